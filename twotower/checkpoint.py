@@ -1,0 +1,81 @@
+"""Saving and loading, offline only: config.json + model.safetensors. No pickle, no hub, no remote code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import NemotronHConfig
+
+from .config import ensure_two_tower_fields
+from .model import TwoTowerModel
+
+WEIGHTS_NAME = "model.safetensors"
+
+
+def save_pretrained(model: TwoTowerModel, directory, dtype: torch.dtype | None = None, extra: dict | None = None) -> Path:
+    """Write config.json and model.safetensors (optionally cast, e.g. to bf16 for the shipped model)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(directory)
+    state = {}
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().to("cpu")
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        state[name] = tensor.contiguous()
+    save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", **(extra or {})})
+    return directory
+
+
+def load_config(directory) -> NemotronHConfig:
+    directory = Path(directory)
+    if not (directory / "config.json").is_file():
+        raise ValueError(f"{directory} has no config.json: not a model directory")
+    config = NemotronHConfig.from_pretrained(str(directory), local_files_only=True)
+    config._attn_implementation = "sdpa"
+    return ensure_two_tower_fields(config)
+
+
+def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32) -> TwoTowerModel:
+    """Load a two-tower checkpoint written by `save_pretrained` from a local directory."""
+    directory = Path(directory)
+    config = load_config(directory)
+    weights = directory / WEIGHTS_NAME
+    if not weights.is_file():
+        raise ValueError(f"{directory} has no {WEIGHTS_NAME}")
+    with torch.device("meta"):
+        model = TwoTowerModel(config)
+    state = load_file(str(weights), device=str(device))
+    state = {k: v.to(dtype) if v.is_floating_point() and "e_score_correction_bias" not in k else v for k, v in state.items()}
+    missing, unexpected = _check_keys(model, state)
+    if missing or unexpected:
+        raise ValueError(f"{weights}: missing tensors {missing[:5]}, unexpected tensors {unexpected[:5]}")
+    model.load_state_dict(state, assign=True)
+    return model.eval()
+
+
+def _check_keys(model, state):
+    expected = set(model.state_dict().keys())
+    return sorted(expected - set(state)), sorted(set(state) - expected)
+
+
+def from_backbone(directory, device="cpu", dtype: torch.dtype = torch.float32) -> TwoTowerModel:
+    """Two-tower model from a local NemotronH causal LM: context tower = the checkpoint (frozen), the
+    denoiser starts as a copy of it with time-conditioning gates at 1 (a no-op change at initialisation)."""
+    from transformers import NemotronHForCausalLM
+
+    directory = Path(directory)
+    if not (directory / "config.json").is_file():
+        raise ValueError(f"{directory} has no config.json: not a model directory")
+    backbone = NemotronHForCausalLM.from_pretrained(str(directory), local_files_only=True, dtype=dtype)
+    config = ensure_two_tower_fields(backbone.config)
+    config._attn_implementation = "sdpa"
+    config.mask_token_id = getattr(config, "mask_token_id", None) or 3
+    model = TwoTowerModel(config).to(dtype)
+    model.context_tower.load_state_dict(backbone.model.state_dict())
+    model.context_lm_head.load_state_dict(backbone.lm_head.state_dict())
+    model.init_denoiser_from_context()
+    return model.to(device).eval()

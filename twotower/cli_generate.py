@@ -1,0 +1,63 @@
+"""`twotower generate`: one prompt, any mode, text and statistics on stdout."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from .engine import MODES
+
+
+def add_model_arguments(parser) -> None:
+    """Model selection flags shared by every command that loads a model."""
+    parser.add_argument("--model", default=None, help="local checkpoint directory (default: the embedded model)")
+    parser.add_argument("--preset", default=None, help="use a randomly initialised preset instead (tiny, default)")
+    parser.add_argument("--ctx-device", default="cpu")
+    parser.add_argument("--den-device", default="cpu")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("prompt", help="prompt text ('-' reads standard input)")
+    add_model_arguments(parser)
+    parser.add_argument("--mode", default="diffusion", choices=[m.replace("_", "-") for m in MODES] + list(MODES))
+    parser.add_argument("--gamma", type=float, default=None, help="confidence threshold γ in (0, 1]")
+    parser.add_argument("--block-size", type=int, default=None, help="block size S")
+    parser.add_argument("--steps", type=int, default=None, help="denoiser steps per block (draft passes in speculative mode)")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--adaptive", action="store_true", help="speculative: adapt the block length to acceptance")
+    parser.add_argument("--no-eos", action="store_true", help="do not stop at end-of-sequence")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--show-steps", action="store_true", help="print every denoising step as it happens")
+
+
+def main(args) -> int:
+    from .engine import load_engine
+
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    engine = load_engine(args.model, args.preset, args.ctx_device, args.den_device)
+    ids = engine.encode_prompt(prompt)
+    events = engine.stream(args.mode, ids, max_new_tokens=args.max_new_tokens, block_size=args.block_size,
+                           steps_per_block=args.steps, gamma=args.gamma, temperature=args.temperature,
+                           top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop_at_eos=not args.no_eos,
+                           adaptive=args.adaptive)
+    done = None
+    for event in events:
+        if args.show_steps and event.kind in ("step", "verify", "token"):
+            cells = [engine.tokenizer.piece(t) if not m else "▒" for t, m in zip(event.tokens[0].tolist(), event.masked[0].tolist())]
+            print(f"[{event.kind} block {event.block} step {event.step}] " + "|".join(repr(c)[1:-1] for c in cells), file=sys.stderr)
+        if event.kind == "done":
+            done = event
+    text = engine.decode(done.info["new_tokens"][0])
+    stats = {k: v for k, v in done.stats.items()}
+    if args.json:
+        print(json.dumps({"prompt": prompt, "completion": text, "stats": stats}))
+        return 0
+    print(prompt + text)
+    print("---", file=sys.stderr)
+    fmt = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stats.items()}
+    print(" ".join(f"{k}={v}" for k, v in fmt.items()), file=sys.stderr)
+    return 0

@@ -1,0 +1,121 @@
+"""Two-tower configuration: a NemotronHConfig plus the two-tower fields, and named presets.
+
+Both towers share one layer stack description (the release builds them from the same config), so the
+config *is* a `transformers.NemotronHConfig`; the two-tower fields ride along as extra attributes and
+survive `save_pretrained` / `from_pretrained` in config.json.
+"""
+
+from __future__ import annotations
+
+from transformers import NemotronHConfig
+
+ARCHITECTURE = "NemotronHTwoTowerForCausalLM"
+
+# Fields that NemotronHConfig does not know; each preset may override them.
+TWO_TOWER_FIELDS = {
+    "mask_token_id": 3,  # the release uses id 3; our tokenizer has a dedicated mask piece
+    "default_gamma": 0.8,  # γ: commit every masked position whose confidence reaches it
+    "default_block_size": 16,  # S
+    "default_steps_per_block": 16,
+    "time_embed_dim": 256,  # sinusoidal width fed to t_embedder (PixArt uses 256)
+}
+
+PRESETS: dict[str, dict] = {
+    # Unit tests: a few ms per pass, every layer kind present (Mamba-2, MoE, attention, MLP).
+    "tiny": dict(
+        vocab_size=261,  # 5 specials + 256 bytes: the ByteTokenizer covers it
+        hidden_size=32,
+        hybrid_override_pattern="M*EM-*",
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        mamba_num_heads=4,
+        mamba_head_dim=8,
+        n_groups=2,
+        ssm_state_size=8,
+        conv_kernel=4,
+        chunk_size=8,
+        intermediate_size=64,
+        n_routed_experts=4,
+        num_experts_per_tok=2,
+        moe_intermediate_size=32,
+        moe_shared_expert_intermediate_size=32,
+        mask_token_id=4,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        time_embed_dim=32,
+    ),
+    # The embedded default model: ~10 M parameters per tower, the release's pattern in miniature.
+    "default": dict(
+        vocab_size=8192,
+        hidden_size=256,
+        hybrid_override_pattern="MEM*EMEM*EME",
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=64,
+        mamba_num_heads=8,
+        mamba_head_dim=32,
+        n_groups=2,
+        ssm_state_size=32,
+        conv_kernel=4,
+        chunk_size=16,
+        intermediate_size=512,
+        n_routed_experts=8,
+        num_experts_per_tok=2,
+        moe_intermediate_size=192,
+        moe_shared_expert_intermediate_size=384,
+        mask_token_id=4,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    ),
+    # The released shape (Nemotron-Labs-TwoTower-30B-A3B): per tower, 52 layers, 2688 wide.
+    "release": dict(
+        vocab_size=131072,
+        hidden_size=2688,
+        hybrid_override_pattern="MEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEMEM*EMEMEMEME",
+        num_attention_heads=32,
+        num_key_value_heads=2,
+        head_dim=128,
+        mamba_num_heads=64,
+        mamba_head_dim=64,
+        n_groups=8,
+        ssm_state_size=128,
+        conv_kernel=4,
+        chunk_size=128,
+        intermediate_size=1856,
+        n_routed_experts=128,
+        num_experts_per_tok=6,
+        moe_intermediate_size=1856,
+        moe_shared_expert_intermediate_size=3712,
+        n_group=1,
+        topk_group=1,
+        routed_scaling_factor=2.5,
+        mask_token_id=3,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    ),
+}
+
+
+def make_config(preset: str = "tiny", **overrides) -> NemotronHConfig:
+    """Build the config of a named preset; keyword arguments override any field."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    fields = {**TWO_TOWER_FIELDS, **PRESETS[preset], **overrides}
+    fields.setdefault("architectures", [ARCHITECTURE])
+    # SDPA: the denoiser's unmasked attention over [context ; block] runs as one fused call.
+    config = NemotronHConfig(**fields)
+    config._attn_implementation = "sdpa"
+    return config
+
+
+def ensure_two_tower_fields(config: NemotronHConfig) -> NemotronHConfig:
+    """Fill the two-tower fields on a plain NemotronH config (e.g. a backbone's), keeping present ones."""
+    for key, value in TWO_TOWER_FIELDS.items():
+        if getattr(config, key, None) is None:
+            setattr(config, key, value)
+    config.architectures = [ARCHITECTURE]
+    return config

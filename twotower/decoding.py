@@ -1,0 +1,214 @@
+"""The samplers, written once as generators of StepEvents.
+
+`iter_mask_diffusion` (with block size 1 it is mock-AR) and `iter_ar` are the only decoding loops;
+`generate_*` drain them, calling `step_callback(event)` on each. The CLI, the UI, the benchmarks and the
+tests consume the same iterators. Speculative mode (spec_decode/) builds on the same pieces.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterator
+
+import torch
+
+from .commit import predict_tokens, select_commits
+from .events import GenerationResult, StepEvent
+from .validation import as_batch, check_gamma, check_int, check_sampling, check_token_id
+
+
+def make_generator(seed: int | None, device) -> torch.Generator | None:
+    if seed is None:
+        return None
+    gen = torch.Generator(device=torch.device(device))
+    gen.manual_seed(int(seed))
+    return gen
+
+
+def finish_sequences(prompt: torch.Tensor, new: torch.Tensor, eos: int | None, pad: int) -> tuple[torch.Tensor, list[list[int]]]:
+    """Cut each row after its first EOS: (B, P + N) with pad after EOS, and per-row new-token lists."""
+    rows = []
+    new = new.clone()
+    for b in range(new.shape[0]):
+        row = new[b].tolist()
+        if eos is not None and eos in row:
+            cut = row.index(eos) + 1
+            new[b, cut:] = pad
+            row = row[:cut]
+        rows.append(row)
+    return torch.cat([prompt.to(new.device), new], dim=1), rows
+
+
+def _stats(mode, n_new, nfe, ctx_passes, t_start, t_first) -> dict:
+    total = time.perf_counter() - t_start
+    return {
+        "mode": mode,
+        "new_tokens": n_new,
+        "nfe": nfe,
+        "context_passes": ctx_passes,
+        "tokens_per_pass": n_new / nfe if nfe else None,
+        "total_s": total,
+        "time_to_first_token_s": (t_first - t_start) if t_first else None,
+        "tokens_per_s": n_new / total if total > 0 else None,
+    }
+
+
+def _done_event(mode, prompt, new, eos, pad, nfe, ctx_passes, t_start, t_first, info=None) -> StepEvent:
+    sequences, rows = finish_sequences(prompt, new, eos, pad)
+    stats = _stats(mode, len(rows[0]), nfe, ctx_passes, t_start, t_first)
+    stats.update(info or {})
+    empty = torch.zeros(prompt.shape[0], 0, dtype=torch.long)
+    return StepEvent(mode, "done", -1, -1, new.shape[1], empty, empty.bool(), empty.float(), empty.bool(), empty,
+                     nfe, ctx_passes, stats["total_s"], len(rows[0]), {"new_tokens": rows}, sequences.cpu(), stats)
+
+
+@torch.inference_mode()
+def iter_mask_diffusion(
+    model,
+    input_ids,
+    max_new_tokens: int = 128,
+    block_size: int = 16,
+    steps_per_block: int = 16,
+    confidence_threshold: float = 0.8,
+    temperature: float = 0.0,
+    eos_token_id: int | None = None,
+    seed: int | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    mode: str = "diffusion",
+) -> Iterator[StepEvent]:
+    """Masked block diffusion: per block, S masks; per step one denoiser pass, commit by `select_commits`."""
+    cfg = model.config
+    prompt = as_batch(input_ids, cfg.vocab_size)
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens)
+    block_size = check_int("block size S", block_size)
+    steps_per_block = check_int("steps per block", steps_per_block)
+    gamma = check_gamma(confidence_threshold)
+    temperature, top_k, top_p = check_sampling(temperature, top_k, top_p)
+    eos = check_token_id("eos_token_id", eos_token_id, cfg.vocab_size)
+    mask_id = cfg.mask_token_id
+    gen = make_generator(seed, model.den_device)
+
+    t_start, t_first = time.perf_counter(), None
+    bsz = prompt.shape[0]
+    cache = model.new_cache(bsz)
+    model.context_forward(prompt, cache)  # prefill: builds KV cache and Mamba states
+    ctx_passes, nfe = 1, 0
+    new = torch.empty(bsz, 0, dtype=torch.long)
+    done_rows = torch.zeros(bsz, dtype=torch.bool)
+    block_idx = 0
+    while new.shape[1] < max_new_tokens:
+        size = min(block_size, max_new_tokens - new.shape[1])
+        ctx = model.context_states(cache)  # read-only for every step of this block
+        block = torch.full((bsz, size), mask_id, dtype=torch.long, device=model.den_device)
+        commit_step = torch.full((bsz, size), -1, dtype=torch.long)
+        confidence = torch.zeros(bsz, size)
+        for step in range(steps_per_block):
+            masked = block == mask_id
+            if not masked.any():
+                break
+            t = masked.float().mean(-1)  # fraction of the block still masked
+            logits = model.denoise(block, ctx, t)  # (B, S, V)
+            nfe += 1
+            pred, conf = predict_tokens(logits, temperature, gen, top_k, top_p, forbid=mask_id)
+            commit = select_commits(conf, masked, gamma, steps_per_block - step)
+            block = torch.where(commit, pred, block)
+            commit_cpu = commit.cpu()
+            commit_step[commit_cpu] = step
+            confidence = torch.where(masked.cpu(), conf.cpu(), confidence)
+            t_first = t_first or time.perf_counter()
+            yield StepEvent(mode, "step", block_idx, step, new.shape[1], block.cpu(), (block == mask_id).cpu(),
+                            confidence.clone(), commit_cpu, commit_step.clone(), nfe, ctx_passes,
+                            time.perf_counter() - t_start, new.shape[1] + int(commit_step[0].ge(0).sum()))
+        block = block.cpu()
+        new = torch.cat([new, block], dim=1)
+        if eos is not None:
+            done_rows |= (block == eos).any(-1)
+        finished = bool(done_rows.all()) or new.shape[1] >= max_new_tokens
+        if not finished:  # the context tower reads the committed block once (not needed after the last)
+            model.context_forward(block, cache)
+            ctx_passes += 1
+        yield StepEvent(mode, "block", block_idx, -1, new.shape[1] - size, block, torch.zeros_like(block, dtype=torch.bool),
+                        confidence, torch.zeros_like(block, dtype=torch.bool), commit_step, nfe, ctx_passes,
+                        time.perf_counter() - t_start, new.shape[1])
+        block_idx += 1
+        if finished:
+            break
+    yield _done_event(mode, prompt, new, eos, cfg.pad_token_id or 0, nfe, ctx_passes, t_start, t_first)
+
+
+def iter_mock_ar(model, input_ids, max_new_tokens=128, temperature=0.0, top_k=None, top_p=None,
+                 eos_token_id=None, seed=None) -> Iterator[StepEvent]:
+    """Both towers, one token per step: diffusion with S = 1 (isolates the two-tower architecture)."""
+    return iter_mask_diffusion(model, input_ids, max_new_tokens, block_size=1, steps_per_block=1,
+                               confidence_threshold=1.0, temperature=temperature, eos_token_id=eos_token_id,
+                               seed=seed, top_k=top_k, top_p=top_p, mode="mock_ar")
+
+
+@torch.inference_mode()
+def iter_ar(model, input_ids, max_new_tokens=128, temperature=0.0, top_k=None, top_p=None,
+            eos_token_id=None, seed=None) -> Iterator[StepEvent]:
+    """Plain autoregressive decoding with the context tower alone, KV cache and Mamba states."""
+    cfg = model.config
+    prompt = as_batch(input_ids, cfg.vocab_size)
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens)
+    temperature, top_k, top_p = check_sampling(temperature, top_k, top_p)
+    eos = check_token_id("eos_token_id", eos_token_id, cfg.vocab_size)
+    gen = make_generator(seed, model.ctx_device)
+    t_start, t_first = time.perf_counter(), None
+    bsz = prompt.shape[0]
+    cache = model.new_cache(bsz)
+    logits = model.context_forward(prompt, cache)[:, -1]  # (B, V)
+    passes = 1
+    new = torch.empty(bsz, 0, dtype=torch.long)
+    done_rows = torch.zeros(bsz, dtype=torch.bool)
+    for i in range(max_new_tokens):
+        token, conf = predict_tokens(logits, temperature, gen, top_k, top_p)  # (B,)
+        token = token.cpu()[:, None]
+        new = torch.cat([new, token], dim=1)
+        t_first = t_first or time.perf_counter()
+        ones = torch.ones_like(token, dtype=torch.bool)
+        yield StepEvent("ar", "token", i, 0, i, token, ~ones, conf.cpu()[:, None], ones,
+                        torch.zeros_like(token), 0, passes, time.perf_counter() - t_start, i + 1)
+        if eos is not None:
+            done_rows |= token[:, 0] == eos
+        if bool(done_rows.all()) or i == max_new_tokens - 1:
+            break
+        logits = model.context_forward(token, cache)[:, -1]
+        passes += 1
+    yield _done_event("ar", prompt, new, eos, cfg.pad_token_id or 0, 0, passes, t_start, t_first)
+
+
+def drain(events: Iterator[StepEvent], step_callback: Callable[[StepEvent], None] | None = None,
+          keep_events: bool = False) -> GenerationResult:
+    """Run an event iterator to its end; the 'done' event carries the result."""
+    kept = [] if keep_events else None
+    for event in events:
+        if step_callback is not None:
+            step_callback(event)
+        if kept is not None:
+            kept.append(event)
+        if event.kind == "done":
+            return GenerationResult(event.sequences, event.info["new_tokens"], event.stats, kept)
+    raise RuntimeError("sampler ended without a 'done' event")
+
+
+def generate_mask_diffusion(model, input_ids, max_new_tokens=128, block_size=16, steps_per_block=16,
+                            confidence_threshold=0.8, temperature=0.0, eos_token_id=None, step_callback=None,
+                            seed=None, mask_token_id=None) -> GenerationResult:
+    if mask_token_id is not None and mask_token_id != model.config.mask_token_id:
+        raise ValueError(f"this model was trained with mask_token_id={model.config.mask_token_id}, got {mask_token_id}")
+    return drain(iter_mask_diffusion(model, input_ids, max_new_tokens, block_size, steps_per_block,
+                                     confidence_threshold, temperature, eos_token_id, seed), step_callback)
+
+
+def generate_mock_ar(model, input_ids, max_new_tokens=128, temperature=0.0, top_k=None, top_p=None,
+                     eos_token_id=None, step_callback=None, seed=None) -> GenerationResult:
+    return drain(iter_mock_ar(model, input_ids, max_new_tokens, temperature, top_k, top_p, eos_token_id, seed),
+                 step_callback)
+
+
+def generate_ar(model, input_ids, max_new_tokens=128, temperature=0.0, top_k=None, top_p=None,
+                eos_token_id=None, step_callback=None, seed=None) -> GenerationResult:
+    return drain(iter_ar(model, input_ids, max_new_tokens, temperature, top_k, top_p, eos_token_id, seed),
+                 step_callback)

@@ -1,0 +1,118 @@
+"""The engine facade: a loaded model + its tokenizer, and one `stream()` that dispatches to the samplers.
+
+The CLI, the web app and the benchmarks all go through here, so text handling and input checks live in
+one place and decoding logic lives only in twotower.decoding / spec_decode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from .events import StepEvent
+from .tokenizer import load_tokenizer
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_MODEL_DIR = ASSETS / "default"
+MODES = ("diffusion", "speculative", "mock_ar", "ar")
+
+
+@dataclass
+class Engine:
+    model: object
+    tokenizer: object
+    name: str
+    max_prompt_tokens: int = 2048
+
+    # ----------------------------------------------------------------------------------------
+    def encode_prompt(self, text: str) -> list[int]:
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("the prompt is empty: type some text first")
+        ids = self.tokenizer.encode(text)
+        if len(ids) > self.max_prompt_tokens:
+            raise ValueError(f"the prompt is {len(ids)} tokens long; the limit is {self.max_prompt_tokens} tokens")
+        return ids
+
+    def decode(self, ids) -> str:
+        return self.tokenizer.decode([int(i) for i in ids])
+
+    @property
+    def eos_token_id(self) -> int:
+        return self.tokenizer.eos_token_id
+
+    def stream(self, mode: str, prompt_ids, *, max_new_tokens=64, block_size=None, steps_per_block=None,
+               gamma=None, temperature=0.0, top_k=None, top_p=None, seed=None, stop_at_eos=True,
+               adaptive=False) -> Iterator[StepEvent]:
+        """Events of one generation in `mode` (diffusion | speculative | mock_ar | ar)."""
+        from . import decoding
+
+        cfg = self.model.config
+        mode = normalise_mode(mode)
+        block_size = cfg.default_block_size if block_size is None else block_size
+        steps_per_block = cfg.default_steps_per_block if steps_per_block is None else steps_per_block
+        gamma = cfg.default_gamma if gamma is None else gamma
+        eos = self.eos_token_id if stop_at_eos else None
+        if mode == "diffusion":
+            return decoding.iter_mask_diffusion(self.model, prompt_ids, max_new_tokens, block_size, steps_per_block,
+                                                gamma, temperature, eos, seed, top_k, top_p)
+        if mode == "mock_ar":
+            return decoding.iter_mock_ar(self.model, prompt_ids, max_new_tokens, temperature, top_k, top_p, eos, seed)
+        if mode == "ar":
+            return decoding.iter_ar(self.model, prompt_ids, max_new_tokens, temperature, top_k, top_p, eos, seed)
+        from spec_decode import iter_speculative
+
+        return iter_speculative(self.model, prompt_ids, max_new_tokens=max_new_tokens, block_size=block_size,
+                                draft_steps=steps_per_block, draft_threshold=gamma, temperature=temperature,
+                                eos_token_id=eos, seed=seed, adaptive=adaptive)
+
+    def describe(self) -> dict:
+        cfg = self.model.config
+        return {
+            "checkpoint": self.name,
+            "params_context": self.model.num_parameters("context"),
+            "params_denoiser": self.model.num_parameters("denoiser"),
+            "layer_pattern": layer_pattern(cfg.layers_block_type),
+            "hidden_size": cfg.hidden_size,
+            "vocab_size": cfg.vocab_size,
+            "ctx_device": str(self.model.ctx_device),
+            "den_device": str(self.model.den_device),
+            "dtype": str(self.model.lm_head.weight.dtype).replace("torch.", ""),
+        }
+
+
+def normalise_mode(mode: str) -> str:
+    mode = str(mode).strip().lower().replace("-", "_")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    return mode
+
+
+def layer_pattern(layer_types) -> str:
+    symbols = {"linear_attention": "M", "moe": "E", "full_attention": "*", "mlp": "-"}
+    return "".join(symbols[t] for t in layer_types)
+
+
+def load_engine(model_dir=None, preset: str | None = None, ctx_device="cpu", den_device="cpu",
+                dtype: torch.dtype = torch.float32, seed: int = 0) -> Engine:
+    """Open a local checkpoint (default: the embedded model in assets/default) or a random preset."""
+    from . import build_model
+    from .checkpoint import from_pretrained
+
+    if preset is not None:
+        model = build_model(preset, seed=seed).to(dtype)
+        name = f"random '{preset}' preset (seed {seed})"
+        tokenizer = load_tokenizer(None, model.config.vocab_size)
+    else:
+        model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+        if not model_dir.is_dir():
+            raise ValueError(f"model directory not found: {model_dir}")
+        model = from_pretrained(model_dir, dtype=dtype)
+        name = str(model_dir)
+        tokenizer = load_tokenizer(model_dir, model.config.vocab_size)
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise ValueError(f"tokenizer has {tokenizer.vocab_size} ids but the model only {model.config.vocab_size}")
+    model.place_towers_on_devices(ctx_device, den_device)
+    return Engine(model.eval(), tokenizer, name)

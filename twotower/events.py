@@ -1,0 +1,47 @@
+"""The step event: the one record that every consumer of the samplers reads (API callback, CLI, UI, tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class StepEvent:
+    """One thing the sampler did, emitted the moment it is done.
+
+    kind: "step"   a denoiser pass over the current block (diffusion, mock-AR, speculative draft)
+          "token"  one AR token from the context tower
+          "verify" a speculative verification round (see `info`)
+          "block"  a block finished and was committed to the context tower
+          "done"   generation ended; `sequences` and `stats` hold the result
+    Tensors are on the CPU, batch-first: tokens / masked / confidence / committed / commit_step are
+    (B, S) for the current block (S = 1 for AR), with the mask id at still-masked positions.
+    """
+
+    mode: str
+    kind: str
+    block: int
+    step: int
+    block_start: int  # offset of the block's first token among the generated tokens
+    tokens: torch.Tensor
+    masked: torch.Tensor
+    confidence: torch.Tensor
+    committed: torch.Tensor  # committed at this very step
+    commit_step: torch.Tensor  # step at which each position was committed, -1 while masked
+    nfe: int  # denoiser passes so far
+    context_passes: int  # context-tower passes so far (prefill included)
+    elapsed: float  # seconds since the call started
+    generated: int = 0  # tokens committed so far (row 0)
+    info: dict = field(default_factory=dict)
+    sequences: torch.Tensor | None = None  # only on "done": (B, prompt + new), pad after EOS
+    stats: dict | None = None  # only on "done"
+
+
+@dataclass
+class GenerationResult:
+    sequences: torch.Tensor  # (B, prompt + new), pad after EOS
+    new_tokens: list[list[int]]  # per row, up to and including EOS
+    stats: dict
+    events: list[StepEvent] | None = None

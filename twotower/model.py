@@ -1,0 +1,200 @@
+"""The two-tower model: a frozen causal context tower and a block denoiser, both native NemotronH stacks.
+
+Weight names follow the release: context_tower.*, context_lm_head.weight, denoiser_tower.*, lm_head.weight,
+t_embedder.*, t_block.*, scale_shift_tables.*. Nothing is tied between the towers.
+
+Only what the denoiser adds on top of transformers is written here: adaLN-single time conditioning,
+attention over [context K/V ; block K/V] with no mask, and Mamba scans seeded from the context states.
+The mixers, norms, router and experts are transformers' own modules, called as they are.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import DynamicCache, NemotronHConfig, NemotronHModel
+from transformers.models.nemotron_h.modeling_nemotron_h import eager_attention_forward
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from .seeded_states import ContextStates, SeededMambaCache
+
+MAMBA, ATTENTION = "linear_attention", "full_attention"
+
+
+class TimestepEmbedder(nn.Module):
+    """t in [0, 1] (masked fraction of the block) -> sinusoidal features -> MLP, as in PixArt / DiT."""
+
+    def __init__(self, hidden_size: int, freq_dim: int = 256):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.freq_dim // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+        args = (t.float() * 1000.0)[..., None] * freqs  # scale to DiT's 0..1000 step range
+        emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+        return self.mlp(emb.to(self.mlp[0].weight.dtype))
+
+
+def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
+class TwoTowerModel(nn.Module):
+    def __init__(self, config: NemotronHConfig):
+        super().__init__()
+        self.config = config
+        hidden = config.hidden_size
+        self.context_tower = NemotronHModel(config)
+        self.context_lm_head = nn.Linear(hidden, config.vocab_size, bias=False)
+        self.denoiser_tower = NemotronHModel(config)
+        self.lm_head = nn.Linear(hidden, config.vocab_size, bias=False)
+        self.t_embedder = TimestepEmbedder(hidden, getattr(config, "time_embed_dim", 256))
+        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 3 * hidden))
+        self.scale_shift_tables = nn.ParameterList(
+            [nn.Parameter(torch.zeros(3, hidden)) for _ in range(config.num_hidden_layers)]
+        )
+        nn.init.normal_(self.context_lm_head.weight, std=config.initializer_range)
+        nn.init.normal_(self.lm_head.weight, std=config.initializer_range)
+        self.reset_time_conditioning()
+        for layer in self.denoiser_tower.layers:
+            if layer.block_type == ATTENTION:
+                layer.mixer.is_causal = False  # bidirectional inside the block
+        self.context_tower.requires_grad_(False)
+        self.context_lm_head.requires_grad_(False)
+
+    # ----------------------------------------------------------------------------------------------
+    # set-up helpers
+    @property
+    def layer_types(self) -> list[str]:
+        return list(self.config.layers_block_type)
+
+    def reset_time_conditioning(self) -> None:
+        """Gates = 1, shift = scale = 0 for every t: the denoiser layers start as plain backbone layers."""
+        with torch.no_grad():
+            nn.init.zeros_(self.t_block[1].weight)
+            nn.init.zeros_(self.t_block[1].bias)
+            for table in self.scale_shift_tables:
+                table.zero_()
+                table[2].fill_(1.0)
+
+    def init_denoiser_from_context(self) -> None:
+        """Copy the context tower and head into the denoiser (the release's starting point)."""
+        self.denoiser_tower.load_state_dict(self.context_tower.state_dict())
+        self.lm_head.load_state_dict(self.context_lm_head.state_dict())
+        self.reset_time_conditioning()
+
+    def num_parameters(self, tower: str = "context") -> int:
+        if tower == "context":
+            mods = [self.context_tower, self.context_lm_head]
+        else:
+            mods = [self.denoiser_tower, self.lm_head, self.t_embedder, self.t_block]
+        extra = sum(p.numel() for p in self.scale_shift_tables) if tower != "context" else 0
+        return sum(p.numel() for m in mods for p in m.parameters()) + extra
+
+    @property
+    def ctx_device(self) -> torch.device:
+        return self.context_lm_head.weight.device
+
+    @property
+    def den_device(self) -> torch.device:
+        return self.lm_head.weight.device
+
+    def place_towers_on_devices(self, ctx_device="cpu", den_device="cpu") -> "TwoTowerModel":
+        """Context tower and its head on ctx_device, everything else on den_device. Per-layer K/V and
+        Mamba states then cross between the devices once per block (see `context_states`)."""
+        self.context_tower.to(ctx_device)
+        self.context_lm_head.to(ctx_device)
+        for mod in (self.denoiser_tower, self.lm_head, self.t_embedder, self.t_block, self.scale_shift_tables):
+            mod.to(den_device)
+        return self
+
+    # ----------------------------------------------------------------------------------------------
+    # context tower
+    def new_cache(self, batch_size: int = 1) -> DynamicCache:
+        return DynamicCache(config=self.config)
+
+    def context_forward(self, input_ids: torch.Tensor, cache: DynamicCache | None, last_only: bool = True):
+        """Run the causal context tower over `input_ids` (B, T), extending `cache` in place.
+
+        Returns logits (B, 1, V) for the last position, or (B, T, V) for all when last_only=False.
+        """
+        out = self.context_tower(input_ids=input_ids.to(self.ctx_device), past_key_values=cache, use_cache=cache is not None)
+        hidden = out.last_hidden_state
+        if last_only:
+            hidden = hidden[:, -1:]
+        return self.context_lm_head(hidden).float()
+
+    def context_states(self, cache: DynamicCache) -> ContextStates:
+        states = ContextStates.from_cache(cache, self.layer_types)
+        return states if self.ctx_device == self.den_device else states.to(self.den_device)
+
+    # ----------------------------------------------------------------------------------------------
+    # denoiser tower
+    def time_modulation(self, t: torch.Tensor) -> torch.Tensor:
+        """t (N,) -> (N, 3, H): shift, scale, gate before the per-layer tables are added."""
+        mod = self.t_block(self.t_embedder(t))
+        return mod.view(t.shape[0], 3, self.config.hidden_size)
+
+    def _block_attention(self, attn, x, ctx_kv, attn_mask):
+        """Denoiser attention layer: own q/k/v on the block, context K/V in front, no causal mask.
+
+        x: (B, T, H) block hidden states; ctx_kv: keys/values (B, kv_heads, T_ctx, hd).
+        attn_mask: None at inference (every block position sees context and block), or a bool
+        (T, T_ctx + T) mask when training many blocks of one sequence at once.
+        """
+        bsz, seq, _ = x.shape
+        shape = (bsz, seq, -1, attn.head_dim)
+        q = attn.q_proj(x).view(shape).transpose(1, 2)  # (B, heads, T, hd)
+        k = attn.k_proj(x).view(shape).transpose(1, 2)  # (B, kv_heads, T, hd)
+        v = attn.v_proj(x).view(shape).transpose(1, 2)
+        ctx_k, ctx_v = ctx_kv
+        k = torch.cat([ctx_k.to(k.dtype), k], dim=2)  # (B, kv_heads, T_ctx + T, hd)
+        v = torch.cat([ctx_v.to(v.dtype), v], dim=2)
+        interface = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        if attn_mask is not None and self.config._attn_implementation == "eager":
+            attn_mask = torch.zeros(attn_mask.shape, dtype=q.dtype, device=q.device).masked_fill(~attn_mask, float("-inf"))
+        out, _ = interface(attn, q, k, v, attn_mask, dropout=0.0, scaling=attn.scaling, is_causal=False)
+        return attn.o_proj(out.reshape(bsz, seq, -1))
+
+    def denoise(
+        self,
+        block_ids: torch.Tensor,
+        ctx: ContextStates,
+        t: torch.Tensor,
+        block_size: int | None = None,
+        attn_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """One denoiser pass. Returns logits (B, T, V) in fp32.
+
+        block_ids: (B, T) tokens, masked positions hold the mask id. At inference T = S (one block).
+        In training T = nb·S holds nb independent blocks of one sequence: t is then (B, nb), each Mamba
+        layer scans the (B·nb, S) blocks from ctx.mamba states of shape (B·nb, ...), and attention uses
+        `attn_mask` (block-causal over context, block-diagonal over the noisy positions).
+        """
+        bsz, seq = block_ids.shape
+        block_size = block_size or seq
+        n_blocks = seq // block_size
+        t = t.reshape(bsz * n_blocks).to(self.den_device)
+        mod = self.time_modulation(t).view(bsz, n_blocks, 1, 3, -1)  # (B, nb, 1, 3, H)
+        h = self.denoiser_tower.embeddings(block_ids.to(self.den_device))
+        seeded = SeededMambaCache(ctx.mamba)
+        for idx, layer in enumerate(self.denoiser_tower.layers):
+            ada = (self.scale_shift_tables[idx] + mod).expand(bsz, n_blocks, block_size, 3, -1)
+            shift, scale, gate = ada.reshape(bsz, seq, 3, -1).unbind(dim=2)  # each (B, T, H)
+            if layer.block_type in (MAMBA, ATTENTION):  # modulate, then normalise
+                x = layer.norm(_modulate(h, shift, scale))
+                if layer.block_type == MAMBA:
+                    x = x.reshape(bsz * n_blocks, block_size, -1)  # blocks scan independently
+                    y = layer.mixer(x, cache_params=seeded).reshape(bsz, seq, -1)
+                else:
+                    y = self._block_attention(layer.mixer, x, ctx.attn[idx], attn_mask)
+            else:  # MoE / MLP: normalise, then modulate
+                y = layer.mixer(_modulate(layer.norm(h), shift, scale))
+            h = h + gate * y
+        h = self.denoiser_tower.norm_f(h)
+        return self.lm_head(h).float()

@@ -1,0 +1,102 @@
+"""Read-only views of the context tower's per-layer state, as the denoiser consumes them.
+
+The denoiser's Mamba-2 layer *l* starts its scan from the context tower's layer-*l* conv and SSM states
+(state seeding), and its attention layer *l* puts the context tower's layer-*l* K/V in front of the
+block's own. Those context states are built once per block and must stay untouched while the
+denoiser runs many steps over them, so instead of `copy.deepcopy` of a `DynamicCache` per step we hand
+the transformers Mamba mixer this duck-typed cache: it reads the seed, never writes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+
+
+@dataclass
+class ContextStates:
+    """Per-layer context features for the denoiser.
+
+    mamba[l] = (conv_state (N, conv_dim, K), ssm_state (N, heads, head_dim, state)) — N is the number of
+    blocks being denoised (batch, or batch·blocks when training every block of a sequence at once).
+    attn[l] = (keys, values), each (B, kv_heads, T_ctx, head_dim).
+    """
+
+    mamba: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    attn: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    @classmethod
+    def from_cache(cls, cache: DynamicCache, layer_types: list[str]) -> "ContextStates":
+        """Borrow (no copy) the states of a context-tower cache after the last committed token."""
+        states = cls()
+        for idx, kind in enumerate(layer_types):
+            layer = cache.layers[idx]
+            if kind == "linear_attention":
+                states.mamba[idx] = (layer.conv_states[0], layer.recurrent_states[0])
+            elif kind == "full_attention":
+                states.attn[idx] = (layer.keys, layer.values)
+        return states
+
+    def to(self, device) -> "ContextStates":
+        """Move every tensor (used once per block when the towers sit on different devices)."""
+        return ContextStates(
+            mamba={i: (c.to(device), s.to(device)) for i, (c, s) in self.mamba.items()},
+            attn={i: (k.to(device), v.to(device)) for i, (k, v) in self.attn.items()},
+        )
+
+
+class SeededMambaCache:
+    """The subset of the transformers Cache API that `NemotronHMamba2Mixer.forward` calls.
+
+    Reads return the seeded states; writes go to scratch space and are dropped, so one seed serves every
+    denoiser step of a block. `is_recording_past` answers True so the mixer never takes its single-token
+    path, which updates the conv state in place.
+    """
+
+    def __init__(self, mamba_states: dict[int, tuple[torch.Tensor, torch.Tensor]]):
+        self.mamba_states = mamba_states
+
+    def get_conv_state(self, layer_idx: int, state_idx: int = 0):
+        return self.mamba_states[layer_idx][0]
+
+    def get_recurrent_state(self, layer_idx: int, state_idx: int = 0):
+        # A clone: the recurrent kernels may write into the state they are given.
+        return self.mamba_states[layer_idx][1].clone()
+
+    def is_recording_past(self, layer_idx: int) -> bool:
+        return True
+
+    def update_conv_state(self, new_inputs: torch.Tensor, layer_idx: int, **kwargs) -> torch.Tensor:
+        # (N, conv_dim, K) seed ++ (N, conv_dim, S) block inputs: the causal conv sees the context's tail.
+        return torch.cat([self.mamba_states[layer_idx][0].to(new_inputs.dtype), new_inputs], dim=-1)
+
+    def update_recurrent_state(self, final_state: torch.Tensor, layer_idx: int, **kwargs) -> torch.Tensor:
+        return final_state
+
+
+def clone_cache_states(cache: DynamicCache) -> list[dict]:
+    """Snapshot every layer's mutable tensors (KV length, conv and SSM states) to restore later."""
+    snap = []
+    for layer in cache.layers:
+        entry = {}
+        if hasattr(layer, "conv_states") and layer.conv_states.get(0) is not None:
+            entry["conv"] = layer.conv_states[0].clone()
+            entry["ssm"] = layer.recurrent_states[0].clone()
+        if getattr(layer, "keys", None) is not None and torch.is_tensor(layer.keys):
+            entry["kv_len"] = layer.keys.shape[-2]
+        snap.append(entry)
+    return snap
+
+
+def restore_cache_states(cache: DynamicCache, snap: list[dict]) -> None:
+    """Put a cache back to a snapshot: KV sliced back, conv / SSM states copied back in place."""
+    for layer, entry in zip(cache.layers, snap):
+        if "conv" in entry:
+            layer.conv_states[0].copy_(entry["conv"])
+            layer.recurrent_states[0].copy_(entry["ssm"])
+        if "kv_len" in entry:
+            n = entry["kv_len"]
+            layer.keys = layer.keys[..., :n, :]
+            layer.values = layer.values[..., :n, :]

@@ -1,0 +1,67 @@
+"""Tokenizers shared by the engine, the CLI and the UI.
+
+Special ids are fixed across both tokenizers so configs agree: 0 pad, 1 bos, 2 eos, 3 unk, 4 mask.
+`SentencePieceTokenizer` wraps the trained BPE model shipped with a checkpoint; `ByteTokenizer` maps
+bytes to ids 5..260 so a random `tiny` model (vocab 261) can read and write any text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PAD_ID, BOS_ID, EOS_ID, UNK_ID, MASK_ID = 0, 1, 2, 3, 4
+N_SPECIAL = 5
+TOKENIZER_FILE = "tokenizer.model"
+
+
+class ByteTokenizer:
+    vocab_size = N_SPECIAL + 256
+    pad_token_id, bos_token_id, eos_token_id, unk_token_id, mask_token_id = PAD_ID, BOS_ID, EOS_ID, UNK_ID, MASK_ID
+
+    def encode(self, text: str) -> list[int]:
+        return [b + N_SPECIAL for b in text.encode("utf-8")]
+
+    def decode(self, ids) -> str:
+        return bytes(i - N_SPECIAL for i in ids if N_SPECIAL <= i < self.vocab_size).decode("utf-8", errors="replace")
+
+    def piece(self, token_id: int) -> str:
+        """Display text of one token (specials by name)."""
+        return _special_name(token_id) or self.decode([token_id])
+
+
+class SentencePieceTokenizer:
+    def __init__(self, model_file):
+        import sentencepiece as spm
+
+        self.path = Path(model_file)
+        if not self.path.is_file():
+            raise ValueError(f"tokenizer file not found: {self.path}")
+        self.sp = spm.SentencePieceProcessor(model_file=str(self.path))
+        self.vocab_size = self.sp.get_piece_size()
+        self.pad_token_id, self.bos_token_id, self.eos_token_id = PAD_ID, BOS_ID, EOS_ID
+        self.unk_token_id, self.mask_token_id = UNK_ID, MASK_ID
+
+    def encode(self, text: str) -> list[int]:
+        return self.sp.encode(text, out_type=int)
+
+    def decode(self, ids) -> str:
+        return self.sp.decode([int(i) for i in ids if int(i) >= N_SPECIAL])
+
+    def piece(self, token_id: int) -> str:
+        name = _special_name(token_id)
+        if name:
+            return name
+        return self.sp.decode([int(token_id)])
+
+
+def _special_name(token_id: int) -> str | None:
+    return {PAD_ID: "<pad>", BOS_ID: "<s>", EOS_ID: "</s>", UNK_ID: "<unk>", MASK_ID: "<mask>"}.get(int(token_id))
+
+
+def load_tokenizer(model_dir=None, vocab_size: int | None = None):
+    """The tokenizer beside a checkpoint, or bytes for a model without one (random tiny models)."""
+    if model_dir is not None and (Path(model_dir) / TOKENIZER_FILE).is_file():
+        return SentencePieceTokenizer(Path(model_dir) / TOKENIZER_FILE)
+    if vocab_size is not None and vocab_size < ByteTokenizer.vocab_size:
+        raise ValueError(f"no tokenizer in {model_dir} and vocab {vocab_size} is too small for bytes")
+    return ByteTokenizer()
