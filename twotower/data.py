@@ -1,0 +1,106 @@
+"""Tokenizer training and the token streams the trainer reads, all from the offline corpus.
+
+The tokenizer is a sentencepiece BPE model with identity normalisation (code round-trips byte for byte:
+no whitespace folding, no dummy prefix), byte fallback (any input tokenizes) and the fixed special ids
+of twotower.tokenizer (0 pad, 1 bos, 2 eos, 3 unk, 4 mask).
+Token streams are cached as uint16 .npy files (vocab < 65536) under a cache directory outside git.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from .corpus import split_files
+from .tokenizer import EOS_ID, SentencePieceTokenizer
+
+CHUNK_CHARS = 3000  # sentencepiece caps one training "sentence" at 4192 bytes
+
+
+def _chunks(text: str):
+    """Cut a file into pieces of whole lines under CHUNK_CHARS (newlines kept inside each piece)."""
+    buf = []
+    size = 0
+    for line in text.splitlines(keepends=True):
+        if size + len(line) > CHUNK_CHARS and buf:
+            yield "".join(buf)
+            buf, size = [], 0
+        buf.append(line[:CHUNK_CHARS])
+        size += len(line[:CHUNK_CHARS])
+    if buf:
+        yield "".join(buf)
+
+
+def train_tokenizer(out_dir, vocab_size: int = 8192, max_chars: int = 12_000_000, seed: int = 0) -> Path:
+    """Train the BPE tokenizer on (a deterministic sample of) the training split; returns tokenizer.model."""
+    import random
+
+    import sentencepiece as spm
+
+    files = split_files("train")
+    random.Random(seed).shuffle(files)
+    pieces, total = [], 0
+    for _, text in files:
+        for chunk in _chunks(text):
+            pieces.append(chunk)
+            total += len(chunk)
+        if total >= max_chars:
+            break
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(pieces),
+        model_writer=model,
+        model_type="bpe",
+        vocab_size=vocab_size,
+        character_coverage=1.0,
+        byte_fallback=True,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        add_dummy_prefix=False,
+        split_by_whitespace=False,  # lets pieces like "\n    " (newline + indent) form
+        allow_whitespace_only_pieces=True,
+        split_digits=True,
+        max_sentence_length=16384,
+        pad_id=0, bos_id=1, eos_id=2, unk_id=3,
+        user_defined_symbols=["<mask>"],  # id 4: a dedicated mask token, never produced by text
+        num_threads=2,
+        input_sentence_size=0,
+        minloglevel=2,
+    )
+    path = out_dir / "tokenizer.model"
+    path.write_bytes(model.getvalue())
+    return path
+
+
+def encode_split(tokenizer: SentencePieceTokenizer, split: str, cache_dir) -> np.ndarray:
+    """All files of a split as one uint16 stream, each file followed by EOS. Cached by split name."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"{split}.npy"
+    if path.is_file():
+        return np.load(path, mmap_mode="r")
+    stream = []
+    for _, text in split_files(split):
+        stream.extend(tokenizer.encode(text))
+        stream.append(EOS_ID)
+    arr = np.asarray(stream, dtype=np.uint16)
+    np.save(path, arr)
+    return arr
+
+
+class BatchSampler:
+    """Random windows of `seq_len` tokens from a stream, from a seeded numpy RNG (resumable by step)."""
+
+    def __init__(self, stream: np.ndarray, seq_len: int, batch_size: int, seed: int = 0):
+        if len(stream) <= seq_len + 1:
+            raise ValueError("token stream shorter than one training window")
+        self.stream, self.seq_len, self.batch_size, self.seed = stream, seq_len, batch_size, seed
+
+    def batch(self, step: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, step])
+        starts = rng.integers(0, len(self.stream) - self.seq_len - 1, size=self.batch_size)
+        return np.stack([np.asarray(self.stream[s : s + self.seq_len + 1], dtype=np.int64) for s in starts])

@@ -1,0 +1,160 @@
+"""Pure scoring functions shared by `twotower eval`, `bench`, `sweep`, the model card and the UI.
+
+No model, no I/O: strings and token lists in, numbers out, so each rule is tested on hand-made inputs.
+"""
+
+from __future__ import annotations
+
+import codeop
+import statistics
+import warnings
+
+RETENTION_UNDEFINED = "AR scores 0 on this task, so retention (mode score / AR score) is undefined"
+
+
+# ------------------------------------------------------------------------------------------------
+# next-line completion
+def first_line(text: str) -> str:
+    """The completion up to (not including) its first newline."""
+    return text.split("\n", 1)[0]
+
+
+def exact_match(prediction: str, target: str) -> float:
+    """1.0 when the two lines are equal once trailing whitespace is stripped, else 0.0."""
+    return float(prediction.rstrip() == target.rstrip())
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (insert, delete, substitute, each cost 1), two-row dynamic programme."""
+    if len(a) < len(b):
+        a, b = b, a  # keep the row as short as the shorter string
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, start=1):
+        current = [i]
+        for j, char_b in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b)))
+        previous = current
+    return previous[-1]
+
+
+def edit_similarity(prediction: str, target: str) -> float:
+    """1 - levenshtein / max(len): 1.0 for equal lines (two empty lines included), 0.0 for nothing in common.
+
+    Both sides are stripped of trailing whitespace first, as in `exact_match`.
+    """
+    prediction, target = prediction.rstrip(), target.rstrip()
+    longest = max(len(prediction), len(target))
+    if longest == 0:
+        return 1.0
+    return 1.0 - edit_distance(prediction, target) / longest
+
+
+# ------------------------------------------------------------------------------------------------
+# syntax of a free continuation
+def cut_at_last_complete_line(text: str) -> str:
+    """The continuation up to and including its last newline ("" when it holds no complete line).
+
+    A fixed token budget usually ends mid-line; the unfinished line says nothing about syntax.
+    """
+    end = text.rfind("\n")
+    return text[: end + 1] if end >= 0 else ""
+
+
+def syntax_ok(prompt: str, continuation: str) -> bool:
+    """Is `prompt + continuation` free of syntax errors so far? The one rule every mode is judged by.
+
+    1. The continuation is cut at its last complete line; a continuation with no complete non-blank
+       line fails (it gives nothing to judge, and an empty output must not score 1).
+    2. `prompt + cut` must compile as a module, or be what Python's own REPL calls *incomplete input*
+       (`codeop.compile_command` returns None: an open block, bracket or triple-quoted string that more
+       lines could finish). A truncated but valid function body therefore passes; a real syntax error,
+       a bad dedent or an unmatched bracket fails.
+    The evaluation picks prompts that end at a line break at top level and compile on their own, so
+    a failure is the continuation's fault.
+    """
+    cut = cut_at_last_complete_line(continuation)
+    if not cut.strip():
+        return False
+    return source_is_valid_so_far(prompt + cut)
+
+
+def source_is_valid_so_far(source: str) -> bool:
+    """True when `source` is valid Python, complete or incomplete (see `syntax_ok`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SyntaxWarning for odd escapes is not an error
+        try:
+            codeop.compile_command(source, "<continuation>", "exec")
+        except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
+            return False  # ValueError: null bytes; the others: pathological nesting
+    return True
+
+
+# ------------------------------------------------------------------------------------------------
+# agreement with AR, retention, aggregation
+def token_agreement(tokens, reference) -> float:
+    """Share of positions where `tokens` equals `reference`, over the longer of the two.
+
+    Outputs are cut after EOS, so lengths may differ; a position one output lacks counts as a
+    disagreement (an output that stops early does not get a free 1.0). Two empty outputs agree fully.
+    """
+    tokens, reference = list(tokens), list(reference)
+    longest = max(len(tokens), len(reference))
+    if longest == 0:
+        return 1.0
+    same = sum(a == b for a, b in zip(tokens, reference))
+    return same / longest
+
+
+def retention(mode_score: float | None, ar_score: float | None) -> tuple[float | None, str | None]:
+    """(mode score / AR score, note). The ratio is None, with a note saying why, when AR scores 0 or
+    either score is missing."""
+    if mode_score is None or ar_score is None:
+        return None, "no score for this task"
+    if ar_score == 0:
+        return None, RETENTION_UNDEFINED
+    return mode_score / ar_score, None
+
+
+def aggregate_retention(retentions) -> float | None:
+    """Mean of the defined per-task retentions (the release's aggregate); None when none is defined."""
+    defined = [r for r in retentions if r is not None]
+    return sum(defined) / len(defined) if defined else None
+
+
+def mean(values) -> float | None:
+    """Mean of the values that are not None; None when there are none."""
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def median(values) -> float | None:
+    """Median of the values that are not None (timings of repeated runs); None when there are none."""
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def ratio(value: float | None, baseline: float | None) -> float | None:
+    """value / baseline, None when either is missing or the baseline is 0."""
+    if value is None or not baseline:
+        return None
+    return value / baseline
+
+
+# ------------------------------------------------------------------------------------------------
+# Pareto frontier
+def pareto_front(points, x: str, y: str) -> list[bool]:
+    """For each point (a dict), True when no other point is at least as good on both `x` and `y`
+    (larger is better) and strictly better on one. Points missing either value are never on the
+    front and dominate nothing. Equal points are all on the front."""
+    values = [(p.get(x), p.get(y)) for p in points]
+    flags = []
+    for xi, yi in values:
+        if xi is None or yi is None:
+            flags.append(False)
+            continue
+        dominated = any(
+            xj is not None and yj is not None and xj >= xi and yj >= yi and (xj > xi or yj > yi)
+            for xj, yj in values
+        )
+        flags.append(not dominated)
+    return flags

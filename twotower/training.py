@@ -1,0 +1,314 @@
+"""Training recipe of the embedded default model, in two stages (one command each).
+
+  twotower train --stage context  --profile cpu --out runs/default   # 1: context tower as a causal LM
+  twotower train --stage denoiser --profile cpu --out runs/default   # 2: denoiser, context tower frozen
+  twotower train --stage export   --out runs/default --to assets/default
+
+Stage 2 trains every block of a window at once (design note, "Training every block of a sequence in one
+pass"): the frozen context tower runs over the clean window segment by segment with its cache, keeping the
+Mamba states at each block boundary and the K/V of every position; the denoiser then sees all nb noisy
+blocks in one pass — Mamba layers scan each block from its boundary state, attention is block-causal
+over the context keys and block-diagonal over the noisy keys.
+Checkpoints (safetensors + JSON, no pickle) are written every `save_every` steps; `--resume` continues.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+PROFILES = {
+    # 2 CPU cores, ~90 minutes for both stages together.
+    # bf16 autocast: this CPU has avx512_bf16, and the matmuls (lm_head first) dominate a step.
+    "cpu": dict(seq_len=256, batch_size=16, lr=3e-3, context_steps=1500, denoiser_steps=700, prefix_len=64,
+                block_size=16, warmup=60, eval_every=250, save_every=100, dtype="bfloat16", distill_share=0.0),
+    # One CUDA device: bf16 autocast, bigger batches, many more tokens.
+    "gpu": dict(seq_len=512, batch_size=64, lr=2e-3, context_steps=6000, denoiser_steps=4000, prefix_len=128,
+                block_size=16, warmup=200, eval_every=500, save_every=500, dtype="bfloat16", distill_share=0.0),
+}
+
+
+@dataclass
+class TrainConfig:
+    seq_len: int
+    batch_size: int
+    lr: float
+    context_steps: int
+    denoiser_steps: int
+    prefix_len: int
+    block_size: int
+    warmup: int
+    eval_every: int
+    save_every: int
+    dtype: str
+    distill_share: float
+    seed: int = 0
+    weight_decay: float = 0.1
+    eval_batches: int = 8
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 10 % of the peak."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, total - cfg.warmup))
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+# --------------------------------------------------------------------------------------------------
+# stage 2: the context features of every block boundary, and the block-diagonal attention mask
+@torch.no_grad()
+def context_features(model, tokens: torch.Tensor, prefix_len: int, block_size: int):
+    """Run the frozen context tower over `tokens` (B, P + nb·S): prefix in one pass, then block by block.
+
+    Returns ContextStates with mamba states stacked per block boundary as (B·nb, ...) and attention K/V
+    over all P + nb·S positions, exactly what inference shows block b (clean text before it).
+    """
+    from .seeded_states import ContextStates
+
+    bsz, total = tokens.shape
+    n_blocks = (total - prefix_len) // block_size
+    cache = model.new_cache(bsz)
+    model.context_tower(input_ids=tokens[:, :prefix_len], past_key_values=cache, use_cache=True)
+    per_block = {i: [] for i, kind in enumerate(model.layer_types) if kind == "linear_attention"}
+    for b in range(n_blocks):
+        for i in per_block:
+            layer = cache.layers[i]
+            per_block[i].append((layer.conv_states[0].clone(), layer.recurrent_states[0].clone()))
+        if b < n_blocks - 1:
+            seg = tokens[:, prefix_len + b * block_size : prefix_len + (b + 1) * block_size]
+            model.context_tower(input_ids=seg, past_key_values=cache, use_cache=True)
+    states = ContextStates()
+    for i, pairs in per_block.items():
+        conv = torch.stack([c for c, _ in pairs], dim=1)  # (B, nb, conv_dim, K)
+        ssm = torch.stack([s for _, s in pairs], dim=1)  # (B, nb, heads, head_dim, state)
+        states.mamba[i] = (conv.flatten(0, 1), ssm.flatten(0, 1))  # (B·nb, ...) in denoise()'s block order
+    # K/V of the last block are never visible to any query: the mask below hides them.
+    for i, kind in enumerate(model.layer_types):
+        if kind == "full_attention":
+            states.attn[i] = (cache.layers[i].keys, cache.layers[i].values)
+    return states
+
+
+def block_attention_mask(prefix_len: int, n_blocks: int, block_size: int, ctx_len: int, device=None) -> torch.Tensor:
+    """Bool (T, ctx_len + T), True = may attend. Query in block b sees context keys < P + b·S and the
+    keys of its own noisy block (both directions)."""
+    seq = n_blocks * block_size
+    q_block = torch.arange(seq, device=device) // block_size  # (T,)
+    ctx_pos = torch.arange(ctx_len, device=device)
+    sees_ctx = ctx_pos[None, :] < (prefix_len + q_block[:, None] * block_size)
+    sees_block = q_block[:, None] == q_block[None, :]
+    return torch.cat([sees_ctx, sees_block], dim=1)
+
+
+def mask_blocks(targets: torch.Tensor, n_blocks: int, block_size: int, mask_id: int, generator=None):
+    """Per block a mask ratio t ~ U(0, 1), each position masked with probability t (at least one).
+
+    targets: (B, nb·S). Returns noisy (B, nb·S), masked (B, nb·S) bool, t_actual (B, nb).
+    """
+    bsz = targets.shape[0]
+    t = torch.rand(bsz, n_blocks, 1, generator=generator)
+    masked = torch.rand(bsz, n_blocks, block_size, generator=generator) < t
+    forced = torch.randint(0, block_size, (bsz, n_blocks, 1), generator=generator)
+    masked |= torch.zeros_like(masked).scatter_(-1, forced, True) & ~masked.any(-1, keepdim=True)
+    masked = masked.view(bsz, -1)
+    noisy = targets.masked_fill(masked, mask_id)
+    return noisy, masked, masked.view(bsz, n_blocks, block_size).float().mean(-1)
+
+
+def denoiser_loss(model, tokens: torch.Tensor, cfg: TrainConfig, generator=None):
+    """Masked block diffusion loss on every block of the windows in `tokens` (B, P + nb·S)."""
+    prefix, S = cfg.prefix_len, cfg.block_size
+    n_blocks = (tokens.shape[1] - prefix) // S
+    tokens = tokens[:, : prefix + n_blocks * S]
+    ctx = context_features(model, tokens, prefix, S)
+    targets = tokens[:, prefix:]
+    noisy, masked, t = mask_blocks(targets, n_blocks, S, model.config.mask_token_id, generator)
+    attn_mask = block_attention_mask(prefix, n_blocks, S, tokens.shape[1], tokens.device)
+    logits = model.denoise(noisy, ctx, t, block_size=S, attn_mask=attn_mask)  # (B, nb·S, V)
+    return F.cross_entropy(logits[masked], targets[masked])
+
+
+def context_loss(model, tokens: torch.Tensor):
+    hidden = model.context_tower(input_ids=tokens[:, :-1]).last_hidden_state
+    logits = model.context_lm_head(hidden).float()
+    return F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten())
+
+
+# --------------------------------------------------------------------------------------------------
+# checkpoints: model via safetensors, optimizer moments flattened into a second safetensors file
+def _save_state(run_dir: Path, model, optimizer, step: int, stage: str, log: list[dict], cfg: TrainConfig) -> None:
+    from safetensors.torch import save_file
+
+    from .checkpoint import save_pretrained
+
+    ckpt = run_dir / f"{stage}_ckpt"
+    save_pretrained(model, ckpt)
+    flat, groups = {}, optimizer.state_dict()
+    for idx, state in groups["state"].items():
+        for key, value in state.items():
+            flat[f"{idx}.{key}"] = value.detach().cpu().contiguous() if torch.is_tensor(value) else torch.tensor(value)
+    save_file(flat, str(ckpt / "optimizer.safetensors"))
+    meta = {"stage": stage, "step": step, "param_groups": groups["param_groups"], "train_config": asdict(cfg)}
+    (ckpt / "trainer_state.json").write_text(json.dumps(meta, indent=1))
+    (run_dir / f"{stage}_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+
+
+def _load_state(run_dir: Path, stage: str, optimizer):
+    from safetensors.torch import load_file
+
+    from .checkpoint import from_pretrained
+
+    ckpt = run_dir / f"{stage}_ckpt"
+    meta = json.loads((ckpt / "trainer_state.json").read_text())
+    model = from_pretrained(ckpt)
+    flat = load_file(str(ckpt / "optimizer.safetensors"))
+    state: dict = {}
+    for key, value in flat.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    log_path = run_dir / f"{stage}_log.jsonl"
+    log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.is_file() else []
+    return model, {"state": state, "param_groups": meta["param_groups"]}, meta["step"], log
+
+
+def trainable_parameters(model, stage: str):
+    """Stage 1 trains the context tower and its head; stage 2 everything of the denoiser only."""
+    model.requires_grad_(False)
+    mods = [model.context_tower, model.context_lm_head] if stage == "context" else [
+        model.denoiser_tower, model.lm_head, model.t_embedder, model.t_block, model.scale_shift_tables]
+    for mod in mods:
+        mod.requires_grad_(True)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, steps: int | None = None,
+              device: str = "cpu", init_from: str | None = None) -> dict:
+    """Train one stage; returns the last log record. Resumable from `<run_dir>/<stage>_ckpt`."""
+    from tqdm import tqdm
+
+    from . import build_model
+    from .checkpoint import from_pretrained
+    from .data import BatchSampler, encode_split, train_tokenizer
+    from .tokenizer import SentencePieceTokenizer
+
+    cfg = TrainConfig(**PROFILES[profile])
+    total = steps or (cfg.context_steps if stage == "context" else cfg.denoiser_steps)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tok_path = run_dir / "tokenizer.model"
+    if not tok_path.is_file():
+        train_tokenizer(run_dir)
+    tokenizer = SentencePieceTokenizer(tok_path)
+    train = BatchSampler(encode_split(tokenizer, "train", run_dir / "data"), cfg.seq_len, cfg.batch_size, cfg.seed)
+    valid = BatchSampler(encode_split(tokenizer, "validation", run_dir / "data"), cfg.seq_len, cfg.batch_size, cfg.seed + 1)
+
+    start, log, opt_state = 0, [], None
+    if resume and (run_dir / f"{stage}_ckpt" / "trainer_state.json").is_file():
+        model, opt_state, start, log = _load_state(run_dir, stage, None)
+    elif stage == "context":
+        torch.manual_seed(cfg.seed)
+        model = build_model("default", seed=cfg.seed)
+    else:
+        source = Path(init_from) if init_from else run_dir / "context_ckpt"
+        if not (source / "config.json").is_file():
+            raise ValueError(f"stage 2 starts from a trained context tower; none at {source} (run --stage context first)")
+        model = from_pretrained(source)
+        model.init_denoiser_from_context()  # the release's starting point: the denoiser is a copy
+    model.to(device).train()
+    params = trainable_parameters(model, stage)
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    if opt_state is not None:
+        optimizer.load_state_dict(opt_state)
+    autocast = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16")
+    gen = torch.Generator().manual_seed(cfg.seed + start)
+
+    def loss_of(batch: torch.Tensor, generator=None):
+        with autocast:
+            return context_loss(model, batch) if stage == "context" else denoiser_loss(model, batch, cfg, generator)
+
+    @torch.no_grad()
+    def validate() -> float:
+        model.eval()
+        vgen = torch.Generator().manual_seed(1234)  # the same masks every time: comparable curves
+        losses = [float(loss_of(torch.from_numpy(valid.batch(i)).to(device), vgen)) for i in range(cfg.eval_batches)]
+        model.train()
+        return sum(losses) / len(losses)
+
+    tokens_per_step = cfg.batch_size * (cfg.seq_len if stage == "context" else cfg.seq_len - cfg.prefix_len)
+    bar = tqdm(range(start, total), initial=start, total=total, desc=f"train {stage}", dynamic_ncols=True)
+    t_last, record = time.perf_counter(), {}
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, total, cfg)
+        batch = torch.from_numpy(train.batch(step)).to(device)
+        loss = loss_of(batch, gen)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        now = time.perf_counter()
+        tok_s = tokens_per_step / (now - t_last)
+        t_last = now
+        record = {"step": step + 1, "loss": round(float(loss), 4), "lr": optimizer.param_groups[0]["lr"],
+                  "tokens_per_s": round(tok_s, 1), "time": time.time()}
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == total:
+            record["val_loss"] = round(validate(), 4)
+        log.append(record)
+        bar.set_postfix(loss=f"{float(loss):.3f}", tok_s=f"{tok_s:.0f}", val=record.get("val_loss", ""))
+        if (step + 1) % cfg.save_every == 0 or step + 1 == total:
+            _save_state(run_dir, model, optimizer, step + 1, stage, log, cfg)
+    return record
+
+
+def export(run_dir, to_dir, notes: dict | None = None) -> Path:
+    """Copy the trained model (bf16 weights: the shipped file stays small) and its tokenizer."""
+    import shutil
+
+    from .checkpoint import from_pretrained, save_pretrained
+    from .corpus import describe
+
+    run_dir, to_dir = Path(run_dir), Path(to_dir)
+    source = run_dir / "denoiser_ckpt"
+    model = from_pretrained(source)
+    save_pretrained(model, to_dir, dtype=torch.bfloat16)
+    shutil.copy(run_dir / "tokenizer.model", to_dir / "tokenizer.model")
+    info = {"corpus": describe(), **(notes or {})}
+    for stage in ("context", "denoiser"):
+        log_path = run_dir / f"{stage}_log.jsonl"
+        if log_path.is_file():
+            shutil.copy(log_path, to_dir / f"train_{stage}_log.jsonl")
+            state = json.loads((run_dir / f"{stage}_ckpt" / "trainer_state.json").read_text())
+            info[f"{stage}_stage"] = {"steps": state["step"], "train_config": state["train_config"]}
+    (to_dir / "training_info.json").write_text(json.dumps(info, indent=1))
+    return to_dir
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--stage", required=True, choices=["context", "denoiser", "export"])
+    parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
+    parser.add_argument("--out", default="runs/default", help="run directory (checkpoints, logs, token cache)")
+    parser.add_argument("--to", default="assets/default", help="export: destination of the shipped model")
+    parser.add_argument("--steps", type=int, default=None, help="override the profile's number of steps")
+    parser.add_argument("--resume", action="store_true", help="continue from the stage's last checkpoint")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--init-from", default=None, help="stage 2: context checkpoint (default <out>/context_ckpt)")
+
+
+def main(args) -> int:
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.stage == "export":
+        print(export(args.out, args.to))
+        return 0
+    record = run_stage(args.stage, args.out, args.profile, args.resume, args.steps, args.device, args.init_from)
+    print(json.dumps(record))
+    return 0
