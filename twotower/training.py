@@ -26,8 +26,8 @@ import torch.nn.functional as F
 PROFILES = {
     # 2 CPU cores, ~90 minutes for both stages together.
     # bf16 autocast: this CPU has avx512_bf16, and the matmuls (lm_head first) dominate a step.
-    "cpu": dict(seq_len=256, batch_size=16, lr=3e-3, context_steps=1500, denoiser_steps=700, prefix_len=64,
-                block_size=16, warmup=60, eval_every=250, save_every=100, dtype="bfloat16", distill_share=0.0),
+    "cpu": dict(seq_len=256, batch_size=16, lr=3e-3, context_steps=1200, denoiser_steps=600, prefix_len=64,
+                block_size=16, warmup=60, eval_every=250, save_every=50, dtype="bfloat16", distill_share=0.0),
     # One CUDA device: bf16 autocast, bigger batches, many more tokens.
     "gpu": dict(seq_len=512, batch_size=64, lr=2e-3, context_steps=6000, denoiser_steps=4000, prefix_len=128,
                 block_size=16, warmup=200, eval_every=500, save_every=500, dtype="bfloat16", distill_share=0.0),
@@ -89,7 +89,7 @@ def context_features(model, tokens: torch.Tensor, prefix_len: int, block_size: i
         conv = torch.stack([c for c, _ in pairs], dim=1)  # (B, nb, conv_dim, K)
         ssm = torch.stack([s for _, s in pairs], dim=1)  # (B, nb, heads, head_dim, state)
         states.mamba[i] = (conv.flatten(0, 1), ssm.flatten(0, 1))  # (B·nb, ...) in denoise()'s block order
-    # K/V of the last block are never visible to any query: the mask below hides them.
+    # K/V cover P + (nb-1)·S positions: the last block is never context for another block.
     for i, kind in enumerate(model.layer_types):
         if kind == "full_attention":
             states.attn[i] = (cache.layers[i].keys, cache.layers[i].values)
@@ -130,7 +130,7 @@ def denoiser_loss(model, tokens: torch.Tensor, cfg: TrainConfig, generator=None)
     ctx = context_features(model, tokens, prefix, S)
     targets = tokens[:, prefix:]
     noisy, masked, t = mask_blocks(targets, n_blocks, S, model.config.mask_token_id, generator)
-    attn_mask = block_attention_mask(prefix, n_blocks, S, tokens.shape[1], tokens.device)
+    attn_mask = block_attention_mask(prefix, n_blocks, S, prefix + (n_blocks - 1) * S, tokens.device)
     logits = model.denoise(noisy, ctx, t, block_size=S, attn_mask=attn_mask)  # (B, nb·S, V)
     return F.cross_entropy(logits[masked], targets[masked])
 
