@@ -1,0 +1,18 @@
+"""Speculative mode: the denoiser drafts a block, the context tower verifies it in one causal pass.
+
+Greedy output equals twotower.decoding.iter_ar token for token; at temperature > 0 it is distributed as
+AR sampling (speculative rejection sampling). See speculative.py for the round structure,
+context_cursor.py for the exact rollback of the hybrid (Mamba + attention) cache.
+"""
+
+from .context_cursor import ContextCursor
+from .draft import BlockDraft, adapt_block_size, draft_block, draft_distributions, order_safe_positions
+from .metrics import AcceptanceCounter, pass_counts
+from .speculative import DEFAULT_DRAFT_STEPS, generate_speculative, iter_speculative
+from .verify import Verdict, greedy_verdict, rejection_verdict, residual_distribution
+
+__all__ = [
+    "DEFAULT_DRAFT_STEPS", "AcceptanceCounter", "BlockDraft", "ContextCursor", "Verdict", "adapt_block_size",
+    "draft_block", "draft_distributions", "generate_speculative", "greedy_verdict", "iter_speculative",
+    "order_safe_positions", "pass_counts", "rejection_verdict", "residual_distribution",
+]

@@ -105,6 +105,14 @@ def token_agreement(tokens, reference) -> float:
     return same / longest
 
 
+def cut_after_eos(tokens, eos_token_id: int | None) -> list[int]:
+    """The tokens up to and including the first EOS (what a user sees when generation stops at EOS)."""
+    tokens = list(tokens)
+    if eos_token_id is not None and eos_token_id in tokens:
+        return tokens[: tokens.index(eos_token_id) + 1]
+    return tokens
+
+
 def retention(mode_score: float | None, ar_score: float | None) -> tuple[float | None, str | None]:
     """(mode score / AR score, note). The ratio is None, with a note saying why, when AR scores 0 or
     either score is missing."""

@@ -1,0 +1,189 @@
+"""Speculative decoding with the two towers: the denoiser drafts a block, the context tower verifies it.
+
+Per round: the denoiser fills k open positions in a few passes (draft.draft_block, "step" events); the
+context tower reads the draft in one causal pass (context_cursor.ContextCursor.verify); verify.py's rule
+keeps the longest acceptable prefix plus one target token (a "verify" event); the cache is rolled back
+to just after the kept tokens and the tokens are emitted (a "block" event). Greedy output equals
+twotower.decoding.iter_ar token for token; at temperature > 0 it is distributed exactly as it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+import torch
+
+from twotower.commit import sampling_distribution
+from twotower.decoding import _done_event, drain, make_generator
+from twotower.events import GenerationResult, StepEvent
+from twotower.validation import as_batch, check_gamma, check_int, check_sampling, check_token_id
+
+from .context_cursor import ContextCursor
+from .draft import BlockDraft, adapt_block_size, draft_block, draft_distributions
+from .metrics import AcceptanceCounter, pass_counts
+from .verify import Verdict, greedy_verdict, rejection_verdict
+
+MODE = "speculative"
+DEFAULT_DRAFT_STEPS = 4  # "a few passes" per drafted block; 1 commits the whole block from one pass
+
+
+def iter_speculative(model, prompt_ids, max_new_tokens: int = 128, block_size: int = 16,
+                     draft_steps: int = DEFAULT_DRAFT_STEPS, draft_threshold: float = 0.8, temperature: float = 0.0,
+                     eos_token_id: int | None = None, seed: int | None = None, adaptive: bool = False,
+                     top_k: int | None = None, top_p: float | None = None) -> Iterator[StepEvent]:
+    """Events of one speculative generation. Inputs are checked now, so bad values raise here.
+
+    block_size: S, the drafted tokens per round (with adaptive=True the start of a length that moves
+    within [1, 2·S] with the acceptance). draft_steps / draft_threshold: denoiser passes per draft and
+    the commit rule's γ. temperature 0 is greedy; top_k / top_p filter both the target and the draft.
+    """
+    cfg = model.config
+    prompt = as_batch(prompt_ids, cfg.vocab_size)
+    if prompt.shape[0] != 1:
+        raise ValueError(f"speculative mode runs one prompt at a time (got a batch of {prompt.shape[0]})")
+    settings = dict(
+        max_new_tokens=check_int("max_new_tokens", max_new_tokens),
+        block_size=check_int("block size S", block_size),
+        draft_steps=check_int("draft steps", draft_steps),
+        gamma=check_gamma(draft_threshold),
+        eos=check_token_id("eos_token_id", eos_token_id, cfg.vocab_size),
+        adaptive=bool(adaptive),
+        seed=seed,
+    )
+    settings["temperature"], settings["top_k"], settings["top_p"] = check_sampling(temperature, top_k, top_p)
+    return _speculative_events(model, prompt, **settings)
+
+
+def generate_speculative(model, input_ids, max_new_tokens=128, block_size=16, draft_steps=DEFAULT_DRAFT_STEPS,
+                         draft_threshold=0.8, temperature=0.0, seed=None, step_callback=None, eos_token_id=None,
+                         adaptive=False, top_k=None, top_p=None) -> GenerationResult:
+    return drain(iter_speculative(model, input_ids, max_new_tokens=max_new_tokens, block_size=block_size,
+                                  draft_steps=draft_steps, draft_threshold=draft_threshold, temperature=temperature,
+                                  eos_token_id=eos_token_id, seed=seed, adaptive=adaptive, top_k=top_k, top_p=top_p),
+                 step_callback)
+
+
+@torch.inference_mode()
+def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_steps, gamma, eos, adaptive, seed,
+                        temperature, top_k, top_p) -> Iterator[StepEvent]:
+    mask_id = model.config.mask_token_id
+    draft_gen = make_generator(seed, model.den_device)
+    verify_gen = make_generator(None if seed is None else seed + 1, model.ctx_device)
+    t_start, t_first = time.perf_counter(), None
+    cursor = ContextCursor(model, prompt)
+    counter = AcceptanceCounter()
+    new: list[int] = []
+    nfe, size, round_idx = 0, block_size, 0
+    max_size = 2 * block_size if adaptive else block_size
+    while True:
+        k = min(size, max_new_tokens - len(new))  # a round emits at most k + 1 tokens; extra ones are cut
+        lead = len(cursor.unread)  # an emitted token the context tower has not read yet leads the block
+        tokens = torch.tensor([cursor.unread + [mask_id] * k])  # (1, lead + k)
+        masked = torch.arange(lead + k)[None] >= lead
+        ctx = model.context_states(cursor.cache)  # read-only while drafting
+        state: BlockDraft | None = None
+        for state in draft_block(model, ctx, tokens, masked, draft_steps, gamma, temperature, draft_gen, top_k, top_p):
+            nfe += 1
+            yield _draft_event(state, lead, round_idx, len(new), nfe, cursor.passes, t_start)
+        drafted = state.tokens[0, lead:].cpu()  # (k,)
+        target_logits = cursor.verify(drafted.tolist())  # (k + 1, V)
+        verdict, p, q = _verify(drafted, target_logits, state, lead, temperature, top_k, top_p, mask_id, verify_gen)
+        n, token = int(verdict.n_accepted), int(verdict.token)
+        counter.record(k, n)
+        info = _verify_info(drafted, n, token, p, q)
+        info["draft_passes"] = state.step + 1
+        yield StepEvent(MODE, "verify", round_idx, state.step + 1, len(new), drafted[None],
+                        torch.zeros(1, k, dtype=torch.bool), state.confidence[:, lead:].cpu(),
+                        (torch.arange(k) < n)[None], state.commit_step[:, lead:].cpu(), nfe, cursor.passes,
+                        time.perf_counter() - t_start, len(new), info)
+
+        emitted = (drafted[:n].tolist() + [token])[: max_new_tokens - len(new)]
+        if eos is not None and eos in emitted:
+            emitted = emitted[: emitted.index(eos) + 1]  # cut after EOS, as AR stops there
+        new.extend(emitted)
+        finished = len(new) >= max_new_tokens or (eos is not None and emitted[-1] == eos)
+        if not finished:
+            cursor.commit(n, token)
+        t_first = t_first or time.perf_counter()
+        yield _commit_event(emitted, n, state, lead, p, round_idx, len(new), nfe, cursor.passes, t_start)
+        if finished:
+            break
+        if adaptive:
+            size = adapt_block_size(size, k, n, max_size)
+        round_idx += 1
+    stats = counter.summary()
+    stats.update(pass_counts(counter.rounds, nfe, cursor.passes))
+    stats.update(block_size=block_size, draft_steps=draft_steps, draft_threshold=gamma, adaptive=adaptive,
+                 temperature=temperature)
+    yield _done_event(MODE, prompt, torch.tensor([new]), eos, model.config.pad_token_id or 0, nfe, cursor.passes,
+                      t_start, t_first, stats)
+
+
+def _verify(drafted, target_logits, state: BlockDraft, lead, temperature, top_k, top_p, mask_id, generator
+            ) -> tuple[Verdict, torch.Tensor, torch.Tensor]:
+    """The verdict, and the target / draft probabilities it was decided on: p (k + 1, V), q (k, V).
+
+    Greedy reports the untempered softmax of both towers (for the UI); sampling uses, and reports, the
+    laws the tokens are drawn from, with the same temperature and filters on both sides.
+    """
+    commit_logits = state.commit_logits[0, lead:].to(target_logits.device)  # (k, V)
+    if temperature <= 0.0:
+        q_logits = commit_logits.clone()
+        q_logits[:, mask_id] = float("-inf")
+        return greedy_verdict(drafted, target_logits), target_logits.softmax(-1), q_logits.softmax(-1)
+    p = sampling_distribution(target_logits, temperature, top_k, top_p)
+    q = draft_distributions(commit_logits, drafted.to(commit_logits.device), state.commit_step[0, lead:].to(commit_logits.device),
+                            temperature, top_k, top_p, forbid=mask_id)
+    return rejection_verdict(drafted, p, q, generator), p, q
+
+
+def _verify_info(drafted: torch.Tensor, n: int, token: int, p: torch.Tensor, q: torch.Tensor) -> dict:
+    """What the UI shows for a verification round; probabilities at the first rejected position."""
+    k = drafted.shape[0]
+    rejected = n if n < k else None
+    draft_token = int(drafted[n]) if rejected is not None else None
+
+    def prob(table, tok):
+        return None if tok is None or rejected is None else float(table[n, tok])
+
+    return {
+        "drafted": drafted.tolist(),
+        "accepted": n,
+        "rejected_pos": rejected,
+        "draft_token": draft_token,
+        "target_token": token,  # the correction at rejected_pos, or the bonus after a full acceptance
+        "p_draft_of_draft": prob(q, draft_token),
+        "p_target_of_draft": prob(p, draft_token),
+        "p_draft_of_target": prob(q, token),
+        "p_target_of_target": float(p[n, token]),
+        "bonus": rejected is None,
+        "block_size": k,
+        "p_target": [float(p[i, int(t)]) for i, t in enumerate(drafted)],  # target's probability per drafted token
+    }
+
+
+def _draft_event(state: BlockDraft, lead: int, round_idx: int, generated: int, nfe: int, ctx_passes: int,
+                 t_start: float) -> StepEvent:
+    """A denoiser pass, shown over the drafted positions only (a leading unread token is already emitted)."""
+    return StepEvent(MODE, "step", round_idx, state.step, generated, state.tokens[:, lead:].cpu(),
+                     state.masked[:, lead:].cpu(), state.confidence[:, lead:].cpu(), state.committed[:, lead:].cpu(),
+                     state.commit_step[:, lead:].cpu(), nfe, ctx_passes, time.perf_counter() - t_start, generated)
+
+
+def _commit_event(emitted: list[int], n: int, state: BlockDraft, lead: int, p: torch.Tensor, round_idx: int,
+                  generated: int, nfe: int, ctx_passes: int, t_start: float) -> StepEvent:
+    """The tokens a round adds to the output: accepted draft tokens, then the target's own token.
+
+    confidence: the target's probability of each; commit_step: the draft pass of accepted tokens, and
+    the verify "step" (number of draft passes) for the target's token.
+    """
+    m = len(emitted)
+    ids = torch.tensor([emitted])  # (1, m)
+    confidence = torch.tensor([[float(p[i, tok]) for i, tok in enumerate(emitted)]])
+    commit_step = torch.full((1, m), state.step + 1, dtype=torch.long)
+    n_kept = min(n, m)
+    commit_step[0, :n_kept] = state.commit_step[0, lead:lead + n_kept].cpu()
+    ones = torch.ones(1, m, dtype=torch.bool)
+    return StepEvent(MODE, "block", round_idx, -1, generated - m, ids, ~ones, confidence, ones, commit_step,
+                     nfe, ctx_passes, time.perf_counter() - t_start, generated, {"accepted": n, "bonus": n == state.tokens.shape[1] - lead})

@@ -1,0 +1,236 @@
+"""The two towers against simple reference twins, on tiny random configs.
+
+* the seeded Mamba block scan (a chunk scan from the context's state) against the Mamba-2 recurrence
+  written out token by token;
+* the context tower extended step by step against one parallel pass;
+* the denoiser against a plain NemotronH pass over [context ; block] with a causal-then-full mask;
+* what the denoiser may and may not see, and that it never writes the context states.
+"""
+
+from collections import Counter
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from twotower import TwoTowerModel, build_model, make_config
+from twotower.seeded_states import SeededMambaCache, clone_cache_states
+
+MAMBA, ATTENTION = "linear_attention", "full_attention"
+
+
+def random_ids(shape, seed, low=5, high=261):
+    return torch.randint(low, high, shape, generator=torch.Generator().manual_seed(seed))
+
+
+class RecordingSeed(SeededMambaCache):
+    """A SeededMambaCache that keeps the final SSM state the scan reports, so tests can check it."""
+
+    final_state = None
+
+    def update_recurrent_state(self, final_state, layer_idx, **kwargs):
+        self.final_state = final_state
+        return final_state
+
+
+def mamba_recurrence(mixer, x, conv_state, ssm_state):
+    """Reference twin: the Mamba-2 mixer run one token at a time from (conv_state, ssm_state).
+
+    x: (B, S, H). conv_state: (B, conv_dim, K), the last K conv inputs. ssm_state: (B, heads, head_dim, N).
+    Returns the mixer output (B, S, H) and the final SSM state.
+    """
+    batch, seq, _ = x.shape
+    heads, groups, state = mixer.num_heads, mixer.n_groups, mixer.ssm_state_size
+    gate, conv_in, dt = mixer.in_proj(x).split([mixer.intermediate_size, mixer.conv_dim, heads], dim=-1)
+    window, h = conv_state.clone(), ssm_state.clone().float()
+    weight = mixer.conv1d.weight.squeeze(1)  # (conv_dim, K)
+    bias = mixer.conv1d.bias if mixer.conv1d.bias is not None else 0.0
+    A = -torch.exp(mixer.A_log.float())  # (heads,)
+    outputs = []
+    for i in range(seq):
+        window = torch.cat([window[..., 1:], conv_in[:, i, :, None]], dim=-1)  # slide in token i
+        conv = F.silu((window * weight).sum(-1) + bias)  # (B, conv_dim)
+        xs, B, C = conv.split([mixer.intermediate_size, groups * state, groups * state], dim=-1)
+        xs = xs.view(batch, heads, -1)  # (B, heads, head_dim)
+        B = B.view(batch, groups, state).repeat_interleave(heads // groups, dim=1)  # (B, heads, N)
+        C = C.view(batch, groups, state).repeat_interleave(heads // groups, dim=1)
+        # the chunk scan clamps the step at time_step_min; the same clamp here
+        step = F.softplus(dt[:, i] + mixer.dt_bias).clamp(min=mixer.time_step_limit[0])  # (B, heads)
+        h = h * torch.exp(step * A)[..., None, None] + step[..., None, None] * xs[..., None] * B[:, :, None, :]
+        y = (h * C[:, :, None, :]).sum(-1) + mixer.D[:, None] * xs  # (B, heads, head_dim)
+        outputs.append(y.reshape(batch, -1))
+    y = torch.stack(outputs, dim=1)  # (B, S, heads·head_dim)
+    return mixer.out_proj(mixer.norm(y, gate)), h
+
+
+@pytest.mark.parametrize("block", [1, 3, 8, 13])  # tiny chunk_size is 8: shorter, equal, longer, ragged
+@torch.no_grad()
+def test_seeded_block_scan_matches_token_by_token_recurrence(tiny_model, block):
+    mixer_idx = tiny_model.layer_types.index(MAMBA)
+    mixer = tiny_model.context_tower.layers[mixer_idx].mixer
+    hidden = tiny_model.config.hidden_size
+    gen = torch.Generator().manual_seed(block)
+    prefix, x = torch.randn(2, 11, hidden, generator=gen), torch.randn(2, block, hidden, generator=gen)
+
+    cache = tiny_model.new_cache()
+    whole = mixer(torch.cat([prefix, x], dim=1))  # no cache: one scan from zero state
+    mixer(prefix, cache_params=cache)  # the context: leaves conv / SSM state after the prefix
+    layer = cache.layers[mixer_idx]
+    seed = (layer.conv_states[0].clone(), layer.recurrent_states[0].clone())
+    assert seed[1].abs().max() > 0, "the prefix left no SSM state: the test would not test seeding"
+
+    seeded = RecordingSeed({mixer_idx: seed})
+    scanned = mixer(x, cache_params=seeded)
+    reference, final_state = mamba_recurrence(mixer, x, *seed)
+
+    assert torch.allclose(scanned, reference, atol=1e-5), (scanned - reference).abs().max()
+    assert torch.allclose(scanned, whole[:, -block:], atol=1e-5)
+    if block > 1:  # one token takes the recurrent kernel, which reports no final state
+        assert torch.allclose(seeded.final_state, final_state, atol=1e-5)
+    assert torch.equal(seed[0], layer.conv_states[0]) and torch.equal(seed[1], layer.recurrent_states[0])
+
+
+@pytest.mark.parametrize("prompt_len", [1, 3, 9])  # shorter than the conv kernel, and past a chunk
+@torch.no_grad()
+def test_context_extension_step_by_step_equals_one_parallel_pass(tiny_model, prompt_len):
+    ids = random_ids((2, prompt_len + 14), seed=prompt_len)
+    full = tiny_model.context_forward(ids, None, last_only=False)  # (B, T, V), no cache at all
+    for pieces in ([1] * 14, [5, 1, 8], [14]):
+        cache = tiny_model.new_cache()
+        parts, pos = [tiny_model.context_forward(ids[:, :prompt_len], cache, last_only=False)], prompt_len
+        for n in pieces:
+            parts.append(tiny_model.context_forward(ids[:, pos : pos + n], cache, last_only=False))
+            pos += n
+        stepped = torch.cat(parts, dim=1)
+        assert stepped.shape == full.shape
+        assert torch.allclose(stepped, full, atol=1e-5), (pieces, (stepped - full).abs().max())
+        assert cache.get_seq_length() == ids.shape[1]
+
+
+def full_sequence_twin(model, prompt, block):
+    """Reference twin of `denoise` for a denoiser that is a copy of the context tower: one NemotronH pass
+    over [prompt ; block], attention causal over the prompt and unmasked for block queries, Mamba causal."""
+    P, T = prompt.shape[1], prompt.shape[1] + block.shape[1]
+    allowed = torch.ones(T, T, dtype=torch.bool).tril()
+    allowed[P:, :] = True  # a block position sees the whole context and the whole block
+    mask = torch.zeros(1, 1, T, T).masked_fill(~allowed, float("-inf"))
+    out = model.denoiser_tower(input_ids=torch.cat([prompt, block], dim=1),
+                               attention_mask={"full_attention": mask, "linear_attention": None})
+    return model.lm_head(out.last_hidden_state[:, P:]).float()
+
+
+@pytest.mark.parametrize("block_len", [1, 5, 16])
+@torch.no_grad()
+def test_denoiser_equals_full_sequence_twin(tiny_model, block_len):
+    tiny_model.init_denoiser_from_context()  # time conditioning at its no-op start
+    prompt, block = random_ids((2, 9), 1), random_ids((2, block_len), 2)
+    block[:, ::3] = tiny_model.config.mask_token_id
+    cache = tiny_model.new_cache()
+    tiny_model.context_forward(prompt, cache)
+    ctx = tiny_model.context_states(cache)
+    reference = full_sequence_twin(tiny_model, prompt, block)
+    for t in (0.0, 0.4, 1.0):  # gates at 1, shift = scale = 0: t changes nothing yet
+        logits = tiny_model.denoise(block, ctx, torch.full((2,), t))
+        assert torch.allclose(logits, reference, atol=1e-5), (t, (logits - reference).abs().max())
+    if block_len == 1:  # one position: the denoiser is exactly the context tower's next step
+        denoised = tiny_model.denoise(block, ctx, torch.ones(2))  # before the cache (and ctx's views) moves on
+        assert torch.allclose(denoised, tiny_model.context_forward(block, cache), atol=1e-5)
+
+
+def block_logits(model, prompt, block, t=0.5):
+    cache = model.new_cache()
+    model.context_forward(prompt, cache)
+    with torch.no_grad():
+        return model.denoise(block, model.context_states(cache), torch.full((prompt.shape[0],), t))
+
+
+def silence(model, kind):
+    """Zero the output projection of every `kind` layer in both towers: its mixer then adds nothing.
+    (A NemotronH cache needs one attention layer, so paths are isolated this way, not by the pattern.)"""
+    with torch.no_grad():
+        for tower in (model.context_tower, model.denoiser_tower):
+            for layer in tower.layers:
+                if layer.block_type == kind:
+                    proj = layer.mixer.o_proj if kind == ATTENTION else layer.mixer.out_proj
+                    proj.weight.zero_()
+    return model
+
+
+@pytest.mark.parametrize("path", ["both", "attention only", "mamba only"])
+def test_denoiser_sees_the_context(path):
+    model = build_model("tiny", seed=1)
+    if path != "both":
+        silence(model, MAMBA if path == "attention only" else ATTENTION)
+    prompt, block = random_ids((1, 8), 3), random_ids((1, 6), 4)
+    changed = prompt.clone()
+    changed[0, 0] = 5 if prompt[0, 0] != 5 else 6  # the first context token: furthest from the block
+    delta = (block_logits(model, prompt, block) - block_logits(model, changed, block)).abs().amax(-1)
+    assert (delta > 1e-4).all(), delta
+
+
+@pytest.mark.parametrize("path", ["both", "attention only", "mamba only"])
+def test_denoiser_is_bidirectional_in_the_block_and_mamba_stays_causal(path):
+    model = build_model("tiny", seed=2)
+    if path != "both":
+        silence(model, MAMBA if path == "attention only" else ATTENTION)
+    prompt, block = random_ids((1, 8), 5), random_ids((1, 6), 6)
+    later = block.clone()
+    later[0, -1] = model.config.mask_token_id  # the last block position becomes the mask
+    delta = (block_logits(model, prompt, block) - block_logits(model, prompt, later)).abs().amax(-1)[0]
+    if path == "mamba only":  # only Mamba mixes positions: a later token cannot reach an earlier one
+        assert (delta[:-1] == 0).all() and delta[-1] > 1e-4, delta
+    else:
+        assert (delta[:-1] > 1e-4).all(), delta
+
+
+@pytest.mark.parametrize("block_len", [1, 7])  # one token takes the mixer's in-place recurrent path
+def test_denoising_never_writes_the_context_states(tiny_model, block_len):
+    prompt = random_ids((2, 10), 7)
+    cache = tiny_model.new_cache()
+    tiny_model.context_forward(prompt, cache)
+    before = clone_cache_states(cache)
+    attn_before = {i: (l.keys.clone(), l.values.clone()) for i, l in enumerate(cache.layers) if hasattr(l, "keys")
+                   and torch.is_tensor(l.keys)}
+    ctx = tiny_model.context_states(cache)
+    with torch.no_grad():
+        first = tiny_model.denoise(random_ids((2, block_len), 8), ctx, torch.ones(2))
+        for seed in range(3):
+            tiny_model.denoise(random_ids((2, block_len), 9 + seed), ctx, torch.full((2,), 0.5))
+        again = tiny_model.denoise(random_ids((2, block_len), 8), ctx, torch.ones(2))
+    assert torch.equal(first, again), "a denoiser pass changed what the next pass sees"
+    for layer, snap in zip(cache.layers, before):
+        if "conv" in snap:
+            assert torch.equal(layer.conv_states[0], snap["conv"]) and torch.equal(layer.recurrent_states[0], snap["ssm"])
+    for idx, (keys, values) in attn_before.items():
+        assert torch.equal(cache.layers[idx].keys, keys) and torch.equal(cache.layers[idx].values, values)
+
+
+@torch.no_grad()
+def test_time_conditioning_and_gates():
+    model = build_model("tiny", seed=3)
+    prompt, block = random_ids((1, 8), 10), random_ids((1, 6), 11)
+    assert torch.equal(block_logits(model, prompt, block, 0.1), block_logits(model, prompt, block, 0.9))
+    torch.nn.init.normal_(model.t_block[1].weight, std=0.5)  # as after training: t now modulates
+    assert not torch.allclose(block_logits(model, prompt, block, 0.1), block_logits(model, prompt, block, 0.9))
+    model.reset_time_conditioning()
+    for table in model.scale_shift_tables:
+        table[2].zero_()  # gate 0 everywhere: no mixer output reaches the residual stream
+    other = random_ids((1, 8), 12)
+    assert torch.equal(block_logits(model, prompt, block), block_logits(model, other, block))
+
+
+def test_presets_have_the_promised_shapes():
+    tiny = make_config("tiny")
+    assert set(tiny.layers_block_type) == {MAMBA, ATTENTION, "moe", "mlp"}  # every layer kind is tested
+    default = build_model("default")
+    assert 9e6 < default.num_parameters("context") < 12e6 and 9e6 < default.num_parameters("denoiser") < 12e6
+    with torch.device("meta"):  # the real shape, without allocating 120 GB
+        release = TwoTowerModel(make_config("release"))
+    assert Counter(release.layer_types) == {MAMBA: 23, "moe": 23, ATTENTION: 6}
+    assert 29e9 < release.num_parameters("context") < 33e9
+    cfg = release.config
+    assert (cfg.hidden_size, cfg.vocab_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim) == (
+        2688, 131072, 32, 2, 128)
+    assert (cfg.n_routed_experts, cfg.num_experts_per_tok, cfg.mask_token_id) == (128, 6, 3)
+    with pytest.raises(ValueError, match="unknown preset"):
+        make_config("huge")

@@ -1,0 +1,287 @@
+"""`twotower bench`: throughput of AR, mock-AR, diffusion and speculative decoding on the same prompts.
+
+Method: greedy, a fixed `max_new_tokens` with EOS ignored (every mode generates the same number of
+tokens), one untimed warm-up per mode and batch size, then `--repeats` rounds in which the modes take
+turns over every prompt. A round's tokens/s is its tokens over its seconds; the report gives the median
+round. Events are drained without rendering; only the drain is timed, with the devices synchronised
+before each clock read. Batch 1 is what an interactive user feels; `--batch-size N` is the throughput
+number (the release's 2.42x is a batch figure); speculative decoding is batch-1 only.
+
+The engine helpers here (`engine_from_args`, `device_info`, `timed_generation`) serve eval and sweep too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+from pathlib import Path
+from time import perf_counter
+
+import torch
+
+from . import metrics
+from .cli_generate import add_model_arguments
+from .engine import MODES, load_engine
+from .validation import check_int
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+SPECULATIVE_BATCH_NOTE = "speculative decoding is batch-1 only"
+RECORD_FIELDS = ("tokens_per_s", "ratio_vs_ar", "nfe", "context_passes", "tokens_per_pass", "tokens_per_context_pass",
+                 "time_to_first_token_s", "new_tokens", "generations", "tokens_per_s_repeats")
+
+
+# ------------------------------------------------------------------------------------------------
+# engine helpers shared by bench, eval and sweep
+def add_engine_arguments(parser) -> None:
+    add_model_arguments(parser)
+    parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES), help="weights dtype (reported in the output)")
+
+
+def add_settings_arguments(parser) -> None:
+    parser.add_argument("--gamma", type=float, default=None, help="confidence threshold γ in (0, 1] (default: the model's)")
+    parser.add_argument("--block-size", type=int, default=None, help="block size S (default: the model's)")
+    parser.add_argument("--steps", type=int, default=None, help="denoiser steps per block (default: the model's)")
+
+
+def check_device(flag: str, device: str) -> None:
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"{flag} {device!r} is not a device name (try cpu, cuda, cuda:1)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{flag} {device}: no CUDA device is available on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"{flag} {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+
+
+def engine_from_args(args):
+    check_device("--ctx-device", args.ctx_device)
+    check_device("--den-device", args.den_device)
+    return load_engine(args.model, args.preset, args.ctx_device, args.den_device, dtype=DTYPES[args.dtype])
+
+
+def device_info(engine) -> dict:
+    """{"device": {...}, "dtype": "fp32" | "bf16"}: where the numbers were measured."""
+    model = engine.model
+    names = []
+    for dev in dict.fromkeys([model.ctx_device, model.den_device]):
+        if dev.type == "cuda":
+            names.append(torch.cuda.get_device_name(dev))
+        else:
+            names.append(f"{dev.type} ({platform.machine()}, {torch.get_num_threads()} threads)")
+    dtype = {v: k for k, v in DTYPES.items()}.get(model.lm_head.weight.dtype, str(model.lm_head.weight.dtype))
+    return {"device": {"name": " + ".join(names), "ctx_device": str(model.ctx_device), "den_device": str(model.den_device),
+                       "torch": torch.__version__}, "dtype": dtype}
+
+
+def synchronize(engine) -> None:
+    """Wait for queued GPU work, so that a clock read after it counts the work."""
+    for dev in {engine.model.ctx_device, engine.model.den_device}:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+
+def timed_generation(engine, mode: str, ids, max_new_tokens: int, settings: dict) -> dict:
+    """One greedy generation with EOS ignored, timed around draining its events (nothing rendered).
+
+    ids: a list of token ids (batch 1) or a list of equal-length lists (a batch).
+    """
+    synchronize(engine)
+    start, first, done = perf_counter(), None, None
+    for event in engine.stream(mode, ids, max_new_tokens=max_new_tokens, temperature=0.0, seed=0,
+                               stop_at_eos=False, **settings):
+        if first is None and event.generated > 0:
+            synchronize(engine)
+            first = perf_counter() - start
+        if event.kind == "done":
+            done = event
+    synchronize(engine)
+    seconds = perf_counter() - start
+    rows = done.info["new_tokens"]
+    return {"rows": rows, "new_tokens": len(rows[0]), "tokens": sum(len(r) for r in rows), "nfe": done.stats["nfe"],
+            "context_passes": done.stats["context_passes"], "seconds": seconds, "ttft_s": first}
+
+
+# ------------------------------------------------------------------------------------------------
+def make_batches(prompts: list[list[int]], batch_size: int) -> list[list[list[int]]]:
+    """ceil(n / B) batches of B rows, cycling through the prompts when there are fewer than B; each row
+    keeps the batch's shortest length of tokens, cut from the left (a batch needs equal lengths)."""
+    batches = []
+    for k in range(math.ceil(len(prompts) / batch_size)):
+        rows = [prompts[(k * batch_size + j) % len(prompts)] for j in range(batch_size)]
+        length = min(len(r) for r in rows)
+        batches.append([r[-length:] for r in rows])
+    return batches
+
+
+def summarise(rounds: list[list[dict]]) -> dict:
+    """Median over rounds of tokens/s and time to first token; per-generation means of the counts.
+
+    tokens_per_pass is one sequence's new tokens per denoiser pass (a batched pass advances every row).
+    """
+    generations = [g for rnd in rounds for g in rnd]
+    new_tokens = metrics.mean(g["new_tokens"] for g in generations)
+    nfe = metrics.mean(g["nfe"] for g in generations)
+    context_passes = metrics.mean(g["context_passes"] for g in generations)
+    per_round = [sum(g["tokens"] for g in rnd) / sum(g["seconds"] for g in rnd) for rnd in rounds]
+    return {
+        "status": "ok",
+        "tokens_per_s": metrics.median(per_round),
+        "ratio_vs_ar": None,  # filled once AR is known
+        "nfe": nfe,
+        "context_passes": context_passes,
+        "tokens_per_pass": new_tokens / nfe if nfe else None,
+        "tokens_per_context_pass": new_tokens / context_passes if context_passes else None,
+        "time_to_first_token_s": metrics.median(metrics.mean(g["ttft_s"] for g in rnd) for rnd in rounds),
+        "new_tokens": new_tokens,
+        "generations": len(generations),
+        "tokens_per_s_repeats": per_round,
+    }
+
+
+def not_measured(status: str, note: str) -> dict:
+    return {"status": status, "note": note, **{k: None for k in RECORD_FIELDS}}
+
+
+def run_bench(engine, prompts: list[list[int]], modes, batch_size: int, repeats: int, max_new_tokens: int,
+              settings: dict, progress=None) -> dict[str, dict]:
+    """{mode: batch-1 record + "batch": record at batch_size (None when it is 1)}; progress(done, total)."""
+    sizes = [1] if batch_size == 1 else [1, batch_size]
+    plans = {}
+    for size in sizes:
+        inputs = [b[0] if size == 1 else b for b in make_batches(prompts, size)]
+        plans[size] = (inputs, [m for m in modes if size == 1 or m != "speculative"])
+    total = sum(len(inputs) * len(ms) * repeats for inputs, ms in plans.values())
+    done, results = 0, {}
+    for size, (inputs, size_modes) in plans.items():
+        for mode in size_modes:  # warm-up: kernels, allocator, caches
+            timed_generation(engine, mode, inputs[0], max_new_tokens, settings)
+        rounds = {mode: [] for mode in size_modes}
+        for _ in range(repeats):
+            for mode in size_modes:  # modes take turns, so drift in machine load hits them alike
+                rounds[mode].append([])
+                for ids in inputs:
+                    rounds[mode][-1].append(timed_generation(engine, mode, ids, max_new_tokens, settings))
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
+        records = {mode: summarise(rounds[mode]) for mode in size_modes}
+        for record in records.values():
+            record["ratio_vs_ar"] = metrics.ratio(record["tokens_per_s"], records["ar"]["tokens_per_s"])
+        results[size] = records
+    out = {}
+    for mode in modes:
+        record = dict(results[1][mode])
+        if batch_size > 1:
+            record["batch"] = results[batch_size].get(mode) or not_measured("n/a", SPECULATIVE_BATCH_NOTE)
+        else:
+            record["batch"] = None
+        out[mode] = record
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+def _num(value, digits=2, scale=1.0) -> str:
+    return "n/a" if value is None else f"{value * scale:.{digits}f}"
+
+
+def format_markdown(report: dict) -> str:
+    from .evaluation import MODE_LABELS
+
+    b = report["batch_size"]
+    lines = [f"## Throughput: {report['model']}", "",
+             f"{report['device']['name']}, {report['dtype']}; γ = {report['gamma']}, S = {report['block_size']}, "
+             f"steps per block = {report['steps_per_block']}; {report['n_prompts']} prompts ({report['prompt_source']}), "
+             f"{report['max_new_tokens']} new tokens each (EOS ignored), median of {report['repeats']} rounds after a warm-up.",
+             ""]
+    header = ["mode", "tokens/s", "× AR", "NFE", "context passes", "tokens / pass", "TTFT (ms)"]
+    if b > 1:
+        header += [f"tokens/s (batch {b})", f"× AR (batch {b})"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for mode, rec in report["modes"].items():
+        row = [MODE_LABELS[mode], _num(rec["tokens_per_s"], 1), _num(rec["ratio_vs_ar"]), _num(rec["nfe"], 1),
+               _num(rec["context_passes"], 1), _num(rec["tokens_per_pass"]), _num(rec["time_to_first_token_s"], 1, 1000)]
+        if b > 1:
+            row += [_num(rec["batch"]["tokens_per_s"], 1), _num(rec["batch"]["ratio_vs_ar"])]
+        lines.append("| " + " | ".join(row) + " |")
+    notes = [f"{MODE_LABELS[m]}: {rec['note']}" for m, rec in report["modes"].items() if rec.get("note")]
+    if b > 1:
+        notes.append(f"batch {b}: prompts cut from the left to each batch's shortest prompt; "
+                     f"speculative: {SPECULATIVE_BATCH_NOTE}")
+    if "retention" in report:
+        lines += ["", "| task | AR | diffusion | retention |", "|---|---|---|---|"]
+        for task, value in report["retention"].items():
+            ar, diff = report["eval_scores"]["ar"].get(task), report["eval_scores"]["diffusion"].get(task)
+            lines.append(f"| {task} | {_num(ar, 3)} | {_num(diff, 3)} | {_num(value, 1, 100)} % |")
+        lines.append(f"| **aggregate** | | | **{_num(report['retention_aggregate'], 1, 100)} %** |")
+        notes += [f"{task}: {note}" for task, note in report["retention_notes"].items()]
+    return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
+
+
+def add_arguments(parser) -> None:
+    from .evaluation import MODE_ORDER
+
+    add_engine_arguments(parser)
+    add_settings_arguments(parser)
+    parser.add_argument("--modes", default=",".join(MODE_ORDER),
+                        help=f"comma-separated modes among {', '.join(MODES)} (AR always runs: it is the baseline)")
+    parser.add_argument("--prompts", default=None, help="file of prompts: one per line, or JSONL (.jsonl)")
+    parser.add_argument("--n-prompts", type=int, default=16, help="prompts from the test split (ignored with --prompts)")
+    parser.add_argument("--seed", type=int, default=0, help="prompt selection seed")
+    parser.add_argument("--max-prompt-tokens", type=int, default=512, help="keep each prompt's last N tokens")
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds; the median is reported")
+    parser.add_argument("--batch-size", type=int, default=8, help="the larger batch measured besides batch 1")
+    parser.add_argument("--eval", action="store_true", help="also measure quality retention of diffusion vs AR")
+    parser.add_argument("--eval-prompts", type=int, default=100, help="next-line prompts for --eval (syntax: a quarter)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a markdown table")
+    parser.add_argument("--out", default=None, help="also write the markdown table to this file")
+
+
+def main(args) -> int:
+    from tqdm import tqdm
+
+    from .evaluation import evaluate, load_prompt_file, next_line_items, prompt_ids, resolve_modes, resolved_settings
+
+    for name in ("n_prompts", "max_prompt_tokens", "max_new_tokens", "repeats", "batch_size", "eval_prompts"):
+        check_int("--" + name.replace("_", "-"), getattr(args, name))
+    engine = engine_from_args(args)
+    settings = resolved_settings(engine, args.gamma, args.block_size, args.steps)
+    modes, skipped = resolve_modes(args.modes)
+    if args.prompts:
+        texts, source = load_prompt_file(args.prompts), str(args.prompts)
+    else:
+        texts, source = [it["prompt"] for it in next_line_items(args.n_prompts, args.seed)], f"test split, seed {args.seed}"
+    prompts = [prompt_ids(engine, text, args.max_prompt_tokens) for text in texts]
+    with tqdm(total=0, desc="bench", unit="gen", file=sys.stderr, disable=None) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+
+        records = run_bench(engine, prompts, modes, args.batch_size, args.repeats, args.max_new_tokens, settings, progress)
+    for mode, reason in skipped.items():
+        records[mode] = {**not_measured("skipped", reason), "batch": not_measured("skipped", reason) if args.batch_size > 1 else None}
+    lengths = [len(p) for p in prompts]
+    report = {
+        **device_info(engine), "model": engine.name, "model_info": engine.describe(), **settings,
+        "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "stop_at_eos": False, "temperature": 0.0,
+        "repeats": args.repeats, "prompt_source": source, "n_prompts": len(prompts),
+        "prompt_tokens": {"min": min(lengths), "max": max(lengths), "mean": sum(lengths) / len(lengths)},
+        "modes": {m: records[m] for m in ("ar", "mock_ar", "diffusion", "speculative") if m in records},
+    }
+    if args.eval:
+        quality = evaluate(engine, ("ar", "diffusion"), n_next_line=args.eval_prompts,
+                           n_syntax=max(1, args.eval_prompts // 4), max_prompt_tokens=args.max_prompt_tokens,
+                           seed=args.seed, **{k: settings[k] for k in ("gamma", "block_size", "steps_per_block")})
+        report["retention"] = quality["retention"]["diffusion"]["tasks"]
+        report["retention_aggregate"] = quality["retention"]["diffusion"]["aggregate"]
+        report["retention_notes"] = quality["retention"]["diffusion"]["notes"]
+        report["eval_scores"] = {m: quality["scores"][m] for m in ("ar", "diffusion")}
+        report["eval_n_prompts"] = quality["n_prompts"]
+    markdown = format_markdown(report)
+    if args.out:
+        Path(args.out).write_text(markdown, encoding="utf-8")
+    print(json.dumps(report, indent=1) if args.json else markdown)
+    return 0

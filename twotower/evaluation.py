@@ -1,0 +1,387 @@
+"""`twotower eval`: quality per task on the held-out test split, for every decoding mode, and its
+retention against AR (mode score / AR score), laid out like the release's table.
+
+Tasks (greedy decoding, outputs cut after EOS):
+  next_line_exact_match / next_line_edit_similarity  prompt = a test file up to a line break, target =
+      its next non-blank line; the completion is cut at its first newline; both stripped of trailing
+      whitespace (`metrics.exact_match`, `metrics.edit_similarity`).
+  syntax_ok  prompt = a file prefix that ends at a line break at top level and compiles on its own; the
+      continuation (64 tokens) is judged by `metrics.syntax_ok`, identically for every mode. The true
+      file continuation under the same rule is reported as a reference.
+Diagnostics over every generation of the run (not tasks, no retention): agreement of the mode's tokens
+with AR's (`metrics.token_agreement`) and the AR tower's mean log-likelihood of the mode's output.
+
+Everything here is importable (the model card, bench --eval and the UI call `evaluate`).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib
+import json
+import random
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+from . import metrics
+from .corpus import split_files
+from .decoding import drain
+from .engine import MODES, normalise_mode
+
+MODE_ORDER = ("ar", "mock_ar", "diffusion", "speculative")  # AR first: every other mode is compared with it
+TASKS = ("next_line", "syntax")
+TASK_METRICS = {
+    "next_line": ("next_line_exact_match", "next_line_edit_similarity"),
+    "syntax": ("syntax_ok",),
+}
+METRIC_LABELS = {
+    "next_line_exact_match": "next-line exact match",
+    "next_line_edit_similarity": "next-line edit similarity",
+    "syntax_ok": "syntax-error-free continuations",
+}
+MODE_LABELS = {"ar": "AR", "mock_ar": "mock-AR", "diffusion": "diffusion", "speculative": "speculative"}
+CHARS_PER_TOKEN_BOUND = 8  # cut text this many chars per wanted token before encoding (no tokenizer packs more)
+
+
+# ------------------------------------------------------------------------------------------------
+# prompts: deterministic, seeded, spread over the test files (round robin over a shuffled file order)
+@functools.lru_cache(maxsize=3)
+def corpus_files(split: str = "test") -> tuple[tuple[str, str], ...]:
+    return tuple(split_files(split))
+
+
+def _line_offsets(text: str) -> tuple[list[str], list[int]]:
+    """Lines split on '\\n' only (form feeds and '\\r' stay inside lines) and each line's start offset."""
+    lines = text.split("\n")
+    offsets, pos = [], 0
+    for line in lines:
+        offsets.append(pos)
+        pos += len(line) + 1
+    return lines, offsets
+
+
+def _round_robin(pools, n: int) -> list[dict]:
+    """Take one item from each file's pool in turn until n items (or every pool is empty)."""
+    items, pools = [], list(pools)
+    while pools and len(items) < n:
+        alive = []
+        for pool in pools:
+            item = next(pool, None)
+            if item is not None:
+                items.append(item)
+                alive.append(pool)
+                if len(items) == n:
+                    break
+        pools = alive
+    return items
+
+
+def _shuffled_files(seed: int, split: str):
+    files = list(corpus_files(split))
+    random.Random(seed).shuffle(files)
+    return files
+
+
+def next_line_items(n: int, seed: int = 0, split: str = "test") -> list[dict]:
+    """n (prompt, target) pairs: prompt = a file up to a line break, target = the next, non-blank line."""
+    def pool(rel, text):
+        lines, offsets = _line_offsets(text)
+        first = next((i for i, line in enumerate(lines) if line.strip()), len(lines))
+        candidates = [i for i in range(first + 1, len(lines)) if lines[i].strip()]
+        random.Random(f"{seed}/{rel}").shuffle(candidates)
+        for i in candidates:
+            yield {"file": rel, "line": i + 1, "prompt": text[: offsets[i]], "target": lines[i]}
+
+    return _round_robin((pool(rel, text) for rel, text in _shuffled_files(seed, split)), n)
+
+
+def _compiles(source: str) -> bool:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ast.parse(source)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return False
+    return True
+
+
+def syntax_items(n: int, seed: int = 0, split: str = "test") -> list[dict]:
+    """n prompts that end at a line break at top level (the next line starts in column 0 with code)
+    and compile on their own; `reference` holds the file's true continuation."""
+    def pool(rel, text):
+        lines, offsets = _line_offsets(text)
+        candidates = [i for i in range(1, len(lines)) if lines[i][:1] not in ("", " ", "\t", "#", ")", "]", "}")]
+        random.Random(f"{seed}/syntax/{rel}").shuffle(candidates)
+        for i in candidates:
+            prompt = text[: offsets[i]]
+            if prompt.strip() and _compiles(prompt):  # a prefix inside a docstring at column 0 does not
+                yield {"file": rel, "line": i + 1, "prompt": prompt, "reference": text[offsets[i]:]}
+
+    return _round_robin((pool(rel, text) for rel, text in _shuffled_files(seed, split)), n)
+
+
+def load_prompt_file(path) -> list[str]:
+    """Prompts from a file: JSONL (.jsonl / .json: one JSON string or {"prompt": ...} per line, so a
+    prompt may hold newlines) or plain text (one prompt per non-blank line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"prompt file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    prompts = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if path.suffix in (".jsonl", ".json"):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            prompt = record.get("prompt", record.get("text")) if isinstance(record, dict) else record
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise ValueError(f"{path}:{number}: expected a JSON string or an object with a non-empty 'prompt'")
+            prompts.append(prompt)
+        else:
+            prompts.append(line)
+    if not prompts:
+        raise ValueError(f"no prompts in {path}")
+    return prompts
+
+
+def prompt_ids(engine, text: str, max_tokens: int) -> list[int]:
+    """The last `max_tokens` tokens of `text` (left truncation keeps the part next to the completion)."""
+    ids = engine.tokenizer.encode(text[-max_tokens * CHARS_PER_TOKEN_BOUND:])[-max_tokens:]
+    if not ids:
+        raise ValueError(f"a prompt encodes to no tokens: {text[:40]!r}")
+    return ids
+
+
+# ------------------------------------------------------------------------------------------------
+# modes and generation
+def speculative_unavailable() -> str | None:
+    """None when speculative decoding can run, else why not (reported, never raised)."""
+    try:
+        module = importlib.import_module("spec_decode")
+    except ImportError as exc:
+        return f"speculative mode skipped: spec_decode cannot be imported ({exc})"
+    if not hasattr(module, "iter_speculative"):
+        return "speculative mode skipped: spec_decode has no iter_speculative yet"
+    return None
+
+
+def resolve_modes(modes) -> tuple[list[str], dict[str, str]]:
+    """Normalised modes in MODE_ORDER with AR always included, and {mode: reason} for those skipped."""
+    if isinstance(modes, str):
+        modes = [m for m in modes.split(",") if m.strip()]
+    wanted = {normalise_mode(m) for m in modes} | {"ar"}
+    skipped = {}
+    if "speculative" in wanted and (reason := speculative_unavailable()):
+        skipped["speculative"] = reason
+        wanted.discard("speculative")
+    return [m for m in MODE_ORDER if m in wanted], skipped
+
+
+def resolved_settings(engine, gamma=None, block_size=None, steps_per_block=None) -> dict:
+    """The diffusion / speculative settings actually used (config defaults filled in), checked early."""
+    from .validation import check_gamma, check_int
+
+    cfg = engine.model.config
+    return {
+        "gamma": check_gamma(cfg.default_gamma if gamma is None else gamma),
+        "block_size": check_int("block size S", cfg.default_block_size if block_size is None else block_size),
+        "steps_per_block": check_int("steps per block",
+                                     cfg.default_steps_per_block if steps_per_block is None else steps_per_block),
+    }
+
+
+def greedy_tokens(engine, mode: str, ids, max_new_tokens: int, settings: dict) -> list[int]:
+    """One greedy generation, cut after EOS (what a user sees), as token ids."""
+    result = drain(engine.stream(mode, ids, max_new_tokens=max_new_tokens, temperature=0.0, seed=0,
+                                 stop_at_eos=True, **settings))
+    return list(result.new_tokens[0])
+
+
+@torch.inference_mode()
+def ar_mean_loglik(model, prompt, continuation) -> float | None:
+    """Mean log-probability the AR (context) tower gives each token of `continuation` after `prompt`."""
+    continuation = list(continuation)
+    if not continuation:
+        return None
+    ids = torch.tensor([list(prompt) + continuation])  # (1, P + C)
+    logits = model.context_forward(ids, None, last_only=False)[0]  # (P + C, V), fp32
+    logprobs = torch.log_softmax(logits[len(prompt) - 1 : -1], dim=-1)  # (C, V): position p predicts p + 1
+    target = torch.tensor(continuation, device=logprobs.device)[:, None]  # (C, 1)
+    return logprobs.gather(-1, target).mean().item()
+
+
+# ------------------------------------------------------------------------------------------------
+def evaluate(engine, modes=MODE_ORDER, tasks=TASKS, n_next_line: int = 500, n_syntax: int = 100,
+             gamma=None, block_size=None, steps_per_block=None, next_line_tokens: int = 32,
+             syntax_tokens: int = 64, max_prompt_tokens: int = 512, seed: int = 0, progress=None) -> dict:
+    """Score every mode on the same prompts; returns a JSON-ready report (see `format_markdown`).
+
+    progress(done, total) is called after each generation.
+    """
+    from .validation import check_int
+
+    modes, skipped = resolve_modes(modes)
+    unknown = set(tasks or ()) - set(TASKS)
+    if unknown or not tasks:
+        raise ValueError(f"unknown or no tasks {sorted(unknown)}; choose among {', '.join(TASKS)}")
+    tasks = [t for t in TASKS if t in set(tasks)]
+    for name, value in (("--n-prompts", n_next_line), ("--syntax-prompts", n_syntax), ("max_new_tokens", next_line_tokens),
+                        ("max_new_tokens", syntax_tokens), ("--max-prompt-tokens", max_prompt_tokens)):
+        check_int(name, value)
+    settings = resolved_settings(engine, gamma, block_size, steps_per_block)
+    items = {"next_line": next_line_items(n_next_line, seed) if "next_line" in tasks else [],
+             "syntax": syntax_items(n_syntax, seed) if "syntax" in tasks else []}
+    budget = {"next_line": next_line_tokens, "syntax": syntax_tokens}
+    total, done = sum(len(v) for v in items.values()) * len(modes), 0
+    per_item = {mode: {k: [] for k in ("next_line_exact_match", "next_line_edit_similarity", "syntax_ok",
+                                       "agreement_with_ar", "ar_mean_loglik")} for mode in modes}
+    reference_ok, examples, loglik_memo = [], [], {}
+    for task in tasks:
+        for index, item in enumerate(items[task]):
+            ids = prompt_ids(engine, item["prompt"], max_prompt_tokens)
+            outputs = {}
+            for mode in modes:  # AR first, so agreement can be computed as we go
+                tokens = outputs[mode] = greedy_tokens(engine, mode, ids, budget[task], settings)
+                text = engine.decode(tokens)
+                scores = per_item[mode]
+                if task == "next_line":
+                    line = metrics.first_line(text)
+                    scores["next_line_exact_match"].append(metrics.exact_match(line, item["target"]))
+                    scores["next_line_edit_similarity"].append(metrics.edit_similarity(line, item["target"]))
+                else:
+                    scores["syntax_ok"].append(float(metrics.syntax_ok(item["prompt"], text)))
+                scores["agreement_with_ar"].append(metrics.token_agreement(tokens, outputs["ar"]))
+                key = (task, index, tuple(tokens))  # speculative (greedy) repeats AR's output: score it once
+                if key not in loglik_memo:
+                    loglik_memo[key] = ar_mean_loglik(engine.model, ids, tokens)
+                scores["ar_mean_loglik"].append(loglik_memo[key])
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            if task == "syntax":
+                true_tokens = engine.tokenizer.encode(item["reference"][: syntax_tokens * CHARS_PER_TOKEN_BOUND])
+                reference_ok.append(float(metrics.syntax_ok(item["prompt"], engine.decode(true_tokens[:syntax_tokens]))))
+            elif len(examples) < 3:
+                examples.append({"file": item["file"], "line": item["line"], "prompt_tail": item["prompt"][-160:],
+                                 "target": item["target"],
+                                 "completions": {m: metrics.first_line(engine.decode(t)) for m, t in outputs.items()}})
+    scores = {mode: {k: metrics.mean(v) for k, v in per_mode.items() if v} for mode, per_mode in per_item.items()}
+    return {
+        "model": engine.name,
+        "settings": {**settings, "next_line_tokens": next_line_tokens, "syntax_tokens": syntax_tokens,
+                     "max_prompt_tokens": max_prompt_tokens, "seed": seed, "temperature": 0.0},
+        "modes": modes,
+        "skipped": skipped,
+        "tasks": tasks,
+        "n_prompts": {task: len(items[task]) for task in tasks},
+        "files": {task: len({it["file"] for it in items[task]}) for task in tasks},
+        "scores": scores,
+        "reference": {"syntax_ok": metrics.mean(reference_ok)} if "syntax" in tasks else {},
+        "retention": retention_report(scores, tasks),
+        "examples": examples,
+    }
+
+
+def retention_report(scores: dict, tasks) -> dict:
+    """{mode: {"tasks": {metric: ratio | None}, "notes": {metric: why None}, "aggregate": mean}} for non-AR modes."""
+    report = {}
+    for mode, mode_scores in scores.items():
+        if mode == "ar":
+            continue
+        ratios, notes = {}, {}
+        for task in tasks:
+            for name in TASK_METRICS[task]:
+                ratios[name], note = metrics.retention(mode_scores.get(name), scores["ar"].get(name))
+                if note:
+                    notes[name] = note
+        report[mode] = {"tasks": ratios, "notes": notes, "aggregate": metrics.aggregate_retention(ratios.values())}
+    return report
+
+
+# ------------------------------------------------------------------------------------------------
+def _fmt(value, percent=False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{100 * value:.1f} %" if percent else f"{value:.3f}"
+
+
+def format_markdown(report: dict) -> str:
+    """The release's layout: task | n | AR | mode | retention (one mode column pair per non-AR mode)."""
+    s = report["settings"]
+    others = [m for m in report["modes"] if m != "ar"]
+    lines = [f"## Quality on the test split: {report['model']}", "",
+             f"γ = {s['gamma']}, S = {s['block_size']}, steps per block = {s['steps_per_block']}, greedy; "
+             f"prompts truncated to their last {s['max_prompt_tokens']} tokens.", ""]
+    header = ["task", "n", "AR"] + [c for m in others for c in (MODE_LABELS[m], "retention")]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for task in report["tasks"]:
+        for name in TASK_METRICS[task]:
+            row = [METRIC_LABELS[name], str(report["n_prompts"][task]), _fmt(report["scores"]["ar"].get(name))]
+            for m in others:
+                row += [_fmt(report["scores"][m].get(name)), _fmt(report["retention"][m]["tasks"][name], percent=True)]
+            lines.append("| " + " | ".join(row) + " |")
+    row = ["**aggregate (mean retention)**", "", ""]
+    for m in others:
+        row += ["", f"**{_fmt(report['retention'][m]['aggregate'], percent=True)}**"]
+    lines += ["| " + " | ".join(row) + " |", ""]
+    lines += ["Diagnostics over every generation (not tasks):", "",
+              "| mode | agreement with AR tokens | AR-tower mean log-likelihood |", "|---|---|---|"]
+    for m in report["modes"]:
+        sc = report["scores"][m]
+        lines.append(f"| {MODE_LABELS[m]} | {_fmt(sc.get('agreement_with_ar'))} | {_fmt(sc.get('ar_mean_loglik'))} |")
+    notes = sorted({f"{METRIC_LABELS[k]}: {v}" for m in others for k, v in report["retention"][m]["notes"].items()})
+    if report["reference"].get("syntax_ok") is not None:
+        notes.append(f"the true file continuation passes the syntax check in {_fmt(report['reference']['syntax_ok'], True)}"
+                     " of syntax prompts (the check's ceiling)")
+    notes += list(report["skipped"].values())
+    lines += [""] + [f"- {note}" for note in notes]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------
+def add_arguments(parser) -> None:
+    from .bench import add_engine_arguments, add_settings_arguments
+
+    add_engine_arguments(parser)
+    add_settings_arguments(parser)
+    parser.add_argument("--modes", default=",".join(MODE_ORDER),
+                        help=f"comma-separated modes among {', '.join(MODES)} (AR is always run: it is the baseline)")
+    parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated tasks among {', '.join(TASKS)}")
+    parser.add_argument("--n-prompts", type=int, default=500, help="next-line prompts (default 500)")
+    parser.add_argument("--syntax-prompts", type=int, default=None, help="syntax prompts (default min(100, --n-prompts))")
+    parser.add_argument("--next-line-tokens", type=int, default=32, help="max new tokens for next-line completion")
+    parser.add_argument("--syntax-tokens", type=int, default=64, help="new tokens per syntax continuation")
+    parser.add_argument("--max-prompt-tokens", type=int, default=512, help="keep each prompt's last N tokens")
+    parser.add_argument("--seed", type=int, default=0, help="prompt selection seed")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of markdown")
+    parser.add_argument("--out", default=None, help="also write the markdown table to this file")
+
+
+def main(args) -> int:
+    from tqdm import tqdm
+
+    from .bench import device_info, engine_from_args
+
+    engine = engine_from_args(args)
+    n_syntax = args.syntax_prompts if args.syntax_prompts is not None else min(100, args.n_prompts)
+    with tqdm(total=0, desc="eval", unit="gen", file=sys.stderr, disable=None) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+
+        report = evaluate(engine, args.modes, [t.strip() for t in args.tasks.split(",")], args.n_prompts, n_syntax,
+                          args.gamma, args.block_size, args.steps, args.next_line_tokens, args.syntax_tokens,
+                          args.max_prompt_tokens, args.seed, progress)
+    report = {**device_info(engine), **report}
+    markdown = format_markdown(report)
+    if args.out:
+        Path(args.out).write_text(markdown, encoding="utf-8")
+    print(json.dumps(report, indent=1) if args.json else markdown)
+    return 0

@@ -1,0 +1,234 @@
+"""`twotower plan`: bytes per device for weights, K/V cache and Mamba states, without loading weights.
+
+The model is built on the meta device, so even the release's two 31.6 B towers cost nothing to plan.
+What lives where (the engine's placement, `TwoTowerModel.place_towers_on_devices`):
+
+* ctx_device: the context tower and its head, the context K/V cache (attention layers, all T positions)
+  and the context Mamba states (conv: conv_dim x K in the model dtype; SSM: heads x head_dim x state in
+  `mamba_ssm_cache_dtype`, fp32), per sequence of the batch.
+* den_device: the denoiser tower, its head and the time conditioning; per block it holds only S
+  positions of its own K/V and a working copy of the seeded Mamba states; when the towers sit on two
+  devices it also receives a copy of the context K/V and states once per block (`ContextStates.to`).
+
+A device "fits" when all that stays under (1 - HEADROOM) of its memory: the rest is left for
+activations (MoE routing buffers, the [context ; block] K/V concatenation, logits of a prefill).
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+GIB = 2**30
+HEADROOM = 0.10
+DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
+          "float32": torch.float32, "fp32": torch.float32}
+FP32_SUFFIXES = ("e_score_correction_bias",)  # kept in fp32 by the loaders
+CONTEXT_PREFIXES = ("context_tower.", "context_lm_head.")
+
+
+def _bytes_of(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
+
+
+def _parse_dtype(dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if str(dtype).lower() not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    return DTYPES[str(dtype).lower()]
+
+
+def _parse_device(device) -> str:
+    try:
+        return str(torch.device(device))
+    except (RuntimeError, TypeError):
+        raise ValueError(f"not a device: {device!r} (examples: cpu, cuda:0, cuda:1)") from None
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def weight_bytes(config, dtype: torch.dtype) -> dict:
+    """Parameter counts and bytes of each tower's share, from a model built on the meta device."""
+    from .model import TwoTowerModel
+
+    with torch.device("meta"):
+        model = TwoTowerModel(config)
+    out = {"context_params": 0, "denoiser_params": 0, "context_bytes": 0, "denoiser_bytes": 0}
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        tower = "context" if name.startswith(CONTEXT_PREFIXES) else "denoiser"
+        kept = torch.float32 if name.endswith(FP32_SUFFIXES) else dtype
+        if isinstance(tensor, torch.nn.Parameter):  # buffers (router score bias) are not parameters
+            out[f"{tower}_params"] += tensor.numel()
+        out[f"{tower}_bytes"] += tensor.numel() * _bytes_of(kept if tensor.is_floating_point() else tensor.dtype)
+    return out
+
+
+def state_bytes(config, positions: int, batch_size: int, dtype: torch.dtype) -> dict:
+    """K/V bytes for `positions` positions and Mamba state bytes, for all layers of one tower."""
+    kinds = list(config.layers_block_type)
+    n_attn, n_mamba = kinds.count("full_attention"), kinds.count("linear_attention")
+    kv = n_attn * 2 * batch_size * config.num_key_value_heads * config.head_dim * positions * _bytes_of(dtype)
+    conv_dim = config.mamba_num_heads * config.mamba_head_dim + 2 * config.n_groups * config.ssm_state_size
+    ssm_dtype = _parse_dtype(getattr(config, "mamba_ssm_cache_dtype", "float32") or "float32")
+    conv = conv_dim * config.conv_kernel * _bytes_of(dtype)
+    ssm = config.mamba_num_heads * config.mamba_head_dim * config.ssm_state_size * _bytes_of(ssm_dtype)
+    return {"kv": kv, "mamba": n_mamba * batch_size * (conv + ssm)}
+
+
+def _device_capacity(device: str, device_memory: dict | None) -> float | None:
+    """Bytes of memory of `device`: from `device_memory` (GiB) or, for a visible CUDA device, the driver."""
+    if device_memory is not None:
+        value = device_memory.get(device)
+        if value is None:
+            return None
+        if not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"memory of {device} must be a positive number of GiB, got {value!r}")
+        return float(value) * GIB
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count():
+        return float(torch.cuda.get_device_properties(dev.index or 0).total_memory)
+    return None
+
+
+def plan_memory(config, ctx_device="cuda:0", den_device="cuda:1", context_length: int = 8192, batch_size: int = 1,
+                dtype=torch.bfloat16, device_memory: dict[str, float] | None = None, block_size: int | None = None) -> dict:
+    """Bytes per device for weights, caches and states at a context length and batch; whether it fits.
+
+    device_memory: GiB per device name ({"cuda:0": 80, "cuda:1": 80}); None asks the CUDA driver about
+    visible devices and leaves the others unknown ("fits" is then None).
+    """
+    dtype = _parse_dtype(dtype)
+    ctx_device, den_device = _parse_device(ctx_device), _parse_device(den_device)
+    context_length = _positive_int("context length", context_length)
+    batch_size = _positive_int("batch size", batch_size)
+    block_size = _positive_int("block size", block_size or getattr(config, "default_block_size", 16))
+    if device_memory is not None:
+        device_memory = {_parse_device(k): v for k, v in device_memory.items()}
+
+    weights = weight_bytes(config, dtype)
+    context = state_bytes(config, context_length, batch_size, dtype)
+    block = state_bytes(config, block_size, batch_size, dtype)
+    split = ctx_device != den_device
+    parts = {
+        ctx_device: {"holds": ["context tower", "context_lm_head"], "weights": weights["context_bytes"],
+                     "kv_cache": context["kv"], "mamba_states": context["mamba"], "context_copy": 0},
+    }
+    den = parts.setdefault(den_device, {"holds": [], "weights": 0, "kv_cache": 0, "mamba_states": 0, "context_copy": 0})
+    den["holds"] = den["holds"] + ["denoiser tower", "lm_head", "time conditioning"]
+    den["weights"] += weights["denoiser_bytes"]
+    den["kv_cache"] += block["kv"]  # the denoiser's own K/V: S positions per attention layer
+    den["mamba_states"] += block["mamba"]  # working copies of the seeded states
+    if split:  # context K/V + states cross to the denoiser's device once per block
+        den["context_copy"] = context["kv"] + context["mamba"]
+
+    verdicts = []
+    for device, part in parts.items():
+        part["total"] = part["weights"] + part["kv_cache"] + part["mamba_states"] + part["context_copy"]
+        capacity = _device_capacity(device, device_memory)
+        part["capacity"] = capacity
+        part["usable"] = None if capacity is None else capacity * (1 - HEADROOM)
+        part["fits"] = None if capacity is None else part["total"] <= part["usable"]
+        verdicts.append(part["fits"])
+    fits = False if False in verdicts else (None if None in verdicts else True)
+    kinds = list(config.layers_block_type)
+    return {
+        "layers": {"mamba": kinds.count("linear_attention"), "moe": kinds.count("moe"),
+                   "attention": kinds.count("full_attention"), "mlp": kinds.count("mlp")},
+        "hidden_size": config.hidden_size,
+        "vocab_size": config.vocab_size,
+        "dtype": str(dtype).replace("torch.", ""),
+        "context_length": context_length,
+        "batch_size": batch_size,
+        "block_size": block_size,
+        "headroom": HEADROOM,
+        "parameters": {"context": weights["context_params"], "denoiser": weights["denoiser_params"],
+                       "total": weights["context_params"] + weights["denoiser_params"]},
+        "devices": parts,
+        "fits": fits,
+    }
+
+
+def _gib(n) -> str:
+    return "?" if n is None else f"{n / GIB:.2f} GiB"
+
+
+def format_memory_plan(plan: dict) -> str:
+    """The plan as a short text table (the CLI's output)."""
+    layers, params = plan["layers"], plan["parameters"]
+    kinds = ", ".join(f"{n} {k}" for k, n in layers.items() if n)
+    lines = [
+        f"model: {sum(layers.values())} layers per tower ({kinds}), hidden {plan['hidden_size']}, "
+        f"vocab {plan['vocab_size']}, weights in {plan['dtype']}",
+        f"parameters: context {params['context'] / 1e9:.3f} B, denoiser {params['denoiser'] / 1e9:.3f} B, "
+        f"total {params['total'] / 1e9:.3f} B",
+        f"context length {plan['context_length']}, batch {plan['batch_size']}, block size {plan['block_size']}; "
+        f"{plan['headroom']:.0%} of each device is left free for activations",
+        "",
+    ]
+    header = ("device", "weights", "K/V cache", "Mamba states", "context copy", "total", "usable", "verdict")
+    rows = [header]
+    for device, part in plan["devices"].items():
+        verdict = {True: "fits", False: "does not fit", None: "memory unknown"}[part["fits"]]
+        rows.append((device, _gib(part["weights"]), _gib(part["kv_cache"]), _gib(part["mamba_states"]),
+                     _gib(part["context_copy"]), _gib(part["total"]), _gib(part["usable"]), verdict))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    for device, part in plan["devices"].items():
+        lines.append(f"{device} holds: {', '.join(part['holds'])}")
+    overall = {True: "fits", False: "does not fit", None: "unknown (give --device-memory-gb)"}[plan["fits"]]
+    lines.append(f"overall: {overall}")
+    return "\n".join(lines)
+
+
+def parse_device_memory(text: str | None, devices: list[str]) -> dict[str, float] | None:
+    """'80' (every named device) or 'cuda:0=80,cuda:1=141' -> {device: GiB}."""
+    if text is None:
+        return None
+    try:
+        if "=" not in text:
+            return {d: float(text) for d in devices}
+        pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+        return {_parse_device(k.strip()): float(v) for k, v in pairs}
+    except ValueError as exc:
+        if "device" in str(exc):
+            raise
+        raise ValueError(f"--device-memory-gb takes a number of GiB or device=GiB pairs, got {text!r}") from None
+
+
+def add_arguments(parser) -> None:
+    from .cli_generate import add_model_arguments
+
+    add_model_arguments(parser)
+    parser.set_defaults(ctx_device="cuda:0", den_device="cuda:1")
+    parser.add_argument("--context-length", type=int, default=8192, help="tokens of context (prompt + generated)")
+    parser.add_argument("--batch", type=int, default=1, help="sequences decoded together")
+    parser.add_argument("--block-size", type=int, default=None, help="block size S (default: the model's)")
+    parser.add_argument("--dtype", default="bfloat16", help="weight dtype: bfloat16, float16 or float32")
+    parser.add_argument("--device-memory-gb", default=None,
+                        help="GiB per device: one number for every device named, or cuda:0=80,cuda:1=141 "
+                             "(default: ask the CUDA driver; unknown otherwise)")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+
+def main(args) -> int:
+    from .checkpoint import load_config
+    from .config import make_config
+    from .engine import DEFAULT_MODEL_DIR
+
+    if args.model is not None and args.preset is not None:
+        raise ValueError("give either --model or --preset, not both")
+    if args.preset is not None:
+        config = make_config(args.preset)
+    else:
+        config = load_config(args.model if args.model is not None else DEFAULT_MODEL_DIR)  # config.json only
+    devices = list(dict.fromkeys([_parse_device(args.ctx_device), _parse_device(args.den_device)]))
+    plan = plan_memory(config, args.ctx_device, args.den_device, args.context_length, args.batch, args.dtype,
+                       parse_device_memory(args.device_memory_gb, devices), args.block_size)
+    print(json.dumps(plan, indent=2) if args.json else format_memory_plan(plan))
+    return 0

@@ -1,0 +1,253 @@
+"""Loading the released checkpoint layout into the native two-tower model, offline, with no remote code.
+
+The release layout is a directory with config.json (NemotronH fields, the layer pattern as the string
+`hybrid_override_pattern`) and sharded safetensors listed by model.safetensors.index.json (weight_map:
+tensor name -> shard file). Its tensor names are the engine's except for:
+
+* MoE experts: the release keeps them as a list of modules, `...mixer.experts.<j>.up_proj.weight`
+  (inter, hidden) and `...mixer.experts.<j>.down_proj.weight` (hidden, inter); transformers stacks them
+  into `...mixer.experts.up_proj` (E, inter, hidden) / `...mixer.experts.down_proj` (E, hidden, inter).
+* the small rename table `TOWER_RENAMES` for names inside a tower (remote-code `backbone.` wrapper,
+  mamba_ssm's `embedding` for transformers' `embeddings`).
+
+The model is built on the meta device and every tensor is read straight onto its own device (context
+tower + context_lm_head on ctx_device, the rest on den_device): there is never a full copy on the CPU.
+Each layer's stacked expert tensor is allocated once on its device and each expert is copied into its
+slot as soon as it is read, so a layer's experts never exist twice. Everything that can be checked
+without reading weights (missing shards, unknown or missing names, shapes) is checked first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .checkpoint import load_config
+from .config import ARCHITECTURE
+from .model import TwoTowerModel
+
+INDEX_NAME = "model.safetensors.index.json"
+SINGLE_FILE_NAME = "model.safetensors"
+TOWER_PREFIXES = ("context_tower.", "denoiser_tower.")
+CONTEXT_PREFIXES = ("context_tower.", "context_lm_head.")
+# (release prefix, engine prefix) for names inside a tower, applied in order.
+TOWER_RENAMES = (("backbone.", ""), ("embedding.", "embeddings."))
+# Kept in fp32 whatever the load dtype (transformers' `_keep_in_fp32_modules_strict` for NemotronH).
+FP32_SUFFIXES = ("e_score_correction_bias",)
+EXPERT_KEY = re.compile(r"^(?P<base>.+\.mixer\.experts)\.(?P<index>\d+)\.(?P<proj>up_proj|down_proj)\.weight$")
+
+
+def release_to_engine_name(key: str) -> tuple[str, int | None]:
+    """Release tensor name -> (engine name, expert index or None for a whole tensor)."""
+    for prefix in TOWER_PREFIXES:
+        if key.startswith(prefix):
+            inner = key[len(prefix):]
+            for old, new in TOWER_RENAMES:
+                if inner.startswith(old):
+                    inner = new + inner[len(old):]
+            key = prefix + inner
+            break
+    match = EXPERT_KEY.match(key)
+    if match:
+        return f"{match['base']}.{match['proj']}", int(match["index"])
+    return key, None
+
+
+def read_weight_map(directory: Path) -> dict[str, str]:
+    """Tensor name -> shard file name, from the index (or from a single model.safetensors)."""
+    index = directory / INDEX_NAME
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{index} is not a safetensors index (expected a 'weight_map' object): {exc}") from None
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ValueError(f"{index}: 'weight_map' is empty")
+        return {str(k): str(v) for k, v in weight_map.items()}
+    single = directory / SINGLE_FILE_NAME
+    if single.is_file():
+        with safe_open(str(single), framework="pt") as handle:
+            return {key: SINGLE_FILE_NAME for key in handle.keys()}
+    raise ValueError(f"{directory} has neither {INDEX_NAME} nor {SINGLE_FILE_NAME}: not a release checkpoint")
+
+
+def _plan_reads(directory: Path, weight_map: dict[str, str], expected: dict[str, torch.Tensor]):
+    """Check names, shards and shapes from the index and shard headers only; return the reads per shard.
+
+    Returns {shard: [(release key, engine name, expert index or None)]} in shard order.
+    """
+    for shard in dict.fromkeys(weight_map.values()):
+        if not (directory / shard).is_file():
+            first = next(k for k, v in weight_map.items() if v == shard)
+            raise ValueError(f"shard file {directory / shard} is missing (the index lists {first!r} in it)")
+    reads: dict[str, list] = {}
+    experts_seen: dict[str, set[int]] = {}
+    covered, whole = set(), set()
+    for key, shard in weight_map.items():
+        name, expert = release_to_engine_name(key)
+        if name not in expected:
+            raise ValueError(f"unknown tensor {key!r} in {shard}: the model has no {name!r}")
+        if expert is not None:
+            n_experts = expected[name].shape[0]
+            if expected[name].dim() != 3 or expert >= n_experts:
+                raise ValueError(f"unknown tensor {key!r} in {shard}: expert {expert} of a {n_experts}-expert layer")
+            if expert in experts_seen.setdefault(name, set()) or name in whole:
+                raise ValueError(f"tensor {key!r} is listed twice")
+            experts_seen[name].add(expert)
+        elif name in covered:
+            raise ValueError(f"tensor {key!r} ({name!r}) is listed twice")
+        else:
+            whole.add(name)
+        covered.add(name)
+        reads.setdefault(shard, []).append((key, name, expert))
+    for name, tensor in expected.items():
+        if name not in covered:
+            raise ValueError(f"the checkpoint has no tensor for {name!r} {tuple(tensor.shape)}")
+        if name in experts_seen and len(experts_seen[name]) != tensor.shape[0]:
+            missing = min(set(range(tensor.shape[0])) - experts_seen[name])
+            raise ValueError(f"the checkpoint has no expert {missing} for {name!r}")
+    for shard, entries in reads.items():
+        with safe_open(str(directory / shard), framework="pt") as handle:
+            present = set(handle.keys())
+            for key, name, expert in entries:
+                if key not in present:
+                    raise ValueError(f"{directory / shard} does not hold {key!r} although the index says so")
+                shape = tuple(handle.get_slice(key).get_shape())
+                want = tuple(expected[name].shape[1:] if expert is not None else expected[name].shape)
+                if shape != want:
+                    raise ValueError(f"tensor {key!r} in {shard} has shape {shape}, the model expects {want}")
+    return reads
+
+
+def _load_dtype(name: str, tensor_dtype: torch.dtype, dtype: torch.dtype) -> torch.dtype:
+    if not tensor_dtype.is_floating_point:
+        return tensor_dtype
+    return torch.float32 if name.endswith(FP32_SUFFIXES) else dtype
+
+
+def load_release_checkpoint(directory, ctx_device="cpu", den_device="cpu", dtype: torch.dtype = torch.bfloat16) -> TwoTowerModel:
+    """Open a checkpoint in the release layout as a TwoTowerModel, each tensor on its tower's device."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ValueError(f"model directory not found: {directory}")
+    config = load_config(directory)  # plain NemotronHConfig: `auto_map` / remote code is never used
+    weight_map = read_weight_map(directory)
+    with torch.device("meta"):
+        model = TwoTowerModel(config)
+    expected = model.state_dict()
+    reads = _plan_reads(directory, weight_map, expected)
+    devices = {"ctx": torch.device(ctx_device), "den": torch.device(den_device)}
+
+    state: dict[str, torch.Tensor] = {}
+    partial: dict[str, tuple[torch.Tensor, set[int]]] = {}  # stacked expert tensor being filled
+    for shard, entries in reads.items():
+        handles = {}  # one memory-mapped handle per target device, so reads land on that device directly
+        try:
+            for key, name, expert in entries:
+                device = devices["ctx" if name.startswith(CONTEXT_PREFIXES) else "den"]
+                if device not in handles:
+                    handles[device] = safe_open(str(directory / shard), framework="pt", device=str(device))
+                tensor = handles[device].get_tensor(key)
+                tensor = tensor.to(_load_dtype(name, tensor.dtype, dtype))
+                if expert is None:
+                    state[name] = tensor
+                    continue
+                if name not in partial:
+                    full = expected[name]
+                    partial[name] = (torch.empty(full.shape, dtype=tensor.dtype, device=device), set())
+                stacked, filled = partial[name]
+                stacked[expert].copy_(tensor)  # (inter, hidden) or (hidden, inter) into slot `expert`
+                del tensor
+                filled.add(expert)
+                if len(filled) == stacked.shape[0]:
+                    state[name] = partial.pop(name)[0]
+        finally:
+            handles.clear()
+    model.load_state_dict(state, strict=True, assign=True)
+    still_meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if still_meta:
+        raise ValueError(f"tensors left without data after loading: {still_meta[:5]}")
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Writing the layout (synthetic checkpoints for tests and for trying the loader without the release)
+def _engine_to_release_name(name: str, legacy_names: bool) -> str:
+    if legacy_names:
+        for prefix in TOWER_PREFIXES:
+            if name.startswith(prefix):
+                inner = name[len(prefix):]
+                if inner.startswith("embeddings."):
+                    inner = "embedding." + inner[len("embeddings."):]
+                return f"{prefix}backbone.{inner}"
+    return name
+
+
+def _release_tensors(model: TwoTowerModel, dtype: torch.dtype | None, legacy_names: bool):
+    """(release name, tensor) in release order: each layer's experts as up/down pairs, expert by expert."""
+    state = model.state_dict()
+    for name, tensor in state.items():
+        tensor = tensor.detach().to("cpu")
+        if dtype is not None and tensor.is_floating_point() and not name.endswith(FP32_SUFFIXES):
+            tensor = tensor.to(dtype)
+        if name.endswith(".mixer.experts.down_proj"):
+            continue  # written beside up_proj below
+        if name.endswith(".mixer.experts.up_proj"):
+            base = _engine_to_release_name(name[: -len(".up_proj")], legacy_names)
+            down = state[name[: -len("up_proj")] + "down_proj"].detach().to("cpu").to(tensor.dtype)
+            for j in range(tensor.shape[0]):  # clone: safetensors refuses tensors sharing storage
+                yield f"{base}.{j}.up_proj.weight", tensor[j].clone()
+                yield f"{base}.{j}.down_proj.weight", down[j].clone()
+            continue
+        yield _engine_to_release_name(name, legacy_names), tensor.contiguous()
+
+
+def write_release_layout(model: TwoTowerModel, directory, n_shards: int = 3, dtype: torch.dtype | None = None,
+                         legacy_names: bool = False) -> Path:
+    """Write `model` in the release layout: config.json with `hybrid_override_pattern`, experts split into
+    lists, tensors spread over about `n_shards` shards of similar size, and model.safetensors.index.json.
+
+    legacy_names=True writes tower names the remote-code way (`backbone.`, `embedding`) to exercise
+    `TOWER_RENAMES`.
+    """
+    if not isinstance(n_shards, int) or n_shards < 1:
+        raise ValueError(f"n_shards must be a positive integer, got {n_shards!r}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = model.config.to_dict()
+    config.pop("layers_block_type", None)
+    config.update(
+        hybrid_override_pattern=model.config.hybrid_override_pattern,
+        num_hidden_layers=model.config.num_hidden_layers,
+        architectures=[ARCHITECTURE],
+        model_type="nemotron_h",
+        # The release ships remote code; the loader must never need it.
+        auto_map={"AutoConfig": "configuration_nemotron_h.NemotronHConfig",
+                  "AutoModelForCausalLM": f"modeling_nemotron_h.{ARCHITECTURE}"},
+    )
+    (directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
+
+    tensors = list(_release_tensors(model, dtype, legacy_names))
+    if len(tensors) < n_shards:
+        raise ValueError(f"{len(tensors)} tensors cannot fill {n_shards} shards")
+    sizes = [t.numel() * t.element_size() for _, t in tensors]
+    total = sum(sizes)
+    groups: list[list[int]] = [[] for _ in range(n_shards)]
+    done = 0
+    for i, size in enumerate(sizes):  # shard k takes the tensors that start in its 1/n of the bytes
+        groups[min(n_shards - 1, done * n_shards // total)].append(i)
+        done += size
+    groups = [g for g in groups if g]
+    weight_map = {}
+    for k, group in enumerate(groups):
+        shard = f"model-{k + 1:05d}-of-{len(groups):05d}.safetensors"
+        save_file({tensors[i][0]: tensors[i][1] for i in group}, str(directory / shard), metadata={"format": "pt"})
+        weight_map.update({tensors[i][0]: shard for i in group})
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (directory / INDEX_NAME).write_text(json.dumps(index, indent=2))
+    return directory

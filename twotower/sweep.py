@@ -1,0 +1,189 @@
+"""`twotower sweep`: a γ × S (× steps per block) grid of diffusion decoding, each point's throughput
+against AR (measured once, in the same run) and its quality: agreement of its greedy tokens with AR's
+and the AR tower's mean log-likelihood of its output. The Pareto frontier (maximising both the
+throughput ratio and the agreement) is marked. Writes sweep.csv and an interactive sweep.html.
+
+`run_sweep` is the API behind the web app's Sweep panel; timing follows `twotower bench` (greedy, EOS
+ignored during the timed run, outputs cut after EOS for quality, only the drain timed).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+from . import metrics
+from .validation import check_gamma, check_int
+
+CSV_FIELDS = ("gamma", "block_size", "steps_per_block", "tokens_per_s", "ar_tokens_per_s", "ratio_vs_ar", "nfe",
+              "tokens_per_pass", "agreement", "ar_mean_loglik", "ar_self_loglik", "pareto")
+FRONT_X, FRONT_Y = "ratio_vs_ar", "agreement"
+
+
+def parse_list(text: str, kind, flag: str) -> list:
+    """'0.5,0.8' -> [0.5, 0.8]; a clear error for anything else."""
+    try:
+        values = [kind(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} expects comma-separated {kind.__name__}s, got {text!r}") from None
+    if not values:
+        raise ValueError(f"{flag} is empty")
+    return values
+
+
+def sweep_grid(gammas, block_sizes, steps=None) -> list[tuple[float, int, int]]:
+    """(γ, S, steps per block) for every combination; steps None means steps = S (at worst one token per step)."""
+    gammas = [check_gamma(g) for g in gammas]
+    block_sizes = [check_int("block size S", s) for s in block_sizes]
+    if steps is not None and not isinstance(steps, (list, tuple)):
+        steps = [steps]
+    steps = None if steps is None else [check_int("steps per block", k) for k in steps]
+    if not gammas or not block_sizes or steps == []:
+        raise ValueError("the sweep grid is empty: give at least one γ and one block size")
+    return [(g, s, k) for s in block_sizes for k in (steps or [s]) for g in gammas]
+
+
+def run_sweep(engine, prompts, gammas, block_sizes, steps=None, max_new_tokens: int = 64, progress=None,
+              repeats: int = 1, max_prompt_tokens: int = 512) -> list[dict]:
+    """Measure every grid point over `prompts` (texts, or lists of token ids); returns one dict per point
+    with the CSV_FIELDS. progress(i, n, point) is called after point i of n (1-based); a point's
+    `pareto` flag is final only in the returned list (the front needs every point)."""
+    from .bench import summarise, timed_generation
+    from .evaluation import ar_mean_loglik, prompt_ids
+
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens)
+    repeats = check_int("repeats", repeats)
+    grid = sweep_grid(gammas, block_sizes, steps)
+    if not prompts:
+        raise ValueError("the sweep needs at least one prompt")
+    ids = [p if isinstance(p, (list, tuple)) else prompt_ids(engine, p, max_prompt_tokens) for p in prompts]
+    eos = engine.eos_token_id
+
+    def measure(mode, settings):
+        rounds = [[timed_generation(engine, mode, x, max_new_tokens, settings) for x in ids] for _ in range(repeats)]
+        outputs = [metrics.cut_after_eos(g["rows"][0], eos) for g in rounds[0]]  # greedy: every round agrees
+        return summarise(rounds), outputs
+
+    first = {"gamma": grid[0][0], "block_size": grid[0][1], "steps_per_block": grid[0][2]}
+    timed_generation(engine, "ar", ids[0], max_new_tokens, {})  # warm-up
+    timed_generation(engine, "diffusion", ids[0], max_new_tokens, first)
+    ar, ar_outputs = measure("ar", {})
+    ar_self = metrics.mean(ar_mean_loglik(engine.model, x, o) for x, o in zip(ids, ar_outputs))
+    points = []
+    for i, (gamma, size, steps_per_block) in enumerate(grid, start=1):
+        rec, outputs = measure("diffusion", {"gamma": gamma, "block_size": size, "steps_per_block": steps_per_block})
+        point = {
+            "gamma": gamma, "block_size": size, "steps_per_block": steps_per_block,
+            "tokens_per_s": rec["tokens_per_s"], "ar_tokens_per_s": ar["tokens_per_s"],
+            "ratio_vs_ar": metrics.ratio(rec["tokens_per_s"], ar["tokens_per_s"]),
+            "nfe": rec["nfe"], "tokens_per_pass": rec["tokens_per_pass"],
+            "agreement": metrics.mean(metrics.token_agreement(o, a) for o, a in zip(outputs, ar_outputs)),
+            "ar_mean_loglik": metrics.mean(ar_mean_loglik(engine.model, x, o) for x, o in zip(ids, outputs)),
+            "ar_self_loglik": ar_self, "pareto": False,
+        }
+        points.append(point)
+        if progress is not None:
+            progress(i, len(grid), point)
+    for point, on_front in zip(points, metrics.pareto_front(points, FRONT_X, FRONT_Y)):
+        point["pareto"] = on_front
+    return points
+
+
+def sweep_figure(points):
+    """Throughput ratio (x) against agreement with AR (y), one colour per block size, frontier drawn."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for size in sorted({p["block_size"] for p in points}):
+        group = [p for p in points if p["block_size"] == size]
+        fig.add_trace(go.Scatter(
+            x=[p[FRONT_X] for p in group], y=[p[FRONT_Y] for p in group], mode="markers", name=f"S = {size}",
+            marker={"size": 10}, customdata=[[p["gamma"], p["steps_per_block"], p["tokens_per_pass"],
+                                              p["ar_mean_loglik"], p["tokens_per_s"]] for p in group],
+            hovertemplate=(f"S = {size}, γ = %{{customdata[0]}}, steps = %{{customdata[1]}}<br>"
+                           "× AR = %{x:.2f}, agreement = %{y:.3f}<br>tokens / pass = %{customdata[2]:.2f}, "
+                           "tokens/s = %{customdata[4]:.1f}<br>AR log-lik = %{customdata[3]:.3f}<extra></extra>")))
+    front = sorted((p for p in points if p["pareto"]), key=lambda p: p[FRONT_X])
+    fig.add_trace(go.Scatter(x=[p[FRONT_X] for p in front], y=[p[FRONT_Y] for p in front], mode="lines+markers",
+                             name="Pareto frontier", line={"dash": "dash", "color": "black"},
+                             marker={"size": 16, "symbol": "circle-open", "color": "black"}, hoverinfo="skip"))
+    fig.add_vline(x=1.0, line_dash="dot", line_color="grey", annotation_text="AR speed")
+    fig.update_layout(title="γ × S sweep: throughput against agreement with AR", template="plotly_white",
+                      xaxis_title="tokens/s ÷ AR tokens/s (same run)", yaxis_title="agreement with AR's greedy tokens",
+                      legend_title="block size")
+    return fig
+
+
+def write_csv(points, path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows({k: p[k] for k in CSV_FIELDS} for p in points)
+
+
+def format_markdown(points) -> str:
+    def num(value, digits):
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    lines = ["| γ | S | steps | × AR | tokens / pass | agreement | AR log-lik | Pareto |", "|---|---|---|---|---|---|---|---|"]
+    for p in points:
+        lines.append(f"| {p['gamma']} | {p['block_size']} | {p['steps_per_block']} | {num(p['ratio_vs_ar'], 2)} | "
+                     f"{num(p['tokens_per_pass'], 2)} | {num(p['agreement'], 3)} | {num(p['ar_mean_loglik'], 3)} | "
+                     f"{'★' if p['pareto'] else ''} |")
+    return "\n".join(lines) + "\n"
+
+
+def add_arguments(parser) -> None:
+    from .bench import add_engine_arguments
+
+    add_engine_arguments(parser)
+    parser.add_argument("--gammas", default="0.5,0.7,0.8,0.9,0.95", help="comma-separated γ values")
+    parser.add_argument("--block-sizes", default="4,8,16,32", help="comma-separated block sizes S")
+    parser.add_argument("--steps", default=None, help="comma-separated steps per block (default: steps = S)")
+    parser.add_argument("--prompts", default=None, help="file of prompts: one per line, or JSONL (.jsonl)")
+    parser.add_argument("--n-prompts", type=int, default=8, help="prompts from the test split (ignored with --prompts)")
+    parser.add_argument("--seed", type=int, default=0, help="prompt selection seed")
+    parser.add_argument("--max-prompt-tokens", type=int, default=512, help="keep each prompt's last N tokens")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=1, help="timed rounds per point; the median is used")
+    parser.add_argument("--out-dir", default="sweep-results", help="where sweep.csv and sweep.html go")
+    parser.add_argument("--json", action="store_true", help="print the points as one JSON object")
+
+
+def main(args) -> int:
+    from tqdm import tqdm
+
+    from .bench import device_info, engine_from_args
+    from .evaluation import load_prompt_file, next_line_items
+
+    gammas = parse_list(args.gammas, float, "--gammas")
+    block_sizes = parse_list(args.block_sizes, int, "--block-sizes")
+    steps = parse_list(args.steps, int, "--steps") if args.steps else None
+    n_points = len(sweep_grid(gammas, block_sizes, steps))  # checks the grid before loading anything
+    check_int("--n-prompts", args.n_prompts)
+    engine = engine_from_args(args)
+    if args.prompts:
+        prompts = load_prompt_file(args.prompts)
+    else:
+        prompts = [it["prompt"] for it in next_line_items(args.n_prompts, args.seed)]
+    with tqdm(total=n_points, desc="sweep", unit="point", file=sys.stderr, disable=None) as bar:
+        def progress(i, n, point):
+            bar.update(1)
+            bar.set_postfix(gamma=point["gamma"], S=point["block_size"], ratio=f"{point['ratio_vs_ar'] or 0:.2f}")
+
+        points = run_sweep(engine, prompts, gammas, block_sizes, steps, args.max_new_tokens, progress,
+                           args.repeats, args.max_prompt_tokens)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(points, out_dir / "sweep.csv")
+    sweep_figure(points).write_html(out_dir / "sweep.html", include_plotlyjs=True)  # offline: embed plotly.js
+    if args.json:
+        print(json.dumps({**device_info(engine), "model": engine.name, "n_prompts": len(prompts),
+                          "max_new_tokens": args.max_new_tokens, "repeats": args.repeats, "points": points,
+                          "csv": str(out_dir / "sweep.csv"), "html": str(out_dir / "sweep.html")}, indent=1))
+    else:
+        print(format_markdown(points))
+        print(f"wrote {out_dir / 'sweep.csv'} and {out_dir / 'sweep.html'}")
+    return 0

@@ -1,0 +1,218 @@
+"""Pure rendering: a Board (ui.board) -> HTML rows of cells, colours, statistics, error boxes.
+
+Nothing here touches the model or Gradio, so tests call these functions on hand-made boards. Every
+piece of user or model text goes through `esc` (tokens, prompts, messages), so a prompt holding
+<script> or <img onerror=...> is drawn as text.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Callable
+
+from .board import Board, Row
+
+# Scoped to each gr.HTML component through css_template (no `$` or `{{` allowed in it).
+CSS = """
+.tt-board { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 13px; }
+.tt-prompt { white-space: pre-wrap; color: #555; border-left: 3px solid #bbb; padding: 2px 8px; margin-bottom: 8px;
+  max-height: 8em; overflow: auto; }
+.tt-row { display: flex; flex-wrap: wrap; align-items: center; gap: 2px; padding: 3px 4px; margin: 2px 0;
+  border-radius: 4px; border: 1px solid transparent; }
+.tt-row.active { border-color: #e8590c; background: #fff4e6; box-shadow: 0 0 0 1px #e8590c inset; }
+.tt-label { width: 3.2em; color: #888; font-size: 11px; flex: none; }
+.tt-cell { display: inline-block; min-width: 1.6em; padding: 1px 4px; border-radius: 3px; text-align: center;
+  white-space: pre; color: #111; border: 1px solid rgba(0,0,0,0.12); }
+.tt-cell.mask { background: repeating-linear-gradient(45deg, #ced4da, #ced4da 3px, #e9ecef 3px, #e9ecef 6px);
+  color: #6c757d; }
+.tt-cell.eos { outline: 2px solid #c92a2a; font-weight: bold; }
+.tt-cell.after-eos { opacity: 0.3; text-decoration: line-through; }
+.tt-cell.rejected { outline: 2px dashed #c92a2a; }
+.tt-legend { margin-top: 6px; font-size: 11px; color: #666; display: flex; gap: 4px; align-items: center;
+  flex-wrap: wrap; }
+.tt-swatch { display: inline-block; width: 1.4em; height: 1em; border-radius: 2px; border: 1px solid rgba(0,0,0,0.1); }
+.tt-stats { border-collapse: collapse; font-size: 13px; }
+.tt-stats td { padding: 2px 10px 2px 0; }
+.tt-stats td.v { font-weight: 600; font-variant-numeric: tabular-nums; }
+.tt-error { background: #fff5f5; border: 1px solid #c92a2a; color: #a61e1e; padding: 8px 12px; border-radius: 6px; }
+.tt-note { color: #666; font-size: 12px; }
+.tt-race { display: flex; gap: 10px; flex-wrap: wrap; }
+.tt-card { flex: 1 1 260px; border: 1px solid #dee2e6; border-radius: 6px; padding: 8px; min-width: 240px; }
+.tt-card h4 { margin: 0 0 4px 0; }
+.tt-text { white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: 12px; background: #f8f9fa;
+  padding: 6px; border-radius: 4px; max-height: 22em; overflow: auto; }
+.tt-diff-ins { background: #ffd8a8; border-radius: 2px; }
+.tt-diff-del { background: #ffc9c9; text-decoration: line-through; color: #862e2e; border-radius: 2px; }
+.tt-speedup { font-size: 20px; font-weight: 700; }
+.tt-table { border-collapse: collapse; font-size: 12px; }
+.tt-table th, .tt-table td { border-bottom: 1px solid #e9ecef; padding: 3px 8px; text-align: left; vertical-align: top; }
+.tt-acc { background: #b2f2bb; }
+.tt-rej { background: #ffc9c9; text-decoration: line-through; }
+.tt-fix { background: #a5d8ff; }
+"""
+
+VISIBLE_WHITESPACE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
+MASK_GLYPH = "░"
+
+
+def esc(text) -> str:
+    """HTML-escape any text (quotes too, so it is safe inside attributes)."""
+    return html.escape(str(text), quote=True)
+
+
+def token_text(piece: str) -> str:
+    """Display text of a token piece: whitespace made visible, empty pieces marked."""
+    if piece == "":
+        return "∅"
+    return "".join(VISIBLE_WHITESPACE.get(ch, ch) for ch in piece)
+
+
+def step_colour(step: int, n_steps: int) -> str:
+    """Early commits blue, late commits orange: hue 210 -> 30 over the block's steps."""
+    frac = 0.0 if n_steps <= 1 else min(max(step, 0), n_steps - 1) / (n_steps - 1)
+    return f"hsl({210 - 180 * frac:.0f}, 75%, 80%)"
+
+
+def confidence_colour(confidence: float) -> str:
+    """Low confidence red, high confidence green."""
+    c = min(max(float(confidence), 0.0), 1.0)
+    return f"hsl({120 * c:.0f}, 70%, 78%)"
+
+
+def _first_eos(rows: list[Row], eos_id: int | None) -> int | None:
+    """Generated-sequence position of the first committed EOS, or None."""
+    if eos_id is None:
+        return None
+    for row in rows:
+        for i, (tok, masked) in enumerate(zip(row.tokens, row.masked)):
+            if not masked and tok == eos_id:
+                return row.start + i
+    return None
+
+
+def cell_html(token: int, masked: bool, step: int, confidence: float, piece: Callable[[int], str], *,
+              colour_by: str = "step", n_steps: int = 1, is_eos: bool = False, after_eos: bool = False,
+              rejected: bool = False) -> str:
+    classes = ["tt-cell"]
+    if masked:
+        classes.append("mask")
+    if after_eos:
+        classes.append("after-eos")
+    if masked:
+        title = "masked" + (" (after EOS)" if after_eos else "")
+        return f'<span class="{" ".join(classes)}" title="{esc(title)}">{MASK_GLYPH}</span>'
+    if is_eos:
+        classes.append("eos")
+    if rejected:
+        classes.append("rejected")
+    colour = confidence_colour(confidence) if colour_by == "confidence" else step_colour(step, n_steps)
+    text = piece(token)
+    title = f"id {token} · step {step} · p={confidence:.2f}" + (" · EOS" if is_eos else "")
+    if rejected:
+        title += " · context tower's replacement for a rejected draft"
+    return (f'<span class="{" ".join(classes)}" style="background:{colour}" title="{esc(title)}">'
+            f"{esc(token_text(text))}</span>")
+
+
+def _display_lines(board: Board, line_width: int) -> list[tuple[str, bool, list[tuple[Row, int]]]]:
+    """(label, active, [(row, index in row)]) per drawn line. Blocks are lines; AR tokens wrap every line_width."""
+    rows = board.ordered_rows()
+    if rows and all(len(r.tokens) <= 1 for r in rows) and len(rows) > 1:
+        cells = [(r, 0) for r in rows if r.tokens]
+        lines = []
+        for i in range(0, len(cells), line_width):
+            chunk = cells[i:i + line_width]
+            active = any(r.block == board.active for r, _ in chunk)
+            lines.append((f"t{chunk[0][0].start}", active, chunk))
+        return lines
+    return [(f"b{r.block}", r.block == board.active, [(r, i) for i in range(len(r.tokens))]) for r in rows]
+
+
+def board_html(board: Board, piece: Callable[[int], str], eos_id: int | None, *, colour_by: str = "step",
+               steps_per_block: int | None = None, prompt: str | None = None, line_width: int = 16) -> str:
+    """The whole view: prompt, one line of cells per block, legend. data-* attributes feed the browser test."""
+    rows = board.ordered_rows()
+    seen_steps = max((s for r in rows for s in r.commit_step), default=0) + 1
+    n_steps = max(steps_per_block or 1, seen_steps)
+    eos_at = _first_eos(rows, eos_id)
+    parts = [f'<div class="tt-board" data-mode="{esc(board.mode)}" data-masked="{board.masked_count()}" '
+             f'data-frames="{board.frames}" data-done="{int(board.done)}">']
+    if prompt is not None:
+        shown = prompt if len(prompt) <= 600 else "…" + prompt[-600:]
+        parts.append(f'<div class="tt-prompt" title="prompt">{esc(shown)}</div>')
+    for label, active, cells in _display_lines(board, line_width):
+        parts.append(f'<div class="tt-row{" active" if active else ""}"><span class="tt-label">{esc(label)}</span>')
+        for row, i in cells:
+            pos = row.start + i
+            tok, masked = row.tokens[i], row.masked[i]
+            parts.append(cell_html(
+                tok, masked, row.commit_step[i], row.confidence[i], piece, colour_by=colour_by, n_steps=n_steps,
+                is_eos=(not masked and eos_id is not None and tok == eos_id and pos == eos_at),
+                after_eos=(eos_at is not None and pos > eos_at), rejected=(row.rejected_pos == i)))
+        parts.append("</div>")
+    if not rows:
+        parts.append('<div class="tt-note">Nothing generated yet: type a prompt and press Generate.</div>')
+    parts.append(legend_html(colour_by, n_steps))
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def legend_html(colour_by: str, n_steps: int) -> str:
+    if colour_by == "confidence":
+        swatches = "".join(f'<span class="tt-swatch" style="background:{confidence_colour(c / 4)}"></span>'
+                           for c in range(5))
+        scale = f"confidence 0 {swatches} 1"
+    else:
+        shown = sorted({0, n_steps // 3, (2 * n_steps) // 3, n_steps - 1})
+        swatches = "".join(f'<span class="tt-swatch" style="background:{step_colour(s, n_steps)}" '
+                           f'title="step {s}"></span>' for s in shown)
+        scale = f"committed at step 0 {swatches} {n_steps - 1}"
+    return (f'<div class="tt-legend">{scale} · <span class="tt-cell mask">{MASK_GLYPH}</span> masked · '
+            '<span class="tt-cell eos">EOS</span> end · <span class="tt-cell after-eos">x</span> after EOS · '
+            '<span class="tt-row active" style="display:inline-block;padding:0 6px">block</span> being denoised</div>')
+
+
+def _fmt(value, digits: int = 2, unit: str = "") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}{unit}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}{unit}"
+    return f"{value}{unit}"
+
+
+def stats_html(board: Board, note: str = "") -> str:
+    """Tokens, NFE, tokens per denoiser pass, tokens/s, time to first token, total time."""
+    s = board.stats
+    if s is None:  # live: counters from the latest event
+        rate = board.generated / board.elapsed if board.elapsed > 0 else None
+        values = [("status", "running…"), ("tokens", board.generated), ("NFE (denoiser passes)", board.nfe),
+                  ("context passes", board.context_passes), ("tokens / s (so far)", _fmt(rate, 1)),
+                  ("elapsed", _fmt(board.elapsed, 3, " s"))]
+    else:
+        values = [("status", "done"), ("tokens", s.get("new_tokens")), ("NFE (denoiser passes)", s.get("nfe")),
+                  ("tokens per denoiser pass", _fmt(s.get("tokens_per_pass"))),
+                  ("context passes", s.get("context_passes")), ("tokens / s", _fmt(s.get("tokens_per_s"), 1)),
+                  ("time to first token", _fmt(s.get("time_to_first_token_s"), 3, " s")),
+                  ("total time", _fmt(s.get("total_s"), 3, " s"))]
+        if s.get("acceptance_rate") is not None:
+            values.append(("acceptance rate", _fmt(s.get("acceptance_rate"))))
+            values.append(("mean acceptance length", _fmt(s.get("mean_acceptance_length"))))
+    body = "".join(f'<tr><td>{esc(k)}</td><td class="v">{esc(v)}</td></tr>' for k, v in values)
+    foot = f'<div class="tt-note">{esc(note)}</div>' if note else ""
+    return f'<table class="tt-stats" data-done="{int(board.done)}">{body}</table>{foot}'
+
+
+def error_html(message: str) -> str:
+    return f'<div class="tt-error" role="alert">⚠ {esc(message)}</div>'
+
+
+def note_html(message: str) -> str:
+    return f'<div class="tt-note">{esc(message)}</div>'
+
+
+def kv_table_html(values: dict, title: str | None = None) -> str:
+    head = f"<h4>{esc(title)}</h4>" if title else ""
+    body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(_fmt(v))}</td></tr>" for k, v in values.items())
+    return f'{head}<table class="tt-table">{body}</table>'

@@ -1,0 +1,139 @@
+"""Pure rendering for the Race, Speculative audit and Cost panels: token diffs, cards, tables."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Callable
+
+from .cost import CostLine
+from .render import esc
+
+MODE_LABELS = {"diffusion": "diffusion", "speculative": "speculative", "mock_ar": "mock-AR", "ar": "AR"}
+
+
+def _pieces(tokens: list[int], piece: Callable[[int], str]) -> str:
+    return esc("".join(piece(t) for t in tokens))
+
+
+def diff_html(tokens: list[int], ref_tokens: list[int], piece: Callable[[int], str]) -> tuple[str, float]:
+    """Token diff of `tokens` against the reference (AR) output, and the fraction of reference tokens matched.
+
+    Matching tokens are plain text, tokens this output has instead of the reference are highlighted,
+    reference tokens it lacks are shown struck through.
+    """
+    matcher = difflib.SequenceMatcher(a=ref_tokens, b=tokens, autojunk=False)
+    parts, matched = [], 0
+    for op, a0, a1, b0, b1 in matcher.get_opcodes():
+        if op == "equal":
+            matched += a1 - a0
+            parts.append(_pieces(tokens[b0:b1], piece))
+            continue
+        if a1 > a0:
+            parts.append(f'<del class="tt-diff-del" title="AR has">{_pieces(ref_tokens[a0:a1], piece)}</del>')
+        if b1 > b0:
+            parts.append(f'<ins class="tt-diff-ins" title="differs from AR">{_pieces(tokens[b0:b1], piece)}</ins>')
+    agreement = matched / len(ref_tokens) if ref_tokens else (1.0 if not tokens else 0.0)
+    return "".join(parts), agreement
+
+
+def race_html(results: list[dict], piece: Callable[[int], str], note: str = "") -> str:
+    """Side-by-side cards. results: {mode, tokens, tokens_per_s, total_s, nfe, ...}; the AR one is the reference."""
+    ref = next((r for r in results if r["mode"] == "ar"), None)
+    cards = []
+    for r in results:
+        tps = r.get("tokens_per_s")
+        head = f'<h4>{esc(MODE_LABELS.get(r["mode"], r["mode"]))}</h4>'
+        if r.get("error"):
+            cards.append(f'<div class="tt-card" data-mode="{esc(r["mode"])}">{head}'
+                         f'<div class="tt-error">{esc(r["error"])}</div></div>')
+            continue
+        speed = ""
+        if ref is not None and ref.get("tokens_per_s") and tps:
+            speed = f'<div class="tt-speedup">{tps / ref["tokens_per_s"]:.2f}× AR</div>'
+        if ref is None or r is ref:
+            text, agreement = _pieces(r["tokens"], piece), None
+        else:
+            text, agreement = diff_html(r["tokens"], ref["tokens"], piece)
+        facts = [f"{tps:,.1f} tokens/s" if tps else "– tokens/s", f'{len(r["tokens"])} tokens',
+                 f'{r.get("total_s", 0.0):.3f} s', f'NFE {r.get("nfe", 0)}']
+        if agreement is not None:
+            facts.append(f"{100 * agreement:.0f}% of AR tokens matched")
+        cards.append(f'<div class="tt-card" data-mode="{esc(r["mode"])}">{head}{speed}'
+                     f'<div class="tt-note">{esc(" · ".join(facts))}</div><div class="tt-text">{text}</div></div>')
+    foot = f'<div class="tt-note">{esc(note)}</div>' if note else ""
+    return f'<div class="tt-race">{"".join(cards)}</div>{foot}'
+
+
+def _prob(value) -> str:
+    return "–" if value is None else f"{float(value):.3f}"
+
+
+def _tok(token, piece) -> str:
+    return "–" if token is None else esc(repr(piece(int(token)))[1:-1])
+
+
+def audit_html(rounds: list[dict], piece: Callable[[int], str]) -> str:
+    """One table row per verification round: drafted block with the accepted prefix, the first rejected
+    draft token with both towers' probabilities, and the context tower's replacement."""
+    if not rounds:
+        return '<div class="tt-note">No verification rounds yet.</div>'
+    head = ("<tr><th>#</th><th>block</th><th>drafted block (accepted prefix green, first rejection red)</th>"
+            "<th>accepted</th><th>rejected draft token<br>p_draft · p_target</th>"
+            "<th>replaced by<br>p_draft · p_target</th></tr>")
+    body = []
+    for i, r in enumerate(rounds):
+        drafted, accepted = r["drafted_tokens"], r["accepted"]
+        rejected = r.get("rejected_pos")
+        all_accepted = rejected is None or int(rejected) < 0
+        first_rejected = None if all_accepted else int(rejected)
+        cells = []
+        for j, tok in enumerate(drafted):
+            cls = "tt-acc" if j < accepted else ("tt-rej" if j == first_rejected else "")
+            cells.append(f'<span class="{cls}">{_tok(tok, piece)}</span>')
+        if all_accepted:
+            rej = "none (all accepted)"
+            fix = (f'<span class="tt-fix">{_tok(r.get("target_token"), piece)}</span> bonus'
+                   if r.get("target_token") is not None else "–")
+        else:
+            rej = (f'<span class="tt-rej">{_tok(r.get("draft_token"), piece)}</span> @{int(rejected)}<br>'
+                   f'{_prob(r.get("p_draft_of_draft"))} · {_prob(r.get("p_target_of_draft"))}')
+            fix = (f'<span class="tt-fix">{_tok(r.get("target_token"), piece)}</span><br>'
+                   f'{_prob(r.get("p_draft_of_target"))} · {_prob(r.get("p_target_of_target"))}')
+        body.append(f'<tr><td>{i + 1}</td><td>{r["block"]}</td><td>{"".join(cells)}</td>'
+                    f'<td>{accepted}/{r["drafted"]}</td><td>{rej}</td><td>{fix}</td></tr>')
+    return f'<table class="tt-table" data-rounds="{len(rounds)}">{head}{"".join(body)}</table>'
+
+
+def acceptance_summary_html(stats: dict | None, rounds: list[dict]) -> str:
+    """Acceptance rate = accepted / drafted; mean acceptance length = 1 + accepted / rounds (vLLM's definitions)."""
+    drafted = sum(r["drafted"] for r in rounds)
+    accepted = sum(r["accepted"] for r in rounds)
+    rate = (stats or {}).get("acceptance_rate", accepted / drafted if drafted else None)
+    mean_len = (stats or {}).get("mean_acceptance_length", 1 + accepted / len(rounds) if rounds else None)
+    rows = [("verification rounds", len(rounds)), ("drafted tokens", drafted), ("accepted tokens", accepted),
+            ("acceptance rate", "–" if rate is None else f"{rate:.3f}"),
+            ("mean acceptance length", "–" if mean_len is None else f"{mean_len:.2f}")]
+    body = "".join(f'<tr><td>{esc(k)}</td><td class="v">{esc(v)}</td></tr>' for k, v in rows)
+    return f'<table class="tt-stats">{body}</table>'
+
+
+def cost_html(lines: list[CostLine], provenance: dict[str, str], api_price=None) -> str:
+    head = ("<tr><th>mode</th><th>tokens/s per GPU</th><th>throughput from</th><th>monthly tokens</th>"
+            "<th>monthly cost</th><th>$ / M output tokens</th><th>break-even vs API</th></tr>")
+    body = []
+    for line in lines:
+        if line.break_even_million is None:
+            be = "– (no API price)"
+        elif line.breaks_even:
+            be = f"from {line.break_even_million:,.1f} M tokens / month"
+        else:
+            be = (f"never: needs {line.break_even_million:,.1f} M tokens / month, "
+                  f"capacity {line.monthly_tokens / 1e6:,.1f} M")
+        body.append(f"<tr><td>{esc(MODE_LABELS.get(line.mode, line.mode))}</td><td>{line.tokens_per_s:,.1f}</td>"
+                    f"<td>{esc(provenance.get(line.mode, 'typed by you'))}</td>"
+                    f"<td>{line.monthly_tokens / 1e6:,.1f} M</td><td>${line.monthly_cost:,.0f}</td>"
+                    f"<td>${line.usd_per_million:,.3f}</td><td>{esc(be)}</td></tr>")
+    api = "" if api_price in (None, "") else f" API price: ${float(api_price):,.3f} per M output tokens."
+    note = ("Monthly cost = $/GPU-hour × GPUs × 720 h; monthly tokens = tokens/s × 3600 × 24 × 30 × utilisation × GPUs; "
+            "$/M = monthly cost / (monthly tokens / 1e6)." + api)
+    return f'<table class="tt-table">{head}{"".join(body)}</table><div class="tt-note">{esc(note)}</div>'
