@@ -26,7 +26,7 @@ import torch.nn.functional as F
 PROFILES = {
     # 2 CPU cores, ~90 minutes for both stages together.
     # bf16 autocast: this CPU has avx512_bf16, and the matmuls (lm_head first) dominate a step.
-    "cpu": dict(seq_len=256, batch_size=16, lr=3e-3, context_steps=1200, denoiser_steps=600, prefix_len=64,
+    "cpu": dict(seq_len=256, batch_size=16, lr=3e-3, context_steps=700, denoiser_steps=500, prefix_len=64,
                 block_size=16, warmup=60, eval_every=250, save_every=50, dtype="bfloat16", distill_share=0.0),
     # One CUDA device: bf16 autocast, bigger batches, many more tokens.
     "gpu": dict(seq_len=512, batch_size=64, lr=2e-3, context_steps=6000, denoiser_steps=4000, prefix_len=128,
@@ -122,11 +122,32 @@ def mask_blocks(targets: torch.Tensor, n_blocks: int, block_size: int, mask_id: 
     return noisy, masked, masked.view(bsz, n_blocks, block_size).float().mean(-1)
 
 
+@torch.no_grad()
+def self_distill(model, tokens: torch.Tensor, prefix_len: int, share: float) -> torch.Tensor:
+    """Replace the continuation of the first `share` of the rows by the context tower's own greedy
+    continuation of their prefix (self-distillation: lower-entropy targets, and exactly the text the
+    denoiser must agree with AR on). Uses the one AR sampler, batched."""
+    from .decoding import generate_ar
+
+    n_rows = int(round(share * tokens.shape[0]))
+    if n_rows == 0:
+        return tokens
+    was_training = model.training
+    model.eval()
+    out = generate_ar(model, tokens[:n_rows, :prefix_len], max_new_tokens=tokens.shape[1] - prefix_len)
+    model.train(was_training)
+    tokens = tokens.clone()
+    tokens[:n_rows] = out.sequences.to(tokens.device)
+    return tokens
+
+
 def denoiser_loss(model, tokens: torch.Tensor, cfg: TrainConfig, generator=None):
     """Masked block diffusion loss on every block of the windows in `tokens` (B, P + nb·S)."""
     prefix, S = cfg.prefix_len, cfg.block_size
     n_blocks = (tokens.shape[1] - prefix) // S
     tokens = tokens[:, : prefix + n_blocks * S]
+    if cfg.distill_share > 0 and model.training:
+        tokens = self_distill(model, tokens, prefix, cfg.distill_share)
     ctx = context_features(model, tokens, prefix, S)
     targets = tokens[:, prefix:]
     noisy, masked, t = mask_blocks(targets, n_blocks, S, model.config.mask_token_id, generator)
@@ -189,7 +210,7 @@ def trainable_parameters(model, stage: str):
 
 
 def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, steps: int | None = None,
-              device: str = "cpu", init_from: str | None = None) -> dict:
+              device: str = "cpu", init_from: str | None = None, distill_share: float | None = None) -> dict:
     """Train one stage; returns the last log record. Resumable from `<run_dir>/<stage>_ckpt`."""
     from tqdm import tqdm
 
@@ -199,6 +220,8 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     from .tokenizer import SentencePieceTokenizer
 
     cfg = TrainConfig(**PROFILES[profile])
+    if distill_share is not None:
+        cfg = replace(cfg, distill_share=distill_share)
     total = steps or (cfg.context_steps if stage == "context" else cfg.denoiser_steps)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -301,6 +324,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="override the profile's number of steps")
     parser.add_argument("--resume", action="store_true", help="continue from the stage's last checkpoint")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--distill-share", type=float, default=None,
+                        help="stage 2: share of each batch whose continuation is the context tower's greedy output")
     parser.add_argument("--init-from", default=None, help="stage 2: context checkpoint (default <out>/context_ckpt)")
 
 
@@ -309,6 +334,7 @@ def main(args) -> int:
     if args.stage == "export":
         print(export(args.out, args.to))
         return 0
-    record = run_stage(args.stage, args.out, args.profile, args.resume, args.steps, args.device, args.init_from)
+    record = run_stage(args.stage, args.out, args.profile, args.resume, args.steps, args.device, args.init_from,
+                       args.distill_share)
     print(json.dumps(record))
     return 0

@@ -182,12 +182,12 @@ def _fmt(value, digits: int = 2, unit: str = "") -> str:
     return f"{value}{unit}"
 
 
-def stats_html(board: Board, note: str = "") -> str:
+def stats_html(board: Board, note: str = "", status: str = "running…") -> str:
     """Tokens, NFE, tokens per denoiser pass, tokens/s, time to first token, total time."""
     s = board.stats
-    if s is None:  # live: counters from the latest event
+    if s is None:  # live (or stopped): counters from the latest event
         rate = board.generated / board.elapsed if board.elapsed > 0 else None
-        values = [("status", "running…"), ("tokens", board.generated), ("NFE (denoiser passes)", board.nfe),
+        values = [("status", status), ("tokens", board.generated), ("NFE (denoiser passes)", board.nfe),
                   ("context passes", board.context_passes), ("tokens / s (so far)", _fmt(rate, 1)),
                   ("elapsed", _fmt(board.elapsed, 3, " s"))]
     else:

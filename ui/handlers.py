@@ -1,0 +1,286 @@
+"""Event handlers of the web app: thin generators over Engine.stream (no decoding logic here).
+
+One `Handlers` object is shared by every browser session; it holds only the loaded engine, which is
+read-only at inference. Everything a session owns (its recorded events, its last Race numbers) travels
+in gr.State values passed in and out, and every run builds its own cache and torch.Generator inside
+the sampler, so concurrent users cannot see each other's runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from twotower.decoding import drain
+
+from .board import FRAME_KINDS, Board, count_frames, fold, fold_event, verify_rounds
+from .cost import cost_table
+from .examples import EXAMPLE_PROMPTS
+from .plots import acceptance_histogram, cost_bars, race_bars
+from .render import board_html, error_html, esc, kv_table_html, note_html, stats_html
+from .render_panels import acceptance_summary_html, audit_html, cost_html, race_html
+
+RACE_MODES = ("diffusion", "speculative", "mock_ar")  # raced against AR, in this order
+LIVE_NOTE = "Times include drawing every step live; the Race panel times without rendering."
+
+
+def _whole(value):
+    """Sliders send floats; integral ones become ints, anything else goes to the engine to be refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed) -> dict:
+    return dict(gamma=gamma, block_size=_whole(block_size), steps_per_block=_whole(steps_per_block),
+                max_new_tokens=_whole(max_new_tokens), temperature=temperature,
+                seed=None if seed in (None, "") else _whole(seed))
+
+
+def unavailable(what: str, exc: Exception) -> str:
+    return f"{what} is not available in this build yet ({exc})."
+
+
+class Handlers:
+    def __init__(self, engine):
+        self.engine = engine
+        self.piece = engine.tokenizer.piece
+
+    def _view(self, board: Board, prompt: str, colour_by: str, steps_per_block) -> str:
+        return board_html(board, self.piece, self.engine.eos_token_id, colour_by=colour_by,
+                          steps_per_block=_whole(steps_per_block), prompt=prompt)
+
+    def _stream(self, mode: str, prompt: str, settings: dict):
+        """Validate the prompt and open the sampler; ValueError / ImportError carry the user's message."""
+        ids = self.engine.encode_prompt(prompt)
+        return ids, self.engine.stream(mode, ids, **settings)
+
+    # ---------------------------------------------------------------- Playground
+    def generate(self, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
+                 colour_by="step"):
+        """Stream one generation: yields (view, statistics, completion, recorded run, scrubber) per step."""
+        record = {"prompt": prompt, "steps_per_block": steps_per_block, "events": []}
+        board = Board()
+        try:
+            _, events = self._stream(mode, prompt, run_settings(gamma, block_size, steps_per_block,
+                                                                max_new_tokens, temperature, seed))
+            for event in events:  # the sampler runs one step per iteration: nothing is precomputed
+                record["events"].append(event)
+                fold_event(board, event)
+                if event.kind in FRAME_KINDS:
+                    done_tokens = [t for row in board.ordered_rows() if row.done for t in row.tokens]
+                    yield (self._view(board, prompt, colour_by, steps_per_block), stats_html(board),
+                           self.engine.decode(done_tokens), record, gr.skip())
+        except ImportError as exc:
+            message = unavailable(f"{mode} mode", exc)
+            gr.Warning(message)
+            yield error_html(message), "", "", record, gr.skip()
+            return
+        except ValueError as exc:
+            gr.Warning(str(exc))
+            yield error_html(str(exc)), "", "", record, gr.skip()
+            return
+        frames = count_frames(record["events"])
+        scrubber = gr.Slider(minimum=1, maximum=max(frames, 1), value=max(frames, 1), step=1, visible=True,
+                             interactive=True, label=f"Replay step (1–{frames})")
+        yield (self._view(board, prompt, colour_by, steps_per_block), stats_html(board, LIVE_NOTE),
+               self.engine.decode(board.new_tokens or []), record, scrubber)
+
+    def replay(self, record, frame, colour_by="step"):
+        """Redraw the recorded run as it was after its `frame`-th step (from gr.State, no model call)."""
+        if not record or not record.get("events"):
+            return note_html("Nothing recorded yet: generate first, then drag the step slider.")
+        frames = count_frames(record["events"])
+        upto = None if frame is None or int(frame) >= frames else max(int(frame), 1)
+        board = fold(record["events"], upto)
+        return self._view(board, record["prompt"], colour_by, record.get("steps_per_block"))
+
+    def after_stop(self, record):
+        """Stop was pressed: freeze the statistics as stopped and offer the scrubber over what was recorded."""
+        events = (record or {}).get("events") or []
+        frames = count_frames(events)
+        stats = stats_html(fold(events), "Stopped; the app is ready for the next run.", status="stopped")
+        if frames == 0:
+            return gr.skip(), stats
+        return gr.Slider(minimum=1, maximum=frames, value=frames, step=1, visible=True, interactive=True,
+                         label=f"Replay step (1–{frames})"), stats
+
+    # ---------------------------------------------------------------- Race
+    def _timed(self, mode: str, ids, settings: dict, repeats: int) -> dict:
+        """Warm-up run, then `repeats` timed runs draining the events (nothing drawn); the median by time."""
+        drain(self.engine.stream(mode, ids, **settings))
+        runs = [drain(self.engine.stream(mode, ids, **settings)) for _ in range(repeats)]
+        times = [r.stats["total_s"] for r in runs]
+        best = runs[times.index(statistics.median_low(times))]
+        return {"mode": mode, "tokens": list(best.new_tokens[0]), "tokens_per_s": best.stats.get("tokens_per_s"),
+                "total_s": best.stats.get("total_s"), "nfe": best.stats.get("nfe"), "stats": best.stats}
+
+    def race(self, prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
+             repeats=1):
+        """Each mode against AR, one after the other, same settings. Yields (cards, bar chart, measured)."""
+        order = ["ar"] + [m for m in RACE_MODES if m in (modes or [])]
+        settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
+        results = []
+        try:
+            ids = self.engine.encode_prompt(prompt)
+            repeats = max(1, int(repeats or 1))
+            for i, mode in enumerate(order):
+                following = f"timing {order[i]}…"
+                yield race_html(results, self.piece, following), race_bars(results), gr.skip()
+                try:
+                    results.append(self._timed(mode, ids, settings, repeats))
+                except ImportError as exc:
+                    results.append({"mode": mode, "tokens": [], "error": unavailable(f"{mode} mode", exc)})
+        except ValueError as exc:
+            gr.Warning(str(exc))
+            yield error_html(str(exc)), None, gr.skip()
+            return
+        stamp = time.strftime("%H:%M:%S")
+        label = (f"measured on this machine by the Race at {stamp} ({len(ids)}-token prompt, "
+                 f"{settings['max_new_tokens']} new tokens, {self.engine.model.ctx_device})")
+        measured = {"label": label, "tokens_per_s": {r["mode"]: r.get("tokens_per_s") for r in results
+                                                     if r.get("tokens_per_s")}}
+        note = f"Warm-up run first, then {repeats} timed run(s) per mode (median), one mode at a time; {label}."
+        yield race_html(results, self.piece, note), race_bars(results), measured
+
+    # ---------------------------------------------------------------- Speculative audit
+    def speculative_audit(self, prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed):
+        """Per verification round: draft, accepted prefix, first rejection. Yields (table, histogram, summary)."""
+        rounds, stats = [], None
+        try:
+            _, events = self._stream("speculative", prompt, run_settings(gamma, block_size, steps_per_block,
+                                                                         max_new_tokens, temperature, seed))
+            for event in events:
+                if event.kind == "verify":
+                    rounds.extend(verify_rounds([event]))
+                    yield audit_html(rounds, self.piece), gr.skip(), acceptance_summary_html(None, rounds)
+                elif event.kind == "done":
+                    stats = event.stats
+        except ImportError as exc:
+            message = unavailable("Speculative decoding", exc)
+            yield error_html(message), None, ""
+            return
+        except ValueError as exc:
+            gr.Warning(str(exc))
+            yield error_html(str(exc)), None, ""
+            return
+        lengths = list((stats or {}).get("acceptance_lengths") or [r["accepted"] + 1 for r in rounds])
+        figure = acceptance_histogram(lengths, _whole(block_size))
+        yield audit_html(rounds, self.piece), figure, acceptance_summary_html(stats, rounds)
+
+    # ---------------------------------------------------------------- Sweep
+    def sweep(self, example_names, extra_prompt, gammas, block_sizes, steps_per_block, max_new_tokens,
+              progress=gr.Progress()):
+        """γ × S grid through twotower.sweep. Returns (scatter, table, CSV file, message)."""
+        try:
+            from twotower.sweep import run_sweep, sweep_figure
+        except ImportError as exc:
+            return None, None, None, error_html(unavailable("The sweep (twotower.sweep)", exc))
+        try:
+            prompts = [EXAMPLE_PROMPTS[name] for name in (example_names or [])]
+            if extra_prompt and extra_prompt.strip():
+                prompts.append(extra_prompt)
+            if not prompts:
+                raise ValueError("the prompt set is empty: tick an example or type a prompt")
+            for p in prompts:
+                self.engine.encode_prompt(p)
+            grid_gammas = parse_numbers("γ values", gammas, float)
+            grid_sizes = parse_numbers("block sizes", block_sizes, int)
+            points = run_sweep(self.engine, prompts, grid_gammas, grid_sizes, steps=_whole(steps_per_block),
+                               max_new_tokens=_whole(max_new_tokens), progress=progress_adapter(progress))
+        except ValueError as exc:
+            gr.Warning(str(exc))
+            return None, None, None, error_html(str(exc))
+        columns = list(dict.fromkeys(k for p in points for k in p))
+        path = Path(tempfile.mkdtemp(prefix="twotower-sweep-")) / "sweep.csv"
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(points)
+        table = [[p.get(c) for c in columns] for p in points]
+        message = note_html(f"{len(points)} grid points over {len(prompts)} prompt(s).")
+        return sweep_figure(points), gr.Dataframe(value=table, headers=columns), str(path), message
+
+    # ---------------------------------------------------------------- Cost
+    def cost(self, usd_per_gpu_hour, gpus, utilisation_pct, tps_ar, tps_diffusion, tps_speculative,
+             api_usd_per_million, measured=None):
+        """Monthly cost and $/M output tokens per mode. Returns (table, bar chart).
+
+        `measured` is the session's last Race result: a throughput equal to the one it measured is labelled
+        as measured on this machine, any other number as typed by the user.
+        """
+        throughputs = {"ar": tps_ar, "diffusion": tps_diffusion, "speculative": tps_speculative}
+        try:
+            util = None if utilisation_pct is None else float(utilisation_pct) / 100.0
+            lines = cost_table(throughputs, usd_per_gpu_hour, gpus, util, api_usd_per_million)
+        except ValueError as exc:
+            return error_html(str(exc)), None
+        return (cost_html(lines, provenance(measured, throughputs), api_usd_per_million),
+                cost_bars(lines, api_usd_per_million))
+
+    def use_race_numbers(self, measured):
+        """Copy the last Race's tokens/s into the Cost inputs."""
+        if not measured or not measured.get("tokens_per_s"):
+            gr.Warning("No Race run yet in this session: run the Race panel first, or type throughputs.")
+            return gr.skip(), gr.skip(), gr.skip()
+        tps = measured["tokens_per_s"]
+        return tps.get("ar"), tps.get("diffusion"), tps.get("speculative")
+
+    # ---------------------------------------------------------------- Model
+    def model_info(self):
+        """What is loaded (Engine.describe) and, when twotower.memory_plan exists, its memory plan."""
+        html = kv_table_html(self.engine.describe(), "Loaded model")
+        try:
+            from twotower.memory_plan import plan_memory
+        except ImportError as exc:
+            return html + note_html(unavailable("The memory plan (twotower.memory_plan)", exc))
+        try:
+            plan = plan_memory(self.engine.model.config)
+        except (TypeError, ValueError) as exc:
+            return html + note_html(f"Memory plan failed for this config: {exc}")
+        if isinstance(plan, dict):
+            return html + kv_table_html(plan, "Memory plan")
+        return html + f'<h4>Memory plan</h4><pre class="tt-text">{esc(plan)}</pre>'
+
+
+def provenance(measured, throughputs: dict) -> dict[str, str]:
+    """Label each typed throughput that equals the session's Race measurement as measured here."""
+    if not measured:
+        return {}
+    labels = {}
+    for mode, value in throughputs.items():
+        ref = measured.get("tokens_per_s", {}).get(mode)
+        if ref and value not in (None, "") and abs(float(value) - ref) <= 1e-6 * max(1.0, abs(ref)):
+            labels[mode] = measured["label"]
+    return labels
+
+
+def parse_numbers(name: str, text, kind) -> list:
+    """'0.5, 0.7 0.9' -> [0.5, 0.7, 0.9]; a clear ValueError otherwise."""
+    items = [t for t in str(text or "").replace(",", " ").split() if t]
+    if not items:
+        raise ValueError(f"{name}: type at least one value, e.g. 0.5, 0.8")
+    try:
+        values = [kind(float(t)) if kind is int else kind(t) for t in items]
+    except ValueError:
+        raise ValueError(f"{name}: could not read {text!r} as a list of numbers") from None
+    if kind is int and any(float(t) != int(float(t)) for t in items):
+        raise ValueError(f"{name} must be whole numbers, got {text!r}")
+    return values
+
+
+def progress_adapter(progress):
+    """twotower.sweep reports progress as (done, total), a fraction, or a description; gr.Progress shows it."""
+    def report(*args, desc=None, **_):
+        numbers = [a for a in args if isinstance(a, (int, float)) and not isinstance(a, bool)]
+        text = desc or next((a for a in args if isinstance(a, str)), None)
+        if len(numbers) >= 2:
+            progress((int(numbers[0]), int(numbers[1])), desc=text)
+        elif numbers:
+            progress(float(numbers[0]), desc=text)
+        elif text:
+            progress(None, desc=text)
+    return report
