@@ -7,7 +7,6 @@
 * what the denoiser may and may not see, and that it never writes the context states.
 """
 
-import math
 from collections import Counter
 
 import pytest
@@ -94,9 +93,9 @@ def test_seeded_block_scan_matches_token_by_token_recurrence(tiny_model, block):
 @pytest.mark.parametrize("prompt_len", [1, 3, 9])  # shorter than the conv kernel, and past a chunk
 @torch.no_grad()
 def test_context_extension_step_by_step_equals_one_parallel_pass(tiny_model, prompt_len):
-    ids = random_ids((2, prompt_len + 14), seed=prompt_len)
+    ids = random_ids((2, prompt_len + 10), seed=prompt_len)
     full = tiny_model.context_forward(ids, None, last_only=False)  # (B, T, V), no cache at all
-    for pieces in ([1] * 14, [5, 1, 8], [14]):
+    for pieces in ([1] * 10, [3, 1, 6]):  # token by token; blocks shorter and longer than the conv kernel
         cache = tiny_model.new_cache()
         parts, pos = [tiny_model.context_forward(ids[:, :prompt_len], cache, last_only=False)], prompt_len
         for n in pieces:
@@ -157,20 +156,11 @@ def silence(model, kind):
     return model
 
 
-def slow_decay(model):
-    """Random-init Mamba heads forget ~70 % per token; give them a trained model's long memory
-    (decay ≈ 0.94 per token) so a far context token still reaches the block through the SSM state."""
-    with torch.no_grad():
-        for tower in (model.context_tower, model.denoiser_tower):
-            for layer in tower.layers:
-                if layer.block_type == MAMBA:
-                    layer.mixer.A_log.fill_(math.log(0.05))
-    return model
-
-
 @pytest.mark.parametrize("path", ["both", "attention only", "mamba only"])
 def test_denoiser_sees_the_context(path):
-    model = slow_decay(build_model("tiny", seed=1))
+    # std 0.3 weights: at the default 0.02 a far token's trace through a Mamba-only stack is ~1e-7,
+    # products of small weights, not a missing path (the last context token moves the block by ~0.25).
+    model = build_model("tiny", seed=1, initializer_range=0.3)
     if path != "both":
         silence(model, MAMBA if path == "attention only" else ATTENTION)
     prompt, block = random_ids((1, 8), 3), random_ids((1, 6), 4)

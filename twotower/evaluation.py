@@ -165,8 +165,8 @@ def speculative_unavailable() -> str | None:
     """None when speculative decoding can run, else why not (reported, never raised)."""
     try:
         module = importlib.import_module("spec_decode")
-    except ImportError as exc:
-        return f"speculative mode skipped: spec_decode cannot be imported ({exc})"
+    except Exception as exc:  # a half-written spec_decode must not take the other modes down with it
+        return f"speculative mode skipped: spec_decode cannot be imported ({type(exc).__name__}: {exc})"
     if not hasattr(module, "iter_speculative"):
         return "speculative mode skipped: spec_decode has no iter_speculative yet"
     return None

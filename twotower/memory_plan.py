@@ -155,7 +155,9 @@ def plan_memory(config, ctx_device="cuda:0", den_device="cuda:1", context_length
 
 
 def _gib(n) -> str:
-    return "?" if n is None else f"{n / GIB:.2f} GiB"
+    if n is None:
+        return "?"
+    return f"{n / GIB:.2f} GiB" if n >= GIB else f"{n / 2**20:.1f} MiB"
 
 
 def format_memory_plan(plan: dict) -> str:

@@ -168,8 +168,10 @@ class TwoTowerModel(nn.Module):
         t: torch.Tensor,
         block_size: int | None = None,
         attn_mask: torch.Tensor | None = None,
+        head_positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """One denoiser pass. Returns logits (B, T, V) in fp32.
+        """One denoiser pass. Returns logits (B, T, V) in fp32, or (N, V) for the N positions selected by
+        the bool `head_positions` (B, T) — training scores only masked positions, sparing the vocab matmul.
 
         block_ids: (B, T) tokens, masked positions hold the mask id. At inference T = S (one block).
         In training T = nb·S holds nb independent blocks of one sequence: t is then (B, nb), each Mamba
@@ -197,4 +199,6 @@ class TwoTowerModel(nn.Module):
                 y = layer.mixer(_modulate(layer.norm(h), shift, scale))
             h = h + gate * y
         h = self.denoiser_tower.norm_f(h)
+        if head_positions is not None:
+            h = h[head_positions.to(h.device)]  # (N, H)
         return self.lm_head(h).float()

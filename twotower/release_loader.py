@@ -153,7 +153,13 @@ def load_release_checkpoint(directory, ctx_device="cpu", den_device="cpu", dtype
                 if device not in handles:
                     handles[device] = safe_open(str(directory / shard), framework="pt", device=str(device))
                 tensor = handles[device].get_tensor(key)
-                tensor = tensor.to(_load_dtype(name, tensor.dtype, dtype))
+                want = _load_dtype(name, tensor.dtype, dtype)
+                if tensor.dtype != want:
+                    tensor = tensor.to(want)
+                elif tensor.device.type == "cpu" and tensor.data_ptr() % 64:
+                    # safetensors' CPU buffers are not 64-byte aligned, and CPU BLAS then rounds differently
+                    # (1e-7) from the same weights in fresh memory: realign, one tensor at a time.
+                    tensor = tensor.clone()
                 if expert is None:
                     state[name] = tensor
                     continue

@@ -56,6 +56,8 @@ def run_sweep(engine, prompts, gammas, block_sizes, steps=None, max_new_tokens: 
     max_new_tokens = check_int("max_new_tokens", max_new_tokens)
     repeats = check_int("repeats", repeats)
     grid = sweep_grid(gammas, block_sizes, steps)
+    if isinstance(prompts, str):
+        prompts = [prompts]
     if not prompts:
         raise ValueError("the sweep needs at least one prompt")
     ids = [p if isinstance(p, (list, tuple)) else prompt_ids(engine, p, max_prompt_tokens) for p in prompts]

@@ -1,0 +1,55 @@
+"""TwoTower Playground web app.
+
+    python app.py                    # the embedded default model (assets/default), on the CPU
+    python app.py --preset tiny      # a random tiny model (tests, no checkpoint needed)
+    python app.py --model DIR --ctx-device cuda:0 --den-device cuda:1 --host 0.0.0.0 --port 7860
+
+Binds to 127.0.0.1 unless --host says otherwise; no public share link unless --share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline machine: no telemetry calls
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from twotower.cli_generate import add_model_arguments
+
+    parser = argparse.ArgumentParser(description="TwoTower Playground: the web app over the two-tower engine")
+    add_model_arguments(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    parser.add_argument("--concurrency", type=int, default=2, help="runs served at once; more users queue")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from twotower.engine import DEFAULT_MODEL_DIR, load_engine
+
+    try:
+        engine = load_engine(args.model, args.preset, args.ctx_device, args.den_device)
+    except ValueError as exc:
+        message = str(exc)
+        if args.model is None and args.preset is None:
+            message = (f"the embedded default model is not there ({DEFAULT_MODEL_DIR}); "
+                       "pass --preset tiny for a random tiny model, or --model DIR for a checkpoint")
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    if args.concurrency < 1:
+        print("error: --concurrency must be >= 1", file=sys.stderr)
+        return 2
+    from ui.app import build_demo
+
+    demo = build_demo(engine, concurrency_limit=args.concurrency)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""Smoke runs of `twotower bench / eval / sweep` on the tiny random model: the JSON fields exist and
+agree with each other (ratios, tokens per pass, grid size), and bad input exits 2 with one line.
+
+Speculative mode is replaced by a stand-in module (AR under the speculative name, which is what greedy
+speculative decoding must produce), or by a module without iter_speculative to exercise the skip path,
+so these tests do not depend on spec_decode's state.
+"""
+
+import ast
+import csv
+import json
+import sys
+import types
+
+import pytest
+import torch
+
+from twotower import bench, evaluation, metrics
+from twotower.cli import main
+from twotower.decoding import iter_ar
+
+TINY = ["--preset", "tiny", "--max-prompt-tokens", "48"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and a shared machine punishes spinning ones."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def stand_in_speculative(monkeypatch):
+    def iter_speculative(model, prompt_ids, *, max_new_tokens, eos_token_id, seed, **_settings):
+        return iter_ar(model, prompt_ids, max_new_tokens, eos_token_id=eos_token_id, seed=seed)
+
+    module = types.ModuleType("spec_decode")
+    module.iter_speculative = iter_speculative
+    monkeypatch.setitem(sys.modules, "spec_decode", module)
+
+
+@pytest.fixture
+def no_speculative(monkeypatch):
+    monkeypatch.setitem(sys.modules, "spec_decode", types.ModuleType("spec_decode"))
+
+
+def run_json(capsys, argv) -> dict:
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def check_record(record, ar_record, new_tokens):
+    assert record["status"] == "ok"
+    assert record["tokens_per_s"] > 0 and record["time_to_first_token_s"] > 0
+    assert record["ratio_vs_ar"] == pytest.approx(record["tokens_per_s"] / ar_record["tokens_per_s"], rel=1e-12)
+    assert record["tokens_per_s"] == metrics.median(record["tokens_per_s_repeats"])
+    assert record["new_tokens"] == new_tokens  # EOS ignored: every mode makes the same number of tokens
+    if record["nfe"]:
+        assert record["tokens_per_pass"] == pytest.approx(record["new_tokens"] / record["nfe"])
+    else:
+        assert record["tokens_per_pass"] is None
+
+
+def test_bench_json_fields_agree(capsys, stand_in_speculative):
+    report = run_json(capsys, ["bench", *TINY, "--n-prompts", "2", "--max-new-tokens", "6", "--repeats", "2",
+                               "--batch-size", "2", "--block-size", "3", "--steps", "3", "--json"])
+    for key in ("device", "model", "dtype", "gamma", "block_size", "steps_per_block", "batch_size", "modes"):
+        assert key in report
+    assert (report["block_size"], report["steps_per_block"], report["batch_size"], report["dtype"]) == (3, 3, 2, "fp32")
+    assert report["device"]["ctx_device"] == "cpu" and report["n_prompts"] == 2
+    modes = report["modes"]
+    assert list(modes) == ["ar", "mock_ar", "diffusion", "speculative"]
+    for mode, record in modes.items():
+        check_record(record, modes["ar"], new_tokens=6)
+        assert record["generations"] == 2 * 2  # prompts x repeats
+    assert modes["ar"]["ratio_vs_ar"] == 1.0
+    assert (modes["ar"]["nfe"], modes["ar"]["context_passes"]) == (0, 6)  # prefill + one pass per later token
+    assert (modes["mock_ar"]["nfe"], modes["mock_ar"]["context_passes"]) == (6, 6)
+    assert modes["diffusion"]["context_passes"] == 2  # prefill + the first of two blocks
+    assert 2 <= modes["diffusion"]["nfe"] <= 6
+    for mode in ("ar", "mock_ar", "diffusion"):
+        batch = modes[mode]["batch"]
+        check_record(batch, modes["ar"]["batch"], new_tokens=6)
+        assert batch["generations"] == 1 * 2  # ceil(2 / 2) batches x repeats
+    assert modes["speculative"]["batch"]["status"] == "n/a"
+    assert modes["speculative"]["batch"]["tokens_per_s"] is None
+
+
+def test_bench_prompt_file_eval_and_skipped_speculative(capsys, tmp_path, no_speculative):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "def add(a, b):\n    return"}) + "\n\n" + json.dumps("import os\n") + "\n")
+    out = tmp_path / "bench.md"
+    report = run_json(capsys, ["bench", *TINY, "--prompts", str(prompts), "--max-new-tokens", "4", "--repeats", "1",
+                               "--batch-size", "1", "--block-size", "2", "--steps", "2", "--eval", "--eval-prompts", "2",
+                               "--json", "--out", str(out)])
+    assert report["n_prompts"] == 2 and report["prompt_source"] == str(prompts)
+    spec = report["modes"]["speculative"]
+    assert spec["status"] == "skipped" and "iter_speculative" in spec["note"] and spec["tokens_per_s"] is None
+    assert report["modes"]["diffusion"]["batch"] is None  # --batch-size 1: no batch run
+    assert set(report["retention"]) == {"next_line_exact_match", "next_line_edit_similarity", "syntax_ok"}
+    for task, value in report["retention"].items():
+        ar, diffusion = report["eval_scores"]["ar"][task], report["eval_scores"]["diffusion"][task]
+        if ar == 0:
+            assert value is None and "AR scores 0" in report["retention_notes"][task]
+        else:
+            assert value == pytest.approx(diffusion / ar)
+    table = out.read_text()
+    assert "| mode | tokens/s |" in table and "| speculative | n/a |" in table and "retention" in table
+
+
+def test_eval_json_retention_and_markdown(capsys, tmp_path, stand_in_speculative):
+    out = tmp_path / "eval.md"
+    report = run_json(capsys, ["eval", *TINY, "--modes", "diffusion,mock-ar,speculative", "--n-prompts", "3",
+                               "--syntax-prompts", "2", "--next-line-tokens", "6", "--syntax-tokens", "12",
+                               "--block-size", "3", "--steps", "3", "--json", "--out", str(out)])
+    assert report["modes"] == ["ar", "mock_ar", "diffusion", "speculative"]  # AR added: it is the baseline
+    assert report["n_prompts"] == {"next_line": 3, "syntax": 2} and report["files"]["next_line"] == 3
+    assert report["dtype"] == "fp32" and report["settings"]["block_size"] == 3
+    scores = report["scores"]
+    assert scores["ar"]["agreement_with_ar"] == 1.0
+    assert scores["speculative"] == scores["ar"]  # the stand-in produces AR's tokens: every score equal
+    for mode, mode_scores in scores.items():
+        for name in ("next_line_exact_match", "next_line_edit_similarity", "syntax_ok", "agreement_with_ar"):
+            assert 0.0 <= mode_scores[name] <= 1.0
+        assert mode_scores["ar_mean_loglik"] < 0
+    for mode in ("mock_ar", "diffusion", "speculative"):
+        ret = report["retention"][mode]
+        for name, value in ret["tasks"].items():
+            if scores["ar"][name] == 0:
+                assert value is None and name in ret["notes"]
+            else:
+                assert value == pytest.approx(scores[mode][name] / scores["ar"][name])
+        defined = [v for v in ret["tasks"].values() if v is not None]
+        assert ret["aggregate"] == (pytest.approx(sum(defined) / len(defined)) if defined else None)
+    assert 0.0 <= report["reference"]["syntax_ok"] <= 1.0
+    table = out.read_text()
+    assert "| task | n | AR | mock-AR | retention | diffusion | retention | speculative | retention |" in table
+    assert "aggregate (mean retention)" in table
+
+
+def test_prompt_selection_is_seeded_and_spread_over_files():
+    items = evaluation.next_line_items(40, seed=1)
+    assert items == evaluation.next_line_items(40, seed=1)
+    assert items != evaluation.next_line_items(40, seed=2)
+    texts = dict(evaluation.corpus_files("test"))
+    assert len({it["file"] for it in items}) == min(40, len(texts))  # round robin reaches every file
+    for it in items:
+        assert it["prompt"].endswith("\n") and it["target"].strip()
+        assert texts[it["file"]].startswith(it["prompt"] + it["target"])
+    for it in evaluation.syntax_items(6, seed=1):
+        ast.parse(it["prompt"])  # the prompt alone compiles: a failure is the continuation's fault
+        assert it["prompt"].endswith("\n") and it["reference"][:1] not in (" ", "\t", "#", "")
+
+
+def test_make_batches_cycles_and_cuts_from_the_left():
+    assert bench.make_batches([[1, 2, 3], [4, 5]], 2) == [[[2, 3], [4, 5]]]
+    assert bench.make_batches([[1, 2, 3], [4, 5], [6, 7, 8]], 2) == [[[2, 3], [4, 5]], [[6, 7, 8], [1, 2, 3]]]
+    assert bench.make_batches([[1, 2]], 1) == [[[1, 2]]]
+
+
+def test_sweep_cli_writes_csv_and_html(capsys, tmp_path):
+    report = run_json(capsys, ["sweep", *TINY, "--gammas", "0.5,0.9", "--block-sizes", "2,4", "--n-prompts", "1",
+                               "--max-new-tokens", "4", "--out-dir", str(tmp_path), "--json"])
+    points = report["points"]
+    with open(tmp_path / "sweep.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(points) == 2 * 2
+    assert {(float(r["gamma"]), int(r["block_size"])) for r in rows} == {(0.5, 2), (0.9, 2), (0.5, 4), (0.9, 4)}
+    assert any(r["pareto"] == "True" for r in rows)
+    assert [p["pareto"] for p in points] == metrics.pareto_front(points, "ratio_vs_ar", "agreement")
+    for p in points:
+        assert p["steps_per_block"] == p["block_size"]  # default: steps = S
+        assert p["ratio_vs_ar"] == pytest.approx(p["tokens_per_s"] / p["ar_tokens_per_s"])
+        assert p["tokens_per_pass"] * p["nfe"] == pytest.approx(4)
+        assert 0.0 <= p["agreement"] <= 1.0 and p["ar_mean_loglik"] < 0
+    assert "plotly" in (tmp_path / "sweep.html").read_text()[:200_000].lower()
+
+
+def test_run_sweep_api_steps_grid_and_progress():
+    from twotower.engine import load_engine
+    from twotower.sweep import run_sweep, sweep_figure
+
+    engine = load_engine(preset="tiny")
+    calls = []
+    points = run_sweep(engine, ["def f(x):\n    return x\n"], gammas=[0.7], block_sizes=[2], steps=[1, 2],
+                       max_new_tokens=4, progress=lambda i, n, point: calls.append((i, n, point["steps_per_block"])))
+    assert calls == [(1, 2, 1), (2, 2, 2)]
+    one_step = points[0]
+    assert one_step["nfe"] == 2 and one_step["tokens_per_pass"] == 2.0  # one pass commits the whole block
+    figure = sweep_figure(points)
+    assert [trace.name for trace in figure.data] == ["S = 2", "Pareto frontier"]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["bench", "--preset", "tiny", "--repeats", "0"], "--repeats"),
+    (["bench", "--preset", "tiny", "--prompts", "/nonexistent/prompts.txt"], "prompt file not found"),
+    (["bench", "--preset", "tiny", "--gamma", "1.5"], "γ"),
+    (["sweep", "--preset", "tiny", "--gammas", "0.5,abc"], "--gammas"),
+    (["sweep", "--preset", "tiny", "--block-sizes", "0"], "block size"),
+    (["eval", "--preset", "tiny", "--tasks", "next_line,poetry"], "poetry"),
+    (["eval", "--preset", "tiny", "--modes", "telepathy"], "unknown mode"),
+])
+def test_bad_input_exits_2_with_one_line(capsys, argv, words):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_request_without_cuda_is_a_clear_error(capsys):
+    assert main(["bench", "--preset", "tiny", "--ctx-device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err

@@ -1,0 +1,204 @@
+"""The samplers end to end on tiny random models: AR against transformers' own `generate`, diffusion
+against a cache-free reference loop, and the commit rule's promises checked on the emitted events."""
+
+import random
+
+import pytest
+import torch
+from transformers import NemotronHForCausalLM
+
+from twotower import build_model, drain, generate_ar, generate_mask_diffusion, generate_mock_ar, iter_mask_diffusion
+from twotower.commit import predict_tokens, sampling_distribution, select_commits
+
+
+def random_ids(shape, seed):
+    return torch.randint(5, 261, shape, generator=torch.Generator().manual_seed(seed))
+
+
+def sharp_model(seed=0):
+    """A random tiny model with both heads scaled up: confidences then spread over (0, 1) as a trained
+    model's do, so every branch of the commit rule (above γ, the schedule, the last step) runs."""
+    model = build_model("tiny", seed=seed)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(50)
+        model.context_lm_head.weight.mul_(50)
+    return model
+
+
+def transformers_twin(model):
+    """transformers' own causal LM holding the context tower's weights."""
+    hf = NemotronHForCausalLM(model.config).eval()
+    hf.model.load_state_dict(model.context_tower.state_dict())
+    hf.lm_head.load_state_dict(model.context_lm_head.state_dict())
+    return hf
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ar_greedy_equals_transformers_generate(seed):
+    model = build_model("tiny", seed=seed, initializer_range=0.3)  # std 0.3: varied text, not one byte repeated
+    hf, cfg = transformers_twin(model), model.config
+    prompts = [random_ids((1, n), 10 * seed + n) for n in (1, 4, 11)] + [random_ids((2, 6), seed)]
+    for prompt in prompts:
+        ours = generate_ar(model, prompt, max_new_tokens=24, eos_token_id=cfg.eos_token_id)
+        theirs = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=24, do_sample=False,
+                             eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id)
+        assert torch.equal(ours.sequences, theirs), (prompt.tolist(), ours.sequences.tolist(), theirs.tolist())
+        assert len(set(ours.new_tokens[0])) > 3, "degenerate output: the comparison would prove little"
+
+
+@torch.no_grad()
+def reference_diffusion(model, prompt, max_new_tokens, block_size, steps, gamma):
+    """Cache-free twin of iter_mask_diffusion at temperature 0: every step rebuilds the context tower's
+    states from scratch over the prompt and every committed token."""
+    mask_id, seq = model.config.mask_token_id, prompt.clone()
+    while seq.shape[1] - prompt.shape[1] < max_new_tokens:
+        size = min(block_size, max_new_tokens - (seq.shape[1] - prompt.shape[1]))
+        block = torch.full((seq.shape[0], size), mask_id)
+        for step in range(steps):
+            masked = block == mask_id
+            if not masked.any():
+                break
+            cache = model.new_cache()
+            model.context_forward(seq, cache)
+            logits = model.denoise(block, model.context_states(cache), masked.float().mean(-1))
+            pred, conf = predict_tokens(logits, forbid=mask_id)
+            block = torch.where(select_commits(conf, masked, gamma, steps - step), pred, block)
+        seq = torch.cat([seq, block], dim=1)
+    return seq
+
+
+@pytest.mark.parametrize("max_new,size,steps,gamma", [(12, 4, 4, 0.5), (10, 4, 2, 0.9), (7, 16, 3, 0.3)])
+def test_diffusion_greedy_equals_cache_free_reference(max_new, size, steps, gamma):
+    model, prompt = sharp_model(1), random_ids((2, 5), 3)
+    ours = generate_mask_diffusion(model, prompt, max_new, size, steps, confidence_threshold=gamma)
+    assert torch.equal(ours.sequences, reference_diffusion(model, prompt, max_new, size, steps, gamma))
+
+
+def check_diffusion_events(events, prompt, max_new, size, steps, gamma, mask_id):
+    """Everything the commit rule promises, read off the events alone; returns the replayed tokens."""
+    blocks = [e for e in events if e.kind == "block"]
+    expected_sizes = [size] * (max_new // size) + ([max_new % size] if max_new % size else [])
+    assert [b.tokens.shape[1] for b in blocks] == expected_sizes  # the last block may be shorter
+    replayed, nfe = [], 0
+    for index, block_event in enumerate(blocks):
+        step_events = [e for e in events if e.kind == "step" and e.block == index]
+        assert 1 <= len(step_events) <= steps
+        assert [e.step for e in step_events] == list(range(len(step_events)))
+        masked = torch.ones_like(block_event.tokens, dtype=torch.bool)
+        tokens = torch.full_like(block_event.tokens, mask_id)
+        for e in step_events:
+            nfe += 1
+            assert e.nfe == nfe and e.block_start == index * size
+            rows_open = masked.any(-1)
+            assert (e.committed.sum(-1)[rows_open] >= 1).all(), "a step committed nothing"
+            assert torch.equal(e.committed, select_commits(e.confidence, masked, gamma, steps - e.step))
+            assert torch.equal(e.tokens[~masked], tokens[~masked]), "a committed token changed"
+            assert (e.tokens[e.committed] != mask_id).all()
+            assert (e.commit_step[e.committed] == e.step).all()
+            tokens = torch.where(e.committed, e.tokens, tokens)  # replay from what the event says
+            masked &= ~e.committed
+            assert torch.equal(e.masked, masked)
+        assert not masked.any(), "block left masked after its steps"
+        assert torch.equal(tokens, block_event.tokens)
+        replayed.append(tokens)
+    done = events[-1]
+    assert done.kind == "done" and done.stats["nfe"] == nfe
+    assert done.stats["context_passes"] == len(blocks)  # prefill + every block but the last
+    return torch.cat([prompt, *replayed], dim=1)
+
+
+def test_diffusion_events_keep_the_commit_rule_promises():
+    """Random γ / S / steps / lengths / batch / temperature: the events obey the rule and replay to the output."""
+    model, rng = sharp_model(), random.Random(0)
+    mask_id = model.config.mask_token_id
+    for trial in range(14):
+        size, steps, max_new = rng.randint(1, 10), rng.randint(1, 10), rng.randint(1, 25)
+        gamma = rng.choice([1.0, rng.uniform(0.05, 1.0)])
+        prompt = random_ids((rng.choice([1, 2]), rng.randint(1, 8)), trial)
+        temperature = rng.choice([0.0, 0.8])
+        result = drain(iter_mask_diffusion(model, prompt, max_new, size, steps, gamma, temperature, seed=trial),
+                       keep_events=True)
+        setting = dict(size=size, steps=steps, max_new=max_new, gamma=gamma, temperature=temperature)
+        replayed = check_diffusion_events(result.events, prompt, max_new, size, steps, gamma, mask_id)
+        assert torch.equal(result.sequences, replayed), setting
+        assert not (result.sequences[:, prompt.shape[1]:] == mask_id).any(), setting
+        assert result.stats["new_tokens"] == max_new
+
+
+@pytest.mark.parametrize("mode", ["diffusion", "mock_ar", "ar"])
+def test_batch_of_two_equals_two_single_runs(mode):
+    model, prompt = sharp_model(2), random_ids((2, 6), 4)
+    run = {
+        "diffusion": lambda ids: generate_mask_diffusion(model, ids, 11, 4, 3, confidence_threshold=0.6),
+        "mock_ar": lambda ids: generate_mock_ar(model, ids, 6),
+        "ar": lambda ids: generate_ar(model, ids, 11),
+    }[mode]
+    batched = run(prompt)
+    for row in range(2):
+        assert torch.equal(batched.sequences[row : row + 1], run(prompt[row : row + 1]).sequences)
+
+
+def cut_at(tokens, eos):
+    return tokens[: tokens.index(eos) + 1] if eos in tokens else tokens
+
+
+@pytest.mark.parametrize("mode", ["diffusion", "mock_ar", "ar"])
+def test_generation_stops_after_the_block_holding_eos(mode):
+    model, prompt, pad = sharp_model(3), random_ids((2, 4), 5), 0
+    size = 4 if mode == "diffusion" else 1
+    run = {
+        "diffusion": lambda **kw: generate_mask_diffusion(model, prompt, 20, size, 4, confidence_threshold=0.6, **kw),
+        "mock_ar": lambda **kw: generate_mock_ar(model, prompt, 20, **kw),
+        "ar": lambda **kw: generate_ar(model, prompt, 20, **kw),
+    }[mode]
+    free = run().new_tokens  # no EOS: a token of row 0 at position 6 will play EOS below
+    eos = free[0][6]
+    events = []
+    stopped = run(eos_token_id=eos, step_callback=events.append)
+    for row in range(2):
+        assert stopped.new_tokens[row] == cut_at(free[row], eos)
+        tail = stopped.sequences[row, prompt.shape[1] + len(stopped.new_tokens[row]):]
+        assert (tail == pad).all(), "tokens after EOS must be padding"
+    # generation ran exactly until the block where the last row to finish met EOS
+    last_needed = max(len(cut_at(free[row], eos)) for row in range(2))
+    unit = "token" if mode == "ar" else "block"  # AR emits one "token" event per token, no blocks
+    assert sum(e.kind == unit for e in events) == -(-last_needed // size)  # ceil
+
+
+def test_mock_ar_is_diffusion_with_one_token_blocks():
+    model, prompt = sharp_model(4), random_ids((1, 5), 6)
+    mock = generate_mock_ar(model, prompt, 9)
+    diffusion = generate_mask_diffusion(model, prompt, 9, block_size=1, steps_per_block=1, confidence_threshold=0.5)
+    assert torch.equal(mock.sequences, diffusion.sequences)
+    assert mock.stats["nfe"] == 9 and mock.stats["mode"] == "mock_ar" and mock.stats["tokens_per_pass"] == 1.0
+
+
+def test_context_tower_reads_each_committed_block_once(monkeypatch):
+    model, prompt = sharp_model(5), random_ids((1, 5), 7)
+    calls, forward = [], model.context_forward
+    monkeypatch.setattr(model, "context_forward", lambda ids, cache, last_only=True: calls.append(ids.clone())
+                        or forward(ids, cache, last_only))
+    result = generate_mask_diffusion(model, prompt, 10, block_size=4, steps_per_block=4)
+    new = result.sequences[:, 5:]
+    assert [c.shape[1] for c in calls] == [5, 4, 4]  # prefill, then blocks 1 and 2 (the last is not needed)
+    assert torch.equal(calls[1].cpu(), new[:, :4]) and torch.equal(calls[2].cpu(), new[:, 4:8])
+
+
+@pytest.mark.parametrize("mode", ["diffusion", "mock_ar", "ar"])
+def test_seeded_sampling_is_reproducible(mode):
+    model, prompt = build_model("tiny", seed=6), random_ids((1, 4), 8)
+    generate = {"diffusion": generate_mask_diffusion, "mock_ar": generate_mock_ar, "ar": generate_ar}[mode]
+    draw = lambda seed: generate(model, prompt, 12, temperature=1.0, seed=seed).sequences  # noqa: E731
+    assert torch.equal(draw(1), draw(1))
+    assert not torch.equal(draw(1), draw(2))
+
+
+def test_ar_sampling_follows_the_context_towers_distribution():
+    """First sampled token of many rows against the tempered, nucleus-filtered next-token law."""
+    model, n = sharp_model(7), 4000
+    prompt = random_ids((1, 6), 9).expand(n, -1)
+    with torch.no_grad():
+        target = sampling_distribution(model.context_forward(prompt[:1], None)[0, -1], 0.7, top_p=0.9)
+    result = generate_ar(model, prompt, 1, temperature=0.7, top_p=0.9, seed=3)
+    freq = torch.bincount(result.sequences[:, -1], minlength=target.shape[0]).float() / n
+    assert (freq[target == 0] == 0).all() and torch.allclose(freq, target, atol=0.03)

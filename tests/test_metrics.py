@@ -1,0 +1,116 @@
+"""The scoring rules of eval / bench / sweep on hand-made inputs (no model)."""
+
+import pytest
+
+from twotower import metrics
+
+
+def test_exact_match_ignores_trailing_whitespace_only():
+    assert metrics.exact_match("    return x  ", "    return x") == 1.0
+    assert metrics.exact_match("return x\r", "return x") == 1.0  # CRLF files
+    assert metrics.exact_match("return x", "    return x") == 0.0  # indentation is part of the line
+    assert metrics.exact_match("", "x") == 0.0
+
+
+def test_first_line_cuts_at_the_first_newline():
+    assert metrics.first_line("a = 1\nb = 2\n") == "a = 1"
+    assert metrics.first_line("no newline") == "no newline"
+    assert metrics.first_line("\nlater") == ""
+
+
+@pytest.mark.parametrize("a, b, distance", [
+    ("kitten", "sitting", 3), ("", "abc", 3), ("abc", "", 3), ("abc", "abc", 0), ("flaw", "lawn", 2), ("ab", "ba", 2),
+])
+def test_edit_distance_known_values(a, b, distance):
+    assert metrics.edit_distance(a, b) == distance
+    assert metrics.edit_distance(b, a) == distance
+
+
+def test_edit_similarity_is_one_minus_normalised_levenshtein():
+    assert metrics.edit_similarity("kitten", "sitting") == pytest.approx(1 - 3 / 7)
+    assert metrics.edit_similarity("same", "same  ") == 1.0
+    assert metrics.edit_similarity("", "") == 1.0
+    assert metrics.edit_similarity("", "abc") == 0.0
+    assert metrics.edit_similarity("xyz", "abc") == 0.0
+
+
+def test_cut_at_last_complete_line():
+    assert metrics.cut_at_last_complete_line("a = 1\nb = 2\nc = fo") == "a = 1\nb = 2\n"
+    assert metrics.cut_at_last_complete_line("a = 1\n") == "a = 1\n"
+    assert metrics.cut_at_last_complete_line("no complete line") == ""
+
+
+PROMPT = "import os\n\n"
+
+
+@pytest.mark.parametrize("continuation, ok", [
+    ("x = 1\ny = 2\n", True),  # complete statements
+    ("def f(a):\n    return a\nz = f(", True),  # the unfinished last line is cut away
+    ("def f(a):\n    b = a + 1\n", True),  # body cut mid-way: valid so far
+    ("x = foo(1,\n        2,\n", True),  # open bracket: Python's REPL would ask for more
+    ('s = """text\nmore text\n', True),  # open triple-quoted string
+    ("x = = 1\n", False),  # a real syntax error
+    ("def f():\n    x = 1\n  y = 2\n", False),  # dedent to no enclosing level
+    ("x = 1\n)\n", False),  # unmatched bracket
+    ("x = 1", False),  # no complete line: nothing to judge
+    ("\n\n", False),  # blank lines only: nothing to judge
+])
+def test_syntax_ok_cases(continuation, ok):
+    assert metrics.syntax_ok(PROMPT, continuation) is ok
+
+
+def test_syntax_ok_reads_the_continuation_in_the_prompts_context():
+    prompt = "if flag:\n    a = 1\n"
+    assert metrics.syntax_ok(prompt, "else:\n    a = 2\n")  # continues the prompt's if
+    assert not metrics.syntax_ok("x = 1\n", "else:\n    a = 2\n")  # no if to continue
+    share = metrics.mean(float(metrics.syntax_ok(PROMPT, c)) for c in ["x = 1\n", "x = = 1\n", "y = 2\n", "z"])
+    assert share == 0.5
+
+
+def test_token_agreement_counts_missing_positions_as_disagreement():
+    assert metrics.token_agreement([1, 2, 3], [1, 2, 3]) == 1.0
+    assert metrics.token_agreement([1, 9, 3, 4], [1, 2, 3, 4]) == 0.75
+    assert metrics.token_agreement([1, 2], [1, 2, 3, 4]) == 0.5  # stopping early earns nothing
+    assert metrics.token_agreement([], []) == 1.0
+    assert metrics.token_agreement([], [5]) == 0.0
+
+
+def test_cut_after_eos():
+    assert metrics.cut_after_eos([5, 6, 2, 7, 2], 2) == [5, 6, 2]
+    assert metrics.cut_after_eos([5, 6], 2) == [5, 6]
+    assert metrics.cut_after_eos([5, 2], None) == [5, 2]
+
+
+def test_retention_arithmetic():
+    value, note = metrics.retention(0.6, 0.8)
+    assert value == pytest.approx(0.75) and note is None
+    assert metrics.retention(0.9, 0.6)[0] == pytest.approx(1.5)  # a mode may beat AR
+    value, note = metrics.retention(0.3, 0.0)
+    assert value is None and "AR scores 0" in note
+    assert metrics.retention(None, 0.5)[0] is None
+    assert metrics.aggregate_retention([0.9, None, 1.0]) == pytest.approx(0.95)
+    assert metrics.aggregate_retention([None, None]) is None
+
+
+def test_median_mean_ratio_skip_missing_values():
+    assert metrics.median([3.0, 1.0, 2.0]) == 2.0
+    assert metrics.median([4.0, None, 1.0, 2.0, 3.0]) == 2.5
+    assert metrics.median([]) is None and metrics.median([None]) is None
+    assert metrics.mean([1.0, None, 3.0]) == 2.0 and metrics.mean([]) is None
+    assert metrics.ratio(6.0, 4.0) == 1.5
+    assert metrics.ratio(6.0, 0.0) is None and metrics.ratio(None, 2.0) is None
+
+
+def test_pareto_front_maximises_both_axes():
+    points = [
+        {"x": 1.0, "y": 0.9},  # best quality
+        {"x": 2.0, "y": 0.8},  # a trade-off
+        {"x": 1.5, "y": 0.7},  # dominated by (2.0, 0.8)
+        {"x": 3.0, "y": 0.5},  # fastest
+        {"x": 3.0, "y": 0.4},  # dominated by (3.0, 0.5): equal x, lower y
+        {"x": 2.0, "y": 0.8},  # a tie with a front point: both stay
+        {"x": None, "y": 1.0},  # missing value: never on the front, dominates nothing
+    ]
+    assert metrics.pareto_front(points, "x", "y") == [True, True, False, True, False, True, False]
+    assert metrics.pareto_front([], "x", "y") == []
+    assert metrics.pareto_front([{"x": 1, "y": 1}], "x", "y") == [True]

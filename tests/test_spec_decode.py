@@ -1,0 +1,255 @@
+"""Speculative mode end to end on tiny random two-tower models (CPU).
+
+Random towers rarely agree, so acceptance is near zero. An "agreeable" model adds a constant to one
+embedding channel and copies the context tower into the denoiser (model.init_denoiser_from_context):
+both towers then lean towards the same few tokens, drafts are often right, and full acceptances
+(bonus tokens, an unread token leading the next block) happen along with partial ones.
+"""
+
+import random
+from collections import Counter
+
+import pytest
+import torch
+from scipy.stats import chisquare
+
+from spec_decode import ContextCursor, generate_speculative, iter_speculative, order_safe_positions
+from twotower import build_model, generate_ar
+from twotower.engine import load_engine
+
+VOCAB = 261  # the tiny preset's byte vocabulary; ids 0-4 are specials
+P_MIN = 1e-3
+
+
+def _model(seed: int, shift: float = 0.0, pattern: str | None = None) -> torch.nn.Module:
+    overrides = {"hybrid_override_pattern": pattern} if pattern else {}
+    model = build_model("tiny", seed=seed, **overrides)
+    if shift:
+        with torch.no_grad():
+            model.context_tower.embeddings.weight[:, 0] += shift
+        model.init_denoiser_from_context()
+    return model
+
+
+def _run(model, prompt, **kwargs):
+    events = []
+    result = generate_speculative(model, prompt, step_callback=events.append, **kwargs)
+    return result, events
+
+
+def test_greedy_equals_ar_property():
+    """Token for token equal to greedy AR over random models, prompts, S, draft passes, γ, EOS, adaptive."""
+    rng = random.Random(2024)
+    seen = Counter()
+    for trial in range(28):
+        agreeable = trial % 2 == 1
+        model = _model(rng.randrange(10_000), shift=rng.uniform(0.25, 1.0) if agreeable else 0.0,
+                       pattern=rng.choice([None, "M*", "*M-M"]))
+        prompt = [rng.randrange(5, VOCAB) for _ in range(rng.randint(1, 10))]
+        settings = dict(max_new_tokens=rng.randint(1, 24), block_size=rng.choice([1, 2, 3, 4, 5, 7, 8, 12, 16, 32]),
+                        draft_steps=rng.randint(1, 5), draft_threshold=rng.uniform(0.05, 1.0),
+                        adaptive=rng.random() < 0.3)
+        ar = generate_ar(model, prompt, max_new_tokens=settings["max_new_tokens"])
+        eos = None
+        if rng.random() < 0.3:  # stop at a token AR emits, to check the cut after EOS
+            eos = rng.choice(ar.new_tokens[0])
+            ar = generate_ar(model, prompt, max_new_tokens=settings["max_new_tokens"], eos_token_id=eos)
+            seen["eos"] += ar.new_tokens[0][-1] == eos
+        spec, events = _run(model, prompt, eos_token_id=eos, **settings)
+        assert spec.new_tokens == ar.new_tokens, (trial, settings)
+        assert torch.equal(spec.sequences, ar.sequences)
+        verifies = [e for e in events if e.kind == "verify"]
+        for prev, cur in zip(verifies, verifies[1:]):
+            seen["bonus then another round"] += prev.info["bonus"]
+        for e in verifies:
+            n, k = e.info["accepted"], e.info["block_size"]
+            seen["bonus"] += e.info["bonus"]
+            seen["partial"] += 0 < n < k
+            seen["rejected at 0"] += n == 0
+            seen["full block of S >= 4"] += e.info["bonus"] and k >= 4
+    for path in ("eos", "bonus", "bonus then another round", "partial", "rejected at 0", "full block of S >= 4"):
+        assert seen[path] > 0, f"path never exercised: {path} ({dict(seen)})"
+
+
+def test_rollback_is_exact():
+    """After a partial acceptance (and after a full one with its unread bonus token) the context tower's
+    logits and every layer's state equal a fresh run over the same text."""
+    model = _model(3)
+    gen = torch.Generator().manual_seed(0)
+    prompt = torch.randint(5, VOCAB, (1, 7), generator=gen)
+    text = prompt[0].tolist()  # prompt + every emitted token, the unread one included
+    cursor = ContextCursor(model, prompt)
+
+    def fresh(ids):
+        cache = model.new_cache()
+        return model.context_forward(torch.tensor([ids]), cache, last_only=False)[0], cache
+
+    for n_accepted, k in [(2, 5), (0, 3), (4, 4), (1, 6), (3, 3), (0, 1), (5, 9), (2, 2)]:
+        draft = torch.randint(5, VOCAB, (k,), generator=gen).tolist()
+        token = int(torch.randint(5, VOCAB, (1,), generator=gen))
+        rows = cursor.verify(draft)  # (k + 1, V): row i scores draft[i]
+        reference, _ = fresh(text + draft)
+        assert torch.allclose(rows, reference[-k - 1:], atol=1e-5)
+        cursor.commit(n_accepted, token)
+        text += draft[:n_accepted] + [token]
+        if n_accepted == k:  # full acceptance: nothing re-run, the bonus token stays unread
+            assert cursor.unread == [token] and cursor.next_logits is None
+            _assert_same_states(cursor.cache, fresh(text[:-1])[1])
+        else:
+            reference, cache = fresh(text)
+            assert cursor.unread == []
+            assert torch.allclose(cursor.next_logits, reference[-1], atol=1e-5)
+            _assert_same_states(cursor.cache, cache)
+    assert cursor.passes == 1 + 8 + 5  # prefill, 8 verify passes, 5 re-scans after partial acceptances
+    # the states are right for what follows, too: extend both by the same tokens
+    tail = [7, 8, 9]
+    ours = model.context_forward(torch.tensor([cursor.unread + tail]), cursor.cache, last_only=False)[0]
+    reference, _ = fresh(text + tail)
+    assert torch.allclose(ours, reference[-len(ours):], atol=1e-5)
+
+
+def _assert_same_states(cache, reference):
+    for ours, ref in zip(cache.layers, reference.layers):
+        if hasattr(ours, "conv_states") and ours.conv_states.get(0) is not None:
+            assert torch.allclose(ours.conv_states[0], ref.conv_states[0], atol=1e-5)
+            assert torch.allclose(ours.recurrent_states[0], ref.recurrent_states[0], atol=1e-5)
+        if torch.is_tensor(getattr(ours, "keys", None)) and ours.keys.numel():
+            assert ours.keys.shape == ref.keys.shape
+            assert torch.allclose(ours.keys, ref.keys, atol=1e-5)
+
+
+@pytest.mark.parametrize("model_args, settings", [
+    (dict(seed=0, shift=0.4), dict(block_size=4, draft_steps=2, max_new_tokens=30)),
+    (dict(seed=5), dict(block_size=3, draft_steps=3, max_new_tokens=12)),
+    (dict(seed=1, shift=0.8), dict(block_size=5, draft_steps=1, max_new_tokens=23)),
+    (dict(seed=0, shift=0.4), dict(block_size=3, draft_steps=2, max_new_tokens=30, adaptive=True)),
+    (dict(seed=0, shift=0.3), dict(block_size=4, draft_steps=3, max_new_tokens=20, temperature=0.8, seed=3)),
+])
+def test_metrics_match_events(model_args, settings):
+    model = _model(**model_args)
+    result, events = _run(model, [1, 50, 60, 70], **settings)
+    stats = result.stats
+    kinds = [e.kind for e in events]
+    assert kinds[-1] == "done" and kinds.count("done") == 1
+    verifies = [e for e in events if e.kind == "verify"]
+    blocks = [e for e in events if e.kind == "block"]
+    steps = [e for e in events if e.kind == "step"]
+    assert len(verifies) == len(blocks) == stats["rounds"] == stats["verify_passes"]
+    assert len(steps) == stats["nfe"] == stats["draft_passes"] == events[-1].nfe
+    assert stats["drafted"] == sum(e.info["block_size"] for e in verifies)
+    assert stats["accepted"] == sum(e.info["accepted"] for e in verifies)
+    assert stats["acceptance_lengths"] == [e.info["accepted"] + 1 for e in verifies]
+    assert stats["acceptance_rate"] == pytest.approx(stats["accepted"] / stats["drafted"])
+    assert stats["mean_acceptance_length"] == pytest.approx(1 + stats["accepted"] / stats["rounds"])
+    rollbacks = sum(not v.info["bonus"] for v in verifies[:-1])  # the last round never rolls back
+    assert stats["context_passes"] == 1 + stats["rounds"] + rollbacks == events[-1].context_passes
+    assert stats["rollback_passes"] == rollbacks
+    # the committed tokens of the rounds replay to the output, with consistent offsets and counts
+    assert sum((b.tokens[0].tolist() for b in blocks), []) == result.new_tokens[0]
+    assert stats["new_tokens"] == len(result.new_tokens[0]) <= sum(stats["acceptance_lengths"])
+    generated = 0
+    for event in events[:-1]:
+        assert event.block_start == generated - (event.tokens.shape[1] if event.kind == "block" else 0)
+        if event.kind == "block":
+            generated += event.tokens.shape[1]
+        assert event.generated == generated
+        assert event.mode == "speculative"
+    # per round: draft passes, then the verify event over exactly the drafted tokens
+    for v in verifies:
+        round_steps = [s for s in steps if s.block == v.block]
+        assert len(round_steps) == v.info["draft_passes"] and round_steps[-1].step == v.step - 1
+        assert v.tokens[0].tolist() == v.info["drafted"] == round_steps[-1].tokens[0].tolist()
+        assert not round_steps[-1].masked.any()
+        assert int(v.committed.sum()) == v.info["accepted"]
+        if v.info["bonus"]:  # a fully accepted block of S tokens has acceptance length S + 1
+            assert v.info["accepted"] + 1 == v.info["block_size"] + 1 and v.info["rejected_pos"] is None
+        else:
+            pos = v.info["rejected_pos"]
+            assert pos == v.info["accepted"] and v.info["draft_token"] == v.info["drafted"][pos]
+            assert v.info["draft_token"] != v.info["target_token"] or settings.get("temperature")
+    if not settings.get("adaptive"):
+        assert all(v.info["block_size"] <= settings["block_size"] for v in verifies)
+
+
+def test_full_acceptance_gives_length_s_plus_one():
+    model = _model(0, shift=1.0)  # both towers emit one token over and over: every draft is right
+    result, events = _run(model, [1, 50, 60, 70], max_new_tokens=25, block_size=4, draft_steps=2)
+    assert result.stats["acceptance_lengths"] == [5] * 5  # 5 rounds of 4 accepted + 1 bonus = 25 tokens
+    assert result.stats["acceptance_rate"] == 1.0 and result.stats["rollback_passes"] == 0
+    assert result.stats["context_passes"] == 1 + 5
+
+
+def test_adaptive_block_grows_and_shrinks():
+    _, events = _run(_model(0, shift=1.0), [1, 50], max_new_tokens=60, block_size=4, draft_steps=1, adaptive=True)
+    sizes = [e.info["block_size"] for e in events if e.kind == "verify"]
+    assert max(sizes) == 8 and sizes[0] == 4  # grows to 2·S while every draft is accepted
+    _, events = _run(_model(5), [1, 50], max_new_tokens=12, block_size=8, draft_steps=1, adaptive=True)
+    sizes = [e.info["block_size"] for e in events if e.kind == "verify"]
+    assert sizes[:4] == [8, 4, 2, 1]  # random towers: rejections shrink it to 1
+
+
+def _exact_two_token_law(model, prompt, temperature):
+    """P(first two tokens) under AR sampling, from the context tower: (V, V)."""
+    cache = model.new_cache()
+    first = (model.context_forward(torch.tensor([prompt]), cache)[0, -1] / temperature).softmax(-1)
+    law = torch.zeros(VOCAB, VOCAB, dtype=torch.float64)
+    for y0 in torch.nonzero(first > 1e-4).flatten().tolist():  # the rest holds < 0.03 of the mass
+        second = (model.context_forward(torch.tensor([prompt + [y0]]), None)[0, -1] / temperature).softmax(-1)
+        law[y0] = first[y0].double() * second.double()
+    return law
+
+
+def _chi2_vs_law(samples: list[tuple[int, int]], law: torch.Tensor) -> float:
+    counts = torch.zeros_like(law)
+    for a, b in samples:
+        counts[a, b] += 1
+    expected = law / law.sum() * len(samples)
+    big = expected >= 5
+    obs = torch.cat([counts[big], counts[~big].sum()[None]])
+    exp = torch.cat([expected[big], expected[~big].sum()[None]])
+    return float(chisquare(obs.numpy(), (exp * obs.sum() / exp.sum()).numpy()).pvalue)
+
+
+def test_sampling_matches_ar_distribution():
+    """The first two tokens of speculative sampling and of AR sampling both follow the exact AR law
+    (chi-square p > 1e-3 over 300 seeds each). Two-pass drafts exercise out-of-order positions."""
+    model = _model(0, shift=0.3, pattern="M*")
+    with torch.no_grad():  # sharper laws, and a draft that differs from the target
+        model.context_lm_head.weight.mul_(25)
+        model.lm_head.weight.mul_(25).add_(0.3 * torch.randn(model.lm_head.weight.shape, generator=torch.Generator().manual_seed(0)))
+    prompt, temperature = [1, 50, 60, 70], 0.9
+    law = _exact_two_token_law(model, prompt, temperature)
+    spec, ar, paths = [], [], Counter()
+    for seed in range(300):
+        result, events = _run(model, prompt, max_new_tokens=2, block_size=3, draft_steps=2, draft_threshold=0.5,
+                              temperature=temperature, seed=seed)
+        spec.append(tuple(result.new_tokens[0]))
+        first = next(e for e in events if e.kind == "verify")
+        paths[first.info["accepted"]] += 1
+        paths["out of order"] += not bool(order_safe_positions(first.commit_step[0]).all())
+        ar.append(tuple(generate_ar(model, prompt, max_new_tokens=2, temperature=temperature, seed=seed).new_tokens[0]))
+    assert min(paths[0], paths[1], paths[2], paths["out of order"]) >= 10, paths
+    assert _chi2_vs_law(ar, law) > P_MIN
+    assert _chi2_vs_law(spec, law) > P_MIN
+
+
+def test_bad_input_raises_clear_errors():
+    model = _model(0)
+    with pytest.raises(ValueError, match="one prompt at a time"):
+        iter_speculative(model, [[1, 2, 3], [1, 2, 4]])
+    for kwargs, message in [(dict(block_size=0), "block size"), (dict(draft_steps=0), "draft steps"),
+                            (dict(draft_threshold=0.0), "γ"), (dict(temperature=-1.0), "temperature"),
+                            (dict(max_new_tokens=0), "max_new_tokens"), (dict(eos_token_id=VOCAB), "vocabulary")]:
+        with pytest.raises(ValueError, match=message):
+            iter_speculative(model, [1, 2, 3], **kwargs)  # raised at the call, before any iteration
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        iter_speculative(model, [1, VOCAB])
+
+
+def test_engine_streams_speculative_mode():
+    engine = load_engine(preset="tiny")
+    prompt = engine.encode_prompt("def f(x):")
+    events = list(engine.stream("speculative", prompt, max_new_tokens=6, block_size=4, steps_per_block=2))
+    ar = list(engine.stream("ar", prompt, max_new_tokens=6))
+    assert events[-1].kind == "done" and events[-1].stats["mode"] == "speculative"
+    assert events[-1].info["new_tokens"] == ar[-1].info["new_tokens"]

@@ -1,0 +1,161 @@
+"""The Gradio app: `build_demo(engine)` lays out the six panels and wires them to ui.handlers.
+
+Wiring notes (Gradio 6 front-end behaviour, checked in its source):
+* Generate, Enter in the prompt, and releasing the γ / S / steps sliders are one dependency (one
+  wiring, api_name "generate") with trigger_mode="always_last": a trigger while a run is in flight is
+  deferred, not dropped. A second, cancel-only listener on the slider releases, registered after it,
+  cancels that run in flight, so the deferred re-run with the new value starts at once.
+* Stop cancels every long-running panel; the generators stop at their next step.
+* Every panel's function has a named API endpoint, so gradio_client can drive the app.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from .board import Board
+from .examples import DEFAULT_PROMPT, EXAMPLE_PROMPTS
+from .handlers import Handlers
+from .render import CSS, board_html, note_html
+
+MODE_CHOICES = [("diffusion", "diffusion"), ("speculative", "speculative"), ("mock-AR", "mock_ar"), ("AR", "ar")]
+RACE_CHOICES = [("diffusion", "diffusion"), ("speculative", "speculative"), ("mock-AR", "mock_ar")]
+
+
+def _html(value="", elem_id=None, **kwargs) -> gr.HTML:
+    return gr.HTML(value, css_template=CSS, elem_id=elem_id, js_on_load=None, **kwargs)
+
+
+def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
+    """The whole app around one loaded engine (shared, read-only); per-user data lives in gr.State."""
+    handlers = Handlers(engine)
+    cfg = engine.model.config
+    info = engine.describe()
+    with gr.Blocks(title="TwoTower Playground", analytics_enabled=False) as demo:
+        gr.Markdown(f"## TwoTower Playground · two-tower diffusion LM on NemotronH\n"
+                    f"Loaded: `{info['checkpoint']}` · {info['params_context']:,} + {info['params_denoiser']:,} "
+                    f"parameters (context + denoiser) · pattern `{info['layer_pattern']}` · {info['ctx_device']}")
+        race_measured = gr.State(None)  # this session's last Race numbers, read by the Cost panel
+        record = gr.State(None)  # this session's last Playground run: prompt + every event
+        with gr.Row():
+            with gr.Column(scale=1, min_width=240):
+                gr.Markdown("**Settings** (all panels)")
+                gamma = gr.Slider(0.05, 1.0, value=cfg.default_gamma, step=0.05, label="γ confidence threshold",
+                                  info="release to re-run", elem_id="gamma")
+                block_size = gr.Slider(1, 64, value=cfg.default_block_size, step=1, label="block size S",
+                                       info="release to re-run", elem_id="block-size")
+                steps = gr.Slider(1, 64, value=cfg.default_steps_per_block, step=1, label="steps per block",
+                                  elem_id="steps")
+                max_new = gr.Slider(1, 512, value=64, step=1, label="max new tokens", elem_id="max-new")
+                temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="temperature", elem_id="temperature")
+                seed = gr.Number(value=0, precision=0, minimum=0, label="seed", elem_id="seed")
+            with gr.Column(scale=4):
+                with gr.Tabs():
+                    with gr.Tab("Playground", id="playground"):
+                        with gr.Row():
+                            prompt = gr.Textbox(value=DEFAULT_PROMPT, lines=5, max_lines=12, label="Prompt",
+                                                elem_id="prompt", scale=3)
+                            with gr.Column(scale=1, min_width=200):
+                                mode = gr.Radio(MODE_CHOICES, value="diffusion", label="mode", elem_id="mode")
+                                colour_by = gr.Radio(["step", "confidence"], value="step",
+                                                     label="colour tokens by", elem_id="colour-by")
+                        gr.Examples([[p] for p in EXAMPLE_PROMPTS.values()], inputs=[prompt],
+                                    label="Example prompts (Python, like the training data)")
+                        with gr.Row():
+                            generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
+                            stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+                        view = _html(board_html(Board(), engine.tokenizer.piece, engine.eos_token_id), "view")
+                        scrubber = gr.Slider(1, 2, value=1, step=1, visible=False, label="Replay step",
+                                             elem_id="scrubber")
+                        with gr.Row():
+                            stats = _html("", "stats")
+                            completion = gr.Textbox(label="Completion (text)", lines=6, interactive=False,
+                                                    elem_id="completion")
+                    with gr.Tab("Race", id="race"):
+                        gr.Markdown("Each mode against AR, one after the other with the same settings: a warm-up "
+                                    "run, then timed runs that draw nothing. Concurrent users disturb timings.")
+                        with gr.Row():
+                            race_prompt = gr.Textbox(value=DEFAULT_PROMPT, lines=4, label="Prompt",
+                                                     elem_id="race-prompt", scale=3)
+                            with gr.Column(scale=1, min_width=200):
+                                race_modes = gr.CheckboxGroup(RACE_CHOICES, value=["diffusion"],
+                                                              label="race against AR", elem_id="race-modes")
+                                repeats = gr.Slider(1, 5, value=1, step=1, label="timed runs per mode (median)")
+                        race_btn = gr.Button("Race", variant="primary", elem_id="race-button")
+                        race_view = _html("", "race-view")
+                        race_plot = gr.Plot(label="tokens / s", elem_id="race-plot")
+                    with gr.Tab("Speculative audit", id="audit"):
+                        audit_prompt = gr.Textbox(value=DEFAULT_PROMPT, lines=4, label="Prompt", elem_id="audit-prompt")
+                        audit_btn = gr.Button("Run speculative decoding", variant="primary", elem_id="audit-button")
+                        audit_summary = _html("", "audit-summary")
+                        audit_plot = gr.Plot(label="acceptance lengths", elem_id="audit-plot")
+                        audit_table = _html("", "audit-table")
+                    with gr.Tab("Sweep", id="sweep"):
+                        gr.Markdown("γ × S grid over a prompt set (steps per block and max new tokens from the "
+                                    "settings): throughput ratio against agreement with AR and AR likelihood.")
+                        sweep_examples = gr.CheckboxGroup(list(EXAMPLE_PROMPTS), value=list(EXAMPLE_PROMPTS)[:2],
+                                                          label="prompt set (examples)")
+                        sweep_extra = gr.Textbox(lines=3, label="extra prompt (optional)")
+                        with gr.Row():
+                            sweep_gammas = gr.Textbox("0.5, 0.7, 0.9", label="γ values")
+                            sweep_sizes = gr.Textbox("4, 8, 16", label="block sizes S")
+                        sweep_btn = gr.Button("Run sweep", variant="primary", elem_id="sweep-button")
+                        sweep_message = _html("", "sweep-message")
+                        sweep_plot = gr.Plot(label="throughput ratio vs quality", elem_id="sweep-plot")
+                        sweep_table = gr.Dataframe(label="grid points", interactive=False)
+                        sweep_csv = gr.File(label="CSV download")
+                    with gr.Tab("Cost", id="cost"):
+                        gr.Markdown("Monthly cost and $ per million output tokens from a throughput per GPU. "
+                                    "Use the last Race's numbers (measured on this machine) or type your own.")
+                        with gr.Row():
+                            price = gr.Number(2.0, minimum=0, label="$ per GPU-hour")
+                            gpus = gr.Number(1, precision=0, minimum=1, label="GPUs")
+                            utilisation = gr.Slider(1, 100, value=60, step=1, label="utilisation %")
+                            api_price = gr.Number(0.60, minimum=0, label="API price, $ per M output tokens")
+                        with gr.Row():
+                            tps_ar = gr.Number(None, minimum=0, label="AR tokens/s per GPU")
+                            tps_diffusion = gr.Number(None, minimum=0, label="diffusion tokens/s per GPU")
+                            tps_speculative = gr.Number(None, minimum=0, label="speculative tokens/s per GPU")
+                        with gr.Row():
+                            use_race_btn = gr.Button("Use the last Race's measurements", elem_id="use-race")
+                            cost_btn = gr.Button("Compute", variant="primary", elem_id="cost-button")
+                        cost_view = _html(note_html("Run the Race or type throughputs, then Compute."), "cost-view")
+                        cost_plot = gr.Plot(label="$ / M output tokens", elem_id="cost-plot")
+                    with gr.Tab("Model", id="model"):
+                        model_view = _html(handlers.model_info(), "model-view")
+                        model_btn = gr.Button("Refresh", elem_id="model-button")
+
+        # ---- Playground: one wiring for the button, Enter and slider releases
+        settings = [gamma, block_size, steps, max_new, temperature, seed]
+        releases = [gamma.release, block_size.release, steps.release]
+        run = gr.on([generate_btn.click, prompt.submit, *releases], handlers.generate,
+                    [prompt, mode, *settings, colour_by], [view, stats, completion, record, scrubber],
+                    api_name="generate", trigger_mode="always_last", show_progress="hidden")
+        gr.on(releases, None, cancels=[run])  # after `run`: cancel the run in flight; its deferred re-run follows
+        scrubber.input(handlers.replay, [record, scrubber, colour_by], view, api_name="replay",
+                       trigger_mode="always_last", show_progress="hidden")
+        colour_by.change(handlers.replay, [record, scrubber, colour_by], view, api_visibility="private",
+                         show_progress="hidden")
+
+        # ---- Race, audit, sweep, cost, model
+        race_run = gr.on([race_btn.click, race_prompt.submit], handlers.race,
+                         [race_prompt, race_modes, *settings, repeats], [race_view, race_plot, race_measured],
+                         api_name="race")
+        audit_run = gr.on([audit_btn.click, audit_prompt.submit], handlers.speculative_audit,
+                          [audit_prompt, *settings], [audit_table, audit_plot, audit_summary],
+                          api_name="speculative_audit")
+        sweep_run = sweep_btn.click(handlers.sweep, [sweep_examples, sweep_extra, sweep_gammas, sweep_sizes, steps,
+                                                     max_new], [sweep_plot, sweep_table, sweep_csv, sweep_message],
+                                    api_name="sweep")
+        cost_inputs = [price, gpus, utilisation, tps_ar, tps_diffusion, tps_speculative, api_price, race_measured]
+        cost_btn.click(handlers.cost, cost_inputs, [cost_view, cost_plot], api_name="cost")
+        use_race_btn.click(handlers.use_race_numbers, race_measured, [tps_ar, tps_diffusion, tps_speculative],
+                           api_visibility="private").then(handlers.cost, cost_inputs, [cost_view, cost_plot],
+                                                          api_visibility="private")
+        model_btn.click(handlers.model_info, None, model_view, api_name="model_info")
+
+        # ---- Stop: cancels whatever is running for this user (queue=False: it must not wait behind them)
+        stop_btn.click(handlers.after_stop, record, [scrubber, stats], queue=False, api_visibility="private",
+                       cancels=[run, race_run, audit_run, sweep_run])
+    demo.queue(default_concurrency_limit=concurrency_limit)
+    return demo
