@@ -36,7 +36,7 @@ import torch  # noqa: E402
 from twotower.config import make_config  # noqa: E402
 from twotower.decoding import drain  # noqa: E402
 from twotower.engine import Engine  # noqa: E402
-from twotower.memory_plan import _parse_dtype  # noqa: E402
+from twotower.memory_plan import parse_dtype  # noqa: E402
 from twotower.model import ATTENTION, MAMBA, TwoTowerModel  # noqa: E402
 from twotower.seeded_states import ContextStates, SeededMambaCache  # noqa: E402
 
@@ -177,9 +177,11 @@ def check_seeded_scan(ref, dev, prompt, block_size, report) -> None:
 def run_modes(model, prompt_ids, args) -> dict:
     engine = Engine(model, tokenizer=None, name="gpu smoke")
     modes = ["diffusion", "mock_ar", "ar"]
-    spec = importlib.util.find_spec("spec_decode")
-    if spec is not None and hasattr(importlib.import_module("spec_decode"), "iter_speculative"):
-        modes.append("speculative")
+    try:
+        if hasattr(importlib.import_module("spec_decode"), "iter_speculative"):
+            modes.append("speculative")
+    except ImportError:
+        pass
     out = {}
     for mode in modes:
         with paths_for(model.ctx_device), paths_for(model.den_device):
@@ -228,12 +230,14 @@ class LayerTimer:
         self.records.append((key, self.open.pop(key), self._stamp(key[1])))
 
     def collect(self) -> dict:
-        """{(tower, kind): (calls, total ms)} since the last collect."""
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        """{(tower, kind): (calls, total ms)} since the last collect; waits for every recorded GPU event."""
         totals = {}
         for (label, device), start, end in self.records:
-            ms = start.elapsed_time(end) if device.type == "cuda" else (end - start) * 1000.0
+            if device.type == "cuda":
+                end.synchronize()  # per event: the towers may sit on two GPUs
+                ms = start.elapsed_time(end)
+            else:
+                ms = (end - start) * 1000.0
             calls, total = totals.get(label, (0, 0.0))
             totals[label] = (calls + 1, total + ms)
         self.records = []
@@ -268,9 +272,10 @@ def time_layer_types(model, prompt, block_size, repeats) -> list[tuple]:
             start = time.perf_counter()
             for _ in range(repeats):
                 run()
-            for (tower, kind), (calls, total) in sorted(timer.collect().items()):  # collect() synchronises
-                rows.append((name, tower, kind, calls / repeats, total / calls, total / repeats))
+            per_type = timer.collect()  # waits for the GPU work of this scenario
             wall = (time.perf_counter() - start) * 1000.0 / repeats
+            for (tower, kind), (calls, total) in sorted(per_type.items()):
+                rows.append((name, tower, kind, calls / repeats, total / calls, total / repeats))
             rows.append((name, "both", "whole pass", 1, wall, wall))
     finally:
         timer.remove()
@@ -328,7 +333,7 @@ def main(argv=None) -> int:
     del ref
 
     dtype_name = args.timing_dtype or ("bfloat16" if ctx_device.type == "cuda" else "float32")
-    dev.to(_parse_dtype(dtype_name))
+    dev.to(parse_dtype(dtype_name))
     with paths_for(ctx_device), paths_for(den_device):
         rows = time_layer_types(dev, prompt.to(ctx_device), args.block_size, max(1, args.repeats))
     print_timings(rows, dtype_name)

@@ -7,7 +7,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One thread: on a loaded 2-core machine two OpenMP threads spend most of each tiny op waiting on each other.
+torch.set_num_threads(1)
 
 from transformers.utils import logging as hf_logging  # noqa: E402
 

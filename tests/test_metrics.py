@@ -114,3 +114,4 @@ def test_pareto_front_maximises_both_axes():
     assert metrics.pareto_front(points, "x", "y") == [True, True, False, True, False, True, False]
     assert metrics.pareto_front([], "x", "y") == []
     assert metrics.pareto_front([{"x": 1, "y": 1}], "x", "y") == [True]
+

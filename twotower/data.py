@@ -66,7 +66,7 @@ def train_tokenizer(out_dir, vocab_size: int = 8192, max_chars: int = 12_000_000
         split_digits=True,
         max_sentence_length=16384,
         pad_id=0, bos_id=1, eos_id=2, unk_id=3,
-        user_defined_symbols=["<mask>"],  # id 4: a dedicated mask token, never produced by text
+        control_symbols=["<mask>"],  # id 4: a dedicated mask token that no text ever produces
         num_threads=2,
         input_sentence_size=0,
         minloglevel=2,

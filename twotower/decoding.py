@@ -62,7 +62,6 @@ def _done_event(mode, prompt, new, eos, pad, nfe, ctx_passes, t_start, t_first, 
                      nfe, ctx_passes, stats["total_s"], len(rows[0]), {"new_tokens": rows}, sequences.cpu(), stats)
 
 
-@torch.inference_mode()
 def iter_mask_diffusion(
     model,
     input_ids,
@@ -77,7 +76,10 @@ def iter_mask_diffusion(
     top_p: float | None = None,
     mode: str = "diffusion",
 ) -> Iterator[StepEvent]:
-    """Masked block diffusion: per block, S masks; per step one denoiser pass, commit by `select_commits`."""
+    """Masked block diffusion: per block, S masks; per step one denoiser pass, commit by `select_commits`.
+
+    Arguments are checked here, at the call, so bad input raises ValueError before any event is asked for.
+    """
     cfg = model.config
     prompt = as_batch(input_ids, cfg.vocab_size)
     max_new_tokens = check_int("max_new_tokens", max_new_tokens)
@@ -86,6 +88,14 @@ def iter_mask_diffusion(
     gamma = check_gamma(confidence_threshold)
     temperature, top_k, top_p = check_sampling(temperature, top_k, top_p)
     eos = check_token_id("eos_token_id", eos_token_id, cfg.vocab_size)
+    return _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_block, gamma, temperature,
+                                  eos, seed, top_k, top_p, mode)
+
+
+@torch.inference_mode()
+def _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_block, gamma, temperature, eos,
+                           seed, top_k, top_p, mode) -> Iterator[StepEvent]:
+    cfg = model.config
     mask_id = cfg.mask_token_id
     gen = make_generator(seed, model.den_device)
 
@@ -145,15 +155,21 @@ def iter_mock_ar(model, input_ids, max_new_tokens=128, temperature=0.0, top_k=No
                                seed=seed, top_k=top_k, top_p=top_p, mode="mock_ar")
 
 
-@torch.inference_mode()
 def iter_ar(model, input_ids, max_new_tokens=128, temperature=0.0, top_k=None, top_p=None,
             eos_token_id=None, seed=None) -> Iterator[StepEvent]:
-    """Plain autoregressive decoding with the context tower alone, KV cache and Mamba states."""
+    """Plain autoregressive decoding with the context tower alone, KV cache and Mamba states.
+    Arguments are checked at the call, as in `iter_mask_diffusion`."""
     cfg = model.config
     prompt = as_batch(input_ids, cfg.vocab_size)
     max_new_tokens = check_int("max_new_tokens", max_new_tokens)
     temperature, top_k, top_p = check_sampling(temperature, top_k, top_p)
     eos = check_token_id("eos_token_id", eos_token_id, cfg.vocab_size)
+    return _ar_events(model, prompt, max_new_tokens, temperature, top_k, top_p, eos, seed)
+
+
+@torch.inference_mode()
+def _ar_events(model, prompt, max_new_tokens, temperature, top_k, top_p, eos, seed) -> Iterator[StepEvent]:
+    cfg = model.config
     gen = make_generator(seed, model.ctx_device)
     t_start, t_first = time.perf_counter(), None
     bsz = prompt.shape[0]

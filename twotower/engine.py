@@ -109,7 +109,12 @@ def load_engine(model_dir=None, preset: str | None = None, ctx_device="cpu", den
         model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
         if not model_dir.is_dir():
             raise ValueError(f"model directory not found: {model_dir}")
-        model = from_pretrained(model_dir, dtype=dtype)
+        from .release_loader import INDEX_NAME, load_release_checkpoint
+
+        if (model_dir / INDEX_NAME).is_file():  # the release's sharded layout, streamed to its devices
+            model = load_release_checkpoint(model_dir, ctx_device, den_device, dtype)
+        else:
+            model = from_pretrained(model_dir, dtype=dtype)
         name = str(model_dir)
         tokenizer = load_tokenizer(model_dir, model.config.vocab_size)
     if tokenizer.vocab_size > model.config.vocab_size:

@@ -3,11 +3,11 @@ retention against AR (mode score / AR score), laid out like the release's table.
 
 Tasks (greedy decoding, outputs cut after EOS):
   next_line_exact_match / next_line_edit_similarity  prompt = a test file up to a line break, target =
-      its next non-blank line; the completion is cut at its first newline; both stripped of trailing
-      whitespace (`metrics.exact_match`, `metrics.edit_similarity`).
+      the next line (a non-blank one); the completion is cut at its first newline; both stripped of
+      trailing whitespace (`metrics.exact_match`, `metrics.edit_similarity`).
   syntax_ok  prompt = a file prefix that ends at a line break at top level and compiles on its own; the
       continuation (64 tokens) is judged by `metrics.syntax_ok`, identically for every mode. The true
-      file continuation under the same rule is reported as a reference.
+      file continuation under the same rule is reported as a reference (the check's ceiling).
 Diagnostics over every generation of the run (not tasks, no retention): agreement of the mode's tokens
 with AR's (`metrics.token_agreement`) and the AR tower's mean log-likelihood of the mode's output.
 
@@ -228,12 +228,14 @@ def evaluate(engine, modes=MODE_ORDER, tasks=TASKS, n_next_line: int = 500, n_sy
     from .validation import check_int
 
     modes, skipped = resolve_modes(modes)
+    if isinstance(tasks, str):
+        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
     unknown = set(tasks or ()) - set(TASKS)
     if unknown or not tasks:
         raise ValueError(f"unknown or no tasks {sorted(unknown)}; choose among {', '.join(TASKS)}")
     tasks = [t for t in TASKS if t in set(tasks)]
-    for name, value in (("--n-prompts", n_next_line), ("--syntax-prompts", n_syntax), ("max_new_tokens", next_line_tokens),
-                        ("max_new_tokens", syntax_tokens), ("--max-prompt-tokens", max_prompt_tokens)):
+    for name, value in (("--n-prompts", n_next_line), ("--syntax-prompts", n_syntax), ("--next-line-tokens", next_line_tokens),
+                        ("--syntax-tokens", syntax_tokens), ("--max-prompt-tokens", max_prompt_tokens)):
         check_int(name, value)
     settings = resolved_settings(engine, gamma, block_size, steps_per_block)
     items = {"next_line": next_line_items(n_next_line, seed) if "next_line" in tasks else [],
@@ -266,8 +268,9 @@ def evaluate(engine, modes=MODE_ORDER, tasks=TASKS, n_next_line: int = 500, n_sy
                 if progress is not None:
                     progress(done, total)
             if task == "syntax":
-                true_tokens = engine.tokenizer.encode(item["reference"][: syntax_tokens * CHARS_PER_TOKEN_BOUND])
-                reference_ok.append(float(metrics.syntax_ok(item["prompt"], engine.decode(true_tokens[:syntax_tokens]))))
+                true_text = item["reference"][: syntax_tokens * CHARS_PER_TOKEN_BOUND]
+                true_tokens = engine.tokenizer.encode(true_text)[:syntax_tokens]
+                reference_ok.append(float(metrics.syntax_ok(item["prompt"], engine.decode(true_tokens))))
             elif len(examples) < 3:
                 examples.append({"file": item["file"], "line": item["line"], "prompt_tail": item["prompt"][-160:],
                                  "target": item["target"],

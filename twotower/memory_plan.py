@@ -32,7 +32,7 @@ def _bytes_of(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
 
 
-def _parse_dtype(dtype) -> torch.dtype:
+def parse_dtype(dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
     if str(dtype).lower() not in DTYPES:
@@ -75,7 +75,7 @@ def state_bytes(config, positions: int, batch_size: int, dtype: torch.dtype) -> 
     n_attn, n_mamba = kinds.count("full_attention"), kinds.count("linear_attention")
     kv = n_attn * 2 * batch_size * config.num_key_value_heads * config.head_dim * positions * _bytes_of(dtype)
     conv_dim = config.mamba_num_heads * config.mamba_head_dim + 2 * config.n_groups * config.ssm_state_size
-    ssm_dtype = _parse_dtype(getattr(config, "mamba_ssm_cache_dtype", "float32") or "float32")
+    ssm_dtype = parse_dtype(getattr(config, "mamba_ssm_cache_dtype", "float32") or "float32")
     conv = conv_dim * config.conv_kernel * _bytes_of(dtype)
     ssm = config.mamba_num_heads * config.mamba_head_dim * config.ssm_state_size * _bytes_of(ssm_dtype)
     return {"kv": kv, "mamba": n_mamba * batch_size * (conv + ssm)}
@@ -103,7 +103,7 @@ def plan_memory(config, ctx_device="cuda:0", den_device="cuda:1", context_length
     device_memory: GiB per device name ({"cuda:0": 80, "cuda:1": 80}); None asks the CUDA driver about
     visible devices and leaves the others unknown ("fits" is then None).
     """
-    dtype = _parse_dtype(dtype)
+    dtype = parse_dtype(dtype)
     ctx_device, den_device = _parse_device(ctx_device), _parse_device(den_device)
     context_length = _positive_int("context length", context_length)
     batch_size = _positive_int("batch size", batch_size)

@@ -20,6 +20,7 @@ from transformers.models.nemotron_h.modeling_nemotron_h import eager_attention_f
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from .seeded_states import ContextStates, SeededMambaCache
+from .validation import check_device
 
 MAMBA, ATTENTION = "linear_attention", "full_attention"
 
@@ -107,6 +108,7 @@ class TwoTowerModel(nn.Module):
     def place_towers_on_devices(self, ctx_device="cpu", den_device="cpu") -> "TwoTowerModel":
         """Context tower and its head on ctx_device, everything else on den_device. Per-layer K/V and
         Mamba states then cross between the devices once per block (see `context_states`)."""
+        ctx_device, den_device = check_device("ctx_device", ctx_device), check_device("den_device", den_device)
         self.context_tower.to(ctx_device)
         self.context_lm_head.to(ctx_device)
         for mod in (self.denoiser_tower, self.lm_head, self.t_embedder, self.t_block, self.scale_shift_tables):

@@ -132,6 +132,12 @@ def _load_dtype(name: str, tensor_dtype: torch.dtype, dtype: torch.dtype) -> tor
 
 def load_release_checkpoint(directory, ctx_device="cpu", den_device="cpu", dtype: torch.dtype = torch.bfloat16) -> TwoTowerModel:
     """Open a checkpoint in the release layout as a TwoTowerModel, each tensor on its tower's device."""
+    try:
+        devices = {"ctx": torch.device(ctx_device), "den": torch.device(den_device)}
+    except (RuntimeError, TypeError):
+        raise ValueError(f"not a device: {ctx_device!r} / {den_device!r} (examples: cpu, cuda:0)") from None
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating torch dtype such as torch.bfloat16, got {dtype!r}")
     directory = Path(directory)
     if not directory.is_dir():
         raise ValueError(f"model directory not found: {directory}")
@@ -141,39 +147,35 @@ def load_release_checkpoint(directory, ctx_device="cpu", den_device="cpu", dtype
         model = TwoTowerModel(config)
     expected = model.state_dict()
     reads = _plan_reads(directory, weight_map, expected)
-    devices = {"ctx": torch.device(ctx_device), "den": torch.device(den_device)}
 
     state: dict[str, torch.Tensor] = {}
     partial: dict[str, tuple[torch.Tensor, set[int]]] = {}  # stacked expert tensor being filled
     for shard, entries in reads.items():
         handles = {}  # one memory-mapped handle per target device, so reads land on that device directly
-        try:
-            for key, name, expert in entries:
-                device = devices["ctx" if name.startswith(CONTEXT_PREFIXES) else "den"]
-                if device not in handles:
-                    handles[device] = safe_open(str(directory / shard), framework="pt", device=str(device))
-                tensor = handles[device].get_tensor(key)
-                want = _load_dtype(name, tensor.dtype, dtype)
-                if tensor.dtype != want:
-                    tensor = tensor.to(want)
-                elif tensor.device.type == "cpu" and tensor.data_ptr() % 64:
-                    # safetensors' CPU buffers are not 64-byte aligned, and CPU BLAS then rounds differently
-                    # (1e-7) from the same weights in fresh memory: realign, one tensor at a time.
-                    tensor = tensor.clone()
-                if expert is None:
-                    state[name] = tensor
-                    continue
+        for key, name, expert in entries:
+            device = devices["ctx" if name.startswith(CONTEXT_PREFIXES) else "den"]
+            if device not in handles:
+                handles[device] = safe_open(str(directory / shard), framework="pt", device=str(device))
+            tensor = handles[device].get_tensor(key)
+            want = _load_dtype(name, tensor.dtype, dtype)
+            if expert is not None:
                 if name not in partial:
-                    full = expected[name]
-                    partial[name] = (torch.empty(full.shape, dtype=tensor.dtype, device=device), set())
+                    partial[name] = (torch.empty(expected[name].shape, dtype=want, device=device), set())
                 stacked, filled = partial[name]
-                stacked[expert].copy_(tensor)  # (inter, hidden) or (hidden, inter) into slot `expert`
-                del tensor
+                stacked[expert].copy_(tensor)  # (inter, hidden) or (hidden, inter) into slot `expert`, cast
+                del tensor  # the part is gone before the next one is read
                 filled.add(expert)
                 if len(filled) == stacked.shape[0]:
                     state[name] = partial.pop(name)[0]
-        finally:
-            handles.clear()
+            elif tensor.dtype != want:
+                state[name] = tensor.to(want)
+            elif tensor.device.type == "cpu" and tensor.data_ptr() % 64:
+                # safetensors' CPU buffers are not 64-byte aligned, where CPU BLAS rounds differently (1e-7)
+                # from the same weights in fresh memory: realign, one tensor at a time.
+                state[name] = tensor.clone()
+            else:
+                state[name] = tensor
+        del handles
     model.load_state_dict(state, strict=True, assign=True)
     still_meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if still_meta:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 PAD_ID, BOS_ID, EOS_ID, UNK_ID, MASK_ID = 0, 1, 2, 3, 4
 N_SPECIAL = 5
+MASK_TEXT = "<mask>"
 TOKENIZER_FILE = "tokenizer.model"
 
 
@@ -42,7 +43,16 @@ class SentencePieceTokenizer:
         self.unk_token_id, self.mask_token_id = UNK_ID, MASK_ID
 
     def encode(self, text: str) -> list[int]:
-        return self.sp.encode(text, out_type=int)
+        if MASK_TEXT not in text:
+            return self.sp.encode(text, out_type=int)
+        # A model trained with "<mask>" as a user-defined piece would turn typed text into the mask id:
+        # spell the literal as "<" + "mask>" instead, so only the engine ever writes a mask.
+        ids: list[int] = []
+        for i, part in enumerate(text.split(MASK_TEXT)):
+            if i:
+                ids += self.sp.encode("<", out_type=int) + self.sp.encode(MASK_TEXT[1:], out_type=int)
+            ids += self.sp.encode(part, out_type=int)
+        return ids
 
     def decode(self, ids) -> str:
         return self.sp.decode([int(i) for i in ids if int(i) >= N_SPECIAL])

@@ -4,16 +4,25 @@ says what was wrong and what is allowed, never a shape error from deep inside a 
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
 
 def as_batch(input_ids, vocab_size: int) -> torch.Tensor:
-    """Accept a tensor (T,) or (B, T), a list of ids or a list of equal-length lists; return (B, T) long."""
+    """Accept a tensor or array (T,) or (B, T), a list of ids or a list of equal-length lists; return (B, T) long."""
     if isinstance(input_ids, torch.Tensor):
         ids = input_ids
+    elif hasattr(input_ids, "__array__") and not isinstance(input_ids, (list, tuple, str)):  # numpy arrays
+        try:
+            ids = torch.as_tensor(input_ids)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"prompt ids must be integers: {exc}") from None
     else:
-        if not isinstance(input_ids, (list, tuple)) or len(input_ids) == 0:
+        if not isinstance(input_ids, (list, tuple)):
+            hint = "; encode text with the tokenizer first" if isinstance(input_ids, str) else ""
+            raise ValueError(f"input_ids must be token ids (a list or tensor of ints), got {type(input_ids).__name__}{hint}")
+        if len(input_ids) == 0:
             raise ValueError("the prompt is empty: give at least one token")
         if isinstance(input_ids[0], (list, tuple, torch.Tensor)):
             lengths = {len(row) for row in input_ids}
@@ -30,10 +39,11 @@ def as_batch(input_ids, vocab_size: int) -> torch.Tensor:
         ids = ids[None]
     if ids.dim() != 2:
         raise ValueError(f"input_ids must have shape (T,) or (batch, T), got {tuple(ids.shape)}")
-    if ids.dtype.is_floating_point or ids.dtype == torch.bool:
-        raise ValueError("prompt ids must be integers")
+    # before the dtype check: torch.tensor([[]]) is an empty *float* tensor, and the user's error is emptiness
     if ids.shape[0] == 0 or ids.shape[1] == 0:
         raise ValueError("the prompt is empty: give at least one token")
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise ValueError("prompt ids must be integers")
     low, high = int(ids.min()), int(ids.max())
     if low < 0 or high >= vocab_size:
         bad = low if low < 0 else high
@@ -42,7 +52,9 @@ def as_batch(input_ids, vocab_size: int) -> torch.Tensor:
 
 
 def check_int(name: str, value, minimum: int = 1, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    # numbers.Integral admits numpy ints; a float must be finite (int(inf) raises OverflowError) and whole
+    whole_float = isinstance(value, numbers.Real) and math.isfinite(value) and value == int(value)
+    if isinstance(value, bool) or not (isinstance(value, numbers.Integral) or whole_float):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     value = int(value)
     if value < minimum or (maximum is not None and value > maximum):
@@ -75,3 +87,21 @@ def check_token_id(name: str, value, vocab_size: int) -> int | None:
     if value >= vocab_size:
         raise ValueError(f"{name} {value} is outside the vocabulary [0, {vocab_size})")
     return value
+
+
+def check_device(name: str, device) -> torch.device:
+    """A device that exists here: 'gpu', 'cuda' without CUDA or 'cuda:7' on one GPU get a clear message
+    instead of torch's RuntimeError / AssertionError from deep inside `.to()`."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{name} {device!r} is not a device name; use e.g. 'cpu' or 'cuda:0'") from None
+    if dev.type == "cuda" and torch.cuda.is_available() and (dev.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"{name} {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type != "cpu":
+        try:  # the one check that covers every backend: allocate nothing on it
+            torch.empty(0, device=dev)
+        except (RuntimeError, AssertionError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{name} {device!r} is not available on this machine ({reason})") from None
+    return dev

@@ -22,8 +22,9 @@ MODE_CHOICES = [("diffusion", "diffusion"), ("speculative", "speculative"), ("mo
 RACE_CHOICES = [("diffusion", "diffusion"), ("speculative", "speculative"), ("mock-AR", "mock_ar")]
 
 
-def _html(value="", elem_id=None, **kwargs) -> gr.HTML:
-    return gr.HTML(value, css_template=CSS, elem_id=elem_id, js_on_load=None, **kwargs)
+def _html(value="", elem_id=None, label=None) -> gr.HTML:
+    """An HTML output with the app's stylesheet; `label` names it in the API description."""
+    return gr.HTML(value, label=label or elem_id, css_template=CSS, elem_id=elem_id, js_on_load=None)
 
 
 def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
@@ -72,8 +73,9 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                             completion = gr.Textbox(label="Completion (text)", lines=6, interactive=False,
                                                     elem_id="completion")
                     with gr.Tab("Race", id="race"):
-                        gr.Markdown("Each mode against AR, one after the other with the same settings: a warm-up "
-                                    "run, then timed runs that draw nothing. Concurrent users disturb timings.")
+                        gr.Markdown("Each mode against AR, one after the other with the same settings (greedy, "
+                                    "EOS ignored): a warm-up run, then timed runs that draw nothing. "
+                                    "Concurrent users disturb timings.")
                         with gr.Row():
                             race_prompt = gr.Textbox(value=DEFAULT_PROMPT, lines=4, label="Prompt",
                                                      elem_id="race-prompt", scale=3)
@@ -139,7 +141,8 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
 
         # ---- Race, audit, sweep, cost, model
         race_run = gr.on([race_btn.click, race_prompt.submit], handlers.race,
-                         [race_prompt, race_modes, *settings, repeats], [race_view, race_plot, race_measured],
+                         [race_prompt, race_modes, gamma, block_size, steps, max_new, repeats],
+                         [race_view, race_plot, race_measured],
                          api_name="race")
         audit_run = gr.on([audit_btn.click, audit_prompt.submit], handlers.speculative_audit,
                           [audit_prompt, *settings], [audit_table, audit_plot, audit_summary],

@@ -8,7 +8,6 @@ the sampler, so concurrent users cannot see each other's runs.
 
 from __future__ import annotations
 
-import csv
 import statistics
 import tempfile
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from twotower.decoding import drain
+from twotower.metrics import cut_after_eos, token_agreement
 
 from .board import FRAME_KINDS, Board, count_frames, fold, fold_event, verify_rounds
 from .cost import cost_table
@@ -109,41 +108,47 @@ class Handlers:
                          label=f"Replay step (1–{frames})"), stats
 
     # ---------------------------------------------------------------- Race
-    def _timed(self, mode: str, ids, settings: dict, repeats: int) -> dict:
-        """Warm-up run, then `repeats` timed runs draining the events (nothing drawn); the median by time."""
-        drain(self.engine.stream(mode, ids, **settings))
-        runs = [drain(self.engine.stream(mode, ids, **settings)) for _ in range(repeats)]
-        times = [r.stats["total_s"] for r in runs]
-        best = runs[times.index(statistics.median_low(times))]
-        return {"mode": mode, "tokens": list(best.new_tokens[0]), "tokens_per_s": best.stats.get("tokens_per_s"),
-                "total_s": best.stats.get("total_s"), "nfe": best.stats.get("nfe"), "stats": best.stats}
+    def _timed(self, mode: str, ids, max_new_tokens: int, settings: dict, repeats: int) -> dict:
+        """twotower.bench's method: an untimed warm-up, then `repeats` timed drains (nothing drawn); the median."""
+        from twotower.bench import timed_generation
 
-    def race(self, prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-             repeats=1):
-        """Each mode against AR, one after the other, same settings. Yields (cards, bar chart, measured)."""
+        timed_generation(self.engine, mode, ids, max_new_tokens, settings)
+        runs = [timed_generation(self.engine, mode, ids, max_new_tokens, settings) for _ in range(repeats)]
+        seconds = [r["seconds"] for r in runs]
+        run = runs[seconds.index(statistics.median_low(seconds))]
+        return {"mode": mode, "tokens": cut_after_eos(run["rows"][0], self.engine.eos_token_id),
+                "tokens_per_s": run["new_tokens"] / run["seconds"] if run["seconds"] > 0 else None,
+                "total_s": run["seconds"], "nfe": run["nfe"], "ttft_s": run["ttft_s"]}
+
+    def race(self, prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats=1):
+        """Each mode against AR, one after the other, same settings, greedy with EOS ignored (every mode
+        writes the same number of tokens). Yields (cards, bar chart, measured numbers for the Cost panel)."""
         order = ["ar"] + [m for m in RACE_MODES if m in (modes or [])]
-        settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
-        results = []
+        settings = {"gamma": gamma, "block_size": _whole(block_size), "steps_per_block": _whole(steps_per_block)}
+        max_new_tokens, results = _whole(max_new_tokens), []
         try:
             ids = self.engine.encode_prompt(prompt)
             repeats = max(1, int(repeats or 1))
-            for i, mode in enumerate(order):
-                following = f"timing {order[i]}…"
-                yield race_html(results, self.piece, following), race_bars(results), gr.skip()
+            for mode in order:
+                yield race_html(results, self.piece, f"timing {mode}…"), race_bars(results), gr.skip()
                 try:
-                    results.append(self._timed(mode, ids, settings, repeats))
+                    results.append(self._timed(mode, ids, max_new_tokens, settings if mode != "ar" else {}, repeats))
                 except ImportError as exc:
                     results.append({"mode": mode, "tokens": [], "error": unavailable(f"{mode} mode", exc)})
         except ValueError as exc:
             gr.Warning(str(exc))
             yield error_html(str(exc)), None, gr.skip()
             return
-        stamp = time.strftime("%H:%M:%S")
-        label = (f"measured on this machine by the Race at {stamp} ({len(ids)}-token prompt, "
-                 f"{settings['max_new_tokens']} new tokens, {self.engine.model.ctx_device})")
-        measured = {"label": label, "tokens_per_s": {r["mode"]: r.get("tokens_per_s") for r in results
+        ref = results[0]["tokens"]
+        for r in results[1:]:
+            if not r.get("error"):
+                r["agreement"] = token_agreement(r["tokens"], ref)
+        label = (f"measured on this machine by the Race at {time.strftime('%H:%M:%S')} ({len(ids)}-token prompt, "
+                 f"{max_new_tokens} new tokens, {self.engine.model.ctx_device})")
+        measured = {"label": label, "tokens_per_s": {r["mode"]: r["tokens_per_s"] for r in results
                                                      if r.get("tokens_per_s")}}
-        note = f"Warm-up run first, then {repeats} timed run(s) per mode (median), one mode at a time; {label}."
+        note = (f"Greedy, EOS ignored while timing; an untimed warm-up, then {repeats} timed run(s) per mode "
+                f"(median), one mode at a time; {label}.")
         yield race_html(results, self.piece, note), race_bars(results), measured
 
     # ---------------------------------------------------------------- Speculative audit
@@ -174,9 +179,9 @@ class Handlers:
     # ---------------------------------------------------------------- Sweep
     def sweep(self, example_names, extra_prompt, gammas, block_sizes, steps_per_block, max_new_tokens,
               progress=gr.Progress()):
-        """γ × S grid through twotower.sweep. Returns (scatter, table, CSV file, message)."""
+        """γ × S grid through twotower.sweep (its code, its figure, its CSV). Returns (scatter, table, CSV, message)."""
         try:
-            from twotower.sweep import run_sweep, sweep_figure
+            from twotower import sweep
         except ImportError as exc:
             return None, None, None, error_html(unavailable("The sweep (twotower.sweep)", exc))
         try:
@@ -185,24 +190,22 @@ class Handlers:
                 prompts.append(extra_prompt)
             if not prompts:
                 raise ValueError("the prompt set is empty: tick an example or type a prompt")
-            for p in prompts:
-                self.engine.encode_prompt(p)
-            grid_gammas = parse_numbers("γ values", gammas, float)
-            grid_sizes = parse_numbers("block sizes", block_sizes, int)
-            points = run_sweep(self.engine, prompts, grid_gammas, grid_sizes, steps=_whole(steps_per_block),
-                               max_new_tokens=_whole(max_new_tokens), progress=progress_adapter(progress))
+            for text in prompts:
+                self.engine.encode_prompt(text)  # the prompt checks and messages of every other panel
+            grid_gammas = sweep.parse_list(gammas, float, "γ values")
+            grid_sizes = sweep.parse_list(block_sizes, int, "block sizes")
+            points = sweep.run_sweep(self.engine, prompts, grid_gammas, grid_sizes, steps=_whole(steps_per_block),
+                                     max_new_tokens=_whole(max_new_tokens), progress=progress_adapter(progress))
         except ValueError as exc:
             gr.Warning(str(exc))
             return None, None, None, error_html(str(exc))
-        columns = list(dict.fromkeys(k for p in points for k in p))
         path = Path(tempfile.mkdtemp(prefix="twotower-sweep-")) / "sweep.csv"
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(points)
-        table = [[p.get(c) for c in columns] for p in points]
-        message = note_html(f"{len(points)} grid points over {len(prompts)} prompt(s).")
-        return sweep_figure(points), gr.Dataframe(value=table, headers=columns), str(path), message
+        sweep.write_csv(points, path)
+        columns = list(sweep.CSV_FIELDS)
+        table = gr.Dataframe(value=[[p.get(c) for c in columns] for p in points], headers=columns)
+        message = note_html(f"{len(points)} grid points over {len(prompts)} prompt(s); "
+                            f"{sum(bool(p.get('pareto')) for p in points)} on the Pareto frontier.")
+        return sweep.sweep_figure(points), table, str(path), message
 
     # ---------------------------------------------------------------- Cost
     def cost(self, usd_per_gpu_hour, gpus, utilisation_pct, tps_ar, tps_diffusion, tps_speculative,
@@ -231,19 +234,19 @@ class Handlers:
 
     # ---------------------------------------------------------------- Model
     def model_info(self):
-        """What is loaded (Engine.describe) and, when twotower.memory_plan exists, its memory plan."""
+        """What is loaded (Engine.describe) and, when twotower.memory_plan exists, its plan for this config."""
         html = kv_table_html(self.engine.describe(), "Loaded model")
         try:
-            from twotower.memory_plan import plan_memory
+            from twotower.memory_plan import format_memory_plan, plan_memory
         except ImportError as exc:
             return html + note_html(unavailable("The memory plan (twotower.memory_plan)", exc))
+        model = self.engine.model
         try:
-            plan = plan_memory(self.engine.model.config)
-        except (TypeError, ValueError) as exc:
-            return html + note_html(f"Memory plan failed for this config: {exc}")
-        if isinstance(plan, dict):
-            return html + kv_table_html(plan, "Memory plan")
-        return html + f'<h4>Memory plan</h4><pre class="tt-text">{esc(plan)}</pre>'
+            plan = plan_memory(model.config, ctx_device=str(model.ctx_device), den_device=str(model.den_device),
+                               dtype=model.lm_head.weight.dtype)
+        except ValueError as exc:
+            return html + note_html(f"No memory plan for this configuration: {exc}")
+        return html + f'<h4>Memory plan (bytes per device)</h4><pre class="tt-text">{esc(format_memory_plan(plan))}</pre>'
 
 
 def provenance(measured, throughputs: dict) -> dict[str, str]:
@@ -256,20 +259,6 @@ def provenance(measured, throughputs: dict) -> dict[str, str]:
         if ref and value not in (None, "") and abs(float(value) - ref) <= 1e-6 * max(1.0, abs(ref)):
             labels[mode] = measured["label"]
     return labels
-
-
-def parse_numbers(name: str, text, kind) -> list:
-    """'0.5, 0.7 0.9' -> [0.5, 0.7, 0.9]; a clear ValueError otherwise."""
-    items = [t for t in str(text or "").replace(",", " ").split() if t]
-    if not items:
-        raise ValueError(f"{name}: type at least one value, e.g. 0.5, 0.8")
-    try:
-        values = [kind(float(t)) if kind is int else kind(t) for t in items]
-    except ValueError:
-        raise ValueError(f"{name}: could not read {text!r} as a list of numbers") from None
-    if kind is int and any(float(t) != int(float(t)) for t in items):
-        raise ValueError(f"{name} must be whole numbers, got {text!r}")
-    return values
 
 
 def progress_adapter(progress):

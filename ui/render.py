@@ -30,6 +30,11 @@ CSS = """
 .tt-cell.rejected { outline: 2px dashed #c92a2a; }
 .tt-legend { margin-top: 6px; font-size: 11px; color: #666; display: flex; gap: 4px; align-items: center;
   flex-wrap: wrap; }
+.tt-key { display: inline-block; padding: 0 5px; border-radius: 3px; border: 1px solid rgba(0,0,0,0.12); }
+.tt-key.k-mask { background: repeating-linear-gradient(45deg, #ced4da, #ced4da 3px, #e9ecef 3px, #e9ecef 6px); }
+.tt-key.k-eos { outline: 2px solid #c92a2a; font-weight: bold; }
+.tt-key.k-after { opacity: 0.3; text-decoration: line-through; }
+.tt-key.k-active { border-color: #e8590c; background: #fff4e6; }
 .tt-swatch { display: inline-block; width: 1.4em; height: 1em; border-radius: 2px; border: 1px solid rgba(0,0,0,0.1); }
 .tt-stats { border-collapse: collapse; font-size: 13px; }
 .tt-stats td { padding: 2px 10px 2px 0; }
@@ -92,7 +97,8 @@ def _first_eos(rows: list[Row], eos_id: int | None) -> int | None:
 
 def cell_html(token: int, masked: bool, step: int, confidence: float, piece: Callable[[int], str], *,
               colour_by: str = "step", n_steps: int = 1, is_eos: bool = False, after_eos: bool = False,
-              rejected: bool = False) -> str:
+              rejected: str | None = None) -> str:
+    """One token cell. rejected: speculative mark (why this cell is outlined), or None."""
     classes = ["tt-cell"]
     if masked:
         classes.append("mask")
@@ -109,15 +115,16 @@ def cell_html(token: int, masked: bool, step: int, confidence: float, piece: Cal
     text = piece(token)
     title = f"id {token} · step {step} · p={confidence:.2f}" + (" · EOS" if is_eos else "")
     if rejected:
-        title += " · context tower's replacement for a rejected draft"
+        title += f" · {rejected}"
     return (f'<span class="{" ".join(classes)}" style="background:{colour}" title="{esc(title)}">'
             f"{esc(token_text(text))}</span>")
 
 
 def _display_lines(board: Board, line_width: int) -> list[tuple[str, bool, list[tuple[Row, int]]]]:
-    """(label, active, [(row, index in row)]) per drawn line. Blocks are lines; AR tokens wrap every line_width."""
+    """(label, active, [(row, index in row)]) per drawn line: a line per block, or for AR / mock-AR (one
+    token per block) lines of line_width tokens."""
     rows = board.ordered_rows()
-    if rows and all(len(r.tokens) <= 1 for r in rows) and len(rows) > 1:
+    if board.mode in ("ar", "mock_ar"):  # one-token blocks: wrap them into lines of text
         cells = [(r, 0) for r in rows if r.tokens]
         lines = []
         for i in range(0, len(cells), line_width):
@@ -126,6 +133,12 @@ def _display_lines(board: Board, line_width: int) -> list[tuple[str, bool, list[
             lines.append((f"t{chunk[0][0].start}", active, chunk))
         return lines
     return [(f"b{r.block}", r.block == board.active, [(r, i) for i in range(len(r.tokens))]) for r in rows]
+
+
+def _rejection_note(row: Row, i: int) -> str | None:
+    if row.rejected_pos != i:
+        return None
+    return "the context tower's token, replacing a rejected draft" if row.done else "draft rejected by the context tower"
 
 
 def board_html(board: Board, piece: Callable[[int], str], eos_id: int | None, *, colour_by: str = "step",
@@ -148,7 +161,7 @@ def board_html(board: Board, piece: Callable[[int], str], eos_id: int | None, *,
             parts.append(cell_html(
                 tok, masked, row.commit_step[i], row.confidence[i], piece, colour_by=colour_by, n_steps=n_steps,
                 is_eos=(not masked and eos_id is not None and tok == eos_id and pos == eos_at),
-                after_eos=(eos_at is not None and pos > eos_at), rejected=(row.rejected_pos == i)))
+                after_eos=(eos_at is not None and pos > eos_at), rejected=_rejection_note(row, i)))
         parts.append("</div>")
     if not rows:
         parts.append('<div class="tt-note">Nothing generated yet: type a prompt and press Generate.</div>')
@@ -167,9 +180,10 @@ def legend_html(colour_by: str, n_steps: int) -> str:
         swatches = "".join(f'<span class="tt-swatch" style="background:{step_colour(s, n_steps)}" '
                            f'title="step {s}"></span>' for s in shown)
         scale = f"committed at step 0 {swatches} {n_steps - 1}"
-    return (f'<div class="tt-legend">{scale} · <span class="tt-cell mask">{MASK_GLYPH}</span> masked · '
-            '<span class="tt-cell eos">EOS</span> end · <span class="tt-cell after-eos">x</span> after EOS · '
-            '<span class="tt-row active" style="display:inline-block;padding:0 6px">block</span> being denoised</div>')
+    # Legend keys have their own classes, so counting .tt-cell / .tt-row counts only the generation.
+    return (f'<div class="tt-legend">{scale} · <span class="tt-key k-mask">{MASK_GLYPH}</span> masked · '
+            '<span class="tt-key k-eos">EOS</span> end · <span class="tt-key k-after">x</span> after EOS · '
+            '<span class="tt-key k-active">block</span> being denoised</div>')
 
 
 def _fmt(value, digits: int = 2, unit: str = "") -> str:

@@ -15,29 +15,27 @@ def _pieces(tokens: list[int], piece: Callable[[int], str]) -> str:
     return esc("".join(piece(t) for t in tokens))
 
 
-def diff_html(tokens: list[int], ref_tokens: list[int], piece: Callable[[int], str]) -> tuple[str, float]:
-    """Token diff of `tokens` against the reference (AR) output, and the fraction of reference tokens matched.
+def diff_html(tokens: list[int], ref_tokens: list[int], piece: Callable[[int], str]) -> str:
+    """Token diff of `tokens` against the reference (AR) output.
 
     Matching tokens are plain text, tokens this output has instead of the reference are highlighted,
     reference tokens it lacks are shown struck through.
     """
     matcher = difflib.SequenceMatcher(a=ref_tokens, b=tokens, autojunk=False)
-    parts, matched = [], 0
+    parts = []
     for op, a0, a1, b0, b1 in matcher.get_opcodes():
         if op == "equal":
-            matched += a1 - a0
             parts.append(_pieces(tokens[b0:b1], piece))
             continue
         if a1 > a0:
             parts.append(f'<del class="tt-diff-del" title="AR has">{_pieces(ref_tokens[a0:a1], piece)}</del>')
         if b1 > b0:
             parts.append(f'<ins class="tt-diff-ins" title="differs from AR">{_pieces(tokens[b0:b1], piece)}</ins>')
-    agreement = matched / len(ref_tokens) if ref_tokens else (1.0 if not tokens else 0.0)
-    return "".join(parts), agreement
+    return "".join(parts)
 
 
 def race_html(results: list[dict], piece: Callable[[int], str], note: str = "") -> str:
-    """Side-by-side cards. results: {mode, tokens, tokens_per_s, total_s, nfe, ...}; the AR one is the reference."""
+    """Side-by-side cards. results: {mode, tokens, tokens_per_s, total_s, nfe, agreement?, error?}; AR is the reference."""
     ref = next((r for r in results if r["mode"] == "ar"), None)
     cards = []
     for r in results:
@@ -51,13 +49,13 @@ def race_html(results: list[dict], piece: Callable[[int], str], note: str = "") 
         if ref is not None and ref.get("tokens_per_s") and tps:
             speed = f'<div class="tt-speedup">{tps / ref["tokens_per_s"]:.2f}× AR</div>'
         if ref is None or r is ref:
-            text, agreement = _pieces(r["tokens"], piece), None
+            text = _pieces(r["tokens"], piece)
         else:
-            text, agreement = diff_html(r["tokens"], ref["tokens"], piece)
+            text = diff_html(r["tokens"], ref["tokens"], piece)
         facts = [f"{tps:,.1f} tokens/s" if tps else "– tokens/s", f'{len(r["tokens"])} tokens',
                  f'{r.get("total_s", 0.0):.3f} s', f'NFE {r.get("nfe", 0)}']
-        if agreement is not None:
-            facts.append(f"{100 * agreement:.0f}% of AR tokens matched")
+        if r.get("agreement") is not None:
+            facts.append(f'agreement with AR {100 * r["agreement"]:.0f}%')
         cards.append(f'<div class="tt-card" data-mode="{esc(r["mode"])}">{head}{speed}'
                      f'<div class="tt-note">{esc(" · ".join(facts))}</div><div class="tt-text">{text}</div></div>')
     foot = f'<div class="tt-note">{esc(note)}</div>' if note else ""

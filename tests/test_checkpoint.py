@@ -1,0 +1,178 @@
+"""Saving, loading and placing a two-tower model: release weight names, offline and pickle-free files,
+identical outputs after a round trip, a backbone turned into a two-tower model, devices."""
+
+import json
+import socket
+
+import pytest
+import torch
+from safetensors import safe_open
+from transformers import NemotronHConfig, NemotronHForCausalLM
+
+from twotower import (build_model, from_backbone, from_pretrained, generate_ar, generate_mask_diffusion,
+                      generate_mock_ar, make_config, save_pretrained)
+from twotower.checkpoint import WEIGHTS_NAME
+from twotower.config import PRESETS, TWO_TOWER_FIELDS
+
+RELEASE_PREFIXES = ("context_tower.", "context_lm_head.weight", "denoiser_tower.", "lm_head.weight",
+                    "t_embedder.", "t_block.", "scale_shift_tables.")
+
+
+def random_ids(shape, seed):
+    return torch.randint(5, 261, shape, generator=torch.Generator().manual_seed(seed))
+
+
+def trained_looking(model):
+    """Give the parts that start at a no-op (time conditioning) non-trivial values, so a loader that
+    dropped or re-initialised them would be caught."""
+    with torch.no_grad():
+        torch.nn.init.normal_(model.t_block[1].weight, std=0.2)
+        for table in model.scale_shift_tables:
+            table.normal_(std=0.2)
+    return model
+
+
+def all_outputs(model, prompt):
+    with torch.no_grad():
+        return {
+            "diffusion": generate_mask_diffusion(model, prompt, 10, 4, 3, confidence_threshold=0.5).sequences,
+            "mock_ar": generate_mock_ar(model, prompt, 4).sequences,
+            "ar": generate_ar(model, prompt, 6).sequences,
+            "sampled": generate_mask_diffusion(model, prompt, 8, 4, 4, temperature=1.0, seed=3).sequences,
+        }
+
+
+def test_weight_names_follow_the_release(tiny_model):
+    names = list(tiny_model.state_dict())
+    assert all(name.startswith(RELEASE_PREFIXES) for name in names), [n for n in names if not n.startswith(RELEASE_PREFIXES)]
+    for prefix in RELEASE_PREFIXES:
+        assert any(name.startswith(prefix) for name in names), f"no tensor named {prefix}*"
+    # nothing shared or tied between the towers
+    assert tiny_model.context_lm_head.weight.data_ptr() != tiny_model.lm_head.weight.data_ptr()
+    assert tiny_model.context_tower.embeddings.weight.data_ptr() != tiny_model.denoiser_tower.embeddings.weight.data_ptr()
+
+
+def test_save_then_load_gives_identical_outputs(tmp_path, monkeypatch):
+    model = trained_looking(build_model("tiny", seed=4))
+    save_pretrained(model, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", WEIGHTS_NAME]  # no pickle, no code
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["architectures"] == ["NemotronHTwoTowerForCausalLM"] and config["model_type"] == "nemotron_h"
+    for key in TWO_TOWER_FIELDS:
+        assert config[key] == PRESETS["tiny"].get(key, TWO_TOWER_FIELDS[key])
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("loading a local checkpoint tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    loaded = from_pretrained(tmp_path)
+    saved, restored = model.state_dict(), loaded.state_dict()
+    assert saved.keys() == restored.keys()
+    assert all(torch.equal(saved[k], restored[k]) for k in saved)
+    prompt = random_ids((2, 5), 1)
+    before, after = all_outputs(model, prompt), all_outputs(loaded, prompt)
+    for mode in before:
+        assert torch.equal(before[mode], after[mode]), mode
+
+
+def test_bf16_checkpoint_loads_and_generates(tmp_path):
+    model = build_model("tiny", seed=5)
+    save_pretrained(model, tmp_path, dtype=torch.bfloat16)
+    with safe_open(str(tmp_path / WEIGHTS_NAME), "pt") as f:
+        assert f.get_tensor("lm_head.weight").dtype == torch.bfloat16
+    loaded = from_pretrained(tmp_path, dtype=torch.bfloat16)
+    assert loaded.lm_head.weight.dtype == torch.bfloat16
+    result = generate_mask_diffusion(loaded, random_ids((1, 4), 2), 8, 4, 4)
+    assert result.sequences.shape == (1, 12)
+    assert not (result.sequences == loaded.config.mask_token_id).any()
+
+
+def test_loading_a_bad_directory_says_what_is_wrong(tmp_path):
+    with pytest.raises(ValueError, match="no config.json"):
+        from_pretrained(tmp_path)
+    make_config("tiny").save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=f"no {WEIGHTS_NAME}"):
+        from_pretrained(tmp_path)
+    other = build_model("tiny", seed=0, hybrid_override_pattern="M*EM-")  # one layer fewer than the config says
+    save_pretrained(other, tmp_path / "other")
+    (tmp_path / WEIGHTS_NAME).write_bytes((tmp_path / "other" / WEIGHTS_NAME).read_bytes())
+    with pytest.raises(ValueError, match="missing tensors"):
+        from_pretrained(tmp_path)
+
+
+def save_backbone(directory, seed=6):
+    """A plain NemotronH causal LM (no two-tower fields), as a backbone checkpoint would come."""
+    fields = {k: v for k, v in PRESETS["tiny"].items() if k not in TWO_TOWER_FIELDS}
+    torch.manual_seed(seed)
+    backbone = NemotronHForCausalLM(NemotronHConfig(**fields)).eval()
+    backbone.save_pretrained(directory)
+    return backbone
+
+
+def test_from_backbone_copies_the_backbone_into_both_towers(tmp_path, monkeypatch):
+    backbone = save_backbone(tmp_path)
+    monkeypatch.setattr(socket.socket, "connect", lambda *a, **k: pytest.fail("network access"))
+    model = from_backbone(tmp_path)
+    assert model.config.mask_token_id == 3  # the release's mask id when the backbone names none
+    source = backbone.model.state_dict()
+    for tower in (model.context_tower, model.denoiser_tower):
+        assert all(torch.equal(source[k], v) for k, v in tower.state_dict().items())
+    assert torch.equal(model.context_lm_head.weight, backbone.lm_head.weight)
+    assert torch.equal(model.lm_head.weight, backbone.lm_head.weight)
+    assert not any(p.requires_grad for p in model.context_tower.parameters())  # frozen
+    assert all(p.requires_grad for p in model.denoiser_tower.parameters())
+
+    prompt = random_ids((1, 7), 3)
+    theirs = backbone.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=8, do_sample=False,
+                               eos_token_id=None, pad_token_id=0)
+    assert torch.equal(generate_ar(model, prompt, 8).sequences, theirs)
+    # The copy is a no-op change at initialisation: on a one-token block the denoiser computes exactly
+    # the backbone's next step, whatever t.
+    with torch.no_grad():
+        cache = model.new_cache()
+        model.context_forward(prompt, cache)
+        token = random_ids((1, 1), 4)
+        denoised = [model.denoise(token, model.context_states(cache), torch.tensor([t])) for t in (0.0, 0.5, 1.0)]
+        expected = backbone(torch.cat([prompt, token], dim=1)).logits[:, -1:]
+    for logits in denoised:
+        assert torch.allclose(logits, expected, atol=1e-5)
+
+
+def test_from_backbone_rejects_a_directory_without_a_model(tmp_path):
+    with pytest.raises(ValueError, match="no config.json"):
+        from_backbone(tmp_path)
+
+
+def test_towers_on_cpu_devices(tiny_model):
+    prompt = random_ids((1, 5), 5)
+    before = all_outputs(tiny_model, prompt)
+    tiny_model.place_towers_on_devices("cpu", "cpu")
+    assert tiny_model.ctx_device == torch.device("cpu") and tiny_model.den_device == torch.device("cpu")
+    after = all_outputs(tiny_model, prompt)
+    assert all(torch.equal(before[m], after[m]) for m in before)
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "cuda:99"])
+def test_unknown_or_absent_devices_are_refused_clearly(tiny_model, device):
+    with pytest.raises(ValueError, match="device"):
+        tiny_model.place_towers_on_devices("cpu", device)
+    with pytest.raises(ValueError, match="device"):
+        tiny_model.place_towers_on_devices(device, "cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("ctx_device,den_device", [("cpu", "cuda"), ("cuda", "cuda")])
+def test_towers_on_cuda_match_cpu(ctx_device, den_device):
+    torch.backends.cuda.matmul.allow_tf32 = False
+    model = trained_looking(build_model("tiny", seed=7))
+    with torch.no_grad():
+        model.lm_head.weight.mul_(50)  # clear winners: greedy picks must not hinge on the last bit
+        model.context_lm_head.weight.mul_(50)
+    prompt = random_ids((2, 6), 6)
+    reference = all_outputs(model, prompt)
+    model.place_towers_on_devices(ctx_device, den_device)
+    assert model.ctx_device.type == ctx_device and model.den_device.type == "cuda"
+    placed = all_outputs(model, prompt)
+    for mode in ("diffusion", "mock_ar", "ar"):
+        assert torch.equal(placed[mode].cpu(), reference[mode]), mode

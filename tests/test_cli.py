@@ -1,0 +1,84 @@
+"""`twotower generate` on a random tiny model: every mode prints the text and the statistics; bad input
+exits 2 with one line that says what was wrong, never a traceback."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from twotower.cli import main as cli_main
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["generate", "--preset", "tiny", "--max-new-tokens", "6"]
+
+
+@pytest.mark.parametrize("mode", ["diffusion", "mock-ar", "ar"])
+def test_generate_prints_text_and_statistics(capsys, mode):
+    assert cli_main(TINY + ["--mode", mode, "--block-size", "4", "--steps", "2", "x = "]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("x = ")
+    stats = dict(item.split("=", 1) for item in err.strip().splitlines()[-1].split())
+    assert stats["mode"] == mode.replace("-", "_") and int(stats["new_tokens"]) >= 1
+    for key in ("nfe", "context_passes", "tokens_per_pass", "total_s", "tokens_per_s"):
+        assert key in stats
+    if mode != "ar":
+        assert int(stats["nfe"]) >= 1 and float(stats["tokens_per_pass"]) > 0
+
+
+def test_generate_json_and_step_display(capsys):
+    argv = TINY + ["--mode", "diffusion", "--block-size", "3", "--steps", "3", "--no-eos", "--json", "--show-steps"]
+    assert cli_main(argv + ["print("]) == 0
+    out, err = capsys.readouterr()
+    record = json.loads(out)
+    assert record["prompt"] == "print(" and isinstance(record["completion"], str)
+    assert record["stats"]["new_tokens"] == 6 and record["stats"]["nfe"] >= 2  # two blocks of 3
+    step_lines = [line for line in err.splitlines() if line.startswith("[step block")]
+    assert step_lines and step_lines[0].startswith("[step block 0 step 0]")
+
+
+BAD_ARGUMENTS = [  # (arguments after the tiny preset, what the one-line error must say)
+    ([""], "the prompt is empty"),
+    (["   "], "the prompt is empty"),
+    (["--gamma", "0", "x"], "γ must be in (0, 1]"),
+    (["--gamma", "1.5", "x"], "γ must be in (0, 1]"),
+    (["--block-size", "0", "x"], "block size S must be >= 1"),
+    (["--steps", "0", "x"], "steps per block must be >= 1"),
+    (["--max-new-tokens", "0", "x"], "max_new_tokens must be >= 1"),
+    (["--temperature", "-1", "x"], "temperature must be >= 0"),
+    (["--mode", "ar", "--top-p", "2", "x"], "top_p must be in (0, 1]"),
+    (["--ctx-device", "gpu", "x"], "not a device name"),
+    (["--den-device", "cuda:7", "x"], "cuda:7"),
+]
+
+
+@pytest.mark.parametrize("extra,message", BAD_ARGUMENTS)
+def test_bad_input_exits_2_with_one_clear_line(capsys, extra, message):
+    assert cli_main(["generate", "--preset", "tiny"] + extra) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    assert err.count("\n") == 1 and err.startswith("twotower generate: error: ") and message in err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["generate", "--preset", "huge", "x"], "unknown preset 'huge'"),
+    (["generate", "--model", "/nonexistent/model", "x"], "model directory not found"),
+])
+def test_bad_model_choice_exits_2(capsys, argv, message):
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_the_module_entry_point_runs_and_fails_cleanly():
+    """A real process: the exit code, and no transformers notices or traceback on a user's mistake."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "twotower.cli", "generate", "--preset", "tiny", "--max-new-tokens", "4"]
+    ok = subprocess.run(command + ["--mode", "diffusion", "a"], capture_output=True, text=True, env=env, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("a") and "nfe=" in ok.stderr
+    bad = subprocess.run(command + ["--gamma", "2", "a"], capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "twotower generate: error: confidence threshold γ must be in (0, 1], got 2.0"]

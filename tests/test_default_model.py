@@ -1,0 +1,86 @@
+"""The embedded default model: corpus split, tokenizer round trip, and the shipped checkpoint itself."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from twotower.corpus import SPLITS, list_files, split_files, split_of
+from twotower.engine import DEFAULT_MODEL_DIR, layer_pattern
+from twotower.tokenizer import MASK_ID, SentencePieceTokenizer
+
+CARD = DEFAULT_MODEL_DIR / "README.md"
+
+
+def test_every_file_lands_in_exactly_one_split_and_the_rule_is_stable():
+    files = list_files()
+    assert len(files) > 1000  # the stdlib with its test suite
+    by_split = {s: {rel for rel, _ in split_files(s)} for s in SPLITS}
+    for a in SPLITS:
+        for b in SPLITS:
+            if a < b:
+                assert not by_split[a] & by_split[b], f"{a} and {b} share files"
+    assert all(split_of(rel) == s for s, rels in by_split.items() for rel in rels)
+    assert len(by_split["test"]) >= 20 and len(by_split["validation"]) >= 20
+    # the split of a path depends on the path only, not on which other files exist
+    assert split_of("json/decoder.py") == split_of("json/decoder.py")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return SentencePieceTokenizer(DEFAULT_MODEL_DIR / "tokenizer.model")
+
+
+@pytest.mark.parametrize("text", [
+    "def f(x):\n    return x  # naïve café\n\n\n\tif y:\r\n        pass\n",
+    "   leading spaces and trailing   \n",
+    "中文字符, ελληνικά, русский, emoji 😀🚀, math ∑∫√",
+    "\x00\x07 control bytes \u200b zero width",
+    "",
+])
+def test_tokenizer_round_trips_exactly(tokenizer, text):
+    assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+def test_tokenizer_round_trips_random_unicode(tokenizer):
+    rng = random.Random(0)
+    alphabet = [chr(c) for c in list(range(32, 127)) + list(range(0xA0, 0x2500)) + [0x1F600, 0x4E2D, 10, 9]]
+    for _ in range(50):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 80)))
+        assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+def test_tokenizer_special_ids(tokenizer):
+    assert tokenizer.sp.id_to_piece(MASK_ID) == "<mask>"
+    assert MASK_ID not in tokenizer.encode("<mask> is plain text here")  # only the engine writes masks
+    assert tokenizer.vocab_size == 8192
+
+
+def test_shipped_checkpoint_matches_its_card():
+    from twotower.checkpoint import from_pretrained
+
+    model = from_pretrained(DEFAULT_MODEL_DIR)
+    cfg = model.config
+    info = json.loads((DEFAULT_MODEL_DIR / "training_info.json").read_text())
+    assert layer_pattern(cfg.layers_block_type) == "MEM*EMEM*EME"  # Mamba-2, MoE and attention all present
+    assert cfg.mask_token_id == MASK_ID and cfg.vocab_size == 8192 and cfg.hidden_size == 256
+    n_ctx, n_den = model.num_parameters("context"), model.num_parameters("denoiser")
+    assert 9e6 < n_ctx < 12e6 and 9e6 < n_den < 12e6
+    card = CARD.read_text()
+    assert f"{n_ctx:,}" in card and f"{n_den:,}" in card  # the card states the true counts
+    assert info["corpus"]["files"] > 1000
+    size = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.iterdir())
+    assert size < 60 * 2**20
+
+
+def test_shipped_model_writes_python_looking_text():
+    from twotower import generate_ar
+    from twotower.checkpoint import from_pretrained
+
+    model = from_pretrained(DEFAULT_MODEL_DIR)
+    tok = SentencePieceTokenizer(DEFAULT_MODEL_DIR / "tokenizer.model")
+    out = generate_ar(model, tok.encode("import os\nimport sys\n\n\ndef main("), max_new_tokens=24)
+    text = tok.decode(out.new_tokens[0])
+    assert any(s in text for s in ("):", ", ", "\n    ", "self", "=")), text

@@ -1,0 +1,140 @@
+"""Bad input gets one clear ValueError from the Python API and the engine, raised at the call (before any
+event is asked for), and saying what was wrong; never a shape error or a traceback from inside a tower."""
+
+import pytest
+import torch
+
+from twotower import build_model, generate_ar, generate_mask_diffusion, generate_mock_ar, iter_ar, iter_mask_diffusion
+from twotower.engine import load_engine
+
+BAD_PROMPTS = [  # (input_ids, what the message must say)
+    ([], "empty"),
+    ([[]], "empty"),
+    (torch.zeros(1, 0, dtype=torch.long), "empty"),
+    ("def f():", "encode text with the tokenizer"),
+    ([5, 261], r"token id 261 is outside the vocabulary \[0, 261\)"),
+    ([-1, 5], "token id -1 is outside the vocabulary"),
+    ([[5, 6], [7]], "same token length"),
+    ([5.5, 6.0], "integers"),
+    (torch.zeros(1, 2, 3, dtype=torch.long), "shape"),
+]
+
+BAD_DIFFUSION_SETTINGS = [  # (keyword arguments, what the message must say)
+    (dict(max_new_tokens=0), "max_new_tokens must be >= 1"),
+    (dict(max_new_tokens=-5), "max_new_tokens must be >= 1"),
+    (dict(max_new_tokens=2.5), "max_new_tokens must be an integer"),
+    (dict(max_new_tokens=float("inf")), "max_new_tokens must be an integer"),
+    (dict(max_new_tokens="8"), "max_new_tokens must be an integer"),
+    (dict(block_size=0), "block size S must be >= 1"),
+    (dict(block_size=-2), "block size S must be >= 1"),
+    (dict(steps_per_block=0), "steps per block must be >= 1"),
+    (dict(confidence_threshold=0.0), r"γ must be in \(0, 1\]"),
+    (dict(confidence_threshold=1.01), r"γ must be in \(0, 1\]"),
+    (dict(confidence_threshold=-0.5), r"γ must be in \(0, 1\]"),
+    (dict(confidence_threshold=float("nan")), r"γ must be in \(0, 1\]"),
+    (dict(temperature=-0.1), "temperature must be >= 0"),
+    (dict(eos_token_id=261), "eos_token_id 261 is outside the vocabulary"),
+    (dict(mask_token_id=3), "mask_token_id=4"),
+]
+
+BAD_SAMPLING = [
+    (dict(max_new_tokens=0), "max_new_tokens must be >= 1"),
+    (dict(temperature=float("nan")), "temperature"),
+    (dict(top_p=0.0), r"top_p must be in \(0, 1\]"),
+    (dict(top_p=1.5), r"top_p must be in \(0, 1\]"),
+    (dict(top_k=-1), "top_k must be >= 0"),
+    (dict(eos_token_id=-1), "eos_token_id must be >= 0"),
+]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model("tiny", seed=0)
+
+
+@pytest.mark.parametrize("generate", [generate_mask_diffusion, generate_mock_ar, generate_ar])
+@pytest.mark.parametrize("prompt,message", BAD_PROMPTS)
+def test_bad_prompt_ids(model, generate, prompt, message):
+    with pytest.raises(ValueError, match=message):
+        generate(model, prompt, max_new_tokens=4)
+
+
+@pytest.mark.parametrize("kwargs,message", BAD_DIFFUSION_SETTINGS)
+def test_bad_diffusion_settings(model, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        generate_mask_diffusion(model, [5, 6, 7], **{"max_new_tokens": 4, **kwargs})
+
+
+@pytest.mark.parametrize("generate", [generate_mock_ar, generate_ar])
+@pytest.mark.parametrize("kwargs,message", BAD_SAMPLING)
+def test_bad_sampling_settings(model, generate, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        generate(model, [5, 6, 7], **{"max_new_tokens": 4, **kwargs})
+
+
+def test_iterators_check_at_the_call_not_at_the_first_event(model):
+    """A UI builds the iterator in one place and drains it in another: the error must come at the call."""
+    with pytest.raises(ValueError, match="γ"):
+        iter_mask_diffusion(model, [5, 6], confidence_threshold=2.0)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        iter_ar(model, [5, 6], max_new_tokens=0)
+
+
+def test_numpy_ids_integers_and_whole_floats_are_accepted(model):
+    np = pytest.importorskip("numpy")
+    result = generate_mask_diffusion(model, np.array([5, 6, 7]), max_new_tokens=np.int64(5),
+                                     block_size=np.int32(4), steps_per_block=4.0, confidence_threshold=np.float64(0.9))
+    assert result.sequences.shape == (1, 8)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return load_engine(preset="tiny")
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t", None, 42])
+def test_engine_refuses_an_empty_or_non_text_prompt(engine, text):
+    with pytest.raises(ValueError, match="empty"):
+        engine.encode_prompt(text)
+
+
+def test_engine_refuses_an_overlong_prompt(engine):
+    with pytest.raises(ValueError, match=f"limit is {engine.max_prompt_tokens} tokens"):
+        engine.encode_prompt("x" * (engine.max_prompt_tokens + 1))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(mode="beam"), "unknown mode 'beam'; choose one of diffusion, speculative, mock_ar, ar"),
+    (dict(mode="diffusion", gamma=0), "γ"),
+    (dict(mode="diffusion", block_size=0), "block size S"),
+    (dict(mode="diffusion", steps_per_block=0), "steps per block"),
+    (dict(mode="mock-ar", max_new_tokens=0), "max_new_tokens"),
+    (dict(mode="ar", top_p=7), "top_p"),
+])
+def test_engine_stream_refuses_bad_settings_at_the_call(engine, kwargs, message):
+    ids = engine.encode_prompt("x = 1")
+    mode = kwargs.pop("mode")
+    with pytest.raises(ValueError, match=message):
+        engine.stream(mode, ids, **kwargs)
+
+
+def test_engine_modes_spellings_and_description(engine):
+    ids = engine.encode_prompt("x = 1")
+    for spelling, mode in (("Mock-AR", "mock_ar"), (" ar ", "ar"), ("DIFFUSION", "diffusion")):
+        done = list(engine.stream(spelling, ids, max_new_tokens=3))[-1]
+        assert done.kind == "done" and done.stats["mode"] == mode
+    info = engine.describe()
+    assert info["layer_pattern"] == "M*EM-*" and info["vocab_size"] == 261
+    assert info["ctx_device"] == info["den_device"] == "cpu" and info["dtype"] == "float32"
+    assert info["params_context"] == engine.model.num_parameters("context") > 0
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(preset="huge"), "unknown preset 'huge'"),
+    (dict(model_dir="/nonexistent/model"), "model directory not found"),
+    (dict(preset="tiny", ctx_device="gpu"), "not a device name"),
+    (dict(preset="tiny", den_device="cuda:7"), "cuda:7"),
+])
+def test_load_engine_refuses_bad_choices(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        load_engine(**kwargs)

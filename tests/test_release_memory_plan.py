@@ -1,0 +1,121 @@
+"""The memory plan for the release preset against a hand computation from the config fields, its fit
+verdicts, and `twotower plan` on the command line."""
+
+import pytest
+import torch
+
+from twotower import build_model
+from twotower.cli import main as cli_main
+from twotower.config import make_config
+from twotower.memory_plan import GIB, format_memory_plan, plan_memory
+from twotower.release_loader import write_release_layout
+
+PUBLISHED_PER_TOWER = 31.6e9  # Nemotron-3-Nano-30B-A3B: 31.6 B total parameters; the release is two of them
+
+
+@pytest.fixture(scope="module")
+def release():
+    return make_config("release")
+
+
+def hand_count(c) -> tuple[int, int]:
+    """Parameters of one tower (+ its head), and of the time conditioning, from the config fields."""
+    H, V = c.hidden_size, c.vocab_size
+    kinds = list(c.layers_block_type)
+    n_mamba, n_moe, n_attn = kinds.count("linear_attention"), kinds.count("moe"), kinds.count("full_attention")
+    inner = c.mamba_num_heads * c.mamba_head_dim  # 4096
+    conv_dim = inner + 2 * c.n_groups * c.ssm_state_size  # x, B, C: 6144
+    mamba = (H * (inner + conv_dim + c.mamba_num_heads)  # in_proj -> gate, xBC, dt
+             + conv_dim * c.conv_kernel + conv_dim  # depthwise conv1d weight + bias
+             + 3 * c.mamba_num_heads  # dt_bias, A_log, D
+             + inner  # gated RMSNorm
+             + inner * H)  # out_proj
+    moe = (c.n_routed_experts * 2 * H * c.moe_intermediate_size  # up (inter, H) + down (H, inter) per expert
+           + 2 * H * c.moe_shared_expert_intermediate_size  # shared expert
+           + c.n_routed_experts * H)  # router
+    attn = 2 * H * c.num_attention_heads * c.head_dim + 2 * H * c.num_key_value_heads * c.head_dim
+    layers = n_mamba * mamba + n_moe * moe + n_attn * attn + len(kinds) * H  # + one pre-norm per layer
+    tower = V * H + layers + H + V * H  # embeddings, layers, norm_f, head
+    time_cond = (c.time_embed_dim * H + H) + (H * H + H) + (H * 3 * H + 3 * H) + len(kinds) * 3 * H
+    return tower, time_cond
+
+
+def test_release_preset_is_nemotron_3_nano_shaped(release):
+    kinds = list(release.layers_block_type)
+    assert (len(kinds), kinds.count("linear_attention"), kinds.count("moe"), kinds.count("full_attention")) == (52, 23, 23, 6)
+    assert (release.hidden_size, release.vocab_size, release.moe_intermediate_size,
+            release.moe_shared_expert_intermediate_size, release.n_routed_experts, release.num_experts_per_tok) == (
+        2688, 131072, 1856, 3712, 128, 6)
+
+
+def test_release_plan_matches_hand_computation(release):
+    plan = plan_memory(release, "cuda:0", "cuda:1", context_length=8192, batch_size=1, dtype=torch.bfloat16,
+                       device_memory={"cuda:0": 80, "cuda:1": 80})
+    tower, time_cond = hand_count(release)
+    assert plan["parameters"]["context"] == tower
+    assert plan["parameters"]["denoiser"] == tower + time_cond
+    assert abs(tower - PUBLISHED_PER_TOWER) / PUBLISHED_PER_TOWER < 0.01  # 31.58 B
+    total = plan["parameters"]["total"]
+    assert abs(total - 2 * PUBLISHED_PER_TOWER) / (2 * PUBLISHED_PER_TOWER) < 0.01  # 63.19 B: "60-63 B"
+
+    c = release
+    n_moe = list(c.layers_block_type).count("moe")
+    n_attn = list(c.layers_block_type).count("full_attention")
+    n_mamba = list(c.layers_block_type).count("linear_attention")
+    router_bias = n_moe * c.n_routed_experts * 4  # e_score_correction_bias stays fp32 (a buffer)
+    ctx, den = plan["devices"]["cuda:0"], plan["devices"]["cuda:1"]
+    assert ctx["weights"] == 2 * tower + router_bias
+    assert den["weights"] == 2 * (tower + time_cond) + router_bias
+    kv = n_attn * 2 * c.num_key_value_heads * c.head_dim * 8192 * 2  # K and V, bf16
+    conv_dim = c.mamba_num_heads * c.mamba_head_dim + 2 * c.n_groups * c.ssm_state_size
+    mamba = n_mamba * (conv_dim * c.conv_kernel * 2 + c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size * 4)
+    assert (ctx["kv_cache"], ctx["mamba_states"]) == (kv, mamba)
+    assert den["kv_cache"] == n_attn * 2 * c.num_key_value_heads * c.head_dim * 16 * 2  # one block of S = 16
+    assert den["context_copy"] == kv + mamba  # context K/V and states cross to the denoiser's GPU per block
+    assert 58 * GIB < ctx["weights"] < 60 * GIB  # "about 59 GB per GPU"
+
+
+def test_fit_verdicts(release):
+    one = plan_memory(release, "cuda:0", "cuda:0", device_memory={"cuda:0": 80})
+    two = plan_memory(release, "cuda:0", "cuda:1", device_memory={"cuda:0": 80, "cuda:1": 80})
+    h200 = plan_memory(release, "cuda:0", "cuda:0", device_memory={"cuda:0": 141})
+    assert one["fits"] is False and one["devices"]["cuda:0"]["context_copy"] == 0
+    assert two["fits"] is True and h200["fits"] is True
+    assert "overall: does not fit" in format_memory_plan(one)
+    assert "overall: fits" in format_memory_plan(two)
+    text = format_memory_plan(two)
+    assert "10% of each device is left free for activations" in text and "72.00 GiB" in text
+    # The usable share is 90 %: a device just above the weights but without headroom does not fit.
+    tight = two["devices"]["cuda:0"]["total"] / GIB / 0.95
+    assert plan_memory(release, "cuda:0", "cuda:1", device_memory={"cuda:0": tight, "cuda:1": 80})["fits"] is False
+    unknown = plan_memory(make_config("tiny"), "cpu", "cpu")
+    assert unknown["fits"] is None and "memory unknown" in format_memory_plan(unknown)
+
+
+def test_bad_plan_input_is_a_clear_error(release):
+    with pytest.raises(ValueError, match="context length must be a positive integer"):
+        plan_memory(release, context_length=0)
+    with pytest.raises(ValueError, match="batch size"):
+        plan_memory(release, batch_size=-1)
+    with pytest.raises(ValueError, match="unknown dtype 'int8'"):
+        plan_memory(release, dtype="int8")
+    with pytest.raises(ValueError, match="not a device: 'gpu7'"):
+        plan_memory(release, ctx_device="gpu7")
+    with pytest.raises(ValueError, match="positive number of GiB"):
+        plan_memory(release, device_memory={"cuda:0": -3, "cuda:1": 80})
+
+
+def test_plan_command(capsys, tmp_path):
+    assert cli_main(["plan", "--preset", "release", "--device-memory-gb", "80"]) == 0
+    out = capsys.readouterr().out
+    assert "total 63.186 B" in out and "overall: fits" in out
+    assert cli_main(["plan", "--preset", "release", "--den-device", "cuda:0", "--device-memory-gb", "cuda:0=80"]) == 0
+    assert "overall: does not fit" in capsys.readouterr().out
+    directory = write_release_layout(build_model("tiny"), tmp_path / "tiny", n_shards=3)
+    assert cli_main(["plan", "--model", str(directory), "--ctx-device", "cpu", "--den-device", "cpu",
+                     "--device-memory-gb", "1", "--json"]) == 0
+    assert '"fits": true' in capsys.readouterr().out
+    assert cli_main(["plan", "--preset", "release", "--device-memory-gb", "lots"]) == 2
+    err = capsys.readouterr().err
+    assert "takes a number of GiB" in err and "Traceback" not in err
+    assert cli_main(["plan", "--model", str(tmp_path / "none")]) == 2

@@ -1,0 +1,106 @@
+"""The app's handlers called directly (no server): live streaming, replay, bad input, cost provenance."""
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import pytest  # noqa: E402
+
+from twotower.decoding import drain  # noqa: E402
+from twotower.engine import load_engine  # noqa: E402
+from ui.handlers import Handlers, provenance, run_settings  # noqa: E402
+
+SETTINGS = dict(gamma=1.0, block_size=4.0, steps_per_block=4.0, max_new_tokens=8.0, temperature=0.0, seed=0)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return load_engine(preset="tiny")
+
+
+class CountingEngine:
+    """Wraps an engine and counts the events the handler has pulled from the sampler."""
+
+    def __init__(self, engine):
+        self.inner, self.pulled = engine, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def stream(self, *args, **kwargs):
+        for event in self.inner.stream(*args, **kwargs):
+            self.pulled += 1
+            yield event
+
+
+def generate(handlers, prompt="def f(x):", mode="diffusion", **overrides):
+    s = dict(SETTINGS, **overrides)
+    return list(handlers.generate(prompt, mode, s["gamma"], s["block_size"], s["steps_per_block"],
+                                  s["max_new_tokens"], s["temperature"], s["seed"], "step"))
+
+
+def test_generate_yields_each_step_as_the_sampler_produces_it(engine):
+    counting = CountingEngine(engine)
+    handlers = Handlers(counting)
+    stream = handlers.generate("def f(x):", "diffusion", *SETTINGS.values(), "step")
+    view, stats, _, record, _ = next(stream)
+    assert counting.pulled == 1  # drawn after the first denoiser pass, not after the whole run
+    assert 'data-masked="3"' in view and "running" in stats
+    outputs = [view] + [out[0] for out in stream]
+    # γ = 1 on a random model commits one token per step: 2 blocks x 4 steps, then the final view
+    assert len(outputs) == 9
+    masked = [int(v.split('data-masked="')[1].split('"')[0]) for v in outputs]
+    assert masked == [3, 2, 1, 0, 3, 2, 1, 0, 0]
+    assert len(record["events"]) == counting.pulled
+
+
+def test_final_output_is_the_engines(engine):
+    handlers = Handlers(engine)
+    for mode in ("diffusion", "mock_ar", "ar", "speculative"):
+        view, stats, completion, record, scrubber = generate(handlers, mode=mode)[-1]
+        ids = engine.encode_prompt("def f(x):")
+        expected = drain(engine.stream(mode, ids, **run_settings(*SETTINGS.values())))
+        assert completion == engine.decode(expected.new_tokens[0]), mode
+        assert 'data-done="1"' in view and 'data-masked="0"' in view and "total time" in stats
+
+
+def test_replay_redraws_any_recorded_step(engine):
+    handlers = Handlers(engine)
+    *_, (final_view, _, _, record, scrubber) = generate(handlers)
+    assert scrubber["maximum"] == 8 and scrubber["visible"]
+    assert 'data-masked="3"' in handlers.replay(record, 1)
+    assert 'data-masked="0"' in handlers.replay(record, 4) and 'data-masked="3"' in handlers.replay(record, 5)
+    assert handlers.replay(record, 8) == final_view
+    assert "generate first" in handlers.replay(None, 3)
+
+
+@pytest.mark.parametrize("prompt, overrides, message", [
+    ("", {}, "the prompt is empty"),
+    ("   \n", {}, "the prompt is empty"),
+    ("x" * 2100, {}, "the limit is 2048 tokens"),
+    ("def f():", {"gamma": 0.0}, "γ must be in (0, 1]"),
+    ("def f():", {"block_size": 2.5}, "block size S must be an integer"),
+    ("def f():", {"temperature": -1.0}, "temperature must be >= 0"),
+])
+def test_bad_input_gives_a_message_not_a_traceback(engine, prompt, overrides, message):
+    outputs = generate(Handlers(engine), prompt, **overrides)
+    assert len(outputs) == 1
+    view = outputs[0][0]
+    assert 'class="tt-error"' in view and message in view
+
+
+def test_race_measures_each_mode_and_feeds_the_cost_panel(engine):
+    handlers = Handlers(engine)
+    *_, (html, figure, measured) = list(handlers.race("def f(x):", ["diffusion", "mock_ar"], 0.8, 4, 4, 8, 1))
+    assert html.count('class="tt-card"') == 3 and "× AR" in html and "Greedy" in html
+    assert set(measured["tokens_per_s"]) == {"ar", "diffusion", "mock_ar"}
+    tps = handlers.use_race_numbers(measured)
+    assert tps[0] == measured["tokens_per_s"]["ar"] and tps[2] is None
+    table, _ = handlers.cost(2.0, 1, 60, tps[0], tps[1], 50.0, 1.0, measured)
+    assert table.count("measured on this machine") == 2 and "typed by you" in table
+    assert provenance(measured, {"ar": tps[0] * 1.5}) == {}
+
+
+def test_model_info_describes_the_engine(engine):
+    html = Handlers(engine).model_info()
+    assert "M*EM-*" in html and "46,712" in html

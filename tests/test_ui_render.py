@@ -1,0 +1,186 @@
+"""Pure UI functions, without launching anything: events -> board -> HTML, colours, escaping, diffs, cost."""
+
+import re
+
+import pytest
+import torch
+
+from twotower.events import StepEvent
+from ui.board import Board, fold, fold_event, verify_rounds
+from ui.cost import cost_line, cost_table, monthly_cost, monthly_tokens
+from ui.render import (board_html, confidence_colour, error_html, stats_html, step_colour, token_text)
+from ui.render_panels import acceptance_summary_html, audit_html, cost_html, diff_html, race_html
+
+MASK, EOS = 4, 2
+
+
+def piece(token_id: int) -> str:
+    return {EOS: "</s>", MASK: "<mask>", 66: "<script>alert(1)</script>", 67: " ", 68: "\n"}.get(
+        token_id, chr(token_id + 32))
+
+
+def event(kind, block, step, start, tokens, commit_step, confidence=None, generated=0, info=None, mode="diffusion"):
+    t = torch.tensor([tokens])
+    conf = torch.tensor([confidence or [0.5] * len(tokens)])
+    steps = torch.tensor([commit_step])
+    return StepEvent(mode, kind, block, step, start, t, t == MASK, conf, torch.zeros_like(t, dtype=torch.bool), steps,
+                     nfe=step + 1, context_passes=1, elapsed=0.01 * (step + 1), generated=generated, info=info or {})
+
+
+def done_event(new_tokens, stats=None):
+    empty = torch.zeros(1, 0, dtype=torch.long)
+    stats = stats or {"new_tokens": len(new_tokens), "nfe": 3, "tokens_per_pass": 2.0, "context_passes": 2,
+                      "tokens_per_s": 123.4, "time_to_first_token_s": 0.01, "total_s": 0.05}
+    return StepEvent("diffusion", "done", -1, -1, 0, empty, empty.bool(), empty.float(), empty.bool(), empty,
+                     3, 2, 0.05, len(new_tokens), {"new_tokens": [new_tokens]}, None, stats)
+
+
+def two_block_run():
+    return [
+        event("step", 0, 0, 0, [MASK, 40, MASK, MASK], [-1, 0, -1, -1], [0.1, 0.9, 0.2, 0.3], 1),
+        event("step", 0, 1, 0, [41, 40, 42, 43], [1, 0, 1, 1], [0.6, 0.9, 0.7, 0.8], 4),
+        event("block", 0, -1, 0, [41, 40, 42, 43], [1, 0, 1, 1], [0.6, 0.9, 0.7, 0.8], 4),
+        event("step", 1, 0, 4, [44, EOS, MASK, MASK], [0, 0, -1, -1], [0.9, 0.95, 0.1, 0.1], 6),
+    ]
+
+
+def count_cells(html, cls):
+    classes = [c.split() for c in re.findall(r'class="([^"]*)"', html)]
+    return sum(1 for c in classes if "tt-cell" in c and cls in c)
+
+
+def test_fold_tracks_masks_active_block_and_frames():
+    events = two_block_run()
+    board = fold(events)
+    assert board.masked_count() == 2 and board.active == 1 and board.frames == 3
+    assert board.rows[0].done and not board.rows[1].done
+    first = fold(events, upto_frame=1)
+    assert first.masked_count() == 3 and first.active == 0 and 1 not in first.rows
+    finished = fold_event(fold(events), done_event([41, 40, 42, 43, 44, EOS]))
+    assert finished.done and finished.active is None and finished.new_tokens[-1] == EOS
+
+
+def test_board_html_draws_rows_masks_and_active_block():
+    board = fold(two_block_run())
+    html = board_html(board, piece, EOS, steps_per_block=4, prompt="def f():")
+    assert html.count('class="tt-row') == 2 and html.count('class="tt-row active"') == 1
+    assert count_cells(html, "mask") == board.masked_count() == 2
+    assert 'data-masked="2"' in html and 'data-done="0"' in html
+    # every committed token is coloured by the step it was committed at
+    assert f"background:{step_colour(0, 4)}" in html and f"background:{step_colour(1, 4)}" in html
+    by_conf = board_html(board, piece, EOS, colour_by="confidence")
+    assert f"background:{confidence_colour(0.95)}" in by_conf and step_colour(1, 4) not in by_conf
+
+
+def test_eos_and_the_positions_after_it_are_marked():
+    html = board_html(fold(two_block_run()), piece, EOS)
+    assert count_cells(html, "eos") == 1
+    assert count_cells(html, "after-eos") == 2  # the two masked cells after EOS in block 1
+    no_eos = board_html(fold(two_block_run()[:3]), piece, EOS)
+    assert count_cells(no_eos, "after-eos") == 0
+
+
+def test_tokens_and_prompt_are_escaped():
+    events = [event("step", 0, 0, 0, [66, 67, 68, MASK], [0, 0, 0, -1])]
+    prompt = '<img src=x onerror=alert(1)> "quoted" <script>bad()</script>'
+    html = board_html(fold(events), piece, EOS, prompt=prompt)
+    assert "<script" not in html and "<img" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "␣" in html and "↵" in html
+    assert "<script" not in error_html("<script>x</script>")
+
+
+def test_colour_scales():
+    hues = [int(re.match(r"hsl\((\d+)", step_colour(s, 8)).group(1)) for s in range(8)]
+    assert hues[0] == 210 and hues[-1] == 30 and hues == sorted(hues, reverse=True)
+    assert step_colour(0, 1) == step_colour(5, 1)  # one step per block: one colour
+    assert confidence_colour(-1).startswith("hsl(0,") and confidence_colour(2).startswith("hsl(120,")
+    assert token_text("") == "∅" and token_text(" a\t") == "␣a⇥"
+
+
+def test_ar_tokens_wrap_into_lines():
+    events = [event("token", i, 0, i, [40 + i], [0], mode="ar", generated=i + 1) for i in range(20)]
+    html = board_html(fold(events), piece, EOS, line_width=8)
+    assert html.count('class="tt-row') == 3 and count_cells(html, "mask") == 0
+
+
+def test_stats_html_live_and_done():
+    board = fold(two_block_run())
+    live = stats_html(board)
+    assert "running" in live and "6" in live
+    fold_event(board, done_event([41, 40, 42, 43, 44, EOS]))
+    done = stats_html(board)
+    for label in ("tokens", "NFE", "tokens per denoiser pass", "tokens / s", "time to first token", "total time"):
+        assert label in done
+    assert "123.4" in done and "0.050 s" in done
+
+
+def test_diff_html_marks_only_differences():
+    same = diff_html([40, 41, 42], [40, 41, 42], piece)
+    assert "<ins" not in same and "<del" not in same
+    diff = diff_html([40, 41, 66, 43], [40, 41, 42, 43], piece)
+    assert diff.count("<ins") == 1 and diff.count("<del") == 1 and "&lt;script&gt;" in diff
+
+
+def test_race_html_speedup_and_diff_against_ar():
+    results = [{"mode": "ar", "tokens": [40, 41], "tokens_per_s": 10.0, "total_s": 0.2, "nfe": 0},
+               {"mode": "diffusion", "tokens": [40, 42], "tokens_per_s": 25.0, "total_s": 0.08, "nfe": 1,
+                "agreement": 0.5},
+               {"mode": "speculative", "tokens": [], "error": "not available <yet>"}]
+    html = race_html(results, piece, note="n")
+    assert "2.50× AR" in html and "agreement with AR 50%" in html and html.count("<ins") == 1
+    assert "not available &lt;yet&gt;" in html
+
+
+def test_verify_rounds_audit_table_and_summary():
+    info = {"drafted": [40, 41, 42, 43], "accepted": 2, "rejected_pos": 2, "draft_token": 42, "target_token": 66,
+            "p_draft_of_draft": 0.6, "p_target_of_draft": 0.1, "p_draft_of_target": 0.2, "p_target_of_target": 0.7,
+            "bonus": False, "block_size": 4}
+    full = dict(info, accepted=4, rejected_pos=None, draft_token=None, target_token=45, bonus=True)
+    events = [event("verify", 0, 2, 0, [40, 41, 42, 43], [0, 0, 1, 1], info=info, mode="speculative"),
+              event("verify", 1, 2, 3, [40, 41, 42, 43], [0, 0, 1, 1], info=full, mode="speculative")]
+    rounds = verify_rounds(events)
+    assert [r["accepted"] for r in rounds] == [2, 4] and rounds[0]["drafted"] == 4
+    html = audit_html(rounds, piece)
+    assert 'data-rounds="2"' in html and html.count('class="tt-acc"') == 6 and html.count('class="tt-rej"') == 2
+    assert "0.600 · 0.100" in html and "0.200 · 0.700" in html and "bonus" in html and "<script" not in html
+    summary = acceptance_summary_html(None, rounds)
+    assert "0.750" in summary and "4.00" in summary  # 6 / 8 accepted; 1 + 6 / 2
+    board = fold(events)
+    assert board.rows[0].rejected_pos == 2 and board.rows[1].rejected_pos is None
+
+
+def test_cost_arithmetic():
+    assert monthly_cost(2.0, 1) == 2.0 * 720
+    assert monthly_tokens(100.0, 1, 1.0) == 100.0 * 3600 * 24 * 30
+    line = cost_line("ar", 100.0, 2.0, 1, 1.0, api_usd_per_million=10.0)
+    assert line.usd_per_million == pytest.approx(1440 / 259.2)
+    assert line.break_even_million == pytest.approx(144.0) and line.breaks_even
+    # twice the GPUs at half the utilisation: same tokens, twice the bill
+    assert cost_line("ar", 100.0, 2.0, 2, 0.5).usd_per_million == pytest.approx(2 * 1440 / 259.2)
+    assert not cost_line("ar", 100.0, 2.0, 1, 1.0, api_usd_per_million=1.0).breaks_even  # needs 1440 M > 259.2 M
+    fast = cost_line("diffusion", 242.0, 2.0, 1, 1.0)
+    assert fast.usd_per_million == pytest.approx(line.usd_per_million / 2.42)
+    lines = cost_table({"ar": 100.0, "diffusion": None, "speculative": 0}, 2.0, 1, 0.6)
+    assert [x.mode for x in lines] == ["ar"]
+    html = cost_html(lines, {"ar": "measured here"})
+    assert "measured here" in html and "$1,440" in html
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(gpus=0), "number of GPUs"), (dict(gpus=1.5), "whole number"), (dict(utilisation=1.5), "utilisation"),
+    (dict(utilisation=0), "utilisation"), (dict(tokens_per_s=-3), "throughput"), (dict(usd_per_gpu_hour="x"), "price"),
+    (dict(api_usd_per_million=0), "API price"),
+])
+def test_cost_rejects_bad_numbers(kwargs, message):
+    args = dict(mode="ar", tokens_per_s=100.0, usd_per_gpu_hour=2.0, gpus=1, utilisation=0.5, api_usd_per_million=None)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        cost_line(**args)
+    with pytest.raises(ValueError, match="no throughput"):
+        cost_table({"ar": None}, 2.0, 1, 0.5)
+
+
+def test_empty_board_says_what_to_do():
+    html = board_html(Board(), piece, EOS)
+    assert "type a prompt" in html and 'data-masked="0"' in html
