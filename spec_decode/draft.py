@@ -1,15 +1,16 @@
 """Drafting: the denoiser fills one block in a few passes, with the diffusion sampler's commit rule.
 
 `draft_block` is the "denoise one block" step of twotower.decoding.iter_mask_diffusion written as a
-reusable generator (it could move there; see the report of issue 4): per pass one denoiser call,
-`predict_tokens`, then `select_commits`. Two differences, both needed by speculative decoding:
+reusable generator (it could move there and serve both samplers): per pass one denoiser call,
+`predict_tokens`, then `select_commits`. What speculative decoding needs on top:
   * which positions are still open is tracked explicitly (`masked`), not read from the mask id, because
     a block may start with an already-emitted token that happens to be the mask id;
-  * at temperature > 0 the positions to commit are chosen by the distribution's own confidence (its
-    top probability), not by the sampled token's, so that *whether* a position is committed carries
-    no information about *which* token was drawn there. Otherwise the committed token would not be a
-    draw from q and rejection sampling would not reproduce the target distribution. At temperature 0
-    both confidences are the same number, so greedy drafting is exactly the diffusion commit rule.
+  * select_on_top_probability: at temperature > 0 choose the positions to commit by the distribution's
+    own confidence (its top probability), not by the sampled token's, so that *whether* a position is
+    committed carries no information about *which* token was drawn there. Otherwise the committed
+    token is not a draw from q and rejection sampling does not reproduce the target distribution.
+    At temperature 0 both confidences are the same number, so greedy drafting is the diffusion rule;
+  * keep_commit_logits: the logits each position was committed from, to rebuild q for verification.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class BlockDraft:
     confidence: torch.Tensor  # float: probability of the token last predicted at each position
     commit_step: torch.Tensor  # long: the pass that committed each position, -1 if open or given
     committed: torch.Tensor  # bool: committed by this very pass
-    commit_logits: torch.Tensor  # (B, L, V) fp32: the denoiser logits each position was committed from
+    commit_logits: torch.Tensor | None  # (B, L, V) fp32: logits each position was committed from, if kept
     step: int = -1  # index of the pass just run
 
 
@@ -46,6 +47,8 @@ def draft_block(
     generator: torch.Generator | None = None,
     top_k: int | None = None,
     top_p: float | None = None,
+    select_on_top_probability: bool = False,
+    keep_commit_logits: bool = False,
 ) -> Iterator[BlockDraft]:
     """Fill the open positions of `tokens` (B, L) in at most `steps` denoiser passes; yield after each.
 
@@ -55,15 +58,18 @@ def draft_block(
     mask_id = model.config.mask_token_id
     device = model.den_device
     masked = masked.to(device).clone()
-    tokens = torch.where(masked, torch.full_like(tokens, mask_id), tokens).to(device)
+    tokens = tokens.to(device)
+    tokens = torch.where(masked, torch.full_like(tokens, mask_id), tokens)
     state = BlockDraft(
         tokens=tokens,
         masked=masked,
         confidence=torch.zeros(tokens.shape, device=device),
         commit_step=torch.full(tokens.shape, -1, dtype=torch.long, device=device),
         committed=torch.zeros_like(masked),
-        commit_logits=torch.zeros(*tokens.shape, model.config.vocab_size, device=device),
+        commit_logits=None,
     )
+    if keep_commit_logits:
+        state.commit_logits = torch.zeros(*tokens.shape, model.config.vocab_size, device=device)
     for step in range(steps):
         if not state.masked.any():
             break
@@ -71,7 +77,7 @@ def draft_block(
         t = open_before.float().mean(-1)  # (B,) fraction of the block still masked
         logits = model.denoise(state.tokens, ctx, t)  # (B, L, V)
         pred, conf = predict_tokens(logits, temperature, generator, top_k, top_p, forbid=mask_id)
-        if temperature > 0.0:
+        if select_on_top_probability and temperature > 0.0:
             _, select_conf = predict_tokens(logits, 0.0, forbid=mask_id)  # top probability, independent of the draw
         else:
             select_conf = conf
@@ -80,7 +86,8 @@ def draft_block(
         state.masked = open_before & ~commit
         state.commit_step = torch.where(commit, torch.full_like(state.commit_step, step), state.commit_step)
         state.confidence = torch.where(open_before, conf, state.confidence)
-        state.commit_logits = torch.where(commit[..., None], logits.float(), state.commit_logits)
+        if keep_commit_logits:
+            state.commit_logits = torch.where(commit[..., None], logits.float(), state.commit_logits)
         state.committed = commit
         state.step = step
         yield state

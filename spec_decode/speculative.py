@@ -83,7 +83,8 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
         masked = torch.arange(lead + k)[None] >= lead
         ctx = model.context_states(cursor.cache)  # read-only while drafting
         state: BlockDraft | None = None
-        for state in draft_block(model, ctx, tokens, masked, draft_steps, gamma, temperature, draft_gen, top_k, top_p):
+        for state in draft_block(model, ctx, tokens, masked, draft_steps, gamma, temperature, draft_gen, top_k, top_p,
+                                 select_on_top_probability=True, keep_commit_logits=True):
             nfe += 1
             yield _draft_event(state, lead, round_idx, len(new), nfe, cursor.passes, t_start)
         drafted = state.tokens[0, lead:].cpu()  # (k,)
@@ -106,7 +107,7 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
         if not finished:
             cursor.commit(n, token)
         t_first = t_first or time.perf_counter()
-        yield _commit_event(emitted, n, state, lead, p, round_idx, len(new), nfe, cursor.passes, t_start)
+        yield _commit_event(emitted, n, k, state, lead, p, round_idx, len(new), nfe, cursor.passes, t_start)
         if finished:
             break
         if adaptive:
@@ -133,7 +134,8 @@ def _verify(drafted, target_logits, state: BlockDraft, lead, temperature, top_k,
         q_logits[:, mask_id] = float("-inf")
         return greedy_verdict(drafted, target_logits), target_logits.softmax(-1), q_logits.softmax(-1)
     p = sampling_distribution(target_logits, temperature, top_k, top_p)
-    q = draft_distributions(commit_logits, drafted.to(commit_logits.device), state.commit_step[0, lead:].to(commit_logits.device),
+    device = commit_logits.device
+    q = draft_distributions(commit_logits, drafted.to(device), state.commit_step[0, lead:].to(device),
                             temperature, top_k, top_p, forbid=mask_id)
     return rejection_verdict(drafted, p, q, generator), p, q
 
@@ -171,8 +173,8 @@ def _draft_event(state: BlockDraft, lead: int, round_idx: int, generated: int, n
                      state.commit_step[:, lead:].cpu(), nfe, ctx_passes, time.perf_counter() - t_start, generated)
 
 
-def _commit_event(emitted: list[int], n: int, state: BlockDraft, lead: int, p: torch.Tensor, round_idx: int,
-                  generated: int, nfe: int, ctx_passes: int, t_start: float) -> StepEvent:
+def _commit_event(emitted: list[int], n: int, k: int, state: BlockDraft, lead: int, p: torch.Tensor,
+                  round_idx: int, generated: int, nfe: int, ctx_passes: int, t_start: float) -> StepEvent:
     """The tokens a round adds to the output: accepted draft tokens, then the target's own token.
 
     confidence: the target's probability of each; commit_step: the draft pass of accepted tokens, and
@@ -186,4 +188,4 @@ def _commit_event(emitted: list[int], n: int, state: BlockDraft, lead: int, p: t
     commit_step[0, :n_kept] = state.commit_step[0, lead:lead + n_kept].cpu()
     ones = torch.ones(1, m, dtype=torch.bool)
     return StepEvent(MODE, "block", round_idx, -1, generated - m, ids, ~ones, confidence, ones, commit_step,
-                     nfe, ctx_passes, time.perf_counter() - t_start, generated, {"accepted": n, "bonus": n == state.tokens.shape[1] - lead})
+                     nfe, ctx_passes, time.perf_counter() - t_start, generated, {"accepted": n, "bonus": n == k})

@@ -77,4 +77,5 @@ def rejection_verdict(
 
 def _check_rows(draft: torch.Tensor, target: torch.Tensor) -> None:
     if draft.dim() != 1 or target.dim() != 2 or target.shape[0] != draft.shape[0] + 1:
-        raise ValueError(f"need draft (k,) and target rows (k + 1, V); got {tuple(draft.shape)} and {tuple(target.shape)}")
+        raise ValueError(f"need draft (k,) and target rows (k + 1, V); "
+                         f"got {tuple(draft.shape)} and {tuple(target.shape)}")

@@ -38,12 +38,14 @@ def test_ar_greedy_equals_transformers_generate(seed):
     model = build_model("tiny", seed=seed, initializer_range=0.3)  # std 0.3: varied text, not one byte repeated
     hf, cfg = transformers_twin(model), model.config
     prompts = [random_ids((1, n), 10 * seed + n) for n in (1, 4, 11)] + [random_ids((2, 6), seed)]
+    seen = set()
     for prompt in prompts:
         ours = generate_ar(model, prompt, max_new_tokens=24, eos_token_id=cfg.eos_token_id)
         theirs = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=24, do_sample=False,
                              eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id)
         assert torch.equal(ours.sequences, theirs), (prompt.tolist(), ours.sequences.tolist(), theirs.tolist())
-        assert len(set(ours.new_tokens[0])) > 3, "degenerate output: the comparison would prove little"
+        seen.update(t for row in ours.new_tokens for t in row)
+    assert len(seen) > 8, "degenerate outputs: the comparison would prove little"
 
 
 @torch.no_grad()

@@ -13,8 +13,9 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from spec_decode import ContextCursor, generate_speculative, iter_speculative, order_safe_positions
-from twotower import build_model, generate_ar
+from spec_decode import ContextCursor, draft_block, generate_speculative, iter_speculative, order_safe_positions
+from twotower import build_model, generate_ar, generate_mask_diffusion
+from twotower.decoding import make_generator
 from twotower.engine import load_engine
 
 VOCAB = 261  # the tiny preset's byte vocabulary; ids 0-4 are specials
@@ -71,6 +72,23 @@ def test_greedy_equals_ar_property():
         assert seen[path] > 0, f"path never exercised: {path} ({dict(seen)})"
 
 
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_draft_block_is_the_diffusion_block_step(temperature):
+    """With the release's selection, draft_block fills a block exactly as iter_mask_diffusion does (same
+    seed, same draws), so it could replace that loop's inner step."""
+    model, prompt, size, steps = _model(4), [1, 70, 80, 90, 100], 6, 3
+    reference = generate_mask_diffusion(model, prompt, max_new_tokens=size, block_size=size, steps_per_block=steps,
+                                        confidence_threshold=0.6, temperature=temperature, seed=11)
+    cache = model.new_cache()
+    model.context_forward(torch.tensor([prompt]), cache)
+    mask_id = model.config.mask_token_id
+    states = list(draft_block(model, model.context_states(cache), torch.full((1, size), mask_id),
+                              torch.ones(1, size, dtype=torch.bool), steps, 0.6, temperature,
+                              make_generator(11, model.den_device)))
+    assert states[-1].tokens[0].tolist() == reference.new_tokens[0]
+    assert len(states) == reference.stats["nfe"] and states[-1].commit_logits is None
+
+
 def test_rollback_is_exact():
     """After a partial acceptance (and after a full one with its unread bonus token) the context tower's
     logits and every layer's state equal a fresh run over the same text."""
@@ -123,7 +141,7 @@ def _assert_same_states(cache, reference):
     (dict(seed=5), dict(block_size=3, draft_steps=3, max_new_tokens=12)),
     (dict(seed=1, shift=0.8), dict(block_size=5, draft_steps=1, max_new_tokens=23)),
     (dict(seed=0, shift=0.4), dict(block_size=3, draft_steps=2, max_new_tokens=30, adaptive=True)),
-    (dict(seed=0, shift=0.3), dict(block_size=4, draft_steps=3, max_new_tokens=20, temperature=0.8, seed=3)),
+    (dict(seed=0, shift=0.3), dict(block_size=4, draft_steps=3, max_new_tokens=20, temperature=0.8, seed=3, top_k=20)),
 ])
 def test_metrics_match_events(model_args, settings):
     model = _model(**model_args)

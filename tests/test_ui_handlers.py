@@ -67,7 +67,7 @@ def test_final_output_is_the_engines(engine):
 def test_replay_redraws_any_recorded_step(engine):
     handlers = Handlers(engine)
     *_, (final_view, _, _, record, scrubber) = generate(handlers)
-    assert scrubber["maximum"] == 8 and scrubber["visible"]
+    assert scrubber.maximum == 8 and scrubber.visible
     assert 'data-masked="3"' in handlers.replay(record, 1)
     assert 'data-masked="0"' in handlers.replay(record, 4) and 'data-masked="3"' in handlers.replay(record, 5)
     assert handlers.replay(record, 8) == final_view
@@ -80,8 +80,8 @@ def test_replay_redraws_any_recorded_step(engine):
     ("x" * 2100, {}, "the limit is 2048 tokens"),
     ("def f():", {"gamma": 0.0}, "γ must be in (0, 1]"),
     ("def f():", {"block_size": 2.5}, "block size S must be an integer"),
-    ("def f():", {"temperature": -1.0}, "temperature must be >= 0"),
-])
+    ("def f():", {"temperature": -1.0}, "temperature must be &gt;= 0"),
+], ids=["empty", "blank", "too-long", "gamma-0", "fractional-S", "negative-temperature"])
 def test_bad_input_gives_a_message_not_a_traceback(engine, prompt, overrides, message):
     outputs = generate(Handlers(engine), prompt, **overrides)
     assert len(outputs) == 1

@@ -43,7 +43,7 @@ def main(args) -> int:
     events = engine.stream(args.mode, ids, max_new_tokens=args.max_new_tokens, block_size=args.block_size,
                            steps_per_block=args.steps, gamma=args.gamma, temperature=args.temperature,
                            top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop_at_eos=not args.no_eos,
-                           adaptive=args.adaptive)
+                           adaptive=args.adaptive, draft_steps=args.steps)
     done = None
     for event in events:
         if args.show_steps and event.kind in ("step", "verify", "token"):

@@ -17,6 +17,7 @@ TWO_TOWER_FIELDS = {
     "default_gamma": 0.8,  # γ: commit every masked position whose confidence reaches it
     "default_block_size": 16,  # S
     "default_steps_per_block": 16,
+    "default_draft_steps": 2,  # speculative mode: denoiser passes per drafted block (the verifier fixes errors)
     "time_embed_dim": 256,  # sinusoidal width fed to t_embedder (PixArt uses 256)
 }
 

@@ -45,8 +45,11 @@ class Engine:
 
     def stream(self, mode: str, prompt_ids, *, max_new_tokens=64, block_size=None, steps_per_block=None,
                gamma=None, temperature=0.0, top_k=None, top_p=None, seed=None, stop_at_eos=True,
-               adaptive=False) -> Iterator[StepEvent]:
-        """Events of one generation in `mode` (diffusion | speculative | mock_ar | ar)."""
+               adaptive=False, draft_steps=None) -> Iterator[StepEvent]:
+        """Events of one generation in `mode` (diffusion | speculative | mock_ar | ar).
+
+        steps_per_block drives diffusion; speculative drafting uses `draft_steps` (config default when
+        None): a draft need not be right, the verifier repairs it, so fewer passes pay off there."""
         from . import decoding
 
         cfg = self.model.config
@@ -65,8 +68,9 @@ class Engine:
         from spec_decode import iter_speculative
 
         return iter_speculative(self.model, prompt_ids, max_new_tokens=max_new_tokens, block_size=block_size,
-                                draft_steps=steps_per_block, draft_threshold=gamma, temperature=temperature,
-                                eos_token_id=eos, seed=seed, adaptive=adaptive)
+                                draft_steps=cfg.default_draft_steps if draft_steps is None else draft_steps,
+                                draft_threshold=gamma, temperature=temperature, eos_token_id=eos, seed=seed,
+                                adaptive=adaptive, top_k=top_k, top_p=top_p)
 
     def describe(self) -> dict:
         cfg = self.model.config

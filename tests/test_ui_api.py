@@ -1,0 +1,151 @@
+"""The launched app driven through its named API endpoints with gradio_client (tiny random model)."""
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import html  # noqa: E402
+import socket  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
+import pytest  # noqa: E402
+
+gradio_client = pytest.importorskip("gradio_client")
+
+from twotower.decoding import drain  # noqa: E402
+from twotower.engine import load_engine  # noqa: E402
+from ui.app import build_demo  # noqa: E402
+
+# prompt, mode, γ, S, steps per block, max new tokens, temperature, seed, colour by
+SMALL = (0.8, 4, 4, 8, 0.0, 0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app():
+    engine = load_engine(preset="tiny")
+    demo = build_demo(engine, concurrency_limit=2)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True)
+    url = f"http://127.0.0.1:{port}/"
+    yield engine, url, gradio_client.Client(url, verbose=False, analytics_enabled=False)
+    demo.close()
+
+
+def reference_completion(engine, prompt, mode, settings=SMALL):
+    gamma, size, steps, max_new, temperature, seed = settings
+    result = drain(engine.stream(mode, engine.encode_prompt(prompt), gamma=gamma, block_size=size,
+                                 steps_per_block=steps, max_new_tokens=max_new, temperature=temperature, seed=seed))
+    return engine.decode(result.new_tokens[0])
+
+
+def test_every_panel_has_a_named_endpoint(app):
+    _, _, client = app
+    names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/generate", "/replay", "/race", "/speculative_audit", "/sweep", "/cost", "/model_info"} <= names
+
+
+@pytest.mark.parametrize("mode", ["diffusion", "speculative", "mock_ar", "ar"])
+def test_generate_in_each_mode(app, mode):
+    engine, _, client = app
+    view, stats, completion, scrubber = client.predict("def f(x):", mode, *SMALL, "step", api_name="/generate")
+    assert f'data-mode="{mode}"' in view and 'data-done="1"' in view and 'data-masked="0"' in view
+    assert "total time" in stats and "tokens per denoiser pass" in stats
+    assert completion == reference_completion(engine, "def f(x):", mode)
+
+
+@pytest.mark.parametrize("prompt, settings, message", [
+    ("", SMALL, "the prompt is empty"),
+    ("y" * 2100, SMALL, "the limit is 2048 tokens"),
+], ids=["empty", "too-long"])
+def test_bad_prompt_gives_a_message(app, prompt, settings, message):
+    _, _, client = app
+    view, stats, completion, _ = client.predict(prompt, "diffusion", *settings, "step", api_name="/generate")
+    assert 'class="tt-error"' in view and message in view and "Traceback" not in view
+
+
+def test_out_of_range_slider_is_refused_with_its_bounds(app):
+    _, _, client = app
+    with pytest.raises(Exception, match="maximum"):
+        client.predict("def f():", "diffusion", 1.5, 4, 4, 8, 0.0, 0, "step", api_name="/generate")
+    view, *_ = client.predict("def f():", "diffusion", *SMALL, "step", api_name="/generate")
+    assert 'data-done="1"' in view  # still serving after the refusal
+
+
+def test_prompts_are_escaped_in_the_page(app):
+    _, _, client = app
+    prompt = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    view, *_ = client.predict(prompt, "ar", *SMALL, "step", api_name="/generate")
+    assert "<script>" not in view and "<img" not in view and html.escape(prompt) in view
+
+
+def test_race(app):
+    _, _, client = app
+    cards, plot, = client.predict("def f(x):", ["diffusion", "mock_ar"], 0.8, 4, 4, 8, 1, api_name="/race")
+    assert cards.count('class="tt-card"') == 3 and "× AR" in cards and "tokens/s" in cards
+    assert plot["type"] == "plotly"
+    error, _ = client.predict("", ["diffusion"], 0.8, 4, 4, 8, 1, api_name="/race")
+    assert "the prompt is empty" in error
+
+
+def test_speculative_audit(app):
+    _, _, client = app
+    table, histogram, summary = client.predict("def f(x):", *SMALL, api_name="/speculative_audit")
+    assert 'data-rounds="' in table and "acceptance rate" in summary and histogram["type"] == "plotly"
+
+
+def test_sweep(app):
+    _, _, client = app
+    plot, table, csv_path, message = client.predict(["fibonacci"], "", "0.5, 0.9", "4", 4, 8, api_name="/sweep")
+    assert "2 grid points" in message and plot["type"] == "plotly"
+    with open(csv_path) as f:
+        header = f.readline()
+    assert "gamma" in header and "ratio_vs_ar" in header
+    *_, bad = client.predict(["fibonacci"], "", "fast", "4", 4, 8, api_name="/sweep")
+    assert "tt-error" in bad and "γ values" in bad
+
+
+def test_cost_and_model_info(app):
+    _, _, client = app
+    table, plot = client.predict(2.0, 1, 50, 100.0, 250.0, None, 1.0, api_name="/cost")
+    assert "$1,440" in table and plot["type"] == "plotly"
+    error, _ = client.predict(2.0, 1, 50, None, None, None, 1.0, api_name="/cost")
+    assert "no throughput" in error
+    info = client.predict(api_name="/model_info")
+    assert "M*EM-*" in info and "Memory plan" in info
+
+
+def test_concurrent_clients_get_their_own_results(app):
+    engine, url, _ = app
+    prompts = ["def alpha():", "class Beta:", "import gamma"]
+    clients = [gradio_client.Client(url, verbose=False, analytics_enabled=False) for _ in prompts]
+    with ThreadPoolExecutor(len(prompts)) as pool:
+        futures = [pool.submit(c.predict, p, "diffusion", 0.8, 4, 4, 12, 0.0, 0, "step", api_name="/generate")
+                   for c, p in zip(clients, prompts)]
+        results = [f.result(timeout=120) for f in futures]
+    for prompt, (view, _, completion, _) in zip(prompts, results):
+        assert html.escape(prompt) in view
+        assert all(html.escape(other) not in view for other in prompts if other != prompt)
+        assert completion == reference_completion(engine, prompt, "diffusion", (0.8, 4, 4, 12, 0.0, 0))
+
+
+def test_cancel_stops_a_run_and_the_app_stays_ready(app):
+    _, _, client = app
+    job = client.submit("def long():", "mock_ar", 0.8, 4, 4, 512, 0.0, 0, "step", api_name="/generate")
+    deadline = time.time() + 60
+    while not job.outputs() and time.time() < deadline:  # wait for the first streamed step
+        time.sleep(0.05)
+    assert job.outputs(), "no step streamed"
+    job.cancel()
+    time.sleep(0.5)
+    streamed = len(job.outputs())
+    time.sleep(0.5)
+    assert len(job.outputs()) == streamed and 'data-done="0"' in job.outputs()[-1][0]
+    view, *_ = client.predict("def f():", "ar", *SMALL, "step", api_name="/generate")
+    assert 'data-done="1"' in view
