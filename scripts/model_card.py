@@ -38,10 +38,26 @@ def _stage_lines(info: dict, model_dir: Path, stage: str) -> list[str]:
             + (f", self-distillation share {cfg['distill_share']}" if cfg.get("distill_share") else "")]
 
 
+def merge_reports(reports: list[dict]) -> dict:
+    """Runs of `twotower eval` over the same prompts with different modes (run in parallel to save wall
+    time) share the AR baseline: check it agrees, then put every mode in one report."""
+    merged = reports[0]
+    for other in reports[1:]:
+        if other["n_prompts"] != merged["n_prompts"] or other["scores"]["ar"] != merged["scores"]["ar"]:
+            raise SystemExit("eval runs disagree on the AR baseline or the prompts: not merging")
+        for mode in other["modes"]:
+            if mode not in merged["modes"]:
+                merged["modes"].append(mode)
+                merged["scores"][mode] = other["scores"][mode]
+                merged["retention"][mode] = other["retention"][mode]
+    return merged
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="assets/default")
-    parser.add_argument("--eval", required=True, help="JSON of `twotower eval --json` on this model")
+    parser.add_argument("--eval", required=True, nargs="+",
+                        help="JSON of `twotower eval --json` on this model; several runs of other modes are merged")
     parser.add_argument("--bench", default=None, help="JSON of `twotower bench --json` on this model")
     parser.add_argument("--hardware", default=f"{platform.processor() or platform.machine()}, 2 CPU cores")
     args = parser.parse_args()
@@ -49,7 +65,7 @@ def main() -> int:
     engine = load_engine(model_dir)
     model, cfg = engine.model, engine.model.config
     info = json.loads((model_dir / "training_info.json").read_text())
-    report = json.loads(Path(args.eval).read_text())
+    report = merge_reports([json.loads(Path(p).read_text()) for p in args.eval])
     ppl = context_perplexity(model, engine.tokenizer, "test")
     corpus = info["corpus"]
     n_ctx, n_den = model.num_parameters("context"), model.num_parameters("denoiser")

@@ -9,6 +9,7 @@ import torch
 from safetensors import safe_open
 from transformers import NemotronHConfig, NemotronHForCausalLM
 
+from tiny_models import lively, random_ids, sharp, trained_looking
 from twotower import (build_model, from_backbone, from_pretrained, generate_ar, generate_mask_diffusion,
                       generate_mock_ar, make_config, save_pretrained)
 from twotower.checkpoint import WEIGHTS_NAME
@@ -16,20 +17,6 @@ from twotower.config import PRESETS, TWO_TOWER_FIELDS
 
 RELEASE_PREFIXES = ("context_tower.", "context_lm_head.weight", "denoiser_tower.", "lm_head.weight",
                     "t_embedder.", "t_block.", "scale_shift_tables.")
-
-
-def random_ids(shape, seed):
-    return torch.randint(5, 261, shape, generator=torch.Generator().manual_seed(seed))
-
-
-def trained_looking(model):
-    """Give the parts that start at a no-op (time conditioning) non-trivial values, so a loader that
-    dropped or re-initialised them would be caught."""
-    with torch.no_grad():
-        torch.nn.init.normal_(model.t_block[1].weight, std=0.2)
-        for table in model.scale_shift_tables:
-            table.normal_(std=0.2)
-    return model
 
 
 def all_outputs(model, prompt):
@@ -53,7 +40,7 @@ def test_weight_names_follow_the_release(tiny_model):
 
 
 def test_save_then_load_gives_identical_outputs(tmp_path, monkeypatch):
-    model = trained_looking(build_model("tiny", seed=4))
+    model = trained_looking(lively(build_model("tiny", seed=4)))  # no part left at its initial value
     save_pretrained(model, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", WEIGHTS_NAME]  # no pickle, no code
     config = json.loads((tmp_path / "config.json").read_text())
@@ -165,10 +152,7 @@ def test_unknown_or_absent_devices_are_refused_clearly(tiny_model, device):
 @pytest.mark.parametrize("ctx_device,den_device", [("cpu", "cuda"), ("cuda", "cuda")])
 def test_towers_on_cuda_match_cpu(ctx_device, den_device):
     torch.backends.cuda.matmul.allow_tf32 = False
-    model = trained_looking(build_model("tiny", seed=7))
-    with torch.no_grad():
-        model.lm_head.weight.mul_(50)  # clear winners: greedy picks must not hinge on the last bit
-        model.context_lm_head.weight.mul_(50)
+    model = sharp(trained_looking(build_model("tiny", seed=7)))  # clear winners: greedy must not hinge on the last bit
     prompt = random_ids((2, 6), 6)
     reference = all_outputs(model, prompt)
     model.place_towers_on_devices(ctx_device, den_device)

@@ -7,22 +7,9 @@ import pytest
 import torch
 from transformers import NemotronHForCausalLM
 
+from tiny_models import decoding_model, lively_tiny, random_ids
 from twotower import build_model, drain, generate_ar, generate_mask_diffusion, generate_mock_ar, iter_mask_diffusion
 from twotower.commit import predict_tokens, sampling_distribution, select_commits
-
-
-def random_ids(shape, seed):
-    return torch.randint(5, 261, shape, generator=torch.Generator().manual_seed(seed))
-
-
-def sharp_model(seed=0):
-    """A random tiny model with both heads scaled up: confidences then spread over (0, 1) as a trained
-    model's do, so every branch of the commit rule (above γ, the schedule, the last step) runs."""
-    model = build_model("tiny", seed=seed)
-    with torch.no_grad():
-        model.lm_head.weight.mul_(50)
-        model.context_lm_head.weight.mul_(50)
-    return model
 
 
 def transformers_twin(model):
@@ -35,7 +22,7 @@ def transformers_twin(model):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_ar_greedy_equals_transformers_generate(seed):
-    model = build_model("tiny", seed=seed, initializer_range=0.3)  # std 0.3: varied text, not one byte repeated
+    model = lively_tiny(seed=seed, initializer_range=0.3)  # std 0.3: varied text, not one byte repeated
     hf, cfg = transformers_twin(model), model.config
     prompts = [random_ids((1, n), 10 * seed + n) for n in (1, 4, 11)] + [random_ids((2, 6), seed)]
     seen = set()
@@ -71,7 +58,7 @@ def reference_diffusion(model, prompt, max_new_tokens, block_size, steps, gamma)
 
 @pytest.mark.parametrize("max_new,size,steps,gamma", [(12, 4, 4, 0.5), (10, 4, 2, 0.9), (7, 16, 3, 0.3)])
 def test_diffusion_greedy_equals_cache_free_reference(max_new, size, steps, gamma):
-    model, prompt = sharp_model(1), random_ids((2, 5), 3)
+    model, prompt = decoding_model(1), random_ids((2, 5), 3)
     ours = generate_mask_diffusion(model, prompt, max_new, size, steps, confidence_threshold=gamma)
     assert torch.equal(ours.sequences, reference_diffusion(model, prompt, max_new, size, steps, gamma))
 
@@ -111,7 +98,7 @@ def check_diffusion_events(events, prompt, max_new, size, steps, gamma, mask_id)
 
 def test_diffusion_events_keep_the_commit_rule_promises():
     """Random γ / S / steps / lengths / batch / temperature: the events obey the rule and replay to the output."""
-    model, rng = sharp_model(), random.Random(0)
+    model, rng = decoding_model(), random.Random(0)
     mask_id = model.config.mask_token_id
     for trial in range(14):
         size, steps, max_new = rng.randint(1, 10), rng.randint(1, 10), rng.randint(1, 25)
@@ -129,7 +116,7 @@ def test_diffusion_events_keep_the_commit_rule_promises():
 
 @pytest.mark.parametrize("mode", ["diffusion", "mock_ar", "ar"])
 def test_batch_of_two_equals_two_single_runs(mode):
-    model, prompt = sharp_model(2), random_ids((2, 6), 4)
+    model, prompt = decoding_model(2), random_ids((2, 6), 4)
     run = {
         "diffusion": lambda ids: generate_mask_diffusion(model, ids, 11, 4, 3, confidence_threshold=0.6),
         "mock_ar": lambda ids: generate_mock_ar(model, ids, 6),
@@ -146,7 +133,7 @@ def cut_at(tokens, eos):
 
 @pytest.mark.parametrize("mode", ["diffusion", "mock_ar", "ar"])
 def test_generation_stops_after_the_block_holding_eos(mode):
-    model, prompt, pad = sharp_model(3), random_ids((2, 4), 5), 0
+    model, prompt, pad = decoding_model(3), random_ids((2, 4), 5), 0
     size = 4 if mode == "diffusion" else 1
     run = {
         "diffusion": lambda **kw: generate_mask_diffusion(model, prompt, 20, size, 4, confidence_threshold=0.6, **kw),
@@ -167,8 +154,25 @@ def test_generation_stops_after_the_block_holding_eos(mode):
     assert sum(e.kind == unit for e in events) == -(-last_needed // size)  # ceil
 
 
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_the_mask_token_is_never_committed_even_when_the_denoiser_prefers_it(monkeypatch, temperature):
+    model, prompt = decoding_model(8), random_ids((2, 4), 10)
+    mask_id, denoise = model.config.mask_token_id, model.denoise
+
+    def mask_loving(block, ctx, t, *args, **kwargs):
+        logits = denoise(block, ctx, t, *args, **kwargs)
+        logits[..., mask_id] = logits.amax(-1) + 10.0  # the mask is every position's clear favourite
+        return logits
+
+    monkeypatch.setattr(model, "denoise", mask_loving)
+    for result in (generate_mask_diffusion(model, prompt, 10, 4, 2, temperature=temperature, seed=1),
+                   generate_mock_ar(model, prompt, 3, temperature=temperature, seed=1)):
+        assert result.sequences.shape == (2, 4 + result.stats["new_tokens"])
+        assert not (result.sequences[:, 4:] == mask_id).any()
+
+
 def test_mock_ar_is_diffusion_with_one_token_blocks():
-    model, prompt = sharp_model(4), random_ids((1, 5), 6)
+    model, prompt = decoding_model(4), random_ids((1, 5), 6)
     mock = generate_mock_ar(model, prompt, 9)
     diffusion = generate_mask_diffusion(model, prompt, 9, block_size=1, steps_per_block=1, confidence_threshold=0.5)
     assert torch.equal(mock.sequences, diffusion.sequences)
@@ -176,7 +180,7 @@ def test_mock_ar_is_diffusion_with_one_token_blocks():
 
 
 def test_context_tower_reads_each_committed_block_once(monkeypatch):
-    model, prompt = sharp_model(5), random_ids((1, 5), 7)
+    model, prompt = decoding_model(5), random_ids((1, 5), 7)
     calls, forward = [], model.context_forward
     monkeypatch.setattr(model, "context_forward", lambda ids, cache, last_only=True: calls.append(ids.clone())
                         or forward(ids, cache, last_only))
@@ -197,7 +201,7 @@ def test_seeded_sampling_is_reproducible(mode):
 
 def test_ar_sampling_follows_the_context_towers_distribution():
     """First sampled token of many rows against the tempered, nucleus-filtered next-token law."""
-    model, n = sharp_model(7), 4000
+    model, n = decoding_model(7), 4000
     prompt = random_ids((1, 6), 9).expand(n, -1)
     with torch.no_grad():
         target = sampling_distribution(model.context_forward(prompt[:1], None)[0, -1], 0.7, top_p=0.9)

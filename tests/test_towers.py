@@ -13,14 +13,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tiny_models import lively_tiny, random_ids, trained_looking
 from twotower import TwoTowerModel, build_model, make_config
 from twotower.seeded_states import SeededMambaCache, clone_cache_states
 
 MAMBA, ATTENTION = "linear_attention", "full_attention"
 
 
-def random_ids(shape, seed, low=5, high=261):
-    return torch.randint(low, high, shape, generator=torch.Generator().manual_seed(seed))
+@pytest.fixture
+def model():
+    """Tiny, with Mamba layers that carry signal (see models)."""
+    return lively_tiny(seed=0)
 
 
 class RecordingSeed(SeededMambaCache):
@@ -65,41 +68,43 @@ def mamba_recurrence(mixer, x, conv_state, ssm_state):
 
 @pytest.mark.parametrize("block", [1, 3, 8, 13])  # tiny chunk_size is 8: shorter, equal, longer, ragged
 @torch.no_grad()
-def test_seeded_block_scan_matches_token_by_token_recurrence(tiny_model, block):
-    mixer_idx = tiny_model.layer_types.index(MAMBA)
-    mixer = tiny_model.context_tower.layers[mixer_idx].mixer
-    hidden = tiny_model.config.hidden_size
+def test_seeded_block_scan_matches_token_by_token_recurrence(model, block):
+    mixer_idx = model.layer_types.index(MAMBA)
+    mixer = model.context_tower.layers[mixer_idx].mixer
+    hidden = model.config.hidden_size
     gen = torch.Generator().manual_seed(block)
     prefix, x = torch.randn(2, 11, hidden, generator=gen), torch.randn(2, block, hidden, generator=gen)
 
-    cache = tiny_model.new_cache()
+    cache = model.new_cache()
     whole = mixer(torch.cat([prefix, x], dim=1))  # no cache: one scan from zero state
     mixer(prefix, cache_params=cache)  # the context: leaves conv / SSM state after the prefix
     layer = cache.layers[mixer_idx]
     seed = (layer.conv_states[0].clone(), layer.recurrent_states[0].clone())
-    assert seed[1].abs().max() > 0, "the prefix left no SSM state: the test would not test seeding"
 
     seeded = RecordingSeed({mixer_idx: seed})
     scanned = mixer(x, cache_params=seeded)
     reference, final_state = mamba_recurrence(mixer, x, *seed)
+    forgetful = mixer(x, cache_params=SeededMambaCache({mixer_idx: (seed[0], torch.zeros_like(seed[1]))}))
+    # 100x the tolerance below (the D·x skip term dominates the output; the seed's share is still clear)
+    assert (scanned - forgetful).abs().max() > 1e-3, "the SSM seed barely matters: the test would not test seeding"
 
-    assert torch.allclose(scanned, reference, atol=1e-5), (scanned - reference).abs().max()
-    assert torch.allclose(scanned, whole[:, -block:], atol=1e-5)
+    assert torch.allclose(scanned, reference, rtol=1e-4, atol=1e-5), (scanned - reference).abs().max()
+    assert torch.allclose(scanned, whole[:, -block:], rtol=1e-4, atol=1e-5)
     if block > 1:  # one token takes the recurrent kernel, which reports no final state
-        assert torch.allclose(seeded.final_state, final_state, atol=1e-5)
+        assert torch.allclose(seeded.final_state, final_state, rtol=1e-4, atol=1e-5)
     assert torch.equal(seed[0], layer.conv_states[0]) and torch.equal(seed[1], layer.recurrent_states[0])
 
 
 @pytest.mark.parametrize("prompt_len", [1, 3, 9])  # shorter than the conv kernel, and past a chunk
 @torch.no_grad()
-def test_context_extension_step_by_step_equals_one_parallel_pass(tiny_model, prompt_len):
+def test_context_extension_step_by_step_equals_one_parallel_pass(model, prompt_len):
     ids = random_ids((2, prompt_len + 10), seed=prompt_len)
-    full = tiny_model.context_forward(ids, None, last_only=False)  # (B, T, V), no cache at all
+    full = model.context_forward(ids, None, last_only=False)  # (B, T, V), no cache at all
     for pieces in ([1] * 10, [3, 1, 6]):  # token by token; blocks shorter and longer than the conv kernel
-        cache = tiny_model.new_cache()
-        parts, pos = [tiny_model.context_forward(ids[:, :prompt_len], cache, last_only=False)], prompt_len
+        cache = model.new_cache()
+        parts, pos = [model.context_forward(ids[:, :prompt_len], cache, last_only=False)], prompt_len
         for n in pieces:
-            parts.append(tiny_model.context_forward(ids[:, pos : pos + n], cache, last_only=False))
+            parts.append(model.context_forward(ids[:, pos : pos + n], cache, last_only=False))
             pos += n
         stepped = torch.cat(parts, dim=1)
         assert stepped.shape == full.shape
@@ -121,20 +126,20 @@ def full_sequence_twin(model, prompt, block):
 
 @pytest.mark.parametrize("block_len", [1, 5, 16])
 @torch.no_grad()
-def test_denoiser_equals_full_sequence_twin(tiny_model, block_len):
-    tiny_model.init_denoiser_from_context()  # time conditioning at its no-op start
+def test_denoiser_equals_full_sequence_twin(model, block_len):
+    model.init_denoiser_from_context()  # time conditioning at its no-op start
     prompt, block = random_ids((2, 9), 1), random_ids((2, block_len), 2)
-    block[:, ::3] = tiny_model.config.mask_token_id
-    cache = tiny_model.new_cache()
-    tiny_model.context_forward(prompt, cache)
-    ctx = tiny_model.context_states(cache)
-    reference = full_sequence_twin(tiny_model, prompt, block)
+    block[:, ::3] = model.config.mask_token_id
+    cache = model.new_cache()
+    model.context_forward(prompt, cache)
+    ctx = model.context_states(cache)
+    reference = full_sequence_twin(model, prompt, block)
     for t in (0.0, 0.4, 1.0):  # gates at 1, shift = scale = 0: t changes nothing yet
-        logits = tiny_model.denoise(block, ctx, torch.full((2,), t))
+        logits = model.denoise(block, ctx, torch.full((2,), t))
         assert torch.allclose(logits, reference, atol=1e-5), (t, (logits - reference).abs().max())
     if block_len == 1:  # one position: the denoiser is exactly the context tower's next step
-        denoised = tiny_model.denoise(block, ctx, torch.ones(2))  # before the cache (and ctx's views) moves on
-        assert torch.allclose(denoised, tiny_model.context_forward(block, cache), atol=1e-5)
+        denoised = model.denoise(block, ctx, torch.ones(2))  # before the cache (and ctx's views) moves on
+        assert torch.allclose(denoised, model.context_forward(block, cache), atol=1e-5)
 
 
 def block_logits(model, prompt, block, t=0.5):
@@ -160,7 +165,7 @@ def silence(model, kind):
 def test_denoiser_sees_the_context(path):
     # std 0.3 weights: at the default 0.02 a far token's trace through a Mamba-only stack is ~1e-7,
     # products of small weights, not a missing path (the last context token moves the block by ~0.25).
-    model = build_model("tiny", seed=1, initializer_range=0.3)
+    model = lively_tiny(seed=1, initializer_range=0.3)
     if path != "both":
         silence(model, MAMBA if path == "attention only" else ATTENTION)
     prompt, block = random_ids((1, 8), 3), random_ids((1, 6), 4)
@@ -172,7 +177,7 @@ def test_denoiser_sees_the_context(path):
 
 @pytest.mark.parametrize("path", ["both", "attention only", "mamba only"])
 def test_denoiser_is_bidirectional_in_the_block_and_mamba_stays_causal(path):
-    model = build_model("tiny", seed=2)
+    model = lively_tiny(seed=2)
     if path != "both":
         silence(model, MAMBA if path == "attention only" else ATTENTION)
     prompt, block = random_ids((1, 8), 5), random_ids((1, 6), 6)
@@ -180,25 +185,25 @@ def test_denoiser_is_bidirectional_in_the_block_and_mamba_stays_causal(path):
     later[0, -1] = model.config.mask_token_id  # the last block position becomes the mask
     delta = (block_logits(model, prompt, block) - block_logits(model, prompt, later)).abs().amax(-1)[0]
     if path == "mamba only":  # only Mamba mixes positions: a later token cannot reach an earlier one
-        assert (delta[:-1] == 0).all() and delta[-1] > 1e-4, delta
+        assert delta[:-1].max() < 1e-5 and delta[-1] > 1e-2, delta  # float noise of the chunked scan only
     else:
         assert (delta[:-1] > 1e-4).all(), delta
 
 
 @pytest.mark.parametrize("block_len", [1, 7])  # one token takes the mixer's in-place recurrent path
-def test_denoising_never_writes_the_context_states(tiny_model, block_len):
+def test_denoising_never_writes_the_context_states(model, block_len):
     prompt = random_ids((2, 10), 7)
-    cache = tiny_model.new_cache()
-    tiny_model.context_forward(prompt, cache)
+    cache = model.new_cache()
+    model.context_forward(prompt, cache)
     before = clone_cache_states(cache)
     attn_before = {i: (l.keys.clone(), l.values.clone()) for i, l in enumerate(cache.layers) if hasattr(l, "keys")
                    and torch.is_tensor(l.keys)}
-    ctx = tiny_model.context_states(cache)
+    ctx = model.context_states(cache)
     with torch.no_grad():
-        first = tiny_model.denoise(random_ids((2, block_len), 8), ctx, torch.ones(2))
+        first = model.denoise(random_ids((2, block_len), 8), ctx, torch.ones(2))
         for seed in range(3):
-            tiny_model.denoise(random_ids((2, block_len), 9 + seed), ctx, torch.full((2,), 0.5))
-        again = tiny_model.denoise(random_ids((2, block_len), 8), ctx, torch.ones(2))
+            model.denoise(random_ids((2, block_len), 9 + seed), ctx, torch.full((2,), 0.5))
+        again = model.denoise(random_ids((2, block_len), 8), ctx, torch.ones(2))
     assert torch.equal(first, again), "a denoiser pass changed what the next pass sees"
     for layer, snap in zip(cache.layers, before):
         if "conv" in snap:
@@ -209,10 +214,10 @@ def test_denoising_never_writes_the_context_states(tiny_model, block_len):
 
 @torch.no_grad()
 def test_time_conditioning_and_gates():
-    model = build_model("tiny", seed=3)
+    model = lively_tiny(seed=3)
     prompt, block = random_ids((1, 8), 10), random_ids((1, 6), 11)
     assert torch.equal(block_logits(model, prompt, block, 0.1), block_logits(model, prompt, block, 0.9))
-    torch.nn.init.normal_(model.t_block[1].weight, std=0.5)  # as after training: t now modulates
+    trained_looking(model)  # as after training: t now modulates
     assert not torch.allclose(block_logits(model, prompt, block, 0.1), block_logits(model, prompt, block, 0.9))
     model.reset_time_conditioning()
     for table in model.scale_shift_tables:
@@ -236,3 +241,6 @@ def test_presets_have_the_promised_shapes():
     assert (cfg.n_routed_experts, cfg.num_experts_per_tok, cfg.mask_token_id) == (128, 6, 3)
     with pytest.raises(ValueError, match="unknown preset"):
         make_config("huge")
+    for pattern, message in (("M-", "no attention layer"), ("MX*", "use a non-empty string of M"), ("", "non-empty")):
+        with pytest.raises(ValueError, match=message):
+            make_config("tiny", hybrid_override_pattern=pattern)

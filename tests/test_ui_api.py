@@ -149,3 +149,28 @@ def test_cancel_stops_a_run_and_the_app_stays_ready(app):
     assert len(job.outputs()) == streamed and 'data-done="0"' in job.outputs()[-1][0]
     view, *_ = client.predict("def f():", "ar", *SMALL, "step", api_name="/generate")
     assert 'data-done="1"' in view
+
+
+# ------------------------------------------------------------------ `python app.py`
+def test_app_without_the_default_model_tells_to_pass_a_preset(tmp_path, monkeypatch, capsys):
+    import app as app_script
+
+    monkeypatch.setattr("twotower.engine.DEFAULT_MODEL_DIR", tmp_path / "default")
+    assert app_script.main([]) == 2
+    err = capsys.readouterr().err
+    assert "--preset tiny" in err and "Traceback" not in err
+    assert app_script.main(["--model", str(tmp_path / "nowhere")]) == 2
+    assert "model directory not found" in capsys.readouterr().err
+
+
+def test_app_binds_locally_without_a_share_link_by_default(monkeypatch):
+    import gradio as gr
+
+    import app as app_script
+
+    launched = {}
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.update(kwargs))
+    assert app_script.main(["--preset", "tiny", "--port", "7999"]) == 0
+    assert launched == {"server_name": "127.0.0.1", "server_port": 7999, "share": False}
+    assert app_script.main(["--preset", "tiny", "--host", "0.0.0.0", "--share"]) == 0
+    assert launched["server_name"] == "0.0.0.0" and launched["share"] is True

@@ -122,8 +122,7 @@ def test_generate_shows_masks_filling_live_then_replays(page):
     set_slider(page, "max-new", 48)
     set_slider(page, "steps", 16)
     # Move γ with the mouse: a click at the right end of the track, released there, re-runs the prompt.
-    track = page.locator("#gamma input[type=range]").bounding_box()
-    page.mouse.click(track["x"] + track["width"] - 2, track["y"] + track["height"] / 2)
+    click_track(page, "gamma", 0.995)
     assert float(page.locator("#gamma input[type=number]").input_value()) >= 0.95
     page.evaluate("() => { window.__maxMasked = 0; window.__partial = 0; window.__frames = new Set(); }")
     page.locator("#generate").click()
@@ -143,20 +142,31 @@ def test_generate_shows_masks_filling_live_then_replays(page):
     assert board_state(page)["masked"] == 15
 
 
-def test_stop_cancels_within_a_step_and_the_app_stays_ready(page):
+def click_track(page, elem_id: str, fraction: float) -> None:
+    """Press and release the mouse on a slider's track, as a user moving it does."""
+    track = page.locator(f"#{elem_id} input[type=range]").bounding_box()
+    page.mouse.click(track["x"] + fraction * track["width"], track["y"] + track["height"] / 2)
+
+
+def test_release_restarts_and_stop_cancels_within_a_step(page):
     set_slider(page, "max-new", 512)
     page.locator("#generate").click()
     page.wait_for_function("() => { const b = document.querySelector('#view .tt-board');"
-                           " return b && b.dataset.done === '0' && +b.dataset.frames >= 3; }")
+                           " return b && b.dataset.done === '0' && +b.dataset.frames >= 12; }")
+    # Releasing γ mid-run cancels the run in flight and starts the prompt again with the new γ.
+    click_track(page, "gamma", 0.5)
+    page.wait_for_function("() => +document.querySelector('#view .tt-board').dataset.frames < 8")
+    page.wait_for_function("() => { const b = document.querySelector('#view .tt-board');"
+                           " return b.dataset.done === '0' && +b.dataset.frames >= 3; }")
     page.locator("#stop").click()
     page.wait_for_selector("#stats >> text=stopped")
     frozen = board_state(page)
     page.wait_for_timeout(800)
     assert board_state(page) == frozen and frozen["done"] == "0" and frozen["frames"] < 512
-    set_slider(page, "max-new", 16)
+    set_slider(page, "max-new", 16)  # ready for the next run
     page.locator("#generate").click()
     wait_until_settled(page)
-    assert board_state(page)["frames"] == 16
+    assert board_state(page)["frames"] >= 2 and board_state(page)["masked"] == 0
 
 
 def test_race_panel(page):

@@ -15,7 +15,7 @@ MASK, EOS = 4, 2
 
 
 def piece(token_id: int) -> str:
-    return {EOS: "</s>", MASK: "<mask>", 66: "<script>alert(1)</script>", 67: " ", 68: "\n"}.get(
+    return {EOS: "</s>", MASK: "<mask>", 66: "<script>alert(1)</script>", 67: " ", 68: "\n", 200: "\ufffd"}.get(
         token_id, chr(token_id + 32))
 
 
@@ -33,6 +33,10 @@ def done_event(new_tokens, stats=None):
                       "tokens_per_s": 123.4, "time_to_first_token_s": 0.01, "total_s": 0.05}
     return StepEvent("diffusion", "done", -1, -1, 0, empty, empty.bool(), empty.float(), empty.bool(), empty,
                      3, 2, 0.05, len(new_tokens), {"new_tokens": [new_tokens]}, None, stats)
+
+
+def decode(ids):
+    return "".join(piece(i) for i in ids)
 
 
 def two_block_run():
@@ -81,12 +85,13 @@ def test_eos_and_the_positions_after_it_are_marked():
 
 
 def test_tokens_and_prompt_are_escaped():
-    events = [event("step", 0, 0, 0, [66, 67, 68, MASK], [0, 0, 0, -1])]
+    events = [event("step", 0, 0, 0, [66, 67, 68, 200, MASK], [0, 0, 0, 0, -1])]
     prompt = '<img src=x onerror=alert(1)> "quoted" <script>bad()</script>'
     html = board_html(fold(events), piece, EOS, prompt=prompt)
     assert "<script" not in html and "<img" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     assert "␣" in html and "↵" in html
+    assert ">#200<" in html  # a lone byte of a multi-byte character shows its id, not a replacement glyph
     assert "<script" not in error_html("<script>x</script>")
 
 
@@ -116,9 +121,9 @@ def test_stats_html_live_and_done():
 
 
 def test_diff_html_marks_only_differences():
-    same = diff_html([40, 41, 42], [40, 41, 42], piece)
+    same = diff_html([40, 41, 42], [40, 41, 42], decode)
     assert "<ins" not in same and "<del" not in same
-    diff = diff_html([40, 41, 66, 43], [40, 41, 42, 43], piece)
+    diff = diff_html([40, 41, 66, 43], [40, 41, 42, 43], decode)
     assert diff.count("<ins") == 1 and diff.count("<del") == 1 and "&lt;script&gt;" in diff
 
 
@@ -127,7 +132,7 @@ def test_race_html_speedup_and_diff_against_ar():
                {"mode": "diffusion", "tokens": [40, 42], "tokens_per_s": 25.0, "total_s": 0.08, "nfe": 1,
                 "agreement": 0.5},
                {"mode": "speculative", "tokens": [], "error": "not available <yet>"}]
-    html = race_html(results, piece, note="n")
+    html = race_html(results, decode, note="n")
     assert "2.50× AR" in html and "agreement with AR 50%" in html and html.count("<ins") == 1
     assert "not available &lt;yet&gt;" in html
 

@@ -101,11 +101,26 @@ PRESETS: dict[str, dict] = {
 }
 
 
+LAYER_SYMBOLS = {"M": "Mamba-2", "*": "attention", "E": "MoE", "-": "MLP"}
+
+
+def check_layer_pattern(pattern) -> str:
+    """A hybrid_override_pattern the towers can run: known symbols, and at least one attention layer,
+    because transformers' NemotronH cache counts the positions it has seen in its attention layers."""
+    known = ", ".join(f"{k} ({v})" for k, v in LAYER_SYMBOLS.items())
+    if not isinstance(pattern, str) or not pattern or set(pattern) - set(LAYER_SYMBOLS):
+        raise ValueError(f"layer pattern {pattern!r}: use a non-empty string of {known}")
+    if "*" not in pattern:
+        raise ValueError(f"layer pattern {pattern!r} has no attention layer (*); the towers need at least one")
+    return pattern
+
+
 def make_config(preset: str = "tiny", **overrides) -> NemotronHConfig:
     """Build the config of a named preset; keyword arguments override any field."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     fields = {**TWO_TOWER_FIELDS, **PRESETS[preset], **overrides}
+    check_layer_pattern(fields["hybrid_override_pattern"])
     fields.setdefault("architectures", [ARCHITECTURE])
     # SDPA: the denoiser's unmasked attention over [context ; block] runs as one fused call.
     config = NemotronHConfig(**fields)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import DynamicCache, NemotronHConfig, NemotronHModel
 from transformers.models.nemotron_h.modeling_nemotron_h import eager_attention_forward

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 PROFILES = {
     # 2 CPU cores, ~90 minutes for both stages together.
     # bf16 autocast: this CPU has avx512_bf16, and the matmuls (lm_head first) dominate a step.
-    "cpu": dict(seq_len=256, batch_size=16, lr=3e-3, context_steps=1000, denoiser_steps=500, prefix_len=64,
+    "cpu": dict(seq_len=256, batch_size=16, lr=3e-3, context_steps=1000, denoiser_steps=450, prefix_len=64,
                 block_size=16, warmup=60, eval_every=250, save_every=50, dtype="bfloat16", distill_share=0.0),
     # One CUDA device: bf16 autocast, bigger batches, many more tokens.
     "gpu": dict(seq_len=512, batch_size=64, lr=2e-3, context_steps=6000, denoiser_steps=4000, prefix_len=128,

@@ -1,11 +1,12 @@
 """The Gradio app: `build_demo(engine)` lays out the six panels and wires them to ui.handlers.
 
-Wiring notes (Gradio 6 front-end behaviour, checked in its source):
-* Generate, Enter in the prompt, and releasing the γ / S / steps sliders are one dependency (one
-  wiring, api_name "generate") with trigger_mode="always_last": a trigger while a run is in flight is
-  deferred, not dropped. A second, cancel-only listener on the slider releases, registered after it,
-  cancels that run in flight, so the deferred re-run with the new value starts at once.
-* Stop cancels every long-running panel; the generators stop at their next step.
+Wiring notes (Gradio 6 front-end behaviour, checked in its source: the listeners of one trigger run in
+the order they were registered, and a listener's own `cancels=` fires only after its function ends):
+* Generate and Enter in the prompt are one listener (api_name "generate").
+* Releasing γ / S / steps first runs a cancel-only listener (cancels a Generate run in flight), then
+  re-runs the prompt with trigger_mode="multiple"; a re-run still going is superseded server-side
+  (Handlers keeps one live run per browser session, the older stops at its next step).
+* Stop cancels every long-running panel of this session; generators stop at their next step.
 * Every panel's function has a named API endpoint, so gradio_client can drive the app.
 """
 
@@ -19,6 +20,9 @@ from .handlers import Handlers
 from .render import CSS, board_html, note_html
 
 MODE_CHOICES = [("diffusion", "diffusion"), ("speculative", "speculative"), ("mock-AR", "mock_ar"), ("AR", "ar")]
+# Every listener that runs the model shares one concurrency group: at most `concurrency_limit` runs at
+# once over all panels and users; the rest wait in Gradio's queue.
+ENGINE = "engine"
 RACE_CHOICES = [("diffusion", "diffusion"), ("speculative", "speculative"), ("mock-AR", "mock_ar")]
 
 
@@ -127,13 +131,19 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                         model_view = _html(handlers.model_info(), "model-view")
                         model_btn = gr.Button("Refresh", elem_id="model-button")
 
-        # ---- Playground: one wiring for the button, Enter and slider releases
+        # ---- Playground: one wiring for the button and Enter; slider releases re-run the prompt
         settings = [gamma, block_size, steps, max_new, temperature, seed]
         releases = [gamma.release, block_size.release, steps.release]
-        run = gr.on([generate_btn.click, prompt.submit, *releases], handlers.generate,
-                    [prompt, mode, *settings, colour_by], [view, stats, completion, record, scrubber],
-                    api_name="generate", trigger_mode="always_last", show_progress="hidden")
-        gr.on(releases, None, cancels=[run])  # after `run`: cancel the run in flight; its deferred re-run follows
+        playground_in = [prompt, mode, *settings, colour_by]
+        playground_out = [view, stats, completion, record, scrubber]
+        run = gr.on([generate_btn.click, prompt.submit], handlers.generate, playground_in, playground_out,
+                    api_name="generate", show_progress="hidden", concurrency_id=ENGINE)
+        # Registered before the re-run, so the front-end cancels a Generate run in flight first.
+        gr.on(releases, None, cancels=[run])
+        # trigger_mode="multiple": every release re-runs at once; an older re-run of this session is
+        # superseded server-side and stops at its next step (Handlers keeps one live run per session).
+        rerun = gr.on(releases, handlers.generate, playground_in, playground_out, trigger_mode="multiple",
+                      api_visibility="private", show_progress="hidden", concurrency_id=ENGINE)
         scrubber.input(handlers.replay, [record, scrubber, colour_by], view, api_name="replay",
                        trigger_mode="always_last", show_progress="hidden")
         colour_by.change(handlers.replay, [record, scrubber, colour_by], view, api_visibility="private",
@@ -142,14 +152,13 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         # ---- Race, audit, sweep, cost, model
         race_run = gr.on([race_btn.click, race_prompt.submit], handlers.race,
                          [race_prompt, race_modes, gamma, block_size, steps, max_new, repeats],
-                         [race_view, race_plot, race_measured],
-                         api_name="race")
+                         [race_view, race_plot, race_measured], api_name="race", concurrency_id=ENGINE)
         audit_run = gr.on([audit_btn.click, audit_prompt.submit], handlers.speculative_audit,
                           [audit_prompt, *settings], [audit_table, audit_plot, audit_summary],
-                          api_name="speculative_audit")
+                          api_name="speculative_audit", concurrency_id=ENGINE)
         sweep_run = sweep_btn.click(handlers.sweep, [sweep_examples, sweep_extra, sweep_gammas, sweep_sizes, steps,
                                                      max_new], [sweep_plot, sweep_table, sweep_csv, sweep_message],
-                                    api_name="sweep")
+                                    api_name="sweep", concurrency_id=ENGINE)
         cost_inputs = [price, gpus, utilisation, tps_ar, tps_diffusion, tps_speculative, api_price, race_measured]
         cost_btn.click(handlers.cost, cost_inputs, [cost_view, cost_plot], api_name="cost")
         use_race_btn.click(handlers.use_race_numbers, race_measured, [tps_ar, tps_diffusion, tps_speculative],
@@ -157,8 +166,9 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                                                           api_visibility="private")
         model_btn.click(handlers.model_info, None, model_view, api_name="model_info")
 
-        # ---- Stop: cancels whatever is running for this user (queue=False: it must not wait behind them)
-        stop_btn.click(handlers.after_stop, record, [scrubber, stats], queue=False, api_visibility="private",
-                       cancels=[run, race_run, audit_run, sweep_run])
+        # ---- Stop: cancels whatever this user has running (the front-end drops the run's stream at once),
+        # then marks the statistics as stopped; queue=False so that neither waits behind other users' runs.
+        stopping = stop_btn.click(None, None, None, queue=False, cancels=[run, rerun, race_run, audit_run, sweep_run])
+        stopping.then(handlers.after_stop, record, [scrubber, stats], queue=False, api_visibility="private")
     demo.queue(default_concurrency_limit=concurrency_limit)
     return demo

@@ -8,8 +8,10 @@ the sampler, so concurrent users cannot see each other's runs.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -47,6 +49,26 @@ class Handlers:
     def __init__(self, engine):
         self.engine = engine
         self.piece = engine.tokenizer.piece
+        # One live Playground run per browser session: a newer run (Generate, or a slider release while
+        # a run is going) supersedes the older one, which stops at its next step.
+        self._live_run: dict[str, int] = {}
+        self._runs = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def _claim(self, session: str | None) -> int:
+        with self._lock:
+            run_id = next(self._runs)
+            if session is not None:
+                self._live_run[session] = run_id
+            return run_id
+
+    def _superseded(self, session: str | None, run_id: int) -> bool:
+        return session is not None and self._live_run.get(session) != run_id
+
+    def _release(self, session: str | None, run_id: int) -> None:
+        with self._lock:
+            if session is not None and self._live_run.get(session) == run_id:
+                del self._live_run[session]
 
     def _view(self, board: Board, prompt: str, colour_by: str, steps_per_block) -> str:
         return board_html(board, self.piece, self.engine.eos_token_id, colour_by=colour_by,
@@ -59,14 +81,26 @@ class Handlers:
 
     # ---------------------------------------------------------------- Playground
     def generate(self, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                 colour_by="step"):
+                 colour_by="step", request: gr.Request = None):
         """Stream one generation: yields (view, statistics, completion, recorded run, scrubber) per step."""
+        session = getattr(request, "session_hash", None)
+        run_id = self._claim(session)
+        try:
+            yield from self._generate(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens,
+                                      temperature, seed, colour_by, session, run_id)
+        finally:
+            self._release(session, run_id)
+
+    def _generate(self, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
+                  colour_by, session, run_id):
         record = {"prompt": prompt, "steps_per_block": steps_per_block, "events": []}
         board = Board()
         try:
             _, events = self._stream(mode, prompt, run_settings(gamma, block_size, steps_per_block,
                                                                 max_new_tokens, temperature, seed))
             for event in events:  # the sampler runs one step per iteration: nothing is precomputed
+                if self._superseded(session, run_id):
+                    return  # this session started a newer run; stop within a step
                 record["events"].append(event)
                 fold_event(board, event)
                 if event.kind in FRAME_KINDS:
@@ -130,7 +164,7 @@ class Handlers:
             ids = self.engine.encode_prompt(prompt)
             repeats = max(1, int(repeats or 1))
             for mode in order:
-                yield race_html(results, self.piece, f"timing {mode}…"), race_bars(results), gr.skip()
+                yield race_html(results, self.engine.decode, f"timing {mode}…"), race_bars(results), gr.skip()
                 try:
                     results.append(self._timed(mode, ids, max_new_tokens, settings if mode != "ar" else {}, repeats))
                 except ImportError as exc:
@@ -149,7 +183,7 @@ class Handlers:
                                                      if r.get("tokens_per_s")}}
         note = (f"Greedy, EOS ignored while timing; an untimed warm-up, then {repeats} timed run(s) per mode "
                 f"(median), one mode at a time; {label}.")
-        yield race_html(results, self.piece, note), race_bars(results), measured
+        yield race_html(results, self.engine.decode, note), race_bars(results), measured
 
     # ---------------------------------------------------------------- Speculative audit
     def speculative_audit(self, prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed):
@@ -194,6 +228,7 @@ class Handlers:
                 self.engine.encode_prompt(text)  # the prompt checks and messages of every other panel
             grid_gammas = sweep.parse_list(gammas, float, "γ values")
             grid_sizes = sweep.parse_list(block_sizes, int, "block sizes")
+            progress(0, desc="warm-up and AR baseline")
             points = sweep.run_sweep(self.engine, prompts, grid_gammas, grid_sizes, steps=_whole(steps_per_block),
                                      max_new_tokens=_whole(max_new_tokens), progress=progress_adapter(progress))
         except ValueError as exc:
@@ -202,7 +237,8 @@ class Handlers:
         path = Path(tempfile.mkdtemp(prefix="twotower-sweep-")) / "sweep.csv"
         sweep.write_csv(points, path)
         columns = list(sweep.CSV_FIELDS)
-        table = gr.Dataframe(value=[[p.get(c) for c in columns] for p in points], headers=columns)
+        shown = [[round(v, 4) if isinstance(v, float) else v for v in (p.get(c) for c in columns)] for p in points]
+        table = gr.Dataframe(value=shown, headers=columns)  # rounded for reading; the CSV keeps every digit
         message = note_html(f"{len(points)} grid points over {len(prompts)} prompt(s); "
                             f"{sum(bool(p.get('pareto')) for p in points)} on the Pareto frontier.")
         return sweep.sweep_figure(points), table, str(path), message
@@ -246,7 +282,8 @@ class Handlers:
                                dtype=model.lm_head.weight.dtype)
         except ValueError as exc:
             return html + note_html(f"No memory plan for this configuration: {exc}")
-        return html + f'<h4>Memory plan (bytes per device)</h4><pre class="tt-text">{esc(format_memory_plan(plan))}</pre>'
+        text = esc(format_memory_plan(plan))
+        return html + f'<h4>Memory plan (bytes per device)</h4><pre class="tt-text">{text}</pre>'
 
 
 def provenance(measured, throughputs: dict) -> dict[str, str]:
@@ -262,14 +299,7 @@ def provenance(measured, throughputs: dict) -> dict[str, str]:
 
 
 def progress_adapter(progress):
-    """twotower.sweep reports progress as (done, total), a fraction, or a description; gr.Progress shows it."""
-    def report(*args, desc=None, **_):
-        numbers = [a for a in args if isinstance(a, (int, float)) and not isinstance(a, bool)]
-        text = desc or next((a for a in args if isinstance(a, str)), None)
-        if len(numbers) >= 2:
-            progress((int(numbers[0]), int(numbers[1])), desc=text)
-        elif numbers:
-            progress(float(numbers[0]), desc=text)
-        elif text:
-            progress(None, desc=text)
+    """twotower.sweep calls progress(i, n, point) after grid point i of n; gr.Progress draws the bar."""
+    def report(i, n, point):
+        progress((int(i), int(n)), desc=f"γ = {point['gamma']}, S = {point['block_size']}", unit="grid points")
     return report

@@ -12,9 +12,12 @@ from .render_panels import MODE_LABELS
 MODE_COLOURS = {"ar": "#495057", "diffusion": "#1c7ed6", "speculative": "#e8590c", "mock_ar": "#2f9e44"}
 
 
-def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
+def _layout(fig: go.Figure, title: str, x: str, y: str, top: float | None = None) -> go.Figure:
+    """Common look; `top` leaves room above the tallest bar for its label."""
     fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="plotly_white", height=340,
                       margin=dict(l=50, r=20, t=50, b=45))
+    if top:
+        fig.update_yaxes(range=[0, 1.18 * top])
     return fig
 
 
@@ -37,7 +40,8 @@ def race_bars(results: list[dict]) -> go.Figure:
         x=[MODE_LABELS.get(r["mode"], r["mode"]) for r in ok], y=[r["tokens_per_s"] for r in ok],
         marker_color=[MODE_COLOURS.get(r["mode"], "#868e96") for r in ok],
         text=[f'{r["tokens_per_s"]:,.1f}' for r in ok], textposition="outside"))
-    return _layout(fig, "Measured throughput (rendering excluded)", "mode", "tokens / s")
+    top = max((r["tokens_per_s"] for r in ok), default=None)
+    return _layout(fig, "Measured throughput (rendering excluded)", "mode", "tokens / s", top)
 
 
 def cost_bars(lines: list[CostLine], api_usd_per_million=None) -> go.Figure:
@@ -48,4 +52,5 @@ def cost_bars(lines: list[CostLine], api_usd_per_million=None) -> go.Figure:
     if api_usd_per_million not in (None, ""):
         fig.add_hline(y=float(api_usd_per_million), line_dash="dash", line_color="#c92a2a",
                       annotation_text=f"API ${float(api_usd_per_million):,.2f} / M")
-    return _layout(fig, "Cost per million output tokens", "mode", "$ / M output tokens")
+    top = max([line.usd_per_million for line in lines] + [float(api_usd_per_million or 0)])
+    return _layout(fig, "Cost per million output tokens", "mode", "$ / M output tokens", top)

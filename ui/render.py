@@ -113,11 +113,12 @@ def cell_html(token: int, masked: bool, step: int, confidence: float, piece: Cal
         classes.append("rejected")
     colour = confidence_colour(confidence) if colour_by == "confidence" else step_colour(step, n_steps)
     text = piece(token)
+    shown = token_text(text) if "\ufffd" not in text else f"#{token}"  # a lone byte of a multi-byte character
     title = f"id {token} · step {step} · p={confidence:.2f}" + (" · EOS" if is_eos else "")
     if rejected:
         title += f" · {rejected}"
     return (f'<span class="{" ".join(classes)}" style="background:{colour}" title="{esc(title)}">'
-            f"{esc(token_text(text))}</span>")
+            f"{esc(shown)}</span>")
 
 
 def _display_lines(board: Board, line_width: int) -> list[tuple[str, bool, list[tuple[Row, int]]]]:

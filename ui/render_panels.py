@@ -11,30 +11,27 @@ from .render import esc
 MODE_LABELS = {"diffusion": "diffusion", "speculative": "speculative", "mock_ar": "mock-AR", "ar": "AR"}
 
 
-def _pieces(tokens: list[int], piece: Callable[[int], str]) -> str:
-    return esc("".join(piece(t) for t in tokens))
-
-
-def diff_html(tokens: list[int], ref_tokens: list[int], piece: Callable[[int], str]) -> str:
+def diff_html(tokens: list[int], ref_tokens: list[int], decode: Callable[[list[int]], str]) -> str:
     """Token diff of `tokens` against the reference (AR) output.
 
     Matching tokens are plain text, tokens this output has instead of the reference are highlighted,
-    reference tokens it lacks are shown struck through.
+    reference tokens it lacks are shown struck through. Each run of tokens is decoded as a whole, so a
+    character split over several byte tokens still reads as one.
     """
     matcher = difflib.SequenceMatcher(a=ref_tokens, b=tokens, autojunk=False)
     parts = []
     for op, a0, a1, b0, b1 in matcher.get_opcodes():
         if op == "equal":
-            parts.append(_pieces(tokens[b0:b1], piece))
+            parts.append(esc(decode(tokens[b0:b1])))
             continue
         if a1 > a0:
-            parts.append(f'<del class="tt-diff-del" title="AR has">{_pieces(ref_tokens[a0:a1], piece)}</del>')
+            parts.append(f'<del class="tt-diff-del" title="AR has">{esc(decode(ref_tokens[a0:a1]))}</del>')
         if b1 > b0:
-            parts.append(f'<ins class="tt-diff-ins" title="differs from AR">{_pieces(tokens[b0:b1], piece)}</ins>')
+            parts.append(f'<ins class="tt-diff-ins" title="differs from AR">{esc(decode(tokens[b0:b1]))}</ins>')
     return "".join(parts)
 
 
-def race_html(results: list[dict], piece: Callable[[int], str], note: str = "") -> str:
+def race_html(results: list[dict], decode: Callable[[list[int]], str], note: str = "") -> str:
     """Side-by-side cards. results: {mode, tokens, tokens_per_s, total_s, nfe, agreement?, error?}; AR is the reference."""
     ref = next((r for r in results if r["mode"] == "ar"), None)
     cards = []
@@ -49,9 +46,9 @@ def race_html(results: list[dict], piece: Callable[[int], str], note: str = "") 
         if ref is not None and ref.get("tokens_per_s") and tps:
             speed = f'<div class="tt-speedup">{tps / ref["tokens_per_s"]:.2f}× AR</div>'
         if ref is None or r is ref:
-            text = _pieces(r["tokens"], piece)
+            text = esc(decode(r["tokens"]))
         else:
-            text = diff_html(r["tokens"], ref["tokens"], piece)
+            text = diff_html(r["tokens"], ref["tokens"], decode)
         facts = [f"{tps:,.1f} tokens/s" if tps else "– tokens/s", f'{len(r["tokens"])} tokens',
                  f'{r.get("total_s", 0.0):.3f} s', f'NFE {r.get("nfe", 0)}']
         if r.get("agreement") is not None:

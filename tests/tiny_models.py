@@ -1,0 +1,62 @@
+"""Random tiny two-tower models in which every path carries signal, for the engine tests.
+
+At NemotronH's initialisation a tiny tower hides whole mechanisms from a test: dt_bias ≈ -6 makes Mamba steps
+of ~0.005, so the SSM state after a prompt is ~1e-6 and a comparison to 1e-5 cannot tell a missing state from
+a correct one (a test that zeroed the seeded SSM state still passed); the time conditioning starts as a no-op,
+so a wrong t goes unseen; and a random head gives near-uniform confidences, so γ is never reached.
+"""
+
+import torch
+
+from twotower import build_model
+
+MAMBA = "linear_attention"
+
+
+def random_ids(shape, seed, low=5, high=261):
+    """Byte-range token ids (above the specials), reproducible per seed."""
+    return torch.randint(low, high, shape, generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def lively(model, seed=0):
+    """Mamba dynamics as after training, in both towers: steps ≈ 0.7, decay 0.5-0.97 per token, O(1) x, B, C."""
+    gen = torch.Generator().manual_seed(seed)
+    for tower in (model.context_tower, model.denoiser_tower):
+        for layer in tower.layers:
+            if layer.block_type == MAMBA:
+                mixer = layer.mixer
+                mixer.dt_bias.zero_()  # softplus(0 + dt) ≈ 0.7
+                mixer.A_log.copy_(torch.empty(mixer.num_heads).uniform_(-3.0, 0.0, generator=gen))  # A in [-1, -0.05]
+                mixer.in_proj.weight.normal_(std=0.3, generator=gen)
+    return model
+
+
+@torch.no_grad()
+def trained_looking(model, seed=0):
+    """Time conditioning away from its no-op start: shift / scale / gate now depend on t and on the layer."""
+    gen = torch.Generator().manual_seed(seed)
+    model.t_block[1].weight.normal_(std=0.2, generator=gen)
+    for table in model.scale_shift_tables:
+        table.normal_(std=0.1, generator=gen)
+        table[2] += 1.0  # gates near 1: every mixer still contributes
+    return model
+
+
+@torch.no_grad()
+def sharp(model, scale=50.0):
+    """Both heads scaled up: confidences spread over (0, 1) as a trained model's do, so every branch of the
+    commit rule (above γ, the schedule, the last step) runs."""
+    model.lm_head.weight.mul_(scale)
+    model.context_lm_head.weight.mul_(scale)
+    return model
+
+
+def lively_tiny(seed=0, **overrides):
+    """The tiny preset with lively Mamba layers; time conditioning still at its no-op start."""
+    return lively(build_model("tiny", seed=seed, **overrides), seed)
+
+
+def decoding_model(seed=0):
+    """Everything on: lively Mamba, t-dependent conditioning, sharp heads."""
+    return sharp(trained_looking(lively_tiny(seed), seed))
