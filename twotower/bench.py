@@ -45,18 +45,9 @@ def add_settings_arguments(parser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="denoiser steps per block (default: the model's)")
 
 
-def check_device(flag: str, device: str) -> None:
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"{flag} {device!r} is not a device name (try cpu, cuda, cuda:1)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{flag} {device}: no CUDA device is available on this machine")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"{flag} {device}: only {torch.cuda.device_count()} CUDA device(s) here")
-
-
 def engine_from_args(args):
+    from .validation import check_device
+
     check_device("--ctx-device", args.ctx_device)
     check_device("--den-device", args.den_device)
     return load_engine(args.model, args.preset, args.ctx_device, args.den_device, dtype=DTYPES[args.dtype])
