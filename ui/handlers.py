@@ -105,16 +105,18 @@ class Handlers:
                 fold_event(board, event)
                 if event.kind in FRAME_KINDS:
                     done_tokens = [t for row in board.ordered_rows() if row.done for t in row.tokens]
+                    # the previous run's scrubber goes away while this one runs
+                    scrubber = gr.Slider(visible=False) if board.frames == 1 else gr.skip()
                     yield (self._view(board, prompt, colour_by, steps_per_block), stats_html(board),
-                           self.engine.decode(done_tokens), record, gr.skip())
+                           self.engine.decode(done_tokens), record, scrubber)
         except ImportError as exc:
             message = unavailable(f"{mode} mode", exc)
             gr.Warning(message)
-            yield error_html(message), "", "", record, gr.skip()
+            yield error_html(message), "", "", record, gr.Slider(visible=False)
             return
         except ValueError as exc:
             gr.Warning(str(exc))
-            yield error_html(str(exc)), "", "", record, gr.skip()
+            yield error_html(str(exc)), "", "", record, gr.Slider(visible=False)
             return
         frames = count_frames(record["events"])
         scrubber = gr.Slider(minimum=1, maximum=max(frames, 1), value=max(frames, 1), step=1, visible=True,
