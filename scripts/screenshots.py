@@ -8,7 +8,6 @@ downloaded browser), types a prompt, generates, and captures the Playground and 
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 
@@ -24,19 +23,16 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
 
     from twotower.engine import load_engine
-    from ui.app import build_demo
+    from ui.app import build_demo, launch_local
 
     demo = build_demo(load_engine())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True)
+    url = launch_local(demo)
     OUT.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
         page.set_default_timeout(180_000)
-        page.goto(f"http://127.0.0.1:{port}/")
+        page.goto(url)
         page.wait_for_selector("#generate")
         page.locator("#prompt textarea").fill(PROMPT)
         box = page.locator("#max-new input[type=number]")

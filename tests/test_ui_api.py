@@ -5,7 +5,6 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import html  # noqa: E402
-import socket  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
@@ -15,25 +14,18 @@ gradio_client = pytest.importorskip("gradio_client")
 
 from twotower.decoding import drain  # noqa: E402
 from twotower.engine import load_engine  # noqa: E402
-from ui.app import build_demo  # noqa: E402
+from ui.app import build_demo, launch_local  # noqa: E402
 
 # prompt, mode, γ, S, steps per block, max new tokens, temperature, seed, colour by
 SMALL = (0.8, 4, 4, 8, 0.0, 0)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def app():
     engine = load_engine(preset="tiny")
     demo = build_demo(engine, concurrency_limit=2)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True)
-    url = f"http://127.0.0.1:{port}/"
+    url = launch_local(demo)
     yield engine, url, gradio_client.Client(url, verbose=False, analytics_enabled=False)
     demo.close()
 

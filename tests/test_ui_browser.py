@@ -11,7 +11,6 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import socket  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -67,21 +66,14 @@ class SlowEngine(Engine):
                 time.sleep(self.step_delay_s)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def app_url():
-    from ui.app import build_demo
+    from ui.app import build_demo, launch_local
 
     tiny = load_engine(preset="tiny")
     demo = build_demo(SlowEngine(tiny.model, tiny.tokenizer, tiny.name))
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True)
-    yield f"http://127.0.0.1:{port}/"
+    yield launch_local(demo)
     demo.close()
 
 

@@ -172,3 +172,14 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         stopping.then(handlers.after_stop, record, [scrubber, stats], queue=False, api_visibility="private")
     demo.queue(default_concurrency_limit=concurrency_limit)
     return demo
+
+
+def launch_local(demo: gr.Blocks) -> str:
+    """Serve `demo` on a free loopback port without blocking (tests, screenshots); returns its URL."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True)
+    return f"http://127.0.0.1:{port}/"
