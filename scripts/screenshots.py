@@ -44,9 +44,10 @@ def main() -> int:
         page.screenshot(path=str(OUT / "default_playground.png"), full_page=True)
         page.get_by_role("tab", name="Race").click()
         page.get_by_role("button", name="Race", exact=False).last.click()
-        page.wait_for_timeout(2000)
-        page.wait_for_function("() => !document.querySelector('.progress-text, .eta-bar')", timeout=600_000)
-        page.wait_for_timeout(1000)
+        # one "× AR" card per mode once the race is over (AR's own card included)
+        page.wait_for_function("() => (document.body.innerText.match(/× AR/g) || []).length >= 2"
+                               " && !document.body.innerText.includes('timing ')", timeout=600_000)
+        page.wait_for_timeout(1500)
         page.screenshot(path=str(OUT / "default_race.png"), full_page=True)
         browser.close()
     demo.close()
