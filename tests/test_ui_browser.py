@@ -2,7 +2,7 @@
 
 It types a prompt, moves the γ slider, presses Generate, and watches masked cells turn into tokens
 while the run is going; replays a step with the scrubber; stops a long run; races diffusion against
-AR. Screenshots go to assets/screenshots/. The only test hook is `SlowEngine`, a test-side engine
+AR. Screenshots go to runs/screenshots/ (the README's come from scripts/screenshots.py). The only test hook is `SlowEngine`, a test-side engine
 that pauses after each step so a browser can see the steps; the app itself is unchanged.
 Playwright never downloads a browser here: it is pointed at /usr/bin/chromium.
 """
@@ -22,7 +22,7 @@ from ui.board import FRAME_KINDS  # noqa: E402
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "assets" / "screenshots"
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "runs" / "screenshots"  # git-ignored: test evidence only
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PROMPT = 'def render(tag):\n    return "<img src=x onerror=window.__xss=1>"  # shown as text\n    '
 
