@@ -1,8 +1,7 @@
 """Drafting: the denoiser fills one block in a few passes, with the diffusion sampler's commit rule.
 
-`draft_block` is the "denoise one block" step of twotower.decoding.iter_mask_diffusion written as a
-reusable generator (it could move there and serve both samplers): per pass one denoiser call,
-`predict_tokens`, then `select_commits`. What speculative decoding needs on top:
+`draft_block` (twotower.decoding) is the one "denoise one block" loop that both samplers run: per pass
+one denoiser call, `predict_tokens`, then `select_commits`. What speculative decoding needs on top:
   * which positions are still open is tracked explicitly (`masked`), not read from the mask id, because
     a block may start with an already-emitted token that happens to be the mask id;
   * select_on_top_probability: at temperature > 0 choose the positions to commit by the distribution's
@@ -15,82 +14,10 @@ reusable generator (it could move there and serve both samplers): per pass one d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterator
-
 import torch
 
-from twotower.commit import predict_tokens, sampling_distribution, select_commits
-
-
-@dataclass
-class BlockDraft:
-    """The state of one block after a denoiser pass. Tensors on the denoiser's device, (B, L)."""
-
-    tokens: torch.Tensor  # long; still-open positions hold the mask id
-    masked: torch.Tensor  # bool, still open
-    confidence: torch.Tensor  # float: probability of the token last predicted at each position
-    commit_step: torch.Tensor  # long: the pass that committed each position, -1 if open or given
-    committed: torch.Tensor  # bool: committed by this very pass
-    commit_logits: torch.Tensor | None  # (B, L, V) fp32: logits each position was committed from, if kept
-    step: int = -1  # index of the pass just run
-
-
-def draft_block(
-    model,
-    ctx,
-    tokens: torch.Tensor,
-    masked: torch.Tensor,
-    steps: int,
-    gamma: float,
-    temperature: float = 0.0,
-    generator: torch.Generator | None = None,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    select_on_top_probability: bool = False,
-    keep_commit_logits: bool = False,
-) -> Iterator[BlockDraft]:
-    """Fill the open positions of `tokens` (B, L) in at most `steps` denoiser passes; yield after each.
-
-    ctx: the context tower's states (model.context_states), read-only. Positions with masked=False are
-    given (kept as they are, e.g. a token emitted but not yet read by the context tower).
-    """
-    mask_id = model.config.mask_token_id
-    device = model.den_device
-    masked = masked.to(device).clone()
-    tokens = tokens.to(device)
-    tokens = torch.where(masked, torch.full_like(tokens, mask_id), tokens)
-    state = BlockDraft(
-        tokens=tokens,
-        masked=masked,
-        confidence=torch.zeros(tokens.shape, device=device),
-        commit_step=torch.full(tokens.shape, -1, dtype=torch.long, device=device),
-        committed=torch.zeros_like(masked),
-        commit_logits=None,
-    )
-    if keep_commit_logits:
-        state.commit_logits = torch.zeros(*tokens.shape, model.config.vocab_size, device=device)
-    for step in range(steps):
-        if not state.masked.any():
-            break
-        open_before = state.masked
-        t = open_before.float().mean(-1)  # (B,) fraction of the block still masked
-        logits = model.denoise(state.tokens, ctx, t)  # (B, L, V)
-        pred, conf = predict_tokens(logits, temperature, generator, top_k, top_p, forbid=mask_id)
-        if select_on_top_probability and temperature > 0.0:
-            _, select_conf = predict_tokens(logits, 0.0, forbid=mask_id)  # top probability, independent of the draw
-        else:
-            select_conf = conf
-        commit = select_commits(select_conf, open_before, gamma, steps - step)
-        state.tokens = torch.where(commit, pred, state.tokens)
-        state.masked = open_before & ~commit
-        state.commit_step = torch.where(commit, torch.full_like(state.commit_step, step), state.commit_step)
-        state.confidence = torch.where(open_before, conf, state.confidence)
-        if keep_commit_logits:
-            state.commit_logits = torch.where(commit[..., None], logits.float(), state.commit_logits)
-        state.committed = commit
-        state.step = step
-        yield state
+from twotower.commit import sampling_distribution
+from twotower.decoding import BlockDraft, draft_block  # noqa: F401  (re-exported for spec_decode users)
 
 
 def order_safe_positions(commit_step: torch.Tensor) -> torch.Tensor:

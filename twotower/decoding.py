@@ -12,6 +12,8 @@ from typing import Callable, Iterator
 
 import torch
 
+from dataclasses import dataclass
+
 from .commit import predict_tokens, select_commits
 from .events import GenerationResult, StepEvent
 from .validation import as_batch, check_gamma, check_int, check_sampling, check_token_id
@@ -62,6 +64,76 @@ def _done_event(mode, prompt, new, eos, pad, nfe, ctx_passes, t_start, t_first, 
                      nfe, ctx_passes, stats["total_s"], len(rows[0]), {"new_tokens": rows}, sequences.cpu(), stats)
 
 
+@dataclass
+class BlockDraft:
+    """The state of one block after a denoiser pass. Tensors on the denoiser's device, (B, L)."""
+
+    tokens: torch.Tensor  # long; still-open positions hold the mask id
+    masked: torch.Tensor  # bool, still open
+    confidence: torch.Tensor  # float: probability of the token last predicted at each position
+    commit_step: torch.Tensor  # long: the pass that committed each position, -1 if open or given
+    committed: torch.Tensor  # bool: committed by this very pass
+    commit_logits: torch.Tensor | None  # (B, L, V) fp32: logits each position was committed from, if kept
+    step: int = -1  # index of the pass just run
+
+
+def draft_block(
+    model,
+    ctx,
+    tokens: torch.Tensor,
+    masked: torch.Tensor,
+    steps: int,
+    gamma: float,
+    temperature: float = 0.0,
+    generator: torch.Generator | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    select_on_top_probability: bool = False,
+    keep_commit_logits: bool = False,
+) -> Iterator[BlockDraft]:
+    """Fill the open positions of `tokens` (B, L) in at most `steps` denoiser passes; yield after each.
+
+    ctx: the context tower's states (model.context_states), read-only. Positions with masked=False are
+    given (kept as they are, e.g. a token emitted but not yet read by the context tower).
+    """
+    mask_id = model.config.mask_token_id
+    device = model.den_device
+    masked = masked.to(device).clone()
+    tokens = tokens.to(device)
+    tokens = torch.where(masked, torch.full_like(tokens, mask_id), tokens)
+    state = BlockDraft(
+        tokens=tokens,
+        masked=masked,
+        confidence=torch.zeros(tokens.shape, device=device),
+        commit_step=torch.full(tokens.shape, -1, dtype=torch.long, device=device),
+        committed=torch.zeros_like(masked),
+        commit_logits=None,
+    )
+    if keep_commit_logits:
+        state.commit_logits = torch.zeros(*tokens.shape, model.config.vocab_size, device=device)
+    for step in range(steps):
+        if not state.masked.any():
+            break
+        open_before = state.masked
+        t = open_before.float().mean(-1)  # (B,) fraction of the block still masked
+        logits = model.denoise(state.tokens, ctx, t)  # (B, L, V)
+        pred, conf = predict_tokens(logits, temperature, generator, top_k, top_p, forbid=mask_id)
+        if select_on_top_probability and temperature > 0.0:
+            _, select_conf = predict_tokens(logits, 0.0, forbid=mask_id)  # top probability, independent of the draw
+        else:
+            select_conf = conf
+        commit = select_commits(select_conf, open_before, gamma, steps - step)
+        state.tokens = torch.where(commit, pred, state.tokens)
+        state.masked = open_before & ~commit
+        state.commit_step = torch.where(commit, torch.full_like(state.commit_step, step), state.commit_step)
+        state.confidence = torch.where(open_before, conf, state.confidence)
+        if keep_commit_logits:
+            state.commit_logits = torch.where(commit[..., None], logits.float(), state.commit_logits)
+        state.committed = commit
+        state.step = step
+        yield state
+
+
 def iter_mask_diffusion(
     model,
     input_ids,
@@ -76,7 +148,8 @@ def iter_mask_diffusion(
     top_p: float | None = None,
     mode: str = "diffusion",
 ) -> Iterator[StepEvent]:
-    """Masked block diffusion: per block, S masks; per step one denoiser pass, commit by `select_commits`.
+    """Masked block diffusion: per block, S masks filled by `draft_block` (one denoiser pass per step, the
+    release's commit rule), then one context-tower pass over the committed block.
 
     Arguments are checked here, at the call, so bad input raises ValueError before any event is asked for.
     """
@@ -111,26 +184,16 @@ def _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_
         size = min(block_size, max_new_tokens - new.shape[1])
         ctx = model.context_states(cache)  # read-only for every step of this block
         block = torch.full((bsz, size), mask_id, dtype=torch.long, device=model.den_device)
-        commit_step = torch.full((bsz, size), -1, dtype=torch.long)
-        confidence = torch.zeros(bsz, size)
-        for step in range(steps_per_block):
-            masked = block == mask_id
-            if not masked.any():
-                break
-            t = masked.float().mean(-1)  # fraction of the block still masked
-            logits = model.denoise(block, ctx, t)  # (B, S, V)
+        start = new.shape[1]
+        for state in draft_block(model, ctx, block, torch.ones_like(block, dtype=torch.bool), steps_per_block,
+                                 gamma, temperature, gen, top_k, top_p):
             nfe += 1
-            pred, conf = predict_tokens(logits, temperature, gen, top_k, top_p, forbid=mask_id)
-            commit = select_commits(conf, masked, gamma, steps_per_block - step)
-            block = torch.where(commit, pred, block)
-            commit_cpu = commit.cpu()
-            commit_step[commit_cpu] = step
-            confidence = torch.where(masked.cpu(), conf.cpu(), confidence)
             t_first = t_first or time.perf_counter()
-            yield StepEvent(mode, "step", block_idx, step, new.shape[1], block.cpu(), (block == mask_id).cpu(),
-                            confidence.clone(), commit_cpu, commit_step.clone(), nfe, ctx_passes,
-                            time.perf_counter() - t_start, new.shape[1] + int(commit_step[0].ge(0).sum()))
-        block = block.cpu()
+            commit_step = state.commit_step.cpu()
+            yield StepEvent(mode, "step", block_idx, state.step, start, state.tokens.cpu(), state.masked.cpu(),
+                            state.confidence.cpu(), state.committed.cpu(), commit_step, nfe, ctx_passes,
+                            time.perf_counter() - t_start, start + int(commit_step[0].ge(0).sum()))
+        block, confidence = state.tokens.cpu(), state.confidence.cpu()
         new = torch.cat([new, block], dim=1)
         if eos is not None:
             done_rows |= (block == eos).any(-1)
