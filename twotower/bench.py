@@ -92,7 +92,8 @@ def timed_generation(engine, mode: str, ids, max_new_tokens: int, settings: dict
     seconds = perf_counter() - start
     rows = done.info["new_tokens"]
     return {"rows": rows, "new_tokens": len(rows[0]), "tokens": sum(len(r) for r in rows), "nfe": done.stats["nfe"],
-            "context_passes": done.stats["context_passes"], "seconds": seconds, "ttft_s": first}
+            "context_passes": done.stats["context_passes"], "seconds": seconds, "ttft_s": first,
+            "mean_acceptance_length": done.stats.get("mean_acceptance_length")}  # speculative only
 
 
 # ------------------------------------------------------------------------------------------------
@@ -129,6 +130,9 @@ def summarise(rounds: list[list[dict]]) -> dict:
         "new_tokens": new_tokens,
         "generations": len(generations),
         "tokens_per_s_repeats": per_round,
+        # speculative: vLLM's 1 + accepted / rounds, averaged over generations (None for other modes)
+        "mean_acceptance_length": metrics.mean(g["mean_acceptance_length"] for g in generations
+                                               if g.get("mean_acceptance_length") is not None),
     }
 
 
@@ -198,6 +202,10 @@ def format_markdown(report: dict) -> str:
             row += [_num(rec["batch"]["tokens_per_s"], 1), _num(rec["batch"]["ratio_vs_ar"])]
         lines.append("| " + " | ".join(row) + " |")
     notes = [f"{MODE_LABELS[m]}: {rec['note']}" for m, rec in report["modes"].items() if rec.get("note")]
+    spec = report["modes"].get("speculative", {})
+    if spec.get("mean_acceptance_length") is not None:
+        notes.append(f"speculative: mean acceptance length {spec['mean_acceptance_length']:.2f} "
+                     "(1 + accepted / verification rounds, per generation, averaged)")
     if b > 1:
         notes.append(f"batch {b}: prompts cut from the left to each batch's shortest prompt; "
                      f"speculative: {SPECULATIVE_BATCH_NOTE}")
