@@ -24,6 +24,7 @@ from twotower import bench, evaluation, sweep  # noqa: E402
 
 
 def _header(title: str, command: str, device: str, commit: str) -> list[str]:
+    """commit: the one the run was measured at (recorded in its JSON), else HEAD."""
     return [f"## {title}", "", f"- device: {device}", f"- commit: `{commit}`, measured {date.today().isoformat()}",
             f"- command: `{command}`", ""]
 
@@ -45,13 +46,13 @@ def main() -> int:
              "Tables are the commands' own markdown output; regenerate with `scripts/write_benchmarks.py`.", ""]
     if args.intro:
         lines += [Path(args.intro).read_text().strip(), ""]
-    lines += _header("Throughput", commands["bench"], device, commit) + [bench.format_markdown(b), ""]
+    lines += _header("Throughput", commands["bench"], device, b.get("commit", commit)) + [bench.format_markdown(b), ""]
     report = merge_reports([json.loads(Path(p).read_text()) for p in args.eval])
-    lines += _header("Quality and retention", " && ".join(commands["eval"]), device, commit)
+    lines += _header("Quality and retention", " && ".join(commands["eval"]), device, report.get("commit", commit))
     lines += [evaluation.format_markdown(report), ""]
     if args.sweep:
         s = json.loads(Path(args.sweep).read_text())
-        lines += _header("Speed against quality (γ × S)", commands["sweep"], device, commit)
+        lines += _header("Speed against quality (γ × S)", commands["sweep"], device, s.get("commit", commit))
         lines += [sweep.format_markdown(s["points"]), ""]
     lines += ["## GPU", "", "No GPU was lent to the sessions that measured this page; the GPU rows are not measured yet. "
               "The same commands take `--ctx-device cuda --den-device cuda --dtype bf16`.", ""]
