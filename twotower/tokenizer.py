@@ -12,6 +12,7 @@ from pathlib import Path
 PAD_ID, BOS_ID, EOS_ID, UNK_ID, MASK_ID = 0, 1, 2, 3, 4
 N_SPECIAL = 5
 MASK_TEXT = "<mask>"
+SPACE_MARK = "\u2581"  # sentencepiece's whitespace symbol
 TOKENIZER_FILE = "tokenizer.model"
 
 
@@ -41,17 +42,22 @@ class SentencePieceTokenizer:
         self.vocab_size = self.sp.get_piece_size()
         self.pad_token_id, self.bos_token_id, self.eos_token_id = PAD_ID, BOS_ID, EOS_ID
         self.unk_token_id, self.mask_token_id = UNK_ID, MASK_ID
+        self._space_mark_ids = [self.sp.piece_to_id(f"<0x{b:02X}>") for b in SPACE_MARK.encode("utf-8")]
 
     def encode(self, text: str) -> list[int]:
-        if MASK_TEXT not in text:
+        if MASK_TEXT not in text and SPACE_MARK not in text:
             return self.sp.encode(text, out_type=int)
-        # A model trained with "<mask>" as a user-defined piece would turn typed text into the mask id:
-        # spell the literal as "<" + "mask>" instead, so only the engine ever writes a mask.
+        # Two literals sentencepiece cannot round-trip on its own: "<mask>" (a model trained with it as a
+        # user-defined piece would turn typed text into the mask id: spell it "<" + "mask>") and "▁"
+        # (its internal space mark, decoded as a space: spell it with its UTF-8 byte-fallback pieces).
         ids: list[int] = []
         for i, part in enumerate(text.split(MASK_TEXT)):
             if i:
                 ids += self.sp.encode("<", out_type=int) + self.sp.encode(MASK_TEXT[1:], out_type=int)
-            ids += self.sp.encode(part, out_type=int)
+            for j, piece in enumerate(part.split(SPACE_MARK)):
+                if j:
+                    ids += self._space_mark_ids
+                ids += self.sp.encode(piece, out_type=int)
         return ids
 
     def decode(self, ids) -> str:
