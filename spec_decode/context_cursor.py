@@ -3,9 +3,11 @@
 Rolling back a rejected draft is easy for attention (slice the K/V back) but a Mamba-2 layer keeps only
 its latest conv window and SSM state, which cannot be un-scanned. So each verify pass first snapshots
 every layer's small state (twotower.seeded_states.clone_cache_states: conv + SSM state and the K/V
-length, independent of the sequence length) and, after a partial acceptance, restores it and re-runs the
-context tower over the accepted tokens plus the correction token: one extra pass, which also gives the
-logits for the next position. After a full acceptance nothing is re-run: the verify pass already read
+length, independent of the sequence length) and, after a partial acceptance, restores it. The accepted
+tokens plus the correction token are then either re-run at once (one extra pass, which also gives the
+logits for the next position) or, with `max_unread` > 1, left *unread*: the next verify pass reads them
+in front of the next draft, and the denoiser drafts after them as given block tokens, so a round costs
+one context pass instead of two. After a full acceptance nothing is re-run: the verify pass already read
 the whole draft, and the bonus token (drawn from the verify pass's last row) stays *unread* — the next
 verify pass reads it in front of the next draft, and the denoiser sees it as a given first block token.
 """
@@ -18,14 +20,18 @@ from twotower.seeded_states import clone_cache_states, restore_cache_states
 
 
 class ContextCursor:
-    """The context tower's cache over prompt + every emitted token except `unread` (0 or 1 token).
+    """The context tower's cache over prompt + every emitted token except the last `unread` ones.
 
     next_logits (V,) is the target row for the next position; it is known only while nothing is unread
     (otherwise it comes out of the next verify pass). `passes` counts context-tower passes, prefill included.
     """
 
-    def __init__(self, model, prompt: torch.Tensor):
+    def __init__(self, model, prompt: torch.Tensor, max_unread: int = 0):
         self.model = model
+        # After a partial acceptance, up to `max_unread` kept tokens stay unread instead of being re-run at
+        # once: the next verify pass reads them in front of the next draft (one pass saved per round).
+        # 0: always re-run now (only a bonus token after a full acceptance is ever left unread).
+        self.max_unread = max_unread
         self.cache = model.new_cache(prompt.shape[0])
         self.next_logits: torch.Tensor | None = model.context_forward(prompt, self.cache)[0, -1]  # (V,)
         self.unread: list[int] = []
@@ -46,8 +52,8 @@ class ContextCursor:
         ids = torch.tensor([self._verified], dtype=torch.long)
         logits = self.model.context_forward(ids, self.cache, last_only=False)[0]  # (len(unread) + k, V)
         self.passes += 1
-        if self.unread:  # the row after the unread token scores draft[0]
-            return logits
+        if self.unread:  # the row after the last unread token scores draft[0]
+            return logits[len(self.unread) - 1 :]
         return torch.cat([self.next_logits[None].to(logits.device), logits], dim=0)
 
     def commit(self, n_accepted: int, token: int) -> None:
@@ -60,7 +66,10 @@ class ContextCursor:
         else:
             restore_cache_states(self.cache, self._snapshot)  # back to the state before unread + draft
             keep = self._verified[: len(self.unread) + n_accepted] + [int(token)]
-            self.next_logits = self.model.context_forward(torch.tensor([keep]), self.cache)[0, -1]
-            self.passes += 1
-            self.unread = []
+            if len(keep) <= self.max_unread:  # deferred: the next verify pass reads them first
+                self.unread, self.next_logits = keep, None
+            else:
+                self.next_logits = self.model.context_forward(torch.tensor([keep]), self.cache)[0, -1]
+                self.passes += 1
+                self.unread = []
         self._snapshot, self._verified = None, []

@@ -71,14 +71,14 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
     draft_gen = make_generator(seed, model.den_device)
     verify_gen = make_generator(None if seed is None else seed + 1, model.ctx_device)
     t_start, t_first = time.perf_counter(), None
-    cursor = ContextCursor(model, prompt)
+    cursor = ContextCursor(model, prompt, max_unread=block_size)  # the denoiser sees them as given tokens
     counter = AcceptanceCounter()
     new: list[int] = []
     nfe, size, round_idx = 0, block_size, 0
     max_size = 2 * block_size if adaptive else block_size
     while True:
         k = min(size, max_new_tokens - len(new))  # a round emits at most k + 1 tokens; extra ones are cut
-        lead = len(cursor.unread)  # an emitted token the context tower has not read yet leads the block
+        lead = len(cursor.unread)  # emitted tokens the context tower has not read yet lead the block
         tokens = torch.tensor([cursor.unread + [mask_id] * k])  # (1, lead + k)
         masked = torch.arange(lead + k)[None] >= lead
         ctx = model.context_states(cursor.cache)  # read-only while drafting
@@ -104,10 +104,13 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
             emitted = emitted[: emitted.index(eos) + 1]  # cut after EOS, as AR stops there
         new.extend(emitted)
         finished = len(new) >= max_new_tokens or (eos is not None and emitted[-1] == eos)
+        passes_before = cursor.passes
         if not finished:
             cursor.commit(n, token)
         t_first = t_first or time.perf_counter()
-        yield _commit_event(emitted, n, k, state, lead, p, round_idx, len(new), nfe, cursor.passes, t_start)
+        event = _commit_event(emitted, n, k, state, lead, p, round_idx, len(new), nfe, cursor.passes, t_start)
+        event.info["rescanned"] = cursor.passes > passes_before  # False when the kept tokens stay unread
+        yield event
         if finished:
             break
         if adaptive:

@@ -126,6 +126,40 @@ def test_rollback_is_exact():
     assert torch.allclose(ours, reference[-len(ours):], atol=1e-5)
 
 
+def test_deferred_rollback_reads_kept_tokens_with_the_next_draft_exactly():
+    """With max_unread > 1 a partial acceptance re-runs nothing: the kept tokens stay unread, and the next
+    verify pass (unread + draft in one pass) gives the same rows and states as a fresh run."""
+    model = _model(4)
+    gen = torch.Generator().manual_seed(1)
+    prompt = torch.randint(5, VOCAB, (1, 6), generator=gen)
+    text = prompt[0].tolist()
+    cursor = ContextCursor(model, prompt, max_unread=6)
+
+    def fresh(ids):
+        cache = model.new_cache()
+        return model.context_forward(torch.tensor([ids]), cache, last_only=False)[0], cache
+
+    deferred = rescanned = 0
+    for n_accepted, k in [(1, 4), (0, 3), (2, 2), (3, 5), (4, 6), (0, 2), (1, 1)]:
+        draft = torch.randint(5, VOCAB, (k,), generator=gen).tolist()
+        token = int(torch.randint(5, VOCAB, (1,), generator=gen))
+        rows = cursor.verify(draft)
+        reference, _ = fresh(text + draft)
+        assert rows.shape[0] == k + 1 and torch.allclose(rows, reference[-k - 1:], atol=1e-5)
+        passes = cursor.passes
+        cursor.commit(n_accepted, token)
+        text += draft[:n_accepted] + [token]
+        n_unread = len(cursor.unread)
+        assert cursor.unread == text[len(text) - n_unread:]
+        if n_accepted < k and n_unread > 1:
+            deferred += 1
+            assert cursor.passes == passes  # nothing re-run
+        elif n_accepted < k:
+            rescanned += 1
+        _assert_same_states(cursor.cache, fresh(text[: len(text) - n_unread])[1] if n_unread < len(text) else None)
+    assert deferred >= 3 and rescanned >= 1  # both paths ran (the cap of 6 unread tokens forces a re-scan)
+
+
 def _assert_same_states(cache, reference):
     for ours, ref in zip(cache.layers, reference.layers):
         if hasattr(ours, "conv_states") and ours.conv_states.get(0) is not None:
@@ -159,7 +193,8 @@ def test_metrics_match_events(model_args, settings):
     assert stats["acceptance_lengths"] == [e.info["accepted"] + 1 for e in verifies]
     assert stats["acceptance_rate"] == pytest.approx(stats["accepted"] / stats["drafted"])
     assert stats["mean_acceptance_length"] == pytest.approx(1 + stats["accepted"] / stats["rounds"])
-    rollbacks = sum(not v.info["bonus"] for v in verifies[:-1])  # the last round never rolls back
+    rollbacks = sum(b.info["rescanned"] for b in blocks)
+    assert rollbacks <= sum(not v.info["bonus"] for v in verifies[:-1])  # only partial rounds, never the last
     assert stats["context_passes"] == 1 + stats["rounds"] + rollbacks == events[-1].context_passes
     assert stats["rollback_passes"] == rollbacks
     # the committed tokens of the rounds replay to the output, with consistent offsets and counts
