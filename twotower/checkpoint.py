@@ -75,7 +75,6 @@ def from_backbone(directory, device="cpu", dtype: torch.dtype = torch.float32) -
     backbone = NemotronHForCausalLM.from_pretrained(str(directory), local_files_only=True, dtype=dtype)
     config = ensure_two_tower_fields(backbone.config)
     config._attn_implementation = "sdpa"
-    config.mask_token_id = getattr(config, "mask_token_id", None) or 3
     model = TwoTowerModel(config).to(dtype)
     model.context_tower.load_state_dict(backbone.model.state_dict())
     model.context_lm_head.load_state_dict(backbone.lm_head.state_dict())

@@ -76,6 +76,15 @@ def train_tokenizer(out_dir, vocab_size: int = 8192, max_chars: int = 12_000_000
     return path
 
 
+def token_stream(tokenizer, split: str) -> list[int]:
+    """Every file of a split, in order, each followed by EOS: what training and evaluation read."""
+    stream: list[int] = []
+    for _, text in split_files(split):
+        stream.extend(tokenizer.encode(text))
+        stream.append(EOS_ID)
+    return stream
+
+
 def encode_split(tokenizer: SentencePieceTokenizer, split: str, cache_dir) -> np.ndarray:
     """All files of a split as one uint16 stream, each file followed by EOS. Cached by split name."""
     cache_dir = Path(cache_dir)
@@ -83,11 +92,7 @@ def encode_split(tokenizer: SentencePieceTokenizer, split: str, cache_dir) -> np
     path = cache_dir / f"{split}.npy"
     if path.is_file():
         return np.load(path, mmap_mode="r")
-    stream = []
-    for _, text in split_files(split):
-        stream.extend(tokenizer.encode(text))
-        stream.append(EOS_ID)
-    arr = np.asarray(stream, dtype=np.uint16)
+    arr = np.asarray(token_stream(tokenizer, split), dtype=np.uint16)
     np.save(path, arr)
     return arr
 

@@ -8,16 +8,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .corpus import split_files
+from .data import token_stream
 
 
 @torch.inference_mode()
 def context_perplexity(model, tokenizer, split: str = "test", window: int = 256, max_windows: int | None = None) -> dict:
-    stream = []
-    for _, text in split_files(split):
-        stream.extend(tokenizer.encode(text))
-        stream.append(tokenizer.eos_token_id)
-    ids = torch.tensor(stream)
+    ids = torch.tensor(token_stream(tokenizer, split))
     n_windows = len(ids) // (window + 1)
     if max_windows is not None:
         n_windows = min(n_windows, max_windows)

@@ -76,23 +76,19 @@ def context_features(model, tokens: torch.Tensor, prefix_len: int, block_size: i
     n_blocks = (total - prefix_len) // block_size
     cache = model.new_cache(bsz)
     model.context_tower(input_ids=tokens[:, :prefix_len], past_key_values=cache, use_cache=True)
-    per_block = {i: [] for i, kind in enumerate(model.layer_types) if kind == "linear_attention"}
+    boundaries = []  # the Mamba states in front of each block, cloned: the cache moves on
     for b in range(n_blocks):
-        for i in per_block:
-            layer = cache.layers[i]
-            per_block[i].append((layer.conv_states[0].clone(), layer.recurrent_states[0].clone()))
+        seen = ContextStates.from_cache(cache, model.layer_types)
+        boundaries.append({i: (conv.clone(), ssm.clone()) for i, (conv, ssm) in seen.mamba.items()})
         if b < n_blocks - 1:
             seg = tokens[:, prefix_len + b * block_size : prefix_len + (b + 1) * block_size]
             model.context_tower(input_ids=seg, past_key_values=cache, use_cache=True)
-    states = ContextStates()
-    for i, pairs in per_block.items():
-        conv = torch.stack([c for c, _ in pairs], dim=1)  # (B, nb, conv_dim, K)
-        ssm = torch.stack([s for _, s in pairs], dim=1)  # (B, nb, heads, head_dim, state)
-        states.mamba[i] = (conv.flatten(0, 1), ssm.flatten(0, 1))  # (B·nb, ...) in denoise()'s block order
     # K/V cover P + (nb-1)·S positions: the last block is never context for another block.
-    for i, kind in enumerate(model.layer_types):
-        if kind == "full_attention":
-            states.attn[i] = (cache.layers[i].keys, cache.layers[i].values)
+    states = ContextStates.from_cache(cache, model.layer_types)
+    for i in states.mamba:
+        conv = torch.stack([bd[i][0] for bd in boundaries], dim=1)  # (B, nb, conv_dim, K)
+        ssm = torch.stack([bd[i][1] for bd in boundaries], dim=1)  # (B, nb, heads, head_dim, state)
+        states.mamba[i] = (conv.flatten(0, 1), ssm.flatten(0, 1))  # (B·nb, ...) in denoise()'s block order
     return states
 
 
