@@ -27,15 +27,23 @@ def _stage_lines(info: dict, model_dir: Path, stage: str) -> list[str]:
         return [f"- {stage} stage: no record"]
     cfg = data["train_config"]
     log = [json.loads(x) for x in (model_dir / f"train_{stage}_log.jsonl").read_text().splitlines()]
-    seconds = log[-1]["time"] - log[0]["time"] if len(log) > 1 else 0
     per_step = cfg["batch_size"] * (cfg["seq_len"] if stage == "context" else cfg["seq_len"] - cfg["prefix_len"])
+    # time spent in training steps (from each step's own tokens/s): pauses between resumes do not count
+    seconds = sum(per_step / r["tokens_per_s"] for r in log if r.get("tokens_per_s"))
     vals = [r["val_loss"] for r in log if "val_loss" in r]
-    return [f"- **{stage} stage**: {data['steps']} steps × {cfg['batch_size']} windows of {cfg['seq_len']} tokens "
-            f"(≈ {data['steps'] * per_step / 1e6:.2f} M {'training' if stage == 'context' else 'denoised-block'} tokens), "
-            f"peak lr {cfg['lr']}, {cfg['dtype']} autocast, wall time ≈ {seconds / 60:.0f} min (the step "
-            f"clock of the log, resumes included), final train loss {log[-1]['loss']:.3f}"
-            + (f", validation loss {vals[-1]:.3f}" if vals else "")
-            + (f", self-distillation share {cfg['distill_share']}" if cfg.get("distill_share") else "")]
+    lines = [f"- **{stage} stage**: {data['steps']} steps × {cfg['batch_size']} windows of {cfg['seq_len']} tokens "
+             f"(≈ {data['steps'] * per_step / 1e6:.2f} M {'training' if stage == 'context' else 'denoised-block'} tokens), "
+             f"peak lr {cfg['lr']}, {cfg['dtype']} autocast, ≈ {seconds / 60:.0f} min of training steps, "
+             f"final train loss {log[-1]['loss']:.3f}" + (f", validation loss {vals[-1]:.3f}" if vals else "")]
+    segments = data.get("segments") or []
+    if len(segments) > 1:  # a resumed run: say what each part did
+        for seg in segments:
+            c = seg["train_config"]
+            lines.append(f"  - steps {seg['from_step'] + 1}–{seg['to_step']}: cosine schedule over "
+                         f"{c.get('total_steps', '?')} steps, self-distillation share {c.get('distill_share', 0.0)}")
+    elif cfg.get("distill_share"):
+        lines.append(f"  - self-distillation share {cfg['distill_share']}")
+    return lines
 
 
 def merge_reports(reports: list[dict]) -> dict:

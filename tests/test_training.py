@@ -49,3 +49,23 @@ def test_denoiser_loss_trains_only_the_denoiser():
     assert torch.isfinite(loss)
     assert all(p.grad is None for p in model.context_tower.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.denoiser_tower.parameters())
+
+
+def test_a_resumed_run_keeps_the_history_of_its_settings(tmp_path):
+    """A resume may change the schedule's length or the distillation share: the checkpoint says which
+    steps ran with which settings (the model card reports them), the last part only as far as it got."""
+    from dataclasses import asdict, replace
+
+    from twotower.training import _load_state, _save_state
+
+    model = build_model("tiny", seed=0)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    cfg = TrainConfig(**PROFILES["cpu"])
+    first = {"from_step": 0, "to_step": 450, "train_config": {**asdict(cfg), "total_steps": 450}}
+    second = {"from_step": 450, "to_step": 1150,
+              "train_config": {**asdict(replace(cfg, distill_share=0.75)), "total_steps": 1150}}
+    _save_state(tmp_path, model, optimizer, 600, "denoiser", [{"step": 600, "loss": 1.0}], cfg, [first, second])
+    _, _, step, log, segments = _load_state(tmp_path, "denoiser", None)
+    assert step == 600 and log == [{"step": 600, "loss": 1.0}]
+    assert [(s["from_step"], s["to_step"]) for s in segments] == [(0, 450), (450, 600)]
+    assert [s["train_config"]["distill_share"] for s in segments] == [0.0, 0.75]

@@ -116,10 +116,15 @@ def draft_block(
             break
         open_before = state.masked
         t = open_before.float().mean(-1)  # (B,) fraction of the block still masked
-        logits = model.denoise(state.tokens, ctx, t)  # (B, L, V)
-        pred, conf = predict_tokens(logits, temperature, generator, top_k, top_p, forbid=mask_id)
+        # Only open positions need a prediction: the vocab projection runs on those N rows alone
+        # (it is the largest matmul of a pass), and the results are scattered back to (B, L).
+        logits = model.denoise(state.tokens, ctx, t, head_positions=open_before)  # (N, V)
+        pred_open, conf_open = predict_tokens(logits, temperature, generator, top_k, top_p, forbid=mask_id)
+        pred = state.tokens.masked_scatter(open_before, pred_open)
+        conf = state.confidence.masked_scatter(open_before, conf_open)
         if select_on_top_probability and temperature > 0.0:
-            _, select_conf = predict_tokens(logits, 0.0, forbid=mask_id)  # top probability, independent of the draw
+            _, top_open = predict_tokens(logits, 0.0, forbid=mask_id)  # top probability, independent of the draw
+            select_conf = state.confidence.masked_scatter(open_before, top_open)
         else:
             select_conf = conf
         commit = select_commits(select_conf, open_before, gamma, steps - step)
@@ -128,7 +133,7 @@ def draft_block(
         state.commit_step = torch.where(commit, torch.full_like(state.commit_step, step), state.commit_step)
         state.confidence = torch.where(open_before, conf, state.confidence)
         if keep_commit_logits:
-            state.commit_logits = torch.where(commit[..., None], logits.float(), state.commit_logits)
+            state.commit_logits[commit] = logits[commit[open_before]].float()
         state.committed = commit
         state.step = step
         yield state

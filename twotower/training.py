@@ -160,7 +160,8 @@ def context_loss(model, tokens: torch.Tensor):
 
 # --------------------------------------------------------------------------------------------------
 # checkpoints: model via safetensors, optimizer moments flattened into a second safetensors file
-def _save_state(run_dir: Path, model, optimizer, step: int, stage: str, log: list[dict], cfg: TrainConfig) -> None:
+def _save_state(run_dir: Path, model, optimizer, step: int, stage: str, log: list[dict], cfg: TrainConfig,
+                segments: list[dict]) -> None:
     from safetensors.torch import save_file
 
     from .checkpoint import save_pretrained
@@ -172,7 +173,8 @@ def _save_state(run_dir: Path, model, optimizer, step: int, stage: str, log: lis
         for key, value in state.items():
             flat[f"{idx}.{key}"] = value.detach().cpu().contiguous() if torch.is_tensor(value) else torch.tensor(value)
     save_file(flat, str(ckpt / "optimizer.safetensors"))
-    meta = {"stage": stage, "step": step, "param_groups": groups["param_groups"], "train_config": asdict(cfg)}
+    meta = {"stage": stage, "step": step, "param_groups": groups["param_groups"], "train_config": asdict(cfg),
+            "segments": [*segments[:-1], {**segments[-1], "to_step": step}]}  # the last one: as far as it got
     (ckpt / "trainer_state.json").write_text(json.dumps(meta, indent=1))
     (run_dir / f"{stage}_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
 
@@ -192,7 +194,10 @@ def _load_state(run_dir: Path, stage: str, optimizer):
         state.setdefault(int(idx), {})[name] = value
     log_path = run_dir / f"{stage}_log.jsonl"
     log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.is_file() else []
-    return model, {"state": state, "param_groups": meta["param_groups"]}, meta["step"], log
+    # segments: the history of runs and resumes, each with its own settings (a resume may change the
+    # number of steps, hence the schedule, or the distillation share); older checkpoints had one.
+    segments = meta.get("segments") or [{"from_step": 0, "to_step": meta["step"], "train_config": meta["train_config"]}]
+    return model, {"state": state, "param_groups": meta["param_groups"]}, meta["step"], log, segments
 
 
 def trainable_parameters(model, stage: str):
@@ -228,9 +233,9 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     train = BatchSampler(encode_split(tokenizer, "train", run_dir / "data"), cfg.seq_len, cfg.batch_size, cfg.seed)
     valid = BatchSampler(encode_split(tokenizer, "validation", run_dir / "data"), cfg.seq_len, cfg.batch_size, cfg.seed + 1)
 
-    start, log, opt_state = 0, [], None
+    start, log, opt_state, segments = 0, [], None, []
     if resume and (run_dir / f"{stage}_ckpt" / "trainer_state.json").is_file():
-        model, opt_state, start, log = _load_state(run_dir, stage, None)
+        model, opt_state, start, log, segments = _load_state(run_dir, stage, None)
     elif stage == "context":
         torch.manual_seed(cfg.seed)
         model = build_model("default", seed=cfg.seed)
@@ -263,6 +268,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         model.train()
         return sum(losses) / len(losses)
 
+    segments = [*segments, {"from_step": start, "to_step": total, "train_config": {**asdict(cfg), "total_steps": total}}]
     tokens_per_step = cfg.batch_size * (cfg.seq_len if stage == "context" else cfg.seq_len - cfg.prefix_len)
     bar = tqdm(range(start, total), initial=start, total=total, desc=f"train {stage}", dynamic_ncols=True)
     t_last, record = time.perf_counter(), {}
@@ -285,7 +291,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         log.append(record)
         bar.set_postfix(loss=f"{float(loss):.3f}", tok_s=f"{tok_s:.0f}", val=record.get("val_loss", ""))
         if (step + 1) % cfg.save_every == 0 or step + 1 == total:
-            _save_state(run_dir, model, optimizer, step + 1, stage, log, cfg)
+            _save_state(run_dir, model, optimizer, step + 1, stage, log, cfg, segments)
     return record
 
 
@@ -307,7 +313,8 @@ def export(run_dir, to_dir, notes: dict | None = None) -> Path:
         if log_path.is_file():
             shutil.copy(log_path, to_dir / f"train_{stage}_log.jsonl")
             state = json.loads((run_dir / f"{stage}_ckpt" / "trainer_state.json").read_text())
-            info[f"{stage}_stage"] = {"steps": state["step"], "train_config": state["train_config"]}
+            info[f"{stage}_stage"] = {"steps": state["step"], "train_config": state["train_config"],
+                                      "segments": state.get("segments", [])}
     (to_dir / "training_info.json").write_text(json.dumps(info, indent=1))
     return to_dir
 
