@@ -1,7 +1,7 @@
 """Assemble BENCHMARKS.md from the JSON that `twotower bench / eval / sweep --json` wrote.
 
-  python scripts/write_benchmarks.py --bench runs/bench.json --eval runs/eval_diff.json runs/eval_mock.json \
-      --sweep runs/sweep.json --commands runs/commands.json
+  python scripts/write_benchmarks.py --bench runs/bench.json [--bench-extra runs/bench_spec.json] \
+      --eval runs/eval_diff.json runs/eval_mock.json --sweep runs/sweep.json [--intro notes.md]
 
 Each table is the command's own markdown formatter applied to its measured output, headed by the device,
 the commit, the date and the exact command. Nothing here computes or types a number.
@@ -23,39 +23,86 @@ from scripts.model_card import merge_reports  # noqa: E402
 from twotower import bench, evaluation, sweep  # noqa: E402
 
 
-def _header(title: str, command: str, device: str, commit: str) -> list[str]:
-    """commit: the one the run was measured at (recorded in its JSON), else HEAD."""
-    return [f"## {title}", "", f"- device: {device}", f"- commit: `{commit}`, measured {date.today().isoformat()}",
-            f"- command: `{command}`", ""]
+def _header(title: str, report: dict, commands: dict, key: str, commit: str) -> list[str]:
+    """Device, commit, date and command of one measured report: the report's own record where it has
+    one (bench / eval / sweep write it), else the commands file and HEAD."""
+    device = f"{report['device']['name']} ({report['dtype']}), torch {report['device'].get('torch', '')}"
+    command = report.get("command") or commands.get(key, "?")
+    if isinstance(command, list):
+        command = " && ".join(command)
+    return [f"## {title}", "", f"- device: {device}", f"- commit: `{report.get('commit') or commit}`, "
+            f"measured {date.today().isoformat()}", f"- command: `{command}`", ""]
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f} %"
+
+
+def summary(b: dict, report: dict, extras: list[dict]) -> list[str]:
+    """The headline figures against the issues' targets, read from the measured reports."""
+    modes = b["modes"]
+    diff, spec = modes.get("diffusion", {}), modes.get("speculative", {})
+    ret = report["retention"].get("diffusion", {})
+    worst = min((v for v in ret.get("tasks", {}).values() if v is not None), default=None)
+    met = lambda ok: "met" if ok else "**not met**"  # noqa: E731
+    lines = ["## Summary", "",
+             f"On {b['device']['name']} ({b['dtype']}), γ = {b['gamma']}, S = {b['block_size']}, batch 1:", "",
+             "| figure | measured | target | |", "|---|---|---|---|"]
+    if diff.get("tokens_per_s"):
+        lines.append(f"| diffusion tokens/s ÷ AR | {diff['ratio_vs_ar']:.2f}× | ≥ 2.0× (#6) | "
+                     f"{met(diff['ratio_vs_ar'] >= 2.0)} |")
+        lines.append(f"| diffusion tokens per denoiser pass | {diff['tokens_per_pass']:.2f} | ≥ 4 (#3) | "
+                     f"{met(diff['tokens_per_pass'] >= 4)} |")
+    if worst is not None:
+        lines.append(f"| diffusion retention, worst task (aggregate {_pct(ret.get('aggregate'))}) | {_pct(worst)} | "
+                     f"≥ 95 % on every task (#3, #6) | {met(worst >= 0.95)} |")
+    for rec in [b, *extras]:
+        sp = rec["modes"].get("speculative", {})
+        if sp.get("tokens_per_s"):
+            how = f"{rec.get('draft_steps', '?')} draft passes{', adaptive' if rec.get('adaptive') else ''}, S = {rec['block_size']}"
+            lines.append(f"| speculative tokens/s ÷ AR ({how}; mean acceptance length "
+                         f"{sp['mean_acceptance_length']:.2f}) | {sp['ratio_vs_ar']:.2f}× | ≥ 1.8× (#4) | "
+                         f"{met(sp['ratio_vs_ar'] >= 1.8)} |")
+    return lines + [""]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bench", required=True)
+    parser.add_argument("--bench-extra", nargs="*", default=[],
+                        help="more `twotower bench --json` runs (e.g. speculative variants), one table each")
     parser.add_argument("--eval", nargs="+", required=True)
     parser.add_argument("--sweep", default=None)
-    parser.add_argument("--commands", required=True, help="JSON {bench, eval, sweep} of the exact commands run")
-    parser.add_argument("--intro", default=None, help="markdown file with the analysis to put on top")
+    parser.add_argument("--commands", default=None, help="JSON {bench, eval, sweep}: commands of reports that lack one")
+    parser.add_argument("--intro", default=None, help="markdown file with the analysis to put under the summary")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    commands = json.loads(Path(args.commands).read_text())
+    commands = json.loads(Path(args.commands).read_text()) if args.commands else {}
     b = json.loads(Path(args.bench).read_text())
-    device = f"{b['device']['name']} ({b['dtype']}), torch {b['device'].get('torch', '')}"
+    extras = [json.loads(Path(p).read_text()) for p in args.bench_extra]
+    report = merge_reports([json.loads(Path(p).read_text()) for p in args.eval])
+    if "command" not in report and report.get("commands"):
+        report["command"] = report["commands"]
     lines = ["# Benchmarks", "", "Every number on this page was measured by the command quoted above its table, on the "
              "embedded default model (`assets/default`) and held-out prompts (the corpus's test split). "
              "Tables are the commands' own markdown output; regenerate with `scripts/write_benchmarks.py`.", ""]
+    lines += summary(b, report, extras)
     if args.intro:
         lines += [Path(args.intro).read_text().strip(), ""]
-    lines += _header("Throughput", commands["bench"], device, b.get("commit", commit)) + [bench.format_markdown(b), ""]
-    report = merge_reports([json.loads(Path(p).read_text()) for p in args.eval])
-    lines += _header("Quality and retention", " && ".join(commands["eval"]), device, report.get("commit", commit))
+    lines += _header("Throughput", b, commands, "bench", commit) + [bench.format_markdown(b), ""]
+    for extra in extras:
+        lines += _header("Throughput: speculative variant", extra, commands, "bench", commit)
+        lines += [bench.format_markdown(extra), ""]
+    lines += _header("Quality and retention", report, commands, "eval", commit)
     lines += [evaluation.format_markdown(report), ""]
     if args.sweep:
         s = json.loads(Path(args.sweep).read_text())
-        lines += _header("Speed against quality (γ × S)", commands["sweep"], device, s.get("commit", commit))
+        lines += _header("Speed against quality (γ × S)", s, commands, "sweep", commit)
         lines += [sweep.format_markdown(s["points"]), ""]
-    lines += ["## GPU", "", "No GPU was lent to the sessions that measured this page; the GPU rows are not measured yet. "
-              "The same commands take `--ctx-device cuda --den-device cuda --dtype bf16`.", ""]
+    gpu = any("cuda" in r["device"].get("ctx_device", "") for r in [b, *extras])
+    if not gpu:
+        lines += ["## GPU", "", "No GPU was lent to the sessions that measured this page; the GPU rows are not measured "
+                  "yet. The same commands take `--ctx-device cuda --den-device cuda --dtype bf16`.", ""]
     (ROOT / "BENCHMARKS.md").write_text("\n".join(lines), encoding="utf-8")
     print((ROOT / "BENCHMARKS.md").read_text())
     return 0

@@ -212,3 +212,23 @@ def test_bad_input_exits_2_with_one_line(capsys, argv, words):
 def test_cuda_request_without_cuda_is_a_clear_error(capsys):
     assert main(["bench", "--preset", "tiny", "--ctx-device", "cuda"]) == 2
     assert "not available on this machine" in capsys.readouterr().err
+
+
+def test_bench_hands_speculative_its_settings_and_quotes_its_command(capsys, monkeypatch):
+    seen = []
+
+    def iter_speculative(model, prompt_ids, *, max_new_tokens, eos_token_id, seed, **settings):
+        seen.append(settings)
+        return iter_ar(model, prompt_ids, max_new_tokens, eos_token_id=eos_token_id, seed=seed)
+
+    module = types.ModuleType("spec_decode")
+    module.iter_speculative = iter_speculative
+    monkeypatch.setitem(sys.modules, "spec_decode", module)
+    argv = ["bench", *TINY, "--modes", "ar,speculative", "--n-prompts", "1", "--max-new-tokens", "3", "--repeats", "1",
+            "--batch-size", "1", "--draft-steps", "3", "--adaptive", "--json"]
+    report = run_json(capsys, argv)
+    assert seen and all(s["draft_steps"] == 3 and s["adaptive"] is True for s in seen)
+    assert (report["draft_steps"], report["adaptive"]) == (3, True)
+    assert report["command"].endswith("twotower " + " ".join(argv))
+    assert report["commit"] is None or len(report["commit"].split("-")[0]) >= 7
+    assert "3 draft passes per block, adaptive length" in bench.format_markdown(report)

@@ -67,6 +67,28 @@ def device_info(engine) -> dict:
                        "torch": torch.__version__}, "dtype": dtype}
 
 
+def provenance(argv: list[str]) -> dict:
+    """The command line and the commit a report was measured with (BENCHMARKS.md and the model card
+    quote them). The commit gets "-dirty" when the working tree had uncommitted changes."""
+    import shlex
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*argv):
+        try:
+            out = subprocess.run(["git", *argv], capture_output=True, text=True, cwd=root, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if commit and git("status", "--porcelain", "--untracked-files=no"):
+        commit += "-dirty"
+    threads = f"OMP_NUM_THREADS={torch.get_num_threads()} " if not torch.cuda.is_available() else ""
+    return {"command": threads + "twotower " + shlex.join(argv), "commit": commit}
+
+
 def synchronize(engine) -> None:
     """Wait for queued GPU work, so that a clock read after it counts the work."""
     for dev in {engine.model.ctx_device, engine.model.den_device}:
@@ -188,7 +210,9 @@ def format_markdown(report: dict) -> str:
     b = report["batch_size"]
     lines = [f"## Throughput: {report['model']}", "",
              f"{report['device']['name']}, {report['dtype']}; γ = {report['gamma']}, S = {report['block_size']}, "
-             f"steps per block = {report['steps_per_block']}; {report['n_prompts']} prompts ({report['prompt_source']}), "
+             f"steps per block = {report['steps_per_block']}; speculative: {report.get('draft_steps', '?')} draft "
+             f"passes per block{', adaptive length' if report.get('adaptive') else ''}; "
+             f"{report['n_prompts']} prompts ({report['prompt_source']}), "
              f"{report['max_new_tokens']} new tokens each (EOS ignored), median of {report['repeats']} rounds after a warm-up.",
              ""]
     header = ["mode", "tokens/s", "× AR", "NFE", "context passes", "tokens / pass", "TTFT (ms)"]
@@ -233,6 +257,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds; the median is reported")
     parser.add_argument("--batch-size", type=int, default=8, help="the larger batch measured besides batch 1")
+    parser.add_argument("--draft-steps", type=int, default=None,
+                        help="speculative: denoiser passes per drafted block (default: the model's)")
+    parser.add_argument("--adaptive", action="store_true",
+                        help="speculative: adapt the drafted length to the recent acceptance lengths")
     parser.add_argument("--eval", action="store_true", help="also measure quality retention of diffusion vs AR")
     parser.add_argument("--eval-prompts", type=int, default=100, help="next-line prompts for --eval (syntax: a quarter)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a markdown table")
@@ -248,6 +276,9 @@ def main(args) -> int:
         check_int("--" + name.replace("_", "-"), getattr(args, name))
     engine = engine_from_args(args)
     settings = resolved_settings(engine, args.gamma, args.block_size, args.steps)
+    settings["draft_steps"] = check_int("--draft-steps", engine.model.config.default_draft_steps
+                                        if args.draft_steps is None else args.draft_steps)
+    settings["adaptive"] = bool(args.adaptive)
     modes, skipped = resolve_modes(args.modes)
     if args.prompts:
         texts, source = load_prompt_file(args.prompts), str(args.prompts)
@@ -264,7 +295,7 @@ def main(args) -> int:
         records[mode] = {**not_measured("skipped", reason), "batch": not_measured("skipped", reason) if args.batch_size > 1 else None}
     lengths = [len(p) for p in prompts]
     report = {
-        **device_info(engine), "model": engine.name, "model_info": engine.describe(), **settings,
+        **device_info(engine), **provenance(getattr(args, "argv", [])), "model": engine.name, "model_info": engine.describe(), **settings,
         "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "stop_at_eos": False, "temperature": 0.0,
         "repeats": args.repeats, "prompt_source": source, "n_prompts": len(prompts),
         "prompt_tokens": {"min": min(lengths), "max": max(lengths), "mean": sum(lengths) / len(lengths)},

@@ -31,6 +31,7 @@ def main(argv=None) -> int:
         modules[name] = module
         module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # reports quote the command that measured them
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # the "falling back to PyTorch kernels" notices are not for CLI users

@@ -370,7 +370,7 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from tqdm import tqdm
 
-    from .bench import device_info, engine_from_args
+    from .bench import device_info, engine_from_args, provenance
 
     engine = engine_from_args(args)
     n_syntax = args.syntax_prompts if args.syntax_prompts is not None else min(100, args.n_prompts)
@@ -382,7 +382,7 @@ def main(args) -> int:
         report = evaluate(engine, args.modes, [t.strip() for t in args.tasks.split(",")], args.n_prompts, n_syntax,
                           args.gamma, args.block_size, args.steps, args.next_line_tokens, args.syntax_tokens,
                           args.max_prompt_tokens, args.seed, progress)
-    report = {**device_info(engine), **report}
+    report = {**device_info(engine), **provenance(getattr(args, "argv", [])), **report}
     markdown = format_markdown(report)
     if args.out:
         Path(args.out).write_text(markdown, encoding="utf-8")

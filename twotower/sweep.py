@@ -157,7 +157,7 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from tqdm import tqdm
 
-    from .bench import device_info, engine_from_args
+    from .bench import device_info, engine_from_args, provenance
     from .evaluation import load_prompt_file, next_line_items
 
     gammas = parse_list(args.gammas, float, "--gammas")
@@ -182,7 +182,7 @@ def main(args) -> int:
     write_csv(points, out_dir / "sweep.csv")
     sweep_figure(points).write_html(out_dir / "sweep.html", include_plotlyjs=True)  # offline: embed plotly.js
     if args.json:
-        print(json.dumps({**device_info(engine), "model": engine.name, "n_prompts": len(prompts),
+        print(json.dumps({**device_info(engine), **provenance(getattr(args, "argv", [])), "model": engine.name, "n_prompts": len(prompts),
                           "max_new_tokens": args.max_new_tokens, "repeats": args.repeats, "points": points,
                           "csv": str(out_dir / "sweep.csv"), "html": str(out_dir / "sweep.html")}, indent=1))
     else:
