@@ -17,8 +17,8 @@ if [ -z "${SKIP_EVAL:-}" ]; then
 fi
 # Timed runs: one at a time.
 twotower bench --n-prompts 8 --max-new-tokens 64 --repeats 2 --batch-size 4 --json > "$out"/bench.json
-twotower bench --modes ar,speculative --draft-steps 1 --n-prompts 8 --max-new-tokens 64 --repeats 2 --batch-size 1 \
-  --json > "$out"/bench_speculative_1pass.json
+twotower bench --modes ar,speculative --draft-steps 2 --n-prompts 8 --max-new-tokens 64 --repeats 2 --batch-size 1 \
+  --json > "$out"/bench_speculative_2pass.json
 twotower bench --modes ar,speculative --draft-steps 1 --block-size 8 --n-prompts 8 --max-new-tokens 64 --repeats 2 \
   --batch-size 1 --json > "$out"/bench_speculative_1pass_s8.json
 twotower bench --modes ar,speculative --adaptive --n-prompts 8 --max-new-tokens 64 --repeats 2 --batch-size 1 \
@@ -27,7 +27,7 @@ twotower sweep --gammas 0.3,0.5,0.7,0.8,0.9 --block-sizes 4,8,16 --n-prompts 6 -
   --out-dir runs/measure/sweep --json > "$out"/sweep.json
 cp runs/measure/sweep/sweep.csv "$out"/
 python scripts/write_benchmarks.py --bench "$out"/bench.json \
-  --bench-extra "$out"/bench_speculative_1pass.json "$out"/bench_speculative_1pass_s8.json \
+  --bench-extra "$out"/bench_speculative_2pass.json "$out"/bench_speculative_1pass_s8.json \
     "$out"/bench_speculative_adaptive.json \
   --eval "$out"/eval_diffusion.json "$out"/eval_mock_ar.json --sweep "$out"/sweep.json \
   ${INTRO:+--intro "$INTRO"} > /dev/null

@@ -204,14 +204,18 @@ def _num(value, digits=2, scale=1.0) -> str:
     return "n/a" if value is None else f"{value * scale:.{digits}f}"
 
 
+def _passes(n) -> str:
+    return f"{'?' if n is None else n} draft pass{'' if n == 1 else 'es'}"
+
+
 def format_markdown(report: dict) -> str:
     from .evaluation import MODE_LABELS
 
     b = report["batch_size"]
     lines = [f"## Throughput: {report['model']}", "",
              f"{report['device']['name']}, {report['dtype']}; γ = {report['gamma']}, S = {report['block_size']}, "
-             f"steps per block = {report['steps_per_block']}; speculative: {report.get('draft_steps', '?')} draft "
-             f"passes per block{', adaptive length' if report.get('adaptive') else ''}; "
+             f"steps per block = {report['steps_per_block']}; speculative: {_passes(report.get('draft_steps'))} "
+             f"per block{', adaptive length' if report.get('adaptive') else ''}; "
              f"{report['n_prompts']} prompts ({report['prompt_source']}), "
              f"{report['max_new_tokens']} new tokens each (EOS ignored), median of {report['repeats']} rounds after a warm-up.",
              ""]
