@@ -6,17 +6,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1
-out=benchmarks
-mkdir -p "$out" runs/measure
+# Everything is written under runs/measure first and copied into benchmarks/ at the end: a tracked file
+# rewritten mid-run would mark the commit the reports record as "-dirty".
+out=runs/measure
+mkdir -p benchmarks "$out"
 if [ -z "${SKIP_EVAL:-}" ]; then
   # Quality runs time nothing, so the two modes run side by side; each has AR as its baseline.
   twotower eval --modes ar,diffusion --n-prompts 500 --syntax-prompts 100 --json > runs/measure/eval_diffusion.json &
   twotower eval --modes ar,mock_ar --n-prompts 500 --syntax-prompts 100 --json > runs/measure/eval_mock_ar.json &
   wait
-  cp runs/measure/eval_diffusion.json runs/measure/eval_mock_ar.json "$out"/
+else
+  cp benchmarks/eval_diffusion.json benchmarks/eval_mock_ar.json "$out"/
 fi
 # Timed runs: one at a time.
-twotower bench --n-prompts 8 --max-new-tokens 64 --repeats 2 --batch-size 4 --json > "$out"/bench.json
+twotower bench --n-prompts 8 --max-new-tokens 64 --repeats 3 --batch-size 4 --json > "$out"/bench.json
 twotower bench --modes ar,speculative --draft-steps 2 --n-prompts 8 --max-new-tokens 64 --repeats 2 --batch-size 1 \
   --json > "$out"/bench_speculative_2pass.json
 twotower bench --modes ar,speculative --draft-steps 1 --block-size 8 --n-prompts 8 --max-new-tokens 64 --repeats 2 \
@@ -25,7 +28,8 @@ twotower bench --modes ar,speculative --adaptive --n-prompts 8 --max-new-tokens 
   --json > "$out"/bench_speculative_adaptive.json
 twotower sweep --gammas 0.3,0.5,0.7,0.8,0.9 --block-sizes 4,8,16 --n-prompts 6 --max-new-tokens 48 \
   --out-dir runs/measure/sweep --json > "$out"/sweep.json
-cp runs/measure/sweep/sweep.csv "$out"/
+cp "$out"/eval_*.json "$out"/bench*.json "$out"/sweep.json "$out"/sweep/sweep.csv benchmarks/
+out=benchmarks
 python scripts/write_benchmarks.py --bench "$out"/bench.json \
   --bench-extra "$out"/bench_speculative_2pass.json "$out"/bench_speculative_1pass_s8.json \
     "$out"/bench_speculative_adaptive.json \
