@@ -77,6 +77,8 @@ def comparison(prev_dir: Path, info: dict, report: dict, bench: dict) -> list[st
     """This model against a previous one (its own measured files), same commands and prompts."""
     prev_info = json.loads((prev_dir / "training_info.json").read_text())
     prev_bench = json.loads((prev_dir / "bench.json").read_text())
+    # bench reports before draft_steps was recorded ran the model config's default
+    prev_draft = prev_bench.get("draft_steps") or json.loads((prev_dir / "config.json").read_text())["default_draft_steps"]
     prev_report = merge_reports([json.loads(p.read_text()) for p in sorted(prev_dir.glob("eval_*.json"))])
 
     def fmt(x, pct=False):
@@ -94,8 +96,10 @@ def comparison(prev_dir: Path, info: dict, report: dict, bench: dict) -> list[st
         rows.append(("mock-AR retention: aggregate", lambda b, r: r["retention"]["mock_ar"]["aggregate"], True))
     out = ["## Against the previous shipped model", "",
            f"Previous: {_training_label(prev_info)}. This one: {_training_label(info)}. The context tower is the same. "
-           "Both measured by the same commands on the same prompts (previous files in "
-           f"`{prev_dir.as_posix()}`).", "", "| figure | previous | this model |", "|---|---|---|"]
+           "Same prompts; the previous bench ran "
+           f"`{prev_bench.get('command', '?')}` (speculative: {prev_draft} draft passes per round), "
+           f"this one `{bench.get('command', '?')}` (speculative: {bench.get('draft_steps', '?')}); "
+           f"the previous files are in `{prev_dir.as_posix()}`.", "", "| figure | previous | this model |", "|---|---|---|"]
     for label, get, pct in rows:
         try:
             before, after = get(prev_bench, prev_report), get(bench, report)
