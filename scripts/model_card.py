@@ -24,6 +24,13 @@ from twotower.evaluation import format_markdown  # noqa: E402
 from twotower.perplexity import context_perplexity  # noqa: E402
 
 
+def stage_segments(info: dict, stage: str) -> list[dict]:
+    """The stage's runs and resumes, each with its settings; a record without them was one run."""
+    data = info.get(f"{stage}_stage") or {}
+    return data.get("segments") or [{"from_step": 0, "to_step": data.get("steps"),
+                                     "train_config": data.get("train_config", {})}]
+
+
 def _stage_lines(info: dict, model_dir: Path, stage: str) -> list[str]:
     data = info.get(f"{stage}_stage")
     if not data:
@@ -38,7 +45,7 @@ def _stage_lines(info: dict, model_dir: Path, stage: str) -> list[str]:
              f"(≈ {data['steps'] * per_step / 1e6:.2f} M {'training' if stage == 'context' else 'denoised-block'} tokens), "
              f"peak lr {cfg['lr']}, {cfg['dtype']} autocast, ≈ {seconds / 60:.0f} min of training steps, "
              f"final train loss {log[-1]['loss']:.3f}" + (f", validation loss {vals[-1]:.3f}" if vals else "")]
-    segments = data.get("segments") or []
+    segments = stage_segments(info, stage)
     if len(segments) > 1:  # a resumed run: say what each part did
         for seg in segments:
             c = seg["train_config"]
@@ -52,9 +59,8 @@ def _stage_lines(info: dict, model_dir: Path, stage: str) -> list[str]:
 def train_commands(info: dict) -> list[str]:
     """The `twotower train` commands that made the model, read from its stages' segments."""
     cmds = ["twotower train --stage context --profile cpu --out runs/default"]
-    segments = info.get("denoiser_stage", {}).get("segments") or [{}]
-    for i, seg in enumerate(segments):
-        c = seg.get("train_config", {})
+    for i, seg in enumerate(stage_segments(info, "denoiser")):
+        c = seg["train_config"]
         cmd = "twotower train --stage denoiser --profile cpu --out runs/default"
         if i:
             cmd += f" --resume --steps {c.get('total_steps')}"
@@ -65,11 +71,9 @@ def train_commands(info: dict) -> list[str]:
 
 
 def _training_label(info: dict) -> str:
-    den = info.get("denoiser_stage", {})
-    segments = den.get("segments") or [{"from_step": 0, "to_step": den.get("steps"), "train_config": den.get("train_config", {})}]
     parts = [f"{s['to_step'] - s['from_step']} steps" + (f" with self-distillation share {s['train_config']['distill_share']}"
                                                           if s["train_config"].get("distill_share") else " on corpus text")
-             for s in segments]
+             for s in stage_segments(info, "denoiser")]
     return "denoiser: " + ", then ".join(parts)
 
 
@@ -94,8 +98,12 @@ def comparison(prev_dir: Path, info: dict, report: dict, bench: dict) -> list[st
     rows.append(("diffusion retention: aggregate", lambda b, r: r["retention"]["diffusion"]["aggregate"], True))
     if "mock_ar" in report["retention"] and "mock_ar" in prev_report["retention"]:
         rows.append(("mock-AR retention: aggregate", lambda b, r: r["retention"]["mock_ar"]["aggregate"], True))
+    same_ctx = all(prev_info.get("context_stage", {}).get(k) == info.get("context_stage", {}).get(k)
+                   for k in ("steps", "train_config"))
     out = ["## Against the previous shipped model", "",
-           f"Previous: {_training_label(prev_info)}. This one: {_training_label(info)}. The context tower is the same. "
+           f"Previous: {_training_label(prev_info)}. This one: {_training_label(info)}. "
+           + ("The context tower's training record is the same. " if same_ctx else "The context towers were trained differently. ")
+           +
            "Same prompts; the previous bench ran "
            f"`{prev_bench.get('command', '?')}` (speculative: {prev_draft} draft passes per round), "
            f"this one `{bench.get('command', '?')}` (speculative: {bench.get('draft_steps', '?')}); "

@@ -67,9 +67,10 @@ def device_info(engine) -> dict:
                        "torch": torch.__version__}, "dtype": dtype}
 
 
-def provenance(argv: list[str]) -> dict:
-    """The command line and the commit a report was measured with (BENCHMARKS.md and the model card
-    quote them). The commit gets "-dirty" when the working tree had uncommitted changes."""
+def provenance(args) -> dict:
+    """The command line (`args.argv`, set by the CLI) and the commit a report was measured with
+    (BENCHMARKS.md and the model card quote them). The commit gets "-dirty" when the working tree had
+    uncommitted changes."""
     import shlex
     import subprocess
 
@@ -86,7 +87,7 @@ def provenance(argv: list[str]) -> dict:
     if commit and git("status", "--porcelain", "--untracked-files=no"):
         commit += "-dirty"
     threads = f"OMP_NUM_THREADS={torch.get_num_threads()} " if not torch.cuda.is_available() else ""
-    return {"command": threads + "twotower " + shlex.join(argv), "commit": commit}
+    return {"command": threads + "twotower " + shlex.join(getattr(args, "argv", [])), "commit": commit}
 
 
 def synchronize(engine) -> None:
@@ -279,9 +280,7 @@ def main(args) -> int:
     for name in ("n_prompts", "max_prompt_tokens", "max_new_tokens", "repeats", "batch_size", "eval_prompts"):
         check_int("--" + name.replace("_", "-"), getattr(args, name))
     engine = engine_from_args(args)
-    settings = resolved_settings(engine, args.gamma, args.block_size, args.steps)
-    settings["draft_steps"] = check_int("--draft-steps", engine.model.config.default_draft_steps
-                                        if args.draft_steps is None else args.draft_steps)
+    settings = resolved_settings(engine, args.gamma, args.block_size, args.steps, args.draft_steps)
     settings["adaptive"] = bool(args.adaptive)
     modes, skipped = resolve_modes(args.modes)
     if args.prompts:
@@ -299,7 +298,7 @@ def main(args) -> int:
         records[mode] = {**not_measured("skipped", reason), "batch": not_measured("skipped", reason) if args.batch_size > 1 else None}
     lengths = [len(p) for p in prompts]
     report = {
-        **device_info(engine), **provenance(getattr(args, "argv", [])), "model": engine.name, "model_info": engine.describe(), **settings,
+        **device_info(engine), **provenance(args), "model": engine.name, "model_info": engine.describe(), **settings,
         "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "stop_at_eos": False, "temperature": 0.0,
         "repeats": args.repeats, "prompt_source": source, "n_prompts": len(prompts),
         "prompt_tokens": {"min": min(lengths), "max": max(lengths), "mean": sum(lengths) / len(lengths)},

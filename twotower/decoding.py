@@ -131,7 +131,7 @@ def draft_block(
         state.tokens = torch.where(commit, pred, state.tokens)
         state.masked = open_before & ~commit
         state.commit_step = torch.where(commit, torch.full_like(state.commit_step, step), state.commit_step)
-        state.confidence = torch.where(open_before, conf, state.confidence)
+        state.confidence = conf  # already the old values wherever the block was not open
         if keep_commit_logits:
             state.commit_logits[commit] = logits[commit[open_before]].float()
         state.committed = commit

@@ -184,7 +184,7 @@ def resolve_modes(modes) -> tuple[list[str], dict[str, str]]:
     return [m for m in MODE_ORDER if m in wanted], skipped
 
 
-def resolved_settings(engine, gamma=None, block_size=None, steps_per_block=None) -> dict:
+def resolved_settings(engine, gamma=None, block_size=None, steps_per_block=None, draft_steps=None) -> dict:
     """The diffusion / speculative settings actually used (config defaults filled in), checked early."""
     from .validation import check_gamma, check_int
 
@@ -194,6 +194,7 @@ def resolved_settings(engine, gamma=None, block_size=None, steps_per_block=None)
         "block_size": check_int("block size S", cfg.default_block_size if block_size is None else block_size),
         "steps_per_block": check_int("steps per block",
                                      cfg.default_steps_per_block if steps_per_block is None else steps_per_block),
+        "draft_steps": check_int("draft steps", cfg.default_draft_steps if draft_steps is None else draft_steps),
     }
 
 
@@ -382,7 +383,7 @@ def main(args) -> int:
         report = evaluate(engine, args.modes, [t.strip() for t in args.tasks.split(",")], args.n_prompts, n_syntax,
                           args.gamma, args.block_size, args.steps, args.next_line_tokens, args.syntax_tokens,
                           args.max_prompt_tokens, args.seed, progress)
-    report = {**device_info(engine), **provenance(getattr(args, "argv", [])), **report}
+    report = {**device_info(engine), **provenance(args), **report}
     markdown = format_markdown(report)
     if args.out:
         Path(args.out).write_text(markdown, encoding="utf-8")

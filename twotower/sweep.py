@@ -182,7 +182,7 @@ def main(args) -> int:
     write_csv(points, out_dir / "sweep.csv")
     sweep_figure(points).write_html(out_dir / "sweep.html", include_plotlyjs=True)  # offline: embed plotly.js
     if args.json:
-        print(json.dumps({**device_info(engine), **provenance(getattr(args, "argv", [])), "model": engine.name, "n_prompts": len(prompts),
+        print(json.dumps({**device_info(engine), **provenance(args), "model": engine.name, "n_prompts": len(prompts),
                           "max_new_tokens": args.max_new_tokens, "repeats": args.repeats, "points": points,
                           "csv": str(out_dir / "sweep.csv"), "html": str(out_dir / "sweep.html")}, indent=1))
     else:
