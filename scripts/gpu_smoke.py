@@ -151,9 +151,9 @@ def seeded_scan_outputs(model, prompt, x):
     cache = model.new_cache(prompt.shape[0])
     model.context_forward(prompt, cache)
     seeded = SeededMambaCache(ContextStates.from_cache(cache, model.layer_types).mamba)
-    block = mixer(x, cache_params=seeded)  # chunk scan from the seeded conv / SSM state
+    block = mixer(x, cache=seeded)  # chunk scan from the seeded conv / SSM state
     steps = copy.deepcopy(cache)  # a real cache: single-token conv update + state update per token
-    stepwise = torch.cat([mixer(x[:, i:i + 1], cache_params=steps) for i in range(x.shape[1])], dim=1)
+    stepwise = torch.cat([mixer(x[:, i:i + 1], cache=steps) for i in range(x.shape[1])], dim=1)
     return block, stepwise
 
 

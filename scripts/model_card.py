@@ -41,16 +41,20 @@ def _stage_lines(info: dict, model_dir: Path, stage: str) -> list[str]:
     # time spent in training steps (from each step's own tokens/s): pauses between resumes do not count
     seconds = sum(per_step / r["tokens_per_s"] for r in log if r.get("tokens_per_s"))
     vals = [r["val_loss"] for r in log if "val_loss" in r]
+    segments = stage_segments(info, stage)
+    dtypes = " then ".join(dict.fromkeys(s["train_config"].get("dtype", cfg["dtype"]) for s in segments))
     lines = [f"- **{stage} stage**: {data['steps']} steps × {cfg['batch_size']} windows of {cfg['seq_len']} tokens "
              f"(≈ {data['steps'] * per_step / 1e6:.2f} M {'training' if stage == 'context' else 'denoised-block'} tokens), "
-             f"peak lr {cfg['lr']}, {cfg['dtype']} autocast, ≈ {seconds / 60:.0f} min of training steps, "
+             f"peak lr {cfg['lr']}, {dtypes} autocast, ≈ {seconds / 60:.0f} min of training steps, "
              f"final train loss {log[-1]['loss']:.3f}" + (f", validation loss {vals[-1]:.3f}" if vals else "")]
-    segments = stage_segments(info, stage)
     if len(segments) > 1:  # a resumed run: say what each part did
         for seg in segments:
-            c = seg["train_config"]
+            c, init = seg["train_config"], seg.get("init") or {}
             lines.append(f"  - steps {seg['from_step'] + 1}–{seg['to_step']}: cosine schedule over "
-                         f"{c.get('total_steps', '?')} steps, self-distillation share {c.get('distill_share', 0.0)}")
+                         f"{c.get('total_steps', '?')} steps, self-distillation share {c.get('distill_share', 0.0)}, "
+                         f"{c.get('dtype', cfg['dtype'])}"
+                         + (f"; continued from the exported (bf16) weights of `{init['from_export']}`, optimizer "
+                            f"moments restarted, lr warmed up again over {init['rewarmup_steps']} steps" if init else ""))
     elif cfg.get("distill_share"):
         lines.append(f"  - self-distillation share {cfg['distill_share']}")
     return lines
@@ -66,6 +70,8 @@ def train_commands(info: dict) -> list[str]:
             cmd += f" --resume --steps {c.get('total_steps')}"
         if c.get("distill_share"):
             cmd += f" --distill-share {c['distill_share']}"
+        if c.get("dtype", "bfloat16") != "bfloat16":
+            cmd += f" --dtype {c['dtype']}"
         cmds.append(cmd)
     return cmds + ["twotower train --stage export --out runs/default --to assets/default"]
 

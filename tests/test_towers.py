@@ -77,14 +77,14 @@ def test_seeded_block_scan_matches_token_by_token_recurrence(model, block):
 
     cache = model.new_cache()
     whole = mixer(torch.cat([prefix, x], dim=1))  # no cache: one scan from zero state
-    mixer(prefix, cache_params=cache)  # the context: leaves conv / SSM state after the prefix
+    mixer(prefix, cache=cache)  # the context: leaves conv / SSM state after the prefix
     layer = cache.layers[mixer_idx]
     seed = (layer.conv_states[0].clone(), layer.recurrent_states[0].clone())
 
     seeded = RecordingSeed({mixer_idx: seed})
-    scanned = mixer(x, cache_params=seeded)
+    scanned = mixer(x, cache=seeded)
     reference, final_state = mamba_recurrence(mixer, x, *seed)
-    forgetful = mixer(x, cache_params=SeededMambaCache({mixer_idx: (seed[0], torch.zeros_like(seed[1]))}))
+    forgetful = mixer(x, cache=SeededMambaCache({mixer_idx: (seed[0], torch.zeros_like(seed[1]))}))
     # 100x the tolerance below (the D·x skip term dominates the output; the seed's share is still clear)
     assert (scanned - forgetful).abs().max() > 1e-3, "the SSM seed barely matters: the test would not test seeding"
 
@@ -244,3 +244,23 @@ def test_presets_have_the_promised_shapes():
     for pattern, message in (("M-", "no attention layer"), ("MX*", "use a non-empty string of M"), ("", "non-empty")):
         with pytest.raises(ValueError, match=message):
             make_config("tiny", hybrid_override_pattern=pattern)
+
+
+@pytest.mark.parametrize("n_tokens", [1, 5, 17])
+@torch.no_grad()
+def test_cpu_experts_loop_equals_the_grouped_gemm(model, n_tokens):
+    """On CPU the towers run transformers' per-expert loop ("eager", measured faster here); its twin is the
+    grouped GEMM the GPU path uses. Same routing, same weights: the same context logits and denoiser logits."""
+    assert model.choose_experts_implementation() == "eager"
+    ids = random_ids((1, 6 + n_tokens), seed=3)
+    outputs = {}
+    for impl in ("eager", "grouped_mm"):
+        model.config._experts_implementation = impl
+        cache = model.new_cache()
+        model.context_forward(ids[:, :6], cache)
+        logits = model.context_forward(ids[:, 6:], cache, last_only=False)
+        block = torch.full((1, n_tokens), model.config.mask_token_id)
+        outputs[impl] = (logits, model.denoise(block, model.context_states(cache), torch.ones(1)))
+    model.choose_experts_implementation()
+    for eager, grouped in zip(outputs["eager"], outputs["grouped_mm"]):
+        torch.testing.assert_close(eager, grouped, rtol=1e-4, atol=1e-4)

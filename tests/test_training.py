@@ -1,6 +1,7 @@
 """The stage-2 training path against its inference twin: the denoiser trained on every block of a window
 at once must see exactly what inference shows each block (clean context through the context tower)."""
 
+import pytest
 import torch
 
 from twotower import build_model
@@ -69,3 +70,40 @@ def test_a_resumed_run_keeps_the_history_of_its_settings(tmp_path):
     assert step == 600 and log == [{"step": 600, "loss": 1.0}]
     assert [(s["from_step"], s["to_step"]) for s in segments] == [(0, 450), (450, 600)]
     assert [s["train_config"]["distill_share"] for s in segments] == [0.0, 0.75]
+
+
+def test_a_run_continued_from_a_shipped_model_keeps_its_history(tmp_path):
+    """`--resume --init-from <export>`: weights, step count, logs and segments come from the export,
+    and the next export still carries the context stage's record (the run never had its checkpoint)."""
+    import json
+
+    from twotower.checkpoint import save_pretrained
+    from twotower.training import _adopt_export, _load_export, _save_state, export
+
+    shipped, run = tmp_path / "shipped", tmp_path / "run"
+    model = build_model("tiny", seed=0)
+    save_pretrained(model, shipped)
+    (shipped / "tokenizer.model").write_bytes(b"sentencepiece bytes")
+    seg = {"from_step": 0, "to_step": 30, "train_config": {"distill_share": 0.0, "total_steps": 30}}
+    info = {"context_stage": {"steps": 20, "train_config": {"lr": 1}, "segments": []},
+            "denoiser_stage": {"steps": 30, "train_config": {"lr": 2}, "segments": [seg]}}
+    (shipped / "training_info.json").write_text(json.dumps(info))
+    (shipped / "train_denoiser_log.jsonl").write_text(json.dumps({"step": 30, "loss": 2.5}) + "\n")
+
+    _adopt_export(shipped, run)
+    loaded, step, log, segments = _load_export(shipped, run)
+    assert step == 30 and log == [{"step": 30, "loss": 2.5}] and segments == [seg]
+    assert torch.equal(loaded.lm_head.weight, model.lm_head.weight)
+    assert (run / "tokenizer.model").read_bytes() == b"sentencepiece bytes"
+
+    optimizer = torch.optim.AdamW([p for p in loaded.parameters() if p.requires_grad], lr=1e-3)
+    new = {"from_step": 30, "to_step": 40, "train_config": {"distill_share": 0.75, "total_steps": 40}}
+    _save_state(run, loaded, optimizer, 40, "denoiser", [*log, {"step": 40, "loss": 2.0}],
+                TrainConfig(**PROFILES["cpu"]), [*segments, new])
+    out = json.loads((export(run, tmp_path / "next") / "training_info.json").read_text())
+    assert out["context_stage"] == info["context_stage"]
+    assert [(s["from_step"], s["to_step"]) for s in out["denoiser_stage"]["segments"]] == [(0, 30), (30, 40)]
+
+    (run / "tokenizer.model").write_bytes(b"another tokenizer")
+    with pytest.raises(ValueError, match="differs"):
+        _adopt_export(shipped, run)

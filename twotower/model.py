@@ -66,6 +66,7 @@ class TwoTowerModel(nn.Module):
                 layer.mixer.is_causal = False  # bidirectional inside the block
         self.context_tower.requires_grad_(False)
         self.context_lm_head.requires_grad_(False)
+        self.choose_experts_implementation()
 
     # ----------------------------------------------------------------------------------------------
     # set-up helpers
@@ -96,6 +97,17 @@ class TwoTowerModel(nn.Module):
         extra = sum(p.numel() for p in self.scale_shift_tables) if tower != "context" else 0
         return sum(p.numel() for m in mods for p in m.parameters()) + extra
 
+    def choose_experts_implementation(self) -> str:
+        """Pick transformers' MoE experts kernel for where the towers sit (both read the shared config).
+
+        "eager" loops over the experts that were hit; "grouped_mm" runs them as one grouped GEMM. On CPU the
+        loop was faster for the default model (1 thread, fp32: AR step 18.1 vs 20.7 ms, 17-token verify pass
+        38.7 vs 41.5 ms, 16-position denoiser pass 33.2 vs 38.3 ms); the grouped GEMM is the GPU kernel.
+        """
+        on_cuda = any(p.device.type == "cuda" for p in (self.context_lm_head.weight, self.lm_head.weight))
+        self.config._experts_implementation = "grouped_mm" if on_cuda else "eager"
+        return self.config._experts_implementation
+
     @property
     def ctx_device(self) -> torch.device:
         return self.context_lm_head.weight.device
@@ -112,6 +124,7 @@ class TwoTowerModel(nn.Module):
         self.context_lm_head.to(ctx_device)
         for mod in (self.denoiser_tower, self.lm_head, self.t_embedder, self.t_block, self.scale_shift_tables):
             mod.to(den_device)
+        self.choose_experts_implementation()
         return self
 
     # ----------------------------------------------------------------------------------------------
@@ -124,7 +137,7 @@ class TwoTowerModel(nn.Module):
 
         Returns logits (B, 1, V) for the last position, or (B, T, V) for all when last_only=False.
         """
-        out = self.context_tower(input_ids=input_ids.to(self.ctx_device), past_key_values=cache, use_cache=cache is not None)
+        out = self.context_tower(input_ids=input_ids.to(self.ctx_device), cache=cache, use_cache=cache is not None)
         hidden = out.last_hidden_state
         if last_only:
             hidden = hidden[:, -1:]
@@ -193,7 +206,7 @@ class TwoTowerModel(nn.Module):
                 x = layer.norm(_modulate(h, shift, scale))
                 if layer.block_type == MAMBA:
                     x = x.reshape(bsz * n_blocks, block_size, -1)  # blocks scan independently
-                    y = layer.mixer(x, cache_params=seeded).reshape(bsz, seq, -1)
+                    y = layer.mixer(x, cache=seeded).reshape(bsz, seq, -1)
                 else:
                     y = self._block_attention(layer.mixer, x, ctx.attn[idx], attn_mask)
             else:  # MoE / MLP: normalise, then modulate

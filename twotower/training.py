@@ -75,14 +75,14 @@ def context_features(model, tokens: torch.Tensor, prefix_len: int, block_size: i
     bsz, total = tokens.shape
     n_blocks = (total - prefix_len) // block_size
     cache = model.new_cache(bsz)
-    model.context_tower(input_ids=tokens[:, :prefix_len], past_key_values=cache, use_cache=True)
+    model.context_tower(input_ids=tokens[:, :prefix_len], cache=cache, use_cache=True)
     boundaries = []  # the Mamba states in front of each block, cloned: the cache moves on
     for b in range(n_blocks):
         seen = ContextStates.from_cache(cache, model.layer_types)
         boundaries.append({i: (conv.clone(), ssm.clone()) for i, (conv, ssm) in seen.mamba.items()})
         if b < n_blocks - 1:
             seg = tokens[:, prefix_len + b * block_size : prefix_len + (b + 1) * block_size]
-            model.context_tower(input_ids=seg, past_key_values=cache, use_cache=True)
+            model.context_tower(input_ids=seg, cache=cache, use_cache=True)
     # K/V cover P + (nb-1)·S positions: the last block is never context for another block.
     states = ContextStates.from_cache(cache, model.layer_types)
     for i in states.mamba:
@@ -200,6 +200,35 @@ def _load_state(run_dir: Path, stage: str, optimizer):
     return model, {"state": state, "param_groups": meta["param_groups"]}, meta["step"], log, segments
 
 
+def _adopt_export(model_dir: Path, run_dir: Path) -> None:
+    """Seed a run directory from a shipped model: its tokenizer, logs and stage records (no weights yet)."""
+    import shutil
+
+    info_path = model_dir / "training_info.json"
+    if not info_path.is_file() or "denoiser_stage" not in json.loads(info_path.read_text()):
+        raise ValueError(f"{model_dir} has no training_info.json with a denoiser stage: nothing to continue")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tok = run_dir / "tokenizer.model"
+    if tok.is_file() and tok.read_bytes() != (model_dir / "tokenizer.model").read_bytes():
+        raise ValueError(f"{tok} differs from {model_dir}/tokenizer.model: use an empty --out directory")
+    shutil.copy(model_dir / "tokenizer.model", tok)
+    shutil.copy(info_path, run_dir / "inherited_info.json")  # export() reads the context stage's record here
+    for stage in ("context", "denoiser"):
+        if (model_dir / f"train_{stage}_log.jsonl").is_file():
+            shutil.copy(model_dir / f"train_{stage}_log.jsonl", run_dir / f"{stage}_log.jsonl")
+
+
+def _load_export(model_dir: Path, run_dir: Path):
+    """Weights (fp32 copy of the bf16 export), step count, log and segment history of a shipped model."""
+    from .checkpoint import from_pretrained
+
+    record = json.loads((model_dir / "training_info.json").read_text())["denoiser_stage"]
+    log_path = run_dir / "denoiser_log.jsonl"
+    log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.is_file() else []
+    segments = record.get("segments") or [{"from_step": 0, "to_step": record["steps"], "train_config": record["train_config"]}]
+    return from_pretrained(model_dir), record["steps"], log, segments
+
+
 def trainable_parameters(model, stage: str):
     """Stage 1 trains the context tower and its head; stage 2 everything of the denoiser only."""
     model.requires_grad_(False)
@@ -211,7 +240,8 @@ def trainable_parameters(model, stage: str):
 
 
 def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, steps: int | None = None,
-              device: str = "cpu", init_from: str | None = None, distill_share: float | None = None) -> dict:
+              device: str = "cpu", init_from: str | None = None, distill_share: float | None = None,
+              dtype: str | None = None) -> dict:
     """Train one stage; returns the last log record. Resumable from `<run_dir>/<stage>_ckpt`."""
     from tqdm import tqdm
 
@@ -221,10 +251,16 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     from .tokenizer import SentencePieceTokenizer
 
     cfg = TrainConfig(**PROFILES[profile])
+    run_dir = Path(run_dir)
+    ckpt_state = run_dir / f"{stage}_ckpt" / "trainer_state.json"
+    from_export = resume and stage == "denoiser" and not ckpt_state.is_file() and init_from is not None
+    if from_export:  # before the tokenizer is looked for: the export brings its own
+        _adopt_export(Path(init_from), run_dir)
     if distill_share is not None:
         cfg = replace(cfg, distill_share=distill_share)
+    if dtype is not None:  # bf16 autocast is ~5x slower than fp32 on CPUs without native bf16 (AVX2 only)
+        cfg = replace(cfg, dtype=dtype)
     total = steps or (cfg.context_steps if stage == "context" else cfg.denoiser_steps)
-    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     tok_path = run_dir / "tokenizer.model"
     if not tok_path.is_file():
@@ -234,8 +270,12 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     valid = BatchSampler(encode_split(tokenizer, "validation", run_dir / "data"), cfg.seq_len, cfg.batch_size, cfg.seed + 1)
 
     start, log, opt_state, segments = 0, [], None, []
-    if resume and (run_dir / f"{stage}_ckpt" / "trainer_state.json").is_file():
+    if resume and ckpt_state.is_file():
         model, opt_state, start, log, segments = _load_state(run_dir, stage, None)
+    elif from_export:
+        model, start, log, segments = _load_export(Path(init_from), run_dir)
+        if start >= total:
+            raise ValueError(f"{init_from} already has {start} denoiser steps; --steps must be larger to continue")
     elif stage == "context":
         torch.manual_seed(cfg.seed)
         model = build_model("default", seed=cfg.seed)
@@ -246,6 +286,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         model = from_pretrained(source)
         model.init_denoiser_from_context()  # the release's starting point: the denoiser is a copy
     model.to(device).train()
+    model.choose_experts_implementation()
     params = trainable_parameters(model, stage)
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
@@ -268,13 +309,19 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         model.train()
         return sum(losses) / len(losses)
 
-    segments = [*segments, {"from_step": start, "to_step": total, "train_config": {**asdict(cfg), "total_steps": total}}]
+    segment = {"from_step": start, "to_step": total, "train_config": {**asdict(cfg), "total_steps": total}}
+    # An export holds weights only: Adam's moments start from zero, so the lr warms up again over
+    # `warmup` steps instead of jumping into the middle of the cosine with unscaled first updates.
+    rewarm = cfg.warmup if from_export else 0
+    if from_export:
+        segment["init"] = {"from_export": str(init_from), "optimizer": "moments restarted", "rewarmup_steps": rewarm}
+    segments = [*segments, segment]
     tokens_per_step = cfg.batch_size * (cfg.seq_len if stage == "context" else cfg.seq_len - cfg.prefix_len)
     bar = tqdm(range(start, total), initial=start, total=total, desc=f"train {stage}", dynamic_ncols=True)
     t_last, record = time.perf_counter(), {}
     for step in bar:
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, total, cfg)
+            group["lr"] = lr_at(step, total, cfg) * (min(1.0, (step - start + 1) / rewarm) if rewarm else 1.0)
         batch = torch.from_numpy(train.batch(step)).to(device)
         loss = loss_of(batch, gen)
         optimizer.zero_grad(set_to_none=True)
@@ -284,12 +331,12 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         now = time.perf_counter()
         tok_s = tokens_per_step / (now - t_last)
         t_last = now
-        record = {"step": step + 1, "loss": round(float(loss), 4), "lr": optimizer.param_groups[0]["lr"],
+        record = {"step": step + 1, "loss": round(float(loss.detach()), 4), "lr": optimizer.param_groups[0]["lr"],
                   "tokens_per_s": round(tok_s, 1), "time": time.time()}
         if (step + 1) % cfg.eval_every == 0 or step + 1 == total:
             record["val_loss"] = round(validate(), 4)
         log.append(record)
-        bar.set_postfix(loss=f"{float(loss):.3f}", tok_s=f"{tok_s:.0f}", val=record.get("val_loss", ""))
+        bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{tok_s:.0f}", val=record.get("val_loss", ""))
         if (step + 1) % cfg.save_every == 0 or step + 1 == total:
             _save_state(run_dir, model, optimizer, step + 1, stage, log, cfg, segments)
     return record
@@ -308,13 +355,19 @@ def export(run_dir, to_dir, notes: dict | None = None) -> Path:
     save_pretrained(model, to_dir, dtype=torch.bfloat16)
     shutil.copy(run_dir / "tokenizer.model", to_dir / "tokenizer.model")
     info = {"corpus": describe(), **(notes or {})}
+    inherited_path = run_dir / "inherited_info.json"  # a run continued from an export (see _adopt_export)
+    inherited = json.loads(inherited_path.read_text()) if inherited_path.is_file() else {}
     for stage in ("context", "denoiser"):
         log_path = run_dir / f"{stage}_log.jsonl"
+        state_path = run_dir / f"{stage}_ckpt" / "trainer_state.json"
         if log_path.is_file():
             shutil.copy(log_path, to_dir / f"train_{stage}_log.jsonl")
-            state = json.loads((run_dir / f"{stage}_ckpt" / "trainer_state.json").read_text())
+        if state_path.is_file():
+            state = json.loads(state_path.read_text())
             info[f"{stage}_stage"] = {"steps": state["step"], "train_config": state["train_config"],
                                       "segments": state.get("segments", [])}
+        elif f"{stage}_stage" in inherited:
+            info[f"{stage}_stage"] = inherited[f"{stage}_stage"]
     (to_dir / "training_info.json").write_text(json.dumps(info, indent=1))
     return to_dir
 
@@ -329,7 +382,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--distill-share", type=float, default=None,
                         help="stage 2: share of each batch whose continuation is the context tower's greedy output")
-    parser.add_argument("--init-from", default=None, help="stage 2: context checkpoint (default <out>/context_ckpt)")
+    parser.add_argument("--dtype", default=None, choices=["bfloat16", "float32"],
+                        help="override the profile's autocast dtype (float32 on CPUs without native bf16)")
+    parser.add_argument("--init-from", default=None,
+                        help="stage 2: context checkpoint (default <out>/context_ckpt); with --resume and no checkpoint "
+                             "in --out, a shipped model to continue training (weights only, lr warms up again)")
 
 
 def main(args) -> int:
@@ -338,6 +395,6 @@ def main(args) -> int:
         print(export(args.out, args.to))
         return 0
     record = run_stage(args.stage, args.out, args.profile, args.resume, args.steps, args.device, args.init_from,
-                       args.distill_share)
+                       args.distill_share, args.dtype)
     print(json.dumps(record))
     return 0
