@@ -248,13 +248,14 @@ def test_presets_have_the_promised_shapes():
 
 @pytest.mark.parametrize("n_tokens", [1, 5, 17])
 @torch.no_grad()
-def test_cpu_experts_loop_equals_the_grouped_gemm(model, n_tokens):
-    """On CPU the towers run transformers' per-expert loop ("eager", measured faster here); its twin is the
-    grouped GEMM the GPU path uses. Same routing, same weights: the same context logits and denoiser logits."""
-    assert model.choose_experts_implementation() == "eager"
+def test_cpu_dense_experts_equal_transformers_experts(model, n_tokens):
+    """On CPU the towers run every expert on every token ("dense", measured faster here); its twins are
+    transformers' per-expert loop and its grouped GEMM (the GPU path). Same routing, same weights: the
+    same context logits and denoiser logits."""
+    assert model.choose_experts_implementation() == "dense"
     ids = random_ids((1, 6 + n_tokens), seed=3)
     outputs = {}
-    for impl in ("eager", "grouped_mm"):
+    for impl in ("dense", "eager", "grouped_mm"):
         model.config._experts_implementation = impl
         cache = model.new_cache()
         model.context_forward(ids[:, :6], cache)
@@ -262,5 +263,36 @@ def test_cpu_experts_loop_equals_the_grouped_gemm(model, n_tokens):
         block = torch.full((1, n_tokens), model.config.mask_token_id)
         outputs[impl] = (logits, model.denoise(block, model.context_states(cache), torch.ones(1)))
     model.choose_experts_implementation()
-    for eager, grouped in zip(outputs["eager"], outputs["grouped_mm"]):
-        torch.testing.assert_close(eager, grouped, rtol=1e-4, atol=1e-4)
+    for twin in ("eager", "grouped_mm"):
+        for fast, ref in zip(outputs["dense"], outputs[twin]):
+            torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-4)
+
+
+@torch.no_grad()
+def test_dense_experts_see_weights_changed_in_place(model):
+    """The dense kernel keeps a re-laid-out copy of down_proj: editing the weights must not leave it stale."""
+    moe = next(layer.mixer for layer in model.context_tower.layers if layer.block_type == "moe")
+    x = torch.randn(1, 5, model.config.hidden_size, generator=torch.Generator().manual_seed(2))
+    moe(x)  # builds the copy
+    moe.experts.down_proj.mul_(-3.0)
+    dense = moe(x)
+    model.config._experts_implementation = "eager"
+    eager = moe(x)
+    model.choose_experts_implementation()
+    torch.testing.assert_close(dense, eager, rtol=1e-4, atol=1e-4)
+
+
+def test_dense_experts_train_like_the_loop():
+    """Under autograd the dense kernel gives the loop's gradients (its down-projection copy is rebuilt
+    each call, so the gradient reaches the experts' own tensor)."""
+    grads = {}
+    for impl in ("dense", "eager"):
+        model = lively_tiny(seed=0)
+        model.config._experts_implementation = impl
+        moe = next(layer.mixer for layer in model.context_tower.layers if layer.block_type == "moe")
+        moe.requires_grad_(True)
+        x = torch.randn(2, 7, model.config.hidden_size, generator=torch.Generator().manual_seed(1))
+        moe(x).pow(2).sum().backward()
+        grads[impl] = (moe.experts.up_proj.grad, moe.experts.down_proj.grad)
+    for fast, ref in zip(grads["dense"], grads["eager"]):
+        torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)

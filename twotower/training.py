@@ -200,6 +200,14 @@ def _load_state(run_dir: Path, stage: str, optimizer):
     return model, {"state": state, "param_groups": meta["param_groups"]}, meta["step"], log, segments
 
 
+def _cpu_runs_bf16_fast() -> bool:
+    """oneDNN's own test for a usable bf16 instruction set (AVX-512 or newer); True when it cannot say."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return True
+
+
 def _adopt_export(model_dir: Path, run_dir: Path) -> None:
     """Seed a run directory from a shipped model: its tokenizer, logs and stage records (no weights yet)."""
     import shutil
@@ -258,8 +266,12 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         _adopt_export(Path(init_from), run_dir)
     if distill_share is not None:
         cfg = replace(cfg, distill_share=distill_share)
-    if dtype is not None:  # bf16 autocast is ~5x slower than fp32 on CPUs without native bf16 (AVX2 only)
+    if dtype is not None:
         cfg = replace(cfg, dtype=dtype)
+    elif cfg.dtype == "bfloat16" and torch.device(device).type == "cpu" and not _cpu_runs_bf16_fast():
+        # measured on an AVX2-only host: a bf16-autocast step took ~5x as long as the same step in fp32
+        print("this CPU has no fast bf16 path: training in float32 (--dtype bfloat16 forces bf16 autocast)")
+        cfg = replace(cfg, dtype="float32")
     total = steps or (cfg.context_steps if stage == "context" else cfg.denoiser_steps)
     run_dir.mkdir(parents=True, exist_ok=True)
     tok_path = run_dir / "tokenizer.model"
@@ -383,7 +395,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--distill-share", type=float, default=None,
                         help="stage 2: share of each batch whose continuation is the context tower's greedy output")
     parser.add_argument("--dtype", default=None, choices=["bfloat16", "float32"],
-                        help="override the profile's autocast dtype (float32 on CPUs without native bf16)")
+                        help="override the profile's autocast dtype (default: the profile's; float32 on a CPU without a fast bf16 path)")
     parser.add_argument("--init-from", default=None,
                         help="stage 2: context checkpoint (default <out>/context_ckpt); with --resume and no checkpoint "
                              "in --out, a shipped model to continue training (weights only, lr warms up again)")

@@ -1,0 +1,130 @@
+"""A CPU fast path for transformers' Mamba-2 mixer on the short sequences decoding runs.
+
+Decoding never scans long sequences after the prompt: an AR step is 1 token, a denoiser pass one block
+(S ≤ 32 positions), a verify pass a draft plus a few unread tokens. Without the mamba-ssm / causal-conv1d
+kernels, transformers runs these through its reference chunk scan, written for any length: on this
+project's CPU one 16-token mixer call issued ~430 aten ops (~2.8 ms), and the per-op cost, not the
+arithmetic, was the bill. For T tokens in one go the scan has a closed form (the quadratic "attention"
+form of SSD, as in mamba's ssd_minimal.py), which is a couple of dozen ops:
+
+    a_t  = dt_t · A                   cs_t = a_1 + … + a_t            (per head; A < 0, so cs falls)
+    y_t  = e^{cs_t} C_t·h_0  +  Σ_{s ≤ t} e^{cs_t − cs_s} dt_s (C_t·B_s) x_s  +  D x_t
+    h_T  = e^{cs_T} h_0      +  Σ_s       e^{cs_T − cs_s} dt_s x_s B_sᵀ
+
+`ShortScanMamba2Mixer` is transformers' `NemotronHMamba2Mixer` with that arithmetic for T ≤ `max_len`
+on CPU, and the same cache calls in the same order (so DynamicCache, the denoiser's SeededMambaCache and
+rollback see exactly what they saw before). Everything else — longer sequences (prompt prefill,
+training windows), attention masks, GPU tensors, or `max_len = 0` — goes to transformers' own forward,
+which is also the reference twin that tests/test_short_scan.py compares against.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers.models.nemotron_h.modeling_nemotron_h import NemotronHMamba2Mixer
+
+DEFAULT_MAX_LEN = 64  # the T×T decay matrix per head stays tiny; prefill beyond this uses the chunk scan
+
+
+class ShortScanMamba2Mixer(NemotronHMamba2Mixer):
+    """Same parameters and state-dict names as the transformers mixer (the class is swapped in place)."""
+
+    max_len: int = DEFAULT_MAX_LEN
+
+    def forward(self, hidden_states: torch.Tensor, cache=None, attention_mask=None, **kwargs):
+        seq_len = hidden_states.shape[1]
+        if attention_mask is not None or hidden_states.device.type != "cpu" or not 0 < seq_len <= self.max_len:
+            return super().forward(hidden_states, cache=cache, attention_mask=attention_mask, **kwargs)
+        return short_scan_forward(self, hidden_states, cache)
+
+
+def short_scan_forward(mixer: NemotronHMamba2Mixer, hidden_states: torch.Tensor, cache) -> torch.Tensor:
+    """The mixer's forward for a short sequence, hidden_states (B, T, H) -> (B, T, H)."""
+    batch, seq_len, _ = hidden_states.shape
+    dtype = hidden_states.dtype
+    conv_state = recurrent_state = None
+    if cache is not None:
+        conv_state = cache.get_conv_state(mixer.layer_idx, state_idx=0)
+        recurrent_state = cache.get_recurrent_state(mixer.layer_idx, state_idx=0)
+    gate, xbc, dt = mixer.in_proj(hidden_states).split(
+        [mixer.intermediate_size, mixer.conv_dim, mixer.num_heads], dim=-1)
+    xbc = xbc.transpose(1, 2)  # (B, conv_dim, T)
+    weight = mixer.conv1d.weight.squeeze(1)  # (conv_dim, K)
+    single_step = conv_state is not None and seq_len == 1 and not cache.is_recording_past(mixer.layer_idx)
+    if single_step:  # as causal_conv1d_update: slide the token into the cached window, in place
+        conv_state.copy_(torch.cat([conv_state[..., 1:], xbc.to(conv_state.dtype)], dim=-1))
+        xbc = (conv_state.to(weight.dtype) * weight).sum(-1, keepdim=True)  # (B, conv_dim, 1)
+    else:
+        if cache is not None:  # the cache returns its window in front of the new inputs (and keeps the tail)
+            xbc = cache.update_conv_state(xbc, mixer.layer_idx, conv_kernel_size=mixer.conv_kernel_size)
+        xbc = causal_depthwise_conv(xbc.to(weight.dtype), weight)[..., -seq_len:]
+    if mixer.conv1d.bias is not None:
+        xbc = xbc + mixer.conv1d.bias[:, None]
+    xbc = F.silu(xbc).transpose(1, 2)  # (B, T, conv_dim)
+    x, B, C = xbc.split([mixer.intermediate_size, mixer.n_groups * mixer.ssm_state_size,
+                         mixer.n_groups * mixer.ssm_state_size], dim=-1)
+
+    dt = F.softplus(dt + mixer.dt_bias)  # (B, T, heads)
+    if not (single_step or (recurrent_state is not None and seq_len == 1)):
+        dt = dt.clamp(min=mixer.time_step_limit[0])  # only the chunk scan clamps (the 1-token update does not)
+    heads, head_dim, groups, state = mixer.num_heads, mixer.head_dim, mixer.n_groups, mixer.ssm_state_size
+    x = x.float().view(batch, seq_len, heads, head_dim).transpose(1, 2)  # (B, heads, T, head_dim)
+
+    def per_head(t):  # (B, T, groups·state) -> (B, heads, T, state); group g serves H/G consecutive heads
+        t = t.float().view(batch, seq_len, groups, 1, state).transpose(1, 2)  # (B, groups, T, 1, state)
+        return t.expand(-1, -1, -1, heads // groups, -1).transpose(2, 3).reshape(batch, heads, seq_len, state)
+
+    h0 = recurrent_state.float() if recurrent_state is not None else None  # (B, heads, head_dim, state)
+    y, final = ssd_closed_form(x, dt.float().transpose(1, 2), -torch.exp(mixer.A_log.float()), per_head(B),
+                               per_head(C), h0)
+    y = y + mixer.D.float()[:, None, None] * x  # (B, heads, T, head_dim)
+    y = y.transpose(1, 2).reshape(batch, seq_len, -1)  # (B, T, heads·head_dim)
+
+    if cache is not None:
+        if recurrent_state is not None and seq_len == 1:  # as selective_state_update: the state in place
+            recurrent_state.copy_(final.to(recurrent_state.dtype))
+        else:
+            cache.update_recurrent_state(final, layer_idx=mixer.layer_idx)
+    y = mixer.norm(y, gate)
+    return mixer.out_proj(y.to(dtype))
+
+
+def causal_depthwise_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """conv1d(x, weight, groups=channels, padding=K−1)[..., :L] without oneDNN's per-call set-up.
+
+    x (B, C, L), weight (C, K) -> (B, C, L): output l reads inputs l−K+1 … l (zeros before the start).
+    """
+    k = weight.shape[-1]
+    windows = F.pad(x, (k - 1, 0)).unfold(-1, k, 1)  # (B, C, L, K)
+    return torch.einsum("bclk,ck->bcl", windows, weight)
+
+
+def ssd_closed_form(x, dt, A, B, C, h0=None):
+    """Mamba-2's scan over T steps in one shot (fp32), heads first.
+
+    x (b, h, T, p), dt (b, h, T), A (h,), B / C (b, h, T, n), h0 (b, h, p, n) or None.
+    Returns y (b, h, T, p) without the D skip, and the final state (b, h, p, n).
+    """
+    cs = torch.cumsum(dt * A[:, None], dim=-1)  # (b, h, T): log-decay from the start through step t
+    seg = cs[..., :, None] - cs[..., None, :]  # (b, h, t, s): log-decay from s to t
+    causal = torch.ones(seg.shape[-2:], dtype=torch.bool, device=seg.device).tril()
+    decay = seg.masked_fill(~causal, float("-inf")).exp()  # zero above the diagonal, no inf·0
+    scores = (C @ B.transpose(-1, -2)) * decay * dt[..., None, :]  # (b, h, t, s)
+    y = scores @ x  # (b, h, T, p)
+    to_end = (cs[..., -1:] - cs).exp() * dt  # (b, h, s): weight of step s in the final state
+    final = (x * to_end[..., None]).transpose(-1, -2) @ B  # (b, h, p, n)
+    if h0 is not None:
+        from_start = cs.exp()  # (b, h, T)
+        y = y + (C @ h0.transpose(-1, -2)) * from_start[..., None]
+        final = final + h0 * from_start[..., -1, None, None]
+    return y, final
+
+
+def use_short_scan(model, max_len: int = DEFAULT_MAX_LEN) -> None:
+    """Swap every Mamba-2 mixer of both towers to the fast path (max_len 0: transformers' forward only)."""
+    for tower in (model.context_tower, model.denoiser_tower):
+        for layer in tower.layers:
+            if isinstance(layer.mixer, NemotronHMamba2Mixer):
+                layer.mixer.__class__ = ShortScanMamba2Mixer
+                layer.mixer.max_len = max_len
