@@ -246,7 +246,7 @@ def test_presets_have_the_promised_shapes():
             make_config("tiny", hybrid_override_pattern=pattern)
 
 
-@pytest.mark.parametrize("n_tokens", [1, 5, 17])
+@pytest.mark.parametrize("n_tokens", [1, 5, 17, 40])  # 40: past dense_experts.MAX_TOKENS, the loop
 @torch.no_grad()
 def test_cpu_dense_experts_equal_transformers_experts(model, n_tokens):
     """On CPU the towers run every expert on every token ("dense", measured faster here); its twins are
