@@ -34,7 +34,7 @@ python scripts/write_benchmarks.py --bench "$out"/bench.json \
   --bench-extra "$out"/bench_speculative_2pass.json "$out"/bench_speculative_1pass_s8.json \
     "$out"/bench_speculative_adaptive.json \
   --eval "$out"/eval_diffusion.json "$out"/eval_mock_ar.json --sweep "$out"/sweep.json \
-  ${INTRO:+--intro "$INTRO"} > /dev/null
+  --intro "${INTRO:-benchmarks/intro.md}" > /dev/null
 python scripts/model_card.py --model assets/default --eval "$out"/eval_diffusion.json "$out"/eval_mock_ar.json \
   --bench "$out"/bench.json ${PREVIOUS:+--previous "$PREVIOUS"} > /dev/null
 echo "wrote BENCHMARKS.md and assets/default/README.md"

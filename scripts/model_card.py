@@ -111,8 +111,10 @@ def comparison(prev_dir: Path, info: dict, report: dict, bench: dict) -> list[st
            + ("The context tower's training record is the same. " if same_ctx else "The context towers were trained differently. ")
            +
            "Same prompts; the previous bench ran "
-           f"`{prev_bench.get('command', '?')}` (speculative: {prev_draft} draft passes per round), "
-           f"this one `{bench.get('command', '?')}` (speculative: {bench.get('draft_steps', '?')}); "
+           f"`{prev_bench.get('command', '?')}` at commit `{prev_bench.get('commit', '?')}` (speculative: {prev_draft} "
+           f"draft passes per round), this one `{bench.get('command', '?')}` at commit `{bench.get('commit', '?')}` "
+           f"(speculative: {bench.get('draft_steps', '?')}); throughput ratios also move with the engine between "
+           "commits (see BENCHMARKS.md, 'Removed cost'); "
            f"the previous files are in `{prev_dir.as_posix()}`.", "", "| figure | previous | this model |", "|---|---|---|"]
     for label, get, pct in rows:
         try:

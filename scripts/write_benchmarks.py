@@ -13,7 +13,6 @@ import argparse
 import json
 import subprocess
 import sys
-from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,8 +29,16 @@ def _header(title: str, report: dict, commands: dict, key: str, commit: str) -> 
     command = report.get("command") or commands.get(key, "?")
     if isinstance(command, list):
         command = " && ".join(command)
-    return [f"## {title}", "", f"- device: {device}", f"- commit: `{report.get('commit') or commit}`, "
-            f"measured {date.today().isoformat()}", f"- command: `{command}`", ""]
+    measured_at = report.get("commit") or commit
+    when = (f"measured {report['date']}" if report.get("date")  # reports before 2026-12-02 did not record it
+            else f"measured on or after that commit's date, {_commit_date(measured_at)}")
+    return [f"## {title}", "", f"- device: {device}", f"- commit: `{measured_at}`, {when}", f"- command: `{command}`", ""]
+
+
+def _commit_date(commit: str) -> str:
+    out = subprocess.run(["git", "show", "-s", "--format=%cs", commit.removesuffix("-dirty")], cwd=ROOT,
+                         capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
 def _pct(x) -> str:

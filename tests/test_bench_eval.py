@@ -231,4 +231,5 @@ def test_bench_hands_speculative_its_settings_and_quotes_its_command(capsys, mon
     assert (report["draft_steps"], report["adaptive"]) == (3, True)
     assert report["command"].endswith("twotower " + " ".join(argv))
     assert report["commit"] is None or len(report["commit"].split("-")[0]) >= 7
+    assert len(report["date"]) == 10 and report["date"][:2] == "20"  # YYYY-MM-DD: the page quotes it
     assert "3 draft passes per block, adaptive length" in bench.format_markdown(report)

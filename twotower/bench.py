@@ -68,11 +68,12 @@ def device_info(engine) -> dict:
 
 
 def provenance(args) -> dict:
-    """The command line (`args.argv`, set by the CLI) and the commit a report was measured with
+    """The command line (`args.argv`, set by the CLI), the commit and the (UTC) date a report was measured with
     (BENCHMARKS.md and the model card quote them). The commit gets "-dirty" when the working tree had
     uncommitted changes."""
     import shlex
     import subprocess
+    from datetime import datetime, timezone
 
     root = Path(__file__).resolve().parent.parent
 
@@ -87,7 +88,8 @@ def provenance(args) -> dict:
     if commit and git("status", "--porcelain", "--untracked-files=no"):
         commit += "-dirty"
     threads = f"OMP_NUM_THREADS={torch.get_num_threads()} " if not torch.cuda.is_available() else ""
-    return {"command": threads + "twotower " + shlex.join(getattr(args, "argv", [])), "commit": commit}
+    return {"command": threads + "twotower " + shlex.join(getattr(args, "argv", [])), "commit": commit,
+            "date": datetime.now(timezone.utc).date().isoformat()}
 
 
 def synchronize(engine) -> None:
