@@ -65,8 +65,9 @@ def short_scan_forward(mixer: NemotronHMamba2Mixer, hidden_states: torch.Tensor,
     x, B, C = xbc.split([mixer.intermediate_size, mixer.n_groups * mixer.ssm_state_size,
                          mixer.n_groups * mixer.ssm_state_size], dim=-1)
 
+    recurrent_step = recurrent_state is not None and seq_len == 1  # transformers' selective_state_update case
     dt = F.softplus(dt + mixer.dt_bias)  # (B, T, heads)
-    if not (single_step or (recurrent_state is not None and seq_len == 1)):
+    if not recurrent_step:
         dt = dt.clamp(min=mixer.time_step_limit[0])  # only the chunk scan clamps (the 1-token update does not)
     heads, head_dim, groups, state = mixer.num_heads, mixer.head_dim, mixer.n_groups, mixer.ssm_state_size
     x = x.float().view(batch, seq_len, heads, head_dim).transpose(1, 2)  # (B, heads, T, head_dim)
@@ -82,7 +83,7 @@ def short_scan_forward(mixer: NemotronHMamba2Mixer, hidden_states: torch.Tensor,
     y = y.transpose(1, 2).reshape(batch, seq_len, -1)  # (B, T, heads·head_dim)
 
     if cache is not None:
-        if recurrent_state is not None and seq_len == 1:  # as selective_state_update: the state in place
+        if recurrent_step:  # as selective_state_update: the state is updated in place
             recurrent_state.copy_(final.to(recurrent_state.dtype))
         else:
             cache.update_recurrent_state(final, layer_idx=mixer.layer_idx)
