@@ -90,7 +90,7 @@ def test_a_run_continued_from_a_shipped_model_keeps_its_history(tmp_path):
     (shipped / "training_info.json").write_text(json.dumps(info))
     (shipped / "train_denoiser_log.jsonl").write_text(json.dumps({"step": 30, "loss": 2.5}) + "\n")
 
-    _adopt_export(shipped, run)
+    assert _adopt_export(shipped, run) == 30
     loaded, step, log, segments = _load_export(shipped, run)
     assert step == 30 and log == [{"step": 30, "loss": 2.5}] and segments == [seg]
     assert torch.equal(loaded.lm_head.weight, model.lm_head.weight)
@@ -107,3 +107,16 @@ def test_a_run_continued_from_a_shipped_model_keeps_its_history(tmp_path):
     (run / "tokenizer.model").write_bytes(b"another tokenizer")
     with pytest.raises(ValueError, match="differs"):
         _adopt_export(shipped, run)
+
+
+def test_continuing_a_model_past_its_steps_fails_before_any_corpus_work(tmp_path, monkeypatch):
+    import json
+
+    from twotower import data, training
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "tokenizer.model").write_bytes(b"x")
+    (tmp_path / "m" / "training_info.json").write_text(json.dumps({"denoiser_stage": {"steps": 500}}))
+    monkeypatch.setattr(data, "encode_split", lambda *a, **k: pytest.fail("encoded the corpus first"))
+    with pytest.raises(ValueError, match="already has 500 denoiser steps"):
+        training.run_stage("denoiser", tmp_path / "run", resume=True, init_from=str(tmp_path / "m"), steps=400)

@@ -208,12 +208,14 @@ def _cpu_runs_bf16_fast() -> bool:
         return True
 
 
-def _adopt_export(model_dir: Path, run_dir: Path) -> None:
-    """Seed a run directory from a shipped model: its tokenizer, logs and stage records (no weights yet)."""
+def _adopt_export(model_dir: Path, run_dir: Path) -> int:
+    """Seed a run directory from a shipped model: its tokenizer, logs and stage records (no weights yet).
+    Returns the denoiser steps the model has had."""
     import shutil
 
     info_path = model_dir / "training_info.json"
-    if not info_path.is_file() or "denoiser_stage" not in json.loads(info_path.read_text()):
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    if "denoiser_stage" not in info:
         raise ValueError(f"{model_dir} has no training_info.json with a denoiser stage: nothing to continue")
     run_dir.mkdir(parents=True, exist_ok=True)
     tok = run_dir / "tokenizer.model"
@@ -224,6 +226,7 @@ def _adopt_export(model_dir: Path, run_dir: Path) -> None:
     for stage in ("context", "denoiser"):
         if (model_dir / f"train_{stage}_log.jsonl").is_file():
             shutil.copy(model_dir / f"train_{stage}_log.jsonl", run_dir / f"{stage}_log.jsonl")
+    return info["denoiser_stage"]["steps"]
 
 
 def _load_export(model_dir: Path, run_dir: Path):
@@ -262,8 +265,6 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     run_dir = Path(run_dir)
     ckpt_state = run_dir / f"{stage}_ckpt" / "trainer_state.json"
     from_export = resume and stage == "denoiser" and not ckpt_state.is_file() and init_from is not None
-    if from_export:  # before the tokenizer is looked for: the export brings its own
-        _adopt_export(Path(init_from), run_dir)
     if distill_share is not None:
         cfg = replace(cfg, distill_share=distill_share)
     if dtype is not None:
@@ -273,6 +274,10 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         print("this CPU has no fast bf16 path: training in float32 (--dtype bfloat16 forces bf16 autocast)")
         cfg = replace(cfg, dtype="float32")
     total = steps or (cfg.context_steps if stage == "context" else cfg.denoiser_steps)
+    if from_export:  # before the tokenizer is looked for (the export brings its own) and the corpus encoded
+        done = _adopt_export(Path(init_from), run_dir)
+        if done >= total:
+            raise ValueError(f"{init_from} already has {done} denoiser steps; --steps must be larger to continue")
     run_dir.mkdir(parents=True, exist_ok=True)
     tok_path = run_dir / "tokenizer.model"
     if not tok_path.is_file():
@@ -286,8 +291,6 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         model, opt_state, start, log, segments = _load_state(run_dir, stage, None)
     elif from_export:
         model, start, log, segments = _load_export(Path(init_from), run_dir)
-        if start >= total:
-            raise ValueError(f"{init_from} already has {start} denoiser steps; --steps must be larger to continue")
     elif stage == "context":
         torch.manual_seed(cfg.seed)
         model = build_model("default", seed=cfg.seed)
