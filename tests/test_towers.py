@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from tiny_models import lively_tiny, random_ids, trained_looking
 from twotower import TwoTowerModel, build_model, make_config
+from twotower.dense_experts import NAME as DENSE
 from twotower.seeded_states import SeededMambaCache, clone_cache_states
 
 MAMBA, ATTENTION = "linear_attention", "full_attention"
@@ -252,7 +253,7 @@ def test_cpu_dense_experts_equal_transformers_experts(model, n_tokens):
     """On CPU the towers run every expert on every token ("dense", measured faster here); its twins are
     transformers' per-expert loop and its grouped GEMM (the GPU path). Same routing, same weights: the
     same context logits and denoiser logits."""
-    assert model.choose_experts_implementation() == "dense"
+    assert model.config._experts_implementation == DENSE
     ids = random_ids((1, 6 + n_tokens), seed=3)
     outputs = {}
     for impl in ("dense", "eager", "grouped_mm"):
@@ -262,7 +263,7 @@ def test_cpu_dense_experts_equal_transformers_experts(model, n_tokens):
         logits = model.context_forward(ids[:, 6:], cache, last_only=False)
         block = torch.full((1, n_tokens), model.config.mask_token_id)
         outputs[impl] = (logits, model.denoise(block, model.context_states(cache), torch.ones(1)))
-    model.choose_experts_implementation()
+    model.config._experts_implementation = DENSE
     for twin in ("eager", "grouped_mm"):
         for fast, ref in zip(outputs["dense"], outputs[twin]):
             torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-4)
@@ -278,7 +279,7 @@ def test_dense_experts_see_weights_changed_in_place(model):
     dense = moe(x)
     model.config._experts_implementation = "eager"
     eager = moe(x)
-    model.choose_experts_implementation()
+    model.config._experts_implementation = DENSE
     torch.testing.assert_close(dense, eager, rtol=1e-4, atol=1e-4)
 
 

@@ -56,7 +56,6 @@ def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32)
     if missing or unexpected:
         raise ValueError(f"{weights}: missing tensors {missing[:5]}, unexpected tensors {unexpected[:5]}")
     model.load_state_dict(state, assign=True)
-    model.choose_experts_implementation()  # the weights may have landed on a GPU
     return model.eval()
 
 
@@ -80,5 +79,4 @@ def from_backbone(directory, device="cpu", dtype: torch.dtype = torch.float32) -
     model.context_tower.load_state_dict(backbone.model.state_dict())
     model.context_lm_head.load_state_dict(backbone.lm_head.state_dict())
     model.init_denoiser_from_context()
-    model.to(device).choose_experts_implementation()
-    return model.eval()
+    return model.to(device).eval()

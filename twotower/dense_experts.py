@@ -9,15 +9,18 @@ weights (zero for the experts a token does not use) scale the hidden activations
     out = Σ_e w_e · down_e(act(up_e(x)))  =  [down_1 … down_E] · (w ⊙ act([up_1; …; up_E] · x))
 
 by linearity of down_e. That is E / top-k times the arithmetic of the routed experts, which is cheap
-only while the experts are small: it is chosen for CPU (`TwoTowerModel.choose_experts_implementation`).
-transformers' own "eager" loop is the reference twin (tests/test_towers.py compares them).
+only while the experts are small and the device is a CPU, so the choice is made per call, from the
+tensors themselves (as twotower/short_scan.py does): CPU inputs of up to MAX_TOKENS tokens run dense,
+longer CPU inputs take transformers' loop, inputs on a GPU its grouped GEMM. The model sets this kernel
+once (`TwoTowerModel.__init__`) and may then move anywhere. transformers' "eager" loop and grouped GEMM
+are the reference twins (tests/test_towers.py compares them).
 """
 
 from __future__ import annotations
 
 import torch
 from torch.nn import functional as F
-from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
+from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS, grouped_mm_experts_forward
 
 NAME = "dense"
 # Dense costs E/top-k times the routed arithmetic (4x for the default model) to save ~10 ops per expert;
@@ -29,6 +32,8 @@ MAX_TOKENS = 32
 def dense_experts_forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
                           top_k_weights: torch.Tensor) -> torch.Tensor:
     """hidden_states (T, H), top_k_index / top_k_weights (T, k) -> (T, H), in hidden_states' dtype (as eager)."""
+    if hidden_states.device.type != "cpu":  # the GPU kernel
+        return grouped_mm_experts_forward(self, hidden_states, top_k_index, top_k_weights)
     if hidden_states.shape[0] > MAX_TOKENS:  # a prompt prefill: the loop's routed-only arithmetic wins
         return _loop_forward(self)(self, hidden_states, top_k_index, top_k_weights)
     n_experts, inter, hidden = self.up_proj.shape  # up_proj (E, I, H), down_proj (E, H, I)

@@ -68,8 +68,10 @@ class TwoTowerModel(nn.Module):
                 layer.mixer.is_causal = False  # bidirectional inside the block
         self.context_tower.requires_grad_(False)
         self.context_lm_head.requires_grad_(False)
-        self.choose_experts_implementation()
-        use_short_scan(self)  # CPU fast path for short Mamba-2 scans; transformers' forward stays its twin
+        # CPU fast paths, each deciding per call from its inputs (device, length); transformers' own forward
+        # stays the twin: dense MoE experts (grouped GEMM on a GPU) and closed-form short Mamba-2 scans
+        config._experts_implementation = DENSE_EXPERTS
+        use_short_scan(self)
 
     # ----------------------------------------------------------------------------------------------
     # set-up helpers
@@ -100,17 +102,6 @@ class TwoTowerModel(nn.Module):
         extra = sum(p.numel() for p in self.scale_shift_tables) if tower != "context" else 0
         return sum(p.numel() for m in mods for p in m.parameters()) + extra
 
-    def choose_experts_implementation(self) -> str:
-        """Pick transformers' MoE experts kernel for where the towers sit (both read the shared config).
-
-        On CPU: "dense" (twotower/dense_experts.py: every expert on every token, two matmuls in all), which
-        beat transformers' per-expert loop ("eager") and its grouped GEMM on this project's CPU, where a
-        16-token MoE layer took ~1.1-1.9 ms dense against ~3.3-4.1 ms eager. On a GPU: the grouped GEMM.
-        """
-        on_cuda = any(p.device.type == "cuda" for p in (self.context_lm_head.weight, self.lm_head.weight))
-        self.config._experts_implementation = "grouped_mm" if on_cuda else DENSE_EXPERTS
-        return self.config._experts_implementation
-
     @property
     def ctx_device(self) -> torch.device:
         return self.context_lm_head.weight.device
@@ -127,7 +118,6 @@ class TwoTowerModel(nn.Module):
         self.context_lm_head.to(ctx_device)
         for mod in (self.denoiser_tower, self.lm_head, self.t_embedder, self.t_block, self.scale_shift_tables):
             mod.to(den_device)
-        self.choose_experts_implementation()
         return self
 
     # ----------------------------------------------------------------------------------------------

@@ -180,7 +180,6 @@ def load_release_checkpoint(directory, ctx_device="cpu", den_device="cpu", dtype
     still_meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if still_meta:
         raise ValueError(f"tensors left without data after loading: {still_meta[:5]}")
-    model.choose_experts_implementation()
     return model.eval()
 
 

@@ -301,7 +301,6 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         model = from_pretrained(source)
         model.init_denoiser_from_context()  # the release's starting point: the denoiser is a copy
     model.to(device).train()
-    model.choose_experts_implementation()
     params = trainable_parameters(model, stage)
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
