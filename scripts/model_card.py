@@ -22,13 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from twotower.engine import layer_pattern, load_engine  # noqa: E402
 from twotower.evaluation import format_markdown  # noqa: E402
 from twotower.perplexity import context_perplexity  # noqa: E402
+from twotower.training import segment_history  # noqa: E402
 
 
 def stage_segments(info: dict, stage: str) -> list[dict]:
     """The stage's runs and resumes, each with its settings; a record without them was one run."""
     data = info.get(f"{stage}_stage") or {}
-    return data.get("segments") or [{"from_step": 0, "to_step": data.get("steps"),
-                                     "train_config": data.get("train_config", {})}]
+    return segment_history(data.get("segments"), data.get("steps"), data.get("train_config", {}))
 
 
 def _stage_lines(info: dict, model_dir: Path, stage: str) -> list[str]:

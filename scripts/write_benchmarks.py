@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,14 +30,10 @@ def _header(title: str, report: dict, commands: dict, key: str, commit: str) -> 
         command = " && ".join(command)
     measured_at = report.get("commit") or commit
     when = (f"measured {report['date']}" if report.get("date")  # reports before 2026-12-02 did not record it
-            else f"measured on or after that commit's date, {_commit_date(measured_at)}")
+            else f"measured on or after that commit's date, "
+                 f"{bench.git('show', '-s', '--format=%cs', measured_at.removesuffix('-dirty')) or 'unknown'}")
     return [f"## {title}", "", f"- device: {device}", f"- commit: `{measured_at}`, {when}", f"- command: `{command}`", ""]
 
-
-def _commit_date(commit: str) -> str:
-    out = subprocess.run(["git", "show", "-s", "--format=%cs", commit.removesuffix("-dirty")], cwd=ROOT,
-                         capture_output=True, text=True)
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
 def _pct(x) -> str:
@@ -83,7 +78,7 @@ def main() -> int:
     parser.add_argument("--commands", default=None, help="JSON {bench, eval, sweep}: commands of reports that lack one")
     parser.add_argument("--intro", default=None, help="markdown file with the analysis to put under the summary")
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    commit = bench.git("rev-parse", "--short", "HEAD") or ""
     commands = json.loads(Path(args.commands).read_text()) if args.commands else {}
     b = json.loads(Path(args.bench).read_text())
     extras = [json.loads(Path(p).read_text()) for p in args.bench_extra]

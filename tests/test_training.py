@@ -90,8 +90,9 @@ def test_a_run_continued_from_a_shipped_model_keeps_its_history(tmp_path):
     (shipped / "training_info.json").write_text(json.dumps(info))
     (shipped / "train_denoiser_log.jsonl").write_text(json.dumps({"step": 30, "loss": 2.5}) + "\n")
 
-    assert _adopt_export(shipped, run) == 30
-    loaded, step, log, segments = _load_export(shipped, run)
+    record = _adopt_export(shipped, run)
+    assert record == info["denoiser_stage"]
+    loaded, step, log, segments = _load_export(shipped, run, record)
     assert step == 30 and log == [{"step": 30, "loss": 2.5}] and segments == [seg]
     assert torch.equal(loaded.lm_head.weight, model.lm_head.weight)
     assert (run / "tokenizer.model").read_bytes() == b"sentencepiece bytes"

@@ -67,22 +67,24 @@ def device_info(engine) -> dict:
                        "torch": torch.__version__}, "dtype": dtype}
 
 
+def git(*argv) -> str | None:
+    """A git command's output in this project's checkout, or None (no git, not a checkout, an error)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", *argv], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent.parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
 def provenance(args) -> dict:
     """The command line (`args.argv`, set by the CLI), the commit and the (UTC) date a report was measured with
     (BENCHMARKS.md and the model card quote them). The commit gets "-dirty" when the working tree had
     uncommitted changes."""
     import shlex
-    import subprocess
     from datetime import datetime, timezone
-
-    root = Path(__file__).resolve().parent.parent
-
-    def git(*argv):
-        try:
-            out = subprocess.run(["git", *argv], capture_output=True, text=True, cwd=root, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
 
     commit = git("rev-parse", "--short", "HEAD")
     if commit and git("status", "--porcelain", "--untracked-files=no"):

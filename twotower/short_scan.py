@@ -43,12 +43,12 @@ def short_scan_forward(mixer: NemotronHMamba2Mixer, hidden_states: torch.Tensor,
     """The mixer's forward for a short sequence, hidden_states (B, T, H) -> (B, T, H)."""
     batch, seq_len, _ = hidden_states.shape
     dtype = hidden_states.dtype
+    heads, head_dim, groups, state = mixer.num_heads, mixer.head_dim, mixer.n_groups, mixer.ssm_state_size
     conv_state = recurrent_state = None
     if cache is not None:
         conv_state = cache.get_conv_state(mixer.layer_idx, state_idx=0)
         recurrent_state = cache.get_recurrent_state(mixer.layer_idx, state_idx=0)
-    gate, xbc, dt = mixer.in_proj(hidden_states).split(
-        [mixer.intermediate_size, mixer.conv_dim, mixer.num_heads], dim=-1)
+    gate, xbc, dt = mixer.in_proj(hidden_states).split([mixer.intermediate_size, mixer.conv_dim, heads], dim=-1)
     xbc = xbc.transpose(1, 2)  # (B, conv_dim, T)
     weight = mixer.conv1d.weight.squeeze(1)  # (conv_dim, K)
     single_step = conv_state is not None and seq_len == 1 and not cache.is_recording_past(mixer.layer_idx)
@@ -62,14 +62,12 @@ def short_scan_forward(mixer: NemotronHMamba2Mixer, hidden_states: torch.Tensor,
     if mixer.conv1d.bias is not None:
         xbc = xbc + mixer.conv1d.bias[:, None]
     xbc = F.silu(xbc).transpose(1, 2)  # (B, T, conv_dim)
-    x, B, C = xbc.split([mixer.intermediate_size, mixer.n_groups * mixer.ssm_state_size,
-                         mixer.n_groups * mixer.ssm_state_size], dim=-1)
+    x, B, C = xbc.split([mixer.intermediate_size, groups * state, groups * state], dim=-1)
 
     recurrent_step = recurrent_state is not None and seq_len == 1  # transformers' selective_state_update case
     dt = F.softplus(dt + mixer.dt_bias)  # (B, T, heads)
     if not recurrent_step:
         dt = dt.clamp(min=mixer.time_step_limit[0])  # only the chunk scan clamps (the 1-token update does not)
-    heads, head_dim, groups, state = mixer.num_heads, mixer.head_dim, mixer.n_groups, mixer.ssm_state_size
     x = x.float().view(batch, seq_len, heads, head_dim).transpose(1, 2)  # (B, heads, T, head_dim)
 
     def per_head(t):  # (B, T, groups·state) -> (B, heads, T, state); group g serves H/G consecutive heads

@@ -194,10 +194,14 @@ def _load_state(run_dir: Path, stage: str, optimizer):
         state.setdefault(int(idx), {})[name] = value
     log_path = run_dir / f"{stage}_log.jsonl"
     log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.is_file() else []
-    # segments: the history of runs and resumes, each with its own settings (a resume may change the
-    # number of steps, hence the schedule, or the distillation share); older checkpoints had one.
-    segments = meta.get("segments") or [{"from_step": 0, "to_step": meta["step"], "train_config": meta["train_config"]}]
+    segments = segment_history(meta.get("segments"), meta["step"], meta["train_config"])
     return model, {"state": state, "param_groups": meta["param_groups"]}, meta["step"], log, segments
+
+
+def segment_history(segments: list[dict] | None, steps: int | None, train_config: dict) -> list[dict]:
+    """The history of runs and resumes, each with its own settings (a resume may change the number of
+    steps, hence the schedule, or the distillation share); older records had one run and no history."""
+    return segments or [{"from_step": 0, "to_step": steps, "train_config": train_config}]
 
 
 def _cpu_runs_bf16_fast() -> bool:
@@ -208,9 +212,9 @@ def _cpu_runs_bf16_fast() -> bool:
         return True
 
 
-def _adopt_export(model_dir: Path, run_dir: Path) -> int:
+def _adopt_export(model_dir: Path, run_dir: Path) -> dict:
     """Seed a run directory from a shipped model: its tokenizer, logs and stage records (no weights yet).
-    Returns the denoiser steps the model has had."""
+    Returns the model's denoiser-stage record (steps, train_config, segments)."""
     import shutil
 
     info_path = model_dir / "training_info.json"
@@ -226,17 +230,17 @@ def _adopt_export(model_dir: Path, run_dir: Path) -> int:
     for stage in ("context", "denoiser"):
         if (model_dir / f"train_{stage}_log.jsonl").is_file():
             shutil.copy(model_dir / f"train_{stage}_log.jsonl", run_dir / f"{stage}_log.jsonl")
-    return info["denoiser_stage"]["steps"]
+    return info["denoiser_stage"]
 
 
-def _load_export(model_dir: Path, run_dir: Path):
-    """Weights (fp32 copy of the bf16 export), step count, log and segment history of a shipped model."""
+def _load_export(model_dir: Path, run_dir: Path, record: dict):
+    """Weights (fp32 copy of the bf16 export), step count, log and segment history of a shipped model
+    whose denoiser-stage `record` _adopt_export returned."""
     from .checkpoint import from_pretrained
 
-    record = json.loads((model_dir / "training_info.json").read_text())["denoiser_stage"]
     log_path = run_dir / "denoiser_log.jsonl"
     log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.is_file() else []
-    segments = record.get("segments") or [{"from_step": 0, "to_step": record["steps"], "train_config": record["train_config"]}]
+    segments = segment_history(record.get("segments"), record["steps"], record["train_config"])
     return from_pretrained(model_dir), record["steps"], log, segments
 
 
@@ -275,9 +279,10 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         cfg = replace(cfg, dtype="float32")
     total = steps or (cfg.context_steps if stage == "context" else cfg.denoiser_steps)
     if from_export:  # before the tokenizer is looked for (the export brings its own) and the corpus encoded
-        done = _adopt_export(Path(init_from), run_dir)
-        if done >= total:
-            raise ValueError(f"{init_from} already has {done} denoiser steps; --steps must be larger to continue")
+        exported = _adopt_export(Path(init_from), run_dir)
+        if exported["steps"] >= total:
+            raise ValueError(f"{init_from} already has {exported['steps']} denoiser steps; --steps must be larger "
+                             "to continue")
     run_dir.mkdir(parents=True, exist_ok=True)
     tok_path = run_dir / "tokenizer.model"
     if not tok_path.is_file():
@@ -290,7 +295,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     if resume and ckpt_state.is_file():
         model, opt_state, start, log, segments = _load_state(run_dir, stage, None)
     elif from_export:
-        model, start, log, segments = _load_export(Path(init_from), run_dir)
+        model, start, log, segments = _load_export(Path(init_from), run_dir, exported)
     elif stage == "context":
         torch.manual_seed(cfg.seed)
         model = build_model("default", seed=cfg.seed)
