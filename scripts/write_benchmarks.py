@@ -61,7 +61,8 @@ def summary(b: dict, report: dict, extras: list[dict]) -> list[str]:
     for rec in [b, *extras]:
         sp = rec["modes"].get("speculative", {})
         if sp.get("tokens_per_s"):
-            how = f"{bench._passes(rec.get('draft_steps'))}{', adaptive' if rec.get('adaptive') else ''}, S = {rec['block_size']}"
+            how = (f"{bench._passes(rec.get('draft_steps'))}{', adaptive' if rec.get('adaptive') else ''}"
+                   f"{bench._cut(rec.get('min_draft_confidence'))}, S = {rec['block_size']}")
             lines.append(f"| speculative tokens/s ÷ AR ({how}; mean acceptance length "
                          f"{sp['mean_acceptance_length']:.2f}) | {sp['ratio_vs_ar']:.2f}× | ≥ 1.8× (#4) | "
                          f"{met(sp['ratio_vs_ar'] >= 1.8)} |")

@@ -57,3 +57,14 @@ def adapt_block_size(current: int, drafted: int, accepted: int, maximum: int, mi
     if accepted >= drafted:
         return min(maximum, current + max(1, current // 2))
     return max(minimum, min(maximum, current - 1, (current + accepted + 1) // 2))
+
+
+def confident_prefix_length(confidence: torch.Tensor, min_confidence: float) -> int:
+    """(k,) draft confidences -> how many leading drafted tokens to verify: the longest prefix whose
+    confidence is at least `min_confidence`, and never fewer than one (a round must propose a token).
+
+    Low-confidence draft tokens are rarely accepted, yet the verify pass pays for every token it reads;
+    stopping the proposal there trades a few accepted tokens for a shorter pass. 0 verifies the whole draft.
+    """
+    low = (confidence < min_confidence).nonzero()
+    return max(1, int(low[0, 0]) if low.numel() else int(confidence.shape[0]))

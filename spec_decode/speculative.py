@@ -17,10 +17,10 @@ import torch
 from twotower.commit import sampling_distribution
 from twotower.decoding import _done_event, drain, make_generator
 from twotower.events import GenerationResult, StepEvent
-from twotower.validation import as_batch, check_gamma, check_int, check_sampling, check_token_id
+from twotower.validation import as_batch, check_fraction, check_gamma, check_int, check_sampling, check_token_id
 
 from .context_cursor import ContextCursor
-from .draft import BlockDraft, adapt_block_size, draft_block, draft_distributions
+from .draft import BlockDraft, adapt_block_size, confident_prefix_length, draft_block, draft_distributions
 from .metrics import AcceptanceCounter, pass_counts
 from .verify import Verdict, greedy_verdict, rejection_verdict
 
@@ -31,12 +31,17 @@ DEFAULT_DRAFT_STEPS = 4  # "a few passes" per drafted block; 1 commits the whole
 def iter_speculative(model, prompt_ids, max_new_tokens: int = 128, block_size: int = 16,
                      draft_steps: int = DEFAULT_DRAFT_STEPS, draft_threshold: float = 0.8, temperature: float = 0.0,
                      eos_token_id: int | None = None, seed: int | None = None, adaptive: bool = False,
-                     top_k: int | None = None, top_p: float | None = None) -> Iterator[StepEvent]:
+                     top_k: int | None = None, top_p: float | None = None,
+                     min_draft_confidence: float = 0.0) -> Iterator[StepEvent]:
     """Events of one speculative generation. Inputs are checked now, so bad values raise here.
 
     block_size: S, the drafted tokens per round (with adaptive=True the start of a length that moves
     within [1, 2·S] with the acceptance). draft_steps / draft_threshold: denoiser passes per draft and
     the commit rule's γ. temperature 0 is greedy; top_k / top_p filter both the target and the draft.
+    min_draft_confidence: verify only the drafted prefix whose confidence reaches it (at least one
+    token). Applied where it cannot bias the output: greedy, or one draft pass (every confidence then
+    comes from the same pass, before any token is drawn); with several sampled draft passes a
+    position's confidence can depend on tokens drawn after it, so the whole draft is verified.
     """
     cfg = model.config
     prompt = as_batch(prompt_ids, cfg.vocab_size)
@@ -50,6 +55,7 @@ def iter_speculative(model, prompt_ids, max_new_tokens: int = 128, block_size: i
         eos=check_token_id("eos_token_id", eos_token_id, cfg.vocab_size),
         adaptive=bool(adaptive),
         seed=seed,
+        min_confidence=check_fraction("min_draft_confidence", min_draft_confidence),
     )
     settings["temperature"], settings["top_k"], settings["top_p"] = check_sampling(temperature, top_k, top_p)
     return _speculative_events(model, prompt, **settings)
@@ -57,16 +63,16 @@ def iter_speculative(model, prompt_ids, max_new_tokens: int = 128, block_size: i
 
 def generate_speculative(model, input_ids, max_new_tokens=128, block_size=16, draft_steps=DEFAULT_DRAFT_STEPS,
                          draft_threshold=0.8, temperature=0.0, seed=None, step_callback=None, eos_token_id=None,
-                         adaptive=False, top_k=None, top_p=None) -> GenerationResult:
+                         adaptive=False, top_k=None, top_p=None, min_draft_confidence=0.0) -> GenerationResult:
     return drain(iter_speculative(model, input_ids, max_new_tokens=max_new_tokens, block_size=block_size,
                                   draft_steps=draft_steps, draft_threshold=draft_threshold, temperature=temperature,
-                                  eos_token_id=eos_token_id, seed=seed, adaptive=adaptive, top_k=top_k, top_p=top_p),
-                 step_callback)
+                                  eos_token_id=eos_token_id, seed=seed, adaptive=adaptive, top_k=top_k, top_p=top_p,
+                                  min_draft_confidence=min_draft_confidence), step_callback)
 
 
 @torch.inference_mode()
 def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_steps, gamma, eos, adaptive, seed,
-                        temperature, top_k, top_p) -> Iterator[StepEvent]:
+                        temperature, top_k, top_p, min_confidence) -> Iterator[StepEvent]:
     mask_id = model.config.mask_token_id
     draft_gen = make_generator(seed, model.den_device)
     verify_gen = make_generator(None if seed is None else seed + 1, model.ctx_device)
@@ -76,6 +82,8 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
     new: list[int] = []
     nfe, size, round_idx = 0, block_size, 0
     max_size = 2 * block_size if adaptive else block_size
+    if temperature > 0.0 and draft_steps > 1:
+        min_confidence = 0.0  # see the docstring: truncating could select on the drawn tokens
     while True:
         k = min(size, max_new_tokens - len(new))  # a round emits at most k + 1 tokens; extra ones are cut
         lead = len(cursor.unread)  # emitted tokens the context tower has not read yet lead the block
@@ -87,16 +95,20 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
                                  select_on_top_probability=True, keep_commit_logits=True):
             nfe += 1
             yield _draft_event(state, lead, round_idx, len(new), nfe, cursor.passes, t_start)
-        drafted = state.tokens[0, lead:].cpu()  # (k,)
+        drafted_all = state.tokens[0, lead:].cpu()  # (k_drafted,)
+        k_drafted = k
+        k = confident_prefix_length(state.confidence[0, lead:], min_confidence) if min_confidence > 0 else k
+        drafted = drafted_all[:k]  # (k,) the proposal: the drafted tokens that are verified
         target_logits = cursor.verify(drafted.tolist())  # (k + 1, V)
         verdict, p, q = _verify(drafted, target_logits, state, lead, temperature, top_k, top_p, mask_id, verify_gen)
         n, token = int(verdict.n_accepted), int(verdict.token)
         counter.record(k, n)
         info = _verify_info(drafted, n, token, p, q)
         info["draft_passes"] = state.step + 1
+        info["drafted_before_cut"] = k_drafted  # the denoiser's block; info["block_size"] is what was proposed
         yield StepEvent(MODE, "verify", round_idx, state.step + 1, len(new), drafted[None],
-                        torch.zeros(1, k, dtype=torch.bool), state.confidence[:, lead:].cpu(),
-                        (torch.arange(k) < n)[None], state.commit_step[:, lead:].cpu(), nfe, cursor.passes,
+                        torch.zeros(1, k, dtype=torch.bool), state.confidence[:, lead:lead + k].cpu(),
+                        (torch.arange(k) < n)[None], state.commit_step[:, lead:lead + k].cpu(), nfe, cursor.passes,
                         time.perf_counter() - t_start, len(new), info)
 
         emitted = (drafted[:n].tolist() + [token])[: max_new_tokens - len(new)]
@@ -119,7 +131,7 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
     stats = counter.summary()
     stats.update(pass_counts(counter.rounds, nfe, cursor.passes))
     stats.update(block_size=block_size, draft_steps=draft_steps, draft_threshold=gamma, adaptive=adaptive,
-                 temperature=temperature)
+                 temperature=temperature, min_draft_confidence=min_confidence)
     yield _done_event(MODE, prompt, torch.tensor([new]), eos, model.config.pad_token_id or 0, nfe, cursor.passes,
                       t_start, t_first, stats)
 
@@ -131,14 +143,15 @@ def _verify(drafted, target_logits, state: BlockDraft, lead, temperature, top_k,
     Greedy reports the untempered softmax of both towers (for the UI); sampling uses, and reports, the
     laws the tokens are drawn from, with the same temperature and filters on both sides.
     """
-    commit_logits = state.commit_logits[0, lead:].to(target_logits.device)  # (k, V)
+    k = drafted.shape[0]
+    commit_logits = state.commit_logits[0, lead:lead + k].to(target_logits.device)  # (k, V)
     if temperature <= 0.0:
         q_logits = commit_logits.clone()
         q_logits[:, mask_id] = float("-inf")
         return greedy_verdict(drafted, target_logits), target_logits.softmax(-1), q_logits.softmax(-1)
     p = sampling_distribution(target_logits, temperature, top_k, top_p)
     device = commit_logits.device
-    q = draft_distributions(commit_logits, drafted.to(device), state.commit_step[0, lead:].to(device),
+    q = draft_distributions(commit_logits, drafted.to(device), state.commit_step[0, lead:lead + k].to(device),
                             temperature, top_k, top_p, forbid=mask_id)
     return rejection_verdict(drafted, p, q, generator), p, q
 
@@ -188,7 +201,7 @@ def _commit_event(emitted: list[int], n: int, k: int, state: BlockDraft, lead: i
     confidence = torch.tensor([[float(p[i, tok]) for i, tok in enumerate(emitted)]])
     commit_step = torch.full((1, m), state.step + 1, dtype=torch.long)
     n_kept = min(n, m)
-    commit_step[0, :n_kept] = state.commit_step[0, lead:lead + n_kept].cpu()
+    commit_step[0, :n_kept] = state.commit_step[0, lead:lead + n_kept].cpu()  # n_kept <= k: within the proposal
     ones = torch.ones(1, m, dtype=torch.bool)
     return StepEvent(MODE, "block", round_idx, -1, generated - m, ids, ~ones, confidence, ones, commit_step,
                      nfe, ctx_passes, time.perf_counter() - t_start, generated, {"accepted": n, "bonus": n == k})

@@ -76,6 +76,9 @@ def test_bench_json_fields_agree(capsys, stand_in_speculative):
         check_record(record, modes["ar"], new_tokens=6)
         assert record["generations"] == 2 * 2  # prompts x repeats
     assert modes["ar"]["ratio_vs_ar"] == 1.0
+    assert modes["ar"]["identical_to_ar"] is None
+    assert modes["speculative"]["identical_to_ar"] == 1.0  # the stand-in is AR under another name
+    assert modes["mock_ar"]["identical_to_ar"] in (0.0, 0.25, 0.5, 0.75, 1.0)  # 4 generations
     assert (modes["ar"]["nfe"], modes["ar"]["context_passes"]) == (0, 6)  # prefill + one pass per later token
     assert (modes["mock_ar"]["nfe"], modes["mock_ar"]["context_passes"]) == (6, 6)
     assert modes["diffusion"]["context_passes"] == 2  # prefill + the first of two blocks
@@ -86,6 +89,18 @@ def test_bench_json_fields_agree(capsys, stand_in_speculative):
         assert batch["generations"] == 1 * 2  # ceil(2 / 2) batches x repeats
     assert modes["speculative"]["batch"]["status"] == "n/a"
     assert modes["speculative"]["batch"]["tokens_per_s"] is None
+
+
+def test_identical_share_compares_each_generation_with_ar_on_the_same_input():
+    ar = [[{"rows": [[5, 6]]}, {"rows": [[7, 8]]}], [{"rows": [[5, 6]]}, {"rows": [[7, 8]]}]]  # 2 rounds x 2 prompts
+    same = [[{"rows": [[5, 6]]}, {"rows": [[7, 8]]}]] * 2
+    one_off = [[{"rows": [[5, 6]]}, {"rows": [[7, 9]]}], [{"rows": [[5, 6]]}, {"rows": [[7, 8]]}]]
+    swapped = [[{"rows": [[7, 8]]}, {"rows": [[5, 6]]}]] * 2  # AR's outputs, but for the other prompts
+    assert bench.identical_share(same, ar) == 1.0
+    assert bench.identical_share(one_off, ar) == 0.75
+    assert bench.identical_share(swapped, ar) == 0.0
+    with pytest.raises(ValueError):  # a missing generation is an error, not a silent 100 %
+        bench.identical_share([[{"rows": [[5, 6]]}]] * 2, ar)
 
 
 def test_bench_prompt_file_eval_and_skipped_speculative(capsys, tmp_path, no_speculative):

@@ -14,6 +14,7 @@ import torch
 from scipy.stats import chisquare
 
 from spec_decode import ContextCursor, draft_block, generate_speculative, iter_speculative, order_safe_positions
+from spec_decode.draft import confident_prefix_length
 from twotower import build_model, generate_ar, generate_mask_diffusion
 from twotower.decoding import make_generator
 from twotower.engine import load_engine
@@ -41,6 +42,7 @@ def _run(model, prompt, **kwargs):
 def test_greedy_equals_ar_property():
     """Token for token equal to greedy AR over random models, prompts, S, draft passes, γ, EOS, adaptive."""
     rng = random.Random(2024)
+    cut_rng = random.Random(7)  # its own stream, so the other settings are those the test always drew
     seen = Counter()
     for trial in range(28):
         agreeable = trial % 2 == 1
@@ -49,7 +51,8 @@ def test_greedy_equals_ar_property():
         prompt = [rng.randrange(5, VOCAB) for _ in range(rng.randint(1, 10))]
         settings = dict(max_new_tokens=rng.randint(1, 24), block_size=rng.choice([1, 2, 3, 4, 5, 7, 8, 12, 16, 32]),
                         draft_steps=rng.randint(1, 5), draft_threshold=rng.uniform(0.05, 1.0),
-                        adaptive=rng.random() < 0.3)
+                        adaptive=rng.random() < 0.3,
+                        min_draft_confidence=cut_rng.choice([0.0, 0.0, cut_rng.uniform(0.01, 0.9)]))
         ar = generate_ar(model, prompt, max_new_tokens=settings["max_new_tokens"])
         eos = None
         if rng.random() < 0.3:  # stop at a token AR emits, to check the cut after EOS
@@ -68,7 +71,9 @@ def test_greedy_equals_ar_property():
             seen["partial"] += 0 < n < k
             seen["rejected at 0"] += n == 0
             seen["full block of S >= 4"] += e.info["bonus"] and k >= 4
-    for path in ("eos", "bonus", "bonus then another round", "partial", "rejected at 0", "full block of S >= 4"):
+            seen["proposal cut"] += e.info["drafted_before_cut"] > k
+    for path in ("eos", "bonus", "bonus then another round", "partial", "rejected at 0", "full block of S >= 4",
+                 "proposal cut"):
         assert seen[path] > 0, f"path never exercised: {path} ({dict(seen)})"
 
 
@@ -176,6 +181,7 @@ def _assert_same_states(cache, reference):
     (dict(seed=1, shift=0.8), dict(block_size=5, draft_steps=1, max_new_tokens=23)),
     (dict(seed=0, shift=0.4), dict(block_size=3, draft_steps=2, max_new_tokens=30, adaptive=True)),
     (dict(seed=0, shift=0.3), dict(block_size=4, draft_steps=3, max_new_tokens=20, temperature=0.8, seed=3, top_k=20)),
+    (dict(seed=0, shift=0.4), dict(block_size=8, draft_steps=1, max_new_tokens=30, min_draft_confidence=0.3)),
 ])
 def test_metrics_match_events(model_args, settings):
     model = _model(**model_args)
@@ -211,7 +217,13 @@ def test_metrics_match_events(model_args, settings):
     for v in verifies:
         round_steps = [s for s in steps if s.block == v.block]
         assert len(round_steps) == v.info["draft_passes"] and round_steps[-1].step == v.step - 1
-        assert v.tokens[0].tolist() == v.info["drafted"] == round_steps[-1].tokens[0].tolist()
+        assert v.tokens[0].tolist() == v.info["drafted"] == round_steps[-1].tokens[0, :v.info["block_size"]].tolist()
+        assert round_steps[-1].tokens.shape[1] == v.info["drafted_before_cut"] >= v.info["block_size"]
+        cut = result.stats["min_draft_confidence"]
+        # only confident tokens were proposed (but always at least one) ...
+        assert v.info["block_size"] == 1 or bool((v.confidence[0] >= cut).all())
+        if v.info["drafted_before_cut"] > v.info["block_size"]:  # ... up to the first unconfident one
+            assert float(round_steps[-1].confidence[0, v.info["block_size"]]) < cut
         assert not round_steps[-1].masked.any()
         assert int(v.committed.sum()) == v.info["accepted"]
         if v.info["bonus"]:  # a fully accepted block of S tokens has acceptance length S + 1
@@ -222,6 +234,21 @@ def test_metrics_match_events(model_args, settings):
             assert v.info["draft_token"] != v.info["target_token"] or settings.get("temperature")
     if not settings.get("adaptive"):
         assert all(v.info["block_size"] <= settings["block_size"] for v in verifies)
+
+
+def test_confident_prefix_length():
+    conf = torch.tensor([0.9, 0.7, 0.2, 0.95])
+    assert [confident_prefix_length(conf, c) for c in (0.0, 0.1, 0.2, 0.5, 0.8, 0.99)] == [4, 4, 4, 2, 1, 1]
+    assert confident_prefix_length(torch.tensor([0.3]), 0.5) == 1  # a round always proposes a token
+
+
+def test_proposal_cut_keeps_greedy_output_and_verifies_fewer_tokens():
+    model, prompt = _model(0, shift=0.4), [1, 50, 60, 70]
+    full, _ = _run(model, prompt, max_new_tokens=40, block_size=8, draft_steps=1)
+    cut, _ = _run(model, prompt, max_new_tokens=40, block_size=8, draft_steps=1, min_draft_confidence=0.5)
+    assert cut.new_tokens == full.new_tokens == generate_ar(model, prompt, max_new_tokens=40).new_tokens
+    assert cut.stats["drafted"] / cut.stats["rounds"] < full.stats["drafted"] / full.stats["rounds"]
+    assert cut.stats["acceptance_rate"] > full.stats["acceptance_rate"]
 
 
 def test_full_acceptance_gives_length_s_plus_one():
@@ -294,6 +321,25 @@ def test_sampling_matches_ar_distribution():
         ar.append(tuple(generate_ar(model, prompt, max_new_tokens=2, temperature=temperature, seed=seed).new_tokens[0]))
     assert min(paths[0], paths[1], paths[2], paths["out of order"], paths["in order, two passes"]) >= 10, paths
     assert _chi2_vs_law(ar, law) > P_MIN
+    assert _chi2_vs_law(spec, law) > P_MIN
+
+
+def test_sampling_with_a_proposal_cut_matches_ar_distribution():
+    """One draft pass with the proposal cut at confidence 0.1 (about half the rounds propose one token of
+    two): the cut depends only on the draft's own laws, so the first two tokens still follow the exact
+    AR law (chi-square p > 1e-3, 300 seeds)."""
+    temperature, prompt, model = 0.9, [1, 50, 60, 70], _sharp_model(25)
+    law = _exact_two_token_law(model, prompt, temperature)
+    spec, paths = [], Counter()
+    for seed in range(300):
+        result, events = _run(model, prompt, max_new_tokens=2, block_size=3, draft_steps=1, temperature=temperature,
+                              seed=seed, min_draft_confidence=0.1)
+        spec.append(tuple(result.new_tokens[0]))
+        first = next(e for e in events if e.kind == "verify")
+        paths[("proposed", first.info["block_size"])] += 1
+        paths[("accepted", first.info["accepted"])] += 1
+    assert min(paths[("proposed", 1)], paths[("proposed", 2)]) >= 10, paths
+    assert min(paths[("accepted", 0)], paths[("accepted", 1)]) >= 10, paths
     assert _chi2_vs_law(spec, law) > P_MIN
 
 

@@ -29,7 +29,7 @@ from .validation import check_int
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 SPECULATIVE_BATCH_NOTE = "speculative decoding is batch-1 only"
 RECORD_FIELDS = ("tokens_per_s", "ratio_vs_ar", "nfe", "context_passes", "tokens_per_pass", "tokens_per_context_pass",
-                 "time_to_first_token_s", "new_tokens", "generations", "tokens_per_s_repeats")
+                 "time_to_first_token_s", "new_tokens", "generations", "tokens_per_s_repeats", "identical_to_ar")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -163,6 +163,15 @@ def summarise(rounds: list[list[dict]]) -> dict:
     }
 
 
+def identical_share(rounds: list[list[dict]], ar_rounds: list[list[dict]]) -> float:
+    """Share of a mode's generations whose new tokens equal AR's on the same input in the same round.
+
+    Greedy speculative decoding must score 1.0 (its output is AR's); for the other modes it says how
+    often a whole generation comes out as AR's would."""
+    pairs = [(g["rows"], a["rows"]) for rnd, ar_rnd in zip(rounds, ar_rounds) for g, a in zip(rnd, ar_rnd, strict=True)]
+    return sum(rows == ar_rows for rows, ar_rows in pairs) / len(pairs)
+
+
 def not_measured(status: str, note: str) -> dict:
     return {"status": status, "note": note, **{k: None for k in RECORD_FIELDS}}
 
@@ -190,8 +199,9 @@ def run_bench(engine, prompts: list[list[int]], modes, batch_size: int, repeats:
                     if progress is not None:
                         progress(done, total)
         records = {mode: summarise(rounds[mode]) for mode in size_modes}
-        for record in records.values():
+        for mode, record in records.items():
             record["ratio_vs_ar"] = metrics.ratio(record["tokens_per_s"], records["ar"]["tokens_per_s"])
+            record["identical_to_ar"] = None if mode == "ar" else identical_share(rounds[mode], rounds["ar"])
         results[size] = records
     out = {}
     for mode in modes:
@@ -209,6 +219,14 @@ def _num(value, digits=2, scale=1.0) -> str:
     return "n/a" if value is None else f"{value * scale:.{digits}f}"
 
 
+def _share(value) -> str:
+    return "n/a" if value is None else f"{value * 100:.0f} %"
+
+
+def _cut(min_confidence) -> str:
+    return f", proposal cut below confidence {min_confidence:g}" if min_confidence else ""
+
+
 def _passes(n) -> str:
     return f"{'?' if n is None else n} draft pass{'' if n == 1 else 'es'}"
 
@@ -220,21 +238,24 @@ def format_markdown(report: dict) -> str:
     lines = [f"## Throughput: {report['model']}", "",
              f"{report['device']['name']}, {report['dtype']}; γ = {report['gamma']}, S = {report['block_size']}, "
              f"steps per block = {report['steps_per_block']}; speculative: {_passes(report.get('draft_steps'))} "
-             f"per block{', adaptive length' if report.get('adaptive') else ''}; "
+             f"per block{', adaptive length' if report.get('adaptive') else ''}"
+             f"{_cut(report.get('min_draft_confidence'))}; "
              f"{report['n_prompts']} prompts ({report['prompt_source']}), "
              f"{report['max_new_tokens']} new tokens each (EOS ignored), median of {report['repeats']} rounds after a warm-up.",
              ""]
-    header = ["mode", "tokens/s", "× AR", "NFE", "context passes", "tokens / pass", "TTFT (ms)"]
+    header = ["mode", "tokens/s", "× AR", "NFE", "context passes", "tokens / pass", "TTFT (ms)", "= AR output"]
     if b > 1:
         header += [f"tokens/s (batch {b})", f"× AR (batch {b})"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for mode, rec in report["modes"].items():
         row = [MODE_LABELS[mode], _num(rec["tokens_per_s"], 1), _num(rec["ratio_vs_ar"]), _num(rec["nfe"], 1),
-               _num(rec["context_passes"], 1), _num(rec["tokens_per_pass"]), _num(rec["time_to_first_token_s"], 1, 1000)]
+               _num(rec["context_passes"], 1), _num(rec["tokens_per_pass"]), _num(rec["time_to_first_token_s"], 1, 1000),
+               "—" if mode == "ar" else _share(rec.get("identical_to_ar"))]
         if b > 1:
             row += [_num(rec["batch"]["tokens_per_s"], 1), _num(rec["batch"]["ratio_vs_ar"])]
         lines.append("| " + " | ".join(row) + " |")
     notes = [f"{MODE_LABELS[m]}: {rec['note']}" for m, rec in report["modes"].items() if rec.get("note")]
+    notes.append("= AR output: share of batch-1 generations whose tokens are exactly AR's on the same prompt")
     spec = report["modes"].get("speculative", {})
     if spec.get("mean_acceptance_length") is not None:
         notes.append(f"speculative: mean acceptance length {spec['mean_acceptance_length']:.2f} "
@@ -270,6 +291,8 @@ def add_arguments(parser) -> None:
                         help="speculative: denoiser passes per drafted block (default: the model's)")
     parser.add_argument("--adaptive", action="store_true",
                         help="speculative: adapt the drafted length to the recent acceptance lengths")
+    parser.add_argument("--min-draft-confidence", type=float, default=None,
+                        help="speculative: propose only the draft prefix whose confidence reaches this (default: the model's)")
     parser.add_argument("--eval", action="store_true", help="also measure quality retention of diffusion vs AR")
     parser.add_argument("--eval-prompts", type=int, default=100, help="next-line prompts for --eval (syntax: a quarter)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a markdown table")
@@ -284,7 +307,8 @@ def main(args) -> int:
     for name in ("n_prompts", "max_prompt_tokens", "max_new_tokens", "repeats", "batch_size", "eval_prompts"):
         check_int("--" + name.replace("_", "-"), getattr(args, name))
     engine = engine_from_args(args)
-    settings = resolved_settings(engine, args.gamma, args.block_size, args.steps, args.draft_steps)
+    settings = resolved_settings(engine, args.gamma, args.block_size, args.steps, args.draft_steps,
+                                 args.min_draft_confidence)
     settings["adaptive"] = bool(args.adaptive)
     modes, skipped = resolve_modes(args.modes)
     if args.prompts:

@@ -29,6 +29,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--top-p", type=float, default=None)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--adaptive", action="store_true", help="speculative: adapt the block length to acceptance")
+    parser.add_argument("--min-draft-confidence", type=float, default=None,
+                        help="speculative: propose only the draft prefix whose confidence reaches this (default: the model's)")
     parser.add_argument("--no-eos", action="store_true", help="do not stop at end-of-sequence")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--show-steps", action="store_true", help="print every denoising step as it happens")
@@ -43,7 +45,8 @@ def main(args) -> int:
     events = engine.stream(args.mode, ids, max_new_tokens=args.max_new_tokens, block_size=args.block_size,
                            steps_per_block=args.steps, gamma=args.gamma, temperature=args.temperature,
                            top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop_at_eos=not args.no_eos,
-                           adaptive=args.adaptive, draft_steps=args.steps)
+                           adaptive=args.adaptive, draft_steps=args.steps,
+                           min_draft_confidence=args.min_draft_confidence)
     done = None
     for event in events:
         if args.show_steps and event.kind in ("step", "verify", "token"):

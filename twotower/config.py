@@ -18,6 +18,7 @@ TWO_TOWER_FIELDS = {
     "default_block_size": 16,  # S
     "default_steps_per_block": 16,
     "default_draft_steps": 2,  # speculative mode: denoiser passes per drafted block (the verifier fixes errors)
+    "default_min_draft_confidence": 0.0,  # speculative mode: propose only the draft prefix this confident
     "time_embed_dim": 256,  # sinusoidal width fed to t_embedder (PixArt uses 256)
 }
 

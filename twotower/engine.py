@@ -45,7 +45,7 @@ class Engine:
 
     def stream(self, mode: str, prompt_ids, *, max_new_tokens=64, block_size=None, steps_per_block=None,
                gamma=None, temperature=0.0, top_k=None, top_p=None, seed=None, stop_at_eos=True,
-               adaptive=False, draft_steps=None) -> Iterator[StepEvent]:
+               adaptive=False, draft_steps=None, min_draft_confidence=None) -> Iterator[StepEvent]:
         """Events of one generation in `mode` (diffusion | speculative | mock_ar | ar).
 
         steps_per_block drives diffusion; speculative drafting uses `draft_steps` (config default when
@@ -70,7 +70,9 @@ class Engine:
         return iter_speculative(self.model, prompt_ids, max_new_tokens=max_new_tokens, block_size=block_size,
                                 draft_steps=cfg.default_draft_steps if draft_steps is None else draft_steps,
                                 draft_threshold=gamma, temperature=temperature, eos_token_id=eos, seed=seed,
-                                adaptive=adaptive, top_k=top_k, top_p=top_p)
+                                adaptive=adaptive, top_k=top_k, top_p=top_p,
+                                min_draft_confidence=default_min_draft_confidence(cfg) if min_draft_confidence is None
+                                else min_draft_confidence)
 
     def describe(self) -> dict:
         cfg = self.model.config
@@ -85,6 +87,11 @@ class Engine:
             "den_device": str(self.model.den_device),
             "dtype": str(self.model.lm_head.weight.dtype).replace("torch.", ""),
         }
+
+
+def default_min_draft_confidence(cfg) -> float:
+    """The model's speculative proposal cut (configs written before it existed verify whole drafts)."""
+    return getattr(cfg, "default_min_draft_confidence", 0.0)
 
 
 def normalise_mode(mode: str) -> str:

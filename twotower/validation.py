@@ -69,6 +69,13 @@ def check_gamma(gamma) -> float:
     return float(gamma)
 
 
+def check_fraction(name: str, value) -> float:
+    """A number in [0, 1] (a probability threshold where 0 means "off")."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return float(value)
+
+
 def check_sampling(temperature, top_k=None, top_p=None) -> tuple[float, int | None, float | None]:
     if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or math.isnan(temperature) or temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature!r}")
