@@ -212,6 +212,7 @@ def test_run_sweep_api_steps_grid_and_progress():
     (["bench", "--preset", "tiny", "--repeats", "0"], "--repeats"),
     (["bench", "--preset", "tiny", "--prompts", "/nonexistent/prompts.txt"], "prompt file not found"),
     (["bench", "--preset", "tiny", "--gamma", "1.5"], "γ"),
+    (["bench", "--preset", "tiny", "--min-draft-confidence", "-0.5"], "--min-draft-confidence must be in [0, 1]"),
     (["sweep", "--preset", "tiny", "--gammas", "0.5,abc"], "--gammas"),
     (["sweep", "--preset", "tiny", "--block-sizes", "0"], "block size"),
     (["eval", "--preset", "tiny", "--tasks", "next_line,poetry"], "poetry"),

@@ -51,6 +51,7 @@ BAD_ARGUMENTS = [  # (arguments after the tiny preset, what the one-line error m
     (["--mode", "ar", "--top-p", "2", "x"], "top_p must be in (0, 1]"),
     (["--ctx-device", "gpu", "x"], "not a device name"),
     (["--den-device", "cuda:7", "x"], "cuda:7"),
+    (["--mode", "speculative", "--min-draft-confidence", "2", "x"], "min_draft_confidence must be in [0, 1]"),
 ]
 
 
