@@ -5,6 +5,7 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import html  # noqa: E402
+import re  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
@@ -90,6 +91,13 @@ def test_speculative_audit(app):
     _, _, client = app
     table, histogram, summary = client.predict("def f(x):", *SMALL, api_name="/speculative_audit")
     assert 'data-rounds="' in table and "acceptance rate" in summary and histogram["type"] == "plotly"
+    # a random tiny model's drafts are unconfident: cut at 0.95, every round proposes one token
+    _, _, cut = client.predict("def f(x):", *SMALL, True, 0.95, api_name="/speculative_audit")
+    count = {k: int(re.search(rf"{k}</td><td class=\"v\">(\d+)", cut).group(1))
+             for k in ("verification rounds", "drafted tokens")}
+    assert count["drafted tokens"] == count["verification rounds"] > 1
+    full_drafts = int(re.search(r"drafted tokens</td><td class=\"v\">(\d+)", summary).group(1))
+    assert full_drafts > count["drafted tokens"]
 
 
 def test_sweep(app):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import gradio as gr
 
+from twotower.engine import default_min_draft_confidence
+
 from .board import Board
 from .examples import DEFAULT_PROMPT, EXAMPLE_PROMPTS
 from .handlers import Handlers
@@ -92,6 +94,13 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                         race_plot = gr.Plot(label="tokens / s", elem_id="race-plot")
                     with gr.Tab("Speculative audit", id="audit"):
                         audit_prompt = gr.Textbox(value=DEFAULT_PROMPT, lines=4, label="Prompt", elem_id="audit-prompt")
+                        with gr.Row():
+                            audit_adaptive = gr.Checkbox(False, label="adaptive draft length",
+                                                         info="longer after full acceptances, shorter after rejections",
+                                                         elem_id="audit-adaptive")
+                            audit_cut = gr.Slider(0.0, 0.95, value=default_min_draft_confidence(cfg), step=0.05,
+                                                  label="propose draft tokens with confidence ≥",
+                                                  info="0 verifies the whole draft", elem_id="audit-cut")
                         audit_btn = gr.Button("Run speculative decoding", variant="primary", elem_id="audit-button")
                         audit_summary = _html("", "audit-summary")
                         audit_plot = gr.Plot(label="acceptance lengths", elem_id="audit-plot")
@@ -154,7 +163,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                          [race_prompt, race_modes, gamma, block_size, steps, max_new, repeats],
                          [race_view, race_plot, race_measured], api_name="race", concurrency_id=ENGINE)
         audit_run = gr.on([audit_btn.click, audit_prompt.submit], handlers.speculative_audit,
-                          [audit_prompt, *settings], [audit_table, audit_plot, audit_summary],
+                          [audit_prompt, *settings, audit_adaptive, audit_cut], [audit_table, audit_plot, audit_summary],
                           api_name="speculative_audit", concurrency_id=ENGINE)
         sweep_run = sweep_btn.click(handlers.sweep, [sweep_examples, sweep_extra, sweep_gammas, sweep_sizes, steps,
                                                      max_new], [sweep_plot, sweep_table, sweep_csv, sweep_message],

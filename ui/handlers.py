@@ -188,12 +188,16 @@ class Handlers:
         yield race_html(results, self.engine.decode, note), race_bars(results), measured
 
     # ---------------------------------------------------------------- Speculative audit
-    def speculative_audit(self, prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed):
-        """Per verification round: draft, accepted prefix, first rejection. Yields (table, histogram, summary)."""
+    def speculative_audit(self, prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
+                          adaptive=False, min_draft_confidence=None):
+        """Per verification round: draft, accepted prefix, first rejection. Yields (table, histogram, summary).
+
+        adaptive / min_draft_confidence: the draft-length variants (None: the model's default cut)."""
         rounds, stats = [], None
         try:
-            _, events = self._stream("speculative", prompt, run_settings(gamma, block_size, steps_per_block,
-                                                                         max_new_tokens, temperature, seed))
+            settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
+            settings.update(adaptive=bool(adaptive), min_draft_confidence=min_draft_confidence)
+            _, events = self._stream("speculative", prompt, settings)
             for event in events:
                 if event.kind == "verify":
                     rounds.extend(verify_rounds([event]))
