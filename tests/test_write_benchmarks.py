@@ -1,0 +1,37 @@
+"""BENCHMARKS.md's summary: each headline figure read from a measured report, tagged with its dtype when it
+differs from the main bench's, and judged against the issue's target (hand-made reports, no model)."""
+
+from scripts.write_benchmarks import summary
+
+
+def _bench(dtype, diffusion_ratio, spec_ratio, identical, **settings):
+    modes = {
+        "ar": {"tokens_per_s": 80.0, "ratio_vs_ar": 1.0},
+        "diffusion": {"tokens_per_s": 80.0 * diffusion_ratio, "ratio_vs_ar": diffusion_ratio, "tokens_per_pass": 4.5},
+        "speculative": {"tokens_per_s": 80.0 * spec_ratio, "ratio_vs_ar": spec_ratio, "mean_acceptance_length": 3.9,
+                        "identical_to_ar": identical},
+    }
+    return {"device": {"name": "cpu (test)"}, "dtype": dtype, "gamma": 0.8, "block_size": 16, "draft_steps": 1,
+            "modes": modes, **settings}
+
+
+def _eval(dtype, worst):
+    tasks = {"next_line_exact_match": worst, "syntax_ok": 0.99}
+    return {"dtype": dtype, "retention": {"diffusion": {"tasks": tasks, "aggregate": (worst + 0.99) / 2}}}
+
+
+def test_summary_tags_other_dtypes_and_judges_each_target():
+    main = _bench("fp32", 1.02, 0.88, 1.0)
+    cut = _bench("fp32", 0.0, 1.9, 1.0, min_draft_confidence=0.2)  # a speculative variant in the same dtype
+    cut["modes"].pop("diffusion")
+    bf16 = _bench("bf16", 2.1, 1.28, 0.75)
+    text = "\n".join(summary(main, [_eval("fp32", 0.5), _eval("bf16", 0.96)], [cut, bf16]))
+    assert "| diffusion tokens/s ÷ AR | 1.02× | ≥ 2.0× (#6) | **not met** |" in text
+    assert "| diffusion tokens/s ÷ AR (bf16) | 2.10× | ≥ 2.0× (#6) | met |" in text
+    assert "| diffusion tokens per denoiser pass | 4.50 | ≥ 4 (#3) | met |" in text
+    assert text.count("diffusion tokens/s ÷ AR") == 2  # the same-dtype variant adds no diffusion row
+    assert "(aggregate 74.5 %) | 50.0 % | ≥ 95 % on every task (#3, #6) | **not met** |" in text
+    assert "(aggregate 97.5 %, bf16) | 96.0 % | ≥ 95 % on every task (#3, #6) | met |" in text
+    assert "proposal cut below confidence 0.2, S = 16; mean acceptance length 3.90; output = AR on 100 % of" in text
+    assert "| 1.90× | ≥ 1.8× (#4) | met |" in text
+    assert "S = 16, bf16; mean acceptance length 3.90; output = AR on 75 % of generations) | 1.28×" in text
