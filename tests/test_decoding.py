@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import NemotronHForCausalLM
 
-from tiny_models import decoding_model, lively_tiny, random_ids
+from tiny_models import decoding_model, lively_tiny, random_ids, trained_looking
 from twotower import build_model, drain, generate_ar, generate_mask_diffusion, generate_mock_ar, iter_mask_diffusion
 from twotower.commit import predict_tokens, sampling_distribution, select_commits
 
@@ -208,3 +208,31 @@ def test_ar_sampling_follows_the_context_towers_distribution():
     result = generate_ar(model, prompt, 1, temperature=0.7, top_p=0.9, seed=3)
     freq = torch.bincount(result.sequences[:, -1], minlength=target.shape[0]).float() / n
     assert (freq[target == 0] == 0).all() and torch.allclose(freq, target, atol=0.03)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_finished_rows_sit_out_with_the_same_result(temperature):
+    """In a batch, rows whose block is complete skip the remaining passes: every pass gives the same tokens,
+    confidences and commit steps as the reference that runs every row every pass (same seed, same draws)."""
+    from twotower.decoding import draft_block, make_generator
+
+    model = trained_looking(lively_tiny(3), 3)  # not sharpened: no confidence reaches 1
+    cache = model.new_cache(3)
+    model.context_forward(random_ids((3, 7), seed=11), cache)
+    ctx = model.context_states(cache)
+    mask_id = model.config.mask_token_id
+    block = random_ids((3, 6), seed=12)
+    masked = torch.tensor([[False] * 5 + [True], [True] * 6, [False, False, True, True, False, True]])
+    runs = {}
+    for skip in (True, False):
+        gen = make_generator(5, model.den_device)
+        # γ = 1: one commit per row and pass, so row 0 is done after one pass and row 2 after three
+        runs[skip] = [(s.tokens.clone(), s.confidence.clone(), s.commit_step.clone(), s.masked.clone())
+                      for s in draft_block(model, ctx, block, masked, 6, 1.0, temperature, gen, skip_finished_rows=skip)]
+    assert len(runs[True]) == len(runs[False]) == 6
+    open_rows = [still.any(-1).tolist() for *_, still in runs[True]]
+    assert open_rows[:3] == [[False, True, True], [False, True, True], [False, True, False]]  # rows 0, 2 sit out
+    for (tok, conf, step, still), (ref_tok, ref_conf, ref_step, ref_still) in zip(runs[True], runs[False]):
+        assert torch.equal(tok, ref_tok) and torch.equal(step, ref_step) and torch.equal(still, ref_still)
+        assert torch.allclose(conf, ref_conf, atol=1e-5)
+    assert not (runs[True][-1][0] == mask_id).any()

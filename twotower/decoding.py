@@ -90,11 +90,15 @@ def draft_block(
     top_p: float | None = None,
     select_on_top_probability: bool = False,
     keep_commit_logits: bool = False,
+    skip_finished_rows: bool = True,
 ) -> Iterator[BlockDraft]:
     """Fill the open positions of `tokens` (B, L) in at most `steps` denoiser passes; yield after each.
 
     ctx: the context tower's states (model.context_states), read-only. Positions with masked=False are
     given (kept as they are, e.g. a token emitted but not yet read by the context tower).
+    skip_finished_rows: in a batch, a row whose block is complete sits out the remaining passes (rows are
+    independent; a CPU pass costs in proportion to its tokens). False runs every row every pass: the
+    reference twin.
     """
     mask_id = model.config.mask_token_id
     device = model.den_device
@@ -118,7 +122,13 @@ def draft_block(
         t = open_before.float().mean(-1)  # (B,) fraction of the block still masked
         # Only open positions need a prediction: the vocab projection runs on those N rows alone
         # (it is the largest matmul of a pass), and the results are scattered back to (B, L).
-        logits = model.denoise(state.tokens, ctx, t, head_positions=open_before)  # (N, V)
+        active = open_before.any(-1)  # (B,) rows with open positions
+        if skip_finished_rows and not bool(active.all()):
+            # Finished rows sit out; they have no open position, so the N head rows keep their order.
+            rows = active.nonzero().squeeze(1)  # (n,)
+            logits = model.denoise(state.tokens[rows], ctx.rows(rows), t[rows], head_positions=open_before[rows])
+        else:
+            logits = model.denoise(state.tokens, ctx, t, head_positions=open_before)  # (N, V)
         pred_open, conf_open = predict_tokens(logits, temperature, generator, top_k, top_p, forbid=mask_id)
         pred = state.tokens.masked_scatter(open_before, pred_open)
         conf = state.confidence.masked_scatter(open_before, conf_open)

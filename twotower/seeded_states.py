@@ -39,6 +39,13 @@ class ContextStates:
                 states.attn[idx] = (layer.keys, layer.values)
         return states
 
+    def rows(self, index: torch.Tensor) -> "ContextStates":
+        """The states of some batch rows only (index: (n,) long), for a pass over the rows still denoising."""
+        return ContextStates(
+            mamba={i: (c.index_select(0, index), s.index_select(0, index)) for i, (c, s) in self.mamba.items()},
+            attn={i: (k.index_select(0, index), v.index_select(0, index)) for i, (k, v) in self.attn.items()},
+        )
+
     def to(self, device) -> "ContextStates":
         """Move every tensor (used once per block when the towers sit on different devices)."""
         return ContextStates(
