@@ -249,3 +249,13 @@ def test_bench_hands_speculative_its_settings_and_quotes_its_command(capsys, mon
     assert report["commit"] is None or len(report["commit"].split("-")[0]) >= 7
     assert len(report["date"]) == 10 and report["date"][:2] == "20"  # YYYY-MM-DD: the page quotes it
     assert "3 draft passes per block, adaptive length" in bench.format_markdown(report)
+
+
+def test_bench_reports_a_denoiser_dtype_of_its_own(capsys):
+    report = run_json(capsys, ["bench", *TINY, "--den-dtype", "bf16", "--modes", "ar,diffusion", "--n-prompts", "1",
+                               "--max-new-tokens", "4", "--repeats", "1", "--batch-size", "1", "--block-size", "2",
+                               "--json"])
+    assert (report["dtype"], report["den_dtype"]) == ("fp32", "bf16")
+    assert bench.precision(report) == "fp32, denoiser bf16"
+    assert "cpu (" in bench.format_markdown(report) and ", fp32, denoiser bf16;" in bench.format_markdown(report)
+    assert bench.precision({"dtype": "bf16"}) == bench.precision({"dtype": "bf16", "den_dtype": "bf16"}) == "bf16"

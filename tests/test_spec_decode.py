@@ -363,3 +363,22 @@ def test_engine_streams_speculative_mode():
     ar = list(engine.stream("ar", prompt, max_new_tokens=6))
     assert events[-1].kind == "done" and events[-1].stats["mode"] == "speculative"
     assert events[-1].info["new_tokens"] == ar[-1].info["new_tokens"]
+
+
+def test_a_bf16_draft_keeps_greedy_output_equal_to_fp32_ar():
+    """Only the verifier (the context tower) decides the output: with the denoiser in bf16 and the context
+    tower in fp32, greedy speculative decoding still equals fp32 AR token for token."""
+    rng = random.Random(7)
+    accepted = 0
+    for trial in range(6):
+        model = _model(rng.randrange(10_000), shift=rng.uniform(0.3, 1.0))
+        model.set_denoiser_dtype(torch.bfloat16)
+        assert (model.ctx_dtype, model.den_dtype) == (torch.float32, torch.bfloat16)
+        biases = [b for n, b in model.denoiser_tower.named_buffers() if "e_score_correction_bias" in n]
+        assert biases and all(b.dtype == torch.float32 for b in biases)
+        prompt = [rng.randrange(5, VOCAB) for _ in range(rng.randint(1, 8))]
+        settings = dict(max_new_tokens=20, block_size=rng.choice([2, 4, 8]), draft_steps=rng.randint(1, 3))
+        spec = generate_speculative(model, prompt, **settings)
+        assert spec.new_tokens == generate_ar(model, prompt, max_new_tokens=20).new_tokens, (trial, settings)
+        accepted += spec.stats["accepted"]
+    assert accepted > 10  # the bf16 drafts were right often enough for acceptance to matter

@@ -37,6 +37,9 @@ RECORD_FIELDS = ("tokens_per_s", "ratio_vs_ar", "nfe", "context_passes", "tokens
 def add_engine_arguments(parser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES), help="weights dtype (reported in the output)")
+    parser.add_argument("--den-dtype", default=None, choices=sorted(DTYPES),
+                        help="the denoiser's own dtype (default: --dtype); the context tower, hence AR and the "
+                             "speculative verifier, keeps --dtype")
 
 
 def add_settings_arguments(parser) -> None:
@@ -50,11 +53,18 @@ def engine_from_args(args):
 
     check_device("--ctx-device", args.ctx_device)
     check_device("--den-device", args.den_device)
-    return load_engine(args.model, args.preset, args.ctx_device, args.den_device, dtype=DTYPES[args.dtype])
+    return load_engine(args.model, args.preset, args.ctx_device, args.den_device, dtype=DTYPES[args.dtype],
+                       den_dtype=DTYPES[args.den_dtype] if args.den_dtype else None)
+
+
+def precision(report: dict) -> str:
+    """"fp32", "bf16", or "fp32, denoiser bf16" from a report's dtype fields (older reports: dtype only)."""
+    den = report.get("den_dtype")
+    return report["dtype"] if den in (None, report["dtype"]) else f"{report['dtype']}, denoiser {den}"
 
 
 def device_info(engine) -> dict:
-    """{"device": {...}, "dtype": "fp32" | "bf16"}: where the numbers were measured."""
+    """{"device": {...}, "dtype": context tower's, "den_dtype": denoiser's}: where and how it was measured."""
     model = engine.model
     names = []
     for dev in dict.fromkeys([model.ctx_device, model.den_device]):
@@ -62,9 +72,11 @@ def device_info(engine) -> dict:
             names.append(torch.cuda.get_device_name(dev))
         else:
             names.append(f"{dev.type} ({platform.machine()}, {torch.get_num_threads()} threads)")
-    dtype = {v: k for k, v in DTYPES.items()}.get(model.lm_head.weight.dtype, str(model.lm_head.weight.dtype))
+    names_of = {v: k for k, v in DTYPES.items()}
     return {"device": {"name": " + ".join(names), "ctx_device": str(model.ctx_device), "den_device": str(model.den_device),
-                       "torch": torch.__version__}, "dtype": dtype}
+                       "torch": torch.__version__},
+            "dtype": names_of.get(model.ctx_dtype, str(model.ctx_dtype)),
+            "den_dtype": names_of.get(model.den_dtype, str(model.den_dtype))}
 
 
 def git(*argv) -> str | None:
@@ -236,7 +248,7 @@ def format_markdown(report: dict) -> str:
 
     b = report["batch_size"]
     lines = [f"## Throughput: {report['model']}", "",
-             f"{report['device']['name']}, {report['dtype']}; γ = {report['gamma']}, S = {report['block_size']}, "
+             f"{report['device']['name']}, {precision(report)}; γ = {report['gamma']}, S = {report['block_size']}, "
              f"steps per block = {report['steps_per_block']}; speculative: {_passes(report.get('draft_steps'))} "
              f"per block{', adaptive length' if report.get('adaptive') else ''}"
              f"{_cut(report.get('min_draft_confidence'))}; "

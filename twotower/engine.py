@@ -107,8 +107,10 @@ def layer_pattern(layer_types) -> str:
 
 
 def load_engine(model_dir=None, preset: str | None = None, ctx_device="cpu", den_device="cpu",
-                dtype: torch.dtype = torch.float32, seed: int = 0) -> Engine:
-    """Open a local checkpoint (default: the embedded model in assets/default) or a random preset."""
+                dtype: torch.dtype = torch.float32, seed: int = 0, den_dtype: torch.dtype | None = None) -> Engine:
+    """Open a local checkpoint (default: the embedded model in assets/default) or a random preset.
+
+    dtype: both towers; den_dtype: the denoiser's own, when it differs (e.g. a bf16 draft, fp32 verify)."""
     from . import build_model
     from .checkpoint import from_pretrained
 
@@ -131,4 +133,6 @@ def load_engine(model_dir=None, preset: str | None = None, ctx_device="cpu", den
     if tokenizer.vocab_size > model.config.vocab_size:
         raise ValueError(f"tokenizer has {tokenizer.vocab_size} ids but the model only {model.config.vocab_size}")
     model.place_towers_on_devices(ctx_device, den_device)
+    if den_dtype is not None and den_dtype != dtype:
+        model.set_denoiser_dtype(den_dtype)
     return Engine(model.eval(), tokenizer, name)

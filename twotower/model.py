@@ -24,6 +24,7 @@ from .short_scan import use_short_scan
 from .validation import check_device
 
 MAMBA, ATTENTION = "linear_attention", "full_attention"
+DENOISER_PARTS = ("denoiser_tower", "lm_head", "t_embedder", "t_block", "scale_shift_tables")  # module names
 
 
 class TimestepEmbedder(nn.Module):
@@ -110,14 +111,35 @@ class TwoTowerModel(nn.Module):
     def den_device(self) -> torch.device:
         return self.lm_head.weight.device
 
+    @property
+    def ctx_dtype(self) -> torch.dtype:
+        return self.context_lm_head.weight.dtype
+
+    @property
+    def den_dtype(self) -> torch.dtype:
+        return self.lm_head.weight.dtype
+
+    def set_denoiser_dtype(self, dtype: torch.dtype) -> "TwoTowerModel":
+        """Run the denoiser (tower, head, time conditioning) in `dtype` and leave the context tower as it is.
+
+        Speculative output depends only on the verifier, the context tower: a bf16 draft keeps it equal to
+        AR's while the multi-token draft passes get cheaper. As in `from_pretrained`, the routers'
+        e_score_correction_bias keeps its own dtype."""
+        with torch.no_grad():
+            for name, tensor in [*self.named_parameters(), *self.named_buffers()]:
+                if (name.split(".")[0] in DENOISER_PARTS and tensor.is_floating_point()
+                        and "e_score_correction_bias" not in name):
+                    tensor.data = tensor.data.to(dtype)
+        return self
+
     def place_towers_on_devices(self, ctx_device="cpu", den_device="cpu") -> "TwoTowerModel":
         """Context tower and its head on ctx_device, everything else on den_device. Per-layer K/V and
         Mamba states then cross between the devices once per block (see `context_states`)."""
         ctx_device, den_device = check_device("ctx_device", ctx_device), check_device("den_device", den_device)
         self.context_tower.to(ctx_device)
         self.context_lm_head.to(ctx_device)
-        for mod in (self.denoiser_tower, self.lm_head, self.t_embedder, self.t_block, self.scale_shift_tables):
-            mod.to(den_device)
+        for part in DENOISER_PARTS:
+            getattr(self, part).to(den_device)
         return self
 
     # ----------------------------------------------------------------------------------------------
@@ -138,7 +160,9 @@ class TwoTowerModel(nn.Module):
 
     def context_states(self, cache: DynamicCache) -> ContextStates:
         states = ContextStates.from_cache(cache, self.layer_types)
-        return states if self.ctx_device == self.den_device else states.to(self.den_device)
+        if self.ctx_device == self.den_device and self.ctx_dtype == self.den_dtype:
+            return states
+        return states.to(self.den_device, self.den_dtype)
 
     # ----------------------------------------------------------------------------------------------
     # denoiser tower

@@ -46,11 +46,13 @@ class ContextStates:
             attn={i: (k.index_select(0, index), v.index_select(0, index)) for i, (k, v) in self.attn.items()},
         )
 
-    def to(self, device) -> "ContextStates":
-        """Move every tensor (used once per block when the towers sit on different devices)."""
+    def to(self, device, dtype: torch.dtype | None = None) -> "ContextStates":
+        """Move every tensor, once per block, when the towers sit on different devices or run in different
+        dtypes: conv states and K/V take the denoiser's dtype; SSM states keep theirs (the config's
+        mamba_ssm_cache_dtype, fp32 by default)."""
         return ContextStates(
-            mamba={i: (c.to(device), s.to(device)) for i, (c, s) in self.mamba.items()},
-            attn={i: (k.to(device), v.to(device)) for i, (k, v) in self.attn.items()},
+            mamba={i: (c.to(device, dtype), s.to(device)) for i, (c, s) in self.mamba.items()},
+            attn={i: (k.to(device, dtype), v.to(device, dtype)) for i, (k, v) in self.attn.items()},
         )
 
 
