@@ -16,10 +16,15 @@ if [ -z "${SKIP_EVAL:-}" ]; then
   twotower eval --modes ar,mock_ar --n-prompts 500 --syntax-prompts 100 --json > runs/measure/eval_mock_ar.json &
   wait
   # bf16 compute (the checkpoint's own dtype): faster multi-token passes on CPUs with native bf16 matmuls.
+  # and bf16 for the denoiser alone: the context tower (AR, the speculative verifier) stays fp32.
   twotower eval --dtype bf16 --modes ar,diffusion --n-prompts 500 --syntax-prompts 100 --json \
-    > runs/measure/eval_bf16_diffusion.json
+    > runs/measure/eval_bf16_diffusion.json &
+  twotower eval --den-dtype bf16 --modes ar,diffusion --n-prompts 500 --syntax-prompts 100 --json \
+    > runs/measure/eval_mixed_diffusion.json &
+  wait
 else
-  cp benchmarks/eval_diffusion.json benchmarks/eval_mock_ar.json benchmarks/eval_bf16_diffusion.json "$out"/
+  cp benchmarks/eval_diffusion.json benchmarks/eval_mock_ar.json benchmarks/eval_bf16_diffusion.json \
+    benchmarks/eval_mixed_diffusion.json "$out"/
 fi
 # Timed runs: one at a time.
 twotower bench --n-prompts 8 --max-new-tokens 64 --repeats 3 --batch-size 4 --json > "$out"/bench.json
@@ -32,6 +37,8 @@ twotower bench --modes ar,speculative --adaptive --n-prompts 8 --max-new-tokens 
 twotower bench --modes ar,speculative --min-draft-confidence 0.2 --n-prompts 8 --max-new-tokens 64 --repeats 2 \
   --batch-size 1 --json > "$out"/bench_speculative_cut.json
 twotower bench --dtype bf16 --n-prompts 8 --max-new-tokens 64 --repeats 3 --batch-size 4 --json > "$out"/bench_bf16.json
+twotower bench --den-dtype bf16 --n-prompts 8 --max-new-tokens 64 --repeats 3 --batch-size 4 --json \
+  > "$out"/bench_mixed.json
 twotower sweep --gammas 0.3,0.5,0.7,0.8,0.9 --block-sizes 4,8,16 --n-prompts 6 --max-new-tokens 48 \
   --out-dir runs/measure/sweep --json > "$out"/sweep.json
 cp "$out"/eval_*.json "$out"/bench*.json "$out"/sweep.json "$out"/sweep/sweep.csv benchmarks/
@@ -39,7 +46,9 @@ out=benchmarks
 python scripts/write_benchmarks.py --bench "$out"/bench.json \
   --bench-extra "$out"/bench_speculative_2pass.json "$out"/bench_speculative_1pass_s8.json \
     "$out"/bench_speculative_adaptive.json "$out"/bench_speculative_cut.json "$out"/bench_bf16.json \
-  --eval "$out"/eval_diffusion.json "$out"/eval_mock_ar.json --eval-extra "$out"/eval_bf16_diffusion.json \
+    "$out"/bench_mixed.json \
+  --eval "$out"/eval_diffusion.json "$out"/eval_mock_ar.json \
+  --eval-extra "$out"/eval_bf16_diffusion.json "$out"/eval_mixed_diffusion.json \
   --sweep "$out"/sweep.json \
   --intro "${INTRO:-benchmarks/intro.md}" > /dev/null
 python scripts/model_card.py --model assets/default --eval "$out"/eval_diffusion.json "$out"/eval_mock_ar.json \

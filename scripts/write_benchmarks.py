@@ -87,7 +87,7 @@ def main() -> int:
                         help="more `twotower bench --json` runs (e.g. speculative variants), one table each")
     parser.add_argument("--eval", nargs="+", required=True)
     parser.add_argument("--eval-extra", nargs="*", default=[],
-                        help="`twotower eval --json` runs in another dtype (merged among themselves), one table")
+                        help="`twotower eval --json` runs in other precisions, one table each")
     parser.add_argument("--sweep", default=None)
     parser.add_argument("--commands", default=None, help="JSON {bench, eval, sweep}: commands of reports that lack one")
     parser.add_argument("--intro", default=None, help="markdown file with the analysis to put under the summary")
@@ -96,7 +96,8 @@ def main() -> int:
     commands = json.loads(Path(args.commands).read_text()) if args.commands else {}
     b = json.loads(Path(args.bench).read_text())
     extras = [json.loads(Path(p).read_text()) for p in args.bench_extra]
-    reports = [merge_reports([json.loads(Path(p).read_text()) for p in paths]) for paths in (args.eval, args.eval_extra) if paths]
+    reports = [merge_reports([json.loads(Path(p).read_text()) for p in args.eval]),
+               *(merge_reports([json.loads(Path(p).read_text())]) for p in args.eval_extra)]
     for report in reports:
         if "command" not in report and report.get("commands"):
             report["command"] = report["commands"]
