@@ -174,3 +174,22 @@ def test_app_binds_locally_without_a_share_link_by_default(monkeypatch):
     assert launched == {"server_name": "127.0.0.1", "server_port": 7999, "share": False}
     assert app_script.main(["--preset", "tiny", "--host", "0.0.0.0", "--share"]) == 0
     assert launched["server_name"] == "0.0.0.0" and launched["share"] is True
+
+
+def test_app_runs_the_denoiser_in_its_own_dtype(monkeypatch):
+    import gradio as gr
+
+    import app as app_script
+    from ui import app as ui_app
+
+    built, real_build = {}, ui_app.build_demo
+
+    def spy(engine, **kwargs):  # main() imports build_demo from ui.app when it runs
+        built["engine"] = engine
+        return real_build(engine, **kwargs)
+
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: None)
+    monkeypatch.setattr(ui_app, "build_demo", spy)
+    assert app_script.main(["--preset", "tiny", "--den-dtype", "bf16"]) == 0
+    info = built["engine"].describe()
+    assert (info["dtype"], info["den_dtype"]) == ("float32", "bfloat16")

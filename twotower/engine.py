@@ -85,7 +85,8 @@ class Engine:
             "vocab_size": cfg.vocab_size,
             "ctx_device": str(self.model.ctx_device),
             "den_device": str(self.model.den_device),
-            "dtype": str(self.model.lm_head.weight.dtype).replace("torch.", ""),
+            "dtype": str(self.model.ctx_dtype).replace("torch.", ""),  # the context tower's: AR, verify
+            "den_dtype": str(self.model.den_dtype).replace("torch.", ""),
         }
 
 
