@@ -18,29 +18,24 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline machine: n
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from twotower.cli_generate import add_model_arguments
+    from twotower.bench import add_engine_arguments
 
     parser = argparse.ArgumentParser(description="TwoTower Playground: the web app over the two-tower engine")
-    add_model_arguments(parser)
+    add_engine_arguments(parser)  # model, devices, --dtype / --den-dtype: as bench, eval and sweep
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     parser.add_argument("--concurrency", type=int, default=2, help="runs served at once; more users queue")
-    parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="both towers' dtype (default fp32)")
-    parser.add_argument("--den-dtype", default=None, choices=["fp32", "bf16"],
-                        help="the denoiser's own dtype: bf16 makes diffusion faster on a CPU with native bf16 "
-                             "matmuls, while AR and speculative output stay those of the fp32 context tower")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from twotower.bench import DTYPES
-    from twotower.engine import DEFAULT_MODEL_DIR, load_engine
+    from twotower.bench import engine_from_args
+    from twotower.engine import DEFAULT_MODEL_DIR
 
     try:
-        engine = load_engine(args.model, args.preset, args.ctx_device, args.den_device, dtype=DTYPES[args.dtype],
-                             den_dtype=DTYPES[args.den_dtype] if args.den_dtype else None)
+        engine = engine_from_args(args)
     except ValueError as exc:
         message = str(exc)
         if args.model is None and args.preset is None:

@@ -95,10 +95,8 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
                                  select_on_top_probability=True, keep_commit_logits=True):
             nfe += 1
             yield _draft_event(state, lead, round_idx, len(new), nfe, cursor.passes, t_start)
-        drafted_all = state.tokens[0, lead:].cpu()  # (k_drafted,)
-        k_drafted = k
-        k = confident_prefix_length(state.confidence[0, lead:], min_confidence) if min_confidence > 0 else k
-        drafted = drafted_all[:k]  # (k,) the proposal: the drafted tokens that are verified
+        k_drafted, k = k, confident_prefix_length(state.confidence[0, lead:], min_confidence)  # 0: the whole draft
+        drafted = state.tokens[0, lead:lead + k].cpu()  # (k,) the proposal: the drafted tokens that are verified
         target_logits = cursor.verify(drafted.tolist())  # (k + 1, V)
         verdict, p, q = _verify(drafted, target_logits, state, lead, temperature, top_k, top_p, mask_id, verify_gen)
         n, token = int(verdict.n_accepted), int(verdict.token)

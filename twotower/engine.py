@@ -71,7 +71,7 @@ class Engine:
                                 draft_steps=cfg.default_draft_steps if draft_steps is None else draft_steps,
                                 draft_threshold=gamma, temperature=temperature, eos_token_id=eos, seed=seed,
                                 adaptive=adaptive, top_k=top_k, top_p=top_p,
-                                min_draft_confidence=default_min_draft_confidence(cfg) if min_draft_confidence is None
+                                min_draft_confidence=cfg.default_min_draft_confidence if min_draft_confidence is None
                                 else min_draft_confidence)
 
     def describe(self) -> dict:
@@ -88,11 +88,6 @@ class Engine:
             "dtype": str(self.model.ctx_dtype).replace("torch.", ""),  # the context tower's: AR, verify
             "den_dtype": str(self.model.den_dtype).replace("torch.", ""),
         }
-
-
-def default_min_draft_confidence(cfg) -> float:
-    """The model's speculative proposal cut (configs written before it existed verify whole drafts)."""
-    return getattr(cfg, "default_min_draft_confidence", 0.0)
 
 
 def normalise_mode(mode: str) -> str:

@@ -187,7 +187,6 @@ def resolve_modes(modes) -> tuple[list[str], dict[str, str]]:
 def resolved_settings(engine, gamma=None, block_size=None, steps_per_block=None, draft_steps=None,
                       min_draft_confidence=None) -> dict:
     """The diffusion / speculative settings actually used (config defaults filled in), checked early."""
-    from .engine import default_min_draft_confidence
     from .validation import check_fraction, check_gamma, check_int
 
     cfg = engine.model.config
@@ -197,7 +196,7 @@ def resolved_settings(engine, gamma=None, block_size=None, steps_per_block=None,
         "steps_per_block": check_int("steps per block",
                                      cfg.default_steps_per_block if steps_per_block is None else steps_per_block),
         "draft_steps": check_int("draft steps", cfg.default_draft_steps if draft_steps is None else draft_steps),
-        "min_draft_confidence": check_fraction("--min-draft-confidence", default_min_draft_confidence(cfg)
+        "min_draft_confidence": check_fraction("--min-draft-confidence", cfg.default_min_draft_confidence
                                                if min_draft_confidence is None else min_draft_confidence),
     }
 

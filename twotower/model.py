@@ -96,12 +96,8 @@ class TwoTowerModel(nn.Module):
         self.reset_time_conditioning()
 
     def num_parameters(self, tower: str = "context") -> int:
-        if tower == "context":
-            mods = [self.context_tower, self.context_lm_head]
-        else:
-            mods = [self.denoiser_tower, self.lm_head, self.t_embedder, self.t_block]
-        extra = sum(p.numel() for p in self.scale_shift_tables) if tower != "context" else 0
-        return sum(p.numel() for m in mods for p in m.parameters()) + extra
+        parts = ("context_tower", "context_lm_head") if tower == "context" else DENOISER_PARTS
+        return sum(p.numel() for part in parts for p in getattr(self, part).parameters())
 
     @property
     def ctx_device(self) -> torch.device:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import gradio as gr
 
-from twotower.engine import default_min_draft_confidence
-
 from .board import Board
 from .examples import DEFAULT_PROMPT, EXAMPLE_PROMPTS
 from .handlers import Handlers
@@ -98,7 +96,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                             audit_adaptive = gr.Checkbox(False, label="adaptive draft length",
                                                          info="longer after full acceptances, shorter after rejections",
                                                          elem_id="audit-adaptive")
-                            audit_cut = gr.Slider(0.0, 0.95, value=default_min_draft_confidence(cfg), step=0.05,
+                            audit_cut = gr.Slider(0.0, 0.95, value=cfg.default_min_draft_confidence, step=0.05,
                                                   label="propose draft tokens with confidence ≥",
                                                   info="0 verifies the whole draft", elem_id="audit-cut")
                         audit_btn = gr.Button("Run speculative decoding", variant="primary", elem_id="audit-button")
