@@ -38,7 +38,9 @@ def main(argv=None) -> int:
         engine = engine_from_args(args)
     except ValueError as exc:
         message = str(exc)
-        if args.model is None and args.preset is None:
+        if args.model is None and args.preset is None and not DEFAULT_MODEL_DIR.is_dir():
+            # only a missing default directory gets the hint; any other load error (a bad --dtype pairing,
+            # a corrupt file) is reported as it is
             message = (f"the embedded default model is not there ({DEFAULT_MODEL_DIR}); "
                        "pass --preset tiny for a random tiny model, or --model DIR for a checkpoint")
         print(f"error: {message}", file=sys.stderr)

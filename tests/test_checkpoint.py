@@ -85,6 +85,17 @@ def test_loading_a_bad_directory_says_what_is_wrong(tmp_path):
     (tmp_path / WEIGHTS_NAME).write_bytes((tmp_path / "other" / WEIGHTS_NAME).read_bytes())
     with pytest.raises(ValueError, match="missing tensors"):
         from_pretrained(tmp_path)
+    wider = build_model("tiny", seed=0, hidden_size=PRESETS["tiny"]["hidden_size"] * 2)  # same names, other shapes
+    save_pretrained(wider, tmp_path / "wider")
+    (tmp_path / WEIGHTS_NAME).write_bytes((tmp_path / "wider" / WEIGHTS_NAME).read_bytes())
+    with pytest.raises(ValueError, match="does not fit"):
+        from_pretrained(tmp_path)
+    (tmp_path / WEIGHTS_NAME).write_bytes((tmp_path / "wider" / WEIGHTS_NAME).read_bytes()[:1000])  # truncated
+    with pytest.raises(ValueError, match="cannot be read as safetensors"):
+        from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text("{ not json")
+    with pytest.raises(ValueError, match="cannot be read as a model config"):
+        from_pretrained(tmp_path)
 
 
 def save_backbone(directory, seed=6):

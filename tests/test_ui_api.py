@@ -163,6 +163,20 @@ def test_app_without_the_default_model_tells_to_pass_a_preset(tmp_path, monkeypa
     assert "model directory not found" in capsys.readouterr().err
 
 
+def test_app_reports_a_broken_default_model_as_it_is(tmp_path, monkeypatch, capsys):
+    """The "not there" hint is for a missing directory only; a directory that is there but cannot be read
+    must show the loader's own message (the hint would send the user after the wrong cause)."""
+    import app as app_script
+
+    broken = tmp_path / "default"
+    broken.mkdir()
+    (broken / "config.json").write_text("{ not json")
+    monkeypatch.setattr("twotower.engine.DEFAULT_MODEL_DIR", broken)
+    assert app_script.main([]) == 2
+    err = capsys.readouterr().err
+    assert "not there" not in err and "Traceback" not in err and err.startswith("error: ")
+
+
 def test_app_binds_locally_without_a_share_link_by_default(monkeypatch):
     import gradio as gr
 

@@ -34,7 +34,10 @@ def load_config(directory) -> NemotronHConfig:
     directory = Path(directory)
     if not (directory / "config.json").is_file():
         raise ValueError(f"{directory} has no config.json: not a model directory")
-    config = NemotronHConfig.from_pretrained(str(directory), local_files_only=True)
+    try:
+        config = NemotronHConfig.from_pretrained(str(directory), local_files_only=True)
+    except (OSError, ValueError, TypeError) as exc:  # transformers raises OSError for a file that is not JSON
+        raise ValueError(f"{directory}/config.json cannot be read as a model config: {exc}") from exc
     config._attn_implementation = "sdpa"
     return ensure_two_tower_fields(config)
 
@@ -48,14 +51,20 @@ def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32)
         raise ValueError(f"{directory} has no {WEIGHTS_NAME}")
     with torch.device("meta"):
         model = TwoTowerModel(config)
-    state = load_file(str(weights), device=str(device))
+    try:
+        state = load_file(str(weights), device=str(device))
+    except Exception as exc:  # safetensors' own error type lives in its Rust module; a truncated file lands here
+        raise ValueError(f"{weights} cannot be read as safetensors: {exc}") from exc
     state = {k: v.to(dtype) if v.is_floating_point() and "e_score_correction_bias" not in k else v for k, v in state.items()}
     # safetensors' CPU tensors may sit unaligned; BLAS then rounds differently: fresh memory keeps load exact.
     state = {k: v.clone() if v.data_ptr() % 64 else v for k, v in state.items()}
     missing, unexpected = _check_keys(model, state)
     if missing or unexpected:
         raise ValueError(f"{weights}: missing tensors {missing[:5]}, unexpected tensors {unexpected[:5]}")
-    model.load_state_dict(state, assign=True)
+    try:
+        model.load_state_dict(state, assign=True)
+    except RuntimeError as exc:  # names match but shapes do not: weights of another config
+        raise ValueError(f"{weights} does not fit {directory}/config.json: {exc}") from exc
     return model.eval()
 
 
