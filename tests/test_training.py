@@ -121,3 +121,16 @@ def test_continuing_a_model_past_its_steps_fails_before_any_corpus_work(tmp_path
     monkeypatch.setattr(data, "encode_split", lambda *a, **k: pytest.fail("encoded the corpus first"))
     with pytest.raises(ValueError, match="already has 500 denoiser steps"):
         training.run_stage("denoiser", tmp_path / "run", resume=True, init_from=str(tmp_path / "m"), steps=400)
+
+
+def test_a_learning_rate_override_is_checked_before_any_corpus_work(tmp_path, monkeypatch):
+    import argparse
+
+    from twotower import data, training
+
+    monkeypatch.setattr(data, "encode_split", lambda *a, **k: pytest.fail("encoded the corpus first"))
+    with pytest.raises(ValueError, match="--lr must be > 0"):
+        training.run_stage("denoiser", tmp_path / "run", lr=0.0)
+    parser = argparse.ArgumentParser()
+    training.add_arguments(parser)
+    assert parser.parse_args(["--stage", "denoiser", "--lr", "1e-3"]).lr == 1e-3

@@ -256,7 +256,7 @@ def trainable_parameters(model, stage: str):
 
 def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, steps: int | None = None,
               device: str = "cpu", init_from: str | None = None, distill_share: float | None = None,
-              dtype: str | None = None) -> dict:
+              dtype: str | None = None, lr: float | None = None) -> dict:
     """Train one stage; returns the last log record. Resumable from `<run_dir>/<stage>_ckpt`."""
     from tqdm import tqdm
 
@@ -271,6 +271,10 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     from_export = resume and stage == "denoiser" and not ckpt_state.is_file() and init_from is not None
     if distill_share is not None:
         cfg = replace(cfg, distill_share=distill_share)
+    if lr is not None:  # the peak of the schedule; a continuation sits past it, on the cosine's tail
+        if not lr > 0:
+            raise ValueError(f"--lr must be > 0, got {lr}")
+        cfg = replace(cfg, lr=lr)
     if dtype is not None:
         cfg = replace(cfg, dtype=dtype)
     elif cfg.dtype == "bfloat16" and torch.device(device).type == "cpu" and not _cpu_runs_bf16_fast():
@@ -403,6 +407,8 @@ def add_arguments(parser) -> None:
                         help="stage 2: share of each batch whose continuation is the context tower's greedy output")
     parser.add_argument("--dtype", default=None, choices=["bfloat16", "float32"],
                         help="override the profile's autocast dtype (default: the profile's; float32 on a CPU without a fast bf16 path)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="override the profile's peak learning rate (the schedule is warm-up then cosine to 10 %%)")
     parser.add_argument("--init-from", default=None,
                         help="stage 2: context checkpoint (default <out>/context_ckpt); with --resume and no checkpoint "
                              "in --out, a shipped model to continue training (weights only, lr warms up again)")
@@ -414,6 +420,6 @@ def main(args) -> int:
         print(export(args.out, args.to))
         return 0
     record = run_stage(args.stage, args.out, args.profile, args.resume, args.steps, args.device, args.init_from,
-                       args.distill_share, args.dtype)
+                       args.distill_share, args.dtype, args.lr)
     print(json.dumps(record))
     return 0
