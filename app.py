@@ -3,6 +3,7 @@
     python app.py                    # the embedded default model (assets/default), on the CPU
     python app.py --preset tiny      # a random tiny model (tests, no checkpoint needed)
     python app.py --den-dtype bf16   # the denoiser in bf16 (faster diffusion on CPUs with bf16 matmuls)
+    python app.py --compile          # torch.compile both towers' decode passes (compiles before it serves)
     python app.py --model DIR --ctx-device cuda:0 --den-device cuda:1 --host 0.0.0.0 --port 7860
 
 Binds to 127.0.0.1 unless --host says otherwise; no public share link unless --share.
@@ -48,6 +49,11 @@ def main(argv=None) -> int:
     if args.concurrency < 1:
         print("error: --concurrency must be >= 1", file=sys.stderr)
         return 2
+    if args.compile:  # compile now, not in the first visitor's run
+        from twotower.compiled import warm_up
+
+        print("compiling the decode passes (torch.compile, one-off; a few minutes on a CPU) ...", flush=True)
+        print(f"compiled and warmed up in {warm_up(engine):.0f} s", flush=True)
     from ui.app import build_demo
 
     demo = build_demo(engine, concurrency_limit=args.concurrency)

@@ -24,7 +24,7 @@ from twotower import bench, evaluation, sweep  # noqa: E402
 def _header(title: str, report: dict, commands: dict, key: str, commit: str) -> list[str]:
     """Device, commit, date and command of one measured report: the report's own record where it has
     one (bench / eval / sweep write it), else the commands file and HEAD."""
-    device = f"{report['device']['name']} ({bench.precision(report)}), torch {report['device'].get('torch', '')}"
+    device = f"{report['device']['name']} ({bench.run_variant(report)}), torch {report['device'].get('torch', '')}"
     command = report.get("command") or commands.get(key, "?")
     if isinstance(command, list):
         command = " && ".join(command)
@@ -48,13 +48,13 @@ def summary(b: dict, reports: list[dict], extras: list[dict]) -> list[str]:
     """The headline figures against the issues' targets, read from the measured reports. Rows measured in
     another dtype than the main bench say which."""
     lines = ["## Summary", "",
-             f"On {b['device']['name']} ({bench.precision(b)} unless a row says otherwise), γ = {b['gamma']}, "
+             f"On {b['device']['name']} ({bench.run_variant(b)} unless a row says otherwise), γ = {b['gamma']}, "
              f"S = {b['block_size']}, batch 1:", "",
              "| figure | measured | target | |", "|---|---|---|---|"]
     for rec in [b, *extras]:
         diff = rec["modes"].get("diffusion", {})
-        if diff.get("tokens_per_s") and (rec is b or bench.precision(rec) != bench.precision(b)):
-            tag = "" if rec is b else f" ({bench.precision(rec)})"
+        if diff.get("tokens_per_s") and (rec is b or bench.run_variant(rec) != bench.run_variant(b)):
+            tag = "" if rec is b else f" ({bench.run_variant(rec)})"
             lines.append(f"| diffusion tokens/s ÷ AR{tag} | {diff['ratio_vs_ar']:.2f}× | ≥ 2.0× (#6) | "
                          f"{_met(diff['ratio_vs_ar'] >= 2.0)} |")
             lines.append(f"| diffusion tokens per denoiser pass{tag} | {diff['tokens_per_pass']:.2f} | ≥ 4 (#3) | "
@@ -63,7 +63,7 @@ def summary(b: dict, reports: list[dict], extras: list[dict]) -> list[str]:
         ret = report["retention"].get("diffusion", {})
         worst = min((v for v in ret.get("tasks", {}).values() if v is not None), default=None)
         if worst is not None:
-            tag = "" if bench.precision(report) == bench.precision(b) else f", {bench.precision(report)}"
+            tag = "" if bench.run_variant(report) == bench.run_variant(b) else f", {bench.run_variant(report)}"
             lines.append(f"| diffusion retention, worst task (aggregate {_pct(ret.get('aggregate'))}{tag}) | "
                          f"{_pct(worst)} | ≥ 95 % on every task (#3, #6) | {_met(worst >= 0.95)} |")
     for rec in [b, *extras]:
@@ -71,7 +71,7 @@ def summary(b: dict, reports: list[dict], extras: list[dict]) -> list[str]:
         if sp.get("tokens_per_s"):
             how = (f"{bench._passes(rec.get('draft_steps'))}{', adaptive' if rec.get('adaptive') else ''}"
                    f"{bench._cut(rec.get('min_draft_confidence'))}, S = {rec['block_size']}"
-                   f"{'' if bench.precision(rec) == bench.precision(b) else ', ' + bench.precision(rec)}")
+                   f"{'' if bench.run_variant(rec) == bench.run_variant(b) else ', ' + bench.run_variant(rec)}")
             same = sp.get("identical_to_ar")
             lines.append(f"| speculative tokens/s ÷ AR ({how}; mean acceptance length "
                          f"{sp['mean_acceptance_length']:.2f}"
@@ -109,12 +109,12 @@ def main() -> int:
         lines += [Path(args.intro).read_text().strip(), ""]
     lines += _header("Throughput", b, commands, "bench", commit) + [bench.format_markdown(b), ""]
     for extra in extras:
-        same = bench.precision(extra) == bench.precision(b)
-        title = "Throughput: speculative variant" if same else f"Throughput in {bench.precision(extra)}"
+        same = bench.run_variant(extra) == bench.run_variant(b)
+        title = "Throughput: speculative variant" if same else f"Throughput in {bench.run_variant(extra)}"
         lines += _header(title, extra, commands, "bench", commit) + [bench.format_markdown(extra), ""]
     for report in reports:
-        same = bench.precision(report) == bench.precision(b)
-        title = "Quality and retention" + ("" if same else f" in {bench.precision(report)}")
+        same = bench.run_variant(report) == bench.run_variant(b)
+        title = "Quality and retention" + ("" if same else f" in {bench.run_variant(report)}")
         lines += _header(title, report, commands, "eval", commit) + [evaluation.format_markdown(report), ""]
     if args.sweep:
         s = json.loads(Path(args.sweep).read_text())

@@ -256,6 +256,8 @@ def test_bench_reports_a_denoiser_dtype_of_its_own(capsys):
                                "--max-new-tokens", "4", "--repeats", "1", "--batch-size", "1", "--block-size", "2",
                                "--json"])
     assert (report["dtype"], report["den_dtype"]) == ("fp32", "bf16")
-    assert bench.precision(report) == "fp32, denoiser bf16"
+    assert bench.run_variant(report) == "fp32, denoiser bf16"
     assert "cpu (" in bench.format_markdown(report) and ", fp32, denoiser bf16;" in bench.format_markdown(report)
-    assert bench.precision({"dtype": "bf16"}) == bench.precision({"dtype": "bf16", "den_dtype": "bf16"}) == "bf16"
+    assert bench.run_variant({"dtype": "bf16"}) == bench.run_variant({"dtype": "bf16", "den_dtype": "bf16"}) == "bf16"
+    assert report["compiled"] is False
+    assert bench.run_variant({"dtype": "fp32", "den_dtype": "bf16", "compiled": True}) == "fp32, denoiser bf16, torch.compile"

@@ -54,7 +54,7 @@ def _stacked_down(experts) -> torch.Tensor:
     replaced or changed in place); with autograd on it is rebuilt each call so gradients reach down_proj."""
     weight = experts.down_proj
     n_experts, hidden, inter = weight.shape
-    if torch.is_grad_enabled() and weight.requires_grad:
+    if (torch.is_grad_enabled() and weight.requires_grad) or torch.compiler.is_compiling():
         return weight.permute(1, 0, 2).reshape(hidden, n_experts * inter)
     try:
         version = weight._version

@@ -205,6 +205,16 @@ class TwoTowerModel(nn.Module):
         layer scans the (B·nb, S) blocks from ctx.mamba states of shape (B·nb, ...), and attention uses
         `attn_mask` (block-causal over context, block-diagonal over the noisy positions).
         """
+        h = self.denoiser_hidden(block_ids, ctx, t, block_size, attn_mask)  # (B, T, H)
+        if head_positions is not None:
+            h = h[head_positions.to(h.device)]  # (N, H)
+        return self.lm_head(h).float()
+
+    def denoiser_hidden(self, block_ids: torch.Tensor, ctx: ContextStates, t: torch.Tensor, block_size: int | None,
+                        attn_mask: torch.Tensor | None) -> torch.Tensor:
+        """The denoiser tower without its head: (B, T) ids -> (B, T, H) final-normed hidden states. Kept
+        apart from the head so that it holds no data-dependent shape (the head's open-position gather has
+        one) and can be compiled as one graph (`twotower.compiled`)."""
         bsz, seq = block_ids.shape
         block_size = block_size or seq
         n_blocks = seq // block_size
@@ -225,7 +235,4 @@ class TwoTowerModel(nn.Module):
             else:  # MoE / MLP: normalise, then modulate
                 y = layer.mixer(_modulate(layer.norm(h), shift, scale))
             h = h + gate * y
-        h = self.denoiser_tower.norm_f(h)
-        if head_positions is not None:
-            h = h[head_positions.to(h.device)]  # (N, H)
-        return self.lm_head(h).float()
+        return self.denoiser_tower.norm_f(h)

@@ -1,0 +1,77 @@
+"""The torch.compile fast path (twotower.compiled) against its reference twin, the eager model: the same
+logits from both towers, and the same tokens from every decoding mode, greedy and sampled."""
+
+import argparse
+import copy
+
+import pytest
+import torch
+
+from spec_decode import generate_speculative
+from tiny_models import decoding_model, random_ids
+from twotower import generate_ar, generate_mask_diffusion, generate_mock_ar
+from twotower.compiled import compile_available, compile_towers
+
+pytestmark = pytest.mark.skipif(compile_available() is not None, reason="no C++ compiler for inductor")
+
+
+@pytest.fixture(scope="module")
+def twins():
+    torch.manual_seed(0)
+    eager = decoding_model(seed=4).eval()
+    compiled = compile_towers(copy.deepcopy(eager))
+    return eager, compiled
+
+
+def outputs(model, prompt):
+    with torch.no_grad():
+        return {
+            "ar": generate_ar(model, prompt, 12).sequences,
+            "mock_ar": generate_mock_ar(model, prompt, 6).sequences,
+            "diffusion": generate_mask_diffusion(model, prompt, 12, 4, 4, confidence_threshold=0.6).sequences,
+            "speculative": generate_speculative(model, prompt, 12, block_size=4, draft_steps=1).sequences,
+            "diffusion_sampled": generate_mask_diffusion(model, prompt, 8, 4, 4, temperature=1.0, seed=2).sequences,
+            "speculative_sampled": generate_speculative(model, prompt, 8, block_size=4, temperature=1.0, seed=2).sequences,
+        }
+
+
+def test_compiled_towers_match_the_eager_twin(twins):
+    eager, compiled = twins
+    assert compiled.is_compiled_for_decoding and not getattr(eager, "is_compiled_for_decoding", False)
+    prompt = random_ids((1, 9), seed=1)  # batch 1 throughout: each new batch size is another compile
+    with torch.no_grad():
+        ce, cc = eager.new_cache(), compiled.new_cache()
+        torch.testing.assert_close(compiled.context_forward(prompt, cc), eager.context_forward(prompt, ce),
+                                   atol=1e-4, rtol=1e-4)
+        block = random_ids((1, 4), seed=2)
+        block[:, 1:3] = eager.config.mask_token_id
+        t = torch.full((1,), 0.5)
+        torch.testing.assert_close(compiled.denoise(block, compiled.context_states(cc), t),
+                                   eager.denoise(block, eager.context_states(ce), t), atol=1e-4, rtol=1e-4)
+    prompt = random_ids((1, 7), seed=3)
+    want, got = outputs(eager, prompt), outputs(compiled, prompt)
+    for mode in want:
+        assert torch.equal(got[mode], want[mode]), mode
+
+
+def test_compiling_twice_is_a_no_op_and_the_flag_reaches_the_reports(twins):
+    from twotower import bench
+
+    _, compiled = twins
+    forward = compiled.context_tower.forward
+    assert compile_towers(compiled) is compiled and compiled.context_tower.forward is forward
+    parser = argparse.ArgumentParser()
+    bench.add_engine_arguments(parser)
+    engine = bench.engine_from_args(parser.parse_args(["--preset", "tiny", "--compile"]))  # compiles lazily: cheap
+    assert engine.describe()["compiled"] is True and bench.device_info(engine)["compiled"] is True
+
+
+def test_without_a_cpp_compiler_compiling_says_so(monkeypatch):
+    import shutil
+
+    from twotower import build_model
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert "C++ compiler" in compile_available("cpu")
+    with pytest.raises(ValueError, match="C\\+\\+ compiler"):
+        compile_towers(build_model("tiny", seed=0))
