@@ -138,6 +138,8 @@ def merge_reports(reports: list[dict]) -> dict:
                 merged["modes"].append(mode)
                 merged["scores"][mode] = other["scores"][mode]
                 merged["retention"][mode] = other["retention"][mode]
+                if "passes" in other and "passes" in merged:  # reports older than the pass counts have none
+                    merged["passes"][mode] = other["passes"][mode]
     return merged
 
 

@@ -153,6 +153,20 @@ def test_eval_json_retention_and_markdown(capsys, tmp_path, stand_in_speculative
     table = out.read_text()
     assert "| task | n | AR | mock-AR | retention | diffusion | retention | speculative | retention |" in table
     assert "aggregate (mean retention)" in table
+    passes = report["passes"]
+    assert passes["ar"]["nfe"] == 0 and passes["ar"]["tokens_per_pass"] is None  # AR runs no denoiser
+    assert passes["mock_ar"]["tokens_per_pass"] == 1.0 and passes["mock_ar"]["new_tokens"] > 0
+    assert 1.0 <= passes["diffusion"]["tokens_per_pass"] <= 3  # at least one commit per pass, at most a block
+    assert "tokens per denoiser pass" in table and "| mock-AR |" in table and "| 1.000 |" in table
+
+
+def test_pass_totals_are_ratios_of_totals():
+    stats = [{"new_tokens": 10, "nfe": 2, "rounds": 2, "accepted": 6}, {"new_tokens": 2, "nfe": 2, "rounds": 1, "accepted": 0}]
+    totals = evaluation.pass_totals(stats)
+    assert totals["tokens_per_pass"] == 12 / 4  # not the mean of 5.0 and 1.0
+    assert totals["mean_acceptance_length"] == 1 + 6 / 3
+    assert "mean_acceptance_length" not in evaluation.pass_totals([{"new_tokens": 3, "nfe": 3}])
+    assert evaluation.pass_totals([])["tokens_per_pass"] is None
 
 
 def test_prompt_selection_is_seeded_and_spread_over_files():
