@@ -39,6 +39,10 @@ twotower bench --modes ar,speculative --min-draft-confidence 0.2 --n-prompts 8 -
 twotower bench --dtype bf16 --n-prompts 8 --max-new-tokens 64 --repeats 3 --batch-size 4 --json > "$out"/bench_bf16.json
 twotower bench --den-dtype bf16 --n-prompts 8 --max-new-tokens 64 --repeats 3 --batch-size 4 --json \
   > "$out"/bench_mixed.json
+# torch.compile over both towers' decode passes (the compile happens in the untimed warm-up)
+twotower bench --compile --n-prompts 8 --max-new-tokens 64 --repeats 3 --batch-size 4 --json > "$out"/bench_compiled.json
+twotower bench --compile --den-dtype bf16 --n-prompts 8 --max-new-tokens 64 --repeats 3 --batch-size 4 --json \
+  > "$out"/bench_compiled_mixed.json
 twotower sweep --gammas 0.3,0.5,0.7,0.8,0.9 --block-sizes 4,8,16 --n-prompts 6 --max-new-tokens 48 \
   --out-dir runs/measure/sweep --json > "$out"/sweep.json
 cp "$out"/eval_*.json "$out"/bench*.json "$out"/sweep.json "$out"/sweep/sweep.csv benchmarks/
@@ -46,7 +50,7 @@ out=benchmarks
 python scripts/write_benchmarks.py --bench "$out"/bench.json \
   --bench-extra "$out"/bench_speculative_2pass.json "$out"/bench_speculative_1pass_s8.json \
     "$out"/bench_speculative_adaptive.json "$out"/bench_speculative_cut.json "$out"/bench_bf16.json \
-    "$out"/bench_mixed.json \
+    "$out"/bench_mixed.json "$out"/bench_compiled.json "$out"/bench_compiled_mixed.json \
   --eval "$out"/eval_diffusion.json "$out"/eval_mock_ar.json \
   --eval-extra "$out"/eval_bf16_diffusion.json "$out"/eval_mixed_diffusion.json \
   --sweep "$out"/sweep.json \

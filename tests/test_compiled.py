@@ -75,3 +75,22 @@ def test_without_a_cpp_compiler_compiling_says_so(monkeypatch):
     assert "C++ compiler" in compile_available("cpu")
     with pytest.raises(ValueError, match="C\\+\\+ compiler"):
         compile_towers(build_model("tiny", seed=0))
+
+
+def test_only_decode_calls_take_the_compiled_forward():
+    """A prompt prefill (empty cache, or longer than a decode call) stays eager; steps onto a filled cache compile."""
+    from twotower.compiled import DECODE_MAX_TOKENS, _decode_calls_compiled
+
+    class Cache:
+        def __init__(self, length):
+            self.length = length
+
+        def get_seq_length(self):
+            return self.length
+
+    forward = _decode_calls_compiled(lambda **kw: "eager", lambda **kw: "compiled")
+    ids = lambda n: torch.zeros(1, n, dtype=torch.long)  # noqa: E731
+    assert forward(input_ids=ids(5), cache=Cache(0)) == "eager"  # prefill of a short prompt
+    assert forward(input_ids=ids(DECODE_MAX_TOKENS + 1), cache=Cache(9)) == "eager"  # long input
+    assert forward(input_ids=ids(1), cache=None) == "eager"  # no cache: a scoring pass
+    assert forward(input_ids=ids(1), cache=Cache(9)) == forward(input_ids=ids(17), cache=Cache(9)) == "compiled"

@@ -10,8 +10,11 @@ the same tokens; the one-off compile took ~100 s per tower there. See BENCHMARKS
 What is compiled, and why exactly these two:
   * `TwoTowerModel.denoiser_hidden` — the denoiser without its head. The head's gather of still-open
     positions has a data-dependent shape and stays eager (see `TwoTowerModel.denoise`).
-  * `context_tower.forward` — transformers' NemotronH with its DynamicCache: AR steps, block commits,
-    verify passes and prompt prefill (one graph per kind of call, `dynamic=True` for the lengths).
+  * `context_tower.forward` on decode calls only — AR steps, block commits, verify passes: at most
+    DECODE_MAX_TOKENS tokens onto a cache that already holds the prompt. A prompt prefill stays eager: its
+    cache is still empty (each layer initialises lazily, a guard per layer) and its long input takes the
+    experts' per-expert loop (a `.item()` graph break), which together made dynamo recompile layer by
+    layer until it hit its limit.
 Training never compiles (it builds its model without this). The eager model is the reference twin:
 tests/test_compiled.py compares both towers' outputs and every decoding mode's tokens against it.
 """
@@ -26,6 +29,17 @@ import torch
 # prefill past the short-scan length, batch 1 vs larger batches. dynamo's default of 8 recompiles would
 # silently fall back to eager for the rest; this leaves room with a margin.
 RECOMPILE_LIMIT = 32
+DECODE_MAX_TOKENS = 64  # the short-scan length (twotower/short_scan.py): longer inputs are prompt prefill
+
+
+def _decode_calls_compiled(eager, compiled):
+    """context_tower.forward that runs `compiled` for decode calls and `eager` for everything else."""
+    def forward(*args, **kwargs):
+        ids, cache = kwargs.get("input_ids"), kwargs.get("cache")
+        if ids is not None and cache is not None and ids.shape[1] <= DECODE_MAX_TOKENS and cache.get_seq_length() > 0:
+            return compiled(*args, **kwargs)
+        return eager(*args, **kwargs)
+    return forward
 
 
 def compile_available(device: torch.device | str = "cpu") -> str | None:
@@ -45,7 +59,8 @@ def compile_towers(model):
             raise ValueError(reason)
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     model.denoiser_hidden = torch.compile(model.denoiser_hidden, dynamic=True)  # instance attribute over the method
-    model.context_tower.forward = torch.compile(model.context_tower.forward, dynamic=True)
+    eager = model.context_tower.forward
+    model.context_tower.forward = _decode_calls_compiled(eager, torch.compile(eager, dynamic=True))
     model.is_compiled_for_decoding = True
     return model
 

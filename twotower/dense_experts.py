@@ -34,7 +34,9 @@ def dense_experts_forward(self, hidden_states: torch.Tensor, top_k_index: torch.
     """hidden_states (T, H), top_k_index / top_k_weights (T, k) -> (T, H), in hidden_states' dtype (as eager)."""
     if hidden_states.device.type != "cpu":  # the GPU kernel
         return grouped_mm_experts_forward(self, hidden_states, top_k_index, top_k_weights)
-    if hidden_states.shape[0] > MAX_TOKENS:  # a prompt prefill: the loop's routed-only arithmetic wins
+    # a prompt prefill: the loop's routed-only arithmetic wins; compiled decoding stays dense for any
+    # batch (the loop's .item() would break the graph; twotower/compiled.py keeps prefill out of it)
+    if hidden_states.shape[0] > MAX_TOKENS and not torch.compiler.is_compiling():
         return _loop_forward(self)(self, hidden_states, top_k_index, top_k_weights)
     n_experts, inter, hidden = self.up_proj.shape  # up_proj (E, I, H), down_proj (E, H, I)
     weights = torch.zeros(hidden_states.shape[0], n_experts, dtype=top_k_weights.dtype, device=hidden_states.device)
