@@ -4,6 +4,7 @@
     python scripts/gpu_smoke.py                         # one GPU, pattern M*E at hidden 2688
     python scripts/gpu_smoke.py --den-device cuda:1     # towers on two GPUs
     python scripts/gpu_smoke.py --device cpu --small    # tiny widths on the CPU: checks the script itself
+    python scripts/gpu_smoke.py --compile               # also torch.compile against the eager device model
 
 A random-weight two-tower model with the release's widths (hidden 2688, 32/2 heads x 128, Mamba 64 x 64,
 8 groups, state 128, 128 experts top-6, vocab 131072) but a short layer pattern is built once in fp32 on
@@ -58,6 +59,8 @@ def parse_args(argv):
     parser.add_argument("--timing-dtype", default=None, help="dtype of the timings (default bfloat16 on CUDA)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per scenario")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compile", action="store_true",
+                        help="also check the torch.compile path (twotower.compiled) against the eager device model")
     args = parser.parse_args(argv)
     args.prompt_length = args.prompt_length or (12 if args.small else 256)
     args.new_tokens = args.new_tokens or (8 if args.small else 32)
@@ -190,6 +193,21 @@ def run_modes(model, prompt_ids, args) -> dict:
             result = drain(events)
         out[mode] = (result.new_tokens[0], result.stats)
     return out
+
+
+def check_compiled(dev, prompt_ids, args, report) -> None:
+    """Every mode's greedy tokens from the compiled device model equal the eager device model's; then one
+    timed run of each (after the compiling run) as a first look at what compiling gains on this device."""
+    from twotower.compiled import compile_towers
+
+    compiled = compile_towers(copy.deepcopy(dev))
+    want = run_modes(dev, prompt_ids, args)
+    got = run_modes(compiled, prompt_ids, args)  # the first run compiles
+    for mode, (tokens, _) in got.items():
+        report.equal(f"mode {mode}, compiled vs eager", tokens, want[mode][0])
+    for label, model in (("eager", dev), ("compiled", compiled)):
+        timed = run_modes(model, prompt_ids, args)
+        print(f"{label:>8}: " + ", ".join(f"{m} {len(t) / s['total_s']:.1f} tok/s" for m, (t, s) in timed.items()))
 
 
 def check_modes(ref, dev, prompt_ids, args, report) -> None:
@@ -331,6 +349,8 @@ def main(argv=None) -> int:
     check_seeded_scan(ref, dev, prompt, args.block_size, report)
     check_modes(ref, dev, prompt[0].tolist(), args, report)
     del ref
+    if args.compile:
+        check_compiled(dev, prompt[0].tolist(), args, report)
 
     dtype_name = args.timing_dtype or ("bfloat16" if ctx_device.type == "cuda" else "float32")
     dev.to(parse_dtype(dtype_name))
