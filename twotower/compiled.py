@@ -25,9 +25,10 @@ import shutil
 
 import torch
 
-# Distinct call kinds per code object: AR step, block commit, verify (recording per-position states or not),
-# prefill past the short-scan length, batch 1 vs larger batches. dynamo's default of 8 recompiles would
-# silently fall back to eager for the rest; this leaves room with a margin.
+# Distinct call kinds per code object: AR step (1 token) vs multi-token passes, batch 1 vs larger batches,
+# and the state layouts an eager prefill leaves against those a compiled step leaves (a stride guard each);
+# ~6 graphs of the context forward and ~4 of the denoiser in a bench run. dynamo's default limit of 8 would
+# silently fall back to eager past it; this leaves a margin.
 RECOMPILE_LIMIT = 32
 DECODE_MAX_TOKENS = 64  # the short-scan length (twotower/short_scan.py): longer inputs are prompt prefill
 
