@@ -275,3 +275,20 @@ def test_bench_reports_a_denoiser_dtype_of_its_own(capsys):
     assert bench.run_variant({"dtype": "bf16"}) == bench.run_variant({"dtype": "bf16", "den_dtype": "bf16"}) == "bf16"
     assert report["compiled"] is False
     assert bench.run_variant({"dtype": "fp32", "den_dtype": "bf16", "compiled": True}) == "fp32, denoiser bf16, torch.compile"
+
+
+def test_reports_record_the_commit_a_run_started_from(capsys, monkeypatch):
+    """A commit made while a long bench runs is not what it measured: provenance is read at the start."""
+    state = {"ran": False}
+    real_run = bench.run_bench
+
+    def run_then_commit(*args, **kwargs):
+        out = real_run(*args, **kwargs)
+        state["ran"] = True  # from here on, git would answer with the new commit
+        return out
+
+    monkeypatch.setattr(bench, "git", lambda *argv: ("after" if state["ran"] else "before") if argv[0] == "rev-parse" else "")
+    monkeypatch.setattr(bench, "run_bench", run_then_commit)
+    report = run_json(capsys, ["bench", *TINY, "--modes", "ar", "--n-prompts", "1", "--max-new-tokens", "2",
+                               "--repeats", "1", "--batch-size", "1", "--json"])
+    assert state["ran"] and report["commit"] == "before"

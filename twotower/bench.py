@@ -105,7 +105,7 @@ def git(*argv) -> str | None:
 def provenance(args) -> dict:
     """The command line (`args.argv`, set by the CLI), the commit and the (UTC) date a report was measured with
     (BENCHMARKS.md and the model card quote them). The commit gets "-dirty" when the working tree had
-    uncommitted changes."""
+    uncommitted changes. Called when a run starts: a commit made while it runs is not what it measured."""
     import shlex
     from datetime import datetime, timezone
 
@@ -333,6 +333,7 @@ def main(args) -> int:
 
     for name in ("n_prompts", "max_prompt_tokens", "max_new_tokens", "repeats", "batch_size", "eval_prompts"):
         check_int("--" + name.replace("_", "-"), getattr(args, name))
+    started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     engine = engine_from_args(args)
     settings = resolved_settings(engine, args.gamma, args.block_size, args.steps, args.draft_steps,
                                  args.min_draft_confidence)
@@ -353,7 +354,7 @@ def main(args) -> int:
         records[mode] = {**not_measured("skipped", reason), "batch": not_measured("skipped", reason) if args.batch_size > 1 else None}
     lengths = [len(p) for p in prompts]
     report = {
-        **device_info(engine), **provenance(args), "model": engine.name, "model_info": engine.describe(), **settings,
+        **device_info(engine), **started, "model": engine.name, "model_info": engine.describe(), **settings,
         "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "stop_at_eos": False, "temperature": 0.0,
         "repeats": args.repeats, "prompt_source": source, "n_prompts": len(prompts),
         "prompt_tokens": {"min": min(lengths), "max": max(lengths), "mean": sum(lengths) / len(lengths)},

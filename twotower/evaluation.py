@@ -393,6 +393,7 @@ def main(args) -> int:
 
     from .bench import device_info, engine_from_args, provenance
 
+    started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     engine = engine_from_args(args)
     n_syntax = args.syntax_prompts if args.syntax_prompts is not None else min(100, args.n_prompts)
     with tqdm(total=0, desc="eval", unit="gen", file=sys.stderr, disable=None) as bar:
@@ -403,7 +404,7 @@ def main(args) -> int:
         report = evaluate(engine, args.modes, [t.strip() for t in args.tasks.split(",")], args.n_prompts, n_syntax,
                           args.gamma, args.block_size, args.steps, args.next_line_tokens, args.syntax_tokens,
                           args.max_prompt_tokens, args.seed, progress)
-    report = {**device_info(engine), **provenance(args), **report}
+    report = {**device_info(engine), **started, **report}
     markdown = format_markdown(report)
     if args.out:
         Path(args.out).write_text(markdown, encoding="utf-8")

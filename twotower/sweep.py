@@ -165,6 +165,7 @@ def main(args) -> int:
     steps = parse_list(args.steps, int, "--steps") if args.steps else None
     n_points = len(sweep_grid(gammas, block_sizes, steps))  # checks the grid before loading anything
     check_int("--n-prompts", args.n_prompts)
+    started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     engine = engine_from_args(args)
     if args.prompts:
         prompts = load_prompt_file(args.prompts)
@@ -182,7 +183,7 @@ def main(args) -> int:
     write_csv(points, out_dir / "sweep.csv")
     sweep_figure(points).write_html(out_dir / "sweep.html", include_plotlyjs=True)  # offline: embed plotly.js
     if args.json:
-        print(json.dumps({**device_info(engine), **provenance(args), "model": engine.name, "n_prompts": len(prompts),
+        print(json.dumps({**device_info(engine), **started, "model": engine.name, "n_prompts": len(prompts),
                           "max_new_tokens": args.max_new_tokens, "repeats": args.repeats, "points": points,
                           "csv": str(out_dir / "sweep.csv"), "html": str(out_dir / "sweep.html")}, indent=1))
     else:
