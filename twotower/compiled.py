@@ -1,11 +1,12 @@
 """torch.compile over the two decode passes: the context tower's forward and the denoiser tower's body.
 
-On a small model the bill of a decode pass is the number of ops, not the arithmetic (a 10 M-parameter
-denoiser pass issues several hundred aten ops for ~3 MFLOP per token). Inductor fuses the elementwise
+On a small model the bill of a decode pass is the number of ops, not the arithmetic (BENCHMARKS.md,
+"Removed cost": ~5 µs per aten op on this CPU, thousands of ops per pass of the 10 M-parameter towers). Inductor fuses the elementwise
 chains (adaLN modulation, norms, the short Mamba scan's decay terms, the experts' gating) into a few
-generated kernels and calls them without the Python dispatch of each op. Measured on this project's CPU,
-1 thread, default model, greedy, 3 prompts × 64 tokens: diffusion ~95 → ~123 tok/s, AR ~93 → ~112 tok/s,
-the same tokens; the one-off compile took ~100 s per tower there. See BENCHMARKS.md for the bench rows.
+generated kernels and calls them without the Python dispatch of each op. Measured by the bench on this
+project's CPU (1 thread, default model, batch 1): AR 86 → 104 tokens/s, diffusion 96 → 114, the same
+tokens; with a bf16 denoiser diffusion 142. The one-off compile takes minutes there.
+See BENCHMARKS.md for the bench rows.
 
 What is compiled, and why exactly these two:
   * `TwoTowerModel.denoiser_hidden` — the denoiser without its head. The head's gather of still-open
