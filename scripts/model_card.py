@@ -210,8 +210,12 @@ def main() -> int:
         lines.append("")
         diff = bench["modes"]["diffusion"]
         ret = report["retention"].get("diffusion", {}).get("aggregate")
+        per_pass = report.get("passes", {}).get("diffusion", {}).get("tokens_per_pass")  # older evals: none
+        over_eval = ("" if per_pass is None else f" ({per_pass:.2f} over the eval's "
+                     f"{sum(report['n_prompts'].values())} shorter generations, which stop at EOS)")
         lines += ["## What these numbers say", "",
-                  f"Its denoiser commits {diff['tokens_per_pass']:.2f} tokens per pass at γ = {bench['gamma']}, so "
+                  f"Its denoiser commits {diff['tokens_per_pass']:.2f} tokens per pass at γ = {bench['gamma']} on "
+                  f"the bench's prompts{over_eval}, so "
                   f"diffusion runs at {diff['ratio_vs_ar']:.2f}× AR on this CPU and keeps "
                   + ("n/a" if ret is None else f"{100 * ret:.0f} %") + " of AR's task scores (aggregate); the "
                   "issue's targets are ≥ 4 tokens per pass and ≥ 95 % on every task, the release's operating point "

@@ -66,6 +66,11 @@ def summary(b: dict, reports: list[dict], extras: list[dict]) -> list[str]:
             tag = "" if bench.run_variant(report) == bench.run_variant(b) else f", {bench.run_variant(report)}"
             lines.append(f"| diffusion retention, worst task (aggregate {_pct(ret.get('aggregate'))}{tag}) | "
                          f"{_pct(worst)} | ≥ 95 % on every task (#3, #6) | {_met(worst >= 0.95)} |")
+        per_pass = report.get("passes", {}).get("diffusion", {}).get("tokens_per_pass")  # older reports: none
+        if per_pass is not None:
+            n = sum(report["n_prompts"].values())
+            lines.append(f"| diffusion tokens per denoiser pass over the eval's {n} generations{tag} | {per_pass:.2f} | "
+                         f"≥ 4 (#3) | {_met(per_pass >= 4)} |")
     for rec in [b, *extras]:
         sp = rec["modes"].get("speculative", {})
         if sp.get("tokens_per_s"):

@@ -35,3 +35,11 @@ def test_summary_tags_other_dtypes_and_judges_each_target():
     assert "proposal cut below confidence 0.2, S = 16; mean acceptance length 3.90; output = AR on 100 % of" in text
     assert "| 1.90× | ≥ 1.8× (#4) | met |" in text
     assert "S = 16, bf16; mean acceptance length 3.90; output = AR on 75 % of generations) | 1.28×" in text
+    assert "over the eval's" not in text  # reports without pass counts give no such row
+
+
+def test_summary_quotes_tokens_per_pass_over_the_eval():
+    report = {**_eval("fp32", 0.5), "n_prompts": {"next_line": 500, "syntax": 100},
+              "passes": {"diffusion": {"tokens_per_pass": 1.29}}}
+    text = "\n".join(summary(_bench("fp32", 1.0, 0.9, 1.0), [report], []))
+    assert "| diffusion tokens per denoiser pass over the eval's 600 generations | 1.29 | ≥ 4 (#3) | **not met** |" in text
