@@ -297,3 +297,21 @@ def test_dense_experts_train_like_the_loop():
         grads[impl] = (moe.experts.up_proj.grad, moe.experts.down_proj.grad)
     for fast, ref in zip(grads["dense"], grads["eager"]):
         torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype, n_tokens, dense", [(torch.float32, 32, True), (torch.float32, 33, False),
+                                                    (torch.bfloat16, 64, True), (torch.bfloat16, 129, False)])
+@torch.no_grad()
+def test_dense_experts_token_limit_depends_on_the_dtype(model, monkeypatch, dtype, n_tokens, dense):
+    """bf16 inputs stay dense for longer passes (oneDNN's bf16 GEMM); past the limit the loop takes over."""
+    from twotower import dense_experts
+
+    import copy
+
+    experts = copy.deepcopy(next(layer.mixer for layer in model.context_tower.layers if layer.block_type == "moe").experts)
+    looped = []
+    monkeypatch.setattr(dense_experts, "_loop_forward", lambda e: lambda *a: looped.append(1) or a[1])
+    x = torch.randn(n_tokens, model.config.hidden_size).to(dtype)
+    idx = torch.zeros(n_tokens, experts.up_proj.shape[0] // 4 or 1, dtype=torch.long)
+    dense_experts.dense_experts_forward(experts.to(dtype), x, idx, torch.ones(idx.shape, dtype=dtype))
+    assert bool(looped) is not dense

@@ -10,7 +10,8 @@ weights (zero for the experts a token does not use) scale the hidden activations
 
 by linearity of down_e. That is E / top-k times the arithmetic of the routed experts, which is cheap
 only while the experts are small and the device is a CPU, so the choice is made per call, from the
-tensors themselves (as twotower/short_scan.py does): CPU inputs of up to MAX_TOKENS tokens run dense,
+tensors themselves (as twotower/short_scan.py does): CPU inputs of up to MAX_TOKENS tokens (more in
+bf16, LOW_PRECISION_MAX_TOKENS) run dense,
 longer CPU inputs take transformers' loop, inputs on a GPU its grouped GEMM. The model sets this kernel
 once (`TwoTowerModel.__init__`) and may then move anywhere. transformers' "eager" loop and grouped GEMM
 are the reference twins (tests/test_towers.py compares them).
@@ -27,6 +28,10 @@ NAME = "dense"
 # past a few dozen tokens the extra arithmetic costs more than the ops saved, so longer inputs (prompt
 # prefill, training windows) take transformers' loop.
 MAX_TOKENS = 32
+# In bf16 (a `--den-dtype bf16` denoiser) the dense matmuls go through oneDNN's bf16 GEMM and stay ahead of
+# the loop much longer: one MoE layer of the default model, 64 tokens, 1 thread: dense 0.86 ms, loop 2.3 ms
+# (fp32: dense 1.3-1.8 ms, loop ~1.0 ms). A batch-4 denoiser pass is 64 tokens.
+LOW_PRECISION_MAX_TOKENS = 128
 
 
 def dense_experts_forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
@@ -36,7 +41,8 @@ def dense_experts_forward(self, hidden_states: torch.Tensor, top_k_index: torch.
         return grouped_mm_experts_forward(self, hidden_states, top_k_index, top_k_weights)
     # a prompt prefill: the loop's routed-only arithmetic wins; compiled decoding stays dense for any
     # batch (the loop's .item() would break the graph; twotower/compiled.py keeps prefill out of it)
-    if hidden_states.shape[0] > MAX_TOKENS and not torch.compiler.is_compiling():
+    limit = MAX_TOKENS if hidden_states.dtype == torch.float32 else LOW_PRECISION_MAX_TOKENS
+    if hidden_states.shape[0] > limit and not torch.compiler.is_compiling():
         return _loop_forward(self)(self, hidden_states, top_k_index, top_k_weights)
     n_experts, inter, hidden = self.up_proj.shape  # up_proj (E, I, H), down_proj (E, H, I)
     weights = torch.zeros(hidden_states.shape[0], n_experts, dtype=top_k_weights.dtype, device=hidden_states.device)
