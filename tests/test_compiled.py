@@ -94,3 +94,23 @@ def test_only_decode_calls_take_the_compiled_forward():
     assert forward(input_ids=ids(DECODE_MAX_TOKENS + 1), cache=Cache(9)) == "eager"  # long input
     assert forward(input_ids=ids(1), cache=None) == "eager"  # no cache: a scoring pass
     assert forward(input_ids=ids(1), cache=Cache(9)) == forward(input_ids=ids(17), cache=Cache(9)) == "compiled"
+
+
+def test_warm_up_runs_every_mode_to_its_end():
+    """The app's warm-up (so the compiles happen before the first visitor) drains one generation per mode."""
+    from twotower.compiled import warm_up
+
+    class Engine:
+        def __init__(self):
+            self.drained = []
+
+        def encode_prompt(self, text):
+            return [5, 6, 7]
+
+        def stream(self, mode, prompt, **kwargs):
+            yield from range(3)
+            self.drained.append((mode, kwargs["max_new_tokens"]))
+
+    engine = Engine()
+    assert warm_up(engine, max_new_tokens=7) >= 0
+    assert engine.drained == [(m, 7) for m in ("ar", "mock_ar", "diffusion", "speculative")]
