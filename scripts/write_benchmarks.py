@@ -44,6 +44,12 @@ def _met(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
 
+def _other_variant(report: dict, b: dict) -> str:
+    """The report's run variant (dtype, compile) when it differs from the main bench's, else ""."""
+    variant = bench.run_variant(report)
+    return "" if variant == bench.run_variant(b) else variant
+
+
 def summary(b: dict, reports: list[dict], extras: list[dict]) -> list[str]:
     """The headline figures against the issues' targets, read from the measured reports. Rows measured in
     another dtype than the main bench say which."""
@@ -53,8 +59,9 @@ def summary(b: dict, reports: list[dict], extras: list[dict]) -> list[str]:
              "| figure | measured | target | |", "|---|---|---|---|"]
     for rec in [b, *extras]:
         diff = rec["modes"].get("diffusion", {})
-        if diff.get("tokens_per_s") and (rec is b or bench.run_variant(rec) != bench.run_variant(b)):
-            tag = "" if rec is b else f" ({bench.run_variant(rec)})"
+        other = _other_variant(rec, b)
+        if diff.get("tokens_per_s") and (rec is b or other):
+            tag = f" ({other})" if other else ""
             lines.append(f"| diffusion tokens/s ÷ AR{tag} | {diff['ratio_vs_ar']:.2f}× | ≥ 2.0× (#6) | "
                          f"{_met(diff['ratio_vs_ar'] >= 2.0)} |")
             lines.append(f"| diffusion tokens per denoiser pass{tag} | {diff['tokens_per_pass']:.2f} | ≥ 4 (#3) | "
@@ -62,8 +69,9 @@ def summary(b: dict, reports: list[dict], extras: list[dict]) -> list[str]:
     for report in reports:
         ret = report["retention"].get("diffusion", {})
         worst = min((v for v in ret.get("tasks", {}).values() if v is not None), default=None)
+        other = _other_variant(report, b)
+        tag = f", {other}" if other else ""
         if worst is not None:
-            tag = "" if bench.run_variant(report) == bench.run_variant(b) else f", {bench.run_variant(report)}"
             lines.append(f"| diffusion retention, worst task (aggregate {_pct(ret.get('aggregate'))}{tag}) | "
                          f"{_pct(worst)} | ≥ 95 % on every task (#3, #6) | {_met(worst >= 0.95)} |")
         per_pass = report.get("passes", {}).get("diffusion", {}).get("tokens_per_pass")  # older reports: none
@@ -74,9 +82,10 @@ def summary(b: dict, reports: list[dict], extras: list[dict]) -> list[str]:
     for rec in [b, *extras]:
         sp = rec["modes"].get("speculative", {})
         if sp.get("tokens_per_s"):
+            other = _other_variant(rec, b)
             how = (f"{bench._passes(rec.get('draft_steps'))}{', adaptive' if rec.get('adaptive') else ''}"
                    f"{bench._cut(rec.get('min_draft_confidence'))}, S = {rec['block_size']}"
-                   f"{'' if bench.run_variant(rec) == bench.run_variant(b) else ', ' + bench.run_variant(rec)}")
+                   f"{', ' + other if other else ''}")
             same = sp.get("identical_to_ar")
             lines.append(f"| speculative tokens/s ÷ AR ({how}; mean acceptance length "
                          f"{sp['mean_acceptance_length']:.2f}"
@@ -114,12 +123,12 @@ def main() -> int:
         lines += [Path(args.intro).read_text().strip(), ""]
     lines += _header("Throughput", b, commands, "bench", commit) + [bench.format_markdown(b), ""]
     for extra in extras:
-        same = bench.run_variant(extra) == bench.run_variant(b)
-        title = "Throughput: speculative variant" if same else f"Throughput in {bench.run_variant(extra)}"
+        other = _other_variant(extra, b)
+        title = f"Throughput in {other}" if other else "Throughput: speculative variant"
         lines += _header(title, extra, commands, "bench", commit) + [bench.format_markdown(extra), ""]
     for report in reports:
-        same = bench.run_variant(report) == bench.run_variant(b)
-        title = "Quality and retention" + ("" if same else f" in {bench.run_variant(report)}")
+        other = _other_variant(report, b)
+        title = "Quality and retention" + (f" in {other}" if other else "")
         lines += _header(title, report, commands, "eval", commit) + [evaluation.format_markdown(report), ""]
     if args.sweep:
         s = json.loads(Path(args.sweep).read_text())

@@ -43,3 +43,6 @@ def test_summary_quotes_tokens_per_pass_over_the_eval():
               "passes": {"diffusion": {"tokens_per_pass": 1.29}}}
     text = "\n".join(summary(_bench("fp32", 1.0, 0.9, 1.0), [report], []))
     assert "| diffusion tokens per denoiser pass over the eval's 600 generations | 1.29 | ≥ 4 (#3) | **not met** |" in text
+    undefined = {**report, "dtype": "bf16", "retention": {"diffusion": {"tasks": {"syntax_ok": None}, "aggregate": None}}}
+    text = "\n".join(summary(_bench("fp32", 1.0, 0.9, 1.0), [undefined], []))  # no retention row, still its tag
+    assert "| diffusion tokens per denoiser pass over the eval's 600 generations, bf16 | 1.29 |" in text
