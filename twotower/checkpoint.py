@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import NemotronHConfig
 
-from .config import ensure_two_tower_fields
+from .config import FP32_SUFFIXES, ensure_two_tower_fields
 from .model import TwoTowerModel
 
 WEIGHTS_NAME = "model.safetensors"
@@ -55,7 +55,7 @@ def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32)
         state = load_file(str(weights), device=str(device))
     except Exception as exc:  # safetensors' own error type lives in its Rust module; a truncated file lands here
         raise ValueError(f"{weights} cannot be read as safetensors: {exc}") from exc
-    state = {k: v.to(dtype) if v.is_floating_point() and "e_score_correction_bias" not in k else v for k, v in state.items()}
+    state = {k: v.to(dtype) if v.is_floating_point() and not k.endswith(FP32_SUFFIXES) else v for k, v in state.items()}
     # safetensors' CPU tensors may sit unaligned; BLAS then rounds differently: fresh memory keeps load exact.
     state = {k: v.clone() if v.data_ptr() % 64 else v for k, v in state.items()}
     missing, unexpected = _check_keys(model, state)

@@ -10,6 +10,10 @@ from __future__ import annotations
 from transformers import NemotronHConfig
 
 ARCHITECTURE = "NemotronHTwoTowerForCausalLM"
+# Tensors that no model-wide dtype cast touches: the MoE router's score-correction bias (transformers keeps it in
+# fp32, `_keep_in_fp32_modules_strict`). The release loader and the memory plan hold it in fp32; our own
+# checkpoint loader and `set_denoiser_dtype` leave it in the dtype it already has.
+FP32_SUFFIXES = ("e_score_correction_bias",)
 
 # Fields that NemotronHConfig does not know; each preset may override them.
 TWO_TOWER_FIELDS = {

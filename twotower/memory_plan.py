@@ -20,11 +20,12 @@ import json
 
 import torch
 
+from .config import FP32_SUFFIXES  # kept in fp32 by the loaders
+
 GIB = 2**30
 HEADROOM = 0.10
 DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
           "float32": torch.float32, "fp32": torch.float32}
-FP32_SUFFIXES = ("e_score_correction_bias",)  # kept in fp32 by the loaders
 CONTEXT_PREFIXES = ("context_tower.", "context_lm_head.")
 
 

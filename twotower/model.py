@@ -18,6 +18,7 @@ from transformers import DynamicCache, NemotronHConfig, NemotronHModel
 from transformers.models.nemotron_h.modeling_nemotron_h import eager_attention_forward
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from .config import FP32_SUFFIXES
 from .dense_experts import NAME as DENSE_EXPERTS
 from .seeded_states import ContextStates, SeededMambaCache
 from .short_scan import use_short_scan
@@ -48,6 +49,8 @@ def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torc
 
 
 class TwoTowerModel(nn.Module):
+    is_compiled_for_decoding = False  # set by twotower.compiled.compile_towers
+
     def __init__(self, config: NemotronHConfig):
         super().__init__()
         self.config = config
@@ -124,7 +127,7 @@ class TwoTowerModel(nn.Module):
         with torch.no_grad():
             for name, tensor in [*self.named_parameters(), *self.named_buffers()]:
                 if (name.split(".")[0] in DENOISER_PARTS and tensor.is_floating_point()
-                        and "e_score_correction_bias" not in name):
+                        and not name.endswith(FP32_SUFFIXES)):
                     tensor.data = tensor.data.to(dtype)
         return self
 

@@ -28,7 +28,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .checkpoint import load_config
-from .config import ARCHITECTURE
+from .config import ARCHITECTURE, FP32_SUFFIXES
 from .model import TwoTowerModel
 
 INDEX_NAME = "model.safetensors.index.json"
@@ -37,8 +37,6 @@ TOWER_PREFIXES = ("context_tower.", "denoiser_tower.")
 CONTEXT_PREFIXES = ("context_tower.", "context_lm_head.")
 # (release prefix, engine prefix) for names inside a tower, applied in order.
 TOWER_RENAMES = (("backbone.", ""), ("embedding.", "embeddings."))
-# Kept in fp32 whatever the load dtype (transformers' `_keep_in_fp32_modules_strict` for NemotronH).
-FP32_SUFFIXES = ("e_score_correction_bias",)
 EXPERT_KEY = re.compile(r"^(?P<base>.+\.mixer\.experts)\.(?P<index>\d+)\.(?P<proj>up_proj|down_proj)\.weight$")
 
 
