@@ -37,7 +37,7 @@ def outputs(model, prompt):
 
 def test_compiled_towers_match_the_eager_twin(twins):
     eager, compiled = twins
-    assert compiled.is_compiled_for_decoding and not getattr(eager, "is_compiled_for_decoding", False)
+    assert compiled.is_compiled_for_decoding and not eager.is_compiled_for_decoding
     prompt = random_ids((1, 9), seed=1)  # batch 1 throughout: each new batch size is another compile
     with torch.no_grad():
         ce, cc = eager.new_cache(), compiled.new_cache()

@@ -87,7 +87,7 @@ def device_info(engine) -> dict:
                        "torch": torch.__version__},
             "dtype": names_of.get(model.ctx_dtype, str(model.ctx_dtype)),
             "den_dtype": names_of.get(model.den_dtype, str(model.den_dtype)),
-            "compiled": bool(getattr(model, "is_compiled_for_decoding", False))}
+            "compiled": model.is_compiled_for_decoding}
 
 
 def git(*argv) -> str | None:
@@ -212,9 +212,8 @@ def run_bench(engine, prompts: list[list[int]], modes, batch_size: int, repeats:
     for size, (inputs, size_modes) in plans.items():
         # warm-up: kernels, allocator, caches; a compiled model on every input, so that no compile (a new
         # shape or branch) lands in a timed round
-        compiled = getattr(engine.model, "is_compiled_for_decoding", False)
         for mode in size_modes:
-            for ids in inputs if compiled else inputs[:1]:
+            for ids in inputs if engine.model.is_compiled_for_decoding else inputs[:1]:
                 timed_generation(engine, mode, ids, max_new_tokens, settings)
         rounds = {mode: [] for mode in size_modes}
         for _ in range(repeats):

@@ -53,7 +53,7 @@ def compile_available(device: torch.device | str = "cpu") -> str | None:
 
 def compile_towers(model):
     """Compile `model`'s two decode passes in place (lazily: the first calls pay the compile). Idempotent."""
-    if getattr(model, "is_compiled_for_decoding", False):
+    if model.is_compiled_for_decoding:
         return model
     for device in {model.ctx_device, model.den_device}:
         reason = compile_available(device)

@@ -87,7 +87,7 @@ class Engine:
             "den_device": str(self.model.den_device),
             "dtype": str(self.model.ctx_dtype).replace("torch.", ""),  # the context tower's: AR, verify
             "den_dtype": str(self.model.den_dtype).replace("torch.", ""),
-            "compiled": bool(getattr(self.model, "is_compiled_for_decoding", False)),  # twotower.compiled
+            "compiled": self.model.is_compiled_for_decoding,  # twotower.compiled
         }
 
 
