@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from twotower.engine import layer_pattern, load_engine  # noqa: E402
 from twotower.evaluation import format_markdown  # noqa: E402
 from twotower.perplexity import context_perplexity  # noqa: E402
-from twotower.training import segment_history  # noqa: E402
+from twotower.train_state import segment_history  # noqa: E402
 
 
 def stage_segments(info: dict, stage: str) -> list[dict]:

@@ -57,7 +57,7 @@ def test_a_resumed_run_keeps_the_history_of_its_settings(tmp_path):
     steps ran with which settings (the model card reports them), the last part only as far as it got."""
     from dataclasses import asdict, replace
 
-    from twotower.training import _load_state, _save_state
+    from twotower.train_state import load_state, save_state
 
     model = build_model("tiny", seed=0)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
@@ -65,8 +65,8 @@ def test_a_resumed_run_keeps_the_history_of_its_settings(tmp_path):
     first = {"from_step": 0, "to_step": 450, "train_config": {**asdict(cfg), "total_steps": 450}}
     second = {"from_step": 450, "to_step": 1150,
               "train_config": {**asdict(replace(cfg, distill_share=0.75)), "total_steps": 1150}}
-    _save_state(tmp_path, model, optimizer, 600, "denoiser", [{"step": 600, "loss": 1.0}], cfg, [first, second])
-    _, _, step, log, segments = _load_state(tmp_path, "denoiser", None)
+    save_state(tmp_path, model, optimizer, 600, "denoiser", [{"step": 600, "loss": 1.0}], cfg, [first, second])
+    _, _, step, log, segments = load_state(tmp_path, "denoiser", None)
     assert step == 600 and log == [{"step": 600, "loss": 1.0}]
     assert [(s["from_step"], s["to_step"]) for s in segments] == [(0, 450), (450, 600)]
     assert [s["train_config"]["distill_share"] for s in segments] == [0.0, 0.75]
@@ -78,7 +78,8 @@ def test_a_run_continued_from_a_shipped_model_keeps_its_history(tmp_path):
     import json
 
     from twotower.checkpoint import save_pretrained
-    from twotower.training import _adopt_export, _load_export, _save_state, export
+    from twotower.train_state import adopt_export, load_export, save_state
+    from twotower.training import export
 
     shipped, run = tmp_path / "shipped", tmp_path / "run"
     model = build_model("tiny", seed=0)
@@ -90,16 +91,16 @@ def test_a_run_continued_from_a_shipped_model_keeps_its_history(tmp_path):
     (shipped / "training_info.json").write_text(json.dumps(info))
     (shipped / "train_denoiser_log.jsonl").write_text(json.dumps({"step": 30, "loss": 2.5}) + "\n")
 
-    record = _adopt_export(shipped, run)
+    record = adopt_export(shipped, run)
     assert record == info["denoiser_stage"]
-    loaded, step, log, segments = _load_export(shipped, run, record)
+    loaded, step, log, segments = load_export(shipped, run, record)
     assert step == 30 and log == [{"step": 30, "loss": 2.5}] and segments == [seg]
     assert torch.equal(loaded.lm_head.weight, model.lm_head.weight)
     assert (run / "tokenizer.model").read_bytes() == b"sentencepiece bytes"
 
     optimizer = torch.optim.AdamW([p for p in loaded.parameters() if p.requires_grad], lr=1e-3)
     new = {"from_step": 30, "to_step": 40, "train_config": {"distill_share": 0.75, "total_steps": 40}}
-    _save_state(run, loaded, optimizer, 40, "denoiser", [*log, {"step": 40, "loss": 2.0}],
+    save_state(run, loaded, optimizer, 40, "denoiser", [*log, {"step": 40, "loss": 2.0}],
                 TrainConfig(**PROFILES["cpu"]), [*segments, new])
     out = json.loads((export(run, tmp_path / "next") / "training_info.json").read_text())
     assert out["context_stage"] == info["context_stage"]
@@ -107,7 +108,7 @@ def test_a_run_continued_from_a_shipped_model_keeps_its_history(tmp_path):
 
     (run / "tokenizer.model").write_bytes(b"another tokenizer")
     with pytest.raises(ValueError, match="differs"):
-        _adopt_export(shipped, run)
+        adopt_export(shipped, run)
 
 
 def test_continuing_a_model_past_its_steps_fails_before_any_corpus_work(tmp_path, monkeypatch):
@@ -134,3 +135,69 @@ def test_a_learning_rate_override_is_checked_before_any_corpus_work(tmp_path, mo
     parser = argparse.ArgumentParser()
     training.add_arguments(parser)
     assert parser.parse_args(["--stage", "denoiser", "--lr", "1e-3"]).lr == 1e-3
+
+
+def test_the_time_based_schedule_warms_up_then_decays_to_a_tenth():
+    from twotower.training import lr_at_time
+
+    cfg = TrainConfig(**PROFILES["cpu"])
+    lrs = [lr_at_time(share, 0.1, cfg) for share in (0.0, 0.05, 0.1, 0.55, 1.0, 1.2)]
+    assert 0 < lrs[0] < lrs[1] < lrs[2] == pytest.approx(cfg.lr)
+    assert lrs[2] > lrs[3] > lrs[4] == pytest.approx(0.1 * cfg.lr) == lrs[5]
+
+
+def _tiny_training_run(monkeypatch, tmp_path):
+    """run_stage on the tiny preset, random token streams and a small profile: seconds, no corpus."""
+    from pathlib import Path
+
+    import numpy as np
+
+    import twotower
+    from twotower import data, training
+
+    monkeypatch.setitem(training.PROFILES, "test", dict(
+        seq_len=48, batch_size=4, lr=3e-3, context_steps=40, denoiser_steps=40, prefix_len=16, block_size=8,
+        warmup=4, eval_every=1000, save_every=1000, dtype="float32", distill_share=0.0))
+    monkeypatch.setattr(twotower, "build_model", lambda preset, seed=0: build_model("tiny", seed=seed))
+    rng = np.random.default_rng(0)
+    monkeypatch.setattr(data, "encode_split", lambda tok, split, cache: rng.integers(5, 261, 5000).astype(np.uint16))
+    run = tmp_path / "run"
+    run.mkdir()
+    shipped_tokenizer = Path(__file__).resolve().parents[1] / "assets/default/tokenizer.model"
+    (run / "tokenizer.model").write_bytes(shipped_tokenizer.read_bytes())  # run_stage trains none then
+    return training, run
+
+
+def test_a_time_budgeted_stage_ends_on_its_schedule_tail_and_records_its_steps(tmp_path, monkeypatch):
+    import json
+
+    training, run = _tiny_training_run(monkeypatch, tmp_path)
+    record = training.run_stage("context", run, profile="test", minutes=0.05)  # a 3-second budget
+    log = [json.loads(line) for line in (run / "context_log.jsonl").read_text().splitlines()]
+    state = json.loads((run / "context_ckpt" / "trainer_state.json").read_text())
+    assert len(log) > 2 and record == log[-1] and state["step"] == record["step"] == len(log)
+    assert log[0]["lr"] < log[1]["lr"]  # the warm-up
+    assert record["lr"] < 0.3 * 3e-3 and "val_loss" in record  # the cosine's tail, then a final validation
+    assert state["segments"][-1]["to_step"] == state["segments"][-1]["train_config"]["total_steps"] == len(log)
+    assert state["train_config"]["minutes"] == 0.05
+
+
+def test_distillation_starts_at_its_share_of_the_run(tmp_path, monkeypatch):
+    import json
+
+    training, run = _tiny_training_run(monkeypatch, tmp_path)
+    training.run_stage("context", run, profile="test", steps=2)
+    training.run_stage("denoiser", run, profile="test", steps=6, distill_share=0.5, distill_from=0.5)
+    log = [json.loads(line) for line in (run / "denoiser_log.jsonl").read_text().splitlines()]
+    assert [r.get("distill_share") for r in log] == [0.0, 0.0, 0.0, None, None, None]
+
+
+@pytest.mark.parametrize("kwargs, message", [(dict(minutes=0.0), "--minutes must be > 0"),
+                                             (dict(minutes=5, resume=True), "drop --resume"),
+                                             (dict(distill_from=1.0), "--distill-from")])
+def test_time_budget_and_distillation_start_are_checked_before_any_corpus_work(tmp_path, monkeypatch, kwargs, message):
+    from twotower import data, training
+
+    monkeypatch.setattr(data, "encode_split", lambda *a, **k: pytest.fail("encoded the corpus first"))
+    with pytest.raises(ValueError, match=message):
+        training.run_stage("denoiser", tmp_path / "run", **kwargs)

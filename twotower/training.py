@@ -48,6 +48,8 @@ class TrainConfig:
     save_every: int
     dtype: str
     distill_share: float
+    distill_from: float = 0.0  # share of the run (steps, or time with `minutes`) before distillation starts
+    minutes: float | None = None  # a wall-clock budget: warm-up and cosine run over time, not steps
     seed: int = 0
     weight_decay: float = 0.1
     eval_batches: int = 8
@@ -58,6 +60,14 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = min(1.0, (step - cfg.warmup) / max(1, total - cfg.warmup))
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def lr_at_time(share: float, warmup_share: float, cfg: TrainConfig) -> float:
+    """lr_at over a wall-clock budget: `share` of it spent, the warm-up taking `warmup_share` of it."""
+    if share < warmup_share:
+        return cfg.lr * max(share, 1e-3) / warmup_share
+    progress = min(1.0, (share - warmup_share) / max(1e-9, 1 - warmup_share))
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -158,90 +168,12 @@ def context_loss(model, tokens: torch.Tensor):
     return F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten())
 
 
-# --------------------------------------------------------------------------------------------------
-# checkpoints: model via safetensors, optimizer moments flattened into a second safetensors file
-def _save_state(run_dir: Path, model, optimizer, step: int, stage: str, log: list[dict], cfg: TrainConfig,
-                segments: list[dict]) -> None:
-    from safetensors.torch import save_file
-
-    from .checkpoint import save_pretrained
-
-    ckpt = run_dir / f"{stage}_ckpt"
-    save_pretrained(model, ckpt)
-    flat, groups = {}, optimizer.state_dict()
-    for idx, state in groups["state"].items():
-        for key, value in state.items():
-            flat[f"{idx}.{key}"] = value.detach().cpu().contiguous() if torch.is_tensor(value) else torch.tensor(value)
-    save_file(flat, str(ckpt / "optimizer.safetensors"))
-    meta = {"stage": stage, "step": step, "param_groups": groups["param_groups"], "train_config": asdict(cfg),
-            "segments": [*segments[:-1], {**segments[-1], "to_step": step}]}  # the last one: as far as it got
-    (ckpt / "trainer_state.json").write_text(json.dumps(meta, indent=1))
-    (run_dir / f"{stage}_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
-
-
-def _load_state(run_dir: Path, stage: str, optimizer):
-    from safetensors.torch import load_file
-
-    from .checkpoint import from_pretrained
-
-    ckpt = run_dir / f"{stage}_ckpt"
-    meta = json.loads((ckpt / "trainer_state.json").read_text())
-    model = from_pretrained(ckpt)
-    flat = load_file(str(ckpt / "optimizer.safetensors"))
-    state: dict = {}
-    for key, value in flat.items():
-        idx, name = key.split(".", 1)
-        state.setdefault(int(idx), {})[name] = value
-    log_path = run_dir / f"{stage}_log.jsonl"
-    log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.is_file() else []
-    segments = segment_history(meta.get("segments"), meta["step"], meta["train_config"])
-    return model, {"state": state, "param_groups": meta["param_groups"]}, meta["step"], log, segments
-
-
-def segment_history(segments: list[dict] | None, steps: int | None, train_config: dict) -> list[dict]:
-    """The history of runs and resumes, each with its own settings (a resume may change the number of
-    steps, hence the schedule, or the distillation share); older records had one run and no history."""
-    return segments or [{"from_step": 0, "to_step": steps, "train_config": train_config}]
-
-
 def _cpu_runs_bf16_fast() -> bool:
     """oneDNN's own test for a usable bf16 instruction set (AVX-512 or newer); True when it cannot say."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return True
-
-
-def _adopt_export(model_dir: Path, run_dir: Path) -> dict:
-    """Seed a run directory from a shipped model: its tokenizer, logs and stage records (no weights yet).
-    Returns the model's denoiser-stage record (steps, train_config, segments)."""
-    import shutil
-
-    info_path = model_dir / "training_info.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    if "denoiser_stage" not in info:
-        raise ValueError(f"{model_dir} has no training_info.json with a denoiser stage: nothing to continue")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tok = run_dir / "tokenizer.model"
-    if tok.is_file() and tok.read_bytes() != (model_dir / "tokenizer.model").read_bytes():
-        raise ValueError(f"{tok} differs from {model_dir}/tokenizer.model: use an empty --out directory")
-    shutil.copy(model_dir / "tokenizer.model", tok)
-    shutil.copy(info_path, run_dir / "inherited_info.json")  # export() reads the context stage's record here
-    for stage in ("context", "denoiser"):
-        if (model_dir / f"train_{stage}_log.jsonl").is_file():
-            shutil.copy(model_dir / f"train_{stage}_log.jsonl", run_dir / f"{stage}_log.jsonl")
-    return info["denoiser_stage"]
-
-
-def _load_export(model_dir: Path, run_dir: Path, record: dict):
-    """Weights (fp32 copy of the bf16 export), step count, log and segment history of a shipped model
-    whose denoiser-stage `record` _adopt_export returned."""
-    from .checkpoint import from_pretrained
-
-    log_path = run_dir / "denoiser_log.jsonl"
-    log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.is_file() else []
-    segments = segment_history(record.get("segments"), record["steps"], record["train_config"])
-    return from_pretrained(model_dir), record["steps"], log, segments
 
 
 def trainable_parameters(model, stage: str):
@@ -256,14 +188,21 @@ def trainable_parameters(model, stage: str):
 
 def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, steps: int | None = None,
               device: str = "cpu", init_from: str | None = None, distill_share: float | None = None,
-              dtype: str | None = None, lr: float | None = None) -> dict:
-    """Train one stage; returns the last log record. Resumable from `<run_dir>/<stage>_ckpt`."""
+              dtype: str | None = None, lr: float | None = None, minutes: float | None = None,
+              distill_from: float | None = None) -> dict:
+    """Train one stage; returns the last log record. Resumable from `<run_dir>/<stage>_ckpt`.
+
+    With `minutes`, the training loop (validation included; model loading and corpus encoding before it
+    not) runs for that wall-clock budget, `steps` if given capping it: warm-up and cosine follow the time
+    spent, so the stage ends on its schedule's tail at whatever speed the device has.
+    """
     from tqdm import tqdm
 
     from . import build_model
     from .checkpoint import from_pretrained
     from .data import BatchSampler, encode_split, train_tokenizer
     from .tokenizer import SentencePieceTokenizer
+    from .train_state import adopt_export, load_export, load_state, save_state
 
     cfg = TrainConfig(**PROFILES[profile])
     run_dir = Path(run_dir)
@@ -271,6 +210,16 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     from_export = resume and stage == "denoiser" and not ckpt_state.is_file() and init_from is not None
     if distill_share is not None:
         cfg = replace(cfg, distill_share=distill_share)
+    if distill_from is not None:
+        if not 0 <= distill_from < 1:
+            raise ValueError(f"--distill-from is a share of the run in [0, 1), got {distill_from}")
+        cfg = replace(cfg, distill_from=distill_from)
+    if minutes is not None:
+        if not minutes > 0:
+            raise ValueError(f"--minutes must be > 0, got {minutes}")
+        if resume:
+            raise ValueError("--minutes starts a stage afresh (its schedule is the time budget); drop --resume")
+        cfg = replace(cfg, minutes=minutes)
     if lr is not None:  # the peak of the schedule; a continuation sits past it, on the cosine's tail
         if not lr > 0:
             raise ValueError(f"--lr must be > 0, got {lr}")
@@ -281,9 +230,10 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         # measured on an AVX2-only host: a bf16-autocast step took ~5x as long as the same step in fp32
         print("this CPU has no fast bf16 path: training in float32 (--dtype bfloat16 forces bf16 autocast)")
         cfg = replace(cfg, dtype="float32")
-    total = steps or (cfg.context_steps if stage == "context" else cfg.denoiser_steps)
+    profile_steps = cfg.context_steps if stage == "context" else cfg.denoiser_steps
+    total = steps or (10**9 if cfg.minutes else profile_steps)  # with a time budget, `steps` is only a cap
     if from_export:  # before the tokenizer is looked for (the export brings its own) and the corpus encoded
-        exported = _adopt_export(Path(init_from), run_dir)
+        exported = adopt_export(Path(init_from), run_dir)
         if exported["steps"] >= total:
             raise ValueError(f"{init_from} already has {exported['steps']} denoiser steps; --steps must be larger "
                              "to continue")
@@ -297,9 +247,9 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
 
     start, log, opt_state, segments = 0, [], None, []
     if resume and ckpt_state.is_file():
-        model, opt_state, start, log, segments = _load_state(run_dir, stage, None)
+        model, opt_state, start, log, segments = load_state(run_dir, stage, None)
     elif from_export:
-        model, start, log, segments = _load_export(Path(init_from), run_dir, exported)
+        model, start, log, segments = load_export(Path(init_from), run_dir, exported)
     elif stage == "context":
         torch.manual_seed(cfg.seed)
         model = build_model("default", seed=cfg.seed)
@@ -320,9 +270,9 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     autocast = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16")
     gen = torch.Generator().manual_seed(cfg.seed + start)
 
-    def loss_of(batch: torch.Tensor, generator=None):
+    def loss_of(batch: torch.Tensor, generator=None, run_cfg: TrainConfig = cfg):
         with autocast:
-            return context_loss(model, batch) if stage == "context" else denoiser_loss(model, batch, cfg, generator)
+            return context_loss(model, batch) if stage == "context" else denoiser_loss(model, batch, run_cfg, generator)
 
     @torch.no_grad()
     def validate() -> float:
@@ -340,28 +290,49 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         segment["init"] = {"from_export": str(init_from), "optimizer": "moments restarted", "rewarmup_steps": rewarm}
     segments = [*segments, segment]
     tokens_per_step = cfg.batch_size * (cfg.seq_len if stage == "context" else cfg.seq_len - cfg.prefix_len)
-    bar = tqdm(range(start, total), initial=start, total=total, desc=f"train {stage}", dynamic_ncols=True)
-    t_last, record = time.perf_counter(), {}
-    for step in bar:
+    budget = cfg.minutes * 60 if cfg.minutes else None
+    bar = tqdm(initial=start, total=None if budget else total, desc=f"train {stage}", dynamic_ncols=True)
+    t_start = t_last = time.perf_counter()
+    step, record, step_time = start, {}, 0.0
+    val_time = None  # measured at the first validation; until then a guess (forward only: ~1/3 of a step)
+    reserve = 0.0  # of the budget, kept for the final validation: the schedule runs over the rest
+    while step < total:
+        # the share of the run done: what the time-based schedule and the distillation switch read
+        share = (t_last - t_start) / max(1e-9, budget - reserve) if budget else step / total
+        lr_now = lr_at_time(share, cfg.warmup / profile_steps, cfg) if budget else lr_at(step, total, cfg)
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, total, cfg) * (min(1.0, (step - start + 1) / rewarm) if rewarm else 1.0)
+            group["lr"] = lr_now * (min(1.0, (step - start + 1) / rewarm) if rewarm else 1.0)
+        step_cfg = cfg if share >= cfg.distill_from else replace(cfg, distill_share=0.0)
         batch = torch.from_numpy(train.batch(step)).to(device)
-        loss = loss_of(batch, gen)
+        loss = loss_of(batch, gen, step_cfg)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
+        step += 1
         now = time.perf_counter()
-        tok_s = tokens_per_step / (now - t_last)
-        t_last = now
-        record = {"step": step + 1, "loss": round(float(loss.detach()), 4), "lr": optimizer.param_groups[0]["lr"],
-                  "tokens_per_s": round(tok_s, 1), "time": time.time()}
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == total:
+        step_time, t_last = now - t_last, now
+        # a budgeted run stops when the next step and the final validation would not fit
+        reserve = val_time if val_time is not None else cfg.eval_batches * step_time / 3
+        last = step == total or (budget is not None and now - t_start + step_time + reserve > budget)
+        record = {"step": step, "loss": round(float(loss.detach()), 4), "lr": optimizer.param_groups[0]["lr"],
+                  "tokens_per_s": round(tokens_per_step / step_time, 1), "time": time.time()}
+        if step_cfg.distill_share != cfg.distill_share:
+            record["distill_share"] = 0.0
+        if step % cfg.eval_every == 0 or last:
             record["val_loss"] = round(validate(), 4)
+            val_time = time.perf_counter() - now
+            t_last = time.perf_counter()  # validation is not a training step's time
         log.append(record)
-        bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{tok_s:.0f}", val=record.get("val_loss", ""))
-        if (step + 1) % cfg.save_every == 0 or step + 1 == total:
-            _save_state(run_dir, model, optimizer, step + 1, stage, log, cfg, segments)
+        bar.update(1)
+        bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}", val=record.get("val_loss", ""))
+        if step % cfg.save_every == 0 or last:
+            if budget:
+                segment["train_config"]["total_steps"] = step  # as far as the budget went
+            save_state(run_dir, model, optimizer, step, stage, log, cfg, segments)
+        if last:
+            break
+    bar.close()
     return record
 
 
@@ -378,7 +349,7 @@ def export(run_dir, to_dir, notes: dict | None = None) -> Path:
     save_pretrained(model, to_dir, dtype=torch.bfloat16)
     shutil.copy(run_dir / "tokenizer.model", to_dir / "tokenizer.model")
     info = {"corpus": describe(), **(notes or {})}
-    inherited_path = run_dir / "inherited_info.json"  # a run continued from an export (see _adopt_export)
+    inherited_path = run_dir / "inherited_info.json"  # a run continued from an export (see adopt_export)
     inherited = json.loads(inherited_path.read_text()) if inherited_path.is_file() else {}
     for stage in ("context", "denoiser"):
         log_path = run_dir / f"{stage}_log.jsonl"
@@ -405,6 +376,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--distill-share", type=float, default=None,
                         help="stage 2: share of each batch whose continuation is the context tower's greedy output")
+    parser.add_argument("--distill-from", type=float, default=None,
+                        help="stage 2: share of the run (of --steps, or of --minutes) trained on corpus text alone "
+                             "before self-distillation starts (default 0)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="train for this wall-clock budget: warm-up and cosine follow the time spent, the step "
+                             "count follows from the device's speed (--steps caps it); a fresh stage only")
     parser.add_argument("--dtype", default=None, choices=["bfloat16", "float32"],
                         help="override the profile's autocast dtype (default: the profile's; float32 on a CPU without a fast bf16 path)")
     parser.add_argument("--lr", type=float, default=None,
@@ -420,6 +397,6 @@ def main(args) -> int:
         print(export(args.out, args.to))
         return 0
     record = run_stage(args.stage, args.out, args.profile, args.resume, args.steps, args.device, args.init_from,
-                       args.distill_share, args.dtype, args.lr)
+                       args.distill_share, args.dtype, args.lr, args.minutes, args.distill_from)
     print(json.dumps(record))
     return 0

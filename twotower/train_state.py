@@ -1,0 +1,91 @@
+"""Training state on disk: resumable checkpoints (model via safetensors, Adam's moments flattened into a
+second safetensors file, JSON metadata; no pickle) and continuing a shipped model's denoiser from its export.
+
+The segment history records every run and resume of a stage with its own settings; the model card reads it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+# --------------------------------------------------------------------------------------------------
+# checkpoints: model via safetensors, optimizer moments flattened into a second safetensors file
+def save_state(run_dir: Path, model, optimizer, step: int, stage: str, log: list[dict], cfg,
+                segments: list[dict]) -> None:
+    from safetensors.torch import save_file
+
+    from .checkpoint import save_pretrained
+
+    ckpt = run_dir / f"{stage}_ckpt"
+    save_pretrained(model, ckpt)
+    flat, groups = {}, optimizer.state_dict()
+    for idx, state in groups["state"].items():
+        for key, value in state.items():
+            flat[f"{idx}.{key}"] = value.detach().cpu().contiguous() if torch.is_tensor(value) else torch.tensor(value)
+    save_file(flat, str(ckpt / "optimizer.safetensors"))
+    meta = {"stage": stage, "step": step, "param_groups": groups["param_groups"], "train_config": asdict(cfg),
+            "segments": [*segments[:-1], {**segments[-1], "to_step": step}]}  # the last one: as far as it got
+    (ckpt / "trainer_state.json").write_text(json.dumps(meta, indent=1))
+    (run_dir / f"{stage}_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+
+
+def load_state(run_dir: Path, stage: str, optimizer):
+    from safetensors.torch import load_file
+
+    from .checkpoint import from_pretrained
+
+    ckpt = run_dir / f"{stage}_ckpt"
+    meta = json.loads((ckpt / "trainer_state.json").read_text())
+    model = from_pretrained(ckpt)
+    flat = load_file(str(ckpt / "optimizer.safetensors"))
+    state: dict = {}
+    for key, value in flat.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    log_path = run_dir / f"{stage}_log.jsonl"
+    log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.is_file() else []
+    segments = segment_history(meta.get("segments"), meta["step"], meta["train_config"])
+    return model, {"state": state, "param_groups": meta["param_groups"]}, meta["step"], log, segments
+
+
+def segment_history(segments: list[dict] | None, steps: int | None, train_config: dict) -> list[dict]:
+    """The history of runs and resumes, each with its own settings (a resume may change the number of
+    steps, hence the schedule, or the distillation share); older records had one run and no history."""
+    return segments or [{"from_step": 0, "to_step": steps, "train_config": train_config}]
+
+
+
+def adopt_export(model_dir: Path, run_dir: Path) -> dict:
+    """Seed a run directory from a shipped model: its tokenizer, logs and stage records (no weights yet).
+    Returns the model's denoiser-stage record (steps, train_config, segments)."""
+    import shutil
+
+    info_path = model_dir / "training_info.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    if "denoiser_stage" not in info:
+        raise ValueError(f"{model_dir} has no training_info.json with a denoiser stage: nothing to continue")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tok = run_dir / "tokenizer.model"
+    if tok.is_file() and tok.read_bytes() != (model_dir / "tokenizer.model").read_bytes():
+        raise ValueError(f"{tok} differs from {model_dir}/tokenizer.model: use an empty --out directory")
+    shutil.copy(model_dir / "tokenizer.model", tok)
+    shutil.copy(info_path, run_dir / "inherited_info.json")  # export() reads the context stage's record here
+    for stage in ("context", "denoiser"):
+        if (model_dir / f"train_{stage}_log.jsonl").is_file():
+            shutil.copy(model_dir / f"train_{stage}_log.jsonl", run_dir / f"{stage}_log.jsonl")
+    return info["denoiser_stage"]
+
+
+def load_export(model_dir: Path, run_dir: Path, record: dict):
+    """Weights (fp32 copy of the bf16 export), step count, log and segment history of a shipped model
+    whose denoiser-stage `record` adopt_export returned."""
+    from .checkpoint import from_pretrained
+
+    log_path = run_dir / "denoiser_log.jsonl"
+    log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.is_file() else []
+    segments = segment_history(record.get("segments"), record["steps"], record["train_config"])
+    return from_pretrained(model_dir), record["steps"], log, segments
