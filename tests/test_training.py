@@ -190,6 +190,27 @@ def test_distillation_starts_at_its_share_of_the_run(tmp_path, monkeypatch):
     training.run_stage("denoiser", run, profile="test", steps=6, distill_share=0.5, distill_from=0.5)
     log = [json.loads(line) for line in (run / "denoiser_log.jsonl").read_text().splitlines()]
     assert [r.get("distill_share") for r in log] == [0.0, 0.0, 0.0, None, None, None]
+    # a token cache that travelled from another interpreter: the export names the corpus it holds
+    corpus = {"python_version": "3.0.0", "files": 7, "files_per_split": {}, "split_rule": "test"}
+    (run / "data").mkdir(exist_ok=True)
+    (run / "data" / "corpus.json").write_text(json.dumps(corpus))
+    exported = training.export(run, tmp_path / "export")
+    assert json.loads((exported / "training_info.json").read_text())["corpus"] == corpus
+
+
+def test_the_token_cache_records_the_corpus_it_was_read_from(tmp_path):
+    import json
+    import sys
+    from pathlib import Path
+
+    from twotower.data import encode_split
+    from twotower.tokenizer import SentencePieceTokenizer
+
+    tokenizer = SentencePieceTokenizer(Path(__file__).resolve().parents[1] / "assets/default/tokenizer.model")
+    stream = encode_split(tokenizer, "validation", tmp_path)
+    record = json.loads((tmp_path / "corpus.json").read_text())
+    assert len(stream) > 1000 and record["python_version"] == sys.version.split()[0]
+    assert record["files_per_split"]["validation"] > 0
 
 
 @pytest.mark.parametrize("kwargs, message", [(dict(minutes=0.0), "--minutes must be > 0"),

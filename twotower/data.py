@@ -3,19 +3,22 @@
 The tokenizer is a sentencepiece BPE model with identity normalisation (code round-trips byte for byte:
 no whitespace folding, no dummy prefix), byte fallback (any input tokenizes) and the fixed special ids
 of twotower.tokenizer (0 pad, 1 bos, 2 eos, 3 unk, 4 mask).
-Token streams are cached as uint16 .npy files (vocab < 65536) under a cache directory outside git.
+Token streams are cached as uint16 .npy files (vocab < 65536) under a cache directory outside git, with
+`corpus.json` saying which interpreter's library they were read from (export copies it into the model).
 """
 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
 
-from .corpus import split_files
+from .corpus import describe, split_files
 from .tokenizer import EOS_ID, SentencePieceTokenizer
 
+CORPUS_RECORD = "corpus.json"  # beside the cached streams
 CHUNK_CHARS = 3000  # sentencepiece caps one training "sentence" at 4192 bytes
 
 
@@ -94,6 +97,9 @@ def encode_split(tokenizer: SentencePieceTokenizer, split: str, cache_dir) -> np
         return np.load(path, mmap_mode="r")
     arr = np.asarray(token_stream(tokenizer, split), dtype=np.uint16)
     np.save(path, arr)
+    record = cache_dir / CORPUS_RECORD
+    if not record.is_file():  # the cache may travel (to a GPU machine with another Python): say what it holds
+        record.write_text(json.dumps(describe(), indent=1))
     return arr
 
 

@@ -123,7 +123,8 @@ def mask_blocks(targets: torch.Tensor, n_blocks: int, block_size: int, mask_id: 
     masked = torch.rand(bsz, n_blocks, block_size, generator=generator) < t
     forced = torch.randint(0, block_size, (bsz, n_blocks, 1), generator=generator)
     masked |= torch.zeros_like(masked).scatter_(-1, forced, True) & ~masked.any(-1, keepdim=True)
-    masked = masked.view(bsz, -1)
+    # drawn on the generator's device (the CPU: the same masks whatever trains), used on the tokens' device
+    masked = masked.view(bsz, -1).to(targets.device)
     noisy = targets.masked_fill(masked, mask_id)
     return noisy, masked, masked.view(bsz, n_blocks, block_size).float().mean(-1)
 
@@ -342,13 +343,17 @@ def export(run_dir, to_dir, notes: dict | None = None) -> Path:
 
     from .checkpoint import from_pretrained, save_pretrained
     from .corpus import describe
+    from .data import CORPUS_RECORD
 
     run_dir, to_dir = Path(run_dir), Path(to_dir)
     source = run_dir / "denoiser_ckpt"
     model = from_pretrained(source)
     save_pretrained(model, to_dir, dtype=torch.bfloat16)
     shutil.copy(run_dir / "tokenizer.model", to_dir / "tokenizer.model")
-    info = {"corpus": describe(), **(notes or {})}
+    # the corpus the cached token streams came from (written with them), else the running interpreter's
+    record = run_dir / "data" / CORPUS_RECORD
+    corpus = json.loads(record.read_text()) if record.is_file() else describe()
+    info = {"corpus": corpus, **(notes or {})}
     inherited_path = run_dir / "inherited_info.json"  # a run continued from an export (see adopt_export)
     inherited = json.loads(inherited_path.read_text()) if inherited_path.is_file() else {}
     for stage in ("context", "denoiser"):

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Here, before a device call: the token streams the GPU run trains on, in .gpu/ (git-ignored, ~16 MB), so the
+# device machine (no network, another Python, so another standard library) trains on this machine's corpus
+# with the shipped tokenizer: the GPU model and the shipped one then differ by their training alone.
+#   bash scripts/gpu_prepare.sh            then: run(command="bash scripts/gpu_train.sh", carry=[".gpu"])
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+mkdir -p .gpu/data
+cp assets/default/tokenizer.model .gpu/tokenizer.model
+"$PY" - <<'PY'
+from twotower.data import encode_split
+from twotower.tokenizer import SentencePieceTokenizer
+
+tok = SentencePieceTokenizer(".gpu/tokenizer.model")
+for split in ("train", "validation"):
+    print(split, len(encode_split(tok, split, ".gpu/data")), "tokens")
+PY
+du -sh .gpu

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# On a lent GPU, in one call (the device budget is ~15 minutes in all, at most 10 a command): a two-step smoke of
+# both stages (a CUDA-only bug costs seconds, not the budget), then the `gpu` profile on wall-clock budgets
+# (twotower train --minutes), the export, and the exported model back under $OUT as a tar in <= 15 MB parts.
+#   here:   bash scripts/gpu_prepare.sh
+#   device: run(command="bash scripts/gpu_train.sh", carry=[".gpu"], timeout_s=600)
+#   here:   bash scripts/gpu_unpack.sh <files_at> runs/gpu_export    then evaluate it on the CPU (twotower eval --model)
+# CTX_MIN / DEN_MIN (minutes of training loop per stage), DISTILL_SHARE / DISTILL_FROM, DEVICE, PROFILE override.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda}
+PROFILE=${PROFILE:-gpu}  # PROFILE=cpu DEVICE=cpu: the same script, checked on this machine
+CTX_MIN=${CTX_MIN:-3.2}
+DEN_MIN=${DEN_MIN:-3.3}
+DISTILL_SHARE=${DISTILL_SHARE:-0.75}
+DISTILL_FROM=${DISTILL_FROM:-0.5}
+OUT=${OUT:-runs/gpu_out}
+RUN=${RUN:-runs/gpu}
+export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=20  # progress every 20 s: the reply keeps only the output's tail
+mkdir -p "$OUT"
+exec > >(tee "$OUT/gpu_train.log") 2>&1
+[ -f .gpu/data/train.npy ] || { echo "gpu_train: no .gpu/data: run scripts/gpu_prepare.sh here and carry .gpu"; exit 2; }
+tt() { "$PY" -m twotower.cli "$@"; }
+fresh() { rm -rf "$1"; mkdir -p "$1"; cp -r .gpu/. "$1"/; }
+date -u; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || true
+"$PY" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())"
+
+echo "== smoke: two steps of each stage"
+fresh runs/gpu_smoke
+tt train --stage context --profile "$PROFILE" --device "$DEVICE" --out runs/gpu_smoke --steps 2
+tt train --stage denoiser --profile "$PROFILE" --device "$DEVICE" --out runs/gpu_smoke --steps 2 --distill-share 0.5
+
+echo "== train: context $CTX_MIN min, denoiser $DEN_MIN min (distillation $DISTILL_SHARE from $DISTILL_FROM of it)"
+fresh "$RUN"
+tt train --stage context --profile "$PROFILE" --device "$DEVICE" --out "$RUN" --minutes "$CTX_MIN"
+tt train --stage denoiser --profile "$PROFILE" --device "$DEVICE" --out "$RUN" --minutes "$DEN_MIN" \
+  --distill-share "$DISTILL_SHARE" --distill-from "$DISTILL_FROM"
+tt train --stage export --out "$RUN" --to "$RUN/export"
+rm -f "$RUN/export/tokenizer.model"  # the shipped one (.gpu/tokenizer.model): gpu_unpack.sh puts it back
+tar -cf - -C "$RUN" export | split -b 15M - "$OUT/export.tar.part-"
+ls -la "$OUT"; date -u
