@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Here, before a device call: the token streams the GPU run trains on, in .gpu/ (git-ignored, ~16 MB), so the
 # device machine (no network, another Python, so another standard library) trains on this machine's corpus
-# with the shipped tokenizer: the GPU model and the shipped one then differ by their training alone.
+# with the shipped tokenizer (the GPU model and the shipped one then differ by their training alone), and the
+# CPU bench's prompts for a GPU bench.
 #   bash scripts/gpu_prepare.sh            then: run(command="bash scripts/gpu_train.sh", carry=[".gpu"])
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,5 +16,12 @@ from twotower.tokenizer import SentencePieceTokenizer
 tok = SentencePieceTokenizer(".gpu/tokenizer.model")
 for split in ("train", "validation"):
     print(split, len(encode_split(tok, split, ".gpu/data")), "tokens")
+
+# the CPU bench's 8 prompts (test split, seed 0), so a GPU bench there reads the same ones
+import json
+from twotower.evaluation import next_line_items
+
+with open(".gpu/bench_prompts.jsonl", "w") as f:
+    f.writelines(json.dumps({"prompt": it["prompt"]}) + "\n" for it in next_line_items(8, 0))
 PY
 du -sh .gpu
