@@ -119,3 +119,24 @@ def test_causal_depthwise_conv_equals_conv1d():
     x, w = torch.randn(2, 6, 9), torch.randn(6, 4)
     ref = torch.nn.functional.conv1d(x, w[:, None], groups=6, padding=3)[..., :9]
     torch.testing.assert_close(causal_depthwise_conv(x, w), ref)
+
+
+def test_cache_reads_fall_back_to_the_layer_view_of_older_transformers():
+    """transformers 5.17-5.23 (the GPU machine's 5.17) have no get_conv_state / get_recurrent_state /
+    is_recording_past: twotower.hf_compat reads cache.layers[i] there. Checked on a stand-in cache of that
+    older shape, and on the seeded cache's own view of it (the denoiser's states, never written)."""
+    from types import SimpleNamespace
+
+    from twotower.hf_compat import get_conv_state, get_recurrent_state, is_recording_past
+    from twotower.seeded_states import SeededMambaCache
+
+    conv, ssm = torch.randn(2, 6, 4), torch.randn(2, 3, 5, 7)
+    old = SimpleNamespace(layers={3: SimpleNamespace(conv_states={0: conv}, recurrent_states={0: ssm}, record_past=False)},
+                          has_previous_state=lambda idx: idx == 3)
+    assert get_conv_state(old, 3) is conv and get_recurrent_state(old, 3) is ssm and not is_recording_past(old, 3)
+    seeded = SeededMambaCache({3: (conv, ssm)})
+    view = seeded.layers[3]
+    assert seeded.has_previous_state(3) and view.record_past and view.conv_states[0] is conv
+    state = view.recurrent_states[0]
+    state.add_(1.0)  # as selective_state_update does in place: the seed must not move
+    assert torch.equal(seeded.mamba_states[3][1], ssm) and not torch.equal(state, ssm)

@@ -37,7 +37,7 @@ DECODE_MAX_TOKENS = 64  # the short-scan length (twotower/short_scan.py): longer
 def _decode_calls_compiled(eager, compiled):
     """context_tower.forward that runs `compiled` for decode calls and `eager` for everything else."""
     def forward(*args, **kwargs):
-        ids, cache = kwargs.get("input_ids"), kwargs.get("cache")
+        ids, cache = kwargs.get("input_ids"), kwargs.get("cache", kwargs.get("past_key_values"))  # transformers < 5.24: past_key_values
         if ids is not None and cache is not None and ids.shape[1] <= DECODE_MAX_TOKENS and cache.get_seq_length() > 0:
             return compiled(*args, **kwargs)
         return eager(*args, **kwargs)

@@ -20,6 +20,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from .config import FP32_SUFFIXES
 from .dense_experts import NAME as DENSE_EXPERTS
+from .hf_compat import MODEL_CACHE_KW
 from .seeded_states import ContextStates, SeededMambaCache
 from .short_scan import use_short_scan
 from .validation import check_device
@@ -151,7 +152,7 @@ class TwoTowerModel(nn.Module):
 
         Returns logits (B, 1, V) for the last position, or (B, T, V) for all when last_only=False.
         """
-        out = self.context_tower(input_ids=input_ids.to(self.ctx_device), cache=cache, use_cache=cache is not None)
+        out = self.context_tower(input_ids=input_ids.to(self.ctx_device), use_cache=cache is not None, **{MODEL_CACHE_KW: cache})
         hidden = out.last_hidden_state
         if last_only:
             hidden = hidden[:, -1:]

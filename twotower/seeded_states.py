@@ -84,6 +84,26 @@ class SeededMambaCache:
     def update_recurrent_state(self, final_state: torch.Tensor, layer_idx: int, **kwargs) -> torch.Tensor:
         return final_state
 
+    # transformers < 5.24: the mixer asks has_previous_state() and reads cache.layers[idx] directly
+    def has_previous_state(self, layer_idx: int | None = None, state_idx: int | None = None) -> bool:
+        return True
+
+    @property
+    def layers(self):
+        return {idx: _SeededLayer(conv, ssm) for idx, (conv, ssm) in self.mamba_states.items()}
+
+
+class _SeededLayer:
+    record_past = True  # never the in-place single-token conv update
+
+    def __init__(self, conv: torch.Tensor, ssm: torch.Tensor):
+        self.conv_states = {0: conv}
+        self._ssm = ssm
+
+    @property
+    def recurrent_states(self):
+        return {0: self._ssm.clone()}  # a clone: selective_state_update writes in place
+
 
 def clone_cache_states(cache: DynamicCache) -> list[dict]:
     """Snapshot every layer's mutable tensors (KV length, conv and SSM states) to restore later."""

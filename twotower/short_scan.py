@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from transformers.models.nemotron_h.modeling_nemotron_h import NemotronHMamba2Mixer
 
+from .hf_compat import MIXER_CACHE_KW, get_conv_state, get_recurrent_state, is_recording_past
+
 DEFAULT_MAX_LEN = 64  # the T×T decay matrix per head stays tiny; prefill beyond this uses the chunk scan
 
 
@@ -33,9 +35,10 @@ class ShortScanMamba2Mixer(NemotronHMamba2Mixer):
     max_len: int = DEFAULT_MAX_LEN
 
     def forward(self, hidden_states: torch.Tensor, cache=None, attention_mask=None, **kwargs):
+        cache = kwargs.pop("cache_params", None) if cache is None else cache  # transformers < 5.24 passes cache_params
         seq_len = hidden_states.shape[1]
         if attention_mask is not None or hidden_states.device.type != "cpu" or not 0 < seq_len <= self.max_len:
-            return super().forward(hidden_states, cache=cache, attention_mask=attention_mask, **kwargs)
+            return super().forward(hidden_states, attention_mask=attention_mask, **{MIXER_CACHE_KW: cache}, **kwargs)
         return short_scan_forward(self, hidden_states, cache)
 
 
@@ -46,12 +49,12 @@ def short_scan_forward(mixer: NemotronHMamba2Mixer, hidden_states: torch.Tensor,
     heads, head_dim, groups, state = mixer.num_heads, mixer.head_dim, mixer.n_groups, mixer.ssm_state_size
     conv_state = recurrent_state = None
     if cache is not None:
-        conv_state = cache.get_conv_state(mixer.layer_idx, state_idx=0)
-        recurrent_state = cache.get_recurrent_state(mixer.layer_idx, state_idx=0)
+        conv_state = get_conv_state(cache, mixer.layer_idx)
+        recurrent_state = get_recurrent_state(cache, mixer.layer_idx)
     gate, xbc, dt = mixer.in_proj(hidden_states).split([mixer.intermediate_size, mixer.conv_dim, heads], dim=-1)
     xbc = xbc.transpose(1, 2)  # (B, conv_dim, T)
     weight = mixer.conv1d.weight.squeeze(1)  # (conv_dim, K)
-    single_step = conv_state is not None and seq_len == 1 and not cache.is_recording_past(mixer.layer_idx)
+    single_step = conv_state is not None and seq_len == 1 and not is_recording_past(cache, mixer.layer_idx)
     if single_step:  # as causal_conv1d_update: slide the token into the cached window, in place
         conv_state.copy_(torch.cat([conv_state[..., 1:], xbc.to(conv_state.dtype)], dim=-1))
         xbc = (conv_state.to(weight.dtype) * weight).sum(-1, keepdim=True)  # (B, conv_dim, 1)

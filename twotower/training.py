@@ -80,19 +80,20 @@ def context_features(model, tokens: torch.Tensor, prefix_len: int, block_size: i
     Returns ContextStates with mamba states stacked per block boundary as (B·nb, ...) and attention K/V
     over all P + nb·S positions, exactly what inference shows block b (clean text before it).
     """
+    from .hf_compat import MODEL_CACHE_KW
     from .seeded_states import ContextStates
 
     bsz, total = tokens.shape
     n_blocks = (total - prefix_len) // block_size
     cache = model.new_cache(bsz)
-    model.context_tower(input_ids=tokens[:, :prefix_len], cache=cache, use_cache=True)
+    model.context_tower(input_ids=tokens[:, :prefix_len], use_cache=True, **{MODEL_CACHE_KW: cache})
     boundaries = []  # the Mamba states in front of each block, cloned: the cache moves on
     for b in range(n_blocks):
         seen = ContextStates.from_cache(cache, model.layer_types)
         boundaries.append({i: (conv.clone(), ssm.clone()) for i, (conv, ssm) in seen.mamba.items()})
         if b < n_blocks - 1:
             seg = tokens[:, prefix_len + b * block_size : prefix_len + (b + 1) * block_size]
-            model.context_tower(input_ids=seg, cache=cache, use_cache=True)
+            model.context_tower(input_ids=seg, use_cache=True, **{MODEL_CACHE_KW: cache})
     # K/V cover P + (nb-1)·S positions: the last block is never context for another block.
     states = ContextStates.from_cache(cache, model.layer_types)
     for i in states.mamba:
