@@ -1,6 +1,8 @@
 """`twotower generate` on a random tiny model: every mode prints the text and the statistics; bad input
 exits 2 with one line that says what was wrong, never a traceback."""
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -37,6 +39,19 @@ def test_generate_json_and_step_display(capsys):
     assert record["stats"]["new_tokens"] == 6 and record["stats"]["nfe"] >= 2  # two blocks of 3
     step_lines = [line for line in err.splitlines() if line.startswith("[step block")]
     assert step_lines and step_lines[0].startswith("[step block 0 step 0]")
+    assert (record["engine"]["dtype"], record["engine"]["den_dtype"]) == ("fp32", "fp32")
+
+
+def test_generate_takes_the_engine_flags_of_bench():
+    """--dtype / --den-dtype / --compile as in bench, eval, sweep and the app: a bf16 denoiser drafting for
+    the fp32 context tower leaves speculative output equal to AR's."""
+    outputs = {}
+    for mode, extra in (("ar", []), ("speculative", ["--den-dtype", "bf16"])):
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            assert cli_main(TINY + ["--mode", mode, "--no-eos", "--json", *extra, "def f(x):"]) == 0
+        outputs[mode] = json.loads(out.getvalue())
+    assert outputs["speculative"]["engine"]["den_dtype"] == "bf16" and outputs["ar"]["engine"]["den_dtype"] == "fp32"
+    assert outputs["speculative"]["completion"] == outputs["ar"]["completion"]
 
 
 BAD_ARGUMENTS = [  # (arguments after the tiny preset, what the one-line error must say)

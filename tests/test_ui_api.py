@@ -206,4 +206,4 @@ def test_app_runs_the_denoiser_in_its_own_dtype(monkeypatch):
     monkeypatch.setattr(ui_app, "build_demo", spy)
     assert app_script.main(["--preset", "tiny", "--den-dtype", "bf16"]) == 0
     info = built["engine"].describe()
-    assert (info["dtype"], info["den_dtype"]) == ("float32", "bfloat16")
+    assert (info["dtype"], info["den_dtype"]) == ("fp32", "bf16")

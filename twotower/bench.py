@@ -23,10 +23,9 @@ import torch
 
 from . import metrics
 from .cli_generate import add_model_arguments
-from .engine import MODES, load_engine
+from .engine import DTYPES, MODES, dtype_name, load_engine
 from .validation import check_int
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 SPECULATIVE_BATCH_NOTE = "speculative decoding is batch-1 only"
 RECORD_FIELDS = ("tokens_per_s", "ratio_vs_ar", "nfe", "context_passes", "tokens_per_pass", "tokens_per_context_pass",
                  "time_to_first_token_s", "new_tokens", "generations", "tokens_per_s_repeats", "identical_to_ar")
@@ -82,11 +81,10 @@ def device_info(engine) -> dict:
             names.append(torch.cuda.get_device_name(dev))
         else:
             names.append(f"{dev.type} ({platform.machine()}, {torch.get_num_threads()} threads)")
-    names_of = {v: k for k, v in DTYPES.items()}
     return {"device": {"name": " + ".join(names), "ctx_device": str(model.ctx_device), "den_device": str(model.den_device),
                        "torch": torch.__version__},
-            "dtype": names_of.get(model.ctx_dtype, str(model.ctx_dtype)),
-            "den_dtype": names_of.get(model.den_dtype, str(model.den_dtype)),
+            "dtype": dtype_name(model.ctx_dtype),
+            "den_dtype": dtype_name(model.den_dtype),
             "compiled": model.is_compiled_for_decoding}
 
 

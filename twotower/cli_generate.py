@@ -17,8 +17,10 @@ def add_model_arguments(parser) -> None:
 
 
 def add_arguments(parser) -> None:
+    from .bench import add_engine_arguments  # model, devices, dtypes, --compile: as bench / eval / sweep / app
+
     parser.add_argument("prompt", help="prompt text ('-' reads standard input)")
-    add_model_arguments(parser)
+    add_engine_arguments(parser)
     parser.add_argument("--mode", default="diffusion", choices=[m.replace("_", "-") for m in MODES] + list(MODES))
     parser.add_argument("--gamma", type=float, default=None, help="confidence threshold γ in (0, 1]")
     parser.add_argument("--block-size", type=int, default=None, help="block size S")
@@ -37,10 +39,10 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from .engine import load_engine
+    from .bench import engine_from_args
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    engine = load_engine(args.model, args.preset, args.ctx_device, args.den_device)
+    engine = engine_from_args(args)
     ids = engine.encode_prompt(prompt)
     events = engine.stream(args.mode, ids, max_new_tokens=args.max_new_tokens, block_size=args.block_size,
                            steps_per_block=args.steps, gamma=args.gamma, temperature=args.temperature,
@@ -57,7 +59,7 @@ def main(args) -> int:
     text = engine.decode(done.info["new_tokens"][0])
     stats = {k: v for k, v in done.stats.items()}
     if args.json:
-        print(json.dumps({"prompt": prompt, "completion": text, "stats": stats}))
+        print(json.dumps({"prompt": prompt, "completion": text, "stats": stats, "engine": engine.describe()}))
         return 0
     print(prompt + text)
     print("---", file=sys.stderr)

@@ -18,6 +18,12 @@ from .tokenizer import load_tokenizer
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL_DIR = ASSETS / "default"
 MODES = ("diffusion", "speculative", "mock_ar", "ar")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # the --dtype / --den-dtype names
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """fp32 / bf16, as the flags spell them (the name torch gives any other dtype)."""
+    return {v: k for k, v in DTYPES.items()}.get(dtype, str(dtype).replace("torch.", ""))
 
 
 @dataclass
@@ -85,8 +91,8 @@ class Engine:
             "vocab_size": cfg.vocab_size,
             "ctx_device": str(self.model.ctx_device),
             "den_device": str(self.model.den_device),
-            "dtype": str(self.model.ctx_dtype).replace("torch.", ""),  # the context tower's: AR, verify
-            "den_dtype": str(self.model.den_dtype).replace("torch.", ""),
+            "dtype": dtype_name(self.model.ctx_dtype),  # the context tower's: AR, verify
+            "den_dtype": dtype_name(self.model.den_dtype),
             "compiled": self.model.is_compiled_for_decoding,  # twotower.compiled
         }
 
