@@ -292,3 +292,22 @@ def test_reports_record_the_commit_a_run_started_from(capsys, monkeypatch):
     report = run_json(capsys, ["bench", *TINY, "--modes", "ar", "--n-prompts", "1", "--max-new-tokens", "2",
                                "--repeats", "1", "--batch-size", "1", "--json"])
     assert state["ran"] and report["commit"] == "before"
+
+
+def test_anchored_diffusion_is_recorded_and_said_in_bench_and_eval(capsys):
+    """--anchor-first reaches the sampler (one anchored token per block: fewer denoiser passes for the same
+    tokens) and every report says the variant ran."""
+    common = [*TINY, "--modes", "ar,diffusion", "--block-size", "4", "--steps", "4", "--gamma", "1.0"]
+    plain = run_json(capsys, ["bench", *common, "--n-prompts", "1", "--max-new-tokens", "8", "--repeats", "1",
+                              "--batch-size", "1", "--json"])
+    anchored = run_json(capsys, ["bench", *common, "--n-prompts", "1", "--max-new-tokens", "8", "--repeats", "1",
+                                 "--batch-size", "1", "--anchor-first", "--json"])
+    assert (plain["anchor_first"], anchored["anchor_first"]) == (False, True)
+    # γ = 1 on a random model: one token per pass; the anchor saves one pass in each of the 2 blocks
+    assert plain["modes"]["diffusion"]["nfe"] - anchored["modes"]["diffusion"]["nfe"] == 2
+    assert "first token from the context tower" in bench.format_markdown(anchored)
+    assert "first token from the context tower" not in bench.format_markdown(plain)
+    report = run_json(capsys, ["eval", *common, "--n-prompts", "2", "--syntax-prompts", "1", "--next-line-tokens", "4",
+                               "--syntax-tokens", "4", "--anchor-first", "--json"])
+    assert report["settings"]["anchor_first"] is True
+    assert "first token from the context tower" in evaluation.format_markdown(report)

@@ -236,3 +236,29 @@ def test_finished_rows_sit_out_with_the_same_result(temperature):
         assert torch.equal(tok, ref_tok) and torch.equal(step, ref_step) and torch.equal(still, ref_still)
         assert torch.allclose(conf, ref_conf, atol=1e-5)
     assert not (runs[True][-1][0] == mask_id).any()
+
+
+@pytest.mark.parametrize("max_new,size,steps,gamma", [(12, 4, 4, 0.5), (10, 3, 2, 0.9), (7, 16, 3, 0.3)])
+def test_an_anchored_block_starts_with_the_context_towers_own_next_token(max_new, size, steps, gamma):
+    """anchor_first: each block's first token is the context tower's argmax after everything before it
+    (checked against a fresh cache-free context pass), the denoiser fills the rest, no pass is spent on it."""
+    model, prompt = decoding_model(1), random_ids((2, 5), 3)
+    events = list(iter_mask_diffusion(model, prompt, max_new, size, steps, gamma, anchor_first=True))
+    out = events[-1].sequences
+    for start in range(0, max_new, size):
+        seen = out[:, : prompt.shape[1] + start]
+        expected = model.context_forward(seen, None)[:, -1].argmax(-1)
+        assert torch.equal(out[:, prompt.shape[1] + start], expected)
+    blocks = [e for e in events if e.kind == "block"]
+    steps_seen = [e for e in events if e.kind == "step"]
+    assert events[-1].stats["anchored_tokens"] == len(blocks) == -(-max_new // size)
+    assert all(not e.masked[:, 0].any() and (e.commit_step[:, 0] == -1).all() for e in steps_seen)
+    assert events[-1].stats["nfe"] == len(steps_seen) <= sum(b.tokens.shape[1] - 1 for b in blocks)
+
+
+def test_anchored_one_token_blocks_are_ar():
+    """With S = 1 every token is an anchor: no denoiser pass, and exactly AR's output (greedy)."""
+    model, prompt = decoding_model(2), random_ids((2, 4), 5)
+    anchored = generate_mask_diffusion(model, prompt, 9, block_size=1, steps_per_block=1, anchor_first=True)
+    assert anchored.stats["nfe"] == 0
+    assert torch.equal(anchored.sequences, generate_ar(model, prompt, max_new_tokens=9).sequences)

@@ -104,3 +104,13 @@ def test_race_measures_each_mode_and_feeds_the_cost_panel(engine):
 def test_model_info_describes_the_engine(engine):
     html = Handlers(engine).model_info()
     assert "M*EM-*" in html and "46,712" in html
+
+
+def test_an_anchored_run_shows_its_given_first_tokens(engine):
+    """The Playground's anchor checkbox reaches the sampler: each block's first cell is drawn as given
+    (grey, titled so), and a plain run has no such cell."""
+    handlers = Handlers(engine)
+    args = ("def f(x):", "diffusion", *SETTINGS.values(), "step")
+    plain = list(handlers.generate(*args))[-1][0]
+    anchored = list(handlers.generate(*args, True))[-1][0]
+    assert "given, not from a denoiser step" in anchored and "given, not from a denoiser step" not in plain

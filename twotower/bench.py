@@ -23,7 +23,7 @@ import torch
 
 from . import metrics
 from .cli_generate import add_model_arguments
-from .engine import DTYPES, MODES, dtype_name, load_engine
+from .engine import ANCHOR_NOTE, DTYPES, MODES, dtype_name, load_engine
 from .validation import check_int
 
 SPECULATIVE_BATCH_NOTE = "speculative decoding is batch-1 only"
@@ -48,6 +48,9 @@ def add_settings_arguments(parser) -> None:
     parser.add_argument("--gamma", type=float, default=None, help="confidence threshold γ in (0, 1] (default: the model's)")
     parser.add_argument("--block-size", type=int, default=None, help="block size S (default: the model's)")
     parser.add_argument("--steps", type=int, default=None, help="denoiser steps per block (default: the model's)")
+    parser.add_argument("--anchor-first", action="store_true",
+                        help="diffusion variant: each block's first token is the context tower's next token "
+                             "(from the pass it runs anyway; not the release's rule)")
 
 
 def engine_from_args(args):
@@ -261,7 +264,8 @@ def format_markdown(report: dict) -> str:
     b = report["batch_size"]
     lines = [f"## Throughput: {report['model']}", "",
              f"{report['device']['name']}, {run_variant(report)}; γ = {report['gamma']}, S = {report['block_size']}, "
-             f"steps per block = {report['steps_per_block']}; speculative: {_passes(report.get('draft_steps'))} "
+             f"steps per block = {report['steps_per_block']}{ANCHOR_NOTE if report.get('anchor_first') else ''}; "
+             f"speculative: {_passes(report.get('draft_steps'))} "
              f"per block{', adaptive length' if report.get('adaptive') else ''}"
              f"{_cut(report.get('min_draft_confidence'))}; "
              f"{report['n_prompts']} prompts ({report['prompt_source']}), "
@@ -333,7 +337,7 @@ def main(args) -> int:
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     engine = engine_from_args(args)
     settings = resolved_settings(engine, args.gamma, args.block_size, args.steps, args.draft_steps,
-                                 args.min_draft_confidence)
+                                 args.min_draft_confidence, args.anchor_first)
     settings["adaptive"] = bool(args.adaptive)
     modes, skipped = resolve_modes(args.modes)
     if args.prompts:

@@ -31,6 +31,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--top-p", type=float, default=None)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--adaptive", action="store_true", help="speculative: adapt the block length to acceptance")
+    parser.add_argument("--anchor-first", action="store_true",
+                        help="diffusion variant: each block's first token is the context tower's next token")
     parser.add_argument("--min-draft-confidence", type=float, default=None,
                         help="speculative: propose only the draft prefix whose confidence reaches this (default: the model's)")
     parser.add_argument("--no-eos", action="store_true", help="do not stop at end-of-sequence")
@@ -48,7 +50,7 @@ def main(args) -> int:
                            steps_per_block=args.steps, gamma=args.gamma, temperature=args.temperature,
                            top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop_at_eos=not args.no_eos,
                            adaptive=args.adaptive, draft_steps=args.steps,
-                           min_draft_confidence=args.min_draft_confidence)
+                           min_draft_confidence=args.min_draft_confidence, anchor_first=args.anchor_first)
     done = None
     for event in events:
         if args.show_steps and event.kind in ("step", "verify", "token"):

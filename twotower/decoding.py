@@ -162,9 +162,14 @@ def iter_mask_diffusion(
     top_k: int | None = None,
     top_p: float | None = None,
     mode: str = "diffusion",
+    anchor_first: bool = False,
 ) -> Iterator[StepEvent]:
     """Masked block diffusion: per block, S masks filled by `draft_block` (one denoiser pass per step, the
     release's commit rule), then one context-tower pass over the committed block.
+
+    anchor_first (a variant, off by default; not the release's rule): each block's first token is the
+    context tower's own next token, from the row its pass over the previous block (or the prompt) computes
+    anyway; the denoiser sees it as given and fills the other S - 1 positions. It costs no denoiser pass.
 
     Arguments are checked here, at the call, so bad input raises ValueError before any event is asked for.
     """
@@ -177,12 +182,12 @@ def iter_mask_diffusion(
     temperature, top_k, top_p = check_sampling(temperature, top_k, top_p)
     eos = check_token_id("eos_token_id", eos_token_id, cfg.vocab_size)
     return _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_block, gamma, temperature,
-                                  eos, seed, top_k, top_p, mode)
+                                  eos, seed, top_k, top_p, mode, bool(anchor_first))
 
 
 @torch.inference_mode()
 def _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_block, gamma, temperature, eos,
-                           seed, top_k, top_p, mode) -> Iterator[StepEvent]:
+                           seed, top_k, top_p, mode, anchor_first=False) -> Iterator[StepEvent]:
     cfg = model.config
     mask_id = cfg.mask_token_id
     gen = make_generator(seed, model.den_device)
@@ -190,8 +195,8 @@ def _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_
     t_start, t_first = time.perf_counter(), None
     bsz = prompt.shape[0]
     cache = model.new_cache(bsz)
-    model.context_forward(prompt, cache)  # prefill: builds KV cache and Mamba states
-    ctx_passes, nfe = 1, 0
+    next_row = model.context_forward(prompt, cache)[:, -1]  # prefill: KV cache, Mamba states; (B, V) next row
+    ctx_passes, nfe, anchored = 1, 0, 0
     new = torch.empty(bsz, 0, dtype=torch.long)
     done_rows = torch.zeros(bsz, dtype=torch.bool)
     block_idx = 0
@@ -199,22 +204,32 @@ def _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_
         size = min(block_size, max_new_tokens - new.shape[1])
         ctx = model.context_states(cache)  # read-only for every step of this block
         block = torch.full((bsz, size), mask_id, dtype=torch.long, device=model.den_device)
+        open_ = torch.ones_like(block, dtype=torch.bool)
         start = new.shape[1]
-        for state in draft_block(model, ctx, block, torch.ones_like(block, dtype=torch.bool), steps_per_block,
-                                 gamma, temperature, gen, top_k, top_p):
+        if anchor_first:  # position 0 from the context tower's row; the denoiser sees it as a given token
+            first, first_conf = predict_tokens(next_row.to(model.den_device), temperature, gen, top_k, top_p)  # (B,)
+            block[:, 0], open_[:, 0] = first, False
+            anchored += 1
+        # what the block event reports if nothing is left to draft (S = 1 with the anchor)
+        none_open = torch.zeros_like(open_)
+        state = BlockDraft(block, none_open, torch.zeros(block.shape, device=block.device),
+                           torch.full_like(block, -1), none_open, None)
+        for state in draft_block(model, ctx, block, open_, steps_per_block, gamma, temperature, gen, top_k, top_p):
             nfe += 1
             t_first = t_first or time.perf_counter()
             commit_step = state.commit_step.cpu()
             yield StepEvent(mode, "step", block_idx, state.step, start, state.tokens.cpu(), state.masked.cpu(),
                             state.confidence.cpu(), state.committed.cpu(), commit_step, nfe, ctx_passes,
-                            time.perf_counter() - t_start, start + int(commit_step[0].ge(0).sum()))
-        block, confidence = state.tokens.cpu(), state.confidence.cpu()
+                            time.perf_counter() - t_start, start + int((~state.masked[0]).sum()))
+        if anchor_first:
+            state.confidence[:, 0] = first_conf
+        block, confidence, commit_step = state.tokens.cpu(), state.confidence.cpu(), state.commit_step.cpu()
         new = torch.cat([new, block], dim=1)
         if eos is not None:
             done_rows |= (block == eos).any(-1)
         finished = bool(done_rows.all()) or new.shape[1] >= max_new_tokens
         if not finished:  # the context tower reads the committed block once (not needed after the last)
-            model.context_forward(block, cache)
+            next_row = model.context_forward(block, cache)[:, -1]
             ctx_passes += 1
         yield StepEvent(mode, "block", block_idx, -1, new.shape[1] - size, block, torch.zeros_like(block, dtype=torch.bool),
                         confidence, torch.zeros_like(block, dtype=torch.bool), commit_step, nfe, ctx_passes,
@@ -222,7 +237,8 @@ def _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_
         block_idx += 1
         if finished:
             break
-    yield _done_event(mode, prompt, new, eos, cfg.pad_token_id or 0, nfe, ctx_passes, t_start, t_first)
+    info = {"anchored_tokens": anchored} if anchor_first else None  # per row: one per block
+    yield _done_event(mode, prompt, new, eos, cfg.pad_token_id or 0, nfe, ctx_passes, t_start, t_first, info)
 
 
 def iter_mock_ar(model, input_ids, max_new_tokens=128, temperature=0.0, top_k=None, top_p=None,
@@ -289,11 +305,12 @@ def drain(events: Iterator[StepEvent], step_callback: Callable[[StepEvent], None
 
 def generate_mask_diffusion(model, input_ids, max_new_tokens=128, block_size=16, steps_per_block=16,
                             confidence_threshold=0.8, temperature=0.0, eos_token_id=None, step_callback=None,
-                            seed=None, mask_token_id=None) -> GenerationResult:
+                            seed=None, mask_token_id=None, anchor_first=False) -> GenerationResult:
     if mask_token_id is not None and mask_token_id != model.config.mask_token_id:
         raise ValueError(f"this model was trained with mask_token_id={model.config.mask_token_id}, got {mask_token_id}")
     return drain(iter_mask_diffusion(model, input_ids, max_new_tokens, block_size, steps_per_block,
-                                     confidence_threshold, temperature, eos_token_id, seed), step_callback)
+                                     confidence_threshold, temperature, eos_token_id, seed,
+                                     anchor_first=anchor_first), step_callback)
 
 
 def generate_mock_ar(model, input_ids, max_new_tokens=128, temperature=0.0, top_k=None, top_p=None,

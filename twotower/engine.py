@@ -19,6 +19,7 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL_DIR = ASSETS / "default"
 MODES = ("diffusion", "speculative", "mock_ar", "ar")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # the --dtype / --den-dtype names
+ANCHOR_NOTE = ", each diffusion block's first token from the context tower"  # reports of --anchor-first runs
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -51,8 +52,12 @@ class Engine:
 
     def stream(self, mode: str, prompt_ids, *, max_new_tokens=64, block_size=None, steps_per_block=None,
                gamma=None, temperature=0.0, top_k=None, top_p=None, seed=None, stop_at_eos=True,
-               adaptive=False, draft_steps=None, min_draft_confidence=None) -> Iterator[StepEvent]:
+               adaptive=False, draft_steps=None, min_draft_confidence=None,
+               anchor_first=False) -> Iterator[StepEvent]:
         """Events of one generation in `mode` (diffusion | speculative | mock_ar | ar).
+
+        anchor_first (diffusion only): each block's first token from the context tower (a variant, not the
+        release's rule; see `iter_mask_diffusion`).
 
         steps_per_block drives diffusion; speculative drafting uses `draft_steps` (config default when
         None): a draft need not be right, the verifier repairs it, so fewer passes pay off there."""
@@ -66,7 +71,8 @@ class Engine:
         eos = self.eos_token_id if stop_at_eos else None
         if mode == "diffusion":
             return decoding.iter_mask_diffusion(self.model, prompt_ids, max_new_tokens, block_size, steps_per_block,
-                                                gamma, temperature, eos, seed, top_k, top_p)
+                                                gamma, temperature, eos, seed, top_k, top_p,
+                                                anchor_first=bool(anchor_first))
         if mode == "mock_ar":
             return decoding.iter_mock_ar(self.model, prompt_ids, max_new_tokens, temperature, top_k, top_p, eos, seed)
         if mode == "ar":

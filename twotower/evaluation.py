@@ -30,7 +30,7 @@ import torch
 from . import metrics
 from .corpus import split_files
 from .decoding import drain
-from .engine import MODES, normalise_mode
+from .engine import ANCHOR_NOTE, MODES, normalise_mode
 
 MODE_ORDER = ("ar", "mock_ar", "diffusion", "speculative")  # AR first: every other mode is compared with it
 TASKS = ("next_line", "syntax")
@@ -185,7 +185,7 @@ def resolve_modes(modes) -> tuple[list[str], dict[str, str]]:
 
 
 def resolved_settings(engine, gamma=None, block_size=None, steps_per_block=None, draft_steps=None,
-                      min_draft_confidence=None) -> dict:
+                      min_draft_confidence=None, anchor_first=False) -> dict:
     """The diffusion / speculative settings actually used (config defaults filled in), checked early."""
     from .validation import check_fraction, check_gamma, check_int
 
@@ -198,6 +198,7 @@ def resolved_settings(engine, gamma=None, block_size=None, steps_per_block=None,
         "draft_steps": check_int("draft steps", cfg.default_draft_steps if draft_steps is None else draft_steps),
         "min_draft_confidence": check_fraction("--min-draft-confidence", cfg.default_min_draft_confidence
                                                if min_draft_confidence is None else min_draft_confidence),
+        "anchor_first": bool(anchor_first),  # diffusion: each block's first token from the context tower
     }
 
 
@@ -236,7 +237,8 @@ def ar_mean_loglik(model, prompt, continuation) -> float | None:
 # ------------------------------------------------------------------------------------------------
 def evaluate(engine, modes=MODE_ORDER, tasks=TASKS, n_next_line: int = 500, n_syntax: int = 100,
              gamma=None, block_size=None, steps_per_block=None, next_line_tokens: int = 32,
-             syntax_tokens: int = 64, max_prompt_tokens: int = 512, seed: int = 0, progress=None) -> dict:
+             syntax_tokens: int = 64, max_prompt_tokens: int = 512, seed: int = 0, progress=None,
+             anchor_first: bool = False) -> dict:
     """Score every mode on the same prompts; returns a JSON-ready report (see `format_markdown`).
 
     progress(done, total) is called after each generation.
@@ -253,7 +255,7 @@ def evaluate(engine, modes=MODE_ORDER, tasks=TASKS, n_next_line: int = 500, n_sy
     for name, value in (("--n-prompts", n_next_line), ("--syntax-prompts", n_syntax), ("--next-line-tokens", next_line_tokens),
                         ("--syntax-tokens", syntax_tokens), ("--max-prompt-tokens", max_prompt_tokens)):
         check_int(name, value)
-    settings = resolved_settings(engine, gamma, block_size, steps_per_block)
+    settings = resolved_settings(engine, gamma, block_size, steps_per_block, anchor_first=anchor_first)
     items = {"next_line": next_line_items(n_next_line, seed) if "next_line" in tasks else [],
              "syntax": syntax_items(n_syntax, seed) if "syntax" in tasks else []}
     budget = {"next_line": next_line_tokens, "syntax": syntax_tokens}
@@ -339,7 +341,8 @@ def format_markdown(report: dict) -> str:
     s = report["settings"]
     others = [m for m in report["modes"] if m != "ar"]
     lines = [f"## Quality on the test split: {report['model']}", "",
-             f"γ = {s['gamma']}, S = {s['block_size']}, steps per block = {s['steps_per_block']}, greedy; "
+             f"γ = {s['gamma']}, S = {s['block_size']}, steps per block = {s['steps_per_block']}, greedy"
+             f"{ANCHOR_NOTE if s.get('anchor_first') else ''}; "
              f"prompts truncated to their last {s['max_prompt_tokens']} tokens.", ""]
     header = ["task", "n", "AR"] + [c for m in others for c in (MODE_LABELS[m], "retention")]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -403,7 +406,7 @@ def main(args) -> int:
 
         report = evaluate(engine, args.modes, [t.strip() for t in args.tasks.split(",")], args.n_prompts, n_syntax,
                           args.gamma, args.block_size, args.steps, args.next_line_tokens, args.syntax_tokens,
-                          args.max_prompt_tokens, args.seed, progress)
+                          args.max_prompt_tokens, args.seed, progress, args.anchor_first)
     report = {**device_info(engine), **started, **report}
     markdown = format_markdown(report)
     if args.out:

@@ -64,6 +64,10 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                                 mode = gr.Radio(MODE_CHOICES, value="diffusion", label="mode", elem_id="mode")
                                 colour_by = gr.Radio(["step", "confidence"], value="step",
                                                      label="colour tokens by", elem_id="colour-by")
+                                anchor_first = gr.Checkbox(False, label="anchor each block's first token",
+                                                           info="diffusion: the context tower's own next token "
+                                                                "(no denoiser pass; not the release's rule)",
+                                                           elem_id="anchor-first")
                         gr.Examples([[p] for p in EXAMPLE_PROMPTS.values()], inputs=[prompt],
                                     label="Example prompts (Python, like the training data)")
                         with gr.Row():
@@ -141,7 +145,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         # ---- Playground: one wiring for the button and Enter; slider releases re-run the prompt
         settings = [gamma, block_size, steps, max_new, temperature, seed]
         releases = [gamma.release, block_size.release, steps.release]
-        playground_in = [prompt, mode, *settings, colour_by]
+        playground_in = [prompt, mode, *settings, colour_by, anchor_first]
         playground_out = [view, stats, completion, record, scrubber]
         run = gr.on([generate_btn.click, prompt.submit], handlers.generate, playground_in, playground_out,
                     api_name="generate", show_progress="hidden", concurrency_id=ENGINE)

@@ -81,23 +81,24 @@ class Handlers:
 
     # ---------------------------------------------------------------- Playground
     def generate(self, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                 colour_by="step", request: gr.Request = None):
-        """Stream one generation: yields (view, statistics, completion, recorded run, scrubber) per step."""
+                 colour_by="step", anchor_first=False, request: gr.Request = None):
+        """Stream one generation: yields (view, statistics, completion, recorded run, scrubber) per step.
+        anchor_first: diffusion's variant whose blocks start with the context tower's own next token."""
         session = getattr(request, "session_hash", None)
         run_id = self._claim(session)
         try:
             yield from self._generate(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens,
-                                      temperature, seed, colour_by, session, run_id)
+                                      temperature, seed, colour_by, session, run_id, bool(anchor_first))
         finally:
             self._release(session, run_id)
 
     def _generate(self, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                  colour_by, session, run_id):
+                  colour_by, session, run_id, anchor_first=False):
         record = {"prompt": prompt, "steps_per_block": steps_per_block, "events": []}
         board = Board()
         try:
-            _, events = self._stream(mode, prompt, run_settings(gamma, block_size, steps_per_block,
-                                                                max_new_tokens, temperature, seed))
+            settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
+            _, events = self._stream(mode, prompt, {**settings, "anchor_first": anchor_first})
             for event in events:  # the sampler runs one step per iteration: nothing is precomputed
                 if self._superseded(session, run_id):
                     return  # this session started a newer run; stop within a step

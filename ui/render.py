@@ -72,8 +72,13 @@ def token_text(piece: str) -> str:
     return "".join(VISIBLE_WHITESPACE.get(ch, ch) for ch in piece)
 
 
+GIVEN_COLOUR = "hsl(0, 0%, 86%)"  # a token no denoiser pass committed (an anchor, a token given to a draft)
+
+
 def step_colour(step: int, n_steps: int) -> str:
-    """Early commits blue, late commits orange: hue 210 -> 30 over the block's steps."""
+    """Early commits blue, late commits orange: hue 210 -> 30 over the block's steps; grey if given (< 0)."""
+    if step < 0:
+        return GIVEN_COLOUR
     frac = 0.0 if n_steps <= 1 else min(max(step, 0), n_steps - 1) / (n_steps - 1)
     return f"hsl({210 - 180 * frac:.0f}, 75%, 80%)"
 
@@ -114,7 +119,8 @@ def cell_html(token: int, masked: bool, step: int, confidence: float, piece: Cal
     colour = confidence_colour(confidence) if colour_by == "confidence" else step_colour(step, n_steps)
     text = piece(token)
     shown = token_text(text) if "\ufffd" not in text else f"#{token}"  # a lone byte of a multi-byte character
-    title = f"id {token} · step {step} · p={confidence:.2f}" + (" · EOS" if is_eos else "")
+    how = f"step {step}" if step >= 0 else "given, not from a denoiser step"
+    title = f"id {token} · {how} · p={confidence:.2f}" + (" · EOS" if is_eos else "")
     if rejected:
         title += f" · {rejected}"
     return (f'<span class="{" ".join(classes)}" style="background:{colour}" title="{esc(title)}">'
