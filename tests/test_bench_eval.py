@@ -311,3 +311,5 @@ def test_anchored_diffusion_is_recorded_and_said_in_bench_and_eval(capsys):
                                "--syntax-tokens", "4", "--anchor-first", "--json"])
     assert report["settings"]["anchor_first"] is True
     assert "first token from the context tower" in evaluation.format_markdown(report)
+    assert bench.run_variant(report) == bench.run_variant(anchored) == "fp32, anchored blocks"
+    assert bench.run_variant(plain) == "fp32"

@@ -69,10 +69,11 @@ def engine_from_args(args):
 
 def run_variant(report: dict) -> str:
     """How a report's model ran: "fp32", "bf16", "fp32, denoiser bf16", each with ", torch.compile" when it
-    was compiled (older reports: dtype only)."""
+    was compiled and ", anchored blocks" for anchored diffusion (bench or eval; older reports: dtype only)."""
     den = report.get("den_dtype")
     label = report["dtype"] if den in (None, report["dtype"]) else f"{report['dtype']}, denoiser {den}"
-    return label + (", torch.compile" if report.get("compiled") else "")
+    anchored = report.get("anchor_first") or (report.get("settings") or {}).get("anchor_first")
+    return label + (", torch.compile" if report.get("compiled") else "") + (", anchored blocks" if anchored else "")
 
 
 def device_info(engine) -> dict:
