@@ -22,9 +22,12 @@ if [ -z "${SKIP_EVAL:-}" ]; then
   twotower eval --den-dtype bf16 --modes ar,diffusion --n-prompts 500 --syntax-prompts 100 --json \
     > runs/measure/eval_mixed_diffusion.json &
   wait
+  # the anchored-diffusion variant (each block's first token from the context tower)
+  twotower eval --anchor-first --modes ar,diffusion --n-prompts 500 --syntax-prompts 100 --json \
+    > runs/measure/eval_anchor_diffusion.json
 else
   cp benchmarks/eval_diffusion.json benchmarks/eval_mock_ar.json benchmarks/eval_bf16_diffusion.json \
-    benchmarks/eval_mixed_diffusion.json "$out"/
+    benchmarks/eval_mixed_diffusion.json benchmarks/eval_anchor_diffusion.json "$out"/
 fi
 # Timed runs: one at a time.
 twotower bench --n-prompts 8 --max-new-tokens 64 --repeats 3 --batch-size 4 --json > "$out"/bench.json
@@ -39,6 +42,8 @@ twotower bench --modes ar,speculative --min-draft-confidence 0.2 --n-prompts 8 -
 twotower bench --dtype bf16 --n-prompts 8 --max-new-tokens 64 --repeats 3 --batch-size 4 --json > "$out"/bench_bf16.json
 twotower bench --den-dtype bf16 --n-prompts 8 --max-new-tokens 64 --repeats 3 --batch-size 4 --json \
   > "$out"/bench_mixed.json
+twotower bench --anchor-first --modes ar,diffusion --n-prompts 8 --max-new-tokens 64 --repeats 3 --batch-size 4 \
+  --json > "$out"/bench_anchor.json
 # torch.compile over both towers' decode passes (the compile happens in the untimed warm-up)
 twotower bench --compile --n-prompts 8 --max-new-tokens 64 --repeats 3 --batch-size 4 --json > "$out"/bench_compiled.json
 twotower bench --compile --den-dtype bf16 --n-prompts 8 --max-new-tokens 64 --repeats 3 --batch-size 4 --json \
@@ -50,9 +55,9 @@ out=benchmarks
 python scripts/write_benchmarks.py --bench "$out"/bench.json \
   --bench-extra "$out"/bench_speculative_2pass.json "$out"/bench_speculative_1pass_s8.json \
     "$out"/bench_speculative_adaptive.json "$out"/bench_speculative_cut.json "$out"/bench_bf16.json \
-    "$out"/bench_mixed.json "$out"/bench_compiled.json "$out"/bench_compiled_mixed.json \
+    "$out"/bench_mixed.json "$out"/bench_compiled.json "$out"/bench_compiled_mixed.json "$out"/bench_anchor.json \
   --eval "$out"/eval_diffusion.json "$out"/eval_mock_ar.json \
-  --eval-extra "$out"/eval_bf16_diffusion.json "$out"/eval_mixed_diffusion.json \
+  --eval-extra "$out"/eval_bf16_diffusion.json "$out"/eval_mixed_diffusion.json "$out"/eval_anchor_diffusion.json \
   --sweep "$out"/sweep.json \
   --intro "${INTRO:-benchmarks/intro.md}" > /dev/null
 python scripts/model_card.py --model assets/default --eval "$out"/eval_diffusion.json "$out"/eval_mock_ar.json \
