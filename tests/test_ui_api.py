@@ -17,7 +17,7 @@ from twotower.decoding import drain  # noqa: E402
 from twotower.engine import load_engine  # noqa: E402
 from ui.app import build_demo, launch_local  # noqa: E402
 
-# prompt, mode, γ, S, steps per block, max new tokens, temperature, seed, colour by
+# prompt, mode, γ, S, steps per block, max new tokens, temperature, seed, colour by (, anchor first)
 SMALL = (0.8, 4, 4, 8, 0.0, 0)
 
 
@@ -51,6 +51,18 @@ def test_generate_in_each_mode(app, mode):
     assert f'data-mode="{mode}"' in view and 'data-done="1"' in view and 'data-masked="0"' in view
     assert "total time" in stats and "tokens per denoiser pass" in stats
     assert completion == reference_completion(engine, "def f(x):", mode)
+
+
+def test_generate_anchored_through_the_api(app):
+    """The Playground's anchor checkbox is the endpoint's last input: left out it is off (the calls above)."""
+    engine, _, client = app
+    view, _, completion, _ = client.predict("def f(x):", "diffusion", *SMALL, "step", True, api_name="/generate")
+    assert "given, not from a denoiser step" in view
+    gamma, size, steps, max_new, temperature, seed = SMALL
+    expected = drain(engine.stream("diffusion", engine.encode_prompt("def f(x):"), gamma=gamma, block_size=size,
+                                   steps_per_block=steps, max_new_tokens=max_new, temperature=temperature, seed=seed,
+                                   anchor_first=True))
+    assert completion == engine.decode(expected.new_tokens[0])
 
 
 @pytest.mark.parametrize("prompt, settings, message", [
