@@ -114,3 +114,4 @@ def test_an_anchored_run_shows_its_given_first_tokens(engine):
     plain = list(handlers.generate(*args))[-1][0]
     anchored = list(handlers.generate(*args, True))[-1][0]
     assert "given, not from a denoiser step" in anchored and "given, not from a denoiser step" not in plain
+    assert "</span> given" in anchored and "</span> given" not in plain  # and the legend says what grey is

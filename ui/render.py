@@ -172,12 +172,14 @@ def board_html(board: Board, piece: Callable[[int], str], eos_id: int | None, *,
         parts.append("</div>")
     if not rows:
         parts.append('<div class="tt-note">Nothing generated yet: type a prompt and press Generate.</div>')
-    parts.append(legend_html(colour_by, n_steps))
+    given = any(s < 0 and not m for r in rows for s, m in zip(r.commit_step, r.masked))
+    parts.append(legend_html(colour_by, n_steps, given))
     parts.append("</div>")
     return "".join(parts)
 
 
-def legend_html(colour_by: str, n_steps: int) -> str:
+def legend_html(colour_by: str, n_steps: int, given: bool = False) -> str:
+    """given: the board holds tokens no denoiser step committed (anchors, tokens given to a draft)."""
     if colour_by == "confidence":
         swatches = "".join(f'<span class="tt-swatch" style="background:{confidence_colour(c / 4)}"></span>'
                            for c in range(5))
@@ -187,6 +189,8 @@ def legend_html(colour_by: str, n_steps: int) -> str:
         swatches = "".join(f'<span class="tt-swatch" style="background:{step_colour(s, n_steps)}" '
                            f'title="step {s}"></span>' for s in shown)
         scale = f"committed at step 0 {swatches} {n_steps - 1}"
+        if given:
+            scale += f' · <span class="tt-swatch" style="background:{GIVEN_COLOUR}"></span> given'
     # Legend keys have their own classes, so counting .tt-cell / .tt-row counts only the generation.
     return (f'<div class="tt-legend">{scale} · <span class="tt-key k-mask">{MASK_GLYPH}</span> masked · '
             '<span class="tt-key k-eos">EOS</span> end · <span class="tt-key k-after">x</span> after EOS · '
