@@ -125,7 +125,7 @@ def test_engine_modes_spellings_and_description(engine):
         assert done.kind == "done" and done.stats["mode"] == mode
     info = engine.describe()
     assert info["layer_pattern"] == "M*EM-*" and info["vocab_size"] == 261
-    assert info["ctx_device"] == info["den_device"] == "cpu" and info["dtype"] == "float32"
+    assert info["ctx_device"] == info["den_device"] == "cpu" and info["dtype"] == "fp32"
     assert info["params_context"] == engine.model.num_parameters("context") > 0
 
 
