@@ -1,0 +1,41 @@
+"""The GPU-lease scripts, checked here without a GPU: the device call refuses to start without the carried
+token streams (a clear line, exit 2, before any work), and the parts it sends back rebuild the export."""
+
+import subprocess
+import tarfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*argv, cwd=ROOT, env=None):
+    return subprocess.run(["bash", *argv], cwd=cwd, capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_gpu_train_without_prepared_data_says_so(tmp_path):
+    # a copy of the scripts beside an empty .gpu: the device machine when .gpu was not carried
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "gpu_train.sh").write_text((ROOT / "scripts" / "gpu_train.sh").read_text())
+    result = run("scripts/gpu_train.sh", cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out")})
+    assert result.returncode == 2
+    assert "run scripts/gpu_prepare.sh here and carry .gpu" in result.stdout + result.stderr
+
+
+def test_gpu_unpack_rebuilds_the_export_from_its_parts(tmp_path):
+    export = tmp_path / "run" / "export"
+    export.mkdir(parents=True)
+    (export / "config.json").write_text('{"x": 1}')
+    (export / "model.safetensors").write_bytes(bytes(range(256)) * 4000)  # ~1 MB, split below
+    with tarfile.open(tmp_path / "export.tar", "w") as tar:
+        tar.add(export, arcname="export")
+    data, parts = (tmp_path / "export.tar").read_bytes(), tmp_path / "parts"
+    parts.mkdir()
+    for i, start in enumerate(range(0, len(data), 300_000)):  # what `split -b` writes: aa, ab, ...
+        (parts / f"export.tar.part-a{'abcdefgh'[i]}").write_bytes(data[start:start + 300_000])
+    dest = tmp_path / "dest"
+    result = run("scripts/gpu_unpack.sh", str(parts), str(dest))
+    assert result.returncode == 0, result.stderr
+    assert (dest / "model.safetensors").read_bytes() == (export / "model.safetensors").read_bytes()
+    assert (dest / "tokenizer.model").read_bytes() == (ROOT / "assets/default/tokenizer.model").read_bytes()
+    missing = run("scripts/gpu_unpack.sh", str(tmp_path / "nothing"), str(dest))
+    assert missing.returncode == 2 and "no export.tar.part-*" in missing.stdout + missing.stderr
