@@ -222,3 +222,32 @@ def test_time_budget_and_distillation_start_are_checked_before_any_corpus_work(t
     monkeypatch.setattr(data, "encode_split", lambda *a, **k: pytest.fail("encoded the corpus first"))
     with pytest.raises(ValueError, match=message):
         training.run_stage("denoiser", tmp_path / "run", **kwargs)
+
+
+def test_distilling_ahead_equals_distilling_step_by_step():
+    """DistillAhead (K steps' windows in one AR run) against its twin, self_distill on each step's window:
+    the context tower is frozen in stage 2, so the targets are the same; the undistilled rows are untouched."""
+    from twotower.distill import DistillAhead, self_distill
+
+    model = build_model("tiny", seed=3).train()
+    windows = {s: torch.randint(5, 261, (4, 20), generator=torch.Generator().manual_seed(s)) for s in range(5)}
+    ahead = DistillAhead(model, prefix_len=8, share=0.5, batches=3)
+    for step in range(5):  # steps 0-2 from one run, 3-4 from the next (cut at last_step 4)
+        got = ahead(step, windows.__getitem__, last_step=4)
+        assert torch.equal(got, self_distill(model, windows[step], 8, 0.5))
+        assert torch.equal(got[2:], windows[step][2:]) and not torch.equal(got[:2], windows[step][:2])
+    assert model.training  # left as it was
+    with pytest.raises(ValueError, match="distill batches"):
+        DistillAhead(model, 8, 0.5, batches=0)
+
+
+def test_a_denoiser_run_generates_its_distilled_windows_ahead(tmp_path, monkeypatch):
+    from twotower import distill
+
+    training, run = _tiny_training_run(monkeypatch, tmp_path)
+    training.run_stage("context", run, profile="test", steps=2)
+    calls = []
+    real = distill.self_distill
+    monkeypatch.setattr(distill, "self_distill", lambda model, tokens, *a: calls.append(len(tokens)) or real(model, tokens, *a))
+    training.run_stage("denoiser", run, profile="test", steps=6, distill_share=0.5, distill_from=0.5, distill_batches=2)
+    assert calls == [4, 2]  # steps 4-5 in one run (2 distilled rows each), step 6 alone (the run ends there)

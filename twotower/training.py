@@ -30,7 +30,8 @@ PROFILES = {
                 block_size=16, warmup=60, eval_every=250, save_every=50, dtype="bfloat16", distill_share=0.0),
     # One CUDA device: bf16 autocast, bigger batches, many more tokens.
     "gpu": dict(seq_len=512, batch_size=64, lr=2e-3, context_steps=6000, denoiser_steps=4000, prefix_len=128,
-                block_size=16, warmup=200, eval_every=500, save_every=500, dtype="bfloat16", distill_share=0.0),
+                block_size=16, warmup=200, eval_every=500, save_every=500, dtype="bfloat16", distill_share=0.0,
+                distill_batches=8),
 }
 
 
@@ -50,6 +51,7 @@ class TrainConfig:
     distill_share: float
     distill_from: float = 0.0  # share of the run (steps, or time with `minutes`) before distillation starts
     minutes: float | None = None  # a wall-clock budget: warm-up and cosine run over time, not steps
+    distill_batches: int = 1  # steps whose distilled windows one AR run generates (twotower.distill)
     seed: int = 0
     weight_decay: float = 0.1
     eval_batches: int = 8
@@ -130,31 +132,14 @@ def mask_blocks(targets: torch.Tensor, n_blocks: int, block_size: int, mask_id: 
     return noisy, masked, masked.view(bsz, n_blocks, block_size).float().mean(-1)
 
 
-@torch.no_grad()
-def self_distill(model, tokens: torch.Tensor, prefix_len: int, share: float) -> torch.Tensor:
-    """Replace the continuation of the first `share` of the rows by the context tower's own greedy
-    continuation of their prefix (self-distillation: lower-entropy targets, and exactly the text the
-    denoiser must agree with AR on). Uses the one AR sampler, batched."""
-    from .decoding import generate_ar
-
-    n_rows = int(round(share * tokens.shape[0]))
-    if n_rows == 0:
-        return tokens
-    was_training = model.training
-    model.eval()
-    out = generate_ar(model, tokens[:n_rows, :prefix_len], max_new_tokens=tokens.shape[1] - prefix_len)
-    model.train(was_training)
-    tokens = tokens.clone()
-    tokens[:n_rows] = out.sequences.to(tokens.device)
-    return tokens
-
-
 def denoiser_loss(model, tokens: torch.Tensor, cfg: TrainConfig, generator=None):
     """Masked block diffusion loss on every block of the windows in `tokens` (B, P + nb·S)."""
     prefix, S = cfg.prefix_len, cfg.block_size
     n_blocks = (tokens.shape[1] - prefix) // S
     tokens = tokens[:, : prefix + n_blocks * S]
-    if cfg.distill_share > 0 and model.training:
+    if cfg.distill_share > 0 and model.training:  # per step; run_stage generates ahead (DistillAhead)
+        from .distill import self_distill
+
         tokens = self_distill(model, tokens, prefix, cfg.distill_share)
     ctx = context_features(model, tokens, prefix, S)
     targets = tokens[:, prefix:]
@@ -191,7 +176,7 @@ def trainable_parameters(model, stage: str):
 def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, steps: int | None = None,
               device: str = "cpu", init_from: str | None = None, distill_share: float | None = None,
               dtype: str | None = None, lr: float | None = None, minutes: float | None = None,
-              distill_from: float | None = None) -> dict:
+              distill_from: float | None = None, distill_batches: int | None = None) -> dict:
     """Train one stage; returns the last log record. Resumable from `<run_dir>/<stage>_ckpt`.
 
     With `minutes`, the training loop (validation included; model loading and corpus encoding before it
@@ -203,6 +188,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     from . import build_model
     from .checkpoint import from_pretrained
     from .data import BatchSampler, encode_split, train_tokenizer
+    from .distill import DistillAhead
     from .tokenizer import SentencePieceTokenizer
     from .train_state import adopt_export, load_export, load_state, save_state
 
@@ -216,6 +202,10 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         if not 0 <= distill_from < 1:
             raise ValueError(f"--distill-from is a share of the run in [0, 1), got {distill_from}")
         cfg = replace(cfg, distill_from=distill_from)
+    if distill_batches is not None:
+        if distill_batches < 1:
+            raise ValueError(f"--distill-batches must be >= 1, got {distill_batches}")
+        cfg = replace(cfg, distill_batches=distill_batches)
     if minutes is not None:
         if not minutes > 0:
             raise ValueError(f"--minutes must be > 0, got {minutes}")
@@ -293,6 +283,14 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     segments = [*segments, segment]
     tokens_per_step = cfg.batch_size * (cfg.seq_len if stage == "context" else cfg.seq_len - cfg.prefix_len)
     budget = cfg.minutes * 60 if cfg.minutes else None
+    # stage 2's windows are cut to whole blocks (as denoiser_loss would cut them) before any distillation
+    usable = cfg.seq_len if stage == "context" else \
+        cfg.prefix_len + (cfg.seq_len - cfg.prefix_len) // cfg.block_size * cfg.block_size
+
+    def window_at(index: int) -> torch.Tensor:  # (B, usable): the training window of step `index`
+        return torch.from_numpy(train.batch(index)[:, :usable]).to(device)
+
+    distill_ahead = DistillAhead(model, cfg.prefix_len, cfg.distill_share, cfg.distill_batches)
     bar = tqdm(initial=start, total=None if budget else total, desc=f"train {stage}", dynamic_ncols=True)
     t_start = t_last = time.perf_counter()
     step, record, step_time = start, {}, 0.0
@@ -304,9 +302,13 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         lr_now = lr_at_time(share, cfg.warmup / profile_steps, cfg) if budget else lr_at(step, total, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr_now * (min(1.0, (step - start + 1) / rewarm) if rewarm else 1.0)
-        step_cfg = cfg if share >= cfg.distill_from else replace(cfg, distill_share=0.0)
-        batch = torch.from_numpy(train.batch(step)).to(device)
-        loss = loss_of(batch, gen, step_cfg)
+        distilling = stage == "denoiser" and cfg.distill_share > 0 and share >= cfg.distill_from
+        if distilling:  # the distilled window, generated `distill_batches` steps ahead
+            with autocast:
+                batch = distill_ahead(step, window_at, total - 1)
+        else:
+            batch = window_at(step)
+        loss = loss_of(batch, gen, replace(cfg, distill_share=0.0))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -319,7 +321,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         last = step == total or (budget is not None and now - t_start + step_time + reserve > budget)
         record = {"step": step, "loss": round(float(loss.detach()), 4), "lr": optimizer.param_groups[0]["lr"],
                   "tokens_per_s": round(tokens_per_step / step_time, 1), "time": time.time()}
-        if step_cfg.distill_share != cfg.distill_share:
+        if stage == "denoiser" and not distilling and cfg.distill_share > 0:
             record["distill_share"] = 0.0
         if step % cfg.eval_every == 0 or last:
             record["val_loss"] = round(validate(), 4)
@@ -385,6 +387,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--distill-from", type=float, default=None,
                         help="stage 2: share of the run (of --steps, or of --minutes) trained on corpus text alone "
                              "before self-distillation starts (default 0)")
+    parser.add_argument("--distill-batches", type=int, default=None,
+                        help="stage 2: steps whose distilled windows one AR run generates ahead (profile's default: "
+                             "1 on the CPU, 8 on a GPU, where a decode step costs about the same for more rows)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="train for this wall-clock budget: warm-up and cosine follow the time spent, the step "
                              "count follows from the device's speed (--steps caps it); a fresh stage only")
@@ -403,6 +408,7 @@ def main(args) -> int:
         print(export(args.out, args.to))
         return 0
     record = run_stage(args.stage, args.out, args.profile, args.resume, args.steps, args.device, args.init_from,
-                       args.distill_share, args.dtype, args.lr, args.minutes, args.distill_from)
+                       args.distill_share, args.dtype, args.lr, args.minutes, args.distill_from,
+                       args.distill_batches)
     print(json.dumps(record))
     return 0
