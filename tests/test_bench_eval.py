@@ -220,6 +220,13 @@ def test_run_sweep_api_steps_grid_and_progress():
     assert one_step["nfe"] == 2 and one_step["tokens_per_pass"] == 2.0  # one pass commits the whole block
     figure = sweep_figure(points)
     assert [trace.name for trace in figure.data] == ["S = 2", "Pareto frontier"]
+    # anchored: with S = 2 and one step, the anchor fills a position and one pass the other
+    anchored = run_sweep(engine, ["def f(x):\n    return x\n"], gammas=[0.7], block_sizes=[2], steps=[1],
+                         max_new_tokens=4, anchor_first=True)
+    assert anchored[0]["nfe"] == 2 and anchored[0]["tokens_per_pass"] == 2.0
+    anchored = run_sweep(engine, ["def f(x):\n    return x\n"], gammas=[1.0], block_sizes=[4], steps=[4],
+                         max_new_tokens=4, anchor_first=True)
+    assert anchored[0]["nfe"] == 3  # γ = 1 on a random model: one token a pass for the 3 open positions
 
 
 @pytest.mark.parametrize("argv, words", [

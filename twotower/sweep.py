@@ -46,10 +46,11 @@ def sweep_grid(gammas, block_sizes, steps=None) -> list[tuple[float, int, int]]:
 
 
 def run_sweep(engine, prompts, gammas, block_sizes, steps=None, max_new_tokens: int = 64, progress=None,
-              repeats: int = 1, max_prompt_tokens: int = 512) -> list[dict]:
+              repeats: int = 1, max_prompt_tokens: int = 512, anchor_first: bool = False) -> list[dict]:
     """Measure every grid point over `prompts` (texts, or lists of token ids); returns one dict per point
     with the CSV_FIELDS. progress(i, n, point) is called after point i of n (1-based); a point's
-    `pareto` flag is final only in the returned list (the front needs every point)."""
+    `pareto` flag is final only in the returned list (the front needs every point). anchor_first: every
+    point runs anchored diffusion (each block's first token from the context tower)."""
     from .bench import summarise, timed_generation
     from .evaluation import ar_mean_loglik, prompt_ids
 
@@ -68,14 +69,15 @@ def run_sweep(engine, prompts, gammas, block_sizes, steps=None, max_new_tokens: 
         outputs = [metrics.cut_after_eos(g["rows"][0], eos) for g in rounds[0]]  # greedy: every round agrees
         return summarise(rounds), outputs
 
-    first = {"gamma": grid[0][0], "block_size": grid[0][1], "steps_per_block": grid[0][2]}
+    first = {"gamma": grid[0][0], "block_size": grid[0][1], "steps_per_block": grid[0][2], "anchor_first": anchor_first}
     timed_generation(engine, "ar", ids[0], max_new_tokens, {})  # warm-up
     timed_generation(engine, "diffusion", ids[0], max_new_tokens, first)
     ar, ar_outputs = measure("ar", {})
     ar_self = metrics.mean(ar_mean_loglik(engine.model, x, o) for x, o in zip(ids, ar_outputs))
     points = []
     for i, (gamma, size, steps_per_block) in enumerate(grid, start=1):
-        rec, outputs = measure("diffusion", {"gamma": gamma, "block_size": size, "steps_per_block": steps_per_block})
+        rec, outputs = measure("diffusion", {"gamma": gamma, "block_size": size, "steps_per_block": steps_per_block,
+                                             "anchor_first": anchor_first})
         point = {
             "gamma": gamma, "block_size": size, "steps_per_block": steps_per_block,
             "tokens_per_s": rec["tokens_per_s"], "ar_tokens_per_s": ar["tokens_per_s"],
@@ -151,6 +153,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=1, help="timed rounds per point; the median is used")
     parser.add_argument("--out-dir", default="sweep-results", help="where sweep.csv and sweep.html go")
+    parser.add_argument("--anchor-first", action="store_true",
+                        help="every point runs anchored diffusion (each block's first token from the context tower)")
     parser.add_argument("--json", action="store_true", help="print the points as one JSON object")
 
 
@@ -177,14 +181,15 @@ def main(args) -> int:
             bar.set_postfix(gamma=point["gamma"], S=point["block_size"], ratio=f"{point['ratio_vs_ar'] or 0:.2f}")
 
         points = run_sweep(engine, prompts, gammas, block_sizes, steps, args.max_new_tokens, progress,
-                           args.repeats, args.max_prompt_tokens)
+                           args.repeats, args.max_prompt_tokens, args.anchor_first)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(points, out_dir / "sweep.csv")
     sweep_figure(points).write_html(out_dir / "sweep.html", include_plotlyjs=True)  # offline: embed plotly.js
     if args.json:
         print(json.dumps({**device_info(engine), **started, "model": engine.name, "n_prompts": len(prompts),
-                          "max_new_tokens": args.max_new_tokens, "repeats": args.repeats, "points": points,
+                          "max_new_tokens": args.max_new_tokens, "repeats": args.repeats,
+                          "anchor_first": args.anchor_first, "points": points,
                           "csv": str(out_dir / "sweep.csv"), "html": str(out_dir / "sweep.html")}, indent=1))
     else:
         print(format_markdown(points))
