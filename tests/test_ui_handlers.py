@@ -101,6 +101,17 @@ def test_race_measures_each_mode_and_feeds_the_cost_panel(engine):
     assert provenance(measured, {"ar": tps[0] * 1.5}) == {}
 
 
+def test_race_has_an_anchored_diffusion_contestant(engine):
+    handlers = Handlers(engine)
+    *_, (html, figure, measured) = list(handlers.race("def f(x):", ["diffusion", "diffusion_anchored"],
+                                                      1.0, 4, 4, 8, 1))
+    assert "<h4>diffusion, anchored</h4>" in html and "<h4>diffusion</h4>" in html
+    assert set(measured["tokens_per_s"]) == {"ar", "diffusion", "diffusion_anchored"}
+    assert [bar for bar in figure.data[0].x] == ["AR", "diffusion", "diffusion, anchored"]
+    # γ = 1 on a random model: a token a pass, so the anchored run spends one pass less per block
+    assert "NFE 8" in html and "NFE 6" in html
+
+
 def test_model_info_describes_the_engine(engine):
     html = Handlers(engine).model_info()
     assert "M*EM-*" in html and "46,712" in html

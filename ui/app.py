@@ -23,7 +23,8 @@ MODE_CHOICES = [("diffusion", "diffusion"), ("speculative", "speculative"), ("mo
 # Every listener that runs the model shares one concurrency group: at most `concurrency_limit` runs at
 # once over all panels and users; the rest wait in Gradio's queue.
 ENGINE = "engine"
-RACE_CHOICES = [("diffusion", "diffusion"), ("speculative", "speculative"), ("mock-AR", "mock_ar")]
+RACE_CHOICES = [("diffusion", "diffusion"), ("diffusion, anchored", "diffusion_anchored"), ("speculative", "speculative"),
+                ("mock-AR", "mock_ar")]
 
 
 def _html(value="", elem_id=None, label=None) -> gr.HTML:

@@ -26,7 +26,9 @@ from .plots import acceptance_histogram, cost_bars, race_bars
 from .render import board_html, error_html, esc, kv_table_html, note_html, stats_html
 from .render_panels import acceptance_summary_html, audit_html, cost_html, race_html
 
-RACE_MODES = ("diffusion", "speculative", "mock_ar")  # raced against AR, in this order
+RACE_MODES = ("diffusion", "diffusion_anchored", "speculative", "mock_ar")  # raced against AR, in this order
+# contestants that are a mode with a setting: (engine mode, extra settings)
+RACE_VARIANTS = {"diffusion_anchored": ("diffusion", {"anchor_first": True})}
 LIVE_NOTE = "Times include drawing every step live; the Race panel times without rendering."
 
 
@@ -168,8 +170,11 @@ class Handlers:
             repeats = max(1, int(repeats or 1))
             for mode in order:
                 yield race_html(results, self.engine.decode, f"timing {mode}…"), race_bars(results), gr.skip()
+                engine_mode, extra = RACE_VARIANTS.get(mode, (mode, {}))
                 try:
-                    results.append(self._timed(mode, ids, max_new_tokens, settings if mode != "ar" else {}, repeats))
+                    timed = self._timed(engine_mode, ids, max_new_tokens, {**settings, **extra} if mode != "ar" else {},
+                                        repeats)
+                    results.append({**timed, "mode": mode})  # the contestant's name: cards, bars, Cost
                 except ImportError as exc:
                     results.append({"mode": mode, "tokens": [], "error": unavailable(f"{mode} mode", exc)})
         except ValueError as exc:

@@ -9,7 +9,8 @@ import plotly.graph_objects as go
 from .cost import CostLine
 from .render_panels import MODE_LABELS
 
-MODE_COLOURS = {"ar": "#495057", "diffusion": "#1c7ed6", "speculative": "#e8590c", "mock_ar": "#2f9e44"}
+MODE_COLOURS = {"ar": "#495057", "diffusion": "#1c7ed6", "speculative": "#e8590c", "mock_ar": "#2f9e44",
+                "diffusion_anchored": "#74c0fc"}
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, top: float | None = None) -> go.Figure:

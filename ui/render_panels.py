@@ -8,7 +8,8 @@ from typing import Callable
 from .cost import CostLine
 from .render import esc
 
-MODE_LABELS = {"diffusion": "diffusion", "speculative": "speculative", "mock_ar": "mock-AR", "ar": "AR"}
+MODE_LABELS = {"diffusion": "diffusion", "speculative": "speculative", "mock_ar": "mock-AR", "ar": "AR",
+               "diffusion_anchored": "diffusion, anchored"}  # a Race contestant: each block's first token from AR
 
 
 def diff_html(tokens: list[int], ref_tokens: list[int], decode: Callable[[list[int]], str]) -> str:
