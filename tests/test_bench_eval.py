@@ -149,10 +149,15 @@ def test_eval_json_retention_and_markdown(capsys, tmp_path, stand_in_speculative
                 assert value == pytest.approx(scores[mode][name] / scores["ar"][name])
         defined = [v for v in ret["tasks"].values() if v is not None]
         assert ret["aggregate"] == (pytest.approx(sum(defined) / len(defined)) if defined else None)
+        assert set(ret["ci"]["tasks"]) == set(ret["tasks"])  # bootstrap intervals, None where undefined
+        for name, ci in ret["ci"]["tasks"].items():
+            assert ci is None or ci[0] <= ci[1]
+    # the stand-in speculative writes AR's tokens: every defined interval is the point 1
+    assert all(ci in (None, [1.0, 1.0]) for ci in report["retention"]["speculative"]["ci"]["tasks"].values())
     assert 0.0 <= report["reference"]["syntax_ok"] <= 1.0
     table = out.read_text()
     assert "| task | n | AR | mock-AR | retention | diffusion | retention | speculative | retention |" in table
-    assert "aggregate (mean retention)" in table
+    assert "aggregate (mean retention)" in table and "paired bootstrap over the prompts" in table
     passes = report["passes"]
     assert passes["ar"]["nfe"] == 0 and passes["ar"]["tokens_per_pass"] is None  # AR runs no denoiser
     assert passes["mock_ar"]["tokens_per_pass"] == 1.0 and passes["mock_ar"]["new_tokens"] > 0

@@ -115,3 +115,19 @@ def test_pareto_front_maximises_both_axes():
     assert metrics.pareto_front([], "x", "y") == []
     assert metrics.pareto_front([{"x": 1, "y": 1}], "x", "y") == [True]
 
+
+
+def test_bootstrap_retention_on_hand_made_scores():
+    from twotower.metrics import bootstrap_retention
+
+    ar = {"exact": [1.0] * 200, "sim": [0.5] * 200}
+    same = bootstrap_retention(ar, ar, {"next_line": ["exact", "sim"]})
+    assert same == {"tasks": {"exact": [1.0, 1.0], "sim": [1.0, 1.0]}, "aggregate": [1.0, 1.0]}
+    half = {"exact": [1.0, 0.0] * 100, "sim": [0.5] * 200}  # retention 0.5 and 1.0, aggregate 0.75
+    ci = bootstrap_retention(half, ar, {"next_line": ["exact", "sim"]}, seed=1)
+    lo, hi = ci["tasks"]["exact"]
+    assert 0.38 < lo < 0.5 < hi < 0.62  # ±1.96·sqrt(.25/200) ≈ ±0.07 around 0.5
+    assert ci["aggregate"][0] < 0.75 < ci["aggregate"][1] and ci["tasks"]["sim"] == [1.0, 1.0]
+    assert ci == bootstrap_retention(half, ar, {"next_line": ["exact", "sim"]}, seed=1)  # seeded
+    rare = {"exact": [1.0] + [0.0] * 199}  # AR right once in 200: its resampled score is often 0
+    assert bootstrap_retention(rare, rare, {"t": ["exact"]}) == {"tasks": {"exact": None}, "aggregate": None}

@@ -307,14 +307,16 @@ def evaluate(engine, modes=MODE_ORDER, tasks=TASKS, n_next_line: int = 500, n_sy
         "files": {task: len({it["file"] for it in items[task]}) for task in tasks},
         "scores": scores,
         "reference": {"syntax_ok": metrics.mean(reference_ok)} if "syntax" in tasks else {},
-        "retention": retention_report(scores, tasks),
+        "retention": retention_report(scores, tasks, per_item),
         "passes": {mode: pass_totals(stats_of[mode]) for mode in modes},
         "examples": examples,
     }
 
 
-def retention_report(scores: dict, tasks) -> dict:
-    """{mode: {"tasks": {metric: ratio | None}, "notes": {metric: why None}, "aggregate": mean}} for non-AR modes."""
+def retention_report(scores: dict, tasks, per_item: dict | None = None) -> dict:
+    """{mode: {"tasks": {metric: ratio | None}, "notes": {metric: why None}, "aggregate": mean, "ci": ...}} for
+    non-AR modes; "ci" (95 % paired-bootstrap intervals, metrics.bootstrap_retention) when per-prompt scores
+    are given."""
     report = {}
     for mode, mode_scores in scores.items():
         if mode == "ar":
@@ -326,6 +328,9 @@ def retention_report(scores: dict, tasks) -> dict:
                 if note:
                     notes[name] = note
         report[mode] = {"tasks": ratios, "notes": notes, "aggregate": metrics.aggregate_retention(ratios.values())}
+        if per_item is not None:
+            groups = {task: list(TASK_METRICS[task]) for task in tasks}
+            report[mode]["ci"] = metrics.bootstrap_retention(per_item[mode], per_item["ar"], groups)
     return report
 
 
@@ -334,6 +339,10 @@ def _fmt(value, percent=False) -> str:
     if value is None:
         return "n/a"
     return f"{100 * value:.1f} %" if percent else f"{value:.3f}"
+
+
+def _interval(ci) -> str:
+    return "" if not ci else f" ({100 * ci[0]:.0f}–{100 * ci[1]:.0f} %)"
 
 
 def format_markdown(report: dict) -> str:
@@ -350,11 +359,14 @@ def format_markdown(report: dict) -> str:
         for name in TASK_METRICS[task]:
             row = [METRIC_LABELS[name], str(report["n_prompts"][task]), _fmt(report["scores"]["ar"].get(name))]
             for m in others:
-                row += [_fmt(report["scores"][m].get(name)), _fmt(report["retention"][m]["tasks"][name], percent=True)]
+                ci = report["retention"][m].get("ci", {}).get("tasks", {}).get(name)  # older reports: none
+                row += [_fmt(report["scores"][m].get(name)),
+                        _fmt(report["retention"][m]["tasks"][name], percent=True) + _interval(ci)]
             lines.append("| " + " | ".join(row) + " |")
     row = ["**aggregate (mean retention)**", "", ""]
     for m in others:
-        row += ["", f"**{_fmt(report['retention'][m]['aggregate'], percent=True)}**"]
+        ci = report["retention"][m].get("ci", {}).get("aggregate")
+        row += ["", f"**{_fmt(report['retention'][m]['aggregate'], percent=True)}**{_interval(ci)}"]
     lines += ["| " + " | ".join(row) + " |", ""]
     lines += ["Diagnostics over every generation (not tasks):", "",
               "| mode | agreement with AR tokens | AR-tower mean log-likelihood | tokens per denoiser pass |"
@@ -367,6 +379,8 @@ def format_markdown(report: dict) -> str:
     if report["reference"].get("syntax_ok") is not None:
         notes.append(f"the true file continuation passes the syntax check in {_fmt(report['reference']['syntax_ok'], True)}"
                      " of syntax prompts (the check's ceiling)")
+    if any(report["retention"][m].get("ci") for m in others):
+        notes.append("retention in parentheses: 95 % interval of a paired bootstrap over the prompts (2,000 resamples)")
     notes += list(report["skipped"].values())
     lines += [""] + [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"

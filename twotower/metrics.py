@@ -129,6 +129,40 @@ def aggregate_retention(retentions) -> float | None:
     return sum(defined) / len(defined) if defined else None
 
 
+def bootstrap_retention(mode_items: dict, ar_items: dict, groups: dict, n_boot: int = 2000, seed: int = 0,
+                        level: float = 0.95) -> dict:
+    """Percentile intervals of retention (mode score / AR score), paired bootstrap over prompts.
+
+    mode_items / ar_items: {metric: per-prompt scores, the same prompts in the same order}; groups: {task:
+    [metrics]}: a task's metrics share one resample of its prompts, tasks are resampled independently.
+    Returns {"tasks": {metric: [lo, hi] | None}, "aggregate": [lo, hi] | None}; None where AR's resampled
+    score is 0 in more than 1 % of the resamples (the ratio is then undefined too often to bound).
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    ratios = {}
+    for metrics_of_task in groups.values():
+        n = len(ar_items[metrics_of_task[0]])
+        picks = rng.integers(0, n, size=(n_boot, n))  # (n_boot, n) prompt indices, shared by the task's metrics
+        for name in metrics_of_task:
+            mode = np.asarray(mode_items[name], dtype=float)[picks].mean(1)
+            ar = np.asarray(ar_items[name], dtype=float)[picks].mean(1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratios[name] = np.where(ar > 0, mode / ar, np.nan)  # (n_boot,)
+    tail = 100 * (1 - level) / 2
+
+    def interval(samples):
+        if np.isnan(samples).mean() > 0.01:
+            return None
+        lo, hi = np.nanpercentile(samples, [tail, 100 - tail])
+        return [float(lo), float(hi)]
+
+    defined = [r for r in ratios.values() if interval(r) is not None]
+    aggregate = interval(np.nanmean(np.stack(defined), axis=0)) if defined else None
+    return {"tasks": {name: interval(r) for name, r in ratios.items()}, "aggregate": aggregate}
+
+
 def mean(values) -> float | None:
     """Mean of the values that are not None; None when there are none."""
     present = [v for v in values if v is not None]
