@@ -121,6 +121,8 @@ def test_sweep(app):
     assert "gamma" in header and "ratio_vs_ar" in header
     *_, bad = client.predict(["fibonacci"], "", "fast", "4", 4, 8, api_name="/sweep")
     assert "tt-error" in bad and "γ values" in bad
+    *_, anchored = client.predict(["fibonacci"], "", "0.5", "4", 4, 8, True, api_name="/sweep")
+    assert "1 grid point over" in anchored and "anchored diffusion" in anchored
 
 
 def test_cost_and_model_info(app):

@@ -117,6 +117,9 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                         with gr.Row():
                             sweep_gammas = gr.Textbox("0.5, 0.7, 0.9", label="γ values")
                             sweep_sizes = gr.Textbox("4, 8, 16", label="block sizes S")
+                            sweep_anchor = gr.Checkbox(False, label="anchored diffusion",
+                                                       info="each block's first token from the context tower",
+                                                       elem_id="sweep-anchor")
                         sweep_btn = gr.Button("Run sweep", variant="primary", elem_id="sweep-button")
                         sweep_message = _html("", "sweep-message")
                         sweep_plot = gr.Plot(label="throughput ratio vs quality", elem_id="sweep-plot")
@@ -169,7 +172,8 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                           [audit_prompt, *settings, audit_adaptive, audit_cut], [audit_table, audit_plot, audit_summary],
                           api_name="speculative_audit", concurrency_id=ENGINE)
         sweep_run = sweep_btn.click(handlers.sweep, [sweep_examples, sweep_extra, sweep_gammas, sweep_sizes, steps,
-                                                     max_new], [sweep_plot, sweep_table, sweep_csv, sweep_message],
+                                                     max_new, sweep_anchor],
+                                    [sweep_plot, sweep_table, sweep_csv, sweep_message],
                                     api_name="sweep", concurrency_id=ENGINE)
         cost_inputs = [price, gpus, utilisation, tps_ar, tps_diffusion, tps_speculative, api_price, race_measured]
         cost_btn.click(handlers.cost, cost_inputs, [cost_view, cost_plot], api_name="cost")

@@ -224,8 +224,9 @@ class Handlers:
 
     # ---------------------------------------------------------------- Sweep
     def sweep(self, example_names, extra_prompt, gammas, block_sizes, steps_per_block, max_new_tokens,
-              progress=gr.Progress()):
-        """γ × S grid through twotower.sweep (its code, its figure, its CSV). Returns (scatter, table, CSV, message)."""
+              anchor_first=False, progress=gr.Progress()):
+        """γ × S grid through twotower.sweep (its code, its figure, its CSV). Returns (scatter, table, CSV, message).
+        anchor_first: every point runs anchored diffusion."""
         try:
             from twotower import sweep
         except ImportError as exc:
@@ -242,7 +243,8 @@ class Handlers:
             grid_sizes = sweep.parse_list(block_sizes, int, "block sizes")
             progress(0, desc="warm-up and AR baseline")
             points = sweep.run_sweep(self.engine, prompts, grid_gammas, grid_sizes, steps=_whole(steps_per_block),
-                                     max_new_tokens=_whole(max_new_tokens), progress=progress_adapter(progress))
+                                     max_new_tokens=_whole(max_new_tokens), progress=progress_adapter(progress),
+                                     anchor_first=bool(anchor_first))
         except ValueError as exc:
             gr.Warning(str(exc))
             return None, None, None, error_html(str(exc))
@@ -251,7 +253,8 @@ class Handlers:
         columns = list(sweep.CSV_FIELDS)
         shown = [[round(v, 4) if isinstance(v, float) else v for v in (p.get(c) for c in columns)] for p in points]
         table = gr.Dataframe(value=shown, headers=columns)  # rounded for reading; the CSV keeps every digit
-        message = note_html(f"{len(points)} grid points over {len(prompts)} prompt(s); "
+        message = note_html(f"{len(points)} grid point{'' if len(points) == 1 else 's'} over {len(prompts)} prompt(s)"
+                            f"{', anchored diffusion' if anchor_first else ''}; "
                             f"{sum(bool(p.get('pareto')) for p in points)} on the Pareto frontier.")
         return sweep.sweep_figure(points), table, str(path), message
 
