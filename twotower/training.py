@@ -9,7 +9,9 @@ pass"): the frozen context tower runs over the clean window segment by segment w
 Mamba states at each block boundary and the K/V of every position; the denoiser then sees all nb noisy
 blocks in one pass — Mamba layers scan each block from its boundary state, attention is block-causal
 over the context keys and block-diagonal over the noisy keys.
-Checkpoints (safetensors + JSON, no pickle) are written every `save_every` steps; `--resume` continues.
+Checkpoints (safetensors + JSON, no pickle; twotower/train_state.py) are written every `save_every` steps;
+`--resume` continues. `--minutes M` trains a stage on a wall-clock budget instead of a step count (a GPU
+lease: scripts/gpu_train.sh); self-distillation targets come from twotower/distill.py.
 """
 
 from __future__ import annotations
