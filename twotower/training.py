@@ -135,14 +135,11 @@ def mask_blocks(targets: torch.Tensor, n_blocks: int, block_size: int, mask_id: 
 
 
 def denoiser_loss(model, tokens: torch.Tensor, cfg: TrainConfig, generator=None):
-    """Masked block diffusion loss on every block of the windows in `tokens` (B, P + nb·S)."""
+    """Masked block diffusion loss on every block of the windows in `tokens` (B, P + nb·S), taken as they
+    are: run_stage swaps in the self-distilled windows first (twotower.distill.DistillAhead)."""
     prefix, S = cfg.prefix_len, cfg.block_size
     n_blocks = (tokens.shape[1] - prefix) // S
     tokens = tokens[:, : prefix + n_blocks * S]
-    if cfg.distill_share > 0 and model.training:  # per step; run_stage generates ahead (DistillAhead)
-        from .distill import self_distill
-
-        tokens = self_distill(model, tokens, prefix, cfg.distill_share)
     ctx = context_features(model, tokens, prefix, S)
     targets = tokens[:, prefix:]
     noisy, masked, t = mask_blocks(targets, n_blocks, S, model.config.mask_token_id, generator)
@@ -264,9 +261,9 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     autocast = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16")
     gen = torch.Generator().manual_seed(cfg.seed + start)
 
-    def loss_of(batch: torch.Tensor, generator=None, run_cfg: TrainConfig = cfg):
+    def loss_of(batch: torch.Tensor, generator=None):
         with autocast:
-            return context_loss(model, batch) if stage == "context" else denoiser_loss(model, batch, run_cfg, generator)
+            return context_loss(model, batch) if stage == "context" else denoiser_loss(model, batch, cfg, generator)
 
     @torch.no_grad()
     def validate() -> float:
@@ -310,7 +307,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
                 batch = distill_ahead(step, window_at, total - 1)
         else:
             batch = window_at(step)
-        loss = loss_of(batch, gen, replace(cfg, distill_share=0.0))
+        loss = loss_of(batch, gen)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
