@@ -48,6 +48,11 @@ def add_settings_arguments(parser) -> None:
     parser.add_argument("--gamma", type=float, default=None, help="confidence threshold γ in (0, 1] (default: the model's)")
     parser.add_argument("--block-size", type=int, default=None, help="block size S (default: the model's)")
     parser.add_argument("--steps", type=int, default=None, help="denoiser steps per block (default: the model's)")
+    add_anchor_argument(parser)
+
+
+def add_anchor_argument(parser) -> None:
+    """--anchor-first, for every command that runs diffusion (generate, bench, eval, sweep)."""
     parser.add_argument("--anchor-first", action="store_true",
                         help="diffusion variant: each block's first token is the context tower's next token "
                              "(from the pass it runs anyway; not the release's rule)")

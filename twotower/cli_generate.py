@@ -17,7 +17,7 @@ def add_model_arguments(parser) -> None:
 
 
 def add_arguments(parser) -> None:
-    from .bench import add_engine_arguments  # model, devices, dtypes, --compile: as bench / eval / sweep / app
+    from .bench import add_anchor_argument, add_engine_arguments  # as bench / eval / sweep / app
 
     parser.add_argument("prompt", help="prompt text ('-' reads standard input)")
     add_engine_arguments(parser)
@@ -31,8 +31,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--top-p", type=float, default=None)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--adaptive", action="store_true", help="speculative: adapt the block length to acceptance")
-    parser.add_argument("--anchor-first", action="store_true",
-                        help="diffusion variant: each block's first token is the context tower's next token")
+    add_anchor_argument(parser)
     parser.add_argument("--min-draft-confidence", type=float, default=None,
                         help="speculative: propose only the draft prefix whose confidence reaches this (default: the model's)")
     parser.add_argument("--no-eos", action="store_true", help="do not stop at end-of-sequence")

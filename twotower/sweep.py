@@ -140,7 +140,7 @@ def format_markdown(points) -> str:
 
 
 def add_arguments(parser) -> None:
-    from .bench import add_engine_arguments
+    from .bench import add_anchor_argument, add_engine_arguments
 
     add_engine_arguments(parser)
     parser.add_argument("--gammas", default="0.5,0.7,0.8,0.9,0.95", help="comma-separated γ values")
@@ -153,8 +153,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=1, help="timed rounds per point; the median is used")
     parser.add_argument("--out-dir", default="sweep-results", help="where sweep.csv and sweep.html go")
-    parser.add_argument("--anchor-first", action="store_true",
-                        help="every point runs anchored diffusion (each block's first token from the context tower)")
+    add_anchor_argument(parser)  # every grid point anchored
     parser.add_argument("--json", action="store_true", help="print the points as one JSON object")
 
 
