@@ -158,9 +158,10 @@ def bootstrap_retention(mode_items: dict, ar_items: dict, groups: dict, n_boot: 
         lo, hi = np.nanpercentile(samples, [tail, 100 - tail])
         return [float(lo), float(hi)]
 
-    defined = [r for r in ratios.values() if interval(r) is not None]
+    intervals = {name: interval(r) for name, r in ratios.items()}
+    defined = [ratios[name] for name, ci in intervals.items() if ci is not None]
     aggregate = interval(np.nanmean(np.stack(defined), axis=0)) if defined else None
-    return {"tasks": {name: interval(r) for name, r in ratios.items()}, "aggregate": aggregate}
+    return {"tasks": intervals, "aggregate": aggregate}
 
 
 def mean(values) -> float | None:

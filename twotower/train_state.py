@@ -12,10 +12,9 @@ from pathlib import Path
 
 import torch
 
-# --------------------------------------------------------------------------------------------------
-# checkpoints: model via safetensors, optimizer moments flattened into a second safetensors file
+
 def save_state(run_dir: Path, model, optimizer, step: int, stage: str, log: list[dict], cfg,
-                segments: list[dict]) -> None:
+               segments: list[dict]) -> None:
     from safetensors.torch import save_file
 
     from .checkpoint import save_pretrained
