@@ -5,6 +5,12 @@ mean acceptance length   = 1 + accepted / verification rounds (the +1 is the tok
                            the correction at the first rejection, or the bonus after a full acceptance)
 A round that accepts all S drafted tokens therefore has acceptance length S + 1. The lengths count what
 the verifier accepted; the output can be shorter when it is cut at EOS or at max_new_tokens.
+
+acceptance by position   = per draft position i: of the rounds that drafted position i, the share whose
+                           accepted prefix reached it (vLLM's per-position rate). It is what position i adds
+                           to the mean acceptance length, so it tells where a longer draft stops paying:
+                           with one draft length k for every round, 1 + sum over i of the shares = the mean
+                           acceptance length.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ class AcceptanceCounter:
     drafted: int = 0
     accepted: int = 0
     acceptance_lengths: list[int] = field(default_factory=list)  # per round: accepted + 1
+    proposed: list[int] = field(default_factory=list)  # per round: drafted tokens put to the verifier
 
     @property
     def rounds(self) -> int:
@@ -28,6 +35,7 @@ class AcceptanceCounter:
         self.drafted += drafted
         self.accepted += accepted
         self.acceptance_lengths.append(accepted + 1)
+        self.proposed.append(drafted)
 
     def summary(self) -> dict:
         return {
@@ -37,7 +45,36 @@ class AcceptanceCounter:
             "drafted": self.drafted,
             "accepted": self.accepted,
             "acceptance_lengths": list(self.acceptance_lengths),
+            "proposed_lengths": list(self.proposed),
+            "acceptance_by_position": acceptance_by_position(self.proposed, [n - 1 for n in self.acceptance_lengths]),
         }
+
+
+def acceptance_by_position(proposed: list[int], accepted: list[int]) -> list[dict]:
+    """Per draft position i = 1 .. max(proposed): rounds that drafted it, rounds that accepted it, the share.
+
+    proposed / accepted: per round, the drafted and the accepted token counts (accepted[r] <= proposed[r]).
+    Counts, not only shares, so that several generations' tables add up (see merge_by_position).
+    """
+    if len(proposed) != len(accepted):
+        raise ValueError(f"need one accepted count per round ({len(proposed)} proposed, {len(accepted)} accepted)")
+    rows = []
+    for i in range(1, max(proposed, default=0) + 1):
+        drafted = sum(k >= i for k in proposed)
+        taken = sum(n >= i for n in accepted)
+        rows.append({"position": i, "drafted": drafted, "accepted": taken, "share": taken / drafted})
+    return rows
+
+
+def merge_by_position(tables: list[list[dict]]) -> list[dict]:
+    """acceptance_by_position over several generations: counts added per position, shares recomputed."""
+    drafted, accepted = {}, {}
+    for table in tables:
+        for row in table:
+            drafted[row["position"]] = drafted.get(row["position"], 0) + row["drafted"]
+            accepted[row["position"]] = accepted.get(row["position"], 0) + row["accepted"]
+    return [{"position": i, "drafted": drafted[i], "accepted": accepted[i], "share": accepted[i] / drafted[i]}
+            for i in sorted(drafted)]
 
 
 def pass_counts(rounds: int, draft_passes: int, context_passes: int) -> dict:

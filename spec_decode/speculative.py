@@ -79,12 +79,16 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
     t_start, t_first = time.perf_counter(), None
     cursor = ContextCursor(model, prompt, max_unread=block_size)  # the denoiser sees them as given tokens
     counter = AcceptanceCounter()
+    # seconds the sampler spent drafting (denoiser passes and their token selection) and verifying (the
+    # context tower's pass, the verdict, rollback and re-scan); the prompt's prefill is in neither
+    clock = {"draft_s": 0.0, "verify_s": 0.0}
     new: list[int] = []
     nfe, size, round_idx = 0, block_size, 0
     max_size = 2 * block_size if adaptive else block_size
     if temperature > 0.0 and draft_steps > 1:
         min_confidence = 0.0  # see the docstring: truncating could select on the drawn tokens
     while True:
+        tick = time.perf_counter()  # the clocks stop while an event is out with the consumer
         k = min(size, max_new_tokens - len(new))  # a round emits at most k + 1 tokens; extra ones are cut
         lead = len(cursor.unread)  # emitted tokens the context tower has not read yet lead the block
         tokens = torch.tensor([cursor.unread + [mask_id] * k])  # (1, lead + k)
@@ -94,7 +98,10 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
         for state in draft_block(model, ctx, tokens, masked, draft_steps, gamma, temperature, draft_gen, top_k, top_p,
                                  select_on_top_probability=True, keep_commit_logits=True):
             nfe += 1
-            yield _draft_event(state, lead, round_idx, len(new), nfe, cursor.passes, t_start)
+            event = _draft_event(state, lead, round_idx, len(new), nfe, cursor.passes, t_start)  # copies: waits for a GPU
+            clock["draft_s"] += time.perf_counter() - tick
+            yield event
+            tick = time.perf_counter()
         k_drafted, k = k, confident_prefix_length(state.confidence[0, lead:], min_confidence)  # 0: the whole draft
         drafted = state.tokens[0, lead:lead + k].cpu()  # (k,) the proposal: the drafted tokens that are verified
         target_logits = cursor.verify(drafted.tolist())  # (k + 1, V)
@@ -104,6 +111,7 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
         info = _verify_info(drafted, n, token, p, q)
         info["draft_passes"] = state.step + 1
         info["drafted_before_cut"] = k_drafted  # the denoiser's block; info["block_size"] is what was proposed
+        clock["verify_s"] += time.perf_counter() - tick
         yield StepEvent(MODE, "verify", round_idx, state.step + 1, len(new), drafted[None],
                         torch.zeros(1, k, dtype=torch.bool), state.confidence[:, lead:lead + k].cpu(),
                         (torch.arange(k) < n)[None], state.commit_step[:, lead:lead + k].cpu(), nfe, cursor.passes,
@@ -115,8 +123,10 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
         new.extend(emitted)
         finished = len(new) >= max_new_tokens or (eos is not None and emitted[-1] == eos)
         passes_before = cursor.passes
+        tick = time.perf_counter()
         if not finished:
-            cursor.commit(n, token)
+            cursor.commit(n, token)  # a rollback (and a re-scan when not deferred) counts as verifying
+        clock["verify_s"] += time.perf_counter() - tick
         t_first = t_first or time.perf_counter()
         event = _commit_event(emitted, n, k, state, lead, p, round_idx, len(new), nfe, cursor.passes, t_start)
         event.info["rescanned"] = cursor.passes > passes_before  # False when the kept tokens stay unread
@@ -128,6 +138,7 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
         round_idx += 1
     stats = counter.summary()
     stats.update(pass_counts(counter.rounds, nfe, cursor.passes))
+    stats.update(clock)
     stats.update(block_size=block_size, draft_steps=draft_steps, draft_threshold=gamma, adaptive=adaptive,
                  temperature=temperature, min_draft_confidence=min_confidence)
     yield _done_event(MODE, prompt, torch.tensor([new]), eos, model.config.pad_token_id or 0, nfe, cursor.passes,

@@ -103,6 +103,40 @@ def test_identical_share_compares_each_generation_with_ar_on_the_same_input():
         bench.identical_share([[{"rows": [[5, 6]]}]] * 2, ar)
 
 
+def test_bench_times_speculative_rounds_and_its_break_even(capsys):
+    """With the real spec_decode: the sampler's clocks per round, the acceptance by draft position, and the
+    break-even acceptance length = a round's milliseconds in AR decode steps."""
+    report = run_json(capsys, ["bench", *TINY, "--modes", "ar,speculative", "--n-prompts", "2", "--max-new-tokens",
+                               "9", "--repeats", "2", "--batch-size", "1", "--block-size", "4", "--json"])
+    ar, spec = report["modes"]["ar"], report["modes"]["speculative"]
+    assert ar["decode_ms_per_token"] > 0 and "draft_ms_per_round" not in ar
+    assert spec["draft_ms_per_round"] > 0 and spec["verify_ms_per_round"] > 0
+    assert spec["break_even_acceptance_length"] == pytest.approx(
+        (spec["draft_ms_per_round"] + spec["verify_ms_per_round"]) / ar["decode_ms_per_token"])
+    by_position = spec["acceptance_by_position"]
+    assert [r["position"] for r in by_position] == [1, 2, 3, 4]
+    assert by_position[0]["drafted"] >= 2 * 2  # two prompts' rounds (first repeat), at least two rounds each
+    markdown = bench.format_markdown(report)
+    assert "break-even mean acceptance length" in markdown and "by draft position 1, 2, …" in markdown
+
+
+def test_decode_time_and_speculative_summary_arithmetic():
+    generations = [{"rows": [[1, 2, 3]], "tokens": 3, "seconds": 0.5, "ttft_s": 0.1},
+                   {"rows": [[1, 2], [3, 4]], "tokens": 4, "seconds": 0.4, "ttft_s": 0.2}]
+    assert bench.decode_ms_per_token(generations) == pytest.approx(1000 * 0.6 / 4)  # (3 - 1) + (4 - 2) tokens
+    assert bench.decode_ms_per_token([{"rows": [[1]], "tokens": 1, "seconds": 0.1, "ttft_s": 0.1}]) is None
+    table = [{"position": 1, "drafted": 2, "accepted": 1, "share": 0.5}]
+    spec = [[{"mean_acceptance_length": 2.0, "rounds": 4, "draft_s": 0.04, "verify_s": 0.08,
+              "acceptance_by_position": table}] * 2, [{"mean_acceptance_length": 2.0, "rounds": 4, "draft_s": 0.08,
+                                                      "verify_s": 0.08, "acceptance_by_position": table}] * 2]
+    summary = bench.speculative_summary(spec)
+    assert summary["draft_ms_per_round"] == pytest.approx(15.0)  # median of 10 and 20 ms per round
+    assert summary["verify_ms_per_round"] == pytest.approx(20.0)
+    assert summary["acceptance_by_position"] == [{"position": 1, "drafted": 4, "accepted": 2, "share": 0.5}]
+    assert bench.break_even_acceptance_length(summary, {"decode_ms_per_token": 10.0}) == pytest.approx(3.5)
+    assert bench.break_even_acceptance_length(summary, {"decode_ms_per_token": None}) is None
+
+
 def test_bench_prompt_file_eval_and_skipped_speculative(capsys, tmp_path, no_speculative):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(json.dumps({"prompt": "def add(a, b):\n    return"}) + "\n\n" + json.dumps("import os\n") + "\n")

@@ -199,6 +199,13 @@ def test_metrics_match_events(model_args, settings):
     assert stats["acceptance_lengths"] == [e.info["accepted"] + 1 for e in verifies]
     assert stats["acceptance_rate"] == pytest.approx(stats["accepted"] / stats["drafted"])
     assert stats["mean_acceptance_length"] == pytest.approx(1 + stats["accepted"] / stats["rounds"])
+    assert stats["proposed_lengths"] == [e.info["block_size"] for e in verifies]
+    by_position = stats["acceptance_by_position"]
+    assert [r["position"] for r in by_position] == list(range(1, max(stats["proposed_lengths"]) + 1))
+    assert sum(r["drafted"] for r in by_position) == stats["drafted"]  # each drafted token counted once
+    assert sum(r["accepted"] for r in by_position) == stats["accepted"]
+    assert stats["draft_s"] > 0 and stats["verify_s"] > 0
+    assert stats["draft_s"] + stats["verify_s"] <= events[-1].elapsed
     rollbacks = sum(b.info["rescanned"] for b in blocks)
     assert rollbacks <= sum(not v.info["bonus"] for v in verifies[:-1])  # only partial rounds, never the last
     assert stats["context_passes"] == 1 + stats["rounds"] + rollbacks == events[-1].context_passes

@@ -8,6 +8,8 @@ from scipy.stats import chisquare
 
 from spec_decode import (
     AcceptanceCounter,
+    acceptance_by_position,
+    merge_by_position,
     adapt_block_size,
     draft_distributions,
     greedy_verdict,
@@ -182,6 +184,28 @@ def test_acceptance_counter():
     with pytest.raises(ValueError):
         counter.record(2, 3)
     assert AcceptanceCounter().summary()["acceptance_rate"] is None
+
+
+def test_acceptance_by_position():
+    rows = acceptance_by_position([4, 4, 2], [4, 1, 0])
+    assert [(r["position"], r["drafted"], r["accepted"]) for r in rows] == [(1, 3, 2), (2, 3, 1), (3, 2, 1), (4, 2, 1)]
+    assert rows[0]["share"] == 2 / 3 and rows[3]["share"] == 1 / 2
+    assert acceptance_by_position([], []) == []
+    with pytest.raises(ValueError, match="one accepted count per round"):
+        acceptance_by_position([4, 4], [1])
+    # one draft length for every round: 1 + the shares = the mean acceptance length
+    counter = AcceptanceCounter()
+    for accepted in [0, 3, 5, 1, 5, 2]:
+        counter.record(5, accepted)
+    summary = counter.summary()
+    assert summary["proposed_lengths"] == [5] * 6
+    shares = [r["share"] for r in summary["acceptance_by_position"]]
+    assert shares == sorted(shares, reverse=True)  # a prefix: a later position is never accepted more often
+    assert 1 + sum(shares) == pytest.approx(summary["mean_acceptance_length"])
+    # tables of several generations add up count by count
+    merged = merge_by_position([acceptance_by_position([4, 4, 2], [4, 1, 0]), acceptance_by_position([1], [1])])
+    assert [(r["drafted"], r["accepted"]) for r in merged] == [(4, 3), (3, 1), (2, 1), (2, 1)]
+    assert merged[0]["share"] == 3 / 4
 
 
 def test_adapt_block_size():

@@ -151,6 +151,12 @@ def test_verify_rounds_audit_table_and_summary():
     assert "0.600 · 0.100" in html and "0.200 · 0.700" in html and "bonus" in html and "<script" not in html
     summary = acceptance_summary_html(None, rounds)
     assert "0.750" in summary and "4.00" in summary  # 6 / 8 accepted; 1 + 6 / 2
+    assert "draft position" not in summary  # while running: no stats yet
+    stats = {"acceptance_rate": 0.75, "mean_acceptance_length": 4.0, "rounds": 2, "draft_s": 0.03, "verify_s": 0.05,
+             "acceptance_by_position": [{"position": i, "drafted": 2, "accepted": a, "share": a / 2}
+                                        for i, a in enumerate([2, 2, 1, 1], start=1)]}
+    done = acceptance_summary_html(stats, rounds)
+    assert "1.00 · 1.00 · 0.50 · 0.50" in done and "15.0 ms · 25.0 ms" in done
     board = fold(events)
     assert board.rows[0].rejected_pos == 2 and board.rows[1].rejected_pos is None
 

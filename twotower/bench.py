@@ -27,6 +27,7 @@ from .engine import ANCHOR_NOTE, DTYPES, MODES, dtype_name, load_engine
 from .validation import check_int
 
 SPECULATIVE_BATCH_NOTE = "speculative decoding is batch-1 only"
+SPECULATIVE_STATS = ("mean_acceptance_length", "rounds", "draft_s", "verify_s", "acceptance_by_position")
 RECORD_FIELDS = ("tokens_per_s", "ratio_vs_ar", "nfe", "context_passes", "tokens_per_pass", "tokens_per_context_pass",
                  "time_to_first_token_s", "new_tokens", "generations", "tokens_per_s_repeats", "identical_to_ar")
 
@@ -148,9 +149,11 @@ def timed_generation(engine, mode: str, ids, max_new_tokens: int, settings: dict
     synchronize(engine)
     seconds = perf_counter() - start
     rows = done.info["new_tokens"]
-    return {"rows": rows, "new_tokens": len(rows[0]), "tokens": sum(len(r) for r in rows), "nfe": done.stats["nfe"],
-            "context_passes": done.stats["context_passes"], "seconds": seconds, "ttft_s": first,
-            "mean_acceptance_length": done.stats.get("mean_acceptance_length")}  # speculative only
+    record = {"rows": rows, "new_tokens": len(rows[0]), "tokens": sum(len(r) for r in rows), "nfe": done.stats["nfe"],
+              "context_passes": done.stats["context_passes"], "seconds": seconds, "ttft_s": first}
+    if "acceptance_by_position" in done.stats:  # speculative: the sampler's own clocks and acceptance counts
+        record.update({key: done.stats[key] for key in SPECULATIVE_STATS})
+    return record
 
 
 # ------------------------------------------------------------------------------------------------
@@ -187,10 +190,39 @@ def summarise(rounds: list[list[dict]]) -> dict:
         "new_tokens": new_tokens,
         "generations": len(generations),
         "tokens_per_s_repeats": per_round,
-        # speculative: vLLM's 1 + accepted / rounds, averaged over generations (None for other modes)
-        "mean_acceptance_length": metrics.mean(g["mean_acceptance_length"] for g in generations
-                                               if g.get("mean_acceptance_length") is not None),
+        # after the first token, per token and row: AR's is its step cost, the unit of break_even below
+        "decode_ms_per_token": metrics.median(decode_ms_per_token(rnd) for rnd in rounds),
+        **(speculative_summary(rounds) if "rounds" in generations[0] else {"mean_acceptance_length": None}),
     }
+
+
+def decode_ms_per_token(generations: list[dict]) -> float | None:
+    """Milliseconds per token after each row's first one (prefill and first step excluded)."""
+    tokens = sum(g["tokens"] - len(g["rows"]) for g in generations)
+    return 1000 * sum(g["seconds"] - g["ttft_s"] for g in generations) / tokens if tokens > 0 else None
+
+
+def speculative_summary(rounds: list[list[dict]]) -> dict:
+    """vLLM's mean acceptance length (1 + accepted / rounds, averaged over generations), the sampler's
+    milliseconds per verification round spent drafting and verifying (median over repeats), and the
+    acceptance by draft position over the prompts (the first repeat: greedy repeats are identical)."""
+    from spec_decode.metrics import merge_by_position  # here: bench runs without spec_decode too
+
+    def per_round_ms(key):
+        return metrics.median(1000 * sum(g[key] for g in rnd) / max(1, sum(g["rounds"] for g in rnd)) for rnd in rounds)
+
+    return {"mean_acceptance_length": metrics.mean(g["mean_acceptance_length"] for rnd in rounds for g in rnd),
+            "draft_ms_per_round": per_round_ms("draft_s"), "verify_ms_per_round": per_round_ms("verify_s"),
+            "acceptance_by_position": merge_by_position([g["acceptance_by_position"] for g in rounds[0]])}
+
+
+def break_even_acceptance_length(spec: dict, ar: dict) -> float | None:
+    """The mean acceptance length at which speculative decoding matches AR: a round's drafting and
+    verifying, in units of AR's per-token decode step. Above it speculative is faster (prefill aside)."""
+    step = ar.get("decode_ms_per_token")
+    if not step or spec.get("draft_ms_per_round") is None:
+        return None
+    return (spec["draft_ms_per_round"] + spec["verify_ms_per_round"]) / step
 
 
 def identical_share(rounds: list[list[dict]], ar_rounds: list[list[dict]]) -> float:
@@ -235,6 +267,9 @@ def run_bench(engine, prompts: list[list[int]], modes, batch_size: int, repeats:
         for mode, record in records.items():
             record["ratio_vs_ar"] = metrics.ratio(record["tokens_per_s"], records["ar"]["tokens_per_s"])
             record["identical_to_ar"] = None if mode == "ar" else identical_share(rounds[mode], rounds["ar"])
+        if "speculative" in records:
+            records["speculative"]["break_even_acceptance_length"] = break_even_acceptance_length(
+                records["speculative"], records["ar"])
         results[size] = records
     out = {}
     for mode in modes:
@@ -294,6 +329,16 @@ def format_markdown(report: dict) -> str:
     if spec.get("mean_acceptance_length") is not None:
         notes.append(f"speculative: mean acceptance length {spec['mean_acceptance_length']:.2f} "
                      "(1 + accepted / verification rounds, per generation, averaged)")
+    if spec.get("break_even_acceptance_length") is not None:
+        ar_step = report["modes"]["ar"]["decode_ms_per_token"]
+        notes.append(f"speculative: a round spent {spec['draft_ms_per_round']:.1f} ms drafting and "
+                     f"{spec['verify_ms_per_round']:.1f} ms verifying, {_num(ar_step, 1)} ms per AR decode step: "
+                     f"break-even mean acceptance length {spec['break_even_acceptance_length']:.2f} "
+                     "(above it speculative decodes faster than AR)")
+    if spec.get("acceptance_by_position"):
+        shares = " · ".join(f"{row['share']:.2f}" for row in spec["acceptance_by_position"])
+        notes.append(f"speculative: share of drafted tokens accepted, by draft position 1, 2, …: {shares} "
+                     "(each adds its share to the mean acceptance length)")
     if b > 1:
         notes.append(f"batch {b}: prompts cut from the left to each batch's shortest prompt; "
                      f"speculative: {SPECULATIVE_BATCH_NOTE}")

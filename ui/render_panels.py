@@ -101,7 +101,10 @@ def audit_html(rounds: list[dict], piece: Callable[[int], str]) -> str:
 
 
 def acceptance_summary_html(stats: dict | None, rounds: list[dict]) -> str:
-    """Acceptance rate = accepted / drafted; mean acceptance length = 1 + accepted / rounds (vLLM's definitions)."""
+    """Acceptance rate = accepted / drafted; mean acceptance length = 1 + accepted / rounds (vLLM's definitions).
+
+    With the run's stats (when it is done): the share accepted at each draft position, which is what that
+    position adds to the mean acceptance length, and the sampler's time per round drafting and verifying."""
     drafted = sum(r["drafted"] for r in rounds)
     accepted = sum(r["accepted"] for r in rounds)
     rate = (stats or {}).get("acceptance_rate", accepted / drafted if drafted else None)
@@ -109,6 +112,12 @@ def acceptance_summary_html(stats: dict | None, rounds: list[dict]) -> str:
     rows = [("verification rounds", len(rounds)), ("drafted tokens", drafted), ("accepted tokens", accepted),
             ("acceptance rate", "–" if rate is None else f"{rate:.3f}"),
             ("mean acceptance length", "–" if mean_len is None else f"{mean_len:.2f}")]
+    if stats and stats.get("acceptance_by_position"):  # once the run is done
+        rows.append(("accepted share by draft position 1, 2, …",
+                     " · ".join(f"{row['share']:.2f}" for row in stats["acceptance_by_position"])))
+    if stats and stats.get("rounds"):
+        rows.append(("per round: drafting · verifying", f"{1000 * stats['draft_s'] / stats['rounds']:.1f} ms · "
+                                                         f"{1000 * stats['verify_s'] / stats['rounds']:.1f} ms"))
     body = "".join(f'<tr><td>{esc(k)}</td><td class="v">{esc(v)}</td></tr>' for k, v in rows)
     return f'<table class="tt-stats">{body}</table>'
 
