@@ -10,6 +10,15 @@ in front of the next draft, and the denoiser drafts after them as given block to
 one context pass instead of two. After a full acceptance nothing is re-run: the verify pass already read
 the whole draft, and the bonus token (drawn from the verify pass's last row) stays *unread* — the next
 verify pass reads it in front of the next draft, and the denoiser sees it as a given first block token.
+
+Per-position rollback (the default where it is available): the CPU short scan (twotower.short_scan) can
+hand over, for each Mamba layer of the verify pass, what it takes to give its conv window and SSM state
+after any prefix of the pass (`PositionStates`). A partial acceptance then sets every layer to "just
+after the kept tokens" directly — K/V sliced, Mamba states from the pass — and only the correction token
+stays unread, as a bonus token does: no re-scan, no growing run of unread tokens in front of the next
+draft. Where a pass did not record every Mamba layer (GPU kernels, transformers' own scan, or a pass
+longer than the short scan's limit) the snapshot path above runs instead; it is also the reference twin
+the tests compare against.
 """
 
 from __future__ import annotations
@@ -26,8 +35,11 @@ class ContextCursor:
     (otherwise it comes out of the next verify pass). `passes` counts context-tower passes, prefill included.
     """
 
-    def __init__(self, model, prompt: torch.Tensor, max_unread: int = 0):
+    def __init__(self, model, prompt: torch.Tensor, max_unread: int = 0, per_position: bool = True):
         self.model = model
+        # roll back from the verify pass's per-position states when it has them (not under torch.compile,
+        # whose graph would have to carry the record out)
+        self.per_position = per_position and not getattr(model, "is_compiled_for_decoding", False)
         # After a partial acceptance, up to `max_unread` kept tokens stay unread instead of being re-run at
         # once: the next verify pass reads them in front of the next draft (one pass saved per round).
         # 0: always re-run now (only a bonus token after a full acceptance is ever left unread).
@@ -38,6 +50,7 @@ class ContextCursor:
         self.passes = 1
         self._snapshot: list[dict] | None = None
         self._verified: list[int] = []
+        self._positions: dict | None = None  # layer index -> short_scan.PositionStates of the last verify pass
 
     def verify(self, draft: list[int]) -> torch.Tensor:
         """One causal pass over unread + draft; returns the target rows (k + 1, V) for k = len(draft).
@@ -50,26 +63,62 @@ class ContextCursor:
         self._snapshot = clone_cache_states(self.cache)
         self._verified = self.unread + list(draft)
         ids = torch.tensor([self._verified], dtype=torch.long)
-        logits = self.model.context_forward(ids, self.cache, last_only=False)[0]  # (len(unread) + k, V)
+        self.cache.position_record = {} if self.per_position else None
+        try:
+            logits = self.model.context_forward(ids, self.cache, last_only=False)[0]  # (len(unread) + k, V)
+        finally:
+            self._positions, self.cache.position_record = self.cache.position_record, None
         self.passes += 1
         if self.unread:  # the row after the last unread token scores draft[0]
             return logits[len(self.unread) - 1 :]
         return torch.cat([self.next_logits[None].to(logits.device), logits], dim=0)
 
-    def commit(self, n_accepted: int, token: int) -> None:
-        """Keep unread + draft[:n_accepted] in the cache and make `token` the last emitted one."""
+    def commit(self, n_accepted: int, token: int) -> str:
+        """Keep unread + draft[:n_accepted] in the cache and make `token` the last emitted one.
+
+        Returns how: "none" (full acceptance), "positions" (per-position rollback), "snapshot" (restored,
+        the kept tokens left unread) or "rescan" (restored, then the kept tokens re-run)."""
         if self._snapshot is None:
             raise RuntimeError("commit() must follow verify()")
         n_draft = len(self._verified) - len(self.unread)
+        kept = len(self.unread) + n_accepted  # verified tokens that stay in the text
+        how = "none"
         if n_accepted == n_draft:  # full acceptance: the cache is already right, the bonus stays unread
             self.unread, self.next_logits = [int(token)], None
+        elif self.per_position and (kept == 0 or self._has_every_position()):
+            # straight to just after the kept tokens (nothing kept: the snapshot); the correction stays unread
+            if kept == 0:
+                restore_cache_states(self.cache, self._snapshot)
+            else:
+                roll_back_to(self.cache, self._snapshot, self._positions, kept)
+            self.unread, self.next_logits, how = [int(token)], None, "positions"
         else:
             restore_cache_states(self.cache, self._snapshot)  # back to the state before unread + draft
-            keep = self._verified[: len(self.unread) + n_accepted] + [int(token)]
+            keep = self._verified[:kept] + [int(token)]
             if len(keep) <= self.max_unread:  # deferred: the next verify pass reads them first
-                self.unread, self.next_logits = keep, None
+                self.unread, self.next_logits, how = keep, None, "snapshot"
             else:
                 self.next_logits = self.model.context_forward(torch.tensor([keep]), self.cache)[0, -1]
                 self.passes += 1
-                self.unread = []
-        self._snapshot, self._verified = None, []
+                self.unread, how = [], "rescan"
+        self._snapshot, self._verified, self._positions = None, [], None
+        return how
+
+    def _has_every_position(self) -> bool:
+        """Did the last verify pass record every Mamba layer (the ones the snapshot holds states of)?"""
+        if self._positions is None:
+            return False
+        return {i for i, entry in enumerate(self._snapshot) if "conv" in entry} <= self._positions.keys()
+
+
+def roll_back_to(cache, snapshot: list[dict], positions: dict, t: int) -> None:
+    """Set `cache` to its state after the first t tokens of the last pass: K/V sliced to the snapshot's
+    length + t, each Mamba layer's conv window and SSM state from the pass's PositionStates."""
+    for i, (layer, entry) in enumerate(zip(cache.layers, snapshot)):
+        if "conv" in entry:
+            layer.conv_states[0].copy_(positions[i].conv_state(t))
+            layer.recurrent_states[0].copy_(positions[i].ssm_state(t))
+        if "kv_len" in entry:
+            n = entry["kv_len"] + t
+            layer.keys = layer.keys[..., :n, :]
+            layer.values = layer.values[..., :n, :]

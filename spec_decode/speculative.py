@@ -122,14 +122,13 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
             emitted = emitted[: emitted.index(eos) + 1]  # cut after EOS, as AR stops there
         new.extend(emitted)
         finished = len(new) >= max_new_tokens or (eos is not None and emitted[-1] == eos)
-        passes_before = cursor.passes
         tick = time.perf_counter()
-        if not finished:
-            cursor.commit(n, token)  # a rollback (and a re-scan when not deferred) counts as verifying
+        rollback = cursor.commit(n, token) if not finished else "none"  # counts as verifying, a re-scan too
         clock["verify_s"] += time.perf_counter() - tick
         t_first = t_first or time.perf_counter()
         event = _commit_event(emitted, n, k, state, lead, p, round_idx, len(new), nfe, cursor.passes, t_start)
-        event.info["rescanned"] = cursor.passes > passes_before  # False when the kept tokens stay unread
+        event.info["rollback"] = rollback  # see ContextCursor.commit
+        event.info["rescanned"] = rollback == "rescan"  # True when the kept tokens were re-run at once
         yield event
         if finished:
             break

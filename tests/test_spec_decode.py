@@ -18,6 +18,7 @@ from spec_decode.draft import confident_prefix_length
 from twotower import build_model, generate_ar, generate_mask_diffusion
 from twotower.decoding import make_generator
 from twotower.engine import load_engine
+from twotower.short_scan import use_short_scan
 
 VOCAB = 261  # the tiny preset's byte vocabulary; ids 0-4 are specials
 P_MIN = 1e-3
@@ -43,11 +44,15 @@ def test_greedy_equals_ar_property():
     """Token for token equal to greedy AR over random models, prompts, S, draft passes, γ, EOS, adaptive."""
     rng = random.Random(2024)
     cut_rng = random.Random(7)  # its own stream, so the other settings are those the test always drew
+    scan_rng = random.Random(11)  # likewise: a third of the models use transformers' scan (snapshot rollback)
     seen = Counter()
     for trial in range(28):
         agreeable = trial % 2 == 1
         model = _model(rng.randrange(10_000), shift=rng.uniform(0.25, 1.0) if agreeable else 0.0,
                        pattern=rng.choice([None, "M*", "*M-M"]))
+        if scan_rng.random() < 1 / 3:
+            use_short_scan(model, max_len=0)
+            seen["snapshot rollback"] += 1
         prompt = [rng.randrange(5, VOCAB) for _ in range(rng.randint(1, 10))]
         settings = dict(max_new_tokens=rng.randint(1, 24), block_size=rng.choice([1, 2, 3, 4, 5, 7, 8, 12, 16, 32]),
                         draft_steps=rng.randint(1, 5), draft_threshold=rng.uniform(0.05, 1.0),
@@ -72,7 +77,9 @@ def test_greedy_equals_ar_property():
             seen["rejected at 0"] += n == 0
             seen["full block of S >= 4"] += e.info["bonus"] and k >= 4
             seen["proposal cut"] += e.info["drafted_before_cut"] > k
-    for path in ("eos", "bonus", "bonus then another round", "partial", "rejected at 0", "full block of S >= 4",
+        for b in (e for e in events if e.kind == "block"):
+            seen[f"rollback: {b.info['rollback']}"] += 1
+    for path in ("snapshot rollback", "rollback: positions", "rollback: snapshot", "eos", "bonus", "bonus then another round", "partial", "rejected at 0", "full block of S >= 4",
                  "proposal cut"):
         assert seen[path] > 0, f"path never exercised: {path} ({dict(seen)})"
 
@@ -101,7 +108,7 @@ def test_rollback_is_exact():
     gen = torch.Generator().manual_seed(0)
     prompt = torch.randint(5, VOCAB, (1, 7), generator=gen)
     text = prompt[0].tolist()  # prompt + every emitted token, the unread one included
-    cursor = ContextCursor(model, prompt)
+    cursor = ContextCursor(model, prompt, per_position=False)  # the snapshot path: restore, then re-scan
 
     def fresh(ids):
         cache = model.new_cache()
@@ -138,7 +145,7 @@ def test_deferred_rollback_reads_kept_tokens_with_the_next_draft_exactly():
     gen = torch.Generator().manual_seed(1)
     prompt = torch.randint(5, VOCAB, (1, 6), generator=gen)
     text = prompt[0].tolist()
-    cursor = ContextCursor(model, prompt, max_unread=6)
+    cursor = ContextCursor(model, prompt, max_unread=6, per_position=False)
 
     def fresh(ids):
         cache = model.new_cache()
@@ -163,6 +170,51 @@ def test_deferred_rollback_reads_kept_tokens_with_the_next_draft_exactly():
             rescanned += 1
         _assert_same_states(cursor.cache, fresh(text[: len(text) - n_unread])[1] if n_unread < len(text) else None)
     assert deferred >= 3 and rescanned >= 1  # both paths ran (the cap of 6 unread tokens forces a re-scan)
+
+
+@pytest.mark.parametrize("pattern", [None, "M*", "*M-M"])
+def test_per_position_rollback_is_exact(pattern):
+    """A partial acceptance rolls the cache to just after the kept tokens from the verify pass's own
+    per-position states: no re-scan, only the correction token unread, and every layer's state and the
+    next pass's rows equal a fresh run over the same text (the snapshot path above is the twin)."""
+    model = _model(5, pattern=pattern)
+    gen = torch.Generator().manual_seed(2)
+    prompt = torch.randint(5, VOCAB, (1, 5), generator=gen)
+    text = prompt[0].tolist()
+    cursor = ContextCursor(model, prompt, max_unread=16)
+
+    def fresh(ids):
+        cache = model.new_cache()
+        return model.context_forward(torch.tensor([ids]), cache, last_only=False)[0], cache
+
+    for n_accepted, k in [(2, 5), (0, 3), (4, 4), (1, 6), (3, 3), (0, 1), (5, 9), (2, 2), (7, 16), (1, 1)]:
+        draft = torch.randint(5, VOCAB, (k,), generator=gen).tolist()
+        token = int(torch.randint(5, VOCAB, (1,), generator=gen))
+        rows = cursor.verify(draft)
+        reference, _ = fresh(text + draft)
+        assert torch.allclose(rows, reference[-k - 1:], atol=1e-5)
+        passes = cursor.passes
+        cursor.commit(n_accepted, token)
+        text += draft[:n_accepted] + [token]
+        assert cursor.unread == [token] and cursor.passes == passes  # nothing re-run, one token unread
+        _assert_same_states(cursor.cache, fresh(text[:-1])[1])
+    tail = [7, 8, 9]
+    ours = model.context_forward(torch.tensor([cursor.unread + tail]), cursor.cache, last_only=False)[0]
+    reference, _ = fresh(text + tail)
+    assert torch.allclose(ours, reference[-len(ours):], atol=1e-5)
+
+
+def test_per_position_rollback_falls_back_without_the_short_scan():
+    """With transformers' own scan (what a GPU runs) no pass records positions: the snapshot path runs."""
+    from twotower.short_scan import use_short_scan
+
+    model = _model(5)
+    use_short_scan(model, max_len=0)
+    cursor = ContextCursor(model, torch.tensor([[9, 10, 11]]), max_unread=0)
+    cursor.verify([20, 21, 22])
+    passes = cursor.passes
+    cursor.commit(1, 30)
+    assert cursor.unread == [] and cursor.passes == passes + 1  # re-scanned, as before per-position rollback
 
 
 def _assert_same_states(cache, reference):

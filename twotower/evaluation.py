@@ -380,7 +380,8 @@ def format_markdown(report: dict) -> str:
         notes.append(f"the true file continuation passes the syntax check in {_fmt(report['reference']['syntax_ok'], True)}"
                      " of syntax prompts (the check's ceiling)")
     if any(report["retention"][m].get("ci") for m in others):
-        notes.append("retention in parentheses: 95 % interval of a paired bootstrap over the prompts (2,000 resamples)")
+        notes.append("retention in parentheses: 95 % interval of a paired bootstrap over the prompts "
+                     f"({metrics.BOOTSTRAP_RESAMPLES:,} resamples)")
     notes += list(report["skipped"].values())
     lines += [""] + [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"

@@ -129,8 +129,11 @@ def aggregate_retention(retentions) -> float | None:
     return sum(defined) / len(defined) if defined else None
 
 
-def bootstrap_retention(mode_items: dict, ar_items: dict, groups: dict, n_boot: int = 2000, seed: int = 0,
-                        level: float = 0.95) -> dict:
+BOOTSTRAP_RESAMPLES = 2000  # the eval's retention intervals (its tables say how many)
+
+
+def bootstrap_retention(mode_items: dict, ar_items: dict, groups: dict, n_boot: int = BOOTSTRAP_RESAMPLES,
+                        seed: int = 0, level: float = 0.95) -> dict:
     """Percentile intervals of retention (mode score / AR score), paired bootstrap over prompts.
 
     mode_items / ar_items: {metric: per-prompt scores, the same prompts in the same order}; groups: {task:

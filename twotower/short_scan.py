@@ -55,12 +55,15 @@ def short_scan_forward(mixer: NemotronHMamba2Mixer, hidden_states: torch.Tensor,
     xbc = xbc.transpose(1, 2)  # (B, conv_dim, T)
     weight = mixer.conv1d.weight.squeeze(1)  # (conv_dim, K)
     single_step = conv_state is not None and seq_len == 1 and not is_recording_past(cache, mixer.layer_idx)
+    # a verify pass asks for what it takes to roll this layer back to any position (see PositionStates)
+    record = getattr(cache, "position_record", None) if conv_state is not None and seq_len > 1 else None
     if single_step:  # as causal_conv1d_update: slide the token into the cached window, in place
         conv_state.copy_(torch.cat([conv_state[..., 1:], xbc.to(conv_state.dtype)], dim=-1))
         xbc = (conv_state.to(weight.dtype) * weight).sum(-1, keepdim=True)  # (B, conv_dim, 1)
     else:
         if cache is not None:  # the cache returns its window in front of the new inputs (and keeps the tail)
             xbc = cache.update_conv_state(xbc, mixer.layer_idx, conv_kernel_size=mixer.conv_kernel_size)
+        window = xbc  # (B, conv_dim, K + T) with a cache that had a window: K cached inputs, then the T new ones
         xbc = causal_depthwise_conv(xbc.to(weight.dtype), weight)[..., -seq_len:]
     if mixer.conv1d.bias is not None:
         xbc = xbc + mixer.conv1d.bias[:, None]
@@ -78,8 +81,10 @@ def short_scan_forward(mixer: NemotronHMamba2Mixer, hidden_states: torch.Tensor,
         return t.expand(-1, -1, -1, heads // groups, -1).transpose(2, 3).reshape(batch, heads, seq_len, state)
 
     h0 = recurrent_state.float() if recurrent_state is not None else None  # (B, heads, head_dim, state)
-    y, final = ssd_closed_form(x, dt.float().transpose(1, 2), -torch.exp(mixer.A_log.float()), per_head(B),
-                               per_head(C), h0)
+    dt_h, B_h, A = dt.float().transpose(1, 2), per_head(B), -torch.exp(mixer.A_log.float())  # dt_h (B, heads, T)
+    y, final = ssd_closed_form(x, dt_h, A, B_h, per_head(C), h0)
+    if record is not None and h0 is not None and window.shape[-1] == conv_state.shape[-1] + seq_len:
+        record[mixer.layer_idx] = PositionStates(window, x, dt_h, A, B_h, h0)
     y = y + mixer.D.float()[:, None, None] * x  # (B, heads, T, head_dim)
     y = y.transpose(1, 2).reshape(batch, seq_len, -1)  # (B, T, heads·head_dim)
 
@@ -90,6 +95,33 @@ def short_scan_forward(mixer: NemotronHMamba2Mixer, hidden_states: torch.Tensor,
             cache.update_recurrent_state(final, layer_idx=mixer.layer_idx)
     y = mixer.norm(y, gate)
     return mixer.out_proj(y.to(dtype))
+
+
+class PositionStates:
+    """What one mixer call over T tokens needs to give its cache states after any t of them (0 ≤ t ≤ T).
+
+    Speculative decoding's verify pass reads a draft and keeps only a prefix of it; with these the cache is
+    rolled back to that prefix exactly, with no second pass over the kept tokens (context_cursor.py):
+        conv window after t tokens = the K inputs ending at token t of [cached window ; new inputs]
+        SSM state after t tokens   = e^{cs_t} h_0 + Σ_{s ≤ t} e^{cs_t − cs_s} dt_s x_s B_sᵀ
+    (the `final` of ssd_closed_form, stopped at t). Holds references to tensors the pass made anyway.
+    """
+
+    def __init__(self, window, x, dt, A, B, h0):
+        self.window, self.x, self.dt, self.B, self.h0 = window, x, dt, B, h0  # window (B, conv_dim, K + T)
+        self.cs = torch.cumsum(dt * A[:, None], dim=-1)  # (b, h, T), as in ssd_closed_form
+
+    def conv_state(self, t: int) -> torch.Tensor:  # (B, conv_dim, K)
+        k = self.window.shape[-1] - self.x.shape[-2]
+        return self.window[..., t:t + k]
+
+    def ssm_state(self, t: int) -> torch.Tensor:  # (b, h, p, n)
+        if t == 0:
+            return self.h0
+        cs = self.cs[..., :t]
+        to_t = (cs[..., -1:] - cs).exp() * self.dt[..., :t]  # (b, h, t): weight of step s in the state after t
+        state = (self.x[..., :t, :] * to_t[..., None]).transpose(-1, -2) @ self.B[..., :t, :]
+        return state + self.h0 * cs[..., -1].exp()[..., None, None]
 
 
 def causal_depthwise_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
