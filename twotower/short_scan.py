@@ -104,11 +104,12 @@ class PositionStates:
     rolled back to that prefix exactly, with no second pass over the kept tokens (context_cursor.py):
         conv window after t tokens = the K inputs ending at token t of [cached window ; new inputs]
         SSM state after t tokens   = e^{cs_t} h_0 + Σ_{s ≤ t} e^{cs_t − cs_s} dt_s x_s B_sᵀ
-    (the `final` of ssd_closed_form, stopped at t). Holds references to tensors the pass made anyway.
+    (the `final` of ssd_closed_form, stopped at t). Holds the tensors the pass made anyway, and a copy of h_0.
     """
 
     def __init__(self, window, x, dt, A, B, h0):
-        self.window, self.x, self.dt, self.B, self.h0 = window, x, dt, B, h0  # window (B, conv_dim, K + T)
+        self.window, self.x, self.dt, self.B = window, x, dt, B  # window (B, conv_dim, K + T)
+        self.h0 = h0.clone()  # h0 may be the cache's own fp32 state, which the pass then overwrites in place
         self.cs = torch.cumsum(dt * A[:, None], dim=-1)  # (b, h, T), as in ssd_closed_form
 
     def conv_state(self, t: int) -> torch.Tensor:  # (B, conv_dim, K)
