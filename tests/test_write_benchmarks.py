@@ -46,3 +46,10 @@ def test_summary_quotes_tokens_per_pass_over_the_eval():
     undefined = {**report, "dtype": "bf16", "retention": {"diffusion": {"tasks": {"syntax_ok": None}, "aggregate": None}}}
     text = "\n".join(summary(_bench("fp32", 1.0, 0.9, 1.0), [undefined], []))  # no retention row, still its tag
     assert "| diffusion tokens per denoiser pass over the eval's 600 generations, bf16 | 1.29 |" in text
+
+
+def test_summary_quotes_the_break_even_acceptance_length_when_measured():
+    main = _bench("fp32", 1.0, 0.96, 1.0)
+    main["modes"]["speculative"]["break_even_acceptance_length"] = 3.71
+    text = "\n".join(summary(main, [_eval("fp32", 0.5)], []))
+    assert "S = 16; mean acceptance length 3.90, break-even 3.71; output = AR on 100 % of generations) | 0.96×" in text
