@@ -78,8 +78,9 @@ def merge_by_position(tables: list[list[dict]]) -> list[dict]:
 
 
 def pass_counts(rounds: int, draft_passes: int, context_passes: int) -> dict:
-    """How the passes split up. Context passes = 1 prefill + 1 verify per round + 1 re-scan per round
-    that rolled back (a partial acceptance that did not end the generation)."""
+    """How the passes split up. Context passes = 1 prefill + 1 verify per round + the re-scans: a partial
+    acceptance re-runs its kept tokens only on the snapshot path, and only when they would not fit in front
+    of the next draft (context_cursor.ContextCursor.commit); per-position rollback re-runs nothing."""
     return {
         "draft_passes": draft_passes,
         "verify_passes": rounds,
