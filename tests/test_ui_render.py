@@ -134,7 +134,10 @@ def test_race_html_speedup_and_diff_against_ar():
                {"mode": "speculative", "tokens": [], "error": "not available <yet>"}]
     html = race_html(results, decode, note="n")
     assert "2.50× AR" in html and "agreement with AR 50%" in html and html.count("<ins") == 1
-    assert "not available &lt;yet&gt;" in html
+    assert "not available &lt;yet&gt;" in html and "acceptance length" not in html
+    speculative = {"mode": "speculative", "tokens": [40, 41], "tokens_per_s": 12.0, "total_s": 0.17, "nfe": 1,
+                   "agreement": 1.0, "mean_acceptance_length": 2.0}
+    assert "mean acceptance length 2.00" in race_html([results[0], speculative], decode)
 
 
 def test_verify_rounds_audit_table_and_summary():

@@ -157,7 +157,8 @@ class Handlers:
         run = runs[seconds.index(statistics.median_low(seconds))]
         return {"mode": mode, "tokens": cut_after_eos(run["rows"][0], self.engine.eos_token_id),
                 "tokens_per_s": run["new_tokens"] / run["seconds"] if run["seconds"] > 0 else None,
-                "total_s": run["seconds"], "nfe": run["nfe"], "ttft_s": run["ttft_s"]}
+                "total_s": run["seconds"], "nfe": run["nfe"], "ttft_s": run["ttft_s"],
+                "mean_acceptance_length": run.get("mean_acceptance_length")}  # speculative only
 
     def race(self, prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats=1):
         """Each mode against AR, one after the other, same settings, greedy with EOS ignored (every mode

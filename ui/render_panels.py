@@ -54,6 +54,8 @@ def race_html(results: list[dict], decode: Callable[[list[int]], str], note: str
                  f'{r.get("total_s", 0.0):.3f} s', f'NFE {r.get("nfe", 0)}']
         if r.get("agreement") is not None:
             facts.append(f'agreement with AR {100 * r["agreement"]:.0f}%')
+        if r.get("mean_acceptance_length") is not None:
+            facts.append(f'mean acceptance length {r["mean_acceptance_length"]:.2f}')
         cards.append(f'<div class="tt-card" data-mode="{esc(r["mode"])}">{head}{speed}'
                      f'<div class="tt-note">{esc(" · ".join(facts))}</div><div class="tt-text">{text}</div></div>')
     foot = f'<div class="tt-note">{esc(note)}</div>' if note else ""
