@@ -84,6 +84,7 @@ def summary(b: dict, reports: list[dict], extras: list[dict]) -> list[str]:
         if sp.get("tokens_per_s"):
             other = _other_variant(rec, b)
             how = (f"{bench._passes(rec.get('draft_steps'))}{', adaptive' if rec.get('adaptive') else ''}"
+                   f"{', snapshot rollback' if rec.get('snapshot_rollback') else ''}"
                    f"{bench._cut(rec.get('min_draft_confidence'))}, S = {rec['block_size']}"
                    f"{', ' + other if other else ''}")
             same = sp.get("identical_to_ar")

@@ -32,7 +32,7 @@ def iter_speculative(model, prompt_ids, max_new_tokens: int = 128, block_size: i
                      draft_steps: int = DEFAULT_DRAFT_STEPS, draft_threshold: float = 0.8, temperature: float = 0.0,
                      eos_token_id: int | None = None, seed: int | None = None, adaptive: bool = False,
                      top_k: int | None = None, top_p: float | None = None,
-                     min_draft_confidence: float = 0.0) -> Iterator[StepEvent]:
+                     min_draft_confidence: float = 0.0, per_position_rollback: bool = True) -> Iterator[StepEvent]:
     """Events of one speculative generation. Inputs are checked now, so bad values raise here.
 
     block_size: S, the drafted tokens per round (with adaptive=True the start of a length that moves
@@ -42,6 +42,8 @@ def iter_speculative(model, prompt_ids, max_new_tokens: int = 128, block_size: i
     token). Applied where it cannot bias the output: greedy, or one draft pass (every confidence then
     comes from the same pass, before any token is drawn); with several sampled draft passes a
     position's confidence can depend on tokens drawn after it, so the whole draft is verified.
+    per_position_rollback: after a partial acceptance, roll the context tower back from the verify pass's
+    per-position states where it has them (context_cursor.py); False: always the snapshot path, the twin.
     """
     cfg = model.config
     prompt = as_batch(prompt_ids, cfg.vocab_size)
@@ -56,6 +58,7 @@ def iter_speculative(model, prompt_ids, max_new_tokens: int = 128, block_size: i
         adaptive=bool(adaptive),
         seed=seed,
         min_confidence=check_fraction("min_draft_confidence", min_draft_confidence),
+        per_position=bool(per_position_rollback),
     )
     settings["temperature"], settings["top_k"], settings["top_p"] = check_sampling(temperature, top_k, top_p)
     return _speculative_events(model, prompt, **settings)
@@ -63,21 +66,24 @@ def iter_speculative(model, prompt_ids, max_new_tokens: int = 128, block_size: i
 
 def generate_speculative(model, input_ids, max_new_tokens=128, block_size=16, draft_steps=DEFAULT_DRAFT_STEPS,
                          draft_threshold=0.8, temperature=0.0, seed=None, step_callback=None, eos_token_id=None,
-                         adaptive=False, top_k=None, top_p=None, min_draft_confidence=0.0) -> GenerationResult:
+                         adaptive=False, top_k=None, top_p=None, min_draft_confidence=0.0,
+                         per_position_rollback=True) -> GenerationResult:
     return drain(iter_speculative(model, input_ids, max_new_tokens=max_new_tokens, block_size=block_size,
                                   draft_steps=draft_steps, draft_threshold=draft_threshold, temperature=temperature,
                                   eos_token_id=eos_token_id, seed=seed, adaptive=adaptive, top_k=top_k, top_p=top_p,
-                                  min_draft_confidence=min_draft_confidence), step_callback)
+                                  min_draft_confidence=min_draft_confidence,
+                                  per_position_rollback=per_position_rollback), step_callback)
 
 
 @torch.inference_mode()
 def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_steps, gamma, eos, adaptive, seed,
-                        temperature, top_k, top_p, min_confidence) -> Iterator[StepEvent]:
+                        temperature, top_k, top_p, min_confidence, per_position) -> Iterator[StepEvent]:
     mask_id = model.config.mask_token_id
     draft_gen = make_generator(seed, model.den_device)
     verify_gen = make_generator(None if seed is None else seed + 1, model.ctx_device)
     t_start, t_first = time.perf_counter(), None
-    cursor = ContextCursor(model, prompt, max_unread=block_size)  # the denoiser sees them as given tokens
+    # unread tokens: the denoiser sees them as given tokens (up to S of them on the snapshot path)
+    cursor = ContextCursor(model, prompt, max_unread=block_size, per_position=per_position)
     counter = AcceptanceCounter()
     # seconds the sampler spent drafting (denoiser passes and their token selection) and verifying (the
     # context tower's pass, the verdict, rollback and re-scan); the prompt's prefill is in neither
@@ -139,7 +145,8 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
     stats.update(pass_counts(counter.rounds, nfe, cursor.passes))
     stats.update(clock)
     stats.update(block_size=block_size, draft_steps=draft_steps, draft_threshold=gamma, adaptive=adaptive,
-                 temperature=temperature, min_draft_confidence=min_confidence)
+                 temperature=temperature, min_draft_confidence=min_confidence,
+                 per_position_rollback=cursor.per_position)
     yield _done_event(MODE, prompt, torch.tensor([new]), eos, model.config.pad_token_id or 0, nfe, cursor.passes,
                       t_start, t_first, stats)
 

@@ -118,6 +118,12 @@ def test_bench_times_speculative_rounds_and_its_break_even(capsys):
     assert by_position[0]["drafted"] >= 2 * 2  # two prompts' rounds (first repeat), at least two rounds each
     markdown = bench.format_markdown(report)
     assert "break-even mean acceptance length" in markdown and "by draft position 1, 2, …" in markdown
+    assert report["snapshot_rollback"] is False and "snapshot rollback" not in markdown
+    twin = run_json(capsys, ["bench", *TINY, "--modes", "ar,speculative", "--n-prompts", "2", "--max-new-tokens",
+                             "9", "--repeats", "1", "--batch-size", "1", "--block-size", "4", "--snapshot-rollback",
+                             "--json"])
+    assert twin["snapshot_rollback"] is True and "snapshot rollback" in bench.format_markdown(twin)
+    assert twin["modes"]["speculative"]["identical_to_ar"] == 1.0  # the twin is lossless too
 
 
 def test_decode_time_and_speculative_summary_arithmetic():

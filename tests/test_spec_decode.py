@@ -210,6 +210,22 @@ def test_per_position_rollback_is_exact(pattern):
     assert torch.allclose(ours, reference[-len(ours):], atol=1e-5)
 
 
+def test_per_position_rollback_and_its_snapshot_twin_give_the_same_output():
+    """Both rollbacks keep greedy output = AR; per-position rollback re-runs nothing and leaves one token unread."""
+    model = _model(1, shift=0.8, live=True)
+    prompt = [1, 50, 60, 70, 80]
+    ar = generate_ar(model, prompt, max_new_tokens=40).new_tokens
+    runs = {}
+    for per_position in (True, False):
+        events = []
+        result = generate_speculative(model, prompt, max_new_tokens=40, block_size=6, draft_steps=1,
+                                      per_position_rollback=per_position, step_callback=events.append)
+        assert result.new_tokens == ar and result.stats["per_position_rollback"] is per_position
+        runs[per_position] = Counter(e.info["rollback"] for e in events if e.kind == "block")
+    assert runs[True]["positions"] > 0 and not runs[True]["snapshot"] and not runs[True]["rescan"]
+    assert runs[False]["snapshot"] + runs[False]["rescan"] > 0 and not runs[False]["positions"]
+
+
 def test_per_position_rollback_falls_back_without_the_short_scan():
     """With transformers' own scan (what a GPU runs) no pass records positions: the snapshot path runs."""
     from twotower.short_scan import use_short_scan

@@ -308,6 +308,7 @@ def format_markdown(report: dict) -> str:
              f"steps per block = {report['steps_per_block']}{ANCHOR_NOTE if report.get('anchor_first') else ''}; "
              f"speculative: {_passes(report.get('draft_steps'))} "
              f"per block{', adaptive length' if report.get('adaptive') else ''}"
+             f"{', snapshot rollback' if report.get('snapshot_rollback') else ''}"
              f"{_cut(report.get('min_draft_confidence'))}; "
              f"{report['n_prompts']} prompts ({report['prompt_source']}), "
              f"{report['max_new_tokens']} new tokens each (EOS ignored), median of {report['repeats']} rounds after a warm-up.",
@@ -372,6 +373,9 @@ def add_arguments(parser) -> None:
                         help="speculative: adapt the drafted length to the recent acceptance lengths")
     parser.add_argument("--min-draft-confidence", type=float, default=None,
                         help="speculative: propose only the draft prefix whose confidence reaches this (default: the model's)")
+    parser.add_argument("--snapshot-rollback", action="store_true",
+                        help="speculative: roll back by snapshot (and re-read the kept tokens) instead of from the "
+                             "verify pass's per-position states: the reference twin, for comparison")
     parser.add_argument("--eval", action="store_true", help="also measure quality retention of diffusion vs AR")
     parser.add_argument("--eval-prompts", type=int, default=100, help="next-line prompts for --eval (syntax: a quarter)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a markdown table")
@@ -390,6 +394,7 @@ def main(args) -> int:
     settings = resolved_settings(engine, args.gamma, args.block_size, args.steps, args.draft_steps,
                                  args.min_draft_confidence, args.anchor_first)
     settings["adaptive"] = bool(args.adaptive)
+    settings["snapshot_rollback"] = bool(args.snapshot_rollback)
     modes, skipped = resolve_modes(args.modes)
     if args.prompts:
         texts, source = load_prompt_file(args.prompts), str(args.prompts)

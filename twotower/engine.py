@@ -53,11 +53,12 @@ class Engine:
     def stream(self, mode: str, prompt_ids, *, max_new_tokens=64, block_size=None, steps_per_block=None,
                gamma=None, temperature=0.0, top_k=None, top_p=None, seed=None, stop_at_eos=True,
                adaptive=False, draft_steps=None, min_draft_confidence=None,
-               anchor_first=False) -> Iterator[StepEvent]:
+               anchor_first=False, snapshot_rollback=False) -> Iterator[StepEvent]:
         """Events of one generation in `mode` (diffusion | speculative | mock_ar | ar).
 
         anchor_first (diffusion only): each block's first token from the context tower (a variant, not the
-        release's rule; see `iter_mask_diffusion`).
+        release's rule; see `iter_mask_diffusion`). snapshot_rollback (speculative only): the rollback's
+        reference twin instead of per-position rollback (see spec_decode/context_cursor.py).
 
         steps_per_block drives diffusion; speculative drafting uses `draft_steps` (config default when
         None): a draft need not be right, the verifier repairs it, so fewer passes pay off there."""
@@ -84,7 +85,7 @@ class Engine:
                                 draft_threshold=gamma, temperature=temperature, eos_token_id=eos, seed=seed,
                                 adaptive=adaptive, top_k=top_k, top_p=top_p,
                                 min_draft_confidence=cfg.default_min_draft_confidence if min_draft_confidence is None
-                                else min_draft_confidence)
+                                else min_draft_confidence, per_position_rollback=not snapshot_rollback)
 
     def describe(self) -> dict:
         cfg = self.model.config
