@@ -39,6 +39,9 @@ twotower bench --modes ar,speculative --adaptive --n-prompts 8 --max-new-tokens 
   --json > "$out"/bench_speculative_adaptive.json
 twotower bench --modes ar,speculative --min-draft-confidence 0.2 --n-prompts 8 --max-new-tokens 64 --repeats 2 \
   --batch-size 1 --json > "$out"/bench_speculative_cut.json
+# the rollback's reference twin: restore a snapshot and re-read the kept tokens (what a GPU run does today)
+twotower bench --modes ar,speculative --snapshot-rollback --n-prompts 8 --max-new-tokens 64 --repeats 2 \
+  --batch-size 1 --json > "$out"/bench_speculative_snapshot.json
 twotower bench --dtype bf16 --n-prompts 8 --max-new-tokens 64 --repeats 3 --batch-size 4 --json > "$out"/bench_bf16.json
 twotower bench --den-dtype bf16 --n-prompts 8 --max-new-tokens 64 --repeats 3 --batch-size 4 --json \
   > "$out"/bench_mixed.json
@@ -54,7 +57,8 @@ cp "$out"/eval_*.json "$out"/bench*.json "$out"/sweep.json "$out"/sweep/sweep.cs
 out=benchmarks
 python scripts/write_benchmarks.py --bench "$out"/bench.json \
   --bench-extra "$out"/bench_speculative_2pass.json "$out"/bench_speculative_1pass_s8.json \
-    "$out"/bench_speculative_adaptive.json "$out"/bench_speculative_cut.json "$out"/bench_bf16.json \
+    "$out"/bench_speculative_adaptive.json "$out"/bench_speculative_cut.json \
+    "$out"/bench_speculative_snapshot.json "$out"/bench_bf16.json \
     "$out"/bench_mixed.json "$out"/bench_compiled.json "$out"/bench_compiled_mixed.json "$out"/bench_anchor.json \
   --eval "$out"/eval_diffusion.json "$out"/eval_mock_ar.json \
   --eval-extra "$out"/eval_bf16_diffusion.json "$out"/eval_mixed_diffusion.json "$out"/eval_anchor_diffusion.json \

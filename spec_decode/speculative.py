@@ -88,6 +88,7 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
     # seconds the sampler spent drafting (denoiser passes and their token selection) and verifying (the
     # context tower's pass, the verdict, rollback and re-scan); the prompt's prefill is in neither
     clock = {"draft_s": 0.0, "verify_s": 0.0}
+    rollbacks: dict[str, int] = {}  # rounds per ContextCursor.commit outcome ("none": full acceptance or the end)
     new: list[int] = []
     nfe, size, round_idx = 0, block_size, 0
     max_size = 2 * block_size if adaptive else block_size
@@ -130,6 +131,7 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
         finished = len(new) >= max_new_tokens or (eos is not None and emitted[-1] == eos)
         tick = time.perf_counter()
         rollback = cursor.commit(n, token) if not finished else "none"  # counts as verifying, a re-scan too
+        rollbacks[rollback] = rollbacks.get(rollback, 0) + 1
         clock["verify_s"] += time.perf_counter() - tick
         t_first = t_first or time.perf_counter()
         event = _commit_event(emitted, n, k, state, lead, p, round_idx, len(new), nfe, cursor.passes, t_start)
@@ -146,7 +148,7 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
     stats.update(clock)
     stats.update(block_size=block_size, draft_steps=draft_steps, draft_threshold=gamma, adaptive=adaptive,
                  temperature=temperature, min_draft_confidence=min_confidence,
-                 per_position_rollback=cursor.per_position)
+                 per_position_rollback=cursor.per_position, rollbacks=rollbacks)
     yield _done_event(MODE, prompt, torch.tensor([new]), eos, model.config.pad_token_id or 0, nfe, cursor.passes,
                       t_start, t_first, stats)
 

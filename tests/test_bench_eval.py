@@ -119,11 +119,14 @@ def test_bench_times_speculative_rounds_and_its_break_even(capsys):
     markdown = bench.format_markdown(report)
     assert "break-even mean acceptance length" in markdown and "by draft position 1, 2, …" in markdown
     assert report["snapshot_rollback"] is False and "snapshot rollback" not in markdown
+    assert sum(spec["rollbacks"].values()) == by_position[0]["drafted"]  # one per round of the first repeat
+    assert "snapshot" not in spec["rollbacks"] and "rescan" not in spec["rollbacks"]
     twin = run_json(capsys, ["bench", *TINY, "--modes", "ar,speculative", "--n-prompts", "2", "--max-new-tokens",
                              "9", "--repeats", "1", "--batch-size", "1", "--block-size", "4", "--snapshot-rollback",
                              "--json"])
     assert twin["snapshot_rollback"] is True and "snapshot rollback" in bench.format_markdown(twin)
     assert twin["modes"]["speculative"]["identical_to_ar"] == 1.0  # the twin is lossless too
+    assert "positions" not in twin["modes"]["speculative"]["rollbacks"]
 
 
 def test_decode_time_and_speculative_summary_arithmetic():
@@ -132,13 +135,14 @@ def test_decode_time_and_speculative_summary_arithmetic():
     assert bench.decode_ms_per_token(generations) == pytest.approx(1000 * 0.6 / 4)  # (3 - 1) + (4 - 2) tokens
     assert bench.decode_ms_per_token([{"rows": [[1]], "tokens": 1, "seconds": 0.1, "ttft_s": 0.1}]) is None
     table = [{"position": 1, "drafted": 2, "accepted": 1, "share": 0.5}]
-    spec = [[{"mean_acceptance_length": 2.0, "rounds": 4, "draft_s": 0.04, "verify_s": 0.08,
-              "acceptance_by_position": table}] * 2, [{"mean_acceptance_length": 2.0, "rounds": 4, "draft_s": 0.08,
-                                                      "verify_s": 0.08, "acceptance_by_position": table}] * 2]
+    first = {"mean_acceptance_length": 2.0, "rounds": 4, "draft_s": 0.04, "verify_s": 0.08,
+             "acceptance_by_position": table, "rollbacks": {"none": 1, "positions": 3}}
+    spec = [[first] * 2, [{**first, "draft_s": 0.08}] * 2]
     summary = bench.speculative_summary(spec)
     assert summary["draft_ms_per_round"] == pytest.approx(15.0)  # median of 10 and 20 ms per round
     assert summary["verify_ms_per_round"] == pytest.approx(20.0)
     assert summary["acceptance_by_position"] == [{"position": 1, "drafted": 4, "accepted": 2, "share": 0.5}]
+    assert summary["rollbacks"] == {"none": 2, "positions": 6}  # the first repeat's two generations
     assert bench.break_even_acceptance_length(summary, {"decode_ms_per_token": 10.0}) == pytest.approx(3.5)
     assert bench.break_even_acceptance_length(summary, {"decode_ms_per_token": None}) is None
 

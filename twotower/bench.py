@@ -27,7 +27,7 @@ from .engine import ANCHOR_NOTE, DTYPES, MODES, dtype_name, load_engine
 from .validation import check_int
 
 SPECULATIVE_BATCH_NOTE = "speculative decoding is batch-1 only"
-SPECULATIVE_STATS = ("mean_acceptance_length", "rounds", "draft_s", "verify_s", "acceptance_by_position")
+SPECULATIVE_STATS = ("mean_acceptance_length", "rounds", "draft_s", "verify_s", "acceptance_by_position", "rollbacks")
 RECORD_FIELDS = ("tokens_per_s", "ratio_vs_ar", "nfe", "context_passes", "tokens_per_pass", "tokens_per_context_pass",
                  "time_to_first_token_s", "new_tokens", "generations", "tokens_per_s_repeats", "identical_to_ar")
 
@@ -213,7 +213,9 @@ def speculative_summary(rounds: list[list[dict]]) -> dict:
 
     return {"mean_acceptance_length": metrics.mean(g["mean_acceptance_length"] for rnd in rounds for g in rnd),
             "draft_ms_per_round": per_round_ms("draft_s"), "verify_ms_per_round": per_round_ms("verify_s"),
-            "acceptance_by_position": merge_by_position([g["acceptance_by_position"] for g in rounds[0]])}
+            "acceptance_by_position": merge_by_position([g["acceptance_by_position"] for g in rounds[0]]),
+            "rollbacks": {how: sum(g["rollbacks"].get(how, 0) for g in rounds[0])  # rounds by rollback path
+                          for how in sorted({h for g in rounds[0] for h in g["rollbacks"]})}}
 
 
 def break_even_acceptance_length(spec: dict, ar: dict) -> float | None:
@@ -336,6 +338,10 @@ def format_markdown(report: dict) -> str:
                      f"{spec['verify_ms_per_round']:.1f} ms verifying, {_num(ar_step, 1)} ms per AR decode step: "
                      f"break-even mean acceptance length {spec['break_even_acceptance_length']:.2f} "
                      "(above it speculative decodes faster than AR)")
+    if spec.get("rollbacks"):
+        notes.append("speculative: rounds by rollback (first repeat): " + ", ".join(
+            f"{how} {n}" for how, n in spec["rollbacks"].items()) + " (none: full acceptance or the last round; "
+            "positions: from the verify pass's per-position states; snapshot / rescan: the twin's)")
     if spec.get("acceptance_by_position"):
         shares = " · ".join(f"{row['share']:.2f}" for row in spec["acceptance_by_position"])
         notes.append(f"speculative: share of drafted tokens accepted, by draft position 1, 2, …: {shares} "
