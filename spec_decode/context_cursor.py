@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from twotower.seeded_states import clone_cache_states, restore_cache_states
+from twotower.seeded_states import clone_cache_states, cut_kv, restore_cache_states
 
 
 class ContextCursor:
@@ -119,6 +119,4 @@ def roll_back_to(cache, snapshot: list[dict], positions: dict, t: int) -> None:
             layer.conv_states[0].copy_(positions[i].conv_state(t))
             layer.recurrent_states[0].copy_(positions[i].ssm_state(t))
         if "kv_len" in entry:
-            n = entry["kv_len"] + t
-            layer.keys = layer.keys[..., :n, :]
-            layer.values = layer.values[..., :n, :]
+            cut_kv(layer, entry["kv_len"] + t)

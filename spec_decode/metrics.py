@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 
 @dataclass
 class AcceptanceCounter:
-    drafted: int = 0
-    accepted: int = 0
     acceptance_lengths: list[int] = field(default_factory=list)  # per round: accepted + 1
     proposed: list[int] = field(default_factory=list)  # per round: drafted tokens put to the verifier
 
@@ -29,11 +27,17 @@ class AcceptanceCounter:
     def rounds(self) -> int:
         return len(self.acceptance_lengths)
 
+    @property
+    def drafted(self) -> int:
+        return sum(self.proposed)
+
+    @property
+    def accepted(self) -> int:
+        return sum(self.acceptance_lengths) - self.rounds
+
     def record(self, drafted: int, accepted: int) -> None:
         if not 0 <= accepted <= drafted:
             raise ValueError(f"accepted ({accepted}) must be within 0..drafted ({drafted})")
-        self.drafted += drafted
-        self.accepted += accepted
         self.acceptance_lengths.append(accepted + 1)
         self.proposed.append(drafted)
 

@@ -135,8 +135,7 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
         clock["verify_s"] += time.perf_counter() - tick
         t_first = t_first or time.perf_counter()
         event = _commit_event(emitted, n, k, state, lead, p, round_idx, len(new), nfe, cursor.passes, t_start)
-        event.info["rollback"] = rollback  # see ContextCursor.commit
-        event.info["rescanned"] = rollback == "rescan"  # True when the kept tokens were re-run at once
+        event.info["rollback"] = rollback  # see ContextCursor.commit ("rescan": the kept tokens re-run at once)
         yield event
         if finished:
             break

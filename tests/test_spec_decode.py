@@ -282,7 +282,7 @@ def test_metrics_match_events(model_args, settings):
     assert sum(r["accepted"] for r in by_position) == stats["accepted"]
     assert stats["draft_s"] > 0 and stats["verify_s"] > 0
     assert stats["draft_s"] + stats["verify_s"] <= events[-1].elapsed
-    rollbacks = sum(b.info["rescanned"] for b in blocks)
+    rollbacks = sum(b.info["rollback"] == "rescan" for b in blocks)
     assert rollbacks <= sum(not v.info["bonus"] for v in verifies[:-1])  # only partial rounds, never the last
     assert stats["context_passes"] == 1 + stats["rounds"] + rollbacks == events[-1].context_passes
     assert stats["rollback_passes"] == rollbacks

@@ -192,7 +192,8 @@ def summarise(rounds: list[list[dict]]) -> dict:
         "tokens_per_s_repeats": per_round,
         # after the first token, per token and row: AR's is its step cost, the unit of break_even below
         "decode_ms_per_token": metrics.median(decode_ms_per_token(rnd) for rnd in rounds),
-        **(speculative_summary(rounds) if "rounds" in generations[0] else {"mean_acceptance_length": None}),
+        **(speculative_summary(rounds) if "acceptance_by_position" in generations[0]
+           else {"mean_acceptance_length": None}),
     }
 
 

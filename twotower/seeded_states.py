@@ -126,6 +126,10 @@ def restore_cache_states(cache: DynamicCache, snap: list[dict]) -> None:
             layer.conv_states[0].copy_(entry["conv"])
             layer.recurrent_states[0].copy_(entry["ssm"])
         if "kv_len" in entry:
-            n = entry["kv_len"]
-            layer.keys = layer.keys[..., :n, :]
-            layer.values = layer.values[..., :n, :]
+            cut_kv(layer, entry["kv_len"])
+
+
+def cut_kv(layer, n: int) -> None:
+    """Slice an attention layer's cached K/V back to its first n positions."""
+    layer.keys = layer.keys[..., :n, :]
+    layer.values = layer.values[..., :n, :]
