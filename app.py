@@ -19,7 +19,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline machine: n
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from twotower.bench import add_engine_arguments
+    from twotower.run_setup import add_engine_arguments
 
     parser = argparse.ArgumentParser(description="TwoTower Playground: the web app over the two-tower engine")
     add_engine_arguments(parser)  # model, devices, --dtype / --den-dtype: as bench, eval and sweep
@@ -32,7 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from twotower.bench import engine_from_args
+    from twotower.run_setup import engine_from_args
     from twotower.engine import DEFAULT_MODEL_DIR
 
     try:

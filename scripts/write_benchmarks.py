@@ -18,20 +18,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scripts.model_card import merge_reports  # noqa: E402
-from twotower import bench, evaluation, sweep  # noqa: E402
+from twotower import bench, evaluation, run_setup, sweep  # noqa: E402
 
 
 def _header(title: str, report: dict, commands: dict, key: str, commit: str) -> list[str]:
     """Device, commit, date and command of one measured report: the report's own record where it has
     one (bench / eval / sweep write it), else the commands file and HEAD."""
-    device = f"{report['device']['name']} ({bench.run_variant(report)}), torch {report['device'].get('torch', '')}"
+    device = f"{report['device']['name']} ({run_setup.run_variant(report)}), torch {report['device'].get('torch', '')}"
     command = report.get("command") or commands.get(key, "?")
     if isinstance(command, list):
         command = " && ".join(command)
     measured_at = report.get("commit") or commit
     when = (f"measured {report['date']}" if report.get("date")  # reports before 2026-12-02 did not record it
             else f"measured on or after that commit's date, "
-                 f"{bench.git('show', '-s', '--format=%cs', measured_at.removesuffix('-dirty')) or 'unknown'}")
+                 f"{run_setup.git('show', '-s', '--format=%cs', measured_at.removesuffix('-dirty')) or 'unknown'}")
     return [f"## {title}", "", f"- device: {device}", f"- commit: `{measured_at}`, {when}", f"- command: `{command}`", ""]
 
 
@@ -46,15 +46,15 @@ def _met(ok: bool) -> str:
 
 def _other_variant(report: dict, b: dict) -> str:
     """The report's run variant (dtype, compile) when it differs from the main bench's, else ""."""
-    variant = bench.run_variant(report)
-    return "" if variant == bench.run_variant(b) else variant
+    variant = run_setup.run_variant(report)
+    return "" if variant == run_setup.run_variant(b) else variant
 
 
 def summary(b: dict, reports: list[dict], extras: list[dict]) -> list[str]:
     """The headline figures against the issues' targets, read from the measured reports. Rows measured in
     another dtype than the main bench say which."""
     lines = ["## Summary", "",
-             f"On {b['device']['name']} ({bench.run_variant(b)} unless a row says otherwise), γ = {b['gamma']}, "
+             f"On {b['device']['name']} ({run_setup.run_variant(b)} unless a row says otherwise), γ = {b['gamma']}, "
              f"S = {b['block_size']}, batch 1:", "",
              "| figure | measured | target | |", "|---|---|---|---|"]
     for rec in [b, *extras]:
@@ -108,7 +108,7 @@ def main() -> int:
     parser.add_argument("--commands", default=None, help="JSON {bench, eval, sweep}: commands of reports that lack one")
     parser.add_argument("--intro", default=None, help="markdown file with the analysis to put under the summary")
     args = parser.parse_args()
-    commit = bench.git("rev-parse", "--short", "HEAD") or ""
+    commit = run_setup.git("rev-parse", "--short", "HEAD") or ""
     commands = json.loads(Path(args.commands).read_text()) if args.commands else {}
     b = json.loads(Path(args.bench).read_text())
     extras = [json.loads(Path(p).read_text()) for p in args.bench_extra]

@@ -15,7 +15,7 @@ import types
 import pytest
 import torch
 
-from twotower import bench, evaluation, metrics
+from twotower import bench, evaluation, metrics, run_setup
 from twotower.cli import main
 from twotower.decoding import iter_ar
 
@@ -326,11 +326,11 @@ def test_bench_reports_a_denoiser_dtype_of_its_own(capsys):
                                "--max-new-tokens", "4", "--repeats", "1", "--batch-size", "1", "--block-size", "2",
                                "--json"])
     assert (report["dtype"], report["den_dtype"]) == ("fp32", "bf16")
-    assert bench.run_variant(report) == "fp32, denoiser bf16"
+    assert run_setup.run_variant(report) == "fp32, denoiser bf16"
     assert "cpu (" in bench.format_markdown(report) and ", fp32, denoiser bf16;" in bench.format_markdown(report)
-    assert bench.run_variant({"dtype": "bf16"}) == bench.run_variant({"dtype": "bf16", "den_dtype": "bf16"}) == "bf16"
+    assert run_setup.run_variant({"dtype": "bf16"}) == run_setup.run_variant({"dtype": "bf16", "den_dtype": "bf16"}) == "bf16"
     assert report["compiled"] is False
-    assert bench.run_variant({"dtype": "fp32", "den_dtype": "bf16", "compiled": True}) == "fp32, denoiser bf16, torch.compile"
+    assert run_setup.run_variant({"dtype": "fp32", "den_dtype": "bf16", "compiled": True}) == "fp32, denoiser bf16, torch.compile"
 
 
 def test_reports_record_the_commit_a_run_started_from(capsys, monkeypatch):
@@ -343,7 +343,7 @@ def test_reports_record_the_commit_a_run_started_from(capsys, monkeypatch):
         state["ran"] = True  # from here on, git would answer with the new commit
         return out
 
-    monkeypatch.setattr(bench, "git", lambda *argv: ("after" if state["ran"] else "before") if argv[0] == "rev-parse" else "")
+    monkeypatch.setattr(run_setup, "git", lambda *argv: ("after" if state["ran"] else "before") if argv[0] == "rev-parse" else "")
     monkeypatch.setattr(bench, "run_bench", run_then_commit)
     report = run_json(capsys, ["bench", *TINY, "--modes", "ar", "--n-prompts", "1", "--max-new-tokens", "2",
                                "--repeats", "1", "--batch-size", "1", "--json"])
@@ -367,5 +367,5 @@ def test_anchored_diffusion_is_recorded_and_said_in_bench_and_eval(capsys):
                                "--syntax-tokens", "4", "--anchor-first", "--json"])
     assert report["settings"]["anchor_first"] is True
     assert "first token from the context tower" in evaluation.format_markdown(report)
-    assert bench.run_variant(report) == bench.run_variant(anchored) == "fp32, anchored blocks"
-    assert bench.run_variant(plain) == "fp32"
+    assert run_setup.run_variant(report) == run_setup.run_variant(anchored) == "fp32, anchored blocks"
+    assert run_setup.run_variant(plain) == "fp32"

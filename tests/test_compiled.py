@@ -55,15 +55,15 @@ def test_compiled_towers_match_the_eager_twin(twins):
 
 
 def test_compiling_twice_is_a_no_op_and_the_flag_reaches_the_reports(twins):
-    from twotower import bench
+    from twotower import run_setup
 
     _, compiled = twins
     forward = compiled.context_tower.forward
     assert compile_towers(compiled) is compiled and compiled.context_tower.forward is forward
     parser = argparse.ArgumentParser()
-    bench.add_engine_arguments(parser)
-    engine = bench.engine_from_args(parser.parse_args(["--preset", "tiny", "--compile"]))  # compiles lazily: cheap
-    assert engine.describe()["compiled"] is True and bench.device_info(engine)["compiled"] is True
+    run_setup.add_engine_arguments(parser)
+    engine = run_setup.engine_from_args(parser.parse_args(["--preset", "tiny", "--compile"]))  # compiles lazily: cheap
+    assert engine.describe()["compiled"] is True and run_setup.device_info(engine)["compiled"] is True
 
 
 def test_without_a_cpp_compiler_compiling_says_so(monkeypatch):

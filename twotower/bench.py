@@ -7,14 +7,13 @@ round. Events are drained without rendering; only the drain is timed, with the d
 before each clock read. Batch 1 is what an interactive user feels; `--batch-size N` is the throughput
 number (the release's 2.42x is a batch figure); speculative decoding is batch-1 only.
 
-The engine helpers here (`engine_from_args`, `device_info`, `timed_generation`) serve eval and sweep too.
+`timed_generation` and `summarise` serve sweep and the app too; the engine set-up is twotower/run_setup.py.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import platform
 import sys
 from pathlib import Path
 from time import perf_counter
@@ -22,107 +21,15 @@ from time import perf_counter
 import torch
 
 from . import metrics
-from .cli_generate import add_model_arguments
-from .engine import ANCHOR_NOTE, DTYPES, MODES, dtype_name, load_engine
+from .engine import ANCHOR_NOTE, MODES
+from .run_setup import (add_engine_arguments, add_settings_arguments, device_info, engine_from_args,
+                        provenance, run_variant)
 from .validation import check_int
 
 SPECULATIVE_BATCH_NOTE = "speculative decoding is batch-1 only"
 SPECULATIVE_STATS = ("mean_acceptance_length", "rounds", "draft_s", "verify_s", "acceptance_by_position", "rollbacks")
 RECORD_FIELDS = ("tokens_per_s", "ratio_vs_ar", "nfe", "context_passes", "tokens_per_pass", "tokens_per_context_pass",
                  "time_to_first_token_s", "new_tokens", "generations", "tokens_per_s_repeats", "identical_to_ar")
-
-
-# ------------------------------------------------------------------------------------------------
-# engine helpers shared by bench, eval and sweep
-def add_engine_arguments(parser) -> None:
-    add_model_arguments(parser)
-    parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES), help="weights dtype (reported in the output)")
-    parser.add_argument("--den-dtype", default=None, choices=sorted(DTYPES),
-                        help="the denoiser's own dtype (default: --dtype); the context tower, hence AR and the "
-                             "speculative verifier, keeps --dtype")
-    parser.add_argument("--compile", action="store_true",
-                        help="torch.compile both towers' decode passes (same tokens, fewer per-op costs; a one-off "
-                             "compile of a few minutes on a CPU, needs a C++ compiler)")
-
-
-def add_settings_arguments(parser) -> None:
-    parser.add_argument("--gamma", type=float, default=None, help="confidence threshold γ in (0, 1] (default: the model's)")
-    parser.add_argument("--block-size", type=int, default=None, help="block size S (default: the model's)")
-    parser.add_argument("--steps", type=int, default=None, help="denoiser steps per block (default: the model's)")
-    add_anchor_argument(parser)
-
-
-def add_anchor_argument(parser) -> None:
-    """--anchor-first, for every command that runs diffusion (generate, bench, eval, sweep)."""
-    parser.add_argument("--anchor-first", action="store_true",
-                        help="diffusion variant: each block's first token is the context tower's next token "
-                             "(from the pass it runs anyway; not the release's rule)")
-
-
-def engine_from_args(args):
-    from .validation import check_device
-
-    check_device("--ctx-device", args.ctx_device)
-    check_device("--den-device", args.den_device)
-    engine = load_engine(args.model, args.preset, args.ctx_device, args.den_device, dtype=DTYPES[args.dtype],
-                         den_dtype=DTYPES[args.den_dtype] if args.den_dtype else None)
-    if getattr(args, "compile", False):
-        from .compiled import compile_towers
-
-        compile_towers(engine.model)
-    return engine
-
-
-def run_variant(report: dict) -> str:
-    """How a report's model ran: "fp32", "bf16", "fp32, denoiser bf16", each with ", torch.compile" when it
-    was compiled and ", anchored blocks" for anchored diffusion (bench or eval; older reports: dtype only)."""
-    den = report.get("den_dtype")
-    label = report["dtype"] if den in (None, report["dtype"]) else f"{report['dtype']}, denoiser {den}"
-    anchored = report.get("anchor_first") or (report.get("settings") or {}).get("anchor_first")
-    return label + (", torch.compile" if report.get("compiled") else "") + (", anchored blocks" if anchored else "")
-
-
-def device_info(engine) -> dict:
-    """{"device": {...}, "dtype": context tower's, "den_dtype": denoiser's}: where and how it was measured."""
-    model = engine.model
-    names = []
-    for dev in dict.fromkeys([model.ctx_device, model.den_device]):
-        if dev.type == "cuda":
-            names.append(torch.cuda.get_device_name(dev))
-        else:
-            names.append(f"{dev.type} ({platform.machine()}, {torch.get_num_threads()} threads)")
-    return {"device": {"name": " + ".join(names), "ctx_device": str(model.ctx_device), "den_device": str(model.den_device),
-                       "torch": torch.__version__},
-            "dtype": dtype_name(model.ctx_dtype),
-            "den_dtype": dtype_name(model.den_dtype),
-            "compiled": model.is_compiled_for_decoding}
-
-
-def git(*argv) -> str | None:
-    """A git command's output in this project's checkout, or None (no git, not a checkout, an error)."""
-    import subprocess
-
-    try:
-        out = subprocess.run(["git", *argv], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent.parent)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def provenance(args) -> dict:
-    """The command line (`args.argv`, set by the CLI), the commit and the (UTC) date a report was measured with
-    (BENCHMARKS.md and the model card quote them). The commit gets "-dirty" when the working tree had
-    uncommitted changes. Called when a run starts: a commit made while it runs is not what it measured."""
-    import shlex
-    from datetime import datetime, timezone
-
-    commit = git("rev-parse", "--short", "HEAD")
-    if commit and git("status", "--porcelain", "--untracked-files=no"):
-        commit += "-dirty"
-    threads = f"OMP_NUM_THREADS={torch.get_num_threads()} " if not torch.cuda.is_available() else ""
-    return {"command": threads + "twotower " + shlex.join(getattr(args, "argv", [])), "commit": commit,
-            "date": datetime.now(timezone.utc).date().isoformat()}
 
 
 def synchronize(engine) -> None:

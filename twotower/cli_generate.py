@@ -17,7 +17,7 @@ def add_model_arguments(parser) -> None:
 
 
 def add_arguments(parser) -> None:
-    from .bench import add_anchor_argument, add_engine_arguments  # as bench / eval / sweep / app
+    from .run_setup import add_anchor_argument, add_engine_arguments  # as bench / eval / sweep / app
 
     parser.add_argument("prompt", help="prompt text ('-' reads standard input)")
     add_engine_arguments(parser)
@@ -40,7 +40,7 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from .bench import engine_from_args
+    from .run_setup import engine_from_args
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     engine = engine_from_args(args)

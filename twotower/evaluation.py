@@ -389,7 +389,7 @@ def format_markdown(report: dict) -> str:
 
 # ------------------------------------------------------------------------------------------------
 def add_arguments(parser) -> None:
-    from .bench import add_engine_arguments, add_settings_arguments
+    from .run_setup import add_engine_arguments, add_settings_arguments
 
     add_engine_arguments(parser)
     add_settings_arguments(parser)
@@ -409,7 +409,7 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from tqdm import tqdm
 
-    from .bench import device_info, engine_from_args, provenance
+    from .run_setup import device_info, engine_from_args, provenance
 
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     engine = engine_from_args(args)

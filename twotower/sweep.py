@@ -140,7 +140,7 @@ def format_markdown(points) -> str:
 
 
 def add_arguments(parser) -> None:
-    from .bench import add_anchor_argument, add_engine_arguments
+    from .run_setup import add_anchor_argument, add_engine_arguments
 
     add_engine_arguments(parser)
     parser.add_argument("--gammas", default="0.5,0.7,0.8,0.9,0.95", help="comma-separated γ values")
@@ -160,7 +160,7 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from tqdm import tqdm
 
-    from .bench import device_info, engine_from_args, provenance
+    from .run_setup import device_info, engine_from_args, provenance
     from .evaluation import load_prompt_file, next_line_items
 
     gammas = parse_list(args.gammas, float, "--gammas")
