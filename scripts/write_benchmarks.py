@@ -96,6 +96,80 @@ def summary(b: dict, reports: list[dict], extras: list[dict]) -> list[str]:
     return lines + [""]
 
 
+README_START = "<!-- measured-table:start (scripts/write_benchmarks.py --readme writes this block) -->"
+README_END = "<!-- measured-table:end -->"
+
+
+def _ratio(rec: dict | None) -> str:
+    if not rec or not rec.get("tokens_per_s"):
+        return "–"
+    return f"{rec['tokens_per_s']:.1f} ({rec['ratio_vs_ar']:.2f}×)"
+
+
+def _speculative_how(rec: dict) -> str:
+    return (f"{bench._passes(rec.get('draft_steps'))}{', adaptive' if rec.get('adaptive') else ''}"
+            f"{', snapshot rollback' if rec.get('snapshot_rollback') else ''}"
+            f"{bench._cut(rec.get('min_draft_confidence'))}, S = {rec['block_size']}")
+
+
+def readme_tables(b: dict, reports: list[dict], extras: list[dict]) -> list[str]:
+    """The README's "where it stands" tables, every cell read from one measure.sh run's reports: tokens/s of
+    each mode per run variant (batch 1), the speculative variants, and the quality of each eval variant."""
+    dates = sorted({r.get("date") for r in [b, *extras, *reports] if r.get("date")})
+    commits = sorted({r.get("commit") for r in [b, *extras] if r.get("commit")})
+    lines = [f"Measured {' to '.join(dict.fromkeys([dates[0], dates[-1]])) if dates else 'on an unrecorded date'} "
+             f"on {b['device']['name']}, commit{'s' if len(commits) > 1 else ''} "
+             f"{', '.join(f'`{c}`' for c in commits) or 'unrecorded'} for the timed runs (BENCHMARKS.md has every "
+             f"command); γ = {b['gamma']}, S = {b['block_size']}, greedy, {b['max_new_tokens']} new tokens, batch 1, "
+             "tokens/s with the ratio to AR in the same run:", "",
+             "| run variant | AR | diffusion | mock-AR | speculative (mean acceptance length) | diffusion tokens per pass |",
+             "|---|---|---|---|---|---|"]
+    for rec in [b, *extras]:
+        if rec is not b and not _other_variant(rec, b):
+            continue  # a speculative variant of the main run: the next table
+        modes = rec["modes"]
+        sp = modes.get("speculative") or {}
+        spec = _ratio(sp) + (f", {sp['mean_acceptance_length']:.2f}" if sp.get("mean_acceptance_length") else "")
+        if sp.get("identical_to_ar") is not None and sp["identical_to_ar"] < 1.0:  # lossless only where it says not
+            spec += f"; output = AR on {100 * sp['identical_to_ar']:.0f} %"
+        per_pass = (modes.get("diffusion") or {}).get("tokens_per_pass")
+        lines.append(f"| {run_setup.run_variant(rec)} | {modes['ar']['tokens_per_s']:.1f} | {_ratio(modes.get('diffusion'))} | "
+                     f"{_ratio(modes.get('mock_ar'))} | {spec} | {'–' if per_pass is None else f'{per_pass:.2f}'} |")
+    lines += ["", "| speculative variant (fp32) | AR | speculative | mean acceptance length | break-even | output = AR |",
+              "|---|---|---|---|---|---|"]
+    for rec in [b, *extras]:
+        sp = rec["modes"].get("speculative") or {}
+        if not sp.get("tokens_per_s") or _other_variant(rec, b):
+            continue
+        even, same = sp.get("break_even_acceptance_length"), sp.get("identical_to_ar")
+        lines.append(f"| {_speculative_how(rec)} | {rec['modes']['ar']['tokens_per_s']:.1f} | {_ratio(sp)} | "
+                     f"{sp['mean_acceptance_length']:.2f} | {'–' if even is None else f'{even:.2f}'} | "
+                     f"{'–' if same is None else f'{100 * same:.0f} %'} |")
+    lines += ["", "| quality (eval variant) | aggregate retention of AR's task scores (95 % interval) | worst task | "
+              "diffusion tokens per pass over the eval |", "|---|---|---|---|"]
+    for report in reports:
+        ret = report["retention"].get("diffusion") or {}
+        tasks = {k: v for k, v in ret.get("tasks", {}).items() if v is not None}
+        if not tasks:
+            continue
+        low, high = (ret.get("ci") or {}).get("aggregate") or (None, None)
+        interval = "" if low is None else f" ({100 * low:.0f}–{100 * high:.0f} %)"
+        worst = min(tasks, key=tasks.get)
+        per_pass = report.get("passes", {}).get("diffusion", {}).get("tokens_per_pass")
+        lines.append(f"| {run_setup.run_variant(report)}, {sum(report['n_prompts'].values())} generations | "
+                     f"{_pct(ret.get('aggregate'))}{interval} | {worst.replace('_', ' ')} {_pct(tasks[worst])} | "
+                     f"{'–' if per_pass is None else f'{per_pass:.2f}'} |")
+    return lines
+
+
+def replace_block(text: str, block: list[str]) -> str:
+    """`text` with what lies between the README's markers replaced by `block`; an error if a marker is missing."""
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise SystemExit(f"the README has no {README_START!r} ... {README_END!r} block to rewrite")
+    return text[:start + len(README_START)] + "\n" + "\n".join(block) + "\n" + text[end:]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bench", required=True)
@@ -107,6 +181,7 @@ def main() -> int:
     parser.add_argument("--sweep", default=None)
     parser.add_argument("--commands", default=None, help="JSON {bench, eval, sweep}: commands of reports that lack one")
     parser.add_argument("--intro", default=None, help="markdown file with the analysis to put under the summary")
+    parser.add_argument("--readme", default=None, help="also rewrite this file's measured-table block (README.md)")
     args = parser.parse_args()
     commit = run_setup.git("rev-parse", "--short", "HEAD") or ""
     commands = json.loads(Path(args.commands).read_text()) if args.commands else {}
@@ -141,6 +216,10 @@ def main() -> int:
         lines += ["## GPU", "", "No GPU was lent to the sessions that measured this page; the GPU rows are not measured "
                   "yet. The same commands take `--ctx-device cuda --den-device cuda --dtype bf16`.", ""]
     (ROOT / "BENCHMARKS.md").write_text("\n".join(lines), encoding="utf-8")
+    if args.readme:
+        readme = Path(args.readme)
+        readme.write_text(replace_block(readme.read_text(encoding="utf-8"), readme_tables(b, reports, extras)),
+                          encoding="utf-8")
     print((ROOT / "BENCHMARKS.md").read_text())
     return 0
 

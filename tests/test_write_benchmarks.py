@@ -53,3 +53,32 @@ def test_summary_quotes_the_break_even_acceptance_length_when_measured():
     main["modes"]["speculative"]["break_even_acceptance_length"] = 3.71
     text = "\n".join(summary(main, [_eval("fp32", 0.5)], []))
     assert "S = 16; mean acceptance length 3.90, break-even 3.71; output = AR on 100 % of generations) | 0.96×" in text
+
+
+def test_readme_tables_read_every_cell_from_the_reports_and_replace_only_the_marked_block():
+    import pytest
+
+    from scripts.write_benchmarks import README_END, README_START, readme_tables, replace_block
+
+    main = {**_bench("fp32", 1.02, 0.88, 1.0), "max_new_tokens": 64, "date": "2026-12-03", "commit": "abc1234"}
+    main["modes"]["speculative"]["break_even_acceptance_length"] = 3.71
+    s8 = {**_bench("fp32", 0.0, 1.07, 1.0), "block_size": 8, "date": "2026-12-04", "commit": "abc1234"}
+    s8["modes"].pop("diffusion")
+    bf16 = {**_bench("bf16", 1.2, 1.27, 0.625), "date": "2026-12-04", "commit": "abc1234"}
+    quality = {**_eval("fp32", 0.278), "n_prompts": {"next_line": 500, "syntax": 100},
+               "passes": {"diffusion": {"tokens_per_pass": 1.29}}}
+    quality["retention"]["diffusion"]["ci"] = {"aggregate": [0.45, 0.64]}
+    text = "\n".join(readme_tables(main, [quality], [s8, bf16]))
+    assert text.startswith("Measured 2026-12-03 to 2026-12-04 on cpu (test), commit `abc1234` ")
+    assert "| fp32 | 80.0 | 81.6 (1.02×) | – | 70.4 (0.88×), 3.90 | 4.50 |" in text
+    assert "| bf16 | 80.0 | 96.0 (1.20×) | – | 101.6 (1.27×), 3.90; output = AR on 62 % | 4.50 |" in text
+    assert "| 1 draft pass, S = 8 | 80.0 | 85.6 (1.07×) | 3.90 | – | 100 % |" in text
+    assert "| 1 draft pass, S = 16 | 80.0 | 70.4 (0.88×) | 3.90 | 3.71 | 100 % |" in text
+    assert "bf16 | 80.0 | 101.6" not in text.split("| speculative variant")[1]  # other dtypes: first table only
+    assert "| fp32, 600 generations | 63.4 % (45–64 %) | next line exact match 27.8 % | 1.29 |" in text
+    readme = f"# T\n\nbefore\n{README_START}\nold table\n{README_END}\nafter\n"
+    rewritten = replace_block(readme, ["new", "table"])
+    assert rewritten == f"# T\n\nbefore\n{README_START}\nnew\ntable\n{README_END}\nafter\n"
+    assert replace_block(rewritten, ["new", "table"]) == rewritten  # idempotent
+    with pytest.raises(SystemExit, match="no .* block"):
+        replace_block("# a README without the markers\n", ["x"])

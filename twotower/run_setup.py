@@ -72,12 +72,26 @@ def device_info(engine) -> dict:
         if dev.type == "cuda":
             names.append(torch.cuda.get_device_name(dev))
         else:
-            names.append(f"{dev.type} ({platform.machine()}, {torch.get_num_threads()} threads)")
+            threads = torch.get_num_threads()
+            names.append(f"{dev.type} ({', '.join(filter(None, [cpu_model(), platform.machine()]))}, "
+                         f"{threads} thread{'s' if threads > 1 else ''})")
     return {"device": {"name": " + ".join(names), "ctx_device": str(model.ctx_device), "den_device": str(model.den_device),
                        "torch": torch.__version__},
             "dtype": dtype_name(model.ctx_dtype),
             "den_dtype": dtype_name(model.den_dtype),
             "compiled": model.is_compiled_for_decoding}
+
+
+def cpu_model() -> str:
+    """The CPU's model name ("AMD EPYC ..."), or "" where the system does not say: tokens/s are only comparable
+    on the same CPU, so reports name it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def git(*argv) -> str | None:
