@@ -37,9 +37,8 @@ class ContextCursor:
 
     def __init__(self, model, prompt: torch.Tensor, max_unread: int = 0, per_position: bool = True):
         self.model = model
-        # roll back from the verify pass's per-position states when it has them (not under torch.compile,
-        # whose graph would have to carry the record out)
-        self.per_position = per_position and not getattr(model, "is_compiled_for_decoding", False)
+        # roll back from the verify pass's per-position states when it has them
+        self.per_position = per_position
         # After a partial acceptance, up to `max_unread` kept tokens stay unread instead of being re-run at
         # once: the next verify pass reads them in front of the next draft (one pass saved per round).
         # 0: always re-run now (only a bonus token after a full acceptance is ever left unread).

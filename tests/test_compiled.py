@@ -52,6 +52,10 @@ def test_compiled_towers_match_the_eager_twin(twins):
     want, got = outputs(eager, prompt), outputs(compiled, prompt)
     for mode in want:
         assert torch.equal(got[mode], want[mode]), mode
+    # a compiled verify pass hands its per-position states out too: rollback without a re-read, as eager
+    with torch.no_grad():
+        runs = [generate_speculative(m, prompt, 12, block_size=4, draft_steps=1) for m in (eager, compiled)]
+    assert runs[1].stats["rollbacks"] == runs[0].stats["rollbacks"] and runs[1].stats["rollbacks"].get("positions")
 
 
 def test_compiling_twice_is_a_no_op_and_the_flag_reaches_the_reports(twins):

@@ -16,6 +16,8 @@ What is compiled, and why exactly these two:
     cache is still empty (each layer initialises lazily, a guard per layer) and its long input takes the
     experts' per-expert loop (a `.item()` graph break), which together made dynamo recompile layer by
     layer until it hit its limit.
+A speculative verify pass records per-position Mamba states into a dict on the cache (short_scan.PositionStates);
+dynamo replays that mutation after the graph, so the rollback works compiled as it does eager.
 Training never compiles (it builds its model without this). The eager model is the reference twin:
 tests/test_compiled.py compares both towers' outputs and every decoding mode's tokens against it.
 """
