@@ -25,7 +25,7 @@ def _layout(fig: go.Figure, title: str, x: str, y: str, top: float | None = None
 def acceptance_histogram(lengths: list[int], block_size: int | None = None) -> go.Figure:
     """How many tokens each verification round committed (accepted drafts + the context tower's token)."""
     counts = Counter(int(n) for n in lengths)
-    top = max([block_size or 0, *counts.keys(), 1])
+    top = max([block_size + 1 if block_size else 0, *counts.keys(), 1])  # a full round commits S + 1 tokens
     xs = list(range(1, top + 1))
     fig = go.Figure(go.Bar(x=xs, y=[counts.get(x, 0) for x in xs], marker_color=MODE_COLOURS["speculative"]))
     mean = sum(lengths) / len(lengths) if lengths else None
