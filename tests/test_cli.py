@@ -96,3 +96,13 @@ def test_a_real_process_exits_2_with_one_line():
     bad = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.strip().splitlines() == ["twotower generate: error: confidence threshold γ must be in (0, 1], got 2.0"]
+
+
+def test_an_unknown_mode_names_each_mode_once(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["generate", "--preset", "tiny", "--mode", "foo", "x"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    listed = err.split("choose from ")[1]
+    for mode in ("'diffusion'", "'speculative'", "'ar'", "'mock-ar'", "'mock_ar'"):
+        assert listed.count(mode) == 1, mode

@@ -21,7 +21,9 @@ def add_arguments(parser) -> None:
 
     parser.add_argument("prompt", help="prompt text ('-' reads standard input)")
     add_engine_arguments(parser)
-    parser.add_argument("--mode", default="diffusion", choices=[m.replace("_", "-") for m in MODES] + list(MODES))
+    # mock-ar and mock_ar both work; the usage and error messages list each mode once
+    parser.add_argument("--mode", default="diffusion", choices=list(dict.fromkeys([m.replace("_", "-") for m in MODES]
+                                                                                 + list(MODES))))
     parser.add_argument("--gamma", type=float, default=None, help="confidence threshold γ in (0, 1]")
     parser.add_argument("--block-size", type=int, default=None, help="block size S")
     parser.add_argument("--steps", type=int, default=None, help="denoiser steps per block (draft passes in speculative mode)")
