@@ -108,9 +108,15 @@ class PositionStates:
     """
 
     def __init__(self, window, x, dt, A, B, h0):
-        self.window, self.x, self.dt, self.B = window, x, dt, B  # window (B, conv_dim, K + T)
+        self.window, self.x, self.dt, self.A, self.B = window, x, dt, A, B  # window (B, conv_dim, K + T)
         self.h0 = h0.clone()  # h0 may be the cache's own fp32 state, which the pass then overwrites in place
-        self.cs = torch.cumsum(dt * A[:, None], dim=-1)  # (b, h, T), as in ssd_closed_form
+        self._cs = None
+
+    @property
+    def cs(self) -> torch.Tensor:  # (b, h, T), as in ssd_closed_form; only a rollback needs it, so not in the pass
+        if self._cs is None:
+            self._cs = torch.cumsum(self.dt * self.A[:, None], dim=-1)
+        return self._cs
 
     def conv_state(self, t: int) -> torch.Tensor:  # (B, conv_dim, K)
         k = self.window.shape[-1] - self.x.shape[-2]
