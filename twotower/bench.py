@@ -39,6 +39,17 @@ def synchronize(engine) -> None:
             torch.cuda.synchronize(dev)
 
 
+def mean_ms(fn, n: int = 30, warmup: int = 3) -> float:
+    """Mean milliseconds of `fn()` over n calls after `warmup` untimed ones (CPU; the pass-cost scripts in
+    benchmarks/ time single model passes with it)."""
+    for _ in range(warmup):
+        fn()
+    start = perf_counter()
+    for _ in range(n):
+        fn()
+    return (perf_counter() - start) / n * 1000
+
+
 def timed_generation(engine, mode: str, ids, max_new_tokens: int, settings: dict) -> dict:
     """One greedy generation with EOS ignored, timed around draining its events (nothing rendered).
 

@@ -13,6 +13,7 @@ import time
 import torch
 import torch._dynamo.utils
 
+from twotower.bench import mean_ms
 from twotower.compiled import compile_towers
 from twotower.engine import load_engine
 from twotower.seeded_states import clone_cache_states, restore_cache_states
@@ -22,15 +23,6 @@ engine = load_engine()
 eager = engine.model
 compiled = compile_towers(copy.deepcopy(eager))
 prompt = torch.tensor([engine.encode_prompt(open("README.md").read()[:1500])[-200:]])
-
-
-def timed_ms(fn, n=30):
-    for _ in range(5):
-        fn()
-    start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - start) / n * 1000
 
 
 with torch.inference_mode():
@@ -52,13 +44,13 @@ with torch.inference_mode():
         verify_pass(False)
         print(f"{name}: first calls {time.time() - start:.1f} s; Mamba layers recorded: {sorted(recorded)}")
         for _ in range(3):
-            print(f"{name}: T = 17 without the record {timed_ms(lambda: verify_pass(False)):.2f} ms, "
-                  f"with it {timed_ms(lambda: verify_pass(True)):.2f} ms")
+            print(f"{name}: T = 17 without the record {mean_ms(lambda: verify_pass(False), warmup=5):.2f} ms, "
+                  f"with it {mean_ms(lambda: verify_pass(True), warmup=5):.2f} ms")
         step = torch.randint(10, 8000, (1, 1))
 
         def ar_step():
             restore_cache_states(cache, snapshot)
             model.context_forward(step, cache)
 
-        print(f"{name}: T = 1 {timed_ms(ar_step):.2f} ms")
+        print(f"{name}: T = 1 {mean_ms(ar_step, warmup=5):.2f} ms")
 print("graph breaks:", dict(torch._dynamo.utils.counters["graph_break"]))
