@@ -50,6 +50,26 @@ def _other_variant(report: dict, b: dict) -> str:
     return "" if variant == run_setup.run_variant(b) else variant
 
 
+def _speculative_how(rec: dict) -> str:
+    return (f"{bench._passes(rec.get('draft_steps'))}{', adaptive' if rec.get('adaptive') else ''}"
+            f"{', snapshot rollback' if rec.get('snapshot_rollback') else ''}"
+            f"{bench._cut(rec.get('min_draft_confidence'))}, S = {rec['block_size']}")
+
+
+def _worst_task(report: dict) -> tuple[str, float] | None:
+    """An eval report's diffusion task with the lowest retention, (name, retention); None when no task has one."""
+    tasks = {k: v for k, v in report["retention"].get("diffusion", {}).get("tasks", {}).items() if v is not None}
+    if not tasks:
+        return None
+    name = min(tasks, key=tasks.get)
+    return name, tasks[name]
+
+
+def _eval_tokens_per_pass(report: dict) -> float | None:
+    """Diffusion's tokens per denoiser pass over an eval's generations (older reports: none)."""
+    return report.get("passes", {}).get("diffusion", {}).get("tokens_per_pass")
+
+
 def summary(b: dict, reports: list[dict], extras: list[dict]) -> list[str]:
     """The headline figures against the issues' targets, read from the measured reports. Rows measured in
     another dtype than the main bench say which."""
@@ -68,13 +88,13 @@ def summary(b: dict, reports: list[dict], extras: list[dict]) -> list[str]:
                          f"{_met(diff['tokens_per_pass'] >= 4)} |")
     for report in reports:
         ret = report["retention"].get("diffusion", {})
-        worst = min((v for v in ret.get("tasks", {}).values() if v is not None), default=None)
+        worst = _worst_task(report)
         other = _other_variant(report, b)
         tag = f", {other}" if other else ""
         if worst is not None:
             lines.append(f"| diffusion retention, worst task (aggregate {_pct(ret.get('aggregate'))}{tag}) | "
-                         f"{_pct(worst)} | ≥ 95 % on every task (#3, #6) | {_met(worst >= 0.95)} |")
-        per_pass = report.get("passes", {}).get("diffusion", {}).get("tokens_per_pass")  # older reports: none
+                         f"{_pct(worst[1])} | ≥ 95 % on every task (#3, #6) | {_met(worst[1] >= 0.95)} |")
+        per_pass = _eval_tokens_per_pass(report)
         if per_pass is not None:
             n = sum(report["n_prompts"].values())
             lines.append(f"| diffusion tokens per denoiser pass over the eval's {n} generations{tag} | {per_pass:.2f} | "
@@ -83,10 +103,7 @@ def summary(b: dict, reports: list[dict], extras: list[dict]) -> list[str]:
         sp = rec["modes"].get("speculative", {})
         if sp.get("tokens_per_s"):
             other = _other_variant(rec, b)
-            how = (f"{bench._passes(rec.get('draft_steps'))}{', adaptive' if rec.get('adaptive') else ''}"
-                   f"{', snapshot rollback' if rec.get('snapshot_rollback') else ''}"
-                   f"{bench._cut(rec.get('min_draft_confidence'))}, S = {rec['block_size']}"
-                   f"{', ' + other if other else ''}")
+            how = _speculative_how(rec) + (f", {other}" if other else "")
             same = sp.get("identical_to_ar")
             even = sp.get("break_even_acceptance_length")  # older reports: none
             lines.append(f"| speculative tokens/s ÷ AR ({how}; mean acceptance length "
@@ -104,12 +121,6 @@ def _ratio(rec: dict | None) -> str:
     if not rec or not rec.get("tokens_per_s"):
         return "–"
     return f"{rec['tokens_per_s']:.1f} ({rec['ratio_vs_ar']:.2f}×)"
-
-
-def _speculative_how(rec: dict) -> str:
-    return (f"{bench._passes(rec.get('draft_steps'))}{', adaptive' if rec.get('adaptive') else ''}"
-            f"{', snapshot rollback' if rec.get('snapshot_rollback') else ''}"
-            f"{bench._cut(rec.get('min_draft_confidence'))}, S = {rec['block_size']}")
 
 
 def readme_tables(b: dict, reports: list[dict], extras: list[dict]) -> list[str]:
@@ -148,16 +159,15 @@ def readme_tables(b: dict, reports: list[dict], extras: list[dict]) -> list[str]
     lines += ["", "| quality (eval variant) | aggregate retention of AR's task scores (95 % interval) | worst task | "
               "diffusion tokens per pass over the eval |", "|---|---|---|---|"]
     for report in reports:
-        ret = report["retention"].get("diffusion") or {}
-        tasks = {k: v for k, v in ret.get("tasks", {}).items() if v is not None}
-        if not tasks:
+        worst = _worst_task(report)
+        if worst is None:
             continue
+        ret = report["retention"]["diffusion"]
         low, high = (ret.get("ci") or {}).get("aggregate") or (None, None)
         interval = "" if low is None else f" ({100 * low:.0f}–{100 * high:.0f} %)"
-        worst = min(tasks, key=tasks.get)
-        per_pass = report.get("passes", {}).get("diffusion", {}).get("tokens_per_pass")
+        per_pass = _eval_tokens_per_pass(report)
         lines.append(f"| {run_setup.run_variant(report)}, {sum(report['n_prompts'].values())} generations | "
-                     f"{_pct(ret.get('aggregate'))}{interval} | {worst.replace('_', ' ')} {_pct(tasks[worst])} | "
+                     f"{_pct(ret.get('aggregate'))}{interval} | {worst[0].replace('_', ' ')} {_pct(worst[1])} | "
                      f"{'–' if per_pass is None else f'{per_pass:.2f}'} |")
     return lines
 
