@@ -51,6 +51,12 @@ class ContextCursor:
         self._verified: list[int] = []
         self._positions: dict | None = None  # layer index -> short_scan.PositionStates of the last verify pass
 
+    def emit_next(self, token: int) -> None:
+        """`token` (drawn from next_logits) is now the last emitted token; it stays unread, as a bonus does."""
+        if self.next_logits is None:
+            raise RuntimeError("emit_next() needs the next position's logits (a prefill or a re-scan)")
+        self.unread, self.next_logits = self.unread + [int(token)], None
+
     def verify(self, draft: list[int]) -> torch.Tensor:
         """One causal pass over unread + draft; returns the target rows (k + 1, V) for k = len(draft).
 

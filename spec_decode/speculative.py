@@ -1,6 +1,7 @@
 """Speculative decoding with the two towers: the denoiser drafts a block, the context tower verifies it.
 
-Per round: the denoiser fills k open positions in a few passes (draft.draft_block, "step" events); the
+The prompt's prefill gives the context tower's own first token, emitted at once as AR emits it (a "token"
+event; time to first token is AR's). Then per round: the denoiser fills k open positions in a few passes (draft.draft_block, "step" events); the
 context tower reads the draft in one causal pass (context_cursor.ContextCursor.verify); verify.py's rule
 keeps the longest acceptable prefix plus one target token (a "verify" event); the cache is rolled back
 to just after the kept tokens and the tokens are emitted (a "block" event). Greedy output equals
@@ -14,7 +15,7 @@ from typing import Iterator
 
 import torch
 
-from twotower.commit import sampling_distribution
+from twotower.commit import predict_tokens, sampling_distribution
 from twotower.decoding import _done_event, drain, make_generator
 from twotower.events import GenerationResult, StepEvent
 from twotower.validation import as_batch, check_fraction, check_gamma, check_int, check_sampling, check_token_id
@@ -81,7 +82,7 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
     mask_id = model.config.mask_token_id
     draft_gen = make_generator(seed, model.den_device)
     verify_gen = make_generator(None if seed is None else seed + 1, model.ctx_device)
-    t_start, t_first = time.perf_counter(), None
+    t_start = time.perf_counter()
     # unread tokens: the denoiser sees them as given tokens (up to S of them on the snapshot path)
     cursor = ContextCursor(model, prompt, max_unread=block_size, per_position=per_position)
     counter = AcceptanceCounter()
@@ -90,11 +91,23 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
     clock = {"draft_s": 0.0, "verify_s": 0.0}
     rollbacks: dict[str, int] = {}  # rounds per ContextCursor.commit outcome ("none": full acceptance or the end)
     new: list[int] = []
-    nfe, size, round_idx = 0, block_size, 0
+    nfe, size, round_idx = 0, block_size, 1  # round 0: the prefill's token
     max_size = 2 * block_size if adaptive else block_size
     if temperature > 0.0 and draft_steps > 1:
         min_confidence = 0.0  # see the docstring: truncating could select on the drawn tokens
-    while True:
+    # The prefill already scored the first new position: its token is the context tower's, as AR's first
+    # token is (same rule, same law), so it needs no draft. It stays unread, like a bonus token, and the
+    # first draft starts after it, as every later one does.
+    first, conf = predict_tokens(cursor.next_logits[None], temperature, verify_gen, top_k, top_p)  # (1,), (1,)
+    new.append(int(first[0]))
+    finished = max_new_tokens == 1 or new[0] == eos
+    if not finished:
+        cursor.emit_next(new[0])
+    t_first = time.perf_counter()
+    yield StepEvent(MODE, "token", 0, 0, 0, torch.tensor([new]), torch.zeros(1, 1, dtype=torch.bool),
+                    conf.cpu()[:, None], torch.ones(1, 1, dtype=torch.bool), torch.zeros(1, 1, dtype=torch.long),
+                    nfe, cursor.passes, t_first - t_start, 1, {"source": "prefill"})
+    while not finished:
         tick = time.perf_counter()  # the clocks stop while an event is out with the consumer
         k = min(size, max_new_tokens - len(new))  # a round emits at most k + 1 tokens; extra ones are cut
         lead = len(cursor.unread)  # emitted tokens the context tower has not read yet lead the block
@@ -133,7 +146,6 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
         rollback = cursor.commit(n, token) if not finished else "none"  # counts as verifying, a re-scan too
         rollbacks[rollback] = rollbacks.get(rollback, 0) + 1
         clock["verify_s"] += time.perf_counter() - tick
-        t_first = t_first or time.perf_counter()
         event = _commit_event(emitted, n, k, state, lead, p, round_idx, len(new), nfe, cursor.passes, t_start)
         event.info["rollback"] = rollback  # see ContextCursor.commit ("rescan": the kept tokens re-run at once)
         yield event

@@ -286,13 +286,16 @@ def test_metrics_match_events(model_args, settings):
     assert rollbacks <= sum(not v.info["bonus"] for v in verifies[:-1])  # only partial rounds, never the last
     assert stats["context_passes"] == 1 + stats["rounds"] + rollbacks == events[-1].context_passes
     assert stats["rollback_passes"] == rollbacks
-    # the committed tokens of the rounds replay to the output, with consistent offsets and counts
-    assert sum((b.tokens[0].tolist() for b in blocks), []) == result.new_tokens[0]
-    assert stats["new_tokens"] == len(result.new_tokens[0]) <= sum(stats["acceptance_lengths"])
+    # the prefill's token comes first, outside the rounds; then the committed tokens of the rounds replay to
+    # the output, with consistent offsets and counts
+    assert kinds[0] == "token" and kinds.count("token") == 1 and events[0].block == 0 < events[1].block
+    emitted = events[0].tokens[0].tolist() + sum((b.tokens[0].tolist() for b in blocks), [])
+    assert emitted == result.new_tokens[0]
+    assert stats["new_tokens"] == len(result.new_tokens[0]) <= 1 + sum(stats["acceptance_lengths"])
     generated = 0
     for event in events[:-1]:
         assert event.block_start == generated  # every event of a round starts where the output stood
-        if event.kind == "block":
+        if event.kind in ("block", "token"):
             generated += event.tokens.shape[1]
         assert event.generated == generated
         assert event.mode == "speculative"
@@ -334,6 +337,17 @@ def test_proposal_cut_keeps_greedy_output_and_verifies_fewer_tokens():
     assert cut.stats["acceptance_rate"] > full.stats["acceptance_rate"]
 
 
+def test_first_token_comes_from_the_prefill():
+    """The prompt's prefill scores the first new position, so speculative emits the context tower's token
+    there before any denoiser pass, as AR does: one new token takes no round, and an EOS there ends it."""
+    model, prompt = _model(0, shift=0.4), [1, 50, 60, 70]
+    ar = generate_ar(model, prompt, max_new_tokens=1).new_tokens
+    for settings in (dict(max_new_tokens=1), dict(max_new_tokens=10, eos_token_id=ar[0][0])):
+        result, events = _run(model, prompt, block_size=4, draft_steps=1, **settings)
+        assert result.new_tokens == ar and [e.kind for e in events] == ["token", "done"]
+        assert result.stats["rounds"] == result.stats["nfe"] == 0 and result.stats["context_passes"] == 1
+
+
 def test_full_acceptance_gives_length_s_plus_one():
     model = _model(0, shift=1.0)  # both towers emit one token over and over: every draft is right
     result, events = _run(model, [1, 50, 60, 70], max_new_tokens=25, block_size=4, draft_steps=2)
@@ -351,26 +365,29 @@ def test_adaptive_block_grows_and_shrinks():
     assert sizes[:4] == [8, 4, 2, 1]  # random towers: rejections shrink it to 1
 
 
-def _exact_two_token_law(model, prompt, temperature):
-    """P(first two tokens) under AR sampling, from the context tower: (V, V)."""
-    cache = model.new_cache()
-    first = (model.context_forward(torch.tensor([prompt]), cache)[0, -1] / temperature).softmax(-1)
-    law = torch.zeros(VOCAB, VOCAB, dtype=torch.float64)
-    for y0 in torch.nonzero(first > 1e-4).flatten().tolist():  # the rest holds < 0.03 of the mass
-        second = (model.context_forward(torch.tensor([prompt + [y0]]), None)[0, -1] / temperature).softmax(-1)
-        law[y0] = first[y0].double() * second.double()
+def _exact_law(model, prompt, temperature, n_tokens=3, floor=1e-4) -> dict:
+    """P(first n tokens) under AR sampling, from the context tower: {token tuple: probability}, over the
+    prefixes whose every token has probability > floor (the rest holds a few % of the mass at most)."""
+    law = {(): 1.0}
+    for _ in range(n_tokens):
+        longer = {}
+        for prefix, mass in law.items():
+            probs = (model.context_forward(torch.tensor([prompt + list(prefix)]), None)[0, -1] / temperature).softmax(-1)
+            for y in torch.nonzero(probs > floor).flatten().tolist():
+                longer[prefix + (y,)] = mass * float(probs[y])
+        law = longer
     return law
 
 
-def _chi2_vs_law(samples: list[tuple[int, int]], law: torch.Tensor) -> float:
-    counts = torch.zeros_like(law)
-    for a, b in samples:
-        counts[a, b] += 1
-    expected = law / law.sum() * len(samples)
-    big = expected >= 5
-    obs = torch.cat([counts[big], counts[~big].sum()[None]])
-    exp = torch.cat([expected[big], expected[~big].sum()[None]])
-    return float(chisquare(obs.numpy(), (exp * obs.sum() / exp.sum()).numpy()).pvalue)
+def _chi2_vs_law(samples: list[tuple], law: dict) -> float:
+    """Chi-square p of the samples against the law; cells expected < 5 times (and unlisted ones) pooled."""
+    counts = Counter(samples)
+    total = sum(law.values())
+    big = [c for c, p in law.items() if p / total * len(samples) >= 5]
+    obs = [counts[c] for c in big] + [len(samples) - sum(counts[c] for c in big)]
+    exp = [law[c] / total * len(samples) for c in big]
+    exp.append(len(samples) - sum(exp))
+    return float(chisquare(obs, exp).pvalue)
 
 
 def _sharp_model(draft_head_scale: float) -> torch.nn.Module:
@@ -385,23 +402,24 @@ def _sharp_model(draft_head_scale: float) -> torch.nn.Module:
 
 
 def test_sampling_matches_ar_distribution():
-    """The first two tokens of speculative sampling and of AR sampling both follow the exact AR law
-    (chi-square p > 1e-3, 300 seeds each). The seeds rotate over three drafters: one pass; two passes
-    left to right; two passes right to left (position 1 drawn first, so it is verified as a point mass)."""
+    """The first three tokens of speculative sampling and of AR sampling both follow the exact AR law
+    (chi-square p > 1e-3, 360 seeds each): the prefill's token, then one round that drafts two. The seeds
+    rotate over three drafters: one pass; two passes left to right; two passes right to left (position 1
+    drawn first, so it is verified as a point mass)."""
     temperature, prompt = 0.9, [1, 50, 60, 70]
     drafters = [(_sharp_model(25), 1), (_sharp_model(25), 2), (_sharp_model(40), 2)]  # (model, draft passes)
-    law = _exact_two_token_law(drafters[0][0], prompt, temperature)
+    law = _exact_law(drafters[0][0], prompt, temperature)
     spec, ar, paths = [], [], Counter()
-    for seed in range(300):
+    for seed in range(360):
         model, passes = drafters[seed % 3]
-        result, events = _run(model, prompt, max_new_tokens=2, block_size=3, draft_steps=passes, draft_threshold=0.5,
+        result, events = _run(model, prompt, max_new_tokens=3, block_size=3, draft_steps=passes, draft_threshold=0.5,
                               temperature=temperature, seed=seed)
         spec.append(tuple(result.new_tokens[0]))
         first = next(e for e in events if e.kind == "verify")
         paths[first.info["accepted"]] += 1
         paths["out of order"] += not bool(order_safe_positions(first.commit_step[0]).all())
         paths["in order, two passes"] += first.commit_step[0].tolist() == [0, 1]
-        ar.append(tuple(generate_ar(model, prompt, max_new_tokens=2, temperature=temperature, seed=seed).new_tokens[0]))
+        ar.append(tuple(generate_ar(model, prompt, max_new_tokens=3, temperature=temperature, seed=seed).new_tokens[0]))
     assert min(paths[0], paths[1], paths[2], paths["out of order"], paths["in order, two passes"]) >= 10, paths
     assert _chi2_vs_law(ar, law) > P_MIN
     assert _chi2_vs_law(spec, law) > P_MIN
@@ -409,13 +427,13 @@ def test_sampling_matches_ar_distribution():
 
 def test_sampling_with_a_proposal_cut_matches_ar_distribution():
     """One draft pass with the proposal cut at confidence 0.1 (about half the rounds propose one token of
-    two): the cut depends only on the draft's own laws, so the first two tokens still follow the exact
-    AR law (chi-square p > 1e-3, 300 seeds)."""
+    two): the cut depends only on the draft's own laws, so the first three tokens (the prefill's, then the
+    round's) still follow the exact AR law (chi-square p > 1e-3, 300 seeds)."""
     temperature, prompt, model = 0.9, [1, 50, 60, 70], _sharp_model(25)
-    law = _exact_two_token_law(model, prompt, temperature)
+    law = _exact_law(model, prompt, temperature)
     spec, paths = [], Counter()
     for seed in range(300):
-        result, events = _run(model, prompt, max_new_tokens=2, block_size=3, draft_steps=1, temperature=temperature,
+        result, events = _run(model, prompt, max_new_tokens=3, block_size=3, draft_steps=1, temperature=temperature,
                               seed=seed, min_draft_confidence=0.1)
         spec.append(tuple(result.new_tokens[0]))
         first = next(e for e in events if e.kind == "verify")
