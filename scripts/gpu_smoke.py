@@ -14,7 +14,8 @@ transformers picks the mamba-ssm / causal-conv1d kernels by itself when they are
 * context logits, denoiser logits: max |device - cpu| <= tol * max |cpu| (fp32, TF32 off; tol 2e-4);
 * the seeded Mamba block scan (a chunk scan from a context state, block shorter and longer than the
   chunk) against a token-by-token recurrence through a DynamicCache on the device, and against the CPU;
-* every decoding mode, greedy: the device's tokens equal the CPU's (speculative when spec_decode has it).
+* every decoding mode, greedy: the device's tokens equal the CPU's (speculative when spec_decode has it),
+  and speculative rolls back from its verify passes' per-position states (no snapshot path).
 Then it prints per-layer-type timings (context prefill, context 1-token step, one denoiser block pass).
 Exit status: 0 all checks passed, 1 a check failed, 2 no CUDA device (or bad arguments).
 """
@@ -129,6 +130,11 @@ class Report:
             detail += f"; first difference at token {first}: device {got[first:first + 4]} cpu {ref[first:first + 4]}"
         print(f"{'ok  ' if ok else 'FAIL'} {name}: {len(got)} tokens {'equal' if ok else 'differ'}{detail}")
 
+    def holds(self, name: str, ok: bool, detail: str = "") -> None:
+        if not ok:
+            self.failures.append(name)
+        print(f"{'ok  ' if ok else 'FAIL'} {name}{detail}")
+
 
 def check_logits(ref, dev, prompt, block_size, report) -> None:
     """Context logits over a prompt, then denoiser logits for a half-masked block from its states."""
@@ -217,6 +223,10 @@ def check_modes(ref, dev, prompt_ids, args, report) -> None:
     for mode, (tokens, stats) in dev_out.items():
         report.equal(f"mode {mode}, device vs cpu", tokens, ref_out[mode][0],
                      f" (nfe {stats.get('nfe')}, context passes {stats.get('context_passes')})")
+    if "speculative" in dev_out:  # the verify passes run the short scan, so rollback never needs the snapshot
+        paths = dev_out["speculative"][1].get("rollbacks", {})
+        report.holds("speculative rolls back per position on the device", set(paths) <= {"none", "positions"},
+                     f": rounds by rollback path {paths}")
 
 
 class LayerTimer:

@@ -12,9 +12,10 @@ form of SSD, as in mamba's ssd_minimal.py), which is a couple of dozen ops:
     h_T  = e^{cs_T} h_0      +  Σ_s       e^{cs_T − cs_s} dt_s x_s B_sᵀ
 
 `ShortScanMamba2Mixer` is transformers' `NemotronHMamba2Mixer` with that arithmetic for T ≤ `max_len`
-on CPU, and the same cache calls in the same order (so DynamicCache, the denoiser's SeededMambaCache and
-rollback see exactly what they saw before). Everything else — longer sequences (prompt prefill,
-training windows), attention masks, GPU tensors, or `max_len = 0` — goes to transformers' own forward,
+on CPU (on a GPU: for speculative verify passes only, see `takes_short_scan`), and the same cache calls
+in the same order (so DynamicCache, the denoiser's SeededMambaCache and rollback see exactly what they
+saw before). Everything else — longer sequences (prompt prefill, training windows), attention masks,
+other GPU passes, or `max_len = 0` — goes to transformers' own forward,
 which is also the reference twin that tests/test_short_scan.py compares against.
 """
 
@@ -36,10 +37,22 @@ class ShortScanMamba2Mixer(NemotronHMamba2Mixer):
 
     def forward(self, hidden_states: torch.Tensor, cache=None, attention_mask=None, **kwargs):
         cache = kwargs.pop("cache_params", None) if cache is None else cache  # transformers < 5.24 passes cache_params
-        seq_len = hidden_states.shape[1]
-        if attention_mask is not None or hidden_states.device.type != "cpu" or not 0 < seq_len <= self.max_len:
+        recording = getattr(cache, "position_record", None) is not None
+        if not takes_short_scan(hidden_states.device.type, hidden_states.shape[1], self.max_len,
+                                attention_mask is not None, recording):
             return super().forward(hidden_states, attention_mask=attention_mask, **{MIXER_CACHE_KW: cache}, **kwargs)
         return short_scan_forward(self, hidden_states, cache)
+
+
+def takes_short_scan(device_type: str, seq_len: int, max_len: int, masked: bool, recording: bool) -> bool:
+    """Which passes the closed form runs. On the CPU every short unmasked pass (the per-op cost it removes is
+    the CPU's bill). On a GPU only a speculative verify pass that asks for per-position states (`recording`):
+    the mamba-ssm kernels, when installed, cannot give the state after each token, and without per-position
+    states a partial acceptance falls back to the snapshot path (context_cursor.py); every other GPU pass
+    keeps transformers' path and its kernels."""
+    if masked or not 0 < seq_len <= max_len:
+        return False
+    return device_type == "cpu" or recording
 
 
 def short_scan_forward(mixer: NemotronHMamba2Mixer, hidden_states: torch.Tensor, cache) -> torch.Tensor:
