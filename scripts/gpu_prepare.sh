@@ -19,7 +19,7 @@ for split in ("train", "validation"):
 
 # the CPU bench's 8 prompts (test split, seed 0), so a GPU bench there reads the same ones
 import json
-from twotower.evaluation import next_line_items
+from twotower.eval_prompts import next_line_items
 
 with open(".gpu/bench_prompts.jsonl", "w") as f:
     f.writelines(json.dumps({"prompt": it["prompt"]}) + "\n" for it in next_line_items(8, 0))

@@ -15,7 +15,7 @@ import types
 import pytest
 import torch
 
-from twotower import bench, evaluation, metrics, run_setup
+from twotower import bench, eval_prompts, evaluation, metrics, run_setup
 from twotower.cli import main
 from twotower.decoding import iter_ar
 
@@ -219,15 +219,15 @@ def test_pass_totals_are_ratios_of_totals():
 
 
 def test_prompt_selection_is_seeded_and_spread_over_files():
-    items = evaluation.next_line_items(40, seed=1)
-    assert items == evaluation.next_line_items(40, seed=1)
-    assert items != evaluation.next_line_items(40, seed=2)
-    texts = dict(evaluation.corpus_files("test"))
+    items = eval_prompts.next_line_items(40, seed=1)
+    assert items == eval_prompts.next_line_items(40, seed=1)
+    assert items != eval_prompts.next_line_items(40, seed=2)
+    texts = dict(eval_prompts.corpus_files("test"))
     assert len({it["file"] for it in items}) == min(40, len(texts))  # round robin reaches every file
     for it in items:
         assert it["prompt"].endswith("\n") and it["target"].strip()
         assert texts[it["file"]].startswith(it["prompt"] + it["target"])
-    for it in evaluation.syntax_items(6, seed=1):
+    for it in eval_prompts.syntax_items(6, seed=1):
         ast.parse(it["prompt"])  # the prompt alone compiles: a failure is the continuation's fault
         assert it["prompt"].endswith("\n") and it["reference"][:1] not in (" ", "\t", "#", "")
 

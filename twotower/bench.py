@@ -310,7 +310,8 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from tqdm import tqdm
 
-    from .evaluation import evaluate, load_prompt_file, next_line_items, prompt_ids, resolve_modes, resolved_settings
+    from .eval_prompts import load_prompt_file, next_line_items, prompt_ids
+    from .evaluation import evaluate, resolve_modes, resolved_settings
 
     for name in ("n_prompts", "max_prompt_tokens", "max_new_tokens", "repeats", "batch_size", "eval_prompts"):
         check_int("--" + name.replace("_", "-"), getattr(args, name))

@@ -11,26 +11,23 @@ Tasks (greedy decoding, outputs cut after EOS):
 Diagnostics over every generation of the run (not tasks, no retention): agreement of the mode's tokens
 with AR's (`metrics.token_agreement`) and the AR tower's mean log-likelihood of the mode's output.
 
-Everything here is importable (the model card, bench --eval and the UI call `evaluate`).
+The prompts come from twotower/eval_prompts.py. Everything here is importable (the model card, bench
+--eval and the UI call `evaluate`).
 """
 
 from __future__ import annotations
 
-import ast
-import functools
 import importlib
 import json
-import random
 import sys
-import warnings
 from pathlib import Path
 
 import torch
 
 from . import metrics
-from .corpus import split_files
 from .decoding import drain
 from .engine import ANCHOR_NOTE, MODES, normalise_mode
+from .eval_prompts import CHARS_PER_TOKEN_BOUND, next_line_items, prompt_ids, syntax_items
 
 MODE_ORDER = ("ar", "mock_ar", "diffusion", "speculative")  # AR first: every other mode is compared with it
 TASKS = ("next_line", "syntax")
@@ -44,119 +41,6 @@ METRIC_LABELS = {
     "syntax_ok": "syntax-error-free continuations",
 }
 MODE_LABELS = {"ar": "AR", "mock_ar": "mock-AR", "diffusion": "diffusion", "speculative": "speculative"}
-CHARS_PER_TOKEN_BOUND = 8  # cut text this many chars per wanted token before encoding (no tokenizer packs more)
-
-
-# ------------------------------------------------------------------------------------------------
-# prompts: deterministic, seeded, spread over the test files (round robin over a shuffled file order)
-@functools.lru_cache(maxsize=3)
-def corpus_files(split: str = "test") -> tuple[tuple[str, str], ...]:
-    return tuple(split_files(split))
-
-
-def _line_offsets(text: str) -> tuple[list[str], list[int]]:
-    """Lines split on '\\n' only (form feeds and '\\r' stay inside lines) and each line's start offset."""
-    lines = text.split("\n")
-    offsets, pos = [], 0
-    for line in lines:
-        offsets.append(pos)
-        pos += len(line) + 1
-    return lines, offsets
-
-
-def _round_robin(pools, n: int) -> list[dict]:
-    """Take one item from each file's pool in turn until n items (or every pool is empty)."""
-    items, pools = [], list(pools)
-    while pools and len(items) < n:
-        alive = []
-        for pool in pools:
-            item = next(pool, None)
-            if item is not None:
-                items.append(item)
-                alive.append(pool)
-                if len(items) == n:
-                    break
-        pools = alive
-    return items
-
-
-def _shuffled_files(seed: int, split: str):
-    files = list(corpus_files(split))
-    random.Random(seed).shuffle(files)
-    return files
-
-
-def next_line_items(n: int, seed: int = 0, split: str = "test") -> list[dict]:
-    """n (prompt, target) pairs: prompt = a file up to a line break, target = the next, non-blank line."""
-    def pool(rel, text):
-        lines, offsets = _line_offsets(text)
-        first = next((i for i, line in enumerate(lines) if line.strip()), len(lines))
-        candidates = [i for i in range(first + 1, len(lines)) if lines[i].strip()]
-        random.Random(f"{seed}/{rel}").shuffle(candidates)
-        for i in candidates:
-            yield {"file": rel, "line": i + 1, "prompt": text[: offsets[i]], "target": lines[i]}
-
-    return _round_robin((pool(rel, text) for rel, text in _shuffled_files(seed, split)), n)
-
-
-def _compiles(source: str) -> bool:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            ast.parse(source)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            return False
-    return True
-
-
-def syntax_items(n: int, seed: int = 0, split: str = "test") -> list[dict]:
-    """n prompts that end at a line break at top level (the next line starts in column 0 with code)
-    and compile on their own; `reference` holds the file's true continuation."""
-    def pool(rel, text):
-        lines, offsets = _line_offsets(text)
-        candidates = [i for i in range(1, len(lines)) if lines[i][:1] not in ("", " ", "\t", "#", ")", "]", "}")]
-        random.Random(f"{seed}/syntax/{rel}").shuffle(candidates)
-        for i in candidates:
-            prompt = text[: offsets[i]]
-            if prompt.strip() and _compiles(prompt):  # a prefix inside a docstring at column 0 does not
-                yield {"file": rel, "line": i + 1, "prompt": prompt, "reference": text[offsets[i]:]}
-
-    return _round_robin((pool(rel, text) for rel, text in _shuffled_files(seed, split)), n)
-
-
-def load_prompt_file(path) -> list[str]:
-    """Prompts from a file: JSONL (.jsonl / .json: one JSON string or {"prompt": ...} per line, so a
-    prompt may hold newlines) or plain text (one prompt per non-blank line)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"prompt file not found: {path}")
-    text = path.read_text(encoding="utf-8")
-    prompts = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        if path.suffix in (".jsonl", ".json"):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-            prompt = record.get("prompt", record.get("text")) if isinstance(record, dict) else record
-            if not isinstance(prompt, str) or not prompt.strip():
-                raise ValueError(f"{path}:{number}: expected a JSON string or an object with a non-empty 'prompt'")
-            prompts.append(prompt)
-        else:
-            prompts.append(line)
-    if not prompts:
-        raise ValueError(f"no prompts in {path}")
-    return prompts
-
-
-def prompt_ids(engine, text: str, max_tokens: int) -> list[int]:
-    """The last `max_tokens` tokens of `text` (left truncation keeps the part next to the completion)."""
-    ids = engine.tokenizer.encode(text[-max_tokens * CHARS_PER_TOKEN_BOUND:])[-max_tokens:]
-    if not ids:
-        raise ValueError(f"a prompt encodes to no tokens: {text[:40]!r}")
-    return ids
 
 
 # ------------------------------------------------------------------------------------------------

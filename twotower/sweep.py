@@ -52,7 +52,8 @@ def run_sweep(engine, prompts, gammas, block_sizes, steps=None, max_new_tokens: 
     `pareto` flag is final only in the returned list (the front needs every point). anchor_first: every
     point runs anchored diffusion (each block's first token from the context tower)."""
     from .bench import summarise, timed_generation
-    from .evaluation import ar_mean_loglik, prompt_ids
+    from .eval_prompts import prompt_ids
+    from .evaluation import ar_mean_loglik
 
     max_new_tokens = check_int("max_new_tokens", max_new_tokens)
     repeats = check_int("repeats", repeats)
@@ -161,7 +162,7 @@ def main(args) -> int:
     from tqdm import tqdm
 
     from .run_setup import device_info, engine_from_args, provenance
-    from .evaluation import load_prompt_file, next_line_items
+    from .eval_prompts import load_prompt_file, next_line_items
 
     gammas = parse_list(args.gammas, float, "--gammas")
     block_sizes = parse_list(args.block_sizes, int, "--block-sizes")

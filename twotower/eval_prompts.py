@@ -1,0 +1,129 @@
+"""The evaluation's prompts: deterministic, seeded, spread over the corpus's held-out test files.
+
+next_line_items: a file up to a line break, and the next non-blank line as the target (bench's prompts too).
+syntax_items: a file prefix that ends at a top-level line break and compiles on its own.
+load_prompt_file / prompt_ids: prompts from a user's file, and a prompt's last tokens.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import random
+import warnings
+from pathlib import Path
+
+from .corpus import split_files
+
+CHARS_PER_TOKEN_BOUND = 8  # cut text this many chars per wanted token before encoding (no tokenizer packs more)
+
+
+@functools.lru_cache(maxsize=3)
+def corpus_files(split: str = "test") -> tuple[tuple[str, str], ...]:
+    return tuple(split_files(split))
+
+
+def _line_offsets(text: str) -> tuple[list[str], list[int]]:
+    """Lines split on '\\n' only (form feeds and '\\r' stay inside lines) and each line's start offset."""
+    lines = text.split("\n")
+    offsets, pos = [], 0
+    for line in lines:
+        offsets.append(pos)
+        pos += len(line) + 1
+    return lines, offsets
+
+
+def _round_robin(pools, n: int) -> list[dict]:
+    """Take one item from each file's pool in turn until n items (or every pool is empty)."""
+    items, pools = [], list(pools)
+    while pools and len(items) < n:
+        alive = []
+        for pool in pools:
+            item = next(pool, None)
+            if item is not None:
+                items.append(item)
+                alive.append(pool)
+                if len(items) == n:
+                    break
+        pools = alive
+    return items
+
+
+def _shuffled_files(seed: int, split: str):
+    files = list(corpus_files(split))
+    random.Random(seed).shuffle(files)
+    return files
+
+
+def next_line_items(n: int, seed: int = 0, split: str = "test") -> list[dict]:
+    """n (prompt, target) pairs: prompt = a file up to a line break, target = the next, non-blank line."""
+    def pool(rel, text):
+        lines, offsets = _line_offsets(text)
+        first = next((i for i, line in enumerate(lines) if line.strip()), len(lines))
+        candidates = [i for i in range(first + 1, len(lines)) if lines[i].strip()]
+        random.Random(f"{seed}/{rel}").shuffle(candidates)
+        for i in candidates:
+            yield {"file": rel, "line": i + 1, "prompt": text[: offsets[i]], "target": lines[i]}
+
+    return _round_robin((pool(rel, text) for rel, text in _shuffled_files(seed, split)), n)
+
+
+def _compiles(source: str) -> bool:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ast.parse(source)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return False
+    return True
+
+
+def syntax_items(n: int, seed: int = 0, split: str = "test") -> list[dict]:
+    """n prompts that end at a line break at top level (the next line starts in column 0 with code)
+    and compile on their own; `reference` holds the file's true continuation."""
+    def pool(rel, text):
+        lines, offsets = _line_offsets(text)
+        candidates = [i for i in range(1, len(lines)) if lines[i][:1] not in ("", " ", "\t", "#", ")", "]", "}")]
+        random.Random(f"{seed}/syntax/{rel}").shuffle(candidates)
+        for i in candidates:
+            prompt = text[: offsets[i]]
+            if prompt.strip() and _compiles(prompt):  # a prefix inside a docstring at column 0 does not
+                yield {"file": rel, "line": i + 1, "prompt": prompt, "reference": text[offsets[i]:]}
+
+    return _round_robin((pool(rel, text) for rel, text in _shuffled_files(seed, split)), n)
+
+
+def load_prompt_file(path) -> list[str]:
+    """Prompts from a file: JSONL (.jsonl / .json: one JSON string or {"prompt": ...} per line, so a
+    prompt may hold newlines) or plain text (one prompt per non-blank line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"prompt file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    prompts = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if path.suffix in (".jsonl", ".json"):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            prompt = record.get("prompt", record.get("text")) if isinstance(record, dict) else record
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise ValueError(f"{path}:{number}: expected a JSON string or an object with a non-empty 'prompt'")
+            prompts.append(prompt)
+        else:
+            prompts.append(line)
+    if not prompts:
+        raise ValueError(f"no prompts in {path}")
+    return prompts
+
+
+def prompt_ids(engine, text: str, max_tokens: int) -> list[int]:
+    """The last `max_tokens` tokens of `text` (left truncation keeps the part next to the completion)."""
+    ids = engine.tokenizer.encode(text[-max_tokens * CHARS_PER_TOKEN_BOUND:])[-max_tokens:]
+    if not ids:
+        raise ValueError(f"a prompt encodes to no tokens: {text[:40]!r}")
+    return ids
