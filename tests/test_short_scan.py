@@ -10,7 +10,8 @@ import torch
 from tiny_models import lively_tiny, random_ids
 from twotower.seeded_states import clone_cache_states
 from twotower.short_scan import ShortScanMamba2Mixer, causal_depthwise_conv, use_short_scan
-from twotower.training import PROFILES, TrainConfig, denoiser_loss
+from twotower.objectives import denoiser_loss
+from twotower.training import PROFILES, TrainConfig
 
 
 def both_paths(model, run):

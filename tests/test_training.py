@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from twotower import build_model
-from twotower.training import PROFILES, TrainConfig, block_attention_mask, context_features, denoiser_loss, mask_blocks
+from twotower.objectives import block_attention_mask, context_features, denoiser_loss, mask_blocks
+from twotower.training import PROFILES, TrainConfig
 
 
 def test_all_blocks_in_one_pass_equal_block_by_block_inference():
@@ -38,6 +39,19 @@ def test_mask_blocks_masks_at_least_one_position_per_block():
     assert torch.equal(noisy[masked], torch.full_like(noisy[masked], 4)) and torch.equal(noisy[~masked], targets[~masked])
     assert torch.allclose(t, per_block.float().mean(-1))
     assert 0.3 < masked.float().mean() < 0.7  # t ~ U(0, 1): about half masked on average
+
+
+def test_full_mask_share_masks_whole_blocks_and_leaves_the_default_stream_alone():
+    targets = torch.randint(5, 250, (256, 6 * 16))
+    plain = mask_blocks(targets, 6, 16, mask_id=4, generator=torch.Generator().manual_seed(0))
+    zero = mask_blocks(targets, 6, 16, mask_id=4, generator=torch.Generator().manual_seed(0), full_share=0.0)
+    assert all(torch.equal(a, b) for a, b in zip(plain, zero))  # the shipped recipe's masks, draw for draw
+    _, masked, t = mask_blocks(targets, 6, 16, mask_id=4, generator=torch.Generator().manual_seed(0), full_share=1.0)
+    assert masked.all() and torch.equal(t, torch.ones_like(t))
+    _, masked, t = mask_blocks(targets, 6, 16, mask_id=4, generator=torch.Generator().manual_seed(0), full_share=0.5)
+    full = masked.view(256, 6, 16).all(-1).float().mean()
+    assert 0.45 < full < 0.6  # half the blocks, plus the few U(0, 1) masks all 16 (t > ~0.96)
+    assert abs(float(t[t < 1].mean()) - 0.5) < 0.1  # the other blocks keep t ~ U(0, 1)
 
 
 def test_denoiser_loss_trains_only_the_denoiser():

@@ -4,11 +4,7 @@
   twotower train --stage denoiser --profile cpu --out runs/default   # 2: denoiser, context tower frozen
   twotower train --stage export   --out runs/default --to assets/default
 
-Stage 2 trains every block of a window at once (design note, "Training every block of a sequence in one
-pass"): the frozen context tower runs over the clean window segment by segment with its cache, keeping the
-Mamba states at each block boundary and the K/V of every position; the denoiser then sees all nb noisy
-blocks in one pass — Mamba layers scan each block from its boundary state, attention is block-causal
-over the context keys and block-diagonal over the noisy keys.
+The losses are twotower/objectives.py (stage 2 trains every block of a window in one pass).
 Checkpoints (safetensors + JSON, no pickle; twotower/train_state.py) are written every `save_every` steps;
 `--resume` continues. `--minutes M` trains a stage on a wall-clock budget instead of a step count (a GPU
 lease: scripts/gpu_train.sh); self-distillation targets come from twotower/distill.py.
@@ -23,7 +19,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+
+from .objectives import context_loss, denoiser_loss
 
 PROFILES = {
     # 2 CPU cores, ~90 minutes for both stages together.
@@ -54,6 +51,7 @@ class TrainConfig:
     distill_from: float = 0.0  # share of the run (steps, or time with `minutes`) before distillation starts
     minutes: float | None = None  # a wall-clock budget: warm-up and cosine run over time, not steps
     distill_batches: int = 1  # steps whose distilled windows one AR run generates (twotower.distill)
+    full_mask_share: float = 0.0  # stage 2: share of blocks trained fully masked (t = 1), on top of t ~ U(0, 1)
     seed: int = 0
     weight_decay: float = 0.1
     eval_batches: int = 8
@@ -73,85 +71,6 @@ def lr_at_time(share: float, warmup_share: float, cfg: TrainConfig) -> float:
         return cfg.lr * max(share, 1e-3) / warmup_share
     progress = min(1.0, (share - warmup_share) / max(1e-9, 1 - warmup_share))
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-# --------------------------------------------------------------------------------------------------
-# stage 2: the context features of every block boundary, and the block-diagonal attention mask
-@torch.no_grad()
-def context_features(model, tokens: torch.Tensor, prefix_len: int, block_size: int):
-    """Run the frozen context tower over `tokens` (B, P + nb·S): prefix in one pass, then block by block.
-
-    Returns ContextStates with mamba states stacked per block boundary as (B·nb, ...) and attention K/V
-    over all P + nb·S positions, exactly what inference shows block b (clean text before it).
-    """
-    from .hf_compat import MODEL_CACHE_KW
-    from .seeded_states import ContextStates
-
-    bsz, total = tokens.shape
-    n_blocks = (total - prefix_len) // block_size
-    cache = model.new_cache(bsz)
-    model.context_tower(input_ids=tokens[:, :prefix_len], use_cache=True, **{MODEL_CACHE_KW: cache})
-    boundaries = []  # the Mamba states in front of each block, cloned: the cache moves on
-    for b in range(n_blocks):
-        seen = ContextStates.from_cache(cache, model.layer_types)
-        boundaries.append({i: (conv.clone(), ssm.clone()) for i, (conv, ssm) in seen.mamba.items()})
-        if b < n_blocks - 1:
-            seg = tokens[:, prefix_len + b * block_size : prefix_len + (b + 1) * block_size]
-            model.context_tower(input_ids=seg, use_cache=True, **{MODEL_CACHE_KW: cache})
-    # K/V cover P + (nb-1)·S positions: the last block is never context for another block.
-    states = ContextStates.from_cache(cache, model.layer_types)
-    for i in states.mamba:
-        conv = torch.stack([bd[i][0] for bd in boundaries], dim=1)  # (B, nb, conv_dim, K)
-        ssm = torch.stack([bd[i][1] for bd in boundaries], dim=1)  # (B, nb, heads, head_dim, state)
-        states.mamba[i] = (conv.flatten(0, 1), ssm.flatten(0, 1))  # (B·nb, ...) in denoise()'s block order
-    return states
-
-
-def block_attention_mask(prefix_len: int, n_blocks: int, block_size: int, ctx_len: int, device=None) -> torch.Tensor:
-    """Bool (T, ctx_len + T), True = may attend. Query in block b sees context keys < P + b·S and the
-    keys of its own noisy block (both directions)."""
-    seq = n_blocks * block_size
-    q_block = torch.arange(seq, device=device) // block_size  # (T,)
-    ctx_pos = torch.arange(ctx_len, device=device)
-    sees_ctx = ctx_pos[None, :] < (prefix_len + q_block[:, None] * block_size)
-    sees_block = q_block[:, None] == q_block[None, :]
-    return torch.cat([sees_ctx, sees_block], dim=1)
-
-
-def mask_blocks(targets: torch.Tensor, n_blocks: int, block_size: int, mask_id: int, generator=None):
-    """Per block a mask ratio t ~ U(0, 1), each position masked with probability t (at least one).
-
-    targets: (B, nb·S). Returns noisy (B, nb·S), masked (B, nb·S) bool, t_actual (B, nb).
-    """
-    bsz = targets.shape[0]
-    t = torch.rand(bsz, n_blocks, 1, generator=generator)
-    masked = torch.rand(bsz, n_blocks, block_size, generator=generator) < t
-    forced = torch.randint(0, block_size, (bsz, n_blocks, 1), generator=generator)
-    masked |= torch.zeros_like(masked).scatter_(-1, forced, True) & ~masked.any(-1, keepdim=True)
-    # drawn on the generator's device (the CPU: the same masks whatever trains), used on the tokens' device
-    masked = masked.view(bsz, -1).to(targets.device)
-    noisy = targets.masked_fill(masked, mask_id)
-    return noisy, masked, masked.view(bsz, n_blocks, block_size).float().mean(-1)
-
-
-def denoiser_loss(model, tokens: torch.Tensor, cfg: TrainConfig, generator=None):
-    """Masked block diffusion loss on every block of the windows in `tokens` (B, P + nb·S), taken as they
-    are: run_stage swaps in the self-distilled windows first (twotower.distill.DistillAhead)."""
-    prefix, S = cfg.prefix_len, cfg.block_size
-    n_blocks = (tokens.shape[1] - prefix) // S
-    tokens = tokens[:, : prefix + n_blocks * S]
-    ctx = context_features(model, tokens, prefix, S)
-    targets = tokens[:, prefix:]
-    noisy, masked, t = mask_blocks(targets, n_blocks, S, model.config.mask_token_id, generator)
-    attn_mask = block_attention_mask(prefix, n_blocks, S, prefix + (n_blocks - 1) * S, tokens.device)
-    logits = model.denoise(noisy, ctx, t, block_size=S, attn_mask=attn_mask, head_positions=masked)  # (N, V)
-    return F.cross_entropy(logits, targets[masked])
-
-
-def context_loss(model, tokens: torch.Tensor):
-    hidden = model.context_tower(input_ids=tokens[:, :-1]).last_hidden_state
-    logits = model.context_lm_head(hidden).float()
-    return F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten())
 
 
 def _cpu_runs_bf16_fast() -> bool:
@@ -175,7 +94,8 @@ def trainable_parameters(model, stage: str):
 def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, steps: int | None = None,
               device: str = "cpu", init_from: str | None = None, distill_share: float | None = None,
               dtype: str | None = None, lr: float | None = None, minutes: float | None = None,
-              distill_from: float | None = None, distill_batches: int | None = None) -> dict:
+              distill_from: float | None = None, distill_batches: int | None = None,
+              full_mask_share: float | None = None) -> dict:
     """Train one stage; returns the last log record. Resumable from `<run_dir>/<stage>_ckpt`.
 
     With `minutes`, the training loop (validation included; model loading and corpus encoding before it
@@ -201,6 +121,10 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         if not 0 <= distill_from < 1:
             raise ValueError(f"--distill-from is a share of the run in [0, 1), got {distill_from}")
         cfg = replace(cfg, distill_from=distill_from)
+    if full_mask_share is not None:
+        if not 0 <= full_mask_share <= 1:
+            raise ValueError(f"--full-mask-share is a share of blocks in [0, 1], got {full_mask_share}")
+        cfg = replace(cfg, full_mask_share=full_mask_share)
     if distill_batches is not None:
         if distill_batches < 1:
             raise ValueError(f"--distill-batches must be >= 1, got {distill_batches}")
@@ -261,9 +185,11 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     autocast = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16")
     gen = torch.Generator().manual_seed(cfg.seed + start)
 
-    def loss_of(batch: torch.Tensor, generator=None):
+    def loss_of(batch: torch.Tensor, generator=None, full_mask_share: float = 0.0):
         with autocast:
-            return context_loss(model, batch) if stage == "context" else denoiser_loss(model, batch, cfg, generator)
+            if stage == "context":
+                return context_loss(model, batch)
+            return denoiser_loss(model, batch, cfg, generator, full_mask_share)
 
     @torch.no_grad()
     def validate() -> float:
@@ -307,7 +233,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
                 batch = distill_ahead(step, window_at, total - 1)
         else:
             batch = window_at(step)
-        loss = loss_of(batch, gen)
+        loss = loss_of(batch, gen, cfg.full_mask_share)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -389,6 +315,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--distill-batches", type=int, default=None,
                         help="stage 2: steps whose distilled windows one AR run generates ahead (profile's default: "
                              "1 on the CPU, 8 on a GPU, where a decode step costs about the same for more rows)")
+    parser.add_argument("--full-mask-share", type=float, default=None,
+                        help="stage 2: share of blocks trained fully masked (t = 1) on top of t ~ U(0, 1) (default 0)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="train for this wall-clock budget: warm-up and cosine follow the time spent, the step "
                              "count follows from the device's speed (--steps caps it); a fresh stage only")
@@ -408,6 +336,6 @@ def main(args) -> int:
         return 0
     record = run_stage(args.stage, args.out, args.profile, args.resume, args.steps, args.device, args.init_from,
                        args.distill_share, args.dtype, args.lr, args.minutes, args.distill_from,
-                       args.distill_batches)
+                       args.distill_batches, args.full_mask_share)
     print(json.dumps(record))
     return 0
