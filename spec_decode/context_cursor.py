@@ -12,13 +12,13 @@ the whole draft, and the bonus token (drawn from the verify pass's last row) sta
 verify pass reads it in front of the next draft, and the denoiser sees it as a given first block token.
 
 Per-position rollback (the default where it is available): the short scan (twotower.short_scan; on a GPU
-it runs the verify passes only) can hand over, for each Mamba layer of the verify pass, what it takes to give its conv window and SSM state
-after any prefix of the pass (`PositionStates`). A partial acceptance then sets every layer to "just
-after the kept tokens" directly — K/V sliced, Mamba states from the pass — and only the correction token
-stays unread, as a bonus token does: no re-scan, no growing run of unread tokens in front of the next
-draft. Where a pass did not record every Mamba layer (a model without the short scan, or a pass longer
-than its limit) the snapshot path above runs instead; it is also the reference twin
-the tests compare against.
+it runs the verify passes only) can hand over, for each Mamba layer of the verify pass, what it takes to
+give its conv window and SSM state after any prefix of the pass (`PositionStates`). A partial acceptance
+then sets every layer to "just after the kept tokens" directly — K/V sliced, Mamba states from the pass —
+and only the correction token stays unread, as a bonus token does: no re-scan, no growing run of unread
+tokens in front of the next draft. Where a pass did not record every Mamba layer (a model without the
+short scan, or a pass longer than its limit) the snapshot path above runs instead; it is also the
+reference twin the tests compare against.
 """
 
 from __future__ import annotations

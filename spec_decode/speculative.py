@@ -1,10 +1,11 @@
 """Speculative decoding with the two towers: the denoiser drafts a block, the context tower verifies it.
 
-The prompt's prefill gives the context tower's own first token, emitted at once as AR emits it (a "token"
-event; time to first token is AR's). Then per round: the denoiser fills k open positions in a few passes (draft.draft_block, "step" events); the
-context tower reads the draft in one causal pass (context_cursor.ContextCursor.verify); verify.py's rule
-keeps the longest acceptable prefix plus one target token (a "verify" event); the cache is rolled back
-to just after the kept tokens and the tokens are emitted (a "block" event). Greedy output equals
+The prompt's prefill gives the context tower's own first token, emitted at once as AR emits it (a
+"token" event; time to first token is AR's). Then per round: the denoiser fills k open positions in a few
+passes (draft.draft_block, "step" events); the context tower reads the draft in one causal pass
+(context_cursor.ContextCursor.verify); verify.py's rule keeps the longest acceptable prefix plus one target
+token (a "verify" event); the cache is rolled back to just after the kept tokens and the tokens are
+emitted (a "block" event). Greedy output equals
 twotower.decoding.iter_ar token for token; at temperature > 0 it is distributed exactly as it.
 """
 

@@ -12,7 +12,7 @@ class StepEvent:
     """One thing the sampler did, emitted the moment it is done.
 
     kind: "step"   a denoiser pass over the current block (diffusion, mock-AR, speculative draft)
-          "token"  one AR token from the context tower
+          "token"  one token from the context tower alone (AR; speculative's first, from the prefill)
           "verify" a speculative verification round (see `info`)
           "block"  a block finished and was committed to the context tower
           "done"   generation ended; `sequences` and `stats` hold the result
