@@ -55,7 +55,7 @@ class ContextCursor:
         """`token` (drawn from next_logits) is now the last emitted token; it stays unread, as a bonus does."""
         if self.next_logits is None:
             raise RuntimeError("emit_next() needs the next position's logits (a prefill or a re-scan)")
-        self.unread, self.next_logits = self.unread + [int(token)], None
+        self.unread, self.next_logits = [int(token)], None  # next_logits is known only while nothing is unread
 
     def verify(self, draft: list[int]) -> torch.Tensor:
         """One causal pass over unread + draft; returns the target rows (k + 1, V) for k = len(draft).

@@ -17,7 +17,7 @@ from typing import Iterator
 import torch
 
 from twotower.commit import predict_tokens, sampling_distribution
-from twotower.decoding import _done_event, drain, make_generator
+from twotower.decoding import _done_event, drain, make_generator, token_event
 from twotower.events import GenerationResult, StepEvent
 from twotower.validation import as_batch, check_fraction, check_gamma, check_int, check_sampling, check_token_id
 
@@ -105,9 +105,7 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
     if not finished:
         cursor.emit_next(new[0])
     t_first = time.perf_counter()
-    yield StepEvent(MODE, "token", 0, 0, 0, torch.tensor([new]), torch.zeros(1, 1, dtype=torch.bool),
-                    conf.cpu()[:, None], torch.ones(1, 1, dtype=torch.bool), torch.zeros(1, 1, dtype=torch.long),
-                    nfe, cursor.passes, t_first - t_start, 1, {"source": "prefill"})
+    yield token_event(MODE, 0, torch.tensor([new]), conf, cursor.passes, t_first - t_start, {"source": "prefill"})
     while not finished:
         tick = time.perf_counter()  # the clocks stop while an event is out with the consumer
         k = min(size, max_new_tokens - len(new))  # a round emits at most k + 1 tokens; extra ones are cut

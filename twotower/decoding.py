@@ -277,9 +277,7 @@ def _ar_events(model, prompt, max_new_tokens, temperature, top_k, top_p, eos, se
         token = token.cpu()[:, None]
         new = torch.cat([new, token], dim=1)
         t_first = t_first or time.perf_counter()
-        ones = torch.ones_like(token, dtype=torch.bool)
-        yield StepEvent("ar", "token", i, 0, i, token, ~ones, conf.cpu()[:, None], ones,
-                        torch.zeros_like(token), 0, passes, time.perf_counter() - t_start, i + 1)
+        yield token_event("ar", i, token, conf, passes, time.perf_counter() - t_start)
         if eos is not None:
             done_rows |= token[:, 0] == eos
         if bool(done_rows.all()) or i == max_new_tokens - 1:
@@ -287,6 +285,15 @@ def _ar_events(model, prompt, max_new_tokens, temperature, top_k, top_p, eos, se
         logits = model.context_forward(token, cache)[:, -1]
         passes += 1
     yield _done_event("ar", prompt, new, eos, cfg.pad_token_id or 0, 0, passes, t_start, t_first)
+
+
+def token_event(mode: str, index: int, token: torch.Tensor, conf: torch.Tensor, ctx_passes: int, elapsed: float,
+                info: dict | None = None) -> StepEvent:
+    """A "token" event: new token number `index` (0-based) of each row, token (B, 1) from the context tower
+    alone, with its confidence conf (B,); no denoiser pass is involved (nfe 0 when AR or speculative emit it)."""
+    ones = torch.ones_like(token, dtype=torch.bool)
+    return StepEvent(mode, "token", index, 0, index, token, ~ones, conf.cpu()[:, None], ones, torch.zeros_like(token),
+                     0, ctx_passes, elapsed, index + 1, info or {})
 
 
 def drain(events: Iterator[StepEvent], step_callback: Callable[[StepEvent], None] | None = None,
