@@ -56,6 +56,18 @@ def _speculative_how(rec: dict) -> str:
             f"{bench._cut(rec.get('min_draft_confidence'))}, S = {rec['block_size']}")
 
 
+def _by_round(rec: dict, report: dict) -> str:
+    """'0.80–1.12 by round': the spread of the run's paired per-round ratios, '' when it has none."""
+    spread = bench.ratio_range(rec, report["modes"]["ar"])
+    return "" if spread == "—" else f"{spread} by round"
+
+
+def _tags(*parts: str) -> str:
+    """' (a; b)' of the non-empty parts, '' when all are empty."""
+    kept = [p for p in parts if p]
+    return f" ({'; '.join(kept)})" if kept else ""
+
+
 def _worst_task(report: dict) -> tuple[str, float] | None:
     """An eval report's diffusion task with the lowest retention, (name, retention); None when no task has one."""
     tasks = {k: v for k, v in report["retention"].get("diffusion", {}).get("tasks", {}).items() if v is not None}
@@ -81,8 +93,9 @@ def summary(b: dict, reports: list[dict], extras: list[dict]) -> list[str]:
         diff = rec["modes"].get("diffusion", {})
         other = _other_variant(rec, b)
         if diff.get("tokens_per_s") and (rec is b or other):
-            tag = f" ({other})" if other else ""
-            lines.append(f"| diffusion tokens/s ÷ AR{tag} | {diff['ratio_vs_ar']:.2f}× | ≥ 2.0× (#6) | "
+            tag = _tags(other)
+            lines.append(f"| diffusion tokens/s ÷ AR{_tags(other, _by_round(diff, rec))} | {diff['ratio_vs_ar']:.2f}× | "
+                         "≥ 2.0× (#6) | "
                          f"{_met(diff['ratio_vs_ar'] >= 2.0)} |")
             lines.append(f"| diffusion tokens per denoiser pass{tag} | {diff['tokens_per_pass']:.2f} | ≥ 4 (#3) | "
                          f"{_met(diff['tokens_per_pass'] >= 4)} |")
@@ -108,7 +121,8 @@ def summary(b: dict, reports: list[dict], extras: list[dict]) -> list[str]:
             even = sp.get("break_even_acceptance_length")  # older reports: none
             lines.append(f"| speculative tokens/s ÷ AR ({how}; mean acceptance length "
                          f"{sp['mean_acceptance_length']:.2f}{'' if even is None else f', break-even {even:.2f}'}"
-                         f"{'' if same is None else f'; output = AR on {100 * same:.0f} % of generations'}) | "
+                         f"{'' if same is None else f'; output = AR on {100 * same:.0f} % of generations'}"
+                         f"{'; ' + _by_round(sp, rec) if _by_round(sp, rec) else ''}) | "
                          f"{sp['ratio_vs_ar']:.2f}× | ≥ 1.8× (#4) | {_met(sp['ratio_vs_ar'] >= 1.8)} |")
     return lines + [""]
 
@@ -117,10 +131,12 @@ README_START = "<!-- measured-table:start (scripts/write_benchmarks.py --readme 
 README_END = "<!-- measured-table:end -->"
 
 
-def _ratio(rec: dict | None) -> str:
+def _ratio(rec: dict | None, report: dict) -> str:
+    """'81.6 (1.02×; 0.90–1.10)': tokens/s, its ratio to AR's, and the spread of the paired per-round ratios."""
     if not rec or not rec.get("tokens_per_s"):
         return "–"
-    return f"{rec['tokens_per_s']:.1f} ({rec['ratio_vs_ar']:.2f}×)"
+    spread = bench.ratio_range(rec, report["modes"]["ar"])
+    return f"{rec['tokens_per_s']:.1f} ({rec['ratio_vs_ar']:.2f}×{'' if spread == '—' else f'; {spread}'})"
 
 
 def readme_tables(b: dict, reports: list[dict], extras: list[dict]) -> list[str]:
@@ -132,7 +148,8 @@ def readme_tables(b: dict, reports: list[dict], extras: list[dict]) -> list[str]
              f"on {b['device']['name']}, commit{'s' if len(commits) > 1 else ''} "
              f"{', '.join(f'`{c}`' for c in commits) or 'unrecorded'} for the timed runs (BENCHMARKS.md has every "
              f"command); γ = {b['gamma']}, S = {b['block_size']}, greedy, {b['max_new_tokens']} new tokens, batch 1, "
-             "tokens/s with the ratio to AR in the same run:", "",
+             "tokens/s with the ratio to AR in the same run (median rounds; then the lowest–highest ratio of the "
+             "run's paired rounds, where the report has them):", "",
              "| run variant | AR | diffusion | mock-AR | speculative (mean acceptance length) | diffusion tokens per pass |",
              "|---|---|---|---|---|---|"]
     for rec in [b, *extras]:
@@ -140,12 +157,12 @@ def readme_tables(b: dict, reports: list[dict], extras: list[dict]) -> list[str]
             continue  # a speculative variant of the main run: the next table
         modes = rec["modes"]
         sp = modes.get("speculative") or {}
-        spec = _ratio(sp) + (f", {sp['mean_acceptance_length']:.2f}" if sp.get("mean_acceptance_length") else "")
+        spec = _ratio(sp, rec) + (f", {sp['mean_acceptance_length']:.2f}" if sp.get("mean_acceptance_length") else "")
         if sp.get("identical_to_ar") is not None and sp["identical_to_ar"] < 1.0:  # lossless only where it says not
             spec += f"; output = AR on {100 * sp['identical_to_ar']:.0f} %"
         per_pass = (modes.get("diffusion") or {}).get("tokens_per_pass")
-        lines.append(f"| {run_setup.run_variant(rec)} | {modes['ar']['tokens_per_s']:.1f} | {_ratio(modes.get('diffusion'))} | "
-                     f"{_ratio(modes.get('mock_ar'))} | {spec} | {'–' if per_pass is None else f'{per_pass:.2f}'} |")
+        lines.append(f"| {run_setup.run_variant(rec)} | {modes['ar']['tokens_per_s']:.1f} | {_ratio(modes.get('diffusion'), rec)} | "
+                     f"{_ratio(modes.get('mock_ar'), rec)} | {spec} | {'–' if per_pass is None else f'{per_pass:.2f}'} |")
     lines += ["", "| speculative variant (fp32) | AR | speculative | mean acceptance length | break-even | output = AR |",
               "|---|---|---|---|---|---|"]
     for rec in [b, *extras]:
@@ -153,7 +170,7 @@ def readme_tables(b: dict, reports: list[dict], extras: list[dict]) -> list[str]
         if not sp.get("tokens_per_s") or _other_variant(rec, b):
             continue
         even, same = sp.get("break_even_acceptance_length"), sp.get("identical_to_ar")
-        lines.append(f"| {_speculative_how(rec)} | {rec['modes']['ar']['tokens_per_s']:.1f} | {_ratio(sp)} | "
+        lines.append(f"| {_speculative_how(rec)} | {rec['modes']['ar']['tokens_per_s']:.1f} | {_ratio(sp, rec)} | "
                      f"{sp['mean_acceptance_length']:.2f} | {'–' if even is None else f'{even:.2f}'} | "
                      f"{'–' if same is None else f'{100 * same:.0f} %'} |")
     lines += ["", "| quality (eval variant) | aggregate retention of AR's task scores (95 % interval) | worst task | "

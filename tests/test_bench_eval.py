@@ -56,6 +56,9 @@ def check_record(record, ar_record, new_tokens):
     assert record["tokens_per_s"] > 0 and record["time_to_first_token_s"] > 0
     assert record["ratio_vs_ar"] == pytest.approx(record["tokens_per_s"] / ar_record["tokens_per_s"], rel=1e-12)
     assert record["tokens_per_s"] == metrics.median(record["tokens_per_s_repeats"])
+    # each round's pair: the mode's tokens/s over AR's in the same round
+    pairs = zip(record["tokens_per_s_repeats"], ar_record["tokens_per_s_repeats"], strict=True)
+    assert record["ratio_vs_ar_rounds"] == pytest.approx([x / y for x, y in pairs], rel=1e-12)
     assert record["new_tokens"] == new_tokens  # EOS ignored: every mode makes the same number of tokens
     if record["nfe"]:
         assert record["tokens_per_pass"] == pytest.approx(record["new_tokens"] / record["nfe"])

@@ -48,6 +48,22 @@ def test_summary_quotes_tokens_per_pass_over_the_eval():
     assert "| diffusion tokens per denoiser pass over the eval's 600 generations, bf16 | 1.29 |" in text
 
 
+def test_summary_quotes_each_ratio_with_its_spread_over_paired_rounds():
+    main = _bench("fp32", 1.0, 0.9, 1.0)
+    modes = main["modes"]
+    modes["ar"]["tokens_per_s_repeats"] = [100.0, 80.0, 90.0]
+    modes["diffusion"]["tokens_per_s_repeats"] = [110.0, 72.0, 99.0]  # 1.10, 0.90, 1.10 of AR's round
+    modes["speculative"]["tokens_per_s_repeats"] = [90.0, 72.0, 90.0]  # 0.90, 0.90, 1.00
+    text = "\n".join(summary(main, [_eval("fp32", 0.5)], []))
+    assert "| diffusion tokens/s ÷ AR (0.90–1.10 by round) | 1.00× |" in text
+    assert "output = AR on 100 % of generations; 0.90–1.00 by round) | 0.90× |" in text
+    modes["speculative"]["tokens_per_s_repeats"] = [95.0, 60.0]  # not paired with AR's rounds: no spread
+    bf16 = _bench("bf16", 2.1, 1.3, 0.75)  # no rounds at all: the tag alone
+    text = "\n".join(summary(main, [_eval("fp32", 0.5)], [bf16]))
+    assert "by round" not in text.split("speculative tokens/s")[1]
+    assert "| diffusion tokens/s ÷ AR (bf16) | 2.10× |" in text
+
+
 def test_summary_quotes_the_break_even_acceptance_length_when_measured():
     main = _bench("fp32", 1.0, 0.96, 1.0)
     main["modes"]["speculative"]["break_even_acceptance_length"] = 3.71
@@ -69,6 +85,11 @@ def test_readme_tables_read_every_cell_from_the_reports_and_replace_only_the_mar
                "passes": {"diffusion": {"tokens_per_pass": 1.29}}}
     quality["retention"]["diffusion"]["ci"] = {"aggregate": [0.45, 0.64]}
     text = "\n".join(readme_tables(main, [quality], [s8, bf16]))
+    assert "| 1.02×; " not in text  # hand-made reports without rounds: the ratio alone
+    main["modes"]["ar"]["tokens_per_s_repeats"] = [100.0, 80.0]
+    main["modes"]["diffusion"]["tokens_per_s_repeats"] = [110.0, 72.0]
+    assert "| fp32 | 80.0 | 81.6 (1.02×; 0.90–1.10) |" in "\n".join(readme_tables(main, [quality], [s8, bf16]))
+    del main["modes"]["ar"]["tokens_per_s_repeats"]
     assert text.startswith("Measured 2026-12-03 to 2026-12-04 on cpu (test), commit `abc1234` ")
     assert "| fp32 | 80.0 | 81.6 (1.02×) | – | 70.4 (0.88×), 3.90 | 4.50 |" in text
     assert "| bf16 | 80.0 | 96.0 (1.20×) | – | 101.6 (1.27×), 3.90; output = AR on 62 % | 4.50 |" in text

@@ -155,6 +155,22 @@ def identical_share(rounds: list[list[dict]], ar_rounds: list[list[dict]]) -> fl
     return sum(rows == ar_rows for rows, ar_rows in pairs) / len(pairs)
 
 
+def round_ratios(record: dict, ar_record: dict) -> list[float] | None:
+    """Each round's tokens/s ÷ AR's in the same round. Modes take turns within a round, so a pair saw nearly
+    the same load on the host; the spread of these pairs is the run's own measure of its noise. None when
+    either record lacks its rounds (older reports, a mode not measured)."""
+    mine, ar = record.get("tokens_per_s_repeats"), ar_record.get("tokens_per_s_repeats")
+    if not mine or not ar or len(mine) != len(ar):
+        return None
+    return [metrics.ratio(x, y) for x, y in zip(mine, ar)]
+
+
+def ratio_range(record: dict, ar_record: dict) -> str:
+    """'min–max' of the per-round ratios, '—' when there are none or only one."""
+    ratios = [r for r in round_ratios(record, ar_record) or [] if r is not None]
+    return f"{min(ratios):.2f}–{max(ratios):.2f}" if len(ratios) > 1 else "—"
+
+
 def not_measured(status: str, note: str) -> dict:
     return {"status": status, "note": note, **{k: None for k in RECORD_FIELDS}}
 
@@ -187,6 +203,7 @@ def run_bench(engine, prompts: list[list[int]], modes, batch_size: int, repeats:
         records = {mode: summarise(rounds[mode]) for mode in size_modes}
         for mode, record in records.items():
             record["ratio_vs_ar"] = metrics.ratio(record["tokens_per_s"], records["ar"]["tokens_per_s"])
+            record["ratio_vs_ar_rounds"] = round_ratios(record, records["ar"])
             record["identical_to_ar"] = None if mode == "ar" else identical_share(rounds[mode], rounds["ar"])
         if "speculative" in records:
             records["speculative"]["break_even_acceptance_length"] = break_even_acceptance_length(
@@ -234,18 +251,22 @@ def format_markdown(report: dict) -> str:
              f"{report['n_prompts']} prompts ({report['prompt_source']}), "
              f"{report['max_new_tokens']} new tokens each (EOS ignored), median of {report['repeats']} rounds after a warm-up.",
              ""]
-    header = ["mode", "tokens/s", "× AR", "NFE", "context passes", "tokens / pass", "TTFT (ms)", "= AR output"]
+    header = ["mode", "tokens/s", "× AR", "× AR by round", "NFE", "context passes", "tokens / pass", "TTFT (ms)", "= AR output"]
     if b > 1:
         header += [f"tokens/s (batch {b})", f"× AR (batch {b})"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    ar = report["modes"]["ar"]
     for mode, rec in report["modes"].items():
-        row = [MODE_LABELS[mode], _num(rec["tokens_per_s"], 1), _num(rec["ratio_vs_ar"]), _num(rec["nfe"], 1),
+        row = [MODE_LABELS[mode], _num(rec["tokens_per_s"], 1), _num(rec["ratio_vs_ar"]),
+               "—" if mode == "ar" else ratio_range(rec, ar), _num(rec["nfe"], 1),
                _num(rec["context_passes"], 1), _num(rec["tokens_per_pass"]), _num(rec["time_to_first_token_s"], 1, 1000),
                "—" if mode == "ar" else _share(rec.get("identical_to_ar"))]
         if b > 1:
             row += [_num(rec["batch"]["tokens_per_s"], 1), _num(rec["batch"]["ratio_vs_ar"])]
         lines.append("| " + " | ".join(row) + " |")
     notes = [f"{MODE_LABELS[m]}: {rec['note']}" for m, rec in report["modes"].items() if rec.get("note")]
+    notes.append("× AR: median tokens/s ÷ AR's median; × AR by round: the lowest and highest of each round's "
+                 "tokens/s ÷ AR's in that round (the modes take turns within a round), the run's own noise")
     notes.append("= AR output: share of batch-1 generations whose tokens are exactly AR's on the same prompt")
     spec = report["modes"].get("speculative", {})
     if spec.get("mean_acceptance_length") is not None:
