@@ -1,5 +1,6 @@
 """The torch.compile fast path (twotower.compiled) against its reference twin, the eager model: the same
-logits from both towers, and the same tokens from every decoding mode, greedy and sampled."""
+logits from both towers, and the same tokens from every decoding mode, greedy and sampled. The compiled
+model also has its wide weights stored input-major, as the engine loads it (twotower.weight_layout)."""
 
 import argparse
 import copy
@@ -11,6 +12,7 @@ from spec_decode import generate_speculative
 from tiny_models import decoding_model, random_ids
 from twotower import generate_ar, generate_mask_diffusion, generate_mock_ar
 from twotower.compiled import compile_available, compile_towers
+from twotower.weight_layout import store_input_major
 
 pytestmark = pytest.mark.skipif(compile_available() is not None, reason="no C++ compiler for inductor")
 
@@ -19,8 +21,9 @@ pytestmark = pytest.mark.skipif(compile_available() is not None, reason="no C++ 
 def twins():
     torch.manual_seed(0)
     eager = decoding_model(seed=4).eval()
-    compiled = compile_towers(copy.deepcopy(eager))
-    return eager, compiled
+    compiled = copy.deepcopy(eager)
+    assert store_input_major(compiled) > 0  # as the engine loads a model before `--compile`
+    return eager, compile_towers(compiled)
 
 
 def outputs(model, prompt):

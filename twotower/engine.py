@@ -14,6 +14,7 @@ import torch
 
 from .events import StepEvent
 from .tokenizer import load_tokenizer
+from .weight_layout import store_input_major
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL_DIR = ASSETS / "default"
@@ -117,10 +118,13 @@ def layer_pattern(layer_types) -> str:
 
 
 def load_engine(model_dir=None, preset: str | None = None, ctx_device="cpu", den_device="cpu",
-                dtype: torch.dtype = torch.float32, seed: int = 0, den_dtype: torch.dtype | None = None) -> Engine:
+                dtype: torch.dtype = torch.float32, seed: int = 0, den_dtype: torch.dtype | None = None,
+                input_major: bool = True) -> Engine:
     """Open a local checkpoint (default: the embedded model in assets/default) or a random preset.
 
-    dtype: both towers; den_dtype: the denoiser's own, when it differs (e.g. a bf16 draft, fp32 verify)."""
+    dtype: both towers; den_dtype: the denoiser's own, when it differs (e.g. a bf16 draft, fp32 verify);
+    input_major: wide fp32 CPU linear weights stored (in, out) for faster decoding (twotower/weight_layout.py;
+    False keeps nn.Linear's layout, the reference twin)."""
     from . import build_model
     from .checkpoint import from_pretrained
 
@@ -145,4 +149,6 @@ def load_engine(model_dir=None, preset: str | None = None, ctx_device="cpu", den
     model.place_towers_on_devices(ctx_device, den_device)
     if den_dtype is not None and den_dtype != dtype:
         model.set_denoiser_dtype(den_dtype)
+    if input_major:  # last: the placement and dtypes above decide which weights qualify
+        store_input_major(model)
     return Engine(model.eval(), tokenizer, name)

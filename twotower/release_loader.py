@@ -206,9 +206,9 @@ def _release_tensors(model: TwoTowerModel, dtype: torch.dtype | None, legacy_nam
         if name.endswith(".mixer.experts.up_proj"):
             base = _engine_to_release_name(name[: -len(".up_proj")], legacy_names)
             down = state[name[: -len("up_proj")] + "down_proj"].detach().to("cpu").to(tensor.dtype)
-            for j in range(tensor.shape[0]):  # clone: safetensors refuses tensors sharing storage
-                yield f"{base}.{j}.up_proj.weight", tensor[j].clone()
-                yield f"{base}.{j}.down_proj.weight", down[j].clone()
+            for j in range(tensor.shape[0]):  # safetensors refuses tensors sharing storage, or not contiguous
+                yield f"{base}.{j}.up_proj.weight", tensor[j].clone(memory_format=torch.contiguous_format)
+                yield f"{base}.{j}.down_proj.weight", down[j].clone(memory_format=torch.contiguous_format)
             continue
         yield _engine_to_release_name(name, legacy_names), tensor.contiguous()
 
