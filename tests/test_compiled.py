@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from spec_decode import generate_speculative
-from tiny_models import decoding_model, random_ids
-from twotower import generate_ar, generate_mask_diffusion, generate_mock_ar
+from tiny_models import decoding_model, every_mode_outputs, random_ids
 from twotower.compiled import compile_available, compile_towers
 from twotower.weight_layout import store_input_major
 
@@ -24,18 +23,6 @@ def twins():
     compiled = copy.deepcopy(eager)
     assert store_input_major(compiled) > 0  # as the engine loads a model before `--compile`
     return eager, compile_towers(compiled)
-
-
-def outputs(model, prompt):
-    with torch.no_grad():
-        return {
-            "ar": generate_ar(model, prompt, 12).sequences,
-            "mock_ar": generate_mock_ar(model, prompt, 6).sequences,
-            "diffusion": generate_mask_diffusion(model, prompt, 12, 4, 4, confidence_threshold=0.6).sequences,
-            "speculative": generate_speculative(model, prompt, 12, block_size=4, draft_steps=1).sequences,
-            "diffusion_sampled": generate_mask_diffusion(model, prompt, 8, 4, 4, temperature=1.0, seed=2).sequences,
-            "speculative_sampled": generate_speculative(model, prompt, 8, block_size=4, temperature=1.0, seed=2).sequences,
-        }
 
 
 def test_compiled_towers_match_the_eager_twin(twins):
@@ -52,7 +39,7 @@ def test_compiled_towers_match_the_eager_twin(twins):
         torch.testing.assert_close(compiled.denoise(block, compiled.context_states(cc), t),
                                    eager.denoise(block, eager.context_states(ce), t), atol=1e-4, rtol=1e-4)
     prompt = random_ids((1, 7), seed=3)
-    want, got = outputs(eager, prompt), outputs(compiled, prompt)
+    want, got = every_mode_outputs(eager, prompt), every_mode_outputs(compiled, prompt)
     for mode in want:
         assert torch.equal(got[mode], want[mode]), mode
     # a compiled verify pass hands its per-position states out too: rollback without a re-read, as eager

@@ -6,9 +6,7 @@ import copy
 
 import torch
 
-from spec_decode import generate_speculative
-from tiny_models import decoding_model, random_ids
-from twotower import generate_ar, generate_mask_diffusion, generate_mock_ar
+from tiny_models import decoding_model, every_mode_outputs, random_ids
 from twotower.checkpoint import from_pretrained, save_pretrained
 from twotower.engine import load_engine
 from twotower.weight_layout import is_input_major, store_input_major
@@ -48,18 +46,6 @@ def test_a_saved_input_major_model_reloads_equal(tmp_path):
     assert not any(is_input_major(m.weight) for m in _linears(again).values())  # reloads in the default layout
 
 
-def _outputs(model, prompt):
-    with torch.no_grad():
-        return {
-            "ar": generate_ar(model, prompt, 12).sequences,
-            "mock_ar": generate_mock_ar(model, prompt, 6).sequences,
-            "diffusion": generate_mask_diffusion(model, prompt, 12, 4, 4, confidence_threshold=0.6).sequences,
-            "speculative": generate_speculative(model, prompt, 12, block_size=4, draft_steps=1).sequences,
-            "diffusion_sampled": generate_mask_diffusion(model, prompt, 8, 4, 4, temperature=1.0, seed=2).sequences,
-            "speculative_sampled": generate_speculative(model, prompt, 8, block_size=4, temperature=1.0, seed=2).sequences,
-        }
-
-
 def test_tiny_model_decodes_the_same_in_both_layouts():
     reference = decoding_model(seed=4).eval()
     model = copy.deepcopy(reference)
@@ -68,7 +54,7 @@ def test_tiny_model_decodes_the_same_in_both_layouts():
     with torch.no_grad():
         logits = [m.context_forward(prompt, m.new_cache(), last_only=False) for m in (reference, model)]
     torch.testing.assert_close(logits[1], logits[0], atol=1e-5, rtol=1e-5)
-    want, got = _outputs(reference, prompt), _outputs(model, prompt)
+    want, got = every_mode_outputs(reference, prompt), every_mode_outputs(model, prompt)
     for mode in want:
         assert torch.equal(got[mode], want[mode]), mode
 
@@ -77,6 +63,7 @@ def test_default_model_engines_agree_in_both_layouts():
     fast, reference = load_engine(), load_engine(input_major=False)
     assert is_input_major(fast.model.context_lm_head.weight) and is_input_major(fast.model.lm_head.weight)
     assert not is_input_major(reference.model.context_lm_head.weight)
+    assert reference.describe()["input_major_weights"] == 0 < fast.describe()["input_major_weights"]
     ids = fast.encode_prompt("import os\n\n\ndef main(argv):\n    ")
     for mode in ("ar", "diffusion", "speculative"):
         runs = [[e for e in engine.stream(mode, ids, max_new_tokens=24, temperature=0.0) if e.kind == "done"][0]

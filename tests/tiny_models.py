@@ -60,3 +60,20 @@ def lively_tiny(seed=0, **overrides):
 def decoding_model(seed=0):
     """Everything on: lively Mamba, t-dependent conditioning, sharp heads."""
     return sharp(trained_looking(lively_tiny(seed), seed))
+
+
+def every_mode_outputs(model, prompt):
+    """The sequences of every decoding mode, greedy and sampled, at small sizes: what a fast path's reference
+    twin must reproduce token for token (tests/test_compiled.py, tests/test_weight_layout.py)."""
+    from spec_decode import generate_speculative
+    from twotower import generate_ar, generate_mask_diffusion, generate_mock_ar
+
+    with torch.no_grad():
+        return {
+            "ar": generate_ar(model, prompt, 12).sequences,
+            "mock_ar": generate_mock_ar(model, prompt, 6).sequences,
+            "diffusion": generate_mask_diffusion(model, prompt, 12, 4, 4, confidence_threshold=0.6).sequences,
+            "speculative": generate_speculative(model, prompt, 12, block_size=4, draft_steps=1).sequences,
+            "diffusion_sampled": generate_mask_diffusion(model, prompt, 8, 4, 4, temperature=1.0, seed=2).sequences,
+            "speculative_sampled": generate_speculative(model, prompt, 8, block_size=4, temperature=1.0, seed=2).sequences,
+        }

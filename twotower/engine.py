@@ -14,7 +14,7 @@ import torch
 
 from .events import StepEvent
 from .tokenizer import load_tokenizer
-from .weight_layout import store_input_major
+from .weight_layout import count_input_major, store_input_major
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL_DIR = ASSETS / "default"
@@ -102,6 +102,7 @@ class Engine:
             "dtype": dtype_name(self.model.ctx_dtype),  # the context tower's: AR, verify
             "den_dtype": dtype_name(self.model.den_dtype),
             "compiled": self.model.is_compiled_for_decoding,  # twotower.compiled
+            "input_major_weights": count_input_major(self.model),  # twotower.weight_layout
         }
 
 

@@ -59,3 +59,15 @@ def store_input_major(model: nn.Module) -> int:
                 module.up_proj.data = module.up_proj.data.permute(2, 0, 1).contiguous().permute(1, 2, 0)
                 changed += 1
     return changed
+
+
+def count_input_major(model: nn.Module) -> int:
+    """How many weights `store_input_major` left input-major (for reports: which layout a run measured)."""
+    count = 0
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            count += is_input_major(module.weight)
+        elif isinstance(getattr(module, "up_proj", None), torch.Tensor) and module.up_proj.dim() == 3:
+            n_experts, inter, hidden = module.up_proj.shape
+            count += is_input_major(module.up_proj.reshape(n_experts * inter, hidden))
+    return count
