@@ -105,7 +105,9 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
     if not finished:
         cursor.emit_next(new[0])
     t_first = time.perf_counter()
-    yield token_event(MODE, 0, torch.tensor([new]), conf, cursor.passes, t_first - t_start, {"source": "prefill"})
+    # drawn grey on the board, as given: the context tower's token, beside the rounds' denoiser commits
+    yield token_event(MODE, 0, torch.tensor([new]), conf, cursor.passes, t_first - t_start, {"source": "prefill"},
+                      commit_step=-1)
     while not finished:
         tick = time.perf_counter()  # the clocks stop while an event is out with the consumer
         k = min(size, max_new_tokens - len(new))  # a round emits at most k + 1 tokens; extra ones are cut

@@ -372,6 +372,7 @@ def test_first_token_comes_from_the_prefill():
     for settings in (dict(max_new_tokens=1), dict(max_new_tokens=10, eos_token_id=ar[0][0])):
         result, events = _run(model, prompt, block_size=4, draft_steps=1, **settings)
         assert result.new_tokens == ar and [e.kind for e in events] == ["token", "done"]
+        assert events[0].commit_step.tolist() == [[-1]]  # given: no denoiser pass committed it
         assert result.stats["rounds"] == result.stats["nfe"] == 0 and result.stats["context_passes"] == 1
 
 

@@ -62,6 +62,8 @@ def test_final_output_is_the_engines(engine):
         expected = drain(engine.stream(mode, ids, **run_settings(*SETTINGS.values())))
         assert completion == engine.decode(expected.new_tokens[0]), mode
         assert 'data-done="1"' in view and 'data-masked="0"' in view and "total time" in stats
+        # speculative's first token is the context tower's, from the prefill: drawn as given, not as a step
+        assert ("given, not from a denoiser step" in view) == (mode == "speculative"), mode
 
 
 def test_replay_redraws_any_recorded_step(engine):

@@ -288,12 +288,13 @@ def _ar_events(model, prompt, max_new_tokens, temperature, top_k, top_p, eos, se
 
 
 def token_event(mode: str, index: int, token: torch.Tensor, conf: torch.Tensor, ctx_passes: int, elapsed: float,
-                info: dict | None = None) -> StepEvent:
+                info: dict | None = None, commit_step: int = 0) -> StepEvent:
     """A "token" event: new token number `index` (0-based) of each row, token (B, 1) from the context tower
-    alone, with its confidence conf (B,); no denoiser pass is involved (nfe 0 when AR or speculative emit it)."""
+    alone, with its confidence conf (B,); no denoiser pass is involved (nfe 0 when AR or speculative emit it).
+    commit_step: 0 for AR's steps; -1 (given, not from a denoiser step) where denoiser commits share the board."""
     ones = torch.ones_like(token, dtype=torch.bool)
-    return StepEvent(mode, "token", index, 0, index, token, ~ones, conf.cpu()[:, None], ones, torch.zeros_like(token),
-                     0, ctx_passes, elapsed, index + 1, info or {})
+    return StepEvent(mode, "token", index, 0, index, token, ~ones, conf.cpu()[:, None], ones,
+                     torch.full_like(token, commit_step), 0, ctx_passes, elapsed, index + 1, info or {})
 
 
 def drain(events: Iterator[StepEvent], step_callback: Callable[[StepEvent], None] | None = None,
