@@ -119,10 +119,11 @@ def summary(b: dict, reports: list[dict], extras: list[dict]) -> list[str]:
             how = _speculative_how(rec) + (f", {other}" if other else "")
             same = sp.get("identical_to_ar")
             even = sp.get("break_even_acceptance_length")  # older reports: none
+            spread = _by_round(sp, rec)
             lines.append(f"| speculative tokens/s ÷ AR ({how}; mean acceptance length "
                          f"{sp['mean_acceptance_length']:.2f}{'' if even is None else f', break-even {even:.2f}'}"
                          f"{'' if same is None else f'; output = AR on {100 * same:.0f} % of generations'}"
-                         f"{'; ' + _by_round(sp, rec) if _by_round(sp, rec) else ''}) | "
+                         f"{f'; {spread}' if spread else ''}) | "
                          f"{sp['ratio_vs_ar']:.2f}× | ≥ 1.8× (#4) | {_met(sp['ratio_vs_ar'] >= 1.8)} |")
     return lines + [""]
 

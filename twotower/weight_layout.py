@@ -26,21 +26,23 @@ def is_input_major(weight: torch.Tensor) -> bool:
     return weight.dim() == 2 and weight.shape[0] > 1 and weight.stride() == (1, weight.shape[0])
 
 
-def wants_input_major(module: nn.Module) -> bool:
-    """Wide fp32 nn.Linear on a CPU, still in nn.Linear's own layout."""
-    if not isinstance(module, nn.Linear):
-        return False
-    weight = module.weight
-    return (weight.device.type == "cpu" and weight.dtype == torch.float32 and weight.is_contiguous()
-            and module.out_features >= module.in_features)
-
-
-def wants_input_major_experts(module: nn.Module) -> bool:
-    """MoE experts on a CPU in fp32 whose stacked up projection (E·I, H) is wide, still contiguous: the dense
-    kernel (twotower/dense_experts.py) multiplies by up_proj.reshape(E·I, H) as one matrix."""
+def product_matrix(module: nn.Module) -> torch.Tensor | None:
+    """The 2-D (out, in) matrix a module multiplies by as one: an nn.Linear's weight, or MoE experts' stacked up
+    projection up_proj.reshape(E·I, H) (the dense kernel, twotower/dense_experts.py); None for other modules."""
+    if isinstance(module, nn.Linear):
+        return module.weight
     up = getattr(module, "up_proj", None)
-    return (isinstance(up, torch.Tensor) and up.dim() == 3 and up.device.type == "cpu" and up.dtype == torch.float32
-            and up.is_contiguous() and up.shape[0] * up.shape[1] >= up.shape[2])
+    if isinstance(up, torch.Tensor) and up.dim() == 3:
+        n_experts, inter, hidden = up.shape
+        return up.reshape(n_experts * inter, hidden)
+    return None
+
+
+def wants_input_major(module: nn.Module) -> bool:
+    """A wide fp32 product matrix on a CPU, still in the default (out, in) row-major layout."""
+    matrix = product_matrix(module)
+    return (matrix is not None and matrix.device.type == "cpu" and matrix.dtype == torch.float32
+            and matrix.is_contiguous() and matrix.shape[0] >= matrix.shape[1])
 
 
 def store_input_major(model: nn.Module) -> int:
@@ -50,24 +52,19 @@ def store_input_major(model: nn.Module) -> int:
     changed = 0
     with torch.no_grad():
         for module in model.modules():
-            if wants_input_major(module):
+            if not wants_input_major(module):
+                continue
+            if isinstance(module, nn.Linear):
                 module.weight.data = module.weight.data.t().contiguous().t()  # (out, in) view of (in, out) storage
-                changed += 1
-            elif wants_input_major_experts(module):
+            else:
                 # up_proj (E, I, H) as a view of (H, E, I) storage: reshape(E·I, H) is then a free view whose
                 # transpose, (H, E·I), is contiguous; up_proj[e] (transformers' loop) is an (I, H) view as before
                 module.up_proj.data = module.up_proj.data.permute(2, 0, 1).contiguous().permute(1, 2, 0)
-                changed += 1
+            changed += 1
     return changed
 
 
 def count_input_major(model: nn.Module) -> int:
     """How many weights `store_input_major` left input-major (for reports: which layout a run measured)."""
-    count = 0
-    for module in model.modules():
-        if isinstance(module, nn.Linear):
-            count += is_input_major(module.weight)
-        elif isinstance(getattr(module, "up_proj", None), torch.Tensor) and module.up_proj.dim() == 3:
-            n_experts, inter, hidden = module.up_proj.shape
-            count += is_input_major(module.up_proj.reshape(n_experts * inter, hidden))
-    return count
+    matrices = (product_matrix(module) for module in model.modules())
+    return sum(is_input_major(m) for m in matrices if m is not None)
