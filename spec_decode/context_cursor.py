@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import torch
 
+from twotower.hf_compat import set_seen_tokens
 from twotower.seeded_states import clone_cache_states, cut_kv, restore_cache_states
 
 
@@ -123,5 +124,7 @@ def roll_back_to(cache, snapshot: list[dict], positions: dict, t: int) -> None:
         if "conv" in entry:
             layer.conv_states[0].copy_(positions[i].conv_state(t))
             layer.recurrent_states[0].copy_(positions[i].ssm_state(t))
+            if entry["seen"] is not None:
+                set_seen_tokens(layer, entry["seen"] + t)
         if "kv_len" in entry:
             cut_kv(layer, entry["kv_len"] + t)

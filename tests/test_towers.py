@@ -96,6 +96,19 @@ def test_seeded_block_scan_matches_token_by_token_recurrence(model, block):
     assert torch.equal(seed[0], layer.conv_states[0]) and torch.equal(seed[1], layer.recurrent_states[0])
 
 
+def test_mamba_step_clamp_is_time_step_min_on_every_transformers_version(model):
+    """transformers <= 5.24 clamped the chunk scan's step at config.time_step_min; 5.25 reads
+    config.time_step_limit, (0, inf) in the shipped config. Every checkpoint here was trained under the first
+    rule, so both towers pin it (twotower.hf_compat.pin_time_step_clamp), a model rebuilt from its config too;
+    on the default model leaving it to 5.25 moved the logits of a 9-token prompt by up to 8e-4."""
+    from transformers.models.nemotron_h.modeling_nemotron_h import NemotronHMamba2Mixer
+
+    rebuilt = TwoTowerModel(model.config)
+    for tower in (model.context_tower, model.denoiser_tower, rebuilt.context_tower, rebuilt.denoiser_tower):
+        mixers = [layer.mixer for layer in tower.layers if isinstance(layer.mixer, NemotronHMamba2Mixer)]
+        assert mixers and all(m.time_step_limit == (model.config.time_step_min, float("inf")) for m in mixers)
+
+
 @pytest.mark.parametrize("prompt_len", [1, 3, 9])  # shorter than the conv kernel, and past a chunk
 @torch.no_grad()
 def test_context_extension_step_by_step_equals_one_parallel_pass(model, prompt_len):

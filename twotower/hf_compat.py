@@ -1,6 +1,8 @@
-"""transformers 5.17 - 5.24 compatibility: NemotronH's cache keyword was renamed
+"""transformers 5.17 - 5.25 compatibility: NemotronH's cache keyword was renamed
 (past_key_values / cache_params -> cache) and DynamicCache gained get_conv_state /
-get_recurrent_state / is_recording_past in between."""
+get_recurrent_state / is_recording_past in between. 5.25 counts the tokens a Mamba layer has seen
+(`cumulative_length_linear`, which `get_seq_length` now reads from the first layer, a Mamba layer in every
+NemotronH pattern here) and takes the Mamba step's lower clamp from config.time_step_limit."""
 
 from __future__ import annotations
 
@@ -30,3 +32,31 @@ def is_recording_past(cache, layer_idx: int) -> bool:
     if hasattr(cache, "is_recording_past"):
         return cache.is_recording_past(layer_idx)
     return getattr(cache.layers[layer_idx], "record_past", False)
+
+
+def count_token(cache, layer_idx: int) -> None:
+    """An in-place 1-token conv update bypasses the cache's counter; 5.25 counts it (increase_count)."""
+    if hasattr(cache, "increase_count"):
+        cache.increase_count(layer_idx, 0)
+
+
+def seen_tokens(layer) -> int | None:
+    """How many tokens a Mamba cache layer has counted (5.25+), None where layers do not count."""
+    count = getattr(layer, "cumulative_length_linear", None)
+    return int(count) if count is not None else None
+
+
+def set_seen_tokens(layer, n: int) -> None:
+    """Put a Mamba cache layer's count back (rollback); a no-op where layers do not count."""
+    if getattr(layer, "cumulative_length_linear", None) is not None:
+        layer.cumulative_length_linear.fill_(n)
+
+
+def pin_time_step_clamp(tower) -> None:
+    """Clamp each Mamba step at config.time_step_min in transformers' chunk scan, as transformers <= 5.24
+    hard-coded it and as every checkpoint here was trained; 5.25 reads config.time_step_limit ((0, inf) by
+    default) instead, which would change a trained model's outputs wherever softplus(dt) < time_step_min.
+    The short scan reads the same attribute (short_scan.py), so the two paths stay twins on any version."""
+    for layer in tower.layers:
+        if isinstance(layer.mixer, NemotronHMamba2Mixer):
+            layer.mixer.time_step_limit = (tower.config.time_step_min, float("inf"))

@@ -20,7 +20,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from .config import FP32_SUFFIXES
 from .dense_experts import NAME as DENSE_EXPERTS
-from .hf_compat import MODEL_CACHE_KW
+from .hf_compat import MODEL_CACHE_KW, pin_time_step_clamp
 from .seeded_states import ContextStates, SeededMambaCache
 from .short_scan import use_short_scan
 from .validation import check_device
@@ -77,6 +77,8 @@ class TwoTowerModel(nn.Module):
         # stays the twin: dense MoE experts (grouped GEMM on a GPU) and closed-form short Mamba-2 scans
         config._experts_implementation = DENSE_EXPERTS
         use_short_scan(self)
+        for tower in (self.context_tower, self.denoiser_tower):
+            pin_time_step_clamp(tower)
 
     # ----------------------------------------------------------------------------------------------
     # set-up helpers

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
+from .hf_compat import seen_tokens, set_seen_tokens
+
 
 @dataclass
 class ContextStates:
@@ -84,6 +86,13 @@ class SeededMambaCache:
     def update_recurrent_state(self, final_state: torch.Tensor, layer_idx: int, **kwargs) -> torch.Tensor:
         return final_state
 
+    # transformers >= 5.25: intermediate states are never kept here, and nothing counts tokens
+    def get_recurrent_states_to_keep(self, layer_idx: int | None = None) -> int:
+        return 0
+
+    def increase_count(self, layer_idx: int, state_idx: int = 0) -> None:
+        pass
+
     # transformers < 5.24: the mixer asks has_previous_state() and reads cache.layers[idx] directly
     def has_previous_state(self, layer_idx: int | None = None, state_idx: int | None = None) -> bool:
         return True
@@ -106,13 +115,15 @@ class _SeededLayer:
 
 
 def clone_cache_states(cache: DynamicCache) -> list[dict]:
-    """Snapshot every layer's mutable tensors (KV length, conv and SSM states) to restore later."""
+    """Snapshot every layer's mutable tensors (KV length, conv and SSM states, and on transformers >= 5.25 a
+    Mamba layer's token count, which sets the next pass's positions) to restore later."""
     snap = []
     for layer in cache.layers:
         entry = {}
         if hasattr(layer, "conv_states") and layer.conv_states.get(0) is not None:
             entry["conv"] = layer.conv_states[0].clone()
             entry["ssm"] = layer.recurrent_states[0].clone()
+            entry["seen"] = seen_tokens(layer)
         if getattr(layer, "keys", None) is not None and torch.is_tensor(layer.keys):
             entry["kv_len"] = layer.keys.shape[-2]
         snap.append(entry)
@@ -125,6 +136,8 @@ def restore_cache_states(cache: DynamicCache, snap: list[dict]) -> None:
         if "conv" in entry:
             layer.conv_states[0].copy_(entry["conv"])
             layer.recurrent_states[0].copy_(entry["ssm"])
+            if entry["seen"] is not None:
+                set_seen_tokens(layer, entry["seen"])
         if "kv_len" in entry:
             cut_kv(layer, entry["kv_len"])
 

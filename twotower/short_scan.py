@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from transformers.models.nemotron_h.modeling_nemotron_h import NemotronHMamba2Mixer
 
-from .hf_compat import MIXER_CACHE_KW, get_conv_state, get_recurrent_state, is_recording_past
+from .hf_compat import MIXER_CACHE_KW, count_token, get_conv_state, get_recurrent_state, is_recording_past
 
 DEFAULT_MAX_LEN = 64  # the T×T decay matrix per head stays tiny; prefill beyond this uses the chunk scan
 
@@ -72,6 +72,7 @@ def short_scan_forward(mixer: NemotronHMamba2Mixer, hidden_states: torch.Tensor,
     record = getattr(cache, "position_record", None) if conv_state is not None and seq_len > 1 else None
     if single_step:  # as causal_conv1d_update: slide the token into the cached window, in place
         conv_state.copy_(torch.cat([conv_state[..., 1:], xbc.to(conv_state.dtype)], dim=-1))
+        count_token(cache, mixer.layer_idx)
         xbc = (conv_state.to(weight.dtype) * weight).sum(-1, keepdim=True)  # (B, conv_dim, 1)
     else:
         if cache is not None:  # the cache returns its window in front of the new inputs (and keeps the tail)
