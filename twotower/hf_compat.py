@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 
+import torch
 from transformers import NemotronHModel
 from transformers.models.nemotron_h.modeling_nemotron_h import NemotronHMamba2Mixer
 
@@ -40,16 +41,17 @@ def count_token(cache, layer_idx: int) -> None:
         cache.increase_count(layer_idx, 0)
 
 
-def seen_tokens(layer) -> int | None:
-    """How many tokens a Mamba cache layer has counted (5.25+), None where layers do not count."""
+def seen_tokens(layer) -> torch.Tensor | None:
+    """A copy of the tokens a Mamba cache layer has counted (5.25+; a 0-dim tensor on the cache's device, kept
+    a tensor so that a snapshot never waits on a GPU), None where layers do not count."""
     count = getattr(layer, "cumulative_length_linear", None)
-    return int(count) if count is not None else None
+    return count.clone() if count is not None else None
 
 
-def set_seen_tokens(layer, n: int) -> None:
-    """Put a Mamba cache layer's count back (rollback); a no-op where layers do not count."""
+def set_seen_tokens(layer, count: torch.Tensor) -> None:
+    """Put a Mamba cache layer's count back (rollback: a snapshot's count, plus the tokens kept)."""
     if getattr(layer, "cumulative_length_linear", None) is not None:
-        layer.cumulative_length_linear.fill_(n)
+        layer.cumulative_length_linear.copy_(count)
 
 
 def pin_time_step_clamp(tower) -> None:
