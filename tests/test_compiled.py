@@ -73,21 +73,18 @@ def test_without_a_cpp_compiler_compiling_says_so(monkeypatch):
 
 def test_only_decode_calls_take_the_compiled_forward():
     """A prompt prefill (empty cache, or longer than a decode call) stays eager; steps onto a filled cache compile."""
+    from twotower import build_model
     from twotower.compiled import DECODE_MAX_TOKENS, _decode_calls_compiled
 
-    class Cache:
-        def __init__(self, length):
-            self.length = length
-
-        def get_seq_length(self):
-            return self.length
-
+    model = build_model("tiny", seed=0)
+    empty, filled = model.new_cache(1), model.new_cache(1)
+    model.context_forward(torch.randint(5, 200, (1, 9)), filled)
     forward = _decode_calls_compiled(lambda **kw: "eager", lambda **kw: "compiled")
     ids = lambda n: torch.zeros(1, n, dtype=torch.long)  # noqa: E731
-    assert forward(input_ids=ids(5), cache=Cache(0)) == "eager"  # prefill of a short prompt
-    assert forward(input_ids=ids(DECODE_MAX_TOKENS + 1), cache=Cache(9)) == "eager"  # long input
+    assert forward(input_ids=ids(5), cache=empty) == "eager"  # prefill of a short prompt
+    assert forward(input_ids=ids(DECODE_MAX_TOKENS + 1), cache=filled) == "eager"  # long input
     assert forward(input_ids=ids(1), cache=None) == "eager"  # no cache: a scoring pass
-    assert forward(input_ids=ids(1), cache=Cache(9)) == forward(input_ids=ids(17), cache=Cache(9)) == "compiled"
+    assert forward(input_ids=ids(1), cache=filled) == forward(input_ids=ids(17), cache=filled) == "compiled"
 
 
 def test_warm_up_runs_every_mode_to_its_end():

@@ -109,6 +109,16 @@ def test_mamba_step_clamp_is_time_step_min_on_every_transformers_version(model):
         assert mixers and all(m.time_step_limit == (model.config.time_step_min, float("inf")) for m in mixers)
 
 
+def test_has_read_tokens_follows_the_cache(model):
+    """The compiled-decode router's question, answered from K/V shapes (no device sync on any version)."""
+    from twotower.hf_compat import has_read_tokens
+
+    cache = model.new_cache()
+    assert not has_read_tokens(cache)
+    model.context_forward(random_ids((2, 3), seed=0), cache)
+    assert has_read_tokens(cache) and int(cache.get_seq_length()) == 3
+
+
 @pytest.mark.parametrize("prompt_len", [1, 3, 9])  # shorter than the conv kernel, and past a chunk
 @torch.no_grad()
 def test_context_extension_step_by_step_equals_one_parallel_pass(model, prompt_len):

@@ -28,6 +28,8 @@ import shutil
 
 import torch
 
+from .hf_compat import has_read_tokens
+
 # Distinct call kinds per code object: AR step (1 token) vs multi-token passes, batch 1 vs larger batches,
 # and the state layouts an eager prefill leaves against those a compiled step leaves (a stride guard each);
 # ~6 graphs of the context forward and ~4 of the denoiser in a bench run. dynamo's default limit of 8 would
@@ -40,7 +42,7 @@ def _decode_calls_compiled(eager, compiled):
     """context_tower.forward that runs `compiled` for decode calls and `eager` for everything else."""
     def forward(*args, **kwargs):
         ids, cache = kwargs.get("input_ids"), kwargs.get("cache", kwargs.get("past_key_values"))  # transformers < 5.24: past_key_values
-        if ids is not None and cache is not None and ids.shape[1] <= DECODE_MAX_TOKENS and cache.get_seq_length() > 0:
+        if ids is not None and cache is not None and ids.shape[1] <= DECODE_MAX_TOKENS and has_read_tokens(cache):
             return compiled(*args, **kwargs)
         return eager(*args, **kwargs)
     return forward

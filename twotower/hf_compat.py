@@ -35,6 +35,16 @@ def is_recording_past(cache, layer_idx: int) -> bool:
     return getattr(cache.layers[layer_idx], "record_past", False)
 
 
+def has_read_tokens(cache) -> bool:
+    """Whether the cache has read any token, from an attention layer's K/V shape where there is one: 5.25's
+    get_seq_length is a tensor on the cache's device, and comparing it would wait on a GPU every decode call."""
+    for layer in cache.layers:
+        keys = getattr(layer, "keys", None)
+        if torch.is_tensor(keys):
+            return keys.shape[-2] > 0
+    return int(cache.get_seq_length()) > 0
+
+
 def count_token(cache, layer_idx: int) -> None:
     """An in-place 1-token conv update bypasses the cache's counter; 5.25 counts it (increase_count)."""
     if hasattr(cache, "increase_count"):

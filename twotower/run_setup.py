@@ -11,6 +11,7 @@ import platform
 from pathlib import Path
 
 import torch
+import transformers
 
 from .cli_generate import add_model_arguments
 from .engine import DTYPES, dtype_name, load_engine
@@ -76,7 +77,7 @@ def device_info(engine) -> dict:
             names.append(f"{dev.type} ({', '.join(filter(None, [cpu_model(), platform.machine()]))}, "
                          f"{threads} thread{'s' if threads > 1 else ''})")
     return {"device": {"name": " + ".join(names), "ctx_device": str(model.ctx_device), "den_device": str(model.den_device),
-                       "torch": torch.__version__},
+                       "torch": torch.__version__, "transformers": transformers.__version__},
             "dtype": dtype_name(model.ctx_dtype),
             "den_dtype": dtype_name(model.den_dtype),
             "compiled": model.is_compiled_for_decoding}
