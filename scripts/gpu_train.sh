@@ -6,6 +6,9 @@
 #   device: run(command="bash scripts/gpu_train.sh", carry=[".gpu"], timeout_s=600)
 #   here:   bash scripts/gpu_unpack.sh <files_at> runs/gpu_export    then evaluate it on the CPU (twotower eval --model)
 # CTX_MIN / DEN_MIN (minutes of training loop per stage), DISTILL_SHARE / DISTILL_FROM, DEVICE, PROFILE override.
+# Dry-run here on 2026-12-04 with the device's own stack (torch 2.11.0+cu130, transformers 5.17.0, huggingface_hub
+# 1.33.0, in a PYTHONPATH target; PROFILE=cpu DEVICE=cpu CTX_MIN=DEN_MIN=0.5): smoke, training, export, parts,
+# gpu_unpack.sh and a generate from the unpacked model all ran; the bench ran out of time, as on a CPU it must.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
