@@ -267,8 +267,8 @@ def test_per_position_rollback_falls_back_without_the_short_scan():
 
 
 def _assert_same_states(cache, reference):
-    # the tokens the cache has read: from transformers 5.25 on, the first layer's count (a Mamba layer's own
-    # counter, which a rollback must set back) gives the next pass its positions and causal mask
+    # the tokens the cache has read, which give the next pass its positions and causal mask: from transformers
+    # 5.25 on, layer 0's count, where layer 0 is a Mamba layer its own counter, which a rollback must set back
     assert int(cache.get_seq_length()) == int(reference.get_seq_length())
     for ours, ref in zip(cache.layers, reference.layers):
         if hasattr(ours, "conv_states") and ours.conv_states.get(0) is not None:

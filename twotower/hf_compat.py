@@ -1,8 +1,8 @@
 """transformers 5.17 - 5.25 compatibility: NemotronH's cache keyword was renamed
 (past_key_values / cache_params -> cache) and DynamicCache gained get_conv_state /
 get_recurrent_state / is_recording_past in between. 5.25 counts the tokens a Mamba layer has seen
-(`cumulative_length_linear`, which `get_seq_length` now reads from the first layer, a Mamba layer in every
-NemotronH pattern here) and takes the Mamba step's lower clamp from config.time_step_limit."""
+(`cumulative_length_linear`, which `get_seq_length` now reads from layer 0, a Mamba layer in the default
+pattern) and takes the Mamba step's lower clamp from config.time_step_limit."""
 
 from __future__ import annotations
 
