@@ -112,7 +112,7 @@ def test_shipped_model_speculative_output_is_ar_output():
 
 def test_shipped_model_computes_what_it_computed_when_measured():
     """The model card's figures hold only while the model computes what it did when they were measured; that
-    also depends on transformers (5.25 moved these logits by up to 8e-4 until hf_compat pinned the Mamba step's
+    also depends on transformers (5.25 moved its logits by up to 8e-4 until hf_compat pinned the Mamba step's
     clamp back). Logits within 1e-4 of the recorded ones (another BLAS layout of the same weights differs by
     ~1e-5) at both the short-scan and the chunk-scan prefill, and the same greedy AR and diffusion tokens.
     After a deliberate change of assets/default: python tests/golden/record_default_model.py."""

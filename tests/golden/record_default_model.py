@@ -5,7 +5,7 @@
 Run it only when assets/default changes on purpose. The test exists because the model card's figures hold
 only while the model computes what it computed when they were measured, and what it computes also depends on
 transformers, whose NemotronH internals move between minor versions (5.25 changed the Mamba step's clamp,
-which moved these logits by up to 8e-4 before twotower.hf_compat pinned it back).
+which moved the default model's logits by up to 8e-4 before twotower.hf_compat pinned it back).
 """
 
 import json
