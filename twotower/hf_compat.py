@@ -59,9 +59,9 @@ def seen_tokens(layer) -> torch.Tensor | None:
 
 
 def set_seen_tokens(layer, count: torch.Tensor) -> None:
-    """Put a Mamba cache layer's count back (rollback: a snapshot's count, plus the tokens kept)."""
-    if getattr(layer, "cumulative_length_linear", None) is not None:
-        layer.cumulative_length_linear.copy_(count)
+    """Put a counting Mamba cache layer's count back (rollback: a snapshot's count, plus the tokens kept); the
+    callers skip layers whose snapshot holds no count (seen_tokens gave None)."""
+    layer.cumulative_length_linear.copy_(count)
 
 
 def pin_time_step_clamp(tower) -> None:

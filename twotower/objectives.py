@@ -83,10 +83,11 @@ def mask_blocks(targets: torch.Tensor, n_blocks: int, block_size: int, mask_id: 
     return noisy, masked, masked.view(bsz, n_blocks, block_size).float().mean(-1)
 
 
-def denoiser_loss(model, tokens: torch.Tensor, cfg: TrainConfig, generator=None, full_mask_share: float = 0.0):
-    """Masked block diffusion loss on every block of the windows in `tokens` (B, P + nb·S), taken as they
-    are: run_stage swaps in the self-distilled windows first (twotower.distill.DistillAhead).
-    full_mask_share: see mask_blocks (training passes cfg.full_mask_share; validation keeps U(0, 1))."""
+def masked_block_logits(model, tokens: torch.Tensor, cfg: TrainConfig, generator=None, full_mask_share: float = 0.0):
+    """Noise every block of the windows in `tokens` (B, P + nb·S) and run the denoiser over them in one pass.
+    Returns the logits of the N masked positions (N, V), their clean tokens (N,) and the mask (B, nb·S).
+    full_mask_share: see mask_blocks. Shared by the loss and by probes of what the denoiser predicts
+    (benchmarks/calibration/)."""
     prefix, S = cfg.prefix_len, cfg.block_size
     n_blocks = (tokens.shape[1] - prefix) // S
     tokens = tokens[:, : prefix + n_blocks * S]
@@ -95,7 +96,15 @@ def denoiser_loss(model, tokens: torch.Tensor, cfg: TrainConfig, generator=None,
     noisy, masked, t = mask_blocks(targets, n_blocks, S, model.config.mask_token_id, generator, full_mask_share)
     attn_mask = block_attention_mask(prefix, n_blocks, S, prefix + (n_blocks - 1) * S, tokens.device)
     logits = model.denoise(noisy, ctx, t, block_size=S, attn_mask=attn_mask, head_positions=masked)  # (N, V)
-    return F.cross_entropy(logits, targets[masked])
+    return logits, targets[masked], masked
+
+
+def denoiser_loss(model, tokens: torch.Tensor, cfg: TrainConfig, generator=None, full_mask_share: float = 0.0):
+    """Masked block diffusion loss on every block of the windows in `tokens` (B, P + nb·S), taken as they
+    are: run_stage swaps in the self-distilled windows first (twotower.distill.DistillAhead).
+    full_mask_share: see mask_blocks (training passes cfg.full_mask_share; validation keeps U(0, 1))."""
+    logits, targets, _ = masked_block_logits(model, tokens, cfg, generator, full_mask_share)
+    return F.cross_entropy(logits, targets)
 
 
 def context_loss(model, tokens: torch.Tensor):

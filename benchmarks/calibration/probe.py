@@ -22,39 +22,36 @@ import torch.nn.functional as F
 from twotower.data import BatchSampler, encode_split
 from twotower.distill import self_distill
 from twotower.engine import load_engine
-from twotower.objectives import block_attention_mask, context_features, mask_blocks
+from twotower.objectives import masked_block_logits
 from twotower.training import PROFILES, TrainConfig
 
 torch.set_num_threads(1)
 engine = load_engine()
 model = engine.model.eval()
 cfg = TrainConfig(**PROFILES["cpu"])
-S, prefix = model.config.default_block_size, cfg.prefix_len
+S, prefix = cfg.block_size, cfg.prefix_len
 n_blocks = (cfg.seq_len - prefix) // S
 valid = BatchSampler(encode_split(engine.tokenizer, "validation", "runs/calibration_data"), cfg.seq_len, 4, 99)
 gen = torch.Generator().manual_seed(0)
-rows = {"denoiser, t ~ U(0, 1)": [], "denoiser, t = 1": [], "ctx": [], "denoiser, t = 1, on AR's greedy text": []}  # (logits (N, V), targets (N,), block position (N,))
+rows = {"denoiser, t ~ U(0, 1)": [], "denoiser, t = 1": [], "ctx": [], "denoiser, t = 1, on AR's greedy text": []}
+
+
+def denoiser_rows(tokens, full_share):  # (logits (N, V), targets (N,), block position (N,)) of the masked positions
+    logits, targets, masked = masked_block_logits(model, tokens, cfg, gen, full_share)
+    return logits, targets, masked.nonzero()[:, 1] % S
+
 
 with torch.inference_mode():
     for i in range(int(sys.argv[1]) if len(sys.argv) > 1 else 12):
         tokens = torch.from_numpy(valid.batch(i))[:, : prefix + n_blocks * S]  # (B, P + nb·S)
-        targets = tokens[:, prefix:]  # (B, nb·S)
-        ctx = context_features(model, tokens, prefix, S)
-        attn = block_attention_mask(prefix, n_blocks, S, prefix + (n_blocks - 1) * S)
-        for kind, full_share in (("denoiser, t ~ U(0, 1)", 0.0), ("denoiser, t = 1", 1.0)):
-            noisy, masked, t = mask_blocks(targets, n_blocks, S, model.config.mask_token_id, gen, full_share)
-            logits = model.denoise(noisy, ctx, t, block_size=S, attn_mask=attn, head_positions=masked)  # (N, V)
-            rows[kind].append((logits, targets[masked], masked.nonzero()[:, 1] % S))
+        rows["denoiser, t ~ U(0, 1)"].append(denoiser_rows(tokens, 0.0))
+        rows["denoiser, t = 1"].append(denoiser_rows(tokens, 1.0))
         # row j of the context tower's pass predicts target j (its input ends one token earlier)
         hidden = model.context_tower(input_ids=tokens[:, :-1]).last_hidden_state[:, prefix - 1:]  # (B, nb·S, H)
-        rows["ctx"].append((model.context_lm_head(hidden).float().flatten(0, 1), targets.flatten(),
+        rows["ctx"].append((model.context_lm_head(hidden).float().flatten(0, 1), tokens[:, prefix:].flatten(),
                             torch.arange(n_blocks * S).repeat(tokens.shape[0]) % S))
         greedy = self_distill(model, tokens, prefix, 1.0)  # (B, P + nb·S): the prefix, then AR's greedy text
-        ctx = context_features(model, greedy, prefix, S)
-        noisy, masked, t = mask_blocks(greedy[:, prefix:], n_blocks, S, model.config.mask_token_id, gen, 1.0)
-        logits = model.denoise(noisy, ctx, t, block_size=S, attn_mask=attn, head_positions=masked)
-        rows["denoiser, t = 1, on AR's greedy text"].append((logits, greedy[:, prefix:][masked],
-                                                             masked.nonzero()[:, 1] % S))
+        rows["denoiser, t = 1, on AR's greedy text"].append(denoiser_rows(greedy, 1.0))
 
 for kind, parts in rows.items():
     logits, target, pos = (torch.cat([p[j] for p in parts]) for j in range(3))
