@@ -1,8 +1,9 @@
 """The two training objectives: stage 1's causal LM loss, stage 2's masked block diffusion loss.
 
 Stage 2 trains every block of a window at once (design note, "Training every block of a sequence in one
-pass"): the frozen context tower runs over the clean window segment by segment with its cache, keeping the
-Mamba states at each block boundary and the K/V of every position (`context_features`); the denoiser then
+pass"): the frozen context tower runs once over the clean window, giving the K/V of every position and, in
+closed form from each Mamba mixer's input, the Mamba states at each block boundary (`context_features`; its
+reference twin `context_features_stepwise` reads them off a cache, one pass per block); the denoiser then
 sees all nb noisy blocks in one pass — Mamba layers scan each block from its boundary state, attention is
 block-causal over the context keys and block-diagonal over the noisy keys (`block_attention_mask`).
 The loop around them, the profiles and checkpoints are twotower/training.py.
@@ -23,7 +24,39 @@ if TYPE_CHECKING:
 # stage 2: the context features of every block boundary, and the block-diagonal attention mask
 @torch.no_grad()
 def context_features(model, tokens: torch.Tensor, prefix_len: int, block_size: int):
-    """Run the frozen context tower over `tokens` (B, P + nb·S): prefix in one pass, then block by block.
+    """Run the frozen context tower once over `tokens` (B, P + nb·S) for what inference shows block b.
+
+    Returns ContextStates with mamba states per block boundary as (B·nb, ...) — the states after P + b·S
+    tokens, from each mixer's recorded input in closed form (twotower/boundary_states.py) — and attention K/V
+    over P + (nb−1)·S positions (the last block is never context for another block).
+    """
+    from .boundary_states import mamba_boundary_states, record_mixer_inputs
+    from .hf_compat import MODEL_CACHE_KW
+    from .seeded_states import ContextStates
+
+    bsz, total = tokens.shape
+    n_blocks = (total - prefix_len) // block_size
+    cache = model.new_cache(bsz)
+    inputs, handles = record_mixer_inputs(model.context_tower)
+    try:
+        model.context_tower(input_ids=tokens[:, : prefix_len + (n_blocks - 1) * block_size], use_cache=True,
+                            **{MODEL_CACHE_KW: cache})
+    finally:
+        for handle in handles:
+            handle.remove()
+    states = ContextStates.from_cache(cache, model.layer_types)
+    for i, (conv_end, ssm_end) in states.mamba.items():
+        mixer = model.context_tower.layers[i].mixer
+        conv, ssm = mamba_boundary_states(mixer, inputs[i], prefix_len, block_size, n_blocks)
+        # (B, nb, ...) -> (B·nb, ...) in denoise()'s block order, in the dtypes a cache keeps
+        states.mamba[i] = (conv.flatten(0, 1).to(conv_end.dtype), ssm.flatten(0, 1).to(ssm_end.dtype))
+    return states
+
+
+@torch.no_grad()
+def context_features_stepwise(model, tokens: torch.Tensor, prefix_len: int, block_size: int):
+    """context_features' reference twin: the prefix in one pass, then one cached pass per block, reading the
+    Mamba states off the cache at each boundary (tests/test_boundary_states.py compares the two).
 
     Returns ContextStates with mamba states stacked per block boundary as (B·nb, ...) and attention K/V
     over all P + nb·S positions, exactly what inference shows block b (clean text before it).
