@@ -6,6 +6,11 @@
 #   device: run(command="bash scripts/gpu_train.sh", carry=[".gpu"], timeout_s=600)
 #   here:   bash scripts/gpu_unpack.sh <files_at> runs/gpu_export    then evaluate it on the CPU (twotower eval --model)
 # CTX_MIN / DEN_MIN (minutes of training loop per stage), DISTILL_SHARE / DISTILL_FROM, DEVICE, PROFILE override.
+# First run on an H200, 2026-12-04 (benchmarks/gpu_lease_20261204/): 555 s in all; the smoke took 105 s (44 of
+# them one distillation run of 8 batches ahead), context 3 min = 964 steps (val 1.71), denoiser 3 min = only
+# 108 steps: each step spent ~0.65 s in per-block context-tower passes (since 2bff72f one pass per window,
+# benchmarks/train_step/), and its one distillation run (~36 s) came just before the budget ran out. Hence
+# now: a cheaper smoke (1 batch ahead), and half a minute moved from the context tower to the denoiser.
 # Dry-run here on 2026-12-04 with the device's own stack (torch 2.11.0+cu130, transformers 5.17.0, huggingface_hub
 # 1.33.0, in a PYTHONPATH target; PROFILE=cpu DEVICE=cpu CTX_MIN=DEN_MIN=0.5): smoke, training, export, parts,
 # gpu_unpack.sh and a generate from the unpacked model all ran; the bench ran out of time, as on a CPU it must.
@@ -14,8 +19,8 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 PROFILE=${PROFILE:-gpu}  # PROFILE=cpu DEVICE=cpu: the same script, checked on this machine
-CTX_MIN=${CTX_MIN:-3.0}
-DEN_MIN=${DEN_MIN:-3.0}
+CTX_MIN=${CTX_MIN:-2.5}
+DEN_MIN=${DEN_MIN:-3.5}
 DISTILL_SHARE=${DISTILL_SHARE:-0.75}
 DISTILL_FROM=${DISTILL_FROM:-0.5}
 OUT=${OUT:-runs/gpu_out}
@@ -32,7 +37,8 @@ date -u; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/n
 echo "== smoke: two steps of each stage"
 fresh runs/gpu_smoke
 tt train --stage context --profile "$PROFILE" --device "$DEVICE" --out runs/gpu_smoke --steps 2
-tt train --stage denoiser --profile "$PROFILE" --device "$DEVICE" --out runs/gpu_smoke --steps 2 --distill-share 0.5
+tt train --stage denoiser --profile "$PROFILE" --device "$DEVICE" --out runs/gpu_smoke --steps 2 --distill-share 0.5 \
+  --distill-batches 1
 
 echo "== train: context $CTX_MIN min, denoiser $DEN_MIN min (distillation $DISTILL_SHARE from $DISTILL_FROM of it)"
 fresh "$RUN"

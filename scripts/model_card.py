@@ -56,7 +56,7 @@ def _stage_lines(info: dict, model_dir: Path, stage: str) -> list[str]:
                          + (f"; continued from the exported (bf16) weights of `{init['from_export']}`, optimizer "
                             f"moments restarted, lr warmed up again over {init['rewarmup_steps']} steps" if init else ""))
     elif cfg.get("distill_share"):
-        lines.append(f"  - self-distillation share {cfg['distill_share']}")
+        lines.append(f"  - self-distillation share {cfg['distill_share']}" + _distill_from(cfg))
     return lines
 
 
@@ -76,29 +76,42 @@ def train_commands(info: dict) -> list[str]:
     return cmds + ["twotower train --stage export --out runs/default --to assets/default"]
 
 
+def _distill_from(cfg: dict) -> str:
+    """A run that started distilling part-way says when (`--distill-from`; a wall-clock share with --minutes)."""
+    share = cfg.get("distill_from") or 0.0
+    return f", from {share:g} of the {'time' if cfg.get('minutes') else 'steps'} on" if share else ""
+
+
 def _training_label(info: dict) -> str:
     parts = [f"{s['to_step'] - s['from_step']} steps" + (f" with self-distillation share {s['train_config']['distill_share']}"
+                                                          + _distill_from(s["train_config"])
                                                           if s["train_config"].get("distill_share") else " on corpus text")
              for s in stage_segments(info, "denoiser")]
     return "denoiser: " + ", then ".join(parts)
 
 
-def comparison(prev_dir: Path, info: dict, report: dict, bench: dict) -> list[str]:
-    """This model against a previous one (its own measured files), same commands and prompts."""
+def comparison(prev_dir: Path, info: dict, report: dict, bench: dict, title: str = "Against the previous shipped model",
+               columns: tuple[str, str] = ("previous", "this model")) -> list[str]:
+    """This model against a previous (or another, unshipped) one, from its own measured files: same commands and
+    prompts. `columns` names the two models, the other one first."""
     prev_info = json.loads((prev_dir / "training_info.json").read_text())
     prev_bench = json.loads((prev_dir / "bench.json").read_text())
     # bench reports before draft_steps was recorded ran the model config's default
     prev_draft = prev_bench.get("draft_steps") or json.loads((prev_dir / "config.json").read_text())["default_draft_steps"]
     prev_report = merge_reports([json.loads(p.read_text()) for p in sorted(prev_dir.glob("eval_*.json"))])
 
-    def fmt(x, pct=False):
-        return "n/a" if x is None else (f"{100 * x:.1f} %" if pct else f"{x:.2f}")
+    def fmt(x, pct=False):  # pct: True a share, "score" a task score (3 decimals), False a ratio or count
+        if x is None:
+            return "n/a"
+        return f"{x:.3f}" if pct == "score" else (f"{100 * x:.1f} %" if pct else f"{x:.2f}")
 
     rows = [("diffusion tokens per denoiser pass", lambda b, r: b["modes"]["diffusion"]["tokens_per_pass"], False),
             ("diffusion tokens/s ÷ AR", lambda b, r: b["modes"]["diffusion"]["ratio_vs_ar"], False),
             ("mock-AR tokens/s ÷ AR", lambda b, r: b["modes"]["mock_ar"]["ratio_vs_ar"], False),
             ("speculative tokens/s ÷ AR", lambda b, r: b["modes"]["speculative"]["ratio_vs_ar"], False),
             ("speculative mean acceptance length", lambda b, r: b["modes"]["speculative"]["mean_acceptance_length"], False)]
+    for task in report["retention"]["diffusion"]["tasks"]:  # the context tower's own scores first
+        rows.append((f"AR score: {task}", lambda b, r, t=task: r["scores"]["ar"][t], "score"))
     for task in report["retention"]["diffusion"]["tasks"]:
         rows.append((f"diffusion retention: {task}", lambda b, r, t=task: r["retention"]["diffusion"]["tasks"][t], True))
     rows.append(("diffusion retention: aggregate", lambda b, r: r["retention"]["diffusion"]["aggregate"], True))
@@ -106,16 +119,17 @@ def comparison(prev_dir: Path, info: dict, report: dict, bench: dict) -> list[st
         rows.append(("mock-AR retention: aggregate", lambda b, r: r["retention"]["mock_ar"]["aggregate"], True))
     same_ctx = all(prev_info.get("context_stage", {}).get(k) == info.get("context_stage", {}).get(k)
                    for k in ("steps", "train_config"))
-    out = ["## Against the previous shipped model", "",
-           f"Previous: {_training_label(prev_info)}. This one: {_training_label(info)}. "
+    out = [f"## {title}", "",
+           f"{columns[0].capitalize()}: {_training_label(prev_info)}. {columns[1].capitalize()}: {_training_label(info)}. "
            + ("The context tower's training record is the same. " if same_ctx else "The context towers were trained differently. ")
            +
-           "Same prompts; the previous bench ran "
+           f"Same prompts; the {columns[0]} bench ran "
            f"`{prev_bench.get('command', '?')}` at commit `{prev_bench.get('commit', '?')}` (speculative: {prev_draft} "
-           f"draft passes per round), this one `{bench.get('command', '?')}` at commit `{bench.get('commit', '?')}` "
+           f"draft passes per round), the {columns[1]}'s `{bench.get('command', '?')}` at commit `{bench.get('commit', '?')}` "
            f"(speculative: {bench.get('draft_steps', '?')}); throughput ratios also move with the engine between "
            "commits (see BENCHMARKS.md, 'Removed cost'); "
-           f"the previous files are in `{prev_dir.as_posix()}`.", "", "| figure | previous | this model |", "|---|---|---|"]
+           f"the {columns[0]} files are in `{prev_dir.as_posix()}`.", "", f"| figure | {columns[0]} | {columns[1]} |",
+           "|---|---|---|"]
     for label, get, pct in rows:
         try:
             before, after = get(prev_bench, prev_report), get(bench, report)
@@ -123,6 +137,29 @@ def comparison(prev_dir: Path, info: dict, report: dict, bench: dict) -> list[st
             continue
         out.append(f"| {label} | {fmt(before, pct)} | {fmt(after, pct)} |")
     return out + [""]
+
+
+def unshipped_model(other_dir: Path, info: dict, report: dict, bench: dict, ppl: dict) -> list[str]:
+    """A model trained but not shipped (a GPU lease's, say), recorded beside this one from its measured files
+    (training record and logs, a CPU bench and evals over the same prompts, perplexity.json), weights not kept."""
+    other_info = json.loads((other_dir / "training_info.json").read_text())
+    other_ppl = json.loads((other_dir / "perplexity.json").read_text())
+    gpu_bench = other_dir / "bench_gpu.json"  # the lease's own bench names the device it trained on
+    where = json.loads(gpu_bench.read_text())["device"]["name"] if gpu_bench.is_file() else "other hardware"
+    lines = [f"## A model trained on one {where}, not shipped", "",
+             *_stage_lines(other_info, other_dir, "context"), *_stage_lines(other_info, other_dir, "denoiser"),
+             f"- context tower test perplexity **{other_ppl['perplexity']:.1f}** (shipped model: {ppl['perplexity']:.1f}; "
+             f"`{other_ppl['command']}`)", ""]
+    other_bench = json.loads((other_dir / "bench.json").read_text())
+    other_report = merge_reports([json.loads(p.read_text()) for p in sorted(other_dir.glob("eval_*.json"))])
+    fewer = other_bench["modes"]["diffusion"]["tokens_per_pass"] < bench["modes"]["diffusion"]["tokens_per_pass"]
+    less = other_report["retention"]["diffusion"]["aggregate"] < report["retention"]["diffusion"]["aggregate"]
+    verdict = {(True, True): "it commits fewer tokens per denoiser pass and keeps less of AR's scores",
+               (True, False): "it commits fewer tokens per denoiser pass", (False, True): "it keeps less of AR's scores",
+               (False, False): "it is not worse on either; it should replace the shipped one"}[(fewer, less)]
+    return lines + comparison(other_dir, info, report, bench, title="Against the shipped model, row by row",
+                              columns=("unshipped", "shipped"))[2:] + [
+        f"On the two figures issue #3 sets targets on, tokens per pass and retention, {verdict}.", ""]
 
 
 def merge_reports(reports: list[dict]) -> dict:
@@ -152,6 +189,9 @@ def main() -> int:
     parser.add_argument("--previous", default=None,
                         help="directory with a previous model's training_info.json, bench.json and eval_*.json: "
                              "the card compares against it")
+    parser.add_argument("--unshipped", default=None,
+                        help="directory with the measured files of a model trained but not shipped (a GPU lease's): "
+                             "training_info.json, train_*_log.jsonl, bench.json, eval_*.json, perplexity.json")
     parser.add_argument("--hardware", default=f"{platform.processor() or platform.machine()}, 2 CPU cores")
     args = parser.parse_args()
     if "OMP_NUM_THREADS" not in os.environ:  # 2 threads on a busy 2-core box run the perplexity ~20× slower
@@ -222,6 +262,8 @@ def main() -> int:
                   "2.42× at 98.7 %. Greedy AR repeats itself on many prompts, as small greedy models do.", ""]
         if args.previous:
             lines += comparison(Path(args.previous), info, report, bench)
+        if args.unshipped:
+            lines += unshipped_model(Path(args.unshipped), info, report, bench, ppl)
     (model_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print((model_dir / "README.md").read_text())
     return 0

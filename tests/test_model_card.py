@@ -1,0 +1,39 @@
+"""The model card's record of a trained but unshipped model (scripts/model_card.py --unshipped): every figure read
+from that model's measured files in benchmarks/, and the verdict computed from them, not typed in."""
+
+import copy
+import json
+from pathlib import Path
+
+from scripts.model_card import merge_reports, unshipped_model
+
+ROOT = Path(__file__).resolve().parent.parent
+LEASE = ROOT / "benchmarks" / "gpu_lease_20261204"
+
+
+def _shipped():
+    info = json.loads((ROOT / "assets" / "default" / "training_info.json").read_text())
+    report = merge_reports([json.loads((ROOT / "benchmarks" / n).read_text())
+                            for n in ("eval_diffusion.json", "eval_mock_ar.json")])
+    bench = json.loads((ROOT / "benchmarks" / "bench.json").read_text())
+    return info, report, bench
+
+
+def test_unshipped_section_reads_its_files_and_judges_from_them():
+    info, report, bench = _shipped()
+    lines = unshipped_model(LEASE, info, report, bench, {"perplexity": 33.8})
+    text = "\n".join(lines)
+    other_bench = json.loads((LEASE / "bench.json").read_text())
+    other_ppl = json.loads((LEASE / "perplexity.json").read_text())
+    assert f"**{other_ppl['perplexity']:.1f}**" in text and "(shipped model: 33.8;" in text
+    row = (f"| diffusion tokens per denoiser pass | {other_bench['modes']['diffusion']['tokens_per_pass']:.2f} | "
+           f"{bench['modes']['diffusion']['tokens_per_pass']:.2f} |")
+    assert row in text
+    assert "fewer tokens per denoiser pass and keeps less of AR's scores" in text
+
+    # a shipped model that were worse on both figures would be told to make way
+    worse_bench, worse_report = copy.deepcopy(bench), copy.deepcopy(report)
+    worse_bench["modes"]["diffusion"]["tokens_per_pass"] = 1.0
+    worse_report["retention"]["diffusion"]["aggregate"] = 0.1
+    text = "\n".join(unshipped_model(LEASE, info, worse_report, worse_bench, {"perplexity": 33.8}))
+    assert "it should replace the shipped one" in text
