@@ -3,9 +3,9 @@
 Stage 2 needs, for each block b of a window (prefix P, then nb blocks of S), the states the context tower
 holds after P + b·S tokens (objectives.context_features). Reading them off a cache means one cached pass per
 block: on an H200 that was ~0.65 s of a ~0.65 s step, ~25 k kernel launches for ~0.2 s of GPU work
-(benchmarks/train_step/). The states are a function of each Mamba mixer's input alone, so one uncached-style
-pass over the window records every mixer's input (a forward pre-hook) and the states at all boundaries follow
-in closed form, per layer, as in mamba's ssd_minimal.py:
+(benchmarks/train_step/). The states are a function of each Mamba mixer's input alone, so one pass over the
+window (cached, for the attention layers' K/V) records every mixer's input (a forward pre-hook), and the
+states at all boundaries follow in closed form, per layer, as in mamba's ssd_minimal.py:
 
     conv state after e tokens = the K pre-convolution inputs e−K … e−1 (zeros before the start)
     SSM state after e tokens  = Σ_{s < e} e^{cs_{e−1} − cs_s} dt_s x_s B_sᵀ        cs_t = Σ_{r ≤ t} dt_r·A

@@ -59,7 +59,7 @@ def context_features_stepwise(model, tokens: torch.Tensor, prefix_len: int, bloc
     Mamba states off the cache at each boundary (tests/test_boundary_states.py compares the two).
 
     Returns ContextStates with mamba states stacked per block boundary as (B·nb, ...) and attention K/V
-    over all P + nb·S positions, exactly what inference shows block b (clean text before it).
+    over P + (nb−1)·S positions, exactly what inference shows block b (clean text before it).
     """
     from .hf_compat import MODEL_CACHE_KW
     from .seeded_states import ContextStates
