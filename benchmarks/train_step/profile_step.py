@@ -55,8 +55,14 @@ def distill_timings(model, cfg, args, autocast) -> None:
     for rows in [int(r) for r in args.distill_rows.split(",")]:
         prompt = torch.randint(5, model.config.vocab_size, (rows, cfg.prefix_len)).to(args.device)
         generate_ar(model, prompt, max_new_tokens=2)  # warm-up at this shape
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
         with autocast:  # as run_stage's distillation runs, inside the training autocast
-            sec = timed(lambda: generate_ar(model, prompt, max_new_tokens=new), args.device, 1)
+            generate_ar(model, prompt, max_new_tokens=new)  # one timed run: the short one above warmed it up
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        sec = time.perf_counter() - start
         print(f"distillation run: {rows} rows × {new} tokens: {sec:.2f} s, {sec / new * 1e3:.1f} ms a decode step")
     cache = model.new_cache(rows)
     with torch.no_grad(), autocast:
