@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from transformers.models.nemotron_h.modeling_nemotron_h import NemotronHMamba2Mixer
 
+from .short_scan import state_from_steps
+
 
 def record_mixer_inputs(tower):
     """Forward pre-hooks that keep each Mamba mixer's input (B, L, hidden) by layer index; returns (inputs,
@@ -59,27 +61,29 @@ def mamba_boundary_states(mixer: NemotronHMamba2Mixer, hidden: torch.Tensor, pre
     act = F.conv1d(xbc.to(conv1d.weight.dtype), conv1d.weight, conv1d.bias, padding=k - 1, groups=mixer.conv_dim)
     act = F.silu(act[..., :used]).transpose(1, 2)  # (B, L, conv_dim)
     x, B, _ = act.split([mixer.intermediate_size, groups * state, groups * state], dim=-1)
-    # the clamp of transformers' chunk scan, which a prefill runs (hf_compat.pin_time_step_clamp)
-    dt = F.softplus(dt + mixer.dt_bias).clamp(min=mixer.time_step_limit[0]).float()  # (B, L, heads)
-    x = x.float().view(batch, used, heads, head_dim)
-    B = B.float().view(batch, used, groups, state).repeat_interleave(heads // groups, dim=2)  # (B, L, heads, state)
-    a = dt * -torch.exp(mixer.A_log.float())  # (B, L, heads): log-decay of each step
+    # the clamp of transformers' chunk scan, which a prefill runs (hf_compat.pin_time_step_clamp); heads first,
+    # as short_scan.py lays out the same quantities
+    dt = F.softplus(dt + mixer.dt_bias).clamp(min=mixer.time_step_limit[0]).float().transpose(1, 2)  # (B, heads, L)
+    x = x.float().view(batch, used, heads, head_dim).transpose(1, 2)  # (B, heads, L, p)
+    B = B.float().view(batch, used, groups, state).repeat_interleave(heads // groups, dim=2)  # (B, L, heads, n)
+    B = B.transpose(1, 2)  # (B, heads, L, n)
+    a = dt * -torch.exp(mixer.A_log.float())[:, None]  # (B, heads, L): log-decay of each step
 
     # segments ending at the boundaries: the prefix, then nb − 1 blocks of S; each one's own end state from zero
-    def end_states(seg_a, seg_dt, seg_x, seg_B):  # (..., T, heads) · 2, (..., T, heads, p), (..., T, heads, n)
-        cs = torch.cumsum(seg_a, dim=-2)
-        to_end = (cs[..., -1:, :] - cs).exp() * seg_dt  # weight of step s in the segment's end state
-        return torch.einsum("...sh,...shp,...shn->...hpn", to_end, seg_x, seg_B), cs[..., -1, :]
+    def end_state(seg_a, seg_dt, seg_x, seg_B):  # (..., T), (..., T), (..., T, p), (..., T, n)
+        cs = torch.cumsum(seg_a, dim=-1)
+        return state_from_steps(seg_x, seg_dt, cs, seg_B), cs[..., -1]  # (..., p, n), (...): its whole log-decay
 
-    first, first_total = end_states(a[:, :P], dt[:, :P], x[:, :P], B[:, :P])  # (B, heads, p, n), (B, heads)
-    blocks = lambda t: t[:, P:].reshape(batch, nb - 1, S, *t.shape[2:])  # (B, L−P, ...) -> (B, nb−1, S, ...)
-    rest, rest_total = end_states(blocks(a), blocks(dt), blocks(x), blocks(B))  # (B, nb−1, heads, p, n)
-    local = torch.cat([first[:, None], rest], dim=1)  # (B, nb, heads, head_dim, state)
-    total = torch.cat([first_total[:, None], rest_total], dim=1)  # (B, nb, heads)
+    # (B, h, L−P, ...) -> (B, h, nb−1, S, ...)
+    blocks = lambda t: t[:, :, P:].reshape(batch, heads, nb - 1, S, *t.shape[3:])
+    first, first_total = end_state(a[:, :, :P], dt[:, :, :P], x[:, :, :P], B[:, :, :P])  # (B, h, p, n), (B, h)
+    rest, rest_total = end_state(blocks(a), blocks(dt), blocks(x), blocks(B))  # (B, h, nb−1, p, n), (B, h, nb−1)
+    local = torch.cat([first[:, :, None], rest], dim=2)  # (B, heads, nb, head_dim, state)
+    total = torch.cat([first_total[..., None], rest_total], dim=-1)  # (B, heads, nb)
     # boundary c holds Σ_{c' ≤ c} e^{(log-decay of segments c'+1 … c)} local_{c'}
-    ends = torch.cumsum(total, dim=1)  # (B, nb, heads)
-    gap = ends[:, :, None] - ends[:, None, :]  # (B, c, c', heads)
+    ends = torch.cumsum(total, dim=-1)  # (B, heads, nb)
+    gap = ends[..., :, None] - ends[..., None, :]  # (B, heads, c, c')
     causal = torch.ones(nb, nb, dtype=torch.bool, device=hidden.device).tril()
-    decay = gap.masked_fill(~causal[None, :, :, None], float("-inf")).exp()  # zero for c' > c
-    ssm = torch.einsum("bcdh,bdhpn->bchpn", decay, local)  # (B, nb, heads, head_dim, state)
+    decay = gap.masked_fill(~causal, float("-inf")).exp()  # zero for c' > c
+    ssm = torch.einsum("bhcd,bhdpn->bchpn", decay, local)  # (B, nb, heads, head_dim, state)
     return conv, ssm

@@ -140,8 +140,7 @@ class PositionStates:
         if t == 0:
             return self.h0
         cs = self.cs[..., :t]
-        to_t = (cs[..., -1:] - cs).exp() * self.dt[..., :t]  # (b, h, t): weight of step s in the state after t
-        state = (self.x[..., :t, :] * to_t[..., None]).transpose(-1, -2) @ self.B[..., :t, :]
+        state = state_from_steps(self.x[..., :t, :], self.dt[..., :t], cs, self.B[..., :t, :])
         return state + self.h0 * cs[..., -1].exp()[..., None, None]
 
 
@@ -167,13 +166,22 @@ def ssd_closed_form(x, dt, A, B, C, h0=None):
     decay = seg.masked_fill(~causal, float("-inf")).exp()  # zero above the diagonal, no inf·0
     scores = (C @ B.transpose(-1, -2)) * decay * dt[..., None, :]  # (b, h, t, s)
     y = scores @ x  # (b, h, T, p)
-    to_end = (cs[..., -1:] - cs).exp() * dt  # (b, h, s): weight of step s in the final state
-    final = (x * to_end[..., None]).transpose(-1, -2) @ B  # (b, h, p, n)
+    final = state_from_steps(x, dt, cs, B)  # (b, h, p, n)
     if h0 is not None:
         from_start = cs.exp()  # (b, h, T)
         y = y + (C @ h0.transpose(-1, -2)) * from_start[..., None]
         final = final + h0 * from_start[..., -1, None, None]
     return y, final
+
+
+def state_from_steps(x, dt, cs, B):
+    """The SSM state the steps alone leave behind (from a zero state): Σ_s e^{cs_T − cs_s} dt_s x_s B_sᵀ.
+
+    x (..., T, p), dt / cs (..., T) (cs: the running log-decay, as in ssd_closed_form), B (..., T, n)
+    -> (..., p, n). The scan's final state, a rollback's state after t steps, a training window's block ends.
+    """
+    to_end = (cs[..., -1:] - cs).exp() * dt  # (..., T): weight of step s in the state after the last one
+    return (x * to_end[..., None]).transpose(-1, -2) @ B
 
 
 def use_short_scan(model, max_len: int = DEFAULT_MAX_LEN) -> None:
