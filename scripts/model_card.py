@@ -90,59 +90,68 @@ def _training_label(info: dict) -> str:
     return "denoiser: " + ", then ".join(parts)
 
 
-def comparison(prev_dir: Path, info: dict, report: dict, bench: dict, title: str = "Against the previous shipped model",
-               columns: tuple[str, str] = ("previous", "this model")) -> list[str]:
+def measured_files(model_dir: Path) -> tuple[dict, dict, dict]:
+    """A model's training record, bench report and eval reports (merged), as its directory holds them."""
+    info = json.loads((model_dir / "training_info.json").read_text())
+    bench = json.loads((model_dir / "bench.json").read_text())
+    report = merge_reports([json.loads(p.read_text()) for p in sorted(model_dir.glob("eval_*.json"))])
+    return info, bench, report
+
+
+def comparison(prev_dir: Path, info: dict, report: dict, bench: dict,
+               title: str | None = "Against the previous shipped model", columns: tuple[str, str] = ("previous", "this model"),
+               prev: tuple[dict, dict, dict] | None = None) -> list[str]:
     """This model against a previous (or another, unshipped) one, from its own measured files: same commands and
-    prompts. `columns` names the two models, the other one first."""
-    prev_info = json.loads((prev_dir / "training_info.json").read_text())
-    prev_bench = json.loads((prev_dir / "bench.json").read_text())
+    prompts. `columns` names the two models, the other one first; `prev`: its measured_files, if already read;
+    title None: no heading (the caller's section holds it)."""
+    prev_info, prev_bench, prev_report = prev or measured_files(prev_dir)
     # bench reports before draft_steps was recorded ran the model config's default
     prev_draft = prev_bench.get("draft_steps") or json.loads((prev_dir / "config.json").read_text())["default_draft_steps"]
-    prev_report = merge_reports([json.loads(p.read_text()) for p in sorted(prev_dir.glob("eval_*.json"))])
 
-    def fmt(x, pct=False):  # pct: True a share, "score" a task score (3 decimals), False a ratio or count
+    def fmt(x, kind):  # kind: "ratio" (or a count), "share" (a percentage), "score" (a task score)
         if x is None:
             return "n/a"
-        return f"{x:.3f}" if pct == "score" else (f"{100 * x:.1f} %" if pct else f"{x:.2f}")
+        return {"ratio": f"{x:.2f}", "share": f"{100 * x:.1f} %", "score": f"{x:.3f}"}[kind]
 
-    rows = [("diffusion tokens per denoiser pass", lambda b, r: b["modes"]["diffusion"]["tokens_per_pass"], False),
-            ("diffusion tokens/s ÷ AR", lambda b, r: b["modes"]["diffusion"]["ratio_vs_ar"], False),
-            ("mock-AR tokens/s ÷ AR", lambda b, r: b["modes"]["mock_ar"]["ratio_vs_ar"], False),
-            ("speculative tokens/s ÷ AR", lambda b, r: b["modes"]["speculative"]["ratio_vs_ar"], False),
-            ("speculative mean acceptance length", lambda b, r: b["modes"]["speculative"]["mean_acceptance_length"], False)]
+    rows = [("diffusion tokens per denoiser pass", lambda b, r: b["modes"]["diffusion"]["tokens_per_pass"], "ratio"),
+            ("diffusion tokens/s ÷ AR", lambda b, r: b["modes"]["diffusion"]["ratio_vs_ar"], "ratio"),
+            ("mock-AR tokens/s ÷ AR", lambda b, r: b["modes"]["mock_ar"]["ratio_vs_ar"], "ratio"),
+            ("speculative tokens/s ÷ AR", lambda b, r: b["modes"]["speculative"]["ratio_vs_ar"], "ratio"),
+            ("speculative mean acceptance length", lambda b, r: b["modes"]["speculative"]["mean_acceptance_length"], "ratio")]
     for task in report["retention"]["diffusion"]["tasks"]:  # the context tower's own scores first
         rows.append((f"AR score: {task}", lambda b, r, t=task: r["scores"]["ar"][t], "score"))
     for task in report["retention"]["diffusion"]["tasks"]:
-        rows.append((f"diffusion retention: {task}", lambda b, r, t=task: r["retention"]["diffusion"]["tasks"][t], True))
-    rows.append(("diffusion retention: aggregate", lambda b, r: r["retention"]["diffusion"]["aggregate"], True))
+        rows.append((f"diffusion retention: {task}", lambda b, r, t=task: r["retention"]["diffusion"]["tasks"][t], "share"))
+    rows.append(("diffusion retention: aggregate", lambda b, r: r["retention"]["diffusion"]["aggregate"], "share"))
     if "mock_ar" in report["retention"] and "mock_ar" in prev_report["retention"]:
-        rows.append(("mock-AR retention: aggregate", lambda b, r: r["retention"]["mock_ar"]["aggregate"], True))
+        rows.append(("mock-AR retention: aggregate", lambda b, r: r["retention"]["mock_ar"]["aggregate"], "share"))
     same_ctx = all(prev_info.get("context_stage", {}).get(k) == info.get("context_stage", {}).get(k)
                    for k in ("steps", "train_config"))
-    out = [f"## {title}", "",
+    out = ([f"## {title}", ""] if title else []) + [
            f"{columns[0].capitalize()}: {_training_label(prev_info)}. {columns[1].capitalize()}: {_training_label(info)}. "
            + ("The context tower's training record is the same. " if same_ctx else "The context towers were trained differently. ")
            +
            f"Same prompts; the {columns[0]} bench ran "
            f"`{prev_bench.get('command', '?')}` at commit `{prev_bench.get('commit', '?')}` (speculative: {prev_draft} "
-           f"draft passes per round), the {columns[1]}'s `{bench.get('command', '?')}` at commit `{bench.get('commit', '?')}` "
+           f"draft passes per round); {columns[1]}: `{bench.get('command', '?')}` at commit `{bench.get('commit', '?')}` "
            f"(speculative: {bench.get('draft_steps', '?')}); throughput ratios also move with the engine between "
            "commits (see BENCHMARKS.md, 'Removed cost'); "
            f"the {columns[0]} files are in `{prev_dir.as_posix()}`.", "", f"| figure | {columns[0]} | {columns[1]} |",
            "|---|---|---|"]
-    for label, get, pct in rows:
+    for label, get, kind in rows:
         try:
             before, after = get(prev_bench, prev_report), get(bench, report)
         except (KeyError, TypeError):
             continue
-        out.append(f"| {label} | {fmt(before, pct)} | {fmt(after, pct)} |")
+        out.append(f"| {label} | {fmt(before, kind)} | {fmt(after, kind)} |")
     return out + [""]
 
 
 def unshipped_model(other_dir: Path, info: dict, report: dict, bench: dict, ppl: dict) -> list[str]:
     """A model trained but not shipped (a GPU lease's, say), recorded beside this one from its measured files
     (training record and logs, a CPU bench and evals over the same prompts, perplexity.json), weights not kept."""
-    other_info = json.loads((other_dir / "training_info.json").read_text())
+    other = measured_files(other_dir)
+    other_info, other_bench, other_report = other
     other_ppl = json.loads((other_dir / "perplexity.json").read_text())
     gpu_bench = other_dir / "bench_gpu.json"  # the lease's own bench names the device it trained on
     where = json.loads(gpu_bench.read_text())["device"]["name"] if gpu_bench.is_file() else "other hardware"
@@ -150,15 +159,13 @@ def unshipped_model(other_dir: Path, info: dict, report: dict, bench: dict, ppl:
              *_stage_lines(other_info, other_dir, "context"), *_stage_lines(other_info, other_dir, "denoiser"),
              f"- context tower test perplexity **{other_ppl['perplexity']:.1f}** (shipped model: {ppl['perplexity']:.1f}; "
              f"`{other_ppl['command']}`)", ""]
-    other_bench = json.loads((other_dir / "bench.json").read_text())
-    other_report = merge_reports([json.loads(p.read_text()) for p in sorted(other_dir.glob("eval_*.json"))])
     fewer = other_bench["modes"]["diffusion"]["tokens_per_pass"] < bench["modes"]["diffusion"]["tokens_per_pass"]
     less = other_report["retention"]["diffusion"]["aggregate"] < report["retention"]["diffusion"]["aggregate"]
     verdict = {(True, True): "it commits fewer tokens per denoiser pass and keeps less of AR's scores",
                (True, False): "it commits fewer tokens per denoiser pass", (False, True): "it keeps less of AR's scores",
                (False, False): "it is not worse on either; it should replace the shipped one"}[(fewer, less)]
-    return lines + comparison(other_dir, info, report, bench, title="Against the shipped model, row by row",
-                              columns=("unshipped", "shipped"))[2:] + [
+    return lines + comparison(other_dir, info, report, bench, title=None, columns=("unshipped", "shipped"),
+                              prev=other) + [
         f"On the two figures issue #3 sets targets on, tokens per pass and retention, {verdict}.", ""]
 
 
