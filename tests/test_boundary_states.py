@@ -33,7 +33,7 @@ def test_one_pass_matches_a_cached_pass_per_block(prefix, block, n_blocks, tail)
     _assert_same_features(model, tokens, prefix, block, atol=1e-5)
 
 
-def test_shipped_model_states_and_loss_match_the_reference():
+def test_shipped_model_states_and_loss_match_the_reference(monkeypatch):
     model = from_pretrained("assets/default")
     cfg = TrainConfig(**PROFILES["cpu"])
     tokens = torch.randint(5, model.config.vocab_size, (2, cfg.prefix_len + 4 * cfg.block_size),
@@ -43,12 +43,8 @@ def test_shipped_model_states_and_loss_match_the_reference():
     import twotower.objectives as objectives
 
     loss = denoiser_loss(model, tokens, cfg, torch.Generator().manual_seed(2))
-    fast = objectives.context_features
-    try:
-        objectives.context_features = context_features_stepwise
-        ref = denoiser_loss(model, tokens, cfg, torch.Generator().manual_seed(2))
-    finally:
-        objectives.context_features = fast
+    monkeypatch.setattr(objectives, "context_features", context_features_stepwise)
+    ref = denoiser_loss(model, tokens, cfg, torch.Generator().manual_seed(2))
     assert abs(loss.item() - ref.item()) < 1e-4
 
 

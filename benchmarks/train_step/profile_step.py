@@ -22,9 +22,10 @@ from twotower.objectives import context_features, context_features_stepwise, con
 from twotower.training import PROFILES, TrainConfig, _cpu_runs_bf16_fast, trainable_parameters
 
 
-def timed(fn, device: str, repeats: int) -> float:
-    """Median wall seconds of fn() over `repeats`, after one warm-up call."""
-    fn()
+def timed(fn, device: str, repeats: int, warm_up: bool = True) -> float:
+    """Median wall seconds of fn() over `repeats`, after one warm-up call unless the caller made its own."""
+    if warm_up:
+        fn()
     times = []
     for _ in range(repeats):
         if device == "cuda":
@@ -54,15 +55,9 @@ def distill_timings(model, cfg, args, autocast) -> None:
     new = args.distill_tokens or cfg.seq_len - cfg.prefix_len
     for rows in [int(r) for r in args.distill_rows.split(",")]:
         prompt = torch.randint(5, model.config.vocab_size, (rows, cfg.prefix_len)).to(args.device)
-        generate_ar(model, prompt, max_new_tokens=2)  # warm-up at this shape
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
         with autocast:  # as run_stage's distillation runs, inside the training autocast
-            generate_ar(model, prompt, max_new_tokens=new)  # one timed run: the short one above warmed it up
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        sec = time.perf_counter() - start
+            generate_ar(model, prompt, max_new_tokens=2)  # a short warm-up at this shape, then one timed run
+            sec = timed(lambda: generate_ar(model, prompt, max_new_tokens=new), args.device, 1, warm_up=False)
         print(f"distillation run: {rows} rows × {new} tokens: {sec:.2f} s, {sec / new * 1e3:.1f} ms a decode step")
     cache = model.new_cache(rows)
     with torch.no_grad(), autocast:
