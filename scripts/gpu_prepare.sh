@@ -24,4 +24,13 @@ from twotower.eval_prompts import next_line_items
 with open(".gpu/bench_prompts.jsonl", "w") as f:
     f.writelines(json.dumps({"prompt": it["prompt"]}) + "\n" for it in next_line_items(8, 0))
 PY
+# CTX_FROM=<export dir>: stage 2 alone on that model's context tower (gpu_train.sh skips stage 1); the weights
+# are 43 MB and the device's tree limit is 64 MiB, so the shipped model (assets/default/model.safetensors)
+# must stay out of that call's tree (moved aside for it, put back after)
+rm -rf .gpu/context_from
+if [ -n "${CTX_FROM:-}" ]; then
+  mkdir -p .gpu/context_from
+  cp "$CTX_FROM"/{config.json,model.safetensors,tokenizer.model,training_info.json,train_context_log.jsonl} .gpu/context_from/
+  cmp -s "$CTX_FROM/tokenizer.model" .gpu/tokenizer.model || { echo "gpu_prepare: $CTX_FROM has another tokenizer"; exit 2; }
+fi
 du -sh .gpu

@@ -23,6 +23,7 @@ CTX_MIN=${CTX_MIN:-2.5}
 DEN_MIN=${DEN_MIN:-3.5}
 DISTILL_SHARE=${DISTILL_SHARE:-0.75}
 DISTILL_FROM=${DISTILL_FROM:-0.5}
+DISTILL_BATCHES=${DISTILL_BATCHES:-8}
 OUT=${OUT:-runs/gpu_out}
 RUN=${RUN:-runs/gpu}
 export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=20  # progress every 20 s: the reply keeps only the output's tail
@@ -34,17 +35,21 @@ fresh() { rm -rf "$1"; mkdir -p "$1"; cp -r .gpu/. "$1"/; }
 date -u; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || true
 "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())"
 
-echo "== smoke: two steps of each stage"
+# with .gpu/context_from (gpu_prepare.sh CTX_FROM=...): stage 2 alone, on that export's context tower
+INIT=()
+[ -f .gpu/context_from/config.json ] && INIT=(--init-from .gpu/context_from)
+echo "== smoke: two steps of each stage${INIT:+ (stage 2 only: context tower from .gpu/context_from)}"
 fresh runs/gpu_smoke
-tt train --stage context --profile "$PROFILE" --device "$DEVICE" --out runs/gpu_smoke --steps 2
-tt train --stage denoiser --profile "$PROFILE" --device "$DEVICE" --out runs/gpu_smoke --steps 2 --distill-share 0.5 \
-  --distill-batches 1
+[ ${#INIT[@]} -gt 0 ] || tt train --stage context --profile "$PROFILE" --device "$DEVICE" --out runs/gpu_smoke --steps 2
+tt train --stage denoiser --profile "$PROFILE" --device "$DEVICE" --out runs/gpu_smoke --steps 2 "${INIT[@]}" \
+  --distill-share "${SMOKE_DISTILL_SHARE:-0.5}" --distill-batches 1
 
-echo "== train: context $CTX_MIN min, denoiser $DEN_MIN min (distillation $DISTILL_SHARE from $DISTILL_FROM of it)"
+CTX_DESC="$CTX_MIN min"; [ ${#INIT[@]} -eq 0 ] || CTX_DESC="from .gpu/context_from"
+echo "== train: context $CTX_DESC, denoiser $DEN_MIN min (distillation $DISTILL_SHARE from $DISTILL_FROM of it, $DISTILL_BATCHES batches a run)"
 fresh "$RUN"
-tt train --stage context --profile "$PROFILE" --device "$DEVICE" --out "$RUN" --minutes "$CTX_MIN"
-tt train --stage denoiser --profile "$PROFILE" --device "$DEVICE" --out "$RUN" --minutes "$DEN_MIN" \
-  --distill-share "$DISTILL_SHARE" --distill-from "$DISTILL_FROM"
+[ ${#INIT[@]} -gt 0 ] || tt train --stage context --profile "$PROFILE" --device "$DEVICE" --out "$RUN" --minutes "$CTX_MIN"
+tt train --stage denoiser --profile "$PROFILE" --device "$DEVICE" --out "$RUN" --minutes "$DEN_MIN" "${INIT[@]}" \
+  --distill-share "$DISTILL_SHARE" --distill-from "$DISTILL_FROM" --distill-batches "$DISTILL_BATCHES"
 tt train --stage export --out "$RUN" --to "$RUN/export"
 rm -f "$RUN/export/tokenizer.model"  # the shipped one (.gpu/tokenizer.model): gpu_unpack.sh puts it back
 tar -cf - -C "$RUN" export | split -b 15M - "$OUT/export.tar.part-"

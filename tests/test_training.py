@@ -265,3 +265,30 @@ def test_a_denoiser_run_generates_its_distilled_windows_ahead(tmp_path, monkeypa
     monkeypatch.setattr(distill, "self_distill", lambda model, tokens, *a: calls.append(len(tokens)) or real(model, tokens, *a))
     training.run_stage("denoiser", run, profile="test", steps=6, distill_share=0.5, distill_from=0.5, distill_batches=2)
     assert calls == [4, 2]  # steps 4-5 in one run (2 distilled rows each), step 6 alone (the run ends there)
+
+
+def test_a_fresh_denoiser_on_an_exports_context_tower_keeps_that_towers_record(tmp_path, monkeypatch):
+    """--init-from an export without --resume (scripts/gpu_train.sh with a context tower from an earlier
+    lease): stage 2 starts afresh, the denoiser a copy of that context tower, and the new export still says
+    how its context tower was trained."""
+    import json
+
+    from twotower.checkpoint import from_pretrained
+
+    training, run = _tiny_training_run(monkeypatch, tmp_path)
+    training.run_stage("context", run, profile="test", steps=3)
+    training.run_stage("denoiser", run, profile="test", steps=2)
+    first = training.export(run, tmp_path / "first")
+    second = tmp_path / "second"  # empty: the export's tokenizer comes along
+    training.run_stage("denoiser", second, profile="test", steps=2, init_from=str(first))
+    info = json.loads((training.export(second, tmp_path / "again") / "training_info.json").read_text())
+    assert info["context_stage"] == json.loads((first / "training_info.json").read_text())["context_stage"]
+    assert info["context_stage"]["steps"] == 3 and info["denoiser_stage"]["steps"] == 2
+    assert info["denoiser_stage"]["segments"][-1]["init"] == {"context_from": str(first), "context_steps": 3}
+    assert (tmp_path / "again" / "train_context_log.jsonl").read_text() == (run / "context_log.jsonl").read_text()
+    old, new = from_pretrained(first), from_pretrained(tmp_path / "again")
+    assert all(torch.equal(a, b) for a, b in zip(old.context_tower.parameters(), new.context_tower.parameters()))
+
+    (second / "tokenizer.model").write_bytes(b"another tokenizer")
+    with pytest.raises(ValueError, match="another tokenizer"):
+        training.run_stage("denoiser", second, profile="test", steps=2, init_from=str(first))

@@ -79,6 +79,26 @@ def adopt_export(model_dir: Path, run_dir: Path) -> dict:
     return info["denoiser_stage"]
 
 
+def adopt_context(model_dir: Path, run_dir: Path) -> dict | None:
+    """A fresh stage 2 on another model's context tower (--init-from an export): keep that tower's stage
+    record and log, so this run's export says how its context tower was trained. None if it has none."""
+    import shutil
+
+    info_path = model_dir / "training_info.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    if "context_stage" not in info:
+        return None
+    tok, theirs = run_dir / "tokenizer.model", model_dir / "tokenizer.model"
+    if tok.is_file() and theirs.is_file() and tok.read_bytes() != theirs.read_bytes():
+        raise ValueError(f"{tok} differs from {theirs}: the context tower reads another tokenizer")
+    if theirs.is_file() and not tok.is_file():
+        shutil.copy(theirs, tok)  # else run_stage would train a tokenizer of its own
+    (run_dir / "inherited_info.json").write_text(json.dumps({"context_stage": info["context_stage"]}, indent=1))
+    if (model_dir / "train_context_log.jsonl").is_file():
+        shutil.copy(model_dir / "train_context_log.jsonl", run_dir / "context_log.jsonl")
+    return info["context_stage"]
+
+
 def load_export(model_dir: Path, run_dir: Path, record: dict):
     """Weights (fp32 copy of the bf16 export), step count, log and segment history of a shipped model
     whose denoiser-stage `record` adopt_export returned."""

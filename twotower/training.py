@@ -109,7 +109,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     from .data import BatchSampler, encode_split, train_tokenizer
     from .distill import DistillAhead
     from .tokenizer import SentencePieceTokenizer
-    from .train_state import adopt_export, load_export, load_state, save_state
+    from .train_state import adopt_context, adopt_export, load_export, load_state, save_state
 
     cfg = TrainConfig(**PROFILES[profile])
     run_dir = Path(run_dir)
@@ -153,6 +153,9 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
             raise ValueError(f"{init_from} already has {exported['steps']} denoiser steps; --steps must be larger "
                              "to continue")
     run_dir.mkdir(parents=True, exist_ok=True)
+    context_from = None  # a fresh stage 2 on an export's context tower: that tower's stage record
+    if stage == "denoiser" and init_from and not from_export and not (resume and ckpt_state.is_file()):
+        context_from = adopt_context(Path(init_from), run_dir)  # before the corpus: a tokenizer mismatch fails fast
     tok_path = run_dir / "tokenizer.model"
     if not tok_path.is_file():
         train_tokenizer(run_dir)
@@ -205,6 +208,8 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     rewarm = cfg.warmup if from_export else 0
     if from_export:
         segment["init"] = {"from_export": str(init_from), "optimizer": "moments restarted", "rewarmup_steps": rewarm}
+    elif context_from is not None:
+        segment["init"] = {"context_from": str(init_from), "context_steps": context_from.get("steps")}
     segments = [*segments, segment]
     tokens_per_step = cfg.batch_size * (cfg.seq_len if stage == "context" else cfg.seq_len - cfg.prefix_len)
     budget = cfg.minutes * 60 if cfg.minutes else None
