@@ -11,6 +11,11 @@
 # 108 steps: each step spent ~0.65 s in per-block context-tower passes (since 2bff72f one pass per window,
 # benchmarks/train_step/), and its one distillation run (~36 s) came just before the budget ran out. Hence
 # now: a cheaper smoke (1 batch ahead), and half a minute moved from the context tower to the denoiser.
+# Second lease, same day (benchmarks/gpu_lease_20261204_2/): `CTX_FROM=runs/gpu_export bash scripts/gpu_prepare.sh`
+# (the first lease's context tower) with the shipped weights moved out of the tree for the call, then
+# DEN_MIN=7.5 DISTILL_FROM=0.6 DISTILL_BATCHES=48 SMOKE_DISTILL_SHARE=0 BENCH=0: 516 s in all; stage 2 ran at
+# ~4.8 steps/s (0.21 s a step, from 0.85), 1690 steps, 385 of them distilled; the first distillation run
+# cost 31 s (a first bf16-autocast AR run at a shape is slow), each later one of 48 steps' windows 8-10 s.
 # Dry-run here on 2026-12-04 with the device's own stack (torch 2.11.0+cu130, transformers 5.17.0, huggingface_hub
 # 1.33.0, in a PYTHONPATH target; PROFILE=cpu DEVICE=cpu CTX_MIN=DEN_MIN=0.5): smoke, training, export, parts,
 # gpu_unpack.sh and a generate from the unpacked model all ran; the bench ran out of time, as on a CPU it must.

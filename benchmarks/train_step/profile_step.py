@@ -47,8 +47,10 @@ def aten_calls(fn) -> int:
 
 def distill_timings(model, cfg, args, autocast) -> None:
     """Seconds per decode step of the batched greedy AR run that makes stage 2's distilled windows, by rows,
-    and the aten ops of one decode step at the most rows (on an H200, 2026-12-04: 256–384 rows took 36–44 s
-    for 384 tokens, ~100 ms a step, against 14 ms for one row at inference)."""
+    and the aten ops of one decode step at the most rows. Each row count runs twice: on an H200 (2026-12-04)
+    the first bf16-autocast run at a shape cost 70–90 ms a decode step at 48 or 384 rows, a second one at the
+    same shape ~15 ms (../gpu_lease_20261204_2/ar_autocast_gpu.txt): a training run pays the first price once,
+    as its first distillation run (~30 s), and the second after that."""
     from twotower.decoding import generate_ar
 
     model.eval()
@@ -56,9 +58,11 @@ def distill_timings(model, cfg, args, autocast) -> None:
     for rows in [int(r) for r in args.distill_rows.split(",")]:
         prompt = torch.randint(5, model.config.vocab_size, (rows, cfg.prefix_len)).to(args.device)
         with autocast:  # as run_stage's distillation runs, inside the training autocast
-            generate_ar(model, prompt, max_new_tokens=2)  # a short warm-up at this shape, then one timed run
-            sec = timed(lambda: generate_ar(model, prompt, max_new_tokens=new), args.device, 1, warm_up=False)
-        print(f"distillation run: {rows} rows × {new} tokens: {sec:.2f} s, {sec / new * 1e3:.1f} ms a decode step")
+            generate_ar(model, prompt, max_new_tokens=2)  # a short warm-up at this shape, then two timed runs
+            runs = [timed(lambda: generate_ar(model, prompt, max_new_tokens=new), args.device, 1, warm_up=False)
+                    for _ in range(2)]
+        print(f"distillation run: {rows} rows × {new} tokens: " +
+              ", then ".join(f"{sec:.2f} s ({sec / new * 1e3:.1f} ms a decode step)" for sec in runs))
     cache = model.new_cache(rows)
     with torch.no_grad(), autocast:
         model.context_forward(prompt, cache)
