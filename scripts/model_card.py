@@ -23,6 +23,7 @@ from twotower.engine import layer_pattern, load_engine  # noqa: E402
 from twotower.evaluation import format_markdown  # noqa: E402
 from twotower.perplexity import context_perplexity  # noqa: E402
 from twotower.train_state import segment_history  # noqa: E402
+from twotower.training import PROFILES  # noqa: E402
 
 
 def stage_segments(info: dict, stage: str) -> list[dict]:
@@ -54,22 +55,43 @@ def _stage_lines(info: dict, model_dir: Path, stage: str) -> list[str]:
                          f"{c.get('total_steps', '?')} steps, self-distillation share {c.get('distill_share', 0.0)}, "
                          f"{c.get('dtype', cfg['dtype'])}"
                          + (f"; continued from the exported (bf16) weights of `{init['from_export']}`, optimizer "
-                            f"moments restarted, lr warmed up again over {init['rewarmup_steps']} steps" if init else ""))
+                            f"moments restarted, lr warmed up again over {init['rewarmup_steps']} steps"
+                            if init.get("from_export") else ""))
     elif cfg.get("distill_share"):
         lines.append(f"  - self-distillation share {cfg['distill_share']}" + _distill_from(cfg))
+    init = segments[0].get("init") or {}
+    if "context_from" in init:
+        lines.append(f"  - started afresh (the denoiser a copy of the context tower) on the context tower of an earlier "
+                     f"export (`--init-from {init['context_from']}`, {init.get('context_steps')} context steps: "
+                     "the context stage above)")
     return lines
 
 
+def _profile_of(cfg: dict) -> str:
+    """The training profile whose window shape a stage's recorded config has (the record keeps no name)."""
+    return next((name for name, p in PROFILES.items()
+                 if all(cfg.get(k) == p[k] for k in ("seq_len", "batch_size", "prefix_len"))), "cpu")
+
+
 def train_commands(info: dict) -> list[str]:
-    """The `twotower train` commands that made the model, read from its stages' segments."""
-    cmds = ["twotower train --stage context --profile cpu --out runs/default"]
+    """The `twotower train` commands that made the model, read from its stages' segments: one run directory,
+    as a reproduction runs it (a stage 2 that started on an earlier export's context tower, a GPU lease's,
+    reads the same tower from that directory's context_ckpt)."""
+    def base(stage: str, cfg: dict) -> str:
+        profile = _profile_of(cfg)
+        return (f"twotower train --stage {stage} --profile {profile}" + (" --device cuda" if profile != "cpu" else "")
+                + " --out runs/default" + (f" --minutes {cfg['minutes']:g}" if cfg.get("minutes") else ""))
+
+    cmds = [base("context", (info.get("context_stage") or {}).get("train_config", {}))]
     for i, seg in enumerate(stage_segments(info, "denoiser")):
         c = seg["train_config"]
-        cmd = "twotower train --stage denoiser --profile cpu --out runs/default"
+        cmd = base("denoiser", c)
         if i:
             cmd += f" --resume --steps {c.get('total_steps')}"
         if c.get("distill_share"):
-            cmd += f" --distill-share {c['distill_share']}"
+            cmd += f" --distill-share {c['distill_share']}" + (f" --distill-from {c['distill_from']:g}" if c.get("distill_from") else "")
+            if c.get("distill_batches", 1) != PROFILES[_profile_of(c)].get("distill_batches", 1):
+                cmd += f" --distill-batches {c['distill_batches']}"
         if c.get("dtype", "bfloat16") != "bfloat16":
             cmd += f" --dtype {c['dtype']}"
         cmds.append(cmd)
@@ -233,7 +255,7 @@ def main() -> int:
         "byte fallback, ids 0 pad / 1 bos / 2 eos / 3 unk / 4 mask",
         *_stage_lines(info, model_dir, "context"),
         *_stage_lines(info, model_dir, "denoiser"),
-        f"- hardware: {args.hardware} (no GPU), shared with other work while training",
+        "- hardware: " + (info.get("hardware") or f"{args.hardware} (no GPU), shared with other work while training"),
         "- commands: " + ", then ".join(f"`{c}`" for c in train_commands(info)), "",
         "## Quality (test split)", "",
         f"Context tower: test loss {ppl['loss']:.3f} nats/token, perplexity **{ppl['perplexity']:.1f}** "

@@ -5,7 +5,7 @@ import copy
 import json
 from pathlib import Path
 
-from scripts.model_card import merge_reports, unshipped_model
+from scripts.model_card import merge_reports, train_commands, unshipped_model
 
 ROOT = Path(__file__).resolve().parent.parent
 LEASE = ROOT / "benchmarks" / "gpu_lease_20261204"
@@ -37,3 +37,24 @@ def test_unshipped_section_reads_its_files_and_judges_from_them():
     worse_report["retention"]["diffusion"]["aggregate"] = 0.1
     text = "\n".join(unshipped_model(LEASE, info, worse_report, worse_bench, {"perplexity": 33.8}))
     assert "it should replace the shipped one" in text
+
+
+def test_training_commands_follow_each_models_record():
+    """The card's commands are read from the training record: the CPU-trained model shipped until 2026-12-04 (its
+    profile, a resume with distillation) and the GPU-trained one (the gpu profile on time budgets)."""
+    cpu = json.loads((ROOT / "benchmarks" / "cpu_model_20261204" / "training_info.json").read_text())
+    assert train_commands(cpu) == [
+        "twotower train --stage context --profile cpu --out runs/default",
+        "twotower train --stage denoiser --profile cpu --out runs/default",
+        "twotower train --stage denoiser --profile cpu --out runs/default --resume --steps 1150 --distill-share 0.75",
+        "twotower train --stage export --out runs/default --to assets/default"]
+    gpu = copy.deepcopy(cpu)
+    cfg = {"seq_len": 512, "batch_size": 64, "prefix_len": 128, "minutes": 7.5, "distill_share": 0.75,
+           "distill_from": 0.6, "distill_batches": 48, "dtype": "bfloat16"}
+    gpu["context_stage"] = {"steps": 964, "train_config": {**cfg, "minutes": 3.0, "distill_share": 0.0}}
+    gpu["denoiser_stage"] = {"steps": 1690, "train_config": cfg, "segments": [
+        {"from_step": 0, "to_step": 1690, "train_config": cfg, "init": {"context_from": "x", "context_steps": 964}}]}
+    assert train_commands(gpu)[:2] == [
+        "twotower train --stage context --profile gpu --device cuda --out runs/default --minutes 3",
+        "twotower train --stage denoiser --profile gpu --device cuda --out runs/default --minutes 7.5 "
+        "--distill-share 0.75 --distill-from 0.6 --distill-batches 48"]
