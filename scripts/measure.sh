@@ -56,7 +56,8 @@ twotower sweep --gammas 0.3,0.5,0.7,0.8,0.9 --block-sizes 4,8,16 --n-prompts 6 -
   --out-dir runs/measure/sweep --json > "$out"/sweep.json
 cp "$out"/eval_*.json "$out"/bench*.json "$out"/sweep.json "$out"/sweep/sweep.csv benchmarks/
 out=benchmarks
-UNSHIPPED=${UNSHIPPED-benchmarks/gpu_lease_20261204}  # a trained model the card records but does not ship
+PREVIOUS=${PREVIOUS-benchmarks/cpu_model_20261204}  # the model shipped before this one: the card compares
+UNSHIPPED=${UNSHIPPED-}  # a trained model the card records but does not ship (a lease's folder)
 python scripts/write_benchmarks.py --bench "$out"/bench.json \
   --bench-extra "$out"/bench_speculative_2pass.json "$out"/bench_speculative_1pass_s8.json \
     "$out"/bench_speculative_adaptive.json "$out"/bench_speculative_cut.json \
