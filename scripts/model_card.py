@@ -116,7 +116,9 @@ def measured_files(model_dir: Path) -> tuple[dict, dict, dict]:
     """A model's training record, bench report and eval reports (merged), as its directory holds them."""
     info = json.loads((model_dir / "training_info.json").read_text())
     bench = json.loads((model_dir / "bench.json").read_text())
-    report = merge_reports([json.loads(p.read_text()) for p in sorted(model_dir.glob("eval_*.json"))])
+    # the card's two fp32 evals (diffusion, mock-AR); variants (bf16, anchored) have baselines of their own
+    report = merge_reports([json.loads((model_dir / f"eval_{m}.json").read_text()) for m in ("diffusion", "mock_ar")
+                            if (model_dir / f"eval_{m}.json").is_file()])
     return info, bench, report
 
 
