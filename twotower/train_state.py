@@ -68,34 +68,35 @@ def adopt_export(model_dir: Path, run_dir: Path) -> dict:
     if "denoiser_stage" not in info:
         raise ValueError(f"{model_dir} has no training_info.json with a denoiser stage: nothing to continue")
     run_dir.mkdir(parents=True, exist_ok=True)
-    tok = run_dir / "tokenizer.model"
-    if tok.is_file() and tok.read_bytes() != (model_dir / "tokenizer.model").read_bytes():
-        raise ValueError(f"{tok} differs from {model_dir}/tokenizer.model: use an empty --out directory")
-    shutil.copy(model_dir / "tokenizer.model", tok)
+    _adopt_tokenizer_and_logs(model_dir, run_dir, ("context", "denoiser"), "use an empty --out directory")
     shutil.copy(info_path, run_dir / "inherited_info.json")  # export() reads the context stage's record here
-    for stage in ("context", "denoiser"):
+    return info["denoiser_stage"]
+
+
+def _adopt_tokenizer_and_logs(model_dir: Path, run_dir: Path, stages: tuple[str, ...], why: str) -> None:
+    """A run seeded from an export takes its tokenizer (a run directory that has another one fails: `why` says
+    what to do) and the training logs of `stages`, which export() copies on."""
+    import shutil
+
+    tok, theirs = run_dir / "tokenizer.model", model_dir / "tokenizer.model"
+    if tok.is_file() and tok.read_bytes() != theirs.read_bytes():
+        raise ValueError(f"{tok} differs from {theirs}: {why}")
+    shutil.copy(theirs, tok)
+    for stage in stages:
         if (model_dir / f"train_{stage}_log.jsonl").is_file():
             shutil.copy(model_dir / f"train_{stage}_log.jsonl", run_dir / f"{stage}_log.jsonl")
-    return info["denoiser_stage"]
 
 
 def adopt_context(model_dir: Path, run_dir: Path) -> dict | None:
     """A fresh stage 2 on another model's context tower (--init-from an export): keep that tower's stage
     record and log, so this run's export says how its context tower was trained. None if it has none."""
-    import shutil
-
     info_path = model_dir / "training_info.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     if "context_stage" not in info:
         return None
-    tok, theirs = run_dir / "tokenizer.model", model_dir / "tokenizer.model"
-    if tok.is_file() and theirs.is_file() and tok.read_bytes() != theirs.read_bytes():
-        raise ValueError(f"{tok} differs from {theirs}: the context tower reads another tokenizer")
-    if theirs.is_file() and not tok.is_file():
-        shutil.copy(theirs, tok)  # else run_stage would train a tokenizer of its own
+    # the tokenizer the context tower was trained with (else run_stage would train one of its own)
+    _adopt_tokenizer_and_logs(model_dir, run_dir, ("context",), "the context tower reads another tokenizer")
     (run_dir / "inherited_info.json").write_text(json.dumps({"context_stage": info["context_stage"]}, indent=1))
-    if (model_dir / "train_context_log.jsonl").is_file():
-        shutil.copy(model_dir / "train_context_log.jsonl", run_dir / "context_log.jsonl")
     return info["context_stage"]
 
 
