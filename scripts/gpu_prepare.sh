@@ -29,8 +29,8 @@ PY
 # must stay out of that call's tree (moved aside for it, put back after)
 rm -rf .gpu/context_from
 if [ -n "${CTX_FROM:-}" ]; then
+  cmp -s "$CTX_FROM/tokenizer.model" .gpu/tokenizer.model || { echo "gpu_prepare: $CTX_FROM has another tokenizer"; exit 2; }
   mkdir -p .gpu/context_from
   cp "$CTX_FROM"/{config.json,model.safetensors,tokenizer.model,training_info.json,train_context_log.jsonl} .gpu/context_from/
-  cmp -s "$CTX_FROM/tokenizer.model" .gpu/tokenizer.model || { echo "gpu_prepare: $CTX_FROM has another tokenizer"; exit 2; }
 fi
 du -sh .gpu

@@ -27,10 +27,7 @@ if [ -z "${SKIP_EVAL:-}" ]; then
   twotower eval --anchor-first --modes ar,diffusion --n-prompts 500 --syntax-prompts 100 --json \
     > runs/measure/eval_anchor_diffusion.json
 else
-  cp benchmarks/eval_diffusion.json benchmarks/eval_mock_ar.json "$out"/
-  for f in eval_bf16_diffusion eval_mixed_diffusion eval_anchor_diffusion; do  # the variants a run measured
-    if [ -f "benchmarks/$f.json" ]; then cp "benchmarks/$f.json" "$out"/; fi
-  done
+  cp benchmarks/eval_*.json "$out"/  # the two the card reads, and the variants measured on this model
 fi
 # Timed runs: one at a time.
 twotower bench --n-prompts 8 --max-new-tokens 64 --repeats 3 --batch-size 4 --json > "$out"/bench.json
@@ -60,17 +57,13 @@ cp "$out"/eval_*.json "$out"/bench*.json "$out"/sweep.json "$out"/sweep/sweep.cs
 out=benchmarks
 PREVIOUS=${PREVIOUS-benchmarks/cpu_model_20261204}  # the model shipped before this one: the card compares
 UNSHIPPED=${UNSHIPPED-}  # a trained model the card records but does not ship (a lease's folder)
-extras=()  # the eval variants this model was measured on (a model shipped without them has none yet)
-for f in eval_bf16_diffusion eval_mixed_diffusion eval_anchor_diffusion; do
-  if [ -s "$out/$f.json" ]; then extras+=("$out/$f.json"); fi
-done
-python scripts/write_benchmarks.py --bench "$out"/bench.json \
-  --bench-extra "$out"/bench_speculative_2pass.json "$out"/bench_speculative_1pass_s8.json \
-    "$out"/bench_speculative_adaptive.json "$out"/bench_speculative_cut.json \
-    "$out"/bench_speculative_snapshot.json "$out"/bench_bf16.json \
-    "$out"/bench_mixed.json "$out"/bench_compiled.json "$out"/bench_compiled_mixed.json "$out"/bench_anchor.json \
-  --eval "$out"/eval_diffusion.json "$out"/eval_mock_ar.json \
-  --eval-extra "${extras[@]}" \
+# the reports this model has (one shipped since the last full run may lack the variants it was not measured on)
+existing() { for f in "$@"; do if [ -s "$out/$f.json" ]; then echo "$out/$f.json"; fi; done; }
+mapfile -t bench_extras < <(existing bench_speculative_2pass bench_speculative_1pass_s8 bench_speculative_adaptive \
+  bench_speculative_cut bench_speculative_snapshot bench_bf16 bench_mixed bench_compiled bench_compiled_mixed bench_anchor)
+mapfile -t eval_extras < <(existing eval_bf16_diffusion eval_mixed_diffusion eval_anchor_diffusion)
+python scripts/write_benchmarks.py --bench "$out"/bench.json --bench-extra "${bench_extras[@]}" \
+  --eval "$out"/eval_diffusion.json "$out"/eval_mock_ar.json --eval-extra "${eval_extras[@]}" \
   --sweep "$out"/sweep.json \
   --intro "${INTRO:-benchmarks/intro.md}" --readme README.md > /dev/null
 python scripts/model_card.py --model assets/default --eval "$out"/eval_diffusion.json "$out"/eval_mock_ar.json \

@@ -77,20 +77,21 @@ def train_commands(info: dict) -> list[str]:
     """The `twotower train` commands that made the model, read from its stages' segments: one run directory,
     as a reproduction runs it (a stage 2 that started on an earlier export's context tower, a GPU lease's,
     reads the same tower from that directory's context_ckpt)."""
-    def base(stage: str, cfg: dict) -> str:
-        profile = _profile_of(cfg)
+    def base(stage: str, cfg: dict, profile: str) -> str:
         return (f"twotower train --stage {stage} --profile {profile}" + (" --device cuda" if profile != "cpu" else "")
                 + " --out runs/default" + (f" --minutes {cfg['minutes']:g}" if cfg.get("minutes") else ""))
 
-    cmds = [base("context", (info.get("context_stage") or {}).get("train_config", {}))]
+    ctx = (info.get("context_stage") or {}).get("train_config", {})
+    cmds = [base("context", ctx, _profile_of(ctx))]
     for i, seg in enumerate(stage_segments(info, "denoiser")):
         c = seg["train_config"]
-        cmd = base("denoiser", c)
+        profile = _profile_of(c)
+        cmd = base("denoiser", c, profile)
         if i:
             cmd += f" --resume --steps {c.get('total_steps')}"
         if c.get("distill_share"):
             cmd += f" --distill-share {c['distill_share']}" + (f" --distill-from {c['distill_from']:g}" if c.get("distill_from") else "")
-            if c.get("distill_batches", 1) != PROFILES[_profile_of(c)].get("distill_batches", 1):
+            if c.get("distill_batches", 1) != PROFILES[profile].get("distill_batches", 1):
                 cmd += f" --distill-batches {c['distill_batches']}"
         if c.get("dtype", "bfloat16") != "bfloat16":
             cmd += f" --dtype {c['dtype']}"
