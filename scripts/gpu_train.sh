@@ -5,7 +5,8 @@
 #   here:   bash scripts/gpu_prepare.sh
 #   device: run(command="bash scripts/gpu_train.sh", carry=[".gpu"], timeout_s=600)
 #   here:   bash scripts/gpu_unpack.sh <files_at> runs/gpu_export    then evaluate it on the CPU (twotower eval --model)
-# CTX_MIN / DEN_MIN (minutes of training loop per stage), DISTILL_SHARE / DISTILL_FROM, DEVICE, PROFILE override.
+# CTX_MIN / DEN_MIN (minutes of training loop per stage), DISTILL_SHARE / DISTILL_FROM, DEVICE, PROFILE override;
+# BATCH sets both stages' windows per step (the profile's 64 by default; see BATCH below).
 # First run on an H200, 2026-12-04 (benchmarks/gpu_lease_20261204/): 555 s in all; the smoke took 105 s (44 of
 # them one distillation run of 8 batches ahead), context 3 min = 964 steps (val 1.71), denoiser 3 min = only
 # 108 steps: each step spent ~0.65 s in per-block context-tower passes (since 2bff72f one pass per window,
@@ -29,6 +30,12 @@ DEN_MIN=${DEN_MIN:-3.5}
 DISTILL_SHARE=${DISTILL_SHARE:-0.75}
 DISTILL_FROM=${DISTILL_FROM:-0.5}
 DISTILL_BATCHES=${DISTILL_BATCHES:-8}
+# A 10 M-parameter step is bound by op dispatch on an H200: a stage-2 step makes 21,144 aten calls (fwd + bwd,
+# nested ones counted; 15,215 for stage 1; counted on the CPU, the same at any batch) and took 205 ms at 64
+# windows, ~10 us a call. More windows a step should then cost little more time: try BATCH=256 after a
+# `benchmarks/train_step/profile_step.py --device cuda --batch 256` reading (not measured on a GPU yet).
+BATCH_ARGS=()
+[ -n "${BATCH:-}" ] && BATCH_ARGS=(--batch-size "$BATCH")
 OUT=${OUT:-runs/gpu_out}
 RUN=${RUN:-runs/gpu}
 export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=20  # progress every 20 s: the reply keeps only the output's tail
@@ -52,8 +59,9 @@ tt train --stage denoiser --profile "$PROFILE" --device "$DEVICE" --out runs/gpu
 CTX_DESC="$CTX_MIN min"; [ ${#INIT[@]} -eq 0 ] || CTX_DESC="from .gpu/context_from"
 echo "== train: context $CTX_DESC, denoiser $DEN_MIN min (distillation $DISTILL_SHARE from $DISTILL_FROM of it, $DISTILL_BATCHES batches a run)"
 fresh "$RUN"
-[ ${#INIT[@]} -gt 0 ] || tt train --stage context --profile "$PROFILE" --device "$DEVICE" --out "$RUN" --minutes "$CTX_MIN"
-tt train --stage denoiser --profile "$PROFILE" --device "$DEVICE" --out "$RUN" --minutes "$DEN_MIN" "${INIT[@]}" \
+[ ${#INIT[@]} -gt 0 ] || tt train --stage context --profile "$PROFILE" --device "$DEVICE" --out "$RUN" --minutes "$CTX_MIN" \
+  "${BATCH_ARGS[@]}"
+tt train --stage denoiser --profile "$PROFILE" --device "$DEVICE" --out "$RUN" --minutes "$DEN_MIN" "${INIT[@]}" "${BATCH_ARGS[@]}" \
   --distill-share "$DISTILL_SHARE" --distill-from "$DISTILL_FROM" --distill-batches "$DISTILL_BATCHES"
 tt train --stage export --out "$RUN" --to "$RUN/export"
 rm -f "$RUN/export/tokenizer.model"  # the shipped one (.gpu/tokenizer.model): gpu_unpack.sh puts it back

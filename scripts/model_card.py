@@ -68,9 +68,10 @@ def _stage_lines(info: dict, model_dir: Path, stage: str) -> list[str]:
 
 
 def _profile_of(cfg: dict) -> str:
-    """The training profile whose window shape a stage's recorded config has (the record keeps no name)."""
+    """The training profile whose window shape a stage's recorded config has (the record keeps no name; the
+    batch size is not part of it: `--batch-size` may override it)."""
     return next((name for name, p in PROFILES.items()
-                 if all(cfg.get(k) == p[k] for k in ("seq_len", "batch_size", "prefix_len"))), "cpu")
+                 if all(cfg.get(k) == p[k] for k in ("seq_len", "prefix_len"))), "cpu")
 
 
 def train_commands(info: dict) -> list[str]:
@@ -78,8 +79,10 @@ def train_commands(info: dict) -> list[str]:
     as a reproduction runs it (a stage 2 that started on an earlier export's context tower, a GPU lease's,
     reads the same tower from that directory's context_ckpt)."""
     def base(stage: str, cfg: dict, profile: str) -> str:
+        batch = cfg.get("batch_size", PROFILES[profile]["batch_size"])
         return (f"twotower train --stage {stage} --profile {profile}" + (" --device cuda" if profile != "cpu" else "")
-                + " --out runs/default" + (f" --minutes {cfg['minutes']:g}" if cfg.get("minutes") else ""))
+                + " --out runs/default" + (f" --minutes {cfg['minutes']:g}" if cfg.get("minutes") else "")
+                + (f" --batch-size {batch}" if batch != PROFILES[profile]["batch_size"] else ""))
 
     ctx = (info.get("context_stage") or {}).get("train_config", {})
     cmds = [base("context", ctx, _profile_of(ctx))]

@@ -229,7 +229,8 @@ def test_the_token_cache_records_the_corpus_it_was_read_from(tmp_path):
 
 @pytest.mark.parametrize("kwargs, message", [(dict(minutes=0.0), "--minutes must be > 0"),
                                              (dict(minutes=5, resume=True), "drop --resume"),
-                                             (dict(distill_from=1.0), "--distill-from")])
+                                             (dict(distill_from=1.0), "--distill-from"),
+                                             (dict(batch_size=0), "--batch-size must be >= 1")])
 def test_time_budget_and_distillation_start_are_checked_before_any_corpus_work(tmp_path, monkeypatch, kwargs, message):
     from twotower import data, training
 
@@ -265,6 +266,23 @@ def test_a_denoiser_run_generates_its_distilled_windows_ahead(tmp_path, monkeypa
     monkeypatch.setattr(distill, "self_distill", lambda model, tokens, *a: calls.append(len(tokens)) or real(model, tokens, *a))
     training.run_stage("denoiser", run, profile="test", steps=6, distill_share=0.5, distill_from=0.5, distill_batches=2)
     assert calls == [4, 2]  # steps 4-5 in one run (2 distilled rows each), step 6 alone (the run ends there)
+
+
+def test_a_batch_size_override_shapes_the_steps_and_is_recorded(tmp_path, monkeypatch):
+    """--batch-size (a launch-bound GPU takes a larger batch for little more per step): every step's windows
+    have that many rows, and the stage's record says so (the model card's command reads it from there)."""
+    import json
+
+    from twotower import objectives
+
+    training, run = _tiny_training_run(monkeypatch, tmp_path)
+    rows = []
+    real = objectives.context_loss
+    monkeypatch.setattr(training, "context_loss", lambda model, batch: rows.append(len(batch)) or real(model, batch))
+    training.run_stage("context", run, profile="test", steps=2, batch_size=6)
+    assert rows == [6] * (2 + 8)  # two steps, then the last step's validation: 8 batches (eval_batches), at 6 too
+    state = json.loads((run / "context_ckpt" / "trainer_state.json").read_text())
+    assert state["train_config"]["batch_size"] == 6
 
 
 def test_a_fresh_denoiser_on_an_exports_context_tower_keeps_that_towers_record(tmp_path, monkeypatch):

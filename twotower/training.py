@@ -95,7 +95,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
               device: str = "cpu", init_from: str | None = None, distill_share: float | None = None,
               dtype: str | None = None, lr: float | None = None, minutes: float | None = None,
               distill_from: float | None = None, distill_batches: int | None = None,
-              full_mask_share: float | None = None) -> dict:
+              full_mask_share: float | None = None, batch_size: int | None = None) -> dict:
     """Train one stage; returns the last log record. Resumable from `<run_dir>/<stage>_ckpt`.
 
     With `minutes`, the training loop (validation included; model loading and corpus encoding before it
@@ -125,6 +125,10 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         if not 0 <= full_mask_share <= 1:
             raise ValueError(f"--full-mask-share is a share of blocks in [0, 1], got {full_mask_share}")
         cfg = replace(cfg, full_mask_share=full_mask_share)
+    if batch_size is not None:  # on a launch-bound GPU a larger batch costs little more per step
+        if batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+        cfg = replace(cfg, batch_size=batch_size)
     if distill_batches is not None:
         if distill_batches < 1:
             raise ValueError(f"--distill-batches must be >= 1, got {distill_batches}")
@@ -327,6 +331,8 @@ def add_arguments(parser) -> None:
                              "count follows from the device's speed (--steps caps it); a fresh stage only")
     parser.add_argument("--dtype", default=None, choices=["bfloat16", "float32"],
                         help="override the profile's autocast dtype (default: the profile's; float32 on a CPU without a fast bf16 path)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="override the profile's windows per step (cpu 16, gpu 64); recorded with the stage")
     parser.add_argument("--lr", type=float, default=None,
                         help="override the profile's peak learning rate (the schedule is warm-up then cosine to 10 %%)")
     parser.add_argument("--init-from", default=None,
@@ -341,6 +347,6 @@ def main(args) -> int:
         return 0
     record = run_stage(args.stage, args.out, args.profile, args.resume, args.steps, args.device, args.init_from,
                        args.distill_share, args.dtype, args.lr, args.minutes, args.distill_from,
-                       args.distill_batches, args.full_mask_share)
+                       args.distill_batches, args.full_mask_share, args.batch_size)
     print(json.dumps(record))
     return 0
