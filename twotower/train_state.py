@@ -45,10 +45,20 @@ def load_state(run_dir: Path, stage: str, optimizer):
     for key, value in flat.items():
         idx, name = key.split(".", 1)
         state.setdefault(int(idx), {})[name] = value
-    log_path = run_dir / f"{stage}_log.jsonl"
-    log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.is_file() else []
+    log = _read_log(run_dir / f"{stage}_log.jsonl")
     segments = segment_history(meta.get("segments"), meta["step"], meta["train_config"])
     return model, {"state": state, "param_groups": meta["param_groups"]}, meta["step"], log, segments
+
+
+def _read_log(path: Path) -> list[dict]:
+    """A stage's training log (JSON lines), empty if the run has none yet."""
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def _training_info(model_dir: Path) -> dict:
+    """An export's training record (training_info.json), empty if it has none."""
+    path = model_dir / "training_info.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def segment_history(segments: list[dict] | None, steps: int | None, train_config: dict) -> list[dict]:
@@ -63,13 +73,12 @@ def adopt_export(model_dir: Path, run_dir: Path) -> dict:
     Returns the model's denoiser-stage record (steps, train_config, segments)."""
     import shutil
 
-    info_path = model_dir / "training_info.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    info = _training_info(model_dir)
     if "denoiser_stage" not in info:
         raise ValueError(f"{model_dir} has no training_info.json with a denoiser stage: nothing to continue")
     run_dir.mkdir(parents=True, exist_ok=True)
     _adopt_tokenizer_and_logs(model_dir, run_dir, ("context", "denoiser"), "use an empty --out directory")
-    shutil.copy(info_path, run_dir / "inherited_info.json")  # export() reads the context stage's record here
+    shutil.copy(model_dir / "training_info.json", run_dir / "inherited_info.json")  # export() reads the context stage's record here
     return info["denoiser_stage"]
 
 
@@ -90,8 +99,7 @@ def _adopt_tokenizer_and_logs(model_dir: Path, run_dir: Path, stages: tuple[str,
 def adopt_context(model_dir: Path, run_dir: Path) -> dict | None:
     """A fresh stage 2 on another model's context tower (--init-from an export): keep that tower's stage
     record and log, so this run's export says how its context tower was trained. None if it has none."""
-    info_path = model_dir / "training_info.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    info = _training_info(model_dir)
     if "context_stage" not in info:
         return None
     # the tokenizer the context tower was trained with (else run_stage would train one of its own)
@@ -105,7 +113,6 @@ def load_export(model_dir: Path, run_dir: Path, record: dict):
     whose denoiser-stage `record` adopt_export returned."""
     from .checkpoint import from_pretrained
 
-    log_path = run_dir / "denoiser_log.jsonl"
-    log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.is_file() else []
+    log = _read_log(run_dir / "denoiser_log.jsonl")
     segments = segment_history(record.get("segments"), record["steps"], record["train_config"])
     return from_pretrained(model_dir), record["steps"], log, segments
