@@ -129,7 +129,8 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
         verdict, p, q = _verify(drafted, target_logits, state, lead, temperature, top_k, top_p, mask_id, verify_gen)
         n, token = int(verdict.n_accepted), int(verdict.token)
         counter.record(k, n)
-        info = _verify_info(drafted, n, token, p, q)
+        probs = round_probabilities(drafted, n, token, p, q)
+        info = _verify_info(drafted, n, token, probs)
         info["draft_passes"] = state.step + 1
         info["drafted_before_cut"] = k_drafted  # the denoiser's block; info["block_size"] is what was proposed
         clock["verify_s"] += time.perf_counter() - tick
@@ -147,7 +148,7 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
         rollback = cursor.commit(n, token) if not finished else "none"  # counts as verifying, a re-scan too
         rollbacks[rollback] = rollbacks.get(rollback, 0) + 1
         clock["verify_s"] += time.perf_counter() - tick
-        event = _commit_event(emitted, n, k, state, lead, p, round_idx, len(new), nfe, cursor.passes, t_start)
+        event = _commit_event(emitted, n, k, state, lead, probs, round_idx, len(new), nfe, cursor.passes, t_start)
         event.info["rollback"] = rollback  # see ContextCursor.commit ("rescan": the kept tokens re-run at once)
         yield event
         if finished:
@@ -185,28 +186,49 @@ def _verify(drafted, target_logits, state: BlockDraft, lead, temperature, top_k,
     return rejection_verdict(drafted, p, q, generator), p, q
 
 
-def _verify_info(drafted: torch.Tensor, n: int, token: int, p: torch.Tensor, q: torch.Tensor) -> dict:
+def round_probabilities(drafted: torch.Tensor, n: int, token: int, p: torch.Tensor, q: torch.Tensor) -> dict:
+    """Every probability a round reports, gathered where p and q live and read back in one copy.
+
+    drafted (k,) on the CPU; p (k + 1, V) the target's laws, q (k, V) the draft's, on one device. Read one
+    float() at a time, these were ~25 device syncs a round on a GPU, where a decode pass is launch-bound.
+    Returns p_target (k,) — the target's probability of each drafted token — and, at the first rejected
+    position n (None after a full acceptance), both towers' probabilities of the drafted and the target's token.
+    """
+    k = drafted.shape[0]
+    rejected = n < k
+    draft_token = int(drafted[n]) if rejected else None
+    idx = drafted.to(p.device)
+    parts = [p[torch.arange(k, device=p.device), idx], p[n, token].reshape(1)]  # (k,), (1,)
+    if rejected:
+        parts += [q[n, draft_token].reshape(1), q[n, token].reshape(1)]
+    values = torch.cat([part.float() for part in parts]).tolist()
+    p_target, p_target_of_target = values[:k], values[k]
+    return {
+        "draft_token": draft_token,
+        "p_draft_of_draft": values[k + 1] if rejected else None,
+        "p_target_of_draft": p_target[n] if rejected else None,
+        "p_draft_of_target": values[k + 2] if rejected else None,
+        "p_target_of_target": p_target_of_target,
+        "p_target": p_target,
+    }
+
+
+def _verify_info(drafted: torch.Tensor, n: int, token: int, probs: dict) -> dict:
     """What the UI shows for a verification round; probabilities at the first rejected position."""
     k = drafted.shape[0]
-    rejected = n if n < k else None
-    draft_token = int(drafted[n]) if rejected is not None else None
-
-    def prob(table, tok):
-        return None if tok is None or rejected is None else float(table[n, tok])
-
     return {
         "drafted": drafted.tolist(),
         "accepted": n,
-        "rejected_pos": rejected,
-        "draft_token": draft_token,
+        "rejected_pos": n if n < k else None,
+        "draft_token": probs["draft_token"],
         "target_token": token,  # the correction at rejected_pos, or the bonus after a full acceptance
-        "p_draft_of_draft": prob(q, draft_token),
-        "p_target_of_draft": prob(p, draft_token),
-        "p_draft_of_target": prob(q, token),
-        "p_target_of_target": float(p[n, token]),
-        "bonus": rejected is None,
+        "p_draft_of_draft": probs["p_draft_of_draft"],
+        "p_target_of_draft": probs["p_target_of_draft"],
+        "p_draft_of_target": probs["p_draft_of_target"],
+        "p_target_of_target": probs["p_target_of_target"],
+        "bonus": n == k,
         "block_size": k,
-        "p_target": [float(p[i, int(t)]) for i, t in enumerate(drafted)],  # target's probability per drafted token
+        "p_target": probs["p_target"],  # target's probability per drafted token
     }
 
 
@@ -218,16 +240,16 @@ def _draft_event(state: BlockDraft, lead: int, round_idx: int, generated: int, n
                      state.commit_step[:, lead:].cpu(), nfe, ctx_passes, time.perf_counter() - t_start, generated)
 
 
-def _commit_event(emitted: list[int], n: int, k: int, state: BlockDraft, lead: int, p: torch.Tensor,
+def _commit_event(emitted: list[int], n: int, k: int, state: BlockDraft, lead: int, probs: dict,
                   round_idx: int, generated: int, nfe: int, ctx_passes: int, t_start: float) -> StepEvent:
     """The tokens a round adds to the output: accepted draft tokens, then the target's own token.
 
-    confidence: the target's probability of each; commit_step: the draft pass of accepted tokens, and
-    the verify "step" (number of draft passes) for the target's token.
+    confidence: the target's probability of each (probs: round_probabilities); commit_step: the draft pass
+    of accepted tokens, and the verify "step" (number of draft passes) for the target's token.
     """
-    m = len(emitted)
+    m = len(emitted)  # a prefix of drafted[:n] + [the target's token] (cut at EOS or the token budget)
     ids = torch.tensor([emitted])  # (1, m)
-    confidence = torch.tensor([[float(p[i, tok]) for i, tok in enumerate(emitted)]])
+    confidence = torch.tensor([(probs["p_target"][:n] + [probs["p_target_of_target"]])[:m]])
     commit_step = torch.full((1, m), state.step + 1, dtype=torch.long)
     n_kept = min(n, m)
     commit_step[0, :n_kept] = state.commit_step[0, lead:lead + n_kept].cpu()  # n_kept <= k: within the proposal

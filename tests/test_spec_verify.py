@@ -219,3 +219,35 @@ def test_adapt_block_size():
         size = adapt_block_size(size, size, 0, maximum=32)
         sizes.append(size)
     assert sizes == [8, 4, 2, 1, 1, 1]
+
+
+def _round_probabilities_per_element(drafted, n, token, p, q):
+    """round_probabilities' reference twin: one float() per value, as the round used to read them."""
+    k = drafted.shape[0]
+    rejected = n < k
+    draft_token = int(drafted[n]) if rejected else None
+    return {
+        "draft_token": draft_token,
+        "p_draft_of_draft": float(q[n, draft_token]) if rejected else None,
+        "p_target_of_draft": float(p[n, draft_token]) if rejected else None,
+        "p_draft_of_target": float(q[n, token]) if rejected else None,
+        "p_target_of_target": float(p[n, token]),
+        "p_target": [float(p[i, int(t)]) for i, t in enumerate(drafted)],
+    }
+
+
+@pytest.mark.parametrize("k, n", [(5, 0), (5, 2), (5, 4), (5, 5), (1, 0), (1, 1), (0, 0)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_round_probabilities_gathers_what_per_element_reads_gave(k, n, dtype):
+    """The round's probabilities come back in one copy (a GPU sync each, before): the same values, at a
+    rejection (n < k), after a full acceptance (n = k: the bonus token), and for an empty proposal."""
+    from spec_decode.speculative import round_probabilities
+
+    gen = torch.Generator().manual_seed(10 * k + n)
+    p = torch.randn(k + 1, 11, generator=gen).softmax(-1).to(dtype)  # (k + 1, V)
+    q = torch.randn(k, 11, generator=gen).softmax(-1).to(dtype)  # (k, V)
+    drafted = torch.randint(0, 11, (k,), generator=gen)
+    token = (int(drafted[n]) + 3) % 11 if n < k else 7  # a correction differs from the drafted token
+    got = round_probabilities(drafted, n, token, p, q)
+    assert got == _round_probabilities_per_element(drafted, n, token, p, q)
+    assert len(got["p_target"]) == k and (got["p_draft_of_draft"] is None) == (n == k)
