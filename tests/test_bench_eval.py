@@ -215,6 +215,18 @@ def test_eval_json_retention_and_markdown(capsys, tmp_path, stand_in_speculative
     assert "tokens per denoiser pass" in table and "| mock-AR |" in table and "| 1.000 |" in table
 
 
+def test_eval_in_worker_processes_gives_the_single_process_report(capsys):
+    """--workers 2: the prompts are scored in two spawned processes, an engine each, and come back in order:
+    every score, interval, pass count and example is the one process's."""
+    argv = ["eval", *TINY, "--modes", "diffusion,mock-ar", "--n-prompts", "5", "--syntax-prompts", "3",
+            "--next-line-tokens", "6", "--syntax-tokens", "10", "--block-size", "3", "--steps", "3", "--json"]
+    alone = run_json(capsys, argv)
+    shared = run_json(capsys, [*argv, "--workers", "2"])
+    for key in ("scores", "retention", "passes", "reference", "examples", "n_prompts", "files", "settings"):
+        assert shared[key] == alone[key], key
+    assert alone["passes"]["diffusion"]["nfe"] > 0 and len(alone["examples"]) == 3
+
+
 def test_pass_totals_are_ratios_of_totals():
     stats = [{"new_tokens": 10, "nfe": 2, "rounds": 2, "accepted": 6}, {"new_tokens": 2, "nfe": 2, "rounds": 1, "accepted": 0}]
     totals = evaluation.pass_totals(stats)
@@ -293,6 +305,7 @@ def test_run_sweep_api_steps_grid_and_progress():
     (["sweep", "--preset", "tiny", "--block-sizes", "0"], "block size"),
     (["eval", "--preset", "tiny", "--tasks", "next_line,poetry"], "poetry"),
     (["eval", "--preset", "tiny", "--modes", "telepathy"], "unknown mode"),
+    (["eval", "--preset", "tiny", "--workers", "-1"], "--workers must be >= 0"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, argv, words):
     assert main(argv) == 2

@@ -17,6 +17,7 @@ The prompts come from twotower/eval_prompts.py. Everything here is importable (t
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import sys
@@ -118,14 +119,49 @@ def ar_mean_loglik(model, prompt, continuation) -> float | None:
     return logprobs.gather(-1, target).mean().item()
 
 
+def score_item(engine, task: str, item: dict, modes, settings: dict, budget: dict, max_prompt_tokens: int,
+               syntax_tokens: int) -> dict:
+    """One prompt in every mode (AR first: the others are compared with it): per mode its task scores and
+    diagnostics and the sampler's stats; for a syntax prompt the true continuation's verdict, for a
+    next-line prompt each mode's first line. Plain Python values: a worker process returns it as is."""
+    ids = prompt_ids(engine, item["prompt"], max_prompt_tokens)
+    outputs, scores, stats, loglik_memo = {}, {}, {}, {}
+    for mode in modes:
+        tokens, stats[mode] = greedy_tokens(engine, mode, ids, budget[task], settings)
+        outputs[mode] = tokens
+        text = engine.decode(tokens)
+        if task == "next_line":
+            line = metrics.first_line(text)
+            mode_scores = {"next_line_exact_match": metrics.exact_match(line, item["target"]),
+                           "next_line_edit_similarity": metrics.edit_similarity(line, item["target"])}
+        else:
+            mode_scores = {"syntax_ok": float(metrics.syntax_ok(item["prompt"], text))}
+        mode_scores["agreement_with_ar"] = metrics.token_agreement(tokens, outputs["ar"])
+        key = tuple(tokens)  # speculative (greedy) repeats AR's output: score it once
+        if key not in loglik_memo:
+            loglik_memo[key] = ar_mean_loglik(engine.model, ids, tokens)
+        mode_scores["ar_mean_loglik"] = loglik_memo[key]
+        scores[mode] = mode_scores
+    record = {"scores": scores, "stats": stats}
+    if task == "syntax":
+        true_text = item["reference"][: syntax_tokens * CHARS_PER_TOKEN_BOUND]
+        true_tokens = engine.tokenizer.encode(true_text)[:syntax_tokens]
+        record["reference_ok"] = float(metrics.syntax_ok(item["prompt"], engine.decode(true_tokens)))
+    else:
+        record["completions"] = {m: metrics.first_line(engine.decode(t)) for m, t in outputs.items()}
+    return record
+
+
 # ------------------------------------------------------------------------------------------------
 def evaluate(engine, modes=MODE_ORDER, tasks=TASKS, n_next_line: int = 500, n_syntax: int = 100,
              gamma=None, block_size=None, steps_per_block=None, next_line_tokens: int = 32,
              syntax_tokens: int = 64, max_prompt_tokens: int = 512, seed: int = 0, progress=None,
-             anchor_first: bool = False) -> dict:
+             anchor_first: bool = False, workers: int = 1, engine_factory=None) -> dict:
     """Score every mode on the same prompts; returns a JSON-ready report (see `format_markdown`).
 
-    progress(done, total) is called after each generation.
+    progress(done, total) is called after each prompt's generations. workers > 1 scores the prompts in that
+    many processes, each with its own engine from `engine_factory()` (picklable: a worker is spawned); the
+    report is the one a single process gives, prompt for prompt (twotower/eval_workers.py).
     """
     from .validation import check_int
 
@@ -139,6 +175,9 @@ def evaluate(engine, modes=MODE_ORDER, tasks=TASKS, n_next_line: int = 500, n_sy
     for name, value in (("--n-prompts", n_next_line), ("--syntax-prompts", n_syntax), ("--next-line-tokens", next_line_tokens),
                         ("--syntax-tokens", syntax_tokens), ("--max-prompt-tokens", max_prompt_tokens)):
         check_int(name, value)
+    check_int("--workers", workers)
+    if workers > 1 and engine_factory is None:
+        raise ValueError("workers > 1 needs an engine_factory: each worker process loads its own engine")
     settings = resolved_settings(engine, gamma, block_size, steps_per_block, anchor_first=anchor_first)
     items = {"next_line": next_line_items(n_next_line, seed) if "next_line" in tasks else [],
              "syntax": syntax_items(n_syntax, seed) if "syntax" in tasks else []}
@@ -146,39 +185,29 @@ def evaluate(engine, modes=MODE_ORDER, tasks=TASKS, n_next_line: int = 500, n_sy
     total, done = sum(len(v) for v in items.values()) * len(modes), 0
     per_item = {mode: {k: [] for k in ("next_line_exact_match", "next_line_edit_similarity", "syntax_ok",
                                        "agreement_with_ar", "ar_mean_loglik")} for mode in modes}
-    reference_ok, examples, loglik_memo, stats_of = [], [], {}, {mode: [] for mode in modes}
-    for task in tasks:
-        for index, item in enumerate(items[task]):
-            ids = prompt_ids(engine, item["prompt"], max_prompt_tokens)
-            outputs = {}
-            for mode in modes:  # AR first, so agreement can be computed as we go
-                tokens, stats = greedy_tokens(engine, mode, ids, budget[task], settings)
-                outputs[mode] = tokens
-                stats_of[mode].append(stats)
-                text = engine.decode(tokens)
-                scores = per_item[mode]
-                if task == "next_line":
-                    line = metrics.first_line(text)
-                    scores["next_line_exact_match"].append(metrics.exact_match(line, item["target"]))
-                    scores["next_line_edit_similarity"].append(metrics.edit_similarity(line, item["target"]))
-                else:
-                    scores["syntax_ok"].append(float(metrics.syntax_ok(item["prompt"], text)))
-                scores["agreement_with_ar"].append(metrics.token_agreement(tokens, outputs["ar"]))
-                key = (task, index, tuple(tokens))  # speculative (greedy) repeats AR's output: score it once
-                if key not in loglik_memo:
-                    loglik_memo[key] = ar_mean_loglik(engine.model, ids, tokens)
-                scores["ar_mean_loglik"].append(loglik_memo[key])
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-            if task == "syntax":
-                true_text = item["reference"][: syntax_tokens * CHARS_PER_TOKEN_BOUND]
-                true_tokens = engine.tokenizer.encode(true_text)[:syntax_tokens]
-                reference_ok.append(float(metrics.syntax_ok(item["prompt"], engine.decode(true_tokens))))
-            elif len(examples) < 3:
-                examples.append({"file": item["file"], "line": item["line"], "prompt_tail": item["prompt"][-160:],
-                                 "target": item["target"],
-                                 "completions": {m: metrics.first_line(engine.decode(t)) for m, t in outputs.items()}})
+    reference_ok, examples, stats_of = [], [], {mode: [] for mode in modes}
+    jobs = [(task, item) for task in tasks for item in items[task]]
+    scoring = dict(modes=modes, settings=settings, budget=budget, max_prompt_tokens=max_prompt_tokens,
+                   syntax_tokens=syntax_tokens)
+    if workers > 1:
+        from .eval_workers import records_in_workers
+
+        records = records_in_workers(engine_factory, workers, jobs, scoring)
+    else:
+        records = (score_item(engine, task, item, **scoring) for task, item in jobs)
+    for (task, item), record in zip(jobs, records):  # in the jobs' order, whoever scored them
+        for mode in modes:
+            for name, value in record["scores"][mode].items():
+                per_item[mode][name].append(value)
+            stats_of[mode].append(record["stats"][mode])
+        if task == "syntax":
+            reference_ok.append(record["reference_ok"])
+        elif len(examples) < 3:
+            examples.append({"file": item["file"], "line": item["line"], "prompt_tail": item["prompt"][-160:],
+                             "target": item["target"], "completions": record["completions"]})
+        done += len(modes)
+        if progress is not None:
+            progress(done, total)
     scores = {mode: {k: metrics.mean(v) for k, v in per_mode.items() if v} for mode, per_mode in per_item.items()}
     return {
         "model": engine.name,
@@ -288,6 +317,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="prompt selection seed")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of markdown")
     parser.add_argument("--out", default=None, help="also write the markdown table to this file")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="score the prompts in N processes, an engine each (0: one per core); same report")
 
 
 def main(args) -> int:
@@ -295,7 +326,12 @@ def main(args) -> int:
 
     from .run_setup import device_info, engine_from_args, provenance
 
+    from .eval_workers import default_workers
+
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
+    if args.workers < 0:
+        raise ValueError(f"--workers must be >= 0 (0: one per core), got {args.workers}")
+    workers = args.workers or default_workers()
     engine = engine_from_args(args)
     n_syntax = args.syntax_prompts if args.syntax_prompts is not None else min(100, args.n_prompts)
     with tqdm(total=0, desc="eval", unit="gen", file=sys.stderr, disable=None) as bar:
@@ -305,7 +341,8 @@ def main(args) -> int:
 
         report = evaluate(engine, args.modes, [t.strip() for t in args.tasks.split(",")], args.n_prompts, n_syntax,
                           args.gamma, args.block_size, args.steps, args.next_line_tokens, args.syntax_tokens,
-                          args.max_prompt_tokens, args.seed, progress, args.anchor_first)
+                          args.max_prompt_tokens, args.seed, progress, args.anchor_first, workers,
+                          functools.partial(engine_from_args, args))
     report = {**device_info(engine), **started, **report}
     markdown = format_markdown(report)
     if args.out:

@@ -1,0 +1,49 @@
+"""`twotower eval --workers N`: the eval's prompts scored in N processes, one engine each.
+
+A decode pass of the default model is too small to split over threads (BENCHMARKS.md: two intra-op threads
+did not shorten a speculative round), but the eval's prompts are independent, so a machine with N cores runs
+N prompts at once. Workers are spawned, not forked (a fork after torch has run its thread pool can hang), and
+each builds its engine from `engine_factory` and keeps it for all its prompts. Results come back in the jobs'
+order, so the report is the single-process one (tests/test_bench_eval.py compares them).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import torch
+
+_worker: dict = {}  # per worker process: its engine and the scoring settings
+
+
+def _start(engine_factory, scoring: dict, threads: int, hf_verbosity: int) -> None:
+    from transformers.utils import logging as hf_logging
+
+    torch.set_num_threads(threads)  # N workers share the cores instead of each taking them all
+    hf_logging.set_verbosity(hf_verbosity)  # as the parent has it (the CLI silences the kernel notices)
+    _worker["engine"], _worker["scoring"] = engine_factory(), scoring
+
+
+def _score(job: tuple) -> dict:
+    from .evaluation import score_item
+
+    task, item = job
+    return score_item(_worker["engine"], task, item, **_worker["scoring"])
+
+
+def records_in_workers(engine_factory, workers: int, jobs: list[tuple], scoring: dict):
+    """score_item's records for `jobs` [(task, item)], in order, computed by `workers` spawned processes."""
+    from transformers.utils import logging as hf_logging
+
+    threads = max(1, torch.get_num_threads() // workers)
+    ctx = multiprocessing.get_context("spawn")
+    initargs = (engine_factory, scoring, threads, hf_logging.get_verbosity())
+    with ctx.Pool(workers, initializer=_start, initargs=initargs) as pool:
+        # small chunks: prompts differ in length, and the progress bar moves as they come back
+        yield from pool.imap(_score, jobs, chunksize=max(1, min(8, len(jobs) // (4 * workers) or 1)))
+
+
+def default_workers() -> int:
+    """What `--workers 0` picks: one worker per core this process may use."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
