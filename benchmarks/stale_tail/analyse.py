@@ -13,18 +13,12 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from pathlib import Path
 
-from twotower.engine import load_engine
-from twotower.eval_prompts import next_line_items, prompt_ids
-
-
-def match_length(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "branches"))
+from analyse import matched_prefix  # noqa: E402  (benchmarks/branches/analyse.py)
+from twotower.engine import load_engine  # noqa: E402
+from twotower.eval_prompts import next_line_items, prompt_ids  # noqa: E402
 
 
 def main() -> None:
@@ -44,7 +38,7 @@ def main() -> None:
             if n + 1 >= len(drafted):
                 continue  # fully accepted, or rejected at the last position: no tail left
             tail = drafted[n + 1:]
-            m = match_length(tail, text[start + n + 1:])
+            m = matched_prefix(tail, text[start + n + 1:])
             stale.append(m)
             tails[min(m, 4)] += 1
     rounds = len(fresh)
