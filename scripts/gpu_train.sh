@@ -32,7 +32,8 @@ DISTILL_FROM=${DISTILL_FROM:-0.5}
 DISTILL_BATCHES=${DISTILL_BATCHES:-8}
 # A 10 M-parameter step is bound by op dispatch on an H200: a stage-2 step makes 21,144 aten calls (fwd + bwd,
 # nested ones counted; 15,215 for stage 1; counted on the CPU, the same at any batch; the GPU's grouped-GEMM
-# experts make fewer than the CPU's per-expert loop) and took 205 ms at 64 windows, ~10 us a call. More windows a step should then cost little more time: try BATCH=256 after a
+# experts make fewer than the CPU's per-expert loop) and took 205 ms at 64 windows, ~10 us a call. More windows
+# a step should then cost little more time: try BATCH=256 after a
 # `benchmarks/train_step/profile_step.py --device cuda --batch 256` reading (not measured on a GPU yet).
 BATCH_ARGS=()
 [ -n "${BATCH:-}" ] && BATCH_ARGS=(--batch-size "$BATCH")

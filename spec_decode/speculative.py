@@ -214,21 +214,17 @@ def round_probabilities(drafted: torch.Tensor, n: int, token: int, p: torch.Tens
 
 
 def _verify_info(drafted: torch.Tensor, n: int, token: int, probs: dict) -> dict:
-    """What the UI shows for a verification round; probabilities at the first rejected position."""
+    """What the UI shows for a verification round; probabilities (round_probabilities) at the first rejected
+    position, and the target's probability of each drafted token (p_target)."""
     k = drafted.shape[0]
     return {
         "drafted": drafted.tolist(),
         "accepted": n,
         "rejected_pos": n if n < k else None,
-        "draft_token": probs["draft_token"],
         "target_token": token,  # the correction at rejected_pos, or the bonus after a full acceptance
-        "p_draft_of_draft": probs["p_draft_of_draft"],
-        "p_target_of_draft": probs["p_target_of_draft"],
-        "p_draft_of_target": probs["p_draft_of_target"],
-        "p_target_of_target": probs["p_target_of_target"],
         "bonus": n == k,
         "block_size": k,
-        "p_target": probs["p_target"],  # target's probability per drafted token
+        **probs,  # draft_token, p_{draft,target}_of_{draft,target}, p_target
     }
 
 

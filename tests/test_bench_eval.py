@@ -15,7 +15,7 @@ import types
 import pytest
 import torch
 
-from twotower import bench, eval_prompts, evaluation, metrics, run_setup
+from twotower import bench, eval_prompts, evaluation, metrics, run_setup, training
 from twotower.cli import main
 from twotower.decoding import iter_ar
 
@@ -350,7 +350,7 @@ def test_bench_reports_a_denoiser_dtype_of_its_own(capsys):
     assert report["device"]["name"].startswith(f"cpu ({run_setup.cpu_model()}")  # tokens/s compare on one CPU only
     # ... and one instruction set: the same host name has come with and without native bf16 matmuls
     assert f", {torch.backends.cpu.get_cpu_capability()}" in report["device"]["name"]
-    assert report["device"]["cpu_bf16_native"] == run_setup._cpu_runs_bf16_fast()
+    assert report["device"]["cpu_bf16_native"] == training._cpu_runs_bf16_fast()
     assert run_setup.run_variant({"dtype": "bf16"}) == run_setup.run_variant({"dtype": "bf16", "den_dtype": "bf16"}) == "bf16"
     assert report["compiled"] is False
     assert run_setup.run_variant({"dtype": "fp32", "den_dtype": "bf16", "compiled": True}) == "fp32, denoiser bf16, torch.compile"

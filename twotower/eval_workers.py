@@ -41,7 +41,7 @@ def records_in_workers(engine_factory, workers: int, jobs: list[tuple], scoring:
     initargs = (engine_factory, scoring, threads, hf_logging.get_verbosity())
     with ctx.Pool(workers, initializer=_start, initargs=initargs) as pool:
         # small chunks: prompts differ in length, and the progress bar moves as they come back
-        yield from pool.imap(_score, jobs, chunksize=max(1, min(8, len(jobs) // (4 * workers) or 1)))
+        yield from pool.imap(_score, jobs, chunksize=max(1, min(8, len(jobs) // (4 * workers))))
 
 
 def default_workers() -> int:

@@ -67,38 +67,36 @@ def run_variant(report: dict) -> str:
 
 def device_info(engine) -> dict:
     """{"device": {...}, "dtype": context tower's, "den_dtype": denoiser's}: where and how it was measured."""
+    from .training import _cpu_runs_bf16_fast
+
     model = engine.model
+    bf16_native = _cpu_runs_bf16_fast()
     names = []
     for dev in dict.fromkeys([model.ctx_device, model.den_device]):
         if dev.type == "cuda":
             names.append(torch.cuda.get_device_name(dev))
         else:
             threads = torch.get_num_threads()
-            names.append(f"{dev.type} ({', '.join(filter(None, [cpu_model(), platform.machine(), cpu_vector_isa()]))}, "
-                         f"{threads} thread{'s' if threads > 1 else ''})")
+            about = filter(None, [cpu_model(), platform.machine(), cpu_vector_isa(bf16_native)])
+            names.append(f"{dev.type} ({', '.join(about)}, {threads} thread{'s' if threads > 1 else ''})")
     return {"device": {"name": " + ".join(names), "ctx_device": str(model.ctx_device), "den_device": str(model.den_device),
                        "torch": torch.__version__, "transformers": transformers.__version__,
-                       "cpu_bf16_native": _cpu_runs_bf16_fast()},
+                       "cpu_bf16_native": bf16_native},
             "dtype": dtype_name(model.ctx_dtype),
             "den_dtype": dtype_name(model.den_dtype),
             "compiled": model.is_compiled_for_decoding}
 
 
-def cpu_vector_isa() -> str:
+def cpu_vector_isa(bf16_native: bool) -> str:
     """The vector instructions torch's CPU kernels use ("AVX2", "AVX512", ...), with "+ bf16" where oneDNN has
-    native bf16 matmuls: the same "AMD EPYC" host name has come with and without them in this project's
-    sessions, and a bf16 denoiser ran ~4x slower without (BENCHMARKS.md, torch.compile on the GPU-trained model)."""
+    native bf16 matmuls (`bf16_native`: training._cpu_runs_bf16_fast): the same "AMD EPYC" host name has come
+    with and without them in this project's sessions, and a bf16 denoiser ran ~4x slower without
+    (BENCHMARKS.md, "torch.compile on the GPU-trained model")."""
     try:
         isa = torch.backends.cpu.get_cpu_capability()
     except (AttributeError, RuntimeError):
         return ""
-    return f"{isa} + bf16" if _cpu_runs_bf16_fast() else isa
-
-
-def _cpu_runs_bf16_fast() -> bool:
-    from .training import _cpu_runs_bf16_fast as native
-
-    return native()
+    return f"{isa} + bf16" if bf16_native else isa
 
 
 def cpu_model() -> str:
