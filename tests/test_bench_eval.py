@@ -392,3 +392,17 @@ def test_anchored_diffusion_is_recorded_and_said_in_bench_and_eval(capsys):
     assert "first token from the context tower" in evaluation.format_markdown(report)
     assert run_setup.run_variant(report) == run_setup.run_variant(anchored) == "fp32, anchored blocks"
     assert run_setup.run_variant(plain) == "fp32"
+
+
+def test_bench_eval_scores_the_diffusion_variant_it_timed(capsys):
+    """`bench --anchor-first --eval` times anchored diffusion, so its retention must be anchored diffusion's:
+    the scores equal `eval --anchor-first`'s on the same prompts (they were plain diffusion's)."""
+    common = [*TINY, "--block-size", "4", "--steps", "4", "--gamma", "1.0", "--anchor-first"]
+    timed = run_json(capsys, ["bench", *common, "--modes", "ar,diffusion", "--n-prompts", "1", "--max-new-tokens", "4",
+                              "--repeats", "1", "--batch-size", "1", "--eval", "--eval-prompts", "4", "--json"])
+    anchored = run_json(capsys, ["eval", *common, "--modes", "ar,diffusion", "--n-prompts", "4", "--syntax-prompts", "1",
+                                 "--json"])
+    plain = run_json(capsys, ["eval", *[a for a in common if a != "--anchor-first"], "--modes", "ar,diffusion",
+                              "--n-prompts", "4", "--syntax-prompts", "1", "--json"])
+    assert plain["scores"]["diffusion"] != anchored["scores"]["diffusion"]  # the variants write different text
+    assert timed["eval_scores"] == {m: anchored["scores"][m] for m in ("ar", "diffusion")}

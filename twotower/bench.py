@@ -367,7 +367,8 @@ def main(args) -> int:
     if args.eval:
         quality = evaluate(engine, ("ar", "diffusion"), n_next_line=args.eval_prompts,
                            n_syntax=max(1, args.eval_prompts // 4), max_prompt_tokens=args.max_prompt_tokens,
-                           seed=args.seed, **{k: settings[k] for k in ("gamma", "block_size", "steps_per_block")})
+                           seed=args.seed,
+                           **{k: settings[k] for k in ("gamma", "block_size", "steps_per_block", "anchor_first")})
         report["retention"] = quality["retention"]["diffusion"]["tasks"]
         report["retention_aggregate"] = quality["retention"]["diffusion"]["aggregate"]
         report["retention_notes"] = quality["retention"]["diffusion"]["notes"]
