@@ -173,6 +173,7 @@ def test_bench_prompt_file_eval_and_skipped_speculative(capsys, tmp_path, no_spe
             assert value == pytest.approx(diffusion / ar)
     table = out.read_text()
     assert "| mode | tokens/s |" in table and "| speculative | n/a |" in table and "retention" in table
+    assert "n/a %" not in table  # an undefined retention reads n/a, with no unit
 
 
 def test_eval_json_retention_and_markdown(capsys, tmp_path, stand_in_speculative):
@@ -306,6 +307,7 @@ def test_run_sweep_api_steps_grid_and_progress():
     (["eval", "--preset", "tiny", "--tasks", "next_line,poetry"], "poetry"),
     (["eval", "--preset", "tiny", "--modes", "telepathy"], "unknown mode"),
     (["eval", "--preset", "tiny", "--workers", "-1"], "--workers must be >= 0"),
+    (["bench", "--preset", "tiny", "--eval", "--workers", "-1"], "--workers must be >= 0"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, argv, words):
     assert main(argv) == 2
@@ -406,3 +408,8 @@ def test_bench_eval_scores_the_diffusion_variant_it_timed(capsys):
                               "--n-prompts", "4", "--syntax-prompts", "1", "--json"])
     assert plain["scores"]["diffusion"] != anchored["scores"]["diffusion"]  # the variants write different text
     assert timed["eval_scores"] == {m: anchored["scores"][m] for m in ("ar", "diffusion")}
+    # --workers 2: the eval's prompts scored in two spawned processes, the same scores
+    shared = run_json(capsys, ["bench", *common, "--modes", "ar", "--n-prompts", "1", "--max-new-tokens", "2",
+                               "--repeats", "1", "--batch-size", "1", "--eval", "--eval-prompts", "4", "--workers", "2",
+                               "--json"])
+    assert shared["eval_scores"] == timed["eval_scores"] and shared["retention"] == timed["retention"]

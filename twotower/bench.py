@@ -12,6 +12,7 @@ number (the release's 2.42x is a batch figure); speculative decoding is batch-1 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -225,6 +226,11 @@ def _num(value, digits=2, scale=1.0) -> str:
     return "n/a" if value is None else f"{value * scale:.{digits}f}"
 
 
+def _percent(value) -> str:
+    """A retention: one decimal, or n/a where AR scored 0 (undefined)."""
+    return "n/a" if value is None else f"{value * 100:.1f} %"
+
+
 def _share(value) -> str:
     return "n/a" if value is None else f"{value * 100:.0f} %"
 
@@ -293,8 +299,8 @@ def format_markdown(report: dict) -> str:
         lines += ["", "| task | AR | diffusion | retention |", "|---|---|---|---|"]
         for task, value in report["retention"].items():
             ar, diff = report["eval_scores"]["ar"].get(task), report["eval_scores"]["diffusion"].get(task)
-            lines.append(f"| {task} | {_num(ar, 3)} | {_num(diff, 3)} | {_num(value, 1, 100)} % |")
-        lines.append(f"| **aggregate** | | | **{_num(report['retention_aggregate'], 1, 100)} %** |")
+            lines.append(f"| {task} | {_num(ar, 3)} | {_num(diff, 3)} | {_percent(value)} |")
+        lines.append(f"| **aggregate** | | | **{_percent(report['retention_aggregate'])}** |")
         notes += [f"{task}: {note}" for task, note in report["retention_notes"].items()]
     return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
 
@@ -324,6 +330,8 @@ def add_arguments(parser) -> None:
                              "verify pass's per-position states: the reference twin, for comparison")
     parser.add_argument("--eval", action="store_true", help="also measure quality retention of diffusion vs AR")
     parser.add_argument("--eval-prompts", type=int, default=100, help="next-line prompts for --eval (syntax: a quarter)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="--eval: score its prompts in N processes, an engine each (0: one per core); same scores")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a markdown table")
     parser.add_argument("--out", default=None, help="also write the markdown table to this file")
 
@@ -332,10 +340,12 @@ def main(args) -> int:
     from tqdm import tqdm
 
     from .eval_prompts import load_prompt_file, next_line_items, prompt_ids
+    from .eval_workers import resolve_workers
     from .evaluation import evaluate, resolve_modes, resolved_settings
 
     for name in ("n_prompts", "max_prompt_tokens", "max_new_tokens", "repeats", "batch_size", "eval_prompts"):
         check_int("--" + name.replace("_", "-"), getattr(args, name))
+    workers = resolve_workers(args.workers)
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     engine = engine_from_args(args)
     settings = resolved_settings(engine, args.gamma, args.block_size, args.steps, args.draft_steps,
@@ -367,7 +377,8 @@ def main(args) -> int:
     if args.eval:
         quality = evaluate(engine, ("ar", "diffusion"), n_next_line=args.eval_prompts,
                            n_syntax=max(1, args.eval_prompts // 4), max_prompt_tokens=args.max_prompt_tokens,
-                           seed=args.seed,
+                           seed=args.seed, workers=workers,
+                           engine_factory=functools.partial(engine_from_args, args),
                            **{k: settings[k] for k in ("gamma", "block_size", "steps_per_block", "anchor_first")})
         report["retention"] = quality["retention"]["diffusion"]["tasks"]
         report["retention_aggregate"] = quality["retention"]["diffusion"]["aggregate"]

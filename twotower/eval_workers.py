@@ -47,3 +47,10 @@ def records_in_workers(engine_factory, workers: int, jobs: list[tuple], scoring:
 def default_workers() -> int:
     """What `--workers 0` picks: one worker per core this process may use."""
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def resolve_workers(workers: int) -> int:
+    """A command's --workers, checked: N >= 1 as given, 0 as one per core."""
+    if workers < 0:
+        raise ValueError(f"--workers must be >= 0 (0: one per core), got {workers}")
+    return workers or default_workers()

@@ -326,12 +326,10 @@ def main(args) -> int:
 
     from .run_setup import device_info, engine_from_args, provenance
 
-    from .eval_workers import default_workers
+    from .eval_workers import resolve_workers
 
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
-    if args.workers < 0:
-        raise ValueError(f"--workers must be >= 0 (0: one per core), got {args.workers}")
-    workers = args.workers or default_workers()
+    workers = resolve_workers(args.workers)
     engine = engine_from_args(args)
     n_syntax = args.syntax_prompts if args.syntax_prompts is not None else min(100, args.n_prompts)
     with tqdm(total=0, desc="eval", unit="gen", file=sys.stderr, disable=None) as bar:
