@@ -174,6 +174,7 @@ def test_bench_prompt_file_eval_and_skipped_speculative(capsys, tmp_path, no_spe
     table = out.read_text()
     assert "| mode | tokens/s |" in table and "| speculative | n/a |" in table and "retention" in table
     assert "n/a %" not in table  # an undefined retention reads n/a, with no unit
+    assert "tokens / pass: new tokens ÷ denoiser passes" in table
 
 
 def test_eval_json_retention_and_markdown(capsys, tmp_path, stand_in_speculative):

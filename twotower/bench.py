@@ -274,6 +274,8 @@ def format_markdown(report: dict) -> str:
     notes.append("× AR: median tokens/s ÷ AR's median; × AR by round: the lowest and highest of each round's "
                  "tokens/s ÷ AR's in that round (the modes take turns within a round), the run's own noise")
     notes.append("= AR output: share of batch-1 generations whose tokens are exactly AR's on the same prompt")
+    notes.append("tokens / pass: new tokens ÷ denoiser passes (NFE); speculative's first token comes from the "
+                 "prompt's prefill, as AR's does, and is counted too")
     spec = report["modes"].get("speculative", {})
     if spec.get("mean_acceptance_length") is not None:
         notes.append(f"speculative: mean acceptance length {spec['mean_acceptance_length']:.2f} "

@@ -324,9 +324,8 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from tqdm import tqdm
 
-    from .run_setup import device_info, engine_from_args, provenance
-
     from .eval_workers import resolve_workers
+    from .run_setup import device_info, engine_from_args, provenance
 
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     workers = resolve_workers(args.workers)
