@@ -59,8 +59,7 @@ def test_training_commands_follow_each_models_record():
         "twotower train --stage denoiser --profile gpu --device cuda --out runs/default --minutes 7.5 "
         "--distill-share 0.75 --distill-from 0.6 --distill-batches 48"]
     # a batch other than the profile's (--batch-size) is part of the command, and still the gpu profile's
-    for record in (gpu["denoiser_stage"]["segments"][0]["train_config"],):
-        record["batch_size"] = 256
+    gpu["denoiser_stage"]["segments"][0]["train_config"]["batch_size"] = 256
     assert train_commands(gpu)[1] == ("twotower train --stage denoiser --profile gpu --device cuda --out runs/default "
                                       "--minutes 7.5 --batch-size 256 --distill-share 0.75 --distill-from 0.6 "
                                       "--distill-batches 48")

@@ -226,11 +226,6 @@ def _num(value, digits=2, scale=1.0) -> str:
     return "n/a" if value is None else f"{value * scale:.{digits}f}"
 
 
-def _percent(value) -> str:
-    """A retention: one decimal, or n/a where AR scored 0 (undefined)."""
-    return "n/a" if value is None else f"{value * 100:.1f} %"
-
-
 def _share(value) -> str:
     return "n/a" if value is None else f"{value * 100:.0f} %"
 
@@ -244,7 +239,7 @@ def _passes(n) -> str:
 
 
 def format_markdown(report: dict) -> str:
-    from .evaluation import MODE_LABELS
+    from .evaluation import MODE_LABELS, _fmt  # _fmt: a retention as the eval prints it (n/a where undefined)
 
     b = report["batch_size"]
     lines = [f"## Throughput: {report['model']}", "",
@@ -301,8 +296,8 @@ def format_markdown(report: dict) -> str:
         lines += ["", "| task | AR | diffusion | retention |", "|---|---|---|---|"]
         for task, value in report["retention"].items():
             ar, diff = report["eval_scores"]["ar"].get(task), report["eval_scores"]["diffusion"].get(task)
-            lines.append(f"| {task} | {_num(ar, 3)} | {_num(diff, 3)} | {_percent(value)} |")
-        lines.append(f"| **aggregate** | | | **{_percent(report['retention_aggregate'])}** |")
+            lines.append(f"| {task} | {_num(ar, 3)} | {_num(diff, 3)} | {_fmt(value, percent=True)} |")
+        lines.append(f"| **aggregate** | | | **{_fmt(report['retention_aggregate'], percent=True)}** |")
         notes += [f"{task}: {note}" for task, note in report["retention_notes"].items()]
     return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
 

@@ -125,13 +125,13 @@ def score_item(engine, task: str, item: dict, modes, settings: dict, budget: dic
     diagnostics and the sampler's stats; for a syntax prompt the true continuation's verdict, for a
     next-line prompt each mode's first line. Plain Python values: a worker process returns it as is."""
     ids = prompt_ids(engine, item["prompt"], max_prompt_tokens)
-    outputs, scores, stats, loglik_memo = {}, {}, {}, {}
+    outputs, scores, stats, loglik_memo, first_lines = {}, {}, {}, {}, {}
     for mode in modes:
         tokens, stats[mode] = greedy_tokens(engine, mode, ids, budget[task], settings)
         outputs[mode] = tokens
         text = engine.decode(tokens)
         if task == "next_line":
-            line = metrics.first_line(text)
+            line = first_lines[mode] = metrics.first_line(text)
             mode_scores = {"next_line_exact_match": metrics.exact_match(line, item["target"]),
                            "next_line_edit_similarity": metrics.edit_similarity(line, item["target"])}
         else:
@@ -148,7 +148,7 @@ def score_item(engine, task: str, item: dict, modes, settings: dict, budget: dic
         true_tokens = engine.tokenizer.encode(true_text)[:syntax_tokens]
         record["reference_ok"] = float(metrics.syntax_ok(item["prompt"], engine.decode(true_tokens)))
     else:
-        record["completions"] = {m: metrics.first_line(engine.decode(t)) for m, t in outputs.items()}
+        record["completions"] = first_lines
     return record
 
 
