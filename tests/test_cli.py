@@ -54,6 +54,14 @@ def test_generate_takes_the_engine_flags_of_bench():
     assert outputs["speculative"]["completion"] == outputs["ar"]["completion"]
 
 
+@pytest.mark.parametrize("flags,expected", [(["--draft-steps", "3", "--steps", "1"], 3), (["--steps", "2"], 2)])
+def test_generate_draft_steps_as_bench_spells_them(capsys, flags, expected):
+    """--draft-steps sets speculative's draft passes as in bench and sweep; --steps alone still does (its old
+    meaning here), and --draft-steps wins when both are given."""
+    assert cli_main(TINY + ["--mode", "speculative", "--json", *flags, "x"]) == 0
+    assert json.loads(capsys.readouterr().out)["stats"]["draft_steps"] == expected
+
+
 BAD_ARGUMENTS = [  # (arguments after the tiny preset, what the one-line error must say)
     ([""], "the prompt is empty"),
     (["   "], "the prompt is empty"),
@@ -67,6 +75,7 @@ BAD_ARGUMENTS = [  # (arguments after the tiny preset, what the one-line error m
     (["--ctx-device", "gpu", "x"], "not a device name"),
     (["--den-device", "cuda:7", "x"], "cuda:7"),
     (["--mode", "speculative", "--min-draft-confidence", "2", "x"], "min_draft_confidence must be in [0, 1]"),
+    (["--mode", "speculative", "--draft-steps", "0", "x"], "draft steps must be >= 1"),
 ]
 
 

@@ -26,7 +26,11 @@ def add_arguments(parser) -> None:
                                                                                  + list(MODES))))
     parser.add_argument("--gamma", type=float, default=None, help="confidence threshold γ in (0, 1]")
     parser.add_argument("--block-size", type=int, default=None, help="block size S")
-    parser.add_argument("--steps", type=int, default=None, help="denoiser steps per block (draft passes in speculative mode)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="denoiser steps per block (speculative: draft passes, unless --draft-steps is given)")
+    parser.add_argument("--draft-steps", type=int, default=None,
+                        help="speculative: denoiser passes per drafted block (default: --steps, else the model's), "
+                             "as bench and sweep spell it")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument("--top-k", type=int, default=None)
@@ -41,6 +45,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--show-steps", action="store_true", help="print every denoising step as it happens")
 
 
+def draft_steps(args):
+    """Speculative draft passes: --draft-steps, else --steps (its meaning in this command before the flag)."""
+    return args.steps if args.draft_steps is None else args.draft_steps
+
+
 def main(args) -> int:
     from .run_setup import engine_from_args
 
@@ -50,7 +59,7 @@ def main(args) -> int:
     events = engine.stream(args.mode, ids, max_new_tokens=args.max_new_tokens, block_size=args.block_size,
                            steps_per_block=args.steps, gamma=args.gamma, temperature=args.temperature,
                            top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop_at_eos=not args.no_eos,
-                           adaptive=args.adaptive, draft_steps=args.steps,
+                           adaptive=args.adaptive, draft_steps=draft_steps(args),
                            min_draft_confidence=args.min_draft_confidence, anchor_first=args.anchor_first)
     done = None
     for event in events:
