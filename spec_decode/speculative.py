@@ -19,7 +19,8 @@ import torch
 from twotower.commit import predict_tokens, sampling_distribution
 from twotower.decoding import _done_event, drain, make_generator, token_event
 from twotower.events import GenerationResult, StepEvent
-from twotower.validation import as_batch, check_fraction, check_gamma, check_int, check_sampling, check_token_id
+from twotower.validation import (SEED_LIMIT, as_batch, check_fraction, check_gamma, check_int, check_sampling,
+                                 check_seed, check_token_id)
 
 from .context_cursor import ContextCursor
 from .draft import BlockDraft, adapt_block_size, confident_prefix_length, draft_block, draft_distributions
@@ -41,9 +42,10 @@ def iter_speculative(model, prompt_ids, max_new_tokens: int = 128, block_size: i
     within [1, 2·S] with the acceptance). draft_steps / draft_threshold: denoiser passes per draft and
     the commit rule's γ. temperature 0 is greedy; top_k / top_p filter both the target and the draft.
     min_draft_confidence: verify only the drafted prefix whose confidence reaches it (at least one
-    token). Applied where it cannot bias the output: greedy, or one draft pass (every confidence then
-    comes from the same pass, before any token is drawn); with several sampled draft passes a
-    position's confidence can depend on tokens drawn after it, so the whole draft is verified.
+    token), the confidence being each position's top draft probability, which no draw moves. Applied where
+    it cannot bias the output: greedy, or one draft pass (every top probability then comes from the same
+    pass, before any token is drawn); with several sampled draft passes a position's confidence can
+    depend on tokens drawn after it, so the whole draft is verified.
     per_position_rollback: after a partial acceptance, roll the context tower back from the verify pass's
     per-position states where it has them (context_cursor.py); False: always the snapshot path, the twin.
     """
@@ -58,7 +60,7 @@ def iter_speculative(model, prompt_ids, max_new_tokens: int = 128, block_size: i
         gamma=check_gamma(draft_threshold),
         eos=check_token_id("eos_token_id", eos_token_id, cfg.vocab_size),
         adaptive=bool(adaptive),
-        seed=seed,
+        seed=check_seed(seed),
         min_confidence=check_fraction("min_draft_confidence", min_draft_confidence),
         per_position=bool(per_position_rollback),
     )
@@ -82,7 +84,7 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
                         temperature, top_k, top_p, min_confidence, per_position) -> Iterator[StepEvent]:
     mask_id = model.config.mask_token_id
     draft_gen = make_generator(seed, model.den_device)
-    verify_gen = make_generator(None if seed is None else seed + 1, model.ctx_device)
+    verify_gen = make_generator(None if seed is None else (seed + 1) % SEED_LIMIT, model.ctx_device)
     t_start = time.perf_counter()
     # unread tokens: the denoiser sees them as given tokens (up to S of them on the snapshot path)
     cursor = ContextCursor(model, prompt, max_unread=block_size, per_position=per_position)
@@ -123,7 +125,9 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
             clock["draft_s"] += time.perf_counter() - tick
             yield event
             tick = time.perf_counter()
-        k_drafted, k = k, confident_prefix_length(state.confidence[0, lead:], min_confidence)  # 0: the whole draft
+        # cut on the top probabilities, not the drawn tokens' (at temperature > 0 those depend on the draw, and
+        # proposing a position because of the token drawn there would bias the output away from AR's law)
+        k_drafted, k = k, confident_prefix_length(state.select_confidence[0, lead:], min_confidence)  # 0: whole draft
         drafted = state.tokens[0, lead:lead + k].cpu()  # (k,) the proposal: the drafted tokens that are verified
         target_logits = cursor.verify(drafted.tolist())  # (k + 1, V)
         verdict, p, q = _verify(drafted, target_logits, state, lead, temperature, top_k, top_p, mask_id, verify_gen)

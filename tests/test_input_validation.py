@@ -40,6 +40,9 @@ BAD_DIFFUSION_SETTINGS = [  # (keyword arguments, what the message must say)
 BAD_SAMPLING = [
     (dict(max_new_tokens=0), "max_new_tokens must be >= 1"),
     (dict(temperature=float("nan")), "temperature"),
+    (dict(temperature=float("inf")), "temperature must be >= 0 and finite"),  # was: mask tokens in the output
+    (dict(seed=2**70), "seed must be >= 0"),
+    (dict(seed=1.5), "seed must be an integer"),
     (dict(top_p=0.0), r"top_p must be in \(0, 1\]"),
     (dict(top_p=1.5), r"top_p must be in \(0, 1\]"),
     (dict(top_k=-1), "top_k must be >= 0"),
@@ -78,6 +81,8 @@ def test_iterators_check_at_the_call_not_at_the_first_event(model):
         iter_mask_diffusion(model, [5, 6], confidence_threshold=2.0)
     with pytest.raises(ValueError, match="max_new_tokens"):
         iter_ar(model, [5, 6], max_new_tokens=0)
+    with pytest.raises(ValueError, match="seed"):
+        iter_ar(model, [5, 6], seed=-5)
 
 
 def test_numpy_ids_integers_and_whole_floats_are_accepted(model):

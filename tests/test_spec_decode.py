@@ -457,15 +457,15 @@ def test_sampling_matches_ar_distribution():
 
 
 def test_sampling_with_a_proposal_cut_matches_ar_distribution():
-    """One draft pass with the proposal cut at confidence 0.1 (about half the rounds propose one token of
-    two): the cut depends only on the draft's own laws, so the first three tokens (the prefill's, then the
-    round's) still follow the exact AR law (chi-square p > 1e-3, 300 seeds)."""
+    """One draft pass with the proposal cut at top probability 0.3 (about three rounds in four propose one
+    token of two): the cut depends only on the draft's own laws, so the first three tokens (the prefill's,
+    then the round's) still follow the exact AR law (chi-square p > 1e-3, 300 seeds)."""
     temperature, prompt, model = 0.9, [1, 50, 60, 70], _sharp_model(25)
     law = _exact_law(model, prompt, temperature)
     spec, paths = [], Counter()
     for seed in range(300):
         result, events = _run(model, prompt, max_new_tokens=3, block_size=3, draft_steps=1, temperature=temperature,
-                              seed=seed, min_draft_confidence=0.1)
+                              seed=seed, min_draft_confidence=0.3)
         spec.append(tuple(result.new_tokens[0]))
         first = next(e for e in events if e.kind == "verify")
         paths[("proposed", first.info["block_size"])] += 1
@@ -473,6 +473,43 @@ def test_sampling_with_a_proposal_cut_matches_ar_distribution():
     assert min(paths[("proposed", 1)], paths[("proposed", 2)]) >= 10, paths
     assert min(paths[("accepted", 0)], paths[("accepted", 1)]) >= 10, paths
     assert _chi2_vs_law(spec, law) > P_MIN
+
+
+class _FixedLawModel:
+    """No towers: the context tower always gives p = (0.5, 0.5) over tokens {0, 1}, the denoiser q = (0.6, 0.4)
+    at every position (ids 2-4 impossible, 4 the mask). AR sampling is then i.i.d. draws from p."""
+
+    config = type("Config", (), {"vocab_size": 5, "mask_token_id": 4, "pad_token_id": 0})()
+    ctx_device = den_device = torch.device("cpu")
+    p = torch.tensor([0.5, 0.5, 0.0, 0.0, 0.0]).clamp_min(1e-30).log()
+    q = torch.tensor([0.6, 0.4, 0.0, 0.0, 0.0]).clamp_min(1e-30).log()
+
+    def new_cache(self, batch_size=1):
+        return type("Cache", (), {"layers": [], "position_record": None})()
+
+    def context_forward(self, ids, cache, last_only=True):
+        return self.p.expand(ids.shape[0], 1 if last_only else ids.shape[1], 5).clone()
+
+    def context_states(self, cache):
+        return None
+
+    def denoise(self, tokens, ctx, t, head_positions=None):
+        return self.q.expand(int(head_positions.sum()), 5).clone()
+
+
+def test_the_proposal_cut_does_not_look_at_the_drawn_tokens():
+    """The cut must rank by each position's top draft probability (0.6 here), never by the drawn token's (0.6
+    or 0.4): cutting where token 1 was drawn at the second position would make the third token 0 with
+    probability 0.6·(5/6) + 0.4·0.5 = 0.7 after a second token 0, where AR gives 0.5 (the bug this guards)."""
+    model, third_after_zero = _FixedLawModel(), []
+    for seed in range(1000):
+        tokens = generate_speculative(model, [0], max_new_tokens=3, block_size=2, draft_steps=1, temperature=1.0,
+                                      seed=seed, min_draft_confidence=0.5).new_tokens[0]
+        if tokens[1] == 0:
+            third_after_zero.append(tokens[2] == 0)
+    assert 400 < len(third_after_zero) < 600  # P(second token 0) = 0.5 as in AR
+    share = sum(third_after_zero) / len(third_after_zero)
+    assert abs(share - 0.5) < 0.1, share  # ~4.5 standard errors; the bug reads 0.7
 
 
 def test_bad_input_raises_clear_errors():

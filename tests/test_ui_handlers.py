@@ -4,6 +4,7 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import gradio as gr  # noqa: E402
 import pytest  # noqa: E402
 
 from twotower.decoding import drain  # noqa: E402
@@ -83,7 +84,9 @@ def test_replay_redraws_any_recorded_step(engine):
     ("def f():", {"gamma": 0.0}, "γ must be in (0, 1]"),
     ("def f():", {"block_size": 2.5}, "block size S must be an integer"),
     ("def f():", {"temperature": -1.0}, "temperature must be &gt;= 0"),
-], ids=["empty", "blank", "too-long", "gamma-0", "fractional-S", "negative-temperature"])
+    ("def f():", {"seed": 1e20}, "seed must be &gt;= 0 and &lt;= 9223372036854775807"),
+    ("def f():", {"seed": float("inf")}, "seed must be an integer"),
+], ids=["empty", "blank", "too-long", "gamma-0", "fractional-S", "negative-temperature", "huge-seed", "inf-seed"])
 def test_bad_input_gives_a_message_not_a_traceback(engine, prompt, overrides, message):
     outputs = generate(Handlers(engine), prompt, **overrides)
     assert len(outputs) == 1
@@ -97,7 +100,8 @@ def test_race_measures_each_mode_and_feeds_the_cost_panel(engine):
     assert html.count('class="tt-card"') == 3 and "× AR" in html and "Greedy" in html
     assert set(measured["tokens_per_s"]) == {"ar", "diffusion", "mock_ar"}
     tps = handlers.use_race_numbers(measured)
-    assert tps[0] == measured["tokens_per_s"]["ar"] and tps[2] is None
+    # speculative was not raced: its box keeps what the user typed (an update that changes nothing)
+    assert tps[0] == measured["tokens_per_s"]["ar"] and tps[2] == gr.skip()
     table, _ = handlers.cost(2.0, 1, 60, tps[0], tps[1], 50.0, 1.0, measured)
     assert table.count("measured on this machine") == 2 and "typed by you" in table
     assert provenance(measured, {"ar": tps[0] * 1.5}) == {}
@@ -128,3 +132,25 @@ def test_an_anchored_run_shows_its_given_first_tokens(engine):
     anchored = list(handlers.generate(*args, True))[-1][0]
     assert "given, not from a denoiser step" in anchored and "given, not from a denoiser step" not in plain
     assert "</span> given" in anchored and "</span> given" not in plain  # and the legend says what grey is
+
+
+@pytest.mark.parametrize("mode, overrides", [
+    ("ar", {"max_new_tokens": 1.0}),  # one token: one frame
+    ("speculative", {"max_new_tokens": 1.0}),
+    ("diffusion", {"gamma": 0.05, "steps_per_block": 1.0, "max_new_tokens": 4.0}),  # a whole block in one pass
+])
+def test_a_run_of_one_step_finishes_without_a_scrubber(engine, mode, overrides):
+    """Gradio refuses a slider whose ends meet: a run with a single frame used to raise at its end, after
+    the last step, so its result never showed. Now it finishes and the scrubber stays hidden."""
+    handlers = Handlers(engine)
+    *_, (view, stats, completion, record, scrubber) = generate(handlers, mode=mode, **overrides)
+    assert 'data-done="1"' in view and "total time" in stats and completion
+    assert scrubber.visible is False
+    stopped_scrubber, _ = handlers.after_stop(record)  # Stop pressed after that one step
+    assert stopped_scrubber.visible is False
+
+
+def test_race_with_no_contestant_says_so(engine):
+    *_, (html, _, measured) = list(Handlers(engine).race("def f(x):", [], 0.8, 4, 4, 4, 1))
+    assert html.count('class="tt-card"') == 1 and "tick a contestant" in html
+    assert set(measured["tokens_per_s"]) == {"ar"}

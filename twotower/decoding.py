@@ -16,14 +16,15 @@ from dataclasses import dataclass
 
 from .commit import predict_tokens, select_commits
 from .events import GenerationResult, StepEvent
-from .validation import as_batch, check_gamma, check_int, check_sampling, check_token_id
+from .validation import as_batch, check_gamma, check_int, check_sampling, check_seed, check_token_id
 
 
 def make_generator(seed: int | None, device) -> torch.Generator | None:
+    seed = check_seed(seed)
     if seed is None:
         return None
     gen = torch.Generator(device=torch.device(device))
-    gen.manual_seed(int(seed))
+    gen.manual_seed(seed)
     return gen
 
 
@@ -75,6 +76,9 @@ class BlockDraft:
     committed: torch.Tensor  # bool: committed by this very pass
     commit_logits: torch.Tensor | None  # (B, L, V) fp32: logits each position was committed from, if kept
     step: int = -1  # index of the pass just run
+    # float: the confidence the commit rule ranked by at the last pass: `confidence`, or with
+    # select_on_top_probability at temperature > 0 each position's top probability, which no draw moves
+    select_confidence: torch.Tensor | None = None
 
 
 def draft_block(
@@ -142,6 +146,7 @@ def draft_block(
         state.masked = open_before & ~commit
         state.commit_step = torch.where(commit, torch.full_like(state.commit_step, step), state.commit_step)
         state.confidence = conf  # already the old values wherever the block was not open
+        state.select_confidence = select_conf
         if keep_commit_logits:
             state.commit_logits[commit] = logits[commit[open_before]].float()
         state.committed = commit
@@ -181,6 +186,7 @@ def iter_mask_diffusion(
     gamma = check_gamma(confidence_threshold)
     temperature, top_k, top_p = check_sampling(temperature, top_k, top_p)
     eos = check_token_id("eos_token_id", eos_token_id, cfg.vocab_size)
+    seed = check_seed(seed)
     return _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_block, gamma, temperature,
                                   eos, seed, top_k, top_p, mode, bool(anchor_first))
 
@@ -258,6 +264,7 @@ def iter_ar(model, input_ids, max_new_tokens=128, temperature=0.0, top_k=None, t
     max_new_tokens = check_int("max_new_tokens", max_new_tokens)
     temperature, top_k, top_p = check_sampling(temperature, top_k, top_p)
     eos = check_token_id("eos_token_id", eos_token_id, cfg.vocab_size)
+    seed = check_seed(seed)
     return _ar_events(model, prompt, max_new_tokens, temperature, top_k, top_p, eos, seed)
 
 

@@ -77,14 +77,27 @@ def check_fraction(name: str, value) -> float:
 
 
 def check_sampling(temperature, top_k=None, top_p=None) -> tuple[float, int | None, float | None]:
-    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or math.isnan(temperature) or temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+    # inf too: logits / inf turn the forbidden mask logit into NaN, which argmax then picks
+    if (not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not math.isfinite(temperature)
+            or temperature < 0):
+        raise ValueError(f"temperature must be >= 0 and finite, got {temperature!r}")
     if top_k is not None:
         top_k = check_int("top_k", top_k, minimum=0) or None
     if top_p is not None:
         if not isinstance(top_p, (int, float)) or not 0.0 < top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
     return float(temperature), top_k, top_p
+
+
+SEED_LIMIT = 2**63  # torch.Generator takes any 64-bit seed; speculative's verifier draws from seed + 1 mod this
+
+
+def check_seed(seed) -> int | None:
+    """None (unseeded) or an integer in [0, 2**63): a huge or fractional seed gets this message instead of
+    torch's "Overflow when unpacking long long"."""
+    if seed is None:
+        return None
+    return check_int("seed", seed, minimum=0, maximum=SEED_LIMIT - 1)
 
 
 def check_token_id(name: str, value, vocab_size: int) -> int | None:

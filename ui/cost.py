@@ -68,6 +68,9 @@ def cost_line(mode: str, tokens_per_s, usd_per_gpu_hour, gpus, utilisation, api_
         api = _number("API price ($ per M tokens)", api_usd_per_million, 0.0, inclusive=False)
         break_even = cost / api
         breaks_even = break_even <= tokens / 1e6
+    if not all(math.isfinite(v) for v in (cost, tokens, per_million, break_even or 0.0)):
+        raise ValueError("these numbers give a cost beyond what can be computed: check the price, GPUs and "
+                         f"{mode} throughput")
     return CostLine(mode, tps, tokens, cost, per_million, break_even, breaks_even)
 
 

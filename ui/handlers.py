@@ -121,9 +121,7 @@ class Handlers:
             gr.Warning(str(exc))
             yield error_html(str(exc)), "", "", record, gr.Slider(visible=False)
             return
-        frames = count_frames(record["events"])
-        scrubber = gr.Slider(minimum=1, maximum=max(frames, 1), value=max(frames, 1), step=1, visible=True,
-                             interactive=True, label=f"Replay step (1–{frames})")
+        scrubber = replay_scrubber(count_frames(record["events"]))
         yield (self._view(board, prompt, colour_by, steps_per_block), stats_html(board, LIVE_NOTE),
                self.engine.decode(board.new_tokens or []), record, scrubber)
 
@@ -141,10 +139,7 @@ class Handlers:
         events = (record or {}).get("events") or []
         frames = count_frames(events)
         stats = stats_html(fold(events), "Stopped; the app is ready for the next run.", status="stopped")
-        if frames == 0:
-            return gr.skip(), stats
-        return gr.Slider(minimum=1, maximum=frames, value=frames, step=1, visible=True, interactive=True,
-                         label=f"Replay step (1–{frames})"), stats
+        return (gr.skip() if frames == 0 else replay_scrubber(frames)), stats
 
     # ---------------------------------------------------------------- Race
     def _timed(self, mode: str, ids, max_new_tokens: int, settings: dict, repeats: int) -> dict:
@@ -191,7 +186,8 @@ class Handlers:
         measured = {"label": label, "tokens_per_s": {r["mode"]: r["tokens_per_s"] for r in results
                                                      if r.get("tokens_per_s")}}
         note = (f"Greedy, EOS ignored while timing; an untimed warm-up, then {repeats} timed run(s) per mode "
-                f"(median), one mode at a time; {label}.")
+                f"(median), one mode at a time; {label}."
+                + ("" if len(results) > 1 else " AR alone: tick a contestant to race it against AR."))
         yield race_html(results, self.engine.decode, note), race_bars(results), measured
 
     # ---------------------------------------------------------------- Speculative audit
@@ -245,7 +241,8 @@ class Handlers:
             progress(0, desc="warm-up and AR baseline")
             points = sweep.run_sweep(self.engine, prompts, grid_gammas, grid_sizes, steps=_whole(steps_per_block),
                                      max_new_tokens=_whole(max_new_tokens), progress=progress_adapter(progress),
-                                     anchor_first=bool(anchor_first))
+                                     anchor_first=bool(anchor_first),
+                                     max_prompt_tokens=self.engine.max_prompt_tokens)  # as every other panel
         except ValueError as exc:
             gr.Warning(str(exc))
             return None, None, None, error_html(str(exc))
@@ -281,8 +278,8 @@ class Handlers:
         if not measured or not measured.get("tokens_per_s"):
             gr.Warning("No Race run yet in this session: run the Race panel first, or type throughputs.")
             return gr.skip(), gr.skip(), gr.skip()
-        tps = measured["tokens_per_s"]
-        return tps.get("ar"), tps.get("diffusion"), tps.get("speculative")
+        tps = measured["tokens_per_s"]  # a mode the Race did not time keeps what the user typed
+        return tuple(tps[mode] if mode in tps else gr.skip() for mode in ("ar", "diffusion", "speculative"))
 
     # ---------------------------------------------------------------- Model
     def model_info(self):
@@ -300,6 +297,15 @@ class Handlers:
             return html + note_html(f"No memory plan for this configuration: {exc}")
         text = esc(format_memory_plan(plan))
         return html + f'<h4>Memory plan (bytes per device)</h4><pre class="tt-text">{text}</pre>'
+
+
+def replay_scrubber(frames: int):
+    """The step slider over a finished run; hidden when there is nothing to scrub (a run of 0 or 1 steps, e.g.
+    one token, or a whole block committed in one pass), where Gradio refuses a slider whose ends meet."""
+    if frames < 2:
+        return gr.Slider(visible=False)
+    return gr.Slider(minimum=1, maximum=frames, value=frames, step=1, visible=True, interactive=True,
+                     label=f"Replay step (1–{frames})")
 
 
 def provenance(measured, throughputs: dict) -> dict[str, str]:
