@@ -90,7 +90,9 @@ def test_shipped_model_writes_python_looking_text():
 
 def test_shipped_model_speculative_output_is_ar_output():
     """On the trained model (whose Mamba states carry the text, unlike a random tiny one's), greedy
-    speculative decoding with per-position rollback gives AR's tokens, and its drafts are accepted."""
+    speculative decoding with per-position rollback gives AR's tokens, and its drafts are accepted. The last
+    prompt parted at its 10th token while AR's 1-token Mamba steps left the step size unclamped
+    (short_scan.step_sizes)."""
     from spec_decode import generate_speculative
     from twotower import generate_ar
     from twotower.checkpoint import from_pretrained
@@ -99,7 +101,8 @@ def test_shipped_model_speculative_output_is_ar_output():
     tok = SentencePieceTokenizer(DEFAULT_MODEL_DIR / "tokenizer.model")
     rollbacks = Counter()
     for prompt in ("import os\nimport sys\n\n\ndef main(", "class Parser:\n    def __init__(self, text):\n",
-                   "for i in range(10):\n    if i % 2 == 0:\n"):
+                   "for i in range(10):\n    if i % 2 == 0:\n",
+                   "     done, dump = {}, []\n        for name, where, value in vars:\n            if name in done: continue\n  "):
         ids = tok.encode(prompt)
         events = []
         spec = generate_speculative(model, ids, max_new_tokens=48, block_size=16, draft_steps=1,

@@ -141,3 +141,36 @@ def test_cache_reads_fall_back_to_the_layer_view_of_older_transformers():
     state = view.recurrent_states[0]
     state.add_(1.0)  # as selective_state_update does in place: the seed must not move
     assert torch.equal(seeded.mamba_states[3][1], ssm) and not torch.equal(state, ssm)
+
+
+@torch.no_grad()
+def test_a_token_read_alone_gets_the_logits_it_gets_inside_a_pass():
+    """Trained steps fall below time_step_min (the default model's reach ~3e-5), where transformers' chunk
+    scan clamps them and its 1-token update did not: AR (a token a step) then parted from a verify pass over
+    the same text. Here half the heads step at ~5e-5 with live x, B and C: one pass over the text and the
+    same text a token at a time must give the same logits and end in the same cache states."""
+    model = lively_tiny(seed=3)
+    for tower in (model.context_tower, model.denoiser_tower):
+        for layer in tower.layers:
+            if layer.block_type == "linear_attention":
+                layer.mixer.dt_bias[::2] = -10.0  # softplus(-10) ≈ 4.5e-5 < time_step_min = 1e-3
+                layer.mixer.in_proj.weight.mul_(10.0)
+    assert model.config.time_step_min > 1e-4
+    ids = random_ids((1, 24), seed=4)
+
+    def one_pass_and_steps(m):
+        whole_cache, step_cache = m.new_cache(1), m.new_cache(1)
+        whole = m.context_forward(ids, whole_cache, last_only=False)[0, 8:]
+        steps = [m.context_forward(ids[:, :9], step_cache)[0, -1]]
+        steps += [m.context_forward(ids[:, i:i + 1], step_cache)[0, -1] for i in range(9, 24)]
+        return whole, torch.stack(steps), clone_cache_states(whole_cache), clone_cache_states(step_cache)
+
+    whole, steps, whole_snap, step_snap = one_pass_and_steps(model)
+    torch.testing.assert_close(steps, whole, rtol=1e-4, atol=1e-5)
+    assert_states_close(step_snap, whole_snap)
+    use_short_scan(model, 0)  # transformers' own forward: its 1-token update does not clamp, so it parts
+    try:
+        ref_whole, ref_steps, _, _ = one_pass_and_steps(model)
+    finally:
+        use_short_scan(model)
+    assert (ref_steps - ref_whole).abs().max() > 1e-4  # the difference the test guards is visible here (~3e-4)

@@ -227,17 +227,19 @@ def test_per_position_rollback_and_its_snapshot_twin_give_the_same_output():
 
 
 def test_gpu_policy_runs_verify_passes_through_the_short_scan(monkeypatch):
-    """On a GPU the short scan runs the verify passes only (`takes_short_scan`); AR steps, denoiser passes
-    and the prefill keep transformers' path (its kernels). Played here with the policy told it is on
-    "cuda": every verify pass still records each position, every partial acceptance rolls back from them,
-    and the two paths' states mix without changing a token of AR's output."""
+    """On a GPU the short scan runs the verify passes and the 1-token steps (`takes_short_scan`: those clamp
+    the step size as every other pass does); denoiser passes and the prefill keep transformers' path (its
+    kernels). Played here with the policy told it is on "cuda": every verify pass still records each
+    position, every partial acceptance rolls back from them, and the two paths' states mix without changing
+    a token of AR's output."""
     import twotower.short_scan as short_scan
 
     real, calls = short_scan.takes_short_scan, Counter()
 
     def as_on_gpu(device_type, seq_len, max_len, masked, recording):
         took = real("cuda", seq_len, max_len, masked, recording)
-        calls["short scan" if took else "transformers", "verify" if recording else "other"] += 1
+        kind = "verify" if recording else "step" if seq_len == 1 else "other"
+        calls["short scan" if took else "transformers", kind] += 1
         return took
 
     monkeypatch.setattr(short_scan, "takes_short_scan", as_on_gpu)
@@ -247,9 +249,10 @@ def test_gpu_policy_runs_verify_passes_through_the_short_scan(monkeypatch):
     assert result.new_tokens == ar
     rollbacks = Counter(e.info["rollback"] for e in events if e.kind == "block")
     assert rollbacks["positions"] > 0 and not rollbacks["snapshot"] and not rollbacks["rescan"]
-    assert calls["short scan", "verify"] > 0 and calls["transformers", "other"] > 0
-    assert not calls["transformers", "verify"] and not calls["short scan", "other"]
-    assert real("cpu", 1, 64, False, False) and not real("cuda", 1, 64, False, False)
+    assert calls["short scan", "verify"] > 0 and calls["short scan", "step"] > 0 and calls["transformers", "other"] > 0
+    assert not calls["transformers", "verify"] and not calls["transformers", "step"] and not calls["short scan", "other"]
+    assert real("cpu", 1, 64, False, False) and real("cuda", 1, 64, False, False)
+    assert not real("cuda", 8, 64, False, False) and real("cuda", 8, 64, False, True)
     assert not real("cuda", 65, 64, False, True) and not real("cpu", 8, 64, True, False)
 
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from transformers.models.nemotron_h.modeling_nemotron_h import NemotronHMamba2Mixer
 
-from .short_scan import state_from_steps
+from .short_scan import state_from_steps, step_sizes
 
 
 def record_mixer_inputs(tower):
@@ -61,9 +61,9 @@ def mamba_boundary_states(mixer: NemotronHMamba2Mixer, hidden: torch.Tensor, pre
     act = F.conv1d(xbc.to(conv1d.weight.dtype), conv1d.weight, conv1d.bias, padding=k - 1, groups=mixer.conv_dim)
     act = F.silu(act[..., :used]).transpose(1, 2)  # (B, L, conv_dim)
     x, B, _ = act.split([mixer.intermediate_size, groups * state, groups * state], dim=-1)
-    # the clamp of transformers' chunk scan, which a prefill runs (hf_compat.pin_time_step_clamp); heads first,
-    # as short_scan.py lays out the same quantities
-    dt = F.softplus(dt + mixer.dt_bias).clamp(min=mixer.time_step_limit[0]).float().transpose(1, 2)  # (B, heads, L)
+    # the clamped steps of every decoding pass (short_scan.step_sizes); heads first, as short_scan.py lays out
+    # the same quantities
+    dt = step_sizes(mixer, dt).float().transpose(1, 2)  # (B, heads, L)
     x = x.float().view(batch, used, heads, head_dim).transpose(1, 2)  # (B, heads, L, p)
     B = B.float().view(batch, used, groups, state).repeat_interleave(heads // groups, dim=2)  # (B, L, heads, n)
     B = B.transpose(1, 2)  # (B, heads, L, n)

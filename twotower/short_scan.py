@@ -12,11 +12,12 @@ form of SSD, as in mamba's ssd_minimal.py), which is a couple of dozen ops:
     h_T  = e^{cs_T} h_0      +  Σ_s       e^{cs_T − cs_s} dt_s x_s B_sᵀ
 
 `ShortScanMamba2Mixer` is transformers' `NemotronHMamba2Mixer` with that arithmetic for T ≤ `max_len`
-on CPU (on a GPU: for speculative verify passes only, see `takes_short_scan`), and the same cache calls
+on CPU (on a GPU: for speculative verify passes and 1-token steps, see `takes_short_scan`), and the same cache calls
 in the same order (so DynamicCache, the denoiser's SeededMambaCache and rollback see exactly what they
 saw before). Everything else — longer sequences (prompt prefill, training windows), attention masks,
 other GPU passes, or `max_len = 0` — goes to transformers' own forward,
-which is also the reference twin that tests/test_short_scan.py compares against.
+which is also the reference twin that tests/test_short_scan.py compares against. One deliberate difference:
+1-token steps clamp the step size as the chunk scan does (step_sizes), so they run here on every device.
 """
 
 from __future__ import annotations
@@ -46,13 +47,27 @@ class ShortScanMamba2Mixer(NemotronHMamba2Mixer):
 
 def takes_short_scan(device_type: str, seq_len: int, max_len: int, masked: bool, recording: bool) -> bool:
     """Which passes the closed form runs. On the CPU every short unmasked pass (the per-op cost it removes is
-    the CPU's bill). On a GPU only a speculative verify pass that asks for per-position states (`recording`):
+    the CPU's bill). On a GPU a speculative verify pass that asks for per-position states (`recording`):
     the mamba-ssm kernels, when installed, cannot give the state after each token, and without per-position
-    states a partial acceptance falls back to the snapshot path (context_cursor.py); every other GPU pass
-    keeps transformers' path and its kernels."""
+    states a partial acceptance falls back to the snapshot path (context_cursor.py); and every 1-token
+    step, whose transformers update leaves the step size unclamped (step_sizes). Every other GPU pass keeps
+    transformers' path and its kernels."""
     if masked or not 0 < seq_len <= max_len:
         return False
-    return device_type == "cpu" or recording
+    return device_type == "cpu" or recording or seq_len == 1
+
+
+def step_sizes(mixer, dt_raw: torch.Tensor) -> torch.Tensor:
+    """softplus(dt + dt_bias) clamped to mixer.time_step_limit, (..., heads), for every pass of any length.
+
+    transformers clamps in its chunk scan (prefill, training, any multi-token pass: the law every model here
+    was trained under, hf_compat.pin_time_step_clamp) but not in its 1-token update (selective_state_update).
+    A trained model has steps far below time_step_min (down to ~3e-5 on the default model), so a token read
+    alone and the same token read inside a pass got different logits (up to ~0.1): AR, which reads one token
+    a step, then parted from speculative decoding, whose verify pass reads the draft in one go, on about 6 %
+    of 64-token generations. One clamp everywhere makes them the same computation, as trained."""
+    low, high = mixer.time_step_limit
+    return F.softplus(dt_raw + mixer.dt_bias).clamp(min=low, max=high)
 
 
 def short_scan_forward(mixer: NemotronHMamba2Mixer, hidden_states: torch.Tensor, cache) -> torch.Tensor:
@@ -85,9 +100,7 @@ def short_scan_forward(mixer: NemotronHMamba2Mixer, hidden_states: torch.Tensor,
     x, B, C = xbc.split([mixer.intermediate_size, groups * state, groups * state], dim=-1)
 
     recurrent_step = recurrent_state is not None and seq_len == 1  # transformers' selective_state_update case
-    dt = F.softplus(dt + mixer.dt_bias)  # (B, T, heads)
-    if not recurrent_step:
-        dt = dt.clamp(min=mixer.time_step_limit[0])  # only the chunk scan clamps (the 1-token update does not)
+    dt = step_sizes(mixer, dt)  # (B, T, heads), clamped on every pass: see step_sizes
     x = x.float().view(batch, seq_len, heads, head_dim).transpose(1, 2)  # (B, heads, T, head_dim)
 
     def per_head(t):  # (B, T, groups·state) -> (B, heads, T, state); group g serves H/G consecutive heads
