@@ -12,7 +12,7 @@ the whole draft, and the bonus token (drawn from the verify pass's last row) sta
 verify pass reads it in front of the next draft, and the denoiser sees it as a given first block token.
 
 Per-position rollback (the default where it is available): the short scan (twotower.short_scan; on a GPU
-it runs the verify passes only) can hand over, for each Mamba layer of the verify pass, what it takes to
+it runs the verify passes and the 1-token steps) can hand over, for each Mamba layer of the verify pass, what it takes to
 give its conv window and SSM state after any prefix of the pass (`PositionStates`). A partial acceptance
 then sets every layer to "just after the kept tokens" directly — K/V sliced, Mamba states from the pass —
 and only the correction token stays unread, as a bonus token does: no re-scan, no growing run of unread
