@@ -39,7 +39,7 @@ twotower bench --modes ar,speculative --adaptive --n-prompts 8 --max-new-tokens 
   --json > "$out"/bench_speculative_adaptive.json
 twotower bench --modes ar,speculative --min-draft-confidence 0.2 --n-prompts 8 --max-new-tokens 64 --repeats 2 \
   --batch-size 1 --json > "$out"/bench_speculative_cut.json
-# the rollback's reference twin: restore a snapshot and re-read the kept tokens (what a GPU run does today)
+# the rollback's reference twin: restore a snapshot and re-read the kept tokens (the fallback where a pass records no per-position states)
 twotower bench --modes ar,speculative --snapshot-rollback --n-prompts 8 --max-new-tokens 64 --repeats 2 \
   --batch-size 1 --json > "$out"/bench_speculative_snapshot.json
 twotower bench --dtype bf16 --n-prompts 8 --max-new-tokens 64 --repeats 3 --batch-size 4 --json > "$out"/bench_bf16.json

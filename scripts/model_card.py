@@ -253,7 +253,7 @@ def main() -> int:
         f"attention {cfg.num_attention_heads} q / {cfg.num_key_value_heads} kv heads × {cfg.head_dim}",
         f"- mask token id {cfg.mask_token_id} (a dedicated `<mask>` piece), defaults γ = {cfg.default_gamma}, "
         f"S = {cfg.default_block_size}, {cfg.default_steps_per_block} steps per block",
-        f"- weights stored in bf16 (`model.safetensors`), loaded as fp32; the directory is {size_mb:.1f} MB", "",
+        f"- weights stored in bf16 (`model.safetensors`), loaded as fp32; the directory is {size_mb:.1f} MiB", "",
         "## Training", "",
         f"- corpus: the Python {corpus['python_version']} standard library's own `.py` files, test suite included "
         f"({corpus['files']} files; split by {corpus['split_rule']}: {corpus['files_per_split']})",

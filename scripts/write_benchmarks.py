@@ -241,8 +241,9 @@ def main() -> int:
         lines += [sweep.format_markdown(s["points"]), ""]
     gpu = any("cuda" in r["device"].get("ctx_device", "") for r in [b, *extras])
     if not gpu:
-        lines += ["## GPU", "", "No GPU was lent to the sessions that measured this page; the GPU rows are not measured "
-                  "yet. The same commands take `--ctx-device cuda --den-device cuda --dtype bf16`.", ""]
+        lines += ["## GPU", "", "The tables above are CPU runs. The GPU runs (lent H200s) are in "
+                  "`benchmarks/gpu_lease_*/`, quoted in the introduction; the same commands take "
+                  "`--ctx-device cuda --den-device cuda --dtype bf16`.", ""]
     (ROOT / "BENCHMARKS.md").write_text("\n".join(lines), encoding="utf-8")
     if args.readme:
         readme = Path(args.readme)
