@@ -152,6 +152,12 @@ def test_generation_stops_after_the_block_holding_eos(mode):
     last_needed = max(len(cut_at(free[row], eos)) for row in range(2))
     unit = "token" if mode == "ar" else "block"  # AR emits one "token" event per token, no blocks
     assert sum(e.kind == unit for e in events) == -(-last_needed // size)  # ceil
+    # the statistics count every row's tokens, each cut at its own EOS (they once counted row 0's alone)
+    stats, lengths = stopped.stats, [len(row) for row in stopped.new_tokens]
+    assert (stats["new_tokens"], stats["batch_tokens"], stats["batch_size"]) == (max(lengths), sum(lengths), 2)
+    assert stats["tokens_per_s"] == pytest.approx(sum(lengths) / stats["total_s"])
+    if stats["nfe"]:
+        assert stats["tokens_per_pass"] == pytest.approx(sum(lengths) / (2 * stats["nfe"]))
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])

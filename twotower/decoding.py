@@ -42,23 +42,30 @@ def finish_sequences(prompt: torch.Tensor, new: torch.Tensor, eos: int | None, p
     return torch.cat([prompt.to(new.device), new], dim=1), rows
 
 
-def _stats(mode, n_new, nfe, ctx_passes, t_start, t_first) -> dict:
-    total = time.perf_counter() - t_start
-    return {
+def _stats(mode, row_tokens: list[int], nfe, ctx_passes, t_start, t_first) -> dict:
+    """row_tokens: each row's new tokens (cut at its EOS). new_tokens is the longest row (batch 1: the row);
+    a batch adds batch_tokens, their sum, and its rates are the batch's: tokens/s over all rows, tokens per
+    pass per row (a pass serves every row)."""
+    total, batch_tokens = time.perf_counter() - t_start, sum(row_tokens)
+    stats = {
         "mode": mode,
-        "new_tokens": n_new,
+        "new_tokens": max(row_tokens),
         "nfe": nfe,
         "context_passes": ctx_passes,
-        "tokens_per_pass": n_new / nfe if nfe else None,
+        "tokens_per_pass": batch_tokens / (nfe * len(row_tokens)) if nfe else None,
         "total_s": total,
         "time_to_first_token_s": (t_first - t_start) if t_first else None,
-        "tokens_per_s": n_new / total if total > 0 else None,
+        "tokens_per_s": batch_tokens / total if total > 0 else None,
     }
+    if len(row_tokens) > 1:
+        stats.update(batch_size=len(row_tokens), batch_tokens=batch_tokens)
+    return stats
 
 
 def _done_event(mode, prompt, new, eos, pad, nfe, ctx_passes, t_start, t_first, info=None) -> StepEvent:
     sequences, rows = finish_sequences(prompt, new, eos, pad)
-    stats = _stats(mode, len(rows[0]), nfe, ctx_passes, t_start, t_first)
+    # every row counts, each cut at its own EOS (these statistics once counted row 0's tokens alone)
+    stats = _stats(mode, [len(r) for r in rows], nfe, ctx_passes, t_start, t_first)
     stats.update(info or {})
     empty = torch.zeros(prompt.shape[0], 0, dtype=torch.long)
     return StepEvent(mode, "done", -1, -1, new.shape[1], empty, empty.bool(), empty.float(), empty.bool(), empty,
