@@ -86,12 +86,15 @@ def test_replay_redraws_any_recorded_step(engine):
     ("def f():", {"temperature": -1.0}, "temperature must be &gt;= 0"),
     ("def f():", {"seed": 1e20}, "seed must be &gt;= 0 and &lt;= 9223372036854775807"),
     ("def f():", {"seed": float("inf")}, "seed must be an integer"),
-], ids=["empty", "blank", "too-long", "gamma-0", "fractional-S", "negative-temperature", "huge-seed", "inf-seed"])
+    ("def f(): \ud83d", {}, "not valid text"),
+], ids=["empty", "blank", "too-long", "gamma-0", "fractional-S", "negative-temperature", "huge-seed", "inf-seed",
+        "lone-surrogate"])
 def test_bad_input_gives_a_message_not_a_traceback(engine, prompt, overrides, message):
     outputs = generate(Handlers(engine), prompt, **overrides)
     assert len(outputs) == 1
     view = outputs[0][0]
     assert 'class="tt-error"' in view and message in view
+    assert all(out == gr.skip() for out in outputs[0][1:])  # the last run's text, stats and recording stay
 
 
 def test_race_measures_each_mode_and_feeds_the_cost_panel(engine):
@@ -154,3 +157,11 @@ def test_race_with_no_contestant_says_so(engine):
     *_, (html, _, measured) = list(Handlers(engine).race("def f(x):", [], 0.8, 4, 4, 4, 1))
     assert html.count('class="tt-card"') == 1 and "tick a contestant" in html
     assert set(measured["tokens_per_s"]) == {"ar"}
+
+
+def test_cost_and_race_name_a_bad_number(engine):
+    handlers = Handlers(engine)
+    table, _ = handlers.cost(2.0, 1, "lots", 100.0, None, None, 1.0)
+    assert 'class="tt-error"' in table and "utilisation must be a number" in table
+    *_, (html, _, _) = list(handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 4, float("nan")))
+    assert 'class="tt-error"' in html and "timed runs per mode must be an integer" in html

@@ -39,6 +39,11 @@ class Engine:
     def encode_prompt(self, text: str) -> list[int]:
         if not isinstance(text, str) or not text.strip():
             raise ValueError("the prompt is empty: type some text first")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate (e.g. half an emoji from a broken paste)
+            raise ValueError(f"the prompt holds a character that is not valid text ({exc.object[exc.start]!r} at "
+                             f"position {exc.start}): remove it or paste the text again") from None
         ids = self.tokenizer.encode(text)
         if len(ids) > self.max_prompt_tokens:
             raise ValueError(f"the prompt is {len(ids)} tokens long; the limit is {self.max_prompt_tokens} tokens")

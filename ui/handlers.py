@@ -18,6 +18,7 @@ from pathlib import Path
 import gradio as gr
 
 from twotower.metrics import cut_after_eos, token_agreement
+from twotower.validation import check_int
 
 from .board import FRAME_KINDS, Board, count_frames, fold, fold_event, verify_rounds
 from .cost import cost_table
@@ -112,14 +113,12 @@ class Handlers:
                     scrubber = gr.Slider(visible=False) if board.frames == 1 else gr.skip()
                     yield (self._view(board, prompt, colour_by, steps_per_block), stats_html(board),
                            self.engine.decode(done_tokens), record, scrubber)
-        except ImportError as exc:
-            message = unavailable(f"{mode} mode", exc)
+        except (ImportError, ValueError) as exc:
+            # bad input: the message in the view; the previous run's completion, statistics, recording and
+            # scrubber stay as they were (nothing of it is lost)
+            message = unavailable(f"{mode} mode", exc) if isinstance(exc, ImportError) else str(exc)
             gr.Warning(message)
-            yield error_html(message), "", "", record, gr.Slider(visible=False)
-            return
-        except ValueError as exc:
-            gr.Warning(str(exc))
-            yield error_html(str(exc)), "", "", record, gr.Slider(visible=False)
+            yield error_html(message), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         scrubber = replay_scrubber(count_frames(record["events"]))
         yield (self._view(board, prompt, colour_by, steps_per_block), stats_html(board, LIVE_NOTE),
@@ -163,7 +162,7 @@ class Handlers:
         max_new_tokens, results = _whole(max_new_tokens), []
         try:
             ids = self.engine.encode_prompt(prompt)
-            repeats = max(1, int(repeats or 1))
+            repeats = check_int("timed runs per mode", _whole(repeats or 1))
             for mode in order:
                 yield race_html(results, self.engine.decode, f"timing {mode}…"), race_bars(results), gr.skip()
                 engine_mode, extra = RACE_VARIANTS.get(mode, (mode, {}))
@@ -266,7 +265,10 @@ class Handlers:
         """
         throughputs = {"ar": tps_ar, "diffusion": tps_diffusion, "speculative": tps_speculative}
         try:
-            util = None if utilisation_pct is None else float(utilisation_pct) / 100.0
+            try:
+                util = None if utilisation_pct is None else float(utilisation_pct) / 100.0
+            except (TypeError, ValueError):
+                raise ValueError(f"utilisation must be a number of percent, got {utilisation_pct!r}") from None
             lines = cost_table(throughputs, usd_per_gpu_hour, gpus, util, api_usd_per_million)
         except ValueError as exc:
             return error_html(str(exc)), None

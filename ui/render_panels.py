@@ -74,7 +74,8 @@ def audit_html(rounds: list[dict], piece: Callable[[int], str]) -> str:
     """One table row per verification round: drafted block with the accepted prefix, the first rejected
     draft token with both towers' probabilities, and the context tower's replacement."""
     if not rounds:
-        return '<div class="tt-note">No verification rounds yet.</div>'
+        return ('<div class="tt-note">No verification rounds (yet): the first new token comes from the prompt\'s '
+                'prefill, so a run of one token has none.</div>')
     head = ("<tr><th>#</th><th>block</th><th>drafted block (accepted prefix green, first rejection red)</th>"
             "<th>accepted</th><th>rejected draft token<br>p_draft · p_target</th>"
             "<th>replaced by<br>p_draft · p_target</th></tr>")
