@@ -149,8 +149,10 @@ def test_a_run_of_one_step_finishes_without_a_scrubber(engine, mode, overrides):
     *_, (view, stats, completion, record, scrubber) = generate(handlers, mode=mode, **overrides)
     assert 'data-done="1"' in view and "total time" in stats and completion
     assert scrubber.visible is False
-    stopped_scrubber, _ = handlers.after_stop(record)  # Stop pressed after that one step
-    assert stopped_scrubber.visible is False
+    assert handlers.after_stop(record) == (gr.skip(), gr.skip())  # Stop after the run ended changes nothing
+    record = {**record, "events": record["events"][:-1]}  # Stop pressed after that one step, before the end
+    stopped_scrubber, stats = handlers.after_stop(record)
+    assert stopped_scrubber.visible is False and "Stopped" in stats
 
 
 def test_race_with_no_contestant_says_so(engine):

@@ -136,6 +136,8 @@ class Handlers:
     def after_stop(self, record):
         """Stop was pressed: freeze the statistics as stopped and offer the scrubber over what was recorded."""
         events = (record or {}).get("events") or []
+        if events and events[-1].kind == "done":
+            return gr.skip(), gr.skip()  # the Playground's run had finished (Stop was for another panel, or late)
         frames = count_frames(events)
         stats = stats_html(fold(events), "Stopped; the app is ready for the next run.", status="stopped")
         return (gr.skip() if frames == 0 else replay_scrubber(frames)), stats
