@@ -133,3 +133,12 @@ def test_shipped_model_computes_what_it_computed_when_measured():
         torch.testing.assert_close(den, torch.tensor(want["denoiser_logits"]), atol=1e-4, rtol=0)
         assert got["ar_tokens"] == want["ar_tokens"], name
         assert got["diffusion_tokens"] == want["diffusion_tokens"], name
+
+
+def test_reports_name_the_embedded_model_by_its_place_in_the_project(tmp_path):
+    """'assets/default' in every checkout (a report once named /work/main/... or a worktree's path); a model
+    elsewhere keeps the path it was given."""
+    from twotower.engine import DEFAULT_MODEL_DIR, model_label
+
+    assert model_label(DEFAULT_MODEL_DIR) == "assets/default"
+    assert model_label(tmp_path) == str(tmp_path)

@@ -19,6 +19,15 @@ from .weight_layout import count_input_major, store_input_major
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL_DIR = ASSETS / "default"
 MODES = ("diffusion", "speculative", "mock_ar", "ar")
+
+
+def model_label(model_dir: Path) -> str:
+    """How reports name a checkpoint: relative to the project when it lies inside it ('assets/default', the
+    same in every checkout), else its path as given."""
+    try:
+        return Path(model_dir).resolve().relative_to(ASSETS.parent).as_posix()
+    except ValueError:
+        return str(model_dir)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # the --dtype / --den-dtype names
 ANCHOR_NOTE = ", each diffusion block's first token from the context tower"  # reports of --anchor-first runs
 
@@ -148,7 +157,7 @@ def load_engine(model_dir=None, preset: str | None = None, ctx_device="cpu", den
             model = load_release_checkpoint(model_dir, ctx_device, den_device, dtype)
         else:
             model = from_pretrained(model_dir, dtype=dtype)
-        name = str(model_dir)
+        name = model_label(model_dir)
         tokenizer = load_tokenizer(model_dir, model.config.vocab_size)
     if tokenizer.vocab_size > model.config.vocab_size:
         raise ValueError(f"tokenizer has {tokenizer.vocab_size} ids but the model only {model.config.vocab_size}")
