@@ -19,6 +19,8 @@ from .weight_layout import count_input_major, store_input_major
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL_DIR = ASSETS / "default"
 MODES = ("diffusion", "speculative", "mock_ar", "ar")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # the --dtype / --den-dtype names
+ANCHOR_NOTE = ", each diffusion block's first token from the context tower"  # reports of --anchor-first runs
 
 
 def model_label(model_dir: Path) -> str:
@@ -28,8 +30,6 @@ def model_label(model_dir: Path) -> str:
         return Path(model_dir).resolve().relative_to(ASSETS.parent).as_posix()
     except ValueError:
         return str(model_dir)
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # the --dtype / --den-dtype names
-ANCHOR_NOTE = ", each diffusion block's first token from the context tower"  # reports of --anchor-first runs
 
 
 def dtype_name(dtype: torch.dtype) -> str:
