@@ -20,11 +20,11 @@ from .validation import as_batch, check_gamma, check_int, check_sampling, check_
 
 
 def make_generator(seed: int | None, device) -> torch.Generator | None:
-    seed = check_seed(seed)
+    """seed: already checked at the sampler's call (validation.check_seed), as every other argument."""
     if seed is None:
         return None
     gen = torch.Generator(device=torch.device(device))
-    gen.manual_seed(seed)
+    gen.manual_seed(int(seed))
     return gen
 
 
