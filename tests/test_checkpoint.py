@@ -7,12 +7,14 @@ import socket
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import save_file
 from transformers import NemotronHConfig, NemotronHForCausalLM
 
 from tiny_models import lively, random_ids, sharp, trained_looking
 from twotower import (build_model, from_backbone, from_pretrained, generate_ar, generate_mask_diffusion,
                       generate_mock_ar, make_config, save_pretrained)
 from twotower.checkpoint import WEIGHTS_NAME
+from twotower.decoding import drain
 from twotower.config import PRESETS, TWO_TOWER_FIELDS
 
 RELEASE_PREFIXES = ("context_tower.", "context_lm_head.weight", "denoiser_tower.", "lm_head.weight",
@@ -93,9 +95,22 @@ def test_loading_a_bad_directory_says_what_is_wrong(tmp_path):
     (tmp_path / WEIGHTS_NAME).write_bytes((tmp_path / "wider" / WEIGHTS_NAME).read_bytes()[:1000])  # truncated
     with pytest.raises(ValueError, match="cannot be read as safetensors"):
         from_pretrained(tmp_path)
+    good = json.loads((tmp_path / "other" / "config.json").read_text())
+    for change, message in [({"hidden_size": "32"}, "cannot be read as a model config.*hidden_size"),
+                            ({"layers_block_type": ["mamba", "lstm"]}, "cannot be read as a model config"),
+                            ({"model_type": "llama"}, "is a 'llama' config, not a NemotronH"),
+                            ({"mask_token_id": 261}, "mask_token_id 261 is not an id below the vocabulary size 261"),
+                            ({"mask_token_id": None, "vocab_size": 3}, "mask_token_id 3 is not an id below")]:
+        (tmp_path / "config.json").write_text(json.dumps({**good, **change}))
+        with pytest.raises(ValueError, match=message):
+            from_pretrained(tmp_path)
     (tmp_path / "config.json").write_text("{ not json")
     with pytest.raises(ValueError, match="cannot be read as a model config"):
         from_pretrained(tmp_path)
+    integers = {k: v.to(torch.int64) if k == "lm_head.weight" else v for k, v in other.state_dict().items()}
+    save_file({k: v.contiguous() for k, v in integers.items()}, str(tmp_path / "other" / WEIGHTS_NAME))
+    with pytest.raises(ValueError, match=r"\['lm_head.weight'\] are stored as torch.int64; .* floating-point"):
+        from_pretrained(tmp_path / "other")
 
 
 def save_backbone(directory, seed=6):
@@ -171,3 +186,49 @@ def test_towers_on_cuda_match_cpu(ctx_device, den_device):
     placed = all_outputs(model, prompt)
     for mode in ("diffusion", "mock_ar", "ar"):
         assert torch.equal(placed[mode].cpu(), reference[mode]), mode
+
+
+def _byte_level_tokenizer_json(path, specials=("<pad>", "<s>", "</s>", "<unk>", "<mask>")):
+    """A Hugging Face tokenizer.json as the release ships one (byte-level, so any text encodes), trained
+    offline on a few lines: its 5 specials + 256 byte symbols fill the tiny preset's 261 ids."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=261, special_tokens=list(specials),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator(["def f(x):\n    return x + 1\n"] * 4, trainer)
+    tokenizer.save(str(path))
+
+
+def test_a_hugging_face_tokenizer_json_is_loaded_and_a_folder_without_a_tokenizer_is_refused(tmp_path):
+    from twotower.engine import load_engine
+    from twotower.tokenizer import HFTokenizer, load_tokenizer
+
+    save_pretrained(build_model("tiny", seed=2), tmp_path)
+    with pytest.raises(ValueError, match="no tokenizer in .*tokenizer.model .*or tokenizer.json"):
+        load_engine(model_dir=tmp_path)  # byte ids fed to a model of other tokens: refused, not guessed
+    _byte_level_tokenizer_json(tmp_path / "tokenizer.json")
+    engine = load_engine(model_dir=tmp_path)
+    assert isinstance(engine.tokenizer, HFTokenizer) and engine.tokenizer.vocab_size == 261
+    text = "def f(x):\n\treturn 'é ✓'  # ▁<mask></s>\n"
+    ids = engine.encode_prompt(text)  # typed "<mask>" and "</s>" stay text: no special id
+    assert engine.decode(ids) == text and max(ids) < 261 and min(ids) >= 5
+    assert load_tokenizer(tmp_path).encode(text) == ids  # alone, it reads the special ids from config.json
+    config = engine.model.config  # special ids come from the config (the release's tokenizer has no mask piece)
+    assert (engine.eos_token_id, engine.tokenizer.mask_token_id) == (config.eos_token_id, config.mask_token_id)
+    result = drain(engine.stream("diffusion", ids, max_new_tokens=6, block_size=3, steps_per_block=3))
+    assert len(result.new_tokens[0]) >= 1 and config.mask_token_id not in result.new_tokens[0]
+
+
+def test_a_mask_id_that_is_not_the_tokenizers_is_refused(tmp_path):
+    from twotower.engine import DEFAULT_MODEL_DIR, load_engine
+
+    for name in ("tokenizer.model", WEIGHTS_NAME):
+        (tmp_path / name).write_bytes((DEFAULT_MODEL_DIR / name).read_bytes())
+    config = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
+    del config["mask_token_id"]  # the loader fills in the release's 3; this tokenizer's mask piece is 4
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="mask_token_id 3 is not the tokenizer's mask id 4"):
+        load_engine(model_dir=tmp_path)

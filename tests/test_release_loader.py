@@ -253,3 +253,27 @@ def test_missing_tensors_and_bad_directories(release_dir, tmp_path):
         load_release_checkpoint(release_dir, dtype="bf16")
     with pytest.raises(ValueError, match="n_shards"):
         write_release_layout(build_model("tiny"), tmp_path / "x", n_shards=0)
+
+
+def test_corrupt_shards_integer_weights_and_stray_indexes_are_refused(release_dir, tmp_path):
+    broken = _copy(release_dir, tmp_path / "truncated")
+    shard = sorted(set(_index(broken).values()))[0]
+    (broken / shard).write_bytes((broken / shard).read_bytes()[:500])
+    with pytest.raises(ValueError, match=f"{shard} cannot be read as safetensors"):
+        load_release_checkpoint(broken)
+    broken = _copy(release_dir, tmp_path / "integers")
+    key = "denoiser_tower.layers.0.mixer.in_proj.weight"
+    _rewrite(broken, key, lambda t: t.update({key: t[key].to(torch.int64)}))
+    with pytest.raises(ValueError, match=f"tensor '{key}' .* is stored as I64; the model expects floating-point"):
+        load_release_checkpoint(broken)
+    broken = _copy(release_dir, tmp_path / "stray")
+    index = json.loads((broken / INDEX_NAME).read_text())
+    first = next(iter(index["weight_map"]))
+    for shard, message in [(str(release_dir / index["weight_map"][first]), "outside the model folder"),
+                           ("../" + index["weight_map"][first], "outside the model folder")]:
+        (broken / INDEX_NAME).write_text(json.dumps({"weight_map": {**index["weight_map"], first: shard}}))
+        with pytest.raises(ValueError, match=message):
+            load_release_checkpoint(broken)
+    (broken / INDEX_NAME).write_text(json.dumps({"weight_map": list(index["weight_map"])}))
+    with pytest.raises(ValueError, match="'weight_map' must map tensor names to shard files, got a list"):
+        load_release_checkpoint(broken)

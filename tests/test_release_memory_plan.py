@@ -75,6 +75,20 @@ def test_release_plan_matches_hand_computation(release):
     assert 58 * GIB < ctx["weights"] < 60 * GIB  # "about 59 GB per GPU"
 
 
+def test_a_denoiser_in_its_own_dtype_is_planned_in_it(release):
+    """fp32 context tower, bf16 denoiser (the engine's --den-dtype) on one device: each tower's weights in its
+    own dtype, and the per-block copy of the context K/V and states into the denoiser's dtype is counted."""
+    same = plan_memory(release, "cuda:0", "cuda:0", dtype=torch.float32)["devices"]["cuda:0"]
+    mixed_plan = plan_memory(release, "cuda:0", "cuda:0", dtype=torch.float32, den_dtype=torch.bfloat16)
+    mixed = mixed_plan["devices"]["cuda:0"]
+    tower, time_cond = hand_count(release)
+    assert same["weights"] - mixed["weights"] == 2 * (tower + time_cond)  # the denoiser's half: 4 -> 2 bytes
+    assert mixed["kv_cache"] < same["kv_cache"] and same["context_copy"] == 0  # its block K/V in bf16
+    assert mixed["context_copy"] == plan_memory(release, "cuda:0", "cuda:1", dtype=torch.bfloat16)["devices"][
+        "cuda:1"]["context_copy"]  # the context's K/V and states, held again in bf16
+    assert "weights in float32 (denoiser bfloat16)" in format_memory_plan(mixed_plan)
+
+
 def test_fit_verdicts(release):
     one = plan_memory(release, "cuda:0", "cuda:0", device_memory={"cuda:0": 80})
     two = plan_memory(release, "cuda:0", "cuda:1", device_memory={"cuda:0": 80, "cuda:1": 80})

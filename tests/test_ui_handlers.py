@@ -75,6 +75,11 @@ def test_replay_redraws_any_recorded_step(engine):
     assert 'data-masked="0"' in handlers.replay(record, 4) and 'data-masked="3"' in handlers.replay(record, 5)
     assert handlers.replay(record, 8) == final_view
     assert "generate first" in handlers.replay(None, 3)
+    # the colour radio redraws a recorded run in the other colours, and leaves the view alone with none
+    # (a refused Generate's error message stays on screen)
+    recoloured = handlers.recolour(record, 8, "confidence")
+    assert recoloured == handlers.replay(record, 8, "confidence") and recoloured != final_view
+    assert isinstance(handlers.recolour(None, 3, "confidence"), type(gr.skip()))
 
 
 @pytest.mark.parametrize("prompt, overrides, message", [

@@ -239,7 +239,7 @@ def _passes(n) -> str:
 
 
 def format_markdown(report: dict) -> str:
-    from .evaluation import MODE_LABELS, _fmt  # _fmt: a retention as the eval prints it (n/a where undefined)
+    from .evaluation import MODE_LABELS, format_score  # a retention as the eval prints it
 
     b = report["batch_size"]
     lines = [f"## Throughput: {report['model']}", "",
@@ -296,8 +296,8 @@ def format_markdown(report: dict) -> str:
         lines += ["", "| task | AR | diffusion | retention |", "|---|---|---|---|"]
         for task, value in report["retention"].items():
             ar, diff = report["eval_scores"]["ar"].get(task), report["eval_scores"]["diffusion"].get(task)
-            lines.append(f"| {task} | {_num(ar, 3)} | {_num(diff, 3)} | {_fmt(value, percent=True)} |")
-        lines.append(f"| **aggregate** | | | **{_fmt(report['retention_aggregate'], percent=True)}** |")
+            lines.append(f"| {task} | {_num(ar, 3)} | {_num(diff, 3)} | {format_score(value, percent=True)} |")
+        lines.append(f"| **aggregate** | | | **{format_score(report['retention_aggregate'], percent=True)}** |")
         notes += [f"{task}: {note}" for task, note in report["retention_notes"].items()]
     return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
 

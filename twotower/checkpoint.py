@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -33,12 +34,24 @@ def load_config(directory) -> NemotronHConfig:
     directory = Path(directory)
     if not (directory / "config.json").is_file():
         raise ValueError(f"{directory} has no config.json: not a model directory")
+    try:  # another model type first: transformers would only warn, then read what fields it knows
+        model_type = json.loads((directory / "config.json").read_text()).get("model_type", "nemotron_h")
+    except Exception:  # not JSON, not an object: from_pretrained's error below says so
+        model_type = "nemotron_h"
+    if model_type != "nemotron_h":
+        raise ValueError(f"{directory}/config.json is a {model_type!r} config, not a NemotronH (two-tower) one")
     try:
         config = NemotronHConfig.from_pretrained(str(directory), local_files_only=True)
-    except (OSError, ValueError, TypeError) as exc:  # transformers raises OSError for a file that is not JSON
-        raise ValueError(f"{directory}/config.json cannot be read as a model config: {exc}") from exc
+    except Exception as exc:  # OSError for a file that is not JSON; huggingface_hub's StrictDataclassError (a
+        # plain Exception) for a field of the wrong type or an unknown layer kind
+        raise ValueError(f"{directory}/config.json cannot be read as a model config: {exc}") from None
     config._attn_implementation = "sdpa"
-    return ensure_two_tower_fields(config)
+    config = ensure_two_tower_fields(config)
+    mask = config.mask_token_id
+    if not isinstance(mask, int) or isinstance(mask, bool) or not 0 <= mask < config.vocab_size:
+        raise ValueError(f"{directory}/config.json: mask_token_id {mask!r} is not an id below the vocabulary "
+                         f"size {config.vocab_size}")
+    return config
 
 
 def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32) -> TwoTowerModel:
@@ -60,6 +73,11 @@ def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32)
     missing, unexpected = _check_keys(model, state)
     if missing or unexpected:
         raise ValueError(f"{weights}: missing tensors {missing[:5]}, unexpected tensors {unexpected[:5]}")
+    expected = model.state_dict()
+    not_float = [k for k, v in state.items() if expected[k].is_floating_point() and not v.is_floating_point()]
+    if not_float:
+        raise ValueError(f"{weights}: {not_float[:5]} are stored as {state[not_float[0]].dtype}; the model expects "
+                         "floating-point weights")
     try:
         model.load_state_dict(state, assign=True)
     except RuntimeError as exc:  # names match but shapes do not: weights of another config

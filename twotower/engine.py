@@ -13,7 +13,7 @@ from typing import Iterator
 import torch
 
 from .events import StepEvent
-from .tokenizer import load_tokenizer
+from .tokenizer import find_tokenizer_file, load_tokenizer
 from .weight_layout import count_input_major, store_input_major
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -146,19 +146,25 @@ def load_engine(model_dir=None, preset: str | None = None, ctx_device="cpu", den
     if preset is not None:
         model = build_model(preset, seed=seed).to(dtype)
         name = f"random '{preset}' preset (seed {seed})"
-        tokenizer = load_tokenizer(None, model.config.vocab_size)
+        tokenizer = load_tokenizer(None, model.config)
     else:
         model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
         if not model_dir.is_dir():
             raise ValueError(f"model directory not found: {model_dir}")
         from .release_loader import INDEX_NAME, load_release_checkpoint
 
+        find_tokenizer_file(model_dir)  # no tokenizer: refused before the weights are read
+
         if (model_dir / INDEX_NAME).is_file():  # the release's sharded layout, streamed to its devices
             model = load_release_checkpoint(model_dir, ctx_device, den_device, dtype)
         else:
             model = from_pretrained(model_dir, dtype=dtype)
         name = model_label(model_dir)
-        tokenizer = load_tokenizer(model_dir, model.config.vocab_size)
+        tokenizer = load_tokenizer(model_dir, model.config)
+        if tokenizer.mask_token_id != model.config.mask_token_id:  # e.g. a config.json without mask_token_id,
+            # filled with the release's 3, beside a tokenizer whose mask piece is 4: the denoiser reads a wrong id
+            raise ValueError(f"{model_dir}/config.json's mask_token_id {model.config.mask_token_id} is not the "
+                             f"tokenizer's mask id {tokenizer.mask_token_id}: set mask_token_id there")
     if tokenizer.vocab_size > model.config.vocab_size:
         raise ValueError(f"tokenizer has {tokenizer.vocab_size} ids but the model only {model.config.vocab_size}")
     model.place_towers_on_devices(ctx_device, den_device)

@@ -248,7 +248,8 @@ def retention_report(scores: dict, tasks, per_item: dict | None = None) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------
-def _fmt(value, percent=False) -> str:
+def format_score(value, percent=False) -> str:
+    """A score as the eval tables print it: 3 decimals, or a percentage; n/a where undefined (None)."""
     if value is None:
         return "n/a"
     return f"{100 * value:.1f} %" if percent else f"{value:.3f}"
@@ -270,27 +271,27 @@ def format_markdown(report: dict) -> str:
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for task in report["tasks"]:
         for name in TASK_METRICS[task]:
-            row = [METRIC_LABELS[name], str(report["n_prompts"][task]), _fmt(report["scores"]["ar"].get(name))]
+            row = [METRIC_LABELS[name], str(report["n_prompts"][task]), format_score(report["scores"]["ar"].get(name))]
             for m in others:
                 ci = report["retention"][m].get("ci", {}).get("tasks", {}).get(name)  # older reports: none
-                row += [_fmt(report["scores"][m].get(name)),
-                        _fmt(report["retention"][m]["tasks"][name], percent=True) + _interval(ci)]
+                row += [format_score(report["scores"][m].get(name)),
+                        format_score(report["retention"][m]["tasks"][name], percent=True) + _interval(ci)]
             lines.append("| " + " | ".join(row) + " |")
     row = ["**aggregate (mean retention)**", "", ""]
     for m in others:
         ci = report["retention"][m].get("ci", {}).get("aggregate")
-        row += ["", f"**{_fmt(report['retention'][m]['aggregate'], percent=True)}**{_interval(ci)}"]
+        row += ["", f"**{format_score(report['retention'][m]['aggregate'], percent=True)}**{_interval(ci)}"]
     lines += ["| " + " | ".join(row) + " |", ""]
     lines += ["Diagnostics over every generation (not tasks):", "",
               "| mode | agreement with AR tokens | AR-tower mean log-likelihood | tokens per denoiser pass |"
               " mean acceptance length |", "|---|---|---|---|---|"]
     for m in report["modes"]:
         sc, passes = report["scores"][m], report.get("passes", {}).get(m, {})  # older reports: no pass counts
-        lines.append(f"| {MODE_LABELS[m]} | {_fmt(sc.get('agreement_with_ar'))} | {_fmt(sc.get('ar_mean_loglik'))} | "
-                     f"{_fmt(passes.get('tokens_per_pass'))} | {_fmt(passes.get('mean_acceptance_length'))} |")
+        lines.append(f"| {MODE_LABELS[m]} | {format_score(sc.get('agreement_with_ar'))} | {format_score(sc.get('ar_mean_loglik'))} | "
+                     f"{format_score(passes.get('tokens_per_pass'))} | {format_score(passes.get('mean_acceptance_length'))} |")
     notes = sorted({f"{METRIC_LABELS[k]}: {v}" for m in others for k, v in report["retention"][m]["notes"].items()})
     if report["reference"].get("syntax_ok") is not None:
-        notes.append(f"the true file continuation passes the syntax check in {_fmt(report['reference']['syntax_ok'], True)}"
+        notes.append(f"the true file continuation passes the syntax check in {format_score(report['reference']['syntax_ok'], True)}"
                      " of syntax prompts (the check's ceiling)")
     if any(report["retention"][m].get("ci") for m in others):
         notes.append("retention in parentheses: 95 % interval of a paired bootstrap over the prompts "

@@ -98,13 +98,16 @@ def _device_capacity(device: str, device_memory: dict | None) -> float | None:
 
 
 def plan_memory(config, ctx_device="cuda:0", den_device="cuda:1", context_length: int = 8192, batch_size: int = 1,
-                dtype=torch.bfloat16, device_memory: dict[str, float] | None = None, block_size: int | None = None) -> dict:
+                dtype=torch.bfloat16, device_memory: dict[str, float] | None = None, block_size: int | None = None,
+                den_dtype=None) -> dict:
     """Bytes per device for weights, caches and states at a context length and batch; whether it fits.
 
     device_memory: GiB per device name ({"cuda:0": 80, "cuda:1": 80}); None asks the CUDA driver about
     visible devices and leaves the others unknown ("fits" is then None).
+    dtype: the context tower's (both towers' unless den_dtype names the denoiser's own, e.g. a bf16 draft).
     """
     dtype = parse_dtype(dtype)
+    den_dtype = dtype if den_dtype is None else parse_dtype(den_dtype)
     ctx_device, den_device = _parse_device(ctx_device), _parse_device(den_device)
     context_length = _positive_int("context length", context_length)
     batch_size = _positive_int("batch size", batch_size)
@@ -113,20 +116,24 @@ def plan_memory(config, ctx_device="cuda:0", den_device="cuda:1", context_length
         device_memory = {_parse_device(k): v for k, v in device_memory.items()}
 
     weights = weight_bytes(config, dtype)
+    den_weights = weights if den_dtype == dtype else weight_bytes(config, den_dtype)
     context = state_bytes(config, context_length, batch_size, dtype)
-    block = state_bytes(config, block_size, batch_size, dtype)
-    split = ctx_device != den_device
+    block = state_bytes(config, block_size, batch_size, den_dtype)
+    # the denoiser reads the context K/V and states on its own device, in its own dtype: another device or
+    # another dtype makes a copy of them per block (model.py: context_states)
+    copied = ctx_device != den_device or den_dtype != dtype
     parts = {
         ctx_device: {"holds": ["context tower", "context_lm_head"], "weights": weights["context_bytes"],
                      "kv_cache": context["kv"], "mamba_states": context["mamba"], "context_copy": 0},
     }
     den = parts.setdefault(den_device, {"holds": [], "weights": 0, "kv_cache": 0, "mamba_states": 0, "context_copy": 0})
     den["holds"] = den["holds"] + ["denoiser tower", "lm_head", "time conditioning"]
-    den["weights"] += weights["denoiser_bytes"]
+    den["weights"] += den_weights["denoiser_bytes"]
     den["kv_cache"] += block["kv"]  # the denoiser's own K/V: S positions per attention layer
     den["mamba_states"] += block["mamba"]  # working copies of the seeded states
-    if split:  # context K/V + states cross to the denoiser's device once per block
-        den["context_copy"] = context["kv"] + context["mamba"]
+    if copied:
+        copy = state_bytes(config, context_length, batch_size, den_dtype)
+        den["context_copy"] = copy["kv"] + copy["mamba"]
 
     verdicts = []
     for device, part in parts.items():
@@ -144,6 +151,7 @@ def plan_memory(config, ctx_device="cuda:0", den_device="cuda:1", context_length
         "hidden_size": config.hidden_size,
         "vocab_size": config.vocab_size,
         "dtype": str(dtype).replace("torch.", ""),
+        "den_dtype": str(den_dtype).replace("torch.", ""),
         "context_length": context_length,
         "batch_size": batch_size,
         "block_size": block_size,
@@ -167,7 +175,8 @@ def format_memory_plan(plan: dict) -> str:
     kinds = ", ".join(f"{n} {k}" for k, n in layers.items() if n)
     lines = [
         f"model: {sum(layers.values())} layers per tower ({kinds}), hidden {plan['hidden_size']}, "
-        f"vocab {plan['vocab_size']}, weights in {plan['dtype']}",
+        f"vocab {plan['vocab_size']}, weights in {plan['dtype']}"
+        + (f" (denoiser {plan['den_dtype']})" if plan.get("den_dtype", plan["dtype"]) != plan["dtype"] else ""),
         f"parameters: context {params['context'] / 1e9:.3f} B, denoiser {params['denoiser'] / 1e9:.3f} B, "
         f"total {params['total'] / 1e9:.3f} B",
         f"context length {plan['context_length']}, batch {plan['batch_size']}, block size {plan['block_size']}; "
@@ -213,6 +222,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch", type=int, default=1, help="sequences decoded together")
     parser.add_argument("--block-size", type=int, default=None, help="block size S (default: the model's)")
     parser.add_argument("--dtype", default="bfloat16", help="weight dtype: bfloat16, float16 or float32")
+    parser.add_argument("--den-dtype", default=None, help="the denoiser's own weight dtype (default: --dtype)")
     parser.add_argument("--device-memory-gb", default=None,
                         help="GiB per device: one number for every device named, or cuda:0=80,cuda:1=141 "
                              "(default: ask the CUDA driver; unknown otherwise)")
@@ -232,6 +242,6 @@ def main(args) -> int:
         config = load_config(args.model if args.model is not None else DEFAULT_MODEL_DIR)  # config.json only
     devices = list(dict.fromkeys([_parse_device(args.ctx_device), _parse_device(args.den_device)]))
     plan = plan_memory(config, args.ctx_device, args.den_device, args.context_length, args.batch, args.dtype,
-                       parse_device_memory(args.device_memory_gb, devices), args.block_size)
+                       parse_device_memory(args.device_memory_gb, devices), args.block_size, args.den_dtype)
     print(json.dumps(plan, indent=2) if args.json else format_memory_plan(plan))
     return 0

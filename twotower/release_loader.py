@@ -64,14 +64,28 @@ def read_weight_map(directory: Path) -> dict[str, str]:
             weight_map = json.loads(index.read_text())["weight_map"]
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"{index} is not a safetensors index (expected a 'weight_map' object): {exc}") from None
-        if not isinstance(weight_map, dict) or not weight_map:
+        if not isinstance(weight_map, dict):
+            raise ValueError(f"{index}: 'weight_map' must map tensor names to shard files, got a "
+                             f"{type(weight_map).__name__}")
+        if not weight_map:
             raise ValueError(f"{index}: 'weight_map' is empty")
+        for shard in set(map(str, weight_map.values())):
+            # shards are files of this folder: an index must not send the loader elsewhere on the disk
+            if Path(shard).is_absolute() or ".." in Path(shard).parts:
+                raise ValueError(f"{index} names the shard {shard!r} outside the model folder")
         return {str(k): str(v) for k, v in weight_map.items()}
     single = directory / SINGLE_FILE_NAME
     if single.is_file():
-        with safe_open(str(single), framework="pt") as handle:
+        with _open_shard(single) as handle:
             return {key: SINGLE_FILE_NAME for key in handle.keys()}
     raise ValueError(f"{directory} has neither {INDEX_NAME} nor {SINGLE_FILE_NAME}: not a release checkpoint")
+
+
+def _open_shard(path: Path, device: str = "cpu"):
+    try:
+        return safe_open(str(path), framework="pt", device=device)
+    except Exception as exc:  # safetensors' error type lives in its Rust module: a truncated or corrupt file
+        raise ValueError(f"{path} cannot be read as safetensors: {exc}") from None
 
 
 def _plan_reads(directory: Path, weight_map: dict[str, str], expected: dict[str, torch.Tensor]):
@@ -110,7 +124,7 @@ def _plan_reads(directory: Path, weight_map: dict[str, str], expected: dict[str,
             missing = min(set(range(tensor.shape[0])) - experts_seen[name])
             raise ValueError(f"the checkpoint has no expert {missing} for {name!r}")
     for shard, entries in reads.items():
-        with safe_open(str(directory / shard), framework="pt") as handle:
+        with _open_shard(directory / shard) as handle:
             present = set(handle.keys())
             for key, name, expert in entries:
                 if key not in present:
@@ -119,6 +133,10 @@ def _plan_reads(directory: Path, weight_map: dict[str, str], expected: dict[str,
                 want = tuple(expected[name].shape[1:] if expert is not None else expected[name].shape)
                 if shape != want:
                     raise ValueError(f"tensor {key!r} in {shard} has shape {shape}, the model expects {want}")
+                stored = handle.get_slice(key).get_dtype()  # "F32", "BF16", "I64", ...
+                if expected[name].is_floating_point() and not stored.startswith(("F", "BF")):
+                    raise ValueError(f"tensor {key!r} in {shard} is stored as {stored}; the model expects "
+                                     "floating-point weights")
     return reads
 
 
@@ -153,7 +171,7 @@ def load_release_checkpoint(directory, ctx_device="cpu", den_device="cpu", dtype
         for key, name, expert in entries:
             device = devices["ctx" if name.startswith(CONTEXT_PREFIXES) else "den"]
             if device not in handles:
-                handles[device] = safe_open(str(directory / shard), framework="pt", device=str(device))
+                handles[device] = _open_shard(directory / shard, str(device))
             tensor = handles[device].get_tensor(key)
             want = _load_dtype(name, tensor.dtype, dtype)
             if expert is not None:

@@ -1,8 +1,9 @@
 """Tokenizers shared by the engine, the CLI and the UI.
 
-Special ids are fixed across both tokenizers so configs agree: 0 pad, 1 bos, 2 eos, 3 unk, 4 mask.
-`SentencePieceTokenizer` wraps the trained BPE model shipped with a checkpoint; `ByteTokenizer` maps
-bytes to ids 5..260 so a random `tiny` model (vocab 261) can read and write any text.
+Special ids are fixed across this project's two tokenizers so configs agree: 0 pad, 1 bos, 2 eos, 3 unk,
+4 mask. `SentencePieceTokenizer` wraps the trained BPE model shipped with a checkpoint; `ByteTokenizer` maps
+bytes to ids 5..260 so a random `tiny` model (vocab 261) can read and write any text; `HFTokenizer` reads a
+Hugging Face `tokenizer.json` (the release's), its special ids from the model's config.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ N_SPECIAL = 5
 MASK_TEXT = "<mask>"
 SPACE_MARK = "\u2581"  # sentencepiece's whitespace symbol
 TOKENIZER_FILE = "tokenizer.model"
+HF_TOKENIZER_FILE = "tokenizer.json"
 
 
 class ByteTokenizer:
@@ -74,10 +76,61 @@ def _special_name(token_id: int) -> str | None:
     return {PAD_ID: "<pad>", BOS_ID: "<s>", EOS_ID: "</s>", UNK_ID: "<unk>", MASK_ID: "<mask>"}.get(int(token_id))
 
 
-def load_tokenizer(model_dir=None, vocab_size: int | None = None):
-    """The tokenizer beside a checkpoint, or bytes for a model without one (random tiny models)."""
-    if model_dir is not None and (Path(model_dir) / TOKENIZER_FILE).is_file():
-        return SentencePieceTokenizer(Path(model_dir) / TOKENIZER_FILE)
-    if vocab_size is not None and vocab_size < ByteTokenizer.vocab_size:
-        raise ValueError(f"no tokenizer in {model_dir} and vocab {vocab_size} is too small for bytes")
-    return ByteTokenizer()
+class HFTokenizer:
+    """A checkpoint's Hugging Face `tokenizer.json` (the release ships one, not a sentencepiece model), read by
+    transformers' fast tokenizer. Special ids come from the model's config: the release's tokenizer has no
+    mask piece, its mask id is `config.mask_token_id`."""
+
+    def __init__(self, path, config):
+        from transformers import PreTrainedTokenizerFast
+
+        self.path = Path(path)
+        try:
+            # split_special_tokens: typed text such as "</s>" or "<mask>" stays text, never a control id
+            self.hf = PreTrainedTokenizerFast(tokenizer_file=str(self.path), split_special_tokens=True)
+        except Exception as exc:  # the tokenizers library raises its own exception types
+            raise ValueError(f"cannot read the tokenizer {self.path}: {exc}") from None
+        self.vocab_size = len(self.hf)
+        self.pad_token_id, self.bos_token_id = config.pad_token_id, config.bos_token_id
+        self.eos_token_id, self.mask_token_id = config.eos_token_id, config.mask_token_id
+        self.unk_token_id = self.hf.unk_token_id
+
+    def encode(self, text: str) -> list[int]:
+        return self.hf.encode(text, add_special_tokens=False)
+
+    def decode(self, ids) -> str:
+        return self.hf.decode([int(i) for i in ids], skip_special_tokens=True)
+
+    def piece(self, token_id: int) -> str:
+        token_id = int(token_id)
+        if token_id in self.hf.all_special_ids or token_id == self.mask_token_id:
+            return self.hf.convert_ids_to_tokens(token_id)
+        return self.hf.decode([token_id])
+
+
+def find_tokenizer_file(model_dir) -> Path:
+    """The tokenizer beside a checkpoint: sentencepiece's `tokenizer.model`, else a Hugging Face
+    `tokenizer.json`. A folder with neither is refused (before any weight is read): byte ids fed to a model
+    trained on other tokens would generate nonsense without an error."""
+    for name in (TOKENIZER_FILE, HF_TOKENIZER_FILE):
+        if (Path(model_dir) / name).is_file():
+            return Path(model_dir) / name
+    raise ValueError(f"no tokenizer in {model_dir}: expected {TOKENIZER_FILE} (sentencepiece, as this project "
+                     f"trains) or {HF_TOKENIZER_FILE} (Hugging Face, as the release ships) beside the weights")
+
+
+def load_tokenizer(model_dir=None, config=None):
+    """The checkpoint's tokenizer (find_tokenizer_file), or bytes for a random preset (model_dir None).
+    config: the model's, for a tokenizer.json's special ids (read from model_dir's config.json when None)."""
+    if model_dir is None:
+        if config is not None and config.vocab_size < ByteTokenizer.vocab_size:
+            raise ValueError(f"vocab {config.vocab_size} is too small for the byte tokenizer")
+        return ByteTokenizer()
+    path = find_tokenizer_file(model_dir)
+    if path.name == TOKENIZER_FILE:
+        return SentencePieceTokenizer(path)
+    if config is None:
+        from .checkpoint import load_config
+
+        config = load_config(model_dir)
+    return HFTokenizer(path, config)

@@ -161,7 +161,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                       api_visibility="private", show_progress="hidden", concurrency_id=ENGINE)
         scrubber.input(handlers.replay, [record, scrubber, colour_by], view, api_name="replay",
                        trigger_mode="always_last", show_progress="hidden")
-        colour_by.change(handlers.replay, [record, scrubber, colour_by], view, api_visibility="private",
+        colour_by.change(handlers.recolour, [record, scrubber, colour_by], view, api_visibility="private",
                          show_progress="hidden")
 
         # ---- Race, audit, sweep, cost, model

@@ -133,6 +133,13 @@ class Handlers:
         board = fold(record["events"], upto)
         return self._view(board, record["prompt"], colour_by, record.get("steps_per_block"))
 
+    def recolour(self, record, frame, colour_by="step"):
+        """The colour radio changed: redraw the recorded run in the new colours; with no run recorded the
+        view keeps what it shows (an error message from a refused Generate stays readable)."""
+        if not record or not record.get("events"):
+            return gr.skip()
+        return self.replay(record, frame, colour_by)
+
     def after_stop(self, record):
         """Stop was pressed: freeze the statistics as stopped and offer the scrubber over what was recorded."""
         events = (record or {}).get("events") or []
@@ -296,7 +303,7 @@ class Handlers:
         model = self.engine.model
         try:
             plan = plan_memory(model.config, ctx_device=str(model.ctx_device), den_device=str(model.den_device),
-                               dtype=model.lm_head.weight.dtype)
+                               dtype=model.context_lm_head.weight.dtype, den_dtype=model.lm_head.weight.dtype)
         except ValueError as exc:
             return html + note_html(f"No memory plan for this configuration: {exc}")
         text = esc(format_memory_plan(plan))
