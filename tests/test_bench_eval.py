@@ -309,8 +309,27 @@ def test_run_sweep_api_steps_grid_and_progress():
     (["eval", "--preset", "tiny", "--modes", "telepathy"], "unknown mode"),
     (["eval", "--preset", "tiny", "--workers", "-1"], "--workers must be >= 0"),
     (["bench", "--preset", "tiny", "--eval", "--workers", "-1"], "--workers must be >= 0"),
+    (["bench", "--preset", "tiny", "--modes", ","], "no mode given"),  # was: AR alone
+    (["bench", "--preset", "tiny", "--prompts", "{binary}"], "is not UTF-8 text"),
+    (["bench", "--preset", "tiny", "--prompts", "{tmp}"], "is a folder; give a file"),
+    # an output path that cannot be written is refused before the run (the run used to be lost at its end)
+    (["bench", "--preset", "tiny", "--out", "{tmp}/missing/bench.md"], "the folder '{tmp}/missing' does not exist"),
+    (["bench", "--preset", "tiny", "--out", "{tmp}"], "is a folder; give a file name"),
+    (["eval", "--preset", "tiny", "--out", "{tmp}/missing/eval.md"], "does not exist"),
+    (["sweep", "--preset", "tiny", "--out-dir", "{binary}"], "is a file, not a folder"),
+    (["sweep", "--preset", "tiny", "--max-prompt-tokens", "0"], "--max-prompt-tokens must be >= 1"),
+    (["plan", "--preset", "release", "--device-memory-gb", "nan"], "must be a positive number of GiB, got nan"),
+    (["plan", "--preset", "release", "--block-size", "0"], "block size must be a positive integer, got 0"),
+    (["plan", "--preset", "release", "--device-memory-gb", "cuda:0=80,cuda:5=80"], "memory given for cuda:5"),
 ])
-def test_bad_input_exits_2_with_one_line(capsys, argv, words):
+def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, words):
+    import twotower.bench
+
+    monkeypatch.setattr(twotower.bench, "run_bench", lambda *a, **k: pytest.fail("ran before refusing"))
+    (tmp_path / "binary.txt").write_bytes(bytes([0xDE, 0xAD, 0xBE, 0xEF]))
+    fill = {"{tmp}": str(tmp_path), "{binary}": str(tmp_path / "binary.txt")}
+    for key, value in fill.items():
+        argv, words = [a.replace(key, value) for a in argv], words.replace(key, value)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err

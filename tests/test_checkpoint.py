@@ -100,7 +100,11 @@ def test_loading_a_bad_directory_says_what_is_wrong(tmp_path):
                             ({"layers_block_type": ["mamba", "lstm"]}, "cannot be read as a model config"),
                             ({"model_type": "llama"}, "is a 'llama' config, not a NemotronH"),
                             ({"mask_token_id": 261}, "mask_token_id 261 is not an id below the vocabulary size 261"),
-                            ({"mask_token_id": None, "vocab_size": 3}, "mask_token_id 3 is not an id below")]:
+                            ({"mask_token_id": None, "vocab_size": 3}, "mask_token_id 3 is not an id below"),
+                            ({"hidden_size": -1}, "describes no model that can be built"),  # was a RuntimeError
+                            # a bad decoding default is the file's fault: said so, not as if the user had typed it
+                            ({"default_gamma": 5}, r"config.json: default_gamma: confidence threshold γ must be in"),
+                            ({"default_block_size": "16"}, "config.json: default_block_size: block size must be an")]:
         (tmp_path / "config.json").write_text(json.dumps({**good, **change}))
         with pytest.raises(ValueError, match=message):
             from_pretrained(tmp_path)
@@ -216,6 +220,9 @@ def test_a_hugging_face_tokenizer_json_is_loaded_and_a_folder_without_a_tokenize
     ids = engine.encode_prompt(text)  # typed "<mask>" and "</s>" stay text: no special id
     assert engine.decode(ids) == text and max(ids) < 261 and min(ids) >= 5
     assert load_tokenizer(tmp_path).encode(text) == ids  # alone, it reads the special ids from config.json
+    (tmp_path / "tokenizer.model").write_bytes(b"not a sentencepiece model")  # read first, and unreadable
+    with pytest.raises(ValueError, match="cannot read the tokenizer .*tokenizer.model"):
+        load_engine(model_dir=tmp_path)
     config = engine.model.config  # special ids come from the config (the release's tokenizer has no mask piece)
     assert (engine.eos_token_id, engine.tokenizer.mask_token_id) == (config.eos_token_id, config.mask_token_id)
     result = drain(engine.stream("diffusion", ids, max_new_tokens=6, block_size=3, steps_per_block=3))

@@ -70,12 +70,16 @@ BAD_ARGUMENTS = [  # (arguments after the tiny preset, what the one-line error m
     (["--block-size", "0", "x"], "block size S must be >= 1"),
     (["--steps", "0", "x"], "steps per block must be >= 1"),
     (["--max-new-tokens", "0", "x"], "max_new_tokens must be >= 1"),
-    (["--temperature", "-1", "x"], "temperature must be >= 0"),
+    (["--temperature", "-1", "x"], "temperature must be 0 (greedy) or between"),
+    (["--temperature", "1e-300", "--mode", "speculative", "x"], "temperature must be 0"),  # was a RuntimeError
     (["--mode", "ar", "--top-p", "2", "x"], "top_p must be in (0, 1]"),
     (["--ctx-device", "gpu", "x"], "not a device name"),
     (["--den-device", "cuda:7", "x"], "cuda:7"),
     (["--mode", "speculative", "--min-draft-confidence", "2", "x"], "min_draft_confidence must be in [0, 1]"),
     (["--mode", "speculative", "--draft-steps", "0", "x"], "draft steps must be >= 1"),
+    (["--mode", "ar", "--gamma", "5", "x"], "γ must be in (0, 1]"),  # checked in every mode, as bench does
+    (["--ctx-device", "meta", "x"], "'meta' holds no data"),  # was a RuntimeError from inside the experts
+    (["--model", "assets/default", "x"], "give either a model directory or a preset, not both"),
 ]
 
 
@@ -90,6 +94,7 @@ def test_bad_input_exits_2_with_one_clear_line(capsys, extra, message):
 @pytest.mark.parametrize("argv,message", [
     (["generate", "--preset", "huge", "x"], "unknown preset 'huge'"),
     (["generate", "--model", "/nonexistent/model", "x"], "model directory not found"),
+    (["generate", "--preset", "release", "x"], "the 'release' preset is the release's shape"),  # was ~250 GB
 ])
 def test_bad_model_choice_exits_2(capsys, argv, message):
     assert cli_main(argv) == 2

@@ -32,7 +32,7 @@ BAD_DIFFUSION_SETTINGS = [  # (keyword arguments, what the message must say)
     (dict(confidence_threshold=1.01), r"γ must be in \(0, 1\]"),
     (dict(confidence_threshold=-0.5), r"γ must be in \(0, 1\]"),
     (dict(confidence_threshold=float("nan")), r"γ must be in \(0, 1\]"),
-    (dict(temperature=-0.1), "temperature must be >= 0"),
+    (dict(temperature=-0.1), r"temperature must be 0 \(greedy\) or between 0.0001 and 10000"),
     (dict(eos_token_id=261), "eos_token_id 261 is outside the vocabulary"),
     (dict(mask_token_id=3), "mask_token_id=4"),
 ]
@@ -40,7 +40,9 @@ BAD_DIFFUSION_SETTINGS = [  # (keyword arguments, what the message must say)
 BAD_SAMPLING = [
     (dict(max_new_tokens=0), "max_new_tokens must be >= 1"),
     (dict(temperature=float("nan")), "temperature"),
-    (dict(temperature=float("inf")), "temperature must be >= 0 and finite"),  # was: mask tokens in the output
+    (dict(temperature=float("inf")), "temperature must be 0 .greedy."),  # was: mask tokens in the output
+    (dict(temperature=1e300), "temperature must be 0 .greedy."),  # inf in fp32: was mask tokens, or a crash
+    (dict(temperature=1e-40), "between 0.0001 and 10000, got 1e-40"),  # 0 in fp32: was pad / EOS tokens
     (dict(seed=2**70), "seed must be >= 0"),
     (dict(seed=1.5), "seed must be an integer"),
     (dict(top_p=0.0), r"top_p must be in \(0, 1\]"),

@@ -144,7 +144,7 @@ def test_a_learning_rate_override_is_checked_before_any_corpus_work(tmp_path, mo
     from twotower import data, training
 
     monkeypatch.setattr(data, "encode_split", lambda *a, **k: pytest.fail("encoded the corpus first"))
-    with pytest.raises(ValueError, match="--lr must be > 0"):
+    with pytest.raises(ValueError, match="--lr must be a finite number > 0"):
         training.run_stage("denoiser", tmp_path / "run", lr=0.0)
     parser = argparse.ArgumentParser()
     training.add_arguments(parser)
@@ -210,6 +210,13 @@ def test_distillation_starts_at_its_share_of_the_run(tmp_path, monkeypatch):
     (run / "data" / "corpus.json").write_text(json.dumps(corpus))
     exported = training.export(run, tmp_path / "export")
     assert json.loads((exported / "training_info.json").read_text())["corpus"] == corpus
+    with pytest.raises(ValueError, match="already at step 6: --steps 6 leaves nothing to train"):
+        training.run_stage("denoiser", run, profile="test", steps=6, resume=True)  # was: rc 0, an empty record
+    # a run folder without its tokenizer: refused before the destination is touched (it was left weights only)
+    (run / "tokenizer.model").unlink()
+    with pytest.raises(ValueError, match="has no tokenizer.model"):
+        training.export(run, tmp_path / "second")
+    assert not (tmp_path / "second").exists()
 
 
 def test_the_token_cache_records_the_corpus_it_was_read_from(tmp_path):
@@ -230,11 +237,18 @@ def test_the_token_cache_records_the_corpus_it_was_read_from(tmp_path):
 @pytest.mark.parametrize("kwargs, message", [(dict(minutes=0.0), "--minutes must be > 0"),
                                              (dict(minutes=5, resume=True), "drop --resume"),
                                              (dict(distill_from=1.0), "--distill-from"),
-                                             (dict(batch_size=0), "--batch-size must be >= 1")])
+                                             (dict(batch_size=0), "--batch-size must be >= 1"),
+                                             (dict(steps=0), "--steps must be >= 1"),  # 0 ran the whole profile
+                                             (dict(steps=-5), "--steps must be >= 1"),  # trained nothing, rc 0
+                                             (dict(device="gpu"), "--device 'gpu' is not a device name"),
+                                             (dict(lr=float("inf")), "--lr must be a finite number"),
+                                             (dict(distill_share=2.0), r"--distill-share must be in \[0, 1\]"),
+                                             (dict(), "none at .*context_ckpt .*run --stage context first")])
 def test_time_budget_and_distillation_start_are_checked_before_any_corpus_work(tmp_path, monkeypatch, kwargs, message):
     from twotower import data, training
 
     monkeypatch.setattr(data, "encode_split", lambda *a, **k: pytest.fail("encoded the corpus first"))
+    monkeypatch.setattr(data, "train_tokenizer", lambda *a, **k: pytest.fail("trained a tokenizer first"))
     with pytest.raises(ValueError, match=message):
         training.run_stage("denoiser", tmp_path / "run", **kwargs)
 

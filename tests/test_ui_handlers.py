@@ -88,7 +88,7 @@ def test_replay_redraws_any_recorded_step(engine):
     ("x" * 2100, {}, "the limit is 2048 tokens"),
     ("def f():", {"gamma": 0.0}, "γ must be in (0, 1]"),
     ("def f():", {"block_size": 2.5}, "block size S must be an integer"),
-    ("def f():", {"temperature": -1.0}, "temperature must be &gt;= 0"),
+    ("def f():", {"temperature": -1.0}, "temperature must be 0 (greedy) or between"),
     ("def f():", {"seed": 1e20}, "seed must be &gt;= 0 and &lt;= 9223372036854775807"),
     ("def f():", {"seed": float("inf")}, "seed must be an integer"),
     ("def f(): \ud83d", {}, "not valid text"),

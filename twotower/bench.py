@@ -16,7 +16,6 @@ import functools
 import json
 import math
 import sys
-from pathlib import Path
 from time import perf_counter
 
 import torch
@@ -25,7 +24,7 @@ from . import metrics
 from .engine import ANCHOR_NOTE, MODES
 from .run_setup import (add_engine_arguments, add_settings_arguments, device_info, engine_from_args,
                         provenance, run_variant)
-from .validation import check_int
+from .validation import check_int, check_output_file, write_text_file
 
 SPECULATIVE_BATCH_NOTE = "speculative decoding is batch-1 only"
 SPECULATIVE_STATS = ("mean_acceptance_length", "rounds", "draft_s", "verify_s", "acceptance_by_position", "rollbacks")
@@ -343,6 +342,7 @@ def main(args) -> int:
     for name in ("n_prompts", "max_prompt_tokens", "max_new_tokens", "repeats", "batch_size", "eval_prompts"):
         check_int("--" + name.replace("_", "-"), getattr(args, name))
     workers = resolve_workers(args.workers)
+    out = check_output_file("--out", args.out)
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     engine = engine_from_args(args)
     settings = resolved_settings(engine, args.gamma, args.block_size, args.steps, args.draft_steps,
@@ -383,7 +383,7 @@ def main(args) -> int:
         report["eval_scores"] = {m: quality["scores"][m] for m in ("ar", "diffusion")}
         report["eval_n_prompts"] = quality["n_prompts"]
     markdown = format_markdown(report)
-    if args.out:
-        Path(args.out).write_text(markdown, encoding="utf-8")
-    print(json.dumps(report, indent=1) if args.json else markdown)
+    print(json.dumps(report, indent=1) if args.json else markdown)  # first: a failed write loses nothing
+    if out is not None:
+        write_text_file("--out", out, markdown)
     return 0

@@ -11,6 +11,7 @@ from transformers import NemotronHConfig
 
 from .config import FP32_SUFFIXES, ensure_two_tower_fields
 from .model import TwoTowerModel
+from .validation import check_fraction, check_gamma, check_int
 
 WEIGHTS_NAME = "model.safetensors"
 
@@ -51,7 +52,28 @@ def load_config(directory) -> NemotronHConfig:
     if not isinstance(mask, int) or isinstance(mask, bool) or not 0 <= mask < config.vocab_size:
         raise ValueError(f"{directory}/config.json: mask_token_id {mask!r} is not an id below the vocabulary "
                          f"size {config.vocab_size}")
+    # the decoding defaults every run without explicit settings reads: a bad one is the file's fault, so say so
+    # here rather than as if the user had typed it
+    checks = {"default_gamma": check_gamma, "default_block_size": lambda v: check_int("block size", v),
+              "default_steps_per_block": lambda v: check_int("steps", v),
+              "default_draft_steps": lambda v: check_int("draft steps", v),
+              "default_min_draft_confidence": lambda v: check_fraction("the confidence", v)}
+    for key, check in checks.items():
+        try:
+            check(getattr(config, key))
+        except ValueError as exc:
+            raise ValueError(f"{directory}/config.json: {key}: {exc}") from None
     return config
+
+
+def build_on_meta(config, directory) -> TwoTowerModel:
+    """The model's skeleton (no memory) from a config that read well but may still describe nothing buildable
+    (a negative width, heads that do not divide the hidden size)."""
+    try:
+        with torch.device("meta"):
+            return TwoTowerModel(config)
+    except (RuntimeError, ValueError, TypeError, ZeroDivisionError, AssertionError) as exc:
+        raise ValueError(f"{directory}/config.json describes no model that can be built: {exc}") from None
 
 
 def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32) -> TwoTowerModel:
@@ -61,8 +83,7 @@ def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32)
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise ValueError(f"{directory} has no {WEIGHTS_NAME}")
-    with torch.device("meta"):
-        model = TwoTowerModel(config)
+    model = build_on_meta(config, directory)
     try:
         state = load_file(str(weights), device=str(device))
     except Exception as exc:  # safetensors' own error type lives in its Rust module; a truncated file lands here

@@ -15,6 +15,7 @@ import torch
 from .events import StepEvent
 from .tokenizer import find_tokenizer_file, load_tokenizer
 from .weight_layout import count_input_major, store_input_major
+from .validation import check_gamma, check_int
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL_DIR = ASSETS / "default"
@@ -84,6 +85,11 @@ class Engine:
         block_size = cfg.default_block_size if block_size is None else block_size
         steps_per_block = cfg.default_steps_per_block if steps_per_block is None else steps_per_block
         gamma = cfg.default_gamma if gamma is None else gamma
+        # checked in every mode, as bench and eval check them: `--mode ar --gamma 5` is a mistake even where
+        # AR reads no γ, and the same settings may next drive diffusion (the UI's sliders are shared)
+        check_gamma(gamma)
+        check_int("block size S", block_size)
+        check_int("steps per block", steps_per_block)
         eos = self.eos_token_id if stop_at_eos else None
         if mode == "diffusion":
             return decoding.iter_mask_diffusion(self.model, prompt_ids, max_new_tokens, block_size, steps_per_block,
@@ -143,6 +149,11 @@ def load_engine(model_dir=None, preset: str | None = None, ctx_device="cpu", den
     from . import build_model
     from .checkpoint import from_pretrained
 
+    if preset is not None and model_dir is not None:
+        raise ValueError("give either a model directory or a preset, not both")
+    if preset == "release":  # ~63 B random parameters: tens of GB before the first token, and nothing to see
+        raise ValueError("the 'release' preset is the release's shape, for the memory plan (twotower plan --preset "
+                         "release); to decode with the release, load its checkpoint with --model DIR")
     if preset is not None:
         model = build_model(preset, seed=seed).to(dtype)
         name = f"random '{preset}' preset (seed {seed})"

@@ -98,14 +98,21 @@ def load_prompt_file(path) -> list[str]:
     """Prompts from a file: JSONL (.jsonl / .json: one JSON string or {"prompt": ...} per line, so a
     prompt may hold newlines) or plain text (one prompt per non-blank line)."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"prompt file {path} is a folder; give a file")
     if not path.is_file():
         raise ValueError(f"prompt file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"prompt file {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except OSError as exc:
+        raise ValueError(f"prompt file {path} cannot be read: {exc.strerror or exc}") from None
     prompts = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        if path.suffix in (".jsonl", ".json"):
+        if path.suffix.lower() in (".jsonl", ".json"):
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:

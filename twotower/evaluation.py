@@ -21,7 +21,6 @@ import functools
 import importlib
 import json
 import sys
-from pathlib import Path
 
 import torch
 
@@ -61,6 +60,8 @@ def resolve_modes(modes) -> tuple[list[str], dict[str, str]]:
     """Normalised modes in MODE_ORDER with AR always included, and {mode: reason} for those skipped."""
     if isinstance(modes, str):
         modes = [m for m in modes.split(",") if m.strip()]
+    if not modes:  # "--modes ," would otherwise run AR alone, as if that had been asked for
+        raise ValueError(f"no mode given; choose among {', '.join(MODES)}")
     wanted = {normalise_mode(m) for m in modes} | {"ar"}
     skipped = {}
     if "speculative" in wanted and (reason := speculative_unavailable()):
@@ -327,9 +328,11 @@ def main(args) -> int:
 
     from .eval_workers import resolve_workers
     from .run_setup import device_info, engine_from_args, provenance
+    from .validation import check_output_file, write_text_file
 
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     workers = resolve_workers(args.workers)
+    out = check_output_file("--out", args.out)
     engine = engine_from_args(args)
     n_syntax = args.syntax_prompts if args.syntax_prompts is not None else min(100, args.n_prompts)
     with tqdm(total=0, desc="eval", unit="gen", file=sys.stderr, disable=None) as bar:
@@ -343,7 +346,7 @@ def main(args) -> int:
                           functools.partial(engine_from_args, args))
     report = {**device_info(engine), **started, **report}
     markdown = format_markdown(report)
-    if args.out:
-        Path(args.out).write_text(markdown, encoding="utf-8")
-    print(json.dumps(report, indent=1) if args.json else markdown)
+    print(json.dumps(report, indent=1) if args.json else markdown)  # first: a failed write loses nothing
+    if out is not None:
+        write_text_file("--out", out, markdown)
     return 0

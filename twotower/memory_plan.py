@@ -17,6 +17,7 @@ activations (MoE routing buffers, the [context ; block] K/V concatenation, logit
 from __future__ import annotations
 
 import json
+import math
 
 import torch
 
@@ -88,7 +89,7 @@ def _device_capacity(device: str, device_memory: dict | None) -> float | None:
         value = device_memory.get(device)
         if value is None:
             return None
-        if not isinstance(value, (int, float)) or value <= 0:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
             raise ValueError(f"memory of {device} must be a positive number of GiB, got {value!r}")
         return float(value) * GIB
     dev = torch.device(device)
@@ -111,9 +112,13 @@ def plan_memory(config, ctx_device="cuda:0", den_device="cuda:1", context_length
     ctx_device, den_device = _parse_device(ctx_device), _parse_device(den_device)
     context_length = _positive_int("context length", context_length)
     batch_size = _positive_int("batch size", batch_size)
-    block_size = _positive_int("block size", block_size or getattr(config, "default_block_size", 16))
+    block_size = _positive_int("block size", getattr(config, "default_block_size", 16) if block_size is None else block_size)
     if device_memory is not None:
         device_memory = {_parse_device(k): v for k, v in device_memory.items()}
+        unused = sorted(set(device_memory) - {ctx_device, den_device})
+        if unused:  # e.g. a typo'd cuda:5=80: its memory would be silently ignored
+            raise ValueError(f"memory given for {', '.join(unused)}, which holds no tower (the towers are on "
+                             f"{ctx_device} and {den_device})")
 
     weights = weight_bytes(config, dtype)
     den_weights = weights if den_dtype == dtype else weight_bytes(config, den_dtype)

@@ -27,7 +27,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .checkpoint import load_config
+from .checkpoint import build_on_meta, load_config
 from .config import ARCHITECTURE, FP32_SUFFIXES
 from .model import TwoTowerModel
 
@@ -159,8 +159,7 @@ def load_release_checkpoint(directory, ctx_device="cpu", den_device="cpu", dtype
         raise ValueError(f"model directory not found: {directory}")
     config = load_config(directory)  # plain NemotronHConfig: `auto_map` / remote code is never used
     weight_map = read_weight_map(directory)
-    with torch.device("meta"):
-        model = TwoTowerModel(config)
+    model = build_on_meta(config, directory)
     expected = model.state_dict()
     reads = _plan_reads(directory, weight_map, expected)
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from pathlib import Path
 
 from . import metrics
-from .validation import check_gamma, check_int
+from .validation import check_gamma, check_int, make_output_dir
 
 CSV_FIELDS = ("gamma", "block_size", "steps_per_block", "tokens_per_s", "ar_tokens_per_s", "ratio_vs_ar", "nfe",
               "tokens_per_pass", "agreement", "ar_mean_loglik", "ar_self_loglik", "pareto")
@@ -169,6 +168,8 @@ def main(args) -> int:
     steps = parse_list(args.steps, int, "--steps") if args.steps else None
     n_points = len(sweep_grid(gammas, block_sizes, steps))  # checks the grid before loading anything
     check_int("--n-prompts", args.n_prompts)
+    check_int("--max-prompt-tokens", args.max_prompt_tokens)
+    out_dir = make_output_dir("--out-dir", args.out_dir)  # before the run: a bad path loses no measurement
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     engine = engine_from_args(args)
     if args.prompts:
@@ -182,8 +183,6 @@ def main(args) -> int:
 
         points = run_sweep(engine, prompts, gammas, block_sizes, steps, args.max_new_tokens, progress,
                            args.repeats, args.max_prompt_tokens, args.anchor_first)
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(points, out_dir / "sweep.csv")
     sweep_figure(points).write_html(out_dir / "sweep.html", include_plotlyjs=True)  # offline: embed plotly.js
     if args.json:

@@ -40,7 +40,10 @@ class SentencePieceTokenizer:
         self.path = Path(model_file)
         if not self.path.is_file():
             raise ValueError(f"tokenizer file not found: {self.path}")
-        self.sp = spm.SentencePieceProcessor(model_file=str(self.path))
+        try:
+            self.sp = spm.SentencePieceProcessor(model_file=str(self.path))
+        except (RuntimeError, OSError) as exc:  # "could not parse ModelProto": not a sentencepiece model
+            raise ValueError(f"cannot read the tokenizer {self.path}: {exc}") from None
         self.vocab_size = self.sp.get_piece_size()
         self.pad_token_id, self.bos_token_id, self.eos_token_id = PAD_ID, BOS_ID, EOS_ID
         self.unk_token_id, self.mask_token_id = UNK_ID, MASK_ID

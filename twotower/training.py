@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 
 from .objectives import context_loss, denoiser_loss
+from .validation import check_device, check_fraction, check_int, make_output_dir
 
 PROFILES = {
     # 2 CPU cores, ~90 minutes for both stages together.
@@ -112,11 +114,14 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     from .train_state import adopt_context, adopt_export, load_export, load_state, save_state
 
     cfg = TrainConfig(**PROFILES[profile])
+    check_device("--device", device)
+    if steps is not None:  # 0 would mean "the profile's" and a negative count nothing at all: both refused
+        steps = check_int("--steps", steps)
     run_dir = Path(run_dir)
     ckpt_state = run_dir / f"{stage}_ckpt" / "trainer_state.json"
     from_export = resume and stage == "denoiser" and not ckpt_state.is_file() and init_from is not None
     if distill_share is not None:
-        cfg = replace(cfg, distill_share=distill_share)
+        cfg = replace(cfg, distill_share=check_fraction("--distill-share", distill_share))
     if distill_from is not None:
         if not 0 <= distill_from < 1:
             raise ValueError(f"--distill-from is a share of the run in [0, 1), got {distill_from}")
@@ -140,14 +145,15 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
             raise ValueError("--minutes starts a stage afresh (its schedule is the time budget); drop --resume")
         cfg = replace(cfg, minutes=minutes)
     if lr is not None:  # the peak of the schedule; a continuation sits past it, on the cosine's tail
-        if not lr > 0:
-            raise ValueError(f"--lr must be > 0, got {lr}")
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"--lr must be a finite number > 0, got {lr}")
         cfg = replace(cfg, lr=lr)
     if dtype is not None:
         cfg = replace(cfg, dtype=dtype)
     elif cfg.dtype == "bfloat16" and torch.device(device).type == "cpu" and not _cpu_runs_bf16_fast():
         # measured on an AVX2-only host: a bf16-autocast step took ~5x as long as the same step in fp32
-        print("this CPU has no fast bf16 path: training in float32 (--dtype bfloat16 forces bf16 autocast)")
+        print("this CPU has no fast bf16 path: training in float32 (--dtype bfloat16 forces bf16 autocast)",
+              file=sys.stderr)  # stdout carries the JSON record alone
         cfg = replace(cfg, dtype="float32")
     profile_steps = cfg.context_steps if stage == "context" else cfg.denoiser_steps
     total = steps or (10**9 if cfg.minutes else profile_steps)  # with a time budget, `steps` is only a cap
@@ -156,6 +162,12 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         if exported["steps"] >= total:
             raise ValueError(f"{init_from} already has {exported['steps']} denoiser steps; --steps must be larger "
                              "to continue")
+    if resume and not ckpt_state.is_file() and not from_export:
+        print(f"no {stage} checkpoint in {run_dir}: starting the stage afresh", file=sys.stderr)
+    if stage == "denoiser" and not (resume and ckpt_state.is_file()) and not from_export:
+        source = Path(init_from) if init_from else run_dir / "context_ckpt"
+        if not (source / "config.json").is_file():  # before the tokenizer is trained and the corpus encoded
+            raise ValueError(f"stage 2 starts from a trained context tower; none at {source} (run --stage context first)")
     run_dir.mkdir(parents=True, exist_ok=True)
     context_from = None  # a fresh stage 2 on an export's context tower: that tower's stage record
     if stage == "denoiser" and init_from and not from_export and not (resume and ckpt_state.is_file()):
@@ -170,16 +182,16 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     start, log, opt_state, segments = 0, [], None, []
     if resume and ckpt_state.is_file():
         model, opt_state, start, log, segments = load_state(run_dir, stage, None)
+        if start >= total:
+            raise ValueError(f"the {stage} checkpoint in {run_dir} is already at step {start}: --steps {total} "
+                             "leaves nothing to train (give a larger --steps to continue)")
     elif from_export:
         model, start, log, segments = load_export(Path(init_from), run_dir, exported)
     elif stage == "context":
         torch.manual_seed(cfg.seed)
         model = build_model("default", seed=cfg.seed)
     else:
-        source = Path(init_from) if init_from else run_dir / "context_ckpt"
-        if not (source / "config.json").is_file():
-            raise ValueError(f"stage 2 starts from a trained context tower; none at {source} (run --stage context first)")
-        model = from_pretrained(source)
+        model = from_pretrained(source)  # `source`: checked above, before the corpus
         model.init_denoiser_from_context()  # the release's starting point: the denoiser is a copy
     model.to(device).train()
     params = trainable_parameters(model, stage)
@@ -284,7 +296,10 @@ def export(run_dir, to_dir, notes: dict | None = None) -> Path:
 
     run_dir, to_dir = Path(run_dir), Path(to_dir)
     source = run_dir / "denoiser_ckpt"
+    if not (run_dir / "tokenizer.model").is_file():  # checked before anything is written into `to_dir`
+        raise ValueError(f"{run_dir} has no tokenizer.model: not a training run directory")
     model = from_pretrained(source)
+    make_output_dir("--to", to_dir)
     save_pretrained(model, to_dir, dtype=torch.bfloat16)
     shutil.copy(run_dir / "tokenizer.model", to_dir / "tokenizer.model")
     # the corpus the cached token streams came from (written with them), else the running interpreter's

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+from pathlib import Path
 
 import torch
 
@@ -76,11 +78,17 @@ def check_fraction(name: str, value) -> float:
     return float(value)
 
 
+# Sampling divides fp32 logits by the temperature: below 1e-4 (1e-40 is 0 or a denormal in fp32) the
+# quotient overflows to inf and the draw returns pad or EOS; above 1e4 (1e300 is inf in fp32) the forbidden
+# mask logit turns NaN. Between them every draw is well defined; 0 is greedy.
+TEMPERATURE_RANGE = (1e-4, 1e4)
+
+
 def check_sampling(temperature, top_k=None, top_p=None) -> tuple[float, int | None, float | None]:
-    # inf too: logits / inf turn the forbidden mask logit into NaN, which argmax then picks
-    if (not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not math.isfinite(temperature)
-            or temperature < 0):
-        raise ValueError(f"temperature must be >= 0 and finite, got {temperature!r}")
+    low, high = TEMPERATURE_RANGE
+    if (not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or math.isnan(temperature)
+            or not (temperature == 0 or low <= temperature <= high)):
+        raise ValueError(f"temperature must be 0 (greedy) or between {low:g} and {high:g}, got {temperature!r}")
     if top_k is not None:
         top_k = check_int("top_k", top_k, minimum=0) or None
     if top_p is not None:
@@ -116,6 +124,8 @@ def check_device(name: str, device) -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
         raise ValueError(f"{name} {device!r} is not a device name; use e.g. 'cpu' or 'cuda:0'") from None
+    if dev.type == "meta":  # allocates fine, holds no data: the first real computation would fail deep inside
+        raise ValueError(f"{name} 'meta' holds no data; use e.g. 'cpu' or 'cuda:0'")
     if dev.type == "cuda" and torch.cuda.is_available() and (dev.index or 0) >= torch.cuda.device_count():
         raise ValueError(f"{name} {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if dev.type != "cpu":
@@ -125,3 +135,41 @@ def check_device(name: str, device) -> torch.device:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(f"{name} {device!r} is not available on this machine ({reason})") from None
     return dev
+
+
+def check_output_file(name: str, path) -> Path | None:
+    """A file a run writes at its end, checked before the run starts, so that a typo in the path does not
+    throw away minutes of measurement: its folder must exist and be writable, and it must not be a folder."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{name} {str(path)!r} is a folder; give a file name")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ValueError(f"{name} {str(path)!r}: the folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"{name} {str(path)!r} cannot be written here (permission denied)")
+    return path
+
+
+def make_output_dir(name: str, path) -> Path:
+    """A folder a run writes into, made (or checked) before the run starts, for the same reason."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{name} {str(path)!r} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"{name} {str(path)!r} cannot be made: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK):
+        raise ValueError(f"{name} {str(path)!r} cannot be written (permission denied)")
+    return path
+
+
+def write_text_file(name: str, path: Path, text: str) -> None:
+    """Write a run's report; a failure (disk full, the folder removed meanwhile) is a one-line error."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{name} {str(path)!r} could not be written: {exc.strerror or exc}") from None
