@@ -72,6 +72,8 @@ def generate_speculative(model, input_ids, max_new_tokens=128, block_size=16, dr
                          draft_threshold=0.8, temperature=0.0, seed=None, step_callback=None, eos_token_id=None,
                          adaptive=False, top_k=None, top_p=None, min_draft_confidence=0.0,
                          per_position_rollback=True) -> GenerationResult:
+    """Speculative decoding (`iter_speculative`), drained: `step_callback(event)` sees every StepEvent. The
+    arguments after `step_callback` are keyword arguments by intent; greedy output is AR's, token for token."""
     return drain(iter_speculative(model, input_ids, max_new_tokens=max_new_tokens, block_size=block_size,
                                   draft_steps=draft_steps, draft_threshold=draft_threshold, temperature=temperature,
                                   eos_token_id=eos_token_id, seed=seed, adaptive=adaptive, top_k=top_k, top_p=top_p,

@@ -17,6 +17,8 @@ BAD_PROMPTS = [  # (input_ids, what the message must say)
     ([[5, 6], [7]], "same token length"),
     ([5.5, 6.0], "integers"),
     (torch.zeros(1, 2, 3, dtype=torch.long), "shape"),
+    ([[5, 6], 7], "rows mixed with single ids"),  # was a TypeError from len()
+    ([torch.tensor([5, 6]), torch.tensor([7])], "same token length"),
 ]
 
 BAD_DIFFUSION_SETTINGS = [  # (keyword arguments, what the message must say)
@@ -92,6 +94,21 @@ def test_numpy_ids_integers_and_whole_floats_are_accepted(model):
     result = generate_mask_diffusion(model, np.array([5, 6, 7]), max_new_tokens=np.int64(5),
                                      block_size=np.int32(4), steps_per_block=4.0, confidence_threshold=np.float64(0.9))
     assert result.sequences.shape == (1, 8)
+    # unsigned arrays (the corpus' token streams are uint16), rows that are tensors, numpy float settings
+    reference = generate_ar(model, [[5, 6, 7], [8, 9, 10]], 4, temperature=0.7, top_p=0.9, seed=3).sequences
+    for ids in (np.array([[5, 6, 7], [8, 9, 10]], dtype=np.uint16), torch.tensor([[5, 6, 7], [8, 9, 10]]).to(torch.uint16),
+                [torch.tensor([5, 6, 7]), torch.tensor([8, 9, 10])], [np.array([5, 6, 7]), np.array([8, 9, 10])]):
+        out = generate_ar(model, ids, 4, temperature=np.float32(0.7), top_p=np.float64(0.9), seed=3).sequences
+        assert torch.equal(out, reference), type(ids)
+    with pytest.raises(ValueError, match="top_p must be in"):
+        generate_ar(model, [5], 2, top_p=True)
+
+
+def test_a_step_callback_that_is_not_a_function_is_refused_before_the_prefill(model, monkeypatch):
+    monkeypatch.setattr(model, "context_forward", lambda *a, **k: pytest.fail("the prefill ran"))
+    for generate in (generate_mask_diffusion, generate_mock_ar, generate_ar):
+        with pytest.raises(ValueError, match="step_callback must be a function of one StepEvent, got int"):
+            generate(model, [5, 6], max_new_tokens=2, step_callback=5)
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +158,14 @@ def test_engine_modes_spellings_and_description(engine):
     (dict(model_dir="/nonexistent/model"), "model directory not found"),
     (dict(preset="tiny", ctx_device="gpu"), "not a device name"),
     (dict(preset="tiny", den_device="cuda:7"), "cuda:7"),
+    (dict(preset="tiny", dtype="int8"), "dtype must be one of fp32, bf16"),  # was torch's "Invalid device string"
+    (dict(preset="tiny", den_dtype=torch.int64), "den_dtype must be one of"),
 ])
 def test_load_engine_refuses_bad_choices(kwargs, message):
     with pytest.raises(ValueError, match=message):
         load_engine(**kwargs)
+
+
+def test_load_engine_takes_dtype_names_as_the_cli_spells_them():
+    engine = load_engine(preset="tiny", dtype="fp32", den_dtype="bf16")
+    assert engine.model.context_lm_head.weight.dtype == torch.float32 and engine.model.lm_head.weight.dtype == torch.bfloat16

@@ -223,6 +223,7 @@ def _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_
             first, first_conf = predict_tokens(next_row.to(model.den_device), temperature, gen, top_k, top_p)  # (B,)
             block[:, 0], open_[:, 0] = first, False
             anchored += 1
+            t_first = t_first or time.perf_counter()  # a token, though no denoiser pass made it (S = 1)
         # what the block event reports if nothing is left to draft (S = 1 with the anchor)
         none_open = torch.zeros_like(open_)
         state = BlockDraft(block, none_open, torch.zeros(block.shape, device=block.device),
@@ -234,9 +235,10 @@ def _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_
             yield StepEvent(mode, "step", block_idx, state.step, start, state.tokens.cpu(), state.masked.cpu(),
                             state.confidence.cpu(), state.committed.cpu(), commit_step, nfe, ctx_passes,
                             time.perf_counter() - t_start, start + int((~state.masked[0]).sum()))
-        if anchor_first:
-            state.confidence[:, 0] = first_conf
         block, confidence, commit_step = state.tokens.cpu(), state.confidence.cpu(), state.commit_step.cpu()
+        if anchor_first:  # on a copy: on the CPU `.cpu()` is the tensor the last step event already holds
+            confidence = confidence.clone()
+            confidence[:, 0] = first_conf.cpu()
         new = torch.cat([new, block], dim=1)
         if eos is not None:
             done_rows |= (block == eos).any(-1)
@@ -314,6 +316,8 @@ def token_event(mode: str, index: int, token: torch.Tensor, conf: torch.Tensor, 
 def drain(events: Iterator[StepEvent], step_callback: Callable[[StepEvent], None] | None = None,
           keep_events: bool = False) -> GenerationResult:
     """Run an event iterator to its end; the 'done' event carries the result."""
+    if step_callback is not None and not callable(step_callback):  # before the prefill runs
+        raise ValueError(f"step_callback must be a function of one StepEvent, got {type(step_callback).__name__}")
     kept = [] if keep_events else None
     for event in events:
         if step_callback is not None:
@@ -328,8 +332,10 @@ def drain(events: Iterator[StepEvent], step_callback: Callable[[StepEvent], None
 def generate_mask_diffusion(model, input_ids, max_new_tokens=128, block_size=16, steps_per_block=16,
                             confidence_threshold=0.8, temperature=0.0, eos_token_id=None, step_callback=None,
                             seed=None, mask_token_id=None, anchor_first=False) -> GenerationResult:
+    """Masked block diffusion (`iter_mask_diffusion`), drained: `step_callback(event)` sees every StepEvent.
+    mask_token_id: optional, only checked against the model's (the denoiser was trained with one)."""
     if mask_token_id is not None and mask_token_id != model.config.mask_token_id:
-        raise ValueError(f"this model was trained with mask_token_id={model.config.mask_token_id}, got {mask_token_id}")
+        raise ValueError(f"this model was trained with mask_token_id={model.config.mask_token_id}, got {mask_token_id!r}")
     return drain(iter_mask_diffusion(model, input_ids, max_new_tokens, block_size, steps_per_block,
                                      confidence_threshold, temperature, eos_token_id, seed,
                                      anchor_first=anchor_first), step_callback)
@@ -337,11 +343,13 @@ def generate_mask_diffusion(model, input_ids, max_new_tokens=128, block_size=16,
 
 def generate_mock_ar(model, input_ids, max_new_tokens=128, temperature=0.0, top_k=None, top_p=None,
                      eos_token_id=None, step_callback=None, seed=None) -> GenerationResult:
+    """Mock-AR (`iter_mock_ar`: both towers, one token a step), drained through `step_callback`."""
     return drain(iter_mock_ar(model, input_ids, max_new_tokens, temperature, top_k, top_p, eos_token_id, seed),
                  step_callback)
 
 
 def generate_ar(model, input_ids, max_new_tokens=128, temperature=0.0, top_k=None, top_p=None,
                 eos_token_id=None, step_callback=None, seed=None) -> GenerationResult:
+    """AR with the context tower alone (`iter_ar`), drained through `step_callback`."""
     return drain(iter_ar(model, input_ids, max_new_tokens, temperature, top_k, top_p, eos_token_id, seed),
                  step_callback)

@@ -21,6 +21,16 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL_DIR = ASSETS / "default"
 MODES = ("diffusion", "speculative", "mock_ar", "ar")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # the --dtype / --den-dtype names
+
+
+def as_dtype(name: str, value) -> torch.dtype:
+    """A weight dtype given as torch's or by name ("bf16", "bfloat16", "fp32", "float32")."""
+    if isinstance(value, torch.dtype) and value.is_floating_point:
+        return value
+    named = {**DTYPES, "float32": torch.float32, "bfloat16": torch.bfloat16}
+    if isinstance(value, str) and value.lower() in named:
+        return named[value.lower()]
+    raise ValueError(f"{name} must be one of {', '.join(named)} or a floating torch dtype, got {value!r}")
 ANCHOR_NOTE = ", each diffusion block's first token from the context tower"  # reports of --anchor-first runs
 
 
@@ -149,6 +159,8 @@ def load_engine(model_dir=None, preset: str | None = None, ctx_device="cpu", den
     from . import build_model
     from .checkpoint import from_pretrained
 
+    dtype = as_dtype("dtype", dtype)
+    den_dtype = None if den_dtype is None else as_dtype("den_dtype", den_dtype)
     if preset is not None and model_dir is not None:
         raise ValueError("give either a model directory or a preset, not both")
     if preset == "release":  # ~63 B random parameters: tens of GB before the first token, and nothing to see

@@ -14,10 +14,14 @@ class StepEvent:
     kind: "step"   a denoiser pass over the current block (diffusion, mock-AR, speculative draft)
           "token"  one token from the context tower alone (AR; speculative's first, from the prefill)
           "verify" a speculative verification round (see `info`)
-          "block"  a block finished and was committed to the context tower
+          "block"  a block finished: its tokens are committed (the context tower reads them before the next
+                   block; the last block is never read); in speculative mode, the tokens a round emitted
           "done"   generation ended; `sequences` and `stats` hold the result
     Tensors are on the CPU, batch-first: tokens / masked / confidence / committed / commit_step are
-    (B, S) for the current block (S = 1 for AR), with the mask id at still-masked positions.
+    (B, S) for the current block (S = 1 for AR), with the mask id at still-masked positions. commit_step is
+    -1 at open positions and at given ones (an anchored first token, speculative's token from the prefill);
+    in a speculative "block" event the context tower's own token carries the round's draft passes.
+    An event is never changed after it is yielded: a recorded run replays as it ran.
     """
 
     mode: str

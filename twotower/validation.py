@@ -26,16 +26,25 @@ def as_batch(input_ids, vocab_size: int) -> torch.Tensor:
             raise ValueError(f"input_ids must be token ids (a list or tensor of ints), got {type(input_ids).__name__}{hint}")
         if len(input_ids) == 0:
             raise ValueError("the prompt is empty: give at least one token")
-        if isinstance(input_ids[0], (list, tuple, torch.Tensor)):
-            lengths = {len(row) for row in input_ids}
+        rows = [isinstance(r, (list, tuple, torch.Tensor)) or hasattr(r, "__array__") for r in input_ids]
+        if any(rows):  # a batch: rows of ids (lists, tensors or arrays), all of one length
+            if not all(rows):
+                raise ValueError("batched prompts must be a list of rows of token ids; got rows mixed with single ids")
+            try:
+                lengths = {len(row) for row in input_ids}
+            except TypeError:  # a 0-d tensor or array as a row
+                raise ValueError("batched prompts must be a list of rows of token ids") from None
             if len(lengths) > 1:
                 raise ValueError(
                     f"batched prompts must have the same token length (got lengths {sorted(lengths)}); "
                     "run them separately or batch prompts of equal length"
                 )
         try:
-            ids = torch.tensor(input_ids)
-        except (TypeError, ValueError) as exc:
+            if any(rows) and not all(isinstance(r, (list, tuple)) for r in input_ids):
+                ids = torch.stack([torch.as_tensor(r) for r in input_ids])  # rows that are tensors or arrays
+            else:
+                ids = torch.tensor(input_ids)
+        except (TypeError, ValueError, RuntimeError) as exc:
             raise ValueError(f"prompt ids must be integers: {exc}") from None
     if ids.dim() == 1:
         ids = ids[None]
@@ -46,6 +55,8 @@ def as_batch(input_ids, vocab_size: int) -> torch.Tensor:
         raise ValueError("the prompt is empty: give at least one token")
     if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
         raise ValueError("prompt ids must be integers")
+    if ids.dtype in (torch.uint16, torch.uint32, torch.uint64):  # min/max are not implemented for them (the
+        ids = ids.to(torch.int64)  # corpus' token streams are uint16); a uint64 past 2**63 turns negative: refused
     low, high = int(ids.min()), int(ids.max())
     if low < 0 or high >= vocab_size:
         bad = low if low < 0 else high
@@ -65,15 +76,20 @@ def check_int(name: str, value, minimum: int = 1, maximum: int | None = None) ->
     return value
 
 
+def _is_real(value) -> bool:
+    """A real number, Python's or numpy's (np.float32(0.7)); never a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_gamma(gamma) -> float:
-    if not isinstance(gamma, (int, float)) or isinstance(gamma, bool) or math.isnan(gamma) or not 0.0 < gamma <= 1.0:
+    if not _is_real(gamma) or math.isnan(gamma) or not 0.0 < gamma <= 1.0:
         raise ValueError(f"confidence threshold γ must be in (0, 1], got {gamma!r}")
     return float(gamma)
 
 
 def check_fraction(name: str, value) -> float:
     """A number in [0, 1] (a probability threshold where 0 means "off")."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value) or not 0.0 <= value <= 1.0:
+    if not _is_real(value) or math.isnan(value) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be in [0, 1], got {value!r}")
     return float(value)
 
@@ -86,15 +102,15 @@ TEMPERATURE_RANGE = (1e-4, 1e4)
 
 def check_sampling(temperature, top_k=None, top_p=None) -> tuple[float, int | None, float | None]:
     low, high = TEMPERATURE_RANGE
-    if (not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or math.isnan(temperature)
+    if (not _is_real(temperature) or math.isnan(temperature)
             or not (temperature == 0 or low <= temperature <= high)):
         raise ValueError(f"temperature must be 0 (greedy) or between {low:g} and {high:g}, got {temperature!r}")
     if top_k is not None:
         top_k = check_int("top_k", top_k, minimum=0) or None
     if top_p is not None:
-        if not isinstance(top_p, (int, float)) or not 0.0 < top_p <= 1.0:
+        if not _is_real(top_p) or math.isnan(top_p) or not 0.0 < top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
-    return float(temperature), top_k, top_p
+    return float(temperature), top_k, None if top_p is None else float(top_p)
 
 
 SEED_LIMIT = 2**63  # torch.Generator takes any 64-bit seed; speculative's verifier draws from seed + 1 mod this
