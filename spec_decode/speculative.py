@@ -31,7 +31,7 @@ MODE = "speculative"
 DEFAULT_DRAFT_STEPS = 4  # "a few passes" per drafted block; 1 commits the whole block from one pass
 
 
-def iter_speculative(model, prompt_ids, max_new_tokens: int = 128, block_size: int = 16,
+def iter_speculative(model, input_ids, max_new_tokens: int = 128, block_size: int = 16,
                      draft_steps: int = DEFAULT_DRAFT_STEPS, draft_threshold: float = 0.8, temperature: float = 0.0,
                      eos_token_id: int | None = None, seed: int | None = None, adaptive: bool = False,
                      top_k: int | None = None, top_p: float | None = None,
@@ -50,7 +50,7 @@ def iter_speculative(model, prompt_ids, max_new_tokens: int = 128, block_size: i
     per-position states where it has them (context_cursor.py); False: always the snapshot path, the twin.
     """
     cfg = model.config
-    prompt = as_batch(prompt_ids, cfg.vocab_size)
+    prompt = as_batch(input_ids, cfg.vocab_size)
     if prompt.shape[0] != 1:
         raise ValueError(f"speculative mode runs one prompt at a time (got a batch of {prompt.shape[0]})")
     settings = dict(

@@ -272,3 +272,11 @@ def test_anchored_one_token_blocks_are_ar():
     anchored = generate_mask_diffusion(model, prompt, 9, block_size=1, steps_per_block=1, anchor_first=True)
     assert anchored.stats["nfe"] == 0 and anchored.stats["time_to_first_token_s"] > 0  # was None: no pass ran
     assert torch.equal(anchored.sequences, generate_ar(model, prompt, max_new_tokens=9).sequences)
+
+
+def test_generate_mask_diffusion_hands_top_k_and_top_p_to_its_iterator():
+    """The API function takes the filters its iterator, the engine and the CLI take (it once lacked them)."""
+    model, prompt = decoding_model(1), random_ids((1, 4), 2)
+    api = generate_mask_diffusion(model, prompt, 8, 4, 4, temperature=1.0, seed=5, top_k=3, top_p=0.8)
+    events = drain(iter_mask_diffusion(model, prompt, 8, 4, 4, 0.8, 1.0, None, 5, 3, 0.8))
+    assert torch.equal(api.sequences, events.sequences)
