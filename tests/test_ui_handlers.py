@@ -65,6 +65,12 @@ def test_final_output_is_the_engines(engine):
         assert 'data-done="1"' in view and 'data-masked="0"' in view and "total time" in stats
         # speculative's first token is the context tower's, from the prefill: drawn as given, not as a step
         assert ("given, not from a denoiser step" in view) == (mode == "speculative"), mode
+        # the legend's step scale is the slider's for diffusion only; the others show the passes they ran
+        # (it read "committed at step 0 … 3" for AR too); speculative names its draft passes
+        last_step = int(SETTINGS["steps_per_block"]) - 1 if mode == "diffusion" else (0 if mode in ("ar", "mock_ar") else None)
+        if last_step is not None:
+            assert f"</span> {last_step} · " in view, mode
+        assert ("draft passes per round" in stats) == (mode == "speculative"), mode
 
 
 def test_replay_redraws_any_recorded_step(engine):
@@ -109,10 +115,39 @@ def test_race_measures_each_mode_and_feeds_the_cost_panel(engine):
     assert set(measured["tokens_per_s"]) == {"ar", "diffusion", "mock_ar"}
     tps = handlers.use_race_numbers(measured)
     # speculative was not raced: its box keeps what the user typed (an update that changes nothing)
-    assert tps[0] == measured["tokens_per_s"]["ar"] and tps[2] == gr.skip()
+    assert tps[0] == round(measured["tokens_per_s"]["ar"], 2) and tps[2] == gr.skip()  # as a person types it
     table, _ = handlers.cost(2.0, 1, 60, tps[0], tps[1], 50.0, 1.0, measured)
     assert table.count("measured on this machine") == 2 and "typed by you" in table
     assert provenance(measured, {"ar": tps[0] * 1.5}) == {}
+    # a second Race without diffusion: diffusion keeps the first Race's number and that Race's label (it was
+    # kept, and labelled "typed by you"); the new AR number carries the new Race's label
+    first_label = measured["labels"]["diffusion"]
+    measured["labels"] = {mode: label.replace("by the Race at", "by the first Race at")
+                          for mode, label in measured["labels"].items()}
+    *_, (_, _, second) = list(handlers.race("def g(y):", ["mock_ar"], 0.8, 4, 4, 8, 1, measured))
+    assert second["tokens_per_s"]["diffusion"] == measured["tokens_per_s"]["diffusion"]
+    assert "first Race" in second["labels"]["diffusion"] and "first Race" not in second["labels"]["ar"]
+    tps = handlers.use_race_numbers(second)
+    assert tps[1] == round(measured["tokens_per_s"]["diffusion"], 2) and first_label
+    table, _ = handlers.cost(2.0, 1, 60, tps[0], tps[1], 50.0, 1.0, second)
+    assert "by the first Race at" in table and "typed by you" in table  # speculative: never raced
+
+
+def test_a_race_card_counts_the_tokens_it_timed_when_the_model_writes_eos(engine, monkeypatch):
+    """EOS is ignored while timing: the card's count, text and agreement read the timed tokens, and say
+    where EOS came (they read the text cut at EOS: "1 tokens" beside a speed measured over all of them)."""
+    from twotower import bench
+
+    real = bench.timed_generation
+
+    def with_eos_first(engine_, mode, ids, max_new_tokens, settings):
+        run = real(engine_, mode, ids, max_new_tokens, settings)
+        run["rows"][0][0] = engine.eos_token_id
+        return run
+
+    monkeypatch.setattr(bench, "timed_generation", with_eos_first)
+    *_, (html, _, _) = list(Handlers(engine).race("def f(x):", ["diffusion"], 0.8, 4, 4, 8, 1))
+    assert html.count("8 tokens (EOS at token 1, ignored while timing)") == 2
 
 
 def test_race_has_an_anchored_diffusion_contestant(engine):

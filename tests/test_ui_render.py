@@ -150,8 +150,18 @@ def test_verify_rounds_audit_table_and_summary():
     rounds = verify_rounds(events)
     assert [r["accepted"] for r in rounds] == [2, 4] and rounds[0]["drafted"] == 4
     html = audit_html(rounds, piece)
-    assert 'data-rounds="2"' in html and html.count('class="tt-acc"') == 6 and html.count('class="tt-rej"') == 2
+    assert 'data-rounds="2"' in html and html.count('tt-acc"') == 6 and html.count('tt-rej"') == 2
     assert "0.600 · 0.100" in html and "0.200 · 0.700" in html and "bonus" in html and "<script" not in html
+    assert "not emitted" not in html
+    # a space and a newline drawn as the board draws them (repr() showed the space as nothing); a bonus
+    # token the run's budget cut is marked as not emitted
+    spaced = dict(full, drafted=[67, 68, 42, 43], target_token=67)
+    spaced_rounds = verify_rounds([event("verify", 0, 2, 0, [67, 68, 42, 43], [0, 0, 0, 0], info=spaced,
+                                         mode="speculative")])
+    spaced_rounds[0]["emitted"] = 4
+    spaced_html = audit_html(spaced_rounds, piece)
+    assert f'tt-acc">{token_text(" ")}</span>' in spaced_html and f'tt-acc">{token_text(chr(10))}</span>' in spaced_html
+    assert "not emitted: the run ended after 4 of this round's tokens" in spaced_html
     summary = acceptance_summary_html(None, rounds)
     assert "0.750" in summary and "4.00" in summary  # 6 / 8 accepted; 1 + 6 / 2
     assert "draft position" not in summary  # while running: no stats yet

@@ -174,8 +174,8 @@ def _gib(n) -> str:
     return f"{n / GIB:.2f} GiB" if n >= GIB else f"{n / 2**20:.1f} MiB"
 
 
-def format_memory_plan(plan: dict) -> str:
-    """The plan as a short text table (the CLI's output)."""
+def format_memory_plan(plan: dict, unknown_hint: str = "give --device-memory-gb") -> str:
+    """The plan as a short text table (the CLI's output; the web app words the hint its own way)."""
     layers, params = plan["layers"], plan["parameters"]
     kinds = ", ".join(f"{n} {k}" for k, n in layers.items() if n)
     lines = [
@@ -198,7 +198,7 @@ def format_memory_plan(plan: dict) -> str:
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     for device, part in plan["devices"].items():
         lines.append(f"{device} holds: {', '.join(part['holds'])}")
-    overall = {True: "fits", False: "does not fit", None: "unknown (give --device-memory-gb)"}[plan["fits"]]
+    overall = {True: "fits", False: "does not fit", None: f"unknown ({unknown_hint})"}[plan["fits"]]
     lines.append(f"overall: {overall}")
     return "\n".join(lines)
 

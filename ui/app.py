@@ -16,7 +16,7 @@ import gradio as gr
 
 from .board import Board
 from .examples import DEFAULT_PROMPT, EXAMPLE_PROMPTS
-from .handlers import Handlers
+from .handlers import MAX_NEW_TOKENS, Handlers
 from .render import CSS, board_html, note_html
 
 MODE_CHOICES = [("diffusion", "diffusion"), ("speculative", "speculative"), ("mock-AR", "mock_ar"), ("AR", "ar")]
@@ -41,18 +41,23 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         gr.Markdown(f"## TwoTower Playground · two-tower diffusion LM on NemotronH\n"
                     f"Loaded: `{info['checkpoint']}` · {info['params_context']:,} + {info['params_denoiser']:,} "
                     f"parameters (context + denoiser) · pattern `{info['layer_pattern']}` · {info['ctx_device']}")
-        race_measured = gr.State(None)  # this session's last Race numbers, read by the Cost panel
+        race_measured = gr.State(None)  # this session's Race numbers (each mode's latest), read by the Cost panel
         record = gr.State(None)  # this session's last Playground run: prompt + every event
         with gr.Row():
             with gr.Column(scale=1, min_width=240):
                 gr.Markdown("**Settings** (all panels)")
+                # speculative drafts with the model's own number of passes; γ and the steps act on a draft
+                # only when it takes two or more (one pass commits the whole block)
+                one_pass = cfg.default_draft_steps == 1
                 gamma = gr.Slider(0.05, 1.0, value=cfg.default_gamma, step=0.05, label="γ confidence threshold",
-                                  info="release to re-run", elem_id="gamma")
+                                  info="release to re-run" + ("; speculative drafts in one pass, where γ does not act"
+                                                              if one_pass else ""), elem_id="gamma")
                 block_size = gr.Slider(1, 64, value=cfg.default_block_size, step=1, label="block size S",
                                        info="release to re-run", elem_id="block-size")
                 steps = gr.Slider(1, 64, value=cfg.default_steps_per_block, step=1, label="steps per block",
-                                  elem_id="steps")
-                max_new = gr.Slider(1, 512, value=64, step=1, label="max new tokens", elem_id="max-new")
+                                  info=f"release to re-run; diffusion's (speculative drafts with the model's "
+                                       f"{cfg.default_draft_steps} pass{'' if one_pass else 'es'})", elem_id="steps")
+                max_new = gr.Slider(1, MAX_NEW_TOKENS, value=64, step=1, label="max new tokens", elem_id="max-new")
                 temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="temperature", elem_id="temperature")
                 seed = gr.Number(value=0, precision=0, minimum=0, label="seed", elem_id="seed")
             with gr.Column(scale=4):
@@ -110,7 +115,8 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                         audit_table = _html("", "audit-table")
                     with gr.Tab("Sweep", id="sweep"):
                         gr.Markdown("γ × S grid over a prompt set (steps per block and max new tokens from the "
-                                    "settings): throughput ratio against agreement with AR and AR likelihood.")
+                                    "settings): throughput ratio against agreement with AR (the Pareto frontier's two axes); "
+                                    "the table adds AR's log-likelihood of each point's output.")
                         sweep_examples = gr.CheckboxGroup(list(EXAMPLE_PROMPTS), value=list(EXAMPLE_PROMPTS)[:2],
                                                           label="prompt set (examples)")
                         sweep_extra = gr.Textbox(lines=3, label="extra prompt (optional)")
@@ -166,7 +172,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
 
         # ---- Race, audit, sweep, cost, model
         race_run = gr.on([race_btn.click, race_prompt.submit], handlers.race,
-                         [race_prompt, race_modes, gamma, block_size, steps, max_new, repeats],
+                         [race_prompt, race_modes, gamma, block_size, steps, max_new, repeats, race_measured],
                          [race_view, race_plot, race_measured], api_name="race", concurrency_id=ENGINE)
         audit_run = gr.on([audit_btn.click, audit_prompt.submit], handlers.speculative_audit,
                           [audit_prompt, *settings, audit_adaptive, audit_cut], [audit_table, audit_plot, audit_summary],

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from twotower.metrics import cut_after_eos, token_agreement
+from twotower.metrics import token_agreement
 from twotower.validation import check_int
 
 from .board import FRAME_KINDS, Board, count_frames, fold, fold_event, verify_rounds
@@ -30,6 +30,7 @@ from .render_panels import acceptance_summary_html, audit_html, cost_html, race_
 RACE_MODES = ("diffusion", "diffusion_anchored", "speculative", "mock_ar")  # raced against AR, in this order
 # contestants that are a mode with a setting: (engine mode, extra settings)
 RACE_VARIANTS = {"diffusion_anchored": ("diffusion", {"anchor_first": True})}
+MAX_NEW_TOKENS = 512  # the max new tokens slider's end (ui/app.py), what the memory plan's context allows for
 LIVE_NOTE = "Times include drawing every step live; the Race panel times without rendering."
 
 
@@ -158,14 +159,20 @@ class Handlers:
         runs = [timed_generation(self.engine, mode, ids, max_new_tokens, settings) for _ in range(repeats)]
         seconds = [r["seconds"] for r in runs]
         run = runs[seconds.index(statistics.median_low(seconds))]
-        return {"mode": mode, "tokens": cut_after_eos(run["rows"][0], self.engine.eos_token_id),
+        # the tokens that were timed (EOS ignored): the count, the text, the diff and the agreement all read
+        # the same tokens as the speed (they once read the text cut at EOS: "1 tokens" at 115 tokens/s)
+        tokens = run["rows"][0]
+        eos = self.engine.eos_token_id
+        return {"mode": mode, "tokens": tokens, "eos_at": tokens.index(eos) if eos in tokens else None,
                 "tokens_per_s": run["new_tokens"] / run["seconds"] if run["seconds"] > 0 else None,
                 "total_s": run["seconds"], "nfe": run["nfe"], "ttft_s": run["ttft_s"],
                 "mean_acceptance_length": run.get("mean_acceptance_length")}  # speculative only
 
-    def race(self, prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats=1):
+    def race(self, prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats=1, previous=None):
         """Each mode against AR, one after the other, same settings, greedy with EOS ignored (every mode
-        writes the same number of tokens). Yields (cards, bar chart, measured numbers for the Cost panel)."""
+        writes the same number of tokens). Yields (cards, bar chart, measured numbers for the Cost panel).
+        previous: the session's earlier measurements; a mode this Race does not time keeps its number and the
+        label of the Race that measured it."""
         order = ["ar"] + [m for m in RACE_MODES if m in (modes or [])]
         settings = {"gamma": gamma, "block_size": _whole(block_size), "steps_per_block": _whole(steps_per_block)}
         max_new_tokens, results = _whole(max_new_tokens), []
@@ -191,10 +198,14 @@ class Handlers:
                 r["agreement"] = token_agreement(r["tokens"], ref)
         label = (f"measured on this machine by the Race at {time.strftime('%H:%M:%S')} ({len(ids)}-token prompt, "
                  f"{max_new_tokens} new tokens, {self.engine.model.ctx_device})")
-        measured = {"label": label, "tokens_per_s": {r["mode"]: r["tokens_per_s"] for r in results
-                                                     if r.get("tokens_per_s")}}
+        measured = {"tokens_per_s": dict((previous or {}).get("tokens_per_s") or {}),
+                    "labels": dict((previous or {}).get("labels") or {})}
+        for r in results:
+            if r.get("tokens_per_s"):
+                measured["tokens_per_s"][r["mode"]], measured["labels"][r["mode"]] = r["tokens_per_s"], label
         note = (f"Greedy, EOS ignored while timing; an untimed warm-up, then {repeats} timed run(s) per mode "
-                f"(median), one mode at a time; {label}."
+                f"(median; of an even count the faster middle run), one mode at a time; agreement: the share of "
+                f"positions holding AR's token; {label}."
                 + ("" if len(results) > 1 else " AR alone: tick a contestant to race it against AR."))
         yield race_html(results, self.engine.decode, note), race_bars(results), measured
 
@@ -213,6 +224,8 @@ class Handlers:
                 if event.kind == "verify":
                     rounds.extend(verify_rounds([event]))
                     yield audit_html(rounds, self.piece), gr.skip(), acceptance_summary_html(None, rounds)
+                elif event.kind == "block" and rounds:  # what the round emitted: the budget or EOS may cut it
+                    rounds[-1]["emitted"] = int(event.tokens.shape[1])
                 elif event.kind == "done":
                     stats = event.stats
         except ImportError as exc:
@@ -285,12 +298,13 @@ class Handlers:
                 cost_bars(lines, api_usd_per_million))
 
     def use_race_numbers(self, measured):
-        """Copy the last Race's tokens/s into the Cost inputs."""
+        """Copy the session's Race measurements (each mode's latest) into the Cost inputs."""
         if not measured or not measured.get("tokens_per_s"):
             gr.Warning("No Race run yet in this session: run the Race panel first, or type throughputs.")
             return gr.skip(), gr.skip(), gr.skip()
-        tps = measured["tokens_per_s"]  # a mode the Race did not time keeps what the user typed
-        return tuple(tps[mode] if mode in tps else gr.skip() for mode in ("ar", "diffusion", "speculative"))
+        tps = measured["tokens_per_s"]  # a mode no Race of this session timed keeps what the user typed
+        # two decimals, as a person would type them (provenance still recognises them as measured)
+        return tuple(round(tps[mode], 2) if mode in tps else gr.skip() for mode in ("ar", "diffusion", "speculative"))
 
     # ---------------------------------------------------------------- Model
     def model_info(self):
@@ -302,11 +316,13 @@ class Handlers:
             return html + note_html(unavailable("The memory plan (twotower.memory_plan)", exc))
         model = self.engine.model
         try:
+            # the longest context this app decodes: its longest prompt and the max new tokens slider's end
             plan = plan_memory(model.config, ctx_device=str(model.ctx_device), den_device=str(model.den_device),
-                               dtype=model.context_lm_head.weight.dtype, den_dtype=model.lm_head.weight.dtype)
+                               dtype=model.context_lm_head.weight.dtype, den_dtype=model.lm_head.weight.dtype,
+                               context_length=self.engine.max_prompt_tokens + MAX_NEW_TOKENS)
         except ValueError as exc:
             return html + note_html(f"No memory plan for this configuration: {exc}")
-        text = esc(format_memory_plan(plan))
+        text = esc(format_memory_plan(plan, "a CPU's memory is not asked; `twotower plan --device-memory-gb` takes it"))
         return html + f'<h4>Memory plan (bytes per device)</h4><pre class="tt-text">{text}</pre>'
 
 
@@ -320,14 +336,14 @@ def replay_scrubber(frames: int):
 
 
 def provenance(measured, throughputs: dict) -> dict[str, str]:
-    """Label each typed throughput that equals the session's Race measurement as measured here."""
+    """Label each typed throughput that equals a Race measurement of this session with that Race's label."""
     if not measured:
         return {}
     labels = {}
     for mode, value in throughputs.items():
         ref = measured.get("tokens_per_s", {}).get(mode)
-        if ref and value not in (None, "") and abs(float(value) - ref) <= 1e-6 * max(1.0, abs(ref)):
-            labels[mode] = measured["label"]
+        if ref and value not in (None, "") and abs(float(value) - ref) <= 0.005 + 1e-9 * abs(ref):  # 2 decimals
+            labels[mode] = (measured.get("labels") or {}).get(mode) or measured.get("label", "measured by a Race")
     return labels
 
 

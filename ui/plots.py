@@ -32,7 +32,7 @@ def acceptance_histogram(lengths: list[int], block_size: int | None = None) -> g
     title = "Acceptance length per verification round"
     if mean is not None:
         fig.add_vline(x=mean, line_dash="dash", line_color="#212529", annotation_text=f"mean {mean:.2f}")
-    return _layout(fig, title, "tokens committed in the round", "rounds")
+    return _layout(fig, title, "acceptance length (accepted + 1, vLLM's definition)", "rounds")
 
 
 def race_bars(results: list[dict]) -> go.Figure:

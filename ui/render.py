@@ -51,6 +51,7 @@ CSS = """
 .tt-speedup { font-size: 20px; font-weight: 700; }
 .tt-table { border-collapse: collapse; font-size: 12px; }
 .tt-table th, .tt-table td { border-bottom: 1px solid #e9ecef; padding: 3px 8px; text-align: left; vertical-align: top; }
+.tt-atok { border: 1px solid #dee2e6; padding: 0 1px; margin-right: 1px; font-family: monospace; }
 .tt-acc { background: #b2f2bb; }
 .tt-rej { background: #ffc9c9; text-decoration: line-through; }
 .tt-fix { background: #a5d8ff; }
@@ -153,7 +154,9 @@ def board_html(board: Board, piece: Callable[[int], str], eos_id: int | None, *,
     """The whole view: prompt, one line of cells per block, legend. data-* attributes feed the browser test."""
     rows = board.ordered_rows()
     seen_steps = max((s for r in rows for s in r.commit_step), default=0) + 1
-    n_steps = max(steps_per_block or 1, seen_steps)
+    # the slider's steps per block scale diffusion's colours; other modes commit in the passes they ran (AR
+    # and mock-AR one, speculative its draft passes): a 0..15 legend there promised steps that never ran
+    n_steps = max(steps_per_block or 1, seen_steps) if board.mode == "diffusion" else seen_steps
     eos_at = _first_eos(rows, eos_id)
     parts = [f'<div class="tt-board" data-mode="{esc(board.mode)}" data-masked="{board.masked_count()}" '
              f'data-frames="{board.frames}" data-done="{int(board.done)}">']
@@ -222,6 +225,8 @@ def stats_html(board: Board, note: str = "", status: str = "running…") -> str:
                   ("time to first token", _fmt(s.get("time_to_first_token_s"), 3, " s")),
                   ("total time", _fmt(s.get("total_s"), 3, " s"))]
         if s.get("acceptance_rate") is not None:
+            if s.get("draft_steps") is not None:  # what γ and the steps slider do not set (the model's default)
+                values.append(("draft passes per round", s.get("draft_steps")))
             values.append(("acceptance rate", _fmt(s.get("acceptance_rate"))))
             values.append(("mean acceptance length", _fmt(s.get("mean_acceptance_length"))))
     body = "".join(f'<tr><td>{esc(k)}</td><td class="v">{esc(v)}</td></tr>' for k, v in values)

@@ -6,7 +6,7 @@ import difflib
 from typing import Callable
 
 from .cost import CostLine
-from .render import esc
+from .render import esc, token_text
 
 MODE_LABELS = {"diffusion": "diffusion", "speculative": "speculative", "mock_ar": "mock-AR", "ar": "AR",
                "diffusion_anchored": "diffusion, anchored"}  # a Race contestant: each block's first token from AR
@@ -50,7 +50,9 @@ def race_html(results: list[dict], decode: Callable[[list[int]], str], note: str
             text = esc(decode(r["tokens"]))
         else:
             text = diff_html(r["tokens"], ref["tokens"], decode)
-        facts = [f"{tps:,.1f} tokens/s" if tps else "– tokens/s", f'{len(r["tokens"])} tokens',
+        count = f'{len(r["tokens"])} tokens' + (f' (EOS at token {r["eos_at"] + 1}, ignored while timing)'
+                                                  if r.get("eos_at") is not None else "")
+        facts = [f"{tps:,.1f} tokens/s" if tps else "– tokens/s", count,
                  f'{r.get("total_s", 0.0):.3f} s', f'NFE {r.get("nfe", 0)}']
         if r.get("agreement") is not None:
             facts.append(f'agreement with AR {100 * r["agreement"]:.0f}%')
@@ -67,7 +69,8 @@ def _prob(value) -> str:
 
 
 def _tok(token, piece) -> str:
-    return "–" if token is None else esc(repr(piece(int(token)))[1:-1])
+    """A token as the board draws it: spaces, tabs and newlines visible (repr() showed a space as nothing)."""
+    return "–" if token is None else esc(token_text(piece(int(token))))
 
 
 def audit_html(rounds: list[dict], piece: Callable[[int], str]) -> str:
@@ -76,7 +79,7 @@ def audit_html(rounds: list[dict], piece: Callable[[int], str]) -> str:
     if not rounds:
         return ('<div class="tt-note">No verification rounds (yet): the first new token comes from the prompt\'s '
                 'prefill, so a run of one token has none.</div>')
-    head = ("<tr><th>#</th><th>block</th><th>drafted block (accepted prefix green, first rejection red)</th>"
+    head = ("<tr><th>round</th><th>drafted block (accepted prefix green, first rejection red)</th>"
             "<th>accepted</th><th>rejected draft token<br>p_draft · p_target</th>"
             "<th>replaced by<br>p_draft · p_target</th></tr>")
     body = []
@@ -88,17 +91,22 @@ def audit_html(rounds: list[dict], piece: Callable[[int], str]) -> str:
         cells = []
         for j, tok in enumerate(drafted):
             cls = "tt-acc" if j < accepted else ("tt-rej" if j == first_rejected else "")
-            cells.append(f'<span class="{cls}">{_tok(tok, piece)}</span>')
+            cells.append(f'<span class="tt-atok {cls}">{_tok(tok, piece)}</span>')
+        # the round's emitted tokens (from its block event): the max-new-tokens budget or an EOS may cut the
+        # context tower's own token, or even part of the accepted prefix
+        emitted = r.get("emitted")
+        cut = emitted is not None and emitted <= accepted
+        cut_note = (f"<br><i>not emitted: the run ended after {emitted} of this round's tokens</i>" if cut else "")
         if all_accepted:
             rej = "none (all accepted)"
-            fix = (f'<span class="tt-fix">{_tok(r.get("target_token"), piece)}</span> bonus'
+            fix = (f'<span class="tt-fix">{_tok(r.get("target_token"), piece)}</span> bonus{cut_note}'
                    if r.get("target_token") is not None else "–")
         else:
             rej = (f'<span class="tt-rej">{_tok(r.get("draft_token"), piece)}</span> @{int(rejected)}<br>'
                    f'{_prob(r.get("p_draft_of_draft"))} · {_prob(r.get("p_target_of_draft"))}')
             fix = (f'<span class="tt-fix">{_tok(r.get("target_token"), piece)}</span><br>'
-                   f'{_prob(r.get("p_draft_of_target"))} · {_prob(r.get("p_target_of_target"))}')
-        body.append(f'<tr><td>{i + 1}</td><td>{r["block"]}</td><td>{"".join(cells)}</td>'
+                   f'{_prob(r.get("p_draft_of_target"))} · {_prob(r.get("p_target_of_target"))}{cut_note}')
+        body.append(f'<tr><td>{i + 1}</td><td>{"".join(cells)}</td>'
                     f'<td>{accepted}/{r["drafted"]}</td><td>{rej}</td><td>{fix}</td></tr>')
     return f'<table class="tt-table" data-rounds="{len(rounds)}">{head}{"".join(body)}</table>'
 
