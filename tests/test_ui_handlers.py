@@ -80,6 +80,8 @@ def test_replay_redraws_any_recorded_step(engine):
     assert 'data-masked="3"' in handlers.replay(record, 1)
     assert 'data-masked="0"' in handlers.replay(record, 4) and 'data-masked="3"' in handlers.replay(record, 5)
     assert handlers.replay(record, 8) == final_view
+    assert "Replaying step 1 of 8; the statistics beside it are those of the whole run." in handlers.replay(record, 1)
+    assert "Replaying" not in handlers.replay(record, 8)
     assert "generate first" in handlers.replay(None, 3)
     # the colour radio redraws a recorded run in the other colours, and leaves the view alone with none
     # (a refused Generate's error message stays on screen)

@@ -132,7 +132,11 @@ class Handlers:
         frames = count_frames(record["events"])
         upto = None if frame is None or int(frame) >= frames else max(int(frame), 1)
         board = fold(record["events"], upto)
-        return self._view(board, record["prompt"], colour_by, record.get("steps_per_block"))
+        view = self._view(board, record["prompt"], colour_by, record.get("steps_per_block"))
+        if upto is None:
+            return view
+        # the statistics beside the board stay the whole run's: say which step the board shows
+        return note_html(f"Replaying step {upto} of {frames}; the statistics beside it are those of the whole run.") + view
 
     def recolour(self, record, frame, colour_by="step"):
         """The colour radio changed: redraw the recorded run in the new colours; with no run recorded the
