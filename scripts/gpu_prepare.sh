@@ -5,6 +5,7 @@
 # CPU bench's prompts for a GPU bench.
 #   bash scripts/gpu_prepare.sh            then: run(command="bash scripts/gpu_train.sh", carry=[".gpu"])
 set -euo pipefail
+[ -z "${CTX_FROM:-}" ] || CTX_FROM=$(realpath -m "$CTX_FROM")  # as the caller meant it, before the cd
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 mkdir -p .gpu/data
@@ -31,6 +32,12 @@ rm -rf .gpu/context_from
 if [ -n "${CTX_FROM:-}" ]; then
   cmp -s "$CTX_FROM/tokenizer.model" .gpu/tokenizer.model || { echo "gpu_prepare: $CTX_FROM has another tokenizer"; exit 2; }
   mkdir -p .gpu/context_from
-  cp "$CTX_FROM"/{config.json,model.safetensors,tokenizer.model,training_info.json,train_context_log.jsonl} .gpu/context_from/
+  cp "$CTX_FROM"/{config.json,model.safetensors,tokenizer.model,training_info.json} .gpu/context_from/
+  # the stage log is optional (training reads it when there): an older export may lack it
+  [ ! -f "$CTX_FROM/train_context_log.jsonl" ] || cp "$CTX_FROM/train_context_log.jsonl" .gpu/context_from/
 fi
 du -sh .gpu
+# the device call copies the working tree and .gpu, 64 MiB at most: say so here rather than there
+tree_mib=$(( ($(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1) + $(du -sb .gpu | cut -f1)) / 1048576 ))
+echo "tracked tree + .gpu: ~$tree_mib MiB of the device call's 64"
+[ "$tree_mib" -lt 64 ] || echo "gpu_prepare: over 64 MiB: move assets/default/model.safetensors aside for the call (put it back after)"

@@ -5,8 +5,12 @@
 #   here:   bash scripts/gpu_prepare.sh
 #   device: run(command="bash scripts/gpu_train.sh", carry=[".gpu"], timeout_s=600)
 #   here:   bash scripts/gpu_unpack.sh <files_at> runs/gpu_export    then evaluate it on the CPU (twotower eval --model)
-# CTX_MIN / DEN_MIN (minutes of training loop per stage), DISTILL_SHARE / DISTILL_FROM, DEVICE, PROFILE override;
-# BATCH sets both stages' windows per step (the profile's 64 by default; see BATCH below).
+# CTX_MIN / DEN_MIN (minutes of training loop per stage), DISTILL_SHARE (share of a batch distilled),
+# DISTILL_FROM (the share of stage 2's time, in [0, 1), before distillation starts), DISTILL_BATCHES (steps
+# one distillation run generates ahead), SMOKE_DISTILL_SHARE, DEVICE, PROFILE override; BATCH sets both stages'
+# windows per step (the profile's 64 by default; see BATCH below); OUT (what comes back), RUN (the run folder),
+# CALL_LIMIT_S (the call's limit: training that cannot fit is refused up front), BENCH=0 (no GPU bench; a
+# bench that fails or runs out of time does not fail the script: the export is already under OUT).
 # First run on an H200, 2026-12-04 (benchmarks/gpu_lease_20261204/): 555 s in all; the smoke took 105 s (44 of
 # them one distillation run of 8 batches ahead), context 3 min = 964 steps (val 1.71), denoiser 3 min = only
 # 108 steps: each step spent ~0.65 s in per-block context-tower passes (since 2bff72f one pass per window,
@@ -44,6 +48,12 @@ mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu_train.log") 2>&1
 [ -f .gpu/data/train.npy ] || { echo "gpu_train: no .gpu/data: run scripts/gpu_prepare.sh here and carry .gpu"; exit 2; }
 tt() { "$PY" -m twotower.cli "$@"; }
+# the training budgets must leave the smoke, the export and the parts (~60 s on the second lease: 516 s in all
+# for 450 s of training) inside the call, or nothing comes back
+TRAIN_S=$(awk -v c="$CTX_MIN" -v d="$DEN_MIN" -v skip="$([ -f .gpu/context_from/config.json ] && echo 1 || echo 0)" \
+  'BEGIN { print int(60 * ((skip ? 0 : c) + d)) }')
+[ $(( TRAIN_S + 60 )) -le "${CALL_LIMIT_S:-590}" ] || {
+  echo "gpu_train: $TRAIN_S s of training + ~60 s around it exceed the call's ${CALL_LIMIT_S:-590} s: lower CTX_MIN / DEN_MIN"; exit 2; }
 fresh() { rm -rf "$1"; mkdir -p "$1"; cp -r .gpu/. "$1"/; }
 date -u; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || true
 "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())"
@@ -53,9 +63,12 @@ INIT=()
 [ -f .gpu/context_from/config.json ] && INIT=(--init-from .gpu/context_from)
 echo "== smoke: two steps of each stage${INIT:+ (stage 2 only: context tower from .gpu/context_from)}"
 fresh runs/gpu_smoke
-[ ${#INIT[@]} -gt 0 ] || tt train --stage context --profile "$PROFILE" --device "$DEVICE" --out runs/gpu_smoke --steps 2
+# with the run's own batch and distillation start, so a batch that does not fit or a bad DISTILL_FROM fails here,
+# in seconds, not after stage 1
+[ ${#INIT[@]} -gt 0 ] || tt train --stage context --profile "$PROFILE" --device "$DEVICE" --out runs/gpu_smoke --steps 2 \
+  "${BATCH_ARGS[@]}"
 tt train --stage denoiser --profile "$PROFILE" --device "$DEVICE" --out runs/gpu_smoke --steps 2 "${INIT[@]}" \
-  --distill-share "${SMOKE_DISTILL_SHARE:-0.5}" --distill-batches 1
+  "${BATCH_ARGS[@]}" --distill-share "${SMOKE_DISTILL_SHARE:-0.5}" --distill-from "$DISTILL_FROM" --distill-batches 1
 
 CTX_DESC="$CTX_MIN min"; [ ${#INIT[@]} -eq 0 ] || CTX_DESC="from .gpu/context_from"
 echo "== train: context $CTX_DESC, denoiser $DEN_MIN min (distillation $DISTILL_SHARE from $DISTILL_FROM of it, $DISTILL_BATCHES batches a run)"

@@ -11,18 +11,23 @@ export OMP_NUM_THREADS=1
 # rewritten mid-run would mark the commit the reports record as "-dirty".
 out=runs/measure
 mkdir -p benchmarks "$out"
+# `wait` with no arguments returns 0 whatever its jobs returned: wait for each one, so that set -e sees a
+# failed eval instead of copying its empty report over the tracked one
+wait_all() { local pid; for pid in "$@"; do wait "$pid"; done; }
 if [ -z "${SKIP_EVAL:-}" ]; then
   # Quality runs time nothing, so the two modes run side by side; each has AR as its baseline.
   twotower eval --modes ar,diffusion --n-prompts 500 --syntax-prompts 100 --json > runs/measure/eval_diffusion.json &
+  first=$!
   twotower eval --modes ar,mock_ar --n-prompts 500 --syntax-prompts 100 --json > runs/measure/eval_mock_ar.json &
-  wait
+  wait_all "$first" $!
   # bf16 compute (the checkpoint's own dtype): faster multi-token passes on CPUs with native bf16 matmuls.
   # and bf16 for the denoiser alone: the context tower (AR, the speculative verifier) stays fp32.
   twotower eval --dtype bf16 --modes ar,diffusion --n-prompts 500 --syntax-prompts 100 --json \
     > runs/measure/eval_bf16_diffusion.json &
+  first=$!
   twotower eval --den-dtype bf16 --modes ar,diffusion --n-prompts 500 --syntax-prompts 100 --json \
     > runs/measure/eval_mixed_diffusion.json &
-  wait
+  wait_all "$first" $!
   # the anchored-diffusion variant (each block's first token from the context tower)
   twotower eval --anchor-first --modes ar,diffusion --n-prompts 500 --syntax-prompts 100 --json \
     > runs/measure/eval_anchor_diffusion.json
@@ -53,6 +58,9 @@ twotower bench --compile --den-dtype bf16 --n-prompts 8 --max-new-tokens 64 --re
   > "$out"/bench_compiled_mixed.json
 twotower sweep --gammas 0.3,0.5,0.7,0.8,0.9 --block-sizes 4,8,16 --n-prompts 6 --max-new-tokens 48 \
   --out-dir runs/measure/sweep --json > "$out"/sweep.json
+for report in "$out"/eval_*.json "$out"/bench*.json "$out"/sweep.json; do  # each a whole JSON report
+  python -c 'import json, sys; json.load(open(sys.argv[1]))' "$report" || { echo "not a JSON report: $report" >&2; exit 1; }
+done
 cp "$out"/eval_*.json "$out"/bench*.json "$out"/sweep.json "$out"/sweep/sweep.csv benchmarks/
 out=benchmarks
 PREVIOUS=${PREVIOUS-benchmarks/cpu_model_20261204}  # the model shipped before this one: the card compares

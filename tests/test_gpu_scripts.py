@@ -39,3 +39,23 @@ def test_gpu_unpack_rebuilds_the_export_from_its_parts(tmp_path):
     assert (dest / "tokenizer.model").read_bytes() == (ROOT / "assets/default/tokenizer.model").read_bytes()
     missing = run("scripts/gpu_unpack.sh", str(tmp_path / "nothing"), str(dest))
     assert missing.returncode == 2 and "no export.tar.part-*" in missing.stdout + missing.stderr
+    # a second unpack into the same folder is refused (it merged: an earlier model's files survived)
+    again = run("scripts/gpu_unpack.sh", str(parts), str(dest))
+    assert again.returncode == 2 and "is not empty" in again.stdout + again.stderr
+    # relative paths are the caller's, not the repository root's
+    relative = subprocess.run(["bash", str(ROOT / "scripts/gpu_unpack.sh"), "parts", "second"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+    assert relative.returncode == 0, relative.stderr
+    assert (tmp_path / "second" / "config.json").read_text() == '{"x": 1}'
+
+
+def test_gpu_train_refuses_budgets_the_call_cannot_hold(tmp_path):
+    """Training minutes that leave no time for the export are refused before the smoke (once, the export came
+    after the budget and nothing came back)."""
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "gpu_train.sh").write_text((ROOT / "scripts" / "gpu_train.sh").read_text())
+    (tmp_path / ".gpu" / "data").mkdir(parents=True)
+    (tmp_path / ".gpu" / "data" / "train.npy").write_bytes(b"")
+    env = {"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out"), "CTX_MIN": "2.5", "DEN_MIN": "7.5"}
+    result = run("scripts/gpu_train.sh", cwd=tmp_path, env=env)
+    assert result.returncode == 2 and "exceed the call's 590 s" in result.stdout + result.stderr
