@@ -232,6 +232,13 @@ def test_the_token_cache_records_the_corpus_it_was_read_from(tmp_path):
     record = json.loads((tmp_path / "corpus.json").read_text())
     assert len(stream) > 1000 and record["python_version"] == sys.version.split()[0]
     assert record["files_per_split"]["validation"] > 0
+    # the cache is this tokenizer's: read again as it is; one another tokenizer wrote is encoded again
+    import numpy as np
+
+    np.save(tmp_path / "validation.npy", np.zeros(7, dtype=np.uint16))
+    assert len(encode_split(tokenizer, "validation", tmp_path)) == 7
+    (tmp_path / "validation.tokenizer.sha256").write_text("another tokenizer's digest\n")
+    assert np.array_equal(encode_split(tokenizer, "validation", tmp_path), stream)
 
 
 @pytest.mark.parametrize("kwargs, message", [(dict(minutes=0.0), "--minutes must be > 0"),
@@ -324,3 +331,43 @@ def test_a_fresh_denoiser_on_an_exports_context_tower_keeps_that_towers_record(t
     (second / "tokenizer.model").write_bytes(b"another tokenizer")
     with pytest.raises(ValueError, match="another tokenizer"):
         training.run_stage("denoiser", second, profile="test", steps=2, init_from=str(first))
+
+
+def test_a_resumed_denoiser_run_ends_where_an_uninterrupted_one_does(tmp_path, monkeypatch):
+    """Stopped after its checkpoint at step 2 and resumed, a 4-step stage 2 ends with the weights of a run that
+    was never stopped: same windows (seeded by step), same schedule, and now the same masks (the mask generator's
+    state is saved; reseeding with seed + step drew other masks after a resume)."""
+    import shutil
+
+    import numpy as np
+
+    from twotower import data
+
+    training, run = _tiny_training_run(monkeypatch, tmp_path)
+    monkeypatch.setitem(training.PROFILES, "test", {**training.PROFILES["test"], "save_every": 2})
+    # the same stream at every call (the helper's draws a new one each time, as no run here compares two runs)
+    monkeypatch.setattr(data, "encode_split", lambda tok, split, cache: np.random.default_rng(len(split)).integers(
+        5, 261, 5000).astype(np.uint16))
+    training.run_stage("context", run, profile="test", steps=2)
+    stopped = tmp_path / "stopped"
+    shutil.copytree(run, stopped)
+    training.run_stage("denoiser", run, profile="test", steps=4)
+
+    real, calls = training.denoiser_loss, []
+
+    def stop_at_the_third_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # after the checkpoint of step 2
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "denoiser_loss", stop_at_the_third_step)
+    with pytest.raises(KeyboardInterrupt):
+        training.run_stage("denoiser", stopped, profile="test", steps=4)
+    monkeypatch.setattr(training, "denoiser_loss", real)
+    training.run_stage("denoiser", stopped, profile="test", steps=4, resume=True)
+    from twotower.checkpoint import from_pretrained
+
+    whole = from_pretrained(run / "denoiser_ckpt").state_dict()
+    resumed = from_pretrained(stopped / "denoiser_ckpt").state_dict()
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)

@@ -9,6 +9,7 @@ Token streams are cached as uint16 .npy files (vocab < 65536) under a cache dire
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -89,14 +90,19 @@ def token_stream(tokenizer, split: str) -> list[int]:
 
 
 def encode_split(tokenizer: SentencePieceTokenizer, split: str, cache_dir) -> np.ndarray:
-    """All files of a split as one uint16 stream, each file followed by EOS. Cached by split name."""
+    """All files of a split as one uint16 stream, each file followed by EOS. Cached by split name and by the
+    tokenizer that encoded it: a cache another tokenizer wrote (a retrained one beside an old data/ folder, a
+    new shipped one beside an old .gpu/) is encoded again rather than read as ids of this one."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"{split}.npy"
-    if path.is_file():
+    path, stamp = cache_dir / f"{split}.npy", cache_dir / f"{split}.tokenizer.sha256"
+    digest = hashlib.sha256(Path(tokenizer.path).read_bytes()).hexdigest()
+    # a cache from before the stamp existed has none: it is trusted, as it always was
+    if path.is_file() and (not stamp.is_file() or stamp.read_text().strip() == digest):
         return np.load(path, mmap_mode="r")
     arr = np.asarray(token_stream(tokenizer, split), dtype=np.uint16)
     np.save(path, arr)
+    stamp.write_text(digest + "\n")
     record = cache_dir / CORPUS_RECORD
     if not record.is_file():  # the cache may travel (to a GPU machine with another Python): say what it holds
         record.write_text(json.dumps(describe(), indent=1))

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import torch
 
+RNG_FILE = "rng.safetensors"  # the stage's mask generator, beside the optimizer's moments
 
 def save_state(run_dir: Path, model, optimizer, step: int, stage: str, log: list[dict], cfg,
-               segments: list[dict]) -> None:
+               segments: list[dict], generator: torch.Generator | None = None) -> None:
+    """generator: the stage's mask generator, whose state a resume restores (so a resumed run draws the masks
+    an uninterrupted one would)."""
     from safetensors.torch import save_file
 
     from .checkpoint import save_pretrained
@@ -29,7 +32,17 @@ def save_state(run_dir: Path, model, optimizer, step: int, stage: str, log: list
     meta = {"stage": stage, "step": step, "param_groups": groups["param_groups"], "train_config": asdict(cfg),
             "segments": [*segments[:-1], {**segments[-1], "to_step": step}]}  # the last one: as far as it got
     (ckpt / "trainer_state.json").write_text(json.dumps(meta, indent=1))
+    if generator is not None:
+        save_file({"mask_generator": generator.get_state()}, str(ckpt / RNG_FILE))
     (run_dir / f"{stage}_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+
+
+def load_generator_state(run_dir: Path, stage: str) -> torch.Tensor | None:
+    """The mask generator's state saved with a stage's checkpoint; None for a checkpoint from before it was."""
+    from safetensors.torch import load_file
+
+    path = run_dir / f"{stage}_ckpt" / RNG_FILE
+    return load_file(str(path))["mask_generator"] if path.is_file() else None
 
 
 def load_state(run_dir: Path, stage: str, optimizer):

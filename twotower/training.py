@@ -111,7 +111,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     from .data import BatchSampler, encode_split, train_tokenizer
     from .distill import DistillAhead
     from .tokenizer import SentencePieceTokenizer
-    from .train_state import adopt_context, adopt_export, load_export, load_state, save_state
+    from .train_state import adopt_context, adopt_export, load_export, load_generator_state, load_state, save_state
 
     cfg = TrainConfig(**PROFILES[profile])
     check_device("--device", device)
@@ -202,7 +202,14 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     if opt_state is not None:
         optimizer.load_state_dict(opt_state)
     autocast = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16")
-    gen = torch.Generator().manual_seed(cfg.seed + start)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if start:  # a resume draws on where the saved run stopped (seeding with seed + start, as once, started a
+        # new stream: its masks differed from an uninterrupted run's and overlapped another seed's)
+        saved = load_generator_state(run_dir, stage) if resume and ckpt_state.is_file() else None
+        if saved is not None:
+            gen.set_state(saved)
+        else:  # a checkpoint from before the state was saved, or a continued export: as before
+            gen.manual_seed(cfg.seed + start)
 
     def loss_of(batch: torch.Tensor, generator=None, full_mask_share: float = 0.0):
         with autocast:
@@ -279,7 +286,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         if step % cfg.save_every == 0 or last:
             if budget:
                 segment["train_config"]["total_steps"] = step  # as far as the budget went
-            save_state(run_dir, model, optimizer, step, stage, log, cfg, segments)
+            save_state(run_dir, model, optimizer, step, stage, log, cfg, segments, gen)
         if last:
             break
     bar.close()
