@@ -333,7 +333,7 @@ def test_a_fresh_denoiser_on_an_exports_context_tower_keeps_that_towers_record(t
         training.run_stage("denoiser", second, profile="test", steps=2, init_from=str(first))
 
 
-def test_a_resumed_denoiser_run_ends_where_an_uninterrupted_one_does(tmp_path, monkeypatch):
+def test_a_resumed_denoiser_run_ends_where_an_uninterrupted_one_does(tmp_path, monkeypatch, capsys):
     """Stopped after its checkpoint at step 2 and resumed, a 4-step stage 2 ends with the weights of a run that
     was never stopped: same windows (seeded by step), same schedule, and now the same masks (the mask generator's
     state is saved; reseeding with seed + step drew other masks after a resume)."""
@@ -366,8 +366,17 @@ def test_a_resumed_denoiser_run_ends_where_an_uninterrupted_one_does(tmp_path, m
         training.run_stage("denoiser", stopped, profile="test", steps=4)
     monkeypatch.setattr(training, "denoiser_loss", real)
     training.run_stage("denoiser", stopped, profile="test", steps=4, resume=True)
+    assert "other settings" not in capsys.readouterr().err  # the same settings: nothing to say
     from twotower.checkpoint import from_pretrained
 
     whole = from_pretrained(run / "denoiser_ckpt").state_dict()
     resumed = from_pretrained(stopped / "denoiser_ckpt").state_dict()
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
+def test_a_resume_names_the_settings_it_changes():
+    from twotower.training import settings_changed
+
+    saved = {"total_steps": 1000, "lr": 0.003, "batch_size": 16, "distill_share": 0.75}
+    assert settings_changed(saved, {**saved}) == ""
+    assert settings_changed(saved, {**saved, "total_steps": 40, "lr": 0.001}) == "total_steps 1000 -> 40, lr 0.003 -> 0.001"

@@ -185,6 +185,10 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         if start >= total:
             raise ValueError(f"the {stage} checkpoint in {run_dir} is already at step {start}: --steps {total} "
                              "leaves nothing to train (give a larger --steps to continue)")
+        changed = settings_changed(segments[-1].get("train_config") or {}, {**asdict(cfg), "total_steps": total})
+        if changed:  # allowed (the segment history records it), but a flag left off by mistake changes the run
+            print(f"resuming with other settings than the checkpoint's: {changed} (the profile's defaults fill "
+                  "what the command line leaves out)", file=sys.stderr)
     elif from_export:
         model, start, log, segments = load_export(Path(init_from), run_dir, exported)
     elif stage == "context":
@@ -291,6 +295,13 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
             break
     bar.close()
     return record
+
+
+def settings_changed(saved: dict, now: dict) -> str:
+    """'lr 0.003 -> 0.001, total_steps 1000 -> 40': the recipe's settings a resume changes, in words."""
+    keys = ("total_steps", "lr", "batch_size", "seq_len", "prefix_len", "block_size", "warmup", "dtype",
+            "full_mask_share", "distill_share", "distill_from", "distill_batches")
+    return ", ".join(f"{k} {saved[k]} -> {now[k]}" for k in keys if k in saved and k in now and saved[k] != now[k])
 
 
 def export(run_dir, to_dir, notes: dict | None = None) -> Path:
