@@ -116,9 +116,10 @@ def engine():
     return load_engine(preset="tiny")
 
 
-@pytest.mark.parametrize("text", ["", "   \n\t", None, 42])
-def test_engine_refuses_an_empty_or_non_text_prompt(engine, text):
-    with pytest.raises(ValueError, match="empty"):
+@pytest.mark.parametrize("text, message", [("", "empty"), ("   \n\t", "empty"), (None, "empty"),
+                                           (42, "must be text .str., got int"), (b"abc", "got bytes")])
+def test_engine_refuses_an_empty_or_non_text_prompt(engine, text, message):
+    with pytest.raises(ValueError, match=message):
         engine.encode_prompt(text)
 
 

@@ -57,7 +57,9 @@ class Engine:
 
     # ----------------------------------------------------------------------------------------
     def encode_prompt(self, text: str) -> list[int]:
-        if not isinstance(text, str) or not text.strip():
+        if text is not None and not isinstance(text, str):  # bytes, token ids: not "empty", another thing
+            raise ValueError(f"the prompt must be text (str), got {type(text).__name__}")
+        if text is None or not text.strip():
             raise ValueError("the prompt is empty: type some text first")
         try:
             text.encode("utf-8")
