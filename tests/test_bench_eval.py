@@ -141,7 +141,7 @@ def test_decode_time_and_speculative_summary_arithmetic():
     assert bench.decode_ms_per_token(generations) == pytest.approx(1000 * 0.6 / 4)  # (3 - 1) + (4 - 2) tokens
     assert bench.decode_ms_per_token([{"rows": [[1]], "tokens": 1, "seconds": 0.1, "ttft_s": 0.1}]) is None
     table = [{"position": 1, "drafted": 2, "accepted": 1, "share": 0.5}]
-    first = {"mean_acceptance_length": 2.0, "rounds": 4, "draft_s": 0.04, "verify_s": 0.08,
+    first = {"mean_acceptance_length": 2.0, "rounds": 4, "accepted": 4, "draft_s": 0.04, "verify_s": 0.08,
              "acceptance_by_position": table, "rollbacks": {"none": 1, "positions": 3}}
     spec = [[first] * 2, [{**first, "draft_s": 0.08}] * 2]
     summary = bench.speculative_summary(spec)
@@ -151,6 +151,15 @@ def test_decode_time_and_speculative_summary_arithmetic():
     assert summary["rollbacks"] == {"none": 2, "positions": 6}  # the first repeat's two generations
     assert bench.break_even_acceptance_length(summary, {"decode_ms_per_token": 10.0}) == pytest.approx(3.5)
     assert bench.break_even_acceptance_length(summary, {"decode_ms_per_token": None}) is None
+    # vLLM's mean acceptance length is over all rounds: one generation of 1 round with 7 accepted and one of
+    # 7 rounds with none give 1 + 7 / 8, not the mean of their own ratios (8 and 1: 4.5, as the bench once said)
+    lopsided = [[{**first, "rounds": 1, "accepted": 7, "mean_acceptance_length": 8.0,
+                  "acceptance_by_position": [{"position": 1, "drafted": 1, "accepted": 1, "share": 1.0}] * 7},
+                 {**first, "rounds": 7, "accepted": 0, "mean_acceptance_length": 1.0,
+                  "acceptance_by_position": [{"position": 1, "drafted": 7, "accepted": 0, "share": 0.0}]}]]
+    summary = bench.speculative_summary(lopsided)
+    assert summary["mean_acceptance_length"] == pytest.approx(1 + 7 / 8)
+    assert summary["acceptance_rate"] == pytest.approx(7 / 14)
 
 
 def test_bench_prompt_file_eval_and_skipped_speculative(capsys, tmp_path, no_speculative):
