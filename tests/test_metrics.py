@@ -131,3 +131,10 @@ def test_bootstrap_retention_on_hand_made_scores():
     assert ci == bootstrap_retention(half, ar, {"next_line": ["exact", "sim"]}, seed=1)  # seeded
     rare = {"exact": [1.0] + [0.0] * 199}  # AR right once in 200: its resampled score is often 0
     assert bootstrap_retention(rare, rare, {"t": ["exact"]}) == {"tasks": {"exact": None}, "aggregate": None}
+    # a metric with a point retention but no interval (AR right once in 200) beside one with an interval:
+    # the aggregate averages both, so its interval cannot be the other's alone (it missed its point, 0.583 in
+    # [0.325, 0.425], when it was)
+    ar_mixed = {"exact": [1.0] + [0.0] * 199, "sim": [0.5] * 200}
+    mode_mixed = {"exact": [1.0] + [0.0] * 199, "sim": [0.25] * 200}
+    mixed = bootstrap_retention(mode_mixed, ar_mixed, {"next_line": ["exact", "sim"]})
+    assert mixed["tasks"] == {"exact": None, "sim": [0.5, 0.5]} and mixed["aggregate"] is None

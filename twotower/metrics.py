@@ -139,7 +139,8 @@ def bootstrap_retention(mode_items: dict, ar_items: dict, groups: dict, n_boot: 
     mode_items / ar_items: {metric: per-prompt scores, the same prompts in the same order}; groups: {task:
     [metrics]}: a task's metrics share one resample of its prompts, tasks are resampled independently.
     Returns {"tasks": {metric: [lo, hi] | None}, "aggregate": [lo, hi] | None}; None where AR's resampled
-    score is 0 in more than 1 % of the resamples (the ratio is then undefined too often to bound).
+    score is 0 in more than 1 % of the resamples (the ratio is then undefined too often to bound), and for
+    the aggregate when any metric it averages has no interval.
     """
     import numpy as np
 
@@ -162,8 +163,14 @@ def bootstrap_retention(mode_items: dict, ar_items: dict, groups: dict, n_boot: 
         return [float(lo), float(hi)]
 
     intervals = {name: interval(r) for name, r in ratios.items()}
-    defined = [ratios[name] for name, ci in intervals.items() if ci is not None]
-    aggregate = interval(np.nanmean(np.stack(defined), axis=0)) if defined else None
+    # the aggregate's interval covers the metrics its point estimate averages (those where AR scores above 0
+    # on the whole sample): if one of them cannot be bounded, neither can the aggregate (an interval over the
+    # others alone could miss its own point estimate)
+    averaged = [name for name in ratios if np.mean(np.asarray(ar_items[name], dtype=float)) > 0]
+    if not averaged or any(intervals[name] is None for name in averaged):
+        aggregate = None
+    else:
+        aggregate = interval(np.nanmean(np.stack([ratios[name] for name in averaged]), axis=0))
     return {"tasks": intervals, "aggregate": aggregate}
 
 
