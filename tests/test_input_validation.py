@@ -97,11 +97,14 @@ def test_numpy_ids_integers_and_whole_floats_are_accepted(model):
     # unsigned arrays (the corpus' token streams are uint16), rows that are tensors, numpy float settings
     reference = generate_ar(model, [[5, 6, 7], [8, 9, 10]], 4, temperature=0.7, top_p=0.9, seed=3).sequences
     for ids in (np.array([[5, 6, 7], [8, 9, 10]], dtype=np.uint16), torch.tensor([[5, 6, 7], [8, 9, 10]]).to(torch.uint16),
-                [torch.tensor([5, 6, 7]), torch.tensor([8, 9, 10])], [np.array([5, 6, 7]), np.array([8, 9, 10])]):
+                [torch.tensor([5, 6, 7]), torch.tensor([8, 9, 10])], [np.array([5, 6, 7]), np.array([8, 9, 10])],
+                [list(np.array([5, 6, 7])), list(np.array([8, 9, 10]))]):  # rows of numpy integer scalars
         out = generate_ar(model, ids, 4, temperature=np.float32(0.7), top_p=np.float64(0.9), seed=3).sequences
         assert torch.equal(out, reference), type(ids)
     with pytest.raises(ValueError, match="top_p must be in"):
         generate_ar(model, [5], 2, top_p=True)
+    one = generate_ar(model, list(np.array([5, 6, 7])), 4).sequences  # one prompt of numpy integer scalars
+    assert torch.equal(one, generate_ar(model, [5, 6, 7], 4).sequences)
 
 
 def test_a_step_callback_that_is_not_a_function_is_refused_before_the_prefill(model, monkeypatch):

@@ -26,14 +26,13 @@ def as_batch(input_ids, vocab_size: int) -> torch.Tensor:
             raise ValueError(f"input_ids must be token ids (a list or tensor of ints), got {type(input_ids).__name__}{hint}")
         if len(input_ids) == 0:
             raise ValueError("the prompt is empty: give at least one token")
-        rows = [isinstance(r, (list, tuple, torch.Tensor)) or hasattr(r, "__array__") for r in input_ids]
+        # a row: a list, or a tensor / array of at least one dimension (numpy's integer scalars have __array__
+        # too, and a list of them is one prompt)
+        rows = [isinstance(r, (list, tuple)) or getattr(r, "ndim", 0) >= 1 for r in input_ids]
         if any(rows):  # a batch: rows of ids (lists, tensors or arrays), all of one length
             if not all(rows):
                 raise ValueError("batched prompts must be a list of rows of token ids; got rows mixed with single ids")
-            try:
-                lengths = {len(row) for row in input_ids}
-            except TypeError:  # a 0-d tensor or array as a row
-                raise ValueError("batched prompts must be a list of rows of token ids") from None
+            lengths = {len(row) for row in input_ids}
             if len(lengths) > 1:
                 raise ValueError(
                     f"batched prompts must have the same token length (got lengths {sorted(lengths)}); "
