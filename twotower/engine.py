@@ -21,16 +21,6 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL_DIR = ASSETS / "default"
 MODES = ("diffusion", "speculative", "mock_ar", "ar")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # the --dtype / --den-dtype names
-
-
-def as_dtype(name: str, value) -> torch.dtype:
-    """A weight dtype given as torch's or by name ("bf16", "bfloat16", "fp32", "float32")."""
-    if isinstance(value, torch.dtype) and value.is_floating_point:
-        return value
-    named = {**DTYPES, "float32": torch.float32, "bfloat16": torch.bfloat16}
-    if isinstance(value, str) and value.lower() in named:
-        return named[value.lower()]
-    raise ValueError(f"{name} must be one of {', '.join(named)} or a floating torch dtype, got {value!r}")
 ANCHOR_NOTE = ", each diffusion block's first token from the context tower"  # reports of --anchor-first runs
 
 
@@ -46,6 +36,16 @@ def model_label(model_dir: Path) -> str:
 def dtype_name(dtype: torch.dtype) -> str:
     """fp32 / bf16, as the flags spell them (the name torch gives any other dtype)."""
     return {v: k for k, v in DTYPES.items()}.get(dtype, str(dtype).replace("torch.", ""))
+
+
+def as_dtype(name: str, value) -> torch.dtype:
+    """A weight dtype given as torch's or by name ("bf16", "bfloat16", "fp32", "float32")."""
+    if isinstance(value, torch.dtype) and value.is_floating_point:
+        return value
+    named = {**DTYPES, "float32": torch.float32, "bfloat16": torch.bfloat16}
+    if isinstance(value, str) and value.lower() in named:
+        return named[value.lower()]
+    raise ValueError(f"{name} must be one of {', '.join(named)} or a floating torch dtype, got {value!r}")
 
 
 @dataclass

@@ -14,6 +14,7 @@ import torch
 
 RNG_FILE = "rng.safetensors"  # the stage's mask generator, beside the optimizer's moments
 
+
 def save_state(run_dir: Path, model, optimizer, step: int, stage: str, log: list[dict], cfg,
                segments: list[dict], generator: torch.Generator | None = None) -> None:
     """generator: the stage's mask generator, whose state a resume restores (so a resumed run draws the masks

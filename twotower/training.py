@@ -119,7 +119,9 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         steps = check_int("--steps", steps)
     run_dir = Path(run_dir)
     ckpt_state = run_dir / f"{stage}_ckpt" / "trainer_state.json"
-    from_export = resume and stage == "denoiser" and not ckpt_state.is_file() and init_from is not None
+    resuming = resume and ckpt_state.is_file()  # from this stage's own checkpoint
+    from_export = resume and stage == "denoiser" and not resuming and init_from is not None
+    fresh_denoiser = stage == "denoiser" and not resuming and not from_export  # stage 2 from a context tower
     if distill_share is not None:
         cfg = replace(cfg, distill_share=check_fraction("--distill-share", distill_share))
     if distill_from is not None:
@@ -162,15 +164,15 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         if exported["steps"] >= total:
             raise ValueError(f"{init_from} already has {exported['steps']} denoiser steps; --steps must be larger "
                              "to continue")
-    if resume and not ckpt_state.is_file() and not from_export:
+    if resume and not resuming and not from_export:
         print(f"no {stage} checkpoint in {run_dir}: starting the stage afresh", file=sys.stderr)
-    if stage == "denoiser" and not (resume and ckpt_state.is_file()) and not from_export:
+    if fresh_denoiser:
         source = Path(init_from) if init_from else run_dir / "context_ckpt"
         if not (source / "config.json").is_file():  # before the tokenizer is trained and the corpus encoded
             raise ValueError(f"stage 2 starts from a trained context tower; none at {source} (run --stage context first)")
     run_dir.mkdir(parents=True, exist_ok=True)
     context_from = None  # a fresh stage 2 on an export's context tower: that tower's stage record
-    if stage == "denoiser" and init_from and not from_export and not (resume and ckpt_state.is_file()):
+    if fresh_denoiser and init_from:
         context_from = adopt_context(Path(init_from), run_dir)  # before the corpus: a tokenizer mismatch fails fast
     tok_path = run_dir / "tokenizer.model"
     if not tok_path.is_file():
@@ -180,7 +182,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     valid = BatchSampler(encode_split(tokenizer, "validation", run_dir / "data"), cfg.seq_len, cfg.batch_size, cfg.seed + 1)
 
     start, log, opt_state, segments = 0, [], None, []
-    if resume and ckpt_state.is_file():
+    if resuming:
         model, opt_state, start, log, segments = load_state(run_dir, stage, None)
         if start >= total:
             raise ValueError(f"the {stage} checkpoint in {run_dir} is already at step {start}: --steps {total} "
@@ -207,13 +209,13 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         optimizer.load_state_dict(opt_state)
     autocast = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16")
     gen = torch.Generator().manual_seed(cfg.seed)
-    if start:  # a resume draws on where the saved run stopped (seeding with seed + start, as once, started a
-        # new stream: its masks differed from an uninterrupted run's and overlapped another seed's)
-        saved = load_generator_state(run_dir, stage) if resume and ckpt_state.is_file() else None
-        if saved is not None:
-            gen.set_state(saved)
-        else:  # a checkpoint from before the state was saved, or a continued export: as before
-            gen.manual_seed(cfg.seed + start)
+    # a resume draws on where the saved run stopped (seeding with seed + start, as once, started a new stream:
+    # its masks differed from an uninterrupted run's and overlapped another seed's)
+    saved = load_generator_state(run_dir, stage) if resuming else None
+    if saved is not None:
+        gen.set_state(saved)
+    elif start:  # a checkpoint from before the state was saved, or a continued export: as before
+        gen.manual_seed(cfg.seed + start)
 
     def loss_of(batch: torch.Tensor, generator=None, full_mask_share: float = 0.0):
         with autocast:
