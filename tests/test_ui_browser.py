@@ -155,6 +155,7 @@ def test_release_restarts_and_stop_cancels_within_a_step(page):
     page.screenshot(path=str(SCREENSHOTS / "playground_running.png"), full_page=True)  # masks, active block
     page.locator("#stop").click()
     page.wait_for_selector("#stats >> text=stopped")
+    assert page.locator("#view .tt-row.active").count() == 0  # no block is "being denoised" any more
     frozen = board_state(page)
     page.wait_for_timeout(800)
     assert board_state(page) == frozen and frozen["done"] == "0" and frozen["frames"] < 512

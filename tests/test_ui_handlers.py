@@ -191,10 +191,34 @@ def test_a_run_of_one_step_finishes_without_a_scrubber(engine, mode, overrides):
     *_, (view, stats, completion, record, scrubber) = generate(handlers, mode=mode, **overrides)
     assert 'data-done="1"' in view and "total time" in stats and completion
     assert scrubber.visible is False
-    assert handlers.after_stop(record) == (gr.skip(), gr.skip())  # Stop after the run ended changes nothing
+    assert handlers.after_stop(record) == (gr.skip(),) * 3  # Stop after the run ended changes nothing
     record = {**record, "events": record["events"][:-1]}  # Stop pressed after that one step, before the end
-    stopped_scrubber, stats = handlers.after_stop(record)
+    _, stopped_scrubber, stats = handlers.after_stop(record)
     assert stopped_scrubber.visible is False and "Stopped" in stats
+
+
+def test_stop_mid_block_marks_the_block_stopped_and_counts_what_the_completion_shows(engine):
+    """After Stop the unfinished block kept its 'being denoised' outline, and the statistics counted its
+    committed tokens, which the completion (finished blocks only) never shows."""
+    handlers = Handlers(engine)
+    *_, (_, _, _, record, _) = generate(handlers, mode="diffusion", gamma=0.99, block_size=8.0,
+                                        steps_per_block=8.0, max_new_tokens=16.0)
+    events = record["events"]
+    blocks = [i for i, e in enumerate(events) if e.kind == "block"]
+    # Stop after the first block and two steps of the second: the second is half done
+    cut = {**record, "events": events[:blocks[0] + 3]}
+    assert [e.kind for e in cut["events"][-2:]] == ["step", "step"]
+    view, scrubber, stats = handlers.after_stop(cut)
+    assert 'class="tt-row stopped"' in view and 'class="tt-row active"' not in view
+    assert "b1 · stopped" in view and "stopped (not in the completion)" in view and "being denoised" not in view
+    in_block = cut["events"][-1].generated - 8
+    assert in_block >= 1  # at least one token per step
+    assert "tokens (finished blocks)</td><td class=\"v\">8<" in stats
+    assert f"committed in the stopped block</td><td class=\"v\">{in_block}<" in stats
+    assert scrubber.maximum == sum(e.kind == "step" for e in cut["events"])
+    # the live view of that same moment still says "being denoised"
+    live = handlers.replay(cut, None)
+    assert 'class="tt-row active"' in live and "stopped" not in live
 
 
 def test_race_with_no_contestant_says_so(engine):

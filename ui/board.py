@@ -42,6 +42,7 @@ class Board:
     elapsed: float = 0.0
     stats: dict | None = None  # the sampler's statistics, once "done"
     new_tokens: list[int] | None = None  # final tokens (cut after EOS), once "done"
+    stopped: bool = False  # Stop was pressed: the active block will never finish
 
     @property
     def done(self) -> bool:
@@ -49,6 +50,10 @@ class Board:
 
     def ordered_rows(self) -> list[Row]:
         return [self.rows[b] for b in sorted(self.rows)]
+
+    def finished_tokens(self) -> list[int]:
+        """Tokens of the blocks committed to the context tower: what the completion shows while running."""
+        return [t for row in self.ordered_rows() if row.done for t in row.tokens]
 
     def masked_count(self) -> int:
         return sum(sum(row.masked) for row in self.rows.values())

@@ -109,11 +109,10 @@ class Handlers:
                 record["events"].append(event)
                 fold_event(board, event)
                 if event.kind in FRAME_KINDS:
-                    done_tokens = [t for row in board.ordered_rows() if row.done for t in row.tokens]
                     # the previous run's scrubber goes away while this one runs
                     scrubber = gr.Slider(visible=False) if board.frames == 1 else gr.skip()
                     yield (self._view(board, prompt, colour_by, steps_per_block), stats_html(board),
-                           self.engine.decode(done_tokens), record, scrubber)
+                           self.engine.decode(board.finished_tokens()), record, scrubber)
         except (ImportError, ValueError) as exc:
             # bad input: the message in the view; the previous run's completion, statistics, recording and
             # scrubber stay as they were (nothing of it is lost)
@@ -145,14 +144,18 @@ class Handlers:
             return gr.skip()
         return self.replay(record, frame, colour_by)
 
-    def after_stop(self, record):
-        """Stop was pressed: freeze the statistics as stopped and offer the scrubber over what was recorded."""
+    def after_stop(self, record, colour_by="step"):
+        """Stop was pressed: redraw the board with its unfinished block marked stopped, freeze the statistics
+        and offer the scrubber over what was recorded."""
         events = (record or {}).get("events") or []
-        if events and events[-1].kind == "done":
-            return gr.skip(), gr.skip()  # the Playground's run had finished (Stop was for another panel, or late)
-        frames = count_frames(events)
-        stats = stats_html(fold(events), "Stopped; the app is ready for the next run.", status="stopped")
-        return (gr.skip() if frames == 0 else replay_scrubber(frames)), stats
+        if not events or events[-1].kind == "done":
+            # nothing ran, or the run had finished (Stop was for another panel, or late): keep the view
+            return gr.skip(), gr.skip(), gr.skip()
+        board = fold(events)
+        board.stopped = True
+        view = self._view(board, record["prompt"], colour_by, record.get("steps_per_block"))
+        stats = stats_html(board, "Stopped; the app is ready for the next run.", status="stopped")
+        return view, replay_scrubber(count_frames(events)), stats
 
     # ---------------------------------------------------------------- Race
     def _timed(self, mode: str, ids, max_new_tokens: int, settings: dict, repeats: int) -> dict:

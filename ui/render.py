@@ -35,6 +35,7 @@ CSS = """
 .tt-key.k-eos { outline: 2px solid #c92a2a; font-weight: bold; }
 .tt-key.k-after { opacity: 0.3; text-decoration: line-through; }
 .tt-key.k-active { border-color: #e8590c; background: #fff4e6; }
+.tt-row.stopped, .tt-key.k-stopped { border: 1px dashed #868e96; background: #f1f3f5; }
 .tt-swatch { display: inline-block; width: 1.4em; height: 1em; border-radius: 2px; border: 1px solid rgba(0,0,0,0.1); }
 .tt-stats { border-collapse: collapse; font-size: 13px; }
 .tt-stats td { padding: 2px 10px 2px 0; }
@@ -164,7 +165,10 @@ def board_html(board: Board, piece: Callable[[int], str], eos_id: int | None, *,
         shown = prompt if len(prompt) <= 600 else "…" + prompt[-600:]
         parts.append(f'<div class="tt-prompt" title="prompt">{esc(shown)}</div>')
     for label, active, cells in _display_lines(board, line_width):
-        parts.append(f'<div class="tt-row{" active" if active else ""}"><span class="tt-label">{esc(label)}</span>')
+        # after Stop the unfinished block is no longer "being denoised": it is left as it was, out of the completion
+        state = (" stopped" if board.stopped else " active") if active else ""
+        label += " · stopped" if active and board.stopped else ""
+        parts.append(f'<div class="tt-row{state}"><span class="tt-label">{esc(label)}</span>')
         for row, i in cells:
             pos = row.start + i
             tok, masked = row.tokens[i], row.masked[i]
@@ -176,13 +180,14 @@ def board_html(board: Board, piece: Callable[[int], str], eos_id: int | None, *,
     if not rows:
         parts.append('<div class="tt-note">Nothing generated yet: type a prompt and press Generate.</div>')
     given = any(s < 0 and not m for r in rows for s, m in zip(r.commit_step, r.masked))
-    parts.append(legend_html(colour_by, n_steps, given))
+    parts.append(legend_html(colour_by, n_steps, given, stopped=board.stopped and board.active is not None))
     parts.append("</div>")
     return "".join(parts)
 
 
-def legend_html(colour_by: str, n_steps: int, given: bool = False) -> str:
-    """given: the board holds tokens no denoiser step committed (anchors, tokens given to a draft)."""
+def legend_html(colour_by: str, n_steps: int, given: bool = False, stopped: bool = False) -> str:
+    """given: the board holds tokens no denoiser step committed (anchors, tokens given to a draft);
+    stopped: a block was left unfinished by Stop."""
     if colour_by == "confidence":
         swatches = "".join(f'<span class="tt-swatch" style="background:{confidence_colour(c / 4)}"></span>'
                            for c in range(5))
@@ -194,10 +199,11 @@ def legend_html(colour_by: str, n_steps: int, given: bool = False) -> str:
         scale = f"committed at step 0 {swatches} {n_steps - 1}"
         if given:
             scale += f' · <span class="tt-swatch" style="background:{GIVEN_COLOUR}"></span> given'
+    block = ('<span class="tt-key k-stopped">block</span> stopped (not in the completion)' if stopped
+             else '<span class="tt-key k-active">block</span> being denoised')
     # Legend keys have their own classes, so counting .tt-cell / .tt-row counts only the generation.
     return (f'<div class="tt-legend">{scale} · <span class="tt-key k-mask">{MASK_GLYPH}</span> masked · '
-            '<span class="tt-key k-eos">EOS</span> end · <span class="tt-key k-after">x</span> after EOS · '
-            '<span class="tt-key k-active">block</span> being denoised</div>')
+            f'<span class="tt-key k-eos">EOS</span> end · <span class="tt-key k-after">x</span> after EOS · {block}</div>')
 
 
 def _fmt(value, digits: int = 2, unit: str = "") -> str:
@@ -215,8 +221,13 @@ def stats_html(board: Board, note: str = "", status: str = "running…") -> str:
     s = board.stats
     if s is None:  # live (or stopped): counters from the latest event
         rate = board.generated / board.elapsed if board.elapsed > 0 else None
-        values = [("status", status), ("tokens", board.generated), ("NFE (denoiser passes)", board.nfe),
-                  ("context passes", board.context_passes), ("tokens / s (so far)", _fmt(rate, 1)),
+        finished = len(board.finished_tokens())
+        if board.stopped and board.generated > finished:  # the completion shows finished blocks only
+            tokens = [("tokens (finished blocks)", finished), ("committed in the stopped block", board.generated - finished)]
+        else:
+            tokens = [("tokens", board.generated)]
+        values = [("status", status), *tokens, ("NFE (denoiser passes)", board.nfe),
+                  ("context passes", board.context_passes), ("committed tokens / s (so far)", _fmt(rate, 1)),
                   ("elapsed", _fmt(board.elapsed, 3, " s"))]
     else:
         values = [("status", "done"), ("tokens", s.get("new_tokens")), ("NFE (denoiser passes)", s.get("nfe")),
