@@ -54,6 +54,18 @@ def test_tokenizer_round_trips_random_unicode(tokenizer):
         assert tokenizer.decode(tokenizer.encode(text)) == text
 
 
+def test_ids_past_the_tokenizer_are_shown_not_raised():
+    """A model head wider than its tokenizer can emit an id with no piece: sentencepiece raised IndexError
+    from decode (ending the CLI run that produced it, with a traceback). All three tokenizers now drop it
+    from the text and show it on the board by its number."""
+    from twotower.tokenizer import ByteTokenizer, load_tokenizer
+
+    for tok in (load_tokenizer(DEFAULT_MODEL_DIR), ByteTokenizer()):
+        ids = tok.encode("x = 1")
+        assert tok.decode([*ids, tok.vocab_size, tok.vocab_size + 7]) == "x = 1"
+        assert tok.piece(tok.vocab_size) == f"<id {tok.vocab_size}: no piece>" and tok.piece(ids[0]) == "x"
+
+
 def test_tokenizer_special_ids(tokenizer):
     assert tokenizer.sp.id_to_piece(MASK_ID) == "<mask>"
     assert MASK_ID not in tokenizer.encode("<mask> is plain text here")  # only the engine writes masks

@@ -170,6 +170,16 @@ def test_load_engine_refuses_bad_choices(kwargs, message):
         load_engine(**kwargs)
 
 
+def test_an_install_without_the_embedded_model_says_where_it_ships(monkeypatch, tmp_path):
+    """`pip install .` (not -e) copies the packages, not assets/: the default model's absence was reported as
+    'model directory not found: .../site-packages/assets/default', naming no way out."""
+    from twotower import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "DEFAULT_MODEL_DIR", tmp_path / "site-packages" / "assets" / "default")
+    with pytest.raises(ValueError, match=r"embedded default model is not beside .*pip install -e \..*--model DIR"):
+        load_engine()
+
+
 def test_load_engine_takes_dtype_names_as_the_cli_spells_them():
     engine = load_engine(preset="tiny", dtype="fp32", den_dtype="bf16")
     assert engine.model.context_lm_head.weight.dtype == torch.float32 and engine.model.lm_head.weight.dtype == torch.bfloat16

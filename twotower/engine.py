@@ -173,6 +173,10 @@ def load_engine(model_dir=None, preset: str | None = None, ctx_device="cpu", den
         name = f"random '{preset}' preset (seed {seed})"
         tokenizer = load_tokenizer(None, model.config)
     else:
+        if model_dir is None and not DEFAULT_MODEL_DIR.is_dir():  # a `pip install .` copies the packages only
+            raise ValueError(f"the embedded default model is not beside this installation ({DEFAULT_MODEL_DIR}): it "
+                             "ships in the repository's assets/default; install from a checkout with `pip install -e .` "
+                             "(as scripts/setup.sh does) or pass --model DIR")
         model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
         if not model_dir.is_dir():
             raise ValueError(f"model directory not found: {model_dir}")

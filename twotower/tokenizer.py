@@ -30,7 +30,7 @@ class ByteTokenizer:
 
     def piece(self, token_id: int) -> str:
         """Display text of one token (specials by name)."""
-        return _special_name(token_id) or self.decode([token_id])
+        return _special_name(token_id) or _no_piece(token_id, self.vocab_size) or self.decode([token_id])
 
 
 class SentencePieceTokenizer:
@@ -66,17 +66,21 @@ class SentencePieceTokenizer:
         return ids
 
     def decode(self, ids) -> str:
-        return self.sp.decode([int(i) for i in ids if int(i) >= N_SPECIAL])
+        # ids past the tokenizer (a model head wider than its tokenizer) are dropped, as the other two
+        # tokenizers do, instead of sentencepiece's IndexError ending the run that produced them
+        return self.sp.decode([int(i) for i in ids if N_SPECIAL <= int(i) < self.vocab_size])
 
     def piece(self, token_id: int) -> str:
-        name = _special_name(token_id)
-        if name:
-            return name
-        return self.sp.decode([int(token_id)])
+        return _special_name(token_id) or _no_piece(token_id, self.vocab_size) or self.sp.decode([int(token_id)])
 
 
 def _special_name(token_id: int) -> str | None:
     return {PAD_ID: "<pad>", BOS_ID: "<s>", EOS_ID: "</s>", UNK_ID: "<unk>", MASK_ID: "<mask>"}.get(int(token_id))
+
+
+def _no_piece(token_id: int, vocab_size: int) -> str | None:
+    """How the board shows an id the tokenizer has no piece for (the model's head may be wider)."""
+    return f"<id {int(token_id)}: no piece>" if not 0 <= int(token_id) < vocab_size else None
 
 
 class HFTokenizer:
@@ -106,6 +110,8 @@ class HFTokenizer:
 
     def piece(self, token_id: int) -> str:
         token_id = int(token_id)
+        if _no_piece(token_id, self.vocab_size):
+            return _no_piece(token_id, self.vocab_size)
         if token_id in self.hf.all_special_ids or token_id == self.mask_token_id:
             return self.hf.convert_ids_to_tokens(token_id)
         return self.hf.decode([token_id])
