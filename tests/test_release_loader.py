@@ -111,6 +111,30 @@ def test_release_layout_equals_native_checkpoint(model, release_dir, tmp_path):
     assert all(not layer.mixer.is_causal for layer in release.denoiser_tower.layers if hasattr(layer.mixer, "is_causal"))
 
 
+def test_a_single_file_in_the_release_naming_loads(model, tmp_path):
+    """A release-named checkpoint saved as one model.safetensors (no index) went to the native loader, which
+    refused it as 'missing tensors'; it now goes to this loader, and a native folder still does not."""
+    from test_checkpoint import _byte_level_tokenizer_json
+    from twotower.decoding import drain
+    from twotower.engine import load_engine
+    from twotower.release_loader import SINGLE_FILE_NAME, is_release_layout
+
+    one = write_release_layout(model, tmp_path / "one", n_shards=1)
+    (one / "model-00001-of-00001.safetensors").rename(one / SINGLE_FILE_NAME)
+    (one / INDEX_NAME).unlink()
+    native = save_pretrained(model, tmp_path / "native")
+    assert is_release_layout(one) and not is_release_layout(native) and not is_release_layout(tmp_path)
+    for directory in (one, native):
+        _byte_level_tokenizer_json(directory / "tokenizer.json")
+    loaded, reference = load_engine(one, input_major=False), load_engine(native, input_major=False)
+    want = reference.model.state_dict()
+    assert all(torch.equal(v, want[k]) for k, v in loaded.model.state_dict().items()) and len(want) == len(
+        loaded.model.state_dict())
+    ids = loaded.encode_prompt("def f(x):")
+    runs = [drain(e.stream("diffusion", ids, max_new_tokens=6, block_size=3)) for e in (loaded, reference)]
+    assert runs[0].new_tokens == runs[1].new_tokens and len(runs[0].new_tokens[0]) >= 1
+
+
 def test_default_dtype_is_bf16_with_fp32_router_bias(release_dir):
     release = load_release_checkpoint(release_dir)
     assert release.lm_head.weight.dtype == torch.bfloat16

@@ -180,11 +180,11 @@ def load_engine(model_dir=None, preset: str | None = None, ctx_device="cpu", den
         model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
         if not model_dir.is_dir():
             raise ValueError(f"model directory not found: {model_dir}")
-        from .release_loader import INDEX_NAME, load_release_checkpoint
+        from .release_loader import is_release_layout, load_release_checkpoint
 
         find_tokenizer_file(model_dir)  # no tokenizer: refused before the weights are read
 
-        if (model_dir / INDEX_NAME).is_file():  # the release's sharded layout, streamed to its devices
+        if is_release_layout(model_dir):  # the release's names (sharded or one file), streamed to their devices
             model = load_release_checkpoint(model_dir, ctx_device, den_device, dtype)
         else:
             model = from_pretrained(model_dir, dtype=dtype)

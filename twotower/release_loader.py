@@ -81,6 +81,19 @@ def read_weight_map(directory: Path) -> dict[str, str]:
     raise ValueError(f"{directory} has neither {INDEX_NAME} nor {SINGLE_FILE_NAME}: not a release checkpoint")
 
 
+def is_release_layout(directory) -> bool:
+    """Whether a folder's weights need this loader: an index of shards, or a single model.safetensors whose
+    names are the release's (experts one by one, `backbone.` / `embedding.` names) rather than the engine's."""
+    directory = Path(directory)
+    if (directory / INDEX_NAME).is_file():
+        return True
+    single = directory / SINGLE_FILE_NAME
+    if not single.is_file():
+        return False
+    with _open_shard(single) as handle:  # the header only: names, no tensor is read
+        return any(release_to_engine_name(key) != (key, None) for key in handle.keys())
+
+
 def _open_shard(path: Path, device: str = "cpu"):
     try:
         return safe_open(str(path), framework="pt", device=device)
