@@ -120,6 +120,9 @@ def test_race_measures_each_mode_and_feeds_the_cost_panel(engine):
     assert tps[0] == round(measured["tokens_per_s"]["ar"], 2) and tps[2] == gr.skip()  # as a person types it
     table, _ = handlers.cost(2.0, 1, 60, tps[0], tps[1], 50.0, 1.0, measured)
     assert table.count("measured on this machine") == 2 and "typed by you" in table
+    assert "measured on a CPU" in table  # a CPU machine's throughput, in fields that say GPU-hour
+    typed, _ = handlers.cost(2.0, 1, 60, 100.0, 200.0, 50.0, 1.0, measured)
+    assert "measured on a CPU" not in typed  # typed numbers: nothing was measured here
     assert provenance(measured, {"ar": tps[0] * 1.5}) == {}
     # a second Race without diffusion: diffusion keeps the first Race's number and that Race's label (it was
     # kept, and labelled "typed by you"); the new AR number carries the new Race's label

@@ -205,11 +205,11 @@ class Handlers:
                 r["agreement"] = token_agreement(r["tokens"], ref)
         label = (f"measured on this machine by the Race at {time.strftime('%H:%M:%S')} ({len(ids)}-token prompt, "
                  f"{max_new_tokens} new tokens, {self.engine.model.ctx_device})")
-        measured = {"tokens_per_s": dict((previous or {}).get("tokens_per_s") or {}),
-                    "labels": dict((previous or {}).get("labels") or {})}
+        measured = {key: dict((previous or {}).get(key) or {}) for key in ("tokens_per_s", "labels", "devices")}
         for r in results:
             if r.get("tokens_per_s"):
                 measured["tokens_per_s"][r["mode"]], measured["labels"][r["mode"]] = r["tokens_per_s"], label
+                measured["devices"][r["mode"]] = self.engine.model.ctx_device.type
         note = (f"Greedy, EOS ignored while timing; an untimed warm-up, then {repeats} timed run(s) per mode "
                 f"(median; of an even count the faster middle run), one mode at a time; agreement: the share of "
                 f"positions holding AR's token; {label}."
@@ -301,8 +301,10 @@ class Handlers:
             lines = cost_table(throughputs, usd_per_gpu_hour, gpus, util, api_usd_per_million)
         except ValueError as exc:
             return error_html(str(exc)), None
-        return (cost_html(lines, provenance(measured, throughputs), api_usd_per_million),
-                cost_bars(lines, api_usd_per_million))
+        labels = provenance(measured, throughputs)
+        # a Race on this CPU gives a machine's throughput, which the fields price per GPU-hour: say so
+        on_cpu = any((measured or {}).get("devices", {}).get(mode) == "cpu" for mode in labels)
+        return cost_html(lines, labels, api_usd_per_million, on_cpu), cost_bars(lines, api_usd_per_million)
 
     def use_race_numbers(self, measured):
         """Copy the session's Race measurements (each mode's latest) into the Cost inputs."""

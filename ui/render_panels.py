@@ -133,7 +133,7 @@ def acceptance_summary_html(stats: dict | None, rounds: list[dict]) -> str:
     return f'<table class="tt-stats">{body}</table>'
 
 
-def cost_html(lines: list[CostLine], provenance: dict[str, str], api_price=None) -> str:
+def cost_html(lines: list[CostLine], provenance: dict[str, str], api_price=None, measured_on_cpu: bool = False) -> str:
     head = ("<tr><th>mode</th><th>tokens/s per GPU</th><th>throughput from</th><th>monthly tokens</th>"
             "<th>monthly cost</th><th>$ / M output tokens</th><th>break-even vs API</th></tr>")
     body = []
@@ -152,4 +152,7 @@ def cost_html(lines: list[CostLine], provenance: dict[str, str], api_price=None)
     api = "" if api_price in (None, "") else f" API price: ${float(api_price):,.3f} per M output tokens."
     note = ("Monthly cost = $/GPU-hour × GPUs × 720 h; monthly tokens = tokens/s × 3600 × 24 × 30 × utilisation × GPUs; "
             "$/M = monthly cost / (monthly tokens / 1e6)." + api)
+    if measured_on_cpu:
+        note += (" A throughput measured here was measured on a CPU: it is a whole machine's, so price it as one "
+                 "(its $ per hour in the GPU-hour field, machines as GPUs), or type a GPU's throughput.")
     return f'<table class="tt-table">{head}{"".join(body)}</table><div class="tt-note">{esc(note)}</div>'
