@@ -119,6 +119,7 @@ def test_sweep(app):
     with open(csv_path) as f:
         header = f.readline()
     assert "gamma" in header and "ratio_vs_ar" in header
+    assert table["headers"][:3] == ["γ", "S", "steps"] and len(table["value"]["data"]) == 2  # short headers
     *_, bad = client.predict(["fibonacci"], "", "fast", "4", 4, 8, api_name="/sweep")
     assert "tt-error" in bad and "γ values" in bad
     *_, anchored = client.predict(["fibonacci"], "", "0.5", "4", 4, 8, True, api_name="/sweep")

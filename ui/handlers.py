@@ -278,7 +278,8 @@ class Handlers:
         sweep.write_csv(points, path)
         columns = list(sweep.CSV_FIELDS)
         shown = [[round(v, 4) if isinstance(v, float) else v for v in (p.get(c) for c in columns)] for p in points]
-        table = gr.Dataframe(value=shown, headers=columns)  # rounded for reading; the CSV keeps every digit
+        # rounded, short headers for reading; the CSV keeps every digit and the field names
+        table = gr.Dataframe(value=shown, headers=[sweep.TABLE_HEADERS[c] for c in columns])
         message = note_html(f"{len(points)} grid point{'' if len(points) == 1 else 's'} over {len(prompts)} prompt(s)"
                             f"{', anchored diffusion' if anchor_first else ''}; "
                             f"{sum(bool(p.get('pareto')) for p in points)} on the Pareto frontier.")
