@@ -197,6 +197,19 @@ def unshipped_model(other_dir: Path, info: dict, report: dict, bench: dict, ppl:
         f"On the two figures issue #3 sets targets on, tokens per pass and retention, {verdict}.", ""]
 
 
+def measured_on(reports: list[dict]) -> str:
+    """' Measured on <device>, <dtype>, commit <c>, <date>.' for each distinct run among the eval reports (fields
+    an older report lacks are left out)."""
+    runs = []
+    for report in reports:
+        device = (report.get("device") or {}).get("name")
+        parts = [p for p in (device, report.get("dtype"), report.get("commit") and f"commit {report['commit']}",
+                             report.get("date")) if p]
+        if parts and ", ".join(parts) not in runs:
+            runs.append(", ".join(parts))
+    return f". Measured on {'; '.join(runs)}." if runs else ""
+
+
 def merge_reports(reports: list[dict]) -> dict:
     """Runs of `twotower eval` over the same prompts with different modes (run in parallel to save wall
     time) share the AR baseline: check it agrees, then put every mode in one report."""
@@ -235,7 +248,9 @@ def main() -> int:
     engine = load_engine(model_dir)
     model, cfg = engine.model, engine.model.config
     info = json.loads((model_dir / "training_info.json").read_text())
-    report = merge_reports([json.loads(Path(p).read_text()) for p in args.eval])
+    reports = [json.loads(Path(p).read_text()) for p in args.eval]
+    where = measured_on(reports)  # before the merge, which keeps the first report's fields
+    report = merge_reports(reports)
     ppl = context_perplexity(model, engine.tokenizer, "test")
     corpus = info["corpus"]
     n_ctx, n_den = model.num_parameters("context"), model.num_parameters("denoiser")
@@ -266,9 +281,11 @@ def main() -> int:
         "## Quality (test split)", "",
         f"Context tower: test loss {ppl['loss']:.3f} nats/token, perplexity **{ppl['perplexity']:.1f}** "
         f"({ppl['bits_per_char']:.3f} bits per character) over {ppl['tokens']:,} tokens "
-        "(`twotower.perplexity.context_perplexity`, windows of 256).", "",
+        f"(`twotower.perplexity.context_perplexity`, windows of 256, fp32, computed on {args.hardware} when this "
+        "card was written).", "",
         "Commands (two runs over the same prompts, merged; AR is the shared baseline): "
-        + "; ".join(f"`{c}`" for c in report.get("commands", [report.get("command", "twotower eval --json")])), "",
+        + "; ".join(f"`{c}`" for c in report.get("commands", [report.get("command", "twotower eval --json")]))
+        + where, "",
         format_markdown(report),
     ]
     if args.bench:
@@ -293,8 +310,10 @@ def main() -> int:
                   f"the bench's prompts{over_eval}, so "
                   f"diffusion runs at {diff['ratio_vs_ar']:.2f}× AR on this CPU and keeps "
                   + ("n/a" if ret is None else f"{100 * ret:.0f} %") + " of AR's task scores (aggregate); the "
-                  "issue's targets are ≥ 4 tokens per pass and ≥ 95 % on every task, the release's operating point "
-                  "2.42× at 98.7 %. Greedy AR repeats itself on many prompts, as small greedy models do.", ""]
+                  "issue's targets are ≥ 4 tokens per pass and ≥ 95 % on every task, the release's reported "
+                  "operating point 2.42× at 98.7 % (on 2 × H100 in bf16, a generation throughput: the design note's "
+                  "figure, not measured here). Greedy AR repeats itself on many prompts, as small greedy models do.",
+                  ""]
         if args.previous:
             lines += comparison(Path(args.previous), info, report, bench)
         if args.unshipped:

@@ -5,7 +5,7 @@ import copy
 import json
 from pathlib import Path
 
-from scripts.model_card import merge_reports, train_commands, unshipped_model
+from scripts.model_card import measured_on, merge_reports, train_commands, unshipped_model
 
 ROOT = Path(__file__).resolve().parent.parent
 LEASE = ROOT / "benchmarks" / "gpu_lease_20261204"
@@ -63,3 +63,13 @@ def test_training_commands_follow_each_models_record():
     assert train_commands(gpu)[1] == ("twotower train --stage denoiser --profile gpu --device cuda --out runs/default "
                                       "--minutes 7.5 --batch-size 256 --distill-share 0.75 --distill-from 0.6 "
                                       "--distill-batches 48")
+
+
+def test_the_card_says_where_its_evals_ran():
+    """The card's quality tables named their commands but not the device, dtype or commit they ran on."""
+    cpu = {"name": "cpu (AMD EPYC, x86_64, AVX2, 1 thread)"}
+    first = {"device": cpu, "dtype": "fp32", "commit": "1f9cc93", "date": "2026-12-05"}
+    assert measured_on([first, dict(first)]) == ". Measured on cpu (AMD EPYC, x86_64, AVX2, 1 thread), fp32, commit 1f9cc93, 2026-12-05."
+    later = {**first, "commit": "abc1234"}
+    assert measured_on([first, later]).count("commit") == 2  # two runs, two records
+    assert measured_on([{}]) == ""  # a report older than these fields
