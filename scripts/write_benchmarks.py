@@ -198,6 +198,14 @@ def replace_block(text: str, block: list[str]) -> str:
     return text[:start + len(README_START)] + "\n" + "\n".join(block) + "\n" + text[end:]
 
 
+def sweep_timing_note(report: dict) -> str:
+    """How a sweep report's ratios were timed (reports before per-point AR timing have no `ar_timing`)."""
+    if report.get("ar_timing") == "per_point":
+        return "AR is timed beside each point; each ratio divides by that timing."
+    return ("AR was timed once, before the grid, and every ratio divides by that one timing (the sweep of this "
+            "report's commit; `twotower sweep` now times AR beside each point).")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bench", required=True)
@@ -238,7 +246,7 @@ def main() -> int:
     if args.sweep:
         s = json.loads(Path(args.sweep).read_text())
         lines += _header("Speed against quality (γ × S)", s, commands, "sweep", commit)
-        lines += [sweep.format_markdown(s["points"]), ""]
+        lines += [sweep.format_markdown(s["points"]), sweep_timing_note(s), ""]
     gpu = any("cuda" in r["device"].get("ctx_device", "") for r in [b, *extras])
     if not gpu:
         lines += ["## GPU", "", "The tables above are CPU runs. The GPU runs (lent H200s) are in "

@@ -285,6 +285,26 @@ def test_sweep_cli_writes_csv_and_html(capsys, tmp_path):
     assert "plotly" in (tmp_path / "sweep.html").read_text()[:200_000].lower()
 
 
+def test_the_sweep_times_ar_beside_every_point(monkeypatch):
+    """AR was timed once before the grid: over a sweep of minutes the host drifts, and late points were compared
+    with an AR speed measured long before them. Each point now has its own AR timing, taken just before it."""
+    from twotower import bench
+    from twotower.engine import load_engine
+    from twotower.sweep import run_sweep
+
+    real, modes = bench.timed_generation, []
+
+    def recording(engine, mode, ids, max_new_tokens, settings):
+        modes.append(mode)
+        return real(engine, mode, ids, max_new_tokens, settings)
+
+    monkeypatch.setattr(bench, "timed_generation", recording)
+    points = run_sweep(load_engine(preset="tiny"), ["x = 1"], gammas=[0.5, 0.9], block_sizes=[2], max_new_tokens=4)
+    assert modes == ["ar", "diffusion"] + ["ar", "diffusion"] * 2  # warm-up, then AR beside each point
+    assert all(p["ratio_vs_ar"] == pytest.approx(p["tokens_per_s"] / p["ar_tokens_per_s"]) for p in points)
+    assert points[0]["ar_self_loglik"] == points[1]["ar_self_loglik"]  # greedy AR: the same text each time
+
+
 def test_run_sweep_api_steps_grid_and_progress():
     from twotower.engine import load_engine
     from twotower.sweep import run_sweep, sweep_figure

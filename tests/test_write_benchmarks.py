@@ -1,7 +1,7 @@
 """BENCHMARKS.md's summary: each headline figure read from a measured report, tagged with its dtype when it
 differs from the main bench's, and judged against the issue's target (hand-made reports, no model)."""
 
-from scripts.write_benchmarks import summary
+from scripts.write_benchmarks import summary, sweep_timing_note
 
 
 def _bench(dtype, diffusion_ratio, spec_ratio, identical, **settings):
@@ -103,3 +103,8 @@ def test_readme_tables_read_every_cell_from_the_reports_and_replace_only_the_mar
     assert replace_block(rewritten, ["new", "table"]) == rewritten  # idempotent
     with pytest.raises(SystemExit, match="no .* block"):
         replace_block("# a README without the markers\n", ["x"])
+
+
+def test_the_sweep_table_says_how_its_ratios_were_timed():
+    assert sweep_timing_note({"ar_timing": "per_point", "points": []}).startswith("AR is timed beside each point")
+    assert "timed once, before the grid" in sweep_timing_note({"points": []})  # a report from before the field

@@ -20,7 +20,8 @@ from .validation import as_batch, check_gamma, check_int, check_sampling, check_
 
 
 def make_generator(seed: int | None, device) -> torch.Generator | None:
-    """seed: already checked at the sampler's call (validation.check_seed), as every other argument."""
+    """seed: already checked at the sampler's call (validation.check_seed), as every other argument.
+    One generator serves the whole batch (draws are shaped by it): a row's sample depends on its batch."""
     if seed is None:
         return None
     gen = torch.Generator(device=torch.device(device))
