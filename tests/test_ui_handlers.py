@@ -212,8 +212,9 @@ def test_stop_mid_block_marks_the_block_stopped_and_counts_what_the_completion_s
     cut = {**record, "events": events[:blocks[0] + 3]}
     assert [e.kind for e in cut["events"][-2:]] == ["step", "step"]
     view, scrubber, stats = handlers.after_stop(cut)
-    assert 'class="tt-row stopped"' in view and 'class="tt-row active"' not in view
-    assert "b1 · stopped" in view and "stopped (not in the completion)" in view and "being denoised" not in view
+    assert 'class="tt-row stopped" title="stopped before it finished' in view and 'class="tt-row active"' not in view
+    assert view.count('class="tt-row') == 2 and "stopped (not in the completion)" in view  # the legend says it
+    assert "being denoised" not in view
     in_block = cut["events"][-1].generated - 8
     assert in_block >= 1  # at least one token per step
     assert "tokens (finished blocks)</td><td class=\"v\">8<" in stats

@@ -167,8 +167,8 @@ def board_html(board: Board, piece: Callable[[int], str], eos_id: int | None, *,
     for label, active, cells in _display_lines(board, line_width):
         # after Stop the unfinished block is no longer "being denoised": it is left as it was, out of the completion
         state = (" stopped" if board.stopped else " active") if active else ""
-        label += " · stopped" if active and board.stopped else ""
-        parts.append(f'<div class="tt-row{state}"><span class="tt-label">{esc(label)}</span>')
+        title = ' title="stopped before it finished: not in the completion"' if state == " stopped" else ""
+        parts.append(f'<div class="tt-row{state}"{title}><span class="tt-label">{esc(label)}</span>')
         for row, i in cells:
             pos = row.start + i
             tok, masked = row.tokens[i], row.masked[i]
