@@ -69,7 +69,7 @@ BAD_ARGUMENTS = [  # (arguments after the tiny preset, what the one-line error m
     (["--gamma", "1.5", "x"], "γ must be in (0, 1]"),
     (["--block-size", "0", "x"], "block size S must be >= 1"),
     (["--steps", "0", "x"], "steps per block must be >= 1"),
-    (["--max-new-tokens", "0", "x"], "max_new_tokens must be >= 1"),
+    (["--max-new-tokens", "0", "x"], "--max-new-tokens must be >= 1"),  # the flag, as bench names it
     (["--temperature", "-1", "x"], "temperature must be 0 (greedy) or between"),
     (["--temperature", "1e-300", "--mode", "speculative", "x"], "temperature must be 0"),  # was a RuntimeError
     (["--mode", "ar", "--top-p", "2", "x"], "top_p must be in (0, 1]"),

@@ -52,7 +52,9 @@ def draft_steps(args):
 
 def main(args) -> int:
     from .run_setup import engine_from_args
+    from .validation import check_int
 
+    check_int("--max-new-tokens", args.max_new_tokens)  # named as typed, and before the model loads (as bench)
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     engine = engine_from_args(args)
     ids = engine.encode_prompt(prompt)
