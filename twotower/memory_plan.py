@@ -226,7 +226,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--context-length", type=int, default=8192, help="tokens of context (prompt + generated)")
     parser.add_argument("--batch", type=int, default=1, help="sequences decoded together")
     parser.add_argument("--block-size", type=int, default=None, help="block size S (default: the model's)")
-    parser.add_argument("--dtype", default="bfloat16", help="weight dtype: bfloat16, float16 or float32")
+    parser.add_argument("--dtype", default="bfloat16",
+                        help="weight dtype: bfloat16 (the default: the release's, as a GPU run loads it; generate "
+                             "and the app load float32 unless told), float16 or float32")
     parser.add_argument("--den-dtype", default=None, help="the denoiser's own weight dtype (default: --dtype)")
     parser.add_argument("--device-memory-gb", default=None,
                         help="GiB per device: one number for every device named, or cuda:0=80,cuda:1=141 "
