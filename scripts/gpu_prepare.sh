@@ -25,7 +25,8 @@ from twotower.eval_prompts import next_line_items
 with open(".gpu/bench_prompts.jsonl", "w") as f:
     f.writelines(json.dumps({"prompt": it["prompt"]}) + "\n" for it in next_line_items(8, 0))
 PY
-# CTX_FROM=<export dir>: stage 2 alone on that model's context tower (gpu_train.sh skips stage 1); the weights
+# CTX_FROM=<export dir>: stage 2 alone on that model's context tower (gpu_train.sh skips stage 1; with
+# CONTINUE=1 there it trains that model's denoiser on instead of a fresh one); the weights
 # are 43 MB and the device's tree limit is 64 MiB, so the shipped model (assets/default/model.safetensors)
 # must stay out of that call's tree (moved aside for it, put back after)
 rm -rf .gpu/context_from
@@ -33,8 +34,11 @@ if [ -n "${CTX_FROM:-}" ]; then
   cmp -s "$CTX_FROM/tokenizer.model" .gpu/tokenizer.model || { echo "gpu_prepare: $CTX_FROM has another tokenizer"; exit 2; }
   mkdir -p .gpu/context_from
   cp "$CTX_FROM"/{config.json,model.safetensors,tokenizer.model,training_info.json} .gpu/context_from/
-  # the stage log is optional (training reads it when there): an older export may lack it
-  [ ! -f "$CTX_FROM/train_context_log.jsonl" ] || cp "$CTX_FROM/train_context_log.jsonl" .gpu/context_from/
+  # the stage logs are optional (training reads them when there): an older export may lack them; the
+  # denoiser's is read when gpu_train.sh continues that denoiser (CONTINUE=1)
+  for log in train_context_log.jsonl train_denoiser_log.jsonl; do
+    [ ! -f "$CTX_FROM/$log" ] || cp "$CTX_FROM/$log" .gpu/context_from/
+  done
 fi
 du -sh .gpu
 # the device call copies the working tree and .gpu, 64 MiB at most: say so here rather than there

@@ -10,7 +10,8 @@
 # one distillation run generates ahead), SMOKE_DISTILL_SHARE, DEVICE, PROFILE override; BATCH sets both stages'
 # windows per step (the profile's 64 by default; see BATCH below); OUT (what comes back), RUN (the run folder),
 # CALL_LIMIT_S (the call's limit: training that cannot fit is refused up front), BENCH=0 (no GPU bench; a
-# bench that fails or runs out of time does not fail the script: the export is already under OUT).
+# bench that fails or runs out of time does not fail the script: the export is already under OUT), CONTINUE=1
+# (with CTX_FROM: train that export's denoiser on instead of a fresh copy of its context tower), LR (peak lr).
 # First run on an H200, 2026-12-04 (benchmarks/gpu_lease_20261204/): 555 s in all; the smoke took 105 s (44 of
 # them one distillation run of 8 batches ahead), context 3 min = 964 steps (val 1.71), denoiser 3 min = only
 # 108 steps: each step spent ~0.65 s in per-block context-tower passes (since 2bff72f one pass per window,
@@ -24,6 +25,8 @@
 # Dry-run here on 2026-12-04 with the device's own stack (torch 2.11.0+cu130, transformers 5.17.0, huggingface_hub
 # 1.33.0, in a PYTHONPATH target; PROFILE=cpu DEVICE=cpu CTX_MIN=DEN_MIN=0.5): smoke, training, export, parts,
 # gpu_unpack.sh and a generate from the unpacked model all ran; the bench ran out of time, as on a CPU it must.
+# CONTINUE=1 (the shipped denoiser trained on) dry-run here on 2026-12-05 (PROFILE=cpu DEVICE=cpu DEN_MIN=0.5):
+# smoke, continuation, export and unpack ran (benchmarks/gpu_lease_20261204_2/README.md, "For the next lease").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -41,6 +44,9 @@ DISTILL_BATCHES=${DISTILL_BATCHES:-8}
 # `benchmarks/train_step/profile_step.py --device cuda --batch 256` reading (not measured on a GPU yet).
 BATCH_ARGS=()
 [ -n "${BATCH:-}" ] && BATCH_ARGS=(--batch-size "$BATCH")
+# LR: stage 2's peak lr (the profile's by default); a continued denoiser (CONTINUE=1) warms up to it again
+LR_ARGS=()
+[ -z "${LR:-}" ] || LR_ARGS=(--lr "$LR")
 OUT=${OUT:-runs/gpu_out}
 RUN=${RUN:-runs/gpu}
 export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=20  # progress every 20 s: the reply keeps only the output's tail
@@ -54,28 +60,42 @@ TRAIN_S=$(awk -v c="$CTX_MIN" -v d="$DEN_MIN" -v skip="$([ -f .gpu/context_from/
   'BEGIN { print int(60 * ((skip ? 0 : c) + d)) }')
 [ $(( TRAIN_S + 60 )) -le "${CALL_LIMIT_S:-590}" ] || {
   echo "gpu_train: $TRAIN_S s of training + ~60 s around it exceed the call's ${CALL_LIMIT_S:-590} s: lower CTX_MIN / DEN_MIN"; exit 2; }
+# with .gpu/context_from (gpu_prepare.sh CTX_FROM=...): stage 2 alone, on that export's context tower; a fresh
+# denoiser (a copy of that tower), or with CONTINUE=1 that export's own denoiser trained on over DEN_MIN (the
+# schedule warms up again; the steps add up over leases)
+INIT=()
+SMOKE_STEPS=2
+if [ -f .gpu/context_from/config.json ]; then
+  if [ "${CONTINUE:-0}" = 1 ]; then
+    INIT=(--resume --init-from .gpu/context_from)
+    # --steps counts from the export's own steps: two more of them
+    SMOKE_STEPS=$("$PY" -c 'import json; print(json.load(open(".gpu/context_from/training_info.json"))["denoiser_stage"]["steps"] + 2)')
+  else
+    INIT=(--init-from .gpu/context_from)
+  fi
+elif [ "${CONTINUE:-0}" = 1 ]; then
+  echo "gpu_train: CONTINUE=1 continues the denoiser of .gpu/context_from: run CTX_FROM=<export> scripts/gpu_prepare.sh"; exit 2
+fi
 fresh() { rm -rf "$1"; mkdir -p "$1"; cp -r .gpu/. "$1"/; }
 date -u; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || true
 "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())"
 
-# with .gpu/context_from (gpu_prepare.sh CTX_FROM=...): stage 2 alone, on that export's context tower
-INIT=()
-[ -f .gpu/context_from/config.json ] && INIT=(--init-from .gpu/context_from)
-echo "== smoke: two steps of each stage${INIT:+ (stage 2 only: context tower from .gpu/context_from)}"
+echo "== smoke: two steps of each stage${INIT:+ (stage 2 only: ${INIT[*]})}"
 fresh runs/gpu_smoke
 # with the run's own batch and distillation start, so a batch that does not fit or a bad DISTILL_FROM fails here,
 # in seconds, not after stage 1
 [ ${#INIT[@]} -gt 0 ] || tt train --stage context --profile "$PROFILE" --device "$DEVICE" --out runs/gpu_smoke --steps 2 \
   "${BATCH_ARGS[@]}"
-tt train --stage denoiser --profile "$PROFILE" --device "$DEVICE" --out runs/gpu_smoke --steps 2 "${INIT[@]}" \
-  "${BATCH_ARGS[@]}" --distill-share "${SMOKE_DISTILL_SHARE:-0.5}" --distill-from "$DISTILL_FROM" --distill-batches 1
+tt train --stage denoiser --profile "$PROFILE" --device "$DEVICE" --out runs/gpu_smoke --steps "$SMOKE_STEPS" "${INIT[@]}" \
+  "${BATCH_ARGS[@]}" "${LR_ARGS[@]}" --distill-share "${SMOKE_DISTILL_SHARE:-0.5}" --distill-from "$DISTILL_FROM" --distill-batches 1
 
 CTX_DESC="$CTX_MIN min"; [ ${#INIT[@]} -eq 0 ] || CTX_DESC="from .gpu/context_from"
+[ "${CONTINUE:-0}" != 1 ] || CTX_DESC="$CTX_DESC, its denoiser continued"
 echo "== train: context $CTX_DESC, denoiser $DEN_MIN min (distillation $DISTILL_SHARE from $DISTILL_FROM of it, $DISTILL_BATCHES batches a run)"
 fresh "$RUN"
 [ ${#INIT[@]} -gt 0 ] || tt train --stage context --profile "$PROFILE" --device "$DEVICE" --out "$RUN" --minutes "$CTX_MIN" \
   "${BATCH_ARGS[@]}"
-tt train --stage denoiser --profile "$PROFILE" --device "$DEVICE" --out "$RUN" --minutes "$DEN_MIN" "${INIT[@]}" "${BATCH_ARGS[@]}" \
+tt train --stage denoiser --profile "$PROFILE" --device "$DEVICE" --out "$RUN" --minutes "$DEN_MIN" "${INIT[@]}" "${BATCH_ARGS[@]}" "${LR_ARGS[@]}" \
   --distill-share "$DISTILL_SHARE" --distill-from "$DISTILL_FROM" --distill-batches "$DISTILL_BATCHES"
 tt train --stage export --out "$RUN" --to "$RUN/export"
 rm -f "$RUN/export/tokenizer.model"  # the shipped one (.gpu/tokenizer.model): gpu_unpack.sh puts it back

@@ -51,12 +51,13 @@ def _stage_lines(info: dict, model_dir: Path, stage: str) -> list[str]:
     if len(segments) > 1:  # a resumed run: say what each part did
         for seg in segments:
             c, init = seg["train_config"], seg.get("init") or {}
-            lines.append(f"  - steps {seg['from_step'] + 1}–{seg['to_step']}: cosine schedule over "
-                         f"{c.get('total_steps', '?')} steps, self-distillation share {c.get('distill_share', 0.0)}, "
-                         f"{c.get('dtype', cfg['dtype'])}"
+            schedule = (f"{c['minutes']:g}-minute budget" if c.get("minutes")
+                        else f"{c.get('total_steps', '?')} steps")
+            warm = init.get("schedule") or f"lr warmed up again over {init.get('rewarmup_steps')} steps"
+            lines.append(f"  - steps {seg['from_step'] + 1}–{seg['to_step']}: cosine schedule over {schedule}, "
+                         f"self-distillation share {c.get('distill_share', 0.0)}, {c.get('dtype', cfg['dtype'])}"
                          + (f"; continued from the exported (bf16) weights of `{init['from_export']}`, optimizer "
-                            f"moments restarted, lr warmed up again over {init['rewarmup_steps']} steps"
-                            if init.get("from_export") else ""))
+                            f"moments restarted, {warm}" if init.get("from_export") else ""))
     elif cfg.get("distill_share"):
         lines.append(f"  - self-distillation share {cfg['distill_share']}" + _distill_from(cfg))
     init = segments[0].get("init") or {}
@@ -78,20 +79,27 @@ def train_commands(info: dict) -> list[str]:
     """The `twotower train` commands that made the model, read from its stages' segments: one run directory,
     as a reproduction runs it (a stage 2 that started on an earlier export's context tower, a GPU lease's,
     reads the same tower from that directory's context_ckpt)."""
+    out = "runs/default"
+
     def base(stage: str, cfg: dict, profile: str) -> str:
         batch = cfg.get("batch_size", PROFILES[profile]["batch_size"])
         return (f"twotower train --stage {stage} --profile {profile}" + (" --device cuda" if profile != "cpu" else "")
-                + " --out runs/default" + (f" --minutes {cfg['minutes']:g}" if cfg.get("minutes") else "")
-                + (f" --batch-size {batch}" if batch != PROFILES[profile]["batch_size"] else ""))
+                + f" --out {out}" + (f" --minutes {cfg['minutes']:g}" if cfg.get("minutes") else "")
+                + (f" --batch-size {batch}" if batch != PROFILES[profile]["batch_size"] else "")
+                + (f" --lr {cfg['lr']:g}" if cfg.get("lr", PROFILES[profile]["lr"]) != PROFILES[profile]["lr"] else ""))
 
     ctx = (info.get("context_stage") or {}).get("train_config", {})
     cmds = [base("context", ctx, _profile_of(ctx))]
     for i, seg in enumerate(stage_segments(info, "denoiser")):
         c = seg["train_config"]
         profile = _profile_of(c)
-        cmd = base("denoiser", c, profile)
-        if i:
-            cmd += f" --resume --steps {c.get('total_steps')}"
+        if i and c.get("minutes"):  # a time budget continues an export's weights, in a run directory of its own
+            exported = f"{out}_export"
+            cmds.append(f"twotower train --stage export --out {out} --to {exported}")
+            out = f"runs/default_part{i + 1}"
+            cmd = base("denoiser", c, profile) + f" --resume --init-from {exported}"
+        else:
+            cmd = base("denoiser", c, profile) + (f" --resume --steps {c.get('total_steps')}" if i else "")
         if c.get("distill_share"):
             cmd += f" --distill-share {c['distill_share']}" + (f" --distill-from {c['distill_from']:g}" if c.get("distill_from") else "")
             if c.get("distill_batches", 1) != PROFILES[profile].get("distill_batches", 1):
@@ -99,7 +107,7 @@ def train_commands(info: dict) -> list[str]:
         if c.get("dtype", "bfloat16") != "bfloat16":
             cmd += f" --dtype {c['dtype']}"
         cmds.append(cmd)
-    return cmds + ["twotower train --stage export --out runs/default --to assets/default"]
+    return cmds + [f"twotower train --stage export --out {out} --to assets/default"]
 
 
 def _distill_from(cfg: dict) -> str:

@@ -59,3 +59,15 @@ def test_gpu_train_refuses_budgets_the_call_cannot_hold(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out"), "CTX_MIN": "2.5", "DEN_MIN": "7.5"}
     result = run("scripts/gpu_train.sh", cwd=tmp_path, env=env)
     assert result.returncode == 2 and "exceed the call's 590 s" in result.stdout + result.stderr
+
+
+def test_gpu_train_continue_needs_an_export_to_continue(tmp_path):
+    """CONTINUE=1 trains an export's denoiser on (the leases' steps add up); without one prepared it says so
+    before any work instead of training a fresh denoiser the caller did not ask for."""
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "gpu_train.sh").write_text((ROOT / "scripts" / "gpu_train.sh").read_text())
+    (tmp_path / ".gpu" / "data").mkdir(parents=True)
+    (tmp_path / ".gpu" / "data" / "train.npy").write_bytes(b"")
+    env = {"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out"), "CONTINUE": "1", "DEN_MIN": "1"}
+    result = run("scripts/gpu_train.sh", cwd=tmp_path, env=env)
+    assert result.returncode == 2 and "CTX_FROM=<export> scripts/gpu_prepare.sh" in result.stdout + result.stderr

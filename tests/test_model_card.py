@@ -63,6 +63,16 @@ def test_training_commands_follow_each_models_record():
     assert train_commands(gpu)[1] == ("twotower train --stage denoiser --profile gpu --device cuda --out runs/default "
                                       "--minutes 7.5 --batch-size 256 --distill-share 0.75 --distill-from 0.6 "
                                       "--distill-batches 48")
+    # a later lease continued that export's denoiser on a time budget: export, then a run folder of its own
+    more = {**cfg, "minutes": 8.0, "distill_from": 0.0, "lr": 1e-3}  # a lower peak than the profile's 2e-3
+    gpu["denoiser_stage"]["segments"].append({"from_step": 1690, "to_step": 3900, "train_config": more, "init": {
+        "from_export": ".gpu/context_from", "optimizer": "moments restarted", "rewarmup_steps": 0,
+        "schedule": "warm-up and cosine again over 8.0 minutes"}})
+    assert train_commands(gpu)[2:] == [
+        "twotower train --stage export --out runs/default --to runs/default_export",
+        "twotower train --stage denoiser --profile gpu --device cuda --out runs/default_part2 --minutes 8 --batch-size 256 "
+        "--lr 0.001 --resume --init-from runs/default_export --distill-share 0.75 --distill-batches 48",
+        "twotower train --stage export --out runs/default_part2 --to assets/default"]
 
 
 def test_the_card_says_where_its_evals_ran():

@@ -306,6 +306,33 @@ def test_a_batch_size_override_shapes_the_steps_and_is_recorded(tmp_path, monkey
     assert state["train_config"]["batch_size"] == 6
 
 
+def test_an_exports_denoiser_continues_on_a_time_budget(tmp_path, monkeypatch):
+    """A GPU lease trains on a wall-clock budget; `--minutes` refused every --resume, so each lease trained a
+    denoiser from scratch. An export's denoiser (weights only) now continues over the budget: its steps go on
+    from the export's, with a new warm-up and cosine; a checkpoint's own resume (a step schedule) stays refused."""
+    import json
+
+    from twotower.checkpoint import from_pretrained
+
+    training, run = _tiny_training_run(monkeypatch, tmp_path)
+    training.run_stage("context", run, profile="test", steps=3)
+    training.run_stage("denoiser", run, profile="test", steps=5)
+    first = training.export(run, tmp_path / "first")
+    more = tmp_path / "more"
+    record = training.run_stage("denoiser", more, profile="test", resume=True, init_from=str(first), minutes=0.05)
+    log = [json.loads(line) for line in (more / "denoiser_log.jsonl").read_text().splitlines()]
+    assert record["step"] > 5 and log[5]["step"] == 6 and record == log[-1]  # the export's 5 steps, then more
+    assert log[5]["lr"] < log[6]["lr"] and record["lr"] < 0.3 * 3e-3  # warm-up again, then the cosine's tail
+    state = json.loads((more / "denoiser_ckpt" / "trainer_state.json").read_text())
+    init = state["segments"][-1]["init"]
+    assert init["from_export"] == str(first) and init["rewarmup_steps"] == 0 and "0.05 minutes" in init["schedule"]
+    new, old = from_pretrained(more / "denoiser_ckpt"), from_pretrained(first)
+    assert not torch.equal(new.lm_head.weight, old.lm_head.weight)  # it trained the export's denoiser
+    assert all(torch.equal(a, b) for a, b in zip(old.context_tower.parameters(), new.context_tower.parameters()))
+    with pytest.raises(ValueError, match="drop --resume, or continue an export"):  # its own checkpoint now
+        training.run_stage("denoiser", more, profile="test", resume=True, init_from=str(first), minutes=0.05)
+
+
 def test_a_fresh_denoiser_on_an_exports_context_tower_keeps_that_towers_record(tmp_path, monkeypatch):
     """--init-from an export without --resume (scripts/gpu_train.sh with a context tower from an earlier
     lease): stage 2 starts afresh, the denoiser a copy of that context tower, and the new export still says

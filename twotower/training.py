@@ -7,7 +7,8 @@
 The losses are twotower/objectives.py (stage 2 trains every block of a window in one pass).
 Checkpoints (safetensors + JSON, no pickle; twotower/train_state.py) are written every `save_every` steps;
 `--resume` continues. `--minutes M` trains a stage on a wall-clock budget instead of a step count (a GPU
-lease: scripts/gpu_train.sh); self-distillation targets come from twotower/distill.py.
+lease: scripts/gpu_train.sh), a fresh stage or, with `--resume --init-from EXPORT`, that export's denoiser
+(training accumulates over leases); self-distillation targets come from twotower/distill.py.
 """
 
 from __future__ import annotations
@@ -143,8 +144,10 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     if minutes is not None:
         if not minutes > 0:
             raise ValueError(f"--minutes must be > 0, got {minutes}")
-        if resume:
-            raise ValueError("--minutes starts a stage afresh (its schedule is the time budget); drop --resume")
+        if resume and not from_export:  # a checkpoint's own schedule is a step count; only an export's weights
+            # (Adam restarted) can take a new one over the budget: --resume --init-from DIR (stage 2)
+            raise ValueError("--minutes starts a stage afresh (its schedule is the time budget); drop --resume, or "
+                             "continue an export's denoiser with --stage denoiser --resume --init-from DIR")
         cfg = replace(cfg, minutes=minutes)
     if lr is not None:  # the peak of the schedule; a continuation sits past it, on the cosine's tail
         if not (math.isfinite(lr) and lr > 0):
@@ -233,10 +236,13 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
 
     segment = {"from_step": start, "to_step": total, "train_config": {**asdict(cfg), "total_steps": total}}
     # An export holds weights only: Adam's moments start from zero, so the lr warms up again over
-    # `warmup` steps instead of jumping into the middle of the cosine with unscaled first updates.
-    rewarm = cfg.warmup if from_export else 0
+    # `warmup` steps instead of jumping into the middle of the cosine with unscaled first updates. On a time
+    # budget the whole schedule (its own warm-up, then the cosine) starts again over the budget instead.
+    rewarm = cfg.warmup if from_export and not cfg.minutes else 0
     if from_export:
         segment["init"] = {"from_export": str(init_from), "optimizer": "moments restarted", "rewarmup_steps": rewarm}
+        if cfg.minutes:
+            segment["init"]["schedule"] = f"warm-up and cosine again over {cfg.minutes} minutes"
     elif context_from is not None:
         segment["init"] = {"context_from": str(init_from), "context_steps": context_from.get("steps")}
     segments = [*segments, segment]
@@ -363,7 +369,8 @@ def add_arguments(parser) -> None:
                         help="stage 2: share of blocks trained fully masked (t = 1) on top of t ~ U(0, 1) (default 0)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="train for this wall-clock budget: warm-up and cosine follow the time spent, the step "
-                             "count follows from the device's speed (--steps caps it); a fresh stage only")
+                             "count follows from the device's speed (--steps caps it); a fresh stage, or an "
+                             "export's denoiser continued (--resume --init-from DIR), never a checkpoint's resume")
     parser.add_argument("--dtype", default=None, choices=["bfloat16", "float32"],
                         help="override the profile's autocast dtype (default: the profile's; float32 on a CPU without a fast bf16 path)")
     parser.add_argument("--batch-size", type=int, default=None,
