@@ -42,8 +42,7 @@ def main(argv=None) -> int:
         if args.model is None and args.preset is None and not DEFAULT_MODEL_DIR.is_dir():
             # only a missing default directory gets the hint; any other load error (a bad --dtype pairing,
             # a corrupt file) is reported as it is
-            message = (f"the embedded default model is not there ({DEFAULT_MODEL_DIR}); "
-                       "pass --preset tiny for a random tiny model, or --model DIR for a checkpoint")
+            message += ", or --preset tiny for a random tiny model"
         print(f"error: {message}", file=sys.stderr)
         return 2
     if args.concurrency < 1:

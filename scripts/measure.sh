@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Re-measure the default model and rewrite what quotes it: benchmarks/*.json, BENCHMARKS.md, the README's
-# measured tables and the model card (assets/default/README.md). One thread per process, as the tables say:
-# the five evals (two worker processes each) took 7-20 minutes apiece on this project's 2-core host, the timed
-# runs 27-37 minutes, so a full run is one to two hours.
+# measured tables and the model card (assets/default/README.md). One thread per process, as the tables say.
+# On this project's 2-core host the three evals whose wall time was noted took 7-20 minutes each (two worker
+# processes; fp32, denoiser-bf16, bf16), the timed runs 27-37 minutes: a full run takes well over an hour.
 #   bash scripts/measure.sh            # everything
 #   SKIP_EVAL=1 bash scripts/measure.sh  # keep benchmarks/eval_*.json (the model did not change)
 set -euo pipefail
@@ -15,7 +15,8 @@ mkdir -p benchmarks "$out"
 if [ -z "${SKIP_EVAL:-}" ]; then
   # Quality runs time nothing: each spreads its prompts over two worker processes (the same report as one
   # process, benchmarks/eval_workers/), one eval at a time; each has AR as its baseline.
-  evaluate() { local name=$1; shift; twotower eval --workers 2 "$@" --n-prompts 500 --syntax-prompts 100 --json \
+  # (the options after --json, as the published reports' commands have them)
+  evaluate() { local name=$1; shift; twotower eval --workers 2 --n-prompts 500 --syntax-prompts 100 --json "$@" \
     > "$out/$name.json"; }
   evaluate eval_diffusion --modes ar,diffusion
   evaluate eval_mock_ar --modes ar,mock_ar

@@ -44,9 +44,10 @@ def _stage_lines(info: dict, model_dir: Path, stage: str) -> list[str]:
     vals = [r["val_loss"] for r in log if "val_loss" in r]
     segments = stage_segments(info, stage)
     dtypes = " then ".join(dict.fromkeys(s["train_config"].get("dtype", cfg["dtype"]) for s in segments))
+    peaks = " then ".join(str(lr) for lr in dict.fromkeys(s["train_config"].get("lr", cfg["lr"]) for s in segments))
     lines = [f"- **{stage} stage**: {data['steps']} steps × {cfg['batch_size']} windows of {cfg['seq_len']} tokens "
              f"(≈ {data['steps'] * per_step / 1e6:.2f} M {'training' if stage == 'context' else 'denoised-block'} tokens), "
-             f"peak lr {cfg['lr']}, {dtypes} autocast, ≈ {seconds / 60:.0f} min of training steps, "
+             f"peak lr {peaks}, {dtypes} autocast, ≈ {seconds / 60:.0f} min of training steps, "
              f"final train loss {log[-1]['loss']:.3f}" + (f", validation loss {vals[-1]:.3f}" if vals else "")]
     if len(segments) > 1:  # a resumed run: say what each part did
         for seg in segments:
@@ -54,8 +55,9 @@ def _stage_lines(info: dict, model_dir: Path, stage: str) -> list[str]:
             schedule = (f"{c['minutes']:g}-minute budget" if c.get("minutes")
                         else f"{c.get('total_steps', '?')} steps")
             warm = init.get("schedule") or f"lr warmed up again over {init.get('rewarmup_steps')} steps"
-            lines.append(f"  - steps {seg['from_step'] + 1}–{seg['to_step']}: cosine schedule over {schedule}, "
-                         f"self-distillation share {c.get('distill_share', 0.0)}, {c.get('dtype', cfg['dtype'])}"
+            lines.append(f"  - steps {seg['from_step'] + 1}–{seg['to_step']}: cosine schedule over {schedule}, peak "
+                         f"lr {c.get('lr', cfg['lr'])}, self-distillation share {c.get('distill_share', 0.0)}, "
+                         f"{c.get('dtype', cfg['dtype'])}"
                          + (f"; continued from the exported (bf16) weights of `{init['from_export']}`, optimizer "
                             f"moments restarted, {warm}" if init.get("from_export") else ""))
     elif cfg.get("distill_share"):
@@ -93,11 +95,12 @@ def train_commands(info: dict) -> list[str]:
     for i, seg in enumerate(stage_segments(info, "denoiser")):
         c = seg["train_config"]
         profile = _profile_of(c)
-        if i and c.get("minutes"):  # a time budget continues an export's weights, in a run directory of its own
+        if i and (seg.get("init") or {}).get("from_export"):  # an export's weights, in a run folder of its own
             exported = f"{out}_export"
             cmds.append(f"twotower train --stage export --out {out} --to {exported}")
             out = f"runs/default_part{i + 1}"
-            cmd = base("denoiser", c, profile) + f" --resume --init-from {exported}"
+            cmd = base("denoiser", c, profile) + f" --resume --init-from {exported}" + (
+                "" if c.get("minutes") else f" --steps {c.get('total_steps')}")  # a budget or a step count
         else:
             cmd = base("denoiser", c, profile) + (f" --resume --steps {c.get('total_steps')}" if i else "")
         if c.get("distill_share"):

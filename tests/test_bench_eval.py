@@ -302,7 +302,6 @@ def test_the_sweep_times_ar_beside_every_point(monkeypatch):
     points = run_sweep(load_engine(preset="tiny"), ["x = 1"], gammas=[0.5, 0.9], block_sizes=[2], max_new_tokens=4)
     assert modes == ["ar", "diffusion"] + ["ar", "diffusion"] * 2  # warm-up, then AR beside each point
     assert all(p["ratio_vs_ar"] == pytest.approx(p["tokens_per_s"] / p["ar_tokens_per_s"]) for p in points)
-    assert points[0]["ar_self_loglik"] == points[1]["ar_self_loglik"]  # greedy AR: the same text each time
 
 
 def test_run_sweep_api_steps_grid_and_progress():

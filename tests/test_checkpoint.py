@@ -220,7 +220,7 @@ def test_a_hugging_face_tokenizer_json_is_loaded_and_a_folder_without_a_tokenize
     ids = engine.encode_prompt(text)  # typed "<mask>" and "</s>" stay text: no special id
     assert engine.decode(ids) == text and max(ids) < 261 and min(ids) >= 5
     assert load_tokenizer(tmp_path).encode(text) == ids  # alone, it reads the special ids from config.json
-    assert engine.decode([*ids, 261]) == text and engine.tokenizer.piece(261) == "<id 261: no piece>"
+    assert engine.decode([*ids, 261, -1]) == text and engine.tokenizer.piece(261) == "<id 261: no piece>"
     (tmp_path / "tokenizer.model").write_bytes(b"not a sentencepiece model")  # read first, and unreadable
     with pytest.raises(ValueError, match="cannot read the tokenizer .*tokenizer.model"):
         load_engine(model_dir=tmp_path)

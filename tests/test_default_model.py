@@ -62,7 +62,7 @@ def test_ids_past_the_tokenizer_are_shown_not_raised():
 
     for tok in (load_tokenizer(DEFAULT_MODEL_DIR), ByteTokenizer()):
         ids = tok.encode("x = 1")
-        assert tok.decode([*ids, tok.vocab_size, tok.vocab_size + 7]) == "x = 1"
+        assert tok.decode([*ids, tok.vocab_size, tok.vocab_size + 7, -1]) == "x = 1"
         assert tok.piece(tok.vocab_size) == f"<id {tok.vocab_size}: no piece>" and tok.piece(ids[0]) == "x"
 
 

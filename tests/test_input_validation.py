@@ -170,7 +170,7 @@ def test_load_engine_refuses_bad_choices(kwargs, message):
         load_engine(**kwargs)
 
 
-def test_an_install_without_the_embedded_model_says_where_it_ships(monkeypatch, tmp_path):
+def test_an_install_without_the_embedded_model_says_where_it_ships(monkeypatch, tmp_path, capsys):
     """`pip install .` (not -e) copies the packages, not assets/: the default model's absence was reported as
     'model directory not found: .../site-packages/assets/default', naming no way out."""
     from twotower import engine as engine_module
@@ -178,6 +178,10 @@ def test_an_install_without_the_embedded_model_says_where_it_ships(monkeypatch, 
     monkeypatch.setattr(engine_module, "DEFAULT_MODEL_DIR", tmp_path / "site-packages" / "assets" / "default")
     with pytest.raises(ValueError, match=r"embedded default model is not beside .*pip install -e \..*--model DIR"):
         load_engine()
+    from twotower.cli import main as cli_main  # the memory plan reads the same folder's config.json
+
+    assert cli_main(["plan"]) == 2
+    assert "embedded default model is not beside" in capsys.readouterr().err
 
 
 def test_load_engine_takes_dtype_names_as_the_cli_spells_them():

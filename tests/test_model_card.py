@@ -48,6 +48,17 @@ def test_training_commands_follow_each_models_record():
         "twotower train --stage denoiser --profile cpu --out runs/default",
         "twotower train --stage denoiser --profile cpu --out runs/default --resume --steps 1150 --distill-share 0.75",
         "twotower train --stage export --out runs/default --to assets/default"]
+    # a step-count continuation of an export (--resume --init-from, Adam restarted): not a resume in the same folder
+    continued = copy.deepcopy(cpu)
+    seg = continued["denoiser_stage"]["segments"][-1]
+    continued["denoiser_stage"]["segments"].append({
+        "from_step": 1150, "to_step": 1450, "train_config": {**seg["train_config"], "total_steps": 1450, "lr": 1e-3},
+        "init": {"from_export": "assets/default", "optimizer": "moments restarted", "rewarmup_steps": 60}})
+    assert train_commands(continued)[3:] == [
+        "twotower train --stage export --out runs/default --to runs/default_export",
+        "twotower train --stage denoiser --profile cpu --out runs/default_part3 --lr 0.001 --resume --init-from "
+        "runs/default_export --steps 1450 --distill-share 0.75",
+        "twotower train --stage export --out runs/default_part3 --to assets/default"]
     gpu = copy.deepcopy(cpu)
     cfg = {"seq_len": 512, "batch_size": 64, "prefix_len": 128, "minutes": 7.5, "distill_share": 0.75,
            "distill_from": 0.6, "distill_batches": 48, "dtype": "bfloat16"}

@@ -194,9 +194,9 @@ def test_a_run_of_one_step_finishes_without_a_scrubber(engine, mode, overrides):
     *_, (view, stats, completion, record, scrubber) = generate(handlers, mode=mode, **overrides)
     assert 'data-done="1"' in view and "total time" in stats and completion
     assert scrubber.visible is False
-    assert handlers.after_stop(record) == (gr.skip(),) * 3  # Stop after the run ended changes nothing
+    assert handlers.after_stop(record) == (gr.skip(),) * 4  # Stop after the run ended changes nothing
     record = {**record, "events": record["events"][:-1]}  # Stop pressed after that one step, before the end
-    _, stopped_scrubber, stats = handlers.after_stop(record)
+    _, stopped_scrubber, stats, _ = handlers.after_stop(record)
     assert stopped_scrubber.visible is False and "Stopped" in stats
 
 
@@ -211,7 +211,7 @@ def test_stop_mid_block_marks_the_block_stopped_and_counts_what_the_completion_s
     # Stop after the first block and two steps of the second: the second is half done
     cut = {**record, "events": events[:blocks[0] + 3]}
     assert [e.kind for e in cut["events"][-2:]] == ["step", "step"]
-    view, scrubber, stats = handlers.after_stop(cut)
+    view, scrubber, stats, stopped = handlers.after_stop(cut)
     assert 'class="tt-row stopped" title="stopped before it finished' in view and 'class="tt-row active"' not in view
     assert view.count('class="tt-row') == 2 and "stopped (not in the completion)" in view  # the legend says it
     assert "being denoised" not in view
@@ -220,9 +220,25 @@ def test_stop_mid_block_marks_the_block_stopped_and_counts_what_the_completion_s
     assert "tokens (finished blocks)</td><td class=\"v\">8<" in stats
     assert f"committed in the stopped block</td><td class=\"v\">{in_block}<" in stats
     assert scrubber.maximum == sum(e.kind == "step" for e in cut["events"])
-    # the live view of that same moment still says "being denoised"
-    live = handlers.replay(cut, None)
-    assert 'class="tt-row active"' in live and "stopped" not in live
+    # the record remembers the Stop: the colour radio and the scrubber's last step draw the block stopped again,
+    # an earlier step shows it as it was then, being denoised (they drew it "being denoised" at every step)
+    assert stopped["stopped"] and not cut.get("stopped") and stopped["events"] is cut["events"]
+    assert 'class="tt-row stopped"' in handlers.recolour(stopped, scrubber.maximum, "confidence")
+    assert 'class="tt-row stopped"' in handlers.replay(stopped, scrubber.maximum)
+    earlier = handlers.replay(stopped, scrubber.maximum - 1)
+    assert 'class="tt-row active"' in earlier and 'class="tt-row stopped"' not in earlier
+    assert 'class="tt-row active"' in handlers.replay(cut, None)  # a run that was not stopped: as before
+
+
+def test_stop_in_mock_ar_outlines_no_line(engine):
+    """Mock-AR draws its one-token blocks as wrapped lines of text: a Stop between a token's step and its block
+    event outlined the whole line as stopped, tokens of the completion included."""
+    handlers = Handlers(engine)
+    *_, (_, _, _, record, _) = generate(handlers, mode="mock_ar", max_new_tokens=12.0)
+    events = record["events"]
+    cut = {**record, "events": events[:max(i for i, e in enumerate(events) if e.kind == "step") + 1]}
+    view, _, stats, _ = handlers.after_stop(cut)
+    assert "tt-row stopped" not in view and "tt-row active" not in view and "Stopped" in stats
 
 
 def test_race_with_no_contestant_says_so(engine):

@@ -24,6 +24,16 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # the --dtype / --den-
 ANCHOR_NOTE = ", each diffusion block's first token from the context tower"  # reports of --anchor-first runs
 
 
+def default_model_dir() -> Path:
+    """The embedded model's folder; a clear error where an install lacks it (`pip install .` copies the
+    packages, not assets/)."""
+    if not DEFAULT_MODEL_DIR.is_dir():
+        raise ValueError(f"the embedded default model is not beside this installation ({DEFAULT_MODEL_DIR}): it "
+                         "ships in the repository's assets/default; install from a checkout with `pip install -e .` "
+                         "(as scripts/setup.sh does) or pass --model DIR")
+    return DEFAULT_MODEL_DIR
+
+
 def model_label(model_dir: Path) -> str:
     """How reports name a checkpoint: relative to the project when it lies inside it ('assets/default', the
     same in every checkout), else its path as given."""
@@ -173,11 +183,7 @@ def load_engine(model_dir=None, preset: str | None = None, ctx_device="cpu", den
         name = f"random '{preset}' preset (seed {seed})"
         tokenizer = load_tokenizer(None, model.config)
     else:
-        if model_dir is None and not DEFAULT_MODEL_DIR.is_dir():  # a `pip install .` copies the packages only
-            raise ValueError(f"the embedded default model is not beside this installation ({DEFAULT_MODEL_DIR}): it "
-                             "ships in the repository's assets/default; install from a checkout with `pip install -e .` "
-                             "(as scripts/setup.sh does) or pass --model DIR")
-        model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+        model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
         if not model_dir.is_dir():
             raise ValueError(f"model directory not found: {model_dir}")
         from .release_loader import is_release_layout, load_release_checkpoint

@@ -239,14 +239,14 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from .checkpoint import load_config
     from .config import make_config
-    from .engine import DEFAULT_MODEL_DIR
+    from .engine import default_model_dir
 
     if args.model is not None and args.preset is not None:
         raise ValueError("give either --model or --preset, not both")
     if args.preset is not None:
         config = make_config(args.preset)
     else:
-        config = load_config(args.model if args.model is not None else DEFAULT_MODEL_DIR)  # config.json only
+        config = load_config(args.model if args.model is not None else default_model_dir())  # config.json only
     devices = list(dict.fromkeys([_parse_device(args.ctx_device), _parse_device(args.den_device)]))
     plan = plan_memory(config, args.ctx_device, args.den_device, args.context_length, args.batch, args.dtype,
                        parse_device_memory(args.device_memory_gb, devices), args.block_size, args.den_dtype)

@@ -1,5 +1,5 @@
 """`twotower sweep`: a γ × S (× steps per block) grid of diffusion decoding, each point's throughput
-against AR (measured once, in the same run) and its quality: agreement of its greedy tokens with AR's
+against AR (timed just before that point, in the same run) and its quality: agreement of its greedy tokens with AR's
 and the AR tower's mean log-likelihood of its output. The Pareto frontier (maximising both the
 throughput ratio and the agreement) is marked. Writes sweep.csv and an interactive sweep.html.
 
@@ -20,10 +20,10 @@ CSV_FIELDS = ("gamma", "block_size", "steps_per_block", "tokens_per_s", "ar_toke
               "tokens_per_pass", "agreement", "ar_mean_loglik", "ar_self_loglik", "pareto")
 FRONT_X, FRONT_Y = "ratio_vs_ar", "agreement"
 # short headers for the app's table (its last columns were behind a horizontal scroll); the CSV keeps the names
-TABLE_HEADERS = {"gamma": "γ", "block_size": "S", "steps_per_block": "steps", "tokens_per_s": "tok/s",
-                 "ar_tokens_per_s": "AR tok/s", "ratio_vs_ar": "× AR", "nfe": "NFE", "tokens_per_pass": "tok/pass",
-                 "agreement": "agreement", "ar_mean_loglik": "AR loglik", "ar_self_loglik": "AR's own loglik",
-                 "pareto": "Pareto"}
+TABLE_HEADERS = {"gamma": "γ", "block_size": "S", "steps_per_block": "steps", "tokens_per_s": "tokens/s",
+                 "ar_tokens_per_s": "AR tokens/s", "ratio_vs_ar": "× AR", "nfe": "NFE",
+                 "tokens_per_pass": "tokens / pass", "agreement": "agreement", "ar_mean_loglik": "AR log-lik",
+                 "ar_self_loglik": "AR's own log-lik", "pareto": "Pareto"}  # format_markdown's words
 
 
 def parse_list(text: str, kind, flag: str) -> list:

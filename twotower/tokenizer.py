@@ -106,15 +106,14 @@ class HFTokenizer:
         return self.hf.encode(text, add_special_tokens=False)
 
     def decode(self, ids) -> str:
-        return self.hf.decode([int(i) for i in ids], skip_special_tokens=True)
+        # ids with no piece are dropped, as the other two tokenizers do (a negative one overflowed in tokenizers)
+        return self.hf.decode([int(i) for i in ids if 0 <= int(i) < self.vocab_size], skip_special_tokens=True)
 
     def piece(self, token_id: int) -> str:
         token_id = int(token_id)
-        if _no_piece(token_id, self.vocab_size):
-            return _no_piece(token_id, self.vocab_size)
         if token_id in self.hf.all_special_ids or token_id == self.mask_token_id:
             return self.hf.convert_ids_to_tokens(token_id)
-        return self.hf.decode([token_id])
+        return _no_piece(token_id, self.vocab_size) or self.hf.decode([token_id])
 
 
 def find_tokenizer_file(model_dir) -> Path:

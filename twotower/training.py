@@ -144,12 +144,17 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     if minutes is not None:
         if not minutes > 0:
             raise ValueError(f"--minutes must be > 0, got {minutes}")
-        if resume and not from_export:  # a checkpoint's own schedule is a step count; only an export's weights
-            # (Adam restarted) can take a new one over the budget: --resume --init-from DIR (stage 2)
+        if resuming:  # a checkpoint's own schedule is a step count; only an export's weights (Adam restarted)
+            # take a new one over the budget
+            raise ValueError(f"--minutes cannot resume the {stage} checkpoint in {run_dir} (its schedule is a step "
+                             "count): resume it without --minutes, or export it and continue the export into an "
+                             "empty --out with --resume --init-from")
+        if resume and not from_export:
             raise ValueError("--minutes starts a stage afresh (its schedule is the time budget); drop --resume, or "
                              "continue an export's denoiser with --stage denoiser --resume --init-from DIR")
         cfg = replace(cfg, minutes=minutes)
-    if lr is not None:  # the peak of the schedule; a continuation sits past it, on the cosine's tail
+    if lr is not None:  # the peak of the schedule (a step-count continuation sits past it, on the cosine's tail;
+        # a time-budgeted one warms up to it again)
         if not (math.isfinite(lr) and lr > 0):
             raise ValueError(f"--lr must be a finite number > 0, got {lr}")
         cfg = replace(cfg, lr=lr)

@@ -191,7 +191,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         # ---- Stop: cancels whatever this user has running (the front-end drops the run's stream at once),
         # then marks the statistics as stopped; queue=False so that neither waits behind other users' runs.
         stopping = stop_btn.click(None, None, None, queue=False, cancels=[run, rerun, race_run, audit_run, sweep_run])
-        stopping.then(handlers.after_stop, [record, colour_by], [view, scrubber, stats], queue=False,
+        stopping.then(handlers.after_stop, [record, colour_by], [view, scrubber, stats, record], queue=False,
                       api_visibility="private")
     demo.queue(default_concurrency_limit=concurrency_limit)
     return demo

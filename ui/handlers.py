@@ -131,6 +131,7 @@ class Handlers:
         frames = count_frames(record["events"])
         upto = None if frame is None or int(frame) >= frames else max(int(frame), 1)
         board = fold(record["events"], upto)
+        board.stopped = upto is None and bool(record.get("stopped"))  # an earlier step was still being denoised
         view = self._view(board, record["prompt"], colour_by, record.get("steps_per_block"))
         if upto is None:
             return view
@@ -146,16 +147,18 @@ class Handlers:
 
     def after_stop(self, record, colour_by="step"):
         """Stop was pressed: redraw the board with its unfinished block marked stopped, freeze the statistics
-        and offer the scrubber over what was recorded."""
+        and offer the scrubber over what was recorded. The record keeps `stopped`, so a redraw of its last step
+        (colour radio, scrubber) marks the block the same way."""
         events = (record or {}).get("events") or []
         if not events or events[-1].kind == "done":
             # nothing ran, or the run had finished (Stop was for another panel, or late): keep the view
-            return gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        record = {**record, "stopped": True}
         board = fold(events)
         board.stopped = True
         view = self._view(board, record["prompt"], colour_by, record.get("steps_per_block"))
         stats = stats_html(board, "Stopped; the app is ready for the next run.", status="stopped")
-        return view, replay_scrubber(count_frames(events)), stats
+        return view, replay_scrubber(count_frames(events)), stats, record
 
     # ---------------------------------------------------------------- Race
     def _timed(self, mode: str, ids, max_new_tokens: int, settings: dict, repeats: int) -> dict:

@@ -164,9 +164,11 @@ def board_html(board: Board, piece: Callable[[int], str], eos_id: int | None, *,
     if prompt is not None:
         shown = prompt if len(prompt) <= 600 else "…" + prompt[-600:]
         parts.append(f'<div class="tt-prompt" title="prompt">{esc(shown)}</div>')
+    # after Stop the unfinished block is no longer "being denoised": it is left as it was, out of the completion.
+    # Modes of one-token blocks draw wrapped lines of text: a stopped token there is not worth a line's outline.
+    marks_stopped = board.stopped and board.active is not None and board.mode not in ("ar", "mock_ar")
     for label, active, cells in _display_lines(board, line_width):
-        # after Stop the unfinished block is no longer "being denoised": it is left as it was, out of the completion
-        state = (" stopped" if board.stopped else " active") if active else ""
+        state = (" stopped" if marks_stopped else "" if board.stopped else " active") if active else ""
         title = ' title="stopped before it finished: not in the completion"' if state == " stopped" else ""
         parts.append(f'<div class="tt-row{state}"{title}><span class="tt-label">{esc(label)}</span>')
         for row, i in cells:
@@ -180,7 +182,7 @@ def board_html(board: Board, piece: Callable[[int], str], eos_id: int | None, *,
     if not rows:
         parts.append('<div class="tt-note">Nothing generated yet: type a prompt and press Generate.</div>')
     given = any(s < 0 and not m for r in rows for s, m in zip(r.commit_step, r.masked))
-    parts.append(legend_html(colour_by, n_steps, given, stopped=board.stopped and board.active is not None))
+    parts.append(legend_html(colour_by, n_steps, given, stopped=marks_stopped))
     parts.append("</div>")
     return "".join(parts)
 
