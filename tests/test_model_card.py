@@ -5,7 +5,7 @@ import copy
 import json
 from pathlib import Path
 
-from scripts.model_card import measured_on, merge_reports, train_commands, unshipped_model
+from scripts.model_card import _stage_lines, measured_on, merge_reports, train_commands, unshipped_model
 
 ROOT = Path(__file__).resolve().parent.parent
 LEASE = ROOT / "benchmarks" / "gpu_lease_20261204"
@@ -94,3 +94,23 @@ def test_the_card_says_where_its_evals_ran():
     later = {**first, "commit": "abc1234"}
     assert measured_on([first, later]).count("commit") == 2  # two runs, two records
     assert measured_on([{}]) == ""  # a report older than these fields
+
+
+def test_a_continued_stage_says_each_segments_schedule_and_peak(tmp_path):
+    """The stage line printed the last segment's peak lr for every step, and a time-budgeted continuation's
+    segment as a cosine over its step count, re-warmed over 0 steps."""
+    first = {"seq_len": 512, "batch_size": 64, "prefix_len": 128, "lr": 2e-3, "minutes": 7.5, "dtype": "bfloat16",
+             "distill_share": 0.75, "total_steps": 1690}
+    more = {**first, "lr": 1e-3, "minutes": 8.0, "total_steps": 3900}
+    info = {"denoiser_stage": {"steps": 3900, "train_config": more, "segments": [
+        {"from_step": 0, "to_step": 1690, "train_config": first},
+        {"from_step": 1690, "to_step": 3900, "train_config": more, "init": {
+            "from_export": "runs/default_export", "optimizer": "moments restarted", "rewarmup_steps": 0,
+            "schedule": "warm-up and cosine again over 8.0 minutes"}}]}}
+    (tmp_path / "train_denoiser_log.jsonl").write_text(
+        "\n".join(json.dumps({"step": i, "loss": 2.0, "tokens_per_s": 1e5}) for i in (1, 2, 3)))
+    lines = _stage_lines(info, tmp_path, "denoiser")
+    assert "peak lr 0.002 then 0.001" in lines[0]
+    assert "steps 1–1690: cosine schedule over 7.5-minute budget, peak lr 0.002" in lines[1]
+    assert "steps 1691–3900: cosine schedule over 8-minute budget, peak lr 0.001" in lines[2]
+    assert lines[2].endswith("moments restarted, warm-up and cosine again over 8.0 minutes")
