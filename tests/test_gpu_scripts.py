@@ -12,6 +12,15 @@ def run(*argv, cwd=ROOT, env=None):
     return subprocess.run(["bash", *argv], cwd=cwd, capture_output=True, text=True, env=env, timeout=120)
 
 
+def run_prepared_gpu_train(tmp_path, **env):
+    """gpu_train.sh in a copy of the tree whose .gpu holds a (dummy) token stream, with `env` set."""
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "gpu_train.sh").write_text((ROOT / "scripts" / "gpu_train.sh").read_text())
+    (tmp_path / ".gpu" / "data").mkdir(parents=True)
+    (tmp_path / ".gpu" / "data" / "train.npy").write_bytes(b"")
+    return run("scripts/gpu_train.sh", cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out"), **env})
+
+
 def test_gpu_train_without_prepared_data_says_so(tmp_path):
     # a copy of the scripts beside an empty .gpu: the device machine when .gpu was not carried
     (tmp_path / "scripts").mkdir()
@@ -52,22 +61,12 @@ def test_gpu_unpack_rebuilds_the_export_from_its_parts(tmp_path):
 def test_gpu_train_refuses_budgets_the_call_cannot_hold(tmp_path):
     """Training minutes that leave no time for the export are refused before the smoke (once, the export came
     after the budget and nothing came back)."""
-    (tmp_path / "scripts").mkdir()
-    (tmp_path / "scripts" / "gpu_train.sh").write_text((ROOT / "scripts" / "gpu_train.sh").read_text())
-    (tmp_path / ".gpu" / "data").mkdir(parents=True)
-    (tmp_path / ".gpu" / "data" / "train.npy").write_bytes(b"")
-    env = {"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out"), "CTX_MIN": "2.5", "DEN_MIN": "7.5"}
-    result = run("scripts/gpu_train.sh", cwd=tmp_path, env=env)
+    result = run_prepared_gpu_train(tmp_path, CTX_MIN="2.5", DEN_MIN="7.5")
     assert result.returncode == 2 and "exceed the call's 590 s" in result.stdout + result.stderr
 
 
 def test_gpu_train_continue_needs_an_export_to_continue(tmp_path):
     """CONTINUE=1 trains an export's denoiser on (the leases' steps add up); without one prepared it says so
     before any work instead of training a fresh denoiser the caller did not ask for."""
-    (tmp_path / "scripts").mkdir()
-    (tmp_path / "scripts" / "gpu_train.sh").write_text((ROOT / "scripts" / "gpu_train.sh").read_text())
-    (tmp_path / ".gpu" / "data").mkdir(parents=True)
-    (tmp_path / ".gpu" / "data" / "train.npy").write_bytes(b"")
-    env = {"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out"), "CONTINUE": "1", "DEN_MIN": "1"}
-    result = run("scripts/gpu_train.sh", cwd=tmp_path, env=env)
+    result = run_prepared_gpu_train(tmp_path, CONTINUE="1", DEN_MIN="1")
     assert result.returncode == 2 and "CTX_FROM=<export> scripts/gpu_prepare.sh" in result.stdout + result.stderr
