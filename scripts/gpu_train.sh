@@ -54,12 +54,6 @@ mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu_train.log") 2>&1
 [ -f .gpu/data/train.npy ] || { echo "gpu_train: no .gpu/data: run scripts/gpu_prepare.sh here and carry .gpu"; exit 2; }
 tt() { "$PY" -m twotower.cli "$@"; }
-# the training budgets must leave the smoke, the export and the parts (~60 s on the second lease: 516 s in all
-# for 450 s of training) inside the call, or nothing comes back
-TRAIN_S=$(awk -v c="$CTX_MIN" -v d="$DEN_MIN" -v skip="$([ -f .gpu/context_from/config.json ] && echo 1 || echo 0)" \
-  'BEGIN { print int(60 * ((skip ? 0 : c) + d)) }')
-[ $(( TRAIN_S + 60 )) -le "${CALL_LIMIT_S:-590}" ] || {
-  echo "gpu_train: $TRAIN_S s of training + ~60 s around it exceed the call's ${CALL_LIMIT_S:-590} s: lower CTX_MIN / DEN_MIN"; exit 2; }
 # with .gpu/context_from (gpu_prepare.sh CTX_FROM=...): stage 2 alone, on that export's context tower; a fresh
 # denoiser (a copy of that tower), or with CONTINUE=1 that export's own denoiser trained on over DEN_MIN (the
 # schedule warms up again; the steps add up over leases)
@@ -76,6 +70,12 @@ if [ -f .gpu/context_from/config.json ]; then
 elif [ "${CONTINUE:-0}" = 1 ]; then
   echo "gpu_train: CONTINUE=1 continues the denoiser of .gpu/context_from: run CTX_FROM=<export> scripts/gpu_prepare.sh"; exit 2
 fi
+# the training budgets must leave the smoke, the export and the parts (~60 s on the second lease: 516 s in all
+# for 450 s of training) inside the call, or nothing comes back
+TRAIN_S=$(awk -v c="$CTX_MIN" -v d="$DEN_MIN" -v skip="${#INIT[@]}" \
+  'BEGIN { print int(60 * ((skip ? 0 : c) + d)) }')
+[ $(( TRAIN_S + 60 )) -le "${CALL_LIMIT_S:-590}" ] || {
+  echo "gpu_train: $TRAIN_S s of training + ~60 s around it exceed the call's ${CALL_LIMIT_S:-590} s: lower CTX_MIN / DEN_MIN"; exit 2; }
 fresh() { rm -rf "$1"; mkdir -p "$1"; cp -r .gpu/. "$1"/; }
 date -u; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || true
 "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())"

@@ -130,9 +130,7 @@ class Handlers:
             return note_html("Nothing recorded yet: generate first, then drag the step slider.")
         frames = count_frames(record["events"])
         upto = None if frame is None or int(frame) >= frames else max(int(frame), 1)
-        board = fold(record["events"], upto)
-        board.stopped = upto is None and bool(record.get("stopped"))  # an earlier step was still being denoised
-        view = self._view(board, record["prompt"], colour_by, record.get("steps_per_block"))
+        view = self._view(recorded_board(record, upto), record["prompt"], colour_by, record.get("steps_per_block"))
         if upto is None:
             return view
         # the statistics beside the board stay the whole run's: say which step the board shows
@@ -154,8 +152,7 @@ class Handlers:
             # nothing ran, or the run had finished (Stop was for another panel, or late): keep the view
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         record = {**record, "stopped": True}
-        board = fold(events)
-        board.stopped = True
+        board = recorded_board(record)
         view = self._view(board, record["prompt"], colour_by, record.get("steps_per_block"))
         stats = stats_html(board, "Stopped; the app is ready for the next run.", status="stopped")
         return view, replay_scrubber(count_frames(events)), stats, record
@@ -337,6 +334,14 @@ class Handlers:
             return html + note_html(f"No memory plan for this configuration: {exc}")
         text = esc(format_memory_plan(plan, "a CPU's memory is not asked; `twotower plan --device-memory-gb` takes it"))
         return html + f'<h4>Memory plan (bytes per device)</h4><pre class="tt-text">{text}</pre>'
+
+
+def recorded_board(record: dict, upto: int | None = None) -> Board:
+    """The recorded run folded up to its `upto`-th step (None: all of it). A stopped run's last step shows the
+    block Stop left unfinished as stopped; an earlier step shows it as it was then, being denoised."""
+    board = fold(record["events"], upto)
+    board.stopped = upto is None and bool(record.get("stopped"))
+    return board
 
 
 def replay_scrubber(frames: int):

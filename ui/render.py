@@ -129,11 +129,14 @@ def cell_html(token: int, masked: bool, step: int, confidence: float, piece: Cal
             f"{esc(shown)}</span>")
 
 
+TEXT_LINE_MODES = ("ar", "mock_ar")  # one token a block: the board wraps them into lines of text
+
+
 def _display_lines(board: Board, line_width: int) -> list[tuple[str, bool, list[tuple[Row, int]]]]:
     """(label, active, [(row, index in row)]) per drawn line: a line per block, or for AR / mock-AR (one
     token per block) lines of line_width tokens."""
     rows = board.ordered_rows()
-    if board.mode in ("ar", "mock_ar"):  # one-token blocks: wrap them into lines of text
+    if board.mode in TEXT_LINE_MODES:  # one-token blocks: wrap them into lines of text
         cells = [(r, 0) for r in rows if r.tokens]
         lines = []
         for i in range(0, len(cells), line_width):
@@ -166,9 +169,10 @@ def board_html(board: Board, piece: Callable[[int], str], eos_id: int | None, *,
         parts.append(f'<div class="tt-prompt" title="prompt">{esc(shown)}</div>')
     # after Stop the unfinished block is no longer "being denoised": it is left as it was, out of the completion.
     # Modes of one-token blocks draw wrapped lines of text: a stopped token there is not worth a line's outline.
-    marks_stopped = board.stopped and board.active is not None and board.mode not in ("ar", "mock_ar")
+    marks_stopped = board.stopped and board.active is not None and board.mode not in TEXT_LINE_MODES
+    active_state = " stopped" if marks_stopped else "" if board.stopped else " active"
     for label, active, cells in _display_lines(board, line_width):
-        state = (" stopped" if marks_stopped else "" if board.stopped else " active") if active else ""
+        state = active_state if active else ""
         title = ' title="stopped before it finished: not in the completion"' if state == " stopped" else ""
         parts.append(f'<div class="tt-row{state}"{title}><span class="tt-label">{esc(label)}</span>')
         for row, i in cells:
