@@ -56,7 +56,7 @@ def test_generate_takes_the_engine_flags_of_bench():
 
 @pytest.mark.parametrize("flags,expected", [(["--draft-steps", "3", "--steps", "1"], 3), (["--steps", "2"], 2)])
 def test_generate_draft_steps_as_bench_spells_them(capsys, flags, expected):
-    """--draft-steps sets speculative's draft passes as in bench and sweep; --steps alone still does (its old
+    """--draft-steps sets speculative's draft passes as in bench; --steps alone still does (its old
     meaning here), and --draft-steps wins when both are given."""
     assert cli_main(TINY + ["--mode", "speculative", "--json", *flags, "x"]) == 0
     assert json.loads(capsys.readouterr().out)["stats"]["draft_steps"] == expected

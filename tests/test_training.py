@@ -151,6 +151,18 @@ def test_a_learning_rate_override_is_checked_before_any_corpus_work(tmp_path, mo
     assert parser.parse_args(["--stage", "denoiser", "--lr", "1e-3"]).lr == 1e-3
 
 
+@pytest.mark.parametrize("given,stored", [("bf16", "bfloat16"), ("bfloat16", "bfloat16"), ("fp32", "float32")])
+def test_train_takes_the_dtype_spellings_of_the_other_commands(given, stored):
+    """generate / bench / eval / sweep say bf16 and fp32; train records the torch names, and takes both."""
+    import argparse
+
+    from twotower import training
+
+    parser = argparse.ArgumentParser()
+    training.add_arguments(parser)
+    assert parser.parse_args(["--stage", "denoiser", "--dtype", given]).dtype == stored
+
+
 def test_the_time_based_schedule_warms_up_then_decays_to_a_tenth():
     from twotower.training import lr_at_time
 

@@ -11,9 +11,11 @@ from .engine import MODES
 def add_model_arguments(parser) -> None:
     """Model selection flags shared by every command that loads a model."""
     parser.add_argument("--model", default=None, help="local checkpoint directory (default: the embedded model)")
-    parser.add_argument("--preset", default=None, help="use a randomly initialised preset instead (tiny, default)")
-    parser.add_argument("--ctx-device", default="cpu")
-    parser.add_argument("--den-device", default="cpu")
+    parser.add_argument("--preset", default=None,
+                        help="a preset configuration instead of a checkpoint (tiny, default, release); commands that "
+                             "decode give it random weights")
+    parser.add_argument("--ctx-device", default="cpu", help="the context tower's device (default: %(default)s)")
+    parser.add_argument("--den-device", default="cpu", help="the denoiser's device (default: %(default)s)")
 
 
 def add_arguments(parser) -> None:
@@ -30,7 +32,7 @@ def add_arguments(parser) -> None:
                         help="denoiser steps per block (speculative: draft passes, unless --draft-steps is given)")
     parser.add_argument("--draft-steps", type=int, default=None,
                         help="speculative: denoiser passes per drafted block (default: --steps, else the model's), "
-                             "as bench and sweep spell it")
+                             "as bench spells it")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument("--top-k", type=int, default=None)

@@ -376,7 +376,9 @@ def add_arguments(parser) -> None:
                         help="train for this wall-clock budget: warm-up and cosine follow the time spent, the step "
                              "count follows from the device's speed (--steps caps it); a fresh stage, or an "
                              "export's denoiser continued (--resume --init-from DIR), never a checkpoint's resume")
+    # bf16 / fp32 as the other commands spell them, stored under the names the checkpoint records
     parser.add_argument("--dtype", default=None, choices=["bfloat16", "float32"],
+                        type=lambda name: {"bf16": "bfloat16", "fp32": "float32"}.get(name, name),
                         help="override the profile's autocast dtype (default: the profile's; float32 on a CPU without a fast bf16 path)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="override the profile's windows per step (cpu 16, gpu 64); recorded with the stage")
