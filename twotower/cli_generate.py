@@ -26,10 +26,11 @@ def add_arguments(parser) -> None:
     # mock-ar and mock_ar both work; the usage and error messages list each mode once
     parser.add_argument("--mode", default="diffusion", choices=list(dict.fromkeys([m.replace("_", "-") for m in MODES]
                                                                                  + list(MODES))))
-    parser.add_argument("--gamma", type=float, default=None, help="confidence threshold γ in (0, 1]")
-    parser.add_argument("--block-size", type=int, default=None, help="block size S")
+    parser.add_argument("--gamma", type=float, default=None, help="confidence threshold γ in (0, 1] (default: the model's)")
+    parser.add_argument("--block-size", type=int, default=None, help="block size S (default: the model's)")
     parser.add_argument("--steps", type=int, default=None,
-                        help="denoiser steps per block (speculative: draft passes, unless --draft-steps is given)")
+                        help="denoiser steps per block (default: the model's; speculative: draft passes, unless "
+                             "--draft-steps is given)")
     parser.add_argument("--draft-steps", type=int, default=None,
                         help="speculative: denoiser passes per drafted block (default: --steps, else the model's), "
                              "as bench spells it")
