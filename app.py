@@ -30,11 +30,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def serving_problem(args) -> str | None:
+    """What makes --host / --port / --concurrency unusable, found before minutes of model loading and compiling."""
+    import socket
+
+    if args.concurrency < 1:
+        return "--concurrency must be >= 1"
+    if not 1 <= args.port <= 65535:
+        return f"--port must be between 1 and 65535, got {args.port}"
+    try:
+        socket.getaddrinfo(args.host, args.port)
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"--host {args.host!r} is not an address or name this machine can resolve ({exc})"
+    return None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     from twotower.run_setup import engine_from_args
     from twotower.engine import DEFAULT_MODEL_DIR
 
+    problem = serving_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         engine = engine_from_args(args)
     except ValueError as exc:
@@ -45,9 +64,6 @@ def main(argv=None) -> int:
             message += ", or --preset tiny for a random tiny model"
         print(f"error: {message}", file=sys.stderr)
         return 2
-    if args.concurrency < 1:
-        print("error: --concurrency must be >= 1", file=sys.stderr)
-        return 2
     if args.compile:  # compile now, not in the first visitor's run
         from twotower.compiled import warm_up
 
@@ -56,7 +72,12 @@ def main(argv=None) -> int:
     from ui.app import build_demo
 
     demo = build_demo(engine, concurrency_limit=args.concurrency)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share)
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share)
+    except OSError as exc:  # gradio's "Cannot find empty port in range: 7860-7860": the port is taken
+        print(f"error: cannot serve on {args.host}:{args.port} ({exc}); another server may hold the port: "
+              "stop it or give --port", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -285,6 +285,26 @@ def test_sweep_cli_writes_csv_and_html(capsys, tmp_path):
     assert "plotly" in (tmp_path / "sweep.html").read_text()[:200_000].lower()
 
 
+def test_a_sweep_whose_files_cannot_be_written_still_prints_its_points(capsys, tmp_path, monkeypatch):
+    """The folder checked before the run can change while it runs (here sweep.csv becomes a folder): the
+    points are on stdout before the write fails with one line, not lost behind a traceback."""
+    from twotower import sweep
+
+    real = sweep.run_sweep
+
+    def run_then_block_the_csv(*args, **kwargs):
+        points = real(*args, **kwargs)
+        (tmp_path / "sweep.csv").mkdir()
+        return points
+
+    monkeypatch.setattr(sweep, "run_sweep", run_then_block_the_csv)
+    assert main(["sweep", *TINY, "--gammas", "0.9", "--block-sizes", "2", "--n-prompts", "1", "--max-new-tokens", "2",
+                 "--out-dir", str(tmp_path), "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert len(json.loads(out)["points"]) == 1
+    assert "sweep.csv' could not be written" in err and "Traceback" not in err
+
+
 def test_the_sweep_times_ar_beside_every_point(monkeypatch):
     """AR was timed once before the grid: over a sweep of minutes the host drifts, and late points were compared
     with an AR speed measured long before them. Each point now has its own AR timing, taken just before it."""
@@ -345,6 +365,10 @@ def test_run_sweep_api_steps_grid_and_progress():
     (["bench", "--preset", "tiny", "--out", "{tmp}"], "is a folder; give a file name"),
     (["eval", "--preset", "tiny", "--out", "{tmp}/missing/eval.md"], "does not exist"),
     (["sweep", "--preset", "tiny", "--out-dir", "{binary}"], "is a file, not a folder"),
+    (["sweep", "--preset", "tiny", "--out-dir", "{tmp}/taken"], "'{tmp}/taken/sweep.csv' is a folder"),
+    # a JSON "\ud800" is a str no tokenizer can encode: refused with its line, not a sentencepiece traceback
+    (["bench", "--preset", "tiny", "--prompts", "{surrogate}"], "surrogate.jsonl:2: the prompt holds a character"),
+    (["sweep", "--preset", "tiny", "--prompts", "{surrogate}"], "surrogate.jsonl:2: the prompt holds a character"),
     (["sweep", "--preset", "tiny", "--max-prompt-tokens", "0"], "--max-prompt-tokens must be >= 1"),
     (["plan", "--preset", "release", "--device-memory-gb", "nan"], "must be a positive number of GiB, got nan"),
     (["plan", "--preset", "release", "--block-size", "0"], "block size must be a positive integer, got 0"),
@@ -352,10 +376,15 @@ def test_run_sweep_api_steps_grid_and_progress():
 ])
 def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, words):
     import twotower.bench
+    import twotower.sweep
 
     monkeypatch.setattr(twotower.bench, "run_bench", lambda *a, **k: pytest.fail("ran before refusing"))
+    monkeypatch.setattr(twotower.sweep, "run_sweep", lambda *a, **k: pytest.fail("ran before refusing"))
     (tmp_path / "binary.txt").write_bytes(bytes([0xDE, 0xAD, 0xBE, 0xEF]))
-    fill = {"{tmp}": str(tmp_path), "{binary}": str(tmp_path / "binary.txt")}
+    (tmp_path / "taken" / "sweep.csv").mkdir(parents=True)
+    (tmp_path / "surrogate.jsonl").write_text('"def f():"\n"\\ud800abc"\n', encoding="utf-8")
+    fill = {"{tmp}": str(tmp_path), "{binary}": str(tmp_path / "binary.txt"),
+            "{surrogate}": str(tmp_path / "surrogate.jsonl")}
     for key, value in fill.items():
         argv, words = [a.replace(key, value) for a in argv], words.replace(key, value)
     assert main(argv) == 2

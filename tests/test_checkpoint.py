@@ -14,6 +14,7 @@ from tiny_models import lively, random_ids, sharp, trained_looking
 from twotower import (build_model, from_backbone, from_pretrained, generate_ar, generate_mask_diffusion,
                       generate_mock_ar, make_config, save_pretrained)
 from twotower.checkpoint import WEIGHTS_NAME
+from twotower.engine import DEFAULT_MODEL_DIR
 from twotower.decoding import drain
 from twotower.config import PRESETS, TWO_TOWER_FIELDS
 
@@ -71,6 +72,10 @@ def test_bf16_checkpoint_loads_and_generates(tmp_path):
         assert f.get_tensor("lm_head.weight").dtype == torch.bfloat16
     loaded = from_pretrained(tmp_path, dtype=torch.bfloat16)
     assert loaded.lm_head.weight.dtype == torch.bfloat16
+    # the names load_engine and the CLI take ("fp32" was read as a device string)
+    assert from_pretrained(tmp_path, dtype="fp32").lm_head.weight.dtype == torch.float32
+    with pytest.raises(ValueError, match="dtype must be one of .* got torch.int8"):  # said: "stored as torch.int8"
+        from_pretrained(tmp_path, dtype=torch.int8)
     result = generate_mask_diffusion(loaded, random_ids((1, 4), 2), 8, 4, 4)
     assert result.sequences.shape == (1, 12)
     assert not (result.sequences == loaded.config.mask_token_id).any()
@@ -90,8 +95,8 @@ def test_loading_a_bad_directory_says_what_is_wrong(tmp_path):
     wider = build_model("tiny", seed=0, hidden_size=PRESETS["tiny"]["hidden_size"] * 2)  # same names, other shapes
     save_pretrained(wider, tmp_path / "wider")
     (tmp_path / WEIGHTS_NAME).write_bytes((tmp_path / "wider" / WEIGHTS_NAME).read_bytes())
-    with pytest.raises(ValueError, match="does not fit"):
-        from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"does not fit .*: size mismatch for [^\n]* \(and \d+ more tensors\)$"):
+        from_pretrained(tmp_path)  # one line: torch's text listed every tensor on a line of its own
     (tmp_path / WEIGHTS_NAME).write_bytes((tmp_path / "wider" / WEIGHTS_NAME).read_bytes()[:1000])  # truncated
     with pytest.raises(ValueError, match="cannot be read as safetensors"):
         from_pretrained(tmp_path)
@@ -102,6 +107,8 @@ def test_loading_a_bad_directory_says_what_is_wrong(tmp_path):
                             ({"mask_token_id": 261}, "mask_token_id 261 is not an id below the vocabulary size 261"),
                             ({"mask_token_id": None, "vocab_size": 3}, "mask_token_id 3 is not an id below"),
                             ({"hidden_size": -1}, "describes no model that can be built"),  # was a RuntimeError
+                            # loaded, then "selected index k out of range" in the first forward pass
+                            ({"num_experts_per_tok": 99}, "num_experts_per_tok 99 must be between 1 and n_routed"),
                             # a bad decoding default is the file's fault: said so, not as if the user had typed it
                             ({"default_gamma": 5}, r"config.json: default_gamma: confidence threshold γ must be in"),
                             ({"default_block_size": "16"}, "config.json: default_block_size: block size must be an")]:
@@ -177,6 +184,12 @@ def test_unknown_or_absent_devices_are_refused_clearly(tiny_model, device):
         tiny_model.place_towers_on_devices(device, "cpu")
 
 
+def test_from_pretrained_names_an_absent_device_not_the_file():
+    """safetensors' pin_memory error used to come out as "model.safetensors cannot be read as safetensors"."""
+    with pytest.raises(ValueError, match="device 'cuda:99' is not available on this machine"):
+        from_pretrained(DEFAULT_MODEL_DIR, device="cuda:99")
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("ctx_device,den_device", [("cpu", "cuda"), ("cuda", "cuda")])
@@ -231,7 +244,7 @@ def test_a_hugging_face_tokenizer_json_is_loaded_and_a_folder_without_a_tokenize
 
 
 def test_a_mask_id_that_is_not_the_tokenizers_is_refused(tmp_path):
-    from twotower.engine import DEFAULT_MODEL_DIR, load_engine
+    from twotower.engine import load_engine
 
     for name in ("tokenizer.model", WEIGHTS_NAME):
         (tmp_path / name).write_bytes((DEFAULT_MODEL_DIR / name).read_bytes())

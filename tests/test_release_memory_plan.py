@@ -133,3 +133,20 @@ def test_plan_command(capsys, tmp_path):
     err = capsys.readouterr().err
     assert "takes a number of GiB" in err and "Traceback" not in err
     assert cli_main(["plan", "--model", str(tmp_path / "none")]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_plan_names_a_config_that_builds_nothing(capsys, tmp_path):
+    """A config.json that reads but describes no buildable model: plan said so with a RuntimeError or a
+    ZeroDivisionError traceback, where generate gave one line."""
+    import json
+
+    from twotower.checkpoint import save_pretrained
+
+    directory = tmp_path / "bad"
+    save_pretrained(build_model("tiny"), directory)
+    config = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps({**config, "num_attention_heads": 0}))
+    assert cli_main(["plan", "--model", str(directory)]) == 2
+    err = capsys.readouterr().err
+    assert "config.json describes no model that can be built" in err and len(err.strip().splitlines()) == 1

@@ -272,6 +272,45 @@ def test_time_budget_and_distillation_start_are_checked_before_any_corpus_work(t
         training.run_stage("denoiser", tmp_path / "run", **kwargs)
 
 
+@pytest.mark.parametrize("setup, message", [
+    ("out_is_a_file", "--out '.*run' is a file, not a folder"),
+    ("no_tokenizer", "has no tokenizer.model"),  # was a FileNotFoundError traceback, and an empty --out left behind
+    ("damaged_info", r"training_info.json is not valid JSON \(Expecting .*line 1\): the file is damaged"),
+])
+def test_a_continuation_that_cannot_start_says_why_and_leaves_no_folder(tmp_path, monkeypatch, setup, message):
+    from twotower import data, training
+
+    monkeypatch.setattr(data, "encode_split", lambda *a, **k: pytest.fail("encoded the corpus first"))
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "training_info.json").write_text('{"denoiser_stage": {"steps": 5}}')
+    (model / "tokenizer.model").write_bytes(b"x")
+    if setup == "out_is_a_file":
+        (tmp_path / "run").write_text("notes")
+    elif setup == "no_tokenizer":
+        (model / "tokenizer.model").unlink()
+    else:
+        (model / "training_info.json").write_text("{steps: 5")
+    with pytest.raises(ValueError, match=message):
+        training.run_stage("denoiser", tmp_path / "run", resume=True, init_from=str(model), steps=50)
+    assert setup == "out_is_a_file" or not (tmp_path / "run").exists()
+
+
+def test_an_export_with_a_damaged_record_writes_nothing(tmp_path):
+    """A run continued from an export reads the context stage's record back at export: damaged, it used to
+    stop after the weights and tokenizer were written, leaving an export without its training_info.json."""
+    from twotower.checkpoint import save_pretrained
+    from twotower.training import export
+
+    run = tmp_path / "run"
+    save_pretrained(build_model("tiny", seed=0), run / "denoiser_ckpt")
+    (run / "tokenizer.model").write_bytes(b"x")
+    (run / "inherited_info.json").write_text('{"context_stage": ')
+    with pytest.raises(ValueError, match="inherited_info.json is not valid JSON"):
+        export(run, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_distilling_ahead_equals_distilling_step_by_step():
     """DistillAhead (K steps' windows in one AR run) against its twin, self_distill on each step's window:
     the context tower is frozen in stage 2, so the targets are the same; the undistilled rows are untouched."""

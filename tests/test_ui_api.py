@@ -205,6 +205,35 @@ def test_app_binds_locally_without_a_share_link_by_default(monkeypatch):
     assert launched["server_name"] == "0.0.0.0" and launched["share"] is True
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--port", "99999"], "--port must be between 1 and 65535, got 99999"),  # was an OverflowError traceback
+    (["--host", "no.such.host.invalid"], "--host 'no.such.host.invalid' is not an address"),
+    (["--concurrency", "0"], "--concurrency must be >= 1"),
+])
+def test_app_refuses_a_bad_address_before_loading_anything(monkeypatch, capsys, argv, message):
+    import app as app_script
+
+    monkeypatch.setattr("twotower.run_setup.engine_from_args", lambda args: pytest.fail("loaded a model first"))
+    assert app_script.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_app_on_a_taken_port_says_so(monkeypatch, capsys):
+    """gradio's OSError ("Cannot find empty port") came out as a traceback."""
+    import gradio as gr
+
+    import app as app_script
+
+    def taken(self, **kwargs):
+        raise OSError(f"Cannot find empty port in range: {kwargs['server_port']}-{kwargs['server_port']}.")
+
+    monkeypatch.setattr(gr.Blocks, "launch", taken)
+    assert app_script.main(["--preset", "tiny", "--port", "7998"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot serve on 127.0.0.1:7998" in err and "give --port" in err and "Traceback" not in err
+
+
 def test_app_runs_the_denoiser_in_its_own_dtype(monkeypatch):
     import gradio as gr
 

@@ -11,7 +11,7 @@ from transformers import NemotronHConfig
 
 from .config import FP32_SUFFIXES, ensure_two_tower_fields
 from .model import TwoTowerModel
-from .validation import check_fraction, check_gamma, check_int
+from .validation import check_device, check_fraction, check_gamma, check_int
 
 WEIGHTS_NAME = "model.safetensors"
 
@@ -63,6 +63,12 @@ def load_config(directory) -> NemotronHConfig:
             check(getattr(config, key))
         except ValueError as exc:
             raise ValueError(f"{directory}/config.json: {key}: {exc}") from None
+    # the router picks its top-k among the routed experts: more than there are builds fine, then fails in
+    # the first forward pass (transformers' "selected index k out of range")
+    top_k, experts = getattr(config, "num_experts_per_tok", None), getattr(config, "n_routed_experts", None)
+    if isinstance(top_k, int) and isinstance(experts, int) and not 1 <= top_k <= experts:
+        raise ValueError(f"{directory}/config.json: num_experts_per_tok {top_k} must be between 1 and "
+                         f"n_routed_experts {experts}")
     return config
 
 
@@ -78,6 +84,10 @@ def build_on_meta(config, directory) -> TwoTowerModel:
 
 def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32) -> TwoTowerModel:
     """Load a two-tower checkpoint written by `save_pretrained` from a local directory."""
+    from .engine import as_dtype
+
+    dtype = as_dtype("dtype", dtype)  # "bf16" / "fp32" as load_engine takes them, not a "device string" error
+    check_device("device", device)  # no CUDA here: said so, not blamed on the weights file
     directory = Path(directory)
     config = load_config(directory)
     weights = directory / WEIGHTS_NAME
@@ -88,6 +98,7 @@ def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32)
         state = load_file(str(weights), device=str(device))
     except Exception as exc:  # safetensors' own error type lives in its Rust module; a truncated file lands here
         raise ValueError(f"{weights} cannot be read as safetensors: {exc}") from exc
+    stored = {k: v.dtype for k, v in state.items()}  # before the cast: an error names the file's dtypes
     state = {k: v.to(dtype) if v.is_floating_point() and not k.endswith(FP32_SUFFIXES) else v for k, v in state.items()}
     # safetensors' CPU tensors may sit unaligned; BLAS then rounds differently: fresh memory keeps load exact.
     state = {k: v.clone() if v.data_ptr() % 64 else v for k, v in state.items()}
@@ -97,12 +108,15 @@ def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32)
     expected = model.state_dict()
     not_float = [k for k, v in state.items() if expected[k].is_floating_point() and not v.is_floating_point()]
     if not_float:
-        raise ValueError(f"{weights}: {not_float[:5]} are stored as {state[not_float[0]].dtype}; the model expects "
+        raise ValueError(f"{weights}: {not_float[:5]} are stored as {stored[not_float[0]]}; the model expects "
                          "floating-point weights")
     try:
         model.load_state_dict(state, assign=True)
     except RuntimeError as exc:  # names match but shapes do not: weights of another config
-        raise ValueError(f"{weights} does not fit {directory}/config.json: {exc}") from exc
+        # torch lists every mismatched tensor on its own line: the first, and how many more
+        found = [line.strip() for line in str(exc).splitlines() if line.strip().startswith("size mismatch")] or [str(exc)]
+        more = f" (and {len(found) - 1} more tensors)" if len(found) > 1 else ""
+        raise ValueError(f"{weights} does not fit {directory}/config.json: {found[0]}{more}") from None
     return model.eval()
 
 

@@ -15,7 +15,7 @@ import torch
 from .events import StepEvent
 from .tokenizer import find_tokenizer_file, load_tokenizer
 from .weight_layout import count_input_major, store_input_major
-from .validation import check_gamma, check_int
+from .validation import check_encodable, check_gamma, check_int
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL_DIR = ASSETS / "default"
@@ -71,11 +71,7 @@ class Engine:
             raise ValueError(f"the prompt must be text (str), got {type(text).__name__}")
         if text is None or not text.strip():
             raise ValueError("the prompt is empty: type some text first")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:  # a lone surrogate (e.g. half an emoji from a broken paste)
-            raise ValueError(f"the prompt holds a character that is not valid text ({exc.object[exc.start]!r} at "
-                             f"position {exc.start}): remove it or paste the text again") from None
+        check_encodable(text, "the prompt")
         ids = self.tokenizer.encode(text)
         if len(ids) > self.max_prompt_tokens:
             raise ValueError(f"the prompt is {len(ids)} tokens long; the limit is {self.max_prompt_tokens} tokens")

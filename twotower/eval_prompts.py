@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 from .corpus import split_files
+from .validation import check_encodable
 
 CHARS_PER_TOKEN_BOUND = 8  # cut text this many chars per wanted token before encoding (no tokenizer packs more)
 
@@ -120,6 +121,7 @@ def load_prompt_file(path) -> list[str]:
             prompt = record.get("prompt", record.get("text")) if isinstance(record, dict) else record
             if not isinstance(prompt, str) or not prompt.strip():
                 raise ValueError(f"{path}:{number}: expected a JSON string or an object with a non-empty 'prompt'")
+            check_encodable(prompt, f"{path}:{number}: the prompt")
             prompts.append(prompt)
         else:
             prompts.append(line)

@@ -237,7 +237,7 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from .checkpoint import load_config
+    from .checkpoint import build_on_meta, load_config
     from .config import make_config
     from .engine import default_model_dir
 
@@ -246,7 +246,9 @@ def main(args) -> int:
     if args.preset is not None:
         config = make_config(args.preset)
     else:
-        config = load_config(args.model if args.model is not None else default_model_dir())  # config.json only
+        directory = args.model if args.model is not None else default_model_dir()
+        config = load_config(directory)  # config.json only
+        build_on_meta(config, directory)  # a config that reads but builds nothing: one line, as generate says it
     devices = list(dict.fromkeys([_parse_device(args.ctx_device), _parse_device(args.den_device)]))
     plan = plan_memory(config, args.ctx_device, args.den_device, args.context_length, args.batch, args.dtype,
                        parse_device_memory(args.device_memory_gb, devices), args.block_size, args.den_dtype)

@@ -10,11 +10,12 @@ ignored during the timed run, outputs cut after EOS for quality, only the drain 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 
 from . import metrics
-from .validation import check_gamma, check_int, make_output_dir
+from .validation import check_gamma, check_int, check_output_file, make_output_dir, write_text_file
 
 CSV_FIELDS = ("gamma", "block_size", "steps_per_block", "tokens_per_s", "ar_tokens_per_s", "ratio_vs_ar", "nfe",
               "tokens_per_pass", "agreement", "ar_mean_loglik", "ar_self_loglik", "pareto")
@@ -131,11 +132,12 @@ def sweep_figure(points):
     return fig
 
 
-def write_csv(points, path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows({k: p[k] for k in CSV_FIELDS} for p in points)
+def csv_text(points) -> str:
+    handle = io.StringIO()
+    writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: p[k] for k in CSV_FIELDS} for p in points)
+    return handle.getvalue()
 
 
 def format_markdown(points) -> str:
@@ -181,6 +183,9 @@ def main(args) -> int:
     check_int("--n-prompts", args.n_prompts)
     check_int("--max-prompt-tokens", args.max_prompt_tokens)
     out_dir = make_output_dir("--out-dir", args.out_dir)  # before the run: a bad path loses no measurement
+    csv_path, html_path = out_dir / "sweep.csv", out_dir / "sweep.html"
+    for path in (csv_path, html_path):
+        check_output_file("--out-dir's file", path)
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     engine = engine_from_args(args)
     if args.prompts:
@@ -194,14 +199,17 @@ def main(args) -> int:
 
         points = run_sweep(engine, prompts, gammas, block_sizes, steps, args.max_new_tokens, progress,
                            args.repeats, args.max_prompt_tokens, args.anchor_first)
-    write_csv(points, out_dir / "sweep.csv")
-    sweep_figure(points).write_html(out_dir / "sweep.html", include_plotlyjs=True)  # offline: embed plotly.js
+    # the points are printed before the files are written: a write that fails (disk full, the folder
+    # removed meanwhile) is a one-line error that leaves every measurement on the screen
     if args.json:
         print(json.dumps({**device_info(engine), **started, "model": engine.name, "n_prompts": len(prompts),
                           "max_new_tokens": args.max_new_tokens, "repeats": args.repeats,
                           "anchor_first": args.anchor_first, "ar_timing": "per_point", "points": points,
-                          "csv": str(out_dir / "sweep.csv"), "html": str(out_dir / "sweep.html")}, indent=1))
+                          "csv": str(csv_path), "html": str(html_path)}, indent=1), flush=True)
     else:
-        print(format_markdown(points))
-        print(f"wrote {out_dir / 'sweep.csv'} and {out_dir / 'sweep.html'}")
+        print(format_markdown(points), flush=True)
+    write_text_file("--out-dir's file", csv_path, csv_text(points))
+    write_text_file("--out-dir's file", html_path, sweep_figure(points).to_html(include_plotlyjs=True))  # offline
+    if not args.json:
+        print(f"wrote {csv_path} and {html_path}")
     return 0

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from .validation import make_output_dir, read_json
+
 RNG_FILE = "rng.safetensors"  # the stage's mask generator, beside the optimizer's moments
 
 
@@ -72,7 +74,7 @@ def _read_log(path: Path) -> list[dict]:
 def _training_info(model_dir: Path) -> dict:
     """An export's training record (training_info.json), empty if it has none."""
     path = model_dir / "training_info.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json(path) if path.is_file() else {}
 
 
 def segment_history(segments: list[dict] | None, steps: int | None, train_config: dict) -> list[dict]:
@@ -90,7 +92,8 @@ def adopt_export(model_dir: Path, run_dir: Path) -> dict:
     info = _training_info(model_dir)
     if "denoiser_stage" not in info:
         raise ValueError(f"{model_dir} has no training_info.json with a denoiser stage: nothing to continue")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    _check_tokenizer(model_dir)  # before --out is made: a refused continuation leaves no empty folder
+    make_output_dir("--out", run_dir)
     _adopt_tokenizer_and_logs(model_dir, run_dir, ("context", "denoiser"), "use an empty --out directory")
     shutil.copy(model_dir / "training_info.json", run_dir / "inherited_info.json")  # export() reads the context stage's record here
     return info["denoiser_stage"]
@@ -101,13 +104,21 @@ def _adopt_tokenizer_and_logs(model_dir: Path, run_dir: Path, stages: tuple[str,
     what to do) and the training logs of `stages`, which export() copies on."""
     import shutil
 
-    tok, theirs = run_dir / "tokenizer.model", model_dir / "tokenizer.model"
+    tok, theirs = run_dir / "tokenizer.model", _check_tokenizer(model_dir)
     if tok.is_file() and tok.read_bytes() != theirs.read_bytes():
         raise ValueError(f"{tok} differs from {theirs}: {why}")
     shutil.copy(theirs, tok)
     for stage in stages:
         if (model_dir / f"train_{stage}_log.jsonl").is_file():
             shutil.copy(model_dir / f"train_{stage}_log.jsonl", run_dir / f"{stage}_log.jsonl")
+
+
+def _check_tokenizer(model_dir: Path) -> Path:
+    """The tokenizer.model a run seeded from an export adopts (its token ids are the weights' rows)."""
+    path = model_dir / "tokenizer.model"
+    if not path.is_file():
+        raise ValueError(f"{model_dir} has no tokenizer.model: an export keeps its tokenizer beside its weights")
+    return path
 
 
 def adopt_context(model_dir: Path, run_dir: Path) -> dict | None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from .objectives import context_loss, denoiser_loss
-from .validation import check_device, check_fraction, check_int, make_output_dir
+from .validation import check_device, check_fraction, check_int, make_output_dir, read_json
 
 PROFILES = {
     # 2 CPU cores, ~90 minutes for both stages together.
@@ -119,6 +119,8 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     if steps is not None:  # 0 would mean "the profile's" and a negative count nothing at all: both refused
         steps = check_int("--steps", steps)
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():  # before anything is read or trained
+        raise ValueError(f"--out {str(run_dir)!r} is a file, not a folder")
     ckpt_state = run_dir / f"{stage}_ckpt" / "trainer_state.json"
     resuming = resume and ckpt_state.is_file()  # from this stage's own checkpoint
     from_export = resume and stage == "denoiser" and not resuming and init_from is not None
@@ -178,7 +180,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         source = Path(init_from) if init_from else run_dir / "context_ckpt"
         if not (source / "config.json").is_file():  # before the tokenizer is trained and the corpus encoded
             raise ValueError(f"stage 2 starts from a trained context tower; none at {source} (run --stage context first)")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_output_dir("--out", run_dir)
     context_from = None  # a fresh stage 2 on an export's context tower: that tower's stage record
     if fresh_denoiser and init_from:
         context_from = adopt_context(Path(init_from), run_dir)  # before the corpus: a tokenizer mismatch fails fast
@@ -330,26 +332,25 @@ def export(run_dir, to_dir, notes: dict | None = None) -> Path:
     if not (run_dir / "tokenizer.model").is_file():  # checked before anything is written into `to_dir`
         raise ValueError(f"{run_dir} has no tokenizer.model: not a training run directory")
     model = from_pretrained(source)
-    make_output_dir("--to", to_dir)
-    save_pretrained(model, to_dir, dtype=torch.bfloat16)
-    shutil.copy(run_dir / "tokenizer.model", to_dir / "tokenizer.model")
-    # the corpus the cached token streams came from (written with them), else the running interpreter's
-    record = run_dir / "data" / CORPUS_RECORD
-    corpus = json.loads(record.read_text()) if record.is_file() else describe()
-    info = {"corpus": corpus, **(notes or {})}
+    # every record is read before anything is written: a damaged one leaves no half-made export behind
+    record = run_dir / "data" / CORPUS_RECORD  # the corpus the cached token streams came from, else this Python's
+    info = {"corpus": read_json(record) if record.is_file() else describe(), **(notes or {})}
     inherited_path = run_dir / "inherited_info.json"  # a run continued from an export (see adopt_export)
-    inherited = json.loads(inherited_path.read_text()) if inherited_path.is_file() else {}
+    inherited = read_json(inherited_path) if inherited_path.is_file() else {}
+    logs = [stage for stage in ("context", "denoiser") if (run_dir / f"{stage}_log.jsonl").is_file()]
     for stage in ("context", "denoiser"):
-        log_path = run_dir / f"{stage}_log.jsonl"
         state_path = run_dir / f"{stage}_ckpt" / "trainer_state.json"
-        if log_path.is_file():
-            shutil.copy(log_path, to_dir / f"train_{stage}_log.jsonl")
         if state_path.is_file():
-            state = json.loads(state_path.read_text())
+            state = read_json(state_path)
             info[f"{stage}_stage"] = {"steps": state["step"], "train_config": state["train_config"],
                                       "segments": state.get("segments", [])}
         elif f"{stage}_stage" in inherited:
             info[f"{stage}_stage"] = inherited[f"{stage}_stage"]
+    make_output_dir("--to", to_dir)
+    save_pretrained(model, to_dir, dtype=torch.bfloat16)
+    shutil.copy(run_dir / "tokenizer.model", to_dir / "tokenizer.model")
+    for stage in logs:
+        shutil.copy(run_dir / f"{stage}_log.jsonl", to_dir / f"train_{stage}_log.jsonl")
     (to_dir / "training_info.json").write_text(json.dumps(info, indent=1))
     return to_dir
 

@@ -188,3 +188,26 @@ def write_text_file(name: str, path: Path, text: str) -> None:
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"{name} {str(path)!r} could not be written: {exc.strerror or exc}") from None
+
+
+def check_encodable(text: str, what: str) -> None:
+    """A lone surrogate (half an emoji from a broken paste, or a JSON "\\ud800") is a str that no tokenizer
+    can encode: say where it is instead of letting sentencepiece fail deep inside."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{what} holds a character that is not valid text ({exc.object[exc.start]!r} at "
+                         f"position {exc.start}): remove it or paste the text again") from None
+
+
+def read_json(path: Path):
+    """A JSON record a run reads back (training_info.json, trainer_state.json, ...): a damaged one is a
+    one-line error that names the file, not a bare "Expecting value" with no file to look at."""
+    import json
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}): the file is damaged") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None

@@ -274,16 +274,21 @@ class Handlers:
         except ValueError as exc:
             gr.Warning(str(exc))
             return None, None, None, error_html(str(exc))
-        path = Path(tempfile.mkdtemp(prefix="twotower-sweep-")) / "sweep.csv"
-        sweep.write_csv(points, path)
+        try:  # a full temp disk costs the download, not the measured points on the screen
+            path = Path(tempfile.mkdtemp(prefix="twotower-sweep-")) / "sweep.csv"
+            path.write_text(sweep.csv_text(points), encoding="utf-8")
+        except OSError as exc:
+            path, unsaved = None, f" The CSV could not be saved ({exc.strerror or exc}): copy the table instead."
+        else:
+            unsaved = ""
         columns = list(sweep.CSV_FIELDS)
         shown = [[round(v, 4) if isinstance(v, float) else v for v in (p.get(c) for c in columns)] for p in points]
         # rounded, short headers for reading; the CSV keeps every digit and the field names
         table = gr.Dataframe(value=shown, headers=[sweep.TABLE_HEADERS[c] for c in columns])
         message = note_html(f"{len(points)} grid point{'' if len(points) == 1 else 's'} over {len(prompts)} prompt(s)"
                             f"{', anchored diffusion' if anchor_first else ''}; "
-                            f"{sum(bool(p.get('pareto')) for p in points)} on the Pareto frontier.")
-        return sweep.sweep_figure(points), table, str(path), message
+                            f"{sum(bool(p.get('pareto')) for p in points)} on the Pareto frontier.{unsaved}")
+        return sweep.sweep_figure(points), table, path and str(path), message
 
     # ---------------------------------------------------------------- Cost
     def cost(self, usd_per_gpu_hour, gpus, utilisation_pct, tps_ar, tps_diffusion, tps_speculative,
