@@ -285,6 +285,20 @@ def test_sweep_cli_writes_csv_and_html(capsys, tmp_path):
     assert "plotly" in (tmp_path / "sweep.html").read_text()[:200_000].lower()
 
 
+def test_an_eval_without_the_syntax_task_ignores_its_counts(capsys):
+    """--syntax-prompts 0 was refused although the syntax task was not asked for."""
+    report = run_json(capsys, ["eval", *TINY, "--modes", "ar", "--tasks", "next_line", "--n-prompts", "1",
+                               "--syntax-prompts", "0", "--next-line-tokens", "2", "--json"])
+    assert report["tasks"] == ["next_line"] and report["modes"] == ["ar"]
+
+
+def test_the_sweep_grid_times_each_point_once_in_the_order_given():
+    from twotower.sweep import sweep_grid
+
+    assert sweep_grid([0.8, 0.5, 0.8], [4, 2, 4]) == [(0.8, 4, 4), (0.5, 4, 4), (0.8, 2, 2), (0.5, 2, 2)]
+    assert sweep_grid([0.9], [4], [2, 2, 3]) == [(0.9, 4, 2), (0.9, 4, 3)]
+
+
 def test_a_sweep_whose_files_cannot_be_written_still_prints_its_points(capsys, tmp_path, monkeypatch):
     """The folder checked before the run can change while it runs (here sweep.csv becomes a folder): the
     points are on stdout before the write fails with one line, not lost behind a traceback."""
@@ -355,6 +369,7 @@ def test_run_sweep_api_steps_grid_and_progress():
     (["sweep", "--preset", "tiny", "--block-sizes", "0"], "block size"),
     (["eval", "--preset", "tiny", "--tasks", "next_line,poetry"], "poetry"),
     (["eval", "--preset", "tiny", "--modes", "telepathy"], "unknown mode"),
+    (["eval", "--preset", "tiny", "--tasks", ","], "no task given"),  # was "unknown or no tasks ['']"
     (["eval", "--preset", "tiny", "--workers", "-1"], "--workers must be >= 0"),
     (["bench", "--preset", "tiny", "--eval", "--workers", "-1"], "--workers must be >= 0"),
     (["bench", "--preset", "tiny", "--modes", ","], "no mode given"),  # was: AR alone

@@ -169,12 +169,17 @@ def evaluate(engine, modes=MODE_ORDER, tasks=TASKS, n_next_line: int = 500, n_sy
     modes, skipped = resolve_modes(modes)
     if isinstance(tasks, str):
         tasks = [t.strip() for t in tasks.split(",") if t.strip()]
-    unknown = set(tasks or ()) - set(TASKS)
-    if unknown or not tasks:
-        raise ValueError(f"unknown or no tasks {sorted(unknown)}; choose among {', '.join(TASKS)}")
+    tasks = [t.strip() for t in tasks or () if t.strip()]
+    unknown = set(tasks) - set(TASKS)
+    if unknown:
+        raise ValueError(f"unknown tasks {sorted(unknown)}; choose among {', '.join(TASKS)}")
+    if not tasks:
+        raise ValueError(f"no task given; choose among {', '.join(TASKS)}")
     tasks = [t for t in TASKS if t in set(tasks)]
-    for name, value in (("--n-prompts", n_next_line), ("--syntax-prompts", n_syntax), ("--next-line-tokens", next_line_tokens),
-                        ("--syntax-tokens", syntax_tokens), ("--max-prompt-tokens", max_prompt_tokens)):
+    counts = {"--n-prompts": n_next_line, "--next-line-tokens": next_line_tokens, "--max-prompt-tokens": max_prompt_tokens}
+    if "syntax" in tasks:  # the syntax task's counts matter only when it runs
+        counts.update({"--syntax-prompts": n_syntax, "--syntax-tokens": syntax_tokens})
+    for name, value in counts.items():
         check_int(name, value)
     check_int("--workers", workers)
     if workers > 1 and engine_factory is None:

@@ -47,7 +47,8 @@ def sweep_grid(gammas, block_sizes, steps=None) -> list[tuple[float, int, int]]:
     steps = None if steps is None else [check_int("steps per block", k) for k in steps]
     if not gammas or not block_sizes or steps == []:
         raise ValueError("the sweep grid is empty: give at least one γ and one block size")
-    return [(g, s, k) for s in block_sizes for k in (steps or [s]) for g in gammas]
+    # a value given twice is one point, not two timings of it
+    return list(dict.fromkeys((g, s, k) for s in block_sizes for k in (steps or [s]) for g in gammas))
 
 
 def run_sweep(engine, prompts, gammas, block_sizes, steps=None, max_new_tokens: int = 64, progress=None,
