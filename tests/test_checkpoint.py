@@ -115,6 +115,10 @@ def test_loading_a_bad_directory_says_what_is_wrong(tmp_path):
         (tmp_path / "config.json").write_text(json.dumps({**good, **change}))
         with pytest.raises(ValueError, match=message):
             from_pretrained(tmp_path)
+    nan = {k: torch.full_like(v, float("nan")) if k == "lm_head.weight" else v for k, v in other.state_dict().items()}
+    save_file({k: v.contiguous() for k, v in nan.items()}, str(tmp_path / "other" / WEIGHTS_NAME))
+    with pytest.raises(ValueError, match=r"\['lm_head.weight'\] hold NaN or infinite values"):
+        from_pretrained(tmp_path / "other")
     (tmp_path / "config.json").write_text("{ not json")
     with pytest.raises(ValueError, match="cannot be read as a model config"):
         from_pretrained(tmp_path)

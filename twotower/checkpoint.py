@@ -110,6 +110,11 @@ def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32)
     if not_float:
         raise ValueError(f"{weights}: {not_float[:5]} are stored as {stored[not_float[0]]}; the model expects "
                          "floating-point weights")
+    # a diverged run or a damaged file: NaN / inf weights decode as garbage ("0000 ...") with no word said
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise ValueError(f"{weights}: {broken[:5]}{' and more' if len(broken) > 5 else ''} hold NaN or infinite "
+                         "values: the checkpoint is damaged or its training diverged")
     try:
         model.load_state_dict(state, assign=True)
     except RuntimeError as exc:  # names match but shapes do not: weights of another config
