@@ -120,3 +120,16 @@ def test_an_unknown_mode_names_each_mode_once(capsys):
     listed = err.split("choose from ")[1]
     for mode in ("'diffusion'", "'speculative'", "'ar'", "'mock-ar'", "'mock_ar'"):
         assert listed.count(mode) == 1, mode
+
+
+@pytest.mark.parametrize("extra, note", [
+    (["--mode", "ar", "--gamma", "0.5", "--adaptive"], "note: --mode ar reads no --gamma, --adaptive: ignored"),
+    (["--mode", "speculative", "--anchor-first"], "note: --mode speculative reads no --anchor-first: ignored"),
+    (["--mode", "diffusion", "--top-k", "3"], "note: greedy decoding (temperature 0) uses no --top-k: ignored"),
+    (["--mode", "speculative", "--adaptive", "--steps", "2", "--top-p", "0.9", "--temperature", "0.7"], None),
+    (["--mode", "diffusion", "--anchor-first", "--gamma", "0.9", "--block-size", "4"], None),
+])
+def test_flags_the_mode_does_not_read_are_named_not_dropped_silently(capsys, extra, note):
+    assert cli_main(TINY + extra + ["x = 1"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert notes == ([note] if note else [])

@@ -53,6 +53,26 @@ def draft_steps(args):
     return args.steps if args.draft_steps is None else args.draft_steps
 
 
+# the options each mode reads (engine.stream): what the others are given is said to be ignored, not dropped silently
+MODE_OPTIONS = {"diffusion": ("gamma", "block_size", "steps", "anchor_first"),
+                "speculative": ("gamma", "block_size", "steps", "draft_steps", "adaptive", "min_draft_confidence"),
+                "mock_ar": (), "ar": ()}
+MODE_SPECIFIC = ("gamma", "block_size", "steps", "draft_steps", "adaptive", "min_draft_confidence", "anchor_first")
+
+
+def ignored_note(args) -> str | None:
+    """A line naming the flags given that this run will not read: another mode's, or top-k / top-p under
+    greedy decoding (the argmax, whatever the filters keep). None when every flag given is read."""
+    mode = args.mode.replace("-", "_")
+    flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
+    other_modes = [flag(name) for name in MODE_SPECIFIC
+                   if getattr(args, name) not in (None, False) and name not in MODE_OPTIONS[mode]]
+    greedy = [flag(name) for name in ("top_k", "top_p") if not args.temperature and getattr(args, name) is not None]
+    parts = ([f"--mode {args.mode} reads no {', '.join(other_modes)}"] if other_modes else []) + \
+            ([f"greedy decoding (temperature 0) uses no {', '.join(greedy)}"] if greedy else [])
+    return f"note: {'; '.join(parts)}: ignored" if parts else None
+
+
 def main(args) -> int:
     from .run_setup import engine_from_args
     from .validation import check_int
@@ -61,6 +81,7 @@ def main(args) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     engine = engine_from_args(args)
     ids = engine.encode_prompt(prompt)
+    note = ignored_note(args)  # said once the run has started: a refused setting is the one line printed
     events = engine.stream(args.mode, ids, max_new_tokens=args.max_new_tokens, block_size=args.block_size,
                            steps_per_block=args.steps, gamma=args.gamma, temperature=args.temperature,
                            top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop_at_eos=not args.no_eos,
@@ -68,6 +89,9 @@ def main(args) -> int:
                            min_draft_confidence=args.min_draft_confidence, anchor_first=args.anchor_first)
     done = None
     for event in events:
+        if note:  # stderr: stdout keeps the completion (or the JSON) alone
+            print(note, file=sys.stderr)
+            note = None
         if args.show_steps and event.kind in ("step", "verify", "token"):
             cells = [engine.tokenizer.piece(t) if not m else "▒" for t, m in zip(event.tokens[0].tolist(), event.masked[0].tolist())]
             print(f"[{event.kind} block {event.block} step {event.step}] " + "|".join(repr(c)[1:-1] for c in cells), file=sys.stderr)
