@@ -391,10 +391,13 @@ def test_run_sweep_api_steps_grid_and_progress():
 ])
 def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, words):
     import twotower.bench
+    import twotower.run_setup
     import twotower.sweep
 
     monkeypatch.setattr(twotower.bench, "run_bench", lambda *a, **k: pytest.fail("ran before refusing"))
     monkeypatch.setattr(twotower.sweep, "run_sweep", lambda *a, **k: pytest.fail("ran before refusing"))
+    if "--prompts" in argv or "--modes" in argv:  # checked before the model is loaded
+        monkeypatch.setattr(twotower.run_setup, "load_engine", lambda *a, **k: pytest.fail("loaded the model first"))
     (tmp_path / "binary.txt").write_bytes(bytes([0xDE, 0xAD, 0xBE, 0xEF]))
     (tmp_path / "taken" / "sweep.csv").mkdir(parents=True)
     (tmp_path / "surrogate.jsonl").write_text('"def f():"\n"\\ud800abc"\n', encoding="utf-8")

@@ -353,17 +353,17 @@ def main(args) -> int:
         check_int("--" + name.replace("_", "-"), getattr(args, name))
     workers = resolve_workers(args.workers)
     out = check_output_file("--out", args.out)
+    modes, skipped = resolve_modes(args.modes)  # the modes and a prompt file are checked before the model loads
+    if args.prompts:
+        texts, source = load_prompt_file(args.prompts), str(args.prompts)
+    else:
+        texts, source = [it["prompt"] for it in next_line_items(args.n_prompts, args.seed)], f"test split, seed {args.seed}"
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     engine = engine_from_args(args)
     settings = resolved_settings(engine, args.gamma, args.block_size, args.steps, args.draft_steps,
                                  args.min_draft_confidence, args.anchor_first)
     settings["adaptive"] = bool(args.adaptive)
     settings["snapshot_rollback"] = bool(args.snapshot_rollback)
-    modes, skipped = resolve_modes(args.modes)
-    if args.prompts:
-        texts, source = load_prompt_file(args.prompts), str(args.prompts)
-    else:
-        texts, source = [it["prompt"] for it in next_line_items(args.n_prompts, args.seed)], f"test split, seed {args.seed}"
     prompts = [prompt_ids(engine, text, args.max_prompt_tokens) for text in texts]
     with tqdm(total=0, desc="bench", unit="gen", file=sys.stderr, disable=None) as bar:
         def progress(done, total):

@@ -338,6 +338,7 @@ def main(args) -> int:
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     workers = resolve_workers(args.workers)
     out = check_output_file("--out", args.out)
+    resolve_modes(args.modes)  # a mistyped mode is said before the model loads (evaluate checks it again)
     engine = engine_from_args(args)
     n_syntax = args.syntax_prompts if args.syntax_prompts is not None else min(100, args.n_prompts)
     with tqdm(total=0, desc="eval", unit="gen", file=sys.stderr, disable=None) as bar:

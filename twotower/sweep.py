@@ -187,12 +187,12 @@ def main(args) -> int:
     csv_path, html_path = out_dir / "sweep.csv", out_dir / "sweep.html"
     for path in (csv_path, html_path):
         check_output_file("--out-dir's file", path)
-    started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
-    engine = engine_from_args(args)
-    if args.prompts:
+    if args.prompts:  # before the model loads: a bad file costs no loading time
         prompts = load_prompt_file(args.prompts)
     else:
         prompts = [it["prompt"] for it in next_line_items(args.n_prompts, args.seed)]
+    started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
+    engine = engine_from_args(args)
     with tqdm(total=n_points, desc="sweep", unit="point", file=sys.stderr, disable=None) as bar:
         def progress(i, n, point):
             bar.update(1)
