@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 
 import torch
 
@@ -53,4 +54,8 @@ def resolve_workers(workers: int) -> int:
     """A command's --workers, checked: N >= 1 as given, 0 as one per core."""
     if workers < 0:
         raise ValueError(f"--workers must be >= 0 (0: one per core), got {workers}")
+    if workers > default_workers():  # allowed (a test of the pooled path on a small machine), but said: each
+        # worker is a process holding its own model, and more than the cores only share them
+        print(f"note: --workers {workers} on {default_workers()} core(s): each worker loads its own model; more "
+              "workers than cores add memory, not speed", file=sys.stderr)
     return workers or default_workers()
