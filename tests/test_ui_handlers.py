@@ -253,3 +253,35 @@ def test_cost_and_race_name_a_bad_number(engine):
     assert 'class="tt-error"' in table and "utilisation must be a number" in table
     *_, (html, _, _) = list(handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 4, float("nan")))
     assert 'class="tt-error"' in html and "timed runs per mode must be an integer" in html
+
+
+def test_a_race_of_several_runs_shows_their_spread_and_names_its_settings(engine):
+    handlers = Handlers(engine)
+    *_, (html, _, measured) = list(handlers.race("def f(x):", ["diffusion"], 0.8, 4, 2, 8, 3))
+    assert html.count("(runs ") == 2  # AR's card and diffusion's: min–max of the three timed runs
+    assert "γ = 0.8, S = 4, 2 steps per block" in measured["labels"]["diffusion"]  # the Cost panel quotes it
+    *_, (single, _, _) = list(handlers.race("def f(x):", [], 0.8, 4, 2, 8, 1))
+    assert "(runs " not in single
+
+
+def test_a_slider_release_reruns_the_prompt_only_on_the_playground_tab(engine):
+    """From the Race or the Sweep (which read the same sliders) a hidden Playground run shared the CPU with
+    their timings, and with an empty Playground prompt it popped up a warning on the Cost tab."""
+    handlers = Handlers(CountingEngine(engine))
+    s = SETTINGS
+    args = ("def f(x):", "diffusion", s["gamma"], s["block_size"], s["steps_per_block"], s["max_new_tokens"],
+            s["temperature"], s["seed"], "step")
+    assert list(handlers.rerun("race", *args)) == [(gr.skip(),) * 5] and handlers.engine.pulled == 0
+    assert list(handlers.rerun("cost", "", *args[1:])) == [(gr.skip(),) * 5]  # no "prompt is empty" warning
+    assert len(list(handlers.rerun("playground", *args))) > 1 and handlers.engine.pulled > 0
+
+
+def test_the_sweep_draws_each_point_as_it_is_measured(engine):
+    """A generator: the plot and table fill in point by point, and Stop (a cancelled generator) keeps them."""
+    handlers = Handlers(engine)
+    updates = list(handlers.sweep(["fibonacci"], "", "0.5, 0.9", "2", 2, 4))
+    first, *partial, final = updates
+    assert "2 grid point(s)" in first[3] and first[2] is None  # the old CSV is not offered for the new grid
+    assert len(partial) == 1 and "1 of 2 grid points measured" in partial[0][3]
+    assert len(partial[0][1].value["data"]) == 1 and len(final[1].value["data"]) == 2
+    assert final[2].endswith("sweep.csv") and "2 grid points over 1 prompt(s)" in final[3]

@@ -57,6 +57,19 @@ def run_sweep(engine, prompts, gammas, block_sizes, steps=None, max_new_tokens: 
     with the CSV_FIELDS. progress(i, n, point) is called after point i of n (1-based); a point's
     `pareto` flag is final only in the returned list (the front needs every point). anchor_first: every
     point runs anchored diffusion (each block's first token from the context tower)."""
+    n, points = len(sweep_grid(gammas, block_sizes, steps)), []
+    for point in iter_sweep(engine, prompts, gammas, block_sizes, steps, max_new_tokens, repeats, max_prompt_tokens,
+                            anchor_first):
+        points.append(point)
+        if progress is not None:
+            progress(len(points), n, point)
+    return points
+
+
+def iter_sweep(engine, prompts, gammas, block_sizes, steps=None, max_new_tokens: int = 64, repeats: int = 1,
+               max_prompt_tokens: int = 512, anchor_first: bool = False):
+    """run_sweep's points one at a time, as each is measured (the UI draws them and can stop between two);
+    when the generator is exhausted, every point it yielded has its final `pareto` flag."""
     from .bench import summarise, timed_generation
     from .eval_prompts import prompt_ids
     from .evaluation import ar_mean_loglik
@@ -81,7 +94,7 @@ def run_sweep(engine, prompts, gammas, block_sizes, steps=None, max_new_tokens: 
     timed_generation(engine, "diffusion", ids[0], max_new_tokens, first)
     ar_outputs = ar_self = None
     points = []
-    for i, (gamma, size, steps_per_block) in enumerate(grid, start=1):
+    for gamma, size, steps_per_block in grid:
         # AR is timed beside every point, not once for the grid: the host's speed drifts over a sweep of
         # minutes, and each ratio compares two runs made moments apart (greedy AR writes the same tokens each time)
         ar, outputs = measure("ar", {})
@@ -100,11 +113,9 @@ def run_sweep(engine, prompts, gammas, block_sizes, steps=None, max_new_tokens: 
             "ar_self_loglik": ar_self, "pareto": False,
         }
         points.append(point)
-        if progress is not None:
-            progress(i, len(grid), point)
+        yield point
     for point, on_front in zip(points, metrics.pareto_front(points, FRONT_X, FRONT_Y)):
         point["pareto"] = on_front
-    return points
 
 
 def sweep_figure(points):

@@ -4,7 +4,7 @@ Wiring notes (Gradio 6 front-end behaviour, checked in its source: the listeners
 the order they were registered, and a listener's own `cancels=` fires only after its function ends):
 * Generate and Enter in the prompt are one listener (api_name "generate").
 * Releasing γ / S / steps first runs a cancel-only listener (cancels a Generate run in flight), then
-  re-runs the prompt with trigger_mode="multiple"; a re-run still going is superseded server-side
+  re-runs the prompt with trigger_mode="multiple" while the Playground tab is open (a State follows the tab); a re-run still going is superseded server-side
   (Handlers keeps one live run per browser session, the older stops at its next step).
 * Stop cancels every long-running panel of this session; generators stop at their next step.
 * Every panel's function has a named API endpoint, so gradio_client can drive the app.
@@ -32,6 +32,11 @@ def _html(value="", elem_id=None, label=None) -> gr.HTML:
     return gr.HTML(value, label=label or elem_id, css_template=CSS, elem_id=elem_id, js_on_load=None)
 
 
+def _constant(value):
+    """A listener function that returns `value` (one per tab: a lambda in a loop would share the last)."""
+    return lambda: value
+
+
 def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
     """The whole app around one loaded engine (shared, read-only); per-user data lives in gr.State."""
     handlers = Handlers(engine)
@@ -43,6 +48,8 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                     f"parameters (context + denoiser) · pattern `{info['layer_pattern']}` · {info['ctx_device']}")
         race_measured = gr.State(None)  # this session's Race numbers (each mode's latest), read by the Cost panel
         record = gr.State(None)  # this session's last Playground run: prompt + every event
+        active_tab = gr.State("playground")  # the tab this session shows: slider releases re-run only the Playground
+        tabs: dict[str, gr.Tab] = {}
         with gr.Row():
             with gr.Column(scale=1, min_width=240):
                 gr.Markdown("**Settings** (all panels)")
@@ -62,7 +69,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                 seed = gr.Number(value=0, precision=0, minimum=0, label="seed", elem_id="seed")
             with gr.Column(scale=4):
                 with gr.Tabs():
-                    with gr.Tab("Playground", id="playground"):
+                    with gr.Tab("Playground", id="playground") as tabs["playground"]:
                         with gr.Row():
                             prompt = gr.Textbox(value=DEFAULT_PROMPT, lines=5, max_lines=12, label="Prompt",
                                                 elem_id="prompt", scale=3)
@@ -86,7 +93,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                             stats = _html("", "stats")
                             completion = gr.Textbox(label="Completion (text)", lines=6, interactive=False,
                                                     elem_id="completion")
-                    with gr.Tab("Race", id="race"):
+                    with gr.Tab("Race", id="race") as tabs["race"]:
                         gr.Markdown("Each mode against AR, one after the other with the same settings (greedy, "
                                     "EOS ignored): a warm-up run, then timed runs that draw nothing. "
                                     "Concurrent users disturb timings.")
@@ -96,11 +103,14 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                             with gr.Column(scale=1, min_width=200):
                                 race_modes = gr.CheckboxGroup(RACE_CHOICES, value=["diffusion"],
                                                               label="race against AR", elem_id="race-modes")
-                                repeats = gr.Slider(1, 5, value=1, step=1, label="timed runs per mode (median)")
-                        race_btn = gr.Button("Race", variant="primary", elem_id="race-button")
+                                # one run's speed is one sample of a noisy host: three give a median and a spread
+                                repeats = gr.Slider(1, 5, value=3, step=1, label="timed runs per mode (median)")
+                        with gr.Row():
+                            race_btn = gr.Button("Race", variant="primary", elem_id="race-button")
+                            race_stop = gr.Button("Stop", variant="stop", elem_id="race-stop")
                         race_view = _html("", "race-view")
                         race_plot = gr.Plot(label="tokens / s", elem_id="race-plot")
-                    with gr.Tab("Speculative audit", id="audit"):
+                    with gr.Tab("Speculative audit", id="audit") as tabs["audit"]:
                         audit_prompt = gr.Textbox(value=DEFAULT_PROMPT, lines=4, label="Prompt", elem_id="audit-prompt")
                         with gr.Row():
                             audit_adaptive = gr.Checkbox(False, label="adaptive draft length",
@@ -113,7 +123,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                         audit_summary = _html("", "audit-summary")
                         audit_plot = gr.Plot(label="acceptance lengths", elem_id="audit-plot")
                         audit_table = _html("", "audit-table")
-                    with gr.Tab("Sweep", id="sweep"):
+                    with gr.Tab("Sweep", id="sweep") as tabs["sweep"]:
                         gr.Markdown("γ × S grid over a prompt set (steps per block and max new tokens from the "
                                     "settings): throughput ratio against agreement with AR (the Pareto frontier's two axes); "
                                     "the table adds AR's log-likelihood of each point's output.")
@@ -126,12 +136,14 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                             sweep_anchor = gr.Checkbox(False, label="anchored diffusion",
                                                        info="each block's first token from the context tower",
                                                        elem_id="sweep-anchor")
-                        sweep_btn = gr.Button("Run sweep", variant="primary", elem_id="sweep-button")
+                        with gr.Row():
+                            sweep_btn = gr.Button("Run sweep", variant="primary", elem_id="sweep-button")
+                            sweep_stop = gr.Button("Stop", variant="stop", elem_id="sweep-stop")
                         sweep_message = _html("", "sweep-message")
                         sweep_plot = gr.Plot(label="throughput ratio vs quality", elem_id="sweep-plot")
                         sweep_table = gr.Dataframe(label="grid points", interactive=False)
                         sweep_csv = gr.File(label="CSV download")
-                    with gr.Tab("Cost", id="cost"):
+                    with gr.Tab("Cost", id="cost") as tabs["cost"]:
                         gr.Markdown("Monthly cost and $ per million output tokens from a throughput per GPU. "
                                     "Use the last Race's numbers (measured on this machine) or type your own.")
                         with gr.Row():
@@ -148,7 +160,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                             cost_btn = gr.Button("Compute", variant="primary", elem_id="cost-button")
                         cost_view = _html(note_html("Run the Race or type throughputs, then Compute."), "cost-view")
                         cost_plot = gr.Plot(label="$ / M output tokens", elem_id="cost-plot")
-                    with gr.Tab("Model", id="model"):
+                    with gr.Tab("Model", id="model") as tabs["model"]:
                         model_view = _html(handlers.model_info(), "model-view")
                         model_btn = gr.Button("Refresh", elem_id="model-button")
 
@@ -163,8 +175,10 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         gr.on(releases, None, cancels=[run])
         # trigger_mode="multiple": every release re-runs at once; an older re-run of this session is
         # superseded server-side and stops at its next step (Handlers keeps one live run per session).
-        rerun = gr.on(releases, handlers.generate, playground_in, playground_out, trigger_mode="multiple",
+        rerun = gr.on(releases, handlers.rerun, [active_tab, *playground_in], playground_out, trigger_mode="multiple",
                       api_visibility="private", show_progress="hidden", concurrency_id=ENGINE)
+        for tab_id, tab in tabs.items():
+            tab.select(_constant(tab_id), None, active_tab, queue=False, api_visibility="private")
         scrubber.input(handlers.replay, [record, scrubber, colour_by], view, api_name="replay",
                        trigger_mode="always_last", show_progress="hidden")
         colour_by.change(handlers.recolour, [record, scrubber, colour_by], view, api_visibility="private",
@@ -173,14 +187,16 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         # ---- Race, audit, sweep, cost, model
         race_run = gr.on([race_btn.click, race_prompt.submit], handlers.race,
                          [race_prompt, race_modes, gamma, block_size, steps, max_new, repeats, race_measured],
-                         [race_view, race_plot, race_measured], api_name="race", concurrency_id=ENGINE)
+                         [race_view, race_plot, race_measured], api_name="race", concurrency_id=ENGINE,
+                         show_progress="hidden")  # its cards say which mode is being timed
         audit_run = gr.on([audit_btn.click, audit_prompt.submit], handlers.speculative_audit,
                           [audit_prompt, *settings, audit_adaptive, audit_cut], [audit_table, audit_plot, audit_summary],
                           api_name="speculative_audit", concurrency_id=ENGINE)
         sweep_run = sweep_btn.click(handlers.sweep, [sweep_examples, sweep_extra, sweep_gammas, sweep_sizes, steps,
                                                      max_new, sweep_anchor],
                                     [sweep_plot, sweep_table, sweep_csv, sweep_message],
-                                    api_name="sweep", concurrency_id=ENGINE)
+                                    api_name="sweep", concurrency_id=ENGINE,
+                                    show_progress="hidden")  # its message counts the points measured
         cost_inputs = [price, gpus, utilisation, tps_ar, tps_diffusion, tps_speculative, api_price, race_measured]
         cost_btn.click(handlers.cost, cost_inputs, [cost_view, cost_plot], api_name="cost")
         use_race_btn.click(handlers.use_race_numbers, race_measured, [tps_ar, tps_diffusion, tps_speculative],
@@ -190,7 +206,9 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
 
         # ---- Stop: cancels whatever this user has running (the front-end drops the run's stream at once),
         # then marks the statistics as stopped; queue=False so that neither waits behind other users' runs.
-        stopping = stop_btn.click(None, None, None, queue=False, cancels=[run, rerun, race_run, audit_run, sweep_run])
+        # one Stop on each panel that runs for long; each cancels them all (a session runs one thing at a time)
+        stopping = gr.on([stop_btn.click, race_stop.click, sweep_stop.click], None, None, queue=False,
+                         cancels=[run, rerun, race_run, audit_run, sweep_run])
         stopping.then(handlers.after_stop, [record, colour_by], [view, scrubber, stats, record], queue=False,
                       api_visibility="private")
     demo.queue(default_concurrency_limit=concurrency_limit)

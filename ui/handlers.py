@@ -96,6 +96,16 @@ class Handlers:
         finally:
             self._release(session, run_id)
 
+    def rerun(self, tab, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
+              colour_by="step", anchor_first=False, request: gr.Request = None):
+        """A slider release re-runs the Playground's prompt only while its tab is open: from the Race or the
+        Sweep (whose own runs read the same sliders) a hidden run would share the CPU with their timings."""
+        if tab != "playground":
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return
+        yield from self.generate(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
+                                 colour_by, anchor_first, request)
+
     def _generate(self, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
                   colour_by, session, run_id, anchor_first=False):
         record = {"prompt": prompt, "steps_per_block": steps_per_block, "events": []}
@@ -173,6 +183,9 @@ class Handlers:
         return {"mode": mode, "tokens": tokens, "eos_at": tokens.index(eos) if eos in tokens else None,
                 "tokens_per_s": run["new_tokens"] / run["seconds"] if run["seconds"] > 0 else None,
                 "total_s": run["seconds"], "nfe": run["nfe"], "ttft_s": run["ttft_s"],
+                # the spread of the timed runs: one run's speed alone can be any of them on a busy host
+                "tokens_per_s_range": (run["new_tokens"] / max(seconds), run["new_tokens"] / min(seconds))
+                if repeats > 1 and min(seconds) > 0 else None,
                 "mean_acceptance_length": run.get("mean_acceptance_length")}  # speculative only
 
     def race(self, prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats=1, previous=None):
@@ -187,7 +200,8 @@ class Handlers:
             ids = self.engine.encode_prompt(prompt)
             repeats = check_int("timed runs per mode", _whole(repeats or 1))
             for mode in order:
-                yield race_html(results, self.engine.decode, f"timing {mode}…"), race_bars(results), gr.skip()
+                yield (race_html(results, self.engine.decode, f"timing {mode}… (Stop ends the Race after it)"),
+                       race_bars(results), gr.skip())
                 engine_mode, extra = RACE_VARIANTS.get(mode, (mode, {}))
                 try:
                     timed = self._timed(engine_mode, ids, max_new_tokens, {**settings, **extra} if mode != "ar" else {},
@@ -204,7 +218,8 @@ class Handlers:
             if not r.get("error"):
                 r["agreement"] = token_agreement(r["tokens"], ref)
         label = (f"measured on this machine by the Race at {time.strftime('%H:%M:%S')} ({len(ids)}-token prompt, "
-                 f"{max_new_tokens} new tokens, {self.engine.model.ctx_device})")
+                 f"{max_new_tokens} new tokens, γ = {gamma}, S = {settings['block_size']}, "
+                 f"{settings['steps_per_block']} steps per block, {self.engine.model.ctx_device})")
         measured = {key: dict((previous or {}).get(key) or {}) for key in ("tokens_per_s", "labels", "devices")}
         for r in results:
             if r.get("tokens_per_s"):
@@ -249,13 +264,16 @@ class Handlers:
 
     # ---------------------------------------------------------------- Sweep
     def sweep(self, example_names, extra_prompt, gammas, block_sizes, steps_per_block, max_new_tokens,
-              anchor_first=False, progress=gr.Progress()):
-        """γ × S grid through twotower.sweep (its code, its figure, its CSV). Returns (scatter, table, CSV, message).
-        anchor_first: every point runs anchored diffusion."""
+              anchor_first=False):
+        """γ × S grid through twotower.sweep (its code, its figure, its CSV). Yields (scatter, table, CSV, message)
+        after every grid point, so the plot fills in as it goes and Stop ends the sweep between two points
+        (the points measured stay on screen). anchor_first: every point runs anchored diffusion."""
         try:
             from twotower import sweep
         except ImportError as exc:
-            return None, None, None, error_html(unavailable("The sweep (twotower.sweep)", exc))
+            yield None, None, None, error_html(unavailable("The sweep (twotower.sweep)", exc))
+            return
+        points = []
         try:
             prompts = [EXAMPLE_PROMPTS[name] for name in (example_names or [])]
             if extra_prompt and extra_prompt.strip():
@@ -266,14 +284,21 @@ class Handlers:
                 self.engine.encode_prompt(text)  # the prompt checks and messages of every other panel
             grid_gammas = sweep.parse_list(gammas, float, "γ values")
             grid_sizes = sweep.parse_list(block_sizes, int, "block sizes")
-            progress(0, desc="warm-up and AR baseline")
-            points = sweep.run_sweep(self.engine, prompts, grid_gammas, grid_sizes, steps=_whole(steps_per_block),
-                                     max_new_tokens=_whole(max_new_tokens), progress=progress_adapter(progress),
-                                     anchor_first=bool(anchor_first),
-                                     max_prompt_tokens=self.engine.max_prompt_tokens)  # as every other panel
+            n = len(sweep.sweep_grid(grid_gammas, grid_sizes, _whole(steps_per_block)))
+            yield gr.skip(), gr.skip(), None, note_html(f"Warm-up, then {n} grid point(s), each timed beside AR …")
+            for point in sweep.iter_sweep(self.engine, prompts, grid_gammas, grid_sizes, steps=_whole(steps_per_block),
+                                          max_new_tokens=_whole(max_new_tokens), anchor_first=bool(anchor_first),
+                                          max_prompt_tokens=self.engine.max_prompt_tokens):  # as every other panel
+                points.append(point)
+                if len(points) < n:  # the last point's view is the final one below, with the CSV
+                    shown = with_front(points, sweep)
+                    yield (sweep.sweep_figure(shown), sweep_table(shown, sweep), gr.skip(),
+                           note_html(f"{len(points)} of {n} grid points measured (γ = {point['gamma']}, S = "
+                                     f"{point['block_size']}) … Stop keeps these."))
         except ValueError as exc:
             gr.Warning(str(exc))
-            return None, None, None, error_html(str(exc))
+            yield gr.skip(), gr.skip(), gr.skip(), error_html(str(exc))
+            return
         try:  # a full temp disk costs the download, not the measured points on the screen
             path = Path(tempfile.mkdtemp(prefix="twotower-sweep-")) / "sweep.csv"
             path.write_text(sweep.csv_text(points), encoding="utf-8")
@@ -281,14 +306,10 @@ class Handlers:
             path, unsaved = None, f" The CSV could not be saved ({exc.strerror or exc}): copy the table instead."
         else:
             unsaved = ""
-        columns = list(sweep.CSV_FIELDS)
-        shown = [[round(v, 4) if isinstance(v, float) else v for v in (p.get(c) for c in columns)] for p in points]
-        # rounded, short headers for reading; the CSV keeps every digit and the field names
-        table = gr.Dataframe(value=shown, headers=[sweep.TABLE_HEADERS[c] for c in columns])
         message = note_html(f"{len(points)} grid point{'' if len(points) == 1 else 's'} over {len(prompts)} prompt(s)"
                             f"{', anchored diffusion' if anchor_first else ''}; "
                             f"{sum(bool(p.get('pareto')) for p in points)} on the Pareto frontier.{unsaved}")
-        return sweep.sweep_figure(points), table, path and str(path), message
+        yield sweep.sweep_figure(points), sweep_table(points, sweep), path and str(path), message
 
     # ---------------------------------------------------------------- Cost
     def cost(self, usd_per_gpu_hour, gpus, utilisation_pct, tps_ar, tps_diffusion, tps_speculative,
@@ -370,8 +391,16 @@ def provenance(measured, throughputs: dict) -> dict[str, str]:
     return labels
 
 
-def progress_adapter(progress):
-    """twotower.sweep calls progress(i, n, point) after grid point i of n; gr.Progress draws the bar."""
-    def report(i, n, point):
-        progress((int(i), int(n)), desc=f"γ = {point['gamma']}, S = {point['block_size']}", unit="grid points")
-    return report
+def with_front(points, sweep) -> list[dict]:
+    """Copies of the points measured so far, each flagged on or off the frontier of those points."""
+    from twotower import metrics
+
+    front = metrics.pareto_front(points, sweep.FRONT_X, sweep.FRONT_Y)
+    return [{**p, "pareto": on} for p, on in zip(points, front)]
+
+
+def sweep_table(points, sweep) -> gr.Dataframe:
+    """Rounded, short headers for reading; the CSV keeps every digit and the field names."""
+    columns = list(sweep.CSV_FIELDS)
+    shown = [[round(v, 3) if isinstance(v, float) else v for v in (p.get(c) for c in columns)] for p in points]
+    return gr.Dataframe(value=shown, headers=[sweep.TABLE_HEADERS[c] for c in columns])

@@ -51,6 +51,7 @@ CSS = """
 .tt-diff-del { background: #ffc9c9; text-decoration: line-through; color: #862e2e; border-radius: 2px; }
 .tt-speedup { font-size: 20px; font-weight: 700; }
 .tt-table { border-collapse: collapse; font-size: 12px; }
+.tt-scroll { overflow-x: auto; max-width: 100%; }
 .tt-table th, .tt-table td { border-bottom: 1px solid #e9ecef; padding: 3px 8px; text-align: left; vertical-align: top; }
 .tt-atok { border: 1px solid #dee2e6; padding: 0 1px; margin-right: 1px; font-family: monospace; }
 .tt-acc { background: #b2f2bb; }

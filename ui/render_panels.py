@@ -52,7 +52,9 @@ def race_html(results: list[dict], decode: Callable[[list[int]], str], note: str
             text = diff_html(r["tokens"], ref["tokens"], decode)
         count = f'{len(r["tokens"])} tokens' + (f' (EOS at token {r["eos_at"] + 1}, ignored while timing)'
                                                   if r.get("eos_at") is not None else "")
-        facts = [f"{tps:,.1f} tokens/s" if tps else "– tokens/s", count,
+        spread = r.get("tokens_per_s_range")
+        facts = [(f"{tps:,.1f} tokens/s" if tps else "– tokens/s")
+                 + (f" (runs {spread[0]:,.1f}–{spread[1]:,.1f})" if spread else ""), count,
                  f'{r.get("total_s", 0.0):.3f} s', f'NFE {r.get("nfe", 0)}']
         if r.get("agreement") is not None:
             facts.append(f'agreement with AR {100 * r["agreement"]:.0f}%')
@@ -102,13 +104,15 @@ def audit_html(rounds: list[dict], piece: Callable[[int], str]) -> str:
             fix = (f'<span class="tt-fix">{_tok(r.get("target_token"), piece)}</span> bonus{cut_note}'
                    if r.get("target_token") is not None else "–")
         else:
-            rej = (f'<span class="tt-rej">{_tok(r.get("draft_token"), piece)}</span> @{int(rejected)}<br>'
+            # counted from 1, as the summary's "accepted share by draft position 1, 2, ..."
+            rej = (f'<span class="tt-rej">{_tok(r.get("draft_token"), piece)}</span> at position {int(rejected) + 1}<br>'
                    f'{_prob(r.get("p_draft_of_draft"))} · {_prob(r.get("p_target_of_draft"))}')
             fix = (f'<span class="tt-fix">{_tok(r.get("target_token"), piece)}</span><br>'
                    f'{_prob(r.get("p_draft_of_target"))} · {_prob(r.get("p_target_of_target"))}{cut_note}')
         body.append(f'<tr><td>{i + 1}</td><td>{"".join(cells)}</td>'
                     f'<td>{accepted}/{r["drafted"]}</td><td>{rej}</td><td>{fix}</td></tr>')
-    return f'<table class="tt-table" data-rounds="{len(rounds)}">{head}{"".join(body)}</table>'
+    # in a scrolling box: at a narrow width the last columns (the rejection, its replacement) stay reachable
+    return f'<div class="tt-scroll"><table class="tt-table" data-rounds="{len(rounds)}">{head}{"".join(body)}</table></div>'
 
 
 def acceptance_summary_html(stats: dict | None, rounds: list[dict]) -> str:
