@@ -208,3 +208,21 @@ def test_cost_rejects_bad_numbers(kwargs, message):
 def test_empty_board_says_what_to_do():
     html = board_html(Board(), piece, EOS)
     assert "type a prompt" in html and 'data-masked="0"' in html
+
+
+def test_each_mode_has_the_legend_of_what_its_board_shows():
+    """Speculative and AR boards once carried diffusion's legend: a 0..n step scale, masks and a block
+    "being denoised" that AR never has, and no key for speculative's dashed outline."""
+    from ui.render import legend_html
+
+    spec = legend_html("step", 2, mode="speculative")
+    assert "accepted draft" in spec and "the context tower's token" in spec and "k-rejected" in spec
+    assert "committed at step" not in spec and "draft, pass 0" not in spec  # one draft pass: no pass scale
+    assert "accepted draft, pass 0" in legend_html("step", 3, mode="speculative")
+    for mode in ("ar", "mock_ar"):
+        text_line = legend_html("step", 1, mode=mode)
+        assert "one token a pass" in text_line and "masked" not in text_line and "being denoised" not in text_line
+    assert "from the context tower" in legend_html("step", 1, mode="ar")
+    diffusion = legend_html("step", 16)
+    assert "committed at step 0" in diffusion and "masked" in diffusion and "being denoised" in diffusion
+    assert "confidence 0" in legend_html("confidence", 2, mode="speculative")

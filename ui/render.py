@@ -35,6 +35,7 @@ CSS = """
 .tt-key.k-eos { outline: 2px solid #c92a2a; font-weight: bold; }
 .tt-key.k-after { opacity: 0.3; text-decoration: line-through; }
 .tt-key.k-active { border-color: #e8590c; background: #fff4e6; }
+.tt-key.k-rejected { outline: 2px dashed #c92a2a; }
 .tt-row.stopped, .tt-key.k-stopped { border: 1px dashed #868e96; background: #f1f3f5; }
 .tt-swatch { display: inline-block; width: 1.4em; height: 1em; border-radius: 2px; border: 1px solid rgba(0,0,0,0.1); }
 .tt-stats { border-collapse: collapse; font-size: 13px; }
@@ -187,30 +188,48 @@ def board_html(board: Board, piece: Callable[[int], str], eos_id: int | None, *,
     if not rows:
         parts.append('<div class="tt-note">Nothing generated yet: type a prompt and press Generate.</div>')
     given = any(s < 0 and not m for r in rows for s, m in zip(r.commit_step, r.masked))
-    parts.append(legend_html(colour_by, n_steps, given, stopped=marks_stopped))
+    parts.append(legend_html(colour_by, n_steps, given, stopped=marks_stopped, mode=board.mode))
     parts.append("</div>")
     return "".join(parts)
 
 
-def legend_html(colour_by: str, n_steps: int, given: bool = False, stopped: bool = False) -> str:
-    """given: the board holds tokens no denoiser step committed (anchors, tokens given to a draft);
-    stopped: a block was left unfinished by Stop."""
+def legend_html(colour_by: str, n_steps: int, given: bool = False, stopped: bool = False,
+                mode: str = "diffusion") -> str:
+    """The keys of what this mode's board shows. given: the board holds tokens no denoiser step committed
+    (anchors, tokens given to a draft); stopped: a block was left unfinished by Stop. Speculative colours
+    its draft passes and then the context tower's own token (step n_steps - 1); AR and mock-AR commit one
+    token a pass, with no masks and no block in progress to key."""
     if colour_by == "confidence":
         swatches = "".join(f'<span class="tt-swatch" style="background:{confidence_colour(c / 4)}"></span>'
                            for c in range(5))
         scale = f"confidence 0 {swatches} 1"
+    elif mode in TEXT_LINE_MODES:
+        tower = "the context tower" if mode == "ar" else "the denoiser"
+        scale = (f'<span class="tt-swatch" style="background:{step_colour(0, 1)}"></span> one token a pass, '
+                 f"from {tower}")
+    elif mode == "speculative":
+        drafts = max(n_steps - 1, 1)  # the passes before the context tower's token
+        swatches = "".join(f'<span class="tt-swatch" style="background:{step_colour(s, n_steps)}" '
+                           f'title="draft pass {s}"></span>' for s in sorted({0, drafts - 1}))
+        passes = f"{swatches} accepted draft" if drafts == 1 else f"accepted draft, pass 0 {swatches} {drafts - 1}"
+        scale = (f"{passes} · "
+                 f'<span class="tt-swatch" style="background:{step_colour(n_steps - 1, n_steps)}"></span> '
+                 "the context tower's token (correction or bonus) · "
+                 '<span class="tt-key k-rejected">x</span> first rejected draft position')
     else:
         shown = sorted({0, n_steps // 3, (2 * n_steps) // 3, n_steps - 1})
         swatches = "".join(f'<span class="tt-swatch" style="background:{step_colour(s, n_steps)}" '
                            f'title="step {s}"></span>' for s in shown)
         scale = f"committed at step 0 {swatches} {n_steps - 1}"
-        if given:
-            scale += f' · <span class="tt-swatch" style="background:{GIVEN_COLOUR}"></span> given'
+    if given and colour_by != "confidence":
+        scale += f' · <span class="tt-swatch" style="background:{GIVEN_COLOUR}"></span> given'
     block = ('<span class="tt-key k-stopped">block</span> stopped (not in the completion)' if stopped
              else '<span class="tt-key k-active">block</span> being denoised')
+    masks = "" if mode in TEXT_LINE_MODES else f'<span class="tt-key k-mask">{MASK_GLYPH}</span> masked · '
     # Legend keys have their own classes, so counting .tt-cell / .tt-row counts only the generation.
-    return (f'<div class="tt-legend">{scale} · <span class="tt-key k-mask">{MASK_GLYPH}</span> masked · '
-            f'<span class="tt-key k-eos">EOS</span> end · <span class="tt-key k-after">x</span> after EOS · {block}</div>')
+    return (f'<div class="tt-legend">{scale} · {masks}<span class="tt-key k-eos">EOS</span> end · '
+            f'<span class="tt-key k-after">x</span> after EOS'
+            + ("" if mode in TEXT_LINE_MODES and not stopped else f" · {block}") + "</div>")
 
 
 def _fmt(value, digits: int = 2, unit: str = "") -> str:
