@@ -132,8 +132,8 @@ def test_cost_and_model_info(app):
     assert "$1,440" in table and plot["type"] == "plotly"
     error, _ = client.predict(2.0, 1, 50, None, None, None, 1.0, api_name="/cost")
     assert "no throughput" in error
-    info = client.predict(api_name="/model_info")
-    assert "M*EM-*" in info and "Memory plan" in info
+    info = client.predict(8, api_name="/model_info")
+    assert "M*EM-*" in info and "Memory plan" in info and "block size 8" in info
 
 
 def test_concurrent_clients_get_their_own_results(app):

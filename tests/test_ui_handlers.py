@@ -168,7 +168,8 @@ def test_race_has_an_anchored_diffusion_contestant(engine):
 
 def test_model_info_describes_the_engine(engine):
     html = Handlers(engine).model_info()
-    assert "M*EM-*" in html and "46,712" in html
+    assert "M*EM-*" in html and "46,712" in html and "context tower parameters" in html  # labels, not code names
+    assert "block size 4" in Handlers(engine).model_info(4.0)  # the S slider's value, as a float from Gradio
 
 
 def test_an_anchored_run_shows_its_given_first_tokens(engine):

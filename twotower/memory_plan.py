@@ -174,6 +174,11 @@ def _gib(n) -> str:
     return f"{n / GIB:.2f} GiB" if n >= GIB else f"{n / 2**20:.1f} MiB"
 
 
+def _count(n: int) -> str:
+    """A parameter count in billions (B) at the release's size, in millions (M) at the default model's."""
+    return f"{n / 1e9:.3f} B" if n >= 1e9 else f"{n / 1e6:.2f} M"
+
+
 def format_memory_plan(plan: dict, unknown_hint: str = "give --device-memory-gb") -> str:
     """The plan as a short text table (the CLI's output; the web app words the hint its own way)."""
     layers, params = plan["layers"], plan["parameters"]
@@ -182,8 +187,8 @@ def format_memory_plan(plan: dict, unknown_hint: str = "give --device-memory-gb"
         f"model: {sum(layers.values())} layers per tower ({kinds}), hidden {plan['hidden_size']}, "
         f"vocab {plan['vocab_size']}, weights in {plan['dtype']}"
         + (f" (denoiser {plan['den_dtype']})" if plan.get("den_dtype", plan["dtype"]) != plan["dtype"] else ""),
-        f"parameters: context {params['context'] / 1e9:.3f} B, denoiser {params['denoiser'] / 1e9:.3f} B, "
-        f"total {params['total'] / 1e9:.3f} B",
+        f"parameters: context {_count(params['context'])}, denoiser {_count(params['denoiser'])}, "
+        f"total {_count(params['total'])}",
         f"context length {plan['context_length']}, batch {plan['batch_size']}, block size {plan['block_size']}; "
         f"{plan['headroom']:.0%} of each device is left free for activations",
         "",

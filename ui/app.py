@@ -45,7 +45,8 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
     with gr.Blocks(title="TwoTower Playground", analytics_enabled=False) as demo:
         gr.Markdown(f"## TwoTower Playground · two-tower diffusion LM on NemotronH\n"
                     f"Loaded: `{info['checkpoint']}` · {info['params_context']:,} + {info['params_denoiser']:,} "
-                    f"parameters (context + denoiser) · pattern `{info['layer_pattern']}` · {info['ctx_device']}")
+                    f"parameters (context + denoiser) · layers `{info['layer_pattern']}` (M Mamba-2, E MoE, "
+                    f"* attention) · {info['ctx_device']}")
         race_measured = gr.State(None)  # this session's Race numbers (each mode's latest), read by the Cost panel
         record = gr.State(None)  # this session's last Playground run: prompt + every event
         active_tab = gr.State("playground")  # the tab this session shows: slider releases re-run only the Playground
@@ -162,7 +163,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                         cost_plot = gr.Plot(label="$ / M output tokens", elem_id="cost-plot")
                     with gr.Tab("Model", id="model") as tabs["model"]:
                         model_view = _html(handlers.model_info(), "model-view")
-                        model_btn = gr.Button("Refresh", elem_id="model-button")
+                        model_btn = gr.Button("Plan again at the block size S of the settings", elem_id="model-button")
 
         # ---- Playground: one wiring for the button and Enter; slider releases re-run the prompt
         settings = [gamma, block_size, steps, max_new, temperature, seed]
@@ -202,7 +203,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         use_race_btn.click(handlers.use_race_numbers, race_measured, [tps_ar, tps_diffusion, tps_speculative],
                            api_visibility="private").then(handlers.cost, cost_inputs, [cost_view, cost_plot],
                                                           api_visibility="private")
-        model_btn.click(handlers.model_info, None, model_view, api_name="model_info")
+        model_btn.click(handlers.model_info, block_size, model_view, api_name="model_info")
 
         # ---- Stop: cancels whatever this user has running (the front-end drops the run's stream at once),
         # then marks the statistics as stopped; queue=False so that neither waits behind other users' runs.

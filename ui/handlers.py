@@ -343,9 +343,11 @@ class Handlers:
         return tuple(round(tps[mode], 2) if mode in tps else gr.skip() for mode in ("ar", "diffusion", "speculative"))
 
     # ---------------------------------------------------------------- Model
-    def model_info(self):
-        """What is loaded (Engine.describe) and, when twotower.memory_plan exists, its plan for this config."""
-        html = kv_table_html(self.engine.describe(), "Loaded model")
+    def model_info(self, block_size=None):
+        """What is loaded (Engine.describe) and, when twotower.memory_plan exists, its plan for this config at
+        block size S (None: the model's)."""
+        info = self.engine.describe()
+        html = kv_table_html({MODEL_LABELS.get(k, k): v for k, v in info.items()}, "Loaded model")
         try:
             from twotower.memory_plan import format_memory_plan, plan_memory
         except ImportError as exc:
@@ -355,11 +357,22 @@ class Handlers:
             # the longest context this app decodes: its longest prompt and the max new tokens slider's end
             plan = plan_memory(model.config, ctx_device=str(model.ctx_device), den_device=str(model.den_device),
                                dtype=model.context_lm_head.weight.dtype, den_dtype=model.lm_head.weight.dtype,
-                               context_length=self.engine.max_prompt_tokens + MAX_NEW_TOKENS)
+                               context_length=self.engine.max_prompt_tokens + MAX_NEW_TOKENS,
+                               block_size=None if block_size is None else _whole(block_size))
         except ValueError as exc:
             return html + note_html(f"No memory plan for this configuration: {exc}")
         text = esc(format_memory_plan(plan, "a CPU's memory is not asked; `twotower plan --device-memory-gb` takes it"))
-        return html + f'<h4>Memory plan (bytes per device)</h4><pre class="tt-text">{text}</pre>'
+        return html + f'<h4>Memory plan per device</h4><pre class="tt-text">{text}</pre>'
+
+
+# Engine.describe's keys, as the Model tab shows them (the API's /model_info returns the same table)
+MODEL_LABELS = {
+    "checkpoint": "checkpoint", "params_context": "context tower parameters", "params_denoiser": "denoiser parameters",
+    "layer_pattern": "layer pattern (M Mamba-2, E MoE, * attention, - MLP)", "hidden_size": "hidden size",
+    "vocab_size": "vocabulary size", "ctx_device": "context tower device", "den_device": "denoiser device",
+    "dtype": "context tower dtype", "den_dtype": "denoiser dtype", "compiled": "decode passes compiled (torch.compile)",
+    "input_major_weights": "weights stored input-major (faster CPU matmuls)",
+}
 
 
 def recorded_board(record: dict, upto: int | None = None) -> Board:
