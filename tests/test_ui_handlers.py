@@ -65,11 +65,13 @@ def test_final_output_is_the_engines(engine):
         assert 'data-done="1"' in view and 'data-masked="0"' in view and "total time" in stats
         # speculative's first token is the context tower's, from the prefill: drawn as given, not as a step
         assert ("given, not from a denoiser step" in view) == (mode == "speculative"), mode
-        # the legend's step scale is the slider's for diffusion only; the others show the passes they ran
-        # (it read "committed at step 0 … 3" for AR too); speculative names its draft passes
-        last_step = int(SETTINGS["steps_per_block"]) - 1 if mode == "diffusion" else (0 if mode in ("ar", "mock_ar") else None)
-        if last_step is not None:
-            assert f"</span> {last_step} · " in view, mode
+        # the legend's step scale is the slider's for diffusion only (it read "committed at step 0 … 3" for AR
+        # too); AR and mock-AR key one token a pass, speculative its accepted draft
+        if mode == "diffusion":
+            assert f"</span> {int(SETTINGS['steps_per_block']) - 1} · " in view
+        legend = view.split('class="tt-legend"')[1]
+        assert ("one token a pass" in legend) == (mode in ("ar", "mock_ar")), mode
+        assert ("accepted draft" in legend) == (mode == "speculative"), mode
         assert ("draft passes per round" in stats) == (mode == "speculative"), mode
 
 
@@ -263,6 +265,14 @@ def test_a_race_of_several_runs_shows_their_spread_and_names_its_settings(engine
     assert "γ = 0.8, S = 4, 2 steps per block" in measured["labels"]["diffusion"]  # the Cost panel quotes it
     *_, (single, _, _) = list(handlers.race("def f(x):", [], 0.8, 4, 2, 8, 1))
     assert "(runs " not in single
+
+
+def test_the_statistics_name_the_mode_and_settings_that_made_the_board(engine):
+    handlers = Handlers(engine)
+    *_, (_, stats, _, record, _) = generate(handlers, mode="diffusion", gamma=0.9)
+    assert "diffusion · γ 0.9 · S 4 · 4 steps per block · greedy" in stats and record["caption"] in stats
+    *_, (_, ar_stats, _, _, _) = generate(handlers, mode="ar")
+    assert ">AR · greedy<" in ar_stats
 
 
 def test_a_slider_release_reruns_the_prompt_only_on_the_playground_tab(engine):

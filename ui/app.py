@@ -75,7 +75,8 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                             prompt = gr.Textbox(value=DEFAULT_PROMPT, lines=5, max_lines=12, label="Prompt",
                                                 elem_id="prompt", scale=3)
                             with gr.Column(scale=1, min_width=200):
-                                mode = gr.Radio(MODE_CHOICES, value="diffusion", label="mode", elem_id="mode")
+                                mode = gr.Radio(MODE_CHOICES, value="diffusion", label="mode", info="a change re-runs",
+                                                elem_id="mode")
                                 colour_by = gr.Radio(["step", "confidence"], value="step",
                                                      label="colour tokens by", elem_id="colour-by")
                                 anchor_first = gr.Checkbox(False, label="anchor each block's first token",
@@ -167,7 +168,8 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
 
         # ---- Playground: one wiring for the button and Enter; slider releases re-run the prompt
         settings = [gamma, block_size, steps, max_new, temperature, seed]
-        releases = [gamma.release, block_size.release, steps.release]
+        # the mode and the anchor checkbox re-run too: a board left from another mode would read as this one's
+        releases = [gamma.release, block_size.release, steps.release, mode.input, anchor_first.input]
         playground_in = [prompt, mode, *settings, colour_by, anchor_first]
         playground_out = [view, stats, completion, record, scrubber]
         run = gr.on([generate_btn.click, prompt.submit], handlers.generate, playground_in, playground_out,

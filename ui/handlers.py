@@ -25,7 +25,7 @@ from .cost import cost_table
 from .examples import EXAMPLE_PROMPTS
 from .plots import acceptance_histogram, cost_bars, race_bars
 from .render import board_html, error_html, esc, kv_table_html, note_html, stats_html
-from .render_panels import acceptance_summary_html, audit_html, cost_html, race_html
+from .render_panels import MODE_LABELS, acceptance_summary_html, audit_html, cost_html, race_html
 
 RACE_MODES = ("diffusion", "diffusion_anchored", "speculative", "mock_ar")  # raced against AR, in this order
 # contestants that are a mode with a setting: (engine mode, extra settings)
@@ -43,6 +43,25 @@ def run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature
     return dict(gamma=gamma, block_size=_whole(block_size), steps_per_block=_whole(steps_per_block),
                 max_new_tokens=_whole(max_new_tokens), temperature=temperature,
                 seed=None if seed in (None, "") else _whole(seed))
+
+
+def run_caption(mode: str, settings: dict, anchor_first: bool = False) -> str:
+    """The settings a Playground run used, for its statistics: the board stays after the sliders move on."""
+    from twotower.engine import normalise_mode
+
+    try:
+        mode = normalise_mode(mode)
+    except ValueError:
+        return str(mode)
+    parts = [MODE_LABELS.get(mode, mode)]
+    if mode == "diffusion":
+        parts += [f"γ {settings['gamma']}", f"S {settings['block_size']}", f"{settings['steps_per_block']} steps per block"]
+        parts += ["anchored"] if anchor_first else []
+    elif mode == "speculative":
+        parts += [f"S {settings['block_size']}"]
+    temperature = settings.get("temperature") or 0
+    parts += [f"temperature {temperature}, seed {settings.get('seed')}"] if temperature else ["greedy"]
+    return " · ".join(parts)
 
 
 def unavailable(what: str, exc: Exception) -> str:
@@ -113,6 +132,7 @@ class Handlers:
         try:
             settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
             _, events = self._stream(mode, prompt, {**settings, "anchor_first": anchor_first})
+            record["caption"] = run_caption(mode, settings, anchor_first)
             for event in events:  # the sampler runs one step per iteration: nothing is precomputed
                 if self._superseded(session, run_id):
                     return  # this session started a newer run; stop within a step
@@ -121,7 +141,8 @@ class Handlers:
                 if event.kind in FRAME_KINDS:
                     # the previous run's scrubber goes away while this one runs
                     scrubber = gr.Slider(visible=False) if board.frames == 1 else gr.skip()
-                    yield (self._view(board, prompt, colour_by, steps_per_block), stats_html(board),
+                    yield (self._view(board, prompt, colour_by, steps_per_block),
+                           stats_html(board, run=record.get("caption")),
                            self.engine.decode(board.finished_tokens()), record, scrubber)
         except (ImportError, ValueError) as exc:
             # bad input: the message in the view; the previous run's completion, statistics, recording and
@@ -131,7 +152,7 @@ class Handlers:
             yield error_html(message), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         scrubber = replay_scrubber(count_frames(record["events"]))
-        yield (self._view(board, prompt, colour_by, steps_per_block), stats_html(board, LIVE_NOTE),
+        yield (self._view(board, prompt, colour_by, steps_per_block), stats_html(board, LIVE_NOTE, run=record["caption"]),
                self.engine.decode(board.new_tokens or []), record, scrubber)
 
     def replay(self, record, frame, colour_by="step"):
@@ -164,7 +185,8 @@ class Handlers:
         record = {**record, "stopped": True}
         board = recorded_board(record)
         view = self._view(board, record["prompt"], colour_by, record.get("steps_per_block"))
-        stats = stats_html(board, "Stopped; the app is ready for the next run.", status="stopped")
+        stats = stats_html(board, "Stopped; the app is ready for the next run.", status="stopped",
+                           run=record.get("caption"))
         return view, replay_scrubber(count_frames(events)), stats, record
 
     # ---------------------------------------------------------------- Race

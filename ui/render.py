@@ -242,8 +242,9 @@ def _fmt(value, digits: int = 2, unit: str = "") -> str:
     return f"{value}{unit}"
 
 
-def stats_html(board: Board, note: str = "", status: str = "running…") -> str:
-    """Tokens, NFE, tokens per denoiser pass, tokens/s, time to first token, total time."""
+def stats_html(board: Board, note: str = "", status: str = "running…", run: str | None = None) -> str:
+    """Tokens, NFE, tokens per denoiser pass, tokens/s, time to first token, total time; `run`: the mode and
+    settings that made the board (it stays on screen after the sliders move)."""
     s = board.stats
     if s is None:  # live (or stopped): counters from the latest event
         rate = board.generated / board.elapsed if board.elapsed > 0 else None
@@ -266,6 +267,8 @@ def stats_html(board: Board, note: str = "", status: str = "running…") -> str:
                 values.append(("draft passes per round", s.get("draft_steps")))
             values.append(("acceptance rate", _fmt(s.get("acceptance_rate"))))
             values.append(("mean acceptance length", _fmt(s.get("mean_acceptance_length"))))
+    if run:
+        values.insert(1, ("run", run))
     body = "".join(f'<tr><td>{esc(k)}</td><td class="v">{esc(v)}</td></tr>' for k, v in values)
     foot = f'<div class="tt-note">{esc(note)}</div>' if note else ""
     return f'<table class="tt-stats" data-done="{int(board.done)}">{body}</table>{foot}'
