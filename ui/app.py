@@ -154,9 +154,11 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                             utilisation = gr.Slider(1, 100, value=60, step=1, label="utilisation %")
                             api_price = gr.Number(0.60, minimum=0, label="API price, $ per M output tokens")
                         with gr.Row():
-                            tps_ar = gr.Number(None, minimum=0, label="AR tokens/s per GPU")
-                            tps_diffusion = gr.Number(None, minimum=0, label="diffusion tokens/s per GPU")
-                            tps_speculative = gr.Number(None, minimum=0, label="speculative tokens/s per GPU")
+                            # Gradio draws an empty number as 0: the labels say what a 0 does
+                            tps_ar = gr.Number(None, minimum=0, label="AR tokens/s per GPU (0: left out)")
+                            tps_diffusion = gr.Number(None, minimum=0, label="diffusion tokens/s per GPU (0: left out)")
+                            tps_speculative = gr.Number(None, minimum=0,
+                                                        label="speculative tokens/s per GPU (0: left out)")
                         with gr.Row():
                             use_race_btn = gr.Button("Use the last Race's measurements", elem_id="use-race")
                             cost_btn = gr.Button("Compute", variant="primary", elem_id="cost-button")

@@ -80,5 +80,6 @@ def cost_table(throughputs: dict[str, float | None], usd_per_gpu_hour, gpus, uti
     lines = [cost_line(mode, tps, usd_per_gpu_hour, gpus, utilisation, api_usd_per_million)
              for mode, tps in throughputs.items() if tps not in (None, "", 0, 0.0)]
     if not lines:
-        raise ValueError("no throughput given: run the Race panel or type tokens/s for at least one mode")
+        raise ValueError("no throughput given (an empty or 0 field leaves its mode out): run the Race panel or "
+                         "type tokens/s for at least one mode")
     return lines
