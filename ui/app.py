@@ -68,11 +68,13 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                 max_new = gr.Slider(1, MAX_NEW_TOKENS, value=64, step=1, label="max new tokens", elem_id="max-new")
                 temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="temperature", elem_id="temperature")
                 seed = gr.Number(value=0, precision=0, minimum=0, label="seed", elem_id="seed")
-            with gr.Column(scale=4):
+            # below ~880 px the settings wrap above the panels instead of squeezing them to a third of the width
+            with gr.Column(scale=4, min_width=620):
                 with gr.Tabs():
                     with gr.Tab("Playground", id="playground") as tabs["playground"]:
                         with gr.Row():
-                            prompt = gr.Textbox(value=DEFAULT_PROMPT, lines=5, max_lines=12, label="Prompt",
+                            # as tall as the controls beside it (5 lines left an empty band under the box)
+                            prompt = gr.Textbox(value=DEFAULT_PROMPT, lines=13, max_lines=20, label="Prompt",
                                                 elem_id="prompt", scale=3)
                             with gr.Column(scale=1, min_width=200):
                                 mode = gr.Radio(MODE_CHOICES, value="diffusion", label="mode", info="a change re-runs",
