@@ -297,6 +297,9 @@ def test_the_sweep_grid_times_each_point_once_in_the_order_given():
 
     assert sweep_grid([0.8, 0.5, 0.8], [4, 2, 4]) == [(0.8, 4, 4), (0.5, 4, 4), (0.8, 2, 2), (0.5, 2, 2)]
     assert sweep_grid([0.9], [4], [2, 2, 3]) == [(0.9, 4, 2), (0.9, 4, 3)]
+    # the UI hands its steps slider (16) to every S: an 8-wide block takes at most 8 passes, and says so
+    assert sweep_grid([0.9], [8, 32], [16]) == [(0.9, 8, 8), (0.9, 32, 16)]
+    assert sweep_grid([0.9], [4], [4, 16]) == [(0.9, 4, 4)]
 
 
 def test_a_sweep_whose_files_cannot_be_written_still_prints_its_points(capsys, tmp_path, monkeypatch):

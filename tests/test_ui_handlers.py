@@ -165,7 +165,7 @@ def test_race_has_an_anchored_diffusion_contestant(engine):
     assert set(measured["tokens_per_s"]) == {"ar", "diffusion", "diffusion_anchored"}
     assert [bar for bar in figure.data[0].x] == ["AR", "diffusion", "diffusion, anchored"]
     # γ = 1 on a random model: a token a pass, so the anchored run spends one pass less per block
-    assert "NFE 8" in html and "NFE 6" in html
+    assert "denoiser passes 8" in html and "denoiser passes 6" in html
 
 
 def test_model_info_describes_the_engine(engine):

@@ -39,7 +39,8 @@ def parse_list(text: str, kind, flag: str) -> list:
 
 
 def sweep_grid(gammas, block_sizes, steps=None) -> list[tuple[float, int, int]]:
-    """(γ, S, steps per block) for every combination; steps None means steps = S (at worst one token per step)."""
+    """(γ, S, steps per block) for every combination; steps None means steps = S (at worst one token per step),
+    and steps above S mean S."""
     gammas = [check_gamma(g) for g in gammas]
     block_sizes = [check_int("block size S", s) for s in block_sizes]
     if steps is not None and not isinstance(steps, (list, tuple)):
@@ -47,8 +48,9 @@ def sweep_grid(gammas, block_sizes, steps=None) -> list[tuple[float, int, int]]:
     steps = None if steps is None else [check_int("steps per block", k) for k in steps]
     if not gammas or not block_sizes or steps == []:
         raise ValueError("the sweep grid is empty: give at least one γ and one block size")
-    # a value given twice is one point, not two timings of it
-    return list(dict.fromkeys((g, s, k) for s in block_sizes for k in (steps or [s]) for g in gammas))
+    # a value given twice is one point, not two timings of it; steps above S are recorded as S, what runs (every
+    # pass commits at least one of the block's S positions, so a block never takes more than S passes)
+    return list(dict.fromkeys((g, s, min(k, s)) for s in block_sizes for k in (steps or [s]) for g in gammas))
 
 
 def run_sweep(engine, prompts, gammas, block_sizes, steps=None, max_new_tokens: int = 64, progress=None,

@@ -53,7 +53,9 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         tabs: dict[str, gr.Tab] = {}
         with gr.Row():
             with gr.Column(scale=1, min_width=240):
-                gr.Markdown("**Settings** (all panels)")
+                # which panel reads what: a "(all panels)" heading promised the Race a temperature it never uses
+                gr.Markdown("**Settings**  \nPlayground and audit: all. Race: γ, S, steps, max tokens (greedy). "
+                            "Sweep: steps and max tokens (its own γ and S lists).")
                 # speculative drafts with the model's own number of passes; γ and the steps act on a draft
                 # only when it takes two or more (one pass commits the whole block)
                 one_pass = cfg.default_draft_steps == 1

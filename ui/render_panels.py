@@ -55,7 +55,7 @@ def race_html(results: list[dict], decode: Callable[[list[int]], str], note: str
         spread = r.get("tokens_per_s_range")
         facts = [(f"{tps:,.1f} tokens/s" if tps else "– tokens/s")
                  + (f" (runs {spread[0]:,.1f}–{spread[1]:,.1f})" if spread else ""), count,
-                 f'{r.get("total_s", 0.0):.3f} s', f'NFE {r.get("nfe", 0)}']
+                 f'{r.get("total_s", 0.0):.3f} s', f'denoiser passes {r.get("nfe", 0)}']
         if r.get("agreement") is not None:
             facts.append(f'agreement with AR {100 * r["agreement"]:.0f}%')
         if r.get("mean_acceptance_length") is not None:
