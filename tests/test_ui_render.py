@@ -226,3 +226,11 @@ def test_each_mode_has_the_legend_of_what_its_board_shows():
     diffusion = legend_html("step", 16)
     assert "committed at step 0" in diffusion and "masked" in diffusion and "being denoised" in diffusion
     assert "confidence 0" in legend_html("confidence", 2, mode="speculative")
+
+
+def test_the_step_scale_ends_at_the_passes_a_block_can_take():
+    """A block of S positions takes at most S passes: with S = 4 and the steps slider at 64 the scale read 0..63."""
+    board = fold([event("step", 0, 0, 3, [5, 6, 7, 8], [0, 0, 1, -1])])
+    assert "committed at step 0" in board_html(board, piece, None, steps_per_block=64)
+    assert "</span> 3 · " in board_html(board, piece, None, steps_per_block=64)
+    assert "</span> 1 · " in board_html(board, piece, None, steps_per_block=2)

@@ -162,7 +162,10 @@ def board_html(board: Board, piece: Callable[[int], str], eos_id: int | None, *,
     seen_steps = max((s for r in rows for s in r.commit_step), default=0) + 1
     # the slider's steps per block scale diffusion's colours; other modes commit in the passes they ran (AR
     # and mock-AR one, speculative its draft passes): a 0..15 legend there promised steps that never ran
-    n_steps = max(steps_per_block or 1, seen_steps) if board.mode == "diffusion" else seen_steps
+    # (and a block of S positions takes at most S passes, whatever the slider says: S = 4 with 64 steps read 0..63)
+    widest = max((len(r.tokens) for r in rows), default=None)
+    planned = min(steps_per_block or 1, widest) if widest else steps_per_block or 1
+    n_steps = max(planned, seen_steps) if board.mode == "diffusion" else seen_steps
     eos_at = _first_eos(rows, eos_id)
     parts = [f'<div class="tt-board" data-mode="{esc(board.mode)}" data-masked="{board.masked_count()}" '
              f'data-frames="{board.frames}" data-done="{int(board.done)}">']
