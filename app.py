@@ -39,7 +39,8 @@ def serving_problem(args) -> str | None:
     if not 1 <= args.port <= 65535:
         return f"--port must be between 1 and 65535, got {args.port}"
     try:
-        socket.getaddrinfo(args.host, args.port)
+        if args.host:  # "" lets gradio pick its default
+            socket.getaddrinfo(args.host, args.port)
     except (socket.gaierror, UnicodeError) as exc:
         return f"--host {args.host!r} is not an address or name this machine can resolve ({exc})"
     return None

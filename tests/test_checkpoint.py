@@ -190,7 +190,8 @@ def test_unknown_or_absent_devices_are_refused_clearly(tiny_model, device):
 
 def test_from_pretrained_names_an_absent_device_not_the_file():
     """safetensors' pin_memory error used to come out as "model.safetensors cannot be read as safetensors"."""
-    with pytest.raises(ValueError, match="device 'cuda:99' is not available on this machine"):
+    # the message of a CPU-only machine, or of one with fewer than 100 GPUs
+    with pytest.raises(ValueError, match=r"device 'cuda:99'( is not available on this machine|: this machine has)"):
         from_pretrained(DEFAULT_MODEL_DIR, device="cuda:99")
 
 

@@ -126,6 +126,8 @@ def test_an_unknown_mode_names_each_mode_once(capsys):
     (["--mode", "ar", "--gamma", "0.5", "--adaptive"], "note: --mode ar reads no --gamma, --adaptive: ignored"),
     (["--mode", "speculative", "--anchor-first"], "note: --mode speculative reads no --anchor-first: ignored"),
     (["--mode", "diffusion", "--top-k", "3"], "note: greedy decoding (temperature 0) uses no --top-k: ignored"),
+    (["--mode", "ar", "--min-draft-confidence", "0"], "note: --mode ar reads no --min-draft-confidence: ignored"),
+    (["--mode", "speculative", "--steps", "2", "--draft-steps", "3"], "note: --mode speculative reads no --steps: ignored"),
     (["--mode", "speculative", "--adaptive", "--steps", "2", "--top-p", "0.9", "--temperature", "0.7"], None),
     (["--mode", "diffusion", "--anchor-first", "--gamma", "0.9", "--block-size", "4"], None),
 ])

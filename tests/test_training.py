@@ -136,6 +136,7 @@ def test_continuing_a_model_past_its_steps_fails_before_any_corpus_work(tmp_path
     monkeypatch.setattr(data, "encode_split", lambda *a, **k: pytest.fail("encoded the corpus first"))
     with pytest.raises(ValueError, match="already has 500 denoiser steps"):
         training.run_stage("denoiser", tmp_path / "run", resume=True, init_from=str(tmp_path / "m"), steps=400)
+    assert not (tmp_path / "run").exists()  # refused before --out was made and filled
 
 
 def test_a_learning_rate_override_is_checked_before_any_corpus_work(tmp_path, monkeypatch):

@@ -275,6 +275,22 @@ def test_the_statistics_name_the_mode_and_settings_that_made_the_board(engine):
     assert ">AR · greedy<" in ar_stats
 
 
+def test_a_release_supersedes_the_playground_run_only_on_its_tab(engine):
+    """On another tab a release must not stop the Playground's run (a front-end cancel did, and left its board
+    frozen mid-way); on the Playground tab the run in flight stops at its next step for the re-run."""
+    handlers = Handlers(engine)
+    request = type("Request", (), {"session_hash": "s1"})()
+    s = dict(SETTINGS, max_new_tokens=16.0)
+    args = ("def f(x):", "mock_ar", s["gamma"], s["block_size"], s["steps_per_block"], s["max_new_tokens"],
+            s["temperature"], s["seed"], "step")
+    run = handlers.generate(*args, request=request)
+    next(run)
+    handlers.supersede("race", request)
+    assert next(run) is not None  # still running
+    handlers.supersede("playground", request)
+    assert list(run) == []  # stopped at its next step
+
+
 def test_a_slider_release_reruns_the_prompt_only_on_the_playground_tab(engine):
     """From the Race or the Sweep (which read the same sliders) a hidden Playground run shared the CPU with
     their timings, and with an empty Playground prompt it popped up a warning on the Cost tab."""
@@ -290,9 +306,29 @@ def test_a_slider_release_reruns_the_prompt_only_on_the_playground_tab(engine):
 def test_the_sweep_draws_each_point_as_it_is_measured(engine):
     """A generator: the plot and table fill in point by point, and Stop (a cancelled generator) keeps them."""
     handlers = Handlers(engine)
-    updates = list(handlers.sweep(["fibonacci"], "", "0.5, 0.9", "2", 2, 4))
+    updates, csv_lines = [], []
+    for update in handlers.sweep(["fibonacci"], "", "0.5, 0.9", "2", 2, 4):
+        updates.append(update)  # the CSV as it was at each yield (Gradio copies the file when it is yielded)
+        csv_lines.append(open(update[2]).read().count("\n") if isinstance(update[2], str) else None)
     first, *partial, final = updates
-    assert "2 grid point(s)" in first[3] and first[2] is None  # the old CSV is not offered for the new grid
+    assert "2 grid point(s)" in first[3] and first[:3] == (None, None, None)  # the last sweep's results go
     assert len(partial) == 1 and "1 of 2 grid points measured" in partial[0][3]
     assert len(partial[0][1].value["data"]) == 1 and len(final[1].value["data"]) == 2
+    assert csv_lines == [None, 2, 3]  # header + the points so far: what Stop keeps is downloadable
     assert final[2].endswith("sweep.csv") and "2 grid points over 1 prompt(s)" in final[3]
+    # Stop: the progress line becomes a "stopped" one; a finished sweep's message is left alone
+    stopped = handlers.sweep_stopped(partial[0][3])
+    assert "Stopped" in stopped and "grid points measured" not in stopped
+    assert handlers.sweep_stopped(final[3]) == gr.skip() and handlers.sweep_stopped(None) == gr.skip()
+
+
+def test_a_race_can_be_stopped_between_two_timed_runs_and_says_so(engine):
+    """The Race yielded once per mode, so Stop landed only after a warm-up and every timed run of the mode."""
+    handlers = Handlers(engine)
+    updates = list(handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 8, 3))
+    # per mode: its "timing" frame, then a skip before each of its 3 timed runs; then the result
+    assert len(updates) == 2 * (1 + 3) + 1 and updates[1] == (gr.skip(),) * 3
+    timing = updates[4][0]  # "timing diffusion…", AR's card above it
+    stopped = handlers.race_stopped(timing)
+    assert "timing diffusion" not in stopped and "Stopped" in stopped and stopped.count('class="tt-card"') == 1
+    assert handlers.race_stopped(updates[-1][0]) == gr.skip()  # a finished Race keeps its note

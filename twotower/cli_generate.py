@@ -65,8 +65,9 @@ def ignored_note(args) -> str | None:
     greedy decoding (the argmax, whatever the filters keep). None when every flag given is read."""
     mode = args.mode.replace("-", "_")
     flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
-    other_modes = [flag(name) for name in MODE_SPECIFIC
-                   if getattr(args, name) not in (None, False) and name not in MODE_OPTIONS[mode]]
+    given = [name for name in MODE_SPECIFIC if getattr(args, name) is not None and getattr(args, name) is not False]
+    read = set(MODE_OPTIONS[mode]) - ({"steps"} if mode == "speculative" and args.draft_steps is not None else set())
+    other_modes = [flag(name) for name in given if name not in read]  # 0 is given (0 == False: not a test)
     greedy = [flag(name) for name in ("top_k", "top_p") if not args.temperature and getattr(args, name) is not None]
     parts = ([f"--mode {args.mode} reads no {', '.join(other_modes)}"] if other_modes else []) + \
             ([f"greedy decoding (temperature 0) uses no {', '.join(greedy)}"] if greedy else [])

@@ -84,19 +84,26 @@ def segment_history(segments: list[dict] | None, steps: int | None, train_config
 
 
 
+def export_record(model_dir: Path) -> dict:
+    """An export's denoiser-stage record (steps, train_config, segments), checked for what a continuation
+    needs (that record, its tokenizer) without writing anything."""
+    info = _training_info(model_dir)
+    if "denoiser_stage" not in info:
+        raise ValueError(f"{model_dir} has no training_info.json with a denoiser stage: nothing to continue")
+    _check_tokenizer(model_dir)
+    return info["denoiser_stage"]
+
+
 def adopt_export(model_dir: Path, run_dir: Path) -> dict:
     """Seed a run directory from a shipped model: its tokenizer, logs and stage records (no weights yet).
     Returns the model's denoiser-stage record (steps, train_config, segments)."""
     import shutil
 
-    info = _training_info(model_dir)
-    if "denoiser_stage" not in info:
-        raise ValueError(f"{model_dir} has no training_info.json with a denoiser stage: nothing to continue")
-    _check_tokenizer(model_dir)  # before --out is made: a refused continuation leaves no empty folder
+    record = export_record(model_dir)  # before --out is made: a refused continuation leaves no empty folder
     make_output_dir("--out", run_dir)
     _adopt_tokenizer_and_logs(model_dir, run_dir, ("context", "denoiser"), "use an empty --out directory")
     shutil.copy(model_dir / "training_info.json", run_dir / "inherited_info.json")  # export() reads the context stage's record here
-    return info["denoiser_stage"]
+    return record
 
 
 def _adopt_tokenizer_and_logs(model_dir: Path, run_dir: Path, stages: tuple[str, ...], why: str) -> None:

@@ -112,7 +112,8 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     from .data import BatchSampler, encode_split, train_tokenizer
     from .distill import DistillAhead
     from .tokenizer import SentencePieceTokenizer
-    from .train_state import adopt_context, adopt_export, load_export, load_generator_state, load_state, save_state
+    from .train_state import (adopt_context, adopt_export, export_record, load_export, load_generator_state, load_state,
+                              save_state)
 
     cfg = TrainConfig(**PROFILES[profile])
     check_device("--device", device)
@@ -170,10 +171,10 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     profile_steps = cfg.context_steps if stage == "context" else cfg.denoiser_steps
     total = steps or (10**9 if cfg.minutes else profile_steps)  # with a time budget, `steps` is only a cap
     if from_export:  # before the tokenizer is looked for (the export brings its own) and the corpus encoded
+        done = export_record(Path(init_from))["steps"]  # checked before --out is made and filled
+        if done >= total:
+            raise ValueError(f"{init_from} already has {done} denoiser steps; --steps must be larger to continue")
         exported = adopt_export(Path(init_from), run_dir)
-        if exported["steps"] >= total:
-            raise ValueError(f"{init_from} already has {exported['steps']} denoiser steps; --steps must be larger "
-                             "to continue")
     if resume and not resuming and not from_export:
         print(f"no {stage} checkpoint in {run_dir}: starting the stage afresh", file=sys.stderr)
     if fresh_denoiser:
@@ -379,7 +380,7 @@ def add_arguments(parser) -> None:
                              "export's denoiser continued (--resume --init-from DIR), never a checkpoint's resume")
     # bf16 / fp32 as the other commands spell them, stored under the names the checkpoint records
     parser.add_argument("--dtype", default=None, choices=["bfloat16", "float32"],
-                        type=lambda name: {"bf16": "bfloat16", "fp32": "float32"}.get(name, name),
+                        type=lambda name: {"bf16": "bfloat16", "fp32": "float32"}.get(name.lower(), name.lower()),
                         help="override the profile's autocast dtype (default: the profile's; float32 on a CPU without a fast bf16 path)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="override the profile's windows per step (cpu 16, gpu 64); recorded with the stage")

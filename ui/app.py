@@ -3,10 +3,13 @@
 Wiring notes (Gradio 6 front-end behaviour, checked in its source: the listeners of one trigger run in
 the order they were registered, and a listener's own `cancels=` fires only after its function ends):
 * Generate and Enter in the prompt are one listener (api_name "generate").
-* Releasing γ / S / steps first runs a cancel-only listener (cancels a Generate run in flight), then
-  re-runs the prompt with trigger_mode="multiple" while the Playground tab is open (a State follows the tab); a re-run still going is superseded server-side
+* Releasing γ / S / steps first runs a queue-free listener that supersedes the session's run in flight
+  (Playground tab only; it stops at its next step), then re-runs the prompt with trigger_mode="multiple" while the Playground tab is open (a State follows the tab;
+  the mode radio and the anchor checkbox re-run the same way); a re-run still going is superseded server-side
   (Handlers keeps one live run per browser session, the older stops at its next step).
-* Stop cancels every long-running panel of this session; generators stop at their next step.
+* Each long-running panel has its own Stop, cancelling its own run; generators stop at their next step
+  (the Race yields between its timed runs, the Sweep between grid points), and a follow-up listener turns the
+  panel's "running" line into a "stopped" one.
 * Every panel's function has a named API endpoint, so gradio_client can drive the app.
 """
 
@@ -46,7 +49,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         gr.Markdown(f"## TwoTower Playground · two-tower diffusion LM on NemotronH\n"
                     f"Loaded: `{info['checkpoint']}` · {info['params_context']:,} + {info['params_denoiser']:,} "
                     f"parameters (context + denoiser) · layers `{info['layer_pattern']}` (M Mamba-2, E MoE, "
-                    f"* attention) · {info['ctx_device']}")
+                    f"* attention, - MLP) · {info['ctx_device']}")
         race_measured = gr.State(None)  # this session's Race numbers (each mode's latest), read by the Cost panel
         record = gr.State(None)  # this session's last Playground run: prompt + every event
         active_tab = gr.State("playground")  # the tab this session shows: slider releases re-run only the Playground
@@ -60,13 +63,15 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                 # only when it takes two or more (one pass commits the whole block)
                 one_pass = cfg.default_draft_steps == 1
                 gamma = gr.Slider(0.05, 1.0, value=cfg.default_gamma, step=0.05, label="γ confidence threshold",
-                                  info="release to re-run" + ("; speculative drafts in one pass, where γ does not act"
-                                                              if one_pass else ""), elem_id="gamma")
+                                  info="release to re-run the Playground"
+                                       + ("; speculative drafts in one pass, where γ does not act" if one_pass else ""),
+                                  elem_id="gamma")
                 block_size = gr.Slider(1, 64, value=cfg.default_block_size, step=1, label="block size S",
-                                       info="release to re-run", elem_id="block-size")
+                                       info="release to re-run the Playground", elem_id="block-size")
                 steps = gr.Slider(1, 64, value=cfg.default_steps_per_block, step=1, label="steps per block",
-                                  info=f"release to re-run; diffusion's (speculative drafts with the model's "
-                                       f"{cfg.default_draft_steps} pass{'' if one_pass else 'es'})", elem_id="steps")
+                                  info=f"release to re-run the Playground; diffusion's (speculative drafts with the "
+                                       f"model's {cfg.default_draft_steps} pass{'' if one_pass else 'es'})",
+                                  elem_id="steps")
                 max_new = gr.Slider(1, MAX_NEW_TOKENS, value=64, step=1, label="max new tokens", elem_id="max-new")
                 temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="temperature", elem_id="temperature")
                 seed = gr.Number(value=0, precision=0, minimum=0, label="seed", elem_id="seed")
@@ -125,7 +130,10 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                             audit_cut = gr.Slider(0.0, 0.95, value=cfg.default_min_draft_confidence, step=0.05,
                                                   label="propose draft tokens with confidence ≥",
                                                   info="0 verifies the whole draft", elem_id="audit-cut")
-                        audit_btn = gr.Button("Run speculative decoding", variant="primary", elem_id="audit-button")
+                        with gr.Row():
+                            audit_btn = gr.Button("Run speculative decoding", variant="primary",
+                                                  elem_id="audit-button")
+                            audit_stop = gr.Button("Stop", variant="stop", elem_id="audit-stop")
                         audit_summary = _html("", "audit-summary")
                         audit_plot = gr.Plot(label="acceptance lengths", elem_id="audit-plot")
                         audit_table = _html("", "audit-table")
@@ -180,8 +188,10 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         playground_out = [view, stats, completion, record, scrubber]
         run = gr.on([generate_btn.click, prompt.submit], handlers.generate, playground_in, playground_out,
                     api_name="generate", show_progress="hidden", concurrency_id=ENGINE)
-        # Registered before the re-run, so the front-end cancels a Generate run in flight first.
-        gr.on(releases, None, cancels=[run])
+        # Registered before the re-run, so it runs first: on the Playground tab the session's run in flight stops
+        # at its next step (which frees its place in the queue for the re-run). Not a front-end `cancels=`: that
+        # fired on every tab and left a Playground run frozen mid-way when a slider moved on the Race tab.
+        gr.on(releases, handlers.supersede, active_tab, None, queue=False, api_visibility="private")
         # trigger_mode="multiple": every release re-runs at once; an older re-run of this session is
         # superseded server-side and stops at its next step (Handlers keeps one live run per session).
         rerun = gr.on(releases, handlers.rerun, [active_tab, *playground_in], playground_out, trigger_mode="multiple",
@@ -215,11 +225,16 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
 
         # ---- Stop: cancels whatever this user has running (the front-end drops the run's stream at once),
         # then marks the statistics as stopped; queue=False so that neither waits behind other users' runs.
-        # one Stop on each panel that runs for long; each cancels them all (a session runs one thing at a time)
-        stopping = gr.on([stop_btn.click, race_stop.click, sweep_stop.click], None, None, queue=False,
-                         cancels=[run, rerun, race_run, audit_run, sweep_run])
+        # one Stop per panel, cancelling that panel's run only (the front end cancels a list one event at a time,
+        # each when its generator next yields: a long Race step in the list delayed the Sweep's Stop)
+        stopping = stop_btn.click(None, None, None, queue=False, cancels=[run, rerun])
         stopping.then(handlers.after_stop, [record, colour_by], [view, scrubber, stats, record], queue=False,
                       api_visibility="private")
+        race_stop.click(None, None, None, queue=False, cancels=[race_run]).then(
+            handlers.race_stopped, race_view, race_view, queue=False, api_visibility="private")
+        sweep_stop.click(None, None, None, queue=False, cancels=[sweep_run]).then(
+            handlers.sweep_stopped, sweep_message, sweep_message, queue=False, api_visibility="private")
+        audit_stop.click(None, None, None, queue=False, cancels=[audit_run])
     demo.queue(default_concurrency_limit=concurrency_limit)
     return demo
 

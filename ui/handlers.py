@@ -9,6 +9,7 @@ the sampler, so concurrent users cannot see each other's runs.
 from __future__ import annotations
 
 import itertools
+import re
 import statistics
 import tempfile
 import threading
@@ -24,7 +25,7 @@ from .board import FRAME_KINDS, Board, count_frames, fold, fold_event, verify_ro
 from .cost import cost_table
 from .examples import EXAMPLE_PROMPTS
 from .plots import acceptance_histogram, cost_bars, race_bars
-from .render import board_html, error_html, esc, kv_table_html, note_html, stats_html
+from .render import PROGRESS_CLASS, board_html, error_html, esc, kv_table_html, note_html, stats_html
 from .render_panels import MODE_LABELS, acceptance_summary_html, audit_html, cost_html, race_html
 
 RACE_MODES = ("diffusion", "diffusion_anchored", "speculative", "mock_ar")  # raced against AR, in this order
@@ -115,6 +116,21 @@ class Handlers:
         finally:
             self._release(session, run_id)
 
+    def supersede(self, tab, request: gr.Request = None):
+        """A setting released on the Playground tab: this session's run in flight stops at its next step (the
+        re-run that follows takes its place). On another tab nothing is stopped, as nothing is re-run."""
+        if tab == "playground":
+            self._claim(getattr(request, "session_hash", None))
+
+    def race_stopped(self, view: str):
+        """Stop during a Race: the cards timed so far stay; the "timing …" line says the Race was stopped."""
+        return stopped_note(view, "Stopped: the modes above were timed before Stop; race again for the rest.")
+
+    def sweep_stopped(self, message: str):
+        """Stop during a Sweep: the points drawn (and their CSV) stay; the progress line says it was stopped."""
+        return stopped_note(message, "Stopped: the grid points above were measured before Stop (the CSV holds "
+                                     "them; the Pareto flags are those of these points).")
+
     def rerun(self, tab, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
               colour_by="step", anchor_first=False, request: gr.Request = None):
         """A slider release re-runs the Playground's prompt only while its tab is open: from the Race or the
@@ -190,19 +206,24 @@ class Handlers:
         return view, replay_scrubber(count_frames(events)), stats, record
 
     # ---------------------------------------------------------------- Race
-    def _timed(self, mode: str, ids, max_new_tokens: int, settings: dict, repeats: int) -> dict:
-        """twotower.bench's method: an untimed warm-up, then `repeats` timed drains (nothing drawn); the median."""
+    def _timed(self, mode: str, ids, max_new_tokens: int, settings: dict, repeats: int):
+        """twotower.bench's method: an untimed warm-up, then `repeats` timed drains (nothing drawn); the median.
+        A generator: None after the warm-up and after each run (a point where Stop lands, not after the whole
+        mode), then the result."""
         from twotower.bench import timed_generation
 
         timed_generation(self.engine, mode, ids, max_new_tokens, settings)
-        runs = [timed_generation(self.engine, mode, ids, max_new_tokens, settings) for _ in range(repeats)]
+        runs = []
+        for _ in range(repeats):
+            yield None
+            runs.append(timed_generation(self.engine, mode, ids, max_new_tokens, settings))
         seconds = [r["seconds"] for r in runs]
         run = runs[seconds.index(statistics.median_low(seconds))]
         # the tokens that were timed (EOS ignored): the count, the text, the diff and the agreement all read
         # the same tokens as the speed (they once read the text cut at EOS: "1 tokens" at 115 tokens/s)
         tokens = run["rows"][0]
         eos = self.engine.eos_token_id
-        return {"mode": mode, "tokens": tokens, "eos_at": tokens.index(eos) if eos in tokens else None,
+        yield {"mode": mode, "tokens": tokens, "eos_at": tokens.index(eos) if eos in tokens else None,
                 "tokens_per_s": run["new_tokens"] / run["seconds"] if run["seconds"] > 0 else None,
                 "total_s": run["seconds"], "nfe": run["nfe"], "ttft_s": run["ttft_s"],
                 # the spread of the timed runs: one run's speed alone can be any of them on a busy host
@@ -222,12 +243,14 @@ class Handlers:
             ids = self.engine.encode_prompt(prompt)
             repeats = check_int("timed runs per mode", _whole(repeats or 1))
             for mode in order:
-                yield (race_html(results, self.engine.decode, f"timing {mode}… (Stop ends the Race after it)"),
+                yield (race_html(results, self.engine.decode, f"timing {mode}…", progress=True),
                        race_bars(results), gr.skip())
                 engine_mode, extra = RACE_VARIANTS.get(mode, (mode, {}))
                 try:
-                    timed = self._timed(engine_mode, ids, max_new_tokens, {**settings, **extra} if mode != "ar" else {},
-                                        repeats)
+                    for timed in self._timed(engine_mode, ids, max_new_tokens,
+                                             {**settings, **extra} if mode != "ar" else {}, repeats):
+                        if timed is None:  # between two runs: nothing to redraw, but Stop can end the Race here
+                            yield gr.skip(), gr.skip(), gr.skip()
                     results.append({**timed, "mode": mode})  # the contestant's name: cards, bars, Cost
                 except ImportError as exc:
                     results.append({"mode": mode, "tokens": [], "error": unavailable(f"{mode} mode", exc)})
@@ -307,31 +330,28 @@ class Handlers:
             grid_gammas = sweep.parse_list(gammas, float, "γ values")
             grid_sizes = sweep.parse_list(block_sizes, int, "block sizes")
             n = len(sweep.sweep_grid(grid_gammas, grid_sizes, _whole(steps_per_block)))
-            yield gr.skip(), gr.skip(), None, note_html(f"Warm-up, then {n} grid point(s), each timed beside AR …")
+            # the previous sweep's plot, table and CSV go: they would sit beside this one's progress
+            yield None, None, None, note_html(f"Warm-up, then {n} grid point(s), each timed beside AR …", progress=True)
+            csv_dir = Path(tempfile.mkdtemp(prefix="twotower-sweep-"))
             for point in sweep.iter_sweep(self.engine, prompts, grid_gammas, grid_sizes, steps=_whole(steps_per_block),
                                           max_new_tokens=_whole(max_new_tokens), anchor_first=bool(anchor_first),
                                           max_prompt_tokens=self.engine.max_prompt_tokens):  # as every other panel
                 points.append(point)
-                if len(points) < n:  # the last point's view is the final one below, with the CSV
+                if len(points) < n:  # the last point's view is the final one below, with the final flags
                     shown = with_front(points, sweep)
-                    yield (sweep.sweep_figure(shown), sweep_table(shown, sweep), gr.skip(),
+                    path, _ = save_csv(csv_dir, shown, sweep)  # what Stop keeps can be downloaded too
+                    yield (sweep.sweep_figure(shown), sweep_table(shown, sweep), path,
                            note_html(f"{len(points)} of {n} grid points measured (γ = {point['gamma']}, S = "
-                                     f"{point['block_size']}) … Stop keeps these."))
+                                     f"{point['block_size']}) …", progress=True))
         except ValueError as exc:
             gr.Warning(str(exc))
             yield gr.skip(), gr.skip(), gr.skip(), error_html(str(exc))
             return
-        try:  # a full temp disk costs the download, not the measured points on the screen
-            path = Path(tempfile.mkdtemp(prefix="twotower-sweep-")) / "sweep.csv"
-            path.write_text(sweep.csv_text(points), encoding="utf-8")
-        except OSError as exc:
-            path, unsaved = None, f" The CSV could not be saved ({exc.strerror or exc}): copy the table instead."
-        else:
-            unsaved = ""
+        path, unsaved = save_csv(csv_dir, points, sweep)
         message = note_html(f"{len(points)} grid point{'' if len(points) == 1 else 's'} over {len(prompts)} prompt(s)"
                             f"{', anchored diffusion' if anchor_first else ''}; "
                             f"{sum(bool(p.get('pareto')) for p in points)} on the Pareto frontier.{unsaved}")
-        yield sweep.sweep_figure(points), sweep_table(points, sweep), path and str(path), message
+        yield sweep.sweep_figure(points), sweep_table(points, sweep), path, message
 
     # ---------------------------------------------------------------- Cost
     def cost(self, usd_per_gpu_hour, gpus, utilisation_pct, tps_ar, tps_diffusion, tps_speculative,
@@ -424,6 +444,25 @@ def provenance(measured, throughputs: dict) -> dict[str, str]:
         if ref and value not in (None, "") and abs(float(value) - ref) <= 0.005 + 1e-9 * abs(ref):  # 2 decimals
             labels[mode] = measured["labels"][mode]  # set with the number, by the Race that measured it
     return labels
+
+
+def save_csv(folder: Path, points, sweep) -> tuple[str | None, str]:
+    """(the CSV's path, "") or (None, what to tell the user): a full temp disk costs the download, not the
+    measured points on the screen."""
+    try:
+        path = folder / "sweep.csv"
+        path.write_text(sweep.csv_text(points), encoding="utf-8")
+    except OSError as exc:
+        return None, f" The CSV could not be saved ({exc.strerror or exc}): copy the table instead."
+    return str(path), ""
+
+
+def stopped_note(html, message: str):
+    """`html` with its progress line (note_html(..., progress=True)) replaced by `message`; unchanged (a skip)
+    when it has none: the run had finished, or Stop was pressed with nothing running."""
+    if not html or PROGRESS_CLASS not in html:
+        return gr.skip()
+    return re.sub(rf'<div class="tt-note {PROGRESS_CLASS}">.*?</div>', lambda _: note_html(message), html, flags=re.S)
 
 
 def with_front(points, sweep) -> list[dict]:

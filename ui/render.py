@@ -281,8 +281,11 @@ def error_html(message: str) -> str:
     return f'<div class="tt-error" role="alert">⚠ {esc(message)}</div>'
 
 
-def note_html(message: str) -> str:
-    return f'<div class="tt-note">{esc(message)}</div>'
+PROGRESS_CLASS = "tt-progress"  # a "running" line that Stop's follow-up rewrites (ui.handlers.stopped_note)
+
+
+def note_html(message: str, progress: bool = False) -> str:
+    return f'<div class="tt-note{" " + PROGRESS_CLASS if progress else ""}">{esc(message)}</div>'
 
 
 def kv_table_html(values: dict, title: str | None = None) -> str:

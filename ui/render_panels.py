@@ -6,7 +6,7 @@ import difflib
 from typing import Callable
 
 from .cost import CostLine
-from .render import esc, token_text
+from .render import esc, note_html, token_text
 
 MODE_LABELS = {"diffusion": "diffusion", "speculative": "speculative", "mock_ar": "mock-AR", "ar": "AR",
                "diffusion_anchored": "diffusion, anchored"}  # a Race contestant: each block's first token from AR
@@ -32,7 +32,7 @@ def diff_html(tokens: list[int], ref_tokens: list[int], decode: Callable[[list[i
     return "".join(parts)
 
 
-def race_html(results: list[dict], decode: Callable[[list[int]], str], note: str = "") -> str:
+def race_html(results: list[dict], decode: Callable[[list[int]], str], note: str = "", progress: bool = False) -> str:
     """Side-by-side cards. results: {mode, tokens, tokens_per_s, total_s, nfe, agreement?, error?}; AR is the reference."""
     ref = next((r for r in results if r["mode"] == "ar"), None)
     cards = []
@@ -62,7 +62,7 @@ def race_html(results: list[dict], decode: Callable[[list[int]], str], note: str
             facts.append(f'mean acceptance length {r["mean_acceptance_length"]:.2f}')
         cards.append(f'<div class="tt-card" data-mode="{esc(r["mode"])}">{head}{speed}'
                      f'<div class="tt-note">{esc(" · ".join(facts))}</div><div class="tt-text">{text}</div></div>')
-    foot = f'<div class="tt-note">{esc(note)}</div>' if note else ""
+    foot = note_html(note, progress) if note else ""  # progress: the line Stop's follow-up rewrites
     return f'<div class="tt-race">{"".join(cards)}</div>{foot}'
 
 
