@@ -273,6 +273,9 @@ def test_the_statistics_name_the_mode_and_settings_that_made_the_board(engine):
     assert "diffusion · γ 0.9 · S 4 · 4 steps per block · greedy" in stats and record["caption"] in stats
     *_, (_, ar_stats, _, _, _) = generate(handlers, mode="ar")
     assert ">AR · greedy<" in ar_stats
+    *_, (_, spec_stats, _, _, _) = generate(handlers, mode="speculative")
+    passes = engine.model.config.default_draft_steps
+    assert f"speculative · S 4 · {passes} draft pass" in spec_stats
 
 
 def test_a_release_supersedes_the_playground_run_only_on_its_tab(engine):

@@ -46,7 +46,7 @@ def run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature
                 seed=None if seed in (None, "") else _whole(seed))
 
 
-def run_caption(mode: str, settings: dict, anchor_first: bool = False) -> str:
+def run_caption(mode: str, settings: dict, anchor_first: bool = False, draft_steps: int | None = None) -> str:
     """The settings a Playground run used, for its statistics: the board stays after the sliders move on."""
     from twotower.engine import normalise_mode
 
@@ -58,8 +58,11 @@ def run_caption(mode: str, settings: dict, anchor_first: bool = False) -> str:
     if mode == "diffusion":
         parts += [f"γ {settings['gamma']}", f"S {settings['block_size']}", f"{settings['steps_per_block']} steps per block"]
         parts += ["anchored"] if anchor_first else []
-    elif mode == "speculative":
+    elif mode == "speculative":  # drafts with the model's passes (the steps slider is diffusion's); γ acts on >1
         parts += [f"S {settings['block_size']}"]
+        if draft_steps is not None:
+            parts += [f"{draft_steps} draft pass{'' if draft_steps == 1 else 'es'}"]
+            parts += [f"draft γ {settings['gamma']}"] if draft_steps > 1 else []
     temperature = settings.get("temperature") or 0
     parts += [f"temperature {temperature}, seed {settings.get('seed')}"] if temperature else ["greedy"]
     return " · ".join(parts)
@@ -148,7 +151,7 @@ class Handlers:
         try:
             settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
             _, events = self._stream(mode, prompt, {**settings, "anchor_first": anchor_first})
-            record["caption"] = run_caption(mode, settings, anchor_first)
+            record["caption"] = run_caption(mode, settings, anchor_first, self.engine.model.config.default_draft_steps)
             for event in events:  # the sampler runs one step per iteration: nothing is precomputed
                 if self._superseded(session, run_id):
                     return  # this session started a newer run; stop within a step
