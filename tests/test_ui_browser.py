@@ -174,3 +174,22 @@ def test_race_panel(page):
     assert cards.count() == 2 and "× AR" in cards.nth(1).inner_text()
     page.wait_for_selector("#race-plot .js-plotly-plot")
     page.screenshot(path=str(SCREENSHOTS / "race.png"), full_page=True)
+
+
+def test_a_release_on_another_tab_leaves_the_playground_run_going(page):
+    """γ moved on the Race tab neither re-runs the Playground (a hidden run beside the Race's timings) nor
+    stops it: a front-end cancel once fired on every tab and left the Playground's board frozen mid-run."""
+    page.get_by_role("tab", name="Playground").click()
+    set_slider(page, "max-new", 256)
+    page.locator("#generate").click()
+    page.wait_for_function("() => { const b = document.querySelector('#view .tt-board');"
+                           " return b && b.dataset.done === '0' && +b.dataset.frames >= 12; }")
+    page.get_by_role("tab", name="Race").click()
+    before = board_state(page)["frames"]
+    set_slider(page, "gamma", 0.6)  # released (blurred) on the Race tab
+    page.wait_for_timeout(1200)
+    page.get_by_role("tab", name="Playground").click()
+    during = board_state(page)
+    assert during["frames"] > before or during["done"] == "1"  # not restarted (frames would fall), not frozen
+    wait_until_settled(page)
+    assert board_state(page)["masked"] == 0 and board_state(page)["frames"] >= during["frames"]
