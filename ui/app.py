@@ -207,7 +207,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         race_run = gr.on([race_btn.click, race_prompt.submit], handlers.race,
                          [race_prompt, race_modes, gamma, block_size, steps, max_new, repeats, race_measured],
                          [race_view, race_plot, race_measured], api_name="race", concurrency_id=ENGINE,
-                         show_progress="hidden")  # its cards say which mode is being timed
+                         show_progress="minimal")  # its cards say which mode is being timed; minimal: a queue position
         audit_run = gr.on([audit_btn.click, audit_prompt.submit], handlers.speculative_audit,
                           [audit_prompt, *settings, audit_adaptive, audit_cut], [audit_table, audit_plot, audit_summary],
                           api_name="speculative_audit", concurrency_id=ENGINE)
@@ -215,7 +215,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                                                      max_new, sweep_anchor],
                                     [sweep_plot, sweep_table, sweep_csv, sweep_message],
                                     api_name="sweep", concurrency_id=ENGINE,
-                                    show_progress="hidden")  # its message counts the points measured
+                                    show_progress="minimal")  # its message counts the points; minimal: a queue position
         cost_inputs = [price, gpus, utilisation, tps_ar, tps_diffusion, tps_speculative, api_price, race_measured]
         cost_btn.click(handlers.cost, cost_inputs, [cost_view, cost_plot], api_name="cost")
         use_race_btn.click(handlers.use_race_numbers, race_measured, [tps_ar, tps_diffusion, tps_speculative],
