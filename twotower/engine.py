@@ -151,9 +151,12 @@ def normalise_mode(mode: str) -> str:
     return mode
 
 
+LAYER_SYMBOLS = {"linear_attention": "M", "moe": "E", "full_attention": "*", "mlp": "-"}
+LAYER_KEY = "M Mamba-2, E MoE, * attention, - MLP"  # what layer_pattern's letters stand for (the app's labels)
+
+
 def layer_pattern(layer_types) -> str:
-    symbols = {"linear_attention": "M", "moe": "E", "full_attention": "*", "mlp": "-"}
-    return "".join(symbols[t] for t in layer_types)
+    return "".join(LAYER_SYMBOLS[t] for t in layer_types)
 
 
 def load_engine(model_dir=None, preset: str | None = None, ctx_device="cpu", den_device="cpu",

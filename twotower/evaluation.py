@@ -168,7 +168,7 @@ def evaluate(engine, modes=MODE_ORDER, tasks=TASKS, n_next_line: int = 500, n_sy
 
     modes, skipped = resolve_modes(modes)
     if isinstance(tasks, str):
-        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
+        tasks = tasks.split(",")
     tasks = [t.strip() for t in tasks or () if t.strip()]
     unknown = set(tasks) - set(TASKS)
     if unknown:

@@ -116,8 +116,14 @@ def iter_sweep(engine, prompts, gammas, block_sizes, steps=None, max_new_tokens:
         }
         points.append(point)
         yield point
-    for point, on_front in zip(points, metrics.pareto_front(points, FRONT_X, FRONT_Y)):
+    for point, on_front in zip(points, front_flags(points)):
         point["pareto"] = on_front
+
+
+def front_flags(points) -> list[bool]:
+    """Whether each point is on the Pareto frontier of `points` (throughput ratio and agreement, both maximised);
+    the UI flags a sweep's points so far with it, the finished sweep all of them."""
+    return metrics.pareto_front(points, FRONT_X, FRONT_Y)
 
 
 def sweep_figure(points):

@@ -54,7 +54,7 @@ def load_state(run_dir: Path, stage: str, optimizer):
     from .checkpoint import from_pretrained
 
     ckpt = run_dir / f"{stage}_ckpt"
-    meta = json.loads((ckpt / "trainer_state.json").read_text())
+    meta = read_json(ckpt / "trainer_state.json")
     model = from_pretrained(ckpt)
     flat = load_file(str(ckpt / "optimizer.safetensors"))
     state: dict = {}

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from .objectives import context_loss, denoiser_loss
-from .validation import check_device, check_fraction, check_int, make_output_dir, read_json
+from .validation import check_device, check_fraction, check_int, check_not_a_file, make_output_dir, read_json
 
 PROFILES = {
     # 2 CPU cores, ~90 minutes for both stages together.
@@ -119,9 +119,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     check_device("--device", device)
     if steps is not None:  # 0 would mean "the profile's" and a negative count nothing at all: both refused
         steps = check_int("--steps", steps)
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():  # before anything is read or trained
-        raise ValueError(f"--out {str(run_dir)!r} is a file, not a folder")
+    run_dir = check_not_a_file("--out", run_dir)  # before anything is read or trained
     ckpt_state = run_dir / f"{stage}_ckpt" / "trainer_state.json"
     resuming = resume and ckpt_state.is_file()  # from this stage's own checkpoint
     from_export = resume and stage == "denoiser" and not resuming and init_from is not None

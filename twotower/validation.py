@@ -168,11 +168,17 @@ def check_output_file(name: str, path) -> Path | None:
     return path
 
 
-def make_output_dir(name: str, path) -> Path:
-    """A folder a run writes into, made (or checked) before the run starts, for the same reason."""
+def check_not_a_file(name: str, path) -> Path:
+    """A folder a run will write into must not be a file already (checked before any work; nothing made)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{name} {str(path)!r} is a file, not a folder")
+    return path
+
+
+def make_output_dir(name: str, path) -> Path:
+    """A folder a run writes into, made (or checked) before the run starts, for the same reason."""
+    path = check_not_a_file(name, path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

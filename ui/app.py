@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import gradio as gr
 
+from twotower.engine import LAYER_KEY
+
 from .board import Board
 from .examples import DEFAULT_PROMPT, EXAMPLE_PROMPTS
 from .handlers import MAX_NEW_TOKENS, Handlers
@@ -48,8 +50,8 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
     with gr.Blocks(title="TwoTower Playground", analytics_enabled=False) as demo:
         gr.Markdown(f"## TwoTower Playground · two-tower diffusion LM on NemotronH\n"
                     f"Loaded: `{info['checkpoint']}` · {info['params_context']:,} + {info['params_denoiser']:,} "
-                    f"parameters (context + denoiser) · layers `{info['layer_pattern']}` (M Mamba-2, E MoE, "
-                    f"* attention, - MLP) · {info['ctx_device']}")
+                    f"parameters (context + denoiser) · layers `{info['layer_pattern']}` ({LAYER_KEY}) · "
+                    f"{info['ctx_device']}")
         race_measured = gr.State(None)  # this session's Race numbers (each mode's latest), read by the Cost panel
         record = gr.State(None)  # this session's last Playground run: prompt + every event
         active_tab = gr.State("playground")  # the tab this session shows: slider releases re-run only the Playground

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from twotower.engine import LAYER_KEY
 from twotower.metrics import token_agreement
 from twotower.validation import check_int
 
@@ -161,7 +162,7 @@ class Handlers:
                     # the previous run's scrubber goes away while this one runs
                     scrubber = gr.Slider(visible=False) if board.frames == 1 else gr.skip()
                     yield (self._view(board, prompt, colour_by, steps_per_block),
-                           stats_html(board, run=record.get("caption")),
+                           stats_html(board, run=record["caption"]),
                            self.engine.decode(board.finished_tokens()), record, scrubber)
         except (ImportError, ValueError) as exc:
             # bad input: the message in the view; the previous run's completion, statistics, recording and
@@ -211,8 +212,8 @@ class Handlers:
     # ---------------------------------------------------------------- Race
     def _timed(self, mode: str, ids, max_new_tokens: int, settings: dict, repeats: int):
         """twotower.bench's method: an untimed warm-up, then `repeats` timed drains (nothing drawn); the median.
-        A generator: None after the warm-up and after each run (a point where Stop lands, not after the whole
-        mode), then the result."""
+        A generator: None before each timed run (a point where Stop lands, not only after the whole mode), then
+        the result."""
         from twotower.bench import timed_generation
 
         timed_generation(self.engine, mode, ids, max_new_tokens, settings)
@@ -341,20 +342,20 @@ class Handlers:
                                           max_prompt_tokens=self.engine.max_prompt_tokens):  # as every other panel
                 points.append(point)
                 if len(points) < n:  # the last point's view is the final one below, with the final flags
-                    shown = with_front(points, sweep)
-                    path, _ = save_csv(csv_dir, shown, sweep)  # what Stop keeps can be downloaded too
-                    yield (sweep.sweep_figure(shown), sweep_table(shown, sweep), path,
+                    shown = with_front(points)
+                    path, _ = save_csv(csv_dir, shown)  # what Stop keeps can be downloaded too
+                    yield (sweep.sweep_figure(shown), sweep_table(shown), path,
                            note_html(f"{len(points)} of {n} grid points measured (γ = {point['gamma']}, S = "
                                      f"{point['block_size']}) …", progress=True))
         except ValueError as exc:
             gr.Warning(str(exc))
             yield gr.skip(), gr.skip(), gr.skip(), error_html(str(exc))
             return
-        path, unsaved = save_csv(csv_dir, points, sweep)
+        path, unsaved = save_csv(csv_dir, points)
         message = note_html(f"{len(points)} grid point{'' if len(points) == 1 else 's'} over {len(prompts)} prompt(s)"
                             f"{', anchored diffusion' if anchor_first else ''}; "
                             f"{sum(bool(p.get('pareto')) for p in points)} on the Pareto frontier.{unsaved}")
-        yield sweep.sweep_figure(points), sweep_table(points, sweep), path, message
+        yield sweep.sweep_figure(points), sweep_table(points), path, message
 
     # ---------------------------------------------------------------- Cost
     def cost(self, usd_per_gpu_hour, gpus, utilisation_pct, tps_ar, tps_diffusion, tps_speculative,
@@ -413,7 +414,7 @@ class Handlers:
 # Engine.describe's keys, as the Model tab shows them (the API's /model_info returns the same table)
 MODEL_LABELS = {
     "checkpoint": "checkpoint", "params_context": "context tower parameters", "params_denoiser": "denoiser parameters",
-    "layer_pattern": "layer pattern (M Mamba-2, E MoE, * attention, - MLP)", "hidden_size": "hidden size",
+    "layer_pattern": f"layer pattern ({LAYER_KEY})", "hidden_size": "hidden size",
     "vocab_size": "vocabulary size", "ctx_device": "context tower device", "den_device": "denoiser device",
     "dtype": "context tower dtype", "den_dtype": "denoiser dtype", "compiled": "decode passes compiled (torch.compile)",
     "input_major_weights": "weights stored input-major (faster CPU matmuls)",
@@ -449,9 +450,11 @@ def provenance(measured, throughputs: dict) -> dict[str, str]:
     return labels
 
 
-def save_csv(folder: Path, points, sweep) -> tuple[str | None, str]:
+def save_csv(folder: Path, points) -> tuple[str | None, str]:
     """(the CSV's path, "") or (None, what to tell the user): a full temp disk costs the download, not the
     measured points on the screen."""
+    from twotower import sweep
+
     try:
         path = folder / "sweep.csv"
         path.write_text(sweep.csv_text(points), encoding="utf-8")
@@ -468,16 +471,17 @@ def stopped_note(html, message: str):
     return re.sub(rf'<div class="tt-note {PROGRESS_CLASS}">.*?</div>', lambda _: note_html(message), html, flags=re.S)
 
 
-def with_front(points, sweep) -> list[dict]:
+def with_front(points) -> list[dict]:
     """Copies of the points measured so far, each flagged on or off the frontier of those points."""
-    from twotower import metrics
+    from twotower.sweep import front_flags
 
-    front = metrics.pareto_front(points, sweep.FRONT_X, sweep.FRONT_Y)
-    return [{**p, "pareto": on} for p, on in zip(points, front)]
+    return [{**p, "pareto": on} for p, on in zip(points, front_flags(points))]
 
 
-def sweep_table(points, sweep) -> gr.Dataframe:
+def sweep_table(points) -> gr.Dataframe:
     """Rounded, short headers for reading; the CSV keeps every digit and the field names."""
+    from twotower import sweep
+
     columns = list(sweep.CSV_FIELDS)
     shown = [[round(v, 3) if isinstance(v, float) else v for v in (p.get(c) for c in columns)] for p in points]
     return gr.Dataframe(value=shown, headers=[sweep.TABLE_HEADERS[c] for c in columns])

@@ -273,7 +273,7 @@ def stats_html(board: Board, note: str = "", status: str = "running…", run: st
     if run:
         values.insert(1, ("run", run))
     body = "".join(f'<tr><td>{esc(k)}</td><td class="v">{esc(v)}</td></tr>' for k, v in values)
-    foot = f'<div class="tt-note">{esc(note)}</div>' if note else ""
+    foot = note_html(note) if note else ""
     return f'<table class="tt-stats" data-done="{int(board.done)}">{body}</table>{foot}'
 
 
