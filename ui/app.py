@@ -1,4 +1,5 @@
-"""The Gradio app: `build_demo(engine)` lays out the six panels and wires them to ui.handlers.
+"""The Gradio app: `build_demo(engine)` lays out the six panels and wires them to ui.handlers (the Playground;
+ui.panel_handlers has the other five).
 
 Wiring notes (Gradio 6 front-end behaviour, checked in its source: the listeners of one trigger run in
 the order they were registered, and a listener's own `cancels=` fires only after its function ends):
@@ -21,7 +22,8 @@ from twotower.engine import LAYER_KEY
 
 from .board import Board
 from .examples import DEFAULT_PROMPT, EXAMPLE_PROMPTS
-from .handlers import MAX_NEW_TOKENS, Handlers
+from .handlers import Handlers
+from .panel_handlers import MAX_NEW_TOKENS
 from .render import CSS, board_html, note_html
 
 MODE_CHOICES = [("diffusion", "diffusion"), ("speculative", "speculative"), ("mock-AR", "mock_ar"), ("AR", "ar")]
