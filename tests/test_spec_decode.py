@@ -478,6 +478,75 @@ def test_sampling_with_a_proposal_cut_matches_ar_distribution():
     assert _chi2_vs_law(spec, law) > P_MIN
 
 
+def _filtered(probs: list[float], top_k: int, top_p: float) -> list[float]:
+    """The law a token is drawn from after top-k then top-p, written out by hand (not twotower.commit's code):
+    keep the k most likely, then the most likely of those until the mass before the next reaches top_p."""
+    order = sorted(range(len(probs)), key=lambda i: -probs[i])[:top_k]
+    mass = sum(probs[i] for i in order)
+    kept, before = [], 0.0
+    for i in order:
+        if before >= top_p:
+            break
+        kept.append(i)
+        before += probs[i] / mass
+    total = sum(probs[i] for i in kept)
+    return [probs[i] / total if i in kept else 0.0 for i in range(len(probs))]
+
+
+def test_sampling_with_top_k_and_top_p_matches_the_filtered_ar_law():
+    """With top-k and top-p the verifier must accept against the filtered target law: speculative and AR
+    sampling both follow the hand-filtered law of the first three tokens (chi-square p > 1e-3, 300 seeds),
+    and filtered-out tokens never appear. (Verifying against the unfiltered law passes every other test.)"""
+    temperature, prompt, model, top_k, top_p = 0.9, [1, 50, 60, 70], _sharp_model(25), 4, 0.8
+    law = {(): 1.0}
+    for _ in range(3):
+        longer = {}
+        for prefix, mass in law.items():
+            logits = model.context_forward(torch.tensor([prompt + list(prefix)]), None)[0, -1] / temperature
+            for y, q in enumerate(_filtered(logits.softmax(-1).tolist(), top_k, top_p)):
+                if q > 0.0:
+                    longer[prefix + (y,)] = mass * q
+        law = longer
+    spec, ar, filtered_out = [], [], 0
+    for seed in range(300):
+        result, _ = _run(model, prompt, max_new_tokens=3, block_size=3, draft_steps=1, temperature=temperature,
+                         seed=seed, top_k=top_k, top_p=top_p)
+        spec.append(tuple(result.new_tokens[0]))
+        ar.append(tuple(generate_ar(model, prompt, max_new_tokens=3, temperature=temperature, seed=seed, top_k=top_k,
+                                    top_p=top_p).new_tokens[0]))
+        filtered_out += spec[-1] not in law
+    assert 4 <= len(law) < 64  # the filters bite (one sequence: nothing to test; 64: no token was filtered)
+    assert filtered_out == 0
+    assert _chi2_vs_law(ar, law) > P_MIN
+    assert _chi2_vs_law(spec, law) > P_MIN
+
+
+def test_top_k_1_sampling_is_greedy_ar():
+    """top_k = 1 leaves one token per position at any temperature, so sampled speculative output is greedy
+    AR's, seed for seed (a verifier that ignored top-k would accept other drafted tokens)."""
+    model, prompt = _sharp_model(25), [1, 50, 60, 70]
+    greedy = generate_ar(model, prompt, max_new_tokens=12).new_tokens
+    for seed in range(5):
+        result, _ = _run(model, prompt, max_new_tokens=12, block_size=4, draft_steps=2, temperature=1.0, seed=seed,
+                         top_k=1)
+        assert result.new_tokens == greedy
+
+
+def test_the_proposal_cut_is_off_when_sampling_with_several_draft_passes():
+    """With several draft passes at temperature > 0 a position's top probability can depend on tokens drawn
+    earlier in the block, so the cut would select on the draw: it is switched off (every round proposes the
+    whole block), while greedy decoding with the same cut proposes less."""
+    model, prompt = _model(0, shift=0.4), [1, 50, 60, 70]
+    settings = dict(max_new_tokens=30, block_size=6, draft_steps=2, min_draft_confidence=0.99)
+    sampled, events = _run(model, prompt, temperature=0.9, seed=3, **settings)
+    proposed = [e.info["block_size"] for e in events if e.kind == "verify"]
+    whole = [e.info["drafted_before_cut"] for e in events if e.kind == "verify"]
+    assert proposed == whole and max(proposed) == 6
+    assert sampled.stats["min_draft_confidence"] == 0.0
+    greedy, _ = _run(model, prompt, **settings)
+    assert greedy.stats["drafted"] / greedy.stats["rounds"] < sampled.stats["drafted"] / sampled.stats["rounds"]
+
+
 class _FixedLawModel:
     """No towers: the context tower always gives p = (0.5, 0.5) over tokens {0, 1}, the denoiser q = (0.6, 0.4)
     at every position (ids 2-4 impossible, 4 the mask). AR sampling is then i.i.d. draws from p."""
