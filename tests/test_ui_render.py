@@ -169,7 +169,7 @@ def test_verify_rounds_audit_table_and_summary():
              "acceptance_by_position": [{"position": i, "drafted": 2, "accepted": a, "share": a / 2}
                                         for i, a in enumerate([2, 2, 1, 1], start=1)]}
     done = acceptance_summary_html(stats, rounds)
-    assert "1.00 · 1.00 · 0.50 · 0.50" in done and "15.0 ms · 25.0 ms" in done
+    assert "1.00 (2/2) · 1.00 (2/2) · 0.50 (1/2) · 0.50 (1/2)" in done and "15.0 ms · 25.0 ms" in done
     board = fold(events)
     assert board.rows[0].rejected_pos == 2 and board.rows[1].rejected_pos is None
 

@@ -128,8 +128,10 @@ def acceptance_summary_html(stats: dict | None, rounds: list[dict]) -> str:
             ("acceptance rate", "–" if rate is None else f"{rate:.3f}"),
             ("mean acceptance length", "–" if mean_len is None else f"{mean_len:.2f}")]
     if stats and stats.get("acceptance_by_position"):  # once the run is done
-        rows.append(("accepted share by draft position 1, 2, …",
-                     " · ".join(f"{row['share']:.2f}" for row in stats["acceptance_by_position"])))
+        # with its counts: a share of one round (a late position, a short run) reads as firmly as one of fifty
+        rows.append(("accepted share by draft position 1, 2, … (accepted / drafted)",
+                     " · ".join(f"{row['share']:.2f} ({row['accepted']}/{row['drafted']})"
+                                for row in stats["acceptance_by_position"])))
     if stats and stats.get("rounds"):
         rows.append(("per round: drafting · verifying", f"{1000 * stats['draft_s'] / stats['rounds']:.1f} ms · "
                                                          f"{1000 * stats['verify_s'] / stats['rounds']:.1f} ms"))
