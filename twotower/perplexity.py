@@ -17,6 +17,9 @@ def context_perplexity(model, tokenizer, split: str = "test", window: int = 256,
     n_windows = len(ids) // (window + 1)
     if max_windows is not None:
         n_windows = min(n_windows, max_windows)
+    if n_windows < 1:  # a loss over no tokens: say why instead of dividing by zero
+        raise ValueError(f"no window to score: the {split} split holds {len(ids)} tokens, a window needs {window + 1}"
+                         + ("" if max_windows is None or max_windows >= 1 else f" (max_windows = {max_windows})"))
     total, count, chars = 0.0, 0, 0
     for w in range(n_windows):
         chunk = ids[w * (window + 1) : (w + 1) * (window + 1)][None]  # (1, window + 1)
