@@ -13,15 +13,6 @@ from twotower import perplexity
 from twotower.tokenizer import ByteTokenizer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The stand-ins are tiny, and a shared machine punishes spinning threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class UniformTower:
     """Every token the same logit (not 0, so a missing log-softmax shows): cross-entropy log V at every position."""
 
