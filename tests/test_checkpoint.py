@@ -81,6 +81,55 @@ def test_bf16_checkpoint_loads_and_generates(tmp_path):
     assert not (result.sequences == loaded.config.mask_token_id).any()
 
 
+ROUTER_BIAS = "context_tower.layers.2.mixer.gate.e_score_correction_bias"  # tiny pattern M*EM-*: layer 2 is MoE
+
+
+def _model_with_router_biases(seed=5):
+    """A tiny model whose router score-correction biases are random fp32 values that bf16 cannot hold (they
+    start at zero, which every dtype holds exactly: a cast would go unseen)."""
+    model = build_model("tiny", seed=seed)
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(seed)
+        for name, buffer in model.named_buffers():
+            if name.endswith("e_score_correction_bias"):
+                buffer.copy_(torch.randn(buffer.shape, generator=gen))
+    biases = {k: v.clone() for k, v in model.state_dict().items() if k.endswith("e_score_correction_bias")}
+    assert len(biases) == 2  # one MoE layer per tower
+    assert all(not torch.equal(v, v.bfloat16().float()) for v in biases.values())
+    return model, biases
+
+
+def test_router_bias_stays_fp32_when_a_checkpoint_is_loaded_in_bf16(tmp_path):
+    """from_pretrained(dtype=bf16) casts every weight but the router's score-correction bias (FP32_SUFFIXES),
+    which transformers and the release loader keep in fp32: it must come back fp32 and exact."""
+    model, biases = _model_with_router_biases()
+    save_pretrained(model, tmp_path)  # fp32 on disk
+    loaded = from_pretrained(tmp_path, dtype=torch.bfloat16)
+    state = loaded.state_dict()
+    assert state["lm_head.weight"].dtype == torch.bfloat16
+    for name, want in biases.items():
+        assert state[name].dtype == torch.float32, name
+        assert torch.equal(state[name], want), name
+
+
+def test_a_bf16_save_keeps_the_router_bias_in_fp32(tmp_path):
+    """save_pretrained(dtype=bf16) (the training export) rounded the router bias to bf16, where the release
+    keeps it fp32 and the release-layout writer already did: now the file holds it in fp32, exact, and a bf16
+    load keeps it so and still generates."""
+    model, biases = _model_with_router_biases()
+    save_pretrained(model, tmp_path, dtype=torch.bfloat16)
+    with safe_open(str(tmp_path / WEIGHTS_NAME), "pt") as f:
+        assert f.get_slice("lm_head.weight").get_dtype() == "BF16"
+        for name, want in biases.items():
+            assert f.get_slice(name).get_dtype() == "F32", name
+            assert torch.equal(f.get_tensor(name), want), name
+    loaded = from_pretrained(tmp_path, dtype=torch.bfloat16)
+    assert loaded.state_dict()[ROUTER_BIAS].dtype == torch.float32
+    assert torch.equal(loaded.state_dict()[ROUTER_BIAS], biases[ROUTER_BIAS])
+    result = generate_mask_diffusion(loaded, random_ids((1, 4), 2), 8, 4, 4)
+    assert result.sequences.shape == (1, 12)
+
+
 def test_loading_a_bad_directory_says_what_is_wrong(tmp_path):
     with pytest.raises(ValueError, match="no config.json"):
         from_pretrained(tmp_path)
@@ -126,6 +175,24 @@ def test_loading_a_bad_directory_says_what_is_wrong(tmp_path):
     save_file({k: v.contiguous() for k, v in integers.items()}, str(tmp_path / "other" / WEIGHTS_NAME))
     with pytest.raises(ValueError, match=r"\['lm_head.weight'\] are stored as torch.int64; .* floating-point"):
         from_pretrained(tmp_path / "other")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"default_steps_per_block": 0}, "config.json: default_steps_per_block: steps must be >= 1, got 0"),
+    ({"default_steps_per_block": "16"}, "config.json: default_steps_per_block: steps must be an integer"),
+    ({"default_draft_steps": 0}, "config.json: default_draft_steps: draft steps must be >= 1, got 0"),
+    ({"default_draft_steps": 1.5}, "config.json: default_draft_steps: draft steps must be an integer"),
+    ({"default_min_draft_confidence": 1.5}, r"config.json: default_min_draft_confidence: the confidence must be in \[0, 1\]"),
+    ({"default_min_draft_confidence": -0.1}, "config.json: default_min_draft_confidence: the confidence must be in"),
+])
+def test_bad_decoding_defaults_in_config_json_are_refused_by_name(tmp_path, change, message):
+    """Every decoding default a run reads without explicit settings is checked when the config loads, and the
+    message blames config.json's field (only default_gamma and default_block_size were exercised above)."""
+    save_pretrained(build_model("tiny", seed=0), tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(ValueError, match=message):
+        from_pretrained(tmp_path)
 
 
 def save_backbone(directory, seed=6):

@@ -279,6 +279,71 @@ def test_missing_tensors_and_bad_directories(release_dir, tmp_path):
         write_release_layout(build_model("tiny"), tmp_path / "x", n_shards=0)
 
 
+def test_a_single_missing_expert_is_named(release_dir, tmp_path):
+    """Only expert 2 of one layer left out of the index: the message names that expert (the test above also
+    removes lm_head, so either message passed it, and the expert check could go unnoticed)."""
+    broken = _copy(release_dir, tmp_path)
+    index = json.loads((broken / INDEX_NAME).read_text())
+    del index["weight_map"]["context_tower.layers.2.mixer.experts.2.up_proj.weight"]
+    (broken / INDEX_NAME).write_text(json.dumps(index))
+    with pytest.raises(ValueError, match=f"the checkpoint has no expert 2 for '{EXPERT_UP}'"):
+        load_release_checkpoint(broken)
+
+
+def test_an_index_that_points_to_the_wrong_shard_is_named(release_dir, tmp_path):
+    """The index sends lm_head.weight to a shard that exists but does not hold it: refused from the shard's
+    header, naming shard and tensor, before anything is read (not safetensors' own error)."""
+    broken = _copy(release_dir, tmp_path)
+    index = json.loads((broken / INDEX_NAME).read_text())
+    right = index["weight_map"]["lm_head.weight"]
+    wrong = next(s for s in sorted(set(index["weight_map"].values())) if s != right)
+    index["weight_map"]["lm_head.weight"] = wrong
+    (broken / INDEX_NAME).write_text(json.dumps(index))
+    with pytest.raises(ValueError, match=f"{wrong} does not hold 'lm_head.weight' although the index says so"):
+        load_release_checkpoint(broken)
+
+
+@pytest.mark.parametrize("engine_name, legacy_name", [
+    ("context_tower.embeddings.weight", "context_tower.backbone.embedding.weight"),
+    ("context_tower.layers.2.mixer.experts.1.down_proj.weight",
+     "context_tower.backbone.layers.2.mixer.experts.1.down_proj.weight"),
+])
+def test_a_tensor_listed_under_two_names_is_refused(release_dir, tmp_path, engine_name, legacy_name):
+    """The same tensor stored under its engine name and its remote-code name (both map to one engine tensor;
+    without the check the second copy silently overwrites the first and the load succeeds): refused as
+    listed twice, for a whole tensor and for a single expert."""
+    broken = _copy(release_dir, tmp_path)
+    _rewrite(broken, engine_name, lambda t: t.update({legacy_name: t[engine_name].clone()}))
+    assert {engine_name, legacy_name} <= set(_index(broken))
+    with pytest.raises(ValueError, match=f"tensor '{legacy_name}' .*is listed twice"):
+        load_release_checkpoint(broken)
+
+
+def test_experts_are_written_as_the_release_orients_them_and_load_back_exactly(tmp_path):
+    """With moe_intermediate_size (48) != hidden_size (32) the shapes tell up from down and a transposed
+    expert from a right one (the tiny preset has both 32, so the fixture above cannot): on disk each expert's
+    up_proj is (inter, hidden) and down_proj (hidden, inter), as the release stores them, holding exactly
+    the model's slices; the load gives back the model bit for bit."""
+    model = build_model("tiny", seed=5, moe_intermediate_size=48)
+    experts = model.context_tower.layers[2].mixer.experts
+    assert tuple(experts.up_proj.shape) == (4, 48, 32) and tuple(experts.down_proj.shape) == (4, 32, 48)
+    directory = write_release_layout(model, tmp_path / "wide", n_shards=2)
+    weight_map = _index(directory)
+    for tower in ("context_tower", "denoiser_tower"):
+        stacked = getattr(model, tower).layers[2].mixer.experts
+        for j in range(4):
+            for proj, shape, want in (("up_proj", (48, 32), stacked.up_proj[j]),
+                                      ("down_proj", (32, 48), stacked.down_proj[j])):
+                key = f"{tower}.layers.2.mixer.experts.{j}.{proj}.weight"
+                stored = load_file(str(directory / weight_map[key]))[key]
+                assert tuple(stored.shape) == shape, key
+                assert torch.equal(stored, want), key
+    loaded = load_release_checkpoint(directory, dtype=torch.float32).state_dict()
+    original = model.state_dict()
+    assert loaded.keys() == original.keys()
+    assert all(torch.equal(loaded[k], original[k]) for k in original)
+
+
 def test_corrupt_shards_integer_weights_and_stray_indexes_are_refused(release_dir, tmp_path):
     broken = _copy(release_dir, tmp_path / "truncated")
     shard = sorted(set(_index(broken).values()))[0]

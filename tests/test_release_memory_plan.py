@@ -150,3 +150,18 @@ def test_plan_names_a_config_that_builds_nothing(capsys, tmp_path):
     assert cli_main(["plan", "--model", str(directory)]) == 2
     err = capsys.readouterr().err
     assert "config.json describes no model that can be built" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("den_device", ["cuda:1", "cuda:0"])
+def test_state_bytes_grow_with_the_batch(release, den_device):
+    """Every sequence of a batch has its own K/V cache, Mamba states and (towers on two devices) its own copy
+    of the context's: at batch 4 each is exactly 4x batch 1's, on both devices, while the weights stay. The
+    hand computation above runs at batch 1 only, where a term that forgot the batch size is still right."""
+    one, four = (plan_memory(release, "cuda:0", den_device, context_length=4096, batch_size=b)["devices"]
+                 for b in (1, 4))
+    for device in one:
+        for part in ("kv_cache", "mamba_states", "context_copy"):
+            assert four[device][part] == 4 * one[device][part], (device, part)
+        assert four[device]["weights"] == one[device]["weights"]
+    assert all(one[d]["kv_cache"] > 0 and one[d]["mamba_states"] > 0 for d in one)
+    assert (one["cuda:1"]["context_copy"] > 0) if den_device == "cuda:1" else (one["cuda:0"]["context_copy"] == 0)

@@ -17,15 +17,16 @@ WEIGHTS_NAME = "model.safetensors"
 
 
 def save_pretrained(model: TwoTowerModel, directory, dtype: torch.dtype | None = None, extra: dict | None = None) -> Path:
-    """Write config.json and model.safetensors (optionally cast, e.g. to bf16 for the shipped model)."""
+    """Write config.json and model.safetensors (optionally cast, e.g. to bf16 for the shipped model; the
+    FP32_SUFFIXES tensors stay fp32)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.config.save_pretrained(directory)
     state = {}
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().to("cpu")
-        if dtype is not None and tensor.is_floating_point():
-            tensor = tensor.to(dtype)
+        if dtype is not None and tensor.is_floating_point() and not name.endswith(FP32_SUFFIXES):
+            tensor = tensor.to(dtype)  # the router's score-correction bias stays fp32, as the release keeps it
         state[name] = tensor.contiguous()
     save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", **(extra or {})})
     return directory
