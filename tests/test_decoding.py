@@ -280,3 +280,74 @@ def test_generate_mask_diffusion_hands_top_k_and_top_p_to_its_iterator():
     api = generate_mask_diffusion(model, prompt, 8, 4, 4, temperature=1.0, seed=5, top_k=3, top_p=0.8)
     events = drain(iter_mask_diffusion(model, prompt, 8, 4, 4, 0.8, 1.0, None, 5, 3, 0.8))
     assert torch.equal(api.sequences, events.sequences)
+
+
+def force_tokens(monkeypatch, model, script):
+    """Both towers predict script[row][k] with certainty, k counting the context tower's passes after the prefill
+    (the block, or AR token, being written): which row writes EOS in which block is then chosen by the test."""
+    vocab, passes, forward = model.config.vocab_size, [], model.context_forward
+
+    def certain(rows):  # (n, V) logits
+        wanted = torch.tensor([script[row][len(passes) - 1] for row in rows])
+        return torch.full((len(rows), vocab), -1e4).scatter_(1, wanted[:, None], 1e4)
+
+    def context_forward(ids, cache, last_only=True):
+        passes.append(ids.shape[1])
+        forward(ids, cache, last_only)
+        return certain(range(ids.shape[0]))[:, None]
+
+    def denoise(block, ctx, t, *args, head_positions=None, **kwargs):
+        return certain(head_positions.nonzero()[:, 0].tolist())  # one row per open position, row-major
+
+    monkeypatch.setattr(model, "context_forward", context_forward)
+    monkeypatch.setattr(model, "denoise", denoise)
+    return passes
+
+
+@pytest.mark.parametrize("mode", ["diffusion", "mock_ar", "ar"])
+def test_a_batch_stops_once_every_row_has_met_eos_in_some_block(monkeypatch, mode):
+    """Row 0 writes EOS in the first block and never again, row 1 only in the third: the batch stops after the
+    third (a row's EOS must stay counted; the test above has both rows meet EOS in one block)."""
+    model, prompt = decoding_model(3), random_ids((2, 4), 5)
+    eos, other, size = model.config.eos_token_id, 50, 4 if mode == "diffusion" else 1
+    script = [[eos, other, other, other, other], [other, other, eos, other, other]]
+    passes = force_tokens(monkeypatch, model, script)
+    run = {"diffusion": lambda **kw: generate_mask_diffusion(model, prompt, 5 * size, size, 2, 0.5, **kw),
+           "mock_ar": lambda **kw: generate_mock_ar(model, prompt, 5, **kw),
+           "ar": lambda **kw: generate_ar(model, prompt, 5, **kw)}[mode]
+    events = []
+    result = run(eos_token_id=eos, step_callback=events.append)
+    assert sum(e.kind == ("token" if mode == "ar" else "block") for e in events) == 3
+    assert result.new_tokens == [[eos], [other] * 2 * size + [eos]]
+    assert len(passes) == 3  # the prefill and the first two blocks: the context tower never reads the last
+
+
+@pytest.mark.parametrize("mode, anchor, ttft", [("diffusion", False, 2.0), ("diffusion", True, 1.0),
+                                               ("mock_ar", False, 2.0), ("ar", False, 1.0)])
+def test_time_to_first_token_is_the_first_tokens_not_the_last(monkeypatch, mode, anchor, ttft):
+    """A fake clock that advances 1 s per model pass: the first token comes after the prefill and, unless it is
+    the context tower's own (AR, an anchor), one denoiser pass, however many blocks follow."""
+    import types
+
+    from twotower import decoding
+
+    model, prompt = decoding_model(1), random_ids((1, 4), 2)
+    clock, forward, denoise = [100.0], model.context_forward, model.denoise
+
+    def ticking(fn):
+        def run(*args, **kwargs):
+            clock[0] += 1.0
+            return fn(*args, **kwargs)
+        return run
+
+    monkeypatch.setattr(decoding, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(model, "context_forward", ticking(forward))
+    monkeypatch.setattr(model, "denoise", ticking(denoise))
+    if mode == "ar":
+        stats = generate_ar(model, prompt, 8).stats
+    elif mode == "mock_ar":
+        stats = generate_mock_ar(model, prompt, 8).stats
+    else:
+        stats = generate_mask_diffusion(model, prompt, 8, 4, 4, 0.6, anchor_first=anchor).stats
+    assert stats["time_to_first_token_s"] == ttft
+    assert stats["total_s"] == stats["nfe"] + stats["context_passes"] > ttft + 1  # several passes after it

@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 from twotower.decoding import drain  # noqa: E402
 from twotower.engine import load_engine  # noqa: E402
 from ui.handlers import Handlers, run_settings  # noqa: E402
-from ui.panel_handlers import provenance  # noqa: E402
+from ui.panel_handlers import PanelHandlers, provenance, with_front  # noqa: E402
 
 SETTINGS = dict(gamma=1.0, block_size=4.0, steps_per_block=4.0, max_new_tokens=8.0, temperature=0.0, seed=0)
 
@@ -336,3 +336,54 @@ def test_a_race_can_be_stopped_between_two_timed_runs_and_says_so(engine):
     stopped = handlers.race_stopped(timing)
     assert "timing diffusion" not in stopped and "Stopped" in stopped and stopped.count('class="tt-card"') == 1
     assert handlers.race_stopped(updates[-1][0]) == gr.skip()  # a finished Race keeps its note
+
+
+def stub_timings(monkeypatch, tokens, seconds):
+    """bench.timed_generation stubbed: each mode writes tokens[mode]; the calls take seconds[0], seconds[1], …
+    in turn (warm-ups included) and count themselves in nfe, so a test can tell which run a card shows."""
+    from twotower import bench
+
+    calls = []
+
+    def timed(engine_, mode, ids, max_new_tokens, settings):
+        calls.append(mode)
+        rows = [list(tokens[mode])]
+        return {"rows": rows, "new_tokens": len(rows[0]), "tokens": len(rows[0]), "nfe": len(calls),
+                "context_passes": 1, "seconds": seconds[len(calls) - 1], "ttft_s": 0.001}
+
+    monkeypatch.setattr(bench, "timed_generation", timed)
+    return calls
+
+
+def test_a_race_card_gives_the_agreement_of_the_modes_tokens_with_ars(engine, monkeypatch):
+    # diffusion holds AR's token at 3 of 4 positions: 75% (an output compared with itself would read 100%)
+    stub_timings(monkeypatch, {"ar": [70, 71, 72, 73], "diffusion": [70, 71, 99, 73]}, [1.0] * 4)
+    *_, (html, _, _) = list(Handlers(engine).race("def f(x):", ["diffusion"], 0.8, 4, 4, 4, 1))
+    assert html.count("agreement with AR") == 1 and "agreement with AR 75%" in html
+
+
+def test_a_timed_mode_reports_its_median_run_and_the_spread_of_all(engine, monkeypatch):
+    """Three timed runs of 3, 1 and 2 s after a 10 s warm-up: the card shows the 2 s run (the third call after
+    the warm-up), 8 tokens in it at 4 tokens/s, and the runs' spread 8/3 to 8 tokens/s; the warm-up counts in none."""
+    calls = stub_timings(monkeypatch, {"ar": list(range(40, 48))}, [10.0, 3.0, 1.0, 2.0])
+    *_, timed = PanelHandlers(engine)._timed("ar", [5, 6], 8, {}, 3)
+    assert len(calls) == 4 and timed["nfe"] == 4 and timed["total_s"] == 2.0
+    assert timed["tokens_per_s"] == 4.0 and timed["tokens_per_s_range"] == pytest.approx((8 / 3, 8.0))
+    # of an even count, the faster middle run (median_low): 2 s of 4, 1, 2 and 3 s
+    stub_timings(monkeypatch, {"ar": list(range(40, 48))}, [10.0, 4.0, 1.0, 2.0, 3.0])
+    *_, timed = PanelHandlers(engine)._timed("ar", [5, 6], 8, {}, 4)
+    assert timed["total_s"] == 2.0 and timed["nfe"] == 4
+    # and the Race's card reads those numbers
+    stub_timings(monkeypatch, {"ar": list(range(40, 48))}, [10.0, 3.0, 1.0, 2.0])
+    *_, (html, _, measured) = list(Handlers(engine).race("def f(x):", [], 0.8, 4, 4, 8, 3))
+    assert "4.0 tokens/s (runs 2.7–8.0) · 8 tokens · 2.000 s" in html and measured["tokens_per_s"]["ar"] == 4.0
+
+
+def test_sweep_points_so_far_are_flagged_on_their_own_front():
+    # the third point is worse than the first on both axes, the fourth lacks its agreement: off the front
+    points = [{"ratio_vs_ar": 1.0, "agreement": 0.9}, {"ratio_vs_ar": 2.0, "agreement": 0.5},
+              {"ratio_vs_ar": 0.8, "agreement": 0.8}, {"ratio_vs_ar": 3.0, "agreement": None}]
+    flagged = with_front(points)
+    assert [p["pareto"] for p in flagged] == [True, True, False, False]
+    assert [p["pareto"] for p in with_front(points[2:3])] == [True]  # alone, the third is its own front
+    assert all("pareto" not in p for p in points)  # copies: the measured points are left as they were

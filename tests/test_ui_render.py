@@ -120,6 +120,19 @@ def test_stats_html_live_and_done():
     assert "123.4" in done and "0.050 s" in done
 
 
+def test_ar_tokens_are_finished_as_soon_as_they_are_folded():
+    """An AR (or speculative's first) token is committed to the context tower when emitted: the live completion
+    shows it (finished_tokens reads only rows marked done)."""
+    board = fold([event("token", i, 0, i, [40 + i], [0], mode="ar", generated=i + 1) for i in range(3)])
+    assert board.finished_tokens() == [40, 41, 42] and board.active is None
+
+
+def test_live_rate_is_committed_tokens_per_second_not_passes():
+    # 6 tokens in 0.01 s from 2 denoiser passes: 600 tokens/s (passes per second would read 200.0)
+    live = stats_html(Board(mode="diffusion", generated=6, nfe=2, context_passes=1, elapsed=0.01))
+    assert '<td>committed tokens / s (so far)</td><td class="v">600.0</td>' in live
+
+
 def test_diff_html_marks_only_differences():
     same = diff_html([40, 41, 42], [40, 41, 42], decode)
     assert "<ins" not in same and "<del" not in same
@@ -189,6 +202,29 @@ def test_cost_arithmetic():
     assert [x.mode for x in lines] == ["ar"]
     html = cost_html(lines, {"ar": "measured here"})
     assert "measured here" in html and "$1,440" in html
+
+
+def test_monthly_tokens_scale_with_utilisation_and_gpus():
+    """The arithmetic case above runs 2 GPUs at 0.5, whose product is 1: each factor alone must count."""
+    month = 100.0 * 3600 * 24 * 30  # tokens of one GPU busy all month at 100 tokens/s
+    assert monthly_tokens(100.0, 1, 0.5) == pytest.approx(0.5 * month)
+    assert monthly_tokens(100.0, 3, 1.0) == pytest.approx(3 * month)
+    half_busy = cost_line("ar", 100.0, 2.0, 1, 0.5)
+    assert half_busy.monthly_tokens == pytest.approx(0.5 * month)
+    assert half_busy.usd_per_million == pytest.approx(2 * 720 / (100 * 2592000 * 0.5 / 1e6))  # twice the full rate
+    three = cost_line("ar", 100.0, 2.0, 3, 0.5, api_usd_per_million=10.0)
+    assert three.monthly_cost == pytest.approx(3 * 1440) and three.monthly_tokens == pytest.approx(1.5 * month)
+    assert three.usd_per_million == pytest.approx(3 * 1440 / (1.5 * month / 1e6))
+    # 432 M tokens a month to break even, 388.8 M the three GPUs can serve at half load: never
+    assert three.break_even_million == pytest.approx(432.0) and three.breaks_even is False
+
+
+def test_a_volume_exactly_at_break_even_breaks_even():
+    # 125 tokens/s all month is 324 M tokens; $9/h is $6,480, which at $20 per M buys exactly 324 M: a tie pays off
+    tie = cost_line("ar", 125.0, 9.0, 1, 1.0, api_usd_per_million=20.0)
+    assert tie.break_even_million == tie.monthly_tokens / 1e6 == 324.0
+    assert tie.breaks_even is True
+    assert cost_line("ar", 125.0, 9.0, 1, 1.0, api_usd_per_million=19.99).breaks_even is False
 
 
 @pytest.mark.parametrize("kwargs, message", [
