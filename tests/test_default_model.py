@@ -25,8 +25,13 @@ def test_every_file_lands_in_exactly_one_split_and_the_rule_is_stable():
                 assert not by_split[a] & by_split[b], f"{a} and {b} share files"
     assert all(split_of(rel) == s for s, rels in by_split.items() for rel in rels)
     assert len(by_split["test"]) >= 20 and len(by_split["validation"]) >= 20
-    # the split of a path depends on the path only, not on which other files exist
-    assert split_of("json/decoder.py") == split_of("json/decoder.py")
+    # the split of a path depends on the path only, not on which other files exist, nor on the process (a
+    # salted hash() moved files between splits from one run to the next): pinned, since the test split is
+    # what the shipped model's card is measured on
+    pinned = {"encodings/cp1254.py": "validation", "encodings/cp437.py": "validation",
+              "distutils/_msvccompiler.py": "validation", "typing.py": "test", "encodings/cp949.py": "test",
+              "encodings/hex_codec.py": "test", "json/decoder.py": "train", "os.py": "train"}
+    assert {rel: split_of(rel) for rel in pinned} == pinned
 
 
 @pytest.fixture(scope="module")

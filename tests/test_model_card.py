@@ -5,7 +5,8 @@ import copy
 import json
 from pathlib import Path
 
-from scripts.model_card import _stage_lines, measured_on, merge_reports, train_commands, unshipped_model
+from scripts.model_card import (_stage_lines, comparison, measured_on, merge_reports, train_commands,
+                               unshipped_model)
 
 ROOT = Path(__file__).resolve().parent.parent
 LEASE = ROOT / "benchmarks" / "gpu_lease_20261204"
@@ -114,3 +115,52 @@ def test_a_continued_stage_says_each_segments_schedule_and_peak(tmp_path):
     assert "steps 1–1690: cosine schedule over 7.5-minute budget, peak lr 0.002" in lines[1]
     assert "steps 1691–3900: cosine schedule over 8-minute budget, peak lr 0.001" in lines[2]
     assert lines[2].endswith("moments restarted, warm-up and cosine again over 8.0 minutes")
+
+
+def _raw(directory, name):
+    return json.loads((directory / name).read_text())
+
+
+def test_comparison_reads_every_row_from_its_own_models_files():
+    """Each row of the card's comparison, both columns, against the figures in the files it was read from
+    (loaded here without merge_reports): a row reading another mode's figure, or the other model's, shows."""
+    previous = ROOT / "benchmarks" / "cpu_model_20261204"
+    shipped = ROOT / "benchmarks"
+    info, report, bench = _shipped()
+    lines = comparison(previous, info, report, bench)
+
+    def expected(directory, bench):
+        diff, mock = _raw(directory, "eval_diffusion.json"), _raw(directory, "eval_mock_ar.json")
+        modes = bench["modes"]
+        rows = {"diffusion tokens per denoiser pass": f"{modes['diffusion']['tokens_per_pass']:.2f}",
+                "diffusion tokens/s ÷ AR": f"{modes['diffusion']['ratio_vs_ar']:.2f}",
+                "mock-AR tokens/s ÷ AR": f"{modes['mock_ar']['ratio_vs_ar']:.2f}",
+                "speculative tokens/s ÷ AR": f"{modes['speculative']['ratio_vs_ar']:.2f}",
+                "speculative mean acceptance length": f"{modes['speculative']['mean_acceptance_length']:.2f}"}
+        tasks = diff["retention"]["diffusion"]["tasks"]
+        rows.update({f"AR score: {t}": f"{diff['scores']['ar'][t]:.3f}" for t in tasks})
+        rows.update({f"diffusion retention: {t}": f"{100 * v:.1f} %" for t, v in tasks.items()})
+        rows["diffusion retention: aggregate"] = f"{100 * diff['retention']['diffusion']['aggregate']:.1f} %"
+        rows["mock-AR retention: aggregate"] = f"{100 * mock['retention']['mock_ar']['aggregate']:.1f} %"
+        return rows
+
+    before, after = expected(previous, _raw(previous, "bench.json")), expected(shipped, bench)
+    # the figures a swapped read would confuse differ in these files, so the rows tell them apart
+    assert after["diffusion tokens/s ÷ AR"] != after["mock-AR tokens/s ÷ AR"]
+    assert before["diffusion retention: aggregate"] != before["mock-AR retention: aggregate"]
+    assert after["diffusion retention: aggregate"] != after["mock-AR retention: aggregate"]
+    table = lines[lines.index("|---|---|---|") + 1:-1]
+    assert table == [f"| {label} | {before[label]} | {after[label]} |" for label in after]
+
+
+def test_merged_evals_keep_each_modes_own_scores_retention_and_passes():
+    """The card and BENCHMARKS.md read mock-AR's figures from the merged report: they must be the mock-AR run's."""
+    diff, mock = _raw(ROOT / "benchmarks", "eval_diffusion.json"), _raw(ROOT / "benchmarks", "eval_mock_ar.json")
+    merged = merge_reports([copy.deepcopy(diff), copy.deepcopy(mock)])
+    assert merged["modes"] == ["ar", "diffusion", "mock_ar"]
+    assert merged["commands"] == [diff["command"], mock["command"]]
+    for mode, source in (("diffusion", diff), ("mock_ar", mock)):
+        assert merged["retention"][mode] == source["retention"][mode], mode
+        assert merged["scores"][mode] == source["scores"][mode], mode
+        assert merged["passes"][mode] == source["passes"][mode], mode
+    assert merged["retention"]["mock_ar"] != merged["retention"]["diffusion"]

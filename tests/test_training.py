@@ -104,6 +104,16 @@ def test_mask_blocks_masks_at_least_one_position_per_block():
     assert 0.3 < masked.float().mean() < 0.7  # t ~ U(0, 1): about half masked on average
 
 
+def test_mask_ratios_are_drawn_for_every_block_of_every_row():
+    # t ~ U(0, 1) on its own for each block (std 0.29): one t per row, or one per block position shared by the
+    # batch, still masks half the positions on average but trains each window on one or few noise levels.
+    # With 64 positions a block's masked share t_actual is its drawn t to within ~0.06.
+    targets = torch.randint(5, 250, (64, 32 * 64))
+    _, _, t = mask_blocks(targets, 32, 64, mask_id=4, generator=torch.Generator().manual_seed(0))
+    assert 0.25 < float(t.std(dim=1).mean()) < 0.33  # across the blocks of one row
+    assert 0.25 < float(t.std(dim=0).mean()) < 0.33  # across the rows, block by block
+
+
 def test_full_mask_share_masks_whole_blocks_and_leaves_the_default_stream_alone():
     targets = torch.randint(5, 250, (256, 6 * 16))
     plain = mask_blocks(targets, 6, 16, mask_id=4, generator=torch.Generator().manual_seed(0))
@@ -405,12 +415,19 @@ def test_distilling_ahead_equals_distilling_step_by_step():
     the context tower is frozen in stage 2, so the targets are the same; the undistilled rows are untouched."""
     from twotower.distill import DistillAhead, self_distill
 
+    from twotower import generate_ar
+
     model = build_model("tiny", seed=3).train()
     windows = {s: torch.randint(5, 261, (4, 20), generator=torch.Generator().manual_seed(s)) for s in range(5)}
+    # what a distilled row is, apart from both twins: the window's own prefix, then the context tower's greedy
+    # continuation of that prefix (both twins share self_distill: a wrong prefix there fooled the comparison)
+    greedy = {s: generate_ar(model.eval(), windows[s][:2, :8], max_new_tokens=12).sequences for s in range(5)}
+    model.train()
     ahead = DistillAhead(model, prefix_len=8, share=0.5, batches=3)
     for step in range(5):  # steps 0-2 from one run, 3-4 from the next (cut at last_step 4)
         got = ahead(step, windows.__getitem__, last_step=4)
         assert torch.equal(got, self_distill(model, windows[step], 8, 0.5))
+        assert torch.equal(got[:2, :8], windows[step][:2, :8]) and torch.equal(got[:2], greedy[step])
         assert torch.equal(got[2:], windows[step][2:]) and not torch.equal(got[:2], windows[step][:2])
     assert model.training  # left as it was
     with pytest.raises(ValueError, match="distill batches"):
@@ -427,6 +444,76 @@ def test_a_denoiser_run_generates_its_distilled_windows_ahead(tmp_path, monkeypa
     monkeypatch.setattr(distill, "self_distill", lambda model, tokens, *a: calls.append(len(tokens)) or real(model, tokens, *a))
     training.run_stage("denoiser", run, profile="test", steps=6, distill_share=0.5, distill_from=0.5, distill_batches=2)
     assert calls == [4, 2]  # steps 4-5 in one run (2 distilled rows each), step 6 alone (the run ends there)
+
+
+def test_distilling_steps_train_on_the_distilled_windows(tmp_path, monkeypatch):
+    """The distilled rows generated for a step are the rows it trains on: the first `share` of each distilling
+    step's windows continue their prefix with the context tower's greedy text, the other rows (and every row
+    before distill_from) are the corpus window itself. Generating them and training on the plain window
+    looked the same to the tests that count generations."""
+    import numpy as np
+
+    from twotower import data
+    from twotower.checkpoint import from_pretrained
+    from twotower.data import BatchSampler
+    from twotower.distill import self_distill
+
+    training, run = _tiny_training_run(monkeypatch, tmp_path)
+    stream = np.random.default_rng(1).integers(5, 261, 5000).astype(np.uint16)
+    monkeypatch.setattr(data, "encode_split", lambda tok, split, cache: stream)
+    training.run_stage("context", run, profile="test", steps=2)
+    batches, real = [], training.denoiser_loss
+
+    def record_training_batches(model, tokens, *args, **kwargs):
+        if model.training:  # not validation
+            batches.append(tokens.clone())
+        return real(model, tokens, *args, **kwargs)
+
+    monkeypatch.setattr(training, "denoiser_loss", record_training_batches)
+    training.run_stage("denoiser", run, profile="test", steps=4, distill_share=0.5, distill_from=0.5)
+    assert len(batches) == 4
+    context = from_pretrained(run / "context_ckpt")  # stage 2 keeps this tower frozen: it distils with it
+    sampler = BatchSampler(stream, 48, 4, seed=0)  # the test profile's windows: 16 + 4 blocks of 8 tokens
+    for step, batch in enumerate(batches):
+        window = torch.from_numpy(sampler.batch(step)[:, :48])
+        if step < 2:  # before distill_from
+            assert torch.equal(batch, window), step
+            continue
+        distilled = self_distill(context, window, 16, 0.5)
+        assert not torch.equal(distilled[:2], window[:2])  # the test can tell the two apart
+        assert torch.equal(batch[:2], distilled[:2]) and torch.equal(batch[2:], window[2:]), step
+
+
+def test_validation_reads_the_validation_split_every_eval_every_steps_and_at_the_end(tmp_path, monkeypatch):
+    """val_loss is measured on validation windows (not training windows, not the test split the model card
+    reports on), at every eval_every-th step and at the last, on the same windows each time. Each split gets
+    its own stream here, told apart by its token range (the other tests' streams ignore the split name)."""
+    import json
+
+    import numpy as np
+
+    from twotower import data
+
+    training, run = _tiny_training_run(monkeypatch, tmp_path)
+    monkeypatch.setitem(training.PROFILES, "test", {**training.PROFILES["test"], "eval_every": 2, "eval_batches": 2})
+    ranges, splits = {"train": (5, 100), "validation": (150, 200), "test": (210, 261)}, []
+
+    def encode_split(tok, split, cache):
+        splits.append(split)
+        return np.random.default_rng(0).integers(*ranges[split], 5000).astype(np.uint16)
+
+    monkeypatch.setattr(data, "encode_split", encode_split)
+    seen, real = {True: [], False: []}, training.context_loss  # by model.training: training / validation batches
+    monkeypatch.setattr(training, "context_loss",
+                        lambda model, batch: seen[model.training].append(batch) or real(model, batch))
+    training.run_stage("context", run, profile="test", steps=5)
+    assert splits == ["train", "validation"]
+    log = [json.loads(line) for line in (run / "context_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "val_loss" in r] == [2, 4, 5]
+    assert len(seen[True]) == 5 and len(seen[False]) == 3 * 2
+    assert all(int(b.max()) < 100 for b in seen[True])
+    assert all(150 <= int(b.min()) and int(b.max()) < 200 for b in seen[False])
+    assert all(torch.equal(a, b) for a, b in zip(seen[False], seen[False][2:]))  # comparable curves
 
 
 def test_a_batch_size_override_shapes_the_steps_and_is_recorded(tmp_path, monkeypatch):
@@ -504,6 +591,7 @@ def test_a_resumed_denoiser_run_ends_where_an_uninterrupted_one_does(tmp_path, m
     """Stopped after its checkpoint at step 2 and resumed, a 4-step stage 2 ends with the weights of a run that
     was never stopped: same windows (seeded by step), same schedule, and now the same masks (the mask generator's
     state is saved; reseeding with seed + step drew other masks after a resume)."""
+    import json
     import shutil
 
     import numpy as np
@@ -531,9 +619,26 @@ def test_a_resumed_denoiser_run_ends_where_an_uninterrupted_one_does(tmp_path, m
     monkeypatch.setattr(training, "denoiser_loss", stop_at_the_third_step)
     with pytest.raises(KeyboardInterrupt):
         training.run_stage("denoiser", stopped, profile="test", steps=4)
-    monkeypatch.setattr(training, "denoiser_loss", real)
+    # a restart from scratch ends with the same weights too (every draw is seeded): what tells a resume apart
+    # is that it finds the checkpoint of step 2, trains steps 3-4 only and keeps the log of steps 1-2
+    assert (stopped / "denoiser_ckpt" / "trainer_state.json").is_file()
+    before = (stopped / "denoiser_log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in before] == [1, 2]
+    training_calls = []
+
+    def count_training_steps(model, *args, **kwargs):
+        training_calls.append(model.training)  # validation runs in eval mode
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(training, "denoiser_loss", count_training_steps)
+    capsys.readouterr()
     training.run_stage("denoiser", stopped, profile="test", steps=4, resume=True)
-    assert "other settings" not in capsys.readouterr().err  # the same settings: nothing to say
+    err = capsys.readouterr().err
+    assert "other settings" not in err  # the same settings: nothing to say
+    assert "starting the stage afresh" not in err
+    assert training_calls.count(True) == 2  # steps 3 and 4, not all four again
+    after = (stopped / "denoiser_log.jsonl").read_text().splitlines()
+    assert after[:2] == before and [json.loads(line)["step"] for line in after[2:]] == [3, 4]
     from twotower.checkpoint import from_pretrained
 
     whole = from_pretrained(run / "denoiser_ckpt").state_dict()

@@ -34,8 +34,34 @@ def test_summary_tags_other_dtypes_and_judges_each_target():
     assert "(aggregate 97.5 %, bf16) | 96.0 % | ≥ 95 % on every task (#3, #6) | met |" in text
     assert "proposal cut below confidence 0.2, S = 16; mean acceptance length 3.90; output = AR on 100 % of" in text
     assert "| 1.90× | ≥ 1.8× (#4) | met |" in text
-    assert "S = 16, bf16; mean acceptance length 3.90; output = AR on 75 % of generations) | 1.28×" in text
+    assert "S = 16, bf16; mean acceptance length 3.90; output = AR on 75 % of generations) | 1.28× | ≥ 1.8× (#4) | " \
+           "**not met** |" in text
     assert "over the eval's" not in text  # reports without pass counts give no such row
+
+
+def test_summary_judges_each_target_just_below_and_at_it():
+    """Each verdict against its issue's target, on both sides of it: diffusion ≥ 2.0× AR (#6), ≥ 4 tokens per
+    denoiser pass in the bench and over the eval (#3), ≥ 95 % retention on every task, the worst one (#3, #6;
+    an aggregate above 95 % does not make it met), speculative ≥ 1.8× AR (#4)."""
+    below = _bench("fp32", 1.99, 1.79, 1.0)
+    below["modes"]["diffusion"]["tokens_per_pass"] = 3.99
+    at = _bench("bf16", 2.0, 1.8, 1.0)
+    at["modes"]["diffusion"]["tokens_per_pass"] = 4.0
+    passes = {"n_prompts": {"next_line": 5}}
+    low = {**_eval("fp32", 0.949), **passes, "passes": {"diffusion": {"tokens_per_pass": 3.99}}}
+    high = {**_eval("bf16", 0.95), **passes, "passes": {"diffusion": {"tokens_per_pass": 4.0}}}
+    text = "\n".join(summary(below, [low, high], [at]))
+    for row in ("| diffusion tokens/s ÷ AR | 1.99× | ≥ 2.0× (#6) | **not met** |",
+                "| diffusion tokens/s ÷ AR (bf16) | 2.00× | ≥ 2.0× (#6) | met |",
+                "| diffusion tokens per denoiser pass | 3.99 | ≥ 4 (#3) | **not met** |",
+                "| diffusion tokens per denoiser pass (bf16) | 4.00 | ≥ 4 (#3) | met |",
+                "| diffusion retention, worst task (aggregate 97.0 %) | 94.9 % | ≥ 95 % on every task (#3, #6) | **not met** |",
+                "| diffusion retention, worst task (aggregate 97.0 %, bf16) | 95.0 % | ≥ 95 % on every task (#3, #6) | met |",
+                "| diffusion tokens per denoiser pass over the eval's 5 generations | 3.99 | ≥ 4 (#3) | **not met** |",
+                "| diffusion tokens per denoiser pass over the eval's 5 generations, bf16 | 4.00 | ≥ 4 (#3) | met |",
+                "| 1.79× | ≥ 1.8× (#4) | **not met** |",
+                "| 1.80× | ≥ 1.8× (#4) | met |"):
+        assert row in text, row
 
 
 def test_summary_quotes_tokens_per_pass_over_the_eval():
@@ -108,3 +134,44 @@ def test_readme_tables_read_every_cell_from_the_reports_and_replace_only_the_mar
 def test_the_sweep_table_says_how_its_ratios_were_timed():
     assert sweep_timing_note({"ar_timing": "per_point", "points": []}).startswith("AR is timed beside each point")
     assert "timed once, before the grid" in sweep_timing_note({"points": []})  # a report from before the field
+
+
+def test_main_heads_each_section_with_its_own_reports_device_commit_and_command(tmp_path, monkeypatch, capsys):
+    """BENCHMARKS.md quotes above each table the command, commit and device that measured it: each section's
+    header from its own report (bench, its extra, the merged evals, the other-dtype eval, the sweep), and from
+    the commands file and HEAD for a report that records neither. Written under a temporary ROOT."""
+    import json
+    import sys
+    from pathlib import Path
+
+    import scripts.write_benchmarks as wb
+    from twotower import run_setup
+
+    real = Path(wb.__file__).resolve().parent.parent / "benchmarks"
+    args = []
+    for flag, name, tag in (("--bench", "bench.json", "bench"), ("--bench-extra", "bench_bf16.json", "bench-bf16"),
+                            ("--eval", "eval_diffusion.json", "eval"), (None, "eval_mock_ar.json", "eval-mock"),
+                            ("--eval-extra", "eval_bf16_diffusion.json", "eval-bf16"), ("--sweep", "sweep.json", "sweep")):
+        report = json.loads((real / name).read_text())
+        report["device"]["name"] = f"{tag}-device"
+        report.update(command=f"twotower {tag} --json", commit=f"{tag}-commit", date=f"{tag}-date")
+        if tag == "sweep":  # an older report: the commands file and HEAD say how it was measured
+            del report["command"], report["commit"], report["date"]
+        (tmp_path / name).write_text(json.dumps(report))
+        args += ([flag] if flag else []) + [str(tmp_path / name)]
+    (tmp_path / "commands.json").write_text(json.dumps({"bench": "?", "eval": "?", "sweep": "twotower sweep (file)"}))
+    monkeypatch.setattr(run_setup, "git", lambda *argv: {"rev-parse": "head123", "show": "2026-11-30"}[argv[0]])
+    monkeypatch.setattr(wb, "ROOT", tmp_path)  # not the project's BENCHMARKS.md
+    monkeypatch.setattr(sys, "argv", ["write_benchmarks.py", *args, "--commands", str(tmp_path / "commands.json")])
+    assert wb.main() == 0
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    sections = {part.split("\n", 1)[0]: part for part in text.split("\n## ")[1:]}
+    expected = {"Throughput": ("bench", "fp32"), "Throughput in bf16": ("bench-bf16", "bf16"),
+                "Quality and retention": ("eval", "fp32"), "Quality and retention in bf16": ("eval-bf16", "bf16")}
+    for title, (tag, dtype) in expected.items():
+        assert f"- device: {tag}-device ({dtype}), torch " in sections[title], title
+        assert f"- command: `twotower {tag} --json`" in sections[title], title
+        assert f"- commit: `{tag}-commit`, measured {tag}-date\n" in sections[title], title
+    sweep = sections["Speed against quality (γ × S)"]
+    assert "- device: sweep-device (fp32)" in sweep and "- command: `twotower sweep (file)`" in sweep
+    assert "- commit: `head123`, measured on or after that commit's date, 2026-11-30" in sweep
