@@ -26,8 +26,8 @@ def _header(title: str, report: dict, commands: dict, key: str, commit: str) -> 
     one (bench / eval / sweep write it), else the commands file and HEAD."""
     device = f"{report['device']['name']} ({run_setup.run_variant(report)}), torch {report['device'].get('torch', '')}"
     command = report.get("command") or commands.get(key, "?")
-    if isinstance(command, list):
-        command = " && ".join(command)
+    if isinstance(command, list):  # evals of several modes, run side by side and merged: each run's own command
+        command = "`; `".join(command)
     measured_at = report.get("commit") or commit
     when = (f"measured {report['date']}" if report.get("date")  # reports before 2026-12-02 did not record it
             else f"measured on or after that commit's date, "
@@ -226,8 +226,8 @@ def main() -> int:
     reports = [merge_reports([json.loads(Path(p).read_text()) for p in args.eval]),
                *(merge_reports([json.loads(Path(p).read_text())]) for p in args.eval_extra)]
     for report in reports:
-        if "command" not in report and report.get("commands"):
-            report["command"] = report["commands"]
+        if len(report.get("commands") or []) > 1 or ("command" not in report and report.get("commands")):
+            report["command"] = report["commands"]  # a merged report quotes every run's command, not the first's
     lines = ["# Benchmarks", "", "Every number on this page was measured by the command quoted above its table, on the "
              "embedded default model (`assets/default`) and held-out prompts (the corpus's test split). "
              "Tables are the commands' own markdown output; regenerate with `scripts/write_benchmarks.py`.", ""]

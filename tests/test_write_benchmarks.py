@@ -172,6 +172,8 @@ def test_main_heads_each_section_with_its_own_reports_device_commit_and_command(
         assert f"- device: {tag}-device ({dtype}), torch " in sections[title], title
         assert f"- command: `twotower {tag} --json`" in sections[title], title
         assert f"- commit: `{tag}-commit`, measured {tag}-date\n" in sections[title], title
+    # the merged evals were two runs: both commands are quoted (the header once quoted the first alone)
+    assert "- command: `twotower eval --json`; `twotower eval-mock --json`\n" in sections["Quality and retention"]
     sweep = sections["Speed against quality (γ × S)"]
     assert "- device: sweep-device (fp32)" in sweep and "- command: `twotower sweep (file)`" in sweep
     assert "- commit: `head123`, measured on or after that commit's date, 2026-11-30" in sweep
