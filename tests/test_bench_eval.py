@@ -24,15 +24,6 @@ from twotower.tokenizer import ByteTokenizer
 TINY = ["--preset", "tiny", "--max-prompt-tokens", "48"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and a shared machine punishes spinning ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def stand_in_speculative(monkeypatch):
     def iter_speculative(model, prompt_ids, *, max_new_tokens, eos_token_id, seed, **_settings):

@@ -10,14 +10,6 @@ import torch
 from twotower import bench, evaluation, metrics
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def generation(tokens=10, seconds=1.0, ttft_s=0.1, nfe=4, context_passes=3):
     """One timed generation as bench.timed_generation records it (batch 1)."""
     return {"rows": [[7] * tokens], "new_tokens": tokens, "tokens": tokens, "nfe": nfe,

@@ -16,16 +16,6 @@ from twotower.release_loader import INDEX_NAME, load_release_checkpoint, release
 EXPERT_UP = "context_tower.layers.2.mixer.experts.up_proj"  # tiny pattern M*EM-*: layer 2 is MoE
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared, loaded machine two OpenMP threads wait on
-    each other for tens of ms per op (measured: 37 s vs 0.5 s for this file's generations)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model():
     model = build_model("tiny", seed=3)
