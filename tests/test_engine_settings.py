@@ -139,3 +139,29 @@ def test_prompt_limit_counts_sentencepiece_tokens_not_characters():
     assert len(tokenizer.encode(longer)) == n + 1
     with pytest.raises(ValueError, match=rf"the prompt is {n + 1} tokens long; the limit is {n} tokens"):
         engine.encode_prompt(longer)
+
+
+# ----------------------------------------------------------------------------------------------------
+# refusals of a tokenizer that does not fit the model (the audit found neither under test)
+def test_a_tokenizer_with_more_ids_than_the_model_is_refused(tmp_path):
+    """The shipped tokenizer (8,192 ids) beside a model of 300 ids: ids past the embedding would fail in the
+    first forward pass; load_engine names both counts instead."""
+    from twotower import build_model
+    from twotower.checkpoint import save_pretrained
+    from twotower.engine import load_engine
+
+    shipped = load_tokenizer(DEFAULT_MODEL_DIR)
+    model = build_model("tiny", vocab_size=300, mask_token_id=shipped.mask_token_id)
+    save_pretrained(model, tmp_path)
+    (tmp_path / "tokenizer.model").write_bytes((DEFAULT_MODEL_DIR / "tokenizer.model").read_bytes())
+    with pytest.raises(ValueError, match=f"tokenizer has {shipped.vocab_size} ids but the model only 300"):
+        load_engine(model_dir=tmp_path)
+
+
+def test_a_model_too_small_for_the_byte_tokenizer_is_refused():
+    """Without a tokenizer file the byte tokenizer stands in, which needs its 261 ids."""
+    from twotower import make_config
+
+    with pytest.raises(ValueError, match="vocab 200 is too small for the byte tokenizer"):
+        load_tokenizer(None, make_config("tiny", vocab_size=200))
+    assert load_tokenizer(None, make_config("tiny", vocab_size=ByteTokenizer.vocab_size)).vocab_size == 261
