@@ -1,0 +1,141 @@
+"""The eval's scoring wiring against outputs known in advance: a scripted engine writes chosen text, so each
+score (next-line exact match and edit similarity against the target, syntax on prompt + continuation, AR's mean
+log-likelihood, the report's means) is known before the eval runs. The smoke runs in test_bench_eval.py see only
+a random model's outputs, where a score read against the wrong text still lies in [0, 1]."""
+
+import math
+import types
+
+import pytest
+import torch
+
+from twotower import eval_prompts, evaluation, metrics
+from twotower.tokenizer import ByteTokenizer
+
+
+class UniformTower:
+    """A context tower that gives every byte id the same logit: any continuation's mean log-likelihood is -log V.
+    It records the ids it is given (prompt + continuation)."""
+
+    config = types.SimpleNamespace(default_gamma=0.9, default_block_size=4, default_steps_per_block=4,
+                                   default_draft_steps=2, default_min_draft_confidence=0.0)
+
+    def __init__(self):
+        self.seen = []
+
+    def context_forward(self, ids, cache, last_only=True):
+        self.seen.append(ids[0].tolist())
+        return torch.full((ids.shape[0], 1 if last_only else ids.shape[1], ByteTokenizer.vocab_size), 2.0)
+
+
+class ScriptedEngine:
+    """An engine whose every mode writes the text `write(mode, prompt_ids)` (byte tokens, one 'done' event), so
+    the eval's scores are known before it runs."""
+
+    name = "scripted"
+
+    def __init__(self, write):
+        self.tokenizer, self.model, self.write, self.streams = ByteTokenizer(), UniformTower(), write, []
+
+    def decode(self, ids):
+        return self.tokenizer.decode(ids)
+
+    def stream(self, mode, prompt_ids, **kwargs):
+        self.streams.append((mode, list(prompt_ids), kwargs))
+        tokens = self.tokenizer.encode(self.write(mode, list(prompt_ids)))
+        yield types.SimpleNamespace(kind="done", sequences=None, info={"new_tokens": [tokens]},
+                                    stats={"new_tokens": len(tokens), "nfe": len(tokens)})
+
+
+SCORING = dict(settings={}, budget={"next_line": 8, "syntax": 16}, max_prompt_tokens=64, syntax_tokens=16)
+
+
+def test_score_item_scores_each_modes_first_line_against_the_target():
+    """Writing the target line scores exact match and edit similarity 1; a line one character off scores 0 and
+    1 - 1/5; echoing the prompt's own line scores 0 (it would score 1 if the prompt were the reference)."""
+    item = {"prompt": "x = 1\n", "target": "y = 2"}
+    outputs = {"ar": "y = 2  \nz = 3\n", "mock_ar": "y = 3\n", "diffusion": "x = 1"}  # trailing spaces: stripped
+    engine = ScriptedEngine(lambda mode, ids: outputs[mode])
+    record = evaluation.score_item(engine, "next_line", item, modes=["ar", "mock_ar", "diffusion"], **SCORING)
+    scores = record["scores"]
+    assert record["completions"] == {"ar": "y = 2  ", "mock_ar": "y = 3", "diffusion": "x = 1"}  # cut at "\n"
+    assert (scores["ar"]["next_line_exact_match"], scores["ar"]["next_line_edit_similarity"]) == (1.0, 1.0)
+    assert scores["mock_ar"]["next_line_exact_match"] == 0.0
+    assert scores["mock_ar"]["next_line_edit_similarity"] == pytest.approx(1 - 1 / 5)  # one substitution in 5
+    assert scores["diffusion"]["next_line_exact_match"] == 0.0
+    assert scores["diffusion"]["next_line_edit_similarity"] == pytest.approx(1 - 2 / 5)  # x/y and 1/2
+    # agreement, position by position over AR's 14 bytes: "y = 3\n" shares "y = " (4), "x = 1" shares " = " (3)
+    assert [scores[m]["agreement_with_ar"] for m in ("ar", "mock_ar", "diffusion")] == [1.0, 4 / 14, 3 / 14]
+    # every mode ran greedy from the prompt's ids with the task's budget ...
+    prompt = engine.tokenizer.encode(item["prompt"])
+    assert [(m, ids) for m, ids, _ in engine.streams] == [(m, prompt) for m in ("ar", "mock_ar", "diffusion")]
+    assert all(kw["temperature"] == 0.0 and kw["max_new_tokens"] == 8 for _, _, kw in engine.streams)
+    # ... and the AR tower read the prompt followed by each mode's own output
+    assert engine.model.seen == [prompt + engine.tokenizer.encode(outputs[m]) for m in ("ar", "mock_ar", "diffusion")]
+    for mode in scores:
+        assert scores[mode]["ar_mean_loglik"] == pytest.approx(-math.log(ByteTokenizer.vocab_size))
+        assert record["stats"][mode]["new_tokens"] == len(outputs[mode].encode())
+
+
+def test_score_item_judges_syntax_on_the_prompt_followed_by_the_continuation():
+    """An indented body is valid only after the prompt's `def f():` (alone it is an unexpected indent); a
+    stray bracket is an error anywhere; the reference is the item's true continuation, cut to the budget."""
+    item = {"prompt": "def f():\n", "reference": "    return 1\n" + "x" * 40}
+    outputs = {"ar": "    return 2\n", "diffusion": ")\n"}
+    engine = ScriptedEngine(lambda mode, ids: outputs[mode])
+    record = evaluation.score_item(engine, "syntax", item, modes=["ar", "diffusion"], **SCORING)
+    assert record["scores"]["ar"]["syntax_ok"] == 1.0 and record["scores"]["diffusion"]["syntax_ok"] == 0.0
+    assert record["reference_ok"] == 1.0 and "completions" not in record
+    assert all(kw["max_new_tokens"] == 16 for _, _, kw in engine.streams)  # the syntax task's budget
+
+
+@pytest.mark.parametrize("prompt, continuation, rows", [
+    ([0, 1], [0, 1, 2], [1, 2, 3]),  # token k of the continuation is predicted by the row before it
+    ([2], [1, 1], [0, 1]),  # a one-token prompt: its only row predicts the first new token
+])
+def test_ar_mean_loglik_is_the_mean_log_softmax_of_each_new_token_given_what_precedes_it(prompt, continuation, rows):
+    """Hand-made next-token distributions, one row per position, each row shifted by a constant (logits, not
+    log-probabilities): the result is the mean of log p(row before token k)[token k] over the continuation."""
+    probs = torch.tensor([[0.2, 0.3, 0.5], [0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [0.25, 0.25, 0.5], [0.6, 0.2, 0.2]],
+                         dtype=torch.float64)
+
+    class FixedTower:
+        def context_forward(self, ids, cache, last_only=True):
+            assert not last_only and ids[0].tolist() == prompt + continuation
+            logits = probs[: ids.shape[1]].log() + torch.arange(ids.shape[1])[:, None] * 3.0
+            return logits.float()[None]
+
+    expected = sum(math.log(probs[r, t]) for r, t in zip(rows, continuation, strict=True)) / len(continuation)
+    assert evaluation.ar_mean_loglik(FixedTower(), prompt, continuation) == pytest.approx(expected, rel=1e-6)
+    assert evaluation.ar_mean_loglik(FixedTower(), prompt, []) is None  # nothing written: no likelihood
+
+
+def test_eval_report_averages_the_scores_of_known_outputs():
+    """`evaluate` over the real next-line prompts with an engine that knows each prompt's target: AR writes it
+    (scores 1), diffusion writes it for every other prompt and "#" otherwise (exact match 1/2, retention 1/2),
+    and the report's means, retention and examples are those per-prompt scores."""
+    items = eval_prompts.next_line_items(4, seed=0)
+    engine = ScriptedEngine(None)
+    index = {tuple(eval_prompts.prompt_ids(engine, it["prompt"], 64)): i for i, it in enumerate(items)}
+    assert len(index) == len(items)  # each prompt's last 64 bytes tell it apart
+
+    def write(mode, ids):
+        i = index[tuple(ids)]
+        return items[i]["target"] + "\n    pass\n" if mode == "ar" or i % 2 == 0 else "#\n"
+
+    engine.write = write
+    report = evaluation.evaluate(engine, modes="ar,diffusion", tasks="next_line", n_next_line=4, max_prompt_tokens=64)
+    scores = report["scores"]
+    assert report["n_prompts"] == {"next_line": 4} and [mode for mode, _, _ in engine.streams] == ["ar", "diffusion"] * 4
+    assert (scores["ar"]["next_line_exact_match"], scores["ar"]["next_line_edit_similarity"]) == (1.0, 1.0)
+    assert scores["diffusion"]["next_line_exact_match"] == 0.5
+    similarity = [1.0 if i % 2 == 0 else metrics.edit_similarity("#", it["target"]) for i, it in enumerate(items)]
+    assert scores["diffusion"]["next_line_edit_similarity"] == pytest.approx(sum(similarity) / 4)
+    assert similarity[1] < 1 and similarity[3] < 1
+    retention = report["retention"]["diffusion"]["tasks"]
+    assert retention["next_line_exact_match"] == 0.5
+    assert retention["next_line_edit_similarity"] == pytest.approx(sum(similarity) / 4)
+    assert scores["ar"]["ar_mean_loglik"] == pytest.approx(-math.log(ByteTokenizer.vocab_size))
+    assert [(e["target"], e["completions"]) for e in report["examples"]] == [
+        (it["target"], {"ar": it["target"], "diffusion": it["target"] if i % 2 == 0 else "#"})
+        for i, it in enumerate(items[:3])]

@@ -1,0 +1,100 @@
+"""`twotower sweep` and its API on the tiny random model: the grid's order and size, AR timed beside every point,
+the CSV and HTML it writes (and the points it prints when it cannot write them), the progress callback."""
+
+import csv
+import json
+
+import pytest
+
+from test_bench_eval import TINY, run_json  # the smoke runs' CLI helpers
+from twotower import metrics
+from twotower.cli import main
+
+
+def test_sweep_cli_writes_csv_and_html(capsys, tmp_path):
+    report = run_json(capsys, ["sweep", *TINY, "--gammas", "0.5,0.9", "--block-sizes", "2,4", "--n-prompts", "1",
+                               "--max-new-tokens", "4", "--out-dir", str(tmp_path), "--json"])
+    points = report["points"]
+    with open(tmp_path / "sweep.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(points) == 2 * 2
+    assert {(float(r["gamma"]), int(r["block_size"])) for r in rows} == {(0.5, 2), (0.9, 2), (0.5, 4), (0.9, 4)}
+    assert any(r["pareto"] == "True" for r in rows)
+    assert [p["pareto"] for p in points] == metrics.pareto_front(points, "ratio_vs_ar", "agreement")
+    for p in points:
+        assert p["steps_per_block"] == p["block_size"]  # default: steps = S
+        assert p["ratio_vs_ar"] == pytest.approx(p["tokens_per_s"] / p["ar_tokens_per_s"])
+        assert p["tokens_per_pass"] * p["nfe"] == pytest.approx(4)
+        assert 0.0 <= p["agreement"] <= 1.0 and p["ar_mean_loglik"] < 0
+    assert "plotly" in (tmp_path / "sweep.html").read_text()[:200_000].lower()
+
+
+def test_the_sweep_grid_times_each_point_once_in_the_order_given():
+    from twotower.sweep import sweep_grid
+
+    assert sweep_grid([0.8, 0.5, 0.8], [4, 2, 4]) == [(0.8, 4, 4), (0.5, 4, 4), (0.8, 2, 2), (0.5, 2, 2)]
+    assert sweep_grid([0.9], [4], [2, 2, 3]) == [(0.9, 4, 2), (0.9, 4, 3)]
+    # the UI hands its steps slider (16) to every S: an 8-wide block takes at most 8 passes, and says so
+    assert sweep_grid([0.9], [8, 32], [16]) == [(0.9, 8, 8), (0.9, 32, 16)]
+    assert sweep_grid([0.9], [4], [4, 16]) == [(0.9, 4, 4)]
+
+
+def test_a_sweep_whose_files_cannot_be_written_still_prints_its_points(capsys, tmp_path, monkeypatch):
+    """The folder checked before the run can change while it runs (here sweep.csv becomes a folder): the
+    points are on stdout before the write fails with one line, not lost behind a traceback."""
+    from twotower import sweep
+
+    real = sweep.run_sweep
+
+    def run_then_block_the_csv(*args, **kwargs):
+        points = real(*args, **kwargs)
+        (tmp_path / "sweep.csv").mkdir()
+        return points
+
+    monkeypatch.setattr(sweep, "run_sweep", run_then_block_the_csv)
+    assert main(["sweep", *TINY, "--gammas", "0.9", "--block-sizes", "2", "--n-prompts", "1", "--max-new-tokens", "2",
+                 "--out-dir", str(tmp_path), "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert len(json.loads(out)["points"]) == 1
+    assert "sweep.csv' could not be written" in err and "Traceback" not in err
+
+
+def test_the_sweep_times_ar_beside_every_point(monkeypatch):
+    """AR was timed once before the grid: over a sweep of minutes the host drifts, and late points were compared
+    with an AR speed measured long before them. Each point now has its own AR timing, taken just before it."""
+    from twotower import bench
+    from twotower.engine import load_engine
+    from twotower.sweep import run_sweep
+
+    real, modes = bench.timed_generation, []
+
+    def recording(engine, mode, ids, max_new_tokens, settings):
+        modes.append(mode)
+        return real(engine, mode, ids, max_new_tokens, settings)
+
+    monkeypatch.setattr(bench, "timed_generation", recording)
+    points = run_sweep(load_engine(preset="tiny"), ["x = 1"], gammas=[0.5, 0.9], block_sizes=[2], max_new_tokens=4)
+    assert modes == ["ar", "diffusion"] + ["ar", "diffusion"] * 2  # warm-up, then AR beside each point
+    assert all(p["ratio_vs_ar"] == pytest.approx(p["tokens_per_s"] / p["ar_tokens_per_s"]) for p in points)
+
+
+def test_run_sweep_api_steps_grid_and_progress():
+    from twotower.engine import load_engine
+    from twotower.sweep import run_sweep, sweep_figure
+
+    engine = load_engine(preset="tiny")
+    calls = []
+    points = run_sweep(engine, ["def f(x):\n    return x\n"], gammas=[0.7], block_sizes=[2], steps=[1, 2],
+                       max_new_tokens=4, progress=lambda i, n, point: calls.append((i, n, point["steps_per_block"])))
+    assert calls == [(1, 2, 1), (2, 2, 2)]
+    one_step = points[0]
+    assert one_step["nfe"] == 2 and one_step["tokens_per_pass"] == 2.0  # one pass commits the whole block
+    figure = sweep_figure(points)
+    assert [trace.name for trace in figure.data] == ["S = 2", "Pareto frontier"]
+    # anchored: with S = 2 and one step, the anchor fills a position and one pass the other
+    anchored = run_sweep(engine, ["def f(x):\n    return x\n"], gammas=[0.7], block_sizes=[2], steps=[1],
+                         max_new_tokens=4, anchor_first=True)
+    assert anchored[0]["nfe"] == 2 and anchored[0]["tokens_per_pass"] == 2.0
+    anchored = run_sweep(engine, ["def f(x):\n    return x\n"], gammas=[1.0], block_sizes=[4], steps=[4],
+                         max_new_tokens=4, anchor_first=True)
+    assert anchored[0]["nfe"] == 3  # γ = 1 on a random model: one token a pass for the 3 open positions
