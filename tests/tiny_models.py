@@ -77,3 +77,28 @@ def every_mode_outputs(model, prompt):
             "diffusion_sampled": generate_mask_diffusion(model, prompt, 8, 4, 4, temperature=1.0, seed=2).sequences,
             "speculative_sampled": generate_speculative(model, prompt, 8, block_size=4, temperature=1.0, seed=2).sequences,
         }
+
+
+def agreeable_model(seed: int, shift: float = 0.0, pattern: str | None = None, live: bool = False) -> torch.nn.Module:
+    """A tiny two-tower model for speculative tests. Random towers rarely agree, so acceptance is near zero;
+    shift > 0 adds a constant to one embedding channel and copies the context tower into the denoiser, so both
+    lean towards the same few tokens and drafts are often right. live: Mamba states that matter to the output
+    (lively, before the denoiser copies the context tower), so that a wrong rollback of a state changes tokens."""
+    overrides = {"hybrid_override_pattern": pattern} if pattern else {}
+    model = build_model("tiny", seed=seed, **overrides)
+    if live:
+        lively(model, seed)
+    if shift:
+        with torch.no_grad():
+            model.context_tower.embeddings.weight[:, 0] += shift
+        model.init_denoiser_from_context()
+    return model
+
+
+def run_speculative(model, prompt, **kwargs):
+    """generate_speculative with its events collected: (result, events)."""
+    from spec_decode import generate_speculative
+
+    events = []
+    result = generate_speculative(model, prompt, step_callback=events.append, **kwargs)
+    return result, events
