@@ -317,9 +317,13 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, wo
             "{surrogate}": str(tmp_path / "surrogate.jsonl")}
     for key, value in fill.items():
         argv, words = [a.replace(key, value) for a in argv], words.replace(key, value)
+    work = tmp_path / "cwd"  # a refused command leaves nothing behind (the sweep made its default --out-dir first)
+    work.mkdir()
+    monkeypatch.chdir(work)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not any(work.iterdir())
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

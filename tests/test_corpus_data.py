@@ -1,17 +1,16 @@
 """The corpus and the token streams training reads: which files, in which order, each file's end marked,
 windows drawn per step, and the tokenizer trained on them."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from twotower import corpus, data
 from twotower.corpus import MAX_FILE_BYTES, list_files, split_files, split_of
 from twotower.data import BatchSampler
+from twotower.engine import DEFAULT_MODEL_DIR
 from twotower.tokenizer import BOS_ID, EOS_ID, MASK_ID, PAD_ID, UNK_ID, SentencePieceTokenizer
 
-SHIPPED_TOKENIZER = Path(__file__).resolve().parents[1] / "assets/default/tokenizer.model"
+SHIPPED_TOKENIZER = DEFAULT_MODEL_DIR / "tokenizer.model"
 
 
 def test_list_files_is_sorted_and_leaves_out_installed_packages_and_giant_files(tmp_path):

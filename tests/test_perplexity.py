@@ -99,12 +99,12 @@ def test_loss_is_each_windows_next_token_cross_entropy(monkeypatch):
     starts = [w * (window + 1) for w in range(4)]
     assert tower.inputs == [stream[s : s + window] for s in starts]  # the 3-token tail is left out
     assert result["tokens"] == 4 * window
-    assert result["loss"] == pytest.approx(-math.log(P), rel=1e-6)
-    assert result["perplexity"] == pytest.approx(1 / P, rel=1e-6)
+    assert result["loss"] == pytest.approx(-math.log(P), rel=1e-5)  # float32 logits and cross-entropy: ~4e-7 apart
+    assert result["perplexity"] == pytest.approx(1 / P, rel=1e-5)
     # bits per character: the summed cross-entropy over the characters of the predicted tokens (not the inputs)
     chars = sum(sum(stream[s + 1 : s + window + 1]) for s in starts)
     assert chars != sum(sum(stream[s : s + window]) for s in starts)  # so the two readings give different figures
-    assert result["bits_per_char"] == pytest.approx(4 * window * -math.log(P) / chars / math.log(2), rel=1e-6)
+    assert result["bits_per_char"] == pytest.approx(4 * window * -math.log(P) / chars / math.log(2), rel=1e-5)
 
 
 @pytest.mark.parametrize("max_windows, scored", [(2, 2), (1, 1), (10, 4), (None, 4)])
@@ -118,7 +118,7 @@ def test_max_windows_caps_the_windows_scored_from_the_start(monkeypatch, max_win
     result = perplexity.context_perplexity(tower, SumTokenizer(), window=window, max_windows=max_windows)
     assert tower.inputs == [stream[s : s + window] for s in range(0, scored * (window + 1), window + 1)]
     assert result["tokens"] == scored * window and result["split"] == "test"  # "test" by default
-    assert result["perplexity"] == pytest.approx(1 / P, rel=1e-6)
+    assert result["perplexity"] == pytest.approx(1 / P, rel=1e-5)
 
 
 def test_a_split_shorter_than_one_window_is_refused_with_its_size(monkeypatch):

@@ -202,14 +202,14 @@ def main(args) -> int:
     n_points = len(sweep_grid(gammas, block_sizes, steps))  # checks the grid before loading anything
     check_int("--n-prompts", args.n_prompts)
     check_int("--max-prompt-tokens", args.max_prompt_tokens)
+    if args.prompts:  # before the model loads: a bad file costs no loading time (and makes no --out-dir)
+        prompts = load_prompt_file(args.prompts)
+    else:
+        prompts = [it["prompt"] for it in next_line_items(args.n_prompts, args.seed)]
     out_dir = make_output_dir("--out-dir", args.out_dir)  # before the run: a bad path loses no measurement
     csv_path, html_path = out_dir / "sweep.csv", out_dir / "sweep.html"
     for path in (csv_path, html_path):
         check_output_file("--out-dir's file", path)
-    if args.prompts:  # before the model loads: a bad file costs no loading time
-        prompts = load_prompt_file(args.prompts)
-    else:
-        prompts = [it["prompt"] for it in next_line_items(args.n_prompts, args.seed)]
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     engine = engine_from_args(args)
     with tqdm(total=n_points, desc="sweep", unit="point", file=sys.stderr, disable=None) as bar:
