@@ -83,7 +83,6 @@ def segment_history(segments: list[dict] | None, steps: int | None, train_config
     return segments or [{"from_step": 0, "to_step": steps, "train_config": train_config}]
 
 
-
 def export_record(model_dir: Path) -> dict:
     """An export's denoiser-stage record (steps, train_config, segments), checked for what a continuation
     needs (that record, its tokenizer) without writing anything."""
@@ -94,12 +93,14 @@ def export_record(model_dir: Path) -> dict:
     return info["denoiser_stage"]
 
 
-def adopt_export(model_dir: Path, run_dir: Path) -> dict:
+def adopt_export(model_dir: Path, run_dir: Path, record: dict | None = None) -> dict:
     """Seed a run directory from a shipped model: its tokenizer, logs and stage records (no weights yet).
-    Returns the model's denoiser-stage record (steps, train_config, segments)."""
+    Returns the model's denoiser-stage record (steps, train_config, segments); `record`: that record as a
+    caller already read it with export_record (not read again)."""
     import shutil
 
-    record = export_record(model_dir)  # before --out is made: a refused continuation leaves no empty folder
+    if record is None:  # checked before --out is made: a refused continuation leaves no empty folder
+        record = export_record(model_dir)
     make_output_dir("--out", run_dir)
     _adopt_tokenizer_and_logs(model_dir, run_dir, ("context", "denoiser"), "use an empty --out directory")
     shutil.copy(model_dir / "training_info.json", run_dir / "inherited_info.json")  # export() reads the context stage's record here

@@ -169,10 +169,11 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     profile_steps = cfg.context_steps if stage == "context" else cfg.denoiser_steps
     total = steps or (10**9 if cfg.minutes else profile_steps)  # with a time budget, `steps` is only a cap
     if from_export:  # before the tokenizer is looked for (the export brings its own) and the corpus encoded
-        done = export_record(Path(init_from))["steps"]  # checked before --out is made and filled
-        if done >= total:
-            raise ValueError(f"{init_from} already has {done} denoiser steps; --steps must be larger to continue")
-        exported = adopt_export(Path(init_from), run_dir)
+        exported = export_record(Path(init_from))  # checked before --out is made and filled
+        if exported["steps"] >= total:
+            raise ValueError(f"{init_from} already has {exported['steps']} denoiser steps; --steps must be larger "
+                             "to continue")
+        adopt_export(Path(init_from), run_dir, exported)
     if resume and not resuming and not from_export:
         print(f"no {stage} checkpoint in {run_dir}: starting the stage afresh", file=sys.stderr)
     if fresh_denoiser:
