@@ -9,23 +9,9 @@ import types
 import pytest
 import torch
 
+from tiny_models import UniformTower
 from twotower import eval_prompts, evaluation, metrics
 from twotower.tokenizer import ByteTokenizer
-
-
-class UniformTower:
-    """A context tower that gives every byte id the same logit: any continuation's mean log-likelihood is -log V.
-    It records the ids it is given (prompt + continuation)."""
-
-    config = types.SimpleNamespace(default_gamma=0.9, default_block_size=4, default_steps_per_block=4,
-                                   default_draft_steps=2, default_min_draft_confidence=0.0)
-
-    def __init__(self):
-        self.seen = []
-
-    def context_forward(self, ids, cache, last_only=True):
-        self.seen.append(ids[0].tolist())
-        return torch.full((ids.shape[0], 1 if last_only else ids.shape[1], ByteTokenizer.vocab_size), 2.0)
 
 
 class ScriptedEngine:
@@ -35,7 +21,7 @@ class ScriptedEngine:
     name = "scripted"
 
     def __init__(self, write):
-        self.tokenizer, self.model, self.write, self.streams = ByteTokenizer(), UniformTower(), write, []
+        self.tokenizer, self.model, self.write, self.streams = ByteTokenizer(), UniformTower(ByteTokenizer.vocab_size), write, []
 
     def decode(self, ids):
         return self.tokenizer.decode(ids)
@@ -71,7 +57,7 @@ def test_score_item_scores_each_modes_first_line_against_the_target():
     assert [(m, ids) for m, ids, _ in engine.streams] == [(m, prompt) for m in ("ar", "mock_ar", "diffusion")]
     assert all(kw["temperature"] == 0.0 and kw["max_new_tokens"] == 8 for _, _, kw in engine.streams)
     # ... and the AR tower read the prompt followed by each mode's own output
-    assert engine.model.seen == [prompt + engine.tokenizer.encode(outputs[m]) for m in ("ar", "mock_ar", "diffusion")]
+    assert engine.model.inputs == [prompt + engine.tokenizer.encode(outputs[m]) for m in ("ar", "mock_ar", "diffusion")]
     for mode in scores:
         assert scores[mode]["ar_mean_loglik"] == pytest.approx(-math.log(ByteTokenizer.vocab_size))
         assert record["stats"][mode]["new_tokens"] == len(outputs[mode].encode())

@@ -9,20 +9,9 @@ import math
 import pytest
 import torch
 
+from tiny_models import UniformTower
 from twotower import perplexity
 from twotower.tokenizer import ByteTokenizer
-
-
-class UniformTower:
-    """Every token the same logit (not 0, so a missing log-softmax shows): cross-entropy log V at every position."""
-
-    def __init__(self, vocab):
-        self.vocab, self.inputs = vocab, []
-
-    def context_forward(self, ids, cache, last_only=True):
-        assert cache is None
-        self.inputs.append(ids[0].tolist())
-        return torch.full((ids.shape[0], 1 if last_only else ids.shape[1], self.vocab), 3.0)
 
 
 V, P = 8, 0.7  # the oracle's vocabulary, and the probability it gives the true next token

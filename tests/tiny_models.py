@@ -6,6 +6,8 @@ a correct one (a test that zeroed the seeded SSM state still passed); the time c
 so a wrong t goes unseen; and a random head gives near-uniform confidences, so γ is never reached.
 """
 
+import types
+
 import torch
 
 from twotower import build_model
@@ -102,3 +104,20 @@ def run_speculative(model, prompt, **kwargs):
     events = []
     result = generate_speculative(model, prompt, step_callback=events.append, **kwargs)
     return result, events
+
+
+class UniformTower:
+    """A stand-in context tower that gives every one of `vocab` ids the same logit (not 0, so a missing
+    log-softmax shows): the cross-entropy of any text is log V. It records the ids of every call in `inputs`,
+    and carries the decoding defaults an eval reads from a model's config."""
+
+    config = types.SimpleNamespace(default_gamma=0.9, default_block_size=4, default_steps_per_block=4,
+                                   default_draft_steps=2, default_min_draft_confidence=0.0)
+
+    def __init__(self, vocab: int):
+        self.vocab, self.inputs = vocab, []
+
+    def context_forward(self, ids, cache, last_only=True):
+        assert cache is None
+        self.inputs.append(ids[0].tolist())
+        return torch.full((ids.shape[0], 1 if last_only else ids.shape[1], self.vocab), 3.0)
