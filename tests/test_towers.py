@@ -270,6 +270,18 @@ def test_presets_have_the_promised_shapes():
             make_config("tiny", hybrid_override_pattern=pattern)
 
 
+def test_misspelt_config_field_is_refused_with_a_suggestion():
+    """PretrainedConfig keeps any keyword as an attribute: a misspelt override used to build the preset's own
+    value silently. Every real field, the two-tower ones and the pattern's alias still pass."""
+    with pytest.raises(ValueError, match=r"unknown config field 'hiden_size' \(did you mean 'hidden_size'\?\)"):
+        make_config("tiny", hiden_size=64)
+    with pytest.raises(ValueError, match=r"unknown config fields 'default_gama' .*'default_gamma'.*, 'zzz';"):
+        make_config("tiny", zzz=1, default_gama=0.5)
+    cfg = make_config("tiny", hidden_size=48, default_gamma=0.5, hybrid_override_pattern="M*", max_position_embeddings=64)
+    assert (cfg.hidden_size, cfg.default_gamma, cfg.layers_block_type, cfg.max_position_embeddings) == (
+        48, 0.5, [MAMBA, ATTENTION], 64)
+
+
 @pytest.mark.parametrize("n_tokens", [1, 5, 17, 40])  # 40: past dense_experts.MAX_TOKENS, the loop
 @torch.no_grad()
 def test_cpu_dense_experts_equal_transformers_experts(model, n_tokens):

@@ -120,10 +120,34 @@ def check_layer_pattern(pattern) -> str:
     return pattern
 
 
+def known_config_fields() -> set[str]:
+    """Every field a config may set: NemotronHConfig's own (its arguments, and what its to_dict writes), the
+    pattern's alias and the two-tower fields."""
+    import inspect
+
+    own = set(inspect.signature(NemotronHConfig.__init__).parameters) - {"self", "kwargs"}
+    return own | set(NemotronHConfig().to_dict()) | {"hybrid_override_pattern"} | set(TWO_TOWER_FIELDS)
+
+
+def check_config_fields(overrides: dict) -> None:
+    """Refuse a misspelt override: PretrainedConfig stores any keyword as an attribute, so `hiden_size=64`
+    would build the preset's width without a word."""
+    import difflib
+
+    known = known_config_fields()
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        hints = [f"{name!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(name, known, 1))
+                 else repr(name) for name in unknown]
+        raise ValueError(f"unknown config field{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; "
+                         "fields are NemotronHConfig's and the two-tower ones (twotower.config.TWO_TOWER_FIELDS)")
+
+
 def make_config(preset: str = "tiny", **overrides) -> NemotronHConfig:
     """Build the config of a named preset; keyword arguments override any field."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    check_config_fields(overrides)
     fields = {**TWO_TOWER_FIELDS, **PRESETS[preset], **overrides}
     check_layer_pattern(fields["hybrid_override_pattern"])
     fields.setdefault("architectures", [ARCHITECTURE])
