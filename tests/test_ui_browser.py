@@ -174,6 +174,13 @@ def test_race_panel(page):
     assert cards.count() == 2 and "× AR" in cards.nth(1).inner_text()
     page.wait_for_selector("#race-plot .js-plotly-plot")
     page.screenshot(path=str(SCREENSHOTS / "race.png"), full_page=True)
+    assert page.inner_text("#race-stale").strip() == ""
+    # a slider moved after the Race: its cards stay, marked as measured at the earlier value; moved back, unmarked
+    set_slider(page, "max-new", 20)
+    page.wait_for_selector("#race-stale >> text=max new tokens 24 → 20")
+    set_slider(page, "max-new", 24)
+    page.wait_for_function("() => document.querySelector('#race-stale').innerText.trim() === ''")
+    assert cards.count() == 2
 
 
 def test_a_release_on_another_tab_leaves_the_playground_run_going(page):

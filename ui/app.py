@@ -56,6 +56,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                     f"{info['ctx_device']}")
         race_measured = gr.State(None)  # this session's Race numbers (each mode's latest), read by the Cost panel
         record = gr.State(None)  # this session's last Playground run: prompt + every event
+        race_used, sweep_used = gr.State(None), gr.State(None)  # the shared settings the last Race / Sweep read
         active_tab = gr.State("playground")  # the tab this session shows: slider releases re-run only the Playground
         tabs: dict[str, gr.Tab] = {}
         with gr.Row():
@@ -123,6 +124,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                         with gr.Row():
                             race_btn = gr.Button("Race", variant="primary", elem_id="race-button")
                             race_stop = gr.Button("Stop", variant="stop", elem_id="race-stop")
+                        race_stale = _html("", "race-stale")  # says when a slider moved since the Race ran
                         race_view = _html("", "race-view")
                         race_plot = gr.Plot(label="tokens / s", elem_id="race-plot")
                     with gr.Tab("Speculative audit", id="audit") as tabs["audit"]:
@@ -157,6 +159,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                         with gr.Row():
                             sweep_btn = gr.Button("Run sweep", variant="primary", elem_id="sweep-button")
                             sweep_stop = gr.Button("Stop", variant="stop", elem_id="sweep-stop")
+                        sweep_stale = _html("", "sweep-stale")
                         sweep_message = _html("", "sweep-message")
                         sweep_plot = gr.Plot(label="throughput ratio vs quality", elem_id="sweep-plot")
                         sweep_table = gr.Dataframe(label="grid points", interactive=False)
@@ -220,6 +223,18 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                                     [sweep_plot, sweep_table, sweep_csv, sweep_message],
                                     api_name="sweep", concurrency_id=ENGINE,
                                     show_progress="minimal")  # its message counts the points; minimal: a queue position
+        # what Race and Sweep read at their start; a slider moved afterwards marks their results as measured
+        # at other values (queue-free: nothing heavy, and it must not wait behind the run it describes)
+        race_in = [gamma, block_size, steps, max_new]
+        gr.on([race_btn.click, race_prompt.submit], handlers.race_settings, race_in, [race_used, race_stale],
+              queue=False, api_visibility="private")
+        sweep_btn.click(handlers.sweep_settings, [steps, max_new], [sweep_used, sweep_stale], queue=False,
+                        api_visibility="private")
+        moved = [gamma.change, block_size.change, steps.change, max_new.change]
+        gr.on(moved, handlers.race_staleness, [race_used, *race_in], race_stale, queue=False, api_visibility="private",
+              show_progress="hidden")
+        gr.on(moved, handlers.sweep_staleness, [sweep_used, steps, max_new], sweep_stale, queue=False,
+              api_visibility="private", show_progress="hidden")
         cost_inputs = [price, gpus, utilisation, tps_ar, tps_diffusion, tps_speculative, api_price, race_measured]
         cost_btn.click(handlers.cost, cost_inputs, [cost_view, cost_plot], api_name="cost")
         use_race_btn.click(handlers.use_race_numbers, race_measured, [tps_ar, tps_diffusion, tps_speculative],

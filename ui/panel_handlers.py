@@ -24,7 +24,7 @@ from .cost import cost_table
 from .examples import EXAMPLE_PROMPTS
 from .plots import acceptance_histogram, cost_bars, race_bars
 from .render import PROGRESS_CLASS, error_html, esc, kv_table_html, note_html
-from .render_panels import acceptance_summary_html, audit_html, cost_html, race_html
+from .render_panels import acceptance_summary_html, audit_html, cost_html, race_html, stale_note
 
 RACE_MODES = ("diffusion", "diffusion_anchored", "speculative", "mock_ar")  # raced against AR, in this order
 # contestants that are a mode with a setting: (engine mode, extra settings)
@@ -67,6 +67,30 @@ class PanelHandlers:
         """Stop during a Sweep: the points drawn (and their CSV) stay; the progress line says it was stopped."""
         return stopped_note(message, "Stopped: the grid points above were measured before Stop (the CSV holds "
                                      "them; the Pareto flags are those of these points).")
+
+    # ---------------------------------------------------------------- stale results
+    # Race and Sweep read the shared sliders when their button is pressed; what they read is kept per session so
+    # that moving a slider afterwards can say the results on screen were measured at other values.
+    @staticmethod
+    def race_settings(gamma, block_size, steps_per_block, max_new_tokens):
+        """At a Race's start: (the settings it reads, no stale note)."""
+        return dict(gamma=gamma, block_size=whole(block_size), steps_per_block=whole(steps_per_block),
+                    max_new_tokens=whole(max_new_tokens)), ""
+
+    @staticmethod
+    def race_staleness(used, gamma, block_size, steps_per_block, max_new_tokens):
+        current, _ = PanelHandlers.race_settings(gamma, block_size, steps_per_block, max_new_tokens)
+        return stale_note(used, current, "Race")
+
+    @staticmethod
+    def sweep_settings(steps_per_block, max_new_tokens):
+        """At a Sweep's start: (the shared settings it reads, no stale note); its γ and S lists are its own."""
+        return dict(steps_per_block=whole(steps_per_block), max_new_tokens=whole(max_new_tokens)), ""
+
+    @staticmethod
+    def sweep_staleness(used, steps_per_block, max_new_tokens):
+        current, _ = PanelHandlers.sweep_settings(steps_per_block, max_new_tokens)
+        return stale_note(used, current, "Sweep")
 
     # ---------------------------------------------------------------- Race
     def _timed(self, mode: str, ids, max_new_tokens: int, settings: dict, repeats: int):

@@ -162,3 +162,34 @@ def cost_html(lines: list[CostLine], provenance: dict[str, str], api_price=None,
         note += (" A throughput measured here was measured on a CPU: it is a whole machine's, so price it as one "
                  "(its $ per hour in the GPU-hour field, machines as GPUs), or type a GPU's throughput.")
     return f'<table class="tt-table">{head}{"".join(body)}</table><div class="tt-note">{esc(note)}</div>'
+
+
+# the shared settings a measuring panel reads, as its note names them
+SETTING_NAMES = {"gamma": "γ", "block_size": "S", "steps_per_block": "steps per block",
+                 "max_new_tokens": "max new tokens"}
+
+
+def stale_note(used: dict | None, current: dict, run_name: str) -> str:
+    """A line over a panel's results once a shared setting it read has moved since it ran ("" when none has, or
+    nothing ran): the Race's cards and the Sweep's points stay on screen, and would otherwise read as measured
+    at the settings now shown. used / current: {setting: value} (SETTING_NAMES' keys)."""
+    if not used:
+        return ""
+    moved = [f"{SETTING_NAMES.get(key, key)} {_show(was)} → {_show(current.get(key))}" for key, was in used.items()
+             if not _same(was, current.get(key))]
+    if not moved:
+        return ""
+    return note_html(f"Settings moved since this {run_name} ran ({', '.join(moved)}): the results below were "
+                     f"measured at the earlier values; run the {run_name} again to measure these.")
+
+
+def _same(a, b) -> bool:
+    """Slider values compare as numbers (16 and 16.0, 0.6 and 0.6000000000000001 are one setting)."""
+    try:
+        return abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(a)))
+    except (TypeError, ValueError):
+        return a == b
+
+
+def _show(value):
+    return f"{value:g}" if isinstance(value, float) else value
