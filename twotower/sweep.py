@@ -23,7 +23,7 @@ FRONT_X, FRONT_Y = "ratio_vs_ar", "agreement"
 # short headers for the app's table (its last columns were behind a horizontal scroll); the CSV keeps the names
 TABLE_HEADERS = {"gamma": "γ", "block_size": "S", "steps_per_block": "steps", "tokens_per_s": "tokens/s",
                  "ar_tokens_per_s": "AR tokens/s", "ratio_vs_ar": "× AR", "nfe": "NFE",
-                 "tokens_per_pass": "tokens / pass", "agreement": "agreement", "ar_mean_loglik": "AR log-lik",
+                 "tokens_per_pass": "tokens / pass", "agreement": "agreement (0–1)", "ar_mean_loglik": "AR log-lik",
                  "ar_self_loglik": "AR's own log-lik", "pareto": "Pareto"}  # format_markdown's words
 
 
@@ -147,7 +147,7 @@ def sweep_figure(points):
     # the label sits above the plot area ("top"), where no point can hide it (inside it covered points near 1x)
     fig.add_vline(x=1.0, line_dash="dot", line_color="grey", annotation_text="AR speed", annotation_position="top")
     fig.update_layout(title="γ × S sweep: throughput against agreement with AR", template="plotly_white",
-                      xaxis_title="tokens/s ÷ AR tokens/s (same run)", yaxis_title="agreement with AR's greedy tokens",
+                      xaxis_title="tokens/s ÷ AR tokens/s (same run)", yaxis_title="agreement with AR's greedy tokens (share, 0–1)",
                       legend_title="block size")
     return fig
 
