@@ -1,5 +1,6 @@
 """Smoke runs of `twotower bench / eval / sweep` on the tiny random model: the JSON fields exist and
-agree with each other (ratios, tokens per pass, grid size), and bad input exits 2 with one line.
+agree with each other (ratios, tokens per pass, grid size). Bad input: test_bench_eval_bad_input.py; the
+arithmetic on hand-made records: test_bench_numbers.py.
 
 Speculative mode is replaced by a stand-in module (AR under the speculative name, which is what greedy
 speculative decoding must produce), or by a module without iter_speculative to exercise the skip path,
@@ -18,7 +19,7 @@ from twotower import bench, eval_prompts, evaluation, metrics, run_setup, traini
 from twotower.cli import main
 from twotower.decoding import iter_ar
 
-TINY = ["--preset", "tiny", "--max-prompt-tokens", "48"]
+TINY = ["--preset", "tiny", "--max-prompt-tokens", "48"]  # test_sweep.py imports TINY and run_json from here
 
 
 @pytest.fixture
@@ -87,18 +88,6 @@ def test_bench_json_fields_agree(capsys, stand_in_speculative):
     assert modes["speculative"]["batch"]["tokens_per_s"] is None
 
 
-def test_identical_share_compares_each_generation_with_ar_on_the_same_input():
-    ar = [[{"rows": [[5, 6]]}, {"rows": [[7, 8]]}], [{"rows": [[5, 6]]}, {"rows": [[7, 8]]}]]  # 2 rounds x 2 prompts
-    same = [[{"rows": [[5, 6]]}, {"rows": [[7, 8]]}]] * 2
-    one_off = [[{"rows": [[5, 6]]}, {"rows": [[7, 9]]}], [{"rows": [[5, 6]]}, {"rows": [[7, 8]]}]]
-    swapped = [[{"rows": [[7, 8]]}, {"rows": [[5, 6]]}]] * 2  # AR's outputs, but for the other prompts
-    assert bench.identical_share(same, ar) == 1.0
-    assert bench.identical_share(one_off, ar) == 0.75
-    assert bench.identical_share(swapped, ar) == 0.0
-    with pytest.raises(ValueError):  # a missing generation is an error, not a silent 100 %
-        bench.identical_share([[{"rows": [[5, 6]]}]] * 2, ar)
-
-
 def test_bench_times_speculative_rounds_and_its_break_even(capsys):
     """With the real spec_decode: the sampler's clocks per round, the acceptance by draft position, and the
     break-even acceptance length = a round's milliseconds in AR decode steps."""
@@ -123,33 +112,6 @@ def test_bench_times_speculative_rounds_and_its_break_even(capsys):
     assert twin["snapshot_rollback"] is True and "snapshot rollback" in bench.format_markdown(twin)
     assert twin["modes"]["speculative"]["identical_to_ar"] == 1.0  # the twin is lossless too
     assert "positions" not in twin["modes"]["speculative"]["rollbacks"]
-
-
-def test_decode_time_and_speculative_summary_arithmetic():
-    generations = [{"rows": [[1, 2, 3]], "tokens": 3, "seconds": 0.5, "ttft_s": 0.1},
-                   {"rows": [[1, 2], [3, 4]], "tokens": 4, "seconds": 0.4, "ttft_s": 0.2}]
-    assert bench.decode_ms_per_token(generations) == pytest.approx(1000 * 0.6 / 4)  # (3 - 1) + (4 - 2) tokens
-    assert bench.decode_ms_per_token([{"rows": [[1]], "tokens": 1, "seconds": 0.1, "ttft_s": 0.1}]) is None
-    table = [{"position": 1, "drafted": 2, "accepted": 1, "share": 0.5}]
-    first = {"mean_acceptance_length": 2.0, "rounds": 4, "accepted": 4, "draft_s": 0.04, "verify_s": 0.08,
-             "acceptance_by_position": table, "rollbacks": {"none": 1, "positions": 3}}
-    spec = [[first] * 2, [{**first, "draft_s": 0.08}] * 2]
-    summary = bench.speculative_summary(spec)
-    assert summary["draft_ms_per_round"] == pytest.approx(15.0)  # median of 10 and 20 ms per round
-    assert summary["verify_ms_per_round"] == pytest.approx(20.0)
-    assert summary["acceptance_by_position"] == [{"position": 1, "drafted": 4, "accepted": 2, "share": 0.5}]
-    assert summary["rollbacks"] == {"none": 2, "positions": 6}  # the first repeat's two generations
-    assert bench.break_even_acceptance_length(summary, {"decode_ms_per_token": 10.0}) == pytest.approx(3.5)
-    assert bench.break_even_acceptance_length(summary, {"decode_ms_per_token": None}) is None
-    # vLLM's mean acceptance length is over all rounds: one generation of 1 round with 7 accepted and one of
-    # 7 rounds with none give 1 + 7 / 8, not the mean of their own ratios (8 and 1: 4.5, as the bench once said)
-    lopsided = [[{**first, "rounds": 1, "accepted": 7, "mean_acceptance_length": 8.0,
-                  "acceptance_by_position": [{"position": 1, "drafted": 1, "accepted": 1, "share": 1.0}] * 7},
-                 {**first, "rounds": 7, "accepted": 0, "mean_acceptance_length": 1.0,
-                  "acceptance_by_position": [{"position": 1, "drafted": 7, "accepted": 0, "share": 0.0}]}]]
-    summary = bench.speculative_summary(lopsided)
-    assert summary["mean_acceptance_length"] == pytest.approx(1 + 7 / 8)
-    assert summary["acceptance_rate"] == pytest.approx(7 / 14)
 
 
 def test_bench_prompt_file_eval_and_skipped_speculative(capsys, tmp_path, no_speculative):
@@ -236,15 +198,6 @@ def test_eval_in_worker_processes_gives_the_single_process_report(capsys):
     assert alone["passes"]["diffusion"]["nfe"] > 0 and len(alone["examples"]) == 3
 
 
-def test_pass_totals_are_ratios_of_totals():
-    stats = [{"new_tokens": 10, "nfe": 2, "rounds": 2, "accepted": 6}, {"new_tokens": 2, "nfe": 2, "rounds": 1, "accepted": 0}]
-    totals = evaluation.pass_totals(stats)
-    assert totals["tokens_per_pass"] == 12 / 4  # not the mean of 5.0 and 1.0
-    assert totals["mean_acceptance_length"] == 1 + 6 / 3
-    assert "mean_acceptance_length" not in evaluation.pass_totals([{"new_tokens": 3, "nfe": 3}])
-    assert evaluation.pass_totals([])["tokens_per_pass"] is None
-
-
 def test_prompt_selection_is_seeded_and_spread_over_files():
     items = eval_prompts.next_line_items(40, seed=1)
     assert items == eval_prompts.next_line_items(40, seed=1)
@@ -259,77 +212,11 @@ def test_prompt_selection_is_seeded_and_spread_over_files():
         assert it["prompt"].endswith("\n") and it["reference"][:1] not in (" ", "\t", "#", "")
 
 
-def test_make_batches_cycles_and_cuts_from_the_left():
-    assert bench.make_batches([[1, 2, 3], [4, 5]], 2) == [[[2, 3], [4, 5]]]
-    assert bench.make_batches([[1, 2, 3], [4, 5], [6, 7, 8]], 2) == [[[2, 3], [4, 5]], [[6, 7, 8], [1, 2, 3]]]
-    assert bench.make_batches([[1, 2]], 1) == [[[1, 2]]]
-
-
 def test_an_eval_without_the_syntax_task_ignores_its_counts(capsys):
     """--syntax-prompts 0 was refused although the syntax task was not asked for."""
     report = run_json(capsys, ["eval", *TINY, "--modes", "ar", "--tasks", "next_line", "--n-prompts", "1",
                                "--syntax-prompts", "0", "--next-line-tokens", "2", "--json"])
     assert report["tasks"] == ["next_line"] and report["modes"] == ["ar"]
-
-
-@pytest.mark.parametrize("argv, words", [
-    (["bench", "--preset", "tiny", "--repeats", "0"], "--repeats"),
-    (["bench", "--preset", "tiny", "--prompts", "/nonexistent/prompts.txt"], "prompt file not found"),
-    (["bench", "--preset", "tiny", "--gamma", "1.5"], "γ"),
-    (["bench", "--preset", "tiny", "--min-draft-confidence", "-0.5"], "--min-draft-confidence must be in [0, 1]"),
-    (["sweep", "--preset", "tiny", "--gammas", "0.5,abc"], "--gammas"),
-    (["sweep", "--preset", "tiny", "--block-sizes", "0"], "block size"),
-    (["eval", "--preset", "tiny", "--tasks", "next_line,poetry"], "poetry"),
-    (["eval", "--preset", "tiny", "--modes", "telepathy"], "unknown mode"),
-    (["eval", "--preset", "tiny", "--tasks", ","], "no task given"),  # was "unknown or no tasks ['']"
-    (["eval", "--preset", "tiny", "--workers", "-1"], "--workers must be >= 0"),
-    (["bench", "--preset", "tiny", "--eval", "--workers", "-1"], "--workers must be >= 0"),
-    (["bench", "--preset", "tiny", "--modes", ","], "no mode given"),  # was: AR alone
-    (["bench", "--preset", "tiny", "--prompts", "{binary}"], "is not UTF-8 text"),
-    (["bench", "--preset", "tiny", "--prompts", "{tmp}"], "is a folder; give a file"),
-    # an output path that cannot be written is refused before the run (the run used to be lost at its end)
-    (["bench", "--preset", "tiny", "--out", "{tmp}/missing/bench.md"], "the folder '{tmp}/missing' does not exist"),
-    (["bench", "--preset", "tiny", "--out", "{tmp}"], "is a folder; give a file name"),
-    (["eval", "--preset", "tiny", "--out", "{tmp}/missing/eval.md"], "does not exist"),
-    (["sweep", "--preset", "tiny", "--out-dir", "{binary}"], "is a file, not a folder"),
-    (["sweep", "--preset", "tiny", "--out-dir", "{tmp}/taken"], "'{tmp}/taken/sweep.csv' is a folder"),
-    # a JSON "\ud800" is a str no tokenizer can encode: refused with its line, not a sentencepiece traceback
-    (["bench", "--preset", "tiny", "--prompts", "{surrogate}"], "surrogate.jsonl:2: the prompt holds a character"),
-    (["sweep", "--preset", "tiny", "--prompts", "{surrogate}"], "surrogate.jsonl:2: the prompt holds a character"),
-    (["sweep", "--preset", "tiny", "--max-prompt-tokens", "0"], "--max-prompt-tokens must be >= 1"),
-    (["plan", "--preset", "release", "--device-memory-gb", "nan"], "must be a positive number of GiB, got nan"),
-    (["plan", "--preset", "release", "--block-size", "0"], "block size must be a positive integer, got 0"),
-    (["plan", "--preset", "release", "--device-memory-gb", "cuda:0=80,cuda:5=80"], "memory given for cuda:5"),
-])
-def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, words):
-    import twotower.bench
-    import twotower.run_setup
-    import twotower.sweep
-
-    monkeypatch.setattr(twotower.bench, "run_bench", lambda *a, **k: pytest.fail("ran before refusing"))
-    monkeypatch.setattr(twotower.sweep, "run_sweep", lambda *a, **k: pytest.fail("ran before refusing"))
-    if "--prompts" in argv or "--modes" in argv:  # checked before the model is loaded
-        monkeypatch.setattr(twotower.run_setup, "load_engine", lambda *a, **k: pytest.fail("loaded the model first"))
-    (tmp_path / "binary.txt").write_bytes(bytes([0xDE, 0xAD, 0xBE, 0xEF]))
-    (tmp_path / "taken" / "sweep.csv").mkdir(parents=True)
-    (tmp_path / "surrogate.jsonl").write_text('"def f():"\n"\\ud800abc"\n', encoding="utf-8")
-    fill = {"{tmp}": str(tmp_path), "{binary}": str(tmp_path / "binary.txt"),
-            "{surrogate}": str(tmp_path / "surrogate.jsonl")}
-    for key, value in fill.items():
-        argv, words = [a.replace(key, value) for a in argv], words.replace(key, value)
-    work = tmp_path / "cwd"  # a refused command leaves nothing behind (the sweep made its default --out-dir first)
-    work.mkdir()
-    monkeypatch.chdir(work)
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err
-    assert not any(work.iterdir())
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-def test_cuda_request_without_cuda_is_a_clear_error(capsys):
-    assert main(["bench", "--preset", "tiny", "--ctx-device", "cuda"]) == 2
-    assert "not available on this machine" in capsys.readouterr().err
 
 
 def test_bench_hands_speculative_its_settings_and_quotes_its_command(capsys, monkeypatch):

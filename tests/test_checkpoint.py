@@ -10,7 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import NemotronHConfig, NemotronHForCausalLM
 
-from tiny_models import lively, random_ids, sharp, trained_looking
+from tiny_models import MOE_LAYER, byte_level_tokenizer_json, lively, random_ids, sharp, trained_looking
 from twotower import (build_model, from_backbone, from_pretrained, generate_ar, generate_mask_diffusion,
                       generate_mock_ar, make_config, save_pretrained)
 from twotower.checkpoint import WEIGHTS_NAME
@@ -81,7 +81,7 @@ def test_bf16_checkpoint_loads_and_generates(tmp_path):
     assert not (result.sequences == loaded.config.mask_token_id).any()
 
 
-ROUTER_BIAS = "context_tower.layers.2.mixer.gate.e_score_correction_bias"  # tiny pattern M*EM-*: layer 2 is MoE
+ROUTER_BIAS = f"context_tower.layers.{MOE_LAYER}.mixer.gate.e_score_correction_bias"
 
 
 def _model_with_router_biases(seed=5):
@@ -277,20 +277,6 @@ def test_towers_on_cuda_match_cpu(ctx_device, den_device):
         assert torch.equal(placed[mode].cpu(), reference[mode]), mode
 
 
-def _byte_level_tokenizer_json(path, specials=("<pad>", "<s>", "</s>", "<unk>", "<mask>")):
-    """A Hugging Face tokenizer.json as the release ships one (byte-level, so any text encodes), trained
-    offline on a few lines: its 5 specials + 256 byte symbols fill the tiny preset's 261 ids."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=261, special_tokens=list(specials),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tokenizer.train_from_iterator(["def f(x):\n    return x + 1\n"] * 4, trainer)
-    tokenizer.save(str(path))
-
-
 def test_a_hugging_face_tokenizer_json_is_loaded_and_a_folder_without_a_tokenizer_is_refused(tmp_path):
     from twotower.engine import load_engine
     from twotower.tokenizer import HFTokenizer, load_tokenizer
@@ -298,7 +284,7 @@ def test_a_hugging_face_tokenizer_json_is_loaded_and_a_folder_without_a_tokenize
     save_pretrained(build_model("tiny", seed=2), tmp_path)
     with pytest.raises(ValueError, match="no tokenizer in .*tokenizer.model .*or tokenizer.json"):
         load_engine(model_dir=tmp_path)  # byte ids fed to a model of other tokens: refused, not guessed
-    _byte_level_tokenizer_json(tmp_path / "tokenizer.json")
+    byte_level_tokenizer_json(tmp_path / "tokenizer.json")
     engine = load_engine(model_dir=tmp_path)
     assert isinstance(engine.tokenizer, HFTokenizer) and engine.tokenizer.vocab_size == 261
     text = "def f(x):\n\treturn 'é ✓'  # ▁<mask></s>\n"

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import NemotronHForCausalLM
 
-from tiny_models import decoding_model, lively_tiny, random_ids, trained_looking
+from tiny_models import decoding_model, force_tokens, lively_tiny, random_ids, trained_looking
 from twotower import build_model, drain, generate_ar, generate_mask_diffusion, generate_mock_ar, iter_mask_diffusion
 from twotower.commit import predict_tokens, sampling_distribution, select_commits
 
@@ -280,28 +280,6 @@ def test_generate_mask_diffusion_hands_top_k_and_top_p_to_its_iterator():
     api = generate_mask_diffusion(model, prompt, 8, 4, 4, temperature=1.0, seed=5, top_k=3, top_p=0.8)
     events = drain(iter_mask_diffusion(model, prompt, 8, 4, 4, 0.8, 1.0, None, 5, 3, 0.8))
     assert torch.equal(api.sequences, events.sequences)
-
-
-def force_tokens(monkeypatch, model, script):
-    """Both towers predict script[row][k] with certainty, k counting the context tower's passes after the prefill
-    (the block, or AR token, being written): which row writes EOS in which block is then chosen by the test."""
-    vocab, passes, forward = model.config.vocab_size, [], model.context_forward
-
-    def certain(rows):  # (n, V) logits
-        wanted = torch.tensor([script[row][len(passes) - 1] for row in rows])
-        return torch.full((len(rows), vocab), -1e4).scatter_(1, wanted[:, None], 1e4)
-
-    def context_forward(ids, cache, last_only=True):
-        passes.append(ids.shape[1])
-        forward(ids, cache, last_only)
-        return certain(range(ids.shape[0]))[:, None]
-
-    def denoise(block, ctx, t, *args, head_positions=None, **kwargs):
-        return certain(head_positions.nonzero()[:, 0].tolist())  # one row per open position, row-major
-
-    monkeypatch.setattr(model, "context_forward", context_forward)
-    monkeypatch.setattr(model, "denoise", denoise)
-    return passes
 
 
 @pytest.mark.parametrize("mode", ["diffusion", "mock_ar", "ar"])

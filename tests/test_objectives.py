@@ -96,7 +96,7 @@ def test_denoiser_loss_is_the_mean_cross_entropy_over_masked_positions(monkeypat
 
 def test_mask_blocks_masks_at_least_one_position_per_block():
     gen = torch.Generator().manual_seed(0)
-    targets = torch.randint(5, 250, (64, 6 * 4))
+    targets = random_ids((64, 6 * 4), 1, high=250)
     noisy, masked, t = mask_blocks(targets, 6, 4, mask_id=4, generator=gen)
     per_block = masked.view(64, 6, 4)
     assert per_block.any(-1).all()
@@ -109,14 +109,14 @@ def test_mask_ratios_are_drawn_for_every_block_of_every_row():
     # t ~ U(0, 1) on its own for each block (std 0.29): one t per row, or one per block position shared by the
     # batch, still masks half the positions on average but trains each window on one or few noise levels.
     # With 64 positions a block's masked share t_actual is its drawn t to within ~0.06.
-    targets = torch.randint(5, 250, (64, 32 * 64))
+    targets = random_ids((64, 32 * 64), 2, high=250)
     _, _, t = mask_blocks(targets, 32, 64, mask_id=4, generator=torch.Generator().manual_seed(0))
     assert 0.25 < float(t.std(dim=1).mean()) < 0.33  # across the blocks of one row
     assert 0.25 < float(t.std(dim=0).mean()) < 0.33  # across the rows, block by block
 
 
 def test_full_mask_share_masks_whole_blocks_and_leaves_the_default_stream_alone():
-    targets = torch.randint(5, 250, (256, 6 * 16))
+    targets = random_ids((256, 6 * 16), 3, high=250)
     plain = mask_blocks(targets, 6, 16, mask_id=4, generator=torch.Generator().manual_seed(0))
     zero = mask_blocks(targets, 6, 16, mask_id=4, generator=torch.Generator().manual_seed(0), full_share=0.0)
     assert all(torch.equal(a, b) for a, b in zip(plain, zero))  # the shipped recipe's masks, draw for draw
@@ -133,7 +133,7 @@ def test_denoiser_loss_trains_only_the_denoiser():
     model.init_denoiser_from_context()
     model.train()
     cfg = TrainConfig(**{**PROFILES["cpu"], "prefix_len": 8, "block_size": 4, "dtype": "float32"})
-    loss = denoiser_loss(model, torch.randint(5, 250, (2, 8 + 4 * 3)), cfg, torch.Generator().manual_seed(0))
+    loss = denoiser_loss(model, random_ids((2, 8 + 4 * 3), 4, high=250), cfg, torch.Generator().manual_seed(0))
     loss.backward()
     assert torch.isfinite(loss)
     assert all(p.grad is None for p in model.context_tower.parameters())

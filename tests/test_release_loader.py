@@ -9,11 +9,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from tiny_models import MOE_LAYER, byte_level_tokenizer_json
 from twotower import build_model, generate_mask_diffusion
 from twotower.checkpoint import from_pretrained, save_pretrained
 from twotower.release_loader import INDEX_NAME, load_release_checkpoint, release_to_engine_name, write_release_layout
 
-EXPERT_UP = "context_tower.layers.2.mixer.experts.up_proj"  # tiny pattern M*EM-*: layer 2 is MoE
+EXPERT_UP = f"context_tower.layers.{MOE_LAYER}.mixer.experts.up_proj"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def release_dir(model, tmp_path_factory):
     # experts to a shard of their own, whatever the byte-balanced split did.
     index = json.loads((directory / INDEX_NAME).read_text())
     moved = {k: v for k, v in index["weight_map"].items()
-             if k.startswith("denoiser_tower.layers.2.mixer.experts.") and int(k.split(".")[5]) >= 2}
+             if k.startswith(f"denoiser_tower.layers.{MOE_LAYER}.mixer.experts.") and int(k.split(".")[5]) >= 2}
     extra = {}
     for shard in set(moved.values()):
         tensors = load_file(str(directory / shard))
@@ -66,8 +67,8 @@ def test_layout_has_release_names_lists_of_experts_and_shards(model, release_dir
     assert len(shards) >= 3 and all((release_dir / s).is_file() for s in shards)
     n_experts = model.config.n_routed_experts
     for j in range(n_experts):
-        assert f"context_tower.layers.2.mixer.experts.{j}.up_proj.weight" in weight_map
-        assert f"denoiser_tower.layers.2.mixer.experts.{j}.down_proj.weight" in weight_map
+        assert f"context_tower.layers.{MOE_LAYER}.mixer.experts.{j}.up_proj.weight" in weight_map
+        assert f"denoiser_tower.layers.{MOE_LAYER}.mixer.experts.{j}.down_proj.weight" in weight_map
     assert not any(k.endswith("experts.up_proj") for k in weight_map)
     for prefix in ("context_lm_head.weight", "lm_head.weight", "t_embedder.mlp.0.weight", "t_block.1.weight",
                    "scale_shift_tables.0", "context_tower.embeddings.weight", "denoiser_tower.norm_f.weight"):
@@ -79,8 +80,9 @@ def test_layout_has_release_names_lists_of_experts_and_shards(model, release_dir
     assert max(len(s) for s in shards_per_layer.values()) >= 2
     config = json.loads((release_dir / "config.json").read_text())
     assert config["hybrid_override_pattern"] == "M*EM-*" and "layers_block_type" not in config
-    up = load_file(str(release_dir / weight_map["context_tower.layers.2.mixer.experts.1.up_proj.weight"]))
-    assert up["context_tower.layers.2.mixer.experts.1.up_proj.weight"].shape == (32, 32)  # (inter, hidden)
+    expert_up = f"context_tower.layers.{MOE_LAYER}.mixer.experts.1.up_proj.weight"
+    up = load_file(str(release_dir / weight_map[expert_up]))
+    assert up[expert_up].shape == (32, 32)  # (inter, hidden)
 
 
 @torch.no_grad()
@@ -104,7 +106,6 @@ def test_release_layout_equals_native_checkpoint(model, release_dir, tmp_path):
 def test_a_single_file_in_the_release_naming_loads(model, tmp_path):
     """A release-named checkpoint saved as one model.safetensors (no index) went to the native loader, which
     refused it as 'missing tensors'; it now goes to this loader, and a native folder still does not."""
-    from test_checkpoint import _byte_level_tokenizer_json
     from twotower.decoding import drain
     from twotower.engine import load_engine
     from twotower.release_loader import SINGLE_FILE_NAME, is_release_layout
@@ -115,7 +116,7 @@ def test_a_single_file_in_the_release_naming_loads(model, tmp_path):
     native = save_pretrained(model, tmp_path / "native")
     assert is_release_layout(one) and not is_release_layout(native) and not is_release_layout(tmp_path)
     for directory in (one, native):
-        _byte_level_tokenizer_json(directory / "tokenizer.json")
+        byte_level_tokenizer_json(directory / "tokenizer.json")
     loaded, reference = load_engine(one, input_major=False), load_engine(native, input_major=False)
     want = reference.model.state_dict()
     assert all(torch.equal(v, want[k]) for k, v in loaded.model.state_dict().items()) and len(want) == len(
@@ -128,18 +129,18 @@ def test_a_single_file_in_the_release_naming_loads(model, tmp_path):
 def test_default_dtype_is_bf16_with_fp32_router_bias(release_dir):
     release = load_release_checkpoint(release_dir)
     assert release.lm_head.weight.dtype == torch.bfloat16
-    assert release.context_tower.layers[2].mixer.experts.up_proj.dtype == torch.bfloat16
-    assert release.context_tower.layers[2].mixer.gate.e_score_correction_bias.dtype == torch.float32
+    assert release.context_tower.layers[MOE_LAYER].mixer.experts.up_proj.dtype == torch.bfloat16
+    assert release.context_tower.layers[MOE_LAYER].mixer.gate.e_score_correction_bias.dtype == torch.float32
 
 
 def test_rename_table_for_backbone_and_embedding_names(model, tmp_path):
     legacy = write_release_layout(model, tmp_path, n_shards=3, legacy_names=True)
     weight_map = _index(legacy)
     assert "context_tower.backbone.embedding.weight" in weight_map
-    assert "denoiser_tower.backbone.layers.2.mixer.experts.3.down_proj.weight" in weight_map
+    assert f"denoiser_tower.backbone.layers.{MOE_LAYER}.mixer.experts.3.down_proj.weight" in weight_map
     assert release_to_engine_name("context_tower.backbone.embedding.weight") == ("context_tower.embeddings.weight", None)
-    assert release_to_engine_name("denoiser_tower.layers.2.mixer.experts.3.down_proj.weight") == (
-        "denoiser_tower.layers.2.mixer.experts.down_proj", 3)
+    assert release_to_engine_name(f"denoiser_tower.layers.{MOE_LAYER}.mixer.experts.3.down_proj.weight") == (
+        f"denoiser_tower.layers.{MOE_LAYER}.mixer.experts.down_proj", 3)
     loaded = load_release_checkpoint(legacy, dtype=torch.float32)
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
 
@@ -182,7 +183,7 @@ def test_each_tensor_is_read_onto_its_towers_device(release_dir, monkeypatch):
 def test_load_straight_onto_cuda(release_dir):
     loaded = load_release_checkpoint(release_dir, ctx_device="cpu", den_device="cuda", dtype=torch.float32)
     assert loaded.ctx_device.type == "cpu" and loaded.den_device.type == "cuda"
-    assert loaded.denoiser_tower.layers[2].mixer.experts.down_proj.device.type == "cuda"
+    assert loaded.denoiser_tower.layers[MOE_LAYER].mixer.experts.down_proj.device.type == "cuda"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -223,7 +224,7 @@ def test_wrong_shape_is_named(release_dir, tmp_path):
     shard = _rewrite(broken, key, lambda t: t.update({key: t[key][:-1].clone()}))
     with pytest.raises(ValueError, match=rf"tensor '{key}' in {shard} has shape \(\d+, 32\)"):
         load_release_checkpoint(broken)
-    expert = "context_tower.layers.2.mixer.experts.0.down_proj.weight"
+    expert = f"context_tower.layers.{MOE_LAYER}.mixer.experts.0.down_proj.weight"
     broken = _copy(release_dir, tmp_path / "b")
     _rewrite(broken, expert, lambda t: t.update({expert: t[expert][:, :-1].clone()}))
     with pytest.raises(ValueError, match=rf"tensor '{expert}' in .* has shape \(32, 31\), the model expects \(32, 32\)"):
@@ -237,7 +238,8 @@ def test_unknown_tensor_is_named(release_dir, tmp_path):
     with pytest.raises(ValueError, match="unknown tensor 'context_tower.layers.0.mixer.bogus.weight'"):
         load_release_checkpoint(broken)
     broken = _copy(release_dir, tmp_path / "b")
-    _rewrite(broken, key, lambda t: t.update({"context_tower.layers.2.mixer.experts.9.up_proj.weight": torch.zeros(32, 32)}))
+    stray = f"context_tower.layers.{MOE_LAYER}.mixer.experts.9.up_proj.weight"
+    _rewrite(broken, key, lambda t: t.update({stray: torch.zeros(32, 32)}))
     with pytest.raises(ValueError, match="unknown tensor .*experts.9.up_proj.weight.*expert 9 of a 4-expert layer"):
         load_release_checkpoint(broken)
 
@@ -246,7 +248,7 @@ def test_missing_tensors_and_bad_directories(release_dir, tmp_path):
     broken = _copy(release_dir, tmp_path)
     index = json.loads((broken / INDEX_NAME).read_text())
     del index["weight_map"]["lm_head.weight"]
-    del index["weight_map"]["context_tower.layers.2.mixer.experts.2.up_proj.weight"]
+    del index["weight_map"][f"context_tower.layers.{MOE_LAYER}.mixer.experts.2.up_proj.weight"]
     (broken / INDEX_NAME).write_text(json.dumps(index))
     with pytest.raises(ValueError, match=f"no expert 2 for '{EXPERT_UP}'|no tensor for 'lm_head.weight'"):
         load_release_checkpoint(broken)
@@ -274,7 +276,7 @@ def test_a_single_missing_expert_is_named(release_dir, tmp_path):
     removes lm_head, so either message passed it, and the expert check could go unnoticed)."""
     broken = _copy(release_dir, tmp_path)
     index = json.loads((broken / INDEX_NAME).read_text())
-    del index["weight_map"]["context_tower.layers.2.mixer.experts.2.up_proj.weight"]
+    del index["weight_map"][f"context_tower.layers.{MOE_LAYER}.mixer.experts.2.up_proj.weight"]
     (broken / INDEX_NAME).write_text(json.dumps(index))
     with pytest.raises(ValueError, match=f"the checkpoint has no expert 2 for '{EXPERT_UP}'"):
         load_release_checkpoint(broken)
@@ -295,8 +297,8 @@ def test_an_index_that_points_to_the_wrong_shard_is_named(release_dir, tmp_path)
 
 @pytest.mark.parametrize("engine_name, legacy_name", [
     ("context_tower.embeddings.weight", "context_tower.backbone.embedding.weight"),
-    ("context_tower.layers.2.mixer.experts.1.down_proj.weight",
-     "context_tower.backbone.layers.2.mixer.experts.1.down_proj.weight"),
+    (f"context_tower.layers.{MOE_LAYER}.mixer.experts.1.down_proj.weight",
+     f"context_tower.backbone.layers.{MOE_LAYER}.mixer.experts.1.down_proj.weight"),
 ])
 def test_a_tensor_listed_under_two_names_is_refused(release_dir, tmp_path, engine_name, legacy_name):
     """The same tensor stored under its engine name and its remote-code name (both map to one engine tensor;
@@ -315,16 +317,16 @@ def test_experts_are_written_as_the_release_orients_them_and_load_back_exactly(t
     up_proj is (inter, hidden) and down_proj (hidden, inter), as the release stores them, holding exactly
     the model's slices; the load gives back the model bit for bit."""
     model = build_model("tiny", seed=5, moe_intermediate_size=48)
-    experts = model.context_tower.layers[2].mixer.experts
+    experts = model.context_tower.layers[MOE_LAYER].mixer.experts
     assert tuple(experts.up_proj.shape) == (4, 48, 32) and tuple(experts.down_proj.shape) == (4, 32, 48)
     directory = write_release_layout(model, tmp_path / "wide", n_shards=2)
     weight_map = _index(directory)
     for tower in ("context_tower", "denoiser_tower"):
-        stacked = getattr(model, tower).layers[2].mixer.experts
+        stacked = getattr(model, tower).layers[MOE_LAYER].mixer.experts
         for j in range(4):
             for proj, shape, want in (("up_proj", (48, 32), stacked.up_proj[j]),
                                       ("down_proj", (32, 48), stacked.down_proj[j])):
-                key = f"{tower}.layers.2.mixer.experts.{j}.{proj}.weight"
+                key = f"{tower}.layers.{MOE_LAYER}.mixer.experts.{j}.{proj}.weight"
                 stored = load_file(str(directory / weight_map[key]))[key]
                 assert tuple(stored.shape) == shape, key
                 assert torch.equal(stored, want), key

@@ -7,6 +7,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 import pytest  # noqa: E402
 
+from tiny_models import timed_record  # noqa: E402
 from twotower.decoding import drain  # noqa: E402
 from twotower.engine import load_engine  # noqa: E402
 from ui.handlers import Handlers, run_settings  # noqa: E402
@@ -347,9 +348,8 @@ def stub_timings(monkeypatch, tokens, seconds):
 
     def timed(engine_, mode, ids, max_new_tokens, settings):
         calls.append(mode)
-        rows = [list(tokens[mode])]
-        return {"rows": rows, "new_tokens": len(rows[0]), "tokens": len(rows[0]), "nfe": len(calls),
-                "context_passes": 1, "seconds": seconds[len(calls) - 1], "ttft_s": 0.001}
+        return timed_record(rows=[list(tokens[mode])], seconds=seconds[len(calls) - 1], ttft_s=0.001,
+                            nfe=len(calls), context_passes=1)
 
     monkeypatch.setattr(bench, "timed_generation", timed)
     return calls

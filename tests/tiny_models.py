@@ -4,6 +4,9 @@ At NemotronH's initialisation a tiny tower hides whole mechanisms from a test: d
 of ~0.005, so the SSM state after a prompt is ~1e-6 and a comparison to 1e-5 cannot tell a missing state from
 a correct one (a test that zeroed the seeded SSM state still passed); the time conditioning starts as a no-op,
 so a wrong t goes unseen; and a random head gives near-uniform confidences, so γ is never reached.
+
+Also the helpers more than one test file shares: towers forced to predict given tokens, the record of a timed
+generation, the tiny training run, a byte-level tokenizer.json, and the tiny preset's MoE layer.
 """
 
 import types
@@ -11,8 +14,13 @@ import types
 import torch
 
 from twotower import build_model
+from twotower.config import PRESETS
 
 MAMBA = "linear_attention"
+# The tiny preset's MoE layer ("E" in its pattern M*EM-*; one per tower): the tests that name an expert or a
+# router tensor take its index from here, so a new pattern moves them all at once.
+MOE_LAYER = PRESETS["tiny"]["hybrid_override_pattern"].index("E")
+VOCAB = PRESETS["tiny"]["vocab_size"]  # the tiny preset's byte vocabulary (261); ids 0-4 are specials
 
 
 def random_ids(shape, seed, low=5, high=261):
@@ -121,3 +129,71 @@ class UniformTower:
         assert cache is None
         self.inputs.append(ids[0].tolist())
         return torch.full((ids.shape[0], 1 if last_only else ids.shape[1], self.vocab), 3.0)
+
+
+def force_tokens(monkeypatch, model, script):
+    """Both towers predict script[row][k] with certainty, k counting the context tower's passes after the prefill
+    (the block, or AR token, being written): which row writes EOS in which block is then chosen by the test.
+    Returns the list of the context tower's passes (each its length), which grows as the model runs."""
+    vocab, passes, forward = model.config.vocab_size, [], model.context_forward
+
+    def certain(rows):  # (n, V) logits
+        wanted = torch.tensor([script[row][len(passes) - 1] for row in rows])
+        return torch.full((len(rows), vocab), -1e4).scatter_(1, wanted[:, None], 1e4)
+
+    def context_forward(ids, cache, last_only=True):
+        passes.append(ids.shape[1])
+        forward(ids, cache, last_only)  # still run: the cache must advance as it would
+        return certain(range(ids.shape[0]))[:, None]
+
+    def denoise(block, ctx, t, *args, head_positions=None, **kwargs):
+        return certain(head_positions.nonzero()[:, 0].tolist())  # one row per open position, row-major
+
+    monkeypatch.setattr(model, "context_forward", context_forward)
+    monkeypatch.setattr(model, "denoise", denoise)
+    return passes
+
+
+def timed_record(tokens=10, *, rows=None, seconds=1.0, ttft_s=0.1, nfe=4, context_passes=3):
+    """One timed generation as bench.timed_generation records it. rows: each batch row's new tokens, by default
+    one row (batch 1) of `tokens` tokens; new_tokens counts one row's tokens, tokens all rows'."""
+    rows = [[7] * tokens] if rows is None else rows
+    return {"rows": rows, "new_tokens": len(rows[0]), "tokens": sum(len(r) for r in rows), "nfe": nfe,
+            "context_passes": context_passes, "seconds": seconds, "ttft_s": ttft_s}
+
+
+def tiny_training_run(monkeypatch, tmp_path):
+    """run_stage on the tiny preset, random token streams and a small profile: seconds, no corpus.
+    Returns (the training module, the run folder, which holds the shipped tokenizer)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    import twotower
+    from twotower import data, training
+
+    monkeypatch.setitem(training.PROFILES, "test", dict(
+        seq_len=48, batch_size=4, lr=3e-3, context_steps=40, denoiser_steps=40, prefix_len=16, block_size=8,
+        warmup=4, eval_every=1000, save_every=1000, dtype="float32", distill_share=0.0))
+    monkeypatch.setattr(twotower, "build_model", lambda preset, seed=0: build_model("tiny", seed=seed))
+    rng = np.random.default_rng(0)
+    monkeypatch.setattr(data, "encode_split", lambda tok, split, cache: rng.integers(5, 261, 5000).astype(np.uint16))
+    run = tmp_path / "run"
+    run.mkdir()
+    shipped_tokenizer = Path(__file__).resolve().parents[1] / "assets/default/tokenizer.model"
+    (run / "tokenizer.model").write_bytes(shipped_tokenizer.read_bytes())  # run_stage trains none then
+    return training, run
+
+
+def byte_level_tokenizer_json(path, specials=("<pad>", "<s>", "</s>", "<unk>", "<mask>")):
+    """A Hugging Face tokenizer.json as the release ships one (byte-level, so any text encodes), trained
+    offline on a few lines: its 5 specials + 256 byte symbols fill the tiny preset's 261 ids."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=261, special_tokens=list(specials),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator(["def f(x):\n    return x + 1\n"] * 4, trainer)
+    tokenizer.save(str(path))

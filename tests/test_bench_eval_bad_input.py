@@ -1,0 +1,67 @@
+"""Bad input to `twotower bench / eval / sweep / plan`: each refusal exits 2 with one line that says what was
+wrong, before the model is loaded or anything is run or written (the smoke runs: test_bench_eval.py)."""
+
+import pytest
+import torch
+
+from twotower.cli import main
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["bench", "--preset", "tiny", "--repeats", "0"], "--repeats"),
+    (["bench", "--preset", "tiny", "--prompts", "/nonexistent/prompts.txt"], "prompt file not found"),
+    (["bench", "--preset", "tiny", "--gamma", "1.5"], "γ"),
+    (["bench", "--preset", "tiny", "--min-draft-confidence", "-0.5"], "--min-draft-confidence must be in [0, 1]"),
+    (["sweep", "--preset", "tiny", "--gammas", "0.5,abc"], "--gammas"),
+    (["sweep", "--preset", "tiny", "--block-sizes", "0"], "block size"),
+    (["eval", "--preset", "tiny", "--tasks", "next_line,poetry"], "poetry"),
+    (["eval", "--preset", "tiny", "--modes", "telepathy"], "unknown mode"),
+    (["eval", "--preset", "tiny", "--tasks", ","], "no task given"),  # was "unknown or no tasks ['']"
+    (["eval", "--preset", "tiny", "--workers", "-1"], "--workers must be >= 0"),
+    (["bench", "--preset", "tiny", "--eval", "--workers", "-1"], "--workers must be >= 0"),
+    (["bench", "--preset", "tiny", "--modes", ","], "no mode given"),  # was: AR alone
+    (["bench", "--preset", "tiny", "--prompts", "{binary}"], "is not UTF-8 text"),
+    (["bench", "--preset", "tiny", "--prompts", "{tmp}"], "is a folder; give a file"),
+    # an output path that cannot be written is refused before the run (the run used to be lost at its end)
+    (["bench", "--preset", "tiny", "--out", "{tmp}/missing/bench.md"], "the folder '{tmp}/missing' does not exist"),
+    (["bench", "--preset", "tiny", "--out", "{tmp}"], "is a folder; give a file name"),
+    (["eval", "--preset", "tiny", "--out", "{tmp}/missing/eval.md"], "does not exist"),
+    (["sweep", "--preset", "tiny", "--out-dir", "{binary}"], "is a file, not a folder"),
+    (["sweep", "--preset", "tiny", "--out-dir", "{tmp}/taken"], "'{tmp}/taken/sweep.csv' is a folder"),
+    # a JSON "\ud800" is a str no tokenizer can encode: refused with its line, not a sentencepiece traceback
+    (["bench", "--preset", "tiny", "--prompts", "{surrogate}"], "surrogate.jsonl:2: the prompt holds a character"),
+    (["sweep", "--preset", "tiny", "--prompts", "{surrogate}"], "surrogate.jsonl:2: the prompt holds a character"),
+    (["sweep", "--preset", "tiny", "--max-prompt-tokens", "0"], "--max-prompt-tokens must be >= 1"),
+    (["plan", "--preset", "release", "--device-memory-gb", "nan"], "must be a positive number of GiB, got nan"),
+    (["plan", "--preset", "release", "--block-size", "0"], "block size must be a positive integer, got 0"),
+    (["plan", "--preset", "release", "--device-memory-gb", "cuda:0=80,cuda:5=80"], "memory given for cuda:5"),
+])
+def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, words):
+    import twotower.bench
+    import twotower.run_setup
+    import twotower.sweep
+
+    monkeypatch.setattr(twotower.bench, "run_bench", lambda *a, **k: pytest.fail("ran before refusing"))
+    monkeypatch.setattr(twotower.sweep, "run_sweep", lambda *a, **k: pytest.fail("ran before refusing"))
+    if "--prompts" in argv or "--modes" in argv:  # checked before the model is loaded
+        monkeypatch.setattr(twotower.run_setup, "load_engine", lambda *a, **k: pytest.fail("loaded the model first"))
+    (tmp_path / "binary.txt").write_bytes(bytes([0xDE, 0xAD, 0xBE, 0xEF]))
+    (tmp_path / "taken" / "sweep.csv").mkdir(parents=True)
+    (tmp_path / "surrogate.jsonl").write_text('"def f():"\n"\\ud800abc"\n', encoding="utf-8")
+    fill = {"{tmp}": str(tmp_path), "{binary}": str(tmp_path / "binary.txt"),
+            "{surrogate}": str(tmp_path / "surrogate.jsonl")}
+    for key, value in fill.items():
+        argv, words = [a.replace(key, value) for a in argv], words.replace(key, value)
+    work = tmp_path / "cwd"  # a refused command leaves nothing behind (the sweep made its default --out-dir first)
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not any(work.iterdir())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_request_without_cuda_is_a_clear_error(capsys):
+    assert main(["bench", "--preset", "tiny", "--ctx-device", "cuda"]) == 2
+    assert "not available on this machine" in capsys.readouterr().err
