@@ -2,6 +2,9 @@
 settings before any corpus work (resume and continuation: test_training_resume.py; self-distillation:
 test_distillation.py; the objective itself: test_objectives.py)."""
 
+import time
+import types
+
 import pytest
 import torch
 
@@ -37,6 +40,11 @@ def test_a_time_budgeted_stage_ends_on_its_schedule_tail_and_records_its_steps(t
     import json
 
     training, run = tiny_training_run(monkeypatch, tmp_path)
+    # A clock of the test's own, 50 ms a reading: the budget's schedule then depends on no machine's load (on the
+    # real clock a loaded 2-core host once stretched the last steps so that training stopped mid-cosine).
+    readings = iter(range(10**6))
+    monkeypatch.setattr(training, "time", types.SimpleNamespace(perf_counter=lambda: 0.05 * next(readings),
+                                                                time=time.time))
     record = training.run_stage("context", run, profile="test", minutes=0.05)  # a 3-second budget
     log = [json.loads(line) for line in (run / "context_log.jsonl").read_text().splitlines()]
     state = json.loads((run / "context_ckpt" / "trainer_state.json").read_text())

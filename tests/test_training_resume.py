@@ -189,7 +189,7 @@ def test_a_resumed_denoiser_run_ends_where_an_uninterrupted_one_does(tmp_path, m
 
     training, run = tiny_training_run(monkeypatch, tmp_path)
     monkeypatch.setitem(training.PROFILES, "test", {**training.PROFILES["test"], "save_every": 2})
-    # the same stream at every call (the helper's draws a new one each time, as no run here compares two runs)
+    # the same stream at every call: tiny_training_run's draws a new one each time, and this test compares two runs
     monkeypatch.setattr(data, "encode_split", lambda tok, split, cache: np.random.default_rng(len(split)).integers(
         5, 261, 5000).astype(np.uint16))
     training.run_stage("context", run, profile="test", steps=2)
