@@ -83,6 +83,25 @@ def test_out_of_range_slider_is_refused_with_its_bounds(app):
     assert 'data-done="1"' in view  # still serving after the refusal
 
 
+@pytest.mark.parametrize("cost_args, message", [
+    ((2.0, 1.5, 50, 100.0, None, None, 1.0), "number of GPUs must be a whole number, got 1.5"),
+    ((-5.0, 1, 50, 100.0, None, None, 1.0), "price per GPU-hour ($) must be >= 0, got -5"),
+    ((2.0, 1, 50, -10.0, None, None, 1.0), "AR throughput (tokens/s) must be > 0, got -10"),
+], ids=["fractional-gpus", "negative-price", "negative-throughput"])
+def test_bad_cost_numbers_get_the_panels_message_naming_the_field(app, cost_args, message):
+    """The number boxes once had Gradio's own minimum / precision: a bare "Error" pill ("Value -5 is less than
+    minimum value 0.") with the last table left under it, and 1.5 GPUs rounded to 2 without a word."""
+    _, _, client = app
+    table, plot = client.predict(*cost_args, api_name="/cost")
+    assert html.escape(message) in table and 'class="tt-error"' in table and plot is None
+
+
+def test_a_negative_seed_gets_the_engines_message(app):
+    _, _, client = app
+    view, *_ = client.predict("def f():", "ar", 0.8, 4, 4, 8, 0.7, -3, "step", api_name="/generate")
+    assert 'class="tt-error"' in view and "seed" in view and "Traceback" not in view
+
+
 def test_prompts_are_escaped_in_the_page(app):
     _, _, client = app
     prompt = "<script>alert(1)</script><img src=x onerror=alert(2)>"

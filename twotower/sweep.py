@@ -149,6 +149,8 @@ def sweep_figure(points):
     fig.update_layout(title="γ × S sweep: throughput against agreement with AR", template="plotly_white",
                       xaxis_title="tokens/s ÷ AR tokens/s (same run)", yaxis_title="agreement with AR's greedy tokens (share, 0–1)",
                       legend_title="block size")
+    # agreement is a share: its whole range, whatever the points (one point drew an axis from -0.5 to 1)
+    fig.update_yaxes(range=[-0.02, 1.02])
     return fig
 
 

@@ -53,7 +53,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         gr.Markdown(f"## TwoTower Playground · two-tower diffusion LM on NemotronH\n"
                     f"Loaded: `{info['checkpoint']}` · {info['params_context']:,} + {info['params_denoiser']:,} "
                     f"parameters (context + denoiser) · layers `{info['layer_pattern']}` ({LAYER_KEY}) · "
-                    f"{info['ctx_device']}")
+                    f"context tower on {info['ctx_device']}, denoiser on {info['den_device']}")
         race_measured = gr.State(None)  # this session's Race numbers (each mode's latest), read by the Cost panel
         record = gr.State(None)  # this session's last Playground run: prompt + every event
         race_used, sweep_used = gr.State(None), gr.State(None)  # the shared settings the last Race / Sweep read
@@ -79,7 +79,9 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                                   elem_id="steps")
                 max_new = gr.Slider(1, MAX_NEW_TOKENS, value=64, step=1, label="max new tokens", elem_id="max-new")
                 temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="temperature", elem_id="temperature")
-                seed = gr.Number(value=0, precision=0, minimum=0, label="seed", elem_id="seed")
+                # no minimum / precision: the engine's check names the field (Gradio's said "Value -3 is less than minimum
+                # value 0" on a bare Error pill, and rounded 1.5 silently)
+                seed = gr.Number(value=0, label="seed", info="empty: unseeded", elem_id="seed")
             # below ~880 px the settings wrap above the panels instead of squeezing them to a third of the width
             with gr.Column(scale=4, min_width=620):
                 with gr.Tabs():
@@ -153,6 +155,9 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                         with gr.Row():
                             sweep_gammas = gr.Textbox("0.5, 0.7, 0.9", label="γ values")
                             sweep_sizes = gr.Textbox("4, 8, 16", label="block sizes S")
+                            # one run's speed is one sample of a noisy host: × AR and the frontier move with it
+                            sweep_repeats = gr.Slider(1, 5, value=1, step=1, label="timed runs per point (median)",
+                                                      elem_id="sweep-repeats")
                             sweep_anchor = gr.Checkbox(False, label="anchored diffusion",
                                                        info="each block's first token from the context tower",
                                                        elem_id="sweep-anchor")
@@ -168,15 +173,16 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                         gr.Markdown("Monthly cost and $ per million output tokens from a throughput per GPU. "
                                     "Use the last Race's numbers (measured on this machine) or type your own.")
                         with gr.Row():
-                            price = gr.Number(2.0, minimum=0, label="$ per GPU-hour")
-                            gpus = gr.Number(1, precision=0, minimum=1, label="GPUs")
+                            # no minimum / precision here either: ui.cost refuses a bad number by name (GPUs = 1.5 was rounded to 2)
+                            price = gr.Number(2.0, label="$ per GPU-hour")
+                            gpus = gr.Number(1, label="GPUs")
                             utilisation = gr.Slider(1, 100, value=60, step=1, label="utilisation %")
-                            api_price = gr.Number(0.60, minimum=0, label="API price, $ per M output tokens")
+                            api_price = gr.Number(0.60, label="API price, $ per M output tokens")
                         with gr.Row():
                             # Gradio draws an empty number as 0: the labels say what a 0 does
-                            tps_ar = gr.Number(None, minimum=0, label="AR tokens/s per GPU (0: left out)")
-                            tps_diffusion = gr.Number(None, minimum=0, label="diffusion tokens/s per GPU (0: left out)")
-                            tps_speculative = gr.Number(None, minimum=0,
+                            tps_ar = gr.Number(None, label="AR tokens/s per GPU (0: left out)")
+                            tps_diffusion = gr.Number(None, label="diffusion tokens/s per GPU (0: left out)")
+                            tps_speculative = gr.Number(None,
                                                         label="speculative tokens/s per GPU (0: left out)")
                         with gr.Row():
                             use_race_btn = gr.Button("Use the last Race's measurements", elem_id="use-race")
@@ -219,7 +225,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                           [audit_prompt, *settings, audit_adaptive, audit_cut], [audit_table, audit_plot, audit_summary],
                           api_name="speculative_audit", concurrency_id=ENGINE)
         sweep_run = sweep_btn.click(handlers.sweep, [sweep_examples, sweep_extra, sweep_gammas, sweep_sizes, steps,
-                                                     max_new, sweep_anchor],
+                                                     max_new, sweep_anchor, sweep_repeats],
                                     [sweep_plot, sweep_table, sweep_csv, sweep_message],
                                     api_name="sweep", concurrency_id=ENGINE,
                                     show_progress="minimal")  # its message counts the points; minimal: a queue position
@@ -253,7 +259,8 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
             handlers.race_stopped, race_view, race_view, queue=False, api_visibility="private")
         sweep_stop.click(None, None, None, queue=False, cancels=[sweep_run]).then(
             handlers.sweep_stopped, sweep_message, sweep_message, queue=False, api_visibility="private")
-        audit_stop.click(None, None, None, queue=False, cancels=[audit_run])
+        audit_stop.click(None, None, None, queue=False, cancels=[audit_run]).then(
+            handlers.audit_stopped, audit_summary, audit_summary, queue=False, api_visibility="private")
     demo.queue(default_concurrency_limit=concurrency_limit)
     return demo
 

@@ -52,7 +52,8 @@ def monthly_tokens(tokens_per_s: float, gpus: float, utilisation: float) -> floa
 
 def cost_line(mode: str, tokens_per_s, usd_per_gpu_hour, gpus, utilisation, api_usd_per_million=None) -> CostLine:
     """One mode's monthly cost, $/M output tokens and break-even volume. Bad numbers -> ValueError."""
-    tps = _number(f"throughput of {mode} (tokens/s)", tokens_per_s, 0.0, inclusive=False)
+    name = {"ar": "AR"}.get(mode, mode)  # as the panel's fields name it
+    tps = _number(f"{name} throughput (tokens/s)", tokens_per_s, 0.0, inclusive=False)
     price = _number("price per GPU-hour ($)", usd_per_gpu_hour, 0.0)
     gpus = _number("number of GPUs", gpus, 1.0)
     if gpus != int(gpus):
@@ -69,8 +70,8 @@ def cost_line(mode: str, tokens_per_s, usd_per_gpu_hour, gpus, utilisation, api_
         break_even = cost / api
         breaks_even = break_even <= tokens / 1e6
     if not all(math.isfinite(v) for v in (cost, tokens, per_million, break_even or 0.0)):
-        raise ValueError("these numbers give a cost beyond what can be computed: check the price, GPUs and "
-                         f"{mode} throughput")
+        raise ValueError("these numbers give a cost beyond what can be computed: check the price per GPU-hour, "
+                         f"the GPUs and the {name} throughput")
     return CostLine(mode, tps, tokens, cost, per_million, break_even, breaks_even)
 
 

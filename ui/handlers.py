@@ -40,7 +40,8 @@ def run_caption(mode: str, settings: dict, anchor_first: bool = False, draft_ste
             parts += [f"{draft_steps} draft pass{'' if draft_steps == 1 else 'es'}"]
             parts += [f"draft γ {settings['gamma']}"] if draft_steps > 1 else []
     temperature = settings.get("temperature") or 0
-    parts += [f"temperature {temperature}, seed {settings.get('seed')}"] if temperature else ["greedy"]
+    seed = settings.get("seed")
+    parts += [f"temperature {temperature}, " + ("unseeded" if seed is None else f"seed {seed}")] if temperature else ["greedy"]
     return " · ".join(parts)
 
 

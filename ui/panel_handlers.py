@@ -68,6 +68,12 @@ class PanelHandlers:
         return stopped_note(message, "Stopped: the grid points above were measured before Stop (the CSV holds "
                                      "them; the Pareto flags are those of these points).")
 
+    def audit_stopped(self, summary: str):
+        """Stop during an audit: the rounds verified so far stay; the summary says the run was stopped (it read
+        as a finished run's, with an empty histogram)."""
+        return stopped_note(summary, "Stopped: the rounds above were verified before Stop (the figures are "
+                                     "theirs; the histogram and per-position shares come with a finished run).")
+
     # ---------------------------------------------------------------- stale results
     # Race and Sweep read the shared sliders when their button is pressed; what they read is kept per session so
     # that moving a slider afterwards can say the results on screen were measured at other values.
@@ -128,10 +134,14 @@ class PanelHandlers:
         max_new_tokens, results = whole(max_new_tokens), []
         try:
             ids = self.engine.encode_prompt(prompt)
-            repeats = check_int("timed runs per mode", whole(repeats or 1))
+            repeats = check_int("timed runs per mode", 1 if repeats is None else whole(repeats))
+            label = (f"measured on this machine by the Race at {time.strftime('%H:%M:%S')} ({len(ids)}-token prompt, "
+                     f"{max_new_tokens} new tokens, γ = {gamma}, S = {settings['block_size']}, "
+                     f"{settings['steps_per_block']} steps per block, {self.engine.model.ctx_device})")
+            measured = previous
             for mode in order:
                 yield (race_html(results, self.engine.decode, f"timing {mode}…", progress=True),
-                       race_bars(results), gr.skip())
+                       race_bars(results), measured if measured is not previous else gr.skip())
                 engine_mode, extra = RACE_VARIANTS.get(mode, (mode, {}))
                 try:
                     for timed in self._timed(engine_mode, ids, max_new_tokens,
@@ -139,6 +149,8 @@ class PanelHandlers:
                         if timed is None:  # between two runs: nothing to redraw, but Stop can end the Race here
                             yield gr.skip(), gr.skip(), gr.skip()
                     results.append({**timed, "mode": mode})  # the contestant's name: cards, bars, Cost
+                    # each mode's number reaches the Cost panel as soon as it is timed: a Stop keeps it
+                    measured = self._measured(previous, results, label)
                 except ImportError as exc:
                     results.append({"mode": mode, "tokens": [], "error": unavailable(f"{mode} mode", exc)})
         except ValueError as exc:
@@ -149,19 +161,20 @@ class PanelHandlers:
         for r in results[1:]:
             if not r.get("error"):
                 r["agreement"] = token_agreement(r["tokens"], ref)
-        label = (f"measured on this machine by the Race at {time.strftime('%H:%M:%S')} ({len(ids)}-token prompt, "
-                 f"{max_new_tokens} new tokens, γ = {gamma}, S = {settings['block_size']}, "
-                 f"{settings['steps_per_block']} steps per block, {self.engine.model.ctx_device})")
+        note = (f"Greedy, EOS ignored while timing; an untimed warm-up, then {repeats} timed run(s) per mode "
+                f"(median; of an even count the faster middle run), one mode at a time; agreement: the share of "
+                f"positions holding AR's token; {label}."
+                + ("" if len(results) > 1 else " AR alone: tick a contestant to race it against AR."))
+        yield race_html(results, self.engine.decode, note), race_bars(results), self._measured(previous, results, label)
+
+    def _measured(self, previous, results, label: str) -> dict:
+        """The session's Race numbers for the Cost panel: `previous` with each mode timed in `results` replaced."""
         measured = {key: dict((previous or {}).get(key) or {}) for key in ("tokens_per_s", "labels", "devices")}
         for r in results:
             if r.get("tokens_per_s"):
                 measured["tokens_per_s"][r["mode"]], measured["labels"][r["mode"]] = r["tokens_per_s"], label
                 measured["devices"][r["mode"]] = self.engine.model.ctx_device.type
-        note = (f"Greedy, EOS ignored while timing; an untimed warm-up, then {repeats} timed run(s) per mode "
-                f"(median; of an even count the faster middle run), one mode at a time; agreement: the share of "
-                f"positions holding AR's token; {label}."
-                + ("" if len(results) > 1 else " AR alone: tick a contestant to race it against AR."))
-        yield race_html(results, self.engine.decode, note), race_bars(results), measured
+        return measured
 
     # ---------------------------------------------------------------- Speculative audit
     def speculative_audit(self, prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
@@ -177,7 +190,8 @@ class PanelHandlers:
             for event in events:
                 if event.kind == "verify":
                     rounds.extend(verify_rounds([event]))
-                    yield audit_html(rounds, self.piece), gr.skip(), acceptance_summary_html(None, rounds)
+                    running = note_html(f"Running: {len(rounds)} round(s) verified …", progress=True)
+                    yield audit_html(rounds, self.piece), gr.skip(), acceptance_summary_html(None, rounds) + running
                 elif event.kind == "block" and rounds:  # what the round emitted: the budget or EOS may cut it
                     rounds[-1]["emitted"] = int(event.tokens.shape[1])
                 elif event.kind == "done":
@@ -196,10 +210,11 @@ class PanelHandlers:
 
     # ---------------------------------------------------------------- Sweep
     def sweep(self, example_names, extra_prompt, gammas, block_sizes, steps_per_block, max_new_tokens,
-              anchor_first=False):
+              anchor_first=False, repeats=1):
         """γ × S grid through twotower.sweep (its code, its figure, its CSV). Yields (scatter, table, CSV, message)
         after every grid point, so the plot fills in as it goes and Stop ends the sweep between two points
-        (the points measured stay on screen). anchor_first: every point runs anchored diffusion."""
+        (the points measured stay on screen). anchor_first: every point runs anchored diffusion. repeats: timed
+        runs of each point and of its AR (the median, as `twotower sweep --repeats`)."""
         try:
             from twotower import sweep
         except ImportError as exc:
@@ -216,12 +231,14 @@ class PanelHandlers:
                 self.engine.encode_prompt(text)  # the prompt checks and messages of every other panel
             grid_gammas = sweep.parse_list(gammas, float, "γ values")
             grid_sizes = sweep.parse_list(block_sizes, int, "block sizes")
+            repeats = check_int("timed runs per point", 1 if repeats is None else whole(repeats))
             n = len(sweep.sweep_grid(grid_gammas, grid_sizes, whole(steps_per_block)))
             # the previous sweep's plot, table and CSV go: they would sit beside this one's progress
             yield None, None, None, note_html(f"Warm-up, then {n} grid point(s), each timed beside AR …", progress=True)
             csv_dir = Path(tempfile.mkdtemp(prefix="twotower-sweep-"))
             for point in sweep.iter_sweep(self.engine, prompts, grid_gammas, grid_sizes, steps=whole(steps_per_block),
                                           max_new_tokens=whole(max_new_tokens), anchor_first=bool(anchor_first),
+                                          repeats=repeats,
                                           max_prompt_tokens=self.engine.max_prompt_tokens):  # as every other panel
                 points.append(point)
                 if len(points) < n:  # the last point's view is the final one below, with the final flags
@@ -237,7 +254,11 @@ class PanelHandlers:
         path, unsaved = save_csv(csv_dir, points)
         message = note_html(f"{len(points)} grid point{'' if len(points) == 1 else 's'} over {len(prompts)} prompt(s)"
                             f"{', anchored diffusion' if anchor_first else ''}; "
-                            f"{sum(bool(p.get('pareto')) for p in points)} on the Pareto frontier.{unsaved}")
+                            f"{sum(bool(p.get('pareto')) for p in points)} on the Pareto frontier; "
+                            + (f"the median of {repeats} timed runs per point and per AR beside it."
+                               if repeats > 1 else "one timed run per point and per AR beside it: × AR is one sample "
+                                                   "of a host's speed (more timed runs give a median).")
+                            + unsaved)
         yield sweep.sweep_figure(points), sweep_table(points), path, message
 
     # ---------------------------------------------------------------- Cost
@@ -276,7 +297,9 @@ class PanelHandlers:
         """What is loaded (Engine.describe) and, when twotower.memory_plan exists, its plan for this config at
         block size S (None: the model's)."""
         info = self.engine.describe()
-        html = kv_table_html({MODEL_LABELS.get(k, k): v for k, v in info.items()}, "Loaded model")
+        # yes / no, not Python's True / False
+        html = kv_table_html({MODEL_LABELS.get(k, k): ({True: "yes", False: "no"}[v] if isinstance(v, bool) else v)
+                              for k, v in info.items()}, "Loaded model")
         try:
             from twotower.memory_plan import format_memory_plan, plan_memory
         except ImportError as exc:
@@ -300,7 +323,7 @@ MODEL_LABELS = {
     "layer_pattern": f"layer pattern ({LAYER_KEY})", "hidden_size": "hidden size",
     "vocab_size": "vocabulary size", "ctx_device": "context tower device", "den_device": "denoiser device",
     "dtype": "context tower dtype", "den_dtype": "denoiser dtype", "compiled": "decode passes compiled (torch.compile)",
-    "input_major_weights": "weights stored input-major (faster CPU matmuls)",
+    "input_major_weights": "weight matrices stored input-major (count; faster CPU matmuls)",
 }
 
 

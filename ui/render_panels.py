@@ -147,14 +147,14 @@ def cost_html(lines: list[CostLine], provenance: dict[str, str], api_price=None,
         if line.break_even_million is None:
             be = "– (no API price)"
         elif line.breaks_even:
-            be = f"from {line.break_even_million:,.1f} M tokens / month"
+            be = f"from {_amount(line.break_even_million, 1)} M tokens / month"
         else:
-            be = (f"never: needs {line.break_even_million:,.1f} M tokens / month, "
-                  f"capacity {line.monthly_tokens / 1e6:,.1f} M")
-        body.append(f"<tr><td>{esc(MODE_LABELS.get(line.mode, line.mode))}</td><td>{line.tokens_per_s:,.1f}</td>"
+            be = (f"never: needs {_amount(line.break_even_million, 1)} M tokens / month, "
+                  f"capacity {_amount(line.monthly_tokens / 1e6, 1)} M")
+        body.append(f"<tr><td>{esc(MODE_LABELS.get(line.mode, line.mode))}</td><td>{_amount(line.tokens_per_s, 1)}</td>"
                     f"<td>{esc(provenance.get(line.mode, 'typed by you'))}</td>"
-                    f"<td>{line.monthly_tokens / 1e6:,.1f} M</td><td>${line.monthly_cost:,.0f}</td>"
-                    f"<td>${line.usd_per_million:,.3f}</td><td>{esc(be)}</td></tr>")
+                    f"<td>{_amount(line.monthly_tokens / 1e6, 1)} M</td><td>${_amount(line.monthly_cost, 0)}</td>"
+                    f"<td>${_amount(line.usd_per_million, 3)}</td><td>{esc(be)}</td></tr>")
     api = "" if api_price in (None, "") else f" API price: ${float(api_price):,.3f} per M output tokens."
     note = ("Monthly cost = $/GPU-hour × GPUs × 720 h; monthly tokens = tokens/s × 3600 × 24 × 30 × utilisation × GPUs; "
             "$/M = monthly cost / (monthly tokens / 1e6)." + api)
@@ -162,6 +162,14 @@ def cost_html(lines: list[CostLine], provenance: dict[str, str], api_price=None,
         note += (" A throughput measured here was measured on a CPU: it is a whole machine's, so price it as one "
                  "(its $ per hour in the GPU-hour field, machines as GPUs), or type a GPU's throughput.")
     return f'<table class="tt-table">{head}{"".join(body)}</table><div class="tt-note">{esc(note)}</div>'
+
+
+def _amount(value: float, digits: int) -> str:
+    """1,234.5 as people write it; beyond a trillion or below the digits shown, 3 significant digits (1e-300
+    tokens/s once printed a $ figure 300 digits wide and stretched the table)."""
+    if value and (abs(value) >= 1e12 or abs(value) < 0.5 * 10 ** -digits):
+        return f"{value:.3g}"
+    return f"{value:,.{digits}f}"
 
 
 # the shared settings a measuring panel reads, as its note names them
