@@ -114,7 +114,8 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                     with gr.Tab("Race", id="race") as tabs["race"]:
                         gr.Markdown("Each mode against AR, one after the other with the same settings (greedy, "
                                     "EOS ignored): a warm-up run, then timed runs that draw nothing. "
-                                    "Concurrent users disturb timings.")
+                                    "Another run going meanwhile (another tab, another user) slows a timing: "
+                                    "its card then says so.")
                         with gr.Row():
                             race_prompt = gr.Textbox(value=DEFAULT_PROMPT, lines=4, label="Prompt",
                                                      elem_id="race-prompt", scale=3)

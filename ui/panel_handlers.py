@@ -25,6 +25,7 @@ from .examples import EXAMPLE_PROMPTS
 from .plots import acceptance_histogram, cost_bars, race_bars
 from .render import PROGRESS_CLASS, error_html, esc, kv_table_html, note_html
 from .render_panels import acceptance_summary_html, audit_html, cost_html, race_html, stale_note
+from .run_tracker import RunTracker, TrackedEngine
 
 RACE_MODES = ("diffusion", "diffusion_anchored", "speculative", "mock_ar")  # raced against AR, in this order
 # contestants that are a mode with a setting: (engine mode, extra settings)
@@ -51,7 +52,8 @@ class PanelHandlers:
     """The measuring panels' handlers; one object serves every browser session (it holds the read-only engine)."""
 
     def __init__(self, engine):
-        self.engine = engine
+        # every panel's runs count in one tracker: a timing can then tell whether another run shared the machine
+        self.engine = TrackedEngine(engine, RunTracker())
         self.piece = engine.tokenizer.piece
 
     def _stream(self, mode: str, prompt: str, settings: dict):
@@ -99,17 +101,21 @@ class PanelHandlers:
         return stale_note(used, current, "Sweep")
 
     # ---------------------------------------------------------------- Race
-    def _timed(self, mode: str, ids, max_new_tokens: int, settings: dict, repeats: int):
+    def _timed(self, mode: str, ids, max_new_tokens: int, settings: dict, repeats: int, engine=None):
         """twotower.bench's method: an untimed warm-up, then `repeats` timed drains (nothing drawn); the median.
         A generator: None before each timed run (a point where Stop lands, not only after the whole mode), then
-        the result."""
+        the result, `disturbed` when another run of the app was going during a timed run. engine: the caller's
+        own TrackedEngine (a Race's, whose runs do not disturb each other); by default a fresh one."""
         from twotower.bench import timed_generation
 
-        timed_generation(self.engine, mode, ids, max_new_tokens, settings)
-        runs = []
+        engine = engine or self.engine.own()
+        timed_generation(engine, mode, ids, max_new_tokens, settings)
+        runs, disturbed = [], False
         for _ in range(repeats):
             yield None
-            runs.append(timed_generation(self.engine, mode, ids, max_new_tokens, settings))
+            before = engine.tracker.others(engine.owner)
+            runs.append(timed_generation(engine, mode, ids, max_new_tokens, settings))
+            disturbed = disturbed or engine.tracker.disturbed(engine.owner, before)
         seconds = [r["seconds"] for r in runs]
         run = runs[seconds.index(statistics.median_low(seconds))]
         # the tokens that were timed (EOS ignored): the count, the text, the diff and the agreement all read
@@ -122,7 +128,8 @@ class PanelHandlers:
                 # the spread of the timed runs: one run's speed alone can be any of them on a busy host
                 "tokens_per_s_range": (run["new_tokens"] / max(seconds), run["new_tokens"] / min(seconds))
                 if repeats > 1 and min(seconds) > 0 else None,
-                "mean_acceptance_length": run.get("mean_acceptance_length")}  # speculative only
+                "mean_acceptance_length": run.get("mean_acceptance_length"),  # speculative only
+                "disturbed": disturbed}
 
     def race(self, prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats=1, previous=None):
         """Each mode against AR, one after the other, same settings, greedy with EOS ignored (every mode
@@ -138,14 +145,14 @@ class PanelHandlers:
             label = (f"measured on this machine by the Race at {time.strftime('%H:%M:%S')} ({len(ids)}-token prompt, "
                      f"{max_new_tokens} new tokens, γ = {gamma}, S = {settings['block_size']}, "
                      f"{settings['steps_per_block']} steps per block, {self.engine.model.ctx_device})")
-            measured = previous
+            measured, engine = previous, self.engine.own()
             for mode in order:
                 yield (race_html(results, self.engine.decode, f"timing {mode}…", progress=True),
                        race_bars(results), measured if measured is not previous else gr.skip())
                 engine_mode, extra = RACE_VARIANTS.get(mode, (mode, {}))
                 try:
                     for timed in self._timed(engine_mode, ids, max_new_tokens,
-                                             {**settings, **extra} if mode != "ar" else {}, repeats):
+                                             {**settings, **extra} if mode != "ar" else {}, repeats, engine):
                         if timed is None:  # between two runs: nothing to redraw, but Stop can end the Race here
                             yield gr.skip(), gr.skip(), gr.skip()
                     results.append({**timed, "mode": mode})  # the contestant's name: cards, bars, Cost
@@ -220,7 +227,7 @@ class PanelHandlers:
         except ImportError as exc:
             yield None, None, None, error_html(unavailable("The sweep (twotower.sweep)", exc))
             return
-        points = []
+        points, disturbed = [], 0  # disturbed: points timed while another run of the app was going
         try:
             prompts = [EXAMPLE_PROMPTS[name] for name in (example_names or [])]
             if extra_prompt and extra_prompt.strip():
@@ -236,17 +243,22 @@ class PanelHandlers:
             # the previous sweep's plot, table and CSV go: they would sit beside this one's progress
             yield None, None, None, note_html(f"Warm-up, then {n} grid point(s), each timed beside AR …", progress=True)
             csv_dir = Path(tempfile.mkdtemp(prefix="twotower-sweep-"))
-            for point in sweep.iter_sweep(self.engine, prompts, grid_gammas, grid_sizes, steps=whole(steps_per_block),
+            engine = self.engine.own()  # the sweep's own runs do not disturb its timings; everyone else's do
+            before = engine.tracker.others(engine.owner)
+            for point in sweep.iter_sweep(engine, prompts, grid_gammas, grid_sizes, steps=whole(steps_per_block),
                                           max_new_tokens=whole(max_new_tokens), anchor_first=bool(anchor_first),
                                           repeats=repeats,
                                           max_prompt_tokens=self.engine.max_prompt_tokens):  # as every other panel
                 points.append(point)
+                disturbed += engine.tracker.disturbed(engine.owner, before)
                 if len(points) < n:  # the last point's view is the final one below, with the final flags
                     shown = with_front(points)
                     path, _ = save_csv(csv_dir, shown)  # what Stop keeps can be downloaded too
                     yield (sweep.sweep_figure(shown), sweep_table(shown), path,
                            note_html(f"{len(points)} of {n} grid points measured (γ = {point['gamma']}, S = "
-                                     f"{point['block_size']}) …", progress=True))
+                                     f"{point['block_size']}) …{shared_note(disturbed, len(points))}",
+                                     progress=True))
+                before = engine.tracker.others(engine.owner)  # the time on screen between two points is not timed
         except ValueError as exc:
             gr.Warning(str(exc))
             yield gr.skip(), gr.skip(), gr.skip(), error_html(str(exc))
@@ -258,7 +270,7 @@ class PanelHandlers:
                             + (f"the median of {repeats} timed runs per point and per AR beside it."
                                if repeats > 1 else "one timed run per point and per AR beside it: × AR is one sample "
                                                    "of a host's speed (more timed runs give a median).")
-                            + unsaved)
+                            + shared_note(disturbed, len(points)) + unsaved)
         yield sweep.sweep_figure(points), sweep_table(points), path, message
 
     # ---------------------------------------------------------------- Cost
@@ -337,6 +349,14 @@ def provenance(measured, throughputs: dict) -> dict[str, str]:
         if ref and value not in (None, "") and abs(float(value) - ref) <= 0.005 + 1e-9 * abs(ref):  # 2 decimals
             labels[mode] = measured["labels"][mode]  # set with the number, by the Race that measured it
     return labels
+
+
+def shared_note(disturbed: int, n: int) -> str:
+    """What the Sweep's message adds when some points were timed beside another run of the app ("" if none)."""
+    if not disturbed:
+        return ""
+    return (f" ⚠ {disturbed} of {n} point(s) were timed while another run of this app was going (another tab or "
+            "user): their speeds are disturbed; sweep again alone to measure them.")
 
 
 def save_csv(folder: Path, points) -> tuple[str | None, str]:

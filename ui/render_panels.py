@@ -32,6 +32,10 @@ def diff_html(tokens: list[int], ref_tokens: list[int], decode: Callable[[list[i
     return "".join(parts)
 
 
+# a timed run that shared the machine (ui/run_tracker.py): its speed is not this mode's alone
+DISTURBED = "⚠ timed while another run of this app was going (another tab or user): this speed is disturbed"
+
+
 def race_html(results: list[dict], decode: Callable[[list[int]], str], note: str = "", progress: bool = False) -> str:
     """Side-by-side cards. results: {mode, tokens, tokens_per_s, total_s, nfe, agreement?, error?}; AR is the reference."""
     ref = next((r for r in results if r["mode"] == "ar"), None)
@@ -60,8 +64,9 @@ def race_html(results: list[dict], decode: Callable[[list[int]], str], note: str
             facts.append(f'agreement with AR {100 * r["agreement"]:.0f}%')
         if r.get("mean_acceptance_length") is not None:
             facts.append(f'mean acceptance length {r["mean_acceptance_length"]:.2f}')
+        shared = (f'<div class="tt-error" data-disturbed="1">{esc(DISTURBED)}</div>' if r.get("disturbed") else "")
         cards.append(f'<div class="tt-card" data-mode="{esc(r["mode"])}">{head}{speed}'
-                     f'<div class="tt-note">{esc(" · ".join(facts))}</div><div class="tt-text">{text}</div></div>')
+                     f'<div class="tt-note">{esc(" · ".join(facts))}</div>{shared}<div class="tt-text">{text}</div></div>')
     foot = note_html(note, progress) if note else ""  # progress: the line Stop's follow-up rewrites
     return f'<div class="tt-race">{"".join(cards)}</div>{foot}'
 
