@@ -34,3 +34,16 @@ def test_handlers_record_what_the_run_reads_and_compare_the_sliders_with_it():
     assert PanelHandlers.sweep_staleness(swept, 16.0, 32.0) == ""
     assert "steps per block 16 → 4" in PanelHandlers.sweep_staleness(swept, 4.0, 32.0)
     assert "Sweep again" in PanelHandlers.sweep_staleness(swept, 16.0, 8.0)
+
+
+def test_a_panels_own_inputs_outdate_it_too_prompts_named_as_edited():
+    used, _ = PanelHandlers.race_settings(0.8, 16.0, 8.0, 64.0, "def f(x):")
+    assert PanelHandlers.race_staleness(used, 0.8, 16.0, 8.0, 64.0, "def f(x):") == ""
+    note = PanelHandlers.race_staleness(used, 0.8, 16.0, 8.0, 64.0, "def g(y):\n    return y" * 20)
+    assert "(prompt edited)" in note and "def g" not in note  # the text itself would swamp the note
+
+    swept, _ = PanelHandlers.sweep_settings(16.0, 32.0, "0.5, 0.9", "4, 8", ["fibonacci"], "", False)
+    assert PanelHandlers.sweep_staleness(swept, 16.0, 32.0, "0.5, 0.9", "4, 8", ["fibonacci"], "", False) == ""
+    note = PanelHandlers.sweep_staleness(swept, 16.0, 32.0, "0.5, 0.7", "4, 8", ["fibonacci", "class"], "x = 1", True)
+    assert ("γ values 0.5, 0.9 → 0.5, 0.7" in note and "prompt set fibonacci → fibonacci, class" in note
+            and "extra prompt edited" in note and "anchored diffusion off → on" in note and "block sizes" not in note)

@@ -232,16 +232,16 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                                     show_progress="minimal")  # its message counts the points; minimal: a queue position
         # what Race and Sweep read at their start; a slider moved afterwards marks their results as measured
         # at other values (queue-free: nothing heavy, and it must not wait behind the run it describes)
-        race_in = [gamma, block_size, steps, max_new]
+        race_in = [gamma, block_size, steps, max_new, race_prompt]
+        sweep_in = [steps, max_new, sweep_gammas, sweep_sizes, sweep_examples, sweep_extra, sweep_anchor]
         gr.on([race_btn.click, race_prompt.submit], handlers.race_settings, race_in, [race_used, race_stale],
               queue=False, api_visibility="private")
-        sweep_btn.click(handlers.sweep_settings, [steps, max_new], [sweep_used, sweep_stale], queue=False,
+        sweep_btn.click(handlers.sweep_settings, sweep_in, [sweep_used, sweep_stale], queue=False,
                         api_visibility="private")
-        moved = [gamma.change, block_size.change, steps.change, max_new.change]
-        gr.on(moved, handlers.race_staleness, [race_used, *race_in], race_stale, queue=False, api_visibility="private",
-              show_progress="hidden")
-        gr.on(moved, handlers.sweep_staleness, [sweep_used, steps, max_new], sweep_stale, queue=False,
+        gr.on([c.change for c in race_in], handlers.race_staleness, [race_used, *race_in], race_stale, queue=False,
               api_visibility="private", show_progress="hidden")
+        gr.on([c.change for c in sweep_in], handlers.sweep_staleness, [sweep_used, *sweep_in], sweep_stale,
+              queue=False, api_visibility="private", show_progress="hidden")
         cost_inputs = [price, gpus, utilisation, tps_ar, tps_diffusion, tps_speculative, api_price, race_measured]
         cost_btn.click(handlers.cost, cost_inputs, [cost_view, cost_plot], api_name="cost")
         use_race_btn.click(handlers.use_race_numbers, race_measured, [tps_ar, tps_diffusion, tps_speculative],

@@ -80,25 +80,27 @@ class PanelHandlers:
     # Race and Sweep read the shared sliders when their button is pressed; what they read is kept per session so
     # that moving a slider afterwards can say the results on screen were measured at other values.
     @staticmethod
-    def race_settings(gamma, block_size, steps_per_block, max_new_tokens):
-        """At a Race's start: (the settings it reads, no stale note)."""
-        return dict(gamma=gamma, block_size=whole(block_size), steps_per_block=whole(steps_per_block),
-                    max_new_tokens=whole(max_new_tokens)), ""
+    def race_settings(gamma, block_size, steps_per_block, max_new_tokens, prompt=None):
+        """At a Race's start: (the settings it reads, no stale note). Its contestants and timed runs are not
+        among them: each card names its mode and shows its runs' spread."""
+        return _given(gamma=gamma, block_size=whole(block_size), steps_per_block=whole(steps_per_block),
+                      max_new_tokens=whole(max_new_tokens), prompt=prompt), ""
 
     @staticmethod
-    def race_staleness(used, gamma, block_size, steps_per_block, max_new_tokens):
-        current, _ = PanelHandlers.race_settings(gamma, block_size, steps_per_block, max_new_tokens)
-        return stale_note(used, current, "Race")
+    def race_staleness(used, *current):
+        return stale_note(used, PanelHandlers.race_settings(*current)[0], "Race")
 
     @staticmethod
-    def sweep_settings(steps_per_block, max_new_tokens):
-        """At a Sweep's start: (the shared settings it reads, no stale note); its γ and S lists are its own."""
-        return dict(steps_per_block=whole(steps_per_block), max_new_tokens=whole(max_new_tokens)), ""
+    def sweep_settings(steps_per_block, max_new_tokens, gammas=None, block_sizes=None, examples=None,
+                       extra_prompt=None, anchor_first=None):
+        """At a Sweep's start: (the settings it reads, its own grid and prompt set too; no stale note)."""
+        return _given(steps_per_block=whole(steps_per_block), max_new_tokens=whole(max_new_tokens), gammas=gammas,
+                      block_sizes=block_sizes, examples=examples, extra_prompt=extra_prompt,
+                      anchor_first=anchor_first), ""
 
     @staticmethod
-    def sweep_staleness(used, steps_per_block, max_new_tokens):
-        current, _ = PanelHandlers.sweep_settings(steps_per_block, max_new_tokens)
-        return stale_note(used, current, "Sweep")
+    def sweep_staleness(used, *current):
+        return stale_note(used, PanelHandlers.sweep_settings(*current)[0], "Sweep")
 
     # ---------------------------------------------------------------- Race
     def _timed(self, mode: str, ids, max_new_tokens: int, settings: dict, repeats: int, engine=None):
@@ -349,6 +351,11 @@ def provenance(measured, throughputs: dict) -> dict[str, str]:
         if ref and value not in (None, "") and abs(float(value) - ref) <= 0.005 + 1e-9 * abs(ref):  # 2 decimals
             labels[mode] = measured["labels"][mode]  # set with the number, by the Race that measured it
     return labels
+
+
+def _given(**settings) -> dict:
+    """The settings a caller passed (None: a component the caller does not wire)."""
+    return {key: value for key, value in settings.items() if value is not None}
 
 
 def shared_note(disturbed: int, n: int) -> str:

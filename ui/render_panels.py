@@ -179,7 +179,10 @@ def _amount(value: float, digits: int) -> str:
 
 # the shared settings a measuring panel reads, as its note names them
 SETTING_NAMES = {"gamma": "γ", "block_size": "S", "steps_per_block": "steps per block",
-                 "max_new_tokens": "max new tokens"}
+                 "max_new_tokens": "max new tokens", "prompt": "prompt", "gammas": "γ values",
+                 "block_sizes": "block sizes", "examples": "prompt set", "extra_prompt": "extra prompt",
+                 "anchor_first": "anchored diffusion"}
+PROSE = ("prompt", "extra_prompt")  # named as edited: a prompt's text would swamp the note
 
 
 def stale_note(used: dict | None, current: dict, run_name: str) -> str:
@@ -188,8 +191,8 @@ def stale_note(used: dict | None, current: dict, run_name: str) -> str:
     at the settings now shown. used / current: {setting: value} (SETTING_NAMES' keys)."""
     if not used:
         return ""
-    moved = [f"{SETTING_NAMES.get(key, key)} {_show(was)} → {_show(current.get(key))}" for key, was in used.items()
-             if not _same(was, current.get(key))]
+    moved = [f"{SETTING_NAMES.get(key, key)} " + ("edited" if key in PROSE else f"{_show(was)} → {_show(current.get(key))}")
+             for key, was in used.items() if not _same(was, current.get(key))]
     if not moved:
         return ""
     return note_html(f"Settings moved since this {run_name} ran ({', '.join(moved)}): the results below were "
@@ -205,4 +208,8 @@ def _same(a, b) -> bool:
 
 
 def _show(value):
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value)) or "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
     return f"{value:g}" if isinstance(value, float) else value
