@@ -6,6 +6,8 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import html  # noqa: E402
+
 import gradio as gr  # noqa: E402
 import pytest  # noqa: E402
 
@@ -29,6 +31,18 @@ def test_a_stopped_audit_says_so_and_a_finished_one_is_left_alone(engine):
     assert "verification rounds" in stopped  # the figures so far stay
     assert handlers.audit_stopped(updates[-1][2]) == gr.skip()  # finished: its summary is final
     assert handlers.audit_stopped("") == gr.skip()
+
+
+def test_a_finished_audit_shows_the_text_it_wrote_and_where_its_times_were_measured(engine):
+    from twotower.decoding import drain
+
+    handlers = Handlers(engine)
+    *_, (_, _, summary) = list(handlers.speculative_audit("def f(x):", 1.0, 2, 2, 8, 0.0, 0))
+    expected = drain(engine.stream("speculative", engine.encode_prompt("def f(x):"), gamma=1.0, block_size=2,
+                                   steps_per_block=2, max_new_tokens=8, temperature=0.0, seed=0))
+    written = engine.decode(expected.new_tokens[0])
+    assert f'<div class="tt-text" data-output="1">{html.escape(written)}</div>' in summary
+    assert "drafting · verifying (measured here, cpu)" in summary
 
 
 def test_each_timed_mode_reaches_the_cost_panel_before_the_race_ends(engine, monkeypatch):

@@ -191,7 +191,7 @@ class PanelHandlers:
         """Per verification round: draft, accepted prefix, first rejection. Yields (table, histogram, summary).
 
         adaptive / min_draft_confidence: the draft-length variants (None: the model's default cut)."""
-        rounds, stats = [], None
+        rounds, stats, written = [], None, None
         try:
             settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
             settings.update(adaptive=bool(adaptive), min_draft_confidence=min_draft_confidence)
@@ -204,7 +204,7 @@ class PanelHandlers:
                 elif event.kind == "block" and rounds:  # what the round emitted: the budget or EOS may cut it
                     rounds[-1]["emitted"] = int(event.tokens.shape[1])
                 elif event.kind == "done":
-                    stats = event.stats
+                    stats, written = event.stats, event.info["new_tokens"][0]
         except ImportError as exc:
             message = unavailable("Speculative decoding", exc)
             yield error_html(message), None, ""
@@ -215,7 +215,9 @@ class PanelHandlers:
             return
         lengths = list((stats or {}).get("acceptance_lengths") or [r["accepted"] + 1 for r in rounds])
         figure = acceptance_histogram(lengths, whole(block_size))
-        yield audit_html(rounds, self.piece), figure, acceptance_summary_html(stats, rounds)
+        output = None if written is None else self.engine.decode(written)
+        yield audit_html(rounds, self.piece), figure, acceptance_summary_html(stats, rounds,
+                                                                              str(self.engine.model.ctx_device), output)
 
     # ---------------------------------------------------------------- Sweep
     def sweep(self, example_names, extra_prompt, gammas, block_sizes, steps_per_block, max_new_tokens,

@@ -120,11 +120,13 @@ def audit_html(rounds: list[dict], piece: Callable[[int], str]) -> str:
     return f'<div class="tt-scroll"><table class="tt-table" data-rounds="{len(rounds)}">{head}{"".join(body)}</table></div>'
 
 
-def acceptance_summary_html(stats: dict | None, rounds: list[dict]) -> str:
+def acceptance_summary_html(stats: dict | None, rounds: list[dict], device: str | None = None,
+                            output: str | None = None) -> str:
     """Acceptance rate = accepted / drafted; mean acceptance length = 1 + accepted / rounds (vLLM's definitions).
 
     With the run's stats (when it is done): the share accepted at each draft position, which is what that
-    position adds to the mean acceptance length, and the sampler's time per round drafting and verifying."""
+    position adds to the mean acceptance length, and the sampler's time per round drafting and verifying
+    (`device`: where it was measured), and `output`, the text the run wrote."""
     drafted = sum(r["drafted"] for r in rounds)
     accepted = sum(r["accepted"] for r in rounds)
     rate = (stats or {}).get("acceptance_rate", accepted / drafted if drafted else None)
@@ -138,10 +140,12 @@ def acceptance_summary_html(stats: dict | None, rounds: list[dict]) -> str:
                      " · ".join(f"{row['share']:.2f} ({row['accepted']}/{row['drafted']})"
                                 for row in stats["acceptance_by_position"])))
     if stats and stats.get("rounds"):
-        rows.append(("per round: drafting · verifying", f"{1000 * stats['draft_s'] / stats['rounds']:.1f} ms · "
+        where = f" (measured here, {device})" if device else ""
+        rows.append((f"per round: drafting · verifying{where}", f"{1000 * stats['draft_s'] / stats['rounds']:.1f} ms · "
                                                          f"{1000 * stats['verify_s'] / stats['rounds']:.1f} ms"))
     body = "".join(f'<tr><td>{esc(k)}</td><td class="v">{esc(v)}</td></tr>' for k, v in rows)
-    return f'<table class="tt-stats">{body}</table>'
+    text = "" if output is None else f'<h4>Output</h4><div class="tt-text" data-output="1">{esc(output)}</div>'
+    return f'<table class="tt-stats">{body}</table>{text}'
 
 
 def cost_html(lines: list[CostLine], provenance: dict[str, str], api_price=None, measured_on_cpu: bool = False) -> str:
