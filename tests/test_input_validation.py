@@ -162,8 +162,8 @@ def test_engine_modes_spellings_and_description(engine):
     (dict(model_dir="/nonexistent/model"), "model directory not found"),
     (dict(preset="tiny", ctx_device="gpu"), "not a device name"),
     (dict(preset="tiny", den_device="cuda:7"), "cuda:7"),
-    (dict(preset="tiny", dtype="int8"), "dtype must be one of fp32, bf16"),  # was torch's "Invalid device string"
-    (dict(preset="tiny", den_dtype=torch.int64), "den_dtype must be one of"),
+    (dict(preset="tiny", dtype="int8"), "unknown dtype 'int8': choose bf16 or fp32"),  # was torch's "Invalid device string"
+    (dict(preset="tiny", den_dtype=torch.int64), "den_dtype must be one of bf16, bfloat16, fp32, float32 or a"),
 ])
 def test_load_engine_refuses_bad_choices(kwargs, message):
     with pytest.raises(ValueError, match=message):

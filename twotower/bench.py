@@ -18,15 +18,15 @@ import math
 import sys
 from time import perf_counter
 
-import torch
-
 from . import metrics
-from .engine import ANCHOR_NOTE, MODES
+from .engine import MODES
 from .run_setup import (add_engine_arguments, add_settings_arguments, device_info, engine_from_args,
-                        provenance, run_variant)
+                        preset_note, provenance)
 from .validation import check_int, check_output_file, write_text_file
+# the report's words live in bench_report.py; these names stay importable from here (scripts/write_benchmarks.py)
+from .bench_report import (SPECULATIVE_BATCH_NOTE, _cut, _num, _passes, _share, format_markdown,  # noqa: F401
+                           ratio_range, round_ratios)
 
-SPECULATIVE_BATCH_NOTE = "speculative decoding is batch-1 only"
 SPECULATIVE_STATS = ("mean_acceptance_length", "rounds", "accepted", "draft_s", "verify_s", "acceptance_by_position",
                      "rollbacks")
 RECORD_FIELDS = ("tokens_per_s", "ratio_vs_ar", "nfe", "context_passes", "tokens_per_pass", "tokens_per_context_pass",
@@ -35,6 +35,8 @@ RECORD_FIELDS = ("tokens_per_s", "ratio_vs_ar", "nfe", "context_passes", "tokens
 
 def synchronize(engine) -> None:
     """Wait for queued GPU work, so that a clock read after it counts the work."""
+    import torch
+
     for dev in {engine.model.ctx_device, engine.model.den_device}:
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
@@ -162,22 +164,6 @@ def identical_share(rounds: list[list[dict]], ar_rounds: list[list[dict]]) -> fl
     return sum(rows == ar_rows for rows, ar_rows in pairs) / len(pairs)
 
 
-def round_ratios(record: dict, ar_record: dict) -> list[float] | None:
-    """Each round's tokens/s ÷ AR's in the same round. Modes take turns within a round, so a pair saw nearly
-    the same load on the host; the spread of these pairs is the run's own measure of its noise. None when
-    either record lacks its rounds (older reports, a mode not measured)."""
-    mine, ar = record.get("tokens_per_s_repeats"), ar_record.get("tokens_per_s_repeats")
-    if not mine or not ar or len(mine) != len(ar):
-        return None
-    return [metrics.ratio(x, y) for x, y in zip(mine, ar)]
-
-
-def ratio_range(record: dict, ar_record: dict) -> str:
-    """'min–max' of the per-round ratios, '—' when there are none or only one."""
-    ratios = [r for r in round_ratios(record, ar_record) or [] if r is not None]
-    return f"{min(ratios):.2f}–{max(ratios):.2f}" if len(ratios) > 1 else "—"
-
-
 def not_measured(status: str, note: str) -> dict:
     return {"status": status, "note": note, **{k: None for k in RECORD_FIELDS}}
 
@@ -227,89 +213,6 @@ def run_bench(engine, prompts: list[list[int]], modes, batch_size: int, repeats:
     return out
 
 
-# ------------------------------------------------------------------------------------------------
-def _num(value, digits=2, scale=1.0) -> str:
-    return "n/a" if value is None else f"{value * scale:.{digits}f}"
-
-
-def _share(value) -> str:
-    return "n/a" if value is None else f"{value * 100:.0f} %"
-
-
-def _cut(min_confidence) -> str:
-    return f", proposal cut below confidence {min_confidence:g}" if min_confidence else ""
-
-
-def _passes(n) -> str:
-    return f"{'?' if n is None else n} draft pass{'' if n == 1 else 'es'}"
-
-
-def format_markdown(report: dict) -> str:
-    from .evaluation import MODE_LABELS, format_score  # a retention as the eval prints it
-
-    b = report["batch_size"]
-    lines = [f"## Throughput: {report['model']}", "",
-             f"{report['device']['name']}, {run_variant(report)}; γ = {report['gamma']}, S = {report['block_size']}, "
-             f"steps per block = {report['steps_per_block']}{ANCHOR_NOTE if report.get('anchor_first') else ''}; "
-             f"speculative: {_passes(report.get('draft_steps'))} "
-             f"per block{', adaptive length' if report.get('adaptive') else ''}"
-             f"{', snapshot rollback' if report.get('snapshot_rollback') else ''}"
-             f"{_cut(report.get('min_draft_confidence'))}; "
-             f"{report['n_prompts']} prompts ({report['prompt_source']}), "
-             f"{report['max_new_tokens']} new tokens each (EOS ignored), median of {report['repeats']} rounds after a warm-up.",
-             ""]
-    header = ["mode", "tokens/s", "× AR", "× AR by round", "NFE", "context passes", "tokens / pass", "TTFT (ms)", "= AR output"]
-    if b > 1:
-        header += [f"tokens/s (batch {b})", f"× AR (batch {b})"]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    ar = report["modes"]["ar"]
-    for mode, rec in report["modes"].items():
-        row = [MODE_LABELS[mode], _num(rec["tokens_per_s"], 1), _num(rec["ratio_vs_ar"]),
-               "—" if mode == "ar" else ratio_range(rec, ar), _num(rec["nfe"], 1),
-               _num(rec["context_passes"], 1), _num(rec["tokens_per_pass"]), _num(rec["time_to_first_token_s"], 1, 1000),
-               "—" if mode == "ar" else _share(rec.get("identical_to_ar"))]
-        if b > 1:
-            row += [_num(rec["batch"]["tokens_per_s"], 1), _num(rec["batch"]["ratio_vs_ar"])]
-        lines.append("| " + " | ".join(row) + " |")
-    notes = [f"{MODE_LABELS[m]}: {rec['note']}" for m, rec in report["modes"].items() if rec.get("note")]
-    notes.append("× AR: median tokens/s ÷ AR's median; × AR by round: the lowest and highest of each round's "
-                 "tokens/s ÷ AR's in that round (the modes take turns within a round), the run's own noise")
-    notes.append("= AR output: share of batch-1 generations whose tokens are exactly AR's on the same prompt")
-    notes.append("tokens / pass: new tokens ÷ denoiser passes (NFE); speculative's first token comes from the "
-                 "prompt's prefill, as AR's does, and is counted too")
-    spec = report["modes"].get("speculative", {})
-    if spec.get("mean_acceptance_length") is not None:
-        notes.append(f"speculative: mean acceptance length {spec['mean_acceptance_length']:.2f} "
-                     "(1 + accepted / verification rounds, over all rounds, as vLLM defines it)"
-                     + (f"; acceptance rate {spec['acceptance_rate']:.3f} (accepted / drafted)"
-                        if spec.get("acceptance_rate") is not None else ""))
-    if spec.get("break_even_acceptance_length") is not None:
-        ar_step = report["modes"]["ar"]["decode_ms_per_token"]
-        notes.append(f"speculative: a round spent {spec['draft_ms_per_round']:.1f} ms drafting and "
-                     f"{spec['verify_ms_per_round']:.1f} ms verifying, {_num(ar_step, 1)} ms per AR decode step: "
-                     f"break-even mean acceptance length {spec['break_even_acceptance_length']:.2f} "
-                     "(above it speculative decodes faster than AR)")
-    if spec.get("rollbacks"):
-        notes.append("speculative: rounds by rollback (first repeat): " + ", ".join(
-            f"{how} {n}" for how, n in spec["rollbacks"].items()) + " (none: full acceptance or the last round; "
-            "positions: from the verify pass's per-position states; snapshot / rescan: the twin's)")
-    if spec.get("acceptance_by_position"):
-        shares = " · ".join(f"{row['share']:.2f}" for row in spec["acceptance_by_position"])
-        notes.append(f"speculative: share of drafted tokens accepted, by draft position 1, 2, …: {shares} "
-                     "(when every round drafts the same length, the shares add up to the mean acceptance length "
-                     "less 1)")
-    if b > 1:
-        notes.append(f"batch {b}: prompts cut from the left to each batch's shortest prompt; "
-                     f"speculative: {SPECULATIVE_BATCH_NOTE}")
-    if "retention" in report:
-        lines += ["", "| task | AR | diffusion | retention |", "|---|---|---|---|"]
-        for task, value in report["retention"].items():
-            ar, diff = report["eval_scores"]["ar"].get(task), report["eval_scores"]["diffusion"].get(task)
-            lines.append(f"| {task} | {_num(ar, 3)} | {_num(diff, 3)} | {format_score(value, percent=True)} |")
-        lines.append(f"| **aggregate** | | | **{format_score(report['retention_aggregate'], percent=True)}** |")
-        notes += [f"{task}: {note}" for task, note in report["retention_notes"].items()]
-    return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
-
 
 def add_arguments(parser) -> None:
     from .evaluation import MODE_ORDER
@@ -324,7 +227,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-prompt-tokens", type=int, default=512, help="keep each prompt's last N tokens")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds; the median is reported")
-    parser.add_argument("--batch-size", type=int, default=8, help="the larger batch measured besides batch 1")
+    # --batch as `twotower plan` spells the same number (it once reached here as an abbreviation)
+    parser.add_argument("--batch-size", "--batch", type=int, default=8, help="the larger batch measured besides batch 1")
     parser.add_argument("--draft-steps", type=int, default=None,
                         help="speculative: denoiser passes per drafted block (default: the model's)")
     parser.add_argument("--adaptive", action="store_true",
@@ -365,8 +269,13 @@ def main(args) -> int:
     settings["adaptive"] = bool(args.adaptive)
     settings["snapshot_rollback"] = bool(args.snapshot_rollback)
     prompts = [prompt_ids(engine, text, args.max_prompt_tokens) for text in texts]
+    note = preset_note(args)
     with tqdm(total=0, desc="bench", unit="gen", file=sys.stderr, disable=None) as bar:
         def progress(done, total):
+            nonlocal note
+            if note:  # once the run has started: a refused setting stays the one line printed
+                bar.write(note, file=sys.stderr)
+                note = None
             bar.total = total
             bar.update(done - bar.n)
 

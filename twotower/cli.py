@@ -19,23 +19,31 @@ COMMANDS = {
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="twotower", description="TwoTower Playground engine")
+    # allow_abbrev=False: a prefix of a flag is refused, not taken for it (bench's `--batch 2` silently set
+    # --batch-size; a flag added later would change what an old abbreviation meant)
+    parser = argparse.ArgumentParser(prog="twotower", description="TwoTower Playground engine", allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # only the command named builds its arguments: importing a command's module can cost seconds (torch), and
+    # `twotower --help` or another command's typo need none of the others (the first word that is no option)
+    named = next((word for word in argv if not word.startswith("-")), None)
     modules = {}
     for name, (module_name, help_text) in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue  # a command whose module is not there yet
-        modules[name] = module
-        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+        command_parser = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
+        if name != named:
+            continue
+        modules[name] = importlib.import_module(module_name)
+        modules[name].add_arguments(command_parser)
     args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # reports quote the command that measured them
-    from transformers.utils import logging as hf_logging
+    args.argv = argv  # reports quote the command that measured them
+    # the "falling back to PyTorch kernels" notices are not for CLI users; transformers reads the variable when it
+    # first loads (with the model: importing it here would cost seconds before a bad value is even looked at)
+    if "transformers" in sys.modules:  # in-process callers (tests, scripts) have it loaded already
+        from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()  # the "falling back to PyTorch kernels" notices are not for CLI users
+        hf_logging.set_verbosity_error()
+    else:
+        os.environ["TRANSFORMERS_VERBOSITY"] = "error"
     try:
         return int(modules[args.command].main(args) or 0)
     except ValueError as exc:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 
 from .engine import MODES
@@ -74,15 +76,73 @@ def ignored_note(args) -> str | None:
     return f"note: {'; '.join(parts)}: ignored" if parts else None
 
 
+def read_prompt(arg: str) -> str:
+    """The prompt argument, or standard input for '-', as UTF-8 text: bytes that are not UTF-8 are named as
+    such (byte offset, reason) instead of reaching the tokenizer as lone surrogates."""
+    from .validation import utf8_text
+
+    if arg == "-":
+        data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()  # tests pass a StringIO
+        return utf8_text(data, "standard input") if isinstance(data, bytes) else data
+    if any("\udc80" <= c <= "\udcff" for c in arg):  # Python's stand-ins for argv bytes that were not UTF-8
+        return utf8_text(os.fsencode(arg), "the prompt argument")
+    return arg
+
+
+FOOTER_LIST_ITEMS = 8  # a list longer than this (per-position shares: up to 2·S) shows its first items and "…"
+FOOTER_OMITTED = ("acceptance_lengths", "proposed_lengths")  # one number per round: in --json, their means here
+
+
+def short_number(value: float) -> str:
+    """About three significant digits and never an exponent: 0.615, 5.48, 16.9, 1234, 0."""
+    if not math.isfinite(value) or value == 0:
+        return f"{value:g}"
+    text = f"{value:.{max(0, 2 - math.floor(math.log10(abs(value))))}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def footer_value(key: str, value) -> str | None:
+    """A statistic as the footer shows it (no spaces: `key=value` pairs split on them); None leaves it out."""
+    from .evaluation import MODE_LABELS
+
+    if value is None or key in FOOTER_OMITTED:
+        return None
+    if key == "mode":
+        return MODE_LABELS.get(value, value)  # mock-AR, AR: as the docs, bench and eval name them
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return short_number(value)
+    if isinstance(value, dict):  # rollbacks: {"positions": 6, "none": 1}
+        return ",".join(f"{k}:{footer_value(k, v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):  # acceptance_by_position: its shares, position 1, 2, ...
+        items = [footer_value(key, v["share"] if isinstance(v, dict) and "share" in v else v) or "n/a" for v in value]
+        return ",".join(items[:FOOTER_LIST_ITEMS] + (["…"] if len(items) > FOOTER_LIST_ITEMS else []))
+    return str(value)
+
+
+def format_footer(stats: dict) -> str:
+    """The statistics line under the text: readable numbers, no empty fields (--json has every one, unrounded)."""
+    pairs = ((key, footer_value(key, value)) for key, value in stats.items())
+    return " ".join(f"{key}={text}" for key, text in pairs if text is not None)
+
+
 def main(args) -> int:
-    from .run_setup import engine_from_args
-    from .validation import check_int
+    from .run_setup import engine_from_args, preset_note
+    from .validation import check_gamma, check_int
 
     check_int("--max-new-tokens", args.max_new_tokens)  # named as typed, and before the model loads (as bench)
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    # the settings engine.stream checks in every mode, checked before the model loads: a typo costs no loading
+    if args.gamma is not None:
+        check_gamma(args.gamma)
+    for name, value in (("block size S", args.block_size), ("steps per block", args.steps)):
+        if value is not None:
+            check_int(name, value)
+    prompt = read_prompt(args.prompt)
     engine = engine_from_args(args)
     ids = engine.encode_prompt(prompt)
-    note = ignored_note(args)  # said once the run has started: a refused setting is the one line printed
+    # said once the run has started: a refused setting is the one line printed
+    notes = [note for note in (preset_note(args), ignored_note(args)) if note]
     events = engine.stream(args.mode, ids, max_new_tokens=args.max_new_tokens, block_size=args.block_size,
                            steps_per_block=args.steps, gamma=args.gamma, temperature=args.temperature,
                            top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop_at_eos=not args.no_eos,
@@ -90,21 +150,19 @@ def main(args) -> int:
                            min_draft_confidence=args.min_draft_confidence, anchor_first=args.anchor_first)
     done = None
     for event in events:
-        if note:  # stderr: stdout keeps the completion (or the JSON) alone
+        for note in notes:  # stderr: stdout keeps the completion (or the JSON) alone
             print(note, file=sys.stderr)
-            note = None
+        notes = []
         if args.show_steps and event.kind in ("step", "verify", "token"):
             cells = [engine.tokenizer.piece(t) if not m else "▒" for t, m in zip(event.tokens[0].tolist(), event.masked[0].tolist())]
             print(f"[{event.kind} block {event.block} step {event.step}] " + "|".join(repr(c)[1:-1] for c in cells), file=sys.stderr)
         if event.kind == "done":
             done = event
     text = engine.decode(done.info["new_tokens"][0])
-    stats = {k: v for k, v in done.stats.items()}
     if args.json:
-        print(json.dumps({"prompt": prompt, "completion": text, "stats": stats, "engine": engine.describe()}))
+        print(json.dumps({"prompt": prompt, "completion": text, "stats": done.stats, "engine": engine.describe()}))
         return 0
     print(prompt + text)
     print("---", file=sys.stderr)
-    fmt = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stats.items()}
-    print(" ".join(f"{k}={v}" for k, v in fmt.items()), file=sys.stderr)
+    print(format_footer(done.stats), file=sys.stderr)
     return 0

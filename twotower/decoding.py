@@ -253,7 +253,11 @@ def _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_
         block_idx += 1
         if finished:
             break
-    info = {"anchored_tokens": anchored} if anchor_first else None  # per row: one per block
+    # the settings that ran, defaults filled in, as speculative's stats carry its own (mock-AR's are fixed)
+    info = {"gamma": gamma, "block_size": block_size, "steps_per_block": steps_per_block,
+            "anchor_first": anchor_first} if mode == "diffusion" else {}
+    if anchor_first:
+        info["anchored_tokens"] = anchored  # per row: one per block
     yield _done_event(mode, prompt, new, eos, cfg.pad_token_id or 0, nfe, ctx_passes, t_start, t_first, info)
 
 

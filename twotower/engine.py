@@ -8,19 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import torch
-
-from .events import StepEvent
 from .tokenizer import find_tokenizer_file, load_tokenizer
-from .weight_layout import count_input_major, store_input_major
-from .validation import check_encodable, check_gamma, check_int
+from .validation import check_encodable, check_gamma, check_int, check_model_dir
+
+if TYPE_CHECKING:  # torch loads with the first model, not with the CLI's argument parsing
+    from .events import StepEvent
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL_DIR = ASSETS / "default"
 MODES = ("diffusion", "speculative", "mock_ar", "ar")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # the --dtype / --den-dtype names
+# every command's --dtype / --den-dtype takes these spellings, in any case; reports and flags use the short ones
+DTYPE_SPELLINGS = {"bf16": "bf16", "bfloat16": "bf16", "fp32": "fp32", "float32": "fp32"}
+DTYPE_METAVAR = "{bf16,fp32}"  # what --help shows; bfloat16 / float32 are accepted too (DTYPE_HELP)
+DTYPE_HELP = "bf16 or fp32 (bfloat16 / float32 also accepted)"
 ANCHOR_NOTE = ", each diffusion block's first token from the context tower"  # reports of --anchor-first runs
 
 
@@ -43,19 +45,43 @@ def model_label(model_dir: Path) -> str:
         return str(model_dir)
 
 
-def dtype_name(dtype: torch.dtype) -> str:
+def _torch_dtypes() -> dict:
+    """torch's dtypes by flag name, built on call: importing this module must not load torch (the CLI parses its
+    arguments first, twotower/__init__.py)."""
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def dtype_name(dtype) -> str:
     """fp32 / bf16, as the flags spell them (the name torch gives any other dtype)."""
-    return {v: k for k, v in DTYPES.items()}.get(dtype, str(dtype).replace("torch.", ""))
+    return {v: k for k, v in _torch_dtypes().items()}.get(dtype, str(dtype).replace("torch.", ""))
 
 
-def as_dtype(name: str, value) -> torch.dtype:
-    """A weight dtype given as torch's or by name ("bf16", "bfloat16", "fp32", "float32")."""
-    if isinstance(value, torch.dtype) and value.is_floating_point:
-        return value
-    named = {**DTYPES, "float32": torch.float32, "bfloat16": torch.bfloat16}
-    if isinstance(value, str) and value.lower() in named:
-        return named[value.lower()]
-    raise ValueError(f"{name} must be one of {', '.join(named)} or a floating torch dtype, got {value!r}")
+def dtype_flag(text: str) -> str:
+    """The argparse `type` of --dtype / --den-dtype in every command: "bf16" or "fp32" for any accepted spelling."""
+    import argparse
+
+    try:
+        return DTYPE_SPELLINGS[str(text).strip().lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"unknown dtype {text!r}: choose {DTYPE_HELP}") from None
+
+
+def as_dtype(name: str, value):
+    """A weight dtype given as torch's or by name: the flags' spellings (any case), or any floating torch dtype's
+    own name ("float16"), as a config's mamba_ssm_cache_dtype gives it. The one dtype parser of the project."""
+    import torch
+
+    dtype = value
+    if isinstance(value, str):
+        short = DTYPE_SPELLINGS.get(value.strip().lower())
+        dtype = _torch_dtypes()[short] if short else getattr(torch, value.strip().lower(), None)
+    if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        return dtype
+    if isinstance(value, str):
+        raise ValueError(f"unknown {name} {value!r}: choose {DTYPE_HELP}, or a floating torch dtype")
+    raise ValueError(f"{name} must be one of {', '.join(DTYPE_SPELLINGS)} or a floating torch dtype, got {value!r}")
 
 
 @dataclass
@@ -127,6 +153,8 @@ class Engine:
                                 else min_draft_confidence, per_position_rollback=not snapshot_rollback)
 
     def describe(self) -> dict:
+        from .weight_layout import count_input_major
+
         cfg = self.model.config
         return {
             "checkpoint": self.name,
@@ -160,7 +188,7 @@ def layer_pattern(layer_types) -> str:
 
 
 def load_engine(model_dir=None, preset: str | None = None, ctx_device="cpu", den_device="cpu",
-                dtype: torch.dtype = torch.float32, seed: int = 0, den_dtype: torch.dtype | None = None,
+                dtype="fp32", seed: int = 0, den_dtype=None,
                 input_major: bool = True) -> Engine:
     """Open a local checkpoint (default: the embedded model in assets/default) or a random preset.
 
@@ -169,6 +197,7 @@ def load_engine(model_dir=None, preset: str | None = None, ctx_device="cpu", den
     False keeps nn.Linear's layout, the reference twin)."""
     from . import build_model
     from .checkpoint import from_pretrained
+    from .weight_layout import store_input_major
 
     dtype = as_dtype("dtype", dtype)
     den_dtype = None if den_dtype is None else as_dtype("den_dtype", den_dtype)
@@ -182,9 +211,7 @@ def load_engine(model_dir=None, preset: str | None = None, ctx_device="cpu", den
         name = f"random '{preset}' preset (seed {seed})"
         tokenizer = load_tokenizer(None, model.config)
     else:
-        model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
-        if not model_dir.is_dir():
-            raise ValueError(f"model directory not found: {model_dir}")
+        model_dir = check_model_dir(model_dir) if model_dir is not None else default_model_dir()
         from .release_loader import is_release_layout, load_release_checkpoint
 
         find_tokenizer_file(model_dir)  # no tokenizer: refused before the weights are read

@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 from .corpus import split_files
-from .validation import check_encodable
+from .validation import check_encodable, utf8_text
 
 CHARS_PER_TOKEN_BOUND = 8  # cut text this many chars per wanted token before encoding (no tokenizer packs more)
 
@@ -104,11 +104,10 @@ def load_prompt_file(path) -> list[str]:
     if not path.is_file():
         raise ValueError(f"prompt file not found: {path}")
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"prompt file {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+        data = path.read_bytes()
     except OSError as exc:
         raise ValueError(f"prompt file {path} cannot be read: {exc.strerror or exc}") from None
+    text = utf8_text(data, f"prompt file {path}")
     prompts = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

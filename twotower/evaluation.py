@@ -22,10 +22,7 @@ import importlib
 import json
 import sys
 
-import torch
-
 from . import metrics
-from .decoding import drain
 from .engine import ANCHOR_NOTE, MODES, normalise_mode
 from .eval_prompts import CHARS_PER_TOKEN_BOUND, next_line_items, prompt_ids, syntax_items
 
@@ -90,6 +87,8 @@ def resolved_settings(engine, gamma=None, block_size=None, steps_per_block=None,
 
 def greedy_tokens(engine, mode: str, ids, max_new_tokens: int, settings: dict) -> tuple[list[int], dict]:
     """One greedy generation, cut after EOS (what a user sees): its token ids and the sampler's stats."""
+    from .decoding import drain  # here: the CLI parses its arguments before torch loads (twotower/__init__.py)
+
     result = drain(engine.stream(mode, ids, max_new_tokens=max_new_tokens, temperature=0.0, seed=0,
                                  stop_at_eos=True, **settings))
     return list(result.new_tokens[0]), result.stats
@@ -107,17 +106,19 @@ def pass_totals(stats: list[dict]) -> dict:
     return out
 
 
-@torch.inference_mode()
 def ar_mean_loglik(model, prompt, continuation) -> float | None:
     """Mean log-probability the AR (context) tower gives each token of `continuation` after `prompt`."""
+    import torch
+
     continuation = list(continuation)
     if not continuation:
         return None
-    ids = torch.tensor([list(prompt) + continuation])  # (1, P + C)
-    logits = model.context_forward(ids, None, last_only=False)[0]  # (P + C, V), fp32
-    logprobs = torch.log_softmax(logits[len(prompt) - 1 : -1], dim=-1)  # (C, V): position p predicts p + 1
-    target = torch.tensor(continuation, device=logprobs.device)[:, None]  # (C, 1)
-    return logprobs.gather(-1, target).mean().item()
+    with torch.inference_mode():
+        ids = torch.tensor([list(prompt) + continuation])  # (1, P + C)
+        logits = model.context_forward(ids, None, last_only=False)[0]  # (P + C, V), fp32
+        logprobs = torch.log_softmax(logits[len(prompt) - 1 : -1], dim=-1)  # (C, V): position p predicts p + 1
+        target = torch.tensor(continuation, device=logprobs.device)[:, None]  # (C, 1)
+        return logprobs.gather(-1, target).mean().item()
 
 
 def score_item(engine, task: str, item: dict, modes, settings: dict, budget: dict, max_prompt_tokens: int,
@@ -332,7 +333,7 @@ def main(args) -> int:
     from tqdm import tqdm
 
     from .eval_workers import resolve_workers
-    from .run_setup import device_info, engine_from_args, provenance
+    from .run_setup import device_info, engine_from_args, preset_note, provenance
     from .validation import check_output_file, write_text_file
 
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
@@ -341,8 +342,13 @@ def main(args) -> int:
     resolve_modes(args.modes)  # a mistyped mode is said before the model loads (evaluate checks it again)
     engine = engine_from_args(args)
     n_syntax = args.syntax_prompts if args.syntax_prompts is not None else min(100, args.n_prompts)
+    note = preset_note(args)
     with tqdm(total=0, desc="eval", unit="gen", file=sys.stderr, disable=None) as bar:
         def progress(done, total):
+            nonlocal note
+            if note:  # once the run has started: a refused setting stays the one line printed
+                bar.write(note, file=sys.stderr)
+                note = None
             bar.total = total
             bar.update(done - bar.n)
 

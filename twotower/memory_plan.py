@@ -25,8 +25,6 @@ from .config import FP32_SUFFIXES  # kept in fp32 by the loaders
 
 GIB = 2**30
 HEADROOM = 0.10
-DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
-          "float32": torch.float32, "fp32": torch.float32}
 CONTEXT_PREFIXES = ("context_tower.", "context_lm_head.")
 
 
@@ -35,11 +33,10 @@ def _bytes_of(dtype: torch.dtype) -> int:
 
 
 def parse_dtype(dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if str(dtype).lower() not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    return DTYPES[str(dtype).lower()]
+    """engine.as_dtype (the one dtype parser), under the name scripts/gpu_smoke.py imports."""
+    from .engine import as_dtype
+
+    return as_dtype("dtype", dtype)
 
 
 def _parse_device(device) -> str:
@@ -225,16 +222,18 @@ def parse_device_memory(text: str | None, devices: list[str]) -> dict[str, float
 
 def add_arguments(parser) -> None:
     from .cli_generate import add_model_arguments
+    from .engine import DTYPE_HELP, DTYPE_METAVAR, dtype_flag
 
     add_model_arguments(parser)
     parser.set_defaults(ctx_device="cuda:0", den_device="cuda:1")
     parser.add_argument("--context-length", type=int, default=8192, help="tokens of context (prompt + generated)")
     parser.add_argument("--batch", type=int, default=1, help="sequences decoded together")
     parser.add_argument("--block-size", type=int, default=None, help="block size S (default: the model's)")
-    parser.add_argument("--dtype", default="bfloat16",
-                        help="weight dtype: bfloat16 (the default: the release's, as a GPU run loads it; generate "
-                             "and the app load float32 unless told), float16 or float32")
-    parser.add_argument("--den-dtype", default=None, help="the denoiser's own weight dtype (default: --dtype)")
+    parser.add_argument("--dtype", default="bf16", type=dtype_flag, metavar=DTYPE_METAVAR,
+                        help=f"weight dtype: {DTYPE_HELP} (default: bf16, the release's, as a GPU run loads it; "
+                             "generate and the app load fp32 unless told)")
+    parser.add_argument("--den-dtype", default=None, type=dtype_flag, metavar=DTYPE_METAVAR,
+                        help="the denoiser's own weight dtype (default: --dtype)")
     parser.add_argument("--device-memory-gb", default=None,
                         help="GiB per device: one number for every device named, or cuda:0=80,cuda:1=141 "
                              "(default: ask the CUDA driver; unknown otherwise)")
@@ -245,13 +244,14 @@ def main(args) -> int:
     from .checkpoint import build_on_meta, load_config
     from .config import make_config
     from .engine import default_model_dir
+    from .validation import check_model_dir
 
     if args.model is not None and args.preset is not None:
         raise ValueError("give either --model or --preset, not both")
     if args.preset is not None:
         config = make_config(args.preset)
     else:
-        directory = args.model if args.model is not None else default_model_dir()
+        directory = check_model_dir(args.model) if args.model is not None else default_model_dir()
         config = load_config(directory)  # config.json only
         build_on_meta(config, directory)  # a config that reads but builds nothing: one line, as generate says it
     devices = list(dict.fromkeys([_parse_device(args.ctx_device), _parse_device(args.den_device)]))

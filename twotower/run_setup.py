@@ -10,17 +10,16 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-import torch
-import transformers
-
+# torch and transformers are imported in the functions that read them: the CLI parses before they load
 from .cli_generate import add_model_arguments
-from .engine import DTYPES, dtype_name, load_engine
+from .engine import DTYPE_HELP, DTYPE_METAVAR, dtype_flag, dtype_name, load_engine
 
 
 def add_engine_arguments(parser) -> None:
     add_model_arguments(parser)
-    parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES), help="weights dtype (reported in the output)")
-    parser.add_argument("--den-dtype", default=None, choices=sorted(DTYPES),
+    parser.add_argument("--dtype", default="fp32", type=dtype_flag, metavar=DTYPE_METAVAR,
+                        help=f"weights dtype: {DTYPE_HELP} (default: %(default)s; reported in the output)")
+    parser.add_argument("--den-dtype", default=None, type=dtype_flag, metavar=DTYPE_METAVAR,
                         help="the denoiser's own dtype (default: --dtype); the context tower, hence AR and the "
                              "speculative verifier, keeps --dtype")
     parser.add_argument("--compile", action="store_true",
@@ -47,13 +46,22 @@ def engine_from_args(args):
 
     check_device("--ctx-device", args.ctx_device)
     check_device("--den-device", args.den_device)
-    engine = load_engine(args.model, args.preset, args.ctx_device, args.den_device, dtype=DTYPES[args.dtype],
-                         den_dtype=DTYPES[args.den_dtype] if args.den_dtype else None)
+    engine = load_engine(args.model, args.preset, args.ctx_device, args.den_device, dtype=args.dtype,
+                         den_dtype=args.den_dtype)  # names (dtype_flag's): load_engine parses them
     if getattr(args, "compile", False):
         from .compiled import compile_towers
 
         compile_towers(engine.model)
     return engine
+
+
+def preset_note(args) -> str | None:
+    """The line every command prints when it decodes a preset: random weights write noise, and `--preset
+    default` reads like the shipped model (assets/default), which loads without --preset."""
+    if getattr(args, "preset", None) is None:
+        return None
+    return (f"note: --preset {args.preset} builds random weights (untrained); the shipped model loads without "
+            "--preset (or --model assets/default)")
 
 
 def run_variant(report: dict) -> str:
@@ -65,8 +73,21 @@ def run_variant(report: dict) -> str:
     return label + (", torch.compile" if report.get("compiled") else "") + (", anchored blocks" if anchored else "")
 
 
+def machine_line(report: dict) -> str:
+    """'<device>, <variant>': where and how a report measured; bench's and sweep's markdown open with it."""
+    return f"{report['device']['name']}, {run_variant(report)}"
+
+
+def counted(n, noun: str) -> str:
+    """'1 prompt', '3 prompts': a count with its noun (the reports once read "1 prompts", "1 rounds")."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def device_info(engine) -> dict:
     """{"device": {...}, "dtype": context tower's, "den_dtype": denoiser's}: where and how it was measured."""
+    import torch
+    import transformers
+
     from .training import _cpu_runs_bf16_fast
 
     model = engine.model
@@ -92,6 +113,8 @@ def cpu_vector_isa(bf16_native: bool) -> str:
     native bf16 matmuls (`bf16_native`: training._cpu_runs_bf16_fast): the same "AMD EPYC" host name has come
     with and without them in this project's sessions, and a bf16 denoiser ran ~4x slower without
     (BENCHMARKS.md, "torch.compile on the GPU-trained model")."""
+    import torch
+
     try:
         isa = torch.backends.cpu.get_cpu_capability()
     except (AttributeError, RuntimeError):
@@ -129,6 +152,8 @@ def provenance(args) -> dict:
     uncommitted changes. Called when a run starts: a commit made while it runs is not what it measured."""
     import shlex
     from datetime import datetime, timezone
+
+    import torch
 
     commit = git("rev-parse", "--short", "HEAD")
     if commit and git("status", "--porcelain", "--untracked-files=no"):

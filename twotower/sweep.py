@@ -174,6 +174,16 @@ def format_markdown(points) -> str:
     return "\n".join(lines) + "\n"
 
 
+def format_header(report: dict) -> str:
+    """The lines above the table, as bench's report opens: the model, the machine and the run's settings."""
+    from .run_setup import counted, machine_line
+
+    return (f"## γ × S sweep: {report['model']}\n\n{machine_line(report)}; "
+            f"{counted(report['n_prompts'], 'prompt')} ({report['prompt_source']}), {report['max_new_tokens']} new "
+            f"tokens each (EOS ignored while timed), median of {counted(report['repeats'], 'round')} per point, AR "
+            "timed beside each point.\n")
+
+
 def add_arguments(parser) -> None:
     from .run_setup import add_anchor_argument, add_engine_arguments
 
@@ -195,7 +205,7 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from tqdm import tqdm
 
-    from .run_setup import device_info, engine_from_args, provenance
+    from .run_setup import device_info, engine_from_args, preset_note, provenance
     from .eval_prompts import load_prompt_file, next_line_items
 
     gammas = parse_list(args.gammas, float, "--gammas")
@@ -205,17 +215,23 @@ def main(args) -> int:
     check_int("--n-prompts", args.n_prompts)
     check_int("--max-prompt-tokens", args.max_prompt_tokens)
     if args.prompts:  # before the model loads: a bad file costs no loading time (and makes no --out-dir)
-        prompts = load_prompt_file(args.prompts)
+        prompts, source = load_prompt_file(args.prompts), str(args.prompts)
     else:
         prompts = [it["prompt"] for it in next_line_items(args.n_prompts, args.seed)]
+        source = f"test split, seed {args.seed}"
     out_dir = make_output_dir("--out-dir", args.out_dir)  # before the run: a bad path loses no measurement
     csv_path, html_path = out_dir / "sweep.csv", out_dir / "sweep.html"
     for path in (csv_path, html_path):
         check_output_file("--out-dir's file", path)
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     engine = engine_from_args(args)
+    note = preset_note(args)
     with tqdm(total=n_points, desc="sweep", unit="point", file=sys.stderr, disable=None) as bar:
         def progress(i, n, point):
+            nonlocal note
+            if note:  # once the run has started (after its first point): a refused setting stays the one line
+                bar.write(note, file=sys.stderr)
+                note = None
             bar.update(1)
             bar.set_postfix(gamma=point["gamma"], S=point["block_size"], ratio=f"{point['ratio_vs_ar'] or 0:.2f}")
 
@@ -223,13 +239,14 @@ def main(args) -> int:
                            args.repeats, args.max_prompt_tokens, args.anchor_first)
     # the points are printed before the files are written: a write that fails (disk full, the folder
     # removed meanwhile) is a one-line error that leaves every measurement on the screen
+    report = {**device_info(engine), **started, "model": engine.name, "n_prompts": len(prompts),
+              "prompt_source": source, "max_new_tokens": args.max_new_tokens, "repeats": args.repeats,
+              "anchor_first": args.anchor_first, "ar_timing": "per_point", "points": points,
+              "csv": str(csv_path), "html": str(html_path)}
     if args.json:
-        print(json.dumps({**device_info(engine), **started, "model": engine.name, "n_prompts": len(prompts),
-                          "max_new_tokens": args.max_new_tokens, "repeats": args.repeats,
-                          "anchor_first": args.anchor_first, "ar_timing": "per_point", "points": points,
-                          "csv": str(csv_path), "html": str(html_path)}, indent=1), flush=True)
+        print(json.dumps(report, indent=1), flush=True)
     else:
-        print(format_markdown(points), flush=True)
+        print(format_header(report) + "\n" + format_markdown(points), flush=True)
     write_text_file("--out-dir's file", csv_path, csv_text(points))
     write_text_file("--out-dir's file", html_path, sweep_figure(points).to_html(include_plotlyjs=True))  # offline
     if not args.json:

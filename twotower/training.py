@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from .engine import DTYPE_HELP, DTYPE_METAVAR, dtype_flag
 from .objectives import context_loss, denoiser_loss
 from .validation import check_device, check_fraction, check_int, check_not_a_file, make_output_dir, read_json
 
@@ -377,10 +378,9 @@ def add_arguments(parser) -> None:
                         help="train for this wall-clock budget: warm-up and cosine follow the time spent, the step "
                              "count follows from the device's speed (--steps caps it); a fresh stage, or an "
                              "export's denoiser continued (--resume --init-from DIR), never a checkpoint's resume")
-    # bf16 / fp32 as the other commands spell them, stored under the names the checkpoint records
-    parser.add_argument("--dtype", default=None, choices=["bfloat16", "float32"],
-                        type=lambda name: {"bf16": "bfloat16", "fp32": "float32"}.get(name.lower(), name.lower()),
-                        help="override the profile's autocast dtype (default: the profile's; float32 on a CPU without a fast bf16 path)")
+    # spelled as in every other command (engine.dtype_flag), stored under the names the checkpoint records
+    parser.add_argument("--dtype", default=None, metavar=DTYPE_METAVAR, type=lambda name: {"bf16": "bfloat16", "fp32": "float32"}[dtype_flag(name)],
+                        help=f"override the profile's autocast dtype: {DTYPE_HELP} (default: the profile's; fp32 on a CPU without a fast bf16 path)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="override the profile's windows per step (cpu 16, gpu 64); recorded with the stage")
     parser.add_argument("--lr", type=float, default=None,

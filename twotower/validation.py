@@ -8,11 +8,10 @@ import numbers
 import os
 from pathlib import Path
 
-import torch
-
 
 def as_batch(input_ids, vocab_size: int) -> torch.Tensor:
     """Accept a tensor or array (T,) or (B, T), a list of ids or a list of equal-length lists; return (B, T) long."""
+    import torch  # here, not at the top: the CLI parses its arguments before torch loads (twotower/__init__.py)
     if isinstance(input_ids, torch.Tensor):
         ids = input_ids
     elif hasattr(input_ids, "__array__") and not isinstance(input_ids, (list, tuple, str)):  # numpy arrays
@@ -135,6 +134,7 @@ def check_token_id(name: str, value, vocab_size: int) -> int | None:
 def check_device(name: str, device) -> torch.device:
     """A device that exists here: 'gpu', 'cuda' without CUDA or 'cuda:7' on one GPU get a clear message
     instead of torch's RuntimeError / AssertionError from deep inside `.to()`."""
+    import torch
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
@@ -173,6 +173,25 @@ def check_not_a_file(name: str, path) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{name} {str(path)!r} is a file, not a folder")
+    return path
+
+
+def utf8_text(data: bytes, what: str) -> str:
+    """Bytes read from a file or a pipe as text, or one line naming the first byte that is not UTF-8 (a Latin-1
+    'é' read leniently became a lone surrogate, refused later with no word of the encoding)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{what} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+
+
+def check_model_dir(path, name: str = "--model") -> Path:
+    """A checkpoint folder that exists: a file given for it (a weights file, its config.json) is named as such."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{name} {path} is a file, not a folder (a checkpoint folder holds config.json and the weights)")
+    if not path.is_dir():
+        raise ValueError(f"model directory not found: {path}")
     return path
 
 
