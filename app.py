@@ -21,7 +21,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline machine: n
 def parse_args(argv=None) -> argparse.Namespace:
     from twotower.run_setup import add_engine_arguments
 
-    parser = argparse.ArgumentParser(description="TwoTower Playground: the web app over the two-tower engine")
+    # allow_abbrev=False as every twotower command: a flag prefix is refused, not taken for another flag
+    parser = argparse.ArgumentParser(description="TwoTower Playground: the web app over the two-tower engine",
+                                     allow_abbrev=False)
     add_engine_arguments(parser)  # model, devices, --dtype / --den-dtype: as bench, eval and sweep
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860)
@@ -65,6 +67,10 @@ def main(argv=None) -> int:
             message += ", or --preset tiny for a random tiny model"
         print(f"error: {message}", file=sys.stderr)
         return 2
+    from twotower.run_setup import preset_note
+
+    if preset_note(args):  # the page's header names the random preset too
+        print(preset_note(args), file=sys.stderr)
     if args.compile:  # compile now, not in the first visitor's run
         from twotower.compiled import warm_up
 

@@ -211,7 +211,7 @@ def test_app_reports_a_broken_default_model_as_it_is(tmp_path, monkeypatch, caps
     assert "not there" not in err and "Traceback" not in err and err.startswith("error: ")
 
 
-def test_app_binds_locally_without_a_share_link_by_default(monkeypatch):
+def test_app_binds_locally_without_a_share_link_by_default(monkeypatch, capsys):
     import gradio as gr
 
     import app as app_script
@@ -220,6 +220,9 @@ def test_app_binds_locally_without_a_share_link_by_default(monkeypatch):
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.update(kwargs))
     assert app_script.main(["--preset", "tiny", "--port", "7999"]) == 0
     assert launched == {"server_name": "127.0.0.1", "server_port": 7999, "share": False}
+    assert "note: --preset tiny builds random weights" in capsys.readouterr().err  # as every twotower command
+    with pytest.raises(SystemExit):  # a prefix is not taken for --concurrency, as in every twotower command
+        app_script.parse_args(["--preset", "tiny", "--conc", "3"])
     assert app_script.main(["--preset", "tiny", "--host", "0.0.0.0", "--share"]) == 0
     assert launched["server_name"] == "0.0.0.0" and launched["share"] is True
 
