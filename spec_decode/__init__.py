@@ -8,11 +8,11 @@ context_cursor.py for the exact rollback of the hybrid (Mamba + attention) cache
 from .context_cursor import ContextCursor
 from .draft import BlockDraft, adapt_block_size, draft_block, draft_distributions, order_safe_positions
 from .metrics import AcceptanceCounter, acceptance_by_position, merge_by_position, pass_counts
-from .speculative import DEFAULT_DRAFT_STEPS, generate_speculative, iter_speculative
+from .speculative import generate_speculative, iter_speculative
 from .verify import Verdict, greedy_verdict, rejection_verdict, residual_distribution
 
 __all__ = [
-    "DEFAULT_DRAFT_STEPS", "AcceptanceCounter", "BlockDraft", "ContextCursor", "Verdict", "acceptance_by_position",
+    "AcceptanceCounter", "BlockDraft", "ContextCursor", "Verdict", "acceptance_by_position",
     "adapt_block_size", "draft_block", "draft_distributions", "generate_speculative", "greedy_verdict", "iter_speculative",
     "merge_by_position", "order_safe_positions", "pass_counts", "rejection_verdict", "residual_distribution",
 ]

@@ -28,14 +28,14 @@ from .metrics import AcceptanceCounter, pass_counts
 from .verify import Verdict, greedy_verdict, rejection_verdict
 
 MODE = "speculative"
-DEFAULT_DRAFT_STEPS = 4  # "a few passes" per drafted block; 1 commits the whole block from one pass
 
 
-def iter_speculative(model, input_ids, max_new_tokens: int = 128, block_size: int = 16,
-                     draft_steps: int = DEFAULT_DRAFT_STEPS, draft_threshold: float = 0.8, temperature: float = 0.0,
+def iter_speculative(model, input_ids, max_new_tokens: int = 128, block_size: int | None = None,
+                     draft_steps: int | None = None, draft_threshold: float | None = None, temperature: float = 0.0,
                      eos_token_id: int | None = None, seed: int | None = None, adaptive: bool = False,
                      top_k: int | None = None, top_p: float | None = None,
-                     min_draft_confidence: float = 0.0, per_position_rollback: bool = True) -> Iterator[StepEvent]:
+                     min_draft_confidence: float | None = None,
+                     per_position_rollback: bool = True) -> Iterator[StepEvent]:
     """Events of one speculative generation. Inputs are checked now, so bad values raise here.
 
     block_size: S, the drafted tokens per round (with adaptive=True the start of a length that moves
@@ -48,8 +48,15 @@ def iter_speculative(model, input_ids, max_new_tokens: int = 128, block_size: in
     depend on tokens drawn after it, so the whole draft is verified.
     per_position_rollback: after a partial acceptance, roll the context tower back from the verify pass's
     per-position states where it has them (context_cursor.py); False: always the snapshot path, the twin.
+    block_size, draft_steps, draft_threshold, min_draft_confidence: None takes the checkpoint's own (its config's
+    default_block_size, default_draft_steps, default_gamma, default_min_draft_confidence), as Engine.stream,
+    the CLI and the app do: a script gets the settings the documented figures were measured at.
     """
     cfg = model.config
+    block_size = cfg.default_block_size if block_size is None else block_size
+    draft_steps = cfg.default_draft_steps if draft_steps is None else draft_steps
+    draft_threshold = cfg.default_gamma if draft_threshold is None else draft_threshold
+    min_draft_confidence = cfg.default_min_draft_confidence if min_draft_confidence is None else min_draft_confidence
     prompt = as_batch(input_ids, cfg.vocab_size)
     if prompt.shape[0] != 1:
         raise ValueError(f"speculative mode runs one prompt at a time (got a batch of {prompt.shape[0]})")
@@ -68,9 +75,9 @@ def iter_speculative(model, input_ids, max_new_tokens: int = 128, block_size: in
     return _speculative_events(model, prompt, **settings)
 
 
-def generate_speculative(model, input_ids, max_new_tokens=128, block_size=16, draft_steps=DEFAULT_DRAFT_STEPS,
-                         draft_threshold=0.8, temperature=0.0, seed=None, step_callback=None, eos_token_id=None,
-                         adaptive=False, top_k=None, top_p=None, min_draft_confidence=0.0,
+def generate_speculative(model, input_ids, max_new_tokens=128, block_size=None, draft_steps=None,
+                         draft_threshold=None, temperature=0.0, seed=None, step_callback=None, eos_token_id=None,
+                         adaptive=False, top_k=None, top_p=None, min_draft_confidence=None,
                          per_position_rollback=True) -> GenerationResult:
     """Speculative decoding (`iter_speculative`), drained: `step_callback(event)` sees every StepEvent. The
     arguments after `step_callback` are keyword arguments by intent; greedy output is AR's, token for token."""

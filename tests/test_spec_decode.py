@@ -239,3 +239,18 @@ def test_a_bf16_draft_keeps_greedy_output_equal_to_fp32_ar():
         assert spec.new_tokens == generate_ar(model, prompt, max_new_tokens=20).new_tokens, (trial, settings)
         accepted += spec.stats["accepted"]
     assert accepted > 10  # the bf16 drafts were right often enough for acceptance to matter
+
+
+def test_the_python_api_drafts_with_the_checkpoints_own_settings():
+    """generate_speculative defaulted to 4 draft passes, S = 16 and γ = 0.8 whatever the checkpoint said, while
+    the CLI and the app took the config's (the shipped model: 1 pass): a script ran at half the documented speed."""
+    from twotower import build_model
+    from spec_decode import generate_speculative
+
+    model = build_model("tiny", seed=0, default_draft_steps=3, default_block_size=5, default_gamma=0.6,
+                        default_min_draft_confidence=0.25)
+    stats = generate_speculative(model, [5, 6, 7], max_new_tokens=6).stats
+    assert (stats["draft_steps"], stats["block_size"], stats["draft_threshold"], stats["min_draft_confidence"]) == (
+        3, 5, 0.6, 0.25)
+    given = generate_speculative(model, [5, 6, 7], max_new_tokens=6, draft_steps=2, block_size=4).stats
+    assert (given["draft_steps"], given["block_size"]) == (2, 4)

@@ -166,7 +166,7 @@ class _FixedLawModel:
     """No towers: the context tower always gives p = (0.5, 0.5) over tokens {0, 1}, the denoiser q = (0.6, 0.4)
     at every position (ids 2-4 impossible, 4 the mask). AR sampling is then i.i.d. draws from p."""
 
-    config = type("Config", (), {"vocab_size": 5, "mask_token_id": 4, "pad_token_id": 0})()
+    config = type("Config", (), {"vocab_size": 5, "mask_token_id": 4, "pad_token_id": 0, "default_gamma": 0.8})()
     ctx_device = den_device = torch.device("cpu")
     p = torch.tensor([0.5, 0.5, 0.0, 0.0, 0.0]).clamp_min(1e-30).log()
     q = torch.tensor([0.6, 0.4, 0.0, 0.0, 0.0]).clamp_min(1e-30).log()
