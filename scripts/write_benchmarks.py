@@ -228,8 +228,10 @@ def main() -> int:
     for report in reports:
         if len(report.get("commands") or []) > 1 or ("command" not in report and report.get("commands")):
             report["command"] = report["commands"]  # a merged report quotes every run's command, not the first's
-    lines = ["# Benchmarks", "", "Every number on this page was measured by the command quoted above its table, on the "
-             "embedded default model (`assets/default`) and held-out prompts (the corpus's test split). "
+    lines = ["# Benchmarks", "", "Every number on this page was measured by the command quoted above its table, on "
+             "held-out prompts (the corpus's test split); the tables are of the embedded default model "
+             "(`assets/default`), and the introduction also quotes reports of earlier models and other devices, "
+             "each with its folder under `benchmarks/`. "
              "Tables are the commands' own markdown output; regenerate with `scripts/write_benchmarks.py`.", ""]
     lines += summary(b, reports, extras)
     if args.intro:
