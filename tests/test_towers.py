@@ -350,3 +350,13 @@ def test_dense_experts_token_limit_depends_on_the_dtype(model, monkeypatch, dtyp
     idx = torch.zeros(n_tokens, experts.up_proj.shape[0] // 4 or 1, dtype=torch.long)
     dense_experts.dense_experts_forward(experts.to(dtype), x, idx, torch.ones(idx.shape, dtype=dtype))
     assert bool(looped) is not dense
+
+
+@pytest.mark.parametrize("seed, message", [("a", "seed must be an integer, got 'a'"), (None, "must be an integer"),
+                                           (-1, "seed must be >= 0"), (2**70, "<= 9223372036854775807")])
+def test_build_model_refuses_a_bad_seed_in_its_own_words(seed, message):
+    """torch's words were "invalid literal for int() with base 10" and "Overflow when unpacking long long"."""
+    from twotower import build_model
+
+    with pytest.raises(ValueError, match=message):
+        build_model("tiny", seed=seed)

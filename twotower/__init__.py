@@ -31,8 +31,11 @@ def build_model(preset: str = "tiny", seed: int = 0, **overrides):
 
     from .config import make_config
     from .model import TwoTowerModel
+    from .validation import SEED_LIMIT, check_int
 
-    torch.manual_seed(seed)
+    # the samplers' seed rule, checked here: torch's own errors were "invalid literal for int()" and "Overflow
+    # when unpacking long long"; None is no seed for a build (its weights would differ on every call)
+    torch.manual_seed(check_int("seed", seed, minimum=0, maximum=SEED_LIMIT - 1))
     return TwoTowerModel(make_config(preset, **overrides)).eval()
 
 
