@@ -20,7 +20,7 @@ from twotower.commit import predict_tokens, sampling_distribution
 from twotower.decoding import _done_event, drain, make_generator, token_event
 from twotower.events import GenerationResult, StepEvent
 from twotower.validation import (SEED_LIMIT, as_batch, check_fraction, check_gamma, check_int, check_sampling,
-                                 check_seed, check_token_id)
+                                 check_seed, check_token_id, model_config)
 
 from .context_cursor import ContextCursor
 from .draft import BlockDraft, adapt_block_size, confident_prefix_length, draft_block, draft_distributions
@@ -52,7 +52,7 @@ def iter_speculative(model, input_ids, max_new_tokens: int = 128, block_size: in
     default_block_size, default_draft_steps, default_gamma, default_min_draft_confidence), as Engine.stream,
     the CLI and the app do: a script gets the settings the documented figures were measured at.
     """
-    cfg = model.config
+    cfg = model_config(model)
     block_size = cfg.default_block_size if block_size is None else block_size
     draft_steps = cfg.default_draft_steps if draft_steps is None else draft_steps
     draft_threshold = cfg.default_gamma if draft_threshold is None else draft_threshold

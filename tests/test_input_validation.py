@@ -187,3 +187,23 @@ def test_an_install_without_the_embedded_model_says_where_it_ships(monkeypatch, 
 def test_load_engine_takes_dtype_names_as_the_cli_spells_them():
     engine = load_engine(preset="tiny", dtype="fp32", den_dtype="bf16")
     assert engine.model.context_lm_head.weight.dtype == torch.float32 and engine.model.lm_head.weight.dtype == torch.bfloat16
+
+
+def test_drain_and_the_samplers_name_what_they_were_given_instead():
+    """drain([1, 2, 3]) read as "'int' object has no attribute 'kind'", an Engine handed to a sampler as "'Engine'
+    object has no attribute 'config'"."""
+    from twotower import drain
+    from twotower.engine import load_engine
+
+    engine = load_engine(preset="tiny")
+    with pytest.raises(ValueError, match="yielded a int"):
+        drain([1, 2, 3])
+    with pytest.raises(ValueError, match="got NoneType"):
+        drain(None)
+    with pytest.raises(ValueError, match=r"got Engine \(an Engine: pass engine.model"):
+        generate_ar(engine, [5, 6])
+    from spec_decode import generate_speculative
+
+    with pytest.raises(ValueError, match="got Engine"):
+        generate_speculative(engine, [5, 6])
+    assert len(drain(engine.stream("ar", [5, 6], max_new_tokens=3)).new_tokens[0]) == 3  # the real thing still drains

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from .commit import predict_tokens, select_commits
 from .events import GenerationResult, StepEvent
-from .validation import as_batch, check_gamma, check_int, check_sampling, check_seed, check_token_id
+from .validation import as_batch, check_gamma, check_int, check_sampling, check_seed, check_token_id, model_config
 
 
 def make_generator(seed: int | None, device) -> torch.Generator | None:
@@ -186,7 +186,7 @@ def iter_mask_diffusion(
 
     Arguments are checked here, at the call, so bad input raises ValueError before any event is asked for.
     """
-    cfg = model.config
+    cfg = model_config(model)
     prompt = as_batch(input_ids, cfg.vocab_size)
     max_new_tokens = check_int("max_new_tokens", max_new_tokens)
     block_size = check_int("block size S", block_size)
@@ -273,7 +273,7 @@ def iter_ar(model, input_ids, max_new_tokens=128, temperature=0.0, top_k=None, t
             eos_token_id=None, seed=None) -> Iterator[StepEvent]:
     """Plain autoregressive decoding with the context tower alone, KV cache and Mamba states.
     Arguments are checked at the call, as in `iter_mask_diffusion`."""
-    cfg = model.config
+    cfg = model_config(model)
     prompt = as_batch(input_ids, cfg.vocab_size)
     max_new_tokens = check_int("max_new_tokens", max_new_tokens)
     temperature, top_k, top_p = check_sampling(temperature, top_k, top_p)
@@ -324,7 +324,12 @@ def drain(events: Iterator[StepEvent], step_callback: Callable[[StepEvent], None
     if step_callback is not None and not callable(step_callback):  # before the prefill runs
         raise ValueError(f"step_callback must be a function of one StepEvent, got {type(step_callback).__name__}")
     kept = [] if keep_events else None
+    if not hasattr(events, "__iter__"):
+        raise ValueError(f"drain takes a sampler's events (iter_* or Engine.stream), got {type(events).__name__}")
     for event in events:
+        if not isinstance(event, StepEvent):  # a list of token ids read as "'int' object has no attribute 'kind'"
+            raise ValueError(f"drain takes a sampler's events (iter_* or Engine.stream); this one yielded a "
+                             f"{type(event).__name__}")
         if step_callback is not None:
             step_callback(event)
         if kept is not None:

@@ -7,6 +7,10 @@ import math
 import numbers
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: torch loads inside the functions (the CLI parses before it loads)
+    import torch
 
 
 def as_batch(input_ids, vocab_size: int) -> torch.Tensor:
@@ -236,3 +240,13 @@ def read_json(path: Path):
         raise ValueError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}): the file is damaged") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def model_config(model):
+    """`model.config`, or a message when `model` is something else: the Engine handed to a sampler (whose model is
+    engine.model) read as "'Engine' object has no attribute 'config'"."""
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "vocab_size"):
+        hint = " (an Engine: pass engine.model, or use engine.stream)" if hasattr(model, "model") else ""
+        raise ValueError(f"the samplers take a two-tower model, got {type(model).__name__}{hint}")
+    return config
