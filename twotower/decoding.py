@@ -327,7 +327,7 @@ def drain(events: Iterator[StepEvent], step_callback: Callable[[StepEvent], None
     if not hasattr(events, "__iter__"):
         raise ValueError(f"drain takes a sampler's events (iter_* or Engine.stream), got {type(events).__name__}")
     for event in events:
-        if not isinstance(event, StepEvent):  # a list of token ids read as "'int' object has no attribute 'kind'"
+        if not hasattr(event, "kind"):  # a list of token ids read as "'int' object has no attribute 'kind'"
             raise ValueError(f"drain takes a sampler's events (iter_* or Engine.stream); this one yielded a "
                              f"{type(event).__name__}")
         if step_callback is not None:
