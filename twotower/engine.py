@@ -145,12 +145,11 @@ class Engine:
             return decoding.iter_ar(self.model, prompt_ids, max_new_tokens, temperature, top_k, top_p, eos, seed)
         from spec_decode import iter_speculative
 
+        # draft_steps / min_draft_confidence None: iter_speculative takes the checkpoint's own
         return iter_speculative(self.model, prompt_ids, max_new_tokens=max_new_tokens, block_size=block_size,
-                                draft_steps=cfg.default_draft_steps if draft_steps is None else draft_steps,
-                                draft_threshold=gamma, temperature=temperature, eos_token_id=eos, seed=seed,
-                                adaptive=adaptive, top_k=top_k, top_p=top_p,
-                                min_draft_confidence=cfg.default_min_draft_confidence if min_draft_confidence is None
-                                else min_draft_confidence, per_position_rollback=not snapshot_rollback)
+                                draft_steps=draft_steps, draft_threshold=gamma, temperature=temperature,
+                                eos_token_id=eos, seed=seed, adaptive=adaptive, top_k=top_k, top_p=top_p,
+                                min_draft_confidence=min_draft_confidence, per_position_rollback=not snapshot_rollback)
 
     def describe(self) -> dict:
         from .weight_layout import count_input_major
