@@ -23,20 +23,20 @@ def test_a_run_counts_from_its_first_step_to_its_end_or_close_and_only_for_other
     tracker = RunTracker()
     playground, timer = TrackedEngine(engine, tracker), TrackedEngine(engine, tracker).own()
     ids = engine.encode_prompt("def f(x):")
-    before = tracker.others(timer.owner)
+    before = timer.others()
     events = playground.stream("ar", ids, max_new_tokens=4)
-    assert tracker.others(timer.owner) == before  # opened, not started: nothing runs yet
+    assert timer.others() == before  # opened, not started: nothing runs yet
     next(events)
-    assert tracker.others(timer.owner).active == 1 and tracker.disturbed(timer.owner, before)
+    assert timer.others().active == 1 and timer.disturbed(before)
     events.close()  # Stop: the run ends without finishing
-    assert tracker.others(timer.owner).active == 0
-    quiet, playground_quiet = tracker.others(timer.owner), tracker.others(playground.owner)
+    assert timer.others().active == 0
+    quiet, playground_quiet = timer.others(), playground.others()
     list(timer.stream("ar", ids, max_new_tokens=4))  # the timer's own run
-    assert not tracker.disturbed(timer.owner, quiet)
-    assert tracker.disturbed(playground.owner, playground_quiet)  # …which is another's run to the playground
+    assert not timer.disturbed(quiet)
+    assert playground.disturbed(playground_quiet)  # …which is another's run to the playground
     with pytest.raises(ValueError, match="γ"):  # refused before it starts: it never counts
         playground.stream("diffusion", ids, gamma=5.0)
-    assert tracker.others(timer.owner).active == 0
+    assert timer.others().active == 0
 
 
 def busy_during(handlers, engine, monkeypatch, busy_mode):

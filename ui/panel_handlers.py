@@ -115,9 +115,9 @@ class PanelHandlers:
         runs, disturbed = [], False
         for _ in range(repeats):
             yield None
-            before = engine.tracker.others(engine.owner)
+            before = engine.others()
             runs.append(timed_generation(engine, mode, ids, max_new_tokens, settings))
-            disturbed = disturbed or engine.tracker.disturbed(engine.owner, before)
+            disturbed = disturbed or engine.disturbed(before)
         seconds = [r["seconds"] for r in runs]
         run = runs[seconds.index(statistics.median_low(seconds))]
         # the tokens that were timed (EOS ignored): the count, the text, the diff and the agreement all read
@@ -248,13 +248,13 @@ class PanelHandlers:
             yield None, None, None, note_html(f"Warm-up, then {n} grid point(s), each timed beside AR …", progress=True)
             csv_dir = Path(tempfile.mkdtemp(prefix="twotower-sweep-"))
             engine = self.engine.own()  # the sweep's own runs do not disturb its timings; everyone else's do
-            before = engine.tracker.others(engine.owner)
+            before = engine.others()
             for point in sweep.iter_sweep(engine, prompts, grid_gammas, grid_sizes, steps=whole(steps_per_block),
                                           max_new_tokens=whole(max_new_tokens), anchor_first=bool(anchor_first),
                                           repeats=repeats,
                                           max_prompt_tokens=self.engine.max_prompt_tokens):  # as every other panel
                 points.append(point)
-                disturbed += engine.tracker.disturbed(engine.owner, before)
+                disturbed += engine.disturbed(before)
                 if len(points) < n:  # the last point's view is the final one below, with the final flags
                     shown = with_front(points)
                     path, _ = save_csv(csv_dir, shown)  # what Stop keeps can be downloaded too
@@ -262,7 +262,7 @@ class PanelHandlers:
                            note_html(f"{len(points)} of {n} grid points measured (γ = {point['gamma']}, S = "
                                      f"{point['block_size']}) …{shared_note(disturbed, len(points))}",
                                      progress=True))
-                before = engine.tracker.others(engine.owner)  # the time on screen between two points is not timed
+                before = engine.others()  # the time on screen between two points is not timed
         except ValueError as exc:
             gr.Warning(str(exc))
             yield gr.skip(), gr.skip(), gr.skip(), error_html(str(exc))
