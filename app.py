@@ -69,8 +69,9 @@ def main(argv=None) -> int:
         return 2
     from twotower.run_setup import preset_note
 
-    if preset_note(args):  # the page's header names the random preset too
-        print(preset_note(args), file=sys.stderr)
+    note = preset_note(args)
+    if note:  # the page's header names the random preset too
+        print(note, file=sys.stderr)
     if args.compile:  # compile now, not in the first visitor's run
         from twotower.compiled import warm_up
 

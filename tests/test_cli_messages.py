@@ -37,6 +37,18 @@ def test_generate_and_bench_say_a_preset_decodes_random_weights(capsys):
     assert PRESET_NOTE.format("tiny") in err.splitlines() and json.loads(out)["model"].startswith("random 'tiny'")
 
 
+@pytest.mark.parametrize("argv", [
+    ["eval", "--preset", "tiny", "--modes", "ar", "--tasks", "next_line", "--n-prompts", "2", "--next-line-tokens", "2",
+     "--json"],
+    ["sweep", "--preset", "tiny", "--gammas", "0.5,0.9", "--block-sizes", "2", "--n-prompts", "1", "--max-new-tokens",
+     "2", "--json"],
+], ids=["eval", "sweep"])
+def test_eval_and_sweep_say_it_once_over_their_progress(capsys, tmp_path, monkeypatch, argv):
+    monkeypatch.chdir(tmp_path)  # the sweep's default --out-dir lands here
+    assert cli_main(argv) == 0
+    assert capsys.readouterr().err.count(PRESET_NOTE.format("tiny")) == 1  # several progress calls, one note
+
+
 def test_a_checkpoint_gets_no_preset_note(capsys, tmp_path):
     save_pretrained(build_model("tiny", seed=0), tmp_path)
     byte_level_tokenizer_json(tmp_path / "tokenizer.json")

@@ -21,7 +21,7 @@ from time import perf_counter
 from . import metrics
 from .engine import MODES
 from .run_setup import (add_engine_arguments, add_settings_arguments, device_info, engine_from_args,
-                        preset_note, provenance)
+                        preset_note_once, provenance)
 from .validation import check_int, check_output_file, write_text_file
 # the report's words live in bench_report.py; these names stay importable from here (scripts/write_benchmarks.py)
 from .bench_report import (SPECULATIVE_BATCH_NOTE, _cut, _num, _passes, _share, format_markdown,  # noqa: F401
@@ -269,13 +269,11 @@ def main(args) -> int:
     settings["adaptive"] = bool(args.adaptive)
     settings["snapshot_rollback"] = bool(args.snapshot_rollback)
     prompts = [prompt_ids(engine, text, args.max_prompt_tokens) for text in texts]
-    note = preset_note(args)
     with tqdm(total=0, desc="bench", unit="gen", file=sys.stderr, disable=None) as bar:
+        say_preset = preset_note_once(args, bar)
+
         def progress(done, total):
-            nonlocal note
-            if note:  # once the run has started: a refused setting stays the one line printed
-                bar.write(note, file=sys.stderr)
-                note = None
+            say_preset()
             bar.total = total
             bar.update(done - bar.n)
 

@@ -333,7 +333,7 @@ def main(args) -> int:
     from tqdm import tqdm
 
     from .eval_workers import resolve_workers
-    from .run_setup import device_info, engine_from_args, preset_note, provenance
+    from .run_setup import device_info, engine_from_args, preset_note_once, provenance
     from .validation import check_output_file, write_text_file
 
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
@@ -342,13 +342,11 @@ def main(args) -> int:
     resolve_modes(args.modes)  # a mistyped mode is said before the model loads (evaluate checks it again)
     engine = engine_from_args(args)
     n_syntax = args.syntax_prompts if args.syntax_prompts is not None else min(100, args.n_prompts)
-    note = preset_note(args)
     with tqdm(total=0, desc="eval", unit="gen", file=sys.stderr, disable=None) as bar:
+        say_preset = preset_note_once(args, bar)
+
         def progress(done, total):
-            nonlocal note
-            if note:  # once the run has started: a refused setting stays the one line printed
-                bar.write(note, file=sys.stderr)
-                note = None
+            say_preset()
             bar.total = total
             bar.update(done - bar.n)
 

@@ -8,6 +8,7 @@ and every report says how it was measured in the same words (scripts/write_bench
 from __future__ import annotations
 
 import platform
+import sys
 from pathlib import Path
 
 # torch and transformers are imported in the functions that read them: the CLI parses before they load
@@ -62,6 +63,19 @@ def preset_note(args) -> str | None:
         return None
     return (f"note: --preset {args.preset} builds random weights (untrained); the shipped model loads without "
             "--preset (or --model assets/default)")
+
+
+def preset_note_once(args, bar):
+    """A function that writes preset_note(args) above the progress `bar` the first time it is called and nothing
+    after (nothing at all without a preset): called from a run's progress, so the note comes once the run has
+    started, and a refused setting stays the one line printed (bench, eval, sweep)."""
+    pending = [note] if (note := preset_note(args)) else []
+
+    def say():
+        while pending:
+            bar.write(pending.pop(), file=sys.stderr)
+
+    return say
 
 
 def run_variant(report: dict) -> str:

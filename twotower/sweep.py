@@ -205,7 +205,7 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from tqdm import tqdm
 
-    from .run_setup import device_info, engine_from_args, preset_note, provenance
+    from .run_setup import device_info, engine_from_args, preset_note_once, provenance
     from .eval_prompts import load_prompt_file, next_line_items
 
     gammas = parse_list(args.gammas, float, "--gammas")
@@ -225,13 +225,11 @@ def main(args) -> int:
         check_output_file("--out-dir's file", path)
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     engine = engine_from_args(args)
-    note = preset_note(args)
     with tqdm(total=n_points, desc="sweep", unit="point", file=sys.stderr, disable=None) as bar:
+        say_preset = preset_note_once(args, bar)
+
         def progress(i, n, point):
-            nonlocal note
-            if note:  # once the run has started (after its first point): a refused setting stays the one line
-                bar.write(note, file=sys.stderr)
-                note = None
+            say_preset()  # after the first point
             bar.update(1)
             bar.set_postfix(gamma=point["gamma"], S=point["block_size"], ratio=f"{point['ratio_vs_ar'] or 0:.2f}")
 
