@@ -19,8 +19,8 @@ import torch
 from twotower.commit import predict_tokens, sampling_distribution
 from twotower.decoding import _done_event, drain, make_generator, token_event
 from twotower.events import GenerationResult, StepEvent
-from twotower.validation import (SEED_LIMIT, as_batch, check_fraction, check_gamma, check_int, check_sampling,
-                                 check_seed, check_token_id, model_config)
+from twotower.validation import (SEED_LIMIT, as_batch, check_flag, check_fraction, check_gamma, check_int,
+                                 check_sampling, check_seed, check_token_id, model_config)
 
 from .context_cursor import ContextCursor
 from .draft import BlockDraft, adapt_block_size, confident_prefix_length, draft_block, draft_distributions
@@ -66,10 +66,10 @@ def iter_speculative(model, input_ids, max_new_tokens: int = 128, block_size: in
         draft_steps=check_int("draft steps", draft_steps),
         gamma=check_gamma(draft_threshold),
         eos=check_token_id("eos_token_id", eos_token_id, cfg.vocab_size),
-        adaptive=bool(adaptive),
+        adaptive=check_flag("adaptive", adaptive),
         seed=check_seed(seed),
         min_confidence=check_fraction("min_draft_confidence", min_draft_confidence),
-        per_position=bool(per_position_rollback),
+        per_position=check_flag("per_position_rollback", per_position_rollback),
     )
     settings["temperature"], settings["top_k"], settings["top_p"] = check_sampling(temperature, top_k, top_p)
     return _speculative_events(model, prompt, **settings)

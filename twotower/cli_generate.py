@@ -38,8 +38,12 @@ def add_arguments(parser) -> None:
                              "as bench spells it")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=0.0)
-    parser.add_argument("--top-k", type=int, default=None)
-    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="sample only from the K most likely tokens; with --temperature > 0 only (greedy takes "
+                             "the most likely anyway); 0 or unset: off")
+    parser.add_argument("--top-p", type=float, default=None,
+                        help="sample only from the most likely tokens whose probabilities add up to P, in (0, 1]; "
+                             "with --temperature > 0 only; 1 or unset: off")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--adaptive", action="store_true", help="speculative: adapt the block length to acceptance")
     add_anchor_argument(parser)
@@ -129,15 +133,18 @@ def format_footer(stats: dict) -> str:
 
 def main(args) -> int:
     from .run_setup import engine_from_args, preset_note
-    from .validation import check_gamma, check_int
+    from .validation import check_fraction, check_gamma, check_int
 
     check_int("--max-new-tokens", args.max_new_tokens)  # named as typed, and before the model loads (as bench)
     # the settings engine.stream checks in every mode, checked before the model loads: a typo costs no loading
     if args.gamma is not None:
         check_gamma(args.gamma)
-    for name, value in (("block size S", args.block_size), ("steps per block", args.steps)):
+    for name, value in (("block size S", args.block_size), ("steps per block", args.steps),
+                        ("draft steps", args.draft_steps)):
         if value is not None:
             check_int(name, value)
+    if args.min_draft_confidence is not None:
+        check_fraction("min_draft_confidence", args.min_draft_confidence)
     prompt = read_prompt(args.prompt)
     engine = engine_from_args(args)
     ids = engine.encode_prompt(prompt)

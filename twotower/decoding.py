@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from .commit import predict_tokens, select_commits
 from .events import GenerationResult, StepEvent
-from .validation import as_batch, check_gamma, check_int, check_sampling, check_seed, check_token_id, model_config
+from .validation import (as_batch, check_flag, check_gamma, check_int, check_sampling, check_seed, check_token_id,
+                         model_config)
 
 
 def make_generator(seed: int | None, device) -> torch.Generator | None:
@@ -195,8 +196,9 @@ def iter_mask_diffusion(
     temperature, top_k, top_p = check_sampling(temperature, top_k, top_p)
     eos = check_token_id("eos_token_id", eos_token_id, cfg.vocab_size)
     seed = check_seed(seed)
+    anchor_first = check_flag("anchor_first", anchor_first)
     return _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_block, gamma, temperature,
-                                  eos, seed, top_k, top_p, mode, bool(anchor_first))
+                                  eos, seed, top_k, top_p, mode, anchor_first)
 
 
 @torch.inference_mode()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from .tokenizer import find_tokenizer_file, load_tokenizer
-from .validation import check_encodable, check_gamma, check_int, check_model_dir
+from .validation import check_encodable, check_flag, check_fraction, check_gamma, check_int, check_model_dir
 
 if TYPE_CHECKING:  # torch loads with the first model, not with the CLI's argument parsing
     from .events import StepEvent
@@ -104,6 +104,8 @@ class Engine:
         return ids
 
     def decode(self, ids) -> str:
+        """Text of token ids. Ids the tokenizer has no piece for are dropped, not refused: a model whose head is
+        wider than its tokenizer can generate them (see twotower/tokenizer.py)."""
         return self.tokenizer.decode([int(i) for i in ids])
 
     @property
@@ -134,11 +136,22 @@ class Engine:
         check_gamma(gamma)
         check_int("block size S", block_size)
         check_int("steps per block", steps_per_block)
-        eos = self.eos_token_id if stop_at_eos else None
+        if draft_steps is not None:  # speculative's two, when given (None: iter_speculative takes the model's)
+            check_int("draft steps", draft_steps)
+        if min_draft_confidence is not None:
+            check_fraction("min_draft_confidence", min_draft_confidence)
+        # switches: stop_at_eos and snapshot_rollback are read here; anchor_first and adaptive are the samplers'
+        # own (their entry points check them), checked here only in the modes that never hand them on, so
+        # that "no" is refused in every mode, as the numbers above are, and each flag is checked once
+        eos = self.eos_token_id if check_flag("stop_at_eos", stop_at_eos) else None
+        per_position = not check_flag("snapshot_rollback", snapshot_rollback)
+        if mode != "diffusion":
+            check_flag("anchor_first", anchor_first)
+        if mode != "speculative":
+            check_flag("adaptive", adaptive)
         if mode == "diffusion":
             return decoding.iter_mask_diffusion(self.model, prompt_ids, max_new_tokens, block_size, steps_per_block,
-                                                gamma, temperature, eos, seed, top_k, top_p,
-                                                anchor_first=bool(anchor_first))
+                                                gamma, temperature, eos, seed, top_k, top_p, anchor_first=anchor_first)
         if mode == "mock_ar":
             return decoding.iter_mock_ar(self.model, prompt_ids, max_new_tokens, temperature, top_k, top_p, eos, seed)
         if mode == "ar":
@@ -149,7 +162,7 @@ class Engine:
         return iter_speculative(self.model, prompt_ids, max_new_tokens=max_new_tokens, block_size=block_size,
                                 draft_steps=draft_steps, draft_threshold=gamma, temperature=temperature,
                                 eos_token_id=eos, seed=seed, adaptive=adaptive, top_k=top_k, top_p=top_p,
-                                min_draft_confidence=min_draft_confidence, per_position_rollback=not snapshot_rollback)
+                                min_draft_confidence=min_draft_confidence, per_position_rollback=per_position)
 
     def describe(self) -> dict:
         from .weight_layout import count_input_major

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -78,6 +79,18 @@ def check_int(name: str, value, minimum: int = 1, maximum: int | None = None) ->
     return value
 
 
+def check_flag(name: str, value) -> bool:
+    """A switch: True / False, numpy's booleans, or the ints 0 and 1. Anything else is refused rather than read
+    by its truth: anchor_first="no" or adaptive="false" are non-empty strings, so they would switch the
+    variant on."""
+    numpy = sys.modules.get("numpy")  # a numpy bool exists only once numpy is loaded: no import for it here
+    if isinstance(value, bool) or (numpy is not None and isinstance(value, numpy.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral) and value in (0, 1):  # numpy's ints too
+        return bool(value)
+    raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
 def _is_real(value) -> bool:
     """A real number, Python's or numpy's (np.float32(0.7)); never a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
@@ -103,6 +116,9 @@ TEMPERATURE_RANGE = (1e-4, 1e4)
 
 
 def check_sampling(temperature, top_k=None, top_p=None) -> tuple[float, int | None, float | None]:
+    """(temperature, top_k, top_p) checked. temperature 0 is greedy, where the filters change nothing (the
+    argmax survives both). top_k: an integer >= 0; 0 means off and is returned as None, as is None itself.
+    top_p: in (0, 1], or None (off); 1 keeps every token, so it is off too."""
     low, high = TEMPERATURE_RANGE
     if (not _is_real(temperature) or math.isnan(temperature)
             or not (temperature == 0 or low <= temperature <= high)):
