@@ -137,3 +137,11 @@ def test_generate_help_says_what_top_k_and_top_p_do():
     for name in ("top_k", "top_p"):
         assert "--temperature > 0 only" in helps[name] and "unset: off" in helps[name], name
     assert "0 or unset: off" in helps["top_k"] and "(0, 1]" in helps["top_p"]
+
+
+def test_evaluate_refuses_a_string_anchor_first_before_scoring(engine):
+    """evaluate() resolves its settings up front: anchor_first="no" used to become True there (bool("no"))."""
+    from twotower.evaluation import evaluate
+
+    with pytest.raises(ValueError, match=r"^anchor_first must be True or False, got 'no'$"):
+        evaluate(engine, modes=("ar", "diffusion"), n_next_line=1, n_syntax=1, anchor_first="no")

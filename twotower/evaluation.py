@@ -70,7 +70,7 @@ def resolve_modes(modes) -> tuple[list[str], dict[str, str]]:
 def resolved_settings(engine, gamma=None, block_size=None, steps_per_block=None, draft_steps=None,
                       min_draft_confidence=None, anchor_first=False) -> dict:
     """The diffusion / speculative settings actually used (config defaults filled in), checked early."""
-    from .validation import check_fraction, check_gamma, check_int
+    from .validation import check_flag, check_fraction, check_gamma, check_int
 
     cfg = engine.model.config
     return {
@@ -81,7 +81,8 @@ def resolved_settings(engine, gamma=None, block_size=None, steps_per_block=None,
         "draft_steps": check_int("draft steps", cfg.default_draft_steps if draft_steps is None else draft_steps),
         "min_draft_confidence": check_fraction("--min-draft-confidence", cfg.default_min_draft_confidence
                                                if min_draft_confidence is None else min_draft_confidence),
-        "anchor_first": bool(anchor_first),  # diffusion: each block's first token from the context tower
+        # diffusion: each block's first token from the context tower
+        "anchor_first": check_flag("anchor_first", anchor_first),
     }
 
 
