@@ -4,6 +4,7 @@ main(args) -> int. Errors in user input print one clear line and exit 2, never a
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import sys
@@ -18,11 +19,70 @@ COMMANDS = {
 }
 
 
+class CommandParser(argparse.ArgumentParser):
+    """One command's parser: an argument it does not know is that command's error, with its usage and its name
+    (`twotower generate: error: unrecognized arguments: --mdoe (did you mean --mode?)`). Left to the top-level
+    parser, as argparse does with a subcommand's leftovers, it printed `twotower`'s usage instead."""
+
+    _given: list[str] = []
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._given = list(args or [])
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(self.unrecognized(extras))
+        return namespace, extras
+
+    def error(self, message):
+        # an unknown flag is reported before what it caused: `train --satge context` said "--stage is required"
+        unknown = self.unknown_flags(self._given)
+        if unknown and not message.startswith("unrecognized arguments"):
+            message = self.unrecognized(unknown)
+        super().error(message)
+
+    def unknown_flags(self, words: list[str]) -> list[str]:
+        """The words that look like flags (not a negative number, not '-' for standard input) this command lacks."""
+        unknown = []
+        for word in words:
+            if word == "--":  # what follows is positional
+                break
+            if not word.startswith("-") or word == "-" or _is_number(word):
+                continue
+            if word.split("=", 1)[0] not in self._option_string_actions:
+                unknown.append(word)
+        return unknown
+
+    def unrecognized(self, extras: list[str]) -> str:
+        # compared without their dashes, which every flag shares (with them `--bogus` was close to `--out`)
+        flags = {flag[2:]: flag for flag in self._option_string_actions if flag.startswith("--")}
+        hints = {}
+        for word in extras:
+            name = word.split("=", 1)[0]
+            if name.startswith("-") and not _is_number(name):
+                close = difflib.get_close_matches(name.lstrip("-"), list(flags), n=1, cutoff=0.6)
+                if close:
+                    hints[name] = flags[close[0]]
+        message = f"unrecognized arguments: {' '.join(extras)}"
+        if len(hints) == 1:
+            return f"{message} (did you mean {next(iter(hints.values()))}?)"
+        if hints:
+            return f"{message} (did you mean {', '.join(f'{right} for {wrong}' for wrong, right in hints.items())}?)"
+        return message
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
+
+
 def main(argv=None) -> int:
     # allow_abbrev=False: a prefix of a flag is refused, not taken for it (bench's `--batch 2` silently set
     # --batch-size; a flag added later would change what an old abbreviation meant)
     parser = argparse.ArgumentParser(prog="twotower", description="TwoTower Playground engine", allow_abbrev=False)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
     argv = list(sys.argv[1:] if argv is None else argv)
     # only the command named builds its arguments: importing a command's module can cost seconds (torch), and
     # `twotower --help` or another command's typo need none of the others (the first word that is no option)
