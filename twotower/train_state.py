@@ -112,13 +112,20 @@ def _adopt_tokenizer_and_logs(model_dir: Path, run_dir: Path, stages: tuple[str,
     what to do) and the training logs of `stages`, which export() copies on."""
     import shutil
 
-    tok, theirs = run_dir / "tokenizer.model", _check_tokenizer(model_dir)
-    if tok.is_file() and tok.read_bytes() != theirs.read_bytes():
-        raise ValueError(f"{tok} differs from {theirs}: {why}")
-    shutil.copy(theirs, tok)
+    theirs = _check_tokenizer(model_dir)
+    check_same_tokenizer(model_dir, run_dir, why)
+    shutil.copy(theirs, run_dir / "tokenizer.model")
     for stage in stages:
         if (model_dir / f"train_{stage}_log.jsonl").is_file():
             shutil.copy(model_dir / f"train_{stage}_log.jsonl", run_dir / f"{stage}_log.jsonl")
+
+
+def check_same_tokenizer(model_dir: Path, run_dir: Path, why: str) -> None:
+    """A model's tokenizer.model and a run directory's, where both have one, must be the same file (the run's
+    token ids are the model's embedding rows): checked before anything is written. `why` says what to do."""
+    tok, theirs = Path(run_dir) / "tokenizer.model", Path(model_dir) / "tokenizer.model"
+    if tok.is_file() and theirs.is_file() and tok.read_bytes() != theirs.read_bytes():
+        raise ValueError(f"{tok} differs from {theirs}: {why}")
 
 
 def _check_tokenizer(model_dir: Path) -> Path:

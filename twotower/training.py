@@ -6,7 +6,8 @@
 
 The losses are twotower/objectives.py (stage 2 trains every block of a window in one pass).
 Checkpoints (safetensors + JSON, no pickle; twotower/train_state.py) are written every `save_every` steps;
-`--resume` continues. `--minutes M` trains a stage on a wall-clock budget instead of a step count (a GPU
+`--resume` continues (without it, a stage whose checkpoint --out holds is refused: twotower/train_args.py
+checks every flag before any corpus work or write). `--minutes M` trains a stage on a wall-clock budget instead of a step count (a GPU
 lease: scripts/gpu_train.sh), a fresh stage or, with `--resume --init-from EXPORT`, that export's denoiser
 (training accumulates over leases); self-distillation targets come from twotower/distill.py.
 """
@@ -24,7 +25,9 @@ import torch
 
 from .engine import DTYPE_HELP, DTYPE_METAVAR, dtype_flag
 from .objectives import context_loss, denoiser_loss
-from .validation import check_device, check_fraction, check_int, check_not_a_file, make_output_dir, read_json
+from .train_args import (apply_overrides, check_export_paths, check_init_from, check_resume, check_stage_and_profile,
+                         ignored_flags, refuse_overwrite, settings_changed)
+from .validation import check_device, check_int, check_not_a_file, make_output_dir, read_json
 
 PROFILES = {
     # 2 CPU cores, ~90 minutes for both stages together.
@@ -113,53 +116,57 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     from .data import BatchSampler, encode_split, train_tokenizer
     from .distill import DistillAhead
     from .tokenizer import SentencePieceTokenizer
-    from .train_state import (adopt_context, adopt_export, export_record, load_export, load_generator_state, load_state,
-                              save_state)
+    from .train_state import (adopt_context, adopt_export, check_same_tokenizer, export_record, load_export,
+                              load_generator_state, load_state, save_state, segment_history)
 
+    check_stage_and_profile(stage, profile, PROFILES)
     cfg = TrainConfig(**PROFILES[profile])
     check_device("--device", device)
     if steps is not None:  # 0 would mean "the profile's" and a negative count nothing at all: both refused
         steps = check_int("--steps", steps)
+    cfg = apply_overrides(cfg, distill_share=distill_share, distill_from=distill_from, full_mask_share=full_mask_share,
+                          batch_size=batch_size, distill_batches=distill_batches, minutes=minutes, lr=lr)
     run_dir = check_not_a_file("--out", run_dir)  # before anything is read or trained
     ckpt_state = run_dir / f"{stage}_ckpt" / "trainer_state.json"
     resuming = resume and ckpt_state.is_file()  # from this stage's own checkpoint
     from_export = resume and stage == "denoiser" and not resuming and init_from is not None
     fresh_denoiser = stage == "denoiser" and not resuming and not from_export  # stage 2 from a context tower
-    if distill_share is not None:
-        cfg = replace(cfg, distill_share=check_fraction("--distill-share", distill_share))
-    if distill_from is not None:
-        if not 0 <= distill_from < 1:
-            raise ValueError(f"--distill-from is a share of the run in [0, 1), got {distill_from}")
-        cfg = replace(cfg, distill_from=distill_from)
-    if full_mask_share is not None:
-        if not 0 <= full_mask_share <= 1:
-            raise ValueError(f"--full-mask-share is a share of blocks in [0, 1], got {full_mask_share}")
-        cfg = replace(cfg, full_mask_share=full_mask_share)
-    if batch_size is not None:  # on a launch-bound GPU a larger batch costs little more per step
-        if batch_size < 1:
-            raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
-        cfg = replace(cfg, batch_size=batch_size)
-    if distill_batches is not None:
-        if distill_batches < 1:
-            raise ValueError(f"--distill-batches must be >= 1, got {distill_batches}")
-        cfg = replace(cfg, distill_batches=distill_batches)
-    if minutes is not None:
-        if not minutes > 0:
-            raise ValueError(f"--minutes must be > 0, got {minutes}")
-        if resuming:  # a checkpoint's own schedule is a step count; only an export's weights (Adam restarted)
-            # take a new one over the budget
-            raise ValueError(f"--minutes cannot resume the {stage} checkpoint in {run_dir} (its schedule is a step "
-                             "count): resume it without --minutes, or export it and continue the export into an "
-                             "empty --out with --resume --init-from")
-        if resume and not from_export:
-            raise ValueError("--minutes starts a stage afresh (its schedule is the time budget); drop --resume, or "
-                             "continue an export's denoiser with --stage denoiser --resume --init-from DIR")
-        cfg = replace(cfg, minutes=minutes)
-    if lr is not None:  # the peak of the schedule (a step-count continuation sits past it, on the cosine's tail;
-        # a time-budgeted one warms up to it again)
-        if not (math.isfinite(lr) and lr > 0):
-            raise ValueError(f"--lr must be a finite number > 0, got {lr}")
-        cfg = replace(cfg, lr=lr)
+    if init_from is not None and (stage == "context" or not resuming):  # (a resume reads its checkpoint: said below)
+        init_path = check_init_from(stage, init_from, from_export)
+        if fresh_denoiser:  # the context tower's tokenizer, before anything of --out is judged or touched
+            check_same_tokenizer(init_path, run_dir, "the context tower reads another tokenizer")
+    if cfg.minutes and resuming:  # a checkpoint's own schedule is a step count; only an export's weights (Adam
+        # restarted) take a new one over the budget
+        raise ValueError(f"--minutes cannot resume the {stage} checkpoint in {run_dir} (its schedule is a step "
+                         "count): resume it without --minutes, or export it and continue the export into an "
+                         "empty --out with --resume --init-from")
+    if cfg.minutes and resume and not from_export:
+        raise ValueError("--minutes starts a stage afresh (its schedule is the time budget); drop --resume, or "
+                         "continue an export's denoiser with --stage denoiser --resume --init-from DIR")
+    if not resume:  # a forgotten --resume must not train over the checkpoint
+        refuse_overwrite(run_dir, stage, cfg.minutes)
+    profile_steps = cfg.context_steps if stage == "context" else cfg.denoiser_steps
+    total = steps or (10**9 if cfg.minutes else profile_steps)  # with a time budget, `steps` is only a cap
+    if resuming:  # the checkpoint's profile and step, before the corpus is encoded
+        meta = check_resume(run_dir, stage, profile, PROFILES, total, steps)
+    if from_export:  # before the tokenizer is looked for (the export brings its own) and the corpus encoded
+        exported = export_record(Path(init_from))  # checked before --out is made and filled
+        if exported["steps"] >= total:
+            raise ValueError(f"{init_from} already has {exported['steps']} denoiser steps; --steps must be larger "
+                             "to continue")
+        if not (init_path / "config.json").is_file():
+            raise ValueError(f"--init-from {init_from} holds no model (no config.json beside its training_info.json)")
+    if fresh_denoiser:
+        source = Path(init_from) if init_from else run_dir / "context_ckpt"
+        if not (source / "config.json").is_file():  # before the tokenizer is trained and the corpus encoded
+            raise ValueError(f"stage 2 starts from a trained context tower; none at {source} (run --stage context first)")
+    if stage == "denoiser" and cfg.distill_share == 0 and (distill_from is not None or distill_batches is not None):
+        print("note: --distill-from and --distill-batches act with --distill-share > 0 only: ignored", file=sys.stderr)
+    if resume and not resuming and not from_export:
+        print(f"no {stage} checkpoint in {run_dir}: starting the stage afresh", file=sys.stderr)
+    if resuming and init_from is not None:
+        print(f"note: --resume continues the {stage} checkpoint in {run_dir} (step {meta['step']}): --init-from "
+              f"{init_from} is not read", file=sys.stderr)
     if dtype is not None:
         cfg = replace(cfg, dtype=dtype)
     elif cfg.dtype == "bfloat16" and torch.device(device).type == "cpu" and not _cpu_runs_bf16_fast():
@@ -167,20 +174,14 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         print("this CPU has no fast bf16 path: training in float32 (--dtype bfloat16 forces bf16 autocast)",
               file=sys.stderr)  # stdout carries the JSON record alone
         cfg = replace(cfg, dtype="float32")
-    profile_steps = cfg.context_steps if stage == "context" else cfg.denoiser_steps
-    total = steps or (10**9 if cfg.minutes else profile_steps)  # with a time budget, `steps` is only a cap
-    if from_export:  # before the tokenizer is looked for (the export brings its own) and the corpus encoded
-        exported = export_record(Path(init_from))  # checked before --out is made and filled
-        if exported["steps"] >= total:
-            raise ValueError(f"{init_from} already has {exported['steps']} denoiser steps; --steps must be larger "
-                             "to continue")
+    if resuming:
+        saved = segment_history(meta.get("segments"), meta["step"], meta["train_config"])[-1]
+        changed = settings_changed(saved.get("train_config") or {}, {**asdict(cfg), "total_steps": total})
+        if changed:  # allowed (the segment history records it), but a flag left off by mistake changes the run
+            print(f"resuming with other settings than the checkpoint's: {changed} (the profile's defaults fill "
+                  "what the command line leaves out)", file=sys.stderr)
+    if from_export:  # every check done: now --out is made and seeded
         adopt_export(Path(init_from), run_dir, exported)
-    if resume and not resuming and not from_export:
-        print(f"no {stage} checkpoint in {run_dir}: starting the stage afresh", file=sys.stderr)
-    if fresh_denoiser:
-        source = Path(init_from) if init_from else run_dir / "context_ckpt"
-        if not (source / "config.json").is_file():  # before the tokenizer is trained and the corpus encoded
-            raise ValueError(f"stage 2 starts from a trained context tower; none at {source} (run --stage context first)")
     make_output_dir("--out", run_dir)
     context_from = None  # a fresh stage 2 on an export's context tower: that tower's stage record
     if fresh_denoiser and init_from:
@@ -195,13 +196,6 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     start, log, opt_state, segments = 0, [], None, []
     if resuming:
         model, opt_state, start, log, segments = load_state(run_dir, stage, None)
-        if start >= total:
-            raise ValueError(f"the {stage} checkpoint in {run_dir} is already at step {start}: --steps {total} "
-                             "leaves nothing to train (give a larger --steps to continue)")
-        changed = settings_changed(segments[-1].get("train_config") or {}, {**asdict(cfg), "total_steps": total})
-        if changed:  # allowed (the segment history records it), but a flag left off by mistake changes the run
-            print(f"resuming with other settings than the checkpoint's: {changed} (the profile's defaults fill "
-                  "what the command line leaves out)", file=sys.stderr)
     elif from_export:
         model, start, log, segments = load_export(Path(init_from), run_dir, exported)
     elif stage == "context":
@@ -313,13 +307,6 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     return record
 
 
-def settings_changed(saved: dict, now: dict) -> str:
-    """'lr 0.003 -> 0.001, total_steps 1000 -> 40': the recipe's settings a resume changes, in words."""
-    keys = ("total_steps", "lr", "batch_size", "seq_len", "prefix_len", "block_size", "warmup", "dtype",
-            "full_mask_share", "distill_share", "distill_from", "distill_batches")
-    return ", ".join(f"{k} {saved[k]} -> {now[k]}" for k in keys if k in saved and k in now and saved[k] != now[k])
-
-
 def export(run_dir, to_dir, notes: dict | None = None) -> Path:
     """Copy the trained model (bf16 weights: the shipped file stays small) and its tokenizer."""
     import shutil
@@ -328,11 +315,8 @@ def export(run_dir, to_dir, notes: dict | None = None) -> Path:
     from .corpus import describe
     from .data import CORPUS_RECORD
 
-    run_dir, to_dir = Path(run_dir), Path(to_dir)
-    source = run_dir / "denoiser_ckpt"
-    if not (run_dir / "tokenizer.model").is_file():  # checked before anything is written into `to_dir`
-        raise ValueError(f"{run_dir} has no tokenizer.model: not a training run directory")
-    model = from_pretrained(source)
+    run_dir, to_dir = check_export_paths(run_dir, to_dir)  # before a weight is read or anything written
+    model = from_pretrained(run_dir / "denoiser_ckpt")
     # every record is read before anything is written: a damaged one leaves no half-made export behind
     record = run_dir / "data" / CORPUS_RECORD  # the corpus the cached token streams came from, else this Python's
     info = {"corpus": read_json(record) if record.is_file() else describe(), **(notes or {})}
@@ -357,13 +341,18 @@ def export(run_dir, to_dir, notes: dict | None = None) -> Path:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--stage", required=True, choices=["context", "denoiser", "export"])
-    parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
+    parser.add_argument("--stage", required=True, choices=["context", "denoiser", "export"],
+                        help="context: stage 1; denoiser: stage 2, on the context tower in --out (or --init-from); "
+                             "export: the trained model of --out into --to")
+    parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES),
+                        help="the recipe's sizes and schedule (default cpu); a --resume keeps its checkpoint's")
     parser.add_argument("--out", default="runs/default", help="run directory (checkpoints, logs, token cache)")
     parser.add_argument("--to", default="assets/default", help="export: destination of the shipped model")
     parser.add_argument("--steps", type=int, default=None, help="override the profile's number of steps")
-    parser.add_argument("--resume", action="store_true", help="continue from the stage's last checkpoint")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the stage's last checkpoint in --out (none there: the stage starts afresh); "
+                             "without it, a stage whose checkpoint --out holds is refused, not trained over")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--distill-share", type=float, default=None,
                         help="stage 2: share of each batch whose continuation is the context tower's greedy output")
     parser.add_argument("--distill-from", type=float, default=None,
@@ -392,6 +381,9 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    note = ignored_flags(args)
+    if note:
+        print(note, file=sys.stderr)
     if args.stage == "export":
         print(export(args.out, args.to))
         return 0

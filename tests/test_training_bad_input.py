@@ -1,0 +1,274 @@
+"""`twotower train` given bad input, as a person types it: each mistake is one line naming the flag and the
+problem, said before any corpus work or any write (a run directory's checkpoint is never lost to a typo), and
+flags a stage does not read are named instead of dropped silently. Each case here failed before: a traceback,
+a misleading message, a run that trained over a checkpoint, or silence."""
+
+import json
+
+import pytest
+
+from tiny_models import tiny_training_run
+from twotower import build_model, data, save_pretrained, training
+from twotower.cli import main as cli_main
+
+
+# tiny_training_run's profile, at 2 context steps; "test2" the same on other windows
+TEST_PROFILE = dict(seq_len=48, batch_size=4, lr=3e-3, context_steps=2, denoiser_steps=40, prefix_len=16, block_size=8,
+                    warmup=4, eval_every=1000, save_every=1000, dtype="float32", distill_share=0.0)
+
+
+class Stop(Exception):
+    """Raised where the corpus would be encoded: everything before it (checks, notes) has run."""
+
+
+def no_corpus_work(monkeypatch, stop=False):
+    """Encoding the corpus or training a tokenizer fails the test (or, with stop, ends the run there)."""
+    def refuse(*args, **kwargs):
+        if stop:
+            raise Stop
+        pytest.fail("reached the corpus before refusing")
+
+    monkeypatch.setattr(data, "encode_split", refuse)
+    monkeypatch.setattr(data, "train_tokenizer", refuse)
+
+
+def files_of(folder):
+    """Every file under a folder with its bytes: what a refused command must leave as it was."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def fake_checkpoint(run, stage, step, **config):
+    """A stage checkpoint's record as save_state writes it (the checks read no weights), on the test profile's
+    windows unless `config` says otherwise."""
+    ckpt = run / f"{stage}_ckpt"
+    ckpt.mkdir(parents=True)
+    train_config = {**TEST_PROFILE, **config}
+    (ckpt / "trainer_state.json").write_text(json.dumps({"stage": stage, "step": step, "train_config": train_config}))
+    return ckpt
+
+
+# ------------------------------------------------------------------------------ a checkpoint is never lost
+def test_a_stage_run_again_without_resume_is_refused_and_its_checkpoint_kept(tmp_path, monkeypatch):
+    """A forgotten --resume trained the stage again from step 0 and saved over the checkpoint, without a word."""
+    training_module, run = tiny_training_run(monkeypatch, tmp_path)
+    training_module.run_stage("context", run, profile="test", steps=2)
+    before = files_of(run)
+    no_corpus_work(monkeypatch)
+    with pytest.raises(ValueError, match=r"--out .*run already holds a context checkpoint \(step 2\) that this run "
+                                         r"would overwrite: add --resume to continue it, or give another --out"):
+        training.run_stage("context", run, profile="test", steps=2)
+    with pytest.raises(ValueError, match=r"continue it with --resume and without --minutes"):
+        training.run_stage("context", run, profile="test", minutes=1.0)
+    assert files_of(run) == before
+
+
+def test_a_denoiser_run_again_without_resume_is_refused(tmp_path, monkeypatch):
+    save_pretrained(build_model("tiny", seed=0), tmp_path / "run" / "context_ckpt")
+    fake_checkpoint(tmp_path / "run", "denoiser", 7)
+    before = files_of(tmp_path / "run")
+    no_corpus_work(monkeypatch)
+    with pytest.raises(ValueError, match=r"already holds a denoiser checkpoint \(step 7\)"):
+        training.run_stage("denoiser", tmp_path / "run", profile="cpu", steps=20)
+    assert files_of(tmp_path / "run") == before
+
+
+# ------------------------------------------------------------------------------------- resuming the wrong run
+@pytest.fixture
+def test_profiles(monkeypatch):
+    monkeypatch.setitem(training.PROFILES, "test", TEST_PROFILE)
+    monkeypatch.setitem(training.PROFILES, "test2", {**TEST_PROFILE, "seq_len": 64, "prefix_len": 32})
+
+
+@pytest.mark.parametrize("profile, message", [
+    ("test2", "--profile test2 trains on seq_len 64, prefix_len 32; the context checkpoint in .*run was trained on "
+              "seq_len 48, prefix_len 16: resume it with --profile test"),
+    ("cpu", "--profile cpu trains on seq_len 256, prefix_len 64, block_size 16; .* resume it with --profile test"),
+])
+def test_a_resume_under_another_profile_is_refused_and_names_the_checkpoints(tmp_path, monkeypatch, test_profiles,
+                                                                            profile, message):
+    """Resumed without its --profile (the default is cpu), a gpu run changed its windows, lr, batch and steps: a
+    note said so after the corpus was encoded, then it trained on."""
+    fake_checkpoint(tmp_path / "run", "context", 1)
+    no_corpus_work(monkeypatch)
+    with pytest.raises(ValueError, match=message):
+        training.run_stage("context", tmp_path / "run", profile=profile, resume=True, steps=5)
+
+
+def test_a_resume_with_nothing_left_names_the_profiles_steps_before_any_corpus_work(tmp_path, monkeypatch,
+                                                                                   test_profiles):
+    """No --steps given: the message quoted a "--steps 2" the person never typed, after encoding the corpus."""
+    fake_checkpoint(tmp_path / "run", "context", 2)
+    no_corpus_work(monkeypatch)
+    with pytest.raises(ValueError, match="already at step 2: the test profile's 2 steps leave nothing to train "
+                                         r"\(give a larger --steps to continue\)"):
+        training.run_stage("context", tmp_path / "run", profile="test", resume=True)
+
+
+def test_a_resume_says_it_does_not_read_init_from(tmp_path, monkeypatch, capsys, test_profiles):
+    """--resume --init-from EXPORT on a run that has its own checkpoint continues that checkpoint: say so."""
+    fake_checkpoint(tmp_path / "run", "denoiser", 3)
+    no_corpus_work(monkeypatch, stop=True)
+    with pytest.raises(Stop):
+        training.run_stage("denoiser", tmp_path / "run", profile="test", resume=True, init_from="assets/default")
+    assert (f"note: --resume continues the denoiser checkpoint in {tmp_path / 'run'} (step 3): --init-from "
+            "assets/default is not read") in capsys.readouterr().err.splitlines()
+
+
+# ---------------------------------------------------------------------------------------------- --init-from
+@pytest.mark.parametrize("setup, resume, message", [
+    ("missing", False, r"--init-from '.*missing': no such folder"),
+    ("missing", True, r"--init-from '.*missing': no such folder"),
+    ("file", False, r"--init-from '.*file' is a file, not a folder"),
+    ("empty", False, r"--init-from '.*empty' holds no model \(no config.json\): give a context checkpoint"),
+    ("run", False, r"--init-from '.*run0' is a training run directory, not a model: its context tower is "
+                   r"--init-from .*run0/context_ckpt"),
+    ("run", True, r"--init-from '.*run0' is a training run directory, not a model: continue its checkpoint with "
+                  r"--out .*run0 --resume, or export it"),
+])
+def test_init_from_names_what_it_was_given(tmp_path, monkeypatch, setup, resume, message):
+    """Each said "stage 2 starts from a trained context tower; none at X (run --stage context first)", or with
+    --resume "X has no training_info.json with a denoiser stage", never naming --init-from."""
+    paths = {"missing": tmp_path / "missing", "file": tmp_path / "file", "empty": tmp_path / "empty",
+             "run": tmp_path / "run0"}
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "empty").mkdir()
+    save_pretrained(build_model("tiny", seed=0), tmp_path / "run0" / "context_ckpt")
+    (tmp_path / "run0" / "denoiser_ckpt").mkdir()
+    no_corpus_work(monkeypatch)
+    with pytest.raises(ValueError, match=message):
+        training.run_stage("denoiser", tmp_path / "out", resume=resume, init_from=str(paths[setup]), steps=50)
+    assert not (tmp_path / "out").exists()
+
+
+def test_init_from_on_the_context_stage_is_refused(tmp_path, monkeypatch):
+    """It was ignored: an hour of context training from random weights, for a person who meant to continue one."""
+    no_corpus_work(monkeypatch)
+    with pytest.raises(ValueError, match="--init-from is read by --stage denoiser only"):
+        training.run_stage("context", tmp_path / "out", init_from="assets/default")
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------------------------------- values
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(minutes=float("inf")), r"--minutes must be > 0 and finite, got inf"),  # trained 10**9 steps at lr ~0
+    (dict(minutes=float("nan")), r"--minutes must be > 0 and finite, got nan"),
+    (dict(distill_batches=0), r"--distill-batches must be >= 1, got 0"),
+    (dict(profile="bogus"), r"--profile 'bogus' is not a profile; choose from cpu, gpu"),  # a KeyError
+])
+def test_bad_values_are_refused_before_any_corpus_work(tmp_path, monkeypatch, kwargs, message):
+    no_corpus_work(monkeypatch)
+    with pytest.raises(ValueError, match=message):
+        training.run_stage("context", tmp_path / "out", **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_stage_refuses_a_stage_it_does_not_train(tmp_path, monkeypatch):
+    """run_stage('export') fell through to stage 2's code and stopped on an UnboundLocalError."""
+    no_corpus_work(monkeypatch)
+    with pytest.raises(ValueError, match="--stage 'export' trains nothing: choose context or denoiser"):
+        training.run_stage("export", tmp_path / "out")
+
+
+def test_distillation_settings_without_a_share_are_named(tmp_path, monkeypatch, capsys):
+    save_pretrained(build_model("tiny", seed=0), tmp_path / "run" / "context_ckpt")
+    no_corpus_work(monkeypatch, stop=True)
+    with pytest.raises(Stop):
+        training.run_stage("denoiser", tmp_path / "run", distill_from=0.5, steps=3)
+    assert "note: --distill-from and --distill-batches act with --distill-share > 0 only: ignored" in \
+        capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------- export
+def test_an_export_never_writes_over_its_run_or_another(tmp_path, monkeypatch):
+    """--to --out stopped on a SameFileError traceback after writing the weights into the run directory;
+    --to <out>/denoiser_ckpt replaced the checkpoint's fp32 weights with the export's bf16 ones."""
+    training_module, run = tiny_training_run(monkeypatch, tmp_path)
+    training_module.run_stage("context", run, profile="test", steps=1)
+    only_context = files_of(run)
+    with pytest.raises(ValueError, match=r"--out .*run has only a context stage: export copies a trained denoiser "
+                                         r"\(stage 2\); run --stage denoiser --out .*run first"):
+        training.export(run, tmp_path / "e")
+    training_module.run_stage("denoiser", run, profile="test", steps=1)
+    before = files_of(run)
+    for to in (run, run / "denoiser_ckpt", run / "context_ckpt" / "x", run / "data"):
+        with pytest.raises(ValueError, match=r"--to .* is the run directory or one of its checkpoints: the export "
+                                             r"would overwrite them; give a folder of its own \(e.g. .*run/export\)"):
+            training.export(run, to)
+    other = tmp_path / "other"
+    fake_checkpoint(other, "context", 1)
+    with pytest.raises(ValueError, match="--to .*other' holds a training run or checkpoint"):
+        training.export(run, other)
+    with pytest.raises(ValueError, match="holds a training run or checkpoint"):
+        training.export(run, other / "context_ckpt")
+    assert files_of(run) == before and not (tmp_path / "e").exists()
+    assert len(only_context) < len(before)
+    assert (training.export(run, run / "export") / "config.json").is_file()  # a folder of its own inside: fine
+
+
+@pytest.mark.parametrize("setup, message", [
+    ("missing", r"--out '.*nothere': no such folder"),  # was "... has no tokenizer.model"
+    ("file", r"--out '.*afile' is a file, not a folder"),
+    ("empty", r"has no trained stage: export copies a trained denoiser"),  # was "denoiser_ckpt has no config.json"
+])
+def test_an_export_from_nothing_says_what_is_missing(tmp_path, setup, message):
+    run = {"missing": tmp_path / "nothere", "file": tmp_path / "afile", "empty": tmp_path / "empty"}[setup]
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "tokenizer.model").write_bytes(b"x")
+    with pytest.raises(ValueError, match=message):
+        training.export(run, tmp_path / "e")
+    assert not (tmp_path / "e").exists()
+
+
+def test_export_to_a_file_is_refused_before_the_weights_are_read(tmp_path, monkeypatch):
+    from twotower import checkpoint
+
+    run = tmp_path / "run"
+    fake_checkpoint(run, "denoiser", 1)
+    (run / "denoiser_ckpt" / "config.json").write_text("{}")
+    (run / "tokenizer.model").write_bytes(b"x")
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setattr(checkpoint, "from_pretrained", lambda *a, **k: pytest.fail("read the weights first"))
+    with pytest.raises(ValueError, match=r"--to '.*afile' is a file, not a folder"):
+        training.export(run, tmp_path / "afile")
+
+
+# ------------------------------------------------------------------------------------------- the command line
+@pytest.mark.parametrize("argv, note", [
+    (["--stage", "export", "--steps", "50", "--resume", "--lr", "1e-3"],
+     "note: --stage export reads no --steps, --resume, --lr: ignored"),
+    (["--stage", "context", "--distill-share", "0.5", "--full-mask-share", "0.1", "--to", "x"],
+     "note: --stage context reads no --to, --distill-share, --full-mask-share: ignored"),
+    (["--stage", "denoiser", "--to", "x"], "note: --stage denoiser reads no --to: ignored"),
+    (["--stage", "denoiser", "--distill-share", "0.5", "--init-from", "m", "--profile", "gpu"], None),
+    (["--stage", "export", "--out", "r", "--to", "x"], None),
+])
+def test_flags_a_stage_does_not_read_are_named(monkeypatch, capsys, argv, note):
+    """`--stage export --steps 50` exported and said nothing of --steps (training flags were dropped silently)."""
+    monkeypatch.setattr(training, "run_stage", lambda *a, **k: {})
+    monkeypatch.setattr(training, "export", lambda *a, **k: "x")
+    assert cli_main(["train", *argv]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert notes == ([note] if note else [])
+
+
+def test_every_train_flag_says_what_it_does():
+    """--stage, --profile and --device had no help line in `twotower train --help`."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    training.add_arguments(parser)
+    assert all(action.help for action in parser._actions), [a.dest for a in parser._actions if not a.help]
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["--stage", "context", "--minutes", "inf"], "twotower train: error: --minutes must be > 0 and finite, got inf"),
+    (["--stage", "denoiser", "--init-from", "{tmp}/nothere", "--out", "{tmp}/run"],
+     "twotower train: error: --init-from '{tmp}/nothere': no such folder"),
+    (["--stage", "export", "--out", "{tmp}/run", "--to", "{tmp}/run"],
+     "twotower train: error: --out '{tmp}/run': no such folder (export reads the run directory the stages wrote)"),
+])
+def test_the_command_prints_one_line_and_exits_2(tmp_path, monkeypatch, capsys, argv, line):
+    no_corpus_work(monkeypatch)
+    assert cli_main(["train", *[word.format(tmp=tmp_path) for word in argv]]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [line.format(tmp=tmp_path)]
