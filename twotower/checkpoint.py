@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import NemotronHConfig
+from transformers.activations import ACT2FN
 
-from .config import FP32_SUFFIXES, ensure_two_tower_fields
+from .config import FP32_SUFFIXES, check_layer_pattern, ensure_two_tower_fields
 from .model import TwoTowerModel
 from .validation import check_device, check_fraction, check_gamma, check_int
 
 WEIGHTS_NAME = "model.safetensors"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")  # weights this loader never reads (pickle runs code)
 
 
 def save_pretrained(model: TwoTowerModel, directory, dtype: torch.dtype | None = None, extra: dict | None = None) -> Path:
@@ -32,27 +35,149 @@ def save_pretrained(model: TwoTowerModel, directory, dtype: torch.dtype | None =
     return directory
 
 
+CONFIG_NAME = "config.json"
+# The layer pattern, under each name NemotronHConfig reads it by: a config with none of them would be read as
+# transformers' default four-layer stack, and its weights then blamed ("missing tensors") for the config's gap.
+PATTERN_FIELDS = ("layers_block_type", "layer_types", "hybrid_override_pattern")
+# Fields a config.json must set (any spelling NemotronHConfig accepts): transformers' defaults are another model's
+# sizes (hidden 4096), so a width or vocabulary left out builds some other model, and a router's top-k or scaling
+# left out loads without a word and routes every token differently (defaults 2 and 1.0; the release: 6 and 2.5).
+REQUIRED_FIELDS = {"vocab_size": (), "hidden_size": ()}
+MOE_REQUIRED_FIELDS = {"num_experts_per_tok": (), "routed_scaling_factor": ()}
+# Fields that shape some weight: when a checkpoint does not fit its config.json, the ones the file leaves unset
+# (transformers' defaults stood in for them) are the likely cause, and the message says so.
+SHAPE_FIELDS = {"head_dim": (), "num_attention_heads": (), "num_key_value_heads": (), "mamba_num_heads": (),
+                "mamba_head_dim": (), "n_groups": ("mamba_n_groups",), "ssm_state_size": (),
+                "conv_kernel": ("mamba_d_conv",), "expand": ("mamba_expand",), "intermediate_size": (),
+                "n_routed_experts": ("num_local_experts",), "moe_intermediate_size": (),
+                "moe_shared_expert_intermediate_size": (), "n_shared_experts": (), "time_embed_dim": ()}
+# Sizes that must be positive integers. Most fail to build at 0 or below, but chunk_size builds fine and fails in
+# the first scan longer than one token (ZeroDivisionError), and a 0 width builds zero-size tensors with a warning.
+POSITIVE_FIELDS = ("vocab_size", "hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim",
+                   "mamba_num_heads", "mamba_head_dim", "n_groups", "ssm_state_size", "conv_kernel", "chunk_size",
+                   "expand", "intermediate_size", "moe_intermediate_size", "moe_shared_expert_intermediate_size",
+                   "n_routed_experts", "time_embed_dim")
+
+
+def _is_set(raw: dict, field: str, aliases=()) -> bool:
+    return any(name in raw for name in (field, *aliases))
+
+
+def _one_line(text) -> str:
+    """A library's message on one line (huggingface_hub's validation errors span several)."""
+    return " ".join(str(text).split())
+
+
+def read_json_object(path: Path, lead: str) -> dict:
+    """A JSON object from a file, or a ValueError "<path> <lead>: <what is wrong>" (lead: "cannot be read as a
+    model config")."""
+    if path.is_dir():
+        raise ValueError(f"{path} {lead}: it is a folder, not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} {lead}: not a text file") from None
+    except OSError as exc:
+        raise ValueError(f"{path} {lead}: {exc.strerror or exc}") from None
+    if not text.strip():
+        raise ValueError(f"{path} {lead}: the file is empty")
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} {lead}: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path} {lead}: it holds a JSON {type(raw).__name__}, not an object")
+    return raw
+
+
+def unset_shape_fields(directory) -> list[str]:
+    """The weight-shaping fields a checkpoint's config.json leaves unset (transformers' defaults stand in)."""
+    try:
+        raw = read_json_object(Path(directory) / CONFIG_NAME, "")
+    except ValueError:
+        return []
+    return [field for field, aliases in SHAPE_FIELDS.items() if not _is_set(raw, field, aliases)]
+
+
+def unset_fields_hint(directory) -> str:
+    """'; config.json does not set ...' for a load that failed on shapes or names, or '' when it sets them all."""
+    unset = unset_shape_fields(directory)
+    if not unset:
+        return ""
+    return (f"; {Path(directory) / CONFIG_NAME} does not set {', '.join(unset)}, so transformers' defaults stood "
+            "in: set them as the checkpoint was trained")
+
+
 def load_config(directory) -> NemotronHConfig:
     directory = Path(directory)
-    if not (directory / "config.json").is_file():
+    path = directory / CONFIG_NAME
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a file: not a model directory")
+    if not path.is_file():
         raise ValueError(f"{directory} has no config.json: not a model directory")
-    try:  # another model type first: transformers would only warn, then read what fields it knows
-        model_type = json.loads((directory / "config.json").read_text()).get("model_type", "nemotron_h")
-    except Exception:  # not JSON, not an object: from_pretrained's error below says so
-        model_type = "nemotron_h"
+    # read here first: transformers' own errors say "not a valid JSON file" without where, or a TypeError for a list
+    raw = read_json_object(path, "cannot be read as a model config")
+    model_type = raw.get("model_type", "nemotron_h")  # another model type: transformers would only warn
     if model_type != "nemotron_h":
         raise ValueError(f"{directory}/config.json is a {model_type!r} config, not a NemotronH (two-tower) one")
+    if not any(name in raw for name in PATTERN_FIELDS):
+        raise ValueError(f"{path} has no layer pattern: set hybrid_override_pattern (e.g. \"MEM*EME\": M Mamba-2, "
+                         "E MoE, * attention, - MLP) or layers_block_type")
+    if "hybrid_override_pattern" in raw and not any(name in raw for name in PATTERN_FIELDS[:2]):
+        try:  # an unknown symbol was transformers' bare KeyError ("cannot be read as a model config: 'X'")
+            check_layer_pattern(raw["hybrid_override_pattern"])
+        except ValueError as exc:
+            raise ValueError(f"{path}: hybrid_override_pattern: {exc}") from None
+    for field, aliases in REQUIRED_FIELDS.items():
+        if not _is_set(raw, field, aliases):
+            raise ValueError(f"{path} does not set {field}: transformers' default would build some other model")
     try:
         config = NemotronHConfig.from_pretrained(str(directory), local_files_only=True)
-    except Exception as exc:  # OSError for a file that is not JSON; huggingface_hub's StrictDataclassError (a
-        # plain Exception) for a field of the wrong type or an unknown layer kind
-        raise ValueError(f"{directory}/config.json cannot be read as a model config: {exc}") from None
+    except Exception as exc:  # huggingface_hub's StrictDataclassError (a plain Exception) for a field of the wrong
+        # type or an unknown layer kind; its text spans several lines
+        raise ValueError(f"{directory}/config.json cannot be read as a model config: {_one_line(exc)}") from None
     config._attn_implementation = "sdpa"
     config = ensure_two_tower_fields(config)
+    if "hybrid_override_pattern" in raw and isinstance(raw["hybrid_override_pattern"], str) \
+            and raw["hybrid_override_pattern"] != config.hybrid_override_pattern:
+        # transformers reads layers_block_type and drops the other without a word: which one was trained?
+        raise ValueError(f"{path}: layers_block_type ({config.hybrid_override_pattern!r}) and hybrid_override_pattern "
+                         f"({raw['hybrid_override_pattern']!r}) describe different layer stacks: keep one")
+    try:
+        check_layer_pattern(config.hybrid_override_pattern)  # an empty stack, or one without attention
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    moe = "moe" in config.layers_block_type
+    if moe:
+        for field, aliases in MOE_REQUIRED_FIELDS.items():
+            if not _is_set(raw, field, aliases):
+                raise ValueError(f"{path} does not set {field}, which its MoE layers route by: transformers' "
+                                 f"default {getattr(config, field)!r} would load without an error and route "
+                                 "differently from training")
+    for field in POSITIVE_FIELDS:
+        value = getattr(config, field, None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{path} describes no model that can be built: {field} must be a positive integer, "
+                             f"got {value!r}")
+    for field in ("layer_norm_epsilon", "routed_scaling_factor"):
+        value = getattr(config, field, None)
+        if isinstance(value, (int, float)) and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{path}: {field} must be a positive number, got {value!r}")
+    for field in ("mamba_hidden_act", "mlp_hidden_act"):  # an unknown name: a bare KeyError while building
+        value = getattr(config, field, None)
+        if value not in ACT2FN:
+            raise ValueError(f"{path}: {field} {value!r} is not an activation transformers knows (such as "
+                             "silu, relu2, gelu)")
     mask = config.mask_token_id
     if not isinstance(mask, int) or isinstance(mask, bool) or not 0 <= mask < config.vocab_size:
         raise ValueError(f"{directory}/config.json: mask_token_id {mask!r} is not an id below the vocabulary "
                          f"size {config.vocab_size}")
+    if "mask_token_id" not in raw:
+        _check_filled_mask_id(directory, mask)
+    eos = config.eos_token_id
+    if isinstance(eos, int) and not isinstance(eos, bool) and not 0 <= eos < config.vocab_size:
+        # the release's tokenizer.json takes its EOS from here: every run would fail as if the user had passed it
+        raise ValueError(f"{path}: eos_token_id {eos} is not an id below the vocabulary size {config.vocab_size}")
     # the decoding defaults every run without explicit settings reads: a bad one is the file's fault, so say so
     # here rather than as if the user had typed it
     checks = {"default_gamma": check_gamma, "default_block_size": lambda v: check_int("block size", v),
@@ -70,7 +195,46 @@ def load_config(directory) -> NemotronHConfig:
     if isinstance(top_k, int) and isinstance(experts, int) and not 1 <= top_k <= experts:
         raise ValueError(f"{directory}/config.json: num_experts_per_tok {top_k} must be between 1 and "
                          f"n_routed_experts {experts}")
+    if moe:
+        _check_expert_groups(path, config)
     return config
+
+
+def _check_expert_groups(path: Path, config) -> None:
+    """The router's grouped top-k (n_group groups of experts, the best topk_group groups, top-k inside them): a
+    config it cannot run builds fine and fails in the first forward pass with a reshape or topk RuntimeError."""
+    groups, keep = config.n_group, config.topk_group
+    experts, top_k = config.n_routed_experts, config.num_experts_per_tok
+    if not isinstance(groups, int) or groups < 1 or experts % groups:
+        raise ValueError(f"{path}: n_group {groups!r} must be a positive integer that divides n_routed_experts "
+                         f"{experts}")
+    if experts // groups < 2:  # each group is scored by its two best experts
+        raise ValueError(f"{path}: n_group {groups} leaves fewer than 2 experts per group (n_routed_experts "
+                         f"{experts})")
+    if not isinstance(keep, int) or not 1 <= keep <= groups:
+        raise ValueError(f"{path}: topk_group {keep!r} must be between 1 and n_group {groups}")
+    if top_k > keep * (experts // groups):
+        raise ValueError(f"{path}: num_experts_per_tok {top_k} is more than the {keep * (experts // groups)} experts "
+                         f"that topk_group {keep} of n_group {groups} groups leave to choose from")
+
+
+def _check_filled_mask_id(directory: Path, mask: int) -> None:
+    """config.json without mask_token_id gets the release's id; beside a tokenizer.json that has a <mask> token of
+    another id (and no tokenizer.model, which is read first), the denoiser would read the wrong id without a word:
+    its HFTokenizer takes the mask id from the config."""
+    from .tokenizer import HF_TOKENIZER_FILE, MASK_TEXT, TOKENIZER_FILE
+
+    tokenizer = directory / HF_TOKENIZER_FILE
+    if (directory / TOKENIZER_FILE).is_file() or not tokenizer.is_file():
+        return
+    try:
+        added = json.loads(tokenizer.read_text(encoding="utf-8")).get("added_tokens") or []
+        ids = [t["id"] for t in added if isinstance(t, dict) and t.get("content") == MASK_TEXT]
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return  # an unreadable tokenizer.json is reported when the tokenizer loads
+    if ids and ids[0] != mask:
+        raise ValueError(f"{directory}/config.json has no mask_token_id, so the release's {mask} was assumed, but "
+                         f"{tokenizer} has {MASK_TEXT} as id {ids[0]}: set mask_token_id in config.json")
 
 
 def build_on_meta(config, directory) -> TwoTowerModel:
@@ -79,8 +243,8 @@ def build_on_meta(config, directory) -> TwoTowerModel:
     try:
         with torch.device("meta"):
             return TwoTowerModel(config)
-    except (RuntimeError, ValueError, TypeError, ZeroDivisionError, AssertionError) as exc:
-        raise ValueError(f"{directory}/config.json describes no model that can be built: {exc}") from None
+    except (RuntimeError, ValueError, TypeError, ZeroDivisionError, AssertionError, KeyError) as exc:
+        raise ValueError(f"{directory}/config.json describes no model that can be built: {_one_line(exc)}") from None
 
 
 def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32) -> TwoTowerModel:
@@ -93,19 +257,19 @@ def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32)
     config = load_config(directory)
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
-        raise ValueError(f"{directory} has no {WEIGHTS_NAME}")
+        raise ValueError(missing_weights_message(directory))
     model = build_on_meta(config, directory)
     try:
         state = load_file(str(weights), device=str(device))
     except Exception as exc:  # safetensors' own error type lives in its Rust module; a truncated file lands here
-        raise ValueError(f"{weights} cannot be read as safetensors: {exc}") from exc
+        raise unreadable_safetensors(weights, exc) from None
     stored = {k: v.dtype for k, v in state.items()}  # before the cast: an error names the file's dtypes
     state = {k: v.to(dtype) if v.is_floating_point() and not k.endswith(FP32_SUFFIXES) else v for k, v in state.items()}
     # safetensors' CPU tensors may sit unaligned; BLAS then rounds differently: fresh memory keeps load exact.
     state = {k: v.clone() if v.data_ptr() % 64 else v for k, v in state.items()}
     missing, unexpected = _check_keys(model, state)
     if missing or unexpected:
-        raise ValueError(f"{weights}: missing tensors {missing[:5]}, unexpected tensors {unexpected[:5]}")
+        raise ValueError(f"{weights}: {_key_mismatch(model, missing, unexpected)}{unset_fields_hint(directory)}")
     expected = model.state_dict()
     not_float = [k for k, v in state.items() if expected[k].is_floating_point() and not v.is_floating_point()]
     if not_float:
@@ -122,13 +286,90 @@ def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32)
         # torch lists every mismatched tensor on its own line: the first, and how many more
         found = [line.strip() for line in str(exc).splitlines() if line.strip().startswith("size mismatch")] or [str(exc)]
         more = f" (and {len(found) - 1} more tensors)" if len(found) > 1 else ""
-        raise ValueError(f"{weights} does not fit {directory}/config.json: {found[0]}{more}") from None
+        raise ValueError(f"{weights} does not fit {directory}/config.json: {found[0]}{more}"
+                         f"{unset_fields_hint(directory)}") from None
     return model.eval()
 
 
 def _check_keys(model, state):
     expected = set(model.state_dict().keys())
     return sorted(expected - set(state)), sorted(set(state) - expected)
+
+
+def _key_mismatch(model, missing: list[str], unexpected: list[str]) -> str:
+    """Missing and unexpected tensor names on one line: the first few of each with how many more, and the two
+    causes a user can act on: a whole part absent (an AR-only checkpoint has no denoiser_tower) and every name
+    under a wrapper prefix ("model.context_tower...")."""
+    def listed(names):
+        return f"{names[:5]}{f' and {len(names) - 5} more' if len(names) > 5 else ''}"
+
+    text = f"missing tensors {listed(missing)}, unexpected tensors {listed(unexpected)}"
+    prefixes = {name.split(".", 1)[0] for name in unexpected}
+    if missing and len(prefixes) == 1 and set(missing) <= {name.split(".", 1)[-1] for name in unexpected}:
+        return f"{text}: every name starts with {next(iter(prefixes)) + '.'!r}, which the engine's names do not"
+    def part(name):
+        return name.split(".", 1)[0]
+
+    expected = [part(name) for name in model.state_dict()]
+    lost = [part(name) for name in missing]
+    absent = sorted(p for p in set(lost) if lost.count(p) == expected.count(p))
+    return text + (f" (no {', '.join(absent)} tensors at all)" if absent else "")
+
+
+def missing_weights_message(directory: Path) -> str:
+    """Why a folder has no loadable model.safetensors, naming what it holds instead when that says more."""
+    weights = directory / WEIGHTS_NAME
+    if weights.exists():
+        return f"{weights} is a folder, not a weights file"
+    shards = sorted(p.name for p in directory.glob("*.safetensors") if p.is_file())
+    if shards:  # the release's shards without the index that lists them
+        listed = ", ".join(shards[:3]) + (f" and {len(shards) - 3} more" if len(shards) > 3 else "")
+        return (f"{directory} has no {WEIGHTS_NAME}, and its other safetensors file{'s' if len(shards) > 1 else ''} "
+                f"({listed}) cannot be read without model.safetensors.index.json, the index that says which tensor "
+                "is in which: copy it from the checkpoint")
+    pickles = sorted(p.name for p in directory.iterdir() if p.is_file() and p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        return (f"{directory} has no {WEIGHTS_NAME}, only {', '.join(pickles[:3])}: weights are read from "
+                "safetensors only (a pickle can run code as it loads); convert them with safetensors' save_file")
+    return f"{directory} has no {WEIGHTS_NAME}"
+
+
+def unreadable_safetensors(path: Path, exc: Exception) -> ValueError:
+    """The ValueError for a weights file safetensors refused, saying in words what is wrong with it where the
+    file shows it (safetensors says "Error while deserializing header: incomplete metadata, file not fully
+    covered" of a file cut short)."""
+    return ValueError(f"{path} cannot be read as safetensors: {_safetensors_problem(path) or _one_line(exc)}")
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """What the first bytes and the header of a refused file show: empty, not safetensors at all, cut short."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            if size == 0:
+                return "the file is empty (0 bytes): an interrupted download or copy?"
+            if size < 8:
+                return f"the file is only {size} bytes long"
+            if head.startswith(b"PK\x03\x04"):
+                return "it is a zip archive (a PyTorch pickle checkpoint?), not safetensors"
+            header_len = int.from_bytes(head, "little")
+            if header_len > size - 8:
+                return (f"not a safetensors file (its first 8 bytes announce a {header_len}-byte header, the file "
+                        f"has {size} bytes)")
+            header = json.loads(handle.read(header_len))
+    except (OSError, ValueError):  # a header that is not JSON: safetensors' own words say it
+        return None
+    if not isinstance(header, dict):
+        return None
+    ends = [entry["data_offsets"][1] for key, entry in header.items()
+            if key != "__metadata__" and isinstance(entry, dict) and isinstance(entry.get("data_offsets"), list)
+            and len(entry["data_offsets"]) == 2 and isinstance(entry["data_offsets"][1], int)]
+    needed = 8 + header_len + max(ends, default=0)
+    if size < needed:
+        return (f"the file is truncated: its header describes {needed} bytes, the file has {size} "
+                f"({100 * size // needed}%): an interrupted download or copy?")
+    return None
 
 
 def from_backbone(directory, device="cpu", dtype: torch.dtype = torch.float32) -> TwoTowerModel:

@@ -27,7 +27,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .checkpoint import build_on_meta, load_config
+from .checkpoint import build_on_meta, load_config, read_json_object, unreadable_safetensors, unset_fields_hint
 from .config import ARCHITECTURE, FP32_SUFFIXES
 from .model import TwoTowerModel
 
@@ -60,15 +60,18 @@ def read_weight_map(directory: Path) -> dict[str, str]:
     """Tensor name -> shard file name, from the index (or from a single model.safetensors)."""
     index = directory / INDEX_NAME
     if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ValueError(f"{index} is not a safetensors index (expected a 'weight_map' object): {exc}") from None
+        lead = "is not a safetensors index (expected a 'weight_map' object)"
+        weight_map = read_json_object(index, lead).get("weight_map")
+        if weight_map is None:
+            raise ValueError(f"{index} {lead}: it has no 'weight_map'")
         if not isinstance(weight_map, dict):
             raise ValueError(f"{index}: 'weight_map' must map tensor names to shard files, got a "
                              f"{type(weight_map).__name__}")
         if not weight_map:
             raise ValueError(f"{index}: 'weight_map' is empty")
+        for key, shard in weight_map.items():  # 5 or "" read as "shard file <folder>/5 is missing"
+            if not isinstance(shard, str) or not shard.strip():
+                raise ValueError(f"{index}: 'weight_map' gives {shard!r} as the shard of {key!r}, not a file name")
         for shard in set(map(str, weight_map.values())):
             # shards are files of this folder: an index must not send the loader elsewhere on the disk
             if Path(shard).is_absolute() or ".." in Path(shard).parts:
@@ -98,7 +101,7 @@ def _open_shard(path: Path, device: str = "cpu"):
     try:
         return safe_open(str(path), framework="pt", device=device)
     except Exception as exc:  # safetensors' error type lives in its Rust module: a truncated or corrupt file
-        raise ValueError(f"{path} cannot be read as safetensors: {exc}") from None
+        raise unreadable_safetensors(path, exc) from None
 
 
 def _plan_reads(directory: Path, weight_map: dict[str, str], expected: dict[str, torch.Tensor]):
@@ -109,33 +112,47 @@ def _plan_reads(directory: Path, weight_map: dict[str, str], expected: dict[str,
     for shard in dict.fromkeys(weight_map.values()):
         if not (directory / shard).is_file():
             first = next(k for k, v in weight_map.items() if v == shard)
-            raise ValueError(f"shard file {directory / shard} is missing (the index lists {first!r} in it)")
+            what = "is a folder, not a file" if (directory / shard).exists() else "is missing"
+            raise ValueError(f"shard file {directory / shard} {what} (the index lists {first!r} in it)")
+    # the file that lists the names (the index, or the single file), at the head of each message about them
+    where = directory / INDEX_NAME if (directory / INDEX_NAME).is_file() else directory / SINGLE_FILE_NAME
+    # names or shapes that do not fit may come from config.json fields left to transformers' defaults: said so
     reads: dict[str, list] = {}
     experts_seen: dict[str, set[int]] = {}
     covered, whole = set(), set()
     for key, shard in weight_map.items():
         name, expert = release_to_engine_name(key)
         if name not in expected:
-            raise ValueError(f"unknown tensor {key!r} in {shard}: the model has no {name!r}")
+            raise ValueError(f"{where}: unknown tensor {key!r} in {shard}: the model has no {name!r}"
+                             f"{unset_fields_hint(directory)}")
         if expert is not None:
             n_experts = expected[name].shape[0]
             if expected[name].dim() != 3 or expert >= n_experts:
-                raise ValueError(f"unknown tensor {key!r} in {shard}: expert {expert} of a {n_experts}-expert layer")
+                raise ValueError(f"{where}: unknown tensor {key!r} in {shard}: expert {expert} of a "
+                                 f"{n_experts}-expert layer{unset_fields_hint(directory)}")
             if expert in experts_seen.setdefault(name, set()) or name in whole:
-                raise ValueError(f"tensor {key!r} is listed twice")
+                raise ValueError(f"{where}: tensor {key!r} is listed twice")
             experts_seen[name].add(expert)
         elif name in covered:
-            raise ValueError(f"tensor {key!r} ({name!r}) is listed twice")
+            raise ValueError(f"{where}: tensor {key!r} ({name!r}) is listed twice")
         else:
             whole.add(name)
         covered.add(name)
         reads.setdefault(shard, []).append((key, name, expert))
+    uncovered = [name for name in expected if name not in covered]
+    if uncovered:
+        first = uncovered[0]
+        more = f" and {len(uncovered) - 1} more" if len(uncovered) > 1 else ""
+        parts = [name.split(".", 1)[0] for name in expected]
+        lost = [name.split(".", 1)[0] for name in uncovered]
+        absent = sorted(p for p in set(lost) if lost.count(p) == parts.count(p))  # e.g. no denoiser_tower at all
+        absent_text = f" (no {', '.join(absent)} tensors at all)" if absent else ""
+        raise ValueError(f"{where}: the checkpoint has no tensor for {first!r} {tuple(expected[first].shape)}{more}"
+                         f"{absent_text}{unset_fields_hint(directory)}")
     for name, tensor in expected.items():
-        if name not in covered:
-            raise ValueError(f"the checkpoint has no tensor for {name!r} {tuple(tensor.shape)}")
         if name in experts_seen and len(experts_seen[name]) != tensor.shape[0]:
             missing = min(set(range(tensor.shape[0])) - experts_seen[name])
-            raise ValueError(f"the checkpoint has no expert {missing} for {name!r}")
+            raise ValueError(f"{where}: the checkpoint has no expert {missing} for {name!r}")
     for shard, entries in reads.items():
         with _open_shard(directory / shard) as handle:
             present = set(handle.keys())
@@ -145,11 +162,12 @@ def _plan_reads(directory: Path, weight_map: dict[str, str], expected: dict[str,
                 shape = tuple(handle.get_slice(key).get_shape())
                 want = tuple(expected[name].shape[1:] if expert is not None else expected[name].shape)
                 if shape != want:
-                    raise ValueError(f"tensor {key!r} in {shard} has shape {shape}, the model expects {want}")
+                    raise ValueError(f"{directory}: tensor {key!r} in {shard} has shape {shape}, the model expects "
+                                     f"{want}{unset_fields_hint(directory)}")
                 stored = handle.get_slice(key).get_dtype()  # "F32", "BF16", "I64", ...
                 if expected[name].is_floating_point() and not stored.startswith(("F", "BF")):
-                    raise ValueError(f"tensor {key!r} in {shard} is stored as {stored}; the model expects "
-                                     "floating-point weights")
+                    raise ValueError(f"{directory}: tensor {key!r} in {shard} is stored as {stored}; the model "
+                                     "expects floating-point weights")
     return reads
 
 

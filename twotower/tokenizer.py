@@ -13,6 +13,7 @@ from pathlib import Path
 PAD_ID, BOS_ID, EOS_ID, UNK_ID, MASK_ID = 0, 1, 2, 3, 4
 N_SPECIAL = 5
 MASK_TEXT = "<mask>"
+SPECIAL_PIECES = ["<pad>", "<s>", "</s>", "<unk>", MASK_TEXT]  # ids 0-4 in a sentencepiece model of this project
 SPACE_MARK = "\u2581"  # sentencepiece's whitespace symbol
 TOKENIZER_FILE = "tokenizer.model"
 HF_TOKENIZER_FILE = "tokenizer.json"
@@ -40,11 +41,19 @@ class SentencePieceTokenizer:
         self.path = Path(model_file)
         if not self.path.is_file():
             raise ValueError(f"tokenizer file not found: {self.path}")
+        if self.path.stat().st_size == 0:  # sentencepiece: "INTERNAL: unk is not defined."
+            raise ValueError(f"cannot read the tokenizer {self.path}: the file is empty")
         try:
             self.sp = spm.SentencePieceProcessor(model_file=str(self.path))
         except (RuntimeError, OSError) as exc:  # "could not parse ModelProto": not a sentencepiece model
             raise ValueError(f"cannot read the tokenizer {self.path}: {exc}") from None
         self.vocab_size = self.sp.get_piece_size()
+        # ids 0-4 are fixed (the mask id among them): a sentencepiece model trained elsewhere reads, and its ids then
+        # mean other tokens to the model (its mask id an ordinary piece): nonsense without an error
+        pieces = [self.sp.id_to_piece(i) if i < self.vocab_size else None for i in range(N_SPECIAL)]
+        if pieces != SPECIAL_PIECES:
+            raise ValueError(f"the tokenizer {self.path} is not one of this project's: its ids 0-{N_SPECIAL - 1} "
+                             f"are {pieces}, where this project's tokenizers have {SPECIAL_PIECES}")
         self.pad_token_id, self.bos_token_id, self.eos_token_id = PAD_ID, BOS_ID, EOS_ID
         self.unk_token_id, self.mask_token_id = UNK_ID, MASK_ID
         self._space_mark_ids = [self.sp.piece_to_id(f"<0x{b:02X}>") for b in SPACE_MARK.encode("utf-8")]
@@ -96,10 +105,16 @@ class HFTokenizer:
             # split_special_tokens: typed text such as "</s>" or "<mask>" stays text, never a control id
             self.hf = PreTrainedTokenizerFast(tokenizer_file=str(self.path), split_special_tokens=True)
         except Exception as exc:  # the tokenizers library raises its own exception types
-            raise ValueError(f"cannot read the tokenizer {self.path}: {exc}") from None
+            problem = _tokenizer_json_problem(self.path) or " ".join(str(exc).split())
+            raise ValueError(f"cannot read the tokenizer {self.path}: {problem}") from None
         self.vocab_size = len(self.hf)
         self.pad_token_id, self.bos_token_id = config.pad_token_id, config.bos_token_id
         self.eos_token_id, self.mask_token_id = config.eos_token_id, config.mask_token_id
+        if isinstance(self.eos_token_id, (list, tuple)):  # transformers' "stop at any of these"; runs stop at one id
+            if len(self.eos_token_id) != 1:  # was "eos_token_id must be an integer" at the first run, as if typed
+                raise ValueError(f"{self.path.parent / 'config.json'} gives eos_token_id as a list "
+                                 f"{list(self.eos_token_id)}; the engine stops at one id: keep the one that ends text")
+            self.eos_token_id = self.eos_token_id[0]
         self.unk_token_id = self.hf.unk_token_id
 
     def encode(self, text: str) -> list[int]:
@@ -116,6 +131,29 @@ class HFTokenizer:
         return _no_piece(token_id, self.vocab_size) or self.hf.decode([token_id])
 
 
+def _tokenizer_json_problem(path: Path) -> str | None:
+    """What is wrong with a tokenizer.json the tokenizers library refused, in words where the file shows it (the
+    library says "EOF while parsing a value at line 1 column 0" of an empty file, "expected `,` or `}`" of a
+    valid JSON object of another kind); None where it does not (the library's own text is then used)."""
+    import json
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return "not a text file"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if not text.strip():
+        return "the file is empty"
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON ({exc})"
+    if not isinstance(raw, dict) or not isinstance(raw.get("model"), dict):
+        return "JSON, but not a Hugging Face tokenizer (it has no 'model' object)"
+    return None
+
+
 def find_tokenizer_file(model_dir) -> Path:
     """The tokenizer beside a checkpoint: sentencepiece's `tokenizer.model`, else a Hugging Face
     `tokenizer.json`. A folder with neither is refused (before any weight is read): byte ids fed to a model
@@ -123,6 +161,8 @@ def find_tokenizer_file(model_dir) -> Path:
     for name in (TOKENIZER_FILE, HF_TOKENIZER_FILE):
         if (Path(model_dir) / name).is_file():
             return Path(model_dir) / name
+        if (Path(model_dir) / name).is_dir():
+            raise ValueError(f"{Path(model_dir) / name} is a folder, not a tokenizer file")
     raise ValueError(f"no tokenizer in {model_dir}: expected {TOKENIZER_FILE} (sentencepiece, as this project "
                      f"trains) or {HF_TOKENIZER_FILE} (Hugging Face, as the release ships) beside the weights")
 
