@@ -11,12 +11,11 @@ from safetensors.torch import load_file, save_file
 from transformers import NemotronHConfig
 from transformers.activations import ACT2FN
 
+from .checkpoint_files import (CONFIG_NAME, WEIGHTS_NAME, is_set, key_mismatch, missing_weights_message, one_line,
+                               read_json_object, unreadable_safetensors, unset_fields_hint)
 from .config import FP32_SUFFIXES, check_layer_pattern, ensure_two_tower_fields
 from .model import TwoTowerModel
 from .validation import check_device, check_fraction, check_gamma, check_int
-
-WEIGHTS_NAME = "model.safetensors"
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")  # weights this loader never reads (pickle runs code)
 
 
 def save_pretrained(model: TwoTowerModel, directory, dtype: torch.dtype | None = None, extra: dict | None = None) -> Path:
@@ -35,7 +34,6 @@ def save_pretrained(model: TwoTowerModel, directory, dtype: torch.dtype | None =
     return directory
 
 
-CONFIG_NAME = "config.json"
 # The layer pattern, under each name NemotronHConfig reads it by: a config with none of them would be read as
 # transformers' default four-layer stack, and its weights then blamed ("missing tensors") for the config's gap.
 PATTERN_FIELDS = ("layers_block_type", "layer_types", "hybrid_override_pattern")
@@ -44,68 +42,12 @@ PATTERN_FIELDS = ("layers_block_type", "layer_types", "hybrid_override_pattern")
 # left out loads without a word and routes every token differently (defaults 2 and 1.0; the release: 6 and 2.5).
 REQUIRED_FIELDS = {"vocab_size": (), "hidden_size": ()}
 MOE_REQUIRED_FIELDS = {"num_experts_per_tok": (), "routed_scaling_factor": ()}
-# Fields that shape some weight: when a checkpoint does not fit its config.json, the ones the file leaves unset
-# (transformers' defaults stood in for them) are the likely cause, and the message says so.
-SHAPE_FIELDS = {"head_dim": (), "num_attention_heads": (), "num_key_value_heads": (), "mamba_num_heads": (),
-                "mamba_head_dim": (), "n_groups": ("mamba_n_groups",), "ssm_state_size": (),
-                "conv_kernel": ("mamba_d_conv",), "expand": ("mamba_expand",), "intermediate_size": (),
-                "n_routed_experts": ("num_local_experts",), "moe_intermediate_size": (),
-                "moe_shared_expert_intermediate_size": (), "n_shared_experts": (), "time_embed_dim": ()}
 # Sizes that must be positive integers. Most fail to build at 0 or below, but chunk_size builds fine and fails in
 # the first scan longer than one token (ZeroDivisionError), and a 0 width builds zero-size tensors with a warning.
 POSITIVE_FIELDS = ("vocab_size", "hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim",
                    "mamba_num_heads", "mamba_head_dim", "n_groups", "ssm_state_size", "conv_kernel", "chunk_size",
                    "expand", "intermediate_size", "moe_intermediate_size", "moe_shared_expert_intermediate_size",
                    "n_routed_experts", "time_embed_dim")
-
-
-def _is_set(raw: dict, field: str, aliases=()) -> bool:
-    return any(name in raw for name in (field, *aliases))
-
-
-def _one_line(text) -> str:
-    """A library's message on one line (huggingface_hub's validation errors span several)."""
-    return " ".join(str(text).split())
-
-
-def read_json_object(path: Path, lead: str) -> dict:
-    """A JSON object from a file, or a ValueError "<path> <lead>: <what is wrong>" (lead: "cannot be read as a
-    model config")."""
-    if path.is_dir():
-        raise ValueError(f"{path} {lead}: it is a folder, not a file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} {lead}: not a text file") from None
-    except OSError as exc:
-        raise ValueError(f"{path} {lead}: {exc.strerror or exc}") from None
-    if not text.strip():
-        raise ValueError(f"{path} {lead}: the file is empty")
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} {lead}: not valid JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path} {lead}: it holds a JSON {type(raw).__name__}, not an object")
-    return raw
-
-
-def unset_shape_fields(directory) -> list[str]:
-    """The weight-shaping fields a checkpoint's config.json leaves unset (transformers' defaults stand in)."""
-    try:
-        raw = read_json_object(Path(directory) / CONFIG_NAME, "")
-    except ValueError:
-        return []
-    return [field for field, aliases in SHAPE_FIELDS.items() if not _is_set(raw, field, aliases)]
-
-
-def unset_fields_hint(directory) -> str:
-    """'; config.json does not set ...' for a load that failed on shapes or names, or '' when it sets them all."""
-    unset = unset_shape_fields(directory)
-    if not unset:
-        return ""
-    return (f"; {Path(directory) / CONFIG_NAME} does not set {', '.join(unset)}, so transformers' defaults stood "
-            "in: set them as the checkpoint was trained")
 
 
 def load_config(directory) -> NemotronHConfig:
@@ -129,13 +71,13 @@ def load_config(directory) -> NemotronHConfig:
         except ValueError as exc:
             raise ValueError(f"{path}: hybrid_override_pattern: {exc}") from None
     for field, aliases in REQUIRED_FIELDS.items():
-        if not _is_set(raw, field, aliases):
+        if not is_set(raw, field, aliases):
             raise ValueError(f"{path} does not set {field}: transformers' default would build some other model")
     try:
         config = NemotronHConfig.from_pretrained(str(directory), local_files_only=True)
     except Exception as exc:  # huggingface_hub's StrictDataclassError (a plain Exception) for a field of the wrong
         # type or an unknown layer kind; its text spans several lines
-        raise ValueError(f"{directory}/config.json cannot be read as a model config: {_one_line(exc)}") from None
+        raise ValueError(f"{directory}/config.json cannot be read as a model config: {one_line(exc)}") from None
     config._attn_implementation = "sdpa"
     config = ensure_two_tower_fields(config)
     if "hybrid_override_pattern" in raw and isinstance(raw["hybrid_override_pattern"], str) \
@@ -150,7 +92,7 @@ def load_config(directory) -> NemotronHConfig:
     moe = "moe" in config.layers_block_type
     if moe:
         for field, aliases in MOE_REQUIRED_FIELDS.items():
-            if not _is_set(raw, field, aliases):
+            if not is_set(raw, field, aliases):
                 raise ValueError(f"{path} does not set {field}, which its MoE layers route by: transformers' "
                                  f"default {getattr(config, field)!r} would load without an error and route "
                                  "differently from training")
@@ -244,7 +186,7 @@ def build_on_meta(config, directory) -> TwoTowerModel:
         with torch.device("meta"):
             return TwoTowerModel(config)
     except (RuntimeError, ValueError, TypeError, ZeroDivisionError, AssertionError, KeyError) as exc:
-        raise ValueError(f"{directory}/config.json describes no model that can be built: {_one_line(exc)}") from None
+        raise ValueError(f"{directory}/config.json describes no model that can be built: {one_line(exc)}") from None
 
 
 def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32) -> TwoTowerModel:
@@ -269,7 +211,7 @@ def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32)
     state = {k: v.clone() if v.data_ptr() % 64 else v for k, v in state.items()}
     missing, unexpected = _check_keys(model, state)
     if missing or unexpected:
-        raise ValueError(f"{weights}: {_key_mismatch(model, missing, unexpected)}{unset_fields_hint(directory)}")
+        raise ValueError(f"{weights}: {key_mismatch(model, missing, unexpected)}{unset_fields_hint(directory)}")
     expected = model.state_dict()
     not_float = [k for k, v in state.items() if expected[k].is_floating_point() and not v.is_floating_point()]
     if not_float:
@@ -294,82 +236,6 @@ def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32)
 def _check_keys(model, state):
     expected = set(model.state_dict().keys())
     return sorted(expected - set(state)), sorted(set(state) - expected)
-
-
-def _key_mismatch(model, missing: list[str], unexpected: list[str]) -> str:
-    """Missing and unexpected tensor names on one line: the first few of each with how many more, and the two
-    causes a user can act on: a whole part absent (an AR-only checkpoint has no denoiser_tower) and every name
-    under a wrapper prefix ("model.context_tower...")."""
-    def listed(names):
-        return f"{names[:5]}{f' and {len(names) - 5} more' if len(names) > 5 else ''}"
-
-    text = f"missing tensors {listed(missing)}, unexpected tensors {listed(unexpected)}"
-    prefixes = {name.split(".", 1)[0] for name in unexpected}
-    if missing and len(prefixes) == 1 and set(missing) <= {name.split(".", 1)[-1] for name in unexpected}:
-        return f"{text}: every name starts with {next(iter(prefixes)) + '.'!r}, which the engine's names do not"
-    def part(name):
-        return name.split(".", 1)[0]
-
-    expected = [part(name) for name in model.state_dict()]
-    lost = [part(name) for name in missing]
-    absent = sorted(p for p in set(lost) if lost.count(p) == expected.count(p))
-    return text + (f" (no {', '.join(absent)} tensors at all)" if absent else "")
-
-
-def missing_weights_message(directory: Path) -> str:
-    """Why a folder has no loadable model.safetensors, naming what it holds instead when that says more."""
-    weights = directory / WEIGHTS_NAME
-    if weights.exists():
-        return f"{weights} is a folder, not a weights file"
-    shards = sorted(p.name for p in directory.glob("*.safetensors") if p.is_file())
-    if shards:  # the release's shards without the index that lists them
-        listed = ", ".join(shards[:3]) + (f" and {len(shards) - 3} more" if len(shards) > 3 else "")
-        return (f"{directory} has no {WEIGHTS_NAME}, and its other safetensors file{'s' if len(shards) > 1 else ''} "
-                f"({listed}) cannot be read without model.safetensors.index.json, the index that says which tensor "
-                "is in which: copy it from the checkpoint")
-    pickles = sorted(p.name for p in directory.iterdir() if p.is_file() and p.suffix in PICKLE_SUFFIXES)
-    if pickles:
-        return (f"{directory} has no {WEIGHTS_NAME}, only {', '.join(pickles[:3])}: weights are read from "
-                "safetensors only (a pickle can run code as it loads); convert them with safetensors' save_file")
-    return f"{directory} has no {WEIGHTS_NAME}"
-
-
-def unreadable_safetensors(path: Path, exc: Exception) -> ValueError:
-    """The ValueError for a weights file safetensors refused, saying in words what is wrong with it where the
-    file shows it (safetensors says "Error while deserializing header: incomplete metadata, file not fully
-    covered" of a file cut short)."""
-    return ValueError(f"{path} cannot be read as safetensors: {_safetensors_problem(path) or _one_line(exc)}")
-
-
-def _safetensors_problem(path: Path) -> str | None:
-    """What the first bytes and the header of a refused file show: empty, not safetensors at all, cut short."""
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as handle:
-            head = handle.read(8)
-            if size == 0:
-                return "the file is empty (0 bytes): an interrupted download or copy?"
-            if size < 8:
-                return f"the file is only {size} bytes long"
-            if head.startswith(b"PK\x03\x04"):
-                return "it is a zip archive (a PyTorch pickle checkpoint?), not safetensors"
-            header_len = int.from_bytes(head, "little")
-            if header_len > size - 8:
-                return (f"not a safetensors file (its first 8 bytes announce a {header_len}-byte header, the file "
-                        f"has {size} bytes)")
-            header = json.loads(handle.read(header_len))
-    except (OSError, ValueError):  # a header that is not JSON: safetensors' own words say it
-        return None
-    if not isinstance(header, dict):
-        return None
-    ends = [entry["data_offsets"][1] for key, entry in header.items()
-            if key != "__metadata__" and isinstance(entry, dict) and isinstance(entry.get("data_offsets"), list)
-            and len(entry["data_offsets"]) == 2 and isinstance(entry["data_offsets"][1], int)]
-    needed = 8 + header_len + max(ends, default=0)
-    if size < needed:
-        return (f"the file is truncated: its header describes {needed} bytes, the file has {size} "
-                f"({100 * size // needed}%): an interrupted download or copy?")
-    return None
 
 
 def from_backbone(directory, device="cpu", dtype: torch.dtype = torch.float32) -> TwoTowerModel:

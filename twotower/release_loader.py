@@ -27,7 +27,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .checkpoint import build_on_meta, load_config, read_json_object, unreadable_safetensors, unset_fields_hint
+from .checkpoint import build_on_meta, load_config
+from .checkpoint_files import read_json_object, unreadable_safetensors, unset_fields_hint
 from .config import ARCHITECTURE, FP32_SUFFIXES
 from .model import TwoTowerModel
 
