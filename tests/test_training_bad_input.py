@@ -148,6 +148,20 @@ def test_init_from_on_the_context_stage_is_refused(tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("stage", ["context", "denoiser"])
+def test_a_model_folder_as_out_is_refused_and_left_as_it_was(tmp_path, monkeypatch, stage):
+    """`--out assets/default` wrote context_ckpt/ and data/ into the shipped model's folder and read its
+    tokenizer.model as the run's; a model folder (config.json + model.safetensors) is not a run directory."""
+    model = tmp_path / "model"
+    save_pretrained(build_model("tiny", seed=0), model)
+    before = files_of(model)
+    no_corpus_work(monkeypatch)
+    with pytest.raises(ValueError, match=r"--out '.*model' holds an exported model \(config.json, model.safetensors\): "
+                                         r"training writes its checkpoints"):
+        training.run_stage(stage, model, profile="cpu")
+    assert files_of(model) == before
+
+
 # --------------------------------------------------------------------------------------------------- values
 @pytest.mark.parametrize("kwargs, message", [
     (dict(minutes=float("inf")), r"--minutes must be > 0 and finite, got inf"),  # trained 10**9 steps at lr ~0

@@ -80,6 +80,18 @@ def check_init_from(stage: str, init_from, from_export: bool) -> Path:
     return path
 
 
+def refuse_model_folder(run_dir: Path) -> Path:
+    """--out is a run directory (checkpoints, token streams, a tokenizer); a model folder (config.json +
+    model.safetensors: assets/default, an export) given by mistake would be filled with them and its
+    tokenizer.model read as the run's, and the shipped model's folder would stop being one model."""
+    if (run_dir / "config.json").is_file() and (run_dir / "model.safetensors").is_file():
+        raise ValueError(f"--out {str(run_dir)!r} holds an exported model (config.json, model.safetensors): training "
+                         "writes its checkpoints and token streams into --out, so give it a folder of its own "
+                         "(e.g. runs/NAME); to start from this model use --init-from, to replace it --stage export "
+                         f"--to {run_dir}")
+    return run_dir
+
+
 def refuse_overwrite(run_dir: Path, stage: str, minutes) -> None:
     """A stage run without --resume starts from step 0 and saves over `<out>/<stage>_ckpt`: refused while that
     holds a checkpoint (a forgotten --resume overwrote hours of training at the first save, without a word)."""

@@ -26,7 +26,7 @@ import torch
 from .engine import DTYPE_HELP, DTYPE_METAVAR, dtype_flag
 from .objectives import context_loss, denoiser_loss
 from .train_args import (apply_overrides, check_export_paths, check_init_from, check_resume, check_stage_and_profile,
-                         ignored_flags, refuse_overwrite, settings_changed)
+                         ignored_flags, refuse_model_folder, refuse_overwrite, settings_changed)
 from .validation import check_device, check_int, check_not_a_file, make_output_dir, read_json
 
 PROFILES = {
@@ -126,7 +126,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         steps = check_int("--steps", steps)
     cfg = apply_overrides(cfg, distill_share=distill_share, distill_from=distill_from, full_mask_share=full_mask_share,
                           batch_size=batch_size, distill_batches=distill_batches, minutes=minutes, lr=lr)
-    run_dir = check_not_a_file("--out", run_dir)  # before anything is read or trained
+    run_dir = refuse_model_folder(check_not_a_file("--out", run_dir))  # before anything is read or trained
     ckpt_state = run_dir / f"{stage}_ckpt" / "trainer_state.json"
     resuming = resume and ckpt_state.is_file()  # from this stage's own checkpoint
     from_export = resume and stage == "denoiser" and not resuming and init_from is not None
