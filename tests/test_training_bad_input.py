@@ -168,6 +168,9 @@ def test_a_model_folder_as_out_is_refused_and_left_as_it_was(tmp_path, monkeypat
     (dict(minutes=float("nan")), r"--minutes must be > 0 and finite, got nan"),
     (dict(distill_batches=0), r"--distill-batches must be >= 1, got 0"),
     (dict(profile="bogus"), r"--profile 'bogus' is not a profile; choose from cpu, gpu"),  # a KeyError
+    # round(0.1 * 4) = 0 distilled windows a step: the run trained on corpus text alone and said nothing
+    (dict(distill_share=0.1, batch_size=4), r"--distill-share 0.1 of a batch of 4 windows rounds to no distilled "
+                                            r"window: give at least 0.125 \(or 0 for none\)"),
 ])
 def test_bad_values_are_refused_before_any_corpus_work(tmp_path, monkeypatch, kwargs, message):
     no_corpus_work(monkeypatch)

@@ -51,6 +51,10 @@ def apply_overrides(cfg, *, distill_share=None, distill_from=None, full_mask_sha
         if not (math.isfinite(lr) and lr > 0):
             raise ValueError(f"--lr must be a finite number > 0, got {lr}")
         cfg = replace(cfg, lr=lr)
+    rows = round(cfg.distill_share * cfg.batch_size)  # distill.py distils this many windows of each batch
+    if cfg.distill_share > 0 and rows == 0:  # e.g. 0.1 of 4 windows: a run that distils nothing, said nowhere
+        raise ValueError(f"--distill-share {cfg.distill_share} of a batch of {cfg.batch_size} windows rounds to no "
+                         f"distilled window: give at least {1 / (2 * cfg.batch_size):g} (or 0 for none)")
     return cfg
 
 
