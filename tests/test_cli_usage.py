@@ -70,3 +70,13 @@ def test_negative_numbers_and_standard_input_are_not_taken_for_flags(capsys):
     """`-` (the prompt from standard input) and a negative value are arguments, not unknown flags."""
     line = refused(capsys, ["generate", "--temperature", "-1", "--bogus", "-"])
     assert line == "twotower generate: error: unrecognized arguments: --bogus"
+
+
+@pytest.mark.parametrize("word, line", [
+    ("genrate", "twotower: error: unknown command 'genrate': did you mean generate? choose from generate, train, eval, "
+                "bench, sweep, plan"),
+    ("zzz", "twotower: error: unknown command 'zzz': choose from generate, train, eval, bench, sweep, plan"),
+])
+def test_an_unknown_command_gets_the_closest_one(capsys, word, line):
+    """argparse's "argument command: invalid choice: 'genrate' (choose from ...)" left the reader to spot the typo."""
+    assert refused(capsys, [word, "x"]) == line

@@ -94,6 +94,10 @@ def main(argv=None) -> int:
             continue
         modules[name] = importlib.import_module(module_name)
         modules[name].add_arguments(command_parser)
+    if named is not None and named not in COMMANDS:  # argparse lists the choices; a typo also gets the closest one
+        close = difflib.get_close_matches(named, list(COMMANDS), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}? " if close else ""
+        parser.error(f"unknown command {named!r}: {hint}choose from {', '.join(COMMANDS)}")
     args = parser.parse_args(argv)
     args.argv = argv  # reports quote the command that measured them
     # the "falling back to PyTorch kernels" notices are not for CLI users; transformers reads the variable when it
