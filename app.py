@@ -19,10 +19,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline machine: n
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from twotower.cli import CommandParser  # a mistyped flag gets the closest real one, as in every command
     from twotower.run_setup import add_engine_arguments
 
     # allow_abbrev=False as every twotower command: a flag prefix is refused, not taken for another flag
-    parser = argparse.ArgumentParser(description="TwoTower Playground: the web app over the two-tower engine",
+    parser = CommandParser(description="TwoTower Playground: the web app over the two-tower engine",
                                      allow_abbrev=False)
     add_engine_arguments(parser)  # model, devices, --dtype / --den-dtype: as bench, eval and sweep
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")

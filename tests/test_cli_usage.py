@@ -80,3 +80,14 @@ def test_negative_numbers_and_standard_input_are_not_taken_for_flags(capsys):
 def test_an_unknown_command_gets_the_closest_one(capsys, word, line):
     """argparse's "argument command: invalid choice: 'genrate' (choose from ...)" left the reader to spot the typo."""
     assert refused(capsys, [word, "x"]) == line
+
+
+def test_the_apps_mistyped_flag_gets_the_closest_one(capsys):
+    """`python app.py` parses as the commands do (CommandParser): a typo gets a hint, not only argparse's refusal."""
+    import app as app_script
+
+    with pytest.raises(SystemExit) as exit_info:
+        app_script.parse_args(["--modle", "x"])
+    assert exit_info.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # "app.py: error: ..." (argparse's prog: argv[0])
+    assert last.endswith(": error: unrecognized arguments: --modle x (did you mean --model?)")
