@@ -63,6 +63,10 @@ def cost_line(mode: str, tokens_per_s, usd_per_gpu_hour, gpus, utilisation, api_
         raise ValueError(f"utilisation must be a fraction in (0, 1], got {util:g}")
     cost = monthly_cost(price, gpus)
     tokens = monthly_tokens(tps, gpus, util)
+    beyond = ("these numbers give a cost beyond what can be computed: check the price per GPU-hour, "
+              f"the GPUs and the {name} throughput")
+    if not tokens / 1e6 > 0:  # a throughput so small that a month's tokens underflow to 0 (5e-324 tokens/s at 1 %):
+        raise ValueError(beyond)  # it divided by zero and the panel showed Gradio's bare Error
     per_million = cost / (tokens / 1e6)
     break_even, breaks_even = None, None
     if api_usd_per_million not in (None, ""):
@@ -70,8 +74,7 @@ def cost_line(mode: str, tokens_per_s, usd_per_gpu_hour, gpus, utilisation, api_
         break_even = cost / api
         breaks_even = break_even <= tokens / 1e6
     if not all(math.isfinite(v) for v in (cost, tokens, per_million, break_even or 0.0)):
-        raise ValueError("these numbers give a cost beyond what can be computed: check the price per GPU-hour, "
-                         f"the GPUs and the {name} throughput")
+        raise ValueError(beyond)
     return CostLine(mode, tps, tokens, cost, per_million, break_even, breaks_even)
 
 

@@ -13,6 +13,8 @@ from typing import Callable
 from .board import Board, Row
 
 # Scoped to each gr.HTML component through css_template (no `$` or `{{` allowed in it).
+# .tt-error wraps anywhere: a message that echoes a long input (a seed of 1e300, a γ list of hundreds of values) is
+# one unbroken word, which ran past the panel's edge.
 CSS = """
 .tt-board { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 13px; }
 .tt-prompt { white-space: pre-wrap; color: #555; border-left: 3px solid #bbb; padding: 2px 8px; margin-bottom: 8px;
@@ -41,7 +43,8 @@ CSS = """
 .tt-stats { border-collapse: collapse; font-size: 13px; }
 .tt-stats td { padding: 2px 10px 2px 0; }
 .tt-stats td.v { font-weight: 600; font-variant-numeric: tabular-nums; }
-.tt-error { background: #fff5f5; border: 1px solid #c92a2a; color: #a61e1e; padding: 8px 12px; border-radius: 6px; }
+.tt-error { background: #fff5f5; border: 1px solid #c92a2a; color: #a61e1e; padding: 8px 12px; border-radius: 6px;
+  overflow-wrap: anywhere; }
 .tt-note { color: #666; font-size: 12px; }
 .tt-race { display: flex; gap: 10px; flex-wrap: wrap; }
 .tt-card { flex: 1 1 260px; border: 1px solid #dee2e6; border-radius: 6px; padding: 8px; min-width: 240px; }

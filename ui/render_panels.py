@@ -164,7 +164,8 @@ def cost_html(lines: list[CostLine], provenance: dict[str, str], api_price=None,
                     f"<td>{esc(provenance.get(line.mode, 'typed by you'))}</td>"
                     f"<td>{_amount(line.monthly_tokens / 1e6, 1)} M</td><td>${_amount(line.monthly_cost, 0)}</td>"
                     f"<td>${_amount(line.usd_per_million, 3)}</td><td>{esc(be)}</td></tr>")
-    api = "" if api_price in (None, "") else f" API price: ${float(api_price):,.3f} per M output tokens."
+    # _amount: an API price of 1e300 printed 300 digits into the note
+    api = "" if api_price in (None, "") else f" API price: ${_amount(float(api_price), 3)} per M output tokens."
     note = ("Monthly cost = $/GPU-hour × GPUs × 720 h; monthly tokens = tokens/s × 3600 × 24 × 30 × utilisation × GPUs; "
             "$/M = monthly cost / (monthly tokens / 1e6)." + api)
     if measured_on_cpu:
