@@ -98,3 +98,14 @@ def test_run_sweep_api_steps_grid_and_progress():
     anchored = run_sweep(engine, ["def f(x):\n    return x\n"], gammas=[1.0], block_sizes=[4], steps=[4],
                          max_new_tokens=4, anchor_first=True)
     assert anchored[0]["nfe"] == 3  # γ = 1 on a random model: one token a pass for the 3 open positions
+
+
+def test_a_bad_value_in_a_long_list_is_named_alone():
+    """The message repeated the whole list: 12,000 characters for 3,000 values with one bad one."""
+    from twotower.sweep import parse_list
+
+    with pytest.raises(ValueError) as info:
+        parse_list(",".join(["0.9"] * 3000) + ", x ,0.8", float, "--gammas")
+    assert str(info.value) == "--gammas expects comma-separated floats: 'x' is not one"
+    with pytest.raises(ValueError, match=r"^--gammas expects comma-separated floats: 'y{37}\.\.\.' is not one$"):
+        parse_list("y" * 100, float, "--gammas")

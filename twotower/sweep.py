@@ -29,10 +29,14 @@ TABLE_HEADERS = {"gamma": "γ", "block_size": "S", "steps_per_block": "steps", "
 
 def parse_list(text: str, kind, flag: str) -> list:
     """'0.5,0.8' -> [0.5, 0.8]; a clear error for anything else."""
-    try:
-        values = [kind(part) for part in str(text).split(",") if part.strip()]
-    except ValueError:
-        raise ValueError(f"{flag} expects comma-separated {kind.__name__}s, got {text!r}") from None
+    parts = [part.strip() for part in str(text).split(",") if part.strip()]
+    values = []
+    for part in parts:
+        try:
+            values.append(kind(part))
+        except ValueError:  # the value at fault, not the whole list (3,000 values made a 12,000-character message)
+            shown = part if len(part) <= 40 else part[:37] + "..."
+            raise ValueError(f"{flag} expects comma-separated {kind.__name__}s: {shown!r} is not one") from None
     if not values:
         raise ValueError(f"{flag} is empty")
     return values

@@ -69,13 +69,17 @@ def as_batch(input_ids, vocab_size: int) -> torch.Tensor:
 
 def check_int(name: str, value, minimum: int = 1, maximum: int | None = None) -> int:
     # numbers.Integral admits numpy ints; a float must be finite (int(inf) raises OverflowError) and whole
-    whole_float = isinstance(value, numbers.Real) and math.isfinite(value) and value == int(value)
+    # (ints first: math.isfinite cannot take one past a float's range, 10**400, and raised OverflowError)
+    whole_float = (not isinstance(value, numbers.Integral) and isinstance(value, numbers.Real)
+                   and math.isfinite(value) and value == int(value))
     if isinstance(value, bool) or not (isinstance(value, numbers.Integral) or whole_float):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     value = int(value)
     if value < minimum or (maximum is not None and value > maximum):
         upper = f" and <= {maximum}" if maximum is not None else ""
-        raise ValueError(f"{name} must be >= {minimum}{upper}, got {value}")
+        # a seed of 1e300 printed all its 301 digits (and a float cannot hold every int: no '.3g')
+        shown = value if abs(value) < 10**15 else f"a {len(str(abs(value)))}-digit number"
+        raise ValueError(f"{name} must be >= {minimum}{upper}, got {shown}")
     return value
 
 
