@@ -198,9 +198,11 @@ def test_speculative_audit_fuzz(app):
         assert app.call("audit_stopped", summary) == [SKIP]
     for prompt, message in BAD_PROMPTS.items():
         outputs = app.call("speculative_audit", prompt, 0.8, 4, 4, 4, 0.0, 0, False, 0.0)
-        assert len(outputs) == 1 and is_error(outputs[0][0]) and message in outputs[0][0]
+        # the refusal goes in the summary; the last audit's table and histogram stay (SKIP), as a refused Sweep's
+        assert len(outputs) == 1 and list(outputs[0][:2]) == [SKIP, SKIP], prompt
+        assert is_error(outputs[0][2]) and message in outputs[0][2]
     outputs = app.call("speculative_audit", "def f(x):", 0.8, 4, 4, 4, 0.0, -1, False, 0.0)
-    assert len(outputs) == 1 and "seed must be" in outputs[0][0]
+    assert len(outputs) == 1 and list(outputs[0][:2]) == [SKIP, SKIP] and "seed must be" in outputs[0][2]
 
 
 # ---------------------------------------------------------------------------------------------------- Sweep

@@ -209,9 +209,10 @@ class PanelHandlers:
             message = unavailable("Speculative decoding", exc)
             yield error_html(message), None, ""
             return
-        except ValueError as exc:
+        except ValueError as exc:  # refused before a round ran (inputs are checked first): the message goes over the
+            # last audit's rounds and histogram, which stay, as a refused Sweep keeps its plot
             gr.Warning(str(exc))
-            yield error_html(str(exc)), None, ""
+            yield gr.skip(), gr.skip(), error_html(str(exc))
             return
         lengths = list((stats or {}).get("acceptance_lengths") or [r["accepted"] + 1 for r in rounds])
         figure = acceptance_histogram(lengths, whole(block_size))
