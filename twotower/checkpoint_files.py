@@ -29,23 +29,32 @@ def one_line(text) -> str:
     return " ".join(str(text).split())
 
 
-def read_json_object(path: Path, lead: str) -> dict:
-    """A JSON object from a file, or a ValueError "<path> <lead>: <what is wrong>" (lead: "cannot be read as a
-    model config")."""
+def read_json_value(path: Path):
+    """The JSON value in a file, or a ValueError saying in words what is wrong with it (the message alone, no path:
+    callers put the file's name and their own lead in front). A config.json, an index, a tokenizer.json."""
     if path.is_dir():
-        raise ValueError(f"{path} {lead}: it is a folder, not a file")
+        raise ValueError("it is a folder, not a file")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise ValueError(f"{path} {lead}: not a text file") from None
+        raise ValueError("not a text file") from None
     except OSError as exc:
-        raise ValueError(f"{path} {lead}: {exc.strerror or exc}") from None
+        raise ValueError(str(exc.strerror or exc)) from None
     if not text.strip():
-        raise ValueError(f"{path} {lead}: the file is empty")
+        raise ValueError("the file is empty")
     try:
-        raw = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} {lead}: not valid JSON ({exc})") from None
+        raise ValueError(f"not valid JSON ({exc})") from None
+
+
+def read_json_object(path: Path, lead: str) -> dict:
+    """A JSON object from a file, or a ValueError "<path> <lead>: <what is wrong>" (lead: "cannot be read as a
+    model config")."""
+    try:
+        raw = read_json_value(path)
+    except ValueError as exc:
+        raise ValueError(f"{path} {lead}: {exc}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path} {lead}: it holds a JSON {type(raw).__name__}, not an object")
     return raw
@@ -83,10 +92,16 @@ def key_mismatch(model, missing: list[str], unexpected: list[str]) -> str:
     prefixes = {part(name) for name in unexpected}
     if missing and len(prefixes) == 1 and set(missing) <= {name.split(".", 1)[-1] for name in unexpected}:
         return f"{text}: every name starts with {next(iter(prefixes)) + '.'!r}, which the engine's names do not"
-    expected = [part(name) for name in model.state_dict()]
-    lost = [part(name) for name in missing]
-    absent = sorted(p for p in set(lost) if lost.count(p) == expected.count(p))
-    return text + (f" (no {', '.join(absent)} tensors at all)" if absent else "")
+    return text + absent_parts_note(model.state_dict(), missing)
+
+
+def absent_parts_note(expected, missing) -> str:
+    """' (no denoiser_tower tensors at all)' when every name of a top-level part (context_tower, lm_head, ...)
+    is among the `missing` names (an AR-only checkpoint), else ''. `expected`: every name the model has."""
+    parts = [name.split(".", 1)[0] for name in expected]
+    lost = [name.split(".", 1)[0] for name in missing]
+    absent = sorted(p for p in set(lost) if lost.count(p) == parts.count(p))
+    return f" (no {', '.join(absent)} tensors at all)" if absent else ""
 
 
 def missing_weights_message(directory: Path) -> str:

@@ -28,7 +28,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .checkpoint import build_on_meta, load_config
-from .checkpoint_files import read_json_object, unreadable_safetensors, unset_fields_hint
+from .checkpoint_files import absent_parts_note, read_json_object, unreadable_safetensors, unset_fields_hint
 from .config import ARCHITECTURE, FP32_SUFFIXES
 from .model import TwoTowerModel
 
@@ -144,12 +144,8 @@ def _plan_reads(directory: Path, weight_map: dict[str, str], expected: dict[str,
     if uncovered:
         first = uncovered[0]
         more = f" and {len(uncovered) - 1} more" if len(uncovered) > 1 else ""
-        parts = [name.split(".", 1)[0] for name in expected]
-        lost = [name.split(".", 1)[0] for name in uncovered]
-        absent = sorted(p for p in set(lost) if lost.count(p) == parts.count(p))  # e.g. no denoiser_tower at all
-        absent_text = f" (no {', '.join(absent)} tensors at all)" if absent else ""
         raise ValueError(f"{where}: the checkpoint has no tensor for {first!r} {tuple(expected[first].shape)}{more}"
-                         f"{absent_text}{unset_fields_hint(directory)}")
+                         f"{absent_parts_note(expected, uncovered)}{unset_fields_hint(directory)}")
     for name, tensor in expected.items():
         if name in experts_seen and len(experts_seen[name]) != tensor.shape[0]:
             missing = min(set(range(tensor.shape[0])) - experts_seen[name])

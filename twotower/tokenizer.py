@@ -135,20 +135,12 @@ def _tokenizer_json_problem(path: Path) -> str | None:
     """What is wrong with a tokenizer.json the tokenizers library refused, in words where the file shows it (the
     library says "EOF while parsing a value at line 1 column 0" of an empty file, "expected `,` or `}`" of a
     valid JSON object of another kind); None where it does not (the library's own text is then used)."""
-    import json
+    from .checkpoint_files import read_json_value
 
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        return "not a text file"
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    if not text.strip():
-        return "the file is empty"
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return f"not valid JSON ({exc})"
+        raw = read_json_value(path)
+    except ValueError as exc:
+        return str(exc)
     if not isinstance(raw, dict) or not isinstance(raw.get("model"), dict):
         return "JSON, but not a Hugging Face tokenizer (it has no 'model' object)"
     return None
