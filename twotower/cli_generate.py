@@ -7,7 +7,7 @@ import math
 import os
 import sys
 
-from .engine import MODES
+from .engine import MODES, check_decoding_settings
 
 
 def add_model_arguments(parser) -> None:
@@ -133,18 +133,11 @@ def format_footer(stats: dict) -> str:
 
 def main(args) -> int:
     from .run_setup import engine_from_args, preset_note
-    from .validation import check_fraction, check_gamma, check_int
+    from .validation import check_int
 
     check_int("--max-new-tokens", args.max_new_tokens)  # named as typed, and before the model loads (as bench)
     # the settings engine.stream checks in every mode, checked before the model loads: a typo costs no loading
-    if args.gamma is not None:
-        check_gamma(args.gamma)
-    for name, value in (("block size S", args.block_size), ("steps per block", args.steps),
-                        ("draft steps", args.draft_steps)):
-        if value is not None:
-            check_int(name, value)
-    if args.min_draft_confidence is not None:
-        check_fraction("min_draft_confidence", args.min_draft_confidence)
+    check_decoding_settings(args.gamma, args.block_size, args.steps, args.draft_steps, args.min_draft_confidence)
     prompt = read_prompt(args.prompt)
     engine = engine_from_args(args)
     ids = engine.encode_prompt(prompt)

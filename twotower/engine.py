@@ -133,13 +133,7 @@ class Engine:
         gamma = cfg.default_gamma if gamma is None else gamma
         # checked in every mode, as bench and eval check them: `--mode ar --gamma 5` is a mistake even where
         # AR reads no γ, and the same settings may next drive diffusion (the UI's sliders are shared)
-        check_gamma(gamma)
-        check_int("block size S", block_size)
-        check_int("steps per block", steps_per_block)
-        if draft_steps is not None:  # speculative's two, when given (None: iter_speculative takes the model's)
-            check_int("draft steps", draft_steps)
-        if min_draft_confidence is not None:
-            check_fraction("min_draft_confidence", min_draft_confidence)
+        check_decoding_settings(gamma, block_size, steps_per_block, draft_steps, min_draft_confidence)
         # switches: stop_at_eos and snapshot_rollback are read here; anchor_first and adaptive are the samplers'
         # own (their entry points check them), checked here only in the modes that never hand them on, so
         # that "no" is refused in every mode, as the numbers above are, and each flag is checked once
@@ -182,6 +176,20 @@ class Engine:
             "compiled": self.model.is_compiled_for_decoding,  # twotower.compiled
             "input_major_weights": count_input_major(self.model),  # twotower.weight_layout
         }
+
+
+def check_decoding_settings(gamma=None, block_size=None, steps_per_block=None, draft_steps=None,
+                            min_draft_confidence=None) -> None:
+    """The diffusion / speculative settings Engine.stream checks in every mode, each where given (None: the
+    checkpoint's default, which load_config checked); `twotower generate` calls it before the model loads."""
+    if gamma is not None:
+        check_gamma(gamma)
+    for name, value in (("block size S", block_size), ("steps per block", steps_per_block),
+                        ("draft steps", draft_steps)):
+        if value is not None:
+            check_int(name, value)
+    if min_draft_confidence is not None:
+        check_fraction("min_draft_confidence", min_draft_confidence)
 
 
 def normalise_mode(mode: str) -> str:
