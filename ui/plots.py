@@ -7,7 +7,7 @@ from collections import Counter
 import plotly.graph_objects as go
 
 from .cost import CostLine
-from .render_panels import MODE_LABELS, _amount
+from .render_panels import MODE_LABELS, amount
 
 MODE_COLOURS = {"ar": "#495057", "diffusion": "#1c7ed6", "speculative": "#e8590c", "mock_ar": "#2f9e44",
                 "diffusion_anchored": "#74c0fc"}
@@ -52,9 +52,9 @@ def cost_bars(lines: list[CostLine], api_usd_per_million=None) -> go.Figure:
         marker_color=[MODE_COLOURS.get(line.mode, "#868e96") for line in lines],
         # labels as the table writes them: an extreme figure in 3 significant digits (1e-300 tokens/s labelled
         # its bar with a $ figure 300 digits wide)
-        text=[f"${_amount(line.usd_per_million, 2)}" for line in lines], textposition="outside"))
+        text=[f"${amount(line.usd_per_million, 2)}" for line in lines], textposition="outside"))
     if api_usd_per_million not in (None, ""):
         fig.add_hline(y=float(api_usd_per_million), line_dash="dash", line_color="#c92a2a",
-                      annotation_text=f"API ${_amount(float(api_usd_per_million), 2)} / M")
+                      annotation_text=f"API ${amount(float(api_usd_per_million), 2)} / M")
     top = max([line.usd_per_million for line in lines] + [float(api_usd_per_million or 0)])
     return _layout(fig, "Cost per million output tokens", "mode", "$ / M output tokens", top)

@@ -156,16 +156,16 @@ def cost_html(lines: list[CostLine], provenance: dict[str, str], api_price=None,
         if line.break_even_million is None:
             be = "– (no API price)"
         elif line.breaks_even:
-            be = f"from {_amount(line.break_even_million, 1)} M tokens / month"
+            be = f"from {amount(line.break_even_million, 1)} M tokens / month"
         else:
-            be = (f"never: needs {_amount(line.break_even_million, 1)} M tokens / month, "
-                  f"capacity {_amount(line.monthly_tokens / 1e6, 1)} M")
-        body.append(f"<tr><td>{esc(MODE_LABELS.get(line.mode, line.mode))}</td><td>{_amount(line.tokens_per_s, 1)}</td>"
+            be = (f"never: needs {amount(line.break_even_million, 1)} M tokens / month, "
+                  f"capacity {amount(line.monthly_tokens / 1e6, 1)} M")
+        body.append(f"<tr><td>{esc(MODE_LABELS.get(line.mode, line.mode))}</td><td>{amount(line.tokens_per_s, 1)}</td>"
                     f"<td>{esc(provenance.get(line.mode, 'typed by you'))}</td>"
-                    f"<td>{_amount(line.monthly_tokens / 1e6, 1)} M</td><td>${_amount(line.monthly_cost, 0)}</td>"
-                    f"<td>${_amount(line.usd_per_million, 3)}</td><td>{esc(be)}</td></tr>")
-    # _amount: an API price of 1e300 printed 300 digits into the note
-    api = "" if api_price in (None, "") else f" API price: ${_amount(float(api_price), 3)} per M output tokens."
+                    f"<td>{amount(line.monthly_tokens / 1e6, 1)} M</td><td>${amount(line.monthly_cost, 0)}</td>"
+                    f"<td>${amount(line.usd_per_million, 3)}</td><td>{esc(be)}</td></tr>")
+    # amount: an API price of 1e300 printed 300 digits into the note
+    api = "" if api_price in (None, "") else f" API price: ${amount(float(api_price), 3)} per M output tokens."
     note = ("Monthly cost = $/GPU-hour × GPUs × 720 h; monthly tokens = tokens/s × 3600 × 24 × 30 × utilisation × GPUs; "
             "$/M = monthly cost / (monthly tokens / 1e6)." + api)
     if measured_on_cpu:
@@ -174,7 +174,7 @@ def cost_html(lines: list[CostLine], provenance: dict[str, str], api_price=None,
     return f'<table class="tt-table">{head}{"".join(body)}</table><div class="tt-note">{esc(note)}</div>'
 
 
-def _amount(value: float, digits: int) -> str:
+def amount(value: float, digits: int) -> str:
     """1,234.5 as people write it; beyond a trillion or below the digits shown, 3 significant digits (1e-300
     tokens/s once printed a $ figure 300 digits wide and stretched the table)."""
     if value and (abs(value) >= 1e12 or abs(value) < 0.5 * 10 ** -digits):
