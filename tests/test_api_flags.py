@@ -145,3 +145,25 @@ def test_evaluate_refuses_a_string_anchor_first_before_scoring(engine):
 
     with pytest.raises(ValueError, match=r"^anchor_first must be True or False, got 'no'$"):
         evaluate(engine, modes=("ar", "diffusion"), n_next_line=1, n_syntax=1, anchor_first="no")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Engine.decode
+@pytest.mark.parametrize("ids, message", [([5.7], "a token id must be an integer, got 5.7"),
+                                          (["7"], "got '7'"), ([None], "got None"), ([True], "got True"),
+                                          ([float("nan")], "got nan"), (5, "a sequence of token ids, got int"),
+                                          ("abc", "a sequence of token ids, got str")])
+def test_decode_refuses_what_is_not_a_token_id_by_name(engine, ids, message):
+    """int() read 5.7 as id 5, "7" as id 7 and True as id 1; None and "x" raised Python's own errors."""
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        engine.decode(ids)
+
+
+def test_decode_takes_a_tensor_an_array_and_their_elements_and_drops_ids_without_a_piece(engine):
+    import torch
+
+    a, b = engine.tokenizer.encode("hi")
+    assert engine.decode([a, b]) == "hi"
+    for ids in (torch.tensor([a, b]), np.array([a, b]), [torch.tensor(a), np.int64(b)], [float(a), b]):
+        assert engine.decode(ids) == "hi"
+    assert engine.decode([-1, a, 10**30, b]) == "hi"  # no piece: dropped, as a wide head can generate them

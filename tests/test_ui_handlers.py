@@ -1,6 +1,7 @@
 """The app's handlers called directly (no server): live streaming, replay, bad input, cost provenance."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -327,6 +328,31 @@ def test_the_sweep_draws_each_point_as_it_is_measured(engine):
     assert handlers.sweep_stopped(final[3]) == gr.skip() and handlers.sweep_stopped(None) == gr.skip()
 
 
+def test_sweep_csv_folders_idle_an_hour_are_removed_by_the_next_sweep(engine, monkeypatch):
+    """One temp folder per Sweep was made and never removed. Now they share the app's folder; the next Sweep
+    removes those idle for an hour (Gradio serves its own copy of each CSV), a running one's stays."""
+    import time
+
+    import ui.panel_handlers as panels
+
+    handlers = Handlers(engine)
+    first = Path(list(handlers.sweep(["fibonacci"], "", "0.9", "2", 2, 2))[-1][2]).parent
+    second = Path(list(handlers.sweep(["fibonacci"], "", "0.9", "2", 2, 2))[-1][2]).parent
+    assert first.parent == second.parent and first != second and first.exists()  # the first is not idle yet
+    hour_ago = time.time() - panels.CSV_KEEP_S - 1
+    for entry in (first, first / "sweep.csv"):
+        os.utime(entry, (hour_ago, hour_ago))
+    os.utime(second, (hour_ago, hour_ago))  # the folder is old but its CSV was just written: a running Sweep's
+    third = Path(list(handlers.sweep(["fibonacci"], "", "0.9", "2", 2, 2))[-1][2]).parent
+    assert not first.exists() and second.exists() and third.exists()
+    root = first.parent
+    del handlers  # the app's folder goes with the handlers (weakref.finalize, which also runs at exit)
+    import gc
+
+    gc.collect()
+    assert not root.exists()
+
+
 def test_a_race_can_be_stopped_between_two_timed_runs_and_says_so(engine):
     """The Race yielded once per mode, so Stop landed only after a warm-up and every timed run of the mode."""
     handlers = Handlers(engine)
@@ -337,6 +363,43 @@ def test_a_race_can_be_stopped_between_two_timed_runs_and_says_so(engine):
     stopped = handlers.race_stopped(timing)
     assert "timing diffusion" not in stopped and "Stopped" in stopped and stopped.count('class="tt-card"') == 1
     assert handlers.race_stopped(updates[-1][0]) == gr.skip()  # a finished Race keeps its note
+
+
+def test_a_refused_race_times_nothing_and_keeps_the_last_races_cards(engine, monkeypatch):
+    """A γ out of range (the API's sliders have no ends) came back only after AR had been timed, and the
+    message replaced the cards and the bars of the Race before it."""
+    from twotower import bench
+
+    handlers = Handlers(engine)
+    # AR alone reads no diffusion setting: a γ the contestants would refuse does not stop it
+    alone = list(handlers.race("def f(x):", [], 1.5, 4, 4, 4, 1))[-1][0]
+    assert 'class="tt-error"' not in alone and alone.count('class="tt-card"') == 1
+    *_, (view, _, measured) = list(handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 4, 1))
+    timed = []
+    monkeypatch.setattr(bench, "timed_generation", lambda *a, **k: timed.append(a) or {})
+    for settings, message in [((1.5, 4, 4, 4), "γ must be in (0, 1]"), ((0.8, 0, 4, 4), "block size S must be"),
+                              ((0.8, 4, 4, 0), "max_new_tokens must be >= 1")]:
+        updates = list(handlers.race("def f(x):", ["diffusion"], *settings, 1, measured))
+        assert len(updates) == 1 and timed == []
+        error, bars, numbers = updates[0]
+        assert message in html_text(error) and error.endswith(view) and bars == numbers == gr.skip()
+
+
+def test_a_refused_race_after_a_stopped_one_shows_the_stopped_cards(engine):
+    handlers = Handlers(engine)
+    race = handlers.race("def f(x):", ["diffusion", "mock_ar"], 0.8, 4, 4, 4, 1)
+    updates = [next(race) for _ in range(5)]  # timing ar, a run, timing diffusion, a run, timing mock_ar
+    race.close()  # Stop while mock_ar is timed
+    on_screen, measured = handlers.race_stopped(updates[4][0]), updates[4][2]
+    assert measured["view"] == on_screen and on_screen.count('class="tt-card"') == 2
+    error = list(handlers.race("", ["diffusion"], 0.8, 4, 4, 4, 1, measured))[0][0]
+    assert "the prompt is empty" in error and error.endswith(on_screen)
+
+
+def html_text(fragment: str) -> str:
+    import html
+
+    return html.unescape(fragment)
 
 
 def stub_timings(monkeypatch, tokens, seconds):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from .tokenizer import find_tokenizer_file, load_tokenizer
 from .validation import check_encodable, check_flag, check_fraction, check_gamma, check_int, check_model_dir
@@ -104,9 +104,14 @@ class Engine:
         return ids
 
     def decode(self, ids) -> str:
-        """Text of token ids. Ids the tokenizer has no piece for are dropped, not refused: a model whose head is
-        wider than its tokenizer can generate them (see twotower/tokenizer.py)."""
-        return self.tokenizer.decode([int(i) for i in ids])
+        """Text of token ids (a list, a tensor or array row). Ids the tokenizer has no piece for are dropped, not
+        refused: a model whose head is wider than its tokenizer can generate them (see twotower/tokenizer.py).
+        What is not an id at all is refused by name: int() read 5.7 as id 5 and "7" as id 7."""
+        ids = ids.tolist() if hasattr(ids, "tolist") else ids  # a tensor / numpy row: Python ints
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+            raise ValueError(f"decode takes a sequence of token ids, got {type(ids).__name__}")
+        return self.tokenizer.decode([check_int("a token id", i.item() if hasattr(i, "item") else i, minimum=None)
+                                      for i in ids])
 
     @property
     def eos_token_id(self) -> int:

@@ -67,7 +67,8 @@ def as_batch(input_ids, vocab_size: int) -> torch.Tensor:
     return ids.long()
 
 
-def check_int(name: str, value, minimum: int = 1, maximum: int | None = None) -> int:
+def check_int(name: str, value, minimum: int | None = 1, maximum: int | None = None) -> int:
+    """value as an int, or a ValueError naming it; minimum / maximum: bounds (None: none)."""
     # numbers.Integral admits numpy ints; a float must be finite (int(inf) raises OverflowError) and whole
     # (ints first: math.isfinite cannot take one past a float's range, 10**400, and raised OverflowError)
     whole_float = (not isinstance(value, numbers.Integral) and isinstance(value, numbers.Real)
@@ -75,7 +76,7 @@ def check_int(name: str, value, minimum: int = 1, maximum: int | None = None) ->
     if isinstance(value, bool) or not (isinstance(value, numbers.Integral) or whole_float):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     value = int(value)
-    if value < minimum or (maximum is not None and value > maximum):
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         upper = f" and <= {maximum}" if maximum is not None else ""
         # a seed of 1e300 printed all its 301 digits (and a float cannot hold every int: no '.3g')
         shown = value if abs(value) < 10**15 else f"a {len(str(abs(value)))}-digit number"

@@ -49,7 +49,8 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
     handlers = Handlers(engine)
     cfg = engine.model.config
     info = engine.describe()
-    with gr.Blocks(title="TwoTower Playground", analytics_enabled=False) as demo:
+    # delete_cache: Gradio's copies of the Sweep CSVs it served, a day old, go (hourly); without it they stayed
+    with gr.Blocks(title="TwoTower Playground", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         gr.Markdown(f"## TwoTower Playground · two-tower diffusion LM on NemotronH\n"
                     f"Loaded: `{info['checkpoint']}` · {info['params_context']:,} + {info['params_denoiser']:,} "
                     f"parameters (context + denoiser) · layers `{info['layer_pattern']}` ({LAYER_KEY}) · "

@@ -8,14 +8,16 @@ Like the Playground's, they keep nothing per session: a Race's numbers travel in
 from __future__ import annotations
 
 import re
+import shutil
 import statistics
 import tempfile
 import time
+import weakref
 from pathlib import Path
 
 import gradio as gr
 
-from twotower.engine import LAYER_KEY
+from twotower.engine import LAYER_KEY, check_decoding_settings
 from twotower.metrics import token_agreement
 from twotower.validation import check_int
 
@@ -31,6 +33,8 @@ RACE_MODES = ("diffusion", "diffusion_anchored", "speculative", "mock_ar")  # ra
 # contestants that are a mode with a setting: (engine mode, extra settings)
 RACE_VARIANTS = {"diffusion_anchored": ("diffusion", {"anchor_first": True})}
 MAX_NEW_TOKENS = 512  # the max new tokens slider's end (ui/app.py), what the memory plan's context allows for
+CSV_KEEP_S = 3600  # a Sweep's CSV folder, idle this long, is removed by the next Sweep (Gradio holds its copy)
+RACE_STOPPED = "Stopped: the modes above were timed before Stop; race again for the rest."
 
 
 def whole(value):
@@ -55,6 +59,23 @@ class PanelHandlers:
         # every panel's runs count in one tracker: a timing can then tell whether another run shared the machine
         self.engine = TrackedEngine(engine, RunTracker())
         self.piece = engine.tokenizer.piece
+        self._csv_root = None  # the Sweeps' CSV folders (_csv_folder), made at the first Sweep
+
+    def _csv_folder(self) -> Path:
+        """A new folder for one Sweep's CSV, under this app's own (removed when the app exits). Gradio serves a
+        copy of each CSV it is given, so the folders of Sweeps that have written nothing for an hour go now: they
+        were never removed, one per Sweep for as long as the app ran."""
+        if self._csv_root is None:
+            self._csv_root = tempfile.mkdtemp(prefix="twotower-sweeps-")
+            weakref.finalize(self, shutil.rmtree, self._csv_root, ignore_errors=True)  # at exit too
+        for old in Path(self._csv_root).iterdir():
+            try:  # a running Sweep rewrites its CSV after every point: the newest write of the folder counts
+                last_write = max(entry.stat().st_mtime for entry in (old, *old.iterdir()))
+            except OSError:  # gone already (another session's Sweep cleared it)
+                continue
+            if time.time() - last_write > CSV_KEEP_S:
+                shutil.rmtree(old, ignore_errors=True)
+        return Path(tempfile.mkdtemp(prefix="sweep-", dir=self._csv_root))
 
     def _stream(self, mode: str, prompt: str, settings: dict):
         """Validate the prompt and open the sampler; ValueError / ImportError carry the user's message."""
@@ -63,7 +84,7 @@ class PanelHandlers:
 
     def race_stopped(self, view: str):
         """Stop during a Race: the cards timed so far stay; the "timing …" line says the Race was stopped."""
-        return stopped_note(view, "Stopped: the modes above were timed before Stop; race again for the rest.")
+        return stopped_note(view, RACE_STOPPED)
 
     def sweep_stopped(self, message: str):
         """Stop during a Sweep: the points drawn (and their CSV) stay; the progress line says it was stopped."""
@@ -137,20 +158,27 @@ class PanelHandlers:
         """Each mode against AR, one after the other, same settings, greedy with EOS ignored (every mode
         writes the same number of tokens). Yields (cards, bar chart, measured numbers for the Cost panel).
         previous: the session's earlier measurements; a mode this Race does not time keeps its number and the
-        label of the Race that measured it."""
+        label of the Race that measured it. They also hold the cards on screen ("view"), which a refused Race
+        shows again under its message: a bad prompt or setting costs no earlier result."""
         order = ["ar"] + [m for m in RACE_MODES if m in (modes or [])]
         settings = {"gamma": gamma, "block_size": whole(block_size), "steps_per_block": whole(steps_per_block)}
         max_new_tokens, results = whole(max_new_tokens), []
         try:
             ids = self.engine.encode_prompt(prompt)
             repeats = check_int("timed runs per mode", 1 if repeats is None else whole(repeats))
+            # every setting before AR's timing: a bad γ once came back only after AR had been timed
+            check_int("max_new_tokens", max_new_tokens)  # the engine's name for it, as every other panel says
+            if len(order) > 1:  # AR alone reads no diffusion setting
+                check_decoding_settings(**settings)
             label = (f"measured on this machine by the Race at {time.strftime('%H:%M:%S')} ({len(ids)}-token prompt, "
                      f"{max_new_tokens} new tokens, γ = {gamma}, S = {settings['block_size']}, "
                      f"{settings['steps_per_block']} steps per block, {self.engine.model.ctx_device})")
             measured, engine = previous, self.engine.own()
             for mode in order:
-                yield (race_html(results, self.engine.decode, f"timing {mode}…", progress=True),
-                       race_bars(results), measured if measured is not previous else gr.skip())
+                view = race_html(results, self.engine.decode, f"timing {mode}…", progress=True)
+                if measured is not previous:  # what a Stop during this mode leaves on screen
+                    measured["view"] = stopped_note(view, RACE_STOPPED)
+                yield view, race_bars(results), measured if measured is not previous else gr.skip()
                 engine_mode, extra = RACE_VARIANTS.get(mode, (mode, {}))
                 try:
                     for timed in self._timed(engine_mode, ids, max_new_tokens,
@@ -162,9 +190,9 @@ class PanelHandlers:
                     measured = self._measured(previous, results, label)
                 except ImportError as exc:
                     results.append({"mode": mode, "tokens": [], "error": unavailable(f"{mode} mode", exc)})
-        except ValueError as exc:
+        except ValueError as exc:  # refused before anything was timed: the message over the last Race's cards
             gr.Warning(str(exc))
-            yield error_html(str(exc)), None, gr.skip()
+            yield error_html(str(exc)) + ((previous or {}).get("view") or ""), gr.skip(), gr.skip()
             return
         ref = results[0]["tokens"]
         for r in results[1:]:
@@ -174,7 +202,9 @@ class PanelHandlers:
                 f"(median; of an even count the faster middle run), one mode at a time; agreement: the share of "
                 f"positions holding AR's token; {label}."
                 + ("" if len(results) > 1 else " AR alone: tick a contestant to race it against AR."))
-        yield race_html(results, self.engine.decode, note), race_bars(results), self._measured(previous, results, label)
+        view, measured = race_html(results, self.engine.decode, note), self._measured(previous, results, label)
+        measured["view"] = view
+        yield view, race_bars(results), measured
 
     def _measured(self, previous, results, label: str) -> dict:
         """The session's Race numbers for the Cost panel: `previous` with each mode timed in `results` replaced."""
@@ -247,7 +277,7 @@ class PanelHandlers:
             n = len(sweep.sweep_grid(grid_gammas, grid_sizes, whole(steps_per_block)))
             # the previous sweep's plot, table and CSV go: they would sit beside this one's progress
             yield None, None, None, note_html(f"Warm-up, then {n} grid point(s), each timed beside AR …", progress=True)
-            csv_dir = Path(tempfile.mkdtemp(prefix="twotower-sweep-"))
+            csv_dir = self._csv_folder()
             engine = self.engine.own()  # the sweep's own runs do not disturb its timings; everyone else's do
             before = engine.others()
             for point in sweep.iter_sweep(engine, prompts, grid_gammas, grid_sizes, steps=whole(steps_per_block),
@@ -281,7 +311,8 @@ class PanelHandlers:
     # ---------------------------------------------------------------- Cost
     def cost(self, usd_per_gpu_hour, gpus, utilisation_pct, tps_ar, tps_diffusion, tps_speculative,
              api_usd_per_million, measured=None):
-        """Monthly cost and $/M output tokens per mode. Returns (table, bar chart).
+        """Monthly cost and $/M output tokens per mode. Returns (table, bar chart); a refused form: (its
+        message, the chart left as it was).
 
         `measured` is the session's last Race result: a throughput equal to the one it measured is labelled
         as measured on this machine, any other number as typed by the user.
@@ -293,8 +324,8 @@ class PanelHandlers:
             except (TypeError, ValueError):
                 raise ValueError(f"utilisation must be a number of percent, got {utilisation_pct!r}") from None
             lines = cost_table(throughputs, usd_per_gpu_hour, gpus, util, api_usd_per_million)
-        except ValueError as exc:
-            return error_html(str(exc)), None
+        except ValueError as exc:  # the chart of the last form computed stays, as a refused Sweep keeps its plot
+            return error_html(str(exc)), gr.skip()
         labels = provenance(measured, throughputs)
         # a Race on this CPU gives a machine's throughput, which the fields price per GPU-hour: say so
         on_cpu = any((measured or {}).get("devices", {}).get(mode) == "cpu" for mode in labels)
