@@ -274,3 +274,15 @@ def test_app_runs_the_denoiser_in_its_own_dtype(monkeypatch):
     assert app_script.main(["--preset", "tiny", "--den-dtype", "bf16"]) == 0
     info = built["engine"].describe()
     assert (info["dtype"], info["den_dtype"]) == ("fp32", "bf16")
+
+
+def test_a_checkbox_sent_as_a_string_is_refused_by_its_label(app):
+    """Gradio passes an API caller's checkbox value on as it came: bool("no") switched anchoring (and the audit's
+    adaptive draft length, the Sweep's anchored diffusion) on."""
+    _, _, client = app
+    view, *_ = client.predict("def f(x):", "diffusion", *SMALL, "step", "no", api_name="/generate")
+    assert "anchor each block&#x27;s first token must be True or False, got &#x27;no&#x27;" in view
+    *_, summary = client.predict("def f(x):", *SMALL, "false", 0.0, api_name="/speculative_audit")
+    assert "adaptive draft length must be True or False" in summary
+    *_, message = client.predict(["fibonacci"], "", "0.8", "4", 4, 8, "yes", 1, api_name="/sweep")
+    assert "anchored diffusion must be True or False" in message

@@ -15,7 +15,7 @@ import threading
 import gradio as gr
 
 from .board import FRAME_KINDS, Board, count_frames, fold, fold_event
-from .panel_handlers import PanelHandlers, run_settings, unavailable, whole
+from .panel_handlers import PanelHandlers, run_settings, switch, unavailable, whole
 from .render import board_html, error_html, note_html, stats_html
 from .render_panels import MODE_LABELS
 
@@ -84,7 +84,7 @@ class Handlers(PanelHandlers):
         run_id = self._claim(session)
         try:
             yield from self._generate(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens,
-                                      temperature, seed, colour_by, session, run_id, bool(anchor_first))
+                                      temperature, seed, colour_by, session, run_id, anchor_first)
         finally:
             self._release(session, run_id)
 
@@ -110,6 +110,7 @@ class Handlers(PanelHandlers):
         board = Board()
         try:
             settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
+            anchor_first = switch("anchor each block's first token", anchor_first)  # its label
             _, events = self._stream(mode, prompt, {**settings, "anchor_first": anchor_first})
             record["caption"] = run_caption(mode, settings, anchor_first, self.engine.model.config.default_draft_steps)
             for event in events:  # the sampler runs one step per iteration: nothing is precomputed

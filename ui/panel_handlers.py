@@ -19,7 +19,7 @@ import gradio as gr
 
 from twotower.engine import LAYER_KEY, check_decoding_settings
 from twotower.metrics import token_agreement
-from twotower.validation import check_int
+from twotower.validation import check_flag, check_int
 
 from .board import verify_rounds
 from .cost import cost_table
@@ -40,6 +40,12 @@ RACE_STOPPED = "Stopped: the modes above were timed before Stop; race again for 
 def whole(value):
     """Sliders send floats; integral ones become ints, anything else goes to the engine to be refused."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def switch(name: str, value) -> bool:
+    """A checkbox's value: a box Gradio sends no value for is off; anything but a boolean (an API caller's "no",
+    which bool() read as on) is refused by name, as the engine refuses it."""
+    return check_flag(name, False if value is None else value)
 
 
 def run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed) -> dict:
@@ -224,7 +230,7 @@ class PanelHandlers:
         rounds, stats, written = [], None, None
         try:
             settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
-            settings.update(adaptive=bool(adaptive), min_draft_confidence=min_draft_confidence)
+            settings.update(adaptive=switch("adaptive draft length", adaptive), min_draft_confidence=min_draft_confidence)
             _, events = self._stream("speculative", prompt, settings)
             for event in events:
                 if event.kind == "verify":
@@ -274,6 +280,7 @@ class PanelHandlers:
             grid_gammas = sweep.parse_list(gammas, float, "γ values")
             grid_sizes = sweep.parse_list(block_sizes, int, "block sizes")
             repeats = check_int("timed runs per point", 1 if repeats is None else whole(repeats))
+            anchor_first = switch("anchored diffusion", anchor_first)
             n = len(sweep.sweep_grid(grid_gammas, grid_sizes, whole(steps_per_block)))
             # the previous sweep's plot, table and CSV go: they would sit beside this one's progress
             yield None, None, None, note_html(f"Warm-up, then {n} grid point(s), each timed beside AR …", progress=True)
@@ -281,7 +288,7 @@ class PanelHandlers:
             engine = self.engine.own()  # the sweep's own runs do not disturb its timings; everyone else's do
             before = engine.others()
             for point in sweep.iter_sweep(engine, prompts, grid_gammas, grid_sizes, steps=whole(steps_per_block),
-                                          max_new_tokens=whole(max_new_tokens), anchor_first=bool(anchor_first),
+                                          max_new_tokens=whole(max_new_tokens), anchor_first=anchor_first,
                                           repeats=repeats,
                                           max_prompt_tokens=self.engine.max_prompt_tokens):  # as every other panel
                 points.append(point)
