@@ -108,20 +108,23 @@ def playground_cases(rng: random.Random):
 
 
 def test_playground_fuzz(app):
-    rng, refused, ran = random.Random(0), 0, 0
+    rng, refused, ran, last = random.Random(0), 0, 0, None
     for case in playground_cases(rng):
         prompt, mode, gamma, size, steps, max_new, temperature, seed = case[:8]
-        outputs = app.call("generate", *case)
+        outputs = app.call("generate", *case, last)  # last: the session's recorded run (a gr.State)
         if is_error(outputs[0][0]):
-            # the last run's statistics, completion, recording and scrubber stay; the message says why
+            # the last run's statistics, completion, recording and scrubber stay; the message says why, over
+            # the last run's board
             message = refused_keeping(outputs, 0, (1, 2, 3, 4))
             expected = BAD_PROMPTS.get(prompt) or "seed must be"
             assert expected in message, (case, message)
+            assert last is None or message.endswith(html.unescape(app.call("replay", last, None, case[8])[0]))
             refused += 1
             continue
         assert prompt not in BAD_PROMPTS and seed not in (-1, 1.5, 2 ** 63, 1e300) and seed == seed, case
         ran += 1
         view, stats, completion, record, _ = outputs[-1]
+        last = record
         assert 'data-done="1"' in view and "total time" in stats and isinstance(completion, str), case
         assert "<script>" not in view  # the prompt is drawn as text
         # what the recording offers afterwards: replay any step, recolour, Stop after (or during) the run
@@ -137,14 +140,16 @@ def test_playground_fuzz(app):
 
 def test_the_mode_radio_and_the_sliders_rerun_only_on_the_playground_tab(app):
     """The release / change listeners: supersede, then re-run with the tab the session shows."""
-    args = ("def f(x):", "mock_ar", 0.05, 64, 1, 3, 0.0, None, "step", True)
+    args = ("def f(x):", "mock_ar", 0.05, 64, 1, 3, 0.0, None, "step", True, None)
     for tab in ("race", "audit", "sweep", "cost", "model"):
         assert app.call("supersede", tab) == [None]
         assert app.call("rerun", tab, *args) == [(SKIP,) * 5]
         assert app.call("rerun", tab, "", *args[1:]) == [(SKIP,) * 5]  # no "prompt is empty" off its tab
     app.call("supersede", "playground")
-    assert 'data-done="1"' in app.call("rerun", "playground", *args)[-1][0]
-    refused_keeping(app.call("rerun", "playground", " ", *args[1:]), 0, (1, 2, 3, 4))
+    view, *_, record, _ = app.call("rerun", "playground", *args)[-1]
+    assert 'data-done="1"' in view
+    error = refused_keeping(app.call("rerun", "playground", " ", *args[1:-1], record), 0, (1, 2, 3, 4))
+    assert "the prompt is empty" in error and 'data-done="1"' in error  # over the last run's board
 
 
 def test_stop_and_replay_before_any_run(app):

@@ -199,7 +199,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         settings = [gamma, block_size, steps, max_new, temperature, seed]
         # the mode and the anchor checkbox re-run too: a board left from another mode would read as this one's
         releases = [gamma.release, block_size.release, steps.release, mode.input, anchor_first.input]
-        playground_in = [prompt, mode, *settings, colour_by, anchor_first]
+        playground_in = [prompt, mode, *settings, colour_by, anchor_first, record]  # record: a refusal redraws it
         playground_out = [view, stats, completion, record, scrubber]
         run = gr.on([generate_btn.click, prompt.submit], handlers.generate, playground_in, playground_out,
                     api_name="generate", show_progress="hidden", concurrency_id=ENGINE)

@@ -77,14 +77,16 @@ class Handlers(PanelHandlers):
 
     # ---------------------------------------------------------------- Playground
     def generate(self, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                 colour_by="step", anchor_first=False, request: gr.Request = None):
+                 colour_by="step", anchor_first=False, previous=None, request: gr.Request = None):
         """Stream one generation: yields (view, statistics, completion, recorded run, scrubber) per step.
-        anchor_first: diffusion's variant whose blocks start with the context tower's own next token."""
+        anchor_first: diffusion's variant whose blocks start with the context tower's own next token.
+        previous: the session's recorded run (a gr.State, not an API input), whose board a refusal shows
+        again under its message."""
         session = getattr(request, "session_hash", None)
         run_id = self._claim(session)
         try:
             yield from self._generate(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens,
-                                      temperature, seed, colour_by, session, run_id, anchor_first)
+                                      temperature, seed, colour_by, session, run_id, anchor_first, previous)
         finally:
             self._release(session, run_id)
 
@@ -95,17 +97,17 @@ class Handlers(PanelHandlers):
             self._claim(getattr(request, "session_hash", None))
 
     def rerun(self, tab, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-              colour_by="step", anchor_first=False, request: gr.Request = None):
+              colour_by="step", anchor_first=False, previous=None, request: gr.Request = None):
         """A slider release re-runs the Playground's prompt only while its tab is open: from the Race or the
         Sweep (whose own runs read the same sliders) a hidden run would share the CPU with their timings."""
         if tab != "playground":
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         yield from self.generate(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                                 colour_by, anchor_first, request)
+                                 colour_by, anchor_first, previous, request)
 
     def _generate(self, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                  colour_by, session, run_id, anchor_first=False):
+                  colour_by, session, run_id, anchor_first=False, previous=None):
         record = {"prompt": prompt, "steps_per_block": steps_per_block, "events": []}
         board = Board()
         try:
@@ -125,11 +127,12 @@ class Handlers(PanelHandlers):
                            stats_html(board, run=record["caption"]),
                            self.engine.decode(board.finished_tokens()), record, scrubber)
         except (ImportError, ValueError) as exc:
-            # bad input: the message in the view; the previous run's completion, statistics, recording and
-            # scrubber stay as they were (nothing of it is lost)
+            # bad input: the message over the previous run's board (drawn again from its recording); its
+            # completion, statistics, recording and scrubber stay as they were (nothing of it is lost)
             message = unavailable(f"{mode} mode", exc) if isinstance(exc, ImportError) else str(exc)
             gr.Warning(message)
-            yield error_html(message), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            last = self.replay(previous, None, colour_by) if previous and previous.get("events") else ""
+            yield error_html(message) + last, gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         scrubber = replay_scrubber(count_frames(record["events"]))
         yield (self._view(board, prompt, colour_by, steps_per_block), stats_html(board, LIVE_NOTE, run=record["caption"]),
