@@ -28,7 +28,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_engine_arguments(parser)  # model, devices, --dtype / --den-dtype: as bench, eval and sweep
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    parser.add_argument("--share", action="store_true",
+                        help="also open a public gradio.live link (needs the internet: Gradio fetches its tunnel "
+                             "binary on first use; offline it says so and serves locally only)")
     parser.add_argument("--concurrency", type=int, default=2, help="runs served at once; more users queue")
     return parser.parse_args(argv)
 
