@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -12,7 +11,8 @@ from transformers import NemotronHConfig
 from transformers.activations import ACT2FN
 
 from .checkpoint_files import (CONFIG_NAME, WEIGHTS_NAME, is_set, key_mismatch, missing_weights_message, one_line,
-                               read_json_object, unreadable_safetensors, unset_fields_hint)
+                               read_json_object, read_json_value, unreadable_safetensors,
+                               unset_fields_hint)
 from .config import FP32_SUFFIXES, check_layer_pattern, ensure_two_tower_fields
 from .model import TwoTowerModel
 from .validation import check_device, check_fraction, check_gamma, check_int
@@ -169,10 +169,10 @@ def _check_filled_mask_id(directory: Path, mask: int) -> None:
     tokenizer = directory / HF_TOKENIZER_FILE
     if (directory / TOKENIZER_FILE).is_file() or not tokenizer.is_file():
         return
-    try:
-        added = json.loads(tokenizer.read_text(encoding="utf-8")).get("added_tokens") or []
+    try:  # read_json_value: an unreadable or non-JSON file is a ValueError, as in the tokenizer's own diagnosis
+        added = read_json_value(tokenizer).get("added_tokens") or []
         ids = [t["id"] for t in added if isinstance(t, dict) and t.get("content") == MASK_TEXT]
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+    except (ValueError, AttributeError, KeyError, TypeError):
         return  # an unreadable tokenizer.json is reported when the tokenizer loads
     if ids and ids[0] != mask:
         raise ValueError(f"{directory}/config.json has no mask_token_id, so the release's {mask} was assumed, but "
