@@ -12,7 +12,8 @@ from tiny_models import timed_record  # noqa: E402
 from twotower.decoding import drain  # noqa: E402
 from twotower.engine import load_engine  # noqa: E402
 from ui.handlers import Handlers, run_settings  # noqa: E402
-from ui.panel_handlers import PanelHandlers, provenance, with_front  # noqa: E402
+from ui.panel_handlers import PanelHandlers, provenance  # noqa: E402
+from ui.sweep_panel import with_front  # noqa: E402
 
 SETTINGS = dict(gamma=1.0, block_size=4.0, steps_per_block=4.0, max_new_tokens=8.0, temperature=0.0, seed=0)
 
@@ -333,7 +334,7 @@ def test_sweep_csv_folders_idle_an_hour_are_removed_by_the_next_sweep(engine, mo
     removes those idle for an hour (Gradio serves its own copy of each CSV), a running one's stays."""
     import time
 
-    import ui.panel_handlers as panels
+    import ui.sweep_panel as panels
 
     handlers = Handlers(engine)
     first = Path(list(handlers.sweep(["fibonacci"], "", "0.9", "2", 2, 2))[-1][2]).parent

@@ -1,5 +1,5 @@
 """The Gradio app: `build_demo(engine)` lays out the six panels and wires them to ui.handlers (the Playground;
-ui.panel_handlers has the other five).
+ui.panel_handlers and ui.sweep_panel have the other five).
 
 Wiring notes (Gradio 6 front-end behaviour, checked in its source: the listeners of one trigger run in
 the order they were registered, and a listener's own `cancels=` fires only after its function ends):

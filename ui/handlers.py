@@ -4,7 +4,8 @@ One `Handlers` object is shared by every browser session; it holds only the load
 read-only at inference. Everything a session owns (its recorded events, its last Race numbers) travels
 in gr.State values passed in and out, and every run builds its own cache and torch.Generator inside
 the sampler, so concurrent users cannot see each other's runs. This module holds the Playground's
-handlers; the measuring panels' (Race, audit, Sweep, Cost, Model) are in ui/panel_handlers.py.
+handlers; the measuring panels' (Race, audit, Cost, Model) are in ui/panel_handlers.py, the Sweep's in
+ui/sweep_panel.py.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import threading
 import gradio as gr
 
 from .board import FRAME_KINDS, Board, count_frames, fold, fold_event
-from .panel_handlers import PanelHandlers, run_settings, switch, unavailable, whole
+from .panel_common import run_settings, switch, unavailable, whole
+from .panel_handlers import PanelHandlers
 from .render import board_html, error_html, note_html, stats_html
 from .render_panels import MODE_LABELS
 

@@ -1,87 +1,44 @@
-"""Handlers of the measuring panels: Race, speculative audit, Sweep, Cost and Model. Thin generators over the
-engine, twotower.bench / twotower.sweep and the memory plan (no decoding or timing logic of their own);
-`ui.handlers.Handlers` adds the Playground's on top of them.
+"""Handlers of the measuring panels: Race, speculative audit, Cost and Model (the Sweep's, inherited, are in
+ui/sweep_panel.py). Thin generators over the engine, twotower.bench / twotower.sweep and the memory plan (no
+decoding or timing logic of their own); `ui.handlers.Handlers` adds the Playground's on top of them.
 
 Like the Playground's, they keep nothing per session: a Race's numbers travel in a gr.State.
 """
 
 from __future__ import annotations
 
-import re
-import shutil
 import statistics
-import tempfile
 import time
-import weakref
-from pathlib import Path
 
 import gradio as gr
 
 from twotower.engine import LAYER_KEY, check_decoding_settings
 from twotower.metrics import token_agreement
-from twotower.validation import check_flag, check_int
+from twotower.validation import check_int
 
 from .board import verify_rounds
 from .cost import cost_table
-from .examples import EXAMPLE_PROMPTS
 from .plots import acceptance_histogram, cost_bars, race_bars
-from .render import PROGRESS_CLASS, error_html, esc, kv_table_html, note_html
+from .panel_common import given, run_settings, stopped_note, switch, unavailable, whole
+from .render import error_html, esc, kv_table_html, note_html
 from .render_panels import acceptance_summary_html, audit_html, cost_html, race_html, stale_note
 from .run_tracker import RunTracker, TrackedEngine
+from .sweep_panel import SweepPanel
 
 RACE_MODES = ("diffusion", "diffusion_anchored", "speculative", "mock_ar")  # raced against AR, in this order
 # contestants that are a mode with a setting: (engine mode, extra settings)
 RACE_VARIANTS = {"diffusion_anchored": ("diffusion", {"anchor_first": True})}
 MAX_NEW_TOKENS = 512  # the max new tokens slider's end (ui/app.py), what the memory plan's context allows for
-CSV_KEEP_S = 3600  # a Sweep's CSV folder, idle this long, is removed by the next Sweep (Gradio holds its copy)
 RACE_STOPPED = "Stopped: the modes above were timed before Stop; race again for the rest."
 
 
-def whole(value):
-    """Sliders send floats; integral ones become ints, anything else goes to the engine to be refused."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-def switch(name: str, value) -> bool:
-    """A checkbox's value: a box Gradio sends no value for is off; anything but a boolean (an API caller's "no",
-    which bool() read as on) is refused by name, as the engine refuses it."""
-    return check_flag(name, False if value is None else value)
-
-
-def run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed) -> dict:
-    return dict(gamma=gamma, block_size=whole(block_size), steps_per_block=whole(steps_per_block),
-                max_new_tokens=whole(max_new_tokens), temperature=temperature,
-                seed=None if seed in (None, "") else whole(seed))
-
-
-def unavailable(what: str, exc: Exception) -> str:
-    return f"{what} is not available in this build yet ({exc})."
-
-
-class PanelHandlers:
+class PanelHandlers(SweepPanel):
     """The measuring panels' handlers; one object serves every browser session (it holds the read-only engine)."""
 
     def __init__(self, engine):
         # every panel's runs count in one tracker: a timing can then tell whether another run shared the machine
         self.engine = TrackedEngine(engine, RunTracker())
         self.piece = engine.tokenizer.piece
-        self._csv_root = None  # the Sweeps' CSV folders (_csv_folder), made at the first Sweep
-
-    def _csv_folder(self) -> Path:
-        """A new folder for one Sweep's CSV, under this app's own (removed when the app exits). Gradio serves a
-        copy of each CSV it is given, so the folders of Sweeps that have written nothing for an hour go now: they
-        were never removed, one per Sweep for as long as the app ran."""
-        if self._csv_root is None:
-            self._csv_root = tempfile.mkdtemp(prefix="twotower-sweeps-")
-            weakref.finalize(self, shutil.rmtree, self._csv_root, ignore_errors=True)  # at exit too
-        for old in Path(self._csv_root).iterdir():
-            try:  # a running Sweep rewrites its CSV after every point: the newest write of the folder counts
-                last_write = max(entry.stat().st_mtime for entry in (old, *old.iterdir()))
-            except OSError:  # gone already (another session's Sweep cleared it)
-                continue
-            if time.time() - last_write > CSV_KEEP_S:
-                shutil.rmtree(old, ignore_errors=True)
-        return Path(tempfile.mkdtemp(prefix="sweep-", dir=self._csv_root))
 
     def _stream(self, mode: str, prompt: str, settings: dict):
         """Validate the prompt and open the sampler; ValueError / ImportError carry the user's message."""
@@ -91,11 +48,6 @@ class PanelHandlers:
     def race_stopped(self, view: str):
         """Stop during a Race: the cards timed so far stay; the "timing …" line says the Race was stopped."""
         return stopped_note(view, RACE_STOPPED)
-
-    def sweep_stopped(self, message: str):
-        """Stop during a Sweep: the points drawn (and their CSV) stay; the progress line says it was stopped."""
-        return stopped_note(message, "Stopped: the grid points above were measured before Stop (the CSV holds "
-                                     "them; the Pareto flags are those of these points).")
 
     def audit_stopped(self, summary: str):
         """Stop during an audit: the rounds verified so far stay; the summary says the run was stopped (it read
@@ -110,24 +62,12 @@ class PanelHandlers:
     def race_settings(gamma, block_size, steps_per_block, max_new_tokens, prompt=None):
         """At a Race's start: (the settings it reads, no stale note). Its contestants and timed runs are not
         among them: each card names its mode and shows its runs' spread."""
-        return _given(gamma=gamma, block_size=whole(block_size), steps_per_block=whole(steps_per_block),
+        return given(gamma=gamma, block_size=whole(block_size), steps_per_block=whole(steps_per_block),
                       max_new_tokens=whole(max_new_tokens), prompt=prompt), ""
 
     @staticmethod
     def race_staleness(used, *current):
         return stale_note(used, PanelHandlers.race_settings(*current)[0], "Race")
-
-    @staticmethod
-    def sweep_settings(steps_per_block, max_new_tokens, gammas=None, block_sizes=None, examples=None,
-                       extra_prompt=None, anchor_first=None):
-        """At a Sweep's start: (the settings it reads, its own grid and prompt set too; no stale note)."""
-        return _given(steps_per_block=whole(steps_per_block), max_new_tokens=whole(max_new_tokens), gammas=gammas,
-                      block_sizes=block_sizes, examples=examples, extra_prompt=extra_prompt,
-                      anchor_first=anchor_first), ""
-
-    @staticmethod
-    def sweep_staleness(used, *current):
-        return stale_note(used, PanelHandlers.sweep_settings(*current)[0], "Sweep")
 
     # ---------------------------------------------------------------- Race
     def _timed(self, mode: str, ids, max_new_tokens: int, settings: dict, repeats: int, engine=None):
@@ -256,65 +196,6 @@ class PanelHandlers:
         yield audit_html(rounds, self.piece), figure, acceptance_summary_html(stats, rounds,
                                                                               str(self.engine.model.ctx_device), output)
 
-    # ---------------------------------------------------------------- Sweep
-    def sweep(self, example_names, extra_prompt, gammas, block_sizes, steps_per_block, max_new_tokens,
-              anchor_first=False, repeats=1):
-        """γ × S grid through twotower.sweep (its code, its figure, its CSV). Yields (scatter, table, CSV, message)
-        after every grid point, so the plot fills in as it goes and Stop ends the sweep between two points
-        (the points measured stay on screen). anchor_first: every point runs anchored diffusion. repeats: timed
-        runs of each point and of its AR (the median, as `twotower sweep --repeats`)."""
-        try:
-            from twotower import sweep
-        except ImportError as exc:
-            yield None, None, None, error_html(unavailable("The sweep (twotower.sweep)", exc))
-            return
-        points, disturbed = [], 0  # disturbed: points timed while another run of the app was going
-        try:
-            prompts = [EXAMPLE_PROMPTS[name] for name in (example_names or [])]
-            if extra_prompt and extra_prompt.strip():
-                prompts.append(extra_prompt)
-            if not prompts:
-                raise ValueError("the prompt set is empty: tick an example or type a prompt")
-            for text in prompts:
-                self.engine.encode_prompt(text)  # the prompt checks and messages of every other panel
-            grid_gammas = sweep.parse_list(gammas, float, "γ values")
-            grid_sizes = sweep.parse_list(block_sizes, int, "block sizes")
-            repeats = check_int("timed runs per point", 1 if repeats is None else whole(repeats))
-            anchor_first = switch("anchored diffusion", anchor_first)
-            n = len(sweep.sweep_grid(grid_gammas, grid_sizes, whole(steps_per_block)))
-            # the previous sweep's plot, table and CSV go: they would sit beside this one's progress
-            yield None, None, None, note_html(f"Warm-up, then {n} grid point(s), each timed beside AR …", progress=True)
-            csv_dir = self._csv_folder()
-            engine = self.engine.own()  # the sweep's own runs do not disturb its timings; everyone else's do
-            before = engine.others()
-            for point in sweep.iter_sweep(engine, prompts, grid_gammas, grid_sizes, steps=whole(steps_per_block),
-                                          max_new_tokens=whole(max_new_tokens), anchor_first=anchor_first,
-                                          repeats=repeats,
-                                          max_prompt_tokens=self.engine.max_prompt_tokens):  # as every other panel
-                points.append(point)
-                disturbed += engine.disturbed(before)
-                if len(points) < n:  # the last point's view is the final one below, with the final flags
-                    shown = with_front(points)
-                    path, _ = save_csv(csv_dir, shown)  # what Stop keeps can be downloaded too
-                    yield (sweep.sweep_figure(shown), sweep_table(shown), path,
-                           note_html(f"{len(points)} of {n} grid points measured (γ = {point['gamma']}, S = "
-                                     f"{point['block_size']}) …{shared_note(disturbed, len(points))}",
-                                     progress=True))
-                before = engine.others()  # the time on screen between two points is not timed
-        except ValueError as exc:
-            gr.Warning(str(exc))
-            yield gr.skip(), gr.skip(), gr.skip(), error_html(str(exc))
-            return
-        path, unsaved = save_csv(csv_dir, points)
-        message = note_html(f"{len(points)} grid point{'' if len(points) == 1 else 's'} over {len(prompts)} prompt(s)"
-                            f"{', anchored diffusion' if anchor_first else ''}; "
-                            f"{sum(bool(p.get('pareto')) for p in points)} on the Pareto frontier; "
-                            + (f"the median of {repeats} timed runs per point and per AR beside it."
-                               if repeats > 1 else "one timed run per point and per AR beside it: × AR is one sample "
-                                                   "of a host's speed (more timed runs give a median).")
-                            + shared_note(disturbed, len(points)) + unsaved)
-        yield sweep.sweep_figure(points), sweep_table(points), path, message
-
     # ---------------------------------------------------------------- Cost
     def cost(self, usd_per_gpu_hour, gpus, utilisation_pct, tps_ar, tps_diffusion, tps_speculative,
              api_usd_per_million, measured=None):
@@ -394,51 +275,3 @@ def provenance(measured, throughputs: dict) -> dict[str, str]:
     return labels
 
 
-def _given(**settings) -> dict:
-    """The settings a caller passed (None: a component the caller does not wire)."""
-    return {key: value for key, value in settings.items() if value is not None}
-
-
-def shared_note(disturbed: int, n: int) -> str:
-    """What the Sweep's message adds when some points were timed beside another run of the app ("" if none)."""
-    if not disturbed:
-        return ""
-    return (f" ⚠ {disturbed} of {n} point(s) were timed while another run of this app was going (another tab or "
-            "user): their speeds are disturbed; sweep again alone to measure them.")
-
-
-def save_csv(folder: Path, points) -> tuple[str | None, str]:
-    """(the CSV's path, "") or (None, what to tell the user): a full temp disk costs the download, not the
-    measured points on the screen."""
-    from twotower import sweep
-
-    try:
-        path = folder / "sweep.csv"
-        path.write_text(sweep.csv_text(points), encoding="utf-8")
-    except OSError as exc:
-        return None, f" The CSV could not be saved ({exc.strerror or exc}): copy the table instead."
-    return str(path), ""
-
-
-def stopped_note(html, message: str):
-    """`html` with its progress line (note_html(..., progress=True)) replaced by `message`; unchanged (a skip)
-    when it has none: the run had finished, or Stop was pressed with nothing running."""
-    if not html or PROGRESS_CLASS not in html:
-        return gr.skip()
-    return re.sub(rf'<div class="tt-note {PROGRESS_CLASS}">.*?</div>', lambda _: note_html(message), html, flags=re.S)
-
-
-def with_front(points) -> list[dict]:
-    """Copies of the points measured so far, each flagged on or off the frontier of those points."""
-    from twotower.sweep import front_flags
-
-    return [{**p, "pareto": on} for p, on in zip(points, front_flags(points))]
-
-
-def sweep_table(points) -> gr.Dataframe:
-    """Rounded, short headers for reading; the CSV keeps every digit and the field names."""
-    from twotower import sweep
-
-    columns = list(sweep.CSV_FIELDS)
-    shown = [[round(v, 3) if isinstance(v, float) else v for v in (p.get(c) for c in columns)] for p in points]
-    return gr.Dataframe(value=shown, headers=[sweep.TABLE_HEADERS[c] for c in columns])

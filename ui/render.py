@@ -284,7 +284,7 @@ def error_html(message: str) -> str:
     return f'<div class="tt-error" role="alert">⚠ {esc(message)}</div>'
 
 
-PROGRESS_CLASS = "tt-progress"  # a "running" line that Stop's follow-up rewrites (ui.panel_handlers.stopped_note)
+PROGRESS_CLASS = "tt-progress"  # a "running" line that Stop's follow-up rewrites (ui.panel_common.stopped_note)
 
 
 def note_html(message: str, progress: bool = False) -> str:
