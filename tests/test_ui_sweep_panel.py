@@ -1,0 +1,72 @@
+"""The Sweep panel's handlers called directly (no server): point-by-point drawing, Stop, the CSV folders."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import pytest  # noqa: E402
+
+from twotower.engine import load_engine  # noqa: E402
+from ui.handlers import Handlers  # noqa: E402
+from ui.sweep_panel import with_front  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return load_engine(preset="tiny")
+
+
+def test_the_sweep_draws_each_point_as_it_is_measured(engine):
+    """A generator: the plot and table fill in point by point, and Stop (a cancelled generator) keeps them."""
+    handlers = Handlers(engine)
+    updates, csv_lines = [], []
+    for update in handlers.sweep(["fibonacci"], "", "0.5, 0.9", "2", 2, 4):
+        updates.append(update)  # the CSV as it was at each yield (Gradio copies the file when it is yielded)
+        csv_lines.append(open(update[2]).read().count("\n") if isinstance(update[2], str) else None)
+    first, *partial, final = updates
+    assert "2 grid point(s)" in first[3] and first[:3] == (None, None, None)  # the last sweep's results go
+    assert len(partial) == 1 and "1 of 2 grid points measured" in partial[0][3]
+    assert len(partial[0][1].value["data"]) == 1 and len(final[1].value["data"]) == 2
+    assert csv_lines == [None, 2, 3]  # header + the points so far: what Stop keeps is downloadable
+    assert final[2].endswith("sweep.csv") and "2 grid points over 1 prompt(s)" in final[3]
+    # Stop: the progress line becomes a "stopped" one; a finished sweep's message is left alone
+    stopped = handlers.sweep_stopped(partial[0][3])
+    assert "Stopped" in stopped and "grid points measured" not in stopped
+    assert handlers.sweep_stopped(final[3]) == gr.skip() and handlers.sweep_stopped(None) == gr.skip()
+
+
+def test_sweep_csv_folders_idle_an_hour_are_removed_by_the_next_sweep(engine):
+    """One temp folder per Sweep was made and never removed. Now they share the app's folder; the next Sweep
+    removes those idle for an hour (Gradio serves its own copy of each CSV), a running one's stays."""
+    import time
+
+    import ui.sweep_panel as panels
+
+    handlers = Handlers(engine)
+    first = Path(list(handlers.sweep(["fibonacci"], "", "0.9", "2", 2, 2))[-1][2]).parent
+    second = Path(list(handlers.sweep(["fibonacci"], "", "0.9", "2", 2, 2))[-1][2]).parent
+    assert first.parent == second.parent and first != second and first.exists()  # the first is not idle yet
+    hour_ago = time.time() - panels.CSV_KEEP_S - 1
+    for entry in (first, first / "sweep.csv"):
+        os.utime(entry, (hour_ago, hour_ago))
+    os.utime(second, (hour_ago, hour_ago))  # the folder is old but its CSV was just written: a running Sweep's
+    third = Path(list(handlers.sweep(["fibonacci"], "", "0.9", "2", 2, 2))[-1][2]).parent
+    assert not first.exists() and second.exists() and third.exists()
+    root = first.parent
+    del handlers  # the app's folder goes with the handlers (weakref.finalize, which also runs at exit)
+    import gc
+
+    gc.collect()
+    assert not root.exists()
+
+
+def test_sweep_points_so_far_are_flagged_on_their_own_front():
+    # the third point is worse than the first on both axes, the fourth lacks its agreement: off the front
+    points = [{"ratio_vs_ar": 1.0, "agreement": 0.9}, {"ratio_vs_ar": 2.0, "agreement": 0.5},
+              {"ratio_vs_ar": 0.8, "agreement": 0.8}, {"ratio_vs_ar": 3.0, "agreement": None}]
+    flagged = with_front(points)
+    assert [p["pareto"] for p in flagged] == [True, True, False, False]
+    assert [p["pareto"] for p in with_front(points[2:3])] == [True]  # alone, the third is its own front
+    assert all("pareto" not in p for p in points)  # copies: the measured points are left as they were
