@@ -89,6 +89,18 @@ def test_speculative_footer_is_one_short_readable_line_and_its_json_is_complete(
     assert "min_draft_confidence" in record and record["adaptive"] is False
 
 
+@pytest.mark.parametrize("flags, where", [([], {"device": "cpu", "dtype": "fp32"}),
+                                          (["--den-dtype", "bf16"], {"device": "cpu", "dtype": "fp32", "den_dtype": "bf16"}),
+                                          (["--dtype", "bf16"], {"device": "cpu", "dtype": "bf16"})])
+def test_the_footer_says_what_its_speeds_were_measured_on(capsys, flags, where):
+    """--dtype's help said the dtype was reported in the output, but the footer's tokens/s named no dtype or
+    device; the denoiser's are named where they differ from the context tower's."""
+    assert cli_main(TINY + [*flags, "x"]) == 0
+    stats = footer(capsys.readouterr().err)
+    assert {key: stats.get(key) for key in ("device", "dtype", "den_dtype", "den_device")} == \
+        {"den_dtype": None, "den_device": None, **where}
+
+
 @pytest.mark.parametrize("flags, expected", [([], dict(gamma=0.8, block_size=16, steps_per_block=16)),
                                              (["--gamma", "0.5", "--block-size", "3", "--steps", "2"],
                                               dict(gamma=0.5, block_size=3, steps_per_block=2))])

@@ -222,6 +222,25 @@ def test_an_export_never_writes_over_its_run_or_another(tmp_path, monkeypatch):
     assert (training.export(run, run / "export") / "config.json").is_file()  # a folder of its own inside: fine
 
 
+def test_an_export_over_a_model_card_says_the_card_is_the_old_models(tmp_path, monkeypatch, capsys):
+    """`twotower train --stage export` writes over assets/default by default, weights and records, but not its
+    model card, which went on quoting the replaced model's figures without a word."""
+    training_module, run = tiny_training_run(monkeypatch, tmp_path)
+    training_module.run_stage("context", run, profile="test", steps=1)
+    training_module.run_stage("denoiser", run, profile="test", steps=1)
+    capsys.readouterr()
+    bare, carded = tmp_path / "bare", tmp_path / "carded"
+    carded.mkdir()
+    (carded / "README.md").write_text("# the earlier model's card\n")
+    assert cli_main(["train", "--stage", "export", "--out", str(run), "--to", str(bare)]) == 0
+    assert "model card" not in capsys.readouterr().err  # a new folder has no card to go stale
+    assert cli_main(["train", "--stage", "export", "--out", str(run), "--to", str(carded)]) == 0
+    err = capsys.readouterr().err
+    assert f"{carded / 'README.md'} (the model card) was not rewritten" in err and "scripts/model_card.py" in err
+    assert (carded / "README.md").read_text() == "# the earlier model's card\n"  # left to the user, not deleted
+    assert (carded / "config.json").is_file()
+
+
 @pytest.mark.parametrize("setup, message", [
     ("missing", r"--out '.*nothere': no such folder"),  # was "... has no tokenizer.model"
     ("file", r"--out '.*afile' is a file, not a folder"),
@@ -260,10 +279,11 @@ def test_export_to_a_file_is_refused_before_the_weights_are_read(tmp_path, monke
     (["--stage", "denoiser", "--distill-share", "0.5", "--init-from", "m", "--profile", "gpu"], None),
     (["--stage", "export", "--out", "r", "--to", "x"], None),
 ])
-def test_flags_a_stage_does_not_read_are_named(monkeypatch, capsys, argv, note):
+def test_flags_a_stage_does_not_read_are_named(monkeypatch, capsys, tmp_path, argv, note):
     """`--stage export --steps 50` exported and said nothing of --steps (training flags were dropped silently)."""
     monkeypatch.setattr(training, "run_stage", lambda *a, **k: {})
     monkeypatch.setattr(training, "export", lambda *a, **k: "x")
+    monkeypatch.chdir(tmp_path)  # the default --to, assets/default, is the repository's: its card would get a note
     assert cli_main(["train", *argv]) == 0
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
     assert notes == ([note] if note else [])

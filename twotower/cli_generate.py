@@ -164,5 +164,18 @@ def main(args) -> int:
         return 0
     print(prompt + text)
     print("---", file=sys.stderr)
-    print(format_footer(done.stats), file=sys.stderr)
+    print(format_footer({**done.stats, **ran_on(engine.describe())}), file=sys.stderr)
     return 0
+
+
+def ran_on(info: dict) -> dict:
+    """What the footer's speeds were measured on (Engine.describe): the device and dtype, the denoiser's only
+    where they differ from the context tower's (--den-dtype, --den-device); compiled when it was."""
+    where = {"device": info["ctx_device"], "dtype": info["dtype"]}
+    if info["den_device"] != info["ctx_device"]:
+        where["den_device"] = info["den_device"]
+    if info["den_dtype"] != info["dtype"]:
+        where["den_dtype"] = info["den_dtype"]
+    if info.get("compiled"):
+        where["compiled"] = True
+    return where

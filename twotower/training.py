@@ -346,8 +346,11 @@ def add_arguments(parser) -> None:
                              "export: the trained model of --out into --to")
     parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES),
                         help="the recipe's sizes and schedule (default cpu); a --resume keeps its checkpoint's")
-    parser.add_argument("--out", default="runs/default", help="run directory (checkpoints, logs, token cache)")
-    parser.add_argument("--to", default="assets/default", help="export: destination of the shipped model")
+    parser.add_argument("--out", default="runs/default",
+                        help="run directory (checkpoints, logs, token cache; default %(default)s)")
+    parser.add_argument("--to", default="assets/default",
+                        help="export: destination (default %(default)s, the model the app and the CLI load: the "
+                             "export replaces its weights, tokenizer and training records)")
     parser.add_argument("--steps", type=int, default=None, help="override the profile's number of steps")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the stage's last checkpoint in --out (none there: the stage starts afresh); "
@@ -385,7 +388,12 @@ def main(args) -> int:
     if note:
         print(note, file=sys.stderr)
     if args.stage == "export":
+        card = Path(args.to) / "README.md"
         print(export(args.out, args.to))
+        if card.is_file():  # export writes weights and records, not the card: its figures are the old model's
+            print(f"note: {card} (the model card) was not rewritten and describes the model {args.to} held "
+                  f"before; measure this one with `twotower eval --model {args.to} --json` and rewrite it with "
+                  "scripts/model_card.py (scripts/measure.sh does both)", file=sys.stderr)
         return 0
     record = run_stage(args.stage, args.out, args.profile, args.resume, args.steps, args.device, args.init_from,
                        args.distill_share, args.dtype, args.lr, args.minutes, args.distill_from,
