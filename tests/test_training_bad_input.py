@@ -4,6 +4,7 @@ flags a stage does not read are named instead of dropped silently. Each case her
 a misleading message, a run that trained over a checkpoint, or silence."""
 
 import json
+import re
 
 import pytest
 
@@ -309,3 +310,28 @@ def test_the_command_prints_one_line_and_exits_2(tmp_path, monkeypatch, capsys, 
     no_corpus_work(monkeypatch)
     assert cli_main(["train", *[word.format(tmp=tmp_path) for word in argv]]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [line.format(tmp=tmp_path)]
+
+
+@pytest.mark.parametrize("record, damage", [
+    ([], "it holds no step count .* but None"),
+    ({}, "it holds no step count .* but None"),
+    ({"step": "abc", "train_config": {}}, "it holds no step count .* but 'abc'"),
+    ({"step": -3, "train_config": {}}, "it holds no step count .* but -3"),
+    ({"step": 5, "train_config": 7}, "its train_config is a int, not a dict"),
+    ({"step": 5}, "it has no train_config"),
+])
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_damaged_checkpoint_record_is_named_not_a_traceback(tmp_path, monkeypatch, capsys, record, damage, resume):
+    """Valid JSON of another shape in trainer_state.json stopped `train` on an AttributeError, KeyError or
+    TypeError (and without --resume the refusal read "(step None)")."""
+    no_corpus_work(monkeypatch)
+    state = tmp_path / "run" / "context_ckpt" / "trainer_state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps(record))
+    argv = ["train", "--stage", "context", "--steps", "10", "--out", str(tmp_path / "run")] + ["--resume"] * resume
+    assert cli_main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in lines[0]
+    assert re.search(f"error: {re.escape(str(state))} is damaged: {damage}; delete .*context_ckpt to train the "
+                     "stage from the start", lines[0])
+    assert json.loads(state.read_text()) == record  # nothing written over it

@@ -96,13 +96,33 @@ def refuse_model_folder(run_dir: Path) -> Path:
     return run_dir
 
 
+def read_trainer_state(path: Path, resumed: bool = False) -> dict:
+    """A stage checkpoint's record (trainer_state.json, train_state.save_state's), its fields checked: valid JSON of
+    another shape (a list, no step, a step "abc") stopped `train --resume` and export on a KeyError or TypeError.
+    resumed: the optimizer is restored from it, so its param_groups must be there too."""
+    meta = read_json(path)
+    step = meta.get("step") if isinstance(meta, dict) else None
+    if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0):
+        raise ValueError(f"{path} is damaged: it holds no step count (a whole number of steps trained) but "
+                         f"{step!r}; delete {Path(path).parent} to train the stage from the start")
+    for key, kind in (("train_config", dict), ("segments", list), ("param_groups", list)):
+        if key in meta and not isinstance(meta[key], kind):
+            raise ValueError(f"{path} is damaged: its {key} is a {type(meta[key]).__name__}, not a "
+                             f"{kind.__name__}; delete {Path(path).parent} to train the stage from the start")
+    for key in ("train_config", "param_groups") if resumed else ("train_config",):
+        if key not in meta:
+            raise ValueError(f"{path} is damaged: it has no {key}; delete {Path(path).parent} to train the stage "
+                             "from the start")
+    return meta
+
+
 def refuse_overwrite(run_dir: Path, stage: str, minutes) -> None:
     """A stage run without --resume starts from step 0 and saves over `<out>/<stage>_ckpt`: refused while that
     holds a checkpoint (a forgotten --resume overwrote hours of training at the first save, without a word)."""
     state = run_dir / f"{stage}_ckpt" / "trainer_state.json"
     if not state.is_file():
         return
-    step = read_json(state).get("step")
+    step = read_trainer_state(state)["step"]
     how = ("continue it with --resume and without --minutes (its schedule is a step count)" if minutes
            else "add --resume to continue it")
     raise ValueError(f"--out {run_dir} already holds a {stage} checkpoint (step {step}) that this run would overwrite: "
@@ -113,8 +133,8 @@ def check_resume(run_dir: Path, stage: str, profile: str, profiles: dict, total:
     """The checkpoint a --resume continues, read before any corpus work: it must have been trained on the
     windows of --profile (a gpu run resumed under the default cpu profile changed the window shape, lr, batch
     and step count, said so in a note, then trained on) and be short of the steps asked. Returns its record."""
-    meta = read_json(run_dir / f"{stage}_ckpt" / "trainer_state.json")
-    saved, given = meta.get("train_config") or {}, profiles[profile]
+    meta = read_trainer_state(run_dir / f"{stage}_ckpt" / "trainer_state.json")
+    saved, given = meta["train_config"], profiles[profile]
     differs = [key for key in SHAPE_KEYS if key in saved and saved[key] != given[key]]
     if differs:
         same = [name for name, p in sorted(profiles.items()) if all(saved.get(k) == p[k] for k in SHAPE_KEYS)]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from .train_args import read_trainer_state
 from .validation import make_output_dir, read_json
 
 RNG_FILE = "rng.safetensors"  # the stage's mask generator, beside the optimizer's moments
@@ -54,7 +55,7 @@ def load_state(run_dir: Path, stage: str, optimizer):
     from .checkpoint import from_pretrained
 
     ckpt = run_dir / f"{stage}_ckpt"
-    meta = read_json(ckpt / "trainer_state.json")
+    meta = read_trainer_state(ckpt / "trainer_state.json", resumed=True)
     model = from_pretrained(ckpt)
     flat = load_file(str(ckpt / "optimizer.safetensors"))
     state: dict = {}

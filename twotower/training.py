@@ -26,7 +26,7 @@ import torch
 from .engine import DTYPE_HELP, DTYPE_METAVAR, dtype_flag
 from .objectives import context_loss, denoiser_loss
 from .train_args import (apply_overrides, check_export_paths, check_init_from, check_resume, check_stage_and_profile,
-                         ignored_flags, refuse_model_folder, refuse_overwrite, settings_changed)
+                         ignored_flags, read_trainer_state, refuse_model_folder, refuse_overwrite, settings_changed)
 from .validation import check_device, check_int, check_not_a_file, make_output_dir, read_json
 
 PROFILES = {
@@ -326,7 +326,7 @@ def export(run_dir, to_dir, notes: dict | None = None) -> Path:
     for stage in ("context", "denoiser"):
         state_path = run_dir / f"{stage}_ckpt" / "trainer_state.json"
         if state_path.is_file():
-            state = read_json(state_path)
+            state = read_trainer_state(state_path)
             info[f"{stage}_stage"] = {"steps": state["step"], "train_config": state["train_config"],
                                       "segments": state.get("segments", [])}
         elif f"{stage}_stage" in inherited:
