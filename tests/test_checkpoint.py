@@ -238,6 +238,30 @@ def test_from_backbone_rejects_a_directory_without_a_model(tmp_path):
         from_backbone(tmp_path)
 
 
+def test_from_backbone_refuses_what_would_leave_its_towers_random(tmp_path):
+    """A two-tower checkpoint given to from_backbone loaded with every tensor "unexpected" and came back as two
+    randomly initialised towers; a backbone missing tensors did the same for those."""
+    from safetensors.torch import load_file, save_file
+
+    two_tower = tmp_path / "two_tower"
+    save_pretrained(build_model("tiny"), two_tower)
+    with pytest.raises(ValueError, match="holds a two-tower checkpoint, not a NemotronH causal LM: load it with "
+                                         "from_pretrained"):
+        from_backbone(two_tower)
+    partial = tmp_path / "partial"
+    save_backbone(partial)
+    weights = load_file(str(partial / "model.safetensors"))
+    dropped = next(k for k in weights if "embeddings" in k)
+    save_file({k: v for k, v in weights.items() if k != dropped}, str(partial / "model.safetensors"),
+              metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"weights are not a NemotronH causal LM of its config.json: 1 tensor\(s\) "
+                                         r"missing \(e\.g\. .*embeddings"):  # (transformers' name for it)
+        from_backbone(partial)
+    (partial / "model.safetensors").unlink()
+    with pytest.raises(ValueError, match="cannot be loaded as a NemotronH causal LM: .*no file named model.safetensors"):
+        from_backbone(partial)
+
+
 def test_towers_on_cpu_devices(tiny_model):
     prompt = random_ids((1, 5), 5)
     before = all_outputs(tiny_model, prompt)

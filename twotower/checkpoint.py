@@ -15,14 +15,23 @@ from .checkpoint_files import (CONFIG_NAME, WEIGHTS_NAME, is_set, key_mismatch, 
                                unset_fields_hint)
 from .config import FP32_SUFFIXES, check_layer_pattern, ensure_two_tower_fields
 from .model import TwoTowerModel
-from .validation import check_device, check_fraction, check_gamma, check_int
+from .validation import as_path, check_device, check_fraction, check_gamma, check_int, make_output_dir
 
 
 def save_pretrained(model: TwoTowerModel, directory, dtype: torch.dtype | None = None, extra: dict | None = None) -> Path:
     """Write config.json and model.safetensors (optionally cast, e.g. to bf16 for the shipped model; the
-    FP32_SUFFIXES tensors stay fp32)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    FP32_SUFFIXES tensors stay fp32). Every argument is checked before anything is written."""
+    from .engine import as_dtype
+
+    if not isinstance(model, TwoTowerModel):  # an Engine, or the denoiser alone: an AttributeError halfway
+        raise ValueError(f"save_pretrained saves a TwoTowerModel (an Engine's is engine.model), got "
+                         f"{type(model).__name__}")
+    if dtype is not None:  # "bf16" was read as a device string by Tensor.to; int8 wrote weights no load accepts
+        dtype = as_dtype("dtype", dtype)
+    if extra is not None and not (isinstance(extra, dict)
+                                  and all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items())):
+        raise ValueError(f"extra is the weights file's metadata: a dict of text to text, got {extra!r}")
+    directory = make_output_dir("directory", directory)  # a file there, or a folder that cannot be made: said
     model.config.save_pretrained(directory)
     state = {}
     for name, tensor in model.state_dict().items():
@@ -179,6 +188,17 @@ def _check_filled_mask_id(directory: Path, mask: int) -> None:
                          f"{tokenizer} has {MASK_TEXT} as id {ids[0]}: set mask_token_id in config.json")
 
 
+def tensor_names(weights: Path) -> list[str]:
+    """The tensor names of a safetensors file, from its header (no tensor read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            return list(handle.keys())
+    except Exception as exc:  # safetensors' own error type lives in its Rust module
+        raise unreadable_safetensors(weights, exc) from None
+
+
 def build_on_meta(config, directory) -> TwoTowerModel:
     """The model's skeleton (no memory) from a config that read well but may still describe nothing buildable
     (a negative width, heads that do not divide the hidden size)."""
@@ -195,7 +215,7 @@ def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32)
 
     dtype = as_dtype("dtype", dtype)  # "bf16" / "fp32" as load_engine takes them, not a "device string" error
     check_device("device", device)  # no CUDA here: said so, not blamed on the weights file
-    directory = Path(directory)
+    directory = as_path("directory", directory)
     config = load_config(directory)
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
@@ -243,10 +263,23 @@ def from_backbone(directory, device="cpu", dtype: torch.dtype = torch.float32) -
     denoiser starts as a copy of it with time-conditioning gates at 1 (a no-op change at initialisation)."""
     from transformers import NemotronHForCausalLM
 
-    directory = Path(directory)
+    directory = as_path("directory", directory)
     if not (directory / "config.json").is_file():
         raise ValueError(f"{directory} has no config.json: not a model directory")
-    backbone = NemotronHForCausalLM.from_pretrained(str(directory), local_files_only=True, dtype=dtype)
+    weights = directory / WEIGHTS_NAME
+    if weights.is_file() and any(name.startswith("context_tower.") for name in tensor_names(weights)):
+        # transformers loaded it anyway, every tensor "unexpected", and returned two randomly initialised towers
+        raise ValueError(f"{directory} holds a two-tower checkpoint, not a NemotronH causal LM: load it with "
+                         "from_pretrained (or load_engine / --model)")
+    try:
+        backbone, report = NemotronHForCausalLM.from_pretrained(str(directory), local_files_only=True, dtype=dtype,
+                                                                output_loading_info=True)
+    except (OSError, ValueError, RuntimeError, TypeError) as exc:  # no weights file, a damaged one, a bad field
+        raise ValueError(f"{directory} cannot be loaded as a NemotronH causal LM: {one_line(exc)}") from None
+    missing = report.get("missing_keys") or []
+    if missing:  # weights of another model: the towers would start from random values
+        raise ValueError(f"{directory}'s weights are not a NemotronH causal LM of its config.json: {len(missing)} "
+                         f"tensor(s) missing (e.g. {sorted(missing)[0]})")
     config = ensure_two_tower_fields(backbone.config)
     config._attn_implementation = "sdpa"
     model = TwoTowerModel(config).to(dtype)

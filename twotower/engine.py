@@ -78,6 +78,9 @@ def as_dtype(name: str, value):
         short = DTYPE_SPELLINGS.get(value.strip().lower())
         dtype = _torch_dtypes()[short] if short else getattr(torch, value.strip().lower(), None)
     if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        if dtype.itemsize < 2:  # torch's float8 kinds: no matmul, norm or activation of the towers runs in them
+            raise ValueError(f"{name} {value!r} is an 8-bit float, which this model's layers do not compute in: "
+                             f"choose {DTYPE_HELP}")
         return dtype
     if isinstance(value, str):
         raise ValueError(f"unknown {name} {value!r}: choose {DTYPE_HELP}, or a floating torch dtype")
@@ -226,6 +229,7 @@ def load_engine(model_dir=None, preset: str | None = None, ctx_device="cpu", den
 
     dtype = as_dtype("dtype", dtype)
     den_dtype = None if den_dtype is None else as_dtype("den_dtype", den_dtype)
+    input_major = check_flag("input_major", input_major)  # "no" read as on
     if preset is not None and model_dir is not None:
         raise ValueError("give either a model directory or a preset, not both")
     if preset == "release":  # ~63 B random parameters: tens of GB before the first token, and nothing to see

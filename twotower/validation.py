@@ -193,9 +193,22 @@ def check_output_file(name: str, path) -> Path | None:
     return path
 
 
+def as_path(name: str, path) -> Path:
+    """A path given as text or a path object; anything else (a number, bytes) was pathlib's TypeError, and ""
+    was the current folder: a training run, a sweep's files or a model search landed there without a word."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"{name} must be a path (text or a pathlib.Path), got {type(path).__name__} {path!r}")
+    if isinstance(path, str) and not path.strip():
+        raise ValueError(f"{name} is empty: give a folder (\".\" for the current one)")
+    try:
+        return Path(path)
+    except TypeError:  # an os.PathLike whose __fspath__ gives bytes
+        raise ValueError(f"{name} must be a text path, got {path!r}") from None
+
+
 def check_not_a_file(name: str, path) -> Path:
     """A folder a run will write into must not be a file already (checked before any work; nothing made)."""
-    path = Path(path)
+    path = as_path(name, path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{name} {str(path)!r} is a file, not a folder")
     return path
@@ -212,7 +225,7 @@ def utf8_text(data: bytes, what: str) -> str:
 
 def check_model_dir(path, name: str = "--model") -> Path:
     """A checkpoint folder that exists: a file given for it (a weights file, its config.json) is named as such."""
-    path = Path(path)
+    path = as_path(name, path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{name} {path} is a file, not a folder (a checkpoint folder holds config.json and the weights)")
     if not path.is_dir():
