@@ -85,3 +85,20 @@ def test_save_pretrained_takes_a_dtype_by_name_and_round_trips(tiny, tmp_path):
     for name, value in tiny.state_dict().items():
         kept = value if name.endswith(FP32_SUFFIXES) or not value.is_floating_point() else value.bfloat16().float()
         assert torch.equal(loaded[name], kept), name
+
+
+@pytest.mark.parametrize("override, message", [
+    (dict(hidden_size=-4), "preset 'tiny' with hidden_size=-4 describes no model that can be built: hidden_size "
+                           "must be a positive integer, got -4"),
+    (dict(hidden_size="32"), "preset 'tiny' with hidden_size='32': .*expected int, got str"),
+    (dict(mlp_hidden_act="nope"), "mlp_hidden_act 'nope' is not an activation transformers knows"),
+    (dict(mask_token_id=999), "mask_token_id 999 is not an id below the vocabulary size 261"),
+    (dict(num_experts_per_tok=9), "num_experts_per_tok 9 must be between 1 and n_routed_experts 4"),
+    (dict(default_gamma=5), "default_gamma: confidence threshold γ must be in"),
+])
+def test_build_model_checks_its_overrides_as_a_config_json_is_checked(override, message):
+    """load_config checked these in a checkpoint's config.json; build_model's overrides went unchecked: a
+    negative width was torch's "negative dimension", an unknown activation a bare KeyError, and a mask id past
+    the vocabulary or a top-k above the experts built fine and failed at the first step."""
+    with pytest.raises(ValueError, match=message):
+        build_model("tiny", **override)

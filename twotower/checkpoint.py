@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import NemotronHConfig
-from transformers.activations import ACT2FN
 
 from .checkpoint_files import (CONFIG_NAME, WEIGHTS_NAME, is_set, key_mismatch, missing_weights_message, one_line,
                                read_json_object, read_json_value, unreadable_safetensors,
                                unset_fields_hint)
 from .config import FP32_SUFFIXES, check_layer_pattern, ensure_two_tower_fields
+from .config_checks import check_built_config
 from .model import TwoTowerModel
-from .validation import as_path, check_device, check_fraction, check_gamma, check_int, make_output_dir
+from .validation import as_path, check_device, make_output_dir
 
 
 def save_pretrained(model: TwoTowerModel, directory, dtype: torch.dtype | None = None, extra: dict | None = None) -> Path:
@@ -51,12 +50,7 @@ PATTERN_FIELDS = ("layers_block_type", "layer_types", "hybrid_override_pattern")
 # left out loads without a word and routes every token differently (defaults 2 and 1.0; the release: 6 and 2.5).
 REQUIRED_FIELDS = {"vocab_size": (), "hidden_size": ()}
 MOE_REQUIRED_FIELDS = {"num_experts_per_tok": (), "routed_scaling_factor": ()}
-# Sizes that must be positive integers. Most fail to build at 0 or below, but chunk_size builds fine and fails in
-# the first scan longer than one token (ZeroDivisionError), and a 0 width builds zero-size tensors with a warning.
-POSITIVE_FIELDS = ("vocab_size", "hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim",
-                   "mamba_num_heads", "mamba_head_dim", "n_groups", "ssm_state_size", "conv_kernel", "chunk_size",
-                   "expand", "intermediate_size", "moe_intermediate_size", "moe_shared_expert_intermediate_size",
-                   "n_routed_experts", "time_embed_dim")
+
 
 
 def load_config(directory) -> NemotronHConfig:
@@ -105,68 +99,10 @@ def load_config(directory) -> NemotronHConfig:
                 raise ValueError(f"{path} does not set {field}, which its MoE layers route by: transformers' "
                                  f"default {getattr(config, field)!r} would load without an error and route "
                                  "differently from training")
-    for field in POSITIVE_FIELDS:
-        value = getattr(config, field, None)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{path} describes no model that can be built: {field} must be a positive integer, "
-                             f"got {value!r}")
-    for field in ("layer_norm_epsilon", "routed_scaling_factor"):
-        value = getattr(config, field, None)
-        if isinstance(value, (int, float)) and not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{path}: {field} must be a positive number, got {value!r}")
-    for field in ("mamba_hidden_act", "mlp_hidden_act"):  # an unknown name: a bare KeyError while building
-        value = getattr(config, field, None)
-        if value not in ACT2FN:
-            raise ValueError(f"{path}: {field} {value!r} is not an activation transformers knows (such as "
-                             "silu, relu2, gelu)")
-    mask = config.mask_token_id
-    if not isinstance(mask, int) or isinstance(mask, bool) or not 0 <= mask < config.vocab_size:
-        raise ValueError(f"{directory}/config.json: mask_token_id {mask!r} is not an id below the vocabulary "
-                         f"size {config.vocab_size}")
-    if "mask_token_id" not in raw:
-        _check_filled_mask_id(directory, mask)
-    eos = config.eos_token_id
-    if isinstance(eos, int) and not isinstance(eos, bool) and not 0 <= eos < config.vocab_size:
-        # the release's tokenizer.json takes its EOS from here: every run would fail as if the user had passed it
-        raise ValueError(f"{path}: eos_token_id {eos} is not an id below the vocabulary size {config.vocab_size}")
-    # the decoding defaults every run without explicit settings reads: a bad one is the file's fault, so say so
-    # here rather than as if the user had typed it
-    checks = {"default_gamma": check_gamma, "default_block_size": lambda v: check_int("block size", v),
-              "default_steps_per_block": lambda v: check_int("steps", v),
-              "default_draft_steps": lambda v: check_int("draft steps", v),
-              "default_min_draft_confidence": lambda v: check_fraction("the confidence", v)}
-    for key, check in checks.items():
-        try:
-            check(getattr(config, key))
-        except ValueError as exc:
-            raise ValueError(f"{directory}/config.json: {key}: {exc}") from None
-    # the router picks its top-k among the routed experts: more than there are builds fine, then fails in
-    # the first forward pass (transformers' "selected index k out of range")
-    top_k, experts = getattr(config, "num_experts_per_tok", None), getattr(config, "n_routed_experts", None)
-    if isinstance(top_k, int) and isinstance(experts, int) and not 1 <= top_k <= experts:
-        raise ValueError(f"{directory}/config.json: num_experts_per_tok {top_k} must be between 1 and "
-                         f"n_routed_experts {experts}")
-    if moe:
-        _check_expert_groups(path, config)
+    check_built_config(config, str(path))
+    if "mask_token_id" not in raw:  # (in range: checked above)
+        _check_filled_mask_id(directory, config.mask_token_id)
     return config
-
-
-def _check_expert_groups(path: Path, config) -> None:
-    """The router's grouped top-k (n_group groups of experts, the best topk_group groups, top-k inside them): a
-    config it cannot run builds fine and fails in the first forward pass with a reshape or topk RuntimeError."""
-    groups, keep = config.n_group, config.topk_group
-    experts, top_k = config.n_routed_experts, config.num_experts_per_tok
-    if not isinstance(groups, int) or groups < 1 or experts % groups:
-        raise ValueError(f"{path}: n_group {groups!r} must be a positive integer that divides n_routed_experts "
-                         f"{experts}")
-    if experts // groups < 2:  # each group is scored by its two best experts
-        raise ValueError(f"{path}: n_group {groups} leaves fewer than 2 experts per group (n_routed_experts "
-                         f"{experts})")
-    if not isinstance(keep, int) or not 1 <= keep <= groups:
-        raise ValueError(f"{path}: topk_group {keep!r} must be between 1 and n_group {groups}")
-    if top_k > keep * (experts // groups):
-        raise ValueError(f"{path}: num_experts_per_tok {top_k} is more than the {keep * (experts // groups)} experts "
-                         f"that topk_group {keep} of n_group {groups} groups leave to choose from")
 
 
 def _check_filled_mask_id(directory: Path, mask: int) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from transformers import NemotronHConfig
 
+from .config_checks import check_built_config
+
 ARCHITECTURE = "NemotronHTwoTowerForCausalLM"
 # Tensors that no model-wide dtype cast touches: the MoE router's score-correction bias (transformers keeps it in
 # fp32, `_keep_in_fp32_modules_strict`). The release loader and the memory plan hold it in fp32; our own
@@ -151,9 +153,14 @@ def make_config(preset: str = "tiny", **overrides) -> NemotronHConfig:
     fields = {**TWO_TOWER_FIELDS, **PRESETS[preset], **overrides}
     check_layer_pattern(fields["hybrid_override_pattern"])
     fields.setdefault("architectures", [ARCHITECTURE])
+    where = f"preset {preset!r}" + (f" with {', '.join(f'{k}={v!r}' for k, v in overrides.items())}" if overrides else "")
+    try:
+        config = NemotronHConfig(**fields)
+    except Exception as exc:  # huggingface_hub's StrictDataclassError (a plain Exception), over several lines
+        raise ValueError(f"{where}: {' '.join(str(exc).split())}") from None
     # SDPA: the denoiser's unmasked attention over [context ; block] runs as one fused call.
-    config = NemotronHConfig(**fields)
     config._attn_implementation = "sdpa"
+    check_built_config(config, where)  # an override is checked as a config.json is
     return config
 
 
