@@ -335,3 +335,23 @@ def test_a_damaged_checkpoint_record_is_named_not_a_traceback(tmp_path, monkeypa
     assert re.search(f"error: {re.escape(str(state))} is damaged: {damage}; delete .*context_ckpt to train the "
                      "stage from the start", lines[0])
     assert json.loads(state.read_text()) == record  # nothing written over it
+
+
+def test_a_damaged_tokenizer_in_init_from_is_named_and_nothing_is_copied(tmp_path, monkeypatch):
+    """A fresh stage 2 --init-from an export copied the export's tokenizer into --out before reading it: the
+    error named the copy, and the copy then made the same command with a good --init-from fail ("differs")."""
+    training_module, run = tiny_training_run(monkeypatch, tmp_path)
+    training_module.run_stage("context", run, profile="test", steps=1)
+    training_module.run_stage("denoiser", run, profile="test", steps=1)
+    good = training.export(run, tmp_path / "good")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for item in good.iterdir():
+        (bad / item.name).write_bytes(item.read_bytes())
+    (bad / "tokenizer.model").write_bytes(b"not a sentencepiece model")
+    out = tmp_path / "new"
+    with pytest.raises(ValueError, match=f"cannot read the tokenizer {re.escape(str(bad / 'tokenizer.model'))}"):
+        training_module.run_stage("denoiser", out, profile="test", steps=1, init_from=bad)
+    assert not (out / "tokenizer.model").exists() and not (out / "inherited_info.json").exists()
+    training_module.run_stage("denoiser", out, profile="test", steps=1, init_from=good)  # the retry works
+    assert (out / "denoiser_ckpt" / "config.json").is_file()

@@ -131,9 +131,14 @@ def check_same_tokenizer(model_dir: Path, run_dir: Path, why: str) -> None:
 
 def _check_tokenizer(model_dir: Path) -> Path:
     """The tokenizer.model a run seeded from an export adopts (its token ids are the weights' rows)."""
+    from .tokenizer import SentencePieceTokenizer
+
     path = model_dir / "tokenizer.model"
     if not path.is_file():
         raise ValueError(f"{model_dir} has no tokenizer.model: an export keeps its tokenizer beside its weights")
+    # read before it is copied: a damaged one was copied into --out first, and its error then named the copy,
+    # which made every later run on that --out fail on the tokenizer mismatch instead
+    SentencePieceTokenizer(path)
     return path
 
 
