@@ -126,6 +126,23 @@ def test_engine_refuses_an_empty_or_non_text_prompt(engine, text, message):
         engine.encode_prompt(text)
 
 
+def test_a_prompt_the_tokenizer_reads_as_nothing_is_not_called_empty(engine, monkeypatch):
+    """A tokenizer.json without byte fallback encodes text it has no piece for to []: the sampler then said
+    "the prompt is empty: give at least one token" of a prompt that was not."""
+    from dataclasses import replace
+
+    class Blind:  # the engine's tokenizer, but it knows no piece
+        def __getattr__(self, name):
+            return getattr(engine.tokenizer, name)
+
+        def encode(self, text):
+            return []
+
+    blind = replace(engine, tokenizer=Blind())
+    with pytest.raises(ValueError, match="the prompt encodes to no tokens with this model's tokenizer: 'def f'"):
+        blind.encode_prompt("def f")
+
+
 def test_engine_refuses_an_overlong_prompt(engine):
     with pytest.raises(ValueError, match=f"limit is {engine.max_prompt_tokens} tokens"):
         engine.encode_prompt("x" * (engine.max_prompt_tokens + 1))

@@ -102,6 +102,8 @@ class Engine:
             raise ValueError("the prompt is empty: type some text first")
         check_encodable(text, "the prompt")
         ids = self.tokenizer.encode(text)
+        if not ids:  # text this tokenizer has no piece for (a tokenizer.json without byte fallback): not "empty"
+            raise ValueError(f"the prompt encodes to no tokens with this model's tokenizer: {text[:40]!r}")
         if len(ids) > self.max_prompt_tokens:
             raise ValueError(f"the prompt is {len(ids)} tokens long; the limit is {self.max_prompt_tokens} tokens")
         return ids
