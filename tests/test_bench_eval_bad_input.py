@@ -35,6 +35,12 @@ from twotower.cli import main
     (["plan", "--preset", "release", "--device-memory-gb", "nan"], "must be a positive number of GiB, got nan"),
     (["plan", "--preset", "release", "--block-size", "0"], "block size must be a positive integer, got 0"),
     (["plan", "--preset", "release", "--device-memory-gb", "cuda:0=80,cuda:5=80"], "memory given for cuda:5"),
+    # each was taken without a word: the last value won, the empty item was skipped, "" read as the default
+    (["plan", "--preset", "release", "--device-memory-gb", "cuda:0=80,cuda:0=1"], "names cuda:0 twice"),
+    (["sweep", "--preset", "tiny", "--gammas", "0.5,,0.7"], "--gammas has an empty item (value 2 of '0.5,,0.7')"),
+    (["sweep", "--preset", "tiny", "--steps", ""], "--steps is empty"),
+    (["sweep", "--preset", "tiny", "--out-dir", ""], "--out-dir is empty"),
+    (["generate", "--model", "", "x"], "--model is empty"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, words):
     import twotower.bench
@@ -65,3 +71,25 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, wo
 def test_cuda_request_without_cuda_is_a_clear_error(capsys):
     assert main(["bench", "--preset", "tiny", "--ctx-device", "cuda"]) == 2
     assert "not available on this machine" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has MPS")
+def test_a_backend_this_build_lacks_is_said_in_one_short_line(capsys):
+    """torch's dispatcher error for 'mps' on this build is one ~1,500-character line listing every backend."""
+    assert main(["generate", "--preset", "tiny", "--den-device", "mps", "x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("twotower generate: error: --den-device 'mps' is not available on this machine (")
+    assert len(err) < 200 and len(err.splitlines()) == 1
+
+
+def test_eval_starts_no_more_worker_processes_than_it_has_prompts(monkeypatch):
+    """--workers 100 on one prompt would have spawned 100 processes, each loading a whole engine."""
+    import twotower.eval_workers
+    from twotower.engine import load_engine
+    from twotower.evaluation import evaluate
+
+    monkeypatch.setattr(twotower.eval_workers, "records_in_workers", lambda *a, **k: pytest.fail("spawned workers"))
+    engine = load_engine(preset="tiny")
+    report = evaluate(engine, ["ar"], ["next_line"], n_next_line=1, n_syntax=0, next_line_tokens=2, workers=100,
+                      engine_factory=lambda: pytest.fail("a worker's engine"))
+    assert report["n_prompts"]["next_line"] == 1

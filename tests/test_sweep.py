@@ -109,3 +109,13 @@ def test_a_bad_value_in_a_long_list_is_named_alone():
     assert str(info.value) == "--gammas expects comma-separated floats: 'x' is not one"
     with pytest.raises(ValueError, match=r"^--gammas expects comma-separated floats: 'y{37}\.\.\.' is not one$"):
         parse_list("y" * 100, float, "--gammas")
+
+
+def test_a_trailing_comma_is_no_value_but_an_empty_item_is_refused():
+    from twotower.sweep import parse_list
+
+    assert parse_list("0.5, 0.8,", float, "--gammas") == [0.5, 0.8]
+    with pytest.raises(ValueError, match=r"^--gammas has an empty item \(value 1 of ',0.5'\)"):
+        parse_list(",0.5", float, "--gammas")
+    with pytest.raises(ValueError, match="^--gammas is empty$"):
+        parse_list(" , ", float, "--gammas")

@@ -197,6 +197,7 @@ def evaluate(engine, modes=MODE_ORDER, tasks=TASKS, n_next_line: int = 500, n_sy
     jobs = [(task, item) for task in tasks for item in items[task]]
     scoring = dict(modes=modes, settings=settings, budget=budget, max_prompt_tokens=max_prompt_tokens,
                    syntax_tokens=syntax_tokens)
+    workers = min(workers, max(1, len(jobs)))  # a process per prompt at most: each one loads a whole engine
     if workers > 1:
         from .eval_workers import records_in_workers
 

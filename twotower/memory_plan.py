@@ -213,7 +213,13 @@ def parse_device_memory(text: str | None, devices: list[str]) -> dict[str, float
         if "=" not in text:
             return {d: float(text) for d in devices}
         pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
-        return {_parse_device(k.strip()): float(v) for k, v in pairs}
+        memory = {}
+        for key, value in pairs:
+            device = _parse_device(key.strip())
+            if device in memory:  # the last value won without a word
+                raise ValueError(f"--device-memory-gb names {device} twice: give each device once")
+            memory[device] = float(value)
+        return memory
     except ValueError as exc:
         if "device" in str(exc):
             raise

@@ -29,7 +29,13 @@ TABLE_HEADERS = {"gamma": "γ", "block_size": "S", "steps_per_block": "steps", "
 
 def parse_list(text: str, kind, flag: str) -> list:
     """'0.5,0.8' -> [0.5, 0.8]; a clear error for anything else."""
-    parts = [part.strip() for part in str(text).split(",") if part.strip()]
+    parts = [part.strip() for part in str(text).split(",")]
+    if parts[-1] == "" and len(parts) > 1:  # "0.5, 0.8," : a trailing comma is no value left out
+        parts.pop()
+    if "" in parts and any(parts):  # "0.5,,0.7" ran 0.5 and 0.7: the value between was lost without a word
+        raise ValueError(f"{flag} has an empty item (value {parts.index('') + 1} of {str(text).strip()!r}): "
+                         "give a value between every two commas")
+    parts = [part for part in parts if part]
     values = []
     for part in parts:
         try:
@@ -214,7 +220,7 @@ def main(args) -> int:
 
     gammas = parse_list(args.gammas, float, "--gammas")
     block_sizes = parse_list(args.block_sizes, int, "--block-sizes")
-    steps = parse_list(args.steps, int, "--steps") if args.steps else None
+    steps = parse_list(args.steps, int, "--steps") if args.steps is not None else None  # "": refused as empty
     n_points = len(sweep_grid(gammas, block_sizes, steps))  # checks the grid before loading anything
     check_int("--n-prompts", args.n_prompts)
     check_int("--max-prompt-tokens", args.max_prompt_tokens)

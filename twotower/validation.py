@@ -173,6 +173,9 @@ def check_device(name: str, device) -> torch.device:
             torch.empty(0, device=dev)
         except (RuntimeError, AssertionError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            # torch's dispatcher error ("Could not run ... from the 'MPS' backend. This could be because ...") lists
+            # every backend on that one line: its first sentence says it
+            reason = reason.split(". ")[0] if len(reason) > 200 else reason
             raise ValueError(f"{name} {device!r} is not available on this machine ({reason})") from None
     return dev
 
