@@ -11,6 +11,7 @@ BAD_PROMPTS = [  # (input_ids, what the message must say)
     ([], "empty"),
     ([[]], "empty"),
     (torch.zeros(1, 0, dtype=torch.long), "empty"),
+    (torch.ones(1, 3, dtype=torch.long, device="meta"), "on the .meta. device hold no values"),
     ("def f():", "encode text with the tokenizer"),
     ([5, 261], r"token id 261 is outside the vocabulary \[0, 261\)"),
     ([-1, 5], "token id -1 is outside the vocabulary"),

@@ -7,7 +7,10 @@ import torch
 
 from tiny_models import tiny_training_run
 from twotower import build_model
+from twotower.engine import DEFAULT_MODEL_DIR
 from twotower.training import PROFILES, TrainConfig
+
+TOKENIZER = (DEFAULT_MODEL_DIR / "tokenizer.model").read_bytes()  # a real one: an adopted tokenizer is read
 
 
 def test_a_resumed_run_keeps_the_history_of_its_settings(tmp_path):
@@ -42,7 +45,7 @@ def test_a_run_continued_from_a_shipped_model_keeps_its_history(tmp_path):
     shipped, run = tmp_path / "shipped", tmp_path / "run"
     model = build_model("tiny", seed=0)
     save_pretrained(model, shipped)
-    (shipped / "tokenizer.model").write_bytes(b"sentencepiece bytes")
+    (shipped / "tokenizer.model").write_bytes(TOKENIZER)  # read before it is adopted
     seg = {"from_step": 0, "to_step": 30, "train_config": {"distill_share": 0.0, "total_steps": 30}}
     info = {"context_stage": {"steps": 20, "train_config": {"lr": 1}, "segments": []},
             "denoiser_stage": {"steps": 30, "train_config": {"lr": 2}, "segments": [seg]}}
@@ -54,7 +57,7 @@ def test_a_run_continued_from_a_shipped_model_keeps_its_history(tmp_path):
     loaded, step, log, segments = load_export(shipped, run, record)
     assert step == 30 and log == [{"step": 30, "loss": 2.5}] and segments == [seg]
     assert torch.equal(loaded.lm_head.weight, model.lm_head.weight)
-    assert (run / "tokenizer.model").read_bytes() == b"sentencepiece bytes"
+    assert (run / "tokenizer.model").read_bytes() == TOKENIZER
 
     optimizer = torch.optim.AdamW([p for p in loaded.parameters() if p.requires_grad], lr=1e-3)
     new = {"from_step": 30, "to_step": 40, "train_config": {"distill_share": 0.75, "total_steps": 40}}
@@ -75,7 +78,7 @@ def test_continuing_a_model_past_its_steps_fails_before_any_corpus_work(tmp_path
     from twotower import data, training
 
     (tmp_path / "m").mkdir()
-    (tmp_path / "m" / "tokenizer.model").write_bytes(b"x")
+    (tmp_path / "m" / "tokenizer.model").write_bytes(TOKENIZER)
     (tmp_path / "m" / "training_info.json").write_text(json.dumps({"denoiser_stage": {"steps": 500}}))
     monkeypatch.setattr(data, "encode_split", lambda *a, **k: pytest.fail("encoded the corpus first"))
     with pytest.raises(ValueError, match="already has 500 denoiser steps"):
@@ -95,7 +98,7 @@ def test_a_continuation_that_cannot_start_says_why_and_leaves_no_folder(tmp_path
     model = tmp_path / "m"
     model.mkdir()
     (model / "training_info.json").write_text('{"denoiser_stage": {"steps": 5}}')
-    (model / "tokenizer.model").write_bytes(b"x")
+    (model / "tokenizer.model").write_bytes(TOKENIZER)
     if setup == "out_is_a_file":
         (tmp_path / "run").write_text("notes")
     elif setup == "no_tokenizer":

@@ -18,6 +18,8 @@ def as_batch(input_ids, vocab_size: int) -> torch.Tensor:
     """Accept a tensor or array (T,) or (B, T), a list of ids or a list of equal-length lists; return (B, T) long."""
     import torch  # here, not at the top: the CLI parses its arguments before torch loads (twotower/__init__.py)
     if isinstance(input_ids, torch.Tensor):
+        if input_ids.is_meta:  # no values to read: ids.min() below was "Tensor.item() cannot be called on meta"
+            raise ValueError("prompt ids on the 'meta' device hold no values; give them on the CPU or the model's device")
         ids = input_ids
     elif hasattr(input_ids, "__array__") and not isinstance(input_ids, (list, tuple, str)):  # numpy arrays
         try:
