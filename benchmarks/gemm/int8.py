@@ -9,7 +9,6 @@ warm; the fp32 vocabulary projection both in nn.Linear's layout and input-major,
 """
 
 import platform
-import time
 import warnings
 
 import torch
