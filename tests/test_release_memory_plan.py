@@ -102,8 +102,25 @@ def test_fit_verdicts(release):
     # The usable share is 90 %: a device just above the weights but without headroom does not fit.
     tight = two["devices"]["cuda:0"]["total"] / GIB / 0.95
     assert plan_memory(release, "cuda:0", "cuda:1", device_memory={"cuda:0": tight, "cuda:1": 80})["fits"] is False
-    unknown = plan_memory(make_config("tiny"), "cpu", "cpu")
+    unknown = plan_memory(make_config("tiny"), "cuda:6", "cuda:7")  # not visible here: nobody to ask
     assert unknown["fits"] is None and "memory unknown" in format_memory_plan(unknown)
+
+
+def test_a_cpu_plan_reads_this_machines_memory(monkeypatch):
+    """The plan said "memory unknown" for "cpu" on every machine: a laptop user's one question went unanswered."""
+    import twotower.memory_plan as memory_plan
+
+    config = make_config("tiny")
+    monkeypatch.setattr(memory_plan, "host_memory", lambda: 8.0 * GIB)
+    part = plan_memory(config, "cpu", "cpu")["devices"]["cpu"]
+    assert part["capacity"] == 8 * GIB and part["usable"] == 8 * GIB * 0.9 and part["fits"] is True
+    monkeypatch.setattr(memory_plan, "host_memory", lambda: 1024.0)  # 1 KiB: nothing fits
+    assert plan_memory(config, "cpu", "cpu")["fits"] is False
+    monkeypatch.setattr(memory_plan, "host_memory", lambda: None)  # an OS that does not say
+    assert plan_memory(config, "cpu", "cpu")["fits"] is None
+    assert plan_memory(config, "cpu", "cpu", device_memory={"cpu": 2})["devices"]["cpu"]["capacity"] == 2 * GIB
+    monkeypatch.undo()
+    assert memory_plan.host_memory() is None or memory_plan.host_memory() > 2 ** 20  # this machine's own
 
 
 def test_bad_plan_input_is_a_clear_error(release):

@@ -92,7 +92,20 @@ def _device_capacity(device: str, device_memory: dict | None) -> float | None:
     dev = torch.device(device)
     if dev.type == "cuda" and torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count():
         return float(torch.cuda.get_device_properties(dev.index or 0).total_memory)
+    if dev.type == "cpu":  # the RAM of this machine, as the driver's total for a GPU (a laptop user's question)
+        return host_memory()
     return None
+
+
+def host_memory() -> float | None:
+    """Bytes of physical memory of this machine, or None where the OS does not say (os.sysconf is POSIX)."""
+    import os
+
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return float(total) if total > 0 else None
 
 
 def plan_memory(config, ctx_device="cuda:0", den_device="cuda:1", context_length: int = 8192, batch_size: int = 1,
@@ -101,7 +114,8 @@ def plan_memory(config, ctx_device="cuda:0", den_device="cuda:1", context_length
     """Bytes per device for weights, caches and states at a context length and batch; whether it fits.
 
     device_memory: GiB per device name ({"cuda:0": 80, "cuda:1": 80}); None asks the CUDA driver about
-    visible devices and leaves the others unknown ("fits" is then None).
+    visible devices and the OS about this machine's RAM for "cpu", and leaves the others unknown ("fits" is then
+    None).
     dtype: the context tower's (both towers' unless den_dtype names the denoiser's own, e.g. a bf16 draft).
     """
     dtype = parse_dtype(dtype)
@@ -242,7 +256,7 @@ def add_arguments(parser) -> None:
                         help="the denoiser's own weight dtype (default: --dtype)")
     parser.add_argument("--device-memory-gb", default=None,
                         help="GiB per device: one number for every device named, or cuda:0=80,cuda:1=141 "
-                             "(default: ask the CUDA driver; unknown otherwise)")
+                             "(default: ask the CUDA driver, and the OS for cpu's RAM; unknown otherwise)")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
 
 

@@ -249,7 +249,7 @@ class PanelHandlers(SweepPanel):
                                block_size=None if block_size is None else whole(block_size))
         except ValueError as exc:
             return html + note_html(f"No memory plan for this configuration: {exc}")
-        text = esc(format_memory_plan(plan, "a CPU's memory is not asked; `twotower plan --device-memory-gb` takes it"))
+        text = esc(format_memory_plan(plan, "`twotower plan --device-memory-gb` takes a device's memory"))
         return html + f'<h4>Memory plan per device</h4><pre class="tt-text">{text}</pre>'
 
 
