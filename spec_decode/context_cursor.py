@@ -5,7 +5,7 @@ its latest conv window and SSM state, which cannot be un-scanned. So each verify
 every layer's small state (twotower.seeded_states.clone_cache_states: conv + SSM state and the K/V
 length, independent of the sequence length) and, after a partial acceptance, restores it. The accepted
 tokens plus the correction token are then either re-run at once (one extra pass, which also gives the
-logits for the next position) or, with `max_unread` > 1, left *unread*: the next verify pass reads them
+logits for the next position) or, when they number at most `max_unread`, left *unread*: the next verify pass reads them
 in front of the next draft, and the denoiser drafts after them as given block tokens, so a round costs
 one context pass instead of two. After a full acceptance nothing is re-run: the verify pass already read
 the whole draft, and the bonus token (drawn from the verify pass's last row) stays *unread* — the next
@@ -40,9 +40,10 @@ class ContextCursor:
         self.model = model
         # roll back from the verify pass's per-position states when it has them
         self.per_position = per_position
-        # After a partial acceptance, up to `max_unread` kept tokens stay unread instead of being re-run at
-        # once: the next verify pass reads them in front of the next draft (one pass saved per round).
-        # 0: always re-run now (only a bonus token after a full acceptance is ever left unread).
+        # Snapshot path only: after a partial acceptance, when the kept tokens plus the correction number at
+        # most `max_unread`, they stay unread instead of being re-run at once (the next verify pass reads them in
+        # front of the next draft: one pass saved per round); 0: always re-run. The per-position path leaves
+        # only the correction token unread, whatever `max_unread` says, as a full acceptance leaves its bonus.
         self.max_unread = max_unread
         self.cache = model.new_cache(prompt.shape[0])
         self.next_logits: torch.Tensor | None = model.context_forward(prompt, self.cache)[0, -1]  # (V,)

@@ -329,3 +329,24 @@ def test_time_to_first_token_is_the_first_tokens_not_the_last(monkeypatch, mode,
         stats = generate_mask_diffusion(model, prompt, 8, 4, 4, 0.6, anchor_first=anchor).stats
     assert stats["time_to_first_token_s"] == ttft
     assert stats["total_s"] == stats["nfe"] + stats["context_passes"] > ttft + 1  # several passes after it
+
+
+@torch.no_grad()
+def test_select_confidence_keeps_the_top_probability_each_position_was_ranked_by():
+    """With select_on_top_probability at temperature > 0, a position committed at an earlier pass held the drawn
+    token's probability in select_confidence, not the top probability it was ranked by (the field's promise,
+    which the proposal cut reads)."""
+    from twotower.decoding import draft_block
+
+    model, prompt = decoding_model(2), random_ids((1, 5), 7)
+    mask_id = model.config.mask_token_id
+    cache = model.new_cache()
+    model.context_forward(prompt, cache)
+    block = torch.full((1, 8), mask_id)
+    generator = torch.Generator().manual_seed(0)
+    *_, state = draft_block(model, model.context_states(cache), block, torch.ones_like(block, dtype=torch.bool), 4,
+                            1.0, 1.5, generator, select_on_top_probability=True, keep_commit_logits=True)
+    assert len(set(state.commit_step[0].tolist())) == 4  # committed over four passes
+    _, top = predict_tokens(state.commit_logits[0], 0.0, forbid=mask_id)  # each position's, at its commit
+    assert torch.allclose(state.select_confidence[0], top)
+    assert not torch.allclose(state.confidence[0], top)  # the drawn tokens' probabilities are another thing

@@ -1,8 +1,14 @@
 """The samplers, written once as generators of StepEvents.
 
-`iter_mask_diffusion` (with block size 1 it is mock-AR) and `iter_ar` are the only decoding loops;
+`iter_mask_diffusion` (with block size 1 it is mock-AR) and `iter_ar` are the decoding loops, and `draft_block`
+the denoiser's inner loop over one block, which speculative mode's round loop (spec_decode/) drafts with too;
 `generate_*` drain them, calling `step_callback(event)` on each. The CLI, the UI, the benchmarks and the
-tests consume the same iterators. Speculative mode (spec_decode/) builds on the same pieces.
+tests consume the same iterators.
+
+The last block is cut to what the budget leaves (max_new_tokens − tokens so far): no pass computes
+positions that would be dropped. So when max_new_tokens is not a multiple of S the last block is shorter
+than the denoiser's training blocks, and a greedy run is not always a prefix of a longer one (the bench's 64
+and the eval's 32 and 64 tokens are multiples of the default S = 16).
 """
 
 from __future__ import annotations
@@ -66,7 +72,7 @@ def _stats(mode, row_tokens: list[int], nfe, ctx_passes, t_start, t_first) -> di
 
 def _done_event(mode, prompt, new, eos, pad, nfe, ctx_passes, t_start, t_first, info=None) -> StepEvent:
     sequences, rows = finish_sequences(prompt, new, eos, pad)
-    # every row counts, each cut at its own EOS (these statistics once counted row 0's tokens alone)
+    # every row counts, each cut at its own EOS
     stats = _stats(mode, [len(r) for r in rows], nfe, ctx_passes, t_start, t_first)
     stats.update(info or {})
     empty = torch.zeros(prompt.shape[0], 0, dtype=torch.long)
@@ -147,7 +153,10 @@ def draft_block(
         conf = state.confidence.masked_scatter(open_before, conf_open)
         if select_on_top_probability and temperature > 0.0:
             _, top_open = predict_tokens(logits, 0.0, forbid=mask_id)  # top probability, independent of the draw
-            select_conf = state.confidence.masked_scatter(open_before, top_open)
+            # positions committed at earlier passes keep the top probability they were ranked by (scattered
+            # into `confidence` they held the drawn token's, which a draw moves)
+            ranked = state.confidence if state.select_confidence is None else state.select_confidence
+            select_conf = ranked.masked_scatter(open_before, top_open)
         else:
             select_conf = conf
         commit = select_commits(select_conf, open_before, gamma, steps - step)
@@ -223,7 +232,9 @@ def _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_
         open_ = torch.ones_like(block, dtype=torch.bool)
         start = new.shape[1]
         if anchor_first:  # position 0 from the context tower's row; the denoiser sees it as a given token
-            first, first_conf = predict_tokens(next_row.to(model.den_device), temperature, gen, top_k, top_p)  # (B,)
+            # (the mask id forbidden, as the denoiser's predictions forbid it: given, it would read as a hole)
+            first, first_conf = predict_tokens(next_row.to(model.den_device), temperature, gen, top_k, top_p,
+                                               forbid=mask_id)  # (B,)
             block[:, 0], open_[:, 0] = first, False
             anchored += 1
             t_first = t_first or time.perf_counter()  # a token, though no denoiser pass made it (S = 1)

@@ -204,7 +204,8 @@ class TwoTowerModel(nn.Module):
         head_positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One denoiser pass. Returns logits (B, T, V) in fp32, or (N, V) for the N positions selected by
-        the bool `head_positions` (B, T) — training scores only masked positions, sparing the vocab matmul.
+        the bool `head_positions` (B, T) — training scores only masked positions and decoding predicts only
+        open ones (draft_block), sparing the vocab matmul the rest.
 
         block_ids: (B, T) tokens, masked positions hold the mask id. At inference T = S (one block).
         In training T = nb·S holds nb independent blocks of one sequence: t is then (B, nb), each Mamba
