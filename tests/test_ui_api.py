@@ -77,17 +77,53 @@ def test_bad_prompt_gives_a_message(app, prompt, settings, message):
 
 def test_out_of_range_slider_is_refused_with_its_bounds(app):
     _, _, client = app
-    with pytest.raises(Exception, match="maximum"):
+    with pytest.raises(Exception, match="γ confidence threshold takes a number from 0.05 to 1, got 1.5"):
         client.predict("def f():", "diffusion", 1.5, 4, 4, 8, 0.0, 0, "step", api_name="/generate")
     view, *_ = client.predict("def f():", "diffusion", *SMALL, "step", api_name="/generate")
     assert 'data-done="1"' in view  # still serving after the refusal
+
+
+@pytest.mark.parametrize("value, shown", [(None, "None"), ("8", "'8'"), ([1], "[1]"), (True, "True"),
+                                          (10 ** 30, str(10 ** 30))])
+def test_a_slider_given_no_number_is_refused_by_its_label(app, value, shown):
+    """None, "8" or a list for a slider failed in Gradio's own preprocessing (a TypeError from a comparison),
+    before any handler ran: the caller got Gradio's bare "The upstream Gradio app has raised an exception"."""
+    _, _, client = app
+    with pytest.raises(Exception, match=re.escape(f"block size S takes a number from 1 to 64, got {shown}")):
+        client.predict("def f():", "diffusion", 0.8, value, 4, 8, 0.0, 0, "step", api_name="/generate")
+    with pytest.raises(Exception, match=re.escape(f"max new tokens takes a number from 1 to 512, got {shown}")):
+        client.predict("def f(x):", ["diffusion"], 0.8, 4, 4, value, 1, api_name="/race")
+
+
+def test_a_checkbox_group_takes_none_as_nothing_ticked_and_refuses_a_string(app):
+    """modes=None through the API was Gradio's bare error, not "AR alone" as the handler says; a string was
+    walked letter by letter ("Value: 'd' is not in the list of choices")."""
+    _, _, client = app
+    cards, _ = client.predict("def f(x):", None, 0.8, 4, 4, 8, 1, api_name="/race")
+    assert "AR alone: tick a contestant" in cards and "γ =" not in cards  # AR reads no diffusion setting
+    with pytest.raises(Exception, match="race against AR takes a list of choices from .* got 'diffusion'"):
+        client.predict("def f(x):", "diffusion", 0.8, 4, 4, 8, 1, api_name="/race")
+
+
+def test_a_huge_block_size_in_the_sweep_is_refused_and_the_next_call_works(app):
+    """S = 10**30 ran, then Gradio could not encode the reply (orjson: "Integer exceeds 64-bit range"): the
+    caller got a bare CancelledError, and so did its next call."""
+    _, _, client = app
+    *_, message = client.predict(["fibonacci"], "", "0.9", str(10 ** 30), 4, 4, False, 1, api_name="/sweep")
+    assert "block sizes above 512" in message and 'class="tt-error"' in message
+    view, *_ = client.predict("def f():", "diffusion", *SMALL, "step", api_name="/generate")
+    assert 'data-done="1"' in view
 
 
 @pytest.mark.parametrize("cost_args, message", [
     ((2.0, 1.5, 50, 100.0, None, None, 1.0), "number of GPUs must be a whole number, got 1.5"),
     ((-5.0, 1, 50, 100.0, None, None, 1.0), "price per GPU-hour ($) must be >= 0, got -5"),
     ((2.0, 1, 50, -10.0, None, None, 1.0), "AR throughput (tokens/s) must be > 0, got -10"),
-], ids=["fractional-gpus", "negative-price", "negative-throughput"])
+    # an OverflowError, Gradio's bare error; a flag read as 1; inf called "must be > 0"
+    ((2.0, 1, 50, 10 ** 400, None, None, 1.0), "AR throughput (tokens/s) must be a finite number, got an integer "
+                                                "of 401 digits"),
+    ((2.0, True, 50, 100.0, None, None, 1.0), "number of GPUs must be a number, got True"),
+], ids=["fractional-gpus", "negative-price", "negative-throughput", "huge-int", "flag-gpus"])
 def test_bad_cost_numbers_get_the_panels_message_naming_the_field(app, cost_args, message):
     """The number boxes once had Gradio's own minimum / precision: a bare "Error" pill ("Value -5 is less than
     minimum value 0.") with the last table left under it, and 1.5 GPUs rounded to 2 without a word."""

@@ -93,6 +93,10 @@ def test_replay_redraws_any_recorded_step(engine):
     recoloured = handlers.recolour(record, 8, "confidence")
     assert recoloured == handlers.replay(record, 8, "confidence") and recoloured != final_view
     assert isinstance(handlers.recolour(None, 3, "confidence"), type(gr.skip()))
+    # an API caller's step that is no whole number: NaN was a ValueError traceback, 1.5 silently step 1
+    for frame, shown in ((float("nan"), "nan"), (1.5, "1.5"), (True, "True")):
+        view = handlers.replay(record, frame)
+        assert f"the replay step must be an integer, got {shown}" in view and view.endswith(final_view)
 
 
 @pytest.mark.parametrize("prompt, overrides, message", [

@@ -21,9 +21,10 @@ import gradio as gr
 from twotower.engine import LAYER_KEY
 
 from .board import Board
+from .components import ChoiceGroup, NumberSlider
 from .examples import DEFAULT_PROMPT, EXAMPLE_PROMPTS
 from .handlers import Handlers
-from .panel_handlers import MAX_NEW_TOKENS
+from .panel_common import MAX_NEW_TOKENS
 from .render import CSS, board_html, note_html
 
 MODE_CHOICES = [("diffusion", "diffusion"), ("speculative", "speculative"), ("mock-AR", "mock_ar"), ("AR", "ar")]
@@ -68,18 +69,18 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                 # speculative drafts with the model's own number of passes; γ and the steps act on a draft
                 # only when it takes two or more (one pass commits the whole block)
                 one_pass = cfg.default_draft_steps == 1
-                gamma = gr.Slider(0.05, 1.0, value=cfg.default_gamma, step=0.05, label="γ confidence threshold",
+                gamma = NumberSlider(0.05, 1.0, value=cfg.default_gamma, step=0.05, label="γ confidence threshold",
                                   info="release to re-run the Playground"
                                        + ("; speculative drafts in one pass, where γ does not act" if one_pass else ""),
                                   elem_id="gamma")
-                block_size = gr.Slider(1, 64, value=cfg.default_block_size, step=1, label="block size S",
+                block_size = NumberSlider(1, 64, value=cfg.default_block_size, step=1, label="block size S",
                                        info="release to re-run the Playground", elem_id="block-size")
-                steps = gr.Slider(1, 64, value=cfg.default_steps_per_block, step=1, label="steps per block",
+                steps = NumberSlider(1, 64, value=cfg.default_steps_per_block, step=1, label="steps per block",
                                   info=f"release to re-run the Playground; diffusion's (speculative drafts with the "
                                        f"model's {cfg.default_draft_steps} pass{'' if one_pass else 'es'})",
                                   elem_id="steps")
-                max_new = gr.Slider(1, MAX_NEW_TOKENS, value=64, step=1, label="max new tokens", elem_id="max-new")
-                temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="temperature", elem_id="temperature")
+                max_new = NumberSlider(1, MAX_NEW_TOKENS, value=64, step=1, label="max new tokens", elem_id="max-new")
+                temperature = NumberSlider(0.0, 2.0, value=0.0, step=0.05, label="temperature", elem_id="temperature")
                 # no minimum / precision: the engine's check names the field (Gradio's said "Value -3 is less than minimum
                 # value 0" on a bare Error pill, and rounded 1.5 silently)
                 seed = gr.Number(value=0, label="seed", info="empty: unseeded", elem_id="seed")
@@ -106,7 +107,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                             generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
                         view = _html(board_html(Board(), engine.tokenizer.piece, engine.eos_token_id), "view")
-                        scrubber = gr.Slider(1, 2, value=1, step=1, visible=False, label="Replay step",
+                        scrubber = NumberSlider(1, 2, value=1, step=1, visible=False, label="Replay step",
                                              elem_id="scrubber")
                         with gr.Row():
                             stats = _html("", "stats")
@@ -121,10 +122,10 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                             race_prompt = gr.Textbox(value=DEFAULT_PROMPT, lines=4, label="Prompt",
                                                      elem_id="race-prompt", scale=3)
                             with gr.Column(scale=1, min_width=200):
-                                race_modes = gr.CheckboxGroup(RACE_CHOICES, value=["diffusion"],
+                                race_modes = ChoiceGroup(RACE_CHOICES, value=["diffusion"],
                                                               label="race against AR", elem_id="race-modes")
                                 # one run's speed is one sample of a noisy host: three give a median and a spread
-                                repeats = gr.Slider(1, 5, value=3, step=1, label="timed runs per mode (median)")
+                                repeats = NumberSlider(1, 5, value=3, step=1, label="timed runs per mode (median)")
                         with gr.Row():
                             race_btn = gr.Button("Race", variant="primary", elem_id="race-button")
                             race_stop = gr.Button("Stop", variant="stop", elem_id="race-stop")
@@ -137,7 +138,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                             audit_adaptive = gr.Checkbox(False, label="adaptive draft length",
                                                          info="longer after full acceptances, shorter after rejections",
                                                          elem_id="audit-adaptive")
-                            audit_cut = gr.Slider(0.0, 0.95, value=cfg.default_min_draft_confidence, step=0.05,
+                            audit_cut = NumberSlider(0.0, 0.95, value=cfg.default_min_draft_confidence, step=0.05,
                                                   label="propose draft tokens with confidence ≥",
                                                   info="0 verifies the whole draft", elem_id="audit-cut")
                         with gr.Row():
@@ -151,14 +152,14 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                         gr.Markdown("γ × S grid over a prompt set (steps per block and max new tokens from the "
                                     "settings): throughput ratio against agreement with AR (the Pareto frontier's two axes); "
                                     "the table adds AR's log-likelihood of each point's output.")
-                        sweep_examples = gr.CheckboxGroup(list(EXAMPLE_PROMPTS), value=list(EXAMPLE_PROMPTS)[:2],
+                        sweep_examples = ChoiceGroup(list(EXAMPLE_PROMPTS), value=list(EXAMPLE_PROMPTS)[:2],
                                                           label="prompt set (examples)")
                         sweep_extra = gr.Textbox(lines=3, label="extra prompt (optional)")
                         with gr.Row():
                             sweep_gammas = gr.Textbox("0.5, 0.7, 0.9", label="γ values")
                             sweep_sizes = gr.Textbox("4, 8, 16", label="block sizes S")
                             # one run's speed is one sample of a noisy host: × AR and the frontier move with it
-                            sweep_repeats = gr.Slider(1, 5, value=1, step=1, label="timed runs per point (median)",
+                            sweep_repeats = NumberSlider(1, 5, value=1, step=1, label="timed runs per point (median)",
                                                       elem_id="sweep-repeats")
                             sweep_anchor = gr.Checkbox(False, label="anchored diffusion",
                                                        info="each block's first token from the context tower",
@@ -178,7 +179,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                             # no minimum / precision here either: ui.cost refuses a bad number by name (GPUs = 1.5 was rounded to 2)
                             price = gr.Number(2.0, label="$ per GPU-hour")
                             gpus = gr.Number(1, label="GPUs")
-                            utilisation = gr.Slider(1, 100, value=60, step=1, label="utilisation %")
+                            utilisation = NumberSlider(1, 100, value=60, step=1, label="utilisation %")
                             api_price = gr.Number(0.60, label="API price, $ per M output tokens")
                         with gr.Row():
                             # Gradio draws an empty number as 0: the labels say what a 0 does

@@ -30,13 +30,19 @@ class CostLine:
 
 
 def _number(name: str, value, minimum: float, *, inclusive: bool = True) -> float:
-    if value is None or isinstance(value, bool):
+    if value is None:
         raise ValueError(f"{name} is missing: type a number")
+    if isinstance(value, bool):  # float(True) is 1.0: an API caller's flag is no number
+        raise ValueError(f"{name} must be a number, got {value!r}")
     try:
         value = float(value)
+    except OverflowError:  # an integer past float's range (10**400): an OverflowError the panel did not catch
+        raise ValueError(f"{name} must be a finite number, got an integer of {len(str(abs(value)))} digits") from None
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if math.isnan(value) or math.isinf(value) or value < minimum or (not inclusive and value == minimum):
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value:g}")
+    if value < minimum or (not inclusive and value == minimum):
         bound = f"> {minimum:g}" if not inclusive else f">= {minimum:g}"
         raise ValueError(f"{name} must be {bound}, got {value:g}")
     return value

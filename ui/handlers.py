@@ -15,6 +15,8 @@ import threading
 
 import gradio as gr
 
+from twotower.validation import check_int
+
 from .board import FRAME_KINDS, Board, count_frames, fold, fold_event
 from .panel_common import run_settings, switch, unavailable, whole
 from .panel_handlers import PanelHandlers
@@ -145,7 +147,12 @@ class Handlers(PanelHandlers):
         if not record or not record.get("events"):
             return note_html("Nothing recorded yet: generate first, then drag the step slider.")
         frames = count_frames(record["events"])
-        upto = None if frame is None or int(frame) >= frames else max(int(frame), 1)
+        try:  # the scrubber sends whole numbers; an API caller's NaN or 1.5 was a ValueError or a silent int()
+            frame = None if frame is None else check_int("the replay step", whole(frame), minimum=None)
+        except ValueError as exc:  # the whole run stays on screen under the message
+            return error_html(str(exc)) + self._view(recorded_board(record, None), record["prompt"], colour_by,
+                                                     record.get("steps_per_block"))
+        upto = None if frame is None or frame >= frames else max(frame, 1)
         view = self._view(recorded_board(record, upto), record["prompt"], colour_by, record.get("steps_per_block"))
         if upto is None:
             return view

@@ -11,6 +11,8 @@ from twotower.validation import check_flag
 
 from .render import PROGRESS_CLASS, note_html
 
+MAX_NEW_TOKENS = 512  # the max new tokens slider's end (ui/app.py), what the memory plan's context allows for
+
 
 def whole(value):
     """Sliders send floats; integral ones become ints, anything else goes to the engine to be refused."""

@@ -19,7 +19,7 @@ from twotower.validation import check_int
 from .board import verify_rounds
 from .cost import cost_table
 from .plots import acceptance_histogram, cost_bars, race_bars
-from .panel_common import given, run_settings, stopped_note, switch, unavailable, whole
+from .panel_common import MAX_NEW_TOKENS, given, run_settings, stopped_note, switch, unavailable, whole
 from .render import error_html, esc, kv_table_html, note_html
 from .render_panels import acceptance_summary_html, audit_html, cost_html, race_html, stale_note
 from .run_tracker import RunTracker, TrackedEngine
@@ -28,7 +28,6 @@ from .sweep_panel import SweepPanel
 RACE_MODES = ("diffusion", "diffusion_anchored", "speculative", "mock_ar")  # raced against AR, in this order
 # contestants that are a mode with a setting: (engine mode, extra settings)
 RACE_VARIANTS = {"diffusion_anchored": ("diffusion", {"anchor_first": True})}
-MAX_NEW_TOKENS = 512  # the max new tokens slider's end (ui/app.py), what the memory plan's context allows for
 RACE_STOPPED = "Stopped: the modes above were timed before Stop; race again for the rest."
 
 
@@ -116,9 +115,11 @@ class PanelHandlers(SweepPanel):
             check_int("max_new_tokens", max_new_tokens)  # the engine's name for it, as every other panel says
             if len(order) > 1:  # AR alone reads no diffusion setting
                 check_decoding_settings(**settings)
+            # AR alone reads (and checks) no diffusion setting, so its label quotes none ("γ = nan" was quoted)
+            read = (f"γ = {gamma}, S = {settings['block_size']}, {settings['steps_per_block']} steps per block, "
+                    if len(order) > 1 else "")
             label = (f"measured on this machine by the Race at {time.strftime('%H:%M:%S')} ({len(ids)}-token prompt, "
-                     f"{max_new_tokens} new tokens, γ = {gamma}, S = {settings['block_size']}, "
-                     f"{settings['steps_per_block']} steps per block, {self.engine.model.ctx_device})")
+                     f"{max_new_tokens} new tokens, {read}{self.engine.model.ctx_device})")
             measured, engine = previous, self.engine.own()
             for mode in order:
                 view = race_html(results, self.engine.decode, f"timing {mode}…", progress=True)
@@ -208,8 +209,10 @@ class PanelHandlers(SweepPanel):
         throughputs = {"ar": tps_ar, "diffusion": tps_diffusion, "speculative": tps_speculative}
         try:
             try:
+                if isinstance(utilisation_pct, bool):  # float(True): 1 %
+                    raise TypeError
                 util = None if utilisation_pct is None else float(utilisation_pct) / 100.0
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ValueError(f"utilisation must be a number of percent, got {utilisation_pct!r}") from None
             lines = cost_table(throughputs, usd_per_gpu_hour, gpus, util, api_usd_per_million)
         except ValueError as exc:  # the chart of the last form computed stays, as a refused Sweep keeps its plot

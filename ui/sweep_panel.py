@@ -14,7 +14,7 @@ import gradio as gr
 from twotower.validation import check_int
 
 from .examples import EXAMPLE_PROMPTS
-from .panel_common import given, stopped_note, switch, unavailable, whole
+from .panel_common import MAX_NEW_TOKENS, given, stopped_note, switch, unavailable, whole
 from .render import error_html, note_html
 from .render_panels import stale_note
 
@@ -82,6 +82,9 @@ class SweepPanel:
                 self.engine.encode_prompt(text)  # the prompt checks and messages of every other panel
             grid_gammas = sweep.parse_list(gammas, float, "γ values")
             grid_sizes = sweep.parse_list(block_sizes, int, "block sizes")
+            if any(size > MAX_NEW_TOKENS for size in grid_sizes):  # (Gradio cannot send back an S past 2**63)
+                raise ValueError(f"block sizes above {MAX_NEW_TOKENS}, the longest generation the app runs, decode as "
+                                 f"one block of max new tokens: give S from 1 to {MAX_NEW_TOKENS}")
             repeats = check_int("timed runs per point", 1 if repeats is None else whole(repeats))
             anchor_first = switch("anchored diffusion", anchor_first)
             n = len(sweep.sweep_grid(grid_gammas, grid_sizes, whole(steps_per_block)))

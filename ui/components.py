@@ -1,0 +1,40 @@
+"""Gradio's slider and checkbox group with input checks that name the field.
+
+A browser always sends a slider a number in its range and a checkbox group a list of its choices, but an API
+caller (gradio_client, a raw POST) can send anything, and Gradio's own preprocessing then failed before any
+handler ran: None or "8" for a slider was a TypeError from a comparison, shown as Gradio's bare "The upstream
+Gradio app has raised an exception", a string for a checkbox group was walked letter by letter ("Value: 'd' is
+not in the list of choices"). These raise gr.Error, which Gradio passes to the caller and the page as it is;
+the panel's results stay, since its handler never runs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gradio as gr
+
+
+class NumberSlider(gr.Slider):
+    is_template = True  # the front end draws it with gr.Slider's own component (Block.get_block_name)
+
+    def preprocess(self, payload):
+        name = self.label or "a slider"
+        if isinstance(payload, bool) or not isinstance(payload, (int, float)):
+            raise gr.Error(f"{name} takes a number from {self.minimum:g} to {self.maximum:g}, got {payload!r}")
+        if not math.isnan(payload) and not self.minimum <= payload <= self.maximum:  # NaN: the handler names it
+            shown = repr(payload) if isinstance(payload, int) else f"{payload:g}"  # (10**400 has no float)
+            raise gr.Error(f"{name} takes a number from {self.minimum:g} to {self.maximum:g}, got {shown}")
+        return super().preprocess(payload)
+
+
+class ChoiceGroup(gr.CheckboxGroup):
+    is_template = True  # drawn as gr.CheckboxGroup
+
+    def preprocess(self, payload):
+        if payload is None:  # nothing ticked, as a browser sends []
+            payload = []
+        if not isinstance(payload, (list, tuple)):
+            raise gr.Error(f"{self.label or 'a checkbox group'} takes a list of choices from "
+                           f"{[value for _, value in self.choices]}, got {payload!r}")
+        return super().preprocess(list(payload))
