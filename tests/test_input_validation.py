@@ -1,6 +1,8 @@
 """Bad input gets one clear ValueError from the Python API and the engine, raised at the call (before any
 event is asked for), and saying what was wrong; never a shape error or a traceback from inside a tower."""
 
+import re
+
 import pytest
 import torch
 
@@ -235,3 +237,10 @@ def test_check_int_names_a_huge_number_by_its_size(value, shown):
 
     with pytest.raises(ValueError, match=rf"^seed must be >= 0 and <= 4294967295, got {shown}$"):
         check_int("seed", value, 0, 2**32 - 1)
+
+
+@pytest.mark.parametrize("mode, shown", [(None, "None"), (5, "5"), ("AR!", "'AR!'")])
+def test_an_unknown_mode_is_quoted_as_given(engine, mode, shown):
+    """None was quoted as the mode 'none' (str() then lower())."""
+    with pytest.raises(ValueError, match=f"unknown mode {re.escape(shown)}; choose one of"):
+        engine.stream(mode, [5, 6])

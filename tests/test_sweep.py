@@ -119,3 +119,13 @@ def test_a_trailing_comma_is_no_value_but_an_empty_item_is_refused():
         parse_list(",0.5", float, "--gammas")
     with pytest.raises(ValueError, match="^--gammas is empty$"):
         parse_list(" , ", float, "--gammas")
+
+
+def test_grid_values_take_no_digit_grouping_but_any_script_s_digits():
+    """int() read "1_0" as 10 (Python's digit grouping), a typo more likely than a 10; digits of other scripts
+    (a full-width ５, Arabic-Indic ٤) are the numbers their writers mean, as the fuzz test of the panel keeps."""
+    from twotower.sweep import parse_list
+
+    with pytest.raises(ValueError, match="--block-sizes expects comma-separated ints: '1_0' is not one"):
+        parse_list("4, 1_0", int, "--block-sizes")
+    assert parse_list("５, ٤", int, "--block-sizes") == [5, 4]

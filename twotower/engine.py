@@ -203,10 +203,10 @@ def check_decoding_settings(gamma=None, block_size=None, steps_per_block=None, d
 
 
 def normalise_mode(mode: str) -> str:
-    mode = str(mode).strip().lower().replace("-", "_")
-    if mode not in MODES:
+    name = str(mode).strip().lower().replace("-", "_") if isinstance(mode, str) else None
+    if name not in MODES:  # said as given: None read as the mode 'none'
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    return mode
+    return name
 
 
 LAYER_SYMBOLS = {"linear_attention": "M", "moe": "E", "full_attention": "*", "mlp": "-"}
