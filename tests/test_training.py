@@ -143,3 +143,31 @@ def test_a_batch_size_override_shapes_the_steps_and_is_recorded(tmp_path, monkey
     assert rows == [6] * (2 + 8)  # two steps, then the last step's validation: 8 batches (eval_batches), at 6 too
     state = json.loads((run / "context_ckpt" / "trainer_state.json").read_text())
     assert state["train_config"]["batch_size"] == 6
+
+
+def test_the_adaln_tables_are_not_decayed_toward_zero():
+    """scale_shift_tables are (3, H) tensors, so the dim() >= 2 rule put them in the decay group: their gate row
+    starts at 1 and weight decay pulled it toward 0. Matrices still decay; vectors and the tables do not."""
+    from twotower import build_model
+    from twotower.training import decay_groups, trainable_parameters
+
+    model = build_model("tiny")
+    decay, no_decay = decay_groups(model, trainable_parameters(model, "denoiser"))
+    tables = {id(p) for p in model.scale_shift_tables.parameters()}
+    assert tables and tables <= {id(p) for p in no_decay} and not tables & {id(p) for p in decay}
+    assert all(p.dim() >= 2 for p in decay) and any(p.dim() >= 2 for p in no_decay)
+    assert len(decay) + len(no_decay) == len(trainable_parameters(model, "denoiser"))
+
+
+def test_a_checkpoint_saved_with_the_old_groups_is_refused_with_the_way_on(tmp_path, monkeypatch):
+    """A denoiser checkpoint saved when the tables were in the decay group holds Adam moments for other groups:
+    torch's "doesn't match the size of optimizer's group" is said with what to do instead."""
+    training_module, run = tiny_training_run(monkeypatch, tmp_path)
+    training_module.run_stage("context", run, profile="test", steps=1)
+    old = lambda model, params: ([p for p in params if p.dim() >= 2], [p for p in params if p.dim() < 2])  # noqa: E731
+    current = training_module.decay_groups
+    monkeypatch.setattr(training_module, "decay_groups", old)
+    training_module.run_stage("denoiser", run, profile="test", steps=1)
+    monkeypatch.setattr(training_module, "decay_groups", current)
+    with pytest.raises(ValueError, match="holds Adam moments for other parameter groups .* export it"):
+        training_module.run_stage("denoiser", run, profile="test", steps=2, resume=True)

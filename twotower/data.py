@@ -110,7 +110,8 @@ def encode_split(tokenizer: SentencePieceTokenizer, split: str, cache_dir) -> np
 
 
 class BatchSampler:
-    """Random windows of `seq_len` tokens from a stream, from a seeded numpy RNG (resumable by step)."""
+    """Random windows of `seq_len` + 1 tokens (inputs and their next-token targets) from a stream, from a seeded
+    numpy RNG (resumable by step)."""
 
     def __init__(self, stream: np.ndarray, seq_len: int, batch_size: int, seed: int = 0):
         if len(stream) <= seq_len + 1:

@@ -4,7 +4,8 @@ Weight names follow the release: context_tower.*, context_lm_head.weight, denois
 t_embedder.*, t_block.*, scale_shift_tables.*. Nothing is tied between the towers.
 
 Only what the denoiser adds on top of transformers is written here: adaLN-single time conditioning,
-attention over [context K/V ; block K/V] with no mask, and Mamba scans seeded from the context states.
+attention over [context K/V ; block K/V] (no mask at inference; training's many blocks per sequence pass a
+block mask), and Mamba scans seeded from the context states.
 The mixers, norms, router and experts are transformers' own modules, called as they are.
 """
 

@@ -58,7 +58,7 @@ class TrainConfig:
     distill_from: float = 0.0  # share of the run (steps, or time with `minutes`) before distillation starts
     minutes: float | None = None  # a wall-clock budget: warm-up and cosine run over time, not steps
     distill_batches: int = 1  # steps whose distilled windows one AR run generates (twotower.distill)
-    full_mask_share: float = 0.0  # stage 2: share of blocks trained fully masked (t = 1), on top of t ~ U(0, 1)
+    full_mask_share: float = 0.0  # stage 2: share of blocks trained fully masked (t = 1) instead of their t ~ U(0, 1)
     seed: int = 0
     weight_decay: float = 0.1
     eval_batches: int = 8
@@ -98,6 +98,16 @@ def trainable_parameters(model, stage: str):
     return [p for p in model.parameters() if p.requires_grad]
 
 
+def decay_groups(model, params) -> tuple[list, list]:
+    """AdamW's groups: matrices decay; vectors (norms, biases) and the adaLN tables do not. A table's rows are
+    per-channel shift, scale and gate, the gate starting at 1 (the denoiser a no-op copy of the context tower):
+    decay pulled it toward 0, not toward 1, and in the shipped denoiser the gates of its Mamba and MoE layers
+    average ~0.75 (attention's, which their gradient holds, 0.94 and 1.09)."""
+    tables = {id(p) for p in model.scale_shift_tables.parameters()}
+    decay = [p for p in params if p.dim() >= 2 and id(p) not in tables]
+    return decay, [p for p in params if p.dim() < 2 or id(p) in tables]
+
+
 def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, steps: int | None = None,
               device: str = "cpu", init_from: str | None = None, distill_share: float | None = None,
               dtype: str | None = None, lr: float | None = None, minutes: float | None = None,
@@ -107,7 +117,8 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
 
     With `minutes`, the training loop (validation included; model loading and corpus encoding before it
     not) runs for that wall-clock budget, `steps` if given capping it: warm-up and cosine follow the time
-    spent, so the stage ends on its schedule's tail at whatever speed the device has.
+    spent, so the stage ends on its schedule's tail at whatever speed the device has (unless the `steps` cap
+    comes first: the run then stops where the time-based schedule stands).
     """
     from tqdm import tqdm
 
@@ -206,12 +217,16 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         model.init_denoiser_from_context()  # the release's starting point: the denoiser is a copy
     model.to(device).train()
     params = trainable_parameters(model, stage)
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
+    decay, no_decay = decay_groups(model, params)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
     if opt_state is not None:
-        optimizer.load_state_dict(opt_state)
+        try:
+            optimizer.load_state_dict(opt_state)
+        except ValueError:  # torch: "a parameter group that doesn't match the size of optimizer's group"
+            raise ValueError(f"the {stage} checkpoint in {run_dir} holds Adam moments for other parameter groups "
+                             "(it was saved before the adaLN tables left weight decay, 2026-12-05): export it "
+                             "(--stage export --to DIR) and continue the export (--resume --init-from DIR)") from None
     autocast = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16")
     gen = torch.Generator().manual_seed(cfg.seed)
     # a resume draws on where the saved run stopped (seeding with seed + start, as once, started a new stream:
@@ -250,7 +265,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     segments = [*segments, segment]
     tokens_per_step = cfg.batch_size * (cfg.seq_len if stage == "context" else cfg.seq_len - cfg.prefix_len)
     budget = cfg.minutes * 60 if cfg.minutes else None
-    # stage 2's windows are cut to whole blocks (as denoiser_loss would cut them) before any distillation
+    # stage 2's windows are cut to whole blocks (as objectives.masked_block_logits would cut them) before any distillation
     usable = cfg.seq_len if stage == "context" else \
         cfg.prefix_len + (cfg.seq_len - cfg.prefix_len) // cfg.block_size * cfg.block_size
 
@@ -365,7 +380,7 @@ def add_arguments(parser) -> None:
                         help="stage 2: steps whose distilled windows one AR run generates ahead (profile's default: "
                              "1 on the CPU, 8 on a GPU, where a decode step costs about the same for more rows)")
     parser.add_argument("--full-mask-share", type=float, default=None,
-                        help="stage 2: share of blocks trained fully masked (t = 1) on top of t ~ U(0, 1) (default 0)")
+                        help="stage 2: share of blocks trained fully masked (t = 1) instead of their t ~ U(0, 1) draw (default 0)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="train for this wall-clock budget: warm-up and cosine follow the time spent, the step "
                              "count follows from the device's speed (--steps caps it); a fresh stage, or an "
