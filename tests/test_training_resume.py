@@ -244,3 +244,25 @@ def test_a_resume_names_the_settings_it_changes():
     saved = {"total_steps": 1000, "lr": 0.003, "batch_size": 16, "distill_share": 0.75}
     assert settings_changed(saved, {**saved}) == ""
     assert settings_changed(saved, {**saved, "total_steps": 40, "lr": 0.001}) == "total_steps 1000 -> 40, lr 0.003 -> 0.001"
+
+
+def test_a_save_killed_half_way_leaves_the_last_whole_checkpoint(tmp_path, monkeypatch):
+    """The checkpoint was written in place, weights first and trainer_state.json after: a save killed between
+    them resumed the new weights at the old step with the old Adam moments. A save now writes a folder of its
+    own and swaps it in; a kill before the swap leaves the old checkpoint, one between the renames is recovered."""
+    import json
+
+    training_module, run = tiny_training_run(monkeypatch, tmp_path)
+    training_module.run_stage("context", run, profile="test", steps=2)
+    assert sorted(p.name for p in run.iterdir() if "ckpt" in p.name) == ["context_ckpt"]  # nothing left over
+    weights = (run / "context_ckpt" / "model.safetensors").read_bytes()
+    # killed before the swap: a half-written folder beside the whole checkpoint, never read, cleared next save
+    (run / "context_ckpt.saving").mkdir()
+    (run / "context_ckpt.saving" / "model.safetensors").write_bytes(b"half")
+    # killed between the renames: the whole checkpoint sits under its old name
+    (run / "context_ckpt").rename(run / "context_ckpt.previous")
+    training_module.run_stage("context", run, profile="test", steps=3, resume=True)
+    state = json.loads((run / "context_ckpt" / "trainer_state.json").read_text())
+    assert state["step"] == 3 and [s["from_step"] for s in state["segments"]] == [0, 2]  # resumed at step 2
+    assert sorted(p.name for p in run.iterdir() if "ckpt" in p.name) == ["context_ckpt"]
+    assert (run / "context_ckpt" / "model.safetensors").read_bytes() != weights  # trained on

@@ -26,7 +26,13 @@ def save_state(run_dir: Path, model, optimizer, step: int, stage: str, log: list
 
     from .checkpoint import save_pretrained
 
-    ckpt = run_dir / f"{stage}_ckpt"
+    import shutil
+
+    # everything is written into a folder of its own, then swapped in: a save killed half way (the weights new,
+    # trainer_state.json old) resumed the new weights at the old step with the old Adam moments
+    ckpt, saving, previous = checkpoint_folders(run_dir, stage)
+    shutil.rmtree(saving, ignore_errors=True)  # a save killed before its swap
+    final, ckpt = ckpt, saving
     save_pretrained(model, ckpt)
     flat, groups = {}, optimizer.state_dict()
     for idx, state in groups["state"].items():
@@ -38,7 +44,25 @@ def save_state(run_dir: Path, model, optimizer, step: int, stage: str, log: list
     (ckpt / "trainer_state.json").write_text(json.dumps(meta, indent=1))
     if generator is not None:
         save_file({"mask_generator": generator.get_state()}, str(ckpt / RNG_FILE))
+    if final.exists():
+        final.rename(previous)  # (a crash between the two renames: recover_checkpoint puts it back)
+    saving.rename(final)
+    shutil.rmtree(previous, ignore_errors=True)
     (run_dir / f"{stage}_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+
+
+def checkpoint_folders(run_dir: Path, stage: str) -> tuple[Path, Path, Path]:
+    """A stage's checkpoint, the folder a save writes before swapping it in, and the one it swaps out."""
+    ckpt = Path(run_dir) / f"{stage}_ckpt"
+    return ckpt, ckpt.with_name(ckpt.name + ".saving"), ckpt.with_name(ckpt.name + ".previous")
+
+
+def recover_checkpoint(run_dir: Path, stage: str) -> None:
+    """A save killed between its two renames left the last whole checkpoint as <stage>_ckpt.previous: put it back
+    (a half-written <stage>_ckpt.saving is never read; the next save clears it)."""
+    ckpt, _, previous = checkpoint_folders(run_dir, stage)
+    if not ckpt.exists() and (previous / "trainer_state.json").is_file():
+        previous.rename(ckpt)
 
 
 def load_generator_state(run_dir: Path, stage: str) -> torch.Tensor | None:

@@ -128,7 +128,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     from .distill import DistillAhead
     from .tokenizer import SentencePieceTokenizer
     from .train_state import (adopt_context, adopt_export, check_same_tokenizer, export_record, load_export,
-                              load_generator_state, load_state, save_state, segment_history)
+                              load_generator_state, load_state, recover_checkpoint, save_state, segment_history)
 
     check_stage_and_profile(stage, profile, PROFILES)
     cfg = TrainConfig(**PROFILES[profile])
@@ -138,6 +138,8 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     cfg = apply_overrides(cfg, distill_share=distill_share, distill_from=distill_from, full_mask_share=full_mask_share,
                           batch_size=batch_size, distill_batches=distill_batches, minutes=minutes, lr=lr)
     run_dir = refuse_model_folder(check_not_a_file("--out", run_dir))  # before anything is read or trained
+    for each in ("context", "denoiser"):  # a save killed between its renames: its last whole checkpoint back
+        recover_checkpoint(run_dir, each)
     ckpt_state = run_dir / f"{stage}_ckpt" / "trainer_state.json"
     resuming = resume and ckpt_state.is_file()  # from this stage's own checkpoint
     from_export = resume and stage == "denoiser" and not resuming and init_from is not None
@@ -330,6 +332,10 @@ def export(run_dir, to_dir, notes: dict | None = None) -> Path:
     from .corpus import describe
     from .data import CORPUS_RECORD
 
+    from .train_state import recover_checkpoint
+
+    if check_not_a_file("--out", run_dir).is_dir():  # a save killed between its renames: its checkpoint back
+        recover_checkpoint(check_not_a_file("--out", run_dir), "denoiser")
     run_dir, to_dir = check_export_paths(run_dir, to_dir)  # before a weight is read or anything written
     model = from_pretrained(run_dir / "denoiser_ckpt")
     # every record is read before anything is written: a damaged one leaves no half-made export behind
