@@ -5,7 +5,8 @@ caller (gradio_client, a raw POST) can send anything, and Gradio's own preproces
 handler ran: None or "8" for a slider was a TypeError from a comparison, shown as Gradio's bare "The upstream
 Gradio app has raised an exception", a string for a checkbox group was walked letter by letter ("Value: 'd' is
 not in the list of choices"). These raise gr.Error, which Gradio passes to the caller and the page as it is;
-the panel's results stay, since its handler never runs.
+the panel's results stay, since its handler never runs. (Gradio writes ui/components.pyi beside this module,
+a type stub of the subclasses for editors; git ignores it.)
 """
 
 from __future__ import annotations
