@@ -52,7 +52,6 @@ REQUIRED_FIELDS = {"vocab_size": (), "hidden_size": ()}
 MOE_REQUIRED_FIELDS = {"num_experts_per_tok": (), "routed_scaling_factor": ()}
 
 
-
 def load_config(directory) -> NemotronHConfig:
     directory = Path(directory)
     path = directory / CONFIG_NAME

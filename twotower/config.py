@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from transformers import NemotronHConfig
 
+from .checkpoint_files import one_line
 from .config_checks import check_built_config
 
 ARCHITECTURE = "NemotronHTwoTowerForCausalLM"
@@ -153,11 +154,11 @@ def make_config(preset: str = "tiny", **overrides) -> NemotronHConfig:
     fields = {**TWO_TOWER_FIELDS, **PRESETS[preset], **overrides}
     check_layer_pattern(fields["hybrid_override_pattern"])
     fields.setdefault("architectures", [ARCHITECTURE])
-    where = f"preset {preset!r}" + (f" with {', '.join(f'{k}={v!r}' for k, v in overrides.items())}" if overrides else "")
+    where = f"preset {preset!r}" + (" with " + ", ".join(f"{k}={v!r}" for k, v in overrides.items()) if overrides else "")
     try:
         config = NemotronHConfig(**fields)
     except Exception as exc:  # huggingface_hub's StrictDataclassError (a plain Exception), over several lines
-        raise ValueError(f"{where}: {' '.join(str(exc).split())}") from None
+        raise ValueError(f"{where}: {one_line(exc)}") from None
     # SDPA: the denoiser's unmasked attention over [context ; block] runs as one fused call.
     config._attn_implementation = "sdpa"
     check_built_config(config, where)  # an override is checked as a config.json is

@@ -38,9 +38,9 @@ def parse_list(text: str, kind, flag: str) -> list:
     parts = [part for part in parts if part]
     values = []
     for part in parts:
-        if "_" in part:  # int() reads "1_0" as 10, Python's digit grouping: more likely a typo than a 10
-            raise ValueError(f"{flag} expects comma-separated {kind.__name__}s: {part[:40]!r} is not one")
         try:
+            if "_" in part:  # int() reads "1_0" as 10, Python's digit grouping: more likely a typo than a 10
+                raise ValueError(part)
             values.append(kind(part))
         except ValueError:  # the value at fault, not the whole list (3,000 values made a 12,000-character message)
             shown = part if len(part) <= 40 else part[:37] + "..."

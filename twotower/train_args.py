@@ -100,19 +100,19 @@ def read_trainer_state(path: Path, resumed: bool = False) -> dict:
     """A stage checkpoint's record (trainer_state.json, train_state.save_state's), its fields checked: valid JSON of
     another shape (a list, no step, a step "abc") stopped `train --resume` and export on a KeyError or TypeError.
     resumed: the optimizer is restored from it, so its param_groups must be there too."""
+    def damaged(what: str) -> ValueError:
+        return ValueError(f"{path} is damaged: {what}; delete {Path(path).parent} to train the stage from the start")
+
     meta = read_json(path)
     step = meta.get("step") if isinstance(meta, dict) else None
     if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0):
-        raise ValueError(f"{path} is damaged: it holds no step count (a whole number of steps trained) but "
-                         f"{step!r}; delete {Path(path).parent} to train the stage from the start")
+        raise damaged(f"it holds no step count (a whole number of steps trained) but {step!r}")
     for key, kind in (("train_config", dict), ("segments", list), ("param_groups", list)):
         if key in meta and not isinstance(meta[key], kind):
-            raise ValueError(f"{path} is damaged: its {key} is a {type(meta[key]).__name__}, not a "
-                             f"{kind.__name__}; delete {Path(path).parent} to train the stage from the start")
+            raise damaged(f"its {key} is a {type(meta[key]).__name__}, not a {kind.__name__}")
     for key in ("train_config", "param_groups") if resumed else ("train_config",):
         if key not in meta:
-            raise ValueError(f"{path} is damaged: it has no {key}; delete {Path(path).parent} to train the stage "
-                             "from the start")
+            raise damaged(f"it has no {key}")
     return meta
 
 

@@ -22,31 +22,30 @@ def save_state(run_dir: Path, model, optimizer, step: int, stage: str, log: list
                segments: list[dict], generator: torch.Generator | None = None) -> None:
     """generator: the stage's mask generator, whose state a resume restores (so a resumed run draws the masks
     an uninterrupted one would)."""
+    import shutil
+
     from safetensors.torch import save_file
 
     from .checkpoint import save_pretrained
-
-    import shutil
 
     # everything is written into a folder of its own, then swapped in: a save killed half way (the weights new,
     # trainer_state.json old) resumed the new weights at the old step with the old Adam moments
     ckpt, saving, previous = checkpoint_folders(run_dir, stage)
     shutil.rmtree(saving, ignore_errors=True)  # a save killed before its swap
-    final, ckpt = ckpt, saving
-    save_pretrained(model, ckpt)
+    save_pretrained(model, saving)
     flat, groups = {}, optimizer.state_dict()
     for idx, state in groups["state"].items():
         for key, value in state.items():
             flat[f"{idx}.{key}"] = value.detach().cpu().contiguous() if torch.is_tensor(value) else torch.tensor(value)
-    save_file(flat, str(ckpt / "optimizer.safetensors"))
+    save_file(flat, str(saving / "optimizer.safetensors"))
     meta = {"stage": stage, "step": step, "param_groups": groups["param_groups"], "train_config": asdict(cfg),
             "segments": [*segments[:-1], {**segments[-1], "to_step": step}]}  # the last one: as far as it got
-    (ckpt / "trainer_state.json").write_text(json.dumps(meta, indent=1))
+    (saving / "trainer_state.json").write_text(json.dumps(meta, indent=1))
     if generator is not None:
-        save_file({"mask_generator": generator.get_state()}, str(ckpt / RNG_FILE))
-    if final.exists():
-        final.rename(previous)  # (a crash between the two renames: recover_checkpoint puts it back)
-    saving.rename(final)
+        save_file({"mask_generator": generator.get_state()}, str(saving / RNG_FILE))
+    if ckpt.exists():
+        ckpt.rename(previous)  # (a crash between the two renames: recover_checkpoint puts it back)
+    saving.rename(ckpt)
     shutil.rmtree(previous, ignore_errors=True)
     (run_dir / f"{stage}_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
 

@@ -335,7 +335,7 @@ def export(run_dir, to_dir, notes: dict | None = None) -> Path:
     from .train_state import recover_checkpoint
 
     if check_not_a_file("--out", run_dir).is_dir():  # a save killed between its renames: its checkpoint back
-        recover_checkpoint(check_not_a_file("--out", run_dir), "denoiser")
+        recover_checkpoint(Path(run_dir), "denoiser")
     run_dir, to_dir = check_export_paths(run_dir, to_dir)  # before a weight is read or anything written
     model = from_pretrained(run_dir / "denoiser_ckpt")
     # every record is read before anything is written: a damaged one leaves no half-made export behind

@@ -147,15 +147,15 @@ class Handlers(PanelHandlers):
         if not record or not record.get("events"):
             return note_html("Nothing recorded yet: generate first, then drag the step slider.")
         frames = count_frames(record["events"])
+        refused = ""
         try:  # the scrubber sends whole numbers; an API caller's NaN or 1.5 was a ValueError or a silent int()
             frame = None if frame is None else check_int("the replay step", whole(frame), minimum=None)
         except ValueError as exc:  # the whole run stays on screen under the message
-            return error_html(str(exc)) + self._view(recorded_board(record, None), record["prompt"], colour_by,
-                                                     record.get("steps_per_block"))
+            refused, frame = error_html(str(exc)), None
         upto = None if frame is None or frame >= frames else max(frame, 1)
         view = self._view(recorded_board(record, upto), record["prompt"], colour_by, record.get("steps_per_block"))
         if upto is None:
-            return view
+            return refused + view
         # the statistics beside the board stay the whole run's: say which step the board shows
         return note_html(f"Replaying step {upto} of {frames}; the statistics beside it are those of the whole run.") + view
 
