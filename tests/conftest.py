@@ -23,6 +23,14 @@ def one_thread():
     yield
 
 
+@pytest.fixture(scope="module")
+def engine():
+    """The tiny random preset's engine, one per test module (read-only at inference: its tests share it)."""
+    from twotower.engine import load_engine
+
+    return load_engine(preset="tiny")
+
+
 @pytest.fixture
 def tiny_model():
     from twotower import build_model

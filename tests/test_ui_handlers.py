@@ -10,16 +10,10 @@ import pytest  # noqa: E402
 
 from tiny_models import timed_record  # noqa: E402
 from twotower.decoding import drain  # noqa: E402
-from twotower.engine import load_engine  # noqa: E402
 from ui.handlers import Handlers, run_settings  # noqa: E402
 from ui.panel_handlers import PanelHandlers, provenance  # noqa: E402
 
 SETTINGS = dict(gamma=1.0, block_size=4.0, steps_per_block=4.0, max_new_tokens=8.0, temperature=0.0, seed=0)
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return load_engine(preset="tiny")
 
 
 class CountingEngine:

@@ -9,16 +9,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import html  # noqa: E402
 
 import gradio as gr  # noqa: E402
-import pytest  # noqa: E402
 
 from tiny_models import timed_record  # noqa: E402
-from twotower.engine import load_engine  # noqa: E402
 from ui.handlers import Handlers, run_caption  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return load_engine(preset="tiny")
 
 
 def test_a_stopped_audit_says_so_and_a_finished_one_is_left_alone(engine):

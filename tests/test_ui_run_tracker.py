@@ -8,15 +8,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import pytest  # noqa: E402
 
 from tiny_models import timed_record  # noqa: E402
-from twotower.engine import load_engine  # noqa: E402
 from ui.handlers import Handlers  # noqa: E402
 from ui.render_panels import DISTURBED  # noqa: E402
 from ui.run_tracker import RunTracker, TrackedEngine  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return load_engine(preset="tiny")
 
 
 def test_a_run_counts_from_its_first_step_to_its_end_or_close_and_only_for_others(engine):

@@ -6,16 +6,9 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
-import pytest  # noqa: E402
 
-from twotower.engine import load_engine  # noqa: E402
 from ui.handlers import Handlers  # noqa: E402
 from ui.sweep_panel import with_front  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return load_engine(preset="tiny")
 
 
 def test_the_sweep_draws_each_point_as_it_is_measured(engine):
