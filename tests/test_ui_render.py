@@ -270,3 +270,33 @@ def test_the_step_scale_ends_at_the_passes_a_block_can_take():
     assert "committed at step 0" in board_html(board, piece, None, steps_per_block=64)
     assert "</span> 3 · " in board_html(board, piece, None, steps_per_block=64)
     assert "</span> 1 · " in board_html(board, piece, None, steps_per_block=2)
+
+
+def test_cached_cells_draw_the_board_the_uncached_twin_draws():
+    """cell_html is cached across frames; drawing with a cold cache, a warm one and the uncached function
+    (its reference twin) gives the same HTML, frame by frame, in both colourings."""
+    import ui.render as render
+
+    events = two_block_run() + [done_event([41, 40, 42, 43, 44, EOS])]
+    render.cell_html.cache_clear()
+    for colour_by in ("step", "confidence"):
+        for upto in range(1, len(events) + 1):
+            board = fold(events[:upto])
+            cached = board_html(board, piece, EOS, colour_by=colour_by, steps_per_block=4)
+            again = board_html(board, piece, EOS, colour_by=colour_by, steps_per_block=4)
+            real = render.cell_html
+            render.cell_html = real.__wrapped__  # the same drawing without the cache
+            try:
+                uncached = board_html(board, piece, EOS, colour_by=colour_by, steps_per_block=4)
+            finally:
+                render.cell_html = real
+            assert cached == again == uncached
+    assert render.cell_html.cache_info().hits > 0
+
+
+def test_cell_cache_is_keyed_on_the_piece_function():
+    """Two models' tokenizers draw the same id differently: a cached cell of one is never shown for the other."""
+    board = fold(two_block_run())
+    first = board_html(board, piece, EOS)
+    other = board_html(board, lambda t: "Z" if t == 41 else piece(t), EOS)
+    assert ">Z<" in other and ">Z<" not in first

@@ -7,6 +7,7 @@ Like the Playground's, they keep nothing per session: a Race's numbers travel in
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 
@@ -37,7 +38,8 @@ class PanelHandlers(SweepPanel):
     def __init__(self, engine):
         # every panel's runs count in one tracker: a timing can then tell whether another run shared the machine
         self.engine = TrackedEngine(engine, RunTracker())
-        self.piece = engine.tokenizer.piece
+        # a token's piece is fixed for the loaded model; boards and audits look up the same few hundred again
+        self.piece = functools.lru_cache(maxsize=None)(engine.tokenizer.piece)
 
     def _stream(self, mode: str, prompt: str, settings: dict):
         """Validate the prompt and open the sampler; ValueError / ImportError carry the user's message."""
