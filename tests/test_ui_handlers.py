@@ -40,6 +40,7 @@ def generate(handlers, prompt="def f(x):", mode="diffusion", **overrides):
 def test_generate_yields_each_step_as_the_sampler_produces_it(engine):
     counting = CountingEngine(engine)
     handlers = Handlers(counting)
+    handlers.frame_interval_s = 0  # every step a frame (the tiny model's steps are faster than the pacing)
     stream = handlers.generate("def f(x):", "diffusion", *SETTINGS.values(), "step")
     view, stats, _, record, _ = next(stream)
     assert counting.pulled == 1  # drawn after the first denoiser pass, not after the whole run
@@ -50,6 +51,32 @@ def test_generate_yields_each_step_as_the_sampler_produces_it(engine):
     masked = [int(v.split('data-masked="')[1].split('"')[0]) for v in outputs]
     assert masked == [3, 2, 1, 0, 3, 2, 1, 0, 0]
     assert len(record["events"]) == counting.pulled
+
+
+def test_steps_faster_than_the_frame_interval_are_drawn_together_and_all_recorded(engine):
+    """The live view skips frames that would come sooner than frame_interval_s after the last one; the run's
+    last view, its statistics and its recording (every step, for the scrubber) are those of an unpaced run."""
+    every, paced = Handlers(engine), Handlers(engine)
+    every.frame_interval_s, paced.frame_interval_s = 0, 3600  # no step is an hour apart: first frame, then the last
+    for mode in ("diffusion", "ar", "speculative"):
+        unpaced, outputs = generate(every, mode=mode), generate(paced, mode=mode)
+        assert len(unpaced) > 3 and len(outputs) == 2, mode
+        assert 'data-frames="1"' in outputs[0][0], mode  # the first step is drawn at once
+        assert outputs[-1][0] == unpaced[-1][0] and outputs[-1][2] == unpaced[-1][2], mode
+        assert [e.kind for e in outputs[-1][3]["events"]] == [e.kind for e in unpaced[-1][3]["events"]], mode
+
+
+def test_the_frame_pacer_lets_a_frame_through_once_the_interval_has_passed():
+    from ui.panel_common import FramePacer
+
+    now = [0.0]
+    pacer = FramePacer(0.04, clock=lambda: now[0])
+    due = []
+    for t in (0.0, 0.01, 0.039, 0.041, 0.05, 0.2, 0.21, 0.25):
+        now[0] = t
+        due.append(pacer.due())
+    # measured from the last frame let through (0.0, then 0.041, then 0.2), not from the last step
+    assert due == [True, False, False, True, False, True, False, True]
 
 
 def test_final_output_is_the_engines(engine):

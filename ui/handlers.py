@@ -18,7 +18,7 @@ import gradio as gr
 from twotower.validation import check_int
 
 from .board import FRAME_KINDS, Board, count_frames, fold, fold_event
-from .panel_common import run_settings, switch, unavailable, whole
+from .panel_common import FramePacer, run_settings, switch, unavailable, whole
 from .panel_handlers import PanelHandlers
 from .render import board_html, error_html, note_html, stats_html
 from .render_panels import MODE_LABELS
@@ -119,12 +119,13 @@ class Handlers(PanelHandlers):
             anchor_first = switch("anchor each block's first token", anchor_first)  # its label
             _, events = self._stream(mode, prompt, {**settings, "anchor_first": anchor_first})
             record["caption"] = run_caption(mode, settings, anchor_first, self.engine.model.config.default_draft_steps)
+            pacer = FramePacer(self.frame_interval_s)
             for event in events:  # the sampler runs one step per iteration: nothing is precomputed
                 if self._superseded(session, run_id):
                     return  # this session started a newer run; stop within a step
                 record["events"].append(event)
                 fold_event(board, event)
-                if event.kind in FRAME_KINDS:
+                if event.kind in FRAME_KINDS and pacer.due():  # steps faster than the eye are drawn together
                     # the previous run's scrubber goes away while this one runs
                     scrubber = gr.Slider(visible=False) if board.frames == 1 else gr.skip()
                     yield (self._view(board, prompt, colour_by, steps_per_block),

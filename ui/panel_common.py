@@ -4,6 +4,7 @@ values as the engine expects them, and the messages of a stopped or unavailable 
 from __future__ import annotations
 
 import re
+import time
 
 import gradio as gr
 
@@ -12,6 +13,10 @@ from twotower.validation import check_flag
 from .render import PROGRESS_CLASS, note_html
 
 MAX_NEW_TOKENS = 512  # the max new tokens slider's end (ui/app.py), what the memory plan's context allows for
+# Live views send a frame at most this often. Every frame is a whole board drawn, sent and laid out by the
+# browser, on the cores the model decodes on: a 512-token AR run sent 512 frames and ran at a third of the
+# sampler's speed. 25 frames a second is smooth to the eye; the recording keeps every step for the scrubber.
+FRAME_INTERVAL_S = 0.04
 
 
 def whole(value):
@@ -46,3 +51,20 @@ def stopped_note(html, message: str):
     if not html or PROGRESS_CLASS not in html:
         return gr.skip()
     return re.sub(rf'<div class="tt-note {PROGRESS_CLASS}">.*?</div>', lambda _: note_html(message), html, flags=re.S)
+
+
+class FramePacer:
+    """Whether a live view's next frame is due: the first always, later ones once FRAME_INTERVAL_S has passed
+    since the last frame sent. A step that takes longer than that is always drawn, so only runs faster than
+    the eye skip frames (the last frame, drawn after the run, shows the whole of it)."""
+
+    def __init__(self, interval_s: float = FRAME_INTERVAL_S, clock=time.monotonic):
+        self.interval_s, self.clock = interval_s, clock
+        self.last: float | None = None
+
+    def due(self) -> bool:
+        now = self.clock()
+        if self.last is not None and now - self.last < self.interval_s:
+            return False
+        self.last = now
+        return True

@@ -20,7 +20,7 @@ from twotower.validation import check_int
 from .board import verify_rounds
 from .cost import cost_table
 from .plots import acceptance_histogram, cost_bars, race_bars
-from .panel_common import MAX_NEW_TOKENS, given, run_settings, stopped_note, switch, unavailable, whole
+from .panel_common import FRAME_INTERVAL_S, MAX_NEW_TOKENS, FramePacer, given, run_settings, stopped_note, switch, unavailable, whole
 from .render import error_html, esc, kv_table_html, note_html
 from .render_panels import acceptance_summary_html, audit_html, cost_html, race_html, stale_note
 from .run_tracker import RunTracker, TrackedEngine
@@ -34,6 +34,8 @@ RACE_STOPPED = "Stopped: the modes above were timed before Stop; race again for 
 
 class PanelHandlers(SweepPanel):
     """The measuring panels' handlers; one object serves every browser session (it holds the read-only engine)."""
+
+    frame_interval_s = FRAME_INTERVAL_S  # live views (Playground, audit) send a frame at most this often
 
     def __init__(self, engine):
         # every panel's runs count in one tracker: a timing can then tell whether another run shared the machine
@@ -175,9 +177,12 @@ class PanelHandlers(SweepPanel):
             settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
             settings.update(adaptive=switch("adaptive draft length", adaptive), min_draft_confidence=min_draft_confidence)
             _, events = self._stream("speculative", prompt, settings)
+            pacer = FramePacer(self.frame_interval_s)
             for event in events:
                 if event.kind == "verify":
                     rounds.extend(verify_rounds([event]))
+                    if not pacer.due():  # rounds faster than the eye are drawn together; the last yield has all
+                        continue
                     running = note_html(f"Running: {len(rounds)} round(s) verified …", progress=True)
                     yield audit_html(rounds, self.piece), gr.skip(), acceptance_summary_html(None, rounds) + running
                 elif event.kind == "block" and rounds:  # what the round emitted: the budget or EOS may cut it
