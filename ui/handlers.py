@@ -23,7 +23,8 @@ from .panel_handlers import PanelHandlers
 from .render import board_html, error_html, note_html, stats_html
 from .render_panels import MODE_LABELS
 
-LIVE_NOTE = "Times include drawing every step live; the Race panel times without rendering."
+LIVE_NOTE = ("Times include drawing the board live (at most 25 frames a second; the scrubber has every step); "
+             "the Race panel times without rendering.")
 
 
 def run_caption(mode: str, settings: dict, anchor_first: bool = False, draft_steps: int | None = None) -> str:
