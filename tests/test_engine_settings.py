@@ -154,7 +154,8 @@ def test_a_tokenizer_with_more_ids_than_the_model_is_refused(tmp_path):
     model = build_model("tiny", vocab_size=300, mask_token_id=shipped.mask_token_id)
     save_pretrained(model, tmp_path)
     (tmp_path / "tokenizer.model").write_bytes((DEFAULT_MODEL_DIR / "tokenizer.model").read_bytes())
-    with pytest.raises(ValueError, match=f"tokenizer has {shipped.vocab_size} ids but the model only 300"):
+    with pytest.raises(ValueError, match=f"the tokenizer in .* has {shipped.vocab_size} ids but config.json's "
+                                         "vocab_size is 300: they come from different models"):
         load_engine(model_dir=tmp_path)
 
 

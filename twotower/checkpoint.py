@@ -8,9 +8,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import NemotronHConfig
 
-from .checkpoint_files import (CONFIG_NAME, WEIGHTS_NAME, is_set, key_mismatch, missing_weights_message, one_line,
-                               read_json_object, read_json_value, unreadable_safetensors,
-                               unset_fields_hint)
+from .checkpoint_files import (CONFIG_NAME, WEIGHTS_NAME, causal_lm_message, is_set, key_mismatch,
+                               missing_weights_message, non_finite_message, non_finite_tensors, one_line,
+                               read_json_object, read_json_value, unreadable_safetensors, unset_fields_hint)
 from .config import FP32_SUFFIXES, check_layer_pattern, ensure_two_tower_fields
 from .config_checks import check_built_config
 from .model import TwoTowerModel
@@ -58,7 +58,7 @@ def load_config(directory) -> NemotronHConfig:
     if path.is_dir():
         raise ValueError(f"{path} is a folder, not a file: not a model directory")
     if not path.is_file():
-        raise ValueError(f"{directory} has no config.json: not a model directory")
+        raise ValueError(f"{directory} has no config.json: not a model directory{_model_folder_hint(directory)}")
     # read here first: transformers' own errors say "not a valid JSON file" without where, or a TypeError for a list
     raw = read_json_object(path, "cannot be read as a model config")
     model_type = raw.get("model_type", "nemotron_h")  # another model type: transformers would only warn
@@ -104,6 +104,20 @@ def load_config(directory) -> NemotronHConfig:
     return config
 
 
+def _model_folder_hint(directory: Path) -> str:
+    """Where the checkpoint may be instead: a Hugging Face cache folder keeps it under snapshots/<revision>, and
+    the folder above a checkpoint holds it as a subfolder."""
+    try:
+        below = sorted(p for p in directory.glob("snapshots/*") if (p / CONFIG_NAME).is_file()) \
+            or sorted(p for p in directory.iterdir() if (p / CONFIG_NAME).is_file())
+    except OSError:
+        return ""
+    if not below:
+        return ""
+    where = "a Hugging Face cache folder; its checkpoint is" if below[0].parent.name == "snapshots" else "its subfolder"
+    return f" ({where} {below[0]}{' and more' if len(below) > 1 else ''})"
+
+
 def _check_filled_mask_id(directory: Path, mask: int) -> None:
     """config.json without mask_token_id gets the release's id; beside a tokenizer.json that has a <mask> token of
     another id (and no tokenizer.model, which is read first), the denoiser would read the wrong id without a word:
@@ -145,7 +159,8 @@ def build_on_meta(config, directory) -> TwoTowerModel:
 
 
 def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32) -> TwoTowerModel:
-    """Load a two-tower checkpoint written by `save_pretrained` from a local directory."""
+    """Load a two-tower checkpoint from a local directory: one written by `save_pretrained`, or one in the
+    release's layout (sharded with model.safetensors.index.json), which twotower.release_loader reads."""
     from .engine import as_dtype
 
     dtype = as_dtype("dtype", dtype)  # "bf16" / "fp32" as load_engine takes them, not a "device string" error
@@ -153,6 +168,10 @@ def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32)
     directory = as_path("directory", directory)
     config = load_config(directory)
     weights = directory / WEIGHTS_NAME
+    from .release_loader import is_release_layout, load_release_checkpoint
+
+    if directory.is_dir() and is_release_layout(directory):  # the release's shards (or names): its own loader
+        return load_release_checkpoint(directory, device, device, dtype)
     if not weights.is_file():
         raise ValueError(missing_weights_message(directory))
     model = build_on_meta(config, directory)
@@ -164,6 +183,9 @@ def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32)
     state = {k: v.to(dtype) if v.is_floating_point() and not k.endswith(FP32_SUFFIXES) else v for k, v in state.items()}
     # safetensors' CPU tensors may sit unaligned; BLAS then rounds differently: fresh memory keeps load exact.
     state = {k: v.clone() if v.data_ptr() % 64 else v for k, v in state.items()}
+    base_model = causal_lm_message(state, directory)
+    if base_model:
+        raise ValueError(base_model)
     missing, unexpected = _check_keys(model, state)
     if missing or unexpected:
         raise ValueError(f"{weights}: {key_mismatch(model, missing, unexpected)}{unset_fields_hint(directory)}")
@@ -173,10 +195,9 @@ def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32)
         raise ValueError(f"{weights}: {not_float[:5]} are stored as {stored[not_float[0]]}; the model expects "
                          "floating-point weights")
     # a diverged run or a damaged file: NaN / inf weights decode as garbage ("0000 ...") with no word said
-    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    broken = non_finite_tensors(state)
     if broken:
-        raise ValueError(f"{weights}: {broken[:5]}{' and more' if len(broken) > 5 else ''} hold NaN or infinite "
-                         "values: the checkpoint is damaged or its training diverged")
+        raise ValueError(non_finite_message(weights, broken))
     try:
         model.load_state_dict(state, assign=True)
     except RuntimeError as exc:  # names match but shapes do not: weights of another config

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")  # weights this loader never reads (pickle runs code)
@@ -141,6 +143,9 @@ def _safetensors_problem(path: Path) -> str | None:
                 return f"the file is only {size} bytes long"
             if head.startswith(b"PK\x03\x04"):
                 return "it is a zip archive (a PyTorch pickle checkpoint?), not safetensors"
+            if head == b"version ":  # "version https://git-lfs.github.com/spec/v1": a clone without git-lfs
+                return ("it is a Git LFS pointer, not the weights (the repository was cloned without git-lfs): "
+                        "run `git lfs pull` in the checkpoint's repository, or download the file itself")
             header_len = int.from_bytes(head, "little")
             if header_len > size - 8:
                 return (f"not a safetensors file (its first 8 bytes announce a {header_len}-byte header, the file "
@@ -157,4 +162,30 @@ def _safetensors_problem(path: Path) -> str | None:
     if size < needed:
         return (f"the file is truncated: its header describes {needed} bytes, the file has {size} "
                 f"({100 * size // needed}%): an interrupted download or copy?")
+    if size > needed:  # safetensors' words for this ("incomplete metadata, file not fully covered") read as a cut
+        return (f"the file is {size - needed} bytes longer than its header describes ({needed}): bytes appended "
+                "to it, or another file written over it?")
     return None
+
+
+def non_finite_tensors(state: dict) -> list[str]:
+    """Names of the floating tensors holding NaN or infinite values (a diverged run, a damaged file)."""
+    return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def non_finite_message(where, broken: list[str]) -> str:
+    return (f"{where}: {broken[:5]}{' and more' if len(broken) > 5 else ''} hold NaN or infinite values: the "
+            "checkpoint is damaged or its training diverged")
+
+
+def causal_lm_message(names, directory) -> str | None:
+    """A NemotronH causal LM (the AR base model, `backbone.*` / `lm_head.*`) given where a two-tower checkpoint
+    is expected: said as such, instead of "unknown tensor 'backbone.embeddings.weight'"."""
+    names = list(names)
+    if any("context_tower." in n or "denoiser_tower." in n for n in names):  # (a wrapper prefix is named elsewhere)
+        return None
+    if not any(n.startswith("backbone.") for n in names) or "lm_head.weight" not in names:
+        return None
+    return (f"{directory} holds a NemotronH causal LM (backbone.* / lm_head.* tensors, no context_tower.* or "
+            f"denoiser_tower.*), not a two-tower checkpoint: twotower.from_backbone('{directory}') builds a two-tower "
+            "model on it, whose denoiser then needs training (twotower train --stage denoiser)")

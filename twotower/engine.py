@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
-from .tokenizer import find_tokenizer_file, load_tokenizer
-from .validation import check_encodable, check_flag, check_fraction, check_gamma, check_int, check_model_dir
+from .tokenizer import load_tokenizer
+from .validation import (check_device, check_encodable, check_flag, check_fraction, check_gamma, check_int,
+                         check_model_dir)
 
 if TYPE_CHECKING:  # torch loads with the first model, not with the CLI's argument parsing
     from .events import StepEvent
@@ -243,20 +244,27 @@ def load_engine(model_dir=None, preset: str | None = None, ctx_device="cpu", den
         tokenizer = load_tokenizer(None, model.config)
     else:
         model_dir = check_model_dir(model_dir) if model_dir is not None else default_model_dir()
+        from .checkpoint import load_config
         from .release_loader import is_release_layout, load_release_checkpoint
 
-        find_tokenizer_file(model_dir)  # no tokenizer: refused before the weights are read
-
+        # Everything that reads no weight comes first: the release's weights are ~118 GiB, and a wrong folder, a
+        # device this machine lacks or a tokenizer that does not fit was said only after all of them were read.
+        check_device("ctx_device", ctx_device)
+        check_device("den_device", den_device)
+        config = load_config(model_dir)  # not a model folder: said as such, not as a missing tokenizer
+        tokenizer = load_tokenizer(model_dir, config)
+        if tokenizer.mask_token_id != config.mask_token_id:  # e.g. a config.json without mask_token_id,
+            # filled with the release's 3, beside a tokenizer whose mask piece is 4: the denoiser reads a wrong id
+            raise ValueError(f"{model_dir}/config.json's mask_token_id {config.mask_token_id} is not the "
+                             f"tokenizer's mask id {tokenizer.mask_token_id}: set mask_token_id there")
+        if tokenizer.vocab_size > config.vocab_size:
+            raise ValueError(f"the tokenizer in {model_dir} has {tokenizer.vocab_size} ids but config.json's "
+                             f"vocab_size is {config.vocab_size}: they come from different models")
         if is_release_layout(model_dir):  # the release's names (sharded or one file), streamed to their devices
             model = load_release_checkpoint(model_dir, ctx_device, den_device, dtype)
         else:
             model = from_pretrained(model_dir, dtype=dtype)
         name = model_label(model_dir)
-        tokenizer = load_tokenizer(model_dir, model.config)
-        if tokenizer.mask_token_id != model.config.mask_token_id:  # e.g. a config.json without mask_token_id,
-            # filled with the release's 3, beside a tokenizer whose mask piece is 4: the denoiser reads a wrong id
-            raise ValueError(f"{model_dir}/config.json's mask_token_id {model.config.mask_token_id} is not the "
-                             f"tokenizer's mask id {tokenizer.mask_token_id}: set mask_token_id there")
     if tokenizer.vocab_size > model.config.vocab_size:
         raise ValueError(f"tokenizer has {tokenizer.vocab_size} ids but the model only {model.config.vocab_size}")
     model.place_towers_on_devices(ctx_device, den_device)

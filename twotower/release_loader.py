@@ -28,7 +28,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .checkpoint import build_on_meta, load_config
-from .checkpoint_files import absent_parts_note, read_json_object, unreadable_safetensors, unset_fields_hint
+from .checkpoint_files import (absent_parts_note, causal_lm_message, non_finite_message, non_finite_tensors,
+                               read_json_object, unreadable_safetensors, unset_fields_hint)
 from .config import ARCHITECTURE, FP32_SUFFIXES
 from .model import TwoTowerModel
 
@@ -117,6 +118,9 @@ def _plan_reads(directory: Path, weight_map: dict[str, str], expected: dict[str,
             raise ValueError(f"shard file {directory / shard} {what} (the index lists {first!r} in it)")
     # the file that lists the names (the index, or the single file), at the head of each message about them
     where = directory / INDEX_NAME if (directory / INDEX_NAME).is_file() else directory / SINGLE_FILE_NAME
+    base_model = causal_lm_message(weight_map, directory)
+    if base_model:
+        raise ValueError(base_model)
     # names or shapes that do not fit may come from config.json fields left to transformers' defaults: said so
     reads: dict[str, list] = {}
     experts_seen: dict[str, set[int]] = {}
@@ -219,6 +223,9 @@ def load_release_checkpoint(directory, ctx_device="cpu", den_device="cpu", dtype
             else:
                 state[name] = tensor
         del handles
+    broken = non_finite_tensors(state)  # a diverged run or a damaged shard decodes as "0000 ..." without a word
+    if broken:
+        raise ValueError(non_finite_message(directory, broken))
     model.load_state_dict(state, strict=True, assign=True)
     still_meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if still_meta:

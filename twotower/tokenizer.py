@@ -34,6 +34,10 @@ class ByteTokenizer:
         return _special_name(token_id) or _no_piece(token_id, self.vocab_size) or self.decode([token_id])
 
 
+class ForeignTokenizer(ValueError):
+    """A sentencepiece model that reads but is not one of this project's (its special ids are other pieces)."""
+
+
 class SentencePieceTokenizer:
     def __init__(self, model_file):
         import sentencepiece as spm
@@ -52,7 +56,7 @@ class SentencePieceTokenizer:
         # mean other tokens to the model (its mask id an ordinary piece): nonsense without an error
         pieces = [self.sp.id_to_piece(i) if i < self.vocab_size else None for i in range(N_SPECIAL)]
         if pieces != SPECIAL_PIECES:
-            raise ValueError(f"the tokenizer {self.path} is not one of this project's: its ids 0-{N_SPECIAL - 1} "
+            raise ForeignTokenizer(f"the tokenizer {self.path} is not one of this project's: its ids 0-{N_SPECIAL - 1} "
                              f"are {pieces}, where this project's tokenizers have {SPECIAL_PIECES}")
         self.pad_token_id, self.bos_token_id, self.eos_token_id = PAD_ID, BOS_ID, EOS_ID
         self.unk_token_id, self.mask_token_id = UNK_ID, MASK_ID
@@ -168,7 +172,15 @@ def load_tokenizer(model_dir=None, config=None):
         return ByteTokenizer()
     path = find_tokenizer_file(model_dir)
     if path.name == TOKENIZER_FILE:
-        return SentencePieceTokenizer(path)
+        try:
+            return SentencePieceTokenizer(path)
+        except ForeignTokenizer:
+            # another model's tokenizer.model left beside the release's tokenizer.json (which it shadowed, so
+            # the checkpoint was refused): the json is the checkpoint's own; without one the refusal stands (as it
+            # does for a damaged tokenizer.model, which may be the checkpoint's own)
+            path = Path(model_dir) / HF_TOKENIZER_FILE
+            if not path.is_file():
+                raise
     if config is None:
         from .checkpoint import load_config
 

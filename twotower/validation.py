@@ -205,8 +205,8 @@ def as_path(name: str, path) -> Path:
         raise ValueError(f"{name} must be a path (text or a pathlib.Path), got {type(path).__name__} {path!r}")
     if isinstance(path, str) and not path.strip():
         raise ValueError(f"{name} is empty: give a folder (\".\" for the current one)")
-    try:
-        return Path(path)
+    try:  # "~/models/x" quoted (or --model=~/x, which no shell expands) was a folder named "~" in the current one
+        return Path(path).expanduser()
     except TypeError:  # an os.PathLike whose __fspath__ gives bytes
         raise ValueError(f"{name} must be a text path, got {path!r}") from None
 
@@ -234,7 +234,12 @@ def check_model_dir(path, name: str = "--model") -> Path:
     if path.exists() and not path.is_dir():
         raise ValueError(f"{name} {path} is a file, not a folder (a checkpoint folder holds config.json and the weights)")
     if not path.is_dir():
-        raise ValueError(f"model directory not found: {path}")
+        # "nvidia/Nemotron-Labs-TwoTower" is a hub name: nothing is ever downloaded, so say what --model takes
+        hub = (not path.is_absolute() and len(path.parts) == 2 and not path.parts[0].startswith(".")
+               and not path.parent.exists())
+        hint = (": a hub name? Nothing is downloaded here; download the checkpoint and give its local folder"
+                if hub else "")
+        raise ValueError(f"model directory not found: {path}{hint}")
     return path
 
 

@@ -20,7 +20,8 @@ from twotower.validation import check_int
 from .board import verify_rounds
 from .cost import cost_table
 from .plots import acceptance_histogram, cost_bars, race_bars
-from .panel_common import FRAME_INTERVAL_S, MAX_NEW_TOKENS, FramePacer, given, run_settings, stopped_note, switch, unavailable, whole
+from .panel_common import (FRAME_INTERVAL_S, MAX_NEW_TOKENS, FramePacer, given, run_settings, stopped_note, switch,
+                           unavailable, whole)
 from .render import error_html, esc, kv_table_html, note_html
 from .render_panels import acceptance_summary_html, audit_html, cost_html, race_html, stale_note
 from .run_tracker import RunTracker, TrackedEngine
