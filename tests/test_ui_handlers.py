@@ -140,12 +140,15 @@ def test_bad_input_gives_a_message_not_a_traceback(engine, prompt, overrides, me
     assert all(out == gr.skip() for out in outputs[0][1:])  # the last run's text, stats and recording stay
 
 
-def test_race_measures_each_mode_and_feeds_the_cost_panel(engine):
+def test_race_measures_each_mode_and_feeds_the_cost_panel(engine, monkeypatch):
     handlers = Handlers(engine)
     *_, (html, figure, measured) = list(handlers.race("def f(x):", ["diffusion", "mock_ar"], 0.8, 4, 4, 8, 1))
     assert html.count('class="tt-card"') == 3 and "× AR" in html and "Greedy" in html
     assert set(measured["tokens_per_s"]) == {"ar", "diffusion", "mock_ar"}
+    said = []
+    monkeypatch.setattr(gr, "Info", said.append)
     tps = handlers.use_race_numbers(measured)
+    assert said == ["Not copied: mock-AR (the Cost panel prices AR, diffusion and speculative)."]  # was silent
     # speculative was not raced: its box keeps what the user typed (an update that changes nothing)
     assert tps[0] == round(measured["tokens_per_s"]["ar"], 2) and tps[2] == gr.skip()  # as a person types it
     table, _ = handlers.cost(2.0, 1, 60, tps[0], tps[1], 50.0, 1.0, measured)
@@ -299,6 +302,11 @@ def test_the_statistics_name_the_mode_and_settings_that_made_the_board(engine):
     handlers = Handlers(engine)
     *_, (_, stats, _, record, _) = generate(handlers, mode="diffusion", gamma=0.9)
     assert "diffusion · γ 0.9 · S 4 · 4 steps per block · greedy" in stats and record["caption"] in stats
+    from ui.handlers import run_caption
+
+    more = run_caption("diffusion", run_settings(0.9, 4, 64, 8, 0, 0))  # read "S 4 · 64 steps per block"
+    assert "S 4 · 64 steps per block (at most 4 run)" in more
+    assert "S 1 · 1 step per block ·" in run_caption("diffusion", run_settings(0.9, 1, 1, 8, 0, 0))
     *_, (_, ar_stats, _, _, _) = generate(handlers, mode="ar")
     assert ">AR · greedy<" in ar_stats
     *_, (_, spec_stats, _, _, _) = generate(handlers, mode="speculative")
@@ -344,6 +352,8 @@ def test_a_race_can_be_stopped_between_two_timed_runs_and_says_so(engine):
     stopped = handlers.race_stopped(timing)
     assert "timing diffusion" not in stopped and "Stopped" in stopped and stopped.count('class="tt-card"') == 1
     assert handlers.race_stopped(updates[-1][0]) == gr.skip()  # a finished Race keeps its note
+    # stopped while AR was being timed: no card above, where it said "the modes above were timed before Stop"
+    assert "Stopped before any mode was timed" in handlers.race_stopped(updates[0][0])
 
 
 def test_a_refused_race_times_nothing_and_keeps_the_last_races_cards(engine, monkeypatch):

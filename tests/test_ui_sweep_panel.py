@@ -28,6 +28,8 @@ def test_the_sweep_draws_each_point_as_it_is_measured(engine):
     stopped = handlers.sweep_stopped(partial[0][3])
     assert "Stopped" in stopped and "grid points measured" not in stopped
     assert handlers.sweep_stopped(final[3]) == gr.skip() and handlers.sweep_stopped(None) == gr.skip()
+    # stopped in the warm-up: no point, no CSV; it said "the grid points above were measured before Stop"
+    assert "before any grid point was measured" in handlers.sweep_stopped(first[3])
 
 
 def test_sweep_csv_folders_idle_an_hour_are_removed_by_the_next_sweep(engine):

@@ -80,8 +80,11 @@ def check_int(name: str, value, minimum: int | None = 1, maximum: int | None = N
     value = int(value)
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         upper = f" and <= {maximum}" if maximum is not None else ""
-        # a seed of 1e300 printed all its 301 digits (and a float cannot hold every int: no '.3g')
-        shown = value if abs(value) < 10**15 else f"a {len(str(abs(value)))}-digit number"
+        # a seed of 1e300 printed all its 301 digits; "a 21-digit number" confused a user whose 20 nines the
+        # browser had sent as the float 1e20: written from the digits (float() overflows past 1e308)
+        digits = str(abs(value))
+        shown = value if abs(value) < 10**15 else \
+            f"about {'-' if value < 0 else ''}{digits[0]}.{digits[1:3]}e{len(digits) - 1}"
         raise ValueError(f"{name} must be >= {minimum}{upper}, got {shown}")
     return value
 

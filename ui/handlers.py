@@ -37,7 +37,10 @@ def run_caption(mode: str, settings: dict, anchor_first: bool = False, draft_ste
         return str(mode)
     parts = [MODE_LABELS.get(mode, mode)]
     if mode == "diffusion":
-        parts += [f"γ {settings['gamma']}", f"S {settings['block_size']}", f"{settings['steps_per_block']} steps per block"]
+        size, steps = settings["block_size"], settings["steps_per_block"]
+        # a block of S positions takes at most S passes, whatever the slider says ("S 4 · 64 steps per block")
+        ran = f" (at most {size} run)" if isinstance(size, int) and isinstance(steps, int) and steps > size else ""
+        parts += [f"γ {settings['gamma']}", f"S {size}", f"{steps} step{'' if steps == 1 else 's'} per block{ran}"]
         parts += ["anchored"] if anchor_first else []
     elif mode == "speculative":  # drafts with the model's passes (the steps slider is diffusion's); γ acts on >1
         parts += [f"S {settings['block_size']}"]

@@ -23,7 +23,7 @@ from .plots import acceptance_histogram, cost_bars, race_bars
 from .panel_common import (FRAME_INTERVAL_S, MAX_NEW_TOKENS, FramePacer, given, run_settings, stopped_note, switch,
                            unavailable, whole)
 from .render import error_html, esc, kv_table_html, note_html
-from .render_panels import acceptance_summary_html, audit_html, cost_html, race_html, stale_note
+from .render_panels import MODE_LABELS, acceptance_summary_html, audit_html, cost_html, race_html, stale_note
 from .run_tracker import RunTracker, TrackedEngine
 from .sweep_panel import SweepPanel
 
@@ -31,6 +31,7 @@ RACE_MODES = ("diffusion", "diffusion_anchored", "speculative", "mock_ar")  # ra
 # contestants that are a mode with a setting: (engine mode, extra settings)
 RACE_VARIANTS = {"diffusion_anchored": ("diffusion", {"anchor_first": True})}
 RACE_STOPPED = "Stopped: the modes above were timed before Stop; race again for the rest."
+RACE_STOPPED_EMPTY = "Stopped before any mode was timed; race again."
 
 
 class PanelHandlers(SweepPanel):
@@ -50,8 +51,9 @@ class PanelHandlers(SweepPanel):
         return ids, self.engine.stream(mode, ids, **settings)
 
     def race_stopped(self, view: str):
-        """Stop during a Race: the cards timed so far stay; the "timing …" line says the Race was stopped."""
-        return stopped_note(view, RACE_STOPPED)
+        """Stop during a Race: the cards timed so far stay; the "timing …" line says the Race was stopped (and,
+        stopped while AR was being timed, that no card is there, instead of "the modes above")."""
+        return stopped_note(view, RACE_STOPPED if 'class="tt-card"' in (view or "") else RACE_STOPPED_EMPTY)
 
     def audit_stopped(self, summary: str):
         """Stop during an audit: the rounds verified so far stay; the summary says the run was stopped (it read
@@ -236,8 +238,12 @@ class PanelHandlers(SweepPanel):
             gr.Warning("No Race run yet in this session: run the Race panel first, or type throughputs.")
             return gr.skip(), gr.skip(), gr.skip()
         tps = measured["tokens_per_s"]  # a mode no Race of this session timed keeps what the user typed
+        priced = ("ar", "diffusion", "speculative")
+        left = [MODE_LABELS.get(mode, mode) for mode in tps if mode not in priced]
+        if left:  # a Race of anchored diffusion and mock-AR filled AR alone, without a word
+            gr.Info(f"Not copied: {', '.join(left)} (the Cost panel prices AR, diffusion and speculative).")
         # two decimals, as a person would type them (provenance still recognises them as measured)
-        return tuple(round(tps[mode], 2) if mode in tps else gr.skip() for mode in ("ar", "diffusion", "speculative"))
+        return tuple(round(tps[mode], 2) if mode in tps else gr.skip() for mode in priced)
 
     # ---------------------------------------------------------------- Model
     def model_info(self, block_size=None):

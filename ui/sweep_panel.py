@@ -21,6 +21,9 @@ from .render_panels import stale_note
 CSV_KEEP_S = 3600  # a Sweep's CSV folder, idle this long, is removed by the next Sweep (Gradio holds its copy)
 
 
+WARM_UP = "Warm-up"  # the progress line before the first point (a Stop there has no point to keep)
+
+
 class SweepPanel:
     """Mixed into PanelHandlers, whose `engine` (a TrackedEngine) it uses; the CSV root is made at the first Sweep."""
 
@@ -43,7 +46,10 @@ class SweepPanel:
         return Path(tempfile.mkdtemp(prefix="sweep-", dir=self._csv_root))
 
     def sweep_stopped(self, message: str):
-        """Stop during a Sweep: the points drawn (and their CSV) stay; the progress line says it was stopped."""
+        """Stop during a Sweep: the points drawn (and their CSV) stay; the progress line says it was stopped (and,
+        stopped in the warm-up, that no point was measured, instead of "the grid points above")."""
+        if message and WARM_UP in message:
+            return stopped_note(message, "Stopped during the warm-up, before any grid point was measured.")
         return stopped_note(message, "Stopped: the grid points above were measured before Stop (the CSV holds "
                                      "them; the Pareto flags are those of these points).")
 
@@ -89,7 +95,7 @@ class SweepPanel:
             anchor_first = switch("anchored diffusion", anchor_first)
             n = len(sweep.sweep_grid(grid_gammas, grid_sizes, whole(steps_per_block)))
             # the previous sweep's plot, table and CSV go: they would sit beside this one's progress
-            yield None, None, None, note_html(f"Warm-up, then {n} grid point(s), each timed beside AR …", progress=True)
+            yield None, None, None, note_html(f"{WARM_UP}, then {n} grid point(s), each timed beside AR …", progress=True)
             csv_dir = self._csv_folder()
             engine = self.engine.own()  # the sweep's own runs do not disturb its timings; everyone else's do
             before = engine.others()
