@@ -431,3 +431,23 @@ def test_a_timed_mode_reports_its_median_run_and_the_spread_of_all(engine, monke
     stub_timings(monkeypatch, {"ar": list(range(40, 48))}, [10.0, 3.0, 1.0, 2.0])
     *_, (html, _, measured) = list(Handlers(engine).race("def f(x):", [], 0.8, 4, 4, 8, 3))
     assert "4.0 tokens/s (runs 2.7–8.0) · 8 tokens · 2.000 s" in html and measured["tokens_per_s"]["ar"] == 4.0
+
+
+def test_the_colour_radio_moved_during_a_run_colours_the_rest_of_it(engine):
+    """The run kept the colouring it started with: a change mid-run lasted until its next frame."""
+    class Request:
+        session_hash = "one"
+
+    handlers = Handlers(engine)
+    handlers.frame_interval_s = 0
+    s = SETTINGS
+    stream = handlers.generate("def f(x):", "diffusion", s["gamma"], s["block_size"], s["steps_per_block"],
+                               s["max_new_tokens"], s["temperature"], s["seed"], "step", request=Request())
+    first = next(stream)
+    assert "committed at step 0" in first[0]
+    redrawn = handlers.recolour(first[3], None, "confidence", request=Request())
+    assert "confidence 0" in redrawn
+    rest = list(stream)
+    assert len(rest) > 2 and all("confidence 0" in out[0] and "committed at step" not in out[0] for out in rest)
+    # another session's radio, or one moved with no run going, changes no run
+    assert handlers.recolour(first[3], None, "step", request=Request()) and handlers._live_colour == {}

@@ -63,6 +63,9 @@ class Handlers(PanelHandlers):
         self._live_run: dict[str, int] = {}
         self._runs = itertools.count(1)
         self._lock = threading.Lock()
+        # The colour radio's latest value per session with a live run: the run draws its next frames in it (it
+        # kept the colouring it started with, so a change mid-run lasted one frame)
+        self._live_colour: dict[str, str] = {}
 
     def _claim(self, session: str | None) -> int:
         with self._lock:
@@ -78,6 +81,7 @@ class Handlers(PanelHandlers):
         with self._lock:
             if session is not None and self._live_run.get(session) == run_id:
                 del self._live_run[session]
+                self._live_colour.pop(session, None)
 
     def _view(self, board: Board, prompt: str, colour_by: str, steps_per_block) -> str:
         return board_html(board, self.piece, self.engine.eos_token_id, colour_by=colour_by,
@@ -132,6 +136,7 @@ class Handlers(PanelHandlers):
                 if event.kind in FRAME_KINDS and pacer.due():  # steps faster than the eye are drawn together
                     # the previous run's scrubber goes away while this one runs
                     scrubber = gr.Slider(visible=False) if board.frames == 1 else gr.skip()
+                    colour_by = self._live_colour.get(session, colour_by)  # the radio may have moved since
                     yield (self._view(board, prompt, colour_by, steps_per_block),
                            stats_html(board, run=record["caption"]),
                            self.engine.decode(board.finished_tokens()), record, scrubber)
@@ -144,6 +149,7 @@ class Handlers(PanelHandlers):
             yield error_html(message) + last, gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         scrubber = replay_scrubber(count_frames(record["events"]))
+        colour_by = self._live_colour.get(session, colour_by)
         yield (self._view(board, prompt, colour_by, steps_per_block), stats_html(board, LIVE_NOTE, run=record["caption"]),
                self.engine.decode(board.new_tokens or []), record, scrubber)
 
@@ -164,9 +170,13 @@ class Handlers(PanelHandlers):
         # the statistics beside the board stay the whole run's: say which step the board shows
         return note_html(f"Replaying step {upto} of {frames}; the statistics beside it are those of the whole run.") + view
 
-    def recolour(self, record, frame, colour_by="step"):
+    def recolour(self, record, frame, colour_by="step", request: gr.Request = None):
         """The colour radio changed: redraw the recorded run in the new colours; with no run recorded the
         view keeps what it shows (an error message from a refused Generate stays readable)."""
+        session = getattr(request, "session_hash", None)
+        with self._lock:
+            if session in self._live_run:  # a run going: its later frames, and its last, follow the radio
+                self._live_colour[session] = colour_by
         if not record or not record.get("events"):
             return gr.skip()
         return self.replay(record, frame, colour_by)
