@@ -288,15 +288,21 @@ def test_model_tab_and_staleness_listeners_at_the_sliders_ends(app):
     rng = random.Random(4)
     values = [0.05, 1.0, 1, 64, 512, 16.0, "", None]
     for _ in range(30):
-        used, note = app.call("race_settings", *(rng.choice(values) for _ in range(4)), rng.choice(GOOD_PROMPTS))[0]
-        assert note == "" and isinstance(used, dict)
+        race_in = [rng.choice([[], ["diffusion"]]), rng.choice([1, 3.0, None]), *(rng.choice(values) for _ in range(4)),
+                   rng.choice(GOOD_PROMPTS)]
+        used, note = app.call("race_start", *race_in)[0]
+        # a Race its inputs refuse ("" for γ, γ 64) keeps the settings and note on screen: both skipped
+        assert (note, used) == (SKIP, SKIP) if note == SKIP else note == "" and isinstance(used, dict)
+        used = used if isinstance(used, dict) else None
         assert isinstance(app.call("race_staleness", rng.choice([None, used]), *(rng.choice(values) for _ in range(4)),
                                    rng.choice(GOOD_PROMPTS))[0], str)
         lists = [rng.choice([g for g, _, _ in SWEEP_LISTS]), rng.choice([s for _, s, _ in SWEEP_LISTS])]
         sweep_in = [rng.choice(values), rng.choice(values), *lists, rng.choice([[], ["loop"], None]),
                     rng.choice(["", None, "🙂"]), rng.random() < 0.5]
-        used, note = app.call("sweep_settings", *sweep_in)[0]
-        assert note == "" and isinstance(app.call("sweep_staleness", used, *sweep_in)[0], str)
+        used, note = app.call("sweep_start", rng.choice([1, 2.0, None]), *sweep_in)[0]
+        assert (note, used) == (SKIP, SKIP) if note == SKIP else note == "" and isinstance(used, dict)
+        used = used if isinstance(used, dict) else None
+        assert isinstance(app.call("sweep_staleness", used, *sweep_in)[0], str)
 
 
 # ---------------------------------------------------------------------------------------------------- regressions

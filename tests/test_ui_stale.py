@@ -47,3 +47,27 @@ def test_a_panels_own_inputs_outdate_it_too_prompts_named_as_edited():
     note = PanelHandlers.sweep_staleness(swept, 16.0, 32.0, "0.5, 0.7", "4, 8", ["fibonacci", "class"], "x = 1", True)
     assert ("γ values 0.5, 0.9 → 0.5, 0.7" in note and "prompt set fibonacci → fibonacci, class" in note
             and "extra prompt edited" in note and "anchored diffusion off → on" in note and "block sizes" not in note)
+
+
+def test_a_refused_race_or_sweep_keeps_the_settings_and_note_of_the_results_on_screen(engine):
+    """The Race / Run sweep button recorded the settings even when the run was refused: the note was cleared,
+    and putting the refused value back then read as "settings moved" (γ values abc → 0.9) beside results
+    measured at 0.9."""
+    import gradio as gr
+
+    handlers = PanelHandlers(engine)
+    used, note = handlers.race_start(["diffusion"], 1, 0.8, 4.0, 4.0, 8.0, "def f(x):")
+    assert used == PanelHandlers.race_settings(0.8, 4.0, 4.0, 8.0, "def f(x):")[0] and note == ""
+    for refused in ((["diffusion"], 1, 0.8, 4.0, 4.0, 8.0, "   "),  # an empty prompt
+                    (["diffusion"], 1, 7.0, 4.0, 4.0, 8.0, "def f(x):"),  # γ out of range
+                    (["diffusion"], 0, 0.8, 4.0, 4.0, 8.0, "def f(x):")):  # no timed run
+        assert handlers.race_start(*refused) == (gr.skip(), gr.skip()), refused
+    # AR alone reads no γ: a Race of AR alone with γ 7 runs, so its settings are recorded
+    assert handlers.race_start([], 1, 7.0, 4.0, 4.0, 8.0, "def f(x):")[0]["gamma"] == 7.0
+
+    good = (1, 4.0, 8.0, "0.9", "16", ["fibonacci"], "", False)
+    swept, note = handlers.sweep_start(*good)
+    assert swept == PanelHandlers.sweep_settings(*good[1:])[0] and note == ""
+    for change in ({3: "abc"}, {4: "0"}, {5: [], 6: ""}, {0: 0}):  # bad γ, bad S, no prompt, no timed run
+        refused = tuple(change.get(i, value) for i, value in enumerate(good))
+        assert handlers.sweep_start(*refused) == (gr.skip(), gr.skip()), change

@@ -236,9 +236,10 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         # at other values (queue-free: nothing heavy, and it must not wait behind the run it describes)
         race_in = [gamma, block_size, steps, max_new, race_prompt]
         sweep_in = [steps, max_new, sweep_gammas, sweep_sizes, sweep_examples, sweep_extra, sweep_anchor]
-        gr.on([race_btn.click, race_prompt.submit], handlers.race_settings, race_in, [race_used, race_stale],
-              queue=False, api_visibility="private")
-        sweep_btn.click(handlers.sweep_settings, sweep_in, [sweep_used, sweep_stale], queue=False,
+        # (a Race or Sweep that its inputs refuse keeps the settings, and the note, of the results on screen)
+        gr.on([race_btn.click, race_prompt.submit], handlers.race_start, [race_modes, repeats, *race_in],
+              [race_used, race_stale], queue=False, api_visibility="private")
+        sweep_btn.click(handlers.sweep_start, [sweep_repeats, *sweep_in], [sweep_used, sweep_stale], queue=False,
                         api_visibility="private")
         gr.on([c.change for c in race_in], handlers.race_staleness, [race_used, *race_in], race_stale, queue=False,
               api_visibility="private", show_progress="hidden")

@@ -106,6 +106,28 @@ class PanelHandlers(SweepPanel):
                 "mean_acceptance_length": run.get("mean_acceptance_length"),  # speculative only
                 "disturbed": disturbed}
 
+    def _race_inputs(self, prompt, order, settings, max_new_tokens, repeats):
+        """(prompt ids, timed runs per mode), or the ValueError a Race is refused with."""
+        ids = self.engine.encode_prompt(prompt)
+        repeats = check_int("timed runs per mode", 1 if repeats is None else whole(repeats))
+        # every setting before AR's timing: a bad γ once came back only after AR had been timed
+        check_int("max_new_tokens", max_new_tokens)  # the engine's name for it, as every other panel says
+        if len(order) > 1:  # AR alone reads no diffusion setting
+            check_decoding_settings(**settings)
+        return ids, repeats
+
+    def race_start(self, modes, repeats, gamma, block_size, steps_per_block, max_new_tokens, prompt=None):
+        """The Race button: race_settings for a Race that will run; a Race its inputs refuse leaves the settings
+        of the Race on screen, and its stale note, as they were (they were replaced by the refused ones, so
+        putting a value back read as "settings moved")."""
+        order = ["ar"] + [m for m in RACE_MODES if m in (modes or [])]
+        settings = {"gamma": gamma, "block_size": whole(block_size), "steps_per_block": whole(steps_per_block)}
+        try:
+            self._race_inputs(prompt, order, settings, whole(max_new_tokens), repeats)
+        except ValueError:
+            return gr.skip(), gr.skip()
+        return self.race_settings(gamma, block_size, steps_per_block, max_new_tokens, prompt)
+
     def race(self, prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats=1, previous=None):
         """Each mode against AR, one after the other, same settings, greedy with EOS ignored (every mode
         writes the same number of tokens). Yields (cards, bar chart, measured numbers for the Cost panel).
@@ -116,12 +138,7 @@ class PanelHandlers(SweepPanel):
         settings = {"gamma": gamma, "block_size": whole(block_size), "steps_per_block": whole(steps_per_block)}
         max_new_tokens, results = whole(max_new_tokens), []
         try:
-            ids = self.engine.encode_prompt(prompt)
-            repeats = check_int("timed runs per mode", 1 if repeats is None else whole(repeats))
-            # every setting before AR's timing: a bad γ once came back only after AR had been timed
-            check_int("max_new_tokens", max_new_tokens)  # the engine's name for it, as every other panel says
-            if len(order) > 1:  # AR alone reads no diffusion setting
-                check_decoding_settings(**settings)
+            ids, repeats = self._race_inputs(prompt, order, settings, max_new_tokens, repeats)
             # AR alone reads (and checks) no diffusion setting, so its label quotes none ("γ = nan" was quoted)
             read = (f"γ = {gamma}, S = {settings['block_size']}, {settings['steps_per_block']} steps per block, "
                     if len(order) > 1 else "")

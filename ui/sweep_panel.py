@@ -66,6 +66,41 @@ class SweepPanel:
     def sweep_staleness(used, *current):
         return stale_note(used, SweepPanel.sweep_settings(*current)[0], "Sweep")
 
+    def _sweep_inputs(self, sweep, example_names, extra_prompt, gammas, block_sizes, steps_per_block, repeats,
+                      anchor_first):
+        """(prompts, γ values, block sizes, timed runs per point, anchored, grid points), or the ValueError a Sweep
+        is refused with. sweep: the twotower.sweep module."""
+        prompts = [EXAMPLE_PROMPTS[name] for name in (example_names or [])]
+        if extra_prompt and extra_prompt.strip():
+            prompts.append(extra_prompt)
+        if not prompts:
+            raise ValueError("the prompt set is empty: tick an example or type a prompt")
+        for text in prompts:
+            self.engine.encode_prompt(text)  # the prompt checks and messages of every other panel
+        grid_gammas = sweep.parse_list(gammas, float, "γ values")
+        grid_sizes = sweep.parse_list(block_sizes, int, "block sizes")
+        if any(size > MAX_NEW_TOKENS for size in grid_sizes):  # (Gradio cannot send back an S past 2**63)
+            raise ValueError(f"block sizes above {MAX_NEW_TOKENS}, the longest generation the app runs, decode as "
+                             f"one block of max new tokens: give S from 1 to {MAX_NEW_TOKENS}")
+        repeats = check_int("timed runs per point", 1 if repeats is None else whole(repeats))
+        anchor_first = switch("anchored diffusion", anchor_first)
+        n = len(sweep.sweep_grid(grid_gammas, grid_sizes, whole(steps_per_block)))
+        return prompts, grid_gammas, grid_sizes, repeats, anchor_first, n
+
+    def sweep_start(self, repeats, steps_per_block, max_new_tokens, gammas=None, block_sizes=None, examples=None,
+                    extra_prompt=None, anchor_first=None):
+        """The Run sweep button: sweep_settings for a Sweep that will run; a Sweep its inputs refuse leaves the
+        settings of the Sweep on screen, and its stale note, as they were (see PanelHandlers.race_start)."""
+        try:
+            from twotower import sweep
+
+            self._sweep_inputs(sweep, examples, extra_prompt, gammas, block_sizes, steps_per_block, repeats,
+                               anchor_first)
+        except (ImportError, ValueError):
+            return gr.skip(), gr.skip()
+        return self.sweep_settings(steps_per_block, max_new_tokens, gammas, block_sizes, examples, extra_prompt,
+                                   anchor_first)
+
     def sweep(self, example_names, extra_prompt, gammas, block_sizes, steps_per_block, max_new_tokens,
               anchor_first=False, repeats=1):
         """γ × S grid through twotower.sweep (its code, its figure, its CSV). Yields (scatter, table, CSV, message)
@@ -79,21 +114,8 @@ class SweepPanel:
             return
         points, disturbed = [], 0  # disturbed: points timed while another run of the app was going
         try:
-            prompts = [EXAMPLE_PROMPTS[name] for name in (example_names or [])]
-            if extra_prompt and extra_prompt.strip():
-                prompts.append(extra_prompt)
-            if not prompts:
-                raise ValueError("the prompt set is empty: tick an example or type a prompt")
-            for text in prompts:
-                self.engine.encode_prompt(text)  # the prompt checks and messages of every other panel
-            grid_gammas = sweep.parse_list(gammas, float, "γ values")
-            grid_sizes = sweep.parse_list(block_sizes, int, "block sizes")
-            if any(size > MAX_NEW_TOKENS for size in grid_sizes):  # (Gradio cannot send back an S past 2**63)
-                raise ValueError(f"block sizes above {MAX_NEW_TOKENS}, the longest generation the app runs, decode as "
-                                 f"one block of max new tokens: give S from 1 to {MAX_NEW_TOKENS}")
-            repeats = check_int("timed runs per point", 1 if repeats is None else whole(repeats))
-            anchor_first = switch("anchored diffusion", anchor_first)
-            n = len(sweep.sweep_grid(grid_gammas, grid_sizes, whole(steps_per_block)))
+            prompts, grid_gammas, grid_sizes, repeats, anchor_first, n = self._sweep_inputs(
+                sweep, example_names, extra_prompt, gammas, block_sizes, steps_per_block, repeats, anchor_first)
             # the previous sweep's plot, table and CSV go: they would sit beside this one's progress
             yield None, None, None, note_html(f"{WARM_UP}, then {n} grid point(s), each timed beside AR …", progress=True)
             csv_dir = self._csv_folder()
