@@ -149,6 +149,11 @@ def test_race_measures_each_mode_and_feeds_the_cost_panel(engine, monkeypatch):
     monkeypatch.setattr(gr, "Info", said.append)
     tps = handlers.use_race_numbers(measured)
     assert said == ["Not copied: mock-AR (the Cost panel prices AR, diffusion and speculative)."]  # was silent
+    # the Cost that follows the button: with no Race to copy the panel keeps what it shows (it added a "no
+    # throughput given" box under the warning); after a Race it is the Cost button's own
+    assert handlers.cost_from_race(2.0, 1, 60, 0, 0, 0, 1.0, None) == (gr.skip(), gr.skip())
+    assert handlers.cost_from_race(2.0, 1, 60, tps[0], 0, 0, 1.0, measured)[0] == \
+        handlers.cost(2.0, 1, 60, tps[0], 0, 0, 1.0, measured)[0]
     # speculative was not raced: its box keeps what the user typed (an update that changes nothing)
     assert tps[0] == round(measured["tokens_per_s"]["ar"], 2) and tps[2] == gr.skip()  # as a person types it
     table, _ = handlers.cost(2.0, 1, 60, tps[0], tps[1], 50.0, 1.0, measured)

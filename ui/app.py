@@ -248,8 +248,8 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         cost_inputs = [price, gpus, utilisation, tps_ar, tps_diffusion, tps_speculative, api_price, race_measured]
         cost_btn.click(handlers.cost, cost_inputs, [cost_view, cost_plot], api_name="cost")
         use_race_btn.click(handlers.use_race_numbers, race_measured, [tps_ar, tps_diffusion, tps_speculative],
-                           api_visibility="private").then(handlers.cost, cost_inputs, [cost_view, cost_plot],
-                                                          api_visibility="private")
+                           api_visibility="private").then(handlers.cost_from_race, cost_inputs,
+                                                          [cost_view, cost_plot], api_visibility="private")
         model_btn.click(handlers.model_info, block_size, model_view, api_name="model_info")
 
         # ---- Stop: cancels whatever this user has running (the front-end drops the run's stream at once),

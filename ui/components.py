@@ -5,7 +5,8 @@ caller (gradio_client, a raw POST) can send anything, and Gradio's own preproces
 handler ran: None or "8" for a slider was a TypeError from a comparison, shown as Gradio's bare "The upstream
 Gradio app has raised an exception", a string for a checkbox group was walked letter by letter ("Value: 'd' is
 not in the list of choices"). These raise gr.Error, which Gradio passes to the caller and the page as it is;
-the panel's results stay, since its handler never runs. (Gradio writes ui/components.pyi beside this module,
+the panel's results stay, since its handler never runs. Refused input is the caller's mistake, not the server's:
+it is not logged with a traceback (print_exception=False; every out-of-range edit logged one). (Gradio writes ui/components.pyi beside this module,
 a type stub of the subclasses for editors; git ignores it.)
 """
 
@@ -16,16 +17,20 @@ import math
 import gradio as gr
 
 
+def refused(message: str) -> gr.Error:
+    return gr.Error(message, print_exception=False)
+
+
 class NumberSlider(gr.Slider):
     is_template = True  # the front end draws it with gr.Slider's own component (Block.get_block_name)
 
     def preprocess(self, payload):
         name = self.label or "a slider"
         if isinstance(payload, bool) or not isinstance(payload, (int, float)):
-            raise gr.Error(f"{name} takes a number from {self.minimum:g} to {self.maximum:g}, got {payload!r}")
+            raise refused(f"{name} takes a number from {self.minimum:g} to {self.maximum:g}, got {payload!r}")
         if not math.isnan(payload) and not self.minimum <= payload <= self.maximum:  # NaN: the handler names it
             shown = repr(payload) if isinstance(payload, int) else f"{payload:g}"  # (10**400 has no float)
-            raise gr.Error(f"{name} takes a number from {self.minimum:g} to {self.maximum:g}, got {shown}")
+            raise refused(f"{name} takes a number from {self.minimum:g} to {self.maximum:g}, got {shown}")
         return super().preprocess(payload)
 
 
@@ -36,6 +41,6 @@ class ChoiceGroup(gr.CheckboxGroup):
         if payload is None:  # nothing ticked, as a browser sends []
             payload = []
         if not isinstance(payload, (list, tuple)):
-            raise gr.Error(f"{self.label or 'a checkbox group'} takes a list of choices from "
+            raise refused(f"{self.label or 'a checkbox group'} takes a list of choices from "
                            f"{[value for _, value in self.choices]}, got {payload!r}")
         return super().preprocess(list(payload))

@@ -249,6 +249,14 @@ class PanelHandlers(SweepPanel):
         on_cpu = any((measured or {}).get("devices", {}).get(mode) == "cpu" for mode in labels)
         return cost_html(lines, labels, api_usd_per_million, on_cpu), cost_bars(lines, api_usd_per_million)
 
+    def cost_from_race(self, *inputs):
+        """Cost after "Use the last Race's measurements": with no Race to copy (a warning said so) the panel keeps
+        what it shows, instead of adding a "no throughput given" box under the warning."""
+        measured = inputs[-1]
+        if not measured or not measured.get("tokens_per_s"):
+            return gr.skip(), gr.skip()
+        return self.cost(*inputs)
+
     def use_race_numbers(self, measured):
         """Copy the session's Race measurements (each mode's latest) into the Cost inputs."""
         if not measured or not measured.get("tokens_per_s"):
