@@ -30,6 +30,7 @@ from .render import CSS, board_html, note_html
 MODE_CHOICES = [("diffusion", "diffusion"), ("speculative", "speculative"), ("mock-AR", "mock_ar"), ("AR", "ar")]
 # Every listener that runs the model shares one concurrency group: at most `concurrency_limit` runs at
 # once over all panels and users; the rest wait in Gradio's queue.
+AFTER_STOP = "always_last"  # see the Race wiring
 ENGINE = "engine"
 RACE_CHOICES = [("diffusion", "diffusion"), ("diffusion, anchored", "diffusion_anchored"), ("speculative", "speculative"),
                 ("mock-AR", "mock_ar")]
@@ -220,17 +221,20 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                          show_progress="hidden")
 
         # ---- Race, audit, sweep, cost, model
+        # A click while the panel's run is still pending in the front end waits for it instead of being dropped
+        # (Gradio's default, "once"): Stop then Race at once lost the Race, as the stopped run was still pending.
         race_run = gr.on([race_btn.click, race_prompt.submit], handlers.race,
                          [race_prompt, race_modes, gamma, block_size, steps, max_new, repeats, race_measured],
                          [race_view, race_plot, race_measured], api_name="race", concurrency_id=ENGINE,
-                         show_progress="minimal")  # its cards say which mode is being timed; minimal: a queue position
+                         show_progress="minimal",  # its cards say which mode is being timed; minimal: a queue position
+                         trigger_mode=AFTER_STOP)
         audit_run = gr.on([audit_btn.click, audit_prompt.submit], handlers.speculative_audit,
                           [audit_prompt, *settings, audit_adaptive, audit_cut], [audit_table, audit_plot, audit_summary],
-                          api_name="speculative_audit", concurrency_id=ENGINE)
+                          api_name="speculative_audit", concurrency_id=ENGINE, trigger_mode=AFTER_STOP)
         sweep_run = sweep_btn.click(handlers.sweep, [sweep_examples, sweep_extra, sweep_gammas, sweep_sizes, steps,
                                                      max_new, sweep_anchor, sweep_repeats],
                                     [sweep_plot, sweep_table, sweep_csv, sweep_message],
-                                    api_name="sweep", concurrency_id=ENGINE,
+                                    api_name="sweep", concurrency_id=ENGINE, trigger_mode=AFTER_STOP,
                                     show_progress="minimal")  # its message counts the points; minimal: a queue position
         # what Race and Sweep read at their start; a slider moved afterwards marks their results as measured
         # at other values (queue-free: nothing heavy, and it must not wait behind the run it describes)
