@@ -162,15 +162,14 @@ def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32)
     """Load a two-tower checkpoint from a local directory: one written by `save_pretrained`, or one in the
     release's layout (sharded with model.safetensors.index.json), which twotower.release_loader reads."""
     from .engine import as_dtype
+    from .release_loader import is_release_layout, load_release_checkpoint
 
     dtype = as_dtype("dtype", dtype)  # "bf16" / "fp32" as load_engine takes them, not a "device string" error
     check_device("device", device)  # no CUDA here: said so, not blamed on the weights file
     directory = as_path("directory", directory)
     config = load_config(directory)
     weights = directory / WEIGHTS_NAME
-    from .release_loader import is_release_layout, load_release_checkpoint
-
-    if directory.is_dir() and is_release_layout(directory):  # the release's shards (or names): its own loader
+    if is_release_layout(directory):  # the release's shards (or names): its own loader
         return load_release_checkpoint(directory, device, device, dtype)
     if not weights.is_file():
         raise ValueError(missing_weights_message(directory))

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")  # weights this loader never reads (pickle runs code)
@@ -170,6 +168,8 @@ def _safetensors_problem(path: Path) -> str | None:
 
 def non_finite_tensors(state: dict) -> list[str]:
     """Names of the floating tensors holding NaN or infinite values (a diverged run, a damaged file)."""
+    import torch
+
     return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 

@@ -265,8 +265,6 @@ def load_engine(model_dir=None, preset: str | None = None, ctx_device="cpu", den
         else:
             model = from_pretrained(model_dir, dtype=dtype)
         name = model_label(model_dir)
-    if tokenizer.vocab_size > model.config.vocab_size:
-        raise ValueError(f"tokenizer has {tokenizer.vocab_size} ids but the model only {model.config.vocab_size}")
     model.place_towers_on_devices(ctx_device, den_device)
     if den_dtype is not None and den_dtype != dtype:
         model.set_denoiser_dtype(den_dtype)

@@ -56,8 +56,9 @@ class SentencePieceTokenizer:
         # mean other tokens to the model (its mask id an ordinary piece): nonsense without an error
         pieces = [self.sp.id_to_piece(i) if i < self.vocab_size else None for i in range(N_SPECIAL)]
         if pieces != SPECIAL_PIECES:
-            raise ForeignTokenizer(f"the tokenizer {self.path} is not one of this project's: its ids 0-{N_SPECIAL - 1} "
-                             f"are {pieces}, where this project's tokenizers have {SPECIAL_PIECES}")
+            raise ForeignTokenizer(f"the tokenizer {self.path} is not one of this project's: its ids "
+                                   f"0-{N_SPECIAL - 1} are {pieces}, where this project's tokenizers have "
+                                   f"{SPECIAL_PIECES}")
         self.pad_token_id, self.bos_token_id, self.eos_token_id = PAD_ID, BOS_ID, EOS_ID
         self.unk_token_id, self.mask_token_id = UNK_ID, MASK_ID
         self._space_mark_ids = [self.sp.piece_to_id(f"<0x{b:02X}>") for b in SPACE_MARK.encode("utf-8")]

@@ -34,6 +34,11 @@ RACE_STOPPED = "Stopped: the modes above were timed before Stop; race again for 
 RACE_STOPPED_EMPTY = "Stopped before any mode was timed; race again."
 
 
+def raced(measured) -> bool:
+    """Whether the session's Race numbers (the race_measured state) hold a timed mode."""
+    return bool(measured and measured.get("tokens_per_s"))
+
+
 class PanelHandlers(SweepPanel):
     """The measuring panels' handlers; one object serves every browser session (it holds the read-only engine)."""
 
@@ -106,24 +111,26 @@ class PanelHandlers(SweepPanel):
                 "mean_acceptance_length": run.get("mean_acceptance_length"),  # speculative only
                 "disturbed": disturbed}
 
-    def _race_inputs(self, prompt, order, settings, max_new_tokens, repeats):
-        """(prompt ids, timed runs per mode), or the ValueError a Race is refused with."""
+    def _race_inputs(self, prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats):
+        """(prompt ids, modes in racing order, their settings, max new tokens, timed runs per mode), or the
+        ValueError a Race is refused with."""
+        order = ["ar"] + [m for m in RACE_MODES if m in (modes or [])]
+        settings = {"gamma": gamma, "block_size": whole(block_size), "steps_per_block": whole(steps_per_block)}
+        max_new_tokens = whole(max_new_tokens)
         ids = self.engine.encode_prompt(prompt)
         repeats = check_int("timed runs per mode", 1 if repeats is None else whole(repeats))
         # every setting before AR's timing: a bad γ once came back only after AR had been timed
         check_int("max_new_tokens", max_new_tokens)  # the engine's name for it, as every other panel says
         if len(order) > 1:  # AR alone reads no diffusion setting
             check_decoding_settings(**settings)
-        return ids, repeats
+        return ids, order, settings, max_new_tokens, repeats
 
     def race_start(self, modes, repeats, gamma, block_size, steps_per_block, max_new_tokens, prompt=None):
         """The Race button: race_settings for a Race that will run; a Race its inputs refuse leaves the settings
         of the Race on screen, and its stale note, as they were (they were replaced by the refused ones, so
         putting a value back read as "settings moved")."""
-        order = ["ar"] + [m for m in RACE_MODES if m in (modes or [])]
-        settings = {"gamma": gamma, "block_size": whole(block_size), "steps_per_block": whole(steps_per_block)}
         try:
-            self._race_inputs(prompt, order, settings, whole(max_new_tokens), repeats)
+            self._race_inputs(prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats)
         except ValueError:
             return gr.skip(), gr.skip()
         return self.race_settings(gamma, block_size, steps_per_block, max_new_tokens, prompt)
@@ -134,11 +141,10 @@ class PanelHandlers(SweepPanel):
         previous: the session's earlier measurements; a mode this Race does not time keeps its number and the
         label of the Race that measured it. They also hold the cards on screen ("view"), which a refused Race
         shows again under its message: a bad prompt or setting costs no earlier result."""
-        order = ["ar"] + [m for m in RACE_MODES if m in (modes or [])]
-        settings = {"gamma": gamma, "block_size": whole(block_size), "steps_per_block": whole(steps_per_block)}
-        max_new_tokens, results = whole(max_new_tokens), []
+        results = []
         try:
-            ids, repeats = self._race_inputs(prompt, order, settings, max_new_tokens, repeats)
+            ids, order, settings, max_new_tokens, repeats = self._race_inputs(
+                prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats)
             # AR alone reads (and checks) no diffusion setting, so its label quotes none ("γ = nan" was quoted)
             read = (f"γ = {gamma}, S = {settings['block_size']}, {settings['steps_per_block']} steps per block, "
                     if len(order) > 1 else "")
@@ -252,14 +258,13 @@ class PanelHandlers(SweepPanel):
     def cost_from_race(self, *inputs):
         """Cost after "Use the last Race's measurements": with no Race to copy (a warning said so) the panel keeps
         what it shows, instead of adding a "no throughput given" box under the warning."""
-        measured = inputs[-1]
-        if not measured or not measured.get("tokens_per_s"):
+        if not raced(inputs[-1]):
             return gr.skip(), gr.skip()
         return self.cost(*inputs)
 
     def use_race_numbers(self, measured):
         """Copy the session's Race measurements (each mode's latest) into the Cost inputs."""
-        if not measured or not measured.get("tokens_per_s"):
+        if not raced(measured):
             gr.Warning("No Race run yet in this session: run the Race panel first, or type throughputs.")
             return gr.skip(), gr.skip(), gr.skip()
         tps = measured["tokens_per_s"]  # a mode no Race of this session timed keeps what the user typed
