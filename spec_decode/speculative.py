@@ -121,7 +121,10 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
                       commit_step=-1)
     while not finished:
         tick = time.perf_counter()  # the clocks stop while an event is out with the consumer
-        k = min(size, max_new_tokens - len(new))  # a round emits at most k + 1 tokens; extra ones are cut
+        # a round emits at most k + 1 tokens (the accepted drafts and the verifier's own token), so the last
+        # round drafts one fewer than the budget leaves: a full acceptance's own token fills it, none is cut
+        left = max_new_tokens - len(new)
+        k = min(size, max(1, left - 1))
         lead = len(cursor.unread)  # emitted tokens the context tower has not read yet lead the block
         tokens = torch.tensor([cursor.unread + [mask_id] * k])  # (1, lead + k)
         masked = torch.arange(lead + k)[None] >= lead

@@ -186,9 +186,25 @@ def test_first_token_comes_from_the_prefill():
 def test_full_acceptance_gives_length_s_plus_one():
     model = agreeable_model(0, shift=1.0)  # both towers emit one token over and over: every draft is right
     result, events = run_speculative(model, [1, 50, 60, 70], max_new_tokens=25, block_size=4, draft_steps=2)
-    assert result.stats["acceptance_lengths"] == [5] * 5  # 5 rounds of 4 accepted + 1 bonus = 25 tokens
+    # the prefill's token, 4 rounds of 4 accepted + 1 bonus, then 4 tokens left: the last round drafts 3 and its
+    # bonus is the 25th token (drafting all 4 would have cut its bonus: a drafted position verified for nothing)
+    assert result.stats["acceptance_lengths"] == [5] * 4 + [4]
+    assert len(result.new_tokens[0]) == 25 == 1 + sum(result.stats["acceptance_lengths"])
+    assert [e.info["block_size"] for e in events if e.kind == "verify"] == [4] * 4 + [3]
     assert result.stats["acceptance_rate"] == 1.0 and result.stats["rollback_passes"] == 0
     assert result.stats["context_passes"] == 1 + 5
+
+
+def test_last_round_with_one_token_left_still_drafts_one():
+    model = agreeable_model(0, shift=1.0)
+    result, events = run_speculative(model, [1, 50, 60, 70], max_new_tokens=6, block_size=4, draft_steps=1)
+    # 1 (prefill) + 5 (4 accepted + bonus) = 6: no round left; with 7, one token is left and a round drafts 1
+    # (a round without a draft would be an AR step counted as a round); its accepted draft is the 7th token and
+    # its bonus is cut, the one case where a round's length (1 + accepted) exceeds what it emitted
+    assert result.stats["acceptance_lengths"] == [5]
+    result, events = run_speculative(model, [1, 50, 60, 70], max_new_tokens=7, block_size=4, draft_steps=1)
+    assert [e.info["block_size"] for e in events if e.kind == "verify"] == [4, 1]
+    assert len(result.new_tokens[0]) == 7 and result.stats["acceptance_lengths"] == [5, 2]
 
 
 def test_adaptive_block_grows_and_shrinks():

@@ -61,9 +61,11 @@ def test_sampling_matches_ar_distribution():
     spec, ar, paths = [], [], Counter()
     for seed in range(360):
         model, passes = drafters[seed % 3]
-        result, events = run_speculative(model, prompt, max_new_tokens=3, block_size=3, draft_steps=passes, draft_threshold=0.5,
+        # 4 tokens: the prefill's, then a round that drafts two (the last round drafts one fewer than the budget
+        # leaves, as its own token fills it); the law is of the first three
+        result, events = run_speculative(model, prompt, max_new_tokens=4, block_size=3, draft_steps=passes, draft_threshold=0.5,
                               temperature=temperature, seed=seed)
-        spec.append(tuple(result.new_tokens[0]))
+        spec.append(tuple(result.new_tokens[0][:3]))
         first = next(e for e in events if e.kind == "verify")
         paths[first.info["accepted"]] += 1
         paths["out of order"] += not bool(order_safe_positions(first.commit_step[0]).all())
@@ -82,9 +84,9 @@ def test_sampling_with_a_proposal_cut_matches_ar_distribution():
     law = _exact_law(model, prompt, temperature)
     spec, paths = [], Counter()
     for seed in range(300):
-        result, events = run_speculative(model, prompt, max_new_tokens=3, block_size=3, draft_steps=1, temperature=temperature,
+        result, events = run_speculative(model, prompt, max_new_tokens=4, block_size=3, draft_steps=1, temperature=temperature,
                               seed=seed, min_draft_confidence=0.3)
-        spec.append(tuple(result.new_tokens[0]))
+        spec.append(tuple(result.new_tokens[0][:3]))
         first = next(e for e in events if e.kind == "verify")
         paths[("proposed", first.info["block_size"])] += 1
         paths[("accepted", first.info["accepted"])] += 1
@@ -124,9 +126,9 @@ def test_sampling_with_top_k_and_top_p_matches_the_filtered_ar_law():
         law = longer
     spec, ar, filtered_out = [], [], 0
     for seed in range(300):
-        result, _ = run_speculative(model, prompt, max_new_tokens=3, block_size=3, draft_steps=1, temperature=temperature,
-                         seed=seed, top_k=top_k, top_p=top_p)
-        spec.append(tuple(result.new_tokens[0]))
+        result, _ = run_speculative(model, prompt, max_new_tokens=4, block_size=3, draft_steps=1, temperature=temperature,
+                         seed=seed, top_k=top_k, top_p=top_p)  # a round drafting two: see above
+        spec.append(tuple(result.new_tokens[0][:3]))
         ar.append(tuple(generate_ar(model, prompt, max_new_tokens=3, temperature=temperature, seed=seed, top_k=top_k,
                                     top_p=top_p).new_tokens[0]))
         filtered_out += spec[-1] not in law
@@ -190,7 +192,8 @@ def test_the_proposal_cut_does_not_look_at_the_drawn_tokens():
     probability 0.6·(5/6) + 0.4·0.5 = 0.7 after a second token 0, where AR gives 0.5 (the bug this guards)."""
     model, third_after_zero = _FixedLawModel(), []
     for seed in range(1000):
-        tokens = generate_speculative(model, [0], max_new_tokens=3, block_size=2, draft_steps=1, temperature=1.0,
+        # 4 tokens, so that the round after the prefill's token drafts two and the cut can fall between them
+        tokens = generate_speculative(model, [0], max_new_tokens=4, block_size=2, draft_steps=1, temperature=1.0,
                                       seed=seed, min_draft_confidence=0.5).new_tokens[0]
         if tokens[1] == 0:
             third_after_zero.append(tokens[2] == 0)

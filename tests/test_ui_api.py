@@ -98,6 +98,24 @@ def test_a_slider_given_no_number_is_refused_by_its_label(app, value, shown):
         client.predict("def f(x):", ["diffusion"], 0.8, 4, 4, value, 1, api_name="/race")
 
 
+def test_a_replay_step_past_either_end_is_that_end_and_text_is_refused(app):
+    """The scrubber's number box clamps what is typed; a refusal of the typed value left the box at the last step
+    and the board at the step before, under an error. Now the step is clamped the same way on both sides."""
+    import gradio as gr
+
+    from ui.components import StepScrubber
+
+    scrubber = StepScrubber(1, 16, value=1, step=1, label="Replay step")
+    assert (scrubber.preprocess(99999), scrubber.preprocess(0), scrubber.preprocess(7)) == (16, 1, 7)
+    with pytest.raises(gr.Error, match="Replay step takes a number from 1 to 16, got 'x'"):
+        scrubber.preprocess("x")
+    _, url, _ = app  # through the API as well, from a session of its own (no run recorded in it)
+    client = gradio_client.Client(url, verbose=False, analytics_enabled=False)
+    assert "Nothing recorded yet" in client.predict(99999, "step", api_name="/replay")
+    with pytest.raises(Exception, match="Replay step takes a number"):
+        client.predict(None, "step", api_name="/replay")
+
+
 def test_a_checkbox_group_takes_none_as_nothing_ticked_and_refuses_a_string(app):
     """modes=None through the API was Gradio's bare error, not "AR alone" as the handler says; a string was
     walked letter by letter ("Value: 'd' is not in the list of choices")."""

@@ -134,6 +134,9 @@ def test_generate_shows_masks_filling_live_then_replays(page):
     set_slider(page, "scrubber", 1)  # replay the first step from the recorded events
     page.wait_for_selector(f'{BOARD}[data-frames="1"]')
     assert board_state(page)["masked"] == 15
+    set_slider(page, "scrubber", 99999)  # past the end: the last step, in the number box and on the board alike
+    page.wait_for_selector(f'{BOARD}[data-frames="48"]')
+    assert page.locator("#scrubber input[type=number]").input_value() == "48"
 
 
 def click_track(page, elem_id: str, fraction: float) -> None:
@@ -200,3 +203,33 @@ def test_a_release_on_another_tab_leaves_the_playground_run_going(page):
     assert during["frames"] > before or during["done"] == "1"  # not restarted (frames would fall), not frozen
     wait_until_settled(page)
     assert board_state(page)["masked"] == 0 and board_state(page)["frames"] >= during["frames"]
+
+
+def test_save_this_run_downloads_its_trace_and_a_phone_stacks_the_table_and_the_text(page):
+    import json
+
+    page.get_by_role("tab", name="Playground").click()
+    set_slider(page, "max-new", 12)
+    page.locator("#generate").click()
+    wait_until_settled(page)
+    assert not page.locator("#trace-file").is_visible()
+    page.locator("#save-run").click()
+    link = page.locator("#trace-file a").first
+    link.wait_for()
+    with page.expect_download() as download:
+        link.click()
+    trace = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
+    assert trace["format"] == "twotower-trace" and trace["finished"] and trace["settings"]["max_new_tokens"] == 12
+    assert trace["completion"] == page.locator("#completion textarea").input_value()
+    assert sum(e["kind"] == "step" for e in trace["events"]) == board_state(page)["frames"]
+    page.locator("#generate").click()  # a new run takes the old run's file away
+    page.wait_for_selector("#trace-file", state="hidden")
+    wait_until_settled(page)
+    # at 390 px the statistics table sat beside the completion, each a sliver; now the text comes under it
+    page.set_viewport_size({"width": 390, "height": 900})
+    try:
+        page.wait_for_timeout(300)
+        stats, text = page.locator("#stats").bounding_box(), page.locator("#completion").bounding_box()
+        assert text["y"] >= stats["y"] + stats["height"] - 1 and text["width"] > 300
+    finally:
+        page.set_viewport_size({"width": 1440, "height": 1000})

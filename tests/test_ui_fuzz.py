@@ -25,6 +25,7 @@ import re  # noqa: E402
 import gradio as gr  # noqa: E402
 import pytest  # noqa: E402
 
+from ui.board import count_frames  # noqa: E402
 from ui.examples import EXAMPLE_PROMPTS  # noqa: E402
 
 SKIP = gr.skip()
@@ -115,10 +116,13 @@ def test_playground_fuzz(app):
         if is_error(outputs[0][0]):
             # the last run's statistics, completion, recording and scrubber stay; the message says why, over
             # the last run's board
-            message = refused_keeping(outputs, 0, (1, 2, 3, 4))
+            message = refused_keeping(outputs, 0, (1, 2, 3) if last else (1, 2, 3, 4))
             expected = BAD_PROMPTS.get(prompt) or "seed must be"
             assert expected in message, (case, message)
             assert last is None or message.endswith(html.unescape(app.call("replay", last, None, case[8])[0]))
+            if last is not None:  # under the whole last run, the scrubber at its last step (hidden: left alone)
+                frames, scrubber = count_frames(last["events"]), outputs[0][4]
+                assert scrubber == SKIP if frames < 2 else (isinstance(scrubber, gr.Slider) and scrubber.value == frames)
             refused += 1
             continue
         assert prompt not in BAD_PROMPTS and seed not in (-1, 1.5, 2 ** 63, 1e300) and seed == seed, case
@@ -148,7 +152,7 @@ def test_the_mode_radio_and_the_sliders_rerun_only_on_the_playground_tab(app):
     app.call("supersede", "playground")
     view, *_, record, _ = app.call("rerun", "playground", *args)[-1]
     assert 'data-done="1"' in view
-    error = refused_keeping(app.call("rerun", "playground", " ", *args[1:-1], record), 0, (1, 2, 3, 4))
+    error = refused_keeping(app.call("rerun", "playground", " ", *args[1:-1], record), 0, (1, 2, 3))  # 4: scrubber
     assert "the prompt is empty" in error and 'data-done="1"' in error  # over the last run's board
 
 

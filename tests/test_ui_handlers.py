@@ -140,6 +140,19 @@ def test_bad_input_gives_a_message_not_a_traceback(engine, prompt, overrides, me
     assert all(out == gr.skip() for out in outputs[0][1:])  # the last run's text, stats and recording stay
 
 
+def test_a_refusal_after_a_run_shows_the_whole_run_with_the_scrubber_at_its_last_step(engine):
+    """Under the message the board is the whole last run; the scrubber stayed at the step replayed before."""
+    handlers = Handlers(engine)
+    record = generate(handlers)[-1][3]
+    frames = sum(e.kind == "step" for e in record["events"])
+    s = SETTINGS
+    refused = list(handlers.generate("", "diffusion", s["gamma"], s["block_size"], s["steps_per_block"],
+                                     s["max_new_tokens"], s["temperature"], s["seed"], "step", False, record))
+    view, stats, completion, kept, scrubber = refused[-1]
+    assert "the prompt is empty" in view and view.endswith(handlers.replay(record, None))
+    assert stats == completion == kept == gr.skip() and frames >= 2 and scrubber.value == frames
+
+
 def test_race_measures_each_mode_and_feeds_the_cost_panel(engine, monkeypatch):
     handlers = Handlers(engine)
     *_, (html, figure, measured) = list(handlers.race("def f(x):", ["diffusion", "mock_ar"], 0.8, 4, 4, 8, 1))

@@ -7,7 +7,7 @@ import math
 import os
 import sys
 
-from .engine import MODES, check_decoding_settings
+from .engine import MODES, check_decoding_settings, normalise_mode
 
 
 def add_model_arguments(parser) -> None:
@@ -52,6 +52,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-eos", action="store_true", help="do not stop at end-of-sequence")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--show-steps", action="store_true", help="print every denoising step as it happens")
+    parser.add_argument("--trace", metavar="FILE", default=None,
+                        help="also write every step of the run to FILE as JSON (tokens, confidences, commits per "
+                             "step; twotower/trace.py says its shape)")
 
 
 def draft_steps(args):
@@ -133,23 +136,28 @@ def format_footer(stats: dict) -> str:
 
 def main(args) -> int:
     from .run_setup import engine_from_args, preset_note
-    from .validation import check_int
+    from .validation import check_int, check_output_file
 
     check_int("--max-new-tokens", args.max_new_tokens)  # named as typed, and before the model loads (as bench)
     # the settings engine.stream checks in every mode, checked before the model loads: a typo costs no loading
     check_decoding_settings(args.gamma, args.block_size, args.steps, args.draft_steps, args.min_draft_confidence)
+    trace_path = check_output_file("--trace", args.trace)  # before the model loads, as bench's --out
     prompt = read_prompt(args.prompt)
     engine = engine_from_args(args)
     ids = engine.encode_prompt(prompt)
     # said once the run has started: a refused setting is the one line printed
     notes = [note for note in (preset_note(args), ignored_note(args)) if note]
-    events = engine.stream(args.mode, ids, max_new_tokens=args.max_new_tokens, block_size=args.block_size,
-                           steps_per_block=args.steps, gamma=args.gamma, temperature=args.temperature,
-                           top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop_at_eos=not args.no_eos,
-                           adaptive=args.adaptive, draft_steps=draft_steps(args),
-                           min_draft_confidence=args.min_draft_confidence, anchor_first=args.anchor_first)
+    settings = dict(max_new_tokens=args.max_new_tokens, block_size=args.block_size, steps_per_block=args.steps,
+                    gamma=args.gamma, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                    seed=args.seed, stop_at_eos=not args.no_eos, adaptive=args.adaptive,
+                    draft_steps=draft_steps(args), min_draft_confidence=args.min_draft_confidence,
+                    anchor_first=args.anchor_first)
+    events = engine.stream(args.mode, ids, **settings)
+    recorded = [] if trace_path else None  # kept only when a trace is asked for (a long run's events add up)
     done = None
     for event in events:
+        if recorded is not None:
+            recorded.append(event)
         for note in notes:  # stderr: stdout keeps the completion (or the JSON) alone
             print(note, file=sys.stderr)
         notes = []
@@ -161,10 +169,17 @@ def main(args) -> int:
     text = engine.decode(done.info["new_tokens"][0])
     if args.json:
         print(json.dumps({"prompt": prompt, "completion": text, "stats": done.stats, "engine": engine.describe()}))
-        return 0
-    print(prompt + text)
-    print("---", file=sys.stderr)
-    print(format_footer({**done.stats, **ran_on(engine.describe())}), file=sys.stderr)
+    else:
+        print(prompt + text)
+        print("---", file=sys.stderr)
+        print(format_footer({**done.stats, **ran_on(engine.describe())}), file=sys.stderr)
+    if trace_path:  # after the completion is out: a trace that cannot be written loses nothing else
+        from .trace import run_trace, write_trace
+
+        # settings as asked (None: the model's default; the trace's stats say what ran)
+        write_trace("--trace", trace_path, run_trace(
+            recorded, prompt=prompt, prompt_ids=ids, mode=normalise_mode(args.mode), settings=settings,
+            tokenizer=engine.tokenizer, mask_token_id=engine.model.config.mask_token_id, engine=engine.describe()))
     return 0
 
 

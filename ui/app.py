@@ -21,7 +21,7 @@ import gradio as gr
 from twotower.engine import LAYER_KEY
 
 from .board import Board
-from .components import ChoiceGroup, NumberSlider
+from .components import ChoiceGroup, NumberSlider, StepScrubber
 from .examples import DEFAULT_PROMPT, EXAMPLE_PROMPTS
 from .handlers import Handlers
 from .panel_common import MAX_NEW_TOKENS
@@ -107,13 +107,19 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                         with gr.Row():
                             generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+                            save_btn = gr.Button("Save this run (JSON)", elem_id="save-run")
                         view = _html(board_html(Board(), engine.tokenizer.piece, engine.eos_token_id), "view")
-                        scrubber = NumberSlider(1, 2, value=1, step=1, visible=False, label="Replay step",
-                                             elem_id="scrubber")
+                        scrubber = StepScrubber(1, 2, value=1, step=1, visible=False, label="Replay step",
+                                                elem_id="scrubber")
+                        # side by side on a wide screen; on a phone (390 px) the table and the text stack
                         with gr.Row():
-                            stats = _html("", "stats")
+                            with gr.Column(min_width=300):  # gr.HTML's own min_width does not reach its block
+                                stats = _html("", "stats")
                             completion = gr.Textbox(label="Completion (text)", lines=6, interactive=False,
-                                                    elem_id="completion")
+                                                    elem_id="completion", min_width=300)
+                        trace_file = gr.File(label="This run's trace: every step's tokens, confidences and commits "
+                                                   "(JSON, as `twotower generate --trace` writes)",
+                                             visible=False, interactive=False, elem_id="trace-file")
                     with gr.Tab("Race", id="race") as tabs["race"]:
                         gr.Markdown("Each mode against AR, one after the other with the same settings (greedy, "
                                     "EOS ignored): a warm-up run, then timed runs that draw nothing. "
@@ -215,6 +221,10 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                       api_visibility="private", show_progress="hidden", concurrency_id=ENGINE)
         for tab_id, tab in tabs.items():
             tab.select(_constant(tab_id), None, active_tab, queue=False, api_visibility="private")
+        # a saved trace is of the run on the board: a new run takes its file away (save again for the new one)
+        gr.on([generate_btn.click, prompt.submit, *releases], lambda: gr.File(value=None, visible=False), None,
+              trace_file, queue=False, api_visibility="private")
+        save_btn.click(handlers.save_trace, record, trace_file, api_visibility="private", show_progress="hidden")
         scrubber.input(handlers.replay, [record, scrubber, colour_by], view, api_name="replay",
                        trigger_mode="always_last", show_progress="hidden")
         colour_by.change(handlers.recolour, [record, scrubber, colour_by], view, api_visibility="private",

@@ -25,13 +25,30 @@ class NumberSlider(gr.Slider):
     is_template = True  # the front end draws it with gr.Slider's own component (Block.get_block_name)
 
     def preprocess(self, payload):
-        name = self.label or "a slider"
-        if isinstance(payload, bool) or not isinstance(payload, (int, float)):
-            raise refused(f"{name} takes a number from {self.minimum:g} to {self.maximum:g}, got {payload!r}")
-        if not math.isnan(payload) and not self.minimum <= payload <= self.maximum:  # NaN: the handler names it
-            shown = repr(payload) if isinstance(payload, int) else f"{payload:g}"  # (10**400 has no float)
-            raise refused(f"{name} takes a number from {self.minimum:g} to {self.maximum:g}, got {shown}")
-        return super().preprocess(payload)
+        return super().preprocess(checked_number(self, payload))
+
+
+def checked_number(slider: gr.Slider, payload):
+    name = slider.label or "a slider"
+    if isinstance(payload, bool) or not isinstance(payload, (int, float)):
+        raise refused(f"{name} takes a number from {slider.minimum:g} to {slider.maximum:g}, got {payload!r}")
+    if not math.isnan(payload) and not slider.minimum <= payload <= slider.maximum:  # NaN: the handler names it
+        shown = repr(payload) if isinstance(payload, int) else f"{payload:g}"  # (10**400 has no float)
+        raise refused(f"{name} takes a number from {slider.minimum:g} to {slider.maximum:g}, got {shown}")
+    return payload
+
+
+class StepScrubber(gr.Slider):  # gr.Slider's direct subclass: a template is drawn as its base class
+    """The replay slider: a step past either end is that end. Its number box shows the clamped value as soon as
+    it is typed (Gradio's front end clamps), so refusing the typed one left the box at the last step and the
+    board at the step before, under an error. Anything that is not a number is still refused by name."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        if not isinstance(payload, bool) and isinstance(payload, (int, float)) and not math.isnan(payload):
+            payload = min(max(payload, self.minimum), self.maximum)
+        return super().preprocess(checked_number(self, payload))
 
 
 class ChoiceGroup(gr.CheckboxGroup):

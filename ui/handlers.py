@@ -23,6 +23,7 @@ from .panel_handlers import PanelHandlers
 from .render import board_html, error_html, note_html, stats_html
 from .render_panels import MODE_LABELS
 
+NOTHING_TO_SAVE = "Nothing to save yet: generate first, then save the run."
 LIVE_NOTE = ("Times include drawing the board live (at most 25 frames a second; the scrubber has every step); "
              "the Race panel times without rendering.")
 
@@ -125,8 +126,10 @@ class Handlers(PanelHandlers):
         try:
             settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
             anchor_first = switch("anchor each block's first token", anchor_first)  # its label
-            _, events = self._stream(mode, prompt, {**settings, "anchor_first": anchor_first})
+            ids, events = self._stream(mode, prompt, {**settings, "anchor_first": anchor_first})
             record["caption"] = run_caption(mode, settings, anchor_first, self.engine.model.config.default_draft_steps)
+            # what a saved trace says of the run (save_trace): the mode and settings it ran with, its prompt's ids
+            record.update(mode=mode, settings={**settings, "anchor_first": anchor_first}, prompt_ids=ids)
             pacer = FramePacer(self.frame_interval_s)
             for event in events:  # the sampler runs one step per iteration: nothing is precomputed
                 if self._superseded(session, run_id):
@@ -145,8 +148,14 @@ class Handlers(PanelHandlers):
             # completion, statistics, recording and scrubber stay as they were (nothing of it is lost)
             message = unavailable(f"{mode} mode", exc) if isinstance(exc, ImportError) else str(exc)
             gr.Warning(message)
-            last = self.replay(previous, None, colour_by) if previous and previous.get("events") else ""
-            yield error_html(message) + last, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            if previous and previous.get("events"):
+                # the board under the message is the whole last run, so the scrubber goes to its last step (it
+                # stayed at the step replayed before, under a board that no longer showed that step)
+                frames = count_frames(previous["events"])
+                scrubber = gr.Slider(value=frames) if frames >= 2 else gr.skip()
+                yield error_html(message) + self.replay(previous, None, colour_by), gr.skip(), gr.skip(), gr.skip(), scrubber
+            else:
+                yield error_html(message), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         scrubber = replay_scrubber(count_frames(record["events"]))
         colour_by = self._live_colour.get(session, colour_by)
@@ -180,6 +189,27 @@ class Handlers(PanelHandlers):
         if not record or not record.get("events"):
             return gr.skip()
         return self.replay(record, frame, colour_by)
+
+    def save_trace(self, record):
+        """The Playground's last run as a JSON trace (twotower/trace.py, as `generate --trace` writes) for download.
+        With no run recorded, or a disk that cannot take the file, a warning says so and the file box stays."""
+        from twotower.engine import normalise_mode
+        from twotower.trace import run_trace, trace_json
+
+        if not record or not record.get("events") or "prompt_ids" not in record:
+            gr.Warning(NOTHING_TO_SAVE)
+            return gr.skip()
+        trace = run_trace(record["events"], prompt=record["prompt"], prompt_ids=record["prompt_ids"],
+                          mode=normalise_mode(record["mode"]), settings=record["settings"],
+                          tokenizer=self.engine.tokenizer, mask_token_id=self.engine.model.config.mask_token_id,
+                          engine=self.engine.describe())
+        try:
+            path = self._csv_folder("trace-") / "twotower-run.json"
+            path.write_text(trace_json(trace), encoding="utf-8")
+        except OSError as exc:
+            gr.Warning(f"The run could not be saved ({exc.strerror or exc}); the board and its recording stay.")
+            return gr.skip()
+        return gr.File(value=str(path), visible=True)
 
     def after_stop(self, record, colour_by="step"):
         """Stop was pressed: redraw the board with its unfinished block marked stopped, freeze the statistics

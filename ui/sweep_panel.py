@@ -18,7 +18,8 @@ from .panel_common import MAX_NEW_TOKENS, given, stopped_note, switch, unavailab
 from .render import error_html, note_html
 from .render_panels import stale_note
 
-CSV_KEEP_S = 3600  # a Sweep's CSV folder, idle this long, is removed by the next Sweep (Gradio holds its copy)
+CSV_KEEP_S = 3600  # a download's folder (a Sweep's CSV, a run's trace), idle this long, is removed by the next
+                  # download (Gradio serves its own copy)
 
 
 WARM_UP = "Warm-up"  # the progress line before the first point (a Stop there has no point to keep)
@@ -29,12 +30,12 @@ class SweepPanel:
 
     _csv_root = None
 
-    def _csv_folder(self) -> Path:
-        """A new folder for one Sweep's CSV, under this app's own (removed when the app exits). Gradio serves a
-        copy of each CSV it is given, so the folders of Sweeps that have written nothing for an hour go now: they
-        were never removed, one per Sweep for as long as the app ran."""
+    def _csv_folder(self, prefix: str = "sweep-") -> Path:
+        """A new folder for one download (a Sweep's CSV, a Playground run's trace), under this app's own (removed
+        when the app exits). Gradio serves a copy of each file it is given, so the folders that have been written
+        nothing for an hour go now: they were never removed, one per Sweep for as long as the app ran."""
         if self._csv_root is None:
-            self._csv_root = tempfile.mkdtemp(prefix="twotower-sweeps-")
+            self._csv_root = tempfile.mkdtemp(prefix="twotower-downloads-")
             weakref.finalize(self, shutil.rmtree, self._csv_root, ignore_errors=True)  # at exit too
         for old in Path(self._csv_root).iterdir():
             try:  # a running Sweep rewrites its CSV after every point: the newest write of the folder counts
@@ -43,7 +44,7 @@ class SweepPanel:
                 continue
             if time.time() - last_write > CSV_KEEP_S:
                 shutil.rmtree(old, ignore_errors=True)
-        return Path(tempfile.mkdtemp(prefix="sweep-", dir=self._csv_root))
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=self._csv_root))
 
     def sweep_stopped(self, message: str):
         """Stop during a Sweep: the points drawn (and their CSV) stay; the progress line says it was stopped (and,
