@@ -107,7 +107,8 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                         with gr.Row():
                             generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
-                            save_btn = gr.Button("Save this run (JSON)", elem_id="save-run")
+                            # a side action: narrower than the two that run and stop
+                            save_btn = gr.Button("Save this run (JSON)", elem_id="save-run", scale=0, min_width=260)
                         view = _html(board_html(Board(), engine.tokenizer.piece, engine.eos_token_id), "view")
                         scrubber = StepScrubber(1, 2, value=1, step=1, visible=False, label="Replay step",
                                                 elem_id="scrubber")
