@@ -59,6 +59,18 @@ class ContextCursor:
             raise RuntimeError("emit_next() needs the next position's logits (a prefill or a re-scan)")
         self.unread, self.next_logits = [int(token)], None  # next_logits is known only while nothing is unread
 
+    def read_unread(self) -> torch.Tensor:
+        """The next position's row (V,): one pass over the unread tokens, or none when nothing is unread (after a
+        re-scan next_logits is that row). For a last token, where a draft could add nothing; the cache then
+        holds every emitted token."""
+        if not self.unread:
+            return self.next_logits
+        ids = torch.tensor([self.unread], dtype=torch.long)
+        self.next_logits = self.model.context_forward(ids, self.cache)[0, -1]
+        self.unread = []
+        self.passes += 1
+        return self.next_logits
+
     def verify(self, draft: list[int]) -> torch.Tensor:
         """One causal pass over unread + draft; returns the target rows (k + 1, V) for k = len(draft).
 

@@ -81,12 +81,14 @@ def merge_by_position(tables: list[list[dict]]) -> list[dict]:
             for i in sorted(drafted)]
 
 
-def pass_counts(rounds: int, draft_passes: int, context_passes: int) -> dict:
-    """How the passes split up. Context passes = 1 prefill + 1 verify per round + the re-scans: a partial
-    acceptance re-runs its kept tokens only on the snapshot path, and only when they would not fit in front
-    of the next draft (context_cursor.ContextCursor.commit); per-position rollback re-runs nothing."""
+def pass_counts(rounds: int, draft_passes: int, context_passes: int, last_token_passes: int = 0) -> dict:
+    """How the passes split up. Context passes = 1 prefill + 1 verify per round + the re-scans + the pass of a
+    last token (one left in the budget: no draft, the context tower's own; 0 or 1): a partial acceptance re-runs
+    its kept tokens only on the snapshot path, and only when they would not fit in front of the next draft
+    (context_cursor.ContextCursor.commit); per-position rollback re-runs nothing."""
     return {
         "draft_passes": draft_passes,
         "verify_passes": rounds,
-        "rollback_passes": context_passes - 1 - rounds,
+        "rollback_passes": context_passes - 1 - rounds - last_token_passes,
+        "last_token_passes": last_token_passes,
     }

@@ -103,7 +103,7 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
     clock = {"draft_s": 0.0, "verify_s": 0.0}
     rollbacks: dict[str, int] = {}  # rounds per ContextCursor.commit outcome ("none": full acceptance or the end)
     new: list[int] = []
-    nfe, size, round_idx = 0, block_size, 1  # round 0: the prefill's token
+    nfe, size, round_idx, last_token = 0, block_size, 1, 0  # round 0: the prefill's token
     max_size = 2 * block_size if adaptive else block_size
     if temperature > 0.0 and draft_steps > 1:
         min_confidence = 0.0  # see the docstring: truncating could select on the drawn tokens
@@ -124,7 +124,12 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
         # a round emits at most k + 1 tokens (the accepted drafts and the verifier's own token), so the last
         # round drafts one fewer than the budget leaves: a full acceptance's own token fills it, none is cut
         left = max_new_tokens - len(new)
-        k = min(size, max(1, left - 1))
+        if left == 1:  # no draft can add anything: the last token is the context tower's own, as AR's would be
+            last_token = int(bool(cursor.unread))  # its pass, if it needs one, is counted apart from the rounds'
+            yield _last_token_event(cursor, temperature, verify_gen, top_k, top_p, new, round_idx, nfe, t_start, clock,
+                                    tick)
+            break
+        k = min(size, left - 1)
         lead = len(cursor.unread)  # emitted tokens the context tower has not read yet lead the block
         tokens = torch.tensor([cursor.unread + [mask_id] * k])  # (1, lead + k)
         masked = torch.arange(lead + k)[None] >= lead
@@ -173,13 +178,25 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
             size = adapt_block_size(size, k, n, max_size)
         round_idx += 1
     stats = counter.summary()
-    stats.update(pass_counts(counter.rounds, nfe, cursor.passes))
+    stats.update(pass_counts(counter.rounds, nfe, cursor.passes, last_token))
     stats.update(clock)
     stats.update(block_size=block_size, draft_steps=draft_steps, draft_threshold=gamma, adaptive=adaptive,
                  temperature=temperature, min_draft_confidence=min_confidence,
                  per_position_rollback=cursor.per_position, rollbacks=rollbacks)
     yield _done_event(MODE, prompt, torch.tensor([new]), eos, model.config.pad_token_id or 0, nfe, cursor.passes,
                       t_start, t_first, stats)
+
+
+def _last_token_event(cursor, temperature, generator, top_k, top_p, new: list[int], round_idx: int, nfe: int,
+                      t_start: float, clock: dict, tick: float) -> StepEvent:
+    """The last token of the budget from one pass over the unread tokens (drawn from the target's law, as the
+    prefill's is), appended to `new`; a row of its own on the board, grey as given, and no round."""
+    token, conf = predict_tokens(cursor.read_unread()[None], temperature, generator, top_k, top_p)  # (1,), (1,)
+    new.append(int(token[0]))
+    clock["verify_s"] += time.perf_counter() - tick
+    return token_event(MODE, len(new) - 1, torch.tensor([[new[-1]]]), conf, cursor.passes,
+                       time.perf_counter() - t_start, {"source": "last token"}, commit_step=-1, block=round_idx,
+                       nfe=nfe)
 
 
 def _verify(drafted, target_logits, state: BlockDraft, lead, temperature, top_k, top_p, mask_id, generator

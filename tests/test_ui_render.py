@@ -272,6 +272,24 @@ def test_the_step_scale_ends_at_the_passes_a_block_can_take():
     assert "</span> 1 · " in board_html(board, piece, None, steps_per_block=2)
 
 
+def test_the_budgets_last_block_marks_the_cells_past_it_until_the_block_is_in():
+    """max new tokens 6 with S = 4: the second block is denoised whole and keeps 2; while it runs its last two
+    cells are drawn as past the budget (dropped), with a legend key; its block event adds only the 2."""
+    run = two_block_run()[:3] + [
+        event("step", 1, 0, 4, [44, MASK, 45, MASK], [0, -1, 0, -1], [0.9, 0.2, 0.9, 0.1], 5, info={"needed": 2}),
+        event("step", 1, 1, 4, [44, 46, 45, MASK], [0, 1, 0, -1], [0.9, 0.6, 0.9, 0.1], 6, info={"needed": 2}),
+    ]
+    live = board_html(fold(run), piece, EOS, steps_per_block=4)
+    assert count_cells(live, "past-budget") == 2 and "past max new tokens (dropped)" in live
+    assert "past max new tokens: denoised with its block, dropped" in live  # the cells' titles say why
+    finished = run + [event("block", 1, -1, 4, [44, 46], [0, 1], [0.9, 0.6], 6), done_event([41, 40, 42, 43, 44, 46])]
+    final = board_html(fold(finished), piece, EOS, steps_per_block=4)
+    assert count_cells(final, "past-budget") == 0 and "past max new tokens" not in final
+    assert count_cells(final, "tt-cell") == 6
+    # no budget cut (a whole block, or a step event without "needed"): no mark, no key
+    assert "past max new tokens" not in board_html(fold(two_block_run()), piece, EOS, steps_per_block=4)
+
+
 def test_cached_cells_draw_the_board_the_uncached_twin_draws():
     """cell_html is cached across frames; drawing with a cold cache, a warm one and the uncached function
     (its reference twin) gives the same HTML, frame by frame, in both colourings."""

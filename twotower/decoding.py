@@ -5,10 +5,12 @@ the denoiser's inner loop over one block, which speculative mode's round loop (s
 `generate_*` drain them, calling `step_callback(event)` on each. The CLI, the UI, the benchmarks and the
 tests consume the same iterators.
 
-The last block is cut to what the budget leaves (max_new_tokens − tokens so far): no pass computes
-positions that would be dropped. So when max_new_tokens is not a multiple of S the last block is shorter
-than the denoiser's training blocks, and a greedy run is not always a prefix of a longer one (the bench's 64
-and the eval's 32 and 64 tokens are multiples of the default S = 16).
+Every block has S positions, the last one too: when the budget (max_new_tokens − tokens so far) leaves
+r < S, the block is denoised as any other and its passes stop once its first r positions are committed; the
+block adds those r. The steps are those a longer run takes (the commit rule sees the whole block), so a run
+is a prefix of a longer one with the same settings (greedy, or sampling with the same seed), and the
+denoiser never sees a block shorter than those it was trained on. The step events of such a block carry
+its S positions and `info["needed"] = r`; its block event carries the r tokens it adds.
 """
 
 from __future__ import annotations
@@ -110,14 +112,17 @@ def draft_block(
     select_on_top_probability: bool = False,
     keep_commit_logits: bool = False,
     skip_finished_rows: bool = True,
+    needed: int | None = None,
 ) -> Iterator[BlockDraft]:
     """Fill the open positions of `tokens` (B, L) in at most `steps` denoiser passes; yield after each.
 
     ctx: the context tower's states (model.context_states), read-only. Positions with masked=False are
     given (kept as they are, e.g. a token emitted but not yet read by the context tower).
-    skip_finished_rows: in a batch, a row whose block is complete sits out the remaining passes (rows are
-    independent; a CPU pass costs in proportion to its tokens). False runs every row every pass: the
-    reference twin.
+    needed: only the first `needed` positions are wanted (the budget's last block); the passes stop once
+    they are committed in every row, and until then run as over a whole block (None: all L are wanted).
+    skip_finished_rows: in a batch, a row whose wanted positions are complete sits out the remaining passes
+    (rows are independent; a CPU pass costs in proportion to its tokens). False runs every row every pass:
+    the reference twin.
     """
     mask_id = model.config.mask_token_id
     device = model.den_device
@@ -135,15 +140,18 @@ def draft_block(
     if keep_commit_logits:
         state.commit_logits = torch.zeros(*tokens.shape, model.config.vocab_size, device=device)
     for step in range(steps):
-        if not state.masked.any():
+        wanted = state.masked if needed is None else state.masked[:, :needed]  # (B, needed or L)
+        if not wanted.any():
             break
-        open_before = state.masked
-        t = open_before.float().mean(-1)  # (B,) fraction of the block still masked
+        t = state.masked.float().mean(-1)  # (B,) fraction of the block still masked
+        active = wanted.any(-1)  # (B,) rows with wanted positions still open
+        # a row done with its wanted positions commits nothing more (those past `needed` stay open), and draws
+        # nothing: its batch-mates' samples are the same whether it sits out or not
+        open_before = state.masked & active[:, None]
         # Only open positions need a prediction: the vocab projection runs on those N rows alone
         # (it is the largest matmul of a pass), and the results are scattered back to (B, L).
-        active = open_before.any(-1)  # (B,) rows with open positions
         if skip_finished_rows and not bool(active.all()):
-            # Finished rows sit out; they have no open position, so the N head rows keep their order.
+            # Finished rows sit out: they have no open position left, so the N head rows keep their order.
             rows = active.nonzero().squeeze(1)  # (n,)
             logits = model.denoise(state.tokens[rows], ctx.rows(rows), t[rows], head_positions=open_before[rows])
         else:
@@ -161,7 +169,7 @@ def draft_block(
             select_conf = conf
         commit = select_commits(select_conf, open_before, gamma, steps - step)
         state.tokens = torch.where(commit, pred, state.tokens)
-        state.masked = open_before & ~commit
+        state.masked = state.masked & ~commit
         state.commit_step = torch.where(commit, torch.full_like(state.commit_step, step), state.commit_step)
         state.confidence = conf  # already the old values wherever the block was not open
         state.select_confidence = select_conf
@@ -226,9 +234,10 @@ def _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_
     done_rows = torch.zeros(bsz, dtype=torch.bool)
     block_idx = 0
     while new.shape[1] < max_new_tokens:
-        size = min(block_size, max_new_tokens - new.shape[1])
+        size = min(block_size, max_new_tokens - new.shape[1])  # the tokens this block adds (S but for the last)
+        needed = size if size < block_size else None
         ctx = model.context_states(cache)  # read-only for every step of this block
-        block = torch.full((bsz, size), mask_id, dtype=torch.long, device=model.den_device)
+        block = torch.full((bsz, block_size), mask_id, dtype=torch.long, device=model.den_device)
         open_ = torch.ones_like(block, dtype=torch.bool)
         start = new.shape[1]
         if anchor_first:  # position 0 from the context tower's row; the denoiser sees it as a given token
@@ -242,16 +251,19 @@ def _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_
         none_open = torch.zeros_like(open_)
         state = BlockDraft(block, none_open, torch.zeros(block.shape, device=block.device),
                            torch.full_like(block, -1), none_open, None)
-        for state in draft_block(model, ctx, block, open_, steps_per_block, gamma, temperature, gen, top_k, top_p):
+        for state in draft_block(model, ctx, block, open_, steps_per_block, gamma, temperature, gen, top_k, top_p,
+                                 needed=needed):
             nfe += 1
             t_first = t_first or time.perf_counter()
             commit_step = state.commit_step.cpu()
             yield StepEvent(mode, "step", block_idx, state.step, start, state.tokens.cpu(), state.masked.cpu(),
                             state.confidence.cpu(), state.committed.cpu(), commit_step, nfe, ctx_passes,
-                            time.perf_counter() - t_start, start + int((~state.masked[0]).sum()))
-        block, confidence, commit_step = state.tokens.cpu(), state.confidence.cpu(), state.commit_step.cpu()
-        if anchor_first:  # on a copy: on the CPU `.cpu()` is the tensor the last step event already holds
-            confidence = confidence.clone()
+                            time.perf_counter() - t_start, start + int((~state.masked[0, :size]).sum()),
+                            {} if needed is None else {"needed": needed})
+        # (B, size): the positions this block adds (a copy: the last step event keeps its S positions)
+        block = state.tokens.cpu()[:, :size].clone()
+        confidence, commit_step = state.confidence.cpu()[:, :size].clone(), state.commit_step.cpu()[:, :size].clone()
+        if anchor_first:  # on the copy above: the step events keep the anchor's confidence as they had it
             confidence[:, 0] = first_conf.cpu()
         new = torch.cat([new, block], dim=1)
         if eos is not None:
@@ -322,13 +334,14 @@ def _ar_events(model, prompt, max_new_tokens, temperature, top_k, top_p, eos, se
 
 
 def token_event(mode: str, index: int, token: torch.Tensor, conf: torch.Tensor, ctx_passes: int, elapsed: float,
-                info: dict | None = None, commit_step: int = 0) -> StepEvent:
+                info: dict | None = None, commit_step: int = 0, block: int | None = None, nfe: int = 0) -> StepEvent:
     """A "token" event: new token number `index` (0-based) of each row, token (B, 1) from the context tower
-    alone, with its confidence conf (B,); no denoiser pass is involved (nfe 0 when AR or speculative emit it).
-    commit_step: 0 for AR's steps; -1 (given, not from a denoiser step) where denoiser commits share the board."""
+    alone, with its confidence conf (B,); no denoiser pass makes it (nfe: the passes made so far, 0 in AR).
+    commit_step: 0 for AR's steps; -1 (given, not from a denoiser step) where denoiser commits share the board.
+    block: its row on the board (default: `index`, one row per token as in AR)."""
     ones = torch.ones_like(token, dtype=torch.bool)
-    return StepEvent(mode, "token", index, 0, index, token, ~ones, conf.cpu()[:, None], ones,
-                     torch.full_like(token, commit_step), 0, ctx_passes, elapsed, index + 1, info or {})
+    return StepEvent(mode, "token", index if block is None else block, 0, index, token, ~ones, conf.cpu()[:, None],
+                     ones, torch.full_like(token, commit_step), nfe, ctx_passes, elapsed, index + 1, info or {})
 
 
 def drain(events: Iterator[StepEvent], step_callback: Callable[[StepEvent], None] | None = None,

@@ -28,6 +28,7 @@ class Row:
     done: bool = False  # committed to the context tower
     rejected_pos: int | None = None  # speculative: first draft cell the context tower rejected
     replaced_by: int | None = None  # speculative: the context tower's token at rejected_pos
+    wanted: int | None = None  # the budget's last block: the cells it adds (those past them are dropped)
 
 
 @dataclass
@@ -69,6 +70,7 @@ def _row_from_event(event, done: bool) -> Row:
         commit_step=[int(s) for s in event.commit_step[0].tolist()],
         confidence=[float(c) for c in event.confidence[0].tolist()],
         done=done,
+        wanted=(event.info or {}).get("needed") if event.kind == "step" else None,
     )
 
 

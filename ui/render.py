@@ -31,6 +31,7 @@ CSS = """
 .tt-cell.eos { outline: 2px solid #c92a2a; font-weight: bold; }
 .tt-cell.after-eos { opacity: 0.3; text-decoration: line-through; }
 .tt-cell.rejected { outline: 2px dashed #c92a2a; }
+.tt-cell.past-budget, .tt-key.k-past { opacity: 0.35; outline: 1px dotted #868e96; }
 .tt-legend { margin-top: 6px; font-size: 11px; color: #666; display: flex; gap: 4px; align-items: center;
   flex-wrap: wrap; }
 .tt-key { display: inline-block; padding: 0 5px; border-radius: 3px; border: 1px solid rgba(0,0,0,0.12); }
@@ -115,16 +116,20 @@ def _first_eos(rows: list[Row], eos_id: int | None) -> int | None:
 @functools.lru_cache(maxsize=8192)
 def cell_html(token: int, masked: bool, step: int, confidence: float, piece: Callable[[int], str], *,
               colour_by: str = "step", n_steps: int = 1, is_eos: bool = False, after_eos: bool = False,
-              rejected: str | None = None) -> str:
-    """One token cell. rejected: speculative mark (why this cell is outlined), or None. Arguments must be
+              rejected: str | None = None, past_budget: bool = False) -> str:
+    """One token cell. rejected: speculative mark (why this cell is outlined), or None. past_budget: a cell of
+    the budget's last block past max new tokens (denoised with its block, then dropped). Arguments must be
     hashable (ints, floats, strings, a function): the result is cached."""
     classes = ["tt-cell"]
     if masked:
         classes.append("mask")
     if after_eos:
         classes.append("after-eos")
+    if past_budget:
+        classes.append("past-budget")
+    dropped = " · past max new tokens: denoised with its block, dropped" if past_budget else ""
     if masked:
-        title = "masked" + (" (after EOS)" if after_eos else "")
+        title = "masked" + (" (after EOS)" if after_eos else "") + dropped
         return f'<span class="{" ".join(classes)}" title="{esc(title)}">{MASK_GLYPH}</span>'
     if is_eos:
         classes.append("eos")
@@ -137,6 +142,7 @@ def cell_html(token: int, masked: bool, step: int, confidence: float, piece: Cal
     title = f"id {token} · {how} · p={confidence:.2f}" + (" · EOS" if is_eos else "")
     if rejected:
         title += f" · {rejected}"
+    title += dropped
     return (f'<span class="{" ".join(classes)}" style="background:{colour}" title="{esc(title)}">'
             f"{esc(shown)}</span>")
 
@@ -196,20 +202,23 @@ def board_html(board: Board, piece: Callable[[int], str], eos_id: int | None, *,
             parts.append(cell_html(
                 tok, masked, row.commit_step[i], row.confidence[i], piece, colour_by=colour_by, n_steps=n_steps,
                 is_eos=(not masked and eos_id is not None and tok == eos_id and pos == eos_at),
-                after_eos=(eos_at is not None and pos > eos_at), rejected=_rejection_note(row, i)))
+                after_eos=(eos_at is not None and pos > eos_at), rejected=_rejection_note(row, i),
+                past_budget=row.wanted is not None and i >= row.wanted))
         parts.append("</div>")
     if not rows:
         parts.append('<div class="tt-note">Nothing generated yet: type a prompt and press Generate.</div>')
     given = any(s < 0 and not m for r in rows for s, m in zip(r.commit_step, r.masked))
-    parts.append(legend_html(colour_by, n_steps, given, stopped=marks_stopped, mode=board.mode))
+    past = any(r.wanted is not None and r.wanted < len(r.tokens) for r in rows)
+    parts.append(legend_html(colour_by, n_steps, given, stopped=marks_stopped, mode=board.mode, past_budget=past))
     parts.append("</div>")
     return "".join(parts)
 
 
 def legend_html(colour_by: str, n_steps: int, given: bool = False, stopped: bool = False,
-                mode: str = "diffusion") -> str:
+                mode: str = "diffusion", past_budget: bool = False) -> str:
     """The keys of what this mode's board shows. given: the board holds tokens no denoiser step committed
-    (anchors, tokens given to a draft); stopped: a block was left unfinished by Stop. Speculative colours
+    (anchors, tokens given to a draft); stopped: a block was left unfinished by Stop; past_budget: the last
+    block shows cells past max new tokens (a whole block is denoised, its first cells kept). Speculative colours
     its draft passes and then the context tower's own token (step n_steps - 1); AR and mock-AR commit one
     token a pass, with no masks and no block in progress to key."""
     if colour_by == "confidence":
@@ -240,8 +249,9 @@ def legend_html(colour_by: str, n_steps: int, given: bool = False, stopped: bool
              else '<span class="tt-key k-active">block</span> being denoised')
     masks = "" if mode in TEXT_LINE_MODES else f'<span class="tt-key k-mask">{MASK_GLYPH}</span> masked · '
     # Legend keys have their own classes, so counting .tt-cell / .tt-row counts only the generation.
+    past = ' · <span class="tt-key k-past">x</span> past max new tokens (dropped)' if past_budget else ""
     return (f'<div class="tt-legend">{scale} · {masks}<span class="tt-key k-eos">EOS</span> end · '
-            f'<span class="tt-key k-after">x</span> after EOS'
+            f'<span class="tt-key k-after">x</span> after EOS{past}'
             + ("" if mode in TEXT_LINE_MODES and not stopped else f" · {block}") + "</div>")
 
 
