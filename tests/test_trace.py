@@ -4,6 +4,7 @@ API, `generate --trace` and the Playground's "Save this run"."""
 import json
 import math
 import os
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -11,7 +12,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from twotower.cli import main as cli_main  # noqa: E402
-from twotower.trace import FORMAT, VERSION, plain, run_trace, trace_json  # noqa: E402
+from twotower.trace import FORMAT, VERSION, plain, ran_settings, run_trace, trace_json  # noqa: E402
 
 TINY = ["generate", "--preset", "tiny", "--max-new-tokens", "10", "--block-size", "4", "--steps", "4", "--no-eos"]
 
@@ -20,9 +21,9 @@ def traced(engine, mode, max_new_tokens=10):
     ids = engine.encode_prompt("def f(x):")
     settings = dict(max_new_tokens=max_new_tokens, block_size=4, steps_per_block=4, stop_at_eos=False)
     events = list(engine.stream(mode, ids, **settings))
-    trace = run_trace(events, prompt="def f(x):", prompt_ids=ids, mode=mode, settings=settings,
-                      tokenizer=engine.tokenizer, mask_token_id=engine.model.config.mask_token_id,
-                      engine=engine.describe())
+    trace = run_trace(events, prompt="def f(x):", prompt_ids=ids, mode=mode,
+                      settings=ran_settings(mode, engine.model.config, settings), tokenizer=engine.tokenizer,
+                      mask_token_id=engine.model.config.mask_token_id, engine=engine.describe())
     return events, json.loads(trace_json(trace))  # through JSON text: what a reader of the file gets
 
 
@@ -54,6 +55,19 @@ def test_a_trace_holds_every_event_the_sampler_yielded(engine, mode):
         assert verdicts and all("accepted" in v and "p_target" in v for v in verdicts)
 
 
+def test_the_settings_are_those_the_mode_read_with_the_models_own_filled_in(engine):
+    cfg = engine.model.config
+    asked = dict(max_new_tokens=8, gamma=None, block_size=4, steps_per_block=None, anchor_first=True, adaptive=True)
+    assert ran_settings("diffusion", cfg, asked) == dict(
+        max_new_tokens=8, temperature=0.0, top_k=None, top_p=None, seed=None, stop_at_eos=True,
+        gamma=cfg.default_gamma, block_size=4, steps_per_block=cfg.default_steps_per_block, anchor_first=True)
+    spec = ran_settings("speculative", cfg, asked)
+    assert spec["draft_steps"] == cfg.default_draft_steps and spec["adaptive"] is True and "anchor_first" not in spec
+    assert spec["min_draft_confidence"] == cfg.default_min_draft_confidence
+    assert set(ran_settings("mock-ar", cfg, asked)) == set(ran_settings("ar", cfg, {})) == {
+        "max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop_at_eos"}  # no γ, S or anchor in AR
+
+
 def test_plain_makes_json_of_tensors_nan_and_names():
     assert plain(float("nan")) is None and plain(torch.tensor([1.5, float("inf")])) == [1.5, None]
     assert plain({1: (torch.tensor(2), torch.device("cpu"))}) == {"1": [2, "cpu"]}
@@ -66,8 +80,15 @@ def test_a_stopped_run_traces_as_unfinished_and_an_empty_one_is_refused(engine):
     events = list(engine.stream("diffusion", ids, max_new_tokens=8, block_size=4, steps_per_block=4))[:3]
     trace = run_trace(events, prompt="x = ", prompt_ids=ids, mode="diffusion", settings={},
                       tokenizer=engine.tokenizer, mask_token_id=engine.model.config.mask_token_id)
-    assert trace["finished"] is False and trace["new_tokens"] is None and trace["stats"] is None
-    assert len(trace["events"]) == 3
+    assert trace["finished"] is False and trace["new_tokens"] == [] and trace["stats"] is None
+    assert len(trace["events"]) == 3 and trace["completion"] == ""  # stopped in its first block: nothing committed
+    events = list(engine.stream("diffusion", ids, max_new_tokens=8, block_size=4, steps_per_block=4, stop_at_eos=False))
+    first_block = next(e for e in events if e.kind == "block")
+    cut = events[: events.index(first_block) + 2]  # stopped one pass into the second block
+    trace = run_trace(cut, prompt="x = ", prompt_ids=ids, mode="diffusion", settings={},
+                      tokenizer=engine.tokenizer, mask_token_id=engine.model.config.mask_token_id)
+    assert trace["new_tokens"] == first_block.tokens.tolist()  # what the stopped run had committed
+    assert trace["completion"] == engine.decode(first_block.tokens[0])
     common = dict(prompt="x", prompt_ids=[1], mode="ar", settings={}, tokenizer=engine.tokenizer, mask_token_id=4)
     with pytest.raises(ValueError, match="nothing to trace"):
         run_trace([], **common)
@@ -77,21 +98,63 @@ def test_a_stopped_run_traces_as_unfinished_and_an_empty_one_is_refused(engine):
         from twotower.decoding import drain
 
         run_trace(drain(engine.stream("ar", ids, max_new_tokens=2)), **common)
+    ar_run = list(engine.stream("ar", ids, max_new_tokens=2))
+    with pytest.raises(ValueError, match=r"one diffusion run's events; these include \['ar'\]"):
+        run_trace(ar_run, **{**common, "mode": "diffusion"})
+    with pytest.raises(ValueError, match="a 'done' event comes last, once"):  # two runs end to end
+        run_trace(ar_run + ar_run, **common)
+    with pytest.raises(ValueError, match="needs the run's tokenizer"):
+        run_trace(ar_run, **{**common, "tokenizer": None})
+    with pytest.raises(ValueError, match="a flat list of ints"):
+        run_trace(ar_run, **{**common, "prompt_ids": [[1, 2]]})
+    with pytest.raises(ValueError, match="unknown mode"):
+        run_trace(ar_run, **{**common, "mode": "bogus"})
 
 
-def test_generate_trace_writes_the_run_it_printed(tmp_path, capsys):
+def test_generate_trace_writes_the_run_it_printed(tmp_path, capsys, engine):
     path = tmp_path / "run.json"
     assert cli_main(TINY + ["--mode", "speculative", "--json", "--trace", str(path), "def f(x):"]) == 0
     printed = json.loads(capsys.readouterr().out)
     trace = json.loads(path.read_text(encoding="utf-8"))
     assert trace["completion"] == printed["completion"] and trace["stats"]["rounds"] == printed["stats"]["rounds"]
     assert trace["engine"] == printed["engine"] and trace["prompt"] == "def f(x):"
-    assert trace["settings"]["block_size"] == 4 and trace["settings"]["gamma"] is None  # None: the model's own
+    settings = trace["settings"]  # what ran: the model's γ where --gamma was not given
+    assert settings["block_size"] == 4 and settings["gamma"] == engine.model.config.default_gamma
     assert emitted_ids(trace["events"]) == trace["new_tokens"][0]
+    assert set(trace["pieces"]) == {str(i) for i in trace["prompt_ids"]} | {
+        str(t) for e in trace["events"] for row in e["tokens"] for t in row}  # no id the trace does not hold
+
+
+def test_ctrl_c_keeps_the_steps_so_far_in_the_trace(tmp_path, capsys, monkeypatch):
+    from twotower.engine import Engine
+
+    real_stream = Engine.stream
+
+    def interrupted(self, *args, **kwargs):  # Ctrl-C after the third event
+        for i, event in enumerate(real_stream(self, *args, **kwargs)):
+            if i == 3:
+                raise KeyboardInterrupt
+            yield event
+
+    monkeypatch.setattr(Engine, "stream", interrupted)
+    path = tmp_path / "run.json"
+    assert cli_main(TINY + ["--mode", "diffusion", "--trace", str(path), "x"]) == 130
+    assert f"the run so far is traced in {path}" in capsys.readouterr().err
+    trace = json.loads(path.read_text(encoding="utf-8"))
+    assert trace["finished"] is False and len(trace["events"]) == 3 and trace["stats"] is None
+
+
+def test_generate_trace_leaves_out_the_flags_the_mode_ignored(tmp_path, capsys):
+    path = tmp_path / "run.json"
+    assert cli_main(TINY + ["--mode", "ar", "--anchor-first", "--gamma", "0.5", "--trace", str(path), "x"]) == 0
+    assert "reads no --gamma, --block-size, --steps, --anchor-first: ignored" in capsys.readouterr().err
+    settings = json.loads(path.read_text(encoding="utf-8"))["settings"]
+    assert settings["max_new_tokens"] == 10 and not {"gamma", "block_size", "anchor_first"} & set(settings)
 
 
 @pytest.mark.parametrize("where,message", [("folder", "is a folder; give a file name"),
-                                           ("missing/run.json", "does not exist")])
+                                           ("missing/run.json", "does not exist"),
+                                           ("new/", "ends with a slash; give a file name")])
 def test_a_trace_path_that_cannot_be_written_is_refused_before_the_run(tmp_path, capsys, monkeypatch, where,
                                                                        message):
     import twotower.run_setup as run_setup
@@ -102,9 +165,24 @@ def test_a_trace_path_that_cannot_be_written_is_refused_before_the_run(tmp_path,
         raise AssertionError("the model was loaded before the path was checked")
 
     monkeypatch.setattr(run_setup, "engine_from_args", no_loading)
-    assert cli_main(TINY + ["--trace", str(tmp_path / where), "x"]) == 2
+    assert cli_main(TINY + ["--trace", str(tmp_path) + "/" + where, "x"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_failed_write_leaves_the_file_already_there_whole(tmp_path):
+    from twotower.validation import check_output_file, write_text_file
+
+    path = tmp_path / "run.json"
+    path.write_text("the last run's trace", encoding="utf-8")
+    (tmp_path / "run.json.part").mkdir()  # the new text cannot be written beside it
+    with pytest.raises(ValueError, match="could not be written"):
+        write_text_file("--trace", path, "x" * 1000)
+    assert path.read_text(encoding="utf-8") == "the last run's trace"
+    (tmp_path / "run.json.part").rmdir()
+    write_text_file("--trace", path, "new")
+    assert path.read_text(encoding="utf-8") == "new" and not (tmp_path / "run.json.part").exists()
+    assert check_output_file("--trace", "~/t.json") == Path.home() / "t.json"  # quoted ~ is the home folder
 
 
 def test_the_playground_saves_its_last_run(engine):
@@ -119,6 +197,7 @@ def test_the_playground_saves_its_last_run(engine):
     saved = handlers.save_trace(record)
     trace = json.loads(open(saved.value["path"], encoding="utf-8").read())
     assert trace["mode"] == "mock_ar" and trace["settings"]["max_new_tokens"] == 6 and trace["finished"]
+    assert set(trace["settings"]) == {"max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop_at_eos"}
     assert trace["completion"] == outputs[-1][2] and len(trace["events"]) == len(record["events"])
     # stopped after its first steps: the trace says unfinished and holds what was recorded
     stopped = {**record, "events": record["events"][:2], "stopped": True}

@@ -154,18 +154,34 @@ def main(args) -> int:
                     anchor_first=args.anchor_first)
     events = engine.stream(args.mode, ids, **settings)
     recorded = [] if trace_path else None  # kept only when a trace is asked for (a long run's events add up)
+    mode = normalise_mode(args.mode)
+
+    def save_trace():
+        from .trace import ran_settings, run_trace, write_trace
+
+        write_trace("--trace", trace_path, run_trace(
+            recorded, prompt=prompt, prompt_ids=ids, mode=mode,
+            settings=ran_settings(mode, engine.model.config, settings),  # what the mode read, defaults filled in
+            tokenizer=engine.tokenizer, mask_token_id=engine.model.config.mask_token_id, engine=engine.describe()))
+
     done = None
-    for event in events:
-        if recorded is not None:
-            recorded.append(event)
-        for note in notes:  # stderr: stdout keeps the completion (or the JSON) alone
-            print(note, file=sys.stderr)
-        notes = []
-        if args.show_steps and event.kind in ("step", "verify", "token"):
-            cells = [engine.tokenizer.piece(t) if not m else "▒" for t, m in zip(event.tokens[0].tolist(), event.masked[0].tolist())]
-            print(f"[{event.kind} block {event.block} step {event.step}] " + "|".join(repr(c)[1:-1] for c in cells), file=sys.stderr)
-        if event.kind == "done":
-            done = event
+    try:
+        for event in events:
+            if recorded is not None:
+                recorded.append(event)
+            for note in notes:  # stderr: stdout keeps the completion (or the JSON) alone
+                print(note, file=sys.stderr)
+            notes = []
+            if args.show_steps and event.kind in ("step", "verify", "token"):
+                cells = [engine.tokenizer.piece(t) if not m else "▒" for t, m in zip(event.tokens[0].tolist(), event.masked[0].tolist())]
+                print(f"[{event.kind} block {event.block} step {event.step}] " + "|".join(repr(c)[1:-1] for c in cells), file=sys.stderr)
+            if event.kind == "done":
+                done = event
+    except KeyboardInterrupt:  # Ctrl-C: the steps so far are kept when a trace was asked for ("finished": false)
+        if recorded:
+            save_trace()
+            print(f"the run so far is traced in {trace_path}", file=sys.stderr)
+        raise
     text = engine.decode(done.info["new_tokens"][0])
     if args.json:
         print(json.dumps({"prompt": prompt, "completion": text, "stats": done.stats, "engine": engine.describe()}))
@@ -174,12 +190,7 @@ def main(args) -> int:
         print("---", file=sys.stderr)
         print(format_footer({**done.stats, **ran_on(engine.describe())}), file=sys.stderr)
     if trace_path:  # after the completion is out: a trace that cannot be written loses nothing else
-        from .trace import run_trace, write_trace
-
-        # settings as asked (None: the model's default; the trace's stats say what ran)
-        write_trace("--trace", trace_path, run_trace(
-            recorded, prompt=prompt, prompt_ids=ids, mode=normalise_mode(args.mode), settings=settings,
-            tokenizer=engine.tokenizer, mask_token_id=engine.model.config.mask_token_id, engine=engine.describe()))
+        save_trace()
     return 0
 
 

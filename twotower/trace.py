@@ -5,13 +5,30 @@ object, from the same events the samplers yield (twotower.events.StepEvent), so 
 the UI drew. Its shape (version 1):
 
     {"format": "twotower-trace", "version": 1, "prompt": str, "prompt_ids": [int], "mode": str,
-     "settings": {...}, "engine": {...} | null, "completion": str, "new_tokens": [[int]] (per row),
-     "stats": {...}, "pieces": {"id": "text of that token"}, "events": [event, ...]}
+     "settings": {...}, "engine": {...} | null, "finished": bool, "completion": str,
+     "new_tokens": [[int]] (per row), "stats": {...} | null, "pieces": {"id": "text"}, "events": [event, ...]}
 
-and each event holds its kind, block, step, block_start, nfe, context_passes, elapsed (s), generated, info,
-and its per-row lists (B rows of the block's S positions): tokens, masked, confidence, committed,
-commit_step. "pieces" maps every id that appears to its text (the mask id to "<mask>"), so a trace reads
-without the tokenizer. Non-finite floats (a NaN confidence) are written as null: JSON has no NaN.
+settings: what the mode reads (`ran_settings`), the model's own value wherever the caller left one unset;
+stats: the sampler's own figures (speculative calls γ `draft_threshold`). A run stopped before its end has
+"finished": false, "stats": null, and as new_tokens / completion what its token and block events committed.
+pieces: every id in the prompt and the events, with its text (specials by name, the mask id as "<mask>"), so
+a trace reads without the tokenizer.
+
+Each event holds its kind, block, step, block_start, nfe, context_passes, elapsed (s), generated (row 0's
+tokens so far), info, and per-row lists (B rows): tokens, masked, confidence, committed, commit_step.
+Reading them:
+- new tokens are the tokens of the "token" and "block" events in order, cut after a row's first EOS (a
+  diffusion block holding EOS carries its cells after it too);
+- "step" events show the block being denoised: a masked position holds the mask id, and its confidence is
+  that of the denoiser's top prediction there (the rule's input; the token is not recorded); a committed one
+  keeps the confidence it was committed with; committed marks this pass's commits, commit_step the pass of
+  each; a given token (an anchor, an unread token) has commit_step -1, and confidence 0 until its block event;
+- diffusion: the budget's last block is a whole block of S whose first info["needed"] are kept;
+- speculative: "block" counts rounds (0: the prefill's token); a round's "step" events are its draft passes,
+  its "verify" event the verdict (info: drafted, accepted, rejected_pos, target_token and the towers'
+  probabilities), its "block" event the tokens it adds (commit_step: the draft pass, or the number of passes
+  for the context tower's own token); a last "token" event is a budget's last token, the context tower's.
+Non-finite floats (a NaN confidence) are written as null: JSON has no NaN.
 """
 
 from __future__ import annotations
@@ -24,6 +41,35 @@ FORMAT, VERSION = "twotower-trace", 1
 EVENT_ARRAYS = ("tokens", "masked", "confidence", "committed", "commit_step")
 EVENT_SCALARS = ("kind", "block", "step", "block_start", "nfe", "context_passes", "elapsed", "generated")
 
+# what each mode reads (Engine.stream's keywords), and what a setting left unset is
+COMMON_SETTINGS = ("max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop_at_eos")
+MODE_SETTINGS = {"diffusion": ("gamma", "block_size", "steps_per_block", "anchor_first"),
+                 "speculative": ("gamma", "block_size", "draft_steps", "adaptive", "min_draft_confidence"),
+                 "mock_ar": (), "ar": ()}
+MODEL_DEFAULTS = {"gamma": "default_gamma", "block_size": "default_block_size",
+                  "steps_per_block": "default_steps_per_block", "draft_steps": "default_draft_steps",
+                  "min_draft_confidence": "default_min_draft_confidence"}
+FIXED_DEFAULTS = {"max_new_tokens": 64, "temperature": 0.0, "stop_at_eos": True, "adaptive": False,
+                  "anchor_first": False}
+
+
+def ran_settings(mode: str, config, asked: dict) -> dict:
+    """The settings a run in `mode` reads, from those asked (Engine.stream's keywords): one left unset (None or
+    absent) is the model's own value (config.default_*) or the engine's default; one the mode does not read
+    (another mode's) is left out, as the run ignored it."""
+    from .engine import normalise_mode
+
+    mode = normalise_mode(mode)
+    out = {}
+    for key in COMMON_SETTINGS + MODE_SETTINGS[mode]:
+        value = asked.get(key)
+        if value is None and key in MODEL_DEFAULTS:
+            value = getattr(config, MODEL_DEFAULTS[key])
+        elif value is None:
+            value = FIXED_DEFAULTS.get(key)
+        out[key] = value
+    return out
+
 
 def plain(value):
     """A value as JSON has it: tensors and numpy arrays as (nested) lists, tuples as lists, keys as text,
@@ -34,8 +80,8 @@ def plain(value):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain(v) for v in (sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value)]
     if value is None or isinstance(value, (bool, int, str)):
         return value
     return str(value)  # a torch.device or dtype in a stats dict: its name
@@ -49,19 +95,29 @@ def event_record(event) -> dict:
     return record
 
 
-def _ids_in(events, prompt_ids) -> set[int]:
-    ids = set(int(i) for i in prompt_ids)
-    for event in events:
-        ids.update(int(i) for i in event.tokens.flatten().tolist())
-        if event.sequences is not None:
-            ids.update(int(i) for i in event.sequences.flatten().tolist())
+def _emitted(events, eos: int | None) -> list[list[int]]:
+    """Each row's tokens from the token and block events so far, cut after its first EOS ([] before any)."""
+    parts = [e.tokens.tolist() for e in events if e.kind in ("token", "block")]  # each (B, n) as B lists
+    rows = [sum((part[b] for part in parts), []) for b in range(len(parts[0]))] if parts else []
+    return [row[: row.index(eos) + 1] if eos is not None and eos in row else row for row in rows]
+
+
+def _checked_ids(prompt_ids) -> list[int]:
+    ids = prompt_ids.tolist() if hasattr(prompt_ids, "tolist") else prompt_ids
+    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+        raise ValueError(f"prompt_ids must be a list of token ids, got {type(prompt_ids).__name__}")
+    ids = list(ids)
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise ValueError("prompt_ids must be one prompt's token ids (a flat list of ints)")
     return ids
 
 
 def run_trace(events, *, prompt: str, prompt_ids, mode: str, settings: dict, tokenizer, mask_token_id: int,
               engine: dict | None = None) -> dict:
-    """The trace of one finished generation. events: every event it yielded, "done" last (a stopped run has no
-    "done": its trace says "finished": false and carries what was committed so far in no "new_tokens")."""
+    """The trace of one generation. events: every event it yielded, in order ("done" last when it finished);
+    settings: `ran_settings(...)` of the run (stored as given)."""
+    from .engine import normalise_mode
+
     if isinstance(events, (str, bytes)) or not hasattr(events, "__iter__"):
         raise ValueError(f"run_trace takes a run's StepEvents (a list, or Engine.stream), got {type(events).__name__}")
     events = list(events)
@@ -70,15 +126,24 @@ def run_trace(events, *, prompt: str, prompt_ids, mode: str, settings: dict, tok
     odd = next((e for e in events if not all(hasattr(e, name) for name in EVENT_SCALARS + EVENT_ARRAYS)), None)
     if odd is not None:  # token ids, or a GenerationResult, read as "'int' object has no attribute 'kind'"
         raise ValueError(f"run_trace takes a run's StepEvents, not {type(odd).__name__} values")
+    mode = normalise_mode(mode)
+    if any(e.mode != mode for e in events):  # another mode's events, or two runs concatenated
+        raise ValueError(f"run_trace takes one {mode} run's events; these include {sorted({e.mode for e in events})}")
+    if sum(e.kind == "done" for e in events) > 1 or any(e.kind == "done" for e in events[:-1]):
+        raise ValueError("run_trace takes one run's events: a 'done' event comes last, once")
+    if not all(callable(getattr(tokenizer, name, None)) for name in ("decode", "piece")):
+        raise ValueError(f"run_trace needs the run's tokenizer (decode and piece), got {type(tokenizer).__name__}")
+    prompt_ids = _checked_ids(prompt_ids)
     done = events[-1] if events[-1].kind == "done" else None
-    new_tokens = plain(done.info["new_tokens"]) if done is not None else None
+    eos = getattr(tokenizer, "eos_token_id", None)
+    new_tokens = plain(done.info["new_tokens"]) if done is not None else _emitted(events, eos)
+    ids = set(prompt_ids) | {int(i) for e in events for i in e.tokens.flatten().tolist()}
     # the board's own text of each id (specials by name, an id past the tokenizer as "<id N: no piece>")
-    pieces = {str(i): "<mask>" if i == mask_token_id else tokenizer.piece(i)
-              for i in sorted(_ids_in(events, prompt_ids))}
+    pieces = {str(i): "<mask>" if i == mask_token_id else tokenizer.piece(i) for i in sorted(ids)}
     return {
-        "format": FORMAT, "version": VERSION, "prompt": prompt, "prompt_ids": plain(list(prompt_ids)),
+        "format": FORMAT, "version": VERSION, "prompt": prompt, "prompt_ids": prompt_ids,
         "mode": mode, "settings": plain(settings), "engine": plain(engine), "finished": done is not None,
-        "completion": tokenizer.decode(new_tokens[0]) if new_tokens else None, "new_tokens": new_tokens,
+        "completion": tokenizer.decode(new_tokens[0]) if new_tokens else "", "new_tokens": new_tokens,
         "stats": plain(done.stats) if done is not None else None, "pieces": pieces,
         "events": [event_record(e) for e in events],
     }

@@ -190,7 +190,9 @@ def check_output_file(name: str, path) -> Path | None:
     throw away minutes of measurement: its folder must exist and be writable, and it must not be a folder."""
     if path is None:
         return None
-    path = Path(path)
+    if isinstance(path, str) and path.endswith(("/", os.sep)):  # pathlib drops the slash: "new/" was a file "new"
+        raise ValueError(f"{name} {path!r} ends with a slash; give a file name")
+    path = as_path(name, path)  # "~/runs/x.json" quoted is the home folder's, as --model's is
     if path.is_dir():
         raise ValueError(f"{name} {str(path)!r} is a folder; give a file name")
     folder = path.parent if str(path.parent) else Path(".")
@@ -259,10 +261,19 @@ def make_output_dir(name: str, path) -> Path:
 
 
 def write_text_file(name: str, path: Path, text: str) -> None:
-    """Write a run's report; a failure (disk full, the folder removed meanwhile) is a one-line error."""
+    """Write a run's report; a failure (disk full, the folder removed meanwhile) is a one-line error, and a file
+    already there is replaced only once the new text is whole (written beside it, then renamed over it; a
+    device such as /dev/null is written as it is)."""
+    part = path.with_name(path.name + ".part") if not path.exists() or path.is_file() else None
     try:
-        path.write_text(text, encoding="utf-8")
+        if part is None:
+            path.write_text(text, encoding="utf-8")
+        else:
+            part.write_text(text, encoding="utf-8")
+            os.replace(part, path)
     except OSError as exc:
+        if part is not None and part.is_file():
+            part.unlink(missing_ok=True)
         raise ValueError(f"{name} {str(path)!r} could not be written: {exc.strerror or exc}") from None
 
 

@@ -193,15 +193,15 @@ class Handlers(PanelHandlers):
     def save_trace(self, record):
         """The Playground's last run as a JSON trace (twotower/trace.py, as `generate --trace` writes) for download.
         With no run recorded, or a disk that cannot take the file, a warning says so and the file box stays."""
-        from twotower.engine import normalise_mode
-        from twotower.trace import run_trace, trace_json
+        from twotower.trace import ran_settings, run_trace, trace_json
 
         if not record or not record.get("events") or "prompt_ids" not in record:
             gr.Warning(NOTHING_TO_SAVE)
             return gr.skip()
+        config = self.engine.model.config
         trace = run_trace(record["events"], prompt=record["prompt"], prompt_ids=record["prompt_ids"],
-                          mode=normalise_mode(record["mode"]), settings=record["settings"],
-                          tokenizer=self.engine.tokenizer, mask_token_id=self.engine.model.config.mask_token_id,
+                          mode=record["mode"], settings=ran_settings(record["mode"], config, record["settings"]),
+                          tokenizer=self.engine.tokenizer, mask_token_id=config.mask_token_id,
                           engine=self.engine.describe())
         try:
             path = self._csv_folder("trace-") / "twotower-run.json"
