@@ -4,7 +4,8 @@ acceptance rate          = accepted draft tokens / drafted tokens
 mean acceptance length   = 1 + accepted / verification rounds (the +1 is the token every round adds:
                            the correction at the first rejection, or the bonus after a full acceptance)
 A round that accepts all S drafted tokens therefore has acceptance length S + 1. The lengths count what
-the verifier accepted; the output can be shorter when it is cut at EOS or at max_new_tokens.
+the verifier accepted; the output can be shorter when it is cut at EOS (never at max_new_tokens: a round
+drafts fewer than the budget leaves, and a budget's last token, when one is left, is no round).
 
 acceptance by position   = per draft position i: of the rounds that drafted position i, the share whose
                            accepted prefix reached it (vLLM's per-position rate). It is what position i adds

@@ -5,8 +5,10 @@ The prompt's prefill gives the context tower's own first token, emitted at once 
 passes (draft.draft_block, "step" events); the context tower reads the draft in one causal pass
 (context_cursor.ContextCursor.verify); verify.py's rule keeps the longest acceptable prefix plus one target
 token (a "verify" event); the cache is rolled back to just after the kept tokens and the tokens are
-emitted (a "block" event). Greedy output equals
-twotower.decoding.iter_ar token for token; at temperature > 0 it is distributed exactly as it.
+emitted (a "block" event). A round drafts at most one fewer token than the budget leaves (its own token
+fills it), and with one token left there is no round: the context tower's own token from one pass over the
+unread tokens (a last "token" event). Greedy output equals twotower.decoding.iter_ar token for token; at
+temperature > 0 it is distributed exactly as it.
 """
 
 from __future__ import annotations
@@ -99,7 +101,8 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
     cursor = ContextCursor(model, prompt, max_unread=block_size, per_position=per_position)
     counter = AcceptanceCounter()
     # seconds the sampler spent drafting (denoiser passes and their token selection) and verifying (the
-    # context tower's pass, the verdict, rollback and re-scan); the prompt's prefill is in neither
+    # context tower's pass, the verdict, rollback and re-scan), per round; the prompt's prefill and a last
+    # token's pass (no round) are in neither
     clock = {"draft_s": 0.0, "verify_s": 0.0}
     rollbacks: dict[str, int] = {}  # rounds per ContextCursor.commit outcome ("none": full acceptance or the end)
     new: list[int] = []
@@ -126,8 +129,7 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
         left = max_new_tokens - len(new)
         if left == 1:  # no draft can add anything: the last token is the context tower's own, as AR's would be
             last_token = int(bool(cursor.unread))  # its pass, if it needs one, is counted apart from the rounds'
-            yield _last_token_event(cursor, temperature, verify_gen, top_k, top_p, new, round_idx, nfe, t_start, clock,
-                                    tick)
+            yield _last_token_event(cursor, temperature, verify_gen, top_k, top_p, new, round_idx, nfe, t_start)
             break
         k = min(size, left - 1)
         lead = len(cursor.unread)  # emitted tokens the context tower has not read yet lead the block
@@ -160,7 +162,7 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
                         (torch.arange(k) < n)[None], state.commit_step[:, lead:lead + k].cpu(), nfe, cursor.passes,
                         time.perf_counter() - t_start, len(new), info)
 
-        emitted = (drafted[:n].tolist() + [token])[: max_new_tokens - len(new)]
+        emitted = drafted[:n].tolist() + [token]  # k < the tokens left: the budget never cuts a round
         if eos is not None and eos in emitted:
             emitted = emitted[: emitted.index(eos) + 1]  # cut after EOS, as AR stops there
         new.extend(emitted)
@@ -188,12 +190,11 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
 
 
 def _last_token_event(cursor, temperature, generator, top_k, top_p, new: list[int], round_idx: int, nfe: int,
-                      t_start: float, clock: dict, tick: float) -> StepEvent:
+                      t_start: float) -> StepEvent:
     """The last token of the budget from one pass over the unread tokens (drawn from the target's law, as the
     prefill's is), appended to `new`; a row of its own on the board, grey as given, and no round."""
     token, conf = predict_tokens(cursor.read_unread()[None], temperature, generator, top_k, top_p)  # (1,), (1,)
     new.append(int(token[0]))
-    clock["verify_s"] += time.perf_counter() - tick
     return token_event(MODE, len(new) - 1, torch.tensor([[new[-1]]]), conf, cursor.passes,
                        time.perf_counter() - t_start, {"source": "last token"}, commit_step=-1, block=round_idx,
                        nfe=nfe)
@@ -276,7 +277,7 @@ def _commit_event(emitted: list[int], n: int, k: int, state: BlockDraft, lead: i
     confidence: the target's probability of each (probs: round_probabilities); commit_step: the draft pass
     of accepted tokens, and the verify "step" (number of draft passes) for the target's token.
     """
-    m = len(emitted)  # a prefix of drafted[:n] + [the target's token] (cut at EOS or the token budget)
+    m = len(emitted)  # a prefix of drafted[:n] + [the target's token] (cut at EOS)
     ids = torch.tensor([emitted])  # (1, m)
     confidence = torch.tensor([(probs["p_target"][:n] + [probs["p_target_of_target"]])[:m]])
     commit_step = torch.full((1, m), state.step + 1, dtype=torch.long)

@@ -262,8 +262,8 @@ def check_diffusion(case, body, stats, v: Violations, mask_id, B):
         n = len(current)
         v.expect((n == 0) if (anchor and size == 1) else (1 <= n <= steps_per_block),
                  f"block {index}: {n} passes, steps_per_block {steps_per_block}")
-        # every block is S wide; the budget's last, adding size < S, stops once its first `size` are in (a row
-        # done with them commits nothing more)
+        # every block is S wide; the budget's last, adding size < S, stops once its first `size` are in (every
+        # row runs as over a whole block until then)
         masked = torch.ones(B, S, dtype=torch.bool)
         tokens = torch.full((B, S), mask_id)
         commit_step = torch.full((B, S), -1)
@@ -276,11 +276,11 @@ def check_diffusion(case, body, stats, v: Violations, mask_id, B):
             if not v.expect(s.tokens.shape == (B, S), f"step shape {tuple(s.tokens.shape)}"):
                 return
             v.expect(s.info.get("needed") == (size if size < S else None), f"block {index} step {step}: needed")
-            open_rows = masked[:, :size].any(-1)
+            open_rows = masked.any(-1)
             c = s.committed
             v.expect(not (c & ~masked).any(), f"block {index} step {step}: committed a closed position")
             v.expect(bool((c.sum(-1)[open_rows] >= 1).all()), f"block {index} step {step}: a row committed nothing")
-            rule = select_commits(s.confidence, masked & open_rows[:, None], gamma, steps_per_block - step)
+            rule = select_commits(s.confidence, masked, gamma, steps_per_block - step)
             v.expect(torch.equal(c, rule), f"block {index} step {step}: commits != select_commits of the confidences")
             v.expect(torch.equal(s.tokens[~masked], tokens[~masked]), f"block {index} step {step}: a token changed")
             v.expect(not (s.tokens[c] == mask_id).any(), f"block {index} step {step}: committed the mask id")

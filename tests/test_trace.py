@@ -12,6 +12,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from twotower.cli import main as cli_main  # noqa: E402
+from twotower.events import StepEvent  # noqa: E402
 from twotower.trace import FORMAT, VERSION, plain, ran_settings, run_trace, trace_json  # noqa: E402
 
 TINY = ["generate", "--preset", "tiny", "--max-new-tokens", "10", "--block-size", "4", "--steps", "4", "--no-eos"]
@@ -170,22 +171,35 @@ def test_a_trace_path_that_cannot_be_written_is_refused_before_the_run(tmp_path,
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_a_failed_write_leaves_the_file_already_there_whole(tmp_path):
-    from twotower.validation import check_output_file, write_text_file
+def test_a_stopped_runs_tokens_are_cut_at_eos_only_if_the_run_stopped_there(engine):
+    eos = engine.eos_token_id
+    tokens = torch.tensor([[70, eos, 71]])
+    block = StepEvent("diffusion", "block", 0, -1, 0, tokens, tokens == -1, torch.ones(1, 3), tokens == -1,
+                      torch.zeros(1, 3, dtype=torch.long), 2, 1, 0.1, 3)
+    common = dict(prompt="x", prompt_ids=[70], mode="diffusion", tokenizer=engine.tokenizer, mask_token_id=4)
+    assert run_trace([block], settings={"stop_at_eos": True}, **common)["new_tokens"] == [[70, eos]]
+    assert run_trace([block], settings={"stop_at_eos": False}, **common)["new_tokens"] == [[70, eos, 71]]
 
-    path = tmp_path / "run.json"
-    path.write_text("the last run's trace", encoding="utf-8")
-    (tmp_path / "run.json.part").mkdir()  # the new text cannot be written beside it
-    with pytest.raises(ValueError, match="could not be written"):
-        write_text_file("--trace", path, "x" * 1000)
-    assert path.read_text(encoding="utf-8") == "the last run's trace"
-    (tmp_path / "run.json.part").rmdir()
-    write_text_file("--trace", path, "new")
-    assert path.read_text(encoding="utf-8") == "new" and not (tmp_path / "run.json.part").exists()
-    assert check_output_file("--trace", "~/t.json") == Path.home() / "t.json"  # quoted ~ is the home folder
+
+def test_show_steps_marks_the_cells_past_the_budget(capsys):
+    assert cli_main(["generate", "--preset", "tiny", "--max-new-tokens", "6", "--block-size", "4", "--steps", "4",
+                     "--gamma", "1.0", "--no-eos", "--show-steps", "x"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    last = [line for line in err if line.startswith("[step block 1")]
+    assert last and all(line.count(" ✂ ") == 1 for line in last)  # 2 kept ✂ 2 dropped
+    first = [line for line in err if line.startswith("[step block 0")]
+    assert first and not any("✂" in line for line in first)  # a whole block: nothing dropped
+
+
+def test_a_quoted_tilde_is_the_home_folder():
+    from twotower.validation import check_output_file
+
+    assert check_output_file("--trace", "~/t.json") == Path.home() / "t.json"
 
 
 def test_the_playground_saves_its_last_run(engine):
+    import gradio as gr
+
     from ui.handlers import NOTHING_TO_SAVE, Handlers
 
     handlers = Handlers(engine)
@@ -203,3 +217,5 @@ def test_the_playground_saves_its_last_run(engine):
     stopped = {**record, "events": record["events"][:2], "stopped": True}
     trace = json.loads(open(handlers.save_trace(stopped).value["path"], encoding="utf-8").read())
     assert trace["finished"] is False and len(trace["events"]) == 2
+    # a slider released on another tab re-runs nothing there: the saved file stays; on the Playground it goes
+    assert handlers.drop_trace("race") == gr.skip() and handlers.drop_trace("playground").visible is False

@@ -286,6 +286,10 @@ def test_the_budgets_last_block_marks_the_cells_past_it_until_the_block_is_in():
     final = board_html(fold(finished), piece, EOS, steps_per_block=4)
     assert count_cells(final, "past-budget") == 0 and "past max new tokens" not in final
     assert count_cells(final, "tt-cell") == 6
+    # an EOS committed past the budget is dropped with its cell: not drawn as the end
+    past_eos = run[:3] + [event("step", 1, 0, 4, [44, MASK, EOS, MASK], [0, -1, 0, -1], generated=5,
+                                info={"needed": 2})]
+    assert count_cells(board_html(fold(past_eos), piece, EOS, steps_per_block=4), "eos") == 0
     # no budget cut (a whole block, or a step event without "needed"): no mark, no key
     assert "past max new tokens" not in board_html(fold(two_block_run()), piece, EOS, steps_per_block=4)
 

@@ -174,13 +174,19 @@ def main(args) -> int:
             notes = []
             if args.show_steps and event.kind in ("step", "verify", "token"):
                 cells = [engine.tokenizer.piece(t) if not m else "▒" for t, m in zip(event.tokens[0].tolist(), event.masked[0].tolist())]
-                print(f"[{event.kind} block {event.block} step {event.step}] " + "|".join(repr(c)[1:-1] for c in cells), file=sys.stderr)
+                shown = "|".join(repr(c)[1:-1] for c in cells[: event.info.get("needed")])
+                if event.info.get("needed") is not None:  # the budget's last block: the cells past it are dropped
+                    shown += " ✂ " + "|".join(repr(c)[1:-1] for c in cells[event.info["needed"]:])
+                print(f"[{event.kind} block {event.block} step {event.step}] {shown}", file=sys.stderr)
             if event.kind == "done":
                 done = event
     except KeyboardInterrupt:  # Ctrl-C: the steps so far are kept when a trace was asked for ("finished": false)
         if recorded:
-            save_trace()
-            print(f"the run so far is traced in {trace_path}", file=sys.stderr)
+            try:
+                save_trace()
+                print(f"the run so far is traced in {trace_path}", file=sys.stderr)
+            except ValueError as exc:  # said, and the interrupt goes on as one
+                print(f"twotower generate: error: {exc}", file=sys.stderr)
         raise
     text = engine.decode(done.info["new_tokens"][0])
     if args.json:

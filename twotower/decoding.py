@@ -10,7 +10,9 @@ r < S, the block is denoised as any other and its passes stop once its first r p
 block adds those r. The steps are those a longer run takes (the commit rule sees the whole block), so a run
 is a prefix of a longer one with the same settings (greedy, or sampling with the same seed), and the
 denoiser never sees a block shorter than those it was trained on. The step events of such a block carry
-its S positions and `info["needed"] = r`; its block event carries the r tokens it adds.
+its S positions and `info["needed"] = r`; its block event carries the r tokens it adds. The price: such a
+block may take more passes than its r tokens alone would (the rule commits the block's most confident
+positions, which may lie past r), so tokens per pass fall when the budget is not a multiple of S.
 """
 
 from __future__ import annotations
@@ -120,9 +122,9 @@ def draft_block(
     given (kept as they are, e.g. a token emitted but not yet read by the context tower).
     needed: only the first `needed` positions are wanted (the budget's last block); the passes stop once
     they are committed in every row, and until then run as over a whole block (None: all L are wanted).
-    skip_finished_rows: in a batch, a row whose wanted positions are complete sits out the remaining passes
-    (rows are independent; a CPU pass costs in proportion to its tokens). False runs every row every pass:
-    the reference twin.
+    skip_finished_rows: in a batch, a row whose block is complete sits out the remaining passes (rows are
+    independent; a CPU pass costs in proportion to its tokens). False runs every row every pass: the
+    reference twin.
     """
     mask_id = model.config.mask_token_id
     device = model.den_device
@@ -143,15 +145,16 @@ def draft_block(
         wanted = state.masked if needed is None else state.masked[:, :needed]  # (B, needed or L)
         if not wanted.any():
             break
-        t = state.masked.float().mean(-1)  # (B,) fraction of the block still masked
-        active = wanted.any(-1)  # (B,) rows with wanted positions still open
-        # a row done with its wanted positions commits nothing more (those past `needed` stay open), and draws
-        # nothing: its batch-mates' samples are the same whether it sits out or not
-        open_before = state.masked & active[:, None]
+        open_before = state.masked
+        t = open_before.float().mean(-1)  # (B,) fraction of the block still masked
+        # Every row with open positions runs as over a whole block, those past `needed` included, until every
+        # row has its wanted ones: a row that stopped drawing early would shift its batch-mates' random draws
+        # (one Gumbel draw over all open positions), and a sampled batch would not be a longer run's prefix.
         # Only open positions need a prediction: the vocab projection runs on those N rows alone
         # (it is the largest matmul of a pass), and the results are scattered back to (B, L).
+        active = open_before.any(-1)  # (B,) rows with open positions
         if skip_finished_rows and not bool(active.all()):
-            # Finished rows sit out: they have no open position left, so the N head rows keep their order.
+            # Finished rows sit out; they have no open position, so the N head rows keep their order.
             rows = active.nonzero().squeeze(1)  # (n,)
             logits = model.denoise(state.tokens[rows], ctx.rows(rows), t[rows], head_positions=open_before[rows])
         else:
@@ -169,7 +172,7 @@ def draft_block(
             select_conf = conf
         commit = select_commits(select_conf, open_before, gamma, steps - step)
         state.tokens = torch.where(commit, pred, state.tokens)
-        state.masked = state.masked & ~commit
+        state.masked = open_before & ~commit
         state.commit_step = torch.where(commit, torch.full_like(state.commit_step, step), state.commit_step)
         state.confidence = conf  # already the old values wherever the block was not open
         state.select_confidence = select_conf

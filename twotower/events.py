@@ -12,7 +12,8 @@ class StepEvent:
     """One thing the sampler did, emitted the moment it is done.
 
     kind: "step"   a denoiser pass over the current block (diffusion, mock-AR, speculative draft)
-          "token"  one token from the context tower alone (AR; speculative's first, from the prefill)
+          "token"  one token from the context tower alone (AR; speculative's first, from the prefill, and its
+                   last when a round leaves one token of the budget)
           "verify" a speculative verification round (see `info`)
           "block"  a block finished: its tokens are committed (the context tower reads them before the next
                    block; the last block is never read); in speculative mode, the tokens a round emitted

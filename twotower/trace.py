@@ -135,7 +135,8 @@ def run_trace(events, *, prompt: str, prompt_ids, mode: str, settings: dict, tok
         raise ValueError(f"run_trace needs the run's tokenizer (decode and piece), got {type(tokenizer).__name__}")
     prompt_ids = _checked_ids(prompt_ids)
     done = events[-1] if events[-1].kind == "done" else None
-    eos = getattr(tokenizer, "eos_token_id", None)
+    # a stopped run's tokens are cut where the run would have cut them: at EOS unless it ran on past it
+    eos = getattr(tokenizer, "eos_token_id", None) if (settings or {}).get("stop_at_eos", True) else None
     new_tokens = plain(done.info["new_tokens"]) if done is not None else _emitted(events, eos)
     ids = set(prompt_ids) | {int(i) for e in events for i in e.tokens.flatten().tolist()}
     # the board's own text of each id (specials by name, an id past the tokenizer as "<id N: no piece>")

@@ -261,19 +261,10 @@ def make_output_dir(name: str, path) -> Path:
 
 
 def write_text_file(name: str, path: Path, text: str) -> None:
-    """Write a run's report; a failure (disk full, the folder removed meanwhile) is a one-line error, and a file
-    already there is replaced only once the new text is whole (written beside it, then renamed over it; a
-    device such as /dev/null is written as it is)."""
-    part = path.with_name(path.name + ".part") if not path.exists() or path.is_file() else None
+    """Write a run's report; a failure (disk full, the folder removed meanwhile) is a one-line error."""
     try:
-        if part is None:
-            path.write_text(text, encoding="utf-8")
-        else:
-            part.write_text(text, encoding="utf-8")
-            os.replace(part, path)
+        path.write_text(text, encoding="utf-8")
     except OSError as exc:
-        if part is not None and part.is_file():
-            part.unlink(missing_ok=True)
         raise ValueError(f"{name} {str(path)!r} could not be written: {exc.strerror or exc}") from None
 
 

@@ -223,8 +223,8 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         for tab_id, tab in tabs.items():
             tab.select(_constant(tab_id), None, active_tab, queue=False, api_visibility="private")
         # a saved trace is of the run on the board: a new run takes its file away (save again for the new one)
-        gr.on([generate_btn.click, prompt.submit, *releases], lambda: gr.File(value=None, visible=False), None,
-              trace_file, queue=False, api_visibility="private")
+        gr.on([generate_btn.click, prompt.submit, *releases], handlers.drop_trace, active_tab, trace_file, queue=False,
+              api_visibility="private")
         save_btn.click(handlers.save_trace, record, trace_file, api_visibility="private", show_progress="hidden")
         scrubber.input(handlers.replay, [record, scrubber, colour_by], view, api_name="replay",
                        trigger_mode="always_last", show_progress="hidden")

@@ -211,6 +211,12 @@ class Handlers(PanelHandlers):
             return gr.skip()
         return gr.File(value=str(path), visible=True)
 
+    @staticmethod
+    def drop_trace(tab):
+        """A new Playground run takes the saved trace's file away (save again for the new run); a slider released on
+        another tab re-runs nothing there, so the file stays."""
+        return gr.File(value=None, visible=False) if tab == "playground" else gr.skip()
+
     def after_stop(self, record, colour_by="step"):
         """Stop was pressed: redraw the board with its unfinished block marked stopped, freeze the statistics
         and offer the scrubber over what was recorded. The record keeps `stopped`, so a redraw of its last step

@@ -211,7 +211,7 @@ class PanelHandlers(SweepPanel):
                         continue
                     running = note_html(f"Running: {len(rounds)} round(s) verified …", progress=True)
                     yield audit_html(rounds, self.piece), gr.skip(), acceptance_summary_html(None, rounds) + running
-                elif event.kind == "block" and rounds:  # what the round emitted: the budget or EOS may cut it
+                elif event.kind == "block" and rounds:  # what the round emitted: EOS may cut it
                     rounds[-1]["emitted"] = int(event.tokens.shape[1])
                 elif event.kind == "done":
                     stats, written = event.stats, event.info["new_tokens"][0]
