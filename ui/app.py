@@ -140,6 +140,11 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                         race_stale = _html("", "race-stale")  # says when a slider moved since the Race ran
                         race_view = _html("", "race-view")
                         race_plot = gr.Plot(label="tokens / s", elem_id="race-plot")
+                        with gr.Row():
+                            race_csv_btn = gr.Button("Download the Race (CSV)", elem_id="race-csv-button", scale=0,
+                                                     min_width=260)
+                            race_file = gr.File(label="The last Race's numbers, every digit (CSV)", visible=False,
+                                                interactive=False, elem_id="race-csv")
                     with gr.Tab("Speculative audit", id="audit") as tabs["audit"]:
                         audit_prompt = gr.Textbox(value=DEFAULT_PROMPT, lines=4, label="Prompt", elem_id="audit-prompt")
                         with gr.Row():
@@ -274,6 +279,11 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         stopping = stop_btn.click(None, None, None, queue=False, cancels=[run, rerun])
         stopping.then(handlers.after_stop, [record, colour_by], [view, scrubber, stats, record], queue=False,
                       api_visibility="private")
+        race_csv_btn.click(handlers.race_csv, race_measured, race_file, api_visibility="private",
+                           show_progress="hidden")
+        # a new Race takes the last one's file away (download again once it has run)
+        gr.on([race_btn.click, race_prompt.submit], lambda: gr.File(value=None, visible=False), None, race_file,
+              queue=False, api_visibility="private")
         race_stop.click(None, None, None, queue=False, cancels=[race_run]).then(
             handlers.race_stopped, race_view, race_view, queue=False, api_visibility="private")
         sweep_stop.click(None, None, None, queue=False, cancels=[sweep_run]).then(

@@ -34,6 +34,39 @@ RACE_STOPPED = "Stopped: the modes above were timed before Stop; race again for 
 RACE_STOPPED_EMPTY = "Stopped before any mode was timed; race again."
 
 
+RACE_CSV_FIELDS = ("mode", "tokens_per_s", "ratio_vs_ar", "tokens_per_s_low", "tokens_per_s_high", "total_s",
+                   "time_to_first_token_s", "new_tokens", "nfe", "tokens_per_pass", "mean_acceptance_length",
+                   "agreement_with_ar", "disturbed", "error", "measured")
+
+
+def race_rows(results: list[dict], label: str) -> list[dict]:
+    """A Race's cards as rows of numbers (RACE_CSV_FIELDS), every digit kept, for its CSV."""
+    ar = next((r.get("tokens_per_s") for r in results if r["mode"] == "ar"), None)
+    rows = []
+    for r in results:
+        tps, n, nfe = r.get("tokens_per_s"), len(r.get("tokens") or []), r.get("nfe")
+        low, high = r.get("tokens_per_s_range") or (None, None)
+        rows.append({"mode": r["mode"], "tokens_per_s": tps, "ratio_vs_ar": tps / ar if tps and ar else None,
+                     "tokens_per_s_low": low, "tokens_per_s_high": high, "total_s": r.get("total_s"),
+                     "time_to_first_token_s": r.get("ttft_s"), "new_tokens": n, "nfe": nfe,
+                     "tokens_per_pass": n / nfe if nfe else None,  # AR makes no denoiser pass
+                     "mean_acceptance_length": r.get("mean_acceptance_length"),
+                     "agreement_with_ar": r.get("agreement"), "disturbed": r.get("disturbed"),
+                     "error": r.get("error"), "measured": label})
+    return rows
+
+
+def race_csv_text(rows: list[dict]) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=RACE_CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if row.get(k) is None else row.get(k)) for k in RACE_CSV_FIELDS} for row in rows)
+    return out.getvalue()
+
+
 def raced(measured) -> bool:
     """Whether the session's Race numbers (the race_measured state) hold a timed mode."""
     return bool(measured and measured.get("tokens_per_s"))
@@ -163,8 +196,10 @@ class PanelHandlers(SweepPanel):
                         if timed is None:  # between two runs: nothing to redraw, but Stop can end the Race here
                             yield gr.skip(), gr.skip(), gr.skip()
                     results.append({**timed, "mode": mode})  # the contestant's name: cards, bars, Cost
-                    # each mode's number reaches the Cost panel as soon as it is timed: a Stop keeps it
+                    # each mode's number reaches the Cost panel as soon as it is timed: a Stop keeps it (and
+                    # the rows of this Race's CSV)
                     measured = self._measured(previous, results, label)
+                    measured["race"] = race_rows(results, label)
                 except ImportError as exc:
                     results.append({"mode": mode, "tokens": [], "error": unavailable(f"{mode} mode", exc)})
         except ValueError as exc:  # refused before anything was timed: the message over the last Race's cards
@@ -180,8 +215,23 @@ class PanelHandlers(SweepPanel):
                 f"positions holding AR's token; {label}."
                 + ("" if len(results) > 1 else " AR alone: tick a contestant to race it against AR."))
         view, measured = race_html(results, self.engine.decode, note), self._measured(previous, results, label)
-        measured["view"] = view
+        measured["view"], measured["race"] = view, race_rows(results, label)
         yield view, race_bars(results), measured
+
+    def race_csv(self, measured):
+        """The session's last Race (the modes it timed, Stop or not) as a CSV for download; with none, a warning
+        and the file box stays."""
+        rows = (measured or {}).get("race")
+        if not rows:
+            gr.Warning("No Race run yet in this session: race first, then download its numbers.")
+            return gr.skip()
+        try:
+            path = self._csv_folder("race-") / "race.csv"
+            path.write_text(race_csv_text(rows), encoding="utf-8")
+        except OSError as exc:
+            gr.Warning(f"The CSV could not be saved ({exc.strerror or exc}): the cards stay; copy them instead.")
+            return gr.skip()
+        return gr.File(value=str(path), visible=True)
 
     def _measured(self, previous, results, label: str) -> dict:
         """The session's Race numbers for the Cost panel: `previous` with each mode timed in `results` replaced."""
