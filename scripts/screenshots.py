@@ -43,7 +43,7 @@ def main() -> int:
         page.wait_for_timeout(1500)
         page.screenshot(path=str(OUT / "default_playground.png"), full_page=True)
         page.get_by_role("tab", name="Race").click()
-        page.get_by_role("button", name="Race", exact=False).last.click()
+        page.locator("#race-button").click()  # by id: "Download the Race (CSV)" is a button named Race too
         # one "× AR" card per mode once the race is over (AR's own card included)
         page.wait_for_function("() => (document.body.innerText.match(/× AR/g) || []).length >= 2"
                                " && !document.body.innerText.includes('timing ')", timeout=600_000)
