@@ -53,3 +53,14 @@ def test_race_rows_of_a_mode_that_failed_say_why():
     assert rows[1]["tokens_per_s"] is None and rows[1]["ratio_vs_ar"] is None
     parsed = read_csv(race_csv_text(rows))
     assert parsed[1]["error"] == "speculative mode is not available" and parsed[1]["tokens_per_s"] == ""
+
+
+def test_a_disk_that_refuses_the_file_leaves_the_file_box_and_says_what_stays(engine, tmp_path, monkeypatch):
+    handlers = Handlers(engine)
+    *_, (_, _, measured) = list(handlers.race("def f(x):", [], 0.8, 4, 4, 4, 1))
+    monkeypatch.setattr(handlers, "_csv_folder", lambda prefix: tmp_path / "gone")  # a folder removed meanwhile
+    with pytest.warns(UserWarning, match="The file could not be saved .*: the cards stay; copy them instead"):
+        assert handlers.race_csv(measured) == gr.skip()
+    record = list(handlers.generate("x = ", "ar", 0.8, 4.0, 4.0, 3.0, 0.0, 0, "step"))[-1][3]
+    with pytest.warns(UserWarning, match="the board and its recording stay"):
+        assert handlers.save_trace(record) == gr.skip()

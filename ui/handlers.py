@@ -203,13 +203,7 @@ class Handlers(PanelHandlers):
                           mode=record["mode"], settings=ran_settings(record["mode"], config, record["settings"]),
                           tokenizer=self.engine.tokenizer, mask_token_id=config.mask_token_id,
                           engine=self.engine.describe())
-        try:
-            path = self._csv_folder("trace-") / "twotower-run.json"
-            path.write_text(trace_json(trace), encoding="utf-8")
-        except OSError as exc:
-            gr.Warning(f"The run could not be saved ({exc.strerror or exc}); the board and its recording stay.")
-            return gr.skip()
-        return gr.File(value=str(path), visible=True)
+        return self._download("trace-", "twotower-run.json", trace_json(trace), "the board and its recording stay")
 
     @staticmethod
     def drop_trace(tab):

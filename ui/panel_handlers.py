@@ -225,13 +225,7 @@ class PanelHandlers(SweepPanel):
         if not rows:
             gr.Warning("No Race run yet in this session: race first, then download its numbers.")
             return gr.skip()
-        try:
-            path = self._csv_folder("race-") / "race.csv"
-            path.write_text(race_csv_text(rows), encoding="utf-8")
-        except OSError as exc:
-            gr.Warning(f"The CSV could not be saved ({exc.strerror or exc}): the cards stay; copy them instead.")
-            return gr.skip()
-        return gr.File(value=str(path), visible=True)
+        return self._download("race-", "race.csv", race_csv_text(rows), "the cards stay; copy them instead")
 
     def _measured(self, previous, results, label: str) -> dict:
         """The session's Race numbers for the Cost panel: `previous` with each mode timed in `results` replaced."""

@@ -46,6 +46,17 @@ class SweepPanel:
                 shutil.rmtree(old, ignore_errors=True)
         return Path(tempfile.mkdtemp(prefix=prefix, dir=self._csv_root))
 
+    def _download(self, prefix: str, name: str, text: str, kept: str):
+        """`text` as the file `name` for download, in a folder of its own (_csv_folder): a gr.File, or, when the
+        disk refuses it, a warning that says what stays (`kept`) and no change to the file box."""
+        try:
+            path = self._csv_folder(prefix) / name
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            gr.Warning(f"The file could not be saved ({exc.strerror or exc}): {kept}.")
+            return gr.skip()
+        return gr.File(value=str(path), visible=True)
+
     def sweep_stopped(self, message: str):
         """Stop during a Sweep: the points drawn (and their CSV) stay; the progress line says it was stopped (and,
         stopped in the warm-up, that no point was measured, instead of "the grid points above")."""
