@@ -127,10 +127,13 @@ def test_generate_trace_writes_the_run_it_printed(tmp_path, capsys, engine):
 
 
 def test_ctrl_c_keeps_the_steps_so_far_in_the_trace(tmp_path, capsys, monkeypatch):
+    import functools
+
     from twotower.engine import Engine
 
     real_stream = Engine.stream
 
+    @functools.wraps(real_stream)  # keeps stream's signature, whose defaults the trace's settings read
     def interrupted(self, *args, **kwargs):  # Ctrl-C after the third event
         for i, event in enumerate(real_stream(self, *args, **kwargs)):
             if i == 3:

@@ -142,7 +142,7 @@ def draft_block(
     if keep_commit_logits:
         state.commit_logits = torch.zeros(*tokens.shape, model.config.vocab_size, device=device)
     for step in range(steps):
-        wanted = state.masked if needed is None else state.masked[:, :needed]  # (B, needed or L)
+        wanted = state.masked[:, :needed]  # (B, needed or L): None slices the whole block
         if not wanted.any():
             break
         open_before = state.masked

@@ -41,32 +41,29 @@ FORMAT, VERSION = "twotower-trace", 1
 EVENT_ARRAYS = ("tokens", "masked", "confidence", "committed", "commit_step")
 EVENT_SCALARS = ("kind", "block", "step", "block_start", "nfe", "context_passes", "elapsed", "generated")
 
-# what each mode reads (Engine.stream's keywords), and what a setting left unset is
+# what each mode reads (Engine.stream's keywords)
 COMMON_SETTINGS = ("max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop_at_eos")
 MODE_SETTINGS = {"diffusion": ("gamma", "block_size", "steps_per_block", "anchor_first"),
                  "speculative": ("gamma", "block_size", "draft_steps", "adaptive", "min_draft_confidence"),
                  "mock_ar": (), "ar": ()}
-MODEL_DEFAULTS = {"gamma": "default_gamma", "block_size": "default_block_size",
-                  "steps_per_block": "default_steps_per_block", "draft_steps": "default_draft_steps",
-                  "min_draft_confidence": "default_min_draft_confidence"}
-FIXED_DEFAULTS = {"max_new_tokens": 64, "temperature": 0.0, "stop_at_eos": True, "adaptive": False,
-                  "anchor_first": False}
+MODEL_DEFAULTS = ("gamma", "block_size", "steps_per_block", "draft_steps", "min_draft_confidence")  # config.default_*
 
 
 def ran_settings(mode: str, config, asked: dict) -> dict:
     """The settings a run in `mode` reads, from those asked (Engine.stream's keywords): one left unset (None or
-    absent) is the model's own value (config.default_*) or the engine's default; one the mode does not read
-    (another mode's) is left out, as the run ignored it."""
-    from .engine import normalise_mode
+    absent) is the model's own value (config.default_<name>) or Engine.stream's default; one the mode does not
+    read (another mode's) is left out, as the run ignored it."""
+    import inspect
+
+    from .engine import Engine, normalise_mode
 
     mode = normalise_mode(mode)
+    stream_defaults = {name: p.default for name, p in inspect.signature(Engine.stream).parameters.items()}
     out = {}
     for key in COMMON_SETTINGS + MODE_SETTINGS[mode]:
         value = asked.get(key)
-        if value is None and key in MODEL_DEFAULTS:
-            value = getattr(config, MODEL_DEFAULTS[key])
-        elif value is None:
-            value = FIXED_DEFAULTS.get(key)
+        if value is None:
+            value = getattr(config, f"default_{key}") if key in MODEL_DEFAULTS else stream_defaults[key]
         out[key] = value
     return out
 
@@ -97,9 +94,11 @@ def event_record(event) -> dict:
 
 def _emitted(events, eos: int | None) -> list[list[int]]:
     """Each row's tokens from the token and block events so far, cut after its first EOS ([] before any)."""
+    from .metrics import cut_after_eos
+
     parts = [e.tokens.tolist() for e in events if e.kind in ("token", "block")]  # each (B, n) as B lists
     rows = [sum((part[b] for part in parts), []) for b in range(len(parts[0]))] if parts else []
-    return [row[: row.index(eos) + 1] if eos is not None and eos in row else row for row in rows]
+    return [cut_after_eos(row, eos) for row in rows]
 
 
 def _checked_ids(prompt_ids) -> list[int]:

@@ -28,10 +28,14 @@ class NumberSlider(gr.Slider):
         return super().preprocess(checked_number(self, payload))
 
 
-def checked_number(slider: gr.Slider, payload):
+def checked_number(slider: gr.Slider, payload, clamp: bool = False):
+    """The number a slider was sent, refused by name if it is none or out of range; clamp: a number past either
+    end is that end instead (NaN is left for the handler to name)."""
     name = slider.label or "a slider"
     if isinstance(payload, bool) or not isinstance(payload, (int, float)):
         raise refused(f"{name} takes a number from {slider.minimum:g} to {slider.maximum:g}, got {payload!r}")
+    if clamp and not math.isnan(payload):
+        return min(max(payload, slider.minimum), slider.maximum)
     if not math.isnan(payload) and not slider.minimum <= payload <= slider.maximum:  # NaN: the handler names it
         shown = repr(payload) if isinstance(payload, int) else f"{payload:g}"  # (10**400 has no float)
         raise refused(f"{name} takes a number from {slider.minimum:g} to {slider.maximum:g}, got {shown}")
@@ -46,9 +50,7 @@ class StepScrubber(gr.Slider):  # gr.Slider's direct subclass: a template is dra
     is_template = True
 
     def preprocess(self, payload):
-        if not isinstance(payload, bool) and isinstance(payload, (int, float)) and not math.isnan(payload):
-            payload = min(max(payload, self.minimum), self.maximum)
-        return super().preprocess(checked_number(self, payload))
+        return super().preprocess(checked_number(self, payload, clamp=True))
 
 
 class ChoiceGroup(gr.CheckboxGroup):

@@ -103,8 +103,8 @@ def _first_eos(rows: list[Row], eos_id: int | None) -> int | None:
     if eos_id is None:
         return None
     for row in rows:
-        kept = zip(row.tokens, row.masked) if row.wanted is None else zip(row.tokens[: row.wanted], row.masked)
-        for i, (tok, masked) in enumerate(kept):  # an EOS past the budget is dropped with its cell: no end
+        # an EOS past the budget is dropped with its cell: no end (wanted None slices the whole row)
+        for i, (tok, masked) in enumerate(zip(row.tokens[: row.wanted], row.masked)):
             if not masked and tok == eos_id:
                 return row.start + i
     return None
