@@ -70,3 +70,77 @@ def test_the_sweep_counts_the_points_timed_beside_another_run(engine, monkeypatc
     busy_during(handlers, engine, monkeypatch, "nothing")
     *_, (_, _, _, quiet) = list(handlers.sweep(["fibonacci"], "", "0.5, 0.9", "4", 4, 4, False, 1))
     assert "were timed while" not in quiet
+
+
+# ---- a panel's Stop reaches the run between two decoding steps (not only where the panel's generator yields)
+class Request:
+    """What Gradio hands a listener that asks for its gr.Request: only the session is read."""
+
+    def __init__(self, session_hash):
+        self.session_hash = session_hash
+
+
+def test_a_stop_request_stops_only_the_runs_of_its_session_and_panel_started_before_it():
+    from ui.run_tracker import StopRequests
+
+    stops = StopRequests()
+    race, other_session, sweep, no_session = (stops.watch("a", "race"), stops.watch("b", "race"),
+                                              stops.watch("a", "sweep"), stops.watch(None, "race"))
+    assert not race()
+    stops.request("a", "race")
+    stops.request(None, "race")  # a caller with no session (the Python API) has no Stop to press
+    assert race() and not other_session() and not sweep() and not no_session()
+    assert not stops.watch("a", "race")()  # a run started after the Stop is not stopped by it
+
+
+def stop_after(handlers, monkeypatch, panel: str, session: str, n_events: int) -> list[int]:
+    """Every engine run of the app counts its steps in the list returned; the `n_events`-th step of all runs
+    presses `panel`'s Stop in `session`, as a click in the browser would while the run is mid-way."""
+    seen, inner = [0], handlers.engine._engine
+    stream = inner.stream
+
+    def counting(*args, **kwargs):
+        for event in stream(*args, **kwargs):
+            seen[0] += 1
+            if seen[0] == n_events:
+                getattr(handlers, f"stop_{panel}")(Request(session))
+            yield event
+
+    monkeypatch.setattr(inner, "stream", counting)
+    return seen
+
+
+def test_a_race_stopped_mid_run_ends_at_its_next_step_and_a_new_race_runs(engine, monkeypatch):
+    handlers = Handlers(engine)
+    seen = stop_after(handlers, monkeypatch, "race", "s1", n_events=5)
+    outputs = list(handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 32, 1, None, Request("s1")))
+    # AR's warm-up (33 steps for 32 tokens) ended at the step of the Stop: nothing after "timing ar…"
+    assert seen[0] == 5 and len(outputs) == 1 and "timing ar" in outputs[0][0]
+    seen[0] = -1000  # no further Stop: the next Race of the session (and another session's) runs to its end
+    *_, (html, _, measured) = list(handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 4, 1, None, Request("s1")))
+    assert html.count('class="tt-card"') == 2 and set(measured["tokens_per_s"]) == {"ar", "diffusion"}
+
+
+def test_a_sweep_stopped_mid_point_ends_at_its_next_step(engine, monkeypatch):
+    handlers = Handlers(engine)
+    seen = stop_after(handlers, monkeypatch, "sweep", "s1", n_events=3)
+    outputs = list(handlers.sweep(["fibonacci"], "", "0.5, 0.9", "4", 4, 16, False, 1, Request("s1")))
+    assert seen[0] == 3 and len(outputs) == 1  # its opening message only: no point was measured
+    seen[0] = -1000
+    other = list(handlers.sweep(["fibonacci"], "", "0.5", "4", 4, 4, False, 1, Request("s2")))
+    assert "1 grid point over 1 prompt" in other[-1][3]
+
+
+def test_a_new_race_of_a_session_supersedes_its_race_still_going(engine):
+    """The front end can start a second Race while a stopped one is pending; two at once would disturb each
+    other's timings. The newer runs; the older ends at its next step; another session's Race is untouched."""
+    handlers = Handlers(engine)
+    older = handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 8, 1, None, Request("s1"))
+    other = handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 8, 1, None, Request("s2"))
+    assert "timing ar" in next(older)[0] and "timing ar" in next(other)[0]
+    newer = handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 8, 1, None, Request("s1"))
+    assert "timing ar" in next(newer)[0]
+    assert list(older) == []  # its warm-up's next step raised Stopped: the generator ends, showing nothing
+    for race in (newer, other):
+        *_, (html, _, _) = list(race)
+        assert html.count('class="tt-card"') == 2 and "Stopped" not in html

@@ -8,9 +8,10 @@ the order they were registered, and a listener's own `cancels=` fires only after
   (Playground tab only; it stops at its next step), then re-runs the prompt with trigger_mode="multiple" while the Playground tab is open (a State follows the tab;
   the mode radio and the anchor checkbox re-run the same way); a re-run still going is superseded server-side
   (Handlers keeps one live run per browser session, the older stops at its next step).
-* Each long-running panel has its own Stop, cancelling its own run; generators stop at their next step
-  (the Race yields between its timed runs, the Sweep between grid points), and a follow-up listener turns the
-  panel's "running" line into a "stopped" one.
+* Each long-running panel has its own Stop, cancelling its own run; generators stop at their next step,
+  and a follow-up listener turns the panel's "running" line into a "stopped" one. The Race and the Sweep
+  yield only between timed runs, so their Stop also tells their runs directly (queue-free), which end at
+  the next decoding step; a new Race or Sweep of a session stops the session's earlier one the same way.
 * Every panel's function has a named API endpoint, so gradio_client can drive the app.
 """
 
@@ -239,6 +240,8 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         # ---- Race, audit, sweep, cost, model
         # A click while the panel's run is still pending in the front end waits for it instead of being dropped
         # (Gradio's default, "once"): Stop then Race at once lost the Race, as the stopped run was still pending.
+        # A deferred click runs only when that run's end reaches the front end, which is why Stop ends the run
+        # at its next step (handlers.stop_race) rather than after the timed run it is in.
         race_run = gr.on([race_btn.click, race_prompt.submit], handlers.race,
                          [race_prompt, race_modes, gamma, block_size, steps, max_new, repeats, race_measured],
                          [race_view, race_plot, race_measured], api_name="race", concurrency_id=ENGINE,
@@ -284,9 +287,9 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         # a new Race takes the last one's file away (download again once it has run)
         gr.on([race_btn.click, race_prompt.submit], lambda: gr.File(value=None, visible=False), None, race_file,
               queue=False, api_visibility="private")
-        race_stop.click(None, None, None, queue=False, cancels=[race_run]).then(
+        race_stop.click(handlers.stop_race, None, None, queue=False, cancels=[race_run], api_visibility="private").then(
             handlers.race_stopped, race_view, race_view, queue=False, api_visibility="private")
-        sweep_stop.click(None, None, None, queue=False, cancels=[sweep_run]).then(
+        sweep_stop.click(handlers.stop_sweep, None, None, queue=False, cancels=[sweep_run], api_visibility="private").then(
             handlers.sweep_stopped, sweep_message, sweep_message, queue=False, api_visibility="private")
         audit_stop.click(None, None, None, queue=False, cancels=[audit_run]).then(
             handlers.audit_stopped, audit_summary, audit_summary, queue=False, api_visibility="private")

@@ -24,7 +24,7 @@ from .panel_common import (FRAME_INTERVAL_S, MAX_NEW_TOKENS, FramePacer, given, 
                            unavailable, whole)
 from .render import error_html, esc, kv_table_html, note_html
 from .render_panels import MODE_LABELS, acceptance_summary_html, audit_html, cost_html, race_html, stale_note
-from .run_tracker import RunTracker, TrackedEngine
+from .run_tracker import RunTracker, StopRequests, Stopped, TrackedEngine
 from .sweep_panel import SweepPanel
 
 RACE_MODES = ("diffusion", "diffusion_anchored", "speculative", "mock_ar")  # raced against AR, in this order
@@ -80,6 +80,7 @@ class PanelHandlers(SweepPanel):
     def __init__(self, engine):
         # every panel's runs count in one tracker: a timing can then tell whether another run shared the machine
         self.engine = TrackedEngine(engine, RunTracker())
+        self._stops = StopRequests()  # each session's Stops of the Race and the Sweep, which their runs watch
         # a token's piece is fixed for the loaded model; boards and audits look up the same few hundred again
         self.piece = functools.lru_cache(maxsize=None)(engine.tokenizer.piece)
 
@@ -87,6 +88,14 @@ class PanelHandlers(SweepPanel):
         """Validate the prompt and open the sampler; ValueError / ImportError carry the user's message."""
         ids = self.engine.encode_prompt(prompt)
         return ids, self.engine.stream(mode, ids, **settings)
+
+    # A panel's Stop (queue-free, beside Gradio's cancel): that panel's run in this session ends at its next
+    # decoding step, not at the end of the timed run it is in (see ui/run_tracker.py).
+    def stop_race(self, request: gr.Request = None):
+        self._stops.request(getattr(request, "session_hash", None), "race")
+
+    def stop_sweep(self, request: gr.Request = None):
+        self._stops.request(getattr(request, "session_hash", None), "sweep")
 
     def race_stopped(self, view: str):
         """Stop during a Race: the cards timed so far stay; the "timing …" line says the Race was stopped (and,
@@ -168,7 +177,8 @@ class PanelHandlers(SweepPanel):
             return gr.skip(), gr.skip()
         return self.race_settings(gamma, block_size, steps_per_block, max_new_tokens, prompt)
 
-    def race(self, prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats=1, previous=None):
+    def race(self, prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats=1, previous=None,
+             request: gr.Request = None):
         """Each mode against AR, one after the other, same settings, greedy with EOS ignored (every mode
         writes the same number of tokens). Yields (cards, bar chart, measured numbers for the Cost panel).
         previous: the session's earlier measurements; a mode this Race does not time keeps its number and the
@@ -183,7 +193,8 @@ class PanelHandlers(SweepPanel):
                     if len(order) > 1 else "")
             label = (f"measured on this machine by the Race at {time.strftime('%H:%M:%S')} ({len(ids)}-token prompt, "
                      f"{max_new_tokens} new tokens, {read}{self.engine.model.ctx_device})")
-            measured, engine = previous, self.engine.own()
+            measured = previous
+            engine = self.engine.own(self._stops.supersede(getattr(request, "session_hash", None), "race"))
             for mode in order:
                 view = race_html(results, self.engine.decode, f"timing {mode}…", progress=True)
                 if measured is not previous:  # what a Stop during this mode leaves on screen
@@ -202,6 +213,8 @@ class PanelHandlers(SweepPanel):
                     measured["race"] = race_rows(results, label)
                 except ImportError as exc:
                     results.append({"mode": mode, "tokens": [], "error": unavailable(f"{mode} mode", exc)})
+        except Stopped:  # its Stop, or a newer run of the session: the panel is no longer this run's to draw
+            return
         except ValueError as exc:  # refused before anything was timed: the message over the last Race's cards
             gr.Warning(str(exc))
             yield error_html(str(exc)) + ((previous or {}).get("view") or ""), gr.skip(), gr.skip()

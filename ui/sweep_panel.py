@@ -17,6 +17,7 @@ from .examples import EXAMPLE_PROMPTS
 from .panel_common import MAX_NEW_TOKENS, given, stopped_note, switch, unavailable, whole
 from .render import error_html, note_html
 from .render_panels import stale_note
+from .run_tracker import Stopped
 
 CSV_KEEP_S = 3600  # a download's folder (a Sweep's CSV, a run's trace), idle this long, is removed by the next
                   # download (Gradio serves its own copy)
@@ -114,7 +115,7 @@ class SweepPanel:
                                    anchor_first)
 
     def sweep(self, example_names, extra_prompt, gammas, block_sizes, steps_per_block, max_new_tokens,
-              anchor_first=False, repeats=1):
+              anchor_first=False, repeats=1, request: gr.Request = None):
         """γ × S grid through twotower.sweep (its code, its figure, its CSV). Yields (scatter, table, CSV, message)
         after every grid point, so the plot fills in as it goes and Stop ends the sweep between two points
         (the points measured stay on screen). anchor_first: every point runs anchored diffusion. repeats: timed
@@ -131,7 +132,8 @@ class SweepPanel:
             # the previous sweep's plot, table and CSV go: they would sit beside this one's progress
             yield None, None, None, note_html(f"{WARM_UP}, then {n} grid point(s), each timed beside AR …", progress=True)
             csv_dir = self._csv_folder()
-            engine = self.engine.own()  # the sweep's own runs do not disturb its timings; everyone else's do
+            # the sweep's own runs do not disturb its timings (everyone else's do); its Stop ends them at a step
+            engine = self.engine.own(self._stops.supersede(getattr(request, "session_hash", None), "sweep"))
             before = engine.others()
             for point in sweep.iter_sweep(engine, prompts, grid_gammas, grid_sizes, steps=whole(steps_per_block),
                                           max_new_tokens=whole(max_new_tokens), anchor_first=anchor_first,
@@ -147,6 +149,8 @@ class SweepPanel:
                                      f"{point['block_size']}) …{shared_note(disturbed, len(points))}",
                                      progress=True))
                 before = engine.others()  # the time on screen between two points is not timed
+        except Stopped:  # its Stop, or a newer run of the session: the panel is no longer this run's to draw
+            return
         except ValueError as exc:
             gr.Warning(str(exc))
             yield gr.skip(), gr.skip(), gr.skip(), error_html(str(exc))
