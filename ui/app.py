@@ -287,9 +287,16 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         # a new Race takes the last one's file away (download again once it has run)
         gr.on([race_btn.click, race_prompt.submit], lambda: gr.File(value=None, visible=False), None, race_file,
               queue=False, api_visibility="private")
-        race_stop.click(handlers.stop_race, None, None, queue=False, cancels=[race_run], api_visibility="private").then(
+        # The Race's and the Sweep's Stop first tell their run (handlers.stop_race: it ends at its next decoding
+        # step, and its event completes as a finished one), and only then cancel it in Gradio: the front end
+        # runs a trigger's listeners in order, awaiting each queue-free one, so the run has its stop before the
+        # cancel arrives. Sent the other way round, the cancel once reached the run first: the Race's view read
+        # "Error", and a Race pressed meanwhile (deferred until the stopped run's end) never ran.
+        race_stop.click(handlers.stop_race, None, None, queue=False, api_visibility="private")
+        race_stop.click(None, None, None, queue=False, cancels=[race_run]).then(
             handlers.race_stopped, race_view, race_view, queue=False, api_visibility="private")
-        sweep_stop.click(handlers.stop_sweep, None, None, queue=False, cancels=[sweep_run], api_visibility="private").then(
+        sweep_stop.click(handlers.stop_sweep, None, None, queue=False, api_visibility="private")
+        sweep_stop.click(None, None, None, queue=False, cancels=[sweep_run]).then(
             handlers.sweep_stopped, sweep_message, sweep_message, queue=False, api_visibility="private")
         audit_stop.click(None, None, None, queue=False, cancels=[audit_run]).then(
             handlers.audit_stopped, audit_summary, audit_summary, queue=False, api_visibility="private")
