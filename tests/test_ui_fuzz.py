@@ -356,12 +356,12 @@ def test_a_click_while_a_stopped_run_is_still_pending_waits_instead_of_being_dro
         assert wired[name].trigger_mode == "always_last", name
 
 
-def test_the_race_and_sweep_stops_tell_their_run_before_gradio_cancels_it(app):
-    """The front end runs a trigger's listeners in registration order: the queue-free stop_race / stop_sweep must
+def test_the_race_sweep_and_audit_stops_tell_their_run_before_gradio_cancels_it(app):
+    """The front end runs a trigger's listeners in registration order: the queue-free stop_race (…) must
     come before the listener whose `cancels=` drops the run, so the run ends itself at its next step and its event
     completes as a finished one (tests/test_ui_browser.py races again right after Stop)."""
     elem = {block._id: getattr(block, "elem_id", None) for block in app.demo.blocks.values()}
-    for panel in ("race", "sweep"):
+    for panel in ("race", "sweep", "audit"):
         fns = [fn for _, fn in sorted(app.demo.fns.items())
                if any(elem.get(target) == f"{panel}-stop" for target, _ in fn.targets)]
         names = [getattr(fn.fn, "__name__", None) for fn in fns]

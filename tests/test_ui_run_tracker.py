@@ -144,3 +144,15 @@ def test_a_new_race_of_a_session_supersedes_its_race_still_going(engine):
     for race in (newer, other):
         *_, (html, _, _) = list(race)
         assert html.count('class="tt-card"') == 2 and "Stopped" not in html
+
+
+def test_an_audit_stopped_mid_run_ends_at_its_next_step(engine, monkeypatch):
+    handlers = Handlers(engine)
+    handlers.frame_interval_s = 0.0  # every verified round is drawn
+    seen = stop_after(handlers, monkeypatch, "audit", "s1", n_events=4)
+    outputs = list(handlers.speculative_audit("def f(x):", 0.8, 4, 4, 32, 0.0, 0, False, None, Request("s1")))
+    assert seen[0] == 4 and all("Running" in summary for *_, summary in outputs)  # no finished summary came
+    seen[0] = -1000
+    *_, (_, _, summary) = list(handlers.speculative_audit("def f(x):", 0.8, 4, 4, 8, 0.0, 0, False, None,
+                                                         Request("s1")))
+    assert "Running" not in summary and "verification rounds" in summary

@@ -9,9 +9,10 @@ the order they were registered, and a listener's own `cancels=` fires only after
   the mode radio and the anchor checkbox re-run the same way); a re-run still going is superseded server-side
   (Handlers keeps one live run per browser session, the older stops at its next step).
 * Each long-running panel has its own Stop, cancelling its own run; generators stop at their next step,
-  and a follow-up listener turns the panel's "running" line into a "stopped" one. The Race and the Sweep
-  yield only between timed runs, so their Stop also tells their runs directly (queue-free), which end at
-  the next decoding step; a new Race or Sweep of a session stops the session's earlier one the same way.
+  and a follow-up listener turns the panel's "running" line into a "stopped" one. The Race's, the audit's
+  and the Sweep's Stop first tell their runs directly (queue-free), which end at the next decoding step
+  (the Race and the Sweep yield only between timed runs); a new run of one of these panels stops the
+  session's earlier one the same way.
 * Every panel's function has a named API endpoint, so gradio_client can drive the app.
 """
 
@@ -287,7 +288,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         # a new Race takes the last one's file away (download again once it has run)
         gr.on([race_btn.click, race_prompt.submit], lambda: gr.File(value=None, visible=False), None, race_file,
               queue=False, api_visibility="private")
-        # The Race's and the Sweep's Stop first tell their run (handlers.stop_race: it ends at its next decoding
+        # The Race's, the audit's and the Sweep's Stop first tell their run (handlers.stop_race: it ends at its next
         # step, and its event completes as a finished one), and only then cancel it in Gradio: the front end
         # runs a trigger's listeners in order, awaiting each queue-free one, so the run has its stop before the
         # cancel arrives. Sent the other way round, the cancel once reached the run first: the Race's view read
@@ -298,6 +299,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         sweep_stop.click(handlers.stop_sweep, None, None, queue=False, api_visibility="private")
         sweep_stop.click(None, None, None, queue=False, cancels=[sweep_run]).then(
             handlers.sweep_stopped, sweep_message, sweep_message, queue=False, api_visibility="private")
+        audit_stop.click(handlers.stop_audit, None, None, queue=False, api_visibility="private")
         audit_stop.click(None, None, None, queue=False, cancels=[audit_run]).then(
             handlers.audit_stopped, audit_summary, audit_summary, queue=False, api_visibility="private")
     demo.queue(default_concurrency_limit=concurrency_limit)

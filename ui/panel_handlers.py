@@ -84,18 +84,22 @@ class PanelHandlers(SweepPanel):
         # a token's piece is fixed for the loaded model; boards and audits look up the same few hundred again
         self.piece = functools.lru_cache(maxsize=None)(engine.tokenizer.piece)
 
-    def _stream(self, mode: str, prompt: str, settings: dict):
-        """Validate the prompt and open the sampler; ValueError / ImportError carry the user's message."""
+    def _stream(self, mode: str, prompt: str, settings: dict, engine=None):
+        """Validate the prompt and open the sampler (on `engine`, by default the app's); ValueError / ImportError
+        carry the user's message."""
         ids = self.engine.encode_prompt(prompt)
-        return ids, self.engine.stream(mode, ids, **settings)
+        return ids, (engine or self.engine).stream(mode, ids, **settings)
 
-    # A panel's Stop (queue-free, beside Gradio's cancel): that panel's run in this session ends at its next
-    # decoding step, not at the end of the timed run it is in (see ui/run_tracker.py).
+    # A panel's Stop (queue-free, registered before the listener that cancels in Gradio): that panel's run in
+    # this session ends at its next decoding step, not where the panel next yields (see ui/run_tracker.py).
     def stop_race(self, request: gr.Request = None):
         self._stops.request(getattr(request, "session_hash", None), "race")
 
     def stop_sweep(self, request: gr.Request = None):
         self._stops.request(getattr(request, "session_hash", None), "sweep")
+
+    def stop_audit(self, request: gr.Request = None):
+        self._stops.request(getattr(request, "session_hash", None), "audit")
 
     def race_stopped(self, view: str):
         """Stop during a Race: the cards timed so far stay; the "timing …" line says the Race was stopped (and,
@@ -251,7 +255,7 @@ class PanelHandlers(SweepPanel):
 
     # ---------------------------------------------------------------- Speculative audit
     def speculative_audit(self, prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                          adaptive=False, min_draft_confidence=None):
+                          adaptive=False, min_draft_confidence=None, request: gr.Request = None):
         """Per verification round: draft, accepted prefix, first rejection. Yields (table, histogram, summary).
 
         adaptive / min_draft_confidence: the draft-length variants (None: the model's default cut)."""
@@ -259,7 +263,10 @@ class PanelHandlers(SweepPanel):
         try:
             settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
             settings.update(adaptive=switch("adaptive draft length", adaptive), min_draft_confidence=min_draft_confidence)
-            _, events = self._stream("speculative", prompt, settings)
+            engine = self.engine.own()
+            _, events = self._stream("speculative", prompt, settings, engine)
+            # checked, it stops the session's earlier audit (a refused one stops nothing), and watches its Stop
+            engine.stopped = self._stops.supersede(getattr(request, "session_hash", None), "audit")
             pacer = FramePacer(self.frame_interval_s)
             for event in events:
                 if event.kind == "verify":
@@ -272,6 +279,8 @@ class PanelHandlers(SweepPanel):
                     rounds[-1]["emitted"] = int(event.tokens.shape[1])
                 elif event.kind == "done":
                     stats, written = event.stats, event.info["new_tokens"][0]
+        except Stopped:  # its Stop, or a newer run of the session: the panel is no longer this run's to draw
+            return
         except ImportError as exc:
             message = unavailable("Speculative decoding", exc)
             yield error_html(message), None, ""
