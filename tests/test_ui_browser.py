@@ -1,7 +1,7 @@
 """A real browser (Debian's Chromium through Playwright) drives the Playground and the Race.
 
 It types a prompt, moves the γ slider, presses Generate, and watches masked cells turn into tokens
-while the run is going; replays a step with the scrubber; stops a long run; races diffusion against
+while the run is going; replays a step with the scrubber; stops a long run; generates again mid-run; races diffusion against
 AR, and races again right after a Stop. Screenshots go to runs/screenshots/ (the README's come from scripts/screenshots.py). The only test hook is `SlowEngine`, a test-side engine
 that pauses after each step so a browser can see the steps; the app itself is unchanged.
 Playwright never downloads a browser here: it is pointed at /usr/bin/chromium.
@@ -166,6 +166,26 @@ def test_release_restarts_and_stop_cancels_within_a_step(page):
     page.locator("#generate").click()
     wait_until_settled(page)
     assert board_state(page)["frames"] >= 2 and board_state(page)["masked"] == 0
+
+
+def test_generate_pressed_during_a_run_runs_the_new_prompt(page):
+    """The run going stops at its next step and the prompt as it is now runs (Gradio's default trigger mode
+    dropped the click while the run was pending: the old prompt's run went on to its end, 3 of 3 tries)."""
+    prompt = page.locator("#prompt textarea")
+    before = prompt.input_value()
+    set_slider(page, "max-new", 256)
+    prompt.fill("old_prompt = 1\n")
+    page.locator("#generate").click()
+    page.wait_for_function("() => { const b = document.querySelector('#view .tt-board');"
+                           " return b && b.dataset.done === '0' && +b.dataset.frames >= 6; }")
+    prompt.fill("new_prompt = 2\n")
+    page.locator("#generate").click()
+    page.wait_for_function("() => document.querySelector('#view').innerText.includes('new_prompt')")
+    page.locator("#stop").click()  # the new run is the one going: Stop reaches it
+    page.wait_for_selector("#stats >> text=stopped")
+    assert "old_prompt" not in page.inner_text("#view")
+    set_slider(page, "max-new", 16)
+    prompt.fill(before)
 
 
 def test_race_panel(page):

@@ -80,17 +80,37 @@ class Request:
         self.session_hash = session_hash
 
 
-def test_a_stop_request_stops_only_the_runs_of_its_session_and_panel_started_before_it():
+def test_a_stop_request_stops_only_the_run_of_its_session_and_panel_and_keeps_nothing_after_it():
     from ui.run_tracker import StopRequests
 
     stops = StopRequests()
-    race, other_session, sweep, no_session = (stops.watch("a", "race"), stops.watch("b", "race"),
-                                              stops.watch("a", "sweep"), stops.watch(None, "race"))
-    assert not race()
+    race, other_session, sweep, no_session = (stops.begin("a", "race"), stops.begin("b", "race"),
+                                              stops.begin("a", "sweep"), stops.begin(None, "race"))
+    assert not any(watch() for watch in (race, other_session, sweep, no_session))
     stops.request("a", "race")
     stops.request(None, "race")  # a caller with no session (the Python API) has no Stop to press
     assert race() and not other_session() and not sweep() and not no_session()
-    assert not stops.watch("a", "race")()  # a run started after the Stop is not stopped by it
+    assert not stops.begin("a", "race")()  # a run begun after the Stop is not stopped by it
+    newer = stops.begin("b", "race")  # a newer run of a session's panel stops the older
+    assert other_session() and not newer()
+    for watch in (race, other_session, sweep, no_session, newer):
+        watch.end()
+    assert stops._live == {("a", "race"): stops._live[("a", "race")]}  # only the run begun and not ended
+
+
+def test_a_stopped_run_leaves_the_tally_even_when_its_sampler_is_a_plain_iterator(engine):
+    from ui.run_tracker import Stopped
+
+    class ListEngine:  # an engine whose stream is a list's iterator (no close())
+        def stream(self, *args, **kwargs):
+            return iter([1, 2, 3])
+
+    tracker = RunTracker()
+    stopped = TrackedEngine(ListEngine(), tracker).own(lambda: True)
+    with pytest.raises(Stopped):
+        list(stopped.stream("ar", [1]))
+    assert tracker.active == 0 and stopped.active == 0
+    assert list(TrackedEngine(ListEngine(), tracker).stream("ar", [1])) == [1, 2, 3] and tracker.active == 0
 
 
 def stop_after(handlers, monkeypatch, panel: str, session: str, n_events: int) -> list[int]:
@@ -144,6 +164,28 @@ def test_a_new_race_of_a_session_supersedes_its_race_still_going(engine):
     for race in (newer, other):
         *_, (html, _, _) = list(race)
         assert html.count('class="tt-card"') == 2 and "Stopped" not in html
+    assert handlers._stops._live == {}  # ended runs leave nothing per session
+
+
+def test_a_refused_run_stops_nothing_and_newer_sweeps_and_audits_supersede(engine):
+    handlers = Handlers(engine)
+    race = handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 8, 1, None, Request("s1"))
+    assert "timing ar" in next(race)[0]
+    refused = list(handlers.race("def f(x):", ["diffusion"], 5.0, 4, 4, 8, 1, None, Request("s1")))
+    assert "γ" in refused[-1][0]  # its message, and the Race going is untouched
+    *_, (html, _, _) = list(race)
+    assert html.count('class="tt-card"') == 2
+    older = handlers.sweep(["fibonacci"], "", "0.5", "4", 4, 8, False, 1, Request("s1"))
+    next(older)  # its opening message: the grid's inputs checked, its watch begun
+    *_, (_, _, _, message) = list(handlers.sweep(["fibonacci"], "", "0.5", "4", 4, 4, False, 1, Request("s1")))
+    assert "1 grid point over 1 prompt" in message and list(older) == []
+    handlers.frame_interval_s = 0.0
+    older = handlers.speculative_audit("def f(x):", 0.8, 4, 4, 16, 0.0, 0, False, None, Request("s1"))
+    next(older)
+    *_, (_, _, summary) = list(handlers.speculative_audit("def f(x):", 0.8, 4, 4, 8, 0.0, 0, False, None,
+                                                         Request("s1")))
+    assert "Running" not in summary and list(older) == []
+    assert handlers._stops._live == {}
 
 
 def test_an_audit_stopped_mid_run_ends_at_its_next_step(engine, monkeypatch):

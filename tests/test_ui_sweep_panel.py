@@ -12,7 +12,7 @@ from ui.sweep_panel import with_front  # noqa: E402
 
 
 def test_the_sweep_draws_each_point_as_it_is_measured(engine):
-    """A generator: the plot and table fill in point by point, and Stop (a cancelled generator) keeps them."""
+    """A generator: the plot and table fill in point by point, and Stop (the generator ended) keeps them."""
     handlers = Handlers(engine)
     updates, csv_lines = [], []
     for update in handlers.sweep(["fibonacci"], "", "0.5, 0.9", "2", 2, 4):

@@ -3,7 +3,8 @@ ui.panel_handlers and ui.sweep_panel have the other five).
 
 Wiring notes (Gradio 6 front-end behaviour, checked in its source: the listeners of one trigger run in
 the order they were registered, and a listener's own `cancels=` fires only after its function ends):
-* Generate and Enter in the prompt are one listener (api_name "generate").
+* Generate and Enter in the prompt are one listener (api_name "generate"); pressed while a run is going, they
+  supersede it (it stops at its next step) and run the prompt as it is now.
 * Releasing γ / S / steps first runs a queue-free listener that supersedes the session's run in flight
   (Playground tab only; it stops at its next step), then re-runs the prompt with trigger_mode="multiple" while the Playground tab is open (a State follows the tab;
   the mode radio and the anchor checkbox re-run the same way); a re-run still going is superseded server-side
@@ -217,8 +218,14 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         releases = [gamma.release, block_size.release, steps.release, mode.input, anchor_first.input]
         playground_in = [prompt, mode, *settings, colour_by, anchor_first, record]  # record: a refusal redraws it
         playground_out = [view, stats, completion, record, scrubber]
+        # Generate (or Enter) while a run is going starts the new run: the queue-free listener first supersedes
+        # the session's run in flight, which stops at its next step and frees its place in the queue. Under
+        # Gradio's default trigger mode ("once") the click was dropped while the run was pending, and the new
+        # prompt never ran.
+        gr.on([generate_btn.click, prompt.submit], handlers.supersede, active_tab, None, queue=False,
+              api_visibility="private")
         run = gr.on([generate_btn.click, prompt.submit], handlers.generate, playground_in, playground_out,
-                    api_name="generate", show_progress="hidden", concurrency_id=ENGINE)
+                    api_name="generate", show_progress="hidden", concurrency_id=ENGINE, trigger_mode="multiple")
         # Registered before the re-run, so it runs first: on the Playground tab the session's run in flight stops
         # at its next step (which frees its place in the queue for the re-run). Not a front-end `cancels=`: that
         # fired on every tab and left a Playground run frozen mid-way when a slider moved on the Race tab.

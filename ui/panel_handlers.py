@@ -2,7 +2,8 @@
 ui/sweep_panel.py). Thin generators over the engine, twotower.bench / twotower.sweep and the memory plan (no
 decoding or timing logic of their own); `ui.handlers.Handlers` adds the Playground's on top of them.
 
-Like the Playground's, they keep nothing per session: a Race's numbers travel in a gr.State.
+Like the Playground's, they keep nothing per session (a Race's numbers travel in a gr.State) but the run going in
+each session's Race, audit and Sweep, for their Stop (ui/run_tracker.StopRequests), while it runs.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class PanelHandlers(SweepPanel):
     def __init__(self, engine):
         # every panel's runs count in one tracker: a timing can then tell whether another run shared the machine
         self.engine = TrackedEngine(engine, RunTracker())
-        self._stops = StopRequests()  # each session's Stops of the Race and the Sweep, which their runs watch
+        self._stops = StopRequests()  # the Race, audit and Sweep run going in each session, for their Stop
         # a token's piece is fixed for the loaded model; boards and audits look up the same few hundred again
         self.piece = functools.lru_cache(maxsize=None)(engine.tokenizer.piece)
 
@@ -129,7 +130,8 @@ class PanelHandlers(SweepPanel):
     # ---------------------------------------------------------------- Race
     def _timed(self, mode: str, ids, max_new_tokens: int, settings: dict, repeats: int, engine=None):
         """twotower.bench's method: an untimed warm-up, then `repeats` timed drains (nothing drawn); the median.
-        A generator: None before each timed run (a point where Stop lands, not only after the whole mode), then
+        A generator: None before each timed run (where Gradio's cancel can land; Stop itself ends a run at any
+        step through the engine's watch), then
         the result, `disturbed` when another run of the app was going during a timed run. engine: the caller's
         own TrackedEngine (a Race's, whose runs do not disturb each other); by default a fresh one."""
         from twotower.bench import timed_generation
@@ -188,7 +190,7 @@ class PanelHandlers(SweepPanel):
         previous: the session's earlier measurements; a mode this Race does not time keeps its number and the
         label of the Race that measured it. They also hold the cards on screen ("view"), which a refused Race
         shows again under its message: a bad prompt or setting costs no earlier result."""
-        results = []
+        results, watch = [], None
         try:
             ids, order, settings, max_new_tokens, repeats = self._race_inputs(
                 prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats)
@@ -197,8 +199,8 @@ class PanelHandlers(SweepPanel):
                     if len(order) > 1 else "")
             label = (f"measured on this machine by the Race at {time.strftime('%H:%M:%S')} ({len(ids)}-token prompt, "
                      f"{max_new_tokens} new tokens, {read}{self.engine.model.ctx_device})")
-            measured = previous
-            engine = self.engine.own(self._stops.supersede(getattr(request, "session_hash", None), "race"))
+            measured, watch = previous, self._stops.begin(getattr(request, "session_hash", None), "race")
+            engine = self.engine.own(watch)  # its own tally, and its Stop (or a newer Race) ends it at a step
             for mode in order:
                 view = race_html(results, self.engine.decode, f"timing {mode}…", progress=True)
                 if measured is not previous:  # what a Stop during this mode leaves on screen
@@ -208,7 +210,7 @@ class PanelHandlers(SweepPanel):
                 try:
                     for timed in self._timed(engine_mode, ids, max_new_tokens,
                                              {**settings, **extra} if mode != "ar" else {}, repeats, engine):
-                        if timed is None:  # between two runs: nothing to redraw, but Stop can end the Race here
+                        if timed is None:  # between two runs: nothing to redraw, but a cancel can land here
                             yield gr.skip(), gr.skip(), gr.skip()
                     results.append({**timed, "mode": mode})  # the contestant's name: cards, bars, Cost
                     # each mode's number reaches the Cost panel as soon as it is timed: a Stop keeps it (and
@@ -223,6 +225,9 @@ class PanelHandlers(SweepPanel):
             gr.Warning(str(exc))
             yield error_html(str(exc)) + ((previous or {}).get("view") or ""), gr.skip(), gr.skip()
             return
+        finally:
+            if watch is not None:
+                watch.end()
         ref = results[0]["tokens"]
         for r in results[1:]:
             if not r.get("error"):
@@ -259,14 +264,14 @@ class PanelHandlers(SweepPanel):
         """Per verification round: draft, accepted prefix, first rejection. Yields (table, histogram, summary).
 
         adaptive / min_draft_confidence: the draft-length variants (None: the model's default cut)."""
-        rounds, stats, written = [], None, None
+        rounds, stats, written, watch = [], None, None, None
         try:
             settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
             settings.update(adaptive=switch("adaptive draft length", adaptive), min_draft_confidence=min_draft_confidence)
             engine = self.engine.own()
             _, events = self._stream("speculative", prompt, settings, engine)
             # checked, it stops the session's earlier audit (a refused one stops nothing), and watches its Stop
-            engine.stopped = self._stops.supersede(getattr(request, "session_hash", None), "audit")
+            engine.stopped = watch = self._stops.begin(getattr(request, "session_hash", None), "audit")
             pacer = FramePacer(self.frame_interval_s)
             for event in events:
                 if event.kind == "verify":
@@ -290,6 +295,9 @@ class PanelHandlers(SweepPanel):
             gr.Warning(str(exc))
             yield gr.skip(), gr.skip(), error_html(str(exc))
             return
+        finally:
+            if watch is not None:
+                watch.end()
         lengths = list((stats or {}).get("acceptance_lengths") or [r["accepted"] + 1 for r in rounds])
         figure = acceptance_histogram(lengths, whole(block_size))
         output = None if written is None else self.engine.decode(written)

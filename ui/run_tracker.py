@@ -2,14 +2,14 @@
 
 The app serves several runs at once (its concurrency limit, over every panel and user), and on a small host two
 runs halve each other's speed: a Race timed beside a Sweep read half its speed alone and said nothing. Every
-panel's engine is a `TrackedEngine`; the Race and the Sweep take one of their own (its own tally) and compare
-the runs of everyone else before and after each timing.
+panel's engine is a `TrackedEngine`; the Race, the Sweep and the audit take one of their own (its own tally),
+and the Race and the Sweep compare the runs of everyone else before and after each timing.
 
 It also carries a panel's Stop into the runs themselves (`StopRequests`). Gradio's cancel lands only when the
 panel's generator next yields, and the Race and the Sweep yield between whole timed runs (seconds apart); until
 then the front end holds the stopped run as pending, and a Race pressed in that window was lost (the front end
 defers it to the stopped run's end, whose message does not always come). A run that watches its panel's Stop
-ends at its next decoding step instead.
+ends at its next decoding step instead (the audit's too: Stop then Run lost 1 audit in 5 there).
 """
 
 from __future__ import annotations
@@ -42,34 +42,46 @@ class Stopped(Exception):
 
 
 class StopRequests:
-    """How many times each browser session pressed each panel's Stop. A run notes the count when it starts and
-    is stopped once the count moves, so a Stop pressed before a run started never stops that run."""
+    """The run going in each browser session's panel (Race, audit, Sweep), so that the panel's Stop, or a newer
+    run of it, can stop that run. Entries live as long as their run: nothing is kept per session after it."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._count: dict[tuple[str, str], int] = {}  # (session, panel) -> Stops pressed; an int per pair
+        self._live: dict[tuple[str, str], RunWatch] = {}  # (session, panel) -> the watch of the run going
+
+    def begin(self, session: str | None, panel: str) -> "RunWatch":
+        """A new run of `panel`: the session's earlier one (if any) stops at its next step. The front end can
+        start a second Race while a stopped one is still pending (a deferred click), and two timed runs at once
+        would disturb each other: the newest is the one the user asked for. A run with no session (the Python
+        API's) is never stopped this way. Call the watch's `end()` when the run ends."""
+        watch = RunWatch(self, None if session is None else (session, panel))
+        if watch.key is not None:
+            with self._lock:
+                self._live[watch.key] = watch
+        return watch
 
     def request(self, session: str | None, panel: str) -> None:
+        """The panel's Stop: the session's run of it, if one is going, stops at its next step. A Stop pressed
+        before a run began never stops that run."""
         if session is not None:
             with self._lock:
-                self._count[session, panel] = self._count.get((session, panel), 0) + 1
+                self._live.pop((session, panel), None)
 
-    def watch(self, session: str | None, panel: str) -> Callable[[], bool]:
-        """A test that turns true once `panel`'s Stop is pressed in `session` after this call (a run with no
-        session, as the Python API's, is never stopped this way)."""
-        if session is None:
-            return lambda: False
-        key = (session, panel)
-        with self._lock:
-            start = self._count.get(key, 0)
-        return lambda: self._count.get(key, 0) != start
 
-    def supersede(self, session: str | None, panel: str) -> Callable[[], bool]:
-        """A new run of `panel`: the session's earlier one stops at its next step, and the new one watches.
-        The front end can start a second Race while a stopped one is still pending (a deferred click), and two
-        timed runs at once would disturb each other: the newest is the one the user asked for."""
-        self.request(session, panel)
-        return self.watch(session, panel)
+class RunWatch:
+    """One run's test for "stopped" (called at every decoding step: a dict lookup, no lock) and its `end()`."""
+
+    def __init__(self, requests: StopRequests, key: tuple[str, str] | None):
+        self.requests, self.key = requests, key
+
+    def __call__(self) -> bool:
+        return self.key is not None and self.requests._live.get(self.key) is not self
+
+    def end(self) -> None:
+        if self.key is not None:
+            with self.requests._lock:
+                if self.requests._live.get(self.key) is self:
+                    del self.requests._live[self.key]
 
 
 class TrackedEngine:
@@ -88,7 +100,7 @@ class TrackedEngine:
 
     def own(self, stopped: Callable[[], bool] | None = None) -> "TrackedEngine":
         """The same engine with a tally of its own: a timed run's own runs do not count as disturbing it.
-        stopped: a StopRequests.watch test; once it is true, the engine's runs raise Stopped at their next step."""
+        stopped: a StopRequests.begin watch; once it is true, the engine's runs raise Stopped at their next step."""
         return TrackedEngine(self._engine, self.tracker, stopped)
 
     def others(self) -> Others:
@@ -113,6 +125,8 @@ class TrackedEngine:
                     raise Stopped
                 yield event
         finally:  # also when the consumer stops early (Stop, a superseded run): Python closes the generator
-            events.close()  # a sampler left at a step by Stopped ends now, not when it is collected
-            with tracker.lock:
-                tracker.active, self.active = tracker.active - 1, self.active - 1
+            try:  # a sampler left at a step by Stopped ends now, not when it is collected
+                getattr(events, "close", lambda: None)()
+            finally:
+                with tracker.lock:
+                    tracker.active, self.active = tracker.active - 1, self.active - 1

@@ -117,7 +117,7 @@ class SweepPanel:
     def sweep(self, example_names, extra_prompt, gammas, block_sizes, steps_per_block, max_new_tokens,
               anchor_first=False, repeats=1, request: gr.Request = None):
         """γ × S grid through twotower.sweep (its code, its figure, its CSV). Yields (scatter, table, CSV, message)
-        after every grid point, so the plot fills in as it goes and Stop ends the sweep between two points
+        after every grid point, so the plot fills in as it goes; Stop ends the sweep at its next decoding step
         (the points measured stay on screen). anchor_first: every point runs anchored diffusion. repeats: timed
         runs of each point and of its AR (the median, as `twotower sweep --repeats`)."""
         try:
@@ -125,15 +125,16 @@ class SweepPanel:
         except ImportError as exc:
             yield None, None, None, error_html(unavailable("The sweep (twotower.sweep)", exc))
             return
-        points, disturbed = [], 0  # disturbed: points timed while another run of the app was going
+        points, disturbed, watch = [], 0, None  # disturbed: points timed while another run of the app was going
         try:
             prompts, grid_gammas, grid_sizes, repeats, anchor_first, n = self._sweep_inputs(
                 sweep, example_names, extra_prompt, gammas, block_sizes, steps_per_block, repeats, anchor_first)
+            # checked: it stops the session's earlier Sweep, and its own Stop ends it at a step from now on
+            watch = self._stops.begin(getattr(request, "session_hash", None), "sweep")
             # the previous sweep's plot, table and CSV go: they would sit beside this one's progress
             yield None, None, None, note_html(f"{WARM_UP}, then {n} grid point(s), each timed beside AR …", progress=True)
             csv_dir = self._csv_folder()
-            # the sweep's own runs do not disturb its timings (everyone else's do); its Stop ends them at a step
-            engine = self.engine.own(self._stops.supersede(getattr(request, "session_hash", None), "sweep"))
+            engine = self.engine.own(watch)  # the sweep's own runs do not disturb its timings; everyone else's do
             before = engine.others()
             for point in sweep.iter_sweep(engine, prompts, grid_gammas, grid_sizes, steps=whole(steps_per_block),
                                           max_new_tokens=whole(max_new_tokens), anchor_first=anchor_first,
@@ -155,6 +156,9 @@ class SweepPanel:
             gr.Warning(str(exc))
             yield gr.skip(), gr.skip(), gr.skip(), error_html(str(exc))
             return
+        finally:
+            if watch is not None:
+                watch.end()
         path, unsaved = save_csv(csv_dir, points)
         message = note_html(f"{len(points)} grid point{'' if len(points) == 1 else 's'} over {len(prompts)} prompt(s)"
                             f"{', anchored diffusion' if anchor_first else ''}; "
