@@ -356,14 +356,20 @@ def test_a_click_while_a_stopped_run_is_still_pending_waits_instead_of_being_dro
         assert wired[name].trigger_mode == "always_last", name
 
 
-def test_the_race_sweep_and_audit_stops_tell_their_run_before_gradio_cancels_it(app):
-    """The front end runs a trigger's listeners in registration order: the queue-free stop_race (…) must
-    come before the listener whose `cancels=` drops the run, so the run ends itself at its next step and its event
-    completes as a finished one (tests/test_ui_browser.py races again right after Stop)."""
+def test_the_race_sweep_and_audit_stop_their_run_themselves_and_their_buttons_arm_it_first(app):
+    """Their Stop tells the run (stop_race …) and uses no Gradio cancel, which lost the Race pressed next and
+    could end it (tests/test_ui_browser.py races again right after Stop); the run's button first runs its
+    queue-free `<panel>_pressed` (the front end awaits it before queueing the run), so that a Stop pressed
+    earlier is not taken for this run's."""
     elem = {block._id: getattr(block, "elem_id", None) for block in app.demo.blocks.values()}
-    for panel in ("race", "sweep", "audit"):
-        fns = [fn for _, fn in sorted(app.demo.fns.items())
-               if any(elem.get(target) == f"{panel}-stop" for target, _ in fn.targets)]
-        names = [getattr(fn.fn, "__name__", None) for fn in fns]
-        cancelling = [i for i, fn in enumerate(fns) if fn.cancels]
-        assert names.index(f"stop_{panel}") < cancelling[0], (panel, names)
+    fns = [fn for _, fn in sorted(app.demo.fns.items())]
+
+    def on(elem_id):
+        return [fn for fn in fns if any(elem.get(target) == elem_id for target, _ in fn.targets)]
+
+    for panel, button, run in (("race", "race-button", "race"), ("sweep", "sweep-button", "sweep"),
+                               ("audit", "audit-button", "speculative_audit")):
+        stops = on(f"{panel}-stop")
+        assert getattr(stops[0].fn, "__name__", None) == f"stop_{panel}" and not any(fn.cancels for fn in stops)
+        names = [getattr(fn.fn, "__name__", None) for fn in on(button)]
+        assert names.index(f"{panel}_pressed") < names.index(run), (panel, names)

@@ -123,7 +123,7 @@ def stop_after(handlers, monkeypatch, panel: str, session: str, n_events: int) -
         for event in stream(*args, **kwargs):
             seen[0] += 1
             if seen[0] == n_events:
-                getattr(handlers, f"stop_{panel}")(Request(session))
+                handlers._stops.request(session, panel)  # stop_<panel> would wait for this very run to end
             yield event
 
     monkeypatch.setattr(inner, "stream", counting)
@@ -135,7 +135,8 @@ def test_a_race_stopped_mid_run_ends_at_its_next_step_and_a_new_race_runs(engine
     seen = stop_after(handlers, monkeypatch, "race", "s1", n_events=5)
     outputs = list(handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 32, 1, None, Request("s1")))
     # AR's warm-up (33 steps for 32 tokens) ended at the step of the Stop: nothing after "timing ar…"
-    assert seen[0] == 5 and len(outputs) == 1 and "timing ar" in outputs[0][0]
+    assert seen[0] == 5 and len(outputs) == 2 and "timing ar" in outputs[0][0]
+    assert "Stopped before any mode was timed" in outputs[1][0]  # the run draws itself stopped
     seen[0] = -1000  # no further Stop: the next Race of the session (and another session's) runs to its end
     *_, (html, _, measured) = list(handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 4, 1, None, Request("s1")))
     assert html.count('class="tt-card"') == 2 and set(measured["tokens_per_s"]) == {"ar", "diffusion"}
@@ -145,7 +146,8 @@ def test_a_sweep_stopped_mid_point_ends_at_its_next_step(engine, monkeypatch):
     handlers = Handlers(engine)
     seen = stop_after(handlers, monkeypatch, "sweep", "s1", n_events=3)
     outputs = list(handlers.sweep(["fibonacci"], "", "0.5, 0.9", "4", 4, 16, False, 1, Request("s1")))
-    assert seen[0] == 3 and len(outputs) == 1  # its opening message only: no point was measured
+    assert seen[0] == 3 and len(outputs) == 2  # its opening message, then: no point was measured
+    assert "Stopped during the warm-up" in outputs[1][3]
     seen[0] = -1000
     other = list(handlers.sweep(["fibonacci"], "", "0.5", "4", 4, 4, False, 1, Request("s2")))
     assert "1 grid point over 1 prompt" in other[-1][3]
@@ -160,7 +162,8 @@ def test_a_new_race_of_a_session_supersedes_its_race_still_going(engine):
     assert "timing ar" in next(older)[0] and "timing ar" in next(other)[0]
     newer = handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 8, 1, None, Request("s1"))
     assert "timing ar" in next(newer)[0]
-    assert list(older) == []  # its warm-up's next step raised Stopped: the generator ends, showing nothing
+    (stopped, *_), = list(older)  # its warm-up's next step raised Stopped: it ends, drawn stopped
+    assert "Stopped before any mode was timed" in stopped
     for race in (newer, other):
         *_, (html, _, _) = list(race)
         assert html.count('class="tt-card"') == 2 and "Stopped" not in html
@@ -178,23 +181,58 @@ def test_a_refused_run_stops_nothing_and_newer_sweeps_and_audits_supersede(engin
     older = handlers.sweep(["fibonacci"], "", "0.5", "4", 4, 8, False, 1, Request("s1"))
     next(older)  # its opening message: the grid's inputs checked, its watch begun
     *_, (_, _, _, message) = list(handlers.sweep(["fibonacci"], "", "0.5", "4", 4, 4, False, 1, Request("s1")))
-    assert "1 grid point over 1 prompt" in message and list(older) == []
+    assert "1 grid point over 1 prompt" in message and "Stopped" in list(older)[-1][3]
     handlers.frame_interval_s = 0.0
     older = handlers.speculative_audit("def f(x):", 0.8, 4, 4, 16, 0.0, 0, False, None, Request("s1"))
     next(older)
     *_, (_, _, summary) = list(handlers.speculative_audit("def f(x):", 0.8, 4, 4, 8, 0.0, 0, False, None,
                                                          Request("s1")))
-    assert "Running" not in summary and list(older) == []
+    assert "Running" not in summary and "Stopped" in list(older)[-1][2]
     assert handlers._stops._live == {}
 
 
 def test_an_audit_stopped_mid_run_ends_at_its_next_step(engine, monkeypatch):
     handlers = Handlers(engine)
     handlers.frame_interval_s = 0.0  # every verified round is drawn
-    seen = stop_after(handlers, monkeypatch, "audit", "s1", n_events=4)
+    seen = stop_after(handlers, monkeypatch, "audit", "s1", n_events=10)
     outputs = list(handlers.speculative_audit("def f(x):", 0.8, 4, 4, 32, 0.0, 0, False, None, Request("s1")))
-    assert seen[0] == 4 and all("Running" in summary for *_, summary in outputs)  # no finished summary came
+    assert seen[0] == 10 and outputs[:-1] and all("Running" in summary for *_, summary in outputs[:-1])
+    assert "Stopped: the rounds above were verified" in outputs[-1][2]  # …but the rounds drawn, marked stopped
     seen[0] = -1000
     *_, (_, _, summary) = list(handlers.speculative_audit("def f(x):", 0.8, 4, 4, 8, 0.0, 0, False, None,
                                                          Request("s1")))
     assert "Running" not in summary and "verification rounds" in summary
+
+
+def test_a_stop_with_no_run_going_stops_the_run_queued_unless_its_button_is_pressed_again(engine):
+    """A Stop pressed while the Race waits in Gradio's queue (no run going yet) stops it as it begins; a Race
+    pressed after that Stop (its queue-free race_pressed goes first) is not stopped by it."""
+    handlers = Handlers(engine)
+    handlers.race_pressed(Request("s1"))
+    handlers.stop_race(Request("s1"))  # nothing going: returns at once
+    outputs = list(handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 8, 1, None, Request("s1")))
+    assert len(outputs) == 1 and "timing" not in str(outputs)  # nothing timed: the view on screen stays
+    handlers.stop_sweep(Request("s1"))
+    handlers.sweep_pressed(Request("s1"))  # pressed again: the earlier Stop is not for this run
+    *_, (_, _, _, message) = list(handlers.sweep(["fibonacci"], "", "0.5", "4", 4, 4, False, 1, Request("s1")))
+    assert "1 grid point over 1 prompt" in message
+    assert handlers._stops._live == {} and handlers._stops._stop_next == set()
+
+
+def test_stop_returns_once_its_run_has_ended(engine):
+    """The Stop listener returns after the stopped run's generator has ended, so the "stopped" line drawn next
+    (race_stopped) is over the run's last view."""
+    import threading
+    import time
+
+    handlers = Handlers(engine)
+    race = handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 64, 3, None, Request("s1"))
+    next(race)  # "timing ar…": the watch has begun
+    watch, outputs = handlers._stops._live["s1", "race"], []
+    worker = threading.Thread(target=lambda: outputs.extend(race))  # the queue's worker: the rest of the Race
+    worker.start()
+    time.sleep(0.05)
+    handlers.stop_race(Request("s1"))
+    assert watch.ended.is_set()
+    worker.join(5.0)
+    assert not worker.is_alive() and "Stopped before any mode was timed" in outputs[-1][0]

@@ -9,11 +9,11 @@ the order they were registered, and a listener's own `cancels=` fires only after
   (Playground tab only; it stops at its next step), then re-runs the prompt with trigger_mode="multiple" while the Playground tab is open (a State follows the tab;
   the mode radio and the anchor checkbox re-run the same way); a re-run still going is superseded server-side
   (Handlers keeps one live run per browser session, the older stops at its next step).
-* Each long-running panel has its own Stop, cancelling its own run; generators stop at their next step,
-  and a follow-up listener turns the panel's "running" line into a "stopped" one. The Race's, the audit's
-  and the Sweep's Stop first tell their runs directly (queue-free), which end at the next decoding step
-  (the Race and the Sweep yield only between timed runs); a new run of one of these panels stops the
-  session's earlier one the same way.
+* Each long-running panel has its own Stop, ending its own run at its next step, and a follow-up listener
+  turns the panel's "running" line into a "stopped" one. The Playground's cancels in Gradio (its run yields
+  every step); the Race's, the audit's and the Sweep's tell their runs directly (queue-free), which end at the
+  next decoding step (the Race and the Sweep yield only between timed runs); a new run of one of these
+  panels stops the session's earlier one the same way.
 * Every panel's function has a named API endpoint, so gradio_client can drive the app.
 """
 
@@ -250,19 +250,25 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         # (Gradio's default, "once"): Stop then Race at once lost the Race, as the stopped run was still pending.
         # A deferred click runs only when that run's end reaches the front end, which is why Stop ends the run
         # at its next step (handlers.stop_race) rather than after the timed run it is in.
-        race_run = gr.on([race_btn.click, race_prompt.submit], handlers.race,
-                         [race_prompt, race_modes, gamma, block_size, steps, max_new, repeats, race_measured],
-                         [race_view, race_plot, race_measured], api_name="race", concurrency_id=ENGINE,
-                         show_progress="minimal",  # its cards say which mode is being timed; minimal: a queue position
-                         trigger_mode=AFTER_STOP)
-        audit_run = gr.on([audit_btn.click, audit_prompt.submit], handlers.speculative_audit,
-                          [audit_prompt, *settings, audit_adaptive, audit_cut], [audit_table, audit_plot, audit_summary],
-                          api_name="speculative_audit", concurrency_id=ENGINE, trigger_mode=AFTER_STOP)
-        sweep_run = sweep_btn.click(handlers.sweep, [sweep_examples, sweep_extra, sweep_gammas, sweep_sizes, steps,
-                                                     max_new, sweep_anchor, sweep_repeats],
-                                    [sweep_plot, sweep_table, sweep_csv, sweep_message],
-                                    api_name="sweep", concurrency_id=ENGINE, trigger_mode=AFTER_STOP,
-                                    show_progress="minimal")  # its message counts the points; minimal: a queue position
+        # first, and awaited by the front end before it queues the run: a Stop pressed before is not for this run
+        gr.on([race_btn.click, race_prompt.submit], handlers.race_pressed, None, None, queue=False,
+              api_visibility="private")
+        gr.on([audit_btn.click, audit_prompt.submit], handlers.audit_pressed, None, None, queue=False,
+              api_visibility="private")
+        sweep_btn.click(handlers.sweep_pressed, None, None, queue=False, api_visibility="private")
+        gr.on([race_btn.click, race_prompt.submit], handlers.race,
+              [race_prompt, race_modes, gamma, block_size, steps, max_new, repeats, race_measured],
+              [race_view, race_plot, race_measured], api_name="race", concurrency_id=ENGINE,
+              show_progress="minimal",  # its cards say which mode is being timed; minimal: a queue position
+              trigger_mode=AFTER_STOP)
+        gr.on([audit_btn.click, audit_prompt.submit], handlers.speculative_audit,
+              [audit_prompt, *settings, audit_adaptive, audit_cut], [audit_table, audit_plot, audit_summary],
+              api_name="speculative_audit", concurrency_id=ENGINE, trigger_mode=AFTER_STOP)
+        sweep_btn.click(handlers.sweep, [sweep_examples, sweep_extra, sweep_gammas, sweep_sizes, steps, max_new,
+                                         sweep_anchor, sweep_repeats],
+                        [sweep_plot, sweep_table, sweep_csv, sweep_message],
+                        api_name="sweep", concurrency_id=ENGINE, trigger_mode=AFTER_STOP,
+                        show_progress="minimal")  # its message counts the points; minimal: a queue position
         # what Race and Sweep read at their start; a slider moved afterwards marks their results as measured
         # at other values (queue-free: nothing heavy, and it must not wait behind the run it describes)
         race_in = [gamma, block_size, steps, max_new, race_prompt]
@@ -295,19 +301,16 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         # a new Race takes the last one's file away (download again once it has run)
         gr.on([race_btn.click, race_prompt.submit], lambda: gr.File(value=None, visible=False), None, race_file,
               queue=False, api_visibility="private")
-        # The Race's, the audit's and the Sweep's Stop first tell their run (handlers.stop_race: it ends at its next
-        # step, and its event completes as a finished one), and only then cancel it in Gradio: the front end
-        # runs a trigger's listeners in order, awaiting each queue-free one, so the run has its stop before the
-        # cancel arrives. Sent the other way round, the cancel once reached the run first: the Race's view read
-        # "Error", and a Race pressed meanwhile (deferred until the stopped run's end) never ran.
-        race_stop.click(handlers.stop_race, None, None, queue=False, api_visibility="private")
-        race_stop.click(None, None, None, queue=False, cancels=[race_run]).then(
+        # The Race's, the audit's and the Sweep's Stop tell their run (handlers.stop_race …), which ends at its next
+        # decoding step and completes as a finished event, then draw it stopped. Not Gradio's `cancels=`: a cancel
+        # lands only where the run yields (seconds apart in a Race), its end did not always reach the front end
+        # (a Race pressed meanwhile, deferred until then, never ran), and it cancels by session and listener, so
+        # late it could end the new run instead. A run still waiting in the queue begins stopped.
+        race_stop.click(handlers.stop_race, None, None, queue=False, api_visibility="private").then(
             handlers.race_stopped, race_view, race_view, queue=False, api_visibility="private")
-        sweep_stop.click(handlers.stop_sweep, None, None, queue=False, api_visibility="private")
-        sweep_stop.click(None, None, None, queue=False, cancels=[sweep_run]).then(
+        sweep_stop.click(handlers.stop_sweep, None, None, queue=False, api_visibility="private").then(
             handlers.sweep_stopped, sweep_message, sweep_message, queue=False, api_visibility="private")
-        audit_stop.click(handlers.stop_audit, None, None, queue=False, api_visibility="private")
-        audit_stop.click(None, None, None, queue=False, cancels=[audit_run]).then(
+        audit_stop.click(handlers.stop_audit, None, None, queue=False, api_visibility="private").then(
             handlers.audit_stopped, audit_summary, audit_summary, queue=False, api_visibility="private")
     demo.queue(default_concurrency_limit=concurrency_limit)
     return demo

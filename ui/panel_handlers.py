@@ -28,6 +28,7 @@ from .render_panels import MODE_LABELS, acceptance_summary_html, audit_html, cos
 from .run_tracker import RunTracker, StopRequests, Stopped, TrackedEngine
 from .sweep_panel import SweepPanel
 
+STOP_WAIT_S = 10.0  # a Stop waits this long at most for its run's next decoding step
 RACE_MODES = ("diffusion", "diffusion_anchored", "speculative", "mock_ar")  # raced against AR, in this order
 # contestants that are a mode with a setting: (engine mode, extra settings)
 RACE_VARIANTS = {"diffusion_anchored": ("diffusion", {"anchor_first": True})}
@@ -91,16 +92,27 @@ class PanelHandlers(SweepPanel):
         ids = self.engine.encode_prompt(prompt)
         return ids, (engine or self.engine).stream(mode, ids, **settings)
 
-    # A panel's Stop (queue-free, registered before the listener that cancels in Gradio): that panel's run in
-    # this session ends at its next decoding step, not where the panel next yields (see ui/run_tracker.py).
+    # A panel's Stop (queue-free; Gradio's cancel is not used, see ui/run_tracker.py): that panel's run in this
+    # session ends at its next decoding step and shows itself stopped. The listener returns once the run has
+    # ended (at most STOP_WAIT_S), so that the "stopped" line drawn next is over the run's last view.
     def stop_race(self, request: gr.Request = None):
-        self._stops.request(getattr(request, "session_hash", None), "race")
+        self._stops.request(getattr(request, "session_hash", None), "race", wait_s=STOP_WAIT_S)
 
     def stop_sweep(self, request: gr.Request = None):
-        self._stops.request(getattr(request, "session_hash", None), "sweep")
+        self._stops.request(getattr(request, "session_hash", None), "sweep", wait_s=STOP_WAIT_S)
 
     def stop_audit(self, request: gr.Request = None):
-        self._stops.request(getattr(request, "session_hash", None), "audit")
+        self._stops.request(getattr(request, "session_hash", None), "audit", wait_s=STOP_WAIT_S)
+
+    # The panel's button pressed (queue-free, before its run is queued): a Stop pressed earlier is not for it.
+    def race_pressed(self, request: gr.Request = None):
+        self._stops.pressed(getattr(request, "session_hash", None), "race")
+
+    def sweep_pressed(self, request: gr.Request = None):
+        self._stops.pressed(getattr(request, "session_hash", None), "sweep")
+
+    def audit_pressed(self, request: gr.Request = None):
+        self._stops.pressed(getattr(request, "session_hash", None), "audit")
 
     def race_stopped(self, view: str):
         """Stop during a Race: the cards timed so far stay; the "timing …" line says the Race was stopped (and,
@@ -190,7 +202,7 @@ class PanelHandlers(SweepPanel):
         previous: the session's earlier measurements; a mode this Race does not time keeps its number and the
         label of the Race that measured it. They also hold the cards on screen ("view"), which a refused Race
         shows again under its message: a bad prompt or setting costs no earlier result."""
-        results, watch = [], None
+        results, watch, view = [], None, None
         try:
             ids, order, settings, max_new_tokens, repeats = self._race_inputs(
                 prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats)
@@ -201,6 +213,8 @@ class PanelHandlers(SweepPanel):
                      f"{max_new_tokens} new tokens, {read}{self.engine.model.ctx_device})")
             measured, watch = previous, self._stops.begin(getattr(request, "session_hash", None), "race")
             engine = self.engine.own(watch)  # its own tally, and its Stop (or a newer Race) ends it at a step
+            if watch():  # its Stop came while it waited in the queue
+                raise Stopped
             for mode in order:
                 view = race_html(results, self.engine.decode, f"timing {mode}…", progress=True)
                 if measured is not previous:  # what a Stop during this mode leaves on screen
@@ -219,7 +233,8 @@ class PanelHandlers(SweepPanel):
                     measured["race"] = race_rows(results, label)
                 except ImportError as exc:
                     results.append({"mode": mode, "tokens": [], "error": unavailable(f"{mode} mode", exc)})
-        except Stopped:  # its Stop, or a newer run of the session: the panel is no longer this run's to draw
+        except Stopped:  # its Stop, or a newer Race of the session: the cards timed so far, marked stopped
+            yield self.race_stopped(view), gr.skip(), gr.skip()
             return
         except ValueError as exc:  # refused before anything was timed: the message over the last Race's cards
             gr.Warning(str(exc))
@@ -264,7 +279,7 @@ class PanelHandlers(SweepPanel):
         """Per verification round: draft, accepted prefix, first rejection. Yields (table, histogram, summary).
 
         adaptive / min_draft_confidence: the draft-length variants (None: the model's default cut)."""
-        rounds, stats, written, watch = [], None, None, None
+        rounds, stats, written, watch, summary = [], None, None, None, None
         try:
             settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
             settings.update(adaptive=switch("adaptive draft length", adaptive), min_draft_confidence=min_draft_confidence)
@@ -272,6 +287,8 @@ class PanelHandlers(SweepPanel):
             _, events = self._stream("speculative", prompt, settings, engine)
             # checked, it stops the session's earlier audit (a refused one stops nothing), and watches its Stop
             engine.stopped = watch = self._stops.begin(getattr(request, "session_hash", None), "audit")
+            if watch():  # its Stop came while it waited in the queue
+                raise Stopped
             pacer = FramePacer(self.frame_interval_s)
             for event in events:
                 if event.kind == "verify":
@@ -279,12 +296,14 @@ class PanelHandlers(SweepPanel):
                     if not pacer.due():  # rounds faster than the eye are drawn together; the last yield has all
                         continue
                     running = note_html(f"Running: {len(rounds)} round(s) verified …", progress=True)
-                    yield audit_html(rounds, self.piece), gr.skip(), acceptance_summary_html(None, rounds) + running
+                    summary = acceptance_summary_html(None, rounds) + running
+                    yield audit_html(rounds, self.piece), gr.skip(), summary
                 elif event.kind == "block" and rounds:  # what the round emitted: EOS may cut it
                     rounds[-1]["emitted"] = int(event.tokens.shape[1])
                 elif event.kind == "done":
                     stats, written = event.stats, event.info["new_tokens"][0]
-        except Stopped:  # its Stop, or a newer run of the session: the panel is no longer this run's to draw
+        except Stopped:  # its Stop, or a newer audit of the session: the rounds drawn so far, marked stopped
+            yield gr.skip(), gr.skip(), self.audit_stopped(summary)
             return
         except ImportError as exc:
             message = unavailable("Speculative decoding", exc)

@@ -5,11 +5,13 @@ runs halve each other's speed: a Race timed beside a Sweep read half its speed a
 panel's engine is a `TrackedEngine`; the Race, the Sweep and the audit take one of their own (its own tally),
 and the Race and the Sweep compare the runs of everyone else before and after each timing.
 
-It also carries a panel's Stop into the runs themselves (`StopRequests`). Gradio's cancel lands only when the
-panel's generator next yields, and the Race and the Sweep yield between whole timed runs (seconds apart); until
-then the front end holds the stopped run as pending, and a Race pressed in that window was lost (the front end
-defers it to the stopped run's end, whose message does not always come). A run that watches its panel's Stop
-ends at its next decoding step instead (the audit's too: Stop then Run lost 1 audit in 5 there).
+It also carries a panel's Stop into the runs themselves (`StopRequests`), in place of Gradio's cancel for the
+Race, the audit and the Sweep. A cancel lands only when the panel's generator next yields (the Race and the
+Sweep yield between whole timed runs, seconds apart); until then the front end holds the stopped run as
+pending and defers a new click to its end, and a cancelled run's end did not always reach the front end: the
+new Race was lost (0 of 6 tries through Chromium). Gradio also cancels by session and listener, so a cancel
+arriving late could end the new run instead. A run that watches its panel's Stop ends at its next decoding step
+and completes as a finished event.
 """
 
 from __future__ import annotations
@@ -43,29 +45,46 @@ class Stopped(Exception):
 
 class StopRequests:
     """The run going in each browser session's panel (Race, audit, Sweep), so that the panel's Stop, or a newer
-    run of it, can stop that run. Entries live as long as their run: nothing is kept per session after it."""
+    run of it, can stop that run; and the panels whose Stop found no run going (a run waiting in Gradio's queue
+    starts stopped). Entries live as long as their run, or until the panel's button is pressed again."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._live: dict[tuple[str, str], RunWatch] = {}  # (session, panel) -> the watch of the run going
+        self._stop_next: set[tuple[str, str]] = set()  # Stop pressed with no run going (one may be queued)
+
+    def pressed(self, session: str | None, panel: str) -> None:
+        """The panel's button was pressed: a Stop pressed before it does not stop the run it asks for. The app
+        registers this queue-free listener before the run's, and the front end awaits it before queueing the run."""
+        if session is not None:
+            with self._lock:
+                self._stop_next.discard((session, panel))
 
     def begin(self, session: str | None, panel: str) -> "RunWatch":
-        """A new run of `panel`: the session's earlier one (if any) stops at its next step. The front end can
-        start a second Race while a stopped one is still pending (a deferred click), and two timed runs at once
-        would disturb each other: the newest is the one the user asked for. A run with no session (the Python
-        API's) is never stopped this way. Call the watch's `end()` when the run ends."""
+        """A new run of `panel`: the session's earlier one (if any) stops at its next step, as two timed runs at
+        once would disturb each other (two API calls from one gradio_client Client are one session). A run whose
+        Stop came while it waited in the queue begins stopped. A run with no session (the Python API's) is
+        never stopped this way. Call the watch's `end()` when the run ends."""
         watch = RunWatch(self, None if session is None else (session, panel))
         if watch.key is not None:
             with self._lock:
-                self._live[watch.key] = watch
+                if watch.key in self._stop_next:  # stopped while queued: never live, so stopped from the start
+                    self._stop_next.discard(watch.key)
+                else:
+                    self._live[watch.key] = watch
         return watch
 
-    def request(self, session: str | None, panel: str) -> None:
-        """The panel's Stop: the session's run of it, if one is going, stops at its next step. A Stop pressed
-        before a run began never stops that run."""
-        if session is not None:
-            with self._lock:
-                self._live.pop((session, panel), None)
+    def request(self, session: str | None, panel: str, wait_s: float = 0.0) -> bool:
+        """The panel's Stop: the session's run of it stops at its next step; with none going, the next run to
+        begin before the button is pressed again (a queued one) begins stopped. wait_s: wait up to this long
+        for the stopped run to end. Returns whether a run was going and has ended."""
+        if session is None:
+            return False
+        with self._lock:
+            watch = self._live.pop((session, panel), None)
+            if watch is None:
+                self._stop_next.add((session, panel))
+        return watch is not None and watch.ended.wait(wait_s)
 
 
 class RunWatch:
@@ -73,11 +92,13 @@ class RunWatch:
 
     def __init__(self, requests: StopRequests, key: tuple[str, str] | None):
         self.requests, self.key = requests, key
+        self.ended = threading.Event()
 
     def __call__(self) -> bool:
         return self.key is not None and self.requests._live.get(self.key) is not self
 
     def end(self) -> None:
+        self.ended.set()
         if self.key is not None:
             with self.requests._lock:
                 if self.requests._live.get(self.key) is self:

@@ -125,14 +125,17 @@ class SweepPanel:
         except ImportError as exc:
             yield None, None, None, error_html(unavailable("The sweep (twotower.sweep)", exc))
             return
-        points, disturbed, watch = [], 0, None  # disturbed: points timed while another run of the app was going
+        points, disturbed, watch, message = [], 0, None, None  # disturbed: points timed beside another run of the app
         try:
             prompts, grid_gammas, grid_sizes, repeats, anchor_first, n = self._sweep_inputs(
                 sweep, example_names, extra_prompt, gammas, block_sizes, steps_per_block, repeats, anchor_first)
             # checked: it stops the session's earlier Sweep, and its own Stop ends it at a step from now on
             watch = self._stops.begin(getattr(request, "session_hash", None), "sweep")
+            if watch():  # its Stop came while it waited in the queue: what is on screen stays
+                raise Stopped
             # the previous sweep's plot, table and CSV go: they would sit beside this one's progress
-            yield None, None, None, note_html(f"{WARM_UP}, then {n} grid point(s), each timed beside AR …", progress=True)
+            message = note_html(f"{WARM_UP}, then {n} grid point(s), each timed beside AR …", progress=True)
+            yield None, None, None, message
             csv_dir = self._csv_folder()
             engine = self.engine.own(watch)  # the sweep's own runs do not disturb its timings; everyone else's do
             before = engine.others()
@@ -145,12 +148,12 @@ class SweepPanel:
                 if len(points) < n:  # the last point's view is the final one below, with the final flags
                     shown = with_front(points)
                     path, _ = save_csv(csv_dir, shown)  # what Stop keeps can be downloaded too
-                    yield (sweep.sweep_figure(shown), sweep_table(shown), path,
-                           note_html(f"{len(points)} of {n} grid points measured (γ = {point['gamma']}, S = "
-                                     f"{point['block_size']}) …{shared_note(disturbed, len(points))}",
-                                     progress=True))
+                    message = note_html(f"{len(points)} of {n} grid points measured (γ = {point['gamma']}, S = "
+                                        f"{point['block_size']}) …{shared_note(disturbed, len(points))}", progress=True)
+                    yield sweep.sweep_figure(shown), sweep_table(shown), path, message
                 before = engine.others()  # the time on screen between two points is not timed
-        except Stopped:  # its Stop, or a newer run of the session: the panel is no longer this run's to draw
+        except Stopped:  # its Stop, or a newer Sweep of the session: the points drawn so far, marked stopped
+            yield gr.skip(), gr.skip(), gr.skip(), self.sweep_stopped(message)
             return
         except ValueError as exc:
             gr.Warning(str(exc))
