@@ -219,13 +219,22 @@ def test_a_stop_with_no_run_going_stops_the_run_queued_unless_its_button_is_pres
     assert handlers._stops._live == {} and handlers._stops._stop_next == set()
 
 
-def test_stop_returns_once_its_run_has_ended(engine):
+def test_stop_returns_once_its_run_has_ended(engine, monkeypatch):
     """The Stop listener returns after the stopped run's generator has ended, so the "stopped" line drawn next
     (race_stopped) is over the run's last view."""
     import threading
     import time
 
     handlers = Handlers(engine)
+    inner = handlers.engine._engine
+    stream = inner.stream
+
+    def slow(*args, **kwargs):  # 10 ms a step: the Race's four AR runs take seconds, so the Stop lands mid-run
+        for event in stream(*args, **kwargs):
+            time.sleep(0.01)
+            yield event
+
+    monkeypatch.setattr(inner, "stream", slow)
     race = handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 64, 3, None, Request("s1"))
     next(race)  # "timing ar…": the watch has begun
     watch, outputs = handlers._stops._live["s1", "race"], []

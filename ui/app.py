@@ -2,7 +2,8 @@
 ui.panel_handlers and ui.sweep_panel have the other five).
 
 Wiring notes (Gradio 6 front-end behaviour, checked in its source: the listeners of one trigger run in
-the order they were registered, and a listener's own `cancels=` fires only after its function ends):
+the order they were registered, each queue-free one awaited before the next, and a listener's `cancels=` is
+sent as the listener is dispatched, before its own function runs):
 * Generate and Enter in the prompt are one listener (api_name "generate"); pressed while a run is going, they
   supersede it (it stops at its next step) and run the prompt as it is now.
 * Releasing γ / S / steps first runs a queue-free listener that supersedes the session's run in flight
@@ -289,10 +290,9 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                                                           [cost_view, cost_plot], api_visibility="private")
         model_btn.click(handlers.model_info, block_size, model_view, api_name="model_info")
 
-        # ---- Stop: cancels whatever this user has running (the front-end drops the run's stream at once),
-        # then marks the statistics as stopped; queue=False so that neither waits behind other users' runs.
-        # one Stop per panel, cancelling that panel's run only (the front end cancels a list one event at a time,
-        # each when its generator next yields: a long Race step in the list delayed the Sweep's Stop)
+        # ---- The Playground's Stop: cancels its run in Gradio (the front end drops the run's stream at once; the
+        # run yields every step), then marks the statistics as stopped; queue=False so that neither waits behind
+        # other users' runs. The other panels' Stops are below.
         stopping = stop_btn.click(None, None, None, queue=False, cancels=[run, rerun])
         stopping.then(handlers.after_stop, [record, colour_by], [view, scrubber, stats, record], queue=False,
                       api_visibility="private")

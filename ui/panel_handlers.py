@@ -142,8 +142,8 @@ class PanelHandlers(SweepPanel):
     # ---------------------------------------------------------------- Race
     def _timed(self, mode: str, ids, max_new_tokens: int, settings: dict, repeats: int, engine=None):
         """twotower.bench's method: an untimed warm-up, then `repeats` timed drains (nothing drawn); the median.
-        A generator: None before each timed run (where Gradio's cancel can land; Stop itself ends a run at any
-        step through the engine's watch), then
+        A generator: None before each timed run (where Gradio can close the Race if its page went away; Stop
+        ends a run at any step through the engine's watch), then
         the result, `disturbed` when another run of the app was going during a timed run. engine: the caller's
         own TrackedEngine (a Race's, whose runs do not disturb each other); by default a fresh one."""
         from twotower.bench import timed_generation
@@ -224,7 +224,7 @@ class PanelHandlers(SweepPanel):
                 try:
                     for timed in self._timed(engine_mode, ids, max_new_tokens,
                                              {**settings, **extra} if mode != "ar" else {}, repeats, engine):
-                        if timed is None:  # between two runs: nothing to redraw, but a cancel can land here
+                        if timed is None:  # between two runs: nothing to redraw (Gradio may close a Race here)
                             yield gr.skip(), gr.skip(), gr.skip()
                     results.append({**timed, "mode": mode})  # the contestant's name: cards, bars, Cost
                     # each mode's number reaches the Cost panel as soon as it is timed: a Stop keeps it (and
