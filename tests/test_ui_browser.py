@@ -258,9 +258,13 @@ def test_save_this_run_downloads_its_trace_and_a_phone_stacks_the_table_and_the_
     assert trace["format"] == "twotower-trace" and trace["finished"] and trace["settings"]["max_new_tokens"] == 12
     assert trace["completion"] == page.locator("#completion textarea").input_value()
     assert sum(e["kind"] == "step" for e in trace["events"]) == board_state(page)["frames"]
-    page.locator("#generate").click()  # a new run takes the old run's file away
-    page.wait_for_selector("#trace-file", state="hidden")
+    set_slider(page, "max-new", 96)  # a run long enough to see its first steps
+    page.locator("#generate").click()  # a new run takes the old run's file away as it starts, not at its end
+    page.wait_for_function("() => { const b = document.querySelector('#view .tt-board');"
+                           " return b && b.dataset.done === '0' && +b.dataset.frames >= 3; }")
+    assert not page.locator("#trace-file").is_visible()  # mid-run: already gone
     wait_until_settled(page)
+    set_slider(page, "max-new", 12)
     # at 390 px the statistics table sat beside the completion, each a sliver; now the text comes under it
     page.set_viewport_size({"width": 390, "height": 900})
     try:

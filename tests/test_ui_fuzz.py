@@ -373,3 +373,16 @@ def test_the_race_sweep_and_audit_stop_their_run_themselves_and_their_buttons_ar
         assert getattr(stops[0].fn, "__name__", None) == f"stop_{panel}" and not any(fn.cancels for fn in stops)
         names = [getattr(fn.fn, "__name__", None) for fn in on(button)]
         assert names.index(f"{panel}_pressed") < names.index(run), (panel, names)
+
+
+def test_a_run_buttons_queue_free_listeners_come_before_its_run(app):
+    """The front end runs a trigger's listeners in order and waits for a queued run's whole stream before the
+    next one: the old trace file stayed on screen through a new Playground run, and the Race's and Sweep's
+    "settings they read" were taken only after they had run, while registered after their runs."""
+    elem = {block._id: getattr(block, "elem_id", None) for block in app.demo.blocks.values()}
+    fns = [fn for _, fn in sorted(app.demo.fns.items())]
+    for button in ("generate", "race-button", "sweep-button", "audit-button"):
+        on = [fn for fn in fns if any(elem.get(target) == button and event == "click" for target, event in fn.targets)]
+        queued = [i for i, fn in enumerate(on) if fn.queue is not False and fn.fn is not None]
+        assert len(queued) == 1, (button, [getattr(fn.fn, "__name__", None) for fn in on])
+        assert queued[0] == len(on) - 1, (button, [getattr(fn.fn, "__name__", None) for fn in on])

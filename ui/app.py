@@ -219,6 +219,12 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         releases = [gamma.release, block_size.release, steps.release, mode.input, anchor_first.input]
         playground_in = [prompt, mode, *settings, colour_by, anchor_first, record]  # record: a refusal redraws it
         playground_out = [view, stats, completion, record, scrubber]
+        # Queue-free listeners of a trigger are registered before its run: the front end runs a trigger's listeners
+        # in order and waits for a queued run's whole stream before the next listener (one registered after the
+        # run left the old trace file on screen, or read the Race's settings, only once the run had ended).
+        # A saved trace is of the run on the board: a new run takes its file away (save again for the new one).
+        gr.on([generate_btn.click, prompt.submit, *releases], handlers.drop_trace, active_tab, trace_file, queue=False,
+              api_visibility="private")
         # Generate (or Enter) while a run is going starts the new run: the queue-free listener first supersedes
         # the session's run in flight, which stops at its next step and frees its place in the queue. Under
         # Gradio's default trigger mode ("once") the click was dropped while the run was pending, and the new
@@ -237,9 +243,6 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                       api_visibility="private", show_progress="hidden", concurrency_id=ENGINE)
         for tab_id, tab in tabs.items():
             tab.select(_constant(tab_id), None, active_tab, queue=False, api_visibility="private")
-        # a saved trace is of the run on the board: a new run takes its file away (save again for the new one)
-        gr.on([generate_btn.click, prompt.submit, *releases], handlers.drop_trace, active_tab, trace_file, queue=False,
-              api_visibility="private")
         save_btn.click(handlers.save_trace, record, trace_file, api_visibility="private", show_progress="hidden")
         scrubber.input(handlers.replay, [record, scrubber, colour_by], view, api_name="replay",
                        trigger_mode="always_last", show_progress="hidden")
@@ -257,6 +260,18 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         gr.on([audit_btn.click, audit_prompt.submit], handlers.audit_pressed, None, None, queue=False,
               api_visibility="private")
         sweep_btn.click(handlers.sweep_pressed, None, None, queue=False, api_visibility="private")
+        # what Race and Sweep read at their start; a slider moved afterwards marks their results as measured
+        # at other values (queue-free, before the run: it must not wait behind the run it describes)
+        race_in = [gamma, block_size, steps, max_new, race_prompt]
+        sweep_in = [steps, max_new, sweep_gammas, sweep_sizes, sweep_examples, sweep_extra, sweep_anchor]
+        # (a Race or Sweep that its inputs refuse keeps the settings, and the note, of the results on screen)
+        gr.on([race_btn.click, race_prompt.submit], handlers.race_start, [race_modes, repeats, *race_in],
+              [race_used, race_stale], queue=False, api_visibility="private")
+        sweep_btn.click(handlers.sweep_start, [sweep_repeats, *sweep_in], [sweep_used, sweep_stale], queue=False,
+                        api_visibility="private")
+        # a new Race takes the last one's file away (download again once it has run)
+        gr.on([race_btn.click, race_prompt.submit], lambda: gr.File(value=None, visible=False), None, race_file,
+              queue=False, api_visibility="private")
         gr.on([race_btn.click, race_prompt.submit], handlers.race,
               [race_prompt, race_modes, gamma, block_size, steps, max_new, repeats, race_measured],
               [race_view, race_plot, race_measured], api_name="race", concurrency_id=ENGINE,
@@ -270,15 +285,6 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                         [sweep_plot, sweep_table, sweep_csv, sweep_message],
                         api_name="sweep", concurrency_id=ENGINE, trigger_mode=AFTER_STOP,
                         show_progress="minimal")  # its message counts the points; minimal: a queue position
-        # what Race and Sweep read at their start; a slider moved afterwards marks their results as measured
-        # at other values (queue-free: nothing heavy, and it must not wait behind the run it describes)
-        race_in = [gamma, block_size, steps, max_new, race_prompt]
-        sweep_in = [steps, max_new, sweep_gammas, sweep_sizes, sweep_examples, sweep_extra, sweep_anchor]
-        # (a Race or Sweep that its inputs refuse keeps the settings, and the note, of the results on screen)
-        gr.on([race_btn.click, race_prompt.submit], handlers.race_start, [race_modes, repeats, *race_in],
-              [race_used, race_stale], queue=False, api_visibility="private")
-        sweep_btn.click(handlers.sweep_start, [sweep_repeats, *sweep_in], [sweep_used, sweep_stale], queue=False,
-                        api_visibility="private")
         gr.on([c.change for c in race_in], handlers.race_staleness, [race_used, *race_in], race_stale, queue=False,
               api_visibility="private", show_progress="hidden")
         gr.on([c.change for c in sweep_in], handlers.sweep_staleness, [sweep_used, *sweep_in], sweep_stale,
@@ -298,9 +304,6 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                       api_visibility="private")
         race_csv_btn.click(handlers.race_csv, race_measured, race_file, api_visibility="private",
                            show_progress="hidden")
-        # a new Race takes the last one's file away (download again once it has run)
-        gr.on([race_btn.click, race_prompt.submit], lambda: gr.File(value=None, visible=False), None, race_file,
-              queue=False, api_visibility="private")
         # The Race's, the audit's and the Sweep's Stop tell their run (handlers.stop_race …), which ends at its next
         # decoding step and completes as a finished event, then draw it stopped. Not Gradio's `cancels=`: a cancel
         # lands only where the run yields (seconds apart in a Race), its end did not always reach the front end
