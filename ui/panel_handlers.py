@@ -211,10 +211,9 @@ class PanelHandlers(SweepPanel):
                     if len(order) > 1 else "")
             label = (f"measured on this machine by the Race at {time.strftime('%H:%M:%S')} ({len(ids)}-token prompt, "
                      f"{max_new_tokens} new tokens, {read}{self.engine.model.ctx_device})")
+            # Stopped here if its Stop came while it waited in the queue
             measured, watch = previous, self._stops.begin(getattr(request, "session_hash", None), "race")
             engine = self.engine.own(watch)  # its own tally, and its Stop (or a newer Race) ends it at a step
-            if watch():  # its Stop came while it waited in the queue
-                raise Stopped
             for mode in order:
                 view = race_html(results, self.engine.decode, f"timing {mode}…", progress=True)
                 if measured is not previous:  # what a Stop during this mode leaves on screen
@@ -285,10 +284,9 @@ class PanelHandlers(SweepPanel):
             settings.update(adaptive=switch("adaptive draft length", adaptive), min_draft_confidence=min_draft_confidence)
             engine = self.engine.own()
             _, events = self._stream("speculative", prompt, settings, engine)
-            # checked, it stops the session's earlier audit (a refused one stops nothing), and watches its Stop
+            # checked, it stops the session's earlier audit (a refused one stops nothing; one stopped while queued
+            # raises Stopped here), and watches its Stop
             engine.stopped = watch = self._stops.begin(getattr(request, "session_hash", None), "audit")
-            if watch():  # its Stop came while it waited in the queue
-                raise Stopped
             pacer = FramePacer(self.frame_interval_s)
             for event in events:
                 if event.kind == "verify":

@@ -63,15 +63,15 @@ class StopRequests:
     def begin(self, session: str | None, panel: str) -> "RunWatch":
         """A new run of `panel`: the session's earlier one (if any) stops at its next step, as two timed runs at
         once would disturb each other (two API calls from one gradio_client Client are one session). A run whose
-        Stop came while it waited in the queue begins stopped. A run with no session (the Python API's) is
-        never stopped this way. Call the watch's `end()` when the run ends."""
+        Stop came while it waited in the queue raises Stopped here, before it does anything. A run with no
+        session (the Python API's) is never stopped this way. Call the watch's `end()` when the run ends."""
         watch = RunWatch(self, None if session is None else (session, panel))
         if watch.key is not None:
             with self._lock:
-                if watch.key in self._stop_next:  # stopped while queued: never live, so stopped from the start
+                if watch.key in self._stop_next:  # stopped while queued: it never goes live
                     self._stop_next.discard(watch.key)
-                else:
-                    self._live[watch.key] = watch
+                    raise Stopped
+                self._live[watch.key] = watch
         return watch
 
     def request(self, session: str | None, panel: str, wait_s: float = 0.0) -> bool:

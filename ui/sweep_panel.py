@@ -129,10 +129,9 @@ class SweepPanel:
         try:
             prompts, grid_gammas, grid_sizes, repeats, anchor_first, n = self._sweep_inputs(
                 sweep, example_names, extra_prompt, gammas, block_sizes, steps_per_block, repeats, anchor_first)
-            # checked: it stops the session's earlier Sweep, and its own Stop ends it at a step from now on
+            # checked: it stops the session's earlier Sweep (or, stopped while queued, raises Stopped here), and its
+            # own Stop ends it at a step from now on
             watch = self._stops.begin(getattr(request, "session_hash", None), "sweep")
-            if watch():  # its Stop came while it waited in the queue: what is on screen stays
-                raise Stopped
             # the previous sweep's plot, table and CSV go: they would sit beside this one's progress
             message = note_html(f"{WARM_UP}, then {n} grid point(s), each timed beside AR …", progress=True)
             yield None, None, None, message
