@@ -135,7 +135,7 @@ def test_playground_fuzz(app):
         for frame in (1, 2, 10 ** 6, None):
             app.call("replay", record, frame, rng.choice(["step", "confidence"]))
             app.call("recolour", record, frame, rng.choice(["step", "confidence"]))
-        assert app.call("after_stop", record, "step") == [(SKIP,) * 4]  # finished: Stop changes nothing
+        assert app.call("after_stop", record, "step") == [(SKIP,) * 5]  # finished: Stop changes nothing
         events = record["events"]
         for cut in sorted({0, 1, len(events) // 2, len(events) - 1}):
             app.call("after_stop", {**record, "events": events[:cut]}, "confidence")
@@ -157,8 +157,8 @@ def test_the_mode_radio_and_the_sliders_rerun_only_on_the_playground_tab(app):
 
 
 def test_stop_and_replay_before_any_run(app):
-    assert app.call("after_stop", None, "step") == [(SKIP,) * 4]
-    assert app.call("after_stop", {"prompt": "x", "events": []}, "step") == [(SKIP,) * 4]
+    assert app.call("after_stop", None, "step") == [(SKIP,) * 5]
+    assert app.call("after_stop", {"prompt": "x", "events": []}, "step") == [(SKIP,) * 5]
     assert "generate first" in app.call("replay", None, 1, "step")[0]
     assert app.call("recolour", None, 1, "confidence") == [SKIP]
     for name in ("race_stopped", "sweep_stopped", "audit_stopped"):  # a panel's Stop with nothing running

@@ -246,9 +246,9 @@ def test_a_run_of_one_step_finishes_without_a_scrubber(engine, mode, overrides):
     *_, (view, stats, completion, record, scrubber) = generate(handlers, mode=mode, **overrides)
     assert 'data-done="1"' in view and "total time" in stats and completion
     assert scrubber.visible is False
-    assert handlers.after_stop(record) == (gr.skip(),) * 4  # Stop after the run ended changes nothing
+    assert handlers.after_stop(record) == (gr.skip(),) * 5  # Stop after the run ended changes nothing
     record = {**record, "events": record["events"][:-1]}  # Stop pressed after that one step, before the end
-    _, stopped_scrubber, stats, _ = handlers.after_stop(record)
+    _, stopped_scrubber, stats, _, _ = handlers.after_stop(record)
     assert stopped_scrubber.visible is False and "Stopped" in stats
 
 
@@ -263,7 +263,7 @@ def test_stop_mid_block_marks_the_block_stopped_and_counts_what_the_completion_s
     # Stop after the first block and two steps of the second: the second is half done
     cut = {**record, "events": events[:blocks[0] + 3]}
     assert [e.kind for e in cut["events"][-2:]] == ["step", "step"]
-    view, scrubber, stats, stopped = handlers.after_stop(cut)
+    view, scrubber, stats, stopped, completion = handlers.after_stop(cut)
     assert 'class="tt-row stopped" title="stopped before it finished' in view and 'class="tt-row active"' not in view
     assert view.count('class="tt-row') == 2 and "stopped (not in the completion)" in view  # the legend says it
     assert "being denoised" not in view
@@ -274,7 +274,9 @@ def test_stop_mid_block_marks_the_block_stopped_and_counts_what_the_completion_s
     assert scrubber.maximum == sum(e.kind == "step" for e in cut["events"])
     # the record remembers the Stop: the colour radio and the scrubber's last step draw the block stopped again,
     # an earlier step shows it as it was then, being denoised (they drew it "being denoised" at every step)
-    assert stopped["stopped"] and not cut.get("stopped") and stopped["events"] is cut["events"]
+    assert stopped["stopped"] and not cut.get("stopped") and stopped["events"] == cut["events"]
+    assert stopped["events"] is not cut["events"]  # a run still in its step appends to its own list, not this one
+    assert completion == engine.decode(events[blocks[0]].tokens[0].tolist())  # the first block: the finished one
     assert 'class="tt-row stopped"' in handlers.recolour(stopped, scrubber.maximum, "confidence")
     assert 'class="tt-row stopped"' in handlers.replay(stopped, scrubber.maximum)
     earlier = handlers.replay(stopped, scrubber.maximum - 1)
@@ -289,7 +291,7 @@ def test_stop_in_mock_ar_outlines_no_line(engine):
     *_, (_, _, _, record, _) = generate(handlers, mode="mock_ar", max_new_tokens=12.0)
     events = record["events"]
     cut = {**record, "events": events[:max(i for i, e in enumerate(events) if e.kind == "step") + 1]}
-    view, _, stats, _ = handlers.after_stop(cut)
+    view, _, stats, _, _ = handlers.after_stop(cut)
     assert "tt-row stopped" not in view and "tt-row active" not in view and "Stopped" in stats
 
 
@@ -463,8 +465,8 @@ def test_the_colour_radio_moved_during_a_run_colours_the_rest_of_it(engine):
                                s["max_new_tokens"], s["temperature"], s["seed"], "step", request=Request())
     first = next(stream)
     assert "committed at step 0" in first[0]
-    redrawn = handlers.recolour(first[3], None, "confidence", request=Request())
-    assert "confidence 0" in redrawn
+    # the run draws the new colours from its next frame; a replay of its record here showed an old scrubber's step
+    assert handlers.recolour(first[3], None, "confidence", request=Request()) == gr.skip()
     rest = list(stream)
     assert len(rest) > 2 and all("confidence 0" in out[0] and "committed at step" not in out[0] for out in rest)
     # another session's radio, or one moved with no run going, changes no run

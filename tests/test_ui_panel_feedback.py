@@ -26,6 +26,15 @@ def test_a_stopped_audit_says_so_and_a_finished_one_is_left_alone(engine):
     assert handlers.audit_stopped("") == gr.skip()
 
 
+def test_a_new_audit_takes_the_last_ones_histogram_away_at_its_first_round(engine):
+    """The last audit's histogram (another prompt, other settings) stood beside the new audit's live rounds."""
+    handlers = Handlers(engine)
+    handlers.frame_interval_s = 0  # every round drawn
+    first, *live, final = list(handlers.speculative_audit("def f(x):", 1.0, 2, 2, 8, 0.0, 0))
+    assert first[1] is None and live and all(update[1] == gr.skip() for update in live)
+    assert final[1] is not None and final[1] != gr.skip()  # a finished run draws its own
+
+
 def test_a_finished_audit_shows_the_text_it_wrote_and_where_its_times_were_measured(engine):
     from twotower.decoding import drain
 

@@ -300,8 +300,8 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         # run yields every step), then marks the statistics as stopped; queue=False so that neither waits behind
         # other users' runs. The other panels' Stops are below.
         stopping = stop_btn.click(None, None, None, queue=False, cancels=[run, rerun])
-        stopping.then(handlers.after_stop, [record, colour_by], [view, scrubber, stats, record], queue=False,
-                      api_visibility="private")
+        stopping.then(handlers.after_stop, [record, colour_by], [view, scrubber, stats, record, completion],
+                      queue=False, api_visibility="private")
         race_csv_btn.click(handlers.race_csv, race_measured, race_file, api_visibility="private",
                            show_progress="hidden")
         # The Race's, the audit's and the Sweep's Stop tell their run (handlers.stop_race …), which ends at its next

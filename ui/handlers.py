@@ -78,10 +78,12 @@ class Handlers(PanelHandlers):
     def _superseded(self, session: str | None, run_id: int) -> bool:
         return session is not None and self._live_run.get(session) != run_id
 
-    def _release(self, session: str | None, run_id: int) -> None:
+    def _release(self, session: str | None, run_id: int | None = None) -> None:
+        """The session's live run (only if it is `run_id`, when given) is no longer live: a run still going
+        stops at its next step."""
         with self._lock:
-            if session is not None and self._live_run.get(session) == run_id:
-                del self._live_run[session]
+            if session is not None and (run_id is None or self._live_run.get(session) == run_id):
+                self._live_run.pop(session, None)
                 self._live_colour.pop(session, None)
 
     def _view(self, board: Board, prompt: str, colour_by: str, steps_per_block) -> str:
@@ -106,8 +108,8 @@ class Handlers(PanelHandlers):
     def supersede(self, tab, request: gr.Request = None):
         """A setting released on the Playground tab: this session's run in flight stops at its next step (the
         re-run that follows takes its place). On another tab nothing is stopped, as nothing is re-run."""
-        if tab == "playground":
-            self._claim(getattr(request, "session_hash", None))
+        if tab == "playground":  # no claim of its own: a run cancelled while queued would leave it behind
+            self._release(getattr(request, "session_hash", None))
 
     def rerun(self, tab, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
               colour_by="step", anchor_first=False, previous=None, request: gr.Request = None):
@@ -121,7 +123,7 @@ class Handlers(PanelHandlers):
 
     def _generate(self, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
                   colour_by, session, run_id, anchor_first=False, previous=None):
-        record = {"prompt": prompt, "steps_per_block": steps_per_block, "events": []}
+        record = {"prompt": prompt, "steps_per_block": steps_per_block, "events": [], "run": run_id}
         board = Board()
         try:
             settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
@@ -148,7 +150,12 @@ class Handlers(PanelHandlers):
             # completion, statistics, recording and scrubber stay as they were (nothing of it is lost)
             message = unavailable(f"{mode} mode", exc) if isinstance(exc, ImportError) else str(exc)
             gr.Warning(message)
-            if previous and previous.get("events"):
+            if previous and previous.get("events") and previous["events"][-1].kind != "done":
+                # the run this one superseded, cut short (it returned at its next step): drawn as stopped, as
+                # Stop draws it (it was left "being denoised", its statistics "running")
+                view, scrubber, stats, record, completion = self._stopped(previous, colour_by)
+                yield error_html(message) + view, stats, completion, record, scrubber
+            elif previous and previous.get("events"):
                 # the board under the message is the whole last run, so the scrubber goes to its last step (it
                 # stayed at the step replayed before, under a board that no longer showed that step)
                 frames = count_frames(previous["events"])
@@ -184,8 +191,9 @@ class Handlers(PanelHandlers):
         view keeps what it shows (an error message from a refused Generate stays readable)."""
         session = getattr(request, "session_hash", None)
         with self._lock:
-            if session in self._live_run:  # a run going: its later frames, and its last, follow the radio
-                self._live_colour[session] = colour_by
+            if session in self._live_run:  # a run going: its next frame, and its last, follow the radio (a replay
+                self._live_colour[session] = colour_by  # of its record here showed an old scrubber's step)
+                return gr.skip()
         if not record or not record.get("events"):
             return gr.skip()
         return self.replay(record, frame, colour_by)
@@ -211,20 +219,29 @@ class Handlers(PanelHandlers):
         another tab re-runs nothing there, so the file stays."""
         return gr.File(value=None, visible=False) if tab == "playground" else gr.skip()
 
-    def after_stop(self, record, colour_by="step"):
+    def after_stop(self, record, colour_by="step", request: gr.Request = None):
         """Stop was pressed: redraw the board with its unfinished block marked stopped, freeze the statistics
-        and offer the scrubber over what was recorded. The record keeps `stopped`, so a redraw of its last step
-        (colour radio, scrubber) marks the block the same way."""
+        and the completion, and offer the scrubber over what was recorded. Returns (view, scrubber, statistics,
+        record, completion). The record keeps `stopped`, so a redraw of its last step (colour radio, scrubber)
+        marks the block the same way."""
         events = (record or {}).get("events") or []
         if not events or events[-1].kind == "done":
-            # nothing ran, or the run had finished (Stop was for another panel, or late): keep the view
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        record = {**record, "stopped": True}
+            # nothing ran, or the run had finished (Stop pressed late): keep the view
+            return (gr.skip(),) * 5
+        # Gradio's cancel is not awaited before this runs: the run may still be in its step, appending to this very
+        # record. It now stops there, and what is drawn here is what the record keeps.
+        self._release(getattr(request, "session_hash", None), record.get("run"))
+        return self._stopped(record, colour_by)
+
+    def _stopped(self, record: dict, colour_by: str):
+        """(view, scrubber, statistics, record, completion) of a run that ended before its last step."""
+        record = {**record, "events": list(record["events"]), "stopped": True}
         board = recorded_board(record)
         view = self._view(board, record["prompt"], colour_by, record.get("steps_per_block"))
         stats = stats_html(board, "Stopped; the app is ready for the next run.", status="stopped",
                            run=record.get("caption"))
-        return view, replay_scrubber(count_frames(events)), stats, record
+        return (view, replay_scrubber(count_frames(record["events"])), stats, record,
+                self.engine.decode(board.finished_tokens()))
 
 
 def recorded_board(record: dict, upto: int | None = None) -> Board:

@@ -278,7 +278,7 @@ class PanelHandlers(SweepPanel):
         """Per verification round: draft, accepted prefix, first rejection. Yields (table, histogram, summary).
 
         adaptive / min_draft_confidence: the draft-length variants (None: the model's default cut)."""
-        rounds, stats, written, watch, summary = [], None, None, None, None
+        rounds, stats, written, watch, summary, cleared = [], None, None, None, None, False
         try:
             settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
             settings.update(adaptive=switch("adaptive draft length", adaptive), min_draft_confidence=min_draft_confidence)
@@ -295,7 +295,10 @@ class PanelHandlers(SweepPanel):
                         continue
                     running = note_html(f"Running: {len(rounds)} round(s) verified …", progress=True)
                     summary = acceptance_summary_html(None, rounds) + running
-                    yield audit_html(rounds, self.piece), gr.skip(), summary
+                    # the last audit's histogram goes with its rounds (it stood beside the new ones); a finished
+                    # run draws its own
+                    plot, cleared = (gr.skip() if cleared else None), True
+                    yield audit_html(rounds, self.piece), plot, summary
                 elif event.kind == "block" and rounds:  # what the round emitted: EOS may cut it
                     rounds[-1]["emitted"] = int(event.tokens.shape[1])
                 elif event.kind == "done":
