@@ -50,6 +50,10 @@ def test_sweep_csv_folders_idle_an_hour_are_removed_by_the_next_sweep(engine):
     third = Path(list(handlers.sweep(["fibonacci"], "", "0.9", "2", 2, 2))[-1][2]).parent
     assert not first.exists() and second.exists() and third.exists()
     root = first.parent
+    import shutil
+
+    shutil.rmtree(root)  # a temp cleaner took the app's folder: the next Sweep makes it again
+    assert Path(list(handlers.sweep(["fibonacci"], "", "0.9", "2", 2, 2))[-1][2]).parent.parent == root
     del handlers  # the app's folder goes with the handlers (weakref.finalize, which also runs at exit)
     import gc
 
@@ -65,3 +69,13 @@ def test_sweep_points_so_far_are_flagged_on_their_own_front():
     assert [p["pareto"] for p in flagged] == [True, True, False, False]
     assert [p["pareto"] for p in with_front(points[2:3])] == [True]  # alone, the third is its own front
     assert all("pareto" not in p for p in points)  # copies: the measured points are left as they were
+
+
+def test_a_disk_that_refuses_the_csv_costs_the_download_not_the_points(engine, tmp_path, monkeypatch):
+    handlers = Handlers(engine)
+    monkeypatch.setattr(handlers, "_csv_folder", lambda prefix="sweep-": tmp_path / "gone")  # removed meanwhile
+    *partial, final = list(handlers.sweep(["fibonacci"], "", "0.5, 0.9", "2", 2, 2))
+    assert partial[-1][2] is None and len(partial[-1][1].value["data"]) == 1  # no file, the point drawn
+    assert final[2] is None and len(final[1].value["data"]) == 2
+    assert "2 grid points over 1 prompt(s)" in final[3] and "The CSV could not be saved (" in final[3]
+    assert "copy the table instead" in final[3]

@@ -38,6 +38,9 @@ class SweepPanel:
         if self._csv_root is None:
             self._csv_root = tempfile.mkdtemp(prefix="twotower-downloads-")
             weakref.finalize(self, shutil.rmtree, self._csv_root, ignore_errors=True)  # at exit too
+        # a temp cleaner (systemd-tmpfiles) may remove it under a server that runs for days: made again, or every
+        # later Sweep failed with Gradio's bare error
+        Path(self._csv_root).mkdir(parents=True, exist_ok=True)
         for old in Path(self._csv_root).iterdir():
             try:  # a running Sweep rewrites its CSV after every point: the newest write of the folder counts
                 last_write = max(entry.stat().st_mtime for entry in (old, *old.iterdir()))
@@ -51,12 +54,13 @@ class SweepPanel:
         """`text` as the file `name` for download, in a folder of its own (_csv_folder): a gr.File, or, when the
         disk refuses it, a warning that says what stays (`kept`) and no change to the file box."""
         try:
-            path = self._csv_folder(prefix) / name
-            path.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            gr.Warning(f"The file could not be saved ({exc.strerror or exc}): {kept}.")
+            path, reason = write_download(self._csv_folder(prefix), name, text)
+        except OSError as exc:  # the folder itself could not be made
+            path, reason = None, exc.strerror or str(exc)
+        if path is None:
+            gr.Warning(f"The file could not be saved ({reason}): {kept}.")
             return gr.skip()
-        return gr.File(value=str(path), visible=True)
+        return gr.File(value=path, visible=True)
 
     def sweep_stopped(self, message: str):
         """Stop during a Sweep: the points drawn (and their CSV) stay; the progress line says it was stopped (and,
@@ -180,17 +184,23 @@ def shared_note(disturbed: int, n: int) -> str:
             "user): their speeds are disturbed; sweep again alone to measure them.")
 
 
+def write_download(folder: Path, name: str, text: str) -> tuple[str | None, str]:
+    """(the written file's path, "") or (None, the disk's reason): a full temp disk costs the download, not
+    what the panel shows. The Sweep rewrites its CSV in place after every point; other downloads get a folder each."""
+    try:
+        path = folder / name
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        return None, exc.strerror or str(exc)
+    return str(path), ""
+
+
 def save_csv(folder: Path, points) -> tuple[str | None, str]:
-    """(the CSV's path, "") or (None, what to tell the user): a full temp disk costs the download, not the
-    measured points on the screen."""
+    """(the Sweep's CSV path, "") or (None, what its message adds)."""
     from twotower import sweep
 
-    try:
-        path = folder / "sweep.csv"
-        path.write_text(sweep.csv_text(points), encoding="utf-8")
-    except OSError as exc:
-        return None, f" The CSV could not be saved ({exc.strerror or exc}): copy the table instead."
-    return str(path), ""
+    path, reason = write_download(folder, "sweep.csv", sweep.csv_text(points))
+    return (path, "") if path else (None, f" The CSV could not be saved ({reason}): copy the table instead.")
 
 
 def with_front(points) -> list[dict]:
