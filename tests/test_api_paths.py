@@ -87,6 +87,33 @@ def test_save_pretrained_takes_a_dtype_by_name_and_round_trips(tiny, tmp_path):
         assert torch.equal(loaded[name], kept), name
 
 
+def test_a_save_the_disk_refuses_leaves_the_folder_as_it_was(tiny, tmp_path, monkeypatch):
+    """save_pretrained wrote config.json, then the weights in place: a full disk or Ctrl-C left a config beside
+    half-written (or the old) weights, and the error was safetensors' or the OS's traceback."""
+    import twotower.checkpoint as checkpoint
+
+    other = build_model("tiny", seed=7)
+    save_pretrained(other, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def full_disk(state, path, metadata=None):
+        open(path, "wb").write(b"half")  # what a write cut short leaves
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_file", full_disk)
+    with pytest.raises(ValueError, match=r"the model could not be written \(.*No space left on device\); the files"):
+        save_pretrained(tiny, tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no staging folder left either
+
+
+def test_saving_into_a_sharded_checkpoints_folder_is_refused(tiny, tmp_path):
+    """Its index would be loaded in place of the weights written beside it (the release's layout is read first)."""
+    (tmp_path / "model.safetensors.index.json").write_text("{}")
+    with pytest.raises(ValueError, match="holds a sharded checkpoint .*save into another folder"):
+        save_pretrained(tiny, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors.index.json"]
+
+
 @pytest.mark.parametrize("override, message", [
     (dict(hidden_size=-4), "preset 'tiny' with hidden_size=-4 describes no model that can be built: hidden_size "
                            "must be a positive integer, got -4"),
@@ -95,6 +122,10 @@ def test_save_pretrained_takes_a_dtype_by_name_and_round_trips(tiny, tmp_path):
     (dict(mask_token_id=999), "mask_token_id 999 is not an id below the vocabulary size 261"),
     (dict(num_experts_per_tok=9), "num_experts_per_tok 9 must be between 1 and n_routed_experts 4"),
     (dict(default_gamma=5), "default_gamma: confidence threshold γ must be in"),
+    # these three built fine and failed in the first forward pass with a shape RuntimeError
+    (dict(n_groups=3), "mamba_num_heads 4 must be a multiple of n_groups 3"),
+    (dict(num_key_value_heads=3), "num_attention_heads 4 must be a multiple of num_key_value_heads 3"),
+    (dict(time_embed_dim=33), "time_embed_dim 33 must be even"),
 ])
 def test_build_model_checks_its_overrides_as_a_config_json_is_checked(override, message):
     """load_config checked these in a checkpoint's config.json; build_model's overrides went unchecked: a

@@ -158,6 +158,7 @@ def test_loading_a_bad_directory_says_what_is_wrong(tmp_path):
                             ({"hidden_size": -1}, "describes no model that can be built"),  # was a RuntimeError
                             # loaded, then "selected index k out of range" in the first forward pass
                             ({"num_experts_per_tok": 99}, "num_experts_per_tok 99 must be between 1 and n_routed"),
+                            ({"n_groups": 3}, "config.json: mamba_num_heads 4 must be a multiple of n_groups 3"),
                             # a bad decoding default is the file's fault: said so, not as if the user had typed it
                             ({"default_gamma": 5}, r"config.json: default_gamma: confidence threshold γ must be in"),
                             ({"default_block_size": "16"}, "config.json: default_block_size: block size must be an")]:
@@ -235,6 +236,23 @@ def test_from_backbone_copies_the_backbone_into_both_towers(tmp_path, monkeypatc
 
 def test_from_backbone_rejects_a_directory_without_a_model(tmp_path):
     with pytest.raises(ValueError, match="no config.json"):
+        from_backbone(tmp_path)
+
+
+def test_from_backbone_takes_dtypes_by_name_and_names_a_bad_config_field(tmp_path):
+    """"bf16" was transformers' error blamed on the folder, "bfloat16" a device string after the whole load, and a
+    config.json field of the wrong type huggingface_hub's StrictDataclassError (a plain Exception) as a traceback."""
+    import json
+
+    backbone = save_backbone(tmp_path)
+    model = from_backbone(tmp_path, dtype="bf16")
+    assert model.context_lm_head.weight.dtype == torch.bfloat16
+    assert torch.equal(model.context_lm_head.weight, backbone.lm_head.weight.bfloat16())
+    with pytest.raises(ValueError, match="unknown dtype 'int3'"):
+        from_backbone(tmp_path, dtype="int3")
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "hidden_size": "wide"}))
+    with pytest.raises(ValueError, match="cannot be loaded as a NemotronH causal LM: .*hidden_size"):
         from_backbone(tmp_path)
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import NemotronHConfig
 
-from .checkpoint_files import (CONFIG_NAME, WEIGHTS_NAME, causal_lm_message, is_set, key_mismatch,
+from .checkpoint_files import (CONFIG_NAME, INDEX_NAME, WEIGHTS_NAME, causal_lm_message, is_set, key_mismatch,
                                missing_weights_message, non_finite_message, non_finite_tensors, one_line,
                                read_json_object, read_json_value, unreadable_safetensors, unset_fields_hint)
 from .config import FP32_SUFFIXES, check_layer_pattern, ensure_two_tower_fields
@@ -31,14 +34,29 @@ def save_pretrained(model: TwoTowerModel, directory, dtype: torch.dtype | None =
                                   and all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items())):
         raise ValueError(f"extra is the weights file's metadata: a dict of text to text, got {extra!r}")
     directory = make_output_dir("directory", directory)  # a file there, or a folder that cannot be made: said
-    model.config.save_pretrained(directory)
+    if (directory / INDEX_NAME).exists():  # a load reads the shards it lists, not the file written here
+        raise ValueError(f"{directory} holds a sharded checkpoint ({INDEX_NAME}), which a load would read instead "
+                         "of the weights saved here: save into another folder, or move that checkpoint away")
     state = {}
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().to("cpu")
         if dtype is not None and tensor.is_floating_point() and not name.endswith(FP32_SUFFIXES):
             tensor = tensor.to(dtype)  # the router's score-correction bias stays fp32, as the release keeps it
         state[name] = tensor.contiguous()
-    save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", **(extra or {})})
+    # Both files are written in a folder beside their final names and renamed into place at the end: a full
+    # disk, a read-only file or Ctrl-C mid-write left a config beside half-written (or the old) weights.
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=directory))
+        try:
+            model.config.save_pretrained(staging)
+            save_file(state, str(staging / WEIGHTS_NAME), metadata={"format": "pt", **(extra or {})})
+            for name in (WEIGHTS_NAME, CONFIG_NAME):
+                os.replace(staging / name, directory / name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except Exception as exc:  # OSError, or safetensors' own error for a write the disk refused
+        raise ValueError(f"{directory}: the model could not be written ({one_line(exc)}); "
+                         "the files there are as they were") from None
     return directory
 
 
@@ -218,6 +236,10 @@ def from_backbone(directory, device="cpu", dtype: torch.dtype = torch.float32) -
     denoiser starts as a copy of it with time-conditioning gates at 1 (a no-op change at initialisation)."""
     from transformers import NemotronHForCausalLM
 
+    from .engine import as_dtype
+
+    dtype = as_dtype("dtype", dtype)  # "bf16" was transformers' error blamed on the folder, "bfloat16" a device
+    check_device("device", device)  # no CUDA here: said before the weights are read
     directory = as_path("directory", directory)
     if not (directory / "config.json").is_file():
         raise ValueError(f"{directory} has no config.json: not a model directory")
@@ -229,7 +251,8 @@ def from_backbone(directory, device="cpu", dtype: torch.dtype = torch.float32) -
     try:
         backbone, report = NemotronHForCausalLM.from_pretrained(str(directory), local_files_only=True, dtype=dtype,
                                                                 output_loading_info=True)
-    except (OSError, ValueError, RuntimeError, TypeError) as exc:  # no weights file, a damaged one, a bad field
+    except Exception as exc:  # no weights file, a damaged one, a bad field (huggingface_hub's StrictDataclassError
+        # is a plain Exception), an unknown layer symbol (a KeyError)
         raise ValueError(f"{directory} cannot be loaded as a NemotronH causal LM: {one_line(exc)}") from None
     missing = report.get("missing_keys") or []
     if missing:  # weights of another model: the towers would start from random values

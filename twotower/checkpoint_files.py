@@ -9,6 +9,7 @@ from pathlib import Path
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+INDEX_NAME = "model.safetensors.index.json"  # the release's sharded layout (twotower/release_loader.py)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")  # weights this loader never reads (pickle runs code)
 # Fields that shape some weight: when a checkpoint does not fit its config.json, the ones the file leaves unset
 # (transformers' defaults stood in for them) are the likely cause, and the message says so.

@@ -61,8 +61,26 @@ def check_built_config(config, where: str) -> None:
     if isinstance(top_k, int) and isinstance(experts, int) and not 1 <= top_k <= experts:
         raise ValueError(f"{where}: num_experts_per_tok {top_k} must be between 1 and "
                          f"n_routed_experts {experts}")
+    check_divisions(where, config)
     if "moe" in config.layers_block_type:
         check_expert_groups(where, config)
+
+
+def check_divisions(where: str, config) -> None:
+    """Sizes one layer splits by another: each builds fine and failed in the first forward pass with a shape
+    RuntimeError (a config.json, or a preset's override, that the load had accepted)."""
+    pairs = [("num_attention_heads", "num_key_value_heads", "each key/value head serves a whole number of heads",
+              "full_attention"),
+             ("mamba_num_heads", "n_groups", "the Mamba heads split evenly into the B/C groups", "linear_attention")]
+    for field, by, why, layer in pairs:
+        value, divisor = getattr(config, field, None), getattr(config, by, None)
+        uses = layer in config.layers_block_type and isinstance(value, int) and isinstance(divisor, int)
+        if uses and value % divisor:
+            raise ValueError(f"{where}: {field} {value} must be a multiple of {by} {divisor} ({why})")
+    width = getattr(config, "time_embed_dim", None)
+    if isinstance(width, int) and width % 2:  # half cosine, half sine features
+        raise ValueError(f"{where}: time_embed_dim {width} must be even (the denoiser's step features are half "
+                         "cosines, half sines)")
 
 
 def check_expert_groups(where: str, config) -> None:

@@ -28,12 +28,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .checkpoint import build_on_meta, load_config
-from .checkpoint_files import (absent_parts_note, causal_lm_message, non_finite_message, non_finite_tensors,
-                               read_json_object, unreadable_safetensors, unset_fields_hint)
+from .checkpoint_files import (INDEX_NAME, absent_parts_note, causal_lm_message, non_finite_message,
+                               non_finite_tensors, read_json_object, unreadable_safetensors, unset_fields_hint)
 from .config import ARCHITECTURE, FP32_SUFFIXES
 from .model import TwoTowerModel
 
-INDEX_NAME = "model.safetensors.index.json"
 SINGLE_FILE_NAME = "model.safetensors"
 TOWER_PREFIXES = ("context_tower.", "denoiser_tower.")
 CONTEXT_PREFIXES = ("context_tower.", "context_lm_head.")

@@ -353,11 +353,19 @@ def export(run_dir, to_dir, notes: dict | None = None) -> Path:
         elif f"{stage}_stage" in inherited:
             info[f"{stage}_stage"] = inherited[f"{stage}_stage"]
     make_output_dir("--to", to_dir)
-    save_pretrained(model, to_dir, dtype=torch.bfloat16)
-    shutil.copy(run_dir / "tokenizer.model", to_dir / "tokenizer.model")
-    for stage in logs:
-        shutil.copy(run_dir / f"{stage}_log.jsonl", to_dir / f"train_{stage}_log.jsonl")
-    (to_dir / "training_info.json").write_text(json.dumps(info, indent=1))
+    save_pretrained(model, to_dir, dtype=torch.bfloat16)  # written whole or not at all
+    try:
+        shutil.copy(run_dir / "tokenizer.model", to_dir / "tokenizer.model")
+        for stage in ("context", "denoiser"):
+            log = to_dir / f"train_{stage}_log.jsonl"
+            if stage in logs:
+                shutil.copy(run_dir / f"{stage}_log.jsonl", log)
+            else:  # an earlier export's log there would describe another run
+                log.unlink(missing_ok=True)
+        (to_dir / "training_info.json").write_text(json.dumps(info, indent=1))
+    except OSError as exc:
+        raise ValueError(f"--to {to_dir}: the weights were exported but its records could not be written "
+                         f"({exc.strerror or exc}): export again") from None
     return to_dir
 
 
