@@ -1,6 +1,8 @@
 """Bad input to `twotower bench / eval / sweep / plan`: each refusal exits 2 with one line that says what was
 wrong, before the model is loaded or anything is run or written (the smoke runs: test_bench_eval.py)."""
 
+import re
+
 import pytest
 import torch
 
@@ -17,6 +19,12 @@ from twotower.cli import main
     (["eval", "--preset", "tiny", "--tasks", "next_line,poetry"], "poetry"),
     (["eval", "--preset", "tiny", "--modes", "telepathy"], "unknown mode"),
     (["eval", "--preset", "tiny", "--tasks", ","], "no task given"),  # was "unknown or no tasks ['']"
+    # these were checked only once the model had loaded
+    (["eval", "--preset", "tiny", "--gamma", "5"], "γ must be in (0, 1], got 5.0"),
+    (["eval", "--preset", "tiny", "--next-line-tokens", "0"], "--next-line-tokens must be >= 1"),
+    (["bench", "--preset", "tiny", "--draft-steps", "0"], "draft steps"),
+    (["sweep", "--preset", "tiny", "--repeats", "0"], "--repeats must be >= 1"),
+    (["sweep", "--preset", "tiny", "--max-new-tokens", "-3"], "--max-new-tokens must be >= 1"),
     (["eval", "--preset", "tiny", "--workers", "-1"], "--workers must be >= 0"),
     (["bench", "--preset", "tiny", "--eval", "--workers", "-1"], "--workers must be >= 0"),
     (["bench", "--preset", "tiny", "--modes", ","], "no mode given"),  # was: AR alone
@@ -41,6 +49,9 @@ from twotower.cli import main
     (["sweep", "--preset", "tiny", "--steps", ""], "--steps is empty"),
     (["sweep", "--preset", "tiny", "--out-dir", ""], "--out-dir is empty"),
     (["generate", "--model", "", "x"], "--model is empty"),
+    # a name longer than the OS takes: pathlib raised OSError (ENAMETOOLONG) from its is_dir / exists
+    (["bench", "--preset", "tiny", "--out", "{tmp}/" + "b" * 300], "cannot be used: File name too long"),
+    (["generate", "--model", "m" * 300, "x"], "--model 'mmm"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, words):
     import twotower.bench
@@ -49,7 +60,9 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, wo
 
     monkeypatch.setattr(twotower.bench, "run_bench", lambda *a, **k: pytest.fail("ran before refusing"))
     monkeypatch.setattr(twotower.sweep, "run_sweep", lambda *a, **k: pytest.fail("ran before refusing"))
-    if "--prompts" in argv or "--modes" in argv:  # checked before the model is loaded
+    # every refusal comes before the model is loaded (a release checkpoint is ~118 GiB to read first); load_engine
+    # checks --model itself before it reads anything
+    if "--model" not in argv:
         monkeypatch.setattr(twotower.run_setup, "load_engine", lambda *a, **k: pytest.fail("loaded the model first"))
     (tmp_path / "binary.txt").write_bytes(bytes([0xDE, 0xAD, 0xBE, 0xEF]))
     (tmp_path / "taken" / "sweep.csv").mkdir(parents=True)
@@ -93,3 +106,23 @@ def test_eval_starts_no_more_worker_processes_than_it_has_prompts(monkeypatch):
     report = evaluate(engine, ["ar"], ["next_line"], n_next_line=1, n_syntax=0, next_line_tokens=2, workers=100,
                       engine_factory=lambda: pytest.fail("a worker's engine"))
     assert report["n_prompts"]["next_line"] == 1
+
+
+@pytest.mark.parametrize("factory, words", [
+    # a worker that cannot build its engine (CUDA out of memory, say): the initializer's error made
+    # multiprocessing.Pool start another worker, and fail again, forever
+    ("missing_model", "an eval worker could not build its engine (ValueError: model directory not found"),
+    # a worker gone mid-run (the out-of-memory killer): Pool waited for its job's result forever
+    ("exit", "an eval worker process ended before its prompts were scored"),
+])
+def test_an_eval_worker_that_fails_or_dies_is_one_error_not_a_hang(factory, words):
+    import functools
+    import os
+
+    from twotower.engine import load_engine
+    from twotower.eval_workers import records_in_workers
+
+    factory = {"missing_model": functools.partial(load_engine, "/nonexistent/model"),
+               "exit": functools.partial(os._exit, 3)}[factory]
+    with pytest.raises(ValueError, match=re.escape(words)):
+        list(records_in_workers(factory, 1, [("next_line", {"prompt": "x"})] * 2, {}))

@@ -138,3 +138,15 @@ def test_flags_the_mode_does_not_read_are_named_not_dropped_silently(capsys, ext
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
     assert notes[0].startswith("note: --preset tiny builds random weights")  # the tiny preset's, first
     assert notes[1:] == ([note] if note else [])
+
+
+def test_ctrl_c_while_a_command_imports_is_one_line(capsys, monkeypatch):
+    """The command's module is imported before the guarded run (torch: seconds): Ctrl-C there was a traceback."""
+    import twotower.cli
+
+    def interrupted(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(twotower.cli.importlib, "import_module", interrupted)
+    assert cli_main(["generate", "x"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"

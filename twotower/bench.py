@@ -22,7 +22,7 @@ from . import metrics
 from .engine import MODES
 from .run_setup import (add_engine_arguments, add_settings_arguments, device_info, engine_from_args,
                         preset_note_once, provenance)
-from .validation import check_int, check_output_file, write_text_file
+from .validation import check_fraction, check_int, check_output_file, write_text_file
 # the report's words live in bench_report.py; these names stay importable from here (scripts/write_benchmarks.py)
 from .bench_report import (SPECULATIVE_BATCH_NOTE, _cut, _num, _passes, _share, format_markdown,  # noqa: F401
                            ratio_range, round_ratios)
@@ -251,6 +251,7 @@ def main(args) -> int:
 
     from .eval_prompts import load_prompt_file, next_line_items, prompt_ids
     from .eval_workers import resolve_workers
+    from .engine import check_decoding_settings
     from .evaluation import evaluate, resolve_modes, resolved_settings
 
     for name in ("n_prompts", "max_prompt_tokens", "max_new_tokens", "repeats", "batch_size", "eval_prompts"):
@@ -258,6 +259,9 @@ def main(args) -> int:
     workers = resolve_workers(args.workers)
     out = check_output_file("--out", args.out)
     modes, skipped = resolve_modes(args.modes)  # the modes and a prompt file are checked before the model loads
+    check_decoding_settings(args.gamma, args.block_size, args.steps, args.draft_steps)  # resolved_settings: again
+    if args.min_draft_confidence is not None:
+        check_fraction("--min-draft-confidence", args.min_draft_confidence)
     if args.prompts:
         texts, source = load_prompt_file(args.prompts), str(args.prompts)
     else:

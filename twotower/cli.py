@@ -92,7 +92,11 @@ def main(argv=None) -> int:
         command_parser = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         if name != named:
             continue
-        modules[name] = importlib.import_module(module_name)
+        try:
+            modules[name] = importlib.import_module(module_name)
+        except KeyboardInterrupt:  # Ctrl-C in the seconds a command's import takes (torch): no traceback
+            print("interrupted", file=sys.stderr)
+            return 130
         modules[name].add_arguments(command_parser)
     if named is not None and named not in COMMANDS:  # argparse lists the choices; a typo also gets the closest one
         close = difflib.get_close_matches(named, list(COMMANDS), n=1, cutoff=0.6)

@@ -23,26 +23,44 @@ def _start(engine_factory, scoring: dict, threads: int, hf_verbosity: int) -> No
 
     torch.set_num_threads(threads)  # N workers share the cores instead of each taking them all
     hf_logging.set_verbosity(hf_verbosity)  # as the parent has it (the CLI silences the kernel notices)
-    _worker["engine"], _worker["scoring"] = engine_factory(), scoring
+    try:
+        _worker["engine"], _worker["scoring"] = engine_factory(), scoring
+    except Exception as exc:  # said by the first job (an initializer's error was a child's traceback)
+        _worker["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 def _score(job: tuple) -> dict:
     from .evaluation import score_item
 
+    if "error" in _worker:
+        raise ValueError(f"an eval worker could not build its engine ({_worker['error']}); fewer --workers "
+                         "need less memory")
     task, item = job
     return score_item(_worker["engine"], task, item, **_worker["scoring"])
 
 
 def records_in_workers(engine_factory, workers: int, jobs: list[tuple], scoring: dict):
-    """score_item's records for `jobs` [(task, item)], in order, computed by `workers` spawned processes."""
+    """score_item's records for `jobs` [(task, item)], in order, computed by `workers` spawned processes.
+
+    A process pool that notices a worker gone: multiprocessing.Pool restarted a worker killed mid-job (the
+    kernel's out-of-memory killer) and waited for that job's result forever."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     from transformers.utils import logging as hf_logging
 
     threads = max(1, torch.get_num_threads() // workers)
     ctx = multiprocessing.get_context("spawn")
     initargs = (engine_factory, scoring, threads, hf_logging.get_verbosity())
-    with ctx.Pool(workers, initializer=_start, initargs=initargs) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start, initargs=initargs)
+    try:
         # small chunks: prompts differ in length, and the progress bar moves as they come back
-        yield from pool.imap(_score, jobs, chunksize=max(1, min(8, len(jobs) // (4 * workers))))
+        yield from pool.map(_score, jobs, chunksize=max(1, min(8, len(jobs) // (4 * workers))))
+    except BrokenProcessPool:
+        raise ValueError(f"an eval worker process ended before its prompts were scored (out of memory? each of "
+                         f"the {workers} workers holds its own model: fewer --workers need less)") from None
+    finally:  # a run given up (an error, Ctrl-C) does not wait for the jobs still queued
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def default_workers() -> int:

@@ -155,20 +155,12 @@ def score_item(engine, task: str, item: dict, modes, settings: dict, budget: dic
     return record
 
 
-# ------------------------------------------------------------------------------------------------
-def evaluate(engine, modes=MODE_ORDER, tasks=TASKS, n_next_line: int = 500, n_syntax: int = 100,
-             gamma=None, block_size=None, steps_per_block=None, next_line_tokens: int = 32,
-             syntax_tokens: int = 64, max_prompt_tokens: int = 512, seed: int = 0, progress=None,
-             anchor_first: bool = False, workers: int = 1, engine_factory=None) -> dict:
-    """Score every mode on the same prompts; returns a JSON-ready report (see `format_markdown`).
-
-    progress(done, total) is called after each prompt's generations. workers > 1 scores the prompts in that
-    many processes, each with its own engine from `engine_factory()` (picklable: a worker is spawned); the
-    report is the one a single process gives, prompt for prompt (twotower/eval_workers.py).
-    """
+def check_eval_inputs(tasks, n_next_line, n_syntax, next_line_tokens, syntax_tokens, max_prompt_tokens,
+                      workers) -> list[str]:
+    """The tasks (in TASKS' order) and counts an eval reads, checked; `twotower eval` calls it before the model
+    loads (a release checkpoint is ~118 GiB to read before a bad count was refused)."""
     from .validation import check_int
 
-    modes, skipped = resolve_modes(modes)
     if isinstance(tasks, str):
         tasks = tasks.split(",")
     tasks = [t.strip() for t in tasks or () if t.strip()]
@@ -184,6 +176,23 @@ def evaluate(engine, modes=MODE_ORDER, tasks=TASKS, n_next_line: int = 500, n_sy
     for name, value in counts.items():
         check_int(name, value)
     check_int("--workers", workers)
+    return tasks
+
+
+# ------------------------------------------------------------------------------------------------
+def evaluate(engine, modes=MODE_ORDER, tasks=TASKS, n_next_line: int = 500, n_syntax: int = 100,
+             gamma=None, block_size=None, steps_per_block=None, next_line_tokens: int = 32,
+             syntax_tokens: int = 64, max_prompt_tokens: int = 512, seed: int = 0, progress=None,
+             anchor_first: bool = False, workers: int = 1, engine_factory=None) -> dict:
+    """Score every mode on the same prompts; returns a JSON-ready report (see `format_markdown`).
+
+    progress(done, total) is called after each prompt's generations. workers > 1 scores the prompts in that
+    many processes, each with its own engine from `engine_factory()` (picklable: a worker is spawned); the
+    report is the one a single process gives, prompt for prompt (twotower/eval_workers.py).
+    """
+    modes, skipped = resolve_modes(modes)
+    tasks = check_eval_inputs(tasks, n_next_line, n_syntax, next_line_tokens, syntax_tokens, max_prompt_tokens,
+                              workers)
     if workers > 1 and engine_factory is None:
         raise ValueError("workers > 1 needs an engine_factory: each worker process loads its own engine")
     settings = resolved_settings(engine, gamma, block_size, steps_per_block, anchor_first=anchor_first)
@@ -335,15 +344,20 @@ def main(args) -> int:
     from tqdm import tqdm
 
     from .eval_workers import resolve_workers
+    from .engine import check_decoding_settings
     from .run_setup import device_info, engine_from_args, preset_note_once, provenance
     from .validation import check_output_file, write_text_file
 
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     workers = resolve_workers(args.workers)
     out = check_output_file("--out", args.out)
-    resolve_modes(args.modes)  # a mistyped mode is said before the model loads (evaluate checks it again)
-    engine = engine_from_args(args)
+    # mistyped modes, tasks, counts and settings are said before the model loads (evaluate checks them again)
+    resolve_modes(args.modes)
     n_syntax = args.syntax_prompts if args.syntax_prompts is not None else min(100, args.n_prompts)
+    check_eval_inputs(args.tasks, args.n_prompts, n_syntax, args.next_line_tokens, args.syntax_tokens,
+                      args.max_prompt_tokens, workers)
+    check_decoding_settings(args.gamma, args.block_size, args.steps)
+    engine = engine_from_args(args)
     with tqdm(total=0, desc="eval", unit="gen", file=sys.stderr, disable=None) as bar:
         say_preset = preset_note_once(args, bar)
 

@@ -224,8 +224,8 @@ def main(args) -> int:
     block_sizes = parse_list(args.block_sizes, int, "--block-sizes")
     steps = parse_list(args.steps, int, "--steps") if args.steps is not None else None  # "": refused as empty
     n_points = len(sweep_grid(gammas, block_sizes, steps))  # checks the grid before loading anything
-    check_int("--n-prompts", args.n_prompts)
-    check_int("--max-prompt-tokens", args.max_prompt_tokens)
+    for name in ("n_prompts", "max_prompt_tokens", "max_new_tokens", "repeats"):  # run_sweep checks them again
+        check_int("--" + name.replace("_", "-"), getattr(args, name))
     if args.prompts:  # before the model loads: a bad file costs no loading time (and makes no --out-dir)
         prompts, source = load_prompt_file(args.prompts), str(args.prompts)
     else:

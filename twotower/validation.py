@@ -211,9 +211,15 @@ def as_path(name: str, path) -> Path:
     if isinstance(path, str) and not path.strip():
         raise ValueError(f"{name} is empty: give a folder (\".\" for the current one)")
     try:  # "~/models/x" quoted (or --model=~/x, which no shell expands) was a folder named "~" in the current one
-        return Path(path).expanduser()
+        path = Path(path).expanduser()
     except TypeError:  # an os.PathLike whose __fspath__ gives bytes
         raise ValueError(f"{name} must be a text path, got {path!r}") from None
+    try:  # a name the OS refuses outright (too long): pathlib's is_dir / exists raise for it instead of answering
+        path.exists()
+    except OSError as exc:
+        shown = str(path) if len(str(path)) <= 80 else str(path)[:77] + "..."
+        raise ValueError(f"{name} {shown!r} cannot be used: {exc.strerror or exc}") from None
+    return path
 
 
 def check_not_a_file(name: str, path) -> Path:
