@@ -8,6 +8,7 @@ import os
 import sys
 
 from .engine import MODES, check_decoding_settings, normalise_mode
+from .trace import MODE_SETTINGS
 
 
 def add_model_arguments(parser) -> None:
@@ -62,11 +63,13 @@ def draft_steps(args):
     return args.steps if args.draft_steps is None else args.draft_steps
 
 
-# the options each mode reads (engine.stream): what the others are given is said to be ignored, not dropped silently
-MODE_OPTIONS = {"diffusion": ("gamma", "block_size", "steps", "anchor_first"),
-                "speculative": ("gamma", "block_size", "steps", "draft_steps", "adaptive", "min_draft_confidence"),
-                "mock_ar": (), "ar": ()}
-MODE_SPECIFIC = ("gamma", "block_size", "steps", "draft_steps", "adaptive", "min_draft_confidence", "anchor_first")
+# the options each mode reads, named as this command's flags (from what its Engine.stream keywords are, in the
+# trace module): what the others are given is said to be ignored, not dropped silently. --steps is diffusion's
+# steps per block and speculative's draft passes (draft_steps() above).
+FLAG_NAMES = {"steps_per_block": ("steps",), "draft_steps": ("steps", "draft_steps")}
+MODE_OPTIONS = {mode: tuple(dict.fromkeys(flag for key in keys for flag in FLAG_NAMES.get(key, (key,))))
+                for mode, keys in MODE_SETTINGS.items()}
+MODE_SPECIFIC = tuple(dict.fromkeys(flag for flags in MODE_OPTIONS.values() for flag in flags))
 
 
 def ignored_note(args) -> str | None:
