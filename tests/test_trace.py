@@ -200,6 +200,26 @@ def test_a_quoted_tilde_is_the_home_folder():
     assert check_output_file("--trace", "~/t.json") == Path.home() / "t.json"
 
 
+def test_an_output_file_is_judged_by_its_own_permission_when_it_exists(tmp_path, monkeypatch):
+    """--trace /dev/stdout was refused for a non-root user because /dev is not writable (this host runs as root,
+    so the permissions are stood in for)."""
+    import os
+
+    from twotower.validation import check_output_file
+
+    folder, existing = tmp_path / "locked", tmp_path / "locked" / "out.json"
+    folder.mkdir()
+    existing.write_text("")
+    writable = {str(existing)}
+    monkeypatch.setattr(os, "access", lambda path, mode: str(path) in writable)
+    assert check_output_file("--trace", existing) == existing
+    with pytest.raises(ValueError, match="new.json' cannot be written here"):
+        check_output_file("--trace", folder / "new.json")
+    writable.clear()
+    with pytest.raises(ValueError, match="out.json' cannot be written here"):
+        check_output_file("--trace", existing)
+
+
 def test_the_playground_saves_its_last_run(engine):
     import gradio as gr
 

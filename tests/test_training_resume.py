@@ -266,3 +266,15 @@ def test_a_save_killed_half_way_leaves_the_last_whole_checkpoint(tmp_path, monke
     assert state["step"] == 3 and [s["from_step"] for s in state["segments"]] == [0, 2]  # resumed at step 2
     assert sorted(p.name for p in run.iterdir() if "ckpt" in p.name) == ["context_ckpt"]
     assert (run / "context_ckpt" / "model.safetensors").read_bytes() != weights  # trained on
+
+
+def test_a_damaged_training_log_is_named_by_file_and_line(tmp_path):
+    """A log cut mid-line (the disk filled while it was rewritten) made every --resume fail with json's bare
+    "Expecting value: line 9 column 1"; the log is now replaced whole, and a damaged one is named."""
+    from twotower.train_state import _read_log
+
+    log = tmp_path / "denoiser_log.jsonl"
+    log.write_text('{"step": 1, "loss": 3.0}\n{"step": 2, "lo')
+    with pytest.raises(ValueError, match=r"denoiser_log.jsonl:2 is not a JSON record .*remove that line"):
+        _read_log(log)
+    assert _read_log(tmp_path / "none.jsonl") == []

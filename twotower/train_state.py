@@ -7,6 +7,7 @@ The segment history records every run and resume of a stage with its own setting
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -47,7 +48,9 @@ def save_state(run_dir: Path, model, optimizer, step: int, stage: str, log: list
         ckpt.rename(previous)  # (a crash between the two renames: recover_checkpoint puts it back)
     saving.rename(ckpt)
     shutil.rmtree(previous, ignore_errors=True)
-    (run_dir / f"{stage}_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    log_path = run_dir / f"{stage}_log.jsonl"  # whole or not at all: a cut line made every --resume fail
+    log_path.with_suffix(".partial").write_text("".join(json.dumps(r) + "\n" for r in log))
+    os.replace(log_path.with_suffix(".partial"), log_path)
 
 
 def checkpoint_folders(run_dir: Path, stage: str) -> tuple[Path, Path, Path]:
@@ -92,7 +95,16 @@ def load_state(run_dir: Path, stage: str, optimizer):
 
 def _read_log(path: Path) -> list[dict]:
     """A stage's training log (JSON lines), empty if the run has none yet."""
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    if not path.is_file():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:  # was json's bare "Expecting value: line 9 column 1", no file named
+            raise ValueError(f"{path}:{number} is not a JSON record ({exc.msg}): the training log is damaged; "
+                             "remove that line (or the file) to resume without it") from None
+    return records
 
 
 def _training_info(model_dir: Path) -> dict:

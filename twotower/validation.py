@@ -198,7 +198,9 @@ def check_output_file(name: str, path) -> Path | None:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise ValueError(f"{name} {str(path)!r}: the folder {str(folder)!r} does not exist")
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    # a file that exists is written in place: its own permission counts (a user's --out /dev/stdout was refused
+    # for /dev's); a new one needs its folder's
+    if not os.access(path if path.exists() else folder, os.W_OK):
         raise ValueError(f"{name} {str(path)!r} cannot be written here (permission denied)")
     return path
 
