@@ -67,6 +67,19 @@ def test_diffusion_greedy_equals_cache_free_reference(max_new, size, steps, gamm
     assert torch.equal(ours.sequences, reference_diffusion(model, prompt, max_new, size, steps, gamma))
 
 
+def test_generate_mask_diffusion_takes_the_release_signature_positionally():
+    """The design note's order: (input_ids, max_new_tokens, block_size, steps_per_block, mask_token_id,
+    temperature, confidence_threshold, eos_token_id, step_callback); γ used to come sixth, so a call written for
+    the release was refused (γ = the mask id) or, with a mask id in (0, 1], silently ran another γ."""
+    model, prompt = decoding_model(1), random_ids((1, 5), 3)
+    seen = []
+    positional = generate_mask_diffusion(model, prompt, 8, 4, 4, model.config.mask_token_id, 0.0, 0.6, None,
+                                         seen.append)
+    named = generate_mask_diffusion(model, prompt, max_new_tokens=8, block_size=4, steps_per_block=4,
+                                    confidence_threshold=0.6)
+    assert torch.equal(positional.sequences, named.sequences) and seen and seen[-1].kind == "done"
+
+
 def check_diffusion_events(events, prompt, max_new, size, steps, gamma, mask_id):
     """Everything the commit rule promises, read off the events alone; returns the replayed tokens. Every block
     has S positions; the budget's last block, adding r < S, stops once its first r are committed in every row
@@ -339,7 +352,8 @@ def test_a_batch_stops_once_every_row_has_met_eos_in_some_block(monkeypatch, mod
     eos, other, size = model.config.eos_token_id, 50, 4 if mode == "diffusion" else 1
     script = [[eos, other, other, other, other], [other, other, eos, other, other]]
     passes = force_tokens(monkeypatch, model, script)
-    run = {"diffusion": lambda **kw: generate_mask_diffusion(model, prompt, 5 * size, size, 2, 0.5, **kw),
+    run = {"diffusion": lambda **kw: generate_mask_diffusion(model, prompt, 5 * size, size, 2,
+                                                             confidence_threshold=0.5, **kw),
            "mock_ar": lambda **kw: generate_mock_ar(model, prompt, 5, **kw),
            "ar": lambda **kw: generate_ar(model, prompt, 5, **kw)}[mode]
     events = []
@@ -375,7 +389,7 @@ def test_time_to_first_token_is_the_first_tokens_not_the_last(monkeypatch, mode,
     elif mode == "mock_ar":
         stats = generate_mock_ar(model, prompt, 8).stats
     else:
-        stats = generate_mask_diffusion(model, prompt, 8, 4, 4, 0.6, anchor_first=anchor).stats
+        stats = generate_mask_diffusion(model, prompt, 8, 4, 4, confidence_threshold=0.6, anchor_first=anchor).stats
     assert stats["time_to_first_token_s"] == ttft
     assert stats["total_s"] == stats["nfe"] + stats["context_passes"] > ttft + 1  # several passes after it
 

@@ -369,9 +369,12 @@ def drain(events: Iterator[StepEvent], step_callback: Callable[[StepEvent], None
 
 
 def generate_mask_diffusion(model, input_ids, max_new_tokens=128, block_size=16, steps_per_block=16,
-                            confidence_threshold=0.8, temperature=0.0, eos_token_id=None, step_callback=None,
-                            seed=None, mask_token_id=None, anchor_first=False, top_k=None, top_p=None) -> GenerationResult:
+                            mask_token_id=None, temperature=0.0, confidence_threshold=0.8, eos_token_id=None,
+                            step_callback=None, seed=None, anchor_first=False, top_k=None,
+                            top_p=None) -> GenerationResult:
     """Masked block diffusion (`iter_mask_diffusion`), drained: `step_callback(event)` sees every StepEvent.
+    The arguments after the model are in the release's order (the design note's signature), so a call written
+    for it positionally means the same here; seed, anchor_first, top_k and top_p are this project's.
     mask_token_id: optional, only checked against the model's (the denoiser was trained with one)."""
     if mask_token_id is not None and mask_token_id != model.config.mask_token_id:
         raise ValueError(f"this model was trained with mask_token_id={model.config.mask_token_id}, got {mask_token_id!r}")
