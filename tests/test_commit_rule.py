@@ -106,6 +106,21 @@ def test_gumbel_sampling_matches_the_target_distribution(temperature, top_k, top
     assert torch.allclose(freq, target, atol=0.012), (freq, target)
 
 
+def test_gumbel_noise_reaches_far_enough_for_a_token_30_logits_behind(monkeypatch):
+    """float32 uniforms (clamped at 1 - 1e-7) capped the noise near 16: a token more than ~20 logits behind the
+    best had probability 0, not e^-30 of it. Here the uniform draw that makes it win is handed in."""
+    real_rand = torch.rand
+
+    def extremes(shape, **kwargs):  # the best token draws a median noise, the far one the largest there is
+        u = real_rand(shape, **kwargs)
+        u[..., 0], u[..., 1] = 0.5, 1 - torch.finfo(u.dtype).eps / 2
+        return u
+
+    monkeypatch.setattr(torch, "rand", extremes)
+    tokens, _ = predict_tokens(torch.tensor([[0.0, -30.0]]), 1.0, torch.Generator().manual_seed(0))
+    assert tokens.tolist() == [1]
+
+
 def test_seeded_sampling_is_reproducible():
     logits = torch.randn(32, 50, generator=torch.Generator().manual_seed(4))
     draw = lambda seed: predict_tokens(logits, 1.0, torch.Generator().manual_seed(seed))[0]  # noqa: E731

@@ -51,9 +51,13 @@ def predict_tokens(
         tokens = logits.argmax(-1)
     else:
         scores = filter_logits(logits / temperature, top_k, top_p)
-        uniform = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=torch.float32)
-        gumbel = -torch.log(-torch.log(uniform.clamp_(1e-20, 1.0 - 1e-7)))
-        tokens = (scores + gumbel).argmax(-1)
+        # float64 draws: float32 uniforms (a step of 2^-24 below 1) capped the Gumbel noise near 16, so a token
+        # more than ~20 logits behind the best could never be drawn, and the law was not exactly the softmax
+        # speculative sampling's rejection step assumes (a mass of up to ~1e-5 moved)
+        wide = torch.float32 if scores.device.type == "mps" else torch.float64  # MPS has no float64
+        uniform = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=wide)
+        gumbel = -torch.log(-torch.log(uniform.clamp_(min=torch.finfo(wide).tiny)))
+        tokens = (scores.to(wide) + gumbel).argmax(-1)
     confidence = logits.softmax(-1).gather(-1, tokens[..., None]).squeeze(-1)
     return tokens, confidence
 
