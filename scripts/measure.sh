@@ -8,6 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1
+# the interpreter the other scripts use (a Debian host may have no bare `python`); its console script need not be
+# on PATH
+twotower() { "${PYTHON:-python3}" -m twotower.cli "$@"; }
 # Everything is written under runs/measure first and copied into benchmarks/ at the end: a tracked file
 # rewritten mid-run would mark the commit the reports record as "-dirty".
 out=runs/measure
@@ -54,7 +57,7 @@ twotower bench --compile --den-dtype bf16 --n-prompts 8 --max-new-tokens 64 --re
 twotower sweep --gammas 0.3,0.5,0.7,0.8,0.9 --block-sizes 4,8,16 --n-prompts 6 --max-new-tokens 48 \
   --out-dir runs/measure/sweep --json > "$out"/sweep.json
 for report in "$out"/eval_*.json "$out"/bench*.json "$out"/sweep.json; do  # each a whole JSON report
-  python -c 'import json, sys; json.load(open(sys.argv[1]))' "$report" || { echo "not a JSON report: $report" >&2; exit 1; }
+  "${PYTHON:-python3}" -c 'import json, sys; json.load(open(sys.argv[1]))' "$report" || { echo "not a JSON report: $report" >&2; exit 1; }
 done
 cp "$out"/eval_*.json "$out"/bench*.json "$out"/sweep.json "$out"/sweep/sweep.csv benchmarks/
 out=benchmarks
@@ -65,10 +68,10 @@ existing() { for f in "$@"; do if [ -s "$out/$f.json" ]; then echo "$out/$f.json
 mapfile -t bench_extras < <(existing bench_speculative_2pass bench_speculative_1pass_s8 bench_speculative_adaptive \
   bench_speculative_cut bench_speculative_snapshot bench_bf16 bench_mixed bench_compiled bench_compiled_mixed bench_anchor)
 mapfile -t eval_extras < <(existing eval_bf16_diffusion eval_mixed_diffusion eval_anchor_diffusion)
-python scripts/write_benchmarks.py --bench "$out"/bench.json --bench-extra "${bench_extras[@]}" \
+"${PYTHON:-python3}" scripts/write_benchmarks.py --bench "$out"/bench.json --bench-extra "${bench_extras[@]}" \
   --eval "$out"/eval_diffusion.json "$out"/eval_mock_ar.json --eval-extra "${eval_extras[@]}" \
   --sweep "$out"/sweep.json \
   --intro "${INTRO:-benchmarks/intro.md}" --readme README.md > /dev/null
-python scripts/model_card.py --model assets/default --eval "$out"/eval_diffusion.json "$out"/eval_mock_ar.json \
+"${PYTHON:-python3}" scripts/model_card.py --model assets/default --eval "$out"/eval_diffusion.json "$out"/eval_mock_ar.json \
   --bench "$out"/bench.json ${PREVIOUS:+--previous "$PREVIOUS"} ${UNSHIPPED:+--unshipped "$UNSHIPPED"} > /dev/null
 echo "wrote BENCHMARKS.md and assets/default/README.md"
