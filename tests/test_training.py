@@ -55,6 +55,22 @@ def test_a_time_budgeted_stage_ends_on_its_schedule_tail_and_records_its_steps(t
     assert state["train_config"]["minutes"] == 0.05
 
 
+def test_stage_1_predicts_every_token_of_its_window(tmp_path, monkeypatch):
+    """A window holds seq_len + 1 tokens (seq_len targets); training cut it to seq_len (seq_len - 1 targets) while
+    validation read it whole and the tokens/s figure counted seq_len a row."""
+    training, run = tiny_training_run(monkeypatch, tmp_path)
+    seen, real = [], training.context_loss
+
+    def recorded(model, tokens):
+        seen.append((model.training, tokens.shape[1]))
+        return real(model, tokens)
+
+    monkeypatch.setattr(training, "context_loss", recorded)
+    training.run_stage("context", run, profile="test", steps=2)
+    seq_len = training.PROFILES["test"]["seq_len"]
+    assert {width for _, width in seen} == {seq_len + 1} and {mode for mode, _ in seen} == {True, False}
+
+
 def test_the_token_cache_records_the_corpus_it_was_read_from(tmp_path):
     import json
     import sys

@@ -2,6 +2,8 @@
 the history of its settings, a shipped export continues (on steps or on a time budget) with its record, and a
 continuation that cannot start says why before any corpus work and leaves no folder behind."""
 
+import shutil
+
 import pytest
 import torch
 
@@ -177,6 +179,26 @@ def test_a_fresh_denoiser_on_an_exports_context_tower_keeps_that_towers_record(t
     (second / "tokenizer.model").write_bytes(b"another tokenizer")
     with pytest.raises(ValueError, match="another tokenizer"):
         training.run_stage("denoiser", second, profile="test", steps=2, init_from=str(first))
+
+
+def test_a_fresh_denoiser_on_another_runs_context_checkpoint_reads_that_runs_tokenizer(tmp_path, monkeypatch):
+    """--init-from runs/A/context_ckpt (the form the refusal of a run directory suggests) into an empty --out:
+    the checkpoint holds no tokenizer, so stage 2 trained a new one, and the frozen tower read ids of another
+    vocabulary without a word."""
+    training, run = tiny_training_run(monkeypatch, tmp_path)
+    training.run_stage("context", run, profile="test", steps=2)
+    trained = []
+    from twotower import data  # run_stage imports it from there when it runs
+
+    monkeypatch.setattr(data, "train_tokenizer", lambda *a, **k: trained.append(a) or pytest.fail("retrained"))
+    second = tmp_path / "second"
+    training.run_stage("denoiser", second, profile="test", steps=1, init_from=str(run / "context_ckpt"))
+    assert (second / "tokenizer.model").read_bytes() == (run / "tokenizer.model").read_bytes() and not trained
+    lone = tmp_path / "lone"  # a context checkpoint copied away from its run: refused, not retrained
+    shutil.copytree(run / "context_ckpt", lone / "ctx")
+    with pytest.raises(ValueError, match="has no tokenizer.model beside it .*would train a new tokenizer"):
+        training.run_stage("denoiser", tmp_path / "third", profile="test", steps=1, init_from=str(lone / "ctx"))
+    assert not (tmp_path / "third").exists()
 
 
 def test_a_resumed_denoiser_run_ends_where_an_uninterrupted_one_does(tmp_path, monkeypatch, capsys):

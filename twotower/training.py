@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -147,7 +148,8 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     if init_from is not None and (stage == "context" or not resuming):  # (a resume reads its checkpoint: said below)
         init_path = check_init_from(stage, init_from, from_export)
         if fresh_denoiser:  # the context tower's tokenizer, before anything of --out is judged or touched
-            check_same_tokenizer(init_path, run_dir, "the context tower reads another tokenizer")
+            tower_tokenizer = context_tokenizer(init_path, run_dir)
+            check_same_tokenizer(tower_tokenizer.parent, run_dir, "the context tower reads another tokenizer")
     if cfg.minutes and resuming:  # a checkpoint's own schedule is a step count; only an export's weights (Adam
         # restarted) take a new one over the budget
         raise ValueError(f"--minutes cannot resume the {stage} checkpoint in {run_dir} (its schedule is a step "
@@ -200,6 +202,8 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     if fresh_denoiser and init_from:
         context_from = adopt_context(Path(init_from), run_dir)  # before the corpus: a tokenizer mismatch fails fast
     tok_path = run_dir / "tokenizer.model"
+    if fresh_denoiser and init_from and not tok_path.is_file():  # (an export's was adopted just above)
+        shutil.copy(tower_tokenizer, tok_path)
     if not tok_path.is_file():
         train_tokenizer(run_dir)
     tokenizer = SentencePieceTokenizer(tok_path)
@@ -267,8 +271,10 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     segments = [*segments, segment]
     tokens_per_step = cfg.batch_size * (cfg.seq_len if stage == "context" else cfg.seq_len - cfg.prefix_len)
     budget = cfg.minutes * 60 if cfg.minutes else None
-    # stage 2's windows are cut to whole blocks (as objectives.masked_block_logits would cut them) before any distillation
-    usable = cfg.seq_len if stage == "context" else \
+    # stage 1 reads seq_len tokens and predicts the seq_len after them (a window holds seq_len + 1; it read one
+    # fewer than validation and tokens_per_step count); stage 2's windows are cut to whole blocks (as
+    # objectives.masked_block_logits would cut them) before any distillation
+    usable = cfg.seq_len + 1 if stage == "context" else \
         cfg.prefix_len + (cfg.seq_len - cfg.prefix_len) // cfg.block_size * cfg.block_size
 
     def window_at(index: int) -> torch.Tensor:  # (B, usable): the training window of step `index`
@@ -326,8 +332,6 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
 
 def export(run_dir, to_dir, notes: dict | None = None) -> Path:
     """Copy the trained model (bf16 weights: the shipped file stays small) and its tokenizer."""
-    import shutil
-
     from .checkpoint import from_pretrained, save_pretrained
     from .corpus import describe
     from .data import CORPUS_RECORD
@@ -367,6 +371,18 @@ def export(run_dir, to_dir, notes: dict | None = None) -> Path:
         raise ValueError(f"--to {to_dir}: the weights were exported but its records could not be written "
                          f"({exc.strerror or exc}): export again") from None
     return to_dir
+
+
+def context_tokenizer(init_path: Path, run_dir: Path) -> Path:
+    """The tokenizer a stage-2 run's --init-from context tower reads: beside it (an export), or in the run
+    directory holding it (a run's context_ckpt); else --out's own, given by hand. With none, stage 2 trained a
+    new tokenizer, and the frozen tower read ids of another vocabulary without a word."""
+    for folder in (init_path, init_path.parent, run_dir):
+        if (folder / "tokenizer.model").is_file():
+            return folder / "tokenizer.model"
+    raise ValueError(f"--init-from {init_path} has no tokenizer.model beside it or in {init_path.parent}: stage 2 "
+                     "would train a new tokenizer the context tower never read; put the tokenizer it was trained "
+                     f"with there (or in --out {run_dir})")
 
 
 def add_arguments(parser) -> None:
