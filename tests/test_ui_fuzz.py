@@ -375,6 +375,15 @@ def test_the_race_sweep_and_audit_stop_their_run_themselves_and_their_buttons_ar
         assert names.index(f"{panel}_pressed") < names.index(run), (panel, names)
 
 
+def test_the_playground_stop_cancels_in_gradio_and_tells_the_server(app):
+    """Gradio's cancel drops the run's stream at once; stop_playground stops the run a cancel missed."""
+    elem = {block._id: getattr(block, "elem_id", None) for block in app.demo.blocks.values()}
+    stops = [fn for _, fn in sorted(app.demo.fns.items()) if any(elem.get(t) == "stop" for t, _ in fn.targets)]
+    generate = next(i for i, fn in app.demo.fns.items() if fn.api_name == "generate")
+    assert [getattr(fn.fn, "__name__", None) for fn in stops if fn.queue is False][0] == "stop_playground"
+    assert any(generate in fn.cancels for fn in stops)  # Gradio 6 registers the cancel as a listener of its own
+
+
 def test_a_run_buttons_queue_free_listeners_come_before_its_run(app):
     """The front end runs a trigger's listeners in order and waits for a queued run's whole stream before the
     next one: the old trace file stayed on screen through a new Playground run, and the Race's and Sweep's

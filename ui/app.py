@@ -297,9 +297,11 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         model_btn.click(handlers.model_info, block_size, model_view, api_name="model_info")
 
         # ---- The Playground's Stop: cancels its run in Gradio (the front end drops the run's stream at once; the
-        # run yields every step), then marks the statistics as stopped; queue=False so that neither waits behind
-        # other users' runs. The other panels' Stops are below.
-        stopping = stop_btn.click(None, None, None, queue=False, cancels=[run, rerun])
+        # run yields every step) and tells the run on the server (handlers.stop_playground: a cancel alone missed
+        # a run pressed a moment before), then marks the statistics as stopped; queue=False so that neither waits
+        # behind other users' runs. The other panels' Stops are below.
+        stopping = stop_btn.click(handlers.stop_playground, None, None, queue=False, cancels=[run, rerun],
+                                  api_visibility="private")
         stopping.then(handlers.after_stop, [record, colour_by], [view, scrubber, stats, record, completion],
                       queue=False, api_visibility="private")
         race_csv_btn.click(handlers.race_csv, race_measured, race_file, api_visibility="private",

@@ -22,6 +22,7 @@ from .panel_common import FramePacer, run_settings, switch, unavailable, whole
 from .panel_handlers import PanelHandlers
 from .render import board_html, error_html, note_html, stats_html
 from .render_panels import MODE_LABELS
+from .run_tracker import Stopped
 
 NOTHING_TO_SAVE = "Nothing to save yet: generate first, then save the run."
 LIVE_NOTE = ("Times include drawing the board live (at most 25 frames a second; the scrubber has every step); "
@@ -100,16 +101,34 @@ class Handlers(PanelHandlers):
         session = getattr(request, "session_hash", None)
         run_id = self._claim(session)
         try:
-            yield from self._generate(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens,
-                                      temperature, seed, colour_by, session, run_id, anchor_first, previous)
-        finally:
+            stop = self._stops.begin(session, "playground")  # this run's Stop (stop_playground)
+        except Stopped:  # Stop was pressed while this run waited in the queue: it never starts
             self._release(session, run_id)
+            yield (gr.skip(),) * 5
+            return
+        try:
+            yield from self._generate(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens,
+                                      temperature, seed, colour_by, session, run_id, anchor_first, previous, stop)
+        finally:
+            stop.end()
+            self._release(session, run_id)
+
+    def stop_playground(self, request: gr.Request = None):
+        """The Playground's Stop, on the server. Gradio's cancel, sent with it, drops the run's stream in the page
+        at once, but it missed a run pressed a moment before (a Generate, or a mode changed, then Stop: 1 in 6 to
+        15 tries ran on to its end); the session's run now stops at its next step, and one still waiting in the
+        queue never starts."""
+        session = getattr(request, "session_hash", None)
+        self._stops.request(session, "playground")
+        self._release(session)
 
     def supersede(self, tab, request: gr.Request = None):
         """A setting released on the Playground tab: this session's run in flight stops at its next step (the
         re-run that follows takes its place). On another tab nothing is stopped, as nothing is re-run."""
         if tab == "playground":  # no claim of its own: a run cancelled while queued would leave it behind
-            self._release(getattr(request, "session_hash", None))
+            session = getattr(request, "session_hash", None)
+            self._release(session)
+            self._stops.pressed(session, "playground")  # a Stop pressed before this is not for the new run
 
     def rerun(self, tab, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
               colour_by="step", anchor_first=False, previous=None, request: gr.Request = None):
@@ -122,7 +141,7 @@ class Handlers(PanelHandlers):
                                  colour_by, anchor_first, previous, request)
 
     def _generate(self, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                  colour_by, session, run_id, anchor_first=False, previous=None):
+                  colour_by, session, run_id, anchor_first=False, previous=None, stopped=lambda: False):
         record = {"prompt": prompt, "steps_per_block": steps_per_block, "events": [], "run": run_id}
         board = Board()
         try:
@@ -134,8 +153,8 @@ class Handlers(PanelHandlers):
             record.update(mode=mode, settings={**settings, "anchor_first": anchor_first}, prompt_ids=ids)
             pacer = FramePacer(self.frame_interval_s)
             for event in events:  # the sampler runs one step per iteration: nothing is precomputed
-                if self._superseded(session, run_id):
-                    return  # this session started a newer run; stop within a step
+                if self._superseded(session, run_id) or stopped():
+                    return  # this session started a newer run, or pressed Stop: stop within a step
                 record["events"].append(event)
                 fold_event(board, event)
                 if event.kind in FRAME_KINDS and pacer.due():  # steps faster than the eye are drawn together
