@@ -5,6 +5,7 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import gradio as gr  # noqa: E402
 import pytest  # noqa: E402
 
 from tiny_models import timed_record  # noqa: E402
@@ -210,8 +211,19 @@ def test_a_stop_with_no_run_going_stops_the_run_queued_unless_its_button_is_pres
     handlers = Handlers(engine)
     handlers.race_pressed(Request("s1"))
     handlers.stop_race(Request("s1"))  # nothing going: returns at once
-    outputs = list(handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 8, 1, None, Request("s1")))
-    assert len(outputs) == 1 and "timing" not in str(outputs)  # nothing timed: the view on screen stays
+    last = {"view": '<div class="tt-card">the last Race</div>'}  # the session's measured state holds its cards
+    outputs = list(handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 8, 1, last, Request("s1")))
+    assert len(outputs) == 1 and "timing" not in str(outputs)  # nothing timed
+    # the last Race's cards stay, said to be its: race_start had already dropped the note that they were
+    # measured at other settings, so they looked like this Race's
+    view = outputs[0][0]
+    assert view.index("Stopped before it started") < view.index("the last Race") and outputs[0][1:] == (gr.skip(),) * 2
+    for panel, run in (("audit", lambda: handlers.speculative_audit("def f(x):", 0.8, 4, 4, 8, 0.0, 0, False, None,
+                                                                  Request("s1"))),
+                       ("sweep", lambda: handlers.sweep(["fibonacci"], "", "0.5", "4", 4, 4, False, 1, Request("s1")))):
+        getattr(handlers, f"stop_{panel}")(Request("s1"))
+        (*kept, said), = list(run())  # it left no trace: now it says so, over what the panel showed
+        assert all(output == gr.skip() for output in kept) and "Stopped before it started" in said, panel
     handlers.stop_sweep(Request("s1"))
     handlers.sweep_pressed(Request("s1"))  # pressed again: the earlier Stop is not for this run
     *_, (_, _, _, message) = list(handlers.sweep(["fibonacci"], "", "0.5", "4", 4, 4, False, 1, Request("s1")))

@@ -54,6 +54,13 @@ def stopped_note(html, message: str):
     return re.sub(rf'<div class="tt-note {PROGRESS_CLASS}">.*?</div>', lambda _: note_html(message), html, flags=re.S)
 
 
+def stopped_before_start(run: str, results: str) -> str:
+    """What a run stopped while it waited in the queue says: it drew nothing, and the panel had already let go of
+    the note that its results were measured at other settings (the button's queue-free listener runs first)."""
+    return note_html(f"Stopped before it started (Stop came while it waited in the queue): the {results} here, if "
+                     f"any, are the last {run}'s, measured at its own settings.")
+
+
 class FramePacer:
     """Whether a live view's next frame is due: the first always, later ones once FRAME_INTERVAL_S has passed
     since the last frame sent. A step that takes longer than that is always drawn, so only runs faster than

@@ -21,8 +21,8 @@ from twotower.validation import check_int
 from .board import verify_rounds
 from .cost import cost_table
 from .plots import acceptance_histogram, cost_bars, race_bars
-from .panel_common import (FRAME_INTERVAL_S, MAX_NEW_TOKENS, FramePacer, given, run_settings, stopped_note, switch,
-                           unavailable, whole)
+from .panel_common import (FRAME_INTERVAL_S, MAX_NEW_TOKENS, FramePacer, given, run_settings, stopped_before_start,
+                           stopped_note, switch, unavailable, whole)
 from .render import error_html, esc, kv_table_html, note_html
 from .render_panels import MODE_LABELS, acceptance_summary_html, audit_html, cost_html, race_html, stale_note
 from .run_tracker import RunTracker, StopRequests, Stopped, TrackedEngine
@@ -233,6 +233,9 @@ class PanelHandlers(SweepPanel):
                 except ImportError as exc:
                     results.append({"mode": mode, "tokens": [], "error": unavailable(f"{mode} mode", exc)})
         except Stopped:  # its Stop, or a newer Race of the session: the cards timed so far, marked stopped
+            if watch is None:  # stopped in the queue: the last Race's cards, said to be theirs
+                yield stopped_before_start("Race", "cards") + ((previous or {}).get("view") or ""), gr.skip(), gr.skip()
+                return
             yield self.race_stopped(view), gr.skip(), gr.skip()
             return
         except ValueError as exc:  # refused before anything was timed: the message over the last Race's cards
@@ -304,7 +307,9 @@ class PanelHandlers(SweepPanel):
                 elif event.kind == "done":
                     stats, written = event.stats, event.info["new_tokens"][0]
         except Stopped:  # its Stop, or a newer audit of the session: the rounds drawn so far, marked stopped
-            yield gr.skip(), gr.skip(), self.audit_stopped(summary)
+            # (stopped in the queue: it left no trace, and the last audit's rounds sat under the new prompt)
+            yield gr.skip(), gr.skip(), (self.audit_stopped(summary) if watch is not None else
+                                         stopped_before_start("audit", "rounds and histogram"))
             return
         except ImportError as exc:
             message = unavailable("Speculative decoding", exc)

@@ -14,7 +14,7 @@ import gradio as gr
 from twotower.validation import check_int
 
 from .examples import EXAMPLE_PROMPTS
-from .panel_common import MAX_NEW_TOKENS, given, stopped_note, switch, unavailable, whole
+from .panel_common import MAX_NEW_TOKENS, given, stopped_before_start, stopped_note, switch, unavailable, whole
 from .render import error_html, note_html
 from .render_panels import stale_note
 from .run_tracker import Stopped
@@ -156,7 +156,8 @@ class SweepPanel:
                     yield sweep.sweep_figure(shown), sweep_table(shown), path, message
                 before = engine.others()  # the time on screen between two points is not timed
         except Stopped:  # its Stop, or a newer Sweep of the session: the points drawn so far, marked stopped
-            yield gr.skip(), gr.skip(), gr.skip(), self.sweep_stopped(message)
+            yield gr.skip(), gr.skip(), gr.skip(), (self.sweep_stopped(message) if watch is not None else
+                                                    stopped_before_start("Sweep", "points"))
             return
         except ValueError as exc:
             gr.Warning(str(exc))
