@@ -111,3 +111,12 @@ def test_plot_axes_hold_whole_rounds_and_the_whole_share():
     assert tuple(sweep_figure([one]).layout.yaxis.range) == (-0.02, 1.02)  # one point drew -0.5 … 1
     assert acceptance_histogram([2, 3], 4).layout.yaxis.dtick == 1  # no tick at half a round
     assert acceptance_histogram([2] * 40, 4).layout.yaxis.dtick == 5  # at most 8 ticks
+
+
+def test_a_mode_the_cost_panel_does_not_price_is_named(engine):
+    """The browser sends a number it cannot read ("5e", "1e400") as empty, which leaves the mode out: AR vanished
+    from the table without a word while its field still showed the text."""
+    table, _ = Handlers(engine).cost(2.0, 1, 60, None, 80.0, 0, 0.6)
+    assert "Not priced: AR, speculative (its field is empty, 0, or not a number the page could read)" in table
+    table, _ = Handlers(engine).cost(2.0, 1, 60, 100.0, 80.0, 50.0, 0.6)
+    assert "Not priced" not in table

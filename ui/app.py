@@ -200,10 +200,10 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
                             api_price = gr.Number(0.60, label="API price, $ per M output tokens")
                         with gr.Row():
                             # Gradio draws an empty number as 0: the labels say what a 0 does
-                            tps_ar = gr.Number(None, label="AR tokens/s per GPU (0: left out)")
-                            tps_diffusion = gr.Number(None, label="diffusion tokens/s per GPU (0: left out)")
+                            tps_ar = gr.Number(None, label="AR tokens/s per GPU (empty or 0: left out)")
+                            tps_diffusion = gr.Number(None, label="diffusion tokens/s per GPU (empty or 0: left out)")
                             tps_speculative = gr.Number(None,
-                                                        label="speculative tokens/s per GPU (0: left out)")
+                                                        label="speculative tokens/s per GPU (empty or 0: left out)")
                         with gr.Row():
                             use_race_btn = gr.Button("Use the last Race's measurements", elem_id="use-race")
                             cost_btn = gr.Button("Compute", variant="primary", elem_id="cost-button")

@@ -352,7 +352,8 @@ class PanelHandlers(SweepPanel):
         labels = provenance(measured, throughputs)
         # a Race on this CPU gives a machine's throughput, which the fields price per GPU-hour: say so
         on_cpu = any((measured or {}).get("devices", {}).get(mode) == "cpu" for mode in labels)
-        return cost_html(lines, labels, api_usd_per_million, on_cpu), cost_bars(lines, api_usd_per_million)
+        left_out = tuple(mode for mode in throughputs if mode not in {line.mode for line in lines})
+        return cost_html(lines, labels, api_usd_per_million, on_cpu, left_out), cost_bars(lines, api_usd_per_million)
 
     def cost_from_race(self, *inputs):
         """Cost after "Use the last Race's measurements": with no Race to copy (a warning said so) the panel keeps

@@ -148,7 +148,10 @@ def acceptance_summary_html(stats: dict | None, rounds: list[dict], device: str 
     return f'<table class="tt-stats">{body}</table>{text}'
 
 
-def cost_html(lines: list[CostLine], provenance: dict[str, str], api_price=None, measured_on_cpu: bool = False) -> str:
+def cost_html(lines: list[CostLine], provenance: dict[str, str], api_price=None, measured_on_cpu: bool = False,
+              left_out: tuple[str, ...] = ()) -> str:
+    """left_out: the modes whose throughput field was empty or 0 (a browser sends what it cannot read as a
+    number, "5e" or "1e400", as empty: the mode vanished from the table without a word)."""
     head = ("<tr><th>mode</th><th>tokens/s per GPU</th><th>throughput from</th><th>monthly tokens</th>"
             "<th>monthly cost</th><th>$ / M output tokens</th><th>break-even vs API</th></tr>")
     body = []
@@ -168,6 +171,9 @@ def cost_html(lines: list[CostLine], provenance: dict[str, str], api_price=None,
     api = "" if api_price in (None, "") else f" API price: ${amount(float(api_price), 3)} per M output tokens."
     note = ("Monthly cost = $/GPU-hour × GPUs × 720 h; monthly tokens = tokens/s × 3600 × 24 × 30 × utilisation × GPUs; "
             "$/M = monthly cost / (monthly tokens / 1e6)." + api)
+    if left_out:
+        names = ", ".join(MODE_LABELS.get(mode, mode) for mode in left_out)
+        note += f" Not priced: {names} (its field is empty, 0, or not a number the page could read)."
     if measured_on_cpu:
         note += (" A throughput measured here was measured on a CPU: it is a whole machine's, so price it as one "
                  "(its $ per hour in the GPU-hour field, machines as GPUs), or type a GPU's throughput.")
