@@ -59,8 +59,10 @@ def records_in_workers(engine_factory, workers: int, jobs: list[tuple], scoring:
     except BrokenProcessPool:
         raise ValueError(f"an eval worker process ended before its prompts were scored (out of memory? each of "
                          f"the {workers} workers holds its own model: fewer --workers need less)") from None
-    finally:  # a run given up (an error, Ctrl-C) does not wait for the jobs still queued
-        pool.shutdown(wait=False, cancel_futures=True)
+    finally:  # a run given up (an error, Ctrl-C) does not wait for the jobs still queued, only for the chunks
+        # already running (wait=False left the pool's thread to meet a closed pipe at exit: an "Exception
+        # ignored ... Bad file descriptor" traceback, seen once in six `bench --eval --workers 0` runs)
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def default_workers() -> int:
