@@ -300,3 +300,18 @@ def test_a_damaged_training_log_is_named_by_file_and_line(tmp_path):
     with pytest.raises(ValueError, match=r"denoiser_log.jsonl:2 is not a JSON record .*remove that line"):
         _read_log(log)
     assert _read_log(tmp_path / "none.jsonl") == []
+
+
+def test_continuing_an_export_on_other_windows_says_so(tmp_path, monkeypatch, capsys):
+    """The README's continuation of the shipped (gpu-profile, 512-token) model without --profile gpu trained on the
+    cpu profile's 256-token windows without a word: allowed, and now said."""
+    training, run = tiny_training_run(monkeypatch, tmp_path)
+    training.run_stage("context", run, profile="test", steps=2)
+    training.run_stage("denoiser", run, profile="test", steps=2)
+    first = training.export(run, tmp_path / "first")
+    monkeypatch.setitem(training.PROFILES, "wide", {**training.PROFILES["test"], "seq_len": 64})
+    capsys.readouterr()
+    training.run_stage("denoiser", tmp_path / "same", profile="test", resume=True, init_from=str(first), steps=3)
+    assert "trained on other windows" not in capsys.readouterr().err
+    training.run_stage("denoiser", tmp_path / "wide", profile="wide", resume=True, init_from=str(first), steps=3)
+    assert "was trained on other windows: seq_len 48 -> 64 (the wide profile's" in capsys.readouterr().err

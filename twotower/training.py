@@ -26,8 +26,9 @@ import torch
 
 from .engine import DTYPE_HELP, DTYPE_METAVAR, dtype_flag
 from .objectives import context_loss, denoiser_loss
-from .train_args import (apply_overrides, check_export_paths, check_init_from, check_resume, check_stage_and_profile,
-                         ignored_flags, read_trainer_state, refuse_model_folder, refuse_overwrite, settings_changed)
+from .train_args import (SHAPE_KEYS, apply_overrides, check_export_paths, check_init_from, check_resume,
+                         check_stage_and_profile, ignored_flags, read_trainer_state, refuse_model_folder,
+                         refuse_overwrite, settings_changed)
 from .validation import check_device, check_int, check_not_a_file, make_output_dir, read_json
 
 PROFILES = {
@@ -195,7 +196,14 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         if changed:  # allowed (the segment history records it), but a flag left off by mistake changes the run
             print(f"resuming with other settings than the checkpoint's: {changed} (the profile's defaults fill "
                   "what the command line leaves out)", file=sys.stderr)
-    if from_export:  # every check done: now --out is made and seeded
+    if from_export:  # windows of other shapes than the export trained on are allowed, but said (the README's
+        # continuation of the shipped model without --profile gpu took the cpu profile's 256-token windows silently)
+        shapes = {key: value for key, value in asdict(cfg).items() if key in SHAPE_KEYS}
+        changed = settings_changed(exported.get("train_config") or {}, shapes)
+        if changed:
+            print(f"note: {init_from} was trained on other windows: {changed} (the {profile} profile's; --profile "
+                  "picks another)", file=sys.stderr)
+        # every check done: now --out is made and seeded
         adopt_export(Path(init_from), run_dir, exported)
     make_output_dir("--out", run_dir)
     context_from = None  # a fresh stage 2 on an export's context tower: that tower's stage record
