@@ -31,11 +31,13 @@ def test_stop_ends_the_run_at_its_next_step_and_draws_what_the_record_keeps(engi
     handlers = Handlers(engine)
     handlers.frame_interval_s = 0
     stream, record = started(handlers, "s1")
-    view, scrubber, stats, stopped, completion = handlers.after_stop(record, "step", Request("s1"))
+    handlers.stop_playground(Request("s1"))  # as the app wires it: the Stop, then after_stop
+    view, scrubber, stats, stopped, completion = handlers.after_stop(record, "step")
     assert stopped["stopped"] and "Stopped" in stats and 'class="tt-row stopped"' in view
     assert stopped["events"] == record["events"] and stopped["events"] is not record["events"]
     assert completion == ""  # no block finished: the completion holds finished blocks only
-    assert list(stream) == [] and "s1" not in handlers._live_run  # the run returned at its next step, drawing nothing
+    # the run returned at its next step, drawing nothing
+    assert list(stream) == [] and not handlers._stops.going("s1", "playground")
     assert scrubber.maximum == sum(e.kind == "step" for e in stopped["events"])
 
 
@@ -44,7 +46,7 @@ def test_a_stop_for_an_older_run_leaves_the_newer_one_going(engine):
     handlers.frame_interval_s = 0
     _, older = started(handlers, "s1")
     newer, _ = started(handlers, "s1")  # the older is superseded
-    handlers.after_stop(older, "step", Request("s1"))  # a Stop that came late, with the older run's record
+    handlers.after_stop(older, "step")  # drawn late, with the older run's record
     rest = list(newer)
     assert rest and 'data-done="1"' in rest[-1][0]
 
@@ -74,7 +76,7 @@ def test_supersede_with_no_run_going_leaves_no_entry_and_the_colour_radio_redraw
     handlers = Handlers(engine)
     *_, (_, _, _, record, _) = list(handlers.generate(*ARGS, "step", request=Request("s1")))
     handlers.supersede("playground", Request("s1"))
-    assert handlers._live_run == {} and handlers._live_colour == {}
+    assert handlers._stops._live == {} and handlers._live_colour == {}
     assert "confidence 0" in handlers.recolour(record, None, "confidence", request=Request("s1"))
 
 
@@ -89,7 +91,7 @@ def test_the_stop_reaches_the_run_on_the_server_and_one_still_queued_never_start
     assert list(stream) == []  # stopped at its next step
     handlers.stop_playground(Request("s1"))  # nothing going: the run waiting in the queue is the one stopped
     assert list(handlers.generate(*ARGS, "step", request=Request("s1"))) == [(gr.skip(),) * 5]
-    assert handlers._live_run == {}
+    assert handlers._stops._live == {}
     other = list(handlers.generate(*ARGS, "step", request=Request("s2")))  # another session's runs are not
     assert 'data-done="1"' in other[-1][0]
     handlers.stop_playground(Request("s1"))

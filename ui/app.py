@@ -9,12 +9,12 @@ sent as the listener is dispatched, before its own function runs):
 * Releasing γ / S / steps first runs a queue-free listener that supersedes the session's run in flight
   (Playground tab only; it stops at its next step), then re-runs the prompt with trigger_mode="multiple" while the Playground tab is open (a State follows the tab;
   the mode radio and the anchor checkbox re-run the same way); a re-run still going is superseded server-side
-  (Handlers keeps one live run per browser session, the older stops at its next step).
+  (one live run per browser session, in the StopRequests of every panel: the older stops at its next step).
 * Each long-running panel has its own Stop, ending its own run at its next step, and a follow-up listener
   turns the panel's "running" line into a "stopped" one. The Playground's cancels in Gradio (its run yields
-  every step); the Race's, the audit's and the Sweep's tell their runs directly (queue-free), which end at the
-  next decoding step (the Race and the Sweep yield only between timed runs); a new run of one of these
-  panels stops the session's earlier one the same way.
+  every step) and tells its run too (a cancel missed a run pressed a moment before); the Race's, the audit's
+  and the Sweep's tell their runs directly (queue-free), which end at the next decoding step (the Race and the
+  Sweep yield only between timed runs); a new run of a panel stops the session's earlier one the same way.
 * Every panel's function has a named API endpoint, so gradio_client can drive the app.
 """
 
@@ -238,7 +238,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         # fired on every tab and left a Playground run frozen mid-way when a slider moved on the Race tab.
         gr.on(releases, handlers.supersede, active_tab, None, queue=False, api_visibility="private")
         # trigger_mode="multiple": every release re-runs at once; an older re-run of this session is
-        # superseded server-side and stops at its next step (Handlers keeps one live run per session).
+        # superseded server-side and stops at its next step (one live run per session, in handlers._stops).
         rerun = gr.on(releases, handlers.rerun, [active_tab, *playground_in], playground_out, trigger_mode="multiple",
                       api_visibility="private", show_progress="hidden", concurrency_id=ENGINE)
         for tab_id, tab in tabs.items():

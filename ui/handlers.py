@@ -10,9 +10,6 @@ ui/sweep_panel.py.
 
 from __future__ import annotations
 
-import itertools
-import threading
-
 import gradio as gr
 
 from twotower.validation import check_int
@@ -60,32 +57,11 @@ class Handlers(PanelHandlers):
 
     def __init__(self, engine):
         super().__init__(engine)
-        # One live Playground run per browser session: a newer run (Generate, or a slider release while
-        # a run is going) supersedes the older one, which stops at its next step.
-        self._live_run: dict[str, int] = {}
-        self._runs = itertools.count(1)
-        self._lock = threading.Lock()
-        # The colour radio's latest value per session with a live run: the run draws its next frames in it (it
-        # kept the colouring it started with, so a change mid-run lasted one frame)
+        # One live Playground run per browser session, in the StopRequests every panel uses: a newer run
+        # (Generate, or a slider release while a run is going) supersedes the older one, which stops at its next
+        # step. The colour radio's latest value per session with a live run: the run draws its next frames in it
+        # (it kept the colouring it started with, so a change mid-run lasted one frame)
         self._live_colour: dict[str, str] = {}
-
-    def _claim(self, session: str | None) -> int:
-        with self._lock:
-            run_id = next(self._runs)
-            if session is not None:
-                self._live_run[session] = run_id
-            return run_id
-
-    def _superseded(self, session: str | None, run_id: int) -> bool:
-        return session is not None and self._live_run.get(session) != run_id
-
-    def _release(self, session: str | None, run_id: int | None = None) -> None:
-        """The session's live run (only if it is `run_id`, when given) is no longer live: a run still going
-        stops at its next step."""
-        with self._lock:
-            if session is not None and (run_id is None or self._live_run.get(session) == run_id):
-                self._live_run.pop(session, None)
-                self._live_colour.pop(session, None)
 
     def _view(self, board: Board, prompt: str, colour_by: str, steps_per_block) -> str:
         return board_html(board, self.piece, self.engine.eos_token_id, colour_by=colour_by,
@@ -99,36 +75,31 @@ class Handlers(PanelHandlers):
         previous: the session's recorded run (a gr.State, not an API input), whose board a refusal shows
         again under its message."""
         session = getattr(request, "session_hash", None)
-        run_id = self._claim(session)
-        try:
-            stop = self._stops.begin(session, "playground")  # this run's Stop (stop_playground)
+        try:  # supersedes the session's earlier run, which stops at its next step
+            stop = self._stops.begin(session, "playground")  # this run's Stop (stop_playground), or a newer run
         except Stopped:  # Stop was pressed while this run waited in the queue: it never starts
-            self._release(session, run_id)
             yield (gr.skip(),) * 5
             return
         try:
             yield from self._generate(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens,
-                                      temperature, seed, colour_by, session, run_id, anchor_first, previous, stop)
+                                      temperature, seed, colour_by, session, anchor_first, previous, stop)
         finally:
             stop.end()
-            self._release(session, run_id)
+            if not self._stops.going(session, "playground"):  # (a newer run keeps the radio's latest value)
+                self._live_colour.pop(session, None)
 
     def stop_playground(self, request: gr.Request = None):
         """The Playground's Stop, on the server. Gradio's cancel, sent with it, drops the run's stream in the page
         at once, but it missed a run pressed a moment before (a Generate, or a mode changed, then Stop: 1 in 6 to
         15 tries ran on to its end); the session's run now stops at its next step, and one still waiting in the
         queue never starts."""
-        session = getattr(request, "session_hash", None)
-        self._stops.request(session, "playground")
-        self._release(session)
+        self._stops.request(getattr(request, "session_hash", None), "playground")
 
     def supersede(self, tab, request: gr.Request = None):
         """A setting released on the Playground tab: this session's run in flight stops at its next step (the
         re-run that follows takes its place). On another tab nothing is stopped, as nothing is re-run."""
-        if tab == "playground":  # no claim of its own: a run cancelled while queued would leave it behind
-            session = getattr(request, "session_hash", None)
-            self._release(session)
-            self._stops.pressed(session, "playground")  # a Stop pressed before this is not for the new run
+        if tab == "playground":  # and a Stop pressed before this is not for the new run
+            self._stops.pressed(getattr(request, "session_hash", None), "playground", stop_going=True)
 
     def rerun(self, tab, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
               colour_by="step", anchor_first=False, previous=None, request: gr.Request = None):
@@ -141,8 +112,8 @@ class Handlers(PanelHandlers):
                                  colour_by, anchor_first, previous, request)
 
     def _generate(self, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                  colour_by, session, run_id, anchor_first=False, previous=None, stopped=lambda: False):
-        record = {"prompt": prompt, "steps_per_block": steps_per_block, "events": [], "run": run_id}
+                  colour_by, session, anchor_first=False, previous=None, stopped=lambda: False):
+        record = {"prompt": prompt, "steps_per_block": steps_per_block, "events": []}
         board = Board()
         try:
             settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
@@ -153,7 +124,7 @@ class Handlers(PanelHandlers):
             record.update(mode=mode, settings={**settings, "anchor_first": anchor_first}, prompt_ids=ids)
             pacer = FramePacer(self.frame_interval_s)
             for event in events:  # the sampler runs one step per iteration: nothing is precomputed
-                if self._superseded(session, run_id) or stopped():
+                if stopped():
                     return  # this session started a newer run, or pressed Stop: stop within a step
                 record["events"].append(event)
                 fold_event(board, event)
@@ -209,10 +180,9 @@ class Handlers(PanelHandlers):
         """The colour radio changed: redraw the recorded run in the new colours; with no run recorded the
         view keeps what it shows (an error message from a refused Generate stays readable)."""
         session = getattr(request, "session_hash", None)
-        with self._lock:
-            if session in self._live_run:  # a run going: its next frame, and its last, follow the radio (a replay
-                self._live_colour[session] = colour_by  # of its record here showed an old scrubber's step)
-                return gr.skip()
+        if self._stops.going(session, "playground"):  # a run going: its next frame, and its last, follow the
+            self._live_colour[session] = colour_by  # radio (a replay of its record here showed an old scrubber's step)
+            return gr.skip()
         if not record or not record.get("events"):
             return gr.skip()
         return self.replay(record, frame, colour_by)
@@ -238,7 +208,7 @@ class Handlers(PanelHandlers):
         another tab re-runs nothing there, so the file stays."""
         return gr.File(value=None, visible=False) if tab == "playground" else gr.skip()
 
-    def after_stop(self, record, colour_by="step", request: gr.Request = None):
+    def after_stop(self, record, colour_by="step"):
         """Stop was pressed: redraw the board with its unfinished block marked stopped, freeze the statistics
         and the completion, and offer the scrubber over what was recorded. Returns (view, scrubber, statistics,
         record, completion). The record keeps `stopped`, so a redraw of its last step (colour radio, scrubber)
@@ -248,8 +218,7 @@ class Handlers(PanelHandlers):
             # nothing ran, or the run had finished (Stop pressed late): keep the view
             return (gr.skip(),) * 5
         # Gradio's cancel is not awaited before this runs: the run may still be in its step, appending to this very
-        # record. It now stops there, and what is drawn here is what the record keeps.
-        self._release(getattr(request, "session_hash", None), record.get("run"))
+        # record (stop_playground, just before, stops it there); what is drawn here is what the record keeps
         return self._stopped(record, colour_by)
 
     def _stopped(self, record: dict, colour_by: str):

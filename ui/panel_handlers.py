@@ -82,7 +82,7 @@ class PanelHandlers(SweepPanel):
     def __init__(self, engine):
         # every panel's runs count in one tracker: a timing can then tell whether another run shared the machine
         self.engine = TrackedEngine(engine, RunTracker())
-        self._stops = StopRequests()  # the Race, audit and Sweep run going in each session, for their Stop
+        self._stops = StopRequests()  # each panel's run going in each session, for its Stop and for a newer run
         # a token's piece is fixed for the loaded model; boards and audits look up the same few hundred again
         self.piece = functools.lru_cache(maxsize=None)(engine.tokenizer.piece)
 

@@ -6,7 +6,8 @@ panel's engine is a `TrackedEngine`; the Race, the Sweep and the audit take one 
 and the Race and the Sweep compare the runs of everyone else before and after each timing.
 
 It also carries a panel's Stop into the runs themselves (`StopRequests`), in place of Gradio's cancel for the
-Race, the audit and the Sweep. A cancel lands only when the panel's generator next yields (the Race and the
+Race, the audit and the Sweep, and beside it for the Playground (whose run yields every step, but a cancel missed
+a run pressed a moment before). A cancel lands only when the panel's generator next yields (the Race and the
 Sweep yield between whole timed runs, seconds apart); until then the front end holds the stopped run as
 pending and defers a new click to its end, and a cancelled run's end did not always reach the front end: the
 new Race was lost (0 of 6 tries through Chromium). Gradio also cancels by session and listener, so a cancel
@@ -44,21 +45,29 @@ class Stopped(Exception):
 
 
 class StopRequests:
-    """The run going in each browser session's panel (Race, audit, Sweep), so that the panel's Stop, or a newer
-    run of it, can stop that run; and the panels whose Stop found no run going (a run waiting in Gradio's queue
-    starts stopped). Entries live as long as their run, or until the panel's button is pressed again."""
+    """The run going in each browser session's panel (Playground, Race, audit, Sweep), so that the panel's Stop,
+    or a newer run of it, can stop that run; and the panels whose Stop found no run going (a run waiting in
+    Gradio's queue starts stopped). Entries live as long as their run, or until the panel's button is pressed again."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._live: dict[tuple[str, str], RunWatch] = {}  # (session, panel) -> the watch of the run going
         self._stop_next: set[tuple[str, str]] = set()  # Stop pressed with no run going (one may be queued)
 
-    def pressed(self, session: str | None, panel: str) -> None:
+    def pressed(self, session: str | None, panel: str, stop_going: bool = False) -> None:
         """The panel's button was pressed: a Stop pressed before it does not stop the run it asks for. The app
-        registers this queue-free listener before the run's, and the front end awaits it before queueing the run."""
+        registers this queue-free listener before the run's, and the front end awaits it before queueing the run.
+        stop_going: the session's run going stops at its next step now, not when the new one begins (the
+        Playground's Generate and slider releases: the old run frees its place in the queue for the new one)."""
         if session is not None:
             with self._lock:
                 self._stop_next.discard((session, panel))
+                if stop_going:
+                    self._live.pop((session, panel), None)
+
+    def going(self, session: str | None, panel: str) -> bool:
+        """Whether the session has a run of `panel` going."""
+        return session is not None and (session, panel) in self._live
 
     def begin(self, session: str | None, panel: str) -> "RunWatch":
         """A new run of `panel`: the session's earlier one (if any) stops at its next step, as two timed runs at
