@@ -84,24 +84,27 @@ def test_bf16_checkpoint_loads_and_generates(tmp_path):
 ROUTER_BIAS = f"context_tower.layers.{MOE_LAYER}.mixer.gate.e_score_correction_bias"
 
 
+ROUTER_NAMES = ("e_score_correction_bias", "mixer.gate.weight")  # what transformers keeps in fp32, spelled out
+
+
 def _model_with_router_biases(seed=5):
-    """A tiny model whose router score-correction biases are random fp32 values that bf16 cannot hold (they
-    start at zero, which every dtype holds exactly: a cast would go unseen)."""
+    """A tiny model whose routers (weight and score-correction bias) hold random fp32 values that bf16 cannot
+    hold (the bias starts at zero, which every dtype holds exactly: a cast would go unseen)."""
     model = build_model("tiny", seed=seed)
     with torch.no_grad():
         gen = torch.Generator().manual_seed(seed)
-        for name, buffer in model.named_buffers():
-            if name.endswith("e_score_correction_bias"):
-                buffer.copy_(torch.randn(buffer.shape, generator=gen))
-    biases = {k: v.clone() for k, v in model.state_dict().items() if k.endswith("e_score_correction_bias")}
-    assert len(biases) == 2  # one MoE layer per tower
+        for name, tensor in [*model.named_buffers(), *model.named_parameters()]:
+            if name.endswith(ROUTER_NAMES):
+                tensor.copy_(torch.randn(tensor.shape, generator=gen))
+    biases = {k: v.clone() for k, v in model.state_dict().items() if k.endswith(ROUTER_NAMES)}
+    assert len(biases) == 4  # one MoE layer per tower, a weight and a bias each
     assert all(not torch.equal(v, v.bfloat16().float()) for v in biases.values())
     return model, biases
 
 
-def test_router_bias_stays_fp32_when_a_checkpoint_is_loaded_in_bf16(tmp_path):
-    """from_pretrained(dtype=bf16) casts every weight but the router's score-correction bias (FP32_SUFFIXES),
-    which transformers and the release loader keep in fp32: it must come back fp32 and exact."""
+def test_the_routers_stay_fp32_when_a_checkpoint_is_loaded_in_bf16(tmp_path):
+    """from_pretrained(dtype=bf16) casts every weight but the routers' weight and score-correction bias
+    (FP32_SUFFIXES), which transformers and the release loader keep in fp32: they must come back fp32 and exact."""
     model, biases = _model_with_router_biases()
     save_pretrained(model, tmp_path)  # fp32 on disk
     loaded = from_pretrained(tmp_path, dtype=torch.bfloat16)
@@ -112,7 +115,7 @@ def test_router_bias_stays_fp32_when_a_checkpoint_is_loaded_in_bf16(tmp_path):
         assert torch.equal(state[name], want), name
 
 
-def test_a_bf16_save_keeps_the_router_bias_in_fp32(tmp_path):
+def test_a_bf16_save_keeps_the_routers_in_fp32(tmp_path):
     """save_pretrained(dtype=bf16) (the training export) rounded the router bias to bf16, where the release
     keeps it fp32 and the release-layout writer already did: now the file holds it in fp32, exact, and a bf16
     load keeps it so and still generates."""

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = ["generate", "--preset", "tiny", "--max-new-tokens", "6"]
 
 
-@pytest.mark.parametrize("mode", ["diffusion", "mock-ar", "ar"])
+@pytest.mark.parametrize("mode", ["diffusion", "mock-ar", "ar", "speculative"])
 def test_generate_prints_text_and_statistics(capsys, mode):
     assert cli_main(TINY + ["--mode", mode, "--block-size", "4", "--steps", "2", "x = "]) == 0
     out, err = capsys.readouterr()
@@ -54,6 +54,28 @@ def test_generate_takes_the_engine_flags_of_bench():
         outputs[mode] = json.loads(out.getvalue())
     assert outputs["speculative"]["engine"]["den_dtype"] == "bf16" and outputs["ar"]["engine"]["den_dtype"] == "fp32"
     assert outputs["speculative"]["completion"] == outputs["ar"]["completion"]
+
+
+def test_generate_compile_and_dtype_reach_the_engine(monkeypatch, capsys):
+    """--compile compiles the towers before the run and the JSON says so; --dtype bf16 casts both towers (the
+    test above reads --den-dtype only). The compiler is replaced by a recorder: a real compile takes minutes."""
+    from twotower import compiled
+
+    compiled_models = []
+
+    def record_compile(model):
+        compiled_models.append(model)
+        model.is_compiled_for_decoding = True
+        return model
+
+    monkeypatch.setattr(compiled, "compile_towers", record_compile)
+    assert cli_main(TINY + ["--compile", "--json", "x"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert len(compiled_models) == 1 and record["engine"]["compiled"] is True
+    assert cli_main(TINY + ["--dtype", "bf16", "--json", "x"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert (record["engine"]["dtype"], record["engine"]["den_dtype"], record["engine"]["compiled"]) == \
+        ("bf16", "bf16", False)
 
 
 @pytest.mark.parametrize("flags,expected", [(["--draft-steps", "3", "--steps", "1"], 3), (["--steps", "2"], 2)])
@@ -112,6 +134,17 @@ def test_a_real_process_exits_2_with_one_line():
     bad = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.strip().splitlines() == ["twotower generate: error: confidence threshold γ must be in (0, 1], got 2.0"]
+
+
+def test_a_reader_that_leaves_ends_generate_quietly():
+    """`twotower generate ... | head -c 0`: the reader is gone before the text is written; the exit is 141
+    (128 + SIGPIPE, as a shell reports it) with no BrokenPipeError traceback, at the write or at exit."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "twotower.cli", "generate", "--preset", "tiny", "--max-new-tokens", "4", "a"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    process.stdout.close()  # long before the child has imported torch
+    err = process.stderr.read()
+    assert process.wait(timeout=300) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
 
 
 def test_an_unknown_mode_names_each_mode_once(capsys):

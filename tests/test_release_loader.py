@@ -131,6 +131,7 @@ def test_default_dtype_is_bf16_with_fp32_router_bias(release_dir):
     assert release.lm_head.weight.dtype == torch.bfloat16
     assert release.context_tower.layers[MOE_LAYER].mixer.experts.up_proj.dtype == torch.bfloat16
     assert release.context_tower.layers[MOE_LAYER].mixer.gate.e_score_correction_bias.dtype == torch.float32
+    assert release.context_tower.layers[MOE_LAYER].mixer.gate.weight.dtype == torch.float32  # as transformers
 
 
 def test_rename_table_for_backbone_and_embedding_names(model, tmp_path):

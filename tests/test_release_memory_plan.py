@@ -63,9 +63,10 @@ def test_release_plan_matches_hand_computation(release):
     n_attn = list(c.layers_block_type).count("full_attention")
     n_mamba = list(c.layers_block_type).count("linear_attention")
     router_bias = n_moe * c.n_routed_experts * 4  # e_score_correction_bias stays fp32 (a buffer)
+    router_weight = n_moe * c.n_routed_experts * c.hidden_size * 2  # fp32: 2 bytes more than bf16 per parameter
     ctx, den = plan["devices"]["cuda:0"], plan["devices"]["cuda:1"]
-    assert ctx["weights"] == 2 * tower + router_bias
-    assert den["weights"] == 2 * (tower + time_cond) + router_bias
+    assert ctx["weights"] == 2 * tower + router_bias + router_weight
+    assert den["weights"] == 2 * (tower + time_cond) + router_bias + router_weight
     kv = n_attn * 2 * c.num_key_value_heads * c.head_dim * 8192 * 2  # K and V, bf16
     conv_dim = c.mamba_num_heads * c.mamba_head_dim + 2 * c.n_groups * c.ssm_state_size
     mamba = n_mamba * (conv_dim * c.conv_kernel * 2 + c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size * 4)
@@ -82,7 +83,9 @@ def test_a_denoiser_in_its_own_dtype_is_planned_in_it(release):
     mixed_plan = plan_memory(release, "cuda:0", "cuda:0", dtype=torch.float32, den_dtype=torch.bfloat16)
     mixed = mixed_plan["devices"]["cuda:0"]
     tower, time_cond = hand_count(release)
-    assert same["weights"] - mixed["weights"] == 2 * (tower + time_cond)  # the denoiser's half: 4 -> 2 bytes
+    routers = list(release.layers_block_type).count("moe") * release.n_routed_experts * release.hidden_size
+    # the denoiser's half: 4 -> 2 bytes, but for its routers' weights (fp32 in every dtype)
+    assert same["weights"] - mixed["weights"] == 2 * (tower + time_cond - routers)
     assert mixed["kv_cache"] < same["kv_cache"] and same["context_copy"] == 0  # its block K/V in bf16
     assert mixed["context_copy"] == plan_memory(release, "cuda:0", "cuda:1", dtype=torch.bfloat16)["devices"][
         "cuda:1"]["context_copy"]  # the context's K/V and states, held again in bf16

@@ -254,8 +254,9 @@ def test_a_bf16_draft_keeps_greedy_output_equal_to_fp32_ar():
         model = agreeable_model(rng.randrange(10_000), shift=rng.uniform(0.3, 1.0))
         model.set_denoiser_dtype(torch.bfloat16)
         assert (model.ctx_dtype, model.den_dtype) == (torch.float32, torch.bfloat16)
-        biases = [b for n, b in model.denoiser_tower.named_buffers() if "e_score_correction_bias" in n]
-        assert biases and all(b.dtype == torch.float32 for b in biases)
+        routers = [t for n, t in [*model.denoiser_tower.named_buffers(), *model.denoiser_tower.named_parameters()]
+                   if n.endswith(("e_score_correction_bias", "mixer.gate.weight"))]
+        assert len(routers) >= 2 and all(t.dtype == torch.float32 for t in routers)
         prompt = [rng.randrange(5, VOCAB) for _ in range(rng.randint(1, 8))]
         settings = dict(max_new_tokens=20, block_size=rng.choice([2, 4, 8]), draft_steps=rng.randint(1, 3))
         spec = generate_speculative(model, prompt, **settings)

@@ -279,10 +279,34 @@ def test_app_binds_locally_without_a_share_link_by_default(monkeypatch, capsys):
     assert app_script.main(["--preset", "tiny", "--port", "7999"]) == 0
     assert launched == {"server_name": "127.0.0.1", "server_port": 7999, "share": False}
     assert "note: --preset tiny builds random weights" in capsys.readouterr().err  # as every twotower command
-    with pytest.raises(SystemExit):  # a prefix is not taken for --concurrency, as in every twotower command
+    with pytest.raises(SystemExit) as refused:  # a prefix is not taken for --concurrency, as in every twotower command
         app_script.parse_args(["--preset", "tiny", "--conc", "3"])
+    assert refused.value.code == 2 and "unrecognized arguments: --conc 3" in capsys.readouterr().err
     assert app_script.main(["--preset", "tiny", "--host", "0.0.0.0", "--share"]) == 0
     assert launched["server_name"] == "0.0.0.0" and launched["share"] is True
+
+
+def test_app_compile_warms_up_before_it_serves(monkeypatch, capsys):
+    """python app.py --compile: the towers are compiled and every mode run once before the page is served, so
+    that the first visitor's run does not pay the compile."""
+    import gradio as gr
+
+    import app as app_script
+    from twotower import compiled
+
+    calls = []
+
+    def record_compile(model):
+        calls.append("compile")
+        model.is_compiled_for_decoding = True
+        return model
+
+    monkeypatch.setattr(compiled, "compile_towers", record_compile)
+    monkeypatch.setattr(compiled, "warm_up", lambda engine: calls.append("warm up") or 1.0)
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: calls.append("launch"))
+    assert app_script.main(["--preset", "tiny", "--compile"]) == 0
+    assert calls == ["compile", "warm up", "launch"]
+    assert "compiled and warmed up in 1 s" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -14,7 +14,7 @@ from transformers import NemotronHConfig
 from .checkpoint_files import (CONFIG_NAME, INDEX_NAME, WEIGHTS_NAME, causal_lm_message, is_set, key_mismatch,
                                missing_weights_message, non_finite_message, non_finite_tensors, one_line,
                                read_json_object, read_json_value, unreadable_safetensors, unset_fields_hint)
-from .config import FP32_SUFFIXES, check_layer_pattern, ensure_two_tower_fields
+from .config import cast_model, check_layer_pattern, ensure_two_tower_fields, held_dtype
 from .config_checks import check_built_config
 from .model import TwoTowerModel
 from .validation import as_path, check_device, make_output_dir
@@ -40,8 +40,8 @@ def save_pretrained(model: TwoTowerModel, directory, dtype: torch.dtype | None =
     state = {}
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().to("cpu")
-        if dtype is not None and tensor.is_floating_point() and not name.endswith(FP32_SUFFIXES):
-            tensor = tensor.to(dtype)  # the router's score-correction bias stays fp32, as the release keeps it
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(held_dtype(name, dtype))  # the routers stay fp32, as the release keeps them
         state[name] = tensor.contiguous()
     # Both files are written in a folder beside their final names and renamed into place at the end: a full
     # disk, a read-only file or Ctrl-C mid-write left a config beside half-written (or the old) weights.
@@ -197,7 +197,7 @@ def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32)
     except Exception as exc:  # safetensors' own error type lives in its Rust module; a truncated file lands here
         raise unreadable_safetensors(weights, exc) from None
     stored = {k: v.dtype for k, v in state.items()}  # before the cast: an error names the file's dtypes
-    state = {k: v.to(dtype) if v.is_floating_point() and not k.endswith(FP32_SUFFIXES) else v for k, v in state.items()}
+    state = {k: v.to(held_dtype(k, dtype)) if v.is_floating_point() else v for k, v in state.items()}
     # safetensors' CPU tensors may sit unaligned; BLAS then rounds differently: fresh memory keeps load exact.
     state = {k: v.clone() if v.data_ptr() % 64 else v for k, v in state.items()}
     base_model = causal_lm_message(state, directory)
@@ -260,7 +260,7 @@ def from_backbone(directory, device="cpu", dtype: torch.dtype = torch.float32) -
                          f"tensor(s) missing (e.g. {sorted(missing)[0]})")
     config = ensure_two_tower_fields(backbone.config)
     config._attn_implementation = "sdpa"
-    model = TwoTowerModel(config).to(dtype)
+    model = cast_model(TwoTowerModel(config), dtype)
     model.context_tower.load_state_dict(backbone.model.state_dict())
     model.context_lm_head.load_state_dict(backbone.lm_head.state_dict())
     model.init_denoiser_from_context()

@@ -7,16 +7,32 @@ survive `save_pretrained` / `from_pretrained` in config.json.
 
 from __future__ import annotations
 
+import torch
 from transformers import NemotronHConfig
 
 from .checkpoint_files import one_line
 from .config_checks import check_built_config
 
 ARCHITECTURE = "NemotronHTwoTowerForCausalLM"
-# Tensors that no model-wide dtype cast touches: the MoE router's score-correction bias (transformers keeps it in
-# fp32, `_keep_in_fp32_modules_strict`). The release loader and the memory plan hold it in fp32; our own
-# checkpoint loader and `set_denoiser_dtype` leave it in the dtype it already has.
-FP32_SUFFIXES = ("e_score_correction_bias",)
+# Tensors held in fp32 whatever dtype the model is cast to: the MoE router's weight and score-correction bias, as
+# transformers keeps them (`_keep_in_fp32_modules_strict`; its router computes in fp32 anyway). A bf16 router
+# weight picks other experts at near-ties: rare in our 8-expert model, likelier in the release's 128.
+FP32_SUFFIXES = ("e_score_correction_bias", "mixer.gate.weight")
+
+
+def held_dtype(name: str, dtype: torch.dtype) -> torch.dtype:
+    """The dtype that tensor `name` (floating point) is held in when the model is cast to `dtype`."""
+    return torch.float32 if name.endswith(FP32_SUFFIXES) else dtype
+
+
+def cast_model(model: torch.nn.Module, dtype: torch.dtype, prefixes: tuple[str, ...] = ()) -> torch.nn.Module:
+    """`model.to(dtype)` that keeps FP32_SUFFIXES in fp32, tensor by tensor (a cast back from bf16 would have
+    rounded them). prefixes: cast only the tensors whose names start with one of them."""
+    with torch.no_grad():
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+            if tensor.is_floating_point() and name.startswith(prefixes or ("",)):
+                tensor.data = tensor.data.to(held_dtype(name, dtype))
+    return model
 
 # Fields that NemotronHConfig does not know; each preset may override them.
 TWO_TOWER_FIELDS = {

@@ -227,6 +227,7 @@ def load_engine(model_dir=None, preset: str | None = None, ctx_device="cpu", den
     input_major: wide fp32 CPU linear weights stored (in, out) for faster decoding (twotower/weight_layout.py;
     False keeps nn.Linear's layout, the reference twin)."""
     from . import build_model
+    from .config import cast_model
     from .checkpoint import from_pretrained
     from .weight_layout import store_input_major
 
@@ -239,7 +240,7 @@ def load_engine(model_dir=None, preset: str | None = None, ctx_device="cpu", den
         raise ValueError("the 'release' preset is the release's shape, for the memory plan (twotower plan --preset "
                          "release); to decode with the release, load its checkpoint with --model DIR")
     if preset is not None:
-        model = build_model(preset, seed=seed).to(dtype)
+        model = cast_model(build_model(preset, seed=seed), dtype)
         name = f"random '{preset}' preset (seed {seed})"
         tokenizer = load_tokenizer(None, model.config)
     else:

@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from .config import FP32_SUFFIXES  # kept in fp32 by the loaders
+from .config import held_dtype  # the routers are kept in fp32 by the loaders
 
 GIB = 2**30
 HEADROOM = 0.10
@@ -61,7 +61,7 @@ def weight_bytes(config, dtype: torch.dtype) -> dict:
     out = {"context_params": 0, "denoiser_params": 0, "context_bytes": 0, "denoiser_bytes": 0}
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         tower = "context" if name.startswith(CONTEXT_PREFIXES) else "denoiser"
-        kept = torch.float32 if name.endswith(FP32_SUFFIXES) else dtype
+        kept = held_dtype(name, dtype)
         if isinstance(tensor, torch.nn.Parameter):  # buffers (router score bias) are not parameters
             out[f"{tower}_params"] += tensor.numel()
         out[f"{tower}_bytes"] += tensor.numel() * _bytes_of(kept if tensor.is_floating_point() else tensor.dtype)

@@ -19,7 +19,7 @@ from transformers import DynamicCache, NemotronHConfig, NemotronHModel
 from transformers.models.nemotron_h.modeling_nemotron_h import eager_attention_forward
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from .config import FP32_SUFFIXES
+from .config import cast_model
 from .dense_experts import NAME as DENSE_EXPERTS
 from .hf_compat import MODEL_CACHE_KW, pin_time_step_clamp
 from .seeded_states import ContextStates, SeededMambaCache
@@ -126,14 +126,8 @@ class TwoTowerModel(nn.Module):
         """Run the denoiser (tower, head, time conditioning) in `dtype` and leave the context tower as it is.
 
         Speculative output depends only on the verifier, the context tower: a bf16 draft keeps it equal to
-        AR's while the multi-token draft passes get cheaper. As in `from_pretrained`, the routers'
-        e_score_correction_bias keeps its own dtype."""
-        with torch.no_grad():
-            for name, tensor in [*self.named_parameters(), *self.named_buffers()]:
-                if (name.split(".")[0] in DENOISER_PARTS and tensor.is_floating_point()
-                        and not name.endswith(FP32_SUFFIXES)):
-                    tensor.data = tensor.data.to(dtype)
-        return self
+        AR's while the multi-token draft passes get cheaper. As in every cast, the routers stay fp32."""
+        return cast_model(self, dtype, prefixes=tuple(part + "." for part in DENOISER_PARTS))
 
     def place_towers_on_devices(self, ctx_device="cpu", den_device="cpu") -> "TwoTowerModel":
         """Context tower and its head on ctx_device, everything else on den_device. Per-layer K/V and

@@ -30,7 +30,7 @@ from safetensors.torch import save_file
 from .checkpoint import build_on_meta, load_config
 from .checkpoint_files import (INDEX_NAME, absent_parts_note, causal_lm_message, non_finite_message,
                                non_finite_tensors, read_json_object, unreadable_safetensors, unset_fields_hint)
-from .config import ARCHITECTURE, FP32_SUFFIXES
+from .config import ARCHITECTURE, held_dtype
 from .model import TwoTowerModel
 
 SINGLE_FILE_NAME = "model.safetensors"
@@ -174,7 +174,7 @@ def _plan_reads(directory: Path, weight_map: dict[str, str], expected: dict[str,
 def _load_dtype(name: str, tensor_dtype: torch.dtype, dtype: torch.dtype) -> torch.dtype:
     if not tensor_dtype.is_floating_point:
         return tensor_dtype
-    return torch.float32 if name.endswith(FP32_SUFFIXES) else dtype
+    return held_dtype(name, dtype)
 
 
 def load_release_checkpoint(directory, ctx_device="cpu", den_device="cpu", dtype: torch.dtype = torch.bfloat16) -> TwoTowerModel:
@@ -250,8 +250,8 @@ def _release_tensors(model: TwoTowerModel, dtype: torch.dtype | None, legacy_nam
     state = model.state_dict()
     for name, tensor in state.items():
         tensor = tensor.detach().to("cpu")
-        if dtype is not None and tensor.is_floating_point() and not name.endswith(FP32_SUFFIXES):
-            tensor = tensor.to(dtype)
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(held_dtype(name, dtype))
         if name.endswith(".mixer.experts.down_proj"):
             continue  # written beside up_proj below
         if name.endswith(".mixer.experts.up_proj"):
