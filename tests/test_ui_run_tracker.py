@@ -228,6 +228,11 @@ def test_a_stop_with_no_run_going_stops_the_run_queued_unless_its_button_is_pres
     handlers.sweep_pressed(Request("s1"))  # pressed again: the earlier Stop is not for this run
     *_, (_, _, _, message) = list(handlers.sweep(["fibonacci"], "", "0.5", "4", 4, 4, False, 1, Request("s1")))
     assert "1 grid point over 1 prompt" in message
+    handlers.stop_audit(Request("s1"))
+    handlers.audit_pressed(Request("s1"))  # the audit's button, likewise
+    *_, (_, _, summary) = list(handlers.speculative_audit("def f(x):", 0.8, 4, 4, 8, 0.0, 0, False, None,
+                                                         Request("s1")))
+    assert "Stopped" not in summary and "verification rounds" in summary
     assert handlers._stops._live == {} and handlers._stops._stop_next == set()
 
 
