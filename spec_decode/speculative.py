@@ -30,6 +30,14 @@ from .metrics import AcceptanceCounter, pass_counts
 from .verify import Verdict, greedy_verdict, rejection_verdict
 
 MODE = "speculative"
+CUT_OFF_WHEN_SAMPLING = ("the proposal cut (min draft confidence) is off when sampling over several draft passes: "
+                         "a position's confidence can depend on tokens drawn after it, so a cut could favour them")
+
+
+def proposal_cut(temperature: float, draft_steps: int, min_draft_confidence: float) -> float:
+    """The min draft confidence a run applies: the one asked for, except 0 (the whole draft verified) when
+    sampling over several draft passes (see iter_speculative). Trace, CLI and app report this value."""
+    return 0.0 if temperature > 0.0 and draft_steps > 1 else min_draft_confidence
 
 
 def iter_speculative(model, input_ids, max_new_tokens: int = 128, block_size: int | None = None,
@@ -108,8 +116,7 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
     new: list[int] = []
     nfe, size, round_idx, last_token = 0, block_size, 1, 0  # round 0: the prefill's token
     max_size = 2 * block_size if adaptive else block_size
-    if temperature > 0.0 and draft_steps > 1:
-        min_confidence = 0.0  # see the docstring: truncating could select on the drawn tokens
+    min_confidence = proposal_cut(temperature, draft_steps, min_confidence)  # the docstring says when it is 0
     # The prefill already scored the first new position: its token is the context tower's, as AR's first
     # token is (same rule, same law), so it needs no draft. It stays unread, like a bonus token, and the
     # first draft starts after it, as every later one does.

@@ -163,6 +163,11 @@ def test_an_unknown_mode_names_each_mode_once(capsys):
     (["--mode", "diffusion", "--top-k", "3"], "note: greedy decoding (temperature 0) uses no --top-k: ignored"),
     (["--mode", "ar", "--min-draft-confidence", "0"], "note: --mode ar reads no --min-draft-confidence: ignored"),
     (["--mode", "speculative", "--steps", "2", "--draft-steps", "3"], "note: --mode speculative reads no --steps: ignored"),
+    (["--mode", "speculative", "--temperature", "0.7", "--draft-steps", "2", "--min-draft-confidence", "0.5"],
+     "note: sampling over 2 draft passes uses no --min-draft-confidence (a position's confidence can depend on "
+     "tokens drawn after it, so a cut could favour them; --draft-steps 1 keeps it): ignored"),
+    (["--mode", "speculative", "--temperature", "0.7", "--draft-steps", "1", "--min-draft-confidence", "0.5"], None),
+    (["--mode", "speculative", "--draft-steps", "2", "--min-draft-confidence", "0.5"], None),  # greedy: applied
     (["--mode", "speculative", "--adaptive", "--steps", "2", "--top-p", "0.9", "--temperature", "0.7"], None),
     (["--mode", "diffusion", "--anchor-first", "--gamma", "0.9", "--block-size", "4"], None),
 ])

@@ -65,6 +65,11 @@ def test_the_settings_are_those_the_mode_read_with_the_models_own_filled_in(engi
     spec = ran_settings("speculative", cfg, asked)
     assert spec["draft_steps"] == cfg.default_draft_steps and spec["adaptive"] is True and "anchor_first" not in spec
     assert spec["min_draft_confidence"] == cfg.default_min_draft_confidence
+    # the cut the run applied: none when sampling over several draft passes (the sampler's rule, proposal_cut)
+    cut = dict(asked, min_draft_confidence=0.5, draft_steps=2)
+    assert ran_settings("speculative", cfg, cut)["min_draft_confidence"] == 0.5  # greedy
+    assert ran_settings("speculative", cfg, dict(cut, temperature=0.7))["min_draft_confidence"] == 0.0
+    assert ran_settings("speculative", cfg, dict(cut, temperature=0.7, draft_steps=1))["min_draft_confidence"] == 0.5
     assert set(ran_settings("mock-ar", cfg, asked)) == set(ran_settings("ar", cfg, {})) == {
         "max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop_at_eos"}  # no γ, S or anchor in AR
 

@@ -246,6 +246,21 @@ def test_cancel_stops_a_run_and_the_app_stays_ready(app):
     assert 'data-done="1"' in view
 
 
+def test_a_second_call_from_one_client_supersedes_its_first(app):
+    """The README: one Client is one session, so its second /generate while the first is going ends the first
+    at its next step (a second Client's run would go on beside it, as the concurrency test above shows)."""
+    engine, _, client = app
+    job = client.submit("def long():", "mock_ar", 0.8, 4, 4, 512, 0.0, 0, "step", api_name="/generate")
+    deadline = time.time() + 60
+    while not job.outputs() and time.time() < deadline:
+        time.sleep(0.05)
+    assert job.outputs() and not job.done(), "the first run streamed nothing, or ended before the second came"
+    view, _, completion, _ = client.predict("def f():", "ar", *SMALL, "step", api_name="/generate")
+    assert 'data-done="1"' in view and completion == reference_completion(engine, "def f():", "ar")
+    job.result(timeout=60)  # the first has ended, stopped mid-run (512 tokens take seconds)
+    assert 'data-done="0"' in job.outputs()[-1][0]
+
+
 # ------------------------------------------------------------------ `python app.py`
 def test_app_without_the_default_model_tells_to_pass_a_preset(tmp_path, monkeypatch, capsys):
     import app as app_script

@@ -26,6 +26,16 @@ def test_a_stopped_audit_says_so_and_a_finished_one_is_left_alone(engine):
     assert handlers.audit_stopped("") == gr.skip()
 
 
+def test_an_audit_says_when_its_proposal_cut_was_not_applied(engine):
+    """Sampling over several draft passes verifies the whole draft whatever the cut (it could favour drawn
+    tokens): the slider moved and nothing changed, with no word why. Greedy, the cut applies and nothing is said."""
+    handlers = Handlers(engine)
+    said = "the proposal cut (min draft confidence) is off when sampling"
+    for temperature, cut, noted in ((0.8, 0.5, True), (0.0, 0.5, False), (0.8, 0.0, False)):
+        *_, (_, _, summary) = list(handlers.speculative_audit("def f(x):", 0.8, 4, 2, 8, temperature, 0, False, cut))
+        assert (said in summary.lower()) == noted, (temperature, cut)
+
+
 def test_a_new_audit_takes_the_last_ones_histogram_away_at_its_first_round(engine):
     """The last audit's histogram (another prompt, other settings) stood beside the new audit's live rounds."""
     handlers = Handlers(engine)

@@ -72,9 +72,13 @@ MODE_OPTIONS = {mode: tuple(dict.fromkeys(flag for key in keys for flag in FLAG_
 MODE_SPECIFIC = tuple(dict.fromkeys(flag for flags in MODE_OPTIONS.values() for flag in flags))
 
 
-def ignored_note(args) -> str | None:
-    """A line naming the flags given that this run will not read: another mode's, or top-k / top-p under
-    greedy decoding (the argmax, whatever the filters keep). None when every flag given is read."""
+def ignored_note(args, config=None) -> str | None:
+    """A line naming the flags given that this run will not read: another mode's, top-k / top-p under
+    greedy decoding (the argmax, whatever the filters keep), or a speculative --min-draft-confidence when
+    sampling over several draft passes (config: the model's, for its default passes). None when every flag
+    given is read."""
+    from spec_decode import proposal_cut
+
     mode = args.mode.replace("-", "_")
     flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
     given = [name for name in MODE_SPECIFIC if getattr(args, name) is not None and getattr(args, name) is not False]
@@ -83,6 +87,11 @@ def ignored_note(args) -> str | None:
     greedy = [flag(name) for name in ("top_k", "top_p") if not args.temperature and getattr(args, name) is not None]
     parts = ([f"--mode {args.mode} reads no {', '.join(other_modes)}"] if other_modes else []) + \
             ([f"greedy decoding (temperature 0) uses no {', '.join(greedy)}"] if greedy else [])
+    passes = draft_steps(args) if draft_steps(args) is not None else getattr(config, "default_draft_steps", 1)
+    if mode == "speculative" and args.min_draft_confidence and args.temperature and \
+            proposal_cut(args.temperature, passes, args.min_draft_confidence) == 0.0:
+        parts.append(f"sampling over {passes} draft passes uses no --min-draft-confidence (a position's confidence "
+                     "can depend on tokens drawn after it, so a cut could favour them; --draft-steps 1 keeps it)")
     return f"note: {'; '.join(parts)}: ignored" if parts else None
 
 
@@ -149,7 +158,7 @@ def main(args) -> int:
     engine = engine_from_args(args)
     ids = engine.encode_prompt(prompt)
     # said once the run has started: a refused setting is the one line printed
-    notes = [note for note in (preset_note(args), ignored_note(args)) if note]
+    notes = [note for note in (preset_note(args), ignored_note(args, engine.model.config)) if note]
     settings = dict(max_new_tokens=args.max_new_tokens, block_size=args.block_size, steps_per_block=args.steps,
                     gamma=args.gamma, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                     seed=args.seed, stop_at_eos=not args.no_eos, adaptive=args.adaptive,

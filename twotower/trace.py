@@ -52,7 +52,7 @@ MODEL_DEFAULTS = ("gamma", "block_size", "steps_per_block", "draft_steps", "min_
 def ran_settings(mode: str, config, asked: dict) -> dict:
     """The settings a run in `mode` reads, from those asked (Engine.stream's keywords): one left unset (None or
     absent) is the model's own value (config.default_<name>) or Engine.stream's default; one the mode does not
-    read (another mode's) is left out, as the run ignored it."""
+    read (another mode's) is left out, as the run ignored it; a proposal cut the run did not apply reads 0."""
     import inspect
 
     from .engine import Engine, normalise_mode
@@ -65,6 +65,11 @@ def ran_settings(mode: str, config, asked: dict) -> dict:
         if value is None:
             value = getattr(config, f"default_{key}") if key in MODEL_DEFAULTS else stream_defaults[key]
         out[key] = value
+    if mode == "speculative":  # the cut the run applied (none when sampling over several draft passes)
+        from spec_decode import proposal_cut
+
+        out["min_draft_confidence"] = proposal_cut(out["temperature"] or 0.0, out["draft_steps"],
+                                                   out["min_draft_confidence"])
     return out
 
 

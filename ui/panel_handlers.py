@@ -13,6 +13,7 @@ import statistics
 import time
 
 import gradio as gr
+from spec_decode import CUT_OFF_WHEN_SAMPLING
 
 from twotower.engine import LAYER_KEY, check_decoding_settings
 from twotower.metrics import token_agreement
@@ -326,8 +327,11 @@ class PanelHandlers(SweepPanel):
         lengths = list((stats or {}).get("acceptance_lengths") or [r["accepted"] + 1 for r in rounds])
         figure = acceptance_histogram(lengths, whole(block_size))
         output = None if written is None else self.engine.decode(written)
-        yield audit_html(rounds, self.piece), figure, acceptance_summary_html(stats, rounds,
-                                                                              str(self.engine.model.ctx_device), output)
+        summary = acceptance_summary_html(stats, rounds, str(self.engine.model.ctx_device), output)
+        if float(settings["min_draft_confidence"] or 0) > 0 and (stats or {}).get("min_draft_confidence") == 0.0:
+            summary += note_html(CUT_OFF_WHEN_SAMPLING[0].upper() + CUT_OFF_WHEN_SAMPLING[1:] +
+                                 " (one draft pass keeps it).")  # the slider moved and nothing changed: why
+        yield audit_html(rounds, self.piece), figure, summary
 
     # ---------------------------------------------------------------- Cost
     def cost(self, usd_per_gpu_hour, gpus, utilisation_pct, tps_ar, tps_diffusion, tps_speculative,
