@@ -307,6 +307,11 @@ def test_model_tab_and_staleness_listeners_at_the_sliders_ends(app):
         assert (note, used) == (SKIP, SKIP) if note == SKIP else note == "" and isinstance(used, dict)
         used = used if isinstance(used, dict) else None
         assert isinstance(app.call("sweep_staleness", used, *sweep_in)[0], str)
+    # the staleness listeners take the values as typed: a component's refusal (max new tokens 0, on the way to
+    # 10) was an HTTP 500 at every keystroke; values out of range are compared like any other
+    for name in ("race_staleness", "sweep_staleness"):
+        assert app.fns[name].preprocess is False, name
+    assert "max new tokens 8 → 0" in app.call("race_staleness", {"max_new_tokens": 8}, 0.8, 4, 4, 0, "x")[0]
 
 
 # ---------------------------------------------------------------------------------------------------- regressions
@@ -359,20 +364,24 @@ def test_a_click_while_a_stopped_run_is_still_pending_waits_instead_of_being_dro
 def test_the_race_sweep_and_audit_stop_their_run_themselves_and_their_buttons_arm_it_first(app):
     """Their Stop tells the run (stop_race …) and uses no Gradio cancel, which lost the Race pressed next and
     could end it (tests/test_ui_browser.py races again right after Stop); the run's button first runs its
-    queue-free `<panel>_pressed` (the front end awaits it before queueing the run), so that a Stop pressed
-    earlier is not taken for this run's."""
+    queue-free press listener (race_start, sweep_start, audit_pressed: the front end awaits it before queueing
+    the run), so that a Stop pressed earlier is not taken for this run's, and the run going gives way to it."""
     elem = {block._id: getattr(block, "elem_id", None) for block in app.demo.blocks.values()}
     fns = [fn for _, fn in sorted(app.demo.fns.items())]
 
     def on(elem_id):
         return [fn for fn in fns if any(elem.get(target) == elem_id for target, _ in fn.targets)]
 
-    for panel, button, run in (("race", "race-button", "race"), ("sweep", "sweep-button", "sweep"),
-                               ("audit", "audit-button", "speculative_audit")):
+    for panel, button, press, run in (("race", "race-button", "race_start", "race"),
+                                      ("sweep", "sweep-button", "sweep_start", "sweep"),
+                                      ("audit", "audit-button", "audit_pressed", "speculative_audit")):
         stops = on(f"{panel}-stop")
         assert getattr(stops[0].fn, "__name__", None) == f"stop_{panel}" and not any(fn.cancels for fn in stops)
         names = [getattr(fn.fn, "__name__", None) for fn in on(button)]
-        assert names.index(f"{panel}_pressed") < names.index(run), (panel, names)
+        assert names.index(press) == 0 and names.index(press) < names.index(run), (panel, names)
+        if panel == "audit":  # it checks the inputs its run will get
+            pressed, audit = on(button)[names.index(press)], on(button)[names.index(run)]
+            assert [block._id for block in pressed.inputs] == [block._id for block in audit.inputs]
 
 
 def test_the_playground_stop_cancels_in_gradio_and_tells_the_server(app):

@@ -108,7 +108,7 @@ def test_extreme_cost_figures_print_in_three_significant_digits():
 
     html = cost_html(cost_table({"ar": 1e-300, "diffusion": 100.0}, 2.0, 1, 0.5, 0.6), {})
     assert "<td>1e-300</td>" in html and "$1.11e+303" in html and "1.3e-300 M" in html
-    assert "<td>100.0</td>" in html and "<td>$1,440</td>" in html and "$11.111" in html  # ordinary ones as before
+    assert "<td>100.00</td>" in html and "<td>$1,440</td>" in html and "$11.111" in html  # ordinary ones as before
     assert len(html) < 1500  # a 300-digit figure made the table run off the page
 
 
@@ -121,6 +121,22 @@ def test_plot_axes_hold_whole_rounds_and_the_whole_share():
     assert tuple(sweep_figure([one]).layout.yaxis.range) == (-0.02, 1.02)  # one point drew -0.5 … 1
     assert acceptance_histogram([2, 3], 4).layout.yaxis.dtick == 1  # no tick at half a round
     assert acceptance_histogram([2] * 40, 4).layout.yaxis.dtick == 5  # at most 8 ticks
+    assert acceptance_histogram([], 4).layout.yaxis.rangemode == "nonnegative"  # no round: the axis ran from -1
+
+
+def test_the_cost_table_shows_the_throughput_as_the_race_numbers_copied_it():
+    """The Race card's 34.3 (of 34.2546) was copied as 34.25 and shown by the Cost table as 34.2."""
+    from ui.cost import cost_table
+    from ui.render_panels import cost_html
+
+    assert "<td>34.25</td>" in cost_html(cost_table({"ar": round(34.2546, 2)}, 2.0, 1, 0.6), {})
+
+
+def test_an_audit_of_two_tokens_says_why_it_has_no_round(engine):
+    """max new tokens 2: the prefill's token, then the last token from the context tower: no round, while the
+    note spoke of a run of one token only, beside an output of two."""
+    *_, (table, _, _) = list(Handlers(engine).speculative_audit("def f(x):", 0.8, 4, 4, 2, 0.0, 0))
+    assert "a run of one or two tokens has none" in table
 
 
 def test_a_mode_the_cost_panel_does_not_price_is_named(engine):

@@ -202,6 +202,9 @@ def test_cost_arithmetic():
     assert [x.mode for x in lines] == ["ar"]
     html = cost_html(lines, {"ar": "measured here"})
     assert "measured here" in html and "$1,440" in html
+    # a number box sends None for "abc" as for an empty field: "missing" told a user who typed something
+    with pytest.raises(ValueError, match=r"price per GPU-hour \(\$\) is empty or not a number"):
+        cost_line("ar", 100.0, None, 1, 1.0)
 
 
 def test_monthly_tokens_scale_with_utilisation_and_gpus():

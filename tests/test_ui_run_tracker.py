@@ -207,9 +207,9 @@ def test_an_audit_stopped_mid_run_ends_at_its_next_step(engine, monkeypatch):
 
 def test_a_stop_with_no_run_going_stops_the_run_queued_unless_its_button_is_pressed_again(engine):
     """A Stop pressed while the Race waits in Gradio's queue (no run going yet) stops it as it begins; a Race
-    pressed after that Stop (its queue-free race_pressed goes first) is not stopped by it."""
+    pressed after that Stop (its queue-free race_start goes first) is not stopped by it."""
     handlers = Handlers(engine)
-    handlers.race_pressed(Request("s1"))
+    handlers.race_start(["diffusion"], 1, 0.8, 4, 4, 8, "def f(x):", request=Request("s1"))
     handlers.stop_race(Request("s1"))  # nothing going: returns at once
     last = {"view": '<div class="tt-card">the last Race</div>'}  # the session's measured state holds its cards
     outputs = list(handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 8, 1, last, Request("s1")))
@@ -225,11 +225,12 @@ def test_a_stop_with_no_run_going_stops_the_run_queued_unless_its_button_is_pres
         (*kept, said), = list(run())  # it left no trace: now it says so, over what the panel showed
         assert all(output == gr.skip() for output in kept) and "Stopped before it started" in said, panel
     handlers.stop_sweep(Request("s1"))
-    handlers.sweep_pressed(Request("s1"))  # pressed again: the earlier Stop is not for this run
+    handlers.sweep_start(1, 4, 4, "0.5", "4", ["fibonacci"], "", False, request=Request("s1"))  # pressed again: the
+    # earlier Stop is not for this run
     *_, (_, _, _, message) = list(handlers.sweep(["fibonacci"], "", "0.5", "4", 4, 4, False, 1, Request("s1")))
     assert "1 grid point over 1 prompt" in message
     handlers.stop_audit(Request("s1"))
-    handlers.audit_pressed(Request("s1"))  # the audit's button, likewise
+    handlers.audit_pressed("def f(x):", 0.8, 4, 4, 8, 0.0, 0, False, None, request=Request("s1"))  # likewise
     *_, (_, _, summary) = list(handlers.speculative_audit("def f(x):", 0.8, 4, 4, 8, 0.0, 0, False, None,
                                                          Request("s1")))
     assert "Stopped" not in summary and "verification rounds" in summary
@@ -262,3 +263,36 @@ def test_stop_returns_once_its_run_has_ended(engine, monkeypatch):
     assert watch.ended.is_set()
     worker.join(5.0)
     assert not worker.is_alive() and "Stopped before any mode was timed" in outputs[-1][0]
+
+
+def test_a_panels_button_pressed_during_its_run_replaces_it_unless_its_inputs_are_refused(engine):
+    """Run sweep pressed during a Sweep queued the new grid behind the whole old one, with no word on screen: a
+    press whose inputs the panel accepts now stops the session's run going at its next step (drawn stopped), so
+    the new one runs next; a refused press costs that run nothing. Race and audit alike."""
+    handlers = Handlers(engine)
+    handlers.frame_interval_s = 0  # the audit draws every round: a step to press the button in
+    runs = {
+        "race": (lambda: handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 32, 2, None, Request("s1")),
+                 lambda prompt: handlers.race_start(["diffusion"], 2, 0.8, 4, 4, 32, prompt, request=Request("s1")),
+                 "Stopped"),
+        "sweep": (lambda: handlers.sweep(["fibonacci"], "", "0.5,0.9", "4,8", 4, 32, False, 1, Request("s1")),
+                  lambda prompt: handlers.sweep_start(1, 4, 32, "0.5", "4", ["fibonacci"], prompt, False,
+                                                      request=Request("s1")),
+                  "Stopped"),
+        "audit": (lambda: handlers.speculative_audit("def f(x):", 0.8, 4, 4, 32, 0.0, 0, False, None, Request("s1")),
+                  lambda prompt: handlers.audit_pressed(prompt, 0.8, 4, 4, 32, 0.0, 0, False, None,
+                                                        request=Request("s1")),
+                  "Stopped"),
+    }
+    for panel, (run, press, stopped) in runs.items():
+        going = run()
+        next(going)  # its first update: the run has begun
+        press("   " if panel != "sweep" else "x" * 10**5)  # refused (an empty or too long prompt): it goes on
+        rest = list(going)
+        assert stopped not in str(rest[-1]) and handlers._stops._live == {}, panel
+        going = run()
+        next(going)
+        press("def g(y):" if panel != "sweep" else "")  # accepted: the run going stops at its next step
+        rest = list(going)
+        assert len(rest) == 1 and stopped in str(rest[-1]), panel
+        assert handlers._stops._live == {} and handlers._stops._stop_next == set(), panel

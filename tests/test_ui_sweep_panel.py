@@ -79,3 +79,18 @@ def test_a_disk_that_refuses_the_csv_costs_the_download_not_the_points(engine, t
     assert final[2] is None and len(final[1].value["data"]) == 2
     assert "2 grid points over 1 prompt(s)" in final[3] and "The CSV could not be saved (" in final[3]
     assert "copy the table instead" in final[3]
+
+
+def test_a_grid_past_the_apps_limit_is_refused_with_its_size(engine):
+    """γ values 0.001…1.000 and S 1…512 were taken as 512,000 points (seconds each on a CPU) with no word,
+    holding one of the app's engine slots; the limit counts points after duplicates are merged."""
+    from ui.sweep_panel import MAX_GRID_POINTS
+
+    handlers = Handlers(engine)
+    gammas = ",".join(f"{g / 1000:.3f}" for g in range(1, 1001))
+    sizes = ",".join(str(s) for s in range(1, 513))
+    *_, (_, _, _, message) = list(handlers.sweep(["fibonacci"], "", gammas, sizes, 4, 4))
+    assert "512,000 grid points" in message and f"at most {MAX_GRID_POINTS}" in message and "twotower sweep" in message
+    assert handlers.sweep_start(1, 4, 4, gammas, sizes, ["fibonacci"], "", False) == (gr.skip(), gr.skip())
+    at_limit = ",".join(str(s) for s in range(1, MAX_GRID_POINTS + 1))  # 1 γ x 100 sizes, each given twice
+    assert handlers.sweep_start(1, 4, 4, "0.5,0.5", at_limit + "," + at_limit, ["fibonacci"], "", False)[1] == ""

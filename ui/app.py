@@ -254,19 +254,18 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         # (Gradio's default, "once"): Stop then Race at once lost the Race, as the stopped run was still pending.
         # A deferred click runs only when that run's end reaches the front end, which is why Stop ends the run
         # at its next step (handlers.stop_race) rather than after the timed run it is in.
-        # first, and awaited by the front end before it queues the run: a Stop pressed before is not for this run
-        gr.on([race_btn.click, race_prompt.submit], handlers.race_pressed, None, None, queue=False,
-              api_visibility="private")
-        gr.on([audit_btn.click, audit_prompt.submit], handlers.audit_pressed, None, None, queue=False,
-              api_visibility="private")
-        sweep_btn.click(handlers.sweep_pressed, None, None, queue=False, api_visibility="private")
-        # what Race and Sweep read at their start; a slider moved afterwards marks their results as measured
-        # at other values (queue-free, before the run: it must not wait behind the run it describes)
+        # First, and awaited by the front end before it queues the run: a Stop pressed before is not for this run,
+        # and a run its inputs accept stops the session's run of the panel going (handlers._pressed).
+        # race_start / sweep_start also keep what Race and Sweep read at their start; a slider moved afterwards
+        # marks their results as measured at other values (a Race or Sweep that its inputs refuse keeps the
+        # settings, and the note, of the results on screen).
         race_in = [gamma, block_size, steps, max_new, race_prompt]
         sweep_in = [steps, max_new, sweep_gammas, sweep_sizes, sweep_examples, sweep_extra, sweep_anchor]
-        # (a Race or Sweep that its inputs refuse keeps the settings, and the note, of the results on screen)
+        audit_in = [audit_prompt, *settings, audit_adaptive, audit_cut]
         gr.on([race_btn.click, race_prompt.submit], handlers.race_start, [race_modes, repeats, *race_in],
               [race_used, race_stale], queue=False, api_visibility="private")
+        gr.on([audit_btn.click, audit_prompt.submit], handlers.audit_pressed, audit_in, None, queue=False,
+              api_visibility="private")
         sweep_btn.click(handlers.sweep_start, [sweep_repeats, *sweep_in], [sweep_used, sweep_stale], queue=False,
                         api_visibility="private")
         # a new Race takes the last one's file away (download again once it has run)
@@ -278,17 +277,19 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
               show_progress="minimal",  # its cards say which mode is being timed; minimal: a queue position
               trigger_mode=AFTER_STOP)
         gr.on([audit_btn.click, audit_prompt.submit], handlers.speculative_audit,
-              [audit_prompt, *settings, audit_adaptive, audit_cut], [audit_table, audit_plot, audit_summary],
+              audit_in, [audit_table, audit_plot, audit_summary],
               api_name="speculative_audit", concurrency_id=ENGINE, trigger_mode=AFTER_STOP)
         sweep_btn.click(handlers.sweep, [sweep_examples, sweep_extra, sweep_gammas, sweep_sizes, steps, max_new,
                                          sweep_anchor, sweep_repeats],
                         [sweep_plot, sweep_table, sweep_csv, sweep_message],
                         api_name="sweep", concurrency_id=ENGINE, trigger_mode=AFTER_STOP,
                         show_progress="minimal")  # its message counts the points; minimal: a queue position
+        # preprocess=False: the values as typed, refused by no component (a max new tokens of 0, typed on the way
+        # to 10, was a hidden HTTP 500 from each listener at every keystroke); they are only compared
         gr.on([c.change for c in race_in], handlers.race_staleness, [race_used, *race_in], race_stale, queue=False,
-              api_visibility="private", show_progress="hidden")
+              api_visibility="private", show_progress="hidden", preprocess=False)
         gr.on([c.change for c in sweep_in], handlers.sweep_staleness, [sweep_used, *sweep_in], sweep_stale,
-              queue=False, api_visibility="private", show_progress="hidden")
+              queue=False, api_visibility="private", show_progress="hidden", preprocess=False)
         cost_inputs = [price, gpus, utilisation, tps_ar, tps_diffusion, tps_speculative, api_price, race_measured]
         cost_btn.click(handlers.cost, cost_inputs, [cost_view, cost_plot], api_name="cost")
         use_race_btn.click(handlers.use_race_numbers, race_measured, [tps_ar, tps_diffusion, tps_speculative],

@@ -31,7 +31,8 @@ class CostLine:
 
 def _number(name: str, value, minimum: float, *, inclusive: bool = True) -> float:
     if value is None:
-        raise ValueError(f"{name} is missing: type a number")
+        # a number box sends nothing for what it cannot read as a number ("abc", 1e309) as for an empty one
+        raise ValueError(f"{name} is empty or not a number: type a number")
     if isinstance(value, bool):  # float(True) is 1.0: an API caller's flag is no number
         raise ValueError(f"{name} must be a number, got {value!r}")
     try:

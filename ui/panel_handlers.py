@@ -105,15 +105,23 @@ class PanelHandlers(SweepPanel):
     def stop_audit(self, request: gr.Request = None):
         self._stops.request(getattr(request, "session_hash", None), "audit", wait_s=STOP_WAIT_S)
 
-    # The panel's button pressed (queue-free, before its run is queued): a Stop pressed earlier is not for it.
-    def race_pressed(self, request: gr.Request = None):
-        self._stops.pressed(getattr(request, "session_hash", None), "race")
+    # The panel's button pressed (queue-free, before its run is queued; race_start and sweep_start for the Race
+    # and the Sweep): a Stop pressed earlier is not for the new run, and a run its inputs accept replaces the
+    # session's run going, which stops at its next step (pressed during a Sweep, a new grid waited for the whole
+    # old one, unannounced). A run its inputs refuse stops nothing: its message is all it costs.
+    def _pressed(self, request, panel: str, accepted: bool) -> None:
+        self._stops.pressed(getattr(request, "session_hash", None), panel, stop_going=accepted)
 
-    def sweep_pressed(self, request: gr.Request = None):
-        self._stops.pressed(getattr(request, "session_hash", None), "sweep")
-
-    def audit_pressed(self, request: gr.Request = None):
-        self._stops.pressed(getattr(request, "session_hash", None), "audit")
+    def audit_pressed(self, prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
+                      adaptive=False, min_draft_confidence=None, request: gr.Request = None):
+        try:
+            settings = self._audit_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
+                                            adaptive, min_draft_confidence)
+            self._stream("speculative", prompt, settings)[1].close()  # its checks, not a step of it
+            accepted = True
+        except (ValueError, ImportError):
+            accepted = False
+        self._pressed(request, "audit", accepted)
 
     def race_stopped(self, view: str):
         """Stop during a Race: the cards timed so far stay; the "timing …" line says the Race was stopped (and,
@@ -186,14 +194,17 @@ class PanelHandlers(SweepPanel):
             check_decoding_settings(**settings)
         return ids, order, settings, max_new_tokens, repeats
 
-    def race_start(self, modes, repeats, gamma, block_size, steps_per_block, max_new_tokens, prompt=None):
+    def race_start(self, modes, repeats, gamma, block_size, steps_per_block, max_new_tokens, prompt=None,
+                   request: gr.Request = None):
         """The Race button: race_settings for a Race that will run; a Race its inputs refuse leaves the settings
         of the Race on screen, and its stale note, as they were (they were replaced by the refused ones, so
-        putting a value back read as "settings moved")."""
+        putting a value back read as "settings moved"). See _pressed for the run going."""
         try:
             self._race_inputs(prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats)
         except ValueError:
+            self._pressed(request, "race", accepted=False)
             return gr.skip(), gr.skip()
+        self._pressed(request, "race", accepted=True)
         return self.race_settings(gamma, block_size, steps_per_block, max_new_tokens, prompt)
 
     def race(self, prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats=1, previous=None,
@@ -277,6 +288,13 @@ class PanelHandlers(SweepPanel):
         return measured
 
     # ---------------------------------------------------------------- Speculative audit
+    @staticmethod
+    def _audit_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, adaptive,
+                        min_draft_confidence) -> dict:
+        settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
+        return dict(settings, adaptive=switch("adaptive draft length", adaptive),
+                    min_draft_confidence=min_draft_confidence)
+
     def speculative_audit(self, prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
                           adaptive=False, min_draft_confidence=None, request: gr.Request = None):
         """Per verification round: draft, accepted prefix, first rejection. Yields (table, histogram, summary).
@@ -284,8 +302,8 @@ class PanelHandlers(SweepPanel):
         adaptive / min_draft_confidence: the draft-length variants (None: the model's default cut)."""
         rounds, stats, written, watch, summary, cleared = [], None, None, None, None, False
         try:
-            settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
-            settings.update(adaptive=switch("adaptive draft length", adaptive), min_draft_confidence=min_draft_confidence)
+            settings = self._audit_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
+                                            adaptive, min_draft_confidence)
             engine = self.engine.own()
             _, events = self._stream("speculative", prompt, settings, engine)
             # checked, it stops the session's earlier audit (a refused one stops nothing; one stopped while queued

@@ -32,7 +32,8 @@ def acceptance_histogram(lengths: list[int], block_size: int | None = None) -> g
     title = "Acceptance length per verification round"
     if mean is not None:
         fig.add_vline(x=mean, line_dash="dash", line_color="#212529", annotation_text=f"mean {mean:.2f}")
-    fig.update_yaxes(tick0=0, dtick=max(1, -(-max(counts.values(), default=1) // 8)))  # whole rounds, ≤ 8 ticks
+    # whole rounds, ≤ 8 ticks, from 0 (with no round, plotly's own range ran from -1)
+    fig.update_yaxes(tick0=0, dtick=max(1, -(-max(counts.values(), default=1) // 8)), rangemode="nonnegative")
     return _layout(fig, title, "acceptance length (accepted + 1, vLLM's definition)", "rounds")
 
 

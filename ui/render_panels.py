@@ -85,7 +85,8 @@ def audit_html(rounds: list[dict], piece: Callable[[int], str]) -> str:
     draft token with both towers' probabilities, and the context tower's replacement."""
     if not rounds:
         return ('<div class="tt-note">No verification rounds (yet): the first new token comes from the prompt\'s '
-                'prefill, so a run of one token has none.</div>')
+                'prefill, and a last token of the budget from the context tower\'s pass over the one before (there '
+                'is nothing left to draft), so a run of one or two tokens has none.</div>')
     head = ("<tr><th>round</th><th>drafted block (accepted prefix green, first rejection red)</th>"
             "<th>accepted</th><th>rejected draft token<br>p_draft · p_target</th>"
             "<th>replaced by<br>p_draft · p_target</th></tr>")
@@ -163,7 +164,9 @@ def cost_html(lines: list[CostLine], provenance: dict[str, str], api_price=None,
         else:
             be = (f"never: needs {amount(line.break_even_million, 1)} M tokens / month, "
                   f"capacity {amount(line.monthly_tokens / 1e6, 1)} M")
-        body.append(f"<tr><td>{esc(MODE_LABELS.get(line.mode, line.mode))}</td><td>{amount(line.tokens_per_s, 1)}</td>"
+        # two decimals, as "Use the last Race's measurements" copies them (one, and a copied 34.25 read 34.2 beside
+        # the Race card's 34.3 for the same 34.2546)
+        body.append(f"<tr><td>{esc(MODE_LABELS.get(line.mode, line.mode))}</td><td>{amount(line.tokens_per_s, 2)}</td>"
                     f"<td>{esc(provenance.get(line.mode, 'typed by you'))}</td>"
                     f"<td>{amount(line.monthly_tokens / 1e6, 1)} M</td><td>${amount(line.monthly_cost, 0)}</td>"
                     f"<td>${amount(line.usd_per_million, 3)}</td><td>{esc(be)}</td></tr>")

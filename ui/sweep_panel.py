@@ -23,6 +23,9 @@ CSV_KEEP_S = 3600  # a download's folder (a Sweep's CSV, a run's trace), idle th
                   # download (Gradio serves its own copy)
 
 
+# A Sweep holds one of the app's engine slots until it ends; a typed 1000 x 512 grid was taken with no word
+# (512,000 points, each timed beside AR on every prompt: seconds a point on a CPU, months in all).
+MAX_GRID_POINTS = 100
 WARM_UP = "Warm-up"  # the progress line before the first point (a Stop there has no point to keep)
 
 
@@ -102,19 +105,26 @@ class SweepPanel:
         repeats = check_int("timed runs per point", 1 if repeats is None else whole(repeats))
         anchor_first = switch("anchored diffusion", anchor_first)
         n = len(sweep.sweep_grid(grid_gammas, grid_sizes, whole(steps_per_block)))
+        if n > MAX_GRID_POINTS:
+            raise ValueError(f"the γ values × block sizes make {n:,} grid points; the "
+                             f"app's Sweep runs at most {MAX_GRID_POINTS} (each is timed beside AR on every prompt, "
+                             "seconds apiece on a CPU): give fewer values, or run `twotower sweep` for a larger grid")
         return prompts, grid_gammas, grid_sizes, repeats, anchor_first, n
 
     def sweep_start(self, repeats, steps_per_block, max_new_tokens, gammas=None, block_sizes=None, examples=None,
-                    extra_prompt=None, anchor_first=None):
+                    extra_prompt=None, anchor_first=None, request: gr.Request = None):
         """The Run sweep button: sweep_settings for a Sweep that will run; a Sweep its inputs refuse leaves the
-        settings of the Sweep on screen, and its stale note, as they were (see PanelHandlers.race_start)."""
+        settings of the Sweep on screen, and its stale note, as they were (see PanelHandlers.race_start and
+        _pressed: an accepted Sweep replaces the session's Sweep going)."""
         try:
             from twotower import sweep
 
             self._sweep_inputs(sweep, examples, extra_prompt, gammas, block_sizes, steps_per_block, repeats,
                                anchor_first)
         except (ImportError, ValueError):
+            self._pressed(request, "sweep", accepted=False)
             return gr.skip(), gr.skip()
+        self._pressed(request, "sweep", accepted=True)
         return self.sweep_settings(steps_per_block, max_new_tokens, gammas, block_sizes, examples, extra_prompt,
                                    anchor_first)
 
