@@ -21,8 +21,8 @@ import torch
 from twotower.commit import predict_tokens, sampling_distribution
 from twotower.decoding import _done_event, drain, make_generator, token_event
 from twotower.events import GenerationResult, StepEvent
-from twotower.validation import (SEED_LIMIT, as_batch, check_flag, check_fraction, check_gamma, check_int,
-                                 check_sampling, check_seed, check_token_id, model_config)
+from twotower.validation import (SEED_LIMIT, as_batch, check_block_size, check_flag, check_fraction, check_gamma,
+                                 check_int, check_sampling, check_seed, check_token_id, model_config)
 
 from .context_cursor import ContextCursor
 from .draft import BlockDraft, adapt_block_size, confident_prefix_length, draft_block, draft_distributions
@@ -72,7 +72,7 @@ def iter_speculative(model, input_ids, max_new_tokens: int = 128, block_size: in
         raise ValueError(f"speculative mode runs one prompt at a time (got a batch of {prompt.shape[0]})")
     settings = dict(
         max_new_tokens=check_int("max_new_tokens", max_new_tokens),
-        block_size=check_int("block size S", block_size),
+        block_size=check_block_size(block_size),
         draft_steps=check_int("draft steps", draft_steps),
         gamma=check_gamma(draft_threshold),
         eos=check_token_id("eos_token_id", eos_token_id, cfg.vocab_size),

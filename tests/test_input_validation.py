@@ -22,6 +22,9 @@ BAD_PROMPTS = [  # (input_ids, what the message must say)
     (torch.zeros(1, 2, 3, dtype=torch.long), "shape"),
     ([[5, 6], 7], "rows mixed with single ids"),  # was a TypeError from len()
     ([torch.tensor([5, 6]), torch.tensor([7])], "same token length"),
+    # past int64: torch's "Overflow when unpacking long long" was quoted as "prompt ids must be integers"
+    ([5, 2**70], r"token id about 1\.18e21 is outside the vocabulary"),
+    ([[5, 6], [7, -2**64]], r"token id about -1\.84e19 is outside the vocabulary"),
 ]
 
 BAD_DIFFUSION_SETTINGS = [  # (keyword arguments, what the message must say)
@@ -32,6 +35,7 @@ BAD_DIFFUSION_SETTINGS = [  # (keyword arguments, what the message must say)
     (dict(max_new_tokens="8"), "max_new_tokens must be an integer"),
     (dict(block_size=0), "block size S must be >= 1"),
     (dict(block_size=-2), "block size S must be >= 1"),
+    (dict(block_size=10**6), "block size S must be >= 1 and <= 4096"),  # every pass runs S positions: 32 GB here
     (dict(steps_per_block=0), "steps per block must be >= 1"),
     (dict(confidence_threshold=0.0), r"γ must be in \(0, 1\]"),
     (dict(confidence_threshold=1.01), r"γ must be in \(0, 1\]"),
@@ -221,7 +225,44 @@ def test_drain_and_the_samplers_name_what_they_were_given_instead():
 
     with pytest.raises(ValueError, match="got Engine"):
         generate_speculative(engine, [5, 6])
-    assert len(drain(engine.stream("ar", [5, 6], max_new_tokens=3)).new_tokens[0]) == 3  # the real thing still drains
+    events = engine.stream("ar", [5, 6], max_new_tokens=3)
+    assert len(drain(events).new_tokens[0]) == 3  # the real thing still drains
+    with pytest.raises(ValueError, match="already used up: a sampler's events run once"):  # was "ended without a
+        drain(events)  # 'done' event", a RuntimeError that read as the sampler's bug
+
+
+def test_a_uint64_id_past_int64_is_named_as_given_not_wrapped():
+    import numpy as np
+
+    from twotower.validation import as_batch
+
+    with pytest.raises(ValueError, match="token id 9223372036854775813 is outside"):  # was -9223372036854775803
+        as_batch(np.array([2**63 + 5], dtype=np.uint64), 261)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda tok, out: tok.decode(out.new_tokens), r"one row of token ids at a time: decode\(result.new_tokens\[0\]\)"),
+    (lambda tok, out: tok.decode(out.sequences), "one row of token ids at a time"),  # a 2-D tensor
+    (lambda tok, out: tok.decode(5), "decode takes a sequence of token ids, got int"),
+    (lambda tok, out: tok.decode([5.5]), "a token id must be an integer, got 5.5"),
+    (lambda tok, out: tok.encode(None), r"encode takes text \(str\), got NoneType"),
+    (lambda tok, out: tok.encode([5, 6]), r"encode takes text \(str\), got list"),
+    (lambda tok, out: tok.encode(b"x"), r"encode takes text \(str\), got bytes"),
+])
+@pytest.mark.parametrize("which", ["bytes", "sentencepiece"])
+def test_a_tokenizers_slips_are_named(call, message, which):
+    """The README's `tok` gave int()'s TypeError for a batch's new_tokens, a tensor's "only one element tensors"
+    for result.sequences, and sentencepiece's or Python's TypeError for encode(None) or encode(ids)."""
+    from twotower.engine import DEFAULT_MODEL_DIR
+    from twotower.tokenizer import ByteTokenizer, load_tokenizer
+
+    tok = ByteTokenizer() if which == "bytes" else load_tokenizer(DEFAULT_MODEL_DIR)
+    out = generate_ar(build_model("tiny", seed=0), [5, 6], max_new_tokens=2)
+    with pytest.raises(ValueError, match=message):
+        call(tok, out)
+    assert tok.decode(tok.encode("é x")) == "é x" and tok.decode(out.sequences[0][:2]) == tok.decode([5, 6])
+    with pytest.raises(ValueError, match="the tokenizer's folder must be a path"):
+        load_tokenizer(5)
 
 
 @pytest.mark.parametrize("value, shown", [(10**300, r"about 1\.00e300"), (1e300, r"about 1\.00e300"),

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 from .commit import predict_tokens, select_commits
 from .events import GenerationResult, StepEvent
-from .validation import (as_batch, check_flag, check_gamma, check_int, check_sampling, check_seed, check_token_id,
-                         model_config)
+from .validation import (as_batch, check_block_size, check_flag, check_gamma, check_int, check_sampling,
+                         check_seed, check_token_id, model_config)
 
 
 def make_generator(seed: int | None, device) -> torch.Generator | None:
@@ -210,7 +210,7 @@ def iter_mask_diffusion(
     cfg = model_config(model)
     prompt = as_batch(input_ids, cfg.vocab_size)
     max_new_tokens = check_int("max_new_tokens", max_new_tokens)
-    block_size = check_int("block size S", block_size)
+    block_size = check_block_size(block_size)
     steps_per_block = check_int("steps per block", steps_per_block)
     gamma = check_gamma(confidence_threshold)
     temperature, top_k, top_p = check_sampling(temperature, top_k, top_p)
@@ -355,7 +355,9 @@ def drain(events: Iterator[StepEvent], step_callback: Callable[[StepEvent], None
     kept = [] if keep_events else None
     if not hasattr(events, "__iter__"):
         raise ValueError(f"drain takes a sampler's events (iter_* or Engine.stream), got {type(events).__name__}")
+    seen = False
     for event in events:
+        seen = True
         if not hasattr(event, "kind"):  # a list of token ids read as "'int' object has no attribute 'kind'"
             raise ValueError(f"drain takes a sampler's events (iter_* or Engine.stream); this one yielded a "
                              f"{type(event).__name__}")
@@ -365,6 +367,9 @@ def drain(events: Iterator[StepEvent], step_callback: Callable[[StepEvent], None
             kept.append(event)
         if event.kind == "done":
             return GenerationResult(event.sequences, event.info["new_tokens"], event.stats, kept)
+    if not seen:  # a generator drained twice: "ended without a 'done' event" read as the sampler's bug
+        raise ValueError("these events were already used up: a sampler's events run once (call iter_* or "
+                         "Engine.stream again for another run)")
     raise RuntimeError("sampler ended without a 'done' event")
 
 

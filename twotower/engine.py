@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from .tokenizer import load_tokenizer
-from .validation import (check_device, check_encodable, check_flag, check_fraction, check_gamma, check_int,
-                         check_model_dir)
+from .tokenizer import ids_to_decode, load_tokenizer
+from .validation import (check_block_size, check_device, check_encodable, check_flag, check_fraction, check_gamma,
+                         check_int, check_model_dir)
 
 if TYPE_CHECKING:  # torch loads with the first model, not with the CLI's argument parsing
     from .events import StepEvent
@@ -113,11 +113,7 @@ class Engine:
         """Text of token ids (a list, a tensor or array row). Ids the tokenizer has no piece for are dropped, not
         refused: a model whose head is wider than its tokenizer can generate them (see twotower/tokenizer.py).
         What is not an id at all is refused by name: int() read 5.7 as id 5 and "7" as id 7."""
-        ids = ids.tolist() if hasattr(ids, "tolist") else ids  # a tensor / numpy row: Python ints
-        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
-            raise ValueError(f"decode takes a sequence of token ids, got {type(ids).__name__}")
-        return self.tokenizer.decode([check_int("a token id", i.item() if hasattr(i, "item") else i, minimum=None)
-                                      for i in ids])
+        return self.tokenizer.decode(ids_to_decode(ids))  # (the tokenizer checks them too: a custom one may not)
 
     @property
     def eos_token_id(self) -> int:
@@ -195,8 +191,9 @@ def check_decoding_settings(gamma=None, block_size=None, steps_per_block=None, d
     checkpoint's default, which load_config checked); `twotower generate` calls it before the model loads."""
     if gamma is not None:
         check_gamma(gamma)
-    for name, value in (("block size S", block_size), ("steps per block", steps_per_block),
-                        ("draft steps", draft_steps)):
+    if block_size is not None:
+        check_block_size(block_size)
+    for name, value in (("steps per block", steps_per_block), ("draft steps", draft_steps)):
         if value is not None:
             check_int(name, value)
     if min_draft_confidence is not None:

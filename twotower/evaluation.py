@@ -70,12 +70,12 @@ def resolve_modes(modes) -> tuple[list[str], dict[str, str]]:
 def resolved_settings(engine, gamma=None, block_size=None, steps_per_block=None, draft_steps=None,
                       min_draft_confidence=None, anchor_first=False) -> dict:
     """The diffusion / speculative settings actually used (config defaults filled in), checked early."""
-    from .validation import check_flag, check_fraction, check_gamma, check_int
+    from .validation import check_block_size, check_flag, check_fraction, check_gamma, check_int
 
     cfg = engine.model.config
     return {
         "gamma": check_gamma(cfg.default_gamma if gamma is None else gamma),
-        "block_size": check_int("block size S", cfg.default_block_size if block_size is None else block_size),
+        "block_size": check_block_size(cfg.default_block_size if block_size is None else block_size),
         "steps_per_block": check_int("steps per block",
                                      cfg.default_steps_per_block if steps_per_block is None else steps_per_block),
         "draft_steps": check_int("draft steps", cfg.default_draft_steps if draft_steps is None else draft_steps),

@@ -15,7 +15,7 @@ import json
 import sys
 
 from . import metrics
-from .validation import check_gamma, check_int, check_output_file, make_output_dir, write_text_file
+from .validation import check_block_size, check_gamma, check_int, check_output_file, make_output_dir, write_text_file
 
 CSV_FIELDS = ("gamma", "block_size", "steps_per_block", "tokens_per_s", "ar_tokens_per_s", "ratio_vs_ar", "nfe",
               "tokens_per_pass", "agreement", "ar_mean_loglik", "ar_self_loglik", "pareto")
@@ -54,7 +54,7 @@ def sweep_grid(gammas, block_sizes, steps=None) -> list[tuple[float, int, int]]:
     """(γ, S, steps per block) for every combination; steps None means steps = S (at worst one token per step),
     and steps above S mean S."""
     gammas = [check_gamma(g) for g in gammas]
-    block_sizes = [check_int("block size S", s) for s in block_sizes]
+    block_sizes = [check_block_size(s) for s in block_sizes]
     if steps is not None and not isinstance(steps, (list, tuple)):
         steps = [steps]
     steps = None if steps is None else [check_int("steps per block", k) for k in steps]

@@ -8,7 +8,10 @@ Hugging Face `tokenizer.json` (the release's), its special ids from the model's 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+
+from .validation import as_path, check_int
 
 PAD_ID, BOS_ID, EOS_ID, UNK_ID, MASK_ID = 0, 1, 2, 3, 4
 N_SPECIAL = 5
@@ -19,15 +22,35 @@ TOKENIZER_FILE = "tokenizer.model"
 HF_TOKENIZER_FILE = "tokenizer.json"
 
 
+def text_to_encode(text) -> str:
+    """encode's argument: text. None, bytes or ids were sentencepiece's or Python's TypeError from inside."""
+    if not isinstance(text, str):
+        raise ValueError(f"encode takes text (str), got {type(text).__name__}")
+    return text
+
+
+def ids_to_decode(ids) -> list[int]:
+    """decode's argument as Python ints: a list, a tensor or numpy row. What is not one row of ids is refused
+    by name (a batch's result.new_tokens was int()'s TypeError; int() read 5.7 as id 5 and "7" as id 7)."""
+    ids = ids.tolist() if hasattr(ids, "tolist") else ids  # a tensor / numpy row: Python ints
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+        raise ValueError(f"decode takes a sequence of token ids, got {type(ids).__name__}")
+    ids = list(ids)
+    if any(isinstance(i, (list, tuple)) or getattr(i, "ndim", 0) for i in ids):  # rows of a batch
+        raise ValueError("decode takes one row of token ids at a time: decode(result.new_tokens[0]), not the batch")
+    return [check_int("a token id", i.item() if hasattr(i, "item") else i, minimum=None) for i in ids]
+
+
 class ByteTokenizer:
     vocab_size = N_SPECIAL + 256
     pad_token_id, bos_token_id, eos_token_id, unk_token_id, mask_token_id = PAD_ID, BOS_ID, EOS_ID, UNK_ID, MASK_ID
 
     def encode(self, text: str) -> list[int]:
-        return [b + N_SPECIAL for b in text.encode("utf-8")]
+        return [b + N_SPECIAL for b in text_to_encode(text).encode("utf-8")]
 
     def decode(self, ids) -> str:
-        return bytes(i - N_SPECIAL for i in ids if N_SPECIAL <= i < self.vocab_size).decode("utf-8", errors="replace")
+        return bytes(i - N_SPECIAL for i in ids_to_decode(ids)
+                     if N_SPECIAL <= i < self.vocab_size).decode("utf-8", errors="replace")
 
     def piece(self, token_id: int) -> str:
         """Display text of one token (specials by name)."""
@@ -64,6 +87,7 @@ class SentencePieceTokenizer:
         self._space_mark_ids = [self.sp.piece_to_id(f"<0x{b:02X}>") for b in SPACE_MARK.encode("utf-8")]
 
     def encode(self, text: str) -> list[int]:
+        text = text_to_encode(text)
         if MASK_TEXT not in text and SPACE_MARK not in text:
             return self.sp.encode(text, out_type=int)
         # Two literals sentencepiece cannot round-trip on its own: "<mask>" (a model trained with it as a
@@ -82,7 +106,7 @@ class SentencePieceTokenizer:
     def decode(self, ids) -> str:
         # ids past the tokenizer (a model head wider than its tokenizer) are dropped, as the other two
         # tokenizers do, instead of sentencepiece's IndexError ending the run that produced them
-        return self.sp.decode([int(i) for i in ids if N_SPECIAL <= int(i) < self.vocab_size])
+        return self.sp.decode([i for i in ids_to_decode(ids) if N_SPECIAL <= i < self.vocab_size])
 
     def piece(self, token_id: int) -> str:
         return _special_name(token_id) or _no_piece(token_id, self.vocab_size) or self.sp.decode([int(token_id)])
@@ -123,11 +147,11 @@ class HFTokenizer:
         self.unk_token_id = self.hf.unk_token_id
 
     def encode(self, text: str) -> list[int]:
-        return self.hf.encode(text, add_special_tokens=False)
+        return self.hf.encode(text_to_encode(text), add_special_tokens=False)
 
     def decode(self, ids) -> str:
         # ids with no piece are dropped, as the other two tokenizers do (a negative one overflowed in tokenizers)
-        return self.hf.decode([int(i) for i in ids if 0 <= int(i) < self.vocab_size], skip_special_tokens=True)
+        return self.hf.decode([i for i in ids_to_decode(ids) if 0 <= i < self.vocab_size], skip_special_tokens=True)
 
     def piece(self, token_id: int) -> str:
         token_id = int(token_id)
@@ -171,6 +195,7 @@ def load_tokenizer(model_dir=None, config=None):
         if config is not None and config.vocab_size < ByteTokenizer.vocab_size:
             raise ValueError(f"vocab {config.vocab_size} is too small for the byte tokenizer")
         return ByteTokenizer()
+    model_dir = as_path("the tokenizer's folder", model_dir)  # load_tokenizer(5) was pathlib's TypeError
     path = find_tokenizer_file(model_dir)
     if path.name == TOKENIZER_FILE:
         try:

@@ -50,6 +50,9 @@ def as_batch(input_ids, vocab_size: int) -> torch.Tensor:
             else:
                 ids = torch.tensor(input_ids)
         except (TypeError, ValueError, RuntimeError) as exc:
+            big = _past_int64(input_ids)  # torch's "Overflow when unpacking long long" read as a type error
+            if big is not None:
+                raise ValueError(f"token id {_shown(big)} is outside the vocabulary [0, {vocab_size})") from None
             raise ValueError(f"prompt ids must be integers: {exc}") from None
     if ids.dim() == 1:
         ids = ids[None]
@@ -60,13 +63,31 @@ def as_batch(input_ids, vocab_size: int) -> torch.Tensor:
         raise ValueError("the prompt is empty: give at least one token")
     if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
         raise ValueError("prompt ids must be integers")
+    wraps = ids.dtype == torch.uint64
     if ids.dtype in (torch.uint16, torch.uint32, torch.uint64):  # min/max are not implemented for them (the
         ids = ids.to(torch.int64)  # corpus' token streams are uint16); a uint64 past 2**63 turns negative: refused
     low, high = int(ids.min()), int(ids.max())
     if low < 0 or high >= vocab_size:
-        bad = low if low < 0 else high
+        bad = low + 2**64 if low < 0 and wraps else low if low < 0 else high  # the uint64 as given, not wrapped
         raise ValueError(f"token id {bad} is outside the vocabulary [0, {vocab_size})")
     return ids.long()
+
+
+def _past_int64(rows):
+    """The first Python int in (nested) rows that no int64 holds, or None."""
+    for item in rows if isinstance(rows, (list, tuple)) else ():
+        found = _past_int64(item) if isinstance(item, (list, tuple)) else (
+            item if isinstance(item, int) and not -2**63 <= item < 2**63 else None)
+        if found is not None:
+            return found
+    return None
+
+
+def _shown(value: int):
+    """An int as a message shows it: its digits up to 15 of them, else 'about 1.18e21' (10**400 has no float)."""
+    digits = str(abs(value))
+    sign = "-" if value < 0 else ""
+    return value if abs(value) < 10**15 else f"about {sign}{digits[0]}.{digits[1:3]}e{len(digits) - 1}"
 
 
 def check_int(name: str, value, minimum: int | None = 1, maximum: int | None = None) -> int:
@@ -82,11 +103,17 @@ def check_int(name: str, value, minimum: int | None = 1, maximum: int | None = N
         upper = f" and <= {maximum}" if maximum is not None else ""
         # a seed of 1e300 printed all its 301 digits; "a 21-digit number" confused a user whose 20 nines the
         # browser had sent as the float 1e20: written from the digits (float() overflows past 1e308)
-        digits = str(abs(value))
-        shown = value if abs(value) < 10**15 else \
-            f"about {'-' if value < 0 else ''}{digits[0]}.{digits[1:3]}e{len(digits) - 1}"
-        raise ValueError(f"{name} must be >= {minimum}{upper}, got {shown}")
+        raise ValueError(f"{name} must be >= {minimum}{upper}, got {_shown(value)}")
     return value
+
+
+# Every denoiser pass runs all S positions of a block, however few of them the budget needs: a typo such as
+# 10**6 allocated a million positions' logits (32 GB at an 8k vocabulary). 4096 is far past any S measured here.
+MAX_BLOCK_SIZE = 4096
+
+
+def check_block_size(value) -> int:
+    return check_int("block size S", value, maximum=MAX_BLOCK_SIZE)
 
 
 def check_flag(name: str, value) -> bool:
