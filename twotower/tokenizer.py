@@ -36,10 +36,10 @@ def ids_to_decode(ids) -> list[int]:
     if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
         raise ValueError(f"decode takes a sequence of token ids, got {type(ids).__name__}")
     ids = list(ids)
+    if all(type(i) is int for i in ids):  # a tensor's tolist(), a list of ids: nothing to check per id
+        return ids
     if any(isinstance(i, (list, tuple)) or getattr(i, "ndim", 0) for i in ids):  # rows of a batch
         raise ValueError("decode takes one row of token ids at a time: decode(result.new_tokens[0]), not the batch")
-    if all(type(i) is int for i in ids):  # a tensor's tolist(), a list of ids: nothing to convert (1M ids: 0.05 s)
-        return ids
     return [check_int("a token id", i.item() if hasattr(i, "item") else i, minimum=None) for i in ids]
 
 
