@@ -122,6 +122,9 @@ def test_plot_axes_hold_whole_rounds_and_the_whole_share():
     assert acceptance_histogram([2, 3], 4).layout.yaxis.dtick == 1  # no tick at half a round
     assert acceptance_histogram([2] * 40, 4).layout.yaxis.dtick == 5  # at most 8 ticks
     assert acceptance_histogram([], 4).layout.yaxis.rangemode == "nonnegative"  # no round: the axis ran from -1
+    from ui.plots import race_bars
+
+    assert race_bars([]).layout.yaxis.rangemode == "nonnegative"  # a Race timing AR, no card yet: likewise
 
 
 def test_the_cost_table_shows_the_throughput_as_the_race_numbers_copied_it():

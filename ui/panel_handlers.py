@@ -112,6 +112,14 @@ class PanelHandlers(SweepPanel):
     def _pressed(self, request, panel: str, accepted: bool) -> None:
         self._stops.pressed(getattr(request, "session_hash", None), panel, stop_going=accepted)
 
+    def _refused_note(self, request, panel: str, name: str, exc: Exception):
+        """A refused press's note for the panel's stale-note box (its start listener's output), while the panel's
+        run goes on: the press itself waits for that run's end before its run says why it was refused (a Sweep's
+        minutes later). With no run going the refusal is said at once by the run, and this is left alone."""
+        if not self._stops.going(getattr(request, "session_hash", None), panel):
+            return gr.skip()
+        return error_html(f"Not run: {exc}. The {name} going runs on.")
+
     def audit_pressed(self, prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
                       adaptive=False, min_draft_confidence=None, request: gr.Request = None):
         try:
@@ -201,9 +209,9 @@ class PanelHandlers(SweepPanel):
         putting a value back read as "settings moved"). See _pressed for the run going."""
         try:
             self._race_inputs(prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats)
-        except ValueError:
+        except ValueError as exc:
             self._pressed(request, "race", accepted=False)
-            return gr.skip(), gr.skip()
+            return gr.skip(), self._refused_note(request, "race", "Race", exc)
         self._pressed(request, "race", accepted=True)
         return self.race_settings(gamma, block_size, steps_per_block, max_new_tokens, prompt)
 

@@ -14,9 +14,12 @@ MODE_COLOURS = {"ar": "#495057", "diffusion": "#1c7ed6", "speculative": "#e8590c
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, top: float | None = None) -> go.Figure:
-    """Common look; `top` leaves room above the tallest bar for its label."""
+    """Common look; `top` leaves room above the tallest bar for its label. Every bar counts something (rounds,
+    tokens/s, $), so the axis starts at 0: with no bar yet (a Race timing AR, an audit with no round) plotly's own
+    range ran from -1."""
     fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="plotly_white", height=340,
                       margin=dict(l=50, r=20, t=50, b=45))
+    fig.update_yaxes(rangemode="nonnegative")
     if top:
         fig.update_yaxes(range=[0, 1.18 * top])
     return fig
@@ -32,8 +35,7 @@ def acceptance_histogram(lengths: list[int], block_size: int | None = None) -> g
     title = "Acceptance length per verification round"
     if mean is not None:
         fig.add_vline(x=mean, line_dash="dash", line_color="#212529", annotation_text=f"mean {mean:.2f}")
-    # whole rounds, ≤ 8 ticks, from 0 (with no round, plotly's own range ran from -1)
-    fig.update_yaxes(tick0=0, dtick=max(1, -(-max(counts.values(), default=1) // 8)), rangemode="nonnegative")
+    fig.update_yaxes(tick0=0, dtick=max(1, -(-max(counts.values(), default=1) // 8)))  # whole rounds, ≤ 8 ticks
     return _layout(fig, title, "acceptance length (accepted + 1, vLLM's definition)", "rounds")
 
 

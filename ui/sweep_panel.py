@@ -121,9 +121,9 @@ class SweepPanel:
 
             self._sweep_inputs(sweep, examples, extra_prompt, gammas, block_sizes, steps_per_block, repeats,
                                anchor_first)
-        except (ImportError, ValueError):
+        except (ImportError, ValueError) as exc:
             self._pressed(request, "sweep", accepted=False)
-            return gr.skip(), gr.skip()
+            return gr.skip(), self._refused_note(request, "sweep", "Sweep", exc)
         self._pressed(request, "sweep", accepted=True)
         return self.sweep_settings(steps_per_block, max_new_tokens, gammas, block_sizes, examples, extra_prompt,
                                    anchor_first)
