@@ -480,3 +480,18 @@ def test_the_colour_radio_moved_during_a_run_colours_the_rest_of_it(engine):
     assert len(rest) > 2 and all("confidence 0" in out[0] and "committed at step" not in out[0] for out in rest)
     # another session's radio, or one moved with no run going, changes no run
     assert handlers.recolour(first[3], None, "step", request=Request()) and handlers._live_colour == {}
+
+
+def test_a_radio_value_left_by_an_ended_run_does_not_colour_the_next(engine):
+    """recolour saw a run going, the run ended and dropped the radio's value, then recolour wrote it: the entry
+    outlived its run, and the next run drew in it whatever its own radio said (a review's interleaving)."""
+    class Request:
+        session_hash = "one"
+
+    handlers = Handlers(engine)
+    handlers.frame_interval_s = 0
+    handlers._live_colour["one"] = "confidence"  # what that interleaving leaves behind
+    s = SETTINGS
+    frames = list(handlers.generate("def f(x):", "diffusion", s["gamma"], s["block_size"], s["steps_per_block"],
+                                    s["max_new_tokens"], s["temperature"], s["seed"], "step", request=Request()))
+    assert all("committed at step" in out[0] for out in frames[:-1]) and handlers._live_colour == {}

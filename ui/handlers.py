@@ -80,6 +80,8 @@ class Handlers(PanelHandlers):
         except Stopped:  # Stop was pressed while this run waited in the queue: it never starts
             yield (gr.skip(),) * 5
             return
+        # an earlier run's radio value, written by a recolour that saw that run going as it ended, is not this run's
+        self._live_colour.pop(session, None)
         try:
             yield from self._generate(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens,
                                       temperature, seed, colour_by, session, anchor_first, previous, stop)
