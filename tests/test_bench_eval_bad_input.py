@@ -52,6 +52,9 @@ from twotower.cli import main
     # a name longer than the OS takes: pathlib raised OSError (ENAMETOOLONG) from its is_dir / exists
     (["bench", "--preset", "tiny", "--out", "{tmp}/" + "b" * 300], "cannot be used: File name too long"),
     (["generate", "--model", "m" * 300, "x"], "--model 'mmm"),
+    # refused before the run: root's os.access said yes to /proc, so a bench measured everything first
+    (["bench", "--preset", "tiny", "--out", "/proc/twotower-bench.json"], "cannot be written here"),
+    (["generate", "--preset", "tiny", "--trace", "{binary}/t.json", "x"], "binary.txt' is a file, not a folder"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, words):
     import twotower.bench

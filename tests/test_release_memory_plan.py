@@ -149,6 +149,8 @@ def test_plan_command(capsys, tmp_path):
     assert cli_main(["plan", "--model", str(directory), "--ctx-device", "cpu", "--den-device", "cpu",
                      "--device-memory-gb", "1", "--json"]) == 0
     assert '"fits": true' in capsys.readouterr().out
+    assert cli_main(["plan", "--preset", "release", "--batch-size", "2", "--json"]) == 0  # bench's spelling: a
+    assert '"batch_size": 2' in capsys.readouterr().out  # typo's suggestion was --block-size, another setting
     assert cli_main(["plan", "--preset", "release", "--device-memory-gb", "lots"]) == 2
     err = capsys.readouterr().err
     assert "takes a number of GiB" in err and "Traceback" not in err

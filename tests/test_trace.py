@@ -247,3 +247,23 @@ def test_the_playground_saves_its_last_run(engine):
     assert trace["finished"] is False and len(trace["events"]) == 2
     # a slider released on another tab re-runs nothing there: the saved file stays; on the Playground it goes
     assert handlers.drop_trace("race") == gr.skip() and handlers.drop_trace("playground").visible is False
+
+
+def test_the_export_lands_in_the_shipped_models_folder_from_any_folder(tmp_path, monkeypatch):
+    """`twotower train --stage export` run outside the repository root made ./assets/default there, a folder no
+    load reads, while its help said it replaced the model the app and the CLI load."""
+    import argparse
+
+    from twotower import training
+    from twotower.engine import DEFAULT_MODEL_DIR
+    from twotower.train_args import ignored_flags
+
+    monkeypatch.chdir(tmp_path)
+    parser = argparse.ArgumentParser()
+    training.add_arguments(parser)
+    args = parser.parse_args(["--stage", "context"])
+    assert ignored_flags(args) is None  # the default --to is not a flag "given" to a stage that reads none
+    exported = []
+    monkeypatch.setattr(training, "export", lambda out, to: exported.append(to) or to)
+    assert training.main(parser.parse_args(["--stage", "export"])) == 0
+    assert exported == [str(DEFAULT_MODEL_DIR)] and Path(exported[0]).is_absolute()

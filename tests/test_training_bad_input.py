@@ -284,7 +284,8 @@ def test_flags_a_stage_does_not_read_are_named(monkeypatch, capsys, tmp_path, ar
     """`--stage export --steps 50` exported and said nothing of --steps (training flags were dropped silently)."""
     monkeypatch.setattr(training, "run_stage", lambda *a, **k: {})
     monkeypatch.setattr(training, "export", lambda *a, **k: "x")
-    monkeypatch.chdir(tmp_path)  # the default --to, assets/default, is the repository's: its card would get a note
+    # the default --to is the repository's assets/default, whose card would get a note: one of the test's own
+    monkeypatch.setattr(training, "DEFAULT_MODEL_DIR", tmp_path / "default")
     assert cli_main(["train", *argv]) == 0
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
     assert notes == ([note] if note else [])

@@ -257,6 +257,11 @@ def main(args) -> int:
     for name in ("n_prompts", "max_prompt_tokens", "max_new_tokens", "repeats", "batch_size", "eval_prompts"):
         check_int("--" + name.replace("_", "-"), getattr(args, name))
     workers = resolve_workers(args.workers)
+    unread = [flag for flag, given in (("--eval-prompts", args.eval_prompts != 100), ("--workers", args.workers != 1))
+              if given and not args.eval]
+    if unread:  # as generate and train say of flags they do not read
+        print(f"note: {', '.join(unread)} {'is' if len(unread) == 1 else 'are'} read only with --eval: ignored",
+              file=sys.stderr)
     out = check_output_file("--out", args.out)
     modes, skipped = resolve_modes(args.modes)  # the modes and a prompt file are checked before the model loads
     check_decoding_settings(args.gamma, args.block_size, args.steps, args.draft_steps)  # resolved_settings: again

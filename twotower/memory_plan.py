@@ -247,7 +247,8 @@ def add_arguments(parser) -> None:
     add_model_arguments(parser)
     parser.set_defaults(ctx_device="cuda:0", den_device="cuda:1")
     parser.add_argument("--context-length", type=int, default=8192, help="tokens of context (prompt + generated)")
-    parser.add_argument("--batch", type=int, default=1, help="sequences decoded together")
+    parser.add_argument("--batch", "--batch-size", type=int, default=1,  # bench's spelling too: a typo's suggestion
+                        help="sequences decoded together")  # was --block-size, another setting
     parser.add_argument("--block-size", type=int, default=None, help="block size S (default: the model's)")
     parser.add_argument("--dtype", default="bf16", type=dtype_flag, metavar=DTYPE_METAVAR,
                         help=f"weight dtype: {DTYPE_HELP} (default: bf16, the release's, as a GPU run loads it; "

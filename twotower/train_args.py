@@ -180,7 +180,7 @@ READS = {"export": {"out", "to"},
          "context": {"profile", "out", "steps", "resume", "device", "minutes", "dtype", "batch_size", "lr"}}
 READS["denoiser"] = READS["context"] | {"distill_share", "distill_from", "distill_batches", "full_mask_share",
                                         "init_from"}
-DEFAULTS = {"profile": "cpu", "device": "cpu", "to": "assets/default", "resume": False}
+DEFAULTS = {"profile": "cpu", "device": "cpu", "resume": False}
 
 
 def ignored_flags(args) -> str | None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .engine import DTYPE_HELP, DTYPE_METAVAR, dtype_flag
+from .engine import DEFAULT_MODEL_DIR, DTYPE_HELP, DTYPE_METAVAR, dtype_flag
 from .objectives import context_loss, denoiser_loss
 from .train_args import (SHAPE_KEYS, apply_overrides, check_export_paths, check_init_from, check_resume,
                          check_stage_and_profile, ignored_flags, read_trainer_state, refuse_model_folder,
@@ -401,9 +401,11 @@ def add_arguments(parser) -> None:
                         help="the recipe's sizes and schedule (default cpu); a --resume keeps its checkpoint's")
     parser.add_argument("--out", default="runs/default",
                         help="run directory (checkpoints, logs, token cache; default %(default)s)")
-    parser.add_argument("--to", default="assets/default",
-                        help="export: destination (default %(default)s, the model the app and the CLI load: the "
-                             "export replaces its weights, tokenizer and training records)")
+    # the shipped model's own folder wherever the command runs (a relative "assets/default" made a new folder in
+    # the current one, which no load reads, and said nothing)
+    parser.add_argument("--to", default=None,
+                        help="export: destination (default: assets/default of this install, the model the app and "
+                             "the CLI load: the export replaces its weights, tokenizer and training records)")
     parser.add_argument("--steps", type=int, default=None, help="override the profile's number of steps")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the stage's last checkpoint in --out (none there: the stage starts afresh); "
@@ -441,11 +443,12 @@ def main(args) -> int:
     if note:
         print(note, file=sys.stderr)
     if args.stage == "export":
-        card = Path(args.to) / "README.md"
-        print(export(args.out, args.to))
+        to = args.to if args.to is not None else str(DEFAULT_MODEL_DIR)
+        card = Path(to) / "README.md"
+        print(export(args.out, to))
         if card.is_file():  # export writes weights and records, not the card: its figures are the old model's
-            print(f"note: {card} (the model card) was not rewritten and describes the model {args.to} held "
-                  f"before; measure this one with `twotower eval --model {args.to} --json` and rewrite it with "
+            print(f"note: {card} (the model card) was not rewritten and describes the model {to} held "
+                  f"before; measure this one with `twotower eval --model {to} --json` and rewrite it with "
                   "scripts/model_card.py (scripts/measure.sh does both)", file=sys.stderr)
         return 0
     record = run_stage(args.stage, args.out, args.profile, args.resume, args.steps, args.device, args.init_from,

@@ -7,6 +7,7 @@ import math
 import numbers
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -223,12 +224,20 @@ def check_output_file(name: str, path) -> Path | None:
     if path.is_dir():
         raise ValueError(f"{name} {str(path)!r} is a folder; give a file name")
     folder = path.parent if str(path.parent) else Path(".")
+    if folder.exists() and not folder.is_dir():  # was "does not exist" of a file in the way
+        raise ValueError(f"{name} {str(path)!r}: {str(folder)!r} is a file, not a folder")
     if not folder.is_dir():
         raise ValueError(f"{name} {str(path)!r}: the folder {str(folder)!r} does not exist")
     # a file that exists is written in place: its own permission counts (a user's --out /dev/stdout was refused
     # for /dev's); a new one needs its folder's
     if not os.access(path if path.exists() else folder, os.W_OK):
         raise ValueError(f"{name} {str(path)!r} cannot be written here (permission denied)")
+    if not path.exists():  # os.access says yes to root everywhere (/proc too): a bench's whole run was measured
+        try:  # before its --out was refused; a file made and removed in the folder tells
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise ValueError(f"{name} {str(path)!r} cannot be written here ({exc.strerror or exc})") from None
     return path
 
 
