@@ -129,3 +129,18 @@ def test_an_eval_worker_that_fails_or_dies_is_one_error_not_a_hang(factory, word
                "exit": functools.partial(os._exit, 3)}[factory]
     with pytest.raises(ValueError, match=re.escape(words)):
         list(records_in_workers(factory, 1, [("next_line", {"prompt": "x"})] * 2, {}))
+
+
+def test_bench_names_the_eval_flags_it_does_not_read_without_eval(capsys, monkeypatch):
+    """bench --workers 2 --eval-prompts 3 without --eval ran and said nothing, where generate and train name the
+    flags they ignore."""
+    import twotower.run_setup
+
+    def stop(*args, **kwargs):
+        raise ValueError("stopped before loading")
+
+    monkeypatch.setattr(twotower.run_setup, "load_engine", stop)
+    assert main(["bench", "--preset", "tiny", "--workers", "2", "--eval-prompts", "3"]) == 2
+    assert "note: --eval-prompts, --workers are read only with --eval: ignored" in capsys.readouterr().err
+    assert main(["bench", "--preset", "tiny", "--workers", "2", "--eval"]) == 2
+    assert "read only with --eval" not in capsys.readouterr().err
