@@ -94,12 +94,13 @@ BAD_ARGUMENTS = [  # (arguments after the tiny preset, what the one-line error m
     (["--block-size", "0", "x"], "block size S must be >= 1"),
     (["--steps", "0", "x"], "steps per block must be >= 1"),
     (["--max-new-tokens", "0", "x"], "--max-new-tokens must be >= 1"),  # the flag, as bench names it
-    (["--temperature", "-1", "x"], "temperature must be 0 (greedy) or between"),
-    (["--temperature", "1e-300", "--mode", "speculative", "x"], "temperature must be 0"),  # was a RuntimeError
-    (["--mode", "ar", "--top-p", "2", "x"], "top_p must be in (0, 1]"),
+    (["--temperature", "-1", "x"], "--temperature must be 0 (greedy) or between"),  # the flags, as typed
+    (["--temperature", "1e-300", "--mode", "speculative", "x"], "--temperature must be 0"),  # was a RuntimeError
+    (["--mode", "ar", "--top-p", "2", "x"], "--top-p must be in (0, 1]"),
+    (["--mode", "ar", "--top-k", "-1", "x"], "--top-k must be >= 0, got -1"),
     (["--ctx-device", "gpu", "x"], "not a device name"),
     (["--den-device", "cuda:7", "x"], "cuda:7"),
-    (["--mode", "speculative", "--min-draft-confidence", "2", "x"], "min_draft_confidence must be in [0, 1]"),
+    (["--mode", "speculative", "--min-draft-confidence", "2", "x"], "--min-draft-confidence must be in [0, 1]"),
     (["--mode", "speculative", "--draft-steps", "0", "x"], "draft steps must be >= 1"),
     (["--mode", "ar", "--gamma", "5", "x"], "γ must be in (0, 1]"),  # checked in every mode, as bench does
     (["--ctx-device", "meta", "x"], "'meta' holds no data"),  # was a RuntimeError from inside the experts

@@ -148,9 +148,12 @@ def format_footer(stats: dict) -> str:
 
 def main(args) -> int:
     from .run_setup import engine_from_args, preset_note
-    from .validation import check_int, check_output_file
+    from .validation import check_fraction, check_int, check_output_file, check_sampling
 
     check_int("--max-new-tokens", args.max_new_tokens)  # named as typed, and before the model loads (as bench)
+    check_sampling(args.temperature, args.top_k, args.top_p, names=("--temperature", "--top-k", "--top-p"))
+    if args.min_draft_confidence is not None:  # (check_decoding_settings below names it as the API spells it)
+        check_fraction("--min-draft-confidence", args.min_draft_confidence)
     # the settings engine.stream checks in every mode, checked before the model loads: a typo costs no loading
     check_decoding_settings(args.gamma, args.block_size, args.steps, args.draft_steps, args.min_draft_confidence)
     trace_path = check_output_file("--trace", args.trace)  # before the model loads, as bench's --out

@@ -153,19 +153,21 @@ def check_fraction(name: str, value) -> float:
 TEMPERATURE_RANGE = (1e-4, 1e4)
 
 
-def check_sampling(temperature, top_k=None, top_p=None) -> tuple[float, int | None, float | None]:
+def check_sampling(temperature, top_k=None, top_p=None,
+                   names=("temperature", "top_k", "top_p")) -> tuple[float, int | None, float | None]:
     """(temperature, top_k, top_p) checked. temperature 0 is greedy, where the filters change nothing (the
     argmax survives both). top_k: an integer >= 0; 0 means off and is returned as None, as is None itself.
-    top_p: in (0, 1], or None (off); 1 keeps every token, so it is off too."""
+    top_p: in (0, 1], or None (off); 1 keeps every token, so it is off too. names: as the caller spells them (the
+    CLI's flags)."""
     low, high = TEMPERATURE_RANGE
     if (not _is_real(temperature) or math.isnan(temperature)
             or not (temperature == 0 or low <= temperature <= high)):
-        raise ValueError(f"temperature must be 0 (greedy) or between {low:g} and {high:g}, got {temperature!r}")
+        raise ValueError(f"{names[0]} must be 0 (greedy) or between {low:g} and {high:g}, got {temperature!r}")
     if top_k is not None:
-        top_k = check_int("top_k", top_k, minimum=0) or None
+        top_k = check_int(names[1], top_k, minimum=0) or None
     if top_p is not None:
         if not _is_real(top_p) or math.isnan(top_p) or not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+            raise ValueError(f"{names[2]} must be in (0, 1], got {top_p!r}")
     return float(temperature), top_k, None if top_p is None else float(top_p)
 
 
