@@ -112,7 +112,7 @@ def test_generate_refuses_a_bad_draft_setting_before_the_model_loads(monkeypatch
     loaded = []
     monkeypatch.setattr(run_setup, "engine_from_args", lambda args: loaded.append(args))
     for flags, message in ((["--draft-steps", "-3"], "draft steps must be >= 1, got -3"),
-                           (["--min-draft-confidence", "2"], "min_draft_confidence must be in [0, 1]")):
+                           (["--min-draft-confidence", "2"], "--min-draft-confidence must be in [0, 1]")):
         assert cli_main(["generate", "--preset", "tiny", "--mode", "ar", *flags, "x"]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
