@@ -30,8 +30,9 @@ from .metrics import AcceptanceCounter, pass_counts
 from .verify import Verdict, greedy_verdict, rejection_verdict
 
 MODE = "speculative"
+CUT_REASON = "a position's confidence can depend on tokens drawn after it, so a cut could favour them"
 CUT_OFF_WHEN_SAMPLING = ("the proposal cut (min draft confidence) is off when sampling over several draft passes: "
-                         "a position's confidence can depend on tokens drawn after it, so a cut could favour them")
+                         + CUT_REASON)
 
 
 def proposal_cut(temperature: float, draft_steps: int, min_draft_confidence: float) -> float:

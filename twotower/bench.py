@@ -213,6 +213,8 @@ def run_bench(engine, prompts: list[list[int]], modes, batch_size: int, repeats:
     return out
 
 
+EVAL_DEFAULTS = {"eval_prompts": 100, "workers": 1}  # flags read only with --eval; a value of its own is noted
+
 
 def add_arguments(parser) -> None:
     from .evaluation import MODE_ORDER
@@ -239,8 +241,9 @@ def add_arguments(parser) -> None:
                         help="speculative: roll back by snapshot (and re-read the kept tokens) instead of from the "
                              "verify pass's per-position states: the reference twin, for comparison")
     parser.add_argument("--eval", action="store_true", help="also measure quality retention of diffusion vs AR")
-    parser.add_argument("--eval-prompts", type=int, default=100, help="next-line prompts for --eval (syntax: a quarter)")
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--eval-prompts", type=int, default=EVAL_DEFAULTS["eval_prompts"],
+                        help="next-line prompts for --eval (syntax: a quarter)")
+    parser.add_argument("--workers", type=int, default=EVAL_DEFAULTS["workers"],
                         help="--eval: score its prompts in N processes, an engine each (0: one per core); same scores")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a markdown table")
     parser.add_argument("--out", default=None, help="also write the markdown table to this file")
@@ -257,8 +260,8 @@ def main(args) -> int:
     for name in ("n_prompts", "max_prompt_tokens", "max_new_tokens", "repeats", "batch_size", "eval_prompts"):
         check_int("--" + name.replace("_", "-"), getattr(args, name))
     workers = resolve_workers(args.workers)
-    unread = [flag for flag, given in (("--eval-prompts", args.eval_prompts != 100), ("--workers", args.workers != 1))
-              if given and not args.eval]
+    unread = [f"--{name.replace('_', '-')}" for name, default in EVAL_DEFAULTS.items()
+              if getattr(args, name) != default and not args.eval]
     if unread:  # as generate and train say of flags they do not read
         print(f"note: {', '.join(unread)} {'is' if len(unread) == 1 else 'are'} read only with --eval: ignored",
               file=sys.stderr)

@@ -77,7 +77,7 @@ def ignored_note(args, config=None) -> str | None:
     greedy decoding (the argmax, whatever the filters keep), or a speculative --min-draft-confidence when
     sampling over several draft passes (config: the model's, for its default passes). None when every flag
     given is read."""
-    from spec_decode import proposal_cut
+    from spec_decode import CUT_REASON, proposal_cut
 
     mode = args.mode.replace("-", "_")
     flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
@@ -90,8 +90,8 @@ def ignored_note(args, config=None) -> str | None:
     passes = draft_steps(args) if draft_steps(args) is not None else getattr(config, "default_draft_steps", 1)
     if mode == "speculative" and args.min_draft_confidence and args.temperature and \
             proposal_cut(args.temperature, passes, args.min_draft_confidence) == 0.0:
-        parts.append(f"sampling over {passes} draft passes uses no --min-draft-confidence (a position's confidence "
-                     "can depend on tokens drawn after it, so a cut could favour them; --draft-steps 1 keeps it)")
+        parts.append(f"sampling over {passes} draft passes uses no --min-draft-confidence ({CUT_REASON}; "
+                     "--draft-steps 1 keeps it)")
     return f"note: {'; '.join(parts)}: ignored" if parts else None
 
 

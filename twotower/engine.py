@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from .tokenizer import ids_to_decode, load_tokenizer
+from .tokenizer import load_tokenizer
 from .validation import (check_block_size, check_device, check_encodable, check_flag, check_fraction, check_gamma,
                          check_int, check_model_dir)
 
@@ -113,7 +113,7 @@ class Engine:
         """Text of token ids (a list, a tensor or array row). Ids the tokenizer has no piece for are dropped, not
         refused: a model whose head is wider than its tokenizer can generate them (see twotower/tokenizer.py).
         What is not an id at all is refused by name: int() read 5.7 as id 5 and "7" as id 7."""
-        return self.tokenizer.decode(ids_to_decode(ids))  # (the tokenizer checks them too: a custom one may not)
+        return self.tokenizer.decode(ids)  # each tokenizer checks its ids (tokenizer.ids_to_decode)
 
     @property
     def eos_token_id(self) -> int:
