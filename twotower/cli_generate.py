@@ -179,14 +179,24 @@ def main(args) -> int:
             settings=ran_settings(mode, engine.model.config, settings),  # what the mode read, defaults filled in
             tokenizer=engine.tokenizer, mask_token_id=engine.model.config.mask_token_id, engine=engine.describe()))
 
+    from .completion_stream import CompletionStream  # (imports torch: not before the flags are checked)
+
+    # text mode prints the completion as it is committed (the prompt first); --json and --show-steps (whose step
+    # lines on stderr would cut into the text on a terminal) print it once the run is done
+    stream = None if args.json or args.show_steps else \
+        CompletionStream(engine.decode, None if args.no_eos else engine.eos_token_id)
     done = None
     try:
         for event in events:
             if recorded is not None:
                 recorded.append(event)
-            for note in notes:  # stderr: stdout keeps the completion (or the JSON) alone
+            for note in notes or ():  # stderr: stdout keeps the completion (or the JSON) alone
                 print(note, file=sys.stderr)
-            notes = []
+            if stream is not None:
+                if notes is not None:  # the first event: the run has started
+                    _write(prompt)
+                _write(stream.add(event))
+            notes = None
             if args.show_steps and event.kind in ("step", "verify", "token"):
                 cells = [engine.tokenizer.piece(t) if not m else "▒" for t, m in zip(event.tokens[0].tolist(), event.masked[0].tolist())]
                 shown = "|".join(repr(c)[1:-1] for c in cells[: event.info.get("needed")])
@@ -195,7 +205,10 @@ def main(args) -> int:
                 print(f"[{event.kind} block {event.block} step {event.step}] {shown}", file=sys.stderr)
             if event.kind == "done":
                 done = event
-    except KeyboardInterrupt:  # Ctrl-C: the steps so far are kept when a trace was asked for ("finished": false)
+    except (KeyboardInterrupt, BrokenPipeError) as exc:  # Ctrl-C, or a reader gone mid-stream: the steps so far
+        # are kept when a trace was asked for ("finished": false); the text so far is already out
+        if isinstance(exc, KeyboardInterrupt) and stream is not None and notes is None:
+            _write("\n")  # the text so far ends its line ("interrupted" follows on stderr)
         if recorded:
             try:
                 save_trace()
@@ -206,13 +219,23 @@ def main(args) -> int:
     text = engine.decode(done.info["new_tokens"][0])
     if args.json:
         print(json.dumps({"prompt": prompt, "completion": text, "stats": done.stats, "engine": engine.describe()}))
+    elif stream is not None:
+        _write(stream.finish(text) + "\n")
     else:
         print(prompt + text)
+    if not args.json:
         print("---", file=sys.stderr)
         print(format_footer({**done.stats, **ran_on(engine.describe())}), file=sys.stderr)
     if trace_path:  # after the completion is out: a trace that cannot be written loses nothing else
         save_trace()
     return 0
+
+
+def _write(text: str) -> None:
+    """Text on stdout at once (a pipe's buffer would hold a streamed completion until the end)."""
+    if text:
+        sys.stdout.write(text)
+        sys.stdout.flush()
 
 
 def ran_on(info: dict) -> dict:

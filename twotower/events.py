@@ -50,3 +50,16 @@ class GenerationResult:
     new_tokens: list[list[int]]  # per row, up to and including EOS
     stats: dict
     events: list[StepEvent] | None = None
+
+
+COMMITTING_KINDS = ("token", "block")  # the events whose tokens join the output; "step" events are drafts
+
+
+def committed_tokens(event: StepEvent) -> tuple[int, list[int]]:
+    """Where in row 0's generated tokens an event's committed tokens go, and the tokens: (offset, ids).
+    A "token" or "block" event adds its tokens at `block_start` (each mode emits its tokens once, in order);
+    any other event commits nothing to the output: (offset, []). Tokens past an EOS are in a diffusion block
+    as it was drafted; the result (`new_tokens`) ends at the EOS, and so must whoever reads these."""
+    if event.kind not in COMMITTING_KINDS:
+        return event.block_start, []
+    return event.block_start, event.tokens[0].tolist()
