@@ -36,6 +36,15 @@ class AcceptanceCounter:
     def accepted(self) -> int:
         return sum(self.acceptance_lengths) - self.rounds
 
+    @classmethod
+    def of(cls, rounds) -> "AcceptanceCounter":
+        """The counts of recorded rounds, each a dict with "drafted" and "accepted" (the audit's rows): the UI's
+        figures for a run stopped before its stats, by the same definitions as a finished run's."""
+        counter = cls()
+        for r in rounds:
+            counter.record(r["drafted"], r["accepted"])
+        return counter
+
     def record(self, drafted: int, accepted: int) -> None:
         if not 0 <= accepted <= drafted:
             raise ValueError(f"accepted ({accepted}) must be within 0..drafted ({drafted})")

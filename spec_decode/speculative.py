@@ -21,6 +21,7 @@ import torch
 from twotower.commit import predict_tokens, sampling_distribution
 from twotower.decoding import _done_event, drain, make_generator, token_event
 from twotower.events import GenerationResult, StepEvent
+from twotower.metrics import cut_after_eos
 from twotower.validation import (SEED_LIMIT, as_batch, check_block_size, check_flag, check_fraction, check_gamma,
                                  check_int, check_sampling, check_seed, check_token_id, model_config)
 
@@ -170,9 +171,8 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
                         (torch.arange(k) < n)[None], state.commit_step[:, lead:lead + k].cpu(), nfe, cursor.passes,
                         time.perf_counter() - t_start, len(new), info)
 
-        emitted = drafted[:n].tolist() + [token]  # k < the tokens left: the budget never cuts a round
-        if eos is not None and eos in emitted:
-            emitted = emitted[: emitted.index(eos) + 1]  # cut after EOS, as AR stops there
+        # k < the tokens left: the budget never cuts a round; an EOS does, as AR stops there
+        emitted = cut_after_eos(drafted[:n].tolist() + [token], eos)
         new.extend(emitted)
         finished = len(new) >= max_new_tokens or (eos is not None and emitted[-1] == eos)
         tick = time.perf_counter()

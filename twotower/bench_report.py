@@ -69,7 +69,8 @@ def settings_line(report: dict) -> str:
 
 
 def format_markdown(report: dict) -> str:
-    from .evaluation import MODE_LABELS, format_score  # a retention as the eval prints it
+    from .engine import MODE_LABELS
+    from .evaluation import format_score  # a retention as the eval prints it
 
     b = report["batch_size"]
     lines = [f"## Throughput: {report['model']}", "", settings_line(report), ""]

@@ -122,7 +122,7 @@ def short_number(value: float) -> str:
 
 def footer_value(key: str, value) -> str | None:
     """A statistic as the footer shows it (no spaces: `key=value` pairs split on them); None leaves it out."""
-    from .evaluation import MODE_LABELS
+    from .engine import MODE_LABELS
 
     if value is None or key in FOOTER_OMITTED:
         return None

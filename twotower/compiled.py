@@ -29,13 +29,15 @@ import shutil
 import torch
 
 from .hf_compat import has_read_tokens
+from .short_scan import DEFAULT_MAX_LEN
 
 # Distinct call kinds per code object: AR step (1 token) vs multi-token passes, batch 1 vs larger batches,
 # and the state layouts an eager prefill leaves against those a compiled step leaves (a stride guard each);
 # ~6 graphs of the context forward and ~4 of the denoiser in a bench run. dynamo's default limit of 8 would
 # silently fall back to eager past it; this leaves a margin.
 RECOMPILE_LIMIT = 32
-DECODE_MAX_TOKENS = 64  # the short-scan length (twotower/short_scan.py): longer inputs are prompt prefill
+# the short-scan length: longer inputs are prompt prefill, which stays eager
+DECODE_MAX_TOKENS = DEFAULT_MAX_LEN
 
 
 def _decode_calls_compiled(eager, compiled):

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from .commit import predict_tokens, select_commits
 from .events import GenerationResult, StepEvent
+from .metrics import cut_after_eos
 from .validation import (as_batch, check_block_size, check_flag, check_gamma, check_int, check_sampling,
                          check_seed, check_token_id, model_config)
 
@@ -45,11 +46,8 @@ def finish_sequences(prompt: torch.Tensor, new: torch.Tensor, eos: int | None, p
     rows = []
     new = new.clone()
     for b in range(new.shape[0]):
-        row = new[b].tolist()
-        if eos is not None and eos in row:
-            cut = row.index(eos) + 1
-            new[b, cut:] = pad
-            row = row[:cut]
+        row = cut_after_eos(new[b].tolist(), eos)
+        new[b, len(row):] = pad
         rows.append(row)
     return torch.cat([prompt.to(new.device), new], dim=1), rows
 
@@ -125,6 +123,9 @@ def draft_block(
     skip_finished_rows: in a batch, a row whose block is complete sits out the remaining passes (rows are
     independent; a CPU pass costs in proportion to its tokens). False runs every row every pass: the
     reference twin.
+    select_on_top_probability, keep_commit_logits: speculative drafting's (off in diffusion): choose the
+    positions to commit by each distribution's top probability, not the drawn token's, and keep the logits
+    each position was committed from; spec_decode/draft.py says why rejection sampling needs both.
     """
     mask_id = model.config.mask_token_id
     device = model.den_device
@@ -177,6 +178,7 @@ def draft_block(
         state.confidence = conf  # already the old values wherever the block was not open
         state.select_confidence = select_conf
         if keep_commit_logits:
+            # logits' rows are the open positions, row-major: those committed now, (n_commit, V)
             state.commit_logits[commit] = logits[commit[open_before]].float()
         state.committed = commit
         state.step = step

@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # torch loads with the first model, not with the CLI's argume
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL_DIR = ASSETS / "default"
 MODES = ("diffusion", "speculative", "mock_ar", "ar")
+# how every report, footer and panel names a mode
+MODE_LABELS = {"diffusion": "diffusion", "speculative": "speculative", "mock_ar": "mock-AR", "ar": "AR"}
 # every command's --dtype / --den-dtype takes these spellings, in any case; reports and flags use the short ones
 DTYPE_SPELLINGS = {"bf16": "bf16", "bfloat16": "bf16", "fp32": "fp32", "float32": "fp32"}
 DTYPE_METAVAR = "{bf16,fp32}"  # what --help shows; bfloat16 / float32 are accepted too (DTYPE_HELP)

@@ -23,7 +23,7 @@ import json
 import sys
 
 from . import metrics
-from .engine import ANCHOR_NOTE, MODES, normalise_mode
+from .engine import ANCHOR_NOTE, MODE_LABELS, MODES, normalise_mode
 from .eval_prompts import CHARS_PER_TOKEN_BOUND, next_line_items, prompt_ids, syntax_items
 
 MODE_ORDER = ("ar", "mock_ar", "diffusion", "speculative")  # AR first: every other mode is compared with it
@@ -37,7 +37,6 @@ METRIC_LABELS = {
     "next_line_edit_similarity": "next-line edit similarity",
     "syntax_ok": "syntax-error-free continuations",
 }
-MODE_LABELS = {"ar": "AR", "mock_ar": "mock-AR", "diffusion": "diffusion", "speculative": "speculative"}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -74,8 +74,9 @@ class TwoTowerModel(nn.Module):
                 layer.mixer.is_causal = False  # bidirectional inside the block
         self.context_tower.requires_grad_(False)
         self.context_lm_head.requires_grad_(False)
-        # CPU fast paths, each deciding per call from its inputs (device, length); transformers' own forward
-        # stays the twin: dense MoE experts (grouped GEMM on a GPU) and closed-form short Mamba-2 scans
+        # paths beside transformers' own forward, each deciding per call from its inputs (device, length), with
+        # transformers' forward as the twin: dense MoE experts on the CPU (grouped GEMM on a GPU), and closed-form
+        # short Mamba-2 scans (every short pass on the CPU; on a GPU 1-token steps and recording verify passes)
         config._experts_implementation = DENSE_EXPERTS
         use_short_scan(self)
         for tower in (self.context_tower, self.denoiser_tower):
@@ -142,6 +143,8 @@ class TwoTowerModel(nn.Module):
     # ----------------------------------------------------------------------------------------------
     # context tower
     def new_cache(self, batch_size: int = 1) -> DynamicCache:
+        """An empty cache. batch_size is not read: transformers' cache allocates at the first pass, for its batch
+        (kept for callers that name it; nothing is preallocated as in gpt-fast)."""
         return DynamicCache(config=self.config)
 
     def context_forward(self, input_ids: torch.Tensor, cache: DynamicCache | None, last_only: bool = True):
@@ -187,7 +190,7 @@ class TwoTowerModel(nn.Module):
         if attn_mask is not None and self.config._attn_implementation == "eager":
             attn_mask = torch.zeros(attn_mask.shape, dtype=q.dtype, device=q.device).masked_fill(~attn_mask, float("-inf"))
         out, _ = interface(attn, q, k, v, attn_mask, dropout=0.0, scaling=attn.scaling, is_causal=False)
-        return attn.o_proj(out.reshape(bsz, seq, -1))
+        return attn.o_proj(out.reshape(bsz, seq, -1))  # (B, T, heads·hd): the heads side by side
 
     def denoise(
         self,
@@ -220,18 +223,18 @@ class TwoTowerModel(nn.Module):
         bsz, seq = block_ids.shape
         block_size = block_size or seq
         n_blocks = seq // block_size
-        t = t.reshape(bsz * n_blocks).to(self.den_device)
+        t = t.reshape(bsz * n_blocks).to(self.den_device)  # (B·nb,): one time per block
         mod = self.time_modulation(t).view(bsz, n_blocks, 1, 3, -1)  # (B, nb, 1, 3, H)
         h = self.denoiser_tower.embeddings(block_ids.to(self.den_device))
         seeded = SeededMambaCache(ctx.mamba)
         for idx, layer in enumerate(self.denoiser_tower.layers):
-            ada = (self.scale_shift_tables[idx] + mod).expand(bsz, n_blocks, block_size, 3, -1)
+            ada = (self.scale_shift_tables[idx] + mod).expand(bsz, n_blocks, block_size, 3, -1)  # (B, nb, S, 3, H)
             shift, scale, gate = ada.reshape(bsz, seq, 3, -1).unbind(dim=2)  # each (B, T, H)
             if layer.block_type in (MAMBA, ATTENTION):  # modulate, then normalise
                 x = layer.norm(_modulate(h, shift, scale))
                 if layer.block_type == MAMBA:
-                    x = x.reshape(bsz * n_blocks, block_size, -1)  # blocks scan independently
-                    y = layer.mixer(x, cache=seeded).reshape(bsz, seq, -1)
+                    x = x.reshape(bsz * n_blocks, block_size, -1)  # (B·nb, S, H): blocks scan independently
+                    y = layer.mixer(x, cache=seeded).reshape(bsz, seq, -1)  # back to (B, T, H)
                 else:
                     y = self._block_attention(layer.mixer, x, ctx.attn[idx], attn_mask)
             else:  # MoE / MLP: normalise, then modulate

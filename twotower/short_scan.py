@@ -1,4 +1,6 @@
-"""A CPU fast path for transformers' Mamba-2 mixer on the short sequences decoding runs.
+"""A closed-form path for transformers' Mamba-2 mixer on the short sequences decoding runs: every such pass
+on the CPU, and on a GPU the 1-token steps (for their step-size clamp) and the verify passes that record
+per-position states (takes_short_scan says which).
 
 Decoding never scans long sequences after the prompt: an AR step is 1 token, a denoiser pass one block
 (S ≤ 32 positions), a verify pass a draft plus a few unread tokens. Without the mamba-ssm / causal-conv1d

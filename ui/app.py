@@ -22,22 +22,23 @@ from __future__ import annotations
 
 import gradio as gr
 
-from twotower.engine import LAYER_KEY
+from twotower.engine import LAYER_KEY, MODES
 
 from .board import Board
 from .components import ChoiceGroup, NumberSlider, StepScrubber
 from .examples import DEFAULT_PROMPT, EXAMPLE_PROMPTS
 from .handlers import Handlers
+from .panel_handlers import RACE_MODES
 from .panel_common import MAX_NEW_TOKENS
 from .render import CSS, board_html, note_html
+from .render_panels import MODE_LABELS
 
-MODE_CHOICES = [("diffusion", "diffusion"), ("speculative", "speculative"), ("mock-AR", "mock_ar"), ("AR", "ar")]
+MODE_CHOICES = [(MODE_LABELS[mode], mode) for mode in MODES]  # (label, value), in the engine's order
+AFTER_STOP = "always_last"  # see the Race wiring
 # Every listener that runs the model shares one concurrency group: at most `concurrency_limit` runs at
 # once over all panels and users; the rest wait in Gradio's queue.
-AFTER_STOP = "always_last"  # see the Race wiring
 ENGINE = "engine"
-RACE_CHOICES = [("diffusion", "diffusion"), ("diffusion, anchored", "diffusion_anchored"), ("speculative", "speculative"),
-                ("mock-AR", "mock_ar")]
+RACE_CHOICES = [(MODE_LABELS[mode], mode) for mode in RACE_MODES]  # AR always races: the baseline
 
 
 def _html(value="", elem_id=None, label=None) -> gr.HTML:

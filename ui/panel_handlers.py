@@ -14,6 +14,7 @@ import time
 
 import gradio as gr
 from spec_decode import CUT_OFF_WHEN_SAMPLING
+from spec_decode.metrics import AcceptanceCounter
 
 from twotower.engine import LAYER_KEY, check_decoding_settings
 from twotower.metrics import token_agreement
@@ -158,7 +159,9 @@ class PanelHandlers(SweepPanel):
 
     # ---------------------------------------------------------------- Race
     def _timed(self, mode: str, ids, max_new_tokens: int, settings: dict, repeats: int, engine=None):
-        """twotower.bench's method: an untimed warm-up, then `repeats` timed drains (nothing drawn); the median.
+        """twotower.bench's method: an untimed warm-up, then `repeats` timed drains (nothing drawn); the median
+        run, one that happened (its tokens are the card's): of an even count the faster middle one, where bench
+        takes the mean of the middle two rounds' speeds (the same figure for the default 3 runs).
         A generator: None before each timed run (where Gradio can close the Race if its page went away; Stop
         ends a run at any step through the engine's watch), then
         the result, `disturbed` when another run of the app was going during a timed run. engine: the caller's
@@ -350,7 +353,7 @@ class PanelHandlers(SweepPanel):
         finally:
             if watch is not None:
                 watch.end()
-        lengths = list((stats or {}).get("acceptance_lengths") or [r["accepted"] + 1 for r in rounds])
+        lengths = list((stats or {}).get("acceptance_lengths") or AcceptanceCounter.of(rounds).acceptance_lengths)
         figure = acceptance_histogram(lengths, whole(block_size))
         output = None if written is None else self.engine.decode(written)
         summary = acceptance_summary_html(stats, rounds, str(self.engine.model.ctx_device), output)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import difflib
 from typing import Callable
 
+from spec_decode.metrics import AcceptanceCounter
+from twotower.engine import MODE_LABELS as ENGINE_MODE_LABELS
+
 from .cost import CostLine
 from .render import esc, note_html, token_text
 
-MODE_LABELS = {"diffusion": "diffusion", "speculative": "speculative", "mock_ar": "mock-AR", "ar": "AR",
-               "diffusion_anchored": "diffusion, anchored"}  # a Race contestant: each block's first token from AR
+# the engine's names, and a Race contestant of the UI's own: diffusion with each block's first token from AR
+MODE_LABELS = {**ENGINE_MODE_LABELS, "diffusion_anchored": "diffusion, anchored"}
 
 
 def diff_html(tokens: list[int], ref_tokens: list[int], decode: Callable[[list[int]], str]) -> str:
@@ -128,10 +131,10 @@ def acceptance_summary_html(stats: dict | None, rounds: list[dict], device: str 
     With the run's stats (when it is done): the share accepted at each draft position, which is what that
     position adds to the mean acceptance length, and the sampler's time per round drafting and verifying
     (`device`: where it was measured), and `output`, the text the run wrote."""
-    drafted = sum(r["drafted"] for r in rounds)
-    accepted = sum(r["accepted"] for r in rounds)
-    rate = (stats or {}).get("acceptance_rate", accepted / drafted if drafted else None)
-    mean_len = (stats or {}).get("mean_acceptance_length", 1 + accepted / len(rounds) if rounds else None)
+    counted = AcceptanceCounter.of(rounds)  # the rounds on screen (all there is of a stopped run)
+    drafted, accepted = counted.drafted, counted.accepted
+    figures = {**counted.summary(), **(stats or {})}  # a finished run's own stats where it has them
+    rate, mean_len = figures["acceptance_rate"], figures["mean_acceptance_length"]
     rows = [("verification rounds", len(rounds)), ("drafted tokens", drafted), ("accepted tokens", accepted),
             ("acceptance rate", "–" if rate is None else f"{rate:.3f}"),
             ("mean acceptance length", "–" if mean_len is None else f"{mean_len:.2f}")]
