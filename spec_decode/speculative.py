@@ -19,8 +19,8 @@ from typing import Iterator
 import torch
 
 from twotower.commit import predict_tokens, sampling_distribution
-from twotower.decoding import _done_event, drain, make_generator, token_event
-from twotower.events import GenerationResult, StepEvent
+from twotower.decoding import drain, make_generator
+from twotower.events import GenerationResult, StepEvent, commit_event, done_event, draft_event, token_event
 from twotower.metrics import cut_after_eos
 from twotower.validation import (SEED_LIMIT, as_batch, check_block_size, check_flag, check_fraction, check_gamma,
                                  check_int, check_sampling, check_seed, check_token_id, model_config)
@@ -149,7 +149,9 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
         for state in draft_block(model, ctx, tokens, masked, draft_steps, gamma, temperature, draft_gen, top_k, top_p,
                                  select_on_top_probability=True, keep_commit_logits=True):
             nfe += 1
-            event = _draft_event(state, lead, round_idx, len(new), nfe, cursor.passes, t_start)  # copies: waits for a GPU
+            event = draft_event(MODE, state, block=round_idx, block_start=len(new), generated=len(new), nfe=nfe,
+                                ctx_passes=cursor.passes, elapsed=time.perf_counter() - t_start,
+                                lead=lead)  # copies: waits for a GPU
             clock["draft_s"] += time.perf_counter() - tick
             yield event
             tick = time.perf_counter()
@@ -166,10 +168,11 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
         info["draft_passes"] = state.step + 1
         info["drafted_before_cut"] = k_drafted  # the denoiser's block; info["block_size"] is what was proposed
         clock["verify_s"] += time.perf_counter() - tick
-        yield StepEvent(MODE, "verify", round_idx, state.step + 1, len(new), drafted[None],
-                        torch.zeros(1, k, dtype=torch.bool), state.confidence[:, lead:lead + k].cpu(),
-                        (torch.arange(k) < n)[None], state.commit_step[:, lead:lead + k].cpu(), nfe, cursor.passes,
-                        time.perf_counter() - t_start, len(new), info)
+        yield StepEvent(mode=MODE, kind="verify", block=round_idx, step=state.step + 1, block_start=len(new),
+                        tokens=drafted[None], masked=torch.zeros(1, k, dtype=torch.bool),
+                        confidence=state.confidence[:, lead:lead + k].cpu(), committed=(torch.arange(k) < n)[None],
+                        commit_step=state.commit_step[:, lead:lead + k].cpu(), nfe=nfe, context_passes=cursor.passes,
+                        elapsed=time.perf_counter() - t_start, generated=len(new), info=info)
 
         # k < the tokens left: the budget never cuts a round; an EOS does, as AR stops there
         emitted = cut_after_eos(drafted[:n].tolist() + [token], eos)
@@ -193,8 +196,8 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
     stats.update(block_size=block_size, draft_steps=draft_steps, draft_threshold=gamma, adaptive=adaptive,
                  temperature=temperature, min_draft_confidence=min_confidence,
                  per_position_rollback=cursor.per_position, rollbacks=rollbacks)
-    yield _done_event(MODE, prompt, torch.tensor([new]), eos, model.config.pad_token_id or 0, nfe, cursor.passes,
-                      t_start, t_first, stats)
+    yield done_event(MODE, prompt, torch.tensor([new]), eos, model.config.pad_token_id or 0, nfe, cursor.passes,
+                     t_start, t_first, time.perf_counter(), stats)
 
 
 def _last_token_event(cursor, temperature, generator, top_k, top_p, new: list[int], round_idx: int, nfe: int,
@@ -270,14 +273,6 @@ def _verify_info(drafted: torch.Tensor, n: int, token: int, probs: dict) -> dict
     }
 
 
-def _draft_event(state: BlockDraft, lead: int, round_idx: int, generated: int, nfe: int, ctx_passes: int,
-                 t_start: float) -> StepEvent:
-    """A denoiser pass, shown over the drafted positions only (a leading unread token is already emitted)."""
-    return StepEvent(MODE, "step", round_idx, state.step, generated, state.tokens[:, lead:].cpu(),
-                     state.masked[:, lead:].cpu(), state.confidence[:, lead:].cpu(), state.committed[:, lead:].cpu(),
-                     state.commit_step[:, lead:].cpu(), nfe, ctx_passes, time.perf_counter() - t_start, generated)
-
-
 def _commit_event(emitted: list[int], n: int, k: int, state: BlockDraft, lead: int, probs: dict,
                   round_idx: int, generated: int, nfe: int, ctx_passes: int, t_start: float) -> StepEvent:
     """The tokens a round adds to the output: accepted draft tokens, then the target's own token.
@@ -291,6 +286,6 @@ def _commit_event(emitted: list[int], n: int, k: int, state: BlockDraft, lead: i
     commit_step = torch.full((1, m), state.step + 1, dtype=torch.long)
     n_kept = min(n, m)
     commit_step[0, :n_kept] = state.commit_step[0, lead:lead + n_kept].cpu()  # n_kept <= k: within the proposal
-    ones = torch.ones(1, m, dtype=torch.bool)
-    return StepEvent(MODE, "block", round_idx, -1, generated - m, ids, ~ones, confidence, ones, commit_step,
-                     nfe, ctx_passes, time.perf_counter() - t_start, generated, {"accepted": n, "bonus": n == k})
+    return commit_event(MODE, ids, confidence, commit_step, block=round_idx, generated=generated, nfe=nfe,
+                        ctx_passes=ctx_passes, elapsed=time.perf_counter() - t_start, just_committed=True,
+                        info={"accepted": n, "bonus": n == k})

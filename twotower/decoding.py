@@ -25,8 +25,7 @@ import torch
 from dataclasses import dataclass
 
 from .commit import predict_tokens, select_commits
-from .events import GenerationResult, StepEvent
-from .metrics import cut_after_eos
+from .events import GenerationResult, StepEvent, commit_event, done_event, draft_event, token_event  # noqa: F401
 from .validation import (as_batch, check_block_size, check_flag, check_gamma, check_int, check_sampling,
                          check_seed, check_token_id, model_config)
 
@@ -39,47 +38,6 @@ def make_generator(seed: int | None, device) -> torch.Generator | None:
     gen = torch.Generator(device=torch.device(device))
     gen.manual_seed(int(seed))
     return gen
-
-
-def finish_sequences(prompt: torch.Tensor, new: torch.Tensor, eos: int | None, pad: int) -> tuple[torch.Tensor, list[list[int]]]:
-    """Cut each row after its first EOS: (B, P + N) with pad after EOS, and per-row new-token lists."""
-    rows = []
-    new = new.clone()
-    for b in range(new.shape[0]):
-        row = cut_after_eos(new[b].tolist(), eos)
-        new[b, len(row):] = pad
-        rows.append(row)
-    return torch.cat([prompt.to(new.device), new], dim=1), rows
-
-
-def _stats(mode, row_tokens: list[int], nfe, ctx_passes, t_start, t_first) -> dict:
-    """row_tokens: each row's new tokens (cut at its EOS). new_tokens is the longest row (batch 1: the row);
-    a batch adds batch_tokens, their sum, and its rates are the batch's: tokens/s over all rows, tokens per
-    pass per row (a pass serves every row)."""
-    total, batch_tokens = time.perf_counter() - t_start, sum(row_tokens)
-    stats = {
-        "mode": mode,
-        "new_tokens": max(row_tokens),
-        "nfe": nfe,
-        "context_passes": ctx_passes,
-        "tokens_per_pass": batch_tokens / (nfe * len(row_tokens)) if nfe else None,
-        "total_s": total,
-        "time_to_first_token_s": (t_first - t_start) if t_first else None,
-        "tokens_per_s": batch_tokens / total if total > 0 else None,
-    }
-    if len(row_tokens) > 1:
-        stats.update(batch_size=len(row_tokens), batch_tokens=batch_tokens)
-    return stats
-
-
-def _done_event(mode, prompt, new, eos, pad, nfe, ctx_passes, t_start, t_first, info=None) -> StepEvent:
-    sequences, rows = finish_sequences(prompt, new, eos, pad)
-    # every row counts, each cut at its own EOS
-    stats = _stats(mode, [len(r) for r in rows], nfe, ctx_passes, t_start, t_first)
-    stats.update(info or {})
-    empty = torch.zeros(prompt.shape[0], 0, dtype=torch.long)
-    return StepEvent(mode, "done", -1, -1, new.shape[1], empty, empty.bool(), empty.float(), empty.bool(), empty,
-                     nfe, ctx_passes, stats["total_s"], len(rows[0]), {"new_tokens": rows}, sequences.cpu(), stats)
 
 
 @dataclass
@@ -260,11 +218,10 @@ def _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_
                                  needed=needed):
             nfe += 1
             t_first = t_first or time.perf_counter()
-            commit_step = state.commit_step.cpu()
-            yield StepEvent(mode, "step", block_idx, state.step, start, state.tokens.cpu(), state.masked.cpu(),
-                            state.confidence.cpu(), state.committed.cpu(), commit_step, nfe, ctx_passes,
-                            time.perf_counter() - t_start, start + int((~state.masked[0, :size]).sum()),
-                            {} if needed is None else {"needed": needed})
+            yield draft_event(mode, state, block=block_idx, block_start=start, nfe=nfe, ctx_passes=ctx_passes,
+                              generated=start + int((~state.masked[0, :size]).sum()),
+                              elapsed=time.perf_counter() - t_start,
+                              info=None if needed is None else {"needed": needed})
         # (B, size): the positions this block adds (a copy: the last step event keeps its S positions)
         block = state.tokens.cpu()[:, :size].clone()
         confidence, commit_step = state.confidence.cpu()[:, :size].clone(), state.commit_step.cpu()[:, :size].clone()
@@ -277,9 +234,8 @@ def _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_
         if not finished:  # the context tower reads the committed block once (not needed after the last)
             next_row = model.context_forward(block, cache)[:, -1]
             ctx_passes += 1
-        yield StepEvent(mode, "block", block_idx, -1, new.shape[1] - size, block, torch.zeros_like(block, dtype=torch.bool),
-                        confidence, torch.zeros_like(block, dtype=torch.bool), commit_step, nfe, ctx_passes,
-                        time.perf_counter() - t_start, new.shape[1])
+        yield commit_event(mode, block, confidence, commit_step, block=block_idx, generated=new.shape[1], nfe=nfe,
+                           ctx_passes=ctx_passes, elapsed=time.perf_counter() - t_start, just_committed=False)
         block_idx += 1
         if finished:
             break
@@ -288,7 +244,8 @@ def _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_
             "anchor_first": anchor_first} if mode == "diffusion" else {}
     if anchor_first:
         info["anchored_tokens"] = anchored  # per row: one per block
-    yield _done_event(mode, prompt, new, eos, cfg.pad_token_id or 0, nfe, ctx_passes, t_start, t_first, info)
+    yield done_event(mode, prompt, new, eos, cfg.pad_token_id or 0, nfe, ctx_passes, t_start, t_first,
+                     time.perf_counter(), info)
 
 
 def iter_mock_ar(model, input_ids, max_new_tokens=128, temperature=0.0, top_k=None, top_p=None,
@@ -335,18 +292,7 @@ def _ar_events(model, prompt, max_new_tokens, temperature, top_k, top_p, eos, se
             break
         logits = model.context_forward(token, cache)[:, -1]
         passes += 1
-    yield _done_event("ar", prompt, new, eos, cfg.pad_token_id or 0, 0, passes, t_start, t_first)
-
-
-def token_event(mode: str, index: int, token: torch.Tensor, conf: torch.Tensor, ctx_passes: int, elapsed: float,
-                info: dict | None = None, commit_step: int = 0, block: int | None = None, nfe: int = 0) -> StepEvent:
-    """A "token" event: new token number `index` (0-based) of each row, token (B, 1) from the context tower
-    alone, with its confidence conf (B,); no denoiser pass makes it (nfe: the passes made so far, 0 in AR).
-    commit_step: 0 for AR's steps; -1 (given, not from a denoiser step) where denoiser commits share the board.
-    block: its row on the board (default: `index`, one row per token as in AR)."""
-    ones = torch.ones_like(token, dtype=torch.bool)
-    return StepEvent(mode, "token", index if block is None else block, 0, index, token, ~ones, conf.cpu()[:, None],
-                     ones, torch.full_like(token, commit_step), nfe, ctx_passes, elapsed, index + 1, info or {})
+    yield done_event("ar", prompt, new, eos, cfg.pad_token_id or 0, 0, passes, t_start, t_first, time.perf_counter())
 
 
 def drain(events: Iterator[StepEvent], step_callback: Callable[[StepEvent], None] | None = None,
