@@ -186,3 +186,11 @@ def test_a_sweep_points_agreement_compares_its_output_with_ars(monkeypatch):
     (point,) = list(iter_sweep(engine, [[1], [2]], gammas=[0.9], block_sizes=[4], max_new_tokens=4))
     assert point["agreement"] == pytest.approx(0.875)
     assert metrics.token_agreement(outputs["diffusion", 1], outputs["ar", 1]) == 0.75
+    # with ticks (the app's Sweep): None before each timed generation, so that a run whose page went away can be
+    # closed there: 2 warm-ups, then per point AR and diffusion over 2 prompts × 3 repeats; the points the same
+    timings = []
+    monkeypatch.setattr(bench, "timed_generation", lambda *args: timings.append(args[1]) or timed(*args))
+    ticked = list(iter_sweep(engine, [[1], [2]], gammas=[0.9], block_sizes=[4], max_new_tokens=4, repeats=3,
+                             ticks=True))
+    assert ticked[-1]["agreement"] == pytest.approx(0.875) and ticked.count(None) == len(timings) == 2 + 2 * 2 * 3
+    assert all(item is None for item in ticked[:-1])

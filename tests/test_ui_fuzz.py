@@ -252,7 +252,8 @@ def test_sweep_with_odd_lists_and_a_refusal_keeps_the_previous_sweep(app):
     assert "1 grid point over 6 prompt(s), anchored diffusion" in outputs[-1][3]
     # Stop mid-sweep turns the progress line into a "stopped" one; a finished sweep's message stays
     outputs = sweep("0.5, 0.9", "2")
-    assert "Stopped" in app.call("sweep_stopped", outputs[1][3])[0]
+    (progress,) = [out[3] for out in outputs if "1 of 2 grid points measured" in str(out[3])]
+    assert "Stopped" in app.call("sweep_stopped", progress)[0]
     assert app.call("sweep_stopped", outputs[-1][3]) == [SKIP]
 
 

@@ -7,6 +7,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 import pytest  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 from tiny_models import timed_record  # noqa: E402
 from ui.handlers import Handlers  # noqa: E402
@@ -66,12 +67,36 @@ def test_a_race_card_says_when_another_run_shared_the_machine(engine, monkeypatc
 def test_the_sweep_counts_the_points_timed_beside_another_run(engine, monkeypatch):
     handlers = Handlers(engine)
     busy_during(handlers, engine, monkeypatch, "diffusion")  # the first point's diffusion (the warm-up is AR)
-    *_, (_, _, _, message) = list(handlers.sweep(["fibonacci"], "", "0.5, 0.9", "4", 4, 4, False, 1))
+    outputs = list(handlers.sweep(["fibonacci"], "", "0.5, 0.9", "4", 4, 4, False, 1))
+    *_, (_, table, path, message) = outputs
     assert "1 of 2 point(s) were timed while another run of this app was going" in message
+    # a Stop after the first point keeps the note (a line of its own beside the progress line, which it replaces)
+    (first_point,) = [out[3] for out in outputs if isinstance(out[3], str) and "1 of 2 grid points measured" in out[3]]
+    assert "Stopped" in handlers.sweep_stopped(first_point) and "1 of 1 point(s) were timed while" in \
+        handlers.sweep_stopped(first_point)
+    # which point: the table's last column and the CSV's disturbed column
+    assert table.headers[-1] == "beside another run" and [row[-1] for row in table.value["data"]] == [True, False]
+    assert Path(path).read_text().splitlines()[0].endswith(",pareto,disturbed")
     busy_during(handlers, engine, monkeypatch, "nothing")
     *_, (_, _, _, quiet) = list(handlers.sweep(["fibonacci"], "", "0.5, 0.9", "4", 4, 4, False, 1))
     assert "were timed while" not in quiet
 
+
+
+def test_the_audit_says_when_its_round_times_were_measured_beside_another_run(engine):
+    """The audit shows milliseconds per round drafting and verifying: a run of another session during it (here
+    started at its first round) makes them slow, and the summary now says so; alone, no such note."""
+    handlers = Handlers(engine)
+    handlers.frame_interval_s = 0
+    audit = handlers.speculative_audit("def f(x):", 0.8, 4, 4, 16, 0.0, 0, False, None, Request("a"))
+    next(audit)  # its first round is verified
+    other = handlers.engine.stream("ar", engine.encode_prompt("x"), max_new_tokens=2)
+    next(other)
+    *_, (_, _, summary) = list(audit)
+    other.close()
+    assert "the times per round are disturbed" in summary and "per round: drafting" in summary
+    *_, (_, _, alone) = list(handlers.speculative_audit("def f(x):", 0.8, 4, 4, 16, 0.0, 0, False, None, Request("a")))
+    assert "disturbed" not in alone and "per round: drafting" in alone
 
 # ---- a panel's Stop reaches the run between two decoding steps (not only where the panel's generator yields)
 class Request:
@@ -147,8 +172,9 @@ def test_a_sweep_stopped_mid_point_ends_at_its_next_step(engine, monkeypatch):
     handlers = Handlers(engine)
     seen = stop_after(handlers, monkeypatch, "sweep", "s1", n_events=3)
     outputs = list(handlers.sweep(["fibonacci"], "", "0.5, 0.9", "4", 4, 16, False, 1, Request("s1")))
-    assert seen[0] == 3 and len(outputs) == 2  # its opening message, then: no point was measured
-    assert "Stopped during the warm-up" in outputs[1][3]
+    drawn = [out for out in outputs if out != (gr.skip(),) * 4]  # less the ticks before each timed run
+    assert seen[0] == 3 and len(drawn) == 2 and len(outputs) == 3  # its opening message, a tick before the warm-up
+    assert "Stopped during the warm-up" in drawn[1][3]  # and, stopped within it: no point was measured
     seen[0] = -1000
     other = list(handlers.sweep(["fibonacci"], "", "0.5", "4", 4, 4, False, 1, Request("s2")))
     assert "1 grid point over 1 prompt" in other[-1][3]
@@ -295,6 +321,6 @@ def test_a_panels_button_pressed_during_its_run_replaces_it_unless_its_inputs_ar
         going = run()
         next(going)
         press("def g(y):" if panel != "sweep" else "")  # accepted: the run going stops at its next step
-        rest = list(going)
+        rest = [out for out in going if out != (gr.skip(),) * 4]  # less the Sweep's ticks before its timed runs
         assert len(rest) == 1 and stopped in str(rest[-1]), panel
         assert handlers._stops._live == {} and handlers._stops._stop_next == set(), panel

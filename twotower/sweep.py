@@ -81,9 +81,12 @@ def run_sweep(engine, prompts, gammas, block_sizes, steps=None, max_new_tokens: 
 
 
 def iter_sweep(engine, prompts, gammas, block_sizes, steps=None, max_new_tokens: int = 64, repeats: int = 1,
-               max_prompt_tokens: int = 512, anchor_first: bool = False):
+               max_prompt_tokens: int = 512, anchor_first: bool = False, ticks: bool = False):
     """run_sweep's points one at a time, as each is measured (the UI draws them and can stop between two);
-    when the generator is exhausted, every point it yielded has its final `pareto` flag."""
+    when the generator is exhausted, every point it yielded has its final `pareto` flag. ticks: also yield None
+    before every timed generation (a point is AR and diffusion on every prompt, each `repeats` times: a minute
+    or more), where the app's Sweep hands control back to Gradio, which can then close the run of a page that
+    went away."""
     from .bench import summarise, timed_generation
     from .eval_prompts import prompt_ids
     from .evaluation import ar_mean_loglik
@@ -98,25 +101,34 @@ def iter_sweep(engine, prompts, gammas, block_sizes, steps=None, max_new_tokens:
     ids = [p if isinstance(p, (list, tuple)) else prompt_ids(engine, p, max_prompt_tokens) for p in prompts]
     eos = engine.eos_token_id
 
+    def timed(mode, x, settings):  # one generation, after a tick where asked for
+        if ticks:
+            yield None
+        return timed_generation(engine, mode, x, max_new_tokens, settings)
+
     def measure(mode, settings):
-        rounds = [[timed_generation(engine, mode, x, max_new_tokens, settings) for x in ids] for _ in range(repeats)]
+        rounds = []
+        for _ in range(repeats):
+            rounds.append([])
+            for x in ids:
+                rounds[-1].append((yield from timed(mode, x, settings)))
         outputs = [metrics.cut_after_eos(g["rows"][0], eos) for g in rounds[0]]  # greedy: every round agrees
         return summarise(rounds), outputs
 
     first = {"gamma": grid[0][0], "block_size": grid[0][1], "steps_per_block": grid[0][2], "anchor_first": anchor_first}
-    timed_generation(engine, "ar", ids[0], max_new_tokens, {})  # warm-up
-    timed_generation(engine, "diffusion", ids[0], max_new_tokens, first)
+    yield from timed("ar", ids[0], {})  # warm-up
+    yield from timed("diffusion", ids[0], first)
     ar_outputs = ar_self = None
     points = []
     for gamma, size, steps_per_block in grid:
         # AR is timed beside every point, not once for the grid: the host's speed drifts over a sweep of
         # minutes, and each ratio compares two runs made moments apart (greedy AR writes the same tokens each time)
-        ar, outputs = measure("ar", {})
+        ar, outputs = yield from measure("ar", {})
         if ar_outputs is None:
             ar_outputs = outputs
             ar_self = metrics.mean(ar_mean_loglik(engine.model, x, o) for x, o in zip(ids, ar_outputs))
-        rec, outputs = measure("diffusion", {"gamma": gamma, "block_size": size, "steps_per_block": steps_per_block,
-                                             "anchor_first": anchor_first})
+        rec, outputs = yield from measure("diffusion", {"gamma": gamma, "block_size": size,
+                                                        "steps_per_block": steps_per_block, "anchor_first": anchor_first})
         point = {
             "gamma": gamma, "block_size": size, "steps_per_block": steps_per_block,
             "tokens_per_s": rec["tokens_per_s"], "ar_tokens_per_s": ar["tokens_per_s"],
@@ -166,11 +178,12 @@ def sweep_figure(points):
     return fig
 
 
-def csv_text(points) -> str:
+def csv_text(points, fields=CSV_FIELDS) -> str:
+    """The points as CSV, one column per field (the app adds one of its own: `disturbed`)."""
     handle = io.StringIO()
-    writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
-    writer.writerows({k: p[k] for k in CSV_FIELDS} for p in points)
+    writer.writerows({k: p[k] for k in fields} for p in points)
     return handle.getvalue()
 
 

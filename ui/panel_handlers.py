@@ -26,7 +26,8 @@ from .plots import acceptance_histogram, cost_bars, race_bars
 from .panel_common import (FRAME_INTERVAL_S, MAX_NEW_TOKENS, FramePacer, given, run_settings, stopped_before_start,
                            stopped_note, switch, unavailable, whole)
 from .render import error_html, esc, kv_table_html, note_html
-from .render_panels import MODE_LABELS, acceptance_summary_html, audit_html, cost_html, race_html, stale_note
+from .render_panels import (DISTURBED, MODE_LABELS, acceptance_summary_html, audit_html, cost_html, race_html,
+                            stale_note)
 from .run_tracker import RunTracker, StopRequests, Stopped, TrackedEngine
 from .sweep_panel import SweepPanel
 
@@ -320,6 +321,7 @@ class PanelHandlers(SweepPanel):
             # checked, it stops the session's earlier audit (a refused one stops nothing; one stopped while queued
             # raises Stopped here), and watches its Stop
             engine.stopped = watch = self._stops.begin(getattr(request, "session_hash", None), "audit")
+            before = engine.others()  # its round times are measured: say if another run of the app shared the CPU
             pacer = FramePacer(self.frame_interval_s)
             for event in events:
                 if event.kind == "verify":
@@ -357,6 +359,8 @@ class PanelHandlers(SweepPanel):
         figure = acceptance_histogram(lengths, whole(block_size))
         output = None if written is None else self.engine.decode(written)
         summary = acceptance_summary_html(stats, rounds, str(self.engine.model.ctx_device), output)
+        if engine.disturbed(before):
+            summary += note_html(f"{DISTURBED.replace('this speed is', 'the times per round are')}.")
         if float(settings["min_draft_confidence"] or 0) > 0 and (stats or {}).get("min_draft_confidence") == 0.0:
             summary += note_html(CUT_OFF_WHEN_SAMPLING[0].upper() + CUT_OFF_WHEN_SAMPLING[1:] +
                                  " (one draft pass keeps it).")  # the slider moved and nothing changed: why

@@ -27,6 +27,8 @@ CSV_KEEP_S = 3600  # a download's folder (a Sweep's CSV, a run's trace), idle th
 # (512,000 points, each timed beside AR on every prompt: seconds a point on a CPU, months in all).
 MAX_GRID_POINTS = 100
 WARM_UP = "Warm-up"  # the progress line before the first point (a Stop there has no point to keep)
+# the app's column after twotower.sweep's: whether another run of the app went on while the point was timed
+APP_FIELDS = ("disturbed",)
 
 
 class SweepPanel:
@@ -67,7 +69,8 @@ class SweepPanel:
 
     def sweep_stopped(self, message: str):
         """Stop during a Sweep: the points drawn (and their CSV) stay; the progress line says it was stopped (and,
-        stopped in the warm-up, that no point was measured, instead of "the grid points above")."""
+        stopped in the warm-up, that no point was measured, instead of "the grid points above"). The note on
+        points timed beside another run is a line of its own, which stays."""
         if message and WARM_UP in message:
             return stopped_note(message, "Stopped during the warm-up, before any grid point was measured.")
         return stopped_note(message, "Stopped: the grid points above were measured before Stop (the CSV holds "
@@ -154,15 +157,19 @@ class SweepPanel:
             before = engine.others()
             for point in sweep.iter_sweep(engine, prompts, grid_gammas, grid_sizes, steps=whole(steps_per_block),
                                           max_new_tokens=whole(max_new_tokens), anchor_first=anchor_first,
-                                          repeats=repeats,
+                                          repeats=repeats, ticks=True,
                                           max_prompt_tokens=self.engine.max_prompt_tokens):  # as every other panel
+                if point is None:  # before a timed run: nothing to redraw (Gradio may close a Sweep here whose page
+                    yield gr.skip(), gr.skip(), gr.skip(), gr.skip()  # went away: it ran on for a whole point)
+                    continue
+                point["disturbed"] = engine.disturbed(before)  # which points, in the table and the CSV
                 points.append(point)
-                disturbed += engine.disturbed(before)
+                disturbed += point["disturbed"]
                 if len(points) < n:  # the last point's view is the final one below, with the final flags
                     shown = with_front(points)
                     path, _ = save_csv(csv_dir, shown)  # what Stop keeps can be downloaded too
                     message = note_html(f"{len(points)} of {n} grid points measured (γ = {point['gamma']}, S = "
-                                        f"{point['block_size']}) …{shared_note(disturbed, len(points))}", progress=True)
+                                        f"{point['block_size']}) …", progress=True) + shared_html(disturbed, len(points))
                     yield sweep.sweep_figure(shown), sweep_table(shown), path, message
                 before = engine.others()  # the time on screen between two points is not timed
         except Stopped:  # its Stop, or a newer Sweep of the session: the points drawn so far, marked stopped
@@ -187,12 +194,18 @@ class SweepPanel:
         yield sweep.sweep_figure(points), sweep_table(points), path, message
 
 
+def shared_html(disturbed: int, n: int) -> str:
+    """shared_note as a note of its own, beside a progress line (which a Stop replaces): "" when none was."""
+    return note_html(shared_note(disturbed, n).strip()) if disturbed else ""
+
+
 def shared_note(disturbed: int, n: int) -> str:
     """What the Sweep's message adds when some points were timed beside another run of the app ("" if none)."""
     if not disturbed:
         return ""
     return (f" ⚠ {disturbed} of {n} point(s) were timed while another run of this app was going (another tab or "
-            "user): their speeds are disturbed; sweep again alone to measure them.")
+            "user): their speeds are disturbed (the column \"beside another run\" says which); sweep again alone to "
+            "measure them.")
 
 
 def write_download(folder: Path, name: str, text: str) -> tuple[str | None, str]:
@@ -210,7 +223,7 @@ def save_csv(folder: Path, points) -> tuple[str | None, str]:
     """(the Sweep's CSV path, "") or (None, what its message adds)."""
     from twotower import sweep
 
-    path, reason = write_download(folder, "sweep.csv", sweep.csv_text(points))
+    path, reason = write_download(folder, "sweep.csv", sweep.csv_text(points, sweep.CSV_FIELDS + APP_FIELDS))
     return (path, "") if path else (None, f" The CSV could not be saved ({reason}): copy the table instead.")
 
 
@@ -225,6 +238,7 @@ def sweep_table(points) -> gr.Dataframe:
     """Rounded, short headers for reading; the CSV keeps every digit and the field names."""
     from twotower import sweep
 
-    columns = list(sweep.CSV_FIELDS)
+    columns = list(sweep.CSV_FIELDS + APP_FIELDS)
     shown = [[round(v, 3) if isinstance(v, float) else v for v in (p.get(c) for c in columns)] for p in points]
-    return gr.Dataframe(value=shown, headers=[sweep.TABLE_HEADERS[c] for c in columns])
+    headers = {**sweep.TABLE_HEADERS, "disturbed": "beside another run"}
+    return gr.Dataframe(value=shown, headers=[headers[c] for c in columns])
