@@ -11,7 +11,8 @@ import pytest  # noqa: E402
 from tiny_models import timed_record  # noqa: E402
 from twotower.decoding import drain  # noqa: E402
 from ui.handlers import Handlers, run_settings  # noqa: E402
-from ui.panel_handlers import PanelHandlers, provenance  # noqa: E402
+from ui.cost_model_panel import provenance  # noqa: E402
+from ui.panel_handlers import PanelHandlers  # noqa: E402
 
 SETTINGS = dict(gamma=1.0, block_size=4.0, steps_per_block=4.0, max_new_tokens=8.0, temperature=0.0, seed=0)
 

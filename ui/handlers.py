@@ -4,8 +4,8 @@ One `Handlers` object is shared by every browser session; it holds only the load
 read-only at inference. Everything a session owns (its recorded events, its last Race numbers) travels
 in gr.State values passed in and out, and every run builds its own cache and torch.Generator inside
 the sampler, so concurrent users cannot see each other's runs. This module holds the Playground's
-handlers; the measuring panels' (Race, audit, Cost, Model) are in ui/panel_handlers.py, the Sweep's in
-ui/sweep_panel.py.
+handlers; the measuring panels' (Race, audit) are in ui/panel_handlers.py, the Sweep's in ui/sweep_panel.py,
+Cost's and Model's in ui/cost_model_panel.py.
 """
 
 from __future__ import annotations

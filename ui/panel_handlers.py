@@ -1,6 +1,7 @@
-"""Handlers of the measuring panels: Race, speculative audit, Cost and Model (the Sweep's, inherited, are in
-ui/sweep_panel.py). Thin generators over the engine, twotower.bench / twotower.sweep and the memory plan (no
-decoding or timing logic of their own); `ui.handlers.Handlers` adds the Playground's on top of them.
+"""Handlers of the measuring panels: Race and speculative audit here; the Sweep's and Cost's and Model's are
+inherited (ui/sweep_panel.py, ui/cost_model_panel.py). Thin generators over the engine, twotower.bench and
+twotower.sweep (no decoding logic of their own; the Race's timing is bench's, see `_timed`);
+`ui.handlers.Handlers` adds the Playground's on top of them.
 
 Like the Playground's, they keep nothing per session (a Race's numbers travel in a gr.State) but the run going in
 each session's Race, audit and Sweep, for their Stop (ui/run_tracker.StopRequests), while it runs.
@@ -16,19 +17,18 @@ import gradio as gr
 from spec_decode import CUT_OFF_WHEN_SAMPLING
 from spec_decode.metrics import AcceptanceCounter
 
-from twotower.engine import LAYER_KEY, check_decoding_settings
+from twotower.engine import check_decoding_settings
 from twotower.metrics import token_agreement
 from twotower.validation import check_int
 
 from .board import verify_rounds
-from .cost import cost_table
-from .plots import acceptance_histogram, cost_bars, race_bars
-from .panel_common import (FRAME_INTERVAL_S, MAX_NEW_TOKENS, FramePacer, given, run_settings, stopped_before_start,
+from .plots import acceptance_histogram, race_bars
+from .panel_common import (FRAME_INTERVAL_S, FramePacer, given, run_settings, stopped_before_start,
                            stopped_note, switch, unavailable, whole)
-from .render import error_html, esc, kv_table_html, note_html
-from .render_panels import (DISTURBED, MODE_LABELS, acceptance_summary_html, audit_html, cost_html, race_html,
-                            stale_note)
+from .render import error_html, note_html
+from .render_panels import DISTURBED, acceptance_summary_html, audit_html, race_html, stale_note
 from .run_tracker import RunTracker, StopRequests, Stopped, TrackedEngine
+from .cost_model_panel import CostModelPanel
 from .sweep_panel import SweepPanel
 
 STOP_WAIT_S = 10.0  # a Stop waits this long at most for its run's next decoding step
@@ -72,12 +72,7 @@ def race_csv_text(rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def raced(measured) -> bool:
-    """Whether the session's Race numbers (the race_measured state) hold a timed mode."""
-    return bool(measured and measured.get("tokens_per_s"))
-
-
-class PanelHandlers(SweepPanel):
+class PanelHandlers(CostModelPanel, SweepPanel):
     """The measuring panels' handlers; one object serves every browser session (it holds the read-only engine)."""
 
     frame_interval_s = FRAME_INTERVAL_S  # live views (Playground, audit) send a frame at most this often
@@ -365,97 +360,3 @@ class PanelHandlers(SweepPanel):
             summary += note_html(CUT_OFF_WHEN_SAMPLING[0].upper() + CUT_OFF_WHEN_SAMPLING[1:] +
                                  " (one draft pass keeps it).")  # the slider moved and nothing changed: why
         yield audit_html(rounds, self.piece), figure, summary
-
-    # ---------------------------------------------------------------- Cost
-    def cost(self, usd_per_gpu_hour, gpus, utilisation_pct, tps_ar, tps_diffusion, tps_speculative,
-             api_usd_per_million, measured=None):
-        """Monthly cost and $/M output tokens per mode. Returns (table, bar chart); a refused form: (its
-        message, the chart left as it was).
-
-        `measured` is the session's last Race result: a throughput equal to the one it measured is labelled
-        as measured on this machine, any other number as typed by the user.
-        """
-        throughputs = {"ar": tps_ar, "diffusion": tps_diffusion, "speculative": tps_speculative}
-        try:
-            try:
-                if isinstance(utilisation_pct, bool):  # float(True): 1 %
-                    raise TypeError
-                util = None if utilisation_pct is None else float(utilisation_pct) / 100.0
-            except (TypeError, ValueError, OverflowError):
-                raise ValueError(f"utilisation must be a number of percent, got {utilisation_pct!r}") from None
-            lines = cost_table(throughputs, usd_per_gpu_hour, gpus, util, api_usd_per_million)
-        except ValueError as exc:  # the chart of the last form computed stays, as a refused Sweep keeps its plot
-            return error_html(str(exc)), gr.skip()
-        labels = provenance(measured, throughputs)
-        # a Race on this CPU gives a machine's throughput, which the fields price per GPU-hour: say so
-        on_cpu = any((measured or {}).get("devices", {}).get(mode) == "cpu" for mode in labels)
-        left_out = tuple(mode for mode in throughputs if mode not in {line.mode for line in lines})
-        return cost_html(lines, labels, api_usd_per_million, on_cpu, left_out), cost_bars(lines, api_usd_per_million)
-
-    def cost_from_race(self, *inputs):
-        """Cost after "Use the last Race's measurements": with no Race to copy (a warning said so) the panel keeps
-        what it shows, instead of adding a "no throughput given" box under the warning."""
-        if not raced(inputs[-1]):
-            return gr.skip(), gr.skip()
-        return self.cost(*inputs)
-
-    def use_race_numbers(self, measured):
-        """Copy the session's Race measurements (each mode's latest) into the Cost inputs."""
-        if not raced(measured):
-            gr.Warning("No Race run yet in this session: run the Race panel first, or type throughputs.")
-            return gr.skip(), gr.skip(), gr.skip()
-        tps = measured["tokens_per_s"]  # a mode no Race of this session timed keeps what the user typed
-        priced = ("ar", "diffusion", "speculative")
-        left = [MODE_LABELS.get(mode, mode) for mode in tps if mode not in priced]
-        if left:  # a Race of anchored diffusion and mock-AR filled AR alone, without a word
-            gr.Info(f"Not copied: {', '.join(left)} (the Cost panel prices AR, diffusion and speculative).")
-        # two decimals, as a person would type them (provenance still recognises them as measured)
-        return tuple(round(tps[mode], 2) if mode in tps else gr.skip() for mode in priced)
-
-    # ---------------------------------------------------------------- Model
-    def model_info(self, block_size=None):
-        """What is loaded (Engine.describe) and, when twotower.memory_plan exists, its plan for this config at
-        block size S (None: the model's)."""
-        info = self.engine.describe()
-        # yes / no, not Python's True / False
-        html = kv_table_html({MODEL_LABELS.get(k, k): ({True: "yes", False: "no"}[v] if isinstance(v, bool) else v)
-                              for k, v in info.items()}, "Loaded model")
-        try:
-            from twotower.memory_plan import format_memory_plan, plan_memory
-        except ImportError as exc:
-            return html + note_html(unavailable("The memory plan (twotower.memory_plan)", exc))
-        model = self.engine.model
-        try:
-            # the longest context this app decodes: its longest prompt and the max new tokens slider's end
-            plan = plan_memory(model.config, ctx_device=str(model.ctx_device), den_device=str(model.den_device),
-                               dtype=model.context_lm_head.weight.dtype, den_dtype=model.lm_head.weight.dtype,
-                               context_length=self.engine.max_prompt_tokens + MAX_NEW_TOKENS,
-                               block_size=None if block_size is None else whole(block_size))
-        except ValueError as exc:
-            return html + note_html(f"No memory plan for this configuration: {exc}")
-        text = esc(format_memory_plan(plan, "`twotower plan --device-memory-gb` takes a device's memory"))
-        return html + f'<h4>Memory plan per device</h4><pre class="tt-text">{text}</pre>'
-
-
-# Engine.describe's keys, as the Model tab shows them (the API's /model_info returns the same table)
-MODEL_LABELS = {
-    "checkpoint": "checkpoint", "params_context": "context tower parameters", "params_denoiser": "denoiser parameters",
-    "layer_pattern": f"layer pattern ({LAYER_KEY})", "hidden_size": "hidden size",
-    "vocab_size": "vocabulary size", "ctx_device": "context tower device", "den_device": "denoiser device",
-    "dtype": "context tower dtype", "den_dtype": "denoiser dtype", "compiled": "decode passes compiled (torch.compile)",
-    "input_major_weights": "weight matrices stored input-major (count; faster CPU matmuls)",
-}
-
-
-def provenance(measured, throughputs: dict) -> dict[str, str]:
-    """Label each typed throughput that equals a Race measurement of this session with that Race's label."""
-    if not measured:
-        return {}
-    labels = {}
-    for mode, value in throughputs.items():
-        ref = measured.get("tokens_per_s", {}).get(mode)
-        if ref and value not in (None, "") and abs(float(value) - ref) <= 0.005 + 1e-9 * abs(ref):  # 2 decimals
-            labels[mode] = measured["labels"][mode]  # set with the number, by the Race that measured it
-    return labels
-
-
