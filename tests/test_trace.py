@@ -254,16 +254,16 @@ def test_the_export_lands_in_the_shipped_models_folder_from_any_folder(tmp_path,
     load reads, while its help said it replaced the model the app and the CLI load."""
     import argparse
 
-    from twotower import training
+    from twotower import cli_train, training
     from twotower.engine import DEFAULT_MODEL_DIR
     from twotower.train_args import ignored_flags
 
     monkeypatch.chdir(tmp_path)
     parser = argparse.ArgumentParser()
-    training.add_arguments(parser)
+    cli_train.add_arguments(parser)
     args = parser.parse_args(["--stage", "context"])
     assert ignored_flags(args) is None  # the default --to is not a flag "given" to a stage that reads none
     exported = []
     monkeypatch.setattr(training, "export", lambda out, to: exported.append(to) or to)
-    assert training.main(parser.parse_args(["--stage", "export"])) == 0
+    assert cli_train.main(parser.parse_args(["--stage", "export"])) == 0
     assert exported == [str(DEFAULT_MODEL_DIR)] and Path(exported[0]).is_absolute()

@@ -14,13 +14,13 @@ from tiny_models import tiny_training_run
 def test_a_learning_rate_override_is_checked_before_any_corpus_work(tmp_path, monkeypatch):
     import argparse
 
-    from twotower import data, training
+    from twotower import cli_train, data, training
 
     monkeypatch.setattr(data, "encode_split", lambda *a, **k: pytest.fail("encoded the corpus first"))
     with pytest.raises(ValueError, match="--lr must be a finite number > 0"):
         training.run_stage("denoiser", tmp_path / "run", lr=0.0)
     parser = argparse.ArgumentParser()
-    training.add_arguments(parser)
+    cli_train.add_arguments(parser)
     assert parser.parse_args(["--stage", "denoiser", "--lr", "1e-3"]).lr == 1e-3
 
 
@@ -29,10 +29,10 @@ def test_train_takes_the_dtype_spellings_of_the_other_commands(given, stored):
     """generate / bench / eval / sweep say bf16 and fp32; train records the torch names, and takes both."""
     import argparse
 
-    from twotower import training
+    from twotower import cli_train
 
     parser = argparse.ArgumentParser()
-    training.add_arguments(parser)
+    cli_train.add_arguments(parser)
     assert parser.parse_args(["--stage", "denoiser", "--dtype", given]).dtype == stored
 
 

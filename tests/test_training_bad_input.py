@@ -9,7 +9,7 @@ import re
 import pytest
 
 from tiny_models import tiny_training_run
-from twotower import build_model, data, save_pretrained, training
+from twotower import build_model, cli_train, data, save_pretrained, training
 from twotower.cli import main as cli_main
 
 
@@ -285,7 +285,7 @@ def test_flags_a_stage_does_not_read_are_named(monkeypatch, capsys, tmp_path, ar
     monkeypatch.setattr(training, "run_stage", lambda *a, **k: {})
     monkeypatch.setattr(training, "export", lambda *a, **k: "x")
     # the default --to is the repository's assets/default, whose card would get a note: one of the test's own
-    monkeypatch.setattr(training, "DEFAULT_MODEL_DIR", tmp_path / "default")
+    monkeypatch.setattr(cli_train, "DEFAULT_MODEL_DIR", tmp_path / "default")
     assert cli_main(["train", *argv]) == 0
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
     assert notes == ([note] if note else [])
@@ -296,7 +296,7 @@ def test_every_train_flag_says_what_it_does():
     import argparse
 
     parser = argparse.ArgumentParser()
-    training.add_arguments(parser)
+    cli_train.add_arguments(parser)
     assert all(action.help for action in parser._actions), [a.dest for a in parser._actions if not a.help]
 
 

@@ -11,7 +11,7 @@ import sys
 
 COMMANDS = {
     "generate": ("twotower.cli_generate", "generate text in any decoding mode"),
-    "train": ("twotower.training", "train the default model (stage 1: context tower, stage 2: denoiser, then export)"),
+    "train": ("twotower.cli_train", "train the default model (stage 1: context tower, stage 2: denoiser, then export)"),
     "eval": ("twotower.evaluation", "quality per task and retention vs AR on the test split"),
     "bench": ("twotower.bench", "throughput of every mode on the same prompts"),
     "sweep": ("twotower.sweep", "γ × S grid: throughput ratio against quality, Pareto frontier"),
