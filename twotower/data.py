@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .corpus import describe, split_files
-from .tokenizer import EOS_ID, SentencePieceTokenizer
+from .tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, SentencePieceTokenizer
 
 CORPUS_RECORD = "corpus.json"  # beside the cached streams
 CHUNK_CHARS = 3000  # sentencepiece caps one training "sentence" at 4192 bytes
@@ -69,8 +69,8 @@ def train_tokenizer(out_dir, vocab_size: int = 8192, max_chars: int = 12_000_000
         allow_whitespace_only_pieces=True,
         split_digits=True,
         max_sentence_length=16384,
-        pad_id=0, bos_id=1, eos_id=2, unk_id=3,
-        control_symbols=["<mask>"],  # id 4: a dedicated mask token that no text ever produces
+        pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID, unk_id=UNK_ID,  # the ids every preset's config names
+        control_symbols=["<mask>"],  # tokenizer.MASK_ID, the next id: a mask token that no text ever produces
         num_threads=2,
         input_sentence_size=0,
         minloglevel=2,
