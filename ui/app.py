@@ -194,6 +194,7 @@ def _audit_tab(c, cfg) -> None:
             c.audit_btn = gr.Button("Run speculative decoding", variant="primary",
                                     elem_id="audit-button")
             c.audit_stop = gr.Button("Stop", variant="stop", elem_id="audit-stop")
+        c.audit_note = _html("", "audit-note")  # a press refused while an audit runs says so here at once
         c.audit_summary = _html("", "audit-summary")
         c.audit_plot = gr.Plot(label="acceptance lengths", elem_id="audit-plot")
         c.audit_table = _html("", "audit-table")
@@ -313,7 +314,7 @@ def _wire_panels(c, handlers) -> None:
     c.audit_in = [c.audit_prompt, *c.settings, c.audit_adaptive, c.audit_cut]
     gr.on([c.race_btn.click, c.race_prompt.submit], handlers.race_start, [c.race_modes, c.repeats, *c.race_in],
           [c.race_used, c.race_stale], queue=False, api_visibility="private")
-    gr.on([c.audit_btn.click, c.audit_prompt.submit], handlers.audit_pressed, c.audit_in, None, queue=False,
+    gr.on([c.audit_btn.click, c.audit_prompt.submit], handlers.audit_pressed, c.audit_in, c.audit_note, queue=False,
           api_visibility="private")
     c.sweep_btn.click(handlers.sweep_start, [c.sweep_repeats, *c.sweep_in], [c.sweep_used, c.sweep_stale], queue=False,
                       api_visibility="private")

@@ -119,14 +119,18 @@ class PanelHandlers(CostModelPanel, SweepPanel):
 
     def audit_pressed(self, prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
                       adaptive=False, min_draft_confidence=None, request: gr.Request = None):
+        """The audit's button (queue-free, before its run is queued): _pressed, and for the audit's note box a
+        refused press's message while an audit goes on (the audit has no stale-note box as the Race has)."""
         try:
             settings = self._audit_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
                                             adaptive, min_draft_confidence)
             self._stream("speculative", prompt, settings)[1].close()  # its checks, not a step of it
-            accepted = True
-        except (ValueError, ImportError):
-            accepted = False
-        self._pressed(request, "audit", accepted)
+        except (ValueError, ImportError) as exc:
+            self._pressed(request, "audit", accepted=False)
+            note = self._refused_note(request, "audit", "audit", exc)
+            return "" if note == gr.skip() else note  # none going: the run says why itself, in its summary
+        self._pressed(request, "audit", accepted=True)
+        return ""  # an earlier press's note goes with the audit it was about
 
     def race_stopped(self, view: str):
         """Stop during a Race: the cards timed so far stay; the "timing …" line says the Race was stopped (and,
