@@ -187,3 +187,33 @@ def test_a_checkpoint_saved_with_the_old_groups_is_refused_with_the_way_on(tmp_p
     monkeypatch.setattr(training_module, "decay_groups", current)
     with pytest.raises(ValueError, match="holds Adam moments for other parameter groups .* export it"):
         training_module.run_stage("denoiser", run, profile="test", steps=2, resume=True)
+
+
+def test_a_steps_tokens_per_s_leaves_out_the_save_before_it(tmp_path, monkeypatch):
+    """On a clock of the test's own, every step takes 50 ms and each checkpoint save 100 s: the step right after a
+    save read ~2,000 times slower in the log (the save was counted as its training time; validation was not)."""
+    import json
+
+    from twotower import train_state
+
+    training, run = tiny_training_run(monkeypatch, tmp_path)
+    monkeypatch.setitem(training.PROFILES["test"], "save_every", 3)
+    monkeypatch.setitem(training.PROFILES["test"], "eval_every", 4)
+    clock = [0.0]
+
+    def perf_counter():
+        clock[0] += 0.05
+        return clock[0]
+
+    def slow(real):
+        def run_it(*args, **kwargs):
+            clock[0] += 100.0
+            return real(*args, **kwargs)
+        return run_it
+
+    monkeypatch.setattr(training, "time", types.SimpleNamespace(perf_counter=perf_counter, time=time.time))
+    monkeypatch.setattr(train_state, "save_state", slow(train_state.save_state))
+    training.run_stage("context", run, profile="test", steps=12)
+    log = [json.loads(line) for line in (run / "context_log.jsonl").read_text().splitlines()]
+    speeds = [record["tokens_per_s"] for record in log]
+    assert len(speeds) == 12 and max(speeds) / min(speeds) < 2, speeds

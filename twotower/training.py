@@ -317,6 +317,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         reserve = val_time if val_time is not None else cfg.eval_batches * step_time / 3
         last = step == total or (budget is not None and now - t_start + step_time + reserve > budget)
         record = {"step": step, "loss": round(float(loss.detach()), 4), "lr": optimizer.param_groups[0]["lr"],
+                  # this step's training tokens over its own time (the validation and saves between are not in it)
                   "tokens_per_s": round(tokens_per_step / step_time, 1), "time": time.time()}
         if stage == "denoiser" and not distilling and cfg.distill_share > 0:
             record["distill_share"] = 0.0
@@ -331,6 +332,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
             if budget:
                 segment["train_config"]["total_steps"] = step  # as far as the budget went
             save_state(run_dir, model, optimizer, step, stage, log, cfg, segments, gen)
+            t_last = time.perf_counter()  # nor is a save: the next step's tokens_per_s read it as training time
         if last:
             break
     bar.close()
