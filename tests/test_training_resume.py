@@ -238,8 +238,12 @@ def test_a_resumed_denoiser_run_ends_where_an_uninterrupted_one_does(tmp_path, m
         return real(*args, **kwargs)
 
     monkeypatch.setattr(training, "denoiser_loss", stop_at_the_third_step)
+    capsys.readouterr()
     with pytest.raises(KeyboardInterrupt):
         training.run_stage("denoiser", stopped, profile="test", steps=4)
+    # and says what is kept: the steps since the last save are not
+    said = capsys.readouterr().err
+    assert f"train denoiser: stopped at step 2; {stopped / 'denoiser_ckpt'} holds step 2: --resume continues" in said
     # a restart from scratch ends with the same weights too (every draw is seeded): what tells a resume apart
     # is that it finds the checkpoint of step 2, trains steps 3-4 only and keeps the log of steps 1-2
     assert (stopped / "denoiser_ckpt" / "trainer_state.json").is_file()

@@ -21,7 +21,7 @@ from time import perf_counter
 from . import metrics
 from .engine import MODES
 from .run_setup import (add_engine_arguments, add_settings_arguments, device_info, engine_from_args,
-                        preset_note_once, provenance)
+                        preset_note_once, print_report, provenance)
 from .validation import check_fraction, check_int, check_output_file, write_text_file
 # the report's words live in bench_report.py; these names stay importable from here (scripts/write_benchmarks.py)
 from .bench_report import (SPECULATIVE_BATCH_NOTE, _cut, _num, _passes, _share, format_markdown,  # noqa: F401
@@ -312,7 +312,10 @@ def main(args) -> int:
         report["eval_scores"] = {m: quality["scores"][m] for m in ("ar", "diffusion")}
         report["eval_n_prompts"] = quality["n_prompts"]
     markdown = format_markdown(report)
-    print(json.dumps(report, indent=1) if args.json else markdown)  # first: a failed write loses nothing
+    # first: a failed write loses nothing; a reader gone loses no file
+    shown = print_report(json.dumps(report, indent=1) if args.json else markdown)
     if out is not None:
         write_text_file("--out", out, markdown)
+    if not shown:
+        raise BrokenPipeError
     return 0

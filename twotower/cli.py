@@ -7,7 +7,9 @@ import argparse
 import difflib
 import importlib
 import os
+import signal
 import sys
+import threading
 
 COMMANDS = {
     "generate": ("twotower.cli_generate", "generate text in any decoding mode"),
@@ -112,17 +114,32 @@ def main(argv=None) -> int:
         hf_logging.set_verbosity_error()
     else:
         os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+    # SIGTERM (timeout, kill, docker stop, a job scheduler) ends a run as Ctrl-C does: what Ctrl-C keeps (a partial
+    # trace, a sweep's measured points, a training checkpoint) it keeps, where the default action kept nothing
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return int(modules[args.command].main(args) or 0)
     except ValueError as exc:
         print(f"twotower {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print("terminated" if isinstance(exc, Terminated) else "interrupted", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130  # 128 + the signal, as a shell reports it
     except BrokenPipeError:  # `twotower generate ... | head`: the reader left; no traceback, and none at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports a pipe's writer that the reader left
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is, as Ctrl-C's KeyboardInterrupt is (every handler of one sees both)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
 
 
 if __name__ == "__main__":

@@ -217,12 +217,17 @@ def main(args) -> int:
                 print(f"twotower generate: error: {exc}", file=sys.stderr)
         raise
     text = engine.decode(done.info["new_tokens"][0])
-    if args.json:
-        print(json.dumps({"prompt": prompt, "completion": text, "stats": done.stats, "engine": engine.describe()}))
-    elif stream is not None:
-        _write(stream.finish(text) + "\n")
-    else:
-        print(prompt + text)
+    try:
+        if args.json:
+            print(json.dumps({"prompt": prompt, "completion": text, "stats": done.stats, "engine": engine.describe()}))
+        elif stream is not None:
+            _write(stream.finish(text) + "\n")
+        else:
+            print(prompt + text)
+    except BrokenPipeError:  # the reader left (`| head`): the trace is still written, then it ends as a closed pipe
+        if trace_path:
+            save_trace()
+        raise
     if not args.json:
         print("---", file=sys.stderr)
         print(format_footer({**done.stats, **ran_on(engine.describe())}), file=sys.stderr)

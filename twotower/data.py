@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -99,9 +100,15 @@ def encode_split(tokenizer: SentencePieceTokenizer, split: str, cache_dir) -> np
     digest = hashlib.sha256(Path(tokenizer.path).read_bytes()).hexdigest()
     # a cache from before the stamp existed has none: it is trusted, as it always was
     if path.is_file() and (not stamp.is_file() or stamp.read_text().strip() == digest):
-        return np.load(path, mmap_mode="r")
+        try:
+            return np.load(path, mmap_mode="r")
+        except (ValueError, OSError, EOFError):  # cut short (a run killed while an older version wrote it in
+            pass  # place): "mmap length is greater than file size" ended every later run; it is encoded again
     arr = np.asarray(token_stream(tokenizer, split), dtype=np.uint16)
-    np.save(path, arr)
+    partial = path.with_name(path.name + ".partial")  # np.save would add .npy to a name without it
+    with open(partial, "wb") as handle:  # written whole, then renamed: a kill mid-write leaves no cache behind
+        np.save(handle, arr)
+    os.replace(partial, path)
     stamp.write_text(digest + "\n")
     record = cache_dir / CORPUS_RECORD
     if not record.is_file():  # the cache may travel (to a GPU machine with another Python): say what it holds

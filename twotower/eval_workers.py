@@ -59,6 +59,11 @@ def records_in_workers(engine_factory, workers: int, jobs: list[tuple], scoring:
     except BrokenProcessPool:
         raise ValueError(f"an eval worker process ended before its prompts were scored (out of memory? each of "
                          f"the {workers} workers holds its own model: fewer --workers need less)") from None
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the chunks running are given up too (the shutdown below
+        # waited for them, up to half a minute with no word); the workers' scores so far go with the run
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        raise
     finally:  # a run given up (an error, Ctrl-C) does not wait for the jobs still queued, only for the chunks
         # already running (wait=False left the pool's thread to meet a closed pipe at exit: an "Exception
         # ignored ... Bad file descriptor" traceback, seen once in six `bench --eval --workers 0` runs)

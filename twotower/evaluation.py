@@ -344,7 +344,7 @@ def main(args) -> int:
 
     from .eval_workers import resolve_workers
     from .engine import check_decoding_settings
-    from .run_setup import device_info, engine_from_args, preset_note_once, provenance
+    from .run_setup import device_info, engine_from_args, preset_note_once, print_report, provenance
     from .validation import check_output_file, write_text_file
 
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
@@ -371,7 +371,10 @@ def main(args) -> int:
                           functools.partial(engine_from_args, args))
     report = {**device_info(engine), **started, **report}
     markdown = format_markdown(report)
-    print(json.dumps(report, indent=1) if args.json else markdown)  # first: a failed write loses nothing
+    # first: a failed write loses nothing; a reader gone loses no file
+    shown = print_report(json.dumps(report, indent=1) if args.json else markdown)
     if out is not None:
         write_text_file("--out", out, markdown)
+    if not shown:
+        raise BrokenPipeError
     return 0

@@ -176,3 +176,17 @@ def provenance(args) -> dict:
     threads = f"OMP_NUM_THREADS={torch.get_num_threads()} " if not torch.cuda.is_available() else ""
     return {"command": threads + "twotower " + shlex.join(getattr(args, "argv", [])), "commit": commit,
             "date": datetime.now(timezone.utc).date().isoformat()}
+
+
+def print_report(text: str) -> bool:
+    """Print a command's report; False where its reader has gone (`| head`, a pager quit before the end), so that
+    the command still writes its files (a sweep's measured points were lost with the pipe) and then ends as a
+    closed pipe does (raise BrokenPipeError: the CLI's exit 141). Later prints go nowhere instead of raising."""
+    import os
+
+    try:
+        print(text, flush=True)
+        return True
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return False

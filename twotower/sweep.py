@@ -203,10 +203,12 @@ def format_header(report: dict) -> str:
     """The lines above the table, as bench's report opens: the model, the machine and the run's settings."""
     from .run_setup import counted, machine_line
 
+    stopped = (f" Interrupted: {report['interrupted_after']} were measured, the Pareto flags are theirs."
+               if report.get("interrupted_after") else "")
     return (f"## γ × S sweep: {report['model']}\n\n{machine_line(report)}; "
             f"{counted(report['n_prompts'], 'prompt')} ({report['prompt_source']}), {report['max_new_tokens']} new "
             f"tokens each (EOS ignored while timed), median of {counted(report['repeats'], 'round')} per point, AR "
-            "timed beside each point.\n")
+            f"timed beside each point.{stopped}\n")
 
 
 def add_arguments(parser) -> None:
@@ -230,7 +232,7 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from tqdm import tqdm
 
-    from .run_setup import device_info, engine_from_args, preset_note_once, provenance
+    from .run_setup import device_info, engine_from_args, preset_note_once, print_report, provenance
     from .eval_prompts import load_prompt_file, next_line_items
 
     gammas = parse_list(args.gammas, float, "--gammas")
@@ -250,28 +252,40 @@ def main(args) -> int:
         check_output_file("--out-dir's file", path)
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     engine = engine_from_args(args)
+    measured, interrupted = [], None  # the points so far: what Ctrl-C (or SIGTERM) keeps
     with tqdm(total=n_points, desc="sweep", unit="point", file=sys.stderr, disable=None) as bar:
         say_preset = preset_note_once(args, bar)
 
         def progress(i, n, point):
+            measured.append(point)
             say_preset()  # after the first point
             bar.update(1)
             bar.set_postfix(gamma=point["gamma"], S=point["block_size"], ratio=f"{point['ratio_vs_ar'] or 0:.2f}")
 
-        points = run_sweep(engine, prompts, gammas, block_sizes, steps, args.max_new_tokens, progress,
-                           args.repeats, args.max_prompt_tokens, args.anchor_first)
+        try:
+            points = run_sweep(engine, prompts, gammas, block_sizes, steps, args.max_new_tokens, progress,
+                               args.repeats, args.max_prompt_tokens, args.anchor_first)
+        except KeyboardInterrupt as exc:  # the points measured are reported and written, then it ends as one
+            if not measured:
+                raise
+            interrupted = exc
+            points = [{**p, "pareto": on} for p, on in zip(measured, front_flags(measured))]
     # the points are printed before the files are written: a write that fails (disk full, the folder
     # removed meanwhile) is a one-line error that leaves every measurement on the screen
     report = {**device_info(engine), **started, "model": engine.name, "n_prompts": len(prompts),
               "prompt_source": source, "max_new_tokens": args.max_new_tokens, "repeats": args.repeats,
               "anchor_first": args.anchor_first, "ar_timing": "per_point", "points": points,
               "csv": str(csv_path), "html": str(html_path)}
-    if args.json:
-        print(json.dumps(report, indent=1), flush=True)
-    else:
-        print(format_header(report) + "\n" + format_markdown(points), flush=True)
+    if interrupted is not None:
+        report["interrupted_after"] = f"{len(points)} of {n_points} grid points"
+    shown = print_report(json.dumps(report, indent=1) if args.json else
+                         format_header(report) + "\n" + format_markdown(points))
     write_text_file("--out-dir's file", csv_path, csv_text(points))
     write_text_file("--out-dir's file", html_path, sweep_figure(points).to_html(include_plotlyjs=True))  # offline
     if not args.json:
         print(f"wrote {csv_path} and {html_path}")
+    if interrupted is not None:
+        raise interrupted
+    if not shown:
+        raise BrokenPipeError
     return 0

@@ -152,9 +152,12 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
             check_same_tokenizer(tower_tokenizer.parent, run_dir, "the context tower reads another tokenizer")
     if cfg.minutes and resuming:  # a checkpoint's own schedule is a step count; only an export's weights (Adam
         # restarted) take a new one over the budget
-        raise ValueError(f"--minutes cannot resume the {stage} checkpoint in {run_dir} (its schedule is a step "
-                         "count): resume it without --minutes, or export it and continue the export into an "
-                         "empty --out with --resume --init-from")
+        budgeted = read_trainer_state(ckpt_state)["train_config"].get("minutes")
+        why = (f"its {budgeted}-minute budget's schedule followed the clock of the run that stopped, which a new "
+               "run does not have" if budgeted else "its schedule is a step count")
+        raise ValueError(f"--minutes cannot resume the {stage} checkpoint in {run_dir} ({why}): resume it without "
+                         "--minutes (--steps N: to step N), or export it and continue the export into an empty --out "
+                         "with --resume --init-from")
     if cfg.minutes and resume and not from_export:
         raise ValueError("--minutes starts a stage afresh (its schedule is the time budget); drop --resume, or "
                          "continue an export's denoiser with --stage denoiser --resume --init-from DIR")
@@ -293,48 +296,57 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     step, record, step_time = start, {}, 0.0
     val_time = None  # measured at the first validation; until then a guess (forward only: ~1/3 of a step)
     reserve = 0.0  # of the budget, kept for the final validation: the schedule runs over the rest
-    while step < total:
-        # the share of the run done: what the time-based schedule and the distillation switch read
-        share = (t_last - t_start) / max(1e-9, budget - reserve) if budget else step / total
-        lr_now = lr_at_time(share, cfg.warmup / profile_steps, cfg) if budget else lr_at(step, total, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_now * (min(1.0, (step - start + 1) / rewarm) if rewarm else 1.0)
-        distilling = stage == "denoiser" and cfg.distill_share > 0 and share >= cfg.distill_from
-        if distilling:  # the distilled window, generated `distill_batches` steps ahead
-            with autocast:
-                batch = distill_ahead(step, window_at, total - 1)
-        else:
-            batch = window_at(step)
-        loss = loss_of(batch, gen, cfg.full_mask_share)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        step += 1
-        now = time.perf_counter()
-        step_time, t_last = now - t_last, now
-        # a budgeted run stops when the next step and the final validation would not fit
-        reserve = val_time if val_time is not None else cfg.eval_batches * step_time / 3
-        last = step == total or (budget is not None and now - t_start + step_time + reserve > budget)
-        record = {"step": step, "loss": round(float(loss.detach()), 4), "lr": optimizer.param_groups[0]["lr"],
-                  # this step's training tokens over its own time (the validation and saves between are not in it)
-                  "tokens_per_s": round(tokens_per_step / step_time, 1), "time": time.time()}
-        if stage == "denoiser" and not distilling and cfg.distill_share > 0:
-            record["distill_share"] = 0.0
-        if step % cfg.eval_every == 0 or last:
-            record["val_loss"] = round(validate(), 4)
-            val_time = time.perf_counter() - now
-            t_last = time.perf_counter()  # validation is not a training step's time
-        log.append(record)
-        bar.update(1)
-        bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}", val=record.get("val_loss", ""))
-        if step % cfg.save_every == 0 or last:
-            if budget:
-                segment["train_config"]["total_steps"] = step  # as far as the budget went
-            save_state(run_dir, model, optimizer, step, stage, log, cfg, segments, gen)
-            t_last = time.perf_counter()  # nor is a save: the next step's tokens_per_s read it as training time
-        if last:
-            break
+    saved = start if resuming else None  # the step the checkpoint on disk holds
+    try:
+        while step < total:
+            # the share of the run done: what the time-based schedule and the distillation switch read
+            share = (t_last - t_start) / max(1e-9, budget - reserve) if budget else step / total
+            lr_now = lr_at_time(share, cfg.warmup / profile_steps, cfg) if budget else lr_at(step, total, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_now * (min(1.0, (step - start + 1) / rewarm) if rewarm else 1.0)
+            distilling = stage == "denoiser" and cfg.distill_share > 0 and share >= cfg.distill_from
+            if distilling:  # the distilled window, generated `distill_batches` steps ahead
+                with autocast:
+                    batch = distill_ahead(step, window_at, total - 1)
+            else:
+                batch = window_at(step)
+            loss = loss_of(batch, gen, cfg.full_mask_share)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            step += 1
+            now = time.perf_counter()
+            step_time, t_last = now - t_last, now
+            # a budgeted run stops when the next step and the final validation would not fit
+            reserve = val_time if val_time is not None else cfg.eval_batches * step_time / 3
+            last = step == total or (budget is not None and now - t_start + step_time + reserve > budget)
+            record = {"step": step, "loss": round(float(loss.detach()), 4), "lr": optimizer.param_groups[0]["lr"],
+                      # this step's training tokens over its own time (the validation and saves between are not in it)
+                      "tokens_per_s": round(tokens_per_step / step_time, 1), "time": time.time()}
+            if stage == "denoiser" and not distilling and cfg.distill_share > 0:
+                record["distill_share"] = 0.0
+            if step % cfg.eval_every == 0 or last:
+                record["val_loss"] = round(validate(), 4)
+                val_time = time.perf_counter() - now
+                t_last = time.perf_counter()  # validation is not a training step's time
+            log.append(record)
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}", val=record.get("val_loss", ""))
+            if step % cfg.save_every == 0 or last:
+                if budget:
+                    segment["train_config"]["total_steps"] = step  # as far as the budget went
+                save_state(run_dir, model, optimizer, step, stage, log, cfg, segments, gen)
+                saved = step
+                t_last = time.perf_counter()  # nor is a save: the next step's tokens_per_s read it as training time
+            if last:
+                break
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: say what is kept (the training since the last save is not)
+        bar.close()
+        kept = (f"{run_dir / (stage + '_ckpt')} holds step {saved}: --resume continues from it" if saved
+                else f"no checkpoint was saved yet (one every {cfg.save_every} steps)")
+        print(f"\ntrain {stage}: stopped at step {step}; {kept}", file=sys.stderr)
+        raise
     bar.close()
     return record
 

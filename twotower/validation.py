@@ -307,8 +307,23 @@ def make_output_dir(name: str, path) -> Path:
 
 
 def write_text_file(name: str, path: Path, text: str) -> None:
-    """Write a run's report; a failure (disk full, the folder removed meanwhile) is a one-line error."""
+    """Write a run's report whole or not at all: into a file beside it, renamed over it once written (a run killed
+    mid-write left a cut-off CSV or JSON where the last whole one had been). A failure (disk full, the folder
+    removed meanwhile) is a one-line error."""
+    path = Path(path)
+    # in place: what is not a plain file of its own (--out /dev/stdout, a link whose target is the file meant)
+    in_place = path.is_symlink() or (path.exists() and not path.is_file())
+    partial = path.with_name(f".{path.name}.partial")
     try:
+        if not in_place:
+            try:
+                partial.write_text(text, encoding="utf-8")
+                os.replace(partial, path)
+                return
+            except PermissionError:  # a folder that takes no new file (a file of its own there is still writable)
+                pass
+            finally:  # gone once renamed; else what a failed write left (a full disk's part of the text)
+                partial.unlink(missing_ok=True)
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"{name} {str(path)!r} could not be written: {exc.strerror or exc}") from None

@@ -1,0 +1,86 @@
+"""A command stopped early keeps what it had: a closed pipe (`| head`, a pager quit) costs no output file, Ctrl-C
+in a sweep keeps its measured points, and SIGTERM (timeout, kill, docker stop) is taken as Ctrl-C is."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from twotower.cli import main as cli_main
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def run_without_reader(argv) -> subprocess.CompletedProcess:
+    """The command with its stdout's reader gone before anything is written."""
+    process = subprocess.Popen([sys.executable, "-m", "twotower.cli", *argv], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=ENV)
+    process.stdout.close()
+    err = process.stderr.read()
+    return subprocess.CompletedProcess(argv, process.wait(timeout=600), "", err)
+
+
+@pytest.mark.parametrize("command", ["sweep", "bench", "generate"])
+def test_a_reader_gone_costs_no_output_file(tmp_path, command):
+    """`twotower sweep | less`, quit before the end: every measured point was lost (the report was printed first,
+    the BrokenPipeError ended the run before the files)."""
+    tiny = ["--preset", "tiny", "--max-new-tokens", "4"]
+    argv, files = {
+        "sweep": (["sweep", *tiny, "--gammas", "0.9", "--block-sizes", "2", "--n-prompts", "1",
+                   "--out-dir", str(tmp_path)], ["sweep.csv", "sweep.html"]),
+        "bench": (["bench", *tiny, "--n-prompts", "1", "--repeats", "1", "--out", str(tmp_path / "b.md")], ["b.md"]),
+        "generate": (["generate", *tiny, "--trace", str(tmp_path / "t.json"), "x"], ["t.json"]),
+    }[command]
+    done = run_without_reader(argv)
+    assert done.returncode == 141 and "Traceback" not in done.stderr, done.stderr
+    for name in files:
+        assert (tmp_path / name).stat().st_size > 0, name
+    if command == "generate":  # it stops at its first write, as a writer to a closed pipe does: the run so far
+        assert json.loads((tmp_path / "t.json").read_text())["events"] and "traced in" in done.stderr
+
+
+def test_an_interrupted_sweep_reports_and_writes_the_points_it_measured(tmp_path, monkeypatch, capsys):
+    from twotower import sweep
+
+    real = sweep.iter_sweep
+
+    def stopped_after_one(*args, **kwargs):
+        for point in real(*args, **kwargs):
+            yield point
+            raise KeyboardInterrupt  # Ctrl-C while the second point is measured
+
+    monkeypatch.setattr(sweep, "iter_sweep", stopped_after_one)
+    argv = ["sweep", "--preset", "tiny", "--max-new-tokens", "4", "--gammas", "0.5,0.9", "--block-sizes", "2",
+            "--n-prompts", "1", "--out-dir", str(tmp_path)]
+    assert cli_main(argv) == 130
+    out, err = capsys.readouterr()
+    assert "Interrupted: 1 of 2 grid points were measured" in out and err.strip().endswith("interrupted")
+    rows = (tmp_path / "sweep.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("0.5,2,") and rows[1].endswith(",True")  # alone: on its front
+    assert (tmp_path / "sweep.html").stat().st_size > 0
+
+
+def test_sigterm_ends_a_run_as_ctrl_c_does(tmp_path):
+    """`timeout 60 twotower generate --trace t.json ...` ended with no trace and no word (exit 143 from the default
+    action); now the steps so far are traced and the run says "terminated"."""
+    trace = tmp_path / "t.json"
+    argv = [sys.executable, "-m", "twotower.cli", "generate", "--preset", "tiny", "--mode", "ar", "--no-eos",
+            "--max-new-tokens", "1000000", "--trace", str(trace), "x"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    os.set_blocking(process.stdout.fileno(), False)
+    shown, deadline = b"", time.monotonic() + 300
+    while len(shown) < 20 and time.monotonic() < deadline:  # the prompt and some tokens: it is decoding
+        shown += process.stdout.read(100) or b""
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 143 and "Traceback" not in err, err
+    assert err.strip().endswith("terminated") and f"the run so far is traced in {trace}" in err
+    recorded = json.loads(trace.read_text())
+    assert recorded["finished"] is False and len(recorded["events"]) > 0

@@ -1,0 +1,67 @@
+"""What a run writes at its end: whole or not at all (a kill mid-write left a cut-off file where the last whole one
+had been), in place where the path is not a plain file of its own, and kept when its reader has gone."""
+
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from twotower.validation import write_text_file
+
+
+def test_a_report_replaces_the_old_one_whole_and_leaves_no_part_file(tmp_path):
+    out = tmp_path / "report.md"
+    out.write_text("old")
+    write_text_file("--out", out, "new report")
+    assert out.read_text() == "new report" and sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
+
+
+def test_a_write_that_fails_keeps_the_old_file_and_says_why(tmp_path, monkeypatch):
+    out = tmp_path / "sweep.csv"
+    out.write_text("the last whole sweep")
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(ValueError, match="could not be written: No space left on device"):
+        write_text_file("--out-dir's file", out, "x" * 1000)
+    assert out.read_text() == "the last whole sweep" and sorted(p.name for p in tmp_path.iterdir()) == ["sweep.csv"]
+
+
+def test_a_link_or_a_device_is_written_in_place(tmp_path):
+    target = tmp_path / "real.md"
+    target.write_text("old")
+    link = tmp_path / "link.md"
+    link.symlink_to(target)
+    write_text_file("--out", link, "through the link")
+    assert link.is_symlink() and target.read_text() == "through the link"
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader, as --out /dev/stdout into a pipe has one
+    try:
+        write_text_file("--out", fifo, "into the pipe")
+        assert os.read(reader, 100) == b"into the pipe" and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    finally:
+        os.close(reader)
+
+
+def test_a_token_cache_cut_short_is_encoded_again(tmp_path, monkeypatch):
+    """A first `train` killed while the cache was written left a short train.npy with no stamp, which every later
+    run trusted: "mmap length is greater than file size". Now it is written whole, and a broken one re-encoded."""
+    from twotower import data
+    from twotower.tokenizer import SentencePieceTokenizer
+
+    tokenizer = SentencePieceTokenizer(os.path.join(os.path.dirname(__file__), "..", "assets/default/tokenizer.model"))
+    whole = np.arange(5, 50_000, dtype=np.uint16)
+    cache = tmp_path / "data"
+    cache.mkdir()
+    with open(cache / "train.npy", "wb") as handle:
+        np.save(handle, whole)
+    (cache / "train.npy").write_bytes((cache / "train.npy").read_bytes()[:5000])  # cut short, no stamp
+    calls = []
+    monkeypatch.setattr(data, "token_stream", lambda tok, split: calls.append(split) or [7, 8, 9])
+    assert list(data.encode_split(tokenizer, "train", cache)) == [7, 8, 9] and calls == ["train"]
+    assert list(data.encode_split(tokenizer, "train", cache)) == [7, 8, 9] and calls == ["train"]  # cached now
+    assert not [p for p in cache.iterdir() if p.name.endswith(".partial")]
