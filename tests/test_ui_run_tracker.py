@@ -326,3 +326,25 @@ def test_a_panels_button_pressed_during_its_run_replaces_it_unless_its_inputs_ar
         rest = [out for out in going if out != (gr.skip(),) * 4]  # less the Sweep's ticks before its timed runs
         assert len(rest) == 1 and stopped in str(rest[-1]), panel
         assert handlers._stops._live == {} and handlers._stops._stop_next == set(), panel
+
+
+def test_a_refused_audit_press_said_while_an_audit_ran_keeps_that_audits_summary(engine):
+    """Through Chromium: the refused press's note said "Not run: …; the audit going runs on", then Gradio ran the
+    deferred press (trigger_mode always_last) once the audit had ended: its press listener cleared the note and its
+    run put the refusal in place of the finished audit's summary. The replay now keeps both."""
+    handlers = Handlers(engine)
+    handlers.frame_interval_s = 0
+    args = (0.8, 4, 4, 16, 0.0, 0, False, None)
+    going = handlers.speculative_audit("def f(x):", *args, Request("s1"))
+    next(going)
+    note = handlers.audit_pressed("   ", *args, request=Request("s1"))
+    assert "Not run: the prompt is empty" in note and "The audit going runs on." in note
+    *_, (_, _, summary) = list(going)
+    assert "mean acceptance length" in summary  # it ran on to its end
+    # the deferred press, replayed by Gradio: the note stays, and the refused run leaves the summary as it is
+    assert handlers.audit_pressed("   ", *args, request=Request("s1")) == gr.skip()
+    assert list(handlers.speculative_audit("   ", *args, Request("s1"))) == [(gr.skip(),) * 3]
+    # said once: a refused press with no audit going is said by its run, in the summary, as before
+    assert handlers.audit_pressed("   ", *args, request=Request("s1")) == ""
+    (refused,) = list(handlers.speculative_audit("   ", *args, Request("s1")))
+    assert "the prompt is empty" in refused[2]

@@ -81,6 +81,9 @@ class PanelHandlers(CostModelPanel, SweepPanel):
         # every panel's runs count in one tracker: a timing can then tell whether another run shared the machine
         self.engine = TrackedEngine(engine, RunTracker())
         self._stops = StopRequests()  # each panel's run going in each session, for its Stop and for a newer run
+        # sessions whose refused audit press was said in the audit's note box while an audit went on: Gradio runs
+        # that press's audit once the other has ended (trigger_mode always_last), which then says nothing more
+        self._audit_refusal_said: set[str] = set()
         # a token's piece is fixed for the loaded model; boards and audits look up the same few hundred again
         self.piece = functools.lru_cache(maxsize=None)(engine.tokenizer.piece)
 
@@ -127,8 +130,15 @@ class PanelHandlers(CostModelPanel, SweepPanel):
             self._stream("speculative", prompt, settings)[1].close()  # its checks, not a step of it
         except (ValueError, ImportError) as exc:
             self._pressed(request, "audit", accepted=False)
+            session = getattr(request, "session_hash", None)
             note = self._refused_note(request, "audit", "audit", exc)
-            return "" if note == gr.skip() else note  # none going: the run says why itself, in its summary
+            if note != gr.skip() and session is not None:
+                self._audit_refusal_said.add(session)
+                return note
+            # none going: the run says why itself, in its summary; or this is the said press's own replay, whose
+            # note stays
+            return gr.skip() if session in self._audit_refusal_said else ""
+        self._audit_refusal_said.discard(getattr(request, "session_hash", None))
         self._pressed(request, "audit", accepted=True)
         return ""  # an earlier press's note goes with the audit it was about
 
@@ -348,6 +358,10 @@ class PanelHandlers(CostModelPanel, SweepPanel):
             return
         except ValueError as exc:  # refused before a round ran (inputs are checked first): the message goes over the
             # last audit's rounds and histogram, which stay, as a refused Sweep keeps its plot
+            if getattr(request, "session_hash", None) in self._audit_refusal_said:  # said at its press, while the
+                self._audit_refusal_said.discard(request.session_hash)  # audit that ran on was going: that
+                yield gr.skip(), gr.skip(), gr.skip()  # audit's summary stays (the refusal replaced it)
+                return
             gr.Warning(str(exc))
             yield gr.skip(), gr.skip(), error_html(str(exc))
             return
