@@ -70,17 +70,46 @@ def test_sigterm_ends_a_run_as_ctrl_c_does(tmp_path):
     """`timeout 60 twotower generate --trace t.json ...` ended with no trace and no word (exit 143 from the default
     action); now the steps so far are traced and the run says "terminated"."""
     trace = tmp_path / "t.json"
-    argv = [sys.executable, "-m", "twotower.cli", "generate", "--preset", "tiny", "--mode", "ar", "--no-eos",
-            "--max-new-tokens", "1000000", "--trace", str(trace), "x"]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
-    os.set_blocking(process.stdout.fileno(), False)
-    shown, deadline = b"", time.monotonic() + 300
-    while len(shown) < 20 and time.monotonic() < deadline:  # the prompt and some tokens: it is decoding
-        shown += process.stdout.read(100) or b""
-        time.sleep(0.05)
+    process = start_decoding(["--trace", str(trace)])
     process.send_signal(signal.SIGTERM)
     err = process.stderr.read().decode()
     assert process.wait(timeout=120) == 143 and "Traceback" not in err, err
     assert err.strip().endswith("terminated") and f"the run so far is traced in {trace}" in err
     recorded = json.loads(trace.read_text())
     assert recorded["finished"] is False and len(recorded["events"]) > 0
+
+
+def start_decoding(argv, **popen):
+    """A long tiny-model generation, returned once its streamed text shows it is decoding (stdout non-blocking)."""
+    process = subprocess.Popen([sys.executable, "-m", "twotower.cli", "generate", "--preset", "tiny", "--mode", "ar",
+                                "--no-eos", "--max-new-tokens", "1000000", *argv, "x"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, **popen)
+    os.set_blocking(process.stdout.fileno(), False)
+    shown, deadline = b"", time.monotonic() + 300
+    while len(shown) < 20 and time.monotonic() < deadline:
+        shown += process.stdout.read(100) or b""
+        time.sleep(0.05)
+    return process
+
+
+def test_an_ignored_sigterm_stays_ignored():
+    """`trap '' TERM` (or a supervisor) ignores SIGTERM for its children: the handler took it over, and such a run
+    ended with 143."""
+    process = start_decoding([], preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN))
+    process.send_signal(signal.SIGTERM)
+    time.sleep(1.0)
+    assert process.poll() is None  # still decoding
+    process.kill()
+    process.wait(timeout=60)
+
+
+def test_ctrl_c_of_a_pipeline_still_writes_the_trace(tmp_path):
+    """`twotower generate --trace t.json ... | tee`: Ctrl-C ends the reader too; the newline closing the text was
+    written first, raised BrokenPipeError, and the trace was lost (exit 141, no "interrupted")."""
+    trace = tmp_path / "t.json"
+    process = start_decoding(["--trace", str(trace)])
+    process.stdout.close()  # the reader goes with the Ctrl-C
+    process.send_signal(signal.SIGINT)
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 130 and err.strip().endswith("interrupted") and "Exception" not in err, err
+    assert json.loads(trace.read_text())["finished"] is False

@@ -53,6 +53,9 @@ def test_distilling_ahead_equals_distilling_step_by_step():
     assert model.training  # left as it was
     with pytest.raises(ValueError, match="distill batches"):
         DistillAhead(model, 8, 0.5, batches=0)
+    # in runs of at most max_rows rows (a GPU's memory for the AR prefill): the same windows as one run
+    stacked = torch.cat([windows[s] for s in range(5)])  # 20 rows, 15 distilled: runs of 4, 4, 4, 3
+    assert torch.equal(self_distill(model, stacked, 8, 0.75, max_rows=4), self_distill(model, stacked, 8, 0.75))
 
 
 def test_a_denoiser_run_generates_its_distilled_windows_ahead(tmp_path, monkeypatch):

@@ -65,3 +65,24 @@ def test_a_token_cache_cut_short_is_encoded_again(tmp_path, monkeypatch):
     assert list(data.encode_split(tokenizer, "train", cache)) == [7, 8, 9] and calls == ["train"]
     assert list(data.encode_split(tokenizer, "train", cache)) == [7, 8, 9] and calls == ["train"]  # cached now
     assert not [p for p in cache.iterdir() if p.name.endswith(".partial")]
+
+
+def test_a_report_keeps_its_permissions_its_hard_links_and_a_long_name(tmp_path):
+    """The rename gave a 0600 report 0644 and left a hard link's other name on the old text; its fixed temporary
+    name (nine characters longer) failed a 250-character name that --out had accepted, and two runs writing the
+    same report renamed each other's file away (ENOENT)."""
+    private = tmp_path / "private.md"
+    private.write_text("old")
+    private.chmod(0o600)
+    write_text_file("--out", private, "new")
+    assert private.read_text() == "new" and stat.S_IMODE(private.stat().st_mode) == 0o600
+    linked, other = tmp_path / "linked.md", tmp_path / "other.md"
+    linked.write_text("old")
+    os.link(linked, other)
+    write_text_file("--out", linked, "both names")
+    assert other.read_text() == "both names"
+    long_name = tmp_path / ("r" * 250 + ".md")
+    for text in ("first", "second"):  # new, then over the old one
+        write_text_file("--out", long_name, text)
+    assert long_name.read_text() == "second"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")) == []

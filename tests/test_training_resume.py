@@ -2,6 +2,7 @@
 the history of its settings, a shipped export continues (on steps or on a time budget) with its record, and a
 continuation that cannot start says why before any corpus work and leaves no folder behind."""
 
+import json
 import shutil
 import time
 import types
@@ -326,3 +327,37 @@ def test_continuing_an_export_on_other_windows_says_so(tmp_path, monkeypatch, ca
     assert "trained on other windows" not in capsys.readouterr().err
     training.run_stage("denoiser", tmp_path / "wide", profile="wide", resume=True, init_from=str(first), steps=3)
     assert "was trained on other windows: seq_len 48 -> 64 (the wide profile's" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_training_saves_the_step_going_and_stops(tmp_path, monkeypatch, capsys, signal_name):
+    """A checkpoint every save_every steps (500 in the gpu profile): Ctrl-C, or the SIGTERM of a lease's timeout,
+    lost every step since the last. Now the step going ends, is saved, and the stage stops as the signal would
+    have ended it (KeyboardInterrupt: the CLI's exit 130; SIGTERM's Terminated: 143); --resume goes on from it."""
+    import os
+    import signal
+
+    from twotower.interrupts import Terminated
+
+    training, run = tiny_training_run(monkeypatch, tmp_path)
+    real, calls = training.context_loss, []
+
+    def signalled_in_step_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), getattr(signal, signal_name))  # the handler runs here, in the main thread
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "context_loss", signalled_in_step_3)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated if signal_name == "SIGTERM" else KeyboardInterrupt) as stopped:
+        training.run_stage("context", run, profile="test", steps=10)
+    assert signal_name == "SIGTERM" or type(stopped.value) is KeyboardInterrupt
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # put back
+    state = json.loads((run / "context_ckpt" / "trainer_state.json").read_text())
+    log = [json.loads(line) for line in (run / "context_log.jsonl").read_text().splitlines()]
+    assert state["step"] == 3 and [r["step"] for r in log] == [1, 2, 3] and "val_loss" in log[-1]
+    err = capsys.readouterr().err
+    assert f"{signal_name}: stopping after this step" in err and f"stopped ({signal_name}) at step 3" in err
+    monkeypatch.setattr(training, "context_loss", real)
+    assert training.run_stage("context", run, profile="test", steps=5, resume=True)["step"] == 5

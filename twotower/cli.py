@@ -11,6 +11,8 @@ import signal
 import sys
 import threading
 
+from .interrupts import Terminated, raise_terminated
+
 COMMANDS = {
     "generate": ("twotower.cli_generate", "generate text in any decoding mode"),
     "train": ("twotower.cli_train", "train the default model (stage 1: context tower, stage 2: denoiser, then export)"),
@@ -116,8 +118,11 @@ def main(argv=None) -> int:
         os.environ["TRANSFORMERS_VERBOSITY"] = "error"
     # SIGTERM (timeout, kill, docker stop, a job scheduler) ends a run as Ctrl-C does: what Ctrl-C keeps (a partial
     # trace, a sweep's measured points, a training checkpoint) it keeps, where the default action kept nothing
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    # (not where SIGTERM is ignored, as a supervisor or `trap '' TERM` may set it, nor outside the main thread)
+    previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    takes_term = previous not in (None, signal.SIG_IGN)  # None: a handler set outside Python, left as it is
+    if takes_term:
+        signal.signal(signal.SIGTERM, raise_terminated)
     try:
         return int(modules[args.command].main(args) or 0)
     except ValueError as exc:
@@ -130,16 +135,9 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports a pipe's writer that the reader left
     finally:
-        if in_main_thread:
+        if takes_term:
             signal.signal(signal.SIGTERM, previous)
 
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the run is, as Ctrl-C's KeyboardInterrupt is (every handler of one sees both)."""
-
-
-def _terminate(signum, frame):
-    raise Terminated
 
 
 if __name__ == "__main__":

@@ -207,14 +207,17 @@ def main(args) -> int:
                 done = event
     except (KeyboardInterrupt, BrokenPipeError) as exc:  # Ctrl-C, or a reader gone mid-stream: the steps so far
         # are kept when a trace was asked for ("finished": false); the text so far is already out
-        if isinstance(exc, KeyboardInterrupt) and stream is not None and notes is None:
-            _write("\n")  # the text so far ends its line ("interrupted" follows on stderr)
-        if recorded:
+        if recorded:  # first: the Ctrl-C of a pipeline (`| tee`) ends its reader too, and a write to it raises
             try:
                 save_trace()
                 print(f"the run so far is traced in {trace_path}", file=sys.stderr)
-            except ValueError as exc:  # said, and the interrupt goes on as one
-                print(f"twotower generate: error: {exc}", file=sys.stderr)
+            except ValueError as error:  # said, and the interrupt goes on as one
+                print(f"twotower generate: error: {error}", file=sys.stderr)
+        if isinstance(exc, KeyboardInterrupt) and stream is not None and notes is None:
+            try:
+                _write("\n")  # the text so far ends its line ("interrupted" follows on stderr)
+            except BrokenPipeError:  # the reader went with the same Ctrl-C: the interrupt is what ends the run
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (and nothing fails at exit)
         raise
     text = engine.decode(done.info["new_tokens"][0])
     try:
@@ -226,7 +229,10 @@ def main(args) -> int:
             print(prompt + text)
     except BrokenPipeError:  # the reader left (`| head`): the trace is still written, then it ends as a closed pipe
         if trace_path:
-            save_trace()
+            try:
+                save_trace()
+            except ValueError as error:  # said; the closed pipe still ends it (exit 141, nothing failing at exit)
+                print(f"twotower generate: error: {error}", file=sys.stderr)
         raise
     if not args.json:
         print("---", file=sys.stderr)

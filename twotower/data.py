@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -105,11 +106,18 @@ def encode_split(tokenizer: SentencePieceTokenizer, split: str, cache_dir) -> np
         except (ValueError, OSError, EOFError):  # cut short (a run killed while an older version wrote it in
             pass  # place): "mmap length is greater than file size" ended every later run; it is encoded again
     arr = np.asarray(token_stream(tokenizer, split), dtype=np.uint16)
-    partial = path.with_name(path.name + ".partial")  # np.save would add .npy to a name without it
-    with open(partial, "wb") as handle:  # written whole, then renamed: a kill mid-write leaves no cache behind
-        np.save(handle, arr)
-    os.replace(partial, path)
-    stamp.write_text(digest + "\n")
+    # written whole into a file of its own (two runs sharing a cache each rename a whole one), then renamed: a
+    # kill mid-write leaves no cache behind
+    handle, partial = tempfile.mkstemp(dir=cache_dir, prefix=f".{split}-", suffix=".partial")
+    try:
+        with os.fdopen(handle, "wb") as out:  # (np.save would add .npy to a name given without it)
+            np.save(out, arr)
+        os.replace(partial, path)
+        stamp.write_text(digest + "\n")
+    except OSError as exc:  # a full disk: one line, not a traceback from inside numpy
+        raise ValueError(f"the token cache {str(path)!r} could not be written: {exc.strerror or exc}") from None
+    finally:
+        Path(partial).unlink(missing_ok=True)
     record = cache_dir / CORPUS_RECORD
     if not record.is_file():  # the cache may travel (to a GPU machine with another Python): say what it holds
         record.write_text(json.dumps(describe(), indent=1))

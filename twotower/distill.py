@@ -14,10 +14,18 @@ from typing import Callable
 import torch
 
 
+# Rows one AR run takes at most. transformers' PyTorch Mamba-2 chunk scan (no mamba-ssm on the lent GPU) holds fp32
+# intermediates of ~7 MiB a row in the prefill of a 512-token window (measured on the CPU, transformers 5.17:
+# 0.97 GiB at 128 rows, 3.53 GiB at 512): 8,192 rows are ~55 GiB, inside an H100's 78 with the training beside.
+# The second lease's runs were 2,304 rows; BATCH=256 with 48 batches ahead would be 9,216 (~62 GiB), with 96 twice.
+MAX_AR_ROWS = 8192
+
+
 @torch.no_grad()
-def self_distill(model, tokens: torch.Tensor, prefix_len: int, share: float) -> torch.Tensor:
+def self_distill(model, tokens: torch.Tensor, prefix_len: int, share: float, max_rows: int = MAX_AR_ROWS) -> torch.Tensor:
     """Replace the continuation of the first `share` of the rows of `tokens` (B, T) by the context tower's
-    greedy continuation of their first `prefix_len` tokens. Uses the one AR sampler, batched."""
+    greedy continuation of their first `prefix_len` tokens. Uses the one AR sampler, batched, in runs of at
+    most `max_rows` rows (rows are independent: the same tokens as one run)."""
     from .decoding import generate_ar
 
     n_rows = int(round(share * tokens.shape[0]))
@@ -25,10 +33,12 @@ def self_distill(model, tokens: torch.Tensor, prefix_len: int, share: float) -> 
         return tokens
     was_training = model.training
     model.eval()
-    out = generate_ar(model, tokens[:n_rows, :prefix_len], max_new_tokens=tokens.shape[1] - prefix_len)
-    model.train(was_training)
     tokens = tokens.clone()
-    tokens[:n_rows] = out.sequences.to(tokens.device)
+    for first in range(0, n_rows, max_rows):
+        rows = slice(first, min(n_rows, first + max_rows))
+        out = generate_ar(model, tokens[rows, :prefix_len], max_new_tokens=tokens.shape[1] - prefix_len)
+        tokens[rows] = out.sequences.to(tokens.device)
+    model.train(was_training)
     return tokens
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from .objectives import context_loss, denoiser_loss
+from .interrupts import StopAtStepEnd
 from .train_args import (SHAPE_KEYS, apply_overrides, check_export_paths, check_init_from, check_resume,
                          check_stage_and_profile, read_trainer_state, refuse_model_folder,
                          refuse_overwrite, settings_changed)
@@ -297,57 +298,67 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     val_time = None  # measured at the first validation; until then a guess (forward only: ~1/3 of a step)
     reserve = 0.0  # of the budget, kept for the final validation: the schedule runs over the rest
     saved = start if resuming else None  # the step the checkpoint on disk holds
+    signals = StopAtStepEnd(f"train {stage}")
     try:
-        while step < total:
-            # the share of the run done: what the time-based schedule and the distillation switch read
-            share = (t_last - t_start) / max(1e-9, budget - reserve) if budget else step / total
-            lr_now = lr_at_time(share, cfg.warmup / profile_steps, cfg) if budget else lr_at(step, total, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_now * (min(1.0, (step - start + 1) / rewarm) if rewarm else 1.0)
-            distilling = stage == "denoiser" and cfg.distill_share > 0 and share >= cfg.distill_from
-            if distilling:  # the distilled window, generated `distill_batches` steps ahead
-                with autocast:
-                    batch = distill_ahead(step, window_at, total - 1)
-            else:
-                batch = window_at(step)
-            loss = loss_of(batch, gen, cfg.full_mask_share)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            step += 1
-            now = time.perf_counter()
-            step_time, t_last = now - t_last, now
-            # a budgeted run stops when the next step and the final validation would not fit
-            reserve = val_time if val_time is not None else cfg.eval_batches * step_time / 3
-            last = step == total or (budget is not None and now - t_start + step_time + reserve > budget)
-            record = {"step": step, "loss": round(float(loss.detach()), 4), "lr": optimizer.param_groups[0]["lr"],
-                      # this step's training tokens over its own time (the validation and saves between are not in it)
-                      "tokens_per_s": round(tokens_per_step / step_time, 1), "time": time.time()}
-            if stage == "denoiser" and not distilling and cfg.distill_share > 0:
-                record["distill_share"] = 0.0
-            if step % cfg.eval_every == 0 or last:
-                record["val_loss"] = round(validate(), 4)
-                val_time = time.perf_counter() - now
-                t_last = time.perf_counter()  # validation is not a training step's time
-            log.append(record)
-            bar.update(1)
-            bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}", val=record.get("val_loss", ""))
-            if step % cfg.save_every == 0 or last:
-                if budget:
-                    segment["train_config"]["total_steps"] = step  # as far as the budget went
-                save_state(run_dir, model, optimizer, step, stage, log, cfg, segments, gen)
-                saved = step
-                t_last = time.perf_counter()  # nor is a save: the next step's tokens_per_s read it as training time
-            if last:
-                break
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: say what is kept (the training since the last save is not)
+        with signals:
+            while step < total:
+                # the share of the run done: what the time-based schedule and the distillation switch read
+                share = (t_last - t_start) / max(1e-9, budget - reserve) if budget else step / total
+                lr_now = lr_at_time(share, cfg.warmup / profile_steps, cfg) if budget else lr_at(step, total, cfg)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_now * (min(1.0, (step - start + 1) / rewarm) if rewarm else 1.0)
+                distilling = stage == "denoiser" and cfg.distill_share > 0 and share >= cfg.distill_from
+                if distilling:  # the distilled window, generated `distill_batches` steps ahead
+                    with autocast:
+                        batch = distill_ahead(step, window_at, total - 1)
+                else:
+                    batch = window_at(step)
+                loss = loss_of(batch, gen, cfg.full_mask_share)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                step += 1
+                now = time.perf_counter()
+                step_time, t_last = now - t_last, now
+                # a budgeted run stops when the next step and the final validation would not fit
+                reserve = val_time if val_time is not None else cfg.eval_batches * step_time / 3
+                last = step == total or (budget is not None and now - t_start + step_time + reserve > budget) \
+                    or signals.requested is not None  # a signal: this step is the last, validated and saved
+                record = {"step": step, "loss": round(float(loss.detach()), 4), "lr": optimizer.param_groups[0]["lr"],
+                          # this step's training tokens over its own time (the validation and saves between are
+                          # not in it)
+                          "tokens_per_s": round(tokens_per_step / step_time, 1), "time": time.time()}
+                if stage == "denoiser" and not distilling and cfg.distill_share > 0:
+                    record["distill_share"] = 0.0
+                if step % cfg.eval_every == 0 or last:
+                    record["val_loss"] = round(validate(), 4)
+                    val_time = time.perf_counter() - now
+                    t_last = time.perf_counter()  # validation is not a training step's time
+                log.append(record)
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}",
+                                val=record.get("val_loss", ""))
+                if step % cfg.save_every == 0 or last:
+                    if budget:
+                        segment["train_config"]["total_steps"] = step  # as far as the budget went
+                    save_state(run_dir, model, optimizer, step, stage, log, cfg, segments, gen)
+                    saved = step
+                    t_last = time.perf_counter()  # nor is a save: the next step's tokens_per_s read it as training
+                if last:
+                    break
+    except KeyboardInterrupt:  # a second signal (or one outside the loop): say what is kept (the training since
+        # the last save is not)
         bar.close()
         kept = (f"{run_dir / (stage + '_ckpt')} holds step {saved}: --resume continues from it" if saved
                 else f"no checkpoint was saved yet (one every {cfg.save_every} steps)")
         print(f"\ntrain {stage}: stopped at step {step}; {kept}", file=sys.stderr)
         raise
     bar.close()
+    if signals.requested is not None:
+        print(f"train {stage}: stopped ({signals.requested}) at step {step}, which {run_dir / (stage + '_ckpt')} "
+              "holds: --resume continues from it", file=sys.stderr)
+        signals.stop()
     return record
 
 

@@ -307,26 +307,42 @@ def make_output_dir(name: str, path) -> Path:
 
 
 def write_text_file(name: str, path: Path, text: str) -> None:
-    """Write a run's report whole or not at all: into a file beside it, renamed over it once written (a run killed
-    mid-write left a cut-off CSV or JSON where the last whole one had been). A failure (disk full, the folder
-    removed meanwhile) is a one-line error."""
+    """Write a run's report. Over a report already there: into a file of its own beside it, renamed over it once
+    written, with its permissions (a run killed mid-write left a cut-off CSV or JSON where the last whole one had
+    been). In place where there is none yet, or where renaming would change what the path is: not a plain file
+    (--out /dev/stdout), a link, a file with other names (hard links), or a folder that takes no new file. A
+    failure (disk full, the folder removed meanwhile) is a one-line error."""
     path = Path(path)
-    # in place: what is not a plain file of its own (--out /dev/stdout, a link whose target is the file meant)
-    in_place = path.is_symlink() or (path.exists() and not path.is_file())
-    partial = path.with_name(f".{path.name}.partial")
     try:
-        if not in_place:
-            try:
-                partial.write_text(text, encoding="utf-8")
-                os.replace(partial, path)
-                return
-            except PermissionError:  # a folder that takes no new file (a file of its own there is still writable)
-                pass
-            finally:  # gone once renamed; else what a failed write left (a full disk's part of the text)
-                partial.unlink(missing_ok=True)
-        path.write_text(text, encoding="utf-8")
+        if not _write_beside(path, text):
+            path.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"{name} {str(path)!r} could not be written: {exc.strerror or exc}") from None
+
+
+def _write_beside(path: Path, text: str) -> bool:
+    """write_text_file's rename; False where it writes in place instead (nothing written yet)."""
+    import stat
+
+    try:
+        old = path.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    if not stat.S_ISREG(old.st_mode) or old.st_nlink > 1:
+        return False
+    try:  # a name of its own (two runs writing one report each rename a whole file; a long name stays short)
+        handle, partial = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=".tt-",
+                                           suffix=".partial")
+    except PermissionError:
+        return False
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.chmod(partial, stat.S_IMODE(old.st_mode))  # the old file's (mkstemp's are 0600)
+        os.replace(partial, path)
+    finally:
+        Path(partial).unlink(missing_ok=True)  # gone once renamed; else what a failed write left
+    return True
 
 
 def check_encodable(text: str, what: str) -> None:

@@ -1,0 +1,52 @@
+"""Signals a run ends on: SIGTERM taken as Ctrl-C is (`Terminated`), and training's stop at the end of a step.
+
+Standard library only: the CLI imports this before torch (a command's --help must not wait for it).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (timeout, kill, docker stop, a job scheduler), raised where the run is, as Ctrl-C's KeyboardInterrupt
+    is: every handler of one sees both, and what Ctrl-C keeps (a partial trace, a sweep's points) it keeps."""
+
+
+def raise_terminated(signum, frame):
+    raise Terminated
+
+
+class StopAtStepEnd:
+    """Ctrl-C or SIGTERM while training: the step going ends, is validated and saved, and the stage stops (the run
+    kept only its last checkpoint, up to save_every - 1 steps back: minutes of a GPU lease). A second signal
+    stops at once. Handlers are set in the main thread only (elsewhere nothing changes), not for a signal that is
+    ignored, and put back on exit."""
+
+    def __init__(self, what: str):
+        self.what, self.requested, self._previous = what, None, {}
+
+    def __enter__(self) -> "StopAtStepEnd":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous = signal.getsignal(sig)
+                if previous not in (None, signal.SIG_IGN):  # an ignored one stays ignored (`nohup`, a background
+                    self._previous[sig] = signal.signal(sig, self._handle)  # job's SIGINT), as one set outside
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested is not None:  # the second: at once
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+        print(f"\n{self.what}: {self.requested}: stopping after this step, which is saved (again: stop at once)",
+              file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        """After the save: end the run as the signal would have (the CLI's exit 130, or 143 for SIGTERM)."""
+        raise Terminated if self.requested == "SIGTERM" else KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
