@@ -70,12 +70,25 @@ if [ -f .gpu/context_from/config.json ]; then
 elif [ "${CONTINUE:-0}" = 1 ]; then
   echo "gpu_train: CONTINUE=1 continues the denoiser of .gpu/context_from: run CTX_FROM=<export> scripts/gpu_prepare.sh"; exit 2
 fi
-# the training budgets must leave the smoke, the export and the parts (~60 s on the second lease: 516 s in all
-# for 450 s of training) inside the call, or nothing comes back
+# the training budgets must leave the smoke, the model loads, the final validations and saves, the export and the
+# parts inside the call, or nothing comes back: 66 s around stage 2 alone on the second lease (516 s in all for
+# 450 s of training), ~125-160 s around two stages (the first lease's 195 s held a 105-s smoke since cut down);
+# and a budgeted stage can overrun by one distillation run (~0.2 s a batch ahead on the second lease).
+# CALL_LIMIT_S: the call's limit_s (less than 590 when the session has less device time left).
+LIMIT=${CALL_LIMIT_S:-590}
 TRAIN_S=$(awk -v c="$CTX_MIN" -v d="$DEN_MIN" -v skip="${#INIT[@]}" \
   'BEGIN { print int(60 * ((skip ? 0 : c) + d)) }')
-[ $(( TRAIN_S + 60 )) -le "${CALL_LIMIT_S:-590}" ] || {
-  echo "gpu_train: $TRAIN_S s of training + ~60 s around it exceed the call's ${CALL_LIMIT_S:-590} s: lower CTX_MIN / DEN_MIN"; exit 2; }
+AROUND=$(( ${#INIT[@]} > 0 ? 75 : 160 ))
+AROUND=$(( AROUND + DISTILL_BATCHES / 4 ))
+[ $(( TRAIN_S + AROUND )) -le "$LIMIT" ] || {
+  echo "gpu_train: $TRAIN_S s of training + ~$AROUND s around it exceed the call's $LIMIT s: lower CTX_MIN / DEN_MIN"; exit 2; }
+# Each stage also runs under a deadline, in case it overruns all the same: `timeout` sends SIGTERM, on which the
+# training ends its step, validates and saves it (twotower/interrupts.py), and the export goes on from that step.
+AFTER=45  # s kept after the last stage: the export and the parts (~20 s on the second lease)
+deadline() { local left=$(( LIMIT - SECONDS - $1 )); echo $(( left > 20 ? left : 20 )); }
+# a stage's exit under its deadline: 124 is `timeout`'s (the stage saved its last step: go on), any other failure
+# ends the script as before
+past_deadline() { [ "$1" -eq 124 ] || exit "$1"; echo "$2 stage: stopped at its deadline; $3"; }
 fresh() { rm -rf "$1"; mkdir -p "$1"; cp -r .gpu/. "$1"/; }
 date -u; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || true
 "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())"
@@ -93,10 +106,15 @@ CTX_DESC="$CTX_MIN min"; [ ${#INIT[@]} -eq 0 ] || CTX_DESC="from .gpu/context_fr
 [ "${CONTINUE:-0}" != 1 ] || CTX_DESC="$CTX_DESC, its denoiser continued"
 echo "== train: context $CTX_DESC, denoiser $DEN_MIN min (distillation $DISTILL_SHARE from $DISTILL_FROM of it, $DISTILL_BATCHES batches a run)"
 fresh "$RUN"
-[ ${#INIT[@]} -gt 0 ] || tt train --stage context --profile "$PROFILE" --device "$DEVICE" --out "$RUN" --minutes "$CTX_MIN" \
-  "${BATCH_ARGS[@]}"
-tt train --stage denoiser --profile "$PROFILE" --device "$DEVICE" --out "$RUN" --minutes "$DEN_MIN" "${INIT[@]}" "${BATCH_ARGS[@]}" "${LR_ARGS[@]}" \
-  --distill-share "$DISTILL_SHARE" --distill-from "$DISTILL_FROM" --distill-batches "$DISTILL_BATCHES"
+DEN_S=$(awk -v d="$DEN_MIN" 'BEGIN { print int(60 * d) }')
+[ ${#INIT[@]} -gt 0 ] || timeout -s TERM -k 60 "$(deadline $(( AFTER + DEN_S + 45 )))" \
+  "$PY" -m twotower.cli train --stage context --profile "$PROFILE" --device "$DEVICE" --out "$RUN" --minutes "$CTX_MIN" \
+  "${BATCH_ARGS[@]}" || past_deadline $? context "stage 2 goes on from its last step"
+timeout -s TERM -k 60 "$(deadline "$AFTER")" \
+  "$PY" -m twotower.cli train --stage denoiser --profile "$PROFILE" --device "$DEVICE" --out "$RUN" --minutes "$DEN_MIN" \
+  "${INIT[@]}" "${BATCH_ARGS[@]}" "${LR_ARGS[@]}" \
+  --distill-share "$DISTILL_SHARE" --distill-from "$DISTILL_FROM" --distill-batches "$DISTILL_BATCHES" \
+  || past_deadline $? denoiser "its last step is exported"
 tt train --stage export --out "$RUN" --to "$RUN/export"
 rm -f "$RUN/export/tokenizer.model"  # the shipped one (.gpu/tokenizer.model): gpu_unpack.sh puts it back
 tar -cf - -C "$RUN" export | split -b 15M - "$OUT/export.tar.part-"
@@ -105,7 +123,7 @@ ls -la "$OUT"; date -u
 # what is left of the command's 10 minutes goes to a GPU bench of the new model on the CPU bench's prompts
 # (bf16 denoiser, fp32 context tower: speculative output stays AR's; 1 draft pass, as the shipped model's
 # config says); `timeout` keeps it inside the call
-LEFT=$(( ${CALL_LIMIT_S:-590} - SECONDS ))
+LEFT=$(( LIMIT - SECONDS ))
 if [ "${BENCH:-1}" = 1 ] && [ "$LEFT" -gt 90 ]; then
   echo "== bench on $DEVICE ($LEFT s left)"
   cp .gpu/tokenizer.model "$RUN/export/"
