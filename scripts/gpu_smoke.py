@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from twotower.config import make_config  # noqa: E402
+from twotower.config import cast_model, make_config  # noqa: E402
 from twotower.decoding import drain  # noqa: E402
 from twotower.engine import Engine  # noqa: E402
 from twotower.memory_plan import parse_dtype  # noqa: E402
@@ -339,6 +339,12 @@ def main(argv=None) -> int:
               "with a GPU, or `python scripts/gpu_smoke.py --device cpu --small` to check the script on the CPU.",
               file=sys.stderr)
         return 2
+    missing = [str(d) for d in (ctx_device, den_device)
+               if d.type == "cuda" and (d.index or 0) >= torch.cuda.device_count()]
+    if missing:  # --den-device cuda:1 on a one-GPU lease was a traceback
+        print(f"gpu_smoke: {', '.join(dict.fromkeys(missing))}: this machine has {torch.cuda.device_count()} CUDA "
+              "device(s), numbered from cuda:0", file=sys.stderr)
+        return 2
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -363,7 +369,7 @@ def main(argv=None) -> int:
         check_compiled(dev, prompt[0].tolist(), args, report)
 
     dtype_name = args.timing_dtype or ("bfloat16" if ctx_device.type == "cuda" else "float32")
-    dev.to(parse_dtype(dtype_name))
+    cast_model(dev, parse_dtype(dtype_name))  # the routers stay fp32, as load_engine keeps them
     with paths_for(ctx_device), paths_for(den_device):
         rows = time_layer_types(dev, prompt.to(ctx_device), args.block_size, max(1, args.repeats))
     print_timings(rows, dtype_name)

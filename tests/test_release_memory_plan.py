@@ -187,3 +187,11 @@ def test_state_bytes_grow_with_the_batch(release, den_device):
         assert four[device]["weights"] == one[device]["weights"]
     assert all(one[d]["kv_cache"] > 0 and one[d]["mamba_states"] > 0 for d in one)
     assert (one["cuda:1"]["context_copy"] > 0) if den_device == "cuda:1" else (one["cuda:0"]["context_copy"] == 0)
+
+
+def test_cuda_and_cuda_0_are_one_device():
+    """`--ctx-device cuda --den-device cuda:0` planned two devices' worth: a copy of the context states for a
+    crossing that is none. "cuda" is torch's current device, cuda:0 unless set otherwise."""
+    config = make_config("default")
+    assert plan_memory(config, "cuda", "cuda:0") == plan_memory(config, "cuda:0", "cuda:0")
+    assert list(plan_memory(config, "cuda", "cuda:1")["devices"]) == ["cuda:0", "cuda:1"]

@@ -41,9 +41,12 @@ def parse_dtype(dtype) -> torch.dtype:
 
 def _parse_device(device) -> str:
     try:
-        return str(torch.device(device))
+        parsed = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(f"not a device: {device!r} (examples: cpu, cuda:0, cuda:1)") from None
+    # "cuda" is torch's current device, cuda:0 unless set otherwise: one device, not two (a plan of --ctx-device cuda
+    # --den-device cuda:0 counted a copy of the context states for a device crossing that is none)
+    return f"{parsed.type}:0" if parsed.type == "cuda" and parsed.index is None else str(parsed)
 
 
 def _positive_int(name: str, value) -> int:
