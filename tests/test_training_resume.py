@@ -361,3 +361,32 @@ def test_a_signal_while_training_saves_the_step_going_and_stops(tmp_path, monkey
     assert f"{signal_name}: stopping after this step" in err and f"stopped ({signal_name}) at step 3" in err
     monkeypatch.setattr(training, "context_loss", real)
     assert training.run_stage("context", run, profile="test", steps=5, resume=True)["step"] == 5
+
+
+def test_a_budgeted_stage_counts_the_distillation_run_its_next_step_needs(tmp_path, monkeypatch):
+    """The --minutes stop test took the next step to cost what the last one did, but a step whose distilled window
+    is not generated yet runs the AR generation first (~30 s on a GPU with 96 batches ahead): the budget overran
+    by that. On a clock of the test's own (50 ms a reading, a distillation run 2 s), the stage now ends inside
+    its 6-second budget."""
+    from twotower import distill
+
+    training, run = tiny_training_run(monkeypatch, tmp_path)
+    training.run_stage("context", run, profile="test", steps=2)
+    clock = [0.0]
+
+    def perf_counter():
+        clock[0] += 0.05
+        return clock[0]
+
+    real = distill.DistillAhead.__call__
+
+    def slow_generation(self, step, *args, **kwargs):
+        if not self.ready(step):
+            clock[0] += 2.0
+        return real(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(training, "time", types.SimpleNamespace(perf_counter=perf_counter, time=time.time))
+    monkeypatch.setattr(distill.DistillAhead, "__call__", slow_generation)
+    record = training.run_stage("denoiser", run, profile="test", minutes=0.1, distill_share=0.5, distill_from=0.0,
+                                distill_batches=3)
+    assert record["step"] >= 3 and clock[0] <= 6.0, (record["step"], clock[0])

@@ -56,6 +56,10 @@ class DistillAhead:
         self.model, self.prefix_len, self.share, self.batches = model, prefix_len, share, batches
         self._ready: dict[int, torch.Tensor] = {}
 
+    def ready(self, step: int) -> bool:
+        """Whether step's window is generated already (asking for one that is not runs the AR generation)."""
+        return step in self._ready
+
     def __call__(self, step: int, window_at: Callable[[int], torch.Tensor], last_step: int | None = None) -> torch.Tensor:
         if step not in self._ready:
             end = step + self.batches if last_step is None else min(step + self.batches, last_step + 1)

@@ -296,6 +296,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     t_start = t_last = time.perf_counter()
     step, record, step_time = start, {}, 0.0
     val_time = None  # measured at the first validation; until then a guess (forward only: ~1/3 of a step)
+    ahead_s = 0.0  # the last distillation run's seconds
     reserve = 0.0  # of the budget, kept for the final validation: the schedule runs over the rest
     saved = start if resuming else None  # the step the checkpoint on disk holds
     signals = StopAtStepEnd(f"train {stage}")
@@ -308,9 +309,13 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
                 for group in optimizer.param_groups:
                     group["lr"] = lr_now * (min(1.0, (step - start + 1) / rewarm) if rewarm else 1.0)
                 distilling = stage == "denoiser" and cfg.distill_share > 0 and share >= cfg.distill_from
+                ran_ahead = 0.0  # this step's distillation run, if it made one
                 if distilling:  # the distilled window, generated `distill_batches` steps ahead
+                    fresh, tick = not distill_ahead.ready(step), time.perf_counter()
                     with autocast:
                         batch = distill_ahead(step, window_at, total - 1)
+                    if fresh:
+                        ran_ahead = ahead_s = time.perf_counter() - tick
                 else:
                     batch = window_at(step)
                 loss = loss_of(batch, gen, cfg.full_mask_share)
@@ -321,14 +326,18 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
                 step += 1
                 now = time.perf_counter()
                 step_time, t_last = now - t_last, now
+                train_s = step_time - ran_ahead  # the step itself, its window's generation apart
                 # a budgeted run stops when the next step and the final validation would not fit
-                reserve = val_time if val_time is not None else cfg.eval_batches * step_time / 3
-                last = step == total or (budget is not None and now - t_start + step_time + reserve > budget) \
+                reserve = val_time if val_time is not None else cfg.eval_batches * train_s / 3
+                # the next step's time: this one's, and a distillation run if it has no window ready (~30 s on a
+                # GPU with 96 batches ahead: a budget overran by that much)
+                next_s = train_s + (ahead_s if distilling and not distill_ahead.ready(step) else 0.0)
+                last = step == total or (budget is not None and now - t_start + next_s + reserve > budget) \
                     or signals.requested is not None  # a signal: this step is the last, validated and saved
                 record = {"step": step, "loss": round(float(loss.detach()), 4), "lr": optimizer.param_groups[0]["lr"],
                           # this step's training tokens over its own time (the validation and saves between are
-                          # not in it)
-                          "tokens_per_s": round(tokens_per_step / step_time, 1), "time": time.time()}
+                          # not in it, nor the generation of distilled windows: `time` has the wall clock)
+                          "tokens_per_s": round(tokens_per_step / max(train_s, 1e-9), 1), "time": time.time()}
                 if stage == "denoiser" and not distilling and cfg.distill_share > 0:
                     record["distill_share"] = 0.0
                 if step % cfg.eval_every == 0 or last:
