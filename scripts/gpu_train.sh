@@ -76,6 +76,11 @@ fi
 # and a budgeted stage can overrun by one distillation run (~0.2 s a batch ahead on the second lease).
 # CALL_LIMIT_S: the call's limit_s (less than 590 when the session has less device time left).
 LIMIT=${CALL_LIMIT_S:-590}
+# whole numbers where the arithmetic below needs them (bash printed "8.5: syntax error" and went on, and the value
+# failed at stage 2's start, after stage 1's minutes)
+for name in LIMIT DISTILL_BATCHES; do
+  [[ ${!name} =~ ^[1-9][0-9]*$ ]] || { echo "gpu_train: $name must be a whole number, got '${!name}'"; exit 2; }
+done
 TRAIN_S=$(awk -v c="$CTX_MIN" -v d="$DEN_MIN" -v skip="${#INIT[@]}" \
   'BEGIN { print int(60 * ((skip ? 0 : c) + d)) }')
 AROUND=$(( ${#INIT[@]} > 0 ? 75 : 160 ))
@@ -83,12 +88,14 @@ AROUND=$(( AROUND + DISTILL_BATCHES / 4 ))
 [ $(( TRAIN_S + AROUND )) -le "$LIMIT" ] || {
   echo "gpu_train: $TRAIN_S s of training + ~$AROUND s around it exceed the call's $LIMIT s: lower CTX_MIN / DEN_MIN"; exit 2; }
 # Each stage also runs under a deadline, in case it overruns all the same: `timeout` sends SIGTERM, on which the
-# training ends its step, validates and saves it (twotower/interrupts.py), and the export goes on from that step.
-AFTER=45  # s kept after the last stage: the export and the parts (~20 s on the second lease)
+# training ends its step, validates and saves it (twotower/interrupts.py), and the export goes on from that step;
+# 40 s later (a distillation run under way is not cut) it kills the stage, and the export takes the last save.
+AFTER=75  # s kept after the last stage's deadline: its stop (up to the kill's 40) and the export and parts (~20 s)
 deadline() { local left=$(( LIMIT - SECONDS - $1 )); echo $(( left > 20 ? left : 20 )); }
-# a stage's exit under its deadline: 124 is `timeout`'s (the stage saved its last step: go on), any other failure
-# ends the script as before
-past_deadline() { [ "$1" -eq 124 ] || exit "$1"; echo "$2 stage: stopped at its deadline; $3"; }
+# a stage's exit under its deadline: 124 is `timeout`'s (the stage saved its step: go on), 137 its kill after the
+# grace (its last save, recovered by the export, is kept); any other failure ends the script as before
+past_deadline() {
+  [ "$1" -eq 124 ] || [ "$1" -eq 137 ] || exit "$1"; echo "$2 stage: stopped at its deadline ($1); $3"; }
 fresh() { rm -rf "$1"; mkdir -p "$1"; cp -r .gpu/. "$1"/; }
 date -u; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || true
 "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())"
@@ -107,10 +114,10 @@ CTX_DESC="$CTX_MIN min"; [ ${#INIT[@]} -eq 0 ] || CTX_DESC="from .gpu/context_fr
 echo "== train: context $CTX_DESC, denoiser $DEN_MIN min (distillation $DISTILL_SHARE from $DISTILL_FROM of it, $DISTILL_BATCHES batches a run)"
 fresh "$RUN"
 DEN_S=$(awk -v d="$DEN_MIN" 'BEGIN { print int(60 * d) }')
-[ ${#INIT[@]} -gt 0 ] || timeout -s TERM -k 60 "$(deadline $(( AFTER + DEN_S + 45 )))" \
+[ ${#INIT[@]} -gt 0 ] || timeout -s TERM -k 40 "$(deadline $(( AFTER + DEN_S + 45 )))" \
   "$PY" -m twotower.cli train --stage context --profile "$PROFILE" --device "$DEVICE" --out "$RUN" --minutes "$CTX_MIN" \
   "${BATCH_ARGS[@]}" || past_deadline $? context "stage 2 goes on from its last step"
-timeout -s TERM -k 60 "$(deadline "$AFTER")" \
+timeout -s TERM -k 40 "$(deadline "$AFTER")" \
   "$PY" -m twotower.cli train --stage denoiser --profile "$PROFILE" --device "$DEVICE" --out "$RUN" --minutes "$DEN_MIN" \
   "${INIT[@]}" "${BATCH_ARGS[@]}" "${LR_ARGS[@]}" \
   --distill-share "$DISTILL_SHARE" --distill-from "$DISTILL_FROM" --distill-batches "$DISTILL_BATCHES" \

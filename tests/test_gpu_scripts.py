@@ -70,3 +70,9 @@ def test_gpu_train_continue_needs_an_export_to_continue(tmp_path):
     before any work instead of training a fresh denoiser the caller did not ask for."""
     result = run_prepared_gpu_train(tmp_path, CONTINUE="1", DEN_MIN="1")
     assert result.returncode == 2 and "CTX_FROM=<export> scripts/gpu_prepare.sh" in result.stdout + result.stderr
+
+
+def test_gpu_train_refuses_a_distill_batches_that_is_not_whole(tmp_path):
+    """bash printed "8.5: syntax error" and went on; the value failed at stage 2's start, after stage 1's minutes."""
+    result = run_prepared_gpu_train(tmp_path, DISTILL_BATCHES="8.5", DEN_MIN="1")
+    assert result.returncode == 2 and "DISTILL_BATCHES must be a whole number, got '8.5'" in result.stdout + result.stderr

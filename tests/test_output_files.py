@@ -86,3 +86,29 @@ def test_a_report_keeps_its_permissions_its_hard_links_and_a_long_name(tmp_path)
         write_text_file("--out", long_name, text)
     assert long_name.read_text() == "second"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")) == []
+
+
+def test_a_report_that_cannot_be_replaced_is_written_in_place(tmp_path, monkeypatch):
+    """Another user's writable report in a sticky folder (/tmp): the rename is refused (EPERM) where a write in
+    place is not; it failed the run's end."""
+    out = tmp_path / "theirs.md"
+    out.write_text("old")
+
+    def refused(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "replace", refused)
+    write_text_file("--out", out, "new")
+    assert out.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["theirs.md"]
+
+
+def test_the_token_cache_is_readable_as_a_file_opened_plainly_is(tmp_path, monkeypatch):
+    """mkstemp's files are 0600: a cache shared or carried between users could not be read by the others."""
+    from twotower import data
+    from twotower.tokenizer import SentencePieceTokenizer
+
+    tokenizer = SentencePieceTokenizer(os.path.join(os.path.dirname(__file__), "..", "assets/default/tokenizer.model"))
+    monkeypatch.setattr(data, "token_stream", lambda tok, split: [7, 8, 9])
+    data.encode_split(tokenizer, "validation", tmp_path)
+    (tmp_path / "plain").write_text("x")
+    assert stat.S_IMODE((tmp_path / "validation.npy").stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode)

@@ -390,3 +390,35 @@ def test_a_budgeted_stage_counts_the_distillation_run_its_next_step_needs(tmp_pa
     record = training.run_stage("denoiser", run, profile="test", minutes=0.1, distill_share=0.5, distill_from=0.0,
                                 distill_batches=3)
     assert record["step"] >= 3 and clock[0] <= 6.0, (record["step"], clock[0])
+
+
+def test_a_second_signal_during_a_save_waits_for_the_checkpoint_to_be_whole():
+    """The first Ctrl-C's message invites a second; one that landed inside save_state left a half-removed folder
+    (every later save then failed) and a message naming a step the disk did not hold."""
+    import os
+    import signal
+
+    from twotower.interrupts import StopAtStepEnd
+
+    saved = []
+    with pytest.raises(KeyboardInterrupt):
+        with StopAtStepEnd("train test") as signals:
+            os.kill(os.getpid(), signal.SIGINT)  # the first: stop after this step
+            assert signals.requested == "SIGINT"
+            with signals.holding():
+                os.kill(os.getpid(), signal.SIGINT)  # the second, during the save: it waits
+                saved.append("whole")
+    assert saved == ["whole"]
+
+
+def test_a_save_cleans_up_what_a_stopped_save_left(tmp_path, monkeypatch):
+    """A save stopped while it removed context_ckpt.previous (after its swap) left that folder half there, and the
+    next save's rename onto it failed ("Directory not empty") at every save after."""
+    training, run = tiny_training_run(monkeypatch, tmp_path)
+    training.run_stage("context", run, profile="test", steps=2)
+    leftover = run / "context_ckpt.previous"
+    leftover.mkdir()
+    (leftover / "optimizer.safetensors").write_text("half removed")
+    training.run_stage("context", run, profile="test", steps=3, resume=True)
+    assert json.loads((run / "context_ckpt" / "trainer_state.json").read_text())["step"] == 3
+    assert not leftover.exists()

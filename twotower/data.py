@@ -91,6 +91,13 @@ def token_stream(tokenizer, split: str) -> list[int]:
     return stream
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it: training is single-threaded while it encodes)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def encode_split(tokenizer: SentencePieceTokenizer, split: str, cache_dir) -> np.ndarray:
     """All files of a split as one uint16 stream, each file followed by EOS. Cached by split name and by the
     tokenizer that encoded it: a cache another tokenizer wrote (a retrained one beside an old data/ folder, a
@@ -108,16 +115,19 @@ def encode_split(tokenizer: SentencePieceTokenizer, split: str, cache_dir) -> np
     arr = np.asarray(token_stream(tokenizer, split), dtype=np.uint16)
     # written whole into a file of its own (two runs sharing a cache each rename a whole one), then renamed: a
     # kill mid-write leaves no cache behind
-    handle, partial = tempfile.mkstemp(dir=cache_dir, prefix=f".{split}-", suffix=".partial")
+    partial = None
     try:
+        handle, partial = tempfile.mkstemp(dir=cache_dir, prefix=f".{split}-", suffix=".partial")
         with os.fdopen(handle, "wb") as out:  # (np.save would add .npy to a name given without it)
             np.save(out, arr)
+        os.chmod(partial, 0o666 & ~_umask())  # a cache's mode as open() gives it (mkstemp's is 0600: one user's)
         os.replace(partial, path)
         stamp.write_text(digest + "\n")
-    except OSError as exc:  # a full disk: one line, not a traceback from inside numpy
+    except OSError as exc:  # a full disk, a folder not writable: one line, not a traceback from inside numpy
         raise ValueError(f"the token cache {str(path)!r} could not be written: {exc.strerror or exc}") from None
     finally:
-        Path(partial).unlink(missing_ok=True)
+        if partial is not None:
+            Path(partial).unlink(missing_ok=True)
     record = cache_dir / CORPUS_RECORD
     if not record.is_file():  # the cache may travel (to a GPU machine with another Python): say what it holds
         record.write_text(json.dumps(describe(), indent=1))

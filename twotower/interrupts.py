@@ -5,6 +5,7 @@ Standard library only: the CLI imports this before torch (a command's --help mus
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -27,6 +28,7 @@ class StopAtStepEnd:
 
     def __init__(self, what: str):
         self.what, self.requested, self._previous = what, None, {}
+        self._holding, self._second = False, None  # a save going, and a second signal that came during it
 
     def __enter__(self) -> "StopAtStepEnd":
         if threading.current_thread() is threading.main_thread():
@@ -37,11 +39,26 @@ class StopAtStepEnd:
         return self
 
     def _handle(self, signum, frame) -> None:
-        if self.requested is not None:  # the second: at once
+        if self.requested is not None:  # the second: at once, or once the save going is whole
+            if self._holding:
+                self._second = signum
+                return
             raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
         self.requested = signal.Signals(signum).name
         print(f"\n{self.what}: {self.requested}: stopping after this step, which is saved (again: stop at once)",
               file=sys.stderr, flush=True)
+
+    @contextlib.contextmanager
+    def holding(self):
+        """A checkpoint save: a second signal during it takes effect once it is written (one that cut it half way
+        left a half-removed folder that made every later save fail)."""
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+        if self._second is not None:
+            raise Terminated if self._second == signal.SIGTERM else KeyboardInterrupt
 
     def stop(self) -> None:
         """After the save: end the run as the signal would have (the CLI's exit 130, or 143 for SIGTERM)."""

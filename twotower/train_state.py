@@ -45,6 +45,9 @@ def save_state(run_dir: Path, model, optimizer, step: int, stage: str, log: list
     if generator is not None:
         save_file({"mask_generator": generator.get_state()}, str(saving / RNG_FILE))
     if ckpt.exists():
+        # what a save stopped while it removed `previous` left (the swap was done: ckpt is whole) would make the
+        # rename below fail at every later save ("Directory not empty")
+        shutil.rmtree(previous, ignore_errors=True)
         ckpt.rename(previous)  # (a crash between the two renames: recover_checkpoint puts it back)
     saving.rename(ckpt)
     shutil.rmtree(previous, ignore_errors=True)

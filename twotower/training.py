@@ -329,9 +329,12 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
                 train_s = step_time - ran_ahead  # the step itself, its window's generation apart
                 # a budgeted run stops when the next step and the final validation would not fit
                 reserve = val_time if val_time is not None else cfg.eval_batches * train_s / 3
-                # the next step's time: this one's, and a distillation run if it has no window ready (~30 s on a
-                # GPU with 96 batches ahead: a budget overran by that much)
-                next_s = train_s + (ahead_s if distilling and not distill_ahead.ready(step) else 0.0)
+                # the next step's time: this one's, and a distillation run if it distils and has no window ready
+                # (~30 s on a GPU with 96 batches ahead: a budget overran by that much; a first run, not timed
+                # yet, is left to the caller's margin: gpu_train.sh's)
+                next_share = (now + train_s - t_start) / max(1e-9, budget - reserve) if budget else step / total
+                next_distills = stage == "denoiser" and cfg.distill_share > 0 and next_share >= cfg.distill_from
+                next_s = train_s + (ahead_s if next_distills and not distill_ahead.ready(step) else 0.0)
                 last = step == total or (budget is not None and now - t_start + next_s + reserve > budget) \
                     or signals.requested is not None  # a signal: this step is the last, validated and saved
                 record = {"step": step, "loss": round(float(loss.detach()), 4), "lr": optimizer.param_groups[0]["lr"],
@@ -351,8 +354,9 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
                 if step % cfg.save_every == 0 or last:
                     if budget:
                         segment["train_config"]["total_steps"] = step  # as far as the budget went
-                    save_state(run_dir, model, optimizer, step, stage, log, cfg, segments, gen)
-                    saved = step
+                    with signals.holding():  # a second Ctrl-C waits for the checkpoint to be whole
+                        save_state(run_dir, model, optimizer, step, stage, log, cfg, segments, gen)
+                        saved = step
                     t_last = time.perf_counter()  # nor is a save: the next step's tokens_per_s read it as training
                 if last:
                     break

@@ -340,6 +340,8 @@ def _write_beside(path: Path, text: str) -> bool:
             out.write(text)
         os.chmod(partial, stat.S_IMODE(old.st_mode))  # the old file's (mkstemp's are 0600)
         os.replace(partial, path)
+    except PermissionError:  # another user's file in a sticky folder (/tmp): writable, not replaceable
+        return False
     finally:
         Path(partial).unlink(missing_ok=True)  # gone once renamed; else what a failed write left
     return True
