@@ -80,11 +80,11 @@ def main(argv=None) -> int:
 
         print("compiling the decode passes (torch.compile, one-off; a few minutes on a CPU) ...", flush=True)
         print(f"compiled and warmed up in {warm_up(engine):.0f} s", flush=True)
-    from ui.app import build_demo
+    from ui.app import PAGE_CSS, build_demo
 
     demo = build_demo(engine, concurrency_limit=args.concurrency)
     try:
-        demo.launch(server_name=args.host, server_port=args.port, share=args.share)
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=PAGE_CSS)
     except OSError as exc:  # gradio's "Cannot find empty port in range: 7860-7860": the port is taken
         print(f"error: cannot serve on {args.host}:{args.port} ({exc}); another server may hold the port: "
               "stop it or give --port", file=sys.stderr)

@@ -15,7 +15,7 @@ gradio_client = pytest.importorskip("gradio_client")
 
 from twotower.decoding import drain  # noqa: E402
 from twotower.engine import load_engine  # noqa: E402
-from ui.app import build_demo, launch_local  # noqa: E402
+from ui.app import PAGE_CSS, build_demo, launch_local  # noqa: E402
 
 # prompt, mode, γ, S, steps per block, max new tokens, temperature, seed, colour by (, anchor first)
 SMALL = (0.8, 4, 4, 8, 0.0, 0)
@@ -295,7 +295,7 @@ def test_app_binds_locally_without_a_share_link_by_default(monkeypatch, capsys):
     launched = {}
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.update(kwargs))
     assert app_script.main(["--preset", "tiny", "--port", "7999"]) == 0
-    assert launched == {"server_name": "127.0.0.1", "server_port": 7999, "share": False}
+    assert launched == {"server_name": "127.0.0.1", "server_port": 7999, "share": False, "css": PAGE_CSS}
     assert "note: --preset tiny builds random weights" in capsys.readouterr().err  # as every twotower command
     with pytest.raises(SystemExit) as refused:  # a prefix is not taken for --concurrency, as in every twotower command
         app_script.parse_args(["--preset", "tiny", "--conc", "3"])
@@ -385,3 +385,15 @@ def test_a_checkbox_sent_as_a_string_is_refused_by_its_label(app):
     assert "adaptive draft length must be True or False" in summary
     *_, message = client.predict(["fibonacci"], "", "0.8", "4", 4, 8, "yes", 1, api_name="/sweep")
     assert "anchored diffusion must be True or False" in message
+
+
+def test_the_page_shows_a_keyboard_users_focus_on_every_control(app):
+    """Range sliders and checked radios drew no focus ring (0 pixels changed on focus, through Chromium): the
+    page's own CSS, given to launch() by app.py and launch_local alike, outlines them."""
+    import json
+    import urllib.request
+
+    _, url, _ = app
+    with urllib.request.urlopen(url.rstrip("/") + "/config") as response:
+        css = json.load(response).get("css") or ""
+    assert "input[type=range]:focus-visible" in css and "input[type=radio]:focus-visible" in css

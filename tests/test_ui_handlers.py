@@ -372,6 +372,26 @@ def test_a_slider_release_reruns_the_prompt_only_on_the_playground_tab(engine):
     assert len(list(handlers.rerun("playground", *args))) > 1 and handlers.engine.pulled > 0
 
 
+def test_a_release_that_changes_nothing_on_a_finished_board_runs_nothing(engine):
+    """Gradio sends a slider's release when its number box loses focus, changed or not: tabbing through γ, S and
+    steps re-ran the prompt three times (each replacing the board and its saved trace). A release whose inputs
+    are those of the finished run on the board now leaves it; a changed one, or a board mid-run, runs."""
+    handlers = Handlers(CountingEngine(engine))
+    s = SETTINGS
+    args = ["def f(x):", "diffusion", s["gamma"], s["block_size"], s["steps_per_block"], s["max_new_tokens"],
+            s["temperature"], s["seed"], "step", False]
+    *_, (_, _, _, record, _) = list(handlers.rerun("playground", *args))
+    pulled = handlers.engine.pulled
+    assert list(handlers.rerun("playground", *args, record)) == [(gr.skip(),) * 5] and handlers.engine.pulled == pulled
+    changed = list(args)
+    changed[4] = s["steps_per_block"] - 1
+    assert len(list(handlers.rerun("playground", *changed, record))) > 1 and handlers.engine.pulled > pulled
+    mid_run = {**record, "events": record["events"][:-1]}  # no "done": a run the release superseded
+    assert len(list(handlers.rerun("playground", *args, mid_run))) > 1
+    stopped = {**record, "stopped": True}
+    assert len(list(handlers.rerun("playground", *args, stopped))) > 1
+
+
 def test_a_race_can_be_stopped_between_two_timed_runs_and_says_so(engine):
     """The Race yielded once per mode, so Stop landed only after a warm-up and every timed run of the mode."""
     handlers = Handlers(engine)

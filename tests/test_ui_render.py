@@ -99,7 +99,7 @@ def test_colour_scales():
     hues = [int(re.match(r"hsl\((\d+)", step_colour(s, 8)).group(1)) for s in range(8)]
     assert hues[0] == 210 and hues[-1] == 30 and hues == sorted(hues, reverse=True)
     assert step_colour(0, 1) == step_colour(5, 1)  # one step per block: one colour
-    assert confidence_colour(-1).startswith("hsl(0,") and confidence_colour(2).startswith("hsl(120,")
+    assert confidence_colour(-1) == "hsl(30, 75%, 68%)" and confidence_colour(2) == "hsl(200, 75%, 90%)"
     assert token_text("") == "∅" and token_text(" a\t") == "␣a⇥"
 
 

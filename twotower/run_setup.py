@@ -51,9 +51,16 @@ def engine_from_args(args):
     engine = load_engine(args.model, args.preset, args.ctx_device, args.den_device, dtype=args.dtype,
                          den_dtype=args.den_dtype)  # names (dtype_flag's): load_engine parses them
     if getattr(args, "compile", False):
+        import multiprocessing
+
         from .compiled import compile_towers
 
         compile_towers(engine.model)
+        if multiprocessing.parent_process() is None:  # said once, not by each eval worker
+            # the compile happens at the passes' first calls, in a warm-up or the run: a bench said nothing for
+            # its seven minutes on this CPU
+            print("note: --compile: torch.compile compiles the decode passes at their first calls (minutes on a "
+                  "CPU, before anything is timed), with nothing printed meanwhile", file=sys.stderr, flush=True)
     return engine
 
 

@@ -4,12 +4,15 @@ ui.panel_handlers and ui.sweep_panel have the other five).
 Wiring notes (Gradio 6 front-end behaviour, checked in its source: the listeners of one trigger run in
 the order they were registered, each queue-free one awaited before the next, and a listener's `cancels=` is
 sent as the listener is dispatched, before its own function runs):
-* Generate and Enter in the prompt are one listener (api_name "generate"); pressed while a run is going, they
-  supersede it (it stops at its next step) and run the prompt as it is now.
+* Generate and Shift+Enter in the prompt (Enter makes a new line in a box of several) are one listener (api_name
+  "generate"); pressed while a run is going, they supersede it (it stops at its next step) and run the prompt as
+  it is now.
 * Releasing γ / S / steps first runs a queue-free listener that supersedes the session's run in flight
-  (Playground tab only; it stops at its next step), then re-runs the prompt with trigger_mode="multiple" while the Playground tab is open (a State follows the tab;
-  the mode radio and the anchor checkbox re-run the same way); a re-run still going is superseded server-side
-  (one live run per browser session, in the StopRequests of every panel: the older stops at its next step).
+  (Playground tab only; it stops at its next step), then re-runs the prompt with trigger_mode="multiple" while
+  the Playground tab is open (a State follows the tab; the mode radio and the anchor checkbox re-run the same
+  way), unless the board holds a finished run of the same inputs (Gradio sends a release whenever a slider's
+  number box loses focus); a re-run still going is superseded server-side (one live run per browser session,
+  in the StopRequests of every panel: the older stops at its next step).
 * Each long-running panel has its own Stop, ending its own run at its next step, and a follow-up listener
   turns the panel's "running" line into a "stopped" one. The Playground's cancels in Gradio (its run yields
   every step) and tells its run too (a cancel missed a run pressed a moment before); the Race's, the audit's
@@ -37,6 +40,13 @@ from .render_panels import MODE_LABELS
 
 MODE_CHOICES = [(MODE_LABELS[mode], mode) for mode in MODES]  # (label, value), in the engine's order
 AFTER_STOP = "always_last"  # see the Race wiring
+PROMPT_KEYS = "Shift+Enter runs it (Enter: a new line)"
+# the page's own rules, beside the components' (render.CSS): a keyboard user's focus shows on every control
+# (range sliders and checked radios drew none)
+PAGE_CSS = """
+input[type=range]:focus-visible, input[type=radio]:focus-visible, input[type=checkbox]:focus-visible {
+  outline: 2px solid #1c7ed6; outline-offset: 2px; }
+"""
 # Every listener that runs the model shares one concurrency group: at most `concurrency_limit` runs at
 # once over all panels and users; the rest wait in Gradio's queue.
 ENGINE = "engine"
@@ -120,7 +130,7 @@ def _playground_tab(c, engine) -> None:
         with gr.Row():
             # as tall as the controls beside it (5 lines left an empty band under the box)
             c.prompt = gr.Textbox(value=DEFAULT_PROMPT, lines=13, max_lines=20, label="Prompt",
-                                  elem_id="prompt", scale=3)
+                                  info=PROMPT_KEYS, elem_id="prompt", scale=3)
             with gr.Column(scale=1, min_width=200):
                 c.mode = gr.Radio(MODE_CHOICES, value="diffusion", label="mode", info="a change re-runs",
                                   elem_id="mode")
@@ -159,7 +169,7 @@ def _race_tab(c) -> None:
                     "Another run going meanwhile (another tab, another user) slows a timing: "
                     "its card then says so.")
         with gr.Row():
-            c.race_prompt = gr.Textbox(value=DEFAULT_PROMPT, lines=4, label="Prompt",
+            c.race_prompt = gr.Textbox(value=DEFAULT_PROMPT, lines=4, label="Prompt", info=PROMPT_KEYS,
                                        elem_id="race-prompt", scale=3)
             with gr.Column(scale=1, min_width=200):
                 c.race_modes = ChoiceGroup(RACE_CHOICES, value=["diffusion"],
@@ -182,7 +192,8 @@ def _race_tab(c) -> None:
 def _audit_tab(c, cfg) -> None:
     """The speculative audit: draft-length controls, rounds table, histogram, summary."""
     with gr.Tab("Speculative audit", id="audit") as c.tabs["audit"]:
-        c.audit_prompt = gr.Textbox(value=DEFAULT_PROMPT, lines=4, label="Prompt", elem_id="audit-prompt")
+        c.audit_prompt = gr.Textbox(value=DEFAULT_PROMPT, lines=4, label="Prompt", info=PROMPT_KEYS,
+                                    elem_id="audit-prompt")
         with gr.Row():
             c.audit_adaptive = gr.Checkbox(False, label="adaptive draft length",
                                            info="longer after full acceptances, shorter after rejections",
@@ -381,5 +392,5 @@ def launch_local(demo: gr.Blocks) -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    demo.launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True)
+    demo.launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True, css=PAGE_CSS)
     return f"http://127.0.0.1:{port}/"

@@ -107,11 +107,27 @@ class Handlers(PanelHandlers):
               colour_by="step", anchor_first=False, previous=None, request: gr.Request = None):
         """A slider release re-runs the Playground's prompt only while its tab is open: from the Race or the
         Sweep (whose own runs read the same sliders) a hidden run would share the CPU with their timings."""
-        if tab != "playground":
+        if tab != "playground" or self._board_shows(previous, prompt, mode, gamma, block_size, steps_per_block,
+                                                    max_new_tokens, temperature, seed, anchor_first):
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         yield from self.generate(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
                                  colour_by, anchor_first, previous, request)
+
+    @staticmethod
+    def _board_shows(previous, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
+                     anchor_first) -> bool:
+        """Whether the board holds a finished run of exactly these inputs. Gradio sends a slider's release when its
+        number box loses focus, changed or not: tabbing through the settings re-ran the prompt three times."""
+        events = (previous or {}).get("events") or []
+        if not events or events[-1].kind != "done" or previous.get("stopped"):
+            return False  # nothing finished there (a run in flight was superseded by this release: run anew)
+        try:
+            settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
+        except ValueError:  # a refused setting: the run says why
+            return False
+        return (previous.get("prompt"), previous.get("mode"), previous.get("settings")) == \
+            (prompt, mode, {**settings, "anchor_first": anchor_first})
 
     def _generate(self, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
                   colour_by, session, anchor_first=False, previous=None, stopped=lambda: False):

@@ -23,11 +23,11 @@ CSS = """
 .tt-row { display: flex; flex-wrap: wrap; align-items: center; gap: 2px; padding: 3px 4px; margin: 2px 0;
   border-radius: 4px; border: 1px solid transparent; }
 .tt-row.active { border-color: #e8590c; background: #fff4e6; box-shadow: 0 0 0 1px #e8590c inset; }
-.tt-label { width: 3.2em; color: #888; font-size: 11px; flex: none; }
+.tt-label { width: 3.2em; color: #5c5f66; font-size: 11px; flex: none; }  /* 4.5:1 and more */
 .tt-cell { display: inline-block; min-width: 1.6em; padding: 1px 4px; border-radius: 3px; text-align: center;
   white-space: pre; color: #111; border: 1px solid rgba(0,0,0,0.12); }
 .tt-cell.mask { background: repeating-linear-gradient(45deg, #ced4da, #ced4da 3px, #e9ecef 3px, #e9ecef 6px);
-  color: #6c757d; }
+  color: #495057; }
 .tt-cell.eos { outline: 2px solid #c92a2a; font-weight: bold; }
 .tt-cell.after-eos { opacity: 0.3; text-decoration: line-through; }
 .tt-cell.rejected { outline: 2px dashed #c92a2a; }
@@ -93,9 +93,10 @@ def step_colour(step: int, n_steps: int) -> str:
 
 
 def confidence_colour(confidence: float) -> str:
-    """Low confidence red, high confidence green."""
-    c = min(max(float(confidence), 0.0), 1.0)
-    return f"hsl({120 * c:.0f}, 70%, 78%)"
+    """Low confidence orange and darker, high confidence blue and lighter: the lightness alone orders them (red to
+    green read p = 0.25 and p = 1.0 as one colour under deuteranopia); the text on every shade stays above 7:1."""
+    c = round(min(max(float(confidence), 0.0), 1.0), 3)  # a float32's 0.95 (0.9499999) draws as 0.95 does
+    return f"hsl({30 + 170 * c:.0f}, 75%, {68 + 22 * c:.0f}%)"
 
 
 def _first_eos(rows: list[Row], eos_id: int | None) -> int | None:
