@@ -113,3 +113,48 @@ def test_ctrl_c_of_a_pipeline_still_writes_the_trace(tmp_path):
     err = process.stderr.read().decode()
     assert process.wait(timeout=120) == 130 and err.strip().endswith("interrupted") and "Exception" not in err, err
     assert json.loads(trace.read_text())["finished"] is False
+
+
+def test_an_interrupted_bench_reports_and_writes_the_rounds_every_mode_finished(tmp_path, monkeypatch, capsys):
+    """bench kept nothing on Ctrl-C: minutes of timed rounds lost. Now the rounds every mode finished are
+    reported (and --out written), marked interrupted, and the command still ends as the interrupt does."""
+    from twotower import bench
+
+    real, calls = bench.timed_generation, []
+
+    def stopped_in_the_second_round(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 2 + 2 + 1:  # two warm-ups, a whole round of AR and diffusion, then the next AR
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "timed_generation", stopped_in_the_second_round)
+    out = tmp_path / "b.md"
+    argv = ["bench", "--preset", "tiny", "--modes", "diffusion", "--n-prompts", "1", "--repeats", "3",
+            "--max-new-tokens", "4", "--out", str(out)]
+    assert cli_main(argv) == 130
+    shown, err = capsys.readouterr()
+    assert "Interrupted after 1 of 3 round(s) at batch 1: the figures are those rounds'." in shown
+    assert "Interrupted after 1 of 3 round(s)" in out.read_text() and "| diffusion |" in out.read_text()
+    assert "not measured" in shown or "interrupted before a whole round" in json_of(argv, monkeypatch, capsys, real)
+    assert err.strip().endswith("interrupted")
+    monkeypatch.setattr(bench, "timed_generation", real)
+    assert cli_main(argv[:-2] + ["--repeats", "1"]) == 0  # uninterrupted: no such line
+    assert "Interrupted" not in capsys.readouterr().out
+
+
+def json_of(argv, monkeypatch, capsys, real) -> str:
+    """The interrupted bench again, as --json: its batch-8 records say they were not measured."""
+    from twotower import bench
+
+    calls = []
+
+    def stopped(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "timed_generation", stopped)
+    assert cli_main(argv + ["--json"]) == 130
+    return json.dumps(json.loads(capsys.readouterr().out)["modes"]["diffusion"]["batch"])

@@ -177,22 +177,31 @@ def run_bench(engine, prompts: list[list[int]], modes, batch_size: int, repeats:
         inputs = [b[0] if size == 1 else b for b in make_batches(prompts, size)]
         plans[size] = (inputs, [m for m in modes if size == 1 or m != "speculative"])
     total = sum(len(inputs) * len(ms) * repeats for inputs, ms in plans.values())
-    done, results = 0, {}
+    done, results, interrupted = 0, {}, None
     for size, (inputs, size_modes) in plans.items():
-        # warm-up: kernels, allocator, caches; a compiled model on every input, so that no compile (a new
-        # shape or branch) lands in a timed round
-        for mode in size_modes:
-            for ids in inputs if engine.model.is_compiled_for_decoding else inputs[:1]:
-                timed_generation(engine, mode, ids, max_new_tokens, settings)
         rounds = {mode: [] for mode in size_modes}
-        for _ in range(repeats):
-            for mode in size_modes:  # modes take turns, so drift in machine load hits them alike
-                rounds[mode].append([])
-                for ids in inputs:
-                    rounds[mode][-1].append(timed_generation(engine, mode, ids, max_new_tokens, settings))
-                    done += 1
-                    if progress is not None:
-                        progress(done, total)
+        try:
+            # warm-up: kernels, allocator, caches; a compiled model on every input, so that no compile (a new
+            # shape or branch) lands in a timed round
+            for mode in size_modes:
+                for ids in inputs if engine.model.is_compiled_for_decoding else inputs[:1]:
+                    timed_generation(engine, mode, ids, max_new_tokens, settings)
+            for _ in range(repeats):
+                for mode in size_modes:  # modes take turns, so drift in machine load hits them alike
+                    rounds[mode].append([])
+                    for ids in inputs:
+                        rounds[mode][-1].append(timed_generation(engine, mode, ids, max_new_tokens, settings))
+                        done += 1
+                        if progress is not None:
+                            progress(done, total)
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the rounds every mode finished are reported
+            whole = min(sum(len(r) == len(inputs) for r in rounds[mode]) for mode in size_modes)
+            if whole == 0 and size == 1:
+                raise
+            interrupted = exc
+            rounds = {mode: rounds[mode][:whole] for mode in size_modes}
+            if whole == 0:  # during the batch's rounds: batch 1 is whole, the batch is not measured
+                break
         records = {mode: summarise(rounds[mode]) for mode in size_modes}
         for mode, record in records.items():
             record["ratio_vs_ar"] = metrics.ratio(record["tokens_per_s"], records["ar"]["tokens_per_s"])
@@ -202,15 +211,30 @@ def run_bench(engine, prompts: list[list[int]], modes, batch_size: int, repeats:
             records["speculative"]["break_even_acceptance_length"] = break_even_acceptance_length(
                 records["speculative"], records["ar"])
         results[size] = records
+        if interrupted is not None:
+            break
     out = {}
     for mode in modes:
         record = dict(results[1][mode])
-        if batch_size > 1:
+        if batch_size > 1 and batch_size not in results:
+            record["batch"] = not_measured("interrupted", "interrupted before a whole round at this batch")
+        elif batch_size > 1:
             record["batch"] = results[batch_size].get(mode) or not_measured("n/a", SPECULATIVE_BATCH_NOTE)
         else:
             record["batch"] = None
         out[mode] = record
+    if interrupted is not None:
+        raise BenchInterrupted(out, f"{whole} of {repeats} round(s) at batch {size}", interrupted)
     return out
+
+
+class BenchInterrupted(KeyboardInterrupt):
+    """An interrupted bench with whole rounds to report: `records` as run_bench returns them (from the rounds
+    every mode finished), `after` saying how far it got, `signal` the interrupt to end on once they are out."""
+
+    def __init__(self, records: dict, after: str, signal: KeyboardInterrupt):
+        super().__init__(after)
+        self.records, self.after, self.signal = records, after, signal
 
 
 EVAL_DEFAULTS = {"eval_prompts": 100, "workers": 1}  # flags read only with --eval; a value of its own is noted
@@ -289,7 +313,12 @@ def main(args) -> int:
             bar.total = total
             bar.update(done - bar.n)
 
-        records = run_bench(engine, prompts, modes, args.batch_size, args.repeats, args.max_new_tokens, settings, progress)
+        stopped = None  # an interrupt after whole rounds: they are reported and written, then it ends as one
+        try:
+            records = run_bench(engine, prompts, modes, args.batch_size, args.repeats, args.max_new_tokens, settings,
+                                progress)
+        except BenchInterrupted as exc:
+            records, stopped = exc.records, exc
     for mode, reason in skipped.items():
         records[mode] = {**not_measured("skipped", reason), "batch": not_measured("skipped", reason) if args.batch_size > 1 else None}
     lengths = [len(p) for p in prompts]
@@ -300,7 +329,9 @@ def main(args) -> int:
         "prompt_tokens": {"min": min(lengths), "max": max(lengths), "mean": sum(lengths) / len(lengths)},
         "modes": {m: records[m] for m in ("ar", "mock_ar", "diffusion", "speculative") if m in records},
     }
-    if args.eval:
+    if stopped is not None:
+        report["interrupted_after"] = stopped.after + ("; the quality eval (--eval) did not run" if args.eval else "")
+    if args.eval and stopped is None:
         quality = evaluate(engine, ("ar", "diffusion"), n_next_line=args.eval_prompts,
                            n_syntax=max(1, args.eval_prompts // 4), max_prompt_tokens=args.max_prompt_tokens,
                            seed=args.seed, workers=workers,
@@ -316,6 +347,8 @@ def main(args) -> int:
     shown = print_report(json.dumps(report, indent=1) if args.json else markdown)
     if out is not None:
         write_text_file("--out", out, markdown)
+    if stopped is not None:
+        raise stopped.signal
     if not shown:
         raise BrokenPipeError
     return 0

@@ -74,6 +74,8 @@ def format_markdown(report: dict) -> str:
 
     b = report["batch_size"]
     lines = [f"## Throughput: {report['model']}", "", settings_line(report), ""]
+    if report.get("interrupted_after"):  # Ctrl-C or SIGTERM: the rounds every mode finished
+        lines[-1:-1] = ["", f"Interrupted after {report['interrupted_after']}: the figures are those rounds'."]
     header = ["mode", "tokens/s", "× AR", "× AR by round", "NFE", "context passes", "tokens / pass", "TTFT (ms)", "= AR output"]
     if b > 1:
         header += [f"tokens/s (batch {b})", f"× AR (batch {b})"]
