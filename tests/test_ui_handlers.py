@@ -390,6 +390,16 @@ def test_a_release_that_changes_nothing_on_a_finished_board_runs_nothing(engine)
     assert len(list(handlers.rerun("playground", *args, mid_run))) > 1
     stopped = {**record, "stopped": True}
     assert len(list(handlers.rerun("playground", *args, stopped))) > 1
+    # its queue-free listener before it: the saved trace's file stays, and a run pressed meanwhile (its first frame
+    # not drawn yet: the board is the finished one) is not stopped, which the skipped re-run would not replace
+
+    class Request:
+        session_hash = "s"
+
+    going = handlers._stops.begin("s", "playground")
+    assert handlers.release_pressed("playground", *args, record, request=Request()) == gr.skip() and not going()
+    dropped = handlers.release_pressed("playground", *changed, record, request=Request())
+    assert dropped != gr.skip() and going()  # a change: the trace goes, the run going gives way to the re-run
 
 
 def test_a_race_can_be_stopped_between_two_timed_runs_and_says_so(engine):

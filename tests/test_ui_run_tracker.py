@@ -348,3 +348,11 @@ def test_a_refused_audit_press_said_while_an_audit_ran_keeps_that_audits_summary
     assert handlers.audit_pressed("   ", *args, request=Request("s1")) == ""
     (refused,) = list(handlers.speculative_audit("   ", *args, Request("s1")))
     assert "the prompt is empty" in refused[2]
+    # Gradio reads a deferred press's inputs when it replays it: a prompt typed since runs as any press does
+    going = handlers.speculative_audit("def f(x):", *args, Request("s1"))
+    next(going)
+    assert "Not run" in handlers.audit_pressed("   ", *args, request=Request("s1"))
+    list(going)
+    assert handlers.audit_pressed("x = 1", *args, request=Request("s1")) == ""
+    *_, (_, _, summary) = list(handlers.speculative_audit("x = 1", *args, Request("s1")))
+    assert "mean acceptance length" in summary and handlers._audit_refusal_said == {}

@@ -282,7 +282,7 @@ def _wire_playground(c, handlers) -> None:
     # in order and waits for a queued run's whole stream before the next listener (one registered after the
     # run left the old trace file on screen, or read the Race's settings, only once the run had ended).
     # A saved trace is of the run on the board: a new run takes its file away (save again for the new one).
-    gr.on([c.generate_btn.click, c.prompt.submit, *c.releases], handlers.drop_trace, c.active_tab, c.trace_file,
+    gr.on([c.generate_btn.click, c.prompt.submit], handlers.drop_trace, c.active_tab, c.trace_file,
           queue=False, api_visibility="private")
     # Generate (or Enter) while a run is going starts the new run: the queue-free listener first supersedes
     # the session's run in flight, which stops at its next step and frees its place in the queue. Under
@@ -295,7 +295,10 @@ def _wire_playground(c, handlers) -> None:
     # Registered before the re-run, so it runs first: on the Playground tab the session's run in flight stops
     # at its next step (which frees its place in the queue for the re-run). Not a front-end `cancels=`: that
     # fired on every tab and left a Playground run frozen mid-way when a slider moved on the Race tab.
-    gr.on(c.releases, handlers.supersede, c.active_tab, None, queue=False, api_visibility="private")
+    # (release_pressed: with the saved trace's file, as drop_trace does for a click, and neither where the release
+    # changes nothing on a finished board: Gradio sends one whenever a slider's number box loses focus)
+    gr.on(c.releases, handlers.release_pressed, [c.active_tab, *c.playground_in], c.trace_file, queue=False,
+          api_visibility="private")
     # trigger_mode="multiple": every release re-runs at once; an older re-run of this session is
     # superseded server-side and stops at its next step (one live run per session, in handlers._stops).
     c.rerun = gr.on(c.releases, handlers.rerun, [c.active_tab, *c.playground_in], c.playground_out,

@@ -103,6 +103,18 @@ class Handlers(PanelHandlers):
         if tab == "playground":  # and a Stop pressed before this is not for the new run
             self._stops.pressed(getattr(request, "session_hash", None), "playground", stop_going=True)
 
+    def release_pressed(self, tab, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature,
+                        seed, colour_by="step", anchor_first=False, previous=None, request: gr.Request = None):
+        """A setting released (queue-free, before `rerun`): on the Playground tab the saved trace's file goes and the
+        session's run in flight stops (supersede), unless the release changes nothing on a finished board, which
+        `rerun` then leaves: its trace file stays, and a run pressed meanwhile (its first frame not yet drawn, so
+        the board still the last run's) goes on. Returns the trace file's update."""
+        if tab != "playground" or self._board_shows(previous, prompt, mode, gamma, block_size, steps_per_block,
+                                                    max_new_tokens, temperature, seed, anchor_first):
+            return gr.skip()
+        self.supersede(tab, request)
+        return self.drop_trace(tab)
+
     def rerun(self, tab, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
               colour_by="step", anchor_first=False, previous=None, request: gr.Request = None):
         """A slider release re-runs the Playground's prompt only while its tab is open: from the Race or the

@@ -81,9 +81,10 @@ class PanelHandlers(CostModelPanel, SweepPanel):
         # every panel's runs count in one tracker: a timing can then tell whether another run shared the machine
         self.engine = TrackedEngine(engine, RunTracker())
         self._stops = StopRequests()  # each panel's run going in each session, for its Stop and for a newer run
-        # sessions whose refused audit press was said in the audit's note box while an audit went on: Gradio runs
-        # that press's audit once the other has ended (trigger_mode always_last), which then says nothing more
-        self._audit_refusal_said: set[str] = set()
+        # session -> the inputs of its refused audit press, said in the audit's note box while an audit went on:
+        # Gradio runs that press's audit once the other has ended (trigger_mode always_last), reading the inputs
+        # then: with the same ones it says nothing more; with others (typed since) it runs as any press does
+        self._audit_refusal_said: dict[str, tuple] = {}
         # a token's piece is fixed for the loaded model; boards and audits look up the same few hundred again
         self.piece = functools.lru_cache(maxsize=None)(engine.tokenizer.piece)
 
@@ -124,6 +125,8 @@ class PanelHandlers(CostModelPanel, SweepPanel):
                       adaptive=False, min_draft_confidence=None, request: gr.Request = None):
         """The audit's button (queue-free, before its run is queued): _pressed, and for the audit's note box a
         refused press's message while an audit goes on (the audit has no stale-note box as the Race has)."""
+        inputs = (prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, adaptive,
+                  min_draft_confidence)
         try:
             settings = self._audit_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
                                             adaptive, min_draft_confidence)
@@ -133,12 +136,12 @@ class PanelHandlers(CostModelPanel, SweepPanel):
             session = getattr(request, "session_hash", None)
             note = self._refused_note(request, "audit", "audit", exc)
             if note != gr.skip() and session is not None:
-                self._audit_refusal_said.add(session)
+                self._audit_refusal_said[session] = inputs
                 return note
             # none going: the run says why itself, in its summary; or this is the said press's own replay, whose
             # note stays
-            return gr.skip() if session in self._audit_refusal_said else ""
-        self._audit_refusal_said.discard(getattr(request, "session_hash", None))
+            return gr.skip() if self._audit_refusal_said.get(session) == inputs else ""
+        self._audit_refusal_said.pop(getattr(request, "session_hash", None), None)
         self._pressed(request, "audit", accepted=True)
         return ""  # an earlier press's note goes with the audit it was about
 
@@ -358,13 +361,19 @@ class PanelHandlers(CostModelPanel, SweepPanel):
             return
         except ValueError as exc:  # refused before a round ran (inputs are checked first): the message goes over the
             # last audit's rounds and histogram, which stay, as a refused Sweep keeps its plot
-            if getattr(request, "session_hash", None) in self._audit_refusal_said:  # said at its press, while the
-                self._audit_refusal_said.discard(request.session_hash)  # audit that ran on was going: that
-                yield gr.skip(), gr.skip(), gr.skip()  # audit's summary stays (the refusal replaced it)
+            inputs = (prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, adaptive,
+                      min_draft_confidence)
+            session = getattr(request, "session_hash", None)
+            if session is not None and self._audit_refusal_said.get(session) == inputs:  # said at its press while
+                del self._audit_refusal_said[session]  # the audit that ran on was going: that audit's summary
+                yield gr.skip(), gr.skip(), gr.skip()  # stays (the refusal replaced it)
                 return
             gr.Warning(str(exc))
             yield gr.skip(), gr.skip(), error_html(str(exc))
             return
+        except Exception:  # an audit that fails (out of memory): Gradio replays no press deferred behind it, so
+            self._audit_refusal_said.pop(getattr(request, "session_hash", None), None)  # none is waited for
+            raise
         finally:
             if watch is not None:
                 watch.end()
