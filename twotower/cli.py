@@ -9,9 +9,8 @@ import importlib
 import os
 import signal
 import sys
-import threading
 
-from .interrupts import Terminated, raise_terminated
+from .interrupts import Terminated, quiet_stdout, raise_terminated, take_over
 
 COMMANDS = {
     "generate": ("twotower.cli_generate", "generate text in any decoding mode"),
@@ -118,11 +117,8 @@ def main(argv=None) -> int:
         os.environ["TRANSFORMERS_VERBOSITY"] = "error"
     # SIGTERM (timeout, kill, docker stop, a job scheduler) ends a run as Ctrl-C does: what Ctrl-C keeps (a partial
     # trace, a sweep's measured points, a training checkpoint) it keeps, where the default action kept nothing
-    # (not where SIGTERM is ignored, as a supervisor or `trap '' TERM` may set it, nor outside the main thread)
-    previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
-    takes_term = previous not in (None, signal.SIG_IGN)  # None: a handler set outside Python, left as it is
-    if takes_term:
-        signal.signal(signal.SIGTERM, raise_terminated)
+    # (take_over: not where SIGTERM is ignored, as a supervisor or `trap '' TERM` may set it, nor off the main thread)
+    previous = take_over(signal.SIGTERM, raise_terminated)
     try:
         return int(modules[args.command].main(args) or 0)
     except ValueError as exc:
@@ -132,12 +128,11 @@ def main(argv=None) -> int:
         print("terminated" if isinstance(exc, Terminated) else "interrupted", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130  # 128 + the signal, as a shell reports it
     except BrokenPipeError:  # `twotower generate ... | head`: the reader left; no traceback, and none at exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        quiet_stdout()
         return 141  # 128 + SIGPIPE, as a shell reports a pipe's writer that the reader left
     finally:
-        if takes_term:
+        if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-
 
 
 if __name__ == "__main__":

@@ -180,6 +180,7 @@ def main(args) -> int:
             tokenizer=engine.tokenizer, mask_token_id=engine.model.config.mask_token_id, engine=engine.describe()))
 
     from .completion_stream import CompletionStream  # (imports torch: not before the flags are checked)
+    from .interrupts import quiet_stdout
 
     # text mode prints the completion as it is committed (the prompt first); --json and --show-steps (whose step
     # lines on stderr would cut into the text on a terminal) print it once the run is done
@@ -217,7 +218,7 @@ def main(args) -> int:
             try:
                 _write("\n")  # the text so far ends its line ("interrupted" follows on stderr)
             except BrokenPipeError:  # the reader went with the same Ctrl-C: the interrupt is what ends the run
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (and nothing fails at exit)
+                quiet_stdout()  # (and nothing fails at exit)
         raise
     text = engine.decode(done.info["new_tokens"][0])
     try:

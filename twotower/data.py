@@ -13,13 +13,13 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .corpus import describe, split_files
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, SentencePieceTokenizer
+from .validation import replace_whole
 
 CORPUS_RECORD = "corpus.json"  # beside the cached streams
 CHUNK_CHARS = 3000  # sentencepiece caps one training "sentence" at 4192 bytes
@@ -113,21 +113,12 @@ def encode_split(tokenizer: SentencePieceTokenizer, split: str, cache_dir) -> np
         except (ValueError, OSError, EOFError):  # cut short (a run killed while an older version wrote it in
             pass  # place): "mmap length is greater than file size" ended every later run; it is encoded again
     arr = np.asarray(token_stream(tokenizer, split), dtype=np.uint16)
-    # written whole into a file of its own (two runs sharing a cache each rename a whole one), then renamed: a
-    # kill mid-write leaves no cache behind
-    partial = None
-    try:
-        handle, partial = tempfile.mkstemp(dir=cache_dir, prefix=f".{split}-", suffix=".partial")
-        with os.fdopen(handle, "wb") as out:  # (np.save would add .npy to a name given without it)
-            np.save(out, arr)
-        os.chmod(partial, 0o666 & ~_umask())  # a cache's mode as open() gives it (mkstemp's is 0600: one user's)
-        os.replace(partial, path)
+    try:  # written whole, then renamed: a kill mid-write leaves no cache behind; the mode open() would give
+        # (mkstemp's 0600 is one user's), np.save given the open file (a name without .npy would get it added)
+        replace_whole(path, lambda out: np.save(out, arr), 0o666 & ~_umask())
         stamp.write_text(digest + "\n")
     except OSError as exc:  # a full disk, a folder not writable: one line, not a traceback from inside numpy
         raise ValueError(f"the token cache {str(path)!r} could not be written: {exc.strerror or exc}") from None
-    finally:
-        if partial is not None:
-            Path(partial).unlink(missing_ok=True)
     record = cache_dir / CORPUS_RECORD
     if not record.is_file():  # the cache may travel (to a GPU machine with another Python): say what it holds
         record.write_text(json.dumps(describe(), indent=1))

@@ -25,7 +25,7 @@ import torch
 from dataclasses import dataclass
 
 from .commit import predict_tokens, select_commits
-from .events import GenerationResult, StepEvent, commit_event, done_event, draft_event, token_event  # noqa: F401
+from .events import GenerationResult, StepEvent, commit_event, done_event, draft_event, token_event
 from .validation import (as_batch, check_block_size, check_flag, check_gamma, check_int, check_sampling,
                          check_seed, check_token_id, model_config)
 

@@ -20,6 +20,27 @@ def raise_terminated(signum, frame):
     raise Terminated
 
 
+def take_over(sig: int, handler):
+    """signal.signal(sig, handler) where a run may take the signal: in the main thread, and not where it is ignored
+    (`trap '' TERM`, `nohup`, a background job's SIGINT) or handled outside Python (getsignal's None). Returns the
+    handler to put back, or None where nothing was changed."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(sig)
+    if previous in (None, signal.SIG_IGN):
+        return None
+    signal.signal(sig, handler)
+    return previous
+
+
+def quiet_stdout() -> None:
+    """Standard output to /dev/null: its reader has gone (`| head`), and later writes, the exit's flush included,
+    would each raise BrokenPipeError."""
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 class StopAtStepEnd:
     """Ctrl-C or SIGTERM while training: the step going ends, is validated and saved, and the stage stops (the run
     kept only its last checkpoint, up to save_every - 1 steps back: minutes of a GPU lease). A second signal
@@ -31,11 +52,10 @@ class StopAtStepEnd:
         self._holding, self._second = False, None  # a save going, and a second signal that came during it
 
     def __enter__(self) -> "StopAtStepEnd":
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous = signal.getsignal(sig)
-                if previous not in (None, signal.SIG_IGN):  # an ignored one stays ignored (`nohup`, a background
-                    self._previous[sig] = signal.signal(sig, self._handle)  # job's SIGINT), as one set outside
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous = take_over(sig, self._handle)
+            if previous is not None:
+                self._previous[sig] = previous
         return self
 
     def _handle(self, signum, frame) -> None:

@@ -189,11 +189,11 @@ def print_report(text: str) -> bool:
     """Print a command's report; False where its reader has gone (`| head`, a pager quit before the end), so that
     the command still writes its files (a sweep's measured points were lost with the pipe) and then ends as a
     closed pipe does (raise BrokenPipeError: the CLI's exit 141). Later prints go nowhere instead of raising."""
-    import os
+    from .interrupts import quiet_stdout
 
     try:
         print(text, flush=True)
         return True
     except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        quiet_stdout()
         return False

@@ -330,21 +330,26 @@ def _write_beside(path: Path, text: str) -> bool:
         return False
     if not stat.S_ISREG(old.st_mode) or old.st_nlink > 1:
         return False
-    try:  # a name of its own (two runs writing one report each rename a whole file; a long name stays short)
-        handle, partial = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=".tt-",
-                                           suffix=".partial")
-    except PermissionError:
-        return False
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(partial, stat.S_IMODE(old.st_mode))  # the old file's (mkstemp's are 0600)
-        os.replace(partial, path)
-    except PermissionError:  # another user's file in a sticky folder (/tmp): writable, not replaceable
-        return False
-    finally:
-        Path(partial).unlink(missing_ok=True)  # gone once renamed; else what a failed write left
+    try:  # with the old file's permissions
+        replace_whole(path, lambda out: out.write(text.encode("utf-8")), stat.S_IMODE(old.st_mode))
+    except PermissionError:  # a folder that takes no new file, or another user's file in a sticky folder (/tmp):
+        return False  # writable, not replaceable
     return True
+
+
+def replace_whole(path: Path, write, mode: int) -> None:
+    """Put a file at `path` whole or not at all: write(binary file) fills a temporary file of its own in the same
+    folder (two writers each rename a whole one; a long name stays short), which gets `mode` (mkstemp's is 0600)
+    and is renamed over `path`. What a failed write left is removed; the OSError is the caller's."""
+    handle, partial = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.stem[:20]}-",
+                                       suffix=".partial")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            write(out)
+        os.chmod(partial, mode)
+        os.replace(partial, path)
+    finally:
+        Path(partial).unlink(missing_ok=True)  # gone once renamed
 
 
 def check_encodable(text: str, what: str) -> None:
