@@ -180,7 +180,7 @@ def main(args) -> int:
             tokenizer=engine.tokenizer, mask_token_id=engine.model.config.mask_token_id, engine=engine.describe()))
 
     from .completion_stream import CompletionStream  # (imports torch: not before the flags are checked)
-    from .interrupts import quiet_stdout
+    from .interrupts import quiet_stdout, signals_held
 
     # text mode prints the completion as it is committed (the prompt first); --json and --show-steps (whose step
     # lines on stderr would cut into the text on a terminal) print it once the run is done
@@ -210,7 +210,8 @@ def main(args) -> int:
         # are kept when a trace was asked for ("finished": false); the text so far is already out
         if recorded:  # first: the Ctrl-C of a pipeline (`| tee`) ends its reader too, and a write to it raises
             try:
-                save_trace()
+                with signals_held():  # that Ctrl-C may come just after the closed pipe that brought us here
+                    save_trace()
                 print(f"the run so far is traced in {trace_path}", file=sys.stderr)
             except ValueError as error:  # said, and the interrupt goes on as one
                 print(f"twotower generate: error: {error}", file=sys.stderr)
@@ -231,7 +232,8 @@ def main(args) -> int:
     except BrokenPipeError:  # the reader left (`| head`): the trace is still written, then it ends as a closed pipe
         if trace_path:
             try:
-                save_trace()
+                with signals_held():
+                    save_trace()
             except ValueError as error:  # said; the closed pipe still ends it (exit 141, nothing failing at exit)
                 print(f"twotower generate: error: {error}", file=sys.stderr)
         raise

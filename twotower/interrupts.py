@@ -33,6 +33,24 @@ def take_over(sig: int, handler):
     return previous
 
 
+@contextlib.contextmanager
+def signals_held():
+    """SIGINT and SIGTERM held off while a run writes what it keeps, then raised as they would have been (the
+    Ctrl-C of a pipeline reaches the writer just after its reader's end: the write of the trace that the closed pipe
+    had set off was cut short by it, and the trace lost)."""
+    came = []
+    previous = {sig: take_over(sig, lambda signum, frame: came.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+    if came:
+        raise Terminated if came[0] == signal.SIGTERM else KeyboardInterrupt
+
+
 def quiet_stdout() -> None:
     """Standard output to /dev/null: its reader has gone (`| head`), and later writes, the exit's flush included,
     would each raise BrokenPipeError."""
