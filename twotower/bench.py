@@ -331,12 +331,19 @@ def main(args) -> int:
     }
     if stopped is not None:
         report["interrupted_after"] = stopped.after + ("; the quality eval (--eval) did not run" if args.eval else "")
+    quality = None
     if args.eval and stopped is None:
-        quality = evaluate(engine, ("ar", "diffusion"), n_next_line=args.eval_prompts,
-                           n_syntax=max(1, args.eval_prompts // 4), max_prompt_tokens=args.max_prompt_tokens,
-                           seed=args.seed, workers=workers,
-                           engine_factory=functools.partial(engine_from_args, args),
-                           **{k: settings[k] for k in ("gamma", "block_size", "steps_per_block", "anchor_first")})
+        try:
+            quality = evaluate(engine, ("ar", "diffusion"), n_next_line=args.eval_prompts,
+                               n_syntax=max(1, args.eval_prompts // 4), max_prompt_tokens=args.max_prompt_tokens,
+                               seed=args.seed, workers=workers,
+                               engine_factory=functools.partial(engine_from_args, args),
+                               **{k: settings[k] for k in ("gamma", "block_size", "steps_per_block", "anchor_first")})
+        except KeyboardInterrupt as exc:  # in the eval: the throughput measured is reported all the same, with
+            # the prompts the eval scored (EvalInterrupted) or none
+            quality, stopped = getattr(exc, "report", None), BenchInterrupted(records, "every round", exc)
+            report["eval_interrupted_after"] = quality["interrupted_after"] if quality else "no prompt"
+    if quality is not None:
         report["retention"] = quality["retention"]["diffusion"]["tasks"]
         report["retention_aggregate"] = quality["retention"]["diffusion"]["aggregate"]
         report["retention_notes"] = quality["retention"]["diffusion"]["notes"]

@@ -70,11 +70,14 @@ def settings_line(report: dict) -> str:
 
 def format_markdown(report: dict) -> str:
     from .engine import MODE_LABELS
-    from .evaluation import format_score  # a retention as the eval prints it
+    from .evaluation import TASK_METRICS, format_score  # a retention as the eval prints it
 
     b = report["batch_size"]
     lines = [f"## Throughput: {report['model']}", "", settings_line(report), ""]
-    if report.get("interrupted_after"):  # Ctrl-C or SIGTERM: the rounds every mode finished
+    if report.get("eval_interrupted_after"):  # Ctrl-C or SIGTERM in --eval, after every timed round
+        lines[-1:-1] = ["", f"Interrupted in the quality eval (--eval), after {report['eval_interrupted_after']}: "
+                            "the throughput figures are every round's, the quality figures those prompts'."]
+    elif report.get("interrupted_after"):  # Ctrl-C or SIGTERM: the rounds every mode finished
         lines[-1:-1] = ["", f"Interrupted after {report['interrupted_after']}: the figures are those rounds'."]
     header = ["mode", "tokens/s", "× AR", "× AR by round", "NFE", "context passes", "tokens / pass", "TTFT (ms)", "= AR output"]
     if b > 1:
@@ -121,10 +124,13 @@ def format_markdown(report: dict) -> str:
         notes.append(f"batch {b}: prompts cut from the left to each batch's shortest prompt"
                      + (f"; speculative: {SPECULATIVE_BATCH_NOTE}" if "speculative" in ran_modes(report) else ""))
     if "retention" in report:
-        lines += ["", "| task | AR | diffusion | retention |", "|---|---|---|---|"]
-        for task, value in report["retention"].items():
-            ar, diff = report["eval_scores"]["ar"].get(task), report["eval_scores"]["diffusion"].get(task)
-            lines.append(f"| {task} | {_num(ar, 3)} | {_num(diff, 3)} | {format_score(value, percent=True)} |")
-        lines.append(f"| **aggregate** | | | **{format_score(report['retention_aggregate'], percent=True)}** |")
+        task_of = {name: task for task, names in TASK_METRICS.items() for name in names}
+        n_of = report.get("eval_n_prompts", {})  # older reports: no counts
+        lines += ["", "| task | n | AR | diffusion | retention |", "|---|---|---|---|---|"]
+        for name, value in report["retention"].items():
+            ar, diff = report["eval_scores"]["ar"].get(name), report["eval_scores"]["diffusion"].get(name)
+            lines.append(f"| {name} | {n_of.get(task_of.get(name), '')} | {_num(ar, 3)} | {_num(diff, 3)} | "
+                         f"{format_score(value, percent=True)} |")
+        lines.append(f"| **aggregate** | | | | **{format_score(report['retention_aggregate'], percent=True)}** |")
         notes += [f"{task}: {note}" for task, note in report["retention_notes"].items()]
     return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"

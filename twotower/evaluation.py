@@ -198,10 +198,6 @@ def evaluate(engine, modes=MODE_ORDER, tasks=TASKS, n_next_line: int = 500, n_sy
     items = {"next_line": next_line_items(n_next_line, seed) if "next_line" in tasks else [],
              "syntax": syntax_items(n_syntax, seed) if "syntax" in tasks else []}
     budget = {"next_line": next_line_tokens, "syntax": syntax_tokens}
-    total, done = sum(len(v) for v in items.values()) * len(modes), 0
-    per_item = {mode: {k: [] for k in ("next_line_exact_match", "next_line_edit_similarity", "syntax_ok",
-                                       "agreement_with_ar", "ar_mean_loglik")} for mode in modes}
-    reference_ok, examples, stats_of = [], [], {mode: [] for mode in modes}
     jobs = [(task, item) for task in tasks for item in items[task]]
     scoring = dict(modes=modes, settings=settings, budget=budget, max_prompt_tokens=max_prompt_tokens,
                    syntax_tokens=syntax_tokens)
@@ -212,7 +208,44 @@ def evaluate(engine, modes=MODE_ORDER, tasks=TASKS, n_next_line: int = 500, n_sy
         records = records_in_workers(engine_factory, workers, jobs, scoring)
     else:
         records = (score_item(engine, task, item, **scoring) for task, item in jobs)
-    for (task, item), record in zip(jobs, records):  # in the jobs' order, whoever scored them
+    scored = []  # (task, item, record) in the jobs' order, whoever scored them: what an interrupt keeps
+    try:
+        for job, record in zip(jobs, records):
+            scored.append((*job, record))  # one step: an interrupt never leaves a prompt half counted
+            if progress is not None:
+                progress(len(scored) * len(modes), len(jobs) * len(modes))
+        interrupted = None
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the prompts scored in every mode are reported
+        if not scored:
+            raise
+        interrupted = exc
+    settings = {**settings, "next_line_tokens": next_line_tokens, "syntax_tokens": syntax_tokens,
+                "max_prompt_tokens": max_prompt_tokens, "seed": seed, "temperature": 0.0}
+    report = scored_report(engine.name, modes, skipped, settings, scored)
+    if interrupted is not None:
+        report["interrupted_after"] = f"{len(scored)} of {len(jobs)} prompts"
+        raise EvalInterrupted(report, interrupted) from None
+    return report
+
+
+class EvalInterrupted(KeyboardInterrupt):
+    """An eval stopped by Ctrl-C or SIGTERM after some prompts: `report`, as `evaluate` returns it, over the
+    prompts scored in every mode (its "interrupted_after" says how many), and `signal`, the interrupt to end
+    on once the report is out."""
+
+    def __init__(self, report: dict, signal: KeyboardInterrupt):
+        super().__init__(report["interrupted_after"])
+        self.report, self.signal = report, signal
+
+
+def scored_report(model_name: str, modes, skipped: dict, settings: dict, scored: list) -> dict:
+    """The report over `scored` [(task, item, score_item's record)]: a task is in it when a prompt of it was
+    scored (an interrupted eval may have reached none of the syntax prompts)."""
+    tasks = [task for task in TASKS if any(t == task for t, _, _ in scored)]
+    per_item = {mode: {k: [] for k in ("next_line_exact_match", "next_line_edit_similarity", "syntax_ok",
+                                       "agreement_with_ar", "ar_mean_loglik")} for mode in modes}
+    reference_ok, examples, stats_of = [], [], {mode: [] for mode in modes}
+    for task, item, record in scored:
         for mode in modes:
             for name, value in record["scores"][mode].items():
                 per_item[mode][name].append(value)
@@ -222,19 +255,16 @@ def evaluate(engine, modes=MODE_ORDER, tasks=TASKS, n_next_line: int = 500, n_sy
         elif len(examples) < 3:
             examples.append({"file": item["file"], "line": item["line"], "prompt_tail": item["prompt"][-160:],
                              "target": item["target"], "completions": record["completions"]})
-        done += len(modes)
-        if progress is not None:
-            progress(done, total)
     scores = {mode: {k: metrics.mean(v) for k, v in per_mode.items() if v} for mode, per_mode in per_item.items()}
+    items_of = {task: [item for t, item, _ in scored if t == task] for task in tasks}
     return {
-        "model": engine.name,
-        "settings": {**settings, "next_line_tokens": next_line_tokens, "syntax_tokens": syntax_tokens,
-                     "max_prompt_tokens": max_prompt_tokens, "seed": seed, "temperature": 0.0},
+        "model": model_name,
+        "settings": settings,
         "modes": modes,
         "skipped": skipped,
         "tasks": tasks,
-        "n_prompts": {task: len(items[task]) for task in tasks},
-        "files": {task: len({it["file"] for it in items[task]}) for task in tasks},
+        "n_prompts": {task: len(items_of[task]) for task in tasks},
+        "files": {task: len({it["file"] for it in items_of[task]}) for task in tasks},
         "scores": scores,
         "reference": {"syntax_ok": metrics.mean(reference_ok)} if "syntax" in tasks else {},
         "retention": retention_report(scores, tasks, per_item),
@@ -284,6 +314,8 @@ def format_markdown(report: dict) -> str:
              f"γ = {s['gamma']}, S = {s['block_size']}, steps per block = {s['steps_per_block']}, greedy"
              f"{ANCHOR_NOTE if s.get('anchor_first') else ''}; "
              f"prompts truncated to their last {s['max_prompt_tokens']} tokens.", ""]
+    if report.get("interrupted_after"):  # Ctrl-C or SIGTERM: the prompts scored in every mode
+        lines[-1:] = ["", f"Interrupted after {report['interrupted_after']}: the figures are theirs.", ""]
     header = ["task", "n", "AR"] + [c for m in others for c in (MODE_LABELS[m], "retention")]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for task in report["tasks"]:
@@ -365,16 +397,22 @@ def main(args) -> int:
             bar.total = total
             bar.update(done - bar.n)
 
-        report = evaluate(engine, args.modes, [t.strip() for t in args.tasks.split(",")], args.n_prompts, n_syntax,
-                          args.gamma, args.block_size, args.steps, args.next_line_tokens, args.syntax_tokens,
-                          args.max_prompt_tokens, args.seed, progress, args.anchor_first, workers,
-                          functools.partial(engine_from_args, args))
+        stopped = None  # an interrupt after some prompts: their scores are reported and written, then it ends as one
+        try:
+            report = evaluate(engine, args.modes, [t.strip() for t in args.tasks.split(",")], args.n_prompts,
+                              n_syntax, args.gamma, args.block_size, args.steps, args.next_line_tokens,
+                              args.syntax_tokens, args.max_prompt_tokens, args.seed, progress, args.anchor_first,
+                              workers, functools.partial(engine_from_args, args))
+        except EvalInterrupted as exc:
+            report, stopped = exc.report, exc
     report = {**device_info(engine), **started, **report}
     markdown = format_markdown(report)
     # first: a failed write loses nothing; a reader gone loses no file
     shown = print_report(json.dumps(report, indent=1) if args.json else markdown)
     if out is not None:
         write_text_file("--out", out, markdown)
+    if stopped is not None:
+        raise stopped.signal
     if not shown:
         raise BrokenPipeError
     return 0

@@ -1,0 +1,82 @@
+"""An eval stopped by Ctrl-C or SIGTERM keeps the prompts it scored: `evaluate` raises EvalInterrupted with the
+report over them, `twotower eval` prints it and writes --out before it ends as the interrupt does, and `bench
+--eval` keeps its timed rounds when the interrupt lands in its eval (both were lost: minutes of work)."""
+
+import json
+
+import pytest
+
+from twotower import evaluation, metrics
+from twotower.cli import main as cli_main
+from twotower.interrupts import Terminated
+
+TINY = ["--preset", "tiny", "--max-prompt-tokens", "48"]
+
+
+def stop_at_job(monkeypatch, k, signal=KeyboardInterrupt):
+    """score_item raises `signal` on its k-th call (1-based); returns the records of the calls before it."""
+    real, records = evaluation.score_item, []
+
+    def scored_until_k(*args, **kwargs):
+        if len(records) + 1 == k:
+            raise signal()
+        records.append(real(*args, **kwargs))
+        return records[-1]
+
+    monkeypatch.setattr(evaluation, "score_item", scored_until_k)
+    return records
+
+
+def test_an_interrupted_evaluate_reports_the_prompts_scored_in_every_mode(engine, monkeypatch):
+    records = stop_at_job(monkeypatch, 4)
+    with pytest.raises(evaluation.EvalInterrupted) as caught:
+        evaluation.evaluate(engine, ("ar", "diffusion"), n_next_line=5, n_syntax=2, next_line_tokens=4,
+                            max_prompt_tokens=48)
+    report = caught.value.report
+    assert isinstance(caught.value.signal, KeyboardInterrupt) and len(records) == 3
+    assert report["interrupted_after"] == "3 of 7 prompts"
+    assert report["tasks"] == ["next_line"] and report["n_prompts"] == {"next_line": 3}  # no syntax prompt reached
+    for mode in ("ar", "diffusion"):
+        for name in ("next_line_exact_match", "next_line_edit_similarity", "agreement_with_ar"):
+            assert report["scores"][mode][name] == metrics.mean([r["scores"][mode][name] for r in records])
+    assert set(report["retention"]["diffusion"]["tasks"]) == {"next_line_exact_match", "next_line_edit_similarity"}
+    assert "Interrupted after 3 of 7 prompts: the figures are theirs." in evaluation.format_markdown(report)
+
+
+def test_an_eval_interrupted_before_its_first_prompt_raises_the_interrupt_itself(engine, monkeypatch):
+    stop_at_job(monkeypatch, 1, Terminated)
+    with pytest.raises(Terminated):
+        evaluation.evaluate(engine, ("ar",), n_next_line=2, n_syntax=1, max_prompt_tokens=48)
+
+
+def test_an_interrupted_eval_command_prints_and_writes_what_it_scored(tmp_path, monkeypatch, capsys):
+    stop_at_job(monkeypatch, 4, Terminated)  # SIGTERM as `timeout` sends it: exit 143
+    out = tmp_path / "eval.md"
+    argv = ["eval", *TINY, "--modes", "diffusion", "--n-prompts", "3", "--syntax-prompts", "2",
+            "--next-line-tokens", "4", "--syntax-tokens", "8", "--out", str(out)]
+    assert cli_main(argv + ["--json"]) == 143
+    shown, err = capsys.readouterr()
+    report = json.loads(shown)
+    assert report["interrupted_after"] == "3 of 5 prompts" and report["n_prompts"] == {"next_line": 3}
+    assert err.strip().endswith("terminated")
+    assert "Interrupted after 3 of 5 prompts" in out.read_text() and "| next-line exact match | 3 |" in out.read_text()
+
+
+def test_a_bench_interrupted_in_its_eval_keeps_its_timed_rounds(tmp_path, monkeypatch, capsys):
+    stop_at_job(monkeypatch, 2)
+    out = tmp_path / "bench.md"
+    argv = ["bench", *TINY, "--modes", "diffusion", "--n-prompts", "1", "--repeats", "1", "--max-new-tokens", "4",
+            "--eval", "--eval-prompts", "4", "--out", str(out)]
+    assert cli_main(argv) == 130
+    shown = capsys.readouterr().out
+    assert ("Interrupted in the quality eval (--eval), after 1 of 5 prompts: the throughput figures are every "
+            "round's, the quality figures those prompts'.") in shown
+    assert "| diffusion |" in shown and "| next_line_exact_match | 1 |" in shown  # the rounds, the eval's n
+    assert "syntax_ok" not in shown  # no syntax prompt was reached
+    assert out.read_text() in shown  # the markdown, printed and written
+
+    stop_at_job(monkeypatch, 1)  # before the eval's first prompt: the rounds all the same
+    assert cli_main(argv + ["--json"]) == 130
+    report = json.loads(capsys.readouterr().out)
+    assert report["eval_interrupted_after"] == "no prompt" and "retention" not in report
+    assert report["modes"]["diffusion"]["status"] == "ok"
