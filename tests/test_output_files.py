@@ -3,6 +3,7 @@ had been), in place where the path is not a plain file of its own, and kept when
 
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,3 +113,69 @@ def test_the_token_cache_is_readable_as_a_file_opened_plainly_is(tmp_path, monke
     data.encode_split(tokenizer, "validation", tmp_path)
     (tmp_path / "plain").write_text("x")
     assert stat.S_IMODE((tmp_path / "validation.npy").stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+
+
+@pytest.fixture(scope="module")
+def model_copy(tmp_path_factory):
+    """A copy of the shipped model (a copy: a test that failed to refuse would write into it)."""
+    import shutil
+
+    from twotower.engine import default_model_dir
+
+    return Path(shutil.copytree(default_model_dir(), tmp_path_factory.mktemp("copy") / "model"))
+
+
+@pytest.mark.parametrize("argv", [
+    ["generate", "--trace", "{m}/model.safetensors", "x"],
+    ["generate", "--trace", "{m}/../model/new_trace.json", "x"],
+    ["bench", "--out", "{m}/config.json"],
+    ["eval", "--out", "{m}/README.md"],
+    ["sweep", "--out-dir", "{m}/sweep"],
+    ["generate", "--trace", "{m}/../weights_link", "x"],  # a link to the weights, beside the folder
+])
+def test_an_output_inside_the_model_folder_is_refused_before_the_run(model_copy, argv, capsys):
+    """generate --trace model/model.safetensors put a 10 KB trace in place of the weights; bench / eval --out wrote
+    their table over the config or the model card: each is refused, with nothing written or made."""
+    from twotower.cli import main
+
+    before = {f.name: f.read_bytes() for f in model_copy.iterdir()}
+    argv = [a.replace("{m}", str(model_copy)) for a in argv]
+    link = model_copy.parent / "weights_link"
+    if not link.is_symlink():
+        link.symlink_to(model_copy / "model.safetensors")
+    assert main([argv[0], "--model", str(model_copy), *argv[1:]]) == 2
+    assert "is inside the model folder this run loads" in capsys.readouterr().err
+    assert {f.name: f.read_bytes() for f in model_copy.iterdir()} == before
+
+
+def test_an_output_over_the_prompt_file_is_refused_and_a_preset_has_no_model_folder(tmp_path, capsys):
+    from twotower.cli import main
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("import os\n")
+    argv = ["bench", "--preset", "tiny", "--prompts", str(prompts), "--modes", "ar", "--repeats", "1",
+            "--max-new-tokens", "2"]
+    assert main(argv + ["--out", str(tmp_path / "." / "prompts.txt")]) == 2
+    assert "is the --prompts file this run reads" in capsys.readouterr().err and prompts.read_text() == "import os\n"
+    assert main(argv + ["--out", str(tmp_path / "bench.md")]) == 0  # a random preset loads no folder
+    assert (tmp_path / "bench.md").exists()
+
+
+@pytest.mark.parametrize("command", [
+    ["bench", "--modes", "ar", "--n-prompts", "1", "--repeats", "1", "--max-new-tokens", "2", "--out", "{d}/out.md"],
+    ["generate", "--max-new-tokens", "4", "--trace", "{d}/out.json", "x"],
+    ["generate", "--json", "--max-new-tokens", "4", "--trace", "{d}/out.json", "x"],
+])
+def test_stdout_that_fails_otherwise_than_a_closed_pipe_is_said_and_the_files_are_written(tmp_path, command):
+    """A full disk under `> file` (here /dev/full) was a traceback that lost the --out file or the trace."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
+    argv = [a.replace("{d}", str(tmp_path)) for a in command]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "twotower.cli", argv[0], "--preset", "tiny", *argv[1:]],
+                              stdout=full, stderr=subprocess.PIPE, text=True, env=env, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().endswith("error: standard output could not be written (No space left on device)")
+    assert [p.name for p in tmp_path.iterdir()] == [argv[-2 if argv[0] == "generate" else -1].split("/")[-1]]

@@ -21,8 +21,8 @@ from time import perf_counter
 from . import metrics
 from .engine import MODES
 from .run_setup import (add_engine_arguments, add_settings_arguments, device_info, engine_from_args,
-                        preset_note_once, print_report, provenance)
-from .validation import check_fraction, check_int, check_output_file, write_text_file
+                        output_file, preset_note_once, print_report, provenance)
+from .validation import check_fraction, check_int, write_text_file
 # the report's words live in bench_report.py; these names stay importable from here (scripts/write_benchmarks.py)
 from .bench_report import (SPECULATIVE_BATCH_NOTE, _cut, _num, _passes, _share, format_markdown,  # noqa: F401
                            ratio_range, round_ratios)
@@ -289,7 +289,7 @@ def main(args) -> int:
     if unread:  # as generate and train say of flags they do not read
         print(f"note: {', '.join(unread)} {'is' if len(unread) == 1 else 'are'} read only with --eval: ignored",
               file=sys.stderr)
-    out = check_output_file("--out", args.out)
+    out = output_file("--out", args.out, args)
     modes, skipped = resolve_modes(args.modes)  # the modes and a prompt file are checked before the model loads
     check_decoding_settings(args.gamma, args.block_size, args.steps, args.draft_steps)  # resolved_settings: again
     if args.min_draft_confidence is not None:
@@ -351,11 +351,11 @@ def main(args) -> int:
         report["eval_n_prompts"] = quality["n_prompts"]
     markdown = format_markdown(report)
     # first: a failed write loses nothing; a reader gone loses no file
-    shown = print_report(json.dumps(report, indent=1) if args.json else markdown)
+    lost = print_report(json.dumps(report, indent=1) if args.json else markdown)
     if out is not None:
         write_text_file("--out", out, markdown)
     if stopped is not None:
         raise stopped.signal
-    if not shown:
-        raise BrokenPipeError
+    if lost is not None:
+        raise lost
     return 0

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 
-from .interrupts import Terminated, quiet_stdout, raise_terminated, take_over
+from .interrupts import StdoutFailed, Terminated, quiet_stdout, raise_terminated, take_over
 
 COMMANDS = {
     "generate": ("twotower.cli_generate", "generate text in any decoding mode"),
@@ -127,8 +127,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt as exc:
         print("terminated" if isinstance(exc, Terminated) else "interrupted", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130  # 128 + the signal, as a shell reports it
-    except BrokenPipeError:  # `twotower generate ... | head`: the reader left; no traceback, and none at exit
+    except BrokenPipeError as exc:  # `twotower generate ... | head`: the reader left; no traceback, and none at exit
         quiet_stdout()
+        if isinstance(exc, StdoutFailed):  # a full disk under `> file`, a terminal gone: said (files written)
+            print(f"twotower {args.command}: error: {exc.strerror}", file=sys.stderr)
+            return 1
         return 141  # 128 + SIGPIPE, as a shell reports a pipe's writer that the reader left
     finally:
         if previous is not None:

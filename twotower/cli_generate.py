@@ -8,6 +8,7 @@ import os
 import sys
 
 from .engine import MODES, check_decoding_settings, normalise_mode
+from .interrupts import stdout_error
 from .trace import MODE_SETTINGS
 
 
@@ -147,8 +148,8 @@ def format_footer(stats: dict) -> str:
 
 
 def main(args) -> int:
-    from .run_setup import engine_from_args, preset_note
-    from .validation import check_fraction, check_int, check_output_file, check_sampling
+    from .run_setup import engine_from_args, output_file, preset_note
+    from .validation import check_fraction, check_int, check_sampling
 
     check_int("--max-new-tokens", args.max_new_tokens)  # named as typed, and before the model loads (as bench)
     check_sampling(args.temperature, args.top_k, args.top_p, names=("--temperature", "--top-k", "--top-p"))
@@ -156,7 +157,7 @@ def main(args) -> int:
         check_fraction("--min-draft-confidence", args.min_draft_confidence)
     # the settings engine.stream checks in every mode, checked before the model loads: a typo costs no loading
     check_decoding_settings(args.gamma, args.block_size, args.steps, args.draft_steps, args.min_draft_confidence)
-    trace_path = check_output_file("--trace", args.trace)  # before the model loads, as bench's --out
+    trace_path = output_file("--trace", args.trace, args)  # before the model loads, as bench's --out
     prompt = read_prompt(args.prompt)
     engine = engine_from_args(args)
     ids = engine.encode_prompt(prompt)
@@ -224,11 +225,12 @@ def main(args) -> int:
     text = engine.decode(done.info["new_tokens"][0])
     try:
         if args.json:
-            print(json.dumps({"prompt": prompt, "completion": text, "stats": done.stats, "engine": engine.describe()}))
+            _write(json.dumps({"prompt": prompt, "completion": text, "stats": done.stats, "engine": engine.describe()})
+                   + "\n")
         elif stream is not None:
             _write(stream.finish(text) + "\n")
         else:
-            print(prompt + text)
+            _write(prompt + text + "\n")
     except BrokenPipeError:  # the reader left (`| head`): the trace is still written, then it ends as a closed pipe
         if trace_path:
             try:
@@ -246,10 +248,14 @@ def main(args) -> int:
 
 
 def _write(text: str) -> None:
-    """Text on stdout at once (a pipe's buffer would hold a streamed completion until the end)."""
+    """Text on stdout at once (a pipe's buffer would hold a streamed completion until the end). Any failure of
+    stdout (a reader gone, a full disk) is a BrokenPipeError, which keeps the trace (interrupts.stdout_error)."""
     if text:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except OSError as exc:
+            raise stdout_error(exc) from None
 
 
 def ran_on(info: dict) -> dict:

@@ -376,12 +376,12 @@ def main(args) -> int:
 
     from .eval_workers import resolve_workers
     from .engine import check_decoding_settings
-    from .run_setup import device_info, engine_from_args, preset_note_once, print_report, provenance
-    from .validation import check_output_file, write_text_file
+    from .run_setup import device_info, engine_from_args, output_file, preset_note_once, print_report, provenance
+    from .validation import write_text_file
 
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     workers = resolve_workers(args.workers)
-    out = check_output_file("--out", args.out)
+    out = output_file("--out", args.out, args)
     # mistyped modes, tasks, counts and settings are said before the model loads (evaluate checks them again)
     resolve_modes(args.modes)
     n_syntax = args.syntax_prompts if args.syntax_prompts is not None else min(100, args.n_prompts)
@@ -408,11 +408,11 @@ def main(args) -> int:
     report = {**device_info(engine), **started, **report}
     markdown = format_markdown(report)
     # first: a failed write loses nothing; a reader gone loses no file
-    shown = print_report(json.dumps(report, indent=1) if args.json else markdown)
+    lost = print_report(json.dumps(report, indent=1) if args.json else markdown)
     if out is not None:
         write_text_file("--out", out, markdown)
     if stopped is not None:
         raise stopped.signal
-    if not shown:
-        raise BrokenPipeError
+    if lost is not None:
+        raise lost
     return 0

@@ -59,6 +59,20 @@ def quiet_stdout() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+class StdoutFailed(BrokenPipeError):
+    """Standard output failed otherwise than by its reader leaving: a full disk under `> file`, a terminal gone
+    (EIO). Taken as a closed pipe is (the run's files are still written, later prints go nowhere: the report was
+    lost with a traceback, and a bench's --out with it), then said as an error (the CLI's exit 1)."""
+
+
+def stdout_error(exc: OSError) -> BrokenPipeError:
+    """What a failed write to stdout ends the command with, once its files are written; stdout is then quiet."""
+    quiet_stdout()
+    if isinstance(exc, BrokenPipeError):
+        return exc
+    return StdoutFailed(exc.errno, f"standard output could not be written ({exc.strerror or exc})")
+
+
 class StopAtStepEnd:
     """Ctrl-C or SIGTERM while training: the step going ends, is validated and saved, and the stage stops (the run
     kept only its last checkpoint, up to save_every - 1 steps back: minutes of a GPU lease). A second signal

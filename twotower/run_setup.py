@@ -43,6 +43,26 @@ def add_anchor_argument(parser) -> None:
                              "(from the pass it runs anyway; not the release's rule)")
 
 
+def output_file(name: str, path, args):
+    """A command's output file, checked before the model loads (validation.check_output_file), and never one of
+    the run's inputs: a file in the model folder it loads or its --prompts file."""
+    from .validation import check_output_file
+
+    path = check_output_file(name, path)
+    apart_from_inputs(name, path, args)
+    return path
+
+
+def apart_from_inputs(name: str, path: Path | None, args) -> None:
+    """validation.check_apart_from_inputs with the model folder and --prompts file that `args` name."""
+    from .engine import default_model_dir
+    from .validation import check_apart_from_inputs
+
+    if path is not None:
+        model = args.model if args.model is not None else None if args.preset is not None else default_model_dir()
+        check_apart_from_inputs(name, path, model, getattr(args, "prompts", None) or None)
+
+
 def engine_from_args(args):
     from .validation import check_device
 
@@ -185,15 +205,15 @@ def provenance(args) -> dict:
             "date": datetime.now(timezone.utc).date().isoformat()}
 
 
-def print_report(text: str) -> bool:
-    """Print a command's report; False where its reader has gone (`| head`, a pager quit before the end), so that
-    the command still writes its files (a sweep's measured points were lost with the pipe) and then ends as a
-    closed pipe does (raise BrokenPipeError: the CLI's exit 141). Later prints go nowhere instead of raising."""
-    from .interrupts import quiet_stdout
+def print_report(text: str) -> BrokenPipeError | None:
+    """Print a command's report; where stdout fails (its reader gone: `| head`, a pager quit before the end; or a
+    full disk, a terminal gone), the error to end on once the command has written its files (a sweep's measured
+    points were lost with the pipe): BrokenPipeError, the CLI's exit 141, or interrupts.StdoutFailed, said as an
+    error. Later prints go nowhere instead of raising."""
+    from .interrupts import stdout_error
 
     try:
         print(text, flush=True)
-        return True
-    except BrokenPipeError:
-        quiet_stdout()
-        return False
+        return None
+    except OSError as exc:
+        return stdout_error(exc)

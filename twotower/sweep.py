@@ -13,9 +13,10 @@ import csv
 import io
 import json
 import sys
+from pathlib import Path
 
 from . import metrics
-from .validation import check_block_size, check_gamma, check_int, check_output_file, make_output_dir, write_text_file
+from .validation import check_block_size, check_gamma, check_int, make_output_dir, write_text_file
 
 CSV_FIELDS = ("gamma", "block_size", "steps_per_block", "tokens_per_s", "ar_tokens_per_s", "ratio_vs_ar", "nfe",
               "tokens_per_pass", "agreement", "ar_mean_loglik", "ar_self_loglik", "pareto")
@@ -232,7 +233,8 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from tqdm import tqdm
 
-    from .run_setup import device_info, engine_from_args, preset_note_once, print_report, provenance
+    from .run_setup import (apart_from_inputs, device_info, engine_from_args, output_file, preset_note_once,
+                            print_report, provenance)
     from .eval_prompts import load_prompt_file, next_line_items
 
     gammas = parse_list(args.gammas, float, "--gammas")
@@ -246,10 +248,12 @@ def main(args) -> int:
     else:
         prompts = [it["prompt"] for it in next_line_items(args.n_prompts, args.seed)]
         source = f"test split, seed {args.seed}"
+    if isinstance(args.out_dir, str) and args.out_dir.strip():  # not made inside the model folder it loads
+        apart_from_inputs("--out-dir", Path(args.out_dir), args)
     out_dir = make_output_dir("--out-dir", args.out_dir)  # before the run: a bad path loses no measurement
     csv_path, html_path = out_dir / "sweep.csv", out_dir / "sweep.html"
     for path in (csv_path, html_path):
-        check_output_file("--out-dir's file", path)
+        output_file("--out-dir's file", path, args)
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     engine = engine_from_args(args)
     measured, interrupted = [], None  # the points so far: what Ctrl-C (or SIGTERM) keeps
@@ -278,7 +282,7 @@ def main(args) -> int:
               "csv": str(csv_path), "html": str(html_path)}
     if interrupted is not None:
         report["interrupted_after"] = f"{len(points)} of {n_points} grid points"
-    shown = print_report(json.dumps(report, indent=1) if args.json else
+    lost = print_report(json.dumps(report, indent=1) if args.json else
                          format_header(report) + "\n" + format_markdown(points))
     write_text_file("--out-dir's file", csv_path, csv_text(points))
     write_text_file("--out-dir's file", html_path, sweep_figure(points).to_html(include_plotlyjs=True))  # offline
@@ -286,6 +290,6 @@ def main(args) -> int:
         print(f"wrote {csv_path} and {html_path}")
     if interrupted is not None:
         raise interrupted
-    if not shown:
-        raise BrokenPipeError
+    if lost is not None:
+        raise lost
     return 0

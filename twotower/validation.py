@@ -243,6 +243,22 @@ def check_output_file(name: str, path) -> Path | None:
     return path
 
 
+def check_apart_from_inputs(name: str, path: Path | None, model_dir=None, prompts=None) -> None:
+    """An output file the run would write over one of its own inputs, refused before it runs: a file inside the
+    model folder it loads (`generate --trace model/model.safetensors` put a 10 KB trace in place of the weights,
+    `--out model/README.md` over the model card) or its --prompts file."""
+    if path is None:
+        return
+    named = Path(os.path.abspath(path.expanduser()))
+    # the file as named, and where a link there leads (a report is written through a link: into its target)
+    where = {named.parent.resolve() / named.name, named.resolve()}
+    if model_dir is not None and any(w.is_relative_to(Path(model_dir).expanduser().resolve()) for w in where):
+        raise ValueError(f"{name} {str(path)!r} is inside the model folder this run loads ({model_dir}): the run "
+                         "would write into the model; give a path outside it")
+    if prompts is not None and Path(prompts).expanduser().resolve() in where:
+        raise ValueError(f"{name} {str(path)!r} is the --prompts file this run reads: give another file")
+
+
 def as_path(name: str, path) -> Path:
     """A path given as text or a path object; anything else (a number, bytes) was pathlib's TypeError, and ""
     was the current folder: a training run, a sweep's files or a model search landed there without a word."""
