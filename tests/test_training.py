@@ -17,7 +17,7 @@ def test_a_learning_rate_override_is_checked_before_any_corpus_work(tmp_path, mo
     from twotower import cli_train, data, training
 
     monkeypatch.setattr(data, "encode_split", lambda *a, **k: pytest.fail("encoded the corpus first"))
-    with pytest.raises(ValueError, match="--lr must be a finite number > 0"):
+    with pytest.raises(ValueError, match="--lr must be a number > 0 and <= 1"):
         training.run_stage("denoiser", tmp_path / "run", lr=0.0)
     parser = argparse.ArgumentParser()
     cli_train.add_arguments(parser)
@@ -100,7 +100,7 @@ def test_the_token_cache_records_the_corpus_it_was_read_from(tmp_path):
                                              (dict(steps=0), "--steps must be >= 1"),  # 0 ran the whole profile
                                              (dict(steps=-5), "--steps must be >= 1"),  # trained nothing, rc 0
                                              (dict(device="gpu"), "--device 'gpu' is not a device name"),
-                                             (dict(lr=float("inf")), "--lr must be a finite number"),
+                                             (dict(lr=float("inf")), "--lr must be a number > 0 and <= 1"),
                                              (dict(distill_share=2.0), r"--distill-share must be in \[0, 1\]"),
                                              (dict(), "none at .*context_ckpt .*run --stage context first")])
 def test_time_budget_and_distillation_start_are_checked_before_any_corpus_work(tmp_path, monkeypatch, kwargs, message):

@@ -356,3 +356,26 @@ def test_a_damaged_tokenizer_in_init_from_is_named_and_nothing_is_copied(tmp_pat
     assert not (out / "tokenizer.model").exists() and not (out / "inherited_info.json").exists()
     training_module.run_stage("denoiser", out, profile="test", steps=1, init_from=good)  # the retry works
     assert (out / "denoiser_ckpt" / "config.json").is_file()
+
+
+def test_a_diverging_step_ends_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    """`--resume --lr 1e30` ran on with loss nan and saved NaN weights over the good checkpoint, exit 0; the next
+    stage found them. A step whose loss (or gradient) is not finite now ends the run before it is taken."""
+    training, run = tiny_training_run(monkeypatch, tmp_path)
+    training.run_stage("context", run, profile="test", steps=2)
+    weights = run / "context_ckpt" / "model.safetensors"
+    good = weights.read_bytes()
+    real, calls = training.context_loss, []
+
+    def nan_on_the_second_step(model, batch):
+        calls.append(1)
+        loss = real(model, batch)
+        return loss * float("nan") if len(calls) == 2 else loss
+
+    monkeypatch.setattr(training, "context_loss", nan_on_the_second_step)
+    with pytest.raises(ValueError, match=r"the context stage diverged at step 4 \(loss nan, .*try a lower --lr; the step was "
+                                         r"not taken and .*context_ckpt keeps step 2"):
+        training.run_stage("context", run, profile="test", resume=True, steps=6)
+    assert weights.read_bytes() == good  # no NaN step was saved over it
+    with pytest.raises(ValueError, match="--lr must be a number > 0 and <= 1"):
+        training.run_stage("context", run, profile="test", resume=True, steps=6, lr=1e30)

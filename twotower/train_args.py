@@ -48,8 +48,8 @@ def apply_overrides(cfg, *, distill_share=None, distill_from=None, full_mask_sha
         cfg = replace(cfg, minutes=minutes)
     if lr is not None:  # the peak of the schedule (a step-count continuation sits past it, on the cosine's tail;
         # a time-budgeted one warms up to it again)
-        if not (math.isfinite(lr) and lr > 0):
-            raise ValueError(f"--lr must be a finite number > 0, got {lr}")
+        if not (math.isfinite(lr) and 0 < lr <= 1):  # an AdamW peak above 1 diverges at once (the profiles: 2e-3)
+            raise ValueError(f"--lr must be a number > 0 and <= 1 (the profiles peak at 2e-3), got {lr}")
         cfg = replace(cfg, lr=lr)
     rows = round(cfg.distill_share * cfg.batch_size)  # distill.py distils this many windows of each batch
     if cfg.distill_share > 0 and rows == 0:  # e.g. 0.1 of 4 windows: a run that distils nothing, said nowhere

@@ -90,6 +90,13 @@ def _cpu_runs_bf16_fast() -> bool:
         return True
 
 
+def diverged(stage: str, step: int, loss: float, grad_norm: float, lr: float, run_dir: Path, saved: int | None) -> str:
+    """The error of a training step whose loss or gradient is not finite (the step is not taken)."""
+    kept = (f"{run_dir / (stage + '_ckpt')} keeps step {saved}" if saved else "no checkpoint of this run was saved")
+    return (f"the {stage} stage diverged at step {step} (loss {loss:g}, gradient norm {grad_norm:g}) with a "
+            f"peak learning rate of {lr:g}: try a lower --lr; the step was not taken and {kept}")
+
+
 def trainable_parameters(model, stage: str):
     """Stage 1 trains the context tower and its head; stage 2 everything of the denoiser only."""
     model.requires_grad_(False)
@@ -321,7 +328,12 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
                 loss = loss_of(batch, gen, cfg.full_mask_share)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+                if not (math.isfinite(float(loss.detach())) and math.isfinite(float(grad_norm))):
+                    # a NaN step would be taken, then saved over the last good checkpoint (--lr 1e30 ran on to
+                    # exit 0 with NaN weights, found only by the next stage): it ends here instead
+                    raise ValueError(diverged(stage, step + 1, float(loss.detach()), float(grad_norm), cfg.lr,
+                                              run_dir, saved))
                 optimizer.step()
                 step += 1
                 now = time.perf_counter()
