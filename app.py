@@ -84,7 +84,10 @@ def main(argv=None) -> int:
 
     demo = build_demo(engine, concurrency_limit=args.concurrency)
     try:
-        demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=PAGE_CSS)
+        # state_session_capacity: each session's state (~0.2 MB, and its last run's record: MBs at 512 tokens) is
+        # kept until 10,000 sessions by default, about 2 GB for a shared server; the oldest go past 1,000
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=PAGE_CSS,
+                    state_session_capacity=1000)
     except OSError as exc:  # gradio's "Cannot find empty port in range: 7860-7860": the port is taken
         print(f"error: cannot serve on {args.host}:{args.port} ({exc}); another server may hold the port: "
               "stop it or give --port", file=sys.stderr)

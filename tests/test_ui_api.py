@@ -295,7 +295,8 @@ def test_app_binds_locally_without_a_share_link_by_default(monkeypatch, capsys):
     launched = {}
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.update(kwargs))
     assert app_script.main(["--preset", "tiny", "--port", "7999"]) == 0
-    assert launched == {"server_name": "127.0.0.1", "server_port": 7999, "share": False, "css": PAGE_CSS}
+    assert launched == {"server_name": "127.0.0.1", "server_port": 7999, "share": False, "css": PAGE_CSS,
+                        "state_session_capacity": 1000}  # a shared server's sessions do not pile up to ~2 GB
     assert "note: --preset tiny builds random weights" in capsys.readouterr().err  # as every twotower command
     with pytest.raises(SystemExit) as refused:  # a prefix is not taken for --concurrency, as in every twotower command
         app_script.parse_args(["--preset", "tiny", "--conc", "3"])

@@ -9,7 +9,7 @@ import gradio as gr  # noqa: E402
 import pytest  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from tiny_models import timed_record  # noqa: E402
+from tiny_models import sweep_tick, timed_record  # noqa: E402
 from ui.handlers import Handlers  # noqa: E402
 from ui.render_panels import DISTURBED  # noqa: E402
 from ui.run_tracker import RunTracker, TrackedEngine  # noqa: E402
@@ -172,7 +172,7 @@ def test_a_sweep_stopped_mid_point_ends_at_its_next_step(engine, monkeypatch):
     handlers = Handlers(engine)
     seen = stop_after(handlers, monkeypatch, "sweep", "s1", n_events=3)
     outputs = list(handlers.sweep(["fibonacci"], "", "0.5, 0.9", "4", 4, 16, False, 1, Request("s1")))
-    drawn = [out for out in outputs if out != (gr.skip(),) * 4]  # less the ticks before each timed run
+    drawn = [out for out in outputs if not sweep_tick(out)]  # less the ticks before each timed run
     assert seen[0] == 3 and len(drawn) == 2 and len(outputs) == 3  # its opening message, a tick before the warm-up
     assert "Stopped during the warm-up" in drawn[1][3]  # and, stopped within it: no point was measured
     seen[0] = -1000
@@ -323,7 +323,7 @@ def test_a_panels_button_pressed_during_its_run_replaces_it_unless_its_inputs_ar
         next(going)
         accepted = press("def g(y):" if panel != "sweep" else "")  # accepted: the run going stops at its next step
         assert panel != "audit" or accepted == "", accepted  # and a refused press's note goes
-        rest = [out for out in going if out != (gr.skip(),) * 4]  # less the Sweep's ticks before its timed runs
+        rest = [out for out in going if not sweep_tick(out)]  # less the Sweep's ticks before its timed runs
         assert len(rest) == 1 and stopped in str(rest[-1]), panel
         assert handlers._stops._live == {} and handlers._stops._stop_next == set(), panel
 

@@ -7,6 +7,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
+from tiny_models import sweep_tick  # noqa: E402
 from ui.handlers import Handlers  # noqa: E402
 from ui.sweep_panel import with_front  # noqa: E402
 
@@ -16,7 +17,7 @@ def test_the_sweep_draws_each_point_as_it_is_measured(engine):
     handlers = Handlers(engine)
     updates, csv_lines, ticks = [], [], 0
     for update in handlers.sweep(["fibonacci"], "", "0.5, 0.9", "2", 2, 4):
-        if update == (gr.skip(),) * 4:  # a tick before a timed run, where Gradio can close a Sweep (page gone)
+        if sweep_tick(update):  # a tick before a timed run, where Gradio can close a Sweep (page gone)
             ticks += 1
             continue
         updates.append(update)  # the CSV as it was at each yield (Gradio copies the file when it is yielded)
@@ -79,7 +80,7 @@ def test_a_disk_that_refuses_the_csv_costs_the_download_not_the_points(engine, t
     handlers = Handlers(engine)
     monkeypatch.setattr(handlers, "_csv_folder", lambda prefix="sweep-": tmp_path / "gone")  # removed meanwhile
     *partial, final = [out for out in handlers.sweep(["fibonacci"], "", "0.5, 0.9", "2", 2, 2)
-                       if out != (gr.skip(),) * 4]  # less the ticks before each timed run
+                       if not sweep_tick(out)]  # less the ticks before each timed run
     assert partial[-1][2] is None and len(partial[-1][1].value["data"]) == 1  # no file, the point drawn
     assert final[2] is None and len(final[1].value["data"]) == 2
     assert "2 grid points over 1 prompt(s)" in final[3] and "The CSV could not be saved (" in final[3]
@@ -99,3 +100,23 @@ def test_a_grid_past_the_apps_limit_is_refused_with_its_size(engine):
     assert handlers.sweep_start(1, 4, 4, gammas, sizes, ["fibonacci"], "", False) == (gr.skip(), gr.skip())
     at_limit = ",".join(str(s) for s in range(1, MAX_GRID_POINTS + 1))  # 1 γ x 100 sizes, each given twice
     assert handlers.sweep_start(1, 4, 4, "0.5,0.5", at_limit + "," + at_limit, ["fibonacci"], "", False)[1] == ""
+
+
+def test_a_running_sweep_never_skips_its_csv_box(engine):
+    """Gradio keeps a session's own copy of a file box that was sent a gr.skip(), and the CSVs served after that
+    in the session were never removed by delete_cache (one per point, every Sweep, measured on a live server).
+    The ticks and a Stop send the CSV on screen again instead; only a Sweep refused before it begins skips it,
+    to keep the last Sweep's CSV."""
+    handlers = Handlers(engine)
+    outputs = list(handlers.sweep(["fibonacci"], "", "0.5, 0.9", "2", 2, 2))
+    ticks = [out for out in outputs if sweep_tick(out)]
+    assert ticks and all(out[2] != gr.skip() for out in outputs)
+    assert ticks[0][2] is None and ticks[-1][2].endswith("sweep.csv")  # none before the first point, then the CSV
+    going = handlers.sweep(["fibonacci"], "", "0.5, 0.9", "2", 2, 2)
+    drawn = next(out for out in going if not sweep_tick(out) and out[2] is not None)  # the first point's CSV
+    from ui.run_tracker import Stopped
+
+    stopped = going.throw(Stopped)  # its Stop, at its next step
+    assert stopped[2] == drawn[2] and "Stopped" in stopped[3]
+    (refused,) = list(handlers.sweep(["fibonacci"], "", "fast", "2", 2, 2))
+    assert refused[2] == gr.skip()

@@ -69,7 +69,8 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
     cfg = engine.model.config
     info = engine.describe()
     c = SimpleNamespace(tabs={})  # every component, by name, for the tab builders and the wiring
-    # delete_cache: Gradio's copies of the Sweep CSVs it served, a day old, go (hourly); without it they stayed
+    # delete_cache: Gradio's copies of the files it served (traces, the Race's and the Sweep's CSVs), a day old, go
+    # (hourly); without it they stayed
     with gr.Blocks(title="TwoTower Playground", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         gr.Markdown(f"## TwoTower Playground · two-tower diffusion LM on NemotronH\n"
                     f"Loaded: `{info['checkpoint']}` · {info['params_context']:,} + {info['params_denoiser']:,} "
@@ -95,6 +96,7 @@ def build_demo(engine, concurrency_limit: int = 2) -> gr.Blocks:
         _wire_playground(c, handlers)
         _wire_panels(c, handlers)
         _wire_stops(c, handlers)
+        demo.unload(handlers.forget_session)  # a closed page's entries (Stops, notes) do not pile up on the server
     demo.queue(default_concurrency_limit=concurrency_limit)
     return demo
 

@@ -63,6 +63,14 @@ class Handlers(PanelHandlers):
         # (it kept the colouring it started with, so a change mid-run lasted one frame)
         self._live_colour: dict[str, str] = {}
 
+    def forget_session(self, request: gr.Request = None):
+        """A page closed (demo.unload): what the server kept for its session goes, and its runs stop."""
+        session = getattr(request, "session_hash", None)
+        if session is not None:
+            self._stops.forget(session)
+            self._live_colour.pop(session, None)
+            self._audit_refusal_said.pop(session, None)
+
     def _view(self, board: Board, prompt: str, colour_by: str, steps_per_block) -> str:
         return board_html(board, self.piece, self.engine.eos_token_id, colour_by=colour_by,
                           steps_per_block=whole(steps_per_block), prompt=prompt)

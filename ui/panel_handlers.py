@@ -333,6 +333,9 @@ class PanelHandlers(CostModelPanel, SweepPanel):
             # checked, it stops the session's earlier audit (a refused one stops nothing; one stopped while queued
             # raises Stopped here), and watches its Stop
             engine.stopped = watch = self._stops.begin(getattr(request, "session_hash", None), "audit")
+            # an audit that runs answers every press before it: a refusal said for one of them is not kept (it hid
+            # the same refusal pressed later, and held its prompt)
+            self._audit_refusal_said.pop(getattr(request, "session_hash", None), None)
             before = engine.others()  # its round times are measured: say if another run of the app shared the CPU
             pacer = FramePacer(self.frame_interval_s)
             for event in events:

@@ -65,6 +65,14 @@ class StopRequests:
                 if stop_going:
                     self._live.pop((session, panel), None)
 
+    def forget(self, session: str | None) -> None:
+        """The session's page has closed: its runs going stop at their next step, and its Stops pressed with no run
+        going are dropped (a server kept one entry per closed page for good)."""
+        with self._lock:
+            for key in [k for k in self._live if k[0] == session]:
+                del self._live[key]
+            self._stop_next = {k for k in self._stop_next if k[0] != session}
+
     def going(self, session: str | None, panel: str) -> bool:
         """Whether the session has a run of `panel` going."""
         return session is not None and (session, panel) in self._live

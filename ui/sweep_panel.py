@@ -143,6 +143,10 @@ class SweepPanel:
             yield None, None, None, error_html(unavailable("The sweep (twotower.sweep)", exc))
             return
         points, disturbed, watch, message = [], 0, None, None  # disturbed: points timed beside another run of the app
+        # the CSV on screen, yielded again where nothing else changes: a gr.skip() to the file box made Gradio keep
+        # a session's copy of it, and the CSVs served after it there were never removed by delete_cache (one per
+        # point, every Sweep; a refused Sweep still skips it, to keep the last Sweep's CSV)
+        served = None
         try:
             prompts, grid_gammas, grid_sizes, repeats, anchor_first, n = self._sweep_inputs(
                 sweep, example_names, extra_prompt, gammas, block_sizes, steps_per_block, repeats, anchor_first)
@@ -160,7 +164,7 @@ class SweepPanel:
                                           repeats=repeats, ticks=True,
                                           max_prompt_tokens=self.engine.max_prompt_tokens):  # as every other panel
                 if point is None:  # before a timed run: nothing to redraw (Gradio may close a Sweep here whose page
-                    yield gr.skip(), gr.skip(), gr.skip(), gr.skip()  # went away: it ran on for a whole point)
+                    yield gr.skip(), gr.skip(), served, gr.skip()  # went away: it ran on for a whole point)
                     continue
                 point["disturbed"] = engine.disturbed(before)  # which points, in the table and the CSV
                 points.append(point)
@@ -168,17 +172,20 @@ class SweepPanel:
                 if len(points) < n:  # the last point's view is the final one below, with the final flags
                     shown = with_front(points)
                     path, _ = save_csv(csv_dir, shown)  # what Stop keeps can be downloaded too
+                    served = path
                     message = note_html(f"{len(points)} of {n} grid points measured (γ = {point['gamma']}, S = "
                                         f"{point['block_size']}) …", progress=True) + shared_html(disturbed, len(points))
                     yield sweep.sweep_figure(shown), sweep_table(shown), path, message
                 before = engine.others()  # the time on screen between two points is not timed
         except Stopped:  # its Stop, or a newer Sweep of the session: the points drawn so far, marked stopped
-            yield gr.skip(), gr.skip(), gr.skip(), (self.sweep_stopped(message) if watch is not None else
-                                                    stopped_before_start("Sweep", "points"))
+            if watch is None:  # stopped in the queue: the last Sweep's results stay
+                yield gr.skip(), gr.skip(), gr.skip(), stopped_before_start("Sweep", "points")
+            else:
+                yield gr.skip(), gr.skip(), served, self.sweep_stopped(message)
             return
-        except ValueError as exc:
+        except ValueError as exc:  # refused before it began (the last Sweep's CSV stays), or failed on the way
             gr.Warning(str(exc))
-            yield gr.skip(), gr.skip(), gr.skip(), error_html(str(exc))
+            yield gr.skip(), gr.skip(), gr.skip() if watch is None else served, error_html(str(exc))
             return
         finally:
             if watch is not None:
