@@ -55,6 +55,10 @@ from twotower.cli import main
     # refused before the run: root's os.access said yes to /proc, so a bench measured everything first
     (["bench", "--preset", "tiny", "--out", "/proc/twotower-bench.json"], "cannot be written here"),
     (["generate", "--preset", "tiny", "--trace", "{binary}/t.json", "x"], "binary.txt' is a file, not a folder"),
+    # --prompts as every path flag: "" benchmarked the test split without a word; a long name was a traceback
+    (["bench", "--preset", "tiny", "--prompts", ""], "--prompts is empty: give a file name"),
+    (["sweep", "--preset", "tiny", "--prompts", "{tmp}/" + "p" * 300], "--prompts '{tmp}/ppp"),
+    (["generate", "--preset", "tiny", "--trace", "", "x"], "--trace is empty: give a file name"),  # not "a folder"
 ])
 def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, words):
     import twotower.bench
@@ -144,3 +148,28 @@ def test_bench_names_the_eval_flags_it_does_not_read_without_eval(capsys, monkey
     assert "note: --eval-prompts, --workers are read only with --eval: ignored" in capsys.readouterr().err
     assert main(["bench", "--preset", "tiny", "--workers", "2", "--eval"]) == 2
     assert "read only with --eval" not in capsys.readouterr().err
+
+
+def test_prompts_from_a_pipe_and_a_quoted_home_are_read(tmp_path, monkeypatch, capsys):
+    """`--prompts <(grep ...)` was "prompt file not found: /dev/fd/63" (a pipe is not a regular file), and a quoted
+    "~/p.txt" was looked for in a folder named "~"."""
+    import json
+    import os
+    import threading
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "p.txt").write_text("import os\nx = 1\n")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    def write_the_other_end():  # as a shell's process substitution
+        with open(fifo, "w") as f:
+            f.write("def f():\n")
+
+    writer = threading.Thread(target=write_the_other_end, daemon=True)
+    writer.start()
+    argv = ["bench", "--preset", "tiny", "--modes", "ar", "--repeats", "1", "--max-new-tokens", "2", "--json"]
+    assert main(argv + ["--prompts", str(fifo)]) == 0
+    writer.join(timeout=10)
+    assert json.loads(capsys.readouterr().out)["n_prompts"] == 1
+    assert main(argv + ["--prompts", "~/p.txt"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_prompts"] == 2

@@ -294,7 +294,7 @@ def main(args) -> int:
     check_decoding_settings(args.gamma, args.block_size, args.steps, args.draft_steps)  # resolved_settings: again
     if args.min_draft_confidence is not None:
         check_fraction("--min-draft-confidence", args.min_draft_confidence)
-    if args.prompts:
+    if args.prompts is not None:  # "" is refused by name, not taken as "no file"
         texts, source = load_prompt_file(args.prompts), str(args.prompts)
     else:
         texts, source = [it["prompt"] for it in next_line_items(args.n_prompts, args.seed)], f"test split, seed {args.seed}"

@@ -12,10 +12,9 @@ import functools
 import json
 import random
 import warnings
-from pathlib import Path
 
 from .corpus import split_files
-from .validation import check_encodable, utf8_text
+from .validation import as_path, check_encodable, utf8_text
 
 CHARS_PER_TOKEN_BOUND = 8  # cut text this many chars per wanted token before encoding (no tokenizer packs more)
 
@@ -95,13 +94,14 @@ def syntax_items(n: int, seed: int = 0, split: str = "test") -> list[dict]:
     return _round_robin((pool(rel, text) for rel, text in _shuffled_files(seed, split)), n)
 
 
-def load_prompt_file(path) -> list[str]:
+def load_prompt_file(path, name: str = "--prompts") -> list[str]:
     """Prompts from a file: JSONL (.jsonl / .json: one JSON string or {"prompt": ...} per line, so a
-    prompt may hold newlines) or plain text (one prompt per non-blank line)."""
-    path = Path(path)
+    prompt may hold newlines) or plain text (one prompt per non-blank line). A pipe is a file too
+    (`--prompts <(grep ...)`); the path is checked as every path flag's is (validation.as_path)."""
+    path = as_path(name, path, "file")  # empty, a quoted ~, a name too long: as --out and --model say them
     if path.is_dir():
         raise ValueError(f"prompt file {path} is a folder; give a file")
-    if not path.is_file():
+    if not path.exists():
         raise ValueError(f"prompt file not found: {path}")
     try:
         data = path.read_bytes()

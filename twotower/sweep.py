@@ -243,7 +243,7 @@ def main(args) -> int:
     n_points = len(sweep_grid(gammas, block_sizes, steps))  # checks the grid before loading anything
     for name in ("n_prompts", "max_prompt_tokens", "max_new_tokens", "repeats"):  # run_sweep checks them again
         check_int("--" + name.replace("_", "-"), getattr(args, name))
-    if args.prompts:  # before the model loads: a bad file costs no loading time (and makes no --out-dir)
+    if args.prompts is not None:  # before the model loads: a bad file costs no loading time (and makes no --out-dir)
         prompts, source = load_prompt_file(args.prompts), str(args.prompts)
     else:
         prompts = [it["prompt"] for it in next_line_items(args.n_prompts, args.seed)]

@@ -222,7 +222,7 @@ def check_output_file(name: str, path) -> Path | None:
         return None
     if isinstance(path, str) and path.endswith(("/", os.sep)):  # pathlib drops the slash: "new/" was a file "new"
         raise ValueError(f"{name} {path!r} ends with a slash; give a file name")
-    path = as_path(name, path)  # "~/runs/x.json" quoted is the home folder's, as --model's is
+    path = as_path(name, path, "file")  # "~/runs/x.json" quoted is the home folder's, as --model's is
     if path.is_dir():
         raise ValueError(f"{name} {str(path)!r} is a folder; give a file name")
     folder = path.parent if str(path.parent) else Path(".")
@@ -259,13 +259,15 @@ def check_apart_from_inputs(name: str, path: Path | None, model_dir=None, prompt
         raise ValueError(f"{name} {str(path)!r} is the --prompts file this run reads: give another file")
 
 
-def as_path(name: str, path) -> Path:
+def as_path(name: str, path, kind: str = "folder") -> Path:
     """A path given as text or a path object; anything else (a number, bytes) was pathlib's TypeError, and ""
-    was the current folder: a training run, a sweep's files or a model search landed there without a word."""
+    was the current folder: a training run, a sweep's files or a model search landed there without a word.
+    kind: what the flag names, "folder" or "file" (said when it is empty)."""
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"{name} must be a path (text or a pathlib.Path), got {type(path).__name__} {path!r}")
     if isinstance(path, str) and not path.strip():
-        raise ValueError(f"{name} is empty: give a folder (\".\" for the current one)")
+        raise ValueError(f"{name} is empty: " + ("give a file name" if kind == "file" else
+                                                 "give a folder (\".\" for the current one)"))
     try:  # "~/models/x" quoted (or --model=~/x, which no shell expands) was a folder named "~" in the current one
         path = Path(path).expanduser()
     except TypeError:  # an os.PathLike whose __fspath__ gives bytes
