@@ -238,3 +238,33 @@ def test_help_and_argument_errors_answer_before_torch_loads(argv):
             "print('heavy:', sorted({'torch', 'transformers'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.stdout.strip().splitlines()[-1] == "heavy: []", result.stderr
+
+
+def test_a_terminal_that_is_not_utf8_gets_escapes_not_a_traceback():
+    """PYTHONIOENCODING=ascii (a cp1252 Windows redirect alike): --help (γ) was an argparse traceback, and generate
+    printed only "error: 'ascii' codec can't encode character" for an 'é' in its prompt."""
+    env = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "ascii", "PATH": "/usr/bin:/bin"}
+    run = [sys.executable, "-m", "twotower.cli"]
+    helped = subprocess.run(run + ["bench", "--help"], capture_output=True, text=True, env=env, timeout=120)
+    assert helped.returncode == 0 and "\\u03b3" in helped.stdout and "Traceback" not in helped.stderr
+    made = subprocess.run(run + TINY + ["print('é')"], capture_output=True, text=True, env=env, timeout=300)
+    assert made.returncode == 0 and made.stdout.startswith("print('\\xe9')"), made.stderr
+
+
+def test_standard_input_closed_or_with_a_bom_and_a_training_run_given_as_model(tmp_path, monkeypatch, capsys):
+    from twotower.tokenizer import load_tokenizer
+
+    monkeypatch.setattr(sys, "stdin", None)  # `generate - <&-` was an AttributeError traceback
+    assert cli_main(TINY + ["-"]) == 2
+    assert "standard input is closed" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("\ufeffimport os".encode())))
+    assert cli_main(TINY + ["--json", "-"]) == 0  # a Windows editor's BOM is no part of the prompt
+    assert json.loads(capsys.readouterr().out)["prompt"] == "import os"
+    # the documented tokenizer API: a lone surrogate was pybind's "Unable to cast Python instance" RuntimeError
+    with pytest.raises(ValueError, match="the text to encode holds a character that is not valid text"):
+        load_tokenizer(ROOT / "assets" / "default").encode("a\udcffb")
+    run = tmp_path / "run"  # a training run's folder: its context_ckpt was suggested, which has no tokenizer
+    (run / "context_ckpt").mkdir(parents=True)
+    (run / "context_ckpt" / "config.json").write_text("{}")
+    assert cli_main(["generate", "--model", str(run), "x"]) == 2
+    assert f"export it first, `twotower train --stage export --out {run} --to DIR`" in capsys.readouterr().err

@@ -81,7 +81,18 @@ def _is_number(word: str) -> bool:
     return True
 
 
+def text_streams_never_fail_on_a_character() -> None:
+    """stdout and stderr that are not UTF-8 (PYTHONIOENCODING=ascii, a Windows console or redirect in cp1252) write
+    a character they cannot hold as an escape (\\u03b3): `--help` (γ) was a traceback, and generate's whole output
+    was lost to one 'é' of the prompt."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+        if encoding not in ("utf8", "") and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv=None) -> int:
+    text_streams_never_fail_on_a_character()
     # allow_abbrev=False: a prefix of a flag is refused, not taken for it (bench's `--batch 2` silently set
     # --batch-size; a flag added later would change what an old abbreviation meant)
     parser = argparse.ArgumentParser(prog="twotower", description="TwoTower Playground engine", allow_abbrev=False)

@@ -102,8 +102,11 @@ def read_prompt(arg: str) -> str:
     from .validation import utf8_text
 
     if arg == "-":
+        if sys.stdin is None:  # `twotower generate - <&-`: no standard input at all (was an AttributeError)
+            raise ValueError("the prompt is '-' (standard input), but standard input is closed")
         data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()  # tests pass a StringIO
-        return utf8_text(data, "standard input") if isinstance(data, bytes) else data
+        text = utf8_text(data, "standard input") if isinstance(data, bytes) else data
+        return text.removeprefix("\ufeff")  # a BOM (a Windows editor's UTF-8) is no part of the prompt
     if any("\udc80" <= c <= "\udcff" for c in arg):  # Python's stand-ins for argv bytes that were not UTF-8
         return utf8_text(os.fsencode(arg), "the prompt argument")
     return arg

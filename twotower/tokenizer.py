@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from .validation import as_path, check_int
+from .validation import as_path, check_encodable, check_int
 
 PAD_ID, BOS_ID, EOS_ID, UNK_ID, MASK_ID = 0, 1, 2, 3, 4
 N_SPECIAL = 5
@@ -26,6 +26,7 @@ def text_to_encode(text) -> str:
     """encode's argument: text. None, bytes or ids were sentencepiece's or Python's TypeError from inside."""
     if not isinstance(text, str):
         raise ValueError(f"encode takes text (str), got {type(text).__name__}")
+    check_encodable(text, "the text to encode")  # a lone surrogate was pybind's "Unable to cast ..." RuntimeError
     return text
 
 
