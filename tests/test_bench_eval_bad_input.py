@@ -59,6 +59,11 @@ from twotower.cli import main
     (["bench", "--preset", "tiny", "--prompts", ""], "--prompts is empty: give a file name"),
     (["sweep", "--preset", "tiny", "--prompts", "{tmp}/" + "p" * 300], "--prompts '{tmp}/ppp"),
     (["generate", "--preset", "tiny", "--trace", "", "x"], "--trace is empty: give a file name"),  # not "a folder"
+    # sizes past any run's: 10**8 rows filled the memory, 10**23 tokens was past int64, 10**8 prompts the whole split
+    (["bench", "--preset", "tiny", "--batch-size", "100000000"], "--batch-size must be >= 1 and <= 1024"),
+    (["generate", "--preset", "tiny", "--max-new-tokens", "9" * 23, "x"], "--max-new-tokens must be >= 1 and <= 1000000"),
+    (["sweep", "--preset", "tiny", "--n-prompts", "100000000"], "--n-prompts must be >= 1 and <= 100000"),
+    (["eval", "--preset", "tiny", "--syntax-tokens", "2000000"], "--syntax-tokens must be >= 1 and <= 1000000"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, words):
     import twotower.bench

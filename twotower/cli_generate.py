@@ -152,9 +152,9 @@ def format_footer(stats: dict) -> str:
 
 def main(args) -> int:
     from .run_setup import engine_from_args, output_file, preset_note
-    from .validation import check_fraction, check_int, check_sampling
+    from .validation import MAX_NEW_TOKENS, check_fraction, check_int, check_sampling
 
-    check_int("--max-new-tokens", args.max_new_tokens)  # named as typed, and before the model loads (as bench)
+    check_int("--max-new-tokens", args.max_new_tokens, maximum=MAX_NEW_TOKENS)  # named as typed, and before the model loads (as bench)
     check_sampling(args.temperature, args.top_k, args.top_p, names=("--temperature", "--top-k", "--top-p"))
     if args.min_draft_confidence is not None:  # (check_decoding_settings below names it as the API spells it)
         check_fraction("--min-draft-confidence", args.min_draft_confidence)

@@ -91,6 +91,14 @@ def _shown(value: int):
     return value if abs(value) < 10**15 else f"about {sign}{digits[0]}.{digits[1:3]}e{len(digits) - 1}"
 
 
+# Upper bounds of a run's sizes: no trained length limits a generation (NemotronH has no position limit), but past
+# these a typo's run never ends or fills the memory first (--max-new-tokens 10**23 was past int64; bench
+# --batch-size 10**8 built 10**8 rows, 2.4 GB in 20 s and growing; --n-prompts 10**8 took the whole test split)
+MAX_NEW_TOKENS = 1_000_000
+MAX_BATCH = 1024
+MAX_PROMPTS = 100_000
+
+
 def check_int(name: str, value, minimum: int | None = 1, maximum: int | None = None) -> int:
     """value as an int, or a ValueError naming it; minimum / maximum: bounds (None: none)."""
     # numbers.Integral admits numpy ints; a float must be finite (int(inf) raises OverflowError) and whole
