@@ -178,3 +178,18 @@ def test_prompts_from_a_pipe_and_a_quoted_home_are_read(tmp_path, monkeypatch, c
     assert json.loads(capsys.readouterr().out)["n_prompts"] == 1
     assert main(argv + ["--prompts", "~/p.txt"]) == 0
     assert json.loads(capsys.readouterr().out)["n_prompts"] == 2
+
+
+def test_bench_names_mode_flags_that_no_mode_of_its_run_reads(capsys):
+    """generate notes another mode's flags; bench took --adaptive / --draft-steps with no speculative run without a
+    word, and its header said "anchored" of a run with no diffusion."""
+    argv = ["bench", "--preset", "tiny", "--n-prompts", "1", "--repeats", "1", "--max-new-tokens", "2", "--batch-size",
+            "1", "--modes", "ar", "--adaptive", "--draft-steps", "3", "--anchor-first"]
+    assert main(argv) == 0
+    shown, err = capsys.readouterr()
+    assert ("note: --draft-steps, --adaptive are read only by speculative; --anchor-first is read only by "
+            "diffusion: ignored") in err
+    assert "first token from the context tower" not in shown  # the header's anchored note
+    assert main(argv[:-5] + ["diffusion", "--anchor-first"]) == 0  # read: no note, and the header says it
+    shown, err = capsys.readouterr()
+    assert "ignored" not in err and "first token from the context tower" in shown

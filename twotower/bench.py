@@ -273,6 +273,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default=None, help="also write the markdown table to this file")
 
 
+def unread_mode_flags(args, modes) -> str:
+    """The mode flags given that no mode of the run reads ("" when every one is read): the speculative ones without
+    speculative, --anchor-first without diffusion (timed, or --eval's)."""
+    spec = [flag for flag, given in (("--draft-steps", args.draft_steps is not None), ("--adaptive", args.adaptive),
+                                     ("--min-draft-confidence", args.min_draft_confidence is not None),
+                                     ("--snapshot-rollback", args.snapshot_rollback)) if given]
+    parts = [f"{', '.join(spec)} {'is' if len(spec) == 1 else 'are'} read only by speculative"] \
+        if spec and "speculative" not in modes else []
+    if args.anchor_first and "diffusion" not in modes and not args.eval:
+        parts.append("--anchor-first is read only by diffusion")
+    return "; ".join(parts)
+
+
 def main(args) -> int:
     from tqdm import tqdm
 
@@ -294,6 +307,10 @@ def main(args) -> int:
     out = output_file("--out", args.out, args)
     modes, skipped = resolve_modes(args.modes)  # the modes and a prompt file are checked before the model loads
     check_decoding_settings(args.gamma, args.block_size, args.steps, args.draft_steps)  # resolved_settings: again
+    unread = unread_mode_flags(args, modes)
+    if unread:  # as generate says of another mode's flags (the header said "anchored" of a run with no diffusion)
+        print(f"note: {unread}: ignored", file=sys.stderr)
+        args.anchor_first = args.anchor_first and ("diffusion" in modes or args.eval)
     if args.min_draft_confidence is not None:
         check_fraction("--min-draft-confidence", args.min_draft_confidence)
     if args.prompts is not None:  # "" is refused by name, not taken as "no file"
