@@ -173,3 +173,36 @@ def test_a_signal_during_a_kept_write_comes_once_it_is_written(name):
             os.kill(os.getpid(), getattr(signal, name))
             written.append("whole")
     assert written == ["whole"] and signal.getsignal(getattr(signal, name)) == before
+
+
+@pytest.mark.parametrize("flag", ["--json", "--show-steps"])
+def test_an_interrupted_generate_that_prints_at_the_end_prints_the_text_so_far(monkeypatch, capsys, flag):
+    """--json and --show-steps print the text once the run is done: Ctrl-C printed nothing of it."""
+    from twotower.engine import Engine
+
+    real = Engine.stream
+
+    def stopped_after_two_blocks(self, *args, **kwargs):
+        blocks = 0
+        for event in real(self, *args, **kwargs):
+            yield event
+            blocks += event.kind == "block"
+            if blocks == 2:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(Engine, "stream", stopped_after_two_blocks)
+    argv = ["generate", "--preset", "tiny", "--block-size", "4", "--max-new-tokens", "16", "--no-eos", flag, "x ="]
+    assert cli_main(argv) == 130
+    out, err = capsys.readouterr()
+    if flag == "--json":
+        shown = json.loads(out)
+        assert shown["interrupted"] is True and shown["stats"] is None and shown["prompt"] == "x ="
+        completion = shown["completion"]
+    else:
+        assert out.startswith("x =")
+        completion = out[len("x ="):-1]
+    monkeypatch.setattr(Engine, "stream", real)
+    assert cli_main(argv[:-2] + ["--json", "x ="]) == 0  # the run uninterrupted: its first two blocks are those
+    full = json.loads(capsys.readouterr().out)["completion"]
+    assert completion and full.startswith(completion) and len(completion) < len(full)
+    assert err.strip().endswith("interrupted")

@@ -29,7 +29,10 @@ def add_arguments(parser) -> None:
     add_engine_arguments(parser)
     # mock-ar and mock_ar both work; the usage and error messages list each mode once
     parser.add_argument("--mode", default="diffusion", choices=list(dict.fromkeys([m.replace("_", "-") for m in MODES]
-                                                                                 + list(MODES))))
+                                                                                 + list(MODES))),
+                        help="diffusion: blocks of S filled in parallel by the denoiser; ar: the context tower alone; "
+                             "mock-ar: both towers, one token a step; speculative: the denoiser drafts, the context "
+                             "tower verifies (AR's output) (default: %(default)s)")
     parser.add_argument("--gamma", type=float, default=None, help="confidence threshold γ in (0, 1] (default: the model's)")
     parser.add_argument("--block-size", type=int, default=None, help="block size S (default: the model's)")
     parser.add_argument("--steps", type=int, default=None,
@@ -38,15 +41,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--draft-steps", type=int, default=None,
                         help="speculative: denoiser passes per drafted block (default: --steps, else the model's), "
                              "as bench spells it")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="tokens to generate (default: %(default)s)")
+    parser.add_argument("--temperature", type=float, default=0.0,
+                        help="0: greedy (the most likely token); above 0: sample at this temperature (default: 0)")
     parser.add_argument("--top-k", type=int, default=None,
                         help="sample only from the K most likely tokens; with --temperature > 0 only (greedy takes "
                              "the most likely anyway); 0 or unset: off")
     parser.add_argument("--top-p", type=float, default=None,
                         help="sample only from the most likely tokens whose probabilities add up to P, in (0, 1]; "
                              "with --temperature > 0 only; 1 or unset: off")
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="with --temperature > 0: the same seed repeats the same text (default: unseeded)")
     parser.add_argument("--adaptive", action="store_true", help="speculative: adapt the block length to acceptance")
     add_anchor_argument(parser)
     parser.add_argument("--min-draft-confidence", type=float, default=None,
@@ -187,9 +192,9 @@ def main(args) -> int:
     from .interrupts import quiet_stdout, signals_held
 
     # text mode prints the completion as it is committed (the prompt first); --json and --show-steps (whose step
-    # lines on stderr would cut into the text on a terminal) print it once the run is done
-    stream = None if args.json or args.show_steps else \
-        CompletionStream(engine.decode, None if args.no_eos else engine.eos_token_id)
+    # lines on stderr would cut into the text on a terminal) print it once the run is done, or at Ctrl-C (`kept`)
+    kept = CompletionStream(engine.decode, None if args.no_eos else engine.eos_token_id)
+    stream = None if args.json or args.show_steps else kept
     done = None
     try:
         for event in events:
@@ -201,6 +206,8 @@ def main(args) -> int:
                 if notes is not None:  # the first event: the run has started
                     _write(prompt)
                 _write(stream.add(event))
+            else:
+                kept.add(event)
             notes = None
             if args.show_steps and event.kind in ("step", "verify", "token"):
                 cells = [engine.tokenizer.piece(t) if not m else "▒" for t, m in zip(event.tokens[0].tolist(), event.masked[0].tolist())]
@@ -219,9 +226,15 @@ def main(args) -> int:
                 print(f"the run so far is traced in {trace_path}", file=sys.stderr)
             except ValueError as error:  # said, and the interrupt goes on as one
                 print(f"twotower generate: error: {error}", file=sys.stderr)
-        if isinstance(exc, KeyboardInterrupt) and stream is not None and notes is None:
-            try:
-                _write("\n")  # the text so far ends its line ("interrupted" follows on stderr)
+        if isinstance(exc, KeyboardInterrupt) and notes is None:
+            try:  # streamed: the text so far ends its line ("interrupted" follows on stderr); else the text so far
+                if stream is not None:
+                    _write("\n")
+                elif args.json:  # what a finished run prints, marked interrupted (its statistics never came)
+                    _write(json.dumps({"prompt": prompt, "completion": engine.decode(kept.ids), "interrupted": True,
+                                       "stats": None, "engine": engine.describe()}) + "\n")
+                else:
+                    _write(prompt + engine.decode(kept.ids) + "\n")
             except BrokenPipeError:  # the reader went with the same Ctrl-C: the interrupt is what ends the run
                 quiet_stdout()  # (and nothing fails at exit)
         raise

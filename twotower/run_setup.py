@@ -19,8 +19,8 @@ from .engine import DTYPE_HELP, DTYPE_METAVAR, dtype_flag, dtype_name, load_engi
 def add_engine_arguments(parser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--dtype", default="fp32", type=dtype_flag, metavar=DTYPE_METAVAR,
-                        help=f"weights dtype: {DTYPE_HELP} (default: %(default)s; reported in the output: generate's "
-                             "line under the text, every --json and report)")
+                        help=f"weights dtype: {DTYPE_HELP} (default: %(default)s; every run's statistics and report "
+                             "say which)")
     parser.add_argument("--den-dtype", default=None, type=dtype_flag, metavar=DTYPE_METAVAR,
                         help="the denoiser's own dtype (default: --dtype); the context tower, hence AR and the "
                              "speculative verifier, keeps --dtype")
