@@ -231,10 +231,11 @@ def test_an_export_over_a_model_card_says_the_card_is_the_old_models(tmp_path, m
     training_module.run_stage("denoiser", run, profile="test", steps=1)
     capsys.readouterr()
     bare, carded = tmp_path / "bare", tmp_path / "carded"
-    carded.mkdir()
-    (carded / "README.md").write_text("# the earlier model's card\n")
     assert cli_main(["train", "--stage", "export", "--out", str(run), "--to", str(bare)]) == 0
     assert "model card" not in capsys.readouterr().err  # a new folder has no card to go stale
+    assert cli_main(["train", "--stage", "export", "--out", str(run), "--to", str(carded)]) == 0  # an earlier export
+    (carded / "README.md").write_text("# the earlier model's card\n")
+    capsys.readouterr()
     assert cli_main(["train", "--stage", "export", "--out", str(run), "--to", str(carded)]) == 0
     err = capsys.readouterr().err
     assert f"{carded / 'README.md'} (the model card) was not rewritten" in err and "scripts/model_card.py" in err
@@ -379,3 +380,21 @@ def test_a_diverging_step_ends_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     assert weights.read_bytes() == good  # no NaN step was saved over it
     with pytest.raises(ValueError, match="--lr must be a number > 0 and <= 1"):
         training.run_stage("context", run, profile="test", resume=True, steps=6, lr=1e30)
+
+
+def test_an_export_into_a_folder_of_other_things_is_refused(tmp_path, monkeypatch, capsys):
+    """`--to runs` put a model's files among the run folders, and another project's config.json was replaced
+    without a word: an export replaces an earlier export (or assets/default), and fills a new or empty folder."""
+    training_module, run = tiny_training_run(monkeypatch, tmp_path)
+    training_module.run_stage("context", run, profile="test", steps=1)
+    training_module.run_stage("denoiser", run, profile="test", steps=1)
+    other = tmp_path / "project"
+    other.mkdir()
+    (other / "config.json").write_text('{"name": "another project"}')
+    for to in (tmp_path, other):  # the folder above the run, and another project's
+        assert cli_main(["train", "--stage", "export", "--out", str(run), "--to", str(to)]) == 2
+        assert "holds other files and no two-tower model" in capsys.readouterr().err
+    assert (other / "config.json").read_text() == '{"name": "another project"}'
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli_main(["train", "--stage", "export", "--out", str(run), "--to", str(empty)]) == 0

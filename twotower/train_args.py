@@ -170,7 +170,23 @@ def check_export_paths(run_dir, to_dir) -> tuple[Path, Path]:
     if (to_dir / "trainer_state.json").is_file() or any((to_dir / f"{stage}_ckpt").is_dir() for stage in STAGES):
         raise ValueError(f"--to {str(to_dir)!r} holds a training run or checkpoint: the export would replace its "
                          "weights and tokenizer; give another --to")
+    if to_dir.is_dir() and any(to_dir.iterdir()) and not _a_two_tower_model(to_dir):
+        # an earlier export (or assets/default) is replaced, as documented; a folder of other things is not written
+        # into (`--to runs` put a model's files among the run folders; another project's config.json was replaced)
+        raise ValueError(f"--to {str(to_dir)!r} holds other files and no two-tower model: give a new or empty folder, "
+                         "or an earlier export to replace")
     return run_dir, to_dir
+
+
+def _a_two_tower_model(folder: Path) -> bool:
+    """Whether `folder` holds an export of this project (a config.json naming the two-tower architecture)."""
+    import json
+
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "NemotronHTwoTowerForCausalLM" in (config.get("architectures") or [])
 
 
 # the flags each stage reads (besides --stage), in the order of `twotower train --help`
