@@ -20,9 +20,10 @@ from twotower.cli import main
     (["eval", "--preset", "tiny", "--modes", "telepathy"], "unknown mode"),
     (["eval", "--preset", "tiny", "--tasks", ","], "no task given"),  # was "unknown or no tasks ['']"
     # these were checked only once the model had loaded
-    (["eval", "--preset", "tiny", "--gamma", "5"], "γ must be in (0, 1], got 5.0"),
+    (["eval", "--preset", "tiny", "--gamma", "5"], "--gamma: confidence threshold γ must be in (0, 1], got 5.0"),
     (["eval", "--preset", "tiny", "--next-line-tokens", "0"], "--next-line-tokens must be >= 1"),
-    (["bench", "--preset", "tiny", "--draft-steps", "0"], "draft steps"),
+    (["bench", "--preset", "tiny", "--draft-steps", "0"], "--draft-steps: draft steps must be >= 1"),
+    (["bench", "--preset", "tiny", "--block-size", "0"], "--block-size: block size S must be >= 1"),  # the flag typed
     (["sweep", "--preset", "tiny", "--repeats", "0"], "--repeats must be >= 1"),
     (["sweep", "--preset", "tiny", "--max-new-tokens", "-3"], "--max-new-tokens must be >= 1"),
     (["eval", "--preset", "tiny", "--workers", "-1"], "--workers must be >= 0"),

@@ -134,7 +134,7 @@ def test_a_real_process_exits_2_with_one_line():
     command = [sys.executable, "-m", "twotower.cli", "generate", "--preset", "tiny", "--gamma", "2", "a"]
     bad = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and bad.stdout == ""
-    assert bad.stderr.strip().splitlines() == ["twotower generate: error: confidence threshold γ must be in (0, 1], got 2.0"]
+    assert bad.stderr.strip().splitlines() == ["twotower generate: error: --gamma: confidence threshold γ must be in (0, 1], got 2.0"]
 
 
 def test_a_reader_that_leaves_ends_generate_quietly():

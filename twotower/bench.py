@@ -306,7 +306,7 @@ def main(args) -> int:
               file=sys.stderr)
     out = output_file("--out", args.out, args)
     modes, skipped = resolve_modes(args.modes)  # the modes and a prompt file are checked before the model loads
-    check_decoding_settings(args.gamma, args.block_size, args.steps, args.draft_steps)  # resolved_settings: again
+    check_decoding_settings(args.gamma, args.block_size, args.steps, args.draft_steps, cli=True)  # checked again later
     unread = unread_mode_flags(args, modes)
     if unread:  # as generate says of another mode's flags (the header said "anchored" of a run with no diffusion)
         print(f"note: {unread}: ignored", file=sys.stderr)

@@ -164,7 +164,8 @@ def main(args) -> int:
     if args.min_draft_confidence is not None:  # (check_decoding_settings below names it as the API spells it)
         check_fraction("--min-draft-confidence", args.min_draft_confidence)
     # the settings engine.stream checks in every mode, checked before the model loads: a typo costs no loading
-    check_decoding_settings(args.gamma, args.block_size, args.steps, args.draft_steps, args.min_draft_confidence)
+    check_decoding_settings(args.gamma, args.block_size, args.steps, args.draft_steps, args.min_draft_confidence,
+                            cli=True)
     trace_path = output_file("--trace", args.trace, args)  # before the model loads, as bench's --out
     prompt = read_prompt(args.prompt)
     engine = engine_from_args(args)

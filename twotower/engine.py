@@ -188,18 +188,20 @@ class Engine:
 
 
 def check_decoding_settings(gamma=None, block_size=None, steps_per_block=None, draft_steps=None,
-                            min_draft_confidence=None) -> None:
+                            min_draft_confidence=None, cli: bool = False) -> None:
     """The diffusion / speculative settings Engine.stream checks in every mode, each where given (None: the
-    checkpoint's default, which load_config checked); `twotower generate` calls it before the model loads."""
-    if gamma is not None:
-        check_gamma(gamma)
-    if block_size is not None:
-        check_block_size(block_size)
-    for name, value in (("steps per block", steps_per_block), ("draft steps", draft_steps)):
+    checkpoint's default, which load_config checked); the commands call it before the model loads, with cli=True:
+    a refusal then starts with the flag typed ("--gamma: confidence threshold γ must be ...")."""
+    checks = [("--gamma", gamma, check_gamma), ("--block-size", block_size, check_block_size),
+              ("--steps", steps_per_block, lambda v: check_int("steps per block", v)),
+              ("--draft-steps", draft_steps, lambda v: check_int("draft steps", v)),
+              ("--min-draft-confidence", min_draft_confidence, lambda v: check_fraction("min_draft_confidence", v))]
+    for flag, value, check in checks:
         if value is not None:
-            check_int(name, value)
-    if min_draft_confidence is not None:
-        check_fraction("min_draft_confidence", min_draft_confidence)
+            try:
+                check(value)
+            except ValueError as exc:
+                raise ValueError(f"{flag}: {exc}" if cli else str(exc)) from None
 
 
 def normalise_mode(mode: str) -> str:

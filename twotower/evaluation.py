@@ -389,7 +389,7 @@ def main(args) -> int:
     n_syntax = args.syntax_prompts if args.syntax_prompts is not None else min(100, args.n_prompts)
     check_eval_inputs(args.tasks, args.n_prompts, n_syntax, args.next_line_tokens, args.syntax_tokens,
                       args.max_prompt_tokens, workers)
-    check_decoding_settings(args.gamma, args.block_size, args.steps)
+    check_decoding_settings(args.gamma, args.block_size, args.steps, cli=True)
     engine = engine_from_args(args)
     with tqdm(total=0, desc="eval", unit="gen", file=sys.stderr, disable=None) as bar:
         say_preset = preset_note_once(args, bar)
