@@ -402,6 +402,26 @@ def test_a_release_that_changes_nothing_on_a_finished_board_runs_nothing(engine)
     assert dropped != gr.skip() and going()  # a change: the trace goes, the run going gives way to the re-run
 
 
+def test_a_release_of_a_setting_ar_does_not_read_leaves_a_finished_ar_board(engine):
+    """Moving γ, S, the steps or the anchor re-ran the Playground's AR (and mock-AR) text, identical each time; a
+    setting every mode reads (the token budget) still runs, and so does a change of mode."""
+    handlers = Handlers(CountingEngine(engine))
+    s = SETTINGS
+    args = ["def f(x):", "ar", s["gamma"], s["block_size"], s["steps_per_block"], s["max_new_tokens"],
+            s["temperature"], s["seed"], "step", False]
+    *_, (_, _, _, record, _) = list(handlers.rerun("playground", *args))
+    pulled = handlers.engine.pulled
+    for index, value in ((2, 0.5), (3, s["block_size"] * 2), (4, 1), (9, True)):  # γ, S, steps, the anchor
+        moved = list(args)
+        moved[index] = value
+        assert list(handlers.rerun("playground", *moved, record)) == [(gr.skip(),) * 5], index
+    assert handlers.engine.pulled == pulled
+    for index, value in ((5, s["max_new_tokens"] - 1), (1, "diffusion")):
+        moved = list(args)
+        moved[index] = value
+        assert len(list(handlers.rerun("playground", *moved, record))) > 1, index
+    assert handlers.engine.pulled > pulled
+
 def test_a_race_can_be_stopped_between_two_timed_runs_and_says_so(engine):
     """The Race yielded once per mode, so Stop landed only after a warm-up and every timed run of the mode."""
     handlers = Handlers(engine)

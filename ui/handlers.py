@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import gradio as gr
 
+from twotower.engine import normalise_mode
+from twotower.trace import MODE_SETTINGS
 from twotower.validation import check_int
 
 from .board import FRAME_KINDS, Board, count_frames, fold, fold_event
@@ -28,8 +30,6 @@ LIVE_NOTE = ("Times include drawing the board live (at most 25 frames a second; 
 
 def run_caption(mode: str, settings: dict, anchor_first: bool = False, draft_steps: int | None = None) -> str:
     """The settings a Playground run used, for its statistics: the board stays after the sliders move on."""
-    from twotower.engine import normalise_mode
-
     try:
         mode = normalise_mode(mode)
     except ValueError:
@@ -144,10 +144,15 @@ class Handlers(PanelHandlers):
             return False  # nothing finished there (a run in flight was superseded by this release: run anew)
         try:
             settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
-        except ValueError:  # a refused setting: the run says why
+            read_nothing_of_diffusion = normalise_mode(mode) in ("ar", "mock_ar")
+        except ValueError:  # a refused setting or mode: the run says why
             return False
-        return (previous.get("prompt"), previous.get("mode"), previous.get("settings")) == \
-            (prompt, mode, {**settings, "anchor_first": anchor_first})
+        asked, shown = {**settings, "anchor_first": anchor_first}, dict(previous.get("settings") or {})
+        if read_nothing_of_diffusion:  # moving γ, S, the steps or the anchor re-ran the same AR text (the board's
+            for name in MODE_SETTINGS["diffusion"]:  # caption names none of them)
+                asked.pop(name, None)
+                shown.pop(name, None)
+        return (previous.get("prompt"), previous.get("mode"), shown) == (prompt, mode, asked)
 
     def _generate(self, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
                   colour_by, session, anchor_first=False, previous=None, stopped=lambda: False):
