@@ -93,9 +93,14 @@ AROUND=$(( AROUND + DISTILL_BATCHES / 4 ))
 AFTER=75  # s kept after the last stage's deadline: its stop (up to the kill's 40) and the export and parts (~20 s)
 deadline() { local left=$(( LIMIT - SECONDS - $1 )); echo $(( left > 20 ? left : 20 )); }
 # a stage's exit under its deadline: 124 is `timeout`'s (the stage saved its step: go on), 137 its kill after the
-# grace (its last save, recovered by the export, is kept); any other failure ends the script as before
+# grace (its last save, recovered by the export, is kept); any other failure ends the script as before, unless
+# the stage names a checkpoint folder ($4) that holds a save: the denoiser's, exported as the lease's work (a
+# diverging step ends training with exit 2 before it is taken, and the export was skipped with the saves kept)
 past_deadline() {
-  [ "$1" -eq 124 ] || [ "$1" -eq 137 ] || exit "$1"; echo "$2 stage: stopped at its deadline ($1); $3"; }
+  if [ "$1" -ne 124 ] && [ "$1" -ne 137 ]; then
+    [ -n "${4:-}" ] && [ -f "$4/config.json" ] || exit "$1"
+    echo "$2 stage: failed ($1); its last save is exported"; return 0; fi
+  echo "$2 stage: stopped at its deadline ($1); $3"; }
 fresh() { rm -rf "$1"; mkdir -p "$1"; cp -r .gpu/. "$1"/; }
 date -u; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || true
 "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())"
@@ -121,7 +126,7 @@ timeout -s TERM -k 40 "$(deadline "$AFTER")" \
   "$PY" -m twotower.cli train --stage denoiser --profile "$PROFILE" --device "$DEVICE" --out "$RUN" --minutes "$DEN_MIN" \
   "${INIT[@]}" "${BATCH_ARGS[@]}" "${LR_ARGS[@]}" \
   --distill-share "$DISTILL_SHARE" --distill-from "$DISTILL_FROM" --distill-batches "$DISTILL_BATCHES" \
-  || past_deadline $? denoiser "its last step is exported"
+  || past_deadline $? denoiser "its last step is exported" "$RUN/denoiser_ckpt"
 tt train --stage export --out "$RUN" --to "$RUN/export"
 rm -f "$RUN/export/tokenizer.model"  # the shipped one (.gpu/tokenizer.model): gpu_unpack.sh puts it back
 tar -cf - -C "$RUN" export | split -b 15M - "$OUT/export.tar.part-"

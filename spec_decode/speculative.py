@@ -22,7 +22,7 @@ from twotower.commit import predict_tokens, sampling_distribution
 from twotower.decoding import drain, make_generator
 from twotower.events import GenerationResult, StepEvent, commit_event, done_event, draft_event, token_event
 from twotower.metrics import cut_after_eos
-from twotower.validation import (MAX_NEW_TOKENS, SEED_LIMIT, as_batch, check_block_size, check_flag, check_fraction,
+from twotower.validation import (NEW_TOKENS_LIMIT, SEED_LIMIT, as_batch, check_block_size, check_flag, check_fraction,
                                  check_gamma, check_int, check_sampling, check_seed, check_token_id, model_config)
 
 from .context_cursor import ContextCursor
@@ -73,7 +73,7 @@ def iter_speculative(model, input_ids, max_new_tokens: int = 128, block_size: in
     if prompt.shape[0] != 1:
         raise ValueError(f"speculative mode runs one prompt at a time (got a batch of {prompt.shape[0]})")
     settings = dict(
-        max_new_tokens=check_int("max_new_tokens", max_new_tokens, maximum=MAX_NEW_TOKENS),
+        max_new_tokens=check_int("max_new_tokens", max_new_tokens, maximum=NEW_TOKENS_LIMIT),
         block_size=check_block_size(block_size),
         draft_steps=check_int("draft steps", draft_steps),
         gamma=check_gamma(draft_threshold),

@@ -266,5 +266,9 @@ def test_standard_input_closed_or_with_a_bom_and_a_training_run_given_as_model(t
     run = tmp_path / "run"  # a training run's folder: its context_ckpt was suggested, which has no tokenizer
     (run / "context_ckpt").mkdir(parents=True)
     (run / "context_ckpt" / "config.json").write_text("{}")
+    assert cli_main(["generate", "--model", str(run), "x"]) == 2  # no denoiser yet: nothing to export
+    assert f"context stage only: train its denoiser, `twotower train --stage denoiser --out {run}`" in \
+        capsys.readouterr().err
+    (run / "denoiser_ckpt").mkdir()
     assert cli_main(["generate", "--model", str(run), "x"]) == 2
     assert f"export it first, `twotower train --stage export --out {run} --to DIR`" in capsys.readouterr().err

@@ -80,3 +80,11 @@ def test_a_bench_interrupted_in_its_eval_keeps_its_timed_rounds(tmp_path, monkey
     report = json.loads(capsys.readouterr().out)
     assert report["eval_interrupted_after"] == "no prompt" and "retention" not in report
     assert report["modes"]["diffusion"]["status"] == "ok"
+    stop_at_job(monkeypatch, 1)
+    assert cli_main(argv) == 130
+    assert "before its first prompt was scored: the throughput figures are every round's; there are no quality " \
+           "figures." in capsys.readouterr().out
+    for k in (1, 3):  # SIGTERM (`timeout`) in the eval, before or after a prompt: exit 143, as SIGTERM elsewhere
+        stop_at_job(monkeypatch, k, Terminated)
+        assert cli_main(argv) == 143
+        assert capsys.readouterr().err.strip().endswith("terminated")

@@ -76,3 +76,26 @@ def test_gpu_train_refuses_a_distill_batches_that_is_not_whole(tmp_path):
     """bash printed "8.5: syntax error" and went on; the value failed at stage 2's start, after stage 1's minutes."""
     result = run_prepared_gpu_train(tmp_path, DISTILL_BATCHES="8.5", DEN_MIN="1")
     assert result.returncode == 2 and "DISTILL_BATCHES must be a whole number, got '8.5'" in result.stdout + result.stderr
+
+
+def test_a_denoiser_stage_that_fails_after_a_save_still_exports_it(tmp_path):
+    """A diverging step ends training with exit 2 (the step not taken, the last save kept); the script then ended
+    before its export and the lease's work was lost. The denoiser's last save is now exported; a failure with no
+    save, or in a stage that names no checkpoint, ends the script as before."""
+    import subprocess
+
+    script = (ROOT / "scripts" / "gpu_train.sh").read_text()
+    body = script[script.index("past_deadline() {"):script.index("fresh() {")]
+    ckpt = tmp_path / "denoiser_ckpt"
+
+    def stage_ends(rc, *folder):
+        line = f'past_deadline {rc} denoiser "its last step is exported" {" ".join(map(str, folder))}; echo went on'
+        return subprocess.run(["bash", "-c", body + line], capture_output=True, text=True, timeout=30)
+
+    assert stage_ends(2, ckpt).returncode == 2 and "went on" not in stage_ends(2, ckpt).stdout  # nothing saved
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")
+    went = stage_ends(2, ckpt)
+    assert went.returncode == 0 and "failed (2); its last save is exported" in went.stdout and "went on" in went.stdout
+    assert stage_ends(2).returncode == 2  # the context stage names none
+    assert "stopped at its deadline (124)" in stage_ends(124).stdout

@@ -165,6 +165,10 @@ def test_an_output_over_the_prompt_file_is_refused_and_a_preset_has_no_model_fol
     ["bench", "--modes", "ar", "--n-prompts", "1", "--repeats", "1", "--max-new-tokens", "2", "--out", "{d}/out.md"],
     ["generate", "--max-new-tokens", "4", "--trace", "{d}/out.json", "x"],
     ["generate", "--json", "--max-new-tokens", "4", "--trace", "{d}/out.json", "x"],
+    ["eval", "--modes", "ar", "--n-prompts", "1", "--syntax-prompts", "1", "--next-line-tokens", "2", "--syntax-tokens",
+     "2", "--out", "{d}/out.md"],
+    ["sweep", "--n-prompts", "1", "--gammas", "0.5", "--block-sizes", "4", "--max-new-tokens", "2", "--repeats", "1",
+     "--out-dir", "{d}/sweep"],
 ])
 def test_stdout_that_fails_otherwise_than_a_closed_pipe_is_said_and_the_files_are_written(tmp_path, command):
     """A full disk under `> file` (here /dev/full) was a traceback that lost the --out file or the trace."""
@@ -179,3 +183,19 @@ def test_stdout_that_fails_otherwise_than_a_closed_pipe_is_said_and_the_files_ar
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().endswith("error: standard output could not be written (No space left on device)")
     assert [p.name for p in tmp_path.iterdir()] == [argv[-2 if argv[0] == "generate" else -1].split("/")[-1]]
+    if argv[0] == "sweep":
+        assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == ["sweep.csv", "sweep.html"]
+
+
+def test_generate_with_stdout_closed_says_nothing_and_fails_nothing(tmp_path):
+    """`generate --json x >&-`: Python's sys.stdout is None; print() writes nowhere, and so does generate's own
+    writer now (an AttributeError traceback)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
+    for flag in ("--json", "--no-eos"):
+        done = subprocess.run(["bash", "-c", f'"{sys.executable}" -m twotower.cli generate --preset tiny '
+                                             f'--max-new-tokens 4 {flag} x >&-'],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr

@@ -378,6 +378,14 @@ def test_a_diverging_step_ends_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
                                          r"not taken and .*context_ckpt keeps step 2"):
         training.run_stage("context", run, profile="test", resume=True, steps=6)
     assert weights.read_bytes() == good  # no NaN step was saved over it
+    monkeypatch.setattr(training, "context_loss", real)  # a finite loss whose gradient is not: the same
+    real_clip = training.torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(training.torch.nn.utils, "clip_grad_norm_",
+                        lambda params, norm: real_clip(params, norm) * float("inf"))
+    with pytest.raises(ValueError, match=r"diverged at step 3 \(loss [0-9.]+, gradient norm inf\)"):
+        training.run_stage("context", run, profile="test", resume=True, steps=6)
+    monkeypatch.setattr(training.torch.nn.utils, "clip_grad_norm_", real_clip)
+    assert weights.read_bytes() == good
     with pytest.raises(ValueError, match="--lr must be a number > 0 and <= 1"):
         training.run_stage("context", run, profile="test", resume=True, steps=6, lr=1e30)
 

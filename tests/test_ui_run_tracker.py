@@ -356,3 +356,12 @@ def test_a_refused_audit_press_said_while_an_audit_ran_keeps_that_audits_summary
     assert handlers.audit_pressed("x = 1", *args, request=Request("s1")) == ""
     *_, (_, _, summary) = list(handlers.speculative_audit("x = 1", *args, Request("s1")))
     assert "mean acceptance length" in summary and handlers._audit_refusal_said == {}
+
+
+def test_the_app_forgets_a_session_when_its_page_closes(engine):
+    """demo.unload is wired to Handlers.forget_session (a closed page's entries piled up on a shared server)."""
+    from ui.app import build_demo
+
+    demo = build_demo(engine)
+    unloads = [f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "forget_session"]
+    assert len(unloads) == 1 and isinstance(unloads[0].fn.__self__, Handlers)

@@ -22,7 +22,7 @@ from . import metrics
 from .engine import MODES
 from .run_setup import (add_engine_arguments, add_settings_arguments, device_info, engine_from_args,
                         output_file, preset_note_once, print_report, provenance)
-from .validation import MAX_BATCH, MAX_NEW_TOKENS, MAX_PROMPTS, check_fraction, check_int, write_text_file
+from .validation import check_fraction, check_size, write_text_file
 # the report's words live in bench_report.py; these names stay importable from here (scripts/write_benchmarks.py)
 from .bench_report import (SPECULATIVE_BATCH_NOTE, _cut, _num, _passes, _share, format_markdown,  # noqa: F401
                            ratio_range, round_ratios)
@@ -294,10 +294,8 @@ def main(args) -> int:
     from .engine import check_decoding_settings
     from .evaluation import evaluate, resolve_modes, resolved_settings
 
-    limits = {"n_prompts": MAX_PROMPTS, "max_new_tokens": MAX_NEW_TOKENS, "batch_size": MAX_BATCH,
-              "eval_prompts": MAX_PROMPTS}
     for name in ("n_prompts", "max_prompt_tokens", "max_new_tokens", "repeats", "batch_size", "eval_prompts"):
-        check_int("--" + name.replace("_", "-"), getattr(args, name), maximum=limits.get(name))
+        check_size("--" + name.replace("_", "-"), getattr(args, name))
     workers = resolve_workers(args.workers)
     unread = [f"--{name.replace('_', '-')}" for name, default in EVAL_DEFAULTS.items()
               if getattr(args, name) != default and not args.eval]
@@ -360,7 +358,9 @@ def main(args) -> int:
                                **{k: settings[k] for k in ("gamma", "block_size", "steps_per_block", "anchor_first")})
         except KeyboardInterrupt as exc:  # in the eval: the throughput measured is reported all the same, with
             # the prompts the eval scored (EvalInterrupted) or none
-            quality, stopped = getattr(exc, "report", None), BenchInterrupted(records, "every round", exc)
+            # (the signal itself, SIGTERM's Terminated included: the exit says which; EvalInterrupted carries it)
+            quality = getattr(exc, "report", None)
+            stopped = BenchInterrupted(records, "every round", getattr(exc, "signal", exc))
             report["eval_interrupted_after"] = quality["interrupted_after"] if quality else "no prompt"
     if quality is not None:
         report["retention"] = quality["retention"]["diffusion"]["tasks"]

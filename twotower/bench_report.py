@@ -74,7 +74,10 @@ def format_markdown(report: dict) -> str:
 
     b = report["batch_size"]
     lines = [f"## Throughput: {report['model']}", "", settings_line(report), ""]
-    if report.get("eval_interrupted_after"):  # Ctrl-C or SIGTERM in --eval, after every timed round
+    if report.get("eval_interrupted_after") == "no prompt":  # Ctrl-C or SIGTERM in --eval, after every timed round
+        lines[-1:-1] = ["", "Interrupted in the quality eval (--eval), before its first prompt was scored: the "
+                            "throughput figures are every round's; there are no quality figures."]
+    elif report.get("eval_interrupted_after"):
         lines[-1:-1] = ["", f"Interrupted in the quality eval (--eval), after {report['eval_interrupted_after']}: "
                             "the throughput figures are every round's, the quality figures those prompts'."]
     elif report.get("interrupted_after"):  # Ctrl-C or SIGTERM: the rounds every mode finished

@@ -126,9 +126,12 @@ def _model_folder_hint(directory: Path) -> str:
     """Where the checkpoint may be instead: a Hugging Face cache folder keeps it under snapshots/<revision>, and
     the folder above a checkpoint holds it as a subfolder. A training run's folder (`twotower train --out`) holds
     stage checkpoints, which load only once exported (its context_ckpt was pointed to, then had no tokenizer)."""
-    if any((directory / f"{stage}_ckpt").is_dir() for stage in ("context", "denoiser")):
+    if (directory / "denoiser_ckpt").is_dir():
         return (f" (a training run's folder: export it first, `twotower train --stage export --out {directory} --to "
                 "DIR`, then load DIR)")
+    if (directory / "context_ckpt").is_dir():
+        return (f" (a training run's folder with its context stage only: train its denoiser, `twotower train --stage "
+                f"denoiser --out {directory}`, then export it)")
     try:
         below = sorted(p for p in directory.glob("snapshots/*") if (p / CONFIG_NAME).is_file()) \
             or sorted(p for p in directory.iterdir() if (p / CONFIG_NAME).is_file())

@@ -157,11 +157,11 @@ def format_footer(stats: dict) -> str:
 
 def main(args) -> int:
     from .run_setup import engine_from_args, output_file, preset_note
-    from .validation import MAX_NEW_TOKENS, check_fraction, check_int, check_sampling
+    from .validation import check_fraction, check_sampling, check_size
 
-    check_int("--max-new-tokens", args.max_new_tokens, maximum=MAX_NEW_TOKENS)  # named as typed, and before the model loads (as bench)
+    check_size("--max-new-tokens", args.max_new_tokens)  # named as typed, and before the model loads (as bench)
     check_sampling(args.temperature, args.top_k, args.top_p, names=("--temperature", "--top-k", "--top-p"))
-    if args.min_draft_confidence is not None:  # (check_decoding_settings below names it as the API spells it)
+    if args.min_draft_confidence is not None:  # "--min-draft-confidence must be in [0, 1]", as bench says it
         check_fraction("--min-draft-confidence", args.min_draft_confidence)
     # the settings engine.stream checks in every mode, checked before the model loads: a typo costs no loading
     check_decoding_settings(args.gamma, args.block_size, args.steps, args.draft_steps, args.min_draft_confidence,
@@ -267,7 +267,7 @@ def main(args) -> int:
 def _write(text: str) -> None:
     """Text on stdout at once (a pipe's buffer would hold a streamed completion until the end). Any failure of
     stdout (a reader gone, a full disk) is a BrokenPipeError, which keeps the trace (interrupts.stdout_error)."""
-    if text:
+    if text and sys.stdout is not None:  # stdout closed (`>&-`): nothing is written, as print() does
         try:
             sys.stdout.write(text)
             sys.stdout.flush()

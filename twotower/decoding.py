@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from .commit import predict_tokens, select_commits
 from .events import GenerationResult, StepEvent, commit_event, done_event, draft_event, token_event
-from .validation import (MAX_NEW_TOKENS, as_batch, check_block_size, check_flag, check_gamma, check_int,
+from .validation import (NEW_TOKENS_LIMIT, as_batch, check_block_size, check_flag, check_gamma, check_int,
                          check_sampling, check_seed, check_token_id, model_config)
 
 
@@ -169,7 +169,7 @@ def iter_mask_diffusion(
     """
     cfg = model_config(model)
     prompt = as_batch(input_ids, cfg.vocab_size)
-    max_new_tokens = check_int("max_new_tokens", max_new_tokens, maximum=MAX_NEW_TOKENS)
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, maximum=NEW_TOKENS_LIMIT)
     block_size = check_block_size(block_size)
     steps_per_block = check_int("steps per block", steps_per_block)
     gamma = check_gamma(confidence_threshold)
@@ -262,7 +262,7 @@ def iter_ar(model, input_ids, max_new_tokens=128, temperature=0.0, top_k=None, t
     Arguments are checked at the call, as in `iter_mask_diffusion`."""
     cfg = model_config(model)
     prompt = as_batch(input_ids, cfg.vocab_size)
-    max_new_tokens = check_int("max_new_tokens", max_new_tokens, maximum=MAX_NEW_TOKENS)
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, maximum=NEW_TOKENS_LIMIT)
     temperature, top_k, top_p = check_sampling(temperature, top_k, top_p)
     eos = check_token_id("eos_token_id", eos_token_id, cfg.vocab_size)
     seed = check_seed(seed)

@@ -158,7 +158,7 @@ def check_eval_inputs(tasks, n_next_line, n_syntax, next_line_tokens, syntax_tok
                       workers) -> list[str]:
     """The tasks (in TASKS' order) and counts an eval reads, checked; `twotower eval` calls it before the model
     loads (a release checkpoint is ~118 GiB to read before a bad count was refused)."""
-    from .validation import MAX_NEW_TOKENS, MAX_PROMPTS, check_int
+    from .validation import check_int, check_size
 
     if isinstance(tasks, str):
         tasks = tasks.split(",")
@@ -172,10 +172,8 @@ def check_eval_inputs(tasks, n_next_line, n_syntax, next_line_tokens, syntax_tok
     counts = {"--n-prompts": n_next_line, "--next-line-tokens": next_line_tokens, "--max-prompt-tokens": max_prompt_tokens}
     if "syntax" in tasks:  # the syntax task's counts matter only when it runs
         counts.update({"--syntax-prompts": n_syntax, "--syntax-tokens": syntax_tokens})
-    limits = {"--n-prompts": MAX_PROMPTS, "--syntax-prompts": MAX_PROMPTS, "--next-line-tokens": MAX_NEW_TOKENS,
-              "--syntax-tokens": MAX_NEW_TOKENS}
     for name, value in counts.items():
-        check_int(name, value, maximum=limits.get(name))
+        check_size(name, value)
     check_int("--workers", workers)
     return tasks
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from . import metrics
-from .validation import (MAX_NEW_TOKENS, MAX_PROMPTS, check_block_size, check_gamma, check_int, make_output_dir,
+from .validation import (NEW_TOKENS_LIMIT, check_block_size, check_gamma, check_int, check_size, make_output_dir,
                          write_text_file)
 
 CSV_FIELDS = ("gamma", "block_size", "steps_per_block", "tokens_per_s", "ar_tokens_per_s", "ratio_vs_ar", "nfe",
@@ -93,7 +93,7 @@ def iter_sweep(engine, prompts, gammas, block_sizes, steps=None, max_new_tokens:
     from .eval_prompts import prompt_ids
     from .evaluation import ar_mean_loglik
 
-    max_new_tokens = check_int("max_new_tokens", max_new_tokens, maximum=MAX_NEW_TOKENS)
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, maximum=NEW_TOKENS_LIMIT)
     repeats = check_int("repeats", repeats)
     grid = sweep_grid(gammas, block_sizes, steps)
     if isinstance(prompts, str):
@@ -242,9 +242,8 @@ def main(args) -> int:
     block_sizes = parse_list(args.block_sizes, int, "--block-sizes")
     steps = parse_list(args.steps, int, "--steps") if args.steps is not None else None  # "": refused as empty
     n_points = len(sweep_grid(gammas, block_sizes, steps))  # checks the grid before loading anything
-    limits = {"n_prompts": MAX_PROMPTS, "max_new_tokens": MAX_NEW_TOKENS}
     for name in ("n_prompts", "max_prompt_tokens", "max_new_tokens", "repeats"):  # run_sweep checks them again
-        check_int("--" + name.replace("_", "-"), getattr(args, name), maximum=limits.get(name))
+        check_size("--" + name.replace("_", "-"), getattr(args, name))
     if args.prompts is not None:  # before the model loads: a bad file costs no loading time (and makes no --out-dir)
         prompts, source = load_prompt_file(args.prompts), str(args.prompts)
     else:
@@ -285,7 +284,7 @@ def main(args) -> int:
     if interrupted is not None:
         report["interrupted_after"] = f"{len(points)} of {n_points} grid points"
     lost = print_report(json.dumps(report, indent=1) if args.json else
-                         format_header(report) + "\n" + format_markdown(points))
+                          format_header(report) + "\n" + format_markdown(points))
     write_text_file("--out-dir's file", csv_path, csv_text(points))
     write_text_file("--out-dir's file", html_path, sweep_figure(points).to_html(include_plotlyjs=True))  # offline
     if not args.json:

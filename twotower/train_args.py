@@ -182,11 +182,14 @@ def _a_two_tower_model(folder: Path) -> bool:
     """Whether `folder` holds an export of this project (a config.json naming the two-tower architecture)."""
     import json
 
+    from .config import ARCHITECTURE
+
     try:
         config = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(config, dict) and "NemotronHTwoTowerForCausalLM" in (config.get("architectures") or [])
+    architectures = config.get("architectures") if isinstance(config, dict) else None
+    return isinstance(architectures, list) and ARCHITECTURE in architectures
 
 
 # the flags each stage reads (besides --stage), in the order of `twotower train --help`

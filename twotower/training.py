@@ -329,11 +329,11 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
-                if not (math.isfinite(float(loss.detach())) and math.isfinite(float(grad_norm))):
+                loss_value = float(loss.detach())  # read once: for the check and for the log record
+                if not (math.isfinite(loss_value) and math.isfinite(float(grad_norm))):
                     # a NaN step would be taken, then saved over the last good checkpoint (--lr 1e30 ran on to
                     # exit 0 with NaN weights, found only by the next stage): it ends here instead
-                    raise ValueError(diverged(stage, step + 1, float(loss.detach()), float(grad_norm), cfg.lr,
-                                              run_dir, saved))
+                    raise ValueError(diverged(stage, step + 1, loss_value, float(grad_norm), cfg.lr, run_dir, saved))
                 optimizer.step()
                 step += 1
                 now = time.perf_counter()
@@ -349,7 +349,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
                 next_s = train_s + (ahead_s if next_distills and not distill_ahead.ready(step) else 0.0)
                 last = step == total or (budget is not None and now - t_start + next_s + reserve > budget) \
                     or signals.requested is not None  # a signal: this step is the last, validated and saved
-                record = {"step": step, "loss": round(float(loss.detach()), 4), "lr": optimizer.param_groups[0]["lr"],
+                record = {"step": step, "loss": round(loss_value, 4), "lr": optimizer.param_groups[0]["lr"],
                           # this step's training tokens over its own time (the validation and saves between are
                           # not in it, nor the generation of distilled windows: `time` has the wall clock)
                           "tokens_per_s": round(tokens_per_step / max(train_s, 1e-9), 1), "time": time.time()}

@@ -94,9 +94,17 @@ def _shown(value: int):
 # Upper bounds of a run's sizes: no trained length limits a generation (NemotronH has no position limit), but past
 # these a typo's run never ends or fills the memory first (--max-new-tokens 10**23 was past int64; bench
 # --batch-size 10**8 built 10**8 rows, 2.4 GB in 20 s and growing; --n-prompts 10**8 took the whole test split)
-MAX_NEW_TOKENS = 1_000_000
-MAX_BATCH = 1024
-MAX_PROMPTS = 100_000
+NEW_TOKENS_LIMIT = 1_000_000
+BATCH_LIMIT = 1024
+PROMPTS_LIMIT = 100_000
+SIZE_LIMITS = {"--max-new-tokens": NEW_TOKENS_LIMIT, "--next-line-tokens": NEW_TOKENS_LIMIT,
+               "--syntax-tokens": NEW_TOKENS_LIMIT, "--batch-size": BATCH_LIMIT, "--n-prompts": PROMPTS_LIMIT,
+               "--eval-prompts": PROMPTS_LIMIT, "--syntax-prompts": PROMPTS_LIMIT}
+
+
+def check_size(flag: str, value) -> int:
+    """A command's count or size flag: an integer >= 1, and at most its SIZE_LIMITS entry where it has one."""
+    return check_int(flag, value, maximum=SIZE_LIMITS.get(flag))
 
 
 def check_int(name: str, value, minimum: int | None = 1, maximum: int | None = None) -> int:
@@ -257,8 +265,9 @@ def check_apart_from_inputs(name: str, path: Path | None, model_dir=None, prompt
     `--out model/README.md` over the model card) or its --prompts file."""
     if path is None:
         return
-    named = Path(os.path.abspath(path.expanduser()))
-    # the file as named, and where a link there leads (a report is written through a link: into its target)
+    named = path.expanduser()
+    # the file as named, and where a link there leads (a report is written through a link: into its target); the
+    # folder resolved as the OS walks it (os.path.abspath dropped "l/.." by its text, past a link `l`)
     where = {named.parent.resolve() / named.name, named.resolve()}
     if model_dir is not None and any(w.is_relative_to(Path(model_dir).expanduser().resolve()) for w in where):
         raise ValueError(f"{name} {str(path)!r} is inside the model folder this run loads ({model_dir}): the run "
