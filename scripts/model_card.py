@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from twotower.engine import layer_pattern, load_engine  # noqa: E402
-from twotower.evaluation import format_markdown  # noqa: E402
+from twotower.eval_report import format_markdown  # noqa: E402
 from twotower.perplexity import context_perplexity  # noqa: E402
 from twotower.train_state import segment_history  # noqa: E402
 from twotower.training import PROFILES  # noqa: E402

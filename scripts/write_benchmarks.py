@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scripts.model_card import merge_reports  # noqa: E402
-from twotower import bench, evaluation, run_setup, sweep  # noqa: E402
+from twotower import bench, eval_report, run_setup, sweep  # noqa: E402
 
 
 def _header(title: str, report: dict, commands: dict, key: str, commit: str) -> list[str]:
@@ -244,7 +244,7 @@ def main() -> int:
     for report in reports:
         other = _other_variant(report, b)
         title = "Quality and retention" + (f" in {other}" if other else "")
-        lines += _header(title, report, commands, "eval", commit) + [evaluation.format_markdown(report), ""]
+        lines += _header(title, report, commands, "eval", commit) + [eval_report.format_markdown(report), ""]
     if args.sweep:
         s = json.loads(Path(args.sweep).read_text())
         lines += _header("Speed against quality (γ × S)", s, commands, "sweep", commit)

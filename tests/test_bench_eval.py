@@ -15,7 +15,7 @@ import types
 import pytest
 import torch
 
-from twotower import bench, eval_prompts, evaluation, metrics, run_setup, training
+from twotower import bench, eval_prompts, eval_report, metrics, run_setup, training
 from twotower.cli import main
 from twotower.decoding import iter_ar
 
@@ -289,7 +289,7 @@ def test_anchored_diffusion_is_recorded_and_said_in_bench_and_eval(capsys):
     report = run_json(capsys, ["eval", *common, "--n-prompts", "2", "--syntax-prompts", "1", "--next-line-tokens", "4",
                                "--syntax-tokens", "4", "--anchor-first", "--json"])
     assert report["settings"]["anchor_first"] is True
-    assert "first token from the context tower" in evaluation.format_markdown(report)
+    assert "first token from the context tower" in eval_report.format_markdown(report)
     assert run_setup.run_variant(report) == run_setup.run_variant(anchored) == "fp32, anchored blocks"
     assert run_setup.run_variant(plain) == "fp32"
 

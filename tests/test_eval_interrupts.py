@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from twotower import evaluation, metrics
+from twotower import eval_report, evaluation, metrics
 from twotower.cli import main as cli_main
 from twotower.interrupts import Terminated
 
@@ -40,7 +40,7 @@ def test_an_interrupted_evaluate_reports_the_prompts_scored_in_every_mode(engine
         for name in ("next_line_exact_match", "next_line_edit_similarity", "agreement_with_ar"):
             assert report["scores"][mode][name] == metrics.mean([r["scores"][mode][name] for r in records])
     assert set(report["retention"]["diffusion"]["tasks"]) == {"next_line_exact_match", "next_line_edit_similarity"}
-    assert "Interrupted after 3 of 7 prompts: the figures are theirs." in evaluation.format_markdown(report)
+    assert "Interrupted after 3 of 7 prompts: the figures are theirs." in eval_report.format_markdown(report)
 
 
 def test_an_eval_interrupted_before_its_first_prompt_raises_the_interrupt_itself(engine, monkeypatch):

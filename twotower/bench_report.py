@@ -70,7 +70,8 @@ def settings_line(report: dict) -> str:
 
 def format_markdown(report: dict) -> str:
     from .engine import MODE_LABELS
-    from .evaluation import TASK_METRICS, format_score  # a retention as the eval prints it
+    from .eval_report import format_score  # a retention as the eval prints it
+    from .evaluation import TASK_METRICS
 
     b = report["batch_size"]
     lines = [f"## Throughput: {report['model']}", "", settings_line(report), ""]

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from .objectives import context_loss, denoiser_loss
+from .optim import decay_groups, diverged, lr_at, lr_at_time, trainable_parameters
 from .interrupts import StopAtStepEnd
 from .train_args import (SHAPE_KEYS, apply_overrides, check_export_paths, check_init_from, check_resume,
                          check_stage_and_profile, read_trainer_state, refuse_model_folder,
@@ -66,55 +67,12 @@ class TrainConfig:
     eval_batches: int = 8
 
 
-def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to 10 % of the peak."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = min(1.0, (step - cfg.warmup) / max(1, total - cfg.warmup))
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def lr_at_time(share: float, warmup_share: float, cfg: TrainConfig) -> float:
-    """lr_at over a wall-clock budget: `share` of it spent, the warm-up taking `warmup_share` of it."""
-    if share < warmup_share:
-        return cfg.lr * max(share, 1e-3) / warmup_share
-    progress = min(1.0, (share - warmup_share) / max(1e-9, 1 - warmup_share))
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def _cpu_runs_bf16_fast() -> bool:
     """oneDNN's own test for a usable bf16 instruction set (AVX-512 or newer); True when it cannot say."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return True
-
-
-def diverged(stage: str, step: int, loss: float, grad_norm: float, lr: float, run_dir: Path, saved: int | None) -> str:
-    """The error of a training step whose loss or gradient is not finite (the step is not taken)."""
-    kept = (f"{run_dir / (stage + '_ckpt')} keeps step {saved}" if saved else "no checkpoint of this run was saved")
-    return (f"the {stage} stage diverged at step {step} (loss {loss:g}, gradient norm {grad_norm:g}) with a "
-            f"peak learning rate of {lr:g}: try a lower --lr; the step was not taken and {kept}")
-
-
-def trainable_parameters(model, stage: str):
-    """Stage 1 trains the context tower and its head; stage 2 everything of the denoiser only."""
-    model.requires_grad_(False)
-    mods = [model.context_tower, model.context_lm_head] if stage == "context" else [
-        model.denoiser_tower, model.lm_head, model.t_embedder, model.t_block, model.scale_shift_tables]
-    for mod in mods:
-        mod.requires_grad_(True)
-    return [p for p in model.parameters() if p.requires_grad]
-
-
-def decay_groups(model, params) -> tuple[list, list]:
-    """AdamW's groups: matrices decay; vectors (norms, biases) and the adaLN tables do not. A table's rows are
-    per-channel shift, scale and gate, the gate starting at 1 (the denoiser a no-op copy of the context tower):
-    decay pulled it toward 0, not toward 1, and in the shipped denoiser the gates of its Mamba and MoE layers
-    average ~0.75 (attention's, which their gradient holds, 0.94 and 1.09)."""
-    tables = {id(p) for p in model.scale_shift_tables.parameters()}
-    decay = [p for p in params if p.dim() >= 2 and id(p) not in tables]
-    return decay, [p for p in params if p.dim() < 2 or id(p) in tables]
 
 
 def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, steps: int | None = None,

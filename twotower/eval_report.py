@@ -1,0 +1,63 @@
+"""`twotower eval`'s report as markdown: the release's table (task | n | AR | mode | retention), the diagnostics
+over every generation, and the notes (evaluation.py computes the report; bench and the model card quote it)."""
+
+from __future__ import annotations
+
+from . import metrics
+from .engine import ANCHOR_NOTE, MODE_LABELS
+from .evaluation import METRIC_LABELS, TASK_METRICS
+
+
+def format_score(value, percent=False) -> str:
+    """A score as the eval tables print it: 3 decimals, or a percentage; n/a where undefined (None)."""
+    if value is None:
+        return "n/a"
+    return f"{100 * value:.1f} %" if percent else f"{value:.3f}"
+
+
+def _interval(ci) -> str:
+    return "" if not ci else f" ({100 * ci[0]:.0f}–{100 * ci[1]:.0f} %)"
+
+
+def format_markdown(report: dict) -> str:
+    """The release's layout: task | n | AR | mode | retention (one mode column pair per non-AR mode)."""
+    s = report["settings"]
+    others = [m for m in report["modes"] if m != "ar"]
+    lines = [f"## Quality on the test split: {report['model']}", "",
+             f"γ = {s['gamma']}, S = {s['block_size']}, steps per block = {s['steps_per_block']}, greedy"
+             f"{ANCHOR_NOTE if s.get('anchor_first') else ''}; "
+             f"prompts truncated to their last {s['max_prompt_tokens']} tokens.", ""]
+    if report.get("interrupted_after"):  # Ctrl-C or SIGTERM: the prompts scored in every mode
+        lines[-1:] = ["", f"Interrupted after {report['interrupted_after']}: the figures are theirs.", ""]
+    header = ["task", "n", "AR"] + [c for m in others for c in (MODE_LABELS[m], "retention")]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for task in report["tasks"]:
+        for name in TASK_METRICS[task]:
+            row = [METRIC_LABELS[name], str(report["n_prompts"][task]), format_score(report["scores"]["ar"].get(name))]
+            for m in others:
+                ci = report["retention"][m].get("ci", {}).get("tasks", {}).get(name)  # older reports: none
+                row += [format_score(report["scores"][m].get(name)),
+                        format_score(report["retention"][m]["tasks"][name], percent=True) + _interval(ci)]
+            lines.append("| " + " | ".join(row) + " |")
+    row = ["**aggregate (mean retention)**", "", ""]
+    for m in others:
+        ci = report["retention"][m].get("ci", {}).get("aggregate")
+        row += ["", f"**{format_score(report['retention'][m]['aggregate'], percent=True)}**{_interval(ci)}"]
+    lines += ["| " + " | ".join(row) + " |", ""]
+    lines += ["Diagnostics over every generation (not tasks):", "",
+              "| mode | agreement with AR tokens | AR-tower mean log-likelihood | tokens per denoiser pass |"
+              " mean acceptance length |", "|---|---|---|---|---|"]
+    for m in report["modes"]:
+        sc, passes = report["scores"][m], report.get("passes", {}).get(m, {})  # older reports: no pass counts
+        lines.append(f"| {MODE_LABELS[m]} | {format_score(sc.get('agreement_with_ar'))} | {format_score(sc.get('ar_mean_loglik'))} | "
+                     f"{format_score(passes.get('tokens_per_pass'))} | {format_score(passes.get('mean_acceptance_length'))} |")
+    notes = sorted({f"{METRIC_LABELS[k]}: {v}" for m in others for k, v in report["retention"][m]["notes"].items()})
+    if report["reference"].get("syntax_ok") is not None:
+        notes.append(f"the true file continuation passes the syntax check in {format_score(report['reference']['syntax_ok'], True)}"
+                     " of syntax prompts (the check's ceiling)")
+    if any(report["retention"][m].get("ci") for m in others):
+        notes.append("retention in parentheses: 95 % interval of a paired bootstrap over the prompts "
+                     f"({metrics.BOOTSTRAP_RESAMPLES:,} resamples)")
+    notes += list(report["skipped"].values())
+    lines += [""] + [f"- {note}" for note in notes]
+    return "\n".join(lines) + "\n"
