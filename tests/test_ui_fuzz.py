@@ -116,7 +116,8 @@ def test_playground_fuzz(app):
         if is_error(outputs[0][0]):
             # the last run's statistics, completion, recording and scrubber stay; the message says why, over
             # the last run's board
-            message = refused_keeping(outputs, 0, (1, 2, 3) if last else (1, 2, 3, 4))
+            message = refused_keeping(outputs, 0, (1, 2) if last else (1, 2, 3, 4))
+            assert last is None or outputs[0][3] == {**last, "refused": True}  # the recording, marked
             expected = BAD_PROMPTS.get(prompt) or "seed must be"
             assert expected in message, (case, message)
             assert last is None or message.endswith(html.unescape(app.call("replay", last, None, case[8])[0]))
@@ -152,7 +153,7 @@ def test_the_mode_radio_and_the_sliders_rerun_only_on_the_playground_tab(app):
     app.call("supersede", "playground")
     view, *_, record, _ = app.call("rerun", "playground", *args)[-1]
     assert 'data-done="1"' in view
-    error = refused_keeping(app.call("rerun", "playground", " ", *args[1:-1], record), 0, (1, 2, 3))  # 4: scrubber
+    error = refused_keeping(app.call("rerun", "playground", " ", *args[1:-1], record), 0, (1, 2))  # 3: marked
     assert "the prompt is empty" in error and 'data-done="1"' in error  # over the last run's board
 
 

@@ -151,7 +151,8 @@ def test_a_refusal_after_a_run_shows_the_whole_run_with_the_scrubber_at_its_last
                                      s["max_new_tokens"], s["temperature"], s["seed"], "step", False, record))
     view, stats, completion, kept, scrubber = refused[-1]
     assert "the prompt is empty" in view and view.endswith(handlers.replay(record, None))
-    assert stats == completion == kept == gr.skip() and frames >= 2 and scrubber.value == frames
+    assert stats == completion == gr.skip() and frames >= 2 and scrubber.value == frames
+    assert kept == {**record, "refused": True}  # the same recording, marked as under a message
 
 
 def test_race_measures_each_mode_and_feeds_the_cost_panel(engine, monkeypatch):
@@ -401,6 +402,18 @@ def test_a_release_that_changes_nothing_on_a_finished_board_runs_nothing(engine)
     dropped = handlers.release_pressed("playground", *changed, record, request=Request())
     assert dropped != gr.skip() and going()  # a change: the trace goes, the run going gives way to the re-run
 
+
+def test_a_release_after_a_refused_run_clears_its_message(engine):
+    """A refused run (the prompt emptied) puts its message over the finished board; with the prompt typed back, a
+    release that changed nothing left the message there, as the board's run was the one asked for."""
+    handlers = Handlers(CountingEngine(engine))
+    s = SETTINGS
+    args = ["def f(x):", "diffusion", s["gamma"], s["block_size"], s["steps_per_block"], s["max_new_tokens"],
+            s["temperature"], s["seed"], "step", False]
+    *_, (_, _, _, record, _) = list(handlers.rerun("playground", *args))
+    ((view, _, _, marked, _),) = list(handlers.generate("   ", *args[1:], record))
+    assert "the prompt is empty" in view and marked["refused"] and marked["events"] == record["events"]
+    assert len(list(handlers.rerun("playground", *args, marked))) > 1  # runs again: the message goes
 
 def test_a_release_of_a_setting_ar_does_not_read_leaves_a_finished_ar_board(engine):
     """Moving γ, S, the steps or the anchor re-ran the Playground's AR (and mock-AR) text, identical each time; a

@@ -67,7 +67,7 @@ def test_a_run_superseded_by_a_refused_one_is_drawn_stopped_under_the_message(en
     # a finished run under a refusal stays as it was drawn: its statistics and completion are left alone
     *_, (_, _, _, finished, _) = list(handlers.generate(*ARGS, "step", request=Request("s1")))
     (view, stats, completion, kept, _), = list(handlers.generate("", *ARGS[1:], "step", False, finished, Request("s1")))
-    assert 'data-done="1"' in view and stats == completion == kept == gr.skip()
+    assert 'data-done="1"' in view and stats == completion == gr.skip() and kept == {**finished, "refused": True}
 
 
 def test_supersede_with_no_run_going_leaves_no_entry_and_the_colour_radio_redraws(engine):

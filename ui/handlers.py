@@ -140,8 +140,9 @@ class Handlers(PanelHandlers):
         """Whether the board holds a finished run of exactly these inputs. Gradio sends a slider's release when its
         number box loses focus, changed or not: tabbing through the settings re-ran the prompt three times."""
         events = (previous or {}).get("events") or []
-        if not events or events[-1].kind != "done" or previous.get("stopped"):
-            return False  # nothing finished there (a run in flight was superseded by this release: run anew)
+        if not events or events[-1].kind != "done" or previous.get("stopped") or previous.get("refused"):
+            return False  # nothing finished there (a run in flight was superseded by this release: run anew), or
+            # a refusal's message over it
         try:
             settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
             read_nothing_of_diffusion = normalise_mode(mode) in ("ar", "mock_ar")
@@ -193,7 +194,11 @@ class Handlers(PanelHandlers):
                 # stayed at the step replayed before, under a board that no longer showed that step)
                 frames = count_frames(previous["events"])
                 scrubber = gr.Slider(value=frames) if frames >= 2 else gr.skip()
-                yield error_html(message) + self.replay(previous, None, colour_by), gr.skip(), gr.skip(), gr.skip(), scrubber
+                # the same recording, marked: a release that changes nothing then re-runs it, which clears the
+                # message (it stayed over the board once the prompt was typed back)
+                under_message = {**previous, "refused": True}
+                yield (error_html(message) + self.replay(previous, None, colour_by), gr.skip(), gr.skip(),
+                       under_message, scrubber)
             else:
                 yield error_html(message), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
