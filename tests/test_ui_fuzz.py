@@ -114,8 +114,8 @@ def test_playground_fuzz(app):
         prompt, mode, gamma, size, steps, max_new, temperature, seed = case[:8]
         outputs = app.call("generate", *case, last)  # last: the session's recorded run (a gr.State)
         if is_error(outputs[0][0]):
-            # the last run's statistics, completion, recording and scrubber stay; the message says why, over
-            # the last run's board
+            # the last run's statistics and completion stay, its recording too (marked refused); the message says
+            # why, over the last run's board
             message = refused_keeping(outputs, 0, (1, 2) if last else (1, 2, 3, 4))
             assert last is None or outputs[0][3] == {**last, "refused": True}  # the recording, marked
             expected = BAD_PROMPTS.get(prompt) or "seed must be"

@@ -415,6 +415,7 @@ def test_a_release_after_a_refused_run_clears_its_message(engine):
     assert "the prompt is empty" in view and marked["refused"] and marked["events"] == record["events"]
     assert len(list(handlers.rerun("playground", *args, marked))) > 1  # runs again: the message goes
 
+
 def test_a_release_of_a_setting_ar_does_not_read_leaves_a_finished_ar_board(engine):
     """Moving γ, S, the steps or the anchor re-ran the Playground's AR (and mock-AR) text, identical each time; a
     setting every mode reads (the token budget) still runs, and so does a change of mode."""

@@ -181,7 +181,8 @@ class Handlers(PanelHandlers):
                            self.engine.decode(board.finished_tokens()), record, scrubber)
         except (ImportError, ValueError) as exc:
             # bad input: the message over the previous run's board (drawn again from its recording); its
-            # completion, statistics, recording and scrubber stay as they were (nothing of it is lost)
+            # completion and statistics stay as they were, its recording too (marked as under a message) and
+            # nothing of it is lost
             message = unavailable(f"{mode} mode", exc) if isinstance(exc, ImportError) else str(exc)
             gr.Warning(message)
             if previous and previous.get("events") and previous["events"][-1].kind != "done":
