@@ -406,3 +406,18 @@ def test_an_export_into_a_folder_of_other_things_is_refused(tmp_path, monkeypatc
     empty = tmp_path / "empty"
     empty.mkdir()
     assert cli_main(["train", "--stage", "export", "--out", str(run), "--to", str(empty)]) == 0
+
+
+def test_a_run_inside_the_model_it_starts_from_is_refused(tmp_path, monkeypatch):
+    """`--init-from M --out M/run` filled the export M with the run's token caches, tokenizer and checkpoints;
+    --out given as a model folder itself was already refused."""
+    import shutil
+
+    training_module, run = tiny_training_run(monkeypatch, tmp_path)
+    model = tmp_path / "model"
+    save_pretrained(build_model("tiny"), model)
+    shutil.copy(run / "tokenizer.model", model / "tokenizer.model")
+    before = sorted(p.name for p in model.iterdir())
+    with pytest.raises(ValueError, match=r"is inside --init-from .*model', the model it starts from"):
+        training_module.run_stage("denoiser", model / "run", profile="test", steps=1, init_from=str(model))
+    assert sorted(p.name for p in model.iterdir()) == before  # nothing made in it

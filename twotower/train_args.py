@@ -96,6 +96,19 @@ def refuse_model_folder(run_dir: Path) -> Path:
     return run_dir
 
 
+def refuse_inside_init(run_dir: Path, init_from) -> None:
+    """--out inside the model folder --init-from starts from (`--init-from M --out M/run`): the run's token caches,
+    tokenizer and checkpoints would fill that model's folder, as refuse_model_folder keeps them out of one given
+    as --out itself."""
+    if init_from is None or not isinstance(init_from, (str, Path)) or not str(init_from).strip():
+        return  # (check_init_from says what is wrong with it)
+    model = Path(init_from).expanduser()
+    if (model / "config.json").is_file() and run_dir.expanduser().resolve().is_relative_to(model.resolve()):
+        raise ValueError(f"--out {str(run_dir)!r} is inside --init-from {str(init_from)!r}, the model it starts "
+                         "from: training writes its checkpoints and token streams into --out, so give it a folder "
+                         "outside that model's (e.g. runs/NAME)")
+
+
 def read_trainer_state(path: Path, resumed: bool = False) -> dict:
     """A stage checkpoint's record (trainer_state.json, train_state.save_state's), its fields checked: valid JSON of
     another shape (a list, no step, a step "abc") stopped `train --resume` and export on a KeyError or TypeError.

@@ -28,7 +28,7 @@ from .objectives import context_loss, denoiser_loss
 from .optim import decay_groups, diverged, lr_at, lr_at_time, trainable_parameters
 from .interrupts import StopAtStepEnd
 from .train_args import (SHAPE_KEYS, apply_overrides, check_export_paths, check_init_from, check_resume,
-                         check_stage_and_profile, read_trainer_state, refuse_model_folder,
+                         check_stage_and_profile, read_trainer_state, refuse_inside_init, refuse_model_folder,
                          refuse_overwrite, settings_changed)
 from .validation import check_device, check_int, check_not_a_file, make_output_dir, read_json
 
@@ -105,6 +105,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     cfg = apply_overrides(cfg, distill_share=distill_share, distill_from=distill_from, full_mask_share=full_mask_share,
                           batch_size=batch_size, distill_batches=distill_batches, minutes=minutes, lr=lr)
     run_dir = refuse_model_folder(check_not_a_file("--out", run_dir))  # before anything is read or trained
+    refuse_inside_init(run_dir, init_from)
     for each in ("context", "denoiser"):  # a save killed between its renames: its last whole checkpoint back
         recover_checkpoint(run_dir, each)
     ckpt_state = run_dir / f"{stage}_ckpt" / "trainer_state.json"
