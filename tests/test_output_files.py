@@ -127,15 +127,14 @@ def model_copy(tmp_path_factory):
 
 @pytest.mark.parametrize("argv", [
     ["generate", "--trace", "{m}/model.safetensors", "x"],
-    ["generate", "--trace", "{m}/../model/new_trace.json", "x"],
+    ["generate", "--trace", "{m}/../model/tokenizer.model", "x"],
     ["bench", "--out", "{m}/config.json"],
     ["eval", "--out", "{m}/README.md"],
-    ["sweep", "--out-dir", "{m}/sweep"],
     ["generate", "--trace", "{m}/../weights_link", "x"],  # a link to the weights, beside the folder
 ])
-def test_an_output_inside_the_model_folder_is_refused_before_the_run(model_copy, argv, capsys):
+def test_an_output_over_a_file_of_the_model_folder_is_refused_before_the_run(model_copy, argv, capsys):
     """generate --trace model/model.safetensors put a 10 KB trace in place of the weights; bench / eval --out wrote
-    their table over the config or the model card: each is refused, with nothing written or made."""
+    their table over the config or the model card: each is refused, with nothing written."""
     from twotower.cli import main
 
     before = {f.name: f.read_bytes() for f in model_copy.iterdir()}
@@ -144,8 +143,20 @@ def test_an_output_inside_the_model_folder_is_refused_before_the_run(model_copy,
     if not link.is_symlink():
         link.symlink_to(model_copy / "model.safetensors")
     assert main([argv[0], "--model", str(model_copy), *argv[1:]]) == 2
-    assert "is inside the model folder this run loads" in capsys.readouterr().err
+    assert "is a file of the model folder this run loads" in capsys.readouterr().err
     assert {f.name: f.read_bytes() for f in model_copy.iterdir()} == before
+
+
+def test_a_report_of_its_own_beside_the_model_is_written(model_copy, capsys):
+    """A new file in the model folder (an eval's report next to the model it measured) is no input: written, and
+    written again by the next run."""
+    from twotower.cli import main
+
+    out = model_copy / "eval.md"
+    argv = ["eval", "--model", str(model_copy), "--modes", "ar", "--n-prompts", "1", "--syntax-prompts", "1",
+            "--next-line-tokens", "2", "--syntax-tokens", "2", "--out", str(out)]
+    assert main(argv) == 0 and main(argv) == 0 and out.read_text().startswith("## Quality on the test split")
+    out.unlink()
 
 
 def test_an_output_over_the_prompt_file_is_refused_and_a_preset_has_no_model_folder(tmp_path, capsys):

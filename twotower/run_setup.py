@@ -46,21 +46,14 @@ def add_anchor_argument(parser) -> None:
 def output_file(name: str, path, args):
     """A command's output file, checked before the model loads (validation.check_output_file), and never one of
     the run's inputs: a file in the model folder it loads or its --prompts file."""
-    from .validation import check_output_file
+    from .engine import default_model_dir
+    from .validation import check_apart_from_inputs, check_output_file
 
     path = check_output_file(name, path)
-    apart_from_inputs(name, path, args)
-    return path
-
-
-def apart_from_inputs(name: str, path: Path | None, args) -> None:
-    """validation.check_apart_from_inputs with the model folder and --prompts file that `args` name."""
-    from .engine import default_model_dir
-    from .validation import check_apart_from_inputs
-
     if path is not None:
         model = args.model if args.model is not None else None if args.preset is not None else default_model_dir()
         check_apart_from_inputs(name, path, model, getattr(args, "prompts", None) or None)
+    return path
 
 
 def engine_from_args(args):

@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import sys
-from pathlib import Path
 
 from . import metrics
 from .validation import (NEW_TOKENS_LIMIT, check_block_size, check_gamma, check_int, check_size, make_output_dir,
@@ -234,8 +233,7 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from tqdm import tqdm
 
-    from .run_setup import (apart_from_inputs, device_info, engine_from_args, output_file, preset_note_once,
-                            print_report, provenance)
+    from .run_setup import device_info, engine_from_args, output_file, preset_note_once, print_report, provenance
     from .eval_prompts import load_prompt_file, next_line_items
 
     gammas = parse_list(args.gammas, float, "--gammas")
@@ -249,8 +247,6 @@ def main(args) -> int:
     else:
         prompts = [it["prompt"] for it in next_line_items(args.n_prompts, args.seed)]
         source = f"test split, seed {args.seed}"
-    if isinstance(args.out_dir, str) and args.out_dir.strip():  # not made inside the model folder it loads
-        apart_from_inputs("--out-dir", Path(args.out_dir), args)
     out_dir = make_output_dir("--out-dir", args.out_dir)  # before the run: a bad path loses no measurement
     csv_path, html_path = out_dir / "sweep.csv", out_dir / "sweep.html"
     for path in (csv_path, html_path):

@@ -259,19 +259,28 @@ def check_output_file(name: str, path) -> Path | None:
     return path
 
 
+# what a model folder holds besides its weights (*.safetensors): its config, tokenizer, card and training records
+MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors.index.json", "tokenizer.model",
+               "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "README.md", "training_info.json",
+               "inherited_info.json", "train_context_log.jsonl", "train_denoiser_log.jsonl"}
+
+
 def check_apart_from_inputs(name: str, path: Path | None, model_dir=None, prompts=None) -> None:
-    """An output file the run would write over one of its own inputs, refused before it runs: a file inside the
-    model folder it loads (`generate --trace model/model.safetensors` put a 10 KB trace in place of the weights,
-    `--out model/README.md` over the model card) or its --prompts file."""
+    """An output file the run would write over one of its own inputs, refused before it runs: a file of the model
+    folder it loads (`generate --trace model/model.safetensors` put a 10 KB trace in place of the weights,
+    `--out model/README.md` over the model card) or its --prompts file. Another file in the model folder (an
+    eval's report beside the model, written there before or not) is no input: it is written."""
     if path is None:
         return
     named = path.expanduser()
     # the file as named, and where a link there leads (a report is written through a link: into its target); the
     # folder resolved as the OS walks it (os.path.abspath dropped "l/.." by its text, past a link `l`)
     where = {named.parent.resolve() / named.name, named.resolve()}
-    if model_dir is not None and any(w.is_relative_to(Path(model_dir).expanduser().resolve()) for w in where):
-        raise ValueError(f"{name} {str(path)!r} is inside the model folder this run loads ({model_dir}): the run "
-                         "would write into the model; give a path outside it")
+    model = Path(model_dir).expanduser().resolve() if model_dir is not None else None
+    if model is not None and any(w.is_relative_to(model) and w.is_file() and
+                                 (w.name in MODEL_FILES or w.suffix == ".safetensors") for w in where):
+        raise ValueError(f"{name} {str(path)!r} is a file of the model folder this run loads ({model_dir}): the run "
+                         "would write over it; give another path")
     if prompts is not None and Path(prompts).expanduser().resolve() in where:
         raise ValueError(f"{name} {str(path)!r} is the --prompts file this run reads: give another file")
 
