@@ -330,12 +330,14 @@ def main(args) -> int:
             bar.total = total
             bar.update(done - bar.n)
 
-        stopped = None  # an interrupt after whole rounds: they are reported and written, then it ends as one
+        # an interrupt after whole rounds (or in --eval): what was measured is reported and written, then the
+        # command ends as the interrupt does (SIGTERM's Terminated included: the exit code says which)
+        signal, after = None, None
         try:
             records = run_bench(engine, prompts, modes, args.batch_size, args.repeats, args.max_new_tokens, settings,
                                 progress)
         except BenchInterrupted as exc:
-            records, stopped = exc.records, exc
+            records, signal, after = exc.records, exc.signal, exc.after
     for mode, reason in skipped.items():
         records[mode] = {**not_measured("skipped", reason), "batch": not_measured("skipped", reason) if args.batch_size > 1 else None}
     lengths = [len(p) for p in prompts]
@@ -346,21 +348,19 @@ def main(args) -> int:
         "prompt_tokens": {"min": min(lengths), "max": max(lengths), "mean": sum(lengths) / len(lengths)},
         "modes": {m: records[m] for m in ("ar", "mock_ar", "diffusion", "speculative") if m in records},
     }
-    if stopped is not None:
-        report["interrupted_after"] = stopped.after + ("; the quality eval (--eval) did not run" if args.eval else "")
+    if after is not None:
+        report["interrupted_after"] = after + ("; the quality eval (--eval) did not run" if args.eval else "")
     quality = None
-    if args.eval and stopped is None:
+    if args.eval and signal is None:
         try:
             quality = evaluate(engine, ("ar", "diffusion"), n_next_line=args.eval_prompts,
                                n_syntax=max(1, args.eval_prompts // 4), max_prompt_tokens=args.max_prompt_tokens,
                                seed=args.seed, workers=workers,
                                engine_factory=functools.partial(engine_from_args, args),
                                **{k: settings[k] for k in ("gamma", "block_size", "steps_per_block", "anchor_first")})
-        except KeyboardInterrupt as exc:  # in the eval: the throughput measured is reported all the same, with
-            # the prompts the eval scored (EvalInterrupted) or none
-            # (the signal itself, SIGTERM's Terminated included: the exit says which; EvalInterrupted carries it)
-            quality = getattr(exc, "report", None)
-            stopped = BenchInterrupted(records, "every round", getattr(exc, "signal", exc))
+        except KeyboardInterrupt as exc:  # in the eval: every round is reported, with the prompts the eval scored
+            # (EvalInterrupted, which carries the signal) or none
+            quality, signal = getattr(exc, "report", None), getattr(exc, "signal", exc)
             report["eval_interrupted_after"] = quality["interrupted_after"] if quality else "no prompt"
     if quality is not None:
         report["retention"] = quality["retention"]["diffusion"]["tasks"]
@@ -373,8 +373,8 @@ def main(args) -> int:
     lost = print_report(json.dumps(report, indent=1) if args.json else markdown)
     if out is not None:
         write_text_file("--out", out, markdown)
-    if stopped is not None:
-        raise stopped.signal
+    if signal is not None:
+        raise signal
     if lost is not None:
         raise lost
     return 0
