@@ -8,6 +8,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import html  # noqa: E402
 
+import pytest  # noqa: E402
+
 import gradio as gr  # noqa: E402
 
 from tiny_models import timed_record  # noqa: E402
@@ -149,3 +151,70 @@ def test_a_mode_the_cost_panel_does_not_price_is_named(engine):
     assert "Not priced: AR, speculative (its field is empty, 0, or not a number the page could read)" in table
     table, _ = Handlers(engine).cost(2.0, 1, 60, 100.0, 80.0, 50.0, 0.6)
     assert "Not priced" not in table
+
+
+def test_small_cost_figures_keep_three_significant_digits():
+    """$0.0149 per M tokens was labelled "$0.01" on its bar and "$0.015" in the table, a monthly $0.6 "$1"."""
+    from ui.cost import cost_line, cost_table
+    from ui.plots import cost_bars
+    from ui.render_panels import amount, cost_html
+
+    assert (amount(0.0149, 2), amount(0.0149, 3), amount(0.6, 0), amount(0.0051, 2)) == ("0.0149", "0.0149", "0.6",
+                                                                                        "0.0051")
+    assert (amount(1440.0, 0), amount(11.1111, 3), amount(155.52, 1), amount(0.0, 2)) == ("1,440", "11.111",
+                                                                                          "155.5", "0.00")
+    fast = cost_line("ar", 50_000.0, 2.0, 1, 0.6)  # a GPU's throughput: $0.0185 per M tokens
+    assert fast.usd_per_million == pytest.approx(0.018519, rel=1e-4)
+    assert "$0.0185" in cost_html([fast], {}) and list(cost_bars([fast]).data[0].text) == ["$0.0185"]
+    never = cost_html(cost_table({"ar": 10.0}, 2.0, 1, 0.6, 0.6), {})
+    assert "capacity 15.6 M at this utilisation" in never  # 15.6 M at 60 %, not the GPU's 25.9 M
+
+
+def test_race_numbers_are_copied_with_four_significant_digits_and_still_read_as_measured(engine):
+    """Two decimals copied a measured 0.126 tokens/s as 0.13 (3 % off, labelled measured) and 0.004 as 0, which
+    dropped the mode as "empty or 0"; the same 2-decimal tolerance called a typed 0.001 the measured 0.004."""
+    from ui.cost_model_panel import provenance
+
+    measured = {"tokens_per_s": {"ar": 0.12634, "diffusion": 0.0041234, "speculative": 111.3456},
+                "labels": {mode: "measured on this machine by the Race" for mode in ("ar", "diffusion", "speculative")},
+                "devices": {}}
+    copied = Handlers(engine).use_race_numbers(measured)
+    assert copied == (0.1263, 0.004123, 111.35)
+    assert set(provenance(measured, dict(zip(("ar", "diffusion", "speculative"), copied)))) == {
+        "ar", "diffusion", "speculative"}
+    assert provenance(measured, {"ar": 0.13, "diffusion": 0.001, "speculative": 111.35}) == {
+        "speculative": "measured on this machine by the Race"}  # two decimals of a figure past 100: four digits
+    table, _ = Handlers(engine).cost(2.0, 1, 60, *copied, None, measured)
+    assert "<td>0.1263</td>" in table and "<td>0.004123</td>" in table and "<td>111.35</td>" in table
+    assert "Not priced" not in table
+    # a Race's numbers are one request at a time: the table says so beside them, and not beside typed ones
+    assert "batch 1" in table and "--batch-size" in table
+    assert "batch 1" not in Handlers(engine).cost(2.0, 1, 60, 100.0, None, None, None, measured)[0]
+
+
+def test_an_api_price_the_form_cannot_use_is_named_with_what_to_do():
+    from ui.cost import cost_line
+
+    with pytest.raises(ValueError, match=r"API price .* must be > 0, got 0 \(leave it empty for no comparison"):
+        cost_line("ar", 100.0, 2.0, 1, 0.6, api_usd_per_million=0)
+    # 1e-300 $ per M tokens against $1e10 an hour: an infinite break-even was blamed on the price per GPU-hour and the throughput
+    with pytest.raises(ValueError, match=r"API price \(\$ per M tokens\) 1e-300 is too small") as refused:
+        cost_line("ar", 100.0, 1e10, 1, 0.6, api_usd_per_million=1e-300)
+    assert "GPU-hour" not in str(refused.value)
+    with pytest.raises(ValueError, match=r"\(100 % at most\), got 1.5"):
+        cost_line("ar", 100.0, 2.0, 1, 1.5)
+
+
+def test_a_race_with_the_denoiser_on_the_cpu_is_priced_as_a_cpu_figure():
+    """The CPU caveat read the context tower's device alone: a GPU context tower with a CPU denoiser gave none."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from ui.panel_handlers import PanelHandlers
+
+    model = SimpleNamespace(ctx_device=torch.device("cuda", 0), den_device=torch.device("cpu"))
+    fake = SimpleNamespace(engine=SimpleNamespace(model=model))
+    results = [{"mode": "ar", "tokens_per_s": 90.0}, {"mode": "diffusion", "tokens_per_s": 60.0}]
+    measured = PanelHandlers._measured(fake, None, results, "by the Race")
+    assert measured["devices"] == {"ar": "cuda", "diffusion": "cpu"}  # AR runs the context tower alone

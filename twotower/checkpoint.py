@@ -17,7 +17,7 @@ from .checkpoint_files import (CONFIG_NAME, INDEX_NAME, WEIGHTS_NAME, causal_lm_
 from .config import cast_model, check_layer_pattern, ensure_two_tower_fields, held_dtype
 from .config_checks import check_built_config
 from .model import TwoTowerModel
-from .validation import as_path, check_device, make_output_dir
+from .validation import check_device, check_model_dir, make_output_dir
 
 
 def save_pretrained(model: TwoTowerModel, directory, dtype: torch.dtype | None = None, extra: dict | None = None) -> Path:
@@ -191,7 +191,8 @@ def from_pretrained(directory, device="cpu", dtype: torch.dtype = torch.float32)
 
     dtype = as_dtype("dtype", dtype)  # "bf16" / "fp32" as load_engine takes them, not a "device string" error
     check_device("device", device)  # no CUDA here: said so, not blamed on the weights file
-    directory = as_path("directory", directory)
+    # a folder that is not there is said so ("has no config.json" sent a user from the wrong cwd looking for a file)
+    directory = check_model_dir(directory, "directory")
     config = load_config(directory)
     weights = directory / WEIGHTS_NAME
     if is_release_layout(directory):  # the release's shards (or names): its own loader
@@ -247,7 +248,7 @@ def from_backbone(directory, device="cpu", dtype: torch.dtype = torch.float32) -
 
     dtype = as_dtype("dtype", dtype)  # "bf16" was transformers' error blamed on the folder, "bfloat16" a device
     check_device("device", device)  # no CUDA here: said before the weights are read
-    directory = as_path("directory", directory)
+    directory = check_model_dir(directory, "directory")
     if not (directory / "config.json").is_file():
         raise ValueError(f"{directory} has no config.json: not a model directory")
     weights = directory / WEIGHTS_NAME

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .engine import DEFAULT_MODEL_DIR, DTYPE_HELP, DTYPE_METAVAR, dtype_flag
+from .engine import DEFAULT_MODEL_DIR, DTYPE_HELP, IN_CHECKOUT, DTYPE_METAVAR, dtype_flag
 from .train_args import ignored_flags
 from .training import PROFILES
 
@@ -65,6 +65,9 @@ def main(args) -> int:
     if note:
         print(note, file=sys.stderr)
     if args.stage == "export":
+        if args.to is None and not IN_CHECKOUT:  # export wrote a site-packages/assets/default a later run loaded
+            raise ValueError("--to DIR is needed: this installation is not a checkout, so it has no assets/default "
+                             "to export into")
         to = args.to if args.to is not None else str(DEFAULT_MODEL_DIR)
         card = Path(to) / "README.md"
         print(training.export(args.out, to))

@@ -19,6 +19,9 @@ if TYPE_CHECKING:  # torch loads with the first model, not with the CLI's argume
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL_DIR = ASSETS / "default"
+# a checkout (or an editable install of one) holds the shipped model; a wheel installs the packages alone, and
+# ASSETS is then a folder beside them in site-packages that nothing should write into
+IN_CHECKOUT = (ASSETS.parent / "pyproject.toml").is_file() and (ASSETS.parent / "twotower").is_dir()
 MODES = ("diffusion", "speculative", "mock_ar", "ar")
 # how every report, footer and panel names a mode
 MODE_LABELS = {"diffusion": "diffusion", "speculative": "speculative", "mock_ar": "mock-AR", "ar": "AR"}

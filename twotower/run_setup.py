@@ -169,16 +169,25 @@ def cpu_model() -> str:
     return platform.processor()
 
 
-def git(*argv) -> str | None:
-    """A git command's output in this project's checkout, or None (no git, not a checkout, an error)."""
+def git(*argv, root: Path | None = None) -> str | None:
+    """A git command's output in this project's checkout (`root`, this package's parent folder by default), or
+    None (no git, not a checkout's top, an error)."""
     import subprocess
 
-    try:
-        out = subprocess.run(["git", *argv], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent.parent)
-    except (OSError, subprocess.SubprocessError):
+    root = Path(root or Path(__file__).resolve().parent.parent).resolve()
+
+    def run(*args) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=root)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    # an installed copy inside another repository (a project's .venv) recorded that repository's commit
+    top = run("rev-parse", "--show-toplevel")
+    if not top or Path(top).resolve() != root:
         return None
-    return out.stdout.strip() if out.returncode == 0 else None
+    return run(*argv)
 
 
 def provenance(args) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from .validation import as_path, check_encodable, check_int
+from .validation import check_encodable, check_int, check_model_dir
 
 PAD_ID, BOS_ID, EOS_ID, UNK_ID, MASK_ID = 0, 1, 2, 3, 4
 N_SPECIAL = 5
@@ -198,7 +198,8 @@ def load_tokenizer(model_dir=None, config=None):
         if config is not None and config.vocab_size < ByteTokenizer.vocab_size:
             raise ValueError(f"vocab {config.vocab_size} is too small for the byte tokenizer")
         return ByteTokenizer()
-    model_dir = as_path("the tokenizer's folder", model_dir)  # load_tokenizer(5) was pathlib's TypeError
+    # load_tokenizer(5) was pathlib's TypeError; a missing folder read "no tokenizer in" it
+    model_dir = check_model_dir(model_dir, "the tokenizer's folder")
     path = find_tokenizer_file(model_dir)
     if path.name == TOKENIZER_FILE:
         try:

@@ -236,7 +236,7 @@ def _sweep_tab(c) -> None:
             c.sweep_stop = gr.Button("Stop", variant="stop", elem_id="sweep-stop")
         c.sweep_stale = _html("", "sweep-stale")
         c.sweep_message = _html("", "sweep-message")
-        c.sweep_plot = gr.Plot(label="throughput ratio vs quality", elem_id="sweep-plot")
+        c.sweep_plot = gr.Plot(label="throughput ratio vs agreement with AR", elem_id="sweep-plot")
         c.sweep_table = gr.Dataframe(label="grid points", interactive=False)
         c.sweep_csv = gr.File(label="CSV download")
 

@@ -67,7 +67,7 @@ def cost_line(mode: str, tokens_per_s, usd_per_gpu_hour, gpus, utilisation, api_
         raise ValueError(f"number of GPUs must be a whole number, got {gpus:g}")
     util = _number("utilisation", utilisation, 0.0, inclusive=False)
     if util > 1.0:
-        raise ValueError(f"utilisation must be a fraction in (0, 1], got {util:g}")
+        raise ValueError(f"utilisation must be a fraction in (0, 1] (100 % at most), got {util:g}")
     cost = monthly_cost(price, gpus)
     tokens = monthly_tokens(tps, gpus, util)
     beyond = ("these numbers give a cost beyond what can be computed: check the price per GPU-hour, "
@@ -77,8 +77,14 @@ def cost_line(mode: str, tokens_per_s, usd_per_gpu_hour, gpus, utilisation, api_
     per_million = cost / (tokens / 1e6)
     break_even, breaks_even = None, None
     if api_usd_per_million not in (None, ""):
-        api = _number("API price ($ per M tokens)", api_usd_per_million, 0.0, inclusive=False)
+        try:
+            api = _number("API price ($ per M tokens)", api_usd_per_million, 0.0, inclusive=False)
+        except ValueError as exc:  # a 0 refused the whole form, while a 0 throughput only leaves its mode out
+            raise ValueError(f"{exc} (leave it empty for no comparison with an API)") from None
         break_even = cost / api
+        if not math.isfinite(break_even):  # 1e-320 $ per M tokens: the message blamed the price per GPU-hour
+            raise ValueError(f"API price ($ per M tokens) {api:g} is too small to compare with: the break-even "
+                             "volume is beyond what can be computed (leave it empty for no comparison)")
         breaks_even = break_even <= tokens / 1e6
     if not all(math.isfinite(v) for v in (cost, tokens, per_million, break_even or 0.0)):
         raise ValueError(beyond)

@@ -308,7 +308,10 @@ class PanelHandlers(CostModelPanel, SweepPanel):
         for r in results:
             if r.get("tokens_per_s"):
                 measured["tokens_per_s"][r["mode"]], measured["labels"][r["mode"]] = r["tokens_per_s"], label
-                measured["devices"][r["mode"]] = self.engine.model.ctx_device.type
+                # a mode that runs the denoiser too is a CPU figure if either tower ran on the CPU
+                model = self.engine.model
+                towers = {model.ctx_device.type} if r["mode"] == "ar" else {model.ctx_device.type, model.den_device.type}
+                measured["devices"][r["mode"]] = "cpu" if "cpu" in towers else model.ctx_device.type
         return measured
 
     # ---------------------------------------------------------------- Speculative audit

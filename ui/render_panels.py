@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Callable
 
 from spec_decode.metrics import AcceptanceCounter
@@ -166,10 +167,10 @@ def cost_html(lines: list[CostLine], provenance: dict[str, str], api_price=None,
             be = f"from {amount(line.break_even_million, 1)} M tokens / month"
         else:
             be = (f"never: needs {amount(line.break_even_million, 1)} M tokens / month, "
-                  f"capacity {amount(line.monthly_tokens / 1e6, 1)} M")
-        # two decimals, as "Use the last Race's measurements" copies them (one, and a copied 34.25 read 34.2 beside
-        # the Race card's 34.3 for the same 34.2546)
-        body.append(f"<tr><td>{esc(MODE_LABELS.get(line.mode, line.mode))}</td><td>{amount(line.tokens_per_s, 2)}</td>"
+                  f"capacity {amount(line.monthly_tokens / 1e6, 1)} M at this utilisation")
+        # as "Use the last Race's measurements" copies them (one decimal, and a copied 34.25 read 34.2 beside the
+        # Race card's 34.3 for the same 34.2546)
+        body.append(f"<tr><td>{esc(MODE_LABELS.get(line.mode, line.mode))}</td><td>{throughput_figure(line.tokens_per_s)}</td>"
                     f"<td>{esc(provenance.get(line.mode, 'typed by you'))}</td>"
                     f"<td>{amount(line.monthly_tokens / 1e6, 1)} M</td><td>${amount(line.monthly_cost, 0)}</td>"
                     f"<td>${amount(line.usd_per_million, 3)}</td><td>{esc(be)}</td></tr>")
@@ -180,6 +181,10 @@ def cost_html(lines: list[CostLine], provenance: dict[str, str], api_price=None,
     if left_out:
         names = ", ".join(MODE_LABELS.get(mode, mode) for mode in left_out)
         note += f" Not priced: {names} (its field is empty, 0, or not a number the page could read)."
+    if provenance:  # a Race times one request at a time; a server batches them, and the modes' ranking can flip
+        note += (" A Race's throughput is one request at a time (batch 1, the prompt's prefill in its time, prompt "
+                 "tokens not counted): a server batching requests gets more tokens/s per GPU, and diffusion's lead "
+                 "over AR can shrink or turn (`twotower bench --batch-size N` measures batched throughput).")
     if measured_on_cpu:
         note += (" A throughput measured here was measured on a CPU: it is a whole machine's, so price it as one "
                  "(its $ per hour in the GPU-hour field, machines as GPUs), or type a GPU's throughput.")
@@ -187,11 +192,31 @@ def cost_html(lines: list[CostLine], provenance: dict[str, str], api_price=None,
 
 
 def amount(value: float, digits: int) -> str:
-    """1,234.5 as people write it; beyond a trillion or below the digits shown, 3 significant digits (1e-300
-    tokens/s once printed a $ figure 300 digits wide and stretched the table)."""
-    if value and (abs(value) >= 1e12 or abs(value) < 0.5 * 10 ** -digits):
+    """1,234.5 as people write it; beyond a trillion, or where `digits` decimals would move the figure by more
+    than half a percent, 3 significant digits (1e-300 tokens/s once printed a $ figure 300 digits wide and
+    stretched the table; $0.0149 per M tokens was labelled "$0.01", a monthly $0.6 "$1")."""
+    if value and (abs(value) >= 1e12 or abs(round(value, digits) - value) > 0.005 * abs(value)):
         return f"{value:.3g}"
     return f"{value:,.{digits}f}"
+
+
+def figure_decimals(value: float) -> int:
+    """Decimals that keep four significant digits of a throughput, at least two: what "Use the last Race's
+    measurements" copies (two decimals alone copied a measured 0.126 tokens/s as 0.13, and 0.004 as 0)."""
+    if not value or not math.isfinite(value):
+        return 2
+    return max(2, 3 - math.floor(math.log10(abs(value))))
+
+
+def throughput_figure(value: float) -> str:
+    """A tokens/s cell of the Cost table: as copied (figure_decimals), no zeros trailing past two decimals."""
+    if not 1e-4 <= abs(value) < 1e12:  # 1e-300 tokens/s: 303 decimals
+        return f"{value:.4g}"
+    text = amount(value, figure_decimals(value))
+    if "." in text and "e" not in text:
+        whole, decimals = text.split(".")
+        text = f"{whole}.{decimals[:2]}{decimals[2:].rstrip('0')}"
+    return text
 
 
 # the shared settings a measuring panel reads, as its note names them
