@@ -284,9 +284,11 @@ def stats_html(board: Board, note: str = "", status: str = "running…", run: st
     else:
         values = [("status", "done"), ("tokens", s.get("new_tokens")), ("NFE (denoiser passes)", s.get("nfe")),
                   ("tokens per denoiser pass", _fmt(s.get("tokens_per_pass"))),
-                  ("context passes", s.get("context_passes")), ("tokens / s", _fmt(s.get("tokens_per_s"), 1)),
+                  ("context passes", s.get("context_passes")),
+                  # the sampler's clock ran while the app drew its frames: the Race times a mode with nothing drawn
+                  ("tokens / s (drawing included; the Race times without)", _fmt(s.get("tokens_per_s"), 1)),
                   ("time to first token", _fmt(s.get("time_to_first_token_s"), 3, " s")),
-                  ("total time", _fmt(s.get("total_s"), 3, " s"))]
+                  ("total time (drawing included)", _fmt(s.get("total_s"), 3, " s"))]
         if s.get("acceptance_rate") is not None:
             if s.get("draft_steps") is not None:  # what γ and the steps slider do not set (the model's default)
                 values.append(("draft passes per round", s.get("draft_steps")))
