@@ -229,6 +229,16 @@ def merge_reports(reports: list[dict]) -> dict:
     for other in reports[1:]:
         if other["n_prompts"] != merged["n_prompts"] or other["scores"]["ar"] != merged["scores"]["ar"]:
             raise SystemExit("eval runs disagree on the AR baseline or the prompts: not merging")
+        # the table's header quotes one γ / S / steps for every column: a run of other settings (which AR does not
+        # read, so its baseline agreed) was merged under the first run's
+        differ = sorted(k for k in set(merged["settings"]) & set(other["settings"])  # an older report lacks some
+                        if merged["settings"][k] != other["settings"][k])
+        if differ:
+            raise SystemExit(f"eval runs differ in {', '.join(differ)}: one table holds one set of settings; "
+                             "not merging")
+        twice = [m for m in other["modes"] if m != "ar" and m in merged["modes"]]
+        if twice:  # the second run's column was dropped without a word
+            raise SystemExit(f"eval runs both hold {', '.join(twice)}: give each mode once; not merging")
         for mode in other["modes"]:
             if mode not in merged["modes"]:
                 merged["modes"].append(mode)
@@ -236,6 +246,8 @@ def merge_reports(reports: list[dict]) -> dict:
                 merged["retention"][mode] = other["retention"][mode]
                 if "passes" in other and "passes" in merged:  # reports older than the pass counts have none
                     merged["passes"][mode] = other["passes"][mode]
+        merged["skipped"] = {**merged.get("skipped", {}), **other.get("skipped", {})}
+    merged["skipped"] = {m: why for m, why in merged.get("skipped", {}).items() if m not in merged["modes"]}
     return merged
 
 

@@ -19,6 +19,7 @@ class ScriptedEngine:
     the eval's scores are known before it runs."""
 
     name = "scripted"
+    eos_token_id = ByteTokenizer.eos_token_id
 
     def __init__(self, write):
         self.tokenizer, self.model, self.write, self.streams = ByteTokenizer(), UniformTower(ByteTokenizer.vocab_size), write, []
@@ -125,3 +126,47 @@ def test_eval_report_averages_the_scores_of_known_outputs():
     assert [(e["target"], e["completions"]) for e in report["examples"]] == [
         (it["target"], {"ar": it["target"], "diffusion": it["target"] if i % 2 == 0 else "#"})
         for i, it in enumerate(items[:3])]
+
+
+def test_eval_prompts_end_where_the_files_own_tokens_break():
+    """This tokenizer merges across line breaks (':\\n        #'): a prompt cut at such a break ends inside a token
+    the model never saw split (AR's next-line exact match was 1.3 % on those prompts, 10.7 % on the rest). Given
+    the tokenizer, the eval's prompts are only line breaks where the file's tokens break too."""
+    from twotower.engine import DEFAULT_MODEL_DIR
+    from twotower.tokenizer import load_tokenizer
+
+    encode = load_tokenizer(DEFAULT_MODEL_DIR).encode
+    merged = "def f(x):\n    if x:\n        return 1\n"  # the break after "if x:" sits inside one of its tokens?
+    splits = [i for i in range(1, len(merged)) if merged[i - 1] == "\n"]
+    verdicts = [eval_prompts.ends_on_a_token_boundary(encode, merged[:i], merged[i:]) for i in splits]
+    assert verdicts == [encode(merged)[: len(encode(merged[:i]))] == encode(merged[:i]) for i in splits]
+    plain = eval_prompts.next_line_items(60, seed=0)
+    kept = eval_prompts.next_line_items(60, seed=0, encode=encode)
+    assert len(kept) == 60 and all(eval_prompts.ends_on_a_token_boundary(encode, it["prompt"], it["target"] + "\n")
+                                   for it in kept)
+    assert any(not eval_prompts.ends_on_a_token_boundary(encode, it["prompt"], it["target"] + "\n") for it in plain)
+    assert sum(it["passed_over"] for it in kept) > 0  # the report counts them
+    syntax = eval_prompts.syntax_items(10, seed=0, encode=encode)
+    assert all(eval_prompts.ends_on_a_token_boundary(encode, it["prompt"], it["reference"].split("\n")[0] + "\n")
+               for it in syntax)
+    # bytes never merge across anything: a byte-level model's prompts are the plain ones
+    assert eval_prompts.next_line_items(20, seed=0, encode=ByteTokenizer().encode) == [
+        {**it, "passed_over": 0} for it in eval_prompts.next_line_items(20, seed=0)]
+
+
+def test_the_eval_report_says_how_its_prompts_were_chosen_and_resampled():
+    from twotower import eval_report
+
+    items = eval_prompts.next_line_items(4, seed=0)
+    engine = ScriptedEngine(lambda mode, ids: "x = 1\n")
+    report = evaluation.evaluate(engine, modes="ar,diffusion", tasks="next_line", n_next_line=4, max_prompt_tokens=64)
+    assert report["retention"]["diffusion"]["ci"]["resampled"] == "files"
+    assert report["passed_over"] == {"next_line": 0} and report["files"] == {"next_line": len({i["file"] for i in items})}
+    text = eval_report.format_markdown({**report, "trained_on_python": "2.7.18"})
+    assert "paired bootstrap over the files the prompts come from (4 for next-line prompts)" in text
+    assert "line breaks inside a token passed over: 0 for next-line prompts" in text
+    assert f"Python {report['python']} standard library" in text
+    assert "the model was trained on Python 2.7.18's standard library" in text
+    assert "trained on Python" not in eval_report.format_markdown({**report, "trained_on_python": report["python"]})
+    # an interval to a decimal, as its point: "99.6 % (100–100 %)" missed its point
+    assert eval_report.interval([0.9951, 0.99996]) == " (99.5–100.0 %)"

@@ -59,6 +59,24 @@ def test_syntax_ok_cases(continuation, ok):
     assert metrics.syntax_ok(PROMPT, continuation) is ok
 
 
+def test_a_line_continued_by_a_backslash_is_not_a_complete_line():
+    """"x = 1 + \\" then the budget's end was judged a syntax error (unexpected EOF): the statement goes on."""
+    assert metrics.cut_at_last_complete_line("a = 1\nx = 1 + \\\ny = ") == "a = 1\n"
+    assert metrics.cut_at_last_complete_line("x = 1 + \\\n  2\n") == "x = 1 + \\\n  2\n"  # finished: kept
+    assert metrics.syntax_ok(PROMPT, "a = 1\nx = 1 + \\\n")
+    assert not metrics.syntax_ok(PROMPT, "x = 1 + \\\n")  # nothing complete to judge
+
+
+@pytest.mark.parametrize("continuation, ok", [
+    ("main()", True),  # the last line, complete at EOS, was cut away and the continuation failed unjudged
+    ("x = 1\nmain(", False),  # an error on the last line was never seen
+    ("def f(a):\n", False),  # the file ends with a block open: no longer "valid so far"
+    ("x = 1\n", True), ("", False), ("\n", False),
+])
+def test_a_continuation_that_stopped_at_eos_is_judged_whole(continuation, ok):
+    assert metrics.syntax_ok(PROMPT, continuation, ended=True) is ok
+
+
 def test_syntax_ok_reads_the_continuation_in_the_prompts_context():
     prompt = "if flag:\n    a = 1\n"
     assert metrics.syntax_ok(prompt, "else:\n    a = 2\n")  # continues the prompt's if
@@ -138,3 +156,22 @@ def test_bootstrap_retention_on_hand_made_scores():
     mode_mixed = {"exact": [1.0] + [0.0] * 199, "sim": [0.25] * 200}
     mixed = bootstrap_retention(mode_mixed, ar_mixed, {"next_line": ["exact", "sim"]})
     assert mixed["tasks"] == {"exact": None, "sim": [0.5, 0.5]} and mixed["aggregate"] is None
+
+
+def test_a_cluster_bootstrap_resamples_whole_files():
+    """500 prompts from ~28 files: prompts of one file are alike, and resampling them one by one gave intervals
+    too narrow. Here 10 files of 20 prompts, each file all right or all wrong: the prompt-level interval is
+    ±0.07 around a retention of 0.5, the file-level one as wide as 10 draws make it."""
+    from twotower.metrics import bootstrap_retention
+
+    files = [f"f{i // 20}.py" for i in range(200)]
+    ar = {"exact": [1.0] * 200}
+    mode = {"exact": [float(int(name[1:-3]) % 2 == 0) for name in files]}  # files 0, 2, 4, 6, 8 right
+    prompts = bootstrap_retention(mode, ar, {"next_line": ["exact"]}, seed=3)["tasks"]["exact"]
+    whole = bootstrap_retention(mode, ar, {"next_line": ["exact"]}, seed=3, clusters={"next_line": files})
+    lo, hi = whole["tasks"]["exact"]
+    assert lo < 0.5 < hi and hi - lo > 3 * (prompts[1] - prompts[0])  # ±0.31 (1.96·sqrt(.25/10)) against ±0.07
+    assert 0.1 < lo < 0.3 and 0.7 < hi < 0.9
+    # a resample draws files, each with all its prompts: mode and AR still paired, so equal scores give 1
+    assert bootstrap_retention(ar, ar, {"next_line": ["exact"]}, clusters={"next_line": files})["tasks"] == {
+        "exact": [1.0, 1.0]}

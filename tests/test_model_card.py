@@ -5,6 +5,8 @@ import copy
 import json
 from pathlib import Path
 
+import pytest
+
 from scripts.model_card import (_stage_lines, comparison, measured_on, merge_reports, train_commands,
                                unshipped_model)
 
@@ -164,3 +166,20 @@ def test_merged_evals_keep_each_modes_own_scores_retention_and_passes():
         assert merged["scores"][mode] == source["scores"][mode], mode
         assert merged["passes"][mode] == source["passes"][mode], mode
     assert merged["retention"]["mock_ar"] != merged["retention"]["diffusion"]
+
+
+def test_evals_of_other_settings_or_the_same_mode_twice_are_not_merged():
+    """The merge compared only the prompts and AR's scores (AR reads no γ or S): a diffusion run at γ 0.5, S 8 was
+    put under the first run's "γ = 0.8, S = 32", a mode in both runs lost its second column, and a mode one run
+    skipped was noted as skipped beside the other run's column of it."""
+    diff, mock = _raw(ROOT / "benchmarks", "eval_diffusion.json"), _raw(ROOT / "benchmarks", "eval_mock_ar.json")
+    other = copy.deepcopy(diff)
+    other["settings"]["gamma"] = 0.5
+    with pytest.raises(SystemExit, match="eval runs differ in gamma"):
+        merge_reports([copy.deepcopy(mock), other])
+    with pytest.raises(SystemExit, match="both hold diffusion"):
+        merge_reports([copy.deepcopy(diff), copy.deepcopy(diff)])
+    skipping = copy.deepcopy(mock)
+    skipping["skipped"] = {"diffusion": "diffusion skipped here", "speculative": "speculative mode skipped"}
+    merged = merge_reports([skipping, copy.deepcopy(diff)])
+    assert merged["skipped"] == {"speculative": "speculative mode skipped"}  # diffusion is in the table

@@ -368,6 +368,7 @@ def main(args) -> int:
         report["retention_notes"] = quality["retention"]["diffusion"]["notes"]
         report["eval_scores"] = {m: quality["scores"][m] for m in ("ar", "diffusion")}
         report["eval_n_prompts"] = quality["n_prompts"]
+        report["retention_ci"] = quality["retention"]["diffusion"].get("ci")  # its intervals, over files
     markdown = format_markdown(report)
     # first: a failed write loses nothing; a reader gone loses no file
     lost = print_report(json.dumps(report, indent=1) if args.json else markdown)

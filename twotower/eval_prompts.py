@@ -2,6 +2,7 @@
 
 next_line_items: a file up to a line break, and the next non-blank line as the target (bench's prompts too).
 syntax_items: a file prefix that ends at a top-level line break and compiles on its own.
+Given the model's tokenizer (the eval gives it), both keep only line breaks where the file's own tokens break.
 load_prompt_file / prompt_ids: prompts from a user's file, and a prompt's last tokens.
 """
 
@@ -56,15 +57,38 @@ def _shuffled_files(seed: int, split: str):
     return files
 
 
-def next_line_items(n: int, seed: int = 0, split: str = "test") -> list[dict]:
-    """n (prompt, target) pairs: prompt = a file up to a line break, target = the next, non-blank line."""
+BOUNDARY_CHARS = 2000  # the prompt's tail the token-boundary check encodes: a merge across "\n" is local
+
+
+def ends_on_a_token_boundary(encode, prompt: str, following: str) -> bool:
+    """Whether the tokens of `prompt` are a prefix of the tokens of `prompt + following`: whether the file's
+    own tokenization has a token boundary where the prompt stops. Where it has none (this tokenizer merges
+    across line breaks: ':\n        #', '.\n\n\"\"\"'), the prompt ends inside a token the model never saw split,
+    and every mode is judged on text its training never held (AR's next-line exact match was 1.3 % on such
+    prompts, 10.7 % on the rest, in 500 of the eval's): such a line break is no prompt."""
+    tail = prompt[-BOUNDARY_CHARS:]
+    head = encode(tail)
+    return encode(tail + following)[: len(head)] == head
+
+
+def next_line_items(n: int, seed: int = 0, split: str = "test", encode=None) -> list[dict]:
+    """n (prompt, target) pairs: prompt = a file up to a line break, target = the next, non-blank line.
+    With `encode` (the model's tokenizer's), only line breaks where the file's tokens break too
+    (ends_on_a_token_boundary); each item then counts in "passed_over" the line breaks of its file skipped before it."""
     def pool(rel, text):
         lines, offsets = _line_offsets(text)
         first = next((i for i, line in enumerate(lines) if line.strip()), len(lines))
         candidates = [i for i in range(first + 1, len(lines)) if lines[i].strip()]
         random.Random(f"{seed}/{rel}").shuffle(candidates)
+        passed_over = 0
         for i in candidates:
-            yield {"file": rel, "line": i + 1, "prompt": text[: offsets[i]], "target": lines[i]}
+            item = {"file": rel, "line": i + 1, "prompt": text[: offsets[i]], "target": lines[i]}
+            if encode is not None:
+                if not ends_on_a_token_boundary(encode, item["prompt"], lines[i] + "\n"):
+                    passed_over += 1
+                    continue
+                item["passed_over"], passed_over = passed_over, 0
+            yield item
 
     return _round_robin((pool(rel, text) for rel, text in _shuffled_files(seed, split)), n)
 
@@ -79,17 +103,24 @@ def _compiles(source: str) -> bool:
     return True
 
 
-def syntax_items(n: int, seed: int = 0, split: str = "test") -> list[dict]:
+def syntax_items(n: int, seed: int = 0, split: str = "test", encode=None) -> list[dict]:
     """n prompts that end at a line break at top level (the next line starts in column 0 with code)
-    and compile on their own; `reference` holds the file's true continuation."""
+    and compile on their own; `reference` holds the file's true continuation. `encode`: as next_line_items."""
     def pool(rel, text):
         lines, offsets = _line_offsets(text)
         candidates = [i for i in range(1, len(lines)) if lines[i][:1] not in ("", " ", "\t", "#", ")", "]", "}")]
         random.Random(f"{seed}/syntax/{rel}").shuffle(candidates)
+        passed_over = 0
         for i in candidates:
             prompt = text[: offsets[i]]
             if prompt.strip() and _compiles(prompt):  # a prefix inside a docstring at column 0 does not
-                yield {"file": rel, "line": i + 1, "prompt": prompt, "reference": text[offsets[i]:]}
+                item = {"file": rel, "line": i + 1, "prompt": prompt, "reference": text[offsets[i]:]}
+                if encode is not None:
+                    if not ends_on_a_token_boundary(encode, prompt, lines[i] + "\n"):
+                        passed_over += 1
+                        continue
+                    item["passed_over"], passed_over = passed_over, 0
+                yield item
 
     return _round_robin((pool(rel, text) for rel, text in _shuffled_files(seed, split)), n)
 

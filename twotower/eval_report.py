@@ -8,6 +8,9 @@ from .engine import ANCHOR_NOTE, MODE_LABELS
 from .evaluation import METRIC_LABELS, TASK_METRICS
 
 
+TASK_NAMES = {"next_line": "next-line prompts", "syntax": "syntax prompts"}
+
+
 def format_score(value, percent=False) -> str:
     """A score as the eval tables print it: 3 decimals, or a percentage; n/a where undefined (None)."""
     if value is None:
@@ -15,8 +18,9 @@ def format_score(value, percent=False) -> str:
     return f"{100 * value:.1f} %" if percent else f"{value:.3f}"
 
 
-def _interval(ci) -> str:
-    return "" if not ci else f" ({100 * ci[0]:.0f}–{100 * ci[1]:.0f} %)"
+def interval(ci) -> str:
+    # a decimal, as the point has: "99.6 % (100–100 %)" read as an interval that missed its point
+    return "" if not ci else f" ({100 * ci[0]:.1f}–{100 * ci[1]:.1f} %)"
 
 
 def format_markdown(report: dict) -> str:
@@ -37,12 +41,12 @@ def format_markdown(report: dict) -> str:
             for m in others:
                 ci = report["retention"][m].get("ci", {}).get("tasks", {}).get(name)  # older reports: none
                 row += [format_score(report["scores"][m].get(name)),
-                        format_score(report["retention"][m]["tasks"][name], percent=True) + _interval(ci)]
+                        format_score(report["retention"][m]["tasks"][name], percent=True) + interval(ci)]
             lines.append("| " + " | ".join(row) + " |")
     row = ["**aggregate (mean retention)**", "", ""]
     for m in others:
         ci = report["retention"][m].get("ci", {}).get("aggregate")
-        row += ["", f"**{format_score(report['retention'][m]['aggregate'], percent=True)}**{_interval(ci)}"]
+        row += ["", f"**{format_score(report['retention'][m]['aggregate'], percent=True)}**{interval(ci)}"]
     lines += ["| " + " | ".join(row) + " |", ""]
     lines += ["Diagnostics over every generation (not tasks):", "",
               "| mode | agreement with AR tokens | AR-tower mean log-likelihood | tokens per denoiser pass |"
@@ -55,9 +59,23 @@ def format_markdown(report: dict) -> str:
     if report["reference"].get("syntax_ok") is not None:
         notes.append(f"the true file continuation passes the syntax check in {format_score(report['reference']['syntax_ok'], True)}"
                      " of syntax prompts (the check's ceiling)")
-    if any(report["retention"][m].get("ci") for m in others):
+    if any(report["retention"][m].get("ci", {}).get("resampled") == "files" for m in others):
+        files = ", ".join(f"{report['files'][task]} for {TASK_NAMES.get(task, task)}" for task in report["tasks"])
+        notes.append("retention in parentheses: 95 % interval of a paired bootstrap over the files the prompts come "
+                     f"from ({files}), each file's prompts resampled together ({metrics.BOOTSTRAP_RESAMPLES:,} resamples)")
+    elif any(report["retention"][m].get("ci") for m in others):  # reports before the file-level bootstrap
         notes.append("retention in parentheses: 95 % interval of a paired bootstrap over the prompts "
                      f"({metrics.BOOTSTRAP_RESAMPLES:,} resamples)")
+    if "passed_over" in report:
+        skipped = ", ".join(f"{report['passed_over'][task]} for {TASK_NAMES.get(task, task)}" for task in report["tasks"])
+        notes.append("each prompt ends where the file's own tokens break (this tokenizer merges across line breaks); "
+                     f"line breaks inside a token passed over: {skipped}")
+    if report.get("python"):
+        notes.append(f"prompts from the test split of the Python {report['python']} standard library (the corpus)")
+        trained = report.get("trained_on_python")
+        if trained and trained != report["python"]:
+            notes.append(f"**the model was trained on Python {trained}'s standard library**: another version's files "
+                         "split otherwise where they differ, so some test prompts may come from files it trained on")
     notes += list(report["skipped"].values())
     lines += [""] + [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"

@@ -20,10 +20,12 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import platform
 import sys
+from pathlib import Path
 
 from . import metrics
-from .engine import MODES, normalise_mode
+from .engine import DEFAULT_MODEL_DIR, MODES, normalise_mode
 from .eval_prompts import CHARS_PER_TOKEN_BOUND, next_line_items, prompt_ids, syntax_items
 
 MODE_ORDER = ("ar", "mock_ar", "diffusion", "speculative")  # AR first: every other mode is compared with it
@@ -137,7 +139,9 @@ def score_item(engine, task: str, item: dict, modes, settings: dict, budget: dic
             mode_scores = {"next_line_exact_match": metrics.exact_match(line, item["target"]),
                            "next_line_edit_similarity": metrics.edit_similarity(line, item["target"])}
         else:
-            mode_scores = {"syntax_ok": float(metrics.syntax_ok(item["prompt"], text))}
+            # stopped at EOS: the file ends there, its last line whole (it was cut and never judged)
+            ended = bool(tokens) and tokens[-1] == engine.eos_token_id
+            mode_scores = {"syntax_ok": float(metrics.syntax_ok(item["prompt"], text, ended=ended))}
         mode_scores["agreement_with_ar"] = metrics.token_agreement(tokens, outputs["ar"])
         key = tuple(tokens)  # speculative (greedy) repeats AR's output: score it once
         if key not in loglik_memo:
@@ -148,7 +152,8 @@ def score_item(engine, task: str, item: dict, modes, settings: dict, budget: dic
     if task == "syntax":
         true_text = item["reference"][: syntax_tokens * CHARS_PER_TOKEN_BOUND]
         true_tokens = engine.tokenizer.encode(true_text)[:syntax_tokens]
-        record["reference_ok"] = float(metrics.syntax_ok(item["prompt"], engine.decode(true_tokens)))
+        whole = len(item["reference"]) <= len(true_text) and len(true_tokens) < syntax_tokens  # the file's end
+        record["reference_ok"] = float(metrics.syntax_ok(item["prompt"], engine.decode(true_tokens), ended=whole))
     else:
         record["completions"] = first_lines
     return record
@@ -195,8 +200,9 @@ def evaluate(engine, modes=MODE_ORDER, tasks=TASKS, n_next_line: int = 500, n_sy
     if workers > 1 and engine_factory is None:
         raise ValueError("workers > 1 needs an engine_factory: each worker process loads its own engine")
     settings = resolved_settings(engine, gamma, block_size, steps_per_block, anchor_first=anchor_first)
-    items = {"next_line": next_line_items(n_next_line, seed) if "next_line" in tasks else [],
-             "syntax": syntax_items(n_syntax, seed) if "syntax" in tasks else []}
+    encode = engine.tokenizer.encode  # prompts end where the file's own tokens break (eval_prompts)
+    items = {"next_line": next_line_items(n_next_line, seed, encode=encode) if "next_line" in tasks else [],
+             "syntax": syntax_items(n_syntax, seed, encode=encode) if "syntax" in tasks else []}
     budget = {"next_line": next_line_tokens, "syntax": syntax_tokens}
     jobs = [(task, item) for task in tasks for item in items[task]]
     scoring = dict(modes=modes, settings=settings, budget=budget, max_prompt_tokens=max_prompt_tokens,
@@ -265,18 +271,23 @@ def scored_report(model_name: str, modes, skipped: dict, settings: dict, scored:
         "tasks": tasks,
         "n_prompts": {task: len(items_of[task]) for task in tasks},
         "files": {task: len({it["file"] for it in items_of[task]}) for task in tasks},
+        # line breaks inside one of the file's tokens, skipped for the prompts above (eval_prompts)
+        "passed_over": {task: sum(it.get("passed_over", 0) for it in items_of[task]) for task in tasks},
+        "python": platform.python_version(),  # the corpus, so the prompts, is this interpreter's standard library
         "scores": scores,
         "reference": {"syntax_ok": metrics.mean(reference_ok)} if "syntax" in tasks else {},
-        "retention": retention_report(scores, tasks, per_item),
+        # prompts of one file are alike: the intervals resample files, not prompts (narrower than they are)
+        "retention": retention_report(scores, tasks, per_item, {task: [it["file"] for it in items_of[task]]
+                                                                for task in tasks}),
         "passes": {mode: pass_totals(stats_of[mode]) for mode in modes},
         "examples": examples,
     }
 
 
-def retention_report(scores: dict, tasks, per_item: dict | None = None) -> dict:
+def retention_report(scores: dict, tasks, per_item: dict | None = None, clusters: dict | None = None) -> dict:
     """{mode: {"tasks": {metric: ratio | None}, "notes": {metric: why None}, "aggregate": mean, "ci": ...}} for
     non-AR modes; "ci" (95 % paired-bootstrap intervals, metrics.bootstrap_retention) when per-prompt scores
-    are given."""
+    are given; clusters ({task: each prompt's file}) resample whole files."""
     report = {}
     for mode, mode_scores in scores.items():
         if mode == "ar":
@@ -290,7 +301,8 @@ def retention_report(scores: dict, tasks, per_item: dict | None = None) -> dict:
         report[mode] = {"tasks": ratios, "notes": notes, "aggregate": metrics.aggregate_retention(ratios.values())}
         if per_item is not None:
             groups = {task: list(TASK_METRICS[task]) for task in tasks}
-            report[mode]["ci"] = metrics.bootstrap_retention(per_item[mode], per_item["ar"], groups)
+            ci = metrics.bootstrap_retention(per_item[mode], per_item["ar"], groups, clusters=clusters)
+            report[mode]["ci"] = {**ci, "resampled": "files" if clusters else "prompts"}
     return report
 
 
@@ -313,6 +325,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default=None, help="also write the markdown table to this file")
     parser.add_argument("--workers", type=int, default=1,
                         help="score the prompts in N processes, an engine each (0: one per core); same report")
+
+
+def trained_on_python(model_dir) -> str | None:
+    """The Python whose standard library the model was trained on (its training_info.json), or None: the test
+    split is this interpreter's, and another version's files (or a file renamed between versions) may split
+    otherwise, so the report says when the two differ."""
+    if model_dir is None:
+        return None
+    try:
+        info = json.loads((Path(model_dir) / "training_info.json").read_text())
+        return str(info["corpus"]["python_version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def main(args) -> int:
@@ -351,6 +376,9 @@ def main(args) -> int:
         except EvalInterrupted as exc:
             report, stopped = exc.report, exc
     report = {**device_info(engine), **started, **report}
+    trained = trained_on_python(args.model if args.model is not None or args.preset else DEFAULT_MODEL_DIR)
+    if trained:
+        report["trained_on_python"] = trained
     markdown = format_markdown(report)
     # first: a failed write loses nothing; a reader gone loses no file
     lost = print_report(json.dumps(report, indent=1) if args.json else markdown)
