@@ -24,7 +24,9 @@ def transformers_twin(model):
 def test_ar_greedy_equals_transformers_generate(seed):
     model = lively_tiny(seed=seed, initializer_range=0.3)  # std 0.3: varied text, not one byte repeated
     hf, cfg = transformers_twin(model), model.config
-    prompts = [random_ids((1, n), 10 * seed + n) for n in (1, 4, 11)] + [random_ids((2, 6), seed)]
+    # 63 / 64 / 65 / 100: around and past the short scan's 64 tokens, where the prefill is transformers' chunk
+    # scan and the steps the short scan (the steps alone were compared with prompts of at most 11 tokens)
+    prompts = [random_ids((1, n), 10 * seed + n) for n in (1, 4, 11, 63, 64, 65, 100)] + [random_ids((2, 6), seed)]
     seen = set()
     for prompt in prompts:
         ours = generate_ar(model, prompt, max_new_tokens=24, eos_token_id=cfg.eos_token_id)
@@ -59,10 +61,13 @@ def reference_diffusion(model, prompt, max_new_tokens, block_size, steps, gamma)
 
 # (5, 8, 8, 0.99): a last block read as 5 positions instead of 8 gives other tokens on this model (a twin of the
 # old short-block rule passed the other three)
-@pytest.mark.parametrize("max_new,size,steps,gamma", [(12, 4, 4, 0.5), (10, 4, 2, 0.9), (7, 16, 3, 0.3),
-                                                      (5, 8, 8, 0.99)])
-def test_diffusion_greedy_equals_cache_free_reference(max_new, size, steps, gamma):
-    model, prompt = decoding_model(1), random_ids((2, 5), 3)
+# γ = 1.0 (one commit a step unless a position is certain) and 1e-4 (everything at once); prompts of 1 and 100 tokens
+@pytest.mark.parametrize("max_new,size,steps,gamma,prompt_len", [(12, 4, 4, 0.5, 5), (10, 4, 2, 0.9, 5),
+                                                                 (7, 16, 3, 0.3, 5), (5, 8, 8, 0.99, 5),
+                                                                 (9, 4, 4, 1.0, 1), (9, 4, 4, 1e-4, 100),
+                                                                 (11, 8, 8, 0.8, 100)])
+def test_diffusion_greedy_equals_cache_free_reference(max_new, size, steps, gamma, prompt_len):
+    model, prompt = decoding_model(1), random_ids((2, prompt_len), 3)
     ours = generate_mask_diffusion(model, prompt, max_new, size, steps, confidence_threshold=gamma)
     assert torch.equal(ours.sequences, reference_diffusion(model, prompt, max_new, size, steps, gamma))
 

@@ -16,9 +16,18 @@ from tiny_models import VOCAB, agreeable_model, lively, run_speculative
 
 def fresh(model, ids):
     """The context tower's logits (T, V) over `ids` from an empty cache, and that cache: the reference a rolled
-    back cursor must equal."""
-    cache = model.new_cache()
-    return model.context_forward(torch.tensor([ids]), cache, last_only=False)[0], cache
+    back cursor must equal. Through transformers' own Mamba forward (the short scan off): a text of 64 tokens or
+    fewer ran through the same short scan as the rollback, which was then checked against itself."""
+    mixers = [layer.mixer for layer in model.context_tower.layers if hasattr(layer.mixer, "max_len")]
+    kept = [mixer.max_len for mixer in mixers]
+    for mixer in mixers:
+        mixer.max_len = 0
+    try:
+        cache = model.new_cache()
+        return model.context_forward(torch.tensor([ids]), cache, last_only=False)[0], cache
+    finally:
+        for mixer, max_len in zip(mixers, kept):
+            mixer.max_len = max_len
 
 
 def _assert_same_states(cache, reference):
@@ -99,18 +108,20 @@ def test_deferred_rollback_reads_kept_tokens_with_the_next_draft_exactly():
     assert deferred >= 3 and rescanned >= 1  # both paths ran (the cap of 6 unread tokens forces a re-scan)
 
 
-@pytest.mark.parametrize("pattern", [None, "M*", "*M-M"])
-def test_per_position_rollback_is_exact(pattern):
+@pytest.mark.parametrize("pattern, prompt_len", [(None, 5), ("M*", 5), ("*M-M", 5), (None, 100)])
+def test_per_position_rollback_is_exact(pattern, prompt_len):
     """A partial acceptance rolls the cache to just after the kept tokens from the verify pass's own
     per-position states: no re-scan, only the correction token unread, and every layer's state and the
-    next pass's rows equal a fresh run over the same text (the snapshot path above is the twin)."""
+    next pass's rows equal a fresh run over the same text (the snapshot path above is the twin). A rejection
+    at the last draft position of a long draft (15 of 16) too, and a prompt past the short scan's 64 tokens."""
     model = lively(agreeable_model(5, pattern=pattern), seed=5)  # O(1) SSM states: a 1e-5 comparison then means something
     gen = torch.Generator().manual_seed(2)
-    prompt = torch.randint(5, VOCAB, (1, 5), generator=gen)
+    prompt = torch.randint(5, VOCAB, (1, prompt_len), generator=gen)
     text = prompt[0].tolist()
     cursor = ContextCursor(model, prompt, max_unread=16)
 
-    for n_accepted, k in [(2, 5), (0, 3), (4, 4), (1, 6), (3, 3), (0, 1), (5, 9), (2, 2), (7, 16), (1, 1)]:
+    for n_accepted, k in [(2, 5), (0, 3), (4, 4), (1, 6), (3, 3), (0, 1), (5, 9), (2, 2), (7, 16), (1, 1), (4, 5),
+                          (15, 16)]:
         draft = torch.randint(5, VOCAB, (k,), generator=gen).tolist()
         token = int(torch.randint(5, VOCAB, (1,), generator=gen))
         rows = cursor.verify(draft)
