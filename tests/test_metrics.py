@@ -132,6 +132,8 @@ def test_pareto_front_maximises_both_axes():
     assert metrics.pareto_front(points, "x", "y") == [True, True, False, True, False, True, False]
     assert metrics.pareto_front([], "x", "y") == []
     assert metrics.pareto_front([{"x": 1, "y": 1}], "x", "y") == [True]
+    # a NaN ratio (a run timed at 0 s) compares False with everything: it was on the front, dominating nothing
+    assert metrics.pareto_front([{"x": float("nan"), "y": 0.9}, {"x": 1, "y": 0.5}], "x", "y") == [False, True]
 
 
 

@@ -226,8 +226,13 @@ def ratio(value: float | None, baseline: float | None) -> float | None:
 def pareto_front(points, x: str, y: str) -> list[bool]:
     """For each point (a dict), True when no other point is at least as good on both `x` and `y`
     (larger is better) and strictly better on one. Points missing either value are never on the
-    front and dominate nothing. Equal points are all on the front."""
-    values = [(p.get(x), p.get(y)) for p in points]
+    front and dominate nothing (NaN counts as missing: it compares False with everything, so it was on
+    the front). Equal points are all on the front."""
+    def value(point, key):
+        v = point.get(key)
+        return None if v is None or v != v else v  # v != v: NaN
+
+    values = [(value(p, x), value(p, y)) for p in points]
     flags = []
     for xi, yi in values:
         if xi is None or yi is None:
