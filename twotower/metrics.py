@@ -52,14 +52,11 @@ def edit_similarity(prediction: str, target: str) -> float:
 # ------------------------------------------------------------------------------------------------
 # syntax of a free continuation
 def cut_at_last_complete_line(text: str) -> str:
-    """The continuation up to and including its last newline ("" when it holds no complete line); a line that
-    ends in a backslash continues on the next, so it is not complete either.
+    """The continuation up to and including its last newline ("" when it holds no complete line).
 
     A fixed token budget usually ends mid-line; the unfinished line says nothing about syntax.
     """
     end = text.rfind("\n")
-    while end >= 0 and text[:end].endswith("\\") and not text[:end].endswith("\\\\"):
-        end = text.rfind("\n", 0, end)  # "x = 1 + \\\n" was judged a syntax error: a line cut mid-statement
     return text[: end + 1] if end >= 0 else ""
 
 
@@ -82,7 +79,15 @@ def syntax_ok(prompt: str, continuation: str, ended: bool = False) -> bool:
     cut = cut_at_last_complete_line(continuation)
     if not cut.strip():
         return False
-    return source_is_valid_so_far(prompt + cut)
+    if source_is_valid_so_far(prompt + cut):
+        return True
+    # a last line that a backslash continues ("x = 1 + \\" at the budget's end) is a statement cut mid-way,
+    # which Python calls an error at the end of input: judge the lines before it. Only as a fallback: inside an
+    # open string a trailing backslash is valid so far as it is (b'''\ then data, in test_gettext.py)
+    if cut.endswith("\\\n"):
+        shorter = cut_at_last_complete_line(cut[:-1])
+        return bool(shorter.strip()) and source_is_valid_so_far(prompt + shorter)
+    return False
 
 
 def source_compiles(source: str) -> bool:
