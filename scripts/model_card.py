@@ -144,6 +144,9 @@ def comparison(prev_dir: Path, info: dict, report: dict, bench: dict,
     prompts. `columns` names the two models, the other one first; `prev`: its measured_files, if already read;
     title None: no heading (the caller's section holds it)."""
     prev_info, prev_bench, prev_report = prev or measured_files(prev_dir)
+    if ("passed_over" in prev_report) != ("passed_over" in report):  # the eval's prompt rule of 2026-12-06
+        raise SystemExit(f"the evals in {prev_dir.as_posix()} and this model's ran on different prompt sets (one before "
+                         "the eval's prompts ended on a token boundary): re-measure the older one")
     # bench reports before draft_steps was recorded ran the model config's default
     prev_draft = prev_bench.get("draft_steps") or json.loads((prev_dir / "config.json").read_text())["default_draft_steps"]
 
@@ -236,6 +239,11 @@ def merge_reports(reports: list[dict]) -> dict:
         if differ:
             raise SystemExit(f"eval runs differ in {', '.join(differ)}: one table holds one set of settings; "
                              "not merging")
+        # nor another precision or model: a bf16 denoiser's run leaves AR as it is, so its baseline agreed too
+        how = sorted(k for k in ("model", "dtype", "den_dtype", "compiled") if k in merged and k in other
+                     and merged[k] != other[k])
+        if how:
+            raise SystemExit(f"eval runs differ in {', '.join(how)}: one table is one model run one way; not merging")
         twice = [m for m in other["modes"] if m != "ar" and m in merged["modes"]]
         if twice:  # the second run's column was dropped without a word
             raise SystemExit(f"eval runs both hold {', '.join(twice)}: give each mode once; not merging")

@@ -3,6 +3,7 @@ score (next-line exact match and edit similarity against the target, syntax on p
 log-likelihood, the report's means) is known before the eval runs. The smoke runs in test_bench_eval.py see only
 a random model's outputs, where a score read against the wrong text still lies in [0, 1]."""
 
+import copy
 import math
 import types
 
@@ -136,10 +137,10 @@ def test_eval_prompts_end_where_the_files_own_tokens_break():
     from twotower.tokenizer import load_tokenizer
 
     encode = load_tokenizer(DEFAULT_MODEL_DIR).encode
-    merged = "def f(x):\n    if x:\n        return 1\n"  # the break after "if x:" sits inside one of its tokens?
-    splits = [i for i in range(1, len(merged)) if merged[i - 1] == "\n"]
-    verdicts = [eval_prompts.ends_on_a_token_boundary(encode, merged[:i], merged[i:]) for i in splits]
-    assert verdicts == [encode(merged)[: len(encode(merged[:i]))] == encode(merged[:i]) for i in splits]
+    # ':\n        #' is one token: a prompt ending "if x:\n" before a comment stops inside it
+    assert not eval_prompts.ends_on_a_token_boundary(encode, "def f(x):\n    if x:\n", "        # note\n")
+    assert eval_prompts.ends_on_a_token_boundary(encode, "x = 1\n", "y = 2\n")
+    assert eval_prompts.ends_on_a_token_boundary(encode, "class A:\n    def f(self):\n", "        return 1\n")
     plain = eval_prompts.next_line_items(60, seed=0)
     kept = eval_prompts.next_line_items(60, seed=0, encode=encode)
     assert len(kept) == 60 and all(eval_prompts.ends_on_a_token_boundary(encode, it["prompt"], it["target"] + "\n")
@@ -163,8 +164,16 @@ def test_the_eval_report_says_how_its_prompts_were_chosen_and_resampled():
     assert report["retention"]["diffusion"]["ci"]["resampled"] == "files"
     assert report["passed_over"] == {"next_line": 0} and report["files"] == {"next_line": len({i["file"] for i in items})}
     text = eval_report.format_markdown({**report, "trained_on_python": "2.7.18"})
-    assert "paired bootstrap over the files the prompts come from (4 for next-line prompts)" in text
-    assert "line breaks inside a token passed over: 0 for next-line prompts" in text
+    # 4 files: resampling them bounds nothing ("(50.0–50.0 %)" from one file); none passed over, no word of it
+    assert "no retention interval for next-line prompts: fewer than 5 files to resample" in text
+    assert "paired bootstrap" not in text and "passed over" not in text
+    bounded = copy.deepcopy(report)
+    bounded["retention"]["diffusion"]["ci"]["aggregate"] = [0.5, 0.9]
+    bounded.update(files={"next_line": 28}, passed_over={"next_line": 222})
+    text = eval_report.format_markdown(bounded)
+    assert "paired bootstrap over the files the prompts come from (28 for next-line prompts)" in text
+    assert "line breaks inside a token passed over: 222 for next-line prompts" in text
+    text = eval_report.format_markdown({**report, "trained_on_python": "2.7.18"})
     assert f"Python {report['python']} standard library" in text
     assert "the model was trained on Python 2.7.18's standard library" in text
     assert "trained on Python" not in eval_report.format_markdown({**report, "trained_on_python": report["python"]})

@@ -177,6 +177,9 @@ def test_a_cluster_bootstrap_resamples_whole_files():
     lo, hi = whole["tasks"]["exact"]
     assert lo < 0.5 < hi and hi - lo > 3 * (prompts[1] - prompts[0])  # ±0.31 (1.96·sqrt(.25/10)) against ±0.07
     assert 0.1 < lo < 0.3 and 0.7 < hi < 0.9
+    # one file (or four) resampled is the same few files every time: no interval, not "(50.0–50.0 %)"
+    few = bootstrap_retention(mode, ar, {"next_line": ["exact"]}, clusters={"next_line": ["a.py"] * 200})
+    assert few == {"tasks": {"exact": None}, "aggregate": None}
     # a resample draws files, each with all its prompts: mode and AR still paired, so equal scores give 1
     assert bootstrap_retention(ar, ar, {"next_line": ["exact"]}, clusters={"next_line": files})["tasks"] == {
         "exact": [1.0, 1.0]}

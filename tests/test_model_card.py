@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.model_card import (_stage_lines, comparison, measured_on, merge_reports, train_commands,
-                               unshipped_model)
+from scripts.model_card import (_stage_lines, comparison, measured_files, measured_on, merge_reports,
+                               train_commands, unshipped_model)
 
 ROOT = Path(__file__).resolve().parent.parent
 LEASE = ROOT / "benchmarks" / "gpu_lease_20261204"
@@ -177,9 +177,27 @@ def test_evals_of_other_settings_or_the_same_mode_twice_are_not_merged():
     other["settings"]["gamma"] = 0.5
     with pytest.raises(SystemExit, match="eval runs differ in gamma"):
         merge_reports([copy.deepcopy(mock), other])
+    bf16 = copy.deepcopy(diff)
+    bf16["den_dtype"] = "bf16"  # a bf16 denoiser leaves AR's scores as they are: the baseline check passed it
+    with pytest.raises(SystemExit, match="eval runs differ in den_dtype"):
+        merge_reports([copy.deepcopy(mock), bf16])
     with pytest.raises(SystemExit, match="both hold diffusion"):
         merge_reports([copy.deepcopy(diff), copy.deepcopy(diff)])
     skipping = copy.deepcopy(mock)
     skipping["skipped"] = {"diffusion": "diffusion skipped here", "speculative": "speculative mode skipped"}
     merged = merge_reports([skipping, copy.deepcopy(diff)])
     assert merged["skipped"] == {"speculative": "speculative mode skipped"}  # diffusion is in the table
+
+
+def test_a_comparison_across_the_two_prompt_rules_is_refused(tmp_path):
+    """Since 2026-12-06 the eval's prompts end on a token boundary (reports count "passed_over"): a card comparing
+    a report of each rule said "Same prompts" over two prompt sets."""
+    info, report, bench = _shipped()
+    older = copy.deepcopy(report)
+    older.pop("passed_over", None)
+    newer = {**copy.deepcopy(report), "passed_over": {"next_line": 222, "syntax": 3}}
+    previous = ROOT / "benchmarks" / "cpu_model_20261204"
+    prev_info, prev_bench, _ = measured_files(previous)
+    with pytest.raises(SystemExit, match="different prompt sets"):
+        comparison(previous, info, newer, bench, prev=(prev_info, prev_bench, older))
+    assert comparison(previous, info, newer, bench, prev=(prev_info, prev_bench, copy.deepcopy(newer)))

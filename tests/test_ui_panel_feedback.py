@@ -201,6 +201,9 @@ def test_an_api_price_the_form_cannot_use_is_named_with_what_to_do():
     with pytest.raises(ValueError, match=r"API price \(\$ per M tokens\) 1e-300 is too small") as refused:
         cost_line("ar", 100.0, 1e10, 1, 0.6, api_usd_per_million=1e-300)
     assert "GPU-hour" not in str(refused.value)
+    # $1e306 an hour: the cost is beyond reach whatever the API price, and the message names the hourly price
+    with pytest.raises(ValueError, match="check the price per GPU-hour"):
+        cost_line("ar", 100.0, 1e306, 1, 0.6, api_usd_per_million=1.0)
     with pytest.raises(ValueError, match=r"\(100 % at most\), got 1.5"):
         cost_line("ar", 100.0, 2.0, 1, 1.5)
 

@@ -140,6 +140,7 @@ def format_markdown(report: dict) -> str:
                      f"{interval(ci.get('aggregate'))} |")
         notes += [f"{task}: {note}" for task, note in report["retention_notes"].items()]
         # a quick look beside the timing: the spec's figure needs the model card's 500 + 100 prompts
-        notes.append("retention: a quick check over the prompts counted in its n column (95 % intervals of a "
-                     "bootstrap over their files in parentheses); `twotower eval` scores the model card's 500 + 100")
+        notes.append("retention: a quick check over the prompts counted in its n column"
+                     + (" (95 % intervals of a bootstrap over their files in parentheses)" if ci else "")
+                     + "; `twotower eval` scores the model card's 500 + 100")
     return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"

@@ -63,14 +63,19 @@ def format_markdown(report: dict) -> str:
     if report["reference"].get("syntax_ok") is not None:
         notes.append(f"the true file continuation passes the syntax check in {format_score(report['reference']['syntax_ok'], True)}"
                      " of syntax prompts (the check's ceiling)")
-    if any(report["retention"][m].get("ci", {}).get("resampled") == "files" for m in others):
+    cis = [report["retention"][m].get("ci") or {} for m in others]
+    bounded = any(ci.get("aggregate") or any((ci.get("tasks") or {}).values()) for ci in cis)
+    few = [TASK_NAMES.get(t, t) for t in report["tasks"] if report.get("files", {}).get(t, 0) < metrics.MIN_CLUSTERS]
+    if any(ci.get("resampled") == "files" for ci in cis) and few:
+        notes.append(f"no retention interval for {', '.join(few)}: fewer than {metrics.MIN_CLUSTERS} files to resample")
+    if any(ci.get("resampled") == "files" for ci in cis) and bounded:
         files = ", ".join(f"{report['files'][task]} for {TASK_NAMES.get(task, task)}" for task in report["tasks"])
         notes.append("retention in parentheses: 95 % interval of a paired bootstrap over the files the prompts come "
                      f"from ({files}), each file's prompts resampled together ({metrics.BOOTSTRAP_RESAMPLES:,} resamples)")
-    elif any(report["retention"][m].get("ci") for m in others):  # reports before the file-level bootstrap
+    elif bounded and not any(ci.get("resampled") for ci in cis):  # reports before the file-level bootstrap
         notes.append("retention in parentheses: 95 % interval of a paired bootstrap over the prompts "
                      f"({metrics.BOOTSTRAP_RESAMPLES:,} resamples)")
-    if "passed_over" in report:
+    if any(report.get("passed_over", {}).values()):
         skipped = ", ".join(f"{report['passed_over'][task]} for {TASK_NAMES.get(task, task)}" for task in report["tasks"])
         notes.append("each prompt ends where the file's own tokens break (this tokenizer merges across line breaks); "
                      f"line breaks inside a token passed over: {skipped}")

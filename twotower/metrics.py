@@ -153,11 +153,12 @@ def aggregate_retention(retentions) -> float | None:
 
 
 BOOTSTRAP_RESAMPLES = 2000  # the eval's retention intervals (its tables say how many)
+MIN_CLUSTERS = 5  # fewer files (or prompts) than this: no interval (percentile intervals of a few draws cover little)
 
 
 def bootstrap_retention(mode_items: dict, ar_items: dict, groups: dict, n_boot: int = BOOTSTRAP_RESAMPLES,
                         seed: int = 0, level: float = 0.95, clusters: dict | None = None) -> dict:
-    """Percentile intervals of retention (mode score / AR score), paired bootstrap over prompts.
+    """Percentile intervals of retention (mode score / AR score), paired bootstrap over prompts or their files.
 
     mode_items / ar_items: {metric: per-prompt scores, the same prompts in the same order}; groups: {task:
     [metrics]}: a task's metrics share one resample of its prompts, tasks are resampled independently.
@@ -179,6 +180,9 @@ def bootstrap_retention(mode_items: dict, ar_items: dict, groups: dict, n_boot: 
         k = int(member.max()) + 1 if n else 0
         size = np.bincount(member, minlength=k)  # (k,) prompts per cluster
         picks = rng.integers(0, k, size=(n_boot, k))  # (n_boot, k) cluster indices, shared by the task's metrics
+        if k < MIN_CLUSTERS:  # one file resampled is that file every time: "(50.0–50.0 %)" bounded nothing
+            ratios.update({name: np.full(n_boot, np.nan) for name in metrics_of_task})
+            continue
         for name in metrics_of_task:
             def resampled_mean(scores):
                 total = np.bincount(member, weights=np.asarray(scores, dtype=float), minlength=k)  # (k,) per cluster

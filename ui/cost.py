@@ -75,6 +75,8 @@ def cost_line(mode: str, tokens_per_s, usd_per_gpu_hour, gpus, utilisation, api_
     if not tokens / 1e6 > 0:  # a throughput so small that a month's tokens underflow to 0 (5e-324 tokens/s at 1 %):
         raise ValueError(beyond)  # it divided by zero and the panel showed Gradio's bare Error
     per_million = cost / (tokens / 1e6)
+    if not math.isfinite(cost):  # before the API price is read: $1e306 an hour was blamed on a $1 API price
+        raise ValueError(beyond)
     break_even, breaks_even = None, None
     if api_usd_per_million not in (None, ""):
         try:
