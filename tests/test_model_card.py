@@ -24,6 +24,9 @@ def _shipped():
 
 def test_unshipped_section_reads_its_files_and_judges_from_them():
     info, report, bench = _shipped()
+    # the lease's evals ran on the eval's earlier prompts (its weights are not in the repository to re-measure): the shipped
+    # report stands in as one of those too, or the comparison is refused (test_a_comparison_across_...)
+    report.pop("passed_over")
     lines = unshipped_model(LEASE, info, report, bench, {"perplexity": 33.8})
     text = "\n".join(lines)
     other_bench = json.loads((LEASE / "bench.json").read_text())

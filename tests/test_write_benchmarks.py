@@ -122,7 +122,7 @@ def test_readme_tables_read_every_cell_from_the_reports_and_replace_only_the_mar
     assert "| 1 draft pass, S = 8 | 80.0 | 85.6 (1.07×) | 3.90 | – | 100 % |" in text
     assert "| 1 draft pass, S = 16 | 80.0 | 70.4 (0.88×) | 3.90 | 3.71 | 100 % |" in text
     assert "bf16 | 80.0 | 101.6" not in text.split("| speculative variant")[1]  # other dtypes: first table only
-    assert "| fp32, 600 generations | 63.4 % (45–64 %) | next line exact match 27.8 % | 1.29 |" in text
+    assert "| fp32, 600 generations | 63.4 % (45.0–64.0 %) | next line exact match 27.8 % | 1.29 |" in text
     readme = f"# T\n\nbefore\n{README_START}\nold table\n{README_END}\nafter\n"
     rewritten = replace_block(readme, ["new", "table"])
     assert rewritten == f"# T\n\nbefore\n{README_START}\nnew\ntable\n{README_END}\nafter\n"
