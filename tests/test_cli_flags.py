@@ -109,3 +109,12 @@ def test_generate_defaults_stop_at_eos_and_leave_the_variants_off(streams, capsy
     assert call["draft_steps"] == 2 and call["temperature"] == 0.0
     for name in ("gamma", "block_size", "top_k", "top_p", "seed", "min_draft_confidence"):
         assert call[name] is None, name
+
+
+def test_generate_takes_a_mode_in_any_case(streams, capsys):
+    """--mode AR was refused by argparse while bench's --modes AR and the Python API took it."""
+    assert cli_main(TINY + ["--mode", "AR", "x"]) == 0 and cli_main(TINY + ["--mode", "Mock-AR", "x"]) == 0
+    assert [call["mode"] for call in streams] == ["ar", "mock-ar"]
+    with pytest.raises(SystemExit):
+        cli_main(TINY + ["--mode", "fast", "x"])
+    assert "invalid choice: 'fast'" in capsys.readouterr().err
