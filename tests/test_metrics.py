@@ -65,6 +65,8 @@ def test_a_line_continued_by_a_backslash_is_not_a_complete_line():
     assert metrics.syntax_ok(PROMPT, "x = 1 + \\\n  2\n")  # finished
     assert not metrics.syntax_ok(PROMPT, "x = 1 + \\\n")  # nothing complete to judge
     assert not metrics.syntax_ok(PROMPT, "x = = 1\nx = 1 + \\\n")  # the lines before it are judged
+    assert metrics.syntax_ok(PROMPT, "a = 1\nx = 1 + \\\n  2 + \\\n")  # two continued lines: both go
+    assert not metrics.syntax_ok(PROMPT, "x = 1 + \\\n  2 + \\\n")
     # inside an open string a trailing backslash is valid as it is (a real file's b'''\ then data lines was
     # failed, its only complete line dropped)
     assert metrics.syntax_ok(PROMPT, "DATA = b'''\\\n3hIElQAAAA")

@@ -83,11 +83,15 @@ def syntax_ok(prompt: str, continuation: str, ended: bool = False) -> bool:
         return True
     # a last line that a backslash continues ("x = 1 + \\" at the budget's end) is a statement cut mid-way,
     # which Python calls an error at the end of input: judge the lines before it. Only as a fallback: inside an
-    # open string a trailing backslash is valid so far as it is (b'''\ then data, in test_gettext.py). One
-    # line only: two continued lines at the budget's end still fail (the eval's reports were measured so)
-    if cut.endswith("\\\n"):
-        shorter = cut_at_last_complete_line(cut[:-1])
-        return bool(shorter.strip()) and source_is_valid_so_far(prompt + shorter)
+    # open string a trailing backslash is valid so far as it is (b'''\ then data, in test_gettext.py). Every
+    # continued line at the end goes ("x = 1 + \\" then "  2 + \\" failed when only one went); what a dropped
+    # line holds is not judged, as the unfinished line the cut drops is not
+    while cut.endswith("\\\n"):
+        cut = cut_at_last_complete_line(cut[:-1])
+        if not cut.strip():
+            return False
+        if source_is_valid_so_far(prompt + cut):
+            return True
     return False
 
 
