@@ -82,12 +82,23 @@ def _eval_tokens_per_pass(report: dict) -> float | None:
     return report.get("passes", {}).get("diffusion", {}).get("tokens_per_pass")
 
 
+EVAL_ROWS = "; the eval's rows (retention, tokens per pass over its generations) on "
+
+
+def eval_host(b: dict, reports: list[dict], lead: str) -> str:
+    """`lead` and the machine(s) the evals ran on, where that is not the bench's ("" where it is): the timed runs
+    and the evals of one table can come from two hosts (2026-12-06: the evals on an Intel Xeon, the benches of
+    2026-12-05 on an AMD EPYC), and the header named the bench's alone."""
+    hosts = list(dict.fromkeys(r["device"]["name"] for r in reports if (r.get("device") or {}).get("name")))
+    return "" if not hosts or hosts == [b["device"]["name"]] else lead + " and ".join(hosts)
+
+
 def summary(b: dict, reports: list[dict], extras: list[dict]) -> list[str]:
     """The headline figures against the issues' targets, read from the measured reports. Rows measured in
     another dtype than the main bench say which."""
     lines = ["## Summary", "",
              f"On {b['device']['name']} ({run_setup.run_variant(b)} unless a row says otherwise), γ = {b['gamma']}, "
-             f"S = {b['block_size']}, batch 1:", "",
+             f"S = {b['block_size']}, batch 1{eval_host(b, reports, EVAL_ROWS)}:", "",
              "| figure | measured | target | |", "|---|---|---|---|"]
     for rec in [b, *extras]:
         diff = rec["modes"].get("diffusion", {})
@@ -174,7 +185,11 @@ def readme_tables(b: dict, reports: list[dict], extras: list[dict]) -> list[str]
         lines.append(f"| {_speculative_how(rec)} | {rec['modes']['ar']['tokens_per_s']:.1f} | {_ratio(sp, rec)} | "
                      f"{sp['mean_acceptance_length']:.2f} | {'–' if even is None else f'{even:.2f}'} | "
                      f"{'–' if same is None else f'{100 * same:.0f} %'} |")
-    lines += ["", "| quality (eval variant) | aggregate retention of AR's task scores (95 % interval) | worst task | "
+    eval_commits = sorted({r.get("commit") for r in reports if r.get("commit")})
+    lines += ["", f"The quality rows: the evals at commit{'s' if len(eval_commits) > 1 else ''} "
+              f"{', '.join(f'`{c}`' for c in eval_commits) or 'unrecorded'}"
+              f"{eval_host(b, reports, ', on ')}:", "",
+              "| quality (eval variant) | aggregate retention of AR's task scores (95 % interval) | worst task | "
               "diffusion tokens per pass over the eval |", "|---|---|---|---|"]
     for report in reports:
         worst = _worst_task(report)

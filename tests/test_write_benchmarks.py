@@ -177,3 +177,15 @@ def test_main_heads_each_section_with_its_own_reports_device_commit_and_command(
     sweep = sections["Speed against quality (γ × S)"]
     assert "- device: sweep-device (fp32)" in sweep and "- command: `twotower sweep (file)`" in sweep
     assert "- commit: `head123`, measured on or after that commit's date, 2026-11-30" in sweep
+
+
+def test_the_tables_name_the_host_of_the_evals_where_it_is_not_the_benches():
+    """2026-12-06: the evals ran on an Intel Xeon, the timed runs of 2026-12-05 on an AMD EPYC, and the README's
+    header and BENCHMARKS' summary named the AMD alone for every row."""
+    from scripts.write_benchmarks import eval_host
+
+    bench = {"device": {"name": "cpu (AMD EPYC)"}}
+    assert eval_host(bench, [{"device": {"name": "cpu (AMD EPYC)"}}], ", on ") == ""
+    assert eval_host(bench, [{"device": {"name": "cpu (Xeon)"}}, {"device": {"name": "cpu (Xeon)"}}], ", on ") == \
+        ", on cpu (Xeon)"
+    assert eval_host(bench, [{}], ", on ") == ""  # an older report without a device

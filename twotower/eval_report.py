@@ -58,8 +58,9 @@ def format_markdown(report: dict) -> str:
     notes = sorted({f"{METRIC_LABELS[k]}: {v}" for m in others for k, v in report["retention"][m]["notes"].items()})
     if "syntax" in report["tasks"]:  # what "free of syntax errors" means here (the spec names ast)
         notes.append("syntax check: the prompt and the continuation cut at its last complete line must be valid Python "
-                     "so far (Python's codeop, as its REPL: a block or bracket left open may go on), or a whole module "
-                     "where the generation stopped at EOS")
+                     "so far (Python's codeop, as its REPL: a block or bracket left open may go on; where that fails, "
+                     "lines a backslash continues at the end are dropped first), or a whole module where the generation "
+                     "stopped at EOS")
     if report["reference"].get("syntax_ok") is not None:
         notes.append(f"the true file continuation passes the syntax check in {format_score(report['reference']['syntax_ok'], True)}"
                      " of syntax prompts (the check's ceiling)")
