@@ -29,8 +29,8 @@ def add_arguments(parser) -> None:
     add_engine_arguments(parser)
     # mock-ar and mock_ar both work; the usage and error messages list each mode once
     # in any case, as bench's --modes and the Python API take it (--mode AR was refused, --modes AR ran)
-    parser.add_argument("--mode", default="diffusion", type=str.lower, choices=list(dict.fromkeys([m.replace("_", "-") for m in MODES]
-                                                                                 + list(MODES))),
+    parser.add_argument("--mode", default="diffusion", type=str.lower,
+                        choices=list(dict.fromkeys([m.replace("_", "-") for m in MODES] + list(MODES))),
                         help="diffusion: blocks of S filled in parallel by the denoiser; ar: the context tower alone; "
                              "mock-ar: both towers, one token a step; speculative: the denoiser drafts, the context "
                              "tower verifies (AR's output) (default: %(default)s)")

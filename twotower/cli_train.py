@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .engine import DEFAULT_MODEL_DIR, DTYPE_HELP, IN_CHECKOUT, DTYPE_METAVAR, dtype_flag
+from .engine import DEFAULT_MODEL_DIR, DTYPE_HELP, DTYPE_METAVAR, IN_CHECKOUT, dtype_flag
 from .train_args import ignored_flags
 from .training import PROFILES
 

@@ -71,6 +71,20 @@ def ends_on_a_token_boundary(encode, prompt: str, following: str) -> bool:
     return encode(tail + following)[: len(head)] == head
 
 
+def _on_token_boundaries(candidates, encode):
+    """The (item, the line after its prompt) candidates whose prompt ends on a token boundary, as items, each with
+    "passed_over": the candidates of its file skipped since the one before it; with no `encode`, every item as is.
+    Lazy: a file's candidates are encoded only as far as its items are taken."""
+    passed_over = 0
+    for item, following in candidates:
+        if encode is not None:
+            if not ends_on_a_token_boundary(encode, item["prompt"], following):
+                passed_over += 1
+                continue
+            item["passed_over"], passed_over = passed_over, 0
+        yield item
+
+
 def next_line_items(n: int, seed: int = 0, split: str = "test", encode=None) -> list[dict]:
     """n (prompt, target) pairs: prompt = a file up to a line break, target = the next, non-blank line.
     With `encode` (the model's tokenizer's), only line breaks where the file's tokens break too
@@ -80,15 +94,8 @@ def next_line_items(n: int, seed: int = 0, split: str = "test", encode=None) -> 
         first = next((i for i, line in enumerate(lines) if line.strip()), len(lines))
         candidates = [i for i in range(first + 1, len(lines)) if lines[i].strip()]
         random.Random(f"{seed}/{rel}").shuffle(candidates)
-        passed_over = 0
-        for i in candidates:
-            item = {"file": rel, "line": i + 1, "prompt": text[: offsets[i]], "target": lines[i]}
-            if encode is not None:
-                if not ends_on_a_token_boundary(encode, item["prompt"], lines[i] + "\n"):
-                    passed_over += 1
-                    continue
-                item["passed_over"], passed_over = passed_over, 0
-            yield item
+        yield from _on_token_boundaries((({"file": rel, "line": i + 1, "prompt": text[: offsets[i]],
+                                          "target": lines[i]}, lines[i] + "\n") for i in candidates), encode)
 
     return _round_robin((pool(rel, text) for rel, text in _shuffled_files(seed, split)), n)
 
@@ -110,17 +117,15 @@ def syntax_items(n: int, seed: int = 0, split: str = "test", encode=None) -> lis
         lines, offsets = _line_offsets(text)
         candidates = [i for i in range(1, len(lines)) if lines[i][:1] not in ("", " ", "\t", "#", ")", "]", "}")]
         random.Random(f"{seed}/syntax/{rel}").shuffle(candidates)
-        passed_over = 0
-        for i in candidates:
-            prompt = text[: offsets[i]]
-            if prompt.strip() and _compiles(prompt):  # a prefix inside a docstring at column 0 does not
-                item = {"file": rel, "line": i + 1, "prompt": prompt, "reference": text[offsets[i]:]}
-                if encode is not None:
-                    if not ends_on_a_token_boundary(encode, prompt, lines[i] + "\n"):
-                        passed_over += 1
-                        continue
-                    item["passed_over"], passed_over = passed_over, 0
-                yield item
+
+        def compiling():
+            for i in candidates:
+                prompt = text[: offsets[i]]
+                if prompt.strip() and _compiles(prompt):  # a prefix inside a docstring at column 0 does not
+                    item = {"file": rel, "line": i + 1, "prompt": prompt, "reference": text[offsets[i]:]}
+                    yield item, lines[i] + "\n"
+
+        yield from _on_token_boundaries(compiling(), encode)
 
     return _round_robin((pool(rel, text) for rel, text in _shuffled_files(seed, split)), n)
 

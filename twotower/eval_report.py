@@ -66,10 +66,11 @@ def format_markdown(report: dict) -> str:
                      " of syntax prompts (the check's ceiling)")
     cis = [report["retention"][m].get("ci") or {} for m in others]
     bounded = any(ci.get("aggregate") or any((ci.get("tasks") or {}).values()) for ci in cis)
+    by_files = any(ci.get("resampled") == "files" for ci in cis)
     few = [TASK_NAMES.get(t, t) for t in report["tasks"] if report.get("files", {}).get(t, 0) < metrics.MIN_CLUSTERS]
-    if any(ci.get("resampled") == "files" for ci in cis) and few:
+    if by_files and few:
         notes.append(f"no retention interval for {', '.join(few)}: fewer than {metrics.MIN_CLUSTERS} files to resample")
-    if any(ci.get("resampled") == "files" for ci in cis) and bounded:
+    if by_files and bounded:
         files = ", ".join(f"{report['files'][task]} for {TASK_NAMES.get(task, task)}" for task in report["tasks"])
         notes.append("retention in parentheses: 95 % interval of a paired bootstrap over the files the prompts come "
                      f"from ({files}), each file's prompts resampled together ({metrics.BOOTSTRAP_RESAMPLES:,} resamples)")

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from . import metrics
-from .engine import DEFAULT_MODEL_DIR, MODES, normalise_mode
+from .engine import MODES, normalise_mode
 from .eval_prompts import CHARS_PER_TOKEN_BOUND, next_line_items, prompt_ids, syntax_items
 
 MODE_ORDER = ("ar", "mock_ar", "diffusion", "speculative")  # AR first: every other mode is compared with it
@@ -331,12 +331,13 @@ def trained_on_python(model_dir) -> str | None:
     """The Python whose standard library the model was trained on (its training_info.json), or None: the test
     split is this interpreter's, and another version's files (or a file renamed between versions) may split
     otherwise, so the report says when the two differ."""
+    from .validation import read_json
+
     if model_dir is None:
         return None
     try:
-        info = json.loads((Path(model_dir) / "training_info.json").read_text())
-        return str(info["corpus"]["python_version"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return str(read_json(Path(model_dir) / "training_info.json")["corpus"]["python_version"])
+    except (ValueError, KeyError, TypeError):  # none, damaged, or a record without its corpus
         return None
 
 
@@ -346,7 +347,8 @@ def main(args) -> int:
     from .eval_report import format_markdown
     from .eval_workers import resolve_workers
     from .engine import check_decoding_settings
-    from .run_setup import device_info, engine_from_args, output_file, preset_note_once, print_report, provenance
+    from .run_setup import (device_info, engine_from_args, loaded_model_dir, output_file, preset_note_once,
+                            print_report, provenance)
     from .validation import write_text_file
 
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
@@ -376,7 +378,7 @@ def main(args) -> int:
         except EvalInterrupted as exc:
             report, stopped = exc.report, exc
     report = {**device_info(engine), **started, **report}
-    trained = trained_on_python(args.model if args.model is not None or args.preset else DEFAULT_MODEL_DIR)
+    trained = trained_on_python(loaded_model_dir(args))
     if trained:
         report["trained_on_python"] = trained
     markdown = format_markdown(report)

@@ -181,18 +181,20 @@ def bootstrap_retention(mode_items: dict, ar_items: dict, groups: dict, n_boot: 
     for task, metrics_of_task in groups.items():
         n = len(ar_items[metrics_of_task[0]])
         labels = (clusters or {}).get(task) or range(n)  # no clusters: each prompt its own
-        _, member = np.unique(np.asarray(list(labels), dtype=object).astype(str), return_inverse=True)  # (n,)
+        _, member = np.unique([str(label) for label in labels], return_inverse=True)  # (n,) each prompt's cluster
         k = int(member.max()) + 1 if n else 0
         size = np.bincount(member, minlength=k)  # (k,) prompts per cluster
         picks = rng.integers(0, k, size=(n_boot, k))  # (n_boot, k) cluster indices, shared by the task's metrics
         if k < MIN_CLUSTERS:  # one file resampled is that file every time: "(50.0–50.0 %)" bounded nothing
             ratios.update({name: np.full(n_boot, np.nan) for name in metrics_of_task})
             continue
-        for name in metrics_of_task:
-            def resampled_mean(scores):
-                total = np.bincount(member, weights=np.asarray(scores, dtype=float), minlength=k)  # (k,) per cluster
-                return total[picks].sum(1) / size[picks].sum(1)  # (n_boot,) mean over the resampled prompts
+        resampled_size = size[picks].sum(1)  # (n_boot,) prompts in each resample
 
+        def resampled_mean(scores):
+            total = np.bincount(member, weights=np.asarray(scores, dtype=float), minlength=k)  # (k,) per cluster
+            return total[picks].sum(1) / resampled_size  # (n_boot,) mean over the resampled prompts
+
+        for name in metrics_of_task:
             mode, ar = resampled_mean(mode_items[name]), resampled_mean(ar_items[name])
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratios[name] = np.where(ar > 0, mode / ar, np.nan)  # (n_boot,)

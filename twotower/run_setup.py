@@ -43,16 +43,21 @@ def add_anchor_argument(parser) -> None:
                              "(from the pass it runs anyway; not the release's rule)")
 
 
+def loaded_model_dir(args):
+    """The model folder a command loads: --model, none for a --preset (random weights), else the embedded one."""
+    from .engine import default_model_dir
+
+    return args.model if args.model is not None else None if args.preset is not None else default_model_dir()
+
+
 def output_file(name: str, path, args):
     """A command's output file, checked before the model loads (validation.check_output_file), and never one of
     the run's inputs: a file in the model folder it loads or its --prompts file."""
-    from .engine import default_model_dir
     from .validation import check_apart_from_inputs, check_output_file
 
     path = check_output_file(name, path)
     if path is not None:
-        model = args.model if args.model is not None else None if args.preset is not None else default_model_dir()
-        check_apart_from_inputs(name, path, model, getattr(args, "prompts", None) or None)
+        check_apart_from_inputs(name, path, loaded_model_dir(args), getattr(args, "prompts", None) or None)
     return path
 
 

@@ -88,7 +88,7 @@ def cost_line(mode: str, tokens_per_s, usd_per_gpu_hour, gpus, utilisation, api_
             raise ValueError(f"API price ($ per M tokens) {api:g} is too small to compare with: the break-even "
                              "volume is beyond what can be computed (leave it empty for no comparison)")
         breaks_even = break_even <= tokens / 1e6
-    if not all(math.isfinite(v) for v in (cost, tokens, per_million, break_even or 0.0)):
+    if not (math.isfinite(tokens) and math.isfinite(per_million)):  # the cost and break-even are checked above
         raise ValueError(beyond)
     return CostLine(mode, tps, tokens, cost, per_million, break_even, breaks_even)
 
