@@ -22,6 +22,7 @@ from twotower.commit import predict_tokens, sampling_distribution
 from twotower.decoding import drain, make_generator
 from twotower.events import GenerationResult, StepEvent, commit_event, done_event, draft_event, token_event
 from twotower.metrics import cut_after_eos
+from twotower.token_healing import check_allowed, constrain
 from twotower.validation import (NEW_TOKENS_LIMIT, SEED_LIMIT, as_batch, check_block_size, check_flag, check_fraction,
                                  check_gamma, check_int, check_sampling, check_seed, check_token_id, model_config)
 
@@ -47,7 +48,8 @@ def iter_speculative(model, input_ids, max_new_tokens: int = 128, block_size: in
                      eos_token_id: int | None = None, seed: int | None = None, adaptive: bool = False,
                      top_k: int | None = None, top_p: float | None = None,
                      min_draft_confidence: float | None = None,
-                     per_position_rollback: bool = True) -> Iterator[StepEvent]:
+                     per_position_rollback: bool = True,
+                     first_token_allowed: torch.Tensor | None = None) -> Iterator[StepEvent]:
     """Events of one speculative generation. Inputs are checked now, so bad values raise here.
 
     block_size: S, the drafted tokens per round (with adaptive=True the start of a length that moves
@@ -60,6 +62,8 @@ def iter_speculative(model, input_ids, max_new_tokens: int = 128, block_size: in
     depend on tokens drawn after it, so the whole draft is verified.
     per_position_rollback: after a partial acceptance, roll the context tower back from the verify pass's
     per-position states where it has them (context_cursor.py); False: always the snapshot path, the twin.
+    first_token_allowed: (V,) bool, the ids the first token may be (token healing, twotower/token_healing.py):
+    that token is the context tower's, from the prefill, so the constraint is AR's and the output still AR's.
     block_size, draft_steps, draft_threshold, min_draft_confidence: None takes the checkpoint's own (its config's
     default_block_size, default_draft_steps, default_gamma, default_min_draft_confidence), as Engine.stream,
     the CLI and the app do: a script gets the settings the documented figures were measured at.
@@ -82,6 +86,7 @@ def iter_speculative(model, input_ids, max_new_tokens: int = 128, block_size: in
         seed=check_seed(seed),
         min_confidence=check_fraction("min_draft_confidence", min_draft_confidence),
         per_position=check_flag("per_position_rollback", per_position_rollback),
+        allowed=check_allowed(first_token_allowed, 1, cfg.vocab_size),
     )
     settings["temperature"], settings["top_k"], settings["top_p"] = check_sampling(temperature, top_k, top_p)
     return _speculative_events(model, prompt, **settings)
@@ -90,19 +95,20 @@ def iter_speculative(model, input_ids, max_new_tokens: int = 128, block_size: in
 def generate_speculative(model, input_ids, max_new_tokens=128, block_size=None, draft_steps=None,
                          draft_threshold=None, temperature=0.0, seed=None, step_callback=None, eos_token_id=None,
                          adaptive=False, top_k=None, top_p=None, min_draft_confidence=None,
-                         per_position_rollback=True) -> GenerationResult:
+                         per_position_rollback=True, first_token_allowed=None) -> GenerationResult:
     """Speculative decoding (`iter_speculative`), drained: `step_callback(event)` sees every StepEvent. The
     arguments after `step_callback` are keyword arguments by intent; greedy output is AR's, token for token."""
     return drain(iter_speculative(model, input_ids, max_new_tokens=max_new_tokens, block_size=block_size,
                                   draft_steps=draft_steps, draft_threshold=draft_threshold, temperature=temperature,
                                   eos_token_id=eos_token_id, seed=seed, adaptive=adaptive, top_k=top_k, top_p=top_p,
                                   min_draft_confidence=min_draft_confidence,
-                                  per_position_rollback=per_position_rollback), step_callback)
+                                  per_position_rollback=per_position_rollback,
+                                  first_token_allowed=first_token_allowed), step_callback)
 
 
 @torch.inference_mode()
 def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_steps, gamma, eos, adaptive, seed,
-                        temperature, top_k, top_p, min_confidence, per_position) -> Iterator[StepEvent]:
+                        temperature, top_k, top_p, min_confidence, per_position, allowed) -> Iterator[StepEvent]:
     mask_id = model.config.mask_token_id
     draft_gen = make_generator(seed, model.den_device)
     verify_gen = make_generator(None if seed is None else (seed + 1) % SEED_LIMIT, model.ctx_device)
@@ -122,7 +128,8 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
     # The prefill already scored the first new position: its token is the context tower's, as AR's first
     # token is (same rule, same law), so it needs no draft. It stays unread, like a bonus token, and the
     # first draft starts after it, as every later one does.
-    first, conf = predict_tokens(cursor.next_logits[None], temperature, verify_gen, top_k, top_p)  # (1,), (1,)
+    first, conf = predict_tokens(constrain(cursor.next_logits[None], allowed), temperature, verify_gen, top_k,
+                                 top_p)  # (1,), (1,)
     new.append(int(first[0]))
     finished = max_new_tokens == 1 or new[0] == eos
     if not finished:

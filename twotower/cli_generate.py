@@ -58,6 +58,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--min-draft-confidence", type=float, default=None,
                         help="speculative: propose only the draft prefix whose confidence reaches this (default: the model's)")
     parser.add_argument("--no-eos", action="store_true", help="do not stop at end-of-sequence")
+    parser.add_argument("--no-heal", action="store_true",
+                        help="keep the prompt's last token as typed (default: token healing takes it back and the "
+                             "first token is chosen among those that start with its text; see twotower/token_healing.py)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--show-steps", action="store_true", help="print every denoising step as it happens")
     parser.add_argument("--trace", metavar="FILE", default=None,
@@ -100,6 +103,14 @@ def ignored_note(args, config=None) -> str | None:
         parts.append(f"sampling over {passes} draft passes uses no --min-draft-confidence ({CUT_REASON}; "
                      "--draft-steps 1 keeps it)")
     return f"note: {'; '.join(parts)}: ignored" if parts else None
+
+
+def healing_note(healing) -> str | None:
+    """stderr's line for a healed prompt: what was taken back, and how to keep it."""
+    if healing is None:
+        return None
+    return (f"token healing: the prompt's last token {healing.prefix!r} is chosen again among the {healing.choices} "
+            f"tokens that start with it (--no-heal keeps it)")
 
 
 def read_prompt(arg: str) -> str:
@@ -171,14 +182,19 @@ def main(args) -> int:
     prompt = read_prompt(args.prompt)
     engine = engine_from_args(args)
     ids = engine.encode_prompt(prompt)
+    healing = None if args.no_heal else engine.heal(prompt, ids)
+    healed = healing.prefix if healing else ""
+    if healing:  # the model reads the prompt but its last token, which the first generated token re-spells
+        ids = healing.ids
     # said once the run has started: a refused setting is the one line printed
-    notes = [note for note in (preset_note(args), ignored_note(args, engine.model.config)) if note]
+    notes = [note for note in (preset_note(args), ignored_note(args, engine.model.config), healing_note(healing))
+             if note]
     settings = dict(max_new_tokens=args.max_new_tokens, block_size=args.block_size, steps_per_block=args.steps,
                     gamma=args.gamma, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                     seed=args.seed, stop_at_eos=not args.no_eos, adaptive=args.adaptive,
                     draft_steps=draft_steps(args), min_draft_confidence=args.min_draft_confidence,
                     anchor_first=args.anchor_first)
-    events = engine.stream(args.mode, ids, **settings)
+    events = engine.stream(args.mode, ids, **settings, **({"first_token_allowed": healing.allowed} if healing else {}))
     recorded = [] if trace_path else None  # kept only when a trace is asked for (a long run's events add up)
     mode = normalise_mode(args.mode)
 
@@ -186,11 +202,12 @@ def main(args) -> int:
         from .trace import ran_settings, run_trace, write_trace
 
         write_trace("--trace", trace_path, run_trace(
-            recorded, prompt=prompt, prompt_ids=ids, mode=mode,
+            recorded, prompt=prompt, prompt_ids=ids, healed=healed, mode=mode,
             settings=ran_settings(mode, engine.model.config, settings),  # what the mode read, defaults filled in
             tokenizer=engine.tokenizer, mask_token_id=engine.model.config.mask_token_id, engine=engine.describe()))
 
     from .completion_stream import CompletionStream  # (imports torch: not before the flags are checked)
+    from .token_healing import completion_text
     from .interrupts import quiet_stdout, signals_held
 
     # text mode prints the completion as it is committed (the prompt first); --json and --show-steps (whose step
@@ -205,8 +222,8 @@ def main(args) -> int:
             for note in notes or ():  # stderr: stdout keeps the completion (or the JSON) alone
                 print(note, file=sys.stderr)
             if stream is not None:
-                if notes is not None:  # the first event: the run has started
-                    _write(prompt)
+                if notes is not None:  # the first event: the run has started (a healed last token's text is the
+                    _write(prompt[: len(prompt) - len(healed)])  # completion's to print: it was generated)
                 _write(stream.add(event))
             else:
                 kept.add(event)
@@ -233,22 +250,23 @@ def main(args) -> int:
                 if stream is not None:
                     _write("\n")
                 elif args.json:  # what a finished run prints, marked interrupted (its statistics never came)
-                    _write(json.dumps({"prompt": prompt, "completion": engine.decode(kept.ids), "interrupted": True,
-                                       "stats": None, "engine": engine.describe()}) + "\n")
+                    _write(json.dumps({"prompt": prompt, "completion": completion_text(engine.decode(kept.ids), healed),
+                                       "healed": healed, "interrupted": True, "stats": None,
+                                       "engine": engine.describe()}) + "\n")
                 else:
-                    _write(prompt + engine.decode(kept.ids) + "\n")
+                    _write(prompt + completion_text(engine.decode(kept.ids), healed) + "\n")
             except BrokenPipeError:  # the reader went with the same Ctrl-C: the interrupt is what ends the run
                 quiet_stdout()  # (and nothing fails at exit)
         raise
-    text = engine.decode(done.info["new_tokens"][0])
-    try:
+    text = engine.decode(done.info["new_tokens"][0])  # a healed run's starts with the prefix: printed after the
+    try:  # prompt less the prefix when streamed, else as the completion after the whole prompt
         if args.json:
-            _write(json.dumps({"prompt": prompt, "completion": text, "stats": done.stats, "engine": engine.describe()})
-                   + "\n")
+            _write(json.dumps({"prompt": prompt, "completion": completion_text(text, healed), "healed": healed,
+                               "stats": done.stats, "engine": engine.describe()}) + "\n")
         elif stream is not None:
             _write(stream.finish(text) + "\n")
         else:
-            _write(prompt + text + "\n")
+            _write(prompt + completion_text(text, healed) + "\n")
     except BrokenPipeError:  # the reader left (`| head`): the trace is still written, then it ends as a closed pipe
         if trace_path:
             try:

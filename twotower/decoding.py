@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from .commit import predict_tokens, select_commits
 from .events import GenerationResult, StepEvent, commit_event, done_event, draft_event, token_event
+from .token_healing import check_allowed, constrain, constrain_position_0
 from .validation import (NEW_TOKENS_LIMIT, as_batch, check_block_size, check_flag, check_gamma, check_int,
                          check_sampling, check_seed, check_token_id, model_config)
 
@@ -71,6 +72,7 @@ def draft_block(
     keep_commit_logits: bool = False,
     skip_finished_rows: bool = True,
     needed: int | None = None,
+    first_allowed: torch.Tensor | None = None,
 ) -> Iterator[BlockDraft]:
     """Fill the open positions of `tokens` (B, L) in at most `steps` denoiser passes; yield after each.
 
@@ -84,6 +86,8 @@ def draft_block(
     select_on_top_probability, keep_commit_logits: speculative drafting's (off in diffusion): choose the
     positions to commit by each distribution's top probability, not the drawn token's, and keep the logits
     each position was committed from; spec_decode/draft.py says why rejection sampling needs both.
+    first_allowed: (B, V) bool, the ids position 0 may be while open (token healing, in the completion's first
+    block; see twotower/token_healing.py); None: any.
     """
     mask_id = model.config.mask_token_id
     device = model.den_device
@@ -117,7 +121,11 @@ def draft_block(
             rows = active.nonzero().squeeze(1)  # (n,)
             logits = model.denoise(state.tokens[rows], ctx.rows(rows), t[rows], head_positions=open_before[rows])
         else:
+            rows = None
             logits = model.denoise(state.tokens, ctx, t, head_positions=open_before)  # (N, V)
+        if first_allowed is not None:
+            logits = constrain_position_0(logits, open_before if rows is None else open_before[rows],
+                                          first_allowed if rows is None else first_allowed[rows.cpu()])
         pred_open, conf_open = predict_tokens(logits, temperature, generator, top_k, top_p, forbid=mask_id)
         pred = state.tokens.masked_scatter(open_before, pred_open)
         conf = state.confidence.masked_scatter(open_before, conf_open)
@@ -157,6 +165,7 @@ def iter_mask_diffusion(
     top_p: float | None = None,
     mode: str = "diffusion",
     anchor_first: bool = False,
+    first_token_allowed: torch.Tensor | None = None,
 ) -> Iterator[StepEvent]:
     """Masked block diffusion: per block, S masks filled by `draft_block` (one denoiser pass per step, the
     release's commit rule), then one context-tower pass over the committed block.
@@ -164,6 +173,9 @@ def iter_mask_diffusion(
     anchor_first (a variant, off by default; not the release's rule): each block's first token is the
     context tower's own next token, from the row its pass over the previous block (or the prompt) computes
     anyway; the denoiser sees it as given and fills the other S - 1 positions. It costs no denoiser pass.
+
+    first_token_allowed: (V,) or (B, V) bool, the ids the completion's first token may be (token healing:
+    `Engine.heal`, twotower/token_healing.py), honoured by the denoiser's pass or by the anchor; None: any.
 
     Arguments are checked here, at the call, so bad input raises ValueError before any event is asked for.
     """
@@ -177,13 +189,14 @@ def iter_mask_diffusion(
     eos = check_token_id("eos_token_id", eos_token_id, cfg.vocab_size)
     seed = check_seed(seed)
     anchor_first = check_flag("anchor_first", anchor_first)
+    allowed = check_allowed(first_token_allowed, prompt.shape[0], cfg.vocab_size)
     return _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_block, gamma, temperature,
-                                  eos, seed, top_k, top_p, mode, anchor_first)
+                                  eos, seed, top_k, top_p, mode, anchor_first, allowed)
 
 
 @torch.inference_mode()
 def _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_block, gamma, temperature, eos,
-                           seed, top_k, top_p, mode, anchor_first=False) -> Iterator[StepEvent]:
+                           seed, top_k, top_p, mode, anchor_first=False, allowed=None) -> Iterator[StepEvent]:
     cfg = model.config
     mask_id = cfg.mask_token_id
     gen = make_generator(seed, model.den_device)
@@ -205,7 +218,8 @@ def _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_
         start = new.shape[1]
         if anchor_first:  # position 0 from the context tower's row; the denoiser sees it as a given token
             # (the mask id forbidden, as the denoiser's predictions forbid it: given, it would read as a hole)
-            first, first_conf = predict_tokens(next_row.to(model.den_device), temperature, gen, top_k, top_p,
+            row = constrain(next_row, allowed) if block_idx == 0 else next_row
+            first, first_conf = predict_tokens(row.to(model.den_device), temperature, gen, top_k, top_p,
                                                forbid=mask_id)  # (B,)
             block[:, 0], open_[:, 0] = first, False
             anchored += 1
@@ -215,7 +229,7 @@ def _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_
         state = BlockDraft(block, none_open, torch.zeros(block.shape, device=block.device),
                            torch.full_like(block, -1), none_open, None)
         for state in draft_block(model, ctx, block, open_, steps_per_block, gamma, temperature, gen, top_k, top_p,
-                                 needed=needed):
+                                 needed=needed, first_allowed=allowed if block_idx == 0 else None):
             nfe += 1
             t_first = t_first or time.perf_counter()
             yield draft_event(mode, state, block=block_idx, block_start=start, nfe=nfe, ctx_passes=ctx_passes,
@@ -249,15 +263,16 @@ def _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_
 
 
 def iter_mock_ar(model, input_ids, max_new_tokens=128, temperature=0.0, top_k=None, top_p=None,
-                 eos_token_id=None, seed=None) -> Iterator[StepEvent]:
+                 eos_token_id=None, seed=None, first_token_allowed=None) -> Iterator[StepEvent]:
     """Both towers, one token per step: diffusion with S = 1 (isolates the two-tower architecture)."""
     return iter_mask_diffusion(model, input_ids, max_new_tokens, block_size=1, steps_per_block=1,
                                confidence_threshold=1.0, temperature=temperature, eos_token_id=eos_token_id,
-                               seed=seed, top_k=top_k, top_p=top_p, mode="mock_ar")
+                               seed=seed, top_k=top_k, top_p=top_p, mode="mock_ar",
+                               first_token_allowed=first_token_allowed)
 
 
 def iter_ar(model, input_ids, max_new_tokens=128, temperature=0.0, top_k=None, top_p=None,
-            eos_token_id=None, seed=None) -> Iterator[StepEvent]:
+            eos_token_id=None, seed=None, first_token_allowed=None) -> Iterator[StepEvent]:
     """Plain autoregressive decoding with the context tower alone, KV cache and Mamba states.
     Arguments are checked at the call, as in `iter_mask_diffusion`."""
     cfg = model_config(model)
@@ -266,17 +281,19 @@ def iter_ar(model, input_ids, max_new_tokens=128, temperature=0.0, top_k=None, t
     temperature, top_k, top_p = check_sampling(temperature, top_k, top_p)
     eos = check_token_id("eos_token_id", eos_token_id, cfg.vocab_size)
     seed = check_seed(seed)
-    return _ar_events(model, prompt, max_new_tokens, temperature, top_k, top_p, eos, seed)
+    allowed = check_allowed(first_token_allowed, prompt.shape[0], cfg.vocab_size)
+    return _ar_events(model, prompt, max_new_tokens, temperature, top_k, top_p, eos, seed, allowed)
 
 
 @torch.inference_mode()
-def _ar_events(model, prompt, max_new_tokens, temperature, top_k, top_p, eos, seed) -> Iterator[StepEvent]:
+def _ar_events(model, prompt, max_new_tokens, temperature, top_k, top_p, eos, seed,
+               allowed=None) -> Iterator[StepEvent]:
     cfg = model.config
     gen = make_generator(seed, model.ctx_device)
     t_start, t_first = time.perf_counter(), None
     bsz = prompt.shape[0]
     cache = model.new_cache(bsz)
-    logits = model.context_forward(prompt, cache)[:, -1]  # (B, V)
+    logits = constrain(model.context_forward(prompt, cache)[:, -1], allowed)  # (B, V); healing: the first only
     passes = 1
     new = torch.empty(bsz, 0, dtype=torch.long)
     done_rows = torch.zeros(bsz, dtype=torch.bool)
@@ -324,27 +341,29 @@ def drain(events: Iterator[StepEvent], step_callback: Callable[[StepEvent], None
 def generate_mask_diffusion(model, input_ids, max_new_tokens=128, block_size=16, steps_per_block=16,
                             mask_token_id=None, temperature=0.0, confidence_threshold=0.8, eos_token_id=None,
                             step_callback=None, seed=None, anchor_first=False, top_k=None,
-                            top_p=None) -> GenerationResult:
+                            top_p=None, first_token_allowed=None) -> GenerationResult:
     """Masked block diffusion (`iter_mask_diffusion`), drained: `step_callback(event)` sees every StepEvent.
     The arguments after the model are in the release's order (the design note's signature), so a call written
-    for it positionally means the same here; seed, anchor_first, top_k and top_p are this project's.
+    for it positionally means the same here; seed, anchor_first, top_k, top_p and first_token_allowed (token
+    healing) are this project's.
     mask_token_id: optional, only checked against the model's (the denoiser was trained with one)."""
     if mask_token_id is not None and mask_token_id != model.config.mask_token_id:
         raise ValueError(f"this model was trained with mask_token_id={model.config.mask_token_id}, got {mask_token_id!r}")
     return drain(iter_mask_diffusion(model, input_ids, max_new_tokens, block_size, steps_per_block,
                                      confidence_threshold, temperature, eos_token_id, seed, top_k, top_p,
-                                     anchor_first=anchor_first), step_callback)
+                                     anchor_first=anchor_first, first_token_allowed=first_token_allowed),
+                 step_callback)
 
 
 def generate_mock_ar(model, input_ids, max_new_tokens=128, temperature=0.0, top_k=None, top_p=None,
-                     eos_token_id=None, step_callback=None, seed=None) -> GenerationResult:
+                     eos_token_id=None, step_callback=None, seed=None, first_token_allowed=None) -> GenerationResult:
     """Mock-AR (`iter_mock_ar`: both towers, one token a step), drained through `step_callback`."""
-    return drain(iter_mock_ar(model, input_ids, max_new_tokens, temperature, top_k, top_p, eos_token_id, seed),
-                 step_callback)
+    return drain(iter_mock_ar(model, input_ids, max_new_tokens, temperature, top_k, top_p, eos_token_id, seed,
+                              first_token_allowed), step_callback)
 
 
 def generate_ar(model, input_ids, max_new_tokens=128, temperature=0.0, top_k=None, top_p=None,
-                eos_token_id=None, step_callback=None, seed=None) -> GenerationResult:
+                eos_token_id=None, step_callback=None, seed=None, first_token_allowed=None) -> GenerationResult:
     """AR with the context tower alone (`iter_ar`), drained through `step_callback`."""
-    return drain(iter_ar(model, input_ids, max_new_tokens, temperature, top_k, top_p, eos_token_id, seed),
-                 step_callback)
+    return drain(iter_ar(model, input_ids, max_new_tokens, temperature, top_k, top_p, eos_token_id, seed,
+                         first_token_allowed), step_callback)

@@ -114,6 +114,15 @@ class Engine:
             raise ValueError(f"the prompt is {len(ids)} tokens long; the limit is {self.max_prompt_tokens} tokens")
         return ids
 
+    def heal(self, text: str, ids: list[int] | None = None):
+        """Token healing of a prompt (twotower/token_healing.py): a `Healing` (its `ids` the prompt's but the
+        last, `prefix` that token's text, `allowed` the first token's choices for `stream`), or None where there
+        is nothing to heal. ids: the prompt's (encode_prompt's), encoded here when not given."""
+        from .token_healing import heal_prompt
+
+        ids = self.encode_prompt(text) if ids is None else ids
+        return heal_prompt(self.tokenizer, text, list(ids), self.model.config.vocab_size)
+
     def decode(self, ids) -> str:
         """Text of token ids (a list, a tensor or array row). Ids the tokenizer has no piece for are dropped, not
         refused: a model whose head is wider than its tokenizer can generate them (see twotower/tokenizer.py).
@@ -127,7 +136,7 @@ class Engine:
     def stream(self, mode: str, prompt_ids, *, max_new_tokens=64, block_size=None, steps_per_block=None,
                gamma=None, temperature=0.0, top_k=None, top_p=None, seed=None, stop_at_eos=True,
                adaptive=False, draft_steps=None, min_draft_confidence=None,
-               anchor_first=False, snapshot_rollback=False) -> Iterator[StepEvent]:
+               anchor_first=False, snapshot_rollback=False, first_token_allowed=None) -> Iterator[StepEvent]:
         """Events of one generation in `mode` (diffusion | speculative | mock_ar | ar).
 
         anchor_first (diffusion only): each block's first token from the context tower (a variant, not the
@@ -135,7 +144,10 @@ class Engine:
         reference twin instead of per-position rollback (see spec_decode/context_cursor.py).
 
         steps_per_block drives diffusion; speculative drafting uses `draft_steps` (config default when
-        None): a draft need not be right, the verifier repairs it, so fewer passes pay off there."""
+        None): a draft need not be right, the verifier repairs it, so fewer passes pay off there.
+
+        first_token_allowed: the ids the first token may be, in every mode (token healing: `heal`'s `allowed`,
+        with its `ids` as the prompt); None: any."""
         from . import decoding
 
         cfg = self.model.config
@@ -157,18 +169,22 @@ class Engine:
             check_flag("adaptive", adaptive)
         if mode == "diffusion":
             return decoding.iter_mask_diffusion(self.model, prompt_ids, max_new_tokens, block_size, steps_per_block,
-                                                gamma, temperature, eos, seed, top_k, top_p, anchor_first=anchor_first)
+                                                gamma, temperature, eos, seed, top_k, top_p, anchor_first=anchor_first,
+                                                first_token_allowed=first_token_allowed)
         if mode == "mock_ar":
-            return decoding.iter_mock_ar(self.model, prompt_ids, max_new_tokens, temperature, top_k, top_p, eos, seed)
+            return decoding.iter_mock_ar(self.model, prompt_ids, max_new_tokens, temperature, top_k, top_p, eos, seed,
+                                         first_token_allowed)
         if mode == "ar":
-            return decoding.iter_ar(self.model, prompt_ids, max_new_tokens, temperature, top_k, top_p, eos, seed)
+            return decoding.iter_ar(self.model, prompt_ids, max_new_tokens, temperature, top_k, top_p, eos, seed,
+                                    first_token_allowed)
         from spec_decode import iter_speculative
 
         # draft_steps / min_draft_confidence None: iter_speculative takes the checkpoint's own
         return iter_speculative(self.model, prompt_ids, max_new_tokens=max_new_tokens, block_size=block_size,
                                 draft_steps=draft_steps, draft_threshold=gamma, temperature=temperature,
                                 eos_token_id=eos, seed=seed, adaptive=adaptive, top_k=top_k, top_p=top_p,
-                                min_draft_confidence=min_draft_confidence, per_position_rollback=per_position)
+                                min_draft_confidence=min_draft_confidence, per_position_rollback=per_position,
+                                first_token_allowed=first_token_allowed)
 
     def describe(self) -> dict:
         from .weight_layout import count_input_major

@@ -4,10 +4,13 @@
 object, from the same events the samplers yield (twotower.events.StepEvent), so a trace replays the board
 the UI drew. Its shape (version 1):
 
-    {"format": "twotower-trace", "version": 1, "prompt": str, "prompt_ids": [int], "mode": str,
+    {"format": "twotower-trace", "version": 1, "prompt": str, "prompt_ids": [int], "healed": str, "mode": str,
      "settings": {...}, "engine": {...} | null, "finished": bool, "completion": str,
      "new_tokens": [[int]] (per row), "stats": {...} | null, "pieces": {"id": "text"}, "events": [event, ...]}
 
+prompt_ids: the ids the model read; healed: "" or, where token healing took the prompt's last token back
+(twotower/token_healing.py), that token's text, which new_tokens' first token's text starts with (completion
+is the text after the prompt: new_tokens' text without it).
 settings: what the mode reads (`ran_settings`), the model's own value wherever the caller left one unset;
 stats: the sampler's own figures (speculative calls γ `draft_threshold`). A run stopped before its end has
 "finished": false, "stats": null, and as new_tokens / completion what its token and block events committed.
@@ -117,11 +120,14 @@ def _checked_ids(prompt_ids) -> list[int]:
 
 
 def run_trace(events, *, prompt: str, prompt_ids, mode: str, settings: dict, tokenizer, mask_token_id: int,
-              engine: dict | None = None) -> dict:
+              engine: dict | None = None, healed: str = "") -> dict:
     """The trace of one generation. events: every event it yielded, in order ("done" last when it finished);
-    settings: `ran_settings(...)` of the run (stored as given)."""
+    settings: `ran_settings(...)` of the run (stored as given); healed: the healing's prefix, "" for none."""
     from .engine import normalise_mode
+    from .token_healing import completion_text
 
+    if not isinstance(healed, str):
+        raise ValueError(f"healed is the healed token's text (\"\" for none), got {type(healed).__name__}")
     if isinstance(events, (str, bytes)) or not hasattr(events, "__iter__"):
         raise ValueError(f"run_trace takes a run's StepEvents (a list, or Engine.stream), got {type(events).__name__}")
     events = list(events)
@@ -146,9 +152,10 @@ def run_trace(events, *, prompt: str, prompt_ids, mode: str, settings: dict, tok
     # the board's own text of each id (specials by name, an id past the tokenizer as "<id N: no piece>")
     pieces = {str(i): "<mask>" if i == mask_token_id else tokenizer.piece(i) for i in sorted(ids)}
     return {
-        "format": FORMAT, "version": VERSION, "prompt": prompt, "prompt_ids": prompt_ids,
+        "format": FORMAT, "version": VERSION, "prompt": prompt, "prompt_ids": prompt_ids, "healed": healed,
         "mode": mode, "settings": plain(settings), "engine": plain(engine), "finished": done is not None,
-        "completion": tokenizer.decode(new_tokens[0]) if new_tokens else "", "new_tokens": new_tokens,
+        "completion": completion_text(tokenizer.decode(new_tokens[0]), healed) if new_tokens else "",
+        "new_tokens": new_tokens,
         "stats": plain(done.stats) if done is not None else None, "pieces": pieces,
         "events": [event_record(e) for e in events],
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gradio as gr
 
 from twotower.engine import normalise_mode
+from twotower.token_healing import completion_text
 from twotower.trace import MODE_SETTINGS
 from twotower.validation import check_int
 
@@ -28,7 +29,8 @@ LIVE_NOTE = ("Times include drawing the board live (at most 25 frames a second; 
              "the Race panel times without rendering.")
 
 
-def run_caption(mode: str, settings: dict, anchor_first: bool = False, draft_steps: int | None = None) -> str:
+def run_caption(mode: str, settings: dict, anchor_first: bool = False, draft_steps: int | None = None,
+                healed: str = "") -> str:
     """The settings a Playground run used, for its statistics: the board stays after the sliders move on."""
     try:
         mode = normalise_mode(mode)
@@ -49,6 +51,8 @@ def run_caption(mode: str, settings: dict, anchor_first: bool = False, draft_ste
     temperature = settings.get("temperature") or 0
     seed = settings.get("seed")
     parts += [f"temperature {temperature}, " + ("unseeded" if seed is None else f"seed {seed}")] if temperature else ["greedy"]
+    # token healing (twotower/token_healing.py): the prompt's last token was taken back and chosen again
+    parts += [f"healed: the prompt's last token {healed!r} chosen again"] if healed else []
     return " · ".join(parts)
 
 
@@ -162,10 +166,13 @@ class Handlers(PanelHandlers):
         try:
             settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
             anchor_first = switch("anchor each block's first token", anchor_first)  # its label
-            ids, events = self._stream(mode, prompt, {**settings, "anchor_first": anchor_first})
-            record["caption"] = run_caption(mode, settings, anchor_first, self.engine.model.config.default_draft_steps)
+            ids, healed, events = self._stream(mode, prompt, {**settings, "anchor_first": anchor_first})
+            record["caption"] = run_caption(mode, settings, anchor_first, self.engine.model.config.default_draft_steps,
+                                            healed)
             # what a saved trace says of the run (save_trace): the mode and settings it ran with, its prompt's ids
-            record.update(mode=mode, settings={**settings, "anchor_first": anchor_first}, prompt_ids=ids)
+            # (those the model read: a healed prompt's last token is the completion's first)
+            record.update(mode=mode, settings={**settings, "anchor_first": anchor_first}, prompt_ids=ids, healed=healed)
+            shown = board_prompt(record)
             pacer = FramePacer(self.frame_interval_s)
             for event in events:  # the sampler runs one step per iteration: nothing is precomputed
                 if stopped():
@@ -176,9 +183,9 @@ class Handlers(PanelHandlers):
                     # the previous run's scrubber goes away while this one runs
                     scrubber = gr.Slider(visible=False) if board.frames == 1 else gr.skip()
                     colour_by = self._live_colour.get(session, colour_by)  # the radio may have moved since
-                    yield (self._view(board, prompt, colour_by, steps_per_block),
+                    yield (self._view(board, shown, colour_by, steps_per_block),
                            stats_html(board, run=record["caption"]),
-                           self.engine.decode(board.finished_tokens()), record, scrubber)
+                           self._completion(board.finished_tokens(), record), record, scrubber)
         except (ImportError, ValueError) as exc:
             # bad input: the message over the previous run's board (drawn again from its recording); its
             # completion and statistics stay as they were, its recording too (marked as under a message) and
@@ -205,8 +212,8 @@ class Handlers(PanelHandlers):
             return
         scrubber = replay_scrubber(count_frames(record["events"]))
         colour_by = self._live_colour.get(session, colour_by)
-        yield (self._view(board, prompt, colour_by, steps_per_block), stats_html(board, LIVE_NOTE, run=record["caption"]),
-               self.engine.decode(board.new_tokens or []), record, scrubber)
+        yield (self._view(board, shown, colour_by, steps_per_block), stats_html(board, LIVE_NOTE, run=record["caption"]),
+               self._completion(board.new_tokens or [], record), record, scrubber)
 
     def replay(self, record, frame, colour_by="step"):
         """Redraw the recorded run as it was after its `frame`-th step (from gr.State, no model call)."""
@@ -219,7 +226,7 @@ class Handlers(PanelHandlers):
         except ValueError as exc:  # the whole run stays on screen under the message
             refused, frame = error_html(str(exc)), None
         upto = None if frame is None or frame >= frames else max(frame, 1)
-        view = self._view(recorded_board(record, upto), record["prompt"], colour_by, record.get("steps_per_block"))
+        view = self._view(recorded_board(record, upto), board_prompt(record), colour_by, record.get("steps_per_block"))
         if upto is None:
             return refused + view
         # the statistics beside the board stay the whole run's: say which step the board shows
@@ -246,6 +253,7 @@ class Handlers(PanelHandlers):
             return gr.skip()
         config = self.engine.model.config
         trace = run_trace(record["events"], prompt=record["prompt"], prompt_ids=record["prompt_ids"],
+                          healed=record.get("healed", ""),
                           mode=record["mode"], settings=ran_settings(record["mode"], config, record["settings"]),
                           tokenizer=self.engine.tokenizer, mask_token_id=config.mask_token_id,
                           engine=self.engine.describe())
@@ -274,11 +282,23 @@ class Handlers(PanelHandlers):
         """(view, scrubber, statistics, record, completion) of a run that ended before its last step."""
         record = {**record, "events": list(record["events"]), "stopped": True}
         board = recorded_board(record)
-        view = self._view(board, record["prompt"], colour_by, record.get("steps_per_block"))
+        view = self._view(board, board_prompt(record), colour_by, record.get("steps_per_block"))
         stats = stats_html(board, "Stopped; the app is ready for the next run.", status="stopped",
                            run=record.get("caption"))
         return (view, replay_scrubber(count_frames(record["events"])), stats, record,
-                self.engine.decode(board.finished_tokens()))
+                self._completion(board.finished_tokens(), record))
+
+    def _completion(self, tokens, record: dict) -> str:
+        """The completion box: the text after the typed prompt (a healed run's first token re-spells the prompt's
+        last, which the box does not repeat)."""
+        return completion_text(self.engine.decode(tokens), record.get("healed", ""))
+
+
+def board_prompt(record: dict) -> str:
+    """The prompt the board shows before the run's cells: the typed one, but for the healed last token's text,
+    which the first cell holds (it was generated)."""
+    prompt, healed = record["prompt"], record.get("healed", "")
+    return prompt[: len(prompt) - len(healed)] if healed and prompt.endswith(healed) else prompt
 
 
 def recorded_board(record: dict, upto: int | None = None) -> Board:

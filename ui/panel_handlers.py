@@ -88,11 +88,20 @@ class PanelHandlers(CostModelPanel, SweepPanel):
         # a token's piece is fixed for the loaded model; boards and audits look up the same few hundred again
         self.piece = functools.lru_cache(maxsize=None)(engine.tokenizer.piece)
 
-    def _stream(self, mode: str, prompt: str, settings: dict, engine=None):
-        """Validate the prompt and open the sampler (on `engine`, by default the app's); ValueError / ImportError
-        carry the user's message."""
+    def _prompt(self, prompt: str) -> tuple[list[int], str, dict]:
+        """Validate the prompt and heal it (twotower/token_healing.py; the app always heals, as the CLI does by
+        default): (the ids the run reads, the healed prefix or "", the stream's healing keyword)."""
         ids = self.engine.encode_prompt(prompt)
-        return ids, (engine or self.engine).stream(mode, ids, **settings)
+        healing = self.engine.heal(prompt, ids)
+        if healing is None:
+            return ids, "", {}
+        return healing.ids, healing.prefix, {"first_token_allowed": healing.allowed}
+
+    def _stream(self, mode: str, prompt: str, settings: dict, engine=None):
+        """Validate and heal the prompt (`_prompt`) and open the sampler (on `engine`, by default the app's):
+        (ids, healed prefix, events). ValueError / ImportError carry the user's message."""
+        ids, healed, healing = self._prompt(prompt)
+        return ids, healed, (engine or self.engine).stream(mode, ids, **settings, **healing)
 
     # A panel's Stop (queue-free; Gradio's cancel is not used, see ui/run_tracker.py): that panel's run in this
     # session ends at its next decoding step and shows itself stopped. The listener returns once the run has
@@ -130,7 +139,7 @@ class PanelHandlers(CostModelPanel, SweepPanel):
         try:
             settings = self._audit_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
                                             adaptive, min_draft_confidence)
-            self._stream("speculative", prompt, settings)[1].close()  # its checks, not a step of it
+            self._stream("speculative", prompt, settings)[2].close()  # its checks, not a step of it
         except (ValueError, ImportError) as exc:
             self._pressed(request, "audit", accepted=False)
             session = getattr(request, "session_hash", None)
@@ -205,18 +214,18 @@ class PanelHandlers(CostModelPanel, SweepPanel):
                 "disturbed": disturbed}
 
     def _race_inputs(self, prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats):
-        """(prompt ids, modes in racing order, their settings, max new tokens, timed runs per mode), or the
-        ValueError a Race is refused with."""
+        """(prompt ids, modes in racing order, their settings, max new tokens, timed runs per mode, the healing
+        keyword every mode's stream takes), or the ValueError a Race is refused with."""
         order = ["ar"] + [m for m in RACE_MODES if m in (modes or [])]
         settings = {"gamma": gamma, "block_size": whole(block_size), "steps_per_block": whole(steps_per_block)}
         max_new_tokens = whole(max_new_tokens)
-        ids = self.engine.encode_prompt(prompt)
+        ids, _, healing = self._prompt(prompt)  # healed as the Playground's prompt: the same first token
         repeats = check_int("timed runs per mode", 1 if repeats is None else whole(repeats))
         # every setting before AR's timing: a bad γ once came back only after AR had been timed
         check_int("max_new_tokens", max_new_tokens)  # the engine's name for it, as every other panel says
         if len(order) > 1:  # AR alone reads no diffusion setting
             check_decoding_settings(**settings)
-        return ids, order, settings, max_new_tokens, repeats
+        return ids, order, settings, max_new_tokens, repeats, healing
 
     def race_start(self, modes, repeats, gamma, block_size, steps_per_block, max_new_tokens, prompt=None,
                    request: gr.Request = None):
@@ -240,7 +249,7 @@ class PanelHandlers(CostModelPanel, SweepPanel):
         shows again under its message: a bad prompt or setting costs no earlier result."""
         results, watch, view = [], None, None
         try:
-            ids, order, settings, max_new_tokens, repeats = self._race_inputs(
+            ids, order, settings, max_new_tokens, repeats, healing = self._race_inputs(
                 prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats)
             # AR alone reads (and checks) no diffusion setting, so its label quotes none ("γ = nan" was quoted)
             read = (f"γ = {gamma}, S = {settings['block_size']}, {settings['steps_per_block']} steps per block, "
@@ -257,8 +266,8 @@ class PanelHandlers(CostModelPanel, SweepPanel):
                 yield view, race_bars(results), measured if measured is not previous else gr.skip()
                 engine_mode, extra = RACE_VARIANTS.get(mode, (mode, {}))
                 try:
-                    for timed in self._timed(engine_mode, ids, max_new_tokens,
-                                             {**settings, **extra} if mode != "ar" else {}, repeats, engine):
+                    own = {**settings, **extra} if mode != "ar" else {}
+                    for timed in self._timed(engine_mode, ids, max_new_tokens, {**own, **healing}, repeats, engine):
                         if timed is None:  # between two runs: nothing to redraw (Gradio may close a Race here)
                             yield gr.skip(), gr.skip(), gr.skip()
                     results.append({**timed, "mode": mode})  # the contestant's name: cards, bars, Cost
@@ -332,7 +341,7 @@ class PanelHandlers(CostModelPanel, SweepPanel):
             settings = self._audit_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
                                             adaptive, min_draft_confidence)
             engine = self.engine.own()
-            _, events = self._stream("speculative", prompt, settings, engine)
+            _, _, events = self._stream("speculative", prompt, settings, engine)
             # checked, it stops the session's earlier audit (a refused one stops nothing; one stopped while queued
             # raises Stopped here), and watches its Stop
             engine.stopped = watch = self._stops.begin(getattr(request, "session_hash", None), "audit")
