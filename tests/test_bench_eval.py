@@ -210,8 +210,18 @@ def test_prompt_selection_is_seeded_and_spread_over_files():
         assert it["prompt"].endswith("\n") and it["target"].strip()
         assert texts[it["file"]].startswith(it["prompt"] + it["target"])
     for it in eval_prompts.syntax_items(6, seed=1):
-        ast.parse(it["prompt"])  # the prompt alone compiles: a failure is the continuation's fault
+        compile(it["prompt"], "<prompt>", "exec")  # the prompt alone compiles: a failure is the continuation's fault
         assert it["prompt"].endswith("\n") and it["reference"][:1] not in (" ", "\t", "#", "")
+
+
+def test_a_syntax_prompt_compiles_as_the_continuation_is_judged(monkeypatch):
+    """A prefix only the compiler refuses (`return` at module level parses) is no syntax prompt: its every
+    continuation would fail metrics.syntax_ok's whole-module check, whatever the mode wrote."""
+    text = "x = 1\nreturn x\ny = 2\nz = 3\n"
+    monkeypatch.setattr(eval_prompts, "corpus_files", lambda split: (("f.py", text),))
+    prompts = {it["prompt"] for it in eval_prompts.syntax_items(5, seed=0)}
+    assert prompts == {"x = 1\n"}  # "x = 1\nreturn x\n" and longer prefixes parse, but do not compile
+    ast.parse("x = 1\nreturn x\n")
 
 
 def test_an_eval_without_the_syntax_task_ignores_its_counts(capsys):
