@@ -2,6 +2,7 @@
 token's constraint (and only the first token's), speculative still AR's output, and the shipped tokenizer's healing
 of prompts typed mid-token."""
 
+import html
 import json
 
 import pytest
@@ -79,6 +80,20 @@ def test_heal_prompt_leaves_alone_what_it_cannot_heal(text, ids, why):
     assert heal_prompt(T, text, ids or T.encode(text), len(T.TABLE)) is None, why
 
 
+class SpeltInContext(TableTokenizer):
+    """A tokenizer whose 'ret' reads 'RET' after another token (as sentencepiece drops a leading space alone)."""
+    def decode(self, ids):
+        return "".join("RET" if i == ID["ret"] and k else self.TABLE[i] for k, i in enumerate(ids)
+                       if 5 <= i < len(self.TABLE))
+
+
+def test_heal_prompt_leaves_alone_a_last_token_spelt_otherwise_in_context():
+    tok = SpeltInContext()
+    ids = [ID["x"], ID[" "], ID["ret"]]
+    assert heal_prompt(tok, "x ret", ids, len(T.TABLE)) is None  # its own text 'ret' is not what the prompt reads
+    assert heal_prompt(T, "x ret", ids, len(T.TABLE)).prefix == "ret"
+
+
 def test_constrain_sets_refused_ids_to_minus_infinity_per_row():
     logits = torch.randn(2, 3, 6)
     allowed = torch.tensor([[True, False, True, False, False, False], [False] * 5 + [True]])
@@ -122,6 +137,11 @@ def test_check_allowed_refuses_what_is_not_a_bool_row_per_prompt():
         check_allowed(row[None].expand(3, -1), 2, VOCAB)
     with pytest.raises(ValueError, match="allows no token"):
         check_allowed(torch.zeros(VOCAB, dtype=torch.bool), 1, VOCAB)
+    mask_only = torch.zeros(VOCAB, dtype=torch.bool)
+    mask_only[4] = True  # the denoiser never commits the mask id: every logit was -inf, and pad came out
+    with pytest.raises(ValueError, match="mask id does not count"):
+        check_allowed(mask_only, 1, VOCAB, mask_token_id=4)
+    assert not check_allowed(mask_only | row, 1, VOCAB, mask_token_id=4)[0, 4]
 
 
 def test_completion_text_drops_the_healed_prefix():
@@ -162,10 +182,13 @@ def test_every_mode_chooses_its_first_token_among_the_allowed_and_only_the_first
         everything = MODES[mode](model, prompt, 8, first_token_allowed=torch.ones(VOCAB, dtype=torch.bool))
         assert healed[0] == forced
         assert everything.new_tokens[0] == free  # allowing every id is no constraint at all
-        if mode in ("ar", "speculative"):
-            # the context tower's tokens after the first are its greedy continuation of prompt + the first
-            rest = generate_ar(model, torch.cat([prompt, torch.tensor([[forced]])], 1), 7).new_tokens[0]
-            assert healed[1:] == rest
+        # the tokens after the first block are the mode's own continuation of prompt + that block: the constraint
+        # reached no later position (the context tower's tokens in AR and speculative; in diffusion the
+        # blocks after the first, in mock-AR every token after the first)
+        first_block = {"ar": 1, "speculative": 1, "mock_ar": 1}.get(mode, 4)
+        given = torch.cat([prompt, torch.tensor([healed[:first_block]])], 1)
+        reference = "ar" if mode == "speculative" else mode
+        assert healed[first_block:] == MODES[reference](model, given, 8 - first_block).new_tokens[0]
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
@@ -180,6 +203,29 @@ def test_speculative_with_healing_is_ar_with_healing(model, temperature):
     assert 5 <= spec.new_tokens[0][0] < 60
     if temperature == 0.0:
         assert spec.new_tokens == ar.new_tokens
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sampling_and_a_one_token_budget_keep_the_constraint(model, mode):
+    prompt = random_ids((1, 8), seed=7)
+    allowed = torch.zeros(VOCAB, dtype=torch.bool)
+    allowed[100:103] = True
+    with torch.no_grad():
+        for seed in range(3):
+            for kw in ({"top_k": 5}, {"top_p": 0.3}, {}):
+                out = MODES[mode](model, prompt, 5, first_token_allowed=allowed, temperature=1.5, seed=seed, **kw)
+                assert 100 <= out.new_tokens[0][0] < 103, (seed, kw)
+        one = MODES[mode](model, prompt, 1, first_token_allowed=allowed).new_tokens[0]
+    assert len(one) == 1 and 100 <= one[0] < 103
+
+
+def test_an_anchored_batch_takes_one_constraint_per_row(model):
+    prompt = random_ids((2, 7), seed=8)
+    allowed = torch.stack([only(33), only(77)])
+    with torch.no_grad():
+        result = generate_mask_diffusion(model, prompt, 8, 4, 4, confidence_threshold=0.6, anchor_first=True,
+                                         first_token_allowed=allowed)
+    assert [row[0] for row in result.new_tokens] == [33, 77]
 
 
 def test_a_batch_takes_one_constraint_per_row_and_skipping_finished_rows_keeps_it(model):
@@ -248,8 +294,12 @@ def test_a_healed_run_writes_the_prompts_text_back(default_engine):
     assert texts["ar"].startswith("urn")  # 'return', which the unhealed prompt's 'ret' token could never become
 
 
-def test_one_token_and_boundary_prompts_are_left_as_typed(default_engine):
+def test_one_token_prompts_are_left_as_typed_and_a_line_break_is_healed(default_engine):
+    """A prompt that ends on a token boundary is healed too (its line break may be followed by indentation, which
+    this tokenizer merges into it): 80 of the benchmark's 93 such prompts were."""
     assert default_engine.heal("x") is None
+    healing = default_engine.heal("if x:\n")
+    assert healing is not None and healing.prefix.endswith("\n") and healing.choices > 1
     with pytest.raises(ValueError, match="empty"):
         default_engine.heal("   ")
 
@@ -299,3 +349,39 @@ def test_the_playground_shows_the_healed_token_as_generated(default_engine):
     saved = handlers.save_trace(record)
     trace = json.loads(open(saved.value["path"], encoding="utf-8").read())
     assert trace["healed"] == "ret" and trace["prompt"] == MID_TOKEN and trace["completion"] == completion
+
+
+def test_ctrl_c_before_the_first_token_writes_the_healed_prefix_back(monkeypatch, capsys):
+    """Streamed, the prompt is printed less its healed last token, which the first token prints again: a Ctrl-C
+    during the first block's passes (diffusion: up to S of them) lost the 'ret' the user typed."""
+    from twotower.cli import main as cli_main
+    from twotower.engine import Engine
+
+    real = Engine.stream
+
+    def stopped_at_the_first_pass(self, *args, **kwargs):
+        for event in real(self, *args, **kwargs):
+            yield event
+            raise KeyboardInterrupt  # a "step" event: nothing committed yet
+
+    monkeypatch.setattr(Engine, "stream", stopped_at_the_first_pass)
+    assert cli_main(["generate", "--max-new-tokens", "16", MID_TOKEN]) == 130
+    assert capsys.readouterr().out == MID_TOKEN + "\n"
+
+
+def test_race_cards_and_the_audit_show_the_text_after_the_typed_prompt(default_engine):
+    import os
+    import re
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from ui.handlers import Handlers
+
+    handlers = Handlers(default_engine)
+    *_, (cards, _, measured) = list(handlers.race(MID_TOKEN, ["speculative"], 0.8, 4, 4, 6, 1))
+    texts = [html.unescape(re.sub("<[^>]+>", "", t)) for t in re.findall(r'<div class="tt-text">(.*?)</div>', cards, re.S)]
+    assert len(texts) == 2 and all(t.startswith("urn") for t in texts)  # AR's, and speculative's diff against it
+    typed = len(default_engine.encode_prompt(MID_TOKEN))
+    assert f"({typed}-token prompt" in measured["labels"]["ar"]  # the prompt as typed, not the ids healing left
+    *_, (_, _, summary) = list(handlers.speculative_audit(MID_TOKEN, 0.8, 4, 4, 6, 0.0, 0))
+    output = html.unescape(summary.split('data-output="1">')[1].split("</div>")[0])
+    assert output.startswith("urn")  # the text after the typed prompt: its 'ret' is not written twice

@@ -247,8 +247,8 @@ def main(args) -> int:
                 print(f"twotower generate: error: {error}", file=sys.stderr)
         if isinstance(exc, KeyboardInterrupt) and notes is None:
             try:  # streamed: the text so far ends its line ("interrupted" follows on stderr); else the text so far
-                if stream is not None:
-                    _write("\n")
+                if stream is not None:  # (a healed prefix the stream has not shown yet is the prompt's: written back)
+                    _write(("" if stream.shown else healed) + "\n")
                 elif args.json:  # what a finished run prints, marked interrupted (its statistics never came)
                     _write(json.dumps({"prompt": prompt, "completion": completion_text(engine.decode(kept.ids), healed),
                                        "healed": healed, "interrupted": True, "stats": None,

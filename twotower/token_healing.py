@@ -7,7 +7,9 @@ the merge's rest (`'):'` then never `'\\n    '`). Greedy AR's next-line exact ma
 (93 held-out prompts), 19.4 % with healing; on prompts that end on a token boundary it was 14.0 % either way
 (benchmarks/token_healing/). The prompt's last token is taken off and the first token is chosen among those
 whose text starts with its text (the token itself included, so the prompt's own tokens stay possible):
-the model re-spells the prompt's end its own way.
+the model re-spells the prompt's last token its own way. One token only: `'for i in ra'` encodes as
+`'for'`, `' i in'`, `' r'`, `'a'`, and healing `'a'` cannot reach `range`, which this tokenizer spells inside the
+single token `' i in range'`.
 
 The constraint is one (V,) bool row per prompt, applied by every sampler to the logits of the first generated
 position only (`constrain`), so all four modes honour it the same way and speculative still equals AR.
@@ -102,9 +104,10 @@ def constrain_position_0(logits: torch.Tensor, open_: torch.Tensor, allowed: tor
     return logits
 
 
-def check_allowed(allowed, batch: int, vocab_size: int) -> torch.Tensor | None:
-    """The samplers' `first_token_allowed`: None, or a bool tensor (V,) or (B, V) with some id allowed in each
-    row, returned as (B, V) on the CPU."""
+def check_allowed(allowed, batch: int, vocab_size: int, mask_token_id: int | None = None) -> torch.Tensor | None:
+    """The samplers' `first_token_allowed`: None, or a bool tensor (V,) or (B, V) with some id other than the mask
+    id allowed in each row (the denoiser never commits the mask id: a row of it alone left every logit at -inf),
+    returned as (B, V) on the CPU without the mask id."""
     if allowed is None:
         return None
     if not isinstance(allowed, torch.Tensor) or allowed.dtype != torch.bool:
@@ -115,9 +118,13 @@ def check_allowed(allowed, batch: int, vocab_size: int) -> torch.Tensor | None:
     if allowed.dim() != 2 or allowed.shape != (batch, vocab_size):
         raise ValueError(f"first_token_allowed has shape {tuple(allowed.shape)}; expected ({vocab_size},) or "
                          f"({batch}, {vocab_size}): one row over the vocabulary per prompt")
+    allowed = allowed.cpu().clone()
+    if mask_token_id is not None and 0 <= mask_token_id < vocab_size:
+        allowed[:, mask_token_id] = False
     if not bool(allowed.any(-1).all()):
-        raise ValueError("first_token_allowed allows no token in some row: the first token could not be chosen")
-    return allowed.cpu()
+        raise ValueError("first_token_allowed allows no token in some row (the mask id does not count): the first "
+                         "token could not be chosen")
+    return allowed
 
 
 def completion_text(text: str, prefix: str) -> str:

@@ -19,6 +19,7 @@ from spec_decode.metrics import AcceptanceCounter
 
 from twotower.engine import check_decoding_settings
 from twotower.metrics import token_agreement
+from twotower.token_healing import completion_text
 from twotower.validation import check_int
 
 from .board import verify_rounds
@@ -214,18 +215,18 @@ class PanelHandlers(CostModelPanel, SweepPanel):
                 "disturbed": disturbed}
 
     def _race_inputs(self, prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats):
-        """(prompt ids, modes in racing order, their settings, max new tokens, timed runs per mode, the healing
-        keyword every mode's stream takes), or the ValueError a Race is refused with."""
+        """(prompt ids, modes in racing order, their settings, max new tokens, timed runs per mode, (the healed
+        prefix or "", the healing keyword every mode's stream takes)), or the ValueError a Race is refused with."""
         order = ["ar"] + [m for m in RACE_MODES if m in (modes or [])]
         settings = {"gamma": gamma, "block_size": whole(block_size), "steps_per_block": whole(steps_per_block)}
         max_new_tokens = whole(max_new_tokens)
-        ids, _, healing = self._prompt(prompt)  # healed as the Playground's prompt: the same first token
+        ids, healed, healing = self._prompt(prompt)  # healed as the Playground's prompt: the same first token
         repeats = check_int("timed runs per mode", 1 if repeats is None else whole(repeats))
         # every setting before AR's timing: a bad γ once came back only after AR had been timed
         check_int("max_new_tokens", max_new_tokens)  # the engine's name for it, as every other panel says
         if len(order) > 1:  # AR alone reads no diffusion setting
             check_decoding_settings(**settings)
-        return ids, order, settings, max_new_tokens, repeats, healing
+        return ids, order, settings, max_new_tokens, repeats, (healed, healing)
 
     def race_start(self, modes, repeats, gamma, block_size, steps_per_block, max_new_tokens, prompt=None,
                    request: gr.Request = None):
@@ -249,18 +250,19 @@ class PanelHandlers(CostModelPanel, SweepPanel):
         shows again under its message: a bad prompt or setting costs no earlier result."""
         results, watch, view = [], None, None
         try:
-            ids, order, settings, max_new_tokens, repeats, healing = self._race_inputs(
+            ids, order, settings, max_new_tokens, repeats, (healed, healing) = self._race_inputs(
                 prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats)
             # AR alone reads (and checks) no diffusion setting, so its label quotes none ("γ = nan" was quoted)
             read = (f"γ = {gamma}, S = {settings['block_size']}, {settings['steps_per_block']} steps per block, "
                     if len(order) > 1 else "")
-            label = (f"measured on this machine by the Race at {time.strftime('%H:%M:%S')} ({len(ids)}-token prompt, "
+            typed = len(ids) + bool(healed)  # the prompt's tokens as typed (healing took its last one back)
+            label = (f"measured on this machine by the Race at {time.strftime('%H:%M:%S')} ({typed}-token prompt, "
                      f"{max_new_tokens} new tokens, {read}{self.engine.model.ctx_device})")
             # Stopped here if its Stop came while it waited in the queue
             measured, watch = previous, self._stops.begin(getattr(request, "session_hash", None), "race")
             engine = self.engine.own(watch)  # its own tally, and its Stop (or a newer Race) ends it at a step
             for mode in order:
-                view = race_html(results, self.engine.decode, f"timing {mode}…", progress=True)
+                view = race_html(results, self.engine.decode, f"timing {mode}…", progress=True, healed=healed)
                 if measured is not previous:  # what a Stop during this mode leaves on screen
                     measured["view"] = stopped_note(view, RACE_STOPPED)
                 yield view, race_bars(results), measured if measured is not previous else gr.skip()
@@ -298,7 +300,8 @@ class PanelHandlers(CostModelPanel, SweepPanel):
                 f"(median; of an even count the faster middle run), one mode at a time; agreement: the share of "
                 f"positions holding AR's token; {label}."
                 + ("" if len(results) > 1 else " AR alone: tick a contestant to race it against AR."))
-        view, measured = race_html(results, self.engine.decode, note), self._measured(previous, results, label)
+        view = race_html(results, self.engine.decode, note, healed=healed)
+        measured = self._measured(previous, results, label)
         measured["view"], measured["race"] = view, race_rows(results, label)
         yield view, race_bars(results), measured
 
@@ -336,12 +339,12 @@ class PanelHandlers(CostModelPanel, SweepPanel):
         """Per verification round: draft, accepted prefix, first rejection. Yields (table, histogram, summary).
 
         adaptive / min_draft_confidence: the draft-length variants (None: the model's default cut)."""
-        rounds, stats, written, watch, summary, cleared = [], None, None, None, None, False
+        rounds, stats, written, watch, summary, cleared, healed = [], None, None, None, None, False, ""
         try:
             settings = self._audit_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
                                             adaptive, min_draft_confidence)
             engine = self.engine.own()
-            _, _, events = self._stream("speculative", prompt, settings, engine)
+            _, healed, events = self._stream("speculative", prompt, settings, engine)
             # checked, it stops the session's earlier audit (a refused one stops nothing; one stopped while queued
             # raises Stopped here), and watches its Stop
             engine.stopped = watch = self._stops.begin(getattr(request, "session_hash", None), "audit")
@@ -394,7 +397,8 @@ class PanelHandlers(CostModelPanel, SweepPanel):
                 watch.end()
         lengths = list((stats or {}).get("acceptance_lengths") or AcceptanceCounter.of(rounds).acceptance_lengths)
         figure = acceptance_histogram(lengths, whole(block_size))
-        output = None if written is None else self.engine.decode(written)
+        # the text after the typed prompt (a healed run's first token re-spells the prompt's last)
+        output = None if written is None else completion_text(self.engine.decode(written), healed)
         summary = acceptance_summary_html(stats, rounds, str(self.engine.model.ctx_device), output)
         if engine.disturbed(before):
             summary += note_html(f"{DISTURBED.replace('this speed is', 'the times per round are')}.")

@@ -8,6 +8,7 @@ from typing import Callable
 
 from spec_decode.metrics import AcceptanceCounter
 from twotower.engine import MODE_LABELS as ENGINE_MODE_LABELS
+from twotower.token_healing import completion_text
 
 from .cost import CostLine
 from .render import esc, note_html, token_text
@@ -16,23 +17,27 @@ from .render import esc, note_html, token_text
 MODE_LABELS = {**ENGINE_MODE_LABELS, "diffusion_anchored": "diffusion, anchored"}
 
 
-def diff_html(tokens: list[int], ref_tokens: list[int], decode: Callable[[list[int]], str]) -> str:
+def diff_html(tokens: list[int], ref_tokens: list[int], decode: Callable[[list[int]], str], healed: str = "") -> str:
     """Token diff of `tokens` against the reference (AR) output.
 
     Matching tokens are plain text, tokens this output has instead of the reference are highlighted,
     reference tokens it lacks are shown struck through. Each run of tokens is decoded as a whole, so a
-    character split over several byte tokens still reads as one.
+    character split over several byte tokens still reads as one. healed: the text of the prompt's last token,
+    which both outputs' first token re-spells (token healing): not shown again.
     """
+    def text(seq, start, end):
+        return esc(completion_text(decode(seq[start:end]), healed) if start == 0 else decode(seq[start:end]))
+
     matcher = difflib.SequenceMatcher(a=ref_tokens, b=tokens, autojunk=False)
     parts = []
     for op, a0, a1, b0, b1 in matcher.get_opcodes():
         if op == "equal":
-            parts.append(esc(decode(tokens[b0:b1])))
+            parts.append(text(tokens, b0, b1))
             continue
         if a1 > a0:
-            parts.append(f'<del class="tt-diff-del" title="AR has">{esc(decode(ref_tokens[a0:a1]))}</del>')
+            parts.append(f'<del class="tt-diff-del" title="AR has">{text(ref_tokens, a0, a1)}</del>')
         if b1 > b0:
-            parts.append(f'<ins class="tt-diff-ins" title="differs from AR">{esc(decode(tokens[b0:b1]))}</ins>')
+            parts.append(f'<ins class="tt-diff-ins" title="differs from AR">{text(tokens, b0, b1)}</ins>')
     return "".join(parts)
 
 
@@ -40,8 +45,11 @@ def diff_html(tokens: list[int], ref_tokens: list[int], decode: Callable[[list[i
 DISTURBED = "⚠ timed while another run of this app was going (another tab or user): this speed is disturbed"
 
 
-def race_html(results: list[dict], decode: Callable[[list[int]], str], note: str = "", progress: bool = False) -> str:
-    """Side-by-side cards. results: {mode, tokens, tokens_per_s, total_s, nfe, agreement?, error?}; AR is the reference."""
+def race_html(results: list[dict], decode: Callable[[list[int]], str], note: str = "", progress: bool = False,
+              healed: str = "") -> str:
+    """Side-by-side cards. results: {mode, tokens, tokens_per_s, total_s, nfe, agreement?, error?}; AR is the reference.
+    healed: the healed prompt's last token's text (token healing), which each card's text leaves out: the text
+    after the typed prompt, as the Playground's completion box shows it."""
     ref = next((r for r in results if r["mode"] == "ar"), None)
     cards = []
     for r in results:
@@ -55,9 +63,9 @@ def race_html(results: list[dict], decode: Callable[[list[int]], str], note: str
         if ref is not None and ref.get("tokens_per_s") and tps:
             speed = f'<div class="tt-speedup">{tps / ref["tokens_per_s"]:.2f}× AR</div>'
         if ref is None or r is ref:
-            text = esc(decode(r["tokens"]))
+            text = esc(completion_text(decode(r["tokens"]), healed))
         else:
-            text = diff_html(r["tokens"], ref["tokens"], decode)
+            text = diff_html(r["tokens"], ref["tokens"], decode, healed)
         count = f'{len(r["tokens"])} tokens' + (f' (EOS at token {r["eos_at"] + 1}, ignored while timing)'
                                                   if r.get("eos_at") is not None else "")
         spread = r.get("tokens_per_s_range")
