@@ -346,6 +346,13 @@ def test_the_playground_shows_the_healed_token_as_generated(default_engine):
     assert "healed" in stats and "ret" in stats  # the run's caption says what was taken back
     prompt_cell = view.split('<div class="tt-prompt" title="prompt">')[1].split("</div>")[0]
     assert prompt_cell.endswith("    ") and "ret" not in prompt_cell  # the board's first cell holds 'ret…'
+    import re
+
+    outlined = re.findall(r'<span class="tt-cell[^"]*healed"[^>]*title="([^"]*)">([^<]*)<', view)
+    assert len(outlined) == 1 and outlined[0][1].startswith("ret") and "token healing" in outlined[0][0]
+    assert "k-healed" in view  # and the legend says what the outline means
+    replayed = handlers.replay(record, None)  # the scrubber's redraw outlines it too
+    assert len(re.findall(r'class="tt-cell[^"]*healed"', replayed)) == 1 and "k-healed" in replayed
     saved = handlers.save_trace(record)
     trace = json.loads(open(saved.value["path"], encoding="utf-8").read())
     assert trace["healed"] == "ret" and trace["prompt"] == MID_TOKEN and trace["completion"] == completion

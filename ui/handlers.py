@@ -20,7 +20,7 @@ from twotower.validation import check_int
 from .board import FRAME_KINDS, Board, count_frames, fold, fold_event
 from .panel_common import FramePacer, run_settings, switch, unavailable, whole
 from .panel_handlers import PanelHandlers
-from .render import board_html, error_html, note_html, stats_html
+from .render import board_html, error_html, note_html, stats_html, token_text
 from .render_panels import MODE_LABELS
 from .run_tracker import Stopped
 
@@ -52,7 +52,8 @@ def run_caption(mode: str, settings: dict, anchor_first: bool = False, draft_ste
     seed = settings.get("seed")
     parts += [f"temperature {temperature}, " + ("unseeded" if seed is None else f"seed {seed}")] if temperature else ["greedy"]
     # token healing (twotower/token_healing.py): the prompt's last token was taken back and chosen again
-    parts += [f"healed: the prompt's last token {healed!r} chosen again"] if healed else []
+    # (whitespace drawn as the board draws it: a quoted run of spaces read as one space in the page)
+    parts += [f"healed: the prompt's last token ‘{token_text(healed)}’ chosen again"] if healed else []
     return " · ".join(parts)
 
 
@@ -75,9 +76,9 @@ class Handlers(PanelHandlers):
             self._live_colour.pop(session, None)
             self._audit_refusal_said.pop(session, None)
 
-    def _view(self, board: Board, prompt: str, colour_by: str, steps_per_block) -> str:
+    def _view(self, board: Board, prompt: str, colour_by: str, steps_per_block, healed: str = "") -> str:
         return board_html(board, self.piece, self.engine.eos_token_id, colour_by=colour_by,
-                          steps_per_block=whole(steps_per_block), prompt=prompt)
+                          steps_per_block=whole(steps_per_block), prompt=prompt, healed=healed)
 
     # ---------------------------------------------------------------- Playground
     def generate(self, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
@@ -183,7 +184,7 @@ class Handlers(PanelHandlers):
                     # the previous run's scrubber goes away while this one runs
                     scrubber = gr.Slider(visible=False) if board.frames == 1 else gr.skip()
                     colour_by = self._live_colour.get(session, colour_by)  # the radio may have moved since
-                    yield (self._view(board, shown, colour_by, steps_per_block),
+                    yield (self._view(board, shown, colour_by, steps_per_block, healed),
                            stats_html(board, run=record["caption"]),
                            self._completion(board.finished_tokens(), record), record, scrubber)
         except (ImportError, ValueError) as exc:
@@ -212,7 +213,7 @@ class Handlers(PanelHandlers):
             return
         scrubber = replay_scrubber(count_frames(record["events"]))
         colour_by = self._live_colour.get(session, colour_by)
-        yield (self._view(board, shown, colour_by, steps_per_block), stats_html(board, LIVE_NOTE, run=record["caption"]),
+        yield (self._view(board, shown, colour_by, steps_per_block, healed), stats_html(board, LIVE_NOTE, run=record["caption"]),
                self._completion(board.new_tokens or [], record), record, scrubber)
 
     def replay(self, record, frame, colour_by="step"):
@@ -226,7 +227,8 @@ class Handlers(PanelHandlers):
         except ValueError as exc:  # the whole run stays on screen under the message
             refused, frame = error_html(str(exc)), None
         upto = None if frame is None or frame >= frames else max(frame, 1)
-        view = self._view(recorded_board(record, upto), board_prompt(record), colour_by, record.get("steps_per_block"))
+        view = self._view(recorded_board(record, upto), board_prompt(record), colour_by, record.get("steps_per_block"),
+                          record.get("healed", ""))
         if upto is None:
             return refused + view
         # the statistics beside the board stay the whole run's: say which step the board shows
@@ -282,7 +284,8 @@ class Handlers(PanelHandlers):
         """(view, scrubber, statistics, record, completion) of a run that ended before its last step."""
         record = {**record, "events": list(record["events"]), "stopped": True}
         board = recorded_board(record)
-        view = self._view(board, board_prompt(record), colour_by, record.get("steps_per_block"))
+        view = self._view(board, board_prompt(record), colour_by, record.get("steps_per_block"),
+                          record.get("healed", ""))
         stats = stats_html(board, "Stopped; the app is ready for the next run.", status="stopped",
                            run=record.get("caption"))
         return (view, replay_scrubber(count_frames(record["events"])), stats, record,

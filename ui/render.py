@@ -31,6 +31,7 @@ CSS = """
 .tt-cell.eos { outline: 2px solid #c92a2a; font-weight: bold; }
 .tt-cell.after-eos { opacity: 0.3; text-decoration: line-through; }
 .tt-cell.rejected { outline: 2px dashed #c92a2a; }
+.tt-cell.healed, .tt-key.k-healed { outline: 2px dotted #1c7ed6; }
 .tt-cell.past-budget, .tt-key.k-past { opacity: 0.35; outline: 1px dotted #868e96; }
 .tt-legend { margin-top: 6px; font-size: 11px; color: #666; display: flex; gap: 4px; align-items: center;
   flex-wrap: wrap; }
@@ -118,9 +119,10 @@ def _first_eos(rows: list[Row], eos_id: int | None) -> int | None:
 @functools.lru_cache(maxsize=8192)
 def cell_html(token: int, masked: bool, step: int, confidence: float, piece: Callable[[int], str], *,
               colour_by: str = "step", n_steps: int = 1, is_eos: bool = False, after_eos: bool = False,
-              rejected: str | None = None, past_budget: bool = False) -> str:
+              rejected: str | None = None, past_budget: bool = False, healed: str = "") -> str:
     """One token cell. rejected: speculative mark (why this cell is outlined), or None. past_budget: a cell of
-    the budget's last block past max new tokens (denoised with its block, then dropped). Arguments must be
+    the budget's last block past max new tokens (denoised with its block, then dropped). healed: the text of the
+    prompt's last token this cell (the completion's first) chose again (token healing), or "". Arguments must be
     hashable (ints, floats, strings, a function): the result is cached."""
     classes = ["tt-cell"]
     if masked:
@@ -137,6 +139,8 @@ def cell_html(token: int, masked: bool, step: int, confidence: float, piece: Cal
         classes.append("eos")
     if rejected:
         classes.append("rejected")
+    if healed:
+        classes.append("healed")
     colour = confidence_colour(confidence) if colour_by == "confidence" else step_colour(step, n_steps)
     text = piece(token)
     shown = token_text(text) if "\ufffd" not in text else f"#{token}"  # a lone byte of a multi-byte character
@@ -144,6 +148,8 @@ def cell_html(token: int, masked: bool, step: int, confidence: float, piece: Cal
     title = f"id {token} · {how} · p={confidence:.2f}" + (" · EOS" if is_eos else "")
     if rejected:
         title += f" · {rejected}"
+    if healed:
+        title += f" · token healing: chosen again for the prompt's last token ‘{token_text(healed)}’"
     title += dropped
     return (f'<span class="{" ".join(classes)}" style="background:{colour}" title="{esc(title)}">'
             f"{esc(shown)}</span>")
@@ -174,8 +180,11 @@ def _rejection_note(row: Row, i: int) -> str | None:
 
 
 def board_html(board: Board, piece: Callable[[int], str], eos_id: int | None, *, colour_by: str = "step",
-               steps_per_block: int | None = None, prompt: str | None = None, line_width: int = 16) -> str:
-    """The whole view: prompt, one line of cells per block, legend. data-* attributes feed the browser test."""
+               steps_per_block: int | None = None, prompt: str | None = None, line_width: int = 16,
+               healed: str = "") -> str:
+    """The whole view: prompt, one line of cells per block, legend. data-* attributes feed the browser test.
+    healed: the healed prompt's last token's text (token healing; `prompt` is then the prompt less it): the
+    completion's first cell, which re-spells it, is outlined."""
     rows = board.ordered_rows()
     seen_steps = max((s for r in rows for s in r.commit_step), default=0) + 1
     # the slider's steps per block scale diffusion's colours; other modes commit in the passes they ran (AR
@@ -205,22 +214,24 @@ def board_html(board: Board, piece: Callable[[int], str], eos_id: int | None, *,
                 tok, masked, row.commit_step[i], row.confidence[i], piece, colour_by=colour_by, n_steps=n_steps,
                 is_eos=(not masked and eos_id is not None and tok == eos_id and pos == eos_at),
                 after_eos=(eos_at is not None and pos > eos_at), rejected=_rejection_note(row, i),
-                past_budget=row.wanted is not None and i >= row.wanted))
+                past_budget=row.wanted is not None and i >= row.wanted, healed=healed if pos == 0 else ""))
         parts.append("</div>")
     if not rows:
         parts.append('<div class="tt-note">Nothing generated yet: type a prompt and press Generate.</div>')
     given = any(s < 0 and not m for r in rows for s, m in zip(r.commit_step, r.masked))
     past = any(r.wanted is not None and r.wanted < len(r.tokens) for r in rows)
-    parts.append(legend_html(colour_by, n_steps, given, stopped=marks_stopped, mode=board.mode, past_budget=past))
+    parts.append(legend_html(colour_by, n_steps, given, stopped=marks_stopped, mode=board.mode, past_budget=past,
+                             healed=bool(healed) and any(r.start == 0 and r.tokens and not r.masked[0] for r in rows)))
     parts.append("</div>")
     return "".join(parts)
 
 
 def legend_html(colour_by: str, n_steps: int, given: bool = False, stopped: bool = False,
-                mode: str = "diffusion", past_budget: bool = False) -> str:
+                mode: str = "diffusion", past_budget: bool = False, healed: bool = False) -> str:
     """The keys of what this mode's board shows. given: the board holds tokens no denoiser step committed
     (anchors, tokens given to a draft); stopped: a block was left unfinished by Stop; past_budget: the last
-    block shows cells past max new tokens (a whole block is denoised, its first cells kept). Speculative colours
+    block shows cells past max new tokens (a whole block is denoised, its first cells kept); healed: the first
+    cell re-spells the prompt's healed last token. Speculative colours
     its draft passes and then the context tower's own token (step n_steps - 1); AR and mock-AR commit one
     token a pass, with no masks and no block in progress to key."""
     if colour_by == "confidence":
@@ -252,6 +263,8 @@ def legend_html(colour_by: str, n_steps: int, given: bool = False, stopped: bool
     masks = "" if mode in TEXT_LINE_MODES else f'<span class="tt-key k-mask">{MASK_GLYPH}</span> masked · '
     # Legend keys have their own classes, so counting .tt-cell / .tt-row counts only the generation.
     past = ' · <span class="tt-key k-past">x</span> past max new tokens (dropped)' if past_budget else ""
+    past += (' · <span class="tt-key k-healed">x</span> the prompt\'s last token, chosen again (token healing)'
+             if healed else "")
     return (f'<div class="tt-legend">{scale} · {masks}<span class="tt-key k-eos">EOS</span> end · '
             f'<span class="tt-key k-after">x</span> after EOS{past}'
             + ("" if mode in TEXT_LINE_MODES and not stopped else f" · {block}") + "</div>")
