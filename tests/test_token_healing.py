@@ -392,3 +392,26 @@ def test_race_cards_and_the_audit_show_the_text_after_the_typed_prompt(default_e
     *_, (_, _, summary) = list(handlers.speculative_audit(MID_TOKEN, 0.8, 4, 4, 6, 0.0, 0))
     output = html.unescape(summary.split('data-output="1">')[1].split("</div>")[0])
     assert output.startswith("urn")  # the text after the typed prompt: its 'ret' is not written twice
+
+
+def test_the_playground_checkbox_runs_the_prompt_as_typed_and_its_change_re_runs(default_engine):
+    import os
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from ui.handlers import Handlers
+
+    handlers = Handlers(default_engine)
+    args = (MID_TOKEN, "ar", 0.8, 4, 4, 6, 0.0, 0, "step", False)
+    *_, (_, _, healed_text, healed, _) = list(handlers.generate(*args))
+    assert healed["healed"] == "ret" and healed["heal"] is True
+    assert list(handlers.rerun("playground", *args, healed)) == [(gr_skip(),) * 5]  # nothing moved: no re-run
+    *_, (view, stats, typed_text, typed, _) = list(handlers.rerun("playground", *args, healed, False))
+    assert typed["healed"] == "" and typed["heal"] is False and "healed" not in stats
+    assert MID_TOKEN in html.unescape(view) and "k-healed" not in view  # the prompt whole, no outlined cell
+    assert healed_text.startswith("urn") and not typed_text.startswith("urn")
+
+
+def gr_skip():
+    import gradio as gr
+
+    return gr.skip()

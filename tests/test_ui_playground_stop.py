@@ -60,13 +60,14 @@ def test_a_run_superseded_by_a_refused_one_is_drawn_stopped_under_the_message(en
     handlers.supersede("playground", Request("s1"))  # the queue-free listener of Generate
     assert list(stream) == []
     (view, stats, completion, kept, scrubber), = list(handlers.generate("  ", *ARGS[1:], "step", False, record,
-                                                                        Request("s1")))
+                                                                        request=Request("s1")))
     assert "the prompt is empty" in view and 'class="tt-row stopped"' in view and "being denoised" not in view
     assert "Stopped" in stats and kept["stopped"] and completion == ""
     assert scrubber.visible and scrubber.maximum == sum(e.kind == "step" for e in record["events"])
     # a finished run under a refusal stays as it was drawn: its statistics and completion are left alone
     *_, (_, _, _, finished, _) = list(handlers.generate(*ARGS, "step", request=Request("s1")))
-    (view, stats, completion, kept, _), = list(handlers.generate("", *ARGS[1:], "step", False, finished, Request("s1")))
+    (view, stats, completion, kept, _), = list(handlers.generate("", *ARGS[1:], "step", False, finished,
+                                                                 request=Request("s1")))
     assert 'data-done="1"' in view and stats == completion == gr.skip() and kept == {**finished, "refused": True}
 
 

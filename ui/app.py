@@ -9,8 +9,8 @@ sent as the listener is dispatched, before its own function runs):
   it is now.
 * Releasing γ / S / steps first runs a queue-free listener that supersedes the session's run in flight
   (Playground tab only; it stops at its next step), then re-runs the prompt with trigger_mode="multiple" while
-  the Playground tab is open (a State follows the tab; the mode radio and the anchor checkbox re-run the same
-  way), unless the board holds a finished run of the same inputs (Gradio sends a release whenever a slider's
+  the Playground tab is open (a State follows the tab; the mode radio and the anchor and healing checkboxes re-run
+  the same way), unless the board holds a finished run of the same inputs (Gradio sends a release whenever a slider's
   number box loses focus); a re-run still going is superseded server-side (one live run per browser session,
   in the StopRequests of every panel: the older stops at its next step).
 * Each long-running panel has its own Stop, ending its own run at its next step, and a follow-up listener
@@ -142,6 +142,10 @@ def _playground_tab(c, engine) -> None:
                                              info="diffusion: the context tower's own next token "
                                              "(no denoiser pass; not the release's rule)",
                                              elem_id="anchor-first")
+                c.heal = gr.Checkbox(True, label="heal the prompt's last token",
+                                     info="a prompt typed mid-token (`ret`, `):`): the first token is chosen among "
+                                     "those that start with its last token's text (README: token healing)",
+                                     elem_id="heal")
         gr.Examples([[p] for p in EXAMPLE_PROMPTS.values()], inputs=[c.prompt],
                     label="Example prompts (Python, like the training data)")
         with gr.Row():
@@ -276,9 +280,10 @@ def _wire_playground(c, handlers) -> None:
     """The Playground's listeners: Generate / Enter, slider re-runs, tabs, save, replay, colour."""
     c.settings = [c.gamma, c.block_size, c.steps, c.max_new, c.temperature, c.seed]
     # the mode and the anchor checkbox re-run too: a board left from another mode would read as this one's
-    c.releases = [c.gamma.release, c.block_size.release, c.steps.release, c.mode.input, c.anchor_first.input]
-    # record: a refusal redraws it
-    c.playground_in = [c.prompt, c.mode, *c.settings, c.colour_by, c.anchor_first, c.record]
+    c.releases = [c.gamma.release, c.block_size.release, c.steps.release, c.mode.input, c.anchor_first.input,
+                  c.heal.input]
+    # record: a refusal redraws it; heal last, after it (the handlers' order: a positional caller's record stays)
+    c.playground_in = [c.prompt, c.mode, *c.settings, c.colour_by, c.anchor_first, c.record, c.heal]
     c.playground_out = [c.view, c.stats, c.completion, c.record, c.scrubber]
     # Queue-free listeners of a trigger are registered before its run: the front end runs a trigger's listeners
     # in order and waits for a queued run's whole stream before the next listener (one registered after the

@@ -82,9 +82,10 @@ class Handlers(PanelHandlers):
 
     # ---------------------------------------------------------------- Playground
     def generate(self, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                 colour_by="step", anchor_first=False, previous=None, request: gr.Request = None):
+                 colour_by="step", anchor_first=False, previous=None, heal=True, request: gr.Request = None):
         """Stream one generation: yields (view, statistics, completion, recorded run, scrubber) per step.
         anchor_first: diffusion's variant whose blocks start with the context tower's own next token.
+        heal: token healing of the prompt's last token (twotower/token_healing.py); False runs the prompt as typed.
         previous: the session's recorded run (a gr.State, not an API input), whose board a refusal shows
         again under its message."""
         session = getattr(request, "session_hash", None)
@@ -97,7 +98,7 @@ class Handlers(PanelHandlers):
         self._live_colour.pop(session, None)
         try:
             yield from self._generate(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens,
-                                      temperature, seed, colour_by, session, anchor_first, previous, stop)
+                                      temperature, seed, colour_by, session, anchor_first, previous, stop, heal)
         finally:
             stop.end()
             if not self._stops.going(session, "playground"):  # (a newer run keeps the radio's latest value)
@@ -117,31 +118,32 @@ class Handlers(PanelHandlers):
             self._stops.pressed(getattr(request, "session_hash", None), "playground", stop_going=True)
 
     def release_pressed(self, tab, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature,
-                        seed, colour_by="step", anchor_first=False, previous=None, request: gr.Request = None):
+                        seed, colour_by="step", anchor_first=False, previous=None, heal=True,
+                        request: gr.Request = None):
         """A setting released (queue-free, before `rerun`): on the Playground tab the saved trace's file goes and the
         session's run in flight stops (supersede), unless the release changes nothing on a finished board, which
         `rerun` then leaves: its trace file stays, and a run pressed meanwhile (its first frame not yet drawn, so
         the board still the last run's) goes on. Returns the trace file's update."""
         if tab != "playground" or self._board_shows(previous, prompt, mode, gamma, block_size, steps_per_block,
-                                                    max_new_tokens, temperature, seed, anchor_first):
+                                                    max_new_tokens, temperature, seed, anchor_first, heal):
             return gr.skip()
         self.supersede(tab, request)
         return self.drop_trace(tab)
 
     def rerun(self, tab, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-              colour_by="step", anchor_first=False, previous=None, request: gr.Request = None):
+              colour_by="step", anchor_first=False, previous=None, heal=True, request: gr.Request = None):
         """A slider release re-runs the Playground's prompt only while its tab is open: from the Race or the
         Sweep (whose own runs read the same sliders) a hidden run would share the CPU with their timings."""
         if tab != "playground" or self._board_shows(previous, prompt, mode, gamma, block_size, steps_per_block,
-                                                    max_new_tokens, temperature, seed, anchor_first):
+                                                    max_new_tokens, temperature, seed, anchor_first, heal):
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         yield from self.generate(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                                 colour_by, anchor_first, previous, request)
+                                 colour_by, anchor_first, previous, heal, request)
 
     @staticmethod
     def _board_shows(previous, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                     anchor_first) -> bool:
+                     anchor_first, heal=True) -> bool:
         """Whether the board holds a finished run of exactly these inputs. Gradio sends a slider's release when its
         number box loses focus, changed or not: tabbing through the settings re-ran the prompt three times."""
         events = (previous or {}).get("events") or []
@@ -154,6 +156,8 @@ class Handlers(PanelHandlers):
         except ValueError:  # a refused setting or mode: the run says why
             return False
         asked, shown = {**settings, "anchor_first": anchor_first}, dict(previous.get("settings") or {})
+        if bool(previous.get("heal", True)) != bool(heal):  # the checkbox moved: the board is the other prompt's
+            return False
         if read_nothing_of_diffusion:  # moving γ, S, the steps or the anchor re-ran the same AR text (the board's
             for name in MODE_SETTINGS["diffusion"]:  # caption names none of them)
                 asked.pop(name, None)
@@ -161,18 +165,20 @@ class Handlers(PanelHandlers):
         return (previous.get("prompt"), previous.get("mode"), shown) == (prompt, mode, asked)
 
     def _generate(self, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                  colour_by, session, anchor_first=False, previous=None, stopped=lambda: False):
+                  colour_by, session, anchor_first=False, previous=None, stopped=lambda: False, heal=True):
         record = {"prompt": prompt, "steps_per_block": steps_per_block, "events": []}
         board = Board()
         try:
             settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
             anchor_first = switch("anchor each block's first token", anchor_first)  # its label
-            ids, healed, events = self._stream(mode, prompt, {**settings, "anchor_first": anchor_first})
+            heal = switch("heal the prompt's last token", heal)  # its label
+            ids, healed, events = self._stream(mode, prompt, {**settings, "anchor_first": anchor_first}, heal=heal)
             record["caption"] = run_caption(mode, settings, anchor_first, self.engine.model.config.default_draft_steps,
                                             healed)
             # what a saved trace says of the run (save_trace): the mode and settings it ran with, its prompt's ids
             # (those the model read: a healed prompt's last token is the completion's first)
-            record.update(mode=mode, settings={**settings, "anchor_first": anchor_first}, prompt_ids=ids, healed=healed)
+            record.update(mode=mode, settings={**settings, "anchor_first": anchor_first}, prompt_ids=ids, healed=healed,
+                          heal=heal)
             shown = board_prompt(record)
             pacer = FramePacer(self.frame_interval_s)
             for event in events:  # the sampler runs one step per iteration: nothing is precomputed

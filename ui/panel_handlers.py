@@ -89,19 +89,20 @@ class PanelHandlers(CostModelPanel, SweepPanel):
         # a token's piece is fixed for the loaded model; boards and audits look up the same few hundred again
         self.piece = functools.lru_cache(maxsize=None)(engine.tokenizer.piece)
 
-    def _prompt(self, prompt: str) -> tuple[list[int], str, dict]:
-        """Validate the prompt and heal it (twotower/token_healing.py; the app always heals, as the CLI does by
-        default): (the ids the run reads, the healed prefix or "", the stream's healing keyword)."""
+    def _prompt(self, prompt: str, heal: bool = True) -> tuple[list[int], str, dict]:
+        """Validate the prompt and heal it (twotower/token_healing.py; the Race and the audit always heal, as the CLI
+        does by default; the Playground has a checkbox): (the ids the run reads, the healed prefix or "", the
+        stream's healing keyword)."""
         ids = self.engine.encode_prompt(prompt)
-        healing = self.engine.heal(prompt, ids)
+        healing = self.engine.heal(prompt, ids) if heal else None
         if healing is None:
             return ids, "", {}
         return healing.ids, healing.prefix, {"first_token_allowed": healing.allowed}
 
-    def _stream(self, mode: str, prompt: str, settings: dict, engine=None):
+    def _stream(self, mode: str, prompt: str, settings: dict, engine=None, heal: bool = True):
         """Validate and heal the prompt (`_prompt`) and open the sampler (on `engine`, by default the app's):
         (ids, healed prefix, events). ValueError / ImportError carry the user's message."""
-        ids, healed, healing = self._prompt(prompt)
+        ids, healed, healing = self._prompt(prompt, heal)
         return ids, healed, (engine or self.engine).stream(mode, ids, **settings, **healing)
 
     # A panel's Stop (queue-free; Gradio's cancel is not used, see ui/run_tracker.py): that panel's run in this
