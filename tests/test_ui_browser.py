@@ -1,7 +1,7 @@
 """A real browser (Debian's Chromium through Playwright) drives the Playground and the Race.
 
 It types a prompt, moves the γ slider, presses Generate, and watches masked cells turn into tokens
-while the run is going; replays a step with the scrubber; stops a long run; generates again mid-run; races diffusion against
+while the run is going; ticks the healing checkbox off and on (each re-runs); replays a step with the scrubber; stops a long run; generates again mid-run; races diffusion against
 AR, and races again right after a Stop. Screenshots go to runs/screenshots/ (the README's come from scripts/screenshots.py). The only test hook is `SlowEngine`, a test-side engine
 that pauses after each step so a browser can see the steps; the app itself is unchanged.
 Playwright never downloads a browser here: it is pointed at /usr/bin/chromium.
@@ -137,6 +137,26 @@ def test_generate_shows_masks_filling_live_then_replays(page):
     set_slider(page, "scrubber", 99999)  # past the end: the last step, in the number box and on the board alike
     page.wait_for_selector(f'{BOARD}[data-frames="48"]')
     assert page.locator("#scrubber input[type=number]").input_value() == "48"
+
+
+def test_the_heal_checkbox_re_runs_the_prompt(page):
+    """Ticking "heal the prompt's last token" off (and on) runs the prompt again, as the anchor checkbox does: the
+    board was the other setting's run (the tiny model's byte tokens never heal, so the two runs read alike)."""
+    page.evaluate(WATCH_VIEW)
+    page.locator("#prompt textarea").fill("x = 1")
+    page.locator("#generate").click()
+    wait_until_settled(page)
+    box = page.locator("#heal input[type=checkbox]")
+    assert box.is_checked()  # on by default
+    page.evaluate("() => { window.__maxMasked = 0; }")
+    box.click()
+    page.wait_for_function("window.__maxMasked > 0")  # a new run's masked cells, drawn live
+    wait_until_settled(page)
+    assert not box.is_checked()
+    page.evaluate("() => { window.__maxMasked = 0; }")
+    box.click()  # back on, for the tests after this one
+    page.wait_for_function("window.__maxMasked > 0")
+    wait_until_settled(page)
 
 
 def click_track(page, elem_id: str, fraction: float) -> None:
