@@ -86,7 +86,7 @@ def iter_speculative(model, input_ids, max_new_tokens: int = 128, block_size: in
         seed=check_seed(seed),
         min_confidence=check_fraction("min_draft_confidence", min_draft_confidence),
         per_position=check_flag("per_position_rollback", per_position_rollback),
-        allowed=check_allowed(first_token_allowed, 1, cfg.vocab_size, getattr(cfg, "mask_token_id", None)),
+        allowed=check_allowed(first_token_allowed, 1, cfg),
     )
     settings["temperature"], settings["top_k"], settings["top_p"] = check_sampling(temperature, top_k, top_p)
     return _speculative_events(model, prompt, **settings)

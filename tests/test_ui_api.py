@@ -17,7 +17,7 @@ from twotower.decoding import drain  # noqa: E402
 from twotower.engine import load_engine  # noqa: E402
 from ui.app import PAGE_CSS, build_demo, launch_local  # noqa: E402
 
-# prompt, mode, γ, S, steps per block, max new tokens, temperature, seed, colour by (, anchor first)
+# prompt, mode, γ, S, steps per block, max new tokens, temperature, seed, colour by (, anchor first, heal)
 SMALL = (0.8, 4, 4, 8, 0.0, 0)
 
 
@@ -42,6 +42,9 @@ def test_every_panel_has_a_named_endpoint(app):
     _, _, client = app
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert {"/generate", "/replay", "/race", "/speculative_audit", "/sweep", "/cost", "/model_info"} <= names
+    generate = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/generate"]["parameters"]
+    last = {p["parameter_name"]: p.get("parameter_default") for p in generate[-2:]}
+    assert last == {"anchor_first": False, "heal": True}  # the record State is not an API input
 
 
 @pytest.mark.parametrize("mode", ["diffusion", "speculative", "mock_ar", "ar"])
@@ -54,7 +57,8 @@ def test_generate_in_each_mode(app, mode):
 
 
 def test_generate_anchored_through_the_api(app):
-    """The Playground's anchor checkbox is the endpoint's last input: left out it is off (the calls above)."""
+    """The Playground's anchor checkbox is the endpoint's input after colour by: left out it is off (the calls
+    above); the healing checkbox comes last, on when left out."""
     engine, _, client = app
     view, _, completion, _ = client.predict("def f(x):", "diffusion", *SMALL, "step", True, api_name="/generate")
     assert "given, not from a denoiser step" in view

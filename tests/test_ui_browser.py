@@ -1,7 +1,7 @@
 """A real browser (Debian's Chromium through Playwright) drives the Playground and the Race.
 
 It types a prompt, moves the γ slider, presses Generate, and watches masked cells turn into tokens
-while the run is going; ticks the healing checkbox off and on (each re-runs); replays a step with the scrubber; stops a long run; generates again mid-run; races diffusion against
+while the run is going; ticks the healing checkbox off and on; replays a step with the scrubber; stops a long run; generates again mid-run; races diffusion against
 AR, and races again right after a Stop. Screenshots go to runs/screenshots/ (the README's come from scripts/screenshots.py). The only test hook is `SlowEngine`, a test-side engine
 that pauses after each step so a browser can see the steps; the app itself is unchanged.
 Playwright never downloads a browser here: it is pointed at /usr/bin/chromium.
@@ -139,9 +139,10 @@ def test_generate_shows_masks_filling_live_then_replays(page):
     assert page.locator("#scrubber input[type=number]").input_value() == "48"
 
 
-def test_the_heal_checkbox_re_runs_the_prompt(page):
-    """Ticking "heal the prompt's last token" off (and on) runs the prompt again, as the anchor checkbox does: the
-    board was the other setting's run (the tiny model's byte tokens never heal, so the two runs read alike)."""
+def test_the_heal_checkbox_re_runs_the_prompt_where_it_could_change_it(page):
+    """Ticking "heal the prompt's last token" runs the prompt again where the board may be the other setting's
+    run; where the board's run healed nothing (the tiny model's byte tokens never heal), unticking it is the same
+    run, and nothing re-runs."""
     page.evaluate(WATCH_VIEW)
     page.locator("#prompt textarea").fill("x = 1")
     page.locator("#generate").click()
@@ -149,14 +150,16 @@ def test_the_heal_checkbox_re_runs_the_prompt(page):
     box = page.locator("#heal input[type=checkbox]")
     assert box.is_checked()  # on by default
     page.evaluate("() => { window.__maxMasked = 0; }")
-    box.click()
+    box.click()  # off: the board's run healed nothing, so it is this setting's run too
+    page.wait_for_timeout(1500)
+    assert not box.is_checked() and page.evaluate("window.__maxMasked") == 0
+    page.locator("#generate").click()  # a run as typed
+    wait_until_settled(page)
+    page.evaluate("() => { window.__maxMasked = 0; }")
+    box.click()  # on again, over a run as typed: healing may change it, so it runs again
     page.wait_for_function("window.__maxMasked > 0")  # a new run's masked cells, drawn live
     wait_until_settled(page)
-    assert not box.is_checked()
-    page.evaluate("() => { window.__maxMasked = 0; }")
-    box.click()  # back on, for the tests after this one
-    page.wait_for_function("window.__maxMasked > 0")
-    wait_until_settled(page)
+    assert box.is_checked()
 
 
 def click_track(page, elem_id: str, fraction: float) -> None:

@@ -113,7 +113,8 @@ def test_playground_fuzz(app):
     rng, refused, ran, last = random.Random(0), 0, 0, None
     for case in playground_cases(rng):
         prompt, mode, gamma, size, steps, max_new, temperature, seed = case[:8]
-        outputs = app.call("generate", *case, last)  # last: the session's recorded run (a gr.State)
+        # last: the session's recorded run (a gr.State); then the healing checkbox, on or off
+        outputs = app.call("generate", *case, last, rng.random() < 0.7)
         if is_error(outputs[0][0]):
             # the last run's statistics and completion stay, its recording too (marked refused); the message says
             # why, over the last run's board
@@ -146,7 +147,7 @@ def test_playground_fuzz(app):
 
 def test_the_mode_radio_and_the_sliders_rerun_only_on_the_playground_tab(app):
     """The release / change listeners: supersede, then re-run with the tab the session shows."""
-    args = ("def f(x):", "mock_ar", 0.05, 64, 1, 3, 0.0, None, "step", True, None)
+    args = ("def f(x):", "mock_ar", 0.05, 64, 1, 3, 0.0, None, "step", True, None, False)  # ..., record, heal
     for tab in ("race", "audit", "sweep", "cost", "model"):
         assert app.call("supersede", tab) == [None]
         assert app.call("rerun", tab, *args) == [(SKIP,) * 5]
@@ -154,7 +155,7 @@ def test_the_mode_radio_and_the_sliders_rerun_only_on_the_playground_tab(app):
     app.call("supersede", "playground")
     view, *_, record, _ = app.call("rerun", "playground", *args)[-1]
     assert 'data-done="1"' in view
-    error = refused_keeping(app.call("rerun", "playground", " ", *args[1:-1], record), 0, (1, 2))  # 3: marked
+    error = refused_keeping(app.call("rerun", "playground", " ", *args[1:-2], record, False), 0, (1, 2))  # 3: marked
     assert "the prompt is empty" in error and 'data-done="1"' in error  # over the last run's board
 
 
@@ -252,7 +253,8 @@ def test_sweep_with_odd_lists_and_a_refusal_keeps_the_previous_sweep(app):
     assert "timed runs per point must be" in refused_keeping(sweep("0.9", "2", repeats=NAN), 3, (0, 1, 2))
     # every example and an extra prompt of emoji and NUL, anchored, at the sliders' ends
     outputs = app.call("sweep", list(EXAMPLE_PROMPTS), "🙂\x00", "1", "64", 64, 1, True, 1)
-    assert "1 grid point over 6 prompt(s), anchored diffusion" in outputs[-1][3]
+    assert ("1 grid point over 6 prompt(s) (the last token of each healed, as the Race heals it), "
+            "anchored diffusion") in outputs[-1][3]
     # Stop mid-sweep turns the progress line into a "stopped" one; a finished sweep's message stays
     outputs = sweep("0.5, 0.9", "2")
     (progress,) = [out[3] for out in outputs if "1 of 2 grid points measured" in str(out[3])]

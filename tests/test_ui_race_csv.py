@@ -1,4 +1,4 @@
-"""The Race's numbers as a CSV for download (ui.panel_handlers.race_rows / race_csv), as the Sweep offers its grid."""
+"""The Race's numbers as a CSV for download (ui.race_csv.race_rows / race_csv_text), as the Sweep offers its grid."""
 
 import csv
 import io
@@ -10,7 +10,7 @@ import gradio as gr  # noqa: E402
 import pytest  # noqa: E402
 
 from ui.handlers import Handlers  # noqa: E402
-from ui.panel_handlers import RACE_CSV_FIELDS, race_csv_text, race_rows  # noqa: E402
+from ui.race_csv import RACE_CSV_FIELDS, race_csv_text, race_rows  # noqa: E402
 
 
 def read_csv(text: str) -> list[dict]:

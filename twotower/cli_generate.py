@@ -182,6 +182,8 @@ def main(args) -> int:
     prompt = read_prompt(args.prompt)
     engine = engine_from_args(args)
     ids = engine.encode_prompt(prompt)
+    from .token_healing import completion_text, prompt_less_prefix, stream_keywords  # (torch: loaded with the model)
+
     healing = None if args.no_heal else engine.heal(prompt, ids)
     healed = healing.prefix if healing else ""
     if healing:  # the model reads the prompt but its last token, which the first generated token re-spells
@@ -194,7 +196,7 @@ def main(args) -> int:
                     seed=args.seed, stop_at_eos=not args.no_eos, adaptive=args.adaptive,
                     draft_steps=draft_steps(args), min_draft_confidence=args.min_draft_confidence,
                     anchor_first=args.anchor_first)
-    events = engine.stream(args.mode, ids, **settings, **({"first_token_allowed": healing.allowed} if healing else {}))
+    events = engine.stream(args.mode, ids, **settings, **stream_keywords(healing))
     recorded = [] if trace_path else None  # kept only when a trace is asked for (a long run's events add up)
     mode = normalise_mode(args.mode)
 
@@ -207,7 +209,6 @@ def main(args) -> int:
             tokenizer=engine.tokenizer, mask_token_id=engine.model.config.mask_token_id, engine=engine.describe()))
 
     from .completion_stream import CompletionStream  # (imports torch: not before the flags are checked)
-    from .token_healing import completion_text
     from .interrupts import quiet_stdout, signals_held
 
     # text mode prints the completion as it is committed (the prompt first); --json and --show-steps (whose step
@@ -223,7 +224,7 @@ def main(args) -> int:
                 print(note, file=sys.stderr)
             if stream is not None:
                 if notes is not None:  # the first event: the run has started (a healed last token's text is the
-                    _write(prompt[: len(prompt) - len(healed)])  # completion's to print: it was generated)
+                    _write(prompt_less_prefix(prompt, healed))  # completion's to print: it was generated)
                 _write(stream.add(event))
             else:
                 kept.add(event)

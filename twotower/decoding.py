@@ -189,7 +189,7 @@ def iter_mask_diffusion(
     eos = check_token_id("eos_token_id", eos_token_id, cfg.vocab_size)
     seed = check_seed(seed)
     anchor_first = check_flag("anchor_first", anchor_first)
-    allowed = check_allowed(first_token_allowed, prompt.shape[0], cfg.vocab_size, getattr(cfg, "mask_token_id", None))
+    allowed = check_allowed(first_token_allowed, prompt.shape[0], cfg)
     return _mask_diffusion_events(model, prompt, max_new_tokens, block_size, steps_per_block, gamma, temperature,
                                   eos, seed, top_k, top_p, mode, anchor_first, allowed)
 
@@ -281,7 +281,7 @@ def iter_ar(model, input_ids, max_new_tokens=128, temperature=0.0, top_k=None, t
     temperature, top_k, top_p = check_sampling(temperature, top_k, top_p)
     eos = check_token_id("eos_token_id", eos_token_id, cfg.vocab_size)
     seed = check_seed(seed)
-    allowed = check_allowed(first_token_allowed, prompt.shape[0], cfg.vocab_size, getattr(cfg, "mask_token_id", None))
+    allowed = check_allowed(first_token_allowed, prompt.shape[0], cfg)
     return _ar_events(model, prompt, max_new_tokens, temperature, top_k, top_p, eos, seed, allowed)
 
 

@@ -67,14 +67,17 @@ def sweep_grid(gammas, block_sizes, steps=None) -> list[tuple[float, int, int]]:
 
 
 def run_sweep(engine, prompts, gammas, block_sizes, steps=None, max_new_tokens: int = 64, progress=None,
-              repeats: int = 1, max_prompt_tokens: int = 512, anchor_first: bool = False) -> list[dict]:
+              repeats: int = 1, max_prompt_tokens: int = 512, anchor_first: bool = False,
+              heal: bool = False) -> list[dict]:
     """Measure every grid point over `prompts` (texts, or lists of token ids); returns one dict per point
     with the CSV_FIELDS. progress(i, n, point) is called after point i of n (1-based); a point's
     `pareto` flag is final only in the returned list (the front needs every point). anchor_first: every
-    point runs anchored diffusion (each block's first token from the context tower)."""
+    point runs anchored diffusion (each block's first token from the context tower). heal: each text prompt's
+    last token healed (twotower/token_healing.py), in AR and diffusion alike, as the app's Sweep does for its
+    typed prompts; off, the prompts' tokens are read as they are (the CLI's, as bench and eval)."""
     n, points = len(sweep_grid(gammas, block_sizes, steps)), []
     for point in iter_sweep(engine, prompts, gammas, block_sizes, steps, max_new_tokens, repeats, max_prompt_tokens,
-                            anchor_first):
+                            anchor_first, heal=heal):
         points.append(point)
         if progress is not None:
             progress(len(points), n, point)
@@ -82,7 +85,7 @@ def run_sweep(engine, prompts, gammas, block_sizes, steps=None, max_new_tokens: 
 
 
 def iter_sweep(engine, prompts, gammas, block_sizes, steps=None, max_new_tokens: int = 64, repeats: int = 1,
-               max_prompt_tokens: int = 512, anchor_first: bool = False, ticks: bool = False):
+               max_prompt_tokens: int = 512, anchor_first: bool = False, ticks: bool = False, heal: bool = False):
     """run_sweep's points one at a time, as each is measured (the UI draws them and can stop between two);
     when the generator is exhausted, every point it yielded has its final `pareto` flag. ticks: also yield None
     before every timed generation (a point is AR and diffusion on every prompt, each `repeats` times: a minute
@@ -91,6 +94,7 @@ def iter_sweep(engine, prompts, gammas, block_sizes, steps=None, max_new_tokens:
     from .bench import summarise, timed_generation
     from .eval_prompts import prompt_ids
     from .evaluation import ar_mean_loglik
+    from .token_healing import stream_keywords
 
     max_new_tokens = check_int("max_new_tokens", max_new_tokens, maximum=NEW_TOKENS_LIMIT)
     repeats = check_int("repeats", repeats)
@@ -100,25 +104,29 @@ def iter_sweep(engine, prompts, gammas, block_sizes, steps=None, max_new_tokens:
     if not prompts:
         raise ValueError("the sweep needs at least one prompt")
     ids = [p if isinstance(p, (list, tuple)) else prompt_ids(engine, p, max_prompt_tokens) for p in prompts]
+    # healed: each text prompt's ids less its last token, and the first token's choices (keyed by position: two
+    # prompts may read the same ids); the ids are the text's last tokens, whose end is all healing reads
+    healings = [engine.heal(p, x) if heal and isinstance(p, str) else None for p, x in zip(prompts, ids)]
+    ids = [x if h is None else h.ids for x, h in zip(ids, healings)]
     eos = engine.eos_token_id
 
-    def timed(mode, x, settings):  # one generation, after a tick where asked for
+    def timed(mode, i, settings):  # one generation of prompt i, after a tick where asked for
         if ticks:
             yield None
-        return timed_generation(engine, mode, x, max_new_tokens, settings)
+        return timed_generation(engine, mode, ids[i], max_new_tokens, {**settings, **stream_keywords(healings[i])})
 
     def measure(mode, settings):
         rounds = []
         for _ in range(repeats):
             rounds.append([])
-            for x in ids:
-                rounds[-1].append((yield from timed(mode, x, settings)))
+            for i in range(len(ids)):
+                rounds[-1].append((yield from timed(mode, i, settings)))
         outputs = [metrics.cut_after_eos(g["rows"][0], eos) for g in rounds[0]]  # greedy: every round agrees
         return summarise(rounds), outputs
 
     first = {"gamma": grid[0][0], "block_size": grid[0][1], "steps_per_block": grid[0][2], "anchor_first": anchor_first}
-    yield from timed("ar", ids[0], {})  # warm-up
-    yield from timed("diffusion", ids[0], first)
+    yield from timed("ar", 0, {})  # warm-up
+    yield from timed("diffusion", 0, first)
     ar_outputs = ar_self = None
     points = []
     for gamma, size, steps_per_block in grid:

@@ -104,10 +104,11 @@ def constrain_position_0(logits: torch.Tensor, open_: torch.Tensor, allowed: tor
     return logits
 
 
-def check_allowed(allowed, batch: int, vocab_size: int, mask_token_id: int | None = None) -> torch.Tensor | None:
-    """The samplers' `first_token_allowed`: None, or a bool tensor (V,) or (B, V) with some id other than the mask
-    id allowed in each row (the denoiser never commits the mask id: a row of it alone left every logit at -inf),
-    returned as (B, V) on the CPU without the mask id."""
+def check_allowed(allowed, batch: int, config) -> torch.Tensor | None:
+    """The samplers' `first_token_allowed` for `batch` prompts of a model of this config: None, or a bool tensor
+    (V,) or (B, V) with some id other than the mask id allowed in each row (the denoiser never commits the mask
+    id: a row of it alone left every logit at -inf), returned as (B, V) on the CPU without the mask id."""
+    vocab_size, mask_token_id = config.vocab_size, getattr(config, "mask_token_id", None)
     if allowed is None:
         return None
     if not isinstance(allowed, torch.Tensor) or allowed.dtype != torch.bool:
@@ -125,6 +126,16 @@ def check_allowed(allowed, batch: int, vocab_size: int, mask_token_id: int | Non
         raise ValueError("first_token_allowed allows no token in some row (the mask id does not count): the first "
                          "token could not be chosen")
     return allowed
+
+
+def stream_keywords(healing: Healing | None) -> dict:
+    """What `Engine.stream` (or a sampler) takes for a healing: its constraint, or nothing."""
+    return {} if healing is None else {"first_token_allowed": healing.allowed}
+
+
+def prompt_less_prefix(prompt: str, prefix: str) -> str:
+    """The typed prompt without the healed last token's text, which the completion's first token writes again."""
+    return prompt[: len(prompt) - len(prefix)] if prefix and prompt.endswith(prefix) else prompt
 
 
 def completion_text(text: str, prefix: str) -> str:

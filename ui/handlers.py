@@ -13,7 +13,7 @@ from __future__ import annotations
 import gradio as gr
 
 from twotower.engine import normalise_mode
-from twotower.token_healing import completion_text
+from twotower.token_healing import completion_text, prompt_less_prefix
 from twotower.trace import MODE_SETTINGS
 from twotower.validation import check_int
 
@@ -156,7 +156,10 @@ class Handlers(PanelHandlers):
         except ValueError:  # a refused setting or mode: the run says why
             return False
         asked, shown = {**settings, "anchor_first": anchor_first}, dict(previous.get("settings") or {})
-        if bool(previous.get("heal", True)) != bool(heal):  # the checkbox moved: the board is the other prompt's
+        # the healing checkbox moved: the board is the other setting's run, unless nothing was healed there (the
+        # prompt's last token has nothing to heal: the run as typed is the same run). A record from before the
+        # checkbox, with no "heal" kept, matches neither setting
+        if previous.get("heal") is not bool(heal) and not (previous.get("heal") and previous.get("healed") == ""):
             return False
         if read_nothing_of_diffusion:  # moving γ, S, the steps or the anchor re-ran the same AR text (the board's
             for name in MODE_SETTINGS["diffusion"]:  # caption names none of them)
@@ -306,8 +309,7 @@ class Handlers(PanelHandlers):
 def board_prompt(record: dict) -> str:
     """The prompt the board shows before the run's cells: the typed one, but for the healed last token's text,
     which the first cell holds (it was generated)."""
-    prompt, healed = record["prompt"], record.get("healed", "")
-    return prompt[: len(prompt) - len(healed)] if healed and prompt.endswith(healed) else prompt
+    return prompt_less_prefix(record["prompt"], record.get("healed", ""))
 
 
 def recorded_board(record: dict, upto: int | None = None) -> Board:

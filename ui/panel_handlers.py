@@ -19,7 +19,7 @@ from spec_decode.metrics import AcceptanceCounter
 
 from twotower.engine import check_decoding_settings
 from twotower.metrics import token_agreement
-from twotower.token_healing import completion_text
+from twotower.token_healing import completion_text, stream_keywords
 from twotower.validation import check_int
 
 from .board import verify_rounds
@@ -27,7 +27,8 @@ from .plots import acceptance_histogram, race_bars
 from .panel_common import (FRAME_INTERVAL_S, FramePacer, given, run_settings, stopped_before_start,
                            stopped_note, switch, unavailable, whole)
 from .render import error_html, note_html
-from .render_panels import DISTURBED, acceptance_summary_html, audit_html, race_html, stale_note
+from .race_csv import race_csv_text, race_rows
+from .render_panels import DISTURBED, acceptance_summary_html, audit_html, healed_sentence, race_html, stale_note
 from .run_tracker import RunTracker, StopRequests, Stopped, TrackedEngine
 from .cost_model_panel import CostModelPanel
 from .sweep_panel import SweepPanel
@@ -38,39 +39,6 @@ RACE_MODES = ("diffusion", "diffusion_anchored", "speculative", "mock_ar")  # ra
 RACE_VARIANTS = {"diffusion_anchored": ("diffusion", {"anchor_first": True})}
 RACE_STOPPED = "Stopped: the modes above were timed before Stop; race again for the rest."
 RACE_STOPPED_EMPTY = "Stopped before any mode was timed; race again."
-
-
-RACE_CSV_FIELDS = ("mode", "tokens_per_s", "ratio_vs_ar", "tokens_per_s_low", "tokens_per_s_high", "total_s",
-                   "time_to_first_token_s", "new_tokens", "nfe", "tokens_per_pass", "mean_acceptance_length",
-                   "agreement_with_ar", "disturbed", "error", "measured")
-
-
-def race_rows(results: list[dict], label: str) -> list[dict]:
-    """A Race's cards as rows of numbers (RACE_CSV_FIELDS), every digit kept, for its CSV."""
-    ar = next((r.get("tokens_per_s") for r in results if r["mode"] == "ar"), None)
-    rows = []
-    for r in results:
-        tps, n, nfe = r.get("tokens_per_s"), len(r.get("tokens") or []), r.get("nfe")
-        low, high = r.get("tokens_per_s_range") or (None, None)
-        rows.append({"mode": r["mode"], "tokens_per_s": tps, "ratio_vs_ar": tps / ar if tps and ar else None,
-                     "tokens_per_s_low": low, "tokens_per_s_high": high, "total_s": r.get("total_s"),
-                     "time_to_first_token_s": r.get("ttft_s"), "new_tokens": n, "nfe": nfe,
-                     "tokens_per_pass": n / nfe if nfe else None,  # AR makes no denoiser pass
-                     "mean_acceptance_length": r.get("mean_acceptance_length"),
-                     "agreement_with_ar": r.get("agreement"), "disturbed": r.get("disturbed"),
-                     "error": r.get("error"), "measured": label})
-    return rows
-
-
-def race_csv_text(rows: list[dict]) -> str:
-    import csv
-    import io
-
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=RACE_CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: ("" if row.get(k) is None else row.get(k)) for k in RACE_CSV_FIELDS} for row in rows)
-    return out.getvalue()
 
 
 class PanelHandlers(CostModelPanel, SweepPanel):
@@ -97,7 +65,7 @@ class PanelHandlers(CostModelPanel, SweepPanel):
         healing = self.engine.heal(prompt, ids) if heal else None
         if healing is None:
             return ids, "", {}
-        return healing.ids, healing.prefix, {"first_token_allowed": healing.allowed}
+        return healing.ids, healing.prefix, stream_keywords(healing)
 
     def _stream(self, mode: str, prompt: str, settings: dict, engine=None, heal: bool = True):
         """Validate and heal the prompt (`_prompt`) and open the sampler (on `engine`, by default the app's):
@@ -300,7 +268,8 @@ class PanelHandlers(CostModelPanel, SweepPanel):
         note = (f"Greedy, EOS ignored while timing; an untimed warm-up, then {repeats} timed run(s) per mode "
                 f"(median; of an even count the faster middle run), one mode at a time; agreement: the share of "
                 f"positions holding AR's token; {label}."
-                + ("" if len(results) > 1 else " AR alone: tick a contestant to race it against AR."))
+                + ("" if len(results) > 1 else " AR alone: tick a contestant to race it against AR.")
+                + (f" {healed_sentence(healed)}" if healed else ""))
         view = race_html(results, self.engine.decode, note, healed=healed)
         measured = self._measured(previous, results, label)
         measured["view"], measured["race"] = view, race_rows(results, label)
@@ -401,6 +370,8 @@ class PanelHandlers(CostModelPanel, SweepPanel):
         # the text after the typed prompt (a healed run's first token re-spells the prompt's last)
         output = None if written is None else completion_text(self.engine.decode(written), healed)
         summary = acceptance_summary_html(stats, rounds, str(self.engine.model.ctx_device), output)
+        if healed:
+            summary += note_html(healed_sentence(healed))
         if engine.disturbed(before):
             summary += note_html(f"{DISTURBED.replace('this speed is', 'the times per round are')}.")
         if float(settings["min_draft_confidence"] or 0) > 0 and (stats or {}).get("min_draft_confidence") == 0.0:

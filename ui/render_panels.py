@@ -45,6 +45,12 @@ def diff_html(tokens: list[int], ref_tokens: list[int], decode: Callable[[list[i
 DISTURBED = "⚠ timed while another run of this app was going (another tab or user): this speed is disturbed"
 
 
+def healed_sentence(healed: str) -> str:
+    """What the Race and the audit say of a healed prompt (the Playground's caption says it too)."""
+    return (f"The prompt's last token ‘{token_text(healed)}’ was taken back and chosen again (token healing): the "
+            "output is the text after the typed prompt.")
+
+
 def race_html(results: list[dict], decode: Callable[[list[int]], str], note: str = "", progress: bool = False,
               healed: str = "") -> str:
     """Side-by-side cards. results: {mode, tokens, tokens_per_s, total_s, nfe, agreement?, error?}; AR is the reference.
