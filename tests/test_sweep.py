@@ -129,3 +129,23 @@ def test_grid_values_take_no_digit_grouping_but_any_script_s_digits():
     with pytest.raises(ValueError, match="--block-sizes expects comma-separated ints: '1_0' is not one"):
         parse_list("4, 1_0", int, "--block-sizes")
     assert parse_list("５, ٤", int, "--block-sizes") == [5, 4]
+
+
+def test_sweep_heal_reaches_run_sweep_and_the_report(capsys, tmp_path, monkeypatch):
+    """--heal heals the prompts as the app's Sweep does (tests/test_token_healing.py checks what run_sweep does
+    with it); without it the prompts' tokens are read as they are, as bench and eval read theirs."""
+    from twotower import sweep
+
+    seen = []
+    real = sweep.run_sweep
+
+    def recorded(*args, **kwargs):
+        seen.append(kwargs.get("heal"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "run_sweep", recorded)
+    argv = ["sweep", *TINY, "--gammas", "0.9", "--block-sizes", "2", "--n-prompts", "1", "--max-new-tokens", "2",
+            "--out-dir", str(tmp_path)]
+    assert main(argv + ["--heal", "--json"]) == 0 and json.loads(capsys.readouterr().out)["heal"] is True
+    assert main(argv) == 0 and "each prompt healed" not in capsys.readouterr().out
+    assert seen == [True, False]

@@ -217,7 +217,7 @@ def format_header(report: dict) -> str:
     return (f"## γ × S sweep: {report['model']}\n\n{machine_line(report)}; "
             f"{counted(report['n_prompts'], 'prompt')} ({report['prompt_source']}), {report['max_new_tokens']} new "
             f"tokens each (EOS ignored while timed), median of {counted(report['repeats'], 'round')} per point, AR "
-            f"timed beside each point.{stopped}\n")
+            f"timed beside each point{'; each prompt healed' if report.get('heal') else ''}.{stopped}\n")
 
 
 def add_arguments(parser) -> None:
@@ -235,6 +235,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, default=1, help="timed rounds per point; the median is used")
     parser.add_argument("--out-dir", default="sweep-results", help="where sweep.csv and sweep.html go")
     add_anchor_argument(parser)  # every grid point anchored
+    parser.add_argument("--heal", action="store_true",
+                        help="heal each prompt's last token (token healing, as the app's Sweep does; default: the "
+                             "prompts' tokens as they are, as bench and eval read theirs)")
     parser.add_argument("--json", action="store_true", help="print the points as one JSON object")
 
 
@@ -273,7 +276,7 @@ def main(args) -> int:
 
         try:
             points = run_sweep(engine, prompts, gammas, block_sizes, steps, args.max_new_tokens, progress,
-                               args.repeats, args.max_prompt_tokens, args.anchor_first)
+                               args.repeats, args.max_prompt_tokens, args.anchor_first, heal=args.heal)
         except KeyboardInterrupt as exc:  # the points measured are reported and written, then it ends as one
             if not measured:
                 raise
@@ -283,7 +286,7 @@ def main(args) -> int:
     # removed meanwhile) is a one-line error that leaves every measurement on the screen
     report = {**device_info(engine), **started, "model": engine.name, "n_prompts": len(prompts),
               "prompt_source": source, "max_new_tokens": args.max_new_tokens, "repeats": args.repeats,
-              "anchor_first": args.anchor_first, "ar_timing": "per_point", "points": points,
+              "anchor_first": args.anchor_first, "heal": args.heal, "ar_timing": "per_point", "points": points,
               "csv": str(csv_path), "html": str(html_path)}
     if interrupted is not None:
         report["interrupted_after"] = f"{len(points)} of {n_points} grid points"
