@@ -1,8 +1,15 @@
 """An eval stopped by Ctrl-C or SIGTERM keeps the prompts it scored: `evaluate` raises EvalInterrupted with the
 report over them, `twotower eval` prints it and writes --out before it ends as the interrupt does, and `bench
---eval` keeps its timed rounds when the interrupt lands in its eval (both were lost: minutes of work)."""
+--eval` keeps its timed rounds when the interrupt lands in its eval (both were lost: minutes of work). With
+--workers, a real Ctrl-C ends the command and its worker processes."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +18,7 @@ from twotower.cli import main as cli_main
 from twotower.interrupts import Terminated
 
 TINY = ["--preset", "tiny", "--max-prompt-tokens", "48"]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def stop_at_job(monkeypatch, k, signal=KeyboardInterrupt):
@@ -88,3 +96,60 @@ def test_a_bench_interrupted_in_its_eval_keeps_its_timed_rounds(tmp_path, monkey
         stop_at_job(monkeypatch, k, Terminated)
         assert cli_main(argv) == 143
         assert capsys.readouterr().err.strip().endswith("terminated")
+
+
+def _spawned_workers(parent: int) -> set[int]:
+    """The pids of multiprocessing's spawned children of `parent` (Linux /proc)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                spawned = b"spawn_main" in cmdline.read()
+        except (OSError, ValueError, IndexError):  # a process that ended meanwhile
+            continue
+        if ppid == parent and spawned:
+            found.add(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the worker processes from /proc")
+def test_ctrl_c_during_an_eval_with_workers_ends_it_and_its_workers(tmp_path):
+    """`twotower eval --workers 2` stopped by Ctrl-C (SIGINT to the command, as a terminal sends it): it ends as an
+    interrupt (exit 130) with no traceback, prints the report of what it scored if it scored anything, and leaves
+    no worker process behind (each holds a model; the pool's shutdown waited for their chunks before)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-m", "twotower.cli", "eval", *TINY, "--modes", "ar,diffusion", "--n-prompts", "200",
+            "--syntax-prompts", "20", "--next-line-tokens", "8", "--workers", "2", "--json"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline, workers = time.monotonic() + 120, set()
+        while len(workers) < 2 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.5)
+            workers = _spawned_workers(process.pid)
+        assert len(workers) == 2, "the two workers never started"
+        time.sleep(6)  # their engines built, some prompts scored (or not: either way the run must end cleanly)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130 and "Traceback" not in err, err
+    if out.strip():  # what it scored, said as scored
+        assert "interrupted_after" in json.loads(out)
+    deadline = time.monotonic() + 30
+    while any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in workers), "a worker was left running"
+
+
+def _alive(pid: int) -> bool:
+    """Not a zombie: a process that ended but was not yet reaped still has its /proc entry."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
