@@ -122,8 +122,8 @@ def test_ctrl_c_during_an_eval_with_workers_ends_it_and_its_workers(tmp_path):
     interrupt (exit 130) with no traceback, prints the report of what it scored if it scored anything, and leaves
     no worker process behind (each holds a model; the pool's shutdown waited for their chunks before)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    argv = [sys.executable, "-m", "twotower.cli", "eval", *TINY, "--modes", "ar,diffusion", "--n-prompts", "200",
-            "--syntax-prompts", "20", "--next-line-tokens", "8", "--workers", "2", "--json"]
+    argv = [sys.executable, "-m", "twotower.cli", "eval", *TINY, "--modes", "ar,diffusion", "--n-prompts", "1000",
+            "--syntax-prompts", "50", "--next-line-tokens", "8", "--workers", "2", "--json"]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline, workers = time.monotonic() + 120, set()
@@ -131,7 +131,7 @@ def test_ctrl_c_during_an_eval_with_workers_ends_it_and_its_workers(tmp_path):
             time.sleep(0.5)
             workers = _spawned_workers(process.pid)
         assert len(workers) == 2, "the two workers never started"
-        time.sleep(6)  # their engines built, some prompts scored (or not: either way the run must end cleanly)
+        time.sleep(5)  # their engines built, some prompts scored (or not: either way the run must end cleanly)
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=120)
     finally:
