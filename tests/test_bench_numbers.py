@@ -82,6 +82,11 @@ def test_decode_time_and_speculative_summary_arithmetic():
     assert summary["rollbacks"] == {"none": 2, "positions": 6}  # the first repeat's two generations
     assert bench.break_even_acceptance_length(summary, {"decode_ms_per_token": 10.0}) == pytest.approx(3.5)
     assert bench.break_even_acceptance_length(summary, {"decode_ms_per_token": None}) is None
+    # no verification round at all (two new tokens: the prefill's and the context tower's last): no time per round,
+    # so no break-even length (it read 0.00, "above it speculative decodes faster")
+    none = bench.speculative_summary([[{**first, "rounds": 0, "accepted": 0, "draft_s": 0.0, "verify_s": 0.0}]])
+    assert none["draft_ms_per_round"] is None and none["verify_ms_per_round"] is None
+    assert bench.break_even_acceptance_length(none, {"decode_ms_per_token": 10.0}) is None
     # vLLM's mean acceptance length is over all rounds: one generation of 1 round with 7 accepted and one of
     # 7 rounds with none give 1 + 7 / 8, not the mean of their own ratios (8 and 1: 4.5, as the bench once said)
     lopsided = [[{**first, "rounds": 1, "accepted": 7, "mean_acceptance_length": 8.0,

@@ -130,7 +130,10 @@ def speculative_summary(rounds: list[list[dict]]) -> dict:
     acceptance by draft position over the prompts (the first repeat: greedy repeats are identical)."""
     from spec_decode.metrics import merge_by_position  # here: bench runs without spec_decode too
 
-    def per_round_ms(key):
+    def per_round_ms(key):  # None where no round ran (a budget of 2 tokens: the prefill's and the last): "0.0 ms
+        # a round" and a break-even length of 0.00 were printed for rounds that never happened
+        if not any(g["rounds"] for rnd in rounds for g in rnd):
+            return None
         return metrics.median(1000 * sum(g[key] for g in rnd) / max(1, sum(g["rounds"] for g in rnd)) for rnd in rounds)
 
     # totals, as vLLM (and spec_decode.metrics, and eval) define it: averaging each generation's own ratio
