@@ -452,3 +452,20 @@ def test_the_sweep_heals_text_prompts_when_asked(default_engine, monkeypatch):
     sweep.run_sweep(default_engine, [default_engine.encode_prompt(MID_TOKEN)], [0.8], [4], steps=4, max_new_tokens=4,
                     heal=True)  # token ids are read as given: no text to heal
     assert all(n == typed and not constrained for _, n, constrained in seen)
+
+
+def test_engine_complete_is_the_clis_completion_of_a_typed_prompt(default_engine, capsys):
+    """Engine.complete: a typed prompt in, the text after it out, healed as generate heals it."""
+    from twotower.cli import main as cli_main
+
+    seen = []
+    text, result = default_engine.complete(MID_TOKEN, "speculative", max_new_tokens=6, step_callback=seen.append)
+    assert cli_main(["generate", "--mode", "ar", "--max-new-tokens", "6", "--json", MID_TOKEN]) == 0
+    assert text == json.loads(capsys.readouterr().out)["completion"] and text.startswith("urn")
+    assert seen and seen[-1].kind == "done" and len(result.new_tokens[0]) == 6
+    as_typed, _ = default_engine.complete(MID_TOKEN, "ar", heal=False, max_new_tokens=6)
+    assert not as_typed.startswith("urn")
+    with pytest.raises(ValueError, match="heal"):
+        default_engine.complete(MID_TOKEN, "ar", heal="no")
+    with pytest.raises(ValueError, match="empty"):
+        default_engine.complete("  ")

@@ -15,7 +15,7 @@ from .validation import (check_block_size, check_device, check_encodable, check_
                          check_int, check_model_dir)
 
 if TYPE_CHECKING:  # torch loads with the first model, not with the CLI's argument parsing
-    from .events import StepEvent
+    from .events import GenerationResult, StepEvent
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL_DIR = ASSETS / "default"
@@ -185,6 +185,21 @@ class Engine:
                                 eos_token_id=eos, seed=seed, adaptive=adaptive, top_k=top_k, top_p=top_p,
                                 min_draft_confidence=min_draft_confidence, per_position_rollback=per_position,
                                 first_token_allowed=first_token_allowed)
+
+    def complete(self, text: str, mode: str = "diffusion", *, heal: bool = True, step_callback=None,
+                 **settings) -> tuple[str, "GenerationResult"]:
+        """A typed prompt's completion as text, with the run's result: `encode_prompt`, token healing (`heal`;
+        False runs the prompt as typed), `stream(mode, ...)` with `settings` drained through `step_callback`, and
+        the text after `text` (a healed run's first token re-spells the prompt's last: not repeated). One prompt;
+        for a batch, or ids, call `stream` (and `heal`) yourself."""
+        from .decoding import drain
+        from .token_healing import completion_text, stream_keywords
+
+        ids = self.encode_prompt(text)
+        healing = self.heal(text, ids) if check_flag("heal", heal) else None
+        result = drain(self.stream(mode, ids if healing is None else healing.ids, **settings,
+                                   **stream_keywords(healing)), step_callback)
+        return completion_text(self.decode(result.new_tokens[0]), healing.prefix if healing else ""), result
 
     def describe(self) -> dict:
         from .weight_layout import count_input_major
