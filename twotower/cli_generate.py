@@ -110,7 +110,7 @@ def healing_note(healing) -> str | None:
     if healing is None:
         return None
     return (f"token healing: the prompt's last token {healing.prefix!r} is chosen again among the {healing.choices} "
-            f"tokens that start with it (--no-heal keeps it)")
+            "tokens that start with it (--no-heal keeps it)")
 
 
 def read_prompt(arg: str) -> str:
@@ -181,13 +181,11 @@ def main(args) -> int:
     trace_path = output_file("--trace", args.trace, args)  # before the model loads, as bench's --out
     prompt = read_prompt(args.prompt)
     engine = engine_from_args(args)
-    ids = engine.encode_prompt(prompt)
     from .token_healing import completion_text, prompt_less_prefix, stream_keywords  # (torch: loaded with the model)
 
-    healing = None if args.no_heal else engine.heal(prompt, ids)
+    # healed, the model reads the prompt but its last token, which the first generated token re-spells
+    ids, healing = engine.ids_to_run(prompt, heal=not args.no_heal)
     healed = healing.prefix if healing else ""
-    if healing:  # the model reads the prompt but its last token, which the first generated token re-spells
-        ids = healing.ids
     # said once the run has started: a refused setting is the one line printed
     notes = [note for note in (preset_note(args), ignored_note(args, engine.model.config), healing_note(healing))
              if note]

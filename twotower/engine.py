@@ -123,6 +123,14 @@ class Engine:
         ids = self.encode_prompt(text) if ids is None else ids
         return heal_prompt(self.tokenizer, text, list(ids), self.model.config.vocab_size)
 
+    def ids_to_run(self, text: str, heal: bool = True):
+        """A typed prompt's ids for a run, and its healing: (encode_prompt's ids, None) as typed or where there is
+        nothing to heal, else (the healing's ids, the healing), whose `allowed` the run's stream takes
+        (token_healing.stream_keywords). What generate, the app's panels and `complete` read a prompt through."""
+        ids = self.encode_prompt(text)
+        healing = self.heal(text, ids) if check_flag("heal", heal) else None
+        return (ids, None) if healing is None else (healing.ids, healing)
+
     def decode(self, ids) -> str:
         """Text of token ids (a list, a tensor or array row). Ids the tokenizer has no piece for are dropped, not
         refused: a model whose head is wider than its tokenizer can generate them (see twotower/tokenizer.py).
@@ -195,10 +203,8 @@ class Engine:
         from .decoding import drain
         from .token_healing import completion_text, stream_keywords
 
-        ids = self.encode_prompt(text)
-        healing = self.heal(text, ids) if check_flag("heal", heal) else None
-        result = drain(self.stream(mode, ids if healing is None else healing.ids, **settings,
-                                   **stream_keywords(healing)), step_callback)
+        ids, healing = self.ids_to_run(text, heal)
+        result = drain(self.stream(mode, ids, **settings, **stream_keywords(healing)), step_callback)
         return completion_text(self.decode(result.new_tokens[0]), healing.prefix if healing else ""), result
 
     def describe(self) -> dict:

@@ -61,11 +61,8 @@ class PanelHandlers(CostModelPanel, SweepPanel):
         """Validate the prompt and heal it (twotower/token_healing.py; the Race and the audit always heal, as the CLI
         does by default; the Playground has a checkbox): (the ids the run reads, the healed prefix or "", the
         stream's healing keyword)."""
-        ids = self.engine.encode_prompt(prompt)
-        healing = self.engine.heal(prompt, ids) if heal else None
-        if healing is None:
-            return ids, "", {}
-        return healing.ids, healing.prefix, stream_keywords(healing)
+        ids, healing = self.engine.ids_to_run(prompt, heal)
+        return ids, healing.prefix if healing else "", stream_keywords(healing)
 
     def _stream(self, mode: str, prompt: str, settings: dict, engine=None, heal: bool = True):
         """Validate and heal the prompt (`_prompt`) and open the sampler (on `engine`, by default the app's):

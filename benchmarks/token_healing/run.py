@@ -45,8 +45,9 @@ def main():
     engine = load_engine()
     encode = engine.tokenizer.encode
     items = next_line_items(args.pool, encode=None)
-    mid = [it for it in items if not ends_on_a_token_boundary(encode, it["prompt"], it["target"] + "\n")]
-    on = [it for it in items if ends_on_a_token_boundary(encode, it["prompt"], it["target"] + "\n")][: len(mid)]
+    on_boundary = [ends_on_a_token_boundary(encode, it["prompt"], it["target"] + "\n") for it in items]
+    mid = [it for it, boundary in zip(items, on_boundary) if not boundary]
+    on = [it for it, boundary in zip(items, on_boundary) if boundary][: len(mid)]
     # prompts of one file are alike (the eval resamples files for its intervals): say how many files each group spans
     report = {"pool": args.pool, "groups": {"mid_token": len(mid), "on_boundary": len(on)},
               "files": {"mid_token": len({it["file"] for it in mid}), "on_boundary": len({it["file"] for it in on})},
