@@ -196,8 +196,7 @@ def readme_tables(b: dict, reports: list[dict], extras: list[dict]) -> list[str]
         if worst is None:
             continue
         ret = report["retention"]["diffusion"]
-        low, high = (ret.get("ci") or {}).get("aggregate") or (None, None)
-        interval = "" if low is None else f" ({100 * low:.1f}–{100 * high:.1f} %)"
+        interval = eval_report.interval((ret.get("ci") or {}).get("aggregate"))  # as the eval's own table prints it
         per_pass = _eval_tokens_per_pass(report)
         lines.append(f"| {run_setup.run_variant(report)}, {sum(report['n_prompts'].values())} generations | "
                      f"{_pct(ret.get('aggregate'))}{interval} | {worst[0].replace('_', ' ')} {_pct(worst[1])} | "
