@@ -96,13 +96,13 @@ def test_heal_prompt_leaves_alone_a_last_token_spelt_otherwise_in_context():
 
 
 def test_constrain_sets_refused_ids_to_minus_infinity_per_row():
-    logits = torch.randn(2, 3, 6)
+    logits = torch.randn(2, 6)
     allowed = torch.tensor([[True, False, True, False, False, False], [False] * 5 + [True]])
     out = constrain(logits, allowed)
-    assert torch.equal(out[0, :, [0, 2]], logits[0, :, [0, 2]]) and torch.isinf(out[0, :, [1, 3, 4, 5]]).all()
-    assert torch.isinf(out[1, :, :5]).all() and torch.equal(out[1, :, 5], logits[1, :, 5])
+    assert torch.equal(out[0, [0, 2]], logits[0, [0, 2]]) and torch.isinf(out[0, [1, 3, 4, 5]]).all()
+    assert torch.isinf(out[1, :5]).all() and torch.equal(out[1, 5], logits[1, 5])
     assert constrain(logits, None) is logits
-    one = constrain(logits[0, 0], allowed[0])  # (V,) with (V,)
+    one = constrain(logits[0], allowed[0])  # (V,) with (V,)
     assert torch.allclose(one.softmax(-1)[[0, 2]].sum(), torch.tensor(1.0))  # confidence: among the allowed
 
 

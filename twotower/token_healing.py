@@ -82,14 +82,11 @@ def heal_prompt(tokenizer, text: str, ids: list[int], vocab_size: int) -> Healin
 
 
 def constrain(logits: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
-    """logits (..., V) with every id that `allowed` (V,) or (B, V) [rows of logits' first dim] refuses at -inf:
-    a new tensor; None allows every id. Confidence is then the probability among the allowed tokens."""
+    """logits (V,) or (B, V) with every id that `allowed` (V,) or (B, V) refuses at -inf: a new tensor; None
+    allows every id. Confidence is then the probability among the allowed tokens."""
     if allowed is None:
         return logits
-    allowed = allowed.to(logits.device)
-    if allowed.dim() == 2 and logits.dim() == 3:  # (B, V) rows for (B, L, V) logits: every position of a row
-        allowed = allowed[:, None, :]
-    return logits.masked_fill(~allowed, float("-inf"))
+    return logits.masked_fill(~allowed.to(logits.device), float("-inf"))
 
 
 def constrain_position_0(logits: torch.Tensor, open_: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
@@ -101,7 +98,7 @@ def constrain_position_0(logits: torch.Tensor, open_: torch.Tensor, allowed: tor
     row_of = open_.flatten().cumsum(0).view(open_.shape) - 1  # (B, L): each open position's row in logits
     rows = row_of[:, 0][at_0]  # (n,)
     logits = logits.clone()
-    logits[rows] = constrain(logits[rows], allowed.to(logits.device)[at_0])
+    logits[rows] = constrain(logits[rows], allowed[at_0.to(allowed.device)])
     return logits
 
 
