@@ -18,12 +18,13 @@ tok = SentencePieceTokenizer(".gpu/tokenizer.model")
 for split in ("train", "validation"):
     print(split, len(encode_split(tok, split, ".gpu/data")), "tokens")
 
-# the CPU bench's 8 prompts (test split, seed 0), so a GPU bench there reads the same ones
+# the CPU bench's 8 prompts (test split, seed 0, on the shipped tokenizer's token boundaries), so a GPU bench
+# there reads the same ones
 import json
-from twotower.eval_prompts import next_line_items
+from twotower.eval_prompts import held_out_prompts
 
 with open(".gpu/bench_prompts.jsonl", "w") as f:
-    f.writelines(json.dumps({"prompt": it["prompt"]}) + "\n" for it in next_line_items(8, 0))
+    f.writelines(json.dumps({"prompt": p}) + "\n" for p in held_out_prompts(tok.encode, 8, 0)[0])
 PY
 # CTX_FROM=<export dir>: stage 2 alone on that model's context tower (gpu_train.sh skips stage 1; with
 # CONTINUE=1 there it trains that model's denoiser on instead of a fresh one); the weights

@@ -18,6 +18,7 @@ import torch
 from twotower import bench, eval_prompts, eval_report, metrics, run_setup, training
 from twotower.cli import main
 from twotower.decoding import iter_ar
+from twotower.tokenizer import ByteTokenizer
 
 TINY = ["--preset", "tiny", "--max-prompt-tokens", "48"]  # test_sweep.py imports TINY and run_json from here
 
@@ -112,6 +113,27 @@ def test_bench_times_speculative_rounds_and_its_break_even(capsys):
     assert twin["snapshot_rollback"] is True and "snapshot rollback" in bench.format_markdown(twin)
     assert twin["modes"]["speculative"]["identical_to_ar"] == 1.0  # the twin is lossless too
     assert "positions" not in twin["modes"]["speculative"]["rollbacks"]
+
+
+@pytest.mark.parametrize("command", ["bench", "sweep"])
+def test_bench_and_sweep_read_the_held_out_prompts_through_the_models_tokenizer(capsys, monkeypatch, tmp_path,
+                                                                                 command):
+    """By default both time the eval's prompts on the loaded model's token boundaries (held_out_prompts, tested on
+    the shipped tokenizer in test_eval_scoring.py); the report names them so."""
+    read = []
+
+    def spy(encode, n, seed=0):
+        read.append((encode("a\n\n"), n, seed))
+        return held_out(encode, n, seed)
+
+    held_out = eval_prompts.held_out_prompts
+    monkeypatch.setattr(eval_prompts, "held_out_prompts", spy)
+    more = ["--modes", "ar"] if command == "bench" else ["--gammas", "0.8", "--block-sizes", "2", "--out-dir",
+                                                        str(tmp_path)]
+    report = run_json(capsys, [command, *TINY, "--n-prompts", "2", "--seed", "3", "--max-new-tokens", "2",
+                               "--repeats", "1", "--json", *more])
+    assert read == [(ByteTokenizer().encode("a\n\n"), 2, 3)]  # the tiny preset's byte tokenizer
+    assert report["prompt_source"] == "test split, seed 3, ending on a token boundary" and report["n_prompts"] == 2
 
 
 def test_bench_prompt_file_eval_and_skipped_speculative(capsys, tmp_path, no_speculative):

@@ -224,7 +224,7 @@ def test_sweep_markdown_opens_with_the_machine_model_and_settings(capsys, tmp_pa
     out = capsys.readouterr().out
     heading, settings = out.splitlines()[0], out.splitlines()[2]
     assert heading == "## γ × S sweep: random 'tiny' preset (seed 0)"
-    assert settings.startswith("cpu (") and ", fp32; 1 prompt (test split, seed 0), 2 new tokens each" in settings
+    assert settings.startswith("cpu (") and ", fp32; 1 prompt (test split, seed 0, ending on a token boundary), 2 new tokens each" in settings
     assert "median of 1 round per point" in settings and "| γ | S |" in out
     assert sweep.format_markdown([]).startswith("| γ | S |")  # the table alone, as scripts/write_benchmarks.py reads it
 

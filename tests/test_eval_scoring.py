@@ -155,6 +155,24 @@ def test_eval_prompts_end_where_the_files_own_tokens_break():
         {**it, "passed_over": 0} for it in eval_prompts.next_line_items(20, seed=0)]
 
 
+def test_bench_and_sweep_default_to_the_evals_token_boundary_prompts():
+    """held_out_prompts, what bench and sweep read by default, are the eval's next-line prompts under the model's
+    own tokenizer: at seed 0 the fifth of bench's 8 plain prompts ended inside a token (a codec table's header,
+    "gencodec.py.\n\n" before a line the tokenizer merges into), and now one on a boundary stands in its place."""
+    from twotower.engine import DEFAULT_MODEL_DIR
+    from twotower.tokenizer import load_tokenizer
+
+    encode = load_tokenizer(DEFAULT_MODEL_DIR).encode
+    prompts, source = eval_prompts.held_out_prompts(encode, 8, seed=0)
+    assert prompts == [it["prompt"] for it in eval_prompts.next_line_items(8, seed=0, encode=encode)]
+    assert source == "test split, seed 0, ending on a token boundary"
+    plain = eval_prompts.next_line_items(8, seed=0)
+    on_boundary = [eval_prompts.ends_on_a_token_boundary(encode, it["prompt"], it["target"] + "\n") for it in plain]
+    assert on_boundary.count(False) == 1 and plain[4]["prompt"] not in prompts
+    assert [p for p, ok in zip(prompts, on_boundary) if ok] == [it["prompt"] for it, ok in zip(plain, on_boundary)
+                                                                 if ok]
+
+
 def test_the_eval_report_says_how_its_prompts_were_chosen_and_resampled():
     from twotower import eval_report
 

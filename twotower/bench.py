@@ -292,7 +292,7 @@ def unread_mode_flags(args, modes) -> str:
 def main(args) -> int:
     from tqdm import tqdm
 
-    from .eval_prompts import load_prompt_file, next_line_items, prompt_ids
+    from .eval_prompts import held_out_prompts, load_prompt_file, prompt_ids
     from .eval_workers import resolve_workers
     from .engine import check_decoding_settings
     from .evaluation import evaluate, resolve_modes, resolved_settings
@@ -317,9 +317,11 @@ def main(args) -> int:
     if args.prompts is not None:  # "" is refused by name, not taken as "no file"
         texts, source = load_prompt_file(args.prompts), str(args.prompts)
     else:
-        texts, source = [it["prompt"] for it in next_line_items(args.n_prompts, args.seed)], f"test split, seed {args.seed}"
+        texts = None  # the test split's, where the model's tokenizer breaks the file: read once it has loaded
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     engine = engine_from_args(args)
+    if texts is None:
+        texts, source = held_out_prompts(engine.tokenizer.encode, args.n_prompts, args.seed)
     settings = resolved_settings(engine, args.gamma, args.block_size, args.steps, args.draft_steps,
                                  args.min_draft_confidence, args.anchor_first)
     settings["adaptive"] = bool(args.adaptive)

@@ -99,6 +99,14 @@ def next_line_items(n: int, seed: int = 0, split: str = "test", encode=None) -> 
     return _round_robin((pool(rel, text) for rel, text in _shuffled_files(seed, split)), n)
 
 
+def held_out_prompts(encode, n: int, seed: int = 0) -> tuple[list[str], str]:
+    """The default prompts of bench and sweep, with the words their reports name them by: the eval's next-line
+    prompts, ending where the model's own tokens of the file break (`encode`: its tokenizer's), so a timed run
+    reads no prompt cut inside a token (1 of bench's 8 was, until 2026-12-06: a healed-looking state)."""
+    return ([it["prompt"] for it in next_line_items(n, seed, encode=encode)],
+            f"test split, seed {seed}, ending on a token boundary")
+
+
 def syntax_items(n: int, seed: int = 0, split: str = "test", encode=None) -> list[dict]:
     """n prompts that end at a line break at top level (the next line starts in column 0 with code)
     and compile on their own; `reference` holds the file's true continuation. `encode`: as next_line_items."""

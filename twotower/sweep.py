@@ -245,7 +245,7 @@ def main(args) -> int:
     from tqdm import tqdm
 
     from .run_setup import device_info, engine_from_args, output_file, preset_note_once, print_report, provenance
-    from .eval_prompts import load_prompt_file, next_line_items
+    from .eval_prompts import held_out_prompts, load_prompt_file
 
     gammas = parse_list(args.gammas, float, "--gammas")
     block_sizes = parse_list(args.block_sizes, int, "--block-sizes")
@@ -256,14 +256,15 @@ def main(args) -> int:
     if args.prompts is not None:  # before the model loads: a bad file costs no loading time (and makes no --out-dir)
         prompts, source = load_prompt_file(args.prompts), str(args.prompts)
     else:
-        prompts = [it["prompt"] for it in next_line_items(args.n_prompts, args.seed)]
-        source = f"test split, seed {args.seed}"
+        prompts = None  # the test split's, where the model's tokenizer breaks the file: read once it has loaded
     out_dir = make_output_dir("--out-dir", args.out_dir)  # before the run: a bad path loses no measurement
     csv_path, html_path = out_dir / "sweep.csv", out_dir / "sweep.html"
     for path in (csv_path, html_path):
         output_file("--out-dir's file", path, args)
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     engine = engine_from_args(args)
+    if prompts is None:
+        prompts, source = held_out_prompts(engine.tokenizer.encode, args.n_prompts, args.seed)
     measured, interrupted = [], None  # the points so far: what Ctrl-C (or SIGTERM) keeps
     with tqdm(total=n_points, desc="sweep", unit="point", file=sys.stderr, disable=None) as bar:
         say_preset = preset_note_once(args, bar)
