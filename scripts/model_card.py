@@ -147,6 +147,10 @@ def comparison(prev_dir: Path, info: dict, report: dict, bench: dict,
     if ("passed_over" in prev_report) != ("passed_over" in report):  # the eval's prompt rule of 2026-12-06
         raise SystemExit(f"the evals in {prev_dir.as_posix()} and this model's ran on different prompt sets (one before "
                          "the eval's prompts ended on a token boundary): re-measure the older one")
+    if prev_bench.get("prompt_source") != bench.get("prompt_source"):  # bench's own prompt rule, since 2026-12-06
+        raise SystemExit(f"the benches in {prev_dir.as_posix()} and this model's timed different prompts "
+                         f"({prev_bench.get('prompt_source')!r} against {bench.get('prompt_source')!r}): re-measure "
+                         "the older one")
     # bench reports before draft_steps was recorded ran the model config's default
     prev_draft = prev_bench.get("draft_steps") or json.loads((prev_dir / "config.json").read_text())["default_draft_steps"]
 

@@ -193,8 +193,8 @@ def test_evals_of_other_settings_or_the_same_mode_twice_are_not_merged():
 
 
 def test_a_comparison_across_the_two_prompt_rules_is_refused(tmp_path):
-    """Since 2026-12-06 the eval's prompts end on a token boundary (reports count "passed_over"): a card comparing
-    a report of each rule said "Same prompts" over two prompt sets."""
+    """Since 2026-12-06 the eval's prompts end on a token boundary (reports count "passed_over"), and bench's too:
+    a card comparing a report of each rule said "Same prompts" over two prompt sets."""
     info, report, bench = _shipped()
     older = copy.deepcopy(report)
     older.pop("passed_over", None)
@@ -204,3 +204,7 @@ def test_a_comparison_across_the_two_prompt_rules_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="different prompt sets"):
         comparison(previous, info, newer, bench, prev=(prev_info, prev_bench, older))
     assert comparison(previous, info, newer, bench, prev=(prev_info, prev_bench, copy.deepcopy(newer)))
+    # and since the same day bench's own default prompts do (its report's "prompt_source" says which)
+    moved = {**copy.deepcopy(prev_bench), "prompt_source": "another prompt set"}
+    with pytest.raises(SystemExit, match="timed different prompts"):
+        comparison(previous, info, newer, bench, prev=(prev_info, moved, copy.deepcopy(newer)))
