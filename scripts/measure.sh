@@ -2,7 +2,8 @@
 # Re-measure the default model and rewrite what quotes it: benchmarks/*.json, BENCHMARKS.md, the README's
 # measured tables and the model card (assets/default/README.md). One thread per process, as the tables say.
 # On this project's 2-core host the three evals whose wall time was noted took 7-20 minutes each (two worker
-# processes; fp32, denoiser-bf16, bf16), the timed runs 27-37 minutes: a full run takes well over an hour.
+# processes; fp32, denoiser-bf16, bf16), the timed runs 27-37 minutes (26 on the Intel Xeon of 2026-12-06): a full
+# run takes about an hour or more.
 #   bash scripts/measure.sh            # everything
 #   SKIP_EVAL=1 bash scripts/measure.sh  # keep benchmarks/eval_*.json (the model did not change)
 set -euo pipefail
