@@ -113,8 +113,10 @@ def test_playground_fuzz(app):
     rng, refused, ran, last = random.Random(0), 0, 0, None
     for case in playground_cases(rng):
         prompt, mode, gamma, size, steps, max_new, temperature, seed = case[:8]
-        # last: the session's recorded run (a gr.State); then the healing checkbox, on or off
-        outputs = app.call("generate", *case, last, rng.random() < 0.7)
+        # last: the session's recorded run (a gr.State); then the healing checkbox, on or off, and the sampling
+        # filters (top-k, top-p: read when the case samples)
+        outputs = app.call("generate", *case, last, rng.random() < 0.7, rng.choice([0, 1, 5, 500]),
+                           rng.choice([1.0, 0.5, 0.05]))
         if is_error(outputs[0][0]):
             # the last run's statistics and completion stay, its recording too (marked refused); the message says
             # why, over the last run's board
@@ -147,7 +149,8 @@ def test_playground_fuzz(app):
 
 def test_the_mode_radio_and_the_sliders_rerun_only_on_the_playground_tab(app):
     """The release / change listeners: supersede, then re-run with the tab the session shows."""
-    args = ("def f(x):", "mock_ar", 0.05, 64, 1, 3, 0.0, None, "step", True, None, False)  # ..., record, heal
+    # ..., record, heal, top-k, top-p
+    args = ("def f(x):", "mock_ar", 0.05, 64, 1, 3, 0.0, None, "step", True, None, False, 0, 1.0)
     for tab in ("race", "audit", "sweep", "cost", "model"):
         assert app.call("supersede", tab) == [None]
         assert app.call("rerun", tab, *args) == [(SKIP,) * 5]
@@ -155,7 +158,8 @@ def test_the_mode_radio_and_the_sliders_rerun_only_on_the_playground_tab(app):
     app.call("supersede", "playground")
     view, *_, record, _ = app.call("rerun", "playground", *args)[-1]
     assert 'data-done="1"' in view
-    error = refused_keeping(app.call("rerun", "playground", " ", *args[1:-2], record, False), 0, (1, 2))  # 3: marked
+    error = refused_keeping(app.call("rerun", "playground", " ", *args[1:-4], record, False, 0, 1.0), 0,
+                            (1, 2))  # 3: marked
     assert "the prompt is empty" in error and 'data-done="1"' in error  # over the last run's board
 
 
@@ -196,12 +200,14 @@ def test_race_with_every_subset_of_contestants(app):
 # ---------------------------------------------------------------------------------------------------- audit
 def test_speculative_audit_fuzz(app):
     rng = random.Random(2)
-    cases = [("def f(x):", 0.05, 1, 1, 1, 0.0, 0, False, 0.0), ("def f(x):", 1.0, 64, 64, 12, 2.0, None, True, 0.95),
-             ("def f(x):", 0.5, 64, 2, 3, 0.0, 0, True, 0.5),  # S > max new tokens
-             ("🙂\x00", 0.7, 4, 4, 8, 1.3, 5, False, 0.0)]  # sampled: the audit at temperature > 0
+    # ..., adaptive, the proposal cut, top-k, top-p
+    cases = [("def f(x):", 0.05, 1, 1, 1, 0.0, 0, False, 0.0, 0, 1.0),
+             ("def f(x):", 1.0, 64, 64, 12, 2.0, None, True, 0.95, 500, 0.05),
+             ("def f(x):", 0.5, 64, 2, 3, 0.0, 0, True, 0.5, 3, 0.5),  # S > max new tokens
+             ("🙂\x00", 0.7, 4, 4, 8, 1.3, 5, False, 0.0, 2, 1.0)]  # sampled: the audit at temperature > 0
     cases += [(rng.choice(GOOD_PROMPTS[:5]), round(0.05 * rng.randint(1, 20), 2), rng.randint(1, 64), rng.randint(1, 64),
                rng.randint(1, 12), rng.choice([0.0, 0.5, 2.0]), rng.choice([None, 3]), rng.random() < 0.5,
-               round(0.05 * rng.randint(0, 19), 2)) for _ in range(6)]
+               round(0.05 * rng.randint(0, 19), 2), rng.choice([0, 1, 40]), rng.choice([1.0, 0.3])) for _ in range(6)]
     for case in cases:
         outputs = app.call("speculative_audit", *case)
         table, _, summary = outputs[-1]
@@ -210,11 +216,11 @@ def test_speculative_audit_fuzz(app):
             assert "Stopped" in app.call("audit_stopped", running)[0]
         assert app.call("audit_stopped", summary) == [SKIP]
     for prompt, message in BAD_PROMPTS.items():
-        outputs = app.call("speculative_audit", prompt, 0.8, 4, 4, 4, 0.0, 0, False, 0.0)
+        outputs = app.call("speculative_audit", prompt, 0.8, 4, 4, 4, 0.0, 0, False, 0.0, 0, 1.0)
         # the refusal goes in the summary; the last audit's table and histogram stay (SKIP), as a refused Sweep's
         assert len(outputs) == 1 and list(outputs[0][:2]) == [SKIP, SKIP], prompt
         assert is_error(outputs[0][2]) and message in outputs[0][2]
-    outputs = app.call("speculative_audit", "def f(x):", 0.8, 4, 4, 4, 0.0, -1, False, 0.0)
+    outputs = app.call("speculative_audit", "def f(x):", 0.8, 4, 4, 4, 0.0, -1, False, 0.0, 0, 1.0)
     assert len(outputs) == 1 and list(outputs[0][:2]) == [SKIP, SKIP] and "seed must be" in outputs[0][2]
 
 

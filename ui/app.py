@@ -34,7 +34,7 @@ from .components import ChoiceGroup, NumberSlider, StepScrubber
 from .examples import DEFAULT_PROMPT, EXAMPLE_PROMPTS
 from .handlers import Handlers
 from .panel_handlers import RACE_MODES
-from .panel_common import MAX_NEW_TOKENS
+from .panel_common import MAX_NEW_TOKENS, TOP_K_MAX
 from .render import CSS, board_html, note_html
 from .render_panels import MODE_LABELS
 
@@ -121,6 +121,11 @@ def _settings_column(c, cfg) -> None:
                            elem_id="steps")
     c.max_new = NumberSlider(1, MAX_NEW_TOKENS, value=64, step=1, label="max new tokens", elem_id="max-new")
     c.temperature = NumberSlider(0.0, 2.0, value=0.0, step=0.05, label="temperature", elem_id="temperature")
+    # the sampled draw's filters (every mode's, the speculative target and draft alike): greedy reads neither
+    c.top_k = NumberSlider(0, TOP_K_MAX, value=0, step=1, label="top-k", info="0: every token; read when sampling",
+                           elem_id="top-k")
+    c.top_p = NumberSlider(0.05, 1.0, value=1.0, step=0.05, label="top-p", info="1: every token; read when sampling",
+                           elem_id="top-p")
     # no minimum / precision: the engine's check names the field (Gradio's said "Value -3 is less than minimum
     # value 0" on a bare Error pill, and rounded 1.5 silently)
     c.seed = gr.Number(value=0, label="seed", info="empty: unseeded", elem_id="seed")
@@ -283,7 +288,9 @@ def _wire_playground(c, handlers) -> None:
     c.releases = [c.gamma.release, c.block_size.release, c.steps.release, c.mode.input, c.anchor_first.input,
                   c.heal.input]
     # record: a refusal redraws it; heal last, after it (the handlers' order: a positional caller's record stays)
-    c.playground_in = [c.prompt, c.mode, *c.settings, c.colour_by, c.anchor_first, c.record, c.heal]
+    # the sampling filters after them, last: the endpoint's earlier inputs keep their places
+    c.playground_in = [c.prompt, c.mode, *c.settings, c.colour_by, c.anchor_first, c.record, c.heal, c.top_k,
+                       c.top_p]
     c.playground_out = [c.view, c.stats, c.completion, c.record, c.scrubber]
     # Queue-free listeners of a trigger are registered before its run: the front end runs a trigger's listeners
     # in order and waits for a queued run's whole stream before the next listener (one registered after the
@@ -332,7 +339,7 @@ def _wire_panels(c, handlers) -> None:
     # settings, and the note, of the results on screen).
     c.race_in = [c.gamma, c.block_size, c.steps, c.max_new, c.race_prompt]
     c.sweep_in = [c.steps, c.max_new, c.sweep_gammas, c.sweep_sizes, c.sweep_examples, c.sweep_extra, c.sweep_anchor]
-    c.audit_in = [c.audit_prompt, *c.settings, c.audit_adaptive, c.audit_cut]
+    c.audit_in = [c.audit_prompt, *c.settings, c.audit_adaptive, c.audit_cut, c.top_k, c.top_p]
     gr.on([c.race_btn.click, c.race_prompt.submit], handlers.race_start, [c.race_modes, c.repeats, *c.race_in],
           [c.race_used, c.race_stale], queue=False, api_visibility="private")
     gr.on([c.audit_btn.click, c.audit_prompt.submit], handlers.audit_pressed, c.audit_in, c.audit_note, queue=False,

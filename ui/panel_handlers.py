@@ -98,14 +98,14 @@ class PanelHandlers(CostModelPanel, SweepPanel):
         return error_html(f"Not run: {exc}. The {name} going runs on.")
 
     def audit_pressed(self, prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                      adaptive=False, min_draft_confidence=None, request: gr.Request = None):
+                      adaptive=False, min_draft_confidence=None, top_k=None, top_p=None, request: gr.Request = None):
         """The audit's button (queue-free, before its run is queued): _pressed, and for the audit's note box a
         refused press's message while an audit goes on (the audit has no stale-note box as the Race has)."""
         inputs = (prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, adaptive,
-                  min_draft_confidence)
+                  min_draft_confidence, top_k, top_p)
         try:
             settings = self._audit_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                                            adaptive, min_draft_confidence)
+                                            adaptive, min_draft_confidence, top_k, top_p)
             self._stream("speculative", prompt, settings)[2].close()  # its checks, not a step of it
         except (ValueError, ImportError) as exc:
             self._pressed(request, "audit", accepted=False)
@@ -296,20 +296,22 @@ class PanelHandlers(CostModelPanel, SweepPanel):
     # ---------------------------------------------------------------- Speculative audit
     @staticmethod
     def _audit_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, adaptive,
-                        min_draft_confidence) -> dict:
-        settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
+                        min_draft_confidence, top_k=None, top_p=None) -> dict:
+        settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, top_k, top_p)
         return dict(settings, adaptive=switch("adaptive draft length", adaptive),
                     min_draft_confidence=min_draft_confidence)
 
     def speculative_audit(self, prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                          adaptive=False, min_draft_confidence=None, request: gr.Request = None):
+                          adaptive=False, min_draft_confidence=None, top_k=None, top_p=None,
+                          request: gr.Request = None):
         """Per verification round: draft, accepted prefix, first rejection. Yields (table, histogram, summary).
 
-        adaptive / min_draft_confidence: the draft-length variants (None: the model's default cut)."""
+        adaptive / min_draft_confidence: the draft-length variants (None: the model's default cut).
+        top_k / top_p: as the Playground's, filtering the target and the draft alike (spec_decode)."""
         rounds, stats, written, watch, summary, cleared, healed = [], None, None, None, None, False, ""
         try:
             settings = self._audit_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                                            adaptive, min_draft_confidence)
+                                            adaptive, min_draft_confidence, top_k, top_p)
             engine = self.engine.own()
             _, healed, events = self._stream("speculative", prompt, settings, engine)
             # checked, it stops the session's earlier audit (a refused one stops nothing; one stopped while queued
@@ -347,7 +349,7 @@ class PanelHandlers(CostModelPanel, SweepPanel):
         except ValueError as exc:  # refused before a round ran (inputs are checked first): the message goes over the
             # last audit's rounds and histogram, which stay, as a refused Sweep keeps its plot
             inputs = (prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, adaptive,
-                      min_draft_confidence)
+                      min_draft_confidence, top_k, top_p)
             session = getattr(request, "session_hash", None)
             if session is not None and self._audit_refusal_said.get(session) == inputs:  # said at its press while
                 del self._audit_refusal_said[session]  # the audit that ran on was going: that audit's summary
