@@ -18,7 +18,7 @@ from twotower.trace import MODE_SETTINGS
 from twotower.validation import check_int
 
 from .board import FRAME_KINDS, Board, count_frames, fold, fold_event
-from .panel_common import FramePacer, run_settings, switch, unavailable, whole
+from .panel_common import HEAL_LABEL, FramePacer, run_settings, switch, unavailable, whole
 from .panel_handlers import PanelHandlers
 from .render import board_html, error_html, note_html, stats_html, token_text
 from .render_panels import MODE_LABELS
@@ -187,7 +187,7 @@ class Handlers(PanelHandlers):
             settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, top_k,
                                     top_p)
             anchor_first = switch("anchor each block's first token", anchor_first)  # its label
-            heal = switch("heal the prompt's last token", heal)  # its label
+            heal = switch(HEAL_LABEL, heal)
             ids, healed, events = self._stream(mode, prompt, {**settings, "anchor_first": anchor_first}, heal=heal)
             record["caption"] = run_caption(mode, settings, anchor_first, self.engine.model.config.default_draft_steps,
                                             healed)

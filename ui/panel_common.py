@@ -22,6 +22,9 @@ TOP_K_MAX = 500
 FRAME_INTERVAL_S = 0.04
 
 
+HEAL_LABEL = "heal the prompt's last token"  # each panel's healing checkbox, and the name a bad value is refused by
+
+
 def whole(value):
     """Sliders send floats; integral ones become ints, anything else goes to the engine to be refused."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
