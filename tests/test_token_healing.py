@@ -424,7 +424,7 @@ def test_the_race_and_the_audit_have_a_checkbox_that_runs_the_prompt_as_typed(de
     assert all(t.startswith("urn") for t in texts) and {r["healed"] for r in rows} == {"ret"}
     cards, texts, rows = race(False)
     assert len(texts) == 2 and not any(t.startswith("urn") for t in texts) and "chosen again" not in cards
-    assert {r["healed"] for r in rows} == {""} and race_csv_text(rows).splitlines()[0].endswith(",measured,healed")
+    assert {(r["heal"], r["healed"]) for r in rows} == {(False, "")} and race_csv_text(rows).splitlines()[0].endswith(",measured,heal,healed")
     audits = {heal: list(handlers.speculative_audit(MID_TOKEN, 0.8, 4, 4, 6, 0.0, 0, False, None, None, None, heal))
               for heal in (True, False)}
     outputs = {heal: html.unescape(runs[-1][2].split('data-output="1">')[1].split("</div>")[0])
@@ -434,6 +434,10 @@ def test_the_race_and_the_audit_have_a_checkbox_that_runs_the_prompt_as_typed(de
     # the Race's settings note counts the checkbox among what it read
     used, _ = handlers.race_start(["diffusion"], 1, 0.8, 4, 4, 6, MID_TOKEN, True)
     assert "token healing on → off" in handlers.race_staleness(used, 0.8, 4, 4, 6, MID_TOKEN, False)
+    # a prompt with nothing to heal races the same either way: the checkbox moved marks no card
+    used, _ = handlers.race_start(["diffusion"], 1, 0.8, 4, 4, 6, "x", True)  # engine.heal("x") is None
+    assert handlers.race_staleness(used, 0.8, 4, 4, 6, "x", False) == ""
+    assert {(r["heal"], r["healed"]) for r in race(True)[2]} == {(True, "ret")}
 
 
 def test_the_playground_checkbox_runs_the_prompt_as_typed_and_its_change_re_runs(default_engine):

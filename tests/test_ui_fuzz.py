@@ -262,7 +262,7 @@ def test_sweep_with_odd_lists_and_a_refusal_keeps_the_previous_sweep(app):
     assert "timed runs per point must be" in refused_keeping(sweep("0.9", "2", repeats=NAN), 3, (0, 1, 2))
     # every example and an extra prompt of emoji and NUL, anchored, at the sliders' ends
     outputs = app.call("sweep", list(EXAMPLE_PROMPTS), "🙂\x00", "1", "64", 64, 1, True, 1)
-    assert ("1 grid point over 6 prompt(s) (the last token of each healed, as the Race heals it), "
+    assert ("1 grid point over 6 prompt(s) (the last token of each healed, as the Race does by default), "
             "anchored diffusion") in outputs[-1][3]
     # Stop mid-sweep turns the progress line into a "stopped" one; a finished sweep's message stays
     outputs = sweep("0.5, 0.9", "2")

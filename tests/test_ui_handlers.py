@@ -3,6 +3,7 @@ Sweep's: test_ui_sweep_panel.py)."""
 
 import json
 import os
+import re
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -348,6 +349,14 @@ def test_the_sampling_filters_are_recorded_and_named_only_where_a_draw_reads_the
 
     assert run_settings(0.8, 4, 4, 8, 0, 0, 5, 0.5)["top_k"] is None
     assert run_settings(0.8, 4, 4, 8, 0, 0, 5, 0.5)["top_p"] is None
+    # checked at any temperature, as the engine and the CLI check them, by the sliders' names
+    for top_k, top_p, message in ((-1, None, "top-k must be >= 0"), (1.5, None, "top-k must be an integer"),
+                                  (None, 0.0, "top-p must be in (0, 1]"), (None, 1.5, "top-p must be in (0, 1]")):
+        for temperature in (0.0, 1.0):
+            with pytest.raises(ValueError, match=re.escape(message)):
+                run_settings(0.8, 4, 4, 8, temperature, 0, top_k, top_p)
+    assert [(s["top_k"], s["top_p"]) for s in (run_settings(0.8, 4, 4, 8, 1.0, 0, 0.0, 1.0),
+                                               run_settings(0.8, 4, 4, 8, 1.0, 0, None, None))] == [(None, None)] * 2
     sampled = run_settings(0.8, 4, 4, 8, 0.7, 3, 5.0, 0.5)
     assert (sampled["top_k"], sampled["top_p"]) == (5, 0.5)  # the slider's float, whole
     assert run_caption("ar", sampled).endswith("temperature 0.7, top-k 5, top-p 0.5, seed 3")

@@ -59,7 +59,8 @@ def test_a_refused_race_or_sweep_keeps_the_settings_and_note_of_the_results_on_s
 
     handlers = PanelHandlers(engine)
     used, note = handlers.race_start(["diffusion"], 1, 0.8, 4.0, 4.0, 8.0, "def f(x):")
-    assert used == PanelHandlers.race_settings(0.8, 4.0, 4.0, 8.0, "def f(x):", True)[0] and note == ""
+    # (the healing checkbox is no setting of a prompt with nothing to heal: the Race runs the same either way)
+    assert used == PanelHandlers.race_settings(0.8, 4.0, 4.0, 8.0, "def f(x):")[0] and note == ""
     for refused in ((["diffusion"], 1, 0.8, 4.0, 4.0, 8.0, "   "),  # an empty prompt
                     (["diffusion"], 1, 7.0, 4.0, 4.0, 8.0, "def f(x):"),  # γ out of range
                     (["diffusion"], 0, 0.8, 4.0, 4.0, 8.0, "def f(x):")):  # no timed run

@@ -8,7 +8,7 @@ import time
 
 import gradio as gr
 
-from twotower.validation import check_flag
+from twotower.validation import check_flag, check_sampling
 
 from .render import PROGRESS_CLASS, note_html
 
@@ -38,13 +38,16 @@ def switch(name: str, value) -> bool:
 
 def run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, top_k=None,
                  top_p=None) -> dict:
-    """The sliders' values as Engine.stream's keywords. top_k / top_p filter a sampled draw only: greedy (temperature
-    0) reads neither, so a run records none there (a board and its trace name no filter that did nothing)."""
+    """The sliders' values as Engine.stream's keywords. top_k / top_p are checked at any temperature, as the engine
+    and the CLI check them, by the sliders' names; they filter a sampled draw only, so greedy (temperature 0) and
+    their "every token" ends (top-k 0, top-p 1) record None, as `generate --trace` does (a board and its trace
+    name no filter that did nothing)."""
+    _, top_k, top_p = check_sampling(0.0, whole(top_k), top_p, names=("temperature", "top-k", "top-p"))
     sampled = temperature not in (0, None)
     return dict(gamma=gamma, block_size=whole(block_size), steps_per_block=whole(steps_per_block),
                 max_new_tokens=whole(max_new_tokens), temperature=temperature,
                 seed=None if seed in (None, "") else whole(seed),
-                top_k=whole(top_k) if sampled else None, top_p=top_p if sampled else None)
+                top_k=top_k if sampled else None, top_p=top_p if sampled and top_p != 1.0 else None)
 
 
 def unavailable(what: str, exc: Exception) -> str:

@@ -59,8 +59,8 @@ class PanelHandlers(CostModelPanel, SweepPanel):
 
     def _prompt(self, prompt: str, heal: bool = True) -> tuple[list[int], str, dict]:
         """Validate the prompt and heal it unless `heal` is off (twotower/token_healing.py; on by default in every
-        panel, as in the CLI; each panel that runs a typed prompt has its checkbox): (the ids the run reads, the
-        healed prefix or "", the stream's healing keyword)."""
+        panel, as in the CLI; the Playground, the Race and the audit have a checkbox, the Sweep always heals): (the
+        ids the run reads, the healed prefix or "", the stream's healing keyword)."""
         ids, healing = self.engine.ids_to_run(prompt, heal)
         return ids, healing.prefix if healing else "", stream_keywords(healing)
 
@@ -204,11 +204,14 @@ class PanelHandlers(CostModelPanel, SweepPanel):
         putting a value back read as "settings moved"). See _pressed for the run going."""
         try:
             self._race_inputs(prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats, heal)
+            # a prompt with nothing to heal runs the same either way: the checkbox moved is then no setting moved
+            # (as the Playground's board stays)
+            heals = bool(self._prompt(prompt)[1])
         except ValueError as exc:
             self._pressed(request, "race", accepted=False)
             return gr.skip(), self._refused_note(request, "race", "Race", exc)
         self._pressed(request, "race", accepted=True)
-        return self.race_settings(gamma, block_size, steps_per_block, max_new_tokens, prompt, heal)
+        return self.race_settings(gamma, block_size, steps_per_block, max_new_tokens, prompt, heal if heals else None)
 
     def race(self, prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats=1, previous=None,
              heal=True, request: gr.Request = None):
@@ -222,6 +225,7 @@ class PanelHandlers(CostModelPanel, SweepPanel):
         try:
             ids, order, settings, max_new_tokens, repeats, (healed, healing) = self._race_inputs(
                 prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats, heal)
+            heal = switch(HEAL_LABEL, heal)  # checked there: the checkbox as the CSV records it
             # AR alone reads (and checks) no diffusion setting, so its label quotes none ("γ = nan" was quoted)
             read = (f"γ = {gamma}, S = {settings['block_size']}, {settings['steps_per_block']} steps per block, "
                     if len(order) > 1 else "")
@@ -246,7 +250,7 @@ class PanelHandlers(CostModelPanel, SweepPanel):
                     # each mode's number reaches the Cost panel as soon as it is timed: a Stop keeps it (and
                     # the rows of this Race's CSV)
                     measured = self._measured(previous, results, label)
-                    measured["race"] = race_rows(results, label, healed)
+                    measured["race"] = race_rows(results, label, heal, healed)
                 except ImportError as exc:
                     results.append({"mode": mode, "tokens": [], "error": unavailable(f"{mode} mode", exc)})
         except Stopped:  # its Stop, or a newer Race of the session: the cards timed so far, marked stopped
@@ -273,7 +277,7 @@ class PanelHandlers(CostModelPanel, SweepPanel):
                 + (f" {healed_sentence(healed)}" if healed else ""))
         view = race_html(results, self.engine.decode, note, healed=healed)
         measured = self._measured(previous, results, label)
-        measured["view"], measured["race"] = view, race_rows(results, label, healed)
+        measured["view"], measured["race"] = view, race_rows(results, label, heal, healed)
         yield view, race_bars(results), measured
 
     def race_csv(self, measured):
