@@ -401,6 +401,45 @@ def test_race_cards_and_the_audit_show_the_text_after_the_typed_prompt(default_e
     assert "was taken back and chosen again" in summary and "was taken back and chosen again" in cards  # and say so
 
 
+def test_the_race_and_the_audit_have_a_checkbox_that_runs_the_prompt_as_typed(default_engine):
+    """Each panel that runs a typed prompt heals it by default and has the Playground's checkbox to run it as typed:
+    the Race's cards and CSV and the audit's output then hold the text after the untouched prompt, and say nothing
+    of healing (the CSV's "healed" column is the token chosen again, "" for none)."""
+    import os
+    import re
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from ui.handlers import Handlers
+    from ui.race_csv import race_csv_text
+
+    handlers = Handlers(default_engine)
+
+    def race(heal):
+        *_, (cards, _, measured) = list(handlers.race(MID_TOKEN, ["diffusion"], 0.8, 4, 4, 6, 1, None, heal))
+        texts = [html.unescape(re.sub("<[^>]+>", "", t)) for t in re.findall(r'<div class="tt-text">(.*?)</div>', cards,
+                                                                              re.S)]
+        return cards, texts, measured["race"]
+
+    cards, texts, rows = race(True)
+    assert all(t.startswith("urn") for t in texts) and {r["healed"] for r in rows} == {"ret"}
+    cards, texts, rows = race(False)
+    assert len(texts) == 2 and not any(t.startswith("urn") for t in texts) and "chosen again" not in cards
+    assert {(r["heal"], r["healed"]) for r in rows} == {(False, "")} and race_csv_text(rows).splitlines()[0].endswith(",measured,heal,healed")
+    audits = {heal: list(handlers.speculative_audit(MID_TOKEN, 0.8, 4, 4, 6, 0.0, 0, False, None, None, None, heal))
+              for heal in (True, False)}
+    outputs = {heal: html.unescape(runs[-1][2].split('data-output="1">')[1].split("</div>")[0])
+               for heal, runs in audits.items()}
+    assert outputs[True].startswith("urn") and not outputs[False].startswith("urn")
+    assert "chosen again" not in audits[False][-1][2]
+    # the Race's settings note counts the checkbox among what it read
+    used, _ = handlers.race_start(["diffusion"], 1, 0.8, 4, 4, 6, MID_TOKEN, True)
+    assert "token healing on → off" in handlers.race_staleness(used, 0.8, 4, 4, 6, MID_TOKEN, False)
+    # a prompt with nothing to heal races the same either way: the checkbox moved marks no card
+    used, _ = handlers.race_start(["diffusion"], 1, 0.8, 4, 4, 6, "x", True)  # engine.heal("x") is None
+    assert handlers.race_staleness(used, 0.8, 4, 4, 6, "x", False) == ""
+    assert {(r["heal"], r["healed"]) for r in race(True)[2]} == {(True, "ret")}
+
+
 def test_the_playground_checkbox_runs_the_prompt_as_typed_and_its_change_re_runs(default_engine):
     import os
 

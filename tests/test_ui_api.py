@@ -17,7 +17,8 @@ from twotower.decoding import drain  # noqa: E402
 from twotower.engine import load_engine  # noqa: E402
 from ui.app import PAGE_CSS, build_demo, launch_local  # noqa: E402
 
-# prompt, mode, γ, S, steps per block, max new tokens, temperature, seed, colour by (, anchor first, heal)
+# prompt, mode, γ, S, steps per block, max new tokens, temperature, seed, colour by (, anchor first, heal, top-k,
+# top-p)
 SMALL = (0.8, 4, 4, 8, 0.0, 0)
 
 
@@ -43,8 +44,9 @@ def test_every_panel_has_a_named_endpoint(app):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert {"/generate", "/replay", "/race", "/speculative_audit", "/sweep", "/cost", "/model_info"} <= names
     generate = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/generate"]["parameters"]
-    last = {p["parameter_name"]: p.get("parameter_default") for p in generate[-2:]}
-    assert last == {"anchor_first": False, "heal": True}  # the record State is not an API input
+    last = {p["parameter_name"]: p.get("parameter_default") for p in generate[-4:]}
+    # the record State is not an API input; the sampling filters came last, at their "every token" ends
+    assert last == {"anchor_first": False, "heal": True, "top_k": 0, "top_p": 1.0}
 
 
 @pytest.mark.parametrize("mode", ["diffusion", "speculative", "mock_ar", "ar"])
@@ -67,6 +69,28 @@ def test_generate_anchored_through_the_api(app):
                                    steps_per_block=steps, max_new_tokens=max_new, temperature=temperature, seed=seed,
                                    anchor_first=True))
     assert completion == engine.decode(expected.new_tokens[0])
+
+
+def test_top_k_and_top_p_filter_a_sampled_run_through_the_api(app):
+    """The sidebar's top-k and top-p, the endpoint's last inputs: top-k 1 leaves the argmax alone, so a sampled
+    AR run is the greedy one whatever the seed; the run's statistics name the filters it ran with."""
+    engine, _, client = app
+    greedy = reference_completion(engine, "def f(x):", "ar")
+    sampled = (0.8, 4, 4, 8, 1.5, 7)
+    _, stats, completion, _ = client.predict("def f(x):", "ar", *sampled, "step", False, True, 1, 1.0,
+                                             api_name="/generate")
+    assert completion == greedy and "temperature 1.5, top-k 1, seed 7" in html.unescape(stats)
+    _, stats, completion, _ = client.predict("def f(x):", "ar", *sampled, "step", False, True, 0, 0.5,
+                                             api_name="/generate")
+    expected = drain(engine.stream("ar", engine.encode_prompt("def f(x):"), max_new_tokens=8, temperature=1.5,
+                                   seed=7, top_p=0.5))
+    assert completion == engine.decode(expected.new_tokens[0]) and "temperature 1.5, top-p 0.5, seed 7" in stats
+    with pytest.raises(Exception, match="top-p takes a number from 0.05 to 1, got 0"):
+        client.predict("def f(x):", "ar", *sampled, "step", False, True, 0, 0.0, api_name="/generate")
+    # the audit reads them too: top-k 1 makes the target and the draft one token each, so every draft the target
+    # would have written is accepted and the output is greedy AR's
+    _, _, summary = client.predict("def f(x):", *sampled, False, 0.0, 1, 1.0, api_name="/speculative_audit")
+    assert html.escape(greedy) in summary or greedy in html.unescape(summary)
 
 
 @pytest.mark.parametrize("prompt, settings, message", [

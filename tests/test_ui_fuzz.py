@@ -113,8 +113,10 @@ def test_playground_fuzz(app):
     rng, refused, ran, last = random.Random(0), 0, 0, None
     for case in playground_cases(rng):
         prompt, mode, gamma, size, steps, max_new, temperature, seed = case[:8]
-        # last: the session's recorded run (a gr.State); then the healing checkbox, on or off
-        outputs = app.call("generate", *case, last, rng.random() < 0.7)
+        # last: the session's recorded run (a gr.State); then the healing checkbox, on or off, and the sampling
+        # filters (top-k, top-p: read when the case samples)
+        outputs = app.call("generate", *case, last, rng.random() < 0.7, rng.choice([0, 1, 5, 500]),
+                           rng.choice([1.0, 0.5, 0.05]))
         if is_error(outputs[0][0]):
             # the last run's statistics and completion stay, its recording too (marked refused); the message says
             # why, over the last run's board
@@ -147,7 +149,8 @@ def test_playground_fuzz(app):
 
 def test_the_mode_radio_and_the_sliders_rerun_only_on_the_playground_tab(app):
     """The release / change listeners: supersede, then re-run with the tab the session shows."""
-    args = ("def f(x):", "mock_ar", 0.05, 64, 1, 3, 0.0, None, "step", True, None, False)  # ..., record, heal
+    # ..., record, heal, top-k, top-p
+    args = ("def f(x):", "mock_ar", 0.05, 64, 1, 3, 0.0, None, "step", True, None, False, 0, 1.0)
     for tab in ("race", "audit", "sweep", "cost", "model"):
         assert app.call("supersede", tab) == [None]
         assert app.call("rerun", tab, *args) == [(SKIP,) * 5]
@@ -155,7 +158,8 @@ def test_the_mode_radio_and_the_sliders_rerun_only_on_the_playground_tab(app):
     app.call("supersede", "playground")
     view, *_, record, _ = app.call("rerun", "playground", *args)[-1]
     assert 'data-done="1"' in view
-    error = refused_keeping(app.call("rerun", "playground", " ", *args[1:-2], record, False), 0, (1, 2))  # 3: marked
+    error = refused_keeping(app.call("rerun", "playground", " ", *args[1:-4], record, False, 0, 1.0), 0,
+                            (1, 2))  # 3: marked
     assert "the prompt is empty" in error and 'data-done="1"' in error  # over the last run's board
 
 
@@ -174,17 +178,19 @@ def test_race_with_every_subset_of_contestants(app):
     rng, measured = random.Random(1), None
     for subset in itertools.chain.from_iterable(itertools.combinations(CONTESTANTS, k) for k in range(5)):
         gamma, size, steps = round(0.05 * rng.randint(1, 20), 2), rng.choice([1, 3, 64]), rng.choice([1, 2, 64])
-        outputs = app.call("race", "def f(x):", list(subset), gamma, size, steps, rng.choice([1, 2]), 1, measured)
+        # ..., timed runs, the session's numbers (a gr.State), the healing checkbox
+        outputs = app.call("race", "def f(x):", list(subset), gamma, size, steps, rng.choice([1, 2]), 1, measured,
+                           rng.random() < 0.7)
         view, _, now = outputs[-1]
         assert not is_error(view) and view.count('class="tt-card"') == 1 + len(subset), subset
         assert set(now["tokens_per_s"]) >= {"ar", *subset}  # each mode's latest, earlier Races' modes kept
         measured = now
     assert set(measured["tokens_per_s"]) == {"ar", *CONTESTANTS}
     for prompt, message in [*BAD_PROMPTS.items()][:4]:  # the message over the last Race's cards, which stay
-        error = refused_keeping(app.call("race", prompt, CONTESTANTS, 0.8, 4, 4, 4, 1, measured), 0, (1, 2))
+        error = refused_keeping(app.call("race", prompt, CONTESTANTS, 0.8, 4, 4, 4, 1, measured, True), 0, (1, 2))
         assert message in error and error.endswith(html.unescape(view))
     # the contestants box left empty (None through the API): AR alone, with the hint to tick one
-    assert "tick a contestant" in app.call("race", "def f(x):", None, 0.8, 4, 4, 1, 1, None)[-1][0]
+    assert "tick a contestant" in app.call("race", "def f(x):", None, 0.8, 4, 4, 1, 1, None, False)[-1][0]
     # Cost reads what the Race measured, before and after the refusals
     tps = app.call("use_race_numbers", measured)[0]
     copied = {mode: round(v, figure_decimals(v)) for mode, v in measured["tokens_per_s"].items()}  # 4 digits
@@ -196,12 +202,15 @@ def test_race_with_every_subset_of_contestants(app):
 # ---------------------------------------------------------------------------------------------------- audit
 def test_speculative_audit_fuzz(app):
     rng = random.Random(2)
-    cases = [("def f(x):", 0.05, 1, 1, 1, 0.0, 0, False, 0.0), ("def f(x):", 1.0, 64, 64, 12, 2.0, None, True, 0.95),
-             ("def f(x):", 0.5, 64, 2, 3, 0.0, 0, True, 0.5),  # S > max new tokens
-             ("🙂\x00", 0.7, 4, 4, 8, 1.3, 5, False, 0.0)]  # sampled: the audit at temperature > 0
+    # ..., adaptive, the proposal cut, top-k, top-p, heal
+    cases = [("def f(x):", 0.05, 1, 1, 1, 0.0, 0, False, 0.0, 0, 1.0, True),
+             ("def f(x):", 1.0, 64, 64, 12, 2.0, None, True, 0.95, 500, 0.05, False),
+             ("def f(x):", 0.5, 64, 2, 3, 0.0, 0, True, 0.5, 3, 0.5, True),  # S > max new tokens
+             ("🙂\x00", 0.7, 4, 4, 8, 1.3, 5, False, 0.0, 2, 1.0, None)]  # sampled: the audit at temperature > 0
     cases += [(rng.choice(GOOD_PROMPTS[:5]), round(0.05 * rng.randint(1, 20), 2), rng.randint(1, 64), rng.randint(1, 64),
                rng.randint(1, 12), rng.choice([0.0, 0.5, 2.0]), rng.choice([None, 3]), rng.random() < 0.5,
-               round(0.05 * rng.randint(0, 19), 2)) for _ in range(6)]
+               round(0.05 * rng.randint(0, 19), 2), rng.choice([0, 1, 40]), rng.choice([1.0, 0.3]), rng.random() < 0.7)
+              for _ in range(6)]
     for case in cases:
         outputs = app.call("speculative_audit", *case)
         table, _, summary = outputs[-1]
@@ -210,11 +219,11 @@ def test_speculative_audit_fuzz(app):
             assert "Stopped" in app.call("audit_stopped", running)[0]
         assert app.call("audit_stopped", summary) == [SKIP]
     for prompt, message in BAD_PROMPTS.items():
-        outputs = app.call("speculative_audit", prompt, 0.8, 4, 4, 4, 0.0, 0, False, 0.0)
+        outputs = app.call("speculative_audit", prompt, 0.8, 4, 4, 4, 0.0, 0, False, 0.0, 0, 1.0, True)
         # the refusal goes in the summary; the last audit's table and histogram stay (SKIP), as a refused Sweep's
         assert len(outputs) == 1 and list(outputs[0][:2]) == [SKIP, SKIP], prompt
         assert is_error(outputs[0][2]) and message in outputs[0][2]
-    outputs = app.call("speculative_audit", "def f(x):", 0.8, 4, 4, 4, 0.0, -1, False, 0.0)
+    outputs = app.call("speculative_audit", "def f(x):", 0.8, 4, 4, 4, 0.0, -1, False, 0.0, 0, 1.0, True)
     assert len(outputs) == 1 and list(outputs[0][:2]) == [SKIP, SKIP] and "seed must be" in outputs[0][2]
 
 
@@ -253,7 +262,7 @@ def test_sweep_with_odd_lists_and_a_refusal_keeps_the_previous_sweep(app):
     assert "timed runs per point must be" in refused_keeping(sweep("0.9", "2", repeats=NAN), 3, (0, 1, 2))
     # every example and an extra prompt of emoji and NUL, anchored, at the sliders' ends
     outputs = app.call("sweep", list(EXAMPLE_PROMPTS), "🙂\x00", "1", "64", 64, 1, True, 1)
-    assert ("1 grid point over 6 prompt(s) (the last token of each healed, as the Race heals it), "
+    assert ("1 grid point over 6 prompt(s) (the last token of each healed, as the Race does by default), "
             "anchored diffusion") in outputs[-1][3]
     # Stop mid-sweep turns the progress line into a "stopped" one; a finished sweep's message stays
     outputs = sweep("0.5, 0.9", "2")
@@ -299,13 +308,13 @@ def test_model_tab_and_staleness_listeners_at_the_sliders_ends(app):
     values = [0.05, 1.0, 1, 64, 512, 16.0, "", None]
     for _ in range(30):
         race_in = [rng.choice([[], ["diffusion"]]), rng.choice([1, 3.0, None]), *(rng.choice(values) for _ in range(4)),
-                   rng.choice(GOOD_PROMPTS)]
+                   rng.choice(GOOD_PROMPTS), rng.choice([True, False, None])]
         used, note = app.call("race_start", *race_in)[0]
         # a Race its inputs refuse ("" for γ, γ 64) keeps the settings and note on screen: both skipped
         assert (note, used) == (SKIP, SKIP) if note == SKIP else note == "" and isinstance(used, dict)
         used = used if isinstance(used, dict) else None
         assert isinstance(app.call("race_staleness", rng.choice([None, used]), *(rng.choice(values) for _ in range(4)),
-                                   rng.choice(GOOD_PROMPTS))[0], str)
+                                   rng.choice(GOOD_PROMPTS), rng.choice([True, False, None]))[0], str)
         lists = [rng.choice([g for g, _, _ in SWEEP_LISTS]), rng.choice([s for _, s, _ in SWEEP_LISTS])]
         sweep_in = [rng.choice(values), rng.choice(values), *lists, rng.choice([[], ["loop"], None]),
                     rng.choice(["", None, "🙂"]), rng.random() < 0.5]
@@ -317,7 +326,7 @@ def test_model_tab_and_staleness_listeners_at_the_sliders_ends(app):
     # 10) was an HTTP 500 at every keystroke; values out of range are compared like any other
     for name in ("race_staleness", "sweep_staleness"):
         assert app.fns[name].preprocess is False, name
-    assert "max new tokens 8 → 0" in app.call("race_staleness", {"max_new_tokens": 8}, 0.8, 4, 4, 0, "x")[0]
+    assert "max new tokens 8 → 0" in app.call("race_staleness", {"max_new_tokens": 8}, 0.8, 4, 4, 0, "x", True)[0]
 
 
 # ---------------------------------------------------------------------------------------------------- regressions

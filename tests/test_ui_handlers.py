@@ -1,7 +1,9 @@
 """The app's handlers called directly (no server): live streaming, replay, bad input, Race, cost provenance (the
 Sweep's: test_ui_sweep_panel.py)."""
 
+import json
 import os
+import re
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -337,6 +339,45 @@ def test_the_statistics_name_the_mode_and_settings_that_made_the_board(engine):
     *_, (_, spec_stats, _, _, _) = generate(handlers, mode="speculative")
     passes = engine.model.config.default_draft_steps
     assert f"speculative · S 4 · {passes} draft pass" in spec_stats
+
+
+def test_the_sampling_filters_are_recorded_and_named_only_where_a_draw_reads_them(engine):
+    """top-k / top-p act on a sampled draw: a sampled run's caption and record (its saved trace's settings) name
+    them; greedy reads neither, so a greedy run records none (the board said nothing of a filter that did nothing,
+    and a release compared a top-k moved under greedy as a new setting: a re-run of the same text)."""
+    from ui.handlers import run_caption
+
+    assert run_settings(0.8, 4, 4, 8, 0, 0, 5, 0.5)["top_k"] is None
+    assert run_settings(0.8, 4, 4, 8, 0, 0, 5, 0.5)["top_p"] is None
+    # checked at any temperature, as the engine and the CLI check them, by the sliders' names
+    for top_k, top_p, message in ((-1, None, "top-k must be >= 0"), (1.5, None, "top-k must be an integer"),
+                                  (None, 0.0, "top-p must be in (0, 1]"), (None, 1.5, "top-p must be in (0, 1]")):
+        for temperature in (0.0, 1.0):
+            with pytest.raises(ValueError, match=re.escape(message)):
+                run_settings(0.8, 4, 4, 8, temperature, 0, top_k, top_p)
+    assert [(s["top_k"], s["top_p"]) for s in (run_settings(0.8, 4, 4, 8, 1.0, 0, 0.0, 1.0),
+                                               run_settings(0.8, 4, 4, 8, 1.0, 0, None, None))] == [(None, None)] * 2
+    sampled = run_settings(0.8, 4, 4, 8, 0.7, 3, 5.0, 0.5)
+    assert (sampled["top_k"], sampled["top_p"]) == (5, 0.5)  # the slider's float, whole
+    assert run_caption("ar", sampled).endswith("temperature 0.7, top-k 5, top-p 0.5, seed 3")
+    # their "every token" ends name nothing
+    assert run_caption("ar", run_settings(0.8, 4, 4, 8, 0.7, 3, 0, 1.0)).endswith("temperature 0.7, seed 3")
+    handlers = Handlers(engine)
+    s = dict(SETTINGS, temperature=1.0)
+    runs = [list(handlers.generate("def f(x):", "ar", s["gamma"], s["block_size"], s["steps_per_block"],
+                                   s["max_new_tokens"], s["temperature"], seed, "step", False, None, True, 1, None))
+            for seed in (1, 2)]
+    *_, (_, stats, text, record, _) = runs[0]
+    assert record["settings"]["top_k"] == 1 and "top-k 1" in stats
+    assert text == runs[1][-1][2]  # top-k 1: the argmax whatever the seed
+    *_, (_, _, greedy_text, _, _) = generate(handlers, mode="ar")
+    assert text == greedy_text
+    # a release with the same inputs leaves the finished board; another top-k is another run
+    args = ["def f(x):", "ar", s["gamma"], s["block_size"], s["steps_per_block"], s["max_new_tokens"], 1.0, 1]
+    assert handlers._board_shows(record, *args, False, True, 1, None)
+    assert not handlers._board_shows(record, *args, False, True, 2, None)
+    trace = json.loads(open(handlers.save_trace(record).value["path"], encoding="utf-8").read())
+    assert trace["settings"]["top_k"] == 1 and trace["settings"]["top_p"] is None
 
 
 def test_a_release_supersedes_the_playground_run_only_on_its_tab(engine):

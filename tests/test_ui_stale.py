@@ -41,6 +41,8 @@ def test_a_panels_own_inputs_outdate_it_too_prompts_named_as_edited():
     assert PanelHandlers.race_staleness(used, 0.8, 16.0, 8.0, 64.0, "def f(x):") == ""
     note = PanelHandlers.race_staleness(used, 0.8, 16.0, 8.0, 64.0, "def g(y):\n    return y" * 20)
     assert "(prompt edited)" in note and "def g" not in note  # the text itself would swamp the note
+    healed, _ = PanelHandlers.race_settings(0.8, 16.0, 8.0, 64.0, "def f(x):", True)
+    assert "(token healing on → off)" in PanelHandlers.race_staleness(healed, 0.8, 16.0, 8.0, 64.0, "def f(x):", False)
 
     swept, _ = PanelHandlers.sweep_settings(16.0, 32.0, "0.5, 0.9", "4, 8", ["fibonacci"], "", False)
     assert PanelHandlers.sweep_staleness(swept, 16.0, 32.0, "0.5, 0.9", "4, 8", ["fibonacci"], "", False) == ""
@@ -57,6 +59,7 @@ def test_a_refused_race_or_sweep_keeps_the_settings_and_note_of_the_results_on_s
 
     handlers = PanelHandlers(engine)
     used, note = handlers.race_start(["diffusion"], 1, 0.8, 4.0, 4.0, 8.0, "def f(x):")
+    # (the healing checkbox is no setting of a prompt with nothing to heal: the Race runs the same either way)
     assert used == PanelHandlers.race_settings(0.8, 4.0, 4.0, 8.0, "def f(x):")[0] and note == ""
     for refused in ((["diffusion"], 1, 0.8, 4.0, 4.0, 8.0, "   "),  # an empty prompt
                     (["diffusion"], 1, 7.0, 4.0, 4.0, 8.0, "def f(x):"),  # γ out of range

@@ -34,13 +34,15 @@ from .components import ChoiceGroup, NumberSlider, StepScrubber
 from .examples import DEFAULT_PROMPT, EXAMPLE_PROMPTS
 from .handlers import Handlers
 from .panel_handlers import RACE_MODES
-from .panel_common import MAX_NEW_TOKENS
+from .panel_common import HEAL_LABEL, MAX_NEW_TOKENS, TOP_K_MAX
 from .render import CSS, board_html, note_html
 from .render_panels import MODE_LABELS
 
 MODE_CHOICES = [(MODE_LABELS[mode], mode) for mode in MODES]  # (label, value), in the engine's order
 AFTER_STOP = "always_last"  # see the Race wiring
 PROMPT_KEYS = "Shift+Enter runs it (Enter: a new line)"
+# the Race's and the audit's healing checkbox (the Playground's says more, beside its board)
+HEAL_INFO = "off: the prompt runs as typed, its last token kept (README: token healing)"
 # the page's own rules, beside the components' (render.CSS): a keyboard user's focus shows on every control
 # (range sliders and checked radios drew none)
 PAGE_CSS = """
@@ -121,6 +123,11 @@ def _settings_column(c, cfg) -> None:
                            elem_id="steps")
     c.max_new = NumberSlider(1, MAX_NEW_TOKENS, value=64, step=1, label="max new tokens", elem_id="max-new")
     c.temperature = NumberSlider(0.0, 2.0, value=0.0, step=0.05, label="temperature", elem_id="temperature")
+    # the sampled draw's filters (every mode's, the speculative target and draft alike): greedy reads neither
+    c.top_k = NumberSlider(0, TOP_K_MAX, value=0, step=1, label="top-k", info="0: every token; read when sampling",
+                           elem_id="top-k")
+    c.top_p = NumberSlider(0.05, 1.0, value=1.0, step=0.05, label="top-p", info="1: every token; read when sampling",
+                           elem_id="top-p")
     # no minimum / precision: the engine's check names the field (Gradio's said "Value -3 is less than minimum
     # value 0" on a bare Error pill, and rounded 1.5 silently)
     c.seed = gr.Number(value=0, label="seed", info="empty: unseeded", elem_id="seed")
@@ -142,7 +149,7 @@ def _playground_tab(c, engine) -> None:
                                              info="diffusion: the context tower's own next token "
                                              "(no denoiser pass; not the release's rule)",
                                              elem_id="anchor-first")
-                c.heal = gr.Checkbox(True, label="heal the prompt's last token",
+                c.heal = gr.Checkbox(True, label=HEAL_LABEL,
                                      info="a prompt typed mid-token (`ret`, `):`): the first token is chosen among "
                                      "those that start with its last token's text (README: token healing)",
                                      elem_id="heal")
@@ -182,6 +189,7 @@ def _race_tab(c) -> None:
                                            label="race against AR", elem_id="race-modes")
                 # one run's speed is one sample of a noisy host: three give a median and a spread
                 c.repeats = NumberSlider(1, 5, value=3, step=1, label="timed runs per mode (median)")
+                c.race_heal = gr.Checkbox(True, label=HEAL_LABEL, info=HEAL_INFO, elem_id="race-heal")
         with gr.Row():
             c.race_btn = gr.Button("Race", variant="primary", elem_id="race-button")
             c.race_stop = gr.Button("Stop", variant="stop", elem_id="race-stop")
@@ -207,6 +215,7 @@ def _audit_tab(c, cfg) -> None:
             c.audit_cut = NumberSlider(0.0, 0.95, value=cfg.default_min_draft_confidence, step=0.05,
                                        label="propose draft tokens with confidence ≥",
                                        info="0 verifies the whole draft", elem_id="audit-cut")
+            c.audit_heal = gr.Checkbox(True, label=HEAL_LABEL, info=HEAL_INFO, elem_id="audit-heal")
         with gr.Row():
             c.audit_btn = gr.Button("Run speculative decoding", variant="primary",
                                     elem_id="audit-button")
@@ -283,7 +292,9 @@ def _wire_playground(c, handlers) -> None:
     c.releases = [c.gamma.release, c.block_size.release, c.steps.release, c.mode.input, c.anchor_first.input,
                   c.heal.input]
     # record: a refusal redraws it; heal last, after it (the handlers' order: a positional caller's record stays)
-    c.playground_in = [c.prompt, c.mode, *c.settings, c.colour_by, c.anchor_first, c.record, c.heal]
+    # the sampling filters after them, last: the endpoint's earlier inputs keep their places
+    c.playground_in = [c.prompt, c.mode, *c.settings, c.colour_by, c.anchor_first, c.record, c.heal, c.top_k,
+                       c.top_p]
     c.playground_out = [c.view, c.stats, c.completion, c.record, c.scrubber]
     # Queue-free listeners of a trigger are registered before its run: the front end runs a trigger's listeners
     # in order and waits for a queued run's whole stream before the next listener (one registered after the
@@ -330,9 +341,9 @@ def _wire_panels(c, handlers) -> None:
     # race_start / sweep_start also keep what Race and Sweep read at their start; a slider moved afterwards
     # marks their results as measured at other values (a Race or Sweep that its inputs refuse keeps the
     # settings, and the note, of the results on screen).
-    c.race_in = [c.gamma, c.block_size, c.steps, c.max_new, c.race_prompt]
+    c.race_in = [c.gamma, c.block_size, c.steps, c.max_new, c.race_prompt, c.race_heal]
     c.sweep_in = [c.steps, c.max_new, c.sweep_gammas, c.sweep_sizes, c.sweep_examples, c.sweep_extra, c.sweep_anchor]
-    c.audit_in = [c.audit_prompt, *c.settings, c.audit_adaptive, c.audit_cut]
+    c.audit_in = [c.audit_prompt, *c.settings, c.audit_adaptive, c.audit_cut, c.top_k, c.top_p, c.audit_heal]
     gr.on([c.race_btn.click, c.race_prompt.submit], handlers.race_start, [c.race_modes, c.repeats, *c.race_in],
           [c.race_used, c.race_stale], queue=False, api_visibility="private")
     gr.on([c.audit_btn.click, c.audit_prompt.submit], handlers.audit_pressed, c.audit_in, c.audit_note, queue=False,
@@ -343,7 +354,8 @@ def _wire_panels(c, handlers) -> None:
     gr.on([c.race_btn.click, c.race_prompt.submit], lambda: gr.File(value=None, visible=False), None, c.race_file,
           queue=False, api_visibility="private")
     gr.on([c.race_btn.click, c.race_prompt.submit], handlers.race,
-          [c.race_prompt, c.race_modes, c.gamma, c.block_size, c.steps, c.max_new, c.repeats, c.race_measured],
+          [c.race_prompt, c.race_modes, c.gamma, c.block_size, c.steps, c.max_new, c.repeats, c.race_measured,
+           c.race_heal],
           [c.race_view, c.race_plot, c.race_measured], api_name="race", concurrency_id=ENGINE,
           show_progress="minimal",  # its cards say which mode is being timed; minimal: a queue position
           trigger_mode=AFTER_STOP)

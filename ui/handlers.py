@@ -18,7 +18,7 @@ from twotower.trace import MODE_SETTINGS
 from twotower.validation import check_int
 
 from .board import FRAME_KINDS, Board, count_frames, fold, fold_event
-from .panel_common import FramePacer, run_settings, switch, unavailable, whole
+from .panel_common import HEAL_LABEL, FramePacer, run_settings, switch, unavailable, whole
 from .panel_handlers import PanelHandlers
 from .render import board_html, error_html, note_html, stats_html, token_text
 from .render_panels import MODE_LABELS
@@ -50,7 +50,11 @@ def run_caption(mode: str, settings: dict, anchor_first: bool = False, draft_ste
             parts += [f"draft γ {settings['gamma']}"] if draft_steps > 1 else []
     temperature = settings.get("temperature") or 0
     seed = settings.get("seed")
-    parts += [f"temperature {temperature}, " + ("unseeded" if seed is None else f"seed {seed}")] if temperature else ["greedy"]
+    # the filters at their "every token" ends (top-k 0, top-p 1) change nothing: not named
+    top_k, top_p = settings.get("top_k"), settings.get("top_p")
+    filters = ([f"top-k {top_k}"] if top_k else []) + ([f"top-p {top_p}"] if top_p not in (None, 1, 1.0) else [])
+    parts += ([", ".join([f"temperature {temperature}", *filters, "unseeded" if seed is None else f"seed {seed}"])]
+              if temperature else ["greedy"])
     # token healing (twotower/token_healing.py): the prompt's last token was taken back and chosen again
     # (whitespace drawn as the board draws it: a quoted run of spaces read as one space in the page)
     parts += [f"healed: the prompt's last token ‘{token_text(healed)}’ chosen again"] if healed else []
@@ -82,10 +86,12 @@ class Handlers(PanelHandlers):
 
     # ---------------------------------------------------------------- Playground
     def generate(self, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                 colour_by="step", anchor_first=False, previous=None, heal=True, request: gr.Request = None):
+                 colour_by="step", anchor_first=False, previous=None, heal=True, top_k=None, top_p=None,
+                 request: gr.Request = None):
         """Stream one generation: yields (view, statistics, completion, recorded run, scrubber) per step.
         anchor_first: diffusion's variant whose blocks start with the context tower's own next token.
         heal: token healing of the prompt's last token (twotower/token_healing.py); False runs the prompt as typed.
+        top_k / top_p: the sampled draw's filters (0 and 1, or None: every token), read at temperature > 0.
         previous: the session's recorded run (a gr.State, not an API input), whose board a refusal shows
         again under its message."""
         session = getattr(request, "session_hash", None)
@@ -98,7 +104,8 @@ class Handlers(PanelHandlers):
         self._live_colour.pop(session, None)
         try:
             yield from self._generate(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens,
-                                      temperature, seed, colour_by, session, anchor_first, previous, stop, heal)
+                                      temperature, seed, colour_by, session, anchor_first, previous, stop, heal,
+                                      top_k, top_p)
         finally:
             stop.end()
             if not self._stops.going(session, "playground"):  # (a newer run keeps the radio's latest value)
@@ -118,32 +125,35 @@ class Handlers(PanelHandlers):
             self._stops.pressed(getattr(request, "session_hash", None), "playground", stop_going=True)
 
     def release_pressed(self, tab, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature,
-                        seed, colour_by="step", anchor_first=False, previous=None, heal=True,
-                        request: gr.Request = None):
+                        seed, colour_by="step", anchor_first=False, previous=None, heal=True, top_k=None,
+                        top_p=None, request: gr.Request = None):
         """A setting released (queue-free, before `rerun`): on the Playground tab the saved trace's file goes and the
         session's run in flight stops (supersede), unless the release changes nothing on a finished board, which
         `rerun` then leaves: its trace file stays, and a run pressed meanwhile (its first frame not yet drawn, so
         the board still the last run's) goes on. Returns the trace file's update."""
         if tab != "playground" or self._board_shows(previous, prompt, mode, gamma, block_size, steps_per_block,
-                                                    max_new_tokens, temperature, seed, anchor_first, heal):
+                                                    max_new_tokens, temperature, seed, anchor_first, heal,
+                                                    top_k, top_p):
             return gr.skip()
         self.supersede(tab, request)
         return self.drop_trace(tab)
 
     def rerun(self, tab, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-              colour_by="step", anchor_first=False, previous=None, heal=True, request: gr.Request = None):
+              colour_by="step", anchor_first=False, previous=None, heal=True, top_k=None, top_p=None,
+              request: gr.Request = None):
         """A slider release re-runs the Playground's prompt only while its tab is open: from the Race or the
         Sweep (whose own runs read the same sliders) a hidden run would share the CPU with their timings."""
         if tab != "playground" or self._board_shows(previous, prompt, mode, gamma, block_size, steps_per_block,
-                                                    max_new_tokens, temperature, seed, anchor_first, heal):
+                                                    max_new_tokens, temperature, seed, anchor_first, heal,
+                                                    top_k, top_p):
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         yield from self.generate(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                                 colour_by, anchor_first, previous, heal, request)
+                                 colour_by, anchor_first, previous, heal, top_k, top_p, request)
 
     @staticmethod
     def _board_shows(previous, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                     anchor_first, heal=True) -> bool:
+                     anchor_first, heal=True, top_k=None, top_p=None) -> bool:
         """Whether the board holds a finished run of exactly these inputs. Gradio sends a slider's release when its
         number box loses focus, changed or not: tabbing through the settings re-ran the prompt three times."""
         events = (previous or {}).get("events") or []
@@ -151,7 +161,8 @@ class Handlers(PanelHandlers):
             return False  # nothing finished there (a run in flight was superseded by this release: run anew), or
             # a refusal's message over it
         try:
-            settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
+            settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, top_k,
+                                    top_p)
             read_nothing_of_diffusion = normalise_mode(mode) in ("ar", "mock_ar")
         except ValueError:  # a refused setting or mode: the run says why
             return False
@@ -168,13 +179,15 @@ class Handlers(PanelHandlers):
         return (previous.get("prompt"), previous.get("mode"), shown) == (prompt, mode, asked)
 
     def _generate(self, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                  colour_by, session, anchor_first=False, previous=None, stopped=lambda: False, heal=True):
+                  colour_by, session, anchor_first=False, previous=None, stopped=lambda: False, heal=True,
+                  top_k=None, top_p=None):
         record = {"prompt": prompt, "steps_per_block": steps_per_block, "events": []}
         board = Board()
         try:
-            settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
+            settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, top_k,
+                                    top_p)
             anchor_first = switch("anchor each block's first token", anchor_first)  # its label
-            heal = switch("heal the prompt's last token", heal)  # its label
+            heal = switch(HEAL_LABEL, heal)
             ids, healed, events = self._stream(mode, prompt, {**settings, "anchor_first": anchor_first}, heal=heal)
             record["caption"] = run_caption(mode, settings, anchor_first, self.engine.model.config.default_draft_steps,
                                             healed)

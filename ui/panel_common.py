@@ -8,16 +8,21 @@ import time
 
 import gradio as gr
 
-from twotower.validation import check_flag
+from twotower.validation import check_flag, check_sampling
 
 from .render import PROGRESS_CLASS, note_html
 
 MAX_NEW_TOKENS = 512  # the max new tokens slider's end (ui/app.py), what the memory plan's context allows for
+# the top-k slider's end; 0 (every token) is its other end, so no filter is out of reach (the engine takes any k)
+TOP_K_MAX = 500
 # Live views send a frame at most this often. Every frame is a whole board drawn, sent and laid out by the
 # browser, on the cores the model decodes on: a 512-token AR run sent 512 frames and reached the finished board
 # in 17.7-23.6 s, against 14.1-17.1 s paced (benchmarks/ui_frames/run.txt). 25 frames a second is smooth to the
 # eye; the recording keeps every step for the scrubber.
 FRAME_INTERVAL_S = 0.04
+
+
+HEAL_LABEL = "heal the prompt's last token"  # each panel's healing checkbox, and the name a bad value is refused by
 
 
 def whole(value):
@@ -31,10 +36,18 @@ def switch(name: str, value) -> bool:
     return check_flag(name, False if value is None else value)
 
 
-def run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed) -> dict:
+def run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, top_k=None,
+                 top_p=None) -> dict:
+    """The sliders' values as Engine.stream's keywords. top_k / top_p are checked at any temperature, as the engine
+    and the CLI check them, by the sliders' names; they filter a sampled draw only, so greedy (temperature 0) and
+    their "every token" ends (top-k 0, top-p 1) record None, as `generate --trace` does (a board and its trace
+    name no filter that did nothing)."""
+    _, top_k, top_p = check_sampling(0.0, whole(top_k), top_p, names=("temperature", "top-k", "top-p"))
+    sampled = temperature not in (0, None)
     return dict(gamma=gamma, block_size=whole(block_size), steps_per_block=whole(steps_per_block),
                 max_new_tokens=whole(max_new_tokens), temperature=temperature,
-                seed=None if seed in (None, "") else whole(seed))
+                seed=None if seed in (None, "") else whole(seed),
+                top_k=top_k if sampled else None, top_p=top_p if sampled and top_p != 1.0 else None)
 
 
 def unavailable(what: str, exc: Exception) -> str:

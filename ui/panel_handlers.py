@@ -24,7 +24,7 @@ from twotower.validation import check_int
 
 from .board import verify_rounds
 from .plots import acceptance_histogram, race_bars
-from .panel_common import (FRAME_INTERVAL_S, FramePacer, given, run_settings, stopped_before_start,
+from .panel_common import (FRAME_INTERVAL_S, HEAL_LABEL, FramePacer, given, run_settings, stopped_before_start,
                            stopped_note, switch, unavailable, whole)
 from .render import error_html, note_html
 from .race_csv import race_csv_text, race_rows
@@ -58,9 +58,9 @@ class PanelHandlers(CostModelPanel, SweepPanel):
         self.piece = functools.lru_cache(maxsize=None)(engine.tokenizer.piece)
 
     def _prompt(self, prompt: str, heal: bool = True) -> tuple[list[int], str, dict]:
-        """Validate the prompt and heal it (twotower/token_healing.py; the Race and the audit always heal, as the CLI
-        does by default; the Playground has a checkbox): (the ids the run reads, the healed prefix or "", the
-        stream's healing keyword)."""
+        """Validate the prompt and heal it unless `heal` is off (twotower/token_healing.py; on by default in every
+        panel, as in the CLI; the Playground, the Race and the audit have a checkbox, the Sweep always heals): (the
+        ids the run reads, the healed prefix or "", the stream's healing keyword)."""
         ids, healing = self.engine.ids_to_run(prompt, heal)
         return ids, healing.prefix if healing else "", stream_keywords(healing)
 
@@ -98,15 +98,17 @@ class PanelHandlers(CostModelPanel, SweepPanel):
         return error_html(f"Not run: {exc}. The {name} going runs on.")
 
     def audit_pressed(self, prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                      adaptive=False, min_draft_confidence=None, request: gr.Request = None):
+                      adaptive=False, min_draft_confidence=None, top_k=None, top_p=None, heal=True,
+                      request: gr.Request = None):
         """The audit's button (queue-free, before its run is queued): _pressed, and for the audit's note box a
         refused press's message while an audit goes on (the audit has no stale-note box as the Race has)."""
         inputs = (prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, adaptive,
-                  min_draft_confidence)
+                  min_draft_confidence, top_k, top_p, heal)
         try:
             settings = self._audit_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                                            adaptive, min_draft_confidence)
-            self._stream("speculative", prompt, settings)[2].close()  # its checks, not a step of it
+                                            adaptive, min_draft_confidence, top_k, top_p)
+            heal = switch(HEAL_LABEL, heal)
+            self._stream("speculative", prompt, settings, heal=heal)[2].close()  # its checks, not a step of it
         except (ValueError, ImportError) as exc:
             self._pressed(request, "audit", accepted=False)
             session = getattr(request, "session_hash", None)
@@ -136,11 +138,11 @@ class PanelHandlers(CostModelPanel, SweepPanel):
     # Race and Sweep read the shared sliders when their button is pressed; what they read is kept per session so
     # that moving a slider afterwards can say the results on screen were measured at other values.
     @staticmethod
-    def race_settings(gamma, block_size, steps_per_block, max_new_tokens, prompt=None):
+    def race_settings(gamma, block_size, steps_per_block, max_new_tokens, prompt=None, heal=None):
         """At a Race's start: (the settings it reads, no stale note). Its contestants and timed runs are not
         among them: each card names its mode and shows its runs' spread."""
         return given(gamma=gamma, block_size=whole(block_size), steps_per_block=whole(steps_per_block),
-                      max_new_tokens=whole(max_new_tokens), prompt=prompt), ""
+                      max_new_tokens=whole(max_new_tokens), prompt=prompt, heal=heal), ""
 
     @staticmethod
     def race_staleness(used, *current):
@@ -180,13 +182,14 @@ class PanelHandlers(CostModelPanel, SweepPanel):
                 "mean_acceptance_length": run.get("mean_acceptance_length"),  # speculative only
                 "disturbed": disturbed}
 
-    def _race_inputs(self, prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats):
+    def _race_inputs(self, prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats, heal=True):
         """(prompt ids, modes in racing order, their settings, max new tokens, timed runs per mode, (the healed
         prefix or "", the healing keyword every mode's stream takes)), or the ValueError a Race is refused with."""
         order = ["ar"] + [m for m in RACE_MODES if m in (modes or [])]
         settings = {"gamma": gamma, "block_size": whole(block_size), "steps_per_block": whole(steps_per_block)}
         max_new_tokens = whole(max_new_tokens)
-        ids, healed, healing = self._prompt(prompt)  # healed as the Playground's prompt: the same first token
+        # healed as the Playground's prompt (its checkbox on): the same first token
+        ids, healed, healing = self._prompt(prompt, switch(HEAL_LABEL, heal))
         repeats = check_int("timed runs per mode", 1 if repeats is None else whole(repeats))
         # every setting before AR's timing: a bad γ once came back only after AR had been timed
         check_int("max_new_tokens", max_new_tokens)  # the engine's name for it, as every other panel says
@@ -194,30 +197,35 @@ class PanelHandlers(CostModelPanel, SweepPanel):
             check_decoding_settings(**settings)
         return ids, order, settings, max_new_tokens, repeats, (healed, healing)
 
-    def race_start(self, modes, repeats, gamma, block_size, steps_per_block, max_new_tokens, prompt=None,
+    def race_start(self, modes, repeats, gamma, block_size, steps_per_block, max_new_tokens, prompt=None, heal=True,
                    request: gr.Request = None):
         """The Race button: race_settings for a Race that will run; a Race its inputs refuse leaves the settings
         of the Race on screen, and its stale note, as they were (they were replaced by the refused ones, so
         putting a value back read as "settings moved"). See _pressed for the run going."""
         try:
-            self._race_inputs(prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats)
+            self._race_inputs(prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats, heal)
+            # a prompt with nothing to heal runs the same either way: the checkbox moved is then no setting moved
+            # (as the Playground's board stays)
+            heals = bool(self._prompt(prompt)[1])
         except ValueError as exc:
             self._pressed(request, "race", accepted=False)
             return gr.skip(), self._refused_note(request, "race", "Race", exc)
         self._pressed(request, "race", accepted=True)
-        return self.race_settings(gamma, block_size, steps_per_block, max_new_tokens, prompt)
+        return self.race_settings(gamma, block_size, steps_per_block, max_new_tokens, prompt, heal if heals else None)
 
     def race(self, prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats=1, previous=None,
-             request: gr.Request = None):
+             heal=True, request: gr.Request = None):
         """Each mode against AR, one after the other, same settings, greedy with EOS ignored (every mode
         writes the same number of tokens). Yields (cards, bar chart, measured numbers for the Cost panel).
         previous: the session's earlier measurements; a mode this Race does not time keeps its number and the
         label of the Race that measured it. They also hold the cards on screen ("view"), which a refused Race
-        shows again under its message: a bad prompt or setting costs no earlier result."""
+        shows again under its message: a bad prompt or setting costs no earlier result.
+        heal: token healing of the prompt's last token, in every mode; False races the prompt as typed."""
         results, watch, view = [], None, None
         try:
             ids, order, settings, max_new_tokens, repeats, (healed, healing) = self._race_inputs(
-                prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats)
+                prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats, heal)
+            heal = switch(HEAL_LABEL, heal)  # checked there: the checkbox as the CSV records it
             # AR alone reads (and checks) no diffusion setting, so its label quotes none ("γ = nan" was quoted)
             read = (f"γ = {gamma}, S = {settings['block_size']}, {settings['steps_per_block']} steps per block, "
                     if len(order) > 1 else "")
@@ -242,7 +250,7 @@ class PanelHandlers(CostModelPanel, SweepPanel):
                     # each mode's number reaches the Cost panel as soon as it is timed: a Stop keeps it (and
                     # the rows of this Race's CSV)
                     measured = self._measured(previous, results, label)
-                    measured["race"] = race_rows(results, label)
+                    measured["race"] = race_rows(results, label, heal, healed)
                 except ImportError as exc:
                     results.append({"mode": mode, "tokens": [], "error": unavailable(f"{mode} mode", exc)})
         except Stopped:  # its Stop, or a newer Race of the session: the cards timed so far, marked stopped
@@ -269,7 +277,7 @@ class PanelHandlers(CostModelPanel, SweepPanel):
                 + (f" {healed_sentence(healed)}" if healed else ""))
         view = race_html(results, self.engine.decode, note, healed=healed)
         measured = self._measured(previous, results, label)
-        measured["view"], measured["race"] = view, race_rows(results, label)
+        measured["view"], measured["race"] = view, race_rows(results, label, heal, healed)
         yield view, race_bars(results), measured
 
     def race_csv(self, measured):
@@ -296,22 +304,25 @@ class PanelHandlers(CostModelPanel, SweepPanel):
     # ---------------------------------------------------------------- Speculative audit
     @staticmethod
     def _audit_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, adaptive,
-                        min_draft_confidence) -> dict:
-        settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed)
+                        min_draft_confidence, top_k=None, top_p=None) -> dict:
+        settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, top_k, top_p)
         return dict(settings, adaptive=switch("adaptive draft length", adaptive),
                     min_draft_confidence=min_draft_confidence)
 
     def speculative_audit(self, prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                          adaptive=False, min_draft_confidence=None, request: gr.Request = None):
+                          adaptive=False, min_draft_confidence=None, top_k=None, top_p=None, heal=True,
+                          request: gr.Request = None):
         """Per verification round: draft, accepted prefix, first rejection. Yields (table, histogram, summary).
 
-        adaptive / min_draft_confidence: the draft-length variants (None: the model's default cut)."""
+        adaptive / min_draft_confidence: the draft-length variants (None: the model's default cut).
+        top_k / top_p: as the Playground's, filtering the target and the draft alike (spec_decode).
+        heal: token healing of the prompt's last token; False runs the prompt as typed."""
         rounds, stats, written, watch, summary, cleared, healed = [], None, None, None, None, False, ""
         try:
             settings = self._audit_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                                            adaptive, min_draft_confidence)
+                                            adaptive, min_draft_confidence, top_k, top_p)
             engine = self.engine.own()
-            _, healed, events = self._stream("speculative", prompt, settings, engine)
+            _, healed, events = self._stream("speculative", prompt, settings, engine, switch(HEAL_LABEL, heal))
             # checked, it stops the session's earlier audit (a refused one stops nothing; one stopped while queued
             # raises Stopped here), and watches its Stop
             engine.stopped = watch = self._stops.begin(getattr(request, "session_hash", None), "audit")
@@ -347,7 +358,7 @@ class PanelHandlers(CostModelPanel, SweepPanel):
         except ValueError as exc:  # refused before a round ran (inputs are checked first): the message goes over the
             # last audit's rounds and histogram, which stay, as a refused Sweep keeps its plot
             inputs = (prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, adaptive,
-                      min_draft_confidence)
+                      min_draft_confidence, top_k, top_p, heal)
             session = getattr(request, "session_hash", None)
             if session is not None and self._audit_refusal_said.get(session) == inputs:  # said at its press while
                 del self._audit_refusal_said[session]  # the audit that ran on was going: that audit's summary

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 RACE_CSV_FIELDS = ("mode", "tokens_per_s", "ratio_vs_ar", "tokens_per_s_low", "tokens_per_s_high", "total_s",
                    "time_to_first_token_s", "new_tokens", "nfe", "tokens_per_pass", "mean_acceptance_length",
-                   "agreement_with_ar", "disturbed", "error", "measured")
+                   "agreement_with_ar", "disturbed", "error", "measured", "heal", "healed")
 
 
-def race_rows(results: list[dict], label: str) -> list[dict]:
-    """A Race's cards as rows of numbers (RACE_CSV_FIELDS), every digit kept, for its CSV."""
+def race_rows(results: list[dict], label: str, heal: bool = True, healed: str = "") -> list[dict]:
+    """A Race's cards as rows of numbers (RACE_CSV_FIELDS), every digit kept, for its CSV. heal: the Race's healing
+    checkbox; healed: the text of the prompt's last token that every mode chose again (token healing), "" for none
+    (the checkbox off, or nothing to heal), as `generate --json` says it."""
     ar = next((r.get("tokens_per_s") for r in results if r["mode"] == "ar"), None)
     rows = []
     for r in results:
@@ -22,7 +24,7 @@ def race_rows(results: list[dict], label: str) -> list[dict]:
                      "tokens_per_pass": n / nfe if nfe else None,  # AR makes no denoiser pass
                      "mean_acceptance_length": r.get("mean_acceptance_length"),
                      "agreement_with_ar": r.get("agreement"), "disturbed": r.get("disturbed"),
-                     "error": r.get("error"), "measured": label})
+                     "error": r.get("error"), "measured": label, "heal": heal, "healed": healed})
     return rows
 
 

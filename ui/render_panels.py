@@ -237,7 +237,7 @@ def throughput_figure(value: float) -> str:
 SETTING_NAMES = {"gamma": "γ", "block_size": "S", "steps_per_block": "steps per block",
                  "max_new_tokens": "max new tokens", "prompt": "prompt", "gammas": "γ values",
                  "block_sizes": "block sizes", "examples": "prompt set", "extra_prompt": "extra prompt",
-                 "anchor_first": "anchored diffusion"}
+                 "anchor_first": "anchored diffusion", "heal": "token healing"}
 PROSE = ("prompt", "extra_prompt")  # named as edited: a prompt's text would swamp the note
 
 

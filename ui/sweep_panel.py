@@ -161,7 +161,7 @@ class SweepPanel:
             before = engine.others()
             for point in sweep.iter_sweep(engine, prompts, grid_gammas, grid_sizes, steps=whole(steps_per_block),
                                           max_new_tokens=whole(max_new_tokens), anchor_first=anchor_first,
-                                          repeats=repeats, ticks=True, heal=True,  # as the Race: the same text
+                                          repeats=repeats, ticks=True, heal=True,  # as the Race by default: the same text
                                           max_prompt_tokens=self.engine.max_prompt_tokens):  # as every other panel
                 if point is None:  # before a timed run: nothing to redraw (Gradio may close a Sweep here whose page
                     yield gr.skip(), gr.skip(), served, gr.skip()  # went away: it ran on for a whole point)
@@ -192,7 +192,7 @@ class SweepPanel:
                 watch.end()
         path, unsaved = save_csv(csv_dir, points)
         message = note_html(f"{len(points)} grid point{'' if len(points) == 1 else 's'} over {len(prompts)} prompt(s)"
-                            " (the last token of each healed, as the Race heals it)"
+                            " (the last token of each healed, as the Race does by default)"
                             f"{', anchored diffusion' if anchor_first else ''}; "
                             f"{sum(bool(p.get('pareto')) for p in points)} on the Pareto frontier; "
                             + (f"the median of {repeats} timed runs per point and per AR beside it."
