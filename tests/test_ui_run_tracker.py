@@ -88,14 +88,14 @@ def test_the_audit_says_when_its_round_times_were_measured_beside_another_run(en
     started at its first round) makes them slow, and the summary now says so; alone, no such note."""
     handlers = Handlers(engine)
     handlers.frame_interval_s = 0
-    audit = handlers.speculative_audit("def f(x):", 0.8, 4, 4, 16, 0.0, 0, False, None, Request("a"))
+    audit = handlers.speculative_audit("def f(x):", 0.8, 4, 4, 16, 0.0, 0, False, None, request=Request("a"))
     next(audit)  # its first round is verified
     other = handlers.engine.stream("ar", engine.encode_prompt("x"), max_new_tokens=2)
     next(other)
     *_, (_, _, summary) = list(audit)
     other.close()
     assert "the times per round are disturbed" in summary and "per round: drafting" in summary
-    *_, (_, _, alone) = list(handlers.speculative_audit("def f(x):", 0.8, 4, 4, 16, 0.0, 0, False, None, Request("a")))
+    *_, (_, _, alone) = list(handlers.speculative_audit("def f(x):", 0.8, 4, 4, 16, 0.0, 0, False, None, request=Request("a")))
     assert "disturbed" not in alone and "per round: drafting" in alone
 
 # ---- a panel's Stop reaches the run between two decoding steps (not only where the panel's generator yields)
@@ -159,12 +159,12 @@ def stop_after(handlers, monkeypatch, panel: str, session: str, n_events: int) -
 def test_a_race_stopped_mid_run_ends_at_its_next_step_and_a_new_race_runs(engine, monkeypatch):
     handlers = Handlers(engine)
     seen = stop_after(handlers, monkeypatch, "race", "s1", n_events=5)
-    outputs = list(handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 32, 1, None, Request("s1")))
+    outputs = list(handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 32, 1, None, request=Request("s1")))
     # AR's warm-up (33 steps for 32 tokens) ended at the step of the Stop: nothing after "timing ar…"
     assert seen[0] == 5 and len(outputs) == 2 and "timing ar" in outputs[0][0]
     assert "Stopped before any mode was timed" in outputs[1][0]  # the run draws itself stopped
     seen[0] = -1000  # no further Stop: the next Race of the session (and another session's) runs to its end
-    *_, (html, _, measured) = list(handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 4, 1, None, Request("s1")))
+    *_, (html, _, measured) = list(handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 4, 1, None, request=Request("s1")))
     assert html.count('class="tt-card"') == 2 and set(measured["tokens_per_s"]) == {"ar", "diffusion"}
 
 
@@ -184,10 +184,10 @@ def test_a_new_race_of_a_session_supersedes_its_race_still_going(engine):
     """The front end can start a second Race while a stopped one is pending; two at once would disturb each
     other's timings. The newer runs; the older ends at its next step; another session's Race is untouched."""
     handlers = Handlers(engine)
-    older = handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 8, 1, None, Request("s1"))
-    other = handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 8, 1, None, Request("s2"))
+    older = handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 8, 1, None, request=Request("s1"))
+    other = handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 8, 1, None, request=Request("s2"))
     assert "timing ar" in next(older)[0] and "timing ar" in next(other)[0]
-    newer = handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 8, 1, None, Request("s1"))
+    newer = handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 8, 1, None, request=Request("s1"))
     assert "timing ar" in next(newer)[0]
     (stopped, *_), = list(older)  # its warm-up's next step raised Stopped: it ends, drawn stopped
     assert "Stopped before any mode was timed" in stopped
@@ -199,9 +199,9 @@ def test_a_new_race_of_a_session_supersedes_its_race_still_going(engine):
 
 def test_a_refused_run_stops_nothing_and_newer_sweeps_and_audits_supersede(engine):
     handlers = Handlers(engine)
-    race = handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 8, 1, None, Request("s1"))
+    race = handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 8, 1, None, request=Request("s1"))
     assert "timing ar" in next(race)[0]
-    refused = list(handlers.race("def f(x):", ["diffusion"], 5.0, 4, 4, 8, 1, None, Request("s1")))
+    refused = list(handlers.race("def f(x):", ["diffusion"], 5.0, 4, 4, 8, 1, None, request=Request("s1")))
     assert "γ" in refused[-1][0]  # its message, and the Race going is untouched
     *_, (html, _, _) = list(race)
     assert html.count('class="tt-card"') == 2
@@ -210,10 +210,10 @@ def test_a_refused_run_stops_nothing_and_newer_sweeps_and_audits_supersede(engin
     *_, (_, _, _, message) = list(handlers.sweep(["fibonacci"], "", "0.5", "4", 4, 4, False, 1, Request("s1")))
     assert "1 grid point over 1 prompt" in message and "Stopped" in list(older)[-1][3]
     handlers.frame_interval_s = 0.0
-    older = handlers.speculative_audit("def f(x):", 0.8, 4, 4, 16, 0.0, 0, False, None, Request("s1"))
+    older = handlers.speculative_audit("def f(x):", 0.8, 4, 4, 16, 0.0, 0, False, None, request=Request("s1"))
     next(older)
     *_, (_, _, summary) = list(handlers.speculative_audit("def f(x):", 0.8, 4, 4, 8, 0.0, 0, False, None,
-                                                         Request("s1")))
+                                                         request=Request("s1")))
     assert "Running" not in summary and "Stopped" in list(older)[-1][2]
     assert handlers._stops._live == {}
 
@@ -222,12 +222,12 @@ def test_an_audit_stopped_mid_run_ends_at_its_next_step(engine, monkeypatch):
     handlers = Handlers(engine)
     handlers.frame_interval_s = 0.0  # every verified round is drawn
     seen = stop_after(handlers, monkeypatch, "audit", "s1", n_events=10)
-    outputs = list(handlers.speculative_audit("def f(x):", 0.8, 4, 4, 32, 0.0, 0, False, None, Request("s1")))
+    outputs = list(handlers.speculative_audit("def f(x):", 0.8, 4, 4, 32, 0.0, 0, False, None, request=Request("s1")))
     assert seen[0] == 10 and outputs[:-1] and all("Running" in summary for *_, summary in outputs[:-1])
     assert "Stopped: the rounds above were verified" in outputs[-1][2]  # …but the rounds drawn, marked stopped
     seen[0] = -1000
     *_, (_, _, summary) = list(handlers.speculative_audit("def f(x):", 0.8, 4, 4, 8, 0.0, 0, False, None,
-                                                         Request("s1")))
+                                                         request=Request("s1")))
     assert "Running" not in summary and "verification rounds" in summary
 
 
@@ -238,14 +238,14 @@ def test_a_stop_with_no_run_going_stops_the_run_queued_unless_its_button_is_pres
     handlers.race_start(["diffusion"], 1, 0.8, 4, 4, 8, "def f(x):", request=Request("s1"))
     handlers.stop_race(Request("s1"))  # nothing going: returns at once
     last = {"view": '<div class="tt-card">the last Race</div>'}  # the session's measured state holds its cards
-    outputs = list(handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 8, 1, last, Request("s1")))
+    outputs = list(handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 8, 1, last, request=Request("s1")))
     assert len(outputs) == 1 and "timing" not in str(outputs)  # nothing timed
     # the last Race's cards stay, said to be its: race_start had already dropped the note that they were
     # measured at other settings, so they looked like this Race's
     view = outputs[0][0]
     assert view.index("Stopped before it started") < view.index("the last Race") and outputs[0][1:] == (gr.skip(),) * 2
     for panel, run in (("audit", lambda: handlers.speculative_audit("def f(x):", 0.8, 4, 4, 8, 0.0, 0, False, None,
-                                                                  Request("s1"))),
+                                                                  request=Request("s1"))),
                        ("sweep", lambda: handlers.sweep(["fibonacci"], "", "0.5", "4", 4, 4, False, 1, Request("s1")))):
         getattr(handlers, f"stop_{panel}")(Request("s1"))
         (*kept, said), = list(run())  # it left no trace: now it says so, over what the panel showed
@@ -258,7 +258,7 @@ def test_a_stop_with_no_run_going_stops_the_run_queued_unless_its_button_is_pres
     handlers.stop_audit(Request("s1"))
     handlers.audit_pressed("def f(x):", 0.8, 4, 4, 8, 0.0, 0, False, None, request=Request("s1"))  # likewise
     *_, (_, _, summary) = list(handlers.speculative_audit("def f(x):", 0.8, 4, 4, 8, 0.0, 0, False, None,
-                                                         Request("s1")))
+                                                         request=Request("s1")))
     assert "Stopped" not in summary and "verification rounds" in summary
     assert handlers._stops._live == {} and handlers._stops._stop_next == set()
 
@@ -279,7 +279,7 @@ def test_stop_returns_once_its_run_has_ended(engine, monkeypatch):
             yield event
 
     monkeypatch.setattr(inner, "stream", slow)
-    race = handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 64, 3, None, Request("s1"))
+    race = handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 64, 3, None, request=Request("s1"))
     next(race)  # "timing ar…": the watch has begun
     watch, outputs = handlers._stops._live["s1", "race"], []
     worker = threading.Thread(target=lambda: outputs.extend(race))  # the queue's worker: the rest of the Race
@@ -298,14 +298,14 @@ def test_a_panels_button_pressed_during_its_run_replaces_it_unless_its_inputs_ar
     handlers = Handlers(engine)
     handlers.frame_interval_s = 0  # the audit draws every round: a step to press the button in
     runs = {
-        "race": (lambda: handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 32, 2, None, Request("s1")),
+        "race": (lambda: handlers.race("def f(x):", ["diffusion"], 0.8, 4, 4, 32, 2, None, request=Request("s1")),
                  lambda prompt: handlers.race_start(["diffusion"], 2, 0.8, 4, 4, 32, prompt, request=Request("s1")),
                  "Stopped"),
         "sweep": (lambda: handlers.sweep(["fibonacci"], "", "0.5,0.9", "4,8", 4, 32, False, 1, Request("s1")),
                   lambda prompt: handlers.sweep_start(1, 4, 32, "0.5", "4", ["fibonacci"], prompt, False,
                                                       request=Request("s1")),
                   "Stopped"),
-        "audit": (lambda: handlers.speculative_audit("def f(x):", 0.8, 4, 4, 32, 0.0, 0, False, None, Request("s1")),
+        "audit": (lambda: handlers.speculative_audit("def f(x):", 0.8, 4, 4, 32, 0.0, 0, False, None, request=Request("s1")),
                   lambda prompt: handlers.audit_pressed(prompt, 0.8, 4, 4, 32, 0.0, 0, False, None,
                                                         request=Request("s1")),
                   "Stopped"),
@@ -335,7 +335,7 @@ def test_a_refused_audit_press_said_while_an_audit_ran_keeps_that_audits_summary
     handlers = Handlers(engine)
     handlers.frame_interval_s = 0
     args = (0.8, 4, 4, 16, 0.0, 0, False, None)
-    going = handlers.speculative_audit("def f(x):", *args, Request("s1"))
+    going = handlers.speculative_audit("def f(x):", *args, request=Request("s1"))
     next(going)
     note = handlers.audit_pressed("   ", *args, request=Request("s1"))
     assert "Not run: the prompt is empty" in note and "The audit going runs on." in note
@@ -343,18 +343,18 @@ def test_a_refused_audit_press_said_while_an_audit_ran_keeps_that_audits_summary
     assert "mean acceptance length" in summary  # it ran on to its end
     # the deferred press, replayed by Gradio: the note stays, and the refused run leaves the summary as it is
     assert handlers.audit_pressed("   ", *args, request=Request("s1")) == gr.skip()
-    assert list(handlers.speculative_audit("   ", *args, Request("s1"))) == [(gr.skip(),) * 3]
+    assert list(handlers.speculative_audit("   ", *args, request=Request("s1"))) == [(gr.skip(),) * 3]
     # said once: a refused press with no audit going is said by its run, in the summary, as before
     assert handlers.audit_pressed("   ", *args, request=Request("s1")) == ""
-    (refused,) = list(handlers.speculative_audit("   ", *args, Request("s1")))
+    (refused,) = list(handlers.speculative_audit("   ", *args, request=Request("s1")))
     assert "the prompt is empty" in refused[2]
     # Gradio reads a deferred press's inputs when it replays it: a prompt typed since runs as any press does
-    going = handlers.speculative_audit("def f(x):", *args, Request("s1"))
+    going = handlers.speculative_audit("def f(x):", *args, request=Request("s1"))
     next(going)
     assert "Not run" in handlers.audit_pressed("   ", *args, request=Request("s1"))
     list(going)
     assert handlers.audit_pressed("x = 1", *args, request=Request("s1")) == ""
-    *_, (_, _, summary) = list(handlers.speculative_audit("x = 1", *args, Request("s1")))
+    *_, (_, _, summary) = list(handlers.speculative_audit("x = 1", *args, request=Request("s1")))
     assert "mean acceptance length" in summary and handlers._audit_refusal_said == {}
 
 
