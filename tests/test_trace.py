@@ -1,8 +1,10 @@
 """A run's trace (twotower/trace.py): the same events as the sampler yielded, as plain JSON, from the Python
 API, `generate --trace` and the Playground's "Save this run"."""
 
+import html
 import json
 import math
+import re
 import os
 from pathlib import Path
 
@@ -267,3 +269,117 @@ def test_the_export_lands_in_the_shipped_models_folder_from_any_folder(tmp_path,
     monkeypatch.setattr(training, "export", lambda out, to: exported.append(to) or to)
     assert cli_train.main(parser.parse_args(["--stage", "export"])) == 0
     assert exported == [str(DEFAULT_MODEL_DIR)] and Path(exported[0]).is_absolute()
+
+
+@pytest.mark.parametrize("mode", ["diffusion", "speculative", "mock_ar", "ar"])
+def test_a_trace_read_back_gives_the_events_it_was_written_from(engine, mode):
+    """read_trace / trace_events invert run_trace: every event's record is the same again (NaN confidences
+    included), the run's statistics sit on its "done" event, and folding them draws the run's own board."""
+    from twotower.trace import event_record, read_trace, trace_events
+    from ui.board import fold
+
+    events, trace = traced(engine, mode)
+    read = trace_events(read_trace(trace_json(trace).encode("utf-8")))
+    assert [event_record(e) for e in read] == [event_record(e) for e in events]
+    assert read[-1].stats == plain(events[-1].stats) and all(e.mode == mode for e in read)
+    board, again = fold(events), fold(read)
+    rows = [[plain(vars(r)) for r in b.ordered_rows()] for b in (board, again)]  # plain: a NaN confidence as None
+    assert rows[0] == rows[1] and rows[0]
+    assert (again.new_tokens, again.frames, again.nfe, again.stats) == (board.new_tokens, board.frames, board.nfe,
+                                                                        plain(board.stats))
+
+
+@pytest.mark.parametrize("text, message", [
+    (b"\xff\xfe", "not UTF-8 text"),
+    (b"{not json", "not JSON (Expecting property name enclosed in double quotes, line 1)"),
+    (b"[1, 2]", "JSON but not a run's trace"),
+    (b'{"format": "twotower-trace", "version": 7}', "of version 7; this build reads version 1"),
+    (b'{"format": "twotower-trace", "version": 1, "prompt": 3}', "\"prompt\" is missing or not a JSON string"),
+])
+def test_a_file_that_is_no_trace_is_refused_in_words(text, message):
+    from twotower.trace import read_trace
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        read_trace(text)
+
+
+def test_a_trace_with_a_broken_event_names_the_event(engine):
+    from twotower.trace import read_trace, trace_events
+
+    _, trace = traced(engine, "ar")
+    del trace["events"][2]["tokens"]
+    with pytest.raises(ValueError, match="event 3 cannot be read: its field 'tokens'"):
+        trace_events(read_trace(trace_json(trace)))
+    _, trace = traced(engine, "diffusion")
+    trace["events"][0]["masked"] = [[True]]  # a row of another length than its tokens'
+    with pytest.raises(ValueError, match="event 1 cannot be read: its arrays differ in shape"):
+        trace_events(read_trace(trace_json(trace)))
+    trace["events"] = []
+    with pytest.raises(ValueError, match="holds no event"):
+        read_trace(trace_json(trace))
+
+
+@pytest.mark.parametrize("mode", ["diffusion", "speculative"])
+def test_a_saved_run_opens_on_the_playground_board_as_it_ran(engine, mode):
+    """Save this run, then Open a saved run: the same board, completion and scrubber; every step replays; the
+    statistics are the run's own and say the run came from a file; saved again, the file is the same."""
+    from ui.board import count_frames
+    from ui.handlers import OPENED_NOTE, Handlers
+
+    handlers = Handlers(engine)
+    handlers.frame_interval_s = 0
+    *_, (view, _, completion, record, _) = list(handlers.generate("def f(x):", mode, 0.8, 4.0, 4.0, 9.0, 0.0, 0,
+                                                                  "step"))
+    path = handlers.save_trace(record).value["path"]
+    (opened,) = list(handlers.open_trace(path, None, "step"))
+    o_view, o_stats, o_completion, o_record, scrubber = opened
+    assert o_view == view and o_completion == completion and o_record["events"]
+    assert html.unescape(OPENED_NOTE) in html.unescape(o_stats) and "opened from" in o_stats and "done" in o_stats
+    frames = count_frames(record["events"])
+    assert scrubber.maximum == frames and scrubber.value == frames
+    for frame in range(1, frames + 1):  # each step as the live run's recording replays it
+        assert handlers.replay(o_record, frame) == handlers.replay(record, frame)
+    again = handlers.save_trace(o_record).value["path"]
+    assert json.loads(open(again, encoding="utf-8").read()) == json.loads(open(path, encoding="utf-8").read())
+
+
+def test_an_opened_run_is_drawn_with_its_own_models_pieces_and_a_bad_file_is_refused_over_the_board(engine,
+                                                                                                   tmp_path):
+    from ui.handlers import Handlers
+
+    handlers = Handlers(engine)
+    handlers.frame_interval_s = 0
+    *_, (view, _, _, record, _) = list(handlers.generate("def f(x):", "ar", 0.8, 4.0, 4.0, 5.0, 0.0, 0, "step"))
+    trace = json.loads(open(handlers.save_trace(record).value["path"], encoding="utf-8").read())
+    first = str(trace["new_tokens"][0][0])
+    trace["pieces"][first] = "⟨another-models-piece⟩"  # a run of another model: its own tokenizer's text
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(trace), encoding="utf-8")
+    (opened,) = list(handlers.open_trace(str(other), record, "step"))
+    assert "⟨another-models-piece⟩" in html.unescape(opened[0]) and "opened from other.json" in opened[1]
+    # a file that is no trace: the message over the last board, which stays (and its recording, marked)
+    bad = tmp_path / "notes.json"
+    bad.write_text("{oops", encoding="utf-8")
+    with pytest.warns(UserWarning, match="Not opened: notes.json: the file is not JSON"):
+        (refused,) = list(handlers.open_trace(str(bad), record, "step"))
+    assert 'class="tt-error"' in refused[0] and refused[0].endswith(handlers.replay(record, None, "step"))
+    assert refused[3] == {**record, "refused": True} and refused[1:3] == (gr_skip(), gr_skip())
+    with pytest.warns(UserWarning, match="Not opened: missing.json"):
+        (refused,) = list(handlers.open_trace(str(tmp_path / "missing.json"), None, "step"))
+    assert 'class="tt-error"' in refused[0] and refused[3] == gr_skip()
+
+
+def test_generate_trace_from_the_cli_opens_in_the_playground(tmp_path, capsys, engine):
+    from ui.handlers import Handlers
+
+    path = tmp_path / "run.json"
+    assert cli_main([*TINY, "--mode", "diffusion", "--trace", str(path), "def f(x):"]) == 0
+    printed = capsys.readouterr().out
+    (opened,) = list(Handlers(engine).open_trace(str(path), None, "confidence"))
+    assert opened[2] and opened[2] in printed and 'data-done="1"' in opened[0]
+
+
+def gr_skip():
+    import gradio as gr
+
+    return gr.skip()

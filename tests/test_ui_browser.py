@@ -284,6 +284,18 @@ def test_save_this_run_downloads_its_trace_and_a_phone_stacks_the_table_and_the_
     assert trace["format"] == "twotower-trace" and trace["finished"] and trace["settings"]["max_new_tokens"] == 12
     assert trace["completion"] == page.locator("#completion textarea").input_value()
     assert sum(e["kind"] == "step" for e in trace["events"]) == board_state(page)["frames"]
+    # and opened again (Open a saved run): the same board and text, its statistics saying where it came from
+    import shutil
+    import tempfile
+
+    saved = Path(tempfile.mkdtemp()) / "saved-run.json"
+    shutil.copy(download.value.path(), saved)
+    with page.expect_file_chooser() as chooser:
+        page.locator("#open-run").click()
+    chooser.value.set_files(str(saved))
+    page.wait_for_function("() => document.querySelector('#stats').innerText.includes('opened from saved-run.json')")
+    assert board_state(page) == {"masked": 0, "frames": sum(e["kind"] == "step" for e in trace["events"]), "done": "1"}
+    assert page.locator("#completion textarea").input_value() == trace["completion"]
     set_slider(page, "max-new", 96)  # a run long enough to see its first steps
     page.locator("#generate").click()  # a new run takes the old run's file away as it starts, not at its end
     page.wait_for_function("() => { const b = document.querySelector('#view .tt-board');"

@@ -170,3 +170,80 @@ def write_trace(name: str, path: Path, trace: dict) -> None:
     from .validation import write_text_file
 
     write_text_file(name, Path(path), trace_json(trace))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Reading a trace back: the events it was written from, for the Playground's "Open a saved run" and notebooks
+TRACE_LIMIT_BYTES = 64 * 2**20  # a 512-token diffusion run at S = 64 writes a few MB; past this, not a trace
+
+
+def read_trace(text: str | bytes) -> dict:
+    """A trace written by run_trace (`generate --trace`, "Save this run"), checked: ValueError names what is
+    wrong (not JSON, another format or version, a field missing or of the wrong kind) in words a user can act on."""
+    if isinstance(text, bytes):
+        if len(text) > TRACE_LIMIT_BYTES:
+            raise ValueError(f"the file is {len(text) / 2**20:.0f} MB; a run's trace is at most "
+                             f"{TRACE_LIMIT_BYTES // 2**20} MB")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError("the file is not UTF-8 text: not a run's trace (JSON)") from None
+    try:
+        trace = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the file is not JSON ({exc.msg}, line {exc.lineno}): not a run's trace") from None
+    if not isinstance(trace, dict) or trace.get("format") != FORMAT:
+        raise ValueError(f"the file is JSON but not a run's trace (no \"format\": \"{FORMAT}\"; `generate --trace` "
+                         "and the Playground's Save this run write one)")
+    if trace.get("version") != VERSION:
+        raise ValueError(f"the trace is of version {trace.get('version')!r}; this build reads version {VERSION}")
+    kinds = {"prompt": str, "prompt_ids": list, "healed": str, "mode": str, "settings": dict, "pieces": dict,
+             "events": list, "new_tokens": list}
+    for name, kind in kinds.items():
+        if not isinstance(trace.get(name), kind):
+            raise ValueError(f"the trace's \"{name}\" is missing or not a JSON {kind.__name__.replace('str', 'string')}"
+                             .replace("dict", "object").replace("list", "array"))
+    if not trace["events"]:
+        raise ValueError("the trace holds no event: nothing to replay")
+    return trace
+
+
+def trace_events(trace: dict) -> list:
+    """The StepEvents a trace was written from (read_trace's result): per-row lists back to tensors, null
+    confidences back to NaN, the run's statistics on its "done" event. Folding them draws the board the run drew."""
+    import torch
+
+    from .events import StepEvent
+
+    dtypes = {"tokens": torch.long, "masked": torch.bool, "confidence": torch.float32, "committed": torch.bool,
+              "commit_step": torch.long}
+    events = []
+    for number, record in enumerate(trace["events"], start=1):
+        try:
+            arrays = {}
+            for name, dtype in dtypes.items():
+                rows = record[name]
+                if name == "confidence":
+                    rows = [[math.nan if c is None else c for c in row] for row in rows]
+                arrays[name] = torch.tensor(rows, dtype=dtype)
+                if arrays[name].dim() != 2:
+                    raise ValueError(f"{name} is not a list of rows")
+            shapes = {tuple(a.shape) for a in arrays.values()}
+            if len(shapes) != 1:
+                raise ValueError(f"its arrays differ in shape ({sorted(shapes)})")
+            kind = record["kind"]
+            if kind not in ("step", "token", "verify", "block", "done"):
+                raise ValueError(f"kind {kind!r} is none of step, token, verify, block, done")
+            info = record.get("info") or {}
+            if not isinstance(info, dict):
+                raise ValueError("info is not an object")
+            events.append(StepEvent(
+                mode=trace["mode"], kind=kind, block=int(record["block"]), step=int(record["step"]),
+                block_start=int(record["block_start"]), nfe=int(record["nfe"]),
+                context_passes=int(record["context_passes"]), elapsed=float(record["elapsed"]),
+                generated=int(record.get("generated") or 0), info=info,
+                stats=(trace.get("stats") or {}) if kind == "done" else None, **arrays))
+        except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
+            what = f"its field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise ValueError(f"the trace's event {number} cannot be read: {what}") from None
+    return events

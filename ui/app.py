@@ -160,6 +160,9 @@ def _playground_tab(c, engine) -> None:
             c.stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
             # a side action: narrower than the two that run and stop
             c.save_btn = gr.Button("Save this run (JSON)", elem_id="save-run", scale=0, min_width=260)
+            # its counterpart: a saved run (this app's, or `generate --trace`'s on another machine) back on the board
+            c.open_btn = gr.UploadButton("Open a saved run (JSON)", file_types=[".json"], type="filepath",
+                                         elem_id="open-run", scale=0, min_width=260)
         c.view = _html(board_html(Board(), engine.tokenizer.piece, engine.eos_token_id), "view")
         c.scrubber = StepScrubber(1, 2, value=1, step=1, visible=False, label="Replay step",
                                   elem_id="scrubber")
@@ -324,6 +327,11 @@ def _wire_playground(c, handlers) -> None:
     for tab_id, tab in c.tabs.items():
         tab.select(_constant(tab_id), None, c.active_tab, queue=False, api_visibility="private")
     c.save_btn.click(handlers.save_trace, c.record, c.trace_file, api_visibility="private", show_progress="hidden")
+    # an opened run is another run: the last saved file goes (queue-free, first), and the session's run going stops
+    c.open_btn.upload(lambda: gr.File(value=None, visible=False), None, c.trace_file, queue=False,
+                      api_visibility="private")
+    c.open_btn.upload(handlers.open_trace, [c.open_btn, c.record, c.colour_by], c.playground_out,
+                      api_visibility="private", concurrency_id=ENGINE)
     c.scrubber.input(handlers.replay, [c.record, c.scrubber, c.colour_by], c.view, api_name="replay",
                      trigger_mode="always_last", show_progress="hidden")
     c.colour_by.change(handlers.recolour, [c.record, c.scrubber, c.colour_by], c.view, api_visibility="private",

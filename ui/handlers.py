@@ -14,7 +14,7 @@ import gradio as gr
 
 from twotower.engine import normalise_mode
 from twotower.token_healing import completion_text, prompt_less_prefix
-from twotower.trace import MODE_SETTINGS
+from twotower.trace import MODE_SETTINGS, trace_json
 from twotower.validation import check_int
 
 from .board import FRAME_KINDS, Board, count_frames, fold, fold_event
@@ -25,6 +25,8 @@ from .render_panels import MODE_LABELS
 from .run_tracker import Stopped
 
 NOTHING_TO_SAVE = "Nothing to save yet: generate first, then save the run."
+OPENED_NOTE = ("A saved run, opened from its file: its times are those it ran in, on the machine it ran on; the "
+               "prompt and settings are the file's (Generate runs the panel's own).")
 LIVE_NOTE = ("Times include drawing the board live (at most 25 frames a second; the scrubber has every step); "
              "the Race panel times without rendering.")
 
@@ -80,9 +82,18 @@ class Handlers(PanelHandlers):
             self._live_colour.pop(session, None)
             self._audit_refusal_said.pop(session, None)
 
-    def _view(self, board: Board, prompt: str, colour_by: str, steps_per_block, healed: str = "") -> str:
-        return board_html(board, self.piece, self.engine.eos_token_id, colour_by=colour_by,
-                          steps_per_block=whole(steps_per_block), prompt=prompt, healed=healed)
+    def _view(self, board: Board, prompt: str, colour_by: str, steps_per_block, healed: str = "",
+              record: dict | None = None) -> str:
+        """The board drawn with this app's tokenizer, or with the pieces of the saved run `record` was opened from
+        (its model's, which may be another than the one loaded here)."""
+        piece, eos = self.piece, self.engine.eos_token_id
+        pieces = (record or {}).get("pieces")
+        if pieces is not None:
+            piece = lambda i: pieces.get(str(i), f"<id {i}: no piece>")  # noqa: E731
+            # EOS is marked where the file's tokenizer has this one's EOS there; another's is not known
+            eos = eos if pieces.get(str(eos), self.piece(eos)) == self.piece(eos) else None
+        return board_html(board, piece, eos, colour_by=colour_by, steps_per_block=whole(steps_per_block),
+                          prompt=prompt, healed=healed)
 
     # ---------------------------------------------------------------- Playground
     def generate(self, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
@@ -250,7 +261,7 @@ class Handlers(PanelHandlers):
             refused, frame = error_html(str(exc)), None
         upto = None if frame is None or frame >= frames else max(frame, 1)
         view = self._view(recorded_board(record, upto), board_prompt(record), colour_by, record.get("steps_per_block"),
-                          record.get("healed", ""))
+                          record.get("healed", ""), record)
         if upto is None:
             return refused + view
         # the statistics beside the board stay the whole run's: say which step the board shows
@@ -275,6 +286,9 @@ class Handlers(PanelHandlers):
         if not record or not record.get("events") or "prompt_ids" not in record:
             gr.Warning(NOTHING_TO_SAVE)
             return gr.skip()
+        if record.get("trace") is not None:  # a saved run opened here: saved again as it was read
+            return self._download("trace-", "twotower-run.json", trace_json(record["trace"]),
+                                  "the board and its recording stay")
         config = self.engine.model.config
         trace = run_trace(record["events"], prompt=record["prompt"], prompt_ids=record["prompt_ids"],
                           healed=record.get("healed", ""),
@@ -283,6 +297,49 @@ class Handlers(PanelHandlers):
                           engine=self.engine.describe())
         return self._download("trace-", "twotower-run.json", trace_json(trace), "the board and its recording stay")
 
+    def open_trace(self, path, previous=None, colour_by="step", request: gr.Request = None):
+        """A saved run (a trace: "Save this run", `generate --trace`, run_trace) opened on the Playground's board:
+        every step replays on the scrubber, drawn with the file's own token pieces (its model may be another than
+        the one loaded here); the session's run going stops first. Yields (view, statistics, completion, recorded
+        run, scrubber). A file that is no trace is refused in words over the last board, which stays."""
+        from pathlib import Path
+
+        from twotower.trace import TRACE_LIMIT_BYTES, read_trace, trace_events
+
+        self.supersede("playground", request)
+        name = Path(str(path or "")).name
+        try:
+            if not path:
+                raise ValueError("no file was given")
+            if Path(path).stat().st_size > TRACE_LIMIT_BYTES:
+                raise ValueError(f"the file is over {TRACE_LIMIT_BYTES // 2**20} MB: not a run's trace")
+            trace = read_trace(Path(path).read_bytes())
+            events = trace_events(trace)
+            board = fold(events)
+        except (OSError, ValueError) as exc:
+            message = f"Not opened: {name or 'the file'}: {exc.strerror if isinstance(exc, OSError) else exc}."
+            gr.Warning(message)
+            if previous and previous.get("events"):
+                yield (error_html(message) + self.replay(previous, None, colour_by), gr.skip(), gr.skip(),
+                       {**previous, "refused": True}, gr.skip())
+            else:
+                yield error_html(message), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return
+        settings = trace["settings"]
+        record = {"prompt": trace["prompt"], "steps_per_block": settings.get("steps_per_block"), "events": events,
+                  "mode": trace["mode"], "settings": settings, "prompt_ids": trace["prompt_ids"],
+                  "healed": trace["healed"], "heal": bool(trace["healed"]), "pieces": trace["pieces"],
+                  "trace": trace, "stopped": not trace.get("finished", True)}
+        model = (trace.get("engine") or {}).get("checkpoint")
+        record["caption"] = (run_caption(trace["mode"], settings, settings.get("anchor_first", False),
+                                         settings.get("draft_steps"), trace["healed"])
+                             + f" · opened from {name}" + (f" (a run of {model})" if model else ""))
+        board.stopped = record["stopped"]
+        stats = stats_html(board, OPENED_NOTE, status="stopped", run=record["caption"])  # (a finished one says done)
+        yield (self._view(board, board_prompt(record), colour_by, record["steps_per_block"], record["healed"], record),
+               stats, trace.get("completion", ""), record, replay_scrubber(count_frames(events)))
+
+    @staticmethod
     @staticmethod
     def drop_trace(tab):
         """A new Playground run takes the saved trace's file away (save again for the new run); a slider released on
@@ -307,7 +364,7 @@ class Handlers(PanelHandlers):
         record = {**record, "events": list(record["events"]), "stopped": True}
         board = recorded_board(record)
         view = self._view(board, board_prompt(record), colour_by, record.get("steps_per_block"),
-                          record.get("healed", ""))
+                          record.get("healed", ""), record)
         stats = stats_html(board, "Stopped; the app is ready for the next run.", status="stopped",
                            run=record.get("caption"))
         return (view, replay_scrubber(count_frames(record["events"])), stats, record,
