@@ -383,3 +383,18 @@ def gr_skip():
     import gradio as gr
 
     return gr.skip()
+
+
+def test_a_hand_edited_trace_opens_or_is_refused_in_words(engine, tmp_path):
+    """A mode this build does not know is refused; settings missing or of another kind leave the caption the mode
+    alone (the board is the events'); a malformed "engine" names no model."""
+    from twotower.trace import read_trace
+    from ui.handlers import Handlers
+
+    _, trace = traced(engine, "diffusion")
+    with pytest.raises(ValueError, match="the trace's mode: unknown mode 'foo'"):
+        read_trace(trace_json({**trace, "mode": "foo"}))
+    path = tmp_path / "edited.json"
+    path.write_text(trace_json({**trace, "settings": {"steps_per_block": "four"}, "engine": "?"}), encoding="utf-8")
+    (opened,) = list(Handlers(engine).open_trace(str(path), None, "step"))
+    assert 'data-done="1"' in opened[0] and "diffusion · opened from edited.json<" in opened[1]

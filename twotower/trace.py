@@ -205,6 +205,12 @@ def read_trace(text: str | bytes) -> dict:
                              .replace("dict", "object").replace("list", "array"))
     if not trace["events"]:
         raise ValueError("the trace holds no event: nothing to replay")
+    from .engine import normalise_mode
+
+    try:
+        trace["mode"] = normalise_mode(trace["mode"])
+    except ValueError as exc:
+        raise ValueError(f"the trace's mode: {exc}") from None
     return trace
 
 

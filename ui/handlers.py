@@ -316,6 +316,10 @@ class Handlers(PanelHandlers):
             trace = read_trace(Path(path).read_bytes())
             events = trace_events(trace)
             board = fold(events)
+            record = self._opened_record(trace, events, name)
+            board.stopped = record["stopped"]
+            view = self._view(board, board_prompt(record), colour_by, record["steps_per_block"], record["healed"],
+                              record)
         except (OSError, ValueError) as exc:
             message = f"Not opened: {name or 'the file'}: {exc.strerror if isinstance(exc, OSError) else exc}."
             gr.Warning(message)
@@ -325,21 +329,31 @@ class Handlers(PanelHandlers):
             else:
                 yield error_html(message), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
-        settings = trace["settings"]
-        record = {"prompt": trace["prompt"], "steps_per_block": settings.get("steps_per_block"), "events": events,
-                  "mode": trace["mode"], "settings": settings, "prompt_ids": trace["prompt_ids"],
-                  "healed": trace["healed"], "heal": bool(trace["healed"]), "pieces": trace["pieces"],
-                  "trace": trace, "stopped": not trace.get("finished", True)}
-        model = (trace.get("engine") or {}).get("checkpoint")
-        record["caption"] = (run_caption(trace["mode"], settings, settings.get("anchor_first", False),
-                                         settings.get("draft_steps"), trace["healed"])
-                             + f" · opened from {name}" + (f" (a run of {model})" if model else ""))
-        board.stopped = record["stopped"]
         stats = stats_html(board, OPENED_NOTE, status="stopped", run=record["caption"])  # (a finished one says done)
-        yield (self._view(board, board_prompt(record), colour_by, record["steps_per_block"], record["healed"], record),
-               stats, trace.get("completion", ""), record, replay_scrubber(count_frames(events)))
+        completion = trace.get("completion")
+        yield (view, stats, completion if isinstance(completion, str) else "", record,
+               replay_scrubber(count_frames(events)))
 
     @staticmethod
+    def _opened_record(trace: dict, events: list, name: str) -> dict:
+        """The Playground's recording of a run read from a trace (read_trace, trace_events): what a live run
+        records, plus the file's token pieces (the board draws with them) and the trace itself (saved again as
+        read). A setting of the wrong kind in a hand-edited file reads as unknown in the caption."""
+        settings = trace["settings"]
+        steps = settings.get("steps_per_block")
+        record = {"prompt": trace["prompt"], "steps_per_block": steps if isinstance(steps, int) else None,
+                  "events": events, "mode": trace["mode"], "settings": settings, "prompt_ids": trace["prompt_ids"],
+                  "healed": trace["healed"], "heal": bool(trace["healed"]), "pieces": trace["pieces"],
+                  "trace": trace, "stopped": trace.get("finished") is False}
+        try:
+            caption = run_caption(trace["mode"], settings, settings.get("anchor_first") is True,
+                                  settings.get("draft_steps"), trace["healed"])
+        except (KeyError, TypeError, ValueError):  # a setting missing or of another kind: the mode alone
+            caption = MODE_LABELS.get(trace["mode"], trace["mode"])
+        model = (trace.get("engine") or {}).get("checkpoint") if isinstance(trace.get("engine"), dict) else None
+        record["caption"] = f"{caption} · opened from {name}" + (f" (a run of {model})" if model else "")
+        return record
+
     @staticmethod
     def drop_trace(tab):
         """A new Playground run takes the saved trace's file away (save again for the new run); a slider released on
