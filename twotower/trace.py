@@ -5,7 +5,7 @@ object, from the same events the samplers yield (twotower.events.StepEvent), so 
 the UI drew. Its shape (version 1):
 
     {"format": "twotower-trace", "version": 1, "prompt": str, "prompt_ids": [int], "healed": str, "mode": str,
-     "settings": {...}, "engine": {...} | null, "finished": bool, "completion": str,
+     "settings": {...}, "engine": {...} | null, "finished": bool, "eos_token_id": int | null, "completion": str,
      "new_tokens": [[int]] (per row), "stats": {...} | null, "pieces": {"id": "text"}, "events": [event, ...]}
 
 prompt_ids: the ids the model read; healed: "" or, where token healing took the prompt's last token back
@@ -15,7 +15,8 @@ settings: what the mode reads (`ran_settings`), the model's own value wherever t
 stats: the sampler's own figures (speculative calls γ `draft_threshold`). A run stopped before its end has
 "finished": false, "stats": null, and as new_tokens / completion what its token and block events committed.
 pieces: every id in the prompt and the events, with its text (specials by name, the mask id as "<mask>"), so
-a trace reads without the tokenizer.
+a trace reads without the tokenizer; eos_token_id: its end-of-text id (written since 2026-12-06; read_trace
+and trace_events, the Playground's "Open a saved run", read older traces without it).
 
 Each event holds its kind, block, step, block_start, nfe, context_passes, elapsed (s), generated (row 0's
 tokens so far), info, and per-row lists (B rows): tokens, masked, confidence, committed, commit_step.
@@ -154,6 +155,7 @@ def run_trace(events, *, prompt: str, prompt_ids, mode: str, settings: dict, tok
     return {
         "format": FORMAT, "version": VERSION, "prompt": prompt, "prompt_ids": prompt_ids, "healed": healed,
         "mode": mode, "settings": plain(settings), "engine": plain(engine), "finished": done is not None,
+        "eos_token_id": getattr(tokenizer, "eos_token_id", None),
         "completion": completion_text(tokenizer.decode(new_tokens[0]), healed) if new_tokens else "",
         "new_tokens": new_tokens,
         "stats": plain(done.stats) if done is not None else None, "pieces": pieces,
@@ -188,14 +190,19 @@ def read_trace(text: str | bytes) -> dict:
             text = text.decode("utf-8")
         except UnicodeDecodeError:
             raise ValueError("the file is not UTF-8 text: not a run's trace (JSON)") from None
+    def no_constant(name):  # json.loads reads NaN and Infinity, which a trace never holds (plain writes null)
+        raise ValueError(f"the file holds {name}, which JSON has no value for: not a run's trace")
+
     try:
-        trace = json.loads(text)
+        trace = json.loads(text, parse_constant=no_constant)
     except json.JSONDecodeError as exc:
         raise ValueError(f"the file is not JSON ({exc.msg}, line {exc.lineno}): not a run's trace") from None
+    except RecursionError:
+        raise ValueError("the file's JSON is nested too deeply: not a run's trace") from None
     if not isinstance(trace, dict) or trace.get("format") != FORMAT:
         raise ValueError(f"the file is JSON but not a run's trace (no \"format\": \"{FORMAT}\"; `generate --trace` "
                          "and the Playground's Save this run write one)")
-    if trace.get("version") != VERSION:
+    if type(trace.get("version")) is not int or trace["version"] != VERSION:
         raise ValueError(f"the trace is of version {trace.get('version')!r}; this build reads version {VERSION}")
     kinds = {"prompt": str, "prompt_ids": list, "healed": str, "mode": str, "settings": dict, "pieces": dict,
              "events": list, "new_tokens": list}
@@ -205,6 +212,10 @@ def read_trace(text: str | bytes) -> dict:
                              .replace("dict", "object").replace("list", "array"))
     if not trace["events"]:
         raise ValueError("the trace holds no event: nothing to replay")
+    if not all(isinstance(text, str) for text in trace["pieces"].values()):
+        raise ValueError("the trace's \"pieces\" are not all text")
+    if trace.get("stats") is not None and not isinstance(trace["stats"], dict):
+        raise ValueError("the trace's \"stats\" is not a JSON object")
     from .engine import normalise_mode
 
     try:
@@ -212,6 +223,10 @@ def read_trace(text: str | bytes) -> dict:
     except ValueError as exc:
         raise ValueError(f"the trace's mode: {exc}") from None
     return trace
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**62
 
 
 def trace_events(trace: dict) -> list:
@@ -243,6 +258,14 @@ def trace_events(trace: dict) -> list:
             info = record.get("info") or {}
             if not isinstance(info, dict):
                 raise ValueError("info is not an object")
+            for key in ("needed", "rejected_pos", "target_token"):  # what the board reads of it
+                if info.get(key) is not None and not _is_int(info[key]):
+                    raise ValueError(f"info's {key} is not a whole number")
+            if kind == "done":
+                rows = info.get("new_tokens")
+                if (not isinstance(rows, list) or not rows or not all(isinstance(row, list) for row in rows)
+                        or not all(_is_int(t) for row in rows for t in row)):
+                    raise ValueError("a done event's new_tokens is not a list of rows of token ids")
             events.append(StepEvent(
                 mode=trace["mode"], kind=kind, block=int(record["block"]), step=int(record["step"]),
                 block_start=int(record["block_start"]), nfe=int(record["nfe"]),

@@ -327,11 +327,11 @@ def _wire_playground(c, handlers) -> None:
     for tab_id, tab in c.tabs.items():
         tab.select(_constant(tab_id), None, c.active_tab, queue=False, api_visibility="private")
     c.save_btn.click(handlers.save_trace, c.record, c.trace_file, api_visibility="private", show_progress="hidden")
-    # an opened run is another run: the last saved file goes (queue-free, first), and the session's run going stops
-    c.open_btn.upload(lambda: gr.File(value=None, visible=False), None, c.trace_file, queue=False,
+    # an opened run is another run: the session's run going stops first (queue-free); the open reads no model, so
+    # it waits in no model's queue; it keeps the panel's inputs, which a release compares (handlers._board_shows)
+    c.open_btn.upload(handlers.open_pressed, None, None, queue=False, api_visibility="private")
+    c.open_btn.upload(handlers.open_trace, [c.open_btn, *c.playground_in], [*c.playground_out, c.trace_file],
                       api_visibility="private")
-    c.open_btn.upload(handlers.open_trace, [c.open_btn, c.record, c.colour_by], c.playground_out,
-                      api_visibility="private", concurrency_id=ENGINE)
     c.scrubber.input(handlers.replay, [c.record, c.scrubber, c.colour_by], c.view, api_name="replay",
                      trigger_mode="always_last", show_progress="hidden")
     c.colour_by.change(handlers.recolour, [c.record, c.scrubber, c.colour_by], c.view, api_visibility="private",

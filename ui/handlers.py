@@ -73,6 +73,15 @@ class Handlers(PanelHandlers):
         # step. The colour radio's latest value per session with a live run: the run draws its next frames in it
         # (it kept the colouring it started with, so a change mid-run lasted one frame)
         self._live_colour: dict[str, str] = {}
+        self._opened_pieces = None  # (an opened trace's pieces, their piece function): _file_pieces
+
+    def _file_pieces(self, pieces: dict):
+        """An opened trace's piece function, one per file's pieces (cell_html caches its cells by it: a new
+        function at every redraw missed that cache, and filled it)."""
+        cached = self._opened_pieces
+        if cached is None or cached[0] is not pieces:
+            self._opened_pieces = cached = (pieces, lambda i: pieces.get(str(i), f"<id {i}: no piece>"))
+        return cached[1]
 
     def forget_session(self, request: gr.Request = None):
         """A page closed (demo.unload): what the server kept for its session goes, and its runs stop."""
@@ -89,9 +98,13 @@ class Handlers(PanelHandlers):
         piece, eos = self.piece, self.engine.eos_token_id
         pieces = (record or {}).get("pieces")
         if pieces is not None:
-            piece = lambda i: pieces.get(str(i), f"<id {i}: no piece>")  # noqa: E731
-            # EOS is marked where the file's tokenizer has this one's EOS there; another's is not known
-            eos = eos if pieces.get(str(eos), self.piece(eos)) == self.piece(eos) else None
+            piece = self._file_pieces(pieces)
+            # the file's EOS (traces record it since 2026-12-06); an older one's is this tokenizer's where the
+            # file's pieces agree there, else unknown (not marked)
+            eos = (record.get("trace") or {}).get("eos_token_id")
+            if not isinstance(eos, int) or isinstance(eos, bool):
+                eos = self.engine.eos_token_id
+                eos = eos if pieces.get(str(eos), self.piece(eos)) == self.piece(eos) else None
         return board_html(board, piece, eos, colour_by=colour_by, steps_per_block=whole(steps_per_block),
                           prompt=prompt, healed=healed)
 
@@ -168,6 +181,11 @@ class Handlers(PanelHandlers):
         """Whether the board holds a finished run of exactly these inputs. Gradio sends a slider's release when its
         number box loses focus, changed or not: tabbing through the settings re-ran the prompt three times."""
         events = (previous or {}).get("events") or []
+        if previous and previous.get("trace") is not None and not previous.get("refused"):  # an opened run stays
+            # while the panel's inputs are those it was opened beside (tabbing through them changes nothing)
+            return previous.get("panel") is not None and previous["panel"] == Handlers._panel_key(
+                prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, anchor_first,
+                heal, top_k, top_p)
         if not events or events[-1].kind != "done" or previous.get("stopped") or previous.get("refused"):
             return False  # nothing finished there (a run in flight was superseded by this release: run anew), or
             # a refusal's message over it
@@ -226,28 +244,33 @@ class Handlers(PanelHandlers):
             # nothing of it is lost
             message = unavailable(f"{mode} mode", exc) if isinstance(exc, ImportError) else str(exc)
             gr.Warning(message)
-            if previous and previous.get("events") and previous["events"][-1].kind != "done":
-                # the run this one superseded, cut short (it returned at its next step): drawn as stopped, as
-                # Stop draws it (it was left "being denoised", its statistics "running")
-                view, scrubber, stats, record, completion = self._stopped(previous, colour_by)
-                yield error_html(message) + view, stats, completion, record, scrubber
-            elif previous and previous.get("events"):
-                # the board under the message is the whole last run, so the scrubber goes to its last step (it
-                # stayed at the step replayed before, under a board that no longer showed that step)
-                frames = count_frames(previous["events"])
-                scrubber = gr.Slider(value=frames) if frames >= 2 else gr.skip()
-                # the same recording, marked: a release that changes nothing then re-runs it, which clears the
-                # message (it stayed over the board once the prompt was typed back)
-                under_message = {**previous, "refused": True}
-                yield (error_html(message) + self.replay(previous, None, colour_by), gr.skip(), gr.skip(),
-                       under_message, scrubber)
-            else:
-                yield error_html(message), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield self._refusal(message, previous, colour_by)
             return
         scrubber = replay_scrubber(count_frames(record["events"]))
         colour_by = self._live_colour.get(session, colour_by)
         yield (self._view(board, shown, colour_by, steps_per_block, healed), stats_html(board, LIVE_NOTE, run=record["caption"]),
                self._completion(board.new_tokens or [], record), record, scrubber)
+
+    def _refusal(self, message: str, previous, colour_by: str) -> tuple:
+        """(view, statistics, completion, recorded run, scrubber) of a refused Generate or Open: the message over
+        the last run's board, drawn again from its recording; its completion and statistics stay, its recording
+        too (marked as under a message) and nothing of it is lost."""
+        if previous and previous.get("events") and previous["events"][-1].kind != "done":
+            # the run this one superseded, cut short (it returned at its next step): drawn as stopped, as
+            # Stop draws it (it was left "being denoised", its statistics "running")
+            view, scrubber, stats, record, completion = self._stopped(previous, colour_by)
+            return error_html(message) + view, stats, completion, record, scrubber
+        if previous and previous.get("events"):
+            # the board under the message is the whole last run, so the scrubber goes to its last step (it
+            # stayed at the step replayed before, under a board that no longer showed that step)
+            frames = count_frames(previous["events"])
+            scrubber = gr.Slider(value=frames) if frames >= 2 else gr.skip()
+            # the same recording, marked: a release that changes nothing then re-runs it, which clears the
+            # message (it stayed over the board once the prompt was typed back)
+            under_message = {**previous, "refused": True}
+            return (error_html(message) + self.replay(previous, None, colour_by), gr.skip(), gr.skip(),
+                    under_message, scrubber)
+        return error_html(message), gr.skip(), gr.skip(), gr.skip(), gr.skip()
 
     def replay(self, record, frame, colour_by="step"):
         """Redraw the recorded run as it was after its `frame`-th step (from gr.State, no model call)."""
@@ -297,16 +320,24 @@ class Handlers(PanelHandlers):
                           engine=self.engine.describe())
         return self._download("trace-", "twotower-run.json", trace_json(trace), "the board and its recording stay")
 
-    def open_trace(self, path, previous=None, colour_by="step", request: gr.Request = None):
+    def open_pressed(self, request: gr.Request = None):
+        """The Open button's file chosen (queue-free, before open_trace is queued): the session's run going stops
+        at its next step, as at Generate, so it draws nothing over the opened run."""
+        self.supersede("playground", request)
+
+    def open_trace(self, path, prompt=None, mode=None, gamma=None, block_size=None, steps_per_block=None,
+                   max_new_tokens=None, temperature=None, seed=None, colour_by="step", anchor_first=False,
+                   previous=None, heal=True, top_k=None, top_p=None, request: gr.Request = None):
         """A saved run (a trace: "Save this run", `generate --trace`, run_trace) opened on the Playground's board:
         every step replays on the scrubber, drawn with the file's own token pieces (its model may be another than
-        the one loaded here); the session's run going stops first. Yields (view, statistics, completion, recorded
-        run, scrubber). A file that is no trace is refused in words over the last board, which stays."""
+        the one loaded here). The panel's inputs (the Playground's, as Generate reads them) are kept with it: a
+        slider released without a change leaves it, one that moves a setting runs the panel's prompt anew.
+        Yields (view, statistics, completion, recorded run, scrubber, saved-trace file box). A file that is no trace
+        is refused in words over the last board, which stays with its saved file."""
         from pathlib import Path
 
         from twotower.trace import TRACE_LIMIT_BYTES, read_trace, trace_events
 
-        self.supersede("playground", request)
         name = Path(str(path or "")).name
         try:
             if not path:
@@ -317,22 +348,33 @@ class Handlers(PanelHandlers):
             events = trace_events(trace)
             board = fold(events)
             record = self._opened_record(trace, events, name)
+            record["panel"] = self._panel_key(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens,
+                                              temperature, seed, anchor_first, heal, top_k, top_p)
             board.stopped = record["stopped"]
             view = self._view(board, board_prompt(record), colour_by, record["steps_per_block"], record["healed"],
                               record)
-        except (OSError, ValueError) as exc:
-            message = f"Not opened: {name or 'the file'}: {exc.strerror if isinstance(exc, OSError) else exc}."
+            stats = stats_html(board, OPENED_NOTE, status="stopped", run=record["caption"])  # (finished: "done")
+        except (OSError, ValueError, TypeError, IndexError, OverflowError, KeyError) as exc:
+            # (a hand-edited file the checks missed fails in drawing: said as a file that cannot be read)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            message = f"Not opened: {name or 'the file'}: {reason}."
             gr.Warning(message)
-            if previous and previous.get("events"):
-                yield (error_html(message) + self.replay(previous, None, colour_by), gr.skip(), gr.skip(),
-                       {**previous, "refused": True}, gr.skip())
-            else:
-                yield error_html(message), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield *self._refusal(message, previous, colour_by), gr.skip()
             return
-        stats = stats_html(board, OPENED_NOTE, status="stopped", run=record["caption"])  # (a finished one says done)
-        completion = trace.get("completion")
-        yield (view, stats, completion if isinstance(completion, str) else "", record,
-               replay_scrubber(count_frames(events)))
+        yield (view, stats, self._completion([], record), record, replay_scrubber(count_frames(events)),
+               gr.File(value=None, visible=False))  # the last run's saved file goes: it is not this run's
+
+    @staticmethod
+    def _panel_key(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
+                   anchor_first, heal, top_k, top_p):
+        """What a slider release compares an opened run against: the Playground's inputs when it was opened (None
+        where they cannot be read: any release then runs the panel's prompt)."""
+        try:
+            settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, top_k,
+                                    top_p)
+        except (TypeError, ValueError):
+            return None
+        return [prompt, mode, {**settings, "anchor_first": anchor_first}, bool(heal)]
 
     @staticmethod
     def _opened_record(trace: dict, events: list, name: str) -> dict:
@@ -344,7 +386,7 @@ class Handlers(PanelHandlers):
         record = {"prompt": trace["prompt"], "steps_per_block": steps if isinstance(steps, int) else None,
                   "events": events, "mode": trace["mode"], "settings": settings, "prompt_ids": trace["prompt_ids"],
                   "healed": trace["healed"], "heal": bool(trace["healed"]), "pieces": trace["pieces"],
-                  "trace": trace, "stopped": trace.get("finished") is False}
+                  "trace": trace, "stopped": events[-1].kind != "done"}  # (what the events say, not "finished")
         try:
             caption = run_caption(trace["mode"], settings, settings.get("anchor_first") is True,
                                   settings.get("draft_steps"), trace["healed"])
@@ -366,7 +408,7 @@ class Handlers(PanelHandlers):
         record, completion). The record keeps `stopped`, so a redraw of its last step (colour radio, scrubber)
         marks the block the same way."""
         events = (record or {}).get("events") or []
-        if not events or events[-1].kind == "done":
+        if not events or events[-1].kind == "done" or record.get("trace") is not None:  # (an opened run: none going)
             # nothing ran, or the run had finished (Stop pressed late): keep the view
             return (gr.skip(),) * 5
         # Gradio's cancel is not awaited before this runs: the run may still be in its step, appending to this very
@@ -379,14 +421,17 @@ class Handlers(PanelHandlers):
         board = recorded_board(record)
         view = self._view(board, board_prompt(record), colour_by, record.get("steps_per_block"),
                           record.get("healed", ""), record)
-        stats = stats_html(board, "Stopped; the app is ready for the next run.", status="stopped",
-                           run=record.get("caption"))
+        note = OPENED_NOTE if record.get("trace") is not None else "Stopped; the app is ready for the next run."
+        stats = stats_html(board, note, status="stopped", run=record.get("caption"))
         return (view, replay_scrubber(count_frames(record["events"])), stats, record,
                 self._completion(board.finished_tokens(), record))
 
     def _completion(self, tokens, record: dict) -> str:
         """The completion box: the text after the typed prompt (a healed run's first token re-spells the prompt's
         last, which the box does not repeat)."""
+        trace = record.get("trace")
+        if trace is not None:  # an opened run: the file's own text (its model's tokenizer, maybe not this one)
+            return trace["completion"] if isinstance(trace.get("completion"), str) else ""
         return completion_text(self.engine.decode(tokens), record.get("healed", ""))
 
 
