@@ -5,7 +5,7 @@ read-only at inference. Everything a session owns (its recorded events, its last
 in gr.State values passed in and out, and every run builds its own cache and torch.Generator inside
 the sampler, so concurrent users cannot see each other's runs. This module holds the Playground's
 handlers; the measuring panels' (Race, audit) are in ui/panel_handlers.py, the Sweep's in ui/sweep_panel.py,
-Cost's and Model's in ui/cost_model_panel.py.
+Cost's and Model's in ui/cost_model_panel.py; saving and opening a run in ui/saved_runs.py.
 """
 
 from __future__ import annotations
@@ -13,57 +13,23 @@ from __future__ import annotations
 import gradio as gr
 
 from twotower.engine import normalise_mode
-from twotower.token_healing import completion_text, prompt_less_prefix
-from twotower.trace import MODE_SETTINGS, trace_json
+from twotower.token_healing import completion_text
+from twotower.trace import MODE_SETTINGS
 from twotower.validation import check_int
 
-from .board import FRAME_KINDS, Board, count_frames, fold, fold_event
+from .board import FRAME_KINDS, Board, count_frames, fold_event
 from .panel_common import HEAL_LABEL, FramePacer, run_settings, switch, unavailable, whole
 from .panel_handlers import PanelHandlers
-from .render import board_html, error_html, note_html, stats_html, token_text
-from .render_panels import MODE_LABELS
+from .playground_common import board_prompt, recorded_board, replay_scrubber, run_caption  # noqa: F401 (ui.handlers' names)
+from .render import board_html, error_html, note_html, stats_html
 from .run_tracker import Stopped
+from .saved_runs import NOTHING_TO_SAVE, OPENED_NOTE, SavedRuns  # noqa: F401 (ui.handlers' names)
 
-NOTHING_TO_SAVE = "Nothing to save yet: generate first, then save the run."
-OPENED_NOTE = ("A saved run, opened from its file: its times are those it ran in, on the machine it ran on; the "
-               "prompt and settings are the file's (Generate runs the panel's own).")
 LIVE_NOTE = ("Times include drawing the board live (at most 25 frames a second; the scrubber has every step); "
              "the Race panel times without rendering.")
 
 
-def run_caption(mode: str, settings: dict, anchor_first: bool = False, draft_steps: int | None = None,
-                healed: str = "") -> str:
-    """The settings a Playground run used, for its statistics: the board stays after the sliders move on."""
-    try:
-        mode = normalise_mode(mode)
-    except ValueError:
-        return str(mode)
-    parts = [MODE_LABELS.get(mode, mode)]
-    if mode == "diffusion":
-        size, steps = settings["block_size"], settings["steps_per_block"]
-        # a block of S positions takes at most S passes, whatever the slider says ("S 4 · 64 steps per block")
-        ran = f" (at most {size} run)" if isinstance(size, int) and isinstance(steps, int) and steps > size else ""
-        parts += [f"γ {settings['gamma']}", f"S {size}", f"{steps} step{'' if steps == 1 else 's'} per block{ran}"]
-        parts += ["anchored"] if anchor_first else []
-    elif mode == "speculative":  # drafts with the model's passes (the steps slider is diffusion's); γ acts on >1
-        parts += [f"S {settings['block_size']}"]
-        if draft_steps is not None:
-            parts += [f"{draft_steps} draft pass{'' if draft_steps == 1 else 'es'}"]
-            parts += [f"draft γ {settings['gamma']}"] if draft_steps > 1 else []
-    temperature = settings.get("temperature") or 0
-    seed = settings.get("seed")
-    # the filters at their "every token" ends (top-k 0, top-p 1) change nothing: not named
-    top_k, top_p = settings.get("top_k"), settings.get("top_p")
-    filters = ([f"top-k {top_k}"] if top_k else []) + ([f"top-p {top_p}"] if top_p not in (None, 1, 1.0) else [])
-    parts += ([", ".join([f"temperature {temperature}", *filters, "unseeded" if seed is None else f"seed {seed}"])]
-              if temperature else ["greedy"])
-    # token healing (twotower/token_healing.py): the prompt's last token was taken back and chosen again
-    # (whitespace drawn as the board draws it: a quoted run of spaces read as one space in the page)
-    parts += [f"healed: the prompt's last token ‘{token_text(healed)}’ chosen again"] if healed else []
-    return " · ".join(parts)
-
-
-class Handlers(PanelHandlers):
+class Handlers(SavedRuns, PanelHandlers):
     """The Playground's handlers (generate, re-run, replay, Stop) beside the measuring panels' it inherits."""
 
     def __init__(self, engine):
@@ -74,14 +40,6 @@ class Handlers(PanelHandlers):
         # (it kept the colouring it started with, so a change mid-run lasted one frame)
         self._live_colour: dict[str, str] = {}
         self._opened_pieces = None  # (an opened trace's pieces, their piece function): _file_pieces
-
-    def _file_pieces(self, pieces: dict):
-        """An opened trace's piece function, one per file's pieces (cell_html caches its cells by it: a new
-        function at every redraw missed that cache, and filled it)."""
-        cached = self._opened_pieces
-        if cached is None or cached[0] is not pieces:
-            self._opened_pieces = cached = (pieces, lambda i: pieces.get(str(i), f"<id {i}: no piece>"))
-        return cached[1]
 
     def forget_session(self, request: gr.Request = None):
         """A page closed (demo.unload): what the server kept for its session goes, and its runs stop."""
@@ -301,107 +259,6 @@ class Handlers(PanelHandlers):
             return gr.skip()
         return self.replay(record, frame, colour_by)
 
-    def save_trace(self, record):
-        """The Playground's last run as a JSON trace (twotower/trace.py, as `generate --trace` writes) for download.
-        With no run recorded, or a disk that cannot take the file, a warning says so and the file box stays."""
-        from twotower.trace import ran_settings, run_trace, trace_json
-
-        if not record or not record.get("events") or "prompt_ids" not in record:
-            gr.Warning(NOTHING_TO_SAVE)
-            return gr.skip()
-        if record.get("trace") is not None:  # a saved run opened here: saved again as it was read
-            return self._download("trace-", "twotower-run.json", trace_json(record["trace"]),
-                                  "the board and its recording stay")
-        config = self.engine.model.config
-        trace = run_trace(record["events"], prompt=record["prompt"], prompt_ids=record["prompt_ids"],
-                          healed=record.get("healed", ""),
-                          mode=record["mode"], settings=ran_settings(record["mode"], config, record["settings"]),
-                          tokenizer=self.engine.tokenizer, mask_token_id=config.mask_token_id,
-                          engine=self.engine.describe())
-        return self._download("trace-", "twotower-run.json", trace_json(trace), "the board and its recording stay")
-
-    def open_pressed(self, request: gr.Request = None):
-        """The Open button's file chosen (queue-free, before open_trace is queued): the session's run going stops
-        at its next step, as at Generate, so it draws nothing over the opened run."""
-        self.supersede("playground", request)
-
-    def open_trace(self, path, prompt=None, mode=None, gamma=None, block_size=None, steps_per_block=None,
-                   max_new_tokens=None, temperature=None, seed=None, colour_by="step", anchor_first=False,
-                   previous=None, heal=True, top_k=None, top_p=None, request: gr.Request = None):
-        """A saved run (a trace: "Save this run", `generate --trace`, run_trace) opened on the Playground's board:
-        every step replays on the scrubber, drawn with the file's own token pieces (its model may be another than
-        the one loaded here). The panel's inputs (the Playground's, as Generate reads them) are kept with it: a
-        slider released without a change leaves it, one that moves a setting runs the panel's prompt anew.
-        Yields (view, statistics, completion, recorded run, scrubber, saved-trace file box). A file that is no trace
-        is refused in words over the last board, which stays with its saved file."""
-        from pathlib import Path
-
-        from twotower.trace import TRACE_LIMIT_BYTES, read_trace, trace_events
-
-        name = Path(str(path or "")).name
-        try:
-            if not path:
-                raise ValueError("no file was given")
-            if Path(path).stat().st_size > TRACE_LIMIT_BYTES:
-                raise ValueError(f"the file is over {TRACE_LIMIT_BYTES // 2**20} MB: not a run's trace")
-            trace = read_trace(Path(path).read_bytes())
-            events = trace_events(trace)
-            board = fold(events)
-            record = self._opened_record(trace, events, name)
-            record["panel"] = self._panel_key(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens,
-                                              temperature, seed, anchor_first, heal, top_k, top_p)
-            board.stopped = record["stopped"]
-            view = self._view(board, board_prompt(record), colour_by, record["steps_per_block"], record["healed"],
-                              record)
-            stats = stats_html(board, OPENED_NOTE, status="stopped", run=record["caption"])  # (finished: "done")
-        except (OSError, ValueError, TypeError, IndexError, OverflowError, KeyError) as exc:
-            # (a hand-edited file the checks missed fails in drawing: said as a file that cannot be read)
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            message = f"Not opened: {name or 'the file'}: {reason}."
-            gr.Warning(message)
-            yield *self._refusal(message, previous, colour_by), gr.skip()
-            return
-        yield (view, stats, self._completion([], record), record, replay_scrubber(count_frames(events)),
-               gr.File(value=None, visible=False))  # the last run's saved file goes: it is not this run's
-
-    @staticmethod
-    def _panel_key(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                   anchor_first, heal, top_k, top_p):
-        """What a slider release compares an opened run against: the Playground's inputs when it was opened (None
-        where they cannot be read: any release then runs the panel's prompt)."""
-        try:
-            settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, top_k,
-                                    top_p)
-        except (TypeError, ValueError):
-            return None
-        return [prompt, mode, {**settings, "anchor_first": anchor_first}, bool(heal)]
-
-    @staticmethod
-    def _opened_record(trace: dict, events: list, name: str) -> dict:
-        """The Playground's recording of a run read from a trace (read_trace, trace_events): what a live run
-        records, plus the file's token pieces (the board draws with them) and the trace itself (saved again as
-        read). A setting of the wrong kind in a hand-edited file reads as unknown in the caption."""
-        settings = trace["settings"]
-        steps = settings.get("steps_per_block")
-        record = {"prompt": trace["prompt"], "steps_per_block": steps if isinstance(steps, int) else None,
-                  "events": events, "mode": trace["mode"], "settings": settings, "prompt_ids": trace["prompt_ids"],
-                  "healed": trace["healed"], "heal": bool(trace["healed"]), "pieces": trace["pieces"],
-                  "trace": trace, "stopped": events[-1].kind != "done"}  # (what the events say, not "finished")
-        try:
-            caption = run_caption(trace["mode"], settings, settings.get("anchor_first") is True,
-                                  settings.get("draft_steps"), trace["healed"])
-        except (KeyError, TypeError, ValueError):  # a setting missing or of another kind: the mode alone
-            caption = MODE_LABELS.get(trace["mode"], trace["mode"])
-        model = (trace.get("engine") or {}).get("checkpoint") if isinstance(trace.get("engine"), dict) else None
-        record["caption"] = f"{caption} · opened from {name}" + (f" (a run of {model})" if model else "")
-        return record
-
-    @staticmethod
-    def drop_trace(tab):
-        """A new Playground run takes the saved trace's file away (save again for the new run); a slider released on
-        another tab re-runs nothing there, so the file stays."""
-        return gr.File(value=None, visible=False) if tab == "playground" else gr.skip()
-
     def after_stop(self, record, colour_by="step"):
         """Stop was pressed: redraw the board with its unfinished block marked stopped, freeze the statistics
         and the completion, and offer the scrubber over what was recorded. Returns (view, scrubber, statistics,
@@ -435,24 +292,3 @@ class Handlers(PanelHandlers):
         return completion_text(self.engine.decode(tokens), record.get("healed", ""))
 
 
-def board_prompt(record: dict) -> str:
-    """The prompt the board shows before the run's cells: the typed one, but for the healed last token's text,
-    which the first cell holds (it was generated)."""
-    return prompt_less_prefix(record["prompt"], record.get("healed", ""))
-
-
-def recorded_board(record: dict, upto: int | None = None) -> Board:
-    """The recorded run folded up to its `upto`-th step (None: all of it). A stopped run's last step shows the
-    block Stop left unfinished as stopped; an earlier step shows it as it was then, being denoised."""
-    board = fold(record["events"], upto)
-    board.stopped = upto is None and bool(record.get("stopped"))
-    return board
-
-
-def replay_scrubber(frames: int):
-    """The step slider over a finished run; hidden when there is nothing to scrub (a run of 0 or 1 steps, e.g.
-    one token, or a whole block committed in one pass), where Gradio refuses a slider whose ends meet."""
-    if frames < 2:
-        return gr.Slider(visible=False)
-    return gr.Slider(minimum=1, maximum=frames, value=frames, step=1, visible=True, interactive=True,
-                     label=f"Replay step (1–{frames})")

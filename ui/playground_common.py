@@ -1,0 +1,68 @@
+"""What the Playground's live runs and its opened saved runs share (ui.handlers, ui.saved_runs): the caption of
+a run's settings, the prompt its board shows, a recording folded into a board, the replay scrubber."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from twotower.engine import normalise_mode
+from twotower.token_healing import prompt_less_prefix
+
+from .board import Board, fold
+from .render import token_text
+from .render_panels import MODE_LABELS
+
+
+def run_caption(mode: str, settings: dict, anchor_first: bool = False, draft_steps: int | None = None,
+                healed: str = "") -> str:
+    """The settings a Playground run used, for its statistics: the board stays after the sliders move on."""
+    try:
+        mode = normalise_mode(mode)
+    except ValueError:
+        return str(mode)
+    parts = [MODE_LABELS.get(mode, mode)]
+    if mode == "diffusion":
+        size, steps = settings["block_size"], settings["steps_per_block"]
+        # a block of S positions takes at most S passes, whatever the slider says ("S 4 · 64 steps per block")
+        ran = f" (at most {size} run)" if isinstance(size, int) and isinstance(steps, int) and steps > size else ""
+        parts += [f"γ {settings['gamma']}", f"S {size}", f"{steps} step{'' if steps == 1 else 's'} per block{ran}"]
+        parts += ["anchored"] if anchor_first else []
+    elif mode == "speculative":  # drafts with the model's passes (the steps slider is diffusion's); γ acts on >1
+        parts += [f"S {settings['block_size']}"]
+        if draft_steps is not None:
+            parts += [f"{draft_steps} draft pass{'' if draft_steps == 1 else 'es'}"]
+            parts += [f"draft γ {settings['gamma']}"] if draft_steps > 1 else []
+    temperature = settings.get("temperature") or 0
+    seed = settings.get("seed")
+    # the filters at their "every token" ends (top-k 0, top-p 1) change nothing: not named
+    top_k, top_p = settings.get("top_k"), settings.get("top_p")
+    filters = ([f"top-k {top_k}"] if top_k else []) + ([f"top-p {top_p}"] if top_p not in (None, 1, 1.0) else [])
+    parts += ([", ".join([f"temperature {temperature}", *filters, "unseeded" if seed is None else f"seed {seed}"])]
+              if temperature else ["greedy"])
+    # token healing (twotower/token_healing.py): the prompt's last token was taken back and chosen again
+    # (whitespace drawn as the board draws it: a quoted run of spaces read as one space in the page)
+    parts += [f"healed: the prompt's last token ‘{token_text(healed)}’ chosen again"] if healed else []
+    return " · ".join(parts)
+
+
+def board_prompt(record: dict) -> str:
+    """The prompt the board shows before the run's cells: the typed one, but for the healed last token's text,
+    which the first cell holds (it was generated)."""
+    return prompt_less_prefix(record["prompt"], record.get("healed", ""))
+
+
+def recorded_board(record: dict, upto: int | None = None) -> Board:
+    """The recorded run folded up to its `upto`-th step (None: all of it). A stopped run's last step shows the
+    block Stop left unfinished as stopped; an earlier step shows it as it was then, being denoised."""
+    board = fold(record["events"], upto)
+    board.stopped = upto is None and bool(record.get("stopped"))
+    return board
+
+
+def replay_scrubber(frames: int):
+    """The step slider over a finished run; hidden when there is nothing to scrub (a run of 0 or 1 steps, e.g.
+    one token, or a whole block committed in one pass), where Gradio refuses a slider whose ends meet."""
+    if frames < 2:
+        return gr.Slider(visible=False)
+    return gr.Slider(minimum=1, maximum=frames, value=frames, step=1, visible=True, interactive=True,
+                     label=f"Replay step (1–{frames})")
