@@ -32,7 +32,7 @@ def test_a_saved_run_opens_on_the_playground_board_as_it_ran(engine, mode):
     (opened,) = list(handlers.open_trace(path))
     o_view, o_stats, o_completion, o_record, scrubber, file_box = opened
     assert o_view == view and o_completion == completion and o_record["events"]
-    assert html.unescape(OPENED_NOTE) in html.unescape(o_stats) and "opened from" in o_stats and "done" in o_stats
+    assert html.unescape(OPENED_NOTE) in html.unescape(o_stats) and "opened from" in o_stats and ">done<" in o_stats
     frames = count_frames(record["events"])
     assert scrubber.maximum == frames and scrubber.value == frames
     for frame in range(1, frames + 1):  # each step as the live run's recording replays it
@@ -191,3 +191,29 @@ def test_an_opened_run_marks_its_own_models_eos(engine, tmp_path):
     path.write_text(json.dumps(trace), encoding="utf-8")
     (opened,) = list(handlers.open_trace(str(path)))
     assert opened[0].count("tt-cell eos") == 1 and "after-eos" in opened[0]
+
+
+def test_a_generate_waiting_in_the_queue_does_not_start_over_an_opened_run(engine):
+    """Opening acts as Stop on the session's Playground run: one going stops at its next step, and one still
+    waiting in the queue never starts (with Generate's supersede instead, it started after the open and drew over
+    it). The next Generate pressed runs as usual."""
+    from types import SimpleNamespace
+
+    from ui.handlers import Handlers
+
+    handlers = Handlers(engine)
+    handlers.frame_interval_s = 0
+    request = SimpleNamespace(session_hash="s1")
+    *_, (_, _, _, record, _) = list(handlers.generate("def f(x):", "ar", 0.8, 4, 4, 4, 0.0, 0, "step",
+                                                      request=request))
+    path = handlers.save_trace(record).value["path"]
+    handlers.supersede("playground", request)  # Generate pressed: its queue-free listener; the run waits
+    handlers.open_pressed(request)  # then a file opened
+    (opened,) = list(handlers.open_trace(path, request=request))
+    queued = list(handlers.generate("x = 1", "ar", 0.8, 4, 4, 4, 0.0, 0, "step", previous=opened[3],
+                                    request=request))
+    assert queued == [(gr_skip(),) * 5]  # it never started: the opened run stays
+    handlers.supersede("playground", request)  # Generate pressed again
+    *_, (view, _, _, again, _) = list(handlers.generate("x = 1", "ar", 0.8, 4, 4, 4, 0.0, 0, "step",
+                                                        previous=opened[3], request=request))
+    assert 'data-done="1"' in view and "trace" not in again

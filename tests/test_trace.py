@@ -229,7 +229,8 @@ def test_an_output_file_is_judged_by_its_own_permission_when_it_exists(tmp_path,
 def test_the_playground_saves_its_last_run(engine):
     import gradio as gr
 
-    from ui.handlers import NOTHING_TO_SAVE, Handlers
+    from ui.handlers import Handlers
+    from ui.saved_runs import NOTHING_TO_SAVE
 
     handlers = Handlers(engine)
     handlers.frame_interval_s = 0

@@ -20,10 +20,10 @@ from twotower.validation import check_int
 from .board import FRAME_KINDS, Board, count_frames, fold_event
 from .panel_common import HEAL_LABEL, FramePacer, run_settings, switch, unavailable, whole
 from .panel_handlers import PanelHandlers
-from .playground_common import board_prompt, recorded_board, replay_scrubber, run_caption  # noqa: F401 (ui.handlers' names)
+from .playground_common import board_prompt, recorded_board, replay_scrubber, run_caption
 from .render import board_html, error_html, note_html, stats_html
 from .run_tracker import Stopped
-from .saved_runs import NOTHING_TO_SAVE, OPENED_NOTE, SavedRuns  # noqa: F401 (ui.handlers' names)
+from .saved_runs import OPENED_NOTE, SavedRuns
 
 LIVE_NOTE = ("Times include drawing the board live (at most 25 frames a second; the scrubber has every step); "
              "the Race panel times without rendering.")
@@ -39,7 +39,6 @@ class Handlers(SavedRuns, PanelHandlers):
         # step. The colour radio's latest value per session with a live run: the run draws its next frames in it
         # (it kept the colouring it started with, so a change mid-run lasted one frame)
         self._live_colour: dict[str, str] = {}
-        self._opened_pieces = None  # (an opened trace's pieces, their piece function): _file_pieces
 
     def forget_session(self, request: gr.Request = None):
         """A page closed (demo.unload): what the server kept for its session goes, and its runs stop."""
@@ -56,7 +55,7 @@ class Handlers(SavedRuns, PanelHandlers):
         piece, eos = self.piece, self.engine.eos_token_id
         pieces = (record or {}).get("pieces")
         if pieces is not None:
-            piece = self._file_pieces(pieces)
+            piece = record["piece"]
             # the file's EOS (traces record it since 2026-12-06); an older one's is this tokenizer's where the
             # file's pieces agree there, else unknown (not marked)
             eos = (record.get("trace") or {}).get("eos_token_id")

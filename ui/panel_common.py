@@ -40,8 +40,8 @@ def run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature
                  top_p=None) -> dict:
     """The sliders' values as Engine.stream's keywords. top_k / top_p are checked at any temperature, as the engine
     and the CLI check them, by the sliders' names; they filter a sampled draw only, so greedy (temperature 0) and
-    their "every token" ends (top-k 0, top-p 1) record None, as `generate --trace` does (a board and its trace
-    name no filter that did nothing)."""
+    their "every token" ends (top-k 0, top-p 1) record None: a board and its saved trace name no filter that did
+    nothing (`generate --trace` records the flags as typed)."""
     _, top_k, top_p = check_sampling(0.0, whole(top_k), top_p, names=("temperature", "top-k", "top-p"))
     sampled = temperature not in (0, None)
     return dict(gamma=gamma, block_size=whole(block_size), steps_per_block=whole(steps_per_block),

@@ -183,19 +183,21 @@ class PanelHandlers(CostModelPanel, SweepPanel):
                 "disturbed": disturbed}
 
     def _race_inputs(self, prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats, heal=True):
-        """(prompt ids, modes in racing order, their settings, max new tokens, timed runs per mode, (the healed
-        prefix or "", the healing keyword every mode's stream takes)), or the ValueError a Race is refused with."""
+        """(prompt ids, modes in racing order, their settings, max new tokens, timed runs per mode, (the healing
+        checkbox, checked, the healed prefix or "", the healing keyword every mode's stream takes)), or the
+        ValueError a Race is refused with."""
         order = ["ar"] + [m for m in RACE_MODES if m in (modes or [])]
         settings = {"gamma": gamma, "block_size": whole(block_size), "steps_per_block": whole(steps_per_block)}
         max_new_tokens = whole(max_new_tokens)
         # healed as the Playground's prompt (its checkbox on): the same first token
-        ids, healed, healing = self._prompt(prompt, switch(HEAL_LABEL, heal))
+        heal = switch(HEAL_LABEL, heal)
+        ids, healed, healing = self._prompt(prompt, heal)
         repeats = check_int("timed runs per mode", 1 if repeats is None else whole(repeats))
         # every setting before AR's timing: a bad γ once came back only after AR had been timed
         check_int("max_new_tokens", max_new_tokens)  # the engine's name for it, as every other panel says
         if len(order) > 1:  # AR alone reads no diffusion setting
             check_decoding_settings(**settings)
-        return ids, order, settings, max_new_tokens, repeats, (healed, healing)
+        return ids, order, settings, max_new_tokens, repeats, (heal, healed, healing)
 
     def race_start(self, modes, repeats, gamma, block_size, steps_per_block, max_new_tokens, prompt=None, heal=True,
                    request: gr.Request = None):
@@ -203,10 +205,11 @@ class PanelHandlers(CostModelPanel, SweepPanel):
         of the Race on screen, and its stale note, as they were (they were replaced by the refused ones, so
         putting a value back read as "settings moved"). See _pressed for the run going."""
         try:
-            self._race_inputs(prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats, heal)
+            *_, (heal_on, healed, _) = self._race_inputs(prompt, modes, gamma, block_size, steps_per_block,
+                                                         max_new_tokens, repeats, heal)
             # a prompt with nothing to heal runs the same either way: the checkbox moved is then no setting moved
             # (as the Playground's board stays)
-            heals = bool(self._prompt(prompt)[1])
+            heals = bool(healed) if heal_on else bool(self._prompt(prompt)[1])
         except ValueError as exc:
             self._pressed(request, "race", accepted=False)
             return gr.skip(), self._refused_note(request, "race", "Race", exc)
@@ -223,9 +226,8 @@ class PanelHandlers(CostModelPanel, SweepPanel):
         heal: token healing of the prompt's last token, in every mode; False races the prompt as typed."""
         results, watch, view = [], None, None
         try:
-            ids, order, settings, max_new_tokens, repeats, (healed, healing) = self._race_inputs(
+            ids, order, settings, max_new_tokens, repeats, (heal, healed, healing) = self._race_inputs(
                 prompt, modes, gamma, block_size, steps_per_block, max_new_tokens, repeats, heal)
-            heal = switch(HEAL_LABEL, heal)  # checked there: the checkbox as the CSV records it
             # AR alone reads (and checks) no diffusion setting, so its label quotes none ("γ = nan" was quoted)
             read = (f"γ = {gamma}, S = {settings['block_size']}, {settings['steps_per_block']} steps per block, "
                     if len(order) > 1 else "")

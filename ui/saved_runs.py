@@ -1,16 +1,15 @@
 """The Playground's saved runs: "Save this run (JSON)" writes the run's trace (twotower/trace.py), "Open a saved
 run (JSON)" puts one back on the board (this app's, or `generate --trace`'s of another checkpoint, drawn with the
 file's own token pieces). A mixin of ui.handlers.Handlers, whose board drawing (_view), refusal (_refusal),
-completion (_completion), supersede and download helpers it uses."""
+completion (_completion), Stop and download helpers it uses."""
 
 from __future__ import annotations
 
 import gradio as gr
 
-
-from .board import count_frames, fold
+from .board import count_frames
 from .panel_common import run_settings
-from .playground_common import board_prompt, replay_scrubber, run_caption
+from .playground_common import board_prompt, recorded_board, replay_scrubber, run_caption
 from .render import stats_html
 from .render_panels import MODE_LABELS
 
@@ -21,14 +20,6 @@ OPENED_NOTE = ("A saved run, opened from its file: its times are those it ran in
 
 class SavedRuns:
     """Save and open a Playground run (see the module's docstring)."""
-
-    def _file_pieces(self, pieces: dict):
-        """An opened trace's piece function, one per file's pieces (cell_html caches its cells by it: a new
-        function at every redraw missed that cache, and filled it)."""
-        cached = self._opened_pieces
-        if cached is None or cached[0] is not pieces:
-            self._opened_pieces = cached = (pieces, lambda i: pieces.get(str(i), f"<id {i}: no piece>"))
-        return cached[1]
 
     def save_trace(self, record):
         """The Playground's last run as a JSON trace (twotower/trace.py, as `generate --trace` writes) for download.
@@ -50,9 +41,10 @@ class SavedRuns:
         return self._download("trace-", "twotower-run.json", trace_json(trace), "the board and its recording stay")
 
     def open_pressed(self, request: gr.Request = None):
-        """The Open button's file chosen (queue-free, before open_trace is queued): the session's run going stops
-        at its next step, as at Generate, so it draws nothing over the opened run."""
-        self.supersede("playground", request)
+        """The Open button's file chosen (queue-free, before open_trace runs): as Stop, the session's run going
+        stops at its next step and one still waiting in the queue never starts, so none draws over the opened run
+        (supersede, as at Generate, let a queued Generate start after the open and replace it)."""
+        self.stop_playground(request)
 
     def open_trace(self, path, prompt=None, mode=None, gamma=None, block_size=None, steps_per_block=None,
                    max_new_tokens=None, temperature=None, seed=None, colour_by="step", anchor_first=False,
@@ -75,11 +67,10 @@ class SavedRuns:
                 raise ValueError(f"the file is over {TRACE_LIMIT_BYTES // 2**20} MB: not a run's trace")
             trace = read_trace(Path(path).read_bytes())
             events = trace_events(trace)
-            board = fold(events)
             record = self._opened_record(trace, events, name)
             record["panel"] = self._panel_key(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens,
                                               temperature, seed, anchor_first, heal, top_k, top_p)
-            board.stopped = record["stopped"]
+            board = recorded_board(record)
             view = self._view(board, board_prompt(record), colour_by, record["steps_per_block"], record["healed"],
                               record)
             stats = stats_html(board, OPENED_NOTE, status="stopped", run=record["caption"])  # (finished: "done")
@@ -115,7 +106,10 @@ class SavedRuns:
         record = {"prompt": trace["prompt"], "steps_per_block": steps if isinstance(steps, int) else None,
                   "events": events, "mode": trace["mode"], "settings": settings, "prompt_ids": trace["prompt_ids"],
                   "healed": trace["healed"], "heal": bool(trace["healed"]), "pieces": trace["pieces"],
-                  "trace": trace, "stopped": events[-1].kind != "done"}  # (what the events say, not "finished")
+                  "trace": trace, "stopped": events[-1].kind != "done",  # (what the events say, not "finished")
+                  # one piece function per opened file, kept with it: cell_html caches its cells by it (a new
+                  # function at every redraw missed that cache, and filled it)
+                  "piece": lambda i, pieces=trace["pieces"]: pieces.get(str(i), f"<id {i}: no piece>")}
         try:
             caption = run_caption(trace["mode"], settings, settings.get("anchor_first") is True,
                                   settings.get("draft_steps"), trace["healed"])
