@@ -1,5 +1,5 @@
 """A small, deterministic fuzz of the app's event handlers, called as Gradio calls them but with no server: the
-functions ui/app.py wires to Generate, Stop, the slider / radio / checkbox listeners, Race, the audit, Sweep, Cost
+functions ui/wiring.py wires to Generate, Stop, the slider / radio / checkbox listeners, Race, the audit, Sweep, Cost
 and the Model tab, over random and edge-case values a browser can send (every slider at its ends and between,
 S above max new tokens, steps above S, empty / blank / long / non-ASCII / emoji / NUL prompts, odd γ and S lists,
 empty, 0, negative, huge and NaN numbers), and in unexpected orders (Stop or Cost before any run, a Sweep twice).
