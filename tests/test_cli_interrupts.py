@@ -115,6 +115,40 @@ def test_ctrl_c_of_a_pipeline_still_writes_the_trace(tmp_path):
     assert json.loads(trace.read_text())["finished"] is False
 
 
+def test_a_ctrl_c_just_after_the_closed_pipe_still_writes_the_trace(tmp_path, monkeypatch, capsys):
+    """The pipeline's Ctrl-C can reach the writer after the closed pipe raised and before the signals are held for
+    the trace's write (a loaded CI host made that moment long enough: the run ended "interrupted" with no trace).
+    Here the closed pipe comes at the third write and the Ctrl-C as the signals are first to be held."""
+    import contextlib
+
+    from twotower import cli_generate, interrupts
+
+    real_write, real_held, writes, holds = cli_generate._write, interrupts.signals_held, [], []
+
+    def closing_write(text):
+        writes.append(text)
+        if len(writes) == 3:
+            raise BrokenPipeError
+        real_write(text)
+
+    @contextlib.contextmanager
+    def interrupted_first(*args):
+        holds.append(1)
+        if len(holds) == 1:
+            raise KeyboardInterrupt  # the Ctrl-C, before the handler that holds it is in place
+        with real_held(*args):
+            yield
+
+    monkeypatch.setattr(cli_generate, "_write", closing_write)
+    monkeypatch.setattr(interrupts, "signals_held", interrupted_first)
+    trace = tmp_path / "t.json"
+    argv = ["generate", "--preset", "tiny", "--mode", "ar", "--no-eos", "--max-new-tokens", "8", "--trace", str(trace),
+            "x"]
+    assert cli_main(argv) == 130
+    assert json.loads(trace.read_text())["finished"] is False and len(holds) == 2
+    assert f"the run so far is traced in {trace}" in capsys.readouterr().err
+
+
 def test_an_interrupted_bench_reports_and_writes_the_rounds_every_mode_finished(tmp_path, monkeypatch, capsys):
     """bench kept nothing on Ctrl-C: minutes of timed rounds lost. Now the rounds every mode finished are
     reported (and --out written), marked interrupted, and the command still ends as the interrupt does."""

@@ -206,6 +206,18 @@ def main(args) -> int:
             settings=ran_settings(mode, engine.model.config, settings),  # what the mode read, defaults filled in
             tokenizer=engine.tokenizer, mask_token_id=engine.model.config.mask_token_id, engine=engine.describe()))
 
+    saved = []  # the trace of a run cut short, once written
+
+    def keep_trace_so_far(ending):
+        """Write the trace of the steps so far (if one was asked for), the signals held while it is written; returns
+        the exception that ends the run."""
+        if recorded and not saved:
+            with signals_held():  # that Ctrl-C may come just after the closed pipe that brought us here
+                save_trace()
+                saved.append(True)
+            print(f"the run so far is traced in {trace_path}", file=sys.stderr)
+        return ending
+
     from .completion_stream import CompletionStream  # (imports torch: not before the flags are checked)
     from .interrupts import quiet_stdout, signals_held
 
@@ -237,14 +249,16 @@ def main(args) -> int:
                 done = event
     except (KeyboardInterrupt, BrokenPipeError) as exc:  # Ctrl-C, or a reader gone mid-stream: the steps so far
         # are kept when a trace was asked for ("finished": false); the text so far is already out
-        if recorded:  # first: the Ctrl-C of a pipeline (`| tee`) ends its reader too, and a write to it raises
+        try:  # first: the Ctrl-C of a pipeline (`| tee`) ends its reader too, and a write to it raises
             try:
-                with signals_held():  # that Ctrl-C may come just after the closed pipe that brought us here
-                    save_trace()
-                print(f"the run so far is traced in {trace_path}", file=sys.stderr)
-            except ValueError as error:  # said, and the interrupt goes on as one
-                print(f"twotower generate: error: {error}", file=sys.stderr)
-        if isinstance(exc, KeyboardInterrupt) and notes is None:
+                ending = keep_trace_so_far(exc)
+            except KeyboardInterrupt as late:  # that Ctrl-C came before the signals were held (a loaded host
+                ending = keep_trace_so_far(late)  # widens the moment): the trace is written all the same, and the
+                # interrupt ends the run
+        except ValueError as error:  # said, and the interrupt goes on as one
+            print(f"twotower generate: error: {error}", file=sys.stderr)
+            ending = exc
+        if isinstance(ending, KeyboardInterrupt) and notes is None:
             try:  # streamed: the text so far ends its line ("interrupted" follows on stderr); else the text so far
                 if stream is not None:  # (a healed prefix the stream has not shown yet is the prompt's: written back)
                     _write(("" if stream.shown else healed) + "\n")
@@ -256,7 +270,9 @@ def main(args) -> int:
                     _write(prompt + completion_text(engine.decode(kept.ids), healed) + "\n")
             except BrokenPipeError:  # the reader went with the same Ctrl-C: the interrupt is what ends the run
                 quiet_stdout()  # (and nothing fails at exit)
-        raise
+        if ending is exc:
+            raise
+        raise ending from None
     text = engine.decode(done.info["new_tokens"][0])  # a healed run's starts with the prefix: printed after the
     try:  # prompt less the prefix when streamed, else as the completion after the whole prompt
         if args.json:
