@@ -147,6 +147,15 @@ def test_a_ctrl_c_just_after_the_closed_pipe_still_writes_the_trace(tmp_path, mo
     assert cli_main(argv) == 130
     assert json.loads(trace.read_text())["finished"] is False and len(holds) == 2
     assert f"the run so far is traced in {trace}" in capsys.readouterr().err
+    # and at the end: a finished run whose one write (--json) meets the closed pipe, then the same Ctrl-C
+    writes.clear()
+    holds.clear()
+    monkeypatch.setattr(cli_generate, "_write", lambda text: (_ for _ in ()).throw(BrokenPipeError))
+    finished = tmp_path / "f.json"
+    argv = ["generate", "--preset", "tiny", "--mode", "ar", "--max-new-tokens", "4", "--json", "--trace", str(finished),
+            "x"]
+    assert cli_main(argv) == 130
+    assert json.loads(finished.read_text())["finished"] is True and len(holds) == 2
 
 
 def test_an_interrupted_bench_reports_and_writes_the_rounds_every_mode_finished(tmp_path, monkeypatch, capsys):

@@ -206,16 +206,22 @@ def main(args) -> int:
             settings=ran_settings(mode, engine.model.config, settings),  # what the mode read, defaults filled in
             tokenizer=engine.tokenizer, mask_token_id=engine.model.config.mask_token_id, engine=engine.describe()))
 
-    saved = []  # the trace of a run cut short, once written
+    saved = []  # the trace of a run its reader or a Ctrl-C cut short, once written
 
-    def keep_trace_so_far(ending):
-        """Write the trace of the steps so far (if one was asked for), the signals held while it is written; returns
-        the exception that ends the run."""
+    def keep_trace(finished: bool = False) -> None:
+        """Write the trace (if one was asked for and holds a step), the signals held while it is written: a
+        pipeline's Ctrl-C may come just after the closed pipe that brought us here. Once: a second call, after an
+        interrupt that came before the signals were held, writes it if the first did not."""
         if recorded and not saved:
-            with signals_held():  # that Ctrl-C may come just after the closed pipe that brought us here
+            with signals_held():
                 save_trace()
                 saved.append(True)
-            print(f"the run so far is traced in {trace_path}", file=sys.stderr)
+            if not finished:
+                print(f"the run so far is traced in {trace_path}", file=sys.stderr)
+
+    def keep_trace_so_far(ending):
+        """keep_trace for a run cut short; returns the exception that ends it."""
+        keep_trace()
         return ending
 
     from .completion_stream import CompletionStream  # (imports torch: not before the flags are checked)
@@ -285,8 +291,11 @@ def main(args) -> int:
     except BrokenPipeError:  # the reader left (`| head`): the trace is still written, then it ends as a closed pipe
         if trace_path:
             try:
-                with signals_held():
-                    save_trace()
+                try:
+                    keep_trace(finished=True)
+                except KeyboardInterrupt:  # a pipeline's Ctrl-C before the signals were held: written all the same
+                    keep_trace(finished=True)
+                    raise
             except ValueError as error:  # said; the closed pipe still ends it (exit 141, nothing failing at exit)
                 print(f"twotower generate: error: {error}", file=sys.stderr)
         raise
