@@ -219,11 +219,6 @@ def main(args) -> int:
             if not finished:
                 print(f"the run so far is traced in {trace_path}", file=sys.stderr)
 
-    def keep_trace_so_far(ending):
-        """keep_trace for a run cut short; returns the exception that ends it."""
-        keep_trace()
-        return ending
-
     from .completion_stream import CompletionStream  # (imports torch: not before the flags are checked)
     from .interrupts import quiet_stdout, signals_held
 
@@ -255,15 +250,15 @@ def main(args) -> int:
                 done = event
     except (KeyboardInterrupt, BrokenPipeError) as exc:  # Ctrl-C, or a reader gone mid-stream: the steps so far
         # are kept when a trace was asked for ("finished": false); the text so far is already out
+        ending = exc
         try:  # first: the Ctrl-C of a pipeline (`| tee`) ends its reader too, and a write to it raises
             try:
-                ending = keep_trace_so_far(exc)
+                keep_trace()
             except KeyboardInterrupt as late:  # that Ctrl-C came before the signals were held (a loaded host
-                ending = keep_trace_so_far(late)  # widens the moment): the trace is written all the same, and the
-                # interrupt ends the run
+                keep_trace()  # widens the moment): the trace is written all the same, and the interrupt ends the run
+                ending = late
         except ValueError as error:  # said, and the interrupt goes on as one
             print(f"twotower generate: error: {error}", file=sys.stderr)
-            ending = exc
         if isinstance(ending, KeyboardInterrupt) and notes is None:
             try:  # streamed: the text so far ends its line ("interrupted" follows on stderr); else the text so far
                 if stream is not None:  # (a healed prefix the stream has not shown yet is the prompt's: written back)

@@ -190,6 +190,7 @@ def read_trace(text: str | bytes) -> dict:
             text = text.decode("utf-8")
         except UnicodeDecodeError:
             raise ValueError("the file is not UTF-8 text: not a run's trace (JSON)") from None
+
     def no_constant(name):  # json.loads reads NaN and Infinity, which a trace never holds (plain writes null)
         raise ValueError(f"the file holds {name}, which JSON has no value for: not a run's trace")
 
@@ -204,12 +205,12 @@ def read_trace(text: str | bytes) -> dict:
                          "and the Playground's Save this run write one)")
     if type(trace.get("version")) is not int or trace["version"] != VERSION:
         raise ValueError(f"the trace is of version {trace.get('version')!r}; this build reads version {VERSION}")
+    json_names = {str: "string", list: "array", dict: "object"}
     kinds = {"prompt": str, "prompt_ids": list, "healed": str, "mode": str, "settings": dict, "pieces": dict,
              "events": list, "new_tokens": list}
     for name, kind in kinds.items():
         if not isinstance(trace.get(name), kind):
-            raise ValueError(f"the trace's \"{name}\" is missing or not a JSON {kind.__name__.replace('str', 'string')}"
-                             .replace("dict", "object").replace("list", "array"))
+            raise ValueError(f"the trace's \"{name}\" is missing or not a JSON {json_names[kind]}")
     if not trace["events"]:
         raise ValueError("the trace holds no event: nothing to replay")
     if not all(isinstance(text, str) for text in trace["pieces"].values()):
