@@ -149,3 +149,25 @@ def test_sweep_heal_reaches_run_sweep_and_the_report(capsys, tmp_path, monkeypat
     assert main(argv + ["--heal", "--json"]) == 0 and json.loads(capsys.readouterr().out)["heal"] is True
     assert main(argv) == 0 and "each prompt healed" not in capsys.readouterr().out
     assert seen == [True, False]
+
+
+def test_a_host_whose_speed_moved_over_the_sweep_is_said_in_the_report():
+    """AR timed beside each point at 80.3, 35.2, 51.6 and 62.8 tokens/s in one sweep (a host shared with other
+    work): a point at 47.2 tokens/s read 1.34× AR and one at 58.7 read 0.73×, ranked by the host's speed, unmarked."""
+    from twotower.sweep import BASELINE_SPREAD, baseline_note, format_header
+
+    def points(*speeds):
+        return [{"ar_tokens_per_s": s} for s in speeds]
+
+    note = baseline_note(points(80.3, 35.2, 51.6, 62.8))
+    assert "ranged from 35.2 to 80.3 tokens/s (2.28×)" in note and note.startswith("⚠")
+    assert baseline_note(points(123.3, 146.8)) == ""  # 1.19×: the committed sweep's spread, not marked
+    assert baseline_note(points(100.0, 100.0 * BASELINE_SPREAD * 0.99)) == ""
+    assert baseline_note(points(100.0)) == "" and baseline_note([]) == "" and baseline_note(points(None, 5.0)) == ""
+    from pathlib import Path
+
+    committed = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "sweep.json").read_text())
+    assert "ranged" not in format_header(committed)
+    report = {**committed, "points": points(80.3, 35.2)}
+    assert "ranged from 35.2 to 80.3" in format_header(report)
+    assert "ranged" not in format_header({**report, "points": points(80.3, 79.0)})

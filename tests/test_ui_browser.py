@@ -162,6 +162,28 @@ def test_the_heal_checkbox_re_runs_the_prompt_where_it_could_change_it(page):
     assert box.is_checked()
 
 
+def test_a_setting_moved_from_the_keyboard_marks_the_board_until_generate(page):
+    """Gradio sends a slider's release on mouse-up or on leaving its box only: γ moved with the arrow keys re-ran
+    nothing and left the board unmarked under a γ that did not make it; so did the settings no release re-runs."""
+    page.locator("#generate").click()
+    wait_until_settled(page)
+    stale = page.locator("#board-stale")
+    assert stale.inner_text().strip() == ""
+    gamma = page.locator("#gamma input[type=range]")
+    before = float(page.locator("#gamma input[type=number]").input_value())
+    gamma.focus()
+    gamma.press("ArrowLeft")
+    page.wait_for_selector("#board-stale >> text=Settings moved since the run on the board")
+    assert f"γ {before:g} → " in stale.inner_text()
+    set_slider(page, "temperature", 0.5)  # no release re-runs it: marked too
+    page.wait_for_selector("#board-stale >> text=temperature 0 → 0.5")
+    set_slider(page, "temperature", 0)  # back: only γ is left
+    page.wait_for_function("() => !document.querySelector('#board-stale').innerText.includes('temperature')")
+    page.locator("#generate").click()  # the run of the settings shown: the note goes
+    wait_until_settled(page)
+    page.wait_for_function("() => document.querySelector('#board-stale').innerText.trim() === ''")
+
+
 def click_track(page, elem_id: str, fraction: float) -> None:
     """Press and release the mouse on a slider's track, as a user moving it does."""
     track = page.locator(f"#{elem_id} input[type=range]").bounding_box()

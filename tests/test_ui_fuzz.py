@@ -324,7 +324,7 @@ def test_model_tab_and_staleness_listeners_at_the_sliders_ends(app):
         assert isinstance(app.call("sweep_staleness", used, *sweep_in)[0], str)
     # the staleness listeners take the values as typed: a component's refusal (max new tokens 0, on the way to
     # 10) was an HTTP 500 at every keystroke; values out of range are compared like any other
-    for name in ("race_staleness", "sweep_staleness"):
+    for name in ("race_staleness", "sweep_staleness", "release_pressed"):
         assert app.fns[name].preprocess is False, name
     assert "max new tokens 8 → 0" in app.call("race_staleness", {"max_new_tokens": 8}, 0.8, 4, 4, 0, "x", True)[0]
 

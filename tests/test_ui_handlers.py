@@ -277,8 +277,14 @@ def test_stop_mid_block_marks_the_block_stopped_and_counts_what_the_completion_s
     in_block = cut["events"][-1].generated - 8
     assert in_block >= 1  # at least one token per step
     assert "tokens (finished blocks)</td><td class=\"v\">8<" in stats
-    assert f"committed in the stopped block</td><td class=\"v\">{in_block}<" in stats
+    assert f"committed in the stopped block (not in the completion)</td><td class=\"v\">{in_block}<" in stats
     assert scrubber.maximum == sum(e.kind == "step" for e in cut["events"])
+    # mock-AR's blocks are its tokens: stopped after a token's step, before the context tower read it
+    *_, (_, _, _, mock, _) = generate(handlers, mode="mock_ar", max_new_tokens=4.0)
+    steps = [i for i, e in enumerate(mock["events"]) if e.kind == "step"]
+    _, _, mock_stats, _, _ = handlers.after_stop({**mock, "events": mock["events"][:steps[2] + 1]})
+    assert "committed, not read by the context tower (not in the completion)</td><td class=\"v\">1<" in mock_stats
+    assert "stopped block" not in mock_stats
     # the record remembers the Stop: the colour radio and the scrubber's last step draw the block stopped again,
     # an earlier step shows it as it was then, being denoised (they drew it "being denoised" at every step)
     assert stopped["stopped"] and not cut.get("stopped") and stopped["events"] == cut["events"]
@@ -332,7 +338,8 @@ def test_the_statistics_name_the_mode_and_settings_that_made_the_board(engine):
     from ui.handlers import run_caption
 
     more = run_caption("diffusion", run_settings(0.9, 4, 64, 8, 0, 0))  # read "S 4 · 64 steps per block"
-    assert "S 4 · 64 steps per block (at most 4 run)" in more
+    assert "S 4 · 64 steps per block (at most 4 steps run)" in more
+    assert "S 1 · 16 steps per block (at most 1 step runs)" in run_caption("diffusion", run_settings(0.9, 1, 16, 8, 0, 0))
     assert "S 1 · 1 step per block ·" in run_caption("diffusion", run_settings(0.9, 1, 1, 8, 0, 0))
     *_, (_, ar_stats, _, _, _) = generate(handlers, mode="ar")
     assert ">AR · greedy<" in ar_stats
@@ -445,6 +452,12 @@ def test_a_release_that_changes_nothing_on_a_finished_board_runs_nothing(engine)
     assert handlers.release_pressed("playground", *args, record, request=Request()) == gr.skip() and not going()
     dropped = handlers.release_pressed("playground", *changed, record, request=Request())
     assert dropped != gr.skip() and going()  # a change: the trace goes, the run going gives way to the re-run
+    # wired with preprocess=False, it reads a number typed past the slider's end as sent (the slider's check
+    # refused γ 7 in a hidden HTTP 500 before): one that cannot run reads as changed
+    going = handlers._stops.begin("s", "playground")
+    past_end = list(args)
+    past_end[2] = 7
+    assert handlers.release_pressed("playground", *past_end, record, request=Request()) != gr.skip() and going()
 
 
 def test_a_release_after_a_refused_run_clears_its_message(engine):

@@ -148,7 +148,9 @@ def test_a_mode_the_cost_panel_does_not_price_is_named(engine):
     """The browser sends a number it cannot read ("5e", "1e400") as empty, which leaves the mode out: AR vanished
     from the table without a word while its field still showed the text."""
     table, _ = Handlers(engine).cost(2.0, 1, 60, None, 80.0, 0, 0.6)
-    assert "Not priced: AR, speculative (its field is empty, 0, or not a number the page could read)" in table
+    assert "Not priced: AR, speculative (their fields are empty, 0, or not a number the page could read)" in table
+    table, _ = Handlers(engine).cost(2.0, 1, 60, None, 80.0, 50.0, 0.6)
+    assert "Not priced: AR (its field is empty" in table
     table, _ = Handlers(engine).cost(2.0, 1, 60, 100.0, 80.0, 50.0, 0.6)
     assert "Not priced" not in table
 

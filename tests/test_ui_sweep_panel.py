@@ -120,3 +120,25 @@ def test_a_running_sweep_never_skips_its_csv_box(engine):
     assert stopped[2] == drawn[2] and "Stopped" in stopped[3]
     (refused,) = list(handlers.sweep(["fibonacci"], "", "fast", "2", 2, 2))
     assert refused[2] == gr.skip()
+
+
+def test_a_host_whose_speed_moved_over_the_sweep_is_said_under_it(engine, monkeypatch):
+    """AR's speed beside the points varying 3× (a host shared with other work) ranked the points by the host's speed:
+    the final message says so (twotower.sweep.baseline_note), a steady sweep's does not."""
+    from twotower import sweep
+
+    real = sweep.iter_sweep
+
+    def final_message(second_ar_speed: float) -> str:
+        def timed(*args, **kwargs):  # the real sweep, its AR speeds as a host at 100 tokens/s, then at another
+            for point in real(*args, **kwargs):
+                if point is not None:
+                    point = {**point, "ar_tokens_per_s": 100.0 if point["gamma"] == 0.5 else second_ar_speed}
+                yield point
+
+        monkeypatch.setattr(sweep, "iter_sweep", timed)
+        return [u for u in Handlers(engine).sweep(["fibonacci"], "", "0.5, 0.9", "2", 2, 4) if not sweep_tick(u)][-1][3]
+
+    moved = final_message(300.0)
+    assert "ranged from 100.0 to 300.0 tokens/s (3.00×): this host" in moved and "moved during the sweep" in moved
+    assert "moved during the sweep" not in final_message(120.0)

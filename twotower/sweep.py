@@ -208,16 +208,33 @@ def format_markdown(points) -> str:
     return "\n".join(lines) + "\n"
 
 
+BASELINE_SPREAD = 1.5  # AR's speed beside the points varying more than this: the host's speed moved meanwhile
+
+
+def baseline_note(points) -> str:
+    """A warning when AR's speed, timed beside each point, varied more than BASELINE_SPREAD× over the sweep ("" when
+    not): each × AR divides by the AR run beside it, so a host whose speed moved (another program, a throttled
+    core) moves the ratios too, and points whose × AR differ by less than that spread are not ranked by it."""
+    speeds = [p["ar_tokens_per_s"] for p in points if p.get("ar_tokens_per_s")]
+    if len(speeds) < 2 or max(speeds) < BASELINE_SPREAD * min(speeds):
+        return ""
+    return (f"⚠ AR's speed, timed beside each point, ranged from {min(speeds):.1f} to {max(speeds):.1f} tokens/s "
+            f"({max(speeds) / min(speeds):.2f}×): this host's speed moved during the sweep, and × AR moved with it; "
+            "sweep again on a quiet host, or with more timed runs per point, before ranking close points.")
+
+
 def format_header(report: dict) -> str:
     """The lines above the table, as bench's report opens: the model, the machine and the run's settings."""
     from .run_setup import counted, machine_line
 
     stopped = (f" Interrupted: {report['interrupted_after']} were measured, the Pareto flags are theirs."
                if report.get("interrupted_after") else "")
+    spread = baseline_note(report.get("points") or [])
     return (f"## γ × S sweep: {report['model']}\n\n{machine_line(report)}; "
             f"{counted(report['n_prompts'], 'prompt')} ({report['prompt_source']}), {report['max_new_tokens']} new "
             f"tokens each (EOS ignored while timed), median of {counted(report['repeats'], 'round')} per point, AR "
-            f"timed beside each point{'; each prompt healed' if report.get('heal') else ''}.{stopped}\n")
+            f"timed beside each point{'; each prompt healed' if report.get('heal') else ''}.{stopped}\n"
+            + (f"\n{spread}\n" if spread else ""))
 
 
 def add_arguments(parser) -> None:

@@ -137,13 +137,15 @@ def _playground_tab(c, engine) -> None:
             # its counterpart: a saved run (this app's, or `generate --trace`'s on another machine) back on the board
             c.open_btn = gr.UploadButton("Open a saved run (JSON)", file_types=[".json"], type="filepath",
                                          elem_id="open-run", scale=0, min_width=260)
+        c.board_stale = _html("", "board-stale")  # says when a setting moved since the board's run
         c.view = _html(board_html(Board(), engine.tokenizer.piece, engine.eos_token_id), "view")
         c.scrubber = StepScrubber(1, 2, value=1, step=1, visible=False, label="Replay step",
                                   elem_id="scrubber")
         # side by side on a wide screen; on a phone (390 px) the table and the text stack
         with gr.Row():
             with gr.Column(min_width=300):  # gr.HTML's own min_width does not reach its block
-                c.stats = _html("", "stats")
+                # (before the first run a line, not an empty column beside the completion box)
+                c.stats = _html(note_html("The run's statistics show here: tokens, passes, tokens/s, time."), "stats")
             c.completion = gr.Textbox(label="Completion (text)", lines=6, interactive=False,
                                       elem_id="completion", min_width=300)
         c.trace_file = gr.File(label="This run's trace: every step's tokens, confidences and commits "

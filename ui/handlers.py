@@ -20,7 +20,7 @@ from twotower.validation import check_int
 from .board import FRAME_KINDS, Board, count_frames, fold_event
 from .panel_common import HEAL_LABEL, FramePacer, run_settings, switch, unavailable, whole
 from .panel_handlers import PanelHandlers
-from .playground_common import board_prompt, recorded_board, replay_scrubber, run_caption
+from .playground_common import board_prompt, board_stale_note, recorded_board, replay_scrubber, run_caption
 from .render import board_html, error_html, note_html, stats_html
 from .run_tracker import Stopped
 from .saved_runs import OPENED_NOTE, SavedRuns
@@ -104,6 +104,27 @@ class Handlers(SavedRuns, PanelHandlers):
         re-run that follows takes its place). On another tab nothing is stopped, as nothing is re-run."""
         if tab == "playground":  # and a Stop pressed before this is not for the new run
             self._stops.pressed(getattr(request, "session_hash", None), "playground", stop_going=True)
+
+    def board_staleness(self, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
+                        colour_by="step", anchor_first=False, previous=None, heal=True, top_k=None, top_p=None):
+        """The note over the board: the settings moved since its run (queue-free, wired with preprocess=False: the
+        values as sent, compared only). A slider moved from the keyboard, whose release Gradio sends on mouse-up
+        or on leaving its box only, and the settings no release re-runs, left the board unmarked."""
+        if previous and previous.get("trace") is not None:  # an opened run: the inputs it was opened beside
+            key = self._panel_key(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
+                                  anchor_first, heal, top_k, top_p)
+            same = previous.get("panel") is not None and previous["panel"] == key
+            return "" if same else note_html("Settings moved since this run was opened: Generate runs the prompt "
+                                             "with them.")
+        return board_stale_note(previous, dict(prompt=prompt, mode=mode, gamma=gamma, block_size=block_size,
+                                               steps_per_block=steps_per_block, max_new_tokens=max_new_tokens,
+                                               temperature=temperature, seed=seed, top_k=top_k, top_p=top_p,
+                                               anchor_first=anchor_first, heal=heal))
+
+    @staticmethod
+    def board_fresh(tab):
+        """A run starting on the Playground (Generate, a release there): no note over the board until it ends."""
+        return "" if tab == "playground" else gr.skip()
 
     def release_pressed(self, tab, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature,
                         seed, colour_by="step", anchor_first=False, previous=None, heal=True, top_k=None,

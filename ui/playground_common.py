@@ -1,5 +1,6 @@
 """What the Playground's live runs and its opened saved runs share (ui.handlers, ui.saved_runs): the caption of
-a run's settings, the prompt its board shows, a recording folded into a board, the replay scrubber."""
+a run's settings, the prompt its board shows, a recording folded into a board, the replay scrubber, the note
+that the settings have moved since the board's run."""
 
 from __future__ import annotations
 
@@ -9,8 +10,15 @@ from twotower.engine import normalise_mode
 from twotower.token_healing import prompt_less_prefix
 
 from .board import Board, fold
-from .render import token_text
-from .render_panels import MODE_LABELS
+from .panel_common import whole
+from .render import note_html, token_text
+from .render_panels import MODE_LABELS, moved_settings
+
+# the settings each mode reads beside the prompt, the mode, max new tokens, temperature and healing (a mode that
+# reads none of γ, S, the steps or the anchor made the same run whatever they say)
+READS = {"diffusion": ("gamma", "block_size", "steps_per_block", "anchor_first"),
+         "speculative": ("gamma", "block_size"), "ar": (), "mock_ar": ()}
+SAMPLED = ("seed", "top_k", "top_p")  # read by a sampled draw only
 
 
 def run_caption(mode: str, settings: dict, anchor_first: bool = False, draft_steps: int | None = None,
@@ -24,7 +32,8 @@ def run_caption(mode: str, settings: dict, anchor_first: bool = False, draft_ste
     if mode == "diffusion":
         size, steps = settings["block_size"], settings["steps_per_block"]
         # a block of S positions takes at most S passes, whatever the slider says ("S 4 · 64 steps per block")
-        ran = f" (at most {size} run)" if isinstance(size, int) and isinstance(steps, int) and steps > size else ""
+        capped = isinstance(size, int) and isinstance(steps, int) and steps > size
+        ran = f" (at most {size} step{' runs' if size == 1 else 's run'})" if capped else ""
         parts += [f"γ {settings['gamma']}", f"S {size}", f"{steps} step{'' if steps == 1 else 's'} per block{ran}"]
         parts += ["anchored"] if anchor_first else []
     elif mode == "speculative":  # drafts with the model's passes (the steps slider is diffusion's); γ acts on >1
@@ -66,3 +75,34 @@ def replay_scrubber(frames: int):
         return gr.Slider(visible=False)
     return gr.Slider(minimum=1, maximum=frames, value=frames, step=1, visible=True, interactive=True,
                      label=f"Replay step (1–{frames})")
+
+
+def board_stale_note(record: dict | None, current: dict) -> str:
+    """A line over the board once the settings shown have moved since its run ("" when none has, or no run is
+    there): a slider moved from the keyboard, a box typed in, or a setting no release re-runs (temperature, seed,
+    top-k / top-p, max new tokens) left the board under settings that did not make it. current: the panel's
+    inputs as sent ({prompt, mode, heal, **run_settings' keys, anchor_first}), compared, never refused."""
+    if not record or not record.get("settings") or not record.get("events"):
+        return ""
+    try:
+        ran_mode, mode = normalise_mode(record.get("mode")), normalise_mode(current.get("mode"))
+    except ValueError:
+        ran_mode, mode = record.get("mode"), current.get("mode")
+    now = {key: whole(value) for key, value in current.items()}
+    now["mode"] = MODE_LABELS.get(mode, mode)
+    now["top_k"] = now.get("top_k") or None  # 0 and 1: every token, as run_settings records them
+    now["top_p"] = None if now.get("top_p") in (1, 1.0) else now.get("top_p")
+    used = {"prompt": record["prompt"], "mode": MODE_LABELS.get(ran_mode, ran_mode),
+            **{key: record["settings"].get(key) for key in READS.get(ran_mode, ())},
+            "max_new_tokens": record["settings"].get("max_new_tokens"),
+            "temperature": record["settings"].get("temperature")}
+    if record["settings"].get("temperature") and now.get("temperature"):  # both sampled: the draw's settings
+        used.update({key: record["settings"].get(key) for key in SAMPLED})
+    # healing: a prompt with nothing to heal ran the same either way
+    if record.get("healed") or not record.get("heal"):
+        used["heal"] = bool(record.get("heal"))
+        now["heal"] = bool(now.get("heal"))
+    moved = moved_settings(used, now)
+    if not moved:
+        return ""
+    return note_html(f"Settings moved since the run on the board ({', '.join(moved)}): Generate runs them.")

@@ -288,7 +288,11 @@ def stats_html(board: Board, note: str = "", status: str = "running…", run: st
         rate = board.generated / board.elapsed if board.elapsed > 0 else None
         finished = len(board.finished_tokens())
         if board.stopped and board.generated > finished:  # the completion shows finished blocks only
-            tokens = [("tokens (finished blocks)", finished), ("committed in the stopped block", board.generated - finished)]
+            # (mock-AR's blocks are its tokens: its last one committed, the stop came before the context tower read it)
+            unread = ("committed, not read by the context tower" if board.mode == "mock_ar"
+                      else "committed in the stopped block")
+            tokens = [("tokens (finished blocks)", finished), (f"{unread} (not in the completion)",
+                                                                 board.generated - finished)]
         else:
             tokens = [("tokens", board.generated)]
         values = [("status", status), *tokens, ("NFE (denoiser passes)", board.nfe),

@@ -194,7 +194,8 @@ def cost_html(lines: list[CostLine], provenance: dict[str, str], api_price=None,
             "$/M = monthly cost / (monthly tokens / 1e6)." + api)
     if left_out:
         names = ", ".join(MODE_LABELS.get(mode, mode) for mode in left_out)
-        note += f" Not priced: {names} (its field is empty, 0, or not a number the page could read)."
+        whose = "its field is" if len(left_out) == 1 else "their fields are"
+        note += f" Not priced: {names} ({whose} empty, 0, or not a number the page could read)."
     if provenance:  # a Race times one request at a time; a server batches them, and the modes' ranking can flip
         note += (" A Race's throughput is one request at a time (batch 1, the prompt's prefill in its time, prompt "
                  "tokens not counted): a server batching requests gets more tokens/s per GPU, and diffusion's lead "
@@ -233,22 +234,26 @@ def throughput_figure(value: float) -> str:
     return text
 
 
-# the shared settings a measuring panel reads, as its note names them
+# the shared settings a measuring panel reads (and the Playground's board), as its note names them
 SETTING_NAMES = {"gamma": "γ", "block_size": "S", "steps_per_block": "steps per block",
                  "max_new_tokens": "max new tokens", "prompt": "prompt", "gammas": "γ values",
                  "block_sizes": "block sizes", "examples": "prompt set", "extra_prompt": "extra prompt",
-                 "anchor_first": "anchored diffusion", "heal": "token healing"}
+                 "anchor_first": "anchored diffusion", "heal": "token healing", "mode": "mode",
+                 "temperature": "temperature", "seed": "seed", "top_k": "top-k", "top_p": "top-p"}
 PROSE = ("prompt", "extra_prompt")  # named as edited: a prompt's text would swamp the note
+
+
+def moved_settings(used: dict, current: dict) -> list[str]:
+    """Each setting of `used` whose value `current` does not hold, named with both values ("γ 0.8 → 0.6")."""
+    return [f"{SETTING_NAMES.get(key, key)} " + ("edited" if key in PROSE else f"{_show(was)} → {_show(current.get(key))}")
+            for key, was in used.items() if not _same(was, current.get(key))]
 
 
 def stale_note(used: dict | None, current: dict, run_name: str) -> str:
     """A line over a panel's results once a shared setting it read has moved since it ran ("" when none has, or
     nothing ran): the Race's cards and the Sweep's points stay on screen, and would otherwise read as measured
     at the settings now shown. used / current: {setting: value} (SETTING_NAMES' keys)."""
-    if not used:
-        return ""
-    moved = [f"{SETTING_NAMES.get(key, key)} " + ("edited" if key in PROSE else f"{_show(was)} → {_show(current.get(key))}")
-             for key, was in used.items() if not _same(was, current.get(key))]
+    moved = moved_settings(used, current) if used else []
     if not moved:
         return ""
     return note_html(f"Settings moved since this {run_name} ran ({', '.join(moved)}): the results below were "
@@ -264,6 +269,8 @@ def _same(a, b) -> bool:
 
 
 def _show(value):
+    if value is None:  # an unseeded run, an empty box
+        return "none"
     if isinstance(value, (list, tuple)):
         return ", ".join(map(str, value)) or "none"
     if isinstance(value, bool):

@@ -199,6 +199,8 @@ class SweepPanel:
                                if repeats > 1 else "one timed run per point and per AR beside it: × AR is one sample "
                                                    "of a host's speed (more timed runs give a median).")
                             + shared_note(disturbed, len(points)) + unsaved)
+        spread = sweep.baseline_note(points)  # the host's speed moved over the sweep: × AR moved with it
+        message += note_html(spread) if spread else ""
         yield sweep.sweep_figure(points), sweep_table(points), path, message
 
 
