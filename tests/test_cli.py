@@ -105,6 +105,10 @@ BAD_ARGUMENTS = [  # (arguments after the tiny preset, what the one-line error m
     (["--mode", "ar", "--gamma", "5", "x"], "γ must be in (0, 1]"),  # checked in every mode, as bench does
     (["--ctx-device", "meta", "x"], "'meta' holds no data"),  # was a RuntimeError from inside the experts
     (["--model", "assets/default", "x"], "give either a model directory or a preset, not both"),
+    # a long file: the limit named with the flag that raises it (bench keeps a prompt's last N; generate had no flag)
+    (["--max-prompt-tokens", "4", "def f(x): return x"], "tokens long; the limit is 4 tokens (--max-prompt-tokens "
+                                                          "raises it)"),
+    (["--max-prompt-tokens", "0", "x"], "--max-prompt-tokens must be >= 1"),
 ]
 
 
@@ -162,6 +166,8 @@ def test_an_unknown_mode_names_each_mode_once(capsys):
     (["--mode", "ar", "--gamma", "0.5", "--adaptive"], "note: --mode ar reads no --gamma, --adaptive: ignored"),
     (["--mode", "speculative", "--anchor-first"], "note: --mode speculative reads no --anchor-first: ignored"),
     (["--mode", "diffusion", "--top-k", "3"], "note: greedy decoding (temperature 0) uses no --top-k: ignored"),
+    (["--mode", "ar", "--seed", "5"], "note: greedy decoding (temperature 0) uses no --seed: ignored"),
+    (["--mode", "ar", "--seed", "5", "--temperature", "0.7"], None),
     (["--mode", "ar", "--min-draft-confidence", "0"], "note: --mode ar reads no --min-draft-confidence: ignored"),
     (["--mode", "speculative", "--steps", "2", "--draft-steps", "3"], "note: --mode speculative reads no --steps: ignored"),
     (["--mode", "speculative", "--temperature", "0.7", "--draft-steps", "2", "--min-draft-confidence", "0.5"],
@@ -174,9 +180,26 @@ def test_an_unknown_mode_names_each_mode_once(capsys):
 ])
 def test_flags_the_mode_does_not_read_are_named_not_dropped_silently(capsys, extra, note):
     assert cli_main(TINY + extra + ["x = 1"]) == 0
-    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    notes = [line for line in capsys.readouterr().err.splitlines()
+             if line.startswith("note:") and not line.startswith("note: the last block")]  # (the test below's)
     assert notes[0].startswith("note: --preset tiny builds random weights")  # the tiny preset's, first
     assert notes[1:] == ([note] if note else [])
+
+
+@pytest.mark.parametrize("extra, past", [([], 10), (["--block-size", "4"], 2), (["--block-size", "3"], None),
+                                         (["--block-size", "5"], 4), (["--mode", "ar"], None),
+                                         (["--mode", "mock-ar"], None), (["--block-size", "7"], 1)])
+def test_a_budget_that_ends_inside_a_block_says_the_block_is_denoised_whole(capsys, extra, past):
+    """6 new tokens at S = 16 ran 16 positions a pass and reported tokens_per_pass 0.44 (kept tokens over passes),
+    which read as fewer than the one token a step the commit rule promises, without a word."""
+    assert cli_main(TINY + extra + ["x = 1"]) == 0
+    err = capsys.readouterr().err
+    if past is None:
+        assert "the last block" not in err
+    else:
+        plural = "" if past == 1 else "s"
+        assert f"note: the last block is denoised whole (S = {(extra or [0, 16])[-1]}), {past} position{plural} past " \
+               "--max-new-tokens, dropped: tokens_per_pass counts the tokens kept" in err
 
 
 def test_ctrl_c_while_a_command_imports_is_one_line(capsys, monkeypatch):
@@ -189,3 +212,47 @@ def test_ctrl_c_while_a_command_imports_is_one_line(capsys, monkeypatch):
     monkeypatch.setattr(twotower.cli.importlib, "import_module", interrupted)
     assert cli_main(["generate", "x"]) == 130
     assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_a_prompt_read_from_a_terminal_says_how_to_end_it(capsys, monkeypatch):
+    """`twotower generate -` typed at a terminal waited for standard input without a word."""
+    from twotower.cli_generate import read_prompt
+
+    class Terminal(io.StringIO):
+        def __init__(self, text, tty):
+            super().__init__(text)
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+    monkeypatch.setattr(sys, "stdin", Terminal("def f():", True))
+    assert read_prompt("-") == "def f():"
+    assert "reading the prompt from standard input: end it with Ctrl-D" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", Terminal("def f():", False))  # a pipe or a file: nothing said
+    assert read_prompt("-") == "def f():" and capsys.readouterr().err == ""
+
+
+def test_version_and_an_unquoted_prompt(capsys):
+    """`twotower --version` was "the following arguments are required: command"; `generate def f(x):` unquoted
+    said only "unrecognized arguments: f(x):"."""
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as done:
+        cli_main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out == f"twotower {metadata.version('twotower-playground')}\n"
+    with pytest.raises(SystemExit) as done:
+        cli_main(["generate", "--preset", "tiny", "def", "f(x):"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "unrecognized arguments: f(x): (a prompt of several words is one argument: " \
+                                     "quote it, twotower generate \"def f(x):\")" in err
+    with pytest.raises(SystemExit):
+        cli_main(["bench", "--preset", "tiny", "stray"])  # no prompt argument: no such hint
+    assert "quote it" not in capsys.readouterr().err
+
+
+def test_max_prompt_tokens_raises_generates_limit(capsys):
+    prompt = "x = 1\n" * 500  # 3,000 byte tokens on the tiny preset: past the default 2,048
+    assert cli_main(TINY + ["--mode", "ar", prompt]) == 2
+    assert "the limit is 2048 tokens (--max-prompt-tokens raises it)" in capsys.readouterr().err
+    assert cli_main(TINY + ["--mode", "ar", "--max-prompt-tokens", "4096", prompt]) == 0

@@ -63,7 +63,7 @@ def test_a_missing_value_and_a_flag_before_the_command_keep_their_usage(capsys):
         cli_main(["--bogus", "plan"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("usage: twotower [-h] {") and err.strip().endswith("twotower: error: unrecognized arguments: --bogus")
+    assert err.startswith("usage: twotower [-h] [--version] {") and err.strip().endswith("twotower: error: unrecognized arguments: --bogus")
 
 
 def test_negative_numbers_and_standard_input_are_not_taken_for_flags(capsys):

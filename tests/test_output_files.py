@@ -172,6 +172,41 @@ def test_an_output_over_the_prompt_file_is_refused_and_a_preset_has_no_model_fol
     assert (tmp_path / "bench.md").exists()
 
 
+@pytest.mark.parametrize("argv, kind", [
+    (["bench", "--modes", "ar", "--n-prompts", "1", "--repeats", "1", "--max-new-tokens", "2", "--out"], "a bench report"),
+    (["eval", "--modes", "ar", "--n-prompts", "1", "--syntax-prompts", "1", "--next-line-tokens", "2",
+      "--syntax-tokens", "2", "--out"], "an eval report"),
+    (["generate", "--max-new-tokens", "2", "x", "--trace"], "a run's trace"),
+])
+def test_a_file_of_something_else_is_not_written_over(tmp_path, capsys, argv, kind):
+    """`bench --out README.md` replaced a project's README with a throughput table, exit 0, without a word: a file
+    that exists is written over only if it is what the flag writes (an earlier run's), or empty."""
+    from twotower.cli import main
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# My project\n")
+    assert main([argv[0], "--preset", "tiny", *argv[1:], str(readme)]) == 2
+    err = capsys.readouterr().err
+    assert f"exists and is not {kind}: the run would write over it; give another path, or remove that file first" in err
+    assert readme.read_text() == "# My project\n" and err.count("\n") == 1
+    # its own kind, written again; an empty file too
+    out = tmp_path / "out"
+    out.write_text("")
+    assert main([argv[0], "--preset", "tiny", *argv[1:], str(out)]) == 0
+    assert main([argv[0], "--preset", "tiny", *argv[1:], str(out)]) == 0
+    capsys.readouterr()
+
+
+def test_a_trace_to_standard_output_is_refused_by_name(tmp_path, capsys, monkeypatch):
+    """`--trace -` wrote a file named "-" into the current folder (for the prompt, "-" is standard input)."""
+    from twotower.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["generate", "--preset", "tiny", "--trace", "-", "x"]) == 2
+    assert "--trace - : standard output holds the completion; give the trace a file name" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("command", [
     ["bench", "--modes", "ar", "--n-prompts", "1", "--repeats", "1", "--max-new-tokens", "2", "--out", "{d}/out.md"],
     ["generate", "--max-new-tokens", "4", "--trace", "{d}/out.json", "x"],

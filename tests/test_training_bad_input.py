@@ -278,7 +278,7 @@ def test_export_to_a_file_is_refused_before_the_weights_are_read(tmp_path, monke
     (["--stage", "context", "--distill-share", "0.5", "--full-mask-share", "0.1", "--to", "x"],
      "note: --stage context reads no --to, --distill-share, --full-mask-share: ignored"),
     (["--stage", "denoiser", "--to", "x"], "note: --stage denoiser reads no --to: ignored"),
-    (["--stage", "denoiser", "--distill-share", "0.5", "--init-from", "m", "--profile", "gpu"], None),
+    (["--stage", "denoiser", "--distill-share", "0.5", "--init-from", "m", "--profile", "gpu", "--device", "cuda"], None),
     (["--stage", "export", "--out", "r", "--to", "x"], None),
 ])
 def test_flags_a_stage_does_not_read_are_named(monkeypatch, capsys, tmp_path, argv, note):
@@ -421,3 +421,15 @@ def test_a_run_inside_the_model_it_starts_from_is_refused(tmp_path, monkeypatch)
     with pytest.raises(ValueError, match=r"is inside --init-from .*model', the model it starts from"):
         training_module.run_stage("denoiser", model / "run", profile="test", steps=1, init_from=str(model))
     assert sorted(p.name for p in model.iterdir()) == before  # nothing made in it
+
+
+@pytest.mark.parametrize("profile, device, said", [("gpu", "cpu", True), ("cpu", "cpu", False), ("gpu", "cuda", False)])
+def test_the_gpu_profile_on_a_cpu_is_said(monkeypatch, capsys, profile, device, said):
+    """`train --profile gpu` on the default --device cpu took 148 s for one step without a word."""
+    from twotower import training
+    from twotower.cli import main
+
+    monkeypatch.setattr(training, "run_stage", lambda *args, **kwargs: {"stage": args[0]})  # no run: the note only
+    assert main(["train", "--stage", "context", "--profile", profile, "--device", device, "--out", "x"]) == 0
+    err = capsys.readouterr().err
+    assert ("note: --profile gpu on --device cpu: its batch and windows are sized for a GPU" in err) is said

@@ -24,8 +24,8 @@ from .run_setup import (add_engine_arguments, add_settings_arguments, device_inf
                         output_file, preset_note_once, print_report, provenance)
 from .validation import check_fraction, check_size, write_text_file
 # the report's words live in bench_report.py; these names stay importable from here (scripts/write_benchmarks.py)
-from .bench_report import (SPECULATIVE_BATCH_NOTE, _cut, _num, _passes, _share, format_markdown,  # noqa: F401
-                           ratio_range, round_ratios)
+from .bench_report import (MARKDOWN_START, SPECULATIVE_BATCH_NOTE, _cut, _num, _passes, _share,  # noqa: F401
+                           format_markdown, ratio_range, round_ratios)
 
 SPECULATIVE_STATS = ("mean_acceptance_length", "rounds", "accepted", "draft_s", "verify_s", "acceptance_by_position",
                      "rollbacks")
@@ -251,13 +251,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--modes", default=",".join(MODE_ORDER),
                         help=f"comma-separated modes among {', '.join(MODES)} (AR always runs: it is the baseline)")
     parser.add_argument("--prompts", default=None, help="file of prompts: one per line, or JSONL (.jsonl)")
-    parser.add_argument("--n-prompts", type=int, default=16, help="prompts from the test split (ignored with --prompts)")
+    parser.add_argument("--n-prompts", type=int, default=16, help="prompts from the test split (ignored with --prompts)"
+                        " (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="prompt selection seed")
     parser.add_argument("--max-prompt-tokens", type=int, default=512, help="keep each prompt's last N tokens")
-    parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=3, help="timed rounds; the median is reported")
+    parser.add_argument("--max-new-tokens", type=int, default=128,
+                        help="new tokens per prompt, EOS ignored while timed (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds; the median is reported (default: %(default)s)")
     # --batch as `twotower plan` spells the same number (it once reached here as an abbreviation)
-    parser.add_argument("--batch-size", "--batch", type=int, default=8, help="the larger batch measured besides batch 1")
+    parser.add_argument("--batch-size", "--batch", type=int, default=8, help="the larger batch measured besides batch 1 (default: %(default)s)")
     parser.add_argument("--draft-steps", type=int, default=None,
                         help="speculative: denoiser passes per drafted block (default: the model's)")
     parser.add_argument("--adaptive", action="store_true",
@@ -305,7 +307,7 @@ def main(args) -> int:
     if unread:  # as generate and train say of flags they do not read
         print(f"note: {', '.join(unread)} {'is' if len(unread) == 1 else 'are'} read only with --eval: ignored",
               file=sys.stderr)
-    out = output_file("--out", args.out, args)
+    out = output_file("--out", args.out, args, ("a bench report", (MARKDOWN_START,)))
     modes, skipped = resolve_modes(args.modes)  # the modes and a prompt file are checked before the model loads
     check_decoding_settings(args.gamma, args.block_size, args.steps, args.draft_steps, cli=True)  # checked again later
     unread = unread_mode_flags(args, modes)

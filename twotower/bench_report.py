@@ -68,13 +68,17 @@ def settings_line(report: dict) -> str:
     return "; ".join(parts)
 
 
+# how bench's markdown begins: what `bench --out` may write over (validation.check_written_over)
+MARKDOWN_START = "## Throughput: "
+
+
 def format_markdown(report: dict) -> str:
     from .engine import MODE_LABELS
     from .eval_report import format_score, interval  # a retention as the eval prints it
     from .evaluation import TASK_METRICS
 
     b = report["batch_size"]
-    lines = [f"## Throughput: {report['model']}", "", settings_line(report), ""]
+    lines = [f"{MARKDOWN_START}{report['model']}", "", settings_line(report), ""]
     if report.get("eval_interrupted_after") == "no prompt":  # Ctrl-C or SIGTERM in --eval, after every timed round
         lines[-1:-1] = ["", "Interrupted in the quality eval (--eval), before its first prompt was scored: the "
                             "throughput figures are every round's; there are no quality figures."]

@@ -66,11 +66,24 @@ class CommandParser(argparse.ArgumentParser):
                 if close:
                     hints[name] = flags[close[0]]
         message = f"unrecognized arguments: {' '.join(extras)}"
+        # words alone (no mistyped flag, whose value a word may be): `generate def f(x):` unquoted
+        if all(not word.startswith("-") for word in extras) and any(a.dest == "prompt" for a in self._actions):
+            message += f" (a prompt of several words is one argument: quote it, {self.prog} \"def f(x):\")"
         if len(hints) == 1:
             return f"{message} (did you mean {next(iter(hints.values()))}?)"
         if hints:
             return f"{message} (did you mean {', '.join(f'{right} for {wrong}' for wrong, right in hints.items())}?)"
         return message
+
+
+def _version() -> str:
+    """The installed package's version (a checkout on PYTHONPATH, not installed, has none to read)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("twotower-playground")
+    except metadata.PackageNotFoundError:
+        return "(not installed: a checkout)"
 
 
 def _is_number(word: str) -> bool:
@@ -96,6 +109,7 @@ def main(argv=None) -> int:
     # allow_abbrev=False: a prefix of a flag is refused, not taken for it (bench's `--batch 2` silently set
     # --batch-size; a flag added later would change what an old abbreviation meant)
     parser = argparse.ArgumentParser(prog="twotower", description="TwoTower Playground engine", allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"twotower {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
     argv = list(sys.argv[1:] if argv is None else argv)
     # only the command named builds its arguments: importing a command's module can cost seconds (torch), and

@@ -7,9 +7,9 @@ import math
 import os
 import sys
 
-from .engine import MODES, check_decoding_settings, normalise_mode
+from .engine import MODES, Engine, PromptTooLong, check_decoding_settings, normalise_mode
 from .interrupts import stdout_error
-from .trace import MODE_SETTINGS
+from .trace import MODE_SETTINGS, TRACE_START
 
 
 def add_model_arguments(parser) -> None:
@@ -61,6 +61,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-heal", action="store_true",
                         help="keep the prompt's last token as typed (default: token healing takes it back and the "
                              "first token is chosen among those that start with its text; see twotower/token_healing.py)")
+    parser.add_argument("--max-prompt-tokens", type=int, default=Engine.max_prompt_tokens,
+                        help="a longer prompt is refused; raise it for a long file, memory allowing "
+                             "(default: %(default)s, as the app's)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--show-steps", action="store_true", help="print every denoising step as it happens")
     parser.add_argument("--trace", metavar="FILE", default=None,
@@ -84,7 +87,7 @@ MODE_SPECIFIC = tuple(dict.fromkeys(flag for flags in MODE_OPTIONS.values() for 
 
 def ignored_note(args, config=None) -> str | None:
     """A line naming the flags given that this run will not read: another mode's, top-k / top-p under
-    greedy decoding (the argmax, whatever the filters keep), or a speculative --min-draft-confidence when
+    greedy decoding (the argmax, whatever the filters keep) and a seed there, or a speculative --min-draft-confidence when
     sampling over several draft passes (config: the model's, for its default passes). None when every flag
     given is read."""
     from spec_decode import CUT_REASON, proposal_cut
@@ -94,7 +97,9 @@ def ignored_note(args, config=None) -> str | None:
     given = [name for name in MODE_SPECIFIC if getattr(args, name) is not None and getattr(args, name) is not False]
     read = set(MODE_OPTIONS[mode]) - ({"steps"} if mode == "speculative" and args.draft_steps is not None else set())
     other_modes = [flag(name) for name in given if name not in read]  # 0 is given (0 == False: not a test)
-    greedy = [flag(name) for name in ("top_k", "top_p") if not args.temperature and getattr(args, name) is not None]
+    # (a seed too: the argmax draws nothing)
+    greedy = [flag(name) for name in ("top_k", "top_p", "seed")
+              if not args.temperature and getattr(args, name) is not None]
     parts = ([f"--mode {args.mode} reads no {', '.join(other_modes)}"] if other_modes else []) + \
             ([f"greedy decoding (temperature 0) uses no {', '.join(greedy)}"] if greedy else [])
     passes = draft_steps(args) if draft_steps(args) is not None else getattr(config, "default_draft_steps", 1)
@@ -103,6 +108,18 @@ def ignored_note(args, config=None) -> str | None:
         parts.append(f"sampling over {passes} draft passes uses no --min-draft-confidence ({CUT_REASON}; "
                      "--draft-steps 1 keeps it)")
     return f"note: {'; '.join(parts)}: ignored" if parts else None
+
+
+def last_block_note(args, config) -> str | None:
+    """A diffusion run whose budget ends inside a block: every pass runs all S positions and the block is denoised
+    whole, its positions past --max-new-tokens dropped, so tokens per pass counts the kept tokens only (4 new
+    tokens at S = 16: 0.44 per pass, which read as fewer than the one a step the commit rule promises)."""
+    size = args.block_size if args.block_size is not None else getattr(config, "default_block_size", None)
+    if normalise_mode(args.mode) != "diffusion" or not size or args.max_new_tokens % size == 0:
+        return None
+    past = size - args.max_new_tokens % size
+    return (f"note: the last block is denoised whole (S = {size}), {past} position{'' if past == 1 else 's'} past "
+            "--max-new-tokens, dropped: tokens_per_pass counts the tokens kept")
 
 
 def healing_note(healing) -> str | None:
@@ -121,6 +138,9 @@ def read_prompt(arg: str) -> str:
     if arg == "-":
         if sys.stdin is None:  # `twotower generate - <&-`: no standard input at all (was an AttributeError)
             raise ValueError("the prompt is '-' (standard input), but standard input is closed")
+        if sys.stdin.isatty():  # typed at the terminal: the command waited without a word
+            print("reading the prompt from standard input: end it with Ctrl-D (Ctrl-Z, Enter on Windows)",
+                  file=sys.stderr, flush=True)
         data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()  # tests pass a StringIO
         text = utf8_text(data, "standard input") if isinstance(data, bytes) else data
         return text.removeprefix("\ufeff")  # a BOM (a Windows editor's UTF-8) is no part of the prompt
@@ -172,23 +192,31 @@ def main(args) -> int:
     from .validation import check_fraction, check_sampling, check_size
 
     check_size("--max-new-tokens", args.max_new_tokens)  # named as typed, and before the model loads (as bench)
+    check_size("--max-prompt-tokens", args.max_prompt_tokens)
     check_sampling(args.temperature, args.top_k, args.top_p, names=("--temperature", "--top-k", "--top-p"))
     if args.min_draft_confidence is not None:  # "--min-draft-confidence must be in [0, 1]", as bench says it
         check_fraction("--min-draft-confidence", args.min_draft_confidence)
     # the settings engine.stream checks in every mode, checked before the model loads: a typo costs no loading
     check_decoding_settings(args.gamma, args.block_size, args.steps, args.draft_steps, args.min_draft_confidence,
                             cli=True)
-    trace_path = output_file("--trace", args.trace, args)  # before the model loads, as bench's --out
+    if args.trace == "-":  # a file named "-" appeared in the current folder
+        raise ValueError("--trace - : standard output holds the completion; give the trace a file name")
+    # before the model loads, as bench's --out; a file of something else is not written over
+    trace_path = output_file("--trace", args.trace, args, ("a run's trace", (TRACE_START,)))
     prompt = read_prompt(args.prompt)
     engine = engine_from_args(args)
     from .token_healing import completion_text, prompt_less_prefix, stream_keywords  # (torch: loaded with the model)
 
     # healed, the model reads the prompt but its last token, which the first generated token re-spells
-    ids, healing = engine.ids_to_run(prompt, heal=not args.no_heal)
+    engine.max_prompt_tokens = args.max_prompt_tokens
+    try:
+        ids, healing = engine.ids_to_run(prompt, heal=not args.no_heal)
+    except PromptTooLong as exc:
+        raise PromptTooLong(f"{exc} (--max-prompt-tokens raises it)") from None
     healed = healing.prefix if healing else ""
     # said once the run has started: a refused setting is the one line printed
-    notes = [note for note in (preset_note(args), ignored_note(args, engine.model.config), healing_note(healing))
-             if note]
+    notes = [note for note in (preset_note(args), ignored_note(args, engine.model.config), healing_note(healing),
+                               last_block_note(args, engine.model.config)) if note]
     settings = dict(max_new_tokens=args.max_new_tokens, block_size=args.block_size, steps_per_block=args.steps,
                     gamma=args.gamma, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                     seed=args.seed, stop_at_eos=not args.no_eos, adaptive=args.adaptive,

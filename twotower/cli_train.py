@@ -64,6 +64,10 @@ def main(args) -> int:
     note = ignored_flags(args)
     if note:
         print(note, file=sys.stderr)
+    if args.stage != "export" and args.profile == "gpu" and not str(args.device).startswith("cuda"):
+        # its windows and batch are a GPU's: one step took 148 s on this project's 2-core CPU, without a word
+        print(f"note: --profile gpu on --device {args.device}: its batch and windows are sized for a GPU, a step "
+              "takes minutes on a CPU; --profile cpu is sized for one", file=sys.stderr)
     if args.stage == "export":
         if args.to is None and not IN_CHECKOUT:  # export wrote a site-packages/assets/default a later run loaded
             raise ValueError("--to DIR is needed: this installation is not a checkout, so it has no assets/default "

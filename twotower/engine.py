@@ -93,6 +93,10 @@ def as_dtype(name: str, value):
     raise ValueError(f"{name} must be one of {', '.join(DTYPE_SPELLINGS)} or a floating torch dtype, got {value!r}")
 
 
+class PromptTooLong(ValueError):
+    """A prompt past Engine.max_prompt_tokens (a command that can raise the limit names its flag)."""
+
+
 @dataclass
 class Engine:
     model: object
@@ -111,7 +115,7 @@ class Engine:
         if not ids:  # text this tokenizer has no piece for (a tokenizer.json without byte fallback): not "empty"
             raise ValueError(f"the prompt encodes to no tokens with this model's tokenizer: {text[:40]!r}")
         if len(ids) > self.max_prompt_tokens:
-            raise ValueError(f"the prompt is {len(ids)} tokens long; the limit is {self.max_prompt_tokens} tokens")
+            raise PromptTooLong(f"the prompt is {len(ids)} tokens long; the limit is {self.max_prompt_tokens} tokens")
         return ids
 
     def heal(self, text: str, ids: list[int] | None = None):

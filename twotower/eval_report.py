@@ -23,11 +23,15 @@ def interval(ci) -> str:
     return "" if not ci else f" ({100 * ci[0]:.1f}–{100 * ci[1]:.1f} %)"
 
 
+# how eval's markdown begins: what `eval --out` may write over (validation.check_written_over)
+MARKDOWN_START = "## Quality on the test split: "
+
+
 def format_markdown(report: dict) -> str:
     """The release's layout: task | n | AR | mode | retention (one mode column pair per non-AR mode)."""
     s = report["settings"]
     others = [m for m in report["modes"] if m != "ar"]
-    lines = [f"## Quality on the test split: {report['model']}", "",
+    lines = [f"{MARKDOWN_START}{report['model']}", "",
              f"γ = {s['gamma']}, S = {s['block_size']}, steps per block = {s['steps_per_block']}, greedy"
              f"{ANCHOR_NOTE if s.get('anchor_first') else ''}; "
              f"prompts truncated to their last {s['max_prompt_tokens']} tokens.", ""]

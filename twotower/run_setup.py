@@ -50,14 +50,17 @@ def loaded_model_dir(args):
     return args.model if args.model is not None else None if args.preset is not None else default_model_dir()
 
 
-def output_file(name: str, path, args):
+def output_file(name: str, path, args, written: tuple[str, tuple[str, ...]] | None = None):
     """A command's output file, checked before the model loads (validation.check_output_file), and never one of
-    the run's inputs: a file in the model folder it loads or its --prompts file."""
-    from .validation import check_apart_from_inputs, check_output_file
+    the run's inputs: a file in the model folder it loads or its --prompts file. written: (what the file is, how
+    such a file begins): an existing file that holds something else is not written over."""
+    from .validation import check_apart_from_inputs, check_output_file, check_written_over
 
     path = check_output_file(name, path)
     if path is not None:
         check_apart_from_inputs(name, path, loaded_model_dir(args), getattr(args, "prompts", None) or None)
+        if written is not None:
+            check_written_over(name, path, *written)
     return path
 
 

@@ -241,16 +241,18 @@ def add_arguments(parser) -> None:
     from .run_setup import add_anchor_argument, add_engine_arguments
 
     add_engine_arguments(parser)
-    parser.add_argument("--gammas", default="0.5,0.7,0.8,0.9,0.95", help="comma-separated γ values")
-    parser.add_argument("--block-sizes", default="4,8,16,32", help="comma-separated block sizes S")
+    parser.add_argument("--gammas", default="0.5,0.7,0.8,0.9,0.95", help="comma-separated γ values (default: %(default)s)")
+    parser.add_argument("--block-sizes", default="4,8,16,32", help="comma-separated block sizes S (default: %(default)s)")
     parser.add_argument("--steps", default=None, help="comma-separated steps per block (default: steps = S)")
     parser.add_argument("--prompts", default=None, help="file of prompts: one per line, or JSONL (.jsonl)")
-    parser.add_argument("--n-prompts", type=int, default=8, help="prompts from the test split (ignored with --prompts)")
+    parser.add_argument("--n-prompts", type=int, default=8, help="prompts from the test split (ignored with --prompts)"
+                        " (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="prompt selection seed")
     parser.add_argument("--max-prompt-tokens", type=int, default=512, help="keep each prompt's last N tokens")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=1, help="timed rounds per point; the median is used")
-    parser.add_argument("--out-dir", default="sweep-results", help="where sweep.csv and sweep.html go")
+    parser.add_argument("--max-new-tokens", type=int, default=64,
+                        help="new tokens per prompt, EOS ignored while timed (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed rounds per point; the median is used (default: %(default)s)")
+    parser.add_argument("--out-dir", default="sweep-results", help="where sweep.csv and sweep.html go (default: %(default)s)")
     add_anchor_argument(parser)  # every grid point anchored
     parser.add_argument("--heal", action="store_true",
                         help="heal each prompt's last token (token healing, as the app's Sweep does; default: the "

@@ -42,6 +42,7 @@ import math
 from pathlib import Path
 
 FORMAT, VERSION = "twotower-trace", 1
+TRACE_START = json.dumps({"format": FORMAT})[:-1]  # how a trace file begins (its first key): what --trace writes over
 EVENT_ARRAYS = ("tokens", "masked", "confidence", "committed", "commit_step")
 EVENT_SCALARS = ("kind", "block", "step", "block_start", "nfe", "context_passes", "elapsed", "generated")
 
