@@ -272,3 +272,26 @@ def test_standard_input_closed_or_with_a_bom_and_a_training_run_given_as_model(t
     (run / "denoiser_ckpt").mkdir()
     assert cli_main(["generate", "--model", str(run), "x"]) == 2
     assert f"export it first, `twotower train --stage export --out {run} --to DIR`" in capsys.readouterr().err
+
+
+def test_a_long_run_off_a_terminal_writes_a_progress_line_a_minute(monkeypatch, capsys):
+    """eval, bench and sweep turned their bars off where stderr is no terminal: a default eval (~16 minutes) said
+    nothing under `2>log`. Now a line every LOG_INTERVAL_S (the first after as long), each on its own line."""
+    import time
+
+    from twotower import run_setup
+
+    monkeypatch.setattr(run_setup, "LOG_INTERVAL_S", 0.05)
+    with run_setup.progress_bar(3, "sweep", "point") as bar:
+        for _ in range(3):
+            time.sleep(0.08)
+            bar.set_postfix(gamma=0.5, refresh=False)
+            bar.update(1)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and all(line.startswith("sweep: ") and "\r" not in line for line in lines)
+    assert lines[-1].startswith("sweep: 100%") and "3/3" in lines[-1] and "gamma=0.5" in lines[-1]
+    assert len(lines) == len(set(lines))  # the close's redraw of the last state is not written twice
+    monkeypatch.setattr(run_setup, "LOG_INTERVAL_S", 60.0)
+    with run_setup.progress_bar(3, "eval", "gen") as bar:  # a run shorter than the interval: nothing
+        bar.update(3)
+    assert capsys.readouterr().err == ""

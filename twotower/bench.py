@@ -21,7 +21,7 @@ from time import perf_counter
 from . import metrics
 from .engine import MODES
 from .run_setup import (add_engine_arguments, add_settings_arguments, device_info, engine_from_args,
-                        output_file, preset_note_once, print_report, provenance)
+                        output_file, preset_note_once, print_report, progress_bar, provenance)
 from .validation import check_fraction, check_size, write_text_file
 # the report's words live in bench_report.py; these names stay importable from here (scripts/write_benchmarks.py)
 from .bench_report import (MARKDOWN_START, SPECULATIVE_BATCH_NOTE, _cut, _num, _passes, _share,  # noqa: F401
@@ -292,8 +292,6 @@ def unread_mode_flags(args, modes) -> str:
 
 
 def main(args) -> int:
-    from tqdm import tqdm
-
     from .eval_prompts import held_out_prompts, load_prompt_file, prompt_ids
     from .eval_workers import resolve_workers
     from .engine import check_decoding_settings
@@ -329,7 +327,7 @@ def main(args) -> int:
     settings["adaptive"] = bool(args.adaptive)
     settings["snapshot_rollback"] = bool(args.snapshot_rollback)
     prompts = [prompt_ids(engine, text, args.max_prompt_tokens) for text in texts]
-    with tqdm(total=0, desc="bench", unit="gen", file=sys.stderr, disable=None) as bar:
+    with progress_bar(0, "bench", "gen") as bar:
         say_preset = preset_note_once(args, bar)
 
         def progress(done, total):

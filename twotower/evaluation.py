@@ -21,7 +21,6 @@ import functools
 import importlib
 import json
 import platform
-import sys
 from pathlib import Path
 
 from . import metrics
@@ -342,13 +341,11 @@ def trained_on_python(model_dir) -> str | None:
 
 
 def main(args) -> int:
-    from tqdm import tqdm
-
     from .eval_report import MARKDOWN_START, format_markdown
     from .eval_workers import resolve_workers
     from .engine import check_decoding_settings
     from .run_setup import (device_info, engine_from_args, loaded_model_dir, output_file, preset_note_once,
-                            print_report, provenance)
+                            print_report, progress_bar, provenance)
     from .validation import write_text_file
 
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
@@ -361,7 +358,7 @@ def main(args) -> int:
                       args.max_prompt_tokens, workers)
     check_decoding_settings(args.gamma, args.block_size, args.steps, cli=True)
     engine = engine_from_args(args)
-    with tqdm(total=0, desc="eval", unit="gen", file=sys.stderr, disable=None) as bar:
+    with progress_bar(0, "eval", "gen") as bar:
         say_preset = preset_note_once(args, bar)
 
         def progress(done, total):

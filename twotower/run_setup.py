@@ -94,6 +94,38 @@ def preset_note(args) -> str | None:
             "--preset (or --model assets/default)")
 
 
+LOG_INTERVAL_S = 60.0  # off a terminal: a progress line at most this often, the first once a run has taken as long
+
+
+class _Lines:
+    """tqdm's stream off a terminal: each redraw ("\\r" and the bar) a line of its own, so a log of a long run holds
+    a line a minute, not one line of carriage returns (or, with tqdm's default there, nothing at all)."""
+
+    def __init__(self, stream):
+        self.stream, self.last = stream, None
+
+    def write(self, text: str) -> None:
+        text = text.replace("\r", "").rstrip()
+        if text and text != self.last:  # (the bar's close draws its last state again)
+            self.stream.write(text + "\n")
+            self.last = text
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def progress_bar(total: int, desc: str, unit: str):
+    """bench's, eval's and sweep's progress: tqdm's bar on a terminal; elsewhere (`2>log`, nohup, CI) a line every
+    LOG_INTERVAL_S, none for a run shorter than that. A default eval (~16 minutes in one process) said nothing
+    under `2>log` until its report."""
+    from tqdm import tqdm
+
+    if sys.stderr.isatty():
+        return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr)
+    return tqdm(total=total, desc=desc, unit=unit, file=_Lines(sys.stderr), disable=False, ascii=True, ncols=100,
+                delay=LOG_INTERVAL_S, mininterval=LOG_INTERVAL_S, maxinterval=LOG_INTERVAL_S)
+
+
 def preset_note_once(args, bar):
     """A function that writes preset_note(args) above the progress `bar` the first time it is called and nothing
     after (nothing at all without a preset): called from a run's progress, so the note comes once the run has

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
 
 from . import metrics
 from .validation import (NEW_TOKENS_LIMIT, check_block_size, check_gamma, check_int, check_size, make_output_dir,
@@ -261,9 +260,8 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from tqdm import tqdm
-
-    from .run_setup import device_info, engine_from_args, output_file, preset_note_once, print_report, provenance
+    from .run_setup import (device_info, engine_from_args, output_file, preset_note_once, print_report,
+                            progress_bar, provenance)
     from .eval_prompts import held_out_prompts, load_prompt_file
 
     gammas = parse_list(args.gammas, float, "--gammas")
@@ -285,14 +283,16 @@ def main(args) -> int:
     if prompts is None:
         prompts, source = held_out_prompts(engine.tokenizer.encode, args.n_prompts, args.seed)
     measured, interrupted = [], None  # the points so far: what Ctrl-C (or SIGTERM) keeps
-    with tqdm(total=n_points, desc="sweep", unit="point", file=sys.stderr, disable=None) as bar:
+    with progress_bar(n_points, "sweep", "point") as bar:
         say_preset = preset_note_once(args, bar)
 
         def progress(i, n, point):
             measured.append(point)
             say_preset()  # after the first point
+            # (drawn by the update: a log gets one line for the point, not two)
+            bar.set_postfix(gamma=point["gamma"], S=point["block_size"], ratio=f"{point['ratio_vs_ar'] or 0:.2f}",
+                            refresh=False)
             bar.update(1)
-            bar.set_postfix(gamma=point["gamma"], S=point["block_size"], ratio=f"{point['ratio_vs_ar'] or 0:.2f}")
 
         try:
             points = run_sweep(engine, prompts, gammas, block_sizes, steps, args.max_new_tokens, progress,
