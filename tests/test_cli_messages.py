@@ -295,3 +295,18 @@ def test_a_long_run_off_a_terminal_writes_a_progress_line_a_minute(monkeypatch, 
     with run_setup.progress_bar(3, "eval", "gen") as bar:  # a run shorter than the interval: nothing
         bar.update(3)
     assert capsys.readouterr().err == ""
+
+
+def test_more_eval_prompts_than_the_split_holds_are_said(monkeypatch, capsys):
+    """`eval --n-prompts 20000` ran the split's 11,008 next-line prompts and said so only in the report's count."""
+    from twotower import evaluation
+    from twotower.cli import main
+
+    real = evaluation.next_line_items
+    monkeypatch.setattr(evaluation, "next_line_items", lambda n, *a, **k: real(min(n, 2), *a, **k))  # a split of 2
+    argv = ["eval", "--preset", "tiny", "--modes", "ar", "--tasks", "next_line", "--next-line-tokens", "2"]
+    assert main(argv + ["--n-prompts", "3"]) == 0
+    assert "note: the test split holds 2 next-line prompts: all of them ran (--n-prompts 3 asked for more)" in \
+        capsys.readouterr().err
+    assert main(argv + ["--n-prompts", "2"]) == 0
+    assert "note: the test split holds" not in capsys.readouterr().err

@@ -21,6 +21,7 @@ import functools
 import importlib
 import json
 import platform
+import sys
 from pathlib import Path
 
 from . import metrics
@@ -383,6 +384,12 @@ def main(args) -> int:
     lost = print_report(json.dumps(report, indent=1) if args.json else markdown)
     if out is not None:
         write_text_file("--out", out, markdown)
+    if stopped is None:  # more prompts asked than the split holds: all of them ran, which the count alone hid
+        for task, flag, asked in (("next_line", "--n-prompts", args.n_prompts), ("syntax", "--syntax-prompts", n_syntax)):
+            held = report.get("n_prompts", {}).get(task)
+            if held is not None and held < asked:
+                print(f"note: the test split holds {held:,} {task.replace('_', '-')} prompts: all of them ran "
+                      f"({flag} {asked:,} asked for more)", file=sys.stderr)
     if stopped is not None:
         raise stopped.signal
     if lost is not None:
