@@ -181,7 +181,7 @@ def test_an_unknown_mode_names_each_mode_once(capsys):
 def test_flags_the_mode_does_not_read_are_named_not_dropped_silently(capsys, extra, note):
     assert cli_main(TINY + extra + ["x = 1"]) == 0
     notes = [line for line in capsys.readouterr().err.splitlines()
-             if line.startswith("note:") and not line.startswith("note: the last block")]  # (the test below's)
+             if line.startswith("note:") and not line.startswith("note: --max-new-tokens ended")]  # (the test below's)
     assert notes[0].startswith("note: --preset tiny builds random weights")  # the tiny preset's, first
     assert notes[1:] == ([note] if note else [])
 
@@ -191,15 +191,23 @@ def test_flags_the_mode_does_not_read_are_named_not_dropped_silently(capsys, ext
                                          (["--mode", "mock-ar"], None), (["--block-size", "7"], 1)])
 def test_a_budget_that_ends_inside_a_block_says_the_block_is_denoised_whole(capsys, extra, past):
     """6 new tokens at S = 16 ran 16 positions a pass and reported tokens_per_pass 0.44 (kept tokens over passes),
-    which read as fewer than the one token a step the commit rule promises, without a word."""
-    assert cli_main(TINY + extra + ["x = 1"]) == 0
+    which read as fewer than the one token a step the commit rule promises, without a word. A run that ended at
+    EOS before the budget dropped nothing: no note."""
+    import argparse
+
+    from twotower.cli_generate import last_block_note
+
+    assert cli_main(TINY + ["--no-eos"] + extra + ["x = 1"]) == 0
     err = capsys.readouterr().err
     if past is None:
-        assert "the last block" not in err
+        assert "ended inside a block" not in err
     else:
-        plural = "" if past == 1 else "s"
-        assert f"note: the last block is denoised whole (S = {(extra or [0, 16])[-1]}), {past} position{plural} past " \
-               "--max-new-tokens, dropped: tokens_per_pass counts the tokens kept" in err
+        size = (extra or [0, 16])[-1]
+        assert f"note: --max-new-tokens ended inside a block of S = {size}: its passes ran all {size} positions, " \
+               f"{past} past the budget and dropped, so tokens_per_pass counts the kept tokens only" in err
+        assert err.index("ended inside a block") < err.index("tokens_per_pass=")  # beside the figure it explains
+        ran = argparse.Namespace(mode="diffusion", block_size=int(size), max_new_tokens=6)
+        assert last_block_note(ran, None, 6) is not None and last_block_note(ran, None, 3) is None  # EOS at 3
 
 
 def test_ctrl_c_while_a_command_imports_is_one_line(capsys, monkeypatch):

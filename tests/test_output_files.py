@@ -197,6 +197,22 @@ def test_a_file_of_something_else_is_not_written_over(tmp_path, capsys, argv, ki
     capsys.readouterr()
 
 
+def test_a_trace_rewritten_in_another_json_spacing_is_still_a_trace(tmp_path, capsys):
+    """`python -m json.tool run.json > p.json` indents the trace: the app's Open reads it, and --trace writes over
+    it as over any trace (a byte-prefix test refused it)."""
+    import json
+
+    from twotower.cli import main
+
+    trace = tmp_path / "run.json"
+    assert main(["generate", "--preset", "tiny", "--max-new-tokens", "2", "--trace", str(trace), "x"]) == 0
+    for spacing in ({"indent": 2}, {"separators": (",", ":")}):
+        again = tmp_path / "again.json"
+        again.write_text(json.dumps(json.loads(trace.read_text()), **spacing))
+        assert main(["generate", "--preset", "tiny", "--max-new-tokens", "2", "--trace", str(again), "x"]) == 0
+    capsys.readouterr()
+
+
 def test_a_trace_to_standard_output_is_refused_by_name(tmp_path, capsys, monkeypatch):
     """`--trace -` wrote a file named "-" into the current folder (for the prompt, "-" is standard input)."""
     from twotower.cli import main

@@ -24,14 +24,14 @@ def ran(handlers, **changes) -> dict:
     return record
 
 
-def note(handlers, record, heal=True, top_k=0, top_p=1.0, **changes) -> str:
+def note(handlers, record, heal=True, top_k=0, top_p=1.0, request=None, **changes) -> str:
     s = dict(INPUTS, **changes)
-    return handlers.board_staleness(*s.values(), record, heal, top_k, top_p)
+    return handlers.board_staleness(*s.values(), record, heal, top_k, top_p, request=request)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def handlers(engine):
-    return Handlers(engine)
+    return Handlers(engine)  # one per test: what a run started with is kept per session
 
 
 def test_no_note_while_the_settings_are_the_boards(handlers):
@@ -75,20 +75,73 @@ def test_an_opened_run_is_compared_with_the_inputs_it_was_opened_beside(handlers
     assert "since this run was opened" in note(handlers, record, gamma=0.5)
 
 
-def test_a_run_starting_on_the_playground_clears_the_note(handlers):
-    assert handlers.board_fresh("playground") == "" and handlers.board_fresh("race") == gr.skip()
+class Session:
+    def __init__(self, name):
+        self.session_hash = name
+
+
+def test_the_note_compares_with_what_the_latest_run_started_with(handlers):
+    """The recording is the board's from the run's first frame: a checkbox's change, sent after its release-like
+    `input`, was compared with the run before and the note named the settings the new run was using."""
+    record = ran(handlers)  # γ 0.8, anchor off, on the board
+    tab = Session("a")
+    started = dict(INPUTS, anchor_first=True)
+    assert handlers.board_fresh("playground", *started.values(), record, True, 0, 1.0, request=tab) == ""
+    assert note(handlers, record, anchor_first=True, request=tab) == ""  # the run starting reads it: no note
+    assert "anchored diffusion on → off" in note(handlers, record, request=tab)  # moved again, from the new run's
+    assert "anchored diffusion off → on" in note(handlers, record, anchor_first=True)  # another session: its own board
+    # a release on another tab runs nothing there: the board stays the started run's
+    assert handlers.board_fresh("race", *dict(INPUTS, gamma=0.3).values(), record, True, 0, 1.0, request=tab) == gr.skip()
+    assert note(handlers, record, anchor_first=True, request=tab) == ""
+    # inputs no run takes (γ past the end, through the API): the board stays the recording's
+    assert handlers.board_fresh("playground", *dict(INPUTS, gamma=7).values(), record, True, 0, 1.0, request=tab) == ""
+    assert "anchored diffusion off → on" in note(handlers, record, anchor_first=True, request=tab)
+
+
+def test_a_refused_run_or_an_opened_file_gives_the_board_back_to_its_recording(handlers):
+    record = ran(handlers)
+    tab = Session("b")
+    handlers.board_fresh("playground", *dict(INPUTS, prompt="   ").values(), record, True, 0, 1.0, request=tab)
+    list(handlers.generate("   ", *list(INPUTS.values())[1:], record, request=tab))  # refused: the board stays
+    assert note(handlers, record, request=tab) == ""  # (compared with the empty prompt it read "prompt edited")
+    handlers.board_fresh("playground", *dict(INPUTS, gamma=0.5).values(), record, True, 0, 1.0, request=tab)
+    assert handlers.board_opened(request=tab) == "" and note(handlers, record, request=tab) == ""
+
+
+def test_speculative_gamma_is_compared_only_where_a_draft_takes_several_passes(handlers):
+    from ui.playground_common import board_stale_note
+
+    ran_settings = {"prompt": "x", "mode": "speculative", "heal": True, "healed": None,
+                    "settings": {"gamma": 0.8, "block_size": 16, "max_new_tokens": 8, "temperature": 0.0}}
+    moved = dict(prompt="x", mode="speculative", gamma=0.75, block_size=16, max_new_tokens=8, temperature=0, heal=True)
+    assert board_stale_note(ran_settings, moved, draft_steps=1) == ""  # one pass commits the block: γ unread
+    assert "γ 0.8 → 0.75" in board_stale_note(ran_settings, moved, draft_steps=2)
+    assert "S 16 → 8" in board_stale_note(ran_settings, {**moved, "block_size": 8.0}, draft_steps=1)
+    # an empty seed box is unseeded, as run_settings records it
+    sampled = {**ran_settings, "settings": {**ran_settings["settings"], "temperature": 0.5, "seed": None}}
+    assert board_stale_note(sampled, {**moved, "gamma": 0.8, "temperature": 0.5, "seed": ""}) == ""
 
 
 def test_the_note_listeners_are_wired_to_every_run_setting(engine):
-    """Each input a run reads triggers the note, which reads the values as sent; runs and Stop end with it."""
+    """Each input a run reads triggers the note, which reads the values as sent; every run start (Generate, Enter,
+    each release) keeps its inputs first; an opened run is compared once it is on the board."""
     from ui.app import build_demo
 
     demo = build_demo(engine)
-    wired = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "board_staleness"]
-    assert wired and all(fn.preprocess is False for fn in wired)
-    triggers = {(t[0]._id if hasattr(t[0], "_id") else t[0], t[1]) for fn in wired for t in fn.targets}
     ids = {block.elem_id: block._id for block in demo.blocks.values() if getattr(block, "elem_id", None)}
+
+    def wired(name):
+        fns = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == name]
+        assert fns and all(fn.preprocess is False for fn in fns if name != "board_opened"), name
+        return {(t[0], t[1]) for fn in fns for t in fn.targets}
+
+    notes = wired("board_staleness")
     for elem in ("prompt", "mode", "gamma", "block-size", "steps", "max-new", "temperature", "seed", "top-k",
                  "top-p", "anchor-first", "heal"):
-        assert (ids[elem], "change") in triggers, elem
-    assert any(t[1] == "then" for fn in wired for t in fn.targets)  # worked out again as runs end
+        assert (ids[elem], "change") in notes, elem
+    assert [t for t in notes if t[1] == "then"] and len([t for t in notes if t[1] == "then"]) == 1  # the open's
+    starts = wired("board_fresh")
+    for elem, event in (("generate", "click"), ("prompt", "submit"), ("gamma", "release"), ("block-size", "release"),
+                        ("steps", "release"), ("mode", "input"), ("anchor-first", "input"), ("heal", "input")):
+        assert (ids[elem], event) in starts, (elem, event)
+    assert (ids["open-run"], "upload") in wired("board_opened")

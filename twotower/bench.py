@@ -21,7 +21,7 @@ from time import perf_counter
 from . import metrics
 from .engine import MODES
 from .run_setup import (add_engine_arguments, add_settings_arguments, device_info, engine_from_args,
-                        output_file, preset_note_once, print_report, progress_bar, provenance)
+                        output_file, preset_note_once, print_report, progress_bar, provenance, starts_with)
 from .validation import check_fraction, check_size, write_text_file
 # the report's words live in bench_report.py; these names stay importable from here (scripts/write_benchmarks.py)
 from .bench_report import (MARKDOWN_START, SPECULATIVE_BATCH_NOTE, _cut, _num, _passes, _share,  # noqa: F401
@@ -305,7 +305,7 @@ def main(args) -> int:
     if unread:  # as generate and train say of flags they do not read
         print(f"note: {', '.join(unread)} {'is' if len(unread) == 1 else 'are'} read only with --eval: ignored",
               file=sys.stderr)
-    out = output_file("--out", args.out, args, ("a bench report", (MARKDOWN_START,)))
+    out = output_file("--out", args.out, args, ("a bench report", starts_with(MARKDOWN_START)))
     modes, skipped = resolve_modes(args.modes)  # the modes and a prompt file are checked before the model loads
     check_decoding_settings(args.gamma, args.block_size, args.steps, args.draft_steps, cli=True)  # checked again later
     unread = unread_mode_flags(args, modes)

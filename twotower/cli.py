@@ -67,7 +67,9 @@ class CommandParser(argparse.ArgumentParser):
                     hints[name] = flags[close[0]]
         message = f"unrecognized arguments: {' '.join(extras)}"
         # words alone (no mistyped flag, whose value a word may be): `generate def f(x):` unquoted
-        if all(not word.startswith("-") for word in extras) and any(a.dest == "prompt" for a in self._actions):
+        # (a stray number is no prompt's word: `--top-k 5 6`)
+        if (all(not word.startswith("-") and not _is_number(word) for word in extras)
+                and any(a.dest == "prompt" for a in self._actions)):
             message += f" (a prompt of several words is one argument: quote it, {self.prog} \"def f(x):\")"
         if len(hints) == 1:
             return f"{message} (did you mean {next(iter(hints.values()))}?)"

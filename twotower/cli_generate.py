@@ -9,7 +9,7 @@ import sys
 
 from .engine import MODES, Engine, PromptTooLong, check_decoding_settings, normalise_mode
 from .interrupts import stdout_error
-from .trace import MODE_SETTINGS, TRACE_START
+from .trace import MODE_SETTINGS, is_trace_head
 
 
 def add_model_arguments(parser) -> None:
@@ -62,8 +62,8 @@ def add_arguments(parser) -> None:
                         help="keep the prompt's last token as typed (default: token healing takes it back and the "
                              "first token is chosen among those that start with its text; see twotower/token_healing.py)")
     parser.add_argument("--max-prompt-tokens", type=int, default=Engine.max_prompt_tokens,
-                        help="a longer prompt is refused; raise it for a long file, memory allowing "
-                             "(default: %(default)s, as the app's)")
+                        help="a longer prompt is refused (bench, eval and sweep keep a prompt's last N tokens "
+                             "instead); raise it for a long file, memory allowing (default: %(default)s, as the app's)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--show-steps", action="store_true", help="print every denoising step as it happens")
     parser.add_argument("--trace", metavar="FILE", default=None,
@@ -110,16 +110,18 @@ def ignored_note(args, config=None) -> str | None:
     return f"note: {'; '.join(parts)}: ignored" if parts else None
 
 
-def last_block_note(args, config) -> str | None:
-    """A diffusion run whose budget ends inside a block: every pass runs all S positions and the block is denoised
-    whole, its positions past --max-new-tokens dropped, so tokens per pass counts the kept tokens only (4 new
-    tokens at S = 16: 0.44 per pass, which read as fewer than the one a step the commit rule promises)."""
+def last_block_note(args, config, new_tokens) -> str | None:
+    """A diffusion run that reached --max-new-tokens inside a block: every pass ran all S positions, those past the
+    budget dropped, so tokens_per_pass counts the kept tokens only (4 new tokens at S = 16: 0.44 per pass, which
+    read as fewer than the one a step the commit rule promises). None where the run ended on a block's end or at
+    EOS, or in another mode. Said after the run: only then is its length known."""
     size = args.block_size if args.block_size is not None else getattr(config, "default_block_size", None)
-    if normalise_mode(args.mode) != "diffusion" or not size or args.max_new_tokens % size == 0:
+    if (normalise_mode(args.mode) != "diffusion" or not size or new_tokens != args.max_new_tokens
+            or args.max_new_tokens % size == 0):
         return None
     past = size - args.max_new_tokens % size
-    return (f"note: the last block is denoised whole (S = {size}), {past} position{'' if past == 1 else 's'} past "
-            "--max-new-tokens, dropped: tokens_per_pass counts the tokens kept")
+    return (f"note: --max-new-tokens ended inside a block of S = {size}: its passes ran all {size} positions, {past} "
+            "past the budget and dropped, so tokens_per_pass counts the kept tokens only")
 
 
 def healing_note(healing) -> str | None:
@@ -202,7 +204,7 @@ def main(args) -> int:
     if args.trace == "-":  # a file named "-" appeared in the current folder
         raise ValueError("--trace - : standard output holds the completion; give the trace a file name")
     # before the model loads, as bench's --out; a file of something else is not written over
-    trace_path = output_file("--trace", args.trace, args, ("a run's trace", (TRACE_START,)))
+    trace_path = output_file("--trace", args.trace, args, ("a run's trace", is_trace_head))
     prompt = read_prompt(args.prompt)
     engine = engine_from_args(args)
     from .token_healing import completion_text, prompt_less_prefix, stream_keywords  # (torch: loaded with the model)
@@ -215,8 +217,8 @@ def main(args) -> int:
         raise PromptTooLong(f"{exc} (--max-prompt-tokens raises it)") from None
     healed = healing.prefix if healing else ""
     # said once the run has started: a refused setting is the one line printed
-    notes = [note for note in (preset_note(args), ignored_note(args, engine.model.config), healing_note(healing),
-                               last_block_note(args, engine.model.config)) if note]
+    notes = [note for note in (preset_note(args), ignored_note(args, engine.model.config), healing_note(healing))
+             if note]
     settings = dict(max_new_tokens=args.max_new_tokens, block_size=args.block_size, steps_per_block=args.steps,
                     gamma=args.gamma, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                     seed=args.seed, stop_at_eos=not args.no_eos, adaptive=args.adaptive,
@@ -324,6 +326,10 @@ def main(args) -> int:
         raise
     if not args.json:
         print("---", file=sys.stderr)
+    budget_note = last_block_note(args, engine.model.config, done.stats.get("new_tokens"))
+    if budget_note:  # beside the tokens_per_pass it explains
+        print(budget_note, file=sys.stderr)
+    if not args.json:
         print(format_footer({**done.stats, **ran_on(engine.describe())}), file=sys.stderr)
     if trace_path:  # after the completion is out: a trace that cannot be written loses nothing else
         save_trace()

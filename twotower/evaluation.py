@@ -346,12 +346,12 @@ def main(args) -> int:
     from .eval_workers import resolve_workers
     from .engine import check_decoding_settings
     from .run_setup import (device_info, engine_from_args, loaded_model_dir, output_file, preset_note_once,
-                            print_report, progress_bar, provenance)
+                            print_report, progress_bar, provenance, starts_with)
     from .validation import write_text_file
 
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     workers = resolve_workers(args.workers)
-    out = output_file("--out", args.out, args, ("an eval report", (MARKDOWN_START,)))
+    out = output_file("--out", args.out, args, ("an eval report", starts_with(MARKDOWN_START)))
     # mistyped modes, tasks, counts and settings are said before the model loads (evaluate checks them again)
     resolve_modes(args.modes)
     n_syntax = args.syntax_prompts if args.syntax_prompts is not None else min(100, args.n_prompts)

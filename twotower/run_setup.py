@@ -50,10 +50,11 @@ def loaded_model_dir(args):
     return args.model if args.model is not None else None if args.preset is not None else default_model_dir()
 
 
-def output_file(name: str, path, args, written: tuple[str, tuple[str, ...]] | None = None):
+def output_file(name: str, path, args, written=None):
     """A command's output file, checked before the model loads (validation.check_output_file), and never one of
-    the run's inputs: a file in the model folder it loads or its --prompts file. written: (what the file is, how
-    such a file begins): an existing file that holds something else is not written over."""
+    the run's inputs: a file in the model folder it loads or its --prompts file. written: (what the file is,
+    holds(head) -> bool: whether a file's first bytes are one): an existing file of something else is not written
+    over."""
     from .validation import check_apart_from_inputs, check_output_file, check_written_over
 
     path = check_output_file(name, path)
@@ -112,6 +113,11 @@ class _Lines:
 
     def flush(self) -> None:
         self.stream.flush()
+
+
+def starts_with(text: str):
+    """`written`'s test for a markdown report: the file begins with the report's heading (after blank space)."""
+    return lambda head: head.lstrip().startswith(text.encode())
 
 
 def progress_bar(total: int, desc: str, unit: str):

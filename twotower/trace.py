@@ -39,10 +39,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 FORMAT, VERSION = "twotower-trace", 1
-TRACE_START = json.dumps({"format": FORMAT})[:-1]  # how a trace file begins (its first key): what --trace writes over
+# a trace's "format" key, in any JSON spacing (`python -m json.tool` indents it): what --trace may write over
+FORMAT_KEY = re.compile(rb'"format"\s*:\s*"' + FORMAT.encode() + rb'"')
 EVENT_ARRAYS = ("tokens", "masked", "confidence", "committed", "commit_step")
 EVENT_SCALARS = ("kind", "block", "step", "block_start", "nfe", "context_passes", "elapsed", "generated")
 
@@ -162,6 +164,12 @@ def run_trace(events, *, prompt: str, prompt_ids, mode: str, settings: dict, tok
         "stats": plain(done.stats) if done is not None else None, "pieces": pieces,
         "events": [event_record(e) for e in events],
     }
+
+
+def is_trace_head(head: bytes) -> bool:
+    """Whether a file's first bytes are a trace's: its "format" key among them (the first key as written here, in
+    any spacing; a trace rewritten with its keys sorted has it after the events, and is not told from another file)."""
+    return FORMAT_KEY.search(head) is not None
 
 
 def trace_json(trace: dict) -> str:

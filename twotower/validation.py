@@ -285,18 +285,18 @@ def check_apart_from_inputs(name: str, path: Path | None, model_dir=None, prompt
         raise ValueError(f"{name} {str(path)!r} is the --prompts file this run reads: give another file")
 
 
-def check_written_over(name: str, path: Path | None, kind: str, starts: tuple[str, ...]) -> None:
-    """An existing file is written over only if it holds what this flag writes (`starts`: how such a file begins),
-    or nothing: `bench --out README.md` replaced a project's README with a throughput table, without a word.
-    Not a regular file (/dev/stdout, a pipe): written as always."""
+def check_written_over(name: str, path: Path | None, kind: str, holds) -> None:
+    """An existing file is written over only if it holds what this flag writes (`holds(head)`: whether the file's
+    first 64 KB, as bytes, are such a file's), or nothing: `bench --out README.md` replaced a project's README with
+    a throughput table, without a word. Not a regular file (/dev/stdout, a pipe): written as always."""
     if path is None or not path.is_file():
         return
     try:
         with open(path, "rb") as handle:
-            head = handle.read(512).lstrip()
-    except OSError:  # unreadable: the write itself says what is wrong
+            head = handle.read(65536)
+    except OSError:  # unreadable (write-only): nothing to tell it by; it is written as the flag asks
         return
-    if head and not head.startswith(tuple(start.encode() for start in starts)):
+    if head.strip() and not holds(head):
         raise ValueError(f"{name} {str(path)!r} exists and is not {kind}: the run would write over it; give another "
                          "path, or remove that file first")
 

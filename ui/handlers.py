@@ -18,9 +18,10 @@ from twotower.trace import MODE_SETTINGS
 from twotower.validation import check_int
 
 from .board import FRAME_KINDS, Board, count_frames, fold_event
+from .board_note import BoardNote
 from .panel_common import HEAL_LABEL, FramePacer, run_settings, switch, unavailable, whole
 from .panel_handlers import PanelHandlers
-from .playground_common import board_prompt, board_stale_note, recorded_board, replay_scrubber, run_caption
+from .playground_common import board_prompt, recorded_board, replay_scrubber, run_caption
 from .render import board_html, error_html, note_html, stats_html
 from .run_tracker import Stopped
 from .saved_runs import OPENED_NOTE, SavedRuns
@@ -29,7 +30,7 @@ LIVE_NOTE = ("Times include drawing the board live (at most 25 frames a second; 
              "the Race panel times without rendering.")
 
 
-class Handlers(SavedRuns, PanelHandlers):
+class Handlers(BoardNote, SavedRuns, PanelHandlers):
     """The Playground's handlers (generate, re-run, replay, Stop) beside the measuring panels' it inherits."""
 
     def __init__(self, engine):
@@ -47,6 +48,7 @@ class Handlers(SavedRuns, PanelHandlers):
             self._stops.forget(session)
             self._live_colour.pop(session, None)
             self._audit_refusal_said.pop(session, None)
+            self.board_started_over(session)
 
     def _view(self, board: Board, prompt: str, colour_by: str, steps_per_block, healed: str = "",
               record: dict | None = None) -> str:
@@ -79,6 +81,7 @@ class Handlers(SavedRuns, PanelHandlers):
         try:  # supersedes the session's earlier run, which stops at its next step
             stop = self._stops.begin(session, "playground")  # this run's Stop (stop_playground), or a newer run
         except Stopped:  # Stop was pressed while this run waited in the queue: it never starts
+            self.board_started_over(session)  # (the board is the last run's)
             yield (gr.skip(),) * 5
             return
         # an earlier run's radio value, written by a recolour that saw that run going as it ended, is not this run's
@@ -104,27 +107,6 @@ class Handlers(SavedRuns, PanelHandlers):
         re-run that follows takes its place). On another tab nothing is stopped, as nothing is re-run."""
         if tab == "playground":  # and a Stop pressed before this is not for the new run
             self._stops.pressed(getattr(request, "session_hash", None), "playground", stop_going=True)
-
-    def board_staleness(self, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                        colour_by="step", anchor_first=False, previous=None, heal=True, top_k=None, top_p=None):
-        """The note over the board: the settings moved since its run (queue-free, wired with preprocess=False: the
-        values as sent, compared only). A slider moved from the keyboard, whose release Gradio sends on mouse-up
-        or on leaving its box only, and the settings no release re-runs, left the board unmarked."""
-        if previous and previous.get("trace") is not None:  # an opened run: the inputs it was opened beside
-            key = self._panel_key(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                                  anchor_first, heal, top_k, top_p)
-            same = previous.get("panel") is not None and previous["panel"] == key
-            return "" if same else note_html("Settings moved since this run was opened: Generate runs the prompt "
-                                             "with them.")
-        return board_stale_note(previous, dict(prompt=prompt, mode=mode, gamma=gamma, block_size=block_size,
-                                               steps_per_block=steps_per_block, max_new_tokens=max_new_tokens,
-                                               temperature=temperature, seed=seed, top_k=top_k, top_p=top_p,
-                                               anchor_first=anchor_first, heal=heal))
-
-    @staticmethod
-    def board_fresh(tab):
-        """A run starting on the Playground (Generate, a release there): no note over the board until it ends."""
-        return "" if tab == "playground" else gr.skip()
 
     def release_pressed(self, tab, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature,
                         seed, colour_by="step", anchor_first=False, previous=None, heal=True, top_k=None,
@@ -222,6 +204,7 @@ class Handlers(SavedRuns, PanelHandlers):
             # nothing of it is lost
             message = unavailable(f"{mode} mode", exc) if isinstance(exc, ImportError) else str(exc)
             gr.Warning(message)
+            self.board_started_over(session)  # the board is the last run's, under the message
             yield self._refusal(message, previous, colour_by)
             return
         scrubber = replay_scrubber(count_frames(record["events"]))

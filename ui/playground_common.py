@@ -77,30 +77,36 @@ def replay_scrubber(frames: int):
                      label=f"Replay step (1–{frames})")
 
 
-def board_stale_note(record: dict | None, current: dict) -> str:
+def board_stale_note(ran: dict | None, current: dict, draft_steps: int = 1) -> str:
     """A line over the board once the settings shown have moved since its run ("" when none has, or no run is
     there): a slider moved from the keyboard, a box typed in, or a setting no release re-runs (temperature, seed,
-    top-k / top-p, max new tokens) left the board under settings that did not make it. current: the panel's
-    inputs as sent ({prompt, mode, heal, **run_settings' keys, anchor_first}), compared, never refused."""
-    if not record or not record.get("settings") or not record.get("events"):
+    top-k / top-p, max new tokens) left the board under settings that did not make it.
+    ran: the board's run, as a recording holds it ({prompt, mode, settings, heal, healed}); current: the panel's
+    inputs as sent ({prompt, mode, heal, **run_settings' keys, anchor_first}), compared, never refused;
+    draft_steps: the model's speculative draft passes (one: γ does not act there, and is not compared)."""
+    if not ran or not ran.get("settings"):
         return ""
     try:
-        ran_mode, mode = normalise_mode(record.get("mode")), normalise_mode(current.get("mode"))
+        ran_mode, mode = normalise_mode(ran.get("mode")), normalise_mode(current.get("mode"))
     except ValueError:
-        ran_mode, mode = record.get("mode"), current.get("mode")
+        ran_mode, mode = ran.get("mode"), current.get("mode")
     now = {key: whole(value) for key, value in current.items()}
     now["mode"] = MODE_LABELS.get(mode, mode)
-    now["top_k"] = now.get("top_k") or None  # 0 and 1: every token, as run_settings records them
+    now["seed"] = None if now.get("seed") in (None, "") else now["seed"]  # an empty box: unseeded
+    now["top_k"] = now.get("top_k") or None  # top-k 0 and top-p 1 keep every token: recorded as None
     now["top_p"] = None if now.get("top_p") in (1, 1.0) else now.get("top_p")
-    used = {"prompt": record["prompt"], "mode": MODE_LABELS.get(ran_mode, ran_mode),
-            **{key: record["settings"].get(key) for key in READS.get(ran_mode, ())},
-            "max_new_tokens": record["settings"].get("max_new_tokens"),
-            "temperature": record["settings"].get("temperature")}
-    if record["settings"].get("temperature") and now.get("temperature"):  # both sampled: the draw's settings
-        used.update({key: record["settings"].get(key) for key in SAMPLED})
-    # healing: a prompt with nothing to heal ran the same either way
-    if record.get("healed") or not record.get("heal"):
-        used["heal"] = bool(record.get("heal"))
+    reads = READS.get(ran_mode, ())
+    if ran_mode == "speculative" and draft_steps <= 1:  # one draft pass commits the whole block: γ unread
+        reads = tuple(key for key in reads if key != "gamma")
+    settings = ran["settings"]
+    used = {"prompt": ran.get("prompt"), "mode": MODE_LABELS.get(ran_mode, ran_mode),
+            **{key: settings.get(key) for key in reads},
+            "max_new_tokens": settings.get("max_new_tokens"), "temperature": settings.get("temperature")}
+    if settings.get("temperature") and now.get("temperature"):  # both sampled: the draw's settings
+        used.update({key: settings.get(key) for key in SAMPLED})
+    # healing: a prompt with nothing to heal ran the same either way (healed None: not known yet, a run starting)
+    if ran.get("healed") or not ran.get("heal"):
+        used["heal"] = bool(ran.get("heal"))
         now["heal"] = bool(now.get("heal"))
     moved = moved_settings(used, now)
     if not moved:

@@ -264,7 +264,7 @@ def _same(a, b) -> bool:
     """Slider values compare as numbers (16 and 16.0, 0.6 and 0.6000000000000001 are one setting)."""
     try:
         return abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(a)))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # (an API caller's 10**400 has no float)
         return a == b
 
 

@@ -15,7 +15,8 @@ sent as the listener is dispatched, before its own function runs):
   in the StopRequests of every panel: the older stops at its next step).
 * Gradio sends a slider's release on mouse-up and when its number box is left, not for the arrow keys: a setting
   moved without a re-run (those, and temperature, seed, top-k / top-p, max new tokens, the prompt) puts a note over
-  the board (handlers.board_staleness, on every change); a run starting clears it, each run's end works it out again.
+  the board (ui/board_note.py, on every change), against what the board's latest run started with (a run starting
+  clears it).
 * Each long-running panel has its own Stop, ending its own run at its next step, and a follow-up listener
   turns the panel's "running" line into a "stopped" one. The Playground's cancels in Gradio (its run yields
   every step) and tells its run too (a cancel missed a run pressed a moment before); the Race's, the audit's
@@ -62,9 +63,9 @@ def wire_playground(c, handlers) -> None:
     # prompt never ran.
     gr.on([c.generate_btn.click, c.prompt.submit], handlers.supersede, c.active_tab, None, queue=False,
           api_visibility="private")
-    # the note over the board goes as a run starts; it is worked out again as each run ends (below)
-    gr.on([c.generate_btn.click, c.prompt.submit, *c.releases, c.open_btn.upload], handlers.board_fresh, c.active_tab,
-          c.board_stale, queue=False, api_visibility="private", show_progress="hidden")
+    # the note over the board goes as a run starts, whose inputs it compares with from then on (ui/board_note.py)
+    gr.on([c.generate_btn.click, c.prompt.submit], handlers.board_fresh, [c.active_tab, *c.playground_in],
+          c.board_stale, queue=False, api_visibility="private", show_progress="hidden", preprocess=False)
     c.run = gr.on([c.generate_btn.click, c.prompt.submit], handlers.generate, c.playground_in, c.playground_out,
                   api_name="generate", show_progress="hidden", concurrency_id=ENGINE, trigger_mode="multiple")
     # Registered before the re-run, so it runs first: on the Playground tab the session's run in flight stops
@@ -78,6 +79,8 @@ def wire_playground(c, handlers) -> None:
     # cannot run reads as changed.
     gr.on(c.releases, handlers.release_pressed, [c.active_tab, *c.playground_in], c.trace_file, queue=False,
           api_visibility="private", preprocess=False)
+    gr.on(c.releases, handlers.board_fresh, [c.active_tab, *c.playground_in], c.board_stale, queue=False,
+          api_visibility="private", show_progress="hidden", preprocess=False)
     # trigger_mode="multiple": every release re-runs at once; an older re-run of this session is
     # superseded server-side and stops at its next step (one live run per session, in handlers._stops).
     c.rerun = gr.on(c.releases, handlers.rerun, [c.active_tab, *c.playground_in], c.playground_out,
@@ -88,17 +91,17 @@ def wire_playground(c, handlers) -> None:
     # an opened run is another run: the session's run going stops first (queue-free); the open reads no model, so
     # it waits in no model's queue; it keeps the panel's inputs, which a release compares (handlers._board_shows)
     c.open_btn.upload(handlers.open_pressed, None, None, queue=False, api_visibility="private")
+    c.open_btn.upload(handlers.board_opened, None, c.board_stale, queue=False, api_visibility="private",
+                      show_progress="hidden")
     c.opened = c.open_btn.upload(handlers.open_trace, [c.open_btn, *c.playground_in],
                                  [*c.playground_out, c.trace_file], api_visibility="private")
     # a setting moved since the board's run: a line over the board (preprocess=False: the values as sent, compared
-    # only; an out-of-range one was a hidden HTTP 500 at each keystroke), worked out again as each run ends, as a
-    # change sent just before a run started was compared with the run before it
+    # only; an out-of-range one was a hidden HTTP 500 at each keystroke); an opened run's, once it is on the board
     c.board_inputs = [c.prompt, c.mode, *c.settings, c.anchor_first, c.heal, c.top_k, c.top_p]
     gr.on([box.change for box in c.board_inputs], handlers.board_staleness, c.playground_in, c.board_stale,
           queue=False, api_visibility="private", show_progress="hidden", preprocess=False)
-    for ended in (c.run, c.rerun, c.opened):
-        ended.then(handlers.board_staleness, c.playground_in, c.board_stale, queue=False, api_visibility="private",
-                   show_progress="hidden", preprocess=False)
+    c.opened.then(handlers.board_staleness, c.playground_in, c.board_stale, queue=False, api_visibility="private",
+                  show_progress="hidden", preprocess=False)
     c.scrubber.input(handlers.replay, [c.record, c.scrubber, c.colour_by], c.view, api_name="replay",
                      trigger_mode="always_last", show_progress="hidden")
     c.colour_by.change(handlers.recolour, [c.record, c.scrubber, c.colour_by], c.view, api_visibility="private",
@@ -166,9 +169,7 @@ def wire_stops(c, handlers) -> None:
     c.stopping = c.stop_btn.click(handlers.stop_playground, None, None, queue=False, cancels=[c.run, c.rerun],
                                   api_visibility="private")
     c.stopping.then(handlers.after_stop, [c.record, c.colour_by], [c.view, c.scrubber, c.stats, c.record, c.completion],
-                    queue=False, api_visibility="private").then(
-        handlers.board_staleness, c.playground_in, c.board_stale, queue=False, api_visibility="private",
-        show_progress="hidden", preprocess=False)
+                    queue=False, api_visibility="private")
     c.race_csv_btn.click(handlers.race_csv, c.race_measured, c.race_file, api_visibility="private",
                          show_progress="hidden")
     # The Race's, the audit's and the Sweep's Stop tell their run (handlers.stop_race …), which ends at its next
