@@ -27,9 +27,13 @@ PROMPT_KEYS = "Shift+Enter runs it (Enter: a new line)"
 HEAL_INFO = "off: the prompt runs as typed, its last token kept (README: token healing)"
 # the page's own rules, beside the components' (render.CSS): a keyboard user's focus shows on every control
 # (range sliders and checked radios drew none)
+# The staleness notes are worked out by queue-free listeners on every change: Gradio's status tracker drew a
+# "0.0s" timer in them while one was pending (show_progress="hidden" notwithstanding), a flicker over the note.
 PAGE_CSS = """
 input[type=range]:focus-visible, input[type=radio]:focus-visible, input[type=checkbox]:focus-visible {
   outline: 2px solid #1c7ed6; outline-offset: 2px; }
+#board-stale [data-testid="status-tracker"], #race-stale [data-testid="status-tracker"],
+#sweep-stale [data-testid="status-tracker"] { display: none !important; }
 """
 RACE_CHOICES = [(MODE_LABELS[mode], mode) for mode in RACE_MODES]  # AR always races: the baseline
 

@@ -96,8 +96,10 @@ def wire_playground(c, handlers) -> None:
     c.opened = c.open_btn.upload(handlers.open_trace, [c.open_btn, *c.playground_in],
                                  [*c.playground_out, c.trace_file], api_visibility="private")
     # a setting moved since the board's run: a line over the board (preprocess=False: the values as sent, compared
-    # only; an out-of-range one was a hidden HTTP 500 at each keystroke); an opened run's, once it is on the board
-    c.board_inputs = [c.prompt, c.mode, *c.settings, c.anchor_first, c.heal, c.top_k, c.top_p]
+    # only; an out-of-range one was a hidden HTTP 500 at each keystroke); an opened run's, once it is on the board.
+    # Not the mode radio and the checkboxes: beside the board, each re-runs it (their change, sent before the input
+    # that starts the run, drew the note for a moment)
+    c.board_inputs = [c.prompt, *c.settings, c.top_k, c.top_p]
     gr.on([box.change for box in c.board_inputs], handlers.board_staleness, c.playground_in, c.board_stale,
           queue=False, api_visibility="private", show_progress="hidden", preprocess=False)
     c.opened.then(handlers.board_staleness, c.playground_in, c.board_stale, queue=False, api_visibility="private",
