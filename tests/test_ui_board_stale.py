@@ -72,7 +72,9 @@ def test_an_opened_run_is_compared_with_the_inputs_it_was_opened_beside(handlers
         "prompt", "mode", "gamma", "block_size", "steps_per_block", "max_new_tokens", "temperature", "seed",
         "anchor_first")], True, 0, 1.0)}
     assert note(handlers, record) == ""
-    assert "since this run was opened" in note(handlers, record, gamma=0.5)
+    assert "since this run was opened (γ 0.8 → 0.5): Generate runs" in note(handlers, record, gamma=0.5)
+    assert "since this run was opened (γ 0.8 → 7)" in note(handlers, record, gamma=7)  # as typed, before the clamp
+    assert "since this run was opened: Generate runs" in note(handlers, record, top_k=-1)  # unreadable: unnamed
 
 
 class Session:

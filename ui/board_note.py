@@ -13,6 +13,16 @@ import gradio as gr
 from .panel_common import run_settings
 from .playground_common import board_stale_note
 from .render import note_html
+from .render_panels import moved_settings
+
+
+def opened_beside_moved(was, now) -> str:
+    """What moved between two of _panel_key's keys ([prompt, mode, settings, heal]), named as the live note names
+    it; "" where either cannot be read (inputs no run takes)."""
+    if not was or not now:
+        return ""
+    flat = [{"prompt": key[0], "mode": key[1], **key[2], "heal": key[3]} for key in (was, now)]
+    return ", ".join(moved_settings(*flat))
 
 
 class BoardNote:
@@ -66,9 +76,11 @@ class BoardNote:
         if previous and previous.get("trace") is not None:  # an opened run: the inputs it was opened beside
             key = self._panel_key(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
                                   anchor_first, heal, top_k, top_p)
-            same = previous.get("panel") is not None and previous["panel"] == key
-            return "" if same else note_html("Settings moved since this run was opened: Generate runs the prompt "
-                                             "with them.")
+            if previous.get("panel") is not None and previous["panel"] == key:
+                return ""
+            moved = opened_beside_moved(previous.get("panel"), key)
+            return note_html(f"Settings moved since this run was opened{f' ({moved})' if moved else ''}: Generate "
+                             "runs the prompt with them.")
         if not previous or not previous.get("events"):
             return ""
         return board_stale_note(previous, current, draft_steps)
