@@ -78,6 +78,19 @@ class CommandParser(argparse.ArgumentParser):
         return message
 
 
+class VersionAction(argparse.Action):
+    """--version: the package's version read when asked (argparse's own action reads it as the parser is built, at
+    every command's start)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the installed version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"twotower {_version()}")
+        parser.exit()
+
+
 def _version() -> str:
     """The installed package's version (a checkout on PYTHONPATH, not installed, has none to read)."""
     from importlib import metadata
@@ -111,7 +124,7 @@ def main(argv=None) -> int:
     # allow_abbrev=False: a prefix of a flag is refused, not taken for it (bench's `--batch 2` silently set
     # --batch-size; a flag added later would change what an old abbreviation meant)
     parser = argparse.ArgumentParser(prog="twotower", description="TwoTower Playground engine", allow_abbrev=False)
-    parser.add_argument("--version", action="version", version=f"twotower {_version()}")
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
     argv = list(sys.argv[1:] if argv is None else argv)
     # only the command named builds its arguments: importing a command's module can cost seconds (torch), and

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .panel_common import run_settings
 from .playground_common import board_stale_note
 from .render import note_html
 from .render_panels import moved_settings
@@ -41,14 +40,13 @@ class BoardNote:
         if tab != "playground":
             return gr.skip()
         session = getattr(request, "session_hash", None)
-        try:
-            settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, top_k,
-                                    top_p)
-        except (TypeError, ValueError):  # a run these inputs refuse: the board keeps the recording's run
+        key = self._panel_key(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
+                              anchor_first, heal, top_k, top_p)
+        if key is None:  # a run these inputs refuse: the board keeps the recording's run
             self._board_started.pop(session, None)
-            return ""
-        self._board_started[session] = {"prompt": prompt, "mode": mode, "heal": bool(heal), "healed": None,
-                                        "settings": {**settings, "anchor_first": bool(anchor_first)}}
+        else:  # (whether the prompt has a token to heal is not known before the run: healed None)
+            self._board_started[session] = {"prompt": key[0], "mode": key[1], "settings": key[2], "heal": key[3],
+                                            "healed": None}
         return ""
 
     def board_started_over(self, session) -> None:

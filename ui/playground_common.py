@@ -8,16 +8,13 @@ import gradio as gr
 
 from twotower.engine import normalise_mode
 from twotower.token_healing import prompt_less_prefix
+from twotower.trace import MODE_SETTINGS
 
 from .board import Board, fold
 from .panel_common import whole
 from .render import note_html, token_text
 from .render_panels import MODE_LABELS, moved_settings
 
-# the settings each mode reads beside the prompt, the mode, max new tokens, temperature and healing (a mode that
-# reads none of γ, S, the steps or the anchor made the same run whatever they say)
-READS = {"diffusion": ("gamma", "block_size", "steps_per_block", "anchor_first"),
-         "speculative": ("gamma", "block_size"), "ar": (), "mock_ar": ()}
 SAMPLED = ("seed", "top_k", "top_p")  # read by a sampled draw only
 
 
@@ -95,7 +92,10 @@ def board_stale_note(ran: dict | None, current: dict, draft_steps: int = 1) -> s
     now["seed"] = None if now.get("seed") in (None, "") else now["seed"]  # an empty box: unseeded
     now["top_k"] = now.get("top_k") or None  # top-k 0 and top-p 1 keep every token: recorded as None
     now["top_p"] = None if now.get("top_p") in (1, 1.0) else now.get("top_p")
-    reads = READS.get(ran_mode, ())
+    # what the mode reads beside the prompt, the mode, max new tokens, temperature and healing (AR and mock-AR read
+    # none of γ, S, the steps or the anchor: the same run whatever they say; speculative's draft settings have no
+    # Playground input, None on both sides)
+    reads = MODE_SETTINGS.get(ran_mode, ())
     if ran_mode == "speculative" and draft_steps <= 1:  # one draft pass commits the whole block: γ unread
         reads = tuple(key for key in reads if key != "gamma")
     settings = ran["settings"]
