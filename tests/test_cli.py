@@ -88,7 +88,7 @@ def test_generate_draft_steps_as_bench_spells_them(capsys, flags, expected):
 
 BAD_ARGUMENTS = [  # (arguments after the tiny preset, what the one-line error must say)
     ([""], "the prompt is empty"),
-    (["   "], "the prompt is empty"),
+    (["   "], "the prompt holds only whitespace"),
     (["--gamma", "0", "x"], "γ must be in (0, 1]"),
     (["--gamma", "1.5", "x"], "γ must be in (0, 1]"),
     (["--block-size", "0", "x"], "block size S must be >= 1"),

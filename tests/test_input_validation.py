@@ -121,7 +121,7 @@ def test_a_step_callback_that_is_not_a_function_is_refused_before_the_prefill(mo
             generate(model, [5, 6], max_new_tokens=2, step_callback=5)
 
 
-@pytest.mark.parametrize("text, message", [("", "empty"), ("   \n\t", "empty"), (None, "empty"),
+@pytest.mark.parametrize("text, message", [("", "empty"), ("   \n\t", "holds only whitespace"), (None, "empty"),
                                            (42, "must be text .str., got int"), (b"abc", "got bytes")])
 def test_engine_refuses_an_empty_or_non_text_prompt(engine, text, message):
     with pytest.raises(ValueError, match=message):

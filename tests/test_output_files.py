@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twotower.validation import write_text_file
+from twotower.path_checks import write_text_file
 
 
 def test_a_report_replaces_the_old_one_whole_and_leaves_no_part_file(tmp_path):

@@ -306,7 +306,7 @@ def test_one_token_prompts_are_left_as_typed_and_a_line_break_is_healed(default_
     assert default_engine.heal("x") is None
     healing = default_engine.heal("if x:\n")
     assert healing is not None and healing.prefix.endswith("\n") and healing.choices > 1
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="holds only whitespace"):
         default_engine.heal("   ")
 
 
@@ -506,5 +506,5 @@ def test_engine_complete_is_the_clis_completion_of_a_typed_prompt(default_engine
     assert not as_typed.startswith("urn")
     with pytest.raises(ValueError, match="heal"):
         default_engine.complete(MID_TOKEN, "ar", heal="no")
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="holds only whitespace"):
         default_engine.complete("  ")

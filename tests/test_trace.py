@@ -201,7 +201,7 @@ def test_show_steps_marks_the_cells_past_the_budget(capsys):
 
 
 def test_a_quoted_tilde_is_the_home_folder():
-    from twotower.validation import check_output_file
+    from twotower.path_checks import check_output_file
 
     assert check_output_file("--trace", "~/t.json") == Path.home() / "t.json"
 
@@ -211,7 +211,7 @@ def test_an_output_file_is_judged_by_its_own_permission_when_it_exists(tmp_path,
     so the permissions are stood in for)."""
     import os
 
-    from twotower.validation import check_output_file
+    from twotower.path_checks import check_output_file
 
     folder, existing = tmp_path / "locked", tmp_path / "locked" / "out.json"
     folder.mkdir()

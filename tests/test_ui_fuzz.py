@@ -36,7 +36,7 @@ CONTESTANTS = ["diffusion", "diffusion_anchored", "speculative", "mock_ar"]  # t
 # accepted prompts (the tiny preset's byte tokenizer takes any text) and refused ones (with the words that say why)
 GOOD_PROMPTS = ["def f(x):", "ünïcödé 日本語 ≠", "🙂🚀" * 10, "a\x00b", "<script>alert(1)</script>", "y" * 2048,
                 "\u200b", "\ufeffimport os", "def f():\n" * 100]
-BAD_PROMPTS = {"": "the prompt is empty", " ": "the prompt is empty", "\n\t \r\n": "the prompt is empty",
+BAD_PROMPTS = {"": "the prompt is empty", " ": "the prompt holds only whitespace", "\n\t \r\n": "the prompt holds only whitespace",
                "x" * 5000: "the limit is 2048 tokens", "🙂" * 600: "the limit is 2048 tokens",
                "def f(): \ud83d": "not valid text"}
 
@@ -160,7 +160,7 @@ def test_the_mode_radio_and_the_sliders_rerun_only_on_the_playground_tab(app):
     assert 'data-done="1"' in view
     error = refused_keeping(app.call("rerun", "playground", " ", *args[1:-4], record, False, 0, 1.0), 0,
                             (1, 2))  # 3: marked
-    assert "the prompt is empty" in error and 'data-done="1"' in error  # over the last run's board
+    assert "the prompt holds only whitespace" in error and 'data-done="1"' in error  # over the last run's board
 
 
 def test_stop_and_replay_before_any_run(app):

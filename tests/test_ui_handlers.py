@@ -126,7 +126,7 @@ def test_replay_redraws_any_recorded_step(engine):
 
 @pytest.mark.parametrize("prompt, overrides, message", [
     ("", {}, "the prompt is empty"),
-    ("   \n", {}, "the prompt is empty"),
+    ("   \n", {}, "the prompt holds only whitespace"),
     ("x" * 2100, {}, "the limit is 2048 tokens"),
     ("def f():", {"gamma": 0.0}, "γ must be in (0, 1]"),
     ("def f():", {"block_size": 2.5}, "block size S must be an integer"),
@@ -469,7 +469,7 @@ def test_a_release_after_a_refused_run_clears_its_message(engine):
             s["temperature"], s["seed"], "step", False]
     *_, (_, _, _, record, _) = list(handlers.rerun("playground", *args))
     ((view, _, _, marked, _),) = list(handlers.generate("   ", *args[1:], record))
-    assert "the prompt is empty" in view and marked["refused"] and marked["events"] == record["events"]
+    assert "the prompt holds only whitespace" in view and marked["refused"] and marked["events"] == record["events"]
     assert len(list(handlers.rerun("playground", *args, marked))) > 1  # runs again: the message goes
 
 

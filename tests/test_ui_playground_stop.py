@@ -61,7 +61,7 @@ def test_a_run_superseded_by_a_refused_one_is_drawn_stopped_under_the_message(en
     assert list(stream) == []
     (view, stats, completion, kept, scrubber), = list(handlers.generate("  ", *ARGS[1:], "step", False, record,
                                                                         request=Request("s1")))
-    assert "the prompt is empty" in view and 'class="tt-row stopped"' in view and "being denoised" not in view
+    assert "the prompt holds only whitespace" in view and 'class="tt-row stopped"' in view and "being denoised" not in view
     assert "Stopped" in stats and kept["stopped"] and completion == ""
     assert scrubber.visible and scrubber.maximum == sum(e.kind == "step" for e in record["events"])
     # a finished run under a refusal stays as it was drawn: its statistics and completion are left alone

@@ -338,7 +338,7 @@ def test_a_refused_audit_press_said_while_an_audit_ran_keeps_that_audits_summary
     going = handlers.speculative_audit("def f(x):", *args, request=Request("s1"))
     next(going)
     note = handlers.audit_pressed("   ", *args, request=Request("s1"))
-    assert "Not run: the prompt is empty" in note and "The audit going runs on." in note
+    assert "Not run: the prompt holds only whitespace" in note and "The audit going runs on." in note
     *_, (_, _, summary) = list(going)
     assert "mean acceptance length" in summary  # it ran on to its end
     # the deferred press, replayed by Gradio: the note stays, and the refused run leaves the summary as it is
@@ -347,7 +347,7 @@ def test_a_refused_audit_press_said_while_an_audit_ran_keeps_that_audits_summary
     # said once: a refused press with no audit going is said by its run, in the summary, as before
     assert handlers.audit_pressed("   ", *args, request=Request("s1")) == ""
     (refused,) = list(handlers.speculative_audit("   ", *args, request=Request("s1")))
-    assert "the prompt is empty" in refused[2]
+    assert "the prompt holds only whitespace" in refused[2]
     # Gradio reads a deferred press's inputs when it replays it: a prompt typed since runs as any press does
     going = handlers.speculative_audit("def f(x):", *args, request=Request("s1"))
     next(going)

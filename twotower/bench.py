@@ -22,7 +22,8 @@ from . import metrics
 from .engine import MODES
 from .run_setup import (add_engine_arguments, add_settings_arguments, device_info, engine_from_args,
                         output_file, preset_note_once, print_report, progress_bar, provenance, starts_with)
-from .validation import check_fraction, check_size, write_text_file
+from .validation import check_fraction, check_size
+from .path_checks import write_text_file
 # the report's words live in bench_report.py; these names stay importable from here (scripts/write_benchmarks.py)
 from .bench_report import (MARKDOWN_START, SPECULATIVE_BATCH_NOTE, _cut, _num, _passes, _share,  # noqa: F401
                            format_markdown, ratio_range, round_ratios)

@@ -68,7 +68,7 @@ def settings_line(report: dict) -> str:
     return "; ".join(parts)
 
 
-# how bench's markdown begins: what `bench --out` may write over (validation.check_written_over)
+# how bench's markdown begins: what `bench --out` may write over (path_checks.check_written_over)
 MARKDOWN_START = "## Throughput: "
 
 

@@ -17,7 +17,8 @@ from .checkpoint_files import (CONFIG_NAME, INDEX_NAME, WEIGHTS_NAME, causal_lm_
 from .config import cast_model, check_layer_pattern, ensure_two_tower_fields, held_dtype
 from .config_checks import check_built_config
 from .model import TwoTowerModel
-from .validation import check_device, check_model_dir, make_output_dir
+from .validation import check_device
+from .path_checks import check_model_dir, make_output_dir
 
 
 def save_pretrained(model: TwoTowerModel, directory, dtype: torch.dtype | None = None, extra: dict | None = None) -> Path:

@@ -135,7 +135,7 @@ def healing_note(healing) -> str | None:
 def read_prompt(arg: str) -> str:
     """The prompt argument, or standard input for '-', as UTF-8 text: bytes that are not UTF-8 are named as
     such (byte offset, reason) instead of reaching the tokenizer as lone surrogates."""
-    from .validation import utf8_text
+    from .path_checks import utf8_text
 
     if arg == "-":
         if sys.stdin is None:  # `twotower generate - <&-`: no standard input at all (was an AttributeError)

@@ -19,7 +19,7 @@ import numpy as np
 
 from .corpus import describe, split_files
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, SentencePieceTokenizer
-from .validation import replace_whole
+from .path_checks import replace_whole
 
 CORPUS_RECORD = "corpus.json"  # beside the cached streams
 CHUNK_CHARS = 3000  # sentencepiece caps one training "sentence" at 4192 bytes

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Iterator
 
 from .tokenizer import load_tokenizer
 from .validation import (check_block_size, check_device, check_encodable, check_flag, check_fraction, check_gamma,
-                         check_int, check_model_dir)
+                         check_int)
+from .path_checks import check_model_dir
 
 if TYPE_CHECKING:  # torch loads with the first model, not with the CLI's argument parsing
     from .events import GenerationResult, StepEvent
@@ -108,8 +109,10 @@ class Engine:
     def encode_prompt(self, text: str) -> list[int]:
         if text is not None and not isinstance(text, str):  # bytes, token ids: not "empty", another thing
             raise ValueError(f"the prompt must be text (str), got {type(text).__name__}")
-        if text is None or not text.strip():
+        if text is None or not text:
             raise ValueError("the prompt is empty: type some text first")
+        if not text.strip():  # refused too (a model continues text, and there is none), but named as it is
+            raise ValueError("the prompt holds only whitespace: type some text first")
         check_encodable(text, "the prompt")
         ids = self.tokenizer.encode(text)
         if not ids:  # text this tokenizer has no piece for (a tokenizer.json without byte fallback): not "empty"

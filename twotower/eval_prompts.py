@@ -14,7 +14,8 @@ import random
 
 from .corpus import split_files
 from .metrics import source_compiles
-from .validation import as_path, check_encodable, utf8_text
+from .validation import check_encodable
+from .path_checks import as_path, utf8_text
 
 CHARS_PER_TOKEN_BOUND = 8  # cut text this many chars per wanted token before encoding (no tokenizer packs more)
 
@@ -134,7 +135,7 @@ def syntax_items(n: int, seed: int = 0, split: str = "test", encode=None) -> lis
 def load_prompt_file(path, name: str = "--prompts") -> list[str]:
     """Prompts from a file: JSONL (.jsonl / .json: one JSON string or {"prompt": ...} per line, so a
     prompt may hold newlines) or plain text (one prompt per non-blank line). A pipe is a file too
-    (`--prompts <(grep ...)`); the path is checked as every path flag's is (validation.as_path)."""
+    (`--prompts <(grep ...)`); the path is checked as every path flag's is (path_checks.as_path)."""
     path = as_path(name, path, "file")  # empty, a quoted ~, a name too long: as --out and --model say them
     if path.is_dir():
         raise ValueError(f"prompt file {path} is a folder; give a file")

@@ -23,7 +23,7 @@ def interval(ci) -> str:
     return "" if not ci else f" ({100 * ci[0]:.1f}–{100 * ci[1]:.1f} %)"
 
 
-# how eval's markdown begins: what `eval --out` may write over (validation.check_written_over)
+# how eval's markdown begins: what `eval --out` may write over (path_checks.check_written_over)
 MARKDOWN_START = "## Quality on the test split: "
 
 

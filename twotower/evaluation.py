@@ -331,7 +331,7 @@ def trained_on_python(model_dir) -> str | None:
     """The Python whose standard library the model was trained on (its training_info.json), or None: the test
     split is this interpreter's, and another version's files (or a file renamed between versions) may split
     otherwise, so the report says when the two differ."""
-    from .validation import read_json
+    from .path_checks import read_json
 
     if model_dir is None:
         return None
@@ -347,7 +347,7 @@ def main(args) -> int:
     from .engine import check_decoding_settings
     from .run_setup import (device_info, engine_from_args, loaded_model_dir, output_file, preset_note_once,
                             print_report, progress_bar, provenance, starts_with)
-    from .validation import write_text_file
+    from .path_checks import write_text_file
 
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     workers = resolve_workers(args.workers)

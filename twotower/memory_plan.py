@@ -268,7 +268,7 @@ def main(args) -> int:
     from .checkpoint import build_on_meta, load_config
     from .config import make_config
     from .engine import default_model_dir
-    from .validation import check_model_dir
+    from .path_checks import check_model_dir
 
     if args.model is not None and args.preset is not None:
         raise ValueError("give either --model or --preset, not both")

@@ -51,11 +51,11 @@ def loaded_model_dir(args):
 
 
 def output_file(name: str, path, args, written=None):
-    """A command's output file, checked before the model loads (validation.check_output_file), and never one of
+    """A command's output file, checked before the model loads (path_checks.check_output_file), and never one of
     the run's inputs: a file in the model folder it loads or its --prompts file. written: (what the file is,
     holds(head) -> bool: whether a file's first bytes are one): an existing file of something else is not written
     over."""
-    from .validation import check_apart_from_inputs, check_output_file, check_written_over
+    from .path_checks import check_apart_from_inputs, check_output_file, check_written_over
 
     path = check_output_file(name, path)
     if path is not None:

@@ -14,8 +14,8 @@ import io
 import json
 
 from . import metrics
-from .validation import (NEW_TOKENS_LIMIT, check_block_size, check_gamma, check_int, check_size, make_output_dir,
-                         write_text_file)
+from .validation import NEW_TOKENS_LIMIT, check_block_size, check_gamma, check_int, check_size
+from .path_checks import make_output_dir, write_text_file
 
 CSV_FIELDS = ("gamma", "block_size", "steps_per_block", "tokens_per_s", "ar_tokens_per_s", "ratio_vs_ar", "nfe",
               "tokens_per_pass", "agreement", "ar_mean_loglik", "ar_self_loglik", "pareto")

@@ -178,7 +178,7 @@ def trace_json(trace: dict) -> str:
 
 def write_trace(name: str, path: Path, trace: dict) -> None:
     """Write a trace; a failure (disk full, the folder removed meanwhile) is a one-line error naming `name`."""
-    from .validation import write_text_file
+    from .path_checks import write_text_file
 
     write_text_file(name, Path(path), trace_json(trace))
 

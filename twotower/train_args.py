@@ -10,7 +10,8 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-from .validation import check_fraction, check_int, check_not_a_file, read_json
+from .validation import check_fraction, check_int
+from .path_checks import check_not_a_file, read_json
 
 STAGES = ("context", "denoiser")
 # a profile's window shape: no flag sets them, and a checkpoint trained on other windows is another run's

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from .train_args import read_trainer_state
-from .validation import make_output_dir, read_json
+from .path_checks import make_output_dir, read_json
 
 RNG_FILE = "rng.safetensors"  # the stage's mask generator, beside the optimizer's moments
 

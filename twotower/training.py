@@ -30,7 +30,8 @@ from .interrupts import StopAtStepEnd
 from .train_args import (SHAPE_KEYS, apply_overrides, check_export_paths, check_init_from, check_resume,
                          check_stage_and_profile, read_trainer_state, refuse_inside_init, refuse_model_folder,
                          refuse_overwrite, settings_changed)
-from .validation import check_device, check_int, check_not_a_file, make_output_dir, read_json
+from .validation import check_device, check_int
+from .path_checks import check_not_a_file, make_output_dir, read_json
 
 PROFILES = {
     # 2 CPU cores, ~90 minutes for both stages together.
