@@ -27,7 +27,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                      allow_abbrev=False)
     add_engine_arguments(parser)  # model, devices, --dtype / --den-dtype: as bench, eval and sweep
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
     parser.add_argument("--share", action="store_true",
                         help="also open a public gradio.live link (needs the internet: Gradio fetches its tunnel "
                              "binary on first use; offline it says so and serves locally only)")
@@ -86,12 +86,18 @@ def main(argv=None) -> int:
     try:
         # state_session_capacity: each session's state (~0.2 MB, and its last run's record: MBs at 512 tokens) is
         # kept until 10,000 sessions by default, about 2 GB for a shared server; the oldest go past 1,000
+        # quiet unless --share: Gradio's start-up lines end with its hint "set `share=True` in `launch()`", code
+        # this app's user does not write; the address is printed here instead, with this app's flag for a link
         demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=PAGE_CSS,
-                    state_session_capacity=1000)
+                    state_session_capacity=1000, quiet=not args.share, prevent_thread_lock=True)
     except OSError as exc:  # gradio's "Cannot find empty port in range: 7860-7860": the port is taken
         print(f"error: cannot serve on {args.host}:{args.port} ({exc}); another server may hold the port: "
               "stop it or give --port", file=sys.stderr)
         return 2
+    if not args.share:
+        url = getattr(demo, "local_url", None) or f"http://{args.host}:{args.port}/"
+        print(f"* Running on local URL:  {url}  (Ctrl-C stops it; --share adds a public link)", flush=True)
+    demo.block_thread()
     return 0
 
 

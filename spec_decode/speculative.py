@@ -73,8 +73,8 @@ def iter_speculative(model, input_ids, max_new_tokens: int = 128, block_size: in
     draft_steps = cfg.default_draft_steps if draft_steps is None else draft_steps
     draft_threshold = cfg.default_gamma if draft_threshold is None else draft_threshold
     min_draft_confidence = cfg.default_min_draft_confidence if min_draft_confidence is None else min_draft_confidence
-    prompt = as_batch(input_ids, cfg.vocab_size)
-    if prompt.shape[0] != 1:
+    prompt = as_batch(input_ids, cfg.vocab_size, one_prompt="speculative mode")
+    if prompt.shape[0] != 1:  # a tensor or array of several rows
         raise ValueError(f"speculative mode runs one prompt at a time (got a batch of {prompt.shape[0]})")
     settings = dict(
         max_new_tokens=check_int("max_new_tokens", max_new_tokens, maximum=NEW_TOKENS_LIMIT),

@@ -98,6 +98,7 @@ BAD_ARGUMENTS = [  # (arguments after the tiny preset, what the one-line error m
     (["--temperature", "1e-300", "--mode", "speculative", "x"], "--temperature must be 0"),  # was a RuntimeError
     (["--mode", "ar", "--top-p", "2", "x"], "--top-p must be in (0, 1]"),
     (["--mode", "ar", "--top-k", "-1", "x"], "--top-k must be >= 0, got -1"),
+    (["--seed", "-1", "x"], "--seed must be >= 0 and <= 9223372036854775807, got -1"),  # named as typed
     (["--ctx-device", "gpu", "x"], "not a device name"),
     (["--den-device", "cuda:7", "x"], "cuda:7"),
     (["--mode", "speculative", "--min-draft-confidence", "2", "x"], "--min-draft-confidence must be in [0, 1]"),

@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from test_checkpoint_bad_input import model, native, native_source, refused, release, release_source  # noqa: F401
+from test_checkpoint_bad_input import (first_shard, model, native, native_source, refused, release,  # noqa: F401
+                                      release_source)
 from tiny_models import byte_level_tokenizer_json
 from twotower import build_model
 from twotower.checkpoint import from_pretrained
@@ -114,3 +115,53 @@ def test_wrong_folders_point_to_the_checkpoint(release, tmp_path, monkeypatch):
         load_engine("nvidia/Nemotron-Labs-TwoTower")
     monkeypatch.setenv("HOME", str(parent))
     assert load_engine("~/release").model.config.vocab_size == 261  # a quoted "~" is the home folder
+
+
+@pytest.mark.parametrize("name", ["config.json", "tokenizer.json", "shard"])
+def test_a_broken_link_in_a_cache_folder_is_named_as_one(release, name):
+    """A Hugging Face cache snapshot links each file into ../../blobs; a partial download leaves links to nothing,
+    which the loader called missing while `ls` listed them."""
+    name = first_shard(release) if name == "shard" else name
+    blobs = release.parent / "blobs"
+    blobs.mkdir()
+    (release / name).rename(blobs / "abc123")
+    (release / name).symlink_to(os.path.join("..", "blobs", "abc123"))
+    assert load_engine(release) is not None  # the link works while its blob is there
+    (blobs / "abc123").unlink()
+    message = refused(release, "is a broken link")
+    assert f"{release / name} is a broken link (to ../blobs/abc123): an incomplete download?" in message
+
+
+def test_a_config_with_a_wrong_expert_count_or_dtype_names_its_field(release):
+    from test_checkpoint_bad_input import edit_config
+
+    config = json.loads((release / "config.json").read_text())
+    assert config["n_routed_experts"] > 2
+    edit_config(release, n_routed_experts=2)
+    assert "config.json sets n_routed_experts = 2: set it to the checkpoint's number of experts" in refused(
+        release, "expert 2 of a 2-expert layer")
+    edit_config(release, n_routed_experts=config["n_routed_experts"] + 2)
+    refused(release, "has no expert .* sets n_routed_experts = ")
+    edit_config(release, n_routed_experts=config["n_routed_experts"], torch_dtype="bf16")
+    refused(release, "torch_dtype 'bf16' is not a dtype: write torch's name, \"bfloat16\"")
+
+
+def test_a_16_bit_checkpoint_loaded_as_fp32_on_a_gpu_is_said_before_loading(tmp_path):
+    """generate --model DIR --ctx-device cuda:0 loaded the release's bf16 weights as fp32 (--dtype's default), twice
+    the memory `twotower plan` had planned, with no word. Not said on a CPU (the shipped model's way)."""
+    from types import SimpleNamespace
+
+    from twotower.run_setup import upcast_note
+
+    (tmp_path / "config.json").write_text(json.dumps({"torch_dtype": "bfloat16"}))
+
+    def note(**given):
+        args = dict(model=str(tmp_path), preset=None, ctx_device="cuda:0", den_device="cuda:1", dtype="fp32",
+                    den_dtype=None)
+        return upcast_note(SimpleNamespace(**{**args, **given}))
+
+    assert "stored in bfloat16 and loads as fp32 here" in note() and "--dtype bf16" in note()
+    assert note(dtype="bf16") is None and note(ctx_device="cpu", den_device="cpu") is None
+    assert note(preset="tiny") is None
+    (tmp_path / "config.json").write_text(json.dumps({"torch_dtype": "float32"}))
+    assert note() is None

@@ -227,6 +227,8 @@ def test_bad_input_raises_clear_errors():
     model = agreeable_model(0)
     with pytest.raises(ValueError, match="one prompt at a time"):
         iter_speculative(model, [[1, 2, 3], [1, 2, 4]])
+    with pytest.raises(ValueError, match="speculative mode runs one prompt at a time .got a batch of 2"):
+        iter_speculative(model, [[1, 2], [1, 2, 3, 4, 5]])  # not "batch prompts of equal length" first
     for kwargs, message in [(dict(block_size=0), "block size"), (dict(draft_steps=0), "draft steps"),
                             (dict(draft_threshold=0.0), "γ"), (dict(temperature=-1.0), "temperature"),
                             (dict(max_new_tokens=0), "max_new_tokens"), (dict(eos_token_id=VOCAB), "vocabulary")]:

@@ -508,3 +508,15 @@ def test_engine_complete_is_the_clis_completion_of_a_typed_prompt(default_engine
         default_engine.complete(MID_TOKEN, "ar", heal="no")
     with pytest.raises(ValueError, match="holds only whitespace"):
         default_engine.complete("  ")
+
+
+def test_complete_refuses_first_token_allowed_beside_healing(default_engine):
+    """Engine.complete heals by default, which sets the first token's choices: a caller's own was Python's
+    "got multiple values for keyword argument" TypeError."""
+    import torch
+
+    allowed = torch.ones(default_engine.model.config.vocab_size, dtype=torch.bool)
+    with pytest.raises(ValueError, match="pass heal=False to give your own"):
+        default_engine.complete("x = 1 ", "ar", max_new_tokens=2, first_token_allowed=allowed)
+    text, result = default_engine.complete("x = 1 ", "ar", heal=False, max_new_tokens=2, first_token_allowed=allowed)
+    assert len(result.new_tokens[0]) == 2

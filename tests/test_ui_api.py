@@ -159,7 +159,7 @@ def test_a_huge_block_size_in_the_sweep_is_refused_and_the_next_call_works(app):
     caller got a bare CancelledError, and so did its next call."""
     _, _, client = app
     *_, message = client.predict(["fibonacci"], "", "0.9", str(10 ** 30), 4, 4, False, 1, api_name="/sweep")
-    assert "block sizes above 512" in message and 'class="tt-error"' in message
+    assert "block size 1e+30 is outside 1 … 512" in message and 'class="tt-error"' in message
     view, *_ = client.predict("def f():", "diffusion", *SMALL, "step", api_name="/generate")
     assert 'data-done="1"' in view
 
@@ -320,17 +320,23 @@ def test_app_binds_locally_without_a_share_link_by_default(monkeypatch, capsys):
 
     import app as app_script
 
-    launched = {}
+    launched, blocked = {}, []
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.update(kwargs))
+    monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: blocked.append(True))
     assert app_script.main(["--preset", "tiny", "--port", "7999"]) == 0
+    # quiet, its address printed here: Gradio's own lines ended with "set `share=True` in `launch()`", code this
+    # app's user does not write (the flag is --share)
     assert launched == {"server_name": "127.0.0.1", "server_port": 7999, "share": False, "css": PAGE_CSS,
-                        "state_session_capacity": 1000}  # a shared server's sessions do not pile up to ~2 GB
-    assert "note: --preset tiny builds random weights" in capsys.readouterr().err  # as every twotower command
+                        "state_session_capacity": 1000,  # a shared server's sessions do not pile up to ~2 GB
+                        "quiet": True, "prevent_thread_lock": True} and blocked == [True]
+    said = capsys.readouterr()
+    assert "note: --preset tiny builds random weights" in said.err  # as every twotower command
+    assert "* Running on local URL:  http://127.0.0.1:7999/  (Ctrl-C stops it; --share adds a public link)" in said.out
     with pytest.raises(SystemExit) as refused:  # a prefix is not taken for --concurrency, as in every twotower command
         app_script.parse_args(["--preset", "tiny", "--conc", "3"])
     assert refused.value.code == 2 and "unrecognized arguments: --conc 3" in capsys.readouterr().err
     assert app_script.main(["--preset", "tiny", "--host", "0.0.0.0", "--share"]) == 0
-    assert launched["server_name"] == "0.0.0.0" and launched["share"] is True
+    assert launched["server_name"] == "0.0.0.0" and launched["share"] is True and launched["quiet"] is False
 
 
 def test_app_compile_warms_up_before_it_serves(monkeypatch, capsys):

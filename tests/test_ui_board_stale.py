@@ -107,7 +107,7 @@ def test_a_refused_run_or_an_opened_file_gives_the_board_back_to_its_recording(h
     list(handlers.generate("   ", *list(INPUTS.values())[1:], record, request=tab))  # refused: the board stays
     assert note(handlers, record, request=tab) == ""  # (compared with the empty prompt it read "prompt edited")
     handlers.board_fresh("playground", *dict(INPUTS, gamma=0.5).values(), record, True, 0, 1.0, request=tab)
-    assert handlers.board_opened(request=tab) == "" and note(handlers, record, request=tab) == ""
+    assert handlers.open_pressed(request=tab) == "" and note(handlers, record, request=tab) == ""
 
 
 def test_speculative_gamma_is_compared_only_where_a_draft_takes_several_passes(handlers):
@@ -135,7 +135,7 @@ def test_the_note_listeners_are_wired_to_every_run_setting(engine):
 
     def wired(name):
         fns = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == name]
-        assert fns and all(fn.preprocess is False for fn in fns if name != "board_opened"), name
+        assert fns and all(fn.preprocess is False for fn in fns if name != "open_pressed"), name
         return {(t[0], t[1]) for fn in fns for t in fn.targets}
 
     notes = wired("board_staleness")
@@ -148,4 +148,4 @@ def test_the_note_listeners_are_wired_to_every_run_setting(engine):
     for elem, event in (("generate", "click"), ("prompt", "submit"), ("gamma", "release"), ("block-size", "release"),
                         ("steps", "release"), ("mode", "input"), ("anchor-first", "input"), ("heal", "input")):
         assert (ids[elem], event) in starts, (elem, event)
-    assert (ids["open-run"], "upload") in wired("board_opened")
+    assert (ids["open-run"], "upload") in wired("open_pressed")

@@ -237,7 +237,7 @@ SWEEP_LISTS = [
     ("0", "4", "γ must be in (0, 1]"), ("inf", "4", "γ must be in (0, 1]"), ("1.0000001", "4", "γ must be in (0, 1]"),
     ("0.9", "2 4", "expects comma-separated ints"), ("0.9", "4.0", "expects comma-separated ints"),
     ("0.9", "1e-3", "expects comma-separated ints"), ("0.9", "nan", "expects comma-separated ints"),
-    ("0.9", "-1", "block size S must be >= 1"), ("0.9", "0", "block size S must be >= 1"), ("0.9", " , ", "block sizes is empty"),
+    ("0.9", "-1", "block size -1 is outside 1 … 512"), ("0.9", "0", "block size 0 is outside 1 … 512"), ("0.9", " , ", "block sizes is empty"),
     (",".join(["0.9"] * 300) + ",x", "4", "expects comma-separated floats"),  # a long list, one bad value
 ]
 

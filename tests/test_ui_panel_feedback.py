@@ -28,6 +28,43 @@ def test_a_stopped_audit_says_so_and_a_finished_one_is_left_alone(engine):
     assert handlers.audit_stopped("") == gr.skip()
 
 
+def test_an_audits_summary_adds_up_its_tokens_and_names_what_it_ran_with(engine):
+    """12 new tokens read beside 5 rounds and 5 accepted, the other 2 nowhere; the settings that ran were said
+    nowhere once the sliders moved on (a cut typed past its end was clamped by the page)."""
+    import re
+
+    handlers = Handlers(engine)
+    *_, (_, _, summary) = list(handlers.speculative_audit("def f(x):", 0.8, 4, 2, 9, 0.0, 0, True, 0.25))
+    found = re.search(r"new tokens</td><td class=\"v\">(\d+) = 1 from the prompt&#x27;s pass \+ (\d+) accepted \+ "
+                      r"(\d+) the context tower&#x27;s own \(one a round\)( \+ 1 from a last-token pass)?<", summary)
+    assert found, summary
+    new, accepted, rounds = (int(found.group(i)) for i in (1, 2, 3))
+    assert new == 9 == 1 + accepted + rounds + bool(found.group(4))
+    assert f"verification rounds</td><td class=\"v\">{rounds}<" in summary
+    assert "Ran: speculative · S 4 · " in summary and "up to 9 new tokens · adaptive draft length" in summary
+    assert "proposal cut 0.25" in summary and "greedy" in summary
+
+
+def test_a_refused_audit_keeps_the_last_audits_summary_under_its_message(engine):
+    """A refused run kept the last audit's rounds and histogram but replaced its summary and text with the message:
+    half a panel, with nothing to say whose."""
+    from types import SimpleNamespace
+
+    handlers = Handlers(engine)
+    tab = SimpleNamespace(session_hash="s1")
+    *_, (_, _, summary) = list(handlers.speculative_audit("def f(x):", 0.8, 4, 2, 8, 0.0, 0, request=tab))
+    ((rounds, plot, refused),) = list(handlers.speculative_audit("", 0.8, 4, 2, 8, 0.0, 0, request=tab))
+    assert rounds == gr.skip() and plot == gr.skip()
+    assert "the prompt is empty" in refused and "Below: the last audit, as it ran." in refused
+    assert refused.endswith(summary)
+    # another session has no audit of its own to keep: the message alone
+    ((_, _, other),) = list(handlers.speculative_audit("", 0.8, 4, 2, 8, 0.0, 0, request=SimpleNamespace(
+        session_hash="s2")))
+    assert "the prompt is empty" in other and "Below" not in other
+    handlers.forget_session(tab)
+    assert "s1" not in handlers._audit_shown
+
+
 def test_an_audit_says_when_its_proposal_cut_was_not_applied(engine):
     """Sampling over several draft passes verifies the whole draft whatever the cut (it could favour drawn
     tokens): the slider moved and nothing changed, with no word why. Greedy, the cut applies and nothing is said."""
@@ -223,3 +260,39 @@ def test_a_race_with_the_denoiser_on_the_cpu_is_priced_as_a_cpu_figure():
     results = [{"mode": "ar", "tokens_per_s": 90.0}, {"mode": "diffusion", "tokens_per_s": 60.0}]
     measured = PanelHandlers._measured(fake, None, results, "by the Race")
     assert measured["devices"] == {"ar": "cuda", "diffusion": "cpu"}  # AR runs the context tower alone
+
+
+def test_a_cost_table_names_what_it_priced_with_and_a_refused_form_keeps_it(engine):
+    """The table stayed when the price moved on, with nothing saying it was priced at the old one (a utilisation
+    the page clamped to 1 % read as typed); a refused form took the table away and left the chart."""
+    from types import SimpleNamespace
+
+    handlers = Handlers(engine)
+    tab = SimpleNamespace(session_hash="s1")
+    table, _ = handlers.cost(2.0, 3, 55.5, 100.0, None, None, 0.6, request=tab)
+    assert "Priced at $2.00 per GPU-hour, 3 GPUs, 55.5 % utilisation." in html.unescape(table)
+    refused, plot = handlers.cost(-2.0, 3, 55.5, 100.0, None, None, 0.6, request=tab)
+    assert plot == gr.skip() and "price per GPU-hour" in refused
+    assert "Below: the last form computed." in refused and refused.endswith(table)
+    # no table yet in another session: the message alone
+    alone, _ = handlers.cost(-2.0, 3, 55.5, 100.0, None, None, 0.6, request=SimpleNamespace(session_hash="s2"))
+    assert "Below" not in alone
+
+
+def test_enter_in_a_cost_number_box_computes(engine):
+    from ui.app import build_demo
+
+    demo = build_demo(engine)
+    ids = {block._id: getattr(block, "label", None) for block in demo.blocks.values()}
+    submits = {ids.get(t[0]) for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "cost"
+               for t in fn.targets if t[1] == "submit"}
+    assert {"$ per GPU-hour", "GPUs", "API price, $ per M output tokens"} <= submits
+    assert any(label and label.startswith("AR tokens/s") for label in submits)
+
+
+def test_the_race_draws_no_chart_before_a_mode_is_timed(engine):
+    """While AR was timed, an empty bar chart drew axes of mode -1 … 6 and 0–4 tokens/s, and stayed so after a
+    Race stopped before any mode was timed."""
+    updates = [u for u in Handlers(engine).race("def f(x):", ["diffusion"], 0.8, 4, 4, 4, 1, None) if u is not None]
+    assert "timing ar" in updates[0][0] and updates[0][1] is None
+    assert updates[-1][1] is not None and len(updates[-1][1].data[0].x) == 2  # AR and diffusion, once timed

@@ -142,3 +142,39 @@ def test_a_host_whose_speed_moved_over_the_sweep_is_said_under_it(engine, monkey
     moved = final_message(300.0)
     assert "ranged from 100.0 to 300.0 tokens/s (3.00×): this host" in moved and "moved during the sweep" in moved
     assert "moved during the sweep" not in final_message(120.0)
+
+
+def test_a_stopped_sweep_keeps_the_warning_on_ars_spread_and_the_table_says_steps_ran_as_s(engine, monkeypatch):
+    """A Sweep stopped after two points whose AR speeds spread 1.55× showed no warning: the Stopped branch
+    returned before the note a finished Sweep adds. Steps above S ran as S with nothing said."""
+    from twotower import sweep
+    from ui.run_tracker import Stopped
+
+    handlers = Handlers(engine)
+    *_, final = [u for u in handlers.sweep(["fibonacci"], "", "0.9", "2", 4, 2) if not sweep_tick(u)]
+    assert "Steps per block above S run as S" in final[3] and "not the settings&#x27; 4" in final[3]
+    *_, same = [u for u in handlers.sweep(["fibonacci"], "", "0.9", "2", 2, 2) if not sweep_tick(u)]
+    assert "Steps per block above S" not in same[3]
+
+    measured = [p for p in sweep.iter_sweep(engine, ["def f(x):"], [0.5, 0.9], [2], steps=2, max_new_tokens=2)]
+    measured[0]["ar_tokens_per_s"], measured[1]["ar_tokens_per_s"] = 66.4, 42.8  # 1.55× apart
+
+    def two_points_then_stop(*args, **kwargs):
+        yield from measured
+        raise Stopped()
+
+    monkeypatch.setattr(sweep, "iter_sweep", two_points_then_stop)
+    *_, stopped = [u for u in handlers.sweep(["fibonacci"], "", "0.5, 0.9, 0.7", "2", 2, 2) if not sweep_tick(u)]
+    assert "Stopped: the grid points above were measured" in stopped[3]
+    assert sweep.baseline_note(measured) and sweep.baseline_note(measured) in stopped[3].replace("&#x27;", "'")
+
+
+def test_the_sweeps_block_sizes_have_one_range_and_its_table_its_headers_before_a_run(engine):
+    from ui.sweep_panel import table_headers
+
+    handlers = Handlers(engine)
+    for sizes in ("0", "600", "4, 513"):
+        (*_, message), = [u for u in handlers.sweep(["fibonacci"], "", "0.9", sizes, 2, 2) if not sweep_tick(u)]
+        assert "is outside 1 … 512: give S from 1 to 512" in message, sizes
+    headers = table_headers()
+    assert headers[:3] == ["γ", "S", "steps"] and headers[-1] == "beside another run"

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import NemotronHConfig
 
-from .checkpoint_files import (CONFIG_NAME, INDEX_NAME, WEIGHTS_NAME, causal_lm_message, is_set, key_mismatch,
+from .checkpoint_files import (CONFIG_NAME, INDEX_NAME, WEIGHTS_NAME, broken_link, causal_lm_message, is_set, key_mismatch,
                                missing_weights_message, non_finite_message, non_finite_tensors, one_line,
                                read_json_object, read_json_value, unreadable_safetensors, unset_fields_hint)
 from .config import cast_model, check_layer_pattern, ensure_two_tower_fields, held_dtype
@@ -77,7 +77,8 @@ def load_config(directory) -> NemotronHConfig:
     if path.is_dir():
         raise ValueError(f"{path} is a folder, not a file: not a model directory")
     if not path.is_file():
-        raise ValueError(f"{directory} has no config.json: not a model directory{_model_folder_hint(directory)}")
+        raise ValueError(broken_link(path) or
+                         f"{directory} has no config.json: not a model directory{_model_folder_hint(directory)}")
     # read here first: transformers' own errors say "not a valid JSON file" without where, or a TypeError for a list
     raw = read_json_object(path, "cannot be read as a model config")
     model_type = raw.get("model_type", "nemotron_h")  # another model type: transformers would only warn
@@ -94,6 +95,7 @@ def load_config(directory) -> NemotronHConfig:
     for field, aliases in REQUIRED_FIELDS.items():
         if not is_set(raw, field, aliases):
             raise ValueError(f"{path} does not set {field}: transformers' default would build some other model")
+    _check_dtype_field(raw, path)
     try:
         config = NemotronHConfig.from_pretrained(str(directory), local_files_only=True)
     except Exception as exc:  # huggingface_hub's StrictDataclassError (a plain Exception) for a field of the wrong
@@ -121,6 +123,18 @@ def load_config(directory) -> NemotronHConfig:
     if "mask_token_id" not in raw:  # (in range: checked above)
         _check_filled_mask_id(directory, config.mask_token_id)
     return config
+
+
+def _check_dtype_field(raw: dict, path: Path) -> None:
+    """torch_dtype / dtype, the dtype the weights were saved in, as torch names it: "bf16" (this project's flags'
+    spelling) was "module 'torch' has no attribute 'bf16'" with no field named, and a number loaded unread."""
+    for field in ("torch_dtype", "dtype"):
+        value = raw.get(field)
+        if value is None or value == "auto":
+            continue
+        if not (isinstance(value, str) and isinstance(getattr(torch, value, None), torch.dtype)):
+            raise ValueError(f'{path}: {field} {value!r} is not a dtype: write torch\'s name, "bfloat16", "float32" '
+                             'or "float16"')
 
 
 def _model_folder_hint(directory: Path) -> str:

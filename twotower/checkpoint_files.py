@@ -20,6 +20,18 @@ SHAPE_FIELDS = {"head_dim": (), "num_attention_heads": (), "num_key_value_heads"
                 "moe_shared_expert_intermediate_size": (), "n_shared_experts": (), "time_embed_dim": ()}
 
 
+def broken_link(path) -> str | None:
+    """"<path> is a broken link (to <target>): an incomplete download?" where `path` is a link to nothing, else
+    None. A Hugging Face cache folder links every file into ../../blobs: with the blob gone, `ls` lists the file
+    that the loader called missing."""
+    path = Path(path)
+    if not path.is_symlink() or path.exists():
+        return None
+    import os
+
+    return f"{path} is a broken link (to {os.readlink(path)}): an incomplete download?"
+
+
 def is_set(raw: dict, field: str, aliases=()) -> bool:
     """Does the raw config.json set `field` under its own name or one of the aliases NemotronHConfig reads?"""
     return any(name in raw for name in (field, *aliases))

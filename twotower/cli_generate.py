@@ -191,11 +191,12 @@ def format_footer(stats: dict) -> str:
 
 def main(args) -> int:
     from .run_setup import engine_from_args, output_file, preset_note
-    from .validation import check_fraction, check_sampling, check_size
+    from .validation import check_fraction, check_sampling, check_seed, check_size
 
     check_size("--max-new-tokens", args.max_new_tokens)  # named as typed, and before the model loads (as bench)
     check_size("--max-prompt-tokens", args.max_prompt_tokens)
     check_sampling(args.temperature, args.top_k, args.top_p, names=("--temperature", "--top-k", "--top-p"))
+    check_seed(args.seed, "--seed")  # named as typed, as every other flag's message
     if args.min_draft_confidence is not None:  # "--min-draft-confidence must be in [0, 1]", as bench says it
         check_fraction("--min-draft-confidence", args.min_draft_confidence)
     # the settings engine.stream checks in every mode, checked before the model loads: a typo costs no loading

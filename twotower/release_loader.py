@@ -28,7 +28,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .checkpoint import build_on_meta, load_config
-from .checkpoint_files import (INDEX_NAME, absent_parts_note, causal_lm_message, non_finite_message,
+from .checkpoint_files import (CONFIG_NAME, INDEX_NAME, absent_parts_note, broken_link, causal_lm_message, non_finite_message,
                                non_finite_tensors, read_json_object, unreadable_safetensors, unset_fields_hint)
 from .config import ARCHITECTURE, held_dtype
 from .model import TwoTowerModel
@@ -39,6 +39,16 @@ CONTEXT_PREFIXES = ("context_tower.", "context_lm_head.")
 # (release prefix, engine prefix) for names inside a tower, applied in order.
 TOWER_RENAMES = (("backbone.", ""), ("embedding.", "embeddings."))
 EXPERT_KEY = re.compile(r"^(?P<base>.+\.mixer\.experts)\.(?P<index>\d+)\.(?P<proj>up_proj|down_proj)\.weight$")
+
+
+def experts_hint(directory, n_experts: int) -> str:
+    """What a count of experts that does not fit the checkpoint comes from: config.json's n_routed_experts, left to
+    transformers' default (unset_fields_hint) or set to another number (the message blamed the weights alone)."""
+    unset = unset_fields_hint(directory)
+    if unset:
+        return unset
+    return (f"; {Path(directory) / CONFIG_NAME} sets n_routed_experts = {n_experts}: set it to the checkpoint's "
+            "number of experts")
 
 
 def release_to_engine_name(key: str) -> tuple[str, int | None]:
@@ -113,6 +123,9 @@ def _plan_reads(directory: Path, weight_map: dict[str, str], expected: dict[str,
     for shard in dict.fromkeys(weight_map.values()):
         if not (directory / shard).is_file():
             first = next(k for k, v in weight_map.items() if v == shard)
+            link = broken_link(directory / shard)
+            if link:
+                raise ValueError(f"shard file {link} (the index lists {first!r} in it)")
             what = "is a folder, not a file" if (directory / shard).exists() else "is missing"
             raise ValueError(f"shard file {directory / shard} {what} (the index lists {first!r} in it)")
     # the file that lists the names (the index, or the single file), at the head of each message about them
@@ -133,7 +146,7 @@ def _plan_reads(directory: Path, weight_map: dict[str, str], expected: dict[str,
             n_experts = expected[name].shape[0]
             if expected[name].dim() != 3 or expert >= n_experts:
                 raise ValueError(f"{where}: unknown tensor {key!r} in {shard}: expert {expert} of a "
-                                 f"{n_experts}-expert layer{unset_fields_hint(directory)}")
+                                 f"{n_experts}-expert layer{experts_hint(directory, n_experts)}")
             if expert in experts_seen.setdefault(name, set()) or name in whole:
                 raise ValueError(f"{where}: tensor {key!r} is listed twice")
             experts_seen[name].add(expert)
@@ -152,7 +165,8 @@ def _plan_reads(directory: Path, weight_map: dict[str, str], expected: dict[str,
     for name, tensor in expected.items():
         if name in experts_seen and len(experts_seen[name]) != tensor.shape[0]:
             missing = min(set(range(tensor.shape[0])) - experts_seen[name])
-            raise ValueError(f"{where}: the checkpoint has no expert {missing} for {name!r}")
+            raise ValueError(f"{where}: the checkpoint has no expert {missing} for {name!r}"
+                             f"{experts_hint(directory, tensor.shape[0])}")
     for shard, entries in reads.items():
         with _open_shard(directory / shard) as handle:
             present = set(handle.keys())

@@ -70,6 +70,9 @@ def engine_from_args(args):
 
     check_device("--ctx-device", args.ctx_device)
     check_device("--den-device", args.den_device)
+    note = upcast_note(args)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     engine = load_engine(args.model, args.preset, args.ctx_device, args.den_device, dtype=args.dtype,
                          den_dtype=args.den_dtype)  # names (dtype_flag's): load_engine parses them
     if getattr(args, "compile", False):
@@ -84,6 +87,32 @@ def engine_from_args(args):
             print("note: --compile: torch.compile compiles the decode passes at their first calls (minutes on a "
                   "CPU, before anything is timed), with nothing printed meanwhile", file=sys.stderr, flush=True)
     return engine
+
+
+def upcast_note(args) -> str | None:
+    """A checkpoint stored in 16 bits loaded in fp32 (--dtype's default) on a GPU takes twice its size there, with no
+    word (`twotower plan` plans bf16, as a GPU run is meant to load it): said before loading. Not on a CPU, where
+    fp32 is the shipped model's way (stored bf16, decoded fp32)."""
+    from .engine import DEFAULT_MODEL_DIR, as_dtype
+
+    devices = [str(getattr(args, name, None) or "cpu") for name in ("ctx_device", "den_device")]
+    if getattr(args, "preset", None) is not None or not any(d.startswith("cuda") for d in devices):
+        return None
+    fp32 = as_dtype("dtype", args.dtype) == as_dtype("dtype", "fp32")
+    den = getattr(args, "den_dtype", None)
+    if not fp32 and (den is None or as_dtype("den_dtype", den) != as_dtype("dtype", "fp32")):
+        return None
+    try:
+        import json
+
+        stored = json.loads((Path(args.model or DEFAULT_MODEL_DIR) / "config.json").read_text(encoding="utf-8"))
+        stored = stored.get("torch_dtype") or stored.get("dtype")
+    except (OSError, ValueError, AttributeError):  # loading says what is wrong with the folder
+        return None
+    if stored not in ("bfloat16", "float16"):
+        return None
+    return (f"note: the checkpoint is stored in {stored} and loads as fp32 here (--dtype's default), twice its "
+            "size in GPU memory; --dtype bf16 loads it as stored (`twotower plan` plans for bf16)")
 
 
 def preset_note(args) -> str | None:

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .validation import check_encodable, check_int
+from .checkpoint_files import broken_link
 from .path_checks import check_model_dir
 
 PAD_ID, BOS_ID, EOS_ID, UNK_ID, MASK_ID = 0, 1, 2, 3, 4
@@ -188,6 +189,10 @@ def find_tokenizer_file(model_dir) -> Path:
             return Path(model_dir) / name
         if (Path(model_dir) / name).is_dir():
             raise ValueError(f"{Path(model_dir) / name} is a folder, not a tokenizer file")
+    for name in (TOKENIZER_FILE, HF_TOKENIZER_FILE):
+        link = broken_link(Path(model_dir) / name)
+        if link:
+            raise ValueError(link)
     raise ValueError(f"no tokenizer in {model_dir}: expected {TOKENIZER_FILE} (sentencepiece, as this project "
                      f"trains) or {HF_TOKENIZER_FILE} (Hugging Face, as the release ships) beside the weights")
 

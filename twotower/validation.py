@@ -12,8 +12,10 @@ if TYPE_CHECKING:  # annotations only: torch loads inside the functions (the CLI
     import torch
 
 
-def as_batch(input_ids, vocab_size: int) -> torch.Tensor:
-    """Accept a tensor or array (T,) or (B, T), a list of ids or a list of equal-length lists; return (B, T) long."""
+def as_batch(input_ids, vocab_size: int, one_prompt: str | None = None) -> torch.Tensor:
+    """Accept a tensor or array (T,) or (B, T), a list of ids or a list of equal-length lists; return (B, T) long.
+    one_prompt: the sampler that takes one prompt only, named when given a list of several (before their lengths
+    are compared: "batch prompts of equal length" led to its second refusal)."""
     import torch  # here, not at the top: the CLI parses its arguments before torch loads (twotower/__init__.py)
     if isinstance(input_ids, torch.Tensor):
         if input_ids.is_meta:  # no values to read: ids.min() below was "Tensor.item() cannot be called on meta"
@@ -34,6 +36,8 @@ def as_batch(input_ids, vocab_size: int) -> torch.Tensor:
         # too, and a list of them is one prompt)
         rows = [isinstance(r, (list, tuple)) or getattr(r, "ndim", 0) >= 1 for r in input_ids]
         if any(rows):  # a batch: rows of ids (lists, tensors or arrays), all of one length
+            if one_prompt and len(input_ids) > 1:  # said first: rows of one length would be refused next anyway
+                raise ValueError(f"{one_prompt} runs one prompt at a time (got a batch of {len(input_ids)})")
             if not all(rows):
                 raise ValueError("batched prompts must be a list of rows of token ids; got rows mixed with single ids")
             lengths = {len(row) for row in input_ids}
@@ -187,12 +191,12 @@ def check_sampling(temperature, top_k=None, top_p=None,
 SEED_LIMIT = 2**63  # torch.Generator takes any 64-bit seed; speculative's verifier draws from seed + 1 mod this
 
 
-def check_seed(seed) -> int | None:
+def check_seed(seed, name: str = "seed") -> int | None:
     """None (unseeded) or an integer in [0, 2**63): a huge or fractional seed gets this message instead of
-    torch's "Overflow when unpacking long long"."""
+    torch's "Overflow when unpacking long long". name: as the caller's user knows it (the CLI's "--seed")."""
     if seed is None:
         return None
-    return check_int("seed", seed, minimum=0, maximum=SEED_LIMIT - 1)
+    return check_int(name, seed, minimum=0, maximum=SEED_LIMIT - 1)
 
 
 def check_token_id(name: str, value, vocab_size: int) -> int | None:

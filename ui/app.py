@@ -19,6 +19,7 @@ from .panel_handlers import RACE_MODES
 from .panel_common import HEAL_LABEL, MAX_NEW_TOKENS, TOP_K_MAX
 from .render import CSS, board_html, note_html
 from .render_panels import MODE_LABELS
+from .sweep_panel import table_headers
 from .wiring import wire_panels, wire_playground, wire_stops
 
 MODE_CHOICES = [(MODE_LABELS[mode], mode) for mode in MODES]  # (label, value), in the engine's order
@@ -233,7 +234,7 @@ def _sweep_tab(c) -> None:
         c.sweep_stale = _html("", "sweep-stale")
         c.sweep_message = _html("", "sweep-message")
         c.sweep_plot = gr.Plot(label="throughput ratio vs agreement with AR", elem_id="sweep-plot")
-        c.sweep_table = gr.Dataframe(label="grid points", interactive=False)
+        c.sweep_table = gr.Dataframe(label="grid points", interactive=False, headers=table_headers())
         c.sweep_csv = gr.File(label="CSV download")
 
 

@@ -25,7 +25,7 @@ def opened_beside_moved(was, now) -> str:
 
 
 class BoardNote:
-    """board_fresh / board_staleness / board_opened (ui/wiring.py wires them); self._board_started: session ->
+    """board_fresh / board_staleness (ui/wiring.py wires them; an opened file clears the note in open_pressed); self._board_started: session ->
     what the Playground's latest run started with (None: the recording on the board says it)."""
 
     def __init__(self, engine):
@@ -52,11 +52,6 @@ class BoardNote:
     def board_started_over(self, session) -> None:
         """The board is the recording's run again: a refused run, one stopped in the queue, an opened file."""
         self._board_started.pop(session, None)
-
-    def board_opened(self, request: gr.Request = None):
-        """A saved run chosen (queue-free, before it is read): no note until it is on the board."""
-        self.board_started_over(getattr(request, "session_hash", None))
-        return ""
 
     def board_staleness(self, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
                         colour_by="step", anchor_first=False, previous=None, heal=True, top_k=None, top_p=None,

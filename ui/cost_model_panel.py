@@ -13,7 +13,7 @@ from .cost import cost_table
 from .panel_common import MAX_NEW_TOKENS, unavailable, whole
 from .plots import cost_bars
 from .render import error_html, esc, kv_table_html, note_html
-from .render_panels import MODE_LABELS, cost_html, figure_decimals
+from .render_panels import MODE_LABELS, amount, cost_html, figure_decimals
 
 
 def raced(measured) -> bool:
@@ -22,13 +22,14 @@ def raced(measured) -> bool:
 
 
 class CostModelPanel:
-    """The Cost and Model panels' handlers (a mixin: `self.engine` is the app's engine)."""
+    """The Cost and Model panels' handlers (a mixin: `self.engine` is the app's engine; `self._cost_shown`,
+    session -> the last table it computed, is PanelHandlers')."""
 
     # ---------------------------------------------------------------- Cost
     def cost(self, usd_per_gpu_hour, gpus, utilisation_pct, tps_ar, tps_diffusion, tps_speculative,
-             api_usd_per_million, measured=None):
+             api_usd_per_million, measured=None, request: gr.Request = None):
         """Monthly cost and $/M output tokens per mode. Returns (table, bar chart); a refused form: (its
-        message, the chart left as it was).
+        message over the session's last table, the chart left as it was: both the last form computed's).
 
         `measured` is the session's last Race result: a throughput equal to the one it measured is labelled
         as measured on this machine, any other number as typed by the user.
@@ -42,20 +43,28 @@ class CostModelPanel:
             except (TypeError, ValueError, OverflowError):
                 raise ValueError(f"utilisation must be a number of percent, got {utilisation_pct!r}") from None
             lines = cost_table(throughputs, usd_per_gpu_hour, gpus, util, api_usd_per_million)
-        except ValueError as exc:  # the chart of the last form computed stays, as a refused Sweep keeps its plot
-            return error_html(str(exc)), gr.skip()
+        except ValueError as exc:  # the last form computed stays, as a refused Sweep keeps its plot
+            shown = self._cost_shown.get(getattr(request, "session_hash", None))
+            below = "" if shown is None else note_html("Below: the last form computed.") + shown
+            return error_html(str(exc)) + below, gr.skip()
         labels = provenance(measured, throughputs)
         # a Race on this CPU gives a machine's throughput, which the fields price per GPU-hour: say so
         on_cpu = any((measured or {}).get("devices", {}).get(mode) == "cpu" for mode in labels)
         left_out = tuple(mode for mode in throughputs if mode not in {line.mode for line in lines})
-        return cost_html(lines, labels, api_usd_per_million, on_cpu, left_out), cost_bars(lines, api_usd_per_million)
+        gpus = int(float(gpus))  # cost_table read them all
+        priced_with = (f"Priced at ${amount(float(usd_per_gpu_hour), 2)} per GPU-hour, {gpus:,} GPU"
+                       f"{'' if gpus == 1 else 's'}, {100 * util:.4g} % utilisation.")
+        table = cost_html(lines, labels, api_usd_per_million, on_cpu, left_out, priced_with)
+        if request is not None and getattr(request, "session_hash", None) is not None:
+            self._cost_shown[request.session_hash] = table
+        return table, cost_bars(lines, api_usd_per_million)
 
-    def cost_from_race(self, *inputs):
+    def cost_from_race(self, *inputs, request: gr.Request = None):
         """Cost after "Use the last Race's measurements": with no Race to copy (a warning said so) the panel keeps
         what it shows, instead of adding a "no throughput given" box under the warning."""
         if not raced(inputs[-1]):
             return gr.skip(), gr.skip()
-        return self.cost(*inputs)
+        return self.cost(*inputs, request=request)
 
     def use_race_numbers(self, measured):
         """Copy the session's Race measurements (each mode's latest) into the Cost inputs."""

@@ -1,5 +1,5 @@
-"""Handlers of the measuring panels: Race and speculative audit here; the Sweep's and Cost's and Model's are
-inherited (ui/sweep_panel.py, ui/cost_model_panel.py). Thin generators over the engine, twotower.bench and
+"""Handlers of the measuring panels: the Race here; the audit's, the Sweep's, Cost's and Model's are inherited
+(ui/audit_panel.py, ui/sweep_panel.py, ui/cost_model_panel.py). Thin generators over the engine, twotower.bench and
 twotower.sweep (no decoding logic of their own; the Race's timing is bench's, see `_timed`);
 `ui.handlers.Handlers` adds the Playground's on top of them.
 
@@ -14,22 +14,20 @@ import statistics
 import time
 
 import gradio as gr
-from spec_decode import CUT_OFF_WHEN_SAMPLING
-from spec_decode.metrics import AcceptanceCounter
 
 from twotower.engine import check_decoding_settings
 from twotower.metrics import token_agreement
-from twotower.token_healing import completion_text, stream_keywords
+from twotower.token_healing import stream_keywords
 from twotower.validation import check_int
 
-from .board import verify_rounds
-from .plots import acceptance_histogram, race_bars
-from .panel_common import (FRAME_INTERVAL_S, HEAL_LABEL, FramePacer, given, run_settings, stopped_before_start,
-                           stopped_note, switch, unavailable, whole)
-from .render import error_html, note_html
+from .plots import race_bars
+from .panel_common import (FRAME_INTERVAL_S, HEAL_LABEL, given, stopped_before_start, stopped_note, switch, unavailable,
+                           whole)
+from .render import error_html
 from .race_csv import race_csv_text, race_rows
-from .render_panels import DISTURBED, acceptance_summary_html, audit_html, healed_sentence, race_html, stale_note
+from .render_panels import healed_sentence, race_html, stale_note
 from .run_tracker import RunTracker, StopRequests, Stopped, TrackedEngine
+from .audit_panel import AuditPanel
 from .cost_model_panel import CostModelPanel
 from .sweep_panel import SweepPanel
 
@@ -41,7 +39,7 @@ RACE_STOPPED = "Stopped: the modes above were timed before Stop; race again for 
 RACE_STOPPED_EMPTY = "Stopped before any mode was timed; race again."
 
 
-class PanelHandlers(CostModelPanel, SweepPanel):
+class PanelHandlers(AuditPanel, CostModelPanel, SweepPanel):
     """The measuring panels' handlers; one object serves every browser session (it holds the read-only engine)."""
 
     frame_interval_s = FRAME_INTERVAL_S  # live views (Playground, audit) send a frame at most this often
@@ -54,6 +52,8 @@ class PanelHandlers(CostModelPanel, SweepPanel):
         # Gradio runs that press's audit once the other has ended (trigger_mode always_last), reading the inputs
         # then: with the same ones it says nothing more; with others (typed since) it runs as any press does
         self._audit_refusal_said: dict[str, tuple] = {}
+        self._audit_shown: dict[str, str] = {}  # session -> its last audit's summary (ui/audit_panel.py)
+        self._cost_shown: dict[str, str] = {}  # session -> its last Cost table (ui/cost_model_panel.py)
         # a token's piece is fixed for the loaded model; boards and audits look up the same few hundred again
         self.piece = functools.lru_cache(maxsize=None)(engine.tokenizer.piece)
 
@@ -97,42 +97,10 @@ class PanelHandlers(CostModelPanel, SweepPanel):
             return gr.skip()
         return error_html(f"Not run: {exc}. The {name} going runs on.")
 
-    def audit_pressed(self, prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                      adaptive=False, min_draft_confidence=None, top_k=None, top_p=None, heal=True,
-                      request: gr.Request = None):
-        """The audit's button (queue-free, before its run is queued): _pressed, and for the audit's note box a
-        refused press's message while an audit goes on (the audit has no stale-note box as the Race has)."""
-        inputs = (prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, adaptive,
-                  min_draft_confidence, top_k, top_p, heal)
-        try:
-            settings = self._audit_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                                            adaptive, min_draft_confidence, top_k, top_p)
-            heal = switch(HEAL_LABEL, heal)
-            self._stream("speculative", prompt, settings, heal=heal)[2].close()  # its checks, not a step of it
-        except (ValueError, ImportError) as exc:
-            self._pressed(request, "audit", accepted=False)
-            session = getattr(request, "session_hash", None)
-            note = self._refused_note(request, "audit", "audit", exc)
-            if note != gr.skip() and session is not None:
-                self._audit_refusal_said[session] = inputs
-                return note
-            # none going: the run says why itself, in its summary; or this is the said press's own replay, whose
-            # note stays
-            return gr.skip() if self._audit_refusal_said.get(session) == inputs else ""
-        self._audit_refusal_said.pop(getattr(request, "session_hash", None), None)
-        self._pressed(request, "audit", accepted=True)
-        return ""  # an earlier press's note goes with the audit it was about
-
     def race_stopped(self, view: str):
         """Stop during a Race: the cards timed so far stay; the "timing …" line says the Race was stopped (and,
         stopped while AR was being timed, that no card is there, instead of "the modes above")."""
         return stopped_note(view, RACE_STOPPED if 'class="tt-card"' in (view or "") else RACE_STOPPED_EMPTY)
-
-    def audit_stopped(self, summary: str):
-        """Stop during an audit: the rounds verified so far stay; the summary says the run was stopped (it read
-        as a finished run's, with an empty histogram)."""
-        return stopped_note(summary, "Stopped: the rounds above were verified before Stop (the figures are "
-                                     "theirs; the histogram and per-position shares come with a finished run).")
 
     # ---------------------------------------------------------------- stale results
     # Race and Sweep read the shared sliders when their button is pressed; what they read is kept per session so
@@ -241,7 +209,9 @@ class PanelHandlers(CostModelPanel, SweepPanel):
                 view = race_html(results, self.engine.decode, f"timing {mode}…", progress=True, healed=healed)
                 if measured is not previous:  # what a Stop during this mode leaves on screen
                     measured["view"] = stopped_note(view, RACE_STOPPED)
-                yield view, race_bars(results), measured if measured is not previous else gr.skip()
+                # no chart until a mode is timed (an empty one drew axes of mode -1 … 6 and 0–4 tokens/s)
+                chart = race_bars(results) if any(r.get("tokens_per_s") for r in results) else None
+                yield view, chart, measured if measured is not previous else gr.skip()
                 engine_mode, extra = RACE_VARIANTS.get(mode, (mode, {}))
                 try:
                     own = {**settings, **extra} if mode != "ar" else {}
@@ -302,89 +272,3 @@ class PanelHandlers(CostModelPanel, SweepPanel):
                 towers = {model.ctx_device.type} if r["mode"] == "ar" else {model.ctx_device.type, model.den_device.type}
                 measured["devices"][r["mode"]] = "cpu" if "cpu" in towers else model.ctx_device.type
         return measured
-
-    # ---------------------------------------------------------------- Speculative audit
-    @staticmethod
-    def _audit_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, adaptive,
-                        min_draft_confidence, top_k=None, top_p=None) -> dict:
-        settings = run_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, top_k, top_p)
-        return dict(settings, adaptive=switch("adaptive draft length", adaptive),
-                    min_draft_confidence=min_draft_confidence)
-
-    def speculative_audit(self, prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                          adaptive=False, min_draft_confidence=None, top_k=None, top_p=None, heal=True,
-                          request: gr.Request = None):
-        """Per verification round: draft, accepted prefix, first rejection. Yields (table, histogram, summary).
-
-        adaptive / min_draft_confidence: the draft-length variants (None: the model's default cut).
-        top_k / top_p: as the Playground's, filtering the target and the draft alike (spec_decode).
-        heal: token healing of the prompt's last token; False runs the prompt as typed."""
-        rounds, stats, written, watch, summary, cleared, healed = [], None, None, None, None, False, ""
-        try:
-            settings = self._audit_settings(gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
-                                            adaptive, min_draft_confidence, top_k, top_p)
-            engine = self.engine.own()
-            _, healed, events = self._stream("speculative", prompt, settings, engine, switch(HEAL_LABEL, heal))
-            # checked, it stops the session's earlier audit (a refused one stops nothing; one stopped while queued
-            # raises Stopped here), and watches its Stop
-            engine.stopped = watch = self._stops.begin(getattr(request, "session_hash", None), "audit")
-            # an audit that runs answers every press before it: a refusal said for one of them is not kept (it hid
-            # the same refusal pressed later, and held its prompt)
-            self._audit_refusal_said.pop(getattr(request, "session_hash", None), None)
-            before = engine.others()  # its round times are measured: say if another run of the app shared the CPU
-            pacer = FramePacer(self.frame_interval_s)
-            for event in events:
-                if event.kind == "verify":
-                    rounds.extend(verify_rounds([event]))
-                    if not pacer.due():  # rounds faster than the eye are drawn together; the last yield has all
-                        continue
-                    running = note_html(f"Running: {len(rounds)} round(s) verified …", progress=True)
-                    summary = acceptance_summary_html(None, rounds) + running
-                    # the last audit's histogram goes with its rounds (it stood beside the new ones); a finished
-                    # run draws its own
-                    plot, cleared = (gr.skip() if cleared else None), True
-                    yield audit_html(rounds, self.piece), plot, summary
-                elif event.kind == "block" and rounds:  # what the round emitted: EOS may cut it
-                    rounds[-1]["emitted"] = int(event.tokens.shape[1])
-                elif event.kind == "done":
-                    stats, written = event.stats, event.info["new_tokens"][0]
-        except Stopped:  # its Stop, or a newer audit of the session: the rounds drawn so far, marked stopped
-            # (stopped in the queue: it left no trace, and the last audit's rounds sat under the new prompt)
-            yield gr.skip(), gr.skip(), (self.audit_stopped(summary) if watch is not None else
-                                         stopped_before_start("audit", "rounds and histogram"))
-            return
-        except ImportError as exc:
-            message = unavailable("Speculative decoding", exc)
-            yield error_html(message), None, ""
-            return
-        except ValueError as exc:  # refused before a round ran (inputs are checked first): the message goes over the
-            # last audit's rounds and histogram, which stay, as a refused Sweep keeps its plot
-            inputs = (prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed, adaptive,
-                      min_draft_confidence, top_k, top_p, heal)
-            session = getattr(request, "session_hash", None)
-            if session is not None and self._audit_refusal_said.get(session) == inputs:  # said at its press while
-                del self._audit_refusal_said[session]  # the audit that ran on was going: that audit's summary
-                yield gr.skip(), gr.skip(), gr.skip()  # stays (the refusal replaced it)
-                return
-            gr.Warning(str(exc))
-            yield gr.skip(), gr.skip(), error_html(str(exc))
-            return
-        except Exception:  # an audit that fails (out of memory): Gradio replays no press deferred behind it, so
-            self._audit_refusal_said.pop(getattr(request, "session_hash", None), None)  # none is waited for
-            raise
-        finally:
-            if watch is not None:
-                watch.end()
-        lengths = list((stats or {}).get("acceptance_lengths") or AcceptanceCounter.of(rounds).acceptance_lengths)
-        figure = acceptance_histogram(lengths, whole(block_size))
-        # the text after the typed prompt (a healed run's first token re-spells the prompt's last)
-        output = None if written is None else completion_text(self.engine.decode(written), healed)
-        summary = acceptance_summary_html(stats, rounds, str(self.engine.model.ctx_device), output)
-        if healed:
-            summary += note_html(healed_sentence(healed))
-        if engine.disturbed(before):
-            summary += note_html(f"{DISTURBED.replace('this speed is', 'the times per round are')}.")
-        if float(settings["min_draft_confidence"] or 0) > 0 and (stats or {}).get("min_draft_confidence") == 0.0:
-            summary += note_html(CUT_OFF_WHEN_SAMPLING[0].upper() + CUT_OFF_WHEN_SAMPLING[1:] +
-                                 " (one draft pass keeps it).")  # the slider moved and nothing changed: why
-        yield audit_html(rounds, self.piece), figure, summary

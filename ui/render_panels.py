@@ -133,10 +133,13 @@ def audit_html(rounds: list[dict], piece: Callable[[int], str]) -> str:
                    f'{_prob(r.get("p_draft_of_draft"))} · {_prob(r.get("p_target_of_draft"))}')
             fix = (f'<span class="tt-fix">{_tok(r.get("target_token"), piece)}</span><br>'
                    f'{_prob(r.get("p_draft_of_target"))} · {_prob(r.get("p_target_of_target"))}{cut_note}')
-        body.append(f'<tr><td>{i + 1}</td><td>{"".join(cells)}</td>'
+        # <wbr> between the tokens: spans with nothing between them could not wrap, and a round of 16 drafted
+        # tokens stretched the table to ~1,500 px, its last columns off-screen
+        body.append(f'<tr><td>{i + 1}</td><td>{"<wbr>".join(cells)}</td>'
                     f'<td>{accepted}/{r["drafted"]}</td><td>{rej}</td><td>{fix}</td></tr>')
-    # in a scrolling box: at a narrow width the last columns (the rejection, its replacement) stay reachable
-    return f'<div class="tt-scroll"><table class="tt-table" data-rounds="{len(rounds)}">{head}{"".join(body)}</table></div>'
+    # in a scrolling box: at a narrow width the last columns (the rejection, its replacement) stay reachable; at
+    # most 70 % of the window tall, its header kept in view (a 512-token run's hundred rounds were 3,700 px)
+    return f'<div class="tt-scroll tt-rounds"><table class="tt-table" data-rounds="{len(rounds)}">{head}{"".join(body)}</table></div>'
 
 
 def acceptance_summary_html(stats: dict | None, rounds: list[dict], device: str | None = None,
@@ -153,6 +156,8 @@ def acceptance_summary_html(stats: dict | None, rounds: list[dict], device: str 
     rows = [("verification rounds", len(rounds)), ("drafted tokens", drafted), ("accepted tokens", accepted),
             ("acceptance rate", "–" if rate is None else f"{rate:.3f}"),
             ("mean acceptance length", "–" if mean_len is None else f"{mean_len:.2f}")]
+    if stats and stats.get("new_tokens") is not None:  # once the run is done: where each token came from
+        rows.insert(0, ("new tokens", new_tokens_line(stats)))
     if stats and stats.get("acceptance_by_position"):  # once the run is done
         # with its counts: a share of one round (a late position, a short run) reads as firmly as one of fifty
         rows.append(("accepted share by draft position 1, 2, … (accepted / drafted)",
@@ -167,10 +172,24 @@ def acceptance_summary_html(stats: dict | None, rounds: list[dict], device: str 
     return f'<table class="tt-stats">{body}</table>{text}'
 
 
+def new_tokens_line(stats: dict) -> str:
+    """A speculative run's new tokens with where they came from: the rounds emit each its accepted drafts and one
+    token of the context tower's, besides the prefill's first token and a last token's own pass (12 tokens read
+    beside 5 rounds and 5 accepted, and the other 2 were nowhere)."""
+    new, rounds, accepted = stats["new_tokens"], stats.get("rounds", 0), stats.get("accepted", 0)
+    last = stats.get("last_token_passes", 0)
+    parts = ["1 from the prompt's pass", f"{accepted} accepted", f"{rounds} the context tower's own (one a round)"]
+    parts += ["1 from a last-token pass"] if last else []
+    if 1 + accepted + rounds + last == new:
+        return f"{new} = " + " + ".join(parts)
+    return f"{new} (the run ended at an end-of-text token)"
+
+
 def cost_html(lines: list[CostLine], provenance: dict[str, str], api_price=None, measured_on_cpu: bool = False,
-              left_out: tuple[str, ...] = ()) -> str:
+              left_out: tuple[str, ...] = (), priced_with: str = "") -> str:
     """left_out: the modes whose throughput field was empty or 0 (a browser sends what it cannot read as a
-    number, "5e" or "1e400", as empty: the mode vanished from the table without a word)."""
+    number, "5e" or "1e400", as empty: the mode vanished from the table without a word). priced_with: the
+    form's other numbers as they were read (the table stays when they change; the page clamps some)."""
     head = ("<tr><th>mode</th><th>tokens/s per GPU</th><th>throughput from</th><th>monthly tokens</th>"
             "<th>monthly cost</th><th>$ / M output tokens</th><th>break-even vs API</th></tr>")
     body = []
@@ -190,7 +209,7 @@ def cost_html(lines: list[CostLine], provenance: dict[str, str], api_price=None,
                     f"<td>${amount(line.usd_per_million, 3)}</td><td>{esc(be)}</td></tr>")
     # amount: an API price of 1e300 printed 300 digits into the note
     api = "" if api_price in (None, "") else f" API price: ${amount(float(api_price), 3)} per M output tokens."
-    note = ("Monthly cost = $/GPU-hour × GPUs × 720 h; monthly tokens = tokens/s × 3600 × 24 × 30 × utilisation × GPUs; "
+    note = (priced_with + " " if priced_with else "") + ("Monthly cost = $/GPU-hour × GPUs × 720 h; monthly tokens = tokens/s × 3600 × 24 × 30 × utilisation × GPUs; "
             "$/M = monthly cost / (monthly tokens / 1e6)." + api)
     if left_out:
         names = ", ".join(MODE_LABELS.get(mode, mode) for mode in left_out)

@@ -43,8 +43,11 @@ class SavedRuns:
     def open_pressed(self, request: gr.Request = None):
         """The Open button's file chosen (queue-free, before open_trace runs): as Stop, the session's run going
         stops at its next step and one still waiting in the queue never starts, so none draws over the opened run
-        (supersede, as at Generate, let a queued Generate start after the open and replace it)."""
+        (supersede, as at Generate, let a queued Generate start after the open and replace it). The note over the
+        board goes too (its output): none until the opened run is on the board (ui/board_note.py)."""
         self.stop_playground(request)
+        self.board_started_over(getattr(request, "session_hash", None))
+        return ""
 
     def open_trace(self, path, prompt=None, mode=None, gamma=None, block_size=None, steps_per_block=None,
                    max_new_tokens=None, temperature=None, seed=None, colour_by="step", anchor_first=False,

@@ -102,9 +102,12 @@ class SweepPanel:
             self.engine.encode_prompt(text)  # the prompt checks and messages of every other panel
         grid_gammas = sweep.parse_list(gammas, float, "γ values")
         grid_sizes = sweep.parse_list(block_sizes, int, "block sizes")
-        if any(size > MAX_NEW_TOKENS for size in grid_sizes):  # (Gradio cannot send back an S past 2**63)
-            raise ValueError(f"block sizes above {MAX_NEW_TOKENS}, the longest generation the app runs, decode as "
-                             f"one block of max new tokens: give S from 1 to {MAX_NEW_TOKENS}")
+        outside = [size for size in grid_sizes if not 1 <= size <= MAX_NEW_TOKENS]  # (Gradio cannot send back an
+        if outside:  # S past 2**63); one range, in one message (S = 0 was refused with the engine's bound, 4096)
+            bad = outside[0] if abs(outside[0]) < 10**12 else f"{outside[0]:.3g}"  # 10**30 in 31 digits
+            raise ValueError(f"block size {bad} is outside 1 … {MAX_NEW_TOKENS}: give S from 1 to "
+                             f"{MAX_NEW_TOKENS} (above {MAX_NEW_TOKENS}, the longest generation the app runs, a block "
+                             "decodes as one block of max new tokens)")
         repeats = check_int("timed runs per point", 1 if repeats is None else whole(repeats))
         anchor_first = switch("anchored diffusion", anchor_first)
         n = len(sweep.sweep_grid(grid_gammas, grid_sizes, whole(steps_per_block)))
@@ -180,8 +183,11 @@ class SweepPanel:
         except Stopped:  # its Stop, or a newer Sweep of the session: the points drawn so far, marked stopped
             if watch is None:  # stopped in the queue: the last Sweep's results stay
                 yield gr.skip(), gr.skip(), gr.skip(), stopped_before_start("Sweep", "points")
-            else:
-                yield gr.skip(), gr.skip(), served, self.sweep_stopped(message)
+            else:  # the AR speeds of the points kept can have spread as much as a whole Sweep's
+                stopped, spread = self.sweep_stopped(message), sweep.baseline_note(points)
+                if spread and stopped != gr.skip():
+                    stopped += note_html(spread)
+                yield gr.skip(), gr.skip(), served, stopped
             return
         except ValueError as exc:  # refused before it began (the last Sweep's CSV stays), or failed on the way
             gr.Warning(str(exc))
@@ -199,6 +205,9 @@ class SweepPanel:
                                if repeats > 1 else "one timed run per point and per AR beside it: × AR is one sample "
                                                    "of a host's speed (more timed runs give a median).")
                             + shared_note(disturbed, len(points)) + unsaved)
+        if any(p["steps_per_block"] < whole(steps_per_block) for p in points):  # the table's steps column
+            message += note_html(f"Steps per block above S run as S (a block of S positions takes at most S passes): "
+                                 f"the steps column says what ran, not the settings' {whole(steps_per_block)}.")
         spread = sweep.baseline_note(points)  # the host's speed moved over the sweep: × AR moved with it
         message += note_html(spread) if spread else ""
         yield sweep.sweep_figure(points), sweep_table(points), path, message
@@ -244,11 +253,21 @@ def with_front(points) -> list[dict]:
     return [{**p, "pareto": on} for p, on in zip(points, front_flags(points))]
 
 
+def table_headers() -> list[str] | None:
+    """The Sweep table's short headers (also its headers before any Sweep, which were Gradio's "1 2 3"); None
+    where twotower.sweep cannot load (the panel says so when run)."""
+    try:
+        from twotower import sweep
+    except ImportError:
+        return None
+    headers = {**sweep.TABLE_HEADERS, "disturbed": "beside another run"}
+    return [headers[c] for c in sweep.CSV_FIELDS + APP_FIELDS]
+
+
 def sweep_table(points) -> gr.Dataframe:
     """Rounded, short headers for reading; the CSV keeps every digit and the field names."""
     from twotower import sweep
 
     columns = list(sweep.CSV_FIELDS + APP_FIELDS)
     shown = [[round(v, 3) if isinstance(v, float) else v for v in (p.get(c) for c in columns)] for p in points]
-    headers = {**sweep.TABLE_HEADERS, "disturbed": "beside another run"}
-    return gr.Dataframe(value=shown, headers=[headers[c] for c in columns])
+    return gr.Dataframe(value=shown, headers=table_headers())

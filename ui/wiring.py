@@ -90,8 +90,7 @@ def wire_playground(c, handlers) -> None:
     c.save_btn.click(handlers.save_trace, c.record, c.trace_file, api_visibility="private", show_progress="hidden")
     # an opened run is another run: the session's run going stops first (queue-free); the open reads no model, so
     # it waits in no model's queue; it keeps the panel's inputs, which a release compares (handlers._board_shows)
-    c.open_btn.upload(handlers.open_pressed, None, None, queue=False, api_visibility="private")
-    c.open_btn.upload(handlers.board_opened, None, c.board_stale, queue=False, api_visibility="private",
+    c.open_btn.upload(handlers.open_pressed, None, c.board_stale, queue=False, api_visibility="private",
                       show_progress="hidden")
     c.opened = c.open_btn.upload(handlers.open_trace, [c.open_btn, *c.playground_in],
                                  [*c.playground_out, c.trace_file], api_visibility="private")
@@ -156,6 +155,10 @@ def wire_panels(c, handlers) -> None:
     c.cost_inputs = [c.price, c.gpus, c.utilisation, c.tps_ar, c.tps_diffusion, c.tps_speculative, c.api_price,
                      c.race_measured]
     c.cost_btn.click(handlers.cost, c.cost_inputs, [c.cost_view, c.cost_plot], api_name="cost")
+    # Enter in a number box computes, as it runs the prompt's panel (it did nothing; only the button computed)
+    cost_boxes = [c.price, c.gpus, c.api_price, c.tps_ar, c.tps_diffusion, c.tps_speculative]
+    gr.on([box.submit for box in cost_boxes], handlers.cost, c.cost_inputs, [c.cost_view, c.cost_plot],
+          api_visibility="private")
     c.use_race_btn.click(handlers.use_race_numbers, c.race_measured, [c.tps_ar, c.tps_diffusion, c.tps_speculative],
                          api_visibility="private").then(handlers.cost_from_race, c.cost_inputs,
                                                       [c.cost_view, c.cost_plot], api_visibility="private")
