@@ -122,7 +122,7 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
     clock = {"draft_s": 0.0, "verify_s": 0.0}
     rollbacks: dict[str, int] = {}  # rounds per ContextCursor.commit outcome ("none": full acceptance or the end)
     new: list[int] = []
-    nfe, size, round_idx, last_token = 0, block_size, 1, 0  # round 0: the prefill's token
+    nfe, size, round_idx, last_token, last_tokens = 0, block_size, 1, 0, 0  # round 0: the prefill's token
     max_size = 2 * block_size if adaptive else block_size
     min_confidence = proposal_cut(temperature, draft_steps, min_confidence)  # the docstring says when it is 0
     # The prefill already scored the first new position: its token is the context tower's, as AR's first
@@ -145,6 +145,7 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
         left = max_new_tokens - len(new)
         if left == 1:  # no draft can add anything: the last token is the context tower's own, as AR's would be
             last_token = int(bool(cursor.unread))  # its pass, if it needs one, is counted apart from the rounds'
+            last_tokens = 1  # with or without a pass (after a re-scan the cursor holds its logits already)
             yield _last_token_event(cursor, temperature, verify_gen, top_k, top_p, new, round_idx, nfe, t_start)
             break
         k = min(size, left - 1)
@@ -199,6 +200,7 @@ def _speculative_events(model, prompt, *, max_new_tokens, block_size, draft_step
         round_idx += 1
     stats = counter.summary()
     stats.update(pass_counts(counter.rounds, nfe, cursor.passes, last_token))
+    stats["last_tokens"] = last_tokens  # 0 or 1: new tokens = 1 (prefill) + accepted + rounds + this, EOS aside
     stats.update(clock)
     stats.update(block_size=block_size, draft_steps=draft_steps, draft_threshold=gamma, adaptive=adaptive,
                  temperature=temperature, min_draft_confidence=min_confidence,

@@ -393,6 +393,7 @@ def check_speculative(case, body, stats, v: Violations, eos, mask_id):
     v.expect(not current and verify is None, "a round left unfinished")
     last = int(body[-1].kind == "token" and len(body) > 1)
     v.expect(stats["last_token_passes"] <= last, "a last token's pass without a last token")
+    v.expect(stats["last_tokens"] == last, "last_tokens is not the last token events' count")
     rescans = sum(rb == "rescan" for *_, rb in rounds)
     R = len(rounds)
     v.expect(stats["rounds"] == R == stats["verify_passes"], f"rounds {stats['rounds']} / {R}")

@@ -117,10 +117,12 @@ def test_wrong_folders_point_to_the_checkpoint(release, tmp_path, monkeypatch):
     assert load_engine("~/release").model.config.vocab_size == 261  # a quoted "~" is the home folder
 
 
-@pytest.mark.parametrize("name", ["config.json", "tokenizer.json", "shard"])
-def test_a_broken_link_in_a_cache_folder_is_named_as_one(release, name):
+@pytest.mark.parametrize("name", ["config.json", "tokenizer.json", "shard", INDEX_NAME, "native model.safetensors"])
+def test_a_broken_link_in_a_cache_folder_is_named_as_one(release, native, name):
     """A Hugging Face cache snapshot links each file into ../../blobs; a partial download leaves links to nothing,
     which the loader called missing while `ls` listed them."""
+    if name.startswith("native "):
+        release, name = native, name.split()[1]
     name = first_shard(release) if name == "shard" else name
     blobs = release.parent / "blobs"
     blobs.mkdir()
@@ -160,8 +162,14 @@ def test_a_16_bit_checkpoint_loaded_as_fp32_on_a_gpu_is_said_before_loading(tmp_
                     den_dtype=None)
         return upcast_note(SimpleNamespace(**{**args, **given}))
 
-    assert "stored in bfloat16 and loads as fp32 here" in note() and "--dtype bf16" in note()
+    assert note() == ("note: the checkpoint is stored in bfloat16; the context tower and the denoiser load it as fp32 "
+                      "on the GPU, twice its size there; --dtype bf16 loads it as stored (`twotower plan` plans for "
+                      "bf16)")
     assert note(dtype="bf16") is None and note(ctx_device="cpu", den_device="cpu") is None
     assert note(preset="tiny") is None
+    # the flag the user has not given yet, for the tower it concerns
+    assert "; the denoiser loads it as fp32 on the GPU" in note(dtype="bf16", den_dtype="fp32")
+    assert "--den-dtype bf16 loads it as stored" in note(dtype="bf16", den_dtype="fp32")
+    assert "; the denoiser loads" in note(ctx_device="cpu")  # only the tower on the GPU
     (tmp_path / "config.json").write_text(json.dumps({"torch_dtype": "float32"}))
     assert note() is None

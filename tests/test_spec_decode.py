@@ -121,7 +121,7 @@ def test_metrics_match_events(model_args, settings):
     # a last token (one left in the budget after a round) is the context tower's own: no round, at most a pass
     last = [e for e in events[1:] if e.kind == "token"]
     assert last == [] or (last == [events[-2]] and last[0].info["source"] == "last token" and last[0].nfe == stats["nfe"])
-    assert stats["last_token_passes"] <= len(last)
+    assert stats["last_token_passes"] <= len(last) and stats["last_tokens"] == len(last)
     assert stats["context_passes"] == 1 + stats["rounds"] + rollbacks + stats["last_token_passes"] == events[-1].context_passes
     assert stats["rollback_passes"] == rollbacks
     # the prefill's token comes first, outside the rounds; then the committed tokens of the rounds replay to

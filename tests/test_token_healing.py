@@ -516,7 +516,10 @@ def test_complete_refuses_first_token_allowed_beside_healing(default_engine):
     import torch
 
     allowed = torch.ones(default_engine.model.config.vocab_size, dtype=torch.bool)
-    with pytest.raises(ValueError, match="pass heal=False to give your own"):
+    assert default_engine.heal("x = 1 ") is not None and default_engine.heal("x") is None
+    with pytest.raises(ValueError, match="last token is healed, which sets first_token_allowed: pass heal=False"):
         default_engine.complete("x = 1 ", "ar", max_new_tokens=2, first_token_allowed=allowed)
+    text, result = default_engine.complete("x", "ar", max_new_tokens=2, first_token_allowed=allowed)  # nothing healed
+    assert len(result.new_tokens[0]) == 2
     text, result = default_engine.complete("x = 1 ", "ar", heal=False, max_new_tokens=2, first_token_allowed=allowed)
     assert len(result.new_tokens[0]) == 2

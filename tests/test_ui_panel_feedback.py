@@ -36,13 +36,31 @@ def test_an_audits_summary_adds_up_its_tokens_and_names_what_it_ran_with(engine)
     handlers = Handlers(engine)
     *_, (_, _, summary) = list(handlers.speculative_audit("def f(x):", 0.8, 4, 2, 9, 0.0, 0, True, 0.25))
     found = re.search(r"new tokens</td><td class=\"v\">(\d+) = 1 from the prompt&#x27;s pass \+ (\d+) accepted \+ "
-                      r"(\d+) the context tower&#x27;s own \(one a round\)( \+ 1 from a last-token pass)?<", summary)
+                      r"(\d+) the context tower&#x27;s own \(one a round\)( \+ 1 the context tower&#x27;s last \(no round: one "
+                      r"token left\))?<", summary)
     assert found, summary
     new, accepted, rounds = (int(found.group(i)) for i in (1, 2, 3))
     assert new == 9 == 1 + accepted + rounds + bool(found.group(4))
     assert f"verification rounds</td><td class=\"v\">{rounds}<" in summary
     assert "Ran: speculative · S 4 · " in summary and "up to 9 new tokens · adaptive draft length" in summary
     assert "proposal cut 0.25" in summary and "greedy" in summary
+
+
+def test_new_tokens_add_up_on_the_snapshot_path_and_say_an_eos_cut():
+    """After a re-scan the last token needs no pass of its own (the cursor holds its logits): counting passes, the
+    line came out one short and blamed an end-of-text token that never came."""
+    from spec_decode import iter_speculative
+    from twotower import build_model
+    from twotower.decoding import drain
+    from ui.render_panels import new_tokens_line
+
+    model = build_model("tiny", seed=0)
+    for size in (2, 3, 4):
+        stats = drain(iter_speculative(model, [1, 50, 60], max_new_tokens=16, block_size=size,
+                                       per_position_rollback=False)).stats
+        assert new_tokens_line(stats).startswith("16 = 1 from the prompt"), (size, stats)
+    stats = dict(stats, accepted=stats["accepted"] + 3)  # an EOS inside a round: fewer tokens than counted
+    assert new_tokens_line(stats) == "16 (the run ended at an end-of-text token)"
 
 
 def test_a_refused_audit_keeps_the_last_audits_summary_under_its_message(engine):
@@ -274,6 +292,12 @@ def test_a_cost_table_names_what_it_priced_with_and_a_refused_form_keeps_it(engi
     refused, plot = handlers.cost(-2.0, 3, 55.5, 100.0, None, None, 0.6, request=tab)
     assert plot == gr.skip() and "price per GPU-hour" in refused
     assert "Below: the last form computed." in refused and refused.endswith(table)
+    # "Use the last Race's measurements" computes through cost_from_race, whose request Gradio must see
+    from gradio.helpers import special_args
+
+    assert special_args(handlers.cost_from_race, list(range(8)), request=tab)[0][-1] is tab
+    huge, _ = handlers.cost(2.0, 1e300, 55.5, 100.0, None, None, None)
+    assert "Priced at $2.00 per GPU-hour, 1e+300 GPUs" in huge
     # no table yet in another session: the message alone
     alone, _ = handlers.cost(-2.0, 3, 55.5, 100.0, None, None, 0.6, request=SimpleNamespace(session_hash="s2"))
     assert "Below" not in alone

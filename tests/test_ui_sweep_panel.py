@@ -178,3 +178,18 @@ def test_the_sweeps_block_sizes_have_one_range_and_its_table_its_headers_before_
         assert "is outside 1 … 512: give S from 1 to 512" in message, sizes
     headers = table_headers()
     assert headers[:3] == ["γ", "S", "steps"] and headers[-1] == "beside another run"
+
+
+def test_a_stopped_sweep_also_says_its_steps_ran_as_s(engine, monkeypatch):
+    from twotower import sweep
+    from ui.run_tracker import Stopped
+
+    measured = list(sweep.iter_sweep(engine, ["def f(x):"], [0.9], [2], steps=2, max_new_tokens=2))
+
+    def one_point_then_stop(*args, **kwargs):
+        yield from measured
+        raise Stopped()
+
+    monkeypatch.setattr(sweep, "iter_sweep", one_point_then_stop)
+    *_, stopped = [u for u in Handlers(engine).sweep(["fibonacci"], "", "0.9, 0.5", "2", 4, 2) if not sweep_tick(u)]
+    assert "Stopped: the grid points above were measured" in stopped[3] and "Steps per block above S" in stopped[3]

@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import NemotronHConfig
 
-from .checkpoint_files import (CONFIG_NAME, INDEX_NAME, WEIGHTS_NAME, broken_link, causal_lm_message, is_set, key_mismatch,
-                               missing_weights_message, non_finite_message, non_finite_tensors, one_line,
+from .checkpoint_files import (CONFIG_NAME, INDEX_NAME, WEIGHTS_NAME, broken_link, causal_lm_message, is_set,
+                               key_mismatch, missing_weights_message, non_finite_message, non_finite_tensors, one_line,
                                read_json_object, read_json_value, unreadable_safetensors, unset_fields_hint)
 from .config import cast_model, check_layer_pattern, ensure_two_tower_fields, held_dtype
 from .config_checks import check_built_config

@@ -122,6 +122,10 @@ def missing_weights_message(directory: Path) -> str:
     weights = directory / WEIGHTS_NAME
     if weights.exists():
         return f"{weights} is a folder, not a weights file"
+    for name in (INDEX_NAME, WEIGHTS_NAME):  # a cache folder's link to a blob not (or no longer) there
+        link = broken_link(directory / name)
+        if link:
+            return link
     shards = sorted(p.name for p in directory.glob("*.safetensors") if p.is_file())
     if shards:  # the release's shards without the index that lists them
         listed = ", ".join(shards[:3]) + (f" and {len(shards) - 3} more" if len(shards) > 3 else "")

@@ -210,10 +210,11 @@ class Engine:
         from .decoding import drain
         from .token_healing import completion_text, stream_keywords
 
-        if settings.get("first_token_allowed") is not None and check_flag("heal", heal):
-            # both would set the first token's choices (a TypeError, "got multiple values for keyword argument")
-            raise ValueError("first_token_allowed is what token healing sets here: pass heal=False to give your own")
         ids, healing = self.ids_to_run(text, heal)
+        if healing is not None and settings.get("first_token_allowed") is not None:
+            # both would set the first token's choices (a TypeError, "got multiple values for keyword argument")
+            raise ValueError("this prompt's last token is healed, which sets first_token_allowed: pass heal=False to "
+                             "give your own")
         result = drain(self.stream(mode, ids, **settings, **stream_keywords(healing)), step_callback)
         return completion_text(self.decode(result.new_tokens[0]), healing.prefix if healing else ""), result
 

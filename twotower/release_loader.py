@@ -28,8 +28,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .checkpoint import build_on_meta, load_config
-from .checkpoint_files import (CONFIG_NAME, INDEX_NAME, absent_parts_note, broken_link, causal_lm_message, non_finite_message,
-                               non_finite_tensors, read_json_object, unreadable_safetensors, unset_fields_hint)
+from .checkpoint_files import (CONFIG_NAME, INDEX_NAME, absent_parts_note, broken_link, causal_lm_message,
+                               non_finite_message, non_finite_tensors, read_json_object, unreadable_safetensors,
+                               unset_fields_hint)
 from .config import ARCHITECTURE, held_dtype
 from .model import TwoTowerModel
 

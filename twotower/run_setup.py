@@ -90,29 +90,40 @@ def engine_from_args(args):
 
 
 def upcast_note(args) -> str | None:
-    """A checkpoint stored in 16 bits loaded in fp32 (--dtype's default) on a GPU takes twice its size there, with no
-    word (`twotower plan` plans bf16, as a GPU run is meant to load it): said before loading. Not on a CPU, where
-    fp32 is the shipped model's way (stored bf16, decoded fp32)."""
-    from .engine import DEFAULT_MODEL_DIR, as_dtype
+    """A checkpoint stored in 16 bits that a tower on a GPU loads in fp32 takes twice its size there, with no word
+    (`twotower plan` plans bf16, as a GPU run is meant to load it): said before loading, naming the towers and the
+    flag that loads each as stored. Not on a CPU, where fp32 is the shipped model's way (stored bf16, run fp32)."""
+    from .engine import as_dtype
 
-    devices = [str(getattr(args, name, None) or "cpu") for name in ("ctx_device", "den_device")]
-    if getattr(args, "preset", None) is not None or not any(d.startswith("cuda") for d in devices):
+    if getattr(args, "preset", None) is not None:
         return None
-    fp32 = as_dtype("dtype", args.dtype) == as_dtype("dtype", "fp32")
-    den = getattr(args, "den_dtype", None)
-    if not fp32 and (den is None or as_dtype("den_dtype", den) != as_dtype("dtype", "fp32")):
+    fp32 = as_dtype("dtype", "fp32")
+    dtype = as_dtype("dtype", args.dtype)
+    den_dtype = dtype if getattr(args, "den_dtype", None) is None else as_dtype("den_dtype", args.den_dtype)
+    towers = [(tower, flag) for tower, device, kept, flag in (
+        ("the context tower", args.ctx_device, dtype, "--dtype bf16"),
+        ("the denoiser", args.den_device, den_dtype,
+         "--den-dtype bf16" if args.den_dtype is not None else "--dtype bf16"))
+        if str(device or "cpu").startswith("cuda") and kept == fp32]
+    if not towers:
         return None
     try:
         import json
 
-        stored = json.loads((Path(args.model or DEFAULT_MODEL_DIR) / "config.json").read_text(encoding="utf-8"))
+        from .engine import default_model_dir
+        from .path_checks import check_model_dir
+
+        folder = check_model_dir(args.model) if args.model is not None else default_model_dir()  # as load_engine
+        stored = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         stored = stored.get("torch_dtype") or stored.get("dtype")
     except (OSError, ValueError, AttributeError):  # loading says what is wrong with the folder
         return None
     if stored not in ("bfloat16", "float16"):
         return None
-    return (f"note: the checkpoint is stored in {stored} and loads as fp32 here (--dtype's default), twice its "
-            "size in GPU memory; --dtype bf16 loads it as stored (`twotower plan` plans for bf16)")
+    names = " and ".join(tower for tower, _ in towers)
+    flags = " / ".join(dict.fromkeys(flag for _, flag in towers))
+    return (f"note: the checkpoint is stored in {stored}; {names} load{'s' if len(towers) == 1 else ''} it as fp32 on "
+            f"the GPU, twice its size there; {flags} loads it as stored (`twotower plan` plans for bf16)")
 
 
 def preset_note(args) -> str | None:

@@ -36,7 +36,8 @@ def as_batch(input_ids, vocab_size: int, one_prompt: str | None = None) -> torch
         # too, and a list of them is one prompt)
         rows = [isinstance(r, (list, tuple)) or getattr(r, "ndim", 0) >= 1 for r in input_ids]
         if any(rows):  # a batch: rows of ids (lists, tensors or arrays), all of one length
-            if one_prompt and len(input_ids) > 1:  # said first: rows of one length would be refused next anyway
+            if one_prompt and len(input_ids) > 1 and all(rows):  # said first: rows of other lengths were refused
+                # for that, and then, made equal, for being several
                 raise ValueError(f"{one_prompt} runs one prompt at a time (got a batch of {len(input_ids)})")
             if not all(rows):
                 raise ValueError("batched prompts must be a list of rows of token ids; got rows mixed with single ids")

@@ -139,7 +139,8 @@ class AuditPanel:
                 text = completion_text(self.engine.decode(so_far), healed)
                 summary = (acceptance_summary_html(None, rounds) + caption + note_html(AUDIT_STOPPED) +
                            _output_html(text, "Output so far (verified)"))
-                self._audit_shown[session] = summary
+                if session is not None:  # (a caller without a session shares no summary with another)
+                    self._audit_shown[session] = summary
                 yield audit_html(rounds, self.piece), gr.skip(), summary
             return
         except ImportError as exc:

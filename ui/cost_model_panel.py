@@ -51,20 +51,23 @@ class CostModelPanel:
         # a Race on this CPU gives a machine's throughput, which the fields price per GPU-hour: say so
         on_cpu = any((measured or {}).get("devices", {}).get(mode) == "cpu" for mode in labels)
         left_out = tuple(mode for mode in throughputs if mode not in {line.mode for line in lines})
-        gpus = int(float(gpus))  # cost_table read them all
-        priced_with = (f"Priced at ${amount(float(usd_per_gpu_hour), 2)} per GPU-hour, {gpus:,} GPU"
+        gpus = float(gpus)  # cost_table read them all (a whole number; 1e300 in 3 digits, not 301)
+        priced_with = (f"Priced at ${amount(float(usd_per_gpu_hour), 2)} per GPU-hour, {amount(gpus, 0)} GPU"
                        f"{'' if gpus == 1 else 's'}, {100 * util:.4g} % utilisation.")
         table = cost_html(lines, labels, api_usd_per_million, on_cpu, left_out, priced_with)
         if request is not None and getattr(request, "session_hash", None) is not None:
             self._cost_shown[request.session_hash] = table
         return table, cost_bars(lines, api_usd_per_million)
 
-    def cost_from_race(self, *inputs, request: gr.Request = None):
+    def cost_from_race(self, usd_per_gpu_hour, gpus, utilisation_pct, tps_ar, tps_diffusion, tps_speculative,
+                       api_usd_per_million, measured=None, request: gr.Request = None):
         """Cost after "Use the last Race's measurements": with no Race to copy (a warning said so) the panel keeps
-        what it shows, instead of adding a "no throughput given" box under the warning."""
-        if not raced(inputs[-1]):
+        what it shows, instead of adding a "no throughput given" box under the warning. (Named parameters: Gradio
+        hands gr.Request to none that follows a *args.)"""
+        if not raced(measured):
             return gr.skip(), gr.skip()
-        return self.cost(*inputs, request=request)
+        return self.cost(usd_per_gpu_hour, gpus, utilisation_pct, tps_ar, tps_diffusion, tps_speculative,
+                         api_usd_per_million, measured, request=request)
 
     def use_race_numbers(self, measured):
         """Copy the session's Race measurements (each mode's latest) into the Cost inputs."""

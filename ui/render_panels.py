@@ -177,9 +177,9 @@ def new_tokens_line(stats: dict) -> str:
     token of the context tower's, besides the prefill's first token and a last token's own pass (12 tokens read
     beside 5 rounds and 5 accepted, and the other 2 were nowhere)."""
     new, rounds, accepted = stats["new_tokens"], stats.get("rounds", 0), stats.get("accepted", 0)
-    last = stats.get("last_token_passes", 0)
+    last = stats.get("last_tokens", 0)  # a token, with a pass of its own or not (last_token_passes counts passes)
     parts = ["1 from the prompt's pass", f"{accepted} accepted", f"{rounds} the context tower's own (one a round)"]
-    parts += ["1 from a last-token pass"] if last else []
+    parts += ["1 the context tower's last (no round: one token left)"] if last else []
     if 1 + accepted + rounds + last == new:
         return f"{new} = " + " + ".join(parts)
     return f"{new} (the run ended at an end-of-text token)"

@@ -183,10 +183,10 @@ class SweepPanel:
         except Stopped:  # its Stop, or a newer Sweep of the session: the points drawn so far, marked stopped
             if watch is None:  # stopped in the queue: the last Sweep's results stay
                 yield gr.skip(), gr.skip(), gr.skip(), stopped_before_start("Sweep", "points")
-            else:  # the AR speeds of the points kept can have spread as much as a whole Sweep's
-                stopped, spread = self.sweep_stopped(message), sweep.baseline_note(points)
-                if spread and stopped != gr.skip():
-                    stopped += note_html(spread)
+            else:  # the points kept can have run steps as S, and their AR speeds spread, as a whole Sweep's
+                stopped = self.sweep_stopped(message)
+                if stopped != gr.skip():
+                    stopped += self._sweep_notes(sweep, points, steps_per_block)
                 yield gr.skip(), gr.skip(), served, stopped
             return
         except ValueError as exc:  # refused before it began (the last Sweep's CSV stays), or failed on the way
@@ -205,12 +205,20 @@ class SweepPanel:
                                if repeats > 1 else "one timed run per point and per AR beside it: × AR is one sample "
                                                    "of a host's speed (more timed runs give a median).")
                             + shared_note(disturbed, len(points)) + unsaved)
-        if any(p["steps_per_block"] < whole(steps_per_block) for p in points):  # the table's steps column
-            message += note_html(f"Steps per block above S run as S (a block of S positions takes at most S passes): "
-                                 f"the steps column says what ran, not the settings' {whole(steps_per_block)}.")
-        spread = sweep.baseline_note(points)  # the host's speed moved over the sweep: × AR moved with it
-        message += note_html(spread) if spread else ""
+        message += self._sweep_notes(sweep, points, steps_per_block)
         yield sweep.sweep_figure(points), sweep_table(points), path, message
+
+
+    @staticmethod
+    def _sweep_notes(sweep, points: list[dict], steps_per_block) -> str:
+        """The notes under a Sweep's points (finished or stopped): steps above S ran as S (the table's steps
+        column), and AR's speed spread over the points (× AR moved with the host's speed). sweep: its module."""
+        notes = ""
+        if any(p["steps_per_block"] < whole(steps_per_block) for p in points):
+            notes += note_html(f"Steps per block above S run as S (a block of S positions takes at most S passes): "
+                               f"the steps column says what ran, not the settings' {whole(steps_per_block)}.")
+        spread = sweep.baseline_note(points)
+        return notes + (note_html(spread) if spread else "")
 
 
 def shared_html(disturbed: int, n: int) -> str:
