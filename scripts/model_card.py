@@ -294,7 +294,8 @@ def main() -> int:
         "# TwoTower Playground default model", "",
         "A small two-tower diffusion language model with the Nemotron-Labs-TwoTower architecture, trained from",
         "scratch on this project's offline corpus. It is the model the playground, the CLI and the benchmarks open",
-        "by default. Everything below was measured by the commands quoted; nothing was typed in.", "",
+        "by default. Every figure below was measured by the commands quoted, but the release's operating point, "
+        "quoted from the design note.", "",
         "## Size and shape", "",
         f"- parameters: context tower + head **{n_ctx:,}**, denoiser tower + head + time conditioning **{n_den:,}**",
         f"- layer pattern `{layer_pattern(cfg.layers_block_type)}` (M = Mamba-2, E = MoE, * = attention), "
@@ -312,12 +313,14 @@ def main() -> int:
         *_stage_lines(info, model_dir, "context"),
         *_stage_lines(info, model_dir, "denoiser"),
         "- hardware: " + (info.get("hardware") or f"{args.hardware} (no GPU), shared with other work while training"),
-        "- commands: " + ", then ".join(f"`{c}`" for c in train_commands(info)), "",
+        "- commands (as a reproduction runs them, in one run folder; each lease's own are in its records): "
+        + ", then ".join(f"`{c}`" for c in train_commands(info)), "",
         "## Quality (test split)", "",
         f"Context tower: test loss {ppl['loss']:.3f} nats/token, perplexity **{ppl['perplexity']:.1f}** "
         f"({ppl['bits_per_char']:.3f} bits per character) over {ppl['tokens']:,} tokens "
-        f"(`twotower.perplexity.context_perplexity`, windows of 256, fp32, computed on {args.hardware} when this "
-        "card was written).", "",
+        f"(`twotower.perplexity.context_perplexity`, windows of 256, fp32, computed by scripts/model_card.py on "
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s), when this card was "
+        "written).", "",
         "Commands (two runs over the same prompts, merged; AR is the shared baseline): "
         + "; ".join(f"`{c}`" for c in report.get("commands", [report.get("command", "twotower eval --json")]))
         + where, "",
