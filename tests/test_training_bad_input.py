@@ -433,3 +433,44 @@ def test_the_gpu_profile_on_a_cpu_is_said(monkeypatch, capsys, profile, device, 
     assert main(["train", "--stage", "context", "--profile", profile, "--device", device, "--out", "x"]) == 0
     err = capsys.readouterr().err
     assert ("note: --profile gpu on --device cpu: its batch and windows are sized for a GPU" in err) is said
+
+
+def test_a_context_stage_under_a_trained_denoiser_is_refused(tmp_path, monkeypatch, test_profiles):
+    """The denoiser keeps its own copy of the tower it trained on, which the export ships: more context steps in
+    its folder reached no model while the export's records counted them (a user continued the context tower after
+    stage 2 and exported the old tower labelled 118 steps)."""
+    run = tmp_path / "run"
+    fake_checkpoint(run, "context", 112)
+    fake_checkpoint(run, "denoiser", 7)
+    before = files_of(run)
+    no_corpus_work(monkeypatch)
+    for resume in (True, False):
+        with pytest.raises(ValueError, match=r"holds a denoiser \(step 7\) trained on its context tower.*would reach "
+                                             r"no export"):
+            training.run_stage("context", run, profile="test", resume=resume, steps=200)
+    (run / "context_ckpt" / "trainer_state.json").unlink()  # a fresh tower's 2 steps were labelled as the old one
+    with pytest.raises(ValueError, match="would reach no export"):
+        training.run_stage("context", run, profile="test", steps=2)
+    del before["context_ckpt/trainer_state.json"]
+    assert files_of(run) == before
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--batch-size", "100000"], "--batch-size must be >= 1 and <= 1024, got 100000"),  # 26 GB, then a traceback
+    (["--steps", "1000000000000"], "--steps must be >= 1 and <= 10000000"),  # an ETA of 168 million hours
+])
+def test_training_sizes_past_any_run_are_refused_in_a_line(tmp_path, monkeypatch, capsys, flags, message):
+    no_corpus_work(monkeypatch)
+    assert cli_main(["train", "--stage", "context", "--out", str(tmp_path / "run"), *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_denoiser_checkpoint_given_as_the_context_tower_is_refused(tmp_path, monkeypatch, test_profiles):
+    """--init-from <run>/denoiser_ckpt read as a context tower threw the trained denoiser away without a word."""
+    source = tmp_path / "source"
+    ckpt = fake_checkpoint(source, "denoiser", 40)
+    (ckpt / "config.json").write_text("{}")
+    no_corpus_work(monkeypatch)
+    with pytest.raises(ValueError, match=r"is a denoiser checkpoint, not a context tower: continue it with --out .*"
+                                         r"source --resume, or start stage 2 from .*source/context_ckpt"):
+        training.run_stage("denoiser", tmp_path / "run", profile="test", init_from=str(ckpt))

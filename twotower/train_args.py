@@ -10,7 +10,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-from .validation import check_fraction, check_int
+from .validation import BATCH_LIMIT, check_fraction, check_int
 from .path_checks import check_not_a_file, read_json
 
 STAGES = ("context", "denoiser")
@@ -39,7 +39,8 @@ def apply_overrides(cfg, *, distill_share=None, distill_from=None, full_mask_sha
             raise ValueError(f"--full-mask-share is a share of blocks in [0, 1], got {full_mask_share}")
         cfg = replace(cfg, full_mask_share=full_mask_share)
     if batch_size is not None:  # on a launch-bound GPU a larger batch costs little more per step
-        cfg = replace(cfg, batch_size=check_int("--batch-size", batch_size))
+        # bounded as bench's: --batch-size 100000 asked for 26 GB at the first step, a 40-line traceback
+        cfg = replace(cfg, batch_size=check_int("--batch-size", batch_size, maximum=BATCH_LIMIT))
     if distill_batches is not None:
         cfg = replace(cfg, distill_batches=check_int("--distill-batches", distill_batches))
     if minutes is not None:
@@ -79,6 +80,11 @@ def check_init_from(stage: str, init_from, from_export: bool) -> Path:
         else:
             hint = f"its context tower is --init-from {path / 'context_ckpt'}"
         raise ValueError(f"--init-from {str(path)!r} is a training run directory, not a model: {hint}")
+    state = path / "trainer_state.json"
+    if not from_export and state.is_file() and read_trainer_state(state).get("stage") == "denoiser":
+        # read as a context tower, its trained denoiser was thrown away without a word (step 1's loss a fresh run's)
+        raise ValueError(f"--init-from {str(path)!r} is a denoiser checkpoint, not a context tower: continue it with "
+                         f"--out {path.parent} --resume, or start stage 2 from {path.parent / 'context_ckpt'}")
     if not from_export and not (path / "config.json").is_file():  # (an export's record is read first, by the caller)
         raise ValueError(f"--init-from {str(path)!r} holds no model (no config.json): give a context checkpoint "
                          "(<run>/context_ckpt) or an export (--stage export)")
@@ -141,6 +147,19 @@ def refuse_overwrite(run_dir: Path, stage: str, minutes) -> None:
            else "add --resume to continue it")
     raise ValueError(f"--out {run_dir} already holds a {stage} checkpoint (step {step}) that this run would overwrite: "
                      f"{how}, or give another --out (or delete {state.parent} to train the stage from the start)")
+
+
+def refuse_context_under_denoiser(run_dir: Path) -> None:
+    """A context stage in a folder whose denoiser already trained on its tower: the denoiser holds its own copy of
+    that tower, which the export ships, so the new context steps reached no model while the export's records
+    counted them (and with context_ckpt deleted, a fresh tower's 2 steps labelled a 112-step one)."""
+    state = run_dir / "denoiser_ckpt" / "trainer_state.json"
+    if not state.is_file():
+        return
+    step = read_trainer_state(state)["step"]
+    raise ValueError(f"--out {run_dir} holds a denoiser (step {step}) trained on its context tower, and keeps its own "
+                     "copy of that tower: context steps trained here would reach no export. Copy the folder without "
+                     "its denoiser_ckpt, train the context stage there, then start its denoiser afresh")
 
 
 def check_resume(run_dir: Path, stage: str, profile: str, profiles: dict, total: int, steps) -> dict:

@@ -28,8 +28,8 @@ from .objectives import context_loss, denoiser_loss
 from .optim import decay_groups, diverged, lr_at, lr_at_time, trainable_parameters
 from .interrupts import StopAtStepEnd
 from .train_args import (SHAPE_KEYS, apply_overrides, check_export_paths, check_init_from, check_resume,
-                         check_stage_and_profile, read_trainer_state, refuse_inside_init, refuse_model_folder,
-                         refuse_overwrite, settings_changed)
+                         check_stage_and_profile, read_trainer_state, refuse_context_under_denoiser,
+                         refuse_inside_init, refuse_model_folder, refuse_overwrite, settings_changed)
 from .validation import check_device, check_int
 from .path_checks import check_not_a_file, make_output_dir, read_json
 
@@ -68,6 +68,9 @@ class TrainConfig:
     eval_batches: int = 8
 
 
+STEPS_LIMIT = 10_000_000  # ~5,000x the shipped stages' steps
+
+
 def _cpu_runs_bf16_fast() -> bool:
     """oneDNN's own test for a usable bf16 instruction set (AVX-512 or newer); True when it cannot say."""
     try:
@@ -102,11 +105,13 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     cfg = TrainConfig(**PROFILES[profile])
     check_device("--device", device)
     if steps is not None:  # 0 would mean "the profile's" and a negative count nothing at all: both refused
-        steps = check_int("--steps", steps)
+        steps = check_int("--steps", steps, maximum=STEPS_LIMIT)  # 10**12 ran, its ETA 168 million hours
     cfg = apply_overrides(cfg, distill_share=distill_share, distill_from=distill_from, full_mask_share=full_mask_share,
                           batch_size=batch_size, distill_batches=distill_batches, minutes=minutes, lr=lr)
     run_dir = refuse_model_folder(check_not_a_file("--out", run_dir))  # before anything is read or trained
     refuse_inside_init(run_dir, init_from)
+    if stage == "context":
+        refuse_context_under_denoiser(run_dir)
     for each in ("context", "denoiser"):  # a save killed between its renames: its last whole checkpoint back
         recover_checkpoint(run_dir, each)
     ckpt_state = run_dir / f"{stage}_ckpt" / "trainer_state.json"
@@ -259,6 +264,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         return torch.from_numpy(train.batch(index)[:, :usable]).to(device)
 
     distill_ahead = DistillAhead(model, cfg.prefix_len, cfg.distill_share, cfg.distill_batches)
+    shown_val = "–"  # no validation yet
     bar = tqdm(initial=start, total=None if budget else total, desc=f"train {stage}", dynamic_ncols=True)
     t_start = t_last = time.perf_counter()
     step, record, step_time = start, {}, 0.0
@@ -321,8 +327,10 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
                     t_last = time.perf_counter()  # validation is not a training step's time
                 log.append(record)
                 bar.update(1)
-                bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}",
-                                val=record.get("val_loss", ""))
+                # the last validation's loss, as the loss is shown (it read "val=" empty between validations,
+                # then tqdm's short "val=9" for 9.0026)
+                shown_val = f"{record['val_loss']:.3f}" if "val_loss" in record else shown_val
+                bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}", val=shown_val)
                 if step % cfg.save_every == 0 or last:
                     if budget:
                         segment["train_config"]["total_steps"] = step  # as far as the budget went

@@ -234,7 +234,8 @@ def _sweep_tab(c) -> None:
         c.sweep_stale = _html("", "sweep-stale")
         c.sweep_message = _html("", "sweep-message")
         c.sweep_plot = gr.Plot(label="throughput ratio vs agreement with AR", elem_id="sweep-plot")
-        c.sweep_table = gr.Dataframe(label="grid points", interactive=False, headers=table_headers())
+        # wrap: at 1,400 px the last headers were cut ("AR's own log"), their columns out of reach
+        c.sweep_table = gr.Dataframe(label="grid points", interactive=False, headers=table_headers(), wrap=True)
         c.sweep_csv = gr.File(label="CSV download")
 
 
