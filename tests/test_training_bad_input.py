@@ -474,3 +474,25 @@ def test_a_denoiser_checkpoint_given_as_the_context_tower_is_refused(tmp_path, m
     with pytest.raises(ValueError, match=r"is a denoiser checkpoint, not a context tower: continue it with --out .*"
                                          r"source --resume, or start stage 2 from .*source/context_ckpt"):
         training.run_stage("denoiser", tmp_path / "run", profile="test", init_from=str(ckpt))
+
+
+def test_a_plain_resume_keeps_its_runs_settings_and_a_given_flag_changes_them(tmp_path, monkeypatch, capsys):
+    """The stop message says "--resume continues from it", but a plain --resume took the profile's defaults: the
+    batch 2 -> 16, the target 112 -> 1000 steps, distillation off, fp32 -> bf16, each said in a note."""
+    training_module, run = tiny_training_run(monkeypatch, tmp_path)
+    training_module.run_stage("context", run, profile="test", steps=3, batch_size=2, lr=1e-3)
+    state = run / "context_ckpt" / "trainer_state.json"
+    meta = json.loads(state.read_text())
+    meta["step"] = 2  # as if stopped at step 2 of its 3
+    state.write_text(json.dumps(meta))
+    capsys.readouterr()
+    training_module.run_stage("context", run, profile="test", resume=True)  # to its own target, on its own batch
+    last = json.loads(state.read_text())["segments"][-1]
+    assert last["to_step"] == 3 and last["train_config"]["batch_size"] == 2 and last["train_config"]["lr"] == 1e-3
+    assert "resuming with other settings" not in capsys.readouterr().err
+    with pytest.raises(ValueError, match="already at step 3: its run's own target, 3 steps, leaves nothing to train"):
+        training_module.run_stage("context", run, profile="test", resume=True)
+    training_module.run_stage("context", run, profile="test", resume=True, steps=4, batch_size=4)
+    assert "resuming with other settings than the checkpoint's: total_steps 3 -> 4, batch_size 2 -> 4 (as given" in \
+        capsys.readouterr().err
+    assert json.loads(state.read_text())["segments"][-1]["train_config"]["batch_size"] == 4

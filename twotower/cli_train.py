@@ -28,8 +28,10 @@ def add_arguments(parser) -> None:
                              "the CLI load: the export replaces its weights, tokenizer and training records)")
     parser.add_argument("--steps", type=int, default=None, help="override the profile's number of steps")
     parser.add_argument("--resume", action="store_true",
-                        help="continue from the stage's last checkpoint in --out (none there: the stage starts afresh); "
-                             "without it, a stage whose checkpoint --out holds is refused, not trained over")
+                        help="continue from the stage's last checkpoint in --out, with its run's own settings (step "
+                             "target, batch, lr, dtype, distillation: a flag given changes that one; none there: the "
+                             "stage starts afresh); without it, a stage whose checkpoint --out holds is refused, not "
+                             "trained over")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--distill-share", type=float, default=None,
                         help="stage 2: share of each batch whose continuation is the context tower's greedy output")

@@ -137,9 +137,20 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     if not resume:  # a forgotten --resume must not train over the checkpoint
         refuse_overwrite(run_dir, stage, cfg.minutes)
     profile_steps = cfg.context_steps if stage == "context" else cfg.denoiser_steps
-    total = steps or (10**9 if cfg.minutes else profile_steps)  # with a time budget, `steps` is only a cap
+    target = None
+    if resuming:  # what the command line leaves out, the checkpoint's last run set: a plain --resume took the
+        # profile's defaults instead (its batch 2 -> 16, 112 steps -> 1000, distillation off, fp32 -> bf16)
+        history = read_trainer_state(ckpt_state)
+        kept = segment_history(history.get("segments"), history["step"], history["train_config"])[-1]
+        kept = kept.get("train_config") or {}
+        given = dict(batch_size=batch_size, lr=lr, distill_share=distill_share, distill_from=distill_from,
+                     distill_batches=distill_batches, full_mask_share=full_mask_share)
+        cfg = replace(cfg, **{key: kept[key] for key, value in given.items() if value is None and key in kept})
+        dtype = kept.get("dtype") if dtype is None else dtype
+        target = kept.get("total_steps")
+    total = steps or (10**9 if cfg.minutes else target or profile_steps)  # with a time budget, `steps` is a cap
     if resuming:  # the checkpoint's profile and step, before the corpus is encoded
-        meta = check_resume(run_dir, stage, profile, PROFILES, total, steps)
+        meta = check_resume(run_dir, stage, profile, PROFILES, total, steps, kept_target=target is not None)
     if from_export:  # before the tokenizer is looked for (the export brings its own) and the corpus encoded
         exported = export_record(Path(init_from))  # checked before --out is made and filled
         if exported["steps"] >= total:
@@ -169,8 +180,8 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         saved = segment_history(meta.get("segments"), meta["step"], meta["train_config"])[-1]
         changed = settings_changed(saved.get("train_config") or {}, {**asdict(cfg), "total_steps": total})
         if changed:  # allowed (the segment history records it), but a flag left off by mistake changes the run
-            print(f"resuming with other settings than the checkpoint's: {changed} (the profile's defaults fill "
-                  "what the command line leaves out)", file=sys.stderr)
+            print(f"resuming with other settings than the checkpoint's: {changed} (as given; what the command line "
+                  "leaves out, the checkpoint's run set)", file=sys.stderr)
     if from_export:  # windows of other shapes than the export trained on are allowed, but said (the README's
         # continuation of the shipped model without --profile gpu took the cpu profile's 256-token windows silently)
         shapes = {key: value for key, value in asdict(cfg).items() if key in SHAPE_KEYS}
