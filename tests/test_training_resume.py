@@ -422,3 +422,19 @@ def test_a_save_cleans_up_what_a_stopped_save_left(tmp_path, monkeypatch):
     training.run_stage("context", run, profile="test", steps=3, resume=True)
     assert json.loads((run / "context_ckpt" / "trainer_state.json").read_text())["step"] == 3
     assert not leftover.exists()
+
+
+def test_a_fresh_denoiser_on_another_runs_context_checkpoint_keeps_that_towers_record(tmp_path, monkeypatch):
+    """--init-from runs/A/context_ckpt, the form --help gives: the export had no context_stage, no init and no
+    context log, where --init-from an export (above) keeps all three."""
+    import json
+
+    training, run = tiny_training_run(monkeypatch, tmp_path)
+    training.run_stage("context", run, profile="test", steps=3)
+    other = tmp_path / "other"
+    training.run_stage("denoiser", other, profile="test", steps=2, init_from=str(run / "context_ckpt"))
+    info = json.loads((training.export(other, tmp_path / "exported") / "training_info.json").read_text())
+    assert info["context_stage"]["steps"] == 3 and info["context_stage"]["train_config"]["batch_size"] == 4
+    assert info["denoiser_stage"]["segments"][-1]["init"] == {"context_from": str(run / "context_ckpt"),
+                                                              "context_steps": 3}
+    assert (tmp_path / "exported" / "train_context_log.jsonl").read_text() == (run / "context_log.jsonl").read_text()

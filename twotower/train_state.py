@@ -180,16 +180,41 @@ def _check_tokenizer(model_dir: Path) -> Path:
     return path
 
 
+def stage_record(state: dict) -> dict:
+    """A stage's record in an export's training_info.json, from its checkpoint's trainer_state.json."""
+    return {"steps": state["step"], "train_config": state["train_config"], "segments": state.get("segments", [])}
+
+
 def adopt_context(model_dir: Path, run_dir: Path) -> dict | None:
-    """A fresh stage 2 on another model's context tower (--init-from an export): keep that tower's stage
-    record and log, so this run's export says how its context tower was trained. None if it has none."""
+    """A fresh stage 2 on another model's context tower (--init-from an export, or another run's context_ckpt):
+    keep that tower's stage record and log, so this run's export says how its context tower was trained (from a
+    context_ckpt, the export had no context stage, log or init at all). None if it has none."""
     info = _training_info(model_dir)
     if "context_stage" not in info:
-        return None
+        return _adopt_context_checkpoint(model_dir, run_dir)
     # the tokenizer the context tower was trained with (else run_stage would train one of its own)
     _adopt_tokenizer_and_logs(model_dir, run_dir, ("context",), "the context tower reads another tokenizer")
     (run_dir / "inherited_info.json").write_text(json.dumps({"context_stage": info["context_stage"]}, indent=1))
     return info["context_stage"]
+
+
+def _adopt_context_checkpoint(ckpt: Path, run_dir: Path) -> dict | None:
+    """adopt_context for a run's context_ckpt (its trainer_state.json, and its run's context_log.jsonl beside it),
+    unless that run is this one (its export reads the stage there itself)."""
+    import shutil
+
+    state_path = ckpt / "trainer_state.json"
+    if not state_path.is_file() or ckpt.resolve().parent == run_dir.resolve():
+        return None
+    state = read_trainer_state(state_path)
+    if state.get("stage", "context") != "context":
+        return None
+    log = ckpt.parent / "context_log.jsonl"
+    if log.is_file() and not (run_dir / "context_log.jsonl").exists():
+        shutil.copy(log, run_dir / "context_log.jsonl")
+    record = stage_record(state)
+    (run_dir / "inherited_info.json").write_text(json.dumps({"context_stage": record}, indent=1))
+    return record
 
 
 def load_export(model_dir: Path, run_dir: Path, record: dict):

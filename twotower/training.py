@@ -372,7 +372,7 @@ def export(run_dir, to_dir, notes: dict | None = None) -> Path:
     from .corpus import describe
     from .data import CORPUS_RECORD
 
-    from .train_state import recover_checkpoint
+    from .train_state import recover_checkpoint, stage_record
 
     if check_not_a_file("--out", run_dir).is_dir():  # a save killed between its renames: its checkpoint back
         recover_checkpoint(Path(run_dir), "denoiser")
@@ -387,9 +387,7 @@ def export(run_dir, to_dir, notes: dict | None = None) -> Path:
     for stage in ("context", "denoiser"):
         state_path = run_dir / f"{stage}_ckpt" / "trainer_state.json"
         if state_path.is_file():
-            state = read_trainer_state(state_path)
-            info[f"{stage}_stage"] = {"steps": state["step"], "train_config": state["train_config"],
-                                      "segments": state.get("segments", [])}
+            info[f"{stage}_stage"] = stage_record(read_trainer_state(state_path))
         elif f"{stage}_stage" in inherited:
             info[f"{stage}_stage"] = inherited[f"{stage}_stage"]
     make_output_dir("--to", to_dir)
