@@ -60,7 +60,8 @@ def test_new_tokens_add_up_on_the_snapshot_path_and_say_an_eos_cut():
                                        per_position_rollback=False)).stats
         assert new_tokens_line(stats).startswith("16 = 1 from the prompt"), (size, stats)
     stats = dict(stats, accepted=stats["accepted"] + 3)  # an EOS inside a round: fewer tokens than counted
-    assert new_tokens_line(stats) == "16 (the run ended at an end-of-text token)"
+    assert new_tokens_line(stats).startswith("16: the run ended at an end-of-text token inside a round, which cut 1 "
+                                             "from the prompt's pass + ")
 
 
 def test_a_refused_audit_keeps_the_last_audits_summary_under_its_message(engine):

@@ -226,7 +226,7 @@ def test_an_audit_stopped_mid_run_ends_at_its_next_step(engine, monkeypatch):
     assert seen[0] == 10 and outputs[:-1] and all("Running" in summary for *_, summary in outputs[:-1])
     assert "Stopped: the rounds above were verified" in outputs[-1][2]  # …but the rounds drawn, marked stopped
     # with the text those rounds wrote (a stopped audit showed no output at all), and what it ran with
-    assert "Output so far (verified)" in outputs[-1][2] and "Ran: speculative · S 4" in outputs[-1][2]
+    assert "Output so far (verified: " in outputs[-1][2] and "Ran: speculative · S 4" in outputs[-1][2]
     seen[0] = -1000
     *_, (_, _, summary) = list(handlers.speculative_audit("def f(x):", 0.8, 4, 4, 8, 0.0, 0, False, None,
                                                          request=Request("s1")))

@@ -193,3 +193,17 @@ def test_a_stopped_sweep_also_says_its_steps_ran_as_s(engine, monkeypatch):
     monkeypatch.setattr(sweep, "iter_sweep", one_point_then_stop)
     *_, stopped = [u for u in Handlers(engine).sweep(["fibonacci"], "", "0.9, 0.5", "2", 4, 2) if not sweep_tick(u)]
     assert "Stopped: the grid points above were measured" in stopped[3] and "Steps per block above S" in stopped[3]
+
+
+def test_a_refused_sweep_keeps_the_last_sweeps_notes_under_its_message(engine):
+    from types import SimpleNamespace
+
+    handlers = Handlers(engine)
+    tab = SimpleNamespace(session_hash="s1")
+    *_, final = [u for u in handlers.sweep(["fibonacci"], "", "0.9", "2", 4, 2, request=tab) if not sweep_tick(u)]
+    (*_, refused), = [u for u in handlers.sweep(["fibonacci"], "", "0.9", "1000", 4, 2, request=tab)
+                      if not sweep_tick(u)]
+    assert "is outside 1 … 512" in refused and "Below: the last Sweep&#x27;s notes." in refused
+    assert refused.endswith(final[3]) and "Steps per block above S run as S" in refused
+    handlers.forget_session(tab)
+    assert "s1" not in handlers._sweep_shown

@@ -35,6 +35,7 @@ input[type=range]:focus-visible, input[type=radio]:focus-visible, input[type=che
   outline: 2px solid #1c7ed6; outline-offset: 2px; }
 #board-stale [data-testid="status-tracker"], #race-stale [data-testid="status-tracker"],
 #sweep-stale [data-testid="status-tracker"] { display: none !important; }
+#sweep-table th, #sweep-table th * { word-break: normal !important; overflow-wrap: normal !important; }
 """
 RACE_CHOICES = [(MODE_LABELS[mode], mode) for mode in RACE_MODES]  # AR always races: the baseline
 
@@ -235,7 +236,8 @@ def _sweep_tab(c) -> None:
         c.sweep_message = _html("", "sweep-message")
         c.sweep_plot = gr.Plot(label="throughput ratio vs agreement with AR", elem_id="sweep-plot")
         # wrap: at 1,400 px the last headers were cut ("AR's own log"), their columns out of reach
-        c.sweep_table = gr.Dataframe(label="grid points", interactive=False, headers=table_headers(), wrap=True)
+        c.sweep_table = gr.Dataframe(label="grid points", interactive=False, headers=table_headers(), wrap=True,
+                                     elem_id="sweep-table")  # its headers wrap between words (page CSS)
         c.sweep_csv = gr.File(label="CSV download")
 
 

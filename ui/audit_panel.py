@@ -29,8 +29,9 @@ def audit_caption(settings: dict, stats: dict | None, draft_steps: int | None) -
     """What an audit ran with, under its figures: the rounds and the summary stay after the settings move on
     (a cut typed past its ends was clamped by the page, and the run's own stats say the cut it used)."""
     cut = (stats or {}).get("min_draft_confidence", settings.get("min_draft_confidence"))
+    most = settings["max_new_tokens"]
     parts = [run_caption("speculative", settings, draft_steps=draft_steps),
-             f"up to {settings['max_new_tokens']} new tokens"]
+             f"up to {most} new token{'' if most == 1 else 's'}"]
     parts += ["adaptive draft length"] if settings.get("adaptive") else []
     if cut is None:  # the model's default, resolved by the run (its stats name it once done)
         parts += ["the model's proposal cut"]
@@ -40,7 +41,10 @@ def audit_caption(settings: dict, stats: dict | None, draft_steps: int | None) -
 
 
 def _output_html(text: str, label: str) -> str:
-    return f'<h4>{esc(label)}</h4><div class="tt-text" data-output="1">{esc(text)}</div>'
+    # an empty box under the heading read as a fault: a run that ended at once, or whose one token re-spelled the
+    # healed prompt's last, wrote nothing after the typed prompt
+    shown = esc(text) if text else '<span class="tt-none">(nothing after the typed prompt)</span>'
+    return f'<h4>{esc(label)}</h4><div class="tt-text" data-output="1">{shown}</div>'
 
 
 class AuditPanel:
@@ -138,7 +142,9 @@ class AuditPanel:
             else:  # every round verified (the pacer may have held the last back) and the text they wrote
                 text = completion_text(self.engine.decode(so_far), healed)
                 summary = (acceptance_summary_html(None, rounds) + caption + note_html(AUDIT_STOPPED) +
-                           _output_html(text, "Output so far (verified)"))
+                           _output_html(text, f"Output so far (verified: {len(so_far)} new "
+                                              f"token{'' if len(so_far) == 1 else 's'})"))
+                summary += note_html(healed_sentence(healed)) if healed else ""
                 if session is not None:  # (a caller without a session shares no summary with another)
                     self._audit_shown[session] = summary
                 yield audit_html(rounds, self.piece), gr.skip(), summary
@@ -182,4 +188,4 @@ class AuditPanel:
                                  " (one draft pass keeps it).")  # the slider moved and nothing changed: why
         if session is not None:
             self._audit_shown[session] = summary
-        yield audit_html(rounds, self.piece), figure, summary
+        yield audit_html(rounds, self.piece, finished=True), figure, summary

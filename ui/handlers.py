@@ -50,6 +50,7 @@ class Handlers(BoardNote, SavedRuns, PanelHandlers):
             self._audit_refusal_said.pop(session, None)
             self._audit_shown.pop(session, None)
             self._cost_shown.pop(session, None)
+            self._sweep_shown.pop(session, None)
             self.board_started_over(session)
 
     def _view(self, board: Board, prompt: str, colour_by: str, steps_per_block, healed: str = "",

@@ -54,6 +54,7 @@ class PanelHandlers(AuditPanel, CostModelPanel, SweepPanel):
         self._audit_refusal_said: dict[str, tuple] = {}
         self._audit_shown: dict[str, str] = {}  # session -> its last audit's summary (ui/audit_panel.py)
         self._cost_shown: dict[str, str] = {}  # session -> its last Cost table (ui/cost_model_panel.py)
+        self._sweep_shown: dict[str, str] = {}  # session -> its last Sweep's notes (ui/sweep_panel.py)
         # a token's piece is fixed for the loaded model; boards and audits look up the same few hundred again
         self.piece = functools.lru_cache(maxsize=None)(engine.tokenizer.piece)
 

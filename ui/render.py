@@ -60,6 +60,7 @@ CSS = """
 .tt-table { border-collapse: collapse; font-size: 12px; }
 .tt-scroll { overflow-x: auto; max-width: 100%; }
 .tt-rounds { max-height: 70vh; overflow-y: auto; }
+.tt-none { color: #868e96; font-style: italic; }
 .tt-rounds th { position: sticky; top: 0; background: var(--background-fill-primary, #fff); z-index: 1; }
 .tt-table th, .tt-table td { border-bottom: 1px solid #e9ecef; padding: 3px 8px; text-align: left; vertical-align: top; }
 .tt-atok { border: 1px solid #dee2e6; padding: 0 1px; margin-right: 1px; font-family: monospace; }

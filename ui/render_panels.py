@@ -98,11 +98,13 @@ def _tok(token, piece) -> str:
     return "–" if token is None else esc(token_text(piece(int(token))))
 
 
-def audit_html(rounds: list[dict], piece: Callable[[int], str]) -> str:
+def audit_html(rounds: list[dict], piece: Callable[[int], str], finished: bool = False) -> str:
     """One table row per verification round: drafted block with the accepted prefix, the first rejected
-    draft token with both towers' probabilities, and the context tower's replacement."""
+    draft token with both towers' probabilities, and the context tower's replacement. finished: the run is
+    done (no "(yet)" where it had no round)."""
     if not rounds:
-        return ('<div class="tt-note">No verification rounds (yet): the first new token comes from the prompt\'s '
+        return (f'<div class="tt-note">No verification rounds{"" if finished else " (yet)"}: the first new token '
+                'comes from the prompt\'s '
                 'prefill, and a last token of the budget from the context tower\'s pass over the one before (there '
                 'is nothing left to draft), so a run of one or two tokens has none.</div>')
     head = ("<tr><th>round</th><th>drafted block (accepted prefix green, first rejection red)</th>"
@@ -182,7 +184,8 @@ def new_tokens_line(stats: dict) -> str:
     parts += ["1 the context tower's last (no round: one token left)"] if last else []
     if 1 + accepted + rounds + last == new:
         return f"{new} = " + " + ".join(parts)
-    return f"{new} (the run ended at an end-of-text token)"
+    # an end-of-text token inside a round cut what it emitted (the counts are the rounds' before the cut)
+    return f"{new}: the run ended at an end-of-text token inside a round, which cut " + " + ".join(parts)
 
 
 def cost_html(lines: list[CostLine], provenance: dict[str, str], api_price=None, measured_on_cpu: bool = False,

@@ -146,6 +146,7 @@ class SweepPanel:
             yield None, None, None, error_html(unavailable("The sweep (twotower.sweep)", exc))
             return
         points, disturbed, watch, message = [], 0, None, None  # disturbed: points timed beside another run of the app
+        session = getattr(request, "session_hash", None)
         # the CSV on screen, yielded again where nothing else changes: a gr.skip() to the file box made Gradio keep
         # a session's copy of it, and the CSVs served after it there were never removed by delete_cache (one per
         # point, every Sweep; a refused Sweep still skips it, to keep the last Sweep's CSV)
@@ -155,7 +156,7 @@ class SweepPanel:
                 sweep, example_names, extra_prompt, gammas, block_sizes, steps_per_block, repeats, anchor_first)
             # checked: it stops the session's earlier Sweep (or, stopped while queued, raises Stopped here), and its
             # own Stop ends it at a step from now on
-            watch = self._stops.begin(getattr(request, "session_hash", None), "sweep")
+            watch = self._stops.begin(session, "sweep")
             # the previous sweep's plot, table and CSV go: they would sit beside this one's progress
             message = note_html(f"{WARM_UP}, then {n} grid point(s), each timed beside AR …", progress=True)
             yield None, None, None, message
@@ -187,11 +188,15 @@ class SweepPanel:
                 stopped = self.sweep_stopped(message)
                 if stopped != gr.skip():
                     stopped += self._sweep_notes(sweep, points, steps_per_block)
+                    if session is not None:
+                        self._sweep_shown[session] = stopped
                 yield gr.skip(), gr.skip(), served, stopped
             return
         except ValueError as exc:  # refused before it began (the last Sweep's CSV stays), or failed on the way
             gr.Warning(str(exc))
-            yield gr.skip(), gr.skip(), gr.skip() if watch is None else served, error_html(str(exc))
+            shown = self._sweep_shown.get(session) if watch is None else None  # the last Sweep's notes stay
+            below = "" if shown is None else note_html("Below: the last Sweep's notes.") + shown
+            yield gr.skip(), gr.skip(), gr.skip() if watch is None else served, error_html(str(exc)) + below
             return
         finally:
             if watch is not None:
@@ -206,6 +211,8 @@ class SweepPanel:
                                                    "of a host's speed (more timed runs give a median).")
                             + shared_note(disturbed, len(points)) + unsaved)
         message += self._sweep_notes(sweep, points, steps_per_block)
+        if session is not None:  # what a refused Sweep keeps under its message
+            self._sweep_shown[session] = message
         yield sweep.sweep_figure(points), sweep_table(points), path, message
 
 
