@@ -44,6 +44,7 @@ class CostModelPanel:
                 raise ValueError(f"utilisation must be a number of percent, got {utilisation_pct!r}") from None
             lines = cost_table(throughputs, usd_per_gpu_hour, gpus, util, api_usd_per_million)
         except ValueError as exc:  # the last form computed stays, as a refused Sweep keeps its plot
+            gr.Warning(str(exc))  # as every other panel's refusal (the message in the panel stays after the toast)
             shown = self._cost_shown.get(getattr(request, "session_hash", None))
             below = "" if shown is None else note_html("Below: the last form computed.") + shown
             return error_html(str(exc)) + below, gr.skip()
