@@ -81,7 +81,7 @@ def test_a_refused_audit_keeps_the_last_audits_summary_under_its_message(engine)
         session_hash="s2")))
     assert "the prompt is empty" in other and "Below" not in other
     handlers.forget_session(tab)
-    assert "s1" not in handlers._audit_shown
+    assert ("s1", "audit") not in handlers._shown
 
 
 def test_an_audit_says_when_its_proposal_cut_was_not_applied(engine):

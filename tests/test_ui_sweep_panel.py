@@ -206,4 +206,4 @@ def test_a_refused_sweep_keeps_the_last_sweeps_notes_under_its_message(engine):
     assert "is outside 1 … 512" in refused and "Below: the last Sweep&#x27;s notes." in refused
     assert refused.endswith(final[3]) and "Steps per block above S run as S" in refused
     handlers.forget_session(tab)
-    assert "s1" not in handlers._sweep_shown
+    assert ("s1", "sweep") not in handlers._shown

@@ -17,8 +17,8 @@ from .panel_common import (HEAL_LABEL, FramePacer, run_settings, stopped_before_
                            unavailable, whole)
 from .playground_common import run_caption
 from .plots import acceptance_histogram
-from .render import error_html, esc, note_html
-from .render_panels import DISTURBED, acceptance_summary_html, audit_html, healed_sentence
+from .render import error_html, note_html
+from .render_panels import DISTURBED, acceptance_summary_html, audit_html, healed_sentence, output_html
 from .run_tracker import Stopped
 
 AUDIT_STOPPED = ("Stopped: the rounds above were verified before Stop (the figures are theirs; the histogram and "
@@ -40,16 +40,9 @@ def audit_caption(settings: dict, stats: dict | None, draft_steps: int | None) -
     return "Ran: " + " · ".join(parts)
 
 
-def _output_html(text: str, label: str) -> str:
-    # an empty box under the heading read as a fault: a run that ended at once, or whose one token re-spelled the
-    # healed prompt's last, wrote nothing after the typed prompt
-    shown = esc(text) if text else '<span class="tt-none">(nothing after the typed prompt)</span>'
-    return f'<h4>{esc(label)}</h4><div class="tt-text" data-output="1">{shown}</div>'
-
-
 class AuditPanel:
-    """The audit's handlers; self._audit_shown: session -> the summary of its last audit shown (a refused run's
-    message goes over it, as over the rounds and the histogram that stay)."""
+    """The audit's handlers (a refused run's message goes over the session's last summary, PanelHandlers._shown,
+    as over the rounds and the histogram that stay)."""
 
     def audit_pressed(self, prompt, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
                       adaptive=False, min_draft_confidence=None, top_k=None, top_p=None, heal=True,
@@ -142,11 +135,10 @@ class AuditPanel:
             else:  # every round verified (the pacer may have held the last back) and the text they wrote
                 text = completion_text(self.engine.decode(so_far), healed)
                 summary = (acceptance_summary_html(None, rounds) + caption + note_html(AUDIT_STOPPED) +
-                           _output_html(text, f"Output so far (verified: {len(so_far)} new "
+                           output_html(text, f"Output so far (verified: {len(so_far)} new "
                                               f"token{'' if len(so_far) == 1 else 's'})"))
                 summary += note_html(healed_sentence(healed)) if healed else ""
-                if session is not None:  # (a caller without a session shares no summary with another)
-                    self._audit_shown[session] = summary
+                self._keep_shown(session, "audit", summary)
                 yield audit_html(rounds, self.piece), gr.skip(), summary
             return
         except ImportError as exc:
@@ -162,9 +154,7 @@ class AuditPanel:
                 yield gr.skip(), gr.skip(), gr.skip()  # stays (the refusal replaced it)
                 return
             gr.Warning(str(exc))
-            shown = self._audit_shown.get(session)
-            below = "" if shown is None else note_html("Below: the last audit, as it ran.") + shown
-            yield gr.skip(), gr.skip(), error_html(str(exc)) + below
+            yield gr.skip(), gr.skip(), self._over_shown(session, "audit", exc, "Below: the last audit, as it ran.")
             return
         except Exception:  # an audit that fails (out of memory): Gradio replays no press deferred behind it, so
             self._audit_refusal_said.pop(session, None)  # none is waited for
@@ -178,7 +168,7 @@ class AuditPanel:
         output = None if written is None else completion_text(self.engine.decode(written), healed)
         summary = acceptance_summary_html(stats, rounds, str(self.engine.model.ctx_device))
         summary += note_html(audit_caption(settings, stats, draft_steps))
-        summary += "" if output is None else _output_html(output, "Output")
+        summary += "" if output is None else output_html(output)
         if healed:
             summary += note_html(healed_sentence(healed))
         if engine.disturbed(before):
@@ -186,6 +176,5 @@ class AuditPanel:
         if float(settings["min_draft_confidence"] or 0) > 0 and (stats or {}).get("min_draft_confidence") == 0.0:
             summary += note_html(CUT_OFF_WHEN_SAMPLING[0].upper() + CUT_OFF_WHEN_SAMPLING[1:] +
                                  " (one draft pass keeps it).")  # the slider moved and nothing changed: why
-        if session is not None:
-            self._audit_shown[session] = summary
+        self._keep_shown(session, "audit", summary)
         yield audit_html(rounds, self.piece, finished=True), figure, summary

@@ -25,8 +25,8 @@ def opened_beside_moved(was, now) -> str:
 
 
 class BoardNote:
-    """board_fresh / board_staleness (ui/wiring.py wires them; an opened file clears the note in open_pressed); self._board_started: session ->
-    what the Playground's latest run started with (None: the recording on the board says it)."""
+    """board_fresh / board_staleness (ui/wiring.py wires them; an opened file clears the note in open_pressed);
+    self._board_started: session -> what the Playground's latest run started with (None: the recording says it)."""
 
     def __init__(self, engine):
         super().__init__(engine)

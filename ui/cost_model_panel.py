@@ -12,7 +12,7 @@ from twotower.engine import LAYER_KEY
 from .cost import cost_table
 from .panel_common import MAX_NEW_TOKENS, unavailable, whole
 from .plots import cost_bars
-from .render import error_html, esc, kv_table_html, note_html
+from .render import esc, kv_table_html, note_html
 from .render_panels import MODE_LABELS, amount, cost_html, figure_decimals
 
 
@@ -22,8 +22,8 @@ def raced(measured) -> bool:
 
 
 class CostModelPanel:
-    """The Cost and Model panels' handlers (a mixin: `self.engine` is the app's engine; `self._cost_shown`,
-    session -> the last table it computed, is PanelHandlers')."""
+    """The Cost and Model panels' handlers (a mixin: `self.engine` is the app's engine; the session's last table
+    is kept by PanelHandlers._keep_shown)."""
 
     # ---------------------------------------------------------------- Cost
     def cost(self, usd_per_gpu_hour, gpus, utilisation_pct, tps_ar, tps_diffusion, tps_speculative,
@@ -45,9 +45,8 @@ class CostModelPanel:
             lines = cost_table(throughputs, usd_per_gpu_hour, gpus, util, api_usd_per_million)
         except ValueError as exc:  # the last form computed stays, as a refused Sweep keeps its plot
             gr.Warning(str(exc))  # as every other panel's refusal (the message in the panel stays after the toast)
-            shown = self._cost_shown.get(getattr(request, "session_hash", None))
-            below = "" if shown is None else note_html("Below: the last form computed.") + shown
-            return error_html(str(exc)) + below, gr.skip()
+            return self._over_shown(getattr(request, "session_hash", None), "cost", exc,
+                                    "Below: the last form computed."), gr.skip()
         labels = provenance(measured, throughputs)
         # a Race on this CPU gives a machine's throughput, which the fields price per GPU-hour: say so
         on_cpu = any((measured or {}).get("devices", {}).get(mode) == "cpu" for mode in labels)
@@ -56,8 +55,7 @@ class CostModelPanel:
         priced_with = (f"Priced at ${amount(float(usd_per_gpu_hour), 2)} per GPU-hour, {amount(gpus, 0)} GPU"
                        f"{'' if gpus == 1 else 's'}, {100 * util:.4g} % utilisation.")
         table = cost_html(lines, labels, api_usd_per_million, on_cpu, left_out, priced_with)
-        if request is not None and getattr(request, "session_hash", None) is not None:
-            self._cost_shown[request.session_hash] = table
+        self._keep_shown(getattr(request, "session_hash", None), "cost", table)
         return table, cost_bars(lines, api_usd_per_million)
 
     def cost_from_race(self, usd_per_gpu_hour, gpus, utilisation_pct, tps_ar, tps_diffusion, tps_speculative,

@@ -48,9 +48,8 @@ class Handlers(BoardNote, SavedRuns, PanelHandlers):
             self._stops.forget(session)
             self._live_colour.pop(session, None)
             self._audit_refusal_said.pop(session, None)
-            self._audit_shown.pop(session, None)
-            self._cost_shown.pop(session, None)
-            self._sweep_shown.pop(session, None)
+            for panel in ("audit", "cost", "sweep"):
+                self._shown.pop((session, panel), None)
             self.board_started_over(session)
 
     def _view(self, board: Board, prompt: str, colour_by: str, steps_per_block, healed: str = "",

@@ -23,7 +23,7 @@ from twotower.validation import check_int
 from .plots import race_bars
 from .panel_common import (FRAME_INTERVAL_S, HEAL_LABEL, given, stopped_before_start, stopped_note, switch, unavailable,
                            whole)
-from .render import error_html
+from .render import error_html, note_html
 from .race_csv import race_csv_text, race_rows
 from .render_panels import healed_sentence, race_html, stale_note
 from .run_tracker import RunTracker, StopRequests, Stopped, TrackedEngine
@@ -52,9 +52,9 @@ class PanelHandlers(AuditPanel, CostModelPanel, SweepPanel):
         # Gradio runs that press's audit once the other has ended (trigger_mode always_last), reading the inputs
         # then: with the same ones it says nothing more; with others (typed since) it runs as any press does
         self._audit_refusal_said: dict[str, tuple] = {}
-        self._audit_shown: dict[str, str] = {}  # session -> its last audit's summary (ui/audit_panel.py)
-        self._cost_shown: dict[str, str] = {}  # session -> its last Cost table (ui/cost_model_panel.py)
-        self._sweep_shown: dict[str, str] = {}  # session -> its last Sweep's notes (ui/sweep_panel.py)
+        # (session, panel) -> what the panel's last run showed: the audit's summary, the Cost table, the Sweep's
+        # notes; a refused run's message goes over it (_over_shown)
+        self._shown: dict[tuple[str, str], str] = {}
         # a token's piece is fixed for the loaded model; boards and audits look up the same few hundred again
         self.piece = functools.lru_cache(maxsize=None)(engine.tokenizer.piece)
 
@@ -97,6 +97,18 @@ class PanelHandlers(AuditPanel, CostModelPanel, SweepPanel):
         if not self._stops.going(getattr(request, "session_hash", None), panel):
             return gr.skip()
         return error_html(f"Not run: {exc}. The {name} going runs on.")
+
+    def _keep_shown(self, session, panel: str, html: str) -> None:
+        """What the panel's run showed, for a refused run of the session to keep under its message (a caller
+        without a session keeps nothing: it would show another caller's)."""
+        if session is not None:
+            self._shown[(session, panel)] = html
+
+    def _over_shown(self, session, panel: str, exc: Exception, below: str) -> str:
+        """A refused run's message, over what the panel's last run of the session showed (its `below` label first);
+        the message alone where there is none."""
+        shown = self._shown.get((session, panel))
+        return error_html(str(exc)) + ("" if shown is None else note_html(below) + shown)
 
     def race_stopped(self, view: str):
         """Stop during a Race: the cards timed so far stay; the "timing …" line says the Race was stopped (and,

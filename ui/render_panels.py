@@ -144,13 +144,12 @@ def audit_html(rounds: list[dict], piece: Callable[[int], str], finished: bool =
     return f'<div class="tt-scroll tt-rounds"><table class="tt-table" data-rounds="{len(rounds)}">{head}{"".join(body)}</table></div>'
 
 
-def acceptance_summary_html(stats: dict | None, rounds: list[dict], device: str | None = None,
-                            output: str | None = None) -> str:
+def acceptance_summary_html(stats: dict | None, rounds: list[dict], device: str | None = None) -> str:
     """Acceptance rate = accepted / drafted; mean acceptance length = 1 + accepted / rounds (vLLM's definitions).
 
     With the run's stats (when it is done): the share accepted at each draft position, which is what that
     position adds to the mean acceptance length, and the sampler's time per round drafting and verifying
-    (`device`: where it was measured), and `output`, the text the run wrote."""
+    (`device`: where it was measured); the text the run wrote goes under it (output_html)."""
     counted = AcceptanceCounter.of(rounds)  # the rounds on screen (all there is of a stopped run)
     drafted, accepted = counted.drafted, counted.accepted
     figures = {**counted.summary(), **(stats or {})}  # a finished run's own stats where it has them
@@ -170,8 +169,14 @@ def acceptance_summary_html(stats: dict | None, rounds: list[dict], device: str 
         rows.append((f"per round: drafting · verifying{where}", f"{1000 * stats['draft_s'] / stats['rounds']:.1f} ms · "
                                                          f"{1000 * stats['verify_s'] / stats['rounds']:.1f} ms"))
     body = "".join(f'<tr><td>{esc(k)}</td><td class="v">{esc(v)}</td></tr>' for k, v in rows)
-    text = "" if output is None else f'<h4>Output</h4><div class="tt-text" data-output="1">{esc(output)}</div>'
-    return f'<table class="tt-stats">{body}</table>{text}'
+    return f'<table class="tt-stats">{body}</table>'
+
+
+def output_html(text: str, label: str = "Output") -> str:
+    """The text a run wrote, under a heading. An empty box under the heading read as a fault: a run that ended at
+    once, or whose one token re-spelled the healed prompt's last, wrote nothing after the typed prompt."""
+    shown = esc(text) if text else '<span class="tt-none">(nothing after the typed prompt)</span>'
+    return f'<h4>{esc(label)}</h4><div class="tt-text" data-output="1">{shown}</div>'
 
 
 def new_tokens_line(stats: dict) -> str:

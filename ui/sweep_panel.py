@@ -188,15 +188,15 @@ class SweepPanel:
                 stopped = self.sweep_stopped(message)
                 if stopped != gr.skip():
                     stopped += self._sweep_notes(sweep, points, steps_per_block)
-                    if session is not None:
-                        self._sweep_shown[session] = stopped
+                    self._keep_shown(session, "sweep", stopped)
                 yield gr.skip(), gr.skip(), served, stopped
             return
         except ValueError as exc:  # refused before it began (the last Sweep's CSV stays), or failed on the way
             gr.Warning(str(exc))
-            shown = self._sweep_shown.get(session) if watch is None else None  # the last Sweep's notes stay
-            below = "" if shown is None else note_html("Below: the last Sweep's notes.") + shown
-            yield gr.skip(), gr.skip(), gr.skip() if watch is None else served, error_html(str(exc)) + below
+            # refused before it began: the last Sweep's notes stay under the message (failed on the way: its own)
+            said = (self._over_shown(session, "sweep", exc, "Below: the last Sweep's notes.") if watch is None
+                    else error_html(str(exc)))
+            yield gr.skip(), gr.skip(), gr.skip() if watch is None else served, said
             return
         finally:
             if watch is not None:
@@ -211,10 +211,8 @@ class SweepPanel:
                                                    "of a host's speed (more timed runs give a median).")
                             + shared_note(disturbed, len(points)) + unsaved)
         message += self._sweep_notes(sweep, points, steps_per_block)
-        if session is not None:  # what a refused Sweep keeps under its message
-            self._sweep_shown[session] = message
+        self._keep_shown(session, "sweep", message)  # what a refused Sweep keeps under its message
         yield sweep.sweep_figure(points), sweep_table(points), path, message
-
 
     @staticmethod
     def _sweep_notes(sweep, points: list[dict], steps_per_block) -> str:
