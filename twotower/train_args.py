@@ -162,13 +162,12 @@ def refuse_context_under_denoiser(run_dir: Path) -> None:
                      "its denoiser_ckpt, train the context stage there, then start its denoiser afresh")
 
 
-def check_resume(run_dir: Path, stage: str, profile: str, profiles: dict, total: int, steps,
-                 kept_target: bool = False) -> dict:
-    """The checkpoint a --resume continues, read before any corpus work: it must have been trained on the
-    windows of --profile (a gpu run resumed under the default cpu profile changed the window shape, lr, batch
-    and step count, said so in a note, then trained on) and be short of the steps asked (kept_target: `total`
-    is its own run's target, no --steps given). Returns its record."""
-    meta = read_trainer_state(run_dir / f"{stage}_ckpt" / "trainer_state.json")
+def check_resume(meta: dict, run_dir: Path, stage: str, profile: str, profiles: dict, total: int, steps,
+                 kept_target: bool = False) -> None:
+    """The checkpoint a --resume continues (`meta`, its trainer_state.json as read_trainer_state gives it), checked
+    before any corpus work: it must have been trained on the windows of --profile (a gpu run resumed under the
+    default cpu profile changed the window shape, lr, batch and step count, said so in a note, then trained on) and
+    be short of the steps asked (kept_target: `total` is its own run's target, no --steps given)."""
     saved, given = meta["train_config"], profiles[profile]
     differs = [key for key in SHAPE_KEYS if key in saved and saved[key] != given[key]]
     if differs:
@@ -182,7 +181,6 @@ def check_resume(run_dir: Path, stage: str, profile: str, profiles: dict, total:
                  else f"the {profile} profile's {total} steps leave")
         raise ValueError(f"the {stage} checkpoint in {run_dir} is already at step {meta['step']}: {asked} nothing to "
                          "train (give a larger --steps to continue)")
-    return meta
 
 
 def check_export_paths(run_dir, to_dir) -> tuple[Path, Path]:

@@ -140,9 +140,8 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
     target = None
     if resuming:  # what the command line leaves out, the checkpoint's last run set: a plain --resume took the
         # profile's defaults instead (its batch 2 -> 16, 112 steps -> 1000, distillation off, fp32 -> bf16)
-        history = read_trainer_state(ckpt_state)
-        kept = segment_history(history.get("segments"), history["step"], history["train_config"])[-1]
-        kept = kept.get("train_config") or {}
+        meta = read_trainer_state(ckpt_state)  # read once: checked below, and its last run's settings kept
+        kept = segment_history(meta.get("segments"), meta["step"], meta["train_config"])[-1].get("train_config") or {}
         given = dict(batch_size=batch_size, lr=lr, distill_share=distill_share, distill_from=distill_from,
                      distill_batches=distill_batches, full_mask_share=full_mask_share)
         cfg = replace(cfg, **{key: kept[key] for key, value in given.items() if value is None and key in kept})
@@ -150,7 +149,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
         target = kept.get("total_steps")
     total = steps or (10**9 if cfg.minutes else target or profile_steps)  # with a time budget, `steps` is a cap
     if resuming:  # the checkpoint's profile and step, before the corpus is encoded
-        meta = check_resume(run_dir, stage, profile, PROFILES, total, steps, kept_target=target is not None)
+        check_resume(meta, run_dir, stage, profile, PROFILES, total, steps, kept_target=target is not None)
     if from_export:  # before the tokenizer is looked for (the export brings its own) and the corpus encoded
         exported = export_record(Path(init_from))  # checked before --out is made and filled
         if exported["steps"] >= total:
@@ -177,8 +176,7 @@ def run_stage(stage: str, run_dir, profile: str = "cpu", resume: bool = False, s
               file=sys.stderr)  # stdout carries the JSON record alone
         cfg = replace(cfg, dtype="float32")
     if resuming:
-        saved = segment_history(meta.get("segments"), meta["step"], meta["train_config"])[-1]
-        changed = settings_changed(saved.get("train_config") or {}, {**asdict(cfg), "total_steps": total})
+        changed = settings_changed(kept, {**asdict(cfg), "total_steps": total})
         if changed:  # allowed (the segment history records it), but a flag left off by mistake changes the run
             print(f"resuming with other settings than the checkpoint's: {changed} (as given; what the command line "
                   "leaves out, the checkpoint's run set)", file=sys.stderr)
