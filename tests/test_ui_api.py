@@ -97,10 +97,14 @@ def test_top_k_and_top_p_filter_a_sampled_run_through_the_api(app):
     ("", SMALL, "the prompt is empty"),
     ("y" * 2100, SMALL, "the limit is 2048 tokens"),
 ], ids=["empty", "too-long"])
-def test_bad_prompt_gives_a_message(app, prompt, settings, message):
+def test_bad_prompt_gives_a_message(app, prompt, settings, message, capfd):
+    """A refusal is raised to an API caller (the page's toast never reached it: the call read as a success whose
+    outputs were the panel's HTML and update dicts), and logs no traceback: the caller's mistake."""
     _, _, client = app
-    view, stats, completion, _ = client.predict(prompt, "diffusion", *settings, "step", api_name="/generate")
-    assert 'class="tt-error"' in view and message in view and "Traceback" not in view
+    capfd.readouterr()
+    with pytest.raises(Exception, match=message):
+        client.predict(prompt, "diffusion", *settings, "step", api_name="/generate")
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_out_of_range_slider_is_refused_with_its_bounds(app, capfd):
@@ -158,8 +162,8 @@ def test_a_huge_block_size_in_the_sweep_is_refused_and_the_next_call_works(app):
     """S = 10**30 ran, then Gradio could not encode the reply (orjson: "Integer exceeds 64-bit range"): the
     caller got a bare CancelledError, and so did its next call."""
     _, _, client = app
-    *_, message = client.predict(["fibonacci"], "", "0.9", str(10 ** 30), 4, 4, False, 1, api_name="/sweep")
-    assert "block size 1e+30 is outside 1 … 512" in message and 'class="tt-error"' in message
+    with pytest.raises(Exception, match="block size 1e\\+30 is outside 1 … 512"):
+        client.predict(["fibonacci"], "", "0.9", str(10 ** 30), 4, 4, False, 1, api_name="/sweep")
     view, *_ = client.predict("def f():", "diffusion", *SMALL, "step", api_name="/generate")
     assert 'data-done="1"' in view
 
@@ -177,15 +181,14 @@ def test_bad_cost_numbers_get_the_panels_message_naming_the_field(app, cost_args
     """The number boxes once had Gradio's own minimum / precision: a bare "Error" pill ("Value -5 is less than
     minimum value 0.") with the last table left under it, and 1.5 GPUs rounded to 2 without a word."""
     _, _, client = app
-    table, plot = client.predict(*cost_args, api_name="/cost")
-    # the plot: an update that changes nothing (gr.skip()), so the last chart computed stays on screen
-    assert html.escape(message) in table and 'class="tt-error"' in table and plot == {"__type__": "update"}
+    with pytest.raises(Exception, match=re.escape(message)):
+        client.predict(*cost_args, api_name="/cost")
 
 
 def test_a_negative_seed_gets_the_engines_message(app):
     _, _, client = app
-    view, *_ = client.predict("def f():", "ar", 0.8, 4, 4, 8, 0.7, -3, "step", api_name="/generate")
-    assert 'class="tt-error"' in view and "seed" in view and "Traceback" not in view
+    with pytest.raises(Exception, match="seed"):
+        client.predict("def f():", "ar", 0.8, 4, 4, 8, 0.7, -3, "step", api_name="/generate")
 
 
 def test_prompts_are_escaped_in_the_page(app):
@@ -200,8 +203,8 @@ def test_race(app):
     cards, plot, = client.predict("def f(x):", ["diffusion", "mock_ar"], 0.8, 4, 4, 8, 1, api_name="/race")
     assert cards.count('class="tt-card"') == 3 and "× AR" in cards and "tokens/s" in cards
     assert plot["type"] == "plotly"
-    error, _ = client.predict("", ["diffusion"], 0.8, 4, 4, 8, 1, api_name="/race")
-    assert "the prompt is empty" in error
+    with pytest.raises(Exception, match="the prompt is empty"):
+        client.predict("", ["diffusion"], 0.8, 4, 4, 8, 1, api_name="/race")
 
 
 def test_speculative_audit(app):
@@ -225,8 +228,8 @@ def test_sweep(app):
         header = f.readline()
     assert "gamma" in header and "ratio_vs_ar" in header
     assert table["headers"][:3] == ["γ", "S", "steps"] and len(table["value"]["data"]) == 2  # short headers
-    *_, bad = client.predict(["fibonacci"], "", "fast", "4", 4, 8, api_name="/sweep")
-    assert "tt-error" in bad and "γ values" in bad
+    with pytest.raises(Exception, match="γ values"):
+        client.predict(["fibonacci"], "", "fast", "4", 4, 8, api_name="/sweep")
     *_, anchored = client.predict(["fibonacci"], "", "0.5", "4", 4, 8, True, api_name="/sweep")
     assert "1 grid point over" in anchored and "anchored diffusion" in anchored
 
@@ -235,8 +238,8 @@ def test_cost_and_model_info(app):
     _, _, client = app
     table, plot = client.predict(2.0, 1, 50, 100.0, 250.0, None, 1.0, api_name="/cost")
     assert "$1,440" in table and plot["type"] == "plotly"
-    error, _ = client.predict(2.0, 1, 50, None, None, None, 1.0, api_name="/cost")
-    assert "no throughput" in error
+    with pytest.raises(Exception, match="no throughput"):
+        client.predict(2.0, 1, 50, None, None, None, 1.0, api_name="/cost")
     info = client.predict(8, api_name="/model_info")
     assert "M*EM-*" in info and "Memory plan" in info and "block size 8" in info
 
@@ -286,7 +289,9 @@ def test_a_second_call_from_one_client_supersedes_its_first(app):
     view, _, completion, _ = client.predict("def f():", "ar", *SMALL, "step", api_name="/generate")
     assert 'data-done="1"' in view and completion == reference_completion(engine, "def f():", "ar")
     job.result(timeout=60)  # the first has ended, stopped mid-run (512 tokens take seconds)
-    assert 'data-done="0"' in job.outputs()[-1][0]
+    view, stats, *_ = job.outputs()[-1]
+    # and its last output says so: it ended on its last running frame ("status running…", "so far")
+    assert 'data-done="0"' in view and "Stopped" in stats and "running" not in stats
 
 
 # ------------------------------------------------------------------ `python app.py`
@@ -414,12 +419,30 @@ def test_a_checkbox_sent_as_a_string_is_refused_by_its_label(app):
     """Gradio passes an API caller's checkbox value on as it came: bool("no") switched anchoring (and the audit's
     adaptive draft length, the Sweep's anchored diffusion) on."""
     _, _, client = app
-    view, *_ = client.predict("def f(x):", "diffusion", *SMALL, "step", "no", api_name="/generate")
-    assert "anchor each block&#x27;s first token must be True or False, got &#x27;no&#x27;" in view
-    *_, summary = client.predict("def f(x):", *SMALL, "false", 0.0, api_name="/speculative_audit")
-    assert "adaptive draft length must be True or False" in summary
-    *_, message = client.predict(["fibonacci"], "", "0.8", "4", 4, 8, "yes", 1, api_name="/sweep")
-    assert "anchored diffusion must be True or False" in message
+    with pytest.raises(Exception, match="anchor each block's first token must be True or False, got 'no'"):
+        client.predict("def f(x):", "diffusion", *SMALL, "step", "no", api_name="/generate")
+    with pytest.raises(Exception, match="adaptive draft length must be True or False"):
+        client.predict("def f(x):", *SMALL, "false", 0.0, api_name="/speculative_audit")
+    with pytest.raises(Exception, match="anchored diffusion must be True or False"):
+        client.predict(["fibonacci"], "", "0.8", "4", 4, 8, "yes", 1, api_name="/sweep")
+    # None too: it read as off (heal=None ran the prompt unhealed without a word)
+    with pytest.raises(Exception, match="heal the prompt.s last token must be True or False, got None"):
+        client.predict("def f(x):", "diffusion", *SMALL, "step", False, None, api_name="/generate")
+
+
+def test_a_radio_value_outside_its_choices_is_refused_by_its_label_without_a_traceback(app, capfd):
+    """Gradio's own refusal said it clearly but logged a traceback per call, as a server fault."""
+    _, _, client = app
+    capfd.readouterr()
+    with pytest.raises(Exception, match=re.escape("mode takes one of ['diffusion', 'speculative', 'mock_ar', 'ar'], "
+                                                  "got 'AR'")):
+        client.predict("def f(x):", "AR", *SMALL, "step", api_name="/generate")
+    with pytest.raises(Exception, match="colour tokens by takes one of"):
+        client.predict("def f(x):", "ar", *SMALL, "bogus", api_name="/generate")
+    with pytest.raises(Exception, match=re.escape("race against AR takes choices from ['diffusion', "
+                                                  "'diffusion_anchored', 'speculative', 'mock_ar'], got 'ar'")):
+        client.predict("def f(x):", ["ar"], 0.8, 4, 4, 8, 1, api_name="/race")
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_the_page_shows_a_keyboard_users_focus_on_every_control(app):

@@ -12,7 +12,7 @@ import gradio as gr
 from twotower.engine import LAYER_KEY, MODES
 
 from .board import Board
-from .components import ChoiceGroup, NumberSlider, StepScrubber
+from .components import ChoiceGroup, ChoiceRadio, NumberSlider, StepScrubber, Switch
 from .examples import DEFAULT_PROMPT, EXAMPLE_PROMPTS
 from .handlers import Handlers
 from .panel_handlers import RACE_MODES
@@ -121,15 +121,15 @@ def _playground_tab(c, engine) -> None:
             c.prompt = gr.Textbox(value=DEFAULT_PROMPT, lines=13, max_lines=20, label="Prompt",
                                   info=PROMPT_KEYS, elem_id="prompt", scale=3)
             with gr.Column(scale=1, min_width=200):
-                c.mode = gr.Radio(MODE_CHOICES, value="diffusion", label="mode", info="a change re-runs",
+                c.mode = ChoiceRadio(MODE_CHOICES, value="diffusion", label="mode", info="a change re-runs",
                                   elem_id="mode")
-                c.colour_by = gr.Radio(["step", "confidence"], value="step",
+                c.colour_by = ChoiceRadio(["step", "confidence"], value="step",
                                        label="colour tokens by", elem_id="colour-by")
-                c.anchor_first = gr.Checkbox(False, label="anchor each block's first token",
+                c.anchor_first = Switch(False, label="anchor each block's first token",
                                              info="diffusion: the context tower's own next token "
                                              "(no denoiser pass; not the release's rule)",
                                              elem_id="anchor-first")
-                c.heal = gr.Checkbox(True, label=HEAL_LABEL,
+                c.heal = Switch(True, label=HEAL_LABEL,
                                      info="a prompt typed mid-token (`ret`, `):`): the first token is chosen among "
                                      "those that start with its last token's text (README: token healing)",
                                      elem_id="heal")
@@ -174,7 +174,7 @@ def _race_tab(c) -> None:
                                            label="race against AR", elem_id="race-modes")
                 # one run's speed is one sample of a noisy host: three give a median and a spread
                 c.repeats = NumberSlider(1, 5, value=3, step=1, label="timed runs per mode (median)")
-                c.race_heal = gr.Checkbox(True, label=HEAL_LABEL, info=HEAL_INFO, elem_id="race-heal")
+                c.race_heal = Switch(True, label=HEAL_LABEL, info=HEAL_INFO, elem_id="race-heal")
         with gr.Row():
             c.race_btn = gr.Button("Race", variant="primary", elem_id="race-button")
             c.race_stop = gr.Button("Stop", variant="stop", elem_id="race-stop")
@@ -194,13 +194,13 @@ def _audit_tab(c, cfg) -> None:
         c.audit_prompt = gr.Textbox(value=DEFAULT_PROMPT, lines=4, label="Prompt", info=PROMPT_KEYS,
                                     elem_id="audit-prompt")
         with gr.Row():
-            c.audit_adaptive = gr.Checkbox(False, label="adaptive draft length",
+            c.audit_adaptive = Switch(False, label="adaptive draft length",
                                            info="longer after full acceptances, shorter after rejections",
                                            elem_id="audit-adaptive")
             c.audit_cut = NumberSlider(0.0, 0.95, value=cfg.default_min_draft_confidence, step=0.05,
                                        label="propose draft tokens with confidence ≥",
                                        info="0 verifies the whole draft", elem_id="audit-cut")
-            c.audit_heal = gr.Checkbox(True, label=HEAL_LABEL, info=HEAL_INFO, elem_id="audit-heal")
+            c.audit_heal = Switch(True, label=HEAL_LABEL, info=HEAL_INFO, elem_id="audit-heal")
         with gr.Row():
             c.audit_btn = gr.Button("Run speculative decoding", variant="primary",
                                     elem_id="audit-button")
@@ -226,7 +226,7 @@ def _sweep_tab(c) -> None:
             # one run's speed is one sample of a noisy host: × AR and the frontier move with it
             c.sweep_repeats = NumberSlider(1, 5, value=1, step=1, label="timed runs per point (median)",
                                            elem_id="sweep-repeats")
-            c.sweep_anchor = gr.Checkbox(False, label="anchored diffusion",
+            c.sweep_anchor = Switch(False, label="anchored diffusion",
                                          info="each block's first token from the context tower",
                                          elem_id="sweep-anchor")
         with gr.Row():

@@ -13,6 +13,7 @@ from spec_decode.metrics import AcceptanceCounter
 from twotower.token_healing import completion_text
 
 from .board import verify_rounds
+from .components import from_api, say_refused
 from .panel_common import (HEAL_LABEL, FramePacer, run_settings, stopped_before_start, stopped_note, switch,
                            unavailable, whole)
 from .playground_common import run_caption
@@ -153,7 +154,7 @@ class AuditPanel:
                 del self._audit_refusal_said[session]  # the audit that ran on was going: that audit's summary
                 yield gr.skip(), gr.skip(), gr.skip()  # stays (the refusal replaced it)
                 return
-            gr.Warning(str(exc))
+            say_refused(str(exc), from_api(request))
             yield gr.skip(), gr.skip(), self._over_shown(session, "audit", exc, "Below: the last audit, as it ran.")
             return
         except Exception:  # an audit that fails (out of memory): Gradio replays no press deferred behind it, so

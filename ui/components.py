@@ -21,6 +21,23 @@ def refused(message: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
+def from_api(request) -> bool:
+    """Whether a handler's call came from gradio_client (or Gradio's MCP server), which marks its requests with
+    this header, rather than from the page."""
+    headers = getattr(request, "headers", None) or {}
+    return headers.get("x-gradio-user") in ("api", "mcp")
+
+
+def say_refused(message: str, api: bool) -> None:
+    """A panel's refused input, said as the caller can see it. The page gets a Warning toast beside the message
+    its handler then draws in the panel, over what the panel showed. An API caller gets the message raised, as a
+    slider's refusal is: a toast never reaches gradio_client, so a refusal read as a successful call whose
+    outputs were HTML and update dicts. api: from_api(the handler's request)."""
+    if api:
+        raise refused(message)
+    gr.Warning(message)
+
+
 class NumberSlider(gr.Slider):
     is_template = True  # the front end draws it with gr.Slider's own component (Block.get_block_name)
 
@@ -59,7 +76,36 @@ class ChoiceGroup(gr.CheckboxGroup):
     def preprocess(self, payload):
         if payload is None:  # nothing ticked, as a browser sends []
             payload = []
+        choices = [value for _, value in self.choices]
         if not isinstance(payload, (list, tuple)):
-            raise refused(f"{self.label or 'a checkbox group'} takes a list of choices from "
-                           f"{[value for _, value in self.choices]}, got {payload!r}")
+            raise refused(f"{self.label or 'a checkbox group'} takes a list of choices from {choices}, got {payload!r}")
+        for value in payload:  # (Gradio's own refusal logged a traceback)
+            if value not in choices:
+                raise refused(f"{self.label or 'a checkbox group'} takes choices from {choices}, got {value!r}")
         return super().preprocess(list(payload))
+
+
+class ChoiceRadio(gr.Radio):
+    """gr.Radio refusing a value outside its choices by its label, without the traceback Gradio's own refusal
+    logged. None is refused too: a page always sends one of the choices."""
+
+    is_template = True  # drawn as gr.Radio
+
+    def preprocess(self, payload):
+        choices = [value for _, value in self.choices]
+        if payload not in choices or isinstance(payload, bool):  # (True == 1)
+            raise refused(f"{self.label or 'a radio group'} takes one of {choices}, got {payload!r}")
+        return super().preprocess(payload)
+
+
+class Switch(gr.Checkbox):
+    """gr.Checkbox refusing anything but true or false by its label: Gradio passed an API caller's None or "no"
+    on, and None read as off (heal=None ran the prompt unhealed without a word)."""
+
+    is_template = True  # drawn as gr.Checkbox
+
+    def preprocess(self, payload):
+        if not isinstance(payload, bool):
+            # (check_flag's words)
+            raise refused(f"{self.label or 'a checkbox'} must be True or False, got {payload!r}")
+        return super().preprocess(payload)

@@ -9,6 +9,7 @@ import gradio as gr
 
 from twotower.engine import LAYER_KEY
 
+from .components import from_api, say_refused
 from .cost import cost_table
 from .panel_common import MAX_NEW_TOKENS, unavailable, whole
 from .plots import cost_bars
@@ -44,7 +45,7 @@ class CostModelPanel:
                 raise ValueError(f"utilisation must be a number of percent, got {utilisation_pct!r}") from None
             lines = cost_table(throughputs, usd_per_gpu_hour, gpus, util, api_usd_per_million)
         except ValueError as exc:  # the last form computed stays, as a refused Sweep keeps its plot
-            gr.Warning(str(exc))  # as every other panel's refusal (the message in the panel stays after the toast)
+            say_refused(str(exc), from_api(request))  # as every other panel's refusal (the message stays after the toast)
             return self._over_shown(getattr(request, "session_hash", None), "cost", exc,
                                     "Below: the last form computed."), gr.skip()
         labels = provenance(measured, throughputs)

@@ -19,6 +19,7 @@ from twotower.validation import check_int
 
 from .board import FRAME_KINDS, Board, count_frames, fold_event
 from .board_note import BoardNote
+from .components import from_api, refused as refused_error, say_refused
 from .panel_common import HEAL_LABEL, FramePacer, run_settings, switch, unavailable, whole
 from .panel_handlers import PanelHandlers
 from .playground_common import board_prompt, recorded_board, replay_scrubber, run_caption
@@ -91,7 +92,7 @@ class Handlers(BoardNote, SavedRuns, PanelHandlers):
         try:
             yield from self._generate(prompt, mode, gamma, block_size, steps_per_block, max_new_tokens,
                                       temperature, seed, colour_by, session, anchor_first, previous, stop, heal,
-                                      top_k, top_p)
+                                      top_k, top_p, api=from_api(request))
         finally:
             stop.end()
             if not self._stops.going(session, "playground"):  # (a newer run keeps the radio's latest value)
@@ -171,7 +172,9 @@ class Handlers(BoardNote, SavedRuns, PanelHandlers):
 
     def _generate(self, prompt, mode, gamma, block_size, steps_per_block, max_new_tokens, temperature, seed,
                   colour_by, session, anchor_first=False, previous=None, stopped=lambda: False, heal=True,
-                  top_k=None, top_p=None):
+                  top_k=None, top_p=None, api=False):
+        """generate's run; api: the caller is gradio_client (components.from_api), to whom a refusal is raised and
+        a run superseded by its newer call ends on a frame marked stopped (its last frame read as running)."""
         record = {"prompt": prompt, "steps_per_block": steps_per_block, "events": []}
         board = Board()
         try:
@@ -189,8 +192,11 @@ class Handlers(BoardNote, SavedRuns, PanelHandlers):
             shown = board_prompt(record)
             pacer = FramePacer(self.frame_interval_s)
             for event in events:  # the sampler runs one step per iteration: nothing is precomputed
-                if stopped():
-                    return  # this session started a newer run, or pressed Stop: stop within a step
+                if stopped():  # this session started a newer run, or pressed Stop: stop within a step
+                    if api and record["events"]:  # (a page's board is the newer run's by now: left alone)
+                        view, scrubber, stats, record, completion = self._stopped(record, colour_by)
+                        yield view, stats, completion, record, scrubber
+                    return
                 record["events"].append(event)
                 fold_event(board, event)
                 if event.kind in FRAME_KINDS and pacer.due():  # steps faster than the eye are drawn together
@@ -205,8 +211,8 @@ class Handlers(BoardNote, SavedRuns, PanelHandlers):
             # completion and statistics stay as they were, its recording too (marked as under a message) and
             # nothing of it is lost
             message = unavailable(f"{mode} mode", exc) if isinstance(exc, ImportError) else str(exc)
-            gr.Warning(message)
-            self.board_started_over(session)  # the board is the last run's, under the message
+            self.board_started_over(session)
+            say_refused(message, api)  # the board is the last run's, under the message
             yield self._refusal(message, previous, colour_by)
             return
         scrubber = replay_scrubber(count_frames(record["events"]))
@@ -235,7 +241,7 @@ class Handlers(BoardNote, SavedRuns, PanelHandlers):
                     under_message, scrubber)
         return error_html(message), gr.skip(), gr.skip(), gr.skip(), gr.skip()
 
-    def replay(self, record, frame, colour_by="step"):
+    def replay(self, record, frame, colour_by="step", request: gr.Request = None):
         """Redraw the recorded run as it was after its `frame`-th step (from gr.State, no model call)."""
         if not record or not record.get("events"):
             return note_html("Nothing recorded yet: generate first, then drag the step slider.")
@@ -244,6 +250,8 @@ class Handlers(BoardNote, SavedRuns, PanelHandlers):
         try:  # the scrubber sends whole numbers; an API caller's NaN or 1.5 was a ValueError or a silent int()
             frame = None if frame is None else check_int("the replay step", whole(frame), minimum=None)
         except ValueError as exc:  # the whole run stays on screen under the message
+            if from_api(request):  # (as every panel's refusal: components.say_refused)
+                raise refused_error(str(exc)) from None
             refused, frame = error_html(str(exc)), None
         upto = None if frame is None or frame >= frames else max(frame, 1)
         view = self._view(recorded_board(record, upto), board_prompt(record), colour_by, record.get("steps_per_block"),

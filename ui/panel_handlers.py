@@ -20,6 +20,7 @@ from twotower.metrics import token_agreement
 from twotower.token_healing import stream_keywords
 from twotower.validation import check_int
 
+from .components import from_api, say_refused
 from .plots import race_bars
 from .panel_common import (FRAME_INTERVAL_S, HEAL_LABEL, given, stopped_before_start, stopped_note, switch, unavailable,
                            whole)
@@ -245,7 +246,7 @@ class PanelHandlers(AuditPanel, CostModelPanel, SweepPanel):
             yield self.race_stopped(view), gr.skip(), gr.skip()
             return
         except ValueError as exc:  # refused before anything was timed: the message over the last Race's cards
-            gr.Warning(str(exc))
+            say_refused(str(exc), from_api(request))
             yield error_html(str(exc)) + ((previous or {}).get("view") or ""), gr.skip(), gr.skip()
             return
         finally:

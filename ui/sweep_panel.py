@@ -13,6 +13,7 @@ import gradio as gr
 
 from twotower.validation import check_int
 
+from .components import from_api, say_refused
 from .examples import EXAMPLE_PROMPTS
 from .panel_common import MAX_NEW_TOKENS, given, stopped_before_start, stopped_note, switch, unavailable, whole
 from .render import error_html, note_html
@@ -192,7 +193,7 @@ class SweepPanel:
                 yield gr.skip(), gr.skip(), served, stopped
             return
         except ValueError as exc:  # refused before it began (the last Sweep's CSV stays), or failed on the way
-            gr.Warning(str(exc))
+            say_refused(str(exc), from_api(request))
             # refused before it began: the last Sweep's notes stay under the message (failed on the way: its own)
             said = (self._over_shown(session, "sweep", exc, "Below: the last Sweep's notes.") if watch is None
                     else error_html(str(exc)))
