@@ -195,3 +195,41 @@ def test_cuda_and_cuda_0_are_one_device():
     config = make_config("default")
     assert plan_memory(config, "cuda", "cuda:0") == plan_memory(config, "cuda:0", "cuda:0")
     assert list(plan_memory(config, "cuda", "cuda:1")["devices"]) == ["cuda:0", "cuda:1"]
+
+
+def test_cpu_0_and_mps_0_are_the_one_device_they_name():
+    """cpu:0 beside cpu was planned as two machines, each with all of this one's memory: a plan twice the memory
+    given said "fits", with a context copy for a crossing that is none."""
+    config = make_config("release")
+    plan = plan_memory(config, "cpu", "cpu:0", device_memory={"cpu": 100})
+    assert list(plan["devices"]) == ["cpu"] and plan["fits"] is False
+    assert plan["devices"]["cpu"]["context_copy"] == 0
+    assert list(plan_memory(config, "mps:0", "mps", device_memory={"mps": 200})["devices"]) == ["mps"]
+
+
+def test_ssm_states_are_planned_in_fp32_whatever_the_config_says():
+    """transformers' NemotronH reads no mamba_ssm_cache_dtype: its scans leave the state fp32 (a float16 field
+    halved the plan of a cache measured fp32; "banana" there refused the plan, not the load)."""
+    config = make_config("default")
+    fp32 = plan_memory(config, "cpu", "cpu", device_memory={"cpu": 8})
+    for field in ("float16", "banana"):
+        config.mamba_ssm_cache_dtype = field
+        assert plan_memory(config, "cpu", "cpu", device_memory={"cpu": 8}) == fp32
+
+
+def test_the_plan_refuses_sizes_past_the_engines_bounds(release):
+    with pytest.raises(ValueError, match="block size must be at most 4,096, got 5,000"):
+        plan_memory(release, block_size=5000)
+    with pytest.raises(ValueError, match="batch size must be at most 1,024, got 1,025"):
+        plan_memory(release, batch_size=1025)
+    with pytest.raises(ValueError, match="context length must be at most 16,777,216, got a number of 400 digits"):
+        plan_memory(release, context_length=10**399)  # (its GiB overflowed a float: a traceback)
+    assert plan_memory(release, context_length=2**24, device_memory={"cuda:0": 80, "cuda:1": 80})["fits"] is False
+
+
+def test_sizes_under_a_mebibyte_are_shown_in_kibibytes():
+    """The default model's Mamba states (350 KiB) and a short context's K/V read "0.0 MiB", as if there were none."""
+    plan = plan_memory(make_config("default"), "cpu", "cpu", context_length=16, device_memory={"cpu": 8})
+    text = format_memory_plan(plan)
+    kv = plan["devices"]["cpu"]["kv_cache"]
+    assert 0 < kv < 2**20 and f"{kv / 1024:.1f} KiB" in text and "context copy" in text

@@ -4,6 +4,7 @@ Sweep's: test_ui_sweep_panel.py)."""
 import json
 import os
 import re
+from types import SimpleNamespace
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -228,6 +229,20 @@ def test_model_info_describes_the_engine(engine):
     html = Handlers(engine).model_info()
     assert "M*EM-*" in html and "46,712" in html and "context tower parameters" in html  # labels, not code names
     assert "block size 4" in Handlers(engine).model_info(4.0)  # the S slider's value, as a float from Gradio
+
+
+def test_a_fractional_block_size_in_the_model_tab_is_refused_over_the_last_plan(engine):
+    """The Model tab's S box takes 2.5: the plan went, for a grey "No memory plan for this configuration"."""
+    handlers, request = Handlers(engine), SimpleNamespace(session_hash="m1", headers={})
+    handlers.model_info(4.0, request=request)
+    refused = handlers.model_info(2.5, request=request)
+    assert refused.index("block size S must be an integer, got 2.5") < refused.index("Below: the last plan.")
+    assert "block size 4" in refused and "No memory plan" not in refused
+    # a session with no plan of its own keeps the page's first, at the model's S
+    first = handlers.model_info(0.5, request=SimpleNamespace(session_hash="m2", headers={}))
+    assert f"block size {engine.model.config.default_block_size}" in first
+    handlers.forget_session(request)
+    assert ("m1", "model") not in handlers._shown
 
 
 def test_an_anchored_run_shows_its_given_first_tokens(engine):

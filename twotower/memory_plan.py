@@ -5,7 +5,8 @@ What lives where (the engine's placement, `TwoTowerModel.place_towers_on_devices
 
 * ctx_device: the context tower and its head, the context K/V cache (attention layers, all T positions)
   and the context Mamba states (conv: conv_dim x K in the model dtype; SSM: heads x head_dim x state in
-  `mamba_ssm_cache_dtype`, fp32), per sequence of the batch.
+  fp32, as transformers' scans leave them whatever the config's `mamba_ssm_cache_dtype` says), per sequence
+  of the batch.
 * den_device: the denoiser tower, its head and the time conditioning; per block it holds only S
   positions of its own K/V and a working copy of the seeded Mamba states; when the towers sit on two
   devices it also receives a copy of the context K/V and states once per block (`ContextStates.to`).
@@ -22,9 +23,14 @@ import math
 import torch
 
 from .config import held_dtype  # the routers are kept in fp32 by the loaders
+from .validation import BATCH_LIMIT, MAX_BLOCK_SIZE
 
 GIB = 2**30
 HEADROOM = 0.10
+# 16 M tokens: past any context a run here reaches (a 2,048-token prompt and a million new tokens, the largest
+# --max-new-tokens), and the bytes of any model at it stay printable (a 20-digit length planned 95 trillion GiB,
+# a 400-digit one overflowed a float)
+CONTEXT_LIMIT = 2**24
 CONTEXT_PREFIXES = ("context_tower.", "context_lm_head.")
 
 
@@ -45,13 +51,20 @@ def _parse_device(device) -> str:
     except (RuntimeError, TypeError):
         raise ValueError(f"not a device: {device!r} (examples: cpu, cuda:0, cuda:1)") from None
     # "cuda" is torch's current device, cuda:0 unless set otherwise: one device, not two (a plan of --ctx-device cuda
-    # --den-device cuda:0 counted a copy of the context states for a device crossing that is none)
-    return f"{parsed.type}:0" if parsed.type == "cuda" and parsed.index is None else str(parsed)
+    # --den-device cuda:0 counted a copy of the context states for a device crossing that is none). cpu:0 and
+    # mps:0 are the one host's memory and the one Apple GPU: planned as two, each with all of it, a plan twice the
+    # memory said "fits"
+    if parsed.type == "cuda" and parsed.index is None:
+        return "cuda:0"
+    return parsed.type if parsed.type in ("cpu", "mps") else str(parsed)
 
 
-def _positive_int(name: str, value) -> int:
+def _positive_int(name: str, value, maximum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if value > maximum:
+        raise ValueError(f"{name} must be at most {maximum:,}, got {value:,}" if value < 10**30 else
+                         f"{name} must be at most {maximum:,}, got a number of {len(str(value))} digits")
     return value
 
 
@@ -77,9 +90,10 @@ def state_bytes(config, positions: int, batch_size: int, dtype: torch.dtype) -> 
     n_attn, n_mamba = kinds.count("full_attention"), kinds.count("linear_attention")
     kv = n_attn * 2 * batch_size * config.num_key_value_heads * config.head_dim * positions * _bytes_of(dtype)
     conv_dim = config.mamba_num_heads * config.mamba_head_dim + 2 * config.n_groups * config.ssm_state_size
-    ssm_dtype = parse_dtype(getattr(config, "mamba_ssm_cache_dtype", "float32") or "float32")
     conv = conv_dim * config.conv_kernel * _bytes_of(dtype)
-    ssm = config.mamba_num_heads * config.mamba_head_dim * config.ssm_state_size * _bytes_of(ssm_dtype)
+    # fp32: the scans' final state (transformers 5 reads no mamba_ssm_cache_dtype; a plan that did halved a
+    # float16-configured cache, measured fp32)
+    ssm = config.mamba_num_heads * config.mamba_head_dim * config.ssm_state_size * _bytes_of(torch.float32)
     return {"kv": kv, "mamba": n_mamba * batch_size * (conv + ssm)}
 
 
@@ -124,9 +138,10 @@ def plan_memory(config, ctx_device="cuda:0", den_device="cuda:1", context_length
     dtype = parse_dtype(dtype)
     den_dtype = dtype if den_dtype is None else parse_dtype(den_dtype)
     ctx_device, den_device = _parse_device(ctx_device), _parse_device(den_device)
-    context_length = _positive_int("context length", context_length)
-    batch_size = _positive_int("batch size", batch_size)
-    block_size = _positive_int("block size", getattr(config, "default_block_size", 16) if block_size is None else block_size)
+    context_length = _positive_int("context length", context_length, CONTEXT_LIMIT)
+    batch_size = _positive_int("batch size", batch_size, BATCH_LIMIT)
+    block_size = _positive_int("block size", getattr(config, "default_block_size", 16) if block_size is None else block_size,
+                               MAX_BLOCK_SIZE)  # the engine's bounds: a plan of what cannot run is no plan
     if device_memory is not None:
         device_memory = {_parse_device(k): v for k, v in device_memory.items()}
         unused = sorted(set(device_memory) - {ctx_device, den_device})
@@ -185,7 +200,10 @@ def plan_memory(config, ctx_device="cuda:0", den_device="cuda:1", context_length
 def _gib(n) -> str:
     if n is None:
         return "?"
-    return f"{n / GIB:.2f} GiB" if n >= GIB else f"{n / 2**20:.1f} MiB"
+    if n >= GIB:
+        return f"{n / GIB:.2f} GiB"
+    # a small model's K/V of 16 KiB read "0.0 MiB", as if there were none
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 or n == 0 else f"{n / 2**10:.1f} KiB"
 
 
 def _count(n: int) -> str:
@@ -249,9 +267,10 @@ def add_arguments(parser) -> None:
 
     add_model_arguments(parser)
     parser.set_defaults(ctx_device="cuda:0", den_device="cuda:1")
-    parser.add_argument("--context-length", type=int, default=8192, help="tokens of context (prompt + generated)")
+    parser.add_argument("--context-length", type=int, default=8192,
+                        help=f"tokens of context, prompt + generated (default: 8192; at most {CONTEXT_LIMIT:,})")
     parser.add_argument("--batch", "--batch-size", type=int, default=1,  # bench's spelling too: a typo's suggestion
-                        help="sequences decoded together")  # was --block-size, another setting
+                        help=f"sequences decoded together (default: 1; at most {BATCH_LIMIT})")  # was --block-size
     parser.add_argument("--block-size", type=int, default=None, help="block size S (default: the model's)")
     parser.add_argument("--dtype", default="bf16", type=dtype_flag, metavar=DTYPE_METAVAR,
                         help=f"weight dtype: {DTYPE_HELP} (default: bf16, the release's, as a GPU run loads it; "

@@ -8,12 +8,13 @@ from __future__ import annotations
 import gradio as gr
 
 from twotower.engine import LAYER_KEY
+from twotower.validation import check_block_size
 
 from .components import from_api, say_refused
 from .cost import cost_table
 from .panel_common import MAX_NEW_TOKENS, unavailable, whole
 from .plots import cost_bars
-from .render import esc, kv_table_html, note_html
+from .render import error_html, esc, kv_table_html, note_html
 from .render_panels import MODE_LABELS, amount, cost_html, figure_decimals
 
 
@@ -83,9 +84,17 @@ class CostModelPanel:
         return tuple(round(tps[mode], figure_decimals(tps[mode])) if mode in tps else gr.skip() for mode in priced)
 
     # ---------------------------------------------------------------- Model
-    def model_info(self, block_size=None):
+    def model_info(self, block_size=None, request: gr.Request = None):
         """What is loaded (Engine.describe) and, when twotower.memory_plan exists, its plan for this config at
-        block size S (None: the model's)."""
+        block size S (None: the model's). A refused S: its message over the session's last plan (the page's first,
+        at the model's S, before any), which stays, as every panel's refusal keeps what it showed."""
+        session = getattr(request, "session_hash", None)
+        try:  # (the number box takes 2.5: the plan went, for "No memory plan for this configuration")
+            block_size = None if block_size is None else check_block_size(whole(block_size))
+        except ValueError as exc:
+            say_refused(str(exc), from_api(request))
+            shown = self._shown.get((session, "model")) or self.model_info()
+            return error_html(str(exc)) + note_html("Below: the last plan.") + shown
         info = self.engine.describe()
         # yes / no, not Python's True / False
         html = kv_table_html({MODEL_LABELS.get(k, k): ({True: "yes", False: "no"}[v] if isinstance(v, bool) else v)
@@ -104,7 +113,9 @@ class CostModelPanel:
         except ValueError as exc:
             return html + note_html(f"No memory plan for this configuration: {exc}")
         text = esc(format_memory_plan(plan, "`twotower plan --device-memory-gb` takes a device's memory"))
-        return html + f'<h4>Memory plan per device</h4><pre class="tt-text">{text}</pre>'
+        html += f'<h4>Memory plan per device</h4><pre class="tt-text tt-plan">{text}</pre>'
+        self._keep_shown(session, "model", html)
+        return html
 
 
 # Engine.describe's keys, as the Model tab shows them (the API's /model_info returns the same table)

@@ -49,7 +49,7 @@ class Handlers(BoardNote, SavedRuns, PanelHandlers):
             self._stops.forget(session)
             self._live_colour.pop(session, None)
             self._audit_refusal_said.pop(session, None)
-            for panel in ("audit", "cost", "sweep"):
+            for panel in ("audit", "cost", "sweep", "model"):
                 self._shown.pop((session, panel), None)
             self.board_started_over(session)
 

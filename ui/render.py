@@ -54,6 +54,7 @@ CSS = """
 .tt-card h4 { margin: 0 0 4px 0; }
 .tt-text { white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: 12px; background: #f8f9fa;
   padding: 6px; border-radius: 4px; max-height: 22em; overflow: auto; }
+.tt-plan { white-space: pre; max-height: none; }  /* a table: wrapped on a narrow screen, its columns broke */
 .tt-diff-ins { background: #ffd8a8; border-radius: 2px; }
 .tt-diff-del { background: #ffc9c9; text-decoration: line-through; color: #862e2e; border-radius: 2px; }
 .tt-speedup { font-size: 20px; font-weight: 700; }
