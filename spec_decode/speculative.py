@@ -24,7 +24,8 @@ from twotower.events import GenerationResult, StepEvent, commit_event, done_even
 from twotower.metrics import cut_after_eos
 from twotower.token_healing import check_allowed, constrain
 from twotower.validation import (NEW_TOKENS_LIMIT, SEED_LIMIT, as_batch, check_block_size, check_flag, check_fraction,
-                                 check_gamma, check_int, check_sampling, check_seed, check_token_id, model_config)
+                                 check_gamma, check_int, check_sampling, check_seed, check_steps, check_token_id,
+                                 model_config)
 
 from .context_cursor import ContextCursor
 from .draft import BlockDraft, adapt_block_size, confident_prefix_length, draft_block, draft_distributions
@@ -79,7 +80,7 @@ def iter_speculative(model, input_ids, max_new_tokens: int = 128, block_size: in
     settings = dict(
         max_new_tokens=check_int("max_new_tokens", max_new_tokens, maximum=NEW_TOKENS_LIMIT),
         block_size=check_block_size(block_size),
-        draft_steps=check_int("draft steps", draft_steps),
+        draft_steps=check_steps("draft steps", draft_steps),
         gamma=check_gamma(draft_threshold),
         eos=check_token_id("eos_token_id", eos_token_id, cfg.vocab_size),
         adaptive=check_flag("adaptive", adaptive),

@@ -61,9 +61,12 @@ def test_an_interrupted_sweep_reports_and_writes_the_points_it_measured(tmp_path
     assert cli_main(argv) == 130
     out, err = capsys.readouterr()
     assert "Interrupted: 1 of 2 grid points were measured" in out and err.strip().endswith("interrupted")
-    rows = (tmp_path / "sweep.csv").read_text().splitlines()
+    # in files of their own: sweep.csv and sweep.html are whole grids (a finished sweep's were replaced, unmarked)
+    assert f"wrote {tmp_path / 'sweep-interrupted.csv'} and {tmp_path / 'sweep-interrupted.html'}" in out
+    assert not (tmp_path / "sweep.csv").exists() and not (tmp_path / "sweep.html").exists()
+    rows = (tmp_path / "sweep-interrupted.csv").read_text().splitlines()
     assert len(rows) == 2 and rows[1].startswith("0.5,2,") and rows[1].endswith(",True")  # alone: on its front
-    assert (tmp_path / "sweep.html").stat().st_size > 0
+    assert (tmp_path / "sweep-interrupted.html").stat().st_size > 0
 
 
 def test_sigterm_ends_a_run_as_ctrl_c_does(tmp_path):

@@ -27,6 +27,16 @@ def test_sweep_cli_writes_csv_and_html(capsys, tmp_path):
         assert p["tokens_per_pass"] * p["nfe"] == pytest.approx(4)
         assert 0.0 <= p["agreement"] <= 1.0 and p["ar_mean_loglik"] < 0
     assert "plotly" in (tmp_path / "sweep.html").read_text()[:200_000].lower()
+    # a sweep's own files are written over by the next sweep; a file of another kind is not (it was, without a word)
+    run_json(capsys, ["sweep", *TINY, "--gammas", "0.5", "--block-sizes", "2", "--n-prompts", "1",
+                      "--max-new-tokens", "4", "--out-dir", str(tmp_path), "--json"])
+    assert len((tmp_path / "sweep.csv").read_text().splitlines()) == 2
+    for name in ("sweep.html", "sweep-interrupted.csv"):
+        (tmp_path / name).write_text("precious notes\n")
+        assert main(["sweep", *TINY, "--gammas", "0.5", "--block-sizes", "2", "--out-dir", str(tmp_path)]) == 2
+        assert f"{str(tmp_path / name)!r} exists and is not a sweep's" in capsys.readouterr().err
+        assert (tmp_path / name).read_text() == "precious notes\n"
+        (tmp_path / name).unlink()
 
 
 def test_the_sweep_grid_times_each_point_once_in_the_order_given():

@@ -296,7 +296,7 @@ def main(args) -> int:
     from .eval_prompts import held_out_prompts, load_prompt_file, prompt_ids
     from .eval_workers import resolve_workers
     from .engine import check_decoding_settings
-    from .evaluation import evaluate, resolve_modes, resolved_settings
+    from .evaluation import evaluate, resolve_modes, resolved_settings, steps_note
 
     for name in ("n_prompts", "max_prompt_tokens", "max_new_tokens", "repeats", "batch_size", "eval_prompts"):
         check_size("--" + name.replace("_", "-"), getattr(args, name))
@@ -325,6 +325,9 @@ def main(args) -> int:
         texts, source = held_out_prompts(engine.tokenizer.encode, args.n_prompts, args.seed)
     settings = resolved_settings(engine, args.gamma, args.block_size, args.steps, args.draft_steps,
                                  args.min_draft_confidence, args.anchor_first)
+    note = steps_note(args.steps, settings)
+    if note:  # the report says what ran
+        print(note, file=sys.stderr)
     settings["adaptive"] = bool(args.adaptive)
     settings["snapshot_rollback"] = bool(args.snapshot_rollback)
     prompts = [prompt_ids(engine, text, args.max_prompt_tokens) for text in texts]

@@ -10,7 +10,7 @@ import math
 
 from transformers.activations import ACT2FN
 
-from .validation import check_fraction, check_gamma, check_int
+from .validation import check_fraction, check_gamma, check_int, check_steps
 
 # Sizes that must be positive integers. Most fail to build at 0 or below, but chunk_size builds fine and fails in
 # the first scan longer than one token (ZeroDivisionError), and a 0 width builds zero-size tensors with a warning.
@@ -48,7 +48,7 @@ def check_built_config(config, where: str) -> None:
     # here rather than as if the user had typed it
     checks = {"default_gamma": check_gamma, "default_block_size": lambda v: check_int("block size", v),
               "default_steps_per_block": lambda v: check_int("steps", v),
-              "default_draft_steps": lambda v: check_int("draft steps", v),
+              "default_draft_steps": lambda v: check_steps("draft steps", v),
               "default_min_draft_confidence": lambda v: check_fraction("the confidence", v)}
     for key, check in checks.items():
         try:

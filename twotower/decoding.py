@@ -28,7 +28,7 @@ from .commit import predict_tokens, select_commits
 from .events import GenerationResult, StepEvent, commit_event, done_event, draft_event, token_event
 from .token_healing import check_allowed, constrain, constrain_position_0
 from .validation import (NEW_TOKENS_LIMIT, as_batch, check_block_size, check_flag, check_gamma, check_int,
-                         check_sampling, check_seed, check_token_id, model_config)
+                         check_sampling, check_seed, check_steps, check_token_id, model_config)
 
 
 def make_generator(seed: int | None, device) -> torch.Generator | None:
@@ -183,7 +183,7 @@ def iter_mask_diffusion(
     prompt = as_batch(input_ids, cfg.vocab_size)
     max_new_tokens = check_int("max_new_tokens", max_new_tokens, maximum=NEW_TOKENS_LIMIT)
     block_size = check_block_size(block_size)
-    steps_per_block = check_int("steps per block", steps_per_block)
+    steps_per_block = check_steps("steps per block", steps_per_block)
     gamma = check_gamma(confidence_threshold)
     temperature, top_k, top_p = check_sampling(temperature, top_k, top_p)
     eos = check_token_id("eos_token_id", eos_token_id, cfg.vocab_size)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from .tokenizer import load_tokenizer
 from .validation import (check_block_size, check_device, check_encodable, check_flag, check_fraction, check_gamma,
-                         check_int)
+                         check_steps)
 from .path_checks import check_model_dir
 
 if TYPE_CHECKING:  # torch loads with the first model, not with the CLI's argument parsing
@@ -244,8 +244,8 @@ def check_decoding_settings(gamma=None, block_size=None, steps_per_block=None, d
     checkpoint's default, which load_config checked); the commands call it before the model loads, with cli=True:
     a refusal then starts with the flag typed ("--gamma: confidence threshold γ must be ...")."""
     checks = [("--gamma", gamma, check_gamma), ("--block-size", block_size, check_block_size),
-              ("--steps", steps_per_block, lambda v: check_int("steps per block", v)),
-              ("--draft-steps", draft_steps, lambda v: check_int("draft steps", v)),
+              ("--steps", steps_per_block, lambda v: check_steps("steps per block", v)),
+              ("--draft-steps", draft_steps, lambda v: check_steps("draft steps", v)),
               ("--min-draft-confidence", min_draft_confidence, lambda v: check_fraction("min_draft_confidence", v))]
     for flag, value, check in checks:
         if value is not None:

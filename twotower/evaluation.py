@@ -71,20 +71,31 @@ def resolve_modes(modes) -> tuple[list[str], dict[str, str]]:
 def resolved_settings(engine, gamma=None, block_size=None, steps_per_block=None, draft_steps=None,
                       min_draft_confidence=None, anchor_first=False) -> dict:
     """The diffusion / speculative settings actually used (config defaults filled in), checked early."""
-    from .validation import check_block_size, check_flag, check_fraction, check_gamma, check_int
+    from .validation import check_block_size, check_flag, check_fraction, check_gamma, check_steps
 
     cfg = engine.model.config
+    block_size = check_block_size(cfg.default_block_size if block_size is None else block_size)
+    steps = check_steps("steps per block", cfg.default_steps_per_block if steps_per_block is None else steps_per_block)
     return {
         "gamma": check_gamma(cfg.default_gamma if gamma is None else gamma),
-        "block_size": check_block_size(cfg.default_block_size if block_size is None else block_size),
-        "steps_per_block": check_int("steps per block",
-                                     cfg.default_steps_per_block if steps_per_block is None else steps_per_block),
-        "draft_steps": check_int("draft steps", cfg.default_draft_steps if draft_steps is None else draft_steps),
+        "block_size": block_size,
+        # what runs: a step commits one token at the least, so a block never takes more than S (a report of S = 4
+        # at 64 steps counted 2 passes a block; the sweep records them so too)
+        "steps_per_block": min(steps, block_size),
+        "draft_steps": check_steps("draft steps", cfg.default_draft_steps if draft_steps is None else draft_steps),
         "min_draft_confidence": check_fraction("--min-draft-confidence", cfg.default_min_draft_confidence
                                                if min_draft_confidence is None else min_draft_confidence),
         # diffusion: each block's first token from the context tower
         "anchor_first": check_flag("anchor_first", anchor_first),
     }
+
+
+def steps_note(asked, settings: dict) -> str | None:
+    """A note for --steps above S, which bench and eval record as the S steps a block takes at most."""
+    if asked is None or asked <= settings["steps_per_block"]:
+        return None
+    return (f"note: --steps {asked} is above S = {settings['block_size']}: a block takes at most S steps, and the "
+            f"report records {settings['steps_per_block']}")
 
 
 def greedy_tokens(engine, mode: str, ids, max_new_tokens: int, settings: dict) -> tuple[list[int], dict]:
@@ -384,6 +395,9 @@ def main(args) -> int:
     lost = print_report(json.dumps(report, indent=1) if args.json else markdown)
     if out is not None:
         write_text_file("--out", out, markdown)
+    note = steps_note(args.steps, report.get("settings") or {"steps_per_block": args.steps})
+    if note:
+        print(note, file=sys.stderr)
     if stopped is None:  # more prompts asked than the split holds: all of them ran, which the count alone hid
         for task, flag, asked in (("next_line", "--n-prompts", args.n_prompts), ("syntax", "--syntax-prompts", n_syntax)):
             held = report.get("n_prompts", {}).get(task)

@@ -14,7 +14,7 @@ import io
 import json
 
 from . import metrics
-from .validation import NEW_TOKENS_LIMIT, check_block_size, check_gamma, check_int, check_size
+from .validation import NEW_TOKENS_LIMIT, check_block_size, check_gamma, check_int, check_size, check_steps
 from .path_checks import make_output_dir, write_text_file
 
 CSV_FIELDS = ("gamma", "block_size", "steps_per_block", "tokens_per_s", "ar_tokens_per_s", "ratio_vs_ar", "nfe",
@@ -57,7 +57,7 @@ def sweep_grid(gammas, block_sizes, steps=None) -> list[tuple[float, int, int]]:
     block_sizes = [check_block_size(s) for s in block_sizes]
     if steps is not None and not isinstance(steps, (list, tuple)):
         steps = [steps]
-    steps = None if steps is None else [check_int("steps per block", k) for k in steps]
+    steps = None if steps is None else [check_steps("steps per block", k) for k in steps]
     if not gammas or not block_sizes or steps == []:
         raise ValueError("the sweep grid is empty: give at least one γ and one block size")
     # a value given twice is one point, not two timings of it; steps above S are recorded as S, what runs (every
@@ -259,9 +259,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print the points as one JSON object")
 
 
+def is_plotly_page(head: bytes) -> bool:
+    """`written`'s test for sweep.html: a page plotly's to_html wrote (its script's name comes first)."""
+    head = head.lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html")) and b"plotly" in head
+
+
 def main(args) -> int:
     from .run_setup import (device_info, engine_from_args, output_file, preset_note_once, print_report,
-                            progress_bar, provenance)
+                            progress_bar, provenance, starts_with)
     from .eval_prompts import held_out_prompts, load_prompt_file
 
     gammas = parse_list(args.gammas, float, "--gammas")
@@ -275,9 +281,12 @@ def main(args) -> int:
     else:
         prompts = None  # the test split's, where the model's tokenizer breaks the file: read once it has loaded
     out_dir = make_output_dir("--out-dir", args.out_dir)  # before the run: a bad path loses no measurement
-    csv_path, html_path = out_dir / "sweep.csv", out_dir / "sweep.html"
-    for path in (csv_path, html_path):
-        output_file("--out-dir's file", path, args)
+    # an interrupted sweep's points go to files of their own: sweep.csv and sweep.html are whole grids (a Ctrl-C
+    # after one point replaced a finished sweep's six, unmarked); neither is written over a file of another kind
+    paths = {stem: (out_dir / f"{stem}.csv", out_dir / f"{stem}.html") for stem in ("sweep", "sweep-interrupted")}
+    for csv_path, html_path in paths.values():
+        output_file("--out-dir's file", csv_path, args, ("a sweep's CSV", starts_with(",".join(CSV_FIELDS[:2]))))
+        output_file("--out-dir's file", html_path, args, ("a sweep's plot", is_plotly_page))
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     engine = engine_from_args(args)
     if prompts is None:
@@ -302,6 +311,7 @@ def main(args) -> int:
                 raise
             interrupted = exc
             points = [{**p, "pareto": on} for p, on in zip(measured, front_flags(measured))]
+    csv_path, html_path = paths["sweep" if interrupted is None else "sweep-interrupted"]
     # the points are printed before the files are written: a write that fails (disk full, the folder
     # removed meanwhile) is a one-line error that leaves every measurement on the screen
     report = {**device_info(engine), **started, "model": engine.name, "n_prompts": len(prompts),

@@ -135,6 +135,13 @@ def check_block_size(value) -> int:
     return check_int("block size S", value, maximum=MAX_BLOCK_SIZE)
 
 
+def check_steps(name: str, value) -> int:
+    """Steps per block or draft steps: a block of at most MAX_BLOCK_SIZE positions commits one token a step at the
+    least, so more steps never run (10**20 passed the check and failed in the sampler's int64 arithmetic, a
+    traceback after the model had loaded)."""
+    return check_int(name, value, maximum=MAX_BLOCK_SIZE)
+
+
 def check_flag(name: str, value) -> bool:
     """A switch: True / False, numpy's booleans, or the ints 0 and 1. Anything else is refused rather than read
     by its truth: anchor_first="no" or adaptive="false" are non-empty strings, so they would switch the
