@@ -197,6 +197,31 @@ def test_a_file_of_something_else_is_not_written_over(tmp_path, capsys, argv, ki
     capsys.readouterr()
 
 
+@pytest.mark.parametrize("argv", [
+    ["bench", "--modes", "ar", "--n-prompts", "1", "--repeats", "1", "--max-new-tokens", "2"],
+    ["eval", "--modes", "ar", "--n-prompts", "1", "--syntax-prompts", "1", "--next-line-tokens", "2",
+     "--syntax-tokens", "2"],
+], ids=["bench", "eval"])
+def test_json_out_writes_the_json_printed_and_takes_a_saved_json_report(tmp_path, capsys, argv):
+    """`--json --out r.json` wrote the markdown table into r.json, and a report saved with `--json > r.json` was
+    refused as --out ("exists and is not a bench report")."""
+    import json
+
+    from twotower.cli import main
+
+    out = tmp_path / "r.json"
+    assert main([argv[0], "--preset", "tiny", *argv[1:], "--json", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert json.loads(out.read_text()) == json.loads(printed)
+    out.write_text(json.dumps(json.loads(printed), separators=(",", ":")))  # saved another way: still a report
+    assert main([argv[0], "--preset", "tiny", *argv[1:], "--out", str(out)]) == 0
+    assert out.read_text().startswith("## ")  # without --json: the markdown
+    other = tmp_path / "other.json"
+    other.write_text('{"command": "twotower sweep"}')  # another command's JSON is no report of this one
+    assert main([argv[0], "--preset", "tiny", *argv[1:], "--json", "--out", str(other)]) == 2
+    assert "exists and is not" in capsys.readouterr().err
+
+
 def test_a_trace_rewritten_in_another_json_spacing_is_still_a_trace(tmp_path, capsys):
     """`python -m json.tool run.json > p.json` indents the trace: the app's Open reads it, and --trace writes over
     it as over any trace (a byte-prefix test refused it)."""

@@ -333,7 +333,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-prompt-tokens", type=int, default=512, help="keep each prompt's last N tokens")
     parser.add_argument("--seed", type=int, default=0, help="prompt selection seed")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of markdown")
-    parser.add_argument("--out", default=None, help="also write the markdown table to this file")
+    parser.add_argument("--out", default=None, help="also write the report to this file: the markdown table, or the JSON with --json")
     parser.add_argument("--workers", type=int, default=1,
                         help="score the prompts in N processes, an engine each (0: one per core); same report")
 
@@ -357,12 +357,12 @@ def main(args) -> int:
     from .eval_workers import resolve_workers
     from .engine import check_decoding_settings
     from .run_setup import (device_info, engine_from_args, loaded_model_dir, output_file, preset_note_once,
-                            print_report, progress_bar, provenance, starts_with)
+                            print_report, progress_bar, provenance, report_file)
     from .path_checks import write_text_file
 
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     workers = resolve_workers(args.workers)
-    out = output_file("--out", args.out, args, ("an eval report", starts_with(MARKDOWN_START)))
+    out = output_file("--out", args.out, args, ("an eval report", report_file(MARKDOWN_START, "eval")))
     # mistyped modes, tasks, counts and settings are said before the model loads (evaluate checks them again)
     resolve_modes(args.modes)
     n_syntax = args.syntax_prompts if args.syntax_prompts is not None else min(100, args.n_prompts)
@@ -392,9 +392,10 @@ def main(args) -> int:
         report["trained_on_python"] = trained
     markdown = format_markdown(report)
     # first: a failed write loses nothing; a reader gone loses no file
-    lost = print_report(json.dumps(report, indent=1) if args.json else markdown)
-    if out is not None:
-        write_text_file("--out", out, markdown)
+    text = json.dumps(report, indent=1) if args.json else markdown
+    lost = print_report(text)
+    if out is not None:  # what was printed: --json --out r.json wrote the markdown there
+        write_text_file("--out", out, text + "\n" if args.json else text)
     note = steps_note(args.steps, report.get("settings") or {"steps_per_block": args.steps})
     if note:
         print(note, file=sys.stderr)

@@ -160,6 +160,16 @@ def starts_with(text: str):
     return lambda head: head.lstrip().startswith(text.encode())
 
 
+def report_file(markdown_start: str, command: str):
+    """`written`'s test for bench's or eval's --out: the report's markdown (its heading first) or its JSON (--json:
+    an object whose "command" is this one's, as provenance records it; `> saved.json` was refused as --out)."""
+    import re
+
+    markdown = starts_with(markdown_start)
+    ran = re.compile(rb'"command":\s*"[^"\n]*twotower ' + command.encode())
+    return lambda head: markdown(head) or (head.lstrip().startswith(b"{") and ran.search(head) is not None)
+
+
 def progress_bar(total: int, desc: str, unit: str):
     """bench's, eval's and sweep's progress: tqdm's bar on a terminal; elsewhere (`2>log`, nohup, CI) a line every
     LOG_INTERVAL_S, none for a run shorter than that. A default eval (~16 minutes in one process) said nothing
