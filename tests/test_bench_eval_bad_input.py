@@ -25,6 +25,10 @@ from twotower.cli import main
     (["bench", "--preset", "tiny", "--draft-steps", "0"], "--draft-steps: draft steps must be >= 1"),
     (["bench", "--preset", "tiny", "--block-size", "0"], "--block-size: block size S must be >= 1"),  # the flag typed
     (["sweep", "--preset", "tiny", "--repeats", "0"], "--repeats must be >= 1"),
+    (["sweep", "--preset", "tiny", "--gammas", "0.5,0"], "--gammas: confidence threshold γ must be in (0, 1], got 0.0"),
+    (["sweep", "--preset", "tiny", "--block-sizes", "4,0"], "--block-sizes: block size S must be >= 1"),
+    (["bench", "--preset", "tiny", "--steps", str(10**20)], "--steps: steps per block must be >= 1 and <= 4096"),
+    (["sweep", "--preset", "tiny", "--steps", str(10**20)], "--steps: steps per block must be >= 1 and <= 4096"),
     (["sweep", "--preset", "tiny", "--max-new-tokens", "-3"], "--max-new-tokens must be >= 1"),
     (["eval", "--preset", "tiny", "--workers", "-1"], "--workers must be >= 0"),
     (["bench", "--preset", "tiny", "--eval", "--workers", "-1"], "--workers must be >= 0"),
@@ -194,3 +198,20 @@ def test_bench_names_mode_flags_that_no_mode_of_its_run_reads(capsys):
     assert main(argv[:-5] + ["diffusion", "--anchor-first"]) == 0  # read: no note, and the header says it
     shown, err = capsys.readouterr()
     assert "ignored" not in err and "first token from the context tower" in shown
+
+
+def test_bench_and_sweep_say_when_the_split_holds_fewer_prompts_than_asked(capsys, monkeypatch):
+    """--n-prompts 100000 ran the split's 11,008 prompts without a word (eval said so of its tasks)."""
+    from twotower import eval_prompts
+    from twotower.eval_prompts import split_note
+
+    assert split_note("--n-prompts", 8, 8) is None
+    assert split_note("--n-prompts", 100_000, 11_008) == ("note: the test split holds 11,008 prompts: the run takes "
+                                                          "all of them (--n-prompts 100,000 asked for more)")
+    real = eval_prompts.held_out_prompts
+    monkeypatch.setattr(eval_prompts, "held_out_prompts", lambda encode, n, seed: real(encode, 1, seed))
+    from twotower.cli import main
+
+    assert main(["bench", "--preset", "tiny", "--modes", "ar", "--n-prompts", "5", "--repeats", "1",
+                 "--max-new-tokens", "2"]) == 0
+    assert "holds 1 prompt: the run takes all of them (--n-prompts 5 asked for more)" in capsys.readouterr().err

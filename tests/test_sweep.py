@@ -15,6 +15,7 @@ def test_sweep_cli_writes_csv_and_html(capsys, tmp_path):
     report = run_json(capsys, ["sweep", *TINY, "--gammas", "0.5,0.9", "--block-sizes", "2,4", "--n-prompts", "1",
                                "--max-new-tokens", "4", "--out-dir", str(tmp_path), "--json"])
     points = report["points"]
+    assert "baseline_warning" in report  # the text report's ⚠ line about AR's spread, None when there is none
     with open(tmp_path / "sweep.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == len(points) == 2 * 2

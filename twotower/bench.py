@@ -293,7 +293,7 @@ def unread_mode_flags(args, modes) -> str:
 
 
 def main(args) -> int:
-    from .eval_prompts import held_out_prompts, load_prompt_file, prompt_ids
+    from .eval_prompts import held_out_prompts, load_prompt_file, prompt_ids, split_note
     from .eval_workers import resolve_workers
     from .engine import check_decoding_settings
     from .evaluation import evaluate, resolve_modes, resolved_settings, steps_note
@@ -323,6 +323,9 @@ def main(args) -> int:
     engine = engine_from_args(args)
     if texts is None:
         texts, source = held_out_prompts(engine.tokenizer.encode, args.n_prompts, args.seed)
+        note = split_note("--n-prompts", args.n_prompts, len(texts))
+        if note:
+            print(note, file=sys.stderr)
     settings = resolved_settings(engine, args.gamma, args.block_size, args.steps, args.draft_steps,
                                  args.min_draft_confidence, args.anchor_first)
     note = steps_note(args.steps, settings)

@@ -173,3 +173,11 @@ def prompt_ids(engine, text: str, max_tokens: int) -> list[int]:
     if not ids:
         raise ValueError(f"a prompt encodes to no tokens: {text[:40]!r}")
     return ids
+
+
+def split_note(flag: str, asked: int, held: int) -> str | None:
+    """bench's and sweep's note where --n-prompts asked for more prompts than the test split holds (eval says it
+    of its tasks): all of them ran, which the count alone hid."""
+    if held >= asked:
+        return None
+    return f"note: the test split holds {held:,} prompt{'' if held == 1 else 's'}: the run takes all of them ({flag} {asked:,} asked for more)"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 
 from . import metrics
 from .validation import NEW_TOKENS_LIMIT, check_block_size, check_gamma, check_int, check_size, check_steps
@@ -50,14 +51,20 @@ def parse_list(text: str, kind, flag: str) -> list:
     return values
 
 
-def sweep_grid(gammas, block_sizes, steps=None) -> list[tuple[float, int, int]]:
+def sweep_grid(gammas, block_sizes, steps=None, cli: bool = False) -> list[tuple[float, int, int]]:
     """(γ, S, steps per block) for every combination; steps None means steps = S (at worst one token per step),
-    and steps above S mean S."""
-    gammas = [check_gamma(g) for g in gammas]
-    block_sizes = [check_block_size(s) for s in block_sizes]
+    and steps above S mean S. cli: a refusal starts with the flag typed, as bench's do ("--gammas: ...")."""
+    def each(flag, values, check):
+        try:
+            return [check(value) for value in values]
+        except ValueError as exc:
+            raise ValueError(f"{flag}: {exc}" if cli else str(exc)) from None
+
+    gammas = each("--gammas", gammas, check_gamma)
+    block_sizes = each("--block-sizes", block_sizes, check_block_size)
     if steps is not None and not isinstance(steps, (list, tuple)):
         steps = [steps]
-    steps = None if steps is None else [check_steps("steps per block", k) for k in steps]
+    steps = None if steps is None else each("--steps", steps, lambda k: check_steps("steps per block", k))
     if not gammas or not block_sizes or steps == []:
         raise ValueError("the sweep grid is empty: give at least one γ and one block size")
     # a value given twice is one point, not two timings of it; steps above S are recorded as S, what runs (every
@@ -268,12 +275,12 @@ def is_plotly_page(head: bytes) -> bool:
 def main(args) -> int:
     from .run_setup import (device_info, engine_from_args, output_file, preset_note_once, print_report,
                             progress_bar, provenance, starts_with)
-    from .eval_prompts import held_out_prompts, load_prompt_file
+    from .eval_prompts import held_out_prompts, load_prompt_file, split_note
 
     gammas = parse_list(args.gammas, float, "--gammas")
     block_sizes = parse_list(args.block_sizes, int, "--block-sizes")
     steps = parse_list(args.steps, int, "--steps") if args.steps is not None else None  # "": refused as empty
-    n_points = len(sweep_grid(gammas, block_sizes, steps))  # checks the grid before loading anything
+    n_points = len(sweep_grid(gammas, block_sizes, steps, cli=True))  # checks the grid before loading anything
     for name in ("n_prompts", "max_prompt_tokens", "max_new_tokens", "repeats"):  # run_sweep checks them again
         check_size("--" + name.replace("_", "-"), getattr(args, name))
     if args.prompts is not None:  # before the model loads: a bad file costs no loading time (and makes no --out-dir)
@@ -291,6 +298,9 @@ def main(args) -> int:
     engine = engine_from_args(args)
     if prompts is None:
         prompts, source = held_out_prompts(engine.tokenizer.encode, args.n_prompts, args.seed)
+        note = split_note("--n-prompts", args.n_prompts, len(prompts))
+        if note:
+            print(note, file=sys.stderr)
     measured, interrupted = [], None  # the points so far: what Ctrl-C (or SIGTERM) keeps
     with progress_bar(n_points, "sweep", "point") as bar:
         say_preset = preset_note_once(args, bar)
@@ -320,6 +330,7 @@ def main(args) -> int:
               "csv": str(csv_path), "html": str(html_path)}
     if interrupted is not None:
         report["interrupted_after"] = f"{len(points)} of {n_points} grid points"
+    report["baseline_warning"] = baseline_note(points) or None  # the text report's ⚠ line (--json had none)
     lost = print_report(json.dumps(report, indent=1) if args.json else
                           format_header(report) + "\n" + format_markdown(points))
     write_text_file("--out-dir's file", csv_path, csv_text(points))
