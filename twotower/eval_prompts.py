@@ -180,4 +180,5 @@ def split_note(flag: str, asked: int, held: int) -> str | None:
     of its tasks): all of them ran, which the count alone hid."""
     if held >= asked:
         return None
-    return f"note: the test split holds {held:,} prompt{'' if held == 1 else 's'}: the run takes all of them ({flag} {asked:,} asked for more)"
+    return (f"note: the test split holds {held:,} prompt{'' if held == 1 else 's'}: the run takes all of them "
+            f"({flag} {asked:,} asked for more)")
