@@ -89,7 +89,7 @@ def test_iter_speculative_reports_its_switches_as_bools(engine):
 # ----------------------------------------------------------------------------------------------------
 # draft_steps / min_draft_confidence: checked in every mode when given (they reached a check in speculative only)
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("settings, message", [(dict(draft_steps=-3), "draft steps must be >= 1, got -3"),
+@pytest.mark.parametrize("settings, message", [(dict(draft_steps=-3), "draft steps must be >= 1 and <= 4096, got -3"),
                                                (dict(draft_steps=1.5), "draft steps must be an integer"),
                                                (dict(min_draft_confidence=2.0), r"min_draft_confidence must be in \[0, 1\]"),
                                                (dict(min_draft_confidence="0.5"), "min_draft_confidence must be in")])
@@ -111,7 +111,7 @@ def test_generate_refuses_a_bad_draft_setting_before_the_model_loads(monkeypatch
 
     loaded = []
     monkeypatch.setattr(run_setup, "engine_from_args", lambda args: loaded.append(args))
-    for flags, message in ((["--draft-steps", "-3"], "draft steps must be >= 1, got -3"),
+    for flags, message in ((["--draft-steps", "-3"], "draft steps must be >= 1 and <= 4096, got -3"),
                            (["--min-draft-confidence", "2"], "--min-draft-confidence must be in [0, 1]")):
         assert cli_main(["generate", "--preset", "tiny", "--mode", "ar", *flags, "x"]) == 2
         err = capsys.readouterr().err

@@ -182,9 +182,9 @@ def test_loading_a_bad_directory_says_what_is_wrong(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"default_steps_per_block": 0}, "config.json: default_steps_per_block: steps must be >= 1, got 0"),
+    ({"default_steps_per_block": 0}, "config.json: default_steps_per_block: steps must be >= 1 and <= 4096, got 0"),
     ({"default_steps_per_block": "16"}, "config.json: default_steps_per_block: steps must be an integer"),
-    ({"default_draft_steps": 0}, "config.json: default_draft_steps: draft steps must be >= 1, got 0"),
+    ({"default_draft_steps": 0}, "config.json: default_draft_steps: draft steps must be >= 1 and <= 4096, got 0"),
     ({"default_draft_steps": 1.5}, "config.json: default_draft_steps: draft steps must be an integer"),
     ({"default_min_draft_confidence": 1.5}, r"config.json: default_min_draft_confidence: the confidence must be in \[0, 1\]"),
     ({"default_min_draft_confidence": -0.1}, "config.json: default_min_draft_confidence: the confidence must be in"),

@@ -202,9 +202,10 @@ def test_a_file_of_something_else_is_not_written_over(tmp_path, capsys, argv, ki
     ["eval", "--modes", "ar", "--n-prompts", "1", "--syntax-prompts", "1", "--next-line-tokens", "2",
      "--syntax-tokens", "2"],
 ], ids=["bench", "eval"])
-def test_json_out_writes_the_json_printed_and_takes_a_saved_json_report(tmp_path, capsys, argv):
+def test_a_json_out_file_gets_the_json_and_a_saved_json_report_is_written_over(tmp_path, capsys, argv):
     """`--json --out r.json` wrote the markdown table into r.json, and a report saved with `--json > r.json` was
-    refused as --out ("exists and is not a bench report")."""
+    refused as --out ("exists and is not a bench report"). Any other name keeps the markdown (--json --out eval.md:
+    the JSON printed, the table kept for people)."""
     import json
 
     from twotower.cli import main
@@ -215,7 +216,10 @@ def test_json_out_writes_the_json_printed_and_takes_a_saved_json_report(tmp_path
     assert json.loads(out.read_text()) == json.loads(printed)
     out.write_text(json.dumps(json.loads(printed), separators=(",", ":")))  # saved another way: still a report
     assert main([argv[0], "--preset", "tiny", *argv[1:], "--out", str(out)]) == 0
-    assert out.read_text().startswith("## ")  # without --json: the markdown
+    assert json.loads(out.read_text())["command"].endswith(" --out " + str(out))  # by its name, --json or not
+    table = tmp_path / "r.md"
+    assert main([argv[0], "--preset", "tiny", *argv[1:], "--json", "--out", str(table)]) == 0
+    assert table.read_text().startswith("## ")
     other = tmp_path / "other.json"
     other.write_text('{"command": "twotower sweep"}')  # another command's JSON is no report of this one
     assert main([argv[0], "--preset", "tiny", *argv[1:], "--json", "--out", str(other)]) == 2

@@ -21,7 +21,8 @@ from time import perf_counter
 from . import metrics
 from .engine import MODES
 from .run_setup import (add_engine_arguments, add_settings_arguments, device_info, engine_from_args,
-                        output_file, preset_note_once, print_report, progress_bar, provenance, report_file)
+                        output_file, preset_note_once, print_report, progress_bar, provenance, report_file,
+                        report_text)
 from .validation import check_fraction, check_size
 from .path_checks import write_text_file
 # the report's words live in bench_report.py; these names stay importable from here (scripts/write_benchmarks.py)
@@ -276,7 +277,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--workers", type=int, default=EVAL_DEFAULTS["workers"],
                         help="--eval: score its prompts in N processes, an engine each (0: one per core); same scores")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a markdown table")
-    parser.add_argument("--out", default=None, help="also write the report to this file: the markdown table, or the JSON with --json")
+    parser.add_argument("--out", default=None, help="also write the report to this file: its JSON where the name ends in .json, else the markdown table")
 
 
 def unread_mode_flags(args, modes) -> str:
@@ -383,10 +384,9 @@ def main(args) -> int:
         report["retention_ci"] = quality["retention"]["diffusion"].get("ci")  # its intervals, over files
     markdown = format_markdown(report)
     # first: a failed write loses nothing; a reader gone loses no file
-    text = json.dumps(report, indent=1) if args.json else markdown
-    lost = print_report(text)
-    if out is not None:  # what was printed: --json --out r.json wrote the markdown there
-        write_text_file("--out", out, text + "\n" if args.json else text)
+    lost = print_report(json.dumps(report, indent=1) if args.json else markdown)
+    if out is not None:  # a .json file gets the JSON (--json --out r.json wrote the markdown table there)
+        write_text_file("--out", out, report_text(report, markdown, out))
     if signal is not None:
         raise signal
     if lost is not None:

@@ -47,7 +47,7 @@ def check_built_config(config, where: str) -> None:
     # the decoding defaults every run without explicit settings reads: a bad one is the file's fault, so say so
     # here rather than as if the user had typed it
     checks = {"default_gamma": check_gamma, "default_block_size": lambda v: check_int("block size", v),
-              "default_steps_per_block": lambda v: check_int("steps", v),
+              "default_steps_per_block": lambda v: check_steps("steps", v),
               "default_draft_steps": lambda v: check_steps("draft steps", v),
               "default_min_draft_confidence": lambda v: check_fraction("the confidence", v)}
     for key, check in checks.items():

@@ -333,7 +333,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-prompt-tokens", type=int, default=512, help="keep each prompt's last N tokens")
     parser.add_argument("--seed", type=int, default=0, help="prompt selection seed")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of markdown")
-    parser.add_argument("--out", default=None, help="also write the report to this file: the markdown table, or the JSON with --json")
+    parser.add_argument("--out", default=None, help="also write the report to this file: its JSON where the name ends in .json, else the markdown table")
     parser.add_argument("--workers", type=int, default=1,
                         help="score the prompts in N processes, an engine each (0: one per core); same report")
 
@@ -357,7 +357,7 @@ def main(args) -> int:
     from .eval_workers import resolve_workers
     from .engine import check_decoding_settings
     from .run_setup import (device_info, engine_from_args, loaded_model_dir, output_file, preset_note_once,
-                            print_report, progress_bar, provenance, report_file)
+                            print_report, progress_bar, provenance, report_file, report_text)
     from .path_checks import write_text_file
 
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
@@ -392,10 +392,9 @@ def main(args) -> int:
         report["trained_on_python"] = trained
     markdown = format_markdown(report)
     # first: a failed write loses nothing; a reader gone loses no file
-    text = json.dumps(report, indent=1) if args.json else markdown
-    lost = print_report(text)
-    if out is not None:  # what was printed: --json --out r.json wrote the markdown there
-        write_text_file("--out", out, text + "\n" if args.json else text)
+    lost = print_report(json.dumps(report, indent=1) if args.json else markdown)
+    if out is not None:  # a .json file gets the JSON (--json --out r.json wrote the markdown table there)
+        write_text_file("--out", out, report_text(report, markdown, out))
     note = steps_note(args.steps, report.get("settings") or {"steps_per_block": args.steps})
     if note:
         print(note, file=sys.stderr)

@@ -160,6 +160,14 @@ def starts_with(text: str):
     return lambda head: head.lstrip().startswith(text.encode())
 
 
+def report_text(report: dict, markdown: str, path) -> str:
+    """What bench's and eval's --out writes: the JSON to a file named *.json, the markdown table to any other
+    (--json prints the JSON and keeps the table for people in the file beside it, `--json --out eval.md`)."""
+    import json
+
+    return json.dumps(report, indent=1) + "\n" if str(path).lower().endswith(".json") else markdown
+
+
 def report_file(markdown_start: str, command: str):
     """`written`'s test for bench's or eval's --out: the report's markdown (its heading first) or its JSON (--json:
     an object whose "command" is this one's, as provenance records it; `> saved.json` was refused as --out)."""

@@ -95,16 +95,18 @@ def _settings_column(c, cfg) -> None:
                            info="release to re-run the Playground"
                            + ("; speculative drafts in one pass, where γ does not act" if one_pass else ""),
                            elem_id="gamma")
-    c.block_size = NumberSlider(1, 64, value=cfg.default_block_size, step=1, label="block size S",
+    c.block_size = NumberSlider(1, 64, value=cfg.default_block_size, step=1, precision=0, label="block size S",
                                 info="release to re-run the Playground", elem_id="block-size")
-    c.steps = NumberSlider(1, 64, value=cfg.default_steps_per_block, step=1, label="steps per block",
+    c.steps = NumberSlider(1, 64, value=cfg.default_steps_per_block, step=1, precision=0, label="steps per block",
                            info=f"release to re-run the Playground; diffusion's (speculative drafts with the "
                            f"model's {cfg.default_draft_steps} pass{'' if one_pass else 'es'})",
                            elem_id="steps")
-    c.max_new = NumberSlider(1, MAX_NEW_TOKENS, value=64, step=1, label="max new tokens", elem_id="max-new")
+    c.max_new = NumberSlider(1, MAX_NEW_TOKENS, value=64, step=1, precision=0, label="max new tokens",
+                             elem_id="max-new")
     c.temperature = NumberSlider(0.0, 2.0, value=0.0, step=0.05, label="temperature", elem_id="temperature")
     # the sampled draw's filters (every mode's, the speculative target and draft alike): greedy reads neither
-    c.top_k = NumberSlider(0, TOP_K_MAX, value=0, step=1, label="top-k", info="0: every token; read when sampling",
+    c.top_k = NumberSlider(0, TOP_K_MAX, value=0, step=1, precision=0, label="top-k",
+                           info="0: every token; read when sampling",
                            elem_id="top-k")
     c.top_p = NumberSlider(0.05, 1.0, value=1.0, step=0.05, label="top-p", info="1: every token; read when sampling",
                            elem_id="top-p")
@@ -173,7 +175,7 @@ def _race_tab(c) -> None:
                 c.race_modes = ChoiceGroup(RACE_CHOICES, value=["diffusion"],
                                            label="race against AR", elem_id="race-modes")
                 # one run's speed is one sample of a noisy host: three give a median and a spread
-                c.repeats = NumberSlider(1, 5, value=3, step=1, label="timed runs per mode (median)")
+                c.repeats = NumberSlider(1, 5, value=3, step=1, precision=0, label="timed runs per mode (median)")
                 c.race_heal = Switch(True, label=HEAL_LABEL, info=HEAL_INFO, elem_id="race-heal")
         with gr.Row():
             c.race_btn = gr.Button("Race", variant="primary", elem_id="race-button")
@@ -224,7 +226,7 @@ def _sweep_tab(c) -> None:
             c.sweep_gammas = gr.Textbox("0.5, 0.7, 0.9", label="γ values")
             c.sweep_sizes = gr.Textbox("4, 8, 16", label="block sizes S")
             # one run's speed is one sample of a noisy host: × AR and the frontier move with it
-            c.sweep_repeats = NumberSlider(1, 5, value=1, step=1, label="timed runs per point (median)",
+            c.sweep_repeats = NumberSlider(1, 5, value=1, step=1, precision=0, label="timed runs per point (median)",
                                            elem_id="sweep-repeats")
             c.sweep_anchor = Switch(False, label="anchored diffusion",
                                          info="each block's first token from the context tower",

@@ -51,6 +51,9 @@ def checked_number(slider: gr.Slider, payload, clamp: bool = False):
     name = slider.label or "a slider"
     if isinstance(payload, bool) or not isinstance(payload, (int, float)):
         raise refused(f"{name} takes a number from {slider.minimum:g} to {slider.maximum:g}, got {payload!r}")
+    if slider.precision == 0 and not (isinstance(payload, int) or (math.isfinite(payload) and payload.is_integer())):
+        # a whole-number slider (the API lists it as an integer): Gradio would round 2.5 to 2 without a word
+        raise refused(f"{name} takes a whole number from {slider.minimum:g} to {slider.maximum:g}, got {payload!r}")
     if clamp and not math.isnan(payload):
         return min(max(payload, slider.minimum), slider.maximum)
     if not math.isnan(payload) and not slider.minimum <= payload <= slider.maximum:  # NaN: the handler names it
