@@ -215,3 +215,14 @@ def test_bench_and_sweep_say_when_the_split_holds_fewer_prompts_than_asked(capsy
     assert main(["bench", "--preset", "tiny", "--modes", "ar", "--n-prompts", "5", "--repeats", "1",
                  "--max-new-tokens", "2"]) == 0
     assert "holds 1 prompt: the run takes all of them (--n-prompts 5 asked for more)" in capsys.readouterr().err
+
+
+def test_eval_says_which_flags_a_task_not_run_leaves_unread(capsys):
+    from twotower.cli import main
+
+    argv = ["eval", "--preset", "tiny", "--modes", "ar", "--n-prompts", "1", "--syntax-prompts", "1"]
+    assert main(argv + ["--tasks", "syntax", "--syntax-tokens", "2", "--next-line-tokens", "8"]) == 0
+    assert "note: --next-line-tokens is read only with the next-line task: ignored" in capsys.readouterr().err
+    assert main(argv + ["--tasks", "next_line", "--next-line-tokens", "2", "--syntax-tokens", "9"]) == 0
+    assert ("note: --syntax-prompts, --syntax-tokens are read only with the syntax task: ignored"
+            in capsys.readouterr().err)

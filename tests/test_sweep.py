@@ -182,3 +182,18 @@ def test_a_host_whose_speed_moved_over_the_sweep_is_said_in_the_report():
     report = {**committed, "points": points(80.3, 35.2)}
     assert "ranged from 35.2 to 80.3" in format_header(report)
     assert "ranged" not in format_header({**report, "points": points(80.3, 79.0)})
+
+
+def test_a_sweep_that_measures_nothing_leaves_no_folder_it_made(tmp_path, capsys):
+    """A model that failed to load (or Ctrl-C before a point) left the --out-dir it had made, empty; a folder that
+    was there before stays."""
+    broken = tmp_path / "model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{")
+    made = tmp_path / "new" / "sweep"
+    assert main(["sweep", "--model", str(broken), "--gammas", "0.5", "--block-sizes", "2", "--out-dir", str(made)]) == 2
+    assert "config.json" in capsys.readouterr().err and not made.exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    assert main(["sweep", "--model", str(broken), "--gammas", "0.5", "--block-sizes", "2", "--out-dir", str(kept)]) == 2
+    assert kept.is_dir()

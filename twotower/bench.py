@@ -277,7 +277,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--workers", type=int, default=EVAL_DEFAULTS["workers"],
                         help="--eval: score its prompts in N processes, an engine each (0: one per core); same scores")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a markdown table")
-    parser.add_argument("--out", default=None, help="also write the report to this file: its JSON where the name ends in .json, else the markdown table")
+    parser.add_argument("--out", default=None,
+                        help="also write the report to this file: its JSON where the name ends in .json, else the "
+                             "markdown table")
 
 
 def unread_mode_flags(args, modes) -> str:

@@ -170,6 +170,11 @@ def score_item(engine, task: str, item: dict, modes, settings: dict, budget: dic
     return record
 
 
+# flags one task alone reads: (the task, the default); a value of their own for a task not run is noted
+TASK_FLAGS = {"--next-line-tokens": ("next_line", 32), "--syntax-prompts": ("syntax", None),
+              "--syntax-tokens": ("syntax", 64)}
+
+
 def check_eval_inputs(tasks, n_next_line, n_syntax, next_line_tokens, syntax_tokens, max_prompt_tokens,
                       workers) -> list[str]:
     """The tasks (in TASKS' order) and counts an eval reads, checked; `twotower eval` calls it before the model
@@ -327,13 +332,18 @@ def add_arguments(parser) -> None:
                         help=f"comma-separated modes among {', '.join(MODES)} (AR is always run: it is the baseline)")
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated tasks among {', '.join(TASKS)}")
     parser.add_argument("--n-prompts", type=int, default=500, help="next-line prompts (default 500)")
-    parser.add_argument("--syntax-prompts", type=int, default=None, help="syntax prompts (default min(100, --n-prompts))")
-    parser.add_argument("--next-line-tokens", type=int, default=32, help="max new tokens for next-line completion")
-    parser.add_argument("--syntax-tokens", type=int, default=64, help="new tokens per syntax continuation")
+    parser.add_argument("--syntax-prompts", type=int, default=TASK_FLAGS["--syntax-prompts"][1],
+                        help="syntax prompts (default min(100, --n-prompts))")
+    parser.add_argument("--next-line-tokens", type=int, default=TASK_FLAGS["--next-line-tokens"][1],
+                        help="max new tokens for next-line completion")
+    parser.add_argument("--syntax-tokens", type=int, default=TASK_FLAGS["--syntax-tokens"][1],
+                        help="new tokens per syntax continuation")
     parser.add_argument("--max-prompt-tokens", type=int, default=512, help="keep each prompt's last N tokens")
     parser.add_argument("--seed", type=int, default=0, help="prompt selection seed")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of markdown")
-    parser.add_argument("--out", default=None, help="also write the report to this file: its JSON where the name ends in .json, else the markdown table")
+    parser.add_argument("--out", default=None,
+                        help="also write the report to this file: its JSON where the name ends in .json, else the "
+                             "markdown table")
     parser.add_argument("--workers", type=int, default=1,
                         help="score the prompts in N processes, an engine each (0: one per core); same report")
 
@@ -366,8 +376,13 @@ def main(args) -> int:
     # mistyped modes, tasks, counts and settings are said before the model loads (evaluate checks them again)
     resolve_modes(args.modes)
     n_syntax = args.syntax_prompts if args.syntax_prompts is not None else min(100, args.n_prompts)
-    check_eval_inputs(args.tasks, args.n_prompts, n_syntax, args.next_line_tokens, args.syntax_tokens,
-                      args.max_prompt_tokens, workers)
+    tasks = check_eval_inputs(args.tasks, args.n_prompts, n_syntax, args.next_line_tokens, args.syntax_tokens,
+                              args.max_prompt_tokens, workers)
+    unread = [flag for flag, (task, default) in TASK_FLAGS.items()
+              if task not in tasks and getattr(args, flag[2:].replace("-", "_")) != default]
+    if unread:  # as bench says of its --eval flags
+        print(f"note: {', '.join(unread)} {'is' if len(unread) == 1 else 'are'} read only with the "
+              f"{'syntax' if 'syntax' not in tasks else 'next-line'} task: ignored", file=sys.stderr)
     check_decoding_settings(args.gamma, args.block_size, args.steps, cli=True)
     engine = engine_from_args(args)
     with progress_bar(0, "eval", "gen") as bar:

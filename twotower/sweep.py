@@ -9,6 +9,7 @@ ignored during the timed run, outputs cut after EOS for quality, only the drain 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -16,7 +17,7 @@ import sys
 
 from . import metrics
 from .validation import NEW_TOKENS_LIMIT, check_block_size, check_gamma, check_int, check_size, check_steps
-from .path_checks import make_output_dir, write_text_file
+from .path_checks import check_not_a_file, make_output_dir, write_text_file
 
 CSV_FIELDS = ("gamma", "block_size", "steps_per_block", "tokens_per_s", "ar_tokens_per_s", "ratio_vs_ar", "nfe",
               "tokens_per_pass", "agreement", "ar_mean_loglik", "ar_self_loglik", "pareto")
@@ -266,42 +267,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print the points as one JSON object")
 
 
-def is_plotly_page(head: bytes) -> bool:
-    """`written`'s test for sweep.html: a page plotly's to_html wrote (its script's name comes first)."""
-    head = head.lstrip().lower()
-    return head.startswith((b"<!doctype html", b"<html")) and b"plotly" in head
+def _measured(args, engine, prompts, gammas, block_sizes, steps, n_points) -> tuple[list[dict], BaseException | None]:
+    """main's grid, with its progress bar: (the points, None), or after Ctrl-C (or SIGTERM) the points measured so
+    far, their Pareto flags among themselves, and the interrupt to end on once they are reported."""
+    from .run_setup import preset_note_once, progress_bar
 
-
-def main(args) -> int:
-    from .run_setup import (device_info, engine_from_args, output_file, preset_note_once, print_report,
-                            progress_bar, provenance, starts_with)
-    from .eval_prompts import held_out_prompts, load_prompt_file, split_note
-
-    gammas = parse_list(args.gammas, float, "--gammas")
-    block_sizes = parse_list(args.block_sizes, int, "--block-sizes")
-    steps = parse_list(args.steps, int, "--steps") if args.steps is not None else None  # "": refused as empty
-    n_points = len(sweep_grid(gammas, block_sizes, steps, cli=True))  # checks the grid before loading anything
-    for name in ("n_prompts", "max_prompt_tokens", "max_new_tokens", "repeats"):  # run_sweep checks them again
-        check_size("--" + name.replace("_", "-"), getattr(args, name))
-    if args.prompts is not None:  # before the model loads: a bad file costs no loading time (and makes no --out-dir)
-        prompts, source = load_prompt_file(args.prompts), str(args.prompts)
-    else:
-        prompts = None  # the test split's, where the model's tokenizer breaks the file: read once it has loaded
-    out_dir = make_output_dir("--out-dir", args.out_dir)  # before the run: a bad path loses no measurement
-    # an interrupted sweep's points go to files of their own: sweep.csv and sweep.html are whole grids (a Ctrl-C
-    # after one point replaced a finished sweep's six, unmarked); neither is written over a file of another kind
-    paths = {stem: (out_dir / f"{stem}.csv", out_dir / f"{stem}.html") for stem in ("sweep", "sweep-interrupted")}
-    for csv_path, html_path in paths.values():
-        output_file("--out-dir's file", csv_path, args, ("a sweep's CSV", starts_with(",".join(CSV_FIELDS[:2]))))
-        output_file("--out-dir's file", html_path, args, ("a sweep's plot", is_plotly_page))
-    started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
-    engine = engine_from_args(args)
-    if prompts is None:
-        prompts, source = held_out_prompts(engine.tokenizer.encode, args.n_prompts, args.seed)
-        note = split_note("--n-prompts", args.n_prompts, len(prompts))
-        if note:
-            print(note, file=sys.stderr)
-    measured, interrupted = [], None  # the points so far: what Ctrl-C (or SIGTERM) keeps
+    measured = []
     with progress_bar(n_points, "sweep", "point") as bar:
         say_preset = preset_note_once(args, bar)
 
@@ -314,13 +285,56 @@ def main(args) -> int:
             bar.update(1)
 
         try:
-            points = run_sweep(engine, prompts, gammas, block_sizes, steps, args.max_new_tokens, progress,
-                               args.repeats, args.max_prompt_tokens, args.anchor_first, heal=args.heal)
+            return run_sweep(engine, prompts, gammas, block_sizes, steps, args.max_new_tokens, progress,
+                             args.repeats, args.max_prompt_tokens, args.anchor_first, heal=args.heal), None
         except KeyboardInterrupt as exc:  # the points measured are reported and written, then it ends as one
             if not measured:
                 raise
-            interrupted = exc
-            points = [{**p, "pareto": on} for p, on in zip(measured, front_flags(measured))]
+            return [{**p, "pareto": on} for p, on in zip(measured, front_flags(measured))], exc
+
+
+def is_plotly_page(head: bytes) -> bool:
+    """`written`'s test for sweep.html: a page plotly's to_html wrote (its script's name comes first)."""
+    head = head.lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html")) and b"plotly" in head
+
+
+def main(args) -> int:
+    from .run_setup import device_info, engine_from_args, output_file, print_report, provenance, starts_with
+    from .eval_prompts import held_out_prompts, load_prompt_file, split_note
+
+    gammas = parse_list(args.gammas, float, "--gammas")
+    block_sizes = parse_list(args.block_sizes, int, "--block-sizes")
+    steps = parse_list(args.steps, int, "--steps") if args.steps is not None else None  # "": refused as empty
+    n_points = len(sweep_grid(gammas, block_sizes, steps, cli=True))  # checks the grid before loading anything
+    for name in ("n_prompts", "max_prompt_tokens", "max_new_tokens", "repeats"):  # run_sweep checks them again
+        check_size("--" + name.replace("_", "-"), getattr(args, name))
+    if args.prompts is not None:  # before the model loads: a bad file costs no loading time (and makes no --out-dir)
+        prompts, source = load_prompt_file(args.prompts), str(args.prompts)
+    else:
+        prompts = None  # the test split's, where the model's tokenizer breaks the file: read once it has loaded
+    fresh = not check_not_a_file("--out-dir", args.out_dir).exists()
+    out_dir = make_output_dir("--out-dir", args.out_dir)  # before the run: a bad path loses no measurement
+    # an interrupted sweep's points go to files of their own: sweep.csv and sweep.html are whole grids (a Ctrl-C
+    # after one point replaced a finished sweep's six, unmarked); neither is written over a file of another kind
+    paths = {stem: (out_dir / f"{stem}.csv", out_dir / f"{stem}.html") for stem in ("sweep", "sweep-interrupted")}
+    for csv_path, html_path in paths.values():
+        output_file("--out-dir's file", csv_path, args, ("a sweep's CSV", starts_with(",".join(CSV_FIELDS[:2]))))
+        output_file("--out-dir's file", html_path, args, ("a sweep's plot", is_plotly_page))
+    started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
+    try:
+        engine = engine_from_args(args)
+        if prompts is None:
+            prompts, source = held_out_prompts(engine.tokenizer.encode, args.n_prompts, args.seed)
+            note = split_note("--n-prompts", args.n_prompts, len(prompts))
+            if note:
+                print(note, file=sys.stderr)
+        points, interrupted = _measured(args, engine, prompts, gammas, block_sizes, steps, n_points)
+    except BaseException:  # a model that fails to load, or Ctrl-C before a point: the folder it made goes
+        if fresh:
+            with contextlib.suppress(OSError):  # (rmdir takes an empty folder only)
+                out_dir.rmdir()
+        raise
     csv_path, html_path = paths["sweep" if interrupted is None else "sweep-interrupted"]
     # the points are printed before the files are written: a write that fails (disk full, the folder
     # removed meanwhile) is a one-line error that leaves every measurement on the screen
