@@ -53,7 +53,10 @@ def serving_problem(args) -> str | None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from twotower.cli import quiet_kernel_notices
     from twotower.run_setup import engine_from_args
+
+    quiet_kernel_notices()  # the server's log, as the commands' output
     from twotower.engine import DEFAULT_MODEL_DIR
 
     problem = serving_problem(args)

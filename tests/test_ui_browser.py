@@ -254,6 +254,31 @@ def test_race_panel(page):
     assert cards.count() == 2
 
 
+PLOT_WIDTHS = """() => [document.querySelector('#race-plot .main-svg').getBoundingClientRect().width,
+  document.querySelector('#race-plot').getBoundingClientRect().width]"""
+
+
+def test_a_plot_fits_a_window_resized_while_its_tab_was_hidden(page):
+    """Narrowed on another tab, the Race's chart kept its old width in its narrower box (its bars cut off)."""
+    page.get_by_role("tab", name="Race").click()
+    page.wait_for_selector("#race-plot .js-plotly-plot")
+    page.wait_for_timeout(500)
+    plot, box = page.evaluate(PLOT_WIDTHS)
+    assert abs(plot - box) < 20
+    page.get_by_role("tab", name="Playground").click()
+    page.set_viewport_size({"width": 900, "height": 1000})
+    try:
+        page.wait_for_timeout(300)
+        page.get_by_role("tab", name="Race").click()
+        page.wait_for_function(PLOT_WIDTHS.replace("() => [", "() => { const [p, b] = [")
+                               .replace("width]", "width]; return Math.abs(p - b) < 20; }"), timeout=10_000)
+        plot, narrow = page.evaluate(PLOT_WIDTHS)
+        assert narrow < box - 150 and abs(plot - narrow) < 20
+    finally:
+        page.set_viewport_size({"width": 1440, "height": 1000})
+        page.get_by_role("tab", name="Playground").click()
+
+
 RACE_DONE = """() => { const t = document.querySelector('#race-view').innerText;
   return (t.match(/× AR/g) || []).length === 2 && !/timing \\w+…/.test(t) && !t.includes('Stopped'); }"""
 

@@ -119,6 +119,18 @@ def text_streams_never_fail_on_a_character() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
+def quiet_kernel_notices() -> None:
+    """transformers' "falling back to its reference PyTorch implementation ... much slower" notices are not for a
+    command's or the app's user (on a CPU that implementation is the only one). transformers reads the variable when
+    it first loads (with the model: importing it here would cost seconds before a bad value is even looked at)."""
+    if "transformers" in sys.modules:  # in-process callers (tests, scripts) have it loaded already
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+    else:
+        os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+
+
 def main(argv=None) -> int:
     text_streams_never_fail_on_a_character()
     # allow_abbrev=False: a prefix of a flag is refused, not taken for it (bench's `--batch 2` silently set
@@ -147,14 +159,7 @@ def main(argv=None) -> int:
         parser.error(f"unknown command {named!r}: {hint}choose from {', '.join(COMMANDS)}")
     args = parser.parse_args(argv)
     args.argv = argv  # reports quote the command that measured them
-    # the "falling back to PyTorch kernels" notices are not for CLI users; transformers reads the variable when it
-    # first loads (with the model: importing it here would cost seconds before a bad value is even looked at)
-    if "transformers" in sys.modules:  # in-process callers (tests, scripts) have it loaded already
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-    else:
-        os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+    quiet_kernel_notices()
     # SIGTERM (timeout, kill, docker stop, a job scheduler) ends a run as Ctrl-C does: what Ctrl-C keeps (a partial
     # trace, a sweep's measured points, a training checkpoint) it keeps, where the default action kept nothing
     # (take_over: not where SIGTERM is ignored, as a supervisor or `trap '' TERM` may set it, nor off the main thread)

@@ -124,17 +124,17 @@ def _playground_tab(c, engine) -> None:
                                   info=PROMPT_KEYS, elem_id="prompt", scale=3)
             with gr.Column(scale=1, min_width=200):
                 c.mode = ChoiceRadio(MODE_CHOICES, value="diffusion", label="mode", info="a change re-runs",
-                                  elem_id="mode")
+                                     elem_id="mode")
                 c.colour_by = ChoiceRadio(["step", "confidence"], value="step",
-                                       label="colour tokens by", elem_id="colour-by")
+                                          label="colour tokens by", elem_id="colour-by")
                 c.anchor_first = Switch(False, label="anchor each block's first token",
-                                             info="diffusion: the context tower's own next token "
-                                             "(no denoiser pass; not the release's rule)",
-                                             elem_id="anchor-first")
+                                        info="diffusion: the context tower's own next token "
+                                        "(no denoiser pass; not the release's rule)",
+                                        elem_id="anchor-first")
                 c.heal = Switch(True, label=HEAL_LABEL,
-                                     info="a prompt typed mid-token (`ret`, `):`): the first token is chosen among "
-                                     "those that start with its last token's text (README: token healing)",
-                                     elem_id="heal")
+                                info="a prompt typed mid-token (`ret`, `):`): the first token is chosen among "
+                                "those that start with its last token's text (README: token healing)",
+                                elem_id="heal")
         gr.Examples([[p] for p in EXAMPLE_PROMPTS.values()], inputs=[c.prompt],
                     label="Example prompts (Python, like the training data)")
         with gr.Row():
@@ -196,13 +196,15 @@ def _audit_tab(c, cfg) -> None:
         c.audit_prompt = gr.Textbox(value=DEFAULT_PROMPT, lines=4, label="Prompt", info=PROMPT_KEYS,
                                     elem_id="audit-prompt")
         with gr.Row():
+            # min_width: on a phone the row's three columns cut the boxes' labels to "adaptiv…" and set their
+            # help text a word a line
             c.audit_adaptive = Switch(False, label="adaptive draft length",
-                                           info="longer after full acceptances, shorter after rejections",
-                                           elem_id="audit-adaptive")
+                                      info="longer after full acceptances, shorter after rejections",
+                                      elem_id="audit-adaptive", min_width=200)
             c.audit_cut = NumberSlider(0.0, 0.95, value=cfg.default_min_draft_confidence, step=0.05,
                                        label="propose draft tokens with confidence ≥",
                                        info="0 verifies the whole draft", elem_id="audit-cut")
-            c.audit_heal = Switch(True, label=HEAL_LABEL, info=HEAL_INFO, elem_id="audit-heal")
+            c.audit_heal = Switch(True, label=HEAL_LABEL, info=HEAL_INFO, elem_id="audit-heal", min_width=200)
         with gr.Row():
             c.audit_btn = gr.Button("Run speculative decoding", variant="primary",
                                     elem_id="audit-button")
@@ -229,8 +231,8 @@ def _sweep_tab(c) -> None:
             c.sweep_repeats = NumberSlider(1, 5, value=1, step=1, precision=0, label="timed runs per point (median)",
                                            elem_id="sweep-repeats")
             c.sweep_anchor = Switch(False, label="anchored diffusion",
-                                         info="each block's first token from the context tower",
-                                         elem_id="sweep-anchor")
+                                    info="each block's first token from the context tower",
+                                    elem_id="sweep-anchor", min_width=200)
         with gr.Row():
             c.sweep_btn = gr.Button("Run sweep", variant="primary", elem_id="sweep-button")
             c.sweep_stop = gr.Button("Stop", variant="stop", elem_id="sweep-stop")

@@ -60,7 +60,7 @@ CSS = """
 .tt-speedup { font-size: 20px; font-weight: 700; }
 .tt-table { border-collapse: collapse; font-size: 12px; }
 .tt-scroll { overflow-x: auto; max-width: 100%; }
-.tt-rounds { max-height: 70vh; overflow-y: auto; }
+.tt-rounds { max-height: max(70vh, 24em); overflow-y: auto; }  /* 70 % of a 400 px window showed 4 rounds */
 .tt-none { color: #868e96; font-style: italic; }
 .tt-rounds th { position: sticky; top: 0; background: var(--background-fill-primary, #fff); z-index: 1; }
 .tt-table th, .tt-table td { border-bottom: 1px solid #e9ecef; padding: 3px 8px; text-align: left; vertical-align: top; }

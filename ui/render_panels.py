@@ -230,7 +230,9 @@ def cost_html(lines: list[CostLine], provenance: dict[str, str], api_price=None,
     if measured_on_cpu:
         note += (" A throughput measured here was measured on a CPU: it is a whole machine's, so price it as one "
                  "(its $ per hour in the GPU-hour field, machines as GPUs), or type a GPU's throughput.")
-    return f'<table class="tt-table">{head}{"".join(body)}</table><div class="tt-note">{esc(note)}</div>'
+    # (scrolled sideways on a phone: its last columns, $ / M tokens and break-even, were cut off out of reach)
+    return (f'<div class="tt-scroll"><table class="tt-table">{head}{"".join(body)}</table></div>'
+            f'<div class="tt-note">{esc(note)}</div>')
 
 
 def amount(value: float, digits: int) -> str:

@@ -35,6 +35,12 @@ AFTER_STOP = "always_last"  # see the Race wiring
 ENGINE = "engine"
 
 
+# Plotly fits a plot to its box when the window resizes; a tab hidden meanwhile has no box, so its plots kept the
+# old width (a Race chart 1470 px wide in a 536 px box, its bars cut, after the window was narrowed on another tab):
+# the tab shown sends one more resize, once it is drawn
+RELAYOUT_JS = "() => { requestAnimationFrame(() => window.dispatchEvent(new Event('resize'))); }"
+
+
 def _constant(value):
     """A listener function that returns `value` (one per tab: a lambda in a loop would share the last)."""
     return lambda: value
@@ -87,6 +93,7 @@ def wire_playground(c, handlers) -> None:
                     trigger_mode="multiple", api_visibility="private", show_progress="hidden", concurrency_id=ENGINE)
     for tab_id, tab in c.tabs.items():
         tab.select(_constant(tab_id), None, c.active_tab, queue=False, api_visibility="private")
+        tab.select(None, None, None, js=RELAYOUT_JS, queue=False, api_visibility="private")
     c.save_btn.click(handlers.save_trace, c.record, c.trace_file, api_visibility="private", show_progress="hidden")
     # an opened run is another run: the session's run going stops first (queue-free); the open reads no model, so
     # it waits in no model's queue; it keeps the panel's inputs, which a release compares (handlers._board_shows)
