@@ -206,15 +206,15 @@ def test_bench_and_sweep_say_when_the_split_holds_fewer_prompts_than_asked(capsy
     from twotower.eval_prompts import split_note
 
     assert split_note("--n-prompts", 8, 8) is None
-    assert split_note("--n-prompts", 100_000, 11_008) == ("note: the test split holds 11,008 prompts: the run takes "
-                                                          "all of them (--n-prompts 100,000 asked for more)")
+    assert split_note("--n-prompts", 100_000, 11_008) == ("note: the test split holds 11,008 prompts: all of them "
+                                                          "run (--n-prompts 100,000 asked for more)")
     real = eval_prompts.held_out_prompts
     monkeypatch.setattr(eval_prompts, "held_out_prompts", lambda encode, n, seed: real(encode, 1, seed))
     from twotower.cli import main
 
     assert main(["bench", "--preset", "tiny", "--modes", "ar", "--n-prompts", "5", "--repeats", "1",
                  "--max-new-tokens", "2"]) == 0
-    assert "holds 1 prompt: the run takes all of them (--n-prompts 5 asked for more)" in capsys.readouterr().err
+    assert "holds 1 prompt: all of them run (--n-prompts 5 asked for more)" in capsys.readouterr().err
 
 
 def test_eval_says_which_flags_a_task_not_run_leaves_unread(capsys):

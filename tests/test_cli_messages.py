@@ -306,7 +306,7 @@ def test_more_eval_prompts_than_the_split_holds_are_said(monkeypatch, capsys):
     monkeypatch.setattr(evaluation, "next_line_items", lambda n, *a, **k: real(min(n, 2), *a, **k))  # a split of 2
     argv = ["eval", "--preset", "tiny", "--modes", "ar", "--tasks", "next_line", "--next-line-tokens", "2"]
     assert main(argv + ["--n-prompts", "3"]) == 0
-    assert "note: the test split holds 2 next-line prompts: all of them ran (--n-prompts 3 asked for more)" in \
+    assert "note: the test split holds 2 next-line prompts: all of them run (--n-prompts 3 asked for more)" in \
         capsys.readouterr().err
     assert main(argv + ["--n-prompts", "2"]) == 0
     assert "note: the test split holds" not in capsys.readouterr().err

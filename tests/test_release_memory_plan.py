@@ -222,8 +222,10 @@ def test_the_plan_refuses_sizes_past_the_engines_bounds(release):
         plan_memory(release, block_size=5000)
     with pytest.raises(ValueError, match="batch size must be at most 1,024, got 1,025"):
         plan_memory(release, batch_size=1025)
-    with pytest.raises(ValueError, match="context length must be at most 16,777,216, got a number of 400 digits"):
+    with pytest.raises(ValueError, match="context length must be at most 16,777,216, got a number of about 400 digits"):
         plan_memory(release, context_length=10**399)  # (its GiB overflowed a float: a traceback)
+    with pytest.raises(ValueError, match="about 5,000 digits"):
+        plan_memory(release, context_length=10**4999)  # past str()'s 4,300 digits
     assert plan_memory(release, context_length=2**24, device_memory={"cuda:0": 80, "cuda:1": 80})["fits"] is False
 
 

@@ -190,9 +190,9 @@ def test_a_sweep_that_measures_nothing_leaves_no_folder_it_made(tmp_path, capsys
     broken = tmp_path / "model"
     broken.mkdir()
     (broken / "config.json").write_text("{")
-    made = tmp_path / "new" / "sweep"
+    made = tmp_path / "new" / "deeper" / "sweep"
     assert main(["sweep", "--model", str(broken), "--gammas", "0.5", "--block-sizes", "2", "--out-dir", str(made)]) == 2
-    assert "config.json" in capsys.readouterr().err and not made.exists()
+    assert "config.json" in capsys.readouterr().err and not (tmp_path / "new").exists()
     kept = tmp_path / "kept"
     kept.mkdir()
     assert main(["sweep", "--model", str(broken), "--gammas", "0.5", "--block-sizes", "2", "--out-dir", str(kept)]) == 2

@@ -455,3 +455,16 @@ def test_the_page_shows_a_keyboard_users_focus_on_every_control(app):
     with urllib.request.urlopen(url.rstrip("/") + "/config") as response:
         css = json.load(response).get("css") or ""
     assert "input[type=range]:focus-visible" in css and "input[type=radio]:focus-visible" in css
+
+
+def test_a_fractional_whole_number_slider_reaches_the_handlers_refusal(app):
+    """The whole-number sliders are integers in the API description (precision 0); 2.5 is neither rounded to 2 by
+    Gradio nor refused by the component (a page then got a bare error toast): the handler refuses it by name."""
+    _, _, client = app
+    params = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/generate"]["parameters"]
+    types = {p["parameter_name"]: p["type"]["type"] for p in params}
+    assert types["block_size"] == types["max_new_tokens"] == types["top_k"] == "integer" and types["gamma"] == "number"
+    with pytest.raises(Exception, match="block size S must be an integer, got 2.5"):
+        client.predict("def f():", "diffusion", 0.8, 2.5, 4, 8, 0.0, 0, "step", api_name="/generate")
+    with pytest.raises(Exception, match="block size S must be an integer, got 2.5"):
+        client.predict(2.5, api_name="/model_info")

@@ -254,6 +254,20 @@ def test_race_panel(page):
     assert cards.count() == 2
 
 
+def test_a_fractional_block_size_is_refused_in_the_model_tab_over_its_plan(page):
+    """The S box takes 2.5 (its step is 1, but typing is free): the Model tab says so over the plan it keeps."""
+    set_slider(page, "block-size", 2.5)
+    try:
+        page.get_by_role("tab", name="Model").click()
+        page.locator("#model-button").click()
+        page.wait_for_selector("#model-view >> text=block size S must be an integer, got 2.5")
+        assert "Below: the last plan." in page.inner_text("#model-view")
+        assert "Memory plan per device" in page.inner_text("#model-view")
+    finally:
+        set_slider(page, "block-size", 16)
+        page.get_by_role("tab", name="Playground").click()
+
+
 PLOT_WIDTHS = """() => [document.querySelector('#race-plot .main-svg').getBoundingClientRect().width,
   document.querySelector('#race-plot').getBoundingClientRect().width]"""
 

@@ -332,7 +332,7 @@ def main(args) -> int:
     settings = resolved_settings(engine, args.gamma, args.block_size, args.steps, args.draft_steps,
                                  args.min_draft_confidence, args.anchor_first)
     note = steps_note(args.steps, settings)
-    if note:  # the report says what ran
+    if note and ("diffusion" in modes or args.eval):  # the report says what ran (no other mode reads --steps)
         print(note, file=sys.stderr)
     settings["adaptive"] = bool(args.adaptive)
     settings["snapshot_rollback"] = bool(args.snapshot_rollback)

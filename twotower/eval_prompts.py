@@ -175,10 +175,10 @@ def prompt_ids(engine, text: str, max_tokens: int) -> list[int]:
     return ids
 
 
-def split_note(flag: str, asked: int, held: int) -> str | None:
-    """bench's and sweep's note where --n-prompts asked for more prompts than the test split holds (eval says it
-    of its tasks): all of them ran, which the count alone hid."""
+def split_note(flag: str, asked: int, held: int, kind: str = "") -> str | None:
+    """The note of bench, eval and sweep where a count flag asked for more prompts than the test split holds: all of
+    them run, which the count alone hid. kind: eval's task ("next-line ")."""
     if held >= asked:
         return None
-    return (f"note: the test split holds {held:,} prompt{'' if held == 1 else 's'}: the run takes all of them "
+    return (f"note: the test split holds {held:,} {kind}prompt{'' if held == 1 else 's'}: all of them run "
             f"({flag} {asked:,} asked for more)")

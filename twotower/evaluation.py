@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import metrics
 from .engine import MODES, normalise_mode
-from .eval_prompts import CHARS_PER_TOKEN_BOUND, next_line_items, prompt_ids, syntax_items
+from .eval_prompts import CHARS_PER_TOKEN_BOUND, next_line_items, prompt_ids, split_note, syntax_items
 
 MODE_ORDER = ("ar", "mock_ar", "diffusion", "speculative")  # AR first: every other mode is compared with it
 TASKS = ("next_line", "syntax")
@@ -374,7 +374,7 @@ def main(args) -> int:
     workers = resolve_workers(args.workers)
     out = output_file("--out", args.out, args, ("an eval report", report_file(MARKDOWN_START, "eval")))
     # mistyped modes, tasks, counts and settings are said before the model loads (evaluate checks them again)
-    resolve_modes(args.modes)
+    modes, _ = resolve_modes(args.modes)
     n_syntax = args.syntax_prompts if args.syntax_prompts is not None else min(100, args.n_prompts)
     tasks = check_eval_inputs(args.tasks, args.n_prompts, n_syntax, args.next_line_tokens, args.syntax_tokens,
                               args.max_prompt_tokens, workers)
@@ -385,6 +385,9 @@ def main(args) -> int:
               f"{'syntax' if 'syntax' not in tasks else 'next-line'} task: ignored", file=sys.stderr)
     check_decoding_settings(args.gamma, args.block_size, args.steps, cli=True)
     engine = engine_from_args(args)
+    note = steps_note(args.steps, resolved_settings(engine, args.gamma, args.block_size, args.steps))
+    if note and "diffusion" in modes:  # (no other mode reads --steps)
+        print(note, file=sys.stderr)
     with progress_bar(0, "eval", "gen") as bar:
         say_preset = preset_note_once(args, bar)
 
@@ -410,15 +413,12 @@ def main(args) -> int:
     lost = print_report(json.dumps(report, indent=1) if args.json else markdown)
     if out is not None:  # a .json file gets the JSON (--json --out r.json wrote the markdown table there)
         write_text_file("--out", out, report_text(report, markdown, out))
-    note = steps_note(args.steps, report.get("settings") or {"steps_per_block": args.steps})
-    if note:
-        print(note, file=sys.stderr)
     if stopped is None:  # more prompts asked than the split holds: all of them ran, which the count alone hid
         for task, flag, asked in (("next_line", "--n-prompts", args.n_prompts), ("syntax", "--syntax-prompts", n_syntax)):
             held = report.get("n_prompts", {}).get(task)
-            if held is not None and held < asked:
-                print(f"note: the test split holds {held:,} {task.replace('_', '-')} prompts: all of them ran "
-                      f"({flag} {asked:,} asked for more)", file=sys.stderr)
+            note = None if held is None else split_note(flag, asked, held, task.replace("_", "-") + " ")
+            if note:
+                print(note, file=sys.stderr)
     if stopped is not None:
         raise stopped.signal
     if lost is not None:

@@ -63,8 +63,10 @@ def _positive_int(name: str, value, maximum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if value > maximum:
+        # (str() of an int past 4,300 digits raises: its digits are counted from its bits)
         raise ValueError(f"{name} must be at most {maximum:,}, got {value:,}" if value < 10**30 else
-                         f"{name} must be at most {maximum:,}, got a number of {len(str(value))} digits")
+                         f"{name} must be at most {maximum:,}, got a number of about "
+                         f"{int(value.bit_length() * math.log10(2)) + 1:,} digits")
     return value
 
 

@@ -259,7 +259,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64,
                         help="new tokens per prompt, EOS ignored while timed (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=1, help="timed rounds per point; the median is used (default: %(default)s)")
-    parser.add_argument("--out-dir", default="sweep-results", help="where sweep.csv and sweep.html go (default: %(default)s)")
+    parser.add_argument("--out-dir", default="sweep-results",
+                        help="where sweep.csv and sweep.html go, or sweep-interrupted.csv and .html for an "
+                             "interrupted sweep (default: %(default)s)")
     add_anchor_argument(parser)  # every grid point anchored
     parser.add_argument("--heal", action="store_true",
                         help="heal each prompt's last token (token healing, as the app's Sweep does; default: the "
@@ -313,7 +315,8 @@ def main(args) -> int:
         prompts, source = load_prompt_file(args.prompts), str(args.prompts)
     else:
         prompts = None  # the test split's, where the model's tokenizer breaks the file: read once it has loaded
-    fresh = not check_not_a_file("--out-dir", args.out_dir).exists()
+    wanted = check_not_a_file("--out-dir", args.out_dir)
+    made = [folder for folder in (wanted, *wanted.parents) if not folder.exists()]  # the leaf first
     out_dir = make_output_dir("--out-dir", args.out_dir)  # before the run: a bad path loses no measurement
     # an interrupted sweep's points go to files of their own: sweep.csv and sweep.html are whole grids (a Ctrl-C
     # after one point replaced a finished sweep's six, unmarked); neither is written over a file of another kind
@@ -330,10 +333,10 @@ def main(args) -> int:
             if note:
                 print(note, file=sys.stderr)
         points, interrupted = _measured(args, engine, prompts, gammas, block_sizes, steps, n_points)
-    except BaseException:  # a model that fails to load, or Ctrl-C before a point: the folder it made goes
-        if fresh:
-            with contextlib.suppress(OSError):  # (rmdir takes an empty folder only)
-                out_dir.rmdir()
+    except BaseException:  # a model that fails to load, or Ctrl-C before a point: the folders it made go
+        with contextlib.suppress(OSError):  # (rmdir takes an empty folder only: the first one not empty stops it)
+            for folder in made:
+                folder.rmdir()
         raise
     csv_path, html_path = paths["sweep" if interrupted is None else "sweep-interrupted"]
     # the points are printed before the files are written: a write that fails (disk full, the folder

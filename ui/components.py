@@ -42,7 +42,11 @@ class NumberSlider(gr.Slider):
     is_template = True  # the front end draws it with gr.Slider's own component (Block.get_block_name)
 
     def preprocess(self, payload):
-        return super().preprocess(checked_number(self, payload))
+        payload = checked_number(self, payload)
+        # a whole-number slider (precision 0: the API lists it as an integer) passes 2.5 on as it came, as a page's
+        # number box sends it: Gradio's rounding made it 2 without a word, and the handlers refuse it in the panel
+        # (a refusal here was a bare error toast, the panel's message never reached)
+        return payload if self.precision == 0 else super().preprocess(payload)
 
 
 def checked_number(slider: gr.Slider, payload, clamp: bool = False):
@@ -51,9 +55,6 @@ def checked_number(slider: gr.Slider, payload, clamp: bool = False):
     name = slider.label or "a slider"
     if isinstance(payload, bool) or not isinstance(payload, (int, float)):
         raise refused(f"{name} takes a number from {slider.minimum:g} to {slider.maximum:g}, got {payload!r}")
-    if slider.precision == 0 and not (isinstance(payload, int) or (math.isfinite(payload) and payload.is_integer())):
-        # a whole-number slider (the API lists it as an integer): Gradio would round 2.5 to 2 without a word
-        raise refused(f"{name} takes a whole number from {slider.minimum:g} to {slider.maximum:g}, got {payload!r}")
     if clamp and not math.isnan(payload):
         return min(max(payload, slider.minimum), slider.maximum)
     if not math.isnan(payload) and not slider.minimum <= payload <= slider.maximum:  # NaN: the handler names it

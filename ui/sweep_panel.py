@@ -193,7 +193,8 @@ class SweepPanel:
                 yield gr.skip(), gr.skip(), served, stopped
             return
         except ValueError as exc:  # refused before it began (the last Sweep's CSV stays), or failed on the way
-            say_refused(str(exc), from_api(request))
+            if watch is None:  # refused before it began (a failure on the way keeps its points and CSV below)
+                say_refused(str(exc), from_api(request))
             # refused before it began: the last Sweep's notes stay under the message (failed on the way: its own)
             said = (self._over_shown(session, "sweep", exc, "Below: the last Sweep's notes.") if watch is None
                     else error_html(str(exc)))
