@@ -296,7 +296,7 @@ def unread_mode_flags(args, modes) -> str:
 
 
 def main(args) -> int:
-    from .eval_prompts import held_out_prompts, load_prompt_file, prompt_ids, split_note
+    from .eval_prompts import held_out_prompts_said, load_prompt_file, prompt_ids
     from .eval_workers import resolve_workers
     from .engine import check_decoding_settings
     from .evaluation import evaluate, resolve_modes, resolved_settings, steps_note
@@ -325,10 +325,7 @@ def main(args) -> int:
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
     engine = engine_from_args(args)
     if texts is None:
-        texts, source = held_out_prompts(engine.tokenizer.encode, args.n_prompts, args.seed)
-        note = split_note("--n-prompts", args.n_prompts, len(texts))
-        if note:
-            print(note, file=sys.stderr)
+        texts, source = held_out_prompts_said(engine.tokenizer.encode, args.n_prompts, args.seed)
     settings = resolved_settings(engine, args.gamma, args.block_size, args.steps, args.draft_steps,
                                  args.min_draft_confidence, args.anchor_first)
     note = steps_note(args.steps, settings)

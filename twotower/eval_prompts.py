@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import random
+import sys
 
 from .corpus import split_files
 from .metrics import source_compiles
@@ -182,3 +183,12 @@ def split_note(flag: str, asked: int, held: int, kind: str = "") -> str | None:
         return None
     return (f"note: the test split holds {held:,} {kind}prompt{'' if held == 1 else 's'}: all of them run "
             f"({flag} {asked:,} asked for more)")
+
+
+def held_out_prompts_said(encode, n_prompts: int, seed: int) -> tuple[list[str], str]:
+    """held_out_prompts for bench's and sweep's --n-prompts, with split_note on stderr where the split holds fewer."""
+    texts, source = held_out_prompts(encode, n_prompts, seed)
+    note = split_note("--n-prompts", n_prompts, len(texts))
+    if note:
+        print(note, file=sys.stderr)
+    return texts, source

@@ -13,7 +13,6 @@ import contextlib
 import csv
 import io
 import json
-import sys
 
 from . import metrics
 from .validation import NEW_TOKENS_LIMIT, check_block_size, check_gamma, check_int, check_size, check_steps
@@ -303,7 +302,7 @@ def is_plotly_page(head: bytes) -> bool:
 
 def main(args) -> int:
     from .run_setup import device_info, engine_from_args, output_file, print_report, provenance, starts_with
-    from .eval_prompts import held_out_prompts, load_prompt_file, split_note
+    from .eval_prompts import held_out_prompts_said, load_prompt_file
 
     gammas = parse_list(args.gammas, float, "--gammas")
     block_sizes = parse_list(args.block_sizes, int, "--block-sizes")
@@ -328,10 +327,7 @@ def main(args) -> int:
     try:
         engine = engine_from_args(args)
         if prompts is None:
-            prompts, source = held_out_prompts(engine.tokenizer.encode, args.n_prompts, args.seed)
-            note = split_note("--n-prompts", args.n_prompts, len(prompts))
-            if note:
-                print(note, file=sys.stderr)
+            prompts, source = held_out_prompts_said(engine.tokenizer.encode, args.n_prompts, args.seed)
         points, interrupted = _measured(args, engine, prompts, gammas, block_sizes, steps, n_points)
     except BaseException:  # a model that fails to load, or Ctrl-C before a point: the folders it made go
         with contextlib.suppress(OSError):  # (rmdir takes an empty folder only: the first one not empty stops it)
