@@ -192,13 +192,15 @@ class SweepPanel:
                     self._keep_shown(session, "sweep", stopped)
                 yield gr.skip(), gr.skip(), served, stopped
             return
-        except ValueError as exc:  # refused before it began (the last Sweep's CSV stays), or failed on the way
-            if watch is None:  # refused before it began (a failure on the way keeps its points and CSV below)
-                say_refused(str(exc), from_api(request))
-            # refused before it began: the last Sweep's notes stay under the message (failed on the way: its own)
-            said = (self._over_shown(session, "sweep", exc, "Below: the last Sweep's notes.") if watch is None
-                    else error_html(str(exc)))
-            yield gr.skip(), gr.skip(), gr.skip() if watch is None else served, said
+        except ValueError as exc:
+            # the page's toast either way; raised to an API caller only when refused before it began (one that
+            # failed on the way returns its points and CSV, as the page keeps them)
+            say_refused(str(exc), from_api(request) and watch is None)
+            if watch is None:  # refused before it began: the last Sweep's CSV and notes stay under the message
+                yield gr.skip(), gr.skip(), gr.skip(), self._over_shown(session, "sweep", exc,
+                                                                        "Below: the last Sweep's notes.")
+            else:  # failed on the way: its own points and CSV
+                yield gr.skip(), gr.skip(), served, error_html(str(exc))
             return
         finally:
             if watch is not None:
