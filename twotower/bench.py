@@ -21,8 +21,8 @@ from time import perf_counter
 from . import metrics
 from .engine import MODES
 from .run_setup import (add_engine_arguments, add_settings_arguments, device_info, engine_from_args,
-                        output_file, preset_note_once, print_report, progress_bar, provenance, report_file,
-                        report_text)
+                        output_file, preset_note_once, print_report, progress_bar, provenance, read_only,
+                        report_file, report_text)
 from .validation import check_fraction, check_size
 from .path_checks import write_text_file
 # the report's words live in bench_report.py; these names stay importable from here (scripts/write_benchmarks.py)
@@ -288,8 +288,7 @@ def unread_mode_flags(args, modes) -> str:
     spec = [flag for flag, given in (("--draft-steps", args.draft_steps is not None), ("--adaptive", args.adaptive),
                                      ("--min-draft-confidence", args.min_draft_confidence is not None),
                                      ("--snapshot-rollback", args.snapshot_rollback)) if given]
-    parts = [f"{', '.join(spec)} {'is' if len(spec) == 1 else 'are'} read only by speculative"] \
-        if spec and "speculative" not in modes else []
+    parts = [read_only(spec, "by speculative")] if spec and "speculative" not in modes else []
     if args.anchor_first and "diffusion" not in modes and not args.eval:
         parts.append("--anchor-first is read only by diffusion")
     return "; ".join(parts)
@@ -307,8 +306,7 @@ def main(args) -> int:
     unread = [f"--{name.replace('_', '-')}" for name, default in EVAL_DEFAULTS.items()
               if getattr(args, name) != default and not args.eval]
     if unread:  # as generate and train say of flags they do not read
-        print(f"note: {', '.join(unread)} {'is' if len(unread) == 1 else 'are'} read only with --eval: ignored",
-              file=sys.stderr)
+        print(f"note: {read_only(unread, 'with --eval')}: ignored", file=sys.stderr)
     out = output_file("--out", args.out, args, ("a bench report", report_file(MARKDOWN_START, "bench")))
     modes, skipped = resolve_modes(args.modes)  # the modes and a prompt file are checked before the model loads
     check_decoding_settings(args.gamma, args.block_size, args.steps, args.draft_steps, cli=True)  # checked again later

@@ -367,7 +367,7 @@ def main(args) -> int:
     from .eval_workers import resolve_workers
     from .engine import check_decoding_settings
     from .run_setup import (device_info, engine_from_args, loaded_model_dir, output_file, preset_note_once,
-                            print_report, progress_bar, provenance, report_file, report_text)
+                            print_report, progress_bar, provenance, read_only, report_file, report_text)
     from .path_checks import write_text_file
 
     started = provenance(args)  # the commit the run starts from: edits made while it runs are not in it
@@ -381,8 +381,8 @@ def main(args) -> int:
     unread = [flag for flag, (task, default) in TASK_FLAGS.items()
               if task not in tasks and getattr(args, flag[2:].replace("-", "_")) != default]
     if unread:  # as bench says of its --eval flags
-        print(f"note: {', '.join(unread)} {'is' if len(unread) == 1 else 'are'} read only with the "
-              f"{'syntax' if 'syntax' not in tasks else 'next-line'} task: ignored", file=sys.stderr)
+        task = "syntax" if "syntax" not in tasks else "next-line"
+        print(f"note: {read_only(unread, f'with the {task} task')}: ignored", file=sys.stderr)
     check_decoding_settings(args.gamma, args.block_size, args.steps, cli=True)
     engine = engine_from_args(args)
     note = steps_note(args.steps, resolved_settings(engine, args.gamma, args.block_size, args.steps))

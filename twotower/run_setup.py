@@ -155,6 +155,11 @@ class _Lines:
         self.stream.flush()
 
 
+def read_only(flags: list[str], where: str) -> str:
+    """"--a, --b are read only <where>": bench's and eval's notes of flags given that the run does not read."""
+    return f"{', '.join(flags)} {'is' if len(flags) == 1 else 'are'} read only {where}"
+
+
 def starts_with(text: str):
     """`written`'s test for a markdown report: the file begins with the report's heading (after blank space)."""
     return lambda head: head.lstrip().startswith(text.encode())

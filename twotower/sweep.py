@@ -316,7 +316,7 @@ def main(args) -> int:
         prompts = None  # the test split's, where the model's tokenizer breaks the file: read once it has loaded
     wanted = check_not_a_file("--out-dir", args.out_dir)
     made = [folder for folder in (wanted, *wanted.parents) if not folder.exists()]  # the leaf first
-    out_dir = make_output_dir("--out-dir", args.out_dir)  # before the run: a bad path loses no measurement
+    out_dir = make_output_dir("--out-dir", wanted)  # before the run: a bad path loses no measurement
     # an interrupted sweep's points go to files of their own: sweep.csv and sweep.html are whole grids (a Ctrl-C
     # after one point replaced a finished sweep's six, unmarked); neither is written over a file of another kind
     paths = {stem: (out_dir / f"{stem}.csv", out_dir / f"{stem}.html") for stem in ("sweep", "sweep-interrupted")}

@@ -14,7 +14,7 @@ from .components import from_api, say_refused
 from .cost import cost_table
 from .panel_common import MAX_NEW_TOKENS, unavailable, whole
 from .plots import cost_bars
-from .render import error_html, esc, kv_table_html, note_html
+from .render import esc, kv_table_html, note_html
 from .render_panels import MODE_LABELS, amount, cost_html, figure_decimals
 
 
@@ -93,8 +93,7 @@ class CostModelPanel:
             block_size = None if block_size is None else check_block_size(whole(block_size))
         except ValueError as exc:
             say_refused(str(exc), from_api(request))
-            shown = self._shown.get((session, "model")) or self.model_info()
-            return error_html(str(exc)) + note_html("Below: the last plan.") + shown
+            return self._over_shown(session, "model", exc, "Below: the last plan.", first=self.model_info)
         info = self.engine.describe()
         # yes / no, not Python's True / False
         html = kv_table_html({MODEL_LABELS.get(k, k): ({True: "yes", False: "no"}[v] if isinstance(v, bool) else v)

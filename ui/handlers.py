@@ -49,8 +49,8 @@ class Handlers(BoardNote, SavedRuns, PanelHandlers):
             self._stops.forget(session)
             self._live_colour.pop(session, None)
             self._audit_refusal_said.pop(session, None)
-            for panel in ("audit", "cost", "sweep", "model"):
-                self._shown.pop((session, panel), None)
+            for key in [key for key in self._shown if key[0] == session]:  # every panel's (PanelHandlers._shown)
+                self._shown.pop(key, None)
             self.board_started_over(session)
 
     def _view(self, board: Board, prompt: str, colour_by: str, steps_per_block, healed: str = "",

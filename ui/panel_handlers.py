@@ -105,10 +105,12 @@ class PanelHandlers(AuditPanel, CostModelPanel, SweepPanel):
         if session is not None:
             self._shown[(session, panel)] = html
 
-    def _over_shown(self, session, panel: str, exc: Exception, below: str) -> str:
+    def _over_shown(self, session, panel: str, exc: Exception, below: str, first=None) -> str:
         """A refused run's message, over what the panel's last run of the session showed (its `below` label first);
-        the message alone where there is none."""
+        where there is none, over `first()`, what the page showed before any run (None: the message alone)."""
         shown = self._shown.get((session, panel))
+        if shown is None and first is not None:
+            shown = first()
         return error_html(str(exc)) + ("" if shown is None else note_html(below) + shown)
 
     def race_stopped(self, view: str):
